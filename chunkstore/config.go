@@ -1,0 +1,65 @@
+package chunkstore
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// FormatVersion is the repository format this code writes and reads.
+const FormatVersion = 1
+
+// Object names and prefixes in the store.
+const (
+	ConfigName      = "config"
+	KeysPrefix      = "keys/"
+	DataPrefix      = "data/"
+	IndexPrefix     = "index/"
+	SnapshotsPrefix = "snapshots/"
+)
+
+// Chunking and packing defaults (docs/format.md).
+const (
+	DefaultChunkMin     = 512 << 10
+	DefaultChunkMax     = 8 << 20
+	DefaultChunkAvgBits = 20 // ~1 MiB average
+	DefaultPackSize     = 16 << 20
+)
+
+// Config is the plaintext "config" object: everything a reader needs
+// before any key is available. Its SHA-256 is recorded inside the sealed
+// secrets, so a tampered config is detected on open.
+type Config struct {
+	Format       string `json:"format"` // always "lifeboat"
+	Version      int    `json:"version"`
+	ID           string `json:"id"` // repository ID, 64 hex digits
+	Created      string `json:"created"`
+	ChunkMin     uint   `json:"chunk_min"`
+	ChunkMax     uint   `json:"chunk_max"`
+	ChunkAvgBits int    `json:"chunk_avg_bits"`
+	PackSize     int    `json:"pack_size"`
+	Compression  string `json:"compression"` // "zstd"
+}
+
+// ParseConfig decodes and validates a config object.
+func ParseConfig(b []byte) (Config, error) {
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("not a lifeboat repository: config is not valid JSON: %w", err)
+	}
+	if c.Format != "lifeboat" {
+		return c, fmt.Errorf("not a lifeboat repository: config format is %q", c.Format)
+	}
+	if c.Version != FormatVersion {
+		return c, fmt.Errorf("repository format version %d is not supported by this lifeboat (supports %d); upgrade lifeboat", c.Version, FormatVersion)
+	}
+	if _, err := ParseID(c.ID); err != nil {
+		return c, fmt.Errorf("config: repository id: %w", err)
+	}
+	if c.ChunkMin < 64<<10 || c.ChunkMax < c.ChunkMin || c.ChunkMax > 64<<20 || c.ChunkAvgBits < 12 || c.ChunkAvgBits > 26 {
+		return c, fmt.Errorf("config: chunker parameters out of range (min %d, max %d, avg bits %d)", c.ChunkMin, c.ChunkMax, c.ChunkAvgBits)
+	}
+	if c.PackSize < 1<<20 || c.PackSize > 512<<20 {
+		return c, fmt.Errorf("config: pack size %d out of range", c.PackSize)
+	}
+	return c, nil
+}

@@ -1,0 +1,80 @@
+package chunkstore
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/zeebo/blake3"
+)
+
+// IDSize is the length of every identifier in the repository.
+const IDSize = 32
+
+// ID names a blob (keyed BLAKE3 of its plaintext) or a stored object
+// (SHA-256 of its bytes).
+type ID [IDSize]byte
+
+// String returns the lower-case hex form of id.
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// Short returns the first eight hex digits, for messages.
+func (id ID) Short() string { return hex.EncodeToString(id[:4]) }
+
+// IsNull reports whether id is all zeros.
+func (id ID) IsNull() bool { return id == ID{} }
+
+// MarshalText encodes id as hex, so IDs appear as strings in JSON.
+func (id ID) MarshalText() ([]byte, error) {
+	b := make([]byte, 2*IDSize)
+	hex.Encode(b, id[:])
+	return b, nil
+}
+
+// UnmarshalText parses a hex ID.
+func (id *ID) UnmarshalText(b []byte) error {
+	parsed, err := ParseID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = parsed
+	return nil
+}
+
+// ParseID parses a 64-digit hex ID.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 2*IDSize {
+		return id, fmt.Errorf("invalid ID %q: want %d hex digits", s, 2*IDSize)
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("invalid ID %q: %w", s, err)
+	}
+	return id, nil
+}
+
+// Hash returns the SHA-256 of data: the name of a stored object. Anyone
+// can check an object against its name without keys.
+func Hash(data []byte) ID { return sha256.Sum256(data) }
+
+// ChunkHasher computes keyed chunk IDs. It is safe for concurrent use.
+// BLAKE3 in keyed mode was chosen by measurement: on the 2-core
+// development machine it runs at about 2.4x HMAC-SHA256 (see docs/format.md).
+type ChunkHasher struct {
+	key [32]byte
+}
+
+// NewChunkHasher returns a hasher for the repository's chunk-ID key.
+func NewChunkHasher(key [32]byte) *ChunkHasher { return &ChunkHasher{key: key} }
+
+// Sum returns the keyed ID of data.
+func (h *ChunkHasher) Sum(data []byte) ID {
+	hh, err := blake3.NewKeyed(h.key[:])
+	if err != nil {
+		panic(err) // the key length is fixed at 32 bytes
+	}
+	_, _ = hh.Write(data)
+	var id ID
+	hh.Sum(id[:0])
+	return id
+}

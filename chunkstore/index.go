@@ -1,0 +1,212 @@
+package chunkstore
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// PackEntry is one pack as recorded in an index file.
+type PackEntry struct {
+	ID         ID
+	Size       uint32
+	WrappedKey []byte
+	Blobs      []Blob
+}
+
+// Index file plaintext (before sealing, docs/format.md):
+//
+//	"LBIDX1\n\x00" | u32 packs | per pack: id(32) u32 size u32 W key(W)
+//	u32 blobs | blob entries (type, id, offset, length, raw length)
+const indexMagic = "LBIDX1\n\x00"
+
+// EncodeIndex encodes packs as index plaintext.
+func EncodeIndex(packs []PackEntry) []byte {
+	n := len(indexMagic) + 4
+	for _, p := range packs {
+		n += IDSize + 12 + len(p.WrappedKey) + len(p.Blobs)*blobEntrySize
+	}
+	out := make([]byte, 0, n)
+	out = append(out, indexMagic...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(packs)))
+	for _, p := range packs {
+		out = append(out, p.ID[:]...)
+		out = binary.LittleEndian.AppendUint32(out, p.Size)
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(p.WrappedKey)))
+		out = append(out, p.WrappedKey...)
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(p.Blobs)))
+		for _, b := range p.Blobs {
+			out = appendBlobEntry(out, b)
+		}
+	}
+	return out
+}
+
+// DecodeIndex parses index plaintext. It validates every length against
+// the bytes present and every blob against its pack's size.
+func DecodeIndex(b []byte) ([]PackEntry, error) {
+	bad := func(format string, args ...any) ([]PackEntry, error) {
+		return nil, fmt.Errorf("%w: index: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	if len(b) < len(indexMagic)+4 || string(b[:len(indexMagic)]) != indexMagic {
+		return bad("bad magic")
+	}
+	b = b[len(indexMagic):]
+	np := binary.LittleEndian.Uint32(b)
+	b = b[4:]
+	if uint64(np) > uint64(len(b))/(IDSize+12) {
+		return bad("claims %d packs in %d bytes", np, len(b))
+	}
+	packs := make([]PackEntry, 0, np)
+	for i := uint32(0); i < np; i++ {
+		if len(b) < IDSize+8 {
+			return bad("pack %d truncated", i)
+		}
+		var p PackEntry
+		copy(p.ID[:], b)
+		p.Size = binary.LittleEndian.Uint32(b[IDSize:])
+		w := binary.LittleEndian.Uint32(b[IDSize+4:])
+		b = b[IDSize+8:]
+		if uint64(w)+4 > uint64(len(b)) {
+			return bad("pack %d key length %d out of range", i, w)
+		}
+		p.WrappedKey = append([]byte(nil), b[:w]...)
+		b = b[w:]
+		nb := binary.LittleEndian.Uint32(b)
+		b = b[4:]
+		if uint64(nb)*blobEntrySize > uint64(len(b)) {
+			return bad("pack %d claims %d blobs in %d bytes", i, nb, len(b))
+		}
+		p.Blobs = make([]Blob, nb)
+		for j := range p.Blobs {
+			bl := readBlobEntry(b[j*blobEntrySize:])
+			if bl.Type > TreeBlob || bl.Length < BlobOverhead || uint64(bl.Offset)+uint64(bl.Length) > uint64(p.Size) {
+				return bad("pack %s blob %d out of range", p.ID.Short(), j)
+			}
+			p.Blobs[j] = bl
+		}
+		b = b[int(nb)*blobEntrySize:]
+		packs = append(packs, p)
+	}
+	if len(b) != 0 {
+		return bad("%d trailing bytes", len(b))
+	}
+	return packs, nil
+}
+
+// Location is where a blob lives.
+type Location struct {
+	Pack *PackEntry
+	Blob Blob
+}
+
+type blobLoc struct {
+	pack    uint32
+	blobIdx uint32
+}
+
+// Index is the in-memory union of all index files plus the blobs being
+// written by this process. It is safe for concurrent use.
+type Index struct {
+	mu      sync.RWMutex
+	packs   []*PackEntry
+	packIdx map[ID]uint32
+	blobs   map[ID]blobLoc
+	pending map[ID]struct{} // reserved by a writer, not yet in a pack on storage
+}
+
+// NewIndex returns an empty index.
+func NewIndex() *Index {
+	return &Index{packIdx: map[ID]uint32{}, blobs: map[ID]blobLoc{}, pending: map[ID]struct{}{}}
+}
+
+// AddPacks merges packs into the index. A pack already known is skipped.
+func (x *Index) AddPacks(packs []PackEntry) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i := range packs {
+		if _, ok := x.packIdx[packs[i].ID]; ok {
+			continue
+		}
+		p := packs[i]
+		pi := uint32(len(x.packs))
+		x.packs = append(x.packs, &p)
+		x.packIdx[p.ID] = pi
+		for j, b := range p.Blobs {
+			if _, ok := x.blobs[b.ID]; !ok {
+				x.blobs[b.ID] = blobLoc{pack: pi, blobIdx: uint32(j)}
+			}
+			delete(x.pending, b.ID)
+		}
+	}
+}
+
+// Has reports whether a blob is stored (or being stored by this process).
+func (x *Index) Has(id ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if _, ok := x.blobs[id]; ok {
+		return true
+	}
+	_, ok := x.pending[id]
+	return ok
+}
+
+// Reserve marks id as being written and reports true if the caller should
+// write it; false means it is already stored or another writer has it.
+func (x *Index) Reserve(id ID) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.blobs[id]; ok {
+		return false
+	}
+	if _, ok := x.pending[id]; ok {
+		return false
+	}
+	x.pending[id] = struct{}{}
+	return true
+}
+
+// Unreserve drops a reservation after a failed write.
+func (x *Index) Unreserve(id ID) {
+	x.mu.Lock()
+	delete(x.pending, id)
+	x.mu.Unlock()
+}
+
+// Lookup finds a stored blob.
+func (x *Index) Lookup(id ID) (Location, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	l, ok := x.blobs[id]
+	if !ok {
+		return Location{}, false
+	}
+	p := x.packs[l.pack]
+	return Location{Pack: p, Blob: p.Blobs[l.blobIdx]}, true
+}
+
+// HasPack reports whether an index file lists the pack.
+func (x *Index) HasPack(id ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.packIdx[id]
+	return ok
+}
+
+// Packs returns every known pack, sorted by ID.
+func (x *Index) Packs() []*PackEntry {
+	x.mu.RLock()
+	out := append([]*PackEntry(nil), x.packs...)
+	x.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return string(out[i].ID[:]) < string(out[j].ID[:]) })
+	return out
+}
+
+// Len returns the number of stored blobs.
+func (x *Index) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.blobs)
+}

@@ -1,0 +1,317 @@
+package chunkstore
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"filippo.io/age"
+	"filippo.io/age/armor"
+	"github.com/restic/chunker"
+)
+
+// Secrets are the repository's symmetric secrets. A writer holds them in
+// plaintext (its writer key); identity holders unwrap them from a key
+// envelope under keys/. They let one compute chunk IDs and seal/open
+// metadata, and nothing more: pack contents are sealed under per-pack data
+// keys that only the recipients' identities can unwrap.
+type Secrets struct {
+	RepoID     string
+	ChunkKey   [32]byte
+	MetaKey    [32]byte
+	Polynomial chunker.Pol
+	ConfigHash ID
+	Recipients []string
+}
+
+// secretsJSON is the wire form shared by key envelopes and writer keys.
+type secretsJSON struct {
+	Type       string   `json:"type"`
+	Version    int      `json:"version"`
+	RepoID     string   `json:"repo_id"`
+	ChunkKey   string   `json:"chunk_key"`
+	MetaKey    string   `json:"meta_key"`
+	Polynomial string   `json:"polynomial"`
+	ConfigHash ID       `json:"config_hash"`
+	Recipients []string `json:"recipients"`
+}
+
+const (
+	writerKeyType = "lifeboat-writer-key"
+	envelopeType  = "lifeboat-key-envelope"
+)
+
+func (s *Secrets) marshal(typ string) ([]byte, error) {
+	return json.MarshalIndent(secretsJSON{
+		Type:       typ,
+		Version:    FormatVersion,
+		RepoID:     s.RepoID,
+		ChunkKey:   base64.StdEncoding.EncodeToString(s.ChunkKey[:]),
+		MetaKey:    base64.StdEncoding.EncodeToString(s.MetaKey[:]),
+		Polynomial: s.Polynomial.String(),
+		ConfigHash: s.ConfigHash,
+		Recipients: s.Recipients,
+	}, "", "  ")
+}
+
+func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
+	var w secretsJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", typ, err)
+	}
+	if w.Type != typ {
+		return nil, fmt.Errorf("decode %s: file is a %q", typ, w.Type)
+	}
+	if w.Version != FormatVersion {
+		return nil, fmt.Errorf("decode %s: unsupported version %d", typ, w.Version)
+	}
+	s := &Secrets{RepoID: w.RepoID, ConfigHash: w.ConfigHash, Recipients: w.Recipients}
+	if err := decodeKey(w.ChunkKey, &s.ChunkKey); err != nil {
+		return nil, fmt.Errorf("decode %s: chunk key: %w", typ, err)
+	}
+	if err := decodeKey(w.MetaKey, &s.MetaKey); err != nil {
+		return nil, fmt.Errorf("decode %s: metadata key: %w", typ, err)
+	}
+	var pol uint64
+	if _, err := fmt.Sscanf(w.Polynomial, "%x", &pol); err != nil {
+		return nil, fmt.Errorf("decode %s: polynomial %q: %w", typ, w.Polynomial, err)
+	}
+	s.Polynomial = chunker.Pol(pol)
+	if !s.Polynomial.Irreducible() {
+		return nil, fmt.Errorf("decode %s: polynomial %s is not irreducible", typ, s.Polynomial)
+	}
+	if len(s.Recipients) == 0 {
+		return nil, fmt.Errorf("decode %s: no recipients", typ)
+	}
+	if _, err := s.ParsedRecipients(); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", typ, err)
+	}
+	return s, nil
+}
+
+func decodeKey(s string, dst *[32]byte) error {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	if len(b) != 32 {
+		return fmt.Errorf("want 32 bytes, got %d", len(b))
+	}
+	copy(dst[:], b)
+	return nil
+}
+
+// ParsedRecipients parses the recipients' public keys. X25519 ("age1...")
+// and post-quantum hybrid ("age1pq1...") keys are accepted.
+func (s *Secrets) ParsedRecipients() ([]age.Recipient, error) {
+	return ParseRecipients(s.Recipients)
+}
+
+// ParseRecipients parses age public keys, one per element.
+func ParseRecipients(keys []string) ([]age.Recipient, error) {
+	var out []age.Recipient
+	for _, k := range keys {
+		k = strings.TrimSpace(k)
+		rs, err := age.ParseRecipients(strings.NewReader(k))
+		if err != nil {
+			return nil, fmt.Errorf("recipient %q: %w", k, err)
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// newSecrets generates fresh secrets for a new repository.
+func newSecrets(repoID string, recipients []string) (*Secrets, error) {
+	s := &Secrets{RepoID: repoID, Recipients: recipients}
+	if _, err := rand.Read(s.ChunkKey[:]); err != nil {
+		return nil, err
+	}
+	if _, err := rand.Read(s.MetaKey[:]); err != nil {
+		return nil, err
+	}
+	pol, err := chunker.RandomPolynomial()
+	if err != nil {
+		return nil, fmt.Errorf("generate chunker polynomial: %w", err)
+	}
+	s.Polynomial = pol
+	return s, nil
+}
+
+// WriterKey is the backup-only credential: the repository secrets in
+// plaintext. It can create backups and read metadata; it cannot decrypt
+// packs, trees or file names.
+type WriterKey struct{ Secrets *Secrets }
+
+// MarshalWriterKey encodes s as a writer key file.
+func MarshalWriterKey(s *Secrets) ([]byte, error) {
+	b, err := s.marshal(writerKeyType)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// ParseWriterKey decodes a writer key file.
+func ParseWriterKey(b []byte) (*Secrets, error) {
+	if looksLikeIdentity(b) {
+		return nil, errors.New("this is an age identity, not a writer key: pass it with --identity")
+	}
+	return unmarshalSecrets(b, writerKeyType)
+}
+
+// sealEnvelope encrypts the secrets to the recipients for keys/.
+func sealEnvelope(s *Secrets) ([]byte, error) {
+	plain, err := s.marshal(envelopeType)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := s.ParsedRecipients()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, rs...)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt key envelope: %w", err)
+	}
+	if _, err := w.Write(plain); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// openEnvelope decrypts a key envelope with the identities. It returns an
+// error wrapping age.ErrIncorrectIdentity (via *age.NoIdentityMatchError)
+// when none of them is a recipient.
+func openEnvelope(b []byte, ids []age.Identity) (*Secrets, error) {
+	r, err := age.Decrypt(bytes.NewReader(b), ids...)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("decrypt key envelope: %w", err)
+	}
+	return unmarshalSecrets(plain, envelopeType)
+}
+
+// ErrPassphraseRequired is returned by ParseIdentityFile for a
+// passphrase-protected identity when no passphrase function is given.
+var ErrPassphraseRequired = errors.New("identity file is passphrase-protected: set LIFEBOAT_PASSPHRASE or run on a terminal")
+
+// ErrWrongPassphrase is returned when a passphrase does not open the file.
+var ErrWrongPassphrase = errors.New("wrong passphrase for identity file")
+
+// ParseIdentityFile parses an age identity file: one or more
+// "AGE-SECRET-KEY-1..." (X25519) or "AGE-SECRET-KEY-PQ-1..." (hybrid) lines,
+// optionally encrypted with a passphrase (age -p, binary or armored). For
+// an encrypted file, passphrase is called once to get the passphrase.
+func ParseIdentityFile(b []byte, passphrase func() (string, error)) ([]age.Identity, error) {
+	trimmed := bytes.TrimSpace(b)
+	if bytes.HasPrefix(trimmed, []byte("age-encryption.org/")) || bytes.HasPrefix(trimmed, []byte(armor.Header)) {
+		if passphrase == nil {
+			return nil, ErrPassphraseRequired
+		}
+		pass, err := passphrase()
+		if err != nil {
+			return nil, err
+		}
+		sid, err := age.NewScryptIdentity(pass)
+		if err != nil {
+			return nil, err
+		}
+		var src io.Reader = bytes.NewReader(trimmed)
+		if bytes.HasPrefix(trimmed, []byte(armor.Header)) {
+			src = armor.NewReader(src)
+		}
+		r, err := age.Decrypt(src, sid)
+		if err != nil {
+			var nm *age.NoIdentityMatchError
+			if errors.As(err, &nm) || errors.Is(err, age.ErrIncorrectIdentity) {
+				return nil, ErrWrongPassphrase
+			}
+			return nil, fmt.Errorf("decrypt identity file: %w", err)
+		}
+		inner, err := io.ReadAll(io.LimitReader(r, 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("decrypt identity file: %w", err)
+		}
+		b = inner
+	}
+	if bytes.Contains(b, []byte(`"`+writerKeyType+`"`)) {
+		return nil, errors.New("this is a lifeboat writer key, not an identity: it can back up but cannot restore or list files; pass it with --key, and use the identity file for reading")
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("parse identity file: %w", err)
+	}
+	return ids, nil
+}
+
+func looksLikeIdentity(b []byte) bool {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "AGE-SECRET-KEY-") || strings.HasPrefix(line, "age-encryption.org/") || strings.HasPrefix(line, armor.Header) {
+			return true
+		}
+	}
+	return false
+}
+
+// NewIdentity generates an identity: X25519 by default, or the
+// post-quantum hybrid kind when pq is set. It returns the identity file
+// text and the public recipient.
+func NewIdentity(pq bool) (file []byte, recipient string, err error) {
+	var secret string
+	if pq {
+		id, err := age.GenerateHybridIdentity()
+		if err != nil {
+			return nil, "", err
+		}
+		secret, recipient = id.String(), id.Recipient().String()
+	} else {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			return nil, "", err
+		}
+		secret, recipient = id.String(), id.Recipient().String()
+	}
+	file = fmt.Appendf(nil, "# lifeboat identity: full read access to the repository (restore, check --read-data, drills).\n# Keep it offline or in a secret manager; never give it to agents or the coordinator.\n# public key: %s\n%s\n", recipient, secret)
+	return file, recipient, nil
+}
+
+// ProtectIdentityFile encrypts an identity file with a passphrase, in the
+// armored form `age -p -a` produces.
+func ProtectIdentityFile(file []byte, passphrase string) ([]byte, error) {
+	r, err := age.NewScryptRecipient(passphrase)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	aw := armor.NewWriter(&buf)
+	w, err := age.Encrypt(aw, r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(file); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	if err := aw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

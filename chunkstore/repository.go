@@ -1,0 +1,445 @@
+package chunkstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrNotRepository means the store holds no lifeboat config.
+var ErrNotRepository = errors.New("not a lifeboat repository")
+
+// ErrNoIdentity is returned by reads that need an identity when the
+// repository was opened with a writer key only.
+var ErrNoIdentity = errors.New("this operation needs the repository identity (--identity); a writer key can only back up and list snapshots")
+
+// ErrAlreadyInitialized is returned by Init on a non-empty store.
+var ErrAlreadyInitialized = errors.New("repository already initialized")
+
+// Credentials open a repository. Exactly one of Identities (full access)
+// or Writer (backup only) is set.
+type Credentials struct {
+	Identities []age.Identity
+	Writer     *Secrets
+}
+
+// Options tune an opened repository.
+type Options struct {
+	// CacheDir keeps copies of immutable metadata objects (index and
+	// snapshot files) so repeated commands do not download them again.
+	// Empty disables the cache.
+	CacheDir string
+	Logger   *slog.Logger
+}
+
+// Repository is an opened repository.
+type Repository struct {
+	store   Store
+	config  Config
+	secrets *Secrets
+	ids     []age.Identity
+	hasher  *ChunkHasher
+	index   *Index
+	log     *slog.Logger
+	cache   string
+
+	keyMu sync.Mutex
+	keys  map[ID]*[32]byte
+}
+
+// InitOptions configure a new repository.
+type InitOptions struct {
+	Recipients []string // age public keys; at least one
+	PackSize   int      // 0 = DefaultPackSize
+	Now        time.Time
+}
+
+// Init creates a repository in an empty store and returns its secrets
+// (to be written as the writer key). It refuses a store that already
+// holds a config, keys or data.
+func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
+	if len(opts.Recipients) == 0 {
+		return nil, errors.New("init: at least one recipient is required")
+	}
+	if _, err := ParseRecipients(opts.Recipients); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	for _, prefix := range []string{ConfigName, KeysPrefix, DataPrefix, IndexPrefix, SnapshotsPrefix} {
+		found := false
+		err := st.List(ctx, prefix, func(ObjectInfo) error { found = true; return errStopList })
+		if err != nil && !errors.Is(err, errStopList) {
+			return nil, fmt.Errorf("init: check %s is empty: %w", st.Location(), err)
+		}
+		if found {
+			return nil, fmt.Errorf("%w at %s (found %s); refusing to overwrite", ErrAlreadyInitialized, st.Location(), strings.TrimSuffix(prefix, "/"))
+		}
+	}
+	var rid [32]byte
+	if _, err := rand.Read(rid[:]); err != nil {
+		return nil, err
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	if opts.PackSize == 0 {
+		opts.PackSize = DefaultPackSize
+	}
+	cfg := Config{
+		Format: "lifeboat", Version: FormatVersion, ID: hex.EncodeToString(rid[:]),
+		Created:  opts.Now.UTC().Format(time.RFC3339),
+		ChunkMin: DefaultChunkMin, ChunkMax: DefaultChunkMax, ChunkAvgBits: DefaultChunkAvgBits,
+		PackSize: opts.PackSize, Compression: "zstd",
+	}
+	cfgBytes, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	sec, err := newSecrets(cfg.ID, opts.Recipients)
+	if err != nil {
+		return nil, err
+	}
+	sec.ConfigHash = Hash(cfgBytes)
+	env, err := sealEnvelope(sec)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if err := st.Put(ctx, KeysPrefix+Hash(env).String(), env); err != nil {
+		return nil, fmt.Errorf("init: write key envelope: %w", err)
+	}
+	// The config is written last: it is what makes the store a repository.
+	if err := st.Put(ctx, ConfigName, cfgBytes); err != nil {
+		return nil, fmt.Errorf("init: write config: %w", err)
+	}
+	return sec, nil
+}
+
+var errStopList = errors.New("stop listing")
+
+// Open reads the config and unlocks the repository with creds.
+func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repository, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfgBytes, err := st.Get(ctx, ConfigName, 0, -1)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: no config at %s; create one with 'lifeboat init' or check --repo", ErrNotRepository, st.Location())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config at %s: %w", st.Location(), err)
+	}
+	cfg, err := ParseConfig(cfgBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", st.Location(), err)
+	}
+	r := &Repository{store: st, config: cfg, ids: creds.Identities, index: NewIndex(), log: opts.Logger, keys: map[ID]*[32]byte{}}
+	switch {
+	case creds.Writer != nil:
+		r.secrets = creds.Writer
+	case len(creds.Identities) > 0:
+		sec, err := r.unlock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.secrets = sec
+	default:
+		return nil, errors.New("no credentials: pass --identity FILE (full access) or --key FILE (writer key)")
+	}
+	if r.secrets.RepoID != cfg.ID {
+		return nil, fmt.Errorf("key belongs to repository %s…, but %s is repository %s…: use the key created for this repository", r.secrets.RepoID[:12], st.Location(), cfg.ID[:12])
+	}
+	if r.secrets.ConfigHash != Hash(cfgBytes) {
+		return nil, fmt.Errorf("%w: config at %s does not match the hash recorded in the key (tampered or replaced)", ErrCorrupt, st.Location())
+	}
+	r.hasher = NewChunkHasher(r.secrets.ChunkKey)
+	if opts.CacheDir != "" {
+		r.cache = filepath.Join(opts.CacheDir, cfg.ID)
+	}
+	return r, nil
+}
+
+func (r *Repository) unlock(ctx context.Context) (*Secrets, error) {
+	var envs []string
+	if err := r.store.List(ctx, KeysPrefix, func(oi ObjectInfo) error {
+		envs = append(envs, oi.Name)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list keys in %s: %w", r.store.Location(), err)
+	}
+	if len(envs) == 0 {
+		return nil, fmt.Errorf("%w: %s has no key envelopes under keys/", ErrCorrupt, r.store.Location())
+	}
+	var lastErr error
+	for _, name := range envs {
+		b, err := r.store.Get(ctx, name, 0, -1)
+		if err != nil {
+			lastErr = fmt.Errorf("read %s: %w", name, err)
+			continue
+		}
+		if Hash(b).String() != strings.TrimPrefix(name, KeysPrefix) {
+			lastErr = fmt.Errorf("%w: %s does not match its hash", ErrCorrupt, name)
+			continue
+		}
+		sec, err := openEnvelope(b, r.ids)
+		if err == nil {
+			return sec, nil
+		}
+		var nm *age.NoIdentityMatchError
+		if !errors.As(err, &nm) {
+			lastErr = fmt.Errorf("open %s: %w", name, err)
+		}
+	}
+	if lastErr != nil {
+		return nil, lastErr
+	}
+	return nil, fmt.Errorf("wrong key: the identity is not a recipient of repository %s (%s); use the identity created by 'lifeboat init' for it", r.config.ID[:12], r.store.Location())
+}
+
+// Config returns the repository configuration.
+func (r *Repository) Config() Config { return r.config }
+
+// Secrets returns the repository secrets (what a writer key holds).
+func (r *Repository) Secrets() *Secrets { return r.secrets }
+
+// Store returns the underlying store.
+func (r *Repository) Store() Store { return r.store }
+
+// Index returns the in-memory index (filled by LoadIndex).
+func (r *Repository) Index() *Index { return r.index }
+
+// CanRead reports whether the repository was opened with an identity.
+func (r *Repository) CanRead() bool { return len(r.ids) > 0 }
+
+// BlobID computes the keyed ID of plaintext.
+func (r *Repository) BlobID(data []byte) ID { return r.hasher.Sum(data) }
+
+// PackName returns the object name of a pack.
+func PackName(id ID) string {
+	h := id.String()
+	return DataPrefix + h[:2] + "/" + h
+}
+
+// ParsePackName extracts the ID from a pack object name.
+func ParsePackName(name string) (ID, bool) {
+	rest, ok := strings.CutPrefix(name, DataPrefix)
+	if !ok || len(rest) != 3+2*IDSize || rest[2] != '/' || rest[:2] != rest[3:5] {
+		return ID{}, false
+	}
+	id, err := ParseID(rest[3:])
+	return id, err == nil
+}
+
+// ListMeta lists the IDs of sealed metadata objects of a kind.
+func (r *Repository) ListMeta(ctx context.Context, kind MetaKind) ([]ID, error) {
+	var ids []ID
+	err := r.store.List(ctx, kind.prefix(), func(oi ObjectInfo) error {
+		id, err := ParseID(strings.TrimPrefix(oi.Name, kind.prefix()))
+		if err != nil {
+			r.log.Warn("ignoring unexpected object", "name", oi.Name)
+			return nil
+		}
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s in %s: %w", kind.prefix(), r.store.Location(), err)
+	}
+	return ids, nil
+}
+
+// SaveMeta seals plaintext and stores it; the ID is the hash of the stored bytes.
+func (r *Repository) SaveMeta(ctx context.Context, kind MetaKind, plaintext []byte) (ID, error) {
+	sealed := sealMeta(&r.secrets.MetaKey, kind, plaintext)
+	id := Hash(sealed)
+	if err := r.store.Put(ctx, kind.prefix()+id.String(), sealed); err != nil {
+		return id, fmt.Errorf("save %s %s: %w", kind, id.Short(), err)
+	}
+	r.cachePut(kind, id, sealed)
+	return id, nil
+}
+
+// LoadMeta loads, checks and decrypts a metadata object.
+func (r *Repository) LoadMeta(ctx context.Context, kind MetaKind, id ID) ([]byte, error) {
+	name := kind.prefix() + id.String()
+	sealed := r.cacheGet(kind, id)
+	if sealed == nil {
+		b, err := r.store.Get(ctx, name, 0, -1)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", name, err)
+		}
+		if Hash(b) != id {
+			return nil, fmt.Errorf("%w: %s does not match its hash (truncated or modified); run 'lifeboat check'", ErrCorrupt, name)
+		}
+		sealed = b
+		r.cachePut(kind, id, b)
+	}
+	plain, err := openMeta(&r.secrets.MetaKey, kind, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return plain, nil
+}
+
+func (r *Repository) cachePath(kind MetaKind, id ID) string {
+	return filepath.Join(r.cache, strings.TrimSuffix(kind.prefix(), "/"), id.String())
+}
+
+func (r *Repository) cacheGet(kind MetaKind, id ID) []byte {
+	if r.cache == "" {
+		return nil
+	}
+	b, err := os.ReadFile(r.cachePath(kind, id))
+	if err != nil || Hash(b) != id {
+		return nil
+	}
+	return b
+}
+
+func (r *Repository) cachePut(kind MetaKind, id ID, b []byte) {
+	if r.cache == "" {
+		return
+	}
+	p := r.cachePath(kind, id)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		r.log.Debug("metadata cache unavailable", "err", err)
+		return
+	}
+	tmp := p + ".tmp" + hex.EncodeToString(id[:4])
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		_ = os.Remove(tmp)
+		return
+	}
+	_ = os.Rename(tmp, p)
+}
+
+// LoadIndex reads every index file into the in-memory index.
+func (r *Repository) LoadIndex(ctx context.Context) error {
+	ids, err := r.ListMeta(ctx, KindIndex)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, id := range ids {
+		g.Go(func() error {
+			plain, err := r.LoadMeta(gctx, KindIndex, id)
+			if err != nil {
+				return err
+			}
+			packs, err := DecodeIndex(plain)
+			if err != nil {
+				return fmt.Errorf("index/%s: %w", id, err)
+			}
+			r.index.AddPacks(packs)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("load index: %w", err)
+	}
+	r.pruneCache(KindIndex, ids)
+	return nil
+}
+
+// pruneCache removes cached objects that are no longer in the repository.
+func (r *Repository) pruneCache(kind MetaKind, live []ID) {
+	if r.cache == "" {
+		return
+	}
+	dir := filepath.Dir(r.cachePath(kind, ID{}))
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	keep := make(map[string]bool, len(live))
+	for _, id := range live {
+		keep[id.String()] = true
+	}
+	for _, e := range ents {
+		if !keep[e.Name()] {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// PackKey unwraps (and caches) the data key of a pack. It needs an identity.
+func (r *Repository) PackKey(p *PackEntry) (*[32]byte, error) {
+	if !r.CanRead() {
+		return nil, ErrNoIdentity
+	}
+	r.keyMu.Lock()
+	k, ok := r.keys[p.ID]
+	r.keyMu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := unwrapDataKey(p.WrappedKey, r.ids)
+	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, fmt.Errorf("pack %s: the identity is not a recipient of this pack's key", p.ID.Short())
+		}
+		return nil, fmt.Errorf("%w: pack %s key: %v", ErrCorrupt, p.ID.Short(), err)
+	}
+	r.keyMu.Lock()
+	r.keys[p.ID] = k
+	r.keyMu.Unlock()
+	return k, nil
+}
+
+// OpenBlob authenticates, decrypts and decompresses one sealed blob read
+// from a pack, and checks that the plaintext's keyed ID is b.ID. dst is
+// reused when large enough.
+func (r *Repository) OpenBlob(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
+	payload, err := openBlob(nil, key, b.Type, b.ID, sealed)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := decodeBlobPayload(dst[:0], payload, int(b.RawLength))
+	if err != nil {
+		return nil, fmt.Errorf("%s blob %s: %w", b.Type, b.ID.Short(), err)
+	}
+	if len(plain) != int(b.RawLength) {
+		return nil, fmt.Errorf("%w: %s blob %s has %d bytes, index says %d", ErrCorrupt, b.Type, b.ID.Short(), len(plain), b.RawLength)
+	}
+	if r.hasher.Sum(plain) != b.ID {
+		return nil, fmt.Errorf("%w: %s blob %s content does not match its ID", ErrCorrupt, b.Type, b.ID.Short())
+	}
+	return plain, nil
+}
+
+// LoadBlob reads one blob from storage and verifies it.
+func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	if !r.CanRead() {
+		return nil, ErrNoIdentity
+	}
+	loc, ok := r.index.Lookup(id)
+	if !ok || loc.Blob.Type != t {
+		return nil, fmt.Errorf("%s blob %s is not in the index; run 'lifeboat check'", t, id.Short())
+	}
+	key, err := r.PackKey(loc.Pack)
+	if err != nil {
+		return nil, err
+	}
+	name := PackName(loc.Pack.ID)
+	sealed, err := r.store.Get(ctx, name, int64(loc.Blob.Offset), int64(loc.Blob.Length))
+	if err != nil {
+		return nil, fmt.Errorf("read %s blob %s from %s: %w", t, id.Short(), name, err)
+	}
+	plain, err := r.OpenBlob(key, loc.Blob, sealed, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return plain, nil
+}

@@ -1,0 +1,175 @@
+package chunkstore
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// ErrCorrupt is wrapped by every error that reports damaged repository
+// bytes: a failed authentication tag, a hash mismatch, a truncated object.
+var ErrCorrupt = errors.New("repository data is corrupt")
+
+func newGCM(key []byte) cipher.AEAD {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		panic(err) // key length is fixed
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return aead
+}
+
+// Sealed metadata objects (index, snapshot) have the layout
+//
+//	magic "LBM1" | kind (1 byte) | nonce (12) | AES-256-GCM(metaKey, zstd(plaintext))
+//
+// with the first five bytes as additional data, so an index cannot be
+// passed off as a snapshot.
+const metaMagic = "LBM1"
+
+// MetaKind tags sealed metadata objects.
+type MetaKind byte
+
+// Metadata kinds.
+const (
+	KindIndex    MetaKind = 1
+	KindSnapshot MetaKind = 2
+)
+
+func (k MetaKind) String() string {
+	switch k {
+	case KindIndex:
+		return "index"
+	case KindSnapshot:
+		return "snapshot"
+	}
+	return fmt.Sprintf("kind(%d)", byte(k))
+}
+
+func (k MetaKind) prefix() string {
+	if k == KindIndex {
+		return IndexPrefix
+	}
+	return SnapshotsPrefix
+}
+
+var (
+	encPool = sync.Pool{New: func() any {
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			panic(err)
+		}
+		return e
+	}}
+	decPool = sync.Pool{New: func() any {
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+		if err != nil {
+			panic(err)
+		}
+		return d
+	}}
+)
+
+func compress(dst, src []byte) []byte {
+	e := encPool.Get().(*zstd.Encoder)
+	dst = e.EncodeAll(src, dst)
+	encPool.Put(e)
+	return dst
+}
+
+func decompress(dst, src []byte, limit int) ([]byte, error) {
+	d := decPool.Get().(*zstd.Decoder)
+	defer decPool.Put(d)
+	out, err := d.DecodeAll(src, dst)
+	if err != nil {
+		return nil, err
+	}
+	if limit >= 0 && len(out)-len(dst) > limit {
+		return nil, fmt.Errorf("decompressed size %d exceeds %d", len(out)-len(dst), limit)
+	}
+	return out, nil
+}
+
+// sealMeta seals plaintext metadata under the metadata key.
+func sealMeta(key *[32]byte, kind MetaKind, plaintext []byte) []byte {
+	aead := newGCM(key[:])
+	out := make([]byte, 5+aead.NonceSize(), 5+aead.NonceSize()+len(plaintext)/2+64)
+	copy(out, metaMagic)
+	out[4] = byte(kind)
+	if _, err := rand.Read(out[5 : 5+aead.NonceSize()]); err != nil {
+		panic(err)
+	}
+	z := compress(nil, plaintext)
+	return aead.Seal(out, out[5:5+aead.NonceSize()], z, out[:5])
+}
+
+// maxMetaPlaintext bounds what a sealed metadata object may expand to.
+const maxMetaPlaintext = 1 << 30
+
+// openMeta authenticates and decrypts a sealed metadata object.
+func openMeta(key *[32]byte, kind MetaKind, b []byte) ([]byte, error) {
+	aead := newGCM(key[:])
+	if len(b) < 5+aead.NonceSize()+aead.Overhead() {
+		return nil, fmt.Errorf("%w: %s object truncated (%d bytes)", ErrCorrupt, kind, len(b))
+	}
+	if string(b[:4]) != metaMagic {
+		return nil, fmt.Errorf("%w: %s object has bad magic", ErrCorrupt, kind)
+	}
+	if MetaKind(b[4]) != kind {
+		return nil, fmt.Errorf("%w: object is a %s, expected %s", ErrCorrupt, MetaKind(b[4]), kind)
+	}
+	z, err := aead.Open(nil, b[5:5+aead.NonceSize()], b[5+aead.NonceSize():], b[:5])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s object failed authentication (damaged, or sealed with another repository's key)", ErrCorrupt, kind)
+	}
+	plain, err := decompress(nil, z, maxMetaPlaintext)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s object: decompress: %v", ErrCorrupt, kind, err)
+	}
+	return plain, nil
+}
+
+// Blob payload flags: the first plaintext byte of every sealed blob.
+const (
+	blobRaw  = 0
+	blobZstd = 1
+)
+
+// compressible skip: a blob whose zstd form is not at least 1/32 smaller
+// is stored raw (zstd bails out early on incompressible input, so trying
+// costs little).
+func encodeBlobPayload(dst, data []byte) []byte {
+	start := len(dst)
+	dst = append(dst, blobZstd)
+	dst = compress(dst, data)
+	if len(dst)-start-1 >= len(data)-len(data)/32 {
+		dst = append(dst[:start], blobRaw)
+		dst = append(dst, data...)
+	}
+	return dst
+}
+
+func decodeBlobPayload(dst, payload []byte, rawLen int) ([]byte, error) {
+	if len(payload) == 0 {
+		return nil, fmt.Errorf("%w: empty blob payload", ErrCorrupt)
+	}
+	switch payload[0] {
+	case blobRaw:
+		return append(dst, payload[1:]...), nil
+	case blobZstd:
+		out, err := decompress(dst, payload[1:], rawLen)
+		if err != nil {
+			return nil, fmt.Errorf("%w: decompress blob: %v", ErrCorrupt, err)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: unknown blob encoding %d", ErrCorrupt, payload[0])
+}

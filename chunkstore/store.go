@@ -1,0 +1,114 @@
+package chunkstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// ErrNotFound is returned (wrapped) by every Store when the named object
+// does not exist. It is the only error that means "absent": any other error
+// from Get, Stat or List means "unknown" and must never be read as "empty".
+var ErrNotFound = errors.New("object not found")
+
+// ErrBucketNotFound is returned when the bucket (or root directory) of a
+// store does not exist and the store was not asked to create it.
+var ErrBucketNotFound = errors.New("bucket not found")
+
+// ObjectInfo describes one stored object.
+type ObjectInfo struct {
+	Name string // full object name, relative to the store's root ("data/ab/ab12...")
+	Size int64  // size in bytes
+}
+
+// Reader is the read half of the object-storage seam. Read-only code
+// (restore, check) asks for a Reader only.
+//
+// Contract, shared by every implementation and enforced by the conformance
+// suite in chunkstore/storetest:
+//   - Object names are slash-separated, relative, never start with "/" and
+//     never contain "." or ".." elements.
+//   - Get returns exactly the bytes in [offset, offset+length) of the object,
+//     or the bytes from offset to the end when length < 0. A range that ends
+//     past the end of the object is an error (never a short read passed off
+//     as complete). A missing object gives an error wrapping ErrNotFound.
+//   - Stat returns the object's size, or an error wrapping ErrNotFound.
+//   - List calls fn for every object whose name starts with prefix, in no
+//     particular order. If listing fails part-way it returns an error: a
+//     failed listing is never reported as a short or empty one. An error
+//     returned by fn stops the listing and is returned unchanged.
+//   - Reads see every Put that completed before they started
+//     (read-after-write), including in List.
+type Reader interface {
+	Get(ctx context.Context, name string, offset, length int64) ([]byte, error)
+	Stat(ctx context.Context, name string) (ObjectInfo, error)
+	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
+}
+
+// Store is the full object-storage seam used by writers.
+//
+//   - Put is atomic: a concurrent or later reader sees either no object or
+//     the whole of data, never a prefix. The store verifies a checksum of
+//     data on upload (Content-MD5 / x-amz-checksum for S3, fsync+rename for
+//     local files), so a corrupted upload fails instead of landing.
+//     lifeboat never overwrites an object with different content; Put of an
+//     existing name with the same bytes must succeed.
+//   - Delete of a missing object is not an error.
+type Store interface {
+	Reader
+	Put(ctx context.Context, name string, data []byte) error
+	Delete(ctx context.Context, name string) error
+	// Location describes the store for messages ("s3:http://host/bucket/prefix").
+	Location() string
+}
+
+// PermanentError marks an error that retrying cannot fix (a denied
+// request, a missing bucket, a malformed name). Implementations wrap such
+// errors with Permanent so the retry decorator gives up at once.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so that IsPermanent reports true. A nil err stays nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err should not be retried: not-found errors,
+// context cancellation and errors wrapped with Permanent.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &p),
+		errors.Is(err, ErrNotFound),
+		errors.Is(err, ErrBucketNotFound),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	return false
+}
+
+// CheckName validates an object name against the contract above.
+func CheckName(name string) error {
+	if name == "" || name[0] == '/' || name[len(name)-1] == '/' {
+		return Permanent(fmt.Errorf("invalid object name %q", name))
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i == len(name) || name[i] == '/' {
+			elem := name[start:i]
+			if elem == "" || elem == "." || elem == ".." {
+				return Permanent(fmt.Errorf("invalid object name %q", name))
+			}
+			start = i + 1
+		}
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package chunkstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"filippo.io/age"
+	"golang.org/x/sync/errgroup"
+)
+
+// WriterOptions tune a Writer.
+type WriterOptions struct {
+	Uploaders int // concurrent pack uploads; 0 = 3
+	// IndexEvery writes an index file after this many uploaded packs, so
+	// an interrupted backup leaves indexed, reusable packs; 0 = 16.
+	IndexEvery int
+	// OnPackUploaded is called after each pack upload (for progress and tests).
+	OnPackUploaded func(id ID, size int)
+}
+
+// WriterStats counts what a Writer stored.
+type WriterStats struct {
+	BlobsAdded  int64 // new blobs
+	RawAdded    int64 // plaintext bytes of new blobs
+	StoredAdded int64 // bytes uploaded in packs (sealed, compressed, with headers)
+	Packs       int64
+	IndexFiles  int64
+}
+
+// Writer adds blobs to a repository. SaveBlob may be called from many
+// goroutines; each caller fills its own open pack, so sealing runs in
+// parallel without a shared lock. Full packs go to a bounded upload
+// queue; after every IndexEvery packs and at Flush the uploaded packs are
+// recorded in a new index file. Nothing a Writer stores is reachable
+// until a snapshot manifest that references it is saved after Flush.
+type Writer struct {
+	r    *Repository
+	opts WriterOptions
+	rs   []age.Recipient
+
+	g       *errgroup.Group
+	gctx    context.Context
+	uploads chan *packBuilder
+
+	mu   sync.Mutex
+	idle []*packBuilder
+
+	idxMu     sync.Mutex
+	unindexed []PackEntry
+
+	blobsAdded, rawAdded, storedAdded, packs, indexFiles atomic.Int64
+}
+
+// NewWriter starts a writer. Call Flush to commit what it stored, or let
+// ctx be cancelled to abandon it.
+func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
+	if opts.Uploaders <= 0 {
+		opts.Uploaders = 3
+	}
+	if opts.IndexEvery <= 0 {
+		opts.IndexEvery = 16
+	}
+	rs, err := r.secrets.ParsedRecipients()
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder, 1)}
+	w.g, w.gctx = errgroup.WithContext(ctx)
+	for i := 0; i < opts.Uploaders; i++ {
+		w.g.Go(w.uploader)
+	}
+	return w, nil
+}
+
+// SaveBlob stores data unless a blob with its keyed ID already exists.
+// It returns the ID and the number of sealed bytes added (0 for a
+// duplicate).
+func (w *Writer) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID, int, error) {
+	id := w.r.hasher.Sum(data)
+	n, err := w.SaveBlobID(ctx, t, id, data)
+	return id, n, err
+}
+
+var payloadPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// SaveBlobID is SaveBlob for a caller that has already computed the ID.
+func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id ID, data []byte) (int, error) {
+	if err := w.gctx.Err(); err != nil {
+		return 0, w.failure()
+	}
+	if !w.r.index.Reserve(id) {
+		return 0, nil
+	}
+	bp := payloadPool.Get().(*[]byte)
+	payload := encodeBlobPayload((*bp)[:0], data)
+	p, err := w.builder()
+	if err != nil {
+		w.r.index.Unreserve(id)
+		return 0, err
+	}
+	before := len(p.buf)
+	p.add(t, id, payload, len(data))
+	sealedLen := len(p.buf) - before
+	*bp = payload
+	payloadPool.Put(bp)
+	w.blobsAdded.Add(1)
+	w.rawAdded.Add(int64(len(data)))
+	if len(p.buf) >= w.r.config.PackSize-int(DefaultChunkMax/8) {
+		if err := w.enqueue(ctx, p); err != nil {
+			return 0, err
+		}
+	} else {
+		w.release(p)
+	}
+	return sealedLen, nil
+}
+
+func (w *Writer) builder() (*packBuilder, error) {
+	w.mu.Lock()
+	if n := len(w.idle); n > 0 {
+		p := w.idle[n-1]
+		w.idle = w.idle[:n-1]
+		w.mu.Unlock()
+		return p, nil
+	}
+	w.mu.Unlock()
+	return newPackBuilder(w.rs, w.r.config.PackSize+DefaultChunkMax+(1<<20))
+}
+
+func (w *Writer) release(p *packBuilder) {
+	w.mu.Lock()
+	w.idle = append(w.idle, p)
+	w.mu.Unlock()
+}
+
+func (w *Writer) enqueue(ctx context.Context, p *packBuilder) error {
+	select {
+	case w.uploads <- p:
+		return nil
+	case <-w.gctx.Done():
+		return w.failure()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// failure returns the error that stopped the upload group.
+func (w *Writer) failure() error {
+	if err := w.g.Wait(); err != nil {
+		return err
+	}
+	return context.Canceled
+}
+
+func (w *Writer) uploader() error {
+	for {
+		select {
+		case p, ok := <-w.uploads:
+			if !ok {
+				return nil
+			}
+			if err := w.upload(w.gctx, p); err != nil {
+				return err
+			}
+		case <-w.gctx.Done():
+			return w.gctx.Err()
+		}
+	}
+}
+
+func (w *Writer) upload(ctx context.Context, p *packBuilder) error {
+	id := p.finish(&w.r.secrets.MetaKey)
+	name := PackName(id)
+	if err := w.r.store.Put(ctx, name, p.buf); err != nil {
+		return fmt.Errorf("upload pack %s: %w", name, err)
+	}
+	size := len(p.buf)
+	w.storedAdded.Add(int64(size))
+	w.packs.Add(1)
+	entry := PackEntry{ID: id, Size: uint32(size), WrappedKey: p.wrappedKey, Blobs: p.blobs}
+	w.r.index.AddPacks([]PackEntry{entry})
+	if w.opts.OnPackUploaded != nil {
+		w.opts.OnPackUploaded(id, size)
+	}
+	w.idxMu.Lock()
+	w.unindexed = append(w.unindexed, entry)
+	var batch []PackEntry
+	if len(w.unindexed) >= w.opts.IndexEvery {
+		batch, w.unindexed = w.unindexed, nil
+	}
+	w.idxMu.Unlock()
+	if batch != nil {
+		return w.writeIndex(ctx, batch)
+	}
+	return nil
+}
+
+func (w *Writer) writeIndex(ctx context.Context, packs []PackEntry) error {
+	if len(packs) == 0 {
+		return nil
+	}
+	if _, err := w.r.SaveMeta(ctx, KindIndex, EncodeIndex(packs)); err != nil {
+		return err
+	}
+	w.indexFiles.Add(1)
+	return nil
+}
+
+// Flush uploads every open pack and writes the index for all uploaded
+// packs. No SaveBlob may run concurrently or afterwards.
+func (w *Writer) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	idle := w.idle
+	w.idle = nil
+	w.mu.Unlock()
+	var err error
+	for _, p := range idle {
+		if len(p.blobs) == 0 {
+			continue
+		}
+		if err = w.enqueue(ctx, p); err != nil {
+			break
+		}
+	}
+	close(w.uploads)
+	if werr := w.g.Wait(); werr != nil {
+		return werr
+	}
+	if err != nil {
+		return err
+	}
+	w.idxMu.Lock()
+	batch := w.unindexed
+	w.unindexed = nil
+	w.idxMu.Unlock()
+	return w.writeIndex(ctx, batch)
+}
+
+// Stats returns what the writer has stored so far.
+func (w *Writer) Stats() WriterStats {
+	return WriterStats{
+		BlobsAdded: w.blobsAdded.Load(), RawAdded: w.rawAdded.Load(), StoredAdded: w.storedAdded.Load(),
+		Packs: w.packs.Load(), IndexFiles: w.indexFiles.Load(),
+	}
+}
+
+// AdoptOrphans finds packs on storage that no index lists — left by a
+// backup that was interrupted after uploading them — verifies each one
+// (hash and trailer) and records it in a new index file, so their blobs
+// are reused instead of uploaded again. A damaged orphan is skipped and
+// reported. Call after LoadIndex.
+func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) {
+	var orphans []ObjectInfo
+	err = r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
+		id, ok := ParsePackName(oi.Name)
+		if ok && !r.index.HasPack(id) {
+			orphans = append(orphans, oi)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list packs in %s: %w", r.store.Location(), err)
+	}
+	if len(orphans) == 0 {
+		return 0, nil
+	}
+	var mu sync.Mutex
+	var entries []PackEntry
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, oi := range orphans {
+		g.Go(func() error {
+			id, _ := ParsePackName(oi.Name)
+			b, err := r.store.Get(gctx, oi.Name, 0, -1)
+			if errors.Is(err, ErrNotFound) {
+				return nil // removed meanwhile
+			}
+			if err != nil {
+				return fmt.Errorf("read unindexed pack %s: %w", oi.Name, err)
+			}
+			if Hash(b) != id {
+				r.log.Warn("unindexed pack is damaged; not reusing it", "pack", oi.Name)
+				return nil
+			}
+			info, err := ParsePack(b, &r.secrets.MetaKey)
+			if err != nil {
+				r.log.Warn("unindexed pack is unreadable; not reusing it", "pack", oi.Name, "err", err)
+				return nil
+			}
+			mu.Lock()
+			entries = append(entries, PackEntry{ID: id, Size: uint32(len(b)), WrappedKey: info.WrappedKey, Blobs: info.Blobs})
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	if _, err := r.SaveMeta(ctx, KindIndex, EncodeIndex(entries)); err != nil {
+		return 0, fmt.Errorf("index adopted packs: %w", err)
+	}
+	r.index.AddPacks(entries)
+	r.log.Info("reused packs left by an interrupted backup", "packs", len(entries))
+	return len(entries), nil
+}
