@@ -1,0 +1,44 @@
+// Package local stores a lifeboat repository in a directory of the local
+// filesystem: one file per object, the object name's slashes becoming
+// subdirectories ("data/ab/ab12..." is <dir>/data/ab/ab12...).
+//
+// # Atomic writes
+//
+// Put never writes the final file in place. It creates a temporary file
+// named ".tmp-<random>" in the directory that will hold the object (so the
+// rename below never crosses a filesystem), writes the data, fsyncs the
+// file, renames it over the final name and finally fsyncs the directory so
+// the rename itself is durable. rename(2) is atomic: a reader sees either
+// no object, or the previous object, or the complete new one, never a
+// prefix. Directories are created on demand and the parent of each new
+// directory is fsynced as well. A crash can leave temporary files behind;
+// List never reports them and Put refuses names that would look like them,
+// so they are invisible garbage that an operator (or a future GC) may
+// delete. Overwriting an object with identical bytes is just another
+// rename.
+//
+// The local store has no end-to-end checksum of its own: fsync+rename
+// guarantees the file is whole, and the repository layer above detects
+// corrupted bytes (pack names are the hash of their content, blobs are
+// authenticated).
+//
+// # Reads
+//
+// Get opens the file, checks the requested range against its size and
+// reads it with a single ReadAt; a range past the end or a short read is an
+// error, never a short result. List walks only the deepest directory named
+// by the prefix, skips subtrees that cannot match, and turns any walk error
+// into a listing error. Missing files become chunkstore.ErrNotFound; a
+// missing repository root becomes chunkstore.ErrBucketNotFound instead, so
+// a vanished (unmounted) repository is never mistaken for an empty one.
+//
+// # Errors
+//
+// Every error names the path involved. Errors that retrying cannot cure —
+// a full disk (ENOSPC, EDQUOT), permission denied, a read-only filesystem,
+// a path component that is a file — are marked chunkstore.Permanent with a
+// hint about what to do, so the retry decorator gives up at once.
+//
+// Deleting an object leaves its (possibly empty) directory in place:
+// removing it would race with a concurrent Put into the same directory.
+package local

@@ -1,0 +1,8 @@
+package local
+
+import "fmt"
+
+// ClassifyForTest wraps err as Put does for a failed write of path.
+func ClassifyForTest(err error, path string) error {
+	return classify(fmt.Errorf("write %s: %w", path, err))
+}

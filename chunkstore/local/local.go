@@ -1,0 +1,307 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// tmpPrefix starts the name of every file that is still being written.
+// List never reports such files and Put refuses object names that would
+// look like one.
+const tmpPrefix = ".tmp-"
+
+// Store is a chunkstore.Store in a directory of the local filesystem.
+type Store struct {
+	dir string // absolute, cleaned
+}
+
+var _ chunkstore.Store = (*Store)(nil)
+
+// Open opens the store rooted at dir, which must be an absolute path. When
+// dir does not exist, Open creates it (mode 0700, with its parents) if
+// create is true, and otherwise returns an error wrapping
+// chunkstore.ErrBucketNotFound.
+func Open(dir string, create bool) (*Store, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, chunkstore.Permanent(fmt.Errorf("open local store %q: path must be absolute", dir))
+	}
+	dir = filepath.Clean(dir)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && create:
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, classify(fmt.Errorf("create repository directory %s: %w", dir, err))
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("open local store %s: directory does not exist (run `lifeboat init` to create a repository there): %w",
+			dir, chunkstore.ErrBucketNotFound)
+	case err != nil:
+		return nil, classify(fmt.Errorf("open local store %s: %w", dir, err))
+	case !fi.IsDir():
+		return nil, chunkstore.Permanent(fmt.Errorf("open local store %s: not a directory", dir))
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Location implements chunkstore.Store: the absolute directory.
+func (s *Store) Location() string { return s.dir }
+
+func (s *Store) path(name string) string {
+	return filepath.Join(s.dir, filepath.FromSlash(name))
+}
+
+// Put implements chunkstore.Store.
+func (s *Store) Put(ctx context.Context, name string, data []byte) error {
+	if err := check(ctx, name); err != nil {
+		return err
+	}
+	if strings.HasPrefix(path.Base(name), tmpPrefix) {
+		return chunkstore.Permanent(fmt.Errorf("put %s: names starting with %q are reserved for temporary files", name, tmpPrefix))
+	}
+	final := s.path(name)
+	parent := filepath.Dir(final)
+	if err := s.mkdirs(parent); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(parent, tmpPrefix+"*")
+	if err != nil {
+		return classify(fmt.Errorf("create temporary file in %s: %w", parent, err))
+	}
+	tmp := f.Name()
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return classify(fmt.Errorf("write %s: %w", tmp, err))
+	}
+	if err := f.Sync(); err != nil {
+		return classify(fmt.Errorf("write %s: fsync: %w", tmp, err))
+	}
+	if err := f.Close(); err != nil {
+		return classify(fmt.Errorf("write %s: close: %w", tmp, err))
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return classify(fmt.Errorf("write %s: rename: %w", final, err))
+	}
+	committed = true
+	if err := syncDir(parent); err != nil {
+		return classify(fmt.Errorf("write %s: %w", final, err))
+	}
+	return nil
+}
+
+// mkdirs creates dir and its missing parents below the store root, and
+// fsyncs the parent of each directory it created, so that a completed Put
+// survives a crash together with the directories leading to it.
+func (s *Store) mkdirs(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	var missing []string
+	for d := dir; d != s.dir && len(d) > len(s.dir); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return classify(fmt.Errorf("create directory %s: %w", dir, err))
+	}
+	for _, d := range missing {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return classify(fmt.Errorf("create directory %s: %w", d, err))
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Get implements chunkstore.Reader.
+func (s *Store) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
+	if err := check(ctx, name); err != nil {
+		return nil, err
+	}
+	p := s.path(name)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, s.readErr("read", p, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, classify(fmt.Errorf("read %s: %w", p, err))
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("read %s: is a directory: %w", p, chunkstore.ErrNotFound)
+	}
+	size := fi.Size()
+	if length < 0 {
+		length = size - offset
+	}
+	if offset < 0 || length < 0 || offset > size || length > size-offset {
+		return nil, chunkstore.Permanent(fmt.Errorf("read %s: range [%d, +%d) outside object of %d bytes", p, offset, length, size))
+	}
+	buf := make([]byte, length)
+	n, err := f.ReadAt(buf, offset)
+	if n == len(buf) {
+		return buf, nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return nil, classify(fmt.Errorf("read %s: got %d of %d bytes at offset %d: %w", p, n, length, offset, err))
+}
+
+// Stat implements chunkstore.Reader.
+func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, error) {
+	if err := check(ctx, name); err != nil {
+		return chunkstore.ObjectInfo{}, err
+	}
+	p := s.path(name)
+	fi, err := os.Stat(p)
+	if err != nil {
+		return chunkstore.ObjectInfo{}, s.readErr("stat", p, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return chunkstore.ObjectInfo{}, fmt.Errorf("stat %s: not a regular file: %w", p, chunkstore.ErrNotFound)
+	}
+	return chunkstore.ObjectInfo{Name: name, Size: fi.Size()}, nil
+}
+
+// List implements chunkstore.Reader. It walks only the deepest directory
+// named by prefix; a missing directory is an empty listing, but a missing
+// store root is an error.
+func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := s.dir
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		start = s.path(prefix[:i])
+	}
+	if _, err := os.Lstat(start); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(s.dir); err != nil {
+			return s.readErr("list", s.dir, err)
+		}
+		return nil
+	}
+	var fnErr error
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p != start && errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while walking
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		rel, err := filepath.Rel(s.dir, p)
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		if d.IsDir() {
+			if p != start && !strings.HasPrefix(name+"/", prefix) && !strings.HasPrefix(prefix, name+"/") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted while walking
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(chunkstore.ObjectInfo{Name: name, Size: fi.Size()}); err != nil {
+			fnErr = err
+			return err
+		}
+		return nil
+	})
+	if fnErr != nil && errors.Is(err, fnErr) {
+		return fnErr
+	}
+	if err != nil {
+		return classify(fmt.Errorf("list %s in %s: %w", prefix, s.dir, err))
+	}
+	return nil
+}
+
+// Delete implements chunkstore.Store. Empty directories are left behind:
+// removing them would race with a concurrent Put into the same directory.
+func (s *Store) Delete(ctx context.Context, name string) error {
+	if err := check(ctx, name); err != nil {
+		return err
+	}
+	p := s.path(name)
+	err := os.Remove(p)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil
+	}
+	return classify(fmt.Errorf("delete %s: %w", p, err))
+}
+
+// readErr maps an error from opening or stating p.
+func (s *Store) readErr(op, p string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		if _, rootErr := os.Stat(s.dir); rootErr != nil {
+			return fmt.Errorf("%s %s: repository directory %s is gone: %w", op, p, s.dir, chunkstore.ErrBucketNotFound)
+		}
+		return fmt.Errorf("%s %s: %w", op, p, chunkstore.ErrNotFound)
+	}
+	return classify(fmt.Errorf("%s %s: %w", op, p, err))
+}
+
+// classify marks errors that retrying cannot fix as permanent and adds a
+// hint for the common ones.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return chunkstore.Permanent(fmt.Errorf("%w (the filesystem holding the repository is full: free space or prune)", err))
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		return chunkstore.Permanent(fmt.Errorf("%w (check the permissions of the repository directory)", err))
+	case errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENAMETOOLONG):
+		return chunkstore.Permanent(err)
+	}
+	return err
+}
+
+func check(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return chunkstore.CheckName(name)
+}

@@ -1,0 +1,195 @@
+package local_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) chunkstore.Store {
+		s, err := local.Open(filepath.Join(t.TempDir(), "repo"), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing", "repo")
+	_, err := local.Open(missing, false)
+	if !errors.Is(err, chunkstore.ErrBucketNotFound) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Open(missing, create=false) = %v, want ErrBucketNotFound naming %s", err, missing)
+	}
+	s, err := local.Open(missing, true)
+	if err != nil {
+		t.Fatalf("Open(missing, create=true): %v", err)
+	}
+	if s.Location() != missing {
+		t.Errorf("Location() = %q, want %q", s.Location(), missing)
+	}
+	if fi, err := os.Stat(missing); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("created dir: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	if _, err := local.Open(missing, false); err != nil {
+		t.Errorf("reopen existing: %v", err)
+	}
+	if _, err := local.Open("relative/repo", true); err == nil || !strings.Contains(err.Error(), "absolute") {
+		t.Errorf("Open(relative) = %v, want an error about absolute paths", err)
+	}
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, []byte("x"), 0o600)
+	if _, err := local.Open(file, true); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("Open(regular file) = %v, want 'not a directory'", err)
+	}
+}
+
+func TestTempFilesInvisible(t *testing.T) {
+	dir := t.TempDir()
+	s, err := local.Open(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	// Leftovers of a crashed Put.
+	os.MkdirAll(filepath.Join(dir, "data", "ab"), 0o700)
+	os.WriteFile(filepath.Join(dir, "data", "ab", ".tmp-123"), []byte("partial"), 0o600)
+	os.WriteFile(filepath.Join(dir, ".tmp-456"), []byte("partial"), 0o600)
+
+	// Concurrent Puts and Lists: a List must never see a temp file.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var bad []string
+	var mu sync.Mutex
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.List(ctx, "", func(oi chunkstore.ObjectInfo) error {
+				if strings.Contains(oi.Name, ".tmp-") {
+					mu.Lock()
+					bad = append(bad, oi.Name)
+					mu.Unlock()
+				}
+				return nil
+			})
+		}
+	})
+	for i := range 50 {
+		if err := s.Put(ctx, "data/ab/obj"+string(rune('a'+i%26))+string(rune('a'+i/26)), storetest.Data(uint64(i), 50000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Errorf("List reported temporary files: %q", bad[:min(len(bad), 5)])
+	}
+	n := 0
+	s.List(ctx, "", func(oi chunkstore.ObjectInfo) error { n++; return nil })
+	if n != 50 {
+		t.Errorf("List found %d objects, want 50", n)
+	}
+	if err := s.Put(ctx, "data/.tmp-x", []byte("x")); err == nil {
+		t.Error("Put of a name that looks like a temp file succeeded")
+	}
+	// Put leaves no temp file behind.
+	entries, _ := os.ReadDir(filepath.Join(dir, "data", "ab"))
+	tmps := 0
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			tmps++
+		}
+	}
+	if tmps != 1 { // the planted one
+		t.Errorf("found %d temp files in data/ab, want only the planted one", tmps)
+	}
+}
+
+func TestUnwritable(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s, err := local.Open(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A path component that is a regular file fails for root too.
+	if err := os.WriteFile(filepath.Join(dir, "data"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Put(ctx, "data/ab/obj", []byte("x"))
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "data")) {
+		t.Errorf("Put under a regular file = %v, want an error naming the path", err)
+	}
+	if !chunkstore.IsPermanent(err) {
+		t.Errorf("Put under a regular file = %v, want a permanent error", err)
+	}
+
+	t.Run("permission", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			t.Skip("root ignores directory permissions")
+		}
+		ro := filepath.Join(dir, "ro")
+		os.Mkdir(ro, 0o500)
+		s, err := local.Open(ro, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Put(ctx, "obj", []byte("x"))
+		if !errors.Is(err, os.ErrPermission) || !chunkstore.IsPermanent(err) || !strings.Contains(err.Error(), ro) {
+			t.Errorf("Put into read-only dir = %v, want a permanent permission error naming %s", err, ro)
+		}
+	})
+}
+
+func TestENOSPC(t *testing.T) {
+	// Filling a real filesystem needs a mount this test cannot count on, so
+	// take a genuine ENOSPC from /dev/full and check how Put would report it.
+	f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skip("/dev/full not available")
+	}
+	defer f.Close()
+	_, werr := f.Write([]byte("x"))
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Skipf("/dev/full write = %v, not ENOSPC", werr)
+	}
+	err = local.ClassifyForTest(werr, "/repo/data/x")
+	if !errors.Is(err, syscall.ENOSPC) || !chunkstore.IsPermanent(err) ||
+		!strings.Contains(err.Error(), "/repo/data/x") || !strings.Contains(err.Error(), "full") {
+		t.Errorf("classified ENOSPC = %v", err)
+	}
+}
+
+func TestRootVanished(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "repo")
+	s, err := local.Open(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "data/x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(dir)
+	err = s.List(ctx, "data/", func(chunkstore.ObjectInfo) error { return nil })
+	if err == nil || errors.Is(err, chunkstore.ErrNotFound) {
+		t.Errorf("List on a vanished root = %v, want an error (never an empty listing)", err)
+	}
+	if _, err := s.Stat(ctx, "data/x"); !errors.Is(err, chunkstore.ErrBucketNotFound) {
+		t.Errorf("Stat on a vanished root = %v, want ErrBucketNotFound", err)
+	}
+}
