@@ -1,0 +1,636 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/restic/chunker"
+	"golang.org/x/sync/errgroup"
+)
+
+// BackupOptions configure one backup.
+type BackupOptions struct {
+	Paths          []string // absolute or relative; made absolute and cleaned
+	Host           string
+	Username       string
+	Tags           []string
+	Excludes       []string // see Excluder
+	FilesCache     *FilesCache
+	Readers        int // files read and chunked in parallel; 0 = GOMAXPROCS
+	Sealers        int // blobs compressed and sealed in parallel; 0 = GOMAXPROCS
+	Writer         chunkstore.WriterOptions
+	Now            func() time.Time
+	Logger         *slog.Logger
+	Progress       *Progress
+	ProgramVersion string
+}
+
+// Progress is updated while a backup runs; read it from any goroutine.
+type Progress struct {
+	Files          atomic.Int64 // files finished
+	Dirs           atomic.Int64
+	BytesProcessed atomic.Int64 // size of finished files, read or not
+	BytesRead      atomic.Int64 // bytes read from disk
+	BytesAdded     atomic.Int64 // sealed bytes added to packs
+	Errors         atomic.Int64
+}
+
+// Warning reports an entry that could not be backed up.
+type Warning struct {
+	Path string
+	Err  error
+}
+
+func (w Warning) Error() string { return fmt.Sprintf("%s: %v", w.Path, w.Err) }
+
+// Result is a finished backup.
+type Result struct {
+	ID       chunkstore.ID
+	Manifest Manifest
+	Warnings []Warning // non-empty: the snapshot is partial
+	Adopted  int       // packs from interrupted backups that were reused
+}
+
+type archiver struct {
+	repo                                                      *chunkstore.Repository
+	w                                                         *chunkstore.Writer
+	opts                                                      BackupOptions
+	log                                                       *slog.Logger
+	excl                                                      *Excluder
+	pol                                                       chunker.Pol
+	cfg                                                       chunkstore.Config
+	files                                                     chan *fileJob
+	blobs                                                     chan chunkJob
+	bufs                                                      chan *[]byte
+	prog                                                      *Progress
+	ids                                                       *idNames
+	warnMu                                                    sync.Mutex
+	warnings                                                  []Warning
+	newFiles, changed, unmodified, dirs, bytesProc, bytesRead atomic.Uint64
+}
+
+type fileJob struct {
+	path    string
+	node    *Node
+	st      FileStat
+	done    chan struct{}
+	err     error
+	changed bool
+}
+
+type chunkJob struct {
+	id  chunkstore.ID
+	buf *[]byte
+	n   int
+}
+
+type dirDone struct {
+	id  chunkstore.ID
+	err error
+}
+
+// Backup reads the paths, stores new content and trees, and commits a
+// snapshot manifest. Unreadable entries are skipped and returned as
+// warnings; any storage error aborts the backup without a manifest.
+//
+// The pipeline: one walker goroutine stats entries in name order and
+// hands files whose stat data changed to Readers, which chunk them and
+// hash each chunk; chunks not already in the index are reserved and
+// passed to Sealers, which compress and seal them into packs that the
+// repository Writer uploads in the background. Each directory waits for
+// its children in its own goroutine and then stores its tree, so
+// directories complete bottom-up while the walk goes on.
+func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions) (*Result, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Readers <= 0 {
+		opts.Readers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Sealers <= 0 {
+		opts.Sealers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Progress == nil {
+		opts.Progress = &Progress{}
+	}
+	if opts.FilesCache == nil {
+		opts.FilesCache = NewFilesCache(repo.Config().ID)
+	}
+	if len(opts.Paths) == 0 {
+		return nil, errors.New("backup: no paths given")
+	}
+	paths, err := cleanPaths(opts.Paths)
+	if err != nil {
+		return nil, err
+	}
+	excl, err := NewExcluder(opts.Excludes)
+	if err != nil {
+		return nil, err
+	}
+	start := opts.Now()
+	if err := repo.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	adopted, err := repo.AdoptOrphans(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := repo.NewWriter(ctx, opts.Writer)
+	if err != nil {
+		return nil, err
+	}
+	nbufs := opts.Readers + 2*opts.Sealers + 2
+	a := &archiver{
+		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl,
+		pol: repo.Secrets().Polynomial, cfg: repo.Config(),
+		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
+		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
+	}
+	for i := 0; i < nbufs; i++ {
+		a.bufs <- new([]byte)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	var readers sync.WaitGroup
+	for i := 0; i < opts.Readers; i++ {
+		readers.Add(1)
+		g.Go(func() error { defer readers.Done(); return a.reader(gctx) })
+	}
+	for i := 0; i < opts.Sealers; i++ {
+		g.Go(func() error { return a.sealer(gctx) })
+	}
+	var rootID chunkstore.ID
+	g.Go(func() error {
+		defer close(a.blobs)
+		defer readers.Wait()
+		defer close(a.files)
+		ch := a.saveVirtual(gctx, buildVirtual(paths))
+		select {
+		case res := <-ch:
+			rootID = res.id
+			return res.err
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+	})
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	ws := w.Stats()
+	m := Manifest{
+		Time: start, Host: opts.Host, Username: opts.Username, Paths: paths, Tags: opts.Tags,
+		Tree: rootID, ProgramVersion: opts.ProgramVersion,
+		Summary: Summary{
+			Start: start, End: opts.Now(),
+			FilesNew: a.newFiles.Load(), FilesChanged: a.changed.Load(), FilesUnmodified: a.unmodified.Load(),
+			Dirs: a.dirs.Load(), BytesProcessed: a.bytesProc.Load(), BytesRead: a.bytesRead.Load(),
+			BytesAdded: uint64(ws.StoredAdded), BlobsAdded: uint64(ws.BlobsAdded), Errors: uint64(len(a.warnings)),
+		},
+	}
+	// The manifest is the commit point: everything it references is now
+	// in uploaded packs listed by index files.
+	id, err := Save(ctx, repo, m)
+	if err != nil {
+		return nil, fmt.Errorf("backup: save snapshot: %w", err)
+	}
+	sort.Slice(a.warnings, func(i, j int) bool { return a.warnings[i].Path < a.warnings[j].Path })
+	return &Result{ID: id, Manifest: m, Warnings: a.warnings, Adopted: adopted}, nil
+}
+
+func cleanPaths(in []string) ([]string, error) {
+	var out []string
+	for _, p := range in {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("backup path %q: %w", p, err)
+		}
+		if _, err := os.Lstat(abs); err != nil {
+			return nil, fmt.Errorf("backup path %s: %w", abs, errors.Unwrap(err))
+		}
+		out = append(out, abs)
+	}
+	sort.Strings(out)
+	// Drop paths inside another backed-up path.
+	var kept []string
+	for _, p := range out {
+		if len(kept) > 0 {
+			last := kept[len(kept)-1]
+			if p == last || strings.HasPrefix(p, strings.TrimSuffix(last, "/")+"/") {
+				continue
+			}
+		}
+		kept = append(kept, p)
+	}
+	return kept, nil
+}
+
+func (a *archiver) warn(path string, err error) {
+	a.prog.Errors.Add(1)
+	a.log.Warn("skipped unreadable entry", "path", path, "err", err)
+	a.warnMu.Lock()
+	a.warnings = append(a.warnings, Warning{Path: path, Err: err})
+	a.warnMu.Unlock()
+}
+
+// vnode is a path component on the way to a backed-up path.
+type vnode struct {
+	path     string
+	target   bool
+	children map[string]*vnode
+}
+
+func buildVirtual(paths []string) *vnode {
+	root := &vnode{path: "/", children: map[string]*vnode{}}
+	for _, p := range paths {
+		cur := root
+		for _, el := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+			if el == "" {
+				continue
+			}
+			next, ok := cur.children[el]
+			if !ok {
+				next = &vnode{path: filepath.Join(cur.path, el), children: map[string]*vnode{}}
+				cur.children[el] = next
+			}
+			cur = next
+		}
+		cur.target = true
+	}
+	return root
+}
+
+// saveVirtual stores the trees for the ancestors of the backed-up paths.
+func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
+	if v.target {
+		// "/" itself was given.
+		return a.saveDir(ctx, v.path)
+	}
+	names := make([]string, 0, len(v.children))
+	for n := range v.children {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var items []pendingNode
+	for _, name := range names {
+		c := v.children[name]
+		if c.target {
+			if it, ok := a.entry(ctx, c.path, name); ok {
+				items = append(items, it)
+			}
+			continue
+		}
+		fi, err := os.Lstat(c.path)
+		if err != nil {
+			a.warn(c.path, err)
+			continue
+		}
+		node := a.nodeFromInfo(name, fi)
+		items = append(items, pendingNode{node: node, dir: a.saveVirtual(ctx, c)})
+	}
+	return a.finishDir(ctx, v.path, items)
+}
+
+type pendingNode struct {
+	node *Node
+	file *fileJob
+	dir  <-chan dirDone
+}
+
+// entry stats one path and starts whatever work it needs.
+func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, bool) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		a.warn(path, err)
+		return pendingNode{}, false
+	}
+	if a.excl.Excluded(path, fi.IsDir()) {
+		return pendingNode{}, false
+	}
+	node := a.nodeFromInfo(name, fi)
+	switch {
+	case fi.Mode().IsRegular():
+		node.Type = TypeFile
+		st := statOf(fi)
+		if content, ok := a.opts.FilesCache.Lookup(path, st); ok && a.allStored(content) {
+			node.Content = content
+			a.opts.FilesCache.Record(path, st, content)
+			a.unmodified.Add(1)
+			a.bytesProc.Add(uint64(fi.Size()))
+			a.prog.Files.Add(1)
+			a.prog.BytesProcessed.Add(fi.Size())
+			return pendingNode{node: node}, true
+		}
+		_, known := a.opts.FilesCache.old[path]
+		job := &fileJob{path: path, node: node, st: st, done: make(chan struct{}), changed: known}
+		select {
+		case a.files <- job:
+		case <-ctx.Done():
+			return pendingNode{}, false
+		}
+		return pendingNode{node: node, file: job}, true
+	case fi.IsDir():
+		return pendingNode{node: node, dir: a.saveDir(ctx, path)}, true
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(path)
+		if err != nil {
+			a.warn(path, err)
+			return pendingNode{}, false
+		}
+		node.Type, node.LinkTarget = TypeSymlink, target
+	case fi.Mode()&fs.ModeNamedPipe != 0:
+		node.Type = TypeFIFO
+	case fi.Mode()&fs.ModeDevice != 0:
+		node.Type = TypeDev
+		if fi.Mode()&fs.ModeCharDevice != 0 {
+			node.Type = TypeCharDev
+		}
+	default:
+		a.warn(path, fmt.Errorf("unsupported file type %s; skipped", fi.Mode().Type()))
+		return pendingNode{}, false
+	}
+	return pendingNode{node: node}, true
+}
+
+func (a *archiver) allStored(ids []chunkstore.ID) bool {
+	idx := a.repo.Index()
+	for _, id := range ids {
+		if !idx.Has(id) {
+			return false
+		}
+	}
+	return true
+}
+
+// saveDir walks one directory; the returned channel yields its tree ID.
+func (a *archiver) saveDir(ctx context.Context, path string) <-chan dirDone {
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		a.warn(path, err)
+	}
+	items := make([]pendingNode, 0, len(ents))
+	for _, e := range ents {
+		if ctx.Err() != nil {
+			break
+		}
+		if it, ok := a.entry(ctx, filepath.Join(path, e.Name()), e.Name()); ok {
+			items = append(items, it)
+		}
+	}
+	return a.finishDir(ctx, path, items)
+}
+
+// finishDir waits for the children in a goroutine, then stores the tree.
+func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNode) <-chan dirDone {
+	out := make(chan dirDone, 1)
+	go func() {
+		tree := &Tree{Nodes: make([]Node, 0, len(items))}
+		for _, it := range items {
+			switch {
+			case it.file != nil:
+				select {
+				case <-it.file.done:
+				case <-ctx.Done():
+					out <- dirDone{err: ctx.Err()}
+					return
+				}
+				if it.file.err != nil {
+					continue // reported by the reader
+				}
+			case it.dir != nil:
+				var res dirDone
+				select {
+				case res = <-it.dir:
+				case <-ctx.Done():
+					out <- dirDone{err: ctx.Err()}
+					return
+				}
+				if res.err != nil {
+					out <- res
+					return
+				}
+				id := res.id
+				it.node.Subtree = &id
+			}
+			tree.Nodes = append(tree.Nodes, *it.node)
+		}
+		b, err := tree.Encode()
+		if err != nil {
+			out <- dirDone{err: fmt.Errorf("encode tree %s: %w", path, err)}
+			return
+		}
+		id, _, err := a.w.SaveBlob(ctx, chunkstore.TreeBlob, b)
+		if err != nil {
+			out <- dirDone{err: err}
+			return
+		}
+		a.dirs.Add(1)
+		a.prog.Dirs.Add(1)
+		out <- dirDone{id: id}
+	}()
+	return out
+}
+
+// reader chunks files.
+func (a *archiver) reader(ctx context.Context) error {
+	ch := chunker.NewWithBoundaries(nil, a.pol, a.cfg.ChunkMin, a.cfg.ChunkMax)
+	for job := range a.files {
+		if ctx.Err() != nil {
+			job.err = ctx.Err()
+			close(job.done)
+			continue
+		}
+		err := a.readFile(ctx, ch, job)
+		if err != nil && ctx.Err() == nil {
+			a.warn(job.path, err)
+		}
+		job.err = err
+		close(job.done)
+	}
+	return nil
+}
+
+func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJob) error {
+	f, err := openNoAtime(job.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ch.ResetWithBoundaries(f, a.pol, a.cfg.ChunkMin, a.cfg.ChunkMax)
+	ch.SetAverageBits(a.cfg.ChunkAvgBits)
+	var content []chunkstore.ID
+	var size int64
+	idx := a.repo.Index()
+	for {
+		var buf *[]byte
+		select {
+		case buf = <-a.bufs:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if cap(*buf) < int(a.cfg.ChunkMax) {
+			*buf = make([]byte, a.cfg.ChunkMax)
+		}
+		c, err := ch.Next((*buf)[:cap(*buf)])
+		if err == io.EOF {
+			a.bufs <- buf
+			break
+		}
+		if err != nil {
+			a.bufs <- buf
+			return fmt.Errorf("read: %w", err)
+		}
+		id := a.repo.BlobID(c.Data)
+		content = append(content, id)
+		size += int64(c.Length)
+		a.prog.BytesRead.Add(int64(c.Length))
+		if !idx.Reserve(id) {
+			a.bufs <- buf
+			continue
+		}
+		select {
+		case a.blobs <- chunkJob{id: id, buf: buf, n: int(c.Length)}:
+		case <-ctx.Done():
+			idx.Unreserve(id)
+			return ctx.Err()
+		}
+	}
+	if size != job.st.Size {
+		// The file changed while it was read; store what was read and
+		// do not trust the cache entry next time.
+		a.log.Warn("file changed during backup", "path", job.path, "expected", job.st.Size, "read", size)
+		job.st.CTime = -1
+	}
+	job.node.Content = content
+	job.node.Size = uint64(size)
+	a.opts.FilesCache.Record(job.path, job.st, content)
+	if job.changed {
+		a.changed.Add(1)
+	} else {
+		a.newFiles.Add(1)
+	}
+	a.bytesProc.Add(uint64(size))
+	a.bytesRead.Add(uint64(size))
+	a.prog.Files.Add(1)
+	a.prog.BytesProcessed.Add(size)
+	return nil
+}
+
+// sealer compresses, seals and stores reserved chunks.
+func (a *archiver) sealer(ctx context.Context) error {
+	for j := range a.blobs {
+		if ctx.Err() != nil {
+			a.repo.Index().Unreserve(j.id)
+			a.bufs <- j.buf
+			continue
+		}
+		n, err := a.w.SaveReserved(ctx, chunkstore.DataBlob, j.id, (*j.buf)[:j.n])
+		a.bufs <- j.buf
+		if err != nil {
+			return err
+		}
+		a.prog.BytesAdded.Add(int64(n))
+	}
+	return nil
+}
+
+func openNoAtime(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOATIME|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.EPERM) {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	return f, err
+}
+
+func statOf(fi fs.FileInfo) FileStat {
+	st := FileStat{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
+	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.CTime = s.Ctim.Nano()
+		st.Inode = s.Ino
+		st.Dev = uint64(s.Dev)
+	}
+	return st
+}
+
+func (a *archiver) nodeFromInfo(name string, fi fs.FileInfo) *Node {
+	n := &Node{Name: name, Type: TypeDir, ModTime: fi.ModTime(), Mode: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)}
+	if fi.Mode().IsRegular() {
+		n.Size = uint64(fi.Size())
+	}
+	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+		n.UID, n.GID = s.Uid, s.Gid
+		n.User, n.Group = a.ids.user(s.Uid), a.ids.group(s.Gid)
+		n.AccessTime = time.Unix(s.Atim.Unix())
+		n.ChangeTime = time.Unix(s.Ctim.Unix())
+		n.Inode, n.DeviceID, n.Links = s.Ino, uint64(s.Dev), uint64(s.Nlink)
+		n.Device = uint64(s.Rdev)
+		if !fi.Mode().IsRegular() || n.Links < 2 {
+			n.Links = 0 // only hardlinked files need the count
+		}
+		if fi.Mode()&fs.ModeDevice == 0 {
+			n.Device = 0
+		}
+	}
+	return n
+}
+
+// idNames caches uid/gid → name lookups.
+type idNames struct {
+	mu     sync.Mutex
+	users  map[uint32]string
+	groups map[uint32]string
+}
+
+func newIDNames() *idNames {
+	return &idNames{users: map[uint32]string{}, groups: map[uint32]string{}}
+}
+
+func (c *idNames) user(uid uint32) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.users[uid]; ok {
+		return n
+	}
+	name := ""
+	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		name = u.Username
+	}
+	c.users[uid] = name
+	return name
+}
+
+func (c *idNames) group(gid uint32) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.groups[gid]; ok {
+		return n
+	}
+	name := ""
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
+		name = g.Name
+	}
+	c.groups[gid] = name
+	return name
+}

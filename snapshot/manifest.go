@@ -1,0 +1,222 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"golang.org/x/sync/errgroup"
+)
+
+// ManifestVersion is the version of the manifest encoding.
+const ManifestVersion = 1
+
+// Manifest is a snapshot's metadata, sealed with the metadata key. Saving
+// it is the commit point of a backup.
+type Manifest struct {
+	Version        int           `json:"version"`
+	Time           time.Time     `json:"time"`
+	Host           string        `json:"host"`
+	Username       string        `json:"username,omitempty"`
+	Paths          []string      `json:"paths"`
+	Tags           []string      `json:"tags,omitempty"`
+	Tree           chunkstore.ID `json:"tree"`
+	Summary        Summary       `json:"summary"`
+	ProgramVersion string        `json:"program_version,omitempty"`
+}
+
+// Summary records what a backup did.
+type Summary struct {
+	Start           time.Time `json:"start"`
+	End             time.Time `json:"end"`
+	FilesNew        uint64    `json:"files_new"`
+	FilesChanged    uint64    `json:"files_changed"`
+	FilesUnmodified uint64    `json:"files_unmodified"`
+	Dirs            uint64    `json:"dirs"`
+	BytesProcessed  uint64    `json:"bytes_processed"` // size of all files in the snapshot
+	BytesRead       uint64    `json:"bytes_read"`      // bytes read from disk (new and changed files)
+	BytesAdded      uint64    `json:"bytes_added"`     // bytes stored in new packs
+	BlobsAdded      uint64    `json:"blobs_added"`
+	Errors          uint64    `json:"errors"` // unreadable entries; > 0 makes the snapshot partial
+}
+
+// Snapshot is a manifest with its ID.
+type Snapshot struct {
+	ID chunkstore.ID
+	Manifest
+}
+
+func decodeManifest(b []byte) (Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("decode manifest: %w", err)
+	}
+	if m.Version != ManifestVersion {
+		return m, fmt.Errorf("manifest version %d not supported (this lifeboat reads %d)", m.Version, ManifestVersion)
+	}
+	if m.Tree.IsNull() {
+		return m, errors.New("manifest has no tree")
+	}
+	return m, nil
+}
+
+// Save stores a manifest and returns the snapshot ID.
+func Save(ctx context.Context, repo *chunkstore.Repository, m Manifest) (chunkstore.ID, error) {
+	m.Version = ManifestVersion
+	b, err := json.Marshal(m)
+	if err != nil {
+		return chunkstore.ID{}, err
+	}
+	return repo.SaveMeta(ctx, chunkstore.KindSnapshot, b)
+}
+
+// Load reads one snapshot.
+func Load(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID) (*Snapshot, error) {
+	b, err := repo.LoadMeta(ctx, chunkstore.KindSnapshot, id)
+	if err != nil {
+		return nil, err
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", id.Short(), err)
+	}
+	return &Snapshot{ID: id, Manifest: m}, nil
+}
+
+// List loads every snapshot, oldest first. A snapshot that cannot be
+// read is returned in the error list rather than silently dropped.
+func List(ctx context.Context, repo *chunkstore.Repository) ([]*Snapshot, []error, error) {
+	ids, err := repo.ListMeta(ctx, chunkstore.KindSnapshot)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		mu   sync.Mutex
+		out  []*Snapshot
+		errs []error
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, id := range ids {
+		g.Go(func() error {
+			s, err := Load(gctx, repo, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				errs = append(errs, err)
+				return nil
+			}
+			out = append(out, s)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].ID.String() < out[j].ID.String()
+	})
+	return out, errs, nil
+}
+
+// Filter selects snapshots by host and tags (all given tags must be present).
+type Filter struct {
+	Hosts []string
+	Tags  []string
+	Paths []string
+}
+
+// Match reports whether s passes the filter.
+func (f Filter) Match(s *Snapshot) bool {
+	if len(f.Hosts) > 0 && !slices.Contains(f.Hosts, s.Host) {
+		return false
+	}
+	for _, t := range f.Tags {
+		if !slices.Contains(s.Tags, t) {
+			return false
+		}
+	}
+	for _, p := range f.Paths {
+		if !slices.Contains(s.Paths, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrNoSnapshot is returned by Find when nothing matches.
+var ErrNoSnapshot = errors.New("no matching snapshot")
+
+// Find resolves "latest", a full ID or a unique ID prefix among list
+// (which must be sorted oldest first).
+func Find(list []*Snapshot, ref string, f Filter) (*Snapshot, error) {
+	var cand []*Snapshot
+	for _, s := range list {
+		if f.Match(s) {
+			cand = append(cand, s)
+		}
+	}
+	if ref == "latest" {
+		if len(cand) == 0 {
+			return nil, fmt.Errorf("%w: the repository has no snapshots%s", ErrNoSnapshot, f.describe())
+		}
+		return cand[len(cand)-1], nil
+	}
+	ref = strings.ToLower(ref)
+	if len(ref) < 4 {
+		return nil, fmt.Errorf("snapshot ID %q is too short: give at least 4 hex digits or 'latest'", ref)
+	}
+	var found *Snapshot
+	for _, s := range cand {
+		if strings.HasPrefix(s.ID.String(), ref) {
+			if found != nil {
+				return nil, fmt.Errorf("snapshot ID prefix %q is ambiguous (%s, %s, ...): give more digits", ref, found.ID.Short(), s.ID.Short())
+			}
+			found = s
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: no snapshot ID starts with %q%s; list them with 'lifeboat snapshots'", ErrNoSnapshot, ref, f.describe())
+	}
+	return found, nil
+}
+
+func (f Filter) describe() string {
+	var parts []string
+	if len(f.Hosts) > 0 {
+		parts = append(parts, "host "+strings.Join(f.Hosts, ","))
+	}
+	if len(f.Tags) > 0 {
+		parts = append(parts, "tags "+strings.Join(f.Tags, ","))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (filtered by " + strings.Join(parts, ", ") + ")"
+}
+
+// LoadTree reads and validates a tree blob. It needs an identity.
+func LoadTree(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID) (*Tree, error) {
+	b, err := repo.LoadBlob(ctx, chunkstore.TreeBlob, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := DecodeTree(b)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", id.Short(), err)
+	}
+	return t, nil
+}

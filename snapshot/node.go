@@ -1,0 +1,153 @@
+package snapshot
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// NodeType is the kind of filesystem object a Node records.
+type NodeType string
+
+// Node types.
+const (
+	TypeFile    NodeType = "file"
+	TypeDir     NodeType = "dir"
+	TypeSymlink NodeType = "symlink"
+	TypeDev     NodeType = "dev"     // block device
+	TypeCharDev NodeType = "chardev" // character device
+	TypeFIFO    NodeType = "fifo"
+)
+
+// Node is one entry of a directory tree.
+type Node struct {
+	Name       string          `json:"-"`
+	Type       NodeType        `json:"type"`
+	Mode       fs.FileMode     `json:"mode"` // permission, setuid, setgid and sticky bits only
+	UID        uint32          `json:"uid"`
+	GID        uint32          `json:"gid"`
+	User       string          `json:"user,omitempty"`
+	Group      string          `json:"group,omitempty"`
+	ModTime    time.Time       `json:"mtime"`
+	AccessTime time.Time       `json:"atime"`
+	ChangeTime time.Time       `json:"ctime"`
+	Size       uint64          `json:"size,omitempty"`
+	Inode      uint64          `json:"inode,omitempty"`
+	DeviceID   uint64          `json:"device_id,omitempty"` // st_dev: which filesystem
+	Links      uint64          `json:"links,omitempty"`
+	Device     uint64          `json:"rdev,omitempty"` // st_rdev of device nodes
+	LinkTarget string          `json:"-"`
+	Content    []chunkstore.ID `json:"content,omitempty"`
+	Subtree    *chunkstore.ID  `json:"subtree,omitempty"`
+}
+
+// nodeJSON carries the string fields that may hold arbitrary bytes: names
+// and link targets are stored as JSON strings when they are valid UTF-8
+// and as base64 otherwise, so no byte of a file name is ever lost.
+type nodeJSON struct {
+	Name          string `json:"name,omitempty"`
+	NameB64       string `json:"name_b64,omitempty"`
+	LinkTarget    string `json:"linktarget,omitempty"`
+	LinkTargetB64 string `json:"linktarget_b64,omitempty"`
+	*nodeAlias
+}
+
+type nodeAlias Node
+
+func splitBytes(s string) (text, b64 string) {
+	if utf8.ValidString(s) {
+		return s, ""
+	}
+	return "", base64.StdEncoding.EncodeToString([]byte(s))
+}
+
+func joinBytes(text, b64 string) (string, error) {
+	if b64 == "" {
+		return text, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(b64)
+	return string(b), err
+}
+
+// MarshalJSON encodes a node losslessly.
+func (n Node) MarshalJSON() ([]byte, error) {
+	j := nodeJSON{nodeAlias: (*nodeAlias)(&n)}
+	j.Name, j.NameB64 = splitBytes(n.Name)
+	j.LinkTarget, j.LinkTargetB64 = splitBytes(n.LinkTarget)
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON decodes a node.
+func (n *Node) UnmarshalJSON(b []byte) error {
+	j := nodeJSON{nodeAlias: (*nodeAlias)(n)}
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	var err error
+	if n.Name, err = joinBytes(j.Name, j.NameB64); err != nil {
+		return fmt.Errorf("node name: %w", err)
+	}
+	if n.LinkTarget, err = joinBytes(j.LinkTarget, j.LinkTargetB64); err != nil {
+		return fmt.Errorf("node link target: %w", err)
+	}
+	return nil
+}
+
+// Tree is the content of a directory, sorted by name.
+type Tree struct {
+	Nodes []Node `json:"nodes"`
+}
+
+// ErrInvalidTree is wrapped by errors for trees that are well-formed
+// JSON but describe something restore must refuse.
+var ErrInvalidTree = errors.New("invalid tree")
+
+// ValidName reports whether name can be a single path element: not
+// empty, not "." or "..", no slash and no NUL. Restore relies on it to
+// never write outside its target.
+func ValidName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+}
+
+// DecodeTree parses and validates a tree blob.
+func DecodeTree(b []byte) (*Tree, error) {
+	var t Tree
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidTree, err)
+	}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		if !ValidName(n.Name) {
+			return nil, fmt.Errorf("%w: entry %d has unsafe name %q", ErrInvalidTree, i, n.Name)
+		}
+		if i > 0 && t.Nodes[i-1].Name >= n.Name {
+			return nil, fmt.Errorf("%w: entries not sorted or duplicated at %q", ErrInvalidTree, n.Name)
+		}
+		switch n.Type {
+		case TypeDir:
+			if n.Subtree == nil {
+				return nil, fmt.Errorf("%w: directory %q has no subtree", ErrInvalidTree, n.Name)
+			}
+		case TypeFile, TypeSymlink, TypeDev, TypeCharDev, TypeFIFO:
+		default:
+			return nil, fmt.Errorf("%w: %q has unknown type %q", ErrInvalidTree, n.Name, n.Type)
+		}
+		if n.Type != TypeFile && len(n.Content) > 0 {
+			return nil, fmt.Errorf("%w: %s %q has content", ErrInvalidTree, n.Type, n.Name)
+		}
+		n.Mode &= fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+	}
+	return &t, nil
+}
+
+// Encode returns the canonical encoding of the tree.
+func (t *Tree) Encode() ([]byte, error) {
+	return json.Marshal(t)
+}
