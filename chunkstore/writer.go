@@ -94,6 +94,17 @@ func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id ID, data []byte)
 	if !w.r.index.Reserve(id) {
 		return 0, nil
 	}
+	return w.SaveReserved(ctx, t, id, data)
+}
+
+// SaveReserved stores a blob whose ID the caller has reserved with
+// Index().Reserve (and so knows to be new). On error the reservation is
+// dropped.
+func (w *Writer) SaveReserved(ctx context.Context, t BlobType, id ID, data []byte) (int, error) {
+	if err := w.gctx.Err(); err != nil {
+		w.r.index.Unreserve(id)
+		return 0, w.failure()
+	}
 	bp := payloadPool.Get().(*[]byte)
 	payload := encodeBlobPayload((*bp)[:0], data)
 	p, err := w.builder()
