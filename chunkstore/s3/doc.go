@@ -1,0 +1,53 @@
+// Package s3 stores a lifeboat repository in an S3 bucket (AWS, MinIO or
+// any S3-compatible server) through minio-go. Object names map to keys
+// "<prefix>/<name>"; the prefix lets several repositories share a bucket.
+//
+// # Writes and checksums
+//
+// S3 PUTs are atomic by nature: an object becomes visible whole or not at
+// all, and since 2020 AWS (like MinIO) is strongly consistent, which gives
+// the read-after-write the contract promises. Put always sends a single
+// PUT (multipart is disabled: lifeboat's objects are packs of a few MiB,
+// far below the 5 GiB single-PUT limit), so no half-finished multipart
+// upload is ever left behind. Each PUT carries a Content-MD5 header, part
+// of the signed request; the server recomputes the digest and rejects the
+// upload (BadDigest) if a single bit changed on the way, so a corrupted
+// upload never lands. Content-MD5 was chosen over the newer x-amz-checksum
+// headers because every S3-compatible server implements it. Since the MD5
+// already protects the payload, the SHA-256 payload hash of SigV4 is
+// skipped (UNSIGNED-PAYLOAD) rather than computed a second time.
+//
+// # Reads
+//
+// Get issues one ranged GET ("bytes=first-last", or "bytes=first-" for
+// "to the end") and reads into a buffer of exactly the expected size. It
+// checks the Content-Range total against the requested range (S3 silently
+// shortens a range that runs past the end), fails on a short body and on
+// any byte beyond the range, so a truncated response is never passed off
+// as complete. Zero-length ranges, which HTTP cannot express, are answered
+// from a HEAD. List pages through ListObjectsV2 (1000 keys per page); an
+// error on any page, or a context canceled mid-way (which minio-go would
+// otherwise end silently), fails the whole listing.
+//
+// # Errors and retries
+//
+// minio-go's own retry loop is switched off (MaxRetries 1) so that
+// chunkstore.WithRetry is the one place that retries, with one policy and
+// one log line per retry. For it to decide, errors are classified here:
+// NoSuchKey (or a 404 on an object) wraps chunkstore.ErrNotFound;
+// NoSuchBucket wraps chunkstore.ErrBucketNotFound; AccessDenied,
+// InvalidAccessKeyId, SignatureDoesNotMatch and other 401/403 answers
+// become chunkstore.Permanent errors that say which credentials to check;
+// any other 4xx is permanent too, except 408, 429 and the codes that mean
+// the request was damaged or throttled in flight (BadDigest, SlowDown,
+// RequestTimeout, IncompleteBody, ...). 5xx answers and network errors
+// stay plain, i.e. transient; a refused connection or an unresolvable
+// host says the endpoint is unreachable and names it.
+//
+// # Credentials
+//
+// Static keys from the Config win. Otherwise the standard AWS chain is
+// used: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, the
+// shared credentials file (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE), then
+// the instance or container role unless AWS_EC2_METADATA_DISABLED=true.
+package s3

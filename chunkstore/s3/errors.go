@@ -1,0 +1,108 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"syscall"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// s3Code returns the S3 error code carried by err, or "".
+func s3Code(err error) string {
+	if r, ok := errors.AsType[minio.ErrorResponse](err); ok {
+		return r.Code
+	}
+	return ""
+}
+
+// describe names an object (or the bucket, for name "") for messages.
+func (s *Store) describe(name string) string {
+	if name == "" {
+		return s.loc
+	}
+	return s.loc + "/" + name
+}
+
+// Codes of 4xx answers that are worth retrying: the request or the body
+// got damaged or slowed down on the way, not refused for what it is.
+var transientCodes = map[string]bool{
+	"RequestTimeout":            true,
+	"SlowDown":                  true,
+	"BadDigest":                 true, // body corrupted in flight: Content-MD5 mismatch
+	"XAmzContentSHA256Mismatch": true,
+	"IncompleteBody":            true,
+	"InternalError":             true,
+	"ServiceUnavailable":        true,
+}
+
+// Codes that mean the credentials, or what they allow, are wrong.
+var credentialCodes = map[string]bool{
+	"AccessDenied":                      true,
+	"InvalidAccessKeyId":                true,
+	"SignatureDoesNotMatch":             true,
+	"InvalidToken":                      true,
+	"ExpiredToken":                      true,
+	"InvalidSecurity":                   true,
+	"AllAccessDisabled":                 true,
+	"AccountProblem":                    true,
+	"AuthorizationHeaderMalformed":      true,
+	"AuthorizationQueryParametersError": true,
+}
+
+// mapErr turns an error from minio-go into one the rest of lifeboat
+// understands: chunkstore.ErrNotFound, chunkstore.ErrBucketNotFound,
+// chunkstore.Permanent for refusals retrying cannot fix, and plain
+// (transient) errors for 5xx answers and network failures. Every message
+// names the object (or bucket) and, where it helps, what to check.
+func (s *Store) mapErr(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	what := s.describe(name)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s %s: %w", op, what, err)
+	}
+	r, isResp := errors.AsType[minio.ErrorResponse](err)
+	if !isResp {
+		return s.networkErr(op, what, err)
+	}
+	switch {
+	case r.Code == "NoSuchBucket":
+		return fmt.Errorf("%s %s: bucket %q does not exist on %s (run `lifeboat init` or create the bucket): %w",
+			op, what, s.bucket, s.endpoint, errors.Join(chunkstore.ErrBucketNotFound, err))
+	case r.Code == "NoSuchKey" || r.Code == "NotFound" || r.StatusCode == http.StatusNotFound && name != "":
+		return fmt.Errorf("%s %s: %w", op, what, chunkstore.ErrNotFound)
+	case credentialCodes[r.Code] || r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized:
+		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: check the S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the shared credentials file) and that they are allowed to %s in bucket %q",
+			op, what, err, op, s.bucket))
+	case transientCodes[r.Code],
+		r.StatusCode == http.StatusRequestTimeout,
+		r.StatusCode == http.StatusTooManyRequests,
+		r.StatusCode >= 500:
+		return fmt.Errorf("%s %s: %w", op, what, err)
+	case r.StatusCode >= 400:
+		return chunkstore.Permanent(fmt.Errorf("%s %s: %w", op, what, err))
+	}
+	return fmt.Errorf("%s %s: %w", op, what, err)
+}
+
+func (s *Store) networkErr(op, what string, err error) error {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%s %s: S3 endpoint %s unreachable (connection refused): is the server running and the address right? %w", op, what, s.endpoint, err)
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("%s %s: S3 endpoint %s unreachable (cannot resolve %q): %w", op, what, s.endpoint, dnsErr.Name, err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return fmt.Errorf("%s %s: S3 endpoint %s: network error: %w", op, what, s.endpoint, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, what, err)
+}

@@ -1,0 +1,346 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// Config says where a repository lives in S3 and how to reach it.
+type Config struct {
+	Endpoint string // host[:port], no scheme
+	Secure   bool   // https
+	Bucket   string
+	Prefix   string // optional key prefix inside the bucket, without leading or trailing "/"
+	Region   string // empty: AWS_REGION, then AWS_DEFAULT_REGION, then asked from the server
+
+	// AccessKey and SecretKey (and SessionToken) are static credentials.
+	// When AccessKey is empty, credentials come from the usual chain:
+	// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, then the
+	// shared credentials file (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE),
+	// then the instance/container role (skipped when
+	// AWS_EC2_METADATA_DISABLED=true).
+	AccessKey, SecretKey, SessionToken string
+
+	// BucketLookup is "auto" (or empty), "path" or "dns": how the bucket is
+	// put into request URLs.
+	BucketLookup string
+
+	// Transport replaces the HTTP transport (tests inject faults with it).
+	Transport http.RoundTripper
+}
+
+// Store is a chunkstore.Store in an S3 bucket.
+type Store struct {
+	client   *minio.Client
+	core     minio.Core
+	bucket   string
+	prefix   string // "" or "some/prefix/"
+	endpoint string // scheme://host:port
+	loc      string
+}
+
+var _ chunkstore.Store = (*Store)(nil)
+
+// maxPut is the largest object Put sends; larger ones would need a
+// multipart upload, which lifeboat never needs (packs are a few MiB).
+const maxPut = 5 << 30
+
+// Open connects to the bucket described by cfg. It checks that the bucket
+// exists; if it does not, Open creates it when create is true and
+// otherwise returns an error wrapping chunkstore.ErrBucketNotFound.
+func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
+	if cfg.Endpoint == "" || strings.Contains(cfg.Endpoint, "/") {
+		return nil, chunkstore.Permanent(fmt.Errorf("open s3 store: invalid endpoint %q: want host[:port] without scheme or path", cfg.Endpoint))
+	}
+	if cfg.Bucket == "" {
+		return nil, chunkstore.Permanent(errors.New("open s3 store: no bucket given"))
+	}
+	lookup, err := parseLookup(cfg.BucketLookup)
+	if err != nil {
+		return nil, err
+	}
+	region := firstNonEmpty(cfg.Region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"))
+	client, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:        credentialsFor(cfg),
+		Secure:       cfg.Secure,
+		Transport:    cfg.Transport,
+		Region:       region,
+		BucketLookup: lookup,
+		// One try per call: chunkstore.WithRetry is the single retry
+		// point, and it knows which errors are worth retrying.
+		MaxRetries: 1,
+	})
+	if err != nil {
+		return nil, chunkstore.Permanent(fmt.Errorf("open s3 store %s/%s: %w", cfg.Endpoint, cfg.Bucket, err))
+	}
+	scheme := "http"
+	if cfg.Secure {
+		scheme = "https"
+	}
+	s := &Store{
+		client:   client,
+		core:     minio.Core{Client: client},
+		bucket:   cfg.Bucket,
+		endpoint: scheme + "://" + cfg.Endpoint,
+	}
+	s.loc = "s3:" + s.endpoint + "/" + cfg.Bucket
+	if p := strings.Trim(cfg.Prefix, "/"); p != "" {
+		s.prefix = p + "/"
+		s.loc += "/" + p
+	}
+
+	ok, err := client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return nil, s.mapErr("open", "", err)
+	}
+	if ok {
+		return s, nil
+	}
+	if !create {
+		return nil, fmt.Errorf("open %s: bucket %q does not exist on %s: run `lifeboat init` to create the repository, or create the bucket yourself: %w",
+			s.loc, s.bucket, s.endpoint, chunkstore.ErrBucketNotFound)
+	}
+	err = client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: region})
+	if err != nil && s3Code(err) != "BucketAlreadyOwnedByYou" {
+		return nil, s.mapErr("create bucket", "", err)
+	}
+	return s, nil
+}
+
+func credentialsFor(cfg Config) *credentials.Credentials {
+	if cfg.AccessKey != "" {
+		return credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)
+	}
+	providers := []credentials.Provider{
+		&credentials.EnvAWS{},
+		&credentials.FileAWSCredentials{}, // AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE
+	}
+	if !strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true") {
+		providers = append(providers, &credentials.IAM{})
+	}
+	return credentials.NewChainCredentials(providers)
+}
+
+func parseLookup(s string) (minio.BucketLookupType, error) {
+	switch strings.ToLower(s) {
+	case "", "auto":
+		return minio.BucketLookupAuto, nil
+	case "path":
+		return minio.BucketLookupPath, nil
+	case "dns":
+		return minio.BucketLookupDNS, nil
+	}
+	return 0, chunkstore.Permanent(fmt.Errorf("invalid S3 bucket lookup %q: want auto, path or dns", s))
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// Location implements chunkstore.Store: "s3:http(s)://endpoint/bucket[/prefix]".
+func (s *Store) Location() string { return s.loc }
+
+func (s *Store) key(name string) string { return s.prefix + name }
+
+// Put implements chunkstore.Store. The object goes up in one PUT carrying
+// its Content-MD5, which the server checks before storing anything.
+func (s *Store) Put(ctx context.Context, name string, data []byte) error {
+	if err := check(ctx, name); err != nil {
+		return err
+	}
+	if len(data) > maxPut {
+		return chunkstore.Permanent(fmt.Errorf("put %s: %d bytes is more than a single PUT allows", s.describe(name), len(data)))
+	}
+	_, err := s.client.PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
+		ContentType:      "application/octet-stream",
+		SendContentMd5:   true,
+		DisableMultipart: true,
+		PartSize:         maxPut,
+		// The payload is protected by Content-MD5 (a signed header), so
+		// skip hashing it a second time with SHA-256 for the signature.
+		DisableContentSha256: true,
+	})
+	return s.mapErr("put", name, err)
+}
+
+// Get implements chunkstore.Reader with a ranged GET, and checks that
+// exactly the requested number of bytes came back.
+func (s *Store) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
+	if err := check(ctx, name); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, chunkstore.Permanent(fmt.Errorf("get %s: negative offset %d", s.describe(name), offset))
+	}
+	if length == 0 {
+		// An empty range cannot be asked for in HTTP; check it against the size.
+		oi, err := s.Stat(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if offset > oi.Size {
+			return nil, s.rangeErr(name, offset, length, oi.Size)
+		}
+		return []byte{}, nil
+	}
+	var opts minio.GetObjectOptions
+	ranged := false
+	switch {
+	case length > 0:
+		ranged = true
+		opts.SetRange(offset, offset+length-1)
+	case offset > 0:
+		ranged = true
+		opts.SetRange(offset, 0)
+	}
+	body, info, hdr, err := s.core.GetObject(ctx, s.bucket, s.key(name), opts)
+	if err != nil {
+		if s3Code(err) == "InvalidRange" {
+			oi, statErr := s.Stat(ctx, name)
+			if statErr != nil {
+				return nil, statErr
+			}
+			if length < 0 && offset == oi.Size {
+				return []byte{}, nil
+			}
+			return nil, s.rangeErr(name, offset, length, oi.Size)
+		}
+		return nil, s.mapErr("get", name, err)
+	}
+	defer body.Close()
+
+	want := length
+	total := info.Size // without a range, the response is the whole object
+	if !ranged && total < 0 {
+		return nil, fmt.Errorf("get %s: server sent no Content-Length", s.describe(name))
+	}
+	if ranged {
+		total = -1
+		if _, t, ok := parseContentRange(hdr.Get("Content-Range")); ok {
+			total = t
+		} else {
+			return nil, fmt.Errorf("get %s: server answered a range request without Content-Range (%q)", s.describe(name), hdr.Get("Content-Range"))
+		}
+		if offset+max(length, 0) > total {
+			return nil, s.rangeErr(name, offset, length, total)
+		}
+	}
+	if want < 0 {
+		want = total - offset
+	}
+	buf := make([]byte, want)
+	if n, err := io.ReadFull(body, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, s.mapErr("get", name, fmt.Errorf("read %d of %d bytes at offset %d: %w", n, want, offset, err))
+	}
+	var extra [1]byte
+	if n, _ := body.Read(extra[:]); n > 0 {
+		return nil, fmt.Errorf("get %s: server sent more than the %d bytes requested at offset %d", s.describe(name), want, offset)
+	}
+	return buf, nil
+}
+
+// parseContentRange parses "bytes first-last/total".
+func parseContentRange(v string) (first, total int64, ok bool) {
+	v, found := strings.CutPrefix(v, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	rng, tot, found := strings.Cut(v, "/")
+	if !found {
+		return 0, 0, false
+	}
+	f, _, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(f, 10, 64)
+	total, err2 := strconv.ParseInt(tot, 10, 64)
+	return first, total, err1 == nil && err2 == nil
+}
+
+func (s *Store) rangeErr(name string, offset, length, size int64) error {
+	return chunkstore.Permanent(fmt.Errorf("get %s: range [%d, +%d) outside object of %d bytes", s.describe(name), offset, length, size))
+}
+
+// Stat implements chunkstore.Reader.
+func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, error) {
+	if err := check(ctx, name); err != nil {
+		return chunkstore.ObjectInfo{}, err
+	}
+	info, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{})
+	if err != nil {
+		return chunkstore.ObjectInfo{}, s.mapErr("stat", name, err)
+	}
+	return chunkstore.ObjectInfo{Name: name, Size: info.Size}, nil
+}
+
+// List implements chunkstore.Reader. minio-go pages through the listing
+// (1000 keys per request); any failure, including a canceled context,
+// ends it with an error.
+func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	noOwner := false
+	for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{
+		Prefix:     s.key(prefix),
+		Recursive:  true,
+		FetchOwner: &noOwner,
+	}) {
+		if obj.Err != nil {
+			return s.mapErr("list", prefix+"*", obj.Err)
+		}
+		name := strings.TrimPrefix(obj.Key, s.prefix)
+		if name == "" || strings.HasSuffix(name, "/") {
+			continue // "directory" marker left by other tools
+		}
+		if err := fn(chunkstore.ObjectInfo{Name: name, Size: obj.Size}); err != nil {
+			return err
+		}
+	}
+	// minio-go ends the iteration silently when ctx is canceled.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %s: %w", s.describe(prefix+"*"), err)
+	}
+	return nil
+}
+
+// Delete implements chunkstore.Store. S3 answers a DELETE of a missing key
+// with success, which is what the contract asks.
+func (s *Store) Delete(ctx context.Context, name string) error {
+	if err := check(ctx, name); err != nil {
+		return err
+	}
+	err := s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{})
+	if err != nil && s3Code(err) == "NoSuchKey" {
+		return nil
+	}
+	return s.mapErr("delete", name, err)
+}
+
+func check(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return chunkstore.CheckName(name)
+}

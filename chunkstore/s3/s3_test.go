@@ -1,0 +1,403 @@
+package s3_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/s3"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+)
+
+func config(env storetest.S3Env) s3.Config {
+	return s3.Config{
+		Endpoint:  env.Endpoint,
+		Bucket:    env.Bucket,
+		Prefix:    "repo",
+		Region:    "us-east-1",
+		AccessKey: env.AccessKey,
+		SecretKey: env.SecretKey,
+	}
+}
+
+func open(t *testing.T, cfg s3.Config) *s3.Store {
+	t.Helper()
+	s, err := s3.Open(t.Context(), cfg, false)
+	if err != nil {
+		t.Fatalf("s3.Open: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) chunkstore.Store {
+		return open(t, config(storetest.MinIO(t)))
+	})
+}
+
+func TestConformanceNoPrefix(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) chunkstore.Store {
+		cfg := config(storetest.MinIO(t))
+		cfg.Prefix = ""
+		return open(t, cfg)
+	})
+}
+
+func TestLocation(t *testing.T) {
+	env := storetest.MinIO(t)
+	s := open(t, config(env))
+	if want := "s3:http://" + env.Endpoint + "/" + env.Bucket + "/repo"; s.Location() != want {
+		t.Errorf("Location() = %q, want %q", s.Location(), want)
+	}
+}
+
+func TestOpenMissingBucket(t *testing.T) {
+	env := storetest.MinIO(t)
+	cfg := config(env)
+	cfg.Bucket = storetest.UniqueBucket(t) // not created
+	_, err := s3.Open(t.Context(), cfg, false)
+	if !errors.Is(err, chunkstore.ErrBucketNotFound) {
+		t.Fatalf("Open(missing bucket) = %v, want ErrBucketNotFound", err)
+	}
+	for _, want := range []string{cfg.Bucket, "lifeboat init"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	s, err := s3.Open(t.Context(), cfg, true)
+	if err != nil {
+		t.Fatalf("Open(missing bucket, create): %v", err)
+	}
+	t.Cleanup(func() {
+		env.Client(t).RemoveBucket(context.Background(), cfg.Bucket)
+	})
+	if err := s.Put(t.Context(), "config", []byte("x")); err != nil {
+		t.Fatalf("Put into created bucket: %v", err)
+	}
+	s.Delete(t.Context(), "config")
+	if _, err := s3.Open(t.Context(), cfg, true); err != nil {
+		t.Errorf("Open(existing bucket, create): %v", err)
+	}
+}
+
+func TestBucketRemovedUnderneath(t *testing.T) {
+	env := storetest.MinIO(t)
+	s := open(t, config(env))
+	if err := s.Put(t.Context(), "data/x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client(t).RemoveBucketWithOptions(t.Context(), env.Bucket, minioForceDelete); err != nil {
+		t.Fatal(err)
+	}
+	err := s.List(t.Context(), "", func(chunkstore.ObjectInfo) error { return nil })
+	if !errors.Is(err, chunkstore.ErrBucketNotFound) {
+		t.Errorf("List on a removed bucket = %v, want ErrBucketNotFound (never an empty listing)", err)
+	}
+	if err := s.Put(t.Context(), "data/y", []byte("y")); !errors.Is(err, chunkstore.ErrBucketNotFound) {
+		t.Errorf("Put on a removed bucket = %v, want ErrBucketNotFound", err)
+	}
+}
+
+func TestWrongCredentials(t *testing.T) {
+	env := storetest.MinIO(t)
+	for _, tt := range []struct{ name, access, secret string }{
+		{"wrong secret", env.AccessKey, env.SecretKey + "x"},
+		{"unknown key", "nosuchuser", "nosuchsecret"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config(env)
+			cfg.AccessKey, cfg.SecretKey = tt.access, tt.secret
+			_, err := s3.Open(t.Context(), cfg, false)
+			if err == nil {
+				t.Fatal("Open with wrong credentials succeeded")
+			}
+			if !chunkstore.IsPermanent(err) {
+				t.Errorf("error %v is not permanent", err)
+			}
+			if !strings.Contains(err.Error(), "credentials") || !strings.Contains(err.Error(), env.Bucket) {
+				t.Errorf("error %q should mention credentials and the bucket", err)
+			}
+		})
+	}
+}
+
+func TestCredentialsFromEnvironment(t *testing.T) {
+	env := storetest.MinIO(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", env.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", env.SecretKey)
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_REGION", "us-east-1")
+	cfg := config(env)
+	cfg.AccessKey, cfg.SecretKey, cfg.Region = "", "", ""
+	s := open(t, cfg)
+	if err := s.Put(t.Context(), "x", []byte("x")); err != nil {
+		t.Errorf("Put with credentials from the environment: %v", err)
+	}
+}
+
+// closedAddr returns a loopback address on which nothing listens.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func fastRetry(attempts int, logs io.Writer) chunkstore.RetryConfig {
+	return chunkstore.RetryConfig{
+		Attempts: attempts, MinDelay: time.Millisecond, MaxDelay: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Sleep:  func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+	}
+}
+
+func TestUnreachableEndpoint(t *testing.T) {
+	// Needs no S3 server.
+	addr := closedAddr(t)
+	cfg := s3.Config{Endpoint: addr, Bucket: "lifeboat", Region: "us-east-1", AccessKey: "a", SecretKey: "b"}
+	calls := 0
+	var logs bytes.Buffer
+	err := fastRetry(3, &logs).Do(t.Context(), "open", "s3:http://"+addr+"/lifeboat", func(ctx context.Context) error {
+		calls++
+		_, err := s3.Open(ctx, cfg, false)
+		return err
+	})
+	if err == nil || calls != 3 {
+		t.Fatalf("Open on a closed port: err %v after %d calls, want an error after 3", err, calls)
+	}
+	for _, want := range []string{addr, "unreachable", "3 attempts"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// hookTransport is a real HTTP transport into which a test can inject
+// faults: refused connections, 503 answers, damaged request and response
+// bodies. It also records the requests it saw.
+type hookTransport struct {
+	base *http.Transport
+
+	mu          sync.Mutex
+	down        string // when set, dial this (closed) address instead
+	fail503     int    // answer the next n requests with 503 SlowDown
+	corruptPut  bool   // flip a bit in PUT bodies
+	truncateGet bool   // drop the last byte of GET bodies (fixing up Content-Length)
+	requests    []string
+}
+
+func newHookTransport() *hookTransport {
+	h := &hookTransport{}
+	h.base = http.DefaultTransport.(*http.Transport).Clone()
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	h.base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		h.mu.Lock()
+		if h.down != "" {
+			addr = h.down
+		}
+		h.mu.Unlock()
+		return dialer.DialContext(ctx, network, addr)
+	}
+	return h
+}
+
+func (h *hookTransport) set(fn func(h *hookTransport)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fn(h)
+}
+
+func (h *hookTransport) puts() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.requests {
+		if strings.HasPrefix(r, "PUT ") || strings.HasPrefix(r, "POST ") {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	h.requests = append(h.requests, req.Method+" "+req.URL.RequestURI())
+	fail := h.fail503 > 0
+	if fail {
+		h.fail503--
+	}
+	corrupt, truncate := h.corruptPut, h.truncateGet
+	h.mu.Unlock()
+	if fail {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>`
+		return &http.Response{
+			StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header:        http.Header{"Content-Type": {"application/xml"}},
+			Body:          io.NopCloser(strings.NewReader(body)),
+			ContentLength: int64(len(body)), Request: req,
+		}, nil
+	}
+	if corrupt && req.Method == http.MethodPut && req.ContentLength > 0 {
+		req = req.Clone(req.Context())
+		req.Body = &flipReader{r: req.Body}
+	}
+	resp, err := h.base.RoundTrip(req)
+	if err != nil || !truncate || req.Method != http.MethodGet || resp.StatusCode/100 != 2 || resp.ContentLength <= 0 {
+		return resp, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b[:len(b)-1]))
+	resp.ContentLength = int64(len(b) - 1)
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+type flipReader struct {
+	r    io.ReadCloser
+	done bool
+}
+
+func (f *flipReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 && !f.done {
+		p[0] ^= 0x01
+		f.done = true
+	}
+	return n, err
+}
+
+func (f *flipReader) Close() error { return f.r.Close() }
+
+func TestRetryRecoversFrom503(t *testing.T) {
+	env := storetest.MinIO(t)
+	h := newHookTransport()
+	cfg := config(env)
+	cfg.Transport = h
+	var logs bytes.Buffer
+	s := chunkstore.WithRetry(open(t, cfg), fastRetry(4, &logs))
+	ctx := t.Context()
+
+	h.set(func(h *hookTransport) { h.fail503 = 2 })
+	if err := s.Put(ctx, "data/obj", []byte("payload")); err != nil {
+		t.Fatalf("Put through two 503s: %v", err)
+	}
+	h.set(func(h *hookTransport) { h.fail503 = 2 })
+	if b, err := s.Get(ctx, "data/obj", 0, -1); err != nil || string(b) != "payload" {
+		t.Fatalf("Get through two 503s = %q, %v", b, err)
+	}
+	h.set(func(h *hookTransport) { h.fail503 = 2 })
+	n := 0
+	if err := s.List(ctx, "data/", func(chunkstore.ObjectInfo) error { n++; return nil }); err != nil || n != 1 {
+		t.Fatalf("List through two 503s = %d objects, %v", n, err)
+	}
+	if c := strings.Count(logs.String(), "level=WARN"); c != 6 {
+		t.Errorf("logged %d retries, want 6:\n%s", c, logs.String())
+	}
+	// Without the decorator, the 503 comes straight back: minio-go does not retry.
+	raw := open(t, cfg)
+	h.set(func(h *hookTransport) { h.fail503 = 1 })
+	if _, err := raw.Stat(ctx, "data/obj"); err == nil || chunkstore.IsPermanent(err) {
+		t.Errorf("Stat through one 503 without retry = %v, want a transient error", err)
+	}
+	// Too many failures: the final error counts the attempts.
+	h.set(func(h *hookTransport) { h.fail503 = 10 })
+	err := s.Put(ctx, "data/obj2", []byte("x"))
+	if err == nil || !strings.Contains(err.Error(), "4 attempts") {
+		t.Errorf("Put through 10 503s = %v, want to give up after 4 attempts", err)
+	}
+}
+
+func TestRetryOnRefusedConnection(t *testing.T) {
+	env := storetest.MinIO(t)
+	h := newHookTransport()
+	cfg := config(env)
+	cfg.Transport = h
+	var logs bytes.Buffer
+	s := chunkstore.WithRetry(open(t, cfg), fastRetry(3, &logs))
+	h.set(func(h *hookTransport) { h.down = closedAddr(t) })
+	_, err := s.Stat(t.Context(), "anything")
+	if err == nil || !strings.Contains(err.Error(), env.Endpoint) || !strings.Contains(err.Error(), "unreachable") ||
+		!strings.Contains(err.Error(), "3 attempts") {
+		t.Errorf("Stat with the endpoint down = %v, want 'unreachable' naming %s after 3 attempts", err, env.Endpoint)
+	}
+}
+
+func TestCorruptedUploadRejected(t *testing.T) {
+	env := storetest.MinIO(t)
+	h := newHookTransport()
+	cfg := config(env)
+	cfg.Transport = h
+	s := open(t, cfg)
+	h.set(func(h *hookTransport) { h.corruptPut = true })
+	err := s.Put(t.Context(), "data/corrupt", storetest.Data(1, 100000))
+	if err == nil {
+		t.Fatal("Put with a bit flipped in flight succeeded: the server did not verify a checksum")
+	}
+	if chunkstore.IsPermanent(err) {
+		t.Errorf("damaged upload error %v should be transient (worth retrying)", err)
+	}
+	h.set(func(h *hookTransport) { h.corruptPut = false })
+	if _, err := s.Stat(t.Context(), "data/corrupt"); !errors.Is(err, chunkstore.ErrNotFound) {
+		t.Errorf("Stat after a rejected upload = %v, want ErrNotFound", err)
+	}
+}
+
+func TestTruncatedGetDetected(t *testing.T) {
+	env := storetest.MinIO(t)
+	h := newHookTransport()
+	cfg := config(env)
+	cfg.Transport = h
+	s := open(t, cfg)
+	if err := s.Put(t.Context(), "data/x", storetest.Data(2, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	h.set(func(h *hookTransport) { h.truncateGet = true })
+	for _, r := range [][2]int64{{0, -1}, {10, -1}, {10, 100}} {
+		if b, err := s.Get(t.Context(), "data/x", r[0], r[1]); err == nil {
+			t.Errorf("Get(%d, %d) with a truncated body returned %d bytes and no error", r[0], r[1], len(b))
+		}
+	}
+}
+
+func TestLargePutIsOneRequest(t *testing.T) {
+	env := storetest.MinIO(t)
+	h := newHookTransport()
+	cfg := config(env)
+	cfg.Transport = h
+	s := open(t, cfg)
+	data := storetest.Data(3, 64<<20)
+	if err := s.Put(t.Context(), "data/big", data); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.puts(); n != 1 {
+		t.Errorf("64 MiB Put took %d PUT/POST requests, want 1: %q", n, h.requests)
+	}
+	got, err := s.Get(t.Context(), "data/big", 32<<20, 1<<20)
+	if err != nil || !bytes.Equal(got, data[32<<20:33<<20]) {
+		t.Errorf("ranged Get of the big object: %d bytes, %v", len(got), err)
+	}
+}
+
+var minioForceDelete = minio.RemoveBucketOptions{ForceDelete: true}
