@@ -79,7 +79,7 @@ func (s *Store) mapErr(op, name string, err error) error {
 	case r.Code == "NoSuchKey" || r.Code == "NotFound" || r.StatusCode == http.StatusNotFound && name != "":
 		return fmt.Errorf("%s %s: %w", op, what, chunkstore.ErrNotFound)
 	case credentialCodes[r.Code] || r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized:
-		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: check the S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the shared credentials file) and that they are allowed to %s in bucket %q",
+		return chunkstore.Permanent(fmt.Errorf("%s %s: access denied (%w): check the S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the shared credentials file) and that their policy allows %q on bucket %q",
 			op, what, err, op, s.bucket))
 	case transientCodes[r.Code],
 		r.StatusCode == http.StatusRequestTimeout,

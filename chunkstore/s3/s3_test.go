@@ -70,6 +70,7 @@ func TestOpenMissingBucket(t *testing.T) {
 	if !errors.Is(err, chunkstore.ErrBucketNotFound) {
 		t.Fatalf("Open(missing bucket) = %v, want ErrBucketNotFound", err)
 	}
+	t.Log(err)
 	for _, want := range []string{cfg.Bucket, "lifeboat init"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
@@ -122,6 +123,7 @@ func TestWrongCredentials(t *testing.T) {
 			if err == nil {
 				t.Fatal("Open with wrong credentials succeeded")
 			}
+			t.Log(err)
 			if !chunkstore.IsPermanent(err) {
 				t.Errorf("error %v is not permanent", err)
 			}
@@ -180,6 +182,7 @@ func TestUnreachableEndpoint(t *testing.T) {
 	if err == nil || calls != 3 {
 		t.Fatalf("Open on a closed port: err %v after %d calls, want an error after 3", err, calls)
 	}
+	t.Log(err)
 	for _, want := range []string{addr, "unreachable", "3 attempts"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
@@ -337,6 +340,7 @@ func TestRetryOnRefusedConnection(t *testing.T) {
 	var logs bytes.Buffer
 	s := chunkstore.WithRetry(open(t, cfg), fastRetry(3, &logs))
 	h.set(func(h *hookTransport) { h.down = closedAddr(t) })
+	h.base.CloseIdleConnections()
 	_, err := s.Stat(t.Context(), "anything")
 	if err == nil || !strings.Contains(err.Error(), env.Endpoint) || !strings.Contains(err.Error(), "unreachable") ||
 		!strings.Contains(err.Error(), "3 attempts") {
@@ -355,6 +359,7 @@ func TestCorruptedUploadRejected(t *testing.T) {
 	if err == nil {
 		t.Fatal("Put with a bit flipped in flight succeeded: the server did not verify a checksum")
 	}
+	t.Log(err)
 	if chunkstore.IsPermanent(err) {
 		t.Errorf("damaged upload error %v should be transient (worth retrying)", err)
 	}
