@@ -1,0 +1,226 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// fileState is one regular file being restored.
+type fileState struct {
+	path    string // slash-separated, relative to the target
+	node    *snapshot.Node
+	chunks  []chunkRef
+	size    int64
+	skip    bool // already identical in the target
+	linkTo  *fileState
+	pending int64 // blobs not yet written (atomic after planning)
+	failed  error
+}
+
+type chunkRef struct {
+	id     chunkstore.ID
+	offset int64
+	length int64
+	loc    chunkstore.Location
+}
+
+// plan is everything a restore will create.
+type plan struct {
+	dirs   []*entry // in walk order (parents first)
+	files  []*fileState
+	others []*entry // symlinks, fifos, devices
+	links  []*fileState
+	bytes  int64
+}
+
+type entry struct {
+	path string
+	node *snapshot.Node
+}
+
+// includer decides which snapshot paths are restored.
+type includer struct{ patterns []string }
+
+func newIncluder(patterns []string) (*includer, error) {
+	in := &includer{}
+	for _, p := range patterns {
+		p = strings.Trim(p, "/")
+		if _, err := filepath.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("include pattern %q: %w", p, err)
+		}
+		in.patterns = append(in.patterns, p)
+	}
+	return in, nil
+}
+
+// match reports whether p or one of its ancestors matches a pattern.
+func (in *includer) match(p string) bool {
+	if len(in.patterns) == 0 {
+		return true
+	}
+	for {
+		for _, pat := range in.patterns {
+			if ok, _ := filepath.Match(pat, p); ok {
+				return true
+			}
+		}
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			return false
+		}
+		p = p[:i]
+	}
+}
+
+// build walks the snapshot's trees and resolves every chunk in the index.
+func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chunkstore.ID, in *includer) ([]Failure, error) {
+	var failures []Failure
+	dirSeen := map[string]bool{}
+	addDirs := func(p string, lookup map[string]*snapshot.Node) {
+		// Ensure every ancestor directory of p is planned.
+		var missing []string
+		for d := path.Dir(p); d != "." && !dirSeen[d]; d = path.Dir(d) {
+			missing = append(missing, d)
+		}
+		for i := len(missing) - 1; i >= 0; i-- {
+			d := missing[i]
+			dirSeen[d] = true
+			pl.dirs = append(pl.dirs, &entry{path: d, node: lookup[d]})
+		}
+	}
+	dirNodes := map[string]*snapshot.Node{}
+	hardlinks := map[[2]uint64]*fileState{}
+	err := snapshot.Walk(ctx, repo, root, func(p string, n *snapshot.Node) error {
+		if n.Type == snapshot.TypeDir {
+			dirNodes[p] = n
+		}
+		if !in.match(p) {
+			return nil
+		}
+		addDirs(p, dirNodes)
+		switch n.Type {
+		case snapshot.TypeDir:
+			if !dirSeen[p] {
+				dirSeen[p] = true
+				pl.dirs = append(pl.dirs, &entry{path: p, node: n})
+			}
+		case snapshot.TypeFile:
+			f := &fileState{path: p, node: n}
+			if n.Links > 1 {
+				key := [2]uint64{n.DeviceID, n.Inode}
+				if first, ok := hardlinks[key]; ok {
+					f.linkTo = first
+					pl.links = append(pl.links, f)
+					return nil
+				}
+				hardlinks[key] = f
+			}
+			var off int64
+			for _, id := range n.Content {
+				loc, ok := repo.Index().Lookup(id)
+				if !ok || loc.Blob.Type != chunkstore.DataBlob {
+					f.failed = fmt.Errorf("data blob %s is missing from the index", id.Short())
+					break
+				}
+				l := int64(loc.Blob.RawLength)
+				f.chunks = append(f.chunks, chunkRef{id: id, offset: off, length: l, loc: loc})
+				off += l
+			}
+			f.size = off
+			if f.failed != nil {
+				failures = append(failures, Failure{Path: p, Err: f.failed})
+				return nil
+			}
+			pl.files = append(pl.files, f)
+			pl.bytes += off
+		default:
+			pl.others = append(pl.others, &entry{path: p, node: n})
+		}
+		return nil
+	})
+	return failures, err
+}
+
+// packJob is one contiguous range of a pack and the blobs it serves.
+type packJob struct {
+	pack  *chunkstore.PackEntry
+	start int64
+	end   int64
+	blobs []blobJob
+}
+
+type blobJob struct {
+	blob    chunkstore.Blob
+	targets []target
+}
+
+type target struct {
+	file   *fileState
+	offset int64
+}
+
+// maxRange caps one ranged GET, bounding memory per download worker.
+const maxRange = 8 << 20
+
+// maxGap merges two needed blobs into one GET when fewer bytes than this
+// lie between them.
+const maxGap = 256 << 10
+
+// packJobs groups the chunks of files still to be written by pack and
+// coalesces neighbouring blobs into ranges, so each region of a pack is
+// read once however many files share its blobs.
+func (pl *plan) packJobs() []*packJob {
+	type need struct {
+		pack  *chunkstore.PackEntry
+		blobs map[chunkstore.ID]*blobJob
+	}
+	byPack := map[chunkstore.ID]*need{}
+	for _, f := range pl.files {
+		if f.skip || f.failed != nil {
+			continue
+		}
+		for _, c := range f.chunks {
+			n := byPack[c.loc.Pack.ID]
+			if n == nil {
+				n = &need{pack: c.loc.Pack, blobs: map[chunkstore.ID]*blobJob{}}
+				byPack[c.loc.Pack.ID] = n
+			}
+			bj := n.blobs[c.id]
+			if bj == nil {
+				bj = &blobJob{blob: c.loc.Blob}
+				n.blobs[c.id] = bj
+			}
+			bj.targets = append(bj.targets, target{file: f, offset: c.offset})
+			f.pending++
+		}
+	}
+	var jobs []*packJob
+	for _, n := range byPack {
+		list := make([]blobJob, 0, len(n.blobs))
+		for _, bj := range n.blobs {
+			list = append(list, *bj)
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].blob.Offset < list[j].blob.Offset })
+		var cur *packJob
+		for _, bj := range list {
+			s, e := int64(bj.blob.Offset), int64(bj.blob.Offset)+int64(bj.blob.Length)
+			if cur != nil && s-cur.end <= maxGap && e-cur.start <= maxRange {
+				cur.end = e
+				cur.blobs = append(cur.blobs, bj)
+				continue
+			}
+			cur = &packJob{pack: n.pack, start: s, end: e, blobs: []blobJob{bj}}
+			jobs = append(jobs, cur)
+		}
+	}
+	// Large ranges first keeps the tail of the restore short.
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].end-jobs[i].start > jobs[j].end-jobs[j].start })
+	return jobs
+}
