@@ -1,0 +1,177 @@
+// Package location turns a repository location string, as users type it
+// in --repo or LIFEBOAT_REPOSITORY, into an open chunkstore.Store.
+//
+// Accepted forms:
+//
+//	/abs/path                          local directory
+//	file:///abs/path                   local directory
+//	s3:http://host[:port]/bucket[/prefix]
+//	s3:https://host[:port]/bucket[/prefix]
+//
+// Relative local paths are rejected rather than resolved against the
+// working directory: a repository location ends up in configs, policies and
+// agents' job specs, where the working directory is not the user's, so the
+// error suggests the absolute path instead. S3 credentials never appear in
+// the location; they come from the AWS_* environment (see package s3).
+package location
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/s3"
+)
+
+// EnvBucketLookup selects how S3 buckets are addressed: "auto" (default),
+// "path" (http://host/bucket) or "dns" (http://bucket.host).
+const EnvBucketLookup = "LIFEBOAT_S3_BUCKET_LOOKUP"
+
+// Kind is the kind of storage a location points at.
+type Kind string
+
+// The kinds of storage.
+const (
+	Local Kind = "local"
+	S3    Kind = "s3"
+)
+
+// Location is a parsed repository location.
+type Location struct {
+	Kind Kind
+	Path string // Local: absolute, cleaned directory
+
+	Endpoint string // S3: host[:port]
+	Secure   bool   // S3: https
+	Bucket   string // S3
+	Prefix   string // S3: key prefix inside the bucket, "" for none
+}
+
+// String returns the canonical form of the location.
+func (l Location) String() string {
+	switch l.Kind {
+	case Local:
+		return l.Path
+	case S3:
+		scheme := "http"
+		if l.Secure {
+			scheme = "https"
+		}
+		s := "s3:" + scheme + "://" + l.Endpoint + "/" + l.Bucket
+		if l.Prefix != "" {
+			s += "/" + l.Prefix
+		}
+		return s
+	}
+	return "<invalid location>"
+}
+
+const forms = "/abs/path, file:///abs/path, s3:http://host[:port]/bucket[/prefix] or s3:https://host[:port]/bucket[/prefix]"
+
+// Parse parses a repository location. It touches neither the filesystem
+// nor the network.
+func Parse(repo string) (Location, error) {
+	fail := func(format string, args ...any) (Location, error) {
+		return Location{}, chunkstore.Permanent(fmt.Errorf("repository location %q: "+format, append([]any{repo}, args...)...))
+	}
+	switch {
+	case repo == "":
+		return Location{}, chunkstore.Permanent(fmt.Errorf("no repository location given: want %s", forms))
+	case strings.HasPrefix(repo, "/"):
+		return Location{Kind: Local, Path: filepath.Clean(repo)}, nil
+	case strings.HasPrefix(repo, "file://"):
+		p := strings.TrimPrefix(repo, "file://")
+		if !strings.HasPrefix(p, "/") {
+			return fail("a file URL needs an absolute path and no host, as in file:///abs/path")
+		}
+		return Location{Kind: Local, Path: filepath.Clean(p)}, nil
+	case strings.HasPrefix(repo, "s3:"):
+		return parseS3(repo, fail)
+	}
+	if scheme, _, ok := strings.Cut(repo, ":"); ok && !strings.ContainsAny(scheme, "/.") {
+		return fail("unknown scheme %q: want %s", scheme, forms)
+	}
+	if abs, err := filepath.Abs(repo); err == nil {
+		return fail("relative paths are not accepted, use an absolute one (%s?)", abs)
+	}
+	return fail("relative paths are not accepted, use an absolute one")
+}
+
+func parseS3(repo string, fail func(string, ...any) (Location, error)) (Location, error) {
+	rest := strings.TrimPrefix(repo, "s3:")
+	if !strings.HasPrefix(rest, "http://") && !strings.HasPrefix(rest, "https://") {
+		return fail("an S3 location names its endpoint with http:// or https://, as in s3:https://host/bucket/prefix")
+	}
+	u, err := url.Parse(rest)
+	if err != nil {
+		return fail("%v", err)
+	}
+	switch {
+	case u.User != nil:
+		return fail("credentials do not belong in the location: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(rest, "?") || strings.HasSuffix(rest, "#"):
+		return fail("an S3 location has no query or fragment")
+	case u.Host == "":
+		return fail("no S3 endpoint host")
+	}
+	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	if bucket == "" {
+		return fail("no bucket: want s3:%s://%s/bucket[/prefix]", u.Scheme, u.Host)
+	}
+	prefix = strings.Trim(prefix, "/")
+	if prefix != "" {
+		if err := chunkstore.CheckName(prefix); err != nil {
+			return fail("invalid prefix %q: empty, \".\" and \"..\" elements are not allowed", prefix)
+		}
+	}
+	return Location{Kind: S3, Endpoint: u.Host, Secure: u.Scheme == "https", Bucket: bucket, Prefix: prefix}, nil
+}
+
+// Open parses repo and opens the store there, creating the directory or
+// bucket when create is true (lifeboat init) and otherwise failing with an
+// error wrapping chunkstore.ErrBucketNotFound if it is missing. The store
+// is wrapped with chunkstore.WithRetry(chunkstore.DefaultRetryConfig()),
+// and opening itself is retried the same way.
+func Open(ctx context.Context, repo string, create bool) (chunkstore.Store, error) {
+	return OpenWithRetry(ctx, repo, create, chunkstore.DefaultRetryConfig())
+}
+
+// OpenWithRetry is Open with a caller-chosen retry configuration (a
+// component's logger, a test's fake sleep).
+func OpenWithRetry(ctx context.Context, repo string, create bool, rc chunkstore.RetryConfig) (chunkstore.Store, error) {
+	l, err := Parse(repo)
+	if err != nil {
+		return nil, err
+	}
+	var st chunkstore.Store
+	err = rc.Do(ctx, "open", l.String(), func(ctx context.Context) error {
+		var err error
+		st, err = open(ctx, l, create)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return chunkstore.WithRetry(st, rc), nil
+}
+
+func open(ctx context.Context, l Location, create bool) (chunkstore.Store, error) {
+	switch l.Kind {
+	case Local:
+		return local.Open(l.Path, create)
+	case S3:
+		return s3.Open(ctx, s3.Config{
+			Endpoint:     l.Endpoint,
+			Secure:       l.Secure,
+			Bucket:       l.Bucket,
+			Prefix:       l.Prefix,
+			BucketLookup: os.Getenv(EnvBucketLookup),
+		}, create)
+	}
+	return nil, chunkstore.Permanent(fmt.Errorf("open %s: unknown kind %q", l, l.Kind))
+}

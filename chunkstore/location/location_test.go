@@ -1,0 +1,140 @@
+package location_test
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    location.Location
+		canon   string
+		wantErr string // substring of the error; "" means success
+	}{
+		{in: "/srv/backup", want: location.Location{Kind: location.Local, Path: "/srv/backup"}, canon: "/srv/backup"},
+		{in: "/srv//backup/../repo/", want: location.Location{Kind: location.Local, Path: "/srv/repo"}, canon: "/srv/repo"},
+		{in: "file:///srv/backup", want: location.Location{Kind: location.Local, Path: "/srv/backup"}, canon: "/srv/backup"},
+		{in: "s3:http://127.0.0.1:9000/bucket", want: location.Location{Kind: location.S3, Endpoint: "127.0.0.1:9000", Bucket: "bucket"},
+			canon: "s3:http://127.0.0.1:9000/bucket"},
+		{in: "s3:https://s3.example.com/bucket/some/prefix/", want: location.Location{Kind: location.S3, Endpoint: "s3.example.com", Secure: true, Bucket: "bucket", Prefix: "some/prefix"},
+			canon: "s3:https://s3.example.com/bucket/some/prefix"},
+		{in: "s3:http://minio:9000/b/", want: location.Location{Kind: location.S3, Endpoint: "minio:9000", Bucket: "b"}, canon: "s3:http://minio:9000/b"},
+		{in: "s3:https://[::1]:9000/b/p", want: location.Location{Kind: location.S3, Endpoint: "[::1]:9000", Secure: true, Bucket: "b", Prefix: "p"},
+			canon: "s3:https://[::1]:9000/b/p"},
+
+		{in: "", wantErr: "no repository location"},
+		{in: "backup", wantErr: "relative paths are not accepted"},
+		{in: "./backup", wantErr: "relative paths are not accepted"},
+		{in: "../backup", wantErr: "relative paths are not accepted"},
+		{in: "file://host/srv", wantErr: "file:///abs/path"},
+		{in: "file://srv", wantErr: "absolute path"},
+		{in: "sftp:user@host:/srv", wantErr: `unknown scheme "sftp"`},
+		{in: "rest:http://host/", wantErr: "s3:https://host[:port]/bucket"},
+		{in: "s3://bucket/prefix", wantErr: "http:// or https://"},
+		{in: "s3:host/bucket", wantErr: "http:// or https://"},
+		{in: "s3:ftp://host/bucket", wantErr: "http:// or https://"},
+		{in: "s3:http://host", wantErr: "no bucket"},
+		{in: "s3:http://host/", wantErr: "no bucket"},
+		{in: "s3:http:///bucket", wantErr: "no S3 endpoint host"},
+		{in: "s3:http://key:secret@host/bucket", wantErr: "AWS_ACCESS_KEY_ID"},
+		{in: "s3:http://host/bucket?region=x", wantErr: "no query"},
+		{in: "s3:http://host/bucket/a/../b", wantErr: "invalid prefix"},
+		{in: "s3:http://host/bucket/a//b", wantErr: "invalid prefix"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := location.Parse(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Parse(%q) = %+v, %v; want an error containing %q", tt.in, got, err, tt.wantErr)
+				}
+				if !chunkstore.IsPermanent(err) {
+					t.Errorf("Parse error %v is not permanent", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.in, err)
+			}
+			if got != tt.want {
+				t.Errorf("Parse(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+			if got.String() != tt.canon {
+				t.Errorf("String() = %q, want %q", got.String(), tt.canon)
+			}
+			if again, err := location.Parse(got.String()); err != nil || again != got {
+				t.Errorf("Parse(String()) = %+v, %v; want a round trip", again, err)
+			}
+		})
+	}
+}
+
+func TestOpenLocal(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	_, err := location.Open(t.Context(), dir, false)
+	if !errors.Is(err, chunkstore.ErrBucketNotFound) {
+		t.Fatalf("Open(missing, create=false) = %v, want ErrBucketNotFound", err)
+	}
+	s, err := location.Open(t.Context(), "file://"+dir, true)
+	if err != nil {
+		t.Fatalf("Open(create): %v", err)
+	}
+	if s.Location() != dir {
+		t.Errorf("Location() = %q, want %q", s.Location(), dir)
+	}
+	if err := s.Put(t.Context(), "config", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := location.Open(t.Context(), dir, false)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if b, err := s2.Get(t.Context(), "config", 0, -1); err != nil || string(b) != "x" {
+		t.Errorf("Get through reopened store = %q, %v", b, err)
+	}
+	if _, err := location.Open(t.Context(), "relative/repo", true); err == nil {
+		t.Error("Open(relative path) succeeded")
+	}
+}
+
+func TestOpenS3(t *testing.T) {
+	repo := storetest.MinIORepoURL(t)
+	s, err := location.Open(t.Context(), repo, false)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", repo, err)
+	}
+	if s.Location() != repo {
+		t.Errorf("Location() = %q, want %q", s.Location(), repo)
+	}
+	if err := s.Put(t.Context(), "config", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Get(t.Context(), "config", 0, -1); err != nil || string(b) != "x" {
+		t.Errorf("Get = %q, %v", b, err)
+	}
+
+	for _, lookup := range []string{"path", "auto", ""} {
+		t.Setenv(location.EnvBucketLookup, lookup)
+		if _, err := location.Open(t.Context(), repo, false); err != nil {
+			t.Errorf("Open with %s=%q: %v", location.EnvBucketLookup, lookup, err)
+		}
+	}
+	t.Setenv(location.EnvBucketLookup, "bogus")
+	if _, err := location.Open(t.Context(), repo, false); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("Open with %s=bogus = %v, want an error naming the value", location.EnvBucketLookup, err)
+	}
+	t.Setenv(location.EnvBucketLookup, "")
+
+	l, _ := location.Parse(repo)
+	l.Bucket = storetest.UniqueBucket(t)
+	if _, err := location.Open(t.Context(), l.String(), false); !errors.Is(err, chunkstore.ErrBucketNotFound) {
+		t.Errorf("Open(missing bucket, create=false) = %v, want ErrBucketNotFound", err)
+	}
+}
