@@ -57,6 +57,9 @@ type Repository struct {
 
 	keyMu sync.Mutex
 	keys  map[ID]*[32]byte
+
+	indexFiles    int
+	indexProblems []Problem
 }
 
 // InitOptions configure a new repository.
@@ -323,34 +326,51 @@ func (r *Repository) cachePut(kind MetaKind, id ID, b []byte) {
 	_ = os.Rename(tmp, p)
 }
 
-// LoadIndex reads every index file into the in-memory index.
+// LoadIndex reads every index file into the in-memory index. A damaged
+// index file is skipped and remembered (see IndexProblems): its packs'
+// blobs are then simply unknown, which makes backups store them again and
+// restores report the affected files, never use unverified data. A
+// failure to list or read the index is an error.
 func (r *Repository) LoadIndex(ctx context.Context) error {
 	ids, err := r.ListMeta(ctx, KindIndex)
 	if err != nil {
 		return err
 	}
+	var mu sync.Mutex
+	var problems []Problem
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, id := range ids {
 		g.Go(func() error {
 			plain, err := r.LoadMeta(gctx, KindIndex, id)
-			if err != nil {
+			if err == nil {
+				var packs []PackEntry
+				if packs, err = DecodeIndex(plain); err == nil {
+					r.index.AddPacks(packs)
+					return nil
+				}
+			}
+			if !errors.Is(err, ErrCorrupt) {
 				return err
 			}
-			packs, err := DecodeIndex(plain)
-			if err != nil {
-				return fmt.Errorf("index/%s: %w", id, err)
-			}
-			r.index.AddPacks(packs)
+			r.log.Warn("skipping damaged index file; run 'lifeboat check'", "index", id.String(), "err", err)
+			mu.Lock()
+			problems = append(problems, Problem{Object: IndexPrefix + id.String(), Err: err})
+			mu.Unlock()
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("load index: %w", err)
 	}
+	r.indexFiles = len(ids)
+	r.indexProblems = problems
 	r.pruneCache(KindIndex, ids)
 	return nil
 }
+
+// IndexProblems lists the index files LoadIndex had to skip.
+func (r *Repository) IndexProblems() []Problem { return r.indexProblems }
 
 // pruneCache removes cached objects that are no longer in the repository.
 func (r *Repository) pruneCache(kind MetaKind, live []ID) {

@@ -2,15 +2,81 @@ package snapshot
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"path"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
 
 // Check loads every snapshot and, with an identity, walks every tree and
-// checks that each referenced blob is in the index. Without an identity it
-// checks only that manifests decrypt and their root trees are indexed.
-// The index must be loaded.
+// checks that each referenced blob is in the index and each tree decrypts
+// and parses. Without an identity it checks that manifests decrypt and
+// their root trees are indexed. The index must be loaded. Each tree is
+// visited once however many snapshots share it.
 func Check(ctx context.Context, repo *chunkstore.Repository) ([]chunkstore.Problem, error) {
-	return nil, errors.New("not implemented yet")
+	snaps, errs, err := List(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	var probs []chunkstore.Problem
+	for _, e := range errs {
+		probs = append(probs, chunkstore.Problem{Object: "snapshot", Err: e})
+	}
+	idx := repo.Index()
+	seen := map[chunkstore.ID]bool{}
+	for _, s := range snaps {
+		obj := "snapshot " + s.ID.Short()
+		loc, ok := idx.Lookup(s.Tree)
+		if !ok || loc.Blob.Type != chunkstore.TreeBlob {
+			probs = append(probs, chunkstore.Problem{Object: obj, Err: fmt.Errorf("root tree %s is not in the index", s.Tree.Short())})
+			continue
+		}
+		if !repo.CanRead() {
+			continue
+		}
+		p, err := checkTree(ctx, repo, obj, "/", s.Tree, seen)
+		if err != nil {
+			return nil, err
+		}
+		probs = append(probs, p...)
+	}
+	return probs, nil
+}
+
+func checkTree(ctx context.Context, repo *chunkstore.Repository, obj, dir string, id chunkstore.ID, seen map[chunkstore.ID]bool) ([]chunkstore.Problem, error) {
+	if seen[id] {
+		return nil, nil
+	}
+	seen[id] = true
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	tree, err := LoadTree(ctx, repo, id)
+	if err != nil {
+		return []chunkstore.Problem{{Object: obj + " " + dir, Err: fmt.Errorf("tree %s: %w", id.Short(), err)}}, nil
+	}
+	idx := repo.Index()
+	var probs []chunkstore.Problem
+	for i := range tree.Nodes {
+		n := &tree.Nodes[i]
+		p := path.Join(dir, n.Name)
+		for _, c := range n.Content {
+			if loc, ok := idx.Lookup(c); !ok || loc.Blob.Type != chunkstore.DataBlob {
+				probs = append(probs, chunkstore.Problem{Object: obj + " " + p, Err: fmt.Errorf("data blob %s is not in the index", c.Short())})
+				break
+			}
+		}
+		if n.Type == TypeDir && n.Subtree != nil {
+			if loc, ok := idx.Lookup(*n.Subtree); !ok || loc.Blob.Type != chunkstore.TreeBlob {
+				probs = append(probs, chunkstore.Problem{Object: obj + " " + p, Err: fmt.Errorf("tree %s is not in the index", n.Subtree.Short())})
+				continue
+			}
+			sub, err := checkTree(ctx, repo, obj, p, *n.Subtree, seen)
+			if err != nil {
+				return nil, err
+			}
+			probs = append(probs, sub...)
+		}
+	}
+	return probs, nil
 }
