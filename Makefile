@@ -1,0 +1,28 @@
+# lifeboat — `make test` is what CI runs (.ci/run).
+#
+# Tools (MinIO for the S3 tests) are built into $(LIFEBOAT_TOOLS), default
+# .tools/ at the repository root.
+# RACE= (empty) drops the race detector: make test RACE=
+
+GO   ?= go
+RACE ?= -race
+
+.PHONY: build test bench lint fmt
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/lifeboat ./cmd/lifeboat
+
+test:
+	scripts/minio.sh install
+	scripts/minio.sh run -- $(GO) test $(RACE) -count=1 -timeout 30m ./...
+
+bench:
+	scripts/bench.sh
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.tools/*' -not -path './.git/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+fmt:
+	gofmt -w $$(find . -name '*.go' -not -path './.tools/*' -not -path './.git/*')
