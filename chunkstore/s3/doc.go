@@ -44,6 +44,11 @@
 // stay plain, i.e. transient; a refused connection or an unresolvable
 // host says the endpoint is unreachable and names it.
 //
+// One blind spot: a HEAD answer has no body, so a Stat on a bucket that
+// was deleted underneath the store comes back from servers other than
+// MinIO (which sends x-minio-error-code) as NoSuchKey, i.e. ErrNotFound.
+// Open checks the bucket, and Get and List report NoSuchBucket correctly.
+//
 // # Credentials
 //
 // Static keys from the Config win. Otherwise the standard AWS chain is

@@ -108,6 +108,12 @@ func TestBucketRemovedUnderneath(t *testing.T) {
 	if err := s.Put(t.Context(), "data/y", []byte("y")); !errors.Is(err, chunkstore.ErrBucketNotFound) {
 		t.Errorf("Put on a removed bucket = %v, want ErrBucketNotFound", err)
 	}
+	if _, err := s.Stat(t.Context(), "data/x"); !errors.Is(err, chunkstore.ErrBucketNotFound) {
+		t.Errorf("Stat on a removed bucket = %v, want ErrBucketNotFound", err)
+	}
+	if _, err := s.Get(t.Context(), "data/x", 0, -1); !errors.Is(err, chunkstore.ErrBucketNotFound) {
+		t.Errorf("Get on a removed bucket = %v, want ErrBucketNotFound", err)
+	}
 }
 
 func TestWrongCredentials(t *testing.T) {
