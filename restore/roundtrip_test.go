@@ -1,0 +1,279 @@
+package restore_test
+
+import (
+	"context"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// testRepo is a repository opened twice, the way it is used: by a writer
+// key for backups and by the identity for restores.
+type testRepo struct {
+	writer, reader *chunkstore.Repository
+}
+
+// newRepo initialises a repository on the named backend through the same
+// location strings users type.
+func newRepo(t *testing.T, backend string) testRepo {
+	t.Helper()
+	ctx := context.Background()
+	var url string
+	switch backend {
+	case "local":
+		url = filepath.Join(t.TempDir(), "repo")
+	case "minio":
+		url = storetest.MinIORepoURL(t)
+	default:
+		t.Fatalf("unknown backend %q", backend)
+	}
+	st, err := location.Open(ctx, url, true)
+	if err != nil {
+		t.Fatalf("open %s: %v", url, err)
+	}
+	idFile, rcpt, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: sec}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := chunkstore.ParseIdentityFile(idFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testRepo{writer: w, reader: r}
+}
+
+// backup backs src up with the writer key and loads the snapshot with the
+// identity.
+func (r testRepo) backup(t *testing.T, src string) *snapshot.Snapshot {
+	t.Helper()
+	ctx := context.Background()
+	res, err := snapshot.Backup(ctx, r.writer, snapshot.BackupOptions{Paths: []string{src}, Host: "fixture"})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if len(res.Warnings) > 0 {
+		t.Fatalf("backup warnings: %v", res.Warnings)
+	}
+	snap, err := snapshot.Load(ctx, r.reader, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+func (r testRepo) restore(t *testing.T, snap *snapshot.Snapshot, opts restore.Options) *restore.Result {
+	t.Helper()
+	res, err := restore.Restore(context.Background(), r.reader, snap, opts)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if len(res.Failures) > 0 {
+		t.Fatalf("restore failures: %v", res.Failures)
+	}
+	return res
+}
+
+// restoredAt is where a snapshot of src lands under target: restore keeps
+// the absolute path below the target.
+func restoredAt(target, src string) string { return filepath.Join(target, src) }
+
+func TestRoundTripStandardTree(t *testing.T) {
+	for _, backend := range []string{"local", "minio"} {
+		t.Run(backend, func(t *testing.T) {
+			r := newRepo(t, backend)
+			src := t.TempDir()
+			tree := fixture.Standard()
+			fixture.Create(t, src, tree)
+			snap := r.backup(t, src)
+
+			dst := t.TempDir()
+			res := r.restore(t, snap, restore.Options{Target: dst})
+			fixture.Compare(t, tree, restoredAt(dst, src))
+
+			regular := len(tree.Regular())
+			if res.Files != int64(regular+1) || res.Symlinks != 4 || res.FilesSkipped != 0 {
+				t.Errorf("result %+v: want %d files (one a hard link), 4 symlinks, none skipped", res, regular+1)
+			}
+			if min := int64(fixture.LargeSize + fixture.SparseSize); res.Bytes < min {
+				t.Errorf("result bytes %d, want at least %d", res.Bytes, min)
+			}
+			// Holes are not written: far less than the sparse file's size.
+			if res.BytesWritten > fixture.LargeSize+fixture.SparseSize/4 {
+				t.Errorf("wrote %d bytes: the sparse file's holes were written", res.BytesWritten)
+			}
+		})
+	}
+}
+
+// subtree selects the entries of tree for which keep is true, plus the
+// directories above them, which restore creates with their metadata.
+func subtree(tree fixture.Tree, keep func(p string) bool) fixture.Tree {
+	out := fixture.Tree{}
+	for p, e := range tree {
+		if !keep(p) {
+			continue
+		}
+		out[p] = e
+		for d := path.Dir(p); d != "."; d = path.Dir(d) {
+			out[d] = tree[d]
+		}
+	}
+	return out
+}
+
+func under(prefix string) func(string) bool {
+	return func(p string) bool { return p == prefix || strings.HasPrefix(p, prefix+"/") }
+}
+
+func TestRestoreInclude(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	tree := fixture.Standard()
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	rel := strings.TrimPrefix(src, "/") // patterns are snapshot-relative
+
+	// Restoring only the second name of a hard link yields a plain file
+	// with the shared content and metadata.
+	onlyB := subtree(tree, func(p string) bool { return p == fixture.HardlinkB })
+	onlyB[fixture.HardlinkB] = tree[fixture.HardlinkA]
+
+	tests := []struct {
+		name     string
+		patterns []string
+		want     fixture.Tree
+	}{
+		{"directory", []string{rel + "/日本語"}, subtree(tree, under("日本語"))},
+		{"glob", []string{rel + "/*.txt"}, subtree(tree, func(p string) bool {
+			return !strings.Contains(p, "/") && strings.HasSuffix(p, ".txt")
+		})},
+		{"glob below dir", []string{rel + "/modes/*"}, subtree(tree, func(p string) bool { return strings.HasPrefix(p, "modes/") })},
+		{"two patterns", []string{rel + "/deep/d01/d02", rel + "/links"}, subtree(tree, func(p string) bool {
+			return under("deep/d01/d02")(p) || under("links")(p)
+		})},
+		{"second hard link name", []string{rel + "/" + fixture.HardlinkB}, onlyB},
+		{"leading slash", []string{"/" + rel + "/" + fixture.SparsePath}, subtree(tree, under(fixture.SparsePath))},
+		{"no match", []string{rel + "/nothing-here"}, fixture.Tree{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := t.TempDir()
+			res := r.restore(t, snap, restore.Options{Target: dst, Include: tc.patterns})
+			if len(tc.want) == 0 {
+				ents, _ := os.ReadDir(dst)
+				if len(ents) != 0 || res.Files != 0 {
+					t.Fatalf("nothing matches, yet restored %d files and %d top-level entries", res.Files, len(ents))
+				}
+				return
+			}
+			fixture.Compare(t, tc.want, restoredAt(dst, src))
+		})
+	}
+	if _, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: t.TempDir(), Include: []string{"["}}); err == nil {
+		t.Error("a malformed pattern was accepted")
+	}
+}
+
+// TestRestoreResume damages a restored tree in the ways an interrupted
+// restore or a meddling user leaves it, and restores again: intact files
+// are skipped (verified by content, not trusted by size), damaged ones
+// rewritten, metadata fixed everywhere, and a symlink planted where a
+// file belongs is replaced, not followed.
+func TestRestoreResume(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	tree := fixture.Standard()
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	first := r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	at := func(p string) string { return filepath.Join(out, filepath.FromSlash(p)) }
+
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("must not be overwritten"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rewritten := map[string]bool{}
+	damage := []struct {
+		path    string
+		rewrite bool // content must be written again
+		do      func(p string) error
+	}{
+		{fixture.LargePath, true, func(p string) error { // same size, one byte differs
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			b := []byte{fixture.Random(42, fixture.LargeSize)[7<<20] ^ 0xff}
+			if _, err := f.WriteAt(b, 7<<20); err != nil {
+				return err
+			}
+			return f.Close()
+		}},
+		{"modes/exec.sh", true, func(p string) error { return os.Truncate(p, 0) }},
+		{fixture.UnicodeNested, true, os.Remove},
+		{"times/2001.txt", true, func(p string) error {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			return os.Symlink(victim, p)
+		}},
+		{"times/1990.txt", false, func(p string) error { return os.Chtimes(p, now, now) }},
+		{"modes/private", false, func(p string) error { return os.Chmod(p, 0o666) }},
+		{fixture.HardlinkB, false, os.Remove},
+		{fixture.DanglingLink, false, os.Remove},
+	}
+	var wantWritten int64
+	for _, d := range damage {
+		if err := d.do(at(d.path)); err != nil {
+			t.Fatalf("damage %s: %v", d.path, err)
+		}
+		if d.rewrite {
+			rewritten[d.path] = true
+			wantWritten += int64(len(tree[d.path].Content))
+		}
+	}
+
+	second := r.restore(t, snap, restore.Options{Target: dst})
+	fixture.Compare(t, tree, out)
+	if got, err := os.ReadFile(victim); err != nil || string(got) != "must not be overwritten" {
+		t.Fatalf("restore wrote through a planted symlink: %q, %v", got, err)
+	}
+	regular := int64(len(tree.Regular()))
+	if second.Files != first.Files || second.FilesSkipped != regular-int64(len(rewritten)) {
+		t.Errorf("second restore: %d files, %d skipped; want %d files, %d skipped", second.Files, second.FilesSkipped, first.Files, regular-int64(len(rewritten)))
+	}
+	if second.BytesWritten != wantWritten {
+		t.Errorf("second restore wrote %d bytes, want exactly the damaged files' %d", second.BytesWritten, wantWritten)
+	}
+
+	third := r.restore(t, snap, restore.Options{Target: dst})
+	fixture.Compare(t, tree, out)
+	if third.FilesSkipped != regular || third.BytesWritten != 0 {
+		t.Errorf("restore over an intact tree skipped %d of %d files and wrote %d bytes", third.FilesSkipped, regular, third.BytesWritten)
+	}
+}
