@@ -18,6 +18,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a restore.
@@ -55,11 +56,10 @@ type Result struct {
 
 type restorer struct {
 	repo *chunkstore.Repository
-	root *os.Root
+	t    *targetDir
 	opts Options
 	log  *slog.Logger
 	prog *Progress
-	uid  int
 
 	mu       sync.Mutex
 	failures []Failure
@@ -96,12 +96,17 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	defer root.Close()
+	t, err := newTargetDir(root, opts.Target)
+	if err != nil {
+		return nil, err
+	}
+	defer t.close()
 	if repo.Index().Len() == 0 {
 		if err := repo.LoadIndex(ctx); err != nil {
 			return nil, err
 		}
 	}
-	r := &restorer{repo: repo, root: root, opts: opts, log: opts.Logger, prog: opts.Progress, uid: os.Geteuid()}
+	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress}
 
 	var pl plan
 	planFailures, err := pl.build(ctx, repo, snap.Tree, in)
@@ -113,12 +118,14 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	r.prog.TotalBytes.Store(pl.bytes)
 
 	for _, d := range pl.dirs {
-		if err := r.mkdir(d.path); err != nil {
-			return nil, err
+		if err := t.mkdir(d.path); err != nil {
+			return nil, targetError(d.path, fmt.Errorf("create directory: %w", err))
 		}
 	}
-	if err := r.findIdentical(ctx, pl.files); err != nil {
-		return nil, err
+	if !t.fresh {
+		if err := r.findIdentical(ctx, pl.files); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.createFiles(pl.files); err != nil {
 		return nil, err
@@ -140,7 +147,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	for _, f := range pl.files {
 		if f.failed != nil {
 			r.fail(f.path, f.failed)
-			_ = root.Remove(f.path)
+			_ = t.clear(f.path)
 			continue
 		}
 		res.Files++
@@ -154,11 +161,11 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			r.fail(f.path, fmt.Errorf("hard link to %s, which failed", f.linkTo.path))
 			continue
 		}
-		if err := r.replace(f.path); err != nil {
+		if err := t.clear(f.path); err != nil {
 			r.fail(f.path, err)
 			continue
 		}
-		if err := root.Link(f.linkTo.path, f.path); err != nil {
+		if err := t.link(f.linkTo.path, f.path); err != nil {
 			r.fail(f.path, fmt.Errorf("hard link: %w", err))
 			continue
 		}
@@ -183,7 +190,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	})
 	for _, d := range pl.dirs {
 		if d.node != nil {
-			r.setMeta(d.path, d.node)
+			r.meta(t.setMetaAt(d.path, d.node), d.path)
 		}
 		res.Dirs++
 	}
@@ -233,6 +240,14 @@ func (r *restorer) fail(p string, err error) {
 	r.log.Warn("restore failed for path", "path", p, "err", err)
 }
 
+// meta logs a failure to apply metadata; such failures (an unprivileged
+// user cannot chown) do not fail the restore.
+func (r *restorer) meta(err error, p string) {
+	if err != nil {
+		r.log.Debug("could not restore all metadata", "path", p, "err", err)
+	}
+}
+
 // fatal reports errors that end the restore: the target filesystem
 // cannot take more data.
 func fatal(err error) bool {
@@ -241,41 +256,12 @@ func fatal(err error) bool {
 
 func targetError(p string, err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("restore target is full while writing %s: free space or restore elsewhere (already restored files are kept; rerun to resume): %w", p, err)
+		return fmt.Errorf("restore target is full while writing %s: free space or restore elsewhere (files already restored are kept; rerun to resume): %w", p, err)
+	}
+	if errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("restore target is read-only while writing %s: %w", p, err)
 	}
 	return fmt.Errorf("write %s: %w", p, err)
-}
-
-// replace removes whatever non-directory sits at p, so nothing planted
-// there (a symlink especially) is followed.
-func (r *restorer) replace(p string) error {
-	fi, err := r.root.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() {
-		return r.root.RemoveAll(p)
-	}
-	return r.root.Remove(p)
-}
-
-func (r *restorer) mkdir(p string) error {
-	fi, err := r.root.Lstat(p)
-	if err == nil && fi.IsDir() {
-		return nil
-	}
-	if err == nil {
-		if err := r.root.Remove(p); err != nil {
-			return fmt.Errorf("replace %s with a directory: %w", p, err)
-		}
-	}
-	if err := r.root.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create directory %s: %w", p, err)
-	}
-	return nil
 }
 
 // findIdentical marks files whose target copy already has the snapshot's
@@ -284,8 +270,8 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	for _, f := range files {
-		fi, err := r.root.Lstat(f.path)
-		if err != nil || !fi.Mode().IsRegular() || fi.Size() != f.size {
+		st, err := r.t.lstat(f.path)
+		if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != f.size {
 			continue
 		}
 		g.Go(func() error {
@@ -302,7 +288,7 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 }
 
 func (r *restorer) sameContent(f *fileState) bool {
-	fh, err := r.root.OpenFile(f.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	fh, err := r.t.openRead(f.path)
 	if err != nil {
 		return false
 	}
@@ -323,35 +309,39 @@ func (r *restorer) sameContent(f *fileState) bool {
 	return true
 }
 
-// createFiles creates every file to be written at its final size (holes
-// stay sparse), and finishes empty and identical files at once.
+// createFiles finishes identical and empty files, and creates every file
+// of more than one chunk at its final size (holes stay sparse) so its
+// chunks can be written in any order. Single-chunk files, most files by
+// count, are created when their blob arrives.
 func (r *restorer) createFiles(files []*fileState) error {
 	for _, f := range files {
-		if f.skip {
-			r.setMeta(f.path, f.node)
+		switch {
+		case f.skip:
+			r.meta(r.t.setMetaAt(f.path, f.node), f.path)
 			r.prog.Files.Add(1)
 			r.prog.Bytes.Add(f.size)
-			continue
-		}
-		if err := r.replace(f.path); err != nil {
-			return targetError(f.path, err)
-		}
-		fh, err := r.root.OpenFile(f.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
-		if err != nil {
-			return targetError(f.path, err)
-		}
-		if f.size > 0 {
+		case len(f.chunks) == 0:
+			fh, err := r.t.create(f.path)
+			if err != nil {
+				return targetError(f.path, err)
+			}
+			r.meta(r.t.setMetaFD(fh, f.path, f.node), f.path)
+			if err := fh.Close(); err != nil {
+				return targetError(f.path, err)
+			}
+			r.prog.Files.Add(1)
+		case len(f.chunks) > 1:
+			fh, err := r.t.create(f.path)
+			if err != nil {
+				return targetError(f.path, err)
+			}
 			if err := fh.Truncate(f.size); err != nil {
 				fh.Close()
 				return targetError(f.path, err)
 			}
-		}
-		if err := fh.Close(); err != nil {
-			return targetError(f.path, err)
-		}
-		if len(f.chunks) == 0 {
-			r.setMeta(f.path, f.node)
-			r.prog.Files.Add(1)
+			if err := fh.Close(); err != nil {
+				return targetError(f.path, err)
+			}
 		}
 	}
 	return nil
@@ -427,20 +417,62 @@ func isZero(b []byte) bool {
 	return len(bytes.TrimLeft(b, "\x00")) == 0
 }
 
+func (r *restorer) setFailed(f *fileState, err error) {
+	r.mu.Lock()
+	if f.failed == nil {
+		f.failed = err
+	}
+	r.mu.Unlock()
+}
+
 func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 	f := t.file
-	if !zero { // the file was created at full size: zeros are already there, as a hole
-		fh, err := r.handle(f)
+	if len(f.chunks) == 1 {
+		// Create, write, set metadata and close in one go.
+		fh, err := r.t.create(f.path)
 		if err != nil {
-			return err
-		}
-		if _, err := fh.WriteAt(plain, t.offset); err != nil {
 			if fatal(err) {
 				return targetError(f.path, err)
 			}
-			r.mu.Lock()
-			f.failed = err
-			r.mu.Unlock()
+			r.setFailed(f, err)
+		} else {
+			if zero {
+				err = fh.Truncate(int64(len(plain)))
+			} else {
+				_, err = fh.WriteAt(plain, 0)
+				r.written.Add(int64(len(plain)))
+			}
+			if err == nil {
+				r.meta(r.t.setMetaFD(fh, f.path, f.node), f.path)
+			}
+			if cerr := fh.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				if fatal(err) {
+					return targetError(f.path, err)
+				}
+				r.setFailed(f, err)
+			}
+		}
+		r.prog.Bytes.Add(int64(len(plain)))
+		if atomic.AddInt64(&f.pending, -1) == 0 && f.failed == nil {
+			r.prog.Files.Add(1)
+		}
+		return nil
+	}
+	if !zero { // the file was created at full size: zeros are already there, as a hole
+		fh, err := r.handle(f)
+		if err != nil {
+			if fatal(err) {
+				return err
+			}
+			r.setFailed(f, err)
+		} else if _, err := fh.WriteAt(plain, t.offset); err != nil {
+			if fatal(err) {
+				return targetError(f.path, err)
+			}
+			r.setFailed(f, err)
 		} else {
 			r.written.Add(int64(len(plain)))
 		}
@@ -459,7 +491,7 @@ func (r *restorer) handle(f *fileState) (*os.File, error) {
 	if v, ok := r.open.Load(f); ok {
 		return v.(*os.File), nil
 	}
-	fh, err := r.root.OpenFile(f.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	fh, err := r.t.openWrite(f.path)
 	if err != nil {
 		return nil, targetError(f.path, err)
 	}
@@ -473,15 +505,24 @@ func (r *restorer) blobDone(f *fileState) {
 	if atomic.AddInt64(&f.pending, -1) != 0 {
 		return
 	}
-	if v, ok := r.open.LoadAndDelete(f); ok {
-		if err := v.(*os.File).Close(); err != nil && f.failed == nil {
-			f.failed = err
+	v, ok := r.open.LoadAndDelete(f)
+	if f.failed != nil {
+		if ok {
+			v.(*os.File).Close()
 		}
+		return
 	}
-	if f.failed == nil {
-		r.setMeta(f.path, f.node)
-		r.prog.Files.Add(1)
+	if ok {
+		fh := v.(*os.File)
+		r.meta(r.t.setMetaFD(fh, f.path, f.node), f.path)
+		if err := fh.Close(); err != nil {
+			r.setFailed(f, err)
+			return
+		}
+	} else {
+		r.meta(r.t.setMetaAt(f.path, f.node), f.path)
 	}
+	r.prog.Files.Add(1)
 }
 
 func (r *restorer) closeAll() {
@@ -494,40 +535,32 @@ func (r *restorer) closeAll() {
 
 // other creates symlinks, FIFOs and device nodes.
 func (r *restorer) other(e *entry) error {
-	if err := r.replace(e.path); err != nil {
+	if err := r.t.clear(e.path); err != nil {
 		return err
 	}
 	n := e.node
 	switch n.Type {
 	case snapshot.TypeSymlink:
 		// The link is created, never followed: its target may point anywhere.
-		if err := r.root.Symlink(n.LinkTarget, e.path); err != nil {
-			return err
+		if err := r.t.symlink(n.LinkTarget, e.path); err != nil {
+			return fmt.Errorf("symlink: %w", err)
 		}
-		if r.uid == 0 {
-			_ = r.root.Lchown(e.path, int(n.UID), int(n.GID))
-		}
-		return nil
 	case snapshot.TypeFIFO, snapshot.TypeDev, snapshot.TypeCharDev:
-		return r.mknod(e)
-	}
-	return fmt.Errorf("unsupported node type %q", n.Type)
-}
-
-func (r *restorer) setMeta(p string, n *snapshot.Node) {
-	if r.uid == 0 {
-		if err := r.root.Lchown(p, int(n.UID), int(n.GID)); err != nil {
-			r.log.Debug("chown failed", "path", p, "err", err)
+		mode := nodeMode(n)
+		switch n.Type {
+		case snapshot.TypeFIFO:
+			mode |= unix.S_IFIFO
+		case snapshot.TypeDev:
+			mode |= unix.S_IFBLK
+		default:
+			mode |= unix.S_IFCHR
 		}
+		if err := r.t.mknod(e.path, mode, int(n.Device)); err != nil {
+			return fmt.Errorf("mknod: %w", err)
+		}
+	default:
+		return fmt.Errorf("unsupported node type %q", n.Type)
 	}
-	if err := r.root.Chmod(p, n.Mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-		r.log.Debug("chmod failed", "path", p, "err", err)
-	}
-	atime := n.AccessTime
-	if atime.IsZero() {
-		atime = n.ModTime
-	}
-	if err := r.root.Chtimes(p, atime, n.ModTime); err != nil {
-		r.log.Debug("chtimes failed", "path", p, "err", err)
-	}
+	r.meta(r.t.setMetaAt(e.path, n), e.path)
+	return nil
 }
