@@ -43,8 +43,10 @@ type Blob struct {
 //	"LBPACK1\n" | u32 W | W bytes age(data key) | sealed blobs ... |
 //	sealed trailer | u32 trailer length | "LBPEND1\n"
 //
-// A sealed blob is nonce(12) | AES-256-GCM(dataKey, payload, ad = type|id);
-// the payload is a one-byte encoding flag followed by raw or zstd bytes.
+// A sealed blob is nonce(12) | encoding(1) | AES-256-GCM(dataKey, payload,
+// ad = type|id|encoding); the encoding byte says whether the payload is
+// raw or zstd. Keeping it outside the ciphertext (but authenticated) lets
+// incompressible chunks be sealed straight from the read buffer.
 // The trailer lists the blobs and is sealed with the metadata key, so a
 // writer can rebuild the index from packs without reading their content.
 const (
@@ -58,7 +60,7 @@ const (
 	nonceSize      = 12
 	tagSize        = 16
 	// BlobOverhead is the sealed size of a blob beyond its payload.
-	BlobOverhead = nonceSize + tagSize
+	BlobOverhead = nonceSize + 1 + tagSize
 )
 
 // wrapDataKey encrypts a pack's data key to the recipients with age.
@@ -119,42 +121,45 @@ func newPackBuilder(rs []age.Recipient, capacity int) (*packBuilder, error) {
 	return p, nil
 }
 
-func blobAD(t BlobType, id ID) []byte {
-	ad := make([]byte, 1+IDSize)
+func blobAD(t BlobType, id ID, enc byte) []byte {
+	ad := make([]byte, 2+IDSize)
 	ad[0] = byte(t)
 	copy(ad[1:], id[:])
+	ad[1+IDSize] = enc
 	return ad
 }
 
-// sealBlob appends nonce | GCM(payload) to dst.
-func sealBlob(dst []byte, key *[32]byte, t BlobType, id ID, payload []byte) []byte {
+// sealBlob appends nonce | enc | GCM(payload) to dst.
+func sealBlob(dst []byte, key *[32]byte, t BlobType, id ID, enc byte, payload []byte) []byte {
 	aead := newGCM(key[:])
 	start := len(dst)
-	dst = append(dst, make([]byte, nonceSize)...)
+	dst = append(dst, make([]byte, nonceSize+1)...)
 	if _, err := rand.Read(dst[start : start+nonceSize]); err != nil {
 		panic(err)
 	}
-	return aead.Seal(dst, dst[start:start+nonceSize], payload, blobAD(t, id))
+	dst[start+nonceSize] = enc
+	return aead.Seal(dst, dst[start:start+nonceSize], payload, blobAD(t, id, enc))
 }
 
-// openBlob authenticates a sealed blob and returns its payload.
-func openBlob(dst []byte, key *[32]byte, t BlobType, id ID, sealed []byte) ([]byte, error) {
+// openBlob authenticates a sealed blob and returns its encoding and payload.
+func openBlob(dst []byte, key *[32]byte, t BlobType, id ID, sealed []byte) (byte, []byte, error) {
 	if len(sealed) < BlobOverhead {
-		return nil, fmt.Errorf("%w: %s blob %s truncated", ErrCorrupt, t, id.Short())
+		return 0, nil, fmt.Errorf("%w: %s blob %s truncated", ErrCorrupt, t, id.Short())
 	}
 	aead := newGCM(key[:])
-	out, err := aead.Open(dst, sealed[:nonceSize], sealed[nonceSize:], blobAD(t, id))
+	enc := sealed[nonceSize]
+	out, err := aead.Open(dst, sealed[:nonceSize], sealed[nonceSize+1:], blobAD(t, id, enc))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s blob %s failed authentication", ErrCorrupt, t, id.Short())
+		return 0, nil, fmt.Errorf("%w: %s blob %s failed authentication", ErrCorrupt, t, id.Short())
 	}
-	return out, nil
+	return enc, out, nil
 }
 
 // add seals payload into the pack. The caller guarantees the pack does
 // not grow past 4 GiB.
-func (p *packBuilder) add(t BlobType, id ID, payload []byte, rawLen int) {
+func (p *packBuilder) add(t BlobType, id ID, enc byte, payload []byte, rawLen int) {
 	off := len(p.buf)
-	p.buf = sealBlob(p.buf, &p.key, t, id, payload)
+	p.buf = sealBlob(p.buf, &p.key, t, id, enc, payload)
 	p.blobs = append(p.blobs, Blob{Type: t, ID: id, Offset: uint32(off), Length: uint32(len(p.buf) - off), RawLength: uint32(rawLen)})
 	p.rawBytes += int64(rawLen)
 }
@@ -240,7 +245,7 @@ func ParsePack(b []byte, metaKey *[32]byte) (PackInfo, error) {
 	}
 	end := hdrEnd
 	for i, bl := range blobs {
-		if uint64(bl.Offset) != end || bl.Length < BlobOverhead+1 {
+		if uint64(bl.Offset) != end || bl.Length < BlobOverhead {
 			return info, fmt.Errorf("%w: blob %d of pack at offset %d, length %d; expected offset %d", ErrCorrupt, i, bl.Offset, bl.Length, end)
 		}
 		end += uint64(bl.Length)

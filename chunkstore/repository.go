@@ -422,13 +422,28 @@ func (r *Repository) PackKey(p *PackEntry) (*[32]byte, error) {
 // from a pack, and checks that the plaintext's keyed ID is b.ID. dst is
 // reused when large enough.
 func (r *Repository) OpenBlob(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
-	payload, err := openBlob(nil, key, b.Type, b.ID, sealed)
-	if err != nil {
-		return nil, err
+	if len(sealed) < BlobOverhead {
+		return nil, fmt.Errorf("%w: %s blob %s truncated", ErrCorrupt, b.Type, b.ID.Short())
 	}
-	plain, err := decodeBlobPayload(dst[:0], payload, int(b.RawLength))
-	if err != nil {
-		return nil, fmt.Errorf("%s blob %s: %w", b.Type, b.ID.Short(), err)
+	var plain []byte
+	if sealed[nonceSize] == blobRaw {
+		// Decrypt straight into dst: the payload is the plaintext.
+		_, out, err := openBlob(dst[:0], key, b.Type, b.ID, sealed)
+		if err != nil {
+			return nil, err
+		}
+		plain = out
+	} else {
+		sp := scratchPool.Get().(*[]byte)
+		enc, z, err := openBlob((*sp)[:0], key, b.Type, b.ID, sealed)
+		if err == nil {
+			*sp = z
+			plain, err = decodeBlobPayload(dst[:0], enc, z, int(b.RawLength))
+		}
+		scratchPool.Put(sp)
+		if err != nil {
+			return nil, fmt.Errorf("%s blob %s: %w", b.Type, b.ID.Short(), err)
+		}
 	}
 	if len(plain) != int(b.RawLength) {
 		return nil, fmt.Errorf("%w: %s blob %s has %d bytes, index says %d", ErrCorrupt, b.Type, b.ID.Short(), len(plain), b.RawLength)
@@ -438,6 +453,8 @@ func (r *Repository) OpenBlob(key *[32]byte, b Blob, sealed, dst []byte) ([]byte
 	}
 	return plain, nil
 }
+
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // LoadBlob reads one blob from storage and verifies it.
 func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {

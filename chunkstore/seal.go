@@ -137,39 +137,34 @@ func openMeta(key *[32]byte, kind MetaKind, b []byte) ([]byte, error) {
 	return plain, nil
 }
 
-// Blob payload flags: the first plaintext byte of every sealed blob.
+// Blob payload encodings: the byte stored before each sealed blob's ciphertext.
 const (
 	blobRaw  = 0
 	blobZstd = 1
 )
 
-// compressible skip: a blob whose zstd form is not at least 1/32 smaller
-// is stored raw (zstd bails out early on incompressible input, so trying
-// costs little).
-func encodeBlobPayload(dst, data []byte) []byte {
-	start := len(dst)
-	dst = append(dst, blobZstd)
-	dst = compress(dst, data)
-	if len(dst)-start-1 >= len(data)-len(data)/32 {
-		dst = append(dst[:start], blobRaw)
-		dst = append(dst, data...)
+// encodeBlobPayload compresses data into dst. A blob whose zstd form is
+// not at least 1/32 smaller is stored raw (zstd bails out early on
+// incompressible input, so trying costs little): then data itself is
+// returned as the payload, with no copy.
+func encodeBlobPayload(dst, data []byte) (enc byte, payload, buf []byte) {
+	z := compress(dst[:0], data)
+	if len(z) >= len(data)-len(data)/32 {
+		return blobRaw, data, z
 	}
-	return dst
+	return blobZstd, z, z
 }
 
-func decodeBlobPayload(dst, payload []byte, rawLen int) ([]byte, error) {
-	if len(payload) == 0 {
-		return nil, fmt.Errorf("%w: empty blob payload", ErrCorrupt)
-	}
-	switch payload[0] {
+func decodeBlobPayload(dst []byte, enc byte, payload []byte, rawLen int) ([]byte, error) {
+	switch enc {
 	case blobRaw:
-		return append(dst, payload[1:]...), nil
+		return append(dst, payload...), nil
 	case blobZstd:
-		out, err := decompress(dst, payload[1:], rawLen)
+		out, err := decompress(dst, payload, rawLen)
 		if err != nil {
 			return nil, fmt.Errorf("%w: decompress blob: %v", ErrCorrupt, err)
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("%w: unknown blob encoding %d", ErrCorrupt, payload[0])
+	return nil, fmt.Errorf("%w: unknown blob encoding %d", ErrCorrupt, enc)
 }

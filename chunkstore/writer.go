@@ -106,16 +106,16 @@ func (w *Writer) SaveReserved(ctx context.Context, t BlobType, id ID, data []byt
 		return 0, w.failure()
 	}
 	bp := payloadPool.Get().(*[]byte)
-	payload := encodeBlobPayload((*bp)[:0], data)
+	enc, payload, zbuf := encodeBlobPayload((*bp)[:0], data)
 	p, err := w.builder()
 	if err != nil {
 		w.r.index.Unreserve(id)
 		return 0, err
 	}
 	before := len(p.buf)
-	p.add(t, id, payload, len(data))
+	p.add(t, id, enc, payload, len(data))
 	sealedLen := len(p.buf) - before
-	*bp = payload
+	*bp = zbuf
 	payloadPool.Put(bp)
 	w.blobsAdded.Add(1)
 	w.rawAdded.Add(int64(len(data)))
