@@ -1,0 +1,36 @@
+// Package restore reads a snapshot back into a directory.
+//
+// # Algorithm
+//
+// Restore first walks the snapshot's trees (filtered by include
+// patterns) and builds a plan: directories, files with each chunk's
+// location, links and special files. If the target is not empty, files
+// that already hold the snapshot's content are found by recomputing the
+// keyed ID of each chunk in place and are skipped — so an interrupted
+// restore resumes where it stopped.
+//
+// The chunks still needed are grouped by pack and neighbouring blobs are
+// merged into ranges (up to 8 MiB, bridging gaps below 256 KiB), so each
+// region of a pack is downloaded once with a ranged GET however many
+// files share its blobs; several ranges are in flight at once. Each blob
+// is authenticated (AEAD), decompressed and its keyed ID recomputed
+// before any byte is written; then it is written to every file offset
+// that needs it. Files of one chunk (most files) are created, written,
+// given their metadata and closed in one step when their blob arrives;
+// larger files are created up front at their final size, so chunks land
+// in any order and all-zero chunks are simply not written, leaving holes.
+//
+// A pack that cannot be read is retried blob by blob; a blob that fails
+// verification fails only the files that use it. Failed files are
+// removed and reported; everything else is restored. Directory metadata
+// is applied last, deepest first.
+//
+// # Confinement
+//
+// Every operation is made relative to directory descriptors opened one
+// component at a time with O_NOFOLLOW, and names come from validated
+// trees (no "/", "." or ".."), so neither a planted symlink nor one the
+// snapshot itself contains can redirect a write outside the target.
+// Existing entries are unlinked before a file is created in their place,
+// never opened, so a planted hard link cannot be written through.
+package restore
