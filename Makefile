@@ -7,7 +7,7 @@
 GO   ?= go
 RACE ?= -race
 
-.PHONY: build test bench lint fmt
+.PHONY: build test bench e2e lint fmt
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/lifeboat ./cmd/lifeboat
@@ -18,6 +18,12 @@ test:
 
 bench:
 	scripts/bench.sh
+
+# The end-to-end suite alone (crash and bad-input tests against the built
+# binary, MinIO included); make test runs it too.
+e2e:
+	scripts/minio.sh install
+	scripts/minio.sh run -- $(GO) test -count=1 -timeout 30m ./e2e/...
 
 lint:
 	$(GO) vet ./...
