@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+type checkFlags struct {
+	readData       bool
+	readDataSubset string
+}
+
+func newCheckCmd(g *globals) *cobra.Command {
+	var f checkFlags
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Verify the repository's structure and, optionally, its data",
+		Long: `Verify the repository: every index file decrypts and parses, every indexed
+pack exists with the recorded size, every snapshot's metadata decrypts and,
+with the identity, every snapshot's directory trees decrypt and reference only
+indexed data.
+
+--read-data also downloads packs and checks their hashes and structure and,
+with the identity, authenticates every blob. --read-data-subset checks a random
+share of the packs: "10%" or "0.1".
+
+Exits with code 1 if any problem is found.`,
+		Example: `  lifeboat check
+  lifeboat check --read-data-subset 5%
+  lifeboat check --read-data --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, g, f) },
+	}
+	cmd.Flags().BoolVar(&f.readData, "read-data", false, "download and verify all pack data")
+	cmd.Flags().StringVar(&f.readDataSubset, "read-data-subset", "", "download and verify a random subset of packs: N% or a fraction in (0,1]")
+	cmd.MarkFlagsMutuallyExclusive("read-data", "read-data-subset")
+	return cmd
+}
+
+type checkOutput struct {
+	Packs          int         `json:"packs"`
+	IndexFiles     int         `json:"index_files"`
+	Blobs          int         `json:"blobs"`
+	UnindexedPacks int         `json:"unindexed_packs"`
+	PacksRead      int         `json:"packs_read"`
+	BytesRead      int64       `json:"bytes_read"`
+	BlobsVerified  int         `json:"blobs_verified"`
+	Snapshots      int         `json:"snapshots"`
+	Decrypted      bool        `json:"trees_decrypted"`
+	Problems       []objectErr `json:"problems"`
+}
+
+type objectErr struct {
+	Object string `json:"object"`
+	Error  string `json:"error"`
+}
+
+// parseFraction accepts "10%", "10.5%" or a fraction such as "0.1".
+func parseFraction(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	pct := strings.HasSuffix(s, "%")
+	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid subset %q: want N%% or a fraction like 0.1", s)
+	}
+	if pct {
+		v /= 100
+	}
+	if !(v > 0 && v <= 1) {
+		return 0, fmt.Errorf("invalid subset %q: must be more than 0 and at most 100%%", s)
+	}
+	return v, nil
+}
+
+func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
+	ctx := cmd.Context()
+	opts := chunkstore.CheckOptions{ReadData: f.readData}
+	if cmd.Flags().Changed("read-data-subset") {
+		frac, err := parseFraction(f.readDataSubset)
+		if err != nil {
+			return usageError("--read-data-subset: %v", err)
+		}
+		opts.ReadData, opts.ReadDataFraction = true, frac
+	}
+	repo, err := g.openRepo(ctx, "check", anyAccess)
+	if err != nil {
+		return err
+	}
+	if err := repo.LoadIndex(ctx); err != nil {
+		return storeError(g.repo, err)
+	}
+	var done, total atomic.Int64
+	opts.Progress = func(d, t int) { done.Store(int64(d)); total.Store(int64(t)) }
+	bar := g.startProgress(func(el time.Duration) string {
+		return fmt.Sprintf("[%s] checked %d/%d packs", formatClock(el), done.Load(), total.Load())
+	})
+	rep, err := repo.Check(ctx, opts)
+	bar.Stop()
+	if err != nil {
+		return fmt.Errorf("check: %w", storeError(g.repo, err))
+	}
+	snapProblems, err := snapshot.Check(ctx, repo)
+	if err != nil {
+		return fmt.Errorf("check snapshots: %w", storeError(g.repo, err))
+	}
+	problems := append(rep.Problems, snapProblems...)
+	snaps, _ := repo.ListMeta(ctx, chunkstore.KindSnapshot)
+
+	if g.json {
+		out := checkOutput{
+			Packs: rep.Packs, IndexFiles: rep.IndexFiles, Blobs: rep.Blobs, UnindexedPacks: rep.UnindexedPacks,
+			PacksRead: rep.PacksRead, BytesRead: rep.BytesRead, BlobsVerified: rep.BlobsVerified,
+			Snapshots: len(snaps), Decrypted: repo.CanRead(), Problems: []objectErr{},
+		}
+		for _, p := range problems {
+			out.Problems = append(out.Problems, objectErr{Object: p.Object, Error: p.Err.Error()})
+		}
+		if err := printJSON(g.stdout, out); err != nil {
+			return err
+		}
+	} else {
+		w := g.stdout
+		for _, p := range problems {
+			fmt.Fprintf(w, "problem: %s: %v\n", p.Object, p.Err)
+		}
+		if !g.quiet {
+			fmt.Fprintf(w, "%d snapshots, %d index files, %d packs, %d blobs\n", len(snaps), rep.IndexFiles, rep.Packs, rep.Blobs)
+			if opts.ReadData {
+				fmt.Fprintf(w, "read %d packs (%s), verified %d blobs\n", rep.PacksRead, formatBytes(rep.BytesRead), rep.BlobsVerified)
+			}
+			if rep.UnindexedPacks > 0 {
+				fmt.Fprintf(w, "%d unindexed packs left by interrupted backups (harmless; reused by the next backup)\n", rep.UnindexedPacks)
+			}
+			if !repo.CanRead() {
+				fmt.Fprintln(w, "note: opened with the writer key: directory trees and blob contents were not decrypted; use --identity for a full check")
+			}
+		}
+	}
+	if n := len(problems); n > 0 {
+		return fmt.Errorf("check found %d %s in %s", n, plural(n, "problem", "problems"), repo.Store().Location())
+	}
+	if !g.json && !g.quiet {
+		fmt.Fprintln(g.stdout, "no problems found")
+	}
+	return nil
+}

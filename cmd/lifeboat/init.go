@@ -1,0 +1,218 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+const (
+	defaultIdentityOut = "lifeboat-identity.txt"
+	defaultKeyOut      = "lifeboat-writer.key"
+)
+
+type initFlags struct {
+	recipients        []string
+	identityOut       string
+	keyOut            string
+	pq                bool
+	passphraseProtect bool
+}
+
+func newInitCmd(g *globals) *cobra.Command {
+	var f initFlags
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a repository, an identity and a writer key",
+		Long: `Create a new repository at --repo (creating the directory or bucket).
+
+Without --recipient, a new identity is generated and written to --identity-out:
+it is the only credential that can read the backups (restore, ls, deep check).
+With --recipient, the repository is encrypted to the given age public keys and
+no identity is generated.
+
+The writer key written to --key-out can create backups and list snapshots but
+cannot read any backup: give it to the machines that back up.
+
+Existing files are never overwritten; both files are created with mode 0600.`,
+		Example: `  lifeboat init --repo /srv/backup
+  lifeboat init --repo s3:https://s3.example.net/backups/fleet --pq --passphrase-protect
+  lifeboat init --repo /srv/backup --recipient age1... --key-out /etc/lifeboat/writer.key`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runInit(cmd, g, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.recipients, "recipient", nil, "encrypt to this age public key instead of generating an identity (repeatable)")
+	fl.StringVar(&f.identityOut, "identity-out", defaultIdentityOut, "where to write the generated identity")
+	fl.StringVar(&f.keyOut, "key-out", defaultKeyOut, "where to write the writer key")
+	fl.BoolVar(&f.pq, "pq", false, "generate a post-quantum hybrid identity (age1pq)")
+	fl.BoolVar(&f.passphraseProtect, "passphrase-protect", false, "encrypt the generated identity file with a passphrase (LIFEBOAT_PASSPHRASE or prompt)")
+	return cmd
+}
+
+type initOutput struct {
+	RepoID       string   `json:"repo_id"`
+	Location     string   `json:"location"`
+	Recipients   []string `json:"recipients"`
+	IdentityFile string   `json:"identity_file,omitempty"`
+	WriterKey    string   `json:"writer_key_file"`
+	Protected    bool     `json:"identity_passphrase_protected"`
+}
+
+func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
+	ctx := cmd.Context()
+	generate := len(f.recipients) == 0
+	if !generate {
+		for _, name := range []string{"pq", "passphrase-protect", "identity-out"} {
+			if cmd.Flags().Changed(name) {
+				return usageError("--%s applies to a generated identity and cannot be combined with --recipient", name)
+			}
+		}
+		if _, err := chunkstore.ParseRecipients(f.recipients); err != nil {
+			return usageError("--recipient: %v", err)
+		}
+	}
+	if g.repo == "" {
+		return usageError("no repository given: set --repo or LIFEBOAT_REPO")
+	}
+	keyOut, err := filepath.Abs(f.keyOut)
+	if err != nil {
+		return err
+	}
+	idOut := ""
+	if generate {
+		if idOut, err = filepath.Abs(f.identityOut); err != nil {
+			return err
+		}
+		if idOut == keyOut {
+			return usageError("--identity-out and --key-out name the same file %s", idOut)
+		}
+	}
+
+	// Check the output files before anything is created anywhere.
+	for _, p := range []string{idOut, keyOut} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("%s already exists; refusing to overwrite it (move it away or choose another path with --identity-out/--key-out)", p)
+		}
+	}
+
+	out := initOutput{Recipients: f.recipients, WriterKey: keyOut}
+	var idFile []byte
+	if generate {
+		file, recipient, err := chunkstore.NewIdentity(f.pq)
+		if err != nil {
+			return fmt.Errorf("generate identity: %w", err)
+		}
+		idFile = file
+		out.Recipients = []string{recipient}
+		out.IdentityFile = idOut
+		if f.passphraseProtect {
+			pass, err := readPassphrase("Passphrase to protect the new identity: ", true)
+			if err != nil {
+				return fmt.Errorf("--passphrase-protect: %w", err)
+			}
+			if idFile, err = chunkstore.ProtectIdentityFile(idFile, pass); err != nil {
+				return fmt.Errorf("protect identity: %w", err)
+			}
+			out.Protected = true
+		}
+	}
+
+	st, err := g.openStore(ctx, true)
+	if err != nil {
+		return err
+	}
+	out.Location = st.Location()
+
+	// Create both files first (exclusively) and write the identity before
+	// the repository exists, so a repository is never left without the
+	// identity that reads it. On failure, remove what was created.
+	var created []*os.File
+	cleanup := func() {
+		for _, fh := range created {
+			fh.Close()
+			os.Remove(fh.Name())
+		}
+	}
+	for _, p := range []string{idOut, keyOut} {
+		if p == "" {
+			continue
+		}
+		fh, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			cleanup()
+			return fmt.Errorf("create %s: %w", p, err)
+		}
+		created = append(created, fh)
+	}
+	if generate {
+		if err := writeSync(created[0], idFile); err != nil {
+			cleanup()
+			return fmt.Errorf("write identity %s: %w", idOut, err)
+		}
+	}
+	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: out.Recipients})
+	if err != nil {
+		cleanup()
+		if errors.Is(err, chunkstore.ErrAlreadyInitialized) {
+			return fmt.Errorf("%w\n(use the existing repository with its identity or writer key, or choose another --repo)", err)
+		}
+		return storeError(g.repo, err)
+	}
+	out.RepoID = sec.RepoID
+	keyBytes, err := chunkstore.MarshalWriterKey(sec)
+	if err == nil {
+		err = writeSync(created[len(created)-1], keyBytes)
+	}
+	if err != nil {
+		return fmt.Errorf("repository %s was created, but writing the writer key %s failed: %w", sec.RepoID, keyOut, err)
+	}
+	for _, fh := range created {
+		if err := fh.Close(); err != nil {
+			return fmt.Errorf("close %s: %w", fh.Name(), err)
+		}
+	}
+
+	if g.json {
+		return printJSON(g.stdout, out)
+	}
+	w := g.stdout
+	fmt.Fprintf(w, "created lifeboat repository %s at %s\n\n", out.RepoID, out.Location)
+	for _, r := range out.Recipients {
+		fmt.Fprintf(w, "  recipient:   %s\n", r)
+	}
+	if generate {
+		prot := ""
+		if out.Protected {
+			prot = " (passphrase-protected)"
+		}
+		fmt.Fprintf(w, "  identity:    %s%s\n", idOut, prot)
+	}
+	fmt.Fprintf(w, "  writer key:  %s\n\n", keyOut)
+	if !g.quiet {
+		if generate {
+			fmt.Fprintln(w, "The identity reads everything: restore, ls, check --read-data. Keep a copy")
+			fmt.Fprintln(w, "offline; without it the backups cannot be restored. Never give it to agents.")
+		} else {
+			fmt.Fprintln(w, "The identities of the recipients above read everything: restore, ls, check.")
+		}
+		fmt.Fprintln(w, "The writer key only backs up and lists snapshots; it cannot read backups.")
+		fmt.Fprintln(w, "Give it to the machines that run 'lifeboat backup --key ...'.")
+	}
+	return nil
+}
+
+func writeSync(f *os.File, b []byte) error {
+	if _, err := f.Write(b); err != nil {
+		return err
+	}
+	return f.Sync()
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// printJSON writes v as one line of JSON.
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode JSON output: %w", err)
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+// pathError is the JSON form of a path that failed.
+type pathError struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+// warnf prints a warning on stderr. Warnings about data (unreadable
+// files, damaged snapshots) are printed even with --quiet.
+func warnf(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "lifeboat: warning: "+format+"\n", args...)
+}
+
+// formatBytes renders n in binary units ("1.5 MiB").
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// formatRate renders bytes per second in MiB/s.
+func formatRate(n int64, d time.Duration) string {
+	if d <= 0 {
+		return "0.0 MiB/s"
+	}
+	return fmt.Sprintf("%.1f MiB/s", float64(n)/(1<<20)/d.Seconds())
+}
+
+// formatClock renders a duration as [h:]mm:ss.
+func formatClock(d time.Duration) string {
+	s := int64(d.Round(time.Second) / time.Second)
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}
+
+// formatDuration renders an elapsed time for summaries.
+func formatDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// Argument validators that turn cobra's messages into usage errors.
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("%s takes no arguments, got %q", cmd.CommandPath(), strings.Join(args, " "))
+	}
+	return nil
+}
+
+func argsBetween(lo, hi int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) < lo:
+			return usageError("%s: missing %s (usage: %s)", cmd.CommandPath(), what, cmd.UseLine())
+		case hi >= 0 && len(args) > hi:
+			return usageError("%s: too many arguments %q (usage: %s)", cmd.CommandPath(), strings.Join(args[hi:], " "), cmd.UseLine())
+		}
+		return nil
+	}
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/restore"
+)
+
+type restoreFlags struct {
+	filterFlags
+	target   string
+	includes []string
+}
+
+func newRestoreCmd(g *globals) *cobra.Command {
+	var f restoreFlags
+	cmd := &cobra.Command{
+		Use:   "restore [flags] SNAPSHOT --target DIR",
+		Short: "Restore a snapshot into a directory",
+		Long: `Restore a snapshot into --target (created if missing).
+
+SNAPSHOT is a snapshot ID, a unique prefix of one, or "latest" (the newest
+snapshot matching --host/--tag/--path). Files are restored below the target
+with their backed-up paths: /home/u/x is restored to DIR/home/u/x.
+
+Every block is authenticated before it is written. A file that cannot be read
+or verified is reported and left out; everything else is still restored and
+lifeboat exits with code 1. Files already identical in the target are kept, so
+an interrupted restore can simply be run again.
+
+Needs the identity: backups are encrypted so that writer keys cannot read them.`,
+		Example: `  lifeboat restore latest --target /srv/restore
+  lifeboat restore 3f2a91c0 --target /tmp/r --include 'home/u/*'`,
+		Args: argsBetween(1, 1, "SNAPSHOT (an ID, a unique ID prefix, or latest)"),
+		RunE: func(cmd *cobra.Command, args []string) error { return runRestore(cmd.Context(), g, f, args[0]) },
+	}
+	f.register(cmd, "consider snapshots")
+	cmd.Flags().StringVarP(&f.target, "target", "t", "", "directory to restore into (required)")
+	cmd.Flags().StringArrayVarP(&f.includes, "include", "i", nil, "restore only paths matching this pattern, snapshot-relative like home/u/*.txt (repeatable)")
+	return cmd
+}
+
+type restoreOutput struct {
+	SnapshotID      string      `json:"snapshot_id"`
+	Target          string      `json:"target"`
+	Files           int64       `json:"files"`
+	Dirs            int64       `json:"dirs"`
+	Symlinks        int64       `json:"symlinks"`
+	Other           int64       `json:"other"`
+	Bytes           int64       `json:"bytes"`
+	BytesWritten    int64       `json:"bytes_written"`
+	FilesSkipped    int64       `json:"files_skipped"`
+	DurationSeconds float64     `json:"duration_seconds"`
+	Failures        []pathError `json:"failures"`
+}
+
+func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) error {
+	if f.target == "" {
+		return usageError("restore needs --target DIR: the directory to restore into")
+	}
+	target, err := filepath.Abs(f.target)
+	if err != nil {
+		return fmt.Errorf("--target %s: %w", f.target, err)
+	}
+	if fi, err := os.Stat(target); err == nil && !fi.IsDir() {
+		return fmt.Errorf("restore target %s exists and is not a directory; choose a directory with --target", target)
+	}
+	// Normalise include patterns to the snapshot-relative form.
+	includes := make([]string, len(f.includes))
+	for i, p := range f.includes {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return usageError("--include %q: %v", p, err)
+		}
+		for len(p) > 0 && p[0] == '/' {
+			p = p[1:]
+		}
+		includes[i] = p
+	}
+
+	repo, err := g.openRepo(ctx, "restore", readAccess)
+	if err != nil {
+		return err
+	}
+	snap, err := findSnapshot(ctx, g, repo, ref, f.filter())
+	if err != nil {
+		return err
+	}
+
+	prog := &restore.Progress{}
+	bar := g.startProgress(func(el time.Duration) string {
+		files, totalFiles := prog.Files.Load(), prog.TotalFiles.Load()
+		bytes, totalBytes := prog.Bytes.Load(), prog.TotalBytes.Load()
+		eta := "--:--"
+		if bytes > 0 && totalBytes > bytes {
+			eta = formatClock(time.Duration(float64(el) * float64(totalBytes-bytes) / float64(bytes)))
+		}
+		return fmt.Sprintf("[%s] %d/%d files, %s/%s, %s, ETA %s", formatClock(el), files, totalFiles,
+			formatBytes(bytes), formatBytes(totalBytes), formatRate(bytes, el), eta)
+	})
+	start := time.Now()
+	res, err := restore.Restore(ctx, repo, snap, restore.Options{
+		Target:   target,
+		Include:  includes,
+		Logger:   g.pkgLogger(),
+		Progress: prog,
+	})
+	bar.Stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("restore of snapshot %s into %s interrupted; run the same command again to resume: %w", snap.ID.Short(), target, ctx.Err())
+		}
+		return fmt.Errorf("restore snapshot %s into %s: %w", snap.ID.Short(), target, storeError(g.repo, err))
+	}
+	elapsed := time.Since(start)
+
+	if g.json {
+		out := restoreOutput{
+			SnapshotID: snap.ID.String(), Target: target,
+			Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Other: res.Other,
+			Bytes: res.Bytes, BytesWritten: res.BytesWritten, FilesSkipped: res.FilesSkipped,
+			DurationSeconds: elapsed.Seconds(), Failures: []pathError{},
+		}
+		for _, fl := range res.Failures {
+			out.Failures = append(out.Failures, pathError{Path: "/" + fl.Path, Error: fl.Err.Error()})
+		}
+		if err := printJSON(g.stdout, out); err != nil {
+			return err
+		}
+	} else {
+		for _, fl := range res.Failures {
+			warnf(g.stderr, "could not restore /%s: %v", fl.Path, fl.Err)
+		}
+		if !g.quiet {
+			w := g.stdout
+			fmt.Fprintf(w, "restored snapshot %s into %s\n", snap.ID.Short(), target)
+			fmt.Fprintf(w, "Files:       %d (%d already identical), %d dirs, %d symlinks, %d other\n",
+				res.Files, res.FilesSkipped, res.Dirs, res.Symlinks, res.Other)
+			fmt.Fprintf(w, "Size:        %s (%s written)\n", formatBytes(res.Bytes), formatBytes(res.BytesWritten))
+			fmt.Fprintf(w, "Duration:    %s (%s)\n", formatDuration(elapsed), formatRate(res.BytesWritten, elapsed))
+		}
+	}
+	if n := len(res.Failures); n > 0 {
+		return fmt.Errorf("%d %s of snapshot %s could not be restored (see above); everything else was restored into %s; run 'lifeboat check --read-data' to inspect the repository",
+			n, plural(n, "path", "paths"), snap.ID.Short(), target)
+	}
+	return nil
+}

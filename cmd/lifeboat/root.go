@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+
+	"filippo.io/age"
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3";
+// otherwise the module version or VCS revision is used.
+var version = ""
+
+const rootLong = `lifeboat backs up paths into an encrypted, deduplicated repository on a
+local directory or S3-compatible storage, and restores them.
+
+Credentials:
+  identity (--identity)  full access: restore, ls, deep check. Keep it safe.
+  writer key (--key)     back up and list snapshots only; cannot read backups.
+  S3 credentials         the standard AWS_* environment variables.
+
+Repository locations (--repo):
+  /abs/path, file:///abs/path, s3:http(s)://host[:port]/bucket[/prefix]
+
+Environment:
+  LIFEBOAT_REPO          --repo
+  LIFEBOAT_IDENTITY      --identity
+  LIFEBOAT_KEY           --key
+  LIFEBOAT_CACHE_DIR     --cache-dir
+  LIFEBOAT_PASSPHRASE    passphrase of a passphrase-protected identity file
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN   S3 credentials
+
+Exit codes:
+  0  success
+  1  error, or problems found (check), or files that could not be restored
+  2  usage error (unknown command or flag, missing argument, bad flag value,
+     no repository or credentials given)
+  3  backup completed, but some files could not be read (snapshot is partial)`
+
+// globals holds the persistent flags and what is derived from them.
+type globals struct {
+	repo, identity, key, cacheDir string
+	noCache, json, quiet, verbose bool
+	logFormat                     string
+
+	stdout, stderr io.Writer
+	log            *slog.Logger // warnings by default; debug with --verbose
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "lifeboat",
+		Short:         "Encrypted, deduplicated backups you can restore at 3 a.m.",
+		Long:          rootLong,
+		Version:       versionString(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.resolve(cmd)
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate("lifeboat {{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitErr{code: exitUsage, err: err}
+	})
+
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.repo, "repo", "r", "", "repository location (env LIFEBOAT_REPO)")
+	pf.StringVar(&g.identity, "identity", "", "identity file: full access (env LIFEBOAT_IDENTITY)")
+	pf.StringVar(&g.key, "key", "", "writer key file: backup and snapshots only (env LIFEBOAT_KEY)")
+	pf.StringVar(&g.cacheDir, "cache-dir", "", "local cache directory (env LIFEBOAT_CACHE_DIR; default $XDG_CACHE_HOME/lifeboat)")
+	pf.BoolVar(&g.noCache, "no-cache", false, "use no local cache (metadata and files cache)")
+	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON on stdout")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors and essential output")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log details to stderr")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+
+	root.AddCommand(
+		newInitCmd(g),
+		newBackupCmd(g),
+		newSnapshotsCmd(g),
+		newLsCmd(g),
+		newRestoreCmd(g),
+		newCheckCmd(g),
+		newVersionCmd(g),
+	)
+	return root
+}
+
+// resolve fills unset flags from the environment and sets up logging.
+func (g *globals) resolve(cmd *cobra.Command) error {
+	fromEnv := func(name string, dst *string, envs ...string) {
+		if cmd.Flags().Changed(name) {
+			return
+		}
+		for _, e := range envs {
+			if v := os.Getenv(e); v != "" {
+				*dst = v
+				return
+			}
+		}
+	}
+	fromEnv("repo", &g.repo, "LIFEBOAT_REPO", "LIFEBOAT_REPOSITORY")
+	fromEnv("identity", &g.identity, "LIFEBOAT_IDENTITY")
+	fromEnv("key", &g.key, "LIFEBOAT_KEY")
+	fromEnv("cache-dir", &g.cacheDir, "LIFEBOAT_CACHE_DIR")
+	if g.cacheDir == "" {
+		if dir, err := os.UserCacheDir(); err == nil {
+			g.cacheDir = filepath.Join(dir, "lifeboat")
+		}
+	}
+	if g.quiet && g.verbose {
+		return usageError("--quiet and --verbose exclude each other")
+	}
+	level := slog.LevelWarn
+	switch {
+	case g.verbose:
+		level = slog.LevelDebug
+	case g.quiet:
+		level = slog.LevelError
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch g.logFormat {
+	case "text":
+		g.log = slog.New(slog.NewTextHandler(g.stderr, hopts))
+	case "json":
+		g.log = slog.New(slog.NewJSONHandler(g.stderr, hopts))
+	default:
+		return usageError("invalid --log-format %q: want text or json", g.logFormat)
+	}
+	return nil
+}
+
+// pkgLogger is the logger handed to packages: their per-file warnings
+// duplicate what the CLI prints, so they are shown only with --verbose.
+func (g *globals) pkgLogger() *slog.Logger {
+	if g.verbose {
+		return g.log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// access is what a command needs from its credentials.
+type access int
+
+const (
+	anyAccess  access = iota // identity or writer key
+	readAccess               // identity only
+)
+
+// openStore parses --repo and opens the store behind it.
+func (g *globals) openStore(ctx context.Context, create bool) (chunkstore.Store, error) {
+	if g.repo == "" {
+		return nil, usageError("no repository given: set --repo or LIFEBOAT_REPO")
+	}
+	if _, err := location.Parse(g.repo); err != nil {
+		return nil, usageError("%v", err)
+	}
+	rc := chunkstore.DefaultRetryConfig()
+	rc.Logger = g.log
+	st, err := location.OpenWithRetry(ctx, g.repo, create, rc)
+	if err != nil {
+		return nil, storeError(g.repo, err)
+	}
+	return st, nil
+}
+
+// storeError adds advice to errors opening or reading a store.
+func storeError(repo string, err error) error {
+	if errors.Is(err, chunkstore.ErrBucketNotFound) {
+		return fmt.Errorf("repository %s does not exist: %w\n(create it with 'lifeboat init' or check --repo)", repo, err)
+	}
+	return err
+}
+
+// openRepo opens the repository for a command; name is used in messages.
+func (g *globals) openRepo(ctx context.Context, name string, need access) (*chunkstore.Repository, error) {
+	if g.repo == "" {
+		return nil, usageError("no repository given: set --repo or LIFEBOAT_REPO")
+	}
+	var creds chunkstore.Credentials
+	switch {
+	case g.identity != "":
+		ids, err := loadIdentity(g.identity, g.stderr)
+		if err != nil {
+			return nil, err
+		}
+		creds.Identities = ids
+	case need == readAccess && g.key != "":
+		return nil, fmt.Errorf("%s needs the identity (--identity or LIFEBOAT_IDENTITY): the writer key %s can back up and list snapshots but, by design, cannot decrypt file names or contents", name, g.key)
+	case need == readAccess:
+		return nil, usageError("%s needs the repository identity: pass --identity FILE or set LIFEBOAT_IDENTITY", name)
+	case g.key != "":
+		b, err := os.ReadFile(g.key)
+		if err != nil {
+			return nil, fmt.Errorf("read writer key: %w", err)
+		}
+		sec, err := chunkstore.ParseWriterKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("writer key %s: %w", g.key, err)
+		}
+		creds.Writer = sec
+	default:
+		return nil, usageError("%s needs credentials: pass --identity FILE (full access) or --key FILE (writer key), or set LIFEBOAT_IDENTITY or LIFEBOAT_KEY", name)
+	}
+	st, err := g.openStore(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	opts := chunkstore.Options{Logger: g.log}
+	if !g.noCache {
+		opts.CacheDir = g.cacheDir
+	}
+	repo, err := chunkstore.Open(ctx, st, creds, opts)
+	if err != nil {
+		return nil, storeError(g.repo, err)
+	}
+	if need == readAccess && !repo.CanRead() {
+		return nil, fmt.Errorf("%s: %w", name, chunkstore.ErrNoIdentity)
+	}
+	return repo, nil
+}
+
+// loadIdentity reads and parses an identity file, asking for its
+// passphrase if it is protected.
+func loadIdentity(path string, stderr io.Writer) ([]age.Identity, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read identity: %w", err)
+	}
+	ids, err := chunkstore.ParseIdentityFile(b, func() (string, error) {
+		return readPassphrase(fmt.Sprintf("Passphrase for identity %s: ", path), false)
+	})
+	switch {
+	case errors.Is(err, chunkstore.ErrWrongPassphrase):
+		return nil, fmt.Errorf("identity %s: %w (check LIFEBOAT_PASSPHRASE)", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("identity %s: %w", path, err)
+	}
+	return ids, nil
+}
+
+func versionString() string {
+	v := version
+	bi, ok := debug.ReadBuildInfo()
+	if v == "" {
+		v = "dev"
+		if ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	if ok {
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" {
+			v += " (" + rev + dirty + ")"
+		}
+		v += " " + bi.GoVersion
+	}
+	return v
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.json {
+				return printJSON(g.stdout, map[string]string{"version": versionString()})
+			}
+			fmt.Fprintf(g.stdout, "lifeboat %s\n", versionString())
+			return nil
+		},
+	}
+}

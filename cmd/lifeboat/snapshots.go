@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+type filterFlags struct {
+	hosts, tags, paths []string
+}
+
+func (f *filterFlags) register(cmd *cobra.Command, what string) {
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.hosts, "host", nil, "only "+what+" from this host (repeatable)")
+	fl.StringArrayVar(&f.tags, "tag", nil, "only "+what+" with this tag (repeatable; all must match)")
+	fl.StringArrayVar(&f.paths, "path", nil, "only "+what+" of exactly this backed-up path (repeatable)")
+}
+
+func (f *filterFlags) filter() snapshot.Filter {
+	return snapshot.Filter{Hosts: f.hosts, Tags: f.tags, Paths: f.paths}
+}
+
+func newSnapshotsCmd(g *globals) *cobra.Command {
+	var f filterFlags
+	cmd := &cobra.Command{
+		Use:   "snapshots",
+		Short: "List snapshots",
+		Long: `List the snapshots in the repository, oldest first.
+
+Works with the writer key: snapshot metadata (time, host, paths, tags, sizes)
+is readable without the identity. Snapshots that cannot be read are reported
+on stderr and make the command exit with code 1 after listing the rest.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSnapshots(cmd.Context(), g, f) },
+	}
+	f.register(cmd, "snapshots")
+	return cmd
+}
+
+type snapshotJSON struct {
+	ID       string           `json:"id"`
+	ShortID  string           `json:"short_id"`
+	Time     time.Time        `json:"time"`
+	Host     string           `json:"host"`
+	Username string           `json:"username"`
+	Paths    []string         `json:"paths"`
+	Tags     []string         `json:"tags"`
+	Tree     string           `json:"tree"`
+	Summary  snapshot.Summary `json:"summary"`
+}
+
+func runSnapshots(ctx context.Context, g *globals, f filterFlags) error {
+	repo, err := g.openRepo(ctx, "snapshots", anyAccess)
+	if err != nil {
+		return err
+	}
+	list, bad, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", storeError(g.repo, err))
+	}
+	flt := f.filter()
+	var shown []*snapshot.Snapshot
+	for _, s := range list {
+		if flt.Match(s) {
+			shown = append(shown, s)
+		}
+	}
+	if g.json {
+		out := make([]snapshotJSON, 0, len(shown))
+		for _, s := range shown {
+			out = append(out, snapshotJSON{
+				ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time, Host: s.Host,
+				Username: s.Username, Paths: nonNil(s.Paths), Tags: nonNil(s.Tags),
+				Tree: s.Tree.String(), Summary: s.Summary,
+			})
+		}
+		if err := printJSON(g.stdout, out); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTime\tHost\tTags\tPaths\tSize\t")
+		for _, s := range shown {
+			size := formatBytes(int64(s.Summary.BytesProcessed))
+			if s.Summary.Errors > 0 {
+				size += " (partial)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"),
+				s.Host, strings.Join(s.Tags, ","), strings.Join(s.Paths, ", "), size)
+		}
+		tw.Flush()
+		if !g.quiet {
+			fmt.Fprintf(g.stdout, "%d %s\n", len(shown), plural(len(shown), "snapshot", "snapshots"))
+		}
+	}
+	for _, e := range bad {
+		warnf(g.stderr, "unreadable snapshot: %v", e)
+	}
+	if n := len(bad); n > 0 {
+		return fmt.Errorf("%d %s could not be read (see above); run 'lifeboat check'", n, plural(n, "snapshot", "snapshots"))
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// findSnapshot resolves a snapshot reference: an ID, a unique ID prefix or
+// "latest" (narrowed by the filter).
+func findSnapshot(ctx context.Context, g *globals, repo *chunkstore.Repository, ref string, f snapshot.Filter) (*snapshot.Snapshot, error) {
+	list, bad, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", storeError(g.repo, err))
+	}
+	for _, e := range bad {
+		warnf(g.stderr, "unreadable snapshot: %v", e)
+	}
+	s, err := snapshot.Find(list, ref, f)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
