@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -60,6 +61,8 @@ type Repository struct {
 
 	indexFiles    int
 	indexProblems []Problem
+	indexLoaded   atomic.Bool
+	indexOnce     sync.Mutex
 }
 
 // InitOptions configure a new repository.
@@ -365,8 +368,22 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	}
 	r.indexFiles = len(ids)
 	r.indexProblems = problems
+	r.indexLoaded.Store(true)
 	r.pruneCache(KindIndex, ids)
 	return nil
+}
+
+// EnsureIndex loads the index unless LoadIndex already ran.
+func (r *Repository) EnsureIndex(ctx context.Context) error {
+	if r.indexLoaded.Load() {
+		return nil
+	}
+	r.indexOnce.Lock()
+	defer r.indexOnce.Unlock()
+	if r.indexLoaded.Load() {
+		return nil
+	}
+	return r.LoadIndex(ctx)
 }
 
 // IndexProblems lists the index files LoadIndex had to skip.
@@ -460,6 +477,9 @@ var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
 func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
 	if !r.CanRead() {
 		return nil, ErrNoIdentity
+	}
+	if err := r.EnsureIndex(ctx); err != nil {
+		return nil, err
 	}
 	loc, ok := r.index.Lookup(id)
 	if !ok || loc.Blob.Type != t {

@@ -101,10 +101,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	defer t.close()
-	if repo.Index().Len() == 0 {
-		if err := repo.LoadIndex(ctx); err != nil {
-			return nil, err
-		}
+	if err := repo.EnsureIndex(ctx); err != nil {
+		return nil, err
 	}
 	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress}
 
