@@ -1,0 +1,31 @@
+package chunkstore
+
+import "filippo.io/age"
+
+// Hooks into unexported decoders of repository bytes, for the fuzz and
+// custody tests in package chunkstore_test.
+var (
+	OpenMetaForTest          = openMeta
+	SealMetaForTest          = sealMeta
+	ParseTrailerForTest      = parseTrailer
+	DecodeBlobPayloadForTest = decodeBlobPayload
+	EncodeBlobPayloadForTest = encodeBlobPayload
+	OpenBlobForTest          = openBlob
+	KindTrailerForTest       = kindTrailer
+)
+
+// BuildPackForTest seals blobs (keyed by their chunk IDs under hasher)
+// into a pack the way Writer does, with metaKey sealing the trailer, and
+// returns the pack bytes and its blob list.
+func BuildPackForTest(rs []age.Recipient, metaKey *[32]byte, hasher *ChunkHasher, types []BlobType, blobs [][]byte) ([]byte, []Blob, error) {
+	p, err := newPackBuilder(rs, 1<<16)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, b := range blobs {
+		enc, payload, _ := encodeBlobPayload(nil, b)
+		p.add(types[i], hasher.Sum(b), enc, payload, len(b))
+	}
+	p.finish(metaKey)
+	return p.buf, p.blobs, nil
+}
