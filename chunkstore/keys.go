@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"filippo.io/age"
@@ -78,12 +79,14 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 	if err := decodeKey(w.MetaKey, &s.MetaKey); err != nil {
 		return nil, fmt.Errorf("decode %s: metadata key: %w", typ, err)
 	}
-	var pol uint64
-	if _, err := fmt.Sscanf(w.Polynomial, "%x", &pol); err != nil {
+	// Pol.String writes "0x…"; fmt's %x would stop at the 'x' and read 0.
+	pol, err := strconv.ParseUint(strings.TrimPrefix(w.Polynomial, "0x"), 16, 64)
+	if err != nil {
 		return nil, fmt.Errorf("decode %s: polynomial %q: %w", typ, w.Polynomial, err)
 	}
 	s.Polynomial = chunker.Pol(pol)
-	if !s.Polynomial.Irreducible() {
+	// Pol(0).Irreducible() is true, but 0 leaves the chunker without tables.
+	if pol == 0 || !s.Polynomial.Irreducible() {
 		return nil, fmt.Errorf("decode %s: polynomial %s is not irreducible", typ, s.Polynomial)
 	}
 	if len(s.Recipients) == 0 {
