@@ -1,0 +1,492 @@
+// Command lbbench is the driver behind `make bench` (scripts/bench.sh): it
+// generates (or reuses) the benchmark dataset, runs restic and lifeboat
+// against fresh buckets on the same S3 server through a counting reverse
+// proxy, verifies both restores against the dataset and prints a markdown
+// table comparing them with the DESIGN.md performance targets.
+//
+// It expects the S3 server in LIFEBOAT_TEST_S3_ENDPOINT,
+// LIFEBOAT_TEST_S3_ACCESS_KEY and LIFEBOAT_TEST_S3_SECRET_KEY, as set by
+// `scripts/minio.sh run`. See docs/benchmarks.md.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/lifeboat-backup/lifeboat/internal/bench"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "lbbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	if v := os.Getenv(k); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+type config struct {
+	dir, out         string
+	sizeMB           int
+	seed             uint64
+	resticBin, lbBin string
+	tools            map[string]bool
+	order            string
+	genOnly, keep    bool
+	endpoint, ak, sk string
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "lbbench: "+format+"\n", args...)
+}
+
+func run() error {
+	var c config
+	var tools string
+	flag.StringVar(&c.dir, "dir", envOr("BENCH_DIR", filepath.Join(os.TempDir(), "lifeboat-bench")), "base directory: dataset in DIR/data, scratch in DIR/work (env BENCH_DIR)")
+	flag.IntVar(&c.sizeMB, "size-mb", envInt("BENCH_SIZE_MB", bench.DefaultSizeMB), "dataset size in MiB (env BENCH_SIZE_MB)")
+	seed := flag.Uint64("seed", uint64(envInt("BENCH_SEED", 1)), "dataset PRNG seed (env BENCH_SEED)")
+	flag.StringVar(&c.out, "out", "bench-results.md", "write the results table here")
+	flag.StringVar(&c.resticBin, "restic", "restic", "restic binary")
+	flag.StringVar(&c.lbBin, "lifeboat", "bin/lifeboat", "lifeboat binary")
+	flag.StringVar(&tools, "tools", envOr("BENCH_TOOLS", "restic,lifeboat"), "tools to run (env BENCH_TOOLS); restic is always the baseline")
+	flag.StringVar(&c.order, "order", envOr("BENCH_ORDER", "interleaved"), "interleaved (each step: restic then lifeboat) or sequential (all restic steps, then all lifeboat steps) (env BENCH_ORDER)")
+	flag.BoolVar(&c.genOnly, "gen-only", false, "generate the dataset and exit")
+	flag.BoolVar(&c.keep, "keep", false, "keep restore directories and logs")
+	flag.Parse()
+	c.seed = *seed
+	c.tools = map[string]bool{}
+	for _, t := range strings.Split(tools, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			c.tools[t] = true
+		}
+	}
+	c.tools["restic"] = true
+	if c.order != "interleaved" && c.order != "sequential" {
+		return fmt.Errorf("-order must be interleaved or sequential, not %q", c.order)
+	}
+
+	dataDir := filepath.Join(c.dir, "data")
+	t0 := time.Now()
+	m, regenerated, err := bench.LoadOrGenerate(dataDir, bench.Params{Version: bench.GenVersion, Seed: c.seed, SizeMB: c.sizeMB}, func(s string) { logf("%s", s) })
+	if err != nil {
+		return fmt.Errorf("dataset: %w", err)
+	}
+	if regenerated {
+		logf("dataset generated in %.1f s", time.Since(t0).Seconds())
+	} else {
+		logf("reusing dataset in %s (stamp %s matches)", dataDir, bench.ManifestPath(dataDir))
+	}
+	logf("dataset: %d files, %s: %s", len(m.Files), bench.FmtBytes(m.TotalBytes()), composition(m))
+	if c.genOnly {
+		return nil
+	}
+
+	c.endpoint = os.Getenv("LIFEBOAT_TEST_S3_ENDPOINT")
+	c.ak = os.Getenv("LIFEBOAT_TEST_S3_ACCESS_KEY")
+	c.sk = os.Getenv("LIFEBOAT_TEST_S3_SECRET_KEY")
+	if c.endpoint == "" || c.ak == "" || c.sk == "" {
+		return errors.New("LIFEBOAT_TEST_S3_ENDPOINT/_ACCESS_KEY/_SECRET_KEY not set: run under scripts/minio.sh run -- (scripts/bench.sh does)")
+	}
+
+	// Read the whole dataset once: it checks the files still match the
+	// manifest and leaves them in the page cache, so both tools start
+	// from the same (warm) cache state.
+	t0 = time.Now()
+	if _, err := bench.VerifyTree(dataDir, m); err != nil {
+		return fmt.Errorf("dataset on disk does not match its manifest (delete %s to regenerate): %w", bench.ManifestPath(dataDir), err)
+	}
+	logf("dataset verified and page cache warmed in %.1f s", time.Since(t0).Seconds())
+
+	work := filepath.Join(c.dir, "work")
+	if err := os.RemoveAll(work); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+
+	proxy, err := bench.StartProxy(c.endpoint)
+	if err != nil {
+		return err
+	}
+	defer proxy.Close()
+	logf("counting S3 proxy on %s -> %s", proxy.Addr, c.endpoint)
+
+	mc, err := minio.New(c.endpoint, &minio.Options{Creds: credentials.NewStaticV4(c.ak, c.sk, ""), Secure: false})
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	stamp := time.Now().UTC().Format("20060102-150405")
+
+	var runners []*runner
+	rs := &runner{name: "restic", bin: c.resticBin, bucket: "bench-restic-" + stamp, c: &c, proxy: proxy, work: filepath.Join(work, "restic"), data: dataDir, m: m}
+	runners = append(runners, rs)
+	if c.tools["lifeboat"] {
+		runners = append(runners, &runner{name: "lifeboat", bin: c.lbBin, bucket: "bench-lifeboat-" + stamp, c: &c, proxy: proxy, work: filepath.Join(work, "lifeboat"), data: dataDir, m: m})
+	}
+	for _, r := range runners {
+		if err := os.MkdirAll(r.work, 0o755); err != nil {
+			return err
+		}
+		if r.name == "restic" {
+			// restic creates its bucket on init as well; lifeboat's
+			// init creates its own (part of its contract).
+			if err := mc.MakeBucket(ctx, r.bucket, minio.MakeBucketOptions{}); err != nil {
+				return fmt.Errorf("create bucket %s: %w", r.bucket, err)
+			}
+		}
+		if err := r.init(); err != nil {
+			return err
+		}
+	}
+
+	steps := []string{"full", "nochange", "restore"}
+	doStep := func(r *runner, step string) error {
+		var err error
+		switch step {
+		case "full":
+			r.res.Full, err = r.backup("full backup")
+		case "nochange":
+			r.res.NoChange, err = r.backup("no-change backup")
+			if err == nil {
+				r.res.StoredBytes, r.res.StoredObjects, err = storedBytes(ctx, mc, r.bucket)
+				logf("%s: bucket %s holds %s in %d objects", r.name, r.bucket, bench.FmtBytes(r.res.StoredBytes), r.res.StoredObjects)
+			}
+		case "restore":
+			r.res.Restore, err = r.restore()
+		}
+		// Flush dirty pages (MinIO's objects, the restored files) so the
+		// next tool does not pay for this one's writeback.
+		syscall.Sync()
+		return err
+	}
+	if c.order == "interleaved" {
+		for _, s := range steps {
+			for _, r := range runners {
+				if err := doStep(r, s); err != nil {
+					return err
+				}
+			}
+		}
+	} else {
+		for _, r := range runners {
+			for _, s := range steps {
+				if err := doStep(r, s); err != nil {
+					return err
+				}
+			}
+		}
+	}
+
+	rep := &bench.Report{
+		Date:         time.Now(),
+		Host:         hostInfo(),
+		Order:        orderText(c.order),
+		DatasetDir:   dataDir,
+		DatasetFiles: len(m.Files),
+		DatasetBytes: m.TotalBytes(),
+		Composition:  composition(m),
+		Restic:       &rs.res,
+	}
+	if len(runners) > 1 {
+		rep.Lifeboat = &runners[1].res
+	}
+	md := rep.Markdown()
+	fmt.Println()
+	fmt.Print(md)
+	if err := os.WriteFile(c.out, []byte(md), 0o644); err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(c.out)
+	logf("results written to %s", abs)
+	if !c.keep {
+		_ = os.RemoveAll(work)
+	}
+	return nil
+}
+
+func orderText(o string) string {
+	if o == "interleaved" {
+		return "interleaved per step (restic then lifeboat for full backup, no-change backup, restore); warm page cache; sync between steps"
+	}
+	return "sequential (restic: full, no-change, restore; then lifeboat); warm page cache; sync between steps"
+}
+
+func composition(m *bench.Manifest) string {
+	by, cnt := m.BytesByKind(), m.CountByKind()
+	var parts []string
+	for _, k := range []string{"src", "vendor", "log", "csv", "image", "bin"} {
+		if cnt[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d files %s", k, cnt[k], bench.FmtBytes(by[k])))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func hostInfo() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				if i := strings.Index(l, ":"); i >= 0 {
+					model = strings.TrimSpace(l[i+1:])
+				}
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s)%s, %s/%s, driver built with %s", runtime.NumCPU(), model, mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+func storedBytes(ctx context.Context, mc *minio.Client, bucket string) (int64, int, error) {
+	var total int64
+	n := 0
+	for obj := range mc.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			return 0, 0, fmt.Errorf("list %s: %w", bucket, obj.Err)
+		}
+		total += obj.Size
+		n++
+	}
+	return total, n, nil
+}
+
+// runner runs one tool's commands.
+type runner struct {
+	name, bin, bucket string
+	c                 *config
+	proxy             *bench.Proxy
+	work, data        string
+	m                 *bench.Manifest
+	res               bench.ToolResult
+	seq               int
+}
+
+func (r *runner) repo() string { return "s3:http://" + r.proxy.Addr + "/" + r.bucket }
+
+func (r *runner) env() []string {
+	env := append(os.Environ(),
+		"AWS_ACCESS_KEY_ID="+r.c.ak,
+		"AWS_SECRET_ACCESS_KEY="+r.c.sk,
+	)
+	if r.name == "restic" {
+		env = append(env, "RESTIC_PASSWORD=lifeboat-bench", "RESTIC_REPOSITORY="+r.repo())
+	}
+	return env
+}
+
+func (r *runner) cacheDir() string { return filepath.Join(r.work, "cache") }
+
+// exec runs the tool with args, logging its output to a file, and
+// measures it.
+func (r *runner) exec(label string, args ...string) (bench.Step, []byte, error) {
+	r.seq++
+	logPath := filepath.Join(r.work, fmt.Sprintf("%02d-%s.log", r.seq, strings.ReplaceAll(label, " ", "-")))
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return bench.Step{}, nil, err
+	}
+	defer lf.Close()
+	var stdout bytes.Buffer
+	cmd := exec.Command(r.bin, args...)
+	cmd.Env = r.env()
+	cmd.Stdout = io.MultiWriter(&stdout, lf)
+	cmd.Stderr = lf
+	fmt.Fprintf(lf, "$ %s %s\n", r.bin, strings.Join(args, " "))
+	before := r.proxy.Snapshot()
+	logf("%s: %s ...", r.name, label)
+	start := time.Now()
+	err = cmd.Run()
+	wall := time.Since(start)
+	st := bench.Step{Wall: wall, S3: r.proxy.Snapshot().Sub(before)}
+	if ps := cmd.ProcessState; ps != nil {
+		st.UserCPU, st.SysCPU = ps.UserTime(), ps.SystemTime()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			st.MaxRSS = ru.Maxrss * 1024 // KiB on Linux
+		}
+	}
+	if err != nil {
+		return st, stdout.Bytes(), fmt.Errorf("%s %s failed: %v\n%s", r.name, label, err, tail(logPath, 30))
+	}
+	logf("%s: %s took %.2f s, peak RSS %s, %d S3 requests (%s)", r.name, label, wall.Seconds(), bench.FmtBytes(st.MaxRSS), st.S3.Total(), st.S3.Breakdown())
+	return st, stdout.Bytes(), nil
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+func (r *runner) identity() string { return filepath.Join(r.work, "identity.txt") }
+func (r *runner) key() string      { return filepath.Join(r.work, "writer.key") }
+
+func (r *runner) init() error {
+	if out, err := exec.Command(r.bin, "version").CombinedOutput(); err == nil {
+		r.res.Version = strings.TrimSpace(string(out))
+	} else if out, err := exec.Command(r.bin, "--version").CombinedOutput(); err == nil {
+		r.res.Version = strings.TrimSpace(string(out))
+	} else {
+		r.res.Version = r.bin
+	}
+	r.res.Version = strings.SplitN(r.res.Version, "\n", 2)[0]
+	r.res.Tool = r.name
+	var err error
+	switch r.name {
+	case "restic":
+		_, _, err = r.exec("init", "init", "--cache-dir", r.cacheDir())
+	default:
+		_, _, err = r.exec("init", "init", "--repo", r.repo(), "--identity-out", r.identity(), "--key-out", r.key())
+	}
+	return err
+}
+
+func (r *runner) backup(label string) (bench.Step, error) {
+	var (
+		st  bench.Step
+		out []byte
+		err error
+	)
+	switch r.name {
+	case "restic":
+		st, out, err = r.exec(label, "backup", "--cache-dir", r.cacheDir(), "--json", r.data)
+	default:
+		st, out, err = r.exec(label, "backup", "--repo", r.repo(), "--key", r.key(), "--cache-dir", r.cacheDir(), "--json", r.data)
+	}
+	if err != nil {
+		return st, err
+	}
+	if s := summary(out); s != "" {
+		r.res.Notes = append(r.res.Notes, label+": "+s)
+	}
+	return st, nil
+}
+
+// summary picks the interesting fields out of a tool's JSON backup
+// output: restic's final "summary" message, lifeboat's single object.
+func summary(out []byte) string {
+	var last map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var v map[string]any
+		if json.Unmarshal(line, &v) != nil {
+			continue
+		}
+		if mt, ok := v["message_type"]; ok && mt != "summary" {
+			continue
+		}
+		last = v
+	}
+	if last == nil {
+		// lifeboat may pretty-print its object over several lines.
+		var v map[string]any
+		if i := bytes.IndexByte(out, '{'); i >= 0 && json.Unmarshal(out[i:], &v) == nil {
+			last = v
+		}
+	}
+	if last == nil {
+		return ""
+	}
+	var parts []string
+	for _, k := range []string{"snapshot_id", "files_new", "files_changed", "files_unmodified", "files_unchanged", "data_added", "data_added_packed", "bytes_added", "bytes_stored", "total_bytes_processed", "bytes_processed"} {
+		if v, ok := last[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, fmtJSON(v)))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func fmtJSON(v any) string {
+	if f, ok := v.(float64); ok && f == float64(int64(f)) {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return fmt.Sprint(v)
+}
+
+func (r *runner) restore() (bench.Step, error) {
+	target := filepath.Join(r.work, "restore")
+	if err := os.RemoveAll(target); err != nil {
+		return bench.Step{}, err
+	}
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return bench.Step{}, err
+	}
+	var (
+		st  bench.Step
+		err error
+	)
+	switch r.name {
+	case "restic":
+		st, _, err = r.exec("restore", "restore", "latest", "--cache-dir", r.cacheDir(), "--target", target)
+	default:
+		st, _, err = r.exec("restore", "restore", "latest", "--repo", r.repo(), "--identity", r.identity(), "--target", target)
+	}
+	if err != nil {
+		return st, err
+	}
+	root, err := bench.FindRestoredRoot(target, r.data, r.m)
+	if err != nil {
+		return st, fmt.Errorf("%s restore: %w", r.name, err)
+	}
+	t0 := time.Now()
+	vr, err := bench.VerifyTree(root, r.m)
+	if err != nil {
+		return st, fmt.Errorf("%s RESTORE VERIFICATION FAILED (%s): %w", r.name, root, err)
+	}
+	logf("%s: restore verified: %d files, %s, all xxh3-128 hashes match (%.1f s)", r.name, vr.Files, bench.FmtBytes(vr.Bytes), time.Since(t0).Seconds())
+	r.res.Notes = append(r.res.Notes, fmt.Sprintf("restore verified: %d files, %d bytes, content hashes match", vr.Files, vr.Bytes))
+	if !r.c.keep {
+		if err := os.RemoveAll(target); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
