@@ -74,6 +74,9 @@ func parseFraction(s string) (float64, error) {
 	if pct {
 		v /= 100
 	}
+	if !pct && v > 1 && v <= 100 {
+		return 0, fmt.Errorf("invalid subset %q: a fraction must be at most 1; did you mean %s%%?", s, s)
+	}
 	if !(v > 0 && v <= 1) {
 		return 0, fmt.Errorf("invalid subset %q: must be more than 0 and at most 100%%", s)
 	}

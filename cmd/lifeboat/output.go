@@ -79,7 +79,7 @@ func formatDuration(d time.Duration) string {
 
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageError("%s takes no arguments, got %q", cmd.CommandPath(), strings.Join(args, " "))
+		return usageError("%s takes no arguments, got %q", cmd.Name(), strings.Join(args, " "))
 	}
 	return nil
 }
@@ -88,9 +88,9 @@ func argsBetween(lo, hi int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		switch {
 		case len(args) < lo:
-			return usageError("%s: missing %s (usage: %s)", cmd.CommandPath(), what, cmd.UseLine())
+			return usageError("%s: missing %s (usage: %s)", cmd.Name(), what, cmd.UseLine())
 		case hi >= 0 && len(args) > hi:
-			return usageError("%s: too many arguments %q (usage: %s)", cmd.CommandPath(), strings.Join(args[hi:], " "), cmd.UseLine())
+			return usageError("%s: too many arguments %q (usage: %s)", cmd.Name(), strings.Join(args[hi:], " "), cmd.UseLine())
 		}
 		return nil
 	}

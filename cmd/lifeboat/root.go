@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
@@ -38,6 +39,7 @@ Environment:
   LIFEBOAT_KEY           --key
   LIFEBOAT_CACHE_DIR     --cache-dir
   LIFEBOAT_PASSPHRASE    passphrase of a passphrase-protected identity file
+  LIFEBOAT_S3_BUCKET_LOOKUP   S3 addressing: auto (default), path or dns
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN   S3 credentials
 
 Exit codes:
@@ -180,8 +182,8 @@ func (g *globals) openStore(ctx context.Context, create bool) (chunkstore.Store,
 
 // storeError adds advice to errors opening or reading a store.
 func storeError(repo string, err error) error {
-	if errors.Is(err, chunkstore.ErrBucketNotFound) {
-		return fmt.Errorf("repository %s does not exist: %w\n(create it with 'lifeboat init' or check --repo)", repo, err)
+	if errors.Is(err, chunkstore.ErrBucketNotFound) && !strings.Contains(err.Error(), "lifeboat init") {
+		return fmt.Errorf("%w\n(repository %s does not exist: create it with 'lifeboat init' or check --repo)", err, repo)
 	}
 	return err
 }
@@ -190,6 +192,9 @@ func storeError(repo string, err error) error {
 func (g *globals) openRepo(ctx context.Context, name string, need access) (*chunkstore.Repository, error) {
 	if g.repo == "" {
 		return nil, usageError("no repository given: set --repo or LIFEBOAT_REPO")
+	}
+	if _, err := location.Parse(g.repo); err != nil {
+		return nil, usageError("%v", err)
 	}
 	var creds chunkstore.Credentials
 	switch {

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+)
+
+func TestWriterKeyCannotRead(t *testing.T) {
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, smallTree())
+	c.ok(r.writer("backup", src)...)
+	c.fails(1, r.writer("ls", "latest"), "ls needs the identity", "writer key")
+	c.fails(1, r.writer("restore", "latest", "--target", filepath.Join(c.dir, "t")), "restore needs the identity", "writer key")
+	// A writer key passed as an identity is recognised as such.
+	c.fails(1, []string{"ls", "latest", "--repo", r.path, "--identity", r.key}, "writer key")
+}
+
+func TestWrongIdentity(t *testing.T) {
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	other := initRepo(t, c, "other")
+	c.fails(1, []string{"snapshots", "--repo", r.path, "--identity", other.identity}, "not a recipient")
+	c.fails(1, []string{"snapshots", "--repo", r.path, "--key", other.key}, "key belongs to repository")
+}
+
+func TestPassphraseProtectedIdentity(t *testing.T) {
+	c := newCLI(t)
+	right := c.with("LIFEBOAT_PASSPHRASE=correct horse")
+	r := initRepo(t, right, "repo", "--passphrase-protect")
+	b, err := os.ReadFile(r.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "AGE-SECRET-KEY") {
+		t.Fatal("--passphrase-protect wrote the identity in the clear")
+	}
+	right.ok(r.reader("snapshots")...)
+	c.with("LIFEBOAT_PASSPHRASE=battery staple").fails(1, r.reader("snapshots"), "wrong passphrase")
+	// No passphrase and no terminal (tests run the binary in a new
+	// session): a clear error rather than a hang.
+	c.fails(1, r.reader("snapshots"), "LIFEBOAT_PASSPHRASE")
+}
+
+func TestInitRefusesExisting(t *testing.T) {
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	// Same repository, new output files: the repository is refused and no
+	// stray credential files are left behind.
+	id2, key2 := filepath.Join(c.dir, "id2"), filepath.Join(c.dir, "key2")
+	c.fails(1, []string{"init", "--repo", r.path, "--identity-out", id2, "--key-out", key2}, "already initialized")
+	for _, p := range []string{id2, key2} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("failed init left %s behind", p)
+		}
+	}
+	// New repository, existing output files: refused before anything is created.
+	newRepo := filepath.Join(c.dir, "repo2")
+	c.fails(1, []string{"init", "--repo", newRepo, "--identity-out", r.identity, "--key-out", key2}, "already exists", r.identity)
+	if _, err := os.Lstat(newRepo); err == nil {
+		t.Error("init created the repository although it refused to write the identity")
+	}
+	// Default file names in the working directory.
+	c.ok("init", "--repo", filepath.Join(c.dir, "repo3"))
+	for _, p := range []string{"lifeboat-identity.txt", "lifeboat-writer.key"} {
+		if _, err := os.Stat(filepath.Join(c.dir, p)); err != nil {
+			t.Errorf("default output: %v", err)
+		}
+	}
+}
+
+func TestInitWithRecipient(t *testing.T) {
+	c := newCLI(t)
+	owner := initRepo(t, c, "owner") // only to get an identity and its recipient
+	b, err := os.ReadFile(owner.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recipient string
+	for _, line := range strings.Split(string(b), "\n") {
+		if after, ok := strings.CutPrefix(line, "# public key: "); ok {
+			recipient = after
+		}
+	}
+	if recipient == "" {
+		t.Fatalf("no public key in %s", owner.identity)
+	}
+	key := filepath.Join(c.dir, "shared.key")
+	repoPath := filepath.Join(c.dir, "shared")
+	out := c.ok("init", "--repo", repoPath, "--recipient", recipient, "--key-out", key)
+	if !strings.Contains(out.stdout, recipient) {
+		t.Errorf("init does not print the recipient:\n%s", out.stdout)
+	}
+	r := repo{path: repoPath, identity: owner.identity, key: key}
+	c.ok(r.reader("snapshots")...)
+	c.fails(2, []string{"init", "--repo", filepath.Join(c.dir, "x"), "--recipient", recipient, "--pq"}, "--pq")
+}
+
+func TestPartialBackup(t *testing.T) {
+	// Reading /proc/self/mem from offset 0 fails with EIO for every user,
+	// root included (chmod 000 does not stop root), so it is a reliable
+	// unreadable file.
+	if _, err := os.Stat("/proc/self/mem"); err != nil {
+		t.Skip("no /proc/self/mem on this system")
+	}
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, smallTree())
+	paths := []string{src, "/proc/self/mem"}
+	if syscall.Geteuid() != 0 {
+		locked := filepath.Join(src, "locked.txt")
+		if err := os.WriteFile(locked, []byte("x"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := c.fails(3, append(r.writer("backup", "--json"), paths...), "/proc/self/mem", "partial")
+	b := decodeJSON[backupJSON](t, res.stdout)
+	if b.Partial == nil || !*b.Partial || len(b.SnapshotID) != 64 {
+		t.Errorf("backup --json: %+v", b)
+	}
+	found := false
+	for _, e := range b.Errors {
+		found = found || e.Path == "/proc/self/mem" && e.Error != ""
+	}
+	if !found {
+		t.Errorf("errors do not name /proc/self/mem: %+v", b.Errors)
+	}
+	if syscall.Geteuid() != 0 && !strings.Contains(res.stderr, "locked.txt") {
+		t.Errorf("unreadable locked.txt not reported:\n%s", res.stderr)
+	}
+	// The partial snapshot was saved and is listed.
+	if !strings.Contains(c.ok(r.writer("snapshots")...).stdout, b.SnapshotID[:8]) {
+		t.Error("partial snapshot not listed")
+	}
+}
+
+func TestRepositoryErrors(t *testing.T) {
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	missing := filepath.Join(c.dir, "missing")
+	c.fails(1, []string{"snapshots", "--repo", missing, "--key", r.key}, missing, "lifeboat init")
+	empty := filepath.Join(c.dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.fails(1, []string{"snapshots", "--repo", empty, "--key", r.key}, "not a lifeboat repository")
+	c.fails(1, []string{"snapshots", "--repo", r.path, "--key", filepath.Join(c.dir, "nokey")}, "nokey")
+
+	// Restore target that is a regular file.
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, smallTree())
+	c.ok(r.writer("backup", src)...)
+	file := filepath.Join(c.dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.fails(1, r.reader("restore", "latest", "--target", file), file, "not a directory")
+	c.fails(1, r.reader("restore", "ffffffff", "--target", filepath.Join(c.dir, "t")), "no snapshot", "lifeboat snapshots")
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// The tests run the real binary as a subprocess, so they exercise exactly
+// what users get: flag parsing, environment, stdout/stderr and exit codes.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lifeboat-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "lifeboat")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build lifeboat:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cli runs the binary with a clean LIFEBOAT_* environment.
+type cli struct {
+	t   *testing.T
+	dir string   // working directory
+	env []string // extra KEY=value pairs
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func newCLI(t *testing.T) *cli {
+	t.Helper()
+	c := &cli{t: t, dir: t.TempDir()}
+	c.env = []string{"XDG_CACHE_HOME=" + filepath.Join(c.dir, "cache")}
+	return c
+}
+
+func (c *cli) with(env ...string) *cli {
+	return &cli{t: c.t, dir: c.dir, env: append(append([]string{}, c.env...), env...)}
+}
+
+func (c *cli) run(args ...string) result {
+	c.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = c.dir
+	// A new session has no controlling terminal, so a passphrase prompt
+	// fails instead of waiting for input.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LIFEBOAT_") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, c.env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("run lifeboat %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// ok runs a command that must succeed.
+func (c *cli) ok(args ...string) result {
+	c.t.Helper()
+	r := c.run(args...)
+	if r.code != 0 {
+		c.t.Fatalf("lifeboat %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// fails runs a command that must exit with code and mention every want
+// string on stderr.
+func (c *cli) fails(code int, args []string, want ...string) result {
+	c.t.Helper()
+	r := c.run(args...)
+	if r.code != code {
+		c.t.Fatalf("lifeboat %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			c.t.Errorf("lifeboat %s: stderr does not mention %q:\n%s", strings.Join(args, " "), w, r.stderr)
+		}
+	}
+	if !strings.HasPrefix(r.stderr, "lifeboat: ") {
+		c.t.Errorf("lifeboat %s: stderr does not start with \"lifeboat: \":\n%s", strings.Join(args, " "), r.stderr)
+	}
+	return r
+}
+
+func decodeJSON[T any](t *testing.T, s string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("decode JSON %q: %v", s, err)
+	}
+	return v
+}
+
+// repo is an initialised repository with its credentials.
+type repo struct {
+	path, identity, key string
+}
+
+// initRepo runs init into dir/name and returns the repository.
+func initRepo(t *testing.T, c *cli, name string, extra ...string) repo {
+	t.Helper()
+	r := repo{
+		path:     filepath.Join(c.dir, name),
+		identity: filepath.Join(c.dir, name+"-identity.txt"),
+		key:      filepath.Join(c.dir, name+"-writer.key"),
+	}
+	args := append([]string{"init", "--repo", r.path, "--identity-out", r.identity, "--key-out", r.key}, extra...)
+	c.ok(args...)
+	return r
+}
+
+// reader returns cmd followed by the flags that open r with its identity.
+func (r repo) reader(cmd ...string) []string {
+	return append(cmd, "--repo", r.path, "--identity", r.identity)
+}
+
+// writer returns cmd followed by the flags that open r with its writer key.
+func (r repo) writer(cmd ...string) []string {
+	return append(cmd, "--repo", r.path, "--key", r.key)
+}
