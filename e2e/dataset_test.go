@@ -169,6 +169,8 @@ func (ds *dataset) modify(t testing.TB, round int) int64 {
 		written += int64(len(data))
 	}
 	if len(ds.Large) > 0 {
+		// Patch the middle of one large file and rewrite another one
+		// completely, so the next backups have real uploading to do.
 		rel := ds.Large[round%len(ds.Large)]
 		f, err := os.OpenFile(filepath.Join(ds.Root, rel), os.O_WRONLY, 0)
 		if err != nil {
@@ -182,6 +184,18 @@ func (ds *dataset) modify(t testing.TB, round int) int64 {
 		}
 		f.Close()
 		written += int64(len(patch))
+
+		rel = ds.Large[(round+1)%len(ds.Large)]
+		fi, err = os.Stat(filepath.Join(ds.Root, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := make([]byte, fi.Size())
+		ds.fill(data)
+		if err := os.WriteFile(filepath.Join(ds.Root, rel), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		written += int64(len(data))
 	}
 	if len(ds.Small) > 1 {
 		i := ds.rng.IntN(len(ds.Small))

@@ -178,9 +178,9 @@ type backupSummary struct {
 }
 
 // backup runs "backup --json path" with the writer key and decodes its summary.
-func (c *cli) backup(path string) (backupSummary, result) {
+func (c *cli) backup(path string, extra ...string) (backupSummary, result) {
 	c.t.Helper()
-	r := c.ok("backup", "--json", path)
+	r := c.ok(append([]string{"backup", "--json", path}, extra...)...)
 	return parseSummary(c.t, r), r
 }
 
