@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -121,9 +122,12 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 
 	prog := &snapshot.Progress{}
 	bar := g.startProgress(func(el time.Duration) string {
+		// Processed counts finished files only; while big new files are
+		// read, the bytes read are the better measure.
+		done := max(prog.BytesProcessed.Load(), prog.BytesRead.Load())
 		return fmt.Sprintf("[%s] %d files, %s processed, %s, %s added, %d errors",
-			formatClock(el), prog.Files.Load(), formatBytes(prog.BytesProcessed.Load()),
-			formatRate(prog.BytesRead.Load(), el), formatBytes(prog.BytesAdded.Load()), prog.Errors.Load())
+			formatClock(el), prog.Files.Load(), formatBytes(done),
+			formatRate(done, el), formatBytes(prog.BytesAdded.Load()), prog.Errors.Load())
 	})
 	start := time.Now()
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
@@ -140,7 +144,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	bar.Stop()
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("backup interrupted; no snapshot was written: %w", ctx.Err())
+			return errors.New("backup interrupted; no snapshot was written (the next backup reuses what was uploaded)")
 		}
 		return fmt.Errorf("backup failed; no snapshot was written: %w", storeError(g.repo, err))
 	}

@@ -102,9 +102,12 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	}
 	var done, total atomic.Int64
 	opts.Progress = func(d, t int) { done.Store(int64(d)); total.Store(int64(t)) }
-	bar := g.startProgress(func(el time.Duration) string {
-		return fmt.Sprintf("[%s] checked %d/%d packs", formatClock(el), done.Load(), total.Load())
-	})
+	var bar *progressLine
+	if opts.ReadData {
+		bar = g.startProgress(func(el time.Duration) string {
+			return fmt.Sprintf("[%s] checked %d/%d packs", formatClock(el), done.Load(), total.Load())
+		})
+	}
 	rep, err := repo.Check(ctx, opts)
 	bar.Stop()
 	if err != nil {

@@ -69,6 +69,11 @@ func TestRoundTrip(t *testing.T) {
 		}
 	}
 
+	// cat config needs no credentials.
+	if cfg := decodeJSON[struct{ ID string }](t, c.ok("cat", "config", "--repo", r.path).stdout); cfg.ID != in.RepoID {
+		t.Errorf("cat config: id %q, want %q", cfg.ID, in.RepoID)
+	}
+
 	// snapshots on an empty repository: an empty JSON array.
 	if s := strings.TrimSpace(c.ok(r.writer("snapshots", "--json")...).stdout); s != "[]" {
 		t.Errorf("snapshots --json on an empty repository = %q, want []", s)

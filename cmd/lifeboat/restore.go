@@ -113,7 +113,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	bar.Stop()
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("restore of snapshot %s into %s interrupted; run the same command again to resume: %w", snap.ID.Short(), target, ctx.Err())
+			return fmt.Errorf("restore of snapshot %s into %s interrupted; run the same command again to resume", snap.ID.Short(), target)
 		}
 		return fmt.Errorf("restore snapshot %s into %s: %w", snap.ID.Short(), target, storeError(g.repo, err))
 	}

@@ -97,6 +97,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newLsCmd(g),
 		newRestoreCmd(g),
 		newCheckCmd(g),
+		newCatCmd(g),
 		newVersionCmd(g),
 	)
 	return root
