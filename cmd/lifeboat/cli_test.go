@@ -41,6 +41,7 @@ type backupJSON struct {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t)
 	src := filepath.Join(c.dir, "src")
 	tree := smallTree()
@@ -213,6 +214,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t)
 	for _, tc := range []struct {
 		args []string
@@ -241,6 +243,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t)
 	help := c.ok("--help").stdout
 	for _, w := range []string{"Exit codes", "LIFEBOAT_REPO", "backup", "restore"} {

@@ -11,6 +11,7 @@ import (
 )
 
 func TestWriterKeyCannotRead(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t)
 	r := initRepo(t, c, "repo")
 	src := filepath.Join(c.dir, "src")
@@ -23,6 +24,7 @@ func TestWriterKeyCannotRead(t *testing.T) {
 }
 
 func TestWrongIdentity(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t)
 	r := initRepo(t, c, "repo")
 	other := initRepo(t, c, "other")
@@ -31,6 +33,7 @@ func TestWrongIdentity(t *testing.T) {
 }
 
 func TestPassphraseProtectedIdentity(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t)
 	right := c.with("LIFEBOAT_PASSPHRASE=correct horse")
 	r := initRepo(t, right, "repo", "--passphrase-protect")
@@ -49,6 +52,7 @@ func TestPassphraseProtectedIdentity(t *testing.T) {
 }
 
 func TestInitRefusesExisting(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t)
 	r := initRepo(t, c, "repo")
 	// Same repository, new output files: the repository is refused and no
@@ -76,6 +80,7 @@ func TestInitRefusesExisting(t *testing.T) {
 }
 
 func TestInitWithRecipient(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t)
 	owner := initRepo(t, c, "owner") // only to get an identity and its recipient
 	b, err := os.ReadFile(owner.identity)
@@ -103,6 +108,7 @@ func TestInitWithRecipient(t *testing.T) {
 }
 
 func TestPartialBackup(t *testing.T) {
+	t.Parallel()
 	// Reading /proc/self/mem from offset 0 fails with EIO for every user,
 	// root included (chmod 000 does not stop root), so it is a reliable
 	// unreadable file.
@@ -142,6 +148,7 @@ func TestPartialBackup(t *testing.T) {
 }
 
 func TestRepositoryErrors(t *testing.T) {
+	t.Parallel()
 	c := newCLI(t)
 	r := initRepo(t, c, "repo")
 	missing := filepath.Join(c.dir, "missing")

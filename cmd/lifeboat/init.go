@@ -77,8 +77,8 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 			return usageError("--recipient: %v", err)
 		}
 	}
-	if g.repo == "" {
-		return usageError("no repository given: set --repo or LIFEBOAT_REPO")
+	if err := g.checkRepoFlag(); err != nil {
+		return err
 	}
 	keyOut, err := filepath.Abs(f.keyOut)
 	if err != nil {

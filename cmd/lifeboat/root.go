@@ -164,13 +164,21 @@ const (
 	readAccess               // identity only
 )
 
-// openStore parses --repo and opens the store behind it.
-func (g *globals) openStore(ctx context.Context, create bool) (chunkstore.Store, error) {
+// checkRepoFlag reports a missing or malformed --repo as a usage error.
+func (g *globals) checkRepoFlag() error {
 	if g.repo == "" {
-		return nil, usageError("no repository given: set --repo or LIFEBOAT_REPO")
+		return usageError("no repository given: set --repo or LIFEBOAT_REPO")
 	}
 	if _, err := location.Parse(g.repo); err != nil {
-		return nil, usageError("%v", err)
+		return usageError("%v", err)
+	}
+	return nil
+}
+
+// openStore parses --repo and opens the store behind it.
+func (g *globals) openStore(ctx context.Context, create bool) (chunkstore.Store, error) {
+	if err := g.checkRepoFlag(); err != nil {
+		return nil, err
 	}
 	rc := chunkstore.DefaultRetryConfig()
 	rc.Logger = g.log
@@ -191,16 +199,13 @@ func storeError(repo string, err error) error {
 
 // openRepo opens the repository for a command; name is used in messages.
 func (g *globals) openRepo(ctx context.Context, name string, need access) (*chunkstore.Repository, error) {
-	if g.repo == "" {
-		return nil, usageError("no repository given: set --repo or LIFEBOAT_REPO")
-	}
-	if _, err := location.Parse(g.repo); err != nil {
-		return nil, usageError("%v", err)
+	if err := g.checkRepoFlag(); err != nil {
+		return nil, err
 	}
 	var creds chunkstore.Credentials
 	switch {
 	case g.identity != "":
-		ids, err := loadIdentity(g.identity, g.stderr)
+		ids, err := loadIdentity(g.identity)
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +247,7 @@ func (g *globals) openRepo(ctx context.Context, name string, need access) (*chun
 
 // loadIdentity reads and parses an identity file, asking for its
 // passphrase if it is protected.
-func loadIdentity(path string, stderr io.Writer) ([]age.Identity, error) {
+func loadIdentity(path string) ([]age.Identity, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read identity: %w", err)
