@@ -93,6 +93,10 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		}
 		opts.ReadData, opts.ReadDataFraction = true, frac
 	}
+	// Check verifies what is on storage: a cached copy of an index file
+	// or manifest (hash-verified when it was cached) would hide damage
+	// to the stored object.
+	g.noCache = true
 	repo, err := g.openRepo(ctx, "check", anyAccess)
 	if err != nil {
 		return err
