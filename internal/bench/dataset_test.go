@@ -15,7 +15,7 @@ func TestGenerateDeterministic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 16 MiB")
 	}
-	p := Params{Version: GenVersion, Seed: 7, SizeMB: 16}
+	p := Params{Version: GenVersion, Seed: 7, SizeMB: 8}
 	d1 := filepath.Join(t.TempDir(), "a")
 	d2 := filepath.Join(t.TempDir(), "b")
 	m1, err := Generate(d1, p)

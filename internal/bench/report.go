@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -43,12 +44,44 @@ type Report struct {
 	Date         time.Time
 	Host         string // CPU count, OS, Go version
 	Order        string
+	Load         string // load averages around the run: a busy machine skews it
+	Runs         int
 	DatasetDir   string
 	DatasetFiles int
 	DatasetBytes int64
 	Composition  string
 	Restic       *ToolResult
 	Lifeboat     *ToolResult // nil when lifeboat was not run
+	// Every round's results when Runs > 1; Restic and Lifeboat are then
+	// their medians.
+	AllRestic, AllLifeboat []*ToolResult
+}
+
+// Median combines several rounds of one tool: for each step the round
+// with the median wall time (the lower middle for an even count), so wall
+// time, CPU, RSS and requests of a step stay from the same round; stored
+// bytes likewise.
+func Median(rounds []*ToolResult) *ToolResult {
+	if len(rounds) == 1 {
+		return rounds[0]
+	}
+	out := *rounds[0]
+	pick := func(get func(*ToolResult) Step) Step {
+		steps := make([]Step, len(rounds))
+		for i, r := range rounds {
+			steps[i] = get(r)
+		}
+		sort.Slice(steps, func(a, b int) bool { return steps[a].Wall < steps[b].Wall })
+		return steps[(len(steps)-1)/2]
+	}
+	out.Full = pick(func(r *ToolResult) Step { return r.Full })
+	out.NoChange = pick(func(r *ToolResult) Step { return r.NoChange })
+	out.Restore = pick(func(r *ToolResult) Step { return r.Restore })
+	sorted := append([]*ToolResult(nil), rounds...)
+	sort.Slice(sorted, func(a, b int) bool { return sorted[a].StoredBytes < sorted[b].StoredBytes })
+	mid := sorted[(len(sorted)-1)/2]
+	out.StoredBytes, out.StoredObjects = mid.StoredBytes, mid.StoredObjects
+	return &out
 }
 
 // Target is one DESIGN.md performance target.
@@ -64,7 +97,11 @@ func (r *Report) Markdown() string {
 	var b strings.Builder
 	n := r.DatasetBytes
 	fmt.Fprintf(&b, "## lifeboat vs restic — %s\n\n", r.Date.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "Dataset: %d files, %s (%s). Machine: %s. Order: %s.\n\n", r.DatasetFiles, fmtBytes(n), r.Composition, r.Host, r.Order)
+	fmt.Fprintf(&b, "Dataset: %d files, %s (%s).\n\nMachine: %s; %s. Order: %s.", r.DatasetFiles, fmtBytes(n), r.Composition, r.Host, r.Load, r.Order)
+	if r.Runs > 1 {
+		fmt.Fprintf(&b, " %d rounds; each step shows the round with the median wall time.", r.Runs)
+	}
+	b.WriteString("\n\n")
 	b.WriteString("| | restic | lifeboat | ratio (lifeboat/restic) | DESIGN.md target | result |\n")
 	b.WriteString("| --- | --- | --- | --- | --- | --- |\n")
 	rs, lb := r.Restic, r.Lifeboat
@@ -128,6 +165,14 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "| %s | %s | %.2f s | %.1f | %.1f s + %.1f s | %s | %s | %s / %s |\n",
 				t.Tool, s.name, s.st.Wall.Seconds(), s.st.Throughput(n), s.st.UserCPU.Seconds(), s.st.SysCPU.Seconds(),
 				fmtBytes(s.st.MaxRSS), s.st.S3.Breakdown(), fmtBytes(s.st.S3.BytesUp), fmtBytes(s.st.S3.BytesDn))
+		}
+	}
+	if r.Runs > 1 {
+		b.WriteString("\n### Rounds (wall seconds: full / no-change / restore)\n\n")
+		for _, all := range [][]*ToolResult{r.AllRestic, r.AllLifeboat} {
+			for i, t := range all {
+				fmt.Fprintf(&b, "- %s round %d: %.1f / %.2f / %.1f, stored %s\n", t.Tool, i+1, t.Full.Wall.Seconds(), t.NoChange.Wall.Seconds(), t.Restore.Wall.Seconds(), fmtBytes(t.StoredBytes))
+			}
 		}
 	}
 	b.WriteString("\n")

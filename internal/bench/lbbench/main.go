@@ -64,6 +64,7 @@ type config struct {
 	tools            map[string]bool
 	order            string
 	genOnly, keep    bool
+	runs             int
 	endpoint, ak, sk string
 }
 
@@ -82,6 +83,7 @@ func run() error {
 	flag.StringVar(&c.lbBin, "lifeboat", "bin/lifeboat", "lifeboat binary")
 	flag.StringVar(&tools, "tools", envOr("BENCH_TOOLS", "restic,lifeboat"), "tools to run (env BENCH_TOOLS); restic is always the baseline")
 	flag.StringVar(&c.order, "order", envOr("BENCH_ORDER", "interleaved"), "interleaved (each step: restic then lifeboat) or sequential (all restic steps, then all lifeboat steps) (env BENCH_ORDER)")
+	flag.IntVar(&c.runs, "runs", envInt("BENCH_RUNS", 1), "rounds to run; the report shows the median round per step (env BENCH_RUNS)")
 	flag.BoolVar(&c.genOnly, "gen-only", false, "generate the dataset and exit")
 	flag.BoolVar(&c.keep, "keep", false, "keep restore directories and logs")
 	flag.Parse()
@@ -93,6 +95,9 @@ func run() error {
 		}
 	}
 	c.tools["restic"] = true
+	if c.runs < 1 {
+		return fmt.Errorf("-runs must be at least 1")
+	}
 	if c.order != "interleaved" && c.order != "sequential" {
 		return fmt.Errorf("-order must be interleaved or sequential, not %q", c.order)
 	}
@@ -149,27 +154,79 @@ func run() error {
 		return err
 	}
 	ctx := context.Background()
-	stamp := time.Now().UTC().Format("20060102-150405")
+	load0 := loadAvg()
+	var all [][]*bench.ToolResult // per tool, per round
+	for round := 1; round <= c.runs; round++ {
+		if c.runs > 1 {
+			logf("round %d of %d", round, c.runs)
+		}
+		res, err := c.round(ctx, mc, proxy, work, dataDir, m, round)
+		if err != nil {
+			return err
+		}
+		for i, r := range res {
+			if len(all) <= i {
+				all = append(all, nil)
+			}
+			all[i] = append(all[i], r)
+		}
+	}
 
-	var runners []*runner
-	rs := &runner{name: "restic", bin: c.resticBin, bucket: "bench-restic-" + stamp, c: &c, proxy: proxy, work: filepath.Join(work, "restic"), data: dataDir, m: m}
-	runners = append(runners, rs)
+	rep := &bench.Report{
+		Date:         time.Now(),
+		Host:         hostInfo(),
+		Order:        orderText(c.order),
+		Load:         fmt.Sprintf("load average %s at start, %s at end", load0, loadAvg()),
+		Runs:         c.runs,
+		DatasetDir:   dataDir,
+		DatasetFiles: len(m.Files),
+		DatasetBytes: m.TotalBytes(),
+		Composition:  composition(m),
+		Restic:       bench.Median(all[0]),
+		AllRestic:    all[0],
+	}
+	if len(all) > 1 {
+		rep.Lifeboat = bench.Median(all[1])
+		rep.AllLifeboat = all[1]
+	}
+	md := rep.Markdown()
+	fmt.Println()
+	fmt.Print(md)
+	if err := os.WriteFile(c.out, []byte(md), 0o644); err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(c.out)
+	logf("results written to %s", abs)
+	if !c.keep {
+		_ = os.RemoveAll(work)
+	}
+	return nil
+}
+
+// round runs every tool once through full backup, no-change backup and
+// restore, each against a fresh bucket.
+func (c *config) round(ctx context.Context, mc *minio.Client, proxy *bench.Proxy, work, dataDir string, m *bench.Manifest, round int) ([]*bench.ToolResult, error) {
+	stamp := fmt.Sprintf("%s-%d", time.Now().UTC().Format("20060102-150405"), round)
+	runners := []*runner{{name: "restic", bin: c.resticBin}}
 	if c.tools["lifeboat"] {
-		runners = append(runners, &runner{name: "lifeboat", bin: c.lbBin, bucket: "bench-lifeboat-" + stamp, c: &c, proxy: proxy, work: filepath.Join(work, "lifeboat"), data: dataDir, m: m})
+		runners = append(runners, &runner{name: "lifeboat", bin: c.lbBin})
 	}
 	for _, r := range runners {
+		r.bucket = "bench-" + r.name + "-" + stamp
+		r.c, r.proxy, r.data, r.m = c, proxy, dataDir, m
+		r.work = filepath.Join(work, fmt.Sprintf("%s-%d", r.name, round))
 		if err := os.MkdirAll(r.work, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		if r.name == "restic" {
 			// restic creates its bucket on init as well; lifeboat's
 			// init creates its own (part of its contract).
 			if err := mc.MakeBucket(ctx, r.bucket, minio.MakeBucketOptions{}); err != nil {
-				return fmt.Errorf("create bucket %s: %w", r.bucket, err)
+				return nil, fmt.Errorf("create bucket %s: %w", r.bucket, err)
 			}
 		}
 		if err := r.init(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
@@ -197,7 +254,7 @@ func run() error {
 		for _, s := range steps {
 			for _, r := range runners {
 				if err := doStep(r, s); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
@@ -205,37 +262,28 @@ func run() error {
 		for _, r := range runners {
 			for _, s := range steps {
 				if err := doStep(r, s); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
 	}
+	out := make([]*bench.ToolResult, len(runners))
+	for i, r := range runners {
+		out[i] = &r.res
+	}
+	return out, nil
+}
 
-	rep := &bench.Report{
-		Date:         time.Now(),
-		Host:         hostInfo(),
-		Order:        orderText(c.order),
-		DatasetDir:   dataDir,
-		DatasetFiles: len(m.Files),
-		DatasetBytes: m.TotalBytes(),
-		Composition:  composition(m),
-		Restic:       &rs.res,
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
 	}
-	if len(runners) > 1 {
-		rep.Lifeboat = &runners[1].res
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
 	}
-	md := rep.Markdown()
-	fmt.Println()
-	fmt.Print(md)
-	if err := os.WriteFile(c.out, []byte(md), 0o644); err != nil {
-		return err
-	}
-	abs, _ := filepath.Abs(c.out)
-	logf("results written to %s", abs)
-	if !c.keep {
-		_ = os.RemoveAll(work)
-	}
-	return nil
+	return strings.Join(f[:3], " ")
 }
 
 func orderText(o string) string {
@@ -467,7 +515,7 @@ func (r *runner) restore() (bench.Step, error) {
 	case "restic":
 		st, _, err = r.exec("restore", "restore", "latest", "--cache-dir", r.cacheDir(), "--target", target)
 	default:
-		st, _, err = r.exec("restore", "restore", "latest", "--repo", r.repo(), "--identity", r.identity(), "--target", target)
+		st, _, err = r.exec("restore", "restore", "latest", "--repo", r.repo(), "--identity", r.identity(), "--cache-dir", r.cacheDir(), "--target", target)
 	}
 	if err != nil {
 		return st, err

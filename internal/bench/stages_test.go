@@ -1,0 +1,218 @@
+package bench
+
+// Micro-benchmarks of the CPU-bound stages of the backup and restore
+// pipelines, one goroutine each, so the numbers are per core:
+//
+//	go test -run '^$' -bench . -benchtime 2s ./internal/bench/
+//
+// They only compile under a plain `go test`. docs/benchmarks.md records the
+// figures measured on the development machine.
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/restic/chunker"
+	"github.com/zeebo/blake3"
+)
+
+const blockSize = 1 << 20 // about a chunk's size
+
+var (
+	inputsOnce sync.Once
+	randomData []byte // 64 MiB of ChaCha8 output
+	textData   []byte // 64 MiB of generated source code and log lines
+)
+
+func inputs() {
+	inputsOnce.Do(func() {
+		const n = 64 << 20
+		randomData = make([]byte, n)
+		_, _ = rand.NewChaCha8([32]byte{1}).Read(randomData)
+
+		g := newGen()
+		g.pcg.Seed(1, 2)
+		text := make([]byte, 0, n+1<<20)
+		for len(text) < n {
+			// Alternate a source file and a batch of log lines, the mix
+			// the dataset's text portion has.
+			text = g.sourceFile(text, []string{".go", ".py", ".c", ".ts"}[len(text)%4], 16<<10)
+			for i := 0; i < 8; i++ {
+				text = g.logLines(text)
+			}
+		}
+		textData = text[:n]
+	})
+}
+
+// blocks walks data in blockSize pieces, forever.
+type blocks struct {
+	data []byte
+	off  int
+}
+
+func (bl *blocks) next() []byte {
+	if bl.off+blockSize > len(bl.data) {
+		bl.off = 0
+	}
+	b := bl.data[bl.off : bl.off+blockSize]
+	bl.off += blockSize
+	return b
+}
+
+// BenchmarkChunker is restic/chunker (Rabin fingerprints) with the
+// 512 KiB – 8 MiB boundaries both restic and lifeboat use.
+func BenchmarkChunker(b *testing.B) {
+	inputs()
+	pol := chunker.Pol(0x3DA3358B4DC173) // any irreducible polynomial
+	buf := make([]byte, 8<<20)
+	b.SetBytes(int64(len(randomData)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := chunker.NewWithBoundaries(bytes.NewReader(randomData), pol, 512<<10, 8<<20)
+		for {
+			_, err := c.Next(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkKeyedBLAKE3 is the chunk-ID hash (keyed BLAKE3 over a 1 MiB
+// chunk, a fresh hasher per chunk as chunkstore.ChunkHasher does).
+func BenchmarkKeyedBLAKE3(b *testing.B) {
+	inputs()
+	key := make([]byte, 32)
+	bl := blocks{data: randomData}
+	var sum [32]byte
+	b.SetBytes(blockSize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h, err := blake3.NewKeyed(key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = h.Write(bl.next())
+		h.Sum(sum[:0])
+	}
+}
+
+// BenchmarkSHA256 is plain SHA-256 over 1 MiB (restic's blob ID).
+func BenchmarkSHA256(b *testing.B) {
+	inputs()
+	bl := blocks{data: randomData}
+	b.SetBytes(blockSize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_ = sha256.Sum256(bl.next())
+	}
+}
+
+// BenchmarkHMACSHA256 is the alternative keyed chunk ID.
+func BenchmarkHMACSHA256(b *testing.B) {
+	inputs()
+	key := make([]byte, 32)
+	bl := blocks{data: randomData}
+	var sum [32]byte
+	b.SetBytes(blockSize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h := hmac.New(sha256.New, key)
+		_, _ = h.Write(bl.next())
+		h.Sum(sum[:0])
+	}
+}
+
+// BenchmarkAES256GCM seals 1 MiB blobs.
+func BenchmarkAES256GCM(b *testing.B) {
+	inputs()
+	block, err := aes.NewCipher(make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nonce := make([]byte, aead.NonceSize())
+	out := make([]byte, 0, blockSize+aead.Overhead())
+	bl := blocks{data: randomData}
+	b.SetBytes(blockSize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out = aead.Seal(out[:0], nonce, bl.next(), nil)
+	}
+}
+
+func newEncoder(b *testing.B) *zstd.Encoder {
+	// The options chunkstore uses.
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+func benchEncode(b *testing.B, data []byte) {
+	e := newEncoder(b)
+	bl := blocks{data: data}
+	out := make([]byte, 0, blockSize+blockSize/8)
+	var in, outN int64
+	b.SetBytes(blockSize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out = e.EncodeAll(bl.next(), out[:0])
+		in += blockSize
+		outN += int64(len(out))
+	}
+	b.ReportMetric(float64(in)/float64(outN), "ratio")
+}
+
+// BenchmarkZstdFastestText compresses 1 MiB blocks of generated text.
+func BenchmarkZstdFastestText(b *testing.B) {
+	inputs()
+	benchEncode(b, textData)
+}
+
+// BenchmarkZstdFastestRandom compresses incompressible 1 MiB blocks.
+func BenchmarkZstdFastestRandom(b *testing.B) {
+	inputs()
+	benchEncode(b, randomData)
+}
+
+// BenchmarkZstdDecodeText decompresses 1 MiB blocks of text; throughput
+// is in decompressed bytes.
+func BenchmarkZstdDecodeText(b *testing.B) {
+	inputs()
+	e := newEncoder(b)
+	var frames [][]byte
+	for off := 0; off+blockSize <= 16<<20; off += blockSize {
+		frames = append(frames, e.EncodeAll(textData[off:off+blockSize], nil))
+	}
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	out := make([]byte, 0, blockSize)
+	b.SetBytes(blockSize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out, err = d.DecodeAll(frames[i%len(frames)], out[:0])
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
