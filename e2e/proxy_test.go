@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -49,7 +51,7 @@ func newS3Proxy(t testing.TB, endpoint string) *s3Proxy {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // keep the signed Host
 		},
-		ErrorLog: nil,
+		ErrorLog: log.New(io.Discard, "", 0), // a killed client is expected
 	}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.requests.Add(1)
@@ -72,14 +74,15 @@ func newS3Proxy(t testing.TB, endpoint string) *s3Proxy {
 			}
 			return
 		case act > 0:
-			code := map[int]string{500: "InternalError", 503: "ServiceUnavailable"}[int(act)]
-			if code == "" {
-				code = "InternalError"
+			// What AWS answers for these statuses.
+			code, msg := "InternalError", "We encountered an internal error. Please try again."
+			if act == http.StatusServiceUnavailable {
+				code, msg = "ServiceUnavailable", "Please reduce your request rate."
 			}
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(int(act))
 			if r.Method != http.MethodHead {
-				fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>injected by the e2e proxy</Message><Resource>%s</Resource><RequestId>e2e</RequestId></Error>`, code, r.URL.Path)
+				fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><Resource>%s</Resource><RequestId>e2e</RequestId></Error>`, code, msg, r.URL.Path)
 			}
 			return
 		}
