@@ -72,6 +72,9 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 	if w.Version != FormatVersion {
 		return nil, fmt.Errorf("decode %s: unsupported version %d", typ, w.Version)
 	}
+	if _, err := ParseID(w.RepoID); err != nil {
+		return nil, fmt.Errorf("decode %s: repository id: %w", typ, err)
+	}
 	s := &Secrets{RepoID: w.RepoID, ConfigHash: w.ConfigHash, Recipients: w.Recipients}
 	if err := decodeKey(w.ChunkKey, &s.ChunkKey); err != nil {
 		return nil, fmt.Errorf("decode %s: chunk key: %w", typ, err)
