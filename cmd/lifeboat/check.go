@@ -97,6 +97,9 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	// or manifest (hash-verified when it was cached) would hide damage
 	// to the stored object.
 	g.noCache = true
+	// Check what is on storage, not a local copy: the metadata cache
+	// would hide an index or snapshot damaged after it was cached.
+	g.noCache = true
 	repo, err := g.openRepo(ctx, "check", anyAccess)
 	if err != nil {
 		return err
