@@ -108,11 +108,14 @@ func (c *FilesCache) decode(r *bufio.Reader) error {
 		if nc > 1<<24 {
 			return errors.New("entry too large")
 		}
-		e.Content = make([]chunkstore.ID, nc)
-		for j := range e.Content {
-			if _, err := io.ReadFull(r, e.Content[j][:]); err != nil {
+		// Grow as IDs arrive: a damaged count must not allocate up front.
+		e.Content = make([]chunkstore.ID, 0, min(nc, 1024))
+		for j := uint64(0); j < nc; j++ {
+			var id chunkstore.ID
+			if _, err := io.ReadFull(r, id[:]); err != nil {
 				return err
 			}
+			e.Content = append(e.Content, id)
 		}
 		c.old[p] = e
 	}
