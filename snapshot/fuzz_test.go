@@ -2,12 +2,15 @@ package snapshot_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
@@ -170,4 +173,38 @@ func FuzzLoadFilesCache(f *testing.F) {
 			t.Fatal("lookup hit in an empty cache")
 		}
 	})
+}
+
+// TestFilesCacheDamagedCountsAreCheap: a damaged cache file that claims
+// huge counts must be discarded without allocating for them first.
+func TestFilesCacheDamagedCountsAreCheap(t *testing.T) {
+	uv := func(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+	raw := []byte("LBFC1\n")
+	raw = uv(raw, uint64(len(fuzzRepoID)))
+	raw = append(raw, fuzzRepoID...)
+	raw = uv(raw, 1)           // one entry
+	raw = uv(raw, 2)           // path length
+	raw = append(raw, "/x"...) // path
+	for range 5 {
+		raw = uv(raw, 1) // stat fields
+	}
+	raw = uv(raw, 1<<24) // claims 16M chunk IDs, then ends
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "cache")
+	if err := os.WriteFile(p, enc.EncodeAll(raw, nil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c, err := snapshot.LoadFilesCache(p, fuzzRepoID)
+	runtime.ReadMemStats(&after)
+	if err == nil || c.Len() != 0 {
+		t.Fatalf("truncated cache accepted: %v, %d entries", err, c.Len())
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+		t.Errorf("discarding a 60-byte damaged cache allocated %d MiB", n>>20)
+	}
 }
