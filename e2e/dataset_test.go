@@ -30,7 +30,9 @@ type dataset struct {
 	Bytes int64    // total size of regular files
 	Large []string // paths of the large files, relative to Root
 	Small []string // paths of the small files, relative to Root
-	rng   *rand.Rand
+	cc    *rand.ChaCha8 // bulk bytes
+	rng   *rand.Rand    // decisions
+	text  []byte        // word corpus for text files
 }
 
 var words = []string{"lifeboat", "backup", "restore", "snapshot", "pack", "index", "chunk",
@@ -42,7 +44,7 @@ var words = []string{"lifeboat", "backup", "restore", "snapshot", "pack", "index
 // disk writes them.
 func genDataset(t testing.TB, root string, spec datasetSpec) *dataset {
 	t.Helper()
-	ds := &dataset{Root: root, rng: rand.New(rand.NewChaCha8(seed32(spec.Seed)))}
+	ds := &dataset{Root: root, cc: rand.NewChaCha8(seed32(spec.Seed)), rng: rand.New(rand.NewPCG(spec.Seed, 1))}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -110,15 +112,10 @@ func seed32(s uint64) [32]byte {
 	return b
 }
 
+// fill fills b with pseudo-random bytes. ChaCha8.Read works in bulk,
+// which keeps generation fast under the race detector too.
 func (ds *dataset) fill(b []byte) {
-	for i := 0; i+8 <= len(b); i += 8 {
-		v := ds.rng.Uint64()
-		b[i], b[i+1], b[i+2], b[i+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
-		b[i+4], b[i+5], b[i+6], b[i+7] = byte(v>>32), byte(v>>40), byte(v>>48), byte(v>>56)
-	}
-	for i := len(b) &^ 7; i < len(b); i++ {
-		b[i] = byte(ds.rng.Uint32())
-	}
+	_, _ = ds.cc.Read(b)
 }
 
 func (ds *dataset) smallContent(text bool, maxSize int) []byte {
@@ -128,16 +125,22 @@ func (ds *dataset) smallContent(text bool, maxSize int) []byte {
 		ds.fill(b)
 		return b
 	}
-	var b bytes.Buffer
-	for b.Len() < n {
-		b.WriteString(words[ds.rng.IntN(len(words))])
-		if ds.rng.IntN(12) == 0 {
-			b.WriteByte('\n')
-		} else {
-			b.WriteByte(' ')
+	if len(ds.text) < 2*n {
+		// A corpus of words once; files are slices of it at random
+		// offsets, compressible but not identical to each other.
+		var b bytes.Buffer
+		for b.Len() < max(1<<20, 2*n) {
+			b.WriteString(words[ds.rng.IntN(len(words))])
+			if ds.rng.IntN(12) == 0 {
+				b.WriteByte('\n')
+			} else {
+				b.WriteByte(' ')
+			}
 		}
+		ds.text = b.Bytes()
 	}
-	return b.Bytes()[:n]
+	off := ds.rng.IntN(len(ds.text) - n + 1)
+	return bytes.Clone(ds.text[off : off+n])
 }
 
 func (ds *dataset) write(t testing.TB, rel string, data []byte) {

@@ -5,7 +5,7 @@
 //
 // # What the suite proves
 //
-// Crash safety (crash_test.go). A deterministic dataset of ~160 MB (many
+// Crash safety (crash_test.go). A deterministic dataset of ~150 MB (many
 // small text and binary files, a few large pseudo-random ones) is backed up
 // into a repository with small packs, and the backup is killed with
 // SIGKILL (a real kill -9, no chance to clean up) at seeded random moments

@@ -212,6 +212,7 @@ func wantFail(t testing.TB, r result, want ...string) {
 		t.Fatalf("died from a signal: %s", r)
 	}
 	wantOutput(t, r, want...)
+	t.Logf("exit %d: %s", r.Code, lastLine(r.Stderr))
 	if strings.Contains(r.out(), "panic:") || strings.Contains(r.out(), "goroutine ") {
 		t.Fatalf("the binary panicked: %s", r)
 	}
@@ -402,4 +403,9 @@ func mountTmpfs(t testing.TB, dir, opts string) {
 			_ = exec.Command("umount", "-l", dir).Run()
 		}
 	})
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
