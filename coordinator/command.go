@@ -1,0 +1,265 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CommandVersion is the newest command format this binary applies. A
+// command with a higher version was written by a newer node; it is rejected
+// with ErrUnsupportedCommand and changes nothing. Bump it whenever the
+// meaning of an existing command type changes; adding a type does not need
+// a bump (an older node rejects the unknown type the same clean way).
+const CommandVersion = 1
+
+// CommandType names a state transition.
+type CommandType string
+
+// Command types. The string values are stored in the Raft log: never
+// rename one.
+const (
+	CmdPutPolicy        CommandType = "policy.put"
+	CmdDeletePolicy     CommandType = "policy.delete"
+	CmdAddRepository    CommandType = "repo.add"
+	CmdRemoveRepository CommandType = "repo.remove"
+	CmdEnrollAgent      CommandType = "agent.enroll"
+	CmdAgentSeen        CommandType = "agent.seen"
+	CmdRevokeAgent      CommandType = "agent.revoke"
+	CmdCreateJobs       CommandType = "jobs.create"
+	CmdLeaseJob         CommandType = "job.lease"
+	CmdRenewLease       CommandType = "job.renew"
+	CmdCompleteJob      CommandType = "job.complete"
+	CmdExpireLease      CommandType = "job.expire"
+	CmdCancelJob        CommandType = "job.cancel"
+	CmdForgetSnapshot   CommandType = "catalog.forget"
+	CmdCreateToken      CommandType = "token.create"
+	CmdRevokeToken      CommandType = "token.revoke"
+	CmdCreateJoinToken  CommandType = "jointoken.create"
+	CmdRevokeJoinToken  CommandType = "jointoken.revoke"
+)
+
+// Errors returned by FSM.Apply (inside ApplyResult.Err) and so by Node
+// writes. Apply returns them wrapped with details; test with errors.Is.
+var (
+	// ErrUnsupportedCommand: an unknown command type or a version newer
+	// than CommandVersion. The state is unchanged.
+	ErrUnsupportedCommand = errors.New("unsupported command")
+	// ErrInvalidCommand: the command is malformed or its payload invalid.
+	ErrInvalidCommand = errors.New("invalid command")
+	// ErrNotFound: the command names something that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the command does not fit the current state (a job in
+	// the wrong state, a repository still used by a policy, a limit).
+	ErrConflict = errors.New("conflict")
+	// ErrStaleLease: the presented fencing token is not the job's current
+	// one, or the lease has expired. The caller must stop working on the
+	// job; its result is not accepted.
+	ErrStaleLease = errors.New("stale lease")
+	// ErrRevoked: the agent has been revoked.
+	ErrRevoked = errors.New("agent revoked")
+)
+
+// Command is one entry of the Raft log. Time, Actor and every ID are
+// chosen by the proposer, so applying a command is a pure function of the
+// state and the command.
+type Command struct {
+	Version int             `json:"version"`
+	Type    CommandType     `json:"type"`
+	Time    time.Time       `json:"time"`  // the proposer's clock; the only "now" Apply knows
+	Actor   string          `json:"actor"` // who asked: "token:ID", "agent:NAME", "scheduler"
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// NewCommand builds a current-version command with the payload encoded.
+// The time is left zero for Node to stamp when it proposes.
+func NewCommand(typ CommandType, actor string, payload any) (Command, error) {
+	c := Command{Version: CommandVersion, Type: typ, Actor: actor}
+	if payload != nil {
+		b, err := json.Marshal(payload)
+		if err != nil {
+			return Command{}, fmt.Errorf("encode %s payload: %w", typ, err)
+		}
+		c.Payload = b
+	}
+	return c, nil
+}
+
+// Encode returns the bytes stored in the log.
+func (c Command) Encode() ([]byte, error) { return json.Marshal(c) }
+
+// DecodeCommand parses a log entry.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Command{}, fmt.Errorf("%w: decode: %v", ErrInvalidCommand, err)
+	}
+	return c, nil
+}
+
+// Payloads. Durations are Go durations (nanoseconds in JSON).
+
+// PutPolicy creates or replaces a policy. Its repository must exist.
+type PutPolicy struct {
+	Policy Policy `json:"policy"`
+}
+
+// DeletePolicy removes a policy and cancels its pending jobs.
+type DeletePolicy struct {
+	Name string `json:"name"`
+}
+
+// AddRepository registers a repository with a writer key. An age identity
+// is refused: the coordinator never holds one.
+type AddRepository struct {
+	Name      string            `json:"name"`
+	URL       string            `json:"url"`
+	WriterKey []byte            `json:"writer_key"`
+	Env       map[string]string `json:"env,omitempty"`
+	Replace   bool              `json:"replace,omitempty"` // allow overwriting an existing one
+}
+
+// RemoveRepository unregisters a repository no policy uses.
+type RemoveRepository struct {
+	Name string `json:"name"`
+}
+
+// EnrollAgent creates or re-enrolls an agent. With JoinToken set, the
+// join token must exist, be unexpired and have uses left; one use is
+// consumed and its labels are added.
+type EnrollAgent struct {
+	Name           string            `json:"name"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Version        string            `json:"version,omitempty"`
+	CredentialHash string            `json:"credential_hash"`
+	MaxConcurrent  int               `json:"max_concurrent,omitempty"`
+	JoinToken      string            `json:"join_token,omitempty"` // join token ID
+}
+
+// AgentSeen records that an agent was in touch.
+type AgentSeen struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+}
+
+// RevokeAgent revokes an agent: it gets no new leases and its reports are
+// refused.
+type RevokeAgent struct {
+	Name string `json:"name"`
+}
+
+// NewJob is a job to create.
+type NewJob struct {
+	ID          string    `json:"id"`
+	Kind        JobKind   `json:"kind"`
+	Trigger     Trigger   `json:"trigger"`
+	Policy      string    `json:"policy"`
+	Agent       string    `json:"agent"`
+	ScheduledAt time.Time `json:"scheduled_at"`
+	NotBefore   time.Time `json:"not_before,omitzero"`
+	MaxAttempts int       `json:"max_attempts,omitempty"` // 0 = the policy's, or DefaultMaxAttempts
+}
+
+// CreateJobs creates jobs and advances policies' last fired instants.
+// It is idempotent: a job whose ID exists is skipped, and a last fired
+// instant never moves back. Re-proposing the same plan (after a failover
+// whose outcome was unknown) therefore changes nothing.
+type CreateJobs struct {
+	Jobs  []NewJob             `json:"jobs"`
+	Fired map[string]time.Time `json:"fired,omitempty"`
+}
+
+// CreateJobsResult reports which jobs were created and which existed.
+type CreateJobsResult struct {
+	Created []string `json:"created"`
+	Existed []string `json:"existed"`
+}
+
+// LeaseJob leases a pending job to an agent for TTL. With JobID empty the
+// FSM picks the agent's eligible job with the earliest not-before (then
+// scheduled instant, then ID); if none is eligible the result is a nil
+// *Job and no error.
+type LeaseJob struct {
+	Agent string        `json:"agent"`
+	JobID string        `json:"job_id,omitempty"`
+	TTL   time.Duration `json:"ttl"`
+}
+
+// RenewLease extends a lease to command time + TTL and records progress.
+type RenewLease struct {
+	JobID    string        `json:"job_id"`
+	Agent    string        `json:"agent"`
+	Token    uint64        `json:"token"`
+	TTL      time.Duration `json:"ttl"`
+	Progress *Progress     `json:"progress,omitempty"`
+}
+
+// SnapshotInfo describes the snapshot a successful backup made.
+type SnapshotInfo struct {
+	ID   string    `json:"id"`
+	Host string    `json:"host"`
+	Time time.Time `json:"time"`
+	Size int64     `json:"size"`
+}
+
+// CompleteJob reports a job's outcome. The token must be current and the
+// lease unexpired at command time. A failure is retried after Backoff
+// while attempts remain.
+type CompleteJob struct {
+	JobID    string        `json:"job_id"`
+	Agent    string        `json:"agent"`
+	Token    uint64        `json:"token"`
+	Success  bool          `json:"success"`
+	Error    string        `json:"error,omitempty"`
+	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
+	Backoff  time.Duration `json:"backoff,omitempty"`
+}
+
+// ExpireLease takes back an expired lease. It only applies if the token is
+// still current and the deadline has passed at command time; the job goes
+// back to pending after Backoff, or fails if it has used its attempts.
+type ExpireLease struct {
+	JobID   string        `json:"job_id"`
+	Token   uint64        `json:"token"`
+	Backoff time.Duration `json:"backoff,omitempty"`
+}
+
+// CancelJob cancels a pending or running job.
+type CancelJob struct {
+	JobID  string `json:"job_id"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ForgetSnapshot removes a snapshot from the catalog (after 'forget').
+type ForgetSnapshot struct {
+	ID string `json:"id"`
+}
+
+// CreateToken stores an API token's hash.
+type CreateToken struct {
+	ID      string    `json:"id"`
+	Hash    string    `json:"hash"`
+	Role    Role      `json:"role"`
+	Name    string    `json:"name,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// RevokeToken deletes an API token.
+type RevokeToken struct {
+	ID string `json:"id"`
+}
+
+// CreateJoinToken stores a join token's hash.
+type CreateJoinToken struct {
+	ID      string            `json:"id"`
+	Hash    string            `json:"hash"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Expires time.Time         `json:"expires,omitzero"`
+	MaxUses int               `json:"max_uses,omitempty"`
+}
+
+// RevokeJoinToken deletes a join token.
+type RevokeJoinToken struct {
+	ID string `json:"id"`
+}

@@ -1,0 +1,783 @@
+package coordinator
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// snapshotFormat versions the FSM snapshot encoding.
+const snapshotFormat = 1
+
+// FSM is the coordinator's replicated state machine. Apply is a pure
+// function of the state and the command: no clock, no randomness, no map
+// order. Readers use View or State; they never see a half-applied command.
+type FSM struct {
+	mu      sync.RWMutex
+	st      *State
+	changed chan struct{} // closed and replaced after every apply and restore
+}
+
+// ApplyResult is what FSM.Apply returns for a command (raft hands it back
+// to the proposer). Err is nil or wraps one of the package's sentinels.
+type ApplyResult struct {
+	Index uint64
+	Value any
+	Err   error
+}
+
+// NewFSM returns an FSM holding an empty state.
+func NewFSM() *FSM {
+	return &FSM{st: NewState(), changed: make(chan struct{})}
+}
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	return f.ApplyBytes(l.Index, l.Data)
+}
+
+// ApplyBytes applies one encoded command as the log entry at index. A
+// rejected command leaves the state exactly as it was.
+func (f *FSM) ApplyBytes(index uint64, data []byte) *ApplyResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := &ApplyResult{Index: index}
+	res.Value, res.Err = f.st.apply(index, data)
+	if res.Err == nil {
+		f.st.Index = index
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+	return res
+}
+
+// View calls fn with the current state under a read lock. fn must not
+// keep or modify anything it reaches through s.
+func (f *FSM) View(fn func(s *State)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.st)
+}
+
+// State returns a deep copy of the current state.
+func (f *FSM) State() *State {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.Clone()
+}
+
+// Changed returns a channel that is closed when the state next changes.
+func (f *FSM) Changed() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
+
+type snapshotFile struct {
+	Format int    `json:"format"`
+	State  *State `json:"state"`
+}
+
+// SnapshotBytes encodes the whole state. Equal states give equal bytes.
+func (f *FSM) SnapshotBytes() ([]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(snapshotFile{Format: snapshotFormat, State: f.st})
+	if err != nil {
+		return nil, fmt.Errorf("encode fsm snapshot: %w", err)
+	}
+	return b, nil
+}
+
+// Snapshot implements raft.FSM. The state is encoded at once, so Apply can
+// continue while raft persists it.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	b, err := f.SnapshotBytes()
+	if err != nil {
+		return nil, err
+	}
+	return fsmSnapshot(b), nil
+}
+
+// Restore implements raft.FSM: it replaces the state with a snapshot's.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("read fsm snapshot: %w", err)
+	}
+	return f.RestoreBytes(b)
+}
+
+// RestoreBytes replaces the state with an encoded snapshot's.
+func (f *FSM) RestoreBytes(b []byte) error {
+	var sf snapshotFile
+	if err := json.Unmarshal(b, &sf); err != nil {
+		return fmt.Errorf("decode fsm snapshot: %w", err)
+	}
+	if sf.Format < 1 || sf.Format > snapshotFormat {
+		return fmt.Errorf("fsm snapshot format %d: this binary reads up to %d; upgrade it", sf.Format, snapshotFormat)
+	}
+	if sf.State == nil {
+		return fmt.Errorf("decode fsm snapshot: no state")
+	}
+	sf.State.fill()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st = sf.State
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return nil
+}
+
+type fsmSnapshot []byte
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("write fsm snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s fsmSnapshot) Release() {}
+
+// outcome is what a transition returns besides an error.
+type outcome struct {
+	value  any
+	target string // audit target
+	noop   bool   // nothing changed: no audit entry
+}
+
+type transition func(s *State, c *Command, index uint64) (outcome, error)
+
+// payload adapts a typed transition: it decodes the payload first, so a
+// malformed one is rejected before anything changes.
+func payload[P any](fn func(s *State, c *Command, index uint64, p *P) (outcome, error)) transition {
+	return func(s *State, c *Command, index uint64) (outcome, error) {
+		var p P
+		raw := c.Payload
+		if len(bytes.TrimSpace(raw)) == 0 {
+			raw = []byte("{}")
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return outcome{}, fmt.Errorf("%w: %s payload: %v", ErrInvalidCommand, c.Type, err)
+		}
+		return fn(s, c, index, &p)
+	}
+}
+
+// transitions maps each command type to its state change. Every one
+// checks everything before it changes anything.
+var transitions = map[CommandType]transition{
+	CmdPutPolicy:        payload(putPolicy),
+	CmdDeletePolicy:     payload(deletePolicy),
+	CmdAddRepository:    payload(addRepository),
+	CmdRemoveRepository: payload(removeRepository),
+	CmdEnrollAgent:      payload(enrollAgent),
+	CmdAgentSeen:        payload(agentSeen),
+	CmdRevokeAgent:      payload(revokeAgent),
+	CmdCreateJobs:       payload(createJobs),
+	CmdLeaseJob:         payload(leaseJob),
+	CmdRenewLease:       payload(renewLease),
+	CmdCompleteJob:      payload(completeJob),
+	CmdExpireLease:      payload(expireLease),
+	CmdCancelJob:        payload(cancelJob),
+	CmdForgetSnapshot:   payload(forgetSnapshot),
+	CmdCreateToken:      payload(createToken),
+	CmdRevokeToken:      payload(revokeToken),
+	CmdCreateJoinToken:  payload(createJoinToken),
+	CmdRevokeJoinToken:  payload(revokeJoinToken),
+}
+
+// unaudited commands are frequent and change nothing an operator asked for.
+var unaudited = map[CommandType]bool{CmdAgentSeen: true, CmdRenewLease: true}
+
+func (s *State) apply(index uint64, data []byte) (v any, err error) {
+	c, err := DecodeCommand(data)
+	if err != nil {
+		return nil, err
+	}
+	if c.Version < 1 || c.Version > CommandVersion {
+		return nil, fmt.Errorf("%w: %s version %d (this node applies up to %d): upgrade this node", ErrUnsupportedCommand, c.Type, c.Version, CommandVersion)
+	}
+	tr, ok := transitions[c.Type]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown type %q (written by a newer node?)", ErrUnsupportedCommand, c.Type)
+	}
+	if c.Time.IsZero() {
+		return nil, fmt.Errorf("%w: %s without a time", ErrInvalidCommand, c.Type)
+	}
+	c.Time = c.Time.UTC()
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, fmt.Errorf("apply %s at index %d: internal error: %v", c.Type, index, r)
+		}
+	}()
+	out, err := tr(s, &c, index)
+	if err != nil {
+		return nil, err
+	}
+	if !out.noop && !unaudited[c.Type] {
+		s.audit(index, &c, out.target)
+	}
+	return out.value, nil
+}
+
+func (s *State) audit(index uint64, c *Command, target string) {
+	s.AuditSeq++
+	if len(s.Audit) >= AuditLimit {
+		n := copy(s.Audit, s.Audit[len(s.Audit)-AuditLimit+1:])
+		s.Audit = s.Audit[:n]
+	}
+	s.Audit = append(s.Audit, AuditEntry{Seq: s.AuditSeq, Index: index, Time: c.Time, Actor: c.Actor, Action: string(c.Type), Target: target})
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidCommand, fmt.Sprintf(format, args...))
+}
+
+func notFound(what, name string) error { return fmt.Errorf("%s %q: %w", what, name, ErrNotFound) }
+
+func conflict(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConflict, fmt.Sprintf(format, args...))
+}
+
+// --- policies and repositories ---
+
+func putPolicy(s *State, c *Command, index uint64, p *PutPolicy) (outcome, error) {
+	pol := p.Policy
+	if pol.Name == "" {
+		return outcome{}, invalid("policy without a name")
+	}
+	sched, err := ParseSchedule(pol.Schedule)
+	if err != nil {
+		return outcome{}, invalid("policy %q: schedule: %v", pol.Name, err)
+	}
+	if _, ok := s.Repositories[pol.Repository]; !ok {
+		return outcome{}, fmt.Errorf("policy %q: repository %q is not registered (add it with 'lifeboat repo add'): %w", pol.Name, pol.Repository, ErrNotFound)
+	}
+	rec := &PolicyRecord{Policy: clonePolicy(pol), Version: index, CreatedAt: c.Time, UpdatedAt: c.Time, UpdatedBy: c.Actor}
+	old := s.Policies[pol.Name]
+	if old != nil {
+		rec.CreatedAt = old.CreatedAt
+	}
+	// A new policy, or a new schedule, starts firing from now: instants of
+	// the new schedule before the change were never promised.
+	if old == nil || old.Policy.Schedule != sched.String() {
+		if lf, ok := s.LastFired[pol.Name]; !ok || lf.Before(c.Time) {
+			s.LastFired[pol.Name] = c.Time
+		}
+	}
+	s.Policies[pol.Name] = rec
+	return outcome{value: index, target: "policy/" + pol.Name}, nil
+}
+
+func deletePolicy(s *State, c *Command, _ uint64, p *DeletePolicy) (outcome, error) {
+	if _, ok := s.Policies[p.Name]; !ok {
+		return outcome{}, notFound("policy", p.Name)
+	}
+	delete(s.Policies, p.Name)
+	delete(s.LastFired, p.Name)
+	for _, id := range sortedKeys(s.Jobs) {
+		if j := s.Jobs[id]; j.Policy == p.Name && j.State == JobPending {
+			j.State, j.FinishedAt = JobCancelled, c.Time
+			j.Result = &Result{Error: "cancelled: policy deleted"}
+		}
+	}
+	return outcome{target: "policy/" + p.Name}, nil
+}
+
+// IsIdentity reports whether b looks like an age identity (plain,
+// post-quantum, or passphrase-encrypted): the credential the coordinator
+// must never hold.
+func IsIdentity(b []byte) bool {
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "AGE-SECRET-KEY-") || strings.HasPrefix(line, "age-encryption.org/") ||
+			strings.HasPrefix(line, "-----BEGIN AGE ENCRYPTED FILE-----") {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckWriterKey returns an error unless b is a writer key file. An age
+// identity gets an error that says why it is refused.
+func CheckWriterKey(b []byte) error {
+	if IsIdentity(b) {
+		return fmt.Errorf("this is an age identity, which can read every backup; the coordinator only holds writer keys: pass the repository's writer key file instead")
+	}
+	if _, err := chunkstore.ParseWriterKey(b); err != nil {
+		return fmt.Errorf("not a writer key: %w", err)
+	}
+	return nil
+}
+
+func addRepository(s *State, c *Command, _ uint64, p *AddRepository) (outcome, error) {
+	if p.Name == "" || p.URL == "" {
+		return outcome{}, invalid("repository needs a name and a URL")
+	}
+	if err := CheckWriterKey(p.WriterKey); err != nil {
+		return outcome{}, invalid("repository %q: %v", p.Name, err)
+	}
+	if _, ok := s.Repositories[p.Name]; ok && !p.Replace {
+		return outcome{}, conflict("repository %q is already registered", p.Name)
+	}
+	s.Repositories[p.Name] = &Repository{Name: p.Name, URL: p.URL, WriterKey: slices.Clone(p.WriterKey),
+		Env: cloneMap(p.Env), AddedAt: c.Time, AddedBy: c.Actor}
+	return outcome{target: "repo/" + p.Name}, nil
+}
+
+func removeRepository(s *State, _ *Command, _ uint64, p *RemoveRepository) (outcome, error) {
+	if _, ok := s.Repositories[p.Name]; !ok {
+		return outcome{}, notFound("repository", p.Name)
+	}
+	for _, name := range sortedKeys(s.Policies) {
+		if s.Policies[name].Policy.Repository == p.Name {
+			return outcome{}, conflict("repository %q is used by policy %q: delete or change the policy first", p.Name, name)
+		}
+	}
+	delete(s.Repositories, p.Name)
+	return outcome{target: "repo/" + p.Name}, nil
+}
+
+func forgetSnapshot(s *State, _ *Command, _ uint64, p *ForgetSnapshot) (outcome, error) {
+	if _, ok := s.Catalog[p.ID]; !ok {
+		return outcome{}, notFound("snapshot", p.ID)
+	}
+	delete(s.Catalog, p.ID)
+	return outcome{target: "snapshot/" + p.ID}, nil
+}
+
+// --- agents and tokens ---
+
+func checkHash(h string) error {
+	if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
+		return fmt.Errorf("hash must be 64 hex digits (SHA-256)")
+	}
+	return nil
+}
+
+func enrollAgent(s *State, c *Command, _ uint64, p *EnrollAgent) (outcome, error) {
+	if p.Name == "" {
+		return outcome{}, invalid("agent without a name")
+	}
+	if err := checkHash(p.CredentialHash); err != nil {
+		return outcome{}, invalid("agent %q: credential %v", p.Name, err)
+	}
+	old := s.Agents[p.Name]
+	if old != nil && old.Revoked {
+		return outcome{}, fmt.Errorf("agent %q: %w: enroll it under a new name", p.Name, ErrRevoked)
+	}
+	var jt *JoinToken
+	if p.JoinToken != "" {
+		jt = s.JoinTokens[p.JoinToken]
+		switch {
+		case jt == nil:
+			return outcome{}, notFound("join token", p.JoinToken)
+		case !jt.Expires.IsZero() && !c.Time.Before(jt.Expires):
+			return outcome{}, conflict("join token %q expired at %s", jt.ID, jt.Expires.Format(time.RFC3339))
+		case jt.MaxUses > 0 && jt.Uses >= jt.MaxUses:
+			return outcome{}, conflict("join token %q has been used %d times, its limit", jt.ID, jt.Uses)
+		}
+	}
+	labels := cloneMap(p.Labels)
+	if jt != nil {
+		jt.Uses++
+		for k, v := range jt.Labels {
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels[k] = v
+		}
+	}
+	a := &Agent{Name: p.Name, Labels: labels, Version: p.Version, CredentialHash: p.CredentialHash,
+		EnrolledAt: c.Time, LastSeen: c.Time, MaxConcurrent: p.MaxConcurrent}
+	if old != nil {
+		a.Running = old.Running
+	}
+	s.Agents[p.Name] = a
+	return outcome{value: a.Name, target: "agent/" + p.Name}, nil
+}
+
+func agentSeen(s *State, c *Command, _ uint64, p *AgentSeen) (outcome, error) {
+	a := s.Agents[p.Name]
+	if a == nil {
+		return outcome{}, notFound("agent", p.Name)
+	}
+	if c.Time.After(a.LastSeen) {
+		a.LastSeen = c.Time
+	}
+	if p.Version != "" {
+		a.Version = p.Version
+	}
+	return outcome{target: "agent/" + p.Name}, nil
+}
+
+func revokeAgent(s *State, _ *Command, _ uint64, p *RevokeAgent) (outcome, error) {
+	a := s.Agents[p.Name]
+	if a == nil {
+		return outcome{}, notFound("agent", p.Name)
+	}
+	a.Revoked = true
+	return outcome{target: "agent/" + p.Name}, nil
+}
+
+func createToken(s *State, c *Command, _ uint64, p *CreateToken) (outcome, error) {
+	if p.ID == "" || !p.Role.Valid() {
+		return outcome{}, invalid("token needs an ID and a role (admin, operator, agent, read-only)")
+	}
+	if err := checkHash(p.Hash); err != nil {
+		return outcome{}, invalid("token %q: %v", p.ID, err)
+	}
+	if _, ok := s.Tokens[p.ID]; ok {
+		return outcome{}, conflict("token %q exists", p.ID)
+	}
+	s.Tokens[p.ID] = &APIToken{ID: p.ID, Hash: p.Hash, Role: p.Role, Name: p.Name, Expires: p.Expires.UTC(),
+		CreatedAt: c.Time, CreatedBy: c.Actor}
+	return outcome{target: "token/" + p.ID}, nil
+}
+
+func revokeToken(s *State, _ *Command, _ uint64, p *RevokeToken) (outcome, error) {
+	if _, ok := s.Tokens[p.ID]; !ok {
+		return outcome{}, notFound("token", p.ID)
+	}
+	delete(s.Tokens, p.ID)
+	return outcome{target: "token/" + p.ID}, nil
+}
+
+func createJoinToken(s *State, c *Command, _ uint64, p *CreateJoinToken) (outcome, error) {
+	if p.ID == "" {
+		return outcome{}, invalid("join token without an ID")
+	}
+	if err := checkHash(p.Hash); err != nil {
+		return outcome{}, invalid("join token %q: %v", p.ID, err)
+	}
+	if _, ok := s.JoinTokens[p.ID]; ok {
+		return outcome{}, conflict("join token %q exists", p.ID)
+	}
+	s.JoinTokens[p.ID] = &JoinToken{ID: p.ID, Hash: p.Hash, Labels: cloneMap(p.Labels), Expires: p.Expires.UTC(),
+		MaxUses: p.MaxUses, CreatedAt: c.Time, CreatedBy: c.Actor}
+	return outcome{target: "jointoken/" + p.ID}, nil
+}
+
+func revokeJoinToken(s *State, _ *Command, _ uint64, p *RevokeJoinToken) (outcome, error) {
+	if _, ok := s.JoinTokens[p.ID]; !ok {
+		return outcome{}, notFound("join token", p.ID)
+	}
+	delete(s.JoinTokens, p.ID)
+	return outcome{target: "jointoken/" + p.ID}, nil
+}
+
+// --- jobs ---
+
+func validKind(k JobKind) bool { return k == KindBackup || k == KindVerify || k == KindDrill }
+
+func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) {
+	seen := map[string]bool{}
+	for _, nj := range p.Jobs {
+		switch {
+		case nj.ID == "":
+			return outcome{}, invalid("job without an ID")
+		case seen[nj.ID]:
+			return outcome{}, invalid("job %q twice in one command", nj.ID)
+		case !validKind(nj.Kind):
+			return outcome{}, invalid("job %q: kind %q (want backup, verify or drill)", nj.ID, nj.Kind)
+		case nj.Trigger != TriggerSchedule && nj.Trigger != TriggerManual:
+			return outcome{}, invalid("job %q: trigger %q", nj.ID, nj.Trigger)
+		case s.Policies[nj.Policy] == nil:
+			return outcome{}, fmt.Errorf("job %q: %w", nj.ID, notFound("policy", nj.Policy))
+		case s.Agents[nj.Agent] == nil:
+			return outcome{}, fmt.Errorf("job %q: %w", nj.ID, notFound("agent", nj.Agent))
+		}
+		seen[nj.ID] = true
+	}
+	for _, name := range sortedKeys(p.Fired) {
+		if s.Policies[name] == nil {
+			return outcome{}, fmt.Errorf("fired: %w", notFound("policy", name))
+		}
+	}
+	res := CreateJobsResult{}
+	for _, nj := range p.Jobs {
+		// An instant at or before the last fired one has had its jobs,
+		// even if they were since pruned: never fire it again.
+		lf, fired := s.LastFired[nj.Policy]
+		if _, ok := s.Jobs[nj.ID]; ok || (nj.Trigger == TriggerSchedule && fired && !nj.ScheduledAt.After(lf)) {
+			res.Existed = append(res.Existed, nj.ID)
+			continue
+		}
+		maxAttempts := nj.MaxAttempts
+		if maxAttempts <= 0 {
+			maxAttempts = s.Policies[nj.Policy].Policy.MaxAttempts
+		}
+		if maxAttempts <= 0 {
+			maxAttempts = DefaultMaxAttempts
+		}
+		s.Jobs[nj.ID] = &Job{ID: nj.ID, Kind: nj.Kind, Trigger: nj.Trigger, Policy: nj.Policy, Agent: nj.Agent,
+			ScheduledAt: nj.ScheduledAt.UTC(), State: JobPending, MaxAttempts: maxAttempts,
+			NotBefore: nj.NotBefore.UTC(), CreatedAt: c.Time, CreatedBy: c.Actor}
+		res.Created = append(res.Created, nj.ID)
+	}
+	advanced := false
+	for _, name := range sortedKeys(p.Fired) {
+		t := p.Fired[name].UTC()
+		if lf, ok := s.LastFired[name]; !ok || t.After(lf) {
+			s.LastFired[name] = t
+			advanced = true
+		}
+	}
+	target := ""
+	if len(res.Created) == 1 {
+		target = "job/" + res.Created[0]
+	} else if len(res.Created) > 1 {
+		target = fmt.Sprintf("%d jobs", len(res.Created))
+	}
+	return outcome{value: res, target: target, noop: len(res.Created) == 0 && !advanced}, nil
+}
+
+// eligible says why job j cannot be leased to agent a at t, or "".
+func (s *State) eligible(j *Job, a *Agent, t time.Time, byPolicy map[string]int) string {
+	switch {
+	case j.State != JobPending:
+		return fmt.Sprintf("job %q is %s", j.ID, j.State)
+	case j.Agent != a.Name:
+		return fmt.Sprintf("job %q belongs to agent %q", j.ID, j.Agent)
+	case t.Before(j.NotBefore):
+		return fmt.Sprintf("job %q may not start before %s", j.ID, j.NotBefore.Format(time.RFC3339))
+	}
+	if pr := s.Policies[j.Policy]; pr != nil && pr.Policy.MaxConcurrent > 0 && byPolicy[j.Policy] >= pr.Policy.MaxConcurrent {
+		return fmt.Sprintf("policy %q already runs %d jobs, its limit", j.Policy, byPolicy[j.Policy])
+	}
+	return ""
+}
+
+func leaseJob(s *State, c *Command, _ uint64, p *LeaseJob) (outcome, error) {
+	a := s.Agents[p.Agent]
+	switch {
+	case a == nil:
+		return outcome{}, notFound("agent", p.Agent)
+	case a.Revoked:
+		return outcome{}, fmt.Errorf("agent %q: %w", p.Agent, ErrRevoked)
+	case p.TTL <= 0:
+		return outcome{}, invalid("lease without a TTL")
+	}
+	byPolicy := s.RunningByPolicy()
+	var j *Job
+	if p.JobID != "" {
+		j = s.Jobs[p.JobID]
+		if j == nil {
+			return outcome{}, notFound("job", p.JobID)
+		}
+		if why := s.eligible(j, a, c.Time, byPolicy); why != "" {
+			return outcome{}, conflict("%s", why)
+		}
+		if len(a.Running) >= a.Limit() {
+			return outcome{}, conflict("agent %q already runs %d jobs, its limit", a.Name, len(a.Running))
+		}
+	} else {
+		if len(a.Running) >= a.Limit() {
+			return outcome{noop: true}, nil
+		}
+		for _, id := range sortedKeys(s.Jobs) {
+			cand := s.Jobs[id]
+			if s.eligible(cand, a, c.Time, byPolicy) != "" {
+				continue
+			}
+			if j == nil || cand.NotBefore.Before(j.NotBefore) ||
+				(cand.NotBefore.Equal(j.NotBefore) && cand.ScheduledAt.Before(j.ScheduledAt)) {
+				j = cand
+			}
+		}
+		if j == nil {
+			return outcome{noop: true}, nil
+		}
+	}
+	s.LeaseSeq++
+	j.State = JobRunning
+	j.Attempt++
+	j.Lease = &Lease{Token: s.LeaseSeq, Holder: a.Name, Deadline: c.Time.Add(p.TTL)}
+	j.StartedAt = c.Time
+	j.Progress, j.Result = nil, nil
+	a.Running = insertSorted(a.Running, j.ID)
+	if c.Time.After(a.LastSeen) {
+		a.LastSeen = c.Time
+	}
+	out := j.clone()
+	return outcome{value: &out, target: "job/" + j.ID}, nil
+}
+
+// checkLease verifies that agent holds job j's current lease at t.
+func checkLease(j *Job, agent string, token uint64, t time.Time) error {
+	switch {
+	case j.State == JobCancelled:
+		return fmt.Errorf("job %q was cancelled: %w", j.ID, ErrStaleLease)
+	case j.State != JobRunning || j.Lease == nil:
+		return fmt.Errorf("job %q is %s, not leased: %w", j.ID, j.State, ErrStaleLease)
+	case j.Lease.Token != token || j.Lease.Holder != agent:
+		return fmt.Errorf("job %q: token %d of %q is not the current lease: %w", j.ID, token, agent, ErrStaleLease)
+	case t.After(j.Lease.Deadline):
+		return fmt.Errorf("job %q: lease expired at %s: %w", j.ID, j.Lease.Deadline.Format(time.RFC3339Nano), ErrStaleLease)
+	}
+	return nil
+}
+
+func renewLease(s *State, c *Command, _ uint64, p *RenewLease) (outcome, error) {
+	j := s.Jobs[p.JobID]
+	if j == nil {
+		return outcome{}, notFound("job", p.JobID)
+	}
+	if p.TTL <= 0 {
+		return outcome{}, invalid("renew without a TTL")
+	}
+	if err := checkLease(j, p.Agent, p.Token, c.Time); err != nil {
+		return outcome{}, err
+	}
+	if a := s.Agents[p.Agent]; a != nil && a.Revoked {
+		return outcome{}, fmt.Errorf("agent %q: %w", p.Agent, ErrRevoked)
+	}
+	if d := c.Time.Add(p.TTL); d.After(j.Lease.Deadline) {
+		j.Lease.Deadline = d
+	}
+	if p.Progress != nil {
+		pr := *p.Progress
+		pr.UpdatedAt = c.Time
+		j.Progress = &pr
+	}
+	if a := s.Agents[p.Agent]; a != nil && c.Time.After(a.LastSeen) {
+		a.LastSeen = c.Time
+	}
+	return outcome{value: j.Lease.Deadline, target: "job/" + j.ID}, nil
+}
+
+// release ends j's lease on its agent's running list.
+func (s *State) release(j *Job) {
+	if j.Lease == nil {
+		return
+	}
+	if a := s.Agents[j.Lease.Holder]; a != nil {
+		if i, ok := slices.BinarySearch(a.Running, j.ID); ok {
+			a.Running = slices.Delete(a.Running, i, i+1)
+		}
+		if len(a.Running) == 0 {
+			a.Running = nil
+		}
+	}
+}
+
+// retryOrFail puts j back to pending after backoff while attempts remain,
+// and fails it otherwise.
+func retryOrFail(j *Job, t time.Time, backoff time.Duration, reason string) {
+	j.Result = &Result{Error: reason}
+	if j.Attempt < j.MaxAttempts {
+		j.State, j.Lease, j.NotBefore = JobPending, nil, t.Add(backoff)
+		return
+	}
+	j.State, j.FinishedAt = JobFailed, t
+	j.Result.Error = fmt.Sprintf("%s (attempt %d of %d)", reason, j.Attempt, j.MaxAttempts)
+}
+
+func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error) {
+	j := s.Jobs[p.JobID]
+	if j == nil {
+		return outcome{}, notFound("job", p.JobID)
+	}
+	// A repeated report of an outcome already recorded under the same
+	// token (the agent retrying after a lost reply) succeeds and changes
+	// nothing.
+	if (j.State == JobSucceeded && p.Success || j.State == JobFailed && !p.Success) &&
+		j.Lease != nil && j.Lease.Token == p.Token && j.Lease.Holder == p.Agent {
+		out := j.clone()
+		return outcome{value: &out, noop: true}, nil
+	}
+	if err := checkLease(j, p.Agent, p.Token, c.Time); err != nil {
+		return outcome{}, err
+	}
+	if a := s.Agents[p.Agent]; a != nil && a.Revoked {
+		return outcome{}, fmt.Errorf("agent %q: %w", p.Agent, ErrRevoked)
+	}
+	if p.Success && j.Kind == KindBackup && (p.Snapshot == nil || p.Snapshot.ID == "") {
+		return outcome{}, invalid("job %q: a successful backup reports its snapshot", j.ID)
+	}
+	s.release(j)
+	if !p.Success {
+		reason := p.Error
+		if reason == "" {
+			reason = "failed"
+		}
+		retryOrFail(j, c.Time, p.Backoff, reason)
+	} else {
+		j.State, j.FinishedAt = JobSucceeded, c.Time
+		j.Result = &Result{}
+		if sn := p.Snapshot; sn != nil {
+			j.Result.SnapshotID, j.Result.Size = sn.ID, sn.Size
+			if j.Kind == KindBackup {
+				repo := ""
+				if pr := s.Policies[j.Policy]; pr != nil {
+					repo = pr.Policy.Repository
+				}
+				s.Catalog[sn.ID] = &CatalogEntry{ID: sn.ID, Repository: repo, Policy: j.Policy, Host: sn.Host,
+					Time: sn.Time.UTC(), Size: sn.Size, JobID: j.ID}
+			}
+		}
+	}
+	out := j.clone()
+	return outcome{value: &out, target: "job/" + j.ID}, nil
+}
+
+func expireLease(s *State, c *Command, _ uint64, p *ExpireLease) (outcome, error) {
+	j := s.Jobs[p.JobID]
+	switch {
+	case j == nil:
+		return outcome{}, notFound("job", p.JobID)
+	case j.State != JobRunning || j.Lease == nil || j.Lease.Token != p.Token:
+		return outcome{}, fmt.Errorf("job %q: token %d is no longer current: %w", p.JobID, p.Token, ErrStaleLease)
+	case !c.Time.After(j.Lease.Deadline):
+		return outcome{}, conflict("job %q: lease runs until %s", j.ID, j.Lease.Deadline.Format(time.RFC3339Nano))
+	}
+	holder := j.Lease.Holder
+	s.release(j)
+	retryOrFail(j, c.Time, p.Backoff, fmt.Sprintf("lease of %q expired", holder))
+	out := j.clone()
+	return outcome{value: &out, target: "job/" + j.ID}, nil
+}
+
+func cancelJob(s *State, c *Command, _ uint64, p *CancelJob) (outcome, error) {
+	j := s.Jobs[p.JobID]
+	if j == nil {
+		return outcome{}, notFound("job", p.JobID)
+	}
+	if j.State.Final() {
+		return outcome{}, conflict("job %q is already %s", j.ID, j.State)
+	}
+	s.release(j)
+	j.State, j.FinishedAt = JobCancelled, c.Time
+	reason := "cancelled"
+	if p.Reason != "" {
+		reason += ": " + p.Reason
+	}
+	j.Result = &Result{Error: reason}
+	out := j.clone()
+	return outcome{value: &out, target: "job/" + j.ID}, nil
+}
+
+func insertSorted(list []string, id string) []string {
+	i, ok := slices.BinarySearch(list, id)
+	if ok {
+		return list
+	}
+	return slices.Insert(list, i, id)
+}

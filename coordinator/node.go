@@ -1,0 +1,485 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Clock is the time source of a Node: the leader loop's ticks and the time
+// stamped on every command. Tests drive it by hand.
+type Clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// SystemClock is the wall clock.
+var SystemClock Clock = systemClock{}
+
+// Config configures a Node.
+type Config struct {
+	Raft   RaftConfig
+	Clock  Clock        // default SystemClock
+	Logger *slog.Logger // default: discard
+
+	// TickInterval is how often the leader plans and expires leases
+	// (default 1s; schedules finer than this fire late, never twice).
+	TickInterval time.Duration
+	// AgentTimeout: an agent not seen for longer gets no new scheduled
+	// jobs (default 2m).
+	AgentTimeout time.Duration
+	// MaxJobsPerCommand bounds one jobs.create command (default 500).
+	MaxJobsPerCommand int
+	// RetryBackoff gives the wait before attempt+1 of a job that failed
+	// or whose lease expired (default RetryDelay).
+	RetryBackoff func(attempt int) time.Duration
+}
+
+// Node is one coordinator server: Raft, the FSM, and — while it leads —
+// the leader loop that turns schedules into jobs and takes back expired
+// leases. Reads are served from the local FSM on any node; writes must go
+// to the leader (the others answer with *NotLeaderError or ErrNoLeader).
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	clock Clock
+	fsm   *FSM
+	raft  *Raft
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// NewNode opens the data dir, starts Raft and the leadership watcher.
+func NewNode(cfg Config) (*Node, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = time.Second
+	}
+	if cfg.AgentTimeout <= 0 {
+		cfg.AgentTimeout = 2 * time.Minute
+	}
+	if cfg.MaxJobsPerCommand <= 0 {
+		cfg.MaxJobsPerCommand = 500
+	}
+	if cfg.RetryBackoff == nil {
+		cfg.RetryBackoff = RetryDelay
+	}
+	if cfg.Raft.Logger == nil {
+		cfg.Raft.Logger = cfg.Logger
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Raft.ID), clock: cfg.Clock, fsm: NewFSM(), stop: make(chan struct{})}
+	r, err := OpenRaft(cfg.Raft, n.fsm)
+	if err != nil {
+		return nil, err
+	}
+	n.raft = r
+	n.wg.Add(1)
+	go n.watch(r.LeadershipChanges())
+	return n, nil
+}
+
+// Close stops the leader loop and Raft. It does not leave the cluster.
+func (n *Node) Close() error {
+	var err error
+	n.once.Do(func() {
+		close(n.stop)
+		err = n.raft.Shutdown()
+		n.wg.Wait()
+	})
+	return err
+}
+
+// ID is this node's ID.
+func (n *Node) ID() string { return n.cfg.Raft.ID }
+
+// State returns a deep copy of the replicated state as this node has
+// applied it.
+func (n *Node) State() *State { return n.fsm.State() }
+
+// View calls fn with the state under a read lock; fn must not keep or
+// change anything it reaches.
+func (n *Node) View(fn func(*State)) { n.fsm.View(fn) }
+
+// Changed returns a channel closed at the next state change on this node
+// (for long polls).
+func (n *Node) Changed() <-chan struct{} { return n.fsm.Changed() }
+
+// Snapshot returns the encoded state (what an FSM snapshot holds).
+func (n *Node) Snapshot() ([]byte, error) { return n.fsm.SnapshotBytes() }
+
+// Status reports this node's view of the cluster.
+func (n *Node) Status() Status { return n.raft.Status() }
+
+// IsLeader reports whether this node leads now.
+func (n *Node) IsLeader() bool { return n.raft.IsLeader() }
+
+// Leader returns the leader's ID and Raft address, empty if unknown.
+func (n *Node) Leader() (id, addr string) { return n.raft.Leader() }
+
+// AddVoter adds a voting member (leader only).
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	return n.raft.AddVoter(ctx, id, addr)
+}
+
+// RemoveServer removes a member (leader only).
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	return n.raft.RemoveServer(ctx, id)
+}
+
+// TakeSnapshot snapshots the FSM and compacts the log now.
+func (n *Node) TakeSnapshot(ctx context.Context) error { return n.raft.TakeSnapshot(ctx) }
+
+// Apply proposes cmd (stamped with this node's clock if its time is zero)
+// and returns the FSM's result value. Errors: the cluster's (ErrNotLeader,
+// ErrNoLeader, ...) or the FSM's (ErrNotFound, ErrStaleLease, ...).
+func (n *Node) Apply(ctx context.Context, cmd Command) (any, error) {
+	if cmd.Version == 0 {
+		cmd.Version = CommandVersion
+	}
+	if cmd.Time.IsZero() {
+		cmd.Time = n.clock.Now().UTC()
+	}
+	b, err := cmd.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", cmd.Type, err)
+	}
+	res, err := n.raft.Apply(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return res.Value, res.Err
+}
+
+// Propose builds a command from a payload and applies it.
+func (n *Node) Propose(ctx context.Context, typ CommandType, actor string, payload any) (any, error) {
+	c, err := NewCommand(typ, actor, payload)
+	if err != nil {
+		return nil, err
+	}
+	return n.Apply(ctx, c)
+}
+
+// PutPolicy validates and stores a policy; it returns the policy's new
+// version.
+func (n *Node) PutPolicy(ctx context.Context, actor string, p Policy) (uint64, error) {
+	if err := p.Validate(); err != nil {
+		return 0, err
+	}
+	v, err := n.Propose(ctx, CmdPutPolicy, actor, PutPolicy{Policy: p})
+	if err != nil {
+		return 0, err
+	}
+	ver, _ := v.(uint64)
+	return ver, nil
+}
+
+// AddRepository registers a repository; key must be a writer key.
+func (n *Node) AddRepository(ctx context.Context, actor string, r AddRepository) error {
+	if err := CheckWriterKey(r.WriterKey); err != nil {
+		return fmt.Errorf("repository %q: %w", r.Name, err)
+	}
+	_, err := n.Propose(ctx, CmdAddRepository, actor, r)
+	return err
+}
+
+// LeaseJob leases a job to agent for ttl: jobID, or with jobID empty the
+// agent's next eligible job. It returns nil, nil when there is none.
+func (n *Node) LeaseJob(ctx context.Context, agent, jobID string, ttl time.Duration) (*Job, error) {
+	v, err := n.Propose(ctx, CmdLeaseJob, "agent:"+agent, LeaseJob{Agent: agent, JobID: jobID, TTL: ttl})
+	if err != nil {
+		return nil, err
+	}
+	j, _ := v.(*Job)
+	return j, nil
+}
+
+// RenewLease extends a lease and records progress; it returns the new
+// deadline. ErrStaleLease means the agent must stop working on the job.
+func (n *Node) RenewLease(ctx context.Context, r RenewLease) (time.Time, error) {
+	v, err := n.Propose(ctx, CmdRenewLease, "agent:"+r.Agent, r)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, _ := v.(time.Time)
+	return t, nil
+}
+
+// CompleteJob reports a job's outcome. A failure is retried with the
+// configured backoff while attempts remain.
+func (n *Node) CompleteJob(ctx context.Context, c CompleteJob) (*Job, error) {
+	if !c.Success && c.Backoff == 0 {
+		c.Backoff = n.backoffFor(c.JobID)
+	}
+	v, err := n.Propose(ctx, CmdCompleteJob, "agent:"+c.Agent, c)
+	if err != nil {
+		return nil, err
+	}
+	j, _ := v.(*Job)
+	return j, nil
+}
+
+// CancelJob cancels a pending or running job.
+func (n *Node) CancelJob(ctx context.Context, actor, jobID, reason string) (*Job, error) {
+	v, err := n.Propose(ctx, CmdCancelJob, actor, CancelJob{JobID: jobID, Reason: reason})
+	if err != nil {
+		return nil, err
+	}
+	j, _ := v.(*Job)
+	return j, nil
+}
+
+// RunPolicy creates a backup job now for every agent the policy selects
+// (connected or not: the job waits for its agent). It returns the new job
+// IDs.
+func (n *Node) RunPolicy(ctx context.Context, actor, policy string) ([]string, error) {
+	now := n.clock.Now().UTC()
+	var jobs []NewJob
+	var err error
+	n.fsm.View(func(s *State) {
+		pr := s.Policies[policy]
+		if pr == nil {
+			err = notFound("policy", policy)
+			return
+		}
+		for _, name := range s.AgentNames() {
+			a := s.Agents[name]
+			if a.Revoked || !SelectorMatches(pr.Policy.Agents, a.Labels) {
+				continue
+			}
+			jobs = append(jobs, NewJob{ID: manualJobID(policy, now, name), Kind: KindBackup, Trigger: TriggerManual,
+				Policy: policy, Agent: name, ScheduledAt: now, NotBefore: now})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(jobs) == 0 {
+		return nil, fmt.Errorf("policy %q selects no agent: %w", policy, ErrConflict)
+	}
+	c, err := NewCommand(CmdCreateJobs, actor, CreateJobs{Jobs: jobs})
+	if err != nil {
+		return nil, err
+	}
+	c.Time = now
+	v, err := n.Apply(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	res, _ := v.(CreateJobsResult)
+	return res.Created, nil
+}
+
+// manualJobID names a manually triggered run ("run-" + 16 hex digits).
+func manualJobID(policy string, t time.Time, agent string) string {
+	h := sha256.Sum256([]byte("manual\x00" + policy + "\x00" + t.UTC().Format(time.RFC3339Nano) + "\x00" + agent))
+	return "run-" + hex.EncodeToString(h[:8])
+}
+
+func (n *Node) backoffFor(jobID string) time.Duration {
+	attempt := 1
+	n.fsm.View(func(s *State) {
+		if j := s.Jobs[jobID]; j != nil && j.Attempt > 0 {
+			attempt = j.Attempt
+		}
+	})
+	return n.cfg.RetryBackoff(attempt)
+}
+
+// WaitLeader waits until some node is known to lead and returns its ID.
+func (n *Node) WaitLeader(ctx context.Context) (string, error) {
+	for {
+		if id, _ := n.raft.Leader(); id != "" {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("wait for a leader: %w", ErrNoLeader)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// watch starts the leader loop when this node gains leadership and stops
+// it when it loses it.
+func (n *Node) watch(changes <-chan bool) {
+	defer n.wg.Done()
+	var stopLoop func()
+	defer func() {
+		if stopLoop != nil {
+			stopLoop()
+		}
+	}()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case leader := <-changes:
+			if leader && stopLoop == nil {
+				stopLoop = n.startLeaderLoop()
+				n.log.Info("leadership gained: leader loop started")
+			} else if !leader && stopLoop != nil {
+				stopLoop()
+				stopLoop = nil
+				n.log.Info("leadership lost: leader loop stopped")
+			}
+		}
+	}
+}
+
+// startLeaderLoop runs the leader loop until the returned function is
+// called; that function returns once the loop has stopped.
+func (n *Node) startLeaderLoop() func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.leaderLoop(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// leaderLoop runs while this node leads. It first waits until its FSM has
+// applied everything committed before (so it plans from the latest
+// watermarks), then ticks: plan due jobs, expire leases.
+func (n *Node) leaderLoop(ctx context.Context) {
+	for {
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.raft.Barrier(bctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrShutdown) {
+			return
+		}
+		n.log.Warn("leader barrier failed; retrying", "err", err)
+	}
+	for {
+		n.tick(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.clock.After(n.cfg.TickInterval):
+		}
+	}
+}
+
+// tick plans due jobs and expires leases once, as of the clock's now.
+func (n *Node) tick(ctx context.Context) {
+	for round := 0; ctx.Err() == nil; round++ {
+		now := n.clock.Now().UTC()
+		in := n.planInput(now)
+		plan := Plan(in)
+		for _, e := range plan.Errors {
+			n.log.Warn("policy not scheduled", "policy", e.Policy, "err", e.Err)
+		}
+		for _, s := range plan.Skipped {
+			n.log.Warn("missed instants skipped (more than the catch-up limit)", "policy", s.Policy, "count", s.Count, "first", s.First, "last", s.Last)
+		}
+		if len(plan.Missed) > 0 {
+			n.log.Info("scheduled runs missed: agents not connected", "runs", len(plan.Missed))
+		}
+		if len(plan.Jobs) == 0 && len(plan.LastFired) == 0 {
+			break
+		}
+		cj := CreateJobs{Fired: plan.LastFired}
+		for _, pj := range plan.Jobs {
+			cj.Jobs = append(cj.Jobs, NewJob{ID: pj.ID, Kind: JobKind(pj.Kind), Trigger: TriggerSchedule,
+				Policy: pj.Policy, Agent: pj.Agent, ScheduledAt: pj.ScheduledAt, NotBefore: pj.NotBefore})
+		}
+		c, err := NewCommand(CmdCreateJobs, "scheduler", cj)
+		if err == nil {
+			c.Time = now
+			_, err = n.Apply(ctx, c)
+		}
+		if err != nil {
+			// The next tick plans again from the replicated watermarks;
+			// if this command did commit, nothing is planned twice.
+			if ctx.Err() == nil {
+				n.log.Warn("propose scheduled jobs", "jobs", len(cj.Jobs), "err", err)
+			}
+			return
+		}
+		if !plan.More || round > 100 {
+			break
+		}
+	}
+	n.expireLeases(ctx)
+}
+
+func (n *Node) planInput(now time.Time) PlanInput {
+	in := PlanInput{Now: now, LastFired: map[string]time.Time{}, PolicyCreated: map[string]time.Time{}, MaxJobs: n.cfg.MaxJobsPerCommand}
+	n.fsm.View(func(s *State) {
+		for _, name := range s.PolicyNames() {
+			pr := s.Policies[name]
+			in.Policies = append(in.Policies, pr.Policy)
+			in.PolicyCreated[name] = pr.CreatedAt
+		}
+		for _, name := range s.AgentNames() {
+			a := s.Agents[name]
+			in.Agents = append(in.Agents, AgentInfo{Name: a.Name, Labels: cloneMap(a.Labels), Revoked: a.Revoked,
+				Connected: now.Sub(a.LastSeen) <= n.cfg.AgentTimeout})
+		}
+		for k, v := range s.LastFired {
+			in.LastFired[k] = v
+		}
+		in.Running = s.RunningByPolicy()
+		in.RunningByAgent = s.RunningByAgent()
+	})
+	return in
+}
+
+// expireLeases proposes an expiry for every running job whose lease
+// deadline has passed.
+func (n *Node) expireLeases(ctx context.Context) {
+	now := n.clock.Now().UTC()
+	var due []ExpireLease
+	n.fsm.View(func(s *State) {
+		for _, name := range s.AgentNames() {
+			for _, id := range s.Agents[name].Running {
+				j := s.Jobs[id]
+				if j != nil && j.Lease != nil && now.After(j.Lease.Deadline) {
+					due = append(due, ExpireLease{JobID: id, Token: j.Lease.Token, Backoff: n.cfg.RetryBackoff(j.Attempt)})
+				}
+			}
+		}
+	})
+	for _, e := range due {
+		c, err := NewCommand(CmdExpireLease, "scheduler", e)
+		if err != nil {
+			continue
+		}
+		c.Time = now
+		if _, err := n.Apply(ctx, c); err != nil {
+			if errors.Is(err, ErrStaleLease) || errors.Is(err, ErrConflict) {
+				continue // renewed or finished meanwhile
+			}
+			if ctx.Err() == nil {
+				n.log.Warn("expire lease", "job", e.JobID, "err", err)
+			}
+			return
+		}
+		n.log.Info("lease expired", "job", e.JobID, "token", e.Token)
+	}
+}
