@@ -643,7 +643,7 @@ var yamlTypeNames = map[string]string{
 	"coordinator.Policy": "a mapping", "coordinator.Retention": "a mapping",
 	"coordinator.Targets": "a mapping", "coordinator.DrillSpec": "a mapping",
 	"[]coordinator.VerifyCommand": "a list of {command, timeout}",
-	"coordinator.VerifyCommand": "a mapping with command and timeout",
+	"coordinator.VerifyCommand":   "a mapping with command and timeout",
 }
 
 // policyMaxDepth bounds recursion through aliases and nesting in hostile input.

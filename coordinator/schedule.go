@@ -218,16 +218,87 @@ func (s Schedule) LongestGap() time.Duration {
 }
 
 // DSTAffected reports whether daylight saving time in the schedule's zone
-// changes its instants: a wall time skipped when clocks spring forward
-// (the run does not happen that day) or repeated when they fall back (it
-// happens twice).
+// skips or repeats some of its runs: a wall time that does not exist when
+// clocks spring forward does not fire that day, one that occurs twice when
+// they fall back fires twice. It looks at the zone's clock changes in one
+// sample year.
 func (s Schedule) DSTAffected() bool {
 	if s.cron == nil || s.cron.Location == time.UTC {
 		return false
 	}
-	a, b := s.gaps()
-	c, d := s.nominal().gaps()
-	return a != c || b != d
+	loc := s.cron.Location
+	nom := s.nominal()
+	for _, tr := range zoneTransitions(loc, scheduleEpoch, scheduleEpoch.AddDate(1, 0, 0)) {
+		// Wall-clock window around the change, as absolute instants in the
+		// zone and as the same wall-clock fields read in UTC.
+		from, to := tr.Add(-3*time.Hour).In(loc), tr.Add(3*time.Hour).In(loc)
+		wall := func(t time.Time) time.Time {
+			return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, time.UTC)
+		}
+		zoned := Instants(s, from, to, 0)
+		odd := len(zoned) != len(Instants(nom, wall(from), wall(to), 0)) // a skipped wall time
+		for i := 1; i < len(zoned); i++ {
+			if !wall(zoned[i].In(loc)).After(wall(zoned[i-1].In(loc))) {
+				odd = true // a repeated wall time
+			}
+		}
+		if !odd {
+			continue
+		}
+		// Skips and repeats matter only where they change the spacing of
+		// runs: an hourly schedule stays hourly across a change.
+		lo, hi := nom.gaps()
+		for i := 1; i < len(zoned); i++ {
+			if g := zoned[i].Sub(zoned[i-1]); g < lo || g > hi {
+				return true
+			}
+		}
+		// A window holding one run cannot show a gap: compare with the
+		// runs just outside it.
+		if len(zoned) <= 1 {
+			// prev: the last run before the window (the runs are at most hi
+			// apart, give or take the change itself).
+			prev, next := s.Next(from.Add(-2*hi-time.Hour)), s.Next(to)
+			for n := s.Next(prev); !n.IsZero() && !n.After(from); n = s.Next(n) {
+				prev = n
+			}
+			if len(zoned) == 1 {
+				if g := zoned[0].Sub(prev); g < lo || g > hi {
+					return true
+				}
+				if g := next.Sub(zoned[0]); g < lo || g > hi {
+					return true
+				}
+			} else if g := next.Sub(prev); g > hi {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// zoneTransitions returns the instants in [from, to) at which loc's UTC
+// offset changes, to the second.
+func zoneTransitions(loc *time.Location, from, to time.Time) []time.Time {
+	offset := func(t time.Time) int { _, o := t.In(loc).Zone(); return o }
+	var out []time.Time
+	for t := from; t.Before(to); t = t.Add(24 * time.Hour) {
+		next := t.Add(24 * time.Hour)
+		if offset(t) == offset(next) {
+			continue
+		}
+		lo, hi := t, next // offset(lo) != offset(hi)
+		for hi.Sub(lo) > time.Second {
+			mid := lo.Add(hi.Sub(lo) / 2).Truncate(time.Second)
+			if offset(mid) == offset(lo) {
+				lo = mid
+			} else {
+				hi = mid
+			}
+		}
+		out = append(out, hi)
+	}
+	return out
 }
 
 // nominal is s evaluated in UTC.

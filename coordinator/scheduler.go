@@ -333,7 +333,7 @@ func dueInstants(s Schedule, start, now time.Time, max int) ([]time.Time, Skippe
 		}
 		return Instants(s, start, now, max), skipped
 	}
-	ring := make([]time.Time, 0, max)
+	var ring []time.Time
 	head := 0 // index of the oldest kept instant once the ring is full
 	for t := s.Next(start); !t.IsZero() && !t.After(now); t = s.Next(t) {
 		if len(ring) < max {
