@@ -27,9 +27,9 @@ type datasetSpec struct {
 // dataset is a generated tree.
 type dataset struct {
 	Root  string
-	Bytes int64    // total size of regular files
-	Large []string // paths of the large files, relative to Root
-	Small []string // paths of the small files, relative to Root
+	Bytes int64         // total size of regular files
+	Large []string      // paths of the large files, relative to Root
+	Small []string      // paths of the small files, relative to Root
 	cc    *rand.ChaCha8 // bulk bytes
 	rng   *rand.Rand    // decisions
 	text  []byte        // word corpus for text files
