@@ -175,7 +175,7 @@ func (r *Report) Markdown() string {
 			}
 		}
 	}
-	b.WriteString("\n")
+	b.WriteString("\n### Tools\n\n")
 	for _, t := range []*ToolResult{rs, lb} {
 		if t == nil {
 			continue
