@@ -260,8 +260,8 @@ func conflict(format string, args ...any) error {
 
 func putPolicy(s *State, c *Command, index uint64, p *PutPolicy) (outcome, error) {
 	pol := p.Policy
-	if pol.Name == "" {
-		return outcome{}, invalid("policy without a name")
+	if err := pol.Validate(); err != nil {
+		return outcome{}, fmt.Errorf("%w: %w", ErrInvalidCommand, err)
 	}
 	sched, err := ParseSchedule(pol.Schedule)
 	if err != nil {
@@ -590,7 +590,7 @@ func leaseJob(s *State, c *Command, _ uint64, p *LeaseJob) (outcome, error) {
 		}
 	} else {
 		if len(a.Running) >= a.Limit() {
-			return outcome{noop: true}, nil
+			return outcome{value: (*Job)(nil), noop: true}, nil
 		}
 		for _, id := range sortedKeys(s.Jobs) {
 			cand := s.Jobs[id]
@@ -603,7 +603,7 @@ func leaseJob(s *State, c *Command, _ uint64, p *LeaseJob) (outcome, error) {
 			}
 		}
 		if j == nil {
-			return outcome{noop: true}, nil
+			return outcome{value: (*Job)(nil), noop: true}, nil
 		}
 	}
 	s.LeaseSeq++
