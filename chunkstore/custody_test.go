@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"filippo.io/age/armor"
 	"github.com/klauspost/compress/zstd"
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
@@ -20,6 +21,9 @@ import (
 	"github.com/lifeboat-backup/lifeboat/restore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
+
+// raceEnabled is set by race_test.go in -race builds.
+var raceEnabled bool
 
 // custodyRepo is a fresh repository with its two credentials.
 type custodyRepo struct {
@@ -318,9 +322,21 @@ func TestPostQuantumIdentity(t *testing.T) {
 func TestPassphraseProtectedIdentity(t *testing.T) {
 	ctx := context.Background()
 	c := newCustodyRepo(t, mem.New(), false)
-	protected, err := chunkstore.ProtectIdentityFile(c.idFile, "correct horse")
-	if err != nil {
-		t.Fatal(err)
+	// Scrypt at ProtectIdentityFile's work factor costs a second or more
+	// per use, ten times that under -race. The wrong-passphrase path is
+	// the same for any work factor, so a cheaply protected file covers
+	// it; under -race it stands in for the real one entirely.
+	cheap := cheaplyProtected(t, c.idFile, "correct horse")
+	protected := cheap
+	if !raceEnabled {
+		var err error
+		protected, err = chunkstore.ProtectIdentityFile(c.idFile, "correct horse")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wf := scryptWorkFactor(protected); wf < 18 {
+			t.Fatalf("identity protected with scrypt work factor %d, want age's default of at least 18", wf)
+		}
 	}
 	if bytes.Contains(protected, []byte("AGE-SECRET-KEY")) || !bytes.HasPrefix(protected, []byte("-----BEGIN AGE ENCRYPTED FILE-----")) {
 		t.Fatalf("protected identity file is not an armored age file:\n%s", protected)
@@ -329,18 +345,19 @@ func TestPassphraseProtectedIdentity(t *testing.T) {
 	pass := func(s string) func() (string, error) { return func() (string, error) { return s, nil } }
 	tests := []struct {
 		name    string
+		file    []byte
 		pass    func() (string, error)
 		wantErr error
 	}{
-		{"right passphrase", pass("correct horse"), nil},
-		{"wrong passphrase", pass("battery staple"), chunkstore.ErrWrongPassphrase},
-		{"no passphrase function", nil, chunkstore.ErrPassphraseRequired},
-		{"prompt fails", func() (string, error) { return "", errAsk }, errAsk},
+		{"right passphrase", protected, pass("correct horse"), nil},
+		{"right passphrase, cheap file", cheap, pass("correct horse"), nil},
+		{"wrong passphrase", cheap, pass("battery staple"), chunkstore.ErrWrongPassphrase},
+		{"no passphrase function", protected, nil, chunkstore.ErrPassphraseRequired},
+		{"prompt fails", protected, func() (string, error) { return "", errAsk }, errAsk},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel() // scrypt is slow; the cases are independent
-			ids, err := chunkstore.ParseIdentityFile(protected, tc.pass)
+			ids, err := chunkstore.ParseIdentityFile(tc.file, tc.pass)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("got %v, want %v", err, tc.wantErr)
 			}
@@ -353,6 +370,33 @@ func TestPassphraseProtectedIdentity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cheaplyProtected is ProtectIdentityFile with the lowest scrypt work
+// factor age allows to be set, in the same armored form.
+func cheaplyProtected(t *testing.T, file []byte, passphrase string) []byte {
+	t.Helper()
+	rcpt, err := age.NewScryptRecipient(passphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt.SetWorkFactor(10)
+	var buf bytes.Buffer
+	aw := armor.NewWriter(&buf)
+	w, err := age.Encrypt(aw, rcpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func TestWrongCredentials(t *testing.T) {

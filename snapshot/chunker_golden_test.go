@@ -145,7 +145,7 @@ func TestArchiverChunksLikeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const prefix = 16 << 20
+	const prefix = 8 << 20
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "golden"), goldenInput()[:prefix], 0o644); err != nil {
 		t.Fatal(err)
