@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -262,10 +263,36 @@ func (w *Writer) Stats() WriterStats {
 // backup that was interrupted after uploading them — verifies each one
 // (hash and trailer) and records it in a new index file, so their blobs
 // are reused instead of uploaded again. A damaged orphan is skipped and
-// reported. Call after LoadIndex.
+// logged. Call after LoadIndex.
 func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) {
+	entries, err := r.scanUnindexed(ctx)
+	if err != nil || len(entries) == 0 {
+		return 0, err
+	}
+	if _, err := r.SaveMeta(ctx, KindIndex, EncodeIndex(entries)); err != nil {
+		return 0, fmt.Errorf("index adopted packs: %w", err)
+	}
+	r.index.AddPacks(entries)
+	r.log.Info("reused packs left by an interrupted backup", "packs", len(entries))
+	return len(entries), nil
+}
+
+// IndexUnindexed adds packs that no readable index file lists to the
+// in-memory index only, writing nothing. Restore uses it to reach data
+// whose index file was lost or damaged. It returns how many packs it added.
+func (r *Repository) IndexUnindexed(ctx context.Context) (int, error) {
+	entries, err := r.scanUnindexed(ctx)
+	if err != nil {
+		return 0, err
+	}
+	r.index.AddPacks(entries)
+	return len(entries), nil
+}
+
+// scanUnindexed reads and verifies every pack missing from the index.
+func (r *Repository) scanUnindexed(ctx context.Context) ([]PackEntry, error) {
 	var orphans []ObjectInfo
-	err = r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
+	err := r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
 		id, ok := ParsePackName(oi.Name)
 		if ok && !r.index.HasPack(id) {
 			orphans = append(orphans, oi)
@@ -273,10 +300,7 @@ func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) 
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("list packs in %s: %w", r.store.Location(), err)
-	}
-	if len(orphans) == 0 {
-		return 0, nil
+		return nil, fmt.Errorf("list packs in %s: %w", r.store.Location(), err)
 	}
 	var mu sync.Mutex
 	var entries []PackEntry
@@ -293,12 +317,12 @@ func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) 
 				return fmt.Errorf("read unindexed pack %s: %w", oi.Name, err)
 			}
 			if Hash(b) != id {
-				r.log.Warn("unindexed pack is damaged; not reusing it", "pack", oi.Name)
+				r.log.Warn("unindexed pack is damaged; not using it", "pack", oi.Name)
 				return nil
 			}
 			info, err := ParsePack(b, &r.secrets.MetaKey)
 			if err != nil {
-				r.log.Warn("unindexed pack is unreadable; not reusing it", "pack", oi.Name, "err", err)
+				r.log.Warn("unindexed pack is unreadable; not using it", "pack", oi.Name, "err", err)
 				return nil
 			}
 			mu.Lock()
@@ -308,15 +332,8 @@ func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) 
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	if len(entries) == 0 {
-		return 0, nil
-	}
-	if _, err := r.SaveMeta(ctx, KindIndex, EncodeIndex(entries)); err != nil {
-		return 0, fmt.Errorf("index adopted packs: %w", err)
-	}
-	r.index.AddPacks(entries)
-	r.log.Info("reused packs left by an interrupted backup", "packs", len(entries))
-	return len(entries), nil
+	sort.Slice(entries, func(i, j int) bool { return string(entries[i].ID[:]) < string(entries[j].ID[:]) })
+	return entries, nil
 }

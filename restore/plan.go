@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -97,7 +98,9 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 	}
 	dirNodes := map[string]*snapshot.Node{}
 	hardlinks := map[[2]uint64]*fileState{}
-	err := snapshot.Walk(ctx, repo, root, func(p string, n *snapshot.Node) error {
+	err := walkTolerant(ctx, repo, "", root, func(p string, err error) {
+		failures = append(failures, Failure{Path: p, Err: err})
+	}, func(p string, n *snapshot.Node) error {
 		if n.Type == snapshot.TypeDir {
 			dirNodes[p] = n
 		}
@@ -126,7 +129,7 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 			for _, id := range n.Content {
 				loc, ok := repo.Index().Lookup(id)
 				if !ok || loc.Blob.Type != chunkstore.DataBlob {
-					f.failed = fmt.Errorf("data blob %s is missing from the index", id.Short())
+					f.failed = fmt.Errorf("%w: data blob %s", errNotIndexed, id.Short())
 					break
 				}
 				l := int64(loc.Blob.RawLength)
@@ -146,6 +149,41 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 		return nil
 	})
 	return failures, err
+}
+
+// errNotIndexed marks content no readable index file lists.
+var errNotIndexed = errors.New("not in the repository index (lost or damaged index file, or missing pack)")
+
+// walkTolerant visits every node under the tree id depth-first. A
+// subtree that cannot be loaded is reported through fail and skipped, so
+// one damaged directory listing does not stop the restore of the rest;
+// only the root tree is required.
+func walkTolerant(ctx context.Context, repo *chunkstore.Repository, prefix string, id chunkstore.ID, fail func(string, error), fn func(string, *snapshot.Node) error) error {
+	if _, ok := repo.Index().Lookup(id); !ok && prefix != "" {
+		fail(prefix, fmt.Errorf("%w: directory listing %s", errNotIndexed, id.Short()))
+		return nil
+	}
+	tree, err := snapshot.LoadTree(ctx, repo, id)
+	if err != nil {
+		if ctx.Err() != nil || prefix == "" {
+			return err
+		}
+		fail(prefix, fmt.Errorf("directory listing unreadable, its contents were skipped: %w", err))
+		return nil
+	}
+	for i := range tree.Nodes {
+		n := &tree.Nodes[i]
+		p := path.Join(prefix, n.Name)
+		if err := fn(p, n); err != nil {
+			return err
+		}
+		if n.Type == snapshot.TypeDir && n.Subtree != nil {
+			if err := walkTolerant(ctx, repo, p, *n.Subtree, fail, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // packJob is one contiguous range of a pack and the blobs it serves.

@@ -107,7 +107,24 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress}
 
 	var pl plan
+	if _, ok := repo.Index().Lookup(snap.Tree); !ok {
+		if _, err := repo.IndexUnindexed(ctx); err != nil {
+			r.log.Warn("could not scan unindexed packs", "err", err)
+		}
+	}
 	planFailures, err := pl.build(ctx, repo, snap.Tree, in)
+	if err == nil && needsUnindexed(planFailures) {
+		// Some content is not in any readable index. Packs that no
+		// index lists may still hold it: index them in memory (each
+		// is verified) and plan again.
+		if n, serr := repo.IndexUnindexed(ctx); serr != nil {
+			r.log.Warn("could not scan unindexed packs", "err", serr)
+		} else if n > 0 {
+			r.log.Info("using packs no index lists", "packs", n)
+			pl = plan{}
+			planFailures, err = pl.build(ctx, repo, snap.Tree, in)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read snapshot %s: %w", snap.ID.Short(), err)
 	}
@@ -196,6 +213,15 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Path < r.failures[j].Path })
 	res.Failures = r.failures
 	return res, nil
+}
+
+func needsUnindexed(fs []Failure) bool {
+	for _, f := range fs {
+		if errors.Is(f.Err, errNotIndexed) {
+			return true
+		}
+	}
+	return false
 }
 
 func openTarget(dir string) (*os.Root, error) {

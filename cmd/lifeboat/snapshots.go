@@ -129,6 +129,13 @@ func findSnapshot(ctx context.Context, g *globals, repo *chunkstore.Repository, 
 	}
 	s, err := snapshot.Find(list, ref, f)
 	if err != nil {
+		// A damaged manifest is not in the list; say so rather than
+		// claiming the snapshot does not exist.
+		for _, e := range bad {
+			if len(ref) >= 4 && strings.Contains(e.Error(), chunkstore.SnapshotsPrefix+strings.ToLower(ref)) {
+				return nil, fmt.Errorf("snapshot %s cannot be read: %w; run 'lifeboat check' and restore another snapshot", ref, e)
+			}
+		}
 		return nil, err
 	}
 	return s, nil
