@@ -47,7 +47,7 @@ type Writer struct {
 	uploads chan *packBuilder
 
 	mu   sync.Mutex
-	idle []*packBuilder
+	idle [2][]*packBuilder // open packs by blob type: trees and data never share a pack
 
 	idxMu     sync.Mutex
 	unindexed []PackEntry
@@ -102,13 +102,17 @@ func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id ID, data []byte)
 // Index().Reserve (and so knows to be new). On error the reservation is
 // dropped.
 func (w *Writer) SaveReserved(ctx context.Context, t BlobType, id ID, data []byte) (int, error) {
+	if t > TreeBlob {
+		w.r.index.Unreserve(id)
+		return 0, fmt.Errorf("save blob %s: unknown blob type %d", id.Short(), t)
+	}
 	if err := w.gctx.Err(); err != nil {
 		w.r.index.Unreserve(id)
 		return 0, w.failure()
 	}
 	bp := payloadPool.Get().(*[]byte)
 	enc, payload, zbuf := encodeBlobPayload((*bp)[:0], data)
-	p, err := w.builder()
+	p, err := w.builder(t)
 	if err != nil {
 		w.r.index.Unreserve(id)
 		return 0, err
@@ -125,16 +129,16 @@ func (w *Writer) SaveReserved(ctx context.Context, t BlobType, id ID, data []byt
 			return 0, err
 		}
 	} else {
-		w.release(p)
+		w.release(t, p)
 	}
 	return sealedLen, nil
 }
 
-func (w *Writer) builder() (*packBuilder, error) {
+func (w *Writer) builder(t BlobType) (*packBuilder, error) {
 	w.mu.Lock()
-	if n := len(w.idle); n > 0 {
-		p := w.idle[n-1]
-		w.idle = w.idle[:n-1]
+	if n := len(w.idle[t]); n > 0 {
+		p := w.idle[t][n-1]
+		w.idle[t] = w.idle[t][:n-1]
 		w.mu.Unlock()
 		return p, nil
 	}
@@ -142,9 +146,9 @@ func (w *Writer) builder() (*packBuilder, error) {
 	return newPackBuilder(w.rs, w.r.config.PackSize+DefaultChunkMax+(1<<20))
 }
 
-func (w *Writer) release(p *packBuilder) {
+func (w *Writer) release(t BlobType, p *packBuilder) {
 	w.mu.Lock()
-	w.idle = append(w.idle, p)
+	w.idle[t] = append(w.idle[t], p)
 	w.mu.Unlock()
 }
 
@@ -225,8 +229,8 @@ func (w *Writer) writeIndex(ctx context.Context, packs []PackEntry) error {
 // packs. No SaveBlob may run concurrently or afterwards.
 func (w *Writer) Flush(ctx context.Context) error {
 	w.mu.Lock()
-	idle := w.idle
-	w.idle = nil
+	idle := append(w.idle[DataBlob], w.idle[TreeBlob]...)
+	w.idle = [2][]*packBuilder{}
 	w.mu.Unlock()
 	var err error
 	for _, p := range idle {

@@ -404,6 +404,23 @@ func TestDamagedRepository(t *testing.T) {
 		}
 		wantOutput(t, r, strings.TrimPrefix(f.index1, chunkstore.IndexPrefix)[:8])
 		wantCheckProblem(t, repo, strings.TrimPrefix(f.index1, chunkstore.IndexPrefix)[:8])
+		// The packs themselves are intact: restore finds them although
+		// no readable index lists them, verifies them and restores
+		// every file, the affected ones included.
+		target := filepath.Join(t.TempDir(), "target")
+		repo.reader(t).ok("restore", f.snap2, "--target", target)
+		compareTrees(t, f.src, restoredRoot(target, f.src), nil)
+	})
+	t.Run("deleted index and damaged pack", func(t *testing.T) {
+		// With the index gone AND a pack damaged, the files of the
+		// damaged pack are lost; everything else still comes back.
+		repo := f.clone(t)
+		pack, _ := f.packOf(t, repo, f.snap2, f.late)
+		affected := f.filesUsing(t, repo, f.snap2, func(loc chunkstore.Location) bool { return loc.Pack.ID == pack })
+		for name := range repo.objects(t, chunkstore.IndexPrefix) {
+			damage(t, repo, name, func(b []byte) []byte { return b[:len(b)/2] })
+		}
+		damage(t, repo, chunkstore.PackName(pack), func(b []byte) []byte { return b[:len(b)-100] })
 		f.restoreDamaged(t, repo.reader(t), f.snap2, affected)
 	})
 	t.Run("bit-flipped manifest", func(t *testing.T) {
