@@ -1,11 +1,13 @@
 package chunkstore
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -70,7 +72,7 @@ var (
 		return e
 	}}
 	decPool = sync.Pool{New: func() any {
-		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxMetaPlaintext), zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
 		}
@@ -85,15 +87,40 @@ func compress(dst, src []byte) []byte {
 	return dst
 }
 
+// decompress appends the zstd frame src to dst, refusing to produce more
+// than limit bytes. The decoders run with a capacity limit, so a small
+// malicious frame that claims or expands to gigabytes fails after at
+// most limit bytes instead of exhausting memory.
 func decompress(dst, src []byte, limit int) ([]byte, error) {
+	if cap(dst)-len(dst) < limit {
+		grown := make([]byte, len(dst), len(dst)+limit)
+		copy(grown, dst)
+		dst = grown
+	}
+	dst = dst[: len(dst) : len(dst)+limit]
 	d := decPool.Get().(*zstd.Decoder)
 	defer decPool.Put(d)
 	out, err := d.DecodeAll(src, dst)
 	if err != nil {
+		return nil, fmt.Errorf("%w (limit %d bytes)", err, limit)
+	}
+	return out, nil
+}
+
+// decompressMeta decodes a metadata frame with a streaming reader, so
+// memory grows with the real output rather than a preallocated limit.
+func decompressMeta(src []byte) ([]byte, error) {
+	d, err := zstd.NewReader(bytes.NewReader(src), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxMetaPlaintext))
+	if err != nil {
 		return nil, err
 	}
-	if limit >= 0 && len(out)-len(dst) > limit {
-		return nil, fmt.Errorf("decompressed size %d exceeds %d", len(out)-len(dst), limit)
+	defer d.Close()
+	out, err := io.ReadAll(io.LimitReader(d, maxMetaPlaintext+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > maxMetaPlaintext {
+		return nil, fmt.Errorf("decompressed size exceeds %d bytes", maxMetaPlaintext)
 	}
 	return out, nil
 }
@@ -130,7 +157,7 @@ func openMeta(key *[32]byte, kind MetaKind, b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s object failed authentication (damaged, or sealed with another repository's key)", ErrCorrupt, kind)
 	}
-	plain, err := decompress(nil, z, maxMetaPlaintext)
+	plain, err := decompressMeta(z)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s object: decompress: %v", ErrCorrupt, kind, err)
 	}

@@ -1,0 +1,26 @@
+package chunkstore_test
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// A tiny zstd frame that expands to 256 MiB, in a blob whose index entry
+// says 1 MiB, must be refused without decoding it all.
+func TestBlobPayloadZstdBombIsBounded(t *testing.T) {
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression))
+	bomb := enc.EncodeAll(make([]byte, 256<<20), nil)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := chunkstore.DecodeBlobPayloadForTest(nil, 1, bomb, 1<<20)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a blob that decompresses past its recorded size was accepted")
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+		t.Errorf("rejecting a %d-byte blob allocated %d MiB", len(bomb), n>>20)
+	}
+}
