@@ -582,7 +582,11 @@ func (a *archiver) nodeFromInfo(name string, fi fs.FileInfo) *Node {
 	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
 		n.UID, n.GID = s.Uid, s.Gid
 		n.User, n.Group = a.ids.user(s.Uid), a.ids.group(s.Gid)
-		n.AccessTime = time.Unix(s.Atim.Unix())
+		if !fi.IsDir() {
+			// A directory's atime moves whenever a backup lists it;
+			// recording it would make every backup store new trees.
+			n.AccessTime = time.Unix(s.Atim.Unix())
+		}
 		n.ChangeTime = time.Unix(s.Ctim.Unix())
 		n.Inode, n.DeviceID, n.Links = s.Ino, uint64(s.Dev), uint64(s.Nlink)
 		n.Device = uint64(s.Rdev)
