@@ -144,6 +144,12 @@ func (r *Report) Markdown() string {
 	row("peak RSS backup", fmtBytes(rs.BackupRSS()), fmtBytes(l.BackupRSS()), fmt.Sprintf("memory ×%.2f", x), Target{"≤ ×1", x <= 1, true})
 	x = float64(l.Restore.MaxRSS) / nz(float64(rs.Restore.MaxRSS))
 	row("peak RSS restore", fmtBytes(rs.Restore.MaxRSS), fmtBytes(l.Restore.MaxRSS), fmt.Sprintf("memory ×%.2f", x), Target{"≤ ×1", x <= 1, true})
+	cpu := func(s Step) float64 { return (s.UserCPU + s.SysCPU).Seconds() }
+	cpuCell := func(t ToolResult) string {
+		return fmt.Sprintf("%.1f s / %.1f s", cpu(t.Full), cpu(t.Restore))
+	}
+	row("CPU time user+sys (full backup / restore)", cpuCell(*rs), cpuCell(l),
+		fmt.Sprintf("CPU ×%.2f / ×%.2f", cpu(l.Full)/nz(cpu(rs.Full)), cpu(l.Restore)/nz(cpu(rs.Restore))), Target{})
 	req := func(t ToolResult) string {
 		return fmt.Sprintf("%d / %d / %d", t.Full.S3.Total(), t.NoChange.S3.Total(), t.Restore.S3.Total())
 	}
