@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
@@ -23,45 +22,10 @@ type testRepo struct {
 	writer, reader *chunkstore.Repository
 }
 
-// newRepo initialises a repository on the named backend through the same
-// location strings users type.
 func newRepo(t *testing.T, backend string) testRepo {
 	t.Helper()
-	ctx := context.Background()
-	var url string
-	switch backend {
-	case "local":
-		url = filepath.Join(t.TempDir(), "repo")
-	case "minio":
-		url = storetest.MinIORepoURL(t)
-	default:
-		t.Fatalf("unknown backend %q", backend)
-	}
-	st, err := location.Open(ctx, url, true)
-	if err != nil {
-		t.Fatalf("open %s: %v", url, err)
-	}
-	idFile, rcpt, err := chunkstore.NewIdentity(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: sec}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := chunkstore.ParseIdentityFile(idFile, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testRepo{writer: w, reader: r}
+	r := storetest.NewRepos(t, backend)
+	return testRepo{writer: r.Writer, reader: r.Reader}
 }
 
 // backup backs src up with the writer key and loads the snapshot with the

@@ -10,54 +10,22 @@ import (
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
+// testRepo is a repository opened twice, the way it is used: by a writer
+// key for backups and by the identity for restores.
 type testRepo struct {
 	writer, reader *chunkstore.Repository
 }
 
 func newRepo(t *testing.T, backend string) testRepo {
 	t.Helper()
-	ctx := context.Background()
-	var url string
-	switch backend {
-	case "local":
-		url = filepath.Join(t.TempDir(), "repo")
-	case "minio":
-		url = storetest.MinIORepoURL(t)
-	default:
-		t.Fatalf("unknown backend %q", backend)
-	}
-	st, err := location.Open(ctx, url, true)
-	if err != nil {
-		t.Fatalf("open %s: %v", url, err)
-	}
-	idFile, rcpt, err := chunkstore.NewIdentity(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: sec}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := chunkstore.ParseIdentityFile(idFile, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testRepo{writer: w, reader: r}
+	r := storetest.NewRepos(t, backend)
+	return testRepo{writer: r.Writer, reader: r.Reader}
 }
 
 // backup runs a backup with a files cache kept in cacheFile, as the CLI does.

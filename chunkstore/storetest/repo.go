@@ -1,0 +1,67 @@
+package storetest
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+)
+
+// Repos is one new repository opened twice, the way it is used: with the
+// writer key for backups and with the identity for reading.
+type Repos struct {
+	Store    chunkstore.Store
+	Writer   *chunkstore.Repository
+	Reader   *chunkstore.Repository
+	Identity []byte // the identity file
+}
+
+// NewRepos initialises a repository on a backend — "local" (a directory
+// under t.TempDir()) or "minio" (a fresh bucket, see MinIORepoURL) —
+// through the same location strings users type.
+func NewRepos(t *testing.T, backend string) Repos {
+	t.Helper()
+	var url string
+	switch backend {
+	case "local":
+		url = filepath.Join(t.TempDir(), "repo")
+	case "minio":
+		url = MinIORepoURL(t)
+	default:
+		t.Fatalf("unknown backend %q", backend)
+	}
+	st, err := location.Open(context.Background(), url, true)
+	if err != nil {
+		t.Fatalf("open %s: %v", url, err)
+	}
+	return InitRepos(t, st)
+}
+
+// InitRepos initialises a repository in st with a new X25519 identity.
+func InitRepos(t testing.TB, st chunkstore.Store) Repos {
+	t.Helper()
+	ctx := context.Background()
+	idFile, rcpt, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: sec}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := chunkstore.ParseIdentityFile(idFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Repos{Store: st, Writer: w, Reader: r, Identity: idFile}
+}
