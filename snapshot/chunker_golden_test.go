@@ -15,6 +15,7 @@ import (
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 	"github.com/restic/chunker"
 )
@@ -130,18 +131,10 @@ func TestChunkerGolden(t *testing.T) {
 // pinned chunker really is the one backups use.
 func TestArchiverChunksLikeGolden(t *testing.T) {
 	ctx := context.Background()
-	st := mem.New()
-	idFile, rcpt, err := chunkstore.NewIdentity(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fixed := *sec
+	repos := storetest.InitRepos(t, mem.New())
+	fixed := *repos.Writer.Secrets()
 	fixed.Polynomial = goldenPol // a repository whose random polynomial happens to be this one
-	w, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: &fixed}, chunkstore.Options{})
+	w, err := chunkstore.Open(ctx, repos.Store, chunkstore.Credentials{Writer: &fixed}, chunkstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,14 +147,7 @@ func TestArchiverChunksLikeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := chunkstore.ParseIdentityFile(idFile, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := repos.Reader
 	if err := r.LoadIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
