@@ -1,0 +1,304 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDuration(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		out  string // String() of the result
+	}{
+		{"90s", 90 * time.Second, "1m30s"},
+		{"36h", 36 * time.Hour, "36h"},
+		{"30d", 30 * 24 * time.Hour, "30d"},
+		{"2w", 14 * 24 * time.Hour, "2w"},
+		{"14d", 14 * 24 * time.Hour, "2w"},
+		{"1w2d12h", 9*24*time.Hour + 12*time.Hour, "228h"},
+		{"1.5d", 36 * time.Hour, "36h"},
+		{"1h30m", 90 * time.Minute, "1h30m"},
+		{"2h0m", 2 * time.Hour, "2h"},
+		{"250ms", 250 * time.Millisecond, "250ms"},
+		{"0", 0, "0s"},
+		{"0s", 0, "0s"},
+		{"-1h", -time.Hour, "-1h"},
+		{"-2d", -48 * time.Hour, "-2d"},
+		{"+5m", 5 * time.Minute, "5m"},
+	} {
+		got, err := ParseDuration(tc.in)
+		if err != nil || time.Duration(got) != tc.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tc.in, time.Duration(got), err, tc.want)
+			continue
+		}
+		if got.String() != tc.out {
+			t.Errorf("Duration(%v).String() = %q, want %q", tc.want, got.String(), tc.out)
+		}
+		if back, err := ParseDuration(got.String()); err != nil || back != got {
+			t.Errorf("round trip of %q: %v, %v", got.String(), back, err)
+		}
+	}
+	for _, in := range []string{"", "-", "d", "5", "30 days", "5x", "1y", "1.2.3h", "99999999999999999999d", "3000000w", "h1"} {
+		if d, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, want an error", in, d)
+		}
+	}
+}
+
+func TestDurationJSON(t *testing.T) {
+	p := Policy{Name: "p", Jitter: Duration(90 * time.Second),
+		Retention: Retention{KeepWithin: Duration(30 * 24 * time.Hour)},
+		Targets:   Targets{RPO: Duration(time.Hour + time.Nanosecond)}}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"jitter":"1m30s"`, `"keep_within":"30d"`, `"rpo":"1h0m0.000000001s"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON %s lacks %s", b, want)
+		}
+	}
+	var back Policy
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, p) {
+		t.Errorf("JSON round trip: %+v, %v", back, err)
+	}
+	var d Duration
+	if err := json.Unmarshal([]byte(`3600`), &d); err == nil {
+		t.Error("a bare number is ambiguous and must be rejected")
+	}
+}
+
+func readPolicyFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "policies", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParsePoliciesValid(t *testing.T) {
+	ps, warns, err := ParsePoliciesWithWarnings(readPolicyFile(t, "valid.yaml"), "valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 2 || ps[0].Name != "web" || ps[1].Name != "db-dumps" {
+		t.Fatalf("policies %+v", ps)
+	}
+	web := ps[0]
+	if web.Retention.KeepWithin != Duration(48*time.Hour) || web.Targets.RPO != Duration(6*time.Hour) ||
+		web.Jitter != Duration(10*time.Minute) || web.Agents["env"] != "prod" || len(web.Paths) != 2 ||
+		web.Drill == nil || web.Drill.Verify[0].Timeout != Duration(time.Minute) || web.MaxAttempts != 4 {
+		t.Errorf("web decoded wrong: %+v", web)
+	}
+	if len(warns) != 0 {
+		t.Errorf("unexpected warnings: %v", warns)
+	}
+	for _, p := range ps {
+		if err := p.Validate(); err != nil {
+			t.Errorf("%s: %v", p.Name, err)
+		}
+	}
+}
+
+// TestParsePoliciesInvalid pins every problem of a three-document file with
+// many mistakes: one error, all of them, each with its line and field.
+func TestParsePoliciesInvalid(t *testing.T) {
+	ps, err := ParsePolicies(readPolicyFile(t, "invalid.yaml"), "invalid.yaml")
+	if ps != nil {
+		t.Error("an invalid file must be rejected whole")
+	}
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a *ValidationError, got %v", err)
+	}
+	want := []struct {
+		line  int
+		field string
+		msg   string
+	}{
+		{1, "name", `"Web_Servers" must be 1-63 lower-case letters`},
+		{3, "schedule", `invalid cron expression "61 * * * *": minute: end of range (61) above maximum (59)`},
+		{8, "paths[1]", `"relative/path" is not an absolute path`},
+		{9, "exclude[0]", `invalid pattern "[unclosed"`},
+		{11, "retention.keep_daily", "must not be negative"},
+		{12, "retention.keep_hourlyy", "unknown field"},
+		{14, "targets.rpo", `invalid duration "5 days"`},
+		{16, "repository", "required"},
+		{19, "jitter", "2h must be shorter than the 1h between scheduled runs"},
+		{20, "max_concurrent", `expected an integer, got str "many"`},
+		{22, "", "a policy must be a mapping"},
+		{25, "name", `policy "db" is already defined at line 16`},
+		{30, "drill.schedule", "never matches a date"},
+		{32, "drill.verify[0].command", "required"},
+	}
+	if len(ve.Problems) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%v", len(ve.Problems), len(want), err)
+	}
+	for i := 0; i < len(want) && i < len(ve.Problems); i++ {
+		p, w := ve.Problems[i], want[i]
+		if p.File != "invalid.yaml" || p.Line != w.line || p.Field != w.field || !strings.Contains(p.Msg, w.msg) {
+			t.Errorf("problem %d = %s; want invalid.yaml:%d: %s: ...%s...", i, p, w.line, w.field, w.msg)
+		}
+	}
+	if !strings.Contains(err.Error(), `invalid.yaml:3: schedule: invalid cron expression "61 * * * *": minute:`) {
+		t.Errorf("message does not read file:line: field: ...\n%s", err)
+	}
+}
+
+func TestParsePoliciesErrors(t *testing.T) {
+	const ok = "name: p\nrepository: r\nschedule: '@daily'\nagents: {a: b}\npaths: [/x]\n"
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"empty file", "", "p.yaml: no policy in file"},
+		{"only separators", "---\n---\n", "no policy in file"},
+		{"syntax error", ok + "tags: x\n  more: y\n", "p.yaml:7: invalid YAML: mapping values are not allowed"},
+		{"unclosed quote", ok + "tags: \"x\n", "p.yaml:6: invalid YAML: found unexpected end of stream"},
+		{"tab indentation", "name: p\n\tschedule: x\n", "p.yaml:2: invalid YAML"},
+		{"duplicate key", ok + "name: q\n", "p.yaml:6: "},
+		{"unknown top-level field", ok + "retain: 3\n", "p.yaml:6: retain: unknown field"},
+		{"unknown nested field", ok + "drill:\n  verify:\n    - command: x\n      timeoutt: 1m\n", "p.yaml:9: drill.verify[0].timeoutt: unknown field"},
+		{"scalar document", "just a string\n", "p.yaml:1: a policy must be a mapping"},
+		{"wrong type for a struct", ok + "retention: 7\n", "p.yaml:6: retention: expected a mapping"},
+		{"wrong type for a list", strings.Replace(ok, "paths: [/x]", "paths: /x", 1), "p.yaml:5: paths: expected a list of strings"},
+		{"duration as a number", ok + "jitter: 60\n", "p.yaml:6: jitter: invalid duration \"60\": missing unit"},
+		{"duration as a mapping", ok + "jitter: {a: 1}\n", "p.yaml:6: jitter: expected a duration"},
+		{"missing everything", "tags: [x]\n", "p.yaml:1: name: required"},
+		{"empty selector key", strings.Replace(ok, "{a: b}", `{"": b}`, 1), "p.yaml:4: agents: selector has an empty label name"},
+		{"negative max_attempts", ok + "max_attempts: -1\n", "p.yaml:6: max_attempts: must not be negative"},
+		{"negative rpo", ok + "targets: {rpo: -1h}\n", "p.yaml:6: targets.rpo: must be positive"},
+		{"negative jitter", ok + "jitter: -1m\n", "p.yaml:6: jitter: must not be negative"},
+		{"anchor and alias", ok + "tags: &t [a]\n---\n" + strings.Replace(ok, "name: p", "name: q", 1) + "tagz: *t\n", "p.yaml:13: tagz: unknown field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParsePolicies([]byte(tc.yaml), "p.yaml")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error\n  %s\nwant it to contain\n  %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPolicyWarnings(t *testing.T) {
+	base := "name: p\nrepository: r\npaths: [/x]\n"
+	for _, tc := range []struct{ yaml, want string }{
+		{base + "schedule: '0 9 * * 1-5'\nagents: {a: b}\ntargets: {rpo: 25h}\n",
+			"p.yaml:6: targets.rpo: 25h is shorter than the 3d between scheduled runs"},
+		{base + "schedule: '@daily'\n", "p.yaml:1: agents: no selector"},
+		{base + "schedule: 'CRON_TZ=Europe/Berlin 30 2 * * *'\nagents: {a: b}\n", "p.yaml:4: schedule: daylight saving time in Europe/Berlin"},
+	} {
+		ps, warns, err := ParsePoliciesWithWarnings([]byte(tc.yaml), "p.yaml")
+		if err != nil || len(ps) != 1 {
+			t.Fatalf("warnings must not reject a file: %v", err)
+		}
+		if len(warns) != 1 || !strings.Contains(warns[0].String(), tc.want) {
+			t.Errorf("warnings %v, want %q", warns, tc.want)
+		}
+	}
+	p := testPolicy("p", "@hourly", map[string]string{"a": "b"})
+	p.Targets.RPO = Duration(2 * time.Hour)
+	if w := p.Warnings(); len(w) != 0 {
+		t.Errorf("an achievable RPO warns: %v", w)
+	}
+}
+
+func TestMarshalPolicyYAMLRoundTrip(t *testing.T) {
+	ps, err := ParsePolicies(readPolicyFile(t, "valid.yaml"), "valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		b, err := MarshalPolicyYAML(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParsePolicies(b, "show.yaml")
+		if err != nil {
+			t.Fatalf("re-parse of\n%s: %v", b, err)
+		}
+		if len(back) != 1 || !reflect.DeepEqual(back[0], p) {
+			t.Errorf("round trip changed %s:\n%+v\n%+v", p.Name, p, back)
+		}
+		if p.Name == "db-dumps" && !strings.Contains(string(b), "rpo: 1h\n") {
+			t.Errorf("durations are written the way people write them:\n%s", b)
+		}
+	}
+}
+
+func TestValidateWithoutFile(t *testing.T) {
+	p := Policy{Name: "x", Schedule: "@daily", Paths: []string{"/a", `C:\data`, "b"}}
+	err := p.Validate()
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 2 {
+		t.Fatalf("want 2 problems (repository, paths[2]), got %v", err)
+	}
+	if ve.Problems[0].Line != 0 || ve.Problems[0].File != "" || ve.Problems[0].Policy != "x" {
+		t.Errorf("problem %+v", ve.Problems[0])
+	}
+	if got := ve.Problems[1].String(); got != `paths[2]: "b" is not an absolute path` {
+		t.Errorf("problem reads %q", got)
+	}
+}
+
+func FuzzParsePolicies(f *testing.F) {
+	for _, name := range []string{"valid.yaml", "invalid.yaml"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "policies", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("name: p\nrepository: r\nschedule: 'TZ=UTC'\npaths: [/x]\n"))
+	f.Add([]byte("name: p\nrepository: r\nschedule: '@every 1h'\npaths: [/x]\nretention: &r {keep_last: 1}\n---\n<<: *r\n"))
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ps, err := ParsePolicies(data, "fuzz.yaml")
+		if err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) || len(ve.Problems) == 0 {
+				t.Fatalf("error is not a non-empty *ValidationError: %v", err)
+			}
+			return
+		}
+		for _, p := range ps {
+			if err := p.Validate(); err != nil {
+				t.Fatalf("parsed policy does not validate: %v", err)
+			}
+			b, err := MarshalPolicyYAML(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := ParsePolicies(b, "again.yaml")
+			if err != nil {
+				t.Fatalf("re-parse of\n%s\n%v", b, err)
+			}
+			if len(back) != 1 || !reflect.DeepEqual(back[0], p) {
+				t.Fatalf("round trip:\n%#v\n%#v", p, back)
+			}
+			j, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pj Policy
+			if err := json.Unmarshal(j, &pj); err != nil {
+				t.Fatal(err)
+			}
+			pj.normalize()
+			if !reflect.DeepEqual(pj, p) {
+				t.Fatalf("JSON round trip:\n%#v\n%#v", p, pj)
+			}
+		}
+	})
+}
+
