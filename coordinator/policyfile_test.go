@@ -301,4 +301,3 @@ func FuzzParsePolicies(f *testing.F) {
 		}
 	})
 }
-
