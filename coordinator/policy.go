@@ -1,9 +1,20 @@
 package coordinator
 
-import "time"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
 
-// Duration is a time.Duration that reads and writes as a Go duration
-// string ("36h", "15m") in YAML and JSON. Days are accepted as "30d".
+	"go.yaml.in/yaml/v3"
+)
+
+// Duration is a time.Duration that reads and writes as a duration string
+// in YAML and JSON: Go syntax ("36h", "15m") plus days ("30d") and weeks
+// ("2w"). See ParseDuration.
 type Duration time.Duration
 
 // Policy says what to back up, where, when, and what recovery targets the
@@ -61,4 +72,161 @@ type DrillSpec struct {
 type VerifyCommand struct {
 	Command string   `json:"command" yaml:"command"`
 	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+}
+
+// ---- Duration encoding ----
+
+const (
+	durDay  = 24 * time.Hour
+	durWeek = 7 * durDay
+)
+
+// String formats d the way policy files write it: "30d", "2w", "36h",
+// "1h30m", "1m30s". Whole weeks and days use w and d; everything else is Go's
+// duration syntax without trailing zero units. ParseDuration(d.String()) == d.
+func (d Duration) String() string {
+	td := time.Duration(d)
+	switch {
+	case td == 0:
+		return "0s"
+	case td%durWeek == 0:
+		return strconv.FormatInt(int64(td/durWeek), 10) + "w"
+	case td%durDay == 0:
+		return strconv.FormatInt(int64(td/durDay), 10) + "d"
+	}
+	s := td.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// ParseDuration reads a policy duration: Go syntax ("90s", "36h", "1h30m")
+// plus days ("30d") and weeks ("2w"), which may be combined ("1w2d12h").
+// A day is always 24 hours.
+func ParseDuration(s string) (Duration, error) {
+	d, err := parseDuration(s)
+	return Duration(d), err
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	orig := s
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	neg := false
+	if s[0] == '-' || s[0] == '+' {
+		neg = s[0] == '-'
+		s = s[1:]
+	}
+	if s == "0" {
+		return 0, nil
+	}
+	if s == "" {
+		return 0, fmt.Errorf("invalid duration %q", orig)
+	}
+	var total float64 // nanoseconds; checked against the int64 range below
+	var exact time.Duration
+	for s != "" {
+		i := 0
+		for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
+			i++
+		}
+		num := s[:i]
+		j := i
+		for j < len(s) && !(s[j] >= '0' && s[j] <= '9' || s[j] == '.') {
+			j++
+		}
+		unit := s[i:j]
+		s = s[j:]
+		if num == "" || num == "." {
+			return 0, fmt.Errorf("invalid duration %q: expected a number before %q", orig, unit)
+		}
+		if unit == "" {
+			return 0, fmt.Errorf("invalid duration %q: missing unit (use s, m, h, d or w, e.g. \"30d\")", orig)
+		}
+		var part time.Duration
+		switch unit {
+		case "d", "w":
+			mult := durDay
+			if unit == "w" {
+				mult = durWeek
+			}
+			f, err := strconv.ParseFloat(num, 64)
+			if err != nil {
+				return 0, fmt.Errorf("invalid duration %q", orig)
+			}
+			if f*float64(mult) > math.MaxInt64 {
+				return 0, fmt.Errorf("invalid duration %q: too long", orig)
+			}
+			if strings.Contains(num, ".") {
+				part = time.Duration(f * float64(mult))
+			} else {
+				n, err := strconv.ParseInt(num, 10, 64)
+				if err != nil || n > int64(math.MaxInt64/mult) {
+					return 0, fmt.Errorf("invalid duration %q: too long", orig)
+				}
+				part = time.Duration(n) * mult
+			}
+		default:
+			p, err := time.ParseDuration(num + unit)
+			if err != nil {
+				return 0, fmt.Errorf("invalid duration %q: unknown unit %q (use ns, us, ms, s, m, h, d or w)", orig, unit)
+			}
+			part = p
+		}
+		total += float64(part)
+		if total > math.MaxInt64 || exact > math.MaxInt64-part {
+			return 0, fmt.Errorf("invalid duration %q: too long", orig)
+		}
+		exact += part
+	}
+	if neg {
+		exact = -exact
+	}
+	return exact, nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// MarshalJSON writes d as a duration string ("36h").
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"36h\" or \"30d\": %w", err)
+	}
+	return d.UnmarshalText([]byte(s))
+}
+
+// MarshalYAML writes d as a duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML reads a duration string; errors carry the node's line.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected a duration such as \"36h\" or \"30d\"", n.Line)}}
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	*d = v
+	return nil
 }
