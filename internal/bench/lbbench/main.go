@@ -396,7 +396,7 @@ func (r *runner) exec(label string, args ...string) (bench.Step, []byte, error) 
 	if err != nil {
 		return st, stdout.Bytes(), fmt.Errorf("%s %s failed: %v\n%s", r.name, label, err, tail(logPath, 30))
 	}
-	logf("%s: %s took %.2f s, peak RSS %s, %d S3 requests (%s)", r.name, label, wall.Seconds(), bench.FmtBytes(st.MaxRSS), st.S3.Total(), st.S3.Breakdown())
+	logf("%s: %s took %.2f s, CPU %.1f s, peak RSS %s, %d S3 requests (%s)", r.name, label, wall.Seconds(), (st.UserCPU + st.SysCPU).Seconds(), bench.FmtBytes(st.MaxRSS), st.S3.Total(), st.S3.Breakdown())
 	return st, stdout.Bytes(), nil
 }
 
