@@ -269,7 +269,8 @@ func OpenRaft(cfg RaftConfig, fsm *FSM) (*Raft, error) {
 			return nil, err
 		}
 	case exists && len(peers) > 0:
-		cur, err := raft.GetConfiguration(rc, NewFSM(), r.store, r.store, snaps, r.trans)
+		probe := *rc // GetConfiguration marks its config "skip startup"
+		cur, err := raft.GetConfiguration(&probe, NewFSM(), r.store, r.store, snaps, r.trans)
 		if err != nil {
 			return nil, fmt.Errorf("read cluster membership in %s: %w", dir, err)
 		}
@@ -625,10 +626,32 @@ func newMemNetwork() *memNetwork {
 func (m *memNetwork) transport(addr string) raft.Transport {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.drop(addr)
 	_, t := raft.NewInmemTransportWithTimeout(raft.ServerAddress(addr), 500*time.Millisecond)
 	m.trans[addr] = t
 	m.wire()
 	return t
+}
+
+// down takes addr off the network, as if its process died.
+func (m *memNetwork) down(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.drop(addr)
+}
+
+// drop removes addr's transport; peers' pipelines to it are closed, since
+// they would keep sending to the old transport.
+func (m *memNetwork) drop(addr string) {
+	old, ok := m.trans[addr]
+	if !ok {
+		return
+	}
+	old.DisconnectAll()
+	delete(m.trans, addr)
+	for _, t := range m.trans {
+		t.Disconnect(raft.ServerAddress(addr))
+	}
 }
 
 func (m *memNetwork) wire() {
