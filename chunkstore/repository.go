@@ -59,6 +59,8 @@ type Repository struct {
 	keyMu sync.Mutex
 	keys  map[ID]*[32]byte
 
+	trees treePackCache
+
 	indexFiles    int
 	indexProblems []Problem
 	indexLoaded   atomic.Bool
@@ -490,9 +492,17 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 		return nil, err
 	}
 	name := PackName(loc.Pack.ID)
-	sealed, err := r.store.Get(ctx, name, int64(loc.Blob.Offset), int64(loc.Blob.Length))
-	if err != nil {
-		return nil, fmt.Errorf("read %s blob %s from %s: %w", t, id.Short(), name, err)
+	var sealed []byte
+	if t == TreeBlob {
+		if pack, err := r.treePack(ctx, loc.Pack); err == nil {
+			sealed = pack[loc.Blob.Offset : loc.Blob.Offset+loc.Blob.Length]
+		}
+	}
+	if sealed == nil {
+		sealed, err = r.store.Get(ctx, name, int64(loc.Blob.Offset), int64(loc.Blob.Length))
+		if err != nil {
+			return nil, fmt.Errorf("read %s blob %s from %s: %w", t, id.Short(), name, err)
+		}
 	}
 	plain, err := r.OpenBlob(key, loc.Blob, sealed, nil)
 	if err != nil {

@@ -1,0 +1,89 @@
+package chunkstore
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// Tree blobs live in their own packs, which are small: a snapshot of
+// millions of files has a few hundred MiB of trees at most, usually far
+// less. Walking a snapshot reads thousands of tree blobs; fetching each
+// with its own ranged GET would cost a round trip per directory. Instead
+// the first tree read from a pack downloads the whole pack, checks it
+// against its name, and keeps it — in memory (bounded) and, when a cache
+// directory is configured, on disk, so a later ls or restore of the
+// same repository needs no tree downloads at all.
+type treePackCache struct {
+	mu    sync.Mutex
+	packs map[ID][]byte
+	order []ID
+	size  int64
+	limit int64
+}
+
+const treeCacheLimit = 128 << 20
+
+func (c *treePackCache) get(id ID) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.packs[id]
+	return b, ok
+}
+
+func (c *treePackCache) put(id ID, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.packs == nil {
+		c.packs = map[ID][]byte{}
+		c.limit = treeCacheLimit
+	}
+	if _, ok := c.packs[id]; ok || int64(len(b)) > c.limit {
+		return
+	}
+	for c.size+int64(len(b)) > c.limit && len(c.order) > 0 {
+		old := c.order[0]
+		c.order = c.order[1:]
+		c.size -= int64(len(c.packs[old]))
+		delete(c.packs, old)
+	}
+	c.packs[id] = b
+	c.order = append(c.order, id)
+	c.size += int64(len(b))
+}
+
+// treePack returns the verified bytes of a tree pack, or an error if the
+// pack cannot be fetched whole or does not match its name (the caller
+// then falls back to reading single blobs, so one damaged region does
+// not hide the intact trees of the pack).
+func (r *Repository) treePack(ctx context.Context, p *PackEntry) ([]byte, error) {
+	if b, ok := r.trees.get(p.ID); ok {
+		return b, nil
+	}
+	var disk string
+	if r.cache != "" {
+		disk = filepath.Join(r.cache, "packs", p.ID.String())
+		if b, err := os.ReadFile(disk); err == nil && Hash(b) == p.ID {
+			r.trees.put(p.ID, b)
+			return b, nil
+		}
+	}
+	b, err := r.store.Get(ctx, PackName(p.ID), 0, int64(p.Size))
+	if err != nil {
+		return nil, err
+	}
+	if Hash(b) != p.ID {
+		return nil, ErrCorrupt
+	}
+	r.trees.put(p.ID, b)
+	if disk != "" {
+		if err := os.MkdirAll(filepath.Dir(disk), 0o700); err == nil {
+			tmp := disk + ".tmp"
+			if os.WriteFile(tmp, b, 0o600) == nil {
+				_ = os.Rename(tmp, disk)
+			}
+		}
+	}
+	return b, nil
+}
