@@ -1,0 +1,100 @@
+package coordinator
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// SnapshotRef is the part of a snapshot retention looks at.
+type SnapshotRef struct {
+	ID   string
+	Time time.Time
+}
+
+// Keep applies a restic-style retention policy to one policy's snapshots.
+// It returns the snapshots to keep and to forget (both newest first) and,
+// for each kept snapshot, the rules that keep it.
+//
+// Snapshots are considered newest first (ties broken by ID, so the result
+// does not depend on input order):
+//   - keep_last N keeps the N newest;
+//   - keep_hourly/daily/weekly/monthly/yearly N keep the newest snapshot of
+//     each of the N newest hours, days, ISO weeks, months or years that have
+//     a snapshot (periods are UTC, so every coordinator agrees);
+//   - keep_within D keeps every snapshot taken within D of the newest one —
+//     measured from the newest snapshot, not from now, so backups that stop
+//     running never age the last good ones out.
+//
+// A snapshot newer than now (a skewed clock) is always kept. An empty
+// Retention keeps everything: forgetting needs an explicit rule.
+func Keep(snaps []SnapshotRef, r Retention, now time.Time) (keep, forget []SnapshotRef, reasons map[string][]string) {
+	list := append([]SnapshotRef(nil), snaps...)
+	sort.SliceStable(list, func(i, j int) bool {
+		if !list[i].Time.Equal(list[j].Time) {
+			return list[i].Time.After(list[j].Time)
+		}
+		return list[i].ID > list[j].ID
+	})
+	reasons = map[string][]string{}
+	if r == (Retention{}) {
+		for _, s := range list {
+			reasons[s.ID] = []string{"no retention rules"}
+		}
+		return list, nil, reasons
+	}
+
+	type bucket struct {
+		name  string
+		count int
+		key   func(time.Time) string
+		last  string
+	}
+	buckets := []*bucket{
+		{name: "last", count: r.KeepLast},
+		{name: "hourly", count: r.KeepHourly, key: func(t time.Time) string { return t.Format("2006-01-02T15") }},
+		{name: "daily", count: r.KeepDaily, key: func(t time.Time) string { return t.Format("2006-01-02") }},
+		{name: "weekly", count: r.KeepWeekly, key: func(t time.Time) string {
+			y, w := t.ISOWeek()
+			return fmt.Sprintf("%04d-W%02d", y, w)
+		}},
+		{name: "monthly", count: r.KeepMonthly, key: func(t time.Time) string { return t.Format("2006-01") }},
+		{name: "yearly", count: r.KeepYearly, key: func(t time.Time) string { return t.Format("2006") }},
+	}
+	var newest time.Time
+	if len(list) > 0 {
+		newest = list[0].Time
+	}
+	for i, s := range list {
+		t := s.Time.UTC()
+		var why []string
+		if s.Time.After(now) {
+			why = append(why, "newer than now")
+		}
+		for _, b := range buckets {
+			if b.count <= 0 {
+				continue
+			}
+			if b.key == nil { // keep_last: one per snapshot
+				why = append(why, fmt.Sprintf("last snapshot (%d of %d)", i+1, r.KeepLast))
+				b.count--
+				continue
+			}
+			if k := b.key(t); k != b.last {
+				b.last = k
+				b.count--
+				why = append(why, b.name+" snapshot ("+k+")")
+			}
+		}
+		if r.KeepWithin > 0 && !s.Time.Before(newest.Add(-time.Duration(r.KeepWithin))) {
+			why = append(why, "within "+r.KeepWithin.String()+" of the newest snapshot")
+		}
+		if len(why) > 0 {
+			keep = append(keep, s)
+			reasons[s.ID] = why
+		} else {
+			forget = append(forget, s)
+		}
+	}
+	return keep, forget, reasons
+}
