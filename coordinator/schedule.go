@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // CRON_TZ zones resolve the same on every node, even without system zoneinfo
 
@@ -71,7 +72,7 @@ func ParseSchedule(spec string) (Schedule, error) {
 		if name == "" || name == "Local" {
 			return bad("time zone %q: name an IANA zone such as Europe/Berlin or UTC", name)
 		}
-		l, err := time.LoadLocation(name)
+		l, err := loadLocation(name)
 		if err != nil {
 			return bad("unknown time zone %q", name)
 		}
@@ -118,6 +119,22 @@ func ParseSchedule(spec string) (Schedule, error) {
 		return bad("the expression never matches a date")
 	}
 	return sc, nil
+}
+
+// zoneCache memoizes time.LoadLocation, which reads zoneinfo from disk on
+// every call; the planner parses every policy's schedule on each tick.
+var zoneCache sync.Map // zone name → *time.Location
+
+func loadLocation(name string) (*time.Location, error) {
+	if l, ok := zoneCache.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	zoneCache.Store(name, l)
+	return l, nil
 }
 
 // failingField names the first field of a cron expression that does not

@@ -56,8 +56,9 @@ type PlanInput struct {
 	// LastFired is each policy's watermark: the latest instant already
 	// turned into jobs (all earlier ones are done too).
 	LastFired map[string]time.Time
-	// PolicyCreated is when each policy was applied; a policy never fires
-	// for instants at or before it. A policy with neither a watermark nor a
+	// PolicyCreated is when each policy was first applied (not last
+	// updated: an update must not drop instants); a policy never fires for
+	// instants at or before it. A policy with neither a watermark nor a
 	// creation time starts at Now (and Plan returns Now as its watermark).
 	PolicyCreated map[string]time.Time
 	// Existing reports job IDs already present in state (optional).
