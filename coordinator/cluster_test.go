@@ -66,7 +66,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // testCluster is an in-process cluster on the in-memory transport, with
 // stores on disk and one fake clock.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	net     *memNetwork
 	clock   *fakeClock
 	peers   []Peer
@@ -92,7 +92,7 @@ func testRaftConfig(id, addr, dir string, peers []Peer, net *memNetwork) RaftCon
 	}
 }
 
-func newTestCluster(t *testing.T, n int, tweak func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, net: newMemNetwork(), clock: newFakeClock(t0), tweak: tweak, logging: os.Getenv("LIFEBOAT_TEST_LOG") != ""}
 	for i := range n {
@@ -573,7 +573,7 @@ func TestNodeLeaderLoopExpiresLeases(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -376,11 +376,15 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		n.log.Warn("leader barrier failed; retrying", "err", err)
 	}
 	for {
+		started := n.clock.Now()
 		n.tick(ctx)
+		// Tick on a fixed period from when this tick started, so a slow
+		// tick does not push every later one back.
+		wait := n.cfg.TickInterval - n.clock.Now().Sub(started)
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.clock.After(n.cfg.TickInterval):
+		case <-n.clock.After(wait):
 		}
 	}
 }
