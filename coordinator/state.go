@@ -88,15 +88,15 @@ type State struct {
 	// AuditSeq numbers audit entries.
 	AuditSeq uint64 `json:"audit_seq"`
 
-	Policies     map[string]*PolicyRecord  `json:"policies"`
-	Repositories map[string]*Repository    `json:"repositories"`
-	Agents       map[string]*Agent         `json:"agents"`
-	Jobs         map[string]*Job           `json:"jobs"`
-	Catalog      map[string]*CatalogEntry  `json:"catalog"`
-	LastFired    map[string]time.Time      `json:"last_fired"` // policy -> newest scheduled instant already turned into jobs
-	Tokens       map[string]*APIToken      `json:"tokens"`
-	JoinTokens   map[string]*JoinToken     `json:"join_tokens"`
-	Audit        []AuditEntry              `json:"audit"`
+	Policies     map[string]*PolicyRecord `json:"policies"`
+	Repositories map[string]*Repository   `json:"repositories"`
+	Agents       map[string]*Agent        `json:"agents"`
+	Jobs         map[string]*Job          `json:"jobs"`
+	Catalog      map[string]*CatalogEntry `json:"catalog"`
+	LastFired    map[string]time.Time     `json:"last_fired"` // policy -> newest scheduled instant already turned into jobs
+	Tokens       map[string]*APIToken     `json:"tokens"`
+	JoinTokens   map[string]*JoinToken    `json:"join_tokens"`
+	Audit        []AuditEntry             `json:"audit"`
 }
 
 // PolicyRecord is a policy as stored: the policy and when it last changed.
