@@ -18,7 +18,7 @@ var (
 // into a pack the way Writer does, with metaKey sealing the trailer, and
 // returns the pack bytes and its blob list.
 func BuildPackForTest(rs []age.Recipient, metaKey *[32]byte, hasher *ChunkHasher, types []BlobType, blobs [][]byte) ([]byte, []Blob, error) {
-	p, err := newPackBuilder(rs, 1<<16)
+	p, err := newPackBuilder(rs, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -104,7 +104,8 @@ type packBuilder struct {
 	rawBytes   int64
 }
 
-func newPackBuilder(rs []age.Recipient, capacity int) (*packBuilder, error) {
+// newPackBuilder starts a pack in buf (reused; may be nil).
+func newPackBuilder(rs []age.Recipient, buf []byte) (*packBuilder, error) {
 	p := &packBuilder{}
 	if _, err := rand.Read(p.key[:]); err != nil {
 		return nil, err
@@ -114,8 +115,7 @@ func newPackBuilder(rs []age.Recipient, capacity int) (*packBuilder, error) {
 		return nil, err
 	}
 	p.wrappedKey = wk
-	p.buf = make([]byte, 0, capacity)
-	p.buf = append(p.buf, packMagic...)
+	p.buf = append(buf[:0], packMagic...)
 	p.buf = binary.LittleEndian.AppendUint32(p.buf, uint32(len(wk)))
 	p.buf = append(p.buf, wk...)
 	return p, nil

@@ -32,11 +32,14 @@ type WriterStats struct {
 }
 
 // Writer adds blobs to a repository. SaveBlob may be called from many
-// goroutines; each caller fills its own open pack, so sealing runs in
-// parallel without a shared lock. Full packs go to a bounded upload
-// queue; after every IndexEvery packs and at Flush the uploaded packs are
-// recorded in a new index file. Nothing a Writer stores is reachable
-// until a snapshot manifest that references it is saved after Flush.
+// goroutines. Compression runs in the callers, in parallel; each blob
+// type has one open pack that a caller holds only while appending (AES-GCM
+// sealing of a chunk takes well under a millisecond), so trees and data
+// never share a pack and memory stays bounded: one open pack per type,
+// one queued and Uploaders in flight, all in reused buffers. After every
+// IndexEvery packs and at Flush the uploaded packs are recorded in a new
+// index file. Nothing a Writer stores is reachable until a snapshot
+// manifest that references it is saved after Flush.
 type Writer struct {
 	r    *Repository
 	opts WriterOptions
@@ -46,8 +49,10 @@ type Writer struct {
 	gctx    context.Context
 	uploads chan *packBuilder
 
+	open [2]chan *packBuilder // the open pack of each blob type, when not held
 	mu   sync.Mutex
-	idle [2][]*packBuilder // open packs by blob type: trees and data never share a pack
+	made [2]bool     // whether the open pack of a type exists (held or in open)
+	free chan []byte // reusable pack buffers
 
 	idxMu     sync.Mutex
 	unindexed []PackEntry
@@ -59,7 +64,7 @@ type Writer struct {
 // ctx be cancelled to abandon it.
 func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
 	if opts.Uploaders <= 0 {
-		opts.Uploaders = 3
+		opts.Uploaders = 2
 	}
 	if opts.IndexEvery <= 0 {
 		opts.IndexEvery = 16
@@ -68,7 +73,10 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder, 1)}
+	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder, 1), free: make(chan []byte, opts.Uploaders+3)}
+	for t := range w.open {
+		w.open[t] = make(chan *packBuilder, 1)
+	}
 	w.g, w.gctx = errgroup.WithContext(ctx)
 	for i := 0; i < opts.Uploaders; i++ {
 		w.g.Go(w.uploader)
@@ -111,48 +119,84 @@ func (w *Writer) SaveReserved(ctx context.Context, t BlobType, id ID, data []byt
 		return 0, w.failure()
 	}
 	bp := payloadPool.Get().(*[]byte)
+	defer payloadPool.Put(bp)
 	enc, payload, zbuf := encodeBlobPayload((*bp)[:0], data)
-	p, err := w.builder(t)
+	*bp = zbuf
+	p, err := w.take(ctx, t)
 	if err != nil {
 		w.r.index.Unreserve(id)
 		return 0, err
 	}
-	before := len(p.buf)
+	sealed := len(payload) + BlobOverhead
+	if len(p.blobs) > 0 && len(p.buf)+sealed > w.r.config.PackSize {
+		// Close the pack before it would outgrow the pack size.
+		if err := w.enqueue(ctx, t, p); err != nil {
+			w.r.index.Unreserve(id)
+			return 0, err
+		}
+		if p, err = w.take(ctx, t); err != nil {
+			w.r.index.Unreserve(id)
+			return 0, err
+		}
+	}
 	p.add(t, id, enc, payload, len(data))
-	sealedLen := len(p.buf) - before
-	*bp = zbuf
-	payloadPool.Put(bp)
 	w.blobsAdded.Add(1)
 	w.rawAdded.Add(int64(len(data)))
-	if len(p.buf) >= w.r.config.PackSize-int(DefaultChunkMax/8) {
-		if err := w.enqueue(ctx, p); err != nil {
+	if len(p.buf) >= w.r.config.PackSize-w.r.config.PackSize/32 {
+		if err := w.enqueue(ctx, t, p); err != nil {
 			return 0, err
 		}
 	} else {
-		w.release(t, p)
+		w.open[t] <- p
 	}
-	return sealedLen, nil
+	return sealed, nil
 }
 
-func (w *Writer) builder(t BlobType) (*packBuilder, error) {
-	w.mu.Lock()
-	if n := len(w.idle[t]); n > 0 {
-		p := w.idle[t][n-1]
-		w.idle[t] = w.idle[t][:n-1]
-		w.mu.Unlock()
+// take returns the open pack of type t, waiting while another caller
+// holds it, or starts a new one.
+func (w *Writer) take(ctx context.Context, t BlobType) (*packBuilder, error) {
+	select {
+	case p := <-w.open[t]:
 		return p, nil
+	default:
+	}
+	w.mu.Lock()
+	if !w.made[t] {
+		w.made[t] = true
+		w.mu.Unlock()
+		var buf []byte
+		if t == DataBlob {
+			select {
+			case buf = <-w.free:
+			default:
+				buf = make([]byte, 0, w.r.config.PackSize+(1<<20))
+			}
+		}
+		p, err := newPackBuilder(w.rs, buf)
+		if err != nil {
+			w.mu.Lock()
+			w.made[t] = false
+			w.mu.Unlock()
+		}
+		return p, err
 	}
 	w.mu.Unlock()
-	return newPackBuilder(w.rs, w.r.config.PackSize+DefaultChunkMax+(1<<20))
+	select {
+	case p := <-w.open[t]:
+		return p, nil
+	case <-w.gctx.Done():
+		return nil, w.failure()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
-func (w *Writer) release(t BlobType, p *packBuilder) {
+// enqueue hands a full pack of type t to the uploaders; the next take
+// starts a new pack.
+func (w *Writer) enqueue(ctx context.Context, t BlobType, p *packBuilder) error {
 	w.mu.Lock()
-	w.idle[t] = append(w.idle[t], p)
+	w.made[t] = false
 	w.mu.Unlock()
-}
-
-func (w *Writer) enqueue(ctx context.Context, p *packBuilder) error {
 	select {
 	case w.uploads <- p:
 		return nil
@@ -197,6 +241,13 @@ func (w *Writer) upload(ctx context.Context, p *packBuilder) error {
 	w.storedAdded.Add(int64(size))
 	w.packs.Add(1)
 	entry := PackEntry{ID: id, Size: uint32(size), WrappedKey: p.wrappedKey, Blobs: p.blobs}
+	if cap(p.buf) >= w.r.config.PackSize {
+		select {
+		case w.free <- p.buf[:0]:
+		default:
+		}
+	}
+	p.buf = nil
 	w.r.index.AddPacks([]PackEntry{entry})
 	if w.opts.OnPackUploaded != nil {
 		w.opts.OnPackUploaded(id, size)
@@ -228,17 +279,14 @@ func (w *Writer) writeIndex(ctx context.Context, packs []PackEntry) error {
 // Flush uploads every open pack and writes the index for all uploaded
 // packs. No SaveBlob may run concurrently or afterwards.
 func (w *Writer) Flush(ctx context.Context) error {
-	w.mu.Lock()
-	idle := append(w.idle[DataBlob], w.idle[TreeBlob]...)
-	w.idle = [2][]*packBuilder{}
-	w.mu.Unlock()
 	var err error
-	for _, p := range idle {
-		if len(p.blobs) == 0 {
-			continue
-		}
-		if err = w.enqueue(ctx, p); err != nil {
-			break
+	for t := range w.open {
+		select {
+		case p := <-w.open[t]:
+			if len(p.blobs) > 0 && err == nil {
+				err = w.enqueue(ctx, BlobType(t), p)
+			}
+		default:
 		}
 	}
 	close(w.uploads)

@@ -160,7 +160,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	if err != nil {
 		return nil, err
 	}
-	nbufs := opts.Readers + 2*opts.Sealers + 2
+	nbufs := opts.Readers + opts.Sealers + 2
 	a := &archiver{
 		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl,
 		pol: repo.Secrets().Polynomial, cfg: repo.Config(),
@@ -490,10 +490,13 @@ func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJ
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if cap(*buf) < int(a.cfg.ChunkMax) {
-			*buf = make([]byte, a.cfg.ChunkMax)
+		if *buf == nil {
+			// The chunker appends, so a buffer grows to the largest
+			// chunk it has held; starting at twice the minimum keeps
+			// the common case from ever reaching the 8 MiB maximum.
+			*buf = make([]byte, 0, 2*a.cfg.ChunkMin)
 		}
-		c, err := ch.Next((*buf)[:cap(*buf)])
+		c, err := ch.Next((*buf)[:0])
 		if err == io.EOF {
 			a.bufs <- buf
 			break
@@ -502,6 +505,7 @@ func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJ
 			a.bufs <- buf
 			return fmt.Errorf("read: %w", err)
 		}
+		*buf = c.Data[:0] // keep the grown buffer
 		id := a.repo.BlobID(c.Data)
 		content = append(content, id)
 		size += int64(c.Length)

@@ -104,6 +104,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			formatBytes(bytes), formatBytes(totalBytes), formatRate(bytes, el), eta)
 	})
 	start := time.Now()
+	setMemoryLimit(ctx, repo.Store())
 	res, err := restore.Restore(ctx, repo, snap, restore.Options{
 		Target:   target,
 		Include:  includes,
