@@ -33,6 +33,7 @@ const (
 	CmdCompleteJob      CommandType = "job.complete"
 	CmdExpireLease      CommandType = "job.expire"
 	CmdCancelJob        CommandType = "job.cancel"
+	CmdPruneJobs        CommandType = "jobs.prune"
 	CmdForgetSnapshot   CommandType = "catalog.forget"
 	CmdCreateToken      CommandType = "token.create"
 	CmdRevokeToken      CommandType = "token.revoke"
@@ -229,6 +230,13 @@ type ExpireLease struct {
 type CancelJob struct {
 	JobID  string `json:"job_id"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// PruneJobs deletes finished (succeeded, failed, cancelled) jobs that
+// finished before the cutoff. Their instants stay fired: the watermark,
+// not the job, is what keeps an instant from running twice.
+type PruneJobs struct {
+	FinishedBefore time.Time `json:"finished_before"`
 }
 
 // ForgetSnapshot removes a snapshot from the catalog (after 'forget').

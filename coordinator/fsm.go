@@ -196,6 +196,7 @@ var transitions = map[CommandType]transition{
 	CmdCompleteJob:      payload(completeJob),
 	CmdExpireLease:      payload(expireLease),
 	CmdCancelJob:        payload(cancelJob),
+	CmdPruneJobs:        payload(pruneJobs),
 	CmdForgetSnapshot:   payload(forgetSnapshot),
 	CmdCreateToken:      payload(createToken),
 	CmdRevokeToken:      payload(revokeToken),
@@ -203,8 +204,12 @@ var transitions = map[CommandType]transition{
 	CmdRevokeJoinToken:  payload(revokeJoinToken),
 }
 
-// unaudited commands are frequent and change nothing an operator asked for.
+// unaudited commands are frequent and change nothing an operator asked
+// for; neither does the leader's own bookkeeping (ActorScheduler).
 var unaudited = map[CommandType]bool{CmdAgentSeen: true, CmdRenewLease: true}
+
+// ActorScheduler is the actor of commands the leader loop proposes.
+const ActorScheduler = "scheduler"
 
 func (s *State) apply(index uint64, data []byte) (v any, err error) {
 	c, err := DecodeCommand(data)
@@ -231,7 +236,7 @@ func (s *State) apply(index uint64, data []byte) (v any, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if !out.noop && !unaudited[c.Type] {
+	if !out.noop && !unaudited[c.Type] && c.Actor != ActorScheduler {
 		s.audit(index, &c, out.target)
 	}
 	return out.value, nil
@@ -294,7 +299,8 @@ func deletePolicy(s *State, c *Command, _ uint64, p *DeletePolicy) (outcome, err
 	delete(s.LastFired, p.Name)
 	for _, id := range sortedKeys(s.Jobs) {
 		if j := s.Jobs[id]; j.Policy == p.Name && j.State == JobPending {
-			j.State, j.FinishedAt = JobCancelled, c.Time
+			s.setJobState(j, JobCancelled)
+			j.FinishedAt = c.Time
 			j.Result = &Result{Error: "cancelled: policy deleted"}
 		}
 	}
@@ -527,9 +533,11 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 		if maxAttempts <= 0 {
 			maxAttempts = DefaultMaxAttempts
 		}
-		s.Jobs[nj.ID] = &Job{ID: nj.ID, Kind: nj.Kind, Trigger: nj.Trigger, Policy: nj.Policy, Agent: nj.Agent,
-			ScheduledAt: nj.ScheduledAt.UTC(), State: JobPending, MaxAttempts: maxAttempts,
+		j := &Job{ID: nj.ID, Kind: nj.Kind, Trigger: nj.Trigger, Policy: nj.Policy, Agent: nj.Agent,
+			ScheduledAt: nj.ScheduledAt.UTC(), MaxAttempts: maxAttempts,
 			NotBefore: nj.NotBefore.UTC(), CreatedAt: c.Time, CreatedBy: c.Actor}
+		s.Jobs[nj.ID] = j
+		s.setJobState(j, JobPending)
 		res.Created = append(res.Created, nj.ID)
 	}
 	advanced := false
@@ -592,7 +600,7 @@ func leaseJob(s *State, c *Command, _ uint64, p *LeaseJob) (outcome, error) {
 		if len(a.Running) >= a.Limit() {
 			return outcome{value: (*Job)(nil), noop: true}, nil
 		}
-		for _, id := range sortedKeys(s.Jobs) {
+		for _, id := range sortedKeys(s.pending[a.Name]) {
 			cand := s.Jobs[id]
 			if s.eligible(cand, a, c.Time, byPolicy) != "" {
 				continue
@@ -607,7 +615,7 @@ func leaseJob(s *State, c *Command, _ uint64, p *LeaseJob) (outcome, error) {
 		}
 	}
 	s.LeaseSeq++
-	j.State = JobRunning
+	s.setJobState(j, JobRunning)
 	j.Attempt++
 	j.Lease = &Lease{Token: s.LeaseSeq, Holder: a.Name, Deadline: c.Time.Add(p.TTL)}
 	j.StartedAt = c.Time
@@ -680,13 +688,15 @@ func (s *State) release(j *Job) {
 
 // retryOrFail puts j back to pending after backoff while attempts remain,
 // and fails it otherwise.
-func retryOrFail(j *Job, t time.Time, backoff time.Duration, reason string) {
+func (s *State) retryOrFail(j *Job, t time.Time, backoff time.Duration, reason string) {
 	j.Result = &Result{Error: reason}
 	if j.Attempt < j.MaxAttempts {
-		j.State, j.Lease, j.NotBefore = JobPending, nil, t.Add(backoff)
+		s.setJobState(j, JobPending)
+		j.Lease, j.NotBefore = nil, t.Add(backoff)
 		return
 	}
-	j.State, j.FinishedAt = JobFailed, t
+	s.setJobState(j, JobFailed)
+	j.FinishedAt = t
 	j.Result.Error = fmt.Sprintf("%s (attempt %d of %d)", reason, j.Attempt, j.MaxAttempts)
 }
 
@@ -718,9 +728,10 @@ func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error
 		if reason == "" {
 			reason = "failed"
 		}
-		retryOrFail(j, c.Time, p.Backoff, reason)
+		s.retryOrFail(j, c.Time, p.Backoff, reason)
 	} else {
-		j.State, j.FinishedAt = JobSucceeded, c.Time
+		s.setJobState(j, JobSucceeded)
+		j.FinishedAt = c.Time
 		j.Result = &Result{}
 		if sn := p.Snapshot; sn != nil {
 			j.Result.SnapshotID, j.Result.Size = sn.ID, sn.Size
@@ -750,7 +761,7 @@ func expireLease(s *State, c *Command, _ uint64, p *ExpireLease) (outcome, error
 	}
 	holder := j.Lease.Holder
 	s.release(j)
-	retryOrFail(j, c.Time, p.Backoff, fmt.Sprintf("lease of %q expired", holder))
+	s.retryOrFail(j, c.Time, p.Backoff, fmt.Sprintf("lease of %q expired", holder))
 	out := j.clone()
 	return outcome{value: &out, target: "job/" + j.ID}, nil
 }
@@ -764,7 +775,8 @@ func cancelJob(s *State, c *Command, _ uint64, p *CancelJob) (outcome, error) {
 		return outcome{}, conflict("job %q is already %s", j.ID, j.State)
 	}
 	s.release(j)
-	j.State, j.FinishedAt = JobCancelled, c.Time
+	s.setJobState(j, JobCancelled)
+	j.FinishedAt = c.Time
 	reason := "cancelled"
 	if p.Reason != "" {
 		reason += ": " + p.Reason
@@ -772,6 +784,20 @@ func cancelJob(s *State, c *Command, _ uint64, p *CancelJob) (outcome, error) {
 	j.Result = &Result{Error: reason}
 	out := j.clone()
 	return outcome{value: &out, target: "job/" + j.ID}, nil
+}
+
+func pruneJobs(s *State, _ *Command, _ uint64, p *PruneJobs) (outcome, error) {
+	if p.FinishedBefore.IsZero() {
+		return outcome{}, invalid("prune without a cutoff")
+	}
+	n := 0
+	for _, id := range sortedKeys(s.Jobs) {
+		if j := s.Jobs[id]; j.State.Final() && j.FinishedAt.Before(p.FinishedBefore) {
+			delete(s.Jobs, id)
+			n++
+		}
+	}
+	return outcome{value: n, target: fmt.Sprintf("%d jobs", n), noop: n == 0}, nil
 }
 
 func insertSorted(list []string, id string) []string {

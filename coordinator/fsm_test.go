@@ -403,6 +403,40 @@ func TestFSMCreateJobsIsIdempotent(t *testing.T) {
 	}
 }
 
+func TestFSMPruneAndPendingIndex(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.setup(wk)
+	inst := t0.Add(time.Minute)
+	h.now = inst
+	plan := CreateJobs{Jobs: []NewJob{{ID: JobID("p", inst, "a1"), Kind: KindBackup, Trigger: TriggerSchedule, Policy: "p", Agent: "a1", ScheduledAt: inst, NotBefore: inst.Add(time.Second)}},
+		Fired: map[string]time.Time{"p": inst}}
+	h.must(CmdCreateJobs, plan)
+	st := h.fsm.State()
+	if got := st.PendingFor("a1"); len(got) != 1 || st.HasWork("a1", inst) || !st.HasWork("a1", inst.Add(time.Second)) || st.HasWork("a2", inst.Add(time.Hour)) {
+		t.Fatalf("pending %v, HasWork wrong", got)
+	}
+	h.now = inst.Add(time.Second)
+	j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", TTL: time.Minute}).(*Job)
+	h.must(CmdCompleteJob, CompleteJob{JobID: j.ID, Agent: "a1", Token: j.Lease.Token, Success: true, Snapshot: &SnapshotInfo{ID: "s"}})
+	if len(h.fsm.State().PendingFor("a1")) != 0 {
+		t.Fatal("a finished job is still pending")
+	}
+	if n := h.must(CmdPruneJobs, PruneJobs{FinishedBefore: h.now}).(int); n != 0 {
+		t.Fatalf("pruned %d jobs that finished at the cutoff", n)
+	}
+	if n := h.must(CmdPruneJobs, PruneJobs{FinishedBefore: h.now.Add(time.Nanosecond)}).(int); n != 1 {
+		t.Fatalf("pruned %d jobs, want 1", n)
+	}
+	// The pruned instant never fires again, even if a plan proposes it.
+	if r := h.must(CmdCreateJobs, plan).(CreateJobsResult); len(r.Created) != 0 {
+		t.Fatalf("a pruned instant fired again: %+v", r)
+	}
+	if _, ok := h.fsm.State().Catalog["s"]; !ok {
+		t.Fatal("pruning jobs dropped their snapshot from the catalog")
+	}
+}
+
 func TestFSMAuditRingIsBounded(t *testing.T) {
 	h := newFSMHarness(t)
 	n := AuditLimit + 25
@@ -494,9 +528,12 @@ func genLog(t testing.TB, seed uint64, n int) (log [][]byte, counts map[string]i
 			if js := jobsOf(JobPending); len(js) > 0 {
 				_, err = h.apply(CmdCancelJob, CancelJob{JobID: js[rng.IntN(len(js))].ID})
 			}
-		case op < 88:
+		case op < 86:
 			kind = "seen"
 			_, err = h.apply(CmdAgentSeen, AgentSeen{Name: pick(agents), Version: fmt.Sprintf("v%d", rng.IntN(3))})
+		case op < 88:
+			kind = "prune"
+			_, err = h.apply(CmdPruneJobs, PruneJobs{FinishedBefore: h.now.Add(-time.Duration(rng.IntN(600)) * time.Second)})
 		case op < 91:
 			kind = "policy"
 			i := rng.IntN(5)
@@ -545,7 +582,7 @@ func genLog(t testing.TB, seed uint64, n int) (log [][]byte, counts map[string]i
 func TestFSMDeterministicReplay(t *testing.T) {
 	const n = 800
 	log, counts := genLog(t, 42, n)
-	for _, k := range []string{"create", "lease", "renew", "complete", "expire", "cancel", "rejected"} {
+	for _, k := range []string{"create", "lease", "renew", "complete", "expire", "cancel", "prune", "rejected"} {
 		if counts[k] < 5 {
 			t.Fatalf("the generated log exercises too few %q commands: %v", k, counts)
 		}
@@ -598,6 +635,16 @@ func TestFSMDeterministicReplay(t *testing.T) {
 	replay(log[n/2:], restored, uint64(n/2)+1)
 	if got, _ := restored.SnapshotBytes(); !bytes.Equal(got, want) {
 		t.Fatal("snapshot/restore halfway then replay differs from a full replay")
+	}
+	// The derived pending index matches the jobs on every path.
+	for _, f := range []*FSM{restored, half} {
+		f.View(func(s *State) {
+			got := s.pending
+			s.buildPending()
+			if fmt.Sprint(got) != fmt.Sprint(s.pending) {
+				t.Fatalf("pending index drifted from the jobs:\n%v\n%v", got, s.pending)
+			}
+		})
 	}
 	// Clone is deep and encodes the same.
 	c := restored.State()

@@ -44,6 +44,9 @@ type Config struct {
 	// RetryBackoff gives the wait before attempt+1 of a job that failed
 	// or whose lease expired (default RetryDelay).
 	RetryBackoff func(attempt int) time.Duration
+	// JobHistory is how long finished jobs are kept (default 30 days;
+	// negative: forever). The leader prunes older ones every 10 minutes.
+	JobHistory time.Duration
 }
 
 // Node is one coordinator server: Raft, the FSM, and — while it leads —
@@ -60,6 +63,8 @@ type Node struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+
+	lastPrune time.Time // leader loop only
 }
 
 // NewNode opens the data dir, starts Raft and the leadership watcher.
@@ -81,6 +86,9 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	if cfg.RetryBackoff == nil {
 		cfg.RetryBackoff = RetryDelay
+	}
+	if cfg.JobHistory == 0 {
+		cfg.JobHistory = 30 * 24 * time.Hour
 	}
 	if cfg.Raft.Logger == nil {
 		cfg.Raft.Logger = cfg.Logger
@@ -147,8 +155,9 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 // TakeSnapshot snapshots the FSM and compacts the log now.
 func (n *Node) TakeSnapshot(ctx context.Context) error { return n.raft.TakeSnapshot(ctx) }
 
-// Apply proposes cmd (stamped with this node's clock if its time is zero)
-// and returns the FSM's result value. Errors: the cluster's (ErrNotLeader,
+// Apply proposes cmd and returns the FSM's result value. Leave cmd.Time
+// zero: the node stamps it with its clock, so that on the leader every
+// command carries the leader's time. Errors: the cluster's (ErrNotLeader,
 // ErrNoLeader, ...) or the FSM's (ErrNotFound, ErrStaleLease, ...).
 func (n *Node) Apply(ctx context.Context, cmd Command) (any, error) {
 	if cmd.Version == 0 {
@@ -412,7 +421,7 @@ func (n *Node) tick(ctx context.Context) {
 			cj.Jobs = append(cj.Jobs, NewJob{ID: pj.ID, Kind: JobKind(pj.Kind), Trigger: TriggerSchedule,
 				Policy: pj.Policy, Agent: pj.Agent, ScheduledAt: pj.ScheduledAt, NotBefore: pj.NotBefore})
 		}
-		c, err := NewCommand(CmdCreateJobs, "scheduler", cj)
+		c, err := NewCommand(CmdCreateJobs, ActorScheduler, cj)
 		if err == nil {
 			c.Time = now
 			_, err = n.Apply(ctx, c)
@@ -430,6 +439,45 @@ func (n *Node) tick(ctx context.Context) {
 		}
 	}
 	n.expireLeases(ctx)
+	n.pruneJobs(ctx)
+}
+
+const pruneEvery = 10 * time.Minute
+
+// pruneJobs deletes finished jobs older than JobHistory, at most every
+// pruneEvery of clock time.
+func (n *Node) pruneJobs(ctx context.Context) {
+	now := n.clock.Now().UTC()
+	if n.cfg.JobHistory < 0 || now.Sub(n.lastPrune) < pruneEvery {
+		return
+	}
+	n.lastPrune = now
+	cutoff := now.Add(-n.cfg.JobHistory)
+	found := false
+	n.fsm.View(func(s *State) {
+		for _, j := range s.Jobs {
+			if j.State.Final() && j.FinishedAt.Before(cutoff) {
+				found = true
+				return
+			}
+		}
+	})
+	if !found {
+		return
+	}
+	c, err := NewCommand(CmdPruneJobs, ActorScheduler, PruneJobs{FinishedBefore: cutoff})
+	if err != nil {
+		return
+	}
+	c.Time = now
+	v, err := n.Apply(ctx, c)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Warn("prune jobs", "err", err)
+		}
+		return
+	}
+	n.log.Info("pruned finished jobs", "jobs", v, "finished_before", cutoff)
 }
 
 func (n *Node) planInput(now time.Time) PlanInput {
@@ -470,7 +518,7 @@ func (n *Node) expireLeases(ctx context.Context) {
 		}
 	})
 	for _, e := range due {
-		c, err := NewCommand(CmdExpireLease, "scheduler", e)
+		c, err := NewCommand(CmdExpireLease, ActorScheduler, e)
 		if err != nil {
 			continue
 		}

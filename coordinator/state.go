@@ -97,6 +97,11 @@ type State struct {
 	Tokens       map[string]*APIToken     `json:"tokens"`
 	JoinTokens   map[string]*JoinToken    `json:"join_tokens"`
 	Audit        []AuditEntry             `json:"audit"`
+
+	// pending indexes pending job IDs by agent. It is derived from Jobs
+	// (never encoded), built whenever a State is made and kept current by
+	// setJobState, so readers never write it.
+	pending map[string]map[string]bool
 }
 
 // PolicyRecord is a policy as stored: the policy and when it last changed.
@@ -287,6 +292,60 @@ func (s *State) fill() {
 	if s.JoinTokens == nil {
 		s.JoinTokens = map[string]*JoinToken{}
 	}
+	s.buildPending()
+}
+
+func (s *State) buildPending() {
+	s.pending = map[string]map[string]bool{}
+	for id, j := range s.Jobs {
+		if j.State == JobPending {
+			s.addPending(j.Agent, id)
+		}
+	}
+}
+
+func (s *State) addPending(agent, id string) {
+	m := s.pending[agent]
+	if m == nil {
+		m = map[string]bool{}
+		s.pending[agent] = m
+	}
+	m[id] = true
+}
+
+// setJobState moves j to state st, keeping the pending index current.
+// Every job state change goes through here.
+func (s *State) setJobState(j *Job, st JobState) {
+	if j.State == JobPending && st != JobPending {
+		delete(s.pending[j.Agent], j.ID)
+		if len(s.pending[j.Agent]) == 0 {
+			delete(s.pending, j.Agent)
+		}
+	}
+	if st == JobPending && j.State != JobPending {
+		s.addPending(j.Agent, j.ID)
+	}
+	j.State = st
+}
+
+// PendingFor returns the IDs of agent's pending jobs, sorted: what a
+// dispatcher checks before it proposes a lease.
+func (s *State) PendingFor(agent string) []string { return sortedKeys(s.pending[agent]) }
+
+// HasWork reports whether agent could lease a job at t: it has a pending
+// job whose not-before has passed, and it is under its concurrency limit.
+// (The policy's limit is checked by the lease itself.)
+func (s *State) HasWork(agent string, t time.Time) bool {
+	a := s.Agents[agent]
+	if a == nil || a.Revoked || len(a.Running) >= a.Limit() {
+		return false
+	}
+	for id := range s.pending[agent] {
+		if !t.Before(s.Jobs[id].NotBefore) {
+			return true
+		}
+	}
+	return false
 }
 
 // sortedKeys returns m's keys in order: the only way code in this package
@@ -420,6 +479,7 @@ func (s *State) Clone() *State {
 		t.Labels = cloneMap(v.Labels)
 		c.JoinTokens[k] = &t
 	}
+	c.buildPending()
 	return c
 }
 
@@ -463,14 +523,4 @@ func cloneMap(m map[string]string) map[string]string {
 		c[k] = v
 	}
 	return c
-}
-
-// matchLabels reports whether labels satisfy every key of selector.
-func matchLabels(selector, labels map[string]string) bool {
-	for k, v := range selector {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
 }
