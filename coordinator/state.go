@@ -97,6 +97,9 @@ type State struct {
 	Tokens       map[string]*APIToken     `json:"tokens"`
 	JoinTokens   map[string]*JoinToken    `json:"join_tokens"`
 	Audit        []AuditEntry             `json:"audit"`
+	// Cluster is set once, by the first leader of a new cluster
+	// (nodeinfo.go): its ID, the node secret and each node's HTTP address.
+	Cluster *ClusterInfo `json:"cluster,omitempty"`
 
 	// pending indexes pending job IDs by agent. It is derived from Jobs
 	// (never encoded), built whenever a State is made and kept current by
@@ -441,6 +444,7 @@ func (s *State) Clone() *State {
 		Tokens:       make(map[string]*APIToken, len(s.Tokens)),
 		JoinTokens:   make(map[string]*JoinToken, len(s.JoinTokens)),
 		Audit:        slices.Clone(s.Audit),
+		Cluster:      s.Cluster.clone(),
 	}
 	for k, v := range s.Policies {
 		r := *v
