@@ -444,6 +444,9 @@ func TestClusterMembership(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if err := n3.Ready(); err != nil {
+		t.Fatalf("caught-up member not ready: %v", err)
+	}
 	st := c.nodes[l].Status()
 	if len(st.Members) != 4 || st.Leader != c.peers[l].ID || st.Term == 0 || st.CommitIndex == 0 {
 		t.Fatalf("status: %+v", st)

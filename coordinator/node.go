@@ -142,6 +142,28 @@ func (n *Node) IsLeader() bool { return n.raft.IsLeader() }
 // Leader returns the leader's ID and Raft address, empty if unknown.
 func (n *Node) Leader() (id, addr string) { return n.raft.Leader() }
 
+// LeadershipChanges returns a channel that receives true when this node
+// becomes leader and false when it stops (latest value only).
+func (n *Node) LeadershipChanges() <-chan bool { return n.raft.LeadershipChanges() }
+
+// maxReadyLag is how far the applied index may trail the commit index for
+// a node to count as caught up.
+const maxReadyLag = 64
+
+// Ready returns nil when this node can serve current reads: a leader is
+// known and this node has applied all but at most a few committed
+// entries. Otherwise it says why (for /readyz).
+func (n *Node) Ready() error {
+	st := n.raft.Status()
+	if st.Leader == "" {
+		return ErrNoLeader
+	}
+	if st.CommitIndex > st.AppliedIndex+maxReadyLag {
+		return fmt.Errorf("catching up: applied %d of %d committed entries", st.AppliedIndex, st.CommitIndex)
+	}
+	return nil
+}
+
 // AddVoter adds a voting member (leader only).
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 	return n.raft.AddVoter(ctx, id, addr)
