@@ -1,0 +1,438 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// The HTTP API (docs/api.md). Every node serves it. Reads are answered
+// from the node's own state; a write that reaches a follower is forwarded
+// as it is to the leader's API (the leader authenticates it again), so a
+// client may be given every node's address. During an election a write
+// gets 503 with "retryable": true and changes nothing that a retry would
+// duplicate. Bodies are size-limited and decoded strictly (unknown fields
+// are errors); every error is {"error": "...", "retryable": bool}.
+
+// DefaultMaxBody bounds request bodies (policy files included).
+const DefaultMaxBody = 1 << 20
+
+// APIConfig configures a node's API.
+type APIConfig struct {
+	Node     *Node
+	Logger   *slog.Logger
+	Clock    Clock        // default: the node's clock
+	Client   *http.Client // for forwarding and node-to-node calls (carries the TLS roots)
+	SelfURL  string       // this node's advertised base URL (http(s)://host:port)
+	Version  string
+	MaxBody  int64         // default DefaultMaxBody
+	DataDir  string        // where the first leader writes admin-token
+	MaxWait  time.Duration // longest long poll (default 5m)
+	LeaseTTL time.Duration // default lease of a job handed out by a long poll (default 2m)
+}
+
+// API is the HTTP handler of one node.
+type API struct {
+	cfg     APIConfig
+	node    *Node
+	log     *slog.Logger
+	clock   Clock
+	hc      *http.Client
+	mux     *http.ServeMux
+	metrics *Metrics
+	waiting atomic.Int64 // long polls in progress on this node
+
+	adminToken atomic.Pointer[string] // set if this node initialized the cluster
+}
+
+// NewAPI builds the handler. Call Maintain to keep the node's address
+// registered and to initialize a new cluster.
+func NewAPI(cfg APIConfig) *API {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = cfg.Node.clock
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 60 * time.Second}
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 5 * time.Minute
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 2 * time.Minute
+	}
+	a := &API{cfg: cfg, node: cfg.Node, log: cfg.Logger, clock: cfg.Clock, hc: cfg.Client, mux: http.NewServeMux()}
+	a.metrics = newMetrics(a)
+	a.routes()
+	return a
+}
+
+func (a *API) routes() {
+	a.mux.HandleFunc("GET /healthz", a.healthz)
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.Handle("GET /metrics", a.metrics.Handler())
+
+	a.handle("GET /v1/policies", permRead, a.listPolicies)
+	a.handle("PUT /v1/policies", permWrite, a.applyPolicies)
+	a.handle("POST /v1/policies", permWrite, a.applyPolicies)
+	a.handle("GET /v1/policies/{name}", permRead, a.getPolicy)
+	a.handle("DELETE /v1/policies/{name}", permWrite, a.deletePolicy)
+	a.handle("POST /v1/policies/{name}/run", permWrite, a.runPolicy)
+
+	a.handle("GET /v1/repos", permRead, a.listRepos)
+	a.handle("POST /v1/repos", permWrite, a.addRepo)
+	a.handle("GET /v1/repos/{name}", permRead, a.getRepo)
+	a.handle("DELETE /v1/repos/{name}", permWrite, a.removeRepo)
+
+	a.handle("GET /v1/jobs", permRead, a.listJobs)
+	a.handle("GET /v1/jobs/{id}", permRead, a.getJob)
+	a.handle("POST /v1/jobs/{id}/cancel", permWrite, a.cancelJob)
+	a.handle("POST /v1/jobs/{id}/heartbeat", permAgent, a.heartbeat)
+	a.handle("POST /v1/jobs/{id}/complete", permAgent, a.completeJob)
+
+	a.handle("GET /v1/agents", permRead, a.listAgents)
+	a.handle("POST /v1/agents", permEnroll, a.enrollAgent)
+	a.handle("GET /v1/agents/{name}", permRead, a.getAgent)
+	a.handle("POST /v1/agents/{name}/revoke", permWrite, a.revokeAgent)
+	a.handle("GET /v1/agents/{name}/work", permAgent, a.work)
+	a.handle("POST /v1/agents/{name}/lease", permAgent, a.lease)
+	a.handle("POST /v1/agents/{name}/seen", permAgent, a.seen)
+
+	a.handle("GET /v1/cluster", permRead, a.clusterStatus)
+	a.handle("GET /v1/cluster/self", permRead, a.clusterSelf)
+	a.handle("POST /v1/cluster/join", permAdmin, a.clusterJoin)
+	a.handle("POST /v1/cluster/remove", permAdmin, a.clusterRemove)
+	a.handle("POST /v1/cluster/nodes", permNode, a.registerNode)
+
+	a.handle("GET /v1/audit", permRead, a.listAudit)
+	a.handle("GET /v1/status", permRead, a.status)
+	a.handle("GET /v1/snapshots", permRead, a.listSnapshots)
+
+	a.handle("GET /v1/tokens", permAdmin, a.listTokens)
+	a.handle("POST /v1/tokens", permAdmin, a.createToken)
+	a.handle("DELETE /v1/tokens/{id}", permAdmin, a.revokeToken)
+	a.handle("POST /v1/join-tokens", permAdmin, a.createJoinToken)
+
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no such endpoint: %s %s (see docs/api.md)", r.Method, r.URL.Path)})
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// call is what a handler gets besides the request.
+type call struct {
+	p    Principal
+	body []byte
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, c *call) error
+
+// handle registers pattern with the checks every API route goes through:
+// body limit, authentication, authorization, forwarding of writes.
+func (a *API) handle(pattern string, need perm, h handlerFunc) {
+	route := pattern
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		err := a.serve(rec, r, need, h)
+		if err != nil {
+			writeError(rec, err)
+		}
+		a.metrics.observeRequest(route, rec.status, time.Since(start))
+		if rec.status >= 500 {
+			a.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", rec.status, "err", err)
+		}
+	})
+}
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request, need perm, h handlerFunc) error {
+	c := &call{}
+	write := r.Method != http.MethodGet && r.Method != http.MethodHead
+	if write {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBody))
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				return &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body larger than %d bytes", a.cfg.MaxBody)}
+			}
+			return badRequest("read request body: %v", err)
+		}
+		c.body = b
+	}
+	var err error
+	a.node.View(func(s *State) { c.p, err = authenticate(s, r, a.clock.Now()) })
+	if err != nil {
+		if errors.Is(err, errUnknownToken) && !a.node.IsLeader() && r.Header.Get(headerForwarded) == "" {
+			// Perhaps created a moment ago and not replicated here yet.
+			return a.forward(w, r, c.body)
+		}
+		if errors.Is(err, errUnknownToken) {
+			return unauthorized("invalid token")
+		}
+		return err
+	}
+	if !c.p.allowed(need) {
+		return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("%s may not do this: %s %s needs %s access", roleName(c.p), r.Method, r.URL.Path, need)}
+	}
+	if write && !a.node.IsLeader() {
+		return a.forward(w, r, c.body)
+	}
+	return h(w, r, c)
+}
+
+func roleName(p Principal) string {
+	if p.Agent != "" {
+		return "agent " + p.Agent
+	}
+	return "a " + string(p.Role) + " token"
+}
+
+// forward sends a request to the leader's API and relays the answer. A
+// request that was already forwarded is not forwarded again: leadership
+// moved meanwhile, and the client retries.
+func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) error {
+	if by := r.Header.Get(headerForwarded); by != "" {
+		return &apiError{status: http.StatusServiceUnavailable, retryable: true, msg: "leadership changed while the request was forwarded: retry"}
+	}
+	target, err := a.leaderURL()
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	req, err := http.NewRequestWithContext(ctx, r.Method, target+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("forward to leader: %w", err)
+	}
+	for _, h := range []string{"Authorization", "Content-Type", "Accept", headerNode} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set(headerForwarded, a.node.ID())
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return &apiError{status: http.StatusServiceUnavailable, retryable: true, leader: target,
+			msg: fmt.Sprintf("forward to the leader at %s: %v", target, err)}
+	}
+	defer resp.Body.Close()
+	for _, h := range []string{"Content-Type", headerLeader} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+	return nil
+}
+
+// leaderURL returns the leader's API address, or a retryable error.
+func (a *API) leaderURL() (string, error) {
+	id, _ := a.node.Leader()
+	if id == "" {
+		return "", fmt.Errorf("forward to leader: %w", ErrNoLeader)
+	}
+	var u string
+	a.node.View(func(s *State) { u = s.NodeHTTP(id) })
+	if u == "" {
+		return "", &apiError{status: http.StatusServiceUnavailable, retryable: true,
+			msg: fmt.Sprintf("the leader %s has not published its API address yet: retry", id)}
+	}
+	return u, nil
+}
+
+// ---- errors and encoding -------------------------------------------------
+
+// apiError is an error with its HTTP status.
+type apiError struct {
+	status    int
+	msg       string
+	retryable bool
+	problems  []Problem
+	leader    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrorBody is the JSON of every error response.
+type ErrorBody struct {
+	Error     string    `json:"error"`
+	Retryable bool      `json:"retryable"`
+	Problems  []Problem `json:"problems,omitempty"`
+	Leader    string    `json:"leader,omitempty"` // the leader's API address, when known
+}
+
+// errorStatus maps an error to its HTTP status and whether a retry may
+// succeed.
+func errorStatus(err error) (int, bool) {
+	if e, ok := errors.AsType[*apiError](err); ok {
+		return e.status, e.retryable
+	}
+	if _, ok := errors.AsType[*ValidationError](err); ok {
+		return http.StatusBadRequest, false
+	}
+	switch {
+	case Retryable(err), errors.Is(err, ErrShutdown), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, true
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound, false
+	case errors.Is(err, ErrConflict), errors.Is(err, ErrStaleLease):
+		return http.StatusConflict, false
+	case errors.Is(err, ErrRevoked):
+		return http.StatusForbidden, false
+	case errors.Is(err, ErrInvalidCommand), errors.Is(err, ErrUnsupportedCommand):
+		return http.StatusBadRequest, false
+	}
+	return http.StatusInternalServerError, false
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, retry := errorStatus(err)
+	body := ErrorBody{Error: err.Error(), Retryable: retry}
+	if e, ok := errors.AsType[*apiError](err); ok {
+		body.Problems, body.Leader = e.problems, e.leader
+	}
+	if ve, ok := errors.AsType[*ValidationError](err); ok {
+		body.Problems = ve.Problems
+	}
+	if nl, ok := errors.AsType[*NotLeaderError](err); ok && body.Leader == "" {
+		body.Leader = nl.LeaderID
+	}
+	if retry {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"encode response","retryable":false}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// decodeJSON decodes a request body strictly: exactly one JSON value, no
+// unknown fields.
+func decodeJSON(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("empty request body: a JSON object is expected")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("invalid JSON body: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("invalid JSON body: unexpected data after the object")
+	}
+	return nil
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status  int
+	written bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.written {
+		s.status, s.written = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.written = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// writeCtx bounds a write's wait for the cluster.
+func writeCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 10*time.Second)
+}
+
+// apply runs a write and records its latency.
+func (a *API) apply(fn func() error) error {
+	start := time.Now()
+	err := fn()
+	a.metrics.observeApply(time.Since(start), err)
+	return err
+}
+
+// ---- health ----------------------------------------------------------------
+
+func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": a.node.ID()})
+}
+
+// Ready reports whether the node can serve: a leader is known and this
+// node has applied everything it knows to be committed.
+func (a *API) Ready() (bool, string) {
+	st := a.node.Status()
+	switch {
+	case st.Leader == "":
+		return false, "no leader"
+	case st.AppliedIndex < st.CommitIndex:
+		return false, fmt.Sprintf("applying: %d of %d", st.AppliedIndex, st.CommitIndex)
+	}
+	return true, "leader " + st.Leader
+}
+
+func (a *API) readyz(w http.ResponseWriter, _ *http.Request) {
+	ok, why := a.Ready()
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ok, "reason": why, "node": a.node.ID()})
+}
+
+// queryDuration reads a duration query parameter.
+func queryDuration(r *http.Request, name string, def, max time.Duration) (time.Duration, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, badRequest("%s=%q: want a duration such as 30s", name, v)
+	}
+	if time.Duration(d) > max {
+		return max, nil
+	}
+	return time.Duration(d), nil
+}
+
+func pathName(r *http.Request, key string) (string, error) {
+	v := r.PathValue(key)
+	if v == "" || strings.ContainsAny(v, "/\x00") {
+		return "", badRequest("invalid %s %q", key, v)
+	}
+	return v, nil
+}

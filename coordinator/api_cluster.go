@@ -1,0 +1,536 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ---- cluster status ------------------------------------------------------------
+
+// NodeSelf is one node's own view (GET /v1/cluster/self).
+type NodeSelf struct {
+	ID           string    `json:"id"`
+	HTTPAddr     string    `json:"http_addr"`
+	Version      string    `json:"version,omitempty"`
+	State        string    `json:"state"`
+	Leader       string    `json:"leader"`
+	Term         uint64    `json:"term"`
+	CommitIndex  uint64    `json:"commit_index"`
+	AppliedIndex uint64    `json:"applied_index"`
+	LastIndex    uint64    `json:"last_index"`
+	LastContact  time.Time `json:"last_contact,omitzero"`
+	Ready        bool      `json:"ready"`
+	Reason       string    `json:"reason,omitempty"`
+}
+
+// MemberStatus is one member as seen from the answering node, with the
+// health found by asking it.
+type MemberStatus struct {
+	ID           string    `json:"id"`
+	RaftAddr     string    `json:"raft_addr"`
+	HTTPAddr     string    `json:"http_addr,omitempty"`
+	Voter        bool      `json:"voter"`
+	Leader       bool      `json:"leader"`
+	Health       string    `json:"health"` // ok, not-ready, unreachable, unknown
+	State        string    `json:"state,omitempty"`
+	Term         uint64    `json:"term,omitempty"`
+	CommitIndex  uint64    `json:"commit_index,omitempty"`
+	AppliedIndex uint64    `json:"applied_index,omitempty"`
+	LastContact  time.Time `json:"last_contact,omitzero"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// ClusterStatus is the response of GET /v1/cluster.
+type ClusterStatus struct {
+	Cluster      string         `json:"cluster,omitempty"` // cluster ID
+	Node         string         `json:"node"`              // the answering node
+	State        string         `json:"state"`             // its Raft state
+	Leader       string         `json:"leader"`            // the leader's node ID, "" during an election
+	LeaderAddr   string         `json:"leader_addr,omitempty"`
+	LeaderHTTP   string         `json:"leader_http,omitempty"`
+	Term         uint64         `json:"term"`
+	CommitIndex  uint64         `json:"commit_index"`
+	AppliedIndex uint64         `json:"applied_index"`
+	LastIndex    uint64         `json:"last_index"`
+	Members      []MemberStatus `json:"members"`
+}
+
+func (a *API) self() NodeSelf {
+	st := a.node.Status()
+	ok, why := a.Ready()
+	n := NodeSelf{ID: st.ID, HTTPAddr: a.cfg.SelfURL, Version: a.cfg.Version, State: st.State, Leader: st.Leader, Term: st.Term,
+		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastIndex: st.LastIndex, LastContact: st.LastContact, Ready: ok}
+	if !ok {
+		n.Reason = why
+	}
+	return n
+}
+
+func (a *API) clusterSelf(w http.ResponseWriter, _ *http.Request, _ *call) error {
+	writeJSON(w, http.StatusOK, a.self())
+	return nil
+}
+
+func (a *API) clusterStatus(w http.ResponseWriter, r *http.Request, _ *call) error {
+	writeJSON(w, http.StatusOK, a.ClusterStatus(r.Context()))
+	return nil
+}
+
+// ClusterStatus reports the cluster as this node sees it, asking every
+// member with a known API address for its own view (1 s each, in parallel).
+func (a *API) ClusterStatus(ctx context.Context) ClusterStatus {
+	st := a.node.Status()
+	cs := ClusterStatus{Node: st.ID, State: st.State, Leader: st.Leader, LeaderAddr: st.LeaderAddr, Term: st.Term,
+		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastIndex: st.LastIndex, Members: []MemberStatus{}}
+	var secret string
+	a.node.View(func(s *State) {
+		if s.Cluster != nil {
+			cs.Cluster, secret = s.Cluster.ID, s.Cluster.NodeSecret
+		}
+		cs.LeaderHTTP = s.NodeHTTP(st.Leader)
+		for _, m := range st.Members {
+			cs.Members = append(cs.Members, MemberStatus{ID: m.ID, RaftAddr: m.Addr, HTTPAddr: s.NodeHTTP(m.ID), Voter: m.Voter, Leader: m.Leader})
+		}
+	})
+	var wg sync.WaitGroup
+	for i := range cs.Members {
+		m := &cs.Members[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var self NodeSelf
+			var err error
+			switch {
+			case m.ID == st.ID:
+				self = a.self()
+			case m.HTTPAddr == "":
+				m.Health, m.Error = "unknown", "its API address is not known yet"
+				return
+			default:
+				self, err = a.probe(ctx, m.HTTPAddr, secret)
+			}
+			if err != nil {
+				m.Health, m.Error = "unreachable", err.Error()
+				return
+			}
+			m.State, m.Term, m.CommitIndex, m.AppliedIndex, m.LastContact = self.State, self.Term, self.CommitIndex, self.AppliedIndex, self.LastContact
+			m.Health = "ok"
+			if !self.Ready {
+				m.Health, m.Error = "not-ready", self.Reason
+			}
+		}()
+	}
+	wg.Wait()
+	return cs
+}
+
+func (a *API) probe(ctx context.Context, base, secret string) (NodeSelf, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/cluster/self", nil)
+	if err != nil {
+		return NodeSelf{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+nodeCredential(secret))
+	req.Header.Set(headerNode, a.node.ID())
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return NodeSelf{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return NodeSelf{}, relayError(resp)
+	}
+	var n NodeSelf
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&n); err != nil {
+		return NodeSelf{}, err
+	}
+	return n, nil
+}
+
+// JoinRequest is the body of POST /v1/cluster/join.
+type JoinRequest struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"` // Raft address
+}
+
+// RemoveRequest is the body of POST /v1/cluster/remove.
+type RemoveRequest struct {
+	ID string `json:"id"`
+}
+
+func (a *API) clusterJoin(w http.ResponseWriter, r *http.Request, c *call) error {
+	var q JoinRequest
+	if err := decodeJSON(c.body, &q); err != nil {
+		return err
+	}
+	if q.ID == "" || q.Addr == "" || strings.ContainsAny(q.ID, " ,=/") {
+		return badRequest("join needs a node ID (no spaces, commas, '=' or '/') and its Raft address HOST:PORT")
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error { return a.node.AddVoter(ctx, q.ID, q.Addr) }); err != nil {
+		return err
+	}
+	if _, err := a.node.Propose(ctx, CmdClusterMember, c.p.Actor, ClusterMember{Op: "join", ID: q.ID, Addr: q.Addr}); err != nil {
+		a.log.Warn("record cluster join in the audit log", "node", q.ID, "err", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"joined": q.ID, "addr": q.Addr})
+	return nil
+}
+
+func (a *API) clusterRemove(w http.ResponseWriter, r *http.Request, c *call) error {
+	var q RemoveRequest
+	if err := decodeJSON(c.body, &q); err != nil {
+		return err
+	}
+	if q.ID == "" {
+		return badRequest("remove needs a node ID")
+	}
+	found := false
+	for _, m := range a.node.Status().Members {
+		found = found || m.ID == q.ID
+	}
+	if !found {
+		return notFound("cluster member", q.ID)
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	// Recorded first: removing the leader itself ends its leadership.
+	if err := a.apply(func() error {
+		_, err := a.node.Propose(ctx, CmdClusterMember, c.p.Actor, ClusterMember{Op: "remove", ID: q.ID})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := a.node.RemoveServer(ctx, q.ID); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": q.ID})
+	return nil
+}
+
+func (a *API) registerNode(w http.ResponseWriter, r *http.Request, c *call) error {
+	var q NodeInfo
+	if err := decodeJSON(c.body, &q); err != nil {
+		return err
+	}
+	if q.ID == "" || !strings.HasPrefix(q.HTTPAddr, "http") || c.p.Actor != "node:"+q.ID {
+		return badRequest("node registration needs the node's own ID (in %s) and its http(s) URL", headerNode)
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if _, err := a.node.Propose(ctx, CmdSetNodeInfo, c.p.Actor, NodeInfo{ID: q.ID, HTTPAddr: q.HTTPAddr, Version: q.Version}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ---- cluster bookkeeping ---------------------------------------------------------
+
+// AdminTokenFile is where the first leader of a new cluster writes the
+// initial admin token, in its data dir (mode 0600).
+const AdminTokenFile = "admin-token"
+
+// Maintain runs until ctx ends: while this node leads a cluster that has
+// no identity yet it initializes it (writing DATA_DIR/admin-token), and it
+// keeps this node's API address recorded in the replicated state, so that
+// followers can forward writes to it and probe its health.
+func (a *API) Maintain(ctx context.Context) {
+	for {
+		if err := a.maintainOnce(ctx); err != nil && ctx.Err() == nil && !Retryable(err) {
+			a.log.Warn("cluster bookkeeping", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func (a *API) maintainOnce(ctx context.Context) error {
+	var ci *ClusterInfo
+	a.node.View(func(s *State) { ci = s.Cluster.clone() })
+	me := NodeInfo{ID: a.node.ID(), HTTPAddr: a.cfg.SelfURL, Version: a.cfg.Version}
+	if a.cfg.SelfURL == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if a.node.IsLeader() {
+		if ci == nil {
+			return a.initCluster(ctx, me)
+		}
+		if cur := ci.Nodes[me.ID]; cur == nil || cur.HTTPAddr != me.HTTPAddr || cur.Version != me.Version {
+			_, err := a.node.Propose(ctx, CmdSetNodeInfo, "node:"+me.ID, me)
+			return err
+		}
+		return nil
+	}
+	if ci == nil {
+		return nil
+	}
+	if cur := ci.Nodes[me.ID]; cur != nil && cur.HTTPAddr == me.HTTPAddr && cur.Version == me.Version {
+		return nil
+	}
+	base, err := a.leaderURL()
+	if err != nil {
+		return nil // no leader, or it has not published its address: later
+	}
+	body, _ := json.Marshal(me)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/cluster/nodes", strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+nodeCredential(ci.NodeSecret))
+	req.Header.Set(headerNode, me.ID)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("register this node's API address with the leader: %w", ErrTimeout)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("register this node's API address with the leader: %w", relayError(resp))
+	}
+	return nil
+}
+
+// initCluster names a new cluster and creates the initial admin token,
+// whose plaintext goes to DATA_DIR/admin-token before the command is
+// proposed (a crash in between leaves a file that the next attempt
+// reuses, never a token nobody has).
+func (a *API) initCluster(ctx context.Context, me NodeInfo) error {
+	path := ""
+	var ct CreateToken
+	var plain string
+	if a.cfg.DataDir != "" {
+		path = filepath.Join(a.cfg.DataDir, AdminTokenFile)
+		if b, err := os.ReadFile(path); err == nil {
+			plain = strings.TrimSpace(string(b))
+			if id, secret, ok := strings.Cut(strings.TrimPrefix(plain, tokenPrefix), "_"); ok && strings.HasPrefix(plain, tokenPrefix) {
+				ct = CreateToken{ID: id, Hash: hashSecret(secret), Role: RoleAdmin, Name: "initial admin"}
+			}
+		}
+	}
+	if ct.ID == "" {
+		ct, plain = NewAPIToken(RoleAdmin, "initial admin", time.Time{})
+		if path != "" {
+			if err := writeFileAtomic(path, []byte(plain+"\n"), 0o600); err != nil {
+				return fmt.Errorf("write the initial admin token: %w", err)
+			}
+		}
+	}
+	_, err := a.node.Propose(ctx, CmdInitCluster, "node:"+me.ID, InitCluster{ID: randomHex(8), NodeSecret: randomHex(32), AdminToken: ct, Node: &me})
+	if errors.Is(err, ErrConflict) && path != "" {
+		_ = os.Remove(path) // another leader initialized the cluster first
+	}
+	if err != nil {
+		return err
+	}
+	a.adminToken.Store(&plain)
+	where := path
+	if where == "" {
+		where = "memory (no data dir)"
+	}
+	a.log.Info("initialized a new cluster; initial admin token written", "path", where)
+	return nil
+}
+
+// InitialAdminToken returns the admin token this node created when it
+// initialized the cluster, or "".
+func (a *API) InitialAdminToken() string {
+	if p := a.adminToken.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ---- audit and tokens --------------------------------------------------------------
+
+// AuditView is an audit entry with the actor's token name and role.
+type AuditView struct {
+	AuditEntry
+	ActorName string `json:"actor_name,omitempty"`
+	ActorRole Role   `json:"actor_role,omitempty"`
+}
+
+func (a *API) listAudit(w http.ResponseWriter, r *http.Request, _ *call) error {
+	q := r.URL.Query()
+	limit, since := 100, uint64(0)
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return badRequest("limit=%q: want a positive number", v)
+		}
+		limit = n
+	}
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return badRequest("since=%q: want an audit sequence number", v)
+		}
+		since = n
+	}
+	out := []AuditView{}
+	a.node.View(func(s *State) {
+		for _, e := range s.Audit {
+			if e.Seq <= since {
+				continue
+			}
+			v := AuditView{AuditEntry: e}
+			if id, ok := strings.CutPrefix(e.Actor, "token:"); ok {
+				if tk := s.Tokens[id]; tk != nil {
+					v.ActorName, v.ActorRole = tk.Name, tk.Role
+				}
+			}
+			out = append(out, v)
+		}
+	})
+	if len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// TokenCreateRequest is the body of POST /v1/tokens.
+type TokenCreateRequest struct {
+	Role Role     `json:"role"`
+	Name string   `json:"name,omitempty"`
+	TTL  Duration `json:"ttl,omitempty"` // 0: no expiry
+}
+
+// TokenCreateResult carries the new token, shown this once.
+type TokenCreateResult struct {
+	ID      string    `json:"id"`
+	Token   string    `json:"token"`
+	Role    Role      `json:"role"`
+	Name    string    `json:"name,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// TokenView is a token without its hash.
+type TokenView struct {
+	ID        string    `json:"id"`
+	Role      Role      `json:"role"`
+	Name      string    `json:"name,omitempty"`
+	Expires   time.Time `json:"expires,omitzero"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *call) error {
+	var q TokenCreateRequest
+	if err := decodeJSON(c.body, &q); err != nil {
+		return err
+	}
+	if !q.Role.Valid() {
+		return badRequest("role %q: want admin, operator, agent or read-only", q.Role)
+	}
+	if q.TTL < 0 || len(q.Name) > 200 {
+		return badRequest("ttl must not be negative and name at most 200 bytes")
+	}
+	var exp time.Time
+	if q.TTL > 0 {
+		exp = a.clock.Now().UTC().Add(time.Duration(q.TTL))
+	}
+	ct, plain := NewAPIToken(q.Role, q.Name, exp)
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error { _, err := a.node.Propose(ctx, CmdCreateToken, c.p.Actor, ct); return err }); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, TokenCreateResult{ID: ct.ID, Token: plain, Role: ct.Role, Name: ct.Name, Expires: exp})
+	return nil
+}
+
+func (a *API) listTokens(w http.ResponseWriter, _ *http.Request, _ *call) error {
+	out := []TokenView{}
+	a.node.View(func(s *State) {
+		for _, id := range sortedKeys(s.Tokens) {
+			t := s.Tokens[id]
+			out = append(out, TokenView{ID: t.ID, Role: t.Role, Name: t.Name, Expires: t.Expires, CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy})
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, c *call) error {
+	id, err := pathName(r, "id")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error {
+		_, err := a.node.Propose(ctx, CmdRevokeToken, c.p.Actor, RevokeToken{ID: id})
+		return err
+	}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"revoked": id})
+	return nil
+}
+
+// JoinTokenRequest is the body of POST /v1/join-tokens.
+type JoinTokenRequest struct {
+	Labels  map[string]string `json:"labels,omitempty"`
+	TTL     Duration          `json:"ttl,omitempty"`
+	MaxUses int               `json:"max_uses,omitempty"`
+}
+
+func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, c *call) error {
+	var q JoinTokenRequest
+	if err := decodeJSON(c.body, &q); err != nil {
+		return err
+	}
+	if q.TTL < 0 || q.MaxUses < 0 {
+		return badRequest("ttl and max_uses must not be negative")
+	}
+	var exp time.Time
+	if q.TTL > 0 {
+		exp = a.clock.Now().UTC().Add(time.Duration(q.TTL))
+	}
+	jt, plain := NewJoinToken(q.Labels, exp, q.MaxUses)
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error { _, err := a.node.Propose(ctx, CmdCreateJoinToken, c.p.Actor, jt); return err }); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, TokenCreateResult{ID: jt.ID, Token: plain, Expires: exp})
+	return nil
+}

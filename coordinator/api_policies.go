@@ -1,0 +1,333 @@
+package coordinator
+
+import (
+	"bytes"
+	"fmt"
+	"mime"
+	"net/http"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+)
+
+// ---- policies ----------------------------------------------------------------
+
+// PolicyApplied is the outcome for one policy of an apply.
+type PolicyApplied struct {
+	Name    string `json:"name"`
+	Version uint64 `json:"version,omitempty"`
+	Status  string `json:"status"` // created, updated, unchanged, valid (dry run)
+}
+
+// PolicyApplyResult is the response to PUT/POST /v1/policies.
+type PolicyApplyResult struct {
+	Policies []PolicyApplied `json:"policies"`
+	Warnings []Problem       `json:"warnings,omitempty"`
+	DryRun   bool            `json:"dry_run,omitempty"`
+}
+
+// decodePolicies reads a policy body: JSON (one policy or an array) when
+// the content type says so, otherwise a YAML policy file. Every problem is
+// returned together in a *ValidationError.
+func decodePolicies(body []byte, contentType, filename string) ([]Policy, []Problem, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt != "application/json" {
+		return ParsePoliciesWithWarnings(body, filename)
+	}
+	var ps []Policy
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := decodeJSON(body, &ps); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		var p Policy
+		if err := decodeJSON(body, &p); err != nil {
+			return nil, nil, err
+		}
+		ps = []Policy{p}
+	}
+	if len(ps) == 0 {
+		return nil, nil, badRequest("no policy in the request")
+	}
+	var errs, warns []Problem
+	seen := map[string]bool{}
+	for i := range ps {
+		ps[i].normalize()
+		p := ps[i]
+		if err := p.Validate(); err != nil {
+			if ve, ok := err.(*ValidationError); ok {
+				errs = append(errs, ve.Problems...)
+			} else {
+				errs = append(errs, Problem{Policy: p.Name, Msg: err.Error()})
+			}
+		}
+		if p.Name != "" && seen[p.Name] {
+			errs = append(errs, Problem{Policy: p.Name, Field: "name", Msg: fmt.Sprintf("policy %q is defined twice", p.Name)})
+		}
+		seen[p.Name] = true
+		warns = append(warns, p.Warnings()...)
+	}
+	if len(errs) > 0 {
+		return nil, warns, &ValidationError{Problems: errs}
+	}
+	return ps, warns, nil
+}
+
+func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) error {
+	filename := filepath.Base(r.URL.Query().Get("filename"))
+	if filename == "." || filename == "/" {
+		filename = ""
+	}
+	ps, warns, err := decodePolicies(c.body, r.Header.Get("Content-Type"), filename)
+	if err != nil {
+		return err
+	}
+	if len(ps) == 0 {
+		return badRequest("no policy in the request")
+	}
+	// Checks against the state, before anything is proposed, so that a
+	// file is applied whole or not at all (as far as this leader knows).
+	res := PolicyApplyResult{Warnings: warns, DryRun: r.URL.Query().Get("dry_run") == "true"}
+	var probs []Problem
+	existing := map[string]*PolicyRecord{}
+	a.node.View(func(s *State) {
+		for _, p := range ps {
+			if s.Repositories[p.Repository] == nil {
+				probs = append(probs, Problem{File: filename, Policy: p.Name, Field: "repository",
+					Msg: fmt.Sprintf("repository %q is not registered (add it with 'lifeboat repo add')", p.Repository)})
+			}
+			if pr := s.Policies[p.Name]; pr != nil {
+				cp := *pr
+				cp.Policy = clonePolicy(pr.Policy)
+				existing[p.Name] = &cp
+			}
+		}
+	})
+	if len(probs) > 0 {
+		return &ValidationError{Problems: probs}
+	}
+	for _, p := range ps {
+		old := existing[p.Name]
+		switch {
+		case res.DryRun:
+			res.Policies = append(res.Policies, PolicyApplied{Name: p.Name, Status: "valid"})
+			continue
+		case old != nil && reflect.DeepEqual(old.Policy, clonePolicy(p)):
+			res.Policies = append(res.Policies, PolicyApplied{Name: p.Name, Version: old.Version, Status: "unchanged"})
+			continue
+		}
+		ctx, cancel := writeCtx(r)
+		var ver uint64
+		err := a.apply(func() (err error) { ver, err = a.node.PutPolicy(ctx, c.p.Actor, p); return err })
+		cancel()
+		if err != nil {
+			if len(res.Policies) > 0 {
+				return fmt.Errorf("policy %q (after applying %d others): %w", p.Name, len(res.Policies), err)
+			}
+			return fmt.Errorf("policy %q: %w", p.Name, err)
+		}
+		status := "created"
+		if old != nil {
+			status = "updated"
+		}
+		res.Policies = append(res.Policies, PolicyApplied{Name: p.Name, Version: ver, Status: status})
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (a *API) listPolicies(w http.ResponseWriter, _ *http.Request, _ *call) error {
+	out := []PolicyRecord{}
+	a.node.View(func(s *State) {
+		for _, name := range s.PolicyNames() {
+			pr := *s.Policies[name]
+			pr.Policy = clonePolicy(pr.Policy)
+			out = append(out, pr)
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) getPolicy(w http.ResponseWriter, r *http.Request, _ *call) error {
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	var pr *PolicyRecord
+	a.node.View(func(s *State) {
+		if p := s.Policies[name]; p != nil {
+			cp := *p
+			cp.Policy = clonePolicy(p.Policy)
+			pr = &cp
+		}
+	})
+	if pr == nil {
+		return notFound("policy", name)
+	}
+	if r.URL.Query().Get("format") == "yaml" {
+		b, err := MarshalPolicyYAML(pr.Policy)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(b)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, pr)
+	return nil
+}
+
+func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request, c *call) error {
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error {
+		_, err := a.node.Propose(ctx, CmdDeletePolicy, c.p.Actor, DeletePolicy{Name: name})
+		return err
+	}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
+	return nil
+}
+
+// RunResult is the response to POST /v1/policies/{name}/run.
+type RunResult struct {
+	Jobs []string `json:"jobs"`
+}
+
+func (a *API) runPolicy(w http.ResponseWriter, r *http.Request, c *call) error {
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	var ids []string
+	if err := a.apply(func() (err error) { ids, err = a.node.RunPolicy(ctx, c.p.Actor, name); return err }); err != nil {
+		return err
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	writeJSON(w, http.StatusOK, RunResult{Jobs: ids})
+	return nil
+}
+
+// ---- repositories ------------------------------------------------------------
+
+// RepoAddRequest is the body of POST /v1/repos.
+type RepoAddRequest struct {
+	Name      string            `json:"name"`
+	URL       string            `json:"url"`
+	WriterKey string            `json:"writer_key"` // the writer key file's contents
+	Env       map[string]string `json:"env,omitempty"`
+	Replace   bool              `json:"replace,omitempty"`
+}
+
+var repoNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Validate checks the request; an age identity is refused with a message
+// that says why.
+func (q RepoAddRequest) Validate() error {
+	switch {
+	case !repoNameRE.MatchString(q.Name):
+		return badRequest("repository name %q: want 1-63 letters, digits, '.', '_' or '-'", q.Name)
+	case q.URL == "":
+		return badRequest("repository %q: url is required", q.Name)
+	case IsIdentity([]byte(q.WriterKey)):
+		return badRequest("repository %q: refused: the key given is an age identity, which can read every backup; the coordinator holds writer keys only (pass the writer key file written by 'lifeboat init', never the identity)", q.Name)
+	}
+	if _, err := location.Parse(q.URL); err != nil {
+		return badRequest("repository %q: %v", q.Name, err)
+	}
+	if err := CheckWriterKey([]byte(q.WriterKey)); err != nil {
+		return badRequest("repository %q: %v", q.Name, err)
+	}
+	for k := range q.Env {
+		if !strings.HasPrefix(k, "AWS_") && !strings.HasPrefix(k, "LIFEBOAT_S3_") {
+			return badRequest("repository %q: env %q: only AWS_* and LIFEBOAT_S3_* variables are stored", q.Name, k)
+		}
+	}
+	return nil
+}
+
+func (a *API) addRepo(w http.ResponseWriter, r *http.Request, c *call) error {
+	var q RepoAddRequest
+	if err := decodeJSON(c.body, &q); err != nil {
+		return err
+	}
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error {
+		return a.node.AddRepository(ctx, c.p.Actor, AddRepository{Name: q.Name, URL: q.URL, WriterKey: []byte(q.WriterKey), Env: q.Env, Replace: q.Replace})
+	}); err != nil {
+		return err
+	}
+	var out Repository
+	a.node.View(func(s *State) {
+		if rp := s.Repositories[q.Name]; rp != nil {
+			out = rp.Public()
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) listRepos(w http.ResponseWriter, _ *http.Request, _ *call) error {
+	out := []Repository{}
+	a.node.View(func(s *State) {
+		for _, name := range sortedKeys(s.Repositories) {
+			out = append(out, s.Repositories[name].Public())
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) getRepo(w http.ResponseWriter, r *http.Request, _ *call) error {
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	var out *Repository
+	a.node.View(func(s *State) {
+		if rp := s.Repositories[name]; rp != nil {
+			p := rp.Public()
+			out = &p
+		}
+	})
+	if out == nil {
+		return notFound("repository", name)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) removeRepo(w http.ResponseWriter, r *http.Request, c *call) error {
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error {
+		_, err := a.node.Propose(ctx, CmdRemoveRepository, c.p.Actor, RemoveRepository{Name: name})
+		return err
+	}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": name})
+	return nil
+}
