@@ -220,6 +220,7 @@ func (pl *plan) packJobs() []*packJob {
 		blobs map[chunkstore.ID]*blobJob
 	}
 	byPack := map[chunkstore.ID]*need{}
+	order := map[chunkstore.ID]int{}
 	for _, f := range pl.files {
 		if f.skip || f.failed != nil {
 			continue
@@ -227,6 +228,7 @@ func (pl *plan) packJobs() []*packJob {
 		for _, c := range f.chunks {
 			n := byPack[c.loc.Pack.ID]
 			if n == nil {
+				order[c.loc.Pack.ID] = len(order)
 				n = &need{pack: c.loc.Pack, blobs: map[chunkstore.ID]*blobJob{}}
 				byPack[c.loc.Pack.ID] = n
 			}
@@ -258,7 +260,13 @@ func (pl *plan) packJobs() []*packJob {
 			jobs = append(jobs, cur)
 		}
 	}
-	// Large ranges first keeps the tail of the restore short.
-	sort.Slice(jobs, func(i, j int) bool { return jobs[i].end-jobs[i].start > jobs[j].end-jobs[j].start })
+	// Packs in the order the walk first needed them, so files are
+	// created roughly directory by directory.
+	sort.SliceStable(jobs, func(i, j int) bool {
+		if jobs[i].pack.ID != jobs[j].pack.ID {
+			return order[jobs[i].pack.ID] < order[jobs[j].pack.ID]
+		}
+		return jobs[i].start < jobs[j].start
+	})
 	return jobs
 }

@@ -9,13 +9,16 @@
 // the read-after-write the contract promises. Put always sends a single
 // PUT (multipart is disabled: lifeboat's objects are packs of a few MiB,
 // far below the 5 GiB single-PUT limit), so no half-finished multipart
-// upload is ever left behind. Each PUT carries a Content-MD5 header, part
-// of the signed request; the server recomputes the digest and rejects the
-// upload (BadDigest) if a single bit changed on the way, so a corrupted
-// upload never lands. Content-MD5 was chosen over the newer x-amz-checksum
-// headers because every S3-compatible server implements it. Since the MD5
-// already protects the payload, the SHA-256 payload hash of SigV4 is
-// skipped (UNSIGNED-PAYLOAD) rather than computed a second time.
+// upload is ever left behind. Every PUT carries a checksum in a signed
+// header that the server recomputes, rejecting the upload if a single bit
+// changed on the way, so a corrupted upload never lands. Every lifeboat
+// object but the config is named by the SHA-256 of its bytes, so for those
+// Put sends the name itself as x-amz-checksum-sha256: the server verifies
+// both the transfer and the name, and the client hashes nothing (an MD5 of
+// every 16 MiB pack would cost about a second of CPU per GiB). Other names
+// get a Content-MD5, which every S3-compatible server implements. Since a
+// checksum already protects the payload, the SHA-256 payload hash of SigV4
+// is skipped (UNSIGNED-PAYLOAD) rather than computed a second time.
 //
 // # Reads
 //

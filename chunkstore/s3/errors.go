@@ -32,13 +32,14 @@ func (s *Store) describe(name string) string {
 // Codes of 4xx answers that are worth retrying: the request or the body
 // got damaged or slowed down on the way, not refused for what it is.
 var transientCodes = map[string]bool{
-	"RequestTimeout":            true,
-	"SlowDown":                  true,
-	"BadDigest":                 true, // body corrupted in flight: Content-MD5 mismatch
-	"XAmzContentSHA256Mismatch": true,
-	"IncompleteBody":            true,
-	"InternalError":             true,
-	"ServiceUnavailable":        true,
+	"RequestTimeout":              true,
+	"SlowDown":                    true,
+	"BadDigest":                   true, // body corrupted in flight: Content-MD5 mismatch
+	"XAmzContentSHA256Mismatch":   true,
+	"XAmzContentChecksumMismatch": true, // body corrupted in flight: x-amz-checksum-sha256 mismatch
+	"IncompleteBody":              true,
+	"InternalError":               true,
+	"ServiceUnavailable":          true,
 }
 
 // Codes that mean the credentials, or what they allow, are wrong.

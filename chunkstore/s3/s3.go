@@ -3,6 +3,8 @@ package s3
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -81,6 +83,10 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 		// One try per call: chunkstore.WithRetry is the single retry
 		// point, and it knows which errors are worth retrying.
 		MaxRetries: 1,
+		// Lets Put pass the SHA-256 of a content-addressed object as its
+		// x-amz-checksum-sha256 (the client library insists on this flag
+		// for explicit checksums; every Put sets one, so no trailer is sent).
+		TrailingHeaders: true,
 	})
 	if err != nil {
 		return nil, chunkstore.Permanent(fmt.Errorf("open s3 store %s/%s: %w", cfg.Endpoint, cfg.Bucket, err))
@@ -168,16 +174,38 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	if len(data) > maxPut {
 		return chunkstore.Permanent(fmt.Errorf("put %s: %d bytes is more than a single PUT allows", s.describe(name), len(data)))
 	}
-	_, err := s.client.PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
+	opts := minio.PutObjectOptions{
 		ContentType:      "application/octet-stream",
-		SendContentMd5:   true,
 		DisableMultipart: true,
 		PartSize:         maxPut,
-		// The payload is protected by Content-MD5 (a signed header), so
+		// The payload is protected by a checksum in a signed header, so
 		// skip hashing it a second time with SHA-256 for the signature.
 		DisableContentSha256: true,
-	})
+	}
+	if sum, ok := contentAddressed(name); ok {
+		// The name is the SHA-256 of the bytes: hand it to the server as
+		// the object checksum, which it verifies, at no hashing cost here.
+		opts.UserMetadata = map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum)}
+	} else {
+		opts.SendContentMd5 = true
+	}
+	_, err := s.client.PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), opts)
 	return s.mapErr("put", name, err)
+}
+
+// contentAddressed reports whether the last element of name is 64 hex
+// digits — the SHA-256 of the object's bytes, as for every lifeboat
+// object but the config — and returns those bytes.
+func contentAddressed(name string) ([]byte, bool) {
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	if len(base) != 64 {
+		return nil, false
+	}
+	sum, err := hex.DecodeString(base)
+	if err != nil || strings.ToLower(base) != base {
+		return nil, false
+	}
+	return sum, true
 }
 
 // Get implements chunkstore.Reader with a ranged GET, and checks that

@@ -3,11 +3,14 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -354,23 +357,51 @@ func TestRetryOnRefusedConnection(t *testing.T) {
 	}
 }
 
+// TestCorruptedUploadRejected flips a bit of the body in flight, for a
+// plain name (protected by Content-MD5) and for a content-addressed one
+// (protected by the SHA-256 its name carries).
 func TestCorruptedUploadRejected(t *testing.T) {
+	data := storetest.Data(1, 100000)
+	sum := sha256.Sum256(data)
+	for _, name := range []string{"data/corrupt", "data/ab/" + hex.EncodeToString(sum[:])} {
+		t.Run(path.Dir(name)+"/…", func(t *testing.T) {
+			env := storetest.MinIO(t)
+			h := newHookTransport()
+			cfg := config(env)
+			cfg.Transport = h
+			s := open(t, cfg)
+			h.set(func(h *hookTransport) { h.corruptPut = true })
+			err := s.Put(t.Context(), name, data)
+			if err == nil {
+				t.Fatal("Put with a bit flipped in flight succeeded: the server did not verify a checksum")
+			}
+			t.Log(err)
+			if chunkstore.IsPermanent(err) {
+				t.Errorf("damaged upload error %v should be transient (worth retrying)", err)
+			}
+			h.set(func(h *hookTransport) { h.corruptPut = false })
+			if _, err := s.Stat(t.Context(), name); !errors.Is(err, chunkstore.ErrNotFound) {
+				t.Errorf("Stat after a rejected upload = %v, want ErrNotFound", err)
+			}
+			if err := s.Put(t.Context(), name, data); err != nil {
+				t.Fatalf("clean upload: %v", err)
+			}
+		})
+	}
+}
+
+// TestMisnamedUploadRejected: a content-addressed name whose hash does not
+// match the bytes is refused by the server, so a naming bug cannot store
+// an object under the wrong hash.
+func TestMisnamedUploadRejected(t *testing.T) {
 	env := storetest.MinIO(t)
-	h := newHookTransport()
-	cfg := config(env)
-	cfg.Transport = h
-	s := open(t, cfg)
-	h.set(func(h *hookTransport) { h.corruptPut = true })
-	err := s.Put(t.Context(), "data/corrupt", storetest.Data(1, 100000))
-	if err == nil {
-		t.Fatal("Put with a bit flipped in flight succeeded: the server did not verify a checksum")
+	s := open(t, config(env))
+	other := sha256.Sum256([]byte("something else"))
+	name := "index/" + hex.EncodeToString(other[:])
+	if err := s.Put(t.Context(), name, storetest.Data(2, 5000)); err == nil {
+		t.Fatal("Put of bytes under another content's hash succeeded")
 	}
-	t.Log(err)
-	if chunkstore.IsPermanent(err) {
-		t.Errorf("damaged upload error %v should be transient (worth retrying)", err)
-	}
-	h.set(func(h *hookTransport) { h.corruptPut = false })
-	if _, err := s.Stat(t.Context(), "data/corrupt"); !errors.Is(err, chunkstore.ErrNotFound) {
+	if _, err := s.Stat(t.Context(), name); !errors.Is(err, chunkstore.ErrNotFound) {
 		t.Errorf("Stat after a rejected upload = %v, want ErrNotFound", err)
 	}
 }
