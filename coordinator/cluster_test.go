@@ -586,3 +586,22 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestPutPolicyValidatesBeforeProposing: validation happens on the node
+// that proposes, so an invalid policy never reaches the log (the FSM does
+// not re-validate, to stay deterministic across versions).
+func TestPutPolicyValidatesBeforeProposing(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	n := c.nodes[c.leader()]
+	before := n.Status()
+	_, err := n.PutPolicy(context.Background(), "test", Policy{Name: "q", Repository: "r", Schedule: "61 * * * *", Paths: []string{"/srv"}})
+	if err == nil {
+		t.Fatal("a policy with an invalid schedule was accepted")
+	}
+	if !strings.Contains(err.Error(), "schedule") {
+		t.Errorf("error %q does not name the schedule", err)
+	}
+	if after := n.Status(); after.LastIndex != before.LastIndex {
+		t.Errorf("log grew from %d to %d: the invalid policy was proposed", before.LastIndex, after.LastIndex)
+	}
+}

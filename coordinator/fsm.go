@@ -265,12 +265,12 @@ func conflict(format string, args ...any) error {
 
 func putPolicy(s *State, c *Command, index uint64, p *PutPolicy) (outcome, error) {
 	pol := p.Policy
-	if err := pol.Validate(); err != nil {
-		return outcome{}, fmt.Errorf("%w: %w", ErrInvalidCommand, err)
-	}
-	sched, err := ParseSchedule(pol.Schedule)
-	if err != nil {
-		return outcome{}, invalid("policy %q: schedule: %v", pol.Name, err)
+	// Policies are validated (Policy.Validate, schedule parsing) by the
+	// node before proposing. Apply must not repeat that: validation rules
+	// and time-zone data can differ between versions and hosts, and every
+	// node must reach the same state from the same log.
+	if pol.Name == "" {
+		return outcome{}, invalid("policy without a name")
 	}
 	if _, ok := s.Repositories[pol.Repository]; !ok {
 		return outcome{}, fmt.Errorf("policy %q: repository %q is not registered (add it with 'lifeboat repo add'): %w", pol.Name, pol.Repository, ErrNotFound)
@@ -282,7 +282,7 @@ func putPolicy(s *State, c *Command, index uint64, p *PutPolicy) (outcome, error
 	}
 	// A new policy, or a new schedule, starts firing from now: instants of
 	// the new schedule before the change were never promised.
-	if old == nil || old.Policy.Schedule != sched.String() {
+	if old == nil || old.Policy.Schedule != pol.Schedule {
 		if lf, ok := s.LastFired[pol.Name]; !ok || lf.Before(c.Time) {
 			s.LastFired[pol.Name] = c.Time
 		}
