@@ -262,7 +262,7 @@ type apiError struct {
 	msg       string
 	retryable bool
 	problems  []Problem
-	leader    string
+	leader    string // the leader's API address, sent as X-Lifeboat-Leader
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -276,7 +276,7 @@ type ErrorBody struct {
 	Error     string    `json:"error"`
 	Retryable bool      `json:"retryable"`
 	Problems  []Problem `json:"problems,omitempty"`
-	Leader    string    `json:"leader,omitempty"` // the leader's API address, when known
+	Leader    string    `json:"leader,omitempty"` // the leader's node ID, when known
 }
 
 // errorStatus maps an error to its HTTP status and whether a retry may
@@ -307,7 +307,10 @@ func writeError(w http.ResponseWriter, err error) {
 	status, retry := errorStatus(err)
 	body := ErrorBody{Error: err.Error(), Retryable: retry}
 	if e, ok := errors.AsType[*apiError](err); ok {
-		body.Problems, body.Leader = e.problems, e.leader
+		body.Problems = e.problems
+		if e.leader != "" {
+			w.Header().Set(headerLeader, e.leader)
+		}
 	}
 	if ve, ok := errors.AsType[*ValidationError](err); ok {
 		body.Problems = ve.Problems
