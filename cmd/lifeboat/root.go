@@ -99,6 +99,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newCheckCmd(g),
 		newCatCmd(g),
 		newVersionCmd(g),
+		newServerCmd(g),
+		newClusterCmd(g),
+		newPolicyCmd(g),
+		newRepoCmd(g),
+		newJobCmd(g),
+		newStatusCmd(g),
+		newTokenCmd(g),
 	)
 	return root
 }

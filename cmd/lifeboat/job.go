@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+)
+
+func newJobCmd(g *globals) *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "job",
+		Short: "List, show and cancel jobs",
+		Long: `Jobs are the runs of policies on agents. States (JSON field "state"):
+pending, running, succeeded, failed, cancelled.`,
+	}
+	cf.register(cmd)
+	var policy, state, agent string
+	var limit int
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs, oldest scheduled first",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			for k, v := range map[string]string{"policy": policy, "state": state, "agent": agent} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if limit > 0 {
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			var jobs []coordinator.Job
+			if err := c.Get(cmd.Context(), "/v1/jobs?"+q.Encode(), &jobs); err != nil {
+				return apiErr(err)
+			}
+			if g.json {
+				return printJSON(g.stdout, jobs)
+			}
+			tw := newTable(g.stdout, "ID", "POLICY", "AGENT", "KIND", "STATE", "SCHEDULED", "ATTEMPT", "RESULT")
+			for _, j := range jobs {
+				row(tw, j.ID, j.Policy, j.Agent, j.Kind, j.State, j.ScheduledAt.Local().Format(time.DateTime), j.Attempt, jobResult(j))
+			}
+			return tw.Flush()
+		},
+	}
+	fl := list.Flags()
+	fl.StringVar(&policy, "policy", "", "only jobs of this policy")
+	fl.StringVar(&state, "state", "", "only jobs in this state: pending, running, succeeded, failed, cancelled")
+	fl.StringVar(&agent, "agent", "", "only jobs of this agent")
+	fl.IntVar(&limit, "limit", 0, "only the newest N")
+	cmd.AddCommand(list)
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "show ID",
+		Short: "Show a job",
+		Args:  argsBetween(1, 1, "job ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			var j coordinator.Job
+			if err := c.Get(cmd.Context(), "/v1/jobs/"+url.PathEscape(args[0]), &j); err != nil {
+				return apiErr(err)
+			}
+			if g.json {
+				return printJSON(g.stdout, j)
+			}
+			printJob(g, j)
+			return nil
+		},
+	})
+	var reason string
+	cancel := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a pending or running job",
+		Args:  argsBetween(1, 1, "job ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			var j coordinator.Job
+			if err := c.Post(cmd.Context(), "/v1/jobs/"+url.PathEscape(args[0])+"/cancel", coordinator.CancelRequest{Reason: reason}, &j); err != nil {
+				return apiErr(err)
+			}
+			if g.json {
+				return printJSON(g.stdout, j)
+			}
+			fmt.Fprintf(g.stdout, "job %s cancelled\n", j.ID)
+			return nil
+		},
+	}
+	cancel.Flags().StringVar(&reason, "reason", "", "why (recorded with the job)")
+	cmd.AddCommand(cancel)
+	return cmd
+}
+
+func jobResult(j coordinator.Job) string {
+	switch {
+	case j.Result == nil:
+		return "-"
+	case j.Result.Error != "":
+		return j.Result.Error
+	case j.Result.SnapshotID != "":
+		return "snapshot " + j.Result.SnapshotID
+	}
+	return "-"
+}
+
+func printJob(g *globals, j coordinator.Job) {
+	w := g.stdout
+	fmt.Fprintf(w, "job %s\n", j.ID)
+	fmt.Fprintf(w, "  policy:     %s (%s, %s)\n", j.Policy, j.Kind, j.Trigger)
+	fmt.Fprintf(w, "  agent:      %s\n", j.Agent)
+	fmt.Fprintf(w, "  state:      %s (attempt %d of %d)\n", j.State, j.Attempt, j.MaxAttempts)
+	fmt.Fprintf(w, "  scheduled:  %s\n", j.ScheduledAt.Local().Format(time.RFC3339))
+	if !j.StartedAt.IsZero() {
+		fmt.Fprintf(w, "  started:    %s\n", j.StartedAt.Local().Format(time.RFC3339))
+	}
+	if !j.FinishedAt.IsZero() {
+		fmt.Fprintf(w, "  finished:   %s\n", j.FinishedAt.Local().Format(time.RFC3339))
+	}
+	if l := j.Lease; l != nil && j.State == coordinator.JobRunning {
+		fmt.Fprintf(w, "  lease:      token %d held by %s until %s\n", l.Token, l.Holder, l.Deadline.Local().Format(time.RFC3339))
+	}
+	if p := j.Progress; p != nil {
+		fmt.Fprintf(w, "  progress:   %d files, %s\n", p.Files, formatBytes(p.Bytes))
+	}
+	fmt.Fprintf(w, "  result:     %s\n", jobResult(j))
+}

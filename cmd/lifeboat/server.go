@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+)
+
+type serverFlags struct {
+	id, dataDir, raftAddr, raftBind, httpAddr, advertise, peers string
+	tlsCert, tlsKey, tlsCA                                      string
+	dev                                                         bool
+	devBackup                                                   string
+}
+
+func newServerCmd(g *globals) *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a coordinator node (--dev: a one-process playground)",
+		Long: `Run one node of the coordinator cluster: Raft-replicated policies, agents,
+jobs, the snapshot catalog and the audit log, the scheduler, and the HTTP API
+(/v1/..., /metrics, /healthz, /readyz). Logs are JSON lines on stderr.
+
+Nodes started with the same --peers form one cluster; it is bootstrapped once,
+and restarting a node with its data dir rejoins it. A node started without
+--peers waits to be added with 'lifeboat cluster join'. The first leader of a
+new cluster writes an initial admin token to DATA_DIR/admin-token (mode 0600).
+
+--dev runs a single-node cluster with a local repository and keys generated
+under its data dir; --dev-backup PATH adds a demo policy backing PATH up
+every minute.`,
+		Example: `  lifeboat server --dev --dev-backup ~/Documents
+  lifeboat server --id n1 --data-dir /var/lib/lifeboat --raft-addr 10.0.0.1:8421 --http-addr 0.0.0.0:8420 \
+      --peers n1=10.0.0.1:8421,n2=10.0.0.2:8421,n3=10.0.0.3:8421`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, g, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.id, "id", "", "this node's ID, unique in the cluster and stable")
+	fl.StringVar(&f.dataDir, "data-dir", "", "where this node keeps its state")
+	fl.StringVar(&f.raftAddr, "raft-addr", "", "HOST:PORT other nodes reach this node's Raft at")
+	fl.StringVar(&f.raftBind, "raft-bind", "", "address to listen for Raft on (default --raft-addr)")
+	fl.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8420", "HOST:PORT to serve the API on")
+	fl.StringVar(&f.advertise, "advertise-http", "", "the API's URL as other nodes reach it (default from --http-addr)")
+	fl.StringVar(&f.peers, "peers", "", "the cluster's voting members: ID=RAFTADDR,... (include this node)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) for the API (HTTPS) and Raft (mutual TLS)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert")
+	fl.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate (PEM) that verifies the other nodes")
+	fl.BoolVar(&f.dev, "dev", false, "run a single-node playground with a local repository")
+	fl.StringVar(&f.devBackup, "dev-backup", "", "with --dev: back this path up every minute")
+	return cmd
+}
+
+func (g *globals) serverLogger(cmd *cobra.Command) *slog.Logger {
+	level := slog.LevelInfo
+	switch {
+	case g.verbose:
+		level = slog.LevelDebug
+	case g.quiet:
+		level = slog.LevelWarn
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cmd.Flags().Changed("log-format") && g.logFormat == "text" {
+		return slog.New(slog.NewTextHandler(g.stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(g.stderr, opts))
+}
+
+func runServer(cmd *cobra.Command, g *globals, f serverFlags) error {
+	if f.devBackup != "" && !f.dev {
+		return usageError("--dev-backup needs --dev")
+	}
+	if f.dev {
+		if f.id == "" {
+			f.id = "dev"
+		}
+		if f.dataDir == "" {
+			f.dataDir = defaultDevDir()
+		}
+		if f.raftAddr == "" {
+			f.raftAddr = "127.0.0.1:8421"
+		}
+		if f.peers == "" {
+			f.peers = f.id + "=" + f.raftAddr
+		}
+	}
+	for _, req := range []struct{ flag, val string }{{"id", f.id}, {"data-dir", f.dataDir}, {"raft-addr", f.raftAddr}} {
+		if req.val == "" {
+			return usageError("server needs --%s (or --dev)", req.flag)
+		}
+	}
+	peers, err := coordinator.ParsePeers(f.peers)
+	if err != nil {
+		return usageError("--peers: %v", err)
+	}
+	log := g.serverLogger(cmd)
+	if len(peers) == 0 {
+		log.Warn("no --peers: this node waits to be added with 'lifeboat cluster join " + f.id + " " + f.raftAddr + "'")
+	}
+	srv, err := coordinator.NewServer(coordinator.ServerConfig{ID: f.id, DataDir: f.dataDir, RaftAddr: f.raftAddr, RaftBind: f.raftBind,
+		HTTPAddr: f.httpAddr, AdvertiseURL: f.advertise, Peers: peers, TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSCA: f.tlsCA,
+		Logger: log, Version: versionString()})
+	if err != nil {
+		return err
+	}
+	srv.Start()
+	defer srv.Close()
+	if f.dev {
+		info, err := coordinator.SetupDev(cmd.Context(), srv, f.devBackup)
+		if err != nil {
+			return err
+		}
+		printDevInfo(g, srv, f, info)
+	}
+	<-cmd.Context().Done()
+	log.Info("shutting down")
+	return nil
+}
+
+func defaultDevDir() string {
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			base = filepath.Join(home, ".local", "share")
+		} else {
+			base = os.TempDir()
+		}
+	}
+	return filepath.Join(base, "lifeboat", "dev")
+}
+
+func printDevInfo(g *globals, srv *coordinator.Server, f serverFlags, info coordinator.DevInfo) {
+	w := g.stdout
+	fmt.Fprintf(w, "lifeboat dev server is running: a single-node coordinator (data in %s)\n\n", f.dataDir)
+	fmt.Fprintf(w, "  API:          %s   (metrics: %s/metrics)\n", srv.URL(), srv.URL())
+	fmt.Fprintf(w, "  admin token:  %s\n", info.AdminToken)
+	fmt.Fprintf(w, "  repository:   %s  (registered as %q with its writer key)\n", info.Repository, coordinator.DevRepository)
+	fmt.Fprintf(w, "  identity:     %s  (reads the backups; the coordinator never sees it)\n", info.IdentityFile)
+	if info.Policy != "" {
+		fmt.Fprintf(w, "  demo policy:  %s backs up %s every minute\n", info.Policy, f.devBackup)
+	}
+	fmt.Fprintf(w, "\nTry, in another terminal:\n")
+	fmt.Fprintf(w, "  export LIFEBOAT_ADDR=%s LIFEBOAT_TOKEN=%s\n", srv.URL(), info.AdminToken)
+	fmt.Fprintf(w, "  lifeboat cluster status\n  lifeboat policy list\n  lifeboat job list\n  lifeboat status\n")
+	fmt.Fprintf(w, "  lifeboat snapshots --repo %s --identity %s\n", info.Repository, info.IdentityFile)
+	fmt.Fprintf(w, "\nNo agent runs in this process yet: scheduled jobs stay pending until an agent\npolls %s/v1/agents/NAME/work. Stop with Ctrl-C; state is kept for the next --dev.\n", srv.URL())
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show each policy's and agent's last success, achieved RPO and what is overdue",
+		Long: `Show, per policy and per agent, the last successful backup, the achieved
+recovery point (age of the newest good snapshot) against the policy's RPO
+target, and what is overdue. The exit code is 0 even when something is
+overdue; use --json to alert on it.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			var st coordinator.StatusReport
+			if err := c.Get(cmd.Context(), "/v1/status", &st); err != nil {
+				return apiErr(err)
+			}
+			if g.json {
+				return printJSON(g.stdout, st)
+			}
+			w := g.stdout
+			fmt.Fprintln(w, "Policies")
+			tw := newTable(w, "  NAME", "LAST SUCCESS", "RPO", "TARGET", "STATE", "PENDING", "RUNNING", "FAILED", "NEXT RUN")
+			for _, p := range st.Policies {
+				target, state := "-", "ok"
+				if p.RPOTarget > 0 {
+					target = p.RPOTarget.String()
+				}
+				if p.Overdue {
+					state = "OVERDUE"
+				}
+				next := "-"
+				if !p.NextRun.IsZero() {
+					next = p.NextRun.Local().Format(time.DateTime)
+				}
+				row(tw, "  "+p.Name, ago(p.LastSuccess), formatAge(time.Duration(p.RPOAchieved)), target, state, p.Pending, p.Running, p.Failed, next)
+			}
+			tw.Flush()
+			fmt.Fprintln(w, "\nAgents")
+			tw = newTable(w, "  NAME", "CONNECTED", "LAST SEEN", "RUNNING", "LAST SUCCESS", "STATE")
+			for _, a := range st.Agents {
+				state := "ok"
+				switch {
+				case a.Revoked:
+					state = "revoked"
+				case a.Overdue:
+					state = "OVERDUE"
+				}
+				row(tw, "  "+a.Name, a.Connected, ago(a.LastSeen), a.Running, ago(a.LastSuccess), state)
+			}
+			tw.Flush()
+			if len(st.Overdue) > 0 {
+				fmt.Fprintf(w, "\nOverdue (RPO target missed): %d\n", len(st.Overdue))
+				for _, o := range st.Overdue {
+					fmt.Fprintf(w, "  %s\n", o)
+				}
+			} else {
+				fmt.Fprintln(w, "\nNothing overdue.")
+			}
+			return nil
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
