@@ -478,8 +478,48 @@ func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJ
 		return err
 	}
 	defer f.Close()
-	ch.ResetWithBoundaries(f, a.pol, a.cfg.ChunkMin, a.cfg.ChunkMax)
-	ch.SetAverageBits(a.cfg.ChunkAvgBits)
+	// A file no larger than the minimum chunk is always exactly one
+	// chunk, so small files (most files by count) skip the chunker and
+	// its extra copy: they are read straight into the chunk buffer.
+	small := job.st.Size <= int64(a.cfg.ChunkMin)
+	if !small {
+		ch.ResetWithBoundaries(f, a.pol, a.cfg.ChunkMin, a.cfg.ChunkMax)
+		ch.SetAverageBits(a.cfg.ChunkAvgBits)
+	}
+	smallDone := false
+	next := func(buf []byte) ([]byte, error) {
+		if !small {
+			c, err := ch.Next(buf)
+			return c.Data, err
+		}
+		if smallDone {
+			return nil, io.EOF
+		}
+		smallDone = true
+		limit := int(a.cfg.ChunkMin) + 1
+		if cap(buf) < limit {
+			buf = make([]byte, 0, limit)
+		}
+		n, err := io.ReadFull(f, buf[:limit])
+		switch {
+		case err == io.EOF || n == 0:
+			return nil, io.EOF
+		case err == io.ErrUnexpectedEOF || err == nil && n < limit:
+			return buf[:n], nil
+		case err != nil:
+			return nil, err
+		}
+		// The file grew past the minimum chunk since it was stat'ed:
+		// start over with the chunker.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		small = false
+		ch.ResetWithBoundaries(f, a.pol, a.cfg.ChunkMin, a.cfg.ChunkMax)
+		ch.SetAverageBits(a.cfg.ChunkAvgBits)
+		c, err := ch.Next(buf[:0])
+		return c.Data, err
+	}
 	var content []chunkstore.ID
 	var size int64
 	idx := a.repo.Index()
@@ -496,7 +536,7 @@ func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJ
 			// the common case from ever reaching the 8 MiB maximum.
 			*buf = make([]byte, 0, 2*a.cfg.ChunkMin)
 		}
-		c, err := ch.Next((*buf)[:0])
+		data, err := next((*buf)[:0])
 		if err == io.EOF {
 			a.bufs <- buf
 			break
@@ -505,17 +545,17 @@ func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJ
 			a.bufs <- buf
 			return fmt.Errorf("read: %w", err)
 		}
-		*buf = c.Data[:0] // keep the grown buffer
-		id := a.repo.BlobID(c.Data)
+		*buf = data[:0] // keep the grown buffer
+		id := a.repo.BlobID(data)
 		content = append(content, id)
-		size += int64(c.Length)
-		a.prog.BytesRead.Add(int64(c.Length))
+		size += int64(len(data))
+		a.prog.BytesRead.Add(int64(len(data)))
 		if !idx.Reserve(id) {
 			a.bufs <- buf
 			continue
 		}
 		select {
-		case a.blobs <- chunkJob{id: id, buf: buf, n: int(c.Length)}:
+		case a.blobs <- chunkJob{id: id, buf: buf, n: len(data)}:
 		case <-ctx.Done():
 			idx.Unreserve(id)
 			return ctx.Err()
