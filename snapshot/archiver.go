@@ -502,9 +502,9 @@ func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJ
 		}
 		n, err := io.ReadFull(f, buf[:limit])
 		switch {
-		case err == io.EOF || n == 0:
-			return nil, io.EOF
-		case err == io.ErrUnexpectedEOF || err == nil && n < limit:
+		case err == io.EOF:
+			return nil, io.EOF // empty file
+		case err == io.ErrUnexpectedEOF:
 			return buf[:n], nil
 		case err != nil:
 			return nil, err
