@@ -1,0 +1,66 @@
+// Package agent is the node daemon ('lifeboat agent'): it enrolls with the
+// coordinator, runs the backup jobs of the policies whose selector matches
+// its labels, and reports progress and outcomes.
+//
+// # Enrollment
+//
+// The first start exchanges a join token for a per-agent credential
+// (POST /v1/agents), stored in DATA_DIR/credential.json with mode 0600.
+// Later starts use the stored credential and need no token. The agent
+// holds no identity and keeps no repository key: the writer key and S3
+// credentials arrive with each leased job and live only in memory while
+// the job runs.
+//
+// # The loop
+//
+// The agent long-polls any coordinator node for work
+// (GET /v1/agents/NAME/work?wait=&ttl=); the node answers with a leased job
+// or 204 after the wait. A node that is down, answers garbage or is in an
+// election is skipped for the next address; when none answers, the agent
+// backs off exponentially (with jitter, capped) and catches up when the
+// cluster returns. At most MaxJobs jobs run at once.
+//
+// # Leases and fencing
+//
+// Each job comes with a fencing token and a lease of LeaseTTL. The agent
+// keeps its own conservative deadline: the moment the poll was sent plus
+// the TTL, moved to "renewal sent + TTL" by every accepted heartbeat. The
+// lease is granted after the request leaves and renewed after the
+// heartbeat leaves, so the coordinator's deadline is never earlier than
+// the agent's. Heartbeats go every TTL/3 and carry progress (files, bytes,
+// rate, and an ETA estimated from the size the previous run of the policy
+// processed). When a renewal is refused (stale token, cancelled job,
+// revoked agent), or TTL/6 before the local deadline passes without one,
+// the job's context is cancelled: the backup stops before it writes its
+// manifest, so nothing is committed, and its report is refused by the
+// coordinator, which has taken the job back. Backups commit with the
+// manifest (packs, then index, then manifest), so a cancelled backup
+// leaves only packs that the retry adopts.
+//
+// The fencing is as good as the backup's reaction to cancellation: a
+// manifest upload already in flight at the moment of cancellation can
+// still land. Such a snapshot is complete and restorable, but the
+// coordinator does not list it (its report is refused).
+//
+// # Crash recovery
+//
+// See interrupted.go: running jobs are recorded in DATA_DIR/state.json;
+// a record found at start is reported as interrupted with its token, so
+// the coordinator retries the job at once rather than after lease expiry,
+// and the retry reuses the packs the killed run had uploaded.
+//
+// # Hooks
+//
+// Pre- and post-hooks are configured on the agent per policy (LoadHooks),
+// never received from the coordinator. A failing or timed-out pre-hook
+// fails the job with its output attached and the backup does not run; the
+// post-hook always runs, with LIFEBOAT_JOB_STATUS and, after a commit,
+// LIFEBOAT_SNAPSHOT_ID.
+//
+// # Shutdown
+//
+// When Run's context ends (SIGTERM) the agent stops polling, lets running
+// jobs finish within ShutdownGrace, and then cancels them without
+// committing; their records stay in state.json only if the outcome could
+// not be reported.
+package agent

@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+)
+
+// DefaultHookTimeout bounds a hook that sets no timeout.
+const DefaultHookTimeout = 5 * time.Minute
+
+// Hook is a command run through /bin/sh -c before or after a policy's
+// backup.
+type Hook struct {
+	Command string               `yaml:"command" json:"command"`
+	Timeout coordinator.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// PolicyHooks are the hooks of one policy.
+type PolicyHooks struct {
+	Pre  *Hook `yaml:"pre,omitempty" json:"pre,omitempty"`
+	Post *Hook `yaml:"post,omitempty" json:"post,omitempty"`
+}
+
+// Hooks maps policy names to their hooks; "*" applies to policies without
+// an entry of their own.
+//
+// Hooks are configured on the agent, not in the policy: a coordinator can
+// only ask an agent to back up, never to run a command, so whoever
+// controls the coordinator does not control every node's shell.
+type Hooks map[string]PolicyHooks
+
+// For returns the hooks of a policy.
+func (h Hooks) For(policy string) PolicyHooks {
+	if ph, ok := h[policy]; ok {
+		return ph
+	}
+	return h["*"]
+}
+
+// LoadHooks reads a hooks file (--hooks):
+//
+//	postgres:              # policy name
+//	  pre:
+//	    command: pg_dump -Fc -f /var/backups/app.dump app
+//	    timeout: 10m
+//	  post:
+//	    command: rm -f /var/backups/app.dump
+//	"*":                   # every other policy
+//	  post: {command: /usr/local/bin/notify-backup}
+func LoadHooks(path string) (Hooks, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read hooks file: %w", err)
+	}
+	var h Hooks
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&h); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("hooks file %s: %w", path, err)
+	}
+	for name, ph := range h {
+		for _, x := range []struct {
+			which string
+			h     *Hook
+		}{{"pre", ph.Pre}, {"post", ph.Post}} {
+			if x.h == nil {
+				continue
+			}
+			if strings.TrimSpace(x.h.Command) == "" {
+				return nil, fmt.Errorf("hooks file %s: policy %q: %s hook without a command", path, name, x.which)
+			}
+			if x.h.Timeout < 0 {
+				return nil, fmt.Errorf("hooks file %s: policy %q: %s hook: negative timeout", path, name, x.which)
+			}
+		}
+	}
+	return h, nil
+}
+
+// maxHookOutput is how much of a hook's output is kept (the end of it).
+const maxHookOutput = 16 << 10
+
+// runHook runs h with env added to the agent's environment. A hook that
+// outlives its timeout is killed with its whole process group. It returns
+// the hook's combined output (the last maxHookOutput bytes).
+func (a *Agent) runHook(ctx context.Context, which string, h Hook, env []string) (string, error) {
+	timeout := time.Duration(h.Timeout)
+	if timeout <= 0 {
+		timeout = DefaultHookTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", h.Command)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = a.cfg.DataDir
+	out := &tailBuffer{max: maxHookOutput}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// The whole group: a shell's children would otherwise keep
+		// running, and keep the output pipe open.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 2 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	a.m.hooks.WithLabelValues(which, status(err)).Inc()
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return out.String(), fmt.Errorf("%s-hook %q timed out after %s and was killed", which, h.Command, timeout)
+		}
+		if ctx.Err() != nil {
+			return out.String(), fmt.Errorf("%s-hook %q cancelled: %w", which, h.Command, context.Cause(ctx))
+		}
+		return out.String(), fmt.Errorf("%s-hook %q: %w", which, h.Command, err)
+	}
+	a.log.Info("hook ran", "hook", which, "command", h.Command, "duration", time.Since(start).Round(time.Millisecond))
+	return out.String(), nil
+}
+
+// formatOutput attaches a hook's output to an error message.
+func formatOutput(out string) string {
+	out = strings.TrimRight(out, "\n")
+	if out == "" {
+		return " (no output)"
+	}
+	return "\n--- hook output ---\n" + tail(out, 4096)
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}

@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/s3"
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// outcome is how a job ended on this agent.
+type outcome struct {
+	snap *coordinator.SnapshotInfo
+	err  error
+}
+
+// execute runs a leased job: pre-hook, the backup, post-hook. The
+// post-hook runs whatever happened before it, with its own timeout, even
+// when the job's context is cancelled.
+func (a *Agent) execute(ctx context.Context, job *runningJob) outcome {
+	item := job.item
+	if item.Job.Kind != coordinator.KindBackup {
+		return outcome{err: fmt.Errorf("agent %s does not run %s jobs", a.cfg.Name, item.Job.Kind)}
+	}
+	if item.Policy == nil {
+		return outcome{err: fmt.Errorf("job %s came without its policy %q (deleted meanwhile?)", item.Job.ID, item.Job.Policy)}
+	}
+	hooks := a.cfg.Hooks.For(item.Policy.Name)
+	env := []string{
+		"LIFEBOAT_POLICY=" + item.Policy.Name,
+		"LIFEBOAT_JOB_ID=" + item.Job.ID,
+		"LIFEBOAT_AGENT=" + a.cfg.Name,
+		"LIFEBOAT_PATHS=" + strings.Join(item.Policy.Paths, ":"),
+	}
+	var out outcome
+	if hooks.Pre != nil {
+		if hout, err := a.runHook(ctx, "pre", *hooks.Pre, env); err != nil {
+			out.err = fmt.Errorf("pre-hook failed, backup not started: %w%s", err, formatOutput(hout))
+		}
+	}
+	if out.err == nil {
+		out = a.backup(ctx, job)
+	}
+	if hooks.Post != nil {
+		penv := append(env, "LIFEBOAT_JOB_STATUS="+status(out.err))
+		if out.snap != nil {
+			penv = append(penv, "LIFEBOAT_SNAPSHOT_ID="+out.snap.ID)
+		}
+		if out.err != nil {
+			penv = append(penv, "LIFEBOAT_ERROR="+out.err.Error())
+		}
+		// The backup's outcome stands: a snapshot that was committed is
+		// reported whatever the post-hook does.
+		if hout, err := a.runHook(context.WithoutCancel(ctx), "post", *hooks.Post, penv); err != nil {
+			a.log.Warn("post-hook failed", "job", item.Job.ID, "policy", item.Policy.Name, "err", err, "output", tail(hout, 2048))
+			if out.err != nil {
+				out.err = fmt.Errorf("%w; post-hook also failed: %v%s", out.err, err, formatOutput(hout))
+			}
+		}
+	}
+	return out
+}
+
+func status(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "succeeded"
+}
+
+// backup runs the policy's backup with the writer key the coordinator
+// handed out for this job.
+func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
+	item, p := job.item, job.item.Policy
+	if item.Repository == nil || item.Repository.URL == "" {
+		return outcome{err: fmt.Errorf("job %s came without access to repository %q (not registered?)", item.Job.ID, p.Repository)}
+	}
+	if len(p.Paths) == 0 {
+		return outcome{err: fmt.Errorf("policy %q has no paths", p.Name)}
+	}
+	// A missing top-level path would only be a warning in a partial
+	// snapshot; for a scheduled job it is a configuration error.
+	for _, path := range p.Paths {
+		if !filepath.IsAbs(path) {
+			return outcome{err: fmt.Errorf("policy %q: path %q is not absolute", p.Name, path)}
+		}
+		if _, err := os.Lstat(path); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return outcome{err: fmt.Errorf("policy %q: path %s does not exist on agent %s", p.Name, path, a.cfg.Name)}
+			}
+			return outcome{err: fmt.Errorf("policy %q: path %s: %w", p.Name, path, err)}
+		}
+	}
+	repo, err := a.openRepo(ctx, item.Repository)
+	if err != nil {
+		return outcome{err: err}
+	}
+	cacheDir := filepath.Join(a.cfg.DataDir, "cache", p.Name)
+	cachePath := filepath.Join(cacheDir, "files")
+	cache, err := snapshot.LoadFilesCache(cachePath, repo.Config().ID)
+	if err != nil {
+		a.log.Warn("files cache discarded: every file is read again", "policy", p.Name, "err", err)
+	}
+	if cache == nil {
+		cache = snapshot.NewFilesCache(repo.Config().ID)
+	}
+	job.expect = readLastSize(cacheDir)
+	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
+		Paths:          p.Paths,
+		Host:           a.cfg.Host,
+		Tags:           p.Tags,
+		Excludes:       p.Exclude,
+		FilesCache:     cache,
+		Progress:       job.prog,
+		Logger:         a.log.With("job", item.Job.ID),
+		ProgramVersion: "lifeboat " + a.cfg.Version,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return outcome{err: fmt.Errorf("backup cancelled, no snapshot written (the retry reuses what was uploaded): %w", context.Cause(ctx))}
+		}
+		return outcome{err: fmt.Errorf("backup failed, no snapshot written: %w", err)}
+	}
+	// The manifest is committed: nothing below may fail the job.
+	if err := os.MkdirAll(cacheDir, 0o700); err == nil {
+		err = cache.Save(cachePath)
+		if err == nil {
+			writeLastSize(cacheDir, int64(res.Manifest.Summary.BytesProcessed))
+		}
+	}
+	if err != nil {
+		a.log.Warn("save files cache (the next backup reads every file again)", "policy", p.Name, "err", err)
+	}
+	for _, w := range res.Warnings {
+		a.log.Warn("could not back up", "job", item.Job.ID, "path", w.Path, "err", w.Err)
+	}
+	if res.Adopted > 0 {
+		a.log.Info("reused packs uploaded by an interrupted backup", "job", item.Job.ID, "packs", res.Adopted)
+	}
+	return outcome{snap: &coordinator.SnapshotInfo{ID: res.ID.String(), Host: res.Manifest.Host, Time: res.Manifest.Time,
+		Size: int64(res.Manifest.Summary.BytesProcessed)}}
+}
+
+// openRepo opens a repository with a writer key. S3 credentials come
+// from the coordinator's record of the repository, not from this
+// process's environment.
+func (a *Agent) openRepo(ctx context.Context, rc *coordinator.RepoCredentials) (*chunkstore.Repository, error) {
+	sec, err := chunkstore.ParseWriterKey([]byte(rc.WriterKey))
+	if err != nil {
+		return nil, fmt.Errorf("repository %q: writer key from the coordinator: %w", rc.Name, err)
+	}
+	loc, err := location.Parse(rc.URL)
+	if err != nil {
+		return nil, fmt.Errorf("repository %q: %w", rc.Name, err)
+	}
+	retry := chunkstore.DefaultRetryConfig()
+	retry.Logger = a.log
+	var st chunkstore.Store
+	switch loc.Kind {
+	case location.S3:
+		err = retry.Do(ctx, "open", loc.String(), func(ctx context.Context) error {
+			var err error
+			st, err = s3.Open(ctx, s3.Config{Endpoint: loc.Endpoint, Secure: loc.Secure, Bucket: loc.Bucket, Prefix: loc.Prefix,
+				Region: rc.Env["AWS_REGION"], AccessKey: rc.Env["AWS_ACCESS_KEY_ID"], SecretKey: rc.Env["AWS_SECRET_ACCESS_KEY"],
+				SessionToken: rc.Env["AWS_SESSION_TOKEN"], BucketLookup: rc.Env[location.EnvBucketLookup]}, false)
+			return err
+		})
+		if err == nil {
+			st = chunkstore.WithRetry(st, retry)
+		}
+	default:
+		st, err = location.OpenWithRetry(ctx, rc.URL, false, retry)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repository %q at %s: %w", rc.Name, loc, err)
+	}
+	if a.cfg.wrapStore != nil {
+		st = a.cfg.wrapStore(st)
+	}
+	repo, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: sec},
+		chunkstore.Options{CacheDir: filepath.Join(a.cfg.DataDir, "cache", "repo"), Logger: a.log})
+	if err != nil {
+		return nil, fmt.Errorf("repository %q at %s: %w", rc.Name, loc, err)
+	}
+	return repo, nil
+}
+
+// The size the previous backup of a policy processed, for the ETA.
+const lastSizeFile = "last.json"
+
+func readLastSize(dir string) int64 {
+	var v struct {
+		Bytes int64 `json:"bytes"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, lastSizeFile))
+	if err != nil || json.Unmarshal(b, &v) != nil {
+		return 0
+	}
+	return v.Bytes
+}
+
+func writeLastSize(dir string, n int64) {
+	b, _ := json.Marshal(map[string]int64{"bytes": n})
+	_ = writeFileAtomic(filepath.Join(dir, lastSizeFile), b, 0o600)
+}
