@@ -127,7 +127,7 @@ func (a *Agent) runHook(ctx context.Context, which string, h Hook, env []string)
 		}
 		return out.String(), fmt.Errorf("%s-hook %q: %w", which, h.Command, err)
 	}
-	a.log.Info("hook ran", "hook", which, "command", h.Command, "duration", time.Since(start).Round(time.Millisecond))
+	a.log.Info("hook ran", "hook", which, "command", h.Command, "duration", time.Since(start).Round(time.Millisecond).String())
 	return out.String(), nil
 }
 

@@ -142,7 +142,7 @@ func (a *Agent) runJob(parent context.Context, item *coordinator.WorkItem) {
 	case rep.Success:
 		a.m.jobs.WithLabelValues("succeeded").Inc()
 		a.m.lastSuccess.SetToCurrentTime()
-		log.Info("job succeeded", "snapshot", rep.Snapshot.ID, "bytes", rep.Snapshot.Size, "duration", a.clock.Now().Sub(job.started).Round(time.Millisecond))
+		log.Info("job succeeded", "snapshot", rep.Snapshot.ID, "bytes", rep.Snapshot.Size, "duration", a.clock.Now().Sub(job.started).Round(time.Millisecond).String())
 	case errors.Is(out.err, errLeaseLost):
 		a.m.jobs.WithLabelValues("lease_lost").Inc()
 		log.Error("job aborted without committing: lease lost", "err", out.err)

@@ -106,6 +106,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newJobCmd(g),
 		newStatusCmd(g),
 		newTokenCmd(g),
+		newAgentCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/agent"
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+)
+
+type agentFlags struct {
+	servers, joinToken, dataDir, name, host, listen, hooks string
+	labels                                                 []string
+	maxJobs                                                int
+	leaseTTL, pollWait, grace                              time.Duration
+}
+
+func newAgentCmd(g *globals) *cobra.Command {
+	var f agentFlags
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "agent --server ADDR[,ADDR...] --data-dir DIR [--join-token TOKEN]",
+		Short: "Run the node agent, or manage agents (token create, list, revoke)",
+		Long: `Run the node agent: it enrolls with the coordinator, runs the backup jobs of
+the policies whose selector matches its labels, and reports their progress.
+
+The first start exchanges --join-token for the agent's own credential, kept in
+DATA_DIR/credential.json (mode 0600); later starts need no token. The agent
+holds no identity: the writer key and storage credentials arrive with each job.
+Any coordinator address may be given; the agent fails over between them and
+backs off while none answers.
+
+Hooks run on the agent, from a file given with --hooks:
+  POLICY:                      # or "*" for every other policy
+    pre:  {command: "pg_dump -Fc -f /var/backups/db.dump app", timeout: 10m}
+    post: {command: "rm -f /var/backups/db.dump"}
+Hooks get LIFEBOAT_POLICY, LIFEBOAT_JOB_ID, LIFEBOAT_AGENT, LIFEBOAT_PATHS; the
+post-hook also LIFEBOAT_JOB_STATUS and LIFEBOAT_SNAPSHOT_ID. A failing pre-hook
+fails the job with its output; the post-hook always runs.
+
+SIGTERM stops taking work and lets a running job finish within
+--shutdown-grace; after that it is cancelled without committing and retried.
+Logs are JSON lines on stderr.`,
+		Example: `  lifeboat agent token create --ttl 24h       # on an admin's machine
+  lifeboat agent --server 10.0.0.1:8420,10.0.0.2:8420 --join-token lbj_... \
+      --data-dir /var/lib/lifeboat-agent --label role=db --label env=prod`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, g, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.servers, "server", "", "coordinator API addresses, comma-separated (env LIFEBOAT_ADDR)")
+	fl.StringVar(&f.joinToken, "join-token", "", "join token for the first start (env LIFEBOAT_JOIN_TOKEN)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "where the agent keeps its credential, job records and files caches")
+	fl.StringVar(&f.name, "name", "", "the agent's name (default: the host name)")
+	fl.StringVar(&f.host, "host", "", "host name recorded in snapshots (default: the host name)")
+	fl.StringArrayVar(&f.labels, "label", nil, "label KEY=VALUE that policies select on (repeatable)")
+	fl.StringVar(&f.listen, "listen", "", "HOST:PORT to serve /metrics and /healthz on (default: none)")
+	fl.StringVar(&f.hooks, "hooks", "", "YAML file of pre/post hooks by policy")
+	fl.IntVar(&f.maxJobs, "max-jobs", 1, "jobs run at once")
+	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "lease asked for each job (heartbeats every third of it)")
+	fl.DurationVar(&f.pollWait, "poll-wait", 30*time.Second, "how long one poll for work waits")
+	fl.DurationVar(&f.grace, "shutdown-grace", 5*time.Minute, "on SIGTERM, how long a running job may still take")
+
+	// Administration: an admin (or operator) token, like the other
+	// coordinator commands.
+	admin := &cobra.Command{Use: "token", Short: "Create join tokens for agents"}
+	var ttl time.Duration
+	var maxUses int
+	var tokLabels []string
+	create := &cobra.Command{
+		Use:     "create",
+		Short:   "Create a join token (printed alone on the last line)",
+		Example: "  lifeboat agent token create --ttl 24h --label site=fra1",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl < 0 || maxUses < 0 {
+				return usageError("--ttl and --max-uses must not be negative")
+			}
+			labels, err := parseLabels(tokLabels)
+			if err != nil {
+				return err
+			}
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			var res coordinator.TokenCreateResult
+			req := coordinator.JoinTokenRequest{Labels: labels, TTL: coordinator.Duration(ttl), MaxUses: maxUses}
+			if err := c.Post(cmd.Context(), "/v1/join-tokens", req, &res); err != nil {
+				return apiErr(err)
+			}
+			if g.json {
+				return printJSON(g.stdout, res)
+			}
+			if !g.quiet {
+				exp := "never expires"
+				if !res.Expires.IsZero() {
+					exp = "expires " + res.Expires.Local().Format(time.RFC3339)
+				}
+				fmt.Fprintf(g.stdout, "join token %s (%s); it is shown only now. Start an agent with --join-token:\n", res.ID, exp)
+			}
+			fmt.Fprintln(g.stdout, res.Token)
+			return nil
+		},
+	}
+	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime; 0 = no expiry")
+	create.Flags().IntVar(&maxUses, "max-uses", 0, "agents that may enroll with it; 0 = no limit")
+	create.Flags().StringArrayVar(&tokLabels, "label", nil, "label KEY=VALUE given to every agent enrolled with it (repeatable)")
+	admin.AddCommand(create)
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List agents: name, labels, version, last seen, running jobs, health",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			var as []coordinator.AgentView
+			if err := c.Get(cmd.Context(), "/v1/agents", &as); err != nil {
+				return apiErr(err)
+			}
+			if g.json {
+				return printJSON(g.stdout, as)
+			}
+			tw := newTable(g.stdout, "NAME", "LABELS", "VERSION", "LAST SEEN", "RUNNING", "HEALTH")
+			for _, a := range as {
+				health := "connected"
+				switch {
+				case a.Revoked:
+					health = "revoked"
+				case !a.Connected:
+					health = "disconnected"
+				}
+				row(tw, a.Name, orDash(formatLabels(a.Labels)), orDash(a.Version), ago(a.LastSeen), orDash(strings.Join(a.Running, ",")), health)
+			}
+			return tw.Flush()
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke an agent: it gets no more work and its reports are refused",
+		Args:  argsBetween(1, 1, "agent NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.Post(cmd.Context(), "/v1/agents/"+args[0]+"/revoke", nil, nil); err != nil {
+				return apiErr(err)
+			}
+			if !g.quiet {
+				fmt.Fprintf(g.stdout, "agent %s revoked\n", args[0])
+			}
+			return nil
+		},
+	}
+	for _, sub := range []*cobra.Command{admin, list, revoke} {
+		cf.register(sub)
+		cmd.AddCommand(sub)
+	}
+	return cmd
+}
+
+func parseLabels(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, usageError("--label %q: want KEY=VALUE", kv)
+		}
+		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return m, nil
+}
+
+func formatLabels(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + m[k]
+	}
+	return strings.Join(keys, ",")
+}
+
+func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
+	pick := func(flag, val, env string) string {
+		if cmd.Flags().Changed(flag) {
+			return val
+		}
+		if v := os.Getenv(env); v != "" {
+			return v
+		}
+		return val
+	}
+	servers := coordinator.ParseAddrs(pick("server", f.servers, "LIFEBOAT_ADDR"))
+	if len(servers) == 0 {
+		return usageError("no coordinator address: pass --server ADDR[,ADDR...] or set LIFEBOAT_ADDR")
+	}
+	if f.dataDir == "" {
+		return usageError("--data-dir is required")
+	}
+	labels, err := parseLabels(f.labels)
+	if err != nil {
+		return err
+	}
+	var hooks agent.Hooks
+	if f.hooks != "" {
+		if hooks, err = agent.LoadHooks(f.hooks); err != nil {
+			return usageError("--hooks: %v", err)
+		}
+	}
+	log := g.serverLogger(cmd)
+	a, err := agent.New(agent.Config{
+		Servers: servers, JoinToken: pick("join-token", f.joinToken, "LIFEBOAT_JOIN_TOKEN"), DataDir: f.dataDir,
+		Name: f.name, Host: f.host, Labels: labels, Version: versionString(), MaxJobs: f.maxJobs,
+		LeaseTTL: f.leaseTTL, PollWait: f.pollWait, ShutdownGrace: f.grace, Hooks: hooks, Logger: log,
+	})
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if f.listen != "" {
+		ln, err := net.Listen("tcp", f.listen)
+		if err != nil {
+			return fmt.Errorf("--listen %s: %w", f.listen, err)
+		}
+		hs := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener stopped", "err", err)
+			}
+		}()
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = hs.Shutdown(ctx)
+		}()
+		log.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
+	}
+	if err := a.Run(cmd.Context()); err != nil {
+		if errors.Is(err, agent.ErrRevoked) {
+			return fmt.Errorf("%w: enroll it again under a new --name with a new join token and a fresh --data-dir", err)
+		}
+		return err
+	}
+	return nil
+}
