@@ -118,3 +118,22 @@ func devRepository(ctx context.Context, info DevInfo) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// DevAgent is the name of the agent embedded in the dev server.
+const DevAgent = "dev"
+
+// DevJoinToken returns a one-use join token for the embedded dev agent, or
+// "" when that agent is already enrolled (it then uses its stored
+// credential).
+func DevJoinToken(ctx context.Context, s *Server) (string, error) {
+	enrolled := false
+	s.Node.View(func(st *State) { enrolled = st.Agents[DevAgent] != nil })
+	if enrolled {
+		return "", nil
+	}
+	jt, plain := NewJoinToken(nil, time.Now().UTC().Add(time.Hour), 1)
+	if _, err := s.Node.Propose(ctx, CmdCreateJoinToken, "dev", jt); err != nil {
+		return "", fmt.Errorf("join token for the dev agent: %w", err)
+	}
+	return plain, nil
+}

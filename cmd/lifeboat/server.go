@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeboat-backup/lifeboat/agent"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
 )
 
@@ -111,14 +113,34 @@ func runServer(cmd *cobra.Command, g *globals, f serverFlags) error {
 	}
 	srv.Start()
 	defer srv.Close()
+	var agentDone chan error // the embedded agent's end (--dev)
 	if f.dev {
 		info, err := coordinator.SetupDev(cmd.Context(), srv, f.devBackup)
 		if err != nil {
 			return err
 		}
+		join, err := coordinator.DevJoinToken(cmd.Context(), srv)
+		if err != nil {
+			return err
+		}
+		ag, err := agent.New(agent.Config{Servers: []string{srv.URL()}, JoinToken: join, DataDir: filepath.Join(f.dataDir, "agent"),
+			Name: coordinator.DevAgent, Version: versionString(), ShutdownGrace: 10 * time.Second, Logger: log.With("component", "agent")})
+		if err != nil {
+			return fmt.Errorf("dev agent: %w", err)
+		}
+		agentDone = make(chan error, 1)
+		go func() { agentDone <- ag.Run(cmd.Context()) }()
 		printDevInfo(g, srv, f, info)
 	}
-	<-cmd.Context().Done()
+	select {
+	case <-cmd.Context().Done():
+		if agentDone != nil {
+			<-agentDone // its running job finishes or stops without committing
+		}
+	case err := <-agentDone:
+		log.Error("the embedded agent stopped", "err", err)
+		<-cmd.Context().Done()
+	}
 	log.Info("shutting down")
 	return nil
 }
@@ -149,5 +171,5 @@ func printDevInfo(g *globals, srv *coordinator.Server, f serverFlags, info coord
 	fmt.Fprintf(w, "  export LIFEBOAT_ADDR=%s LIFEBOAT_TOKEN=%s\n", srv.URL(), info.AdminToken)
 	fmt.Fprintf(w, "  lifeboat cluster status\n  lifeboat policy list\n  lifeboat job list\n  lifeboat status\n")
 	fmt.Fprintf(w, "  lifeboat snapshots --repo %s --identity %s\n", info.Repository, info.IdentityFile)
-	fmt.Fprintf(w, "\nNo agent runs in this process yet: scheduled jobs stay pending until an agent\npolls %s/v1/agents/NAME/work. Stop with Ctrl-C; state is kept for the next --dev.\n", srv.URL())
+	fmt.Fprintf(w, "\nAn embedded agent %q runs the jobs (its state is in %s).\nStop with Ctrl-C; everything is kept for the next --dev.\n", coordinator.DevAgent, filepath.Join(f.dataDir, "agent"))
 }
