@@ -50,7 +50,8 @@ type API struct {
 	metrics *Metrics
 	waiting atomic.Int64 // long polls in progress on this node
 
-	adminToken atomic.Pointer[string] // set if this node initialized the cluster
+	adminToken  atomic.Pointer[string] // set if this node initialized the cluster
+	barrierTerm atomic.Uint64          // the term in which syncLeader last passed a barrier
 }
 
 // NewAPI builds the handler. Call Maintain to keep the node's address
@@ -378,6 +379,22 @@ func (s *statusRecorder) Flush() {
 // writeCtx bounds a write's wait for the cluster.
 func writeCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 10*time.Second)
+}
+
+// syncLeader makes sure this leader's state holds every entry committed
+// before its term (a new leader learns the commit index only by committing
+// in its term), so that checks made against the local state before a
+// proposal are not made against stale state. One barrier per term.
+func (a *API) syncLeader(ctx context.Context) error {
+	term := a.node.Status().Term
+	if a.barrierTerm.Load() == term {
+		return nil
+	}
+	if err := a.node.raft.Barrier(ctx); err != nil {
+		return err
+	}
+	a.barrierTerm.Store(term)
+	return nil
 }
 
 // apply runs a write and records its latency.

@@ -261,15 +261,23 @@ func (a *API) Maintain(ctx context.Context) {
 }
 
 func (a *API) maintainOnce(ctx context.Context) error {
-	var ci *ClusterInfo
-	a.node.View(func(s *State) { ci = s.Cluster.clone() })
 	me := NodeInfo{ID: a.node.ID(), HTTPAddr: a.cfg.SelfURL, Version: a.cfg.Version}
 	if a.cfg.SelfURL == "" {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if a.node.IsLeader() {
+	leader := a.node.IsLeader()
+	if leader {
+		// A restarted leader must see the cluster's identity before it
+		// decides there is none.
+		if err := a.syncLeader(ctx); err != nil {
+			return err
+		}
+	}
+	var ci *ClusterInfo
+	a.node.View(func(s *State) { ci = s.Cluster.clone() })
+	if leader {
 		if ci == nil {
 			return a.initCluster(ctx, me)
 		}
@@ -316,6 +324,7 @@ func (a *API) initCluster(ctx context.Context, me NodeInfo) error {
 	path := ""
 	var ct CreateToken
 	var plain string
+	written := false // by this attempt
 	if a.cfg.DataDir != "" {
 		path = filepath.Join(a.cfg.DataDir, AdminTokenFile)
 		if b, err := os.ReadFile(path); err == nil {
@@ -331,11 +340,22 @@ func (a *API) initCluster(ctx context.Context, me NodeInfo) error {
 			if err := writeFileAtomic(path, []byte(plain+"\n"), 0o600); err != nil {
 				return fmt.Errorf("write the initial admin token: %w", err)
 			}
+			written = true
 		}
 	}
 	_, err := a.node.Propose(ctx, CmdInitCluster, "node:"+me.ID, InitCluster{ID: randomHex(8), NodeSecret: randomHex(32), AdminToken: ct, Node: &me})
 	if errors.Is(err, ErrConflict) && path != "" {
-		_ = os.Remove(path) // another leader initialized the cluster first
+		// Initialized already: keep the file only if it holds the token
+		// the cluster was initialized with.
+		var adminID string
+		a.node.View(func(s *State) {
+			if s.Cluster != nil {
+				adminID = s.Cluster.AdminToken
+			}
+		})
+		if written || (adminID != "" && adminID != ct.ID) {
+			_ = os.Remove(path)
+		}
 	}
 	if err != nil {
 		return err

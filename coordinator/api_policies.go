@@ -91,6 +91,11 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 	}
 	// Checks against the state, before anything is proposed, so that a
 	// file is applied whole or not at all (as far as this leader knows).
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.syncLeader(ctx); err != nil {
+		return err
+	}
 	res := PolicyApplyResult{Warnings: warns, DryRun: r.URL.Query().Get("dry_run") == "true"}
 	var probs []Problem
 	existing := map[string]*PolicyRecord{}
@@ -120,10 +125,8 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 			res.Policies = append(res.Policies, PolicyApplied{Name: p.Name, Version: old.Version, Status: "unchanged"})
 			continue
 		}
-		ctx, cancel := writeCtx(r)
 		var ver uint64
 		err := a.apply(func() (err error) { ver, err = a.node.PutPolicy(ctx, c.p.Actor, p); return err })
-		cancel()
 		if err != nil {
 			if len(res.Policies) > 0 {
 				return fmt.Errorf("policy %q (after applying %d others): %w", p.Name, len(res.Policies), err)
@@ -211,6 +214,9 @@ func (a *API) runPolicy(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
+	if err := a.syncLeader(ctx); err != nil {
+		return err
+	}
 	var ids []string
 	if err := a.apply(func() (err error) { ids, err = a.node.RunPolicy(ctx, c.p.Actor, name); return err }); err != nil {
 		return err

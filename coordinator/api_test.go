@@ -495,10 +495,13 @@ func TestAPIWriteDuringElectionIsRetryable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	restarted := make(chan struct{})
 	go func() {
+		defer close(restarted)
 		time.Sleep(500 * time.Millisecond)
 		c.start(l)
 	}()
+	defer func() { <-restarted }()
 	res, err := cl.ApplyPolicies(context.Background(), []byte(testPolicyYAML), "web.yaml", false)
 	if err != nil || len(res.Policies) != 1 {
 		t.Fatalf("client write across the election: %+v, %v", res, err)

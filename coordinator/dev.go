@@ -47,6 +47,9 @@ func SetupDev(ctx context.Context, s *Server, backupPath string) (DevInfo, error
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	if err := s.API.syncLeader(ctx); err != nil {
+		return DevInfo{}, fmt.Errorf("dev server: %w", err)
+	}
 	dir := s.cfg.DataDir
 	info := DevInfo{AdminToken: s.AdminToken(), Repository: filepath.Join(dir, "repo"),
 		IdentityFile: filepath.Join(dir, "identity.txt"), WriterKey: filepath.Join(dir, "writer.key")}
