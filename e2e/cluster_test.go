@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -115,7 +116,7 @@ func TestClusterProcesses(t *testing.T) {
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()
 		if err != nil {
-			return out.String(), fmt.Errorf("lifeboat %s: %v: %s", strings.Join(args, " "), err, errb.String())
+			return out.String(), fmt.Errorf("lifeboat %s: %w: %s", strings.Join(args, " "), err, errb.String())
 		}
 		return out.String(), nil
 	}
@@ -180,6 +181,27 @@ func TestClusterProcesses(t *testing.T) {
 	}
 	if _, err := lb(nil, "policy", "apply", "-f", policy); err != nil {
 		t.Fatal(err)
+	}
+	// Bad input through the CLI: exit 1, the problem located, nothing applied.
+	bad := filepath.Join(root, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("name: q\nrepository: r\nschedule: \"61 * * * *\"\npaths: [/data]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"policy", "apply", "-f", bad}, bad + ":3: schedule: invalid cron expression"},
+		{[]string{"repo", "add", "stolen", "--repo", repo, "--key", filepath.Join(root, "id.txt")}, "age identity"},
+	} {
+		_, err := lb(nil, tc.args...)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("lifeboat %s: %v; want exit 1 and %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+	if out, _ := lb(nil, "policy", "list", "--json"); strings.Contains(out, `"name":"q"`) {
+		t.Error("the invalid policy was applied")
 	}
 	jobs := func(addr string) []coordinator.Job {
 		t.Helper()
