@@ -1,0 +1,165 @@
+package coordinator
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ---- audit and tokens --------------------------------------------------------------
+
+// AuditView is an audit entry with the actor's token name and role.
+type AuditView struct {
+	AuditEntry
+	ActorName string `json:"actor_name,omitempty"`
+	ActorRole Role   `json:"actor_role,omitempty"`
+}
+
+func (a *API) listAudit(w http.ResponseWriter, r *http.Request, _ *call) error {
+	q := r.URL.Query()
+	limit, since := 100, uint64(0)
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return badRequest("limit=%q: want a positive number", v)
+		}
+		limit = n
+	}
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return badRequest("since=%q: want an audit sequence number", v)
+		}
+		since = n
+	}
+	out := []AuditView{}
+	a.node.View(func(s *State) {
+		for _, e := range s.Audit {
+			if e.Seq <= since {
+				continue
+			}
+			v := AuditView{AuditEntry: e}
+			if id, ok := strings.CutPrefix(e.Actor, "token:"); ok {
+				if tk := s.Tokens[id]; tk != nil {
+					v.ActorName, v.ActorRole = tk.Name, tk.Role
+				}
+			}
+			out = append(out, v)
+		}
+	})
+	if len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// TokenCreateRequest is the body of POST /v1/tokens.
+type TokenCreateRequest struct {
+	Role Role     `json:"role"`
+	Name string   `json:"name,omitempty"`
+	TTL  Duration `json:"ttl,omitempty"` // 0: no expiry
+}
+
+// TokenCreateResult carries the new token, shown this once.
+type TokenCreateResult struct {
+	ID      string    `json:"id"`
+	Token   string    `json:"token"`
+	Role    Role      `json:"role"`
+	Name    string    `json:"name,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// TokenView is a token without its hash.
+type TokenView struct {
+	ID        string    `json:"id"`
+	Role      Role      `json:"role"`
+	Name      string    `json:"name,omitempty"`
+	Expires   time.Time `json:"expires,omitzero"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *call) error {
+	var q TokenCreateRequest
+	if err := decodeJSON(c.body, &q); err != nil {
+		return err
+	}
+	if !q.Role.Valid() {
+		return badRequest("role %q: want admin, operator, agent or read-only", q.Role)
+	}
+	if q.TTL < 0 || len(q.Name) > 200 {
+		return badRequest("ttl must not be negative and name at most 200 bytes")
+	}
+	var exp time.Time
+	if q.TTL > 0 {
+		exp = a.clock.Now().UTC().Add(time.Duration(q.TTL))
+	}
+	ct, plain := NewAPIToken(q.Role, q.Name, exp)
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error { _, err := a.node.Propose(ctx, CmdCreateToken, c.p.Actor, ct); return err }); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, TokenCreateResult{ID: ct.ID, Token: plain, Role: ct.Role, Name: ct.Name, Expires: exp})
+	return nil
+}
+
+func (a *API) listTokens(w http.ResponseWriter, _ *http.Request, _ *call) error {
+	out := []TokenView{}
+	a.node.View(func(s *State) {
+		for _, id := range sortedKeys(s.Tokens) {
+			t := s.Tokens[id]
+			out = append(out, TokenView{ID: t.ID, Role: t.Role, Name: t.Name, Expires: t.Expires, CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy})
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, c *call) error {
+	id, err := pathName(r, "id")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error {
+		_, err := a.node.Propose(ctx, CmdRevokeToken, c.p.Actor, RevokeToken{ID: id})
+		return err
+	}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"revoked": id})
+	return nil
+}
+
+// JoinTokenRequest is the body of POST /v1/join-tokens.
+type JoinTokenRequest struct {
+	Labels  map[string]string `json:"labels,omitempty"`
+	TTL     Duration          `json:"ttl,omitempty"`
+	MaxUses int               `json:"max_uses,omitempty"`
+}
+
+func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, c *call) error {
+	var q JoinTokenRequest
+	if err := decodeJSON(c.body, &q); err != nil {
+		return err
+	}
+	if q.TTL < 0 || q.MaxUses < 0 {
+		return badRequest("ttl and max_uses must not be negative")
+	}
+	var exp time.Time
+	if q.TTL > 0 {
+		exp = a.clock.Now().UTC().Add(time.Duration(q.TTL))
+	}
+	jt, plain := NewJoinToken(q.Labels, exp, q.MaxUses)
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.apply(func() error { _, err := a.node.Propose(ctx, CmdCreateJoinToken, c.p.Actor, jt); return err }); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, TokenCreateResult{ID: jt.ID, Token: plain, Expires: exp})
+	return nil
+}
