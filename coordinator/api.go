@@ -456,3 +456,20 @@ func pathName(r *http.Request, key string) (string, error) {
 	}
 	return v, nil
 }
+
+// lookup resolves the path parameter param and finds that item in the
+// state with find, which runs under the state's read lock and must return
+// a copy. A missing item is a 404 naming what was asked for.
+func lookup[T any](a *API, r *http.Request, param, what string, find func(*State, string) (T, bool)) (T, error) {
+	var out T
+	key, err := pathName(r, param)
+	if err != nil {
+		return out, err
+	}
+	found := false
+	a.node.View(func(s *State) { out, found = find(s, key) })
+	if !found {
+		return out, notFound(what, key)
+	}
+	return out, nil
+}

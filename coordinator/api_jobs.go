@@ -42,19 +42,14 @@ func (a *API) listJobs(w http.ResponseWriter, r *http.Request, _ *call) error {
 }
 
 func (a *API) getJob(w http.ResponseWriter, r *http.Request, _ *call) error {
-	id, err := pathName(r, "id")
+	j, err := lookup(a, r, "id", "job", func(s *State, id string) (Job, bool) {
+		if x := s.Jobs[id]; x != nil {
+			return x.clone(), true
+		}
+		return Job{}, false
+	})
 	if err != nil {
 		return err
-	}
-	var j *Job
-	a.node.View(func(s *State) {
-		if x := s.Jobs[id]; x != nil {
-			c := x.clone()
-			j = &c
-		}
-	})
-	if j == nil {
-		return notFound("job", id)
 	}
 	writeJSON(w, http.StatusOK, j)
 	return nil
@@ -246,19 +241,14 @@ func (a *API) listAgents(w http.ResponseWriter, _ *http.Request, _ *call) error 
 }
 
 func (a *API) getAgent(w http.ResponseWriter, r *http.Request, _ *call) error {
-	name, err := pathName(r, "name")
+	out, err := lookup(a, r, "name", "agent", func(s *State, name string) (AgentView, bool) {
+		if ag := s.Agents[name]; ag != nil {
+			return a.agentView(ag, a.clock.Now()), true
+		}
+		return AgentView{}, false
+	})
 	if err != nil {
 		return err
-	}
-	var out *AgentView
-	a.node.View(func(s *State) {
-		if ag := s.Agents[name]; ag != nil {
-			v := a.agentView(ag, a.clock.Now())
-			out = &v
-		}
-	})
-	if out == nil {
-		return notFound("agent", name)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

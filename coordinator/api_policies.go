@@ -157,20 +157,16 @@ func (a *API) listPolicies(w http.ResponseWriter, _ *http.Request, _ *call) erro
 }
 
 func (a *API) getPolicy(w http.ResponseWriter, r *http.Request, _ *call) error {
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
-	var pr *PolicyRecord
-	a.node.View(func(s *State) {
+	pr, err := lookup(a, r, "name", "policy", func(s *State, name string) (PolicyRecord, bool) {
 		if p := s.Policies[name]; p != nil {
 			cp := *p
 			cp.Policy = clonePolicy(p.Policy)
-			pr = &cp
+			return cp, true
 		}
+		return PolicyRecord{}, false
 	})
-	if pr == nil {
-		return notFound("policy", name)
+	if err != nil {
+		return err
 	}
 	if r.URL.Query().Get("format") == "yaml" {
 		b, err := MarshalPolicyYAML(pr.Policy)
@@ -303,19 +299,14 @@ func (a *API) listRepos(w http.ResponseWriter, _ *http.Request, _ *call) error {
 }
 
 func (a *API) getRepo(w http.ResponseWriter, r *http.Request, _ *call) error {
-	name, err := pathName(r, "name")
+	out, err := lookup(a, r, "name", "repository", func(s *State, name string) (Repository, bool) {
+		if rp := s.Repositories[name]; rp != nil {
+			return rp.Public(), true
+		}
+		return Repository{}, false
+	})
 	if err != nil {
 		return err
-	}
-	var out *Repository
-	a.node.View(func(s *State) {
-		if rp := s.Repositories[name]; rp != nil {
-			p := rp.Public()
-			out = &p
-		}
-	})
-	if out == nil {
-		return notFound("repository", name)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
