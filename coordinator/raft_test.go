@@ -75,9 +75,11 @@ func TestRaftOverTLS(t *testing.T) {
 	var rafts []*Raft
 	var fsms []*FSM
 	for _, p := range peers {
+		// Real sockets and TLS handshakes under a loaded CI machine (and
+		// -race): timeouts generous enough that leadership does not flap.
 		rc := RaftConfig{ID: p.ID, Addr: p.Addr, DataDir: t.TempDir(), Peers: peers, TLS: cfg,
-			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-			LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond, noSync: true}
+			HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+			LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 5 * time.Millisecond, noSync: true}
 		f := NewFSM()
 		r, err := OpenRaft(rc, f)
 		if err != nil {
@@ -88,20 +90,29 @@ func TestRaftOverTLS(t *testing.T) {
 		fsms = append(fsms, f)
 	}
 	var leader *Raft
+	b := entry(t, CmdCreateToken, t0, tokenCmd(1))
+	// Apply on whichever node leads, retrying what a client would retry
+	// (an election in between), as every command is safe to repeat.
 	waitFor(t, func() bool {
 		for _, r := range rafts {
-			if r.IsLeader() {
+			if !r.IsLeader() {
+				continue
+			}
+			res, err := r.Apply(context.Background(), b)
+			if err == nil && res.Err == nil {
 				leader = r
 				return true
+			}
+			if err != nil && !Retryable(err) {
+				t.Fatalf("apply over TLS: %v", err)
+			}
+			if res != nil && res.Err != nil {
+				t.Fatalf("apply over TLS: %v", res.Err)
 			}
 		}
 		return false
 	})
-	b := entry(t, CmdCreateToken, t0, tokenCmd(1))
-	res, err := leader.Apply(context.Background(), b)
-	if err != nil || res.Err != nil {
-		t.Fatalf("apply over TLS: %v %v", err, res)
-	}
+
 	waitFor(t, func() bool {
 		for _, f := range fsms {
 			if f.State().Tokens[tokenCmd(1).ID] == nil {
