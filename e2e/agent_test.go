@@ -1,0 +1,339 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+)
+
+// agentProc is one 'lifeboat agent' process.
+type agentProc struct {
+	name, dir string
+	args      []string
+	env       []string
+	cmd       *exec.Cmd
+	log       *os.File
+}
+
+func (p *agentProc) start(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(p.dir, "..", p.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.log = f
+	p.cmd = exec.Command(lifeboatBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	p.cmd.Env = p.env
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *agentProc) kill() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		p.cmd = nil
+	}
+	if p.log != nil {
+		p.log.Close()
+		p.log = nil
+	}
+}
+
+// withoutS3Env is the environment minus S3 credentials: agents must get
+// them from the coordinator with each job.
+func withoutS3Env(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "LIFEBOAT_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// TestAgentProcesses: three 'lifeboat server' processes, MinIO, and two
+// agent processes with different labels. Each agent backs up only its own
+// policy's paths; the agent of the big policy is killed with SIGKILL
+// mid-backup again and again, 'check --read-data' passes after every
+// kill, the interrupted jobs are retried and complete, and the snapshot
+// restores byte-identical with the identity.
+func TestAgentProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process agent test")
+	}
+	repoURL := storetest.MinIORepoURL(t) // skips without MinIO unless required
+	root := t.TempDir()
+	procs := make([]*serverProc, 3)
+	var peers, urls []string
+	for i := range procs {
+		p := &serverProc{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(root, fmt.Sprintf("n%d", i+1)), raft: freeAddr(t), http: freeAddr(t)}
+		procs[i] = p
+		peers = append(peers, p.id+"="+p.raft)
+		urls = append(urls, "http://"+p.http)
+	}
+	for _, p := range procs {
+		p.args = []string{"server", "--id", p.id, "--data-dir", p.dir, "--raft-addr", p.raft, "--http-addr", p.http, "--peers", strings.Join(peers, ",")}
+		p.start(t)
+	}
+	var agents []*agentProc
+	t.Cleanup(func() {
+		for _, a := range agents {
+			a.kill()
+		}
+		for _, p := range procs {
+			p.kill()
+		}
+		if t.Failed() {
+			for _, name := range []string{"n1", "n2", "n3", "agent-a", "agent-b"} {
+				b, _ := os.ReadFile(filepath.Join(root, name+".log"))
+				t.Logf("--- %s log (tail)\n%s", name, tail(string(b), 20000))
+			}
+		}
+	})
+	token := ""
+	waitFor(t, 30*time.Second, "an admin token", func() bool {
+		for _, p := range procs {
+			if b, err := os.ReadFile(filepath.Join(p.dir, coordinator.AdminTokenFile)); err == nil {
+				token = strings.TrimSpace(string(b))
+				return token != ""
+			}
+		}
+		return false
+	})
+	env := []string{"LIFEBOAT_ADDR=" + strings.Join(urls, ","), "LIFEBOAT_TOKEN=" + token, "HOME=" + root}
+	lb := func(args ...string) (string, error) {
+		cmd := exec.Command(lifeboatBin, args...)
+		cmd.Env = append(os.Environ(), env...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if err != nil {
+			return out.String(), fmt.Errorf("lifeboat %s: %v: %s%s", strings.Join(args, " "), err, out.String(), errb.String())
+		}
+		return out.String(), nil
+	}
+	mustLB := func(args ...string) string {
+		t.Helper()
+		out, err := lb(args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	waitFor(t, 30*time.Second, "the cluster to accept writes", func() bool {
+		_, err := lb("agent", "token", "create", "--ttl", "1h")
+		return err == nil
+	})
+
+	id, key := filepath.Join(root, "id.txt"), filepath.Join(root, "writer.key")
+	mustLB("init", "--repo", repoURL, "--identity-out", id, "--key-out", key)
+	mustLB("repo", "add", "r", "--repo", repoURL, "--key", key)
+
+	// Agent a's data takes seconds to back up; b's is small.
+	srcA, srcB := filepath.Join(root, "src-a"), filepath.Join(root, "src-b")
+	treeA := fixture.Tree{}
+	for i := range 6 {
+		treeA[fmt.Sprintf("d%d/big.bin", i)] = fixture.Entry{Content: fixture.Random(uint64(i+1), 24<<20), Mode: 0o644}
+	}
+	treeA["note.txt"] = fixture.Entry{Content: []byte("agent a\n"), Mode: 0o644}
+	fixture.Create(t, srcA, treeA)
+	treeB := fixture.Tree{"b.txt": {Content: []byte("agent b\n"), Mode: 0o600}, "x/y.bin": {Content: fixture.Random(99, 1<<20), Mode: 0o644}}
+	fixture.Create(t, srcB, treeB)
+	policies := filepath.Join(root, "policies.yaml")
+	yaml := fmt.Sprintf(`name: pa
+repository: r
+schedule: "@every 4s"
+agents: {role: a}
+paths: [%s]
+max_attempts: 20
+---
+name: pb
+repository: r
+schedule: "@every 4s"
+agents: {role: b}
+paths: [%s]
+`, srcA, srcB)
+	if err := os.WriteFile(policies, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	joinToken := func() string {
+		out := mustLB("agent", "token", "create", "--ttl", "1h")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		return lines[len(lines)-1]
+	}
+	for _, n := range []string{"a", "b"} {
+		p := &agentProc{name: "agent-" + n, dir: filepath.Join(root, "agent-"+n)}
+		p.args = []string{"agent", "--server", strings.Join(urls, ","), "--data-dir", p.dir, "--name", "agent-" + n,
+			"--host", "host-" + n, "--label", "role=" + n, "--lease-ttl", "6s", "--poll-wait", "2s"}
+		p.env = withoutS3Env("HOME="+root, "LIFEBOAT_JOIN_TOKEN="+joinToken())
+		agents = append(agents, p)
+		p.start(t)
+	}
+	waitFor(t, 30*time.Second, "both agents enrolled", func() bool {
+		out, err := lb("agent", "list", "--json")
+		var as []coordinator.AgentView
+		return err == nil && json.Unmarshal([]byte(out), &as) == nil && len(as) == 2
+	})
+	mustLB("policy", "apply", "-f", policies)
+
+	jobs := func(policy string) []coordinator.Job {
+		t.Helper()
+		var js []coordinator.Job
+		out, err := lb("job", "list", "--policy", policy, "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(out), &js); err != nil {
+			t.Fatalf("job list: %v\n%s", err, out)
+		}
+		return js
+	}
+	running := func(policy string) *coordinator.Job {
+		for _, j := range jobs(policy) {
+			if j.State == coordinator.JobRunning {
+				return &j
+			}
+		}
+		return nil
+	}
+
+	// Kill agent a mid-backup, repeatedly; the repository stays
+	// consistent after every kill.
+	a, b := agents[0], agents[1]
+	kills := 5
+	var modAt time.Time
+	prev := ""
+	midBackup := 0
+	for round := 0; midBackup < kills; round++ {
+		if round >= 4*kills {
+			t.Fatalf("only %d of %d kills landed mid-backup in %d rounds", midBackup, kills, round)
+		}
+		// New content each round, so that every backup has work to do.
+		if round > 0 {
+			for k := range 3 {
+				name := fmt.Sprintf("d%d/big.bin", (round*3+k)%6)
+				treeA[name] = fixture.Entry{Content: fixture.Random(uint64(100+round*3+k), 24<<20), Mode: 0o644}
+				fixture.Create(t, srcA, fixture.Tree{name: treeA[name]})
+			}
+			modAt = time.Now()
+		}
+		var j *coordinator.Job
+		waitFor(t, 90*time.Second, "a new running job of pa", func() bool {
+			j = running("pa")
+			return j != nil && fmt.Sprint(j.ID, j.Attempt) != prev
+		})
+		prev = fmt.Sprint(j.ID, j.Attempt)
+		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
+		a.kill()
+		// Still running for the coordinator: the agent died before it
+		// could report, i.e. mid-backup.
+		if r := running("pa"); r != nil && r.ID == j.ID && r.Attempt == j.Attempt {
+			midBackup++
+			t.Logf("kill %d: agent a killed during job %s (attempt %d)", midBackup, j.ID, j.Attempt)
+		}
+		// b goes down too (at whatever it was doing): check must not run
+		// beside a backup, since it loads the index before it lists the
+		// snapshots, and a snapshot committed in between looks broken.
+		b.kill()
+		if out, err := lb("check", "--read-data", "--repo", repoURL, "--identity", id); err != nil {
+			t.Fatalf("check --read-data after round %d: %v\n%s", round+1, err, out)
+		}
+		a.start(t)
+		b.start(t)
+	}
+
+	// The interrupted jobs are retried: some pa job succeeds on a retry.
+	var done coordinator.Job
+	waitFor(t, 3*time.Minute, "a retried pa job to succeed", func() bool {
+		for _, j := range jobs("pa") {
+			if j.State == coordinator.JobSucceeded && j.Attempt >= 2 {
+				done = j
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("job %s succeeded on attempt %d: snapshot %s", done.ID, done.Attempt, done.Result.SnapshotID)
+	waitFor(t, 60*time.Second, "a pb job to succeed", func() bool {
+		for _, j := range jobs("pb") {
+			if j.State == coordinator.JobSucceeded {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Each agent ran only its own policy's jobs, and each host's
+	// snapshots hold only its own paths.
+	for policy, agent := range map[string]string{"pa": "agent-a", "pb": "agent-b"} {
+		for _, j := range jobs(policy) {
+			if j.Agent != agent {
+				t.Errorf("job %s of %s ran on %s", j.ID, policy, j.Agent)
+			}
+		}
+	}
+	out := mustLB("snapshots", "--repo", repoURL, "--key", key, "--json")
+	var snaps []struct {
+		ID    string   `json:"id"`
+		Host  string   `json:"host"`
+		Paths []string `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(out), &snaps); err != nil {
+		t.Fatalf("snapshots --json: %v\n%s", err, out)
+	}
+	for _, s := range snaps {
+		want := map[string]string{"host-a": srcA, "host-b": srcB}[s.Host]
+		if len(s.Paths) != 1 || s.Paths[0] != want {
+			t.Errorf("snapshot %s of %s has paths %v, want [%s]", s.ID, s.Host, s.Paths, want)
+		}
+	}
+
+	// A snapshot taken after the last change restores byte-identical
+	// with the identity.
+	var last coordinator.Job
+	waitFor(t, 2*time.Minute, "a pa job started after the last change to succeed", func() bool {
+		for _, j := range jobs("pa") {
+			if j.State == coordinator.JobSucceeded && j.StartedAt.After(modAt) {
+				last = j
+				return true
+			}
+		}
+		return false
+	})
+	for _, p := range agents {
+		p.kill()
+	}
+	// The restarted agent reported what the killed one left running, and
+	// the packs it had uploaded were adopted (by whichever agent's backup
+	// ran first: adoption is repository-wide) instead of sent again.
+	logA, _ := os.ReadFile(filepath.Join(root, "agent-a.log"))
+	logB, _ := os.ReadFile(filepath.Join(root, "agent-b.log"))
+	if !strings.Contains(string(logA), "reported interrupted job") {
+		t.Error("agent a never reported an interrupted job")
+	}
+	if !strings.Contains(string(logA)+string(logB), "reused packs uploaded by an interrupted backup") {
+		t.Error("no backup reused the packs of an interrupted one")
+	}
+	if _, err := lb("check", "--read-data", "--repo", repoURL, "--identity", id); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(root, "restore")
+	mustLB("restore", last.Result.SnapshotID, "--repo", repoURL, "--identity", id, "--target", target)
+	fixture.Compare(t, treeA, filepath.Join(target, srcA))
+}
