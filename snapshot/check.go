@@ -11,11 +11,19 @@ import (
 // Check loads every snapshot and, with an identity, walks every tree and
 // checks that each referenced blob is in the index and each tree decrypts
 // and parses. Without an identity it checks that manifests decrypt and
-// their root trees are indexed. The index must be loaded. Each tree is
-// visited once however many snapshots share it.
+// their root trees are indexed. It loads the index after listing the
+// snapshots (manifests are written after the index files they depend on),
+// so a backup committing while a long check runs is never reported as
+// damage. Each tree is visited once however many snapshots share it.
 func Check(ctx context.Context, repo *chunkstore.Repository) ([]chunkstore.Problem, error) {
 	snaps, errs, err := List(ctx, repo)
 	if err != nil {
+		return nil, err
+	}
+	// A backup may have committed since the caller loaded the index.
+	// Manifests are written after the index files they depend on, so
+	// loading the index again now covers every snapshot just listed.
+	if err := repo.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
 	var probs []chunkstore.Problem
