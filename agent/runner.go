@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
@@ -123,6 +124,18 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		Progress:       job.prog,
 		Logger:         a.log.With("job", item.Job.ID),
 		ProgramVersion: "lifeboat " + a.cfg.Version,
+		CommitDeadline: func() (time.Time, error) {
+			// Commit only while the lease surely holds, and finish the
+			// manifest upload before it could lapse.
+			if lost := job.lostErr(); lost != nil {
+				return time.Time{}, fmt.Errorf("%w: %v", errLeaseLost, lost)
+			}
+			left := job.leaseDeadline().Add(-a.cfg.LeaseTTL / 6).Sub(a.clock.Now())
+			if left <= 0 {
+				return time.Time{}, fmt.Errorf("%w: the lease may lapse before the snapshot is saved", errLeaseLost)
+			}
+			return time.Now().Add(left), nil // a wall-clock deadline for the upload
+		},
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -39,6 +39,11 @@ type BackupOptions struct {
 	Logger         *slog.Logger
 	Progress       *Progress
 	ProgramVersion string
+	// CommitDeadline, if set, is asked just before the manifest is
+	// saved. An error aborts the backup without a snapshot; a non-zero
+	// time bounds the manifest upload. A leased job uses it so that a
+	// backup whose lease is gone (or about to go) never commits.
+	CommitDeadline func() (time.Time, error)
 }
 
 // Progress is updated while a backup runs; read it from any goroutine.
@@ -212,7 +217,19 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	}
 	// The manifest is the commit point: everything it references is now
 	// in uploaded packs listed by index files.
-	id, err := Save(ctx, repo, m)
+	saveCtx := ctx
+	if opts.CommitDeadline != nil {
+		deadline, err := opts.CommitDeadline()
+		if err != nil {
+			return nil, fmt.Errorf("backup: not committing the snapshot: %w", err)
+		}
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			saveCtx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+	}
+	id, err := Save(saveCtx, repo, m)
 	if err != nil {
 		return nil, fmt.Errorf("backup: save snapshot: %w", err)
 	}

@@ -1,0 +1,44 @@
+package snapshot_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// TestCommitDeadline: a backup whose CommitDeadline refuses (a lost lease)
+// uploads its data but writes no manifest; a later backup reuses the data.
+func TestCommitDeadline(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), storetest.Data(7, 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	errLost := errors.New("lease lost")
+	_, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src},
+		CommitDeadline: func() (time.Time, error) { return time.Time{}, errLost }})
+	if !errors.Is(err, errLost) {
+		t.Fatalf("backup with a refused commit: err = %v, want the refusal", err)
+	}
+	ids, err := repos.Writer.ListMeta(ctx, chunkstore.KindSnapshot)
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("snapshots after a refused commit: %v %v, want none", ids, err)
+	}
+	res, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src},
+		CommitDeadline: func() (time.Time, error) { return time.Now().Add(time.Minute), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest.Summary.BlobsAdded != 0 {
+		t.Errorf("second backup added %d blobs; the first one's data should have been reused", res.Manifest.Summary.BlobsAdded)
+	}
+}
