@@ -345,17 +345,18 @@ func (r *restorer) createFiles(files []*fileState) error {
 			r.prog.Files.Add(1)
 			r.prog.Bytes.Add(f.size)
 		case len(f.chunks) == 0:
-			fh, err := r.t.create(f.path)
+			perm := createPerm(f.node)
+			fh, err := r.t.create(f.path, perm)
 			if err != nil {
 				return targetError(f.path, err)
 			}
-			r.meta(r.t.setMetaFD(fh, f.path, f.node), f.path)
+			r.meta(r.t.setMetaFD(fh, f.path, f.node, perm), f.path)
 			if err := fh.Close(); err != nil {
 				return targetError(f.path, err)
 			}
 			r.prog.Files.Add(1)
 		case len(f.chunks) > 1:
-			fh, err := r.t.create(f.path)
+			fh, err := r.t.create(f.path, 0o600)
 			if err != nil {
 				return targetError(f.path, err)
 			}
@@ -453,7 +454,8 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 	f := t.file
 	if len(f.chunks) == 1 {
 		// Create, write, set metadata and close in one go.
-		fh, err := r.t.create(f.path)
+		perm := createPerm(f.node)
+		fh, err := r.t.create(f.path, perm)
 		if err != nil {
 			if fatal(err) {
 				return targetError(f.path, err)
@@ -467,7 +469,7 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 				r.written.Add(int64(len(plain)))
 			}
 			if err == nil {
-				r.meta(r.t.setMetaFD(fh, f.path, f.node), f.path)
+				r.meta(r.t.setMetaFD(fh, f.path, f.node, perm), f.path)
 			}
 			if cerr := fh.Close(); err == nil {
 				err = cerr
@@ -538,7 +540,7 @@ func (r *restorer) blobDone(f *fileState) {
 	}
 	if ok {
 		fh := v.(*os.File)
-		r.meta(r.t.setMetaFD(fh, f.path, f.node), f.path)
+		r.meta(r.t.setMetaFD(fh, f.path, f.node, 0o600), f.path)
 		if err := fh.Close(); err != nil {
 			r.setFailed(f, err)
 			return

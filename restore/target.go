@@ -25,6 +25,13 @@ type targetDir struct {
 	dirs  map[string]int // relative dir path → open fd ("" is the target)
 	fresh bool           // the target was empty: no file can already be identical
 	uid   int
+	gid   int
+	umask uint32
+	// plainOwner: files created here get the process's uid and gid (the
+	// target is not setgid and every directory below it is created by
+	// this restore without setgid until the end), so a node owned by
+	// exactly those needs no chown.
+	plainOwner bool
 }
 
 const maxCachedDirs = 4096
@@ -39,7 +46,19 @@ func newTargetDir(root *os.Root, dir string) (*targetDir, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("read restore target %s: %w", dir, err)
 	}
-	return &targetDir{root: root, dirs: map[string]int{"": fd}, fresh: len(ents) == 0, uid: os.Geteuid()}, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("stat restore target %s: %w", dir, err)
+	}
+	mask := unix.Umask(0)
+	unix.Umask(mask)
+	fresh := len(ents) == 0
+	return &targetDir{
+		root: root, dirs: map[string]int{"": fd}, fresh: fresh,
+		uid: os.Geteuid(), gid: os.Getegid(), umask: uint32(mask),
+		plainOwner: fresh && st.Mode&unix.S_ISGID == 0,
+	}, nil
 }
 
 func (t *targetDir) close() {
@@ -165,19 +184,19 @@ func (t *targetDir) mkdir(p string) error {
 // create makes a new file at p. Whatever was there is removed first
 // rather than opened: truncating a planted hard link would write to a
 // file outside the target. The final component is never followed.
-func (t *targetDir) create(p string) (*os.File, error) {
+func (t *targetDir) create(p string, perm uint32) (*os.File, error) {
 	dir, base := split(p)
 	dfd, err := t.dirFD(dir)
 	if err != nil {
 		return nil, err
 	}
 	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Openat(dfd, base, flags, 0o600)
+	fd, err := unix.Openat(dfd, base, flags, perm)
 	if errors.Is(err, unix.EEXIST) {
 		if cerr := t.clear(p); cerr != nil {
 			return nil, cerr
 		}
-		fd, err = unix.Openat(dfd, base, flags, 0o600)
+		fd, err = unix.Openat(dfd, base, flags, perm)
 	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "create", Path: p, Err: err}
@@ -253,16 +272,29 @@ func nodeMode(n *snapshot.Node) uint32 {
 	return m
 }
 
-// setMetaFD applies owner and mode through an open descriptor of p, and
-// times by name relative to p's directory. Owner first: chown clears
-// setuid/setgid bits.
-func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node) error {
+// createPerm is the mode to create a file with: its final permission
+// bits when nothing else needs setting later (no setuid, setgid or sticky
+// bit), so setMetaFD can skip the chmod; otherwise owner-only.
+func createPerm(n *snapshot.Node) uint32 {
+	if n.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
+		return 0o600
+	}
+	return uint32(n.Mode.Perm())
+}
+
+// setMetaFD applies owner and mode through an open descriptor of p,
+// created with perm, and times by name relative to p's directory. Owner
+// first: chown clears setuid/setgid bits. Calls that would change nothing
+// are skipped: on a large restore they are a third of the system calls.
+func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint32) error {
 	fd := int(f.Fd())
 	var errs []error
-	if t.uid == 0 {
+	if t.uid == 0 && !(t.plainOwner && int(n.UID) == t.uid && int(n.GID) == t.gid) {
 		errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 	}
-	errs = append(errs, unix.Fchmod(fd, nodeMode(n)))
+	if mode := nodeMode(n); mode != perm&^t.umask {
+		errs = append(errs, unix.Fchmod(fd, mode))
+	}
 	dir, base := split(p)
 	dfd, err := t.dirFD(dir)
 	if err != nil {
