@@ -473,3 +473,23 @@ func lookup[T any](a *API, r *http.Request, param, what string, find func(*State
 	}
 	return out, nil
 }
+
+// proposeNamed serves a write on the item a path parameter names: it
+// proposes the command cmd builds for that key and answers {verb: key}.
+func (a *API) proposeNamed(w http.ResponseWriter, r *http.Request, c *call, param, verb string, cmd func(key string) (CommandType, any)) error {
+	key, err := pathName(r, param)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	typ, payload := cmd(key)
+	if err := a.apply(func() error {
+		_, err := a.node.Propose(ctx, typ, c.p.Actor, payload)
+		return err
+	}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{verb: key})
+	return nil
+}

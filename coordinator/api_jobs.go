@@ -255,20 +255,9 @@ func (a *API) getAgent(w http.ResponseWriter, r *http.Request, _ *call) error {
 }
 
 func (a *API) revokeAgent(w http.ResponseWriter, r *http.Request, c *call) error {
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := writeCtx(r)
-	defer cancel()
-	if err := a.apply(func() error {
-		_, err := a.node.Propose(ctx, CmdRevokeAgent, c.p.Actor, RevokeAgent{Name: name})
-		return err
-	}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"revoked": name})
-	return nil
+	return a.proposeNamed(w, r, c, "name", "revoked", func(key string) (CommandType, any) {
+		return CmdRevokeAgent, RevokeAgent{Name: key}
+	})
 }
 
 func (a *API) seen(w http.ResponseWriter, r *http.Request, c *call) error {

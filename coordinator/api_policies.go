@@ -182,20 +182,9 @@ func (a *API) getPolicy(w http.ResponseWriter, r *http.Request, _ *call) error {
 }
 
 func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request, c *call) error {
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := writeCtx(r)
-	defer cancel()
-	if err := a.apply(func() error {
-		_, err := a.node.Propose(ctx, CmdDeletePolicy, c.p.Actor, DeletePolicy{Name: name})
-		return err
-	}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
-	return nil
+	return a.proposeNamed(w, r, c, "name", "deleted", func(key string) (CommandType, any) {
+		return CmdDeletePolicy, DeletePolicy{Name: key}
+	})
 }
 
 // RunResult is the response to POST /v1/policies/{name}/run.
@@ -313,18 +302,7 @@ func (a *API) getRepo(w http.ResponseWriter, r *http.Request, _ *call) error {
 }
 
 func (a *API) removeRepo(w http.ResponseWriter, r *http.Request, c *call) error {
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := writeCtx(r)
-	defer cancel()
-	if err := a.apply(func() error {
-		_, err := a.node.Propose(ctx, CmdRemoveRepository, c.p.Actor, RemoveRepository{Name: name})
-		return err
-	}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"removed": name})
-	return nil
+	return a.proposeNamed(w, r, c, "name", "removed", func(key string) (CommandType, any) {
+		return CmdRemoveRepository, RemoveRepository{Name: key}
+	})
 }

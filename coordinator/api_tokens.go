@@ -119,20 +119,9 @@ func (a *API) listTokens(w http.ResponseWriter, _ *http.Request, _ *call) error 
 }
 
 func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, c *call) error {
-	id, err := pathName(r, "id")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := writeCtx(r)
-	defer cancel()
-	if err := a.apply(func() error {
-		_, err := a.node.Propose(ctx, CmdRevokeToken, c.p.Actor, RevokeToken{ID: id})
-		return err
-	}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"revoked": id})
-	return nil
+	return a.proposeNamed(w, r, c, "id", "revoked", func(key string) (CommandType, any) {
+		return CmdRevokeToken, RevokeToken{ID: key}
+	})
 }
 
 // JoinTokenRequest is the body of POST /v1/join-tokens.
