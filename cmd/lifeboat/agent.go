@@ -122,16 +122,9 @@ Logs are JSON lines on stderr.`,
 		Short: "List agents: name, labels, version, last seen, running jobs, health",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(cmd)
-			if err != nil {
+			as, done, err := fetch[[]coordinator.AgentView](cmd, g, &cf, "/v1/agents")
+			if done || err != nil {
 				return err
-			}
-			var as []coordinator.AgentView
-			if err := c.Get(cmd.Context(), "/v1/agents", &as); err != nil {
-				return apiErr(err)
-			}
-			if g.json {
-				return printJSON(g.stdout, as)
 			}
 			tw := newTable(g.stdout, "NAME", "LABELS", "VERSION", "LAST SEEN", "RUNNING", "HEALTH")
 			for _, a := range as {

@@ -104,3 +104,19 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// fetch GETs path from the coordinator into a T. With --json it prints the
+// value and reports done, so callers only render the human form.
+func fetch[T any](cmd *cobra.Command, g *globals, cf *clientFlags, path string) (v T, done bool, err error) {
+	c, err := cf.client(cmd)
+	if err != nil {
+		return v, false, err
+	}
+	if err := c.Get(cmd.Context(), path, &v); err != nil {
+		return v, false, apiErr(err)
+	}
+	if g.json {
+		return v, true, printJSON(g.stdout, v)
+	}
+	return v, false, nil
+}

@@ -25,16 +25,9 @@ then run 'lifeboat cluster join ID RAFTADDR' against the cluster.`,
 		Short: "Show members, leader, term, commit index and health",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(cmd)
-			if err != nil {
+			cs, done, err := fetch[coordinator.ClusterStatus](cmd, g, &cf, "/v1/cluster")
+			if done || err != nil {
 				return err
-			}
-			var cs coordinator.ClusterStatus
-			if err := c.Get(cmd.Context(), "/v1/cluster", &cs); err != nil {
-				return apiErr(err)
-			}
-			if g.json {
-				return printJSON(g.stdout, cs)
 			}
 			leader := cs.Leader
 			if leader == "" {

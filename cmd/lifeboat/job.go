@@ -66,16 +66,9 @@ pending, running, succeeded, failed, cancelled.`,
 		Short: "Show a job",
 		Args:  argsBetween(1, 1, "job ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client(cmd)
-			if err != nil {
+			j, done, err := fetch[coordinator.Job](cmd, g, &cf, "/v1/jobs/"+url.PathEscape(args[0]))
+			if done || err != nil {
 				return err
-			}
-			var j coordinator.Job
-			if err := c.Get(cmd.Context(), "/v1/jobs/"+url.PathEscape(args[0]), &j); err != nil {
-				return apiErr(err)
-			}
-			if g.json {
-				return printJSON(g.stdout, j)
 			}
 			printJob(g, j)
 			return nil

@@ -86,16 +86,9 @@ Every problem is printed as FILE:LINE: FIELD: MESSAGE and nothing is applied
 		Short: "List policies",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(cmd)
-			if err != nil {
+			ps, done, err := fetch[[]coordinator.PolicyRecord](cmd, g, &cf, "/v1/policies")
+			if done || err != nil {
 				return err
-			}
-			var ps []coordinator.PolicyRecord
-			if err := c.Get(cmd.Context(), "/v1/policies", &ps); err != nil {
-				return apiErr(err)
-			}
-			if g.json {
-				return printJSON(g.stdout, ps)
 			}
 			tw := newTable(g.stdout, "NAME", "REPOSITORY", "SCHEDULE", "PATHS", "RPO", "VERSION", "UPDATED")
 			for _, p := range ps {

@@ -78,16 +78,9 @@ LIFEBOAT_S3_* variables) are stored with the repository for the agents.`,
 		Short: "List registered repositories",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(cmd)
-			if err != nil {
+			rs, done, err := fetch[[]coordinator.Repository](cmd, g, &cf, "/v1/repos")
+			if done || err != nil {
 				return err
-			}
-			var rs []coordinator.Repository
-			if err := c.Get(cmd.Context(), "/v1/repos", &rs); err != nil {
-				return apiErr(err)
-			}
-			if g.json {
-				return printJSON(g.stdout, rs)
 			}
 			tw := newTable(g.stdout, "NAME", "URL", "ENV", "ADDED")
 			for _, r := range rs {

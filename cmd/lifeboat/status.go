@@ -20,16 +20,9 @@ target, and what is overdue. The exit code is 0 even when something is
 overdue; use --json to alert on it.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(cmd)
-			if err != nil {
+			st, done, err := fetch[coordinator.StatusReport](cmd, g, &cf, "/v1/status")
+			if done || err != nil {
 				return err
-			}
-			var st coordinator.StatusReport
-			if err := c.Get(cmd.Context(), "/v1/status", &st); err != nil {
-				return apiErr(err)
-			}
-			if g.json {
-				return printJSON(g.stdout, st)
 			}
 			w := g.stdout
 			fmt.Fprintln(w, "Policies")

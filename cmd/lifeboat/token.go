@@ -69,16 +69,9 @@ Only a hash of each token is stored; the token is shown once, at creation.`,
 		Short: "List tokens (never their secrets)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(cmd)
-			if err != nil {
+			ts, done, err := fetch[[]coordinator.TokenView](cmd, g, &cf, "/v1/tokens")
+			if done || err != nil {
 				return err
-			}
-			var ts []coordinator.TokenView
-			if err := c.Get(cmd.Context(), "/v1/tokens", &ts); err != nil {
-				return apiErr(err)
-			}
-			if g.json {
-				return printJSON(g.stdout, ts)
 			}
 			tw := newTable(g.stdout, "ID", "ROLE", "NAME", "EXPIRES", "CREATED", "BY")
 			for _, t := range ts {
