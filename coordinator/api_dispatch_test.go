@@ -94,3 +94,29 @@ func TestAPIDispatch(t *testing.T) {
 		}
 	}
 }
+
+// TestEnrollCannotTakeOverAnAgent: a second enrollment under a live
+// agent's name — with an agent token, which could otherwise hijack the
+// agent's jobs and writer keys — is refused and the first credential keeps
+// working; only an admin may re-enroll (replace) it.
+func TestEnrollCannotTakeOverAnAgent(t *testing.T) {
+	c := newAPICluster(t, 1)
+	l := c.leader()
+	agentTok := c.token(RoleAgent)
+	var first EnrollResult
+	c.mustJSON(http.MethodPost, c.url(l)+"/v1/agents", agentTok, EnrollRequest{Name: "db-1"}, &first)
+
+	status, b := httpCall(t, http.MethodPost, c.url(l)+"/v1/agents", agentTok, EnrollRequest{Name: "db-1"}, "")
+	errBody(t, status, b, http.StatusConflict)
+	status, b = httpCall(t, http.MethodGet, c.url(l)+"/v1/agents/db-1/work?wait=0s", first.Credential, nil, "")
+	if status != http.StatusNoContent {
+		t.Fatalf("the original credential stopped working after a refused takeover: %d %s", status, b)
+	}
+
+	var second EnrollResult
+	c.mustJSON(http.MethodPost, c.url(l)+"/v1/agents", c.admin, EnrollRequest{Name: "db-1"}, &second)
+	status, _ = httpCall(t, http.MethodGet, c.url(l)+"/v1/agents/db-1/work?wait=0s", first.Credential, nil, "")
+	if status != http.StatusUnauthorized {
+		t.Errorf("after an admin re-enrolled db-1 the old credential got %d, want 401", status)
+	}
+}

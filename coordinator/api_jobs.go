@@ -200,7 +200,7 @@ func (a *API) enrollAgent(w http.ResponseWriter, r *http.Request, c *call) error
 	defer cancel()
 	if err := a.apply(func() error {
 		_, err := a.node.Propose(ctx, CmdEnrollAgent, c.p.Actor, EnrollAgent{Name: q.Name, Labels: q.Labels, Version: q.Version,
-			CredentialHash: hash, MaxConcurrent: q.MaxConcurrent, JoinToken: c.p.Join})
+			CredentialHash: hash, MaxConcurrent: q.MaxConcurrent, JoinToken: c.p.Join, Replace: c.p.Role == RoleAdmin})
 		return err
 	}); err != nil {
 		return err

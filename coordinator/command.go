@@ -136,6 +136,11 @@ type EnrollAgent struct {
 	CredentialHash string            `json:"credential_hash"`
 	MaxConcurrent  int               `json:"max_concurrent,omitempty"`
 	JoinToken      string            `json:"join_token,omitempty"` // join token ID
+	// Replace allows enrolling over an existing, unrevoked agent of the
+	// same name (its credential is replaced). Only admins may ask for it:
+	// otherwise any join token could take over a live agent and receive
+	// its jobs' writer keys.
+	Replace bool `json:"replace,omitempty"`
 }
 
 // AgentSeen records that an agent was in touch.

@@ -389,6 +389,9 @@ func enrollAgent(s *State, c *Command, _ uint64, p *EnrollAgent) (outcome, error
 	if old != nil && old.Revoked {
 		return outcome{}, fmt.Errorf("agent %q: %w: enroll it under a new name", p.Name, ErrRevoked)
 	}
+	if old != nil && !p.Replace {
+		return outcome{}, conflict("agent %q is already enrolled; an admin can re-enroll it (replacing its credential) or revoke it", p.Name)
+	}
 	var jt *JoinToken
 	if p.JoinToken != "" {
 		jt = s.JoinTokens[p.JoinToken]
