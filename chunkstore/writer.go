@@ -53,6 +53,9 @@ type Writer struct {
 	mu   sync.Mutex
 	made [2]bool     // whether the open pack of a type exists (held or in open)
 	free chan []byte // reusable pack buffers
+	// closed is closed (and replaced) whenever an open pack is handed to
+	// the uploaders, waking callers waiting in take to start the next one.
+	closed chan struct{}
 
 	idxMu     sync.Mutex
 	unindexed []PackEntry
@@ -73,7 +76,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder, 1), free: make(chan []byte, opts.Uploaders+3)}
+	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder, 1), free: make(chan []byte, opts.Uploaders+3), closed: make(chan struct{})}
 	for t := range w.open {
 		w.open[t] = make(chan *packBuilder, 1)
 	}
@@ -153,50 +156,63 @@ func (w *Writer) SaveReserved(ctx context.Context, t BlobType, id ID, data []byt
 }
 
 // take returns the open pack of type t, waiting while another caller
-// holds it, or starts a new one.
+// holds it, or starts a new one when there is none (the previous one was
+// handed to the uploaders).
 func (w *Writer) take(ctx context.Context, t BlobType) (*packBuilder, error) {
-	select {
-	case p := <-w.open[t]:
-		return p, nil
-	default:
-	}
-	w.mu.Lock()
-	if !w.made[t] {
-		w.made[t] = true
-		w.mu.Unlock()
-		var buf []byte
-		if t == DataBlob {
-			select {
-			case buf = <-w.free:
-			default:
-				buf = make([]byte, 0, w.r.config.PackSize+(1<<20))
-			}
+	for {
+		select {
+		case p := <-w.open[t]:
+			return p, nil
+		default:
 		}
-		p, err := newPackBuilder(w.rs, buf)
-		if err != nil {
-			w.mu.Lock()
-			w.made[t] = false
+		w.mu.Lock()
+		if !w.made[t] {
+			w.made[t] = true
 			w.mu.Unlock()
+			var buf []byte
+			if t == DataBlob {
+				select {
+				case buf = <-w.free:
+				default:
+					buf = make([]byte, 0, w.r.config.PackSize+(1<<20))
+				}
+			}
+			p, err := newPackBuilder(w.rs, buf)
+			if err != nil {
+				w.packClosed(t)
+			}
+			return p, err
 		}
-		return p, err
+		closed := w.closed
+		w.mu.Unlock()
+		select {
+		case p := <-w.open[t]:
+			return p, nil
+		case <-closed:
+			// The holder closed the pack instead of putting it back:
+			// look again, and start the next one if nobody has.
+		case <-w.gctx.Done():
+			return nil, w.failure()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+}
+
+// packClosed records that type t has no open pack any more and wakes the
+// callers waiting for one.
+func (w *Writer) packClosed(t BlobType) {
+	w.mu.Lock()
+	w.made[t] = false
+	close(w.closed)
+	w.closed = make(chan struct{})
 	w.mu.Unlock()
-	select {
-	case p := <-w.open[t]:
-		return p, nil
-	case <-w.gctx.Done():
-		return nil, w.failure()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // enqueue hands a full pack of type t to the uploaders; the next take
 // starts a new pack.
 func (w *Writer) enqueue(ctx context.Context, t BlobType, p *packBuilder) error {
-	w.mu.Lock()
-	w.made[t] = false
-	w.mu.Unlock()
+	w.packClosed(t)
 	select {
 	case w.uploads <- p:
 		return nil
