@@ -24,7 +24,7 @@ func BuildPackForTest(rs []age.Recipient, metaKey *[32]byte, hasher *ChunkHasher
 	}
 	for i, b := range blobs {
 		enc, payload, _ := encodeBlobPayload(nil, b)
-		p.add(types[i], hasher.Sum(b), enc, payload, len(b))
+		p.add(types[i], hasher.SumType(types[i], b), enc, payload, len(b))
 	}
 	p.finish(metaKey)
 	return p.buf, p.blobs, nil

@@ -229,8 +229,11 @@ func (r *Repository) Index() *Index { return r.index }
 // CanRead reports whether the repository was opened with an identity.
 func (r *Repository) CanRead() bool { return len(r.ids) > 0 }
 
-// BlobID computes the keyed ID of plaintext.
+// BlobID computes the keyed ID of a data chunk.
 func (r *Repository) BlobID(data []byte) ID { return r.hasher.Sum(data) }
+
+// TreeID computes the keyed ID of a tree blob.
+func (r *Repository) TreeID(data []byte) ID { return r.hasher.SumType(TreeBlob, data) }
 
 // PackName returns the object name of a pack.
 func PackName(id ID) string {
@@ -467,7 +470,7 @@ func (r *Repository) OpenBlob(key *[32]byte, b Blob, sealed, dst []byte) ([]byte
 	if len(plain) != int(b.RawLength) {
 		return nil, fmt.Errorf("%w: %s blob %s has %d bytes, index says %d", ErrCorrupt, b.Type, b.ID.Short(), len(plain), b.RawLength)
 	}
-	if r.hasher.Sum(plain) != b.ID {
+	if r.hasher.SumType(b.Type, plain) != b.ID {
 		return nil, fmt.Errorf("%w: %s blob %s content does not match its ID", ErrCorrupt, b.Type, b.ID.Short())
 	}
 	return plain, nil

@@ -91,7 +91,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 // It returns the ID and the number of sealed bytes added (0 for a
 // duplicate).
 func (w *Writer) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID, int, error) {
-	id := w.r.hasher.Sum(data)
+	id := w.r.hasher.SumType(t, data)
 	n, err := w.SaveBlobID(ctx, t, id, data)
 	return id, n, err
 }

@@ -241,3 +241,35 @@ func TestRestoreResume(t *testing.T) {
 		t.Errorf("restore over an intact tree skipped %d of %d files and wrote %d bytes", third.FilesSkipped, regular, third.BytesWritten)
 	}
 }
+
+// TestFileEqualToATreeEncoding: a file whose bytes equal an empty
+// directory's tree encoding must not be deduplicated into the tree (data
+// and tree IDs are keyed apart); both come back.
+func TestFileEqualToATreeEncoding(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	empty, err := (&snapshot.Tree{Nodes: []snapshot.Node{}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(src, "emptydir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "looks-like-a-tree"), empty, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	res, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst})
+	if err != nil || len(res.Failures) > 0 {
+		t.Fatalf("restore: %v %v", err, res.Failures)
+	}
+	got, err := os.ReadFile(filepath.Join(dst, src, "looks-like-a-tree"))
+	if err != nil || string(got) != string(empty) {
+		t.Fatalf("file: %q %v", got, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dst, src, "emptydir")); err != nil || !fi.IsDir() {
+		t.Fatalf("empty directory: %v", err)
+	}
+}
