@@ -20,7 +20,8 @@ import (
 // and files are created, written and given their metadata through one
 // descriptor.
 type targetDir struct {
-	root  *os.Root // for the rare recursive removal
+	root  *os.Root     // for the rare recursive removal
+	use   sync.RWMutex // held for reading while a cached descriptor is in use
 	mu    sync.Mutex
 	dirs  map[string]int // relative dir path → open fd ("" is the target)
 	fresh bool           // the target was empty: no file can already be identical
@@ -34,7 +35,7 @@ type targetDir struct {
 	plainOwner bool
 }
 
-const maxCachedDirs = 4096
+var maxCachedDirs = 4096 // a variable so tests can force eviction
 
 func newTargetDir(root *os.Root, dir string) (*targetDir, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -75,8 +76,15 @@ func split(p string) (dir, base string) {
 	return path.Clean("/" + dir)[1:], base
 }
 
+// Directory descriptors are cached and shared by the restore workers.
+// A worker holds t.use for reading from the moment it looks a descriptor
+// up until its system call returns (withDir); closing descriptors —
+// eviction when the cache is full, forgetting a removed directory — takes
+// t.use for writing, so a descriptor is never closed (and its number
+// reused for another directory) while a call still uses it.
+
 // dirFD returns a descriptor for directory p, opening each component
-// without following symlinks. The caller must not close it.
+// without following symlinks. The caller must hold t.use for reading.
 func (t *targetDir) dirFD(p string) (int, error) {
 	t.mu.Lock()
 	fd, ok := t.dirs[p]
@@ -99,28 +107,49 @@ func (t *targetDir) dirFD(p string) (int, error) {
 		unix.Close(fd)
 		return old, nil
 	}
-	if len(t.dirs) >= maxCachedDirs {
-		// Keep descriptors bounded: forget every directory but the target.
-		for k, v := range t.dirs {
-			if k != "" && k != parent {
-				unix.Close(v)
-				delete(t.dirs, k)
-			}
-		}
-	}
 	t.dirs[p] = fd
 	return fd, nil
+}
+
+// withDir runs fn with a descriptor of directory dir that stays open
+// until fn returns.
+func (t *targetDir) withDir(dir string, fn func(dfd int) error) error {
+	t.use.RLock()
+	dfd, err := t.dirFD(dir)
+	if err == nil {
+		err = fn(dfd)
+	}
+	t.use.RUnlock()
+	t.evict()
+	return err
+}
+
+// evict closes cached descriptors once there are too many, keeping the
+// number of open files bounded on trees with very many directories.
+func (t *targetDir) evict() {
+	t.mu.Lock()
+	full := len(t.dirs) > maxCachedDirs
+	t.mu.Unlock()
+	if !full {
+		return
+	}
+	t.use.Lock()
+	defer t.use.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, v := range t.dirs {
+		if k != "" {
+			unix.Close(v)
+			delete(t.dirs, k)
+		}
+	}
 }
 
 // lstat stats p without following a final symlink.
 func (t *targetDir) lstat(p string) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
-	if err != nil {
-		return st, err
-	}
-	err = unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	err := t.withDir(dir, func(dfd int) error { return unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) })
 	return st, err
 }
 
@@ -139,15 +168,13 @@ func (t *targetDir) clear(p string) error {
 		return t.root.RemoveAll(p)
 	}
 	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
-	if err != nil {
-		return err
-	}
-	return unix.Unlinkat(dfd, base, 0)
+	return t.withDir(dir, func(dfd int) error { return unix.Unlinkat(dfd, base, 0) })
 }
 
-// forget drops cached descriptors for p and everything below it.
+// forget closes cached descriptors for p and everything below it.
 func (t *targetDir) forget(p string) {
+	t.use.Lock()
+	defer t.use.Unlock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, fd := range t.dirs {
@@ -160,25 +187,23 @@ func (t *targetDir) forget(p string) {
 
 func (t *targetDir) mkdir(p string) error {
 	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
-	if err != nil {
+	return t.withDir(dir, func(dfd int) error {
+		err := unix.Mkdirat(dfd, base, 0o700)
+		if errors.Is(err, unix.EEXIST) {
+			var st unix.Stat_t
+			if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return err
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				return nil
+			}
+			if err := unix.Unlinkat(dfd, base, 0); err != nil {
+				return err
+			}
+			err = unix.Mkdirat(dfd, base, 0o700)
+		}
 		return err
-	}
-	err = unix.Mkdirat(dfd, base, 0o700)
-	if errors.Is(err, unix.EEXIST) {
-		var st unix.Stat_t
-		if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return err
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			return nil
-		}
-		if err := unix.Unlinkat(dfd, base, 0); err != nil {
-			return err
-		}
-		err = unix.Mkdirat(dfd, base, 0o700)
-	}
-	return err
+	})
 }
 
 // create makes a new file at p. Whatever was there is removed first
@@ -186,17 +211,18 @@ func (t *targetDir) mkdir(p string) error {
 // file outside the target. The final component is never followed.
 func (t *targetDir) create(p string, perm uint32) (*os.File, error) {
 	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
-	if err != nil {
-		return nil, err
-	}
 	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Openat(dfd, base, flags, perm)
+	fd := -1
+	open := func(dfd int) (err error) {
+		fd, err = unix.Openat(dfd, base, flags, perm)
+		return err
+	}
+	err := t.withDir(dir, open)
 	if errors.Is(err, unix.EEXIST) {
 		if cerr := t.clear(p); cerr != nil {
 			return nil, cerr
 		}
-		fd, err = unix.Openat(dfd, base, flags, perm)
+		err = t.withDir(dir, open)
 	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "create", Path: p, Err: err}
@@ -204,32 +230,39 @@ func (t *targetDir) create(p string, perm uint32) (*os.File, error) {
 	return os.NewFile(uintptr(fd), p), nil
 }
 
-// openRead opens an existing regular file without following symlinks.
-func (t *targetDir) openRead(p string) (*os.File, error) {
+// openFile opens an existing file with flags, never following symlinks.
+func (t *targetDir) openFile(p string, flags int) (*os.File, error) {
 	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
+	fd := -1
+	err := t.withDir(dir, func(dfd int) (err error) {
+		fd, err = unix.Openat(dfd, base, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
 	return os.NewFile(uintptr(fd), p), nil
 }
 
+// openRead opens an existing regular file without following symlinks.
+func (t *targetDir) openRead(p string) (*os.File, error) { return t.openFile(p, unix.O_RDONLY) }
+
+// openWrite opens an existing regular file for writing without following symlinks.
+func (t *targetDir) openWrite(p string) (*os.File, error) { return t.openFile(p, unix.O_WRONLY) }
+
 func (t *targetDir) symlink(target, p string) error {
 	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
-	if err != nil {
-		return err
-	}
-	return unix.Symlinkat(target, dfd, base)
+	return t.withDir(dir, func(dfd int) error { return unix.Symlinkat(target, dfd, base) })
 }
 
 func (t *targetDir) link(oldp, newp string) error {
 	od, ob := split(oldp)
 	nd, nb := split(newp)
+	t.use.RLock()
+	defer func() {
+		t.use.RUnlock()
+		t.evict()
+	}()
 	ofd, err := t.dirFD(od)
 	if err != nil {
 		return err
@@ -243,11 +276,7 @@ func (t *targetDir) link(oldp, newp string) error {
 
 func (t *targetDir) mknod(p string, mode uint32, dev int) error {
 	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
-	if err != nil {
-		return err
-	}
-	return unix.Mknodat(dfd, base, mode, dev)
+	return t.withDir(dir, func(dfd int) error { return unix.Mknodat(dfd, base, mode, dev) })
 }
 
 func timespecs(n *snapshot.Node) []unix.Timespec {
@@ -296,43 +325,53 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 		errs = append(errs, unix.Fchmod(fd, mode))
 	}
 	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	errs = append(errs, unix.UtimesNanoAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
+	errs = append(errs, t.withDir(dir, func(dfd int) error {
+		return unix.UtimesNanoAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
+	}))
 	return errors.Join(errs...)
-}
-
-// openWrite opens an existing regular file for writing without following symlinks.
-func (t *targetDir) openWrite(p string) (*os.File, error) {
-	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := unix.Openat(dfd, base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
-	}
-	return os.NewFile(uintptr(fd), p), nil
 }
 
 // setMetaAt applies metadata by name relative to the parent directory,
-// never following a final symlink (a symlink's own mode cannot be set).
+// never following a final symlink: the mode is set through a descriptor
+// opened with O_NOFOLLOW (directories, regular files), or, for the rest,
+// only after checking the entry is not a symlink (a symlink's own mode
+// cannot be set).
 func (t *targetDir) setMetaAt(p string, n *snapshot.Node) error {
 	dir, base := split(p)
-	dfd, err := t.dirFD(dir)
-	if err != nil {
+	return t.withDir(dir, func(dfd int) error {
+		var errs []error
+		if t.uid == 0 {
+			errs = append(errs, unix.Fchownat(dfd, base, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW))
+		}
+		if n.Type != snapshot.TypeSymlink {
+			errs = append(errs, chmodNoFollow(dfd, base, nodeMode(n)))
+		}
+		errs = append(errs, unix.UtimesNanoAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
+		return errors.Join(errs...)
+	})
+}
+
+// chmodNoFollow sets the mode of dfd/base without following a symlink
+// planted there: directories and regular files through a descriptor
+// opened with O_NOFOLLOW; device nodes and FIFOs (which must not be
+// opened: a device's open can have effects) by name after checking the
+// entry is not a symlink.
+func chmodNoFollow(dfd int, base string, mode uint32) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
-	var errs []error
-	if t.uid == 0 {
-		errs = append(errs, unix.Fchownat(dfd, base, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW))
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		return fmt.Errorf("%s is a symlink; mode not set", base)
+	case unix.S_IFDIR, unix.S_IFREG:
+		fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		err = unix.Fchmod(fd, mode)
+		unix.Close(fd)
+		return err
 	}
-	if n.Type != snapshot.TypeSymlink {
-		errs = append(errs, unix.Fchmodat(dfd, base, nodeMode(n), 0))
-	}
-	errs = append(errs, unix.UtimesNanoAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
-	return errors.Join(errs...)
+	return unix.Fchmodat(dfd, base, mode, 0)
 }
