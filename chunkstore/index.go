@@ -168,6 +168,15 @@ func (x *Index) Reserve(id ID) bool {
 	return true
 }
 
+// ClearPending drops every reservation. A writer that failed or was
+// abandoned leaves the blobs of its unfinished packs reserved; the next
+// writer on the same Repository must not take them as stored.
+func (x *Index) ClearPending() {
+	x.mu.Lock()
+	clear(x.pending)
+	x.mu.Unlock()
+}
+
 // Unreserve drops a reservation after a failed write.
 func (x *Index) Unreserve(id ID) {
 	x.mu.Lock()

@@ -159,6 +159,10 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	if err != nil {
 		return nil, err
 	}
+	// Reservations left by an earlier, failed backup on this Repository
+	// name blobs that were never uploaded. (One backup at a time per
+	// Repository value.)
+	repo.Index().ClearPending()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := repo.NewWriter(ctx, opts.Writer)

@@ -42,3 +42,28 @@ func TestCommitDeadline(t *testing.T) {
 		t.Errorf("second backup added %d blobs; the first one's data should have been reused", res.Manifest.Summary.BlobsAdded)
 	}
 }
+
+// TestFailedBackupLeavesNoReservations: a backup whose pack uploads fail
+// leaves its blobs reserved; the next backup on the same Repository must
+// store them rather than take them as already stored.
+func TestFailedBackupLeavesNoReservations(t *testing.T) {
+	ctx := context.Background()
+	faulty := storetest.NewFaulty(mem.New())
+	repos := storetest.InitRepos(t, faulty)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), storetest.Data(9, 2<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	faulty.FailPuts(chunkstore.DataPrefix, errors.New("injected upload failure"))
+	if _, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}}); err == nil {
+		t.Fatal("backup succeeded although every pack upload failed")
+	}
+	faulty.Reset()
+	res, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if probs, err := snapshot.Check(ctx, repos.Reader); err != nil || len(probs) > 0 {
+		t.Fatalf("snapshot %s references data that was never stored: %v %v", res.ID.Short(), err, probs)
+	}
+}
