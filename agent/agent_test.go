@@ -742,3 +742,68 @@ func testutilCounter(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// An operator cancels a job while its backup uploads, after the agent's
+// last heartbeat and long before its next one: the agent must not commit
+// the snapshot it was about to write, and reports the job as aborted.
+func TestAgentCancelledJobDoesNotCommit(t *testing.T) {
+	tc := newTestCoordinator(t)
+	src := t.TempDir()
+	fixture.Create(t, src, smallTree())
+	tc.policy(coordinator.Policy{Name: "slow", Paths: []string{src}, MaxAttempts: 1})
+	bs := &blockingStore{started: make(chan struct{}), release: make(chan struct{})}
+	// A long TTL: the next heartbeat is 20s after the first one.
+	a, done := startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "slow-1",
+		LeaseTTL:  time.Minute,
+		wrapStore: func(st chunkstore.Store) chunkstore.Store { bs.Store = st; return bs }})
+	tc.waitEnrolled("slow-1")
+	id := tc.run("slow")
+	select {
+	case <-bs.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("backup never started uploading")
+	}
+	// The first heartbeat (sent at once) has come and gone.
+	tc.waitJob(id, "first heartbeat", func(j coordinator.Job) bool { return j.State == coordinator.JobRunning && j.Progress != nil })
+
+	tk, admin := coordinator.NewAPIToken(coordinator.RoleAdmin, "ops", time.Time{})
+	if _, err := tc.node.Propose(t.Context(), coordinator.CmdCreateToken, "test", tk); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, tc.srv.URL+"/v1/jobs/"+id+"/cancel", strings.NewReader(`{"reason":"operator"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("cancel: %s", resp.Status)
+	}
+	close(bs.release) // the backup goes on to its commit at once
+
+	waitFor(t, "the agent to finish the job", func() bool {
+		return testutilCounter(a.m.jobs.WithLabelValues("succeeded"))+testutilCounter(a.m.jobs.WithLabelValues("lease_lost"))+
+			testutilCounter(a.m.jobs.WithLabelValues("failed")) > 0
+	})
+	waitFor(t, "the job record to go", func() bool { return len(a.runningIDs()) == 0 })
+	ids, err := tc.openRepo().ListMeta(t.Context(), chunkstore.KindSnapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 0 {
+		t.Fatalf("a snapshot was committed for a cancelled job: %v", ids)
+	}
+	if n := testutilCounter(a.m.jobs.WithLabelValues("lease_lost")); n != 1 {
+		t.Errorf("jobs{lease_lost} = %v, want 1 (succeeded %v, failed %v)", n,
+			testutilCounter(a.m.jobs.WithLabelValues("succeeded")), testutilCounter(a.m.jobs.WithLabelValues("failed")))
+	}
+	if n := testutilCounter(a.m.leaseLost); n != 1 {
+		t.Errorf("lease_lost = %v, want 1", n)
+	}
+	if j := tc.job(id); j.State != coordinator.JobCancelled {
+		t.Errorf("job %+v: want cancelled", j)
+	}
+	done.assertRunning(t)
+}

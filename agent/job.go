@@ -41,12 +41,16 @@ func (j *runningJob) leaseDeadline() time.Time {
 	return j.deadline
 }
 
-func (j *runningJob) markLost(err error) {
+// markLost records why the lease was lost; it reports whether this was
+// the first loss recorded (so that it is counted once).
+func (j *runningJob) markLost(err error) bool {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.lost == nil {
 		j.lost = err
+		return true
 	}
-	j.mu.Unlock()
+	return false
 }
 
 func (j *runningJob) lostErr() error {
@@ -161,7 +165,6 @@ func (a *Agent) heartbeats(ctx context.Context, job *runningJob, cancel context.
 	// Stop this long before the deadline: covers the time to cancel the
 	// backup and any skew between the two clocks' rates.
 	margin := ttl / 6
-	path := "/v1/jobs/" + job.item.Job.ID + "/heartbeat"
 	wait := time.Duration(0) // renew at once: the poll's deadline is a conservative guess
 	for {
 		if dl := job.leaseDeadline().Add(-margin).Sub(a.clock.Now()); wait > dl {
@@ -176,29 +179,53 @@ func (a *Agent) heartbeats(ctx context.Context, job *runningJob, cancel context.
 		left := job.leaseDeadline().Add(-margin).Sub(now)
 		if left <= 0 {
 			err := fmt.Errorf("no renewal reached the coordinator before the lease deadline %s", job.leaseDeadline().Format(time.RFC3339))
-			job.markLost(err)
-			cancel(fmt.Errorf("%w: %v", errLeaseLost, err))
-			a.m.leaseLost.Inc()
+			a.leaseLost(job, err, cancel)
 			return
 		}
-		req := coordinator.HeartbeatRequest{Agent: a.cfg.Name, Token: job.item.Token, TTL: coordinator.Duration(ttl), Progress: job.progress(now)}
-		var res coordinator.HeartbeatResult
-		_, err := a.c.call(context.WithoutCancel(ctx), http.MethodPost, path, "", req, &res, min(left, 10*time.Second))
+		err := a.renewOnce(ctx, job, min(left, 10*time.Second))
 		if err == nil {
-			job.setDeadline(now.Add(ttl))
-			a.contactOK()
 			wait = interval
 			continue
 		}
 		if ae, ok := errors.AsType[*apiError](err); ok && !ae.Retryable {
-			job.markLost(err)
-			cancel(fmt.Errorf("%w: %v", errLeaseLost, err))
-			a.m.leaseLost.Inc()
+			a.leaseLost(job, err, cancel)
 			return
 		}
 		a.log.Warn("heartbeat failed; retrying", "job", job.item.Job.ID, "err", err)
 		wait = min(interval, max(left/4, 100*time.Millisecond))
 	}
+}
+
+// leaseLost marks the job's lease as lost, cancels the job (when cancel
+// is not nil) and counts the loss once.
+func (a *Agent) leaseLost(job *runningJob, err error, cancel context.CancelCauseFunc) {
+	first := job.markLost(err)
+	if cancel != nil {
+		cancel(fmt.Errorf("%w: %v", errLeaseLost, err))
+	}
+	if first {
+		a.m.leaseLost.Inc()
+	}
+}
+
+// renewOnce sends one heartbeat for the job, waiting at most timeout. On
+// success the local deadline moves to the send time plus the TTL: the
+// coordinator's deadline, stamped later, can only be later than that
+// (clock rates aside, which the callers' margin covers). The error is the
+// call's: an *apiError that is not Retryable means the coordinator
+// refused the renewal (cancelled, stale token, revoked).
+func (a *Agent) renewOnce(ctx context.Context, job *runningJob, timeout time.Duration) error {
+	ttl := a.cfg.LeaseTTL
+	sent := a.clock.Now()
+	req := coordinator.HeartbeatRequest{Agent: a.cfg.Name, Token: job.item.Token, TTL: coordinator.Duration(ttl), Progress: job.progress(sent)}
+	var res coordinator.HeartbeatResult
+	path := "/v1/jobs/" + job.item.Job.ID + "/heartbeat"
+	if _, err := a.c.call(context.WithoutCancel(ctx), http.MethodPost, path, "", req, &res, timeout); err != nil {
+		return err
+	}
+	job.setDeadline(sent.Add(ttl))
+	a.contactOK()
+	return nil
 }
 
 // complete reports the outcome, retrying what may succeed on another

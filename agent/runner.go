@@ -126,11 +126,27 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		ProgramVersion: "lifeboat " + a.cfg.Version,
 		CommitDeadline: func() (time.Time, error) {
 			// Commit only while the lease surely holds, and finish the
-			// manifest upload before it could lapse.
+			// manifest upload before it could lapse. The local lease
+			// state is up to a third of the TTL old: the job may have
+			// been cancelled or taken back since, so ask the
+			// coordinator once more, synchronously, before committing.
 			if lost := job.lostErr(); lost != nil {
 				return time.Time{}, fmt.Errorf("%w: %v", errLeaseLost, lost)
 			}
-			left := job.leaseDeadline().Add(-a.cfg.LeaseTTL / 6).Sub(a.clock.Now())
+			margin := a.cfg.LeaseTTL / 6
+			left := job.leaseDeadline().Add(-margin).Sub(a.clock.Now())
+			if left <= 0 {
+				return time.Time{}, fmt.Errorf("%w: the lease may lapse before the snapshot is saved", errLeaseLost)
+			}
+			if err := a.renewOnce(ctx, job, min(left, 10*time.Second)); err != nil {
+				if ae, ok := errors.AsType[*apiError](err); ok && !ae.Retryable {
+					// Refused for good: the job is no longer ours.
+					a.leaseLost(job, err, nil)
+					return time.Time{}, fmt.Errorf("%w: the coordinator refused the renewal before commit: %v", errLeaseLost, err)
+				}
+				return time.Time{}, fmt.Errorf("%w: could not confirm the lease with the coordinator before commit: %v", errLeaseLost, err)
+			}
+			left = job.leaseDeadline().Add(-margin).Sub(a.clock.Now())
 			if left <= 0 {
 				return time.Time{}, fmt.Errorf("%w: the lease may lapse before the snapshot is saved", errLeaseLost)
 			}
