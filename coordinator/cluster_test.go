@@ -555,8 +555,9 @@ func TestNodeLeaderLoopExpiresLeases(t *testing.T) {
 	if err != nil || leased == nil {
 		t.Fatalf("lease: %v %v", leased, err)
 	}
-	// The agent goes quiet; after the deadline the leader takes the lease back.
-	c.clock.Advance(31 * time.Second)
+	// The agent goes quiet; after the deadline and the grace the leader
+	// takes the lease back.
+	c.clock.Advance(31*time.Second + 15*time.Second)
 	waitFor(t, func() bool {
 		j := c.nodes[c.leader()].State().Jobs[job.ID]
 		return j.State == JobPending && j.Lease == nil
@@ -604,4 +605,59 @@ func TestPutPolicyValidatesBeforeProposing(t *testing.T) {
 	if after := n.Status(); after.LastIndex != before.LastIndex {
 		t.Errorf("log grew from %d to %d: the invalid policy was proposed", before.LastIndex, after.LastIndex)
 	}
+}
+
+// TestNodeLeaseExpiryGrace: the leader takes a lease back only LeaseGrace
+// after its deadline (the deadline may come from another node's clock),
+// and a fresh leader takes none back during its first LeaseGrace.
+func TestNodeLeaseExpiryGrace(t *testing.T) {
+	const grace = 15 * time.Second
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.RetryBackoff = func(int) time.Duration { return 10 * time.Second } })
+	c.seed("@every 24h")
+	c.leader()
+	// Past the leader's own first grace period.
+	c.clock.Advance(grace + time.Second)
+	lease := func() Job {
+		t.Helper()
+		n := c.nodes[c.leader()]
+		ids, err := n.RunPolicy(context.Background(), "test", "p")
+		if err != nil || len(ids) != 1 {
+			t.Fatalf("RunPolicy: %v %v", ids, err)
+		}
+		j, err := n.LeaseJob(context.Background(), "a1", ids[0], 30*time.Second)
+		if err != nil || j == nil || j.Lease == nil {
+			t.Fatalf("lease: %v %v", j, err)
+		}
+		return *j
+	}
+	state := func(id string) JobState { return c.nodes[c.leader()].State().Jobs[id].State }
+	// settle lets the leader loop run the ticks the last Advance fired.
+	settle := func() { time.Sleep(300 * time.Millisecond) }
+
+	job := lease()
+	c.clock.Advance(31 * time.Second) // deadline + 1s
+	settle()
+	if s := state(job.ID); s != JobRunning {
+		t.Fatalf("lease expired 1s after its deadline: job is %s", s)
+	}
+	c.clock.Advance(grace) // deadline + grace + 1s
+	waitFor(t, func() bool { return state(job.ID) == JobPending })
+
+	// A lease whose deadline passed while no node led: the new leader
+	// waits out its first grace period before it takes it back.
+	job = lease()
+	c.stop(0)
+	c.clock.Advance(time.Minute) // deadline + 30s
+	c.start(0)
+	c.leader()
+	settle()
+	c.clock.Advance(grace / 3)
+	settle()
+	c.clock.Advance(grace / 3)
+	settle()
+	if s := state(job.ID); s != JobRunning {
+		t.Fatalf("a fresh leader expired a lease within its first grace period: job is %s", s)
+	}
+	c.clock.Advance(grace/3 + time.Second)
+	waitFor(t, func() bool { return state(job.ID) == JobPending })
 }

@@ -47,6 +47,13 @@ type Config struct {
 	// JobHistory is how long finished jobs are kept (default 30 days;
 	// negative: forever). The leader prunes older ones every 10 minutes.
 	JobHistory time.Duration
+	// LeaseGrace is how long past its deadline the leader waits before it
+	// takes a lease back, and how long after gaining leadership it takes
+	// none back at all (default 15s). Deadlines were stamped by whichever
+	// node led when the lease was granted or renewed; the grace absorbs the
+	// skew between that node's clock and this one's. Renewals and
+	// completions are still refused from the deadline on.
+	LeaseGrace time.Duration
 }
 
 // Node is one coordinator server: Raft, the FSM, and — while it leads —
@@ -64,7 +71,8 @@ type Node struct {
 	wg   sync.WaitGroup
 	once sync.Once
 
-	lastPrune time.Time // leader loop only
+	lastPrune   time.Time // leader loop only
+	leaderSince time.Time // leader loop only: when this node's loop got past its barrier
 }
 
 // NewNode opens the data dir, starts Raft and the leadership watcher.
@@ -86,6 +94,9 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	if cfg.RetryBackoff == nil {
 		cfg.RetryBackoff = RetryDelay
+	}
+	if cfg.LeaseGrace <= 0 {
+		cfg.LeaseGrace = 15 * time.Second
 	}
 	if cfg.JobHistory == 0 {
 		cfg.JobHistory = 30 * 24 * time.Hour
@@ -406,6 +417,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		}
 		n.log.Warn("leader barrier failed; retrying", "err", err)
 	}
+	n.leaderSince = n.clock.Now()
 	for {
 		started := n.clock.Now()
 		n.tick(ctx)
@@ -525,15 +537,22 @@ func (n *Node) planInput(now time.Time) PlanInput {
 }
 
 // expireLeases proposes an expiry for every running job whose lease
-// deadline has passed.
+// deadline has passed by more than LeaseGrace. The deadlines may have been
+// stamped by a previous leader, with its clock: nothing is expired during
+// the first LeaseGrace of this node's leadership, and a lease only once
+// this clock is LeaseGrace past its deadline.
 func (n *Node) expireLeases(ctx context.Context) {
 	now := n.clock.Now().UTC()
+	grace := n.cfg.LeaseGrace
+	if now.Sub(n.leaderSince) < grace {
+		return
+	}
 	var due []ExpireLease
 	n.fsm.View(func(s *State) {
 		for _, name := range s.AgentNames() {
 			for _, id := range s.Agents[name].Running {
 				j := s.Jobs[id]
-				if j != nil && j.Lease != nil && now.After(j.Lease.Deadline) {
+				if j != nil && j.Lease != nil && now.After(j.Lease.Deadline.Add(grace)) {
 					due = append(due, ExpireLease{JobID: id, Token: j.Lease.Token, Backoff: n.cfg.RetryBackoff(j.Attempt)})
 				}
 			}
