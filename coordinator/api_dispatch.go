@@ -37,6 +37,26 @@ type LeaseRequest struct {
 	TTL   Duration `json:"ttl,omitempty"`
 }
 
+// MaxLeaseTTL bounds the TTL an agent may ask for when it leases a job
+// or renews a lease: a longer one is cut to it. A lease that outlives its
+// holder keeps the job from everyone else until it expires.
+const MaxLeaseTTL = 24 * time.Hour
+
+// leaseTTL is the lease TTL for a request's ttl: the API's default when
+// it is zero (not given), at most MaxLeaseTTL, and a 400 when negative.
+func (a *API) leaseTTL(d Duration) (time.Duration, error) {
+	ttl := time.Duration(d)
+	switch {
+	case ttl < 0:
+		return 0, badRequest("ttl %s: want a positive duration", ttl)
+	case ttl == 0:
+		return a.cfg.LeaseTTL, nil
+	case ttl > MaxLeaseTTL:
+		return MaxLeaseTTL, nil
+	}
+	return ttl, nil
+}
+
 // lease leases the agent's next job now: 200 with a WorkItem, or 204.
 func (a *API) lease(w http.ResponseWriter, r *http.Request, c *call) error {
 	name, err := pathName(r, "name")
@@ -52,9 +72,9 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request, c *call) error {
 			return err
 		}
 	}
-	ttl := time.Duration(q.TTL)
-	if ttl <= 0 {
-		ttl = a.cfg.LeaseTTL
+	ttl, err := a.leaseTTL(q.TTL)
+	if err != nil {
+		return err
 	}
 	item, err := a.leaseLocal(r.Context(), name, q.JobID, ttl)
 	if err != nil {
@@ -111,7 +131,7 @@ func (a *API) work(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
-	ttl, err := queryDuration(r, "ttl", a.cfg.LeaseTTL, 24*time.Hour)
+	ttl, err := queryDuration(r, "ttl", a.cfg.LeaseTTL, MaxLeaseTTL)
 	if err != nil {
 		return err
 	}

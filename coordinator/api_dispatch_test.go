@@ -120,3 +120,46 @@ func TestEnrollCannotTakeOverAnAgent(t *testing.T) {
 		t.Errorf("after an admin re-enrolled db-1 the old credential got %d, want 401", status)
 	}
 }
+
+// TestAPILeaseTTLBounded: the lease and heartbeat endpoints cut a TTL to
+// MaxLeaseTTL (as /work does) and refuse a negative one.
+func TestAPILeaseTTLBounded(t *testing.T) {
+	c := newAPICluster(t, 1)
+	l := c.leader()
+	c.addRepo(c.admin)
+	c.mustJSON(http.MethodPut, c.url(l)+"/v1/policies", c.admin, []byte(testPolicyYAML), nil)
+	var enr EnrollResult
+	c.mustJSON(http.MethodPost, c.url(l)+"/v1/agents", c.token(RoleAgent), EnrollRequest{Name: "web-1", Labels: map[string]string{"role": "web"}}, &enr)
+	cred := enr.Credential
+	var run RunResult
+	c.mustJSON(http.MethodPost, c.url(l)+"/v1/policies/web/run", c.admin, nil, &run)
+	if len(run.Jobs) != 1 {
+		t.Fatalf("run: %+v", run)
+	}
+	huge := Duration(100000 * time.Hour)
+
+	status, b := httpCall(t, http.MethodPost, c.url(l)+"/v1/agents/web-1/lease", cred, LeaseRequest{TTL: -Duration(time.Minute)}, "")
+	errBody(t, status, b, 400)
+	var item WorkItem
+	c.mustJSON(http.MethodPost, c.url(l)+"/v1/agents/web-1/lease", cred, LeaseRequest{TTL: huge}, &item)
+	if item.Token == 0 {
+		t.Fatalf("lease: %+v", item)
+	}
+	if max := time.Now().Add(MaxLeaseTTL + time.Minute); item.Deadline.After(max) {
+		t.Fatalf("lease deadline %s: more than %s ahead", item.Deadline, MaxLeaseTTL)
+	}
+
+	hb := c.url(l) + "/v1/jobs/" + item.Job.ID + "/heartbeat"
+	status, b = httpCall(t, http.MethodPost, hb, cred, HeartbeatRequest{Agent: "web-1", Token: item.Token, TTL: -Duration(time.Minute)}, "")
+	errBody(t, status, b, 400)
+	var res HeartbeatResult
+	c.mustJSON(http.MethodPost, hb, cred, HeartbeatRequest{Agent: "web-1", Token: item.Token, TTL: huge}, &res)
+	if max := time.Now().Add(MaxLeaseTTL + time.Minute); res.Deadline.IsZero() || res.Deadline.After(max) {
+		t.Fatalf("heartbeat deadline %s: more than %s ahead", res.Deadline, MaxLeaseTTL)
+	}
+	var j Job
+	c.mustJSON(http.MethodGet, c.url(l)+"/v1/jobs/"+item.Job.ID, c.admin, nil, &j)
+	if j.Lease == nil || j.Lease.Deadline.After(time.Now().Add(MaxLeaseTTL+time.Minute)) {
+		t.Fatalf("stored lease %+v", j.Lease)
+	}
+}

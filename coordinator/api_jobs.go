@@ -85,7 +85,7 @@ func (a *API) cancelJob(w http.ResponseWriter, r *http.Request, c *call) error {
 type HeartbeatRequest struct {
 	Agent    string    `json:"agent"`
 	Token    uint64    `json:"token"`
-	TTL      Duration  `json:"ttl,omitempty"` // default: the API's lease TTL
+	TTL      Duration  `json:"ttl,omitempty"` // default: the API's lease TTL; at most MaxLeaseTTL
 	Progress *Progress `json:"progress,omitempty"`
 }
 
@@ -126,9 +126,9 @@ func (a *API) heartbeat(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := actAs(c, q.Agent); err != nil {
 		return err
 	}
-	ttl := time.Duration(q.TTL)
-	if ttl <= 0 {
-		ttl = a.cfg.LeaseTTL
+	ttl, err := a.leaseTTL(q.TTL)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
