@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,9 +70,14 @@ func withoutS3Env(extra ...string) []string {
 // TestAgentProcesses: three 'lifeboat server' processes, MinIO, and two
 // agent processes with different labels. Each agent backs up only its own
 // policy's paths; the agent of the big policy is killed with SIGKILL
-// mid-backup again and again, 'check --read-data' passes after every
-// kill, the interrupted jobs are retried and complete, and the snapshot
-// restores byte-identical with the identity.
+// mid-backup at least 10 times at seeded random moments
+// (LIFEBOAT_E2E_SEED replays a run), 'check --read-data' passes after
+// every kill, and the interrupted jobs are retried and complete. Then the
+// coordinator leader is killed with SIGKILL while agent a runs a job: the
+// job still succeeds exactly once (one job for its instant, one snapshot
+// in the catalog for its ID), the repository checks clean, and the killed
+// node rejoins. Finally the snapshot restores byte-identical with the
+// identity.
 func TestAgentProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process agent test")
@@ -144,11 +150,14 @@ func TestAgentProcesses(t *testing.T) {
 	mustLB("init", "--repo", repoURL, "--identity-out", id, "--key-out", key)
 	mustLB("repo", "add", "r", "--repo", repoURL, "--key", key)
 
-	// Agent a's data takes seconds to back up; b's is small.
+	// Agent a's data takes a moment to back up; b's is small. Each kill
+	// round changes part of a's data, kept small so that the rounds (and
+	// the 'check --read-data' after each) stay cheap.
+	const fileSize, files = 6 << 20, 6
 	srcA, srcB := filepath.Join(root, "src-a"), filepath.Join(root, "src-b")
 	treeA := fixture.Tree{}
-	for i := range 6 {
-		treeA[fmt.Sprintf("d%d/big.bin", i)] = fixture.Entry{Content: fixture.Random(uint64(i+1), 24<<20), Mode: 0o644}
+	for i := range files {
+		treeA[fmt.Sprintf("d%d/big.bin", i)] = fixture.Entry{Content: fixture.Random(uint64(i+1), fileSize), Mode: 0o644}
 	}
 	treeA["note.txt"] = fixture.Entry{Content: []byte("agent a\n"), Mode: 0o644}
 	fixture.Create(t, srcA, treeA)
@@ -157,7 +166,7 @@ func TestAgentProcesses(t *testing.T) {
 	policies := filepath.Join(root, "policies.yaml")
 	yaml := fmt.Sprintf(`name: pa
 repository: r
-schedule: "@every 4s"
+schedule: "@every 2s"
 agents: {role: a}
 paths: [%s]
 max_attempts: 20
@@ -213,50 +222,85 @@ paths: [%s]
 		return nil
 	}
 
-	// Kill agent a mid-backup, repeatedly; the repository stays
-	// consistent after every kill.
-	a, b := agents[0], agents[1]
-	kills := 5
+	// The kill moments are random but replayable.
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("LIFEBOAT_E2E_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("LIFEBOAT_E2E_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (rerun with LIFEBOAT_E2E_SEED=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 0x6c696665626f6174))
+	contentSeed := uint64(100)
+	// change rewrites n of agent a's files with new content, so that the
+	// next backup has work to do.
 	var modAt time.Time
+	change := func(n int) {
+		for range n {
+			name := fmt.Sprintf("d%d/big.bin", rng.IntN(files))
+			contentSeed++
+			treeA[name] = fixture.Entry{Content: fixture.Random(contentSeed, fileSize), Mode: 0o644}
+			fixture.Create(t, srcA, fixture.Tree{name: treeA[name]})
+		}
+		modAt = time.Now()
+	}
+	// check runs 'check --read-data' with no backup beside it: b goes down
+	// too (at whatever it was doing), since check loads the index before
+	// it lists the snapshots, and a snapshot committed in between looks
+	// broken. Both agents come back afterwards.
+	a, b := agents[0], agents[1]
+	check := func(what string) {
+		t.Helper()
+		a.kill()
+		b.kill()
+		if out, err := lb("check", "--read-data", "--repo", repoURL, "--identity", id); err != nil {
+			t.Fatalf("check --read-data after %s: %v\n%s", what, err, out)
+		}
+		a.start(t)
+		b.start(t)
+	}
+
+	// Kill agent a mid-backup, at random moments, again and again; the
+	// repository stays consistent after every kill.
+	const kills = 10
+	killsStart := time.Now()
 	prev := ""
 	midBackup := 0
 	for round := 0; midBackup < kills; round++ {
-		if round >= 4*kills {
+		if round >= 3*kills {
 			t.Fatalf("only %d of %d kills landed mid-backup in %d rounds", midBackup, kills, round)
 		}
-		// New content each round, so that every backup has work to do.
 		if round > 0 {
-			for k := range 3 {
-				name := fmt.Sprintf("d%d/big.bin", (round*3+k)%6)
-				treeA[name] = fixture.Entry{Content: fixture.Random(uint64(100+round*3+k), 24<<20), Mode: 0o644}
-				fixture.Create(t, srcA, fixture.Tree{name: treeA[name]})
-			}
-			modAt = time.Now()
+			change(2)
 		}
 		var j *coordinator.Job
-		waitFor(t, 90*time.Second, "a new running job of pa", func() bool {
+		waitFor(t, 60*time.Second, "a new running job of pa", func() bool {
 			j = running("pa")
 			return j != nil && fmt.Sprint(j.ID, j.Attempt) != prev
 		})
 		prev = fmt.Sprint(j.ID, j.Attempt)
-		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
+		delay := time.Duration(rng.IntN(300)) * time.Millisecond
+		time.Sleep(delay)
 		a.kill()
 		// Still running for the coordinator: the agent died before it
 		// could report, i.e. mid-backup.
 		if r := running("pa"); r != nil && r.ID == j.ID && r.Attempt == j.Attempt {
 			midBackup++
-			t.Logf("kill %d: agent a killed during job %s (attempt %d)", midBackup, j.ID, j.Attempt)
+			t.Logf("kill %d: agent a killed %v into job %s (attempt %d)", midBackup, delay, j.ID, j.Attempt)
 		}
-		// b goes down too (at whatever it was doing): check must not run
-		// beside a backup, since it loads the index before it lists the
-		// snapshots, and a snapshot committed in between looks broken.
-		b.kill()
-		if out, err := lb("check", "--read-data", "--repo", repoURL, "--identity", id); err != nil {
-			t.Fatalf("check --read-data after round %d: %v\n%s", round+1, err, out)
-		}
-		a.start(t)
-		b.start(t)
+		check(fmt.Sprintf("kill round %d", round+1))
 	}
+	t.Logf("%d mid-backup kills in %v", midBackup, time.Since(killsStart).Round(time.Millisecond))
+
+	// Kill the coordinator leader while agent a is in the middle of a job:
+	// the job completes exactly once.
+	leaderKill(t, leaderKillEnv{
+		procs: procs, urls: urls, token: token, rng: rng,
+		lb: lb, jobs: jobs, running: running,
+		change: func() { change(files) },
+		check:  check,
+	})
 
 	// The interrupted jobs are retried: some pa job succeeds on a retry.
 	var done coordinator.Job
