@@ -58,6 +58,14 @@ type Config struct {
 	// applies to every policy without its own entry). See LoadHooks.
 	Hooks Hooks
 
+	// UploadLimit caps the bytes per second all jobs together upload
+	// (0 = unlimited); a policy may set a lower one in Hooks.
+	UploadLimit int64
+	// Parallelism bounds the files read, the blobs sealed and the packs
+	// uploaded at once by a job (0 = the defaults: GOMAXPROCS readers and
+	// sealers, 2 uploaders). Hooks may set it per policy.
+	Parallelism int
+
 	Clock      Clock        // default: the wall clock
 	Logger     *slog.Logger // default: discard
 	HTTPClient *http.Client // default: a client with sane timeouts
@@ -78,10 +86,13 @@ type Agent struct {
 	state *stateFile
 	m     *metrics
 
-	mu          sync.Mutex
-	running     map[string]*runningJob
-	lastContact time.Time
-	lastErr     string
+	uploadLimit *chunkstore.UploadLimiter // nil: unlimited
+
+	mu           sync.Mutex
+	policyLimits map[string]*chunkstore.UploadLimiter
+	running      map[string]*runningJob
+	lastContact  time.Time
+	lastErr      string
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -111,6 +122,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if !nameRE.MatchString(cfg.Name) {
 		return nil, fmt.Errorf("agent: name %q: want 1-63 letters, digits, '.', '_' or '-' (pass --name)", cfg.Name)
+	}
+	if cfg.UploadLimit < 0 || cfg.Parallelism < 0 {
+		return nil, errors.New("agent: --upload-limit and --parallelism must not be negative")
 	}
 	if cfg.MaxJobs <= 0 {
 		cfg.MaxJobs = 1
@@ -147,7 +161,11 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.Name), clock: cfg.Clock,
-		c: &client{addrs: addrs, hc: cfg.HTTPClient}, state: st, running: map[string]*runningJob{}}
+		c: &client{addrs: addrs, hc: cfg.HTTPClient}, state: st, running: map[string]*runningJob{},
+		policyLimits: map[string]*chunkstore.UploadLimiter{}}
+	if cfg.UploadLimit > 0 {
+		a.uploadLimit = chunkstore.NewUploadLimiter(cfg.UploadLimit)
+	}
 	a.m = newMetrics(a)
 	return a, nil
 }

@@ -28,10 +28,17 @@ type Hook struct {
 	Timeout coordinator.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 }
 
-// PolicyHooks are the hooks of one policy.
+// PolicyHooks are the hooks and resource settings of one policy.
 type PolicyHooks struct {
 	Pre  *Hook `yaml:"pre,omitempty" json:"pre,omitempty"`
 	Post *Hook `yaml:"post,omitempty" json:"post,omitempty"`
+	// UploadLimit caps the upload rate of the policy's jobs, within the
+	// agent's --upload-limit (which all jobs share); 0 = only the
+	// agent's limit.
+	UploadLimit Rate `yaml:"upload_limit,omitempty" json:"upload_limit,omitempty"`
+	// Parallelism replaces the agent's --parallelism for the policy's
+	// jobs; 0 = the agent's.
+	Parallelism int `yaml:"parallelism,omitempty" json:"parallelism,omitempty"`
 }
 
 // Hooks maps policy names to their hooks; "*" applies to policies without
@@ -58,6 +65,8 @@ func (h Hooks) For(policy string) PolicyHooks {
 //	    timeout: 10m
 //	  post:
 //	    command: rm -f /var/backups/app.dump
+//	  upload_limit: 20MiB/s  # within the agent's --upload-limit
+//	  parallelism: 2         # instead of the agent's --parallelism
 //	"*":                   # every other policy
 //	  post: {command: /usr/local/bin/notify-backup}
 func LoadHooks(path string) (Hooks, error) {
@@ -72,6 +81,9 @@ func LoadHooks(path string) (Hooks, error) {
 		return nil, fmt.Errorf("hooks file %s: %w", path, err)
 	}
 	for name, ph := range h {
+		if ph.Parallelism < 0 {
+			return nil, fmt.Errorf("hooks file %s: policy %q: negative parallelism", path, name)
+		}
 		for _, x := range []struct {
 			which string
 			h     *Hook

@@ -101,7 +101,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 			return outcome{err: fmt.Errorf("policy %q: path %s: %w", p.Name, path, err)}
 		}
 	}
-	repo, err := a.openRepo(ctx, item.Repository)
+	repo, err := a.openRepo(ctx, item.Repository, p.Name)
 	if err != nil {
 		return outcome{err: err}
 	}
@@ -115,7 +115,11 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		cache = snapshot.NewFilesCache(repo.Config().ID)
 	}
 	job.expect = readLastSize(cacheDir)
+	par := a.parallelism(p.Name)
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
+		Readers:        par, // 0: the defaults
+		Sealers:        par,
+		Writer:         chunkstore.WriterOptions{Uploaders: par},
 		Paths:          p.Paths,
 		Host:           a.cfg.Host,
 		Tags:           p.Tags,
@@ -179,10 +183,11 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		Size: int64(res.Manifest.Summary.BytesProcessed)}}
 }
 
-// openRepo opens a repository with a writer key. S3 credentials come
+// openRepo opens a repository with a writer key, its uploads paced by
+// the agent's and the policy's upload limits. S3 credentials come
 // from the coordinator's record of the repository, not from this
 // process's environment.
-func (a *Agent) openRepo(ctx context.Context, rc *coordinator.RepoCredentials) (*chunkstore.Repository, error) {
+func (a *Agent) openRepo(ctx context.Context, rc *coordinator.RepoCredentials, policy string) (*chunkstore.Repository, error) {
 	sec, err := chunkstore.ParseWriterKey([]byte(rc.WriterKey))
 	if err != nil {
 		return nil, fmt.Errorf("repository %q: writer key from the coordinator: %w", rc.Name, err)
@@ -212,6 +217,7 @@ func (a *Agent) openRepo(ctx context.Context, rc *coordinator.RepoCredentials) (
 	if err != nil {
 		return nil, fmt.Errorf("repository %q at %s: %w", rc.Name, loc, err)
 	}
+	st = a.limitStore(policy, st)
 	if a.cfg.wrapStore != nil {
 		st = a.cfg.wrapStore(st)
 	}

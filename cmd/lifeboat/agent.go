@@ -19,8 +19,10 @@ import (
 
 type agentFlags struct {
 	servers, joinToken, dataDir, name, host, listen, hooks string
+	uploadLimit                                            string
 	labels                                                 []string
-	maxJobs                                                int
+	maxJobs, parallelism                                   int
+	nice                                                   bool
 	leaseTTL, pollWait, grace                              time.Duration
 }
 
@@ -47,6 +49,16 @@ Hooks get LIFEBOAT_POLICY, LIFEBOAT_JOB_ID, LIFEBOAT_AGENT, LIFEBOAT_PATHS; the
 post-hook also LIFEBOAT_JOB_STATUS and LIFEBOAT_SNAPSHOT_ID. A failing pre-hook
 fails the job with its output; the post-hook always runs.
 
+Resource controls: --upload-limit caps what all jobs together upload
+("20MiB/s", "500kB/s", bytes; 0 = unlimited; bursts of one 16 MiB pack).
+--parallelism N bounds the files read, blobs sealed and packs uploaded at once
+per job (0 = GOMAXPROCS readers and sealers, 2 uploaders; each uploader holds
+a pack in memory). --nice (default on; --nice=false to turn off) lowers the
+agent's CPU priority to nice 10 and its IO priority to the lowest best-effort
+level at start; hooks inherit both. Per policy, the hooks file may add
+"upload_limit: 5MiB/s" (a further cap within --upload-limit) and
+"parallelism: 2" (instead of --parallelism).
+
 SIGTERM stops taking work and lets a running job finish within
 --shutdown-grace; after that it is cancelled without committing and retried.
 Logs are JSON lines on stderr.`,
@@ -66,6 +78,9 @@ Logs are JSON lines on stderr.`,
 	fl.StringVar(&f.listen, "listen", "", "HOST:PORT to serve /metrics and /healthz on (default: none)")
 	fl.StringVar(&f.hooks, "hooks", "", "YAML file of pre/post hooks by policy")
 	fl.IntVar(&f.maxJobs, "max-jobs", 1, "jobs run at once")
+	fl.StringVar(&f.uploadLimit, "upload-limit", "0", "RATE: upload bandwidth of all jobs together, like 20MiB/s, 500kB/s or bytes; 0 = unlimited")
+	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once per job; 0 = default")
+	fl.BoolVar(&f.nice, "nice", true, "lower the agent's CPU (nice 10) and IO (best-effort, lowest) priority")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "lease asked for each job (heartbeats every third of it)")
 	fl.DurationVar(&f.pollWait, "poll-wait", 30*time.Second, "how long one poll for work waits")
 	fl.DurationVar(&f.grace, "shutdown-grace", 5*time.Minute, "on SIGTERM, how long a running job may still take")
@@ -219,11 +234,22 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 			return usageError("--hooks: %v", err)
 		}
 	}
+	uploadLimit, err := agent.ParseRate(f.uploadLimit)
+	if err != nil {
+		return usageError("--upload-limit: %v", err)
+	}
+	if f.parallelism < 0 {
+		return usageError("--parallelism must not be negative")
+	}
 	log := g.serverLogger(cmd)
+	if f.nice {
+		agent.LowerPriority(log)
+	}
 	a, err := agent.New(agent.Config{
 		Servers: servers, JoinToken: pick("join-token", f.joinToken, "LIFEBOAT_JOIN_TOKEN"), DataDir: f.dataDir,
 		Name: f.name, Host: f.host, Labels: labels, Version: versionString(), MaxJobs: f.maxJobs,
 		LeaseTTL: f.leaseTTL, PollWait: f.pollWait, ShutdownGrace: f.grace, Hooks: hooks, Logger: log,
+		UploadLimit: uploadLimit, Parallelism: f.parallelism,
 	})
 	if err != nil {
 		return usageError("%v", err)
@@ -245,6 +271,9 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 			_ = hs.Shutdown(ctx)
 		}()
 		log.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
+	}
+	if uploadLimit > 0 || f.parallelism > 0 {
+		log.Info("resource limits", "upload_limit", agent.FormatRate(uploadLimit), "parallelism", f.parallelism)
 	}
 	if err := a.Run(cmd.Context()); err != nil {
 		if errors.Is(err, agent.ErrRevoked) {
