@@ -2,12 +2,15 @@ package agent
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseRate(t *testing.T) {
@@ -83,9 +86,43 @@ db:
 	}
 }
 
+// TestLowerPriority runs LowerPriority in a child copy of the test binary
+// (it would slow every other test in this process) and checks there that
+// every thread ended with nice ≥ 10 and the best-effort-low IO class.
 func TestLowerPriority(t *testing.T) {
-	if os.Getenv("LIFEBOAT_TEST_NICE") == "" {
-		t.Skip("lowers the test process's priority; set LIFEBOAT_TEST_NICE=1")
+	if os.Getenv("LIFEBOAT_TEST_NICE_CHILD") == "1" {
+		LowerPriority(testLogger(t))
+		tids, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range tids {
+			tid, _ := strconv.Atoi(e.Name())
+			// getpriority returns 20 - nice for a thread id.
+			prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if nice := 20 - prio; nice < 10 {
+				t.Errorf("thread %d has nice %d, want >= 10", tid, nice)
+			}
+			io, _, errno := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(tid), 0)
+			if errno != 0 {
+				t.Fatalf("ioprio_get: %v", errno)
+			}
+			if io != ioprioBestEffortLow {
+				t.Errorf("thread %d has io priority %#x, want %#x", tid, io, uintptr(ioprioBestEffortLow))
+			}
+		}
+		return
 	}
-	LowerPriority(testLogger(t))
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLowerPriority$", "-test.v")
+	cmd.Env = append(os.Environ(), "LIFEBOAT_TEST_NICE_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestLowerPriority") {
+		t.Fatalf("child did not run the check:\n%s", out)
+	}
 }
