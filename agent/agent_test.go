@@ -634,11 +634,13 @@ func TestAgentUnreachableAndGarbage(t *testing.T) {
 	if h := a.Health(); h.Status != "ok" {
 		t.Errorf("health after recovery: %+v", h)
 	}
-	rec := httptest.NewRecorder()
-	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if !strings.Contains(rec.Body.String(), `lifeboat_agent_jobs_total{result="succeeded"} 1`) {
-		t.Errorf("metrics:\n%s", rec.Body.String())
-	}
+	// The agent counts the job once its report is acknowledged, which can
+	// be a moment after the coordinator shows it succeeded.
+	waitFor(t, "the succeeded job in the agent's metrics", func() bool {
+		rec := httptest.NewRecorder()
+		a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return strings.Contains(rec.Body.String(), `lifeboat_agent_jobs_total{result="succeeded"} 1`)
+	})
 }
 
 func TestAgentRevoked(t *testing.T) {

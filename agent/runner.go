@@ -20,8 +20,10 @@ import (
 
 // outcome is how a job ended on this agent.
 type outcome struct {
-	snap *coordinator.SnapshotInfo
-	err  error
+	snap     *coordinator.SnapshotInfo
+	err      error
+	partial  bool     // committed, but some entries could not be read
+	warnings []string // reported with a successful job
 }
 
 // execute runs a leased job: pre-hook, the backup, post-hook. The
@@ -163,24 +165,28 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		}
 		return outcome{err: fmt.Errorf("backup failed, no snapshot written: %w", err)}
 	}
-	// The manifest is committed: nothing below may fail the job.
-	if err := os.MkdirAll(cacheDir, 0o700); err == nil {
-		err = cache.Save(cachePath)
-		if err == nil {
-			writeLastSize(cacheDir, int64(res.Manifest.Summary.BytesProcessed))
-		}
+	// The manifest is committed: nothing below may fail the job, but what
+	// went wrong is reported with it.
+	var warnings []string
+	cacheErr := os.MkdirAll(cacheDir, 0o700)
+	if cacheErr == nil {
+		cacheErr = cache.Save(cachePath)
 	}
-	if err != nil {
-		a.log.Warn("save files cache (the next backup reads every file again)", "policy", p.Name, "err", err)
+	if cacheErr == nil {
+		writeLastSize(cacheDir, int64(res.Manifest.Summary.BytesProcessed))
+	} else {
+		a.log.Warn("save files cache (the next backup reads every file again)", "policy", p.Name, "err", cacheErr)
+		warnings = append(warnings, fmt.Sprintf("files cache not saved, the next backup will read every file again: %v", cacheErr))
 	}
 	for _, w := range res.Warnings {
 		a.log.Warn("could not back up", "job", item.Job.ID, "path", w.Path, "err", w.Err)
+		warnings = append(warnings, fmt.Sprintf("not backed up: %s: %v", w.Path, w.Err))
 	}
 	if res.Adopted > 0 {
 		a.log.Info("reused packs uploaded by an interrupted backup", "job", item.Job.ID, "packs", res.Adopted)
 	}
 	return outcome{snap: &coordinator.SnapshotInfo{ID: res.ID.String(), Host: res.Manifest.Host, Time: res.Manifest.Time,
-		Size: int64(res.Manifest.Summary.BytesProcessed)}}
+		Size: int64(res.Manifest.Summary.BytesProcessed)}, partial: len(res.Warnings) > 0, warnings: warnings}
 }
 
 // openRepo opens a repository with a writer key, its uploads paced by

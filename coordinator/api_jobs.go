@@ -101,6 +101,25 @@ type CompleteRequest struct {
 	Success  bool          `json:"success"`
 	Error    string        `json:"error,omitempty"`
 	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
+	Partial  bool          `json:"partial,omitempty"`
+	Warnings []string      `json:"warnings,omitempty"` // at most MaxJobWarnings are kept, each cut to 500 bytes
+}
+
+// MaxJobWarnings bounds the warnings a job result keeps.
+const MaxJobWarnings = 20
+
+func boundWarnings(ws []string) []string {
+	if len(ws) > MaxJobWarnings {
+		ws = append(ws[:MaxJobWarnings-1:MaxJobWarnings-1], fmt.Sprintf("... and %d more", len(ws)-(MaxJobWarnings-1)))
+	}
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		if len(w) > 500 {
+			w = w[:500] + "…"
+		}
+		out[i] = w
+	}
+	return out
 }
 
 // actAs checks that c may act for agent name.
@@ -159,7 +178,8 @@ func (a *API) completeJob(w http.ResponseWriter, r *http.Request, c *call) error
 	defer cancel()
 	var j *Job
 	if err := a.apply(func() (err error) {
-		j, err = a.node.CompleteJob(ctx, CompleteJob{JobID: id, Agent: q.Agent, Token: q.Token, Success: q.Success, Error: q.Error, Snapshot: q.Snapshot})
+		j, err = a.node.CompleteJob(ctx, CompleteJob{JobID: id, Agent: q.Agent, Token: q.Token, Success: q.Success, Error: q.Error, Snapshot: q.Snapshot,
+			Partial: q.Partial, Warnings: boundWarnings(q.Warnings)})
 		return err
 	}); err != nil {
 		return err

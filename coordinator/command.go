@@ -220,6 +220,8 @@ type CompleteJob struct {
 	Error    string        `json:"error,omitempty"`
 	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
 	Backoff  time.Duration `json:"backoff,omitempty"`
+	Partial  bool          `json:"partial,omitempty"`
+	Warnings []string      `json:"warnings,omitempty"`
 }
 
 // ExpireLease takes back an expired lease. It only applies if the token is

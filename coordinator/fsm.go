@@ -735,7 +735,7 @@ func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error
 	} else {
 		s.setJobState(j, JobSucceeded)
 		j.FinishedAt = c.Time
-		j.Result = &Result{}
+		j.Result = &Result{Partial: p.Partial, Warnings: append([]string(nil), p.Warnings...)}
 		if sn := p.Snapshot; sn != nil {
 			j.Result.SnapshotID, j.Result.Size = sn.ID, sn.Size
 			if j.Kind == KindBackup {

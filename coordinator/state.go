@@ -209,6 +209,12 @@ type Result struct {
 	SnapshotID string `json:"snapshot_id,omitempty"`
 	Size       int64  `json:"size,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Partial marks a committed snapshot that misses entries the agent
+	// could not read; Warnings say which, and anything else the operator
+	// should know about a job that succeeded (e.g. a files cache that
+	// could not be saved).
+	Partial  bool     `json:"partial,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // CatalogEntry is a snapshot known to the coordinator, added when a backup

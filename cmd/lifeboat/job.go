@@ -106,6 +106,8 @@ func jobResult(j coordinator.Job) string {
 		return "-"
 	case j.Result.Error != "":
 		return j.Result.Error
+	case j.Result.SnapshotID != "" && j.Result.Partial:
+		return "snapshot " + j.Result.SnapshotID + " (partial: some files could not be read)"
 	case j.Result.SnapshotID != "":
 		return "snapshot " + j.Result.SnapshotID
 	}
@@ -129,7 +131,19 @@ func printJob(g *globals, j coordinator.Job) {
 		fmt.Fprintf(w, "  lease:      token %d held by %s until %s\n", l.Token, l.Holder, l.Deadline.Local().Format(time.RFC3339))
 	}
 	if p := j.Progress; p != nil {
-		fmt.Fprintf(w, "  progress:   %d files, %s\n", p.Files, formatBytes(p.Bytes))
+		line := fmt.Sprintf("%d files, %s", p.Files, formatBytes(p.Bytes))
+		if p.Rate > 0 {
+			line += fmt.Sprintf(", %s/s", formatBytes(p.Rate))
+		}
+		if p.ETASeconds > 0 && j.State == coordinator.JobRunning {
+			line += fmt.Sprintf(", about %s left", (time.Duration(p.ETASeconds) * time.Second).String())
+		}
+		fmt.Fprintf(w, "  progress:   %s\n", line)
 	}
 	fmt.Fprintf(w, "  result:     %s\n", jobResult(j))
+	if j.Result != nil {
+		for _, warn := range j.Result.Warnings {
+			fmt.Fprintf(w, "  warning:    %s\n", warn)
+		}
+	}
 }
