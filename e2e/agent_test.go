@@ -18,42 +18,6 @@ import (
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
 
-// agentProc is one 'lifeboat agent' process.
-type agentProc struct {
-	name, dir string
-	args      []string
-	env       []string
-	cmd       *exec.Cmd
-	log       *os.File
-}
-
-func (p *agentProc) start(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile(filepath.Join(p.dir, "..", p.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.log = f
-	p.cmd = exec.Command(lifeboatBin, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.Env = p.env
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (p *agentProc) kill() {
-	if p.cmd != nil && p.cmd.Process != nil {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-		p.cmd = nil
-	}
-	if p.log != nil {
-		p.log.Close()
-		p.log = nil
-	}
-}
-
 // withoutS3Env is the environment minus S3 credentials: agents must get
 // them from the coordinator with each job.
 func withoutS3Env(extra ...string) []string {
@@ -84,25 +48,11 @@ func TestAgentProcesses(t *testing.T) {
 	}
 	repoURL := storetest.MinIORepoURL(t) // skips without MinIO unless required
 	root := t.TempDir()
-	procs := make([]*serverProc, 3)
-	var peers, urls []string
-	for i := range procs {
-		p := &serverProc{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(root, fmt.Sprintf("n%d", i+1)), raft: freeAddr(t), http: freeAddr(t)}
-		procs[i] = p
-		peers = append(peers, p.id+"="+p.raft)
-		urls = append(urls, "http://"+p.http)
-	}
-	for _, p := range procs {
-		p.args = []string{"server", "--id", p.id, "--data-dir", p.dir, "--raft-addr", p.raft, "--http-addr", p.http, "--peers", strings.Join(peers, ",")}
-		p.start(t)
-	}
+	procs, urls := startServers(t, root, 3)
 	var agents []*agentProc
 	t.Cleanup(func() {
 		for _, a := range agents {
 			a.kill()
-		}
-		for _, p := range procs {
-			p.kill()
 		}
 		if t.Failed() {
 			for _, name := range []string{"n1", "n2", "n3", "agent-a", "agent-b"} {
@@ -111,16 +61,7 @@ func TestAgentProcesses(t *testing.T) {
 			}
 		}
 	})
-	token := ""
-	waitFor(t, 30*time.Second, "an admin token", func() bool {
-		for _, p := range procs {
-			if b, err := os.ReadFile(filepath.Join(p.dir, coordinator.AdminTokenFile)); err == nil {
-				token = strings.TrimSpace(string(b))
-				return token != ""
-			}
-		}
-		return false
-	})
+	token := adminToken(t, procs)
 	env := []string{"LIFEBOAT_ADDR=" + strings.Join(urls, ","), "LIFEBOAT_TOKEN=" + token, "HOME=" + root}
 	lb := func(args ...string) (string, error) {
 		cmd := exec.Command(lifeboatBin, args...)
@@ -187,7 +128,7 @@ paths: [%s]
 		return lines[len(lines)-1]
 	}
 	for _, n := range []string{"a", "b"} {
-		p := &agentProc{name: "agent-" + n, dir: filepath.Join(root, "agent-"+n)}
+		p := &agentProc{process{name: "agent-" + n, dir: filepath.Join(root, "agent-"+n)}}
 		p.args = []string{"agent", "--server", strings.Join(urls, ","), "--data-dir", p.dir, "--name", "agent-" + n,
 			"--host", "host-" + n, "--label", "role=" + n, "--lease-ttl", "6s", "--poll-wait", "2s"}
 		p.env = withoutS3Env("HOME="+root, "LIFEBOAT_JOIN_TOKEN="+joinToken())

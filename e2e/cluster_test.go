@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,51 +17,6 @@ import (
 	"github.com/lifeboat-backup/lifeboat/coordinator"
 )
 
-// serverProc is one 'lifeboat server' process of a test cluster.
-type serverProc struct {
-	id, dir, raft, http string
-	args                []string
-	cmd                 *exec.Cmd
-	log                 *os.File
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func (p *serverProc) start(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile(filepath.Join(p.dir, "..", p.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.log = f
-	p.cmd = exec.Command(lifeboatBin, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.Env = append(os.Environ(), "HOME="+p.dir)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// kill ends the process with SIGKILL: no shutdown, no flush.
-func (p *serverProc) kill() {
-	if p.cmd != nil && p.cmd.Process != nil {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-		p.cmd = nil
-	}
-	if p.log != nil {
-		p.log.Close()
-	}
-}
-
 // TestClusterProcesses runs three real 'lifeboat server' processes on
 // loopback, kills the leader with SIGKILL and checks that a new leader
 // serves writes within seconds, that scheduling goes on with every instant
@@ -72,42 +26,16 @@ func TestClusterProcesses(t *testing.T) {
 		t.Skip("multi-process cluster test")
 	}
 	root := t.TempDir()
-	procs := make([]*serverProc, 3)
-	var peers []string
-	for i := range procs {
-		p := &serverProc{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(root, fmt.Sprintf("n%d", i+1)), raft: freeAddr(t), http: freeAddr(t)}
-		procs[i] = p
-		peers = append(peers, p.id+"="+p.raft)
-	}
-	var urls []string
-	for _, p := range procs {
-		p.args = []string{"server", "--id", p.id, "--data-dir", p.dir, "--raft-addr", p.raft, "--http-addr", p.http, "--peers", strings.Join(peers, ",")}
-		urls = append(urls, "http://"+p.http)
-		p.start(t)
-	}
+	procs, urls := startServers(t, root, 3)
 	t.Cleanup(func() {
-		for _, p := range procs {
-			p.kill()
-		}
 		if t.Failed() {
 			for _, p := range procs {
-				b, _ := os.ReadFile(filepath.Join(root, p.id+".log"))
-				t.Logf("--- %s log (tail)\n%s", p.id, tail(string(b), 3000))
+				b, _ := os.ReadFile(filepath.Join(root, p.name+".log"))
+				t.Logf("--- %s log (tail)\n%s", p.name, tail(string(b), 3000))
 			}
 		}
 	})
-
-	// The first leader writes the initial admin token into its data dir.
-	token := ""
-	waitFor(t, 30*time.Second, "an admin token in a data dir", func() bool {
-		for _, p := range procs {
-			if b, err := os.ReadFile(filepath.Join(p.dir, coordinator.AdminTokenFile)); err == nil {
-				token = strings.TrimSpace(string(b))
-				return token != ""
-			}
-		}
-		return false
-	})
+	token := adminToken(t, procs)
 	env := []string{"LIFEBOAT_ADDR=" + strings.Join(urls, ","), "LIFEBOAT_TOKEN=" + token, "HOME=" + root}
 	lb := func(extra []string, args ...string) (string, error) {
 		cmd := exec.Command(lifeboatBin, args...)
@@ -145,7 +73,7 @@ func TestClusterProcesses(t *testing.T) {
 	})
 	leader := -1
 	for i, p := range procs {
-		if p.id == cs.Leader {
+		if p.name == cs.Leader {
 			leader = i
 		}
 	}
@@ -248,12 +176,12 @@ func TestClusterProcesses(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	failover := time.Since(killed)
-	t.Logf("failover: kill -9 of leader %s to first successful write: %v (%d attempts)", procs[leader].id, failover.Round(time.Millisecond), attempts)
+	t.Logf("failover: kill -9 of leader %s to first successful write: %v (%d attempts)", procs[leader].name, failover.Round(time.Millisecond), attempts)
 	if failover > 10*time.Second {
 		t.Errorf("failover took %v", failover)
 	}
 	cs = status(strings.Join(survivors, ","))
-	if cs.Leader == "" || cs.Leader == procs[leader].id {
+	if cs.Leader == "" || cs.Leader == procs[leader].name {
 		t.Fatalf("leader after failover: %q", cs.Leader)
 	}
 
@@ -283,9 +211,9 @@ func TestClusterProcesses(t *testing.T) {
 		}
 		resp.Body.Close()
 		mine := status(restarted)
-		return resp.StatusCode == 200 && mine.Node == procs[leader].id && mine.Leader != "" && mine.CommitIndex >= target && mine.AppliedIndex >= target
+		return resp.StatusCode == 200 && mine.Node == procs[leader].name && mine.Leader != "" && mine.CommitIndex >= target && mine.AppliedIndex >= target
 	})
-	t.Logf("node %s rejoined and caught up past commit index %d", procs[leader].id, target)
+	t.Logf("node %s rejoined and caught up past commit index %d", procs[leader].name, target)
 	if len(jobs(restarted)) < before+2 {
 		t.Error("the restarted node does not serve the jobs created while it was down")
 	}

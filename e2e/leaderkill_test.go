@@ -72,7 +72,7 @@ func leaderKill(t *testing.T, e leaderKillEnv) {
 		}
 		leader := -1
 		for i, p := range e.procs {
-			if p.id == cs.Leader {
+			if p.name == cs.Leader {
 				leader = i
 			}
 		}
@@ -156,7 +156,7 @@ func leaderKill(t *testing.T, e leaderKillEnv) {
 				target = lead.CommitIndex
 			}
 			mine, err := status(restarted)
-			if err != nil || mine.Node != e.procs[leader].id || mine.Leader == "" || mine.AppliedIndex < target {
+			if err != nil || mine.Node != e.procs[leader].name || mine.Leader == "" || mine.AppliedIndex < target {
 				return false
 			}
 			healthy := 0
@@ -174,7 +174,7 @@ func leaderKill(t *testing.T, e leaderKillEnv) {
 		if got.State != coordinator.JobSucceeded || got.Result == nil || got.Result.SnapshotID != done.Result.SnapshotID {
 			t.Fatalf("the restarted node shows job %s as %s %+v", j.ID, got.State, got.Result)
 		}
-		t.Logf("node %s rejoined and caught up past commit index %d", e.procs[leader].id, target)
+		t.Logf("node %s rejoined and caught up past commit index %d", e.procs[leader].name, target)
 		if midJob {
 			return
 		}

@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+)
+
+// process is one long-running lifeboat process of a test (a server or an
+// agent). Its output goes to <dir>/../<name>.log.
+type process struct {
+	name, dir string
+	args      []string
+	env       []string // nil: this process's environment with HOME=dir
+	cmd       *exec.Cmd
+	log       *os.File
+}
+
+func (p *process) start(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(p.dir, "..", p.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.log = f
+	p.cmd = exec.Command(lifeboatBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	p.cmd.Env = p.env
+	if p.env == nil {
+		p.cmd.Env = append(os.Environ(), "HOME="+p.dir)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kill ends the process with SIGKILL: no shutdown, no flush.
+func (p *process) kill() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		p.cmd = nil
+	}
+	if p.log != nil {
+		p.log.Close()
+		p.log = nil
+	}
+}
+
+// serverProc is one 'lifeboat server' process of a test cluster.
+type serverProc struct {
+	process
+	raft, http string
+}
+
+// agentProc is one 'lifeboat agent' process.
+type agentProc struct{ process }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServers starts n 'lifeboat server' processes n1..nN under root,
+// all given the same --peers so they form one cluster, and kills them when
+// the test ends. It returns the processes and their API URLs.
+func startServers(t *testing.T, root string, n int) ([]*serverProc, []string) {
+	procs := make([]*serverProc, n)
+	var peers, urls []string
+	for i := range procs {
+		name := fmt.Sprintf("n%d", i+1)
+		p := &serverProc{process: process{name: name, dir: filepath.Join(root, name)}, raft: freeAddr(t), http: freeAddr(t)}
+		procs[i] = p
+		peers = append(peers, p.name+"="+p.raft)
+		urls = append(urls, "http://"+p.http)
+	}
+	for _, p := range procs {
+		p.args = []string{"server", "--id", p.name, "--data-dir", p.dir, "--raft-addr", p.raft, "--http-addr", p.http, "--peers", strings.Join(peers, ",")}
+		p.start(t)
+	}
+	t.Cleanup(func() {
+		for _, p := range procs {
+			p.kill()
+		}
+	})
+	return procs, urls
+}
+
+// adminToken waits for the initial admin token the first leader writes
+// into its data dir.
+func adminToken(t *testing.T, procs []*serverProc) string {
+	token := ""
+	waitFor(t, 30*time.Second, "an admin token in a data dir", func() bool {
+		for _, p := range procs {
+			if b, err := os.ReadFile(filepath.Join(p.dir, coordinator.AdminTokenFile)); err == nil {
+				token = strings.TrimSpace(string(b))
+				return token != ""
+			}
+		}
+		return false
+	})
+	return token
+}
