@@ -62,6 +62,7 @@ type Repository struct {
 	trees treePackCache
 
 	indexFiles    int
+	indexRead     map[ID]bool // index files already read (good or damaged)
 	indexProblems []Problem
 	indexLoaded   atomic.Bool
 	indexOnce     sync.Mutex
@@ -344,17 +345,27 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Index files never change: calling again (a check after a long
+	// read, a backup after EnsureIndex) reads only the new ones.
 	var mu sync.Mutex
+	seen := map[ID]bool{}
 	var problems []Problem
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, id := range ids {
+		if r.indexRead[id] {
+			seen[id] = true
+			continue
+		}
 		g.Go(func() error {
 			plain, err := r.LoadMeta(gctx, KindIndex, id)
 			if err == nil {
 				var packs []PackEntry
 				if packs, err = DecodeIndex(plain); err == nil {
 					r.index.AddPacks(packs)
+					mu.Lock()
+					seen[id] = true
+					mu.Unlock()
 					return nil
 				}
 			}
@@ -363,6 +374,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 			}
 			r.log.Warn("skipping damaged index file; run 'lifeboat check'", "index", id.String(), "err", err)
 			mu.Lock()
+			seen[id] = true
 			problems = append(problems, Problem{Object: IndexPrefix + id.String(), Err: err})
 			mu.Unlock()
 			return nil
@@ -371,7 +383,14 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("load index: %w", err)
 	}
+	r.indexRead = seen
 	r.indexFiles = len(ids)
+	// Problems found earlier stay reported while their file is listed.
+	for _, p := range r.indexProblems {
+		if id, err := ParseID(strings.TrimPrefix(p.Object, IndexPrefix)); err == nil && seen[id] {
+			problems = append(problems, p)
+		}
+	}
 	r.indexProblems = problems
 	r.indexLoaded.Store(true)
 	r.pruneCache(KindIndex, ids)

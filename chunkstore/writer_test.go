@@ -10,6 +10,7 @@ import (
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
 // TestWriterConcurrentSavesNeverHang: many goroutines fill small packs at
@@ -73,5 +74,46 @@ func TestWriterConcurrentSavesNeverHang(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("trial %d: concurrent SaveBlob calls hung", trial)
 		}
+	}
+}
+
+// TestLoadIndexReadsEachFileOnce: loading the index again reads only index
+// files written since, not the ones already loaded.
+func TestLoadIndexReadsEachFileOnce(t *testing.T) {
+	ctx := context.Background()
+	faulty := storetest.NewFaulty(mem.New())
+	repos := storetest.InitRepos(t, faulty)
+	save := func(seed uint64) {
+		w, err := repos.Writer.NewWriter(ctx, chunkstore.WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := w.SaveBlob(ctx, chunkstore.DataBlob, storetest.Data(seed, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(1)
+	r := repos.Reader
+	gets := func() int { return faulty.Calls(storetest.OpGet) }
+	before := gets()
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := gets() - before; n != 1 {
+		t.Fatalf("first load read %d objects, want the 1 index file", n)
+	}
+	save(2)
+	before = gets()
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := gets() - before; n != 1 {
+		t.Fatalf("second load read %d objects, want only the 1 new index file", n)
+	}
+	if r.Index().Len() != 2 {
+		t.Fatalf("index holds %d blobs, want 2", r.Index().Len())
 	}
 }
