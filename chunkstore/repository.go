@@ -322,17 +322,9 @@ func (r *Repository) cachePut(kind MetaKind, id ID, b []byte) {
 	if r.cache == "" {
 		return
 	}
-	p := r.cachePath(kind, id)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+	if err := writeCacheFile(r.cachePath(kind, id), b); err != nil {
 		r.log.Debug("metadata cache unavailable", "err", err)
-		return
 	}
-	tmp := p + ".tmp" + hex.EncodeToString(id[:4])
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		_ = os.Remove(tmp)
-		return
-	}
-	_ = os.Rename(tmp, p)
 }
 
 // LoadIndex reads every index file into the in-memory index. A damaged

@@ -78,12 +78,32 @@ func (r *Repository) treePack(ctx context.Context, p *PackEntry) ([]byte, error)
 	}
 	r.trees.put(p.ID, b)
 	if disk != "" {
-		if err := os.MkdirAll(filepath.Dir(disk), 0o700); err == nil {
-			tmp := disk + ".tmp"
-			if os.WriteFile(tmp, b, 0o600) == nil {
-				_ = os.Rename(tmp, disk)
-			}
+		if err := writeCacheFile(disk, b); err != nil {
+			r.log.Debug("tree pack not cached on disk", "path", disk, "err", err)
 		}
 	}
 	return b, nil
+}
+
+// writeCacheFile writes b to path atomically through a uniquely named
+// temporary file, so concurrent writers never interleave.
+func writeCacheFile(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }
