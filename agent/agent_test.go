@@ -298,11 +298,7 @@ func TestAgentBackupRestoreAndRestart(t *testing.T) {
 	token := tc.joinToken(map[string]string{"env": "test"}, time.Time{})
 	a, _ := startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: token, DataDir: dataDir, Name: "web-1",
 		Labels: map[string]string{"role": "web"}, Host: "web-1.example"})
-	waitFor(t, "enrollment", func() bool {
-		var ok bool
-		tc.node.View(func(s *coordinator.State) { ok = s.Agents["web-1"] != nil })
-		return ok
-	})
+	tc.waitEnrolled("web-1")
 	waitFor(t, "the credential file", func() bool {
 		_, err := os.Stat(filepath.Join(dataDir, credentialFile))
 		return err == nil
@@ -455,11 +451,7 @@ func TestAgentLeaseLostAbortsWithoutCommit(t *testing.T) {
 	bs := &blockingStore{started: make(chan struct{}), release: make(chan struct{})}
 	a, done := startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "slow-1",
 		wrapStore: func(st chunkstore.Store) chunkstore.Store { bs.Store = st; return bs }})
-	waitFor(t, "enrollment", func() bool {
-		var ok bool
-		tc.node.View(func(s *coordinator.State) { ok = s.Agents["slow-1"] != nil })
-		return ok
-	})
+	tc.waitEnrolled("slow-1")
 	id := tc.run("slow")
 	select {
 	case <-bs.started:
@@ -514,11 +506,7 @@ func TestAgentHooks(t *testing.T) {
 		tc.policy(coordinator.Policy{Name: name, Paths: []string{src}, MaxAttempts: 1})
 	}
 	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "h", Hooks: hooks})
-	waitFor(t, "enrollment", func() bool {
-		var ok bool
-		tc.node.View(func(s *coordinator.State) { ok = s.Agents["h"] != nil })
-		return ok
-	})
+	tc.waitEnrolled("h")
 
 	t.Run("pre and post run around a backup", func(t *testing.T) {
 		id := tc.run("ok")
@@ -576,11 +564,7 @@ func TestAgentBadPathKeepsRunning(t *testing.T) {
 	tc.policy(coordinator.Policy{Name: "missing", Paths: []string{missing}, MaxAttempts: 1})
 	tc.policy(coordinator.Policy{Name: "good", Paths: []string{src}})
 	_, done := startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "b"})
-	waitFor(t, "enrollment", func() bool {
-		var ok bool
-		tc.node.View(func(s *coordinator.State) { ok = s.Agents["b"] != nil })
-		return ok
-	})
+	tc.waitEnrolled("b")
 	j := tc.waitJob(tc.run("missing"), "finish", final)
 	if j.State != coordinator.JobFailed || !strings.Contains(j.Result.Error, missing) || !strings.Contains(j.Result.Error, "does not exist") {
 		t.Fatalf("job %s: %+v", j.State, j.Result)
@@ -622,11 +606,7 @@ func TestAgentUnreachableAndGarbage(t *testing.T) {
 	}
 	done.assertRunning(t)
 	healthy.Store(true)
-	waitFor(t, "enrollment", func() bool {
-		var ok bool
-		tc.node.View(func(s *coordinator.State) { ok = s.Agents["g"] != nil })
-		return ok
-	})
+	tc.waitEnrolled("g")
 	j := tc.waitJob(tc.run("p"), "finish", final)
 	if j.State != coordinator.JobSucceeded {
 		t.Fatalf("%+v", j.Result)
