@@ -344,11 +344,15 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	var problems []Problem
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
+	var todo []ID
 	for _, id := range ids {
 		if r.indexRead[id] {
 			seen[id] = true
-			continue
+		} else {
+			todo = append(todo, id)
 		}
+	}
+	for _, id := range todo {
 		g.Go(func() error {
 			plain, err := r.LoadMeta(gctx, KindIndex, id)
 			if err == nil {
