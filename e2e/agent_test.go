@@ -191,12 +191,25 @@ paths: [%s]
 	// it lists the snapshots, and a snapshot committed in between looks
 	// broken. Both agents come back afterwards.
 	a, b := agents[0], agents[1]
+	// orphans counts checks that found packs a killed backup uploaded but
+	// never indexed: each obliges a later backup to adopt them.
+	orphans := 0
 	check := func(what string) {
 		t.Helper()
 		a.kill()
 		b.kill()
-		if out, err := lb("check", "--read-data", "--repo", repoURL, "--identity", id); err != nil {
+		out, err := lb("check", "--read-data", "--json", "--repo", repoURL, "--identity", id)
+		if err != nil {
 			t.Fatalf("check --read-data after %s: %v\n%s", what, err, out)
+		}
+		var rep struct {
+			UnindexedPacks int `json:"unindexed_packs"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("check --json after %s: %v\n%s", what, err, out)
+		}
+		if rep.UnindexedPacks > 0 {
+			orphans++
 		}
 		a.start(t)
 		b.start(t)
@@ -312,8 +325,14 @@ paths: [%s]
 	if !strings.Contains(string(logA), "reported interrupted job") {
 		t.Error("agent a never reported an interrupted job")
 	}
-	if !strings.Contains(string(logA)+string(logB), "reused packs uploaded by an interrupted backup") {
-		t.Error("no backup reused the packs of an interrupted one")
+	// Reuse can only be asked for when a kill left uploaded, unindexed
+	// packs behind; with random kill times some runs leave none.
+	reused := strings.Contains(string(logA)+string(logB), "reused packs uploaded by an interrupted backup")
+	switch {
+	case orphans > 0 && !reused:
+		t.Errorf("%d checks found packs left by killed backups, but no backup reused them", orphans)
+	case orphans == 0:
+		t.Log("no kill left an uploaded pack behind this run; pack reuse was not exercised (TestCrashSafety covers it)")
 	}
 	if _, err := lb("check", "--read-data", "--repo", repoURL, "--identity", id); err != nil {
 		t.Fatal(err)
