@@ -104,12 +104,14 @@ func (a *API) leaseLocal(ctx context.Context, agent, jobID string, ttl time.Dura
 		item.Token, item.Deadline = j.Lease.Token, j.Lease.Deadline
 	}
 	a.node.View(func(s *State) {
+		repo := j.Repository
 		if pr := s.Policies[j.Policy]; pr != nil {
 			p := clonePolicy(pr.Policy)
 			item.Policy = &p
-			if rp := s.Repositories[p.Repository]; rp != nil {
-				item.Repository = &RepoCredentials{Name: rp.Name, URL: rp.URL, WriterKey: string(rp.WriterKey), Env: cloneMap(rp.Env)}
-			}
+			repo = p.Repository
+		}
+		if rp := s.Repositories[repo]; rp != nil {
+			item.Repository = &RepoCredentials{Name: rp.Name, URL: rp.URL, WriterKey: string(rp.WriterKey), Env: cloneMap(rp.Env)}
 		}
 	})
 	a.metrics.leased.Inc()

@@ -39,6 +39,7 @@ const (
 	CmdRevokeToken      CommandType = "token.revoke"
 	CmdCreateJoinToken  CommandType = "jointoken.create"
 	CmdRevokeJoinToken  CommandType = "jointoken.revoke"
+	CmdRecordDrill      CommandType = "drill.record"
 )
 
 // Errors returned by FSM.Apply (inside ApplyResult.Err) and so by Node
@@ -136,6 +137,7 @@ type EnrollAgent struct {
 	CredentialHash string            `json:"credential_hash"`
 	MaxConcurrent  int               `json:"max_concurrent,omitempty"`
 	JoinToken      string            `json:"join_token,omitempty"` // join token ID
+	Capabilities   []string          `json:"capabilities,omitempty"`
 	// Replace allows enrolling over an existing, unrevoked agent of the
 	// same name (its credential is replaced). Only admins may ask for it:
 	// otherwise any join token could take over a live agent and receive
@@ -147,6 +149,9 @@ type EnrollAgent struct {
 type AgentSeen struct {
 	Name    string `json:"name"`
 	Version string `json:"version,omitempty"`
+	// Capabilities, when not nil, replaces the agent's announced
+	// capabilities (an agent announces them each time it starts).
+	Capabilities []string `json:"capabilities,omitempty"`
 }
 
 // RevokeAgent revokes an agent: it gets no new leases and its reports are
@@ -165,6 +170,11 @@ type NewJob struct {
 	ScheduledAt time.Time `json:"scheduled_at"`
 	NotBefore   time.Time `json:"not_before,omitzero"`
 	MaxAttempts int       `json:"max_attempts,omitempty"` // 0 = the policy's, or DefaultMaxAttempts
+	// Repository names a verify job's repository (verify jobs have no
+	// policy); Drill and Verify are the parameters of those kinds.
+	Repository string        `json:"repository,omitempty"`
+	Drill      *DrillParams  `json:"drill,omitempty"`
+	Verify     *VerifyParams `json:"verify,omitempty"`
 }
 
 // CreateJobs creates jobs and advances policies' last fired instants.
@@ -174,6 +184,10 @@ type NewJob struct {
 type CreateJobs struct {
 	Jobs  []NewJob             `json:"jobs"`
 	Fired map[string]time.Time `json:"fired,omitempty"`
+	// DrillFired and VerifyFired advance the drill watermarks of
+	// policies and the verification watermarks of repositories.
+	DrillFired  map[string]time.Time `json:"drill_fired,omitempty"`
+	VerifyFired map[string]time.Time `json:"verify_fired,omitempty"`
 }
 
 // CreateJobsResult reports which jobs were created and which existed.
@@ -222,6 +236,12 @@ type CompleteJob struct {
 	Backoff  time.Duration `json:"backoff,omitempty"`
 	Partial  bool          `json:"partial,omitempty"`
 	Warnings []string      `json:"warnings,omitempty"`
+	// Drill is a drill job's verdict. A drill that ran to a verdict
+	// reports it whether it passed or not; a failed verdict ends the job
+	// (no retry). Without it a failed drill job is retried like any other.
+	Drill *DrillReport `json:"drill,omitempty"`
+	// Verify is a verify job's report (required when it succeeds).
+	Verify *VerifyReport `json:"verify,omitempty"`
 }
 
 // ExpireLease takes back an expired lease. It only applies if the token is
@@ -244,6 +264,9 @@ type CancelJob struct {
 // not the job, is what keeps an instant from running twice.
 type PruneJobs struct {
 	FinishedBefore time.Time `json:"finished_before"`
+	// DrillsBefore, if set, also deletes drill records that started
+	// before it.
+	DrillsBefore time.Time `json:"drills_before,omitzero"`
 }
 
 // ForgetSnapshot removes a snapshot from the catalog (after 'forget').

@@ -202,6 +202,7 @@ var transitions = map[CommandType]transition{
 	CmdRevokeToken:      payload(revokeToken),
 	CmdCreateJoinToken:  payload(createJoinToken),
 	CmdRevokeJoinToken:  payload(revokeJoinToken),
+	CmdRecordDrill:      payload(recordDrillCmd),
 }
 
 // unaudited commands are frequent and change nothing an operator asked
@@ -415,7 +416,7 @@ func enrollAgent(s *State, c *Command, _ uint64, p *EnrollAgent) (outcome, error
 		}
 	}
 	a := &Agent{Name: p.Name, Labels: labels, Version: p.Version, CredentialHash: p.CredentialHash,
-		EnrolledAt: c.Time, LastSeen: c.Time, MaxConcurrent: p.MaxConcurrent}
+		EnrolledAt: c.Time, LastSeen: c.Time, MaxConcurrent: p.MaxConcurrent, Capabilities: sortedStrings(p.Capabilities)}
 	if old != nil {
 		a.Running = old.Running
 	}
@@ -433,6 +434,9 @@ func agentSeen(s *State, c *Command, _ uint64, p *AgentSeen) (outcome, error) {
 	}
 	if p.Version != "" {
 		a.Version = p.Version
+	}
+	if p.Capabilities != nil {
+		a.Capabilities = sortedStrings(p.Capabilities)
 	}
 	return outcome{target: "agent/" + p.Name}, nil
 }
@@ -499,19 +503,11 @@ func validKind(k JobKind) bool { return k == KindBackup || k == KindVerify || k 
 func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) {
 	seen := map[string]bool{}
 	for _, nj := range p.Jobs {
-		switch {
-		case nj.ID == "":
-			return outcome{}, invalid("job without an ID")
-		case seen[nj.ID]:
+		if err := s.checkNewJob(&nj); err != nil {
+			return outcome{}, err
+		}
+		if seen[nj.ID] {
 			return outcome{}, invalid("job %q twice in one command", nj.ID)
-		case !validKind(nj.Kind):
-			return outcome{}, invalid("job %q: kind %q (want backup, verify or drill)", nj.ID, nj.Kind)
-		case nj.Trigger != TriggerSchedule && nj.Trigger != TriggerManual:
-			return outcome{}, invalid("job %q: trigger %q", nj.ID, nj.Trigger)
-		case s.Policies[nj.Policy] == nil:
-			return outcome{}, fmt.Errorf("job %q: %w", nj.ID, notFound("policy", nj.Policy))
-		case s.Agents[nj.Agent] == nil:
-			return outcome{}, fmt.Errorf("job %q: %w", nj.ID, notFound("agent", nj.Agent))
 		}
 		seen[nj.ID] = true
 	}
@@ -520,17 +516,27 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 			return outcome{}, fmt.Errorf("fired: %w", notFound("policy", name))
 		}
 	}
+	for _, name := range sortedKeys(p.DrillFired) {
+		if s.Policies[name] == nil {
+			return outcome{}, fmt.Errorf("drill fired: %w", notFound("policy", name))
+		}
+	}
+	for _, name := range sortedKeys(p.VerifyFired) {
+		if s.Repositories[name] == nil {
+			return outcome{}, fmt.Errorf("verify fired: %w", notFound("repository", name))
+		}
+	}
 	res := CreateJobsResult{}
 	for _, nj := range p.Jobs {
 		// An instant at or before the last fired one has had its jobs,
 		// even if they were since pruned: never fire it again.
 		lf, fired := s.LastFired[nj.Policy]
-		if _, ok := s.Jobs[nj.ID]; ok || (nj.Trigger == TriggerSchedule && fired && !nj.ScheduledAt.After(lf)) {
+		if _, ok := s.Jobs[nj.ID]; ok || (nj.Kind == KindBackup && nj.Trigger == TriggerSchedule && fired && !nj.ScheduledAt.After(lf)) {
 			res.Existed = append(res.Existed, nj.ID)
 			continue
 		}
 		maxAttempts := nj.MaxAttempts
-		if maxAttempts <= 0 {
+		if maxAttempts <= 0 && nj.Policy != "" {
 			maxAttempts = s.Policies[nj.Policy].Policy.MaxAttempts
 		}
 		if maxAttempts <= 0 {
@@ -538,19 +544,21 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 		}
 		j := &Job{ID: nj.ID, Kind: nj.Kind, Trigger: nj.Trigger, Policy: nj.Policy, Agent: nj.Agent,
 			ScheduledAt: nj.ScheduledAt.UTC(), MaxAttempts: maxAttempts,
-			NotBefore: nj.NotBefore.UTC(), CreatedAt: c.Time, CreatedBy: c.Actor}
+			NotBefore: nj.NotBefore.UTC(), CreatedAt: c.Time, CreatedBy: c.Actor, Repository: nj.Repository}
+		if nj.Drill != nil {
+			d := *nj.Drill
+			j.Drill = &d
+		}
+		if nj.Verify != nil {
+			j.Verify = &VerifyParams{Shards: sortedInts(nj.Verify.Shards)}
+		}
 		s.Jobs[nj.ID] = j
 		s.setJobState(j, JobPending)
 		res.Created = append(res.Created, nj.ID)
 	}
-	advanced := false
-	for _, name := range sortedKeys(p.Fired) {
-		t := p.Fired[name].UTC()
-		if lf, ok := s.LastFired[name]; !ok || t.After(lf) {
-			s.LastFired[name] = t
-			advanced = true
-		}
-	}
+	advanced := advance(s.LastFired, p.Fired)
+	advanced = advance(s.DrillFired, p.DrillFired) || advanced
+	advanced = advance(s.VerifyFired, p.VerifyFired) || advanced
 	target := ""
 	if len(res.Created) == 1 {
 		target = "job/" + res.Created[0]
@@ -558,6 +566,75 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 		target = fmt.Sprintf("%d jobs", len(res.Created))
 	}
 	return outcome{value: res, target: target, noop: len(res.Created) == 0 && !advanced}, nil
+}
+
+// advance moves each watermark in to forward (never back) and reports
+// whether any moved.
+func advance(marks, to map[string]time.Time) bool {
+	moved := false
+	for _, name := range sortedKeys(to) {
+		t := to[name].UTC()
+		if lf, ok := marks[name]; !ok || t.After(lf) {
+			marks[name] = t
+			moved = true
+		}
+	}
+	return moved
+}
+
+// checkNewJob validates one job of a jobs.create command.
+func (s *State) checkNewJob(nj *NewJob) error {
+	switch {
+	case nj.ID == "":
+		return invalid("job without an ID")
+	case !validKind(nj.Kind):
+		return invalid("job %q: kind %q (want backup, verify or drill)", nj.ID, nj.Kind)
+	case nj.Trigger != TriggerSchedule && nj.Trigger != TriggerManual:
+		return invalid("job %q: trigger %q", nj.ID, nj.Trigger)
+	case s.Agents[nj.Agent] == nil:
+		return fmt.Errorf("job %q: %w", nj.ID, notFound("agent", nj.Agent))
+	}
+	if nj.Kind == KindVerify {
+		switch {
+		case s.Repositories[nj.Repository] == nil:
+			return fmt.Errorf("job %q: %w", nj.ID, notFound("repository", nj.Repository))
+		case nj.Verify == nil || len(nj.Verify.Shards) == 0:
+			return invalid("verify job %q without shards", nj.ID)
+		}
+		for _, sh := range nj.Verify.Shards {
+			if sh < 0 || sh >= VerifyShards {
+				return invalid("verify job %q: shard %d out of range", nj.ID, sh)
+			}
+		}
+		return nil
+	}
+	if s.Policies[nj.Policy] == nil {
+		return fmt.Errorf("job %q: %w", nj.ID, notFound("policy", nj.Policy))
+	}
+	if nj.Kind == KindDrill && !s.Agents[nj.Agent].Can(CapDrill) {
+		return conflict("drill job %q: agent %q holds no identity (start it with --identity)", nj.ID, nj.Agent)
+	}
+	return nil
+}
+
+// maintenance reports whether jobs of kind k run in an agent's
+// maintenance slot: verify and drill jobs never take the slots of backups
+// (verification never blocks a backup), and an agent runs at most one of
+// them at a time.
+func maintenance(k JobKind) bool { return k == KindVerify || k == KindDrill }
+
+// slotFree reports whether agent a may start another job of kind k.
+func (s *State) slotFree(a *Agent, k JobKind) bool {
+	n := 0
+	for _, id := range a.Running {
+		if j := s.Jobs[id]; j != nil && maintenance(j.Kind) == maintenance(k) {
+			n++
+		}
+	}
+	if maintenance(k) {
+		return n < 1
+	}
+	return n < a.Limit()
 }
 
 // eligible says why job j cannot be leased to agent a at t, or "".
@@ -596,16 +673,19 @@ func leaseJob(s *State, c *Command, _ uint64, p *LeaseJob) (outcome, error) {
 		if why := s.eligible(j, a, c.Time, byPolicy); why != "" {
 			return outcome{}, conflict("%s", why)
 		}
-		if len(a.Running) >= a.Limit() {
+		if !s.slotFree(a, j.Kind) {
+			if maintenance(j.Kind) {
+				return outcome{}, conflict("agent %q already runs a verify or drill job", a.Name)
+			}
 			return outcome{}, conflict("agent %q already runs %d jobs, its limit", a.Name, len(a.Running))
 		}
 	} else {
-		if len(a.Running) >= a.Limit() {
+		if !s.slotFree(a, KindBackup) && !s.slotFree(a, KindDrill) {
 			return outcome{value: (*Job)(nil), noop: true}, nil
 		}
 		for _, id := range sortedKeys(s.pending[a.Name]) {
 			cand := s.Jobs[id]
-			if s.eligible(cand, a, c.Time, byPolicy) != "" {
+			if s.eligible(cand, a, c.Time, byPolicy) != "" || !s.slotFree(a, cand.Kind) {
 				continue
 			}
 			if j == nil || cand.NotBefore.Before(j.NotBefore) ||
@@ -701,6 +781,10 @@ func (s *State) retryOrFail(j *Job, t time.Time, backoff time.Duration, reason s
 	s.setJobState(j, JobFailed)
 	j.FinishedAt = t
 	j.Result.Error = fmt.Sprintf("%s (attempt %d of %d)", reason, j.Attempt, j.MaxAttempts)
+	if j.Kind == KindDrill {
+		s.recordDrillNotRun(j, t, j.Result.Error)
+		j.Result.Drill = j.ID
+	}
 }
 
 func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error) {
@@ -725,7 +809,56 @@ func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error
 	if p.Success && j.Kind == KindBackup && (p.Snapshot == nil || p.Snapshot.ID == "") {
 		return outcome{}, invalid("job %q: a successful backup reports its snapshot", j.ID)
 	}
+	if p.Drill != nil {
+		if j.Kind != KindDrill {
+			return outcome{}, invalid("job %q is a %s job: it reports no drill", j.ID, j.Kind)
+		}
+		if err := p.Drill.validate(); err != nil {
+			return outcome{}, fmt.Errorf("job %q: %w", j.ID, err)
+		}
+		if p.Drill.Passed != p.Success {
+			return outcome{}, invalid("job %q: success %v but drill passed %v", j.ID, p.Success, p.Drill.Passed)
+		}
+	} else if p.Success && j.Kind == KindDrill {
+		return outcome{}, invalid("job %q: a successful drill reports its result", j.ID)
+	}
+	if p.Verify != nil {
+		if j.Kind != KindVerify {
+			return outcome{}, invalid("job %q is a %s job: it reports no verification", j.ID, j.Kind)
+		}
+		if err := p.Verify.validate(j.Verify); err != nil {
+			return outcome{}, fmt.Errorf("job %q: %w", j.ID, err)
+		}
+	} else if p.Success && j.Kind == KindVerify {
+		return outcome{}, invalid("job %q: a successful verification reports what it read", j.ID)
+	}
 	s.release(j)
+	if p.Drill != nil {
+		// A verdict is final, passed or not.
+		s.recordDrill(j, p.Agent, *p.Drill)
+		if p.Success {
+			s.setJobState(j, JobSucceeded)
+		} else {
+			s.setJobState(j, JobFailed)
+		}
+		j.FinishedAt = c.Time
+		j.Result = &Result{Drill: j.ID, Error: p.Error, Warnings: append([]string(nil), p.Warnings...)}
+		out := j.clone()
+		return outcome{value: &out, target: "job/" + j.ID}, nil
+	}
+	if p.Verify != nil {
+		// Damage found is a result, not an error to retry: record it.
+		sum := s.applyVerify(j.Repository, p.Verify, c.Time)
+		if p.Success {
+			s.setJobState(j, JobSucceeded)
+		} else {
+			s.setJobState(j, JobFailed)
+		}
+		j.FinishedAt = c.Time
+		j.Result = &Result{Verify: sum, Error: p.Error, Warnings: append([]string(nil), p.Warnings...)}
+		out := j.clone()
+		return outcome{value: &out, target: "job/" + j.ID}, nil
+	}
 	if !p.Success {
 		reason := p.Error
 		if reason == "" {
@@ -800,7 +933,20 @@ func pruneJobs(s *State, _ *Command, _ uint64, p *PruneJobs) (outcome, error) {
 			n++
 		}
 	}
-	return outcome{value: n, target: fmt.Sprintf("%d jobs", n), noop: n == 0}, nil
+	d := 0
+	if !p.DrillsBefore.IsZero() {
+		d = s.pruneDrills(p.DrillsBefore)
+	}
+	return outcome{value: n, target: fmt.Sprintf("%d jobs, %d drills", n, d), noop: n == 0 && d == 0}, nil
+}
+
+func sortedStrings(v []string) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	c := slices.Clone(v)
+	slices.Sort(c)
+	return slices.Compact(c)
 }
 
 func insertSorted(list []string, id string) []string {

@@ -54,6 +54,9 @@ type Config struct {
 	// skew between that node's clock and this one's. Renewals and
 	// completions are still refused from the deadline on.
 	LeaseGrace time.Duration
+	// VerifySchedule is when repository verify jobs run (default
+	// DefaultVerifySchedule; "off" disables them).
+	VerifySchedule string
 }
 
 // Node is one coordinator server: Raft, the FSM, and — while it leads —
@@ -100,6 +103,14 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	if cfg.JobHistory == 0 {
 		cfg.JobHistory = 30 * 24 * time.Hour
+	}
+	if cfg.VerifySchedule == "" {
+		cfg.VerifySchedule = DefaultVerifySchedule
+	}
+	if cfg.VerifySchedule != "off" {
+		if _, err := ParseSchedule(cfg.VerifySchedule); err != nil {
+			return nil, fmt.Errorf("verify schedule: %w", err)
+		}
 	}
 	if cfg.Raft.Logger == nil {
 		cfg.Raft.Logger = cfg.Logger
@@ -329,6 +340,77 @@ func (n *Node) RunPolicy(ctx context.Context, actor, policy string) ([]string, e
 	return res.Created, nil
 }
 
+// RunDrill creates a drill job of policy now, on one of its connected
+// runners. snapshot selects the snapshot ("" = the policy's drill.snapshot).
+func (n *Node) RunDrill(ctx context.Context, actor, policy, snapshot string) (string, error) {
+	now := n.clock.Now().UTC()
+	var nj NewJob
+	var err error
+	n.fsm.View(func(s *State) {
+		pr := s.Policies[policy]
+		if pr == nil {
+			err = notFound("policy", policy)
+			return
+		}
+		runners := s.DrillRunners(&pr.Policy, now, n.cfg.AgentTimeout)
+		if len(runners) == 0 {
+			err = fmt.Errorf("policy %q: %s: %w", policy, noRunnerReason(&pr.Policy), ErrConflict)
+			return
+		}
+		id := manualJobID("drill\x00"+policy, now, "")
+		nj = NewJob{ID: id, Kind: KindDrill, Trigger: TriggerManual, Policy: policy, Agent: pickAgent(runners, id),
+			ScheduledAt: now, NotBefore: now, Drill: &DrillParams{Snapshot: snapshot}}
+	})
+	if err != nil {
+		return "", err
+	}
+	if _, err := n.proposeAt(ctx, now, CmdCreateJobs, actor, CreateJobs{Jobs: []NewJob{nj}}); err != nil {
+		return "", err
+	}
+	return nj.ID, nil
+}
+
+// VerifyRepository creates a verify job of repo now: every shard when all
+// is set, else the shards a scheduled run would take.
+func (n *Node) VerifyRepository(ctx context.Context, actor, repo string, all bool) (string, error) {
+	now := n.clock.Now().UTC()
+	var nj NewJob
+	var err error
+	n.fsm.View(func(s *State) {
+		if s.Repositories[repo] == nil {
+			err = notFound("repository", repo)
+			return
+		}
+		if s.verifyRunning(repo) {
+			err = conflict("repository %q already has a verify job pending or running", repo)
+			return
+		}
+		agents := s.VerifyAgents(repo, now, n.cfg.AgentTimeout)
+		if len(agents) == 0 {
+			err = conflict("repository %q: no connected agent is selected by a policy that uses it", repo)
+			return
+		}
+		shards := AllShards()
+		if !all {
+			interval := 24 * time.Hour
+			if sched, e := ParseSchedule(n.cfg.VerifySchedule); e == nil && sched.Interval() > 0 {
+				interval = sched.Interval()
+			}
+			shards = s.Coverage[repo].DueShards(ShardsPerRun(s.VerifyEvery(repo), interval))
+		}
+		id := manualJobID("verify\x00"+repo, now, "")
+		nj = NewJob{ID: id, Kind: KindVerify, Trigger: TriggerManual, Repository: repo, Agent: pickAgent(agents, id),
+			ScheduledAt: now, NotBefore: now, Verify: &VerifyParams{Shards: shards}}
+	})
+	if err != nil {
+		return "", err
+	}
+	if _, err := n.proposeAt(ctx, now, CmdCreateJobs, actor, CreateJobs{Jobs: []NewJob{nj}}); err != nil {
+		return "", err
+	}
+	return nj.ID, nil
+}
+
 // manualJobID names a manually triggered run ("run-" + 16 hex digits).
 func manualJobID(policy string, t time.Time, agent string) string {
 	h := sha256.Sum256([]byte("manual\x00" + policy + "\x00" + t.UTC().Format(time.RFC3339Nano) + "\x00" + agent))
@@ -472,8 +554,59 @@ func (n *Node) tick(ctx context.Context) {
 			break
 		}
 	}
+	n.planMaintenance(ctx)
 	n.expireLeases(ctx)
 	n.pruneJobs(ctx)
+}
+
+// planMaintenance creates the drill and verify jobs that are due, and
+// records scheduled drills that found no runner.
+func (n *Node) planMaintenance(ctx context.Context) {
+	now := n.clock.Now().UTC()
+	var dp DrillPlan
+	var vp VerifyPlan
+	n.fsm.View(func(s *State) {
+		dp = PlanDrills(s, now, n.cfg.AgentTimeout)
+		if n.cfg.VerifySchedule != "off" {
+			sched, err := ParseSchedule(n.cfg.VerifySchedule)
+			if err == nil {
+				vp = PlanVerify(s, sched, now, n.cfg.AgentTimeout)
+			}
+		}
+	})
+	for _, e := range dp.Errors {
+		n.log.Warn("drill not scheduled", "policy", e.Policy, "err", e.Err)
+	}
+	for _, r := range dp.NotRun {
+		n.log.Warn("scheduled drill not run", "policy", r.Policy, "drill", r.ID, "reason", r.Reason)
+		if _, err := n.proposeAt(ctx, now, CmdRecordDrill, ActorScheduler, r); err != nil {
+			if ctx.Err() == nil {
+				n.log.Warn("record drill", "drill", r.ID, "err", err)
+			}
+			return
+		}
+		delete(dp.Fired, r.Policy)
+	}
+	for _, repo := range vp.Unassigned {
+		n.log.Warn("repository not verified: no connected agent is selected by a policy that uses it", "repository", repo)
+	}
+	if len(dp.Jobs) == 0 && len(dp.Fired) == 0 && len(vp.Jobs) == 0 && len(vp.Fired) == 0 {
+		return
+	}
+	cj := CreateJobs{Jobs: append(dp.Jobs, vp.Jobs...), DrillFired: dp.Fired, VerifyFired: vp.Fired}
+	if _, err := n.proposeAt(ctx, now, CmdCreateJobs, ActorScheduler, cj); err != nil && ctx.Err() == nil {
+		n.log.Warn("propose drill and verify jobs", "jobs", len(cj.Jobs), "err", err)
+	}
+}
+
+// proposeAt proposes a command stamped with time t.
+func (n *Node) proposeAt(ctx context.Context, t time.Time, typ CommandType, actor string, payload any) (any, error) {
+	c, err := NewCommand(typ, actor, payload)
+	if err != nil {
+		return nil, err
+	}
+	c.Time = t
+	return n.Apply(ctx, c)
 }
 
 const pruneEvery = 10 * time.Minute
@@ -499,7 +632,7 @@ func (n *Node) pruneJobs(ctx context.Context) {
 	if !found {
 		return
 	}
-	c, err := NewCommand(CmdPruneJobs, ActorScheduler, PruneJobs{FinishedBefore: cutoff})
+	c, err := NewCommand(CmdPruneJobs, ActorScheduler, PruneJobs{FinishedBefore: cutoff, DrillsBefore: now.Add(-DrillHistory)})
 	if err != nil {
 		return
 	}

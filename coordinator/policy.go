@@ -37,6 +37,10 @@ type Policy struct {
 	Jitter Duration `json:"jitter,omitempty" yaml:"jitter,omitempty"`
 	// MaxAttempts bounds retries of a failed or expired job (0 = 3).
 	MaxAttempts int `json:"max_attempts,omitempty" yaml:"max_attempts,omitempty"`
+	// VerifyEvery is how often every pack of the policy's repository must
+	// be read and verified (0 = DefaultVerifyEvery; a repository shared by
+	// several policies uses the shortest).
+	VerifyEvery Duration `json:"verify_every,omitempty" yaml:"verify_every,omitempty"`
 }
 
 // Retention is a restic-style keep policy.

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -101,6 +102,19 @@ type State struct {
 	// (nodeinfo.go): its ID, the node secret and each node's HTTP address.
 	Cluster *ClusterInfo `json:"cluster,omitempty"`
 
+	// Drills holds the evidence of restore drills by drill ID (drill.go).
+	Drills map[string]*DrillRecord `json:"drills"`
+	// DrillFired is each policy's drill-schedule watermark, like LastFired.
+	DrillFired map[string]time.Time `json:"drill_fired"`
+	// Coverage tracks pack verification per repository (verify.go).
+	Coverage map[string]*Coverage `json:"coverage"`
+	// VerifyFired is each repository's verification-schedule watermark.
+	VerifyFired map[string]time.Time `json:"verify_fired"`
+	// Alerts are the open and recently resolved alerts by key, and
+	// AlertTargets where they are sent (alert.go).
+	Alerts       map[string]*Alert       `json:"alerts"`
+	AlertTargets map[string]*AlertTarget `json:"alert_targets"`
+
 	// pending indexes pending job IDs by agent. It is derived from Jobs
 	// (never encoded), built whenever a State is made and kept current by
 	// setJobState, so readers never write it.
@@ -155,7 +169,16 @@ type Agent struct {
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
 	// Running lists the IDs of jobs the agent holds a lease on, sorted.
 	Running []string `json:"running,omitempty"`
+	// Capabilities the agent announced: CapDrill when it holds an
+	// identity and can run restore drills.
+	Capabilities []string `json:"capabilities,omitempty"`
 }
+
+// CapDrill is the capability of an agent started with --identity.
+const CapDrill = "drill"
+
+// Can reports whether the agent announced capability c.
+func (a *Agent) Can(c string) bool { return slices.Contains(a.Capabilities, c) }
 
 // Limit is the agent's effective concurrency.
 func (a *Agent) Limit() int {
@@ -184,6 +207,11 @@ type Job struct {
 	StartedAt   time.Time `json:"started_at,omitzero"`
 	FinishedAt  time.Time `json:"finished_at,omitzero"`
 	CreatedBy   string    `json:"created_by,omitempty"`
+	// Repository is the repository of a verify job (which has no policy).
+	Repository string `json:"repository,omitempty"`
+	// Drill and Verify carry what drill and verify jobs need.
+	Drill  *DrillParams  `json:"drill,omitempty"`
+	Verify *VerifyParams `json:"verify,omitempty"`
 }
 
 // Lease is an agent's claim on a running job. Only the holder of the
@@ -215,6 +243,10 @@ type Result struct {
 	// could not be saved).
 	Partial  bool     `json:"partial,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Drill is the ID of the drill record a drill job produced.
+	Drill string `json:"drill,omitempty"`
+	// Verify summarises what a verify job checked.
+	Verify *VerifySummary `json:"verify,omitempty"`
 }
 
 // CatalogEntry is a snapshot known to the coordinator, added when a backup
@@ -301,6 +333,24 @@ func (s *State) fill() {
 	if s.JoinTokens == nil {
 		s.JoinTokens = map[string]*JoinToken{}
 	}
+	if s.Drills == nil {
+		s.Drills = map[string]*DrillRecord{}
+	}
+	if s.DrillFired == nil {
+		s.DrillFired = map[string]time.Time{}
+	}
+	if s.Coverage == nil {
+		s.Coverage = map[string]*Coverage{}
+	}
+	if s.VerifyFired == nil {
+		s.VerifyFired = map[string]time.Time{}
+	}
+	if s.Alerts == nil {
+		s.Alerts = map[string]*Alert{}
+	}
+	if s.AlertTargets == nil {
+		s.AlertTargets = map[string]*AlertTarget{}
+	}
 	s.buildPending()
 }
 
@@ -346,11 +396,11 @@ func (s *State) PendingFor(agent string) []string { return sortedKeys(s.pending[
 // (The policy's limit is checked by the lease itself.)
 func (s *State) HasWork(agent string, t time.Time) bool {
 	a := s.Agents[agent]
-	if a == nil || a.Revoked || len(a.Running) >= a.Limit() {
+	if a == nil || a.Revoked {
 		return false
 	}
 	for id := range s.pending[agent] {
-		if !t.Before(s.Jobs[id].NotBefore) {
+		if j := s.Jobs[id]; !t.Before(j.NotBefore) && s.slotFree(a, j.Kind) {
 			return true
 		}
 	}
@@ -451,6 +501,12 @@ func (s *State) Clone() *State {
 		JoinTokens:   make(map[string]*JoinToken, len(s.JoinTokens)),
 		Audit:        slices.Clone(s.Audit),
 		Cluster:      s.Cluster.clone(),
+		Drills:       cloneJSON(s.Drills),
+		DrillFired:   maps.Clone(s.DrillFired),
+		Coverage:     cloneJSON(s.Coverage),
+		VerifyFired:  maps.Clone(s.VerifyFired),
+		Alerts:       cloneJSON(s.Alerts),
+		AlertTargets: cloneJSON(s.AlertTargets),
 	}
 	for k, v := range s.Policies {
 		r := *v
@@ -467,6 +523,7 @@ func (s *State) Clone() *State {
 		a := *v
 		a.Labels = cloneMap(v.Labels)
 		a.Running = slices.Clone(v.Running)
+		a.Capabilities = slices.Clone(v.Capabilities)
 		c.Agents[k] = &a
 	}
 	for k, v := range s.Jobs {
@@ -489,7 +546,7 @@ func (s *State) Clone() *State {
 		t.Labels = cloneMap(v.Labels)
 		c.JoinTokens[k] = &t
 	}
-	c.buildPending()
+	c.fill()
 	return c
 }
 
@@ -505,7 +562,37 @@ func (j *Job) clone() Job {
 	}
 	if j.Result != nil {
 		r := *j.Result
+		r.Warnings = slices.Clone(j.Result.Warnings)
+		if j.Result.Verify != nil {
+			v := *j.Result.Verify
+			v.Damaged = slices.Clone(v.Damaged)
+			r.Verify = &v
+		}
 		c.Result = &r
+	}
+	if j.Drill != nil {
+		d := *j.Drill
+		c.Drill = &d
+	}
+	if j.Verify != nil {
+		v := *j.Verify
+		v.Shards = slices.Clone(j.Verify.Shards)
+		c.Verify = &v
+	}
+	return c
+}
+
+// cloneJSON deep-copies v through JSON: for nested records where a
+// hand-written copy would silently go stale as fields are added. Stored
+// values always encode.
+func cloneJSON[T any](v T) T {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("coordinator: stored state does not encode: " + err.Error())
+	}
+	var c T
+	if err := json.Unmarshal(b, &c); err != nil {
+		panic("coordinator: stored state does not decode: " + err.Error())
 	}
 	return c
 }
