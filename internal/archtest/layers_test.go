@@ -19,6 +19,7 @@ func TestLayering(t *testing.T) {
 		{"chunkstore/...", higher},
 		{"snapshot/...", higher[1:]},
 		{"restore/...", higher[2:]},
+		{"drill/...", higher[3:]},
 	}
 	for _, tc := range tests {
 		t.Run(tc.pkg, func(t *testing.T) {

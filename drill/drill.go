@@ -1,0 +1,502 @@
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// Command is an owner's verify command, run with /bin/sh -c in the
+// restored tree.
+type Command struct {
+	Command string        `json:"command"`
+	Timeout time.Duration `json:"timeout,omitempty"` // 0 = DefaultCheckTimeout
+}
+
+// DefaultCheckTimeout bounds a verify command that sets no timeout.
+const DefaultCheckTimeout = 10 * time.Minute
+
+// Targets are the recovery objectives a drill is measured against. Zero
+// means no target.
+type Targets struct {
+	RTO, RPO time.Duration
+}
+
+// Options configure one drill.
+type Options struct {
+	// ID names the drill: the scratch subdirectory, the sample and the
+	// random-within choice derive from it, and verify commands see it as
+	// LIFEBOAT_DRILL_ID. Required; letters, digits, '.', '_' and '-'.
+	ID string
+	// Policy is informational: copied to the result and exported to
+	// verify commands as LIFEBOAT_POLICY.
+	Policy string
+	// Snapshot selects what to restore: a snapshot ID, a unique ID
+	// prefix, "latest" (the default) or "random-within:30d" (also
+	// "random-within 30d"): one of the snapshots newer than now-30d,
+	// chosen uniformly but reproducibly from ID.
+	Snapshot string
+	// Filter restricts the snapshots "latest" and "random-within"
+	// consider (and an ID must match it too).
+	Filter snapshot.Filter
+	// SamplePercent: 0 or 100 restores and verifies every file;
+	// otherwise about that percentage of the regular files, chosen
+	// deterministically from ID.
+	SamplePercent float64
+	Verify        []Command
+	// Scratch is the parent directory of the restore (absolute). The
+	// drill restores into Scratch/lifeboat-drill-<ID> and removes it
+	// afterwards.
+	Scratch string
+	// ScratchLimit, if > 0, refuses a drill whose restore would need
+	// more bytes. A drill also refuses when the scratch filesystem has
+	// less free space than the bytes to restore.
+	ScratchLimit int64
+	// KeepOnFailure leaves the restored tree of a failed drill in place
+	// (Result.KeptAt).
+	KeepOnFailure bool
+	Targets       Targets
+	Now           func() time.Time // default time.Now
+	Logger        *slog.Logger
+	Progress      *restore.Progress // optional; updated by the restore
+	Env           []string          // extra KEY=value for verify commands
+}
+
+// Failure reasons.
+const (
+	ReasonSnapshot = "snapshot" // the snapshot could not be found or loaded
+	ReasonScratch  = "scratch"  // not enough scratch space, or scratch unusable
+	ReasonRestore  = "restore"  // the restore could not run, or a file could not be restored
+	ReasonContent  = "content"  // a restored entry differs from the snapshot
+	ReasonCheck    = "check"    // a verify command failed or timed out
+	ReasonRTO      = "rto"      // the drill took longer than the RTO target
+	ReasonRPO      = "rpo"      // the latest snapshot is older than the RPO target
+)
+
+// Failure is one reason a drill failed.
+type Failure struct {
+	Reason  string `json:"reason"`
+	Path    string `json:"path,omitempty"` // snapshot-relative, when a file is concerned
+	Message string `json:"message"`
+}
+
+func (f Failure) Error() string {
+	if f.Path != "" {
+		return fmt.Sprintf("%s: %s: %s", f.Reason, f.Path, f.Message)
+	}
+	return f.Reason + ": " + f.Message
+}
+
+// CheckResult is the outcome of one verify command.
+type CheckResult struct {
+	Command  string  `json:"command"`
+	ExitCode int     `json:"exit_code"` // -1: killed, not started or skipped
+	Seconds  float64 `json:"seconds"`
+	TimedOut bool    `json:"timed_out,omitempty"`
+	Skipped  bool    `json:"skipped,omitempty"` // not run: the restore or its verification had already failed
+	Output   string  `json:"output,omitempty"`  // last 4 KiB of combined stdout and stderr
+	Passed   bool    `json:"passed"`
+}
+
+// Result is the evidence a drill leaves, whether it passed or not.
+type Result struct {
+	ID          string `json:"id"`
+	Policy      string `json:"policy,omitempty"`
+	Trigger     string `json:"trigger,omitempty"`      // set by callers: schedule, manual, ...
+	TriggeredBy string `json:"triggered_by,omitempty"` // set by callers
+	Runner      string `json:"runner,omitempty"`       // defaults to the hostname
+	JobID       string `json:"job_id,omitempty"`       // set by callers
+
+	Passed bool `json:"passed"`
+
+	SnapshotID   string    `json:"snapshot_id,omitempty"`
+	SnapshotTime time.Time `json:"snapshot_time,omitzero"`
+	Host         string    `json:"host,omitempty"`
+	Paths        []string  `json:"paths,omitempty"`
+
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	// RTOSeconds runs from the drill's start until the restored tree
+	// was verified and the verify commands passed (for a drill that
+	// failed earlier: until it stopped).
+	RTOSeconds float64 `json:"rto_seconds"`
+	// RPOSeconds is the snapshot's age when the drill started.
+	RPOSeconds     float64 `json:"rpo_seconds"`
+	RestoreSeconds float64 `json:"restore_seconds"`
+	VerifySeconds  float64 `json:"verify_seconds"`
+	ChecksSeconds  float64 `json:"checks_seconds"`
+
+	Files         int64   `json:"files"` // regular files restored and verified (every hard-link name counts)
+	Bytes         int64   `json:"bytes"` // their content (each inode once)
+	SnapshotFiles int64   `json:"snapshot_files"`
+	SnapshotBytes int64   `json:"snapshot_bytes"`
+	SamplePercent float64 `json:"sample_percent,omitempty"`
+
+	ThroughputBytesPerSecond float64 `json:"throughput_bytes_per_second"` // Bytes / RestoreSeconds
+
+	TargetRTOSeconds float64 `json:"target_rto_seconds,omitempty"`
+	TargetRPOSeconds float64 `json:"target_rpo_seconds,omitempty"`
+	RTOMet           *bool   `json:"rto_met,omitempty"`
+	RPOMet           *bool   `json:"rpo_met,omitempty"`
+
+	Checks   []CheckResult `json:"checks,omitempty"`
+	Failures []Failure     `json:"failures"`
+	KeptAt   string        `json:"kept_at,omitempty"`
+	// CleanupError says why the scratch directory could not be removed.
+	CleanupError string `json:"cleanup_error,omitempty"`
+}
+
+// Reasons returns the distinct failure reasons, in order of appearance.
+func (r *Result) Reasons() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range r.Failures {
+		if !seen[f.Reason] {
+			seen[f.Reason] = true
+			out = append(out, f.Reason)
+		}
+	}
+	return out
+}
+
+// ScratchDir returns the directory a drill with this ID restores into.
+func ScratchDir(scratch, id string) string {
+	return filepath.Join(scratch, "lifeboat-drill-"+id)
+}
+
+func (o *Options) validate() error {
+	if o.ID == "" {
+		return errors.New("drill: no ID given")
+	}
+	for _, c := range o.ID {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') || o.ID[0] == '.' {
+			return fmt.Errorf("drill: ID %q: use only letters, digits, '.', '_' and '-' (not leading '.')", o.ID)
+		}
+	}
+	if o.Scratch == "" || !filepath.IsAbs(o.Scratch) {
+		return fmt.Errorf("drill: scratch directory %q must be an absolute path", o.Scratch)
+	}
+	if o.SamplePercent < 0 || o.SamplePercent > 100 || math.IsNaN(o.SamplePercent) {
+		return fmt.Errorf("drill: sample %v%% is outside 0–100", o.SamplePercent)
+	}
+	if o.ScratchLimit < 0 {
+		return fmt.Errorf("drill: negative scratch limit %d", o.ScratchLimit)
+	}
+	if o.Targets.RTO < 0 || o.Targets.RPO < 0 {
+		return errors.New("drill: negative RTO or RPO target")
+	}
+	for i, c := range o.Verify {
+		if strings.TrimSpace(c.Command) == "" {
+			return fmt.Errorf("drill: verify command %d is empty", i+1)
+		}
+		if c.Timeout < 0 {
+			return fmt.Errorf("drill: verify command %q has a negative timeout", c.Command)
+		}
+	}
+	if _, _, err := parseSnapshotRef(o.Snapshot); err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	return nil
+}
+
+// drill is one running drill.
+type drill struct {
+	repo *chunkstore.Repository
+	opts Options
+	log  *slog.Logger
+	res  *Result
+	now  func() time.Time
+}
+
+// Run performs a drill (see the package documentation). It returns a
+// Result for every drill that started, passed or failed; the error is
+// non-nil only for invalid options, a repository opened without an
+// identity, or a cancelled ctx (then the Result, if any, is incomplete and
+// the scratch directory has been removed).
+func Run(ctx context.Context, repo *chunkstore.Repository, opts Options) (*Result, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if !repo.CanRead() {
+		return nil, fmt.Errorf("drill %s: restoring needs the identity: %w", opts.ID, chunkstore.ErrNoIdentity)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &drill{repo: repo, opts: opts, log: opts.Logger.With("drill", opts.ID), now: opts.Now}
+	start := d.now()
+	d.res = &Result{ID: opts.ID, Policy: opts.Policy, StartedAt: start, Failures: []Failure{}}
+	if opts.SamplePercent > 0 && opts.SamplePercent < 100 {
+		d.res.SamplePercent = opts.SamplePercent
+	}
+	if h, err := os.Hostname(); err == nil {
+		d.res.Runner = h
+	}
+	if t := opts.Targets.RTO; t > 0 {
+		d.res.TargetRTOSeconds = t.Seconds()
+	}
+	if t := opts.Targets.RPO; t > 0 {
+		d.res.TargetRPOSeconds = t.Seconds()
+	}
+	err := d.run(ctx, start)
+	d.res.FinishedAt = d.now()
+	sort.SliceStable(d.res.Failures, func(i, j int) bool {
+		return reasonOrder(d.res.Failures[i].Reason) < reasonOrder(d.res.Failures[j].Reason)
+	})
+	d.res.Passed = len(d.res.Failures) == 0 && err == nil
+	if err != nil {
+		return d.res, err
+	}
+	d.log.Info("drill finished", "passed", d.res.Passed, "summary", d.res.Summary())
+	return d.res, nil
+}
+
+func reasonOrder(r string) int {
+	for i, x := range []string{ReasonSnapshot, ReasonScratch, ReasonRestore, ReasonContent, ReasonCheck, ReasonRTO, ReasonRPO} {
+		if r == x {
+			return i
+		}
+	}
+	return 99
+}
+
+func (d *drill) fail(reason, p, format string, args ...any) {
+	f := Failure{Reason: reason, Path: p, Message: fmt.Sprintf(format, args...)}
+	d.res.Failures = append(d.res.Failures, f)
+	d.log.Warn("drill failure", "reason", reason, "path", p, "message", f.Message)
+}
+
+func (d *drill) run(ctx context.Context, start time.Time) error {
+	res := d.res
+	snap, latest, err := d.selectSnapshot(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.fail(ReasonSnapshot, "", "%v", err)
+		return nil
+	}
+	res.SnapshotID = snap.ID.String()
+	res.SnapshotTime = snap.Time
+	res.Host = snap.Host
+	res.Paths = snap.Paths
+	rpo := start.Sub(snap.Time)
+	res.RPOSeconds = rpo.Seconds()
+	if t := d.opts.Targets.RPO; t > 0 {
+		met := rpo <= t
+		res.RPOMet = &met
+		if !met && latest {
+			d.fail(ReasonRPO, "", "the latest snapshot %s (%s) is %s old, over the RPO target of %s",
+				snap.ID.Short(), snap.Time.UTC().Format(time.RFC3339), fmtDuration(rpo), fmtDuration(t))
+		}
+	}
+
+	if err := d.repo.EnsureIndex(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.fail(ReasonRestore, "", "load the repository index: %v", err)
+		return nil
+	}
+	pl, err := buildPlan(ctx, d.repo, snap)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.fail(ReasonSnapshot, "", "read the trees of snapshot %s: %v", snap.ID.Short(), err)
+		return nil
+	}
+	res.SnapshotFiles, res.SnapshotBytes = pl.files, pl.bytes
+	include, need := pl.selectAll(), pl.bytes
+	if p := d.opts.SamplePercent; p > 0 && p < 100 {
+		include, need = pl.sample(d.opts.ID, p)
+	}
+
+	dir := ScratchDir(d.opts.Scratch, d.opts.ID)
+	if !d.checkScratch(dir, need) {
+		return nil
+	}
+	defer d.cleanup(dir)
+
+	rstart := d.now()
+	rres, err := restore.Restore(ctx, d.repo, snap, restore.Options{
+		Target: dir, Include: include.patterns, Logger: d.opts.Logger, Progress: d.opts.Progress,
+	})
+	res.RestoreSeconds = d.now().Sub(rstart).Seconds()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.fail(ReasonRestore, "", "restore snapshot %s into %s: %v", snap.ID.Short(), dir, err)
+		res.RTOSeconds = d.now().Sub(start).Seconds()
+		return nil
+	}
+	skip := map[string]bool{}
+	for _, f := range rres.Failures {
+		skip[f.Path] = true
+		d.fail(ReasonRestore, f.Path, "%v", f.Err)
+	}
+	for _, u := range pl.unreadable {
+		if !skip[u.path] {
+			skip[u.path] = true
+			d.fail(ReasonRestore, u.path, "%v", u.err)
+		}
+	}
+
+	vstart := d.now()
+	v, err := verifyTree(ctx, d.repo, dir, include.entries, skip, d.opts.Logger)
+	res.VerifySeconds = d.now().Sub(vstart).Seconds()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.fail(ReasonContent, "", "verify the restored tree in %s: %v", dir, err)
+	}
+	res.Files, res.Bytes = v.files, v.bytes
+	res.Failures = append(res.Failures, v.failures...)
+	if res.RestoreSeconds > 0 {
+		res.ThroughputBytesPerSecond = float64(res.Bytes) / res.RestoreSeconds
+	}
+
+	healthy := !hasReason(res.Failures, ReasonSnapshot, ReasonScratch, ReasonRestore, ReasonContent)
+	cstart := d.now()
+	for _, c := range d.opts.Verify {
+		if !healthy {
+			res.Checks = append(res.Checks, CheckResult{Command: c.Command, ExitCode: -1, Skipped: true})
+			continue
+		}
+		cr, err := runCheck(ctx, c, dir, d.checkEnv(dir, snap))
+		if err != nil {
+			return err
+		}
+		res.Checks = append(res.Checks, cr)
+		if !cr.Passed {
+			what := fmt.Sprintf("exited with code %d", cr.ExitCode)
+			if cr.TimedOut {
+				what = fmt.Sprintf("timed out after %s and was killed", fmtDuration(timeoutOf(c)))
+			} else if cr.ExitCode < 0 {
+				what = "could not run"
+			}
+			d.fail(ReasonCheck, "", "verify command %q %s%s", c.Command, what, lastLine(cr.Output))
+		}
+	}
+	res.ChecksSeconds = d.now().Sub(cstart).Seconds()
+
+	rto := d.now().Sub(start)
+	res.RTOSeconds = rto.Seconds()
+	if t := d.opts.Targets.RTO; t > 0 && !hasReason(res.Failures, ReasonSnapshot, ReasonScratch, ReasonRestore, ReasonContent, ReasonCheck) {
+		met := rto <= t
+		res.RTOMet = &met
+		if !met {
+			d.fail(ReasonRTO, "", "restore, verification and checks took %s, over the RTO target of %s", fmtDuration(rto), fmtDuration(t))
+		}
+	}
+	return nil
+}
+
+func hasReason(fs []Failure, reasons ...string) bool {
+	for _, f := range fs {
+		for _, r := range reasons {
+			if f.Reason == r {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lastLine returns ": <last non-empty line of out>" for a failure
+// message, or "" if there is no output.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	l := strings.TrimSpace(lines[len(lines)-1])
+	if l == "" {
+		return ""
+	}
+	if len(l) > 200 {
+		l = l[:200] + "…"
+	}
+	return ": " + l
+}
+
+// checkScratch prepares the scratch parent and refuses a restore that
+// would not fit. It reports false (and a "scratch" failure) to stop.
+func (d *drill) checkScratch(dir string, need int64) bool {
+	if lim := d.opts.ScratchLimit; lim > 0 && need > lim {
+		d.fail(ReasonScratch, "", "restoring needs %s but the scratch limit is %s; nothing was restored (raise the limit or sample a smaller percentage)",
+			fmtBytes(need), fmtBytes(lim))
+		return false
+	}
+	if err := os.MkdirAll(d.opts.Scratch, 0o700); err != nil {
+		d.fail(ReasonScratch, "", "create scratch directory: %v", err)
+		return false
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(d.opts.Scratch, &st); err != nil {
+		d.fail(ReasonScratch, "", "scratch directory %s: %v", d.opts.Scratch, err)
+		return false
+	}
+	if free := int64(st.Bavail) * int64(st.Bsize); need > free {
+		d.fail(ReasonScratch, "", "restoring needs %s but the filesystem of %s has only %s free; nothing was restored",
+			fmtBytes(need), d.opts.Scratch, fmtBytes(free))
+		return false
+	}
+	// The directory is this drill's alone: a leftover from an earlier
+	// run with the same ID (kept on failure) is replaced.
+	if _, err := os.Lstat(dir); err == nil {
+		d.log.Warn("removing a leftover scratch directory", "dir", dir)
+		if err := removeTree(dir); err != nil {
+			d.fail(ReasonScratch, "", "remove leftover scratch directory %s: %v", dir, err)
+			return false
+		}
+	}
+	return true
+}
+
+// cleanup removes the restored tree, or keeps it after a failure when
+// asked to.
+func (d *drill) cleanup(dir string) {
+	if len(d.res.Failures) > 0 && d.opts.KeepOnFailure {
+		if _, err := os.Lstat(dir); err == nil {
+			d.res.KeptAt = dir
+			d.log.Info("keeping the restored tree of a failed drill", "dir", dir)
+			return
+		}
+	}
+	if err := removeTree(dir); err != nil {
+		d.res.CleanupError = err.Error()
+		d.log.Warn("could not remove the drill's scratch directory", "dir", dir, "err", err)
+	}
+}
+
+// removeTree removes dir and everything below it, first making every
+// directory writable (a restored tree may hold read-only directories).
+// It never follows symlinks.
+func removeTree(dir string) error {
+	_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
+}
