@@ -23,7 +23,7 @@ import (
 // are errors); every error is {"error": "...", "retryable": bool}.
 
 // DefaultMaxBody bounds request bodies (policy files included).
-const DefaultMaxBody = 1 << 20
+const DefaultMaxBody = 8 << 20
 
 // APIConfig configures a node's API.
 type APIConfig struct {
@@ -121,6 +121,14 @@ func (a *API) routes() {
 	a.handle("GET /v1/audit", permRead, a.listAudit)
 	a.handle("GET /v1/status", permRead, a.status)
 	a.handle("GET /v1/snapshots", permRead, a.listSnapshots)
+
+	a.handle("GET /v1/drills", permRead, a.listDrills)
+	a.handle("GET /v1/drills/{id}", permRead, a.getDrill)
+	a.handle("POST /v1/policies/{name}/drill", permWrite, a.runDrill)
+	a.handle("GET /v1/coverage", permRead, a.coverage)
+	a.handle("POST /v1/repos/{name}/verify", permWrite, a.verifyRepo)
+
+	// Alerts (api_alerts.go).
 
 	a.handle("GET /v1/tokens", permAdmin, a.listTokens)
 	a.handle("POST /v1/tokens", permAdmin, a.createToken)

@@ -103,6 +103,8 @@ type CompleteRequest struct {
 	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
 	Partial  bool          `json:"partial,omitempty"`
 	Warnings []string      `json:"warnings,omitempty"` // at most MaxJobWarnings are kept, each cut to 500 bytes
+	Drill    *DrillReport  `json:"drill,omitempty"`  // drill jobs: the verdict
+	Verify   *VerifyReport `json:"verify,omitempty"` // verify jobs: what was read
 }
 
 // MaxJobWarnings bounds the warnings a job result keeps.
@@ -179,7 +181,7 @@ func (a *API) completeJob(w http.ResponseWriter, r *http.Request, c *call) error
 	var j *Job
 	if err := a.apply(func() (err error) {
 		j, err = a.node.CompleteJob(ctx, CompleteJob{JobID: id, Agent: q.Agent, Token: q.Token, Success: q.Success, Error: q.Error, Snapshot: q.Snapshot,
-			Partial: q.Partial, Warnings: boundWarnings(q.Warnings)})
+			Partial: q.Partial, Warnings: boundWarnings(q.Warnings), Drill: q.Drill, Verify: q.Verify})
 		return err
 	}); err != nil {
 		return err
@@ -196,6 +198,14 @@ type EnrollRequest struct {
 	Labels        map[string]string `json:"labels,omitempty"`
 	Version       string            `json:"version,omitempty"`
 	MaxConcurrent int               `json:"max_concurrent,omitempty"`
+	Capabilities  []string          `json:"capabilities,omitempty"` // e.g. "drill": the agent holds an identity
+}
+
+// SeenRequest is the (optional) body of POST /v1/agents/{name}/seen: an
+// agent announces its version and capabilities when it starts.
+type SeenRequest struct {
+	Version      string   `json:"version,omitempty"`
+	Capabilities []string `json:"capabilities"`
 }
 
 // EnrollResult carries the agent's credential, shown this once.
@@ -219,7 +229,7 @@ func (a *API) enrollAgent(w http.ResponseWriter, r *http.Request, c *call) error
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	if err := a.apply(func() error {
-		_, err := a.node.Propose(ctx, CmdEnrollAgent, c.p.Actor, EnrollAgent{Name: q.Name, Labels: q.Labels, Version: q.Version,
+		_, err := a.node.Propose(ctx, CmdEnrollAgent, c.p.Actor, EnrollAgent{Name: q.Name, Labels: q.Labels, Version: q.Version, Capabilities: q.Capabilities,
 			CredentialHash: hash, MaxConcurrent: q.MaxConcurrent, JoinToken: c.p.Join, Replace: c.p.Role == RoleAdmin})
 		return err
 	}); err != nil {
@@ -288,9 +298,26 @@ func (a *API) seen(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := actAs(c, name); err != nil {
 		return err
 	}
+	seen := AgentSeen{Name: name}
+	if len(bytes.TrimSpace(c.body)) > 0 {
+		var q SeenRequest
+		if err := decodeJSON(c.body, &q); err != nil {
+			return err
+		}
+		seen.Version = q.Version
+		seen.Capabilities = q.Capabilities
+		if seen.Capabilities == nil {
+			seen.Capabilities = []string{}
+		}
+		for _, cp := range seen.Capabilities {
+			if cp != CapDrill {
+				return badRequest("capability %q: the only capability is %q", cp, CapDrill)
+			}
+		}
+	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
-	if _, err := a.node.Propose(ctx, CmdAgentSeen, "agent:"+name, AgentSeen{Name: name}); err != nil {
+	if _, err := a.node.Propose(ctx, CmdAgentSeen, "agent:"+name, seen); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
