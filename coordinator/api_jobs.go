@@ -103,8 +103,8 @@ type CompleteRequest struct {
 	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
 	Partial  bool          `json:"partial,omitempty"`
 	Warnings []string      `json:"warnings,omitempty"` // at most MaxJobWarnings are kept, each cut to 500 bytes
-	Drill    *DrillReport  `json:"drill,omitempty"`  // drill jobs: the verdict
-	Verify   *VerifyReport `json:"verify,omitempty"` // verify jobs: what was read
+	Drill    *DrillReport  `json:"drill,omitempty"`    // drill jobs: the verdict
+	Verify   *VerifyReport `json:"verify,omitempty"`   // verify jobs: what was read
 }
 
 // MaxJobWarnings bounds the warnings a job result keeps.
