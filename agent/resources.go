@@ -2,13 +2,12 @@ package agent
 
 import (
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/coordinator"
 )
 
 // Rate is an upload rate in bytes per second; 0 means unlimited. In the
@@ -31,37 +30,11 @@ func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
 // "20MiB/s", "20M", "1.5GiB/s", "500kB/s". K, M, G, KiB, MiB, GiB are
 // powers of 1024; kB, KB, MB, GB are powers of 1000.
 func ParseRate(s string) (int64, error) {
-	in := s
-	s = strings.TrimSpace(s)
-	s = strings.TrimSuffix(strings.TrimSuffix(s, "/s"), "ps")
-	i := strings.IndexFunc(s, func(c rune) bool { return (c < '0' || c > '9') && c != '.' })
-	num, unit := s, ""
-	if i >= 0 {
-		num, unit = s[:i], strings.TrimSpace(s[i:])
+	v, err := coordinator.ParseSize(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(s), "/s"), "ps"))
+	if err != nil {
+		return 0, fmt.Errorf("upload limit %q: want bytes per second, like 20MiB/s, 500kB/s or 1048576 (%v)", s, err)
 	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
-		return 0, fmt.Errorf("upload limit %q: want bytes per second, like 20MiB/s, 500kB/s or 1048576", in)
-	}
-	mult := map[string]float64{
-		"": 1, "B": 1,
-		"K": 1 << 10, "KiB": 1 << 10, "k": 1 << 10,
-		"M": 1 << 20, "MiB": 1 << 20,
-		"G": 1 << 30, "GiB": 1 << 30,
-		"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9,
-	}
-	m, ok := mult[unit]
-	if !ok {
-		return 0, fmt.Errorf("upload limit %q: unknown unit %q (want B, KiB, MiB, GiB, kB, MB or GB, optionally with /s)", in, unit)
-	}
-	v := f * m
-	if v >= math.MaxInt64/2 {
-		return 0, fmt.Errorf("upload limit %q: too large", in)
-	}
-	if v > 0 && v < 1 {
-		v = 1
-	}
-	return int64(v), nil
+	return v, nil
 }
 
 // FormatRate formats a rate for messages: "20MiB/s", "unlimited".

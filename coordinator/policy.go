@@ -234,3 +234,75 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	*d = v
 	return nil
 }
+
+// ParseSize reads a byte size: a number with an optional unit, "0",
+// "1048576", "512MiB", "1.5GiB", "10G", "500kB". K, M, G, T, KiB, MiB, GiB,
+// TiB are powers of 1024; kB, KB, MB, GB, TB powers of 1000.
+func ParseSize(s string) (int64, error) {
+	in := s
+	s = strings.TrimSpace(s)
+	i := strings.IndexFunc(s, func(c rune) bool { return (c < '0' || c > '9') && c != '.' })
+	num, unit := s, ""
+	if i >= 0 {
+		num, unit = s[:i], strings.TrimSpace(s[i:])
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, fmt.Errorf("size %q: want a number of bytes with an optional unit, like 10GiB, 500MB or 1048576", in)
+	}
+	mult := map[string]float64{
+		"": 1, "B": 1,
+		"K": 1 << 10, "KiB": 1 << 10, "k": 1 << 10,
+		"M": 1 << 20, "MiB": 1 << 20,
+		"G": 1 << 30, "GiB": 1 << 30,
+		"T": 1 << 40, "TiB": 1 << 40,
+		"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+	}
+	m, ok := mult[unit]
+	if !ok {
+		return 0, fmt.Errorf("size %q: unknown unit %q (want B, KiB, MiB, GiB, TiB, kB, MB, GB or TB)", in, unit)
+	}
+	v := f * m
+	if v >= math.MaxInt64/2 {
+		return 0, fmt.Errorf("size %q: too large", in)
+	}
+	if v > 0 && v < 1 {
+		v = 1
+	}
+	return int64(v), nil
+}
+
+// ParseSample reads a drill's sample: "" or "all" (every file, 100) or a
+// percentage in (0, 100] such as "10%".
+func ParseSample(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "all" {
+		return 100, nil
+	}
+	num, ok := strings.CutSuffix(s, "%")
+	f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if !ok || err != nil || !(f > 0 && f <= 100) {
+		return 0, fmt.Errorf("sample %q: want \"all\" or a percentage in (0, 100], like \"10%%\"", s)
+	}
+	return f, nil
+}
+
+// CheckSnapshotSelector checks a drill's snapshot selector: "latest",
+// "random-within:30d" (or "random-within 30d"), or a snapshot ID prefix.
+func CheckSnapshotSelector(s string) error {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "latest" {
+		return nil
+	}
+	if rest, ok := strings.CutPrefix(s, "random-within"); ok {
+		rest = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+		if d, err := ParseDuration(rest); err != nil || d <= 0 {
+			return fmt.Errorf("snapshot %q: want random-within:DURATION, like random-within:30d", s)
+		}
+		return nil
+	}
+	if strings.Trim(s, "0123456789abcdef") != "" || len(s) < 4 || len(s) > 64 {
+		return fmt.Errorf("snapshot %q: want latest, random-within:DURATION or a snapshot ID (at least 4 hex digits)", s)
+	}
+	return nil
+}

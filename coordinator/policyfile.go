@@ -182,6 +182,9 @@ func (p Policy) check() (errs, warns []Problem) {
 	if p.MaxConcurrent < 0 {
 		add("max_concurrent", "must not be negative (got %d)", p.MaxConcurrent)
 	}
+	if p.VerifyEvery < 0 || p.VerifyEvery > 0 && time.Duration(p.VerifyEvery) < time.Hour {
+		add("verify_every", "want at least 1h (got %s): every pack of the repository is read once per period", p.VerifyEvery)
+	}
 	if p.MaxAttempts < 0 {
 		add("max_attempts", "must not be negative (got %d)", p.MaxAttempts)
 	}
@@ -206,6 +209,20 @@ func (p Policy) check() (errs, warns []Problem) {
 		}
 		if d.Scratch != "" && !isAbsPath(d.Scratch) {
 			add("drill.scratch", "%q is not an absolute path", d.Scratch)
+		}
+		if err := CheckSnapshotSelector(d.Snapshot); err != nil {
+			add("drill.snapshot", "%v", err)
+		}
+		if _, err := ParseSample(d.Sample); err != nil {
+			add("drill.sample", "%v", err)
+		}
+		if d.ScratchLimit != "" {
+			if _, err := ParseSize(d.ScratchLimit); err != nil {
+				add("drill.scratch_limit", "%v", err)
+			}
+		}
+		if d.Schedule != "" && p.Repository == "" {
+			add("drill", "a drill needs the policy's repository")
 		}
 		for i, v := range d.Verify {
 			f := fmt.Sprintf("drill.verify[%d]", i)
