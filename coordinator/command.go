@@ -151,7 +151,7 @@ type AgentSeen struct {
 	Version string `json:"version,omitempty"`
 	// Capabilities, when not nil, replaces the agent's announced
 	// capabilities (an agent announces them each time it starts).
-	Capabilities []string `json:"capabilities,omitempty"`
+	Capabilities []string `json:"capabilities"`
 }
 
 // RevokeAgent revokes an agent: it gets no new leases and its reports are

@@ -1,0 +1,347 @@
+package coordinator
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// drillSetup adds to h.setup: a drill spec on policy p (runner role=db),
+// and makes a1 drill-capable.
+func (h *fsmHarness) drillSetup(wk []byte, schedule string) {
+	h.t.Helper()
+	h.setup(wk)
+	h.must(CmdPutPolicy, PutPolicy{Policy: Policy{Name: "p", Repository: "r", Schedule: "@every 1m", Paths: []string{"/data"},
+		Agents: map[string]string{"role": "db"}, MaxAttempts: 2,
+		Drill: &DrillSpec{Schedule: schedule, Runner: map[string]string{"role": "db"}}}})
+	h.must(CmdAgentSeen, AgentSeen{Name: "a1", Capabilities: []string{CapDrill}})
+}
+
+func (h *fsmHarness) state() *State {
+	var st *State
+	h.fsm.View(func(s *State) { st = s.Clone() })
+	return st
+}
+
+func TestPlanDrillsPicksARunnerAndRecordsMissingOnes(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "@every 1h")
+	// a2 holds an identity too, but the runner selector wants role=db.
+	h.must(CmdAgentSeen, AgentSeen{Name: "a2", Capabilities: []string{CapDrill}})
+
+	now := t0.Add(3*time.Hour + time.Minute)
+	h.now = now
+	h.must(CmdAgentSeen, AgentSeen{Name: "a1"})
+	plan := PlanDrills(h.state(), now, 2*time.Minute)
+	if len(plan.Jobs) != 1 || len(plan.NotRun) != 0 {
+		t.Fatalf("plan = %+v, want one job", plan)
+	}
+	j := plan.Jobs[0]
+	// Three instants were missed; only the newest runs.
+	wantInst := t0.Truncate(time.Hour).Add(3 * time.Hour)
+	if j.Agent != "a1" || j.Kind != KindDrill || !j.ScheduledAt.Equal(wantInst) || j.ID != DrillJobID("p", wantInst) {
+		t.Fatalf("job = %+v", j)
+	}
+	if again := PlanDrills(h.state(), now, 2*time.Minute); !reflect.DeepEqual(again, plan) {
+		t.Fatalf("planning is not deterministic:\n%+v\n%+v", plan, again)
+	}
+	h.must(CmdCreateJobs, CreateJobs{Jobs: plan.Jobs, DrillFired: plan.Fired})
+	if p := PlanDrills(h.state(), now, 2*time.Minute); len(p.Jobs)+len(p.NotRun) != 0 {
+		t.Fatalf("the same instant planned twice: %+v", p)
+	}
+	// A drill job needs a drill-capable agent: the FSM refuses others.
+	if _, err := h.apply(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "d-x", Kind: KindDrill, Trigger: TriggerManual, Policy: "p", Agent: "a1"}}}); err != nil {
+		t.Fatalf("drill job on a1: %v", err)
+	}
+	h.must(CmdAgentSeen, AgentSeen{Name: "a1", Capabilities: []string{}})
+	if _, err := h.apply(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "d-y", Kind: KindDrill, Trigger: TriggerManual, Policy: "p", Agent: "a1"}}}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("drill job on an agent without identity: err = %v, want conflict", err)
+	}
+
+	// An hour later no runner is connected: the drill is recorded as not run.
+	h.now = now.Add(time.Hour)
+	plan = PlanDrills(h.state(), h.now, 2*time.Minute)
+	if len(plan.Jobs) != 0 || len(plan.NotRun) != 1 {
+		t.Fatalf("plan without runner = %+v", plan)
+	}
+	if !strings.Contains(plan.NotRun[0].Reason, "runner selector role=db") {
+		t.Fatalf("reason = %q", plan.NotRun[0].Reason)
+	}
+	h.must(CmdRecordDrill, plan.NotRun[0])
+	st := h.state()
+	d := st.Drills[plan.NotRun[0].ID]
+	if d == nil || d.Passed || !slices.Equal(d.Reasons, []string{ReasonRunner}) || !strings.Contains(d.Summary, "no connected agent") {
+		t.Fatalf("record = %+v", d)
+	}
+	if !st.DrillFired["p"].Equal(plan.NotRun[0].ScheduledAt) {
+		t.Fatalf("watermark not advanced: %v", st.DrillFired["p"])
+	}
+}
+
+func TestDrillVerdictsAreFinalAndEveryDrillJobEndsInARecord(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "")
+	lease := func(id string) *Job {
+		t.Helper()
+		h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: id, Kind: KindDrill, Trigger: TriggerManual, Policy: "p", Agent: "a1", Drill: &DrillParams{Snapshot: "latest"}}}})
+		j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: id, TTL: time.Minute}).(*Job)
+		return j
+	}
+	report := DrillReport{Passed: false, Reasons: []string{"check", "content", "check"}, Summary: "FAILED (content, check)",
+		SnapshotID: "abcd", StartedAt: t0, FinishedAt: t0.Add(time.Minute), RTOSeconds: 60, RPOSeconds: 3600, Result: []byte(`{"passed":false}`)}
+
+	// Malformed reports change nothing.
+	j := lease("d1")
+	bad := []CompleteJob{
+		{JobID: "d1", Agent: "a1", Token: j.Lease.Token, Success: true},                         // success without a result
+		{JobID: "d1", Agent: "a1", Token: j.Lease.Token, Success: true, Drill: &report},         // success but not passed
+		{JobID: "d1", Agent: "a1", Token: j.Lease.Token, Success: false, Drill: &DrillReport{}}, // failed without a reason
+		{JobID: "d1", Agent: "a1", Token: j.Lease.Token, Success: false, Drill: &DrillReport{Reasons: []string{"x"}, Result: []byte(`"` + strings.Repeat("x", MaxDrillResult) + `"`)}},
+		{JobID: "d1", Agent: "a1", Token: j.Lease.Token, Success: false, Verify: &VerifyReport{}},
+	}
+	before := h.snapshot()
+	for i, c := range bad {
+		if _, err := h.apply(CmdCompleteJob, c); !errors.Is(err, ErrInvalidCommand) {
+			t.Fatalf("bad report %d: err = %v, want invalid", i, err)
+		}
+	}
+	if string(before) != string(h.snapshot()) {
+		t.Fatal("a rejected report changed the state")
+	}
+
+	// A failed verdict is final: no retry although attempts remain.
+	h.must(CmdCompleteJob, CompleteJob{JobID: "d1", Agent: "a1", Token: j.Lease.Token, Success: false, Error: "drill failed", Drill: &report})
+	st := h.state()
+	if got := st.Jobs["d1"]; got.State != JobFailed || got.Result.Drill != "d1" {
+		t.Fatalf("job = %+v", got)
+	}
+	d := st.Drills["d1"]
+	if d == nil || d.Passed || !slices.Equal(d.Reasons, []string{"check", "content"}) || d.Runner != "a1" || d.TriggeredBy != "test" ||
+		d.Trigger != TriggerManual || d.RTOSeconds != 60 || string(d.Result) != `{"passed":false}` {
+		t.Fatalf("record = %+v", d)
+	}
+
+	// A passed verdict.
+	j = lease("d2")
+	ok := DrillReport{Passed: true, SnapshotID: "abcd", StartedAt: t0, FinishedAt: t0.Add(time.Second), RTOSeconds: 1}
+	h.must(CmdCompleteJob, CompleteJob{JobID: "d2", Agent: "a1", Token: j.Lease.Token, Success: true, Drill: &ok})
+	if st := h.state(); st.Jobs["d2"].State != JobSucceeded || !st.Drills["d2"].Passed || st.LatestDrill("p").ID != "d2" {
+		t.Fatalf("passed drill: job %+v record %+v", st.Jobs["d2"], st.Drills["d2"])
+	}
+
+	// No verdict (the runner could not start): retried, and once the
+	// attempts are used up, recorded with reason "runner".
+	j = lease("d3")
+	h.must(CmdCompleteJob, CompleteJob{JobID: "d3", Agent: "a1", Token: j.Lease.Token, Success: false, Error: "bucket unreachable"})
+	if st := h.state(); st.Jobs["d3"].State != JobPending || st.Drills["d3"] != nil {
+		t.Fatalf("first failure without verdict: job %+v", st.Jobs["d3"])
+	}
+	j = h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "d3", TTL: time.Minute}).(*Job)
+	h.now = h.now.Add(2 * time.Minute) // the lease lapses
+	h.must(CmdExpireLease, ExpireLease{JobID: "d3", Token: j.Lease.Token})
+	st = h.state()
+	d = st.Drills["d3"]
+	if st.Jobs["d3"].State != JobFailed || d == nil || d.Passed || !slices.Equal(d.Reasons, []string{ReasonRunner}) ||
+		!strings.Contains(d.Summary, "attempt 2 of 2") {
+		t.Fatalf("exhausted drill job: job %+v record %+v", st.Jobs["d3"], d)
+	}
+	if got := st.DrillsFor("p", time.Time{}); len(got) != 3 {
+		t.Fatalf("DrillsFor = %d records, want 3", len(got))
+	}
+	// Old records are pruned with jobs.
+	h.must(CmdPruneJobs, PruneJobs{FinishedBefore: t0, DrillsBefore: t0.Add(time.Hour)})
+	if n := len(h.state().Drills); n != 0 {
+		t.Fatalf("%d drill records left after pruning", n)
+	}
+}
+
+func TestMaintenanceSlotDoesNotTakeABackupSlot(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "")
+	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{
+		{ID: "b1", Kind: KindBackup, Trigger: TriggerManual, Policy: "p", Agent: "a1"},
+		{ID: "b2", Kind: KindBackup, Trigger: TriggerManual, Policy: "p", Agent: "a1"},
+		{ID: "v1", Kind: KindVerify, Trigger: TriggerManual, Repository: "r", Agent: "a1", Verify: &VerifyParams{Shards: []int{1}}},
+		{ID: "d1", Kind: KindDrill, Trigger: TriggerManual, Policy: "p", Agent: "a1"},
+	}})
+	if j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "b1", TTL: time.Minute}).(*Job); j.ID != "b1" {
+		t.Fatal(j.ID)
+	}
+	// The backup slot (limit 1) is taken; the maintenance slot is not.
+	if _, err := h.apply(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "b2", TTL: time.Minute}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second backup: err = %v, want conflict", err)
+	}
+	var st *State
+	h.fsm.View(func(s *State) {
+		if !s.HasWork("a1", h.now) {
+			t.Error("HasWork = false with a free maintenance slot")
+		}
+	})
+	j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", TTL: time.Minute}).(*Job)
+	if !maintenance(j.Kind) {
+		t.Fatalf("leased %s, want a verify or drill job", j.ID)
+	}
+	// One maintenance job at a time.
+	if v := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", TTL: time.Minute}); v.(*Job) != nil {
+		t.Fatalf("leased a second job %s", v.(*Job).ID)
+	}
+	st = h.state()
+	if len(st.Agents["a1"].Running) != 2 {
+		t.Fatalf("running = %v", st.Agents["a1"].Running)
+	}
+}
+
+// packID makes a deterministic pack ID.
+func packID(i int) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "pack %d", i))
+	return hex.EncodeToString(h[:])
+}
+
+// verifyAgent plays an agent for a verify job over a fixed set of packs.
+func verifyReport(packs map[string]int64, shards []int, damaged map[string]bool) *VerifyReport {
+	want := map[int]bool{}
+	for _, s := range shards {
+		want[s] = true
+	}
+	r := &VerifyReport{Shards: shards}
+	counts := map[int]*ShardCount{}
+	for _, id := range sortedKeys(packs) {
+		sh := ShardOf(id)
+		if counts[sh] == nil {
+			counts[sh] = &ShardCount{Shard: sh}
+		}
+		counts[sh].Packs++
+		counts[sh].Bytes += packs[id]
+		if want[sh] {
+			pc := PackCheck{ID: id, Size: packs[id]}
+			if damaged[id] {
+				pc.Error = "sha-256 mismatch"
+			}
+			r.Packs = append(r.Packs, pc)
+		}
+	}
+	for sh := 0; sh < VerifyShards; sh++ {
+		if c := counts[sh]; c != nil {
+			r.Inventory = append(r.Inventory, *c)
+		}
+	}
+	return r
+}
+
+func TestVerificationCoverageReaches100PercentOverSimulatedDays(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.setup(wk)
+	h.must(CmdPutPolicy, PutPolicy{Policy: Policy{Name: "p", Repository: "r", Schedule: "@daily", Paths: []string{"/data"},
+		Agents: map[string]string{"role": "db"}, VerifyEvery: Duration(20 * 24 * time.Hour)}})
+	packs := map[string]int64{}
+	for i := range 3000 {
+		packs[packID(i)] = int64(16<<20 + i)
+	}
+	sched, err := ParseSchedule("@daily")
+	if err != nil {
+		t.Fatal(err)
+	}
+	every := 20 * 24 * time.Hour
+	perRun := ShardsPerRun(every, 24*time.Hour)
+	if perRun != 26 { // 256 shards in 10 runs
+		t.Fatalf("ShardsPerRun = %d, want 26", perRun)
+	}
+	var reachedAt int
+	for day := 1; day <= 25; day++ {
+		h.now = t0.Truncate(24 * time.Hour).Add(time.Duration(day)*24*time.Hour + time.Hour)
+		h.must(CmdAgentSeen, AgentSeen{Name: "a1"})
+		plan := PlanVerify(h.state(), sched, h.now, 2*time.Minute)
+		if len(plan.Jobs) != 1 {
+			t.Fatalf("day %d: %d verify jobs, want 1 (%+v)", day, len(plan.Jobs), plan)
+		}
+		nj := plan.Jobs[0]
+		if nj.Agent != "a1" || nj.Repository != "r" || len(nj.Verify.Shards) != perRun {
+			t.Fatalf("day %d: job %+v", day, nj)
+		}
+		h.must(CmdCreateJobs, CreateJobs{Jobs: plan.Jobs, VerifyFired: plan.Fired})
+		if again := PlanVerify(h.state(), sched, h.now, 2*time.Minute); len(again.Jobs) != 0 {
+			t.Fatalf("day %d: a second verify job for the same instant", day)
+		}
+		j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: nj.ID, TTL: time.Hour}).(*Job)
+		h.must(CmdCompleteJob, CompleteJob{JobID: j.ID, Agent: "a1", Token: j.Lease.Token, Success: true,
+			Verify: verifyReport(packs, j.Verify.Shards, nil)})
+		rep := h.state().CoverageOf(h.now)[0]
+		if rep.Packs != len(packs) {
+			t.Fatalf("day %d: coverage counts %d packs, want %d", day, rep.Packs, len(packs))
+		}
+		if rep.Ratio == 1 && reachedAt == 0 {
+			reachedAt = day
+			if rep.OverduePacks != 0 || rep.VerifiedPacks != len(packs) {
+				t.Fatalf("day %d: 100%% but %+v", day, rep)
+			}
+		}
+		if day < 10 && rep.Ratio >= 1 {
+			t.Fatalf("day %d: coverage %.2f before the shards could all have been read", day, rep.Ratio)
+		}
+		if reachedAt > 0 && rep.Ratio != 1 {
+			t.Fatalf("day %d: coverage fell back to %.3f (overdue %d)", day, rep.Ratio, rep.OverduePacks)
+		}
+	}
+	if reachedAt != 10 {
+		t.Fatalf("100%% coverage reached on day %d, want day 10 (26 of 256 shards a day)", reachedAt)
+	}
+
+	// Damage: a full verification finds a flipped pack; a deleted pack
+	// disappears from the coverage.
+	var bad, gone string
+	for _, id := range sortedKeys(packs) {
+		if bad == "" {
+			bad = id
+		} else if gone == "" && ShardOf(id) != ShardOf(bad) {
+			gone = id
+		}
+	}
+	delete(packs, gone)
+	h.now = h.now.Add(time.Hour)
+	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "vall", Kind: KindVerify, Trigger: TriggerManual, Repository: "r", Agent: "a1", Verify: &VerifyParams{Shards: AllShards()}}}})
+	j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "vall", TTL: time.Hour}).(*Job)
+	h.must(CmdCompleteJob, CompleteJob{JobID: "vall", Agent: "a1", Token: j.Lease.Token, Success: false, Error: "1 damaged pack",
+		Verify: verifyReport(packs, AllShards(), map[string]bool{bad: true})})
+	st := h.state()
+	if got := st.Jobs["vall"]; got.State != JobFailed || got.Result.Verify == nil || !slices.Equal(got.Result.Verify.Damaged, []string{bad}) {
+		t.Fatalf("verify job = %+v", got)
+	}
+	rep := st.CoverageOf(h.now)[0]
+	if len(rep.Damaged) != 1 || rep.Damaged[0].Pack != bad || rep.Packs != len(packs) || rep.VerifiedPacks != len(packs)-1 {
+		t.Fatalf("coverage after damage = %+v", rep)
+	}
+	if st.Coverage["r"].Packs[gone] != nil {
+		t.Fatal("a deleted pack is still tracked")
+	}
+	// A report for other shards than the job's is refused.
+	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "v2", Kind: KindVerify, Trigger: TriggerManual, Repository: "r", Agent: "a1", Verify: &VerifyParams{Shards: []int{1}}}}})
+	j = h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "v2", TTL: time.Hour}).(*Job)
+	if _, err := h.apply(CmdCompleteJob, CompleteJob{JobID: "v2", Agent: "a1", Token: j.Lease.Token, Success: true,
+		Verify: verifyReport(packs, []int{2}, nil)}); !errors.Is(err, ErrInvalidCommand) {
+		t.Fatalf("report for the wrong shards: err = %v", err)
+	}
+}
+
+func TestCoverageReportOfAnUnverifiedRepository(t *testing.T) {
+	var c *Coverage
+	rep := c.Report("r", DefaultVerifyEvery, t0)
+	if rep.Ratio != 1 || rep.Packs != 0 || len(rep.OverdueShards) != VerifyShards {
+		t.Fatalf("empty coverage = %+v", rep)
+	}
+	if got := c.DueShards(3); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("DueShards = %v", got)
+	}
+	if ShardOf("ff00") != 255 || ShardOf("zz") != -1 || ShardOf("a") != -1 {
+		t.Fatal("ShardOf")
+	}
+}
