@@ -476,3 +476,22 @@ func TestCancelled(t *testing.T) {
 	}
 	assertGone(t, ScratchDir(o.Scratch, o.ID))
 }
+
+// TestDrillMissingPackMinIO: on S3, a pack deleted behind the
+// repository's back fails the drill with a restore failure naming it.
+func TestDrillMissingPackMinIO(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "minio", smallTree())
+	snap := e.backup(t, base.Add(-time.Hour))
+	loc := dataBlob(t, e, snap, "big.bin")
+	if err := e.repos.Store.Delete(context.Background(), chunkstore.PackName(loc.Pack.ID)); err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts(t, "minio-missing")
+	r := e.run(t, o)
+	f := failureFor(r, ReasonRestore)
+	if r.Passed || f == nil || !strings.Contains(f.Message, loc.Pack.ID.String()) {
+		t.Fatalf("drill %s: want a restore failure naming pack %s", r.Summary(), loc.Pack.ID)
+	}
+	assertGone(t, ScratchDir(o.Scratch, o.ID))
+}
