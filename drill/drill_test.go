@@ -480,7 +480,7 @@ func TestCancelled(t *testing.T) {
 // TestDrillMissingPackMinIO: on S3, a pack deleted behind the
 // repository's back fails the drill with a restore failure naming it.
 func TestDrillMissingPackMinIO(t *testing.T) {
-	t.Parallel()
+	// Not parallel: MinIO repositories set AWS_* variables with t.Setenv.
 	e := newEnv(t, "minio", smallTree())
 	snap := e.backup(t, base.Add(-time.Hour))
 	loc := dataBlob(t, e, snap, "big.bin")
