@@ -40,6 +40,12 @@ const (
 	CmdCreateJoinToken  CommandType = "jointoken.create"
 	CmdRevokeJoinToken  CommandType = "jointoken.revoke"
 	CmdRecordDrill      CommandType = "drill.record"
+
+	// Alerts (alert.go).
+	CmdSyncAlerts        CommandType = "alerts.sync"
+	CmdAlertDelivered    CommandType = "alert.delivered"
+	CmdPutAlertTarget    CommandType = "alerttarget.put"
+	CmdDeleteAlertTarget CommandType = "alerttarget.delete"
 )
 
 // Errors returned by FSM.Apply (inside ApplyResult.Err) and so by Node

@@ -203,6 +203,11 @@ var transitions = map[CommandType]transition{
 	CmdCreateJoinToken:  payload(createJoinToken),
 	CmdRevokeJoinToken:  payload(revokeJoinToken),
 	CmdRecordDrill:      payload(recordDrillCmd),
+
+	CmdSyncAlerts:        payload(syncAlerts),
+	CmdAlertDelivered:    payload(alertDelivered),
+	CmdPutAlertTarget:    payload(putAlertTarget),
+	CmdDeleteAlertTarget: payload(deleteAlertTarget),
 }
 
 // unaudited commands are frequent and change nothing an operator asked

@@ -57,6 +57,10 @@ type Config struct {
 	// VerifySchedule is when repository verify jobs run (default
 	// DefaultVerifySchedule; "off" disables them).
 	VerifySchedule string
+	// Alerts holds the thresholds of alert evaluation and Notify the
+	// delivery of alerts to targets (alert.go, notify.go).
+	Alerts AlertConfig
+	Notify NotifyConfig
 }
 
 // Node is one coordinator server: Raft, the FSM, and — while it leads —
@@ -76,6 +80,7 @@ type Node struct {
 
 	lastPrune   time.Time // leader loop only
 	leaderSince time.Time // leader loop only: when this node's loop got past its barrier
+	alerting    alertLoop // leader loop only (alert.go)
 }
 
 // NewNode opens the data dir, starts Raft and the leadership watcher.
@@ -477,9 +482,11 @@ func (n *Node) startLeaderLoop() func() {
 		defer close(done)
 		n.leaderLoop(ctx)
 	}()
+	notifierDone := n.startNotifier(ctx)
 	return func() {
 		cancel()
 		<-done
+		notifierDone()
 	}
 }
 
@@ -555,6 +562,7 @@ func (n *Node) tick(ctx context.Context) {
 		}
 	}
 	n.planMaintenance(ctx)
+	n.evaluateAlerts(ctx)
 	n.expireLeases(ctx)
 	n.pruneJobs(ctx)
 }
