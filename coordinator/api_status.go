@@ -24,6 +24,19 @@ type PolicyStatus struct {
 	LastFired    time.Time `json:"last_fired,omitzero"`
 	NextRun      time.Time `json:"next_run,omitzero"`
 	ScheduleLag  Duration  `json:"schedule_lag,omitempty"` // how late the next instant is
+	RTOTarget    Duration  `json:"rto_target,omitempty"`
+	// LastDrill is the policy's newest restore drill (nil: none yet).
+	LastDrill *DrillBrief `json:"last_drill,omitempty"`
+}
+
+// DrillBrief is a drill in a status report.
+type DrillBrief struct {
+	ID         string    `json:"id"`
+	Passed     bool      `json:"passed"`
+	StartedAt  time.Time `json:"started_at"`
+	RTOSeconds float64   `json:"rto_seconds"`
+	RPOSeconds float64   `json:"rpo_seconds"`
+	Reasons    []string  `json:"reasons,omitempty"`
 }
 
 // AgentPolicy is one policy's state on one agent.
@@ -54,13 +67,18 @@ type StatusReport struct {
 	Policies []PolicyStatus `json:"policies"`
 	Agents   []AgentStatus  `json:"agents"`
 	Overdue  []string       `json:"overdue"` // policy or policy/agent that missed its RPO
+	// Coverage is each repository's pack verification coverage.
+	Coverage []CoverageReport `json:"coverage"`
 }
 
 // computeStatus derives the report from the state at now. A policy (or a
 // policy on an agent) is overdue when it has an RPO target and its newest
 // good snapshot — or, without one, its creation — is older than that.
 func computeStatus(s *State, now time.Time, agentTimeout time.Duration) StatusReport {
-	rep := StatusReport{Time: now, Policies: []PolicyStatus{}, Agents: []AgentStatus{}, Overdue: []string{}}
+	rep := StatusReport{Time: now, Policies: []PolicyStatus{}, Agents: []AgentStatus{}, Overdue: []string{}, Coverage: s.CoverageOf(now)}
+	if rep.Coverage == nil {
+		rep.Coverage = []CoverageReport{}
+	}
 	type key struct{ policy, agent string }
 	last := map[key]time.Time{}
 	lastSnap := map[string]string{}
@@ -79,7 +97,7 @@ func computeStatus(s *State, now time.Time, agentTimeout time.Duration) StatusRe
 	}
 	for _, j := range s.Jobs {
 		ps := counts[j.Policy]
-		if ps != nil {
+		if ps != nil && j.Kind == KindBackup {
 			switch j.State {
 			case JobPending:
 				ps.Pending++
@@ -120,7 +138,11 @@ func computeStatus(s *State, now time.Time, agentTimeout time.Duration) StatusRe
 		pr := s.Policies[name]
 		p := pr.Policy
 		ps := counts[name]
-		ps.Name, ps.Repository, ps.Schedule, ps.RPOTarget = p.Name, p.Repository, p.Schedule, p.Targets.RPO
+		ps.Name, ps.Repository, ps.Schedule, ps.RPOTarget, ps.RTOTarget = p.Name, p.Repository, p.Schedule, p.Targets.RPO, p.Targets.RTO
+		if d := s.LatestDrill(name); d != nil {
+			ps.LastDrill = &DrillBrief{ID: d.ID, Passed: d.Passed, StartedAt: d.StartedAt, RTOSeconds: d.RTOSeconds,
+				RPOSeconds: d.RPOSeconds, Reasons: append([]string(nil), d.Reasons...)}
+		}
 		ps.Agents = []string{}
 		ps.LastSuccess, ps.LastSnapshot = last[key{name, ""}], lastSnap[name]
 		ps.RPOAchieved = Duration(age(ps.LastSuccess, pr.CreatedAt))

@@ -43,7 +43,7 @@ func newMetrics(a *API) *Metrics {
 			Help: "Jobs leased to agents through this node.",
 		}),
 	}
-	m.reg.MustRegister(m.apply, m.requests, m.latency, m.leased, &stateCollector{a: a},
+	m.reg.MustRegister(m.apply, m.requests, m.latency, m.leased, &stateCollector{a: a}, &maintenanceCollector{a: a},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -83,6 +83,7 @@ var (
 	descRPOTarget   = prometheus.NewDesc("lifeboat_policy_rpo_target_seconds", "The policy's RPO target (0: none).", []string{"policy"}, nil)
 	descOverdue     = prometheus.NewDesc("lifeboat_policy_overdue", "1 if the policy misses its RPO target.", []string{"policy"}, nil)
 	descSnapshots   = prometheus.NewDesc("lifeboat_catalog_snapshots", "Snapshots in the catalog.", nil, nil)
+	descAlerts      = prometheus.NewDesc("lifeboat_alerts_open", "Open alerts by kind.", []string{"kind"}, nil)
 	raftStates      = []string{"Leader", "Follower", "Candidate", "Shutdown"}
 )
 
@@ -91,7 +92,7 @@ type stateCollector struct{ a *API }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descRaftLeader, descRaftTerm, descRaftCommit, descRaftApplied,
-		descRaftMembers, descHasLeader, descJobs, descLag, descAgents, descAgentsAll, descPolls, descRPO, descRPOTarget, descOverdue, descSnapshots} {
+		descRaftMembers, descHasLeader, descJobs, descLag, descAgents, descAgentsAll, descPolls, descRPO, descRPOTarget, descOverdue, descSnapshots, descAlerts} {
 		ch <- d
 	}
 }
@@ -117,13 +118,22 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	var rep StatusReport
 	jobs := map[JobState]int{JobPending: 0, JobRunning: 0, JobSucceeded: 0, JobFailed: 0, JobCancelled: 0}
 	var snaps, agents int
+	alerts := map[AlertKind]int{}
 	a.node.View(func(s *State) {
 		rep = computeStatus(s, now, a.node.cfg.AgentTimeout)
 		for _, j := range s.Jobs {
 			jobs[j.State]++
 		}
 		snaps, agents = len(s.Catalog), len(s.Agents)
+		for _, al := range s.Alerts {
+			if al.Firing() {
+				alerts[al.Kind]++
+			}
+		}
 	})
+	for _, k := range AlertKinds {
+		gauge(descAlerts, float64(alerts[k]), string(k))
+	}
 	for _, st := range []JobState{JobPending, JobRunning, JobSucceeded, JobFailed, JobCancelled} {
 		gauge(descJobs, float64(jobs[st]), string(st))
 	}

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -110,5 +112,68 @@ LIFEBOAT_S3_* variables) are stored with the repository for the agents.`,
 			return nil
 		},
 	})
+	var all bool
+	verify := &cobra.Command{
+		Use:   "verify NAME",
+		Short: "Verify the repository's packs now (the shards due, or --all) on one of its agents",
+		Long: `Start a verification job: an agent that backs up to the repository downloads
+packs and checks each against its name (the SHA-256 of its bytes), without an
+identity and without a lock, so backups go on. Without --all it reads the
+shards a scheduled run would (those verified longest ago). Follow the job
+with 'lifeboat job show ID'; coverage is in 'lifeboat status'.`,
+		Args: argsBetween(1, 1, "repository name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			var res coordinator.RunResult
+			if err := c.Post(cmd.Context(), "/v1/repos/"+url.PathEscape(args[0])+"/verify", coordinator.VerifyRequest{All: all}, &res); err != nil {
+				return apiErr(err)
+			}
+			if g.json {
+				return printJSON(g.stdout, res)
+			}
+			for _, id := range res.Jobs {
+				fmt.Fprintf(g.stdout, "verify job %s created (follow it with 'lifeboat job show %s')\n", id, id)
+			}
+			return nil
+		},
+	}
+	verify.Flags().BoolVar(&all, "all", false, "read every pack, not only the shards due")
+	cmd.AddCommand(verify)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "coverage",
+		Short: "Show each repository's verification coverage: packs verified within the period, overdue, damaged",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cov, done, err := fetch[[]coordinator.CoverageReport](cmd, g, &cf, "/v1/coverage")
+			if done || err != nil {
+				return err
+			}
+			printCoverage(g.stdout, cov)
+			return nil
+		},
+	})
 	return cmd
+}
+
+// printCoverage prints verification coverage, one repository per line,
+// then the damaged packs.
+func printCoverage(w io.Writer, cov []coordinator.CoverageReport) {
+	tw := newTable(w, "  REPOSITORY", "PACKS", "SIZE", "VERIFIED", "WITHIN", "OVERDUE", "DAMAGED", "OLDEST SHARD")
+	for _, r := range cov {
+		oldest := "never"
+		if !r.OldestShard.IsZero() {
+			oldest = ago(r.OldestShard)
+		}
+		row(tw, "  "+r.Repository, r.Packs, formatBytes(r.Bytes), fmt.Sprintf("%.1f%%", 100*r.Ratio), r.Every.String(),
+			r.OverduePacks, len(r.Damaged), oldest)
+	}
+	tw.Flush()
+	for _, r := range cov {
+		for _, d := range r.Damaged {
+			fmt.Fprintf(w, "  DAMAGED %s pack %s (%s): %s\n", r.Repository, d.Pack, d.FailedAt.Local().Format(time.DateTime), d.Error)
+		}
+	}
 }

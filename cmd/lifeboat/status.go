@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,7 +14,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show each policy's and agent's last success, achieved RPO and what is overdue",
+		Short: "Show each policy's and agent's last success, achieved RPO, drills, verification coverage and what is overdue",
 		Long: `Show, per policy and per agent, the last successful backup, the achieved
 recovery point (age of the newest good snapshot) against the policy's RPO
 target, and what is overdue. The exit code is 0 even when something is
@@ -55,6 +56,23 @@ overdue; use --json to alert on it.`,
 				row(tw, "  "+a.Name, a.Connected, ago(a.LastSeen), a.Running, ago(a.LastSuccess), state)
 			}
 			tw.Flush()
+			fmt.Fprintln(w, "\nRestore drills")
+			tw = newTable(w, "  POLICY", "LAST DRILL", "RESULT", "RTO", "TARGET", "SNAPSHOT AGE")
+			for _, p := range st.Policies {
+				d := p.LastDrill
+				if d == nil {
+					row(tw, "  "+p.Name, "never", "-", "-", orDash(durationOrEmpty(p.RTOTarget)), "-")
+					continue
+				}
+				result := "passed"
+				if !d.Passed {
+					result = "FAILED (" + strings.Join(d.Reasons, ",") + ")"
+				}
+				row(tw, "  "+p.Name, ago(d.StartedAt), result, secondsText(d.RTOSeconds), orDash(durationOrEmpty(p.RTOTarget)), secondsText(d.RPOSeconds))
+			}
+			tw.Flush()
+			fmt.Fprintln(w, "\nVerification coverage")
+			printCoverage(w, st.Coverage)
 			if len(st.Overdue) > 0 {
 				fmt.Fprintf(w, "\nOverdue (RPO target missed): %d\n", len(st.Overdue))
 				for _, o := range st.Overdue {
@@ -68,4 +86,11 @@ overdue; use --json to alert on it.`,
 	}
 	cf.register(cmd)
 	return cmd
+}
+
+func durationOrEmpty(d coordinator.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
 }
