@@ -129,6 +129,11 @@ func (a *API) routes() {
 	a.handle("POST /v1/repos/{name}/verify", permWrite, a.verifyRepo)
 
 	// Alerts (api_alerts.go).
+	a.handle("GET /v1/alerts", permRead, a.listAlerts)
+	a.handle("GET /v1/alert-targets", permRead, a.listAlertTargets)
+	a.handle("POST /v1/alert-targets", permAdmin, a.addAlertTarget)
+	a.handle("DELETE /v1/alert-targets/{name}", permAdmin, a.removeAlertTarget)
+	a.handle("POST /v1/alert-targets/{name}/test", permWrite, a.testAlertTarget)
 
 	a.handle("GET /v1/tokens", permAdmin, a.listTokens)
 	a.handle("POST /v1/tokens", permAdmin, a.createToken)

@@ -35,6 +35,10 @@ type ServerConfig struct {
 
 	Logger  *slog.Logger
 	Version string
+	// AlertAgentUnseen is Config.Alerts.AgentUnseenAfter (0: default);
+	// AlertDashboardURL is sent with generic webhook alerts.
+	AlertAgentUnseen  time.Duration
+	AlertDashboardURL string
 	// Tune adjusts the node's configuration (tests: timeouts, clock).
 	Tune func(*Config)
 }
@@ -88,6 +92,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	nc := Config{Logger: cfg.Logger, Raft: RaftConfig{ID: cfg.ID, Addr: cfg.RaftAddr, BindAddr: cfg.RaftBind, DataDir: cfg.DataDir,
 		Peers: cfg.Peers, Logger: cfg.Logger}}
+	nc.Alerts.AgentUnseenAfter, nc.Notify.DashboardURL = cfg.AlertAgentUnseen, cfg.AlertDashboardURL
 	if serverTLS != nil {
 		rt := serverTLS.Clone()
 		rt.ClientAuth = tls.RequireAndVerifyClientCert

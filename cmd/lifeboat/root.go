@@ -107,6 +107,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newStatusCmd(g),
 		newTokenCmd(g),
 		newAgentCmd(g),
+		newAlertCmd(g),
 	)
 	return root
 }

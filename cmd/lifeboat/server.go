@@ -18,6 +18,8 @@ type serverFlags struct {
 	tlsCert, tlsKey, tlsCA                                      string
 	dev                                                         bool
 	devBackup                                                   string
+	alertUnseen                                                 time.Duration
+	alertDashboard                                              string
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -56,6 +58,8 @@ every minute.`,
 	fl.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate (PEM) that verifies the other nodes")
 	fl.BoolVar(&f.dev, "dev", false, "run a single-node playground with a local repository")
 	fl.StringVar(&f.devBackup, "dev-backup", "", "with --dev: back this path up every minute")
+	fl.DurationVar(&f.alertUnseen, "alert-agent-unseen", 10*time.Minute, "alert when an agent has not been in touch for this long (negative: never)")
+	fl.StringVar(&f.alertDashboard, "alert-dashboard-url", "", "URL sent with generic webhook alerts (e.g. the dashboard)")
 	return cmd
 }
 
@@ -107,7 +111,7 @@ func runServer(cmd *cobra.Command, g *globals, f serverFlags) error {
 	}
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{ID: f.id, DataDir: f.dataDir, RaftAddr: f.raftAddr, RaftBind: f.raftBind,
 		HTTPAddr: f.httpAddr, AdvertiseURL: f.advertise, Peers: peers, TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSCA: f.tlsCA,
-		Logger: log, Version: versionString()})
+		Logger: log, Version: versionString(), AlertAgentUnseen: f.alertUnseen, AlertDashboardURL: f.alertDashboard})
 	if err != nil {
 		return err
 	}
