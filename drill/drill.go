@@ -177,6 +177,9 @@ func ScratchDir(scratch, id string) string {
 	return filepath.Join(scratch, "lifeboat-drill-"+id)
 }
 
+// Validate reports options Run would reject.
+func (o Options) Validate() error { return o.validate() }
+
 func (o *Options) validate() error {
 	if o.ID == "" {
 		return errors.New("drill: no ID given")

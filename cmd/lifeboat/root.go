@@ -102,6 +102,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newServerCmd(g),
 		newClusterCmd(g),
 		newPolicyCmd(g),
+		newDrillCmd(g),
 		newRepoCmd(g),
 		newJobCmd(g),
 		newStatusCmd(g),
