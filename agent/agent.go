@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
 )
@@ -39,8 +41,16 @@ type Config struct {
 	// Host is recorded in snapshots (default: the host name).
 	Host    string
 	Version string
-	// MaxJobs is how many jobs run at once (default 1).
+	// MaxJobs is how many backup jobs run at once (default 1). One
+	// maintenance job (verify or drill) may run beside them: the
+	// coordinator leases at most one at a time.
 	MaxJobs int
+
+	// Identity, when set, makes the agent a drill runner: it announces
+	// the drill capability and restores drills' snapshots with it. It
+	// never leaves this process: the coordinator only learns that the
+	// agent holds one.
+	Identity []age.Identity
 
 	// LeaseTTL is the lease asked for with each job; heartbeats are sent
 	// every third of it (default 2m).
@@ -186,12 +196,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	a.log.Info("agent started", "servers", a.c.addrs, "max_jobs", a.cfg.MaxJobs, "data_dir", a.cfg.DataDir)
+	if err := a.announce(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Error("agent stopped", "err", err)
+		return err
+	}
+	a.log.Info("agent started", "servers", a.c.addrs, "max_jobs", a.cfg.MaxJobs, "capabilities", a.capabilities(), "data_dir", a.cfg.DataDir)
 
 	jobsCtx, cancelJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelJobs(nil)
 	var wg sync.WaitGroup
-	slots := make(chan struct{}, a.cfg.MaxJobs)
+	// MaxJobs backups and the one maintenance job (verify or drill) the
+	// coordinator may lease beside them; which kind comes is its call.
+	slots := make(chan struct{}, a.cfg.MaxJobs+1)
 	bo := backoff{min: a.cfg.BackoffMin, max: a.cfg.BackoffMax}
 	var runErr error
 loop:
@@ -338,7 +357,8 @@ func (a *Agent) enroll(ctx context.Context) error {
 	for {
 		var res coordinator.EnrollResult
 		_, err := a.c.call(ctx, http.MethodPost, "/v1/agents", a.cfg.JoinToken,
-			coordinator.EnrollRequest{Name: a.cfg.Name, Labels: a.cfg.Labels, Version: a.cfg.Version, MaxConcurrent: a.cfg.MaxJobs},
+			coordinator.EnrollRequest{Name: a.cfg.Name, Labels: a.cfg.Labels, Version: a.cfg.Version, MaxConcurrent: a.cfg.MaxJobs,
+				Capabilities: a.capabilities()},
 			&res, 30*time.Second)
 		if err == nil && res.Credential == "" {
 			err = fmt.Errorf("enroll: %w: no credential in the answer", errGarbage)
@@ -355,6 +375,44 @@ func (a *Agent) enroll(ctx context.Context) error {
 		}
 		if ae, ok := errors.AsType[*apiError](err); ok && !ae.Retryable {
 			return fmt.Errorf("agent: enrollment refused: %w (check --join-token: it may be expired, used up or revoked; create a new one with 'lifeboat agent token create')", err)
+		}
+		a.contactFailed(err)
+		if !a.sleep(ctx, bo.next()) {
+			return ctx.Err()
+		}
+	}
+}
+
+// capabilities are what the agent announces beyond backups: "drill" when
+// it holds an identity. Never nil: an empty list clears what an earlier
+// start announced.
+func (a *Agent) capabilities() []string {
+	if len(a.cfg.Identity) > 0 {
+		return []string{coordinator.CapDrill}
+	}
+	return []string{}
+}
+
+// announce tells the coordinator the agent's version and capabilities,
+// at every start (an agent restarted without --identity must stop being
+// given drills). An unreachable cluster is retried with backoff; a
+// revoked agent gets ErrRevoked. Any other refusal (a coordinator that
+// predates capabilities) is logged and the agent goes on.
+func (a *Agent) announce(ctx context.Context) error {
+	bo := backoff{min: a.cfg.BackoffMin, max: a.cfg.BackoffMax}
+	req := coordinator.SeenRequest{Version: a.cfg.Version, Capabilities: a.capabilities()}
+	for {
+		_, err := a.c.call(ctx, http.MethodPost, "/v1/agents/"+a.cfg.Name+"/seen", "", req, nil, 30*time.Second)
+		if err == nil {
+			a.contactOK()
+			return nil
+		}
+		if ae, ok := errors.AsType[*apiError](err); ok && !ae.Retryable {
+			if ae.Status == http.StatusForbidden {
+				return fmt.Errorf("%w: %v", ErrRevoked, err)
+			}
+			a.log.Warn("the coordinator did not take the agent's capabilities; going on without announcing them", "capabilities", req.Capabilities, "err", err)
+			return nil
 		}
 		a.contactFailed(err)
 		if !a.sleep(ctx, bo.next()) {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/restore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -17,7 +19,9 @@ type runningJob struct {
 	item    *coordinator.WorkItem
 	started time.Time
 	prog    *snapshot.Progress
-	expect  int64 // bytes the previous run of the policy processed (ETA), 0 if unknown
+	expect  atomic.Int64 // bytes expected: the previous run's for a backup (ETA), 0 if unknown
+	// restored is a drill's restore progress (nil for other jobs).
+	restored atomic.Pointer[restore.Progress]
 
 	mu       sync.Mutex
 	deadline time.Time // local: the lease surely holds until then
@@ -67,11 +71,16 @@ func (j *runningJob) progress(now time.Time) *coordinator.Progress {
 	}
 	done := max(j.prog.BytesProcessed.Load(), j.prog.BytesRead.Load())
 	p.Files, p.Bytes = j.prog.Files.Load(), done
+	expect := j.expect.Load()
+	if rp := j.restored.Load(); rp != nil {
+		done = rp.Bytes.Load()
+		p.Files, p.Bytes, expect = rp.Files.Load(), done, rp.TotalBytes.Load()
+	}
 	if el := now.Sub(j.started); el >= time.Second {
 		p.Rate = int64(float64(done) / el.Seconds())
 	}
-	if p.Rate > 0 && j.expect > done {
-		p.ETASeconds = (j.expect - done) / p.Rate
+	if p.Rate > 0 && expect > done {
+		p.ETASeconds = (expect - done) / p.Rate
 	}
 	return p
 }
@@ -112,12 +121,13 @@ func (a *Agent) runJob(parent context.Context, item *coordinator.WorkItem) {
 	out := a.execute(ctx, job)
 	if lost := job.lostErr(); lost != nil {
 		out.err = fmt.Errorf("%w: %v", errLeaseLost, lost)
-		out.snap = nil
+		out.snap, out.verify, out.drill = nil, nil, nil
 	} else if cause := context.Cause(ctx); out.err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		out.err = fmt.Errorf("%v (%w)", cause, out.err)
 	}
 
-	rep := coordinator.CompleteRequest{Agent: a.cfg.Name, Token: item.Token, Success: out.err == nil}
+	rep := coordinator.CompleteRequest{Agent: a.cfg.Name, Token: item.Token, Success: out.err == nil,
+		Verify: out.verify, Drill: out.drill}
 	if out.err != nil {
 		rep.Error = out.err.Error()
 	} else {
@@ -146,7 +156,11 @@ func (a *Agent) runJob(parent context.Context, item *coordinator.WorkItem) {
 	case rep.Success:
 		a.m.jobs.WithLabelValues("succeeded").Inc()
 		a.m.lastSuccess.SetToCurrentTime()
-		log.Info("job succeeded", "snapshot", rep.Snapshot.ID, "bytes", rep.Snapshot.Size, "duration", a.clock.Now().Sub(job.started).Round(time.Millisecond).String())
+		attrs := []any{"duration", a.clock.Now().Sub(job.started).Round(time.Millisecond).String()}
+		if rep.Snapshot != nil {
+			attrs = append(attrs, "snapshot", rep.Snapshot.ID, "bytes", rep.Snapshot.Size)
+		}
+		log.Info("job succeeded", attrs...)
 	case errors.Is(out.err, errLeaseLost):
 		a.m.jobs.WithLabelValues("lease_lost").Inc()
 		log.Error("job aborted without committing: lease lost", "err", out.err)

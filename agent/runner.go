@@ -24,16 +24,31 @@ type outcome struct {
 	err      error
 	partial  bool     // committed, but some entries could not be read
 	warnings []string // reported with a successful job
+	// verify and drill are the reports of maintenance jobs; they are
+	// sent with a failed job too (damage found, a drill that failed).
+	verify *coordinator.VerifyReport
+	drill  *coordinator.DrillReport
 }
 
-// execute runs a leased job: pre-hook, the backup, post-hook. The
+// execute runs a leased job of any kind.
+func (a *Agent) execute(ctx context.Context, job *runningJob) outcome {
+	switch k := job.item.Job.Kind; k {
+	case coordinator.KindBackup:
+		return a.executeBackup(ctx, job)
+	case coordinator.KindVerify:
+		return a.verify(ctx, job)
+	case coordinator.KindDrill:
+		return a.drill(ctx, job)
+	default:
+		return outcome{err: fmt.Errorf("agent %s does not know %q jobs (upgrade it)", a.cfg.Name, k)}
+	}
+}
+
+// executeBackup runs a backup job: pre-hook, the backup, post-hook. The
 // post-hook runs whatever happened before it, with its own timeout, even
 // when the job's context is cancelled.
-func (a *Agent) execute(ctx context.Context, job *runningJob) outcome {
+func (a *Agent) executeBackup(ctx context.Context, job *runningJob) outcome {
 	item := job.item
-	if item.Job.Kind != coordinator.KindBackup {
-		return outcome{err: fmt.Errorf("agent %s does not run %s jobs", a.cfg.Name, item.Job.Kind)}
-	}
 	if item.Policy == nil {
 		return outcome{err: fmt.Errorf("job %s came without its policy %q (deleted meanwhile?)", item.Job.ID, item.Job.Policy)}
 	}
@@ -116,7 +131,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 	if cache == nil {
 		cache = snapshot.NewFilesCache(repo.Config().ID)
 	}
-	job.expect = readLastSize(cacheDir)
+	job.expect.Store(readLastSize(cacheDir))
 	par := a.parallelism(p.Name)
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
 		Readers:        par, // 0: the defaults
@@ -189,15 +204,20 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		Size: int64(res.Manifest.Summary.BytesProcessed)}, partial: len(res.Warnings) > 0, warnings: warnings}
 }
 
-// openRepo opens a repository with a writer key, its uploads paced by
-// the agent's and the policy's upload limits. S3 credentials come
-// from the coordinator's record of the repository, not from this
-// process's environment.
+// openRepo opens a repository with the writer key the coordinator sent,
+// its uploads paced by the agent's and the policy's upload limits.
 func (a *Agent) openRepo(ctx context.Context, rc *coordinator.RepoCredentials, policy string) (*chunkstore.Repository, error) {
 	sec, err := chunkstore.ParseWriterKey([]byte(rc.WriterKey))
 	if err != nil {
 		return nil, fmt.Errorf("repository %q: writer key from the coordinator: %w", rc.Name, err)
 	}
+	return a.openRepoWith(ctx, rc, policy, chunkstore.Credentials{Writer: sec})
+}
+
+// openRepoWith opens the repository rc with creds. S3 credentials come
+// from the coordinator's record of the repository, not from this
+// process's environment.
+func (a *Agent) openRepoWith(ctx context.Context, rc *coordinator.RepoCredentials, policy string, creds chunkstore.Credentials) (*chunkstore.Repository, error) {
 	loc, err := location.Parse(rc.URL)
 	if err != nil {
 		return nil, fmt.Errorf("repository %q: %w", rc.Name, err)
@@ -227,7 +247,7 @@ func (a *Agent) openRepo(ctx context.Context, rc *coordinator.RepoCredentials, p
 	if a.cfg.wrapStore != nil {
 		st = a.cfg.wrapStore(st)
 	}
-	repo, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: sec},
+	repo, err := chunkstore.Open(ctx, st, creds,
 		chunkstore.Options{CacheDir: filepath.Join(a.cfg.DataDir, "cache", "repo"), Logger: a.log})
 	if err != nil {
 		return nil, fmt.Errorf("repository %q at %s: %w", rc.Name, loc, err)
