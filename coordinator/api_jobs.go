@@ -250,11 +250,13 @@ type AgentView struct {
 	Revoked       bool              `json:"revoked,omitempty"`
 	MaxConcurrent int               `json:"max_concurrent,omitempty"`
 	Running       []string          `json:"running,omitempty"`
+	Capabilities  []string          `json:"capabilities,omitempty"` // "drill": it holds an identity
 }
 
 func (a *API) agentView(ag *Agent, now time.Time) AgentView {
 	return AgentView{Name: ag.Name, Labels: cloneMap(ag.Labels), Version: ag.Version, EnrolledAt: ag.EnrolledAt, LastSeen: ag.LastSeen,
-		Connected: !ag.Revoked && now.Sub(ag.LastSeen) <= a.node.cfg.AgentTimeout, Revoked: ag.Revoked,
+		Capabilities: append([]string(nil), ag.Capabilities...),
+		Connected:    !ag.Revoked && now.Sub(ag.LastSeen) <= a.node.cfg.AgentTimeout, Revoked: ag.Revoked,
 		MaxConcurrent: ag.MaxConcurrent, Running: append([]string(nil), ag.Running...)}
 }
 

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -63,24 +61,11 @@ func TestAgentProcesses(t *testing.T) {
 	})
 	token := adminToken(t, procs)
 	env := []string{"LIFEBOAT_ADDR=" + strings.Join(urls, ","), "LIFEBOAT_TOKEN=" + token, "HOME=" + root}
-	lb := func(args ...string) (string, error) {
-		cmd := exec.Command(lifeboatBin, args...)
-		cmd.Env = append(os.Environ(), env...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		if err != nil {
-			return out.String(), fmt.Errorf("lifeboat %s: %v: %s%s", strings.Join(args, " "), err, out.String(), errb.String())
-		}
-		return out.String(), nil
-	}
+	cli := coordCLI{env: env}
+	lb := cli.run
 	mustLB := func(args ...string) string {
 		t.Helper()
-		out, err := lb(args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
+		return cli.must(t, args...)
 	}
 	waitFor(t, 30*time.Second, "the cluster to accept writes", func() bool {
 		_, err := lb("agent", "token", "create", "--ttl", "1h")

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -112,4 +113,28 @@ func adminToken(t *testing.T, procs []*serverProc) string {
 		return false
 	})
 	return token
+}
+
+// coordCLI runs lifeboat commands against a coordinator: env holds
+// LIFEBOAT_ADDR, LIFEBOAT_TOKEN and the like.
+type coordCLI struct{ env []string }
+
+func (c coordCLI) run(args ...string) (string, error) {
+	cmd := exec.Command(lifeboatBin, args...)
+	cmd.Env = append(os.Environ(), c.env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("lifeboat %s: %v: %s%s", strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return out.String(), nil
+}
+
+func (c coordCLI) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

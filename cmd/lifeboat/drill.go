@@ -12,9 +12,12 @@ restored file against the snapshot, runs the owner's verify commands, measures
 RTO and RPO against their targets and removes the scratch copy.
 
 'lifeboat drill local' runs one now, on this machine, from the repository
-alone: the on-call answer to "can we restore right now?".`,
+alone: the on-call answer to "can we restore right now?". 'drill run', 'list',
+'show' and 'report' go through the coordinator, whose policies schedule drills
+on agents that hold an identity (see docs/operations.md).`,
 		Args: noArgs,
 	}
 	cmd.AddCommand(newDrillLocalCmd(g))
+	addDrillRemoteCmds(g, cmd)
 	return cmd
 }

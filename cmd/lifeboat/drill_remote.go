@@ -19,9 +19,11 @@ import (
 // report. 'drill local' (drill_local.go) needs no coordinator.
 
 func addDrillRemoteCmds(g *globals, cmd *cobra.Command) {
-	var cf clientFlags
-	cf.register(cmd)
-	cmd.AddCommand(newDrillRunCmd(g, &cf), newDrillListCmd(g, &cf), newDrillShowCmd(g, &cf), newDrillReportCmd(g, &cf))
+	cf := &clientFlags{}
+	for _, sub := range []*cobra.Command{newDrillRunCmd(g, cf), newDrillListCmd(g, cf), newDrillShowCmd(g, cf), newDrillReportCmd(g, cf)} {
+		cf.register(sub) // not on the parent: 'drill local' needs no coordinator
+		cmd.AddCommand(sub)
+	}
 }
 
 func newDrillRunCmd(g *globals, cf *clientFlags) *cobra.Command {
