@@ -1,0 +1,272 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+)
+
+// packFiles returns the pack files of a local repository, by pack ID.
+func packFiles(t *testing.T, repoDir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(filepath.Join(repoDir, "data"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return err
+		}
+		out[d.Name()] = p
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// dataPacks returns the packs holding file content (not trees), read from
+// the index with the identity.
+func dataPacks(t *testing.T, repo *chunkstore.Repository) []chunkstore.ID {
+	t.Helper()
+	if err := repo.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var out []chunkstore.ID
+	for _, p := range repo.Index().Packs() {
+		if len(p.Blobs) > 0 && p.Blobs[0].Type == chunkstore.DataBlob {
+			out = append(out, p.ID)
+		}
+	}
+	slices.SortFunc(out, func(a, b chunkstore.ID) int { return strings.Compare(a.String(), b.String()) })
+	if len(out) == 0 {
+		t.Fatal("no data pack in the repository")
+	}
+	return out
+}
+
+func (tc *testCoordinator) coverage() (coordinator.CoverageReport, map[string]*coordinator.PackState) {
+	var rep coordinator.CoverageReport
+	packs := map[string]*coordinator.PackState{}
+	tc.node.View(func(s *coordinator.State) {
+		for _, r := range s.CoverageOf(tc.clock.Now()) {
+			if r.Repository == testRepo {
+				rep = r
+			}
+		}
+		if c := s.Coverage[testRepo]; c != nil {
+			for id, p := range c.Packs {
+				cp := *p
+				packs[id] = &cp
+			}
+		}
+	})
+	return rep, packs
+}
+
+// verifyAll runs a full verification of the test repository and waits
+// for its end.
+func (tc *testCoordinator) verifyAll() coordinator.Job {
+	tc.t.Helper()
+	id, err := tc.node.VerifyRepository(tc.t.Context(), "test", testRepo, true)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return tc.waitJob(id, "finish", final)
+}
+
+// writeForged stores content under its own SHA-256 as a pack: a name
+// check alone would pass it.
+func writeForged(t *testing.T, repoDir string, content []byte) string {
+	t.Helper()
+	id := chunkstore.Hash(content).String()
+	p := filepath.Join(repoDir, filepath.FromSlash(chunkstore.PackName(chunkstore.Hash(content))))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestAgentVerify(t *testing.T) {
+	tc := newTestCoordinator(t)
+	src := t.TempDir()
+	tree := smallTree()
+	// Larger than one 4 MiB read range: packs are verified in pieces.
+	tree["big.bin"] = fixture.Entry{Content: fixture.Random(11, 9<<20+12345), Mode: 0o644}
+	fixture.Create(t, src, tree)
+	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "v1"})
+	tc.waitEnrolled("v1")
+	for i := range 2 {
+		fixture.Create(t, filepath.Join(src, "more"), fixture.Tree{"f.bin": {Content: fixture.Random(uint64(100+i), 2<<20), Mode: 0o644}})
+		if j := tc.waitJob(tc.run("p"), "finish", final); j.State != coordinator.JobSucceeded {
+			t.Fatalf("backup %d: %+v", i, j.Result)
+		}
+	}
+	files := packFiles(t, tc.repoURL)
+	if len(files) < 3 {
+		t.Fatalf("only %d packs", len(files))
+	}
+
+	// A clean repository verifies completely.
+	j := tc.verifyAll()
+	if j.State != coordinator.JobSucceeded || j.Result.Verify == nil || j.Result.Verify.Packs != len(files) || len(j.Result.Verify.Damaged) > 0 {
+		t.Fatalf("verify job %s: %+v (verify %+v), want %d packs verified", j.State, j.Result, j.Result.Verify, len(files))
+	}
+	cov, _ := tc.coverage()
+	if cov.Ratio != 1 || cov.Packs != len(files) || cov.VerifiedPacks != len(files) || len(cov.Damaged) > 0 || len(cov.OverdueShards) > 0 {
+		t.Fatalf("coverage after a clean verification: %+v", cov)
+	}
+
+	// Damage: a flipped byte in a real pack, and a forged pack whose name
+	// matches its content but whose sealed trailer was tampered with
+	// (only the writer key's structural check can tell).
+	ids := dataPacks(t, tc.openRepo())
+	flipped := ids[0].String()
+	b, err := os.ReadFile(files[flipped])
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := slices.Clone(b)
+	forged[len(forged)-chunkstore.PackFooterSize-5] ^= 0x40
+	forgedID := writeForged(t, tc.repoURL, forged)
+	b[len(b)/2] ^= 0x01
+	if err := os.WriteFile(files[flipped], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j = tc.verifyAll()
+	if j.State != coordinator.JobFailed || j.Attempt != 1 || j.Result.Verify == nil {
+		t.Fatalf("verify of a damaged repository: %s attempt %d, %+v", j.State, j.Attempt, j.Result)
+	}
+	if !strings.Contains(j.Result.Error, "2 damaged packs") || !strings.Contains(j.Result.Error, flipped) || !strings.Contains(j.Result.Error, forgedID) {
+		t.Errorf("error %q does not name both damaged packs %s and %s", j.Result.Error, flipped, forgedID)
+	}
+	if got := j.Result.Verify.Damaged; !slices.Equal(got, sortedStrings(flipped, forgedID)) {
+		t.Errorf("damaged %v, want %s and %s", got, flipped, forgedID)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if again := tc.job(j.ID); again.State != coordinator.JobFailed || again.Attempt != 1 {
+		t.Errorf("a verification that found damage was retried: %+v", again)
+	}
+	cov, packs := tc.coverage()
+	if len(cov.Damaged) != 2 || cov.Packs != len(files)+1 || cov.VerifiedPacks != len(files)-1 {
+		t.Errorf("coverage after damage: %+v", cov)
+	}
+	if p := packs[flipped]; p == nil || !strings.Contains(p.Damaged, "does not match its name") {
+		t.Errorf("flipped pack state %+v", p)
+	}
+	if p := packs[forgedID]; p == nil || !strings.Contains(p.Damaged, "trailer") {
+		t.Errorf("forged pack state %+v", p)
+	}
+
+	// Deleted packs (a good one and the forged one) leave the coverage.
+	var gone string
+	for id := range files {
+		if id != flipped {
+			gone = id
+			break
+		}
+	}
+	for _, id := range []string{gone, forgedID} {
+		if err := os.Remove(filepath.Join(tc.repoURL, filepath.FromSlash(chunkstore.PackName(mustID(t, id))))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j = tc.verifyAll()
+	if j.State != coordinator.JobFailed || !slices.Equal(j.Result.Verify.Damaged, []string{flipped}) || j.Result.Verify.Packs != len(files)-1 {
+		t.Fatalf("verify after deletions: %s %+v %+v", j.State, j.Result, j.Result.Verify)
+	}
+	cov, packs = tc.coverage()
+	if packs[gone] != nil || packs[forgedID] != nil || cov.Packs != len(files)-1 || len(cov.Damaged) != 1 || cov.Damaged[0].Pack != flipped {
+		t.Errorf("coverage after deletions: %+v", cov)
+	}
+}
+
+func sortedStrings(s ...string) []string {
+	slices.Sort(s)
+	return s
+}
+
+func mustID(t *testing.T, s string) chunkstore.ID {
+	t.Helper()
+	id, err := chunkstore.ParseID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// gate holds pack uploads of every store it wraps until released.
+type gate struct {
+	started chan struct{}
+	once    sync.Once
+	release chan struct{}
+}
+
+type gatedStore struct {
+	chunkstore.Store
+	g *gate
+}
+
+func (s gatedStore) Put(ctx context.Context, name string, data []byte) error {
+	if strings.HasPrefix(name, chunkstore.DataPrefix) {
+		s.g.once.Do(func() { close(s.g.started) })
+		select {
+		case <-s.g.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.Store.Put(ctx, name, data)
+}
+
+// TestAgentMaintenanceSlot: an agent busy with as many backups as it
+// runs at once still takes a verify job.
+func TestAgentMaintenanceSlot(t *testing.T) {
+	tc := newTestCoordinator(t)
+	src := t.TempDir()
+	fixture.Create(t, src, smallTree())
+	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	g := &gate{started: make(chan struct{}), release: make(chan struct{})}
+	released := false
+	defer func() {
+		if !released {
+			close(g.release)
+		}
+	}()
+	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "m1", MaxJobs: 1,
+		wrapStore: func(st chunkstore.Store) chunkstore.Store { return gatedStore{Store: st, g: g} }})
+	tc.waitEnrolled("m1")
+	backup := tc.run("p")
+	select {
+	case <-g.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("backup never started uploading")
+	}
+	j := tc.verifyAll()
+	if j.State != coordinator.JobSucceeded {
+		t.Fatalf("verify job beside a backup: %s %+v", j.State, j.Result)
+	}
+	if b := tc.job(backup); b.State != coordinator.JobRunning {
+		t.Fatalf("the backup should still be running: %s", b.State)
+	}
+	close(g.release)
+	released = true
+	if b := tc.waitJob(backup, "finish", final); b.State != coordinator.JobSucceeded {
+		t.Fatalf("backup: %+v", b.Result)
+	}
+	j = tc.verifyAll()
+	if j.State != coordinator.JobSucceeded || j.Result.Verify.Packs != len(packFiles(t, tc.repoURL)) {
+		t.Fatalf("verify after the backup: %+v %+v", j.Result, j.Result.Verify)
+	}
+}
