@@ -39,6 +39,9 @@ type ServerConfig struct {
 	// AlertDashboardURL is sent with generic webhook alerts.
 	AlertAgentUnseen  time.Duration
 	AlertDashboardURL string
+	// VerifySchedule is Config.VerifySchedule ("" = DefaultVerifySchedule,
+	// "off" = no scheduled verification).
+	VerifySchedule string
 	// Tune adjusts the node's configuration (tests: timeouts, clock).
 	Tune func(*Config)
 }
@@ -93,6 +96,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	nc := Config{Logger: cfg.Logger, Raft: RaftConfig{ID: cfg.ID, Addr: cfg.RaftAddr, BindAddr: cfg.RaftBind, DataDir: cfg.DataDir,
 		Peers: cfg.Peers, Logger: cfg.Logger}}
 	nc.Alerts.AgentUnseenAfter, nc.Notify.DashboardURL = cfg.AlertAgentUnseen, cfg.AlertDashboardURL
+	nc.VerifySchedule = cfg.VerifySchedule
 	if serverTLS != nil {
 		rt := serverTLS.Clone()
 		rt.ClientAuth = tls.RequireAndVerifyClientCert

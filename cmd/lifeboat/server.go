@@ -20,6 +20,7 @@ type serverFlags struct {
 	devBackup                                                   string
 	alertUnseen                                                 time.Duration
 	alertDashboard                                              string
+	verifySchedule                                              string
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -59,6 +60,7 @@ every minute.`,
 	fl.BoolVar(&f.dev, "dev", false, "run a single-node playground with a local repository")
 	fl.StringVar(&f.devBackup, "dev-backup", "", "with --dev: back this path up every minute")
 	fl.DurationVar(&f.alertUnseen, "alert-agent-unseen", 10*time.Minute, "alert when an agent has not been in touch for this long (negative: never)")
+	fl.StringVar(&f.verifySchedule, "verify-schedule", coordinator.DefaultVerifySchedule, "when repository verification jobs run (cron or @every; \"off\" disables them)")
 	fl.StringVar(&f.alertDashboard, "alert-dashboard-url", "", "URL sent with generic webhook alerts (e.g. the dashboard)")
 	return cmd
 }
@@ -111,7 +113,8 @@ func runServer(cmd *cobra.Command, g *globals, f serverFlags) error {
 	}
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{ID: f.id, DataDir: f.dataDir, RaftAddr: f.raftAddr, RaftBind: f.raftBind,
 		HTTPAddr: f.httpAddr, AdvertiseURL: f.advertise, Peers: peers, TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSCA: f.tlsCA,
-		Logger: log, Version: versionString(), AlertAgentUnseen: f.alertUnseen, AlertDashboardURL: f.alertDashboard})
+		Logger: log, Version: versionString(), AlertAgentUnseen: f.alertUnseen, AlertDashboardURL: f.alertDashboard,
+		VerifySchedule: f.verifySchedule})
 	if err != nil {
 		return err
 	}
