@@ -83,7 +83,8 @@ func SetupDev(ctx context.Context, s *Server, backupPath string) (DevInfo, error
 			return DevInfo{}, fmt.Errorf("--dev-backup: %w", err)
 		}
 		p := Policy{Name: DevPolicy, Repository: DevRepository, Schedule: "@every 1m", Paths: []string{abs},
-			Retention: Retention{KeepLast: 10}, Targets: Targets{RPO: Duration(5 * time.Minute)}}
+			Retention: Retention{KeepLast: 10}, Targets: Targets{RPO: Duration(5 * time.Minute), RTO: Duration(5 * time.Minute)},
+			Drill: &DrillSpec{Schedule: "@every 10m", Scratch: filepath.Join(s.cfg.DataDir, "drills")}}
 		if oldPolicy == nil || !reflect.DeepEqual(*oldPolicy, clonePolicy(p)) {
 			if _, err := s.Node.PutPolicy(ctx, "dev", p); err != nil {
 				return DevInfo{}, fmt.Errorf("apply the demo policy: %w", err)

@@ -110,6 +110,11 @@ func jobResult(j coordinator.Job) string {
 		return "snapshot " + j.Result.SnapshotID + " (partial: some files could not be read)"
 	case j.Result.SnapshotID != "":
 		return "snapshot " + j.Result.SnapshotID
+	case j.Result.Verify != nil:
+		v := j.Result.Verify
+		return fmt.Sprintf("%d packs (%s) verified in %d shards", v.Packs, formatBytes(v.Bytes), v.Shards)
+	case j.Result.Drill != "":
+		return "drill passed (lifeboat drill show " + j.Result.Drill + ")"
 	}
 	return "-"
 }
@@ -117,7 +122,14 @@ func jobResult(j coordinator.Job) string {
 func printJob(g *globals, j coordinator.Job) {
 	w := g.stdout
 	fmt.Fprintf(w, "job %s\n", j.ID)
-	fmt.Fprintf(w, "  policy:     %s (%s, %s)\n", j.Policy, j.Kind, j.Trigger)
+	if j.Kind == coordinator.KindVerify {
+		fmt.Fprintf(w, "  repository: %s (%s, %s)\n", j.Repository, j.Kind, j.Trigger)
+		if j.Verify != nil {
+			fmt.Fprintf(w, "  shards:     %d of %d\n", len(j.Verify.Shards), coordinator.VerifyShards)
+		}
+	} else {
+		fmt.Fprintf(w, "  policy:     %s (%s, %s)\n", j.Policy, j.Kind, j.Trigger)
+	}
 	fmt.Fprintf(w, "  agent:      %s\n", j.Agent)
 	fmt.Fprintf(w, "  state:      %s (attempt %d of %d)\n", j.State, j.Attempt, j.MaxAttempts)
 	fmt.Fprintf(w, "  scheduled:  %s\n", j.ScheduledAt.Local().Format(time.RFC3339))
@@ -142,6 +154,11 @@ func printJob(g *globals, j coordinator.Job) {
 	}
 	fmt.Fprintf(w, "  result:     %s\n", jobResult(j))
 	if j.Result != nil {
+		if v := j.Result.Verify; v != nil {
+			for _, id := range v.Damaged {
+				fmt.Fprintf(w, "  damaged:    pack %s\n", id)
+			}
+		}
 		for _, warn := range j.Result.Warnings {
 			fmt.Fprintf(w, "  warning:    %s\n", warn)
 		}

@@ -39,7 +39,8 @@ new cluster writes an initial admin token to DATA_DIR/admin-token (mode 0600).
 
 --dev runs a single-node cluster with a local repository and keys generated
 under its data dir; --dev-backup PATH adds a demo policy backing PATH up
-every minute.`,
+every minute and restore-drilling it every 10 minutes (the embedded agent
+holds the dev identity, which makes it a drill runner).`,
 		Example: `  lifeboat server --dev --dev-backup ~/Documents
   lifeboat server --id n1 --data-dir /var/lib/lifeboat --raft-addr 10.0.0.1:8421 --http-addr 0.0.0.0:8420 \
       --peers n1=10.0.0.1:8421,n2=10.0.0.2:8421,n3=10.0.0.3:8421`,
@@ -130,8 +131,16 @@ func runServer(cmd *cobra.Command, g *globals, f serverFlags) error {
 		if err != nil {
 			return err
 		}
+		// The playground's agent holds the dev identity, so that the demo
+		// policy's drills have a runner. In a real deployment only
+		// designated drill runners do.
+		ids, err := loadIdentity(info.IdentityFile)
+		if err != nil {
+			return fmt.Errorf("dev agent: %w", err)
+		}
 		ag, err := agent.New(agent.Config{Servers: []string{srv.URL()}, JoinToken: join, DataDir: filepath.Join(f.dataDir, "agent"),
-			Name: coordinator.DevAgent, Version: versionString(), ShutdownGrace: 10 * time.Second, Logger: log.With("component", "agent")})
+			Name: coordinator.DevAgent, Version: versionString(), ShutdownGrace: 10 * time.Second, Logger: log.With("component", "agent"),
+			Identity: ids})
 		if err != nil {
 			return fmt.Errorf("dev agent: %w", err)
 		}
@@ -172,7 +181,7 @@ func printDevInfo(g *globals, srv *coordinator.Server, f serverFlags, info coord
 	fmt.Fprintf(w, "  repository:   %s  (registered as %q with its writer key)\n", info.Repository, coordinator.DevRepository)
 	fmt.Fprintf(w, "  identity:     %s  (reads the backups; the coordinator never sees it)\n", info.IdentityFile)
 	if info.Policy != "" {
-		fmt.Fprintf(w, "  demo policy:  %s backs up %s every minute\n", info.Policy, f.devBackup)
+		fmt.Fprintf(w, "  demo policy:  %s backs up %s every minute and drills a restore every 10 minutes\n", info.Policy, f.devBackup)
 	}
 	fmt.Fprintf(w, "\nTry, in another terminal:\n")
 	fmt.Fprintf(w, "  export LIFEBOAT_ADDR=%s LIFEBOAT_TOKEN=%s\n", srv.URL(), info.AdminToken)
