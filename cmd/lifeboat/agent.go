@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
 	"github.com/spf13/cobra"
 
 	"github.com/lifeboat-backup/lifeboat/agent"
@@ -36,10 +37,21 @@ func newAgentCmd(g *globals) *cobra.Command {
 the policies whose selector matches its labels, and reports their progress.
 
 The first start exchanges --join-token for the agent's own credential, kept in
-DATA_DIR/credential.json (mode 0600); later starts need no token. The agent
-holds no identity: the writer key and storage credentials arrive with each job.
-Any coordinator address may be given; the agent fails over between them and
-backs off while none answers.
+DATA_DIR/credential.json (mode 0600); later starts need no token. The writer
+key and storage credentials arrive with each job. Any coordinator address may
+be given; the agent fails over between them and backs off while none answers.
+
+Every agent also runs verify jobs: it lists the repository's packs and reads
+those of the shards it is given, checking each against its SHA-256 name and
+its sealed trailer with the writer key. Started with --identity FILE (or
+LIFEBOAT_IDENTITY; a protected file's passphrase from LIFEBOAT_PASSPHRASE or
+the terminal), the agent is also a drill runner: it tells the coordinator it
+can run restore drills, restores the policy's snapshot into scratch space
+(drill.scratch, default DATA_DIR/drill-scratch), verifies it, runs the
+policy's drill.verify commands and reports the verdict. The identity never
+leaves the node; the coordinator only learns that the agent holds one. An
+agent started without it stops being given drills. Besides --max-jobs
+backups, one verify or drill job may run at a time.
 
 Hooks run on the agent, from a file given with --hooks:
   POLICY:                      # or "*" for every other policy
@@ -77,7 +89,8 @@ Logs are JSON lines on stderr.`,
 	fl.StringArrayVar(&f.labels, "label", nil, "label KEY=VALUE that policies select on (repeatable)")
 	fl.StringVar(&f.listen, "listen", "", "HOST:PORT to serve /metrics and /healthz on (default: none)")
 	fl.StringVar(&f.hooks, "hooks", "", "YAML file of pre/post hooks by policy")
-	fl.IntVar(&f.maxJobs, "max-jobs", 1, "jobs run at once")
+	fl.IntVar(&f.maxJobs, "max-jobs", 1, "backup jobs run at once (one verify or drill job may run beside them)")
+	fl.StringVar(&g.identity, "identity", "", "identity FILE: makes the agent a drill runner; it never leaves the node (env LIFEBOAT_IDENTITY, passphrase LIFEBOAT_PASSPHRASE)")
 	fl.StringVar(&f.uploadLimit, "upload-limit", "0", "RATE: upload bandwidth of all jobs together, like 20MiB/s, 500kB/s or bytes; 0 = unlimited")
 	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once per job; 0 = default")
 	fl.BoolVar(&f.nice, "nice", true, "lower the agent's CPU (nice 10) and IO (best-effort, lowest) priority")
@@ -241,6 +254,14 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 	if f.parallelism < 0 {
 		return usageError("--parallelism must not be negative")
 	}
+	var identity []age.Identity
+	if g.identity != "" {
+		if identity, err = loadIdentity(g.identity); err != nil {
+			return err
+		}
+		// Hooks and drill verify commands need not see it.
+		os.Unsetenv("LIFEBOAT_PASSPHRASE")
+	}
 	log := g.serverLogger(cmd)
 	if f.nice {
 		agent.LowerPriority(log)
@@ -249,7 +270,7 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 		Servers: servers, JoinToken: pick("join-token", f.joinToken, "LIFEBOAT_JOIN_TOKEN"), DataDir: f.dataDir,
 		Name: f.name, Host: f.host, Labels: labels, Version: versionString(), MaxJobs: f.maxJobs,
 		LeaseTTL: f.leaseTTL, PollWait: f.pollWait, ShutdownGrace: f.grace, Hooks: hooks, Logger: log,
-		UploadLimit: uploadLimit, Parallelism: f.parallelism,
+		UploadLimit: uploadLimit, Parallelism: f.parallelism, Identity: identity,
 	})
 	if err != nil {
 		return usageError("%v", err)
