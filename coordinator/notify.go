@@ -236,7 +236,7 @@ func (d *delivery) id() string {
 	return d.alert.Key + "\x00" + d.alert.OpenedAt.Format(time.RFC3339Nano) + "\x00" + d.target.Name + "\x00" + d.phase
 }
 
-// PendingDeliveries returns what is owed to the targets in s, alert by
+// pendingDeliveries returns what is owed to the targets in s, alert by
 // alert (sorted by key), then target by target.
 func pendingDeliveries(s *State) []delivery {
 	var out []delivery
