@@ -270,3 +270,60 @@ func TestAgentMaintenanceSlot(t *testing.T) {
 		t.Fatalf("verify after the backup: %+v %+v", j.Result, j.Result.Verify)
 	}
 }
+
+// slowReads holds pack reads until released.
+type slowReads struct {
+	chunkstore.Store
+	g *gate
+}
+
+func (s slowReads) Get(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	if strings.HasPrefix(name, chunkstore.DataPrefix) {
+		s.g.once.Do(func() { close(s.g.started) })
+		select {
+		case <-s.g.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.Store.Get(ctx, name, off, n)
+}
+
+// TestAgentVerifyLeaseLost: a verification whose lease is lost reports
+// nothing; its retry does.
+func TestAgentVerifyLeaseLost(t *testing.T) {
+	tc := newTestCoordinator(t)
+	src := t.TempDir()
+	fixture.Create(t, src, smallTree())
+	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	g := &gate{started: make(chan struct{}), release: make(chan struct{})}
+	a, _ := startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "v1",
+		wrapStore: func(st chunkstore.Store) chunkstore.Store { return slowReads{Store: st, g: g} }})
+	tc.waitEnrolled("v1")
+	if j := tc.waitJob(tc.run("p"), "finish", final); j.State != coordinator.JobSucceeded {
+		t.Fatalf("backup: %+v", j.Result)
+	}
+	id, err := tc.node.VerifyRepository(t.Context(), "test", testRepo, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("verification never read a pack")
+	}
+	tc.clock.Advance(10 * time.Minute)
+	tc.waitJob(id, "lose its lease", func(j coordinator.Job) bool { return j.Attempt == 1 && j.State != coordinator.JobRunning })
+	waitFor(t, "the agent to notice", func() bool { return testutilCounter(a.m.leaseLost) == 1 })
+	if cov, _ := tc.coverage(); !cov.ListedAt.IsZero() || cov.VerifiedPacks != 0 {
+		t.Fatalf("a verification whose lease was lost was recorded: %+v", cov)
+	}
+	close(g.release)
+	j := tc.waitJob(id, "succeed on retry", final)
+	if j.State != coordinator.JobSucceeded || j.Attempt < 2 {
+		t.Fatalf("retried verification: %s attempt %d %+v", j.State, j.Attempt, j.Result)
+	}
+	if cov, _ := tc.coverage(); cov.Ratio != 1 || cov.Packs != len(packFiles(t, tc.repoURL)) {
+		t.Errorf("coverage after the retry: %+v", cov)
+	}
+}
