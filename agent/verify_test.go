@@ -206,28 +206,11 @@ func mustID(t *testing.T, s string) chunkstore.ID {
 	return id
 }
 
-// gate holds pack uploads of every store it wraps until released.
+// gate holds the reads of slowReads until released.
 type gate struct {
 	started chan struct{}
 	once    sync.Once
 	release chan struct{}
-}
-
-type gatedStore struct {
-	chunkstore.Store
-	g *gate
-}
-
-func (s gatedStore) Put(ctx context.Context, name string, data []byte) error {
-	if strings.HasPrefix(name, chunkstore.DataPrefix) {
-		s.g.once.Do(func() { close(s.g.started) })
-		select {
-		case <-s.g.release:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return s.Store.Put(ctx, name, data)
 }
 
 // TestAgentMaintenanceSlot: an agent busy with as many backups as it
@@ -237,19 +220,25 @@ func TestAgentMaintenanceSlot(t *testing.T) {
 	src := t.TempDir()
 	fixture.Create(t, src, smallTree())
 	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
-	g := &gate{started: make(chan struct{}), release: make(chan struct{})}
+	bs := &blockingStore{started: make(chan struct{}), release: make(chan struct{})}
 	released := false
 	defer func() {
 		if !released {
-			close(g.release)
+			close(bs.release)
 		}
 	}()
+	// Only the backup's uploads block; the verification reads.
+	var wrapped sync.Once
 	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "m1", MaxJobs: 1,
-		wrapStore: func(st chunkstore.Store) chunkstore.Store { return gatedStore{Store: st, g: g} }})
+		wrapStore: func(st chunkstore.Store) chunkstore.Store {
+			out := st
+			wrapped.Do(func() { bs.Store = st; out = bs })
+			return out
+		}})
 	tc.waitEnrolled("m1")
 	backup := tc.run("p")
 	select {
-	case <-g.started:
+	case <-bs.started:
 	case <-time.After(30 * time.Second):
 		t.Fatal("backup never started uploading")
 	}
@@ -260,7 +249,7 @@ func TestAgentMaintenanceSlot(t *testing.T) {
 	if b := tc.job(backup); b.State != coordinator.JobRunning {
 		t.Fatalf("the backup should still be running: %s", b.State)
 	}
-	close(g.release)
+	close(bs.release)
 	released = true
 	if b := tc.waitJob(backup, "finish", final); b.State != coordinator.JobSucceeded {
 		t.Fatalf("backup: %+v", b.Result)
