@@ -190,6 +190,17 @@ func TestAgentVerify(t *testing.T) {
 	if packs[gone] != nil || packs[forgedID] != nil || cov.Packs != len(files)-1 || len(cov.Damaged) != 1 || cov.Damaged[0].Pack != flipped {
 		t.Errorf("coverage after deletions: %+v", cov)
 	}
+
+	// Repairing the flipped pack clears the damage at the next verification.
+	b[len(b)/2] ^= 0x01
+	if err := os.WriteFile(files[flipped], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j = tc.verifyAll()
+	cov, packs = tc.coverage()
+	if j.State != coordinator.JobSucceeded || len(cov.Damaged) != 0 || cov.Ratio != 1 || packs[flipped] == nil || packs[flipped].Damaged != "" {
+		t.Errorf("after the repair: job %s %+v, coverage %+v", j.State, j.Result, cov)
+	}
 }
 
 func sortedStrings(s ...string) []string {
