@@ -115,6 +115,17 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 	if len(probs) > 0 {
 		return &ValidationError{Problems: probs}
 	}
+	// Drill verify commands run on drill runners, the agents that hold
+	// the identity: whoever sets them could read every backup. Adding or
+	// changing them takes an admin, not just an operator.
+	if c.p.Role != RoleAdmin {
+		for _, p := range ps {
+			if verifyCommandsChanged(existing[p.Name], p) {
+				return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("policy %q: drill.verify commands run on drill runners, which hold the identity; "+
+					"adding or changing them needs an admin token", p.Name)}
+			}
+		}
+	}
 	for _, p := range ps {
 		old := existing[p.Name]
 		switch {
@@ -305,4 +316,20 @@ func (a *API) removeRepo(w http.ResponseWriter, r *http.Request, c *call) error 
 	return a.proposeNamed(w, r, c, "name", "removed", func(key string) (CommandType, any) {
 		return CmdRemoveRepository, RemoveRepository{Name: key}
 	})
+}
+
+// verifyCommandsChanged reports whether applying p adds or changes drill
+// verify commands compared with the stored record old (nil: new policy).
+func verifyCommandsChanged(old *PolicyRecord, p Policy) bool {
+	var before, after []VerifyCommand
+	if old != nil && old.Policy.Drill != nil {
+		before = old.Policy.Drill.Verify
+	}
+	if p.Drill != nil {
+		after = p.Drill.Verify
+	}
+	if len(after) == 0 {
+		return false
+	}
+	return !reflect.DeepEqual(before, after)
 }

@@ -1,0 +1,92 @@
+package coordinator
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+const drillPolicyYAML = `name: db
+repository: r
+schedule: "@every 1h"
+agents: {role: db}
+paths: [/srv/db]
+drill:
+  runner: {drill: "yes"}
+  verify:
+    - command: pg_verifybackup "$LIFEBOAT_DRILL_DIR/srv/db"
+`
+
+func TestAPIDrills(t *testing.T) {
+	c := newAPICluster(t, 1)
+	l := c.leader()
+	u := c.url(l)
+	op := c.token(RoleOperator)
+	c.addRepo(c.admin)
+
+	// Verify commands run where the identity is: an operator may not set them.
+	status, b := httpCall(t, http.MethodPut, u+"/v1/policies", op, []byte(drillPolicyYAML), "application/yaml")
+	if status != http.StatusForbidden || !strings.Contains(string(b), "needs an admin token") {
+		t.Fatalf("operator applying verify commands: %d %s", status, b)
+	}
+	if status, b := httpCall(t, http.MethodPut, u+"/v1/policies", c.admin, []byte(drillPolicyYAML), "application/yaml"); status != 200 {
+		t.Fatalf("admin applying verify commands: %d %s", status, b)
+	}
+	// Changing something else is an operator's to do; the commands stay.
+	other := strings.Replace(drillPolicyYAML, "@every 1h", "@every 2h", 1)
+	if status, b := httpCall(t, http.MethodPut, u+"/v1/policies", op, []byte(other), "application/yaml"); status != 200 {
+		t.Fatalf("operator changing the schedule: %d %s", status, b)
+	}
+
+	// No runner: 409 naming the selector.
+	status, b = httpCall(t, http.MethodPost, u+"/v1/policies/db/drill", op, nil, "")
+	if status != http.StatusConflict || !strings.Contains(string(b), "runner selector drill=yes") {
+		t.Fatalf("drill without a runner: %d %s", status, b)
+	}
+	if status, _ := httpCall(t, http.MethodPost, u+"/v1/policies/nope/drill", op, nil, ""); status != http.StatusNotFound {
+		t.Fatalf("drill of an unknown policy: %d", status)
+	}
+
+	// A drill-capable agent: the drill is created on it, listed as pending.
+	ctx := t.Context()
+	n := c.nodes[l]
+	if _, err := n.Propose(ctx, CmdEnrollAgent, "test", EnrollAgent{Name: "r1", Labels: map[string]string{"drill": "yes"},
+		CredentialHash: hashSecret("r1"), Capabilities: []string{CapDrill}}); err != nil {
+		t.Fatal(err)
+	}
+	var run DrillRunResult
+	c.mustJSON(http.MethodPost, u+"/v1/policies/db/drill", op, DrillRunRequest{Snapshot: "random-within:7d"}, &run)
+	if run.ID == "" || run.Agent != "r1" {
+		t.Fatalf("drill run = %+v", run)
+	}
+	var list []DrillView
+	c.mustJSON(http.MethodGet, u+"/v1/drills?policy=db", c.admin, nil, &list)
+	if len(list) != 1 || list[0].ID != run.ID || list[0].State != "pending" {
+		t.Fatalf("drill list = %+v", list)
+	}
+	// The runner reports a failed verdict: the record is served.
+	j, err := n.LeaseJob(ctx, "r1", run.ID, time.Minute)
+	if err != nil || j.Drill == nil || j.Drill.Snapshot != "random-within:7d" {
+		t.Fatalf("lease: %+v %v", j, err)
+	}
+	rep := DrillReport{Reasons: []string{"check"}, Summary: "FAILED (check)", StartedAt: time.Now(), FinishedAt: time.Now(), RTOSeconds: 2,
+		Result: []byte(`{"id":"x","passed":false}`)}
+	if _, err := n.CompleteJob(ctx, CompleteJob{JobID: run.ID, Agent: "r1", Token: j.Lease.Token, Error: "drill failed", Drill: &rep}); err != nil {
+		t.Fatal(err)
+	}
+	var d DrillView
+	c.mustJSON(http.MethodGet, u+"/v1/drills/"+run.ID, c.admin, nil, &d)
+	if d.State != "failed" || d.Passed || d.Runner != "r1" || d.Trigger != TriggerManual || !strings.HasPrefix(d.TriggeredBy, "token:") ||
+		string(d.Result) != `{"id":"x","passed":false}` {
+		t.Fatalf("drill show = %+v", d)
+	}
+	if status, _ := httpCall(t, http.MethodGet, u+"/v1/drills?since=yesterday", c.admin, nil, ""); status != http.StatusBadRequest {
+		t.Fatalf("bad since: %d", status)
+	}
+	var st StatusReport
+	c.mustJSON(http.MethodGet, u+"/v1/status", c.admin, nil, &st)
+	if len(st.Policies) != 1 || st.Policies[0].LastDrill == nil || st.Policies[0].LastDrill.Passed || len(st.Coverage) != 1 {
+		t.Fatalf("status = %+v", st)
+	}
+}
