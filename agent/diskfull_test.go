@@ -37,6 +37,12 @@ func TestAgentCacheDiskFullAndPartial(t *testing.T) {
 	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src, "/proc/self/mem"}})
 	_, done := startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: dataDir, Name: "full"})
 	tc.waitEnrolled("full")
+	// The coordinator knows the agent a moment before the agent has saved
+	// its credential: filling the disk in between would fail enrollment.
+	waitFor(t, "the agent's credential on disk", func() bool {
+		_, err := os.Stat(filepath.Join(dataDir, credentialFile))
+		return err == nil
+	})
 
 	// Fill the filesystem to the last block.
 	f, err := os.Create(filepath.Join(dataDir, "filler"))
