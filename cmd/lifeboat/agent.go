@@ -259,15 +259,19 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 		if identity, err = loadIdentity(g.identity); err != nil {
 			return err
 		}
-		// Hooks and drill verify commands need not see it.
-		os.Unsetenv("LIFEBOAT_PASSPHRASE")
 	}
 	log := g.serverLogger(cmd)
 	if f.nice {
 		agent.LowerPriority(log)
 	}
+	joinToken := pick("join-token", f.joinToken, "LIFEBOAT_JOIN_TOKEN")
+	// Hooks and drill verify commands inherit the agent's environment:
+	// they need not see its secrets.
+	for _, k := range []string{"LIFEBOAT_JOIN_TOKEN", "LIFEBOAT_TOKEN", "LIFEBOAT_PASSPHRASE"} {
+		os.Unsetenv(k)
+	}
 	a, err := agent.New(agent.Config{
-		Servers: servers, JoinToken: pick("join-token", f.joinToken, "LIFEBOAT_JOIN_TOKEN"), DataDir: f.dataDir,
+		Servers: servers, JoinToken: joinToken, DataDir: f.dataDir,
 		Name: f.name, Host: f.host, Labels: labels, Version: versionString(), MaxJobs: f.maxJobs,
 		LeaseTTL: f.leaseTTL, PollWait: f.pollWait, ShutdownGrace: f.grace, Hooks: hooks, Logger: log,
 		UploadLimit: uploadLimit, Parallelism: f.parallelism, Identity: identity,

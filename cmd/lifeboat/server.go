@@ -187,5 +187,8 @@ func printDevInfo(g *globals, srv *coordinator.Server, f serverFlags, info coord
 	fmt.Fprintf(w, "  export LIFEBOAT_ADDR=%s LIFEBOAT_TOKEN=%s\n", srv.URL(), info.AdminToken)
 	fmt.Fprintf(w, "  lifeboat cluster status\n  lifeboat policy list\n  lifeboat job list\n  lifeboat status\n")
 	fmt.Fprintf(w, "  lifeboat snapshots --repo %s --identity %s\n", info.Repository, info.IdentityFile)
+	if info.Policy != "" {
+		fmt.Fprintf(w, "  lifeboat drill run %s --wait\n  lifeboat drill report\n  lifeboat repo coverage\n", info.Policy)
+	}
 	fmt.Fprintf(w, "\nAn embedded agent %q runs the jobs (its state is in %s).\nStop with Ctrl-C; everything is kept for the next --dev.\n", coordinator.DevAgent, filepath.Join(f.dataDir, "agent"))
 }
