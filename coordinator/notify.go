@@ -35,7 +35,8 @@ import (
 // NotifyConfig configures alert delivery (Config.Notify).
 type NotifyConfig struct {
 	// Client sends the webhooks (default: a plain client; Timeout bounds
-	// each attempt).
+	// each attempt). Redirects are never followed, whatever the client's
+	// CheckRedirect: a 3xx answer is a failed delivery.
 	Client *http.Client
 	// Timeout bounds one delivery attempt (default 10s).
 	Timeout time.Duration
@@ -162,8 +163,14 @@ func testBody(t *AlertTarget, node, clusterID, dashboard string, now time.Time) 
 }
 
 // postAlert POSTs body to target. Errors never contain the URL: a Slack
-// webhook URL is a secret.
+// webhook URL is a secret. A redirect is not followed: the answer is a
+// 3xx, a failed delivery. Following it would send the alert (and, for a
+// 307/308, its body again) to wherever the receiver points, and a
+// coordinator may reach addresses its operators cannot.
 func postAlert(ctx context.Context, hc *http.Client, timeout time.Duration, t *AlertTarget, body []byte) error {
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc = &c
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
