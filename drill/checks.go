@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,11 +17,24 @@ import (
 // outputTail is how much of a verify command's output a result keeps.
 const outputTail = 4 << 10
 
-// checkEnv is the environment of verify commands: the drill's own,
-// opts.Env, then the LIFEBOAT_* variables that describe the drill (later
-// entries win).
+// inheritedEnv are the variables of the drill's own environment that
+// verify commands see (when set); LC_* are passed too. Nothing else is:
+// the runner's environment may hold storage credentials, the identity's
+// location or its passphrase.
+var inheritedEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "TERM"}
+
+// checkEnv is the environment of verify commands: the allowed variables
+// of the drill's own (inheritedEnv, LC_*), opts.Env, then the LIFEBOAT_*
+// variables that describe the drill (later entries win).
 func (d *drill) checkEnv(dir string, snap *snapshot.Snapshot) []string {
-	env := append(os.Environ(), d.opts.Env...)
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "LC_") || slices.Contains(inheritedEnv, k) {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, d.opts.Env...)
 	return append(env,
 		"LIFEBOAT_DRILL_DIR="+dir,
 		"LIFEBOAT_DRILL_ID="+d.opts.ID,

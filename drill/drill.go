@@ -72,7 +72,10 @@ type Options struct {
 	Now           func() time.Time // default time.Now
 	Logger        *slog.Logger
 	Progress      *restore.Progress // optional; updated by the restore
-	Env           []string          // extra KEY=value for verify commands
+	// Env is extra KEY=value for verify commands. They inherit only
+	// PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_*, TZ, TMPDIR and TERM
+	// from this process, never its other variables (credentials).
+	Env []string
 }
 
 // Failure reasons.

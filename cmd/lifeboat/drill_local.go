@@ -49,7 +49,9 @@ newer than 30 days, chosen reproducibly from the drill ID).
 Verify commands run with /bin/sh -c in the restored tree, which holds the
 backed-up absolute paths: /srv/data is at $LIFEBOAT_DRILL_DIR/srv/data. They
 also see LIFEBOAT_DRILL_ID, LIFEBOAT_SNAPSHOT_ID, LIFEBOAT_SNAPSHOT_TIME,
-LIFEBOAT_SNAPSHOT_HOST and LIFEBOAT_POLICY. A command that exits non-zero or
+LIFEBOAT_SNAPSHOT_HOST and LIFEBOAT_POLICY. Of this shell's environment they
+get only PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_*, TZ, TMPDIR and TERM
+(no credentials); a command that needs more sets it itself. A command that exits non-zero or
 runs past --verify-timeout (its whole process group is killed) fails the drill.
 
 RTO is the time from the start until the tree was verified and the commands

@@ -1,0 +1,49 @@
+package drill
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCheckEnvAllowList: verify commands see the drill's variables, a
+// few harmless ones of the runner's environment, and none of its
+// secrets.
+func TestCheckEnvAllowList(t *testing.T) {
+	// Not parallel: t.Setenv.
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+	t.Setenv("LIFEBOAT_IDENTITY", "/etc/lifeboat/id.txt")
+	t.Setenv("LIFEBOAT_PASSPHRASE", "hunter2")
+	t.Setenv("LC_ALL", "C.UTF-8")
+	t.Setenv("TZ", "UTC")
+	e := newEnv(t, "local", smallTree())
+	e.backup(t, base.Add(-time.Hour))
+	out := filepath.Join(t.TempDir(), "env")
+	o := e.opts(t, "env-1")
+	o.Env = []string{"EXTRA_VAR=extra"}
+	o.Verify = []Command{{Command: fmt.Sprintf("env > %q", out)}}
+	if r := e.run(t, o); !r.Passed {
+		t.Fatalf("drill: %s %+v", r.Summary(), r.Failures)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	for _, kv := range []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C.UTF-8", "TZ=UTC", "EXTRA_VAR=extra", "LIFEBOAT_DRILL_ID=env-1"} {
+		if !slices.Contains(lines, kv) {
+			t.Errorf("verify command environment lacks %s", kv)
+		}
+	}
+	for _, k := range []string{"AWS_SECRET_ACCESS_KEY", "LIFEBOAT_IDENTITY", "LIFEBOAT_PASSPHRASE"} {
+		for _, l := range lines {
+			if strings.HasPrefix(l, k+"=") {
+				t.Errorf("verify command sees %s", l)
+			}
+		}
+	}
+}
