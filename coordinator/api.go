@@ -23,7 +23,11 @@ import (
 // are errors); every error is {"error": "...", "retryable": bool}.
 
 // DefaultMaxBody bounds request bodies (policy files included).
-const DefaultMaxBody = 8 << 20
+const DefaultMaxBody = 1 << 20
+
+// MaxReportBody bounds a job's completion: a verify report lists every
+// pack it read (about 90 bytes each).
+const MaxReportBody = 16 << 20
 
 // APIConfig configures a node's API.
 type APIConfig struct {
@@ -178,10 +182,14 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, need perm, h handler
 	c := &call{}
 	write := r.Method != http.MethodGet && r.Method != http.MethodHead
 	if write {
-		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBody))
+		limit := a.cfg.MaxBody
+		if need == permAgent && strings.HasSuffix(r.URL.Path, "/complete") {
+			limit = max(limit, MaxReportBody)
+		}
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 		if err != nil {
 			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-				return &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body larger than %d bytes", a.cfg.MaxBody)}
+				return &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body larger than %d bytes", limit)}
 			}
 			return badRequest("read request body: %v", err)
 		}

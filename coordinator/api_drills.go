@@ -34,8 +34,8 @@ func (a *API) runDrill(w http.ResponseWriter, r *http.Request, c *call) error {
 			return err
 		}
 	}
-	if len(q.Snapshot) > 200 {
-		return badRequest("snapshot selector too long")
+	if err := CheckSnapshotSelector(q.Snapshot); err != nil {
+		return badRequest("snapshot: %v", err)
 	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()

@@ -225,6 +225,9 @@ func (a *API) enrollAgent(w http.ResponseWriter, r *http.Request, c *call) error
 	if q.MaxConcurrent < 0 || q.MaxConcurrent > 1000 {
 		return badRequest("max_concurrent %d: want 0..1000", q.MaxConcurrent)
 	}
+	if err := checkCapabilities(q.Capabilities); err != nil {
+		return err
+	}
 	cred, hash := newAgentCredential(q.Name)
 	ctx, cancel := writeCtx(r)
 	defer cancel()
@@ -311,10 +314,8 @@ func (a *API) seen(w http.ResponseWriter, r *http.Request, c *call) error {
 		if seen.Capabilities == nil {
 			seen.Capabilities = []string{}
 		}
-		for _, cp := range seen.Capabilities {
-			if cp != CapDrill {
-				return badRequest("capability %q: the only capability is %q", cp, CapDrill)
-			}
+		if err := checkCapabilities(seen.Capabilities); err != nil {
+			return err
 		}
 	}
 	ctx, cancel := writeCtx(r)
@@ -323,5 +324,18 @@ func (a *API) seen(w http.ResponseWriter, r *http.Request, c *call) error {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// checkCapabilities accepts the capabilities an agent may announce.
+func checkCapabilities(caps []string) error {
+	if len(caps) > 8 {
+		return badRequest("%d capabilities: too many", len(caps))
+	}
+	for _, cp := range caps {
+		if cp != CapDrill {
+			return badRequest("capability %q: the only capability is %q", cp, CapDrill)
+		}
+	}
 	return nil
 }

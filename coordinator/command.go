@@ -12,7 +12,37 @@ import (
 // with ErrUnsupportedCommand and changes nothing. Bump it whenever the
 // meaning of an existing command type changes; adding a type does not need
 // a bump (an older node rejects the unknown type the same clean way).
-const CommandVersion = 1
+//
+// Version history: 1, the first; 2, drills and verification — a
+// jobs.create with drill or verify jobs or their watermarks, and a
+// job.complete carrying a drill verdict or a verify report (both end the
+// job where a version-1 node would retry it). Each command is stamped with
+// the lowest version that gives it its meaning (see versioned), so a
+// cluster part-way through an upgrade keeps applying everything else.
+const CommandVersion = 2
+
+// versioned is implemented by payloads whose meaning needs a version
+// above 1 in some cases.
+type versioned interface{ minVersion() int }
+
+func (p CreateJobs) minVersion() int {
+	if len(p.DrillFired) > 0 || len(p.VerifyFired) > 0 {
+		return 2
+	}
+	for _, j := range p.Jobs {
+		if j.Kind != KindBackup || j.Drill != nil || j.Verify != nil || j.Repository != "" {
+			return 2
+		}
+	}
+	return 1
+}
+
+func (p CompleteJob) minVersion() int {
+	if p.Drill != nil || p.Verify != nil {
+		return 2
+	}
+	return 1
+}
 
 // CommandType names a state transition.
 type CommandType string
@@ -83,7 +113,10 @@ type Command struct {
 // NewCommand builds a current-version command with the payload encoded.
 // The time is left zero for Node to stamp when it proposes.
 func NewCommand(typ CommandType, actor string, payload any) (Command, error) {
-	c := Command{Version: CommandVersion, Type: typ, Actor: actor}
+	c := Command{Version: 1, Type: typ, Actor: actor}
+	if v, ok := payload.(versioned); ok {
+		c.Version = v.minVersion()
+	}
 	if payload != nil {
 		b, err := json.Marshal(payload)
 		if err != nil {

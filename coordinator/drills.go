@@ -27,7 +27,11 @@ import (
 
 // MaxDrillResult bounds the drill result a runner may report (bytes of
 // JSON). Verify command output is already cut to a tail by the runner.
-const MaxDrillResult = 256 << 10
+const MaxDrillResult = 64 << 10
+
+// MaxDrillsPerPolicy bounds the records kept per policy: the oldest go
+// first (also after DrillHistory).
+const MaxDrillsPerPolicy = 500
 
 // DrillHistory is how long drill records are kept (audit evidence
 // outlives job history).
@@ -102,6 +106,18 @@ func (s *State) recordDrill(j *Job, runner string, r DrillReport) {
 		Passed: r.Passed, Reasons: reasons, Summary: r.Summary, SnapshotID: r.SnapshotID,
 		StartedAt: r.StartedAt.UTC(), FinishedAt: r.FinishedAt.UTC(), RTOSeconds: r.RTOSeconds, RPOSeconds: r.RPOSeconds,
 		Result: slices.Clone(r.Result)}
+	var mine []*DrillRecord
+	for _, id := range sortedKeys(s.Drills) {
+		if d := s.Drills[id]; d.Policy == j.Policy {
+			mine = append(mine, d)
+		}
+	}
+	if extra := len(mine) - MaxDrillsPerPolicy; extra > 0 {
+		sort.SliceStable(mine, func(a, b int) bool { return mine[a].StartedAt.Before(mine[b].StartedAt) })
+		for _, d := range mine[:extra] {
+			delete(s.Drills, d.ID)
+		}
+	}
 }
 
 // recordDrillNotRun records a drill job that ended without a verdict.
@@ -300,4 +316,30 @@ func noRunnerReason(p *Policy) string {
 		desc = "runner selector " + strings.Join(kv, ",")
 	}
 	return fmt.Sprintf("no connected agent with an identity matches %s (start one with 'lifeboat agent --identity FILE' and matching --label)", desc)
+}
+
+// StrandedJobs returns the pending jobs that would wait forever: every
+// pending job of a revoked agent, and pending verify and drill jobs whose
+// agent has not been in touch for longer than timeout (and that have
+// waited that long). A backup job waits for its agent (it runs when the
+// agent is back); a drill or verify job is the coordinator's to plan
+// again: a cancelled drill job is recorded as not run, and the next
+// verification run picks up the shards. Sorted by job ID.
+func StrandedJobs(s *State, now time.Time, timeout time.Duration) []CancelJob {
+	var out []CancelJob
+	for _, id := range sortedKeys(s.Jobs) {
+		j := s.Jobs[id]
+		if j.State != JobPending {
+			continue
+		}
+		a := s.Agents[j.Agent]
+		switch {
+		case a == nil || a.Revoked:
+			out = append(out, CancelJob{JobID: id, Reason: fmt.Sprintf("agent %s was revoked", j.Agent)})
+		case maintenance(j.Kind) && now.Sub(a.LastSeen) > timeout && now.Sub(j.CreatedAt) > timeout:
+			out = append(out, CancelJob{JobID: id, Reason: fmt.Sprintf("agent %s has not been in touch since %s",
+				j.Agent, a.LastSeen.UTC().Format(time.RFC3339))})
+		}
+	}
+	return out
 }

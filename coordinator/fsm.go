@@ -652,8 +652,8 @@ func (s *State) eligible(j *Job, a *Agent, t time.Time, byPolicy map[string]int)
 	case t.Before(j.NotBefore):
 		return fmt.Sprintf("job %q may not start before %s", j.ID, j.NotBefore.Format(time.RFC3339))
 	}
-	if pr := s.Policies[j.Policy]; pr != nil && pr.Policy.MaxConcurrent > 0 && byPolicy[j.Policy] >= pr.Policy.MaxConcurrent {
-		return fmt.Sprintf("policy %q already runs %d jobs, its limit", j.Policy, byPolicy[j.Policy])
+	if pr := s.Policies[j.Policy]; pr != nil && j.Kind == KindBackup && pr.Policy.MaxConcurrent > 0 && byPolicy[j.Policy] >= pr.Policy.MaxConcurrent {
+		return fmt.Sprintf("policy %q already runs %d backups, its limit", j.Policy, byPolicy[j.Policy])
 	}
 	return ""
 }
@@ -853,7 +853,11 @@ func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error
 	}
 	if p.Verify != nil {
 		// Damage found is a result, not an error to retry: record it.
-		sum := s.applyVerify(j.Repository, p.Verify, c.Time)
+		listed := j.StartedAt
+		if listed.IsZero() || listed.After(c.Time) {
+			listed = c.Time
+		}
+		sum := s.applyVerify(j.Repository, p.Verify, listed, c.Time)
 		if p.Success {
 			s.setJobState(j, JobSucceeded)
 		} else {
@@ -923,6 +927,11 @@ func cancelJob(s *State, c *Command, _ uint64, p *CancelJob) (outcome, error) {
 		reason += ": " + p.Reason
 	}
 	j.Result = &Result{Error: reason}
+	if j.Kind == KindDrill && s.Drills[j.ID] == nil {
+		// Every drill job ends in a record, a cancelled one too.
+		s.recordDrillNotRun(j, c.Time, reason)
+		j.Result.Drill = j.ID
+	}
 	out := j.clone()
 	return outcome{value: &out, target: "job/" + j.ID}, nil
 }

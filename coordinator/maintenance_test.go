@@ -335,13 +335,102 @@ func TestVerificationCoverageReaches100PercentOverSimulatedDays(t *testing.T) {
 func TestCoverageReportOfAnUnverifiedRepository(t *testing.T) {
 	var c *Coverage
 	rep := c.Report("r", DefaultVerifyEvery, t0)
-	if rep.Ratio != 1 || rep.Packs != 0 || len(rep.OverdueShards) != VerifyShards {
-		t.Fatalf("empty coverage = %+v", rep)
+	// Never listed: nothing is known to be verified, everything is overdue.
+	if rep.Ratio != 0 || rep.Packs != 0 || len(rep.OverdueShards) != VerifyShards || !rep.ListedAt.IsZero() {
+		t.Fatalf("coverage of a repository never verified = %+v", rep)
+	}
+	// Listed and empty: fully covered.
+	c = newCoverage()
+	c.ListedAt = t0
+	for i := range c.ShardVerified {
+		c.ShardVerified[i] = t0
+	}
+	if rep := c.Report("r", DefaultVerifyEvery, t0.Add(time.Hour)); rep.Ratio != 1 || len(rep.OverdueShards) != 0 {
+		t.Fatalf("coverage of an empty, verified repository = %+v", rep)
 	}
 	if got := c.DueShards(3); !slices.Equal(got, []int{0, 1, 2}) {
 		t.Fatalf("DueShards = %v", got)
 	}
 	if ShardOf("ff00") != 255 || ShardOf("zz") != -1 || ShardOf("a") != -1 {
 		t.Fatal("ShardOf")
+	}
+}
+
+// Commands whose meaning is new in version 2 are stamped 2, so that a
+// version-1 node rejects them cleanly instead of applying them its way;
+// everything else stays 1 and applies on every node.
+func TestCommandVersionStamping(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		typ     CommandType
+		payload any
+		want    int
+	}{
+		{"backup jobs", CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "b", Kind: KindBackup}}, Fired: map[string]time.Time{"p": t0}}, 1},
+		{"a verify job", CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "v", Kind: KindVerify, Repository: "r", Verify: &VerifyParams{Shards: []int{1}}}}}, 2},
+		{"a drill watermark", CmdCreateJobs, CreateJobs{DrillFired: map[string]time.Time{"p": t0}}, 2},
+		{"a backup result", CmdCompleteJob, CompleteJob{JobID: "b", Success: true}, 1},
+		{"a drill verdict", CmdCompleteJob, CompleteJob{JobID: "d", Drill: &DrillReport{Reasons: []string{"check"}}}, 2},
+		{"a verify report", CmdCompleteJob, CompleteJob{JobID: "v", Verify: &VerifyReport{}}, 2},
+		{"a policy", CmdPutPolicy, PutPolicy{}, 1},
+	} {
+		c, err := NewCommand(tc.typ, "test", tc.payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Version != tc.want {
+			t.Errorf("%s: version %d, want %d", tc.name, c.Version, tc.want)
+		}
+	}
+	// A version-1 node (simulated: it applies up to 1) refuses a drill
+	// verdict without changing anything.
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "")
+	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "d1", Kind: KindDrill, Trigger: TriggerManual, Policy: "p", Agent: "a1"}}})
+	j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "d1", TTL: time.Minute}).(*Job)
+	c, _ := NewCommand(CmdCompleteJob, "test", CompleteJob{JobID: "d1", Agent: "a1", Token: j.Lease.Token, Drill: &DrillReport{Reasons: []string{"check"}}})
+	c.Version = CommandVersion + 1 // what an older node sees: newer than it applies
+	c.Time = h.now
+	b, _ := c.Encode()
+	before := h.snapshot()
+	if res := h.raw(b); !errors.Is(res.Err, ErrUnsupportedCommand) || string(before) != string(h.snapshot()) {
+		t.Fatalf("newer command: %v, state changed %v", res.Err, string(before) != string(h.snapshot()))
+	}
+}
+
+func TestStrandedJobsAreCancelledAndDrillsRecorded(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "")
+	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{
+		{ID: "b1", Kind: KindBackup, Trigger: TriggerManual, Policy: "p", Agent: "a1"},
+		{ID: "v1", Kind: KindVerify, Trigger: TriggerManual, Repository: "r", Agent: "a1", Verify: &VerifyParams{Shards: []int{3}}},
+		{ID: "d1", Kind: KindDrill, Trigger: TriggerManual, Policy: "p", Agent: "a1"},
+	}})
+	timeout := 2 * time.Minute
+	if got := StrandedJobs(h.state(), h.now.Add(time.Minute), timeout); len(got) != 0 {
+		t.Fatalf("stranded too early: %+v", got)
+	}
+	// a1 goes quiet: its maintenance jobs are given up, its backup waits.
+	got := StrandedJobs(h.state(), h.now.Add(5*time.Minute), timeout)
+	if len(got) != 2 || got[0].JobID != "d1" || got[1].JobID != "v1" || !strings.Contains(got[0].Reason, "not been in touch") {
+		t.Fatalf("stranded = %+v", got)
+	}
+	for _, c := range got {
+		h.must(CmdCancelJob, c)
+	}
+	st := h.state()
+	if d := st.Drills["d1"]; d == nil || d.Passed || !slices.Equal(d.Reasons, []string{ReasonRunner}) || !strings.Contains(d.Summary, "not been in touch") {
+		t.Fatalf("cancelled drill record = %+v", d)
+	}
+	if st.verifyRunning("r") {
+		t.Fatal("a cancelled verify job still blocks planning")
+	}
+	// Revoked: every pending job goes, backups included.
+	h.must(CmdRevokeAgent, RevokeAgent{Name: "a1"})
+	got = StrandedJobs(h.state(), h.now, timeout)
+	if len(got) != 1 || got[0].JobID != "b1" || !strings.Contains(got[0].Reason, "revoked") {
+		t.Fatalf("stranded after revocation = %+v", got)
 	}
 }

@@ -210,7 +210,7 @@ func (n *Node) TakeSnapshot(ctx context.Context) error { return n.raft.TakeSnaps
 // ErrNoLeader, ...) or the FSM's (ErrNotFound, ErrStaleLease, ...).
 func (n *Node) Apply(ctx context.Context, cmd Command) (any, error) {
 	if cmd.Version == 0 {
-		cmd.Version = CommandVersion
+		cmd.Version = 1 // NewCommand stamps the version a payload needs
 	}
 	if cmd.Time.IsZero() {
 		cmd.Time = n.clock.Now().UTC()
@@ -562,6 +562,7 @@ func (n *Node) tick(ctx context.Context) {
 		}
 	}
 	n.planMaintenance(ctx)
+	n.cancelStranded(ctx)
 	n.evaluateAlerts(ctx)
 	n.expireLeases(ctx)
 	n.pruneJobs(ctx)
@@ -604,6 +605,22 @@ func (n *Node) planMaintenance(ctx context.Context) {
 	cj := CreateJobs{Jobs: append(dp.Jobs, vp.Jobs...), DrillFired: dp.Fired, VerifyFired: vp.Fired}
 	if _, err := n.proposeAt(ctx, now, CmdCreateJobs, ActorScheduler, cj); err != nil && ctx.Err() == nil {
 		n.log.Warn("propose drill and verify jobs", "jobs", len(cj.Jobs), "err", err)
+	}
+}
+
+// cancelStranded cancels the pending jobs that StrandedJobs finds.
+func (n *Node) cancelStranded(ctx context.Context) {
+	now := n.clock.Now().UTC()
+	var stranded []CancelJob
+	n.fsm.View(func(s *State) { stranded = StrandedJobs(s, now, n.cfg.AgentTimeout) })
+	for _, c := range stranded {
+		if _, err := n.proposeAt(ctx, now, CmdCancelJob, ActorScheduler, c); err != nil {
+			if ctx.Err() == nil && !errors.Is(err, ErrConflict) {
+				n.log.Warn("cancel stranded job", "job", c.JobID, "err", err)
+			}
+			return
+		}
+		n.log.Info("stranded job cancelled", "job", c.JobID, "reason", c.Reason)
 	}
 }
 

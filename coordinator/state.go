@@ -458,12 +458,14 @@ func (s *State) FindJobs(f JobFilter) []Job {
 	return out
 }
 
-// RunningByPolicy counts running jobs per policy.
+// RunningByPolicy counts running backup jobs per policy: what a policy's
+// max_concurrent limits (a drill or verify job of the policy runs in its
+// agent's maintenance slot and holds up no backup).
 func (s *State) RunningByPolicy() map[string]int {
 	n := map[string]int{}
 	for _, a := range s.Agents {
 		for _, id := range a.Running {
-			if j := s.Jobs[id]; j != nil {
+			if j := s.Jobs[id]; j != nil && j.Kind == KindBackup {
 				n[j.Policy]++
 			}
 		}

@@ -146,9 +146,12 @@ func sortedInts(v []int) []int {
 	return slices.Compact(c)
 }
 
-// applyVerify folds a verify report into repo's coverage at t and returns
-// the job's summary.
-func (s *State) applyVerify(repo string, r *VerifyReport, t time.Time) *VerifySummary {
+// applyVerify folds a verify report into repo's coverage and returns the
+// job's summary. listed is when the job started (its listing is at least
+// that recent; the packs it verified and the shards it covered count as
+// verified then, which errs on the safe side), now when it reported.
+func (s *State) applyVerify(repo string, r *VerifyReport, listed, now time.Time) *VerifySummary {
+	t := listed
 	cov := s.Coverage[repo]
 	if cov == nil {
 		cov = newCoverage()
@@ -169,7 +172,7 @@ func (s *State) applyVerify(repo string, r *VerifyReport, t time.Time) *VerifySu
 		if p.Error == "" {
 			ps.Verified, ps.Damaged, ps.FailedAt = t, "", time.Time{}
 		} else {
-			ps.Damaged, ps.FailedAt = p.Error, t
+			ps.Damaged, ps.FailedAt = p.Error, now
 			sum.Damaged = append(sum.Damaged, p.ID)
 		}
 	}
@@ -204,7 +207,8 @@ type CoverageReport struct {
 	Packs      int      `json:"packs"` // packs in the newest listing
 	Bytes      int64    `json:"bytes"`
 	// VerifiedPacks were verified successfully within Every; Ratio is
-	// VerifiedPacks / Packs (1 for an empty repository).
+	// VerifiedPacks / Packs (1 for an empty repository, 0 for one never
+	// listed by a verification: ListedAt is zero then).
 	VerifiedPacks int     `json:"verified_packs"`
 	Ratio         float64 `json:"ratio"`
 	// OverduePacks are in shards not verified within Every (every pack of
@@ -253,8 +257,12 @@ func (c *Coverage) Report(repo string, every time.Duration, now time.Time) Cover
 			rep.VerifiedPacks++
 		}
 	}
-	rep.Ratio = 1
-	if rep.Packs > 0 {
+	switch {
+	case c.ListedAt.IsZero():
+		rep.Ratio = 0 // never listed: nothing is known to be verified
+	case rep.Packs == 0:
+		rep.Ratio = 1
+	default:
 		rep.Ratio = math.Min(1, float64(rep.VerifiedPacks)/float64(rep.Packs))
 	}
 	return rep

@@ -167,6 +167,10 @@ func printCoverage(w io.Writer, cov []coordinator.CoverageReport) {
 		if !r.OldestShard.IsZero() {
 			oldest = ago(r.OldestShard)
 		}
+		if r.ListedAt.IsZero() {
+			row(tw, "  "+r.Repository, "?", "?", "never verified", r.Every.String(), "all", len(r.Damaged), oldest)
+			continue
+		}
 		row(tw, "  "+r.Repository, r.Packs, formatBytes(r.Bytes), fmt.Sprintf("%.1f%%", 100*r.Ratio), r.Every.String(),
 			r.OverduePacks, len(r.Damaged), oldest)
 	}

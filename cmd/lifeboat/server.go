@@ -60,7 +60,7 @@ holds the dev identity, which makes it a drill runner).`,
 	fl.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate (PEM) that verifies the other nodes")
 	fl.BoolVar(&f.dev, "dev", false, "run a single-node playground with a local repository")
 	fl.StringVar(&f.devBackup, "dev-backup", "", "with --dev: back this path up every minute")
-	fl.DurationVar(&f.alertUnseen, "alert-agent-unseen", 10*time.Minute, "alert when an agent has not been in touch for this long (negative: never)")
+	fl.DurationVar(&f.alertUnseen, "alert-agent-unseen", 10*time.Minute, "alert when an agent has not been in touch for this long (0: the default 10m; negative: never)")
 	fl.StringVar(&f.verifySchedule, "verify-schedule", coordinator.DefaultVerifySchedule, "when repository verification jobs run (cron or @every; \"off\" disables them)")
 	fl.StringVar(&f.alertDashboard, "alert-dashboard-url", "", "URL sent with generic webhook alerts (e.g. the dashboard)")
 	return cmd
