@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -59,7 +60,9 @@ type Options struct {
 	Verify        []Command
 	// Scratch is the parent directory of the restore (absolute). The
 	// drill restores into Scratch/lifeboat-drill-<ID> and removes it
-	// afterwards.
+	// afterwards. It is created (mode 0700) if missing, and must be a
+	// directory, not a symlink, owned by this user and not group- or
+	// world-writable.
 	Scratch string
 	// ScratchLimit, if > 0, refuses a drill whose restore would need
 	// more bytes. A drill also refuses when the scratch filesystem has
@@ -453,6 +456,10 @@ func (d *drill) checkScratch(dir string, need int64) bool {
 		d.fail(ReasonScratch, "", "create scratch directory: %v", err)
 		return false
 	}
+	if err := safeScratch(d.opts.Scratch); err != nil {
+		d.fail(ReasonScratch, "", "%v", err)
+		return false
+	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(d.opts.Scratch, &st); err != nil {
 		d.fail(ReasonScratch, "", "scratch directory %s: %v", d.opts.Scratch, err)
@@ -473,6 +480,31 @@ func (d *drill) checkScratch(dir string, need int64) bool {
 		}
 	}
 	return true
+}
+
+// safeScratch refuses a scratch parent that someone else could swap or
+// fill: the restored tree holds every backed-up secret in plaintext, and
+// a link planted in a shared directory could redirect the restore (or
+// its removal). The parent must be a real directory (not a symlink),
+// owned by this user, and writable by nobody else.
+func safeScratch(p string) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return fmt.Errorf("scratch directory %s: %w", p, err)
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("scratch directory %s is a symlink; point the scratch setting at the real directory it names (or another directory of this user's, mode 0700)", p)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("scratch directory %s is not a directory; choose a directory of this user's, mode 0700", p)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("scratch directory %s is owned by uid %d, not by this user (uid %d); use a directory of this user's, mode 0700 (e.g. a subdirectory it creates)", p, st.Uid, os.Geteuid())
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("scratch directory %s is writable by other users (mode %04o); run 'chmod go-w %s' or use a subdirectory of it with mode 0700", p, perm, p)
+	}
+	return nil
 }
 
 // cleanup removes the restored tree, or keeps it after a failure when
