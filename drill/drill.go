@@ -69,7 +69,9 @@ type Options struct {
 	// less free space than the bytes to restore.
 	ScratchLimit int64
 	// KeepOnFailure leaves the restored tree of a failed drill in place
-	// (Result.KeptAt).
+	// (Result.KeptAt). Before it restores, every drill removes the
+	// lifeboat-drill-* trees in Scratch beyond the newest KeptTrees, so
+	// kept trees do not pile up.
 	KeepOnFailure bool
 	Targets       Targets
 	Now           func() time.Time // default time.Now
@@ -470,6 +472,7 @@ func (d *drill) checkScratch(dir string, need int64) bool {
 			fmtBytes(need), d.opts.Scratch, fmtBytes(free))
 		return false
 	}
+	d.pruneKept(dir)
 	// The directory is this drill's alone: a leftover from an earlier
 	// run with the same ID (kept on failure) is replaced.
 	if _, err := os.Lstat(dir); err == nil {
@@ -507,11 +510,56 @@ func safeScratch(p string) error {
 	return nil
 }
 
+// KeptTrees is how many restored trees of earlier drills (kept on
+// failure, or left by a runner that died) a drill leaves in the scratch
+// directory: the newest ones, by modification time. Older ones are
+// removed before the drill restores.
+const KeptTrees = 2
+
+// pruneKept removes the lifeboat-drill-* directories in the scratch
+// directory, other than dir, beyond the newest KeptTrees.
+func (d *drill) pruneKept(dir string) {
+	ents, err := os.ReadDir(d.opts.Scratch)
+	if err != nil {
+		d.log.Warn("could not list the scratch directory for old drill trees", "dir", d.opts.Scratch, "err", err)
+		return
+	}
+	type tree struct {
+		path  string
+		mtime time.Time
+	}
+	var trees []tree
+	for _, e := range ents {
+		p := filepath.Join(d.opts.Scratch, e.Name())
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "lifeboat-drill-") || p == dir {
+			continue // symlinks are never followed, nor removed
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		trees = append(trees, tree{p, fi.ModTime()})
+	}
+	sort.Slice(trees, func(i, j int) bool { return trees[i].mtime.After(trees[j].mtime) })
+	for _, t := range trees[min(KeptTrees, len(trees)):] {
+		if err := removeTree(t.path); err != nil {
+			d.log.Warn("could not remove an old drill tree", "dir", t.path, "err", err)
+			continue
+		}
+		d.log.Info("removed an old drill tree: only the newest kept ones stay", "dir", t.path,
+			"modified", t.mtime.UTC().Format(time.RFC3339), "kept", KeptTrees)
+	}
+}
+
 // cleanup removes the restored tree, or keeps it after a failure when
 // asked to.
 func (d *drill) cleanup(dir string) {
 	if len(d.res.Failures) > 0 && d.opts.KeepOnFailure {
 		if _, err := os.Lstat(dir); err == nil {
+			// Its modification time says when it was kept: the restore
+			// may have left the snapshot's there.
+			now := time.Now()
+			_ = os.Chtimes(dir, now, now)
 			d.res.KeptAt = dir
 			d.log.Info("keeping the restored tree of a failed drill", "dir", dir)
 			return

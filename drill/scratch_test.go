@@ -79,3 +79,66 @@ func TestScratchRefusals(t *testing.T) {
 		t.Errorf("created scratch directory: %v %v, want mode 0700", fi.Mode(), err)
 	}
 }
+
+// TestKeptTreesPruned: failed drills kept for inspection do not fill
+// the scratch directory: a drill leaves only the newest KeptTrees
+// earlier trees.
+func TestKeptTreesPruned(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "local", smallTree())
+	e.backup(t, base.Add(-time.Hour))
+	scratch := t.TempDir()
+	now := time.Now()
+	for i, id := range []string{"old-1", "old-2", "old-3"} {
+		d := ScratchDir(scratch, id)
+		// A read-only directory inside, as a restored tree may hold.
+		if err := os.MkdirAll(filepath.Join(d, "srv", "ro"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(d, "srv", "ro"), 0o500); err != nil {
+			t.Fatal(err)
+		}
+		at := now.Add(time.Duration(i-3) * time.Hour)
+		if err := os.Chtimes(d, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not drill trees: left alone.
+	if err := os.Mkdir(filepath.Join(scratch, "other"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(scratch, "lifeboat-drill-link")); err != nil {
+		t.Fatal(err)
+	}
+	present := func(want ...string) {
+		t.Helper()
+		ents, err := os.ReadDir(scratch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range ents {
+			got = append(got, e.Name())
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("scratch holds %v, want %v", got, want)
+		}
+	}
+	for _, id := range []string{"fail-1", "fail-2"} {
+		o := e.opts(t, id)
+		o.Scratch = scratch
+		o.KeepOnFailure = true
+		o.Verify = []Command{{Command: "exit 1"}}
+		if r := e.run(t, o); r.Passed || r.KeptAt != ScratchDir(scratch, id) {
+			t.Fatalf("drill %s: %s, kept at %q", id, r.Summary(), r.KeptAt)
+		}
+	}
+	// fail-1 removed old-1 (old-2 and old-3 were newer); fail-2 then
+	// removed old-2 (fail-1, kept just now, and old-3 are newer).
+	present("lifeboat-drill-fail-1", "lifeboat-drill-fail-2", "lifeboat-drill-link", "lifeboat-drill-old-3", "other")
+	t.Cleanup(func() {
+		for _, id := range []string{"fail-1", "fail-2", "old-3"} {
+			removeTree(ScratchDir(scratch, id))
+		}
+	})
+}
