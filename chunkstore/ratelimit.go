@@ -105,6 +105,11 @@ func (s *limitStore) Put(ctx context.Context, name string, data []byte) error {
 	return s.Store.Put(ctx, name, data)
 }
 
+// GetBuffer implements BufferGetter.
+func (s *limitStore) GetBuffer(ctx context.Context, name string, offset, length int64, buf []byte) ([]byte, error) {
+	return GetInto(ctx, s.Store, name, offset, length, buf)
+}
+
 // Unwrap returns the decorated store.
 func (s *limitStore) Unwrap() Store { return s.Store }
 

@@ -459,18 +459,45 @@ func (r *Repository) PackKey(p *PackEntry) (*[32]byte, error) {
 // from a pack, and checks that the plaintext's keyed ID is b.ID. dst is
 // reused when large enough.
 func (r *Repository) OpenBlob(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
+	return r.openBlob(key, b, sealed, dst, false)
+}
+
+// OpenBlobInPlace is OpenBlob for a caller that has no further use for
+// sealed: the blob is decrypted where it lies, overwriting sealed, so a
+// blob stored raw is returned as a part of sealed without a copy and only
+// a compressed one is decoded into dst. It authenticates and checks the
+// keyed ID exactly as OpenBlob does.
+func (r *Repository) OpenBlobInPlace(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
+	return r.openBlob(key, b, sealed, dst, true)
+}
+
+func (r *Repository) openBlob(key *[32]byte, b Blob, sealed, dst []byte, inPlace bool) ([]byte, error) {
 	if len(sealed) < BlobOverhead {
 		return nil, fmt.Errorf("%w: %s blob %s truncated", ErrCorrupt, b.Type, b.ID.Short())
 	}
 	var plain []byte
-	if sealed[nonceSize] == blobRaw {
+	switch {
+	case inPlace:
+		// AES-GCM may decrypt into its own input when the output starts
+		// where the ciphertext does.
+		enc, out, err := openBlob(sealed[nonceSize+1:nonceSize+1], key, b.Type, b.ID, sealed)
+		if err != nil {
+			return nil, err
+		}
+		plain = out
+		if enc != blobRaw {
+			if plain, err = decodeBlobPayload(dst[:0], enc, out, int(b.RawLength)); err != nil {
+				return nil, fmt.Errorf("%s blob %s: %w", b.Type, b.ID.Short(), err)
+			}
+		}
+	case sealed[nonceSize] == blobRaw:
 		// Decrypt straight into dst: the payload is the plaintext.
 		_, out, err := openBlob(dst[:0], key, b.Type, b.ID, sealed)
 		if err != nil {
 			return nil, err
 		}
 		plain = out
-	} else {
+	default:
 		sp := scratchPool.Get().(*[]byte)
 		enc, z, err := openBlob((*sp)[:0], key, b.Type, b.ID, sealed)
 		if err == nil {

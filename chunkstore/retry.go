@@ -126,6 +126,17 @@ func (r *retryStore) Get(ctx context.Context, name string, offset, length int64)
 	return data, err
 }
 
+// GetBuffer implements BufferGetter.
+func (r *retryStore) GetBuffer(ctx context.Context, name string, offset, length int64, buf []byte) ([]byte, error) {
+	var data []byte
+	err := r.cfg.Do(ctx, "get", name, func(ctx context.Context) error {
+		var err error
+		data, err = GetInto(ctx, r.s, name, offset, length, buf)
+		return err
+	})
+	return data, err
+}
+
 func (r *retryStore) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 	var info ObjectInfo
 	err := r.cfg.Do(ctx, "stat", name, func(ctx context.Context) error {

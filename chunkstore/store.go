@@ -112,3 +112,22 @@ func CheckName(name string) error {
 	}
 	return nil
 }
+
+// BufferGetter is implemented by stores whose Get can read into a
+// caller's buffer. Restore reads hundreds of MiB of pack ranges; reusing
+// a few buffers instead of allocating each range keeps it from paying for
+// fresh memory (page faults, zeroing, collections) on every one.
+type BufferGetter interface {
+	// GetBuffer is Get, except that the bytes are read into buf when it
+	// has the capacity (the result then aliases buf).
+	GetBuffer(ctx context.Context, name string, offset, length int64, buf []byte) ([]byte, error)
+}
+
+// GetInto is r.Get(ctx, name, offset, length), read into buf when r
+// supports it (see BufferGetter). The result may alias buf.
+func GetInto(ctx context.Context, r Reader, name string, offset, length int64, buf []byte) ([]byte, error) {
+	if bg, ok := r.(BufferGetter); ok {
+		return bg.GetBuffer(ctx, name, offset, length, buf)
+	}
+	return r.Get(ctx, name, offset, length)
+}

@@ -12,10 +12,11 @@
 // The chunks still needed are grouped by pack and neighbouring blobs are
 // merged into ranges (up to 8 MiB, bridging gaps below 256 KiB), so each
 // region of a pack is downloaded once with a ranged GET however many
-// files share its blobs; several ranges are in flight at once. Each blob
-// is authenticated (AEAD), decompressed and its keyed ID recomputed
-// before any byte is written; then it is written to every file offset
-// that needs it. Files of one chunk (most files) are created, written,
+// files share its blobs; several ranges are in flight at once, each read
+// into a reused buffer. Each blob is authenticated (AEAD) and decrypted
+// in place, decompressed if it was stored compressed, and its keyed ID
+// recomputed before any byte is written; then it is written to every
+// file offset that needs it. Files of one chunk (most files) are created, written,
 // given their metadata and closed in one step when their blob arrives;
 // larger files are created up front at their final size, so chunks land
 // in any order and all-zero chunks are simply not written, leaving holes.

@@ -66,7 +66,15 @@ type restorer struct {
 	written  atomic.Int64
 	open     sync.Map // *fileState → *os.File
 	openMu   sync.Mutex
+	bufs     chan *fetchBufs // reused download and plaintext buffers
 }
+
+// fetchBufs are one download worker's buffers: a pack range as read
+// from storage (blobs stored raw are decrypted in place and written from
+// it) and room for one decompressed blob. Reusing them keeps a restore
+// from allocating — page faulting and zeroing — a fresh buffer for each
+// of its hundreds of MiB of ranges and blobs.
+type fetchBufs struct{ data, plain []byte }
 
 // Restore writes snapshot snap into opts.Target. Every blob is
 // authenticated and its keyed ID recomputed before a byte of it is
@@ -104,7 +112,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := repo.EnsureIndex(ctx); err != nil {
 		return nil, err
 	}
-	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress}
+	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs)}
 
 	var pl plan
 	if _, ok := repo.Index().Lookup(snap.Tree); !ok {
@@ -381,7 +389,19 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 		return nil
 	}
 	name := chunkstore.PackName(j.pack.ID)
-	data, err := r.repo.Store().Get(ctx, name, j.start, j.end-j.start)
+	var b *fetchBufs
+	select {
+	case b = <-r.bufs:
+	default:
+		b = &fetchBufs{data: make([]byte, 0, maxRange)}
+	}
+	defer func() {
+		select {
+		case r.bufs <- b:
+		default:
+		}
+	}()
+	data, err := chunkstore.GetInto(ctx, r.repo.Store(), name, j.start, j.end-j.start, b.data)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -399,14 +419,26 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 		}
 		return nil
 	}
-	var plain []byte
+	if cap(data) > cap(b.data) {
+		b.data = data[:0]
+	}
+	// Room for the largest blob of the range, so decompression never
+	// allocates.
+	maxRaw := 0
+	for _, bj := range j.blobs {
+		maxRaw = max(maxRaw, int(bj.blob.RawLength))
+	}
+	if cap(b.plain) < maxRaw {
+		b.plain = make([]byte, 0, max(maxRaw+maxRaw/4, 2<<20))
+	}
 	for _, bj := range j.blobs {
 		off := int64(bj.blob.Offset) - j.start
 		sealed := data[off : off+int64(bj.blob.Length)]
-		plain, err = r.repo.OpenBlob(key, bj.blob, sealed, plain)
+		// The range is read once and each blob used once: decrypt it
+		// where it lies.
+		plain, err := r.repo.OpenBlobInPlace(key, bj.blob, sealed, b.plain)
 		if err != nil {
 			r.failBlobs([]blobJob{bj}, fmt.Errorf("%s: %w", name, err))
-			plain = nil
 			continue
 		}
 		zero := isZero(plain)

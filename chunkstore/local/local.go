@@ -143,6 +143,12 @@ func syncDir(dir string) error {
 
 // Get implements chunkstore.Reader.
 func (s *Store) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
+	return s.GetBuffer(ctx, name, offset, length, nil)
+}
+
+// GetBuffer implements chunkstore.BufferGetter: Get, reading into buf
+// when it is large enough.
+func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64, buf []byte) ([]byte, error) {
 	if err := check(ctx, name); err != nil {
 		return nil, err
 	}
@@ -166,7 +172,11 @@ func (s *Store) Get(ctx context.Context, name string, offset, length int64) ([]b
 	if offset < 0 || length < 0 || offset > size || length > size-offset {
 		return nil, chunkstore.Permanent(fmt.Errorf("read %s: range [%d, +%d) outside object of %d bytes", p, offset, length, size))
 	}
-	buf := make([]byte, length)
+	if int64(cap(buf)) >= length {
+		buf = buf[:length]
+	} else {
+		buf = make([]byte, length)
+	}
 	n, err := f.ReadAt(buf, offset)
 	if n == len(buf) {
 		return buf, nil

@@ -211,6 +211,12 @@ func contentAddressed(name string) ([]byte, bool) {
 // Get implements chunkstore.Reader with a ranged GET, and checks that
 // exactly the requested number of bytes came back.
 func (s *Store) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
+	return s.GetBuffer(ctx, name, offset, length, nil)
+}
+
+// GetBuffer implements chunkstore.BufferGetter: Get, reading into buf
+// when it is large enough.
+func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64, buf []byte) ([]byte, error) {
 	if err := check(ctx, name); err != nil {
 		return nil, err
 	}
@@ -273,7 +279,11 @@ func (s *Store) Get(ctx context.Context, name string, offset, length int64) ([]b
 	if want < 0 {
 		want = total - offset
 	}
-	buf := make([]byte, want)
+	if int64(cap(buf)) >= want {
+		buf = buf[:want]
+	} else {
+		buf = make([]byte, want)
+	}
 	if n, err := io.ReadFull(body, buf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF

@@ -135,22 +135,36 @@ func testGetRanges(t *testing.T, s chunkstore.Store) {
 		{size + 100, 10, true},
 		{-1, 10, true},
 	}
-	for _, tt := range tests {
-		got, err := s.Get(t.Context(), "ranges/obj", tt.off, tt.n)
-		switch {
-		case tt.wantErr && err == nil:
-			t.Errorf("Get(%d, %d) returned %d bytes, want an error (range outside object)", tt.off, tt.n, len(got))
-		case tt.wantErr && errors.Is(err, chunkstore.ErrNotFound):
-			t.Errorf("Get(%d, %d) = %v, must not wrap ErrNotFound", tt.off, tt.n, err)
-		case !tt.wantErr && err != nil:
-			t.Errorf("Get(%d, %d): %v", tt.off, tt.n, err)
-		case !tt.wantErr:
-			end := tt.off + tt.n
-			if tt.n < 0 {
-				end = size
+	// Get, and GetInto with no buffer, a too small one and a large one
+	// holding stale bytes: all must answer the same.
+	bufs := []struct {
+		name string
+		buf  []byte
+	}{{"Get", nil}, {"GetInto(nil)", nil}, {"GetInto(small)", make([]byte, 3, 10)}, {"GetInto(large)", bytes.Repeat([]byte{0xee}, 2*size)}}
+	for _, b := range bufs {
+		for _, tt := range tests {
+			var got []byte
+			var err error
+			if b.name == "Get" {
+				got, err = s.Get(t.Context(), "ranges/obj", tt.off, tt.n)
+			} else {
+				got, err = chunkstore.GetInto(t.Context(), s, "ranges/obj", tt.off, tt.n, b.buf)
 			}
-			if !bytes.Equal(got, data[tt.off:end]) {
-				t.Errorf("Get(%d, %d): got %d bytes, want %d (bytes [%d,%d))", tt.off, tt.n, len(got), end-tt.off, tt.off, end)
+			switch {
+			case tt.wantErr && err == nil:
+				t.Errorf("%s(%d, %d) returned %d bytes, want an error (range outside object)", b.name, tt.off, tt.n, len(got))
+			case tt.wantErr && errors.Is(err, chunkstore.ErrNotFound):
+				t.Errorf("%s(%d, %d) = %v, must not wrap ErrNotFound", b.name, tt.off, tt.n, err)
+			case !tt.wantErr && err != nil:
+				t.Errorf("%s(%d, %d): %v", b.name, tt.off, tt.n, err)
+			case !tt.wantErr:
+				end := tt.off + tt.n
+				if tt.n < 0 {
+					end = size
+				}
+				if !bytes.Equal(got, data[tt.off:end]) {
+					t.Errorf("%s(%d, %d): got %d bytes, want %d (bytes [%d,%d))", b.name, tt.off, tt.n, len(got), end-tt.off, tt.off, end)
+				}
 			}
 		}
 	}
