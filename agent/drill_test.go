@@ -134,12 +134,12 @@ func TestAgentDrill(t *testing.T) {
 			if err := os.WriteFile(data, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}, reasons: []string{drill.ReasonRestore, drill.ReasonContent}, summary: "corrupt"},
+		}, reasons: []string{drill.ReasonCorrupt, drill.ReasonContent}, summary: "corrupt"},
 		{name: "deleted pack", damage: func() {
 			if err := os.Remove(data); err != nil {
 				t.Fatal(err)
 			}
-		}, reasons: []string{drill.ReasonRestore}, summary: "not found"},
+		}, reasons: []string{drill.ReasonMissing}, summary: "not found"},
 	} {
 		p := drillPolicy(src, scratch)
 		if c.policy != nil {
@@ -309,10 +309,10 @@ func TestAgentDrillS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	j, rec, _ := tc.drill("p")
-	if j.State != coordinator.JobFailed || rec.Passed || !slices.Equal(rec.Reasons, []string{drill.ReasonRestore}) {
+	if j.State != coordinator.JobFailed || rec.Passed || !slices.Equal(rec.Reasons, []string{drill.ReasonMissing}) {
 		t.Fatalf("drill with a deleted pack: %s %+v", j.State, rec)
 	}
-	if !strings.Contains(rec.Summary, "FAILED (restore)") {
+	if !strings.Contains(rec.Summary, "FAILED (missing)") {
 		t.Errorf("summary %q", rec.Summary)
 	}
 }

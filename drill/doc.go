@@ -21,7 +21,9 @@
 //     which authenticates every blob before writing it. Restore keeps
 //     backed-up absolute paths below its target: /srv/data is restored to
 //     Scratch/lifeboat-drill-<ID>/srv/data. Files restore could not write
-//     are "restore" failures naming the blob or pack that was damaged.
+//     are failures naming the blob or pack: "corrupt" when stored data is
+//     damaged (a blob failed authentication or its ID check), "missing"
+//     when a pack is not in the repository, "restore" otherwise.
 //  4. Verifies the restored tree independently of the restore, from disk:
 //     every entry the snapshot lists (or the sample) must exist with the
 //     recorded type, mode bits and symlink target; every regular file is

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -87,7 +88,9 @@ type Options struct {
 const (
 	ReasonSnapshot = "snapshot" // the snapshot could not be found or loaded
 	ReasonScratch  = "scratch"  // not enough scratch space, or scratch unusable
-	ReasonRestore  = "restore"  // the restore could not run, or a file could not be restored
+	ReasonMissing  = "missing"  // a pack the snapshot needs is not in the repository
+	ReasonCorrupt  = "corrupt"  // stored data is damaged: a pack or blob failed its check or authentication
+	ReasonRestore  = "restore"  // the restore could not run, or a file could not be restored (other causes)
 	ReasonContent  = "content"  // a restored entry differs from the snapshot
 	ReasonCheck    = "check"    // a verify command failed or timed out
 	ReasonRTO      = "rto"      // the drill took longer than the RTO target
@@ -279,7 +282,7 @@ func Run(ctx context.Context, repo *chunkstore.Repository, opts Options) (*Resul
 }
 
 func reasonOrder(r string) int {
-	for i, x := range []string{ReasonSnapshot, ReasonScratch, ReasonRestore, ReasonContent, ReasonCheck, ReasonRTO, ReasonRPO} {
+	for i, x := range []string{ReasonSnapshot, ReasonScratch, ReasonMissing, ReasonCorrupt, ReasonRestore, ReasonContent, ReasonCheck, ReasonRTO, ReasonRPO} {
 		if r == x {
 			return i
 		}
@@ -354,19 +357,19 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d.fail(ReasonRestore, "", "restore snapshot %s into %s: %v", snap.ID.Short(), dir, err)
+		d.fail(restoreReason(err), "", "restore snapshot %s into %s: %v", snap.ID.Short(), dir, err)
 		res.RTOSeconds = d.now().Sub(start).Seconds()
 		return nil
 	}
 	skip := map[string]bool{}
 	for _, f := range rres.Failures {
 		skip[f.Path] = true
-		d.fail(ReasonRestore, f.Path, "%v", f.Err)
+		d.fail(restoreReason(f.Err), f.Path, "%v", f.Err)
 	}
 	for _, u := range pl.unreadable {
 		if !skip[u.path] {
 			skip[u.path] = true
-			d.fail(ReasonRestore, u.path, "%v", u.err)
+			d.fail(restoreReason(u.err), u.path, "%v", u.err)
 		}
 	}
 
@@ -385,7 +388,7 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 		res.ThroughputBytesPerSecond = float64(res.Bytes) / res.RestoreSeconds
 	}
 
-	healthy := !hasReason(res.Failures, ReasonSnapshot, ReasonScratch, ReasonRestore, ReasonContent)
+	healthy := !hasReason(res.Failures, unhealthy...)
 	cstart := d.now()
 	for _, c := range d.opts.Verify {
 		if !healthy {
@@ -411,7 +414,7 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 
 	rto := d.now().Sub(start)
 	res.RTOSeconds = rto.Seconds()
-	if t := d.opts.Targets.RTO; t > 0 && !hasReason(res.Failures, ReasonSnapshot, ReasonScratch, ReasonRestore, ReasonContent, ReasonCheck) {
+	if t := d.opts.Targets.RTO; t > 0 && !hasReason(res.Failures, slices.Concat(unhealthy, []string{ReasonCheck})...) {
 		met := rto <= t
 		res.RTOMet = &met
 		if !met {
@@ -419,6 +422,24 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 		}
 	}
 	return nil
+}
+
+// unhealthy are the reasons that leave no trustworthy restored tree:
+// verify commands are skipped, and RTO is not measured.
+var unhealthy = []string{ReasonSnapshot, ReasonScratch, ReasonMissing, ReasonCorrupt, ReasonRestore, ReasonContent}
+
+// restoreReason classifies a restore error: damaged stored data
+// (chunkstore.ErrCorrupt, which failed authentication wraps too) is
+// "corrupt", a pack that is not there (chunkstore.ErrNotFound) "missing",
+// anything else "restore".
+func restoreReason(err error) string {
+	switch {
+	case errors.Is(err, chunkstore.ErrCorrupt):
+		return ReasonCorrupt
+	case errors.Is(err, chunkstore.ErrNotFound):
+		return ReasonMissing
+	}
+	return ReasonRestore
 }
 
 func hasReason(fs []Failure, reasons ...string) bool {

@@ -245,9 +245,9 @@ func TestDrillFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			o.Verify = []Command{{Command: "true"}}
-		}, ReasonRestore, func(t *testing.T, e *env, snap *snapshot.Snapshot, o Options, r *Result) {
+		}, ReasonCorrupt, func(t *testing.T, e *env, snap *snapshot.Snapshot, o Options, r *Result) {
 			loc := dataBlob(t, e, snap, "deep/a/b/c/e.data")
-			f := failureFor(r, ReasonRestore)
+			f := failureFor(r, ReasonCorrupt)
 			if f.Path != e.rel("deep/a/b/c/e.data") || !strings.Contains(f.Message, loc.Pack.ID.String()) {
 				t.Errorf("failure %+v: want the path and pack %s", f, loc.Pack.ID)
 			}
@@ -263,10 +263,17 @@ func TestDrillFailures(t *testing.T) {
 			if err := e.repos.Store.Delete(context.Background(), chunkstore.PackName(loc.Pack.ID)); err != nil {
 				t.Fatal(err)
 			}
-		}, ReasonRestore, func(t *testing.T, e *env, snap *snapshot.Snapshot, o Options, r *Result) {
+			o.Verify = []Command{{Command: "true"}}
+		}, ReasonMissing, func(t *testing.T, e *env, snap *snapshot.Snapshot, o Options, r *Result) {
 			loc := dataBlob(t, e, snap, "big.bin")
+			if len(r.Checks) != 1 || !r.Checks[0].Skipped {
+				t.Errorf("checks %+v: want one, skipped", r.Checks)
+			}
 			var paths []string
 			for _, f := range r.Failures {
+				if f.Reason != ReasonMissing {
+					t.Errorf("failure %+v: want reason %q", f, ReasonMissing)
+				}
 				paths = append(paths, f.Path)
 				if !strings.Contains(f.Message, loc.Pack.ID.String()) {
 					t.Errorf("failure %+v does not name pack %s", f, loc.Pack.ID)
@@ -478,7 +485,7 @@ func TestCancelled(t *testing.T) {
 }
 
 // TestDrillMissingPackMinIO: on S3, a pack deleted behind the
-// repository's back fails the drill with a restore failure naming it.
+// repository's back fails the drill with a "missing" failure naming it.
 func TestDrillMissingPackMinIO(t *testing.T) {
 	// Not parallel: MinIO repositories set AWS_* variables with t.Setenv.
 	e := newEnv(t, "minio", smallTree())
@@ -489,9 +496,9 @@ func TestDrillMissingPackMinIO(t *testing.T) {
 	}
 	o := e.opts(t, "minio-missing")
 	r := e.run(t, o)
-	f := failureFor(r, ReasonRestore)
-	if r.Passed || f == nil || !strings.Contains(f.Message, loc.Pack.ID.String()) {
-		t.Fatalf("drill %s: want a restore failure naming pack %s", r.Summary(), loc.Pack.ID)
+	f := failureFor(r, ReasonMissing)
+	if r.Passed || f == nil || !strings.Contains(f.Message, loc.Pack.ID.String()) || !slices.Equal(r.Reasons(), []string{ReasonMissing}) {
+		t.Fatalf("drill %s: want only missing failures, one naming pack %s", r.Summary(), loc.Pack.ID)
 	}
 	assertGone(t, ScratchDir(o.Scratch, o.ID))
 }

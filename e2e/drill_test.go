@@ -278,7 +278,7 @@ drill:
 	bad := bytes.Clone(orig)
 	bad[len(bad)/2] ^= 0x40
 	putObject(t, raw, s3.Bucket, pack.Key, bad)
-	d = fail("flipped byte in "+pack.Key, "restore", 3)
+	d = fail("flipped byte in "+pack.Key, "corrupt", 3)
 	packID := filepath.Base(pack.Key)
 	if r := detail(d); len(r.Failures) == 0 || !strings.Contains(fmt.Sprint(r.Failures), "data/f") {
 		t.Fatalf("failures do not name the affected files: %+v", r.Failures)
@@ -311,7 +311,7 @@ drill:
 	if err := raw.RemoveObject(ctx, s3.Bucket, pack.Key, minio.RemoveObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	fail("deleted pack", "restore", 4)
+	fail("deleted pack", "missing", 4)
 	putObject(t, raw, s3.Bucket, pack.Key, orig)
 	pass("after restoring the pack")
 	alerts("drill_failed", "resolved", 4)
@@ -333,7 +333,7 @@ drill:
 		t.Fatalf("drill list: %d passed, %d failed, want 5 and 5", passed, failed)
 	}
 	report := lb.must(t, "drill", "report", "--format", "md")
-	for _, s := range []string{"db", "agent-d", "rto", "check", "restore"} {
+	for _, s := range []string{"db", "agent-d", "rto", "check", "corrupt", "missing"} {
 		if !strings.Contains(report, s) {
 			t.Errorf("drill report lacks %q:\n%s", s, report)
 		}
