@@ -51,6 +51,15 @@ type Config struct {
 	// never leaves this process: the coordinator only learns that the
 	// agent holds one.
 	Identity []age.Identity
+	// VerifyCommands are the drill verify commands this runner may run,
+	// exactly as policies write them; nil or empty allows none. A policy
+	// comes from the coordinator: the list, kept on the runner, is what
+	// stops whoever controls the coordinator (or an admin token) from
+	// running anything else where the identity is. See LoadVerifyCommands.
+	VerifyCommands []string
+	// VerifyCommandsFile names where VerifyCommands came from, for the
+	// message of a refused command.
+	VerifyCommandsFile string
 
 	// LeaseTTL is the lease asked for with each job; heartbeats are sent
 	// every third of it (default 2m).

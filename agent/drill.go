@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -90,6 +91,7 @@ func (a *Agent) drillOptions(item *coordinator.WorkItem) (drill.Options, error) 
 		}
 		o.Verify = append(o.Verify, drill.Command{Command: c.Command, Timeout: t})
 	}
+	o.AllowCommand = a.allowCommand
 	o.Scratch = spec.Scratch
 	if o.Scratch == "" {
 		dir, err := filepath.Abs(a.cfg.DataDir)
@@ -104,6 +106,43 @@ func (a *Agent) drillOptions(item *coordinator.WorkItem) (drill.Options, error) 
 		}
 	}
 	return o, nil
+}
+
+// allowCommand lets a drill run only the verify commands of the
+// runner's allow-list (Config.VerifyCommands), compared exactly.
+func (a *Agent) allowCommand(command string) error {
+	if slices.Contains(a.cfg.VerifyCommands, command) {
+		return nil
+	}
+	src := "none: start the agent with --drill-commands FILE"
+	switch {
+	case a.cfg.VerifyCommandsFile != "":
+		src = a.cfg.VerifyCommandsFile
+	case len(a.cfg.VerifyCommands) > 0:
+		src = "the agent's configuration"
+	}
+	return fmt.Errorf("not in this runner's allow-list (%s)", src)
+}
+
+// LoadVerifyCommands reads a drill runner's allow-list of verify
+// commands: one command a line, exactly as the policy writes it (only
+// the line's end of line and trailing carriage return are removed).
+// Blank lines and lines whose first non-blank character is '#' are
+// ignored.
+func LoadVerifyCommands(file string) ([]string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSuffix(l, "\r")
+		if t := strings.TrimSpace(l); t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 // topPaths returns the paths a backup of paths records in its snapshot:

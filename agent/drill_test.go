@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -71,8 +72,27 @@ func (tc *testCoordinator) drill(policy string) (coordinator.Job, coordinator.Dr
 	return j, *rec, res
 }
 
+// drillCheck is the verify command of drillPolicy.
+func drillCheck(src string) string {
+	return fmt.Sprintf(`test "$(cat "$LIFEBOAT_DRILL_DIR%s/a.txt")" = "hello agent" && test "$LIFEBOAT_AGENT" = d1 && test -n "$LIFEBOAT_JOB_ID" && test "$LIFEBOAT_POLICY" = p`, src)
+}
+
+// failingCheck is a verify command that fails.
+const failingCheck = "echo 'db will not start' >&2; exit 3"
+
+// allowList writes a runner's allow-list file of commands (with a
+// comment and a blank line, which are ignored).
+func allowList(t *testing.T, commands ...string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "drill-commands")
+	if err := os.WriteFile(f, []byte("# verify commands this runner may run\n\n"+strings.Join(commands, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func drillPolicy(src, scratch string) coordinator.Policy {
-	check := fmt.Sprintf(`test "$(cat "$LIFEBOAT_DRILL_DIR%s/a.txt")" = "hello agent" && test "$LIFEBOAT_AGENT" = d1 && test -n "$LIFEBOAT_JOB_ID" && test "$LIFEBOAT_POLICY" = p`, src)
+	check := drillCheck(src)
 	return coordinator.Policy{Name: "p", Paths: []string{src}, Tags: []string{"nightly"},
 		Targets: coordinator.Targets{RTO: coordinator.Duration(time.Hour), RPO: coordinator.Duration(24 * time.Hour)},
 		Drill: &coordinator.DrillSpec{Scratch: scratch, ScratchLimit: "1GiB",
@@ -86,8 +106,13 @@ func TestAgentDrill(t *testing.T) {
 	scratch := t.TempDir()
 	pol := drillPolicy(src, scratch)
 	tc.policy(pol)
+	allowFile := allowList(t, drillCheck(src), failingCheck)
+	allowed, err := LoadVerifyCommands(allowFile)
+	if err != nil || !slices.Equal(allowed, []string{drillCheck(src), failingCheck}) {
+		t.Fatalf("LoadVerifyCommands = %q, %v", allowed, err)
+	}
 	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "d1",
-		Identity: parseIdentity(t, tc.identity)})
+		Identity: parseIdentity(t, tc.identity), VerifyCommands: allowed, VerifyCommandsFile: allowFile})
 	tc.waitCapable("d1", true)
 	b := tc.waitJob(tc.run("p"), "finish", final)
 	if b.State != coordinator.JobSucceeded {
@@ -116,6 +141,10 @@ func TestAgentDrill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A command not in the runner's allow-list (here: one that would
+	// leave a file behind) is refused, never run.
+	marker := filepath.Join(t.TempDir(), "ran")
+	refused := "touch " + marker
 	for _, c := range []struct {
 		name    string
 		policy  func(*coordinator.Policy)
@@ -124,8 +153,12 @@ func TestAgentDrill(t *testing.T) {
 		summary string
 	}{
 		{name: "check", policy: func(p *coordinator.Policy) {
-			p.Drill.Verify = append(p.Drill.Verify, coordinator.VerifyCommand{Command: "echo 'db will not start' >&2; exit 3"})
+			p.Drill.Verify = append(p.Drill.Verify, coordinator.VerifyCommand{Command: failingCheck})
 		}, reasons: []string{drill.ReasonCheck}, summary: "exited with code 3: db will not start"},
+		{name: "refused", policy: func(p *coordinator.Policy) {
+			p.Drill.Verify = append(p.Drill.Verify, coordinator.VerifyCommand{Command: refused})
+		}, reasons: []string{drill.ReasonCheck},
+			summary: fmt.Sprintf(`verify command %q refused on this runner: not in this runner's allow-list (%s)`, refused, allowFile)},
 		{name: "rto", policy: func(p *coordinator.Policy) { p.Targets.RTO = coordinator.Duration(time.Nanosecond) },
 			reasons: []string{drill.ReasonRTO}, summary: "over the RTO target"},
 		{name: "flipped byte", damage: func() {
@@ -164,6 +197,14 @@ func TestAgentDrill(t *testing.T) {
 		t.Logf("%s: %v %s", c.name, rec.Reasons, rec.Summary)
 		if len(res.Failures) == 0 || res.Passed {
 			t.Errorf("%s: result %+v", c.name, res)
+		}
+		if c.name == "refused" {
+			if _, err := os.Lstat(marker); err == nil {
+				t.Errorf("the refused command ran")
+			}
+			if len(res.Checks) != 2 || !res.Checks[0].Passed || res.Checks[1].Command != refused || res.Checks[1].Passed || res.Checks[1].ExitCode != -1 {
+				t.Errorf("refused: checks %+v", res.Checks)
+			}
 		}
 		if c.damage != nil {
 			if err := os.WriteFile(data, orig, 0o644); err != nil {
@@ -283,7 +324,7 @@ func TestAgentDrillS3(t *testing.T) {
 	p.Repository = "s3"
 	tc.policy(p)
 	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "d1",
-		Identity: parseIdentity(t, idFile)})
+		Identity: parseIdentity(t, idFile), VerifyCommands: []string{drillCheck(src)}})
 	tc.waitCapable("d1", true)
 	if b := tc.waitJob(tc.run("p"), "finish", final); b.State != coordinator.JobSucceeded {
 		t.Fatalf("backup: %+v", b.Result)
@@ -314,5 +355,29 @@ func TestAgentDrillS3(t *testing.T) {
 	}
 	if !strings.Contains(rec.Summary, "FAILED (missing)") {
 		t.Errorf("summary %q", rec.Summary)
+	}
+}
+
+func TestAllowCommandMessages(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "not in this runner's allow-list (none: start the agent with --drill-commands FILE)"},
+		{Config{VerifyCommands: []string{"true"}, VerifyCommandsFile: "/etc/lifeboat/drill-commands"}, "not in this runner's allow-list (/etc/lifeboat/drill-commands)"},
+	} {
+		a := &Agent{cfg: c.cfg}
+		if err := a.allowCommand("rm -rf /"); err == nil || err.Error() != c.want {
+			t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
+		}
+		if err := a.allowCommand("true "); err == nil {
+			t.Errorf("%+v: a command that differs by a space is allowed", c.cfg)
+		}
+	}
+	if err := (&Agent{cfg: Config{VerifyCommands: []string{"true"}}}).allowCommand("true"); err != nil {
+		t.Errorf("allowed command refused: %v", err)
+	}
+	if _, err := LoadVerifyCommands(filepath.Join(t.TempDir(), "nope")); err == nil {
+		t.Error("LoadVerifyCommands of a missing file: no error")
 	}
 }

@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,5 +46,36 @@ func TestCheckEnvAllowList(t *testing.T) {
 				t.Errorf("verify command sees %s", l)
 			}
 		}
+	}
+}
+
+// TestAllowCommand: a command the runner refuses is recorded as a
+// failed check and never runs; the others run as usual.
+func TestAllowCommand(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "local", smallTree())
+	e.backup(t, base.Add(-time.Hour))
+	marker := filepath.Join(t.TempDir(), "ran")
+	refused := "touch " + marker
+	o := e.opts(t, "allow-1")
+	o.Verify = []Command{{Command: "true"}, {Command: refused}}
+	o.AllowCommand = func(c string) error {
+		if c == "true" {
+			return nil
+		}
+		return errors.New("not in this runner's allow-list (test)")
+	}
+	r := e.run(t, o)
+	if r.Passed || !slices.Equal(r.Reasons(), []string{ReasonCheck}) {
+		t.Fatalf("drill %s: want a check failure", r.Summary())
+	}
+	if f := failureFor(r, ReasonCheck); f.Message != fmt.Sprintf(`verify command %q refused on this runner: not in this runner's allow-list (test)`, refused) {
+		t.Errorf("failure %q", f.Message)
+	}
+	if len(r.Checks) != 2 || !r.Checks[0].Passed || r.Checks[1] != (CheckResult{Command: refused, ExitCode: -1}) {
+		t.Errorf("checks %+v", r.Checks)
+	}
+	if _, err := os.Lstat(marker); err == nil {
+		t.Error("the refused command ran")
 	}
 }

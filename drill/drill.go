@@ -59,6 +59,14 @@ type Options struct {
 	// deterministically from ID.
 	SamplePercent float64
 	Verify        []Command
+	// AllowCommand, if set, decides on this runner whether a verify
+	// command may run: a command it refuses (its error says why) is
+	// not run and fails the drill with reason "check". Nil allows every
+	// command (a local drill, whose user typed them). A runner that
+	// takes commands from elsewhere (an agent: from the coordinator's
+	// policy) sets it so that whoever controls that source cannot run
+	// anything else where the identity is.
+	AllowCommand func(command string) error
 	// Scratch is the parent directory of the restore (absolute). The
 	// drill restores into Scratch/lifeboat-drill-<ID> and removes it
 	// afterwards. It is created (mode 0700) if missing, and must be a
@@ -391,6 +399,15 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 	healthy := !hasReason(res.Failures, unhealthy...)
 	cstart := d.now()
 	for _, c := range d.opts.Verify {
+		if allow := d.opts.AllowCommand; allow != nil {
+			// Refused whether or not the tree is healthy: the command
+			// would never run here.
+			if err := allow(c.Command); err != nil {
+				res.Checks = append(res.Checks, CheckResult{Command: c.Command, ExitCode: -1})
+				d.fail(ReasonCheck, "", "verify command %q refused on this runner: %v", c.Command, err)
+				continue
+			}
+		}
 		if !healthy {
 			res.Checks = append(res.Checks, CheckResult{Command: c.Command, ExitCode: -1, Skipped: true})
 			continue

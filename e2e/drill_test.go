@@ -77,8 +77,9 @@ func (l *webhookLog) String() string {
 // 'lifeboat server' process, a MinIO repository, and an agent process that
 // holds the identity (the only one that does) and runs the drills. A drill
 // with a real verify command passes; then drills fail for each reason — a
-// verify command that exits 3, an RTO target too tight, a flipped byte in
-// a data pack, a deleted pack — each recorded with that reason and each
+// verify command that exits 3 (and one the runner's --drill-commands
+// allow-list refuses), an RTO target too tight, a flipped byte in a data
+// pack, a deleted pack — each recorded with that reason and each
 // alerting exactly once to a local webhook receiver (a second failing drill
 // of the same ongoing problem sends nothing), with one resolve message
 // when a drill passes again. A full verification finds the flipped pack
@@ -128,11 +129,21 @@ func TestDrillProcesses(t *testing.T) {
 	}
 	fixture.Create(t, src, tree)
 
+	// The verify commands the runner may run: its allow-list, not the
+	// coordinator's policy, decides.
+	goodCheck := `grep -q "hello drill" "$LIFEBOAT_DRILL_DIR` + src + `/marker.txt"`
+	badCheck := `echo "database would not start" >&2; exit 3`
+	allowFile := filepath.Join(root, "drill-commands")
+	if err := os.WriteFile(allowFile, []byte("# verify commands agent-d may run\n"+goodCheck+"\n\n"+badCheck+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	// The agent holds the identity; nothing else in the cluster does.
 	out := lb.must(t, "agent", "token", "create", "--ttl", "1h")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	agent.args = []string{"agent", "--server", strings.Join(urls, ","), "--data-dir", agent.dir, "--name", "agent-d",
-		"--label", "role=db", "--label", "drill=yes", "--identity", id, "--lease-ttl", "10s", "--poll-wait", "2s"}
+		"--label", "role=db", "--label", "drill=yes", "--identity", id, "--drill-commands", allowFile,
+		"--lease-ttl", "10s", "--poll-wait", "2s"}
 	agent.env = withoutS3Env("HOME="+root, "LIFEBOAT_JOIN_TOKEN="+lines[len(lines)-1])
 	agent.start(t)
 
@@ -157,7 +168,6 @@ drill:
 		}
 		lb.must(t, "policy", "apply", "-f", policyFile)
 	}
-	goodCheck := `grep -q "hello drill" "$LIFEBOAT_DRILL_DIR` + src + `/marker.txt"`
 	apply("10m", goodCheck)
 
 	waitFor(t, 30*time.Second, "the agent to announce it can run drills", func() bool {
@@ -245,12 +255,26 @@ drill:
 
 	// 1. A verify command that exits 3; a second failing drill of the
 	// same ongoing problem alerts no more.
-	apply("10m", `echo "database would not start" >&2; exit 3`)
+	apply("10m", badCheck)
 	d := fail("failing verify command", "check", 1)
 	if r := detail(d); len(r.Checks) != 1 || r.Checks[0].ExitCode != 3 || r.Checks[0].Passed {
 		t.Fatalf("check result = %+v", r.Checks)
 	}
 	fail("the same failure again", "check", 1)
+	// A command not in the runner's allow-list is refused, never run
+	// (the drill is still failing: no new alert).
+	ran := filepath.Join(root, "refused-command-ran")
+	refused := "touch " + ran
+	apply("10m", refused)
+	d = fail("verify command not in the allow-list", "check", 1)
+	refusal := fmt.Sprintf("verify command %q refused on this runner: not in this runner's allow-list (%s)", refused, allowFile)
+	if r := detail(d); len(r.Checks) != 1 || r.Checks[0].ExitCode != -1 || r.Checks[0].Passed || len(r.Failures) != 1 ||
+		r.Failures[0].Reason != "check" || r.Failures[0].Message != refusal {
+		t.Fatalf("refused command: result %+v, want the failure %q", r, refusal)
+	}
+	if _, err := os.Lstat(ran); err == nil {
+		t.Fatal("the refused verify command ran")
+	}
 	apply("10m", goodCheck)
 	pass("after fixing the verify command")
 	alerts("drill_failed", "resolved", 1)
@@ -329,8 +353,8 @@ drill:
 			failed++
 		}
 	}
-	if passed != 5 || failed != 5 {
-		t.Fatalf("drill list: %d passed, %d failed, want 5 and 5", passed, failed)
+	if passed != 5 || failed != 6 {
+		t.Fatalf("drill list: %d passed, %d failed, want 5 and 6", passed, failed)
 	}
 	report := lb.must(t, "drill", "report", "--format", "md")
 	for _, s := range []string{"db", "agent-d", "rto", "check", "corrupt", "missing"} {

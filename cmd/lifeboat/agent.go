@@ -20,6 +20,7 @@ import (
 
 type agentFlags struct {
 	servers, joinToken, dataDir, name, host, listen, hooks string
+	drillCommands                                          string
 	uploadLimit                                            string
 	labels                                                 []string
 	maxJobs, parallelism                                   int
@@ -48,10 +49,15 @@ LIFEBOAT_IDENTITY; a protected file's passphrase from LIFEBOAT_PASSPHRASE or
 the terminal), the agent is also a drill runner: it tells the coordinator it
 can run restore drills, restores the policy's snapshot into scratch space
 (drill.scratch, default DATA_DIR/drill-scratch), verifies it, runs the
-policy's drill.verify commands and reports the verdict. The identity never
-leaves the node; the coordinator only learns that the agent holds one. An
-agent started without it stops being given drills. Besides --max-jobs
-backups, one verify or drill job may run at a time.
+policy's drill.verify commands that --drill-commands FILE allows and reports
+the verdict. FILE lists the verify commands this runner may run, one a line,
+exactly as the policies write them (blank lines and # comments ignored); any
+other command is refused and fails the drill (reason check) without running:
+the allow-list on the runner, not the coordinator's policy, decides what runs
+where the identity is. Without --drill-commands no verify command runs. The
+identity never leaves the node; the coordinator only learns that the agent
+holds one. An agent started without it stops being given drills. Besides
+--max-jobs backups, one verify or drill job may run at a time.
 
 Hooks run on the agent, from a file given with --hooks:
   POLICY:                      # or "*" for every other policy
@@ -91,6 +97,7 @@ Logs are JSON lines on stderr.`,
 	fl.StringVar(&f.hooks, "hooks", "", "YAML file of pre/post hooks by policy")
 	fl.IntVar(&f.maxJobs, "max-jobs", 1, "backup jobs run at once (one verify or drill job may run beside them)")
 	fl.StringVar(&g.identity, "identity", "", "identity FILE: makes the agent a drill runner; it never leaves the node (env LIFEBOAT_IDENTITY, passphrase LIFEBOAT_PASSPHRASE)")
+	fl.StringVar(&f.drillCommands, "drill-commands", "", "FILE of the drill verify commands this runner may run, one a line, exactly as in the policy (default: none)")
 	fl.StringVar(&f.uploadLimit, "upload-limit", "0", "RATE: upload bandwidth of all jobs together, like 20MiB/s, 500kB/s or bytes; 0 = unlimited")
 	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once per job; 0 = default")
 	fl.BoolVar(&f.nice, "nice", true, "lower the agent's CPU (nice 10) and IO (best-effort, lowest) priority")
@@ -254,6 +261,12 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 	if f.parallelism < 0 {
 		return usageError("--parallelism must not be negative")
 	}
+	var verifyCommands []string
+	if f.drillCommands != "" {
+		if verifyCommands, err = agent.LoadVerifyCommands(f.drillCommands); err != nil {
+			return usageError("--drill-commands %s: %v", f.drillCommands, err)
+		}
+	}
 	var identity []age.Identity
 	if g.identity != "" {
 		if identity, err = loadIdentity(g.identity); err != nil {
@@ -261,6 +274,9 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 		}
 	}
 	log := g.serverLogger(cmd)
+	if identity != nil {
+		log.Info("drill runner", "verify_commands_allowed", len(verifyCommands), "drill_commands", f.drillCommands)
+	}
 	if f.nice {
 		agent.LowerPriority(log)
 	}
@@ -275,6 +291,7 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 		Name: f.name, Host: f.host, Labels: labels, Version: versionString(), MaxJobs: f.maxJobs,
 		LeaseTTL: f.leaseTTL, PollWait: f.pollWait, ShutdownGrace: f.grace, Hooks: hooks, Logger: log,
 		UploadLimit: uploadLimit, Parallelism: f.parallelism, Identity: identity,
+		VerifyCommands: verifyCommands, VerifyCommandsFile: f.drillCommands,
 	})
 	if err != nil {
 		return usageError("%v", err)
