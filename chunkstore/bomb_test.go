@@ -24,3 +24,20 @@ func TestBlobPayloadZstdBombIsBounded(t *testing.T) {
 		t.Errorf("rejecting a %d-byte blob allocated %d MiB", len(bomb), n>>20)
 	}
 }
+
+// The decoder gets some slack past the recorded size for speed; a frame
+// that expands into that slack is still refused.
+func TestBlobPayloadSlightlyTooLongIsRefused(t *testing.T) {
+	enc, _ := zstd.NewWriter(nil)
+	const limit = 512 << 10
+	for _, extra := range []int{1, 100, 64 << 10, 129 << 10} {
+		frame := enc.EncodeAll(make([]byte, limit+extra), nil)
+		if out, err := chunkstore.DecodeBlobPayloadForTest(nil, 1, frame, limit); err == nil {
+			t.Errorf("a frame of %d bytes decoded with limit %d (%d bytes out)", limit+extra, limit, len(out))
+		}
+	}
+	frame := enc.EncodeAll(make([]byte, limit), nil)
+	if out, err := chunkstore.DecodeBlobPayloadForTest(nil, 1, frame, limit); err != nil || len(out) != limit {
+		t.Errorf("a frame of exactly the limit: %d bytes, %v", len(out), err)
+	}
+}

@@ -422,14 +422,14 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 	if cap(data) > cap(b.data) {
 		b.data = data[:0]
 	}
-	// Room for the largest blob of the range, so decompression never
-	// allocates.
-	maxRaw := 0
+	// Room for the largest blob of the range and the decoder's slack
+	// (chunkstore.DecodeSlack), so decompression never allocates.
+	need := 0
 	for _, bj := range j.blobs {
-		maxRaw = max(maxRaw, int(bj.blob.RawLength))
+		need = max(need, int(bj.blob.RawLength)+chunkstore.DecodeSlack)
 	}
-	if cap(b.plain) < maxRaw {
-		b.plain = make([]byte, 0, max(maxRaw+maxRaw/4, 2<<20))
+	if cap(b.plain) < need {
+		b.plain = make([]byte, 0, max(need+need/4, 2<<20))
 	}
 	for _, bj := range j.blobs {
 		off := int64(bj.blob.Offset) - j.start

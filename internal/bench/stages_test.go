@@ -14,6 +14,7 @@ import (
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -214,5 +215,35 @@ func BenchmarkZstdDecodeText(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkZstdDecodeTextExactCap decodes as chunkstore does for blobs:
+// capacity limited to the recorded size, with or without a block of
+// slack (without, the decoder takes its slower bounds-checked loop for
+// the last blocks of every frame).
+func BenchmarkZstdDecodeTextExactCap(b *testing.B) {
+	inputs()
+	e := newEncoder(b)
+	var frames [][]byte
+	for off := 0; off+blockSize/2 <= 16<<20; off += blockSize / 2 {
+		frames = append(frames, e.EncodeAll(textData[off:off+blockSize/2], nil))
+	}
+	for _, slack := range []int{0, 128<<10 + 64} {
+		b.Run(fmt.Sprintf("slack=%d", slack), func(b *testing.B) {
+			d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			buf := make([]byte, 0, blockSize)
+			b.SetBytes(blockSize / 2)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err = d.DecodeAll(frames[i%len(frames)], buf[:0:blockSize/2+slack]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
