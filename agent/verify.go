@@ -29,8 +29,11 @@ type listedPack struct {
 // and reads the packs of the job's shards, checking each one's SHA-256
 // against its name and its structure with the writer key. Damage is a
 // result: the report goes with a failed job that names the damaged packs,
-// and the coordinator records it without a retry. A job that could not
-// list, or was cancelled, reports no verification (and is retried).
+// and the coordinator records it without a retry. Damage is a pack that
+// fails its check (chunkstore.ErrCorrupt). A job that could not list, a
+// pack that could not be read (after the store's retries; that says
+// nothing about the pack), or a cancellation reports no verification, and
+// the job is retried.
 func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 	item := job.item
 	params := item.Job.Verify
@@ -90,12 +93,14 @@ func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 				// and the coverage forgets it.
 				a.log.Info("pack vanished since the listing", "job", item.Job.ID, "pack", pc.ID)
 				return nil
-			case err != nil:
-				// A read that failed after the store's retries counts as
-				// a failed verification, as in 'lifeboat check': the
-				// pack could not be shown to be intact.
+			case errors.Is(err, chunkstore.ErrCorrupt):
 				pc.Error = err.Error()
 				a.log.Warn("pack failed verification", "job", item.Job.ID, "pack", pc.ID, "err", err)
+			case err != nil:
+				// A read that still failed after the store's retries
+				// says nothing about the pack: no report, and the job is
+				// retried later.
+				return &readError{pack: pc.ID, err: err}
 			}
 			mu.Lock()
 			rep.Packs = append(rep.Packs, pc)
@@ -104,6 +109,9 @@ func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 		})
 	}
 	if err := g.Wait(); err != nil {
+		if re, ok := errors.AsType[*readError](err); ok && ctx.Err() == nil {
+			return outcome{err: fmt.Errorf("verify %s: %w; nothing was recorded, the job will be retried", item.Repository.Name, re)}
+		}
 		return outcome{err: fmt.Errorf("verification cancelled: %w", err)}
 	}
 	if ctx.Err() != nil {
@@ -117,6 +125,15 @@ func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 	out.err = damageError(rep.Packs)
 	return out
 }
+
+// readError is a pack read that failed for another reason than damage.
+type readError struct {
+	pack string
+	err  error
+}
+
+func (e *readError) Error() string { return fmt.Sprintf("could not read pack %s: %v", e.pack, e.err) }
+func (e *readError) Unwrap() error { return e.err }
 
 // listPacks lists every pack once. A failed listing is an error, never
 // an empty repository. other holds object names that are not packs.

@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -325,5 +327,65 @@ func TestAgentVerifyLeaseLost(t *testing.T) {
 	}
 	if cov, _ := tc.coverage(); cov.Ratio != 1 || cov.Packs != len(packFiles(t, tc.repoURL)) {
 		t.Errorf("coverage after the retry: %+v", cov)
+	}
+}
+
+// failingReads fails every read of one object while on, with an error
+// that is neither damage nor "not found" (as a read that still fails
+// after the store's retries).
+type failingReads struct {
+	chunkstore.Store
+	name string
+	on   *atomic.Bool
+}
+
+func (s failingReads) Get(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	if name == s.name && s.on.Load() {
+		return nil, chunkstore.Permanent(errors.New("connection reset by peer"))
+	}
+	return s.Store.Get(ctx, name, off, n)
+}
+
+// TestAgentVerifyReadError: a pack that cannot be read is not damage:
+// the job reports no verification (so nothing is recorded) and is
+// retried; once the read works, the verification succeeds.
+func TestAgentVerifyReadError(t *testing.T) {
+	tc := newTestCoordinator(t)
+	src := t.TempDir()
+	fixture.Create(t, src, smallTree())
+	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	var on atomic.Bool
+	var name atomic.Pointer[string]
+	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "v1",
+		wrapStore: func(st chunkstore.Store) chunkstore.Store {
+			if n := name.Load(); n != nil {
+				return failingReads{Store: st, name: *n, on: &on}
+			}
+			return st
+		}})
+	tc.waitEnrolled("v1")
+	if j := tc.waitJob(tc.run("p"), "finish", final); j.State != coordinator.JobSucceeded {
+		t.Fatalf("backup: %+v", j.Result)
+	}
+	pack := dataPacks(t, tc.openRepo())[0]
+	n := chunkstore.PackName(pack)
+	name.Store(&n)
+	on.Store(true)
+
+	j := tc.verifyAll()
+	if j.State != coordinator.JobFailed || j.Attempt < 2 || j.Result == nil || j.Result.Verify != nil {
+		t.Fatalf("verify with an unreadable pack: %s attempt %d %+v: want a failure after retries, with no verification", j.State, j.Attempt, j.Result)
+	}
+	if !strings.Contains(j.Result.Error, "could not read pack "+pack.String()) || !strings.Contains(j.Result.Error, "connection reset by peer") {
+		t.Errorf("error %q does not name the pack and the read error", j.Result.Error)
+	}
+	if cov, packs := tc.coverage(); len(cov.Damaged) != 0 || !cov.ListedAt.IsZero() || len(packs) != 0 {
+		t.Errorf("an unreadable pack was recorded: %+v", cov)
+	}
+
+	on.Store(false)
+	j = tc.verifyAll()
+	if cov, _ := tc.coverage(); j.State != coordinator.JobSucceeded || len(cov.Damaged) != 0 || cov.Ratio != 1 {
+		t.Errorf("verify once the pack reads again: %s %+v, coverage %+v", j.State, j.Result, cov)
 	}
 }
