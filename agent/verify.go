@@ -25,15 +25,19 @@ type listedPack struct {
 	size int64
 }
 
-// verify runs a verify job: it lists every pack once, counts every shard,
-// and reads the packs of the job's shards, checking each one's SHA-256
-// against its name and its structure with the writer key. Damage is a
-// result: the report goes with a failed job that names the damaged packs,
-// and the coordinator records it without a retry. Damage is a pack that
-// fails its check (chunkstore.ErrCorrupt). A job that could not list, a
-// pack that could not be read (after the store's retries; that says
-// nothing about the pack), or a cancellation reports no verification, and
-// the job is retried.
+// verify runs a verify job: it loads the repository index, lists every
+// pack once, counts every shard, and reads the packs of the job's shards,
+// checking each one's SHA-256 against its name and its structure with the
+// writer key. Damage is a result: the report goes with a failed job that
+// names the damaged packs, and the coordinator records it without a
+// retry. Damage is a pack that fails its check (chunkstore.ErrCorrupt),
+// or one the index references that the listing lacks (deleted behind the
+// repository's back: its data is lost). The index is loaded before the
+// listing, so a pack a backup adds meanwhile is never taken as missing
+// (its index is written after it). A job that could not load the index
+// or list, a pack that could not be read (after the store's retries; that
+// says nothing about the pack), or a cancellation reports no verification,
+// and the job is retried.
 func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 	item := job.item
 	params := item.Job.Verify
@@ -46,6 +50,9 @@ func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 	repo, err := a.openRepo(ctx, item.Repository, "")
 	if err != nil {
 		return outcome{err: err}
+	}
+	if err := repo.LoadIndex(ctx); err != nil {
+		return outcome{err: fmt.Errorf("verify %s: %w", item.Repository.Name, err)}
 	}
 	packs, other, err := listPacks(ctx, repo.Store())
 	if err != nil {
@@ -62,13 +69,23 @@ func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 	for sh := range rep.Inventory {
 		rep.Inventory[sh].Shard = sh
 	}
+	listed := make(map[chunkstore.ID]bool, len(packs))
 	for _, p := range packs {
+		listed[p.id] = true
 		sh := int(p.id[0])
 		rep.Inventory[sh].Packs++
 		rep.Inventory[sh].Bytes += p.size
 		if want[sh] {
 			todo = append(todo, p)
 			total += p.size
+		}
+	}
+	for _, p := range repo.Index().Packs() {
+		if want[int(p.ID[0])] && !listed[p.ID] {
+			pc := coordinator.PackCheck{ID: p.ID.String(), Size: int64(p.Size),
+				Error: "missing: referenced by the index but not in the bucket (" + chunkstore.PackName(p.ID) + ")"}
+			rep.Packs = append(rep.Packs, pc)
+			a.log.Warn("pack missing", "job", item.Job.ID, "pack", pc.ID, "err", pc.Error)
 		}
 	}
 	job.expect.Store(total)

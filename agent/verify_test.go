@@ -171,7 +171,9 @@ func TestAgentVerify(t *testing.T) {
 		t.Errorf("forged pack state %+v", p)
 	}
 
-	// Deleted packs (a good one and the forged one) leave the coverage.
+	// Deleted packs: a real one, which the index references, is damage
+	// (its data is lost) and stays in the coverage as missing; the
+	// forged one, which nothing references, leaves the coverage.
 	var gone string
 	for id := range files {
 		if id != flipped {
@@ -179,23 +181,38 @@ func TestAgentVerify(t *testing.T) {
 			break
 		}
 	}
+	goneBytes, err := os.ReadFile(files[gone])
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []string{gone, forgedID} {
 		if err := os.Remove(filepath.Join(tc.repoURL, filepath.FromSlash(chunkstore.PackName(mustID(t, id))))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	j = tc.verifyAll()
-	if j.State != coordinator.JobFailed || !slices.Equal(j.Result.Verify.Damaged, []string{flipped}) || j.Result.Verify.Packs != len(files)-1 {
+	if j.State != coordinator.JobFailed || !slices.Equal(j.Result.Verify.Damaged, sortedStrings(flipped, gone)) || j.Result.Verify.Packs != len(files) {
 		t.Fatalf("verify after deletions: %s %+v %+v", j.State, j.Result, j.Result.Verify)
 	}
+	wantMissing := "missing: referenced by the index but not in the bucket (" + chunkstore.PackName(mustID(t, gone)) + ")"
+	if !strings.Contains(j.Result.Error, gone+": "+wantMissing) {
+		t.Errorf("error %q does not name the deleted pack %s as missing", j.Result.Error, gone)
+	}
 	cov, packs = tc.coverage()
-	if packs[gone] != nil || packs[forgedID] != nil || cov.Packs != len(files)-1 || len(cov.Damaged) != 1 || cov.Damaged[0].Pack != flipped {
+	if packs[forgedID] != nil || cov.Packs != len(files)-1 || len(cov.Damaged) != 2 {
 		t.Errorf("coverage after deletions: %+v", cov)
 	}
+	if p := packs[gone]; p == nil || p.Damaged != wantMissing || p.Size != int64(len(goneBytes)) {
+		t.Errorf("deleted pack state %+v, want damaged %q with its size %d from the index", p, wantMissing, len(goneBytes))
+	}
 
-	// Repairing the flipped pack clears the damage at the next verification.
+	// Repairing the flipped pack and putting the deleted one back clears
+	// the damage at the next verification.
 	b[len(b)/2] ^= 0x01
 	if err := os.WriteFile(files[flipped], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files[gone], goneBytes, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	j = tc.verifyAll()
