@@ -106,9 +106,9 @@ func TestDrillLocal(t *testing.T) {
 	if err := os.WriteFile(pack, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res = c.fails(1, r.reader("drill", "local", "--json", "--no-cache", "--keep-on-failure", "--scratch", scratch, "--id", "cli-flip"), "FAILED (restore)", "kept at")
+	res = c.fails(1, r.reader("drill", "local", "--json", "--no-cache", "--keep-on-failure", "--scratch", scratch, "--id", "cli-flip"), "FAILED (corrupt)", "kept at")
 	d = decodeJSON[drillJSON](t, res.stdout)
-	if d.Passed || len(d.Failures) == 0 || d.Failures[0].Reason != "restore" || !strings.HasSuffix(d.Failures[0].Path, "/big.bin") ||
+	if d.Passed || len(d.Failures) == 0 || d.Failures[0].Reason != "corrupt" || !strings.HasSuffix(d.Failures[0].Path, "/big.bin") ||
 		!strings.Contains(d.Failures[0].Message, filepath.Base(pack)) {
 		t.Errorf("flipped byte: %+v", d)
 	}
