@@ -131,6 +131,7 @@ func newTestCoordinator(t *testing.T) *testCoordinator {
 func (tc *testCoordinator) joinToken(labels map[string]string, expires time.Time) string {
 	tc.t.Helper()
 	jt, plain := coordinator.NewJoinToken(labels, expires, 0)
+	jt.Grants = []string{coordinator.CapDrill} // agents started with an identity may run drills
 	if _, err := tc.node.Propose(tc.t.Context(), coordinator.CmdCreateJoinToken, "test", jt); err != nil {
 		tc.t.Fatal(err)
 	}

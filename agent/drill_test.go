@@ -247,7 +247,7 @@ func TestAgentWithoutIdentityGetsNoDrill(t *testing.T) {
 	startAgent(t, cfg)
 	tc.waitCapable("d1", false)
 	_, err = tc.node.RunDrill(t.Context(), "test", "p", "")
-	if err == nil || !strings.Contains(err.Error(), "no connected agent with an identity") {
+	if err == nil || !strings.Contains(err.Error(), "no connected drill runner") {
 		t.Fatalf("RunDrill without a runner: %v", err)
 	}
 	// The agent refuses a drill it cannot run, should one reach it.

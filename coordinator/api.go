@@ -115,6 +115,7 @@ func (a *API) routes() {
 	a.handle("GET /v1/agents/{name}/work", permAgent, a.work)
 	a.handle("POST /v1/agents/{name}/lease", permAgent, a.lease)
 	a.handle("POST /v1/agents/{name}/seen", permAgent, a.seen)
+	a.handle("POST /v1/agents/{name}/grants", permAdmin, a.grantAgent)
 
 	a.handle("GET /v1/cluster", permRead, a.clusterStatus)
 	a.handle("GET /v1/cluster/self", permRead, a.clusterSelf)

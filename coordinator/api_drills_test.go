@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestAPIDrills(t *testing.T) {
 	ctx := t.Context()
 	n := c.nodes[l]
 	if _, err := n.Propose(ctx, CmdEnrollAgent, "test", EnrollAgent{Name: "r1", Labels: map[string]string{"drill": "yes"},
-		CredentialHash: hashSecret("r1"), Capabilities: []string{CapDrill}}); err != nil {
+		CredentialHash: hashSecret("r1"), Capabilities: []string{CapDrill}, Grants: []string{CapDrill}}); err != nil {
 		t.Fatal(err)
 	}
 	var run DrillRunResult
@@ -88,5 +89,60 @@ func TestAPIDrills(t *testing.T) {
 	c.mustJSON(http.MethodGet, u+"/v1/status", c.admin, nil, &st)
 	if len(st.Policies) != 1 || st.Policies[0].LastDrill == nil || st.Policies[0].LastDrill.Passed || len(st.Coverage) != 1 {
 		t.Fatalf("status = %+v", st)
+	}
+}
+
+// Only an admin makes an agent a drill runner: an agent enrolled with a
+// plain join token cannot announce the capability (it could forge passing
+// drills); a grant, or a join token made with grants, lets it.
+func TestAPIDrillRunnerGrants(t *testing.T) {
+	c := newAPICluster(t, 1)
+	u := c.url(c.leader())
+	enroll := func(name string, grants []string) string {
+		t.Helper()
+		var jt TokenCreateResult
+		c.mustJSON(http.MethodPost, u+"/v1/join-tokens", c.admin, JoinTokenRequest{Grants: grants}, &jt)
+		var res EnrollResult
+		c.mustJSON(http.MethodPost, u+"/v1/agents", jt.Token, EnrollRequest{Name: name, Capabilities: []string{CapDrill}}, &res)
+		return res.Credential
+	}
+	caps := func(name string) []string {
+		var v AgentView
+		c.mustJSON(http.MethodGet, u+"/v1/agents/"+name, c.admin, nil, &v)
+		return v.Capabilities
+	}
+	seen := func(cred, name string) (int, string) {
+		st, b := httpCall(t, http.MethodPost, u+"/v1/agents/"+name+"/seen", cred, []byte(`{"capabilities":["drill"]}`), "application/json")
+		return st, string(b)
+	}
+
+	plain := enroll("plain", nil)
+	if got := caps("plain"); len(got) != 0 {
+		t.Fatalf("an agent enrolled with a plain join token announced %v", got)
+	}
+	if st, b := seen(plain, "plain"); st != http.StatusForbidden || !strings.Contains(b, "lifeboat agent grant plain --drill-runner") {
+		t.Fatalf("ungranted announcement: %d %s", st, b)
+	}
+	// An operator may not grant; an admin may.
+	op := c.token(RoleOperator)
+	if st, _ := httpCall(t, http.MethodPost, u+"/v1/agents/plain/grants", op, []byte(`{"grants":["drill"]}`), "application/json"); st != http.StatusForbidden {
+		t.Fatalf("operator grant: %d", st)
+	}
+	c.mustJSON(http.MethodPost, u+"/v1/agents/plain/grants", c.admin, GrantRequest{Grants: []string{CapDrill}}, nil)
+	if st, b := seen(plain, "plain"); st != http.StatusNoContent || !slices.Equal(caps("plain"), []string{CapDrill}) {
+		t.Fatalf("granted announcement: %d %s, capabilities %v", st, b, caps("plain"))
+	}
+	// Withdrawing the grant withdraws the capability at once.
+	c.mustJSON(http.MethodPost, u+"/v1/agents/plain/grants", c.admin, GrantRequest{Grants: []string{}}, nil)
+	if got := caps("plain"); len(got) != 0 {
+		t.Fatalf("capabilities after the grant was withdrawn: %v", got)
+	}
+	// A join token made with the grant enrolls drill runners directly.
+	enroll("runner", []string{CapDrill})
+	if got := caps("runner"); !slices.Equal(got, []string{CapDrill}) {
+		t.Fatalf("agent enrolled with a drill-runner token: %v", got)
+	}
+	if st, _ := httpCall(t, http.MethodPost, u+"/v1/join-tokens", c.admin, []byte(`{"grants":["root"]}`), "application/json"); st != http.StatusBadRequest {
+		t.Fatalf("unknown grant: %d", st)
 	}
 }

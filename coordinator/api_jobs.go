@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -232,7 +233,11 @@ func (a *API) enrollAgent(w http.ResponseWriter, r *http.Request, c *call) error
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	if err := a.apply(func() error {
-		_, err := a.node.Propose(ctx, CmdEnrollAgent, c.p.Actor, EnrollAgent{Name: q.Name, Labels: q.Labels, Version: q.Version, Capabilities: q.Capabilities,
+		var grants []string
+		if c.p.Role == RoleAdmin {
+			grants = q.Capabilities // an admin enrolling an agent grants what it asks for
+		}
+		_, err := a.node.Propose(ctx, CmdEnrollAgent, c.p.Actor, EnrollAgent{Name: q.Name, Labels: q.Labels, Version: q.Version, Capabilities: q.Capabilities, Grants: grants,
 			CredentialHash: hash, MaxConcurrent: q.MaxConcurrent, JoinToken: c.p.Join, Replace: c.p.Role == RoleAdmin})
 		return err
 	}); err != nil {
@@ -254,12 +259,13 @@ type AgentView struct {
 	MaxConcurrent int               `json:"max_concurrent,omitempty"`
 	Running       []string          `json:"running,omitempty"`
 	Capabilities  []string          `json:"capabilities,omitempty"` // "drill": it holds an identity
+	Grants        []string          `json:"grants,omitempty"`       // what an admin allows it to announce
 }
 
 func (a *API) agentView(ag *Agent, now time.Time) AgentView {
 	return AgentView{Name: ag.Name, Labels: cloneMap(ag.Labels), Version: ag.Version, EnrolledAt: ag.EnrolledAt, LastSeen: ag.LastSeen,
-		Capabilities: append([]string(nil), ag.Capabilities...),
-		Connected:    !ag.Revoked && now.Sub(ag.LastSeen) <= a.node.cfg.AgentTimeout, Revoked: ag.Revoked,
+		Capabilities: append([]string(nil), ag.Capabilities...), Grants: append([]string(nil), ag.Grants...),
+		Connected: !ag.Revoked && now.Sub(ag.LastSeen) <= a.node.cfg.AgentTimeout, Revoked: ag.Revoked,
 		MaxConcurrent: ag.MaxConcurrent, Running: append([]string(nil), ag.Running...)}
 }
 
@@ -317,6 +323,18 @@ func (a *API) seen(w http.ResponseWriter, r *http.Request, c *call) error {
 		if err := checkCapabilities(seen.Capabilities); err != nil {
 			return err
 		}
+		var grants []string
+		a.node.View(func(s *State) {
+			if ag := s.Agents[name]; ag != nil {
+				grants = append(grants, ag.Grants...)
+			}
+		})
+		for _, cp := range seen.Capabilities {
+			if !slices.Contains(grants, cp) {
+				return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("agent %q may not announce %q: an admin grants it with 'lifeboat agent grant %s --drill-runner' "+
+					"(or enrolls it with a join token made with 'lifeboat agent token create --drill-runner')", name, cp, name)}
+			}
+		}
 	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
@@ -338,4 +356,22 @@ func checkCapabilities(caps []string) error {
 		}
 	}
 	return nil
+}
+
+// GrantRequest is the body of POST /v1/agents/{name}/grants.
+type GrantRequest struct {
+	Grants []string `json:"grants"` // e.g. ["drill"]; [] withdraws every grant
+}
+
+func (a *API) grantAgent(w http.ResponseWriter, r *http.Request, c *call) error {
+	var q GrantRequest
+	if err := decodeJSON(c.body, &q); err != nil {
+		return err
+	}
+	if err := checkCapabilities(q.Grants); err != nil {
+		return err
+	}
+	return a.proposeNamed(w, r, c, "name", "granted", func(key string) (CommandType, any) {
+		return CmdGrantAgent, GrantAgent{Name: key, Grants: q.Grants}
+	})
 }

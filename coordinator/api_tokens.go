@@ -129,6 +129,9 @@ type JoinTokenRequest struct {
 	Labels  map[string]string `json:"labels,omitempty"`
 	TTL     Duration          `json:"ttl,omitempty"`
 	MaxUses int               `json:"max_uses,omitempty"`
+	// Grants lets the agents enrolled with it announce these
+	// capabilities (["drill"]: drill runners).
+	Grants []string `json:"grants,omitempty"`
 }
 
 func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -143,7 +146,11 @@ func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, c *call) e
 	if q.TTL > 0 {
 		exp = a.clock.Now().UTC().Add(time.Duration(q.TTL))
 	}
+	if err := checkCapabilities(q.Grants); err != nil {
+		return err
+	}
 	jt, plain := NewJoinToken(q.Labels, exp, q.MaxUses)
+	jt.Grants = q.Grants
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	if err := a.apply(func() error { _, err := a.node.Propose(ctx, CmdCreateJoinToken, c.p.Actor, jt); return err }); err != nil {

@@ -70,6 +70,7 @@ const (
 	CmdCreateJoinToken  CommandType = "jointoken.create"
 	CmdRevokeJoinToken  CommandType = "jointoken.revoke"
 	CmdRecordDrill      CommandType = "drill.record"
+	CmdGrantAgent       CommandType = "agent.grant"
 
 	// Alerts (alert.go).
 	CmdSyncAlerts        CommandType = "alerts.sync"
@@ -177,6 +178,9 @@ type EnrollAgent struct {
 	MaxConcurrent  int               `json:"max_concurrent,omitempty"`
 	JoinToken      string            `json:"join_token,omitempty"` // join token ID
 	Capabilities   []string          `json:"capabilities,omitempty"`
+	// Grants are set by the API when an admin enrolls the agent directly
+	// (a join token brings its own).
+	Grants []string `json:"grants,omitempty"`
 	// Replace allows enrolling over an existing, unrevoked agent of the
 	// same name (its credential is replaced). Only admins may ask for it:
 	// otherwise any join token could take over a live agent and receive
@@ -334,6 +338,14 @@ type CreateJoinToken struct {
 	Labels  map[string]string `json:"labels,omitempty"`
 	Expires time.Time         `json:"expires,omitzero"`
 	MaxUses int               `json:"max_uses,omitempty"`
+	Grants  []string          `json:"grants,omitempty"` // capabilities its agents may announce
+}
+
+// GrantAgent sets the capabilities an agent may announce (an admin's
+// decision); announced capabilities outside them stop counting at once.
+type GrantAgent struct {
+	Name   string   `json:"name"`
+	Grants []string `json:"grants"`
 }
 
 // RevokeJoinToken deletes a join token.

@@ -136,6 +136,7 @@ func DevJoinToken(ctx context.Context, s *Server) (string, error) {
 		return "", nil
 	}
 	jt, plain := NewJoinToken(nil, time.Now().UTC().Add(time.Hour), 1)
+	jt.Grants = []string{CapDrill} // the playground's agent runs the demo drills
 	if _, err := s.Node.Propose(ctx, CmdCreateJoinToken, "dev", jt); err != nil {
 		return "", fmt.Errorf("join token for the dev agent: %w", err)
 	}

@@ -315,7 +315,8 @@ func noRunnerReason(p *Policy) string {
 		}
 		desc = "runner selector " + strings.Join(kv, ",")
 	}
-	return fmt.Sprintf("no connected agent with an identity matches %s (start one with 'lifeboat agent --identity FILE' and matching --label)", desc)
+	return fmt.Sprintf("no connected drill runner matches %s (a runner is an agent an admin allowed to run drills — 'lifeboat agent grant NAME --drill-runner' — "+
+		"started with 'lifeboat agent --identity FILE' and matching --label)", desc)
 }
 
 // StrandedJobs returns the pending jobs that would wait forever: every

@@ -203,6 +203,7 @@ var transitions = map[CommandType]transition{
 	CmdCreateJoinToken:  payload(createJoinToken),
 	CmdRevokeJoinToken:  payload(revokeJoinToken),
 	CmdRecordDrill:      payload(recordDrillCmd),
+	CmdGrantAgent:       payload(grantAgent),
 
 	CmdSyncAlerts:        payload(syncAlerts),
 	CmdAlertDelivered:    payload(alertDelivered),
@@ -420,8 +421,13 @@ func enrollAgent(s *State, c *Command, _ uint64, p *EnrollAgent) (outcome, error
 			labels[k] = v
 		}
 	}
+	grants := sortedStrings(p.Grants)
+	if jt != nil {
+		grants = sortedStrings(append(grants, jt.Grants...))
+	}
 	a := &Agent{Name: p.Name, Labels: labels, Version: p.Version, CredentialHash: p.CredentialHash,
-		EnrolledAt: c.Time, LastSeen: c.Time, MaxConcurrent: p.MaxConcurrent, Capabilities: sortedStrings(p.Capabilities)}
+		EnrolledAt: c.Time, LastSeen: c.Time, MaxConcurrent: p.MaxConcurrent, Grants: grants,
+		Capabilities: granted(p.Capabilities, grants)}
 	if old != nil {
 		a.Running = old.Running
 	}
@@ -441,7 +447,7 @@ func agentSeen(s *State, c *Command, _ uint64, p *AgentSeen) (outcome, error) {
 		a.Version = p.Version
 	}
 	if p.Capabilities != nil {
-		a.Capabilities = sortedStrings(p.Capabilities)
+		a.Capabilities = granted(p.Capabilities, a.Grants)
 	}
 	return outcome{target: "agent/" + p.Name}, nil
 }
@@ -489,7 +495,7 @@ func createJoinToken(s *State, c *Command, _ uint64, p *CreateJoinToken) (outcom
 		return outcome{}, conflict("join token %q exists", p.ID)
 	}
 	s.JoinTokens[p.ID] = &JoinToken{ID: p.ID, Hash: p.Hash, Labels: cloneMap(p.Labels), Expires: p.Expires.UTC(),
-		MaxUses: p.MaxUses, CreatedAt: c.Time, CreatedBy: c.Actor}
+		MaxUses: p.MaxUses, CreatedAt: c.Time, CreatedBy: c.Actor, Grants: sortedStrings(p.Grants)}
 	return outcome{target: "jointoken/" + p.ID}, nil
 }
 
@@ -617,7 +623,7 @@ func (s *State) checkNewJob(nj *NewJob) error {
 		return fmt.Errorf("job %q: %w", nj.ID, notFound("policy", nj.Policy))
 	}
 	if nj.Kind == KindDrill && !s.Agents[nj.Agent].Can(CapDrill) {
-		return conflict("drill job %q: agent %q holds no identity (start it with --identity)", nj.ID, nj.Agent)
+		return conflict("drill job %q: agent %q is no drill runner (it needs an admin's grant and an identity: --identity)", nj.ID, nj.Agent)
 	}
 	return nil
 }
@@ -952,6 +958,32 @@ func pruneJobs(s *State, _ *Command, _ uint64, p *PruneJobs) (outcome, error) {
 		d = s.pruneDrills(p.DrillsBefore)
 	}
 	return outcome{value: n, target: fmt.Sprintf("%d jobs, %d drills", n, d), noop: n == 0 && d == 0}, nil
+}
+
+// granted returns the capabilities in caps that grants allow, sorted.
+func granted(caps, grants []string) []string {
+	var out []string
+	for _, c := range sortedStrings(caps) {
+		if slices.Contains(grants, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func grantAgent(s *State, _ *Command, _ uint64, p *GrantAgent) (outcome, error) {
+	a := s.Agents[p.Name]
+	if a == nil {
+		return outcome{}, notFound("agent", p.Name)
+	}
+	for _, g := range p.Grants {
+		if g != CapDrill {
+			return outcome{}, invalid("grant %q: the only capability is %q", g, CapDrill)
+		}
+	}
+	a.Grants = sortedStrings(p.Grants)
+	a.Capabilities = granted(a.Capabilities, a.Grants)
+	return outcome{target: "agent/" + p.Name}, nil
 }
 
 func sortedStrings(v []string) []string {

@@ -20,6 +20,7 @@ func (h *fsmHarness) drillSetup(wk []byte, schedule string) {
 	h.must(CmdPutPolicy, PutPolicy{Policy: Policy{Name: "p", Repository: "r", Schedule: "@every 1m", Paths: []string{"/data"},
 		Agents: map[string]string{"role": "db"}, MaxAttempts: 2,
 		Drill: &DrillSpec{Schedule: schedule, Runner: map[string]string{"role": "db"}}}})
+	h.must(CmdGrantAgent, GrantAgent{Name: "a1", Grants: []string{CapDrill}})
 	h.must(CmdAgentSeen, AgentSeen{Name: "a1", Capabilities: []string{CapDrill}})
 }
 
@@ -34,6 +35,7 @@ func TestPlanDrillsPicksARunnerAndRecordsMissingOnes(t *testing.T) {
 	h := newFSMHarness(t)
 	h.drillSetup(wk, "@every 1h")
 	// a2 holds an identity too, but the runner selector wants role=db.
+	h.must(CmdGrantAgent, GrantAgent{Name: "a2", Grants: []string{CapDrill}})
 	h.must(CmdAgentSeen, AgentSeen{Name: "a2", Capabilities: []string{CapDrill}})
 
 	now := t0.Add(3*time.Hour + time.Minute)
@@ -77,7 +79,7 @@ func TestPlanDrillsPicksARunnerAndRecordsMissingOnes(t *testing.T) {
 	h.must(CmdRecordDrill, plan.NotRun[0])
 	st := h.state()
 	d := st.Drills[plan.NotRun[0].ID]
-	if d == nil || d.Passed || !slices.Equal(d.Reasons, []string{ReasonRunner}) || !strings.Contains(d.Summary, "no connected agent") {
+	if d == nil || d.Passed || !slices.Equal(d.Reasons, []string{ReasonRunner}) || !strings.Contains(d.Summary, "no connected drill runner") {
 		t.Fatalf("record = %+v", d)
 	}
 	if !st.DrillFired["p"].Equal(plan.NotRun[0].ScheduledAt) {

@@ -170,8 +170,12 @@ type Agent struct {
 	// Running lists the IDs of jobs the agent holds a lease on, sorted.
 	Running []string `json:"running,omitempty"`
 	// Capabilities the agent announced: CapDrill when it holds an
-	// identity and can run restore drills.
+	// identity and can run restore drills. Only capabilities in Grants
+	// count: an admin decides which agents may run drills (a drill
+	// runner's verdict is evidence; a node that merely backs up must not
+	// be able to forge it).
 	Capabilities []string `json:"capabilities,omitempty"`
+	Grants       []string `json:"grants,omitempty"`
 }
 
 // CapDrill is the capability of an agent started with --identity.
@@ -285,6 +289,9 @@ type JoinToken struct {
 	Expires   time.Time         `json:"expires,omitzero"`
 	MaxUses   int               `json:"max_uses,omitempty"` // 0 = unlimited
 	Uses      int               `json:"uses"`
+	// Grants are the capabilities agents enrolled with it may announce
+	// (CapDrill: it may become a drill runner).
+	Grants []string `json:"grants,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
 	CreatedBy string            `json:"created_by,omitempty"`
 }
@@ -526,6 +533,7 @@ func (s *State) Clone() *State {
 		a.Labels = cloneMap(v.Labels)
 		a.Running = slices.Clone(v.Running)
 		a.Capabilities = slices.Clone(v.Capabilities)
+		a.Grants = slices.Clone(v.Grants)
 		c.Agents[k] = &a
 	}
 	for k, v := range s.Jobs {
@@ -546,6 +554,7 @@ func (s *State) Clone() *State {
 	for k, v := range s.JoinTokens {
 		t := *v
 		t.Labels = cloneMap(v.Labels)
+		t.Grants = slices.Clone(v.Grants)
 		c.JoinTokens[k] = &t
 	}
 	c.fill()

@@ -139,7 +139,7 @@ func TestDrillProcesses(t *testing.T) {
 	}
 
 	// The agent holds the identity; nothing else in the cluster does.
-	out := lb.must(t, "agent", "token", "create", "--ttl", "1h")
+	out := lb.must(t, "agent", "token", "create", "--ttl", "1h", "--drill-runner")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	agent.args = []string{"agent", "--server", strings.Join(urls, ","), "--data-dir", agent.dir, "--name", "agent-d",
 		"--label", "role=db", "--label", "drill=yes", "--identity", id, "--drill-commands", allowFile,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -111,6 +112,7 @@ Logs are JSON lines on stderr.`,
 	var ttl time.Duration
 	var maxUses int
 	var tokLabels []string
+	var drillRunner bool
 	create := &cobra.Command{
 		Use:     "create",
 		Short:   "Create a join token (printed alone on the last line)",
@@ -130,6 +132,9 @@ Logs are JSON lines on stderr.`,
 			}
 			var res coordinator.TokenCreateResult
 			req := coordinator.JoinTokenRequest{Labels: labels, TTL: coordinator.Duration(ttl), MaxUses: maxUses}
+			if drillRunner {
+				req.Grants = []string{coordinator.CapDrill}
+			}
 			if err := c.Post(cmd.Context(), "/v1/join-tokens", req, &res); err != nil {
 				return apiErr(err)
 			}
@@ -148,6 +153,7 @@ Logs are JSON lines on stderr.`,
 		},
 	}
 	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime; 0 = no expiry")
+	create.Flags().BoolVar(&drillRunner, "drill-runner", false, "agents enrolled with it may run restore drills (when started with --identity)")
 	create.Flags().IntVar(&maxUses, "max-uses", 0, "agents that may enroll with it; 0 = no limit")
 	create.Flags().StringArrayVar(&tokLabels, "label", nil, "label KEY=VALUE given to every agent enrolled with it (repeatable)")
 	admin.AddCommand(create)
@@ -161,7 +167,7 @@ Logs are JSON lines on stderr.`,
 			if done || err != nil {
 				return err
 			}
-			tw := newTable(g.stdout, "NAME", "LABELS", "VERSION", "LAST SEEN", "RUNNING", "HEALTH")
+			tw := newTable(g.stdout, "NAME", "LABELS", "VERSION", "LAST SEEN", "RUNNING", "DRILLS", "HEALTH")
 			for _, a := range as {
 				health := "connected"
 				switch {
@@ -170,7 +176,14 @@ Logs are JSON lines on stderr.`,
 				case !a.Connected:
 					health = "disconnected"
 				}
-				row(tw, a.Name, orDash(formatLabels(a.Labels)), orDash(a.Version), ago(a.LastSeen), orDash(strings.Join(a.Running, ",")), health)
+				drills := "-"
+				switch {
+				case slices.Contains(a.Capabilities, coordinator.CapDrill):
+					drills = "runner"
+				case slices.Contains(a.Grants, coordinator.CapDrill):
+					drills = "granted, no identity"
+				}
+				row(tw, a.Name, orDash(formatLabels(a.Labels)), orDash(a.Version), ago(a.LastSeen), orDash(strings.Join(a.Running, ",")), drills, health)
 			}
 			return tw.Flush()
 		},
@@ -193,7 +206,42 @@ Logs are JSON lines on stderr.`,
 			return nil
 		},
 	}
-	for _, sub := range []*cobra.Command{admin, list, revoke} {
+	var grantDrill bool
+	grant := &cobra.Command{
+		Use:   "grant NAME --drill-runner[=false]",
+		Short: "Allow (or no longer allow) an enrolled agent to run restore drills",
+		Long: `A drill runner's verdict is evidence, so only an admin decides which agents
+may run drills: with this command, or by enrolling them with a join token made
+with 'lifeboat agent token create --drill-runner'. The agent must also be
+started with --identity. --drill-runner=false withdraws the grant at once.`,
+		Args: argsBetween(1, 1, "agent NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("drill-runner") {
+				return usageError("say --drill-runner or --drill-runner=false")
+			}
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			req := coordinator.GrantRequest{Grants: []string{}}
+			if grantDrill {
+				req.Grants = []string{coordinator.CapDrill}
+			}
+			if err := c.Post(cmd.Context(), "/v1/agents/"+url.PathEscape(args[0])+"/grants", req, nil); err != nil {
+				return apiErr(err)
+			}
+			if !g.quiet {
+				if grantDrill {
+					fmt.Fprintf(g.stdout, "agent %s may run drills once it announces an identity (restart it with --identity if it runs without)\n", args[0])
+				} else {
+					fmt.Fprintf(g.stdout, "agent %s may no longer run drills\n", args[0])
+				}
+			}
+			return nil
+		},
+	}
+	grant.Flags().BoolVar(&grantDrill, "drill-runner", false, "allow restore drills")
+	for _, sub := range []*cobra.Command{admin, list, revoke, grant} {
 		cf.register(sub)
 		cmd.AddCommand(sub)
 	}
