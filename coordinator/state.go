@@ -283,17 +283,17 @@ func (tk *APIToken) Expired(t time.Time) bool {
 
 // JoinToken lets an agent enroll. Only the SHA-256 of its secret is stored.
 type JoinToken struct {
-	ID        string            `json:"id"`
-	Hash      string            `json:"hash"`
-	Labels    map[string]string `json:"labels,omitempty"` // added to the enrolling agent's labels
-	Expires   time.Time         `json:"expires,omitzero"`
-	MaxUses   int               `json:"max_uses,omitempty"` // 0 = unlimited
-	Uses      int               `json:"uses"`
+	ID      string            `json:"id"`
+	Hash    string            `json:"hash"`
+	Labels  map[string]string `json:"labels,omitempty"` // added to the enrolling agent's labels
+	Expires time.Time         `json:"expires,omitzero"`
+	MaxUses int               `json:"max_uses,omitempty"` // 0 = unlimited
+	Uses    int               `json:"uses"`
 	// Grants are the capabilities agents enrolled with it may announce
 	// (CapDrill: it may become a drill runner).
-	Grants []string `json:"grants,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
-	CreatedBy string            `json:"created_by,omitempty"`
+	Grants    []string  `json:"grants,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
 }
 
 // AuditEntry records one applied mutation: who did what to which target,
