@@ -436,3 +436,40 @@ func TestStrandedJobsAreCancelledAndDrillsRecorded(t *testing.T) {
 		t.Fatalf("stranded after revocation = %+v", got)
 	}
 }
+
+// A runner whose lease was taken back cannot record a verdict or a
+// verification: its report is refused and changes nothing.
+func TestStaleReportsRecordNothing(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "")
+	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{
+		{ID: "d1", Kind: KindDrill, Trigger: TriggerManual, Policy: "p", Agent: "a1"},
+		{ID: "v1", Kind: KindVerify, Trigger: TriggerManual, Repository: "r", Agent: "a1", Verify: &VerifyParams{Shards: []int{ShardOf(packID(1))}}},
+	}})
+	d := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "d1", TTL: time.Minute}).(*Job)
+	if _, err := h.apply(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "v1", TTL: time.Minute}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a second maintenance job: err = %v, want conflict", err)
+	}
+	h.now = h.now.Add(2 * time.Minute)
+	h.must(CmdExpireLease, ExpireLease{JobID: "d1", Token: d.Lease.Token})
+	before := h.snapshot()
+	passed := DrillReport{Passed: true, StartedAt: t0, FinishedAt: t0}
+	if _, err := h.apply(CmdCompleteJob, CompleteJob{JobID: "d1", Agent: "a1", Token: d.Lease.Token, Success: true, Drill: &passed}); !errors.Is(err, ErrStaleLease) {
+		t.Fatalf("stale drill verdict: err = %v", err)
+	}
+	if string(before) != string(h.snapshot()) || h.state().Drills["d1"] != nil {
+		t.Fatal("a stale drill verdict changed the state")
+	}
+	// The verify job, leased now, reports after its deadline.
+	vj := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "v1", TTL: time.Minute}).(*Job)
+	h.now = h.now.Add(2 * time.Minute)
+	before = h.snapshot()
+	rep := verifyReport(map[string]int64{packID(1): 10}, vj.Verify.Shards, nil)
+	if _, err := h.apply(CmdCompleteJob, CompleteJob{JobID: "v1", Agent: "a1", Token: vj.Lease.Token, Success: true, Verify: rep}); !errors.Is(err, ErrStaleLease) {
+		t.Fatalf("late verify report: err = %v", err)
+	}
+	if string(before) != string(h.snapshot()) || h.state().Coverage["r"] != nil {
+		t.Fatal("a late verify report changed the coverage")
+	}
+}
