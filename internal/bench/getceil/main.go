@@ -113,6 +113,6 @@ func main() {
 	el := time.Since(start)
 	var ru syscall.Rusage
 	syscall.Getrusage(0, &ru)
-	cpu := time.Duration(ru.Utime.Nano()+ru.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano())
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	fmt.Printf("%d requests, %.1f MiB in %.2f s = %.0f MiB/s (par %d range %d proxy %v), client CPU %.2f s\n", len(jobs), float64(total.Load())/(1<<20), el.Seconds(), float64(total.Load())/(1<<20)/el.Seconds(), *par, *rng, *proxy, cpu.Seconds())
 }
