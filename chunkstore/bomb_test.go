@@ -30,14 +30,17 @@ func TestBlobPayloadZstdBombIsBounded(t *testing.T) {
 func TestBlobPayloadSlightlyTooLongIsRefused(t *testing.T) {
 	enc, _ := zstd.NewWriter(nil)
 	const limit = 512 << 10
-	for _, extra := range []int{1, 100, 64 << 10, 129 << 10} {
-		frame := enc.EncodeAll(make([]byte, limit+extra), nil)
-		if out, err := chunkstore.DecodeBlobPayloadForTest(nil, 1, frame, limit); err == nil {
-			t.Errorf("a frame of %d bytes decoded with limit %d (%d bytes out)", limit+extra, limit, len(out))
+	// Without a buffer (exact allocation) and with one that has the slack.
+	for _, dst := range [][]byte{nil, make([]byte, 0, limit+256<<10)} {
+		for _, extra := range []int{1, 100, 64 << 10, 129 << 10} {
+			frame := enc.EncodeAll(make([]byte, limit+extra), nil)
+			if out, err := chunkstore.DecodeBlobPayloadForTest(dst, 1, frame, limit); err == nil {
+				t.Errorf("cap %d: a frame of %d bytes decoded with limit %d (%d bytes out)", cap(dst), limit+extra, limit, len(out))
+			}
 		}
-	}
-	frame := enc.EncodeAll(make([]byte, limit), nil)
-	if out, err := chunkstore.DecodeBlobPayloadForTest(nil, 1, frame, limit); err != nil || len(out) != limit {
-		t.Errorf("a frame of exactly the limit: %d bytes, %v", len(out), err)
+		frame := enc.EncodeAll(make([]byte, limit), nil)
+		if out, err := chunkstore.DecodeBlobPayloadForTest(dst, 1, frame, limit); err != nil || len(out) != limit {
+			t.Errorf("cap %d: a frame of exactly the limit: %d bytes, %v", cap(dst), len(out), err)
+		}
 	}
 }

@@ -90,7 +90,8 @@ func compress(dst, src []byte) []byte {
 // decodeSlack is room the decoder may have past limit: with less than a
 // block (128 KiB) of spare capacity it copies through slower bounds-checked
 // loops, which with a buffer of exactly limit bytes it did for the last
-// blocks of every blob (15 % slower decoding of 512 KiB text blobs).
+// blocks of every blob (15 % slower decoding of 512 KiB text blobs). It is
+// used when the caller's buffer has it (restore's reused buffers).
 const decodeSlack = 128<<10 + 64
 
 // DecodeSlack is how much room beyond a blob's raw length decompression
@@ -102,12 +103,19 @@ const DecodeSlack = decodeSlack
 // malicious frame that claims or expands to gigabytes fails after at
 // most limit+decodeSlack bytes instead of exhausting memory.
 func decompress(dst, src []byte, limit int) ([]byte, error) {
-	if cap(dst)-len(dst) < limit+decodeSlack {
-		grown := make([]byte, len(dst), len(dst)+limit+decodeSlack)
-		copy(grown, dst)
-		dst = grown
+	room := limit + decodeSlack
+	if cap(dst)-len(dst) < room {
+		// The caller's buffer is too small (or nil): allocate exactly
+		// limit. Slack in a fresh allocation would cost more to zero
+		// than it saves on small blobs such as trees.
+		room = limit
+		if cap(dst)-len(dst) < limit {
+			grown := make([]byte, len(dst), len(dst)+limit)
+			copy(grown, dst)
+			dst = grown
+		}
 	}
-	dst = dst[: len(dst) : len(dst)+limit+decodeSlack]
+	dst = dst[: len(dst) : len(dst)+room]
 	d := decPool.Get().(*zstd.Decoder)
 	defer decPool.Put(d)
 	out, err := d.DecodeAll(src, dst)
