@@ -17,18 +17,11 @@ const (
 	SnapshotsPrefix = "snapshots/"
 )
 
-// Chunking and packing defaults (docs/format.md) for new repositories;
-// an existing repository keeps the parameters in its config.
-//
-// The average chunk is 512 KiB (restic: 1 MiB): a small change inside a
-// large file (a disk image, a database) costs one chunk of new data, so
-// halving the chunk halves that. On the benchmark dataset (docs/benchmarks.md)
-// it stores 15-20 MiB (2 %) less at the same backup and restore CPU; the
-// price is twice as many index entries per GiB of unique data.
+// Chunking and packing defaults (docs/format.md).
 const (
-	DefaultChunkMin     = 256 << 10
+	DefaultChunkMin     = 512 << 10
 	DefaultChunkMax     = 8 << 20
-	DefaultChunkAvgBits = 19 // ~512 KiB average
+	DefaultChunkAvgBits = 20 // ~1 MiB average
 	DefaultPackSize     = 16 << 20
 )
 

@@ -103,7 +103,7 @@ func TestChunkerGolden(t *testing.T) {
 	}
 	want := readGolden(t)
 	if len(want) < 32 {
-		t.Fatalf("golden file has %d chunks; 64 MiB at the default average should give dozens", len(want))
+		t.Fatalf("golden file has %d chunks; 64 MiB at a ~1 MiB average should give dozens", len(want))
 	}
 	// The golden list must tile the input, or it pins nothing.
 	var end uint

@@ -19,8 +19,8 @@
 // cache — and whose chunks are all still in the index — reuses its
 // recorded chunk list without being opened. Other files go to Readers,
 // which read and split them into content-defined chunks (restic's Rabin
-// chunker with the repository's secret polynomial and chunk sizes, by
-// default 256 KiB–8 MiB, ~512 KiB average) and compute each chunk's keyed ID. Chunks the index does not
+// chunker with the repository's secret polynomial, 512 KiB–8 MiB, ~1 MiB
+// average) and compute each chunk's keyed ID. Chunks the index does not
 // know are reserved (so two readers never store the same chunk twice) and
 // handed to Sealers, which compress, seal and append them to packs. Each
 // directory waits for its children in its own goroutine and then stores
