@@ -1,6 +1,7 @@
 // Package agent is the node daemon ('lifeboat agent'): it enrolls with the
 // coordinator, runs the backup jobs of the policies whose selector matches
-// its labels, and reports progress and outcomes.
+// its labels, verify jobs for their repositories and — on drill runners —
+// restore drills, and reports progress and outcomes.
 //
 // # Enrollment
 //
@@ -56,6 +57,19 @@
 // fails the job with its output attached and the backup does not run; the
 // post-hook always runs, with LIFEBOAT_JOB_STATUS and, after a commit,
 // LIFEBOAT_SNAPSHOT_ID.
+//
+// # Verify and drill jobs
+//
+// They run in one extra slot beside MaxJobs backups. A verify job (verify.go)
+// needs only the writer key: it loads the index, lists the packs once, and
+// streams each pack of its shards through SHA-256 and the structural checks
+// a writer key allows; corruption and packs the index references but the
+// bucket lacks are reported as damage, any other read error fails the job
+// without a report so that it is retried. A drill job (drill.go) needs the
+// identity given with --identity, which never leaves the process: the
+// drill package restores and verifies, and the verdict goes back as
+// evidence. Verify commands run only when listed in the runner's
+// --drill-commands file, whatever the policy says.
 //
 // # Shutdown
 //

@@ -53,6 +53,23 @@
 // time (jitter, backoff), and only within the agent's and the policy's
 // concurrency limits.
 //
+// # Drills, verification and alerts
+//
+// The same leader loop plans maintenance (drills.go, verify.go): a policy's
+// drill schedule yields one drill job per instant (only the newest missed
+// one), leased to one of its runners, agents an admin granted CapDrill that
+// announced holding an identity; each repository gets a verify job per
+// verification instant covering the shards (first byte of the pack ID)
+// verified longest ago. Both run in an agent's maintenance slot, beside its
+// backups. A drill job ends in exactly one DrillRecord (the runner's
+// verdict, which is final, or a "runner" record when it could not run);
+// verify reports fold into per-pack coverage. Commands that carry this
+// meaning are stamped version 2, so an older node refuses them instead of
+// applying them its way. Alerts (alert_eval.go) are a pure function of the
+// state and the time; the leader proposes their open/resolve transitions in
+// one alerts.sync command and delivers them (notify.go), recording each
+// delivery in the log so that a new leader does not send it again.
+//
 // # Raft
 //
 // raft.go wraps hashicorp/raft once: a BoltDB log and stable store and a
