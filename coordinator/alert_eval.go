@@ -159,8 +159,9 @@ func backupConditions(s *State, now time.Time) []Condition {
 // drillConditions finds policies whose newest drill did not pass.
 func drillConditions(s *State) []Condition {
 	var out []Condition
+	latest := s.LatestDrills()
 	for _, name := range s.PolicyNames() {
-		d := s.LatestDrill(name)
+		d := latest[name]
 		if d == nil || d.Passed {
 			continue
 		}
@@ -199,14 +200,15 @@ func damageConditions(s *State) []Condition {
 		cov := s.Coverage[repo]
 		var ids []string
 		var since time.Time
-		for _, id := range sortedKeys(cov.Packs) {
-			if ps := cov.Packs[id]; ps.Damaged != "" {
+		for id, ps := range cov.Packs { // sorted below: only the damaged ones
+			if ps.Damaged != "" {
 				ids = append(ids, id)
 				if since.IsZero() || ps.FailedAt.Before(since) {
 					since = ps.FailedAt
 				}
 			}
 		}
+		sort.Strings(ids)
 		if len(ids) == 0 {
 			continue
 		}

@@ -158,24 +158,24 @@ func TestEvaluateBackupFailed(t *testing.T) {
 func TestEvaluateDrillFailed(t *testing.T) {
 	s := evalState()
 	s.Policies["p"].Policy.Targets.RPO = 0
-	s.Drills["d1"] = &DrillRecord{ID: "d1", Policy: "p", Passed: true, StartedAt: t0, FinishedAt: t0.Add(time.Minute)}
+	s.Drills["d1"] = &DrillRecord{ID: "d1", Policy: "p", DrillReport: DrillReport{Passed: true, StartedAt: t0, FinishedAt: t0.Add(time.Minute)}}
 	if c := evalAt(s, t0.Add(time.Hour)); len(c) != 0 {
 		t.Fatalf("passed drill alerts: %+v", c)
 	}
-	s.Drills["d2"] = &DrillRecord{ID: "d2", Policy: "p", Passed: false, Reasons: []string{"rto", "verify"}, Summary: "2 checks failed",
-		StartedAt: t0.Add(time.Hour), FinishedAt: t0.Add(time.Hour + 25*time.Minute), RTOSeconds: 1500}
+	s.Drills["d2"] = &DrillRecord{ID: "d2", Policy: "p", DrillReport: DrillReport{Passed: false, Reasons: []string{"rto", "verify"}, Summary: "2 checks failed",
+		StartedAt: t0.Add(time.Hour), FinishedAt: t0.Add(time.Hour + 25*time.Minute), RTOSeconds: 1500}}
 	c := findCond(t, evalAt(s, t0.Add(2*time.Hour)), "drill_failed/p")
 	for _, want := range []string{"drill d2 of policy p failed", "over its RTO target: restore took 25m, target 10m", "verify", "2 checks failed"} {
 		if !strings.Contains(c.Message, want) {
 			t.Errorf("message %q lacks %q", c.Message, want)
 		}
 	}
-	s.Drills["d3"] = &DrillRecord{ID: "d3", Policy: "p", Passed: false, Reasons: []string{ReasonRunner}, Summary: "drill could not run: no runner",
-		StartedAt: t0.Add(2 * time.Hour), FinishedAt: t0.Add(2 * time.Hour)}
+	s.Drills["d3"] = &DrillRecord{ID: "d3", Policy: "p", DrillReport: DrillReport{Passed: false, Reasons: []string{ReasonRunner}, Summary: "drill could not run: no runner",
+		StartedAt: t0.Add(2 * time.Hour), FinishedAt: t0.Add(2 * time.Hour)}}
 	if c := findCond(t, evalAt(s, t0.Add(3*time.Hour)), "drill_failed/p"); !strings.Contains(c.Message, "could not run") {
 		t.Errorf("runner message %q", c.Message)
 	}
-	s.Drills["d4"] = &DrillRecord{ID: "d4", Policy: "p", Passed: true, StartedAt: t0.Add(3 * time.Hour), FinishedAt: t0.Add(3 * time.Hour)}
+	s.Drills["d4"] = &DrillRecord{ID: "d4", Policy: "p", DrillReport: DrillReport{Passed: true, StartedAt: t0.Add(3 * time.Hour), FinishedAt: t0.Add(3 * time.Hour)}}
 	if c := evalAt(s, t0.Add(4*time.Hour)); len(c) != 0 {
 		t.Errorf("a newer passed drill still alerts: %+v", c)
 	}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -80,7 +81,7 @@ func (a *API) listDrills(w http.ResponseWriter, r *http.Request, c *call) error 
 		for _, j := range s.FindJobs(JobFilter{Kind: KindDrill, Policy: policy}) {
 			if !j.State.Final() && s.Drills[j.ID] == nil {
 				out = append(out, DrillView{DrillRecord: DrillRecord{ID: j.ID, Policy: j.Policy, Runner: j.Agent, Trigger: j.Trigger,
-					TriggeredBy: j.CreatedBy, StartedAt: j.StartedAt}, State: string(j.State)})
+					TriggeredBy: j.CreatedBy, DrillReport: DrillReport{StartedAt: j.StartedAt}}, State: string(j.State)})
 			}
 		}
 	})
@@ -106,7 +107,7 @@ func (a *API) getDrill(w http.ResponseWriter, r *http.Request, c *call) error {
 		}
 		if j := s.Jobs[id]; j != nil && j.Kind == KindDrill {
 			return DrillView{DrillRecord: DrillRecord{ID: j.ID, Policy: j.Policy, Runner: j.Agent, Trigger: j.Trigger,
-				TriggeredBy: j.CreatedBy, StartedAt: j.StartedAt}, State: string(j.State)}, true
+				TriggeredBy: j.CreatedBy, DrillReport: DrillReport{StartedAt: j.StartedAt}}, State: string(j.State)}, true
 		}
 		return DrillView{}, false
 	})
@@ -117,10 +118,9 @@ func (a *API) getDrill(w http.ResponseWriter, r *http.Request, c *call) error {
 	return nil
 }
 
-// querySince reads ?since= as a duration back from now ("30d") or an
-// RFC 3339 time; absent means everything.
-func querySince(q url.Values, now time.Time) (time.Time, error) {
-	v := q.Get("since")
+// ParseSince reads a "since": a duration back from now ("30d") or an
+// RFC 3339 time; "" means the beginning (the zero time).
+func ParseSince(v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
@@ -129,9 +129,18 @@ func querySince(q url.Values, now time.Time) (time.Time, error) {
 	}
 	d, err := ParseDuration(v)
 	if err != nil || d < 0 {
-		return time.Time{}, badRequest("since=%q: want a duration such as 30d or an RFC 3339 time", v)
+		return time.Time{}, fmt.Errorf("since %q: want a duration such as 30d or an RFC 3339 time", v)
 	}
 	return now.Add(-time.Duration(d)), nil
+}
+
+// querySince reads ?since= (see ParseSince).
+func querySince(q url.Values, now time.Time) (time.Time, error) {
+	t, err := ParseSince(q.Get("since"), now)
+	if err != nil {
+		return t, badRequest("%v", err)
+	}
+	return t, nil
 }
 
 func (a *API) coverage(w http.ResponseWriter, r *http.Request, c *call) error {

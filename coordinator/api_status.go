@@ -134,12 +134,13 @@ func computeStatus(s *State, now time.Time, agentTimeout time.Duration) StatusRe
 		return max(now.Sub(t), 0)
 	}
 	agentPolicies := map[string][]AgentPolicy{}
+	latest := s.LatestDrills()
 	for _, name := range s.PolicyNames() {
 		pr := s.Policies[name]
 		p := pr.Policy
 		ps := counts[name]
 		ps.Name, ps.Repository, ps.Schedule, ps.RPOTarget, ps.RTOTarget = p.Name, p.Repository, p.Schedule, p.Targets.RPO, p.Targets.RTO
-		if d := s.LatestDrill(name); d != nil {
+		if d := latest[name]; d != nil {
 			ps.LastDrill = &DrillBrief{ID: d.ID, Passed: d.Passed, StartedAt: d.StartedAt, RTOSeconds: d.RTOSeconds,
 				RPOSeconds: d.RPOSeconds, Reasons: append([]string(nil), d.Reasons...)}
 		}

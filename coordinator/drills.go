@@ -44,38 +44,31 @@ type DrillParams struct {
 	Snapshot string `json:"snapshot,omitempty"`
 }
 
-// DrillRecord is the evidence of one drill.
+// DrillRecord is the evidence of one drill: who ran it and why, and the
+// runner's report.
 type DrillRecord struct {
-	ID          string    `json:"id"` // the drill job's ID
-	Policy      string    `json:"policy"`
-	Runner      string    `json:"runner,omitempty"`
-	Trigger     Trigger   `json:"trigger"`
-	TriggeredBy string    `json:"triggered_by,omitempty"` // the actor of a manual drill
-	Passed      bool      `json:"passed"`
-	Reasons     []string  `json:"reasons,omitempty"` // failure reasons, sorted
-	Summary     string    `json:"summary,omitempty"`
-	SnapshotID  string    `json:"snapshot_id,omitempty"`
-	StartedAt   time.Time `json:"started_at"`
-	FinishedAt  time.Time `json:"finished_at"`
-	RTOSeconds  float64   `json:"rto_seconds"`
-	RPOSeconds  float64   `json:"rpo_seconds"`
-	// Result is the runner's full result (the drill package's Result
-	// as JSON): files, bytes, checks, failures. Empty for a drill that
-	// could not run.
-	Result json.RawMessage `json:"result,omitempty"`
+	ID          string  `json:"id"` // the drill job's ID
+	Policy      string  `json:"policy"`
+	Runner      string  `json:"runner,omitempty"`
+	Trigger     Trigger `json:"trigger"`
+	TriggeredBy string  `json:"triggered_by,omitempty"` // the actor of a manual drill
+	DrillReport
 }
 
 // DrillReport is what a runner reports with a drill job (CompleteJob.Drill).
 type DrillReport struct {
-	Passed     bool            `json:"passed"`
-	Reasons    []string        `json:"reasons,omitempty"`
-	Summary    string          `json:"summary,omitempty"`
-	SnapshotID string          `json:"snapshot_id,omitempty"`
-	StartedAt  time.Time       `json:"started_at"`
-	FinishedAt time.Time       `json:"finished_at"`
-	RTOSeconds float64         `json:"rto_seconds"`
-	RPOSeconds float64         `json:"rpo_seconds"`
-	Result     json.RawMessage `json:"result,omitempty"`
+	Passed     bool      `json:"passed"`
+	Reasons    []string  `json:"reasons,omitempty"` // failure reasons, sorted in a record
+	Summary    string    `json:"summary,omitempty"`
+	SnapshotID string    `json:"snapshot_id,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	RTOSeconds float64   `json:"rto_seconds"`
+	RPOSeconds float64   `json:"rpo_seconds"`
+	// Result is the runner's full result (the drill package's Result
+	// as JSON): files, bytes, checks, failures. Empty for a drill that
+	// could not run.
+	Result json.RawMessage `json:"result,omitempty"`
 }
 
 // ReasonRunner is the failure reason of a drill that could not run.
@@ -99,13 +92,10 @@ func (r *DrillReport) validate() error {
 
 // recordDrill stores the record of drill job j.
 func (s *State) recordDrill(j *Job, runner string, r DrillReport) {
-	reasons := slices.Clone(r.Reasons)
-	sort.Strings(reasons)
-	reasons = slices.Compact(reasons)
-	s.Drills[j.ID] = &DrillRecord{ID: j.ID, Policy: j.Policy, Runner: runner, Trigger: j.Trigger, TriggeredBy: j.CreatedBy,
-		Passed: r.Passed, Reasons: reasons, Summary: r.Summary, SnapshotID: r.SnapshotID,
-		StartedAt: r.StartedAt.UTC(), FinishedAt: r.FinishedAt.UTC(), RTOSeconds: r.RTOSeconds, RPOSeconds: r.RPOSeconds,
-		Result: slices.Clone(r.Result)}
+	r.Reasons = sortedStrings(r.Reasons)
+	r.StartedAt, r.FinishedAt = r.StartedAt.UTC(), r.FinishedAt.UTC()
+	r.Result = slices.Clone(r.Result)
+	s.Drills[j.ID] = &DrillRecord{ID: j.ID, Policy: j.Policy, Runner: runner, Trigger: j.Trigger, TriggeredBy: j.CreatedBy, DrillReport: r}
 	var mine []*DrillRecord
 	for _, id := range sortedKeys(s.Drills) {
 		if d := s.Drills[id]; d.Policy == j.Policy {
@@ -152,15 +142,20 @@ func (s *State) DrillsFor(policy string, since time.Time) []DrillRecord {
 }
 
 // LatestDrill returns policy's newest drill record, or nil.
-func (s *State) LatestDrill(policy string) *DrillRecord {
-	var best *DrillRecord
+func (s *State) LatestDrill(policy string) *DrillRecord { return s.LatestDrills()[policy] }
+
+// LatestDrills returns each policy's newest drill record, in one pass over
+// the records (callers that want every policy's use this, not a
+// LatestDrill per policy).
+func (s *State) LatestDrills() map[string]*DrillRecord {
+	out := map[string]*DrillRecord{}
 	for _, d := range s.Drills {
-		if d.Policy == policy && (best == nil || d.StartedAt.After(best.StartedAt) ||
-			d.StartedAt.Equal(best.StartedAt) && d.ID > best.ID) {
-			best = d
+		best := out[d.Policy]
+		if best == nil || d.StartedAt.After(best.StartedAt) || d.StartedAt.Equal(best.StartedAt) && d.ID > best.ID {
+			out[d.Policy] = d
 		}
 	}
-	return best
+	return out
 }
 
 // DrillRunners returns the names of the agents that may run policy's

@@ -44,9 +44,10 @@ func (c *maintenanceCollector) Collect(ch chan<- prometheus.Metric) {
 	var drills []drillGauge
 	c.a.node.View(func(s *State) {
 		cov = s.CoverageOf(now)
+		latest := s.LatestDrills()
 		for _, name := range s.PolicyNames() {
 			dg := drillGauge{policy: name, target: time.Duration(s.Policies[name].Policy.Targets.RTO).Seconds()}
-			if d := s.LatestDrill(name); d != nil {
+			if d := latest[name]; d != nil {
 				rec := *d
 				dg.last = &rec
 			}

@@ -348,52 +348,34 @@ func (n *Node) RunPolicy(ctx context.Context, actor, policy string) ([]string, e
 // RunDrill creates a drill job of policy now, on one of its connected
 // runners. snapshot selects the snapshot ("" = the policy's drill.snapshot).
 func (n *Node) RunDrill(ctx context.Context, actor, policy, snapshot string) (string, error) {
-	now := n.clock.Now().UTC()
-	var nj NewJob
-	var err error
-	n.fsm.View(func(s *State) {
+	return n.createManualJob(ctx, actor, func(s *State, now time.Time) (NewJob, error) {
 		pr := s.Policies[policy]
 		if pr == nil {
-			err = notFound("policy", policy)
-			return
+			return NewJob{}, notFound("policy", policy)
 		}
 		runners := s.DrillRunners(&pr.Policy, now, n.cfg.AgentTimeout)
 		if len(runners) == 0 {
-			err = fmt.Errorf("policy %q: %s: %w", policy, noRunnerReason(&pr.Policy), ErrConflict)
-			return
+			return NewJob{}, fmt.Errorf("policy %q: %s: %w", policy, noRunnerReason(&pr.Policy), ErrConflict)
 		}
 		id := manualJobID("drill\x00"+policy, now, "")
-		nj = NewJob{ID: id, Kind: KindDrill, Trigger: TriggerManual, Policy: policy, Agent: pickAgent(runners, id),
-			ScheduledAt: now, NotBefore: now, Drill: &DrillParams{Snapshot: snapshot}}
+		return NewJob{ID: id, Kind: KindDrill, Policy: policy, Agent: pickAgent(runners, id),
+			Drill: &DrillParams{Snapshot: snapshot}}, nil
 	})
-	if err != nil {
-		return "", err
-	}
-	if _, err := n.proposeAt(ctx, now, CmdCreateJobs, actor, CreateJobs{Jobs: []NewJob{nj}}); err != nil {
-		return "", err
-	}
-	return nj.ID, nil
 }
 
 // VerifyRepository creates a verify job of repo now: every shard when all
 // is set, else the shards a scheduled run would take.
 func (n *Node) VerifyRepository(ctx context.Context, actor, repo string, all bool) (string, error) {
-	now := n.clock.Now().UTC()
-	var nj NewJob
-	var err error
-	n.fsm.View(func(s *State) {
-		if s.Repositories[repo] == nil {
-			err = notFound("repository", repo)
-			return
-		}
-		if s.verifyRunning(repo) {
-			err = conflict("repository %q already has a verify job pending or running", repo)
-			return
+	return n.createManualJob(ctx, actor, func(s *State, now time.Time) (NewJob, error) {
+		switch {
+		case s.Repositories[repo] == nil:
+			return NewJob{}, notFound("repository", repo)
+		case s.verifyRunning(repo):
+			return NewJob{}, conflict("repository %q already has a verify job pending or running", repo)
 		}
 		agents := s.VerifyAgents(repo, now, n.cfg.AgentTimeout)
 		if len(agents) == 0 {
-			err = conflict("repository %q: no connected agent is selected by a policy that uses it", repo)
-			return
+			return NewJob{}, conflict("repository %q: no connected agent is selected by a policy that uses it", repo)
 		}
 		shards := AllShards()
 		if !all {
@@ -404,12 +386,22 @@ func (n *Node) VerifyRepository(ctx context.Context, actor, repo string, all boo
 			shards = s.Coverage[repo].DueShards(ShardsPerRun(s.VerifyEvery(repo), interval))
 		}
 		id := manualJobID("verify\x00"+repo, now, "")
-		nj = NewJob{ID: id, Kind: KindVerify, Trigger: TriggerManual, Repository: repo, Agent: pickAgent(agents, id),
-			ScheduledAt: now, NotBefore: now, Verify: &VerifyParams{Shards: shards}}
+		return NewJob{ID: id, Kind: KindVerify, Repository: repo, Agent: pickAgent(agents, id),
+			Verify: &VerifyParams{Shards: shards}}, nil
 	})
+}
+
+// createManualJob proposes the job build makes from the state at now, as
+// a manual job due now, and returns its ID.
+func (n *Node) createManualJob(ctx context.Context, actor string, build func(s *State, now time.Time) (NewJob, error)) (string, error) {
+	now := n.clock.Now().UTC()
+	var nj NewJob
+	var err error
+	n.fsm.View(func(s *State) { nj, err = build(s, now) })
 	if err != nil {
 		return "", err
 	}
+	nj.Trigger, nj.ScheduledAt, nj.NotBefore = TriggerManual, now, now
 	if _, err := n.proposeAt(ctx, now, CmdCreateJobs, actor, CreateJobs{Jobs: []NewJob{nj}}); err != nil {
 		return "", err
 	}

@@ -182,8 +182,9 @@ func (s *State) applyVerify(repo string, r *VerifyReport, listed, now time.Time)
 		cov.ShardVerified[sh] = t
 	}
 	// Packs of a verified shard that the listing no longer shows were
-	// deleted (pruned): forget them.
-	for _, id := range sortedKeys(cov.Packs) {
+	// deleted (pruned): forget them. (Deleting from the map in any order
+	// gives the same state, so the walk need not be sorted.)
+	for id := range cov.Packs {
 		if shards[ShardOf(id)] && !seen[id] {
 			delete(cov.Packs, id)
 		}
@@ -249,14 +250,17 @@ func (c *Coverage) Report(repo string, every time.Duration, now time.Time) Cover
 			rep.OverdueShards = append(rep.OverdueShards, sh)
 		}
 	}
-	for _, id := range sortedKeys(c.Packs) {
-		ps := c.Packs[id]
+	// Counting needs no order (this runs on every scrape and status
+	// call; the packs can number in the hundred thousands); only the
+	// damaged ones are listed, sorted.
+	for id, ps := range c.Packs {
 		if ps.Damaged != "" {
 			rep.Damaged = append(rep.Damaged, Damaged{Pack: id, Error: ps.Damaged, FailedAt: ps.FailedAt})
 		} else if !ps.Verified.Before(cutoff) {
 			rep.VerifiedPacks++
 		}
 	}
+	sort.Slice(rep.Damaged, func(i, j int) bool { return rep.Damaged[i].Pack < rep.Damaged[j].Pack })
 	switch {
 	case c.ListedAt.IsZero():
 		rep.Ratio = 0 // never listed: nothing is known to be verified

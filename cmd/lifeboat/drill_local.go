@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -213,18 +214,29 @@ func keptHint(r *drill.Result) string {
 }
 
 func printDrillResult(g *globals, r *drill.Result) {
-	w := g.stdout
 	if r.Passed && g.quiet {
 		return
 	}
-	fmt.Fprintf(w, "drill %s: %s\n", r.ID, r.Summary())
+	fmt.Fprintf(g.stdout, "drill %s: %s\n", r.ID, r.Summary())
+	printDrillDetails(g.stdout, r)
+	if r.CleanupError != "" {
+		warnf(g.stderr, "could not remove the scratch copy: %s", r.CleanupError)
+	}
+}
+
+// printDrillDetails prints what a drill restored and verified, its
+// timings against the targets, the verify commands (with the output of
+// those that failed), the failures and where a failed drill's tree was
+// kept: the body of 'drill local' and 'drill show'.
+func printDrillDetails(w io.Writer, r *drill.Result) {
 	if r.SnapshotID != "" {
-		fmt.Fprintf(w, "Snapshot:    %s of %s at %s (%s)\n", r.SnapshotID[:8], r.Host, r.SnapshotTime.Local().Format(time.RFC3339), strings.Join(r.Paths, ", "))
+		fmt.Fprintf(w, "Snapshot:    %s of %s at %s (%s)\n", shortID(r.SnapshotID), orDash(r.Host), r.SnapshotTime.Local().Format(time.RFC3339), strings.Join(r.Paths, ", "))
 	}
 	fmt.Fprintf(w, "Verified:    %d of %d files, %s of %s\n", r.Files, r.SnapshotFiles, formatBytes(r.Bytes), formatBytes(r.SnapshotBytes))
-	fmt.Fprintf(w, "Timing:      restore %s, verify %s, checks %s; RTO %s, RPO %s\n",
-		formatDuration(secs(r.RestoreSeconds)), formatDuration(secs(r.VerifySeconds)), formatDuration(secs(r.ChecksSeconds)),
-		formatDuration(secs(r.RTOSeconds)), formatDuration(secs(r.RPOSeconds)))
+	fmt.Fprintf(w, "Timing:      restore %s, verify %s, checks %s\n",
+		formatDuration(secs(r.RestoreSeconds)), formatDuration(secs(r.VerifySeconds)), formatDuration(secs(r.ChecksSeconds)))
+	fmt.Fprintf(w, "RTO:         %s%s\n", formatDuration(secs(r.RTOSeconds)), targetSuffix(r.TargetRTOSeconds, r.RTOMet))
+	fmt.Fprintf(w, "RPO:         %s%s\n", formatDuration(secs(r.RPOSeconds)), targetSuffix(r.TargetRPOSeconds, r.RPOMet))
 	for _, c := range r.Checks {
 		status := "passed"
 		switch {
@@ -247,9 +259,6 @@ func printDrillResult(g *globals, r *drill.Result) {
 	}
 	if r.KeptAt != "" {
 		fmt.Fprintf(w, "Kept:        %s\n", r.KeptAt)
-	}
-	if r.CleanupError != "" {
-		warnf(g.stderr, "could not remove the scratch copy: %s", r.CleanupError)
 	}
 }
 

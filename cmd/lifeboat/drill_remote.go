@@ -122,7 +122,7 @@ func newDrillListCmd(g *globals, cf *clientFlags) *cobra.Command {
 					started = d.StartedAt.Local().Format(time.DateTime)
 				}
 				row(tw, d.ID, d.Policy, d.State, started, orDash(d.Runner), orDash(shortID(d.SnapshotID)),
-					secondsText(d.RTOSeconds), secondsText(d.RPOSeconds), orDash(strings.Join(d.Reasons, ",")))
+					durationText(d.RTOSeconds), durationText(d.RPOSeconds), orDash(strings.Join(d.Reasons, ",")))
 			}
 			return tw.Flush()
 		},
@@ -166,15 +166,9 @@ the trend of RTO over time.`,
 				return usageError("--format %q: want md, html or json", format)
 			}
 			now := time.Now()
-			var from time.Time
-			if since != "" {
-				if t, err := time.Parse(time.RFC3339, since); err == nil {
-					from = t
-				} else if d, err := coordinator.ParseDuration(since); err == nil && d >= 0 {
-					from = now.Add(-time.Duration(d))
-				} else {
-					return usageError("--since %q: want a duration such as 30d or an RFC 3339 time", since)
-				}
+			from, err := coordinator.ParseSince(since, now)
+			if err != nil {
+				return usageError("--since: %v", err)
 			}
 			c, err := cf.client(cmd)
 			if err != nil {
@@ -258,63 +252,27 @@ func printDrill(w io.Writer, d coordinator.DrillView) {
 	if d.TriggeredBy != "" && d.Trigger == coordinator.TriggerManual {
 		trig += " by " + d.TriggeredBy
 	}
-	fmt.Fprintf(w, "  trigger:  %s\n  runner:   %s\n", orDash(trig), orDash(d.Runner))
+	fmt.Fprintf(w, "Trigger:     %s\nRunner:      %s\n", orDash(trig), orDash(d.Runner))
 	if !d.StartedAt.IsZero() {
-		fmt.Fprintf(w, "  started:  %s\n", d.StartedAt.Local().Format(time.RFC3339))
+		fmt.Fprintf(w, "Started:     %s\n", d.StartedAt.Local().Format(time.RFC3339))
 	}
 	if d.State != "passed" && d.State != "failed" {
 		return
 	}
+	fmt.Fprintf(w, "Summary:     %s\n", d.Summary)
 	r := drillResultOf(d.DrillRecord)
-	fmt.Fprintf(w, "  snapshot: %s", orDash(r.SnapshotID))
-	if !r.SnapshotTime.IsZero() {
-		fmt.Fprintf(w, " (%s, host %s)", r.SnapshotTime.Local().Format(time.RFC3339), orDash(r.Host))
-	}
-	fmt.Fprintf(w, "\n  restored: %d files, %s\n", r.Files, formatBytes(r.Bytes))
-	fmt.Fprintf(w, "  RTO:      %s%s\n", secondsText(r.RTOSeconds), targetSuffix(r.TargetRTOSeconds, r.RTOMet))
-	fmt.Fprintf(w, "  RPO:      %s%s\n", secondsText(r.RPOSeconds), targetSuffix(r.TargetRPOSeconds, r.RPOMet))
-	fmt.Fprintf(w, "  summary:  %s\n", d.Summary)
-	for _, ch := range r.Checks {
-		st := "passed"
-		switch {
-		case ch.Skipped:
-			st = "skipped"
-		case ch.TimedOut:
-			st = "timed out"
-		case !ch.Passed:
-			st = fmt.Sprintf("failed (exit %d)", ch.ExitCode)
-		}
-		fmt.Fprintf(w, "  check:    %s: %s in %s\n", ch.Command, st, secondsText(ch.Seconds))
-		if !ch.Passed && ch.Output != "" {
-			for _, line := range strings.Split(strings.TrimRight(ch.Output, "\n"), "\n") {
-				fmt.Fprintf(w, "            | %s\n", line)
-			}
-		}
-	}
-	for _, f := range r.Failures {
-		fmt.Fprintf(w, "  failure:  %s\n", f.Error())
-	}
-	if r.KeptAt != "" {
-		fmt.Fprintf(w, "  kept at:  %s (on %s)\n", r.KeptAt, orDash(d.Runner))
-	}
+	printDrillDetails(w, &r)
 }
 
 func targetSuffix(target float64, met *bool) string {
 	if target <= 0 {
 		return ""
 	}
-	s := " (target " + secondsText(target)
+	s := " (target " + formatDuration(secs(target))
 	if met != nil && !*met {
 		s += ", MISSED"
 	}
 	return s + ")"
-}
-
-func secondsText(s float64) string {
-	if s <= 0 {
-		return "-"
-	}
-	return formatDuration(time.Duration(s * float64(time.Second)))
 }
 
 func shortID(id string) string {
@@ -322,4 +280,12 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// durationText renders seconds for tables, "-" when there are none.
+func durationText(s float64) string {
+	if s <= 0 {
+		return "-"
+	}
+	return formatDuration(secs(s))
 }

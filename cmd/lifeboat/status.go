@@ -68,7 +68,7 @@ overdue; use --json to alert on it.`,
 				if !d.Passed {
 					result = "FAILED (" + strings.Join(d.Reasons, ",") + ")"
 				}
-				row(tw, "  "+p.Name, ago(d.StartedAt), result, secondsText(d.RTOSeconds), orDash(durationOrEmpty(p.RTOTarget)), secondsText(d.RPOSeconds))
+				row(tw, "  "+p.Name, ago(d.StartedAt), result, durationText(d.RTOSeconds), orDash(durationOrEmpty(p.RTOTarget)), durationText(d.RPOSeconds))
 			}
 			tw.Flush()
 			fmt.Fprintln(w, "\nVerification coverage")
