@@ -24,6 +24,14 @@ func (h *fsmHarness) drillSetup(wk []byte, schedule string) {
 	h.must(CmdAgentSeen, AgentSeen{Name: "a1", Capabilities: []string{CapDrill}})
 }
 
+// leaseNew creates a manual job for agent a1 and leases it for ttl.
+func (h *fsmHarness) leaseNew(nj NewJob, ttl time.Duration) *Job {
+	h.t.Helper()
+	nj.Trigger, nj.Agent = TriggerManual, "a1"
+	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{nj}})
+	return h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: nj.ID, TTL: ttl}).(*Job)
+}
+
 func (h *fsmHarness) state() *State {
 	var st *State
 	h.fsm.View(func(s *State) { st = s.Clone() })
@@ -93,9 +101,7 @@ func TestDrillVerdictsAreFinalAndEveryDrillJobEndsInARecord(t *testing.T) {
 	h.drillSetup(wk, "")
 	lease := func(id string) *Job {
 		t.Helper()
-		h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: id, Kind: KindDrill, Trigger: TriggerManual, Policy: "p", Agent: "a1", Drill: &DrillParams{Snapshot: "latest"}}}})
-		j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: id, TTL: time.Minute}).(*Job)
-		return j
+		return h.leaseNew(NewJob{ID: id, Kind: KindDrill, Policy: "p", Drill: &DrillParams{Snapshot: "latest"}}, time.Minute)
 	}
 	report := DrillReport{Passed: false, Reasons: []string{"check", "content", "check"}, Summary: "FAILED (content, check)",
 		SnapshotID: "abcd", StartedAt: t0, FinishedAt: t0.Add(time.Minute), RTOSeconds: 60, RPOSeconds: 3600, Result: []byte(`{"passed":false}`)}
@@ -310,8 +316,7 @@ func TestVerificationCoverageReaches100PercentOverSimulatedDays(t *testing.T) {
 	}
 	delete(packs, gone)
 	h.now = h.now.Add(time.Hour)
-	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "vall", Kind: KindVerify, Trigger: TriggerManual, Repository: "r", Agent: "a1", Verify: &VerifyParams{Shards: AllShards()}}}})
-	j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "vall", TTL: time.Hour}).(*Job)
+	j := h.leaseNew(NewJob{ID: "vall", Kind: KindVerify, Repository: "r", Verify: &VerifyParams{Shards: AllShards()}}, time.Hour)
 	h.must(CmdCompleteJob, CompleteJob{JobID: "vall", Agent: "a1", Token: j.Lease.Token, Success: false, Error: "1 damaged pack",
 		Verify: verifyReport(packs, AllShards(), map[string]bool{bad: true})})
 	st := h.state()
@@ -326,8 +331,7 @@ func TestVerificationCoverageReaches100PercentOverSimulatedDays(t *testing.T) {
 		t.Fatal("a deleted pack is still tracked")
 	}
 	// A report for other shards than the job's is refused.
-	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "v2", Kind: KindVerify, Trigger: TriggerManual, Repository: "r", Agent: "a1", Verify: &VerifyParams{Shards: []int{1}}}}})
-	j = h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "v2", TTL: time.Hour}).(*Job)
+	j = h.leaseNew(NewJob{ID: "v2", Kind: KindVerify, Repository: "r", Verify: &VerifyParams{Shards: []int{1}}}, time.Hour)
 	if _, err := h.apply(CmdCompleteJob, CompleteJob{JobID: "v2", Agent: "a1", Token: j.Lease.Token, Success: true,
 		Verify: verifyReport(packs, []int{2}, nil)}); !errors.Is(err, ErrInvalidCommand) {
 		t.Fatalf("report for the wrong shards: err = %v", err)
@@ -389,8 +393,7 @@ func TestCommandVersionStamping(t *testing.T) {
 	wk, _ := testWriterKey(t)
 	h := newFSMHarness(t)
 	h.drillSetup(wk, "")
-	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "d1", Kind: KindDrill, Trigger: TriggerManual, Policy: "p", Agent: "a1"}}})
-	j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: "d1", TTL: time.Minute}).(*Job)
+	j := h.leaseNew(NewJob{ID: "d1", Kind: KindDrill, Policy: "p"}, time.Minute)
 	c, _ := NewCommand(CmdCompleteJob, "test", CompleteJob{JobID: "d1", Agent: "a1", Token: j.Lease.Token, Drill: &DrillReport{Reasons: []string{"check"}}})
 	c.Version = CommandVersion + 1 // what an older node sees: newer than it applies
 	c.Time = h.now
