@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -98,6 +99,7 @@ func unwrapDataKey(wrapped []byte, ids []age.Identity) (*[32]byte, error) {
 // packBuilder accumulates sealed blobs for one pack.
 type packBuilder struct {
 	key        [32]byte
+	aead       cipher.AEAD // under key, made once per pack
 	wrappedKey []byte
 	buf        []byte
 	blobs      []Blob
@@ -115,6 +117,7 @@ func newPackBuilder(rs []age.Recipient, buf []byte) (*packBuilder, error) {
 		return nil, err
 	}
 	p.wrappedKey = wk
+	p.aead = newGCM(p.key[:])
 	p.buf = append(buf[:0], packMagic...)
 	p.buf = binary.LittleEndian.AppendUint32(p.buf, uint32(len(wk)))
 	p.buf = append(p.buf, wk...)
@@ -130,8 +133,7 @@ func blobAD(t BlobType, id ID, enc byte) []byte {
 }
 
 // sealBlob appends nonce | enc | GCM(payload) to dst.
-func sealBlob(dst []byte, key *[32]byte, t BlobType, id ID, enc byte, payload []byte) []byte {
-	aead := newGCM(key[:])
+func sealBlob(dst []byte, aead cipher.AEAD, t BlobType, id ID, enc byte, payload []byte) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, nonceSize+1)...)
 	if _, err := rand.Read(dst[start : start+nonceSize]); err != nil {
@@ -159,7 +161,7 @@ func openBlob(dst []byte, key *[32]byte, t BlobType, id ID, sealed []byte) (byte
 // not grow past 4 GiB.
 func (p *packBuilder) add(t BlobType, id ID, enc byte, payload []byte, rawLen int) {
 	off := len(p.buf)
-	p.buf = sealBlob(p.buf, &p.key, t, id, enc, payload)
+	p.buf = sealBlob(p.buf, p.aead, t, id, enc, payload)
 	p.blobs = append(p.blobs, Blob{Type: t, ID: id, Offset: uint32(off), Length: uint32(len(p.buf) - off), RawLength: uint32(rawLen)})
 	p.rawBytes += int64(rawLen)
 }

@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
+	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -63,27 +63,76 @@ func (k MetaKind) prefix() string {
 	return SnapshotsPrefix
 }
 
+// freeList keeps up to cap(ch) values for reuse. Unlike sync.Pool it is
+// not emptied by garbage collection: under the pipelines' soft memory
+// limit the collector runs many times a second, and with a sync.Pool
+// every blob re-created its zstd encoder and re-grew its output buffer.
+type freeList[T any] struct {
+	ch  chan T
+	new func() T
+}
+
+func newFreeList[T any](n int, new func() T) *freeList[T] {
+	return &freeList[T]{ch: make(chan T, n), new: new}
+}
+
+func (f *freeList[T]) get() T {
+	select {
+	case v := <-f.ch:
+		return v
+	default:
+		return f.new()
+	}
+}
+
+// put keeps v for reuse, or drops it when the list is full.
+func (f *freeList[T]) put(v T) {
+	select {
+	case f.ch <- v:
+	default:
+	}
+}
+
 var (
-	encPool = sync.Pool{New: func() any {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	// The encoders and decoders only ever run EncodeAll/DecodeAll with
+	// concurrency 1, so they start no goroutines and a dropped one needs
+	// no Close.
+	encoders = newFreeList(runtime.GOMAXPROCS(0)+2, func() *zstd.Encoder {
+		// No frame checksum: every blob is authenticated by its AEAD
+		// tag and verified against its keyed ID, so a 32-bit xxhash
+		// would only cost time (~5 % of compression) and 4 bytes.
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
 		if err != nil {
 			panic(err)
 		}
 		return e
-	}}
-	decPool = sync.Pool{New: func() any {
+	})
+	decoders = newFreeList(runtime.GOMAXPROCS(0)+2, func() *zstd.Decoder {
 		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxMetaPlaintext), zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
 		}
 		return d
-	}}
+	})
 )
 
+// compressBound is room enough for the zstd frame of n bytes, including
+// incompressible input stored as raw blocks (3 bytes per 128 KiB block
+// plus the frame header).
+func compressBound(n int) int { return n + n>>8 + 64 }
+
+// compress appends the zstd frame of src to dst. dst is grown to the
+// bound first, so the encoder never re-grows it block by block.
 func compress(dst, src []byte) []byte {
-	e := encPool.Get().(*zstd.Encoder)
+	if need := len(dst) + compressBound(len(src)); cap(dst) < need {
+		grown := make([]byte, len(dst), need)
+		copy(grown, dst)
+		dst = grown
+	}
+	e := encoders.get()
 	dst = e.EncodeAll(src, dst)
-	encPool.Put(e)
+	encoders.put(e)
 	return dst
 }
 
@@ -116,8 +165,8 @@ func decompress(dst, src []byte, limit int) ([]byte, error) {
 		}
 	}
 	dst = dst[: len(dst) : len(dst)+room]
-	d := decPool.Get().(*zstd.Decoder)
-	defer decPool.Put(d)
+	d := decoders.get()
+	defer decoders.put(d)
 	out, err := d.DecodeAll(src, dst)
 	if err == nil && len(out)-len(dst) > limit {
 		err = errors.New("decompressed size exceeds the limit")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,7 @@ type WriterStats struct {
 // type has one open pack that a caller holds only while appending (AES-GCM
 // sealing of a chunk takes well under a millisecond), so trees and data
 // never share a pack and memory stays bounded: one open pack per type,
-// one queued and Uploaders in flight, all in reused buffers. After every
+// one being handed over and Uploaders in flight, all in reused buffers. After every
 // IndexEvery packs and at Flush the uploaded packs are recorded in a new
 // index file. Nothing a Writer stores is reachable until a snapshot
 // manifest that references it is saved after Flush.
@@ -76,7 +77,10 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder, 1), free: make(chan []byte, opts.Uploaders+3), closed: make(chan struct{})}
+	// Full packs are handed to the uploaders directly (an unbuffered
+	// channel): data packs in memory are then at most one per uploader,
+	// one waiting to be handed over and the open one.
+	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder), free: make(chan []byte, opts.Uploaders+2), closed: make(chan struct{})}
 	for t := range w.open {
 		w.open[t] = make(chan *packBuilder, 1)
 	}
@@ -96,7 +100,8 @@ func (w *Writer) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID, int
 	return id, n, err
 }
 
-var payloadPool = sync.Pool{New: func() any { return new([]byte) }}
+// payloads are reusable buffers for compressed blobs.
+var payloads = newFreeList(runtime.GOMAXPROCS(0), func() []byte { return nil })
 
 // SaveBlobID is SaveBlob for a caller that has already computed the ID.
 func (w *Writer) SaveBlobID(ctx context.Context, t BlobType, id ID, data []byte) (int, error) {
@@ -121,10 +126,8 @@ func (w *Writer) SaveReserved(ctx context.Context, t BlobType, id ID, data []byt
 		w.r.index.Unreserve(id)
 		return 0, w.failure()
 	}
-	bp := payloadPool.Get().(*[]byte)
-	defer payloadPool.Put(bp)
-	enc, payload, zbuf := encodeBlobPayload((*bp)[:0], data)
-	*bp = zbuf
+	enc, payload, zbuf := encodeBlobPayload(payloads.get(), data)
+	defer payloads.put(zbuf[:0])
 	p, err := w.take(ctx, t)
 	if err != nil {
 		w.r.index.Unreserve(id)

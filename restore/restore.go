@@ -26,6 +26,12 @@ type Options struct {
 	Target  string   // directory to restore into; created if missing
 	Include []string // restore only paths matching these patterns (snapshot-relative, filepath.Match; a match on a directory includes everything below it)
 	Packs   int      // pack ranges downloaded in parallel; 0 = 8
+	// WriteBehind bounds the restored data left in the page cache: once
+	// this many bytes have been written after a piece of a large file,
+	// that piece is written back and dropped from the cache (see
+	// writeBehind). 0 = DefaultWriteBehind; < 0 = off, everything stays
+	// cached until the kernel writes it back.
+	WriteBehind int64
 	Logger  *slog.Logger
 	// Progress, if set, is updated as the restore runs.
 	Progress *Progress
@@ -67,6 +73,7 @@ type restorer struct {
 	open     sync.Map // *fileState → *os.File
 	openMu   sync.Mutex
 	bufs     chan *fetchBufs // reused download and plaintext buffers
+	wb       *writeBehind
 }
 
 // fetchBufs are one download worker's buffers: a pack range as read
@@ -88,6 +95,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	if opts.Packs <= 0 {
 		opts.Packs = 8
+	}
+	if opts.WriteBehind == 0 {
+		opts.WriteBehind = DefaultWriteBehind
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -112,7 +122,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := repo.EnsureIndex(ctx); err != nil {
 		return nil, err
 	}
-	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs)}
+	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind)}
 
 	var pl plan
 	if _, ok := repo.Index().Lookup(snap.Tree); !ok {
@@ -162,8 +172,14 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		}
 		g.Go(func() error { return r.fetch(gctx, j) })
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	if err != nil {
 		r.closeAll()
+	}
+	// Wait for the write-back of the window's last spans: their files
+	// are closed, and a write-back error fails the file it hit.
+	r.wb.drain()
+	if err != nil {
 		return nil, err
 	}
 	res := &Result{}
@@ -503,14 +519,19 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 			if err == nil {
 				r.meta(r.t.setMetaFD(fh, f.path, f.node, perm), f.path)
 			}
-			if cerr := fh.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				if fatal(err) {
-					return targetError(f.path, err)
+			if err == nil && !zero && len(plain) >= writeBehindMinFile {
+				r.wb.wrote(fh, 0, int64(len(plain)))
+				r.wb.release(fh, func(err error) { r.closed(f, err) })
+			} else {
+				if cerr := fh.Close(); err == nil {
+					err = cerr
 				}
-				r.setFailed(f, err)
+				if err != nil {
+					if fatal(err) {
+						return targetError(f.path, err)
+					}
+					r.setFailed(f, err)
+				}
 			}
 		}
 		r.prog.Bytes.Add(int64(len(plain)))
@@ -533,6 +554,7 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 			r.setFailed(f, err)
 		} else {
 			r.written.Add(int64(len(plain)))
+			r.wb.wrote(fh, t.offset, int64(len(plain)))
 		}
 	}
 	r.prog.Bytes.Add(int64(len(plain)))
@@ -566,26 +588,31 @@ func (r *restorer) blobDone(f *fileState) {
 	v, ok := r.open.LoadAndDelete(f)
 	if f.failed != nil {
 		if ok {
-			v.(*os.File).Close()
+			r.wb.release(v.(*os.File), func(error) {})
 		}
 		return
 	}
 	if ok {
 		fh := v.(*os.File)
 		r.meta(r.t.setMetaFD(fh, f.path, f.node, 0o600), f.path)
-		if err := fh.Close(); err != nil {
-			r.setFailed(f, err)
-			return
-		}
+		r.wb.release(fh, func(err error) { r.closed(f, err) })
 	} else {
 		r.meta(r.t.setMetaAt(f.path, f.node), f.path)
 	}
 	r.prog.Files.Add(1)
 }
 
+// closed records the outcome of closing a finished file (after its
+// write-back, when it went through the window).
+func (r *restorer) closed(f *fileState, err error) {
+	if err != nil {
+		r.setFailed(f, targetError(f.path, err))
+	}
+}
+
 func (r *restorer) closeAll() {
 	r.open.Range(func(k, v any) bool {
-		v.(*os.File).Close()
+		r.wb.release(v.(*os.File), func(error) {})
 		r.open.Delete(k)
 		return true
 	})

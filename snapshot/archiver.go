@@ -169,7 +169,11 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	if err != nil {
 		return nil, err
 	}
-	nbufs := opts.Readers + opts.Sealers + 2
+	// One chunk buffer per reader and per sealer, and one spare so a
+	// reader can start the next chunk while both sealers are busy. Each
+	// buffer can grow to the maximum chunk size (8 MiB), so this is the
+	// largest share of a backup's memory after the pack buffers.
+	nbufs := opts.Readers + opts.Sealers + 1
 	a := &archiver{
 		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl,
 		pol: repo.Secrets().Polynomial, cfg: repo.Config(),
@@ -551,11 +555,16 @@ func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJ
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if *buf == nil {
-			// The chunker appends, so a buffer grows to the largest
-			// chunk it has held; starting at twice the minimum keeps
-			// the common case from ever reaching the 8 MiB maximum.
-			*buf = make([]byte, 0, 2*a.cfg.ChunkMin)
+		switch {
+		case !small && cap(*buf) < int(a.cfg.ChunkMax):
+			// The chunker appends to the buffer: give it room for the
+			// largest chunk at once rather than letting append grow
+			// it step by step (each step a copy and an allocation).
+			*buf = make([]byte, 0, a.cfg.ChunkMax)
+		case *buf == nil:
+			// Small files need at most the minimum chunk plus one
+			// byte (see next).
+			*buf = make([]byte, 0, a.cfg.ChunkMin+1)
 		}
 		data, err := next((*buf)[:0])
 		if err == io.EOF {

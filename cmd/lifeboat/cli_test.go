@@ -189,6 +189,10 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(partial, src, "hello.txt")); err == nil {
 		t.Error("--include restored hello.txt")
 	}
+	// --keep-cache (write-behind off) restores the same tree.
+	kept := filepath.Join(c.dir, "kept")
+	c.ok(r.reader("restore", "latest", "--target", kept, "--keep-cache")...)
+	fixture.Compare(t, tree, filepath.Join(kept, src))
 
 	// check, with the identity (deep) and with the writer key (with a note).
 	c.ok(r.reader("check", "--read-data")...)

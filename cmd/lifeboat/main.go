@@ -48,7 +48,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}()
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
+	stopProfile := startProfile(stderr)
 	err := root.ExecuteContext(ctx)
+	stopProfile()
 	if err == nil {
 		return exitOK
 	}

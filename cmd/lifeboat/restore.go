@@ -14,8 +14,9 @@ import (
 
 type restoreFlags struct {
 	filterFlags
-	target   string
-	includes []string
+	target    string
+	includes  []string
+	keepCache bool
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
@@ -34,6 +35,12 @@ or verified is reported and left out; everything else is still restored and
 lifeboat exits with code 1. Files already identical in the target are kept, so
 an interrupted restore can simply be run again.
 
+Large files are written back to disk while the restore runs and then dropped
+from the page cache, so at most 64 MiB of restored data sits in memory: a big
+restore does not push the host's working set out of memory or leave gigabytes
+of dirty pages behind. --keep-cache leaves everything cached instead (useful
+when the restored files are read again right away and fit in memory).
+
 Needs the identity: backups are encrypted so that writer keys cannot read them.`,
 		Example: `  lifeboat restore latest --target /srv/restore
   lifeboat restore 3f2a91c0 --target /tmp/r --include 'home/u/*'`,
@@ -43,6 +50,7 @@ Needs the identity: backups are encrypted so that writer keys cannot read them.`
 	f.register(cmd, "consider snapshots")
 	cmd.Flags().StringVarP(&f.target, "target", "t", "", "directory to restore into (required)")
 	cmd.Flags().StringArrayVarP(&f.includes, "include", "i", nil, "restore only paths matching this pattern, snapshot-relative like home/u/*.txt (repeatable)")
+	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "leave restored data in the page cache instead of writing large files back and dropping them as the restore goes")
 	return cmd
 }
 
@@ -106,10 +114,11 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	start := time.Now()
 	setMemoryLimit(ctx, repo.Store())
 	res, err := restore.Restore(ctx, repo, snap, restore.Options{
-		Target:   target,
-		Include:  includes,
-		Logger:   g.pkgLogger(),
-		Progress: prog,
+		Target:      target,
+		Include:     includes,
+		Logger:      g.pkgLogger(),
+		Progress:    prog,
+		WriteBehind: writeBehind(f.keepCache),
 	})
 	bar.Stop()
 	if err != nil {
@@ -151,4 +160,12 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			n, plural(n, "path", "paths"), snap.ID.Short(), target)
 	}
 	return nil
+}
+
+// writeBehind is restore.Options.WriteBehind for --keep-cache.
+func writeBehind(keepCache bool) int64 {
+	if keepCache {
+		return -1
+	}
+	return 0
 }

@@ -1,0 +1,160 @@
+package restore
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// wbFiles creates n files in a temporary directory, each written with
+// size bytes of its own pattern, recording every write in w.
+func wbFiles(t *testing.T, w *writeBehind, n, size int) ([]*os.File, [][]byte) {
+	t.Helper()
+	dir := t.TempDir()
+	var files []*os.File
+	var want [][]byte
+	for i := range n {
+		f, err := os.Create(filepath.Join(dir, string(rune('a'+i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := bytes.Repeat([]byte{byte(i + 1)}, size)
+		// Two spans per file, written back to front as restore's
+		// out-of-order chunks are.
+		half := int64(size / 2)
+		if _, err := f.WriteAt(data[half:], half); err != nil {
+			t.Fatal(err)
+		}
+		w.wrote(f, half, int64(size)-half)
+		if _, err := f.WriteAt(data[:half], 0); err != nil {
+			t.Fatal(err)
+		}
+		w.wrote(f, 0, half)
+		files = append(files, f)
+		want = append(want, data)
+	}
+	return files, want
+}
+
+// closedFile reports whether f has been closed.
+func closedFile(f *os.File) bool {
+	_, err := f.Stat()
+	return errors.Is(err, os.ErrClosed)
+}
+
+func TestWriteBehindClosesAfterWriteBack(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int64
+	}{
+		{"window smaller than a span", 1},       // every span settles as soon as it is written
+		{"window of two files", 2 * 64 << 10},   // spans settle while later files are written
+		{"window larger than everything", 1 << 40}, // nothing settles before drain
+		{"off", -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWriteBehind(tc.limit)
+			files, want := wbFiles(t, w, 6, 64<<10)
+			var mu sync.Mutex
+			done := map[int]int{}
+			for i, f := range files {
+				w.release(f, func(err error) {
+					if err != nil {
+						t.Errorf("file %d: %v", i, err)
+					}
+					mu.Lock()
+					done[i]++
+					mu.Unlock()
+				})
+			}
+			if tc.limit == 1<<40 {
+				// Released files with spans still queued stay open.
+				for i, f := range files {
+					if closedFile(f) || done[i] != 0 {
+						t.Fatalf("file %d closed before its write-back was waited for", i)
+					}
+				}
+			}
+			w.drain()
+			for i, f := range files {
+				if !closedFile(f) {
+					t.Errorf("file %d still open after drain", i)
+				}
+				if done[i] != 1 {
+					t.Errorf("file %d: done called %d times, want once", i, done[i])
+				}
+				got, err := os.ReadFile(f.Name())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want[i]) {
+					t.Errorf("file %d: content changed by write-behind", i)
+				}
+			}
+			if len(w.files) != 0 || len(w.queue) != 0 || w.bytes != 0 {
+				t.Errorf("window not empty after drain: %d files, %d spans, %d bytes", len(w.files), len(w.queue), w.bytes)
+			}
+		})
+	}
+}
+
+func TestWriteBehindBoundsTheWindow(t *testing.T) {
+	const span = 64 << 10
+	w := newWriteBehind(3 * span)
+	files, _ := wbFiles(t, w, 5, 2*span) // ten spans of 64 KiB
+	if w.bytes > w.limit {
+		t.Errorf("%d bytes queued, window is %d", w.bytes, w.limit)
+	}
+	if len(w.queue) != 3 {
+		t.Errorf("%d spans queued, want the newest 3", len(w.queue))
+	}
+	// The first files' spans have all settled: releasing them closes
+	// them at once.
+	closed := false
+	w.release(files[0], func(error) { closed = true })
+	if !closed || !closedFile(files[0]) {
+		t.Error("a file whose spans were all written back was not closed at release")
+	}
+	for _, f := range files[1:] {
+		w.release(f, func(error) {})
+	}
+	w.drain()
+}
+
+func TestWriteBehindReportsCloseErrors(t *testing.T) {
+	w := newWriteBehind(1 << 40)
+	files, _ := wbFiles(t, w, 1, 4096)
+	f := files[0]
+	// Closing the descriptor behind the File's back makes the window's
+	// own Close fail, as an NFS close reporting a write error would.
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got error
+	w.release(f, func(err error) { got = err })
+	w.drain()
+	if got == nil {
+		t.Fatal("close error not reported")
+	}
+}
+
+func TestWriteBehindTurnsOffWhereUnsupported(t *testing.T) {
+	r, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w := newWriteBehind(1)
+	w.wrote(pw, 0, 10) // sync_file_range on a pipe: ESPIPE
+	if !w.off.Load() {
+		t.Fatal("write-behind still on after the file refused sync_file_range")
+	}
+	var got error = errors.New("done not called")
+	w.release(pw, func(err error) { got = err })
+	if got != nil || !closedFile(pw) {
+		t.Errorf("release with the window off: closed=%v, done(%v); want closed at once, done(nil)", closedFile(pw), got)
+	}
+}
