@@ -17,11 +17,20 @@ const (
 	SnapshotsPrefix = "snapshots/"
 )
 
-// Chunking and packing defaults (docs/format.md).
+// Chunking and packing defaults (docs/format.md) for new repositories;
+// an existing repository keeps the parameters in its config.
+//
+// A boundary is looked for only after the minimum, and then found after
+// 2^ChunkAvgBits bytes on average, so chunks average min + 2^bits: 19 bits
+// give the ~1 MiB average (measured on the benchmark dataset: 1.00 MiB),
+// where 20 bits — restic's setting — give ~1.5 MiB (measured: 1.46-1.50
+// MiB). Smaller chunks store less for a small change inside a large file:
+// 8 MiB (1 %) less on the benchmark dataset, whose second disk image
+// differs from the first in 24 scattered 4 KiB patches.
 const (
 	DefaultChunkMin     = 512 << 10
 	DefaultChunkMax     = 8 << 20
-	DefaultChunkAvgBits = 20 // ~1 MiB average
+	DefaultChunkAvgBits = 19
 	DefaultPackSize     = 16 << 20
 )
 

@@ -21,6 +21,18 @@
 // larger files are created up front at their final size, so chunks land
 // in any order and all-zero chunks are simply not written, leaving holes.
 //
+// Writes of large files (multi-chunk files and single chunks of 256 KiB
+// or more) go through a write-behind window: write-back of each chunk is
+// started as soon as it is written (sync_file_range), and once 64 MiB of
+// later writes have followed, the restore waits for it and drops its
+// pages from the page cache (POSIX_FADV_DONTNEED), closing a finished
+// file only after its last chunk has been dropped. A restore of any size
+// thus leaves at most 64 MiB of its data cached or dirty, data is on disk
+// soon after it is written, and the page cache reuses the same pages —
+// which on virtual machines with lazily backed memory is several times
+// cheaper than taking fresh ones (docs/benchmarks.md). Options.WriteBehind
+// (--keep-cache) changes or turns off the window.
+//
 // A pack that cannot be read is retried blob by blob; a blob that fails
 // verification fails only the files that use it. Failed files are
 // removed and reported; everything else is restored. Directory metadata

@@ -32,7 +32,7 @@ type Options struct {
 	// writeBehind). 0 = DefaultWriteBehind; < 0 = off, everything stays
 	// cached until the kernel writes it back.
 	WriteBehind int64
-	Logger  *slog.Logger
+	Logger      *slog.Logger
 	// Progress, if set, is updated as the restore runs.
 	Progress *Progress
 }

@@ -50,8 +50,8 @@ func TestWriteBehindClosesAfterWriteBack(t *testing.T) {
 		name  string
 		limit int64
 	}{
-		{"window smaller than a span", 1},       // every span settles as soon as it is written
-		{"window of two files", 2 * 64 << 10},   // spans settle while later files are written
+		{"window smaller than a span", 1},          // every span settles as soon as it is written
+		{"window of two files", 2 * 64 << 10},      // spans settle while later files are written
 		{"window larger than everything", 1 << 40}, // nothing settles before drain
 		{"off", -1},
 	} {
