@@ -61,6 +61,7 @@ type config struct {
 	sizeMB           int
 	seed             uint64
 	resticBin, lbBin string
+	cleanupWait      time.Duration
 	tools            map[string]bool
 	order            string
 	genOnly, keep    bool
@@ -81,6 +82,7 @@ func run() error {
 	flag.StringVar(&c.out, "out", "bench-results.md", "write the results table here")
 	flag.StringVar(&c.resticBin, "restic", "restic", "restic binary")
 	flag.StringVar(&c.lbBin, "lifeboat", "bin/lifeboat", "lifeboat binary")
+	flag.DurationVar(&c.cleanupWait, "cleanup-wait", recentlyDeletedWindow, "after a cleanup of restored trees, wait this long before measuring (ext4 creates files slowly right after mass deletions); 0 = do not wait")
 	flag.StringVar(&tools, "tools", envOr("BENCH_TOOLS", "restic,lifeboat"), "tools to run (env BENCH_TOOLS); restic is always the baseline")
 	flag.StringVar(&c.order, "order", envOr("BENCH_ORDER", "interleaved"), "interleaved (each step: restic then lifeboat) or sequential (all restic steps, then all lifeboat steps) (env BENCH_ORDER)")
 	flag.IntVar(&c.runs, "runs", envInt("BENCH_RUNS", 1), "rounds to run; the report shows the median round per step (env BENCH_RUNS)")
@@ -135,9 +137,13 @@ func run() error {
 	logf("dataset verified and page cache warmed in %.1f s", time.Since(t0).Seconds())
 
 	work := filepath.Join(c.dir, "work")
-	if err := os.RemoveAll(work); err != nil {
-		return err
+	stamp := filepath.Join(c.dir, "cleanup.stamp")
+	if _, err := os.Stat(work); err == nil {
+		if err := removeWork(work, stamp); err != nil {
+			return err
+		}
 	}
+	waitAfterCleanup(stamp, c.cleanupWait)
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
@@ -198,9 +204,53 @@ func run() error {
 	abs, _ := filepath.Abs(c.out)
 	logf("results written to %s", abs)
 	if !c.keep {
-		_ = os.RemoveAll(work)
+		_ = removeWork(work, stamp)
 	}
 	return nil
+}
+
+// recentlyDeletedWindow is how long after a mass deletion file creation
+// on ext4 stays slow. Without a journal (as on the development VM), ext4
+// skips inodes freed in the last minute — the last six while their inode
+// table block is dirty — when it allocates new ones, looking each
+// candidate up in the buffer cache: for three minutes after a previous
+// run had deleted its 100,000 restored files, both tools' restores spent
+// 20-30 % of their time in find_inode_bit / recently_deleted even though
+// the driver had synced. So a run that follows a cleanup waits this long
+// (-cleanup-wait).
+const recentlyDeletedWindow = 370 * time.Second
+
+// removeWork deletes a previous run's work directory (restored trees,
+// caches), syncs so the freed inodes' table blocks are clean, and notes
+// the time in stamp for waitAfterCleanup.
+func removeWork(work, stamp string) error {
+	if err := os.RemoveAll(work); err != nil {
+		return err
+	}
+	syscall.Sync()
+	return os.WriteFile(stamp, []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o644)
+}
+
+// waitAfterCleanup sleeps until recentlyDeletedWindow has passed since
+// the last cleanup recorded in stamp (by this run or the previous one),
+// so that neither tool's restore pays for files deleted before it.
+func waitAfterCleanup(stamp string, window time.Duration) time.Duration {
+	b, err := os.ReadFile(stamp)
+	if err != nil {
+		return 0
+	}
+	at, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	if err != nil {
+		logf("ignoring %s: %v", stamp, err)
+		return 0
+	}
+	wait := time.Until(at.Add(window))
+	if wait <= 0 {
+		return 0
+	}
+	logf("waiting %.0f s after the last cleanup (ext4 allocates inodes slowly right after a mass deletion; see docs/benchmarks.md)", wait.Seconds())
+	time.Sleep(wait)
+	return wait
 }
 
 // round runs every tool once through full backup, no-change backup and
