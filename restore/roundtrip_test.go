@@ -59,6 +59,17 @@ func (r testRepo) restore(t *testing.T, snap *snapshot.Snapshot, opts restore.Op
 	return res
 }
 
+// standardSnapshot backs up fixture.Standard(), created in a new
+// directory src, to a new repository on backend.
+func standardSnapshot(t *testing.T, backend string) (testRepo, string, fixture.Tree, *snapshot.Snapshot) {
+	t.Helper()
+	r := newRepo(t, backend)
+	src := t.TempDir()
+	tree := fixture.Standard()
+	fixture.Create(t, src, tree)
+	return r, src, tree, r.backup(t, src)
+}
+
 // restoredAt is where a snapshot of src lands under target: restore keeps
 // the absolute path below the target.
 func restoredAt(target, src string) string { return filepath.Join(target, src) }
@@ -66,11 +77,7 @@ func restoredAt(target, src string) string { return filepath.Join(target, src) }
 func TestRoundTripStandardTree(t *testing.T) {
 	for _, backend := range []string{"local", "minio"} {
 		t.Run(backend, func(t *testing.T) {
-			r := newRepo(t, backend)
-			src := t.TempDir()
-			tree := fixture.Standard()
-			fixture.Create(t, src, tree)
-			snap := r.backup(t, src)
+			r, src, tree, snap := standardSnapshot(t, backend)
 
 			dst := t.TempDir()
 			res := r.restore(t, snap, restore.Options{Target: dst})
@@ -112,11 +119,7 @@ func under(prefix string) func(string) bool {
 }
 
 func TestRestoreInclude(t *testing.T) {
-	r := newRepo(t, "local")
-	src := t.TempDir()
-	tree := fixture.Standard()
-	fixture.Create(t, src, tree)
-	snap := r.backup(t, src)
+	r, src, tree, snap := standardSnapshot(t, "local")
 	rel := strings.TrimPrefix(src, "/") // patterns are snapshot-relative
 
 	// Restoring only the second name of a hard link yields a plain file
@@ -166,11 +169,7 @@ func TestRestoreInclude(t *testing.T) {
 // rewritten, metadata fixed everywhere, and a symlink planted where a
 // file belongs is replaced, not followed.
 func TestRestoreResume(t *testing.T) {
-	r := newRepo(t, "local")
-	src := t.TempDir()
-	tree := fixture.Standard()
-	fixture.Create(t, src, tree)
-	snap := r.backup(t, src)
+	r, src, tree, snap := standardSnapshot(t, "local")
 	dst := t.TempDir()
 	first := r.restore(t, snap, restore.Options{Target: dst})
 	out := restoredAt(dst, src)
@@ -279,11 +278,7 @@ func TestFileEqualToATreeEncoding(t *testing.T) {
 // dropped as soon as it is written, and with write-behind off: the
 // restored tree is the same either way.
 func TestRoundTripWriteBehind(t *testing.T) {
-	r := newRepo(t, "local")
-	src := t.TempDir()
-	tree := fixture.Standard()
-	fixture.Create(t, src, tree)
-	snap := r.backup(t, src)
+	r, src, tree, snap := standardSnapshot(t, "local")
 	for _, wb := range []int64{1, -1} {
 		dst := t.TempDir()
 		r.restore(t, snap, restore.Options{Target: dst, WriteBehind: wb})
