@@ -15,6 +15,11 @@ import (
 // oldest are written back and dropped.
 const DefaultWriteBehind = 64 << 20
 
+// writeBehindMaxSpans bounds the spans (and so the open files) in the
+// window however small they are: the last chunk of a file, or the one
+// data chunk of a mostly sparse one, may be a few bytes.
+const writeBehindMaxSpans = 1024
+
 // writeBehindMinFile is the smallest single-chunk file that goes through
 // the window. Smaller files are closed at once: for them the two extra
 // system calls cost more than the page cache they would free, and the
@@ -24,8 +29,9 @@ const writeBehindMinFile = 256 << 10
 // writeBehind bounds the page cache a restore fills. Each span of file
 // data is handed to the kernel for write-back as soon as it is written
 // (sync_file_range SYNC_FILE_RANGE_WRITE, which does not wait); once
-// limit bytes of later writes have followed it, the writer waits for that
-// span's write-back to finish and drops its pages (POSIX_FADV_DONTNEED).
+// limit bytes of later writes (or writeBehindMaxSpans later spans) have
+// followed it, the writer waits for that span's write-back to finish and
+// drops its pages (POSIX_FADV_DONTNEED).
 //
 // This is what PostgreSQL's *_flush_after settings do, for the same
 // reasons: a large restore does not push the host's working set out of
@@ -93,7 +99,7 @@ func (w *writeBehind) wrote(f *os.File, off, n int64) {
 	w.bytes += n
 	w.file(f).spans++
 	var due []wbSpan
-	for w.bytes > w.limit && len(w.queue) > 0 {
+	for (w.bytes > w.limit || len(w.queue) > writeBehindMaxSpans) && len(w.queue) > 0 {
 		due = append(due, w.queue[0])
 		w.bytes -= w.queue[0].n
 		w.queue[0] = wbSpan{}

@@ -158,3 +158,33 @@ func TestWriteBehindTurnsOffWhereUnsupported(t *testing.T) {
 		t.Errorf("release with the window off: closed=%v, done(%v); want closed at once, done(nil)", closedFile(pw), got)
 	}
 }
+
+func TestWriteBehindBoundsOpenFiles(t *testing.T) {
+	w := newWriteBehind(1 << 40) // the byte bound never applies
+	files, _ := wbFiles(t, w, 3, 2)
+	for _, f := range files {
+		w.release(f, func(error) {})
+	}
+	// Tiny spans of one more file push the released ones out.
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range writeBehindMaxSpans {
+		if _, err := f.WriteAt([]byte{1}, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+		w.wrote(f, int64(i), 1)
+	}
+	if len(w.queue) > writeBehindMaxSpans {
+		t.Errorf("%d spans queued, bound is %d", len(w.queue), writeBehindMaxSpans)
+	}
+	for i, rf := range files {
+		if !closedFile(rf) {
+			t.Errorf("released file %d still open with %d newer spans queued", i, writeBehindMaxSpans)
+		}
+	}
+	w.release(f, func(error) {})
+	w.drain()
+}
