@@ -50,13 +50,16 @@ type Node struct {
 
 // nodeJSON carries the string fields that may hold arbitrary bytes: names
 // and link targets are stored as JSON strings when they are valid UTF-8
-// and as base64 otherwise, so no byte of a file name is ever lost.
+// and as base64 otherwise, so no byte of a file name is ever lost. The
+// node is embedded by value, so a whole tree decodes in one pass
+// (DecodeTree): decoding []Node through Node.UnmarshalJSON would scan
+// every node's bytes twice, once to find its end and once to decode it.
 type nodeJSON struct {
 	Name          string `json:"name,omitempty"`
 	NameB64       string `json:"name_b64,omitempty"`
 	LinkTarget    string `json:"linktarget,omitempty"`
 	LinkTargetB64 string `json:"linktarget_b64,omitempty"`
-	*nodeAlias
+	nodeAlias
 }
 
 type nodeAlias Node
@@ -78,7 +81,7 @@ func joinBytes(text, b64 string) (string, error) {
 
 // MarshalJSON encodes a node losslessly.
 func (n Node) MarshalJSON() ([]byte, error) {
-	j := nodeJSON{nodeAlias: (*nodeAlias)(&n)}
+	j := nodeJSON{nodeAlias: nodeAlias(n)}
 	j.Name, j.NameB64 = splitBytes(n.Name)
 	j.LinkTarget, j.LinkTargetB64 = splitBytes(n.LinkTarget)
 	return json.Marshal(j)
@@ -86,10 +89,16 @@ func (n Node) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes a node.
 func (n *Node) UnmarshalJSON(b []byte) error {
-	j := nodeJSON{nodeAlias: (*nodeAlias)(n)}
+	var j nodeJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
+	return j.node(n)
+}
+
+// node stores the decoded node in n.
+func (j *nodeJSON) node(n *Node) error {
+	*n = Node(j.nodeAlias)
 	var err error
 	if n.Name, err = joinBytes(j.Name, j.NameB64); err != nil {
 		return fmt.Errorf("node name: %w", err)
@@ -118,12 +127,18 @@ func ValidName(name string) bool {
 
 // DecodeTree parses and validates a tree blob.
 func DecodeTree(b []byte) (*Tree, error) {
-	var t Tree
-	if err := json.Unmarshal(b, &t); err != nil {
+	var wire struct {
+		Nodes []nodeJSON `json:"nodes"`
+	}
+	if err := json.Unmarshal(b, &wire); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidTree, err)
 	}
-	for i := range t.Nodes {
+	t := Tree{Nodes: make([]Node, len(wire.Nodes))}
+	for i := range wire.Nodes {
 		n := &t.Nodes[i]
+		if err := wire.Nodes[i].node(n); err != nil {
+			return nil, fmt.Errorf("%w: entry %d: %v", ErrInvalidTree, i, err)
+		}
 		if !ValidName(n.Name) {
 			return nil, fmt.Errorf("%w: entry %d has unsafe name %q", ErrInvalidTree, i, n.Name)
 		}
