@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -712,7 +713,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			// Show where everything is stuck: a timeout here has been
+			// seen once in CI and never reproduced locally.
+			buf := make([]byte, 256<<10)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("timed out waiting for %s; goroutines:\n%s", what, buf)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
