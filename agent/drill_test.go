@@ -32,10 +32,18 @@ func parseIdentity(t *testing.T, file []byte) []age.Identity {
 }
 
 // waitCapable waits until the coordinator knows whether agent may run
-// drills.
-func (tc *testCoordinator) waitCapable(name string, want bool) {
+// drills. With the agent's running handle, it fails at once, with the
+// agent's error, if the agent stops meanwhile.
+func (tc *testCoordinator) waitCapable(name string, want bool, agent ...*running) {
 	tc.t.Helper()
 	waitFor(tc.t, fmt.Sprintf("agent %s drill capability %v", name, want), func() bool {
+		for _, r := range agent {
+			select {
+			case <-r.done:
+				tc.t.Fatalf("agent %s stopped while waiting for its drill capability to become %v: %v", name, want, r.err)
+			default:
+			}
+		}
 		var ok bool
 		tc.node.View(func(s *coordinator.State) {
 			a := s.Agents[name]
@@ -244,8 +252,8 @@ func TestAgentWithoutIdentityGetsNoDrill(t *testing.T) {
 	}
 
 	cfg.Identity = nil
-	startAgent(t, cfg)
-	tc.waitCapable("d1", false)
+	_, restarted := startAgent(t, cfg)
+	tc.waitCapable("d1", false, restarted)
 	_, err = tc.node.RunDrill(t.Context(), "test", "p", "")
 	if err == nil || !strings.Contains(err.Error(), "no connected drill runner") {
 		t.Fatalf("RunDrill without a runner: %v", err)
