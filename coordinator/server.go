@@ -197,10 +197,18 @@ func (s *Server) URL() string { return s.url }
 // AdminTokenPath is where the initial admin token is, if this node wrote it.
 func (s *Server) AdminTokenPath() string { return filepath.Join(s.cfg.DataDir, AdminTokenFile) }
 
-// AdminToken returns the initial admin token if this node holds it.
+// AdminToken returns the initial admin token if this node holds it, once
+// the cluster it admits to is initialized. (The token file is written
+// before the cluster's initialization commits: returning it earlier let
+// callers send a token the cluster did not know yet.)
 func (s *Server) AdminToken() string {
 	if t := s.API.InitialAdminToken(); t != "" {
 		return t
+	}
+	initialized := false
+	s.Node.View(func(st *State) { initialized = st.Cluster != nil })
+	if !initialized {
+		return ""
 	}
 	b, err := os.ReadFile(s.AdminTokenPath())
 	if err != nil {
