@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/testnet"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -50,15 +51,6 @@ type testCoordinator struct {
 
 const testRepo = "main"
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func testLogger(t *testing.T) *slog.Logger {
 	if os.Getenv("LIFEBOAT_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -70,7 +62,7 @@ func newTestCoordinator(t *testing.T) *testCoordinator {
 	t.Helper()
 	ctx := t.Context()
 	tc := &testCoordinator{t: t, clock: &offsetClock{}}
-	addr := freeAddr(t)
+	addr := testnet.FreeAddr(t)
 	node, err := coordinator.NewNode(coordinator.Config{
 		Raft: coordinator.RaftConfig{ID: "n1", Addr: addr, DataDir: t.TempDir(), Peers: []coordinator.Peer{{ID: "n1", Addr: addr}},
 			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, LeaderLeaseTimeout: 100 * time.Millisecond,
@@ -599,7 +591,7 @@ func TestAgentUnreachableAndGarbage(t *testing.T) {
 		w.Write([]byte(`<html>{{{ not json`))
 	}))
 	defer flaky.Close()
-	dead := "http://" + freeAddr(t)
+	dead := "http://" + testnet.FreeAddr(t)
 	a, done := startAgent(t, Config{Servers: []string{dead, flaky.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "g"})
 	waitFor(t, "several failed attempts", func() bool { return garbageHits.Load() >= 3 })
 	h := a.Health()

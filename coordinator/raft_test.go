@@ -13,6 +13,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/testnet"
 )
 
 // testTLS returns a config with a certificate for 127.0.0.1 signed by a
@@ -53,16 +55,6 @@ func testTLS(t *testing.T) *tls.Config {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestRaftOverTLS runs a three-node cluster over real loopback sockets
 // with mutual TLS, and checks that a node with a certificate from another
 // CA cannot take part.
@@ -70,7 +62,7 @@ func TestRaftOverTLS(t *testing.T) {
 	cfg := testTLS(t)
 	var peers []Peer
 	for _, id := range []string{"t0", "t1", "t2"} {
-		peers = append(peers, Peer{ID: id, Addr: freeAddr(t)})
+		peers = append(peers, Peer{ID: id, Addr: testnet.FreeAddr(t)})
 	}
 	var rafts []*Raft
 	var fsms []*FSM
@@ -135,7 +127,7 @@ func TestRaftOverTLS(t *testing.T) {
 
 	// A node whose certificate comes from another CA is added to the
 	// configuration but never receives the log.
-	rogueAddr := freeAddr(t)
+	rogueAddr := testnet.FreeAddr(t)
 	rogueFSM := NewFSM()
 	rogue, err := OpenRaft(RaftConfig{ID: "rogue", Addr: rogueAddr, DataDir: t.TempDir(), TLS: testTLS(t),
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,

@@ -3,13 +3,14 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/testnet"
 
 	"github.com/lifeboat-backup/lifeboat/coordinator"
 )
@@ -64,16 +65,6 @@ type serverProc struct {
 // agentProc is one 'lifeboat agent' process.
 type agentProc struct{ process }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startServers starts n 'lifeboat server' processes n1..nN under root,
 // all given the same --peers so they form one cluster, and kills them when
 // the test ends. It returns the processes and their API URLs.
@@ -82,7 +73,7 @@ func startServers(t *testing.T, root string, n int) ([]*serverProc, []string) {
 	var peers, urls []string
 	for i := range procs {
 		name := fmt.Sprintf("n%d", i+1)
-		p := &serverProc{process: process{name: name, dir: filepath.Join(root, name)}, raft: freeAddr(t), http: freeAddr(t)}
+		p := &serverProc{process: process{name: name, dir: filepath.Join(root, name)}, raft: testnet.FreeAddr(t), http: testnet.FreeAddr(t)}
 		procs[i] = p
 		peers = append(peers, p.name+"="+p.raft)
 		urls = append(urls, "http://"+p.http)

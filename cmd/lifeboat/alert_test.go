@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,25 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeboat-backup/lifeboat/internal/testnet"
+
 	"github.com/lifeboat-backup/lifeboat/coordinator"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // startCoordinator runs a real single-node coordinator in this process and
 // returns a CLI pointed at it with its admin token.
 func startCoordinator(t *testing.T) *cli {
 	t.Helper()
-	raft := freeAddr(t)
-	srv, err := coordinator.NewServer(coordinator.ServerConfig{ID: "n1", DataDir: t.TempDir(), RaftAddr: raft, HTTPAddr: freeAddr(t),
+	raft := testnet.FreeAddr(t)
+	srv, err := coordinator.NewServer(coordinator.ServerConfig{ID: "n1", DataDir: t.TempDir(), RaftAddr: raft, HTTPAddr: testnet.FreeAddr(t),
 		Peers: []coordinator.Peer{{ID: "n1", Addr: raft}}})
 	if err != nil {
 		t.Fatal(err)
