@@ -588,7 +588,7 @@ func (r *restorer) blobDone(f *fileState) {
 	v, ok := r.open.LoadAndDelete(f)
 	if f.failed != nil {
 		if ok {
-			r.wb.release(v.(*os.File), func(error) {})
+			r.wb.release(v.(*os.File), nil)
 		}
 		return
 	}
@@ -612,7 +612,7 @@ func (r *restorer) closed(f *fileState, err error) {
 
 func (r *restorer) closeAll() {
 	r.open.Range(func(k, v any) bool {
-		r.wb.release(v.(*os.File), func(error) {})
+		r.wb.release(v.(*os.File), nil)
 		r.open.Delete(k)
 		return true
 	})

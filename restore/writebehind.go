@@ -63,10 +63,9 @@ type wbSpan struct {
 }
 
 type wbFile struct {
-	spans    int         // queued spans
-	done     func(error) // set by release: close pending
-	released bool
-	err      error // first write-back error
+	spans int         // queued spans
+	done  func(error) // set by release: close once spans reaches 0
+	err   error       // first write-back error
 }
 
 // newWriteBehind returns a window of limit bytes; limit < 0 turns it off
@@ -140,7 +139,7 @@ func (w *writeBehind) settle(spans []wbSpan) {
 			wf.fail(err)
 		}
 		wf.spans--
-		closeNow := wf.released && wf.spans == 0
+		closeNow := wf.done != nil && wf.spans == 0
 		if closeNow {
 			delete(w.files, s.f)
 		}
@@ -153,9 +152,12 @@ func (w *writeBehind) settle(spans []wbSpan) {
 
 // release closes f once its queued spans have been written back, and
 // then calls done with the first write-back or close error (nil if
-// none). done may run on another goroutine, before or after release
+// none; done may be nil). done may run on another goroutine, before or after release
 // returns.
 func (w *writeBehind) release(f *os.File, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
 	w.mu.Lock()
 	wf := w.files[f]
 	if wf == nil || wf.spans == 0 {
@@ -168,7 +170,7 @@ func (w *writeBehind) release(f *os.File, done func(error)) {
 		w.finish(f, wf)
 		return
 	}
-	wf.released, wf.done = true, done
+	wf.done = done
 	w.mu.Unlock()
 }
 
@@ -177,9 +179,7 @@ func (w *writeBehind) finish(f *os.File, wf *wbFile) {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if wf.done != nil {
-		wf.done(err)
-	}
+	wf.done(err)
 }
 
 // drain settles every queued span, so that every released file is

@@ -204,7 +204,9 @@ func run() error {
 	abs, _ := filepath.Abs(c.out)
 	logf("results written to %s", abs)
 	if !c.keep {
-		_ = removeWork(work, stamp)
+		if err := removeWork(work, stamp); err != nil {
+			logf("could not remove %s (%v): delete it before the next run, which would otherwise measure with it in place", work, err)
+		}
 	}
 	return nil
 }
