@@ -205,7 +205,7 @@ func run() error {
 	logf("results written to %s", abs)
 	if !c.keep {
 		if err := removeWork(work, stamp); err != nil {
-			logf("could not remove %s (%v): delete it before the next run, which would otherwise measure with it in place", work, err)
+			logf("could not remove %s: %v (the next run tries again before it measures; free the space by hand if it is short)", work, err)
 		}
 	}
 	return nil
