@@ -52,8 +52,8 @@ type Writer struct {
 
 	open [2]chan *packBuilder // the open pack of each blob type, when not held
 	mu   sync.Mutex
-	made [2]bool     // whether the open pack of a type exists (held or in open)
-	free chan []byte // reusable pack buffers
+	made [2]bool           // whether the open pack of a type exists (held or in open)
+	free *freeList[[]byte] // reusable data pack buffers
 	// closed is closed (and replaced) whenever an open pack is handed to
 	// the uploaders, waking callers waiting in take to start the next one.
 	closed chan struct{}
@@ -80,7 +80,8 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	// Full packs are handed to the uploaders directly (an unbuffered
 	// channel): data packs in memory are then at most one per uploader,
 	// one waiting to be handed over and the open one.
-	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder), free: make(chan []byte, opts.Uploaders+2), closed: make(chan struct{})}
+	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder), closed: make(chan struct{})}
+	w.free = newFreeList(opts.Uploaders+2, func() []byte { return make([]byte, 0, r.config.PackSize+(1<<20)) })
 	for t := range w.open {
 		w.open[t] = make(chan *packBuilder, 1)
 	}
@@ -172,13 +173,9 @@ func (w *Writer) take(ctx context.Context, t BlobType) (*packBuilder, error) {
 		if !w.made[t] {
 			w.made[t] = true
 			w.mu.Unlock()
-			var buf []byte
+			var buf []byte // tree packs are small: grown as needed
 			if t == DataBlob {
-				select {
-				case buf = <-w.free:
-				default:
-					buf = make([]byte, 0, w.r.config.PackSize+(1<<20))
-				}
+				buf = w.free.get()
 			}
 			p, err := newPackBuilder(w.rs, buf)
 			if err != nil {
@@ -261,10 +258,7 @@ func (w *Writer) upload(ctx context.Context, p *packBuilder) error {
 	w.packs.Add(1)
 	entry := PackEntry{ID: id, Size: uint32(size), WrappedKey: p.wrappedKey, Blobs: p.blobs}
 	if cap(p.buf) >= w.r.config.PackSize {
-		select {
-		case w.free <- p.buf[:0]:
-		default:
-		}
+		w.free.put(p.buf[:0])
 	}
 	p.buf = nil
 	w.r.index.AddPacks([]PackEntry{entry})
