@@ -58,6 +58,16 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// smallPolicy creates a directory holding smallTree and a policy name that
+// backs it up, and returns the directory.
+func (tc *testCoordinator) smallPolicy(name string) string {
+	tc.t.Helper()
+	src := tc.t.TempDir()
+	fixture.Create(tc.t, src, smallTree())
+	tc.policy(coordinator.Policy{Name: name, Paths: []string{src}})
+	return src
+}
+
 func newTestCoordinator(t *testing.T) *testCoordinator {
 	t.Helper()
 	ctx := t.Context()
@@ -374,9 +384,7 @@ func mustWriterKey(t *testing.T, tc *testCoordinator) []byte {
 
 func TestAgentRestartReusesCredential(t *testing.T) {
 	tc := newTestCoordinator(t)
-	src := t.TempDir()
-	fixture.Create(t, src, smallTree())
-	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	tc.smallPolicy("p")
 	dataDir := t.TempDir()
 	token := tc.joinToken(nil, time.Time{})
 
@@ -575,9 +583,7 @@ func TestAgentBadPathKeepsRunning(t *testing.T) {
 // cluster answers properly.
 func TestAgentUnreachableAndGarbage(t *testing.T) {
 	tc := newTestCoordinator(t)
-	src := t.TempDir()
-	fixture.Create(t, src, smallTree())
-	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	tc.smallPolicy("p")
 
 	var healthy atomic.Bool
 	var garbageHits atomic.Int64
@@ -619,9 +625,7 @@ func TestAgentUnreachableAndGarbage(t *testing.T) {
 
 func TestAgentRevoked(t *testing.T) {
 	tc := newTestCoordinator(t)
-	src := t.TempDir()
-	fixture.Create(t, src, smallTree())
-	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	tc.smallPolicy("p")
 	_, done := startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "r"})
 	tc.waitEnrolled("r")
 	j := tc.waitJob(tc.run("p"), "finish", final)
@@ -664,9 +668,7 @@ func TestAgentExpiredJoinToken(t *testing.T) {
 // completed by the new process.
 func TestAgentReportsInterruptedJob(t *testing.T) {
 	tc := newTestCoordinator(t)
-	src := t.TempDir()
-	fixture.Create(t, src, smallTree())
-	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	tc.smallPolicy("p")
 	dataDir := t.TempDir()
 	token := tc.joinToken(nil, time.Time{})
 

@@ -247,9 +247,7 @@ type gate struct {
 // runs at once still takes a verify job.
 func TestAgentMaintenanceSlot(t *testing.T) {
 	tc := newTestCoordinator(t)
-	src := t.TempDir()
-	fixture.Create(t, src, smallTree())
-	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	tc.smallPolicy("p")
 	bs := &blockingStore{started: make(chan struct{}), release: make(chan struct{})}
 	released := false
 	defer func() {
@@ -312,9 +310,7 @@ func (s slowReads) Get(ctx context.Context, name string, off, n int64) ([]byte, 
 // nothing; its retry does.
 func TestAgentVerifyLeaseLost(t *testing.T) {
 	tc := newTestCoordinator(t)
-	src := t.TempDir()
-	fixture.Create(t, src, smallTree())
-	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	tc.smallPolicy("p")
 	g := &gate{started: make(chan struct{}), release: make(chan struct{})}
 	a, _ := startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "v1",
 		wrapStore: func(st chunkstore.Store) chunkstore.Store { return slowReads{Store: st, g: g} }})
@@ -368,9 +364,7 @@ func (s failingReads) Get(ctx context.Context, name string, off, n int64) ([]byt
 // retried; once the read works, the verification succeeds.
 func TestAgentVerifyReadError(t *testing.T) {
 	tc := newTestCoordinator(t)
-	src := t.TempDir()
-	fixture.Create(t, src, smallTree())
-	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	tc.smallPolicy("p")
 	var on atomic.Bool
 	var name atomic.Pointer[string]
 	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "v1",
