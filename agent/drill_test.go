@@ -246,6 +246,14 @@ func TestAgentWithoutIdentityGetsNoDrill(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	tc.waitCapable("d1", true)
+	// The coordinator knows the agent (and its capability) as soon as the
+	// enrollment commits, a moment before the agent has stored its
+	// credential: stopping it in between left a restart nothing to log in
+	// with, so it tried the join token again and was refused.
+	waitFor(t, "agent d1 to store its credential", func() bool {
+		_, err := os.Stat(filepath.Join(dataDir, credentialFile))
+		return err == nil
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
