@@ -1,7 +1,7 @@
 // Package bench holds the pieces of the restic comparison harness
 // (`make bench`, driven by internal/bench/lbbench): a deterministic dataset
-// generator, restore verification, a counting S3 reverse proxy and the
-// results table. stages_test.go holds micro-benchmarks of the CPU-bound
+// generator, restore verification, S3 request counting from MinIO's metrics
+// and the results table. stages_test.go holds micro-benchmarks of the CPU-bound
 // pipeline stages.
 package bench
 

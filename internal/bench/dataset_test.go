@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,23 +64,5 @@ func TestGenerateDeterministic(t *testing.T) {
 	_, err = VerifyTree(d2, m1)
 	if err == nil || !strings.Contains(err.Error(), "content differs") || !strings.Contains(err.Error(), "extra: unexpected") {
 		t.Fatalf("VerifyTree on a tampered tree: %v", err)
-	}
-}
-
-func TestClassify(t *testing.T) {
-	for _, c := range []struct{ method, url, want string }{
-		{"GET", "/b/data/ab/abcd", ClassGET},
-		{"GET", "/b/?list-type=2&prefix=data%2F", ClassLIST},
-		{"GET", "/b?location=", ClassGET},
-		{"GET", "/b/", ClassLIST},
-		{"PUT", "/b/x", ClassPUT},
-		{"HEAD", "/b/x", ClassHEAD},
-		{"DELETE", "/b/x", ClassDELETE},
-		{"POST", "/b/x?uploads", ClassPOST},
-	} {
-		r := httptest.NewRequest(c.method, c.url, nil)
-		if got := classify(r); got != c.want {
-			t.Errorf("%s %s = %s, want %s", c.method, c.url, got, c.want)
-		}
 	}
 }

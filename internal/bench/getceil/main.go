@@ -3,11 +3,11 @@
 // under a prefix, bytes discarded. It is the ceiling a restore's downloads
 // cannot beat (docs/benchmarks.md, "Restore: the ceiling").
 //
-//	scripts/minio.sh run -- sh -c '... ; go run ./internal/bench/getceil -bucket B [-par 8] [-range 8388608] [-proxy]'
+//	scripts/minio.sh run -- sh -c '... ; go run ./internal/bench/getceil -bucket B [-par 8] [-range 8388608]'
 //	go run ./internal/bench/getceil -bucket B -size    # object count and bytes
 //
 // It reads LIFEBOAT_TEST_S3_ENDPOINT, _ACCESS_KEY and _SECRET_KEY like the
-// other tools; -proxy sends the requests through lbbench's counting proxy.
+// other tools.
 package main
 
 import (
@@ -22,7 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lifeboat-backup/lifeboat/internal/bench"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -32,17 +31,9 @@ func main() {
 	prefix := flag.String("prefix", "data/", "object name prefix")
 	par := flag.Int("par", 8, "GETs in flight")
 	rng := flag.Int64("range", 0, "range size; 0 = whole objects")
-	proxy := flag.Bool("proxy", false, "go through the counting proxy")
 	sizeOnly := flag.Bool("size", false, "only print the bucket's object count and bytes")
 	flag.Parse()
 	ep := os.Getenv("LIFEBOAT_TEST_S3_ENDPOINT")
-	if *proxy {
-		p, err := bench.StartProxy(ep)
-		if err != nil {
-			panic(err)
-		}
-		ep = p.Addr
-	}
 	c, err := minio.New(ep, &minio.Options{Creds: credentials.NewStaticV4(os.Getenv("LIFEBOAT_TEST_S3_ACCESS_KEY"), os.Getenv("LIFEBOAT_TEST_S3_SECRET_KEY"), "")})
 	if err != nil {
 		panic(err)
@@ -114,5 +105,5 @@ func main() {
 	var ru syscall.Rusage
 	syscall.Getrusage(0, &ru)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
-	fmt.Printf("%d requests, %.1f MiB in %.2f s = %.0f MiB/s (par %d range %d proxy %v), client CPU %.2f s\n", len(jobs), float64(total.Load())/(1<<20), el.Seconds(), float64(total.Load())/(1<<20)/el.Seconds(), *par, *rng, *proxy, cpu.Seconds())
+	fmt.Printf("%d requests, %.1f MiB in %.2f s = %.0f MiB/s (par %d range %d), client CPU %.2f s\n", len(jobs), float64(total.Load())/(1<<20), el.Seconds(), float64(total.Load())/(1<<20)/el.Seconds(), *par, *rng, cpu.Seconds())
 }
