@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -124,6 +125,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind)}
 
+	start := time.Now()
 	var pl plan
 	if _, ok := repo.Index().Lookup(snap.Tree); !ok {
 		if _, err := repo.IndexUnindexed(ctx); err != nil {
@@ -164,6 +166,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	jobs := pl.packJobs()
+	r.log.Debug("restore planned", "files", len(pl.files), "dirs", len(pl.dirs), "bytes", pl.bytes, "pack_ranges", len(jobs), "took", time.Since(start).Round(time.Millisecond))
+	fetchStart := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Packs)
 	for _, j := range jobs {
@@ -182,6 +186,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err != nil {
 		return nil, err
 	}
+	r.log.Debug("restore downloads done", "took", time.Since(fetchStart).Round(time.Millisecond))
 	res := &Result{}
 	for _, f := range pl.files {
 		if f.failed != nil {

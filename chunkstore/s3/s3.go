@@ -15,6 +15,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
@@ -68,6 +69,11 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 	}
 	if cfg.Bucket == "" {
 		return nil, chunkstore.Permanent(errors.New("open s3 store: no bucket given"))
+	}
+	if err := s3utils.CheckValidBucketName(cfg.Bucket); err != nil {
+		// The client library would refuse every call with this error,
+		// which is not a network error and must not be retried.
+		return nil, chunkstore.Permanent(fmt.Errorf("open s3 store: invalid bucket name %q: %v (S3 bucket names are 3 to 63 lower-case letters, digits, dots and hyphens)", cfg.Bucket, err))
 	}
 	lookup, err := parseLookup(cfg.BucketLookup)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/internal/testnet"
 )
 
 func TestWriterKeyCannotRead(t *testing.T) {
@@ -170,4 +171,20 @@ func TestRepositoryErrors(t *testing.T) {
 	}
 	c.fails(1, r.reader("restore", "latest", "--target", file), file, "not a directory")
 	c.fails(1, r.reader("restore", "ffffffff", "--target", filepath.Join(c.dir, "t")), "no snapshot", "lifeboat snapshots")
+}
+
+// An S3 repository URL whose bucket name S3 cannot accept fails at once,
+// naming the bucket, instead of being retried as if the server were
+// unreachable.
+func TestInvalidBucketName(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	addr := testnet.FreeAddr(t) // nothing listens: a retry would show as "unreachable"
+	r := c.fails(1, []string{"init", "--repo", "s3:http://" + addr + "/lb", "--identity-out", filepath.Join(c.dir, "id"), "--key-out", filepath.Join(c.dir, "key")},
+		`invalid bucket name "lb"`, "3 to 63")
+	if strings.Contains(r.stderr, "retrying") || strings.Contains(r.stderr, "unreachable") {
+		t.Errorf("an invalid bucket name was retried:\n%s", r.stderr)
+	}
+	c.fails(1, []string{"init", "--repo", "s3:http://" + addr + "/has..dots/prefix", "--identity-out", filepath.Join(c.dir, "id"), "--key-out", filepath.Join(c.dir, "key")},
+		`invalid bucket name "has..dots"`)
 }
