@@ -13,7 +13,9 @@
 // merged into ranges (up to 8 MiB, bridging gaps below 256 KiB), so each
 // region of a pack is downloaded once with a ranged GET however many
 // files share its blobs; several ranges are in flight at once, each read
-// into a reused buffer. Each blob is authenticated (AEAD) and decrypted
+// into a reused buffer (the range buffers live in one mapping that asks
+// for transparent huge pages, so filling them does not take 16k page
+// faults). Each blob is authenticated (AEAD) and decrypted
 // in place, decompressed if it was stored compressed, and its keyed ID
 // recomputed before any byte is written; then it is written to every
 // file offset that needs it. Files of one chunk (most files) are created, written,

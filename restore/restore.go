@@ -168,6 +168,13 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	jobs := pl.packJobs()
 	r.log.Debug("restore planned", "files", len(pl.files), "dirs", len(pl.dirs), "bytes", pl.bytes, "pack_ranges", len(jobs), "took", time.Since(start).Round(time.Millisecond))
 	fetchStart := time.Now()
+	if n := min(opts.Packs, len(jobs)); n > 0 {
+		arena := newBufferArena(n)
+		defer arena.release() // after g.Wait: no fetch holds a buffer then
+		for _, b := range arena.buffers(n) {
+			r.bufs <- b
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Packs)
 	for _, j := range jobs {
