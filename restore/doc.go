@@ -4,7 +4,9 @@
 //
 // Restore first walks the snapshot's trees (filtered by include
 // patterns) and builds a plan: directories, files with each chunk's
-// location, links and special files. If the target is not empty, files
+// location, links and special files. Directory listings are loaded and
+// decoded ahead of the walk on the other cores, in the order the walk
+// will need them. If the target is not empty, files
 // that already hold the snapshot's content are found by recomputing the
 // keyed ID of each chunk in place and are skipped — so an interrupted
 // restore resumes where it stopped.

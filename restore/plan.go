@@ -98,7 +98,7 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 	}
 	dirNodes := map[string]*snapshot.Node{}
 	hardlinks := map[[2]uint64]*fileState{}
-	err := walkTolerant(ctx, repo, "", root, func(p string, err error) {
+	err := walkTolerant(ctx, repo, root, func(p string, err error) {
 		failures = append(failures, Failure{Path: p, Err: err})
 	}, func(p string, n *snapshot.Node) error {
 		if n.Type == snapshot.TypeDir {
@@ -157,20 +157,34 @@ var errNotIndexed = errors.New("not in the repository index (lost or damaged ind
 // walkTolerant visits every node under the tree id depth-first. A
 // subtree that cannot be loaded is reported through fail and skipped, so
 // one damaged directory listing does not stop the restore of the rest;
-// only the root tree is required.
-func walkTolerant(ctx context.Context, repo *chunkstore.Repository, prefix string, id chunkstore.ID, fail func(string, error), fn func(string, *snapshot.Node) error) error {
-	if _, ok := repo.Index().Lookup(id); !ok && prefix != "" {
-		fail(prefix, fmt.Errorf("%w: directory listing %s", errNotIndexed, id.Short()))
+// only the root tree is required. Listings are loaded ahead of the walk
+// on idle cores (treeLoader); the visiting order is the same.
+func walkTolerant(ctx context.Context, repo *chunkstore.Repository, root chunkstore.ID, fail func(string, error), fn func(string, *snapshot.Node) error) error {
+	l := newTreeLoader(ctx, repo)
+	defer l.close()
+	return l.walk("", l.queue([]chunkstore.ID{root})[0], fail, fn)
+}
+
+func (l *treeLoader) walk(prefix string, t *treeLoad, fail func(string, error), fn func(string, *snapshot.Node) error) error {
+	if _, ok := l.repo.Index().Lookup(t.id); !ok && prefix != "" {
+		fail(prefix, fmt.Errorf("%w: directory listing %s", errNotIndexed, t.id.Short()))
 		return nil
 	}
-	tree, err := snapshot.LoadTree(ctx, repo, id)
+	tree, err := l.load(t)
 	if err != nil {
-		if ctx.Err() != nil || prefix == "" {
+		if l.ctx.Err() != nil || prefix == "" {
 			return err
 		}
 		fail(prefix, fmt.Errorf("directory listing unreadable, its contents were skipped: %w", err))
 		return nil
 	}
+	var subtrees []chunkstore.ID
+	for i := range tree.Nodes {
+		if n := &tree.Nodes[i]; n.Type == snapshot.TypeDir && n.Subtree != nil {
+			subtrees = append(subtrees, *n.Subtree)
+		}
+	}
+	loads := l.queue(subtrees)
 	for i := range tree.Nodes {
 		n := &tree.Nodes[i]
 		p := path.Join(prefix, n.Name)
@@ -178,9 +192,10 @@ func walkTolerant(ctx context.Context, repo *chunkstore.Repository, prefix strin
 			return err
 		}
 		if n.Type == snapshot.TypeDir && n.Subtree != nil {
-			if err := walkTolerant(ctx, repo, p, *n.Subtree, fail, fn); err != nil {
+			if err := l.walk(p, loads[0], fail, fn); err != nil {
 				return err
 			}
+			loads = loads[1:]
 		}
 	}
 	return nil

@@ -1,0 +1,92 @@
+package restore_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// The planning walk loads directory listings ahead on other cores; it
+// must still visit every node exactly once, in the order of a plain
+// depth-first walk, including directories that occur twice with the same
+// listing.
+func TestWalkLoadsAheadInOrder(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	tree := fixture.Tree{}
+	for i := range 12 {
+		for j := range 6 {
+			d := fmt.Sprintf("d%02d/e%d", i, j)
+			tree[d] = fixture.Entry{Dir: true}
+			// Identical content in every e3: the same listing under many parents.
+			name := "f"
+			if j != 3 {
+				name = fmt.Sprintf("f%d-%d", i, j)
+			}
+			tree[d+"/"+name] = fixture.Entry{Content: []byte(name)}
+			tree[d+"/sub/deeper"] = fixture.Entry{Dir: true}
+		}
+	}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	ctx := context.Background()
+
+	var want []string
+	if err := snapshot.Walk(ctx, r.reader, snap.Tree, func(p string, _ *snapshot.Node) error {
+		want = append(want, p)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 20 {
+		var got []string
+		err := restore.WalkTolerant(ctx, r.reader, snap.Tree, func(p string, err error) {
+			t.Errorf("walk failed at %s: %v", p, err)
+		}, func(p string, _ *snapshot.Node) error {
+			got = append(got, p)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: walk visited %d nodes, want %d in the serial order\ngot  %v\nwant %v", round, len(got), len(want), got, want)
+		}
+	}
+	if len(want) < 12*6*4 {
+		t.Fatalf("the fixture has only %d nodes", len(want))
+	}
+}
+
+// A walk stopped by its callback returns that error and leaves no helper
+// running.
+func TestWalkStopsOnCallbackError(t *testing.T) {
+	r, _, _, snap := standardSnapshot(t, "local")
+	before := runtime.NumGoroutine()
+	stop := fmt.Errorf("stop here")
+	n := 0
+	err := restore.WalkTolerant(context.Background(), r.reader, snap.Tree, func(string, error) {}, func(string, *snapshot.Node) error {
+		n++
+		if n == 3 {
+			return stop
+		}
+		return nil
+	})
+	if err != stop {
+		t.Fatalf("walk returned %v, want the callback's error", err)
+	}
+	// The helpers have returned; give their goroutines a moment to exit.
+	for i := 0; runtime.NumGoroutine() > before; i++ {
+		if i == 100 {
+			t.Fatalf("%d goroutines after the walk, %d before: a helper is still running", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
