@@ -21,8 +21,9 @@ import (
 // no helper has started, it loads it itself, so it never waits behind
 // the queue, and the result is the same as a walk without helpers.
 type treeLoader struct {
-	ctx  context.Context
-	repo *chunkstore.Repository
+	ctx     context.Context
+	repo    *chunkstore.Repository
+	helpers int
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -43,9 +44,9 @@ type treeLoad struct {
 // newTreeLoader starts helpers, one fewer than the usable cores (none on
 // one core). close must be called when the walk ends.
 func newTreeLoader(ctx context.Context, repo *chunkstore.Repository) *treeLoader {
-	l := &treeLoader{ctx: ctx, repo: repo}
+	l := &treeLoader{ctx: ctx, repo: repo, helpers: runtime.GOMAXPROCS(0) - 1}
 	l.cond = sync.NewCond(&l.mu)
-	for range runtime.GOMAXPROCS(0) - 1 {
+	for range l.helpers {
 		l.wg.Add(1)
 		go l.help()
 	}
@@ -58,6 +59,9 @@ func (l *treeLoader) queue(ids []chunkstore.ID) []*treeLoad {
 	loads := make([]*treeLoad, len(ids))
 	for i, id := range ids {
 		loads[i] = &treeLoad{id: id, done: make(chan struct{})}
+	}
+	if l.helpers == 0 {
+		return loads // the walk loads everything itself
 	}
 	l.mu.Lock()
 	// Newest first: push in reverse so the first to visit is on top.

@@ -90,3 +90,30 @@ func TestWalkStopsOnCallbackError(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// On one core there are no helpers: the walk loads every listing itself
+// and gives the same result.
+func TestWalkOnOneCore(t *testing.T) {
+	r, _, _, snap := standardSnapshot(t, "local")
+	ctx := context.Background()
+	var want, got []string
+	if err := snapshot.Walk(ctx, r.reader, snap.Tree, func(p string, _ *snapshot.Node) error {
+		want = append(want, p)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	err := restore.WalkTolerant(ctx, r.reader, snap.Tree, func(p string, err error) {
+		t.Errorf("walk failed at %s: %v", p, err)
+	}, func(p string, _ *snapshot.Node) error {
+		got = append(got, p)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("walk on one core visited %v, want %v", got, want)
+	}
+}
