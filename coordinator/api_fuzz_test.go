@@ -99,7 +99,7 @@ func FuzzAPIPolicyJSON(f *testing.F) {
 
 func FuzzAPIRepoAdd(f *testing.F) {
 	fuzzEndpoint(f, http.MethodPost, "/v1/repos", "application/json",
-		`{"name":"x","url":"/srv/x","writer_key":"k"}`, `{"name":"x","url":"s3:https://h/b","writer_key":"AGE-SECRET-KEY-1XYZ"}`,
+		`{"name":"x","url":"/srv/x","writer_key":"k"}`, `{"name":"x","url":"s3:https://h/bkt","writer_key":"AGE-SECRET-KEY-1XYZ"}`,
 		`{"name":"../x","url":"/x"}`, `{"name":"x","url":"/x","writer_key":"","env":{"AWS_X":"1"},"replace":true}`, `{"name":1}`)
 }
 

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -119,9 +120,17 @@ func parseS3(repo string, fail func(string, ...any) (Location, error)) (Location
 	case u.Host == "":
 		return fail("no S3 endpoint host")
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fail("invalid port %q: want 1 to 65535", p)
+		}
+	}
 	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
 	if bucket == "" {
 		return fail("no bucket: want s3:%s://%s/bucket[/prefix]", u.Scheme, u.Host)
+	}
+	if err := s3.CheckBucketName(bucket); err != nil {
+		return fail("%v", err)
 	}
 	prefix = strings.Trim(prefix, "/")
 	if prefix != "" {

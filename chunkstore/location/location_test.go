@@ -25,9 +25,9 @@ func TestParse(t *testing.T) {
 			canon: "s3:http://127.0.0.1:9000/bucket"},
 		{in: "s3:https://s3.example.com/bucket/some/prefix/", want: location.Location{Kind: location.S3, Endpoint: "s3.example.com", Secure: true, Bucket: "bucket", Prefix: "some/prefix"},
 			canon: "s3:https://s3.example.com/bucket/some/prefix"},
-		{in: "s3:http://minio:9000/b/", want: location.Location{Kind: location.S3, Endpoint: "minio:9000", Bucket: "b"}, canon: "s3:http://minio:9000/b"},
-		{in: "s3:https://[::1]:9000/b/p", want: location.Location{Kind: location.S3, Endpoint: "[::1]:9000", Secure: true, Bucket: "b", Prefix: "p"},
-			canon: "s3:https://[::1]:9000/b/p"},
+		{in: "s3:http://minio:9000/bkt/", want: location.Location{Kind: location.S3, Endpoint: "minio:9000", Bucket: "bkt"}, canon: "s3:http://minio:9000/bkt"},
+		{in: "s3:https://[::1]:9000/bkt/p", want: location.Location{Kind: location.S3, Endpoint: "[::1]:9000", Secure: true, Bucket: "bkt", Prefix: "p"},
+			canon: "s3:https://[::1]:9000/bkt/p"},
 
 		{in: "", wantErr: "no repository location"},
 		{in: "backup", wantErr: "relative paths are not accepted"},
@@ -47,6 +47,10 @@ func TestParse(t *testing.T) {
 		{in: "s3:http://host/bucket?region=x", wantErr: "no query"},
 		{in: "s3:http://host/bucket/a/../b", wantErr: "invalid prefix"},
 		{in: "s3:http://host/bucket/a//b", wantErr: "invalid prefix"},
+		{in: "s3:http://host:99999/bucket", wantErr: `invalid port "99999"`},
+		{in: "s3:http://host:0/bucket", wantErr: `invalid port "0"`},
+		{in: "s3:http://host/lb", wantErr: `invalid bucket name "lb"`},
+		{in: "s3:https://host/has..dots/prefix", wantErr: `invalid bucket name "has..dots"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -70,10 +70,10 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 	if cfg.Bucket == "" {
 		return nil, chunkstore.Permanent(errors.New("open s3 store: no bucket given"))
 	}
-	if err := s3utils.CheckValidBucketName(cfg.Bucket); err != nil {
+	if err := CheckBucketName(cfg.Bucket); err != nil {
 		// The client library would refuse every call with this error,
 		// which is not a network error and must not be retried.
-		return nil, chunkstore.Permanent(fmt.Errorf("open s3 store: invalid bucket name %q: %v (S3 bucket names are 3 to 63 lower-case letters, digits, dots and hyphens)", cfg.Bucket, err))
+		return nil, chunkstore.Permanent(fmt.Errorf("open s3 store: %w", err))
 	}
 	lookup, err := parseLookup(cfg.BucketLookup)
 	if err != nil {
@@ -129,6 +129,15 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 		return nil, s.mapErr("create bucket", "", err)
 	}
 	return s, nil
+}
+
+// CheckBucketName reports whether S3 (and so the client library) accepts
+// name as a bucket name, with the rule in the error.
+func CheckBucketName(name string) error {
+	if err := s3utils.CheckValidBucketName(name); err != nil {
+		return fmt.Errorf("invalid bucket name %q: %v (S3 bucket names are 3 to 63 lower-case letters, digits, dots and hyphens)", name, err)
+	}
+	return nil
 }
 
 func credentialsFor(cfg Config) *credentials.Credentials {

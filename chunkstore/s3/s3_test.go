@@ -443,3 +443,12 @@ func TestLargePutIsOneRequest(t *testing.T) {
 }
 
 var minioForceDelete = minio.RemoveBucketOptions{ForceDelete: true}
+
+// Open refuses a bucket name S3 cannot accept before any request, as a
+// permanent error (it must not be retried as if the server were down).
+func TestOpenInvalidBucketName(t *testing.T) {
+	_, err := s3.Open(t.Context(), s3.Config{Endpoint: "127.0.0.1:1", Bucket: "lb", AccessKey: "k", SecretKey: "s"}, false)
+	if err == nil || !chunkstore.IsPermanent(err) || !strings.Contains(err.Error(), `invalid bucket name "lb"`) {
+		t.Fatalf("Open with bucket %q = %v, want a permanent invalid-bucket-name error", "lb", err)
+	}
+}

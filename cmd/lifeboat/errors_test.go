@@ -173,18 +173,21 @@ func TestRepositoryErrors(t *testing.T) {
 	c.fails(1, r.reader("restore", "ffffffff", "--target", filepath.Join(c.dir, "t")), "no snapshot", "lifeboat snapshots")
 }
 
-// An S3 repository URL whose bucket name S3 cannot accept fails at once,
-// naming the bucket, instead of being retried as if the server were
-// unreachable.
-func TestInvalidBucketName(t *testing.T) {
+// An S3 repository URL that S3 cannot accept (bucket name, port) is a
+// usage error naming the culprit, not six retries reported as an
+// unreachable server.
+func TestInvalidS3Location(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
 	addr := testnet.FreeAddr(t) // nothing listens: a retry would show as "unreachable"
-	r := c.fails(1, []string{"init", "--repo", "s3:http://" + addr + "/lb", "--identity-out", filepath.Join(c.dir, "id"), "--key-out", filepath.Join(c.dir, "key")},
-		`invalid bucket name "lb"`, "3 to 63")
-	if strings.Contains(r.stderr, "retrying") || strings.Contains(r.stderr, "unreachable") {
-		t.Errorf("an invalid bucket name was retried:\n%s", r.stderr)
+	for _, tc := range []struct{ repo, want string }{
+		{"s3:http://" + addr + "/lb", `invalid bucket name "lb"`},
+		{"s3:http://" + addr + "/has..dots/prefix", `invalid bucket name "has..dots"`},
+		{"s3:http://127.0.0.1:99999/bucket", `invalid port "99999"`},
+	} {
+		r := c.fails(2, []string{"init", "--repo", tc.repo, "--identity-out", filepath.Join(c.dir, "id"), "--key-out", filepath.Join(c.dir, "key")}, tc.want)
+		if strings.Contains(r.stderr, "retrying") || strings.Contains(r.stderr, "unreachable") {
+			t.Errorf("%s was retried:\n%s", tc.repo, r.stderr)
+		}
 	}
-	c.fails(1, []string{"init", "--repo", "s3:http://" + addr + "/has..dots/prefix", "--identity-out", filepath.Join(c.dir, "id"), "--key-out", filepath.Join(c.dir, "key")},
-		`invalid bucket name "has..dots"`)
 }
