@@ -36,27 +36,9 @@ func TestWalkLoadsAheadInOrder(t *testing.T) {
 	}
 	fixture.Create(t, src, tree)
 	snap := r.backup(t, src)
-	ctx := context.Background()
-
-	var want []string
-	if err := snapshot.Walk(ctx, r.reader, snap.Tree, func(p string, _ *snapshot.Node) error {
-		want = append(want, p)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	want := serialOrder(t, r, snap)
 	for round := range 20 {
-		var got []string
-		err := restore.WalkTolerant(ctx, r.reader, snap.Tree, func(p string, err error) {
-			t.Errorf("walk failed at %s: %v", p, err)
-		}, func(p string, _ *snapshot.Node) error {
-			got = append(got, p)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(got, want) {
+		if got := plannedOrder(t, r, snap); !slices.Equal(got, want) {
 			t.Fatalf("round %d: walk visited %d nodes, want %d in the serial order\ngot  %v\nwant %v", round, len(got), len(want), got, want)
 		}
 	}
@@ -95,25 +77,40 @@ func TestWalkStopsOnCallbackError(t *testing.T) {
 // and gives the same result.
 func TestWalkOnOneCore(t *testing.T) {
 	r, _, _, snap := standardSnapshot(t, "local")
-	ctx := context.Background()
-	var want, got []string
-	if err := snapshot.Walk(ctx, r.reader, snap.Tree, func(p string, _ *snapshot.Node) error {
-		want = append(want, p)
+	want := serialOrder(t, r, snap)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	if got := plannedOrder(t, r, snap); !slices.Equal(got, want) {
+		t.Fatalf("walk on one core visited %v, want %v", got, want)
+	}
+}
+
+// serialOrder lists the snapshot's paths as snapshot.Walk, which loads
+// every listing itself, visits them.
+func serialOrder(t *testing.T, r testRepo, snap *snapshot.Snapshot) []string {
+	t.Helper()
+	var out []string
+	if err := snapshot.Walk(context.Background(), r.reader, snap.Tree, func(p string, _ *snapshot.Node) error {
+		out = append(out, p)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	err := restore.WalkTolerant(ctx, r.reader, snap.Tree, func(p string, err error) {
+	return out
+}
+
+// plannedOrder lists the snapshot's paths as the restore's planning walk
+// visits them.
+func plannedOrder(t *testing.T, r testRepo, snap *snapshot.Snapshot) []string {
+	t.Helper()
+	var out []string
+	err := restore.WalkTolerant(context.Background(), r.reader, snap.Tree, func(p string, err error) {
 		t.Errorf("walk failed at %s: %v", p, err)
 	}, func(p string, _ *snapshot.Node) error {
-		got = append(got, p)
+		out = append(out, p)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("walk on one core visited %v, want %v", got, want)
-	}
+	return out
 }
