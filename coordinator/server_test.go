@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/testnet"
 )
 
 // writeTestPKI writes a CA and one certificate for 127.0.0.1 signed by it.
@@ -52,16 +54,6 @@ func writeTestPKI(t *testing.T, dir string) (cert, key, ca string) {
 	return write("node.pem", "CERTIFICATE", der), write("node-key.pem", "EC PRIVATE KEY", keyDER), write("ca.pem", "CERTIFICATE", caDER)
 }
 
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestServerTLSCluster runs three servers over real TCP with HTTPS for the
 // API and mutual TLS for Raft: a write on a follower is forwarded to the
 // leader over HTTPS and replicated over TLS.
@@ -70,8 +62,8 @@ func TestServerTLSCluster(t *testing.T) {
 	var peers []Peer
 	var raftAddrs, httpAddrs []string
 	for i := range 3 {
-		raftAddrs = append(raftAddrs, freeLoopback(t))
-		httpAddrs = append(httpAddrs, freeLoopback(t))
+		raftAddrs = append(raftAddrs, testnet.FreeAddr(t))
+		httpAddrs = append(httpAddrs, testnet.FreeAddr(t))
 		peers = append(peers, Peer{ID: fmt.Sprintf("t%d", i), Addr: raftAddrs[i]})
 	}
 	srvs := make([]*Server, 3)
