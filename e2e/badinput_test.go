@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"path"
@@ -16,6 +15,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/testnet"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -129,12 +129,7 @@ func TestBadS3(t *testing.T) {
 		wantFail(t, c.run("snapshots"), "lifeboat-no-such-bucket-e2e", "bucket")
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close() // nothing listens there now
+		addr := testnet.FreeAddr(t) // nothing listens there now
 		c := repo.reader(t).with(func(c *cli) { c.repo = "s3:http://" + addr + "/" + loc.Bucket + "/repo"; c.timeout = time.Minute })
 		r := c.run("snapshots")
 		wantFail(t, r, addr, "unreachable|refused|connect")

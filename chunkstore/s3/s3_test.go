@@ -21,6 +21,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/s3"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/testnet"
 )
 
 func config(env storetest.S3Env) s3.Config {
@@ -158,17 +159,6 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 	}
 }
 
-// closedAddr returns a loopback address on which nothing listens.
-func closedAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 func fastRetry(attempts int, logs io.Writer) chunkstore.RetryConfig {
 	return chunkstore.RetryConfig{
 		Attempts: attempts, MinDelay: time.Millisecond, MaxDelay: time.Millisecond,
@@ -179,7 +169,7 @@ func fastRetry(attempts int, logs io.Writer) chunkstore.RetryConfig {
 
 func TestUnreachableEndpoint(t *testing.T) {
 	// Needs no S3 server.
-	addr := closedAddr(t)
+	addr := testnet.FreeAddr(t) // nothing listens there
 	cfg := s3.Config{Endpoint: addr, Bucket: "lifeboat", Region: "us-east-1", AccessKey: "a", SecretKey: "b"}
 	calls := 0
 	var logs bytes.Buffer
@@ -348,7 +338,7 @@ func TestRetryOnRefusedConnection(t *testing.T) {
 	cfg.Transport = h
 	var logs bytes.Buffer
 	s := chunkstore.WithRetry(open(t, cfg), fastRetry(3, &logs))
-	h.set(func(h *hookTransport) { h.down = closedAddr(t) })
+	h.set(func(h *hookTransport) { h.down = testnet.FreeAddr(t) }) // nothing listens there
 	h.base.CloseIdleConnections()
 	_, err := s.Stat(t.Context(), "anything")
 	if err == nil || !strings.Contains(err.Error(), env.Endpoint) || !strings.Contains(err.Error(), "unreachable") ||
