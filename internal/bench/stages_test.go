@@ -113,7 +113,7 @@ func BenchmarkKeyedBLAKE3(b *testing.B) {
 // BenchmarkKeyedBLAKE3Parallel is BenchmarkKeyedBLAKE3 on every core
 // at once: run with -cpu 1,2 (or the machine's count) to see how much
 // more the cores deliver together than one alone. On the 2-vCPU
-// development VM they gave 2.0-2.2x when it was quiet, and 1.5x in one
+// development VM they gave 2.0-2.25x when it was quiet, and 1.5x in one
 // measurement taken minutes after tens of GiB of restored files had been
 // written and deleted: a reason to measure only on a machine at rest.
 func BenchmarkKeyedBLAKE3Parallel(b *testing.B) {
