@@ -2,10 +2,13 @@ package s3
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 
 	"github.com/minio/minio-go/v7"
@@ -87,6 +90,12 @@ func (s *Store) mapErr(op, name string, err error) error {
 		r.StatusCode == http.StatusTooManyRequests,
 		r.StatusCode >= 500:
 		return fmt.Errorf("%s %s: %w", op, what, err)
+	case r.StatusCode == http.StatusBadRequest && name == "" && strings.HasPrefix(s.endpoint, "http://"):
+		// A bucket request refused as malformed: the usual cause is an
+		// https endpoint spoken to in plain HTTP (a HEAD answer has no
+		// body to say more).
+		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: if %s serves HTTPS, use an s3:https:// location; if the bucket is in another region, set AWS_REGION",
+			op, what, err, s.endpoint))
 	case r.StatusCode >= 400:
 		return chunkstore.Permanent(fmt.Errorf("%s %s: %w", op, what, err))
 	}
@@ -94,6 +103,9 @@ func (s *Store) mapErr(op, name string, err error) error {
 }
 
 func (s *Store) networkErr(op, what string, err error) error {
+	if perm := s.tlsErr(op, what, err); perm != nil {
+		return perm
+	}
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -106,4 +118,33 @@ func (s *Store) networkErr(op, what string, err error) error {
 		return fmt.Errorf("%s %s: S3 endpoint %s: network error: %w", op, what, s.endpoint, err)
 	}
 	return fmt.Errorf("%s %s: %w", op, what, err)
+}
+
+// tlsErr recognises the failures of an https endpoint that no retry can
+// fix, because they come from the configuration on one side or the
+// other: the server does not speak TLS, or its certificate is not
+// trusted or not for this host name. It returns nil for anything else.
+func (s *Store) tlsErr(op, what string, err error) error {
+	var (
+		record     tls.RecordHeaderError
+		verify     *tls.CertificateVerificationError
+		unknownCA  x509.UnknownAuthorityError
+		hostname   x509.HostnameError
+		invalidCrt x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, http.ErrSchemeMismatch):
+		return chunkstore.Permanent(fmt.Errorf("%s %s: S3 endpoint %s answered in plain HTTP, not HTTPS: use an s3:http:// location, or enable TLS on the server: %w",
+			op, what, s.endpoint, err))
+	case errors.As(err, &record):
+		return chunkstore.Permanent(fmt.Errorf("%s %s: S3 endpoint %s does not speak TLS: check the port, or use an s3:http:// location: %w",
+			op, what, s.endpoint, err))
+	case errors.As(err, &hostname):
+		return chunkstore.Permanent(fmt.Errorf("%s %s: TLS certificate of S3 endpoint %s is not valid for that host name: use a name the certificate lists: %w",
+			op, what, s.endpoint, err))
+	case errors.As(err, &unknownCA), errors.As(err, &invalidCrt), errors.As(err, &verify):
+		return chunkstore.Permanent(fmt.Errorf("%s %s: TLS certificate of S3 endpoint %s is not trusted: if the server uses a private CA, point SSL_CERT_FILE at its certificate (PEM): %w",
+			op, what, s.endpoint, err))
+	}
+	return nil
 }

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path"
 	"strings"
 	"sync"
@@ -440,5 +442,71 @@ func TestOpenInvalidBucketName(t *testing.T) {
 	_, err := s3.Open(t.Context(), s3.Config{Endpoint: "127.0.0.1:1", Bucket: "lb", AccessKey: "k", SecretKey: "s"}, false)
 	if err == nil || !chunkstore.IsPermanent(err) || !strings.Contains(err.Error(), `invalid bucket name "lb"`) {
 		t.Fatalf("Open with bucket %q = %v, want a permanent invalid-bucket-name error", "lb", err)
+	}
+}
+
+// TestTLSMisconfiguration covers TLS set-up mistakes no retry can fix
+// (https to a server without TLS, an untrusted certificate, and http to
+// a TLS server): each fails at once, as a permanent error that says what
+// to change.
+// Needs no S3 server: the TLS handshake fails before any S3 request.
+func TestTLSMisconfiguration(t *testing.T) {
+	tlsSrv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	tlsSrv.StartTLS()
+	defer tlsSrv.Close()
+	plainSrv := httptest.NewServer(http.NotFoundHandler())
+	defer plainSrv.Close()
+	notTLS, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notTLS.Close()
+	go func() {
+		for {
+			c, err := notTLS.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+			c.Close()
+		}
+	}()
+	// Trusts the test server's certificate, so that only the host name is wrong.
+	trusting := tlsSrv.Client().Transport.(*http.Transport).Clone()
+	_, tlsPort, _ := net.SplitHostPort(tlsSrv.Listener.Addr().String())
+
+	for _, tc := range []struct {
+		name      string
+		https     bool
+		endpoint  string
+		transport http.RoundTripper
+		want      []string
+	}{
+		{"untrusted certificate", true, tlsSrv.Listener.Addr().String(), nil, []string{"not trusted", "SSL_CERT_FILE"}},
+		{"wrong host name", true, net.JoinHostPort("localhost", tlsPort), trusting, []string{"not valid for that host name", "localhost"}},
+		{"plain HTTP server", true, plainSrv.Listener.Addr().String(), nil, []string{"plain HTTP", "s3:http://"}},
+		{"not TLS at all", true, notTLS.Addr().String(), nil, []string{"does not speak TLS", "check the port"}},
+		{"plain HTTP to a TLS server", false, tlsSrv.Listener.Addr().String(), nil, []string{"400 Bad Request", "use an s3:https:// location"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := s3.Config{Endpoint: tc.endpoint, Secure: tc.https, Bucket: "lifeboat", Region: "us-east-1", AccessKey: "a", SecretKey: "b", Transport: tc.transport}
+			calls := 0
+			var logs bytes.Buffer
+			err := fastRetry(3, &logs).Do(t.Context(), "open", tc.endpoint, func(ctx context.Context) error {
+				calls++
+				_, err := s3.Open(ctx, cfg, false)
+				return err
+			})
+			if err == nil || calls != 1 || !chunkstore.IsPermanent(err) {
+				t.Fatalf("Open: err %v after %d calls, want a permanent error after 1", err, calls)
+			}
+			t.Log(err)
+			for _, want := range append(tc.want, tc.endpoint) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,6 +178,21 @@ func TestRepositoryErrors(t *testing.T) {
 // An S3 repository URL that S3 cannot accept (bucket name, port) is a
 // usage error naming the culprit, not six retries reported as an
 // unreachable server.
+// TestS3SchemeMismatch: an s3:https:// location for a plain HTTP server
+// fails at once (no retries) and says which scheme to use.
+func TestS3SchemeMismatch(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	c := newCLI(t).with("AWS_ACCESS_KEY_ID=a", "AWS_SECRET_ACCESS_KEY=b", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true")
+	repo := "s3:https://" + srv.Listener.Addr().String() + "/lifeboat"
+	r := c.fails(1, []string{"init", "--repo", repo, "--identity-out", filepath.Join(c.dir, "id"), "--key-out", filepath.Join(c.dir, "key")},
+		"answered in plain HTTP", "use an s3:http:// location")
+	if strings.Contains(r.stderr, "retrying") {
+		t.Errorf("%s was retried:\n%s", repo, r.stderr)
+	}
+}
+
 func TestInvalidS3Location(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
