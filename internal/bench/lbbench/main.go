@@ -582,6 +582,14 @@ func (r *runner) restore() (bench.Step, error) {
 	if err != nil {
 		return st, err
 	}
+	// Restores leave different amounts of write-back behind (restic all
+	// of it, lifeboat at most its write-behind window and its small
+	// files): time it, so the report can also compare the time until the
+	// data is on disk.
+	t := time.Now()
+	syscall.Sync()
+	st.Sync = time.Since(t)
+	logf("%s: sync after the restore took %.1f s", r.name, st.Sync.Seconds())
 	root, err := bench.FindRestoredRoot(target, r.data, r.m)
 	if err != nil {
 		return st, fmt.Errorf("%s restore: %w", r.name, err)
