@@ -428,6 +428,14 @@ func TestWrongCredentials(t *testing.T) {
 	if _, err := chunkstore.ParseIdentityFile(a.writerKey, nil); err == nil || !strings.Contains(err.Error(), "writer key") {
 		t.Errorf("writer key as identity file: %v", err)
 	}
+	// Some other file (the wrong path) is named for what it is not.
+	other := []byte("root:x:0:0:root:/root:/bin/bash\n")
+	if _, err := chunkstore.ParseWriterKey(other); err == nil || !strings.Contains(err.Error(), "not a lifeboat writer key") {
+		t.Errorf("unrelated file as writer key: %v", err)
+	}
+	if _, err := chunkstore.ParseIdentityFile(other, nil); err == nil || !strings.Contains(err.Error(), "not an age identity file") {
+		t.Errorf("unrelated file as identity file: %v", err)
+	}
 }
 
 // TestTamperedConfig: the config is plaintext (readers need it before

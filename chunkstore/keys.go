@@ -169,6 +169,9 @@ func ParseWriterKey(b []byte) (*Secrets, error) {
 	if looksLikeIdentity(b) {
 		return nil, errors.New("this is an age identity, not a writer key: pass it with --identity")
 	}
+	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
+		return nil, errors.New("not a lifeboat writer key (the JSON file `lifeboat init --key-out` writes)")
+	}
 	return unmarshalSecrets(b, writerKeyType)
 }
 
@@ -259,7 +262,7 @@ func ParseIdentityFile(b []byte, passphrase func() (string, error)) ([]age.Ident
 	}
 	ids, err := age.ParseIdentities(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("parse identity file: %w", err)
+		return nil, fmt.Errorf("not an age identity file (as `lifeboat init --identity-out` or age-keygen write it): %w", err)
 	}
 	return ids, nil
 }

@@ -335,7 +335,7 @@ func CheckWriterKey(b []byte) error {
 		return fmt.Errorf("this is an age identity, which can read every backup; the coordinator only holds writer keys: pass the repository's writer key file instead")
 	}
 	if _, err := chunkstore.ParseWriterKey(b); err != nil {
-		return fmt.Errorf("not a writer key: %w", err)
+		return fmt.Errorf("writer key: %w", err)
 	}
 	return nil
 }
