@@ -123,7 +123,8 @@ func (s *Store) networkErr(op, what string, err error) error {
 // tlsErr recognises the failures of an https endpoint that no retry can
 // fix, because they come from the configuration on one side or the
 // other: the server does not speak TLS, or its certificate is not
-// trusted or not for this host name. It returns nil for anything else.
+// trusted, not for this host name, or expired. It returns nil for
+// anything else.
 func (s *Store) tlsErr(op, what string, err error) error {
 	var (
 		record     tls.RecordHeaderError
@@ -142,7 +143,10 @@ func (s *Store) tlsErr(op, what string, err error) error {
 	case errors.As(err, &hostname):
 		return chunkstore.Permanent(fmt.Errorf("%s %s: TLS certificate of S3 endpoint %s is not valid for that host name: use a name the certificate lists: %w",
 			op, what, s.endpoint, err))
-	case errors.As(err, &unknownCA), errors.As(err, &invalidCrt), errors.As(err, &verify):
+	case errors.As(err, &invalidCrt):
+		return chunkstore.Permanent(fmt.Errorf("%s %s: TLS certificate of S3 endpoint %s is not usable (expired, not yet valid, or not a server certificate): renew it on the server, or check this machine's clock: %w",
+			op, what, s.endpoint, err))
+	case errors.As(err, &unknownCA), errors.As(err, &verify):
 		return chunkstore.Permanent(fmt.Errorf("%s %s: TLS certificate of S3 endpoint %s is not trusted: if the server uses a private CA, point SSL_CERT_FILE at its certificate (PEM): %w",
 			op, what, s.endpoint, err))
 	}

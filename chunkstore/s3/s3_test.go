@@ -3,12 +3,19 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"io"
 	"log"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -475,6 +482,8 @@ func TestTLSMisconfiguration(t *testing.T) {
 	// Trusts the test server's certificate, so that only the host name is wrong.
 	trusting := tlsSrv.Client().Transport.(*http.Transport).Clone()
 	_, tlsPort, _ := net.SplitHostPort(tlsSrv.Listener.Addr().String())
+	expiredSrv, trustingExpired := expiredTLSServer(t)
+	defer expiredSrv.Close()
 
 	for _, tc := range []struct {
 		name      string
@@ -485,6 +494,7 @@ func TestTLSMisconfiguration(t *testing.T) {
 	}{
 		{"untrusted certificate", true, tlsSrv.Listener.Addr().String(), nil, []string{"not trusted", "SSL_CERT_FILE"}},
 		{"wrong host name", true, net.JoinHostPort("localhost", tlsPort), trusting, []string{"not valid for that host name", "localhost"}},
+		{"expired certificate", true, expiredSrv.Listener.Addr().String(), trustingExpired, []string{"expired", "renew it"}},
 		{"plain HTTP server", true, plainSrv.Listener.Addr().String(), nil, []string{"plain HTTP", "s3:http://"}},
 		{"not TLS at all", true, notTLS.Addr().String(), nil, []string{"does not speak TLS", "check the port"}},
 		{"plain HTTP to a TLS server", false, tlsSrv.Listener.Addr().String(), nil, []string{"400 Bad Request", "use an s3:https:// location"}},
@@ -509,4 +519,43 @@ func TestTLSMisconfiguration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// expiredTLSServer starts a TLS server whose self-signed certificate for
+// 127.0.0.1 expired yesterday, and returns it with a transport that
+// trusts that certificate: the expiry is the only fault.
+func expiredTLSServer(t *testing.T) (*httptest.Server, http.RoundTripper) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "expired test server"},
+		NotBefore:             time.Now().Add(-48 * time.Hour),
+		NotAfter:              time.Now().Add(-24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.StartTLS()
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return srv, tr
 }

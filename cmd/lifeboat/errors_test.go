@@ -175,9 +175,6 @@ func TestRepositoryErrors(t *testing.T) {
 	c.fails(1, r.reader("restore", "ffffffff", "--target", filepath.Join(c.dir, "t")), "no snapshot", "lifeboat snapshots")
 }
 
-// An S3 repository URL that S3 cannot accept (bucket name, port) is a
-// usage error naming the culprit, not six retries reported as an
-// unreachable server.
 // TestS3SchemeMismatch: an s3:https:// location for a plain HTTP server
 // fails at once (no retries) and says which scheme to use.
 func TestS3SchemeMismatch(t *testing.T) {
@@ -193,6 +190,9 @@ func TestS3SchemeMismatch(t *testing.T) {
 	}
 }
 
+// An S3 repository URL that S3 cannot accept (bucket name, port) is a
+// usage error naming the culprit, not six retries reported as an
+// unreachable server.
 func TestInvalidS3Location(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
