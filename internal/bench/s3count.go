@@ -65,26 +65,13 @@ func (c Counts) Sub(o Counts) Counts {
 }
 
 // Breakdown renders the non-zero classes, e.g. "GET 12, PUT 80, LIST 3".
-func (c Counts) Breakdown() string {
-	var parts []string
-	for _, k := range Classes {
-		if v := c.Requests[k]; v != 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", k, v))
-		}
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}
+func (c Counts) Breakdown() string { return joinCounts(Classes, c.Requests) }
 
 // APIBreakdown renders the non-zero per-API counts, largest first.
 func (c Counts) APIBreakdown() string {
 	names := make([]string, 0, len(c.APIs))
-	for k, v := range c.APIs {
-		if v != 0 {
-			names = append(names, k)
-		}
+	for k := range c.APIs {
+		names = append(names, k)
 	}
 	sort.Slice(names, func(i, j int) bool {
 		if c.APIs[names[i]] != c.APIs[names[j]] {
@@ -92,9 +79,17 @@ func (c Counts) APIBreakdown() string {
 		}
 		return names[i] < names[j]
 	})
-	parts := make([]string, len(names))
-	for i, k := range names {
-		parts[i] = fmt.Sprintf("%s %d", k, c.APIs[k])
+	return joinCounts(names, c.APIs)
+}
+
+// joinCounts renders "name n" for each of names with a non-zero count in
+// m, in that order, or "none".
+func joinCounts(names []string, m map[string]int64) string {
+	var parts []string
+	for _, k := range names {
+		if v := m[k]; v != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, v))
+		}
 	}
 	if len(parts) == 0 {
 		return "none"
