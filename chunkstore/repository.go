@@ -459,7 +459,7 @@ func (r *Repository) PackKey(p *PackEntry) (*[32]byte, error) {
 // from a pack, and checks that the plaintext's keyed ID is b.ID. dst is
 // reused when large enough.
 func (r *Repository) OpenBlob(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
-	return r.openBlob(key, b, sealed, dst, false)
+	return r.openBlob(key, b, sealed, dst, openCopy)
 }
 
 // OpenBlobInPlace is OpenBlob for a caller that has no further use for
@@ -468,16 +468,37 @@ func (r *Repository) OpenBlob(key *[32]byte, b Blob, sealed, dst []byte) ([]byte
 // a compressed one is decoded into dst. It authenticates and checks the
 // keyed ID exactly as OpenBlob does.
 func (r *Repository) OpenBlobInPlace(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
-	return r.openBlob(key, b, sealed, dst, true)
+	return r.openBlob(key, b, sealed, dst, openInPlace)
 }
 
-func (r *Repository) openBlob(key *[32]byte, b Blob, sealed, dst []byte, inPlace bool) ([]byte, error) {
+// OpenBlobInto is OpenBlobInPlace for a caller that needs the plaintext
+// at a place of its choosing: it always starts at dst[0]. A blob stored
+// raw is decrypted from sealed straight into dst (as fast as in place;
+// sealed is left as it was), a compressed one is decrypted in place,
+// overwriting sealed, and decoded into dst. With
+// cap(dst) >= b.RawLength+DecodeSlack nothing is allocated. The restore
+// uses it to align file data for direct I/O.
+func (r *Repository) OpenBlobInto(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
+	return r.openBlob(key, b, sealed, dst, openInto)
+}
+
+// openMode says where openBlob may decrypt and where the plaintext goes.
+type openMode int
+
+const (
+	openCopy    openMode = iota // sealed is left as it is
+	openInPlace                 // sealed is overwritten; a raw blob's plaintext stays in it
+	openInto                    // sealed may be overwritten; the plaintext is always in dst
+)
+
+func (r *Repository) openBlob(key *[32]byte, b Blob, sealed, dst []byte, mode openMode) ([]byte, error) {
 	if len(sealed) < BlobOverhead {
 		return nil, fmt.Errorf("%w: %s blob %s truncated", ErrCorrupt, b.Type, b.ID.Short())
 	}
+	raw := sealed[nonceSize] == blobRaw
 	var plain []byte
 	switch {
-	case inPlace:
+	case mode == openInPlace || (mode == openInto && !raw):
 		// AES-GCM may decrypt into its own input when the output starts
 		// where the ciphertext does.
 		enc, out, err := openBlob(sealed[nonceSize+1:nonceSize+1], key, b.Type, b.ID, sealed)
@@ -490,7 +511,7 @@ func (r *Repository) openBlob(key *[32]byte, b Blob, sealed, dst []byte, inPlace
 				return nil, fmt.Errorf("%s blob %s: %w", b.Type, b.ID.Short(), err)
 			}
 		}
-	case sealed[nonceSize] == blobRaw:
+	case raw:
 		// Decrypt straight into dst: the payload is the plaintext.
 		_, out, err := openBlob(dst[:0], key, b.Type, b.ID, sealed)
 		if err != nil {

@@ -1,4 +1,27 @@
 package restore
 
+import (
+	"io/fs"
+	"os"
+	"syscall"
+	"testing"
+)
+
 // WalkTolerant exposes the planning walk to the external tests.
 var WalkTolerant = walkTolerant
+
+// RefuseDirectIO makes every O_DIRECT open (atOpen) or every direct
+// write fail with EINVAL, as on a filesystem without direct I/O, until
+// the test ends.
+func RefuseDirectIO(t testing.TB, atOpen bool) {
+	open, write := openDirect, writeDirect
+	t.Cleanup(func() { openDirect, writeDirect = open, write })
+	if atOpen {
+		openDirect = func(*targetDir, string) (*os.File, error) { return nil, &fs.PathError{Op: "open", Err: syscall.EINVAL} }
+	} else {
+		writeDirect = func(*os.File, []byte, int64) (int, error) { return 0, &fs.PathError{Op: "write", Err: syscall.EINVAL} }
+	}
+}
+
+// DirectSupported reports whether dir's filesystem accepts O_DIRECT.
+func DirectSupported(t *testing.T, dir string) bool { return directSupported(t, dir) }

@@ -20,6 +20,7 @@ type fileState struct {
 	chunks  []chunkRef
 	size    int64
 	skip    bool // already identical in the target
+	direct  bool // large: written with direct I/O where the target allows it
 	linkTo  *fileState
 	pending int64 // blobs not yet written (atomic after planning)
 	failed  error

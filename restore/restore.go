@@ -33,7 +33,12 @@ type Options struct {
 	// writeBehind). 0 = DefaultWriteBehind; < 0 = off, everything stays
 	// cached until the kernel writes it back.
 	WriteBehind int64
-	Logger      *slog.Logger
+	// NoDirectIO writes everything through the page cache. By default
+	// the aligned bulk of files of 1 MiB and more is written with
+	// O_DIRECT where the target's filesystem supports it (see
+	// directIO).
+	NoDirectIO bool
+	Logger     *slog.Logger
 	// Progress, if set, is updated as the restore runs.
 	Progress *Progress
 }
@@ -57,6 +62,7 @@ type Result struct {
 	Files, Dirs, Symlinks, Other int64
 	Bytes                        int64 // file bytes in the restored tree
 	BytesWritten                 int64 // bytes actually written (skipped identical files excluded)
+	BytesDirect                  int64 // of BytesWritten, written with direct I/O
 	FilesSkipped                 int64 // already identical in the target
 	Failures                     []Failure
 }
@@ -75,6 +81,7 @@ type restorer struct {
 	openMu   sync.Mutex
 	bufs     chan *fetchBufs // reused download and plaintext buffers
 	wb       *writeBehind
+	dio      *directIO
 }
 
 // fetchBufs are one download worker's buffers: a pack range as read
@@ -123,7 +130,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := repo.EnsureIndex(ctx); err != nil {
 		return nil, err
 	}
-	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind)}
+	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind), dio: newDirectIO(!opts.NoDirectIO, opts.Logger)}
 
 	start := time.Now()
 	var pl plan
@@ -165,7 +172,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := r.createFiles(pl.files); err != nil {
 		return nil, err
 	}
-	jobs := pl.packJobs()
+	jobs := interleave(pl.packJobs())
 	r.log.Debug("restore planned", "files", len(pl.files), "dirs", len(pl.dirs), "bytes", pl.bytes, "pack_ranges", len(jobs), "took", time.Since(start).Round(time.Millisecond))
 	fetchStart := time.Now()
 	if n := min(opts.Packs, len(jobs)); n > 0 {
@@ -193,7 +200,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err != nil {
 		return nil, err
 	}
-	r.log.Debug("restore downloads done", "took", time.Since(fetchStart).Round(time.Millisecond))
+	r.log.Debug("restore downloads done", "took", time.Since(fetchStart).Round(time.Millisecond), "direct_bytes", r.dio.written.Load())
 	res := &Result{}
 	for _, f := range pl.files {
 		if f.failed != nil {
@@ -246,6 +253,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		res.Dirs++
 	}
 	res.BytesWritten = r.written.Load()
+	res.BytesDirect = r.dio.written.Load()
 	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Path < r.failures[j].Path })
 	res.Failures = r.failures
 	return res, nil
@@ -391,7 +399,10 @@ func (r *restorer) createFiles(files []*fileState) error {
 				return targetError(f.path, err)
 			}
 			r.prog.Files.Add(1)
+		case len(f.chunks) == 1:
+			f.direct = r.dio.wants(f)
 		case len(f.chunks) > 1:
+			f.direct = r.dio.wants(f)
 			fh, err := r.t.create(f.path, 0o600)
 			if err != nil {
 				return targetError(f.path, err)
@@ -450,11 +461,12 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 	if cap(data) > cap(b.data) {
 		b.data = data[:0]
 	}
-	// Room for the largest blob of the range and the decoder's slack
-	// (chunkstore.DecodeSlack), so decompression never allocates.
+	// Room for the largest blob of the range, the decoder's slack
+	// (chunkstore.DecodeSlack), so decompression never allocates, and
+	// the shift that aligns a blob for direct I/O.
 	need := 0
 	for _, bj := range j.blobs {
-		need = max(need, int(bj.blob.RawLength)+chunkstore.DecodeSlack)
+		need = max(need, int(bj.blob.RawLength)+chunkstore.DecodeSlack+directAlign)
 	}
 	if cap(b.plain) < need {
 		b.plain = make([]byte, 0, max(need+need/4, 2<<20))
@@ -463,8 +475,14 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 		off := int64(bj.blob.Offset) - j.start
 		sealed := data[off : off+int64(bj.blob.Length)]
 		// The range is read once and each blob used once: decrypt it
-		// where it lies.
-		plain, err := r.repo.OpenBlobInPlace(key, bj.blob, sealed, b.plain)
+		// where it lies, or, if its first target is written with direct
+		// I/O, decode it at the address that target needs.
+		var plain []byte
+		if t := bj.targets[0]; t.file.direct && int64(bj.blob.RawLength) >= directMinSpan {
+			plain, err = r.repo.OpenBlobInto(key, bj.blob, sealed, placeDirect(b.plain, t.offset))
+		} else {
+			plain, err = r.repo.OpenBlobInPlace(key, bj.blob, sealed, b.plain)
+		}
 		if err != nil {
 			r.failBlobs([]blobJob{bj}, fmt.Errorf("%s: %w", name, err))
 			continue
@@ -522,16 +540,20 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 			}
 			r.setFailed(f, err)
 		} else {
+			direct := false
 			if zero {
 				err = fh.Truncate(int64(len(plain)))
 			} else {
-				_, err = fh.WriteAt(plain, 0)
+				direct, err = r.writeData(f, fh, plain, 0)
+				if cerr := r.dio.close(f); err == nil {
+					err = cerr
+				}
 				r.written.Add(int64(len(plain)))
 			}
 			if err == nil {
 				r.meta(r.t.setMetaFD(fh, f.path, f.node, perm), f.path)
 			}
-			if err == nil && !zero && len(plain) >= writeBehindMinFile {
+			if err == nil && !zero && !direct && len(plain) >= writeBehindMinFile {
 				r.wb.wrote(fh, 0, int64(len(plain)))
 				r.wb.release(fh, func(err error) { r.closed(f, err) })
 			} else {
@@ -559,19 +581,92 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 				return err
 			}
 			r.setFailed(f, err)
-		} else if _, err := fh.WriteAt(plain, t.offset); err != nil {
+		} else if direct, err := r.writeData(f, fh, plain, t.offset); err != nil {
 			if fatal(err) {
 				return targetError(f.path, err)
 			}
 			r.setFailed(f, err)
 		} else {
 			r.written.Add(int64(len(plain)))
-			r.wb.wrote(fh, t.offset, int64(len(plain)))
+			if !direct {
+				r.wb.wrote(fh, t.offset, int64(len(plain)))
+			}
 		}
 	}
 	r.prog.Bytes.Add(int64(len(plain)))
 	r.blobDone(f)
 	return nil
+}
+
+// interleave reorders jobs so that ranges whose data mostly goes to
+// files written with direct I/O (disk-bound: their writes wait for the
+// device) alternate with the others (CPU-bound: small files, page cache),
+// each kind keeping its order. In walk order the large files of a
+// snapshot tend to come together, leaving a core idle while they wait on
+// the disk and the disk idle while the small files are decoded.
+func interleave(jobs []*packJob) []*packJob {
+	var disk, cpu []*packJob
+	for _, j := range jobs {
+		var d, all int64
+		for _, bj := range j.blobs {
+			for _, t := range bj.targets {
+				all += int64(bj.blob.RawLength)
+				if t.file.direct {
+					d += int64(bj.blob.RawLength)
+				}
+			}
+		}
+		if 2*d > all {
+			disk = append(disk, j)
+		} else {
+			cpu = append(cpu, j)
+		}
+	}
+	out := make([]*packJob, 0, len(jobs))
+	for i, k := 0, 0; i < len(disk) || k < len(cpu); {
+		// Take from the kind that is further behind, by share done.
+		if k >= len(cpu) || (i < len(disk) && i*len(cpu) <= k*len(disk)) {
+			out = append(out, disk[i])
+			i++
+		} else {
+			out = append(out, cpu[k])
+			k++
+		}
+	}
+	return out
+}
+
+// writeData writes plain at offset off of f through fh, except the
+// aligned interior of a large file's chunk, which goes through f's
+// O_DIRECT descriptor when plain lies aligned for it. direct reports
+// that it did: the little left in the page cache is not worth the
+// write-behind window.
+func (r *restorer) writeData(f *fileState, fh *os.File, plain []byte, off int64) (direct bool, err error) {
+	if f.direct {
+		if a, b := interior(addr(plain), off, int64(len(plain))); a < b {
+			dfh, err := r.dio.handle(r.t, f)
+			if err != nil {
+				return false, err
+			}
+			if dfh != nil {
+				_, err := writeDirect(dfh, plain[a-off:b-off], a)
+				if err == nil {
+					r.dio.written.Add(b - a)
+					if _, err := fh.WriteAt(plain[:a-off], off); err != nil {
+						return true, err
+					}
+					_, err = fh.WriteAt(plain[b-off:], b)
+					return true, err
+				}
+				if !unsupportedDirect(err) {
+					return true, err
+				}
+				r.dio.disable(err)
+			}
+		}
+	}
+	_, err = fh.WriteAt(plain, off)
+	return false, err
 }
 
 func (r *restorer) handle(f *fileState) (*os.File, error) {
@@ -596,6 +691,9 @@ func (r *restorer) handle(f *fileState) (*os.File, error) {
 func (r *restorer) blobDone(f *fileState) {
 	if atomic.AddInt64(&f.pending, -1) != 0 {
 		return
+	}
+	if err := r.dio.close(f); err != nil {
+		r.setFailed(f, targetError(f.path, err))
 	}
 	v, ok := r.open.LoadAndDelete(f)
 	if f.failed != nil {
@@ -623,6 +721,7 @@ func (r *restorer) closed(f *fileState, err error) {
 }
 
 func (r *restorer) closeAll() {
+	r.dio.closeAll()
 	r.open.Range(func(k, v any) bool {
 		r.wb.release(v.(*os.File), nil)
 		r.open.Delete(k)

@@ -2,6 +2,7 @@ package restore_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -283,5 +284,79 @@ func TestRoundTripWriteBehind(t *testing.T) {
 		dst := t.TempDir()
 		r.restore(t, snap, restore.Options{Target: dst, WriteBehind: wb})
 		fixture.Compare(t, tree, restoredAt(dst, src))
+	}
+}
+
+// TestRoundTripDirectIO restores the standard tree (its 20 MiB file is
+// written with direct I/O) with direct I/O, without it, and on a target
+// that refuses it at open or at the first write: the restored tree is
+// the same every time, and only the first writes anything direct.
+func TestRoundTripDirectIO(t *testing.T) {
+	r, src, tree, snap := standardSnapshot(t, "local")
+	if !restore.DirectSupported(t, t.TempDir()) {
+		t.Skip("the filesystem of the test's temporary directory does not support O_DIRECT")
+	}
+	large := int64(len(tree[fixture.LargePath].Content))
+	for _, tc := range []struct {
+		name       string
+		opts       restore.Options
+		refuse     func(t *testing.T)
+		wantDirect bool
+	}{
+		{name: "direct", wantDirect: true},
+		{name: "no direct I/O", opts: restore.Options{NoDirectIO: true}},
+		{name: "refused at open", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, true) }},
+		{name: "refused at write", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, false) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.refuse != nil {
+				tc.refuse(t)
+			}
+			var log strings.Builder
+			tc.opts.Target = t.TempDir()
+			tc.opts.Logger = slog.New(slog.NewTextHandler(&log, nil))
+			res := r.restore(t, snap, tc.opts)
+			fixture.Compare(t, tree, restoredAt(tc.opts.Target, src))
+			if tc.wantDirect {
+				// At least the large file, but for the unaligned ends of
+				// its chunks.
+				if res.BytesDirect < large*9/10 || res.BytesDirect > res.BytesWritten {
+					t.Fatalf("%d of %d bytes written direct, want most of the %d-byte large file", res.BytesDirect, res.BytesWritten, large)
+				}
+			} else if res.BytesDirect != 0 {
+				t.Fatalf("%d bytes written direct, want none", res.BytesDirect)
+			}
+			if refused := strings.Contains(log.String(), "does not support direct I/O"); refused != (tc.refuse != nil) {
+				t.Fatalf("log says direct I/O is unsupported: %v, want %v; log:\n%s", refused, tc.refuse != nil, log.String())
+			}
+		})
+	}
+}
+
+// TestDirectIOSharedChunks restores two large files that share most of
+// their chunks at file offsets 1000 bytes apart: each shared blob is
+// decoded aligned for one of them, and must still reach the other,
+// through the page cache, intact.
+func TestDirectIOSharedChunks(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	x := fixture.Random(7, 6<<20)
+	tree := fixture.Tree{
+		"a":       {Content: x},
+		"b":       {Content: append(fixture.Random(8, 1000), x...)},
+		"c/small": {Content: x[:100<<10]},
+	}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	res := r.restore(t, snap, restore.Options{Target: dst})
+	fixture.Compare(t, tree, restoredAt(dst, src))
+	if !restore.DirectSupported(t, dst) {
+		return
+	}
+	// Each shared chunk went direct to one file and through the page
+	// cache to the other: about one file's worth direct, not two.
+	if both := int64(2 * len(x)); res.BytesDirect < both/4 || res.BytesDirect > both*3/4 {
+		t.Fatalf("%d bytes written direct, want about half of the %d bytes of a and b", res.BytesDirect, both)
 	}
 }

@@ -35,11 +35,13 @@ or verified is reported and left out; everything else is still restored and
 lifeboat exits with code 1. Files already identical in the target are kept, so
 an interrupted restore can simply be run again.
 
-Large files are written back to disk while the restore runs and then dropped
-from the page cache, so at most 64 MiB of restored data sits in memory: a big
-restore does not push the host's working set out of memory or leave gigabytes
-of dirty pages behind. --keep-cache leaves everything cached instead (useful
-when the restored files are read again right away and fit in memory).
+Files of 1 MiB and more are written straight to disk (direct I/O, where the
+filesystem supports it); other large files are written back while the restore
+runs and then dropped from the page cache. So at most 64 MiB of restored data
+sits in memory: a big restore does not push the host's working set out of
+memory or leave gigabytes of dirty pages behind. --keep-cache writes everything
+through the page cache and leaves it cached instead (useful when the restored
+files are read again right away and fit in memory).
 
 Needs the identity: backups are encrypted so that writer keys cannot read them.`,
 		Example: `  lifeboat restore latest --target /srv/restore
@@ -50,7 +52,7 @@ Needs the identity: backups are encrypted so that writer keys cannot read them.`
 	f.register(cmd, "consider snapshots")
 	cmd.Flags().StringVarP(&f.target, "target", "t", "", "directory to restore into (required)")
 	cmd.Flags().StringArrayVarP(&f.includes, "include", "i", nil, "restore only paths matching this pattern, snapshot-relative like home/u/*.txt (repeatable)")
-	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "leave restored data in the page cache instead of writing large files back and dropping them as the restore goes")
+	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "write through the page cache and leave restored data cached, instead of direct I/O for large files and dropping the rest as the restore goes")
 	return cmd
 }
 
@@ -119,6 +121,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		Logger:      g.pkgLogger(),
 		Progress:    prog,
 		WriteBehind: writeBehind(f.keepCache),
+		NoDirectIO:  f.keepCache,
 	})
 	bar.Stop()
 	if err != nil {
