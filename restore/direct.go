@@ -14,12 +14,13 @@ import (
 
 // Direct I/O. The bulk of a large file is written with O_DIRECT, from
 // the worker's own (reused) buffer straight to the disk, instead of being
-// copied into the page cache and written back later. On the development
-// VMs the page cache path is the single largest cost of a restore: the
-// copy, the kernel's per-page bookkeeping and, where the hypervisor takes
-// freed memory back (free page reporting), a host fault for every fresh
-// page. There a 512 MiB buffered write ran at about 400 MB/s and the same
-// write with O_DIRECT at 1.3-1.6 GB/s (dd, see docs/benchmarks.md).
+// copied into the page cache and written back later. Writing into the
+// page cache costs the copy, the kernel's per-page bookkeeping and, on a
+// virtual machine whose memory the host backs lazily or takes back (free
+// page reporting), a host fault for each page not recently used. On the
+// development VM, 20 minutes after boot with most of its memory never
+// used, a 512 MiB buffered write (dd, no fsync) ran at 370-420 MB/s and
+// the same write with O_DIRECT at 1.3-1.6 GB/s (docs/benchmarks.md).
 //
 // O_DIRECT needs the file offset, the length and the memory address of
 // each write aligned to the device's logical block size. Chunk
@@ -29,12 +30,14 @@ import (
 // memory if the plaintext was placed for it; fetch decodes each blob at
 // the address its first target needs (placeDirect). Other targets of the
 // same blob, at other alignments, are written through the page cache.
+// Files under directMinFile are left to the page cache and the
+// write-behind window.
 //
 // The page cache and direct writes of one file never share a page: the
 // interior starts and ends on page boundaries, so the kernel has nothing
-// to flush or invalidate. Data written direct is on the disk when the
-// write returns, which also leaves less for the write-behind window and
-// for a sync after the restore.
+// to flush or invalidate. Data written direct has reached the device
+// when the write returns, which also leaves less for the write-behind
+// window and for a sync after the restore.
 //
 // Filesystems without O_DIRECT (open or write fails with EINVAL) turn it
 // off for the rest of the restore; everything then goes through the page

@@ -25,17 +25,30 @@
 // larger files are created up front at their final size, so chunks land
 // in any order and all-zero chunks are simply not written, leaving holes.
 //
-// Writes of large files (multi-chunk files and single chunks of 256 KiB
-// or more) go through a write-behind window: write-back of each chunk is
-// started as soon as it is written (sync_file_range), and once 64 MiB of
-// later writes have followed, the restore waits for it and drops its
-// pages from the page cache (POSIX_FADV_DONTNEED), closing a finished
-// file only after its last chunk has been dropped. A restore of any size
-// thus leaves at most 64 MiB of its data cached or dirty, data is on disk
-// soon after it is written, and the page cache reuses the same pages —
-// which on virtual machines with lazily backed memory is several times
-// cheaper than taking fresh ones (docs/benchmarks.md). Options.WriteBehind
-// (--keep-cache) changes or turns off the window.
+// Files of 1 MiB and more are written with direct I/O (O_DIRECT) where
+// the target's filesystem allows it: a blob bound for such a file is
+// decoded at an address congruent to its file offset modulo 4 KiB, so the
+// page-aligned interior of each chunk goes from the worker's buffer
+// straight to the disk, and only its unaligned head and tail (under 4 KiB
+// each) pass through the page cache (as does the whole blob for another
+// file that shares it at another alignment). Ranges whose data goes mostly to
+// such files wait on the disk; they are interleaved with the others,
+// which keep the cores busy meanwhile. A filesystem that refuses O_DIRECT
+// turns it off for the rest of the restore.
+//
+// Writes to the other large files (of more than one chunk, or of one of
+// 256 KiB or more), and to all of them when direct I/O is off, go
+// through a write-behind window:
+// write-back of each chunk is started as soon as it is written
+// (sync_file_range), and once 64 MiB of later writes have followed, the
+// restore waits for it and drops its pages from the page cache
+// (POSIX_FADV_DONTNEED), closing a finished file only after its last
+// chunk has been dropped. A restore of any size thus leaves at most 64
+// MiB of its data cached or dirty, data is on disk soon after it is
+// written, and the page cache reuses the same pages — which on virtual
+// machines with lazily backed memory is several times cheaper than
+// taking fresh ones (docs/benchmarks.md). Options.WriteBehind and
+// Options.NoDirectIO (--keep-cache) change or turn off both.
 //
 // A pack that cannot be read is retried blob by blob; a blob that fails
 // verification fails only the files that use it. Failed files are
