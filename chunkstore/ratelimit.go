@@ -3,6 +3,7 @@ package chunkstore
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 )
@@ -103,6 +104,11 @@ func (s *limitStore) Put(ctx context.Context, name string, data []byte) error {
 		return fmt.Errorf("put %s: waiting for the upload limit (%d B/s): %w", name, s.l.Limit(), err)
 	}
 	return s.Store.Put(ctx, name, data)
+}
+
+// OpenRange implements RangeOpener.
+func (s *limitStore) OpenRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	return OpenRange(ctx, s.Store, name, offset, length)
 }
 
 // GetBuffer implements BufferGetter.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -135,6 +136,22 @@ func (r *retryStore) GetBuffer(ctx context.Context, name string, offset, length 
 		return err
 	})
 	return data, err
+}
+
+// OpenRange implements RangeOpener. Opening is retried like Get;
+// reading the stream is not (a caller whose stream fails part-way falls
+// back to Get for what it still needs, which is retried).
+func (r *retryStore) OpenRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	err := r.cfg.Do(ctx, "get", name, func(ctx context.Context) error {
+		var err error
+		rc, err = OpenRange(ctx, r.s, name, offset, length)
+		if errors.Is(err, errors.ErrUnsupported) {
+			return Permanent(err)
+		}
+		return err
+	})
+	return rc, err
 }
 
 func (r *retryStore) Stat(ctx context.Context, name string) (ObjectInfo, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // ErrNotFound is returned (wrapped) by every Store when the named object
@@ -130,4 +131,26 @@ func GetInto(ctx context.Context, r Reader, name string, offset, length int64, b
 		return bg.GetBuffer(ctx, name, offset, length, buf)
 	}
 	return r.Get(ctx, name, offset, length)
+}
+
+// RangeOpener is implemented by stores that can stream a range of an
+// object. Restore reads each pack range blob by blob as it arrives, so a
+// blob is decrypted while its bytes are still in the CPU's cache and a
+// worker's buffer holds one blob rather than the whole range.
+type RangeOpener interface {
+	// OpenRange returns a stream of exactly the bytes [offset,
+	// offset+length) of the object; length must be positive. Errors are
+	// those of Get, from OpenRange or from Read: a range past the end of
+	// the object is refused, and a stream that ends early fails with
+	// io.ErrUnexpectedEOF. The caller closes the stream.
+	OpenRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error)
+}
+
+// OpenRange opens a stream of a range of name from r (see RangeOpener).
+// If r cannot stream, the error wraps errors.ErrUnsupported: use Get.
+func OpenRange(ctx context.Context, r Reader, name string, offset, length int64) (io.ReadCloser, error) {
+	if ro, ok := r.(RangeOpener); ok {
+		return ro.OpenRange(ctx, name, offset, length)
+	}
+	return nil, fmt.Errorf("open a stream of %s: %w", name, errors.ErrUnsupported)
 }

@@ -19,10 +19,11 @@ import (
 )
 
 // TestDamagedBlobsFailOnlyTheirFiles flips one byte inside a compressed
-// and inside a raw blob of packs on disk, in a store that reads into the
-// restore's reused buffers where blobs are decrypted in place: exactly
-// the files using those blobs fail (and are removed), every other file,
-// including neighbours read in the same range, comes back intact.
+// and inside a raw blob of packs on disk, in a store that streams ranges
+// into the restore's reused buffers, where blobs are decrypted in place:
+// exactly the files using those blobs fail (and are removed), every
+// other file, including neighbours read in the same range, comes back
+// intact.
 func TestDamagedBlobsFailOnlyTheirFiles(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "repo")
@@ -30,8 +31,8 @@ func TestDamagedBlobsFailOnlyTheirFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := st.(chunkstore.BufferGetter); !ok {
-		t.Fatalf("%T does not read into buffers; the test would not exercise the in-place path", st)
+	if _, ok := st.(chunkstore.RangeOpener); !ok {
+		t.Fatalf("%T does not stream ranges; the test would not exercise the restore's main path", st)
 	}
 	repos := storetest.InitRepos(t, st)
 	r := testRepo{writer: repos.Writer, reader: repos.Reader}

@@ -420,7 +420,10 @@ func (r *restorer) createFiles(files []*fileState) error {
 }
 
 // fetch downloads one pack range, verifies each blob and writes it to
-// every file position that needs it.
+// every file position that needs it. The range is streamed and each
+// blob handled as soon as its bytes are in (stream); if the stream
+// cannot be opened or breaks off, what is left of the range is read
+// whole, with retries, and failing that blob by blob.
 func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 	key, err := r.repo.PackKey(j.pack)
 	if err != nil {
@@ -440,6 +443,83 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 		default:
 		}
 	}()
+	b.reserve(j)
+	done, err := r.stream(ctx, j, key, name, b)
+	if err != nil || done == len(j.blobs) {
+		return err
+	}
+	if done > 0 {
+		j = &packJob{pack: j.pack, start: int64(j.blobs[done].blob.Offset), end: j.end, blobs: j.blobs[done:]}
+	}
+	return r.fetchWhole(ctx, j, key, name, b)
+}
+
+// reserve makes room in b.plain for the largest blob of j, the
+// decoder's slack (chunkstore.DecodeSlack), so decompression never
+// allocates, and the shift that aligns a blob for direct I/O.
+func (b *fetchBufs) reserve(j *packJob) {
+	need := 0
+	for _, bj := range j.blobs {
+		need = max(need, int(bj.blob.RawLength)+chunkstore.DecodeSlack+directAlign)
+	}
+	if cap(b.plain) < need {
+		b.plain = make([]byte, 0, max(need+need/4, 2<<20))
+	}
+}
+
+// stream reads j's range as a stream, one blob at a time into the start
+// of b.data, so that each is decrypted, decoded and hashed while its
+// bytes are still in the CPU's cache. It returns how many of j's blobs
+// it handled; the caller fetches the rest another way. err is set only
+// when the restore must stop.
+func (r *restorer) stream(ctx context.Context, j *packJob, key *[32]byte, name string, b *fetchBufs) (done int, err error) {
+	rc, err := chunkstore.OpenRange(ctx, r.repo.Store(), name, j.start, j.end-j.start)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if !errors.Is(err, errors.ErrUnsupported) {
+			r.log.Debug("could not stream a pack range, reading it whole", "pack", name, "err", err)
+		}
+		return 0, nil
+	}
+	defer rc.Close()
+	pos := j.start
+	for i, bj := range j.blobs {
+		off, n := int64(bj.blob.Offset), int64(bj.blob.Length)
+		if int64(cap(b.data)) < max(n, off-pos) {
+			b.data = make([]byte, 0, max(n, off-pos))
+		}
+		if off > pos { // a gap left between two needed blobs
+			if _, err := io.ReadFull(rc, b.data[:off-pos]); err != nil {
+				return r.streamBroke(ctx, name, i, err)
+			}
+		}
+		sealed := b.data[:n]
+		if _, err := io.ReadFull(rc, sealed); err != nil {
+			return r.streamBroke(ctx, name, i, err)
+		}
+		pos = off + n
+		if err := r.deliver(key, name, bj, sealed, b); err != nil {
+			return i, err
+		}
+	}
+	return len(j.blobs), nil
+}
+
+// streamBroke notes a stream that failed before blob i of its range.
+func (r *restorer) streamBroke(ctx context.Context, name string, i int, err error) (int, error) {
+	if ctx.Err() != nil {
+		return i, ctx.Err()
+	}
+	r.log.Debug("pack range stream broke off, reading the rest whole", "pack", name, "err", err)
+	return i, nil
+}
+
+// fetchWhole reads j's range into b.data in one request (retried) and
+// handles its blobs. If the range cannot be read, each blob is tried on
+// its own, so that only damaged ones fail.
+func (r *restorer) fetchWhole(ctx context.Context, j *packJob, key *[32]byte, name string, b *fetchBufs) error {
 	data, err := chunkstore.GetInto(ctx, r.repo.Store(), name, j.start, j.end-j.start, b.data)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -449,10 +529,9 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 			r.failBlobs(j.blobs, fmt.Errorf("read %s: %w", name, err))
 			return nil
 		}
-		// Retry blob by blob so only the damaged ones fail.
 		for _, bj := range j.blobs {
 			single := &packJob{pack: j.pack, start: int64(bj.blob.Offset), end: int64(bj.blob.Offset) + int64(bj.blob.Length), blobs: []blobJob{bj}}
-			if err := r.fetch(ctx, single); err != nil {
+			if err := r.fetchWhole(ctx, single, key, name, b); err != nil {
 				return err
 			}
 		}
@@ -461,37 +540,37 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 	if cap(data) > cap(b.data) {
 		b.data = data[:0]
 	}
-	// Room for the largest blob of the range, the decoder's slack
-	// (chunkstore.DecodeSlack), so decompression never allocates, and
-	// the shift that aligns a blob for direct I/O.
-	need := 0
-	for _, bj := range j.blobs {
-		need = max(need, int(bj.blob.RawLength)+chunkstore.DecodeSlack+directAlign)
-	}
-	if cap(b.plain) < need {
-		b.plain = make([]byte, 0, max(need+need/4, 2<<20))
-	}
 	for _, bj := range j.blobs {
 		off := int64(bj.blob.Offset) - j.start
-		sealed := data[off : off+int64(bj.blob.Length)]
-		// The range is read once and each blob used once: decrypt it
-		// where it lies, or, if its first target is written with direct
-		// I/O, decode it at the address that target needs.
-		var plain []byte
-		if t := bj.targets[0]; t.file.direct && int64(bj.blob.RawLength) >= directMinSpan {
-			plain, err = r.repo.OpenBlobInto(key, bj.blob, sealed, placeDirect(b.plain, t.offset))
-		} else {
-			plain, err = r.repo.OpenBlobInPlace(key, bj.blob, sealed, b.plain)
+		if err := r.deliver(key, name, bj, data[off:off+int64(bj.blob.Length)], b); err != nil {
+			return err
 		}
-		if err != nil {
-			r.failBlobs([]blobJob{bj}, fmt.Errorf("%s: %w", name, err))
-			continue
-		}
-		zero := isZero(plain)
-		for _, t := range bj.targets {
-			if err := r.writeAt(t, plain, zero); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// deliver verifies one sealed blob and writes its plaintext to every
+// file position that needs it. The range is read once and each blob
+// used once, so it is decrypted where it lies, or, if its first target
+// is written with direct I/O, decoded at the address that target needs.
+// A blob that fails verification fails its files; the error is set only
+// when the restore must stop.
+func (r *restorer) deliver(key *[32]byte, name string, bj blobJob, sealed []byte, b *fetchBufs) error {
+	var plain []byte
+	var err error
+	if t := bj.targets[0]; t.file.direct && int64(bj.blob.RawLength) >= directMinSpan {
+		plain, err = r.repo.OpenBlobInto(key, bj.blob, sealed, placeDirect(b.plain, t.offset))
+	} else {
+		plain, err = r.repo.OpenBlobInPlace(key, bj.blob, sealed, b.plain)
+	}
+	if err != nil {
+		r.failBlobs([]blobJob{bj}, fmt.Errorf("%s: %w", name, err))
+		return nil
+	}
+	zero := isZero(plain)
+	for _, t := range bj.targets {
+		if err := r.writeAt(t, plain, zero); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -187,6 +187,60 @@ func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64
 	return nil, classify(fmt.Errorf("read %s: got %d of %d bytes at offset %d: %w", p, n, length, offset, err))
 }
 
+// OpenRange implements chunkstore.RangeOpener.
+func (s *Store) OpenRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	if err := check(ctx, name); err != nil {
+		return nil, err
+	}
+	p := s.path(name)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, s.readErr("read", p, err)
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		err = classify(fmt.Errorf("read %s: %w", p, err))
+	case fi.IsDir():
+		err = fmt.Errorf("read %s: is a directory: %w", p, chunkstore.ErrNotFound)
+	case offset < 0 || length <= 0 || offset > fi.Size() || length > fi.Size()-offset:
+		err = chunkstore.Permanent(fmt.Errorf("read %s: range [%d, +%d) outside object of %d bytes", p, offset, length, fi.Size()))
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &fileRange{f: f, p: p, off: offset, left: length}, nil
+}
+
+// fileRange streams a range of an open file.
+type fileRange struct {
+	f         *os.File
+	p         string
+	off, left int64
+}
+
+func (r *fileRange) Read(b []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(b)) > r.left {
+		b = b[:r.left]
+	}
+	n, err := r.f.ReadAt(b, r.off)
+	r.off += int64(n)
+	r.left -= int64(n)
+	switch {
+	case r.left == 0 || (err == nil && n > 0):
+		return n, nil
+	case err == nil || err == io.EOF: // the file is shorter than it was
+		err = io.ErrUnexpectedEOF
+	}
+	return n, classify(fmt.Errorf("read %s: at offset %d, %d bytes short: %w", r.p, r.off, r.left, err))
+}
+
+func (r *fileRange) Close() error { return r.f.Close() }
+
 // Stat implements chunkstore.Reader.
 func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, error) {
 	if err := check(ctx, name); err != nil {

@@ -2,6 +2,8 @@ package local_test
 
 import (
 	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,5 +193,39 @@ func TestRootVanished(t *testing.T) {
 	}
 	if _, err := s.Stat(ctx, "data/x"); !errors.Is(err, chunkstore.ErrBucketNotFound) {
 		t.Errorf("Stat on a vanished root = %v, want ErrBucketNotFound", err)
+	}
+}
+
+// A stream of a file that shrinks while it is read fails with
+// io.ErrUnexpectedEOF instead of ending quietly short.
+func TestStreamOfShrunkFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	s, err := local.Open(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(t.Context(), "data/x", storetest.Data(4, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.OpenRange(t.Context(), "data/x", 100, 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := io.ReadFull(rc, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	var shrunk bool
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "x" {
+			shrunk = os.Truncate(p, 2000) == nil
+		}
+		return nil
+	})
+	if !shrunk {
+		t.Fatal("could not find and truncate the object's file")
+	}
+	if b, err := io.ReadAll(rc); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("after the file shrank: %d more bytes, %v; want io.ErrUnexpectedEOF", len(b), err)
 	}
 }

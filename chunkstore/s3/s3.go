@@ -249,51 +249,11 @@ func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64
 		}
 		return []byte{}, nil
 	}
-	var opts minio.GetObjectOptions
-	ranged := false
-	switch {
-	case length > 0:
-		ranged = true
-		opts.SetRange(offset, offset+length-1)
-	case offset > 0:
-		ranged = true
-		opts.SetRange(offset, 0)
-	}
-	body, info, hdr, err := s.core.GetObject(ctx, s.bucket, s.key(name), opts)
+	body, want, err := s.open(ctx, name, offset, length)
 	if err != nil {
-		if s3Code(err) == "InvalidRange" {
-			oi, statErr := s.Stat(ctx, name)
-			if statErr != nil {
-				return nil, statErr
-			}
-			if length < 0 && offset == oi.Size {
-				return []byte{}, nil
-			}
-			return nil, s.rangeErr(name, offset, length, oi.Size)
-		}
-		return nil, s.mapErr("get", name, err)
+		return nil, err
 	}
 	defer body.Close()
-
-	want := length
-	total := info.Size // without a range, the response is the whole object
-	if !ranged && total < 0 {
-		return nil, fmt.Errorf("get %s: server sent no Content-Length", s.describe(name))
-	}
-	if ranged {
-		total = -1
-		if _, t, ok := parseContentRange(hdr.Get("Content-Range")); ok {
-			total = t
-		} else {
-			return nil, fmt.Errorf("get %s: server answered a range request without Content-Range (%q)", s.describe(name), hdr.Get("Content-Range"))
-		}
-		if offset+max(length, 0) > total {
-			return nil, s.rangeErr(name, offset, length, total)
-		}
-	}
-	if want < 0 {
-		want = total - offset
-	}
 	if int64(cap(buf)) >= want {
 		buf = buf[:want]
 	} else {
@@ -310,6 +270,125 @@ func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64
 		return nil, fmt.Errorf("get %s: server sent more than the %d bytes requested at offset %d", s.describe(name), want, offset)
 	}
 	return buf, nil
+}
+
+// open sends the GET for [offset, offset+length) of name (to the end
+// when length < 0, length != 0) and checks that the answer is the range
+// asked for. It returns the response body and how many bytes it holds.
+func (s *Store) open(ctx context.Context, name string, offset, length int64) (io.ReadCloser, int64, error) {
+	var opts minio.GetObjectOptions
+	ranged := false
+	switch {
+	case length > 0:
+		ranged = true
+		opts.SetRange(offset, offset+length-1)
+	case offset > 0:
+		ranged = true
+		opts.SetRange(offset, 0)
+	}
+	body, info, hdr, err := s.core.GetObject(ctx, s.bucket, s.key(name), opts)
+	if err != nil {
+		if s3Code(err) == "InvalidRange" {
+			oi, statErr := s.Stat(ctx, name)
+			if statErr != nil {
+				return nil, 0, statErr
+			}
+			if length < 0 && offset == oi.Size {
+				return io.NopCloser(strings.NewReader("")), 0, nil
+			}
+			return nil, 0, s.rangeErr(name, offset, length, oi.Size)
+		}
+		return nil, 0, s.mapErr("get", name, err)
+	}
+
+	want, err := s.checkRange(name, offset, length, ranged, info.Size, hdr.Get("Content-Range"))
+	if err != nil {
+		body.Close()
+		return nil, 0, err
+	}
+	return body, want, nil
+}
+
+// checkRange checks a GET's answer against the range asked for and
+// returns how many bytes its body holds. size is the response's length
+// (the object's, when not ranged).
+func (s *Store) checkRange(name string, offset, length int64, ranged bool, size int64, contentRange string) (int64, error) {
+	want := length
+	total := size // without a range, the response is the whole object
+	if !ranged && total < 0 {
+		return 0, fmt.Errorf("get %s: server sent no Content-Length", s.describe(name))
+	}
+	if ranged {
+		total = -1
+		if _, t, ok := parseContentRange(contentRange); ok {
+			total = t
+		} else {
+			return 0, fmt.Errorf("get %s: server answered a range request without Content-Range (%q)", s.describe(name), contentRange)
+		}
+		if offset+max(length, 0) > total {
+			return 0, s.rangeErr(name, offset, length, total)
+		}
+	}
+	if want < 0 {
+		want = total - offset
+	}
+	return want, nil
+}
+
+// OpenRange implements chunkstore.RangeOpener.
+func (s *Store) OpenRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	if err := check(ctx, name); err != nil {
+		return nil, err
+	}
+	if offset < 0 || length <= 0 {
+		return nil, chunkstore.Permanent(fmt.Errorf("get %s: invalid range [%d, +%d)", s.describe(name), offset, length))
+	}
+	body, want, err := s.open(ctx, name, offset, length)
+	if err != nil {
+		return nil, err
+	}
+	return &rangeStream{s: s, name: name, offset: offset, body: body, left: want}, nil
+}
+
+// rangeStream is the body of a ranged GET, read to exactly its length.
+type rangeStream struct {
+	s      *Store
+	name   string
+	offset int64 // of the next byte
+	body   io.ReadCloser
+	left   int64
+}
+
+func (r *rangeStream) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.body.Read(p)
+	r.offset += int64(n)
+	r.left -= int64(n)
+	switch {
+	case r.left == 0:
+		return n, nil
+	case errors.Is(err, io.EOF):
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		err = r.s.mapErr("get", r.name, fmt.Errorf("read at offset %d, %d bytes short: %w", r.offset, r.left, err))
+	}
+	return n, err
+}
+
+// Close closes the body. A body read to its end is read once more first,
+// so the HTTP client sees its end and keeps the connection for reuse.
+func (r *rangeStream) Close() error {
+	if r.left == 0 {
+		var extra [1]byte
+		_, _ = r.body.Read(extra[:])
+	}
+	return r.body.Close()
 }
 
 // parseContentRange parses "bytes first-last/total".

@@ -414,6 +414,14 @@ func TestTruncatedGetDetected(t *testing.T) {
 			t.Errorf("Get(%d, %d) with a truncated body returned %d bytes and no error", r[0], r[1], len(b))
 		}
 	}
+	rc, err := s.OpenRange(t.Context(), "data/x", 10, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if b, err := io.ReadAll(rc); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("stream of a truncated body: %d bytes, %v; want io.ErrUnexpectedEOF", len(b), err)
+	}
 }
 
 func TestLargePutIsOneRequest(t *testing.T) {

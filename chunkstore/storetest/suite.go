@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -24,6 +25,7 @@ func Run(t *testing.T, newStore func(t *testing.T) chunkstore.Store) {
 	}{
 		{"PutGetWhole", testPutGetWhole},
 		{"GetRanges", testGetRanges},
+		{"OpenRange", testOpenRange},
 		{"ZeroLength", testZeroLength},
 		{"NotFound", testNotFound},
 		{"List", testList},
@@ -167,6 +169,68 @@ func testGetRanges(t *testing.T, s chunkstore.Store) {
 				}
 			}
 		}
+	}
+}
+
+// testOpenRange checks streamed ranges where the store offers them
+// (chunkstore.RangeOpener): the same bytes as Get, read in any piece
+// size, and the same errors. A store without streams says so with
+// errors.ErrUnsupported.
+func testOpenRange(t *testing.T, s chunkstore.Store) {
+	const size = 1000
+	data := Data(8, size)
+	put(t, s, "stream/obj", data)
+	ctx := t.Context()
+	if _, err := chunkstore.OpenRange(ctx, s, "stream/obj", 0, 1); errors.Is(err, errors.ErrUnsupported) {
+		return // Get only (decorators pass this answer on)
+	}
+	for _, tt := range []struct{ off, n int64 }{{0, size}, {1, size - 2}, {size - 1, 1}, {123, 456}} {
+		for _, piece := range []int{1, 7, 4096} {
+			rc, err := chunkstore.OpenRange(ctx, s, "stream/obj", tt.off, tt.n)
+			if err != nil {
+				t.Fatalf("OpenRange(%d, %d): %v", tt.off, tt.n, err)
+			}
+			var got []byte
+			buf := make([]byte, piece)
+			for {
+				n, err := rc.Read(buf)
+				got = append(got, buf[:n]...)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("OpenRange(%d, %d), reading %d bytes at a time: %v", tt.off, tt.n, piece, err)
+				}
+			}
+			if err := rc.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if !bytes.Equal(got, data[tt.off:tt.off+tt.n]) {
+				t.Errorf("OpenRange(%d, %d), reading %d bytes at a time: got %d bytes, want %d (bytes [%d,%d))", tt.off, tt.n, piece, len(got), tt.n, tt.off, tt.off+tt.n)
+			}
+		}
+	}
+	// A stream closed before its end, then the same range again.
+	rc, err := chunkstore.OpenRange(ctx, s, "stream/obj", 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(rc, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Close(); err != nil {
+		t.Errorf("Close part-way: %v", err)
+	}
+	for _, tt := range []struct{ off, n int64 }{{0, size + 1}, {size - 1, 2}, {size, 1}, {size + 100, 10}, {-1, 10}, {0, 0}, {5, -1}} {
+		if rc, err := chunkstore.OpenRange(ctx, s, "stream/obj", tt.off, tt.n); err == nil {
+			rc.Close()
+			t.Errorf("OpenRange(%d, %d) succeeded, want an error (range outside object, or empty)", tt.off, tt.n)
+		} else if errors.Is(err, chunkstore.ErrNotFound) {
+			t.Errorf("OpenRange(%d, %d) = %v, must not wrap ErrNotFound", tt.off, tt.n, err)
+		}
+	}
+	if _, err := chunkstore.OpenRange(ctx, s, "stream/missing", 0, 1); !errors.Is(err, chunkstore.ErrNotFound) {
+		t.Errorf("OpenRange of a missing object = %v, want ErrNotFound", err)
 	}
 }
 
