@@ -149,29 +149,11 @@ func (s *Store) Get(ctx context.Context, name string, offset, length int64) ([]b
 // GetBuffer implements chunkstore.BufferGetter: Get, reading into buf
 // when it is large enough.
 func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64, buf []byte) ([]byte, error) {
-	if err := check(ctx, name); err != nil {
+	f, p, length, err := s.openRange(ctx, name, offset, length)
+	if err != nil {
 		return nil, err
 	}
-	p := s.path(name)
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, s.readErr("read", p, err)
-	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, classify(fmt.Errorf("read %s: %w", p, err))
-	}
-	if fi.IsDir() {
-		return nil, fmt.Errorf("read %s: is a directory: %w", p, chunkstore.ErrNotFound)
-	}
-	size := fi.Size()
-	if length < 0 {
-		length = size - offset
-	}
-	if offset < 0 || length < 0 || offset > size || length > size-offset {
-		return nil, chunkstore.Permanent(fmt.Errorf("read %s: range [%d, +%d) outside object of %d bytes", p, offset, length, size))
-	}
 	if int64(cap(buf)) >= length {
 		buf = buf[:length]
 	} else {
@@ -187,15 +169,17 @@ func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64
 	return nil, classify(fmt.Errorf("read %s: got %d of %d bytes at offset %d: %w", p, n, length, offset, err))
 }
 
-// OpenRange implements chunkstore.RangeOpener.
-func (s *Store) OpenRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+// openRange opens name for reading [offset, offset+length) (to the end
+// when length < 0) and checks that the range lies inside the object. It
+// returns the file, its path for messages, and the range's length.
+func (s *Store) openRange(ctx context.Context, name string, offset, length int64) (*os.File, string, int64, error) {
 	if err := check(ctx, name); err != nil {
-		return nil, err
+		return nil, "", 0, err
 	}
 	p := s.path(name)
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, s.readErr("read", p, err)
+		return nil, "", 0, s.readErr("read", p, err)
 	}
 	fi, err := f.Stat()
 	switch {
@@ -203,11 +187,29 @@ func (s *Store) OpenRange(ctx context.Context, name string, offset, length int64
 		err = classify(fmt.Errorf("read %s: %w", p, err))
 	case fi.IsDir():
 		err = fmt.Errorf("read %s: is a directory: %w", p, chunkstore.ErrNotFound)
-	case offset < 0 || length <= 0 || offset > fi.Size() || length > fi.Size()-offset:
-		err = chunkstore.Permanent(fmt.Errorf("read %s: range [%d, +%d) outside object of %d bytes", p, offset, length, fi.Size()))
+	default:
+		size := fi.Size()
+		if length < 0 {
+			length = size - offset
+		}
+		if offset < 0 || length < 0 || offset > size || length > size-offset {
+			err = chunkstore.Permanent(fmt.Errorf("read %s: range [%d, +%d) outside object of %d bytes", p, offset, length, size))
+		}
 	}
 	if err != nil {
 		f.Close()
+		return nil, "", 0, err
+	}
+	return f, p, length, nil
+}
+
+// OpenRange implements chunkstore.RangeOpener.
+func (s *Store) OpenRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	if length <= 0 {
+		return nil, chunkstore.Permanent(fmt.Errorf("read %s: invalid range [%d, +%d)", name, offset, length))
+	}
+	f, p, length, err := s.openRange(ctx, name, offset, length)
+	if err != nil {
 		return nil, err
 	}
 	return &fileRange{f: f, p: p, off: offset, left: length}, nil
