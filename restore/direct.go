@@ -63,8 +63,7 @@ type directIO struct {
 	off     atomic.Bool  // unsupported here, or turned off by the caller
 	written atomic.Int64 // bytes written direct
 	log     *slog.Logger
-	open    sync.Map // *fileState → *os.File opened with O_DIRECT
-	mu      sync.Mutex
+	open    handles // opened with O_DIRECT
 	once    sync.Once
 }
 
@@ -97,27 +96,17 @@ func unsupportedDirect(err error) bool {
 // handle returns f's O_DIRECT descriptor, opening it on first use, or
 // nil if direct I/O is not available.
 func (d *directIO) handle(t *targetDir, f *fileState) (*os.File, error) {
-	if v, ok := d.open.Load(f); ok {
-		return v.(*os.File), nil
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if v, ok := d.open.Load(f); ok {
-		return v.(*os.File), nil
-	}
-	if d.off.Load() {
-		return nil, nil
-	}
-	fh, err := openDirect(t, f.path)
-	if err != nil {
-		if unsupportedDirect(err) {
+	return d.open.get(f, func() (*os.File, error) {
+		if d.off.Load() {
+			return nil, nil
+		}
+		fh, err := openDirect(t, f.path)
+		if err != nil && unsupportedDirect(err) {
 			d.disable(err)
 			return nil, nil
 		}
-		return nil, err
-	}
-	d.open.Store(f, fh)
-	return fh, nil
+		return fh, err
+	})
 }
 
 // openDirect opens an existing file for direct writes. Tests replace it
@@ -132,17 +121,56 @@ var writeDirect = (*os.File).WriteAt
 
 // close closes f's O_DIRECT descriptor, if it has one.
 func (d *directIO) close(f *fileState) error {
-	if v, ok := d.open.LoadAndDelete(f); ok {
-		return v.(*os.File).Close()
+	if fh := d.open.take(f); fh != nil {
+		return fh.Close()
 	}
 	return nil
 }
 
 // closeAll closes every O_DIRECT descriptor (a failed restore).
 func (d *directIO) closeAll() {
-	d.open.Range(func(k, v any) bool {
-		_ = v.(*os.File).Close()
-		d.open.Delete(k)
+	d.open.takeAll(func(fh *os.File) { _ = fh.Close() })
+}
+
+// handles holds descriptors of files being written, each opened on
+// first use by whichever worker needs it first.
+type handles struct {
+	m  sync.Map // *fileState → *os.File
+	mu sync.Mutex
+}
+
+// get returns f's descriptor, calling open on first use. open may return
+// (nil, nil): nothing is kept then, and the next get calls it again.
+func (h *handles) get(f *fileState, open func() (*os.File, error)) (*os.File, error) {
+	if v, ok := h.m.Load(f); ok {
+		return v.(*os.File), nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if v, ok := h.m.Load(f); ok {
+		return v.(*os.File), nil
+	}
+	fh, err := open()
+	if err != nil || fh == nil {
+		return nil, err
+	}
+	h.m.Store(f, fh)
+	return fh, nil
+}
+
+// take removes and returns f's descriptor, nil if it has none.
+func (h *handles) take(f *fileState) *os.File {
+	if v, ok := h.m.LoadAndDelete(f); ok {
+		return v.(*os.File)
+	}
+	return nil
+}
+
+// takeAll removes every descriptor and passes it to fn.
+func (h *handles) takeAll(fn func(*os.File)) {
+	h.m.Range(func(k, v any) bool {
+		h.m.Delete(k)
+		fn(v.(*os.File))
 		return true
 	})
 }

@@ -77,8 +77,7 @@ type restorer struct {
 	mu       sync.Mutex
 	failures []Failure
 	written  atomic.Int64
-	open     sync.Map // *fileState → *os.File
-	openMu   sync.Mutex
+	open     handles         // of files of several chunks
 	bufs     chan *fetchBufs // reused download and plaintext buffers
 	wb       *writeBehind
 	dio      *directIO
@@ -748,21 +747,16 @@ func (r *restorer) writeData(f *fileState, fh *os.File, plain []byte, off int64)
 	return false, err
 }
 
+// handle returns the descriptor of f, a file of several chunks, opening
+// it on first use.
 func (r *restorer) handle(f *fileState) (*os.File, error) {
-	if v, ok := r.open.Load(f); ok {
-		return v.(*os.File), nil
-	}
-	r.openMu.Lock()
-	defer r.openMu.Unlock()
-	if v, ok := r.open.Load(f); ok {
-		return v.(*os.File), nil
-	}
-	fh, err := r.t.openWrite(f.path)
-	if err != nil {
-		return nil, targetError(f.path, err)
-	}
-	r.open.Store(f, fh)
-	return fh, nil
+	return r.open.get(f, func() (*os.File, error) {
+		fh, err := r.t.openWrite(f.path)
+		if err != nil {
+			return nil, targetError(f.path, err)
+		}
+		return fh, nil
+	})
 }
 
 // blobDone counts down a file's pending blobs and finishes the file
@@ -774,15 +768,14 @@ func (r *restorer) blobDone(f *fileState) {
 	if err := r.dio.close(f); err != nil {
 		r.setFailed(f, targetError(f.path, err))
 	}
-	v, ok := r.open.LoadAndDelete(f)
+	fh := r.open.take(f)
 	if f.failed != nil {
-		if ok {
-			r.wb.release(v.(*os.File), nil)
+		if fh != nil {
+			r.wb.release(fh, nil)
 		}
 		return
 	}
-	if ok {
-		fh := v.(*os.File)
+	if fh != nil {
 		r.meta(r.t.setMetaFD(fh, f.path, f.node, 0o600), f.path)
 		r.wb.release(fh, func(err error) { r.closed(f, err) })
 	} else {
@@ -801,11 +794,7 @@ func (r *restorer) closed(f *fileState, err error) {
 
 func (r *restorer) closeAll() {
 	r.dio.closeAll()
-	r.open.Range(func(k, v any) bool {
-		r.wb.release(v.(*os.File), nil)
-		r.open.Delete(k)
-		return true
-	})
+	r.open.takeAll(func(fh *os.File) { r.wb.release(fh, nil) })
 }
 
 // other creates symlinks, FIFOs and device nodes.
