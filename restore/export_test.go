@@ -11,15 +11,15 @@ import (
 var WalkTolerant = walkTolerant
 
 // RefuseDirectIO makes every O_DIRECT open (atOpen) or every direct
-// write fail with EINVAL, as on a filesystem without direct I/O, until
-// the test ends.
-func RefuseDirectIO(t testing.TB, atOpen bool) {
+// write fail with errno, until the test ends: EINVAL as on a filesystem
+// without direct I/O, or another error.
+func RefuseDirectIO(t testing.TB, atOpen bool, errno syscall.Errno) {
 	open, write := openDirect, writeDirect
 	t.Cleanup(func() { openDirect, writeDirect = open, write })
 	if atOpen {
-		openDirect = func(*targetDir, string) (*os.File, error) { return nil, &fs.PathError{Op: "open", Err: syscall.EINVAL} }
+		openDirect = func(*targetDir, string) (*os.File, error) { return nil, &fs.PathError{Op: "open", Err: errno} }
 	} else {
-		writeDirect = func(*os.File, []byte, int64) (int, error) { return 0, &fs.PathError{Op: "write", Err: syscall.EINVAL} }
+		writeDirect = func(*os.File, []byte, int64) (int, error) { return 0, &fs.PathError{Op: "write", Err: errno} }
 	}
 }
 

@@ -724,7 +724,8 @@ func (r *restorer) writeData(f *fileState, fh *os.File, plain []byte, off int64)
 		if a, b := interior(addr(plain), off, int64(len(plain))); a < b {
 			dfh, err := r.dio.handle(r.t, f)
 			if err != nil {
-				return false, err
+				// Out of descriptors, say: the ordinary one still works.
+				r.log.Debug("could not open for direct I/O, writing through the page cache", "path", f.path, "err", err)
 			}
 			if dfh != nil {
 				_, err := writeDirect(dfh, plain[a-off:b-off], a)

@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -288,9 +289,10 @@ func TestRoundTripWriteBehind(t *testing.T) {
 }
 
 // TestRoundTripDirectIO restores the standard tree (its 20 MiB file is
-// written with direct I/O) with direct I/O, without it, and on a target
-// that refuses it at open or at the first write: the restored tree is
-// the same every time, and only the first writes anything direct.
+// written with direct I/O) with direct I/O, without it, on a target
+// that refuses it at open or at the first write, and when opening for
+// it fails otherwise: the restored tree is the same every time, only the
+// first writes anything direct, and the log says why the others did not.
 func TestRoundTripDirectIO(t *testing.T) {
 	r, src, tree, snap := standardSnapshot(t, "local")
 	if !restore.DirectSupported(t, t.TempDir()) {
@@ -302,11 +304,13 @@ func TestRoundTripDirectIO(t *testing.T) {
 		opts       restore.Options
 		refuse     func(t *testing.T)
 		wantDirect bool
+		wantLog    string // "" for no complaint about direct I/O
 	}{
 		{name: "direct", wantDirect: true},
 		{name: "no direct I/O", opts: restore.Options{NoDirectIO: true}},
-		{name: "refused at open", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, true) }},
-		{name: "refused at write", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, false) }},
+		{name: "refused at open", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, true, syscall.EINVAL) }, wantLog: "does not support direct I/O"},
+		{name: "refused at write", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, false, syscall.EINVAL) }, wantLog: "does not support direct I/O"},
+		{name: "open fails otherwise", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, true, syscall.EMFILE) }, wantLog: "could not open for direct I/O"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.refuse != nil {
@@ -314,7 +318,7 @@ func TestRoundTripDirectIO(t *testing.T) {
 			}
 			var log strings.Builder
 			tc.opts.Target = t.TempDir()
-			tc.opts.Logger = slog.New(slog.NewTextHandler(&log, nil))
+			tc.opts.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			res := r.restore(t, snap, tc.opts)
 			fixture.Compare(t, tree, restoredAt(tc.opts.Target, src))
 			if tc.wantDirect {
@@ -326,8 +330,10 @@ func TestRoundTripDirectIO(t *testing.T) {
 			} else if res.BytesDirect != 0 {
 				t.Fatalf("%d bytes written direct, want none", res.BytesDirect)
 			}
-			if refused := strings.Contains(log.String(), "does not support direct I/O"); refused != (tc.refuse != nil) {
-				t.Fatalf("log says direct I/O is unsupported: %v, want %v; log:\n%s", refused, tc.refuse != nil, log.String())
+			for _, msg := range []string{"does not support direct I/O", "could not open for direct I/O"} {
+				if logged := strings.Contains(log.String(), msg); logged != (msg == tc.wantLog) {
+					t.Fatalf("log says %q: %v, want %v; log:\n%s", msg, logged, msg == tc.wantLog, log.String())
+				}
 			}
 		})
 	}
