@@ -320,11 +320,16 @@ func (s *Store) checkRange(name string, offset, length int64, ranged bool, size 
 	}
 	if ranged {
 		total = -1
-		if _, t, ok := parseContentRange(contentRange); ok {
-			total = t
-		} else {
+		first, t, ok := parseContentRange(contentRange)
+		if !ok {
 			return 0, fmt.Errorf("get %s: server answered a range request without Content-Range (%q)", s.describe(name), contentRange)
 		}
+		if first != offset && t > offset {
+			// A proxy or server that moves ranges would hand over the
+			// wrong bytes as if they were the right ones.
+			return 0, fmt.Errorf("get %s: asked for the bytes from offset %d, the server answered with those from %d (Content-Range %q)", s.describe(name), offset, first, contentRange)
+		}
+		total = t
 		if offset+max(length, 0) > total {
 			return 0, s.rangeErr(name, offset, length, total)
 		}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -203,6 +204,7 @@ type hookTransport struct {
 	fail503     int    // answer the next n requests with 503 SlowDown
 	corruptPut  bool   // flip a bit in PUT bodies
 	truncateGet bool   // drop the last byte of GET bodies (fixing up Content-Length)
+	shiftRange  bool   // make GET answers claim a range starting one byte later
 	requests    []string
 }
 
@@ -246,7 +248,7 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if fail {
 		h.fail503--
 	}
-	corrupt, truncate := h.corruptPut, h.truncateGet
+	corrupt, truncate, shift := h.corruptPut, h.truncateGet, h.shiftRange
 	h.mu.Unlock()
 	if fail {
 		if req.Body != nil {
@@ -265,6 +267,12 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body = &flipReader{r: req.Body}
 	}
 	resp, err := h.base.RoundTrip(req)
+	if err == nil && shift && req.Method == http.MethodGet {
+		var first, last, total int64
+		if _, serr := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &first, &last, &total); serr == nil {
+			resp.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first+1, last+1, total))
+		}
+	}
 	if err != nil || !truncate || req.Method != http.MethodGet || resp.StatusCode/100 != 2 || resp.ContentLength <= 0 {
 		return resp, err
 	}
@@ -421,6 +429,30 @@ func TestTruncatedGetDetected(t *testing.T) {
 	defer rc.Close()
 	if b, err := io.ReadAll(rc); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("stream of a truncated body: %d bytes, %v; want io.ErrUnexpectedEOF", len(b), err)
+	}
+}
+
+// A server (or proxy) that answers a ranged GET with other bytes than
+// those asked for is caught by the Content-Range it sends, not taken at
+// its word.
+func TestMovedRangeDetected(t *testing.T) {
+	env := storetest.MinIO(t)
+	h := newHookTransport()
+	cfg := config(env)
+	cfg.Transport = h
+	s := open(t, cfg)
+	if err := s.Put(t.Context(), "data/x", storetest.Data(5, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	h.set(func(h *hookTransport) { h.shiftRange = true })
+	for _, r := range [][2]int64{{10, -1}, {10, 100}} {
+		if b, err := s.Get(t.Context(), "data/x", r[0], r[1]); err == nil || !strings.Contains(err.Error(), "answered with those from 11") {
+			t.Errorf("Get(%d, %d) of a moved range: %d bytes, %v; want an error naming the offset the server answered with", r[0], r[1], len(b), err)
+		}
+	}
+	if rc, err := s.OpenRange(t.Context(), "data/x", 10, 100); err == nil {
+		rc.Close()
+		t.Error("OpenRange of a moved range succeeded")
 	}
 }
 
