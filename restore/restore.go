@@ -83,11 +83,12 @@ type restorer struct {
 	dio      *directIO
 }
 
-// fetchBufs are one download worker's buffers: a pack range as read
-// from storage (blobs stored raw are decrypted in place and written from
-// it) and room for one decompressed blob. Reusing them keeps a restore
-// from allocating — page faulting and zeroing — a fresh buffer for each
-// of its hundreds of MiB of ranges and blobs.
+// fetchBufs are one download worker's buffers: data holds the sealed
+// blob being streamed (or, on the fallback path, a whole pack range);
+// blobs stored raw are decrypted in place and written from it. plain
+// holds one decompressed blob, or one placed for direct I/O. Reusing
+// them keeps a restore from allocating — page faulting and zeroing — a
+// fresh buffer for each of its hundreds of MiB of blobs.
 type fetchBufs struct{ data, plain []byte }
 
 // Restore writes snapshot snap into opts.Target. Every blob is

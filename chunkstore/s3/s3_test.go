@@ -208,6 +208,16 @@ type hookTransport struct {
 	requests    []string
 }
 
+// hookedStore opens a store on the test MinIO whose requests go through
+// a hookTransport.
+func hookedStore(t *testing.T) (*s3.Store, *hookTransport) {
+	t.Helper()
+	h := newHookTransport()
+	cfg := config(storetest.MinIO(t))
+	cfg.Transport = h
+	return open(t, cfg), h
+}
+
 func newHookTransport() *hookTransport {
 	h := &hookTransport{}
 	h.base = http.DefaultTransport.(*http.Transport).Clone()
@@ -304,12 +314,9 @@ func (f *flipReader) Read(p []byte) (int, error) {
 func (f *flipReader) Close() error { return f.r.Close() }
 
 func TestRetryRecoversFrom503(t *testing.T) {
-	env := storetest.MinIO(t)
-	h := newHookTransport()
-	cfg := config(env)
-	cfg.Transport = h
+	raw, h := hookedStore(t)
 	var logs bytes.Buffer
-	s := chunkstore.WithRetry(open(t, cfg), fastRetry(4, &logs))
+	s := chunkstore.WithRetry(raw, fastRetry(4, &logs))
 	ctx := t.Context()
 
 	h.set(func(h *hookTransport) { h.fail503 = 2 })
@@ -329,7 +336,6 @@ func TestRetryRecoversFrom503(t *testing.T) {
 		t.Errorf("logged %d retries, want 6:\n%s", c, logs.String())
 	}
 	// Without the decorator, the 503 comes straight back: minio-go does not retry.
-	raw := open(t, cfg)
 	h.set(func(h *hookTransport) { h.fail503 = 1 })
 	if _, err := raw.Stat(ctx, "data/obj"); err == nil || chunkstore.IsPermanent(err) {
 		t.Errorf("Stat through one 503 without retry = %v, want a transient error", err)
@@ -366,11 +372,7 @@ func TestCorruptedUploadRejected(t *testing.T) {
 	sum := sha256.Sum256(data)
 	for _, name := range []string{"data/corrupt", "data/ab/" + hex.EncodeToString(sum[:])} {
 		t.Run(path.Dir(name)+"/…", func(t *testing.T) {
-			env := storetest.MinIO(t)
-			h := newHookTransport()
-			cfg := config(env)
-			cfg.Transport = h
-			s := open(t, cfg)
+			s, h := hookedStore(t)
 			h.set(func(h *hookTransport) { h.corruptPut = true })
 			err := s.Put(t.Context(), name, data)
 			if err == nil {
@@ -408,11 +410,7 @@ func TestMisnamedUploadRejected(t *testing.T) {
 }
 
 func TestTruncatedGetDetected(t *testing.T) {
-	env := storetest.MinIO(t)
-	h := newHookTransport()
-	cfg := config(env)
-	cfg.Transport = h
-	s := open(t, cfg)
+	s, h := hookedStore(t)
 	if err := s.Put(t.Context(), "data/x", storetest.Data(2, 5000)); err != nil {
 		t.Fatal(err)
 	}
@@ -436,11 +434,7 @@ func TestTruncatedGetDetected(t *testing.T) {
 // those asked for is caught by the Content-Range it sends, not taken at
 // its word.
 func TestMovedRangeDetected(t *testing.T) {
-	env := storetest.MinIO(t)
-	h := newHookTransport()
-	cfg := config(env)
-	cfg.Transport = h
-	s := open(t, cfg)
+	s, h := hookedStore(t)
 	if err := s.Put(t.Context(), "data/x", storetest.Data(5, 5000)); err != nil {
 		t.Fatal(err)
 	}
@@ -457,11 +451,7 @@ func TestMovedRangeDetected(t *testing.T) {
 }
 
 func TestLargePutIsOneRequest(t *testing.T) {
-	env := storetest.MinIO(t)
-	h := newHookTransport()
-	cfg := config(env)
-	cfg.Transport = h
-	s := open(t, cfg)
+	s, h := hookedStore(t)
 	data := storetest.Data(3, 64<<20)
 	if err := s.Put(t.Context(), "data/big", data); err != nil {
 		t.Fatal(err)
