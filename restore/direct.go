@@ -94,12 +94,13 @@ func unsupportedDirect(err error) bool {
 }
 
 // handle returns f's O_DIRECT descriptor, opening it on first use, or
-// nil if direct I/O is not available.
+// nil if direct I/O is not available (then without taking a lock, and
+// without using a descriptor opened before it was found unsupported).
 func (d *directIO) handle(t *targetDir, f *fileState) (*os.File, error) {
+	if d.off.Load() {
+		return nil, nil
+	}
 	return d.open.get(f, func() (*os.File, error) {
-		if d.off.Load() {
-			return nil, nil
-		}
 		fh, err := openDirect(t, f.path)
 		if err != nil && unsupportedDirect(err) {
 			d.disable(err)
