@@ -127,18 +127,16 @@ func ValidName(name string) bool {
 
 // DecodeTree parses and validates a tree blob.
 func DecodeTree(b []byte) (*Tree, error) {
-	var wire struct {
-		Nodes []nodeJSON `json:"nodes"`
-	}
-	if err := json.Unmarshal(b, &wire); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidTree, err)
-	}
-	t := Tree{Nodes: make([]Node, len(wire.Nodes))}
-	for i := range wire.Nodes {
-		n := &t.Nodes[i]
-		if err := wire.Nodes[i].node(n); err != nil {
-			return nil, fmt.Errorf("%w: entry %d: %v", ErrInvalidTree, i, err)
+	nodes, ok := decodeCanonical(b)
+	if !ok {
+		var err error
+		if nodes, err = decodeJSON(b); err != nil {
+			return nil, err
 		}
+	}
+	t := Tree{Nodes: nodes}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
 		if !ValidName(n.Name) {
 			return nil, fmt.Errorf("%w: entry %d has unsafe name %q", ErrInvalidTree, i, n.Name)
 		}
@@ -160,6 +158,24 @@ func DecodeTree(b []byte) (*Tree, error) {
 		n.Mode &= fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
 	}
 	return &t, nil
+}
+
+// decodeJSON decodes a tree's node list with encoding/json, for the
+// trees decodeCanonical leaves to it.
+func decodeJSON(b []byte) ([]Node, error) {
+	var wire struct {
+		Nodes []nodeJSON `json:"nodes"`
+	}
+	if err := json.Unmarshal(b, &wire); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidTree, err)
+	}
+	nodes := make([]Node, len(wire.Nodes))
+	for i := range wire.Nodes {
+		if err := wire.Nodes[i].node(&nodes[i]); err != nil {
+			return nil, fmt.Errorf("%w: entry %d: %v", ErrInvalidTree, i, err)
+		}
+	}
+	return nodes, nil
 }
 
 // Encode returns the canonical encoding of the tree.
