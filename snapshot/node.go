@@ -180,5 +180,8 @@ func decodeJSON(b []byte) ([]Node, error) {
 
 // Encode returns the canonical encoding of the tree.
 func (t *Tree) Encode() ([]byte, error) {
+	if b, ok := encodeCanonical(t); ok {
+		return b, nil
+	}
 	return json.Marshal(t)
 }

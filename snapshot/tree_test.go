@@ -10,9 +10,10 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
 
-// BenchmarkDecodeTree decodes a directory listing of 100 files of one or
-// two chunks each, the kind a restore's planning walk decodes thousands of.
-func BenchmarkDecodeTree(b *testing.B) {
+// benchTree is a directory listing of 100 files of one or two chunks
+// each, the kind a backup encodes and a restore's planning walk decodes
+// thousands of.
+func benchTree() *Tree {
 	t := &Tree{}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.UTC)
 	for i := range 100 {
@@ -25,7 +26,26 @@ func BenchmarkDecodeTree(b *testing.B) {
 		}
 		t.Nodes = append(t.Nodes, n)
 	}
+	return t
+}
+
+func BenchmarkEncodeTree(b *testing.B) {
+	t := benchTree()
 	enc, err := t.Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(enc)))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := t.Encode(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeTree(b *testing.B) {
+	enc, err := benchTree().Encode()
 	if err != nil {
 		b.Fatal(err)
 	}

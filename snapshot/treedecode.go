@@ -363,3 +363,4 @@ func (d *canonicalDecoder) ids() ([]chunkstore.ID, bool) {
 		}
 	}
 }
+

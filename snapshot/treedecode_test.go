@@ -1,7 +1,10 @@
 package snapshot
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -187,6 +190,78 @@ func FuzzDecodeCanonical(f *testing.F) {
 		}
 		if !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("decoded differently:\nfast %+v\njson %+v\n%q", fast, slow, b)
+		}
+	})
+}
+
+// TestCanonicalEncodeMatchesJSON: the encoder writes every tree exactly
+// as json.Marshal does, and leaves to it the ones it must.
+func TestCanonicalEncodeMatchesJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 2000 {
+		tr := randomTree(r)
+		want, err := json.Marshal(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := encodeCanonical(tr)
+		if !ok {
+			t.Fatalf("tree %d: the fast encoder gave up:\n%s", i, want)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("tree %d encodes differently:\nfast %s\njson %s", i, got, want)
+		}
+	}
+	if _, ok := encodeCanonical(&Tree{}); ok {
+		t.Error("a nil node list should be left to json.Marshal (it writes null)")
+	}
+	for _, tm := range []time.Time{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600))} {
+		tr := &Tree{Nodes: []Node{{Name: "a", Type: TypeFile, ModTime: tm}}}
+		if _, ok := encodeCanonical(tr); ok {
+			t.Errorf("time %v: should be left to json.Marshal, which refuses it", tm)
+		}
+		if _, err := tr.Encode(); err == nil {
+			t.Errorf("time %v: Encode should fail as json.Marshal does", tm)
+		}
+	}
+	empty := &Tree{Nodes: []Node{{}}}
+	got, _ := encodeCanonical(empty)
+	if want, _ := json.Marshal(empty); !bytes.Equal(got, want) {
+		t.Errorf("zero node: fast %s, json %s", got, want)
+	}
+}
+
+// FuzzEncodeCanonical: one node built from the fuzzer's values encodes
+// exactly as json.Marshal writes it, and decodes back through the fast
+// decoder.
+func FuzzEncodeCanonical(f *testing.F) {
+	f.Add("name", "", "root", "wheel", "file", uint32(0o644), uint64(10), int64(1e9), int64(5), 3600)
+	f.Add("a\xffb<&>", "t\u2028\x01", "ü", "", "symlink", uint32(1<<31), uint64(1<<63), int64(-62135596800), int64(0), -1)
+	f.Fuzz(func(t *testing.T, name, link, user, group, typ string, mode uint32, size uint64, sec, nsec int64, zone int) {
+		tm := time.Unix(sec, nsec).In(time.FixedZone("", zone))
+		tr := &Tree{Nodes: []Node{{Name: name, LinkTarget: link, User: user, Group: group, Type: NodeType(typ), Mode: fs.FileMode(mode),
+			Size: size, Inode: size / 3, ModTime: tm, AccessTime: tm.Add(time.Second), Content: []chunkstore.ID{{byte(size)}}}}}
+		want, werr := json.Marshal(tr)
+		got, ok := encodeCanonical(tr)
+		if !ok {
+			if werr == nil {
+				t.Fatalf("fast encoder gave up on a tree json.Marshal encodes: %s", want)
+			}
+			return
+		}
+		if werr != nil {
+			t.Fatalf("fast encoder wrote %s where json.Marshal fails: %v", got, werr)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("encodes differently:\nfast %s\njson %s", got, want)
+		}
+		back, ok := decodeCanonical(got)
+		if !ok {
+			t.Fatalf("fast decoder gave up on the encoder's output %s", got)
+		}
+		if slow, err := decodeJSON(got); err != nil || !reflect.DeepEqual(back, slow) {
+			t.Fatalf("decoders disagree on %s: %v", got, err)
 		}
 	})
 }
