@@ -453,6 +453,15 @@ func TestDamagedRepository(t *testing.T) {
 		r := f.repo.reader(t).run("restore", f.snap2, "--target", dir)
 		wantFail(t, r, "full|no space", dir+"|"+strings.TrimPrefix(f.src, "/"))
 	})
+	t.Run("restore target out of inodes", func(t *testing.T) {
+		// Room for bytes but for only a few directories: creating them
+		// (which overlaps the walk of the snapshot) fails, and the
+		// error names a directory and the way out.
+		dir := filepath.Join(t.TempDir(), "few")
+		mountTmpfs(t, dir, "size=64m,nr_inodes=3")
+		r := f.repo.reader(t).run("restore", f.snap2, "--target", dir)
+		wantFail(t, r, "restore target is full while writing", "free space or restore elsewhere", "create directory")
+	})
 	// The fixture itself was never damaged.
 	f.repo.reader(t).ok("check", "--read-data")
 }

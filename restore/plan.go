@@ -35,6 +35,9 @@ type chunkRef struct {
 
 // plan is everything a restore will create.
 type plan struct {
+	// onDir, if set, is called with each directory as it is planned,
+	// parents first, while the walk goes on.
+	onDir  func(path string)
 	dirs   []*entry // in walk order (parents first)
 	files  []*fileState
 	others []*entry // symlinks, fifos, devices
@@ -94,7 +97,7 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 		for i := len(missing) - 1; i >= 0; i-- {
 			d := missing[i]
 			dirSeen[d] = true
-			pl.dirs = append(pl.dirs, &entry{path: d, node: lookup[d]})
+			pl.addDir(&entry{path: d, node: lookup[d]})
 		}
 	}
 	dirNodes := map[string]*snapshot.Node{}
@@ -113,7 +116,7 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 		case snapshot.TypeDir:
 			if !dirSeen[p] {
 				dirSeen[p] = true
-				pl.dirs = append(pl.dirs, &entry{path: p, node: n})
+				pl.addDir(&entry{path: p, node: n})
 			}
 		case snapshot.TypeFile:
 			f := &fileState{path: p, node: n}
@@ -150,6 +153,13 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 		return nil
 	})
 	return failures, err
+}
+
+func (pl *plan) addDir(e *entry) {
+	pl.dirs = append(pl.dirs, e)
+	if pl.onDir != nil {
+		pl.onDir(e.path)
+	}
 }
 
 // errNotIndexed marks content no readable index file lists.

@@ -133,7 +133,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind), dio: newDirectIO(!opts.NoDirectIO, opts.Logger)}
 
 	start := time.Now()
-	var pl plan
+	mk := t.makeDirs()
+	defer mk.wait() // before t is closed
+	pl := plan{onDir: mk.add}
 	if _, ok := repo.Index().Lookup(snap.Tree); !ok {
 		if _, err := repo.IndexUnindexed(ctx); err != nil {
 			r.log.Warn("could not scan unindexed packs", "err", err)
@@ -148,7 +150,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			r.log.Warn("could not scan unindexed packs", "err", serr)
 		} else if n > 0 {
 			r.log.Info("using packs no index lists", "packs", n)
-			pl = plan{}
+			pl = plan{onDir: mk.add}
 			planFailures, err = pl.build(ctx, repo, snap.Tree, in)
 		}
 	}
@@ -159,10 +161,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)
 
-	for _, d := range pl.dirs {
-		if err := t.mkdir(d.path); err != nil {
-			return nil, targetError(d.path, fmt.Errorf("create directory: %w", err))
-		}
+	if err := mk.wait(); err != nil {
+		return nil, err
 	}
 	if !t.fresh {
 		if err := r.findIdentical(ctx, pl.files); err != nil {
