@@ -15,7 +15,7 @@ import (
 
 // WriterOptions tune a Writer.
 type WriterOptions struct {
-	Uploaders int // concurrent pack uploads; 0 = 3
+	Uploaders int // concurrent pack uploads; 0 = 2
 	// IndexEvery writes an index file after this many uploaded packs, so
 	// an interrupted backup leaves indexed, reusable packs; 0 = 16.
 	IndexEvery int

@@ -6,7 +6,8 @@
 // patterns) and builds a plan: directories, files with each chunk's
 // location, links and special files. Directory listings are loaded and
 // decoded ahead of the walk on the other cores, in the order the walk
-// will need them. If the target is not empty, files
+// will need them, and directories are created as the walk finds them,
+// on a goroutine of their own. If the target is not empty, files
 // that already hold the snapshot's content are found by recomputing the
 // keyed ID of each chunk in place and are skipped — so an interrupted
 // restore resumes where it stopped.
