@@ -12,8 +12,8 @@ import (
 // encodeCanonical writes t exactly as json.Marshal does, byte for byte
 // (tree IDs are keyed hashes of these bytes), without its reflection
 // and without the second pass encoding/json makes over what every
-// node's MarshalJSON returns: about 10 µs per entry, which was 40 % of
-// a backup that found nothing changed. It reports ok false for what it
+// node's MarshalJSON returns: about 6 µs per entry, which was 40 % of
+// the CPU time of a backup that found nothing changed. It reports ok false for what it
 // leaves to json.Marshal, so that those results and errors stay
 // json.Marshal's own: a nil node list, and a time that MarshalJSON
 // refuses. TestCanonicalEncodeMatchesJSON and FuzzEncodeCanonical compare
@@ -80,10 +80,7 @@ func (e *canonicalEncoder) node(n *Node) bool {
 		e.key(keySubtree)
 		e.id(n.Subtree)
 	}
-	if e.sep == '{' { // no field at all
-		e.b = append(e.b, '{')
-	}
-	e.b = append(e.b, '}')
+	e.b = append(e.b, '}') // type, mode, uid, gid and the times are always written: the object is open
 	return true
 }
 
