@@ -363,4 +363,3 @@ func (d *canonicalDecoder) ids() ([]chunkstore.ID, bool) {
 		}
 	}
 }
-
