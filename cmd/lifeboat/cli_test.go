@@ -168,12 +168,19 @@ func TestRoundTrip(t *testing.T) {
 		Files        int64 `json:"files"`
 		Bytes        int64 `json:"bytes"`
 		BytesWritten int64 `json:"bytes_written"`
+		BytesDirect  int64 `json:"bytes_direct"`
 		FilesSkipped int64 `json:"files_skipped"`
 		Failures     []any `json:"failures"`
 	}](t, c.ok(r.reader("restore", "latest", "--target", target, "--json")...).stdout)
 	if res.Files != 5 || res.Bytes != int64(b1.BytesProcessed) || res.Failures == nil || len(res.Failures) != 0 {
 		t.Errorf("restore --json: %+v", res)
 	}
+	// Direct I/O writes whole pages of big.bin, if the target's
+	// filesystem allows it at all.
+	if res.BytesDirect < 0 || res.BytesDirect > res.BytesWritten || res.BytesDirect%4096 != 0 {
+		t.Errorf("restore --json: bytes_direct %d of %d written, want whole pages and no more than was written", res.BytesDirect, res.BytesWritten)
+	}
+	t.Logf("restore --json: %d of %d bytes written with direct I/O", res.BytesDirect, res.BytesWritten)
 	fixture.Compare(t, tree, filepath.Join(target, src))
 	// Restoring again skips identical files.
 	again := c.ok(r.reader("restore", "latest", "--target", target)...)
@@ -191,7 +198,13 @@ func TestRoundTrip(t *testing.T) {
 	}
 	// --keep-cache (write-behind off) restores the same tree.
 	kept := filepath.Join(c.dir, "kept")
-	c.ok(r.reader("restore", "latest", "--target", kept, "--keep-cache")...)
+	keptRes := decodeJSON[struct {
+		BytesWritten int64 `json:"bytes_written"`
+		BytesDirect  int64 `json:"bytes_direct"`
+	}](t, c.ok(r.reader("restore", "latest", "--target", kept, "--keep-cache", "--json")...).stdout)
+	if keptRes.BytesDirect != 0 || keptRes.BytesWritten != res.BytesWritten {
+		t.Errorf("restore --keep-cache --json: %+v, want everything written and none of it direct", keptRes)
+	}
 	fixture.Compare(t, tree, filepath.Join(kept, src))
 
 	// check, with the identity (deep) and with the writer key (with a note).

@@ -65,6 +65,7 @@ type restoreOutput struct {
 	Other           int64       `json:"other"`
 	Bytes           int64       `json:"bytes"`
 	BytesWritten    int64       `json:"bytes_written"`
+	BytesDirect     int64       `json:"bytes_direct"` // of bytes_written, written with direct I/O
 	FilesSkipped    int64       `json:"files_skipped"`
 	DurationSeconds float64     `json:"duration_seconds"`
 	Failures        []pathError `json:"failures"`
@@ -136,7 +137,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		out := restoreOutput{
 			SnapshotID: snap.ID.String(), Target: target,
 			Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Other: res.Other,
-			Bytes: res.Bytes, BytesWritten: res.BytesWritten, FilesSkipped: res.FilesSkipped,
+			Bytes: res.Bytes, BytesWritten: res.BytesWritten, BytesDirect: res.BytesDirect, FilesSkipped: res.FilesSkipped,
 			DurationSeconds: elapsed.Seconds(), Failures: []pathError{},
 		}
 		for _, fl := range res.Failures {
