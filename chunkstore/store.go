@@ -133,6 +133,15 @@ func GetInto(ctx context.Context, r Reader, name string, offset, length int64, b
 	return r.Get(ctx, name, offset, length)
 }
 
+// SizedBuffer returns buf resliced to n bytes when it has the capacity,
+// or a new buffer of n bytes: what a GetBuffer reads into.
+func SizedBuffer(buf []byte, n int64) []byte {
+	if int64(cap(buf)) >= n {
+		return buf[:n]
+	}
+	return make([]byte, n)
+}
+
 // RangeOpener is implemented by stores that can stream a range of an
 // object. Restore reads each pack range blob by blob as it arrives, so a
 // blob is decrypted while its bytes are still in the CPU's cache and a

@@ -154,11 +154,7 @@ func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64
 		return nil, err
 	}
 	defer f.Close()
-	if int64(cap(buf)) >= length {
-		buf = buf[:length]
-	} else {
-		buf = make([]byte, length)
-	}
+	buf = chunkstore.SizedBuffer(buf, length)
 	n, err := f.ReadAt(buf, offset)
 	if n == len(buf) {
 		return buf, nil

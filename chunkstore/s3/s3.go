@@ -253,21 +253,14 @@ func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64
 	if err != nil {
 		return nil, err
 	}
-	defer body.Close()
-	if int64(cap(buf)) >= want {
-		buf = buf[:want]
-	} else {
-		buf = make([]byte, want)
+	rs := newRangeStream(s, name, offset, body, want)
+	buf = chunkstore.SizedBuffer(buf, want)
+	if _, err := io.ReadFull(rs, buf); err != nil {
+		body.Close()
+		return nil, err
 	}
-	if n, err := io.ReadFull(body, buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, s.mapErr("get", name, fmt.Errorf("read %d of %d bytes at offset %d: %w", n, want, offset, err))
-	}
-	var extra [1]byte
-	if n, _ := body.Read(extra[:]); n > 0 {
-		return nil, fmt.Errorf("get %s: server sent more than the %d bytes requested at offset %d", s.describe(name), want, offset)
+	if err := rs.Close(); err != nil {
+		return nil, err
 	}
 	return buf, nil
 }
@@ -352,16 +345,22 @@ func (s *Store) OpenRange(ctx context.Context, name string, offset, length int64
 	if err != nil {
 		return nil, err
 	}
-	return &rangeStream{s: s, name: name, offset: offset, body: body, left: want}, nil
+	return newRangeStream(s, name, offset, body, want), nil
 }
 
-// rangeStream is the body of a ranged GET, read to exactly its length.
+// rangeStream is the body of a GET, read to exactly its length: Get
+// reads it whole, OpenRange hands it out.
 type rangeStream struct {
 	s      *Store
 	name   string
 	offset int64 // of the next byte
 	body   io.ReadCloser
+	want   int64 // bytes asked for
 	left   int64
+}
+
+func newRangeStream(s *Store, name string, offset int64, body io.ReadCloser, want int64) *rangeStream {
+	return &rangeStream{s: s, name: name, offset: offset, body: body, want: want, left: want}
 }
 
 func (r *rangeStream) Read(p []byte) (int, error) {
@@ -387,11 +386,15 @@ func (r *rangeStream) Read(p []byte) (int, error) {
 }
 
 // Close closes the body. A body read to its end is read once more first,
-// so the HTTP client sees its end and keeps the connection for reuse.
+// so the HTTP client sees its end and keeps the connection for reuse, and
+// a server that sends more than was asked for is caught.
 func (r *rangeStream) Close() error {
 	if r.left == 0 {
 		var extra [1]byte
-		_, _ = r.body.Read(extra[:])
+		if n, _ := r.body.Read(extra[:]); n > 0 {
+			r.body.Close()
+			return fmt.Errorf("get %s: server sent more than the %d bytes requested at offset %d", r.s.describe(r.name), r.want, r.offset-r.want)
+		}
 	}
 	return r.body.Close()
 }

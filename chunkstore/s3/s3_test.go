@@ -204,6 +204,7 @@ type hookTransport struct {
 	fail503     int    // answer the next n requests with 503 SlowDown
 	corruptPut  bool   // flip a bit in PUT bodies
 	truncateGet bool   // drop the last byte of GET bodies (fixing up Content-Length)
+	lengthenGet bool   // add a byte to GET bodies (leaving Content-Length as it was)
 	shiftRange  bool   // make GET answers claim a range starting one byte later
 	requests    []string
 }
@@ -258,7 +259,7 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if fail {
 		h.fail503--
 	}
-	corrupt, truncate, shift := h.corruptPut, h.truncateGet, h.shiftRange
+	corrupt, truncate, lengthen, shift := h.corruptPut, h.truncateGet, h.lengthenGet, h.shiftRange
 	h.mu.Unlock()
 	if fail {
 		if req.Body != nil {
@@ -283,13 +284,17 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first+1, last+1, total))
 		}
 	}
-	if err != nil || !truncate || req.Method != http.MethodGet || resp.StatusCode/100 != 2 || resp.ContentLength <= 0 {
+	if err != nil || !(truncate || lengthen) || req.Method != http.MethodGet || resp.StatusCode/100 != 2 || resp.ContentLength <= 0 {
 		return resp, err
 	}
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
 		return nil, err
+	}
+	if lengthen {
+		resp.Body = io.NopCloser(bytes.NewReader(append(b, 'x')))
+		return resp, nil
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(b[:len(b)-1]))
 	resp.ContentLength = int64(len(b) - 1)
@@ -427,6 +432,31 @@ func TestTruncatedGetDetected(t *testing.T) {
 	defer rc.Close()
 	if b, err := io.ReadAll(rc); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("stream of a truncated body: %d bytes, %v; want io.ErrUnexpectedEOF", len(b), err)
+	}
+}
+
+// A server that sends more bytes than it announced and was asked for is
+// an error, both for Get and at the end of a stream.
+func TestLongGetDetected(t *testing.T) {
+	s, h := hookedStore(t)
+	if err := s.Put(t.Context(), "data/x", storetest.Data(2, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	h.set(func(h *hookTransport) { h.lengthenGet = true })
+	for _, r := range [][2]int64{{0, -1}, {10, -1}, {10, 100}} {
+		if b, err := s.Get(t.Context(), "data/x", r[0], r[1]); err == nil || !strings.Contains(err.Error(), "more than") {
+			t.Errorf("Get(%d, %d) with a body one byte long = %d bytes, %v; want an error saying the server sent more", r[0], r[1], len(b), err)
+		}
+	}
+	rc, err := s.OpenRange(t.Context(), "data/x", 10, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(rc); err != nil || len(b) != 100 {
+		t.Fatalf("stream: %d bytes, %v; want the 100 asked for", len(b), err)
+	}
+	if err := rc.Close(); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("Close of a stream whose body was one byte long = %v, want an error saying the server sent more", err)
 	}
 }
 
