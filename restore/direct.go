@@ -193,8 +193,7 @@ func interior(p uintptr, off, n int64) (a, b int64) {
 // is congruent to off modulo directAlign. buf needs directAlign bytes of
 // capacity beyond what will be decoded into it.
 func placeDirect(buf []byte, off int64) []byte {
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(buf[:1])))
-	shift := (uintptr(off) - base) % directAlign
+	shift := (uintptr(off) - addr(buf[:1])) % directAlign
 	return buf[shift:shift]
 }
 
