@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
@@ -271,7 +272,7 @@ func (d *canonicalDecoder) text() (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if plain || utf8.Valid(s) && !hasBackslash(s) {
+	if plain || utf8.Valid(s) && bytes.IndexByte(s, '\\') < 0 {
 		return string(s), true
 	}
 	var out string
@@ -291,15 +292,6 @@ func (d *canonicalDecoder) nodeType() (NodeType, bool) {
 	}
 	s, ok := d.text()
 	return NodeType(s), ok
-}
-
-func hasBackslash(s []byte) bool {
-	for _, c := range s {
-		if c == '\\' {
-			return true
-		}
-	}
-	return false
 }
 
 // uint reads a JSON integer that fits in bits; a sign, fraction,
