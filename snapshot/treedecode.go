@@ -263,9 +263,9 @@ func (d *canonicalDecoder) name(last *string) (string, bool) {
 	return s, ok
 }
 
-// text reads a string value. Escapes and non-ASCII bytes (which
-// encoding/json checks and replaces when they are not UTF-8) are left to
-// encoding/json, for that one string.
+// text reads a string value. A string with escapes, or with bytes that
+// are not UTF-8 (encoding/json replaces them), is left to encoding/json,
+// for that one string.
 func (d *canonicalDecoder) text() (string, bool) {
 	start := d.i
 	s, plain, ok := d.raw()
