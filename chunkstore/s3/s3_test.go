@@ -414,49 +414,47 @@ func TestMisnamedUploadRejected(t *testing.T) {
 	}
 }
 
-func TestTruncatedGetDetected(t *testing.T) {
-	s, h := hookedStore(t)
-	if err := s.Put(t.Context(), "data/x", storetest.Data(2, 5000)); err != nil {
-		t.Fatal(err)
-	}
-	h.set(func(h *hookTransport) { h.truncateGet = true })
-	for _, r := range [][2]int64{{0, -1}, {10, -1}, {10, 100}} {
-		if b, err := s.Get(t.Context(), "data/x", r[0], r[1]); err == nil {
-			t.Errorf("Get(%d, %d) with a truncated body returned %d bytes and no error", r[0], r[1], len(b))
-		}
-	}
-	rc, err := s.OpenRange(t.Context(), "data/x", 10, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	if b, err := io.ReadAll(rc); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Errorf("stream of a truncated body: %d bytes, %v; want io.ErrUnexpectedEOF", len(b), err)
-	}
-}
-
-// A server that sends more bytes than it announced and was asked for is
-// an error, both for Get and at the end of a stream.
-func TestLongGetDetected(t *testing.T) {
-	s, h := hookedStore(t)
-	if err := s.Put(t.Context(), "data/x", storetest.Data(2, 5000)); err != nil {
-		t.Fatal(err)
-	}
-	h.set(func(h *hookTransport) { h.lengthenGet = true })
-	for _, r := range [][2]int64{{0, -1}, {10, -1}, {10, 100}} {
-		if b, err := s.Get(t.Context(), "data/x", r[0], r[1]); err == nil || !strings.Contains(err.Error(), "more than") {
-			t.Errorf("Get(%d, %d) with a body one byte long = %d bytes, %v; want an error saying the server sent more", r[0], r[1], len(b), err)
-		}
-	}
-	rc, err := s.OpenRange(t.Context(), "data/x", 10, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, err := io.ReadAll(rc); err != nil || len(b) != 100 {
-		t.Fatalf("stream: %d bytes, %v; want the 100 asked for", len(b), err)
-	}
-	if err := rc.Close(); err == nil || !strings.Contains(err.Error(), "more than") {
-		t.Errorf("Close of a stream whose body was one byte long = %v, want an error saying the server sent more", err)
+// A GET body shorter or longer than the server announced is an error,
+// for Get and for a stream.
+func TestMisSizedGetDetected(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		hook   func(*hookTransport)
+		getErr string // in every Get's error; "" for any error
+		stream func(t *testing.T, rc io.ReadCloser)
+	}{
+		{"truncated", func(h *hookTransport) { h.truncateGet = true }, "", func(t *testing.T, rc io.ReadCloser) {
+			if b, err := io.ReadAll(rc); !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("stream of a truncated body: %d bytes, %v; want io.ErrUnexpectedEOF", len(b), err)
+			}
+		}},
+		{"one byte long", func(h *hookTransport) { h.lengthenGet = true }, "more than", func(t *testing.T, rc io.ReadCloser) {
+			if b, err := io.ReadAll(rc); err != nil || len(b) != 100 {
+				t.Fatalf("stream: %d bytes, %v; want the 100 asked for", len(b), err)
+			}
+			if err := rc.Close(); err == nil || !strings.Contains(err.Error(), "more than") {
+				t.Errorf("Close of a stream whose body was one byte long = %v, want an error saying the server sent more", err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, h := hookedStore(t)
+			if err := s.Put(t.Context(), "data/x", storetest.Data(2, 5000)); err != nil {
+				t.Fatal(err)
+			}
+			h.set(c.hook)
+			for _, r := range [][2]int64{{0, -1}, {10, -1}, {10, 100}} {
+				if b, err := s.Get(t.Context(), "data/x", r[0], r[1]); err == nil || !strings.Contains(err.Error(), c.getErr) {
+					t.Errorf("Get(%d, %d) of a %s body = %d bytes, %v; want an error containing %q", r[0], r[1], c.name, len(b), err, c.getErr)
+				}
+			}
+			rc, err := s.OpenRange(t.Context(), "data/x", 10, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			c.stream(t, rc)
+		})
 	}
 }
 
