@@ -12,7 +12,7 @@ const hugePage = 2 << 20
 
 // bufferArena holds a restore's download buffers in one anonymous
 // mapping outside the Go heap, with transparent huge pages requested for
-// it. Each worker's 8 MiB range buffer is otherwise faulted in 4 KiB at a
+// it. Each worker's 8 MiB buffer (maxHeld) is otherwise faulted in 4 KiB at a
 // time on first use: 16k page faults for eight workers, half of all the
 // page faults of a 1.3 GiB restore, and each one is dearer on a virtual
 // machine. (Plaintext buffers, a few MiB each, gained nothing measurable
@@ -29,7 +29,7 @@ func roundHuge(n int) int { return (n + hugePage - 1) &^ (hugePage - 1) }
 // mapping fails; callers then allocate on the heap.
 func newBufferArena(n int) *bufferArena {
 	// One spare huge page lets the buffers start on a huge-page boundary.
-	size := n*roundHuge(maxRange) + hugePage
+	size := n*roundHuge(maxHeld) + hugePage
 	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil
@@ -54,7 +54,7 @@ func (a *bufferArena) buffers(n int) []*fetchBufs {
 	}
 	out := make([]*fetchBufs, n)
 	for i := range out {
-		out[i] = &fetchBufs{data: carve(maxRange)}
+		out[i] = &fetchBufs{data: carve(maxHeld)}
 	}
 	return out
 }

@@ -18,10 +18,10 @@ func TestBufferArena(t *testing.T) {
 	}
 	starts := map[uintptr]bool{}
 	for i, b := range bufs {
-		if len(b.data) != 0 || cap(b.data) != maxRange {
-			t.Fatalf("buffer %d: len %d cap %d, want 0 and %d", i, len(b.data), cap(b.data), maxRange)
+		if len(b.data) != 0 || cap(b.data) != maxHeld {
+			t.Fatalf("buffer %d: len %d cap %d, want 0 and %d", i, len(b.data), cap(b.data), maxHeld)
 		}
-		full := b.data[:maxRange]
+		full := b.data[:maxHeld]
 		addr := uintptr(unsafe.Pointer(unsafe.SliceData(full)))
 		if addr%hugePage != 0 {
 			t.Errorf("buffer %d starts at %#x, not on a huge-page boundary", i, addr)
@@ -37,8 +37,8 @@ func TestBufferArena(t *testing.T) {
 		t.Fatalf("buffers share a start address")
 	}
 	for i, b := range bufs {
-		full := b.data[:maxRange]
-		for _, j := range []int{0, maxRange / 2, maxRange - 1} {
+		full := b.data[:maxHeld]
+		for _, j := range []int{0, maxHeld / 2, maxHeld - 1} {
 			if full[j] != byte(i+1) {
 				t.Fatalf("buffer %d byte %d = %d, overwritten by another buffer", i, j, full[j])
 			}

@@ -25,3 +25,6 @@ func RefuseDirectIO(t testing.TB, atOpen bool, errno syscall.Errno) {
 
 // DirectSupported reports whether dir's filesystem accepts O_DIRECT.
 func DirectSupported(t *testing.T, dir string) bool { return directSupported(t, dir) }
+
+// MaxHeld is the most bytes one request of the fallback path may ask for.
+const MaxHeld = maxHeld

@@ -435,7 +435,7 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 	select {
 	case b = <-r.bufs:
 	default:
-		b = &fetchBufs{data: make([]byte, 0, maxRange)}
+		b = &fetchBufs{data: make([]byte, 0, maxHeld)}
 	}
 	defer func() {
 		select {
@@ -522,10 +522,21 @@ func (r *restorer) streamBroke(ctx context.Context, name string, i int, err erro
 	return i, nil
 }
 
-// fetchWhole reads j's range into b.data in one request (retried) and
+// fetchWhole reads j's range into b.data, in requests (retried) of at
+// most maxHeld bytes, and handles its blobs.
+func (r *restorer) fetchWhole(ctx context.Context, j *packJob, key *[32]byte, name string, b *fetchBufs) error {
+	for _, p := range ranges(j.pack, j.blobs, maxHeld) {
+		if err := r.fetchHeld(ctx, p, key, name, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchHeld reads j's range into b.data in one request (retried) and
 // handles its blobs. If the range cannot be read, each blob is tried on
 // its own, so that only damaged ones fail.
-func (r *restorer) fetchWhole(ctx context.Context, j *packJob, key *[32]byte, name string, b *fetchBufs) error {
+func (r *restorer) fetchHeld(ctx context.Context, j *packJob, key *[32]byte, name string, b *fetchBufs) error {
 	data, err := chunkstore.GetInto(ctx, r.repo.Store(), name, j.start, j.end-j.start, b.data)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -537,7 +548,7 @@ func (r *restorer) fetchWhole(ctx context.Context, j *packJob, key *[32]byte, na
 		}
 		for _, bj := range j.blobs {
 			single := &packJob{pack: j.pack, start: int64(bj.blob.Offset), end: int64(bj.blob.Offset) + int64(bj.blob.Length), blobs: []blobJob{bj}}
-			if err := r.fetchWhole(ctx, single, key, name, b); err != nil {
+			if err := r.fetchHeld(ctx, single, key, name, b); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -24,6 +25,11 @@ type breakingStore struct {
 	after   int64 // bytes a stream delivers before it fails
 	streams atomic.Int64
 	gets    atomic.Int64
+
+	mu         sync.Mutex
+	streamed   map[string]int // data pack name → streams opened on it
+	longest    int64          // longest stream opened
+	longestGet int64          // longest whole-range read
 }
 
 func (s *breakingStore) OpenRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
@@ -35,11 +41,21 @@ func (s *breakingStore) OpenRange(ctx context.Context, name string, offset, leng
 		return nil, err
 	}
 	s.streams.Add(1)
+	s.mu.Lock()
+	if s.streamed == nil {
+		s.streamed = map[string]int{}
+	}
+	s.streamed[name]++
+	s.longest = max(s.longest, length)
+	s.mu.Unlock()
 	return &breaking{rc: rc, left: s.after}, nil
 }
 
 func (s *breakingStore) GetBuffer(ctx context.Context, name string, offset, length int64, buf []byte) ([]byte, error) {
 	s.gets.Add(1)
+	s.mu.Lock()
+	s.longestGet = max(s.longestGet, length)
+	s.mu.Unlock()
 	return chunkstore.GetInto(ctx, s.Store, name, offset, length, buf)
 }
 
@@ -117,4 +133,66 @@ func TestRestoreStreamBreaks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRestoreRangeSizes restores a file larger than a pack. Streamed,
+// each pack is read with one request however large it is; read whole
+// (the fallback when streams fail), no request asks for more than a
+// worker's buffer holds.
+func TestRestoreRangeSizes(t *testing.T) {
+	ctx := context.Background()
+	st, err := location.Open(ctx, filepath.Join(t.TempDir(), "repo"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	src := t.TempDir()
+	tree := fixture.Tree{
+		"big.bin":   {Content: fixture.Random(7, 24<<20), Mode: 0o644},
+		"small.txt": {Content: []byte("beside the big one\n"), Mode: 0o644},
+	}
+	fixture.Create(t, src, tree)
+	snap := testRepo{writer: repos.Writer, reader: repos.Reader}.backup(t, src)
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T, bs *breakingStore) {
+		t.Helper()
+		reader, err := chunkstore.Open(ctx, bs, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := t.TempDir()
+		res, err := restore.Restore(ctx, reader, snap, restore.Options{Target: dst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Failures) > 0 {
+			t.Fatalf("failures: %v", res.Failures)
+		}
+		fixture.Compare(t, tree, restoredAt(dst, src))
+	}
+	t.Run("streamed", func(t *testing.T) {
+		bs := &breakingStore{Store: st, after: 1 << 40}
+		run(t, bs)
+		for name, n := range bs.streamed {
+			if n != 1 {
+				t.Errorf("pack %s read with %d requests, want 1", name, n)
+			}
+		}
+		if bs.longest <= restore.MaxHeld {
+			t.Fatalf("longest stream %d bytes: the test needs a pack range above %d", bs.longest, restore.MaxHeld)
+		}
+		if bs.gets.Load() != 0 {
+			t.Errorf("%d whole-range reads, want none", bs.gets.Load())
+		}
+	})
+	t.Run("read whole", func(t *testing.T) {
+		bs := &breakingStore{Store: st, openErr: errors.New("refused by test")}
+		run(t, bs)
+		if bs.longestGet == 0 || bs.longestGet > restore.MaxHeld {
+			t.Fatalf("longest whole-range read %d bytes, want 1..%d", bs.longestGet, restore.MaxHeld)
+		}
+	})
 }
