@@ -14,6 +14,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // breakingStore streams pack ranges that break off after a number of
@@ -78,25 +79,59 @@ func (b *breaking) Read(p []byte) (int, error) {
 
 func (b *breaking) Close() error { return b.rc.Close() }
 
+// streamFixture is a snapshot of tree in a new local repository, to be
+// restored through a breakingStore wrapped around that repository's store.
+type streamFixture struct {
+	store chunkstore.Store
+	creds chunkstore.Credentials
+	tree  fixture.Tree
+	src   string
+	snap  *snapshot.Snapshot
+}
+
+func newStreamFixture(t *testing.T, tree fixture.Tree) *streamFixture {
+	t.Helper()
+	st, err := location.Open(context.Background(), filepath.Join(t.TempDir(), "repo"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &streamFixture{store: st, creds: chunkstore.Credentials{Identities: ids}, tree: tree, src: t.TempDir()}
+	fixture.Create(t, f.src, tree)
+	f.snap = testRepo{writer: repos.Writer, reader: repos.Reader}.backup(t, f.src)
+	return f
+}
+
+// restoreThrough restores the snapshot through bs into a new directory
+// and checks that every file came back intact.
+func (f *streamFixture) restoreThrough(t *testing.T, bs *breakingStore) {
+	t.Helper()
+	ctx := context.Background()
+	reader, err := chunkstore.Open(ctx, bs, f.creds, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	res, err := restore.Restore(ctx, reader, f.snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) > 0 {
+		t.Fatalf("failures: %v", res.Failures)
+	}
+	fixture.Compare(t, f.tree, restoredAt(dst, f.src))
+}
+
 // TestRestoreStreamBreaks restores the standard tree through streams
 // that fail at once, break off inside the first blob, after some blobs,
 // or never: every file comes back intact, whatever the stream did not
 // deliver being read whole instead.
 func TestRestoreStreamBreaks(t *testing.T) {
-	ctx := context.Background()
-	st, err := location.Open(ctx, filepath.Join(t.TempDir(), "repo"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
-	src := t.TempDir()
-	tree := fixture.Standard()
-	fixture.Create(t, src, tree)
-	snap := testRepo{writer: repos.Writer, reader: repos.Reader}.backup(t, src)
-	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newStreamFixture(t, fixture.Standard())
 	for _, tc := range []struct {
 		name     string
 		openErr  error
@@ -111,20 +146,8 @@ func TestRestoreStreamBreaks(t *testing.T) {
 		{name: "never breaks", after: 1 << 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bs := &breakingStore{Store: st, openErr: tc.openErr, after: tc.after}
-			reader, err := chunkstore.Open(ctx, bs, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			dst := t.TempDir()
-			res, err := restore.Restore(ctx, reader, snap, restore.Options{Target: dst})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(res.Failures) > 0 {
-				t.Fatalf("failures: %v", res.Failures)
-			}
-			fixture.Compare(t, tree, restoredAt(dst, src))
+			bs := &breakingStore{Store: f.store, openErr: tc.openErr, after: tc.after}
+			f.restoreThrough(t, bs)
 			if got := bs.gets.Load() > 0; got != tc.wantGets {
 				t.Fatalf("whole-range reads: %d, want some: %v", bs.gets.Load(), tc.wantGets)
 			}
@@ -140,42 +163,13 @@ func TestRestoreStreamBreaks(t *testing.T) {
 // (the fallback when streams fail), no request asks for more than a
 // worker's buffer holds.
 func TestRestoreRangeSizes(t *testing.T) {
-	ctx := context.Background()
-	st, err := location.Open(ctx, filepath.Join(t.TempDir(), "repo"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
-	src := t.TempDir()
-	tree := fixture.Tree{
+	f := newStreamFixture(t, fixture.Tree{
 		"big.bin":   {Content: fixture.Random(7, 24<<20), Mode: 0o644},
 		"small.txt": {Content: []byte("beside the big one\n"), Mode: 0o644},
-	}
-	fixture.Create(t, src, tree)
-	snap := testRepo{writer: repos.Writer, reader: repos.Reader}.backup(t, src)
-	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(t *testing.T, bs *breakingStore) {
-		t.Helper()
-		reader, err := chunkstore.Open(ctx, bs, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dst := t.TempDir()
-		res, err := restore.Restore(ctx, reader, snap, restore.Options{Target: dst})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(res.Failures) > 0 {
-			t.Fatalf("failures: %v", res.Failures)
-		}
-		fixture.Compare(t, tree, restoredAt(dst, src))
-	}
+	})
 	t.Run("streamed", func(t *testing.T) {
-		bs := &breakingStore{Store: st, after: 1 << 40}
-		run(t, bs)
+		bs := &breakingStore{Store: f.store, after: 1 << 40}
+		f.restoreThrough(t, bs)
 		for name, n := range bs.streamed {
 			if n != 1 {
 				t.Errorf("pack %s read with %d requests, want 1", name, n)
@@ -189,8 +183,8 @@ func TestRestoreRangeSizes(t *testing.T) {
 		}
 	})
 	t.Run("read whole", func(t *testing.T) {
-		bs := &breakingStore{Store: st, openErr: errors.New("refused by test")}
-		run(t, bs)
+		bs := &breakingStore{Store: f.store, openErr: errors.New("refused by test")}
+		f.restoreThrough(t, bs)
 		if bs.longestGet == 0 || bs.longestGet > restore.MaxHeld {
 			t.Fatalf("longest whole-range read %d bytes, want 1..%d", bs.longestGet, restore.MaxHeld)
 		}
