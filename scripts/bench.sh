@@ -10,7 +10,7 @@
 #                   the dataset is reused when its stamp matches
 #   BENCH_SIZE_MB   dataset size in MiB (default 1300)
 #   BENCH_SEED      dataset PRNG seed (default 1)
-#   BENCH_ORDER     interleaved (default) | sequential
+#   BENCH_ORDER     alternating (default) | interleaved | sequential
 #   BENCH_TOOLS     restic,lifeboat (default) | restic (baseline only)
 #   BENCH_OUT       results file (default bin/bench-results.md)
 set -euo pipefail

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,7 +86,7 @@ func run() error {
 	flag.StringVar(&c.lbBin, "lifeboat", "bin/lifeboat", "lifeboat binary")
 	flag.DurationVar(&c.cleanupWait, "cleanup-wait", recentlyDeletedWindow, "after a cleanup of restored trees, wait this long before measuring (ext4 creates files slowly right after mass deletions); 0 = do not wait")
 	flag.StringVar(&tools, "tools", envOr("BENCH_TOOLS", "restic,lifeboat"), "tools to run (env BENCH_TOOLS); restic is always the baseline")
-	flag.StringVar(&c.order, "order", envOr("BENCH_ORDER", "interleaved"), "interleaved (each step: restic then lifeboat) or sequential (all restic steps, then all lifeboat steps) (env BENCH_ORDER)")
+	flag.StringVar(&c.order, "order", envOr("BENCH_ORDER", "alternating"), "alternating (each step: both tools, restic first in odd rounds and lifeboat first in even ones), interleaved (each step: restic then lifeboat) or sequential (all restic steps, then all lifeboat steps) (env BENCH_ORDER)")
 	flag.IntVar(&c.runs, "runs", envInt("BENCH_RUNS", 1), "rounds to run; the report shows the median round per step (env BENCH_RUNS)")
 	flag.BoolVar(&c.genOnly, "gen-only", false, "generate the dataset and exit")
 	flag.BoolVar(&c.keep, "keep", false, "keep restore directories and logs")
@@ -101,8 +102,8 @@ func run() error {
 	if c.runs < 1 {
 		return fmt.Errorf("-runs must be at least 1")
 	}
-	if c.order != "interleaved" && c.order != "sequential" {
-		return fmt.Errorf("-order must be interleaved or sequential, not %q", c.order)
+	if c.order != "alternating" && c.order != "interleaved" && c.order != "sequential" {
+		return fmt.Errorf("-order must be alternating, interleaved or sequential, not %q", c.order)
 	}
 
 	dataDir := filepath.Join(c.dir, "data")
@@ -301,21 +302,9 @@ func (c *config) round(ctx context.Context, mc *minio.Client, counter *bench.S3C
 		syscall.Sync()
 		return err
 	}
-	if c.order == "interleaved" {
-		for _, s := range steps {
-			for _, r := range runners {
-				if err := doStep(r, s); err != nil {
-					return nil, err
-				}
-			}
-		}
-	} else {
-		for _, r := range runners {
-			for _, s := range steps {
-				if err := doStep(r, s); err != nil {
-					return nil, err
-				}
-			}
+	for _, sr := range schedule(c.order, round, len(runners), steps) {
+		if err := doStep(runners[sr.runner], sr.step); err != nil {
+			return nil, err
 		}
 	}
 	out := make([]*bench.ToolResult, len(runners))
@@ -337,8 +326,52 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
+// stepRun is one step of one tool (an index into the round's runners).
+type stepRun struct {
+	runner int
+	step   string
+}
+
+// schedule orders a round's steps for n tools. "interleaved" runs each
+// step for every tool before the next step, in the runners' order;
+// "alternating" does the same but reverses the tools' order in even
+// rounds; "sequential" runs all of one tool's steps before the next
+// tool's.
+//
+// Going second is not neutral on the development VMs: a lifeboat
+// restore right after a restic restore was measured 20 % slower than
+// one right after another lifeboat restore (docs/benchmarks.md).
+// Alternating gives each tool both places.
+func schedule(order string, round, n int, steps []string) []stepRun {
+	tools := make([]int, n)
+	for i := range tools {
+		tools[i] = i
+	}
+	if order == "alternating" && round%2 == 0 {
+		slices.Reverse(tools)
+	}
+	var out []stepRun
+	if order == "sequential" {
+		for _, t := range tools {
+			for _, s := range steps {
+				out = append(out, stepRun{t, s})
+			}
+		}
+		return out
+	}
+	for _, s := range steps {
+		for _, t := range tools {
+			out = append(out, stepRun{t, s})
+		}
+	}
+	return out
+}
+
 func orderText(o string) string {
-	if o == "interleaved" {
+	switch o {
+	case "alternating":
+		return "interleaved per step (full backup, no-change backup, restore), restic first in odd rounds and lifeboat first in even rounds; warm page cache; sync between steps"
+	case "interleaved":
 		return "interleaved per step (restic then lifeboat for full backup, no-change backup, restore); warm page cache; sync between steps"
 	}
 	return "sequential (restic: full, no-change, restore; then lifeboat); warm page cache; sync between steps"
