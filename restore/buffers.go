@@ -12,8 +12,8 @@ const hugePage = 2 << 20
 
 // bufferArena holds a restore's download buffers in one anonymous
 // mapping outside the Go heap, with transparent huge pages requested for
-// it. Each worker's 8 MiB buffer (maxHeld) is otherwise faulted in 4 KiB at a
-// time on first use: 16k page faults for eight workers, half of all the
+// it. Each worker's 8 MiB buffer (maxHeld) is otherwise faulted in 4 KiB
+// at a time on first use: 16k page faults for eight workers, half of all the
 // page faults of a 1.3 GiB restore, and each one is dearer on a virtual
 // machine. (Plaintext buffers, a few MiB each, gained nothing measurable
 // from the same treatment and stay on the heap.) Where huge pages are not

@@ -16,17 +16,17 @@
 // merged into ranges (up to 32 MiB, so usually a whole pack; bridging
 // gaps below 256 KiB), so each region of a pack is downloaded once with a
 // ranged GET however many files share its blobs; several ranges are in
-// flight at once. Each range
-// is streamed: its blobs are read one at a time into the start of a
-// reused buffer (the buffers live in one mapping that asks for
-// transparent huge pages, so filling them does not take thousands of
-// page faults), and each blob is handled while its bytes are still in the
-// CPU's cache. It is authenticated (AEAD) and decrypted in place,
-// decompressed if it was stored compressed, and its keyed ID recomputed
-// before any byte is written; then it is written to every file offset
-// that needs it. A stream that cannot be opened or breaks off is not
-// retried as such: the rest of its range is read whole, at most 8 MiB
-// per request, with retries, and failing that blob by blob. Files of one chunk (most files) are
+// flight at once. Each range is streamed: its blobs are read one at a
+// time into the start of a reused 8 MiB buffer (the buffers live in one
+// mapping that asks for transparent huge pages, so filling them does not
+// take thousands of page faults), and each blob is handled while its
+// bytes are still in the CPU's cache. It is authenticated (AEAD) and
+// decrypted in place, decompressed if it was stored compressed, and its
+// keyed ID recomputed before any byte is written; then it is written to
+// every file offset that needs it. A stream that cannot be opened or
+// breaks off is not retried as such: the rest of its range is read
+// whole, at most 8 MiB per request, with retries, and failing that blob
+// by blob. Files of one chunk (most files) are
 // created, written, given their metadata and closed in one step when
 // their blob arrives; larger files are created up front at their final
 // size, so chunks land in any order and all-zero chunks are simply not
