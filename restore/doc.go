@@ -26,11 +26,10 @@
 // every file offset that needs it. A stream that cannot be opened or
 // breaks off is not retried as such: the rest of its range is read
 // whole, at most 8 MiB per request, with retries, and failing that blob
-// by blob. Files of one chunk (most files) are
-// created, written, given their metadata and closed in one step when
-// their blob arrives; larger files are created up front at their final
-// size, so chunks land in any order and all-zero chunks are simply not
-// written, leaving holes.
+// by blob. Files of one chunk (most files) are created, written, given
+// their metadata and closed in one step when their blob arrives; larger
+// files are created up front at their final size, so chunks land in any
+// order and all-zero chunks are simply not written, leaving holes.
 //
 // Files of 1 MiB and more are written with direct I/O (O_DIRECT) where
 // the target's filesystem allows it: a blob bound for such a file is
