@@ -28,7 +28,7 @@ type breakingStore struct {
 	gets    atomic.Int64
 
 	mu         sync.Mutex
-	streamed   map[string]int // data pack name → streams opened on it
+	streamed   map[string]int // object name → streams opened on it
 	longest    int64          // longest stream opened
 	longestGet int64          // longest whole-range read
 }
