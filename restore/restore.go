@@ -150,7 +150,15 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			r.log.Warn("could not scan unindexed packs", "err", serr)
 		} else if n > 0 {
 			r.log.Info("using packs no index lists", "packs", n)
-			pl = plan{onDir: mk.add}
+			made := make(map[string]bool, len(pl.dirs))
+			for _, d := range pl.dirs {
+				made[d.path] = true
+			}
+			pl = plan{onDir: func(p string) {
+				if !made[p] {
+					mk.add(p)
+				}
+			}}
 			planFailures, err = pl.build(ctx, repo, snap.Tree, in)
 		}
 	}
@@ -448,10 +456,7 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 	if err != nil || done == len(j.blobs) {
 		return err
 	}
-	if done > 0 {
-		j = &packJob{pack: j.pack, start: int64(j.blobs[done].blob.Offset), end: j.end, blobs: j.blobs[done:]}
-	}
-	return r.fetchWhole(ctx, j, key, name, b)
+	return r.fetchWhole(ctx, j.pack, j.blobs[done:], key, name, b)
 }
 
 // reserve makes room in b.plain for the largest blob of j, the
@@ -522,10 +527,10 @@ func (r *restorer) streamBroke(ctx context.Context, name string, i int, err erro
 	return i, nil
 }
 
-// fetchWhole reads j's range into b.data, in requests (retried) of at
-// most maxHeld bytes, and handles its blobs.
-func (r *restorer) fetchWhole(ctx context.Context, j *packJob, key *[32]byte, name string, b *fetchBufs) error {
-	for _, p := range ranges(j.pack, j.blobs, maxHeld) {
+// fetchWhole reads the range of pack that holds blobs into b.data, in
+// requests (retried) of at most maxHeld bytes, and handles the blobs.
+func (r *restorer) fetchWhole(ctx context.Context, pack *chunkstore.PackEntry, blobs []blobJob, key *[32]byte, name string, b *fetchBufs) error {
+	for _, p := range ranges(pack, blobs, maxHeld) {
 		if err := r.fetchHeld(ctx, p, key, name, b); err != nil {
 			return err
 		}

@@ -1,10 +1,13 @@
 package restore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,4 +192,66 @@ func TestRestoreRangeSizes(t *testing.T) {
 			t.Fatalf("longest whole-range read %d bytes, want 1..%d", bs.longestGet, restore.MaxHeld)
 		}
 	})
+}
+
+// TestRestoreWithLostIndex restores a snapshot whose unchanged directory
+// and file contents are listed only by an index file that is gone: the
+// first plan finds them missing, the restore indexes the packs no index
+// lists and plans again, and everything, directories included, comes
+// back.
+func TestRestoreWithLostIndex(t *testing.T) {
+	ctx := context.Background()
+	st, err := location.Open(ctx, filepath.Join(t.TempDir(), "repo"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	r := testRepo{writer: repos.Writer, reader: repos.Reader}
+	src := t.TempDir()
+	tree := fixture.Tree{
+		"old/deep/a.txt": {Content: []byte("backed up first\n"), Mode: 0o644},
+		"old/b.bin":      {Content: fixture.Random(3, 200<<10), Mode: 0o600},
+	}
+	fixture.Create(t, src, tree)
+	r.backup(t, src)
+	listIndex := func() map[string]bool {
+		names := map[string]bool{}
+		if err := st.List(ctx, "index/", func(o chunkstore.ObjectInfo) error { names[o.Name] = true; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	first := listIndex()
+	tree["new/c.txt"] = fixture.Entry{Content: []byte("backed up second\n"), Mode: 0o644}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	if len(listIndex()) == len(first) {
+		t.Fatal("the second backup wrote no index file of its own")
+	}
+	for name := range first {
+		if err := st.Delete(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	dst := t.TempDir()
+	res, err := restore.Restore(ctx, reader, snap, restore.Options{Target: dst, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) > 0 {
+		t.Fatalf("failures: %v", res.Failures)
+	}
+	if !strings.Contains(log.String(), "using packs no index lists") {
+		t.Fatalf("the restore did not plan again with unindexed packs; log:\n%s", log.String())
+	}
+	fixture.Compare(t, tree, restoredAt(dst, src))
 }
