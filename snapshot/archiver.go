@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
-	"github.com/restic/chunker"
+	"github.com/lifeboat-backup/lifeboat/internal/cdc"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -78,7 +78,6 @@ type archiver struct {
 	opts                                                      BackupOptions
 	log                                                       *slog.Logger
 	excl                                                      *Excluder
-	pol                                                       chunker.Pol
 	cfg                                                       chunkstore.Config
 	files                                                     chan *fileJob
 	blobs                                                     chan chunkJob
@@ -151,6 +150,13 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	if err != nil {
 		return nil, err
 	}
+	cfg := repo.Config()
+	chunkers := make([]*cdc.Chunker, opts.Readers)
+	for i := range chunkers {
+		if chunkers[i], err = cdc.New(repo.Secrets().Polynomial, cfg.ChunkMin, cfg.ChunkMax, cfg.ChunkAvgBits); err != nil {
+			return nil, fmt.Errorf("repository %s: %w", repo.Store().Location(), err)
+		}
+	}
 	start := opts.Now()
 	if err := repo.LoadIndex(ctx); err != nil {
 		return nil, err
@@ -176,7 +182,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	nbufs := opts.Readers + opts.Sealers + 1
 	a := &archiver{
 		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl,
-		pol: repo.Secrets().Polynomial, cfg: repo.Config(),
+		cfg:   cfg,
 		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
 		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
 	}
@@ -185,9 +191,9 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	var readers sync.WaitGroup
-	for i := 0; i < opts.Readers; i++ {
+	for _, ch := range chunkers {
 		readers.Add(1)
-		g.Go(func() error { defer readers.Done(); return a.reader(gctx) })
+		g.Go(func() error { defer readers.Done(); return a.reader(gctx, ch) })
 	}
 	for i := 0; i < opts.Sealers; i++ {
 		g.Go(func() error { return a.sealer(gctx) })
@@ -479,8 +485,7 @@ func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNo
 }
 
 // reader chunks files.
-func (a *archiver) reader(ctx context.Context) error {
-	ch := chunker.NewWithBoundaries(nil, a.pol, a.cfg.ChunkMin, a.cfg.ChunkMax)
+func (a *archiver) reader(ctx context.Context, ch *cdc.Chunker) error {
 	for job := range a.files {
 		if ctx.Err() != nil {
 			job.err = ctx.Err()
@@ -497,7 +502,7 @@ func (a *archiver) reader(ctx context.Context) error {
 	return nil
 }
 
-func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJob) error {
+func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) error {
 	f, err := openNoAtime(job.path)
 	if err != nil {
 		return err
@@ -508,14 +513,12 @@ func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJ
 	// its extra copy: they are read straight into the chunk buffer.
 	small := job.st.Size <= int64(a.cfg.ChunkMin)
 	if !small {
-		ch.ResetWithBoundaries(f, a.pol, a.cfg.ChunkMin, a.cfg.ChunkMax)
-		ch.SetAverageBits(a.cfg.ChunkAvgBits)
+		ch.Reset(f)
 	}
 	smallDone := false
 	next := func(buf []byte) ([]byte, error) {
 		if !small {
-			c, err := ch.Next(buf)
-			return c.Data, err
+			return ch.Next(buf)
 		}
 		if smallDone {
 			return nil, io.EOF
@@ -540,10 +543,8 @@ func (a *archiver) readFile(ctx context.Context, ch *chunker.Chunker, job *fileJ
 			return nil, err
 		}
 		small = false
-		ch.ResetWithBoundaries(f, a.pol, a.cfg.ChunkMin, a.cfg.ChunkMax)
-		ch.SetAverageBits(a.cfg.ChunkAvgBits)
-		c, err := ch.Next(buf[:0])
-		return c.Data, err
+		ch.Reset(f)
+		return ch.Next(buf[:0])
 	}
 	var content []chunkstore.ID
 	var size int64

@@ -16,6 +16,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/cdc"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 	"github.com/restic/chunker"
 )
@@ -41,8 +42,9 @@ func goldenInput() []byte {
 
 type boundary struct{ offset, length uint }
 
-// chunkBoundaries chunks data exactly as the archiver does.
-func chunkBoundaries(t *testing.T, data []byte) []boundary {
+// resticBoundaries chunks data with restic/chunker, whose boundaries
+// lifeboat's chunker must reproduce.
+func resticBoundaries(t *testing.T, data []byte) []boundary {
 	t.Helper()
 	ch := chunker.NewWithBoundaries(bytes.NewReader(data), goldenPol, chunkstore.DefaultChunkMin, chunkstore.DefaultChunkMax)
 	ch.SetAverageBits(chunkstore.DefaultChunkAvgBits)
@@ -57,6 +59,30 @@ func chunkBoundaries(t *testing.T, data []byte) []boundary {
 			t.Fatal(err)
 		}
 		out = append(out, boundary{c.Start, c.Length})
+	}
+}
+
+// cdcBoundaries chunks data with the chunker the archiver uses.
+func cdcBoundaries(t *testing.T, data []byte) []boundary {
+	t.Helper()
+	ch, err := cdc.New(goldenPol, chunkstore.DefaultChunkMin, chunkstore.DefaultChunkMax, chunkstore.DefaultChunkAvgBits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Reset(bytes.NewReader(data))
+	buf := make([]byte, chunkstore.DefaultChunkMax)
+	var out []boundary
+	var off uint
+	for {
+		c, err := ch.Next(buf)
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, boundary{off, uint(len(c))})
+		off += uint(len(c))
 	}
 }
 
@@ -86,8 +112,11 @@ func readGolden(t *testing.T) []boundary {
 	return out
 }
 
+// TestChunkerGolden pins the boundaries of both lifeboat's chunker and
+// restic/chunker, which it reproduces.
 func TestChunkerGolden(t *testing.T) {
-	got := chunkBoundaries(t, goldenInput())
+	input := goldenInput()
+	got := resticBoundaries(t, input)
 	if *update {
 		var b strings.Builder
 		fmt.Fprintf(&b, "# Chunk boundaries (offset length) of 64 MiB of ChaCha8 output seeded with\n")
@@ -116,12 +145,18 @@ func TestChunkerGolden(t *testing.T) {
 	if end != goldenInputSize {
 		t.Fatalf("golden chunks cover %d bytes, want %d", end, goldenInputSize)
 	}
-	if len(got) != len(want) {
-		t.Errorf("%d chunks, golden has %d", len(got), len(want))
-	}
-	for i := range min(len(got), len(want)) {
-		if got[i] != want[i] {
-			t.Fatalf("chunk %d is %d+%d, golden says %d+%d: chunk boundaries drifted, which breaks dedup against existing repositories", i, got[i].offset, got[i].length, want[i].offset, want[i].length)
+	for _, impl := range []struct {
+		name string
+		got  []boundary
+	}{{"restic/chunker", got}, {"internal/cdc", cdcBoundaries(t, input)}} {
+		got := impl.got
+		if len(got) != len(want) {
+			t.Errorf("%s: %d chunks, golden has %d", impl.name, len(got), len(want))
+		}
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("%s: chunk %d is %d+%d, golden says %d+%d: chunk boundaries drifted, which breaks dedup against existing repositories", impl.name, i, got[i].offset, got[i].length, want[i].offset, want[i].length)
+			}
 		}
 	}
 }
