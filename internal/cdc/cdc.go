@@ -107,8 +107,9 @@ func (c *Chunker) Reset(r io.Reader) {
 	c.carry = c.carry[:0]
 }
 
-// Next reads the next chunk into buf, which it grows to the maximum chunk
-// size if it is smaller, and returns it. After the last chunk it returns
+// Next reads the next chunk into buf and returns it (a prefix of buf, or
+// of a new buffer of the maximum chunk size if buf's capacity is
+// smaller). After the last chunk it returns
 // io.EOF. An error reading the stream is returned as is; the chunk being
 // read is then lost and the stream should not be read further.
 func (c *Chunker) Next(buf []byte) ([]byte, error) {
@@ -157,9 +158,6 @@ func (c *Chunker) search(d []byte, from int) int {
 		return c.searchLane(d, from, len(d))
 	}
 	q := n / 4
-	if c.shift != 45 {
-		return c.searchLane(d, from, len(d))
-	}
 	s1, s2, s3 := from+q, from+2*q, from+3*q
 	if i := c.search4(d, from, s1, s2, s3, q); i >= 0 {
 		return i
