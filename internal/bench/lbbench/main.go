@@ -67,6 +67,7 @@ type config struct {
 	tools            map[string]bool
 	order            string
 	genOnly, keep    bool
+	dropCaches       bool
 	runs             int
 	endpoint, ak, sk string
 }
@@ -90,6 +91,7 @@ func run() error {
 	flag.IntVar(&c.runs, "runs", envInt("BENCH_RUNS", 1), "rounds to run; the report shows the median round per step (env BENCH_RUNS)")
 	flag.BoolVar(&c.genOnly, "gen-only", false, "generate the dataset and exit")
 	flag.BoolVar(&c.keep, "keep", false, "keep restore directories and logs")
+	flag.BoolVar(&c.dropCaches, "drop-caches", envOr("BENCH_DROP_CACHES", "1") != "0", "before each round, drop the page cache (needs root; skipped with a note otherwise) and read the dataset again, so every round starts from the same memory state (env BENCH_DROP_CACHES=0 turns it off)")
 	flag.Parse()
 	c.seed = *seed
 	c.tools = map[string]bool{}
@@ -162,9 +164,24 @@ func run() error {
 	ctx := context.Background()
 	load0 := loadAvg()
 	var all [][]*bench.ToolResult // per tool, per round
+	caches := "page cache kept between rounds (-drop-caches=false)"
 	for round := 1; round <= c.runs; round++ {
 		if c.runs > 1 {
 			logf("round %d of %d", round, c.runs)
+		}
+		if c.dropCaches {
+			if err := dropPageCache(dropCachesFile); err != nil {
+				logf("page cache not dropped, rounds start from whatever memory state the last one left: %v", err)
+				caches = fmt.Sprintf("page cache not dropped (%v)", err)
+				c.dropCaches = false
+			} else {
+				t0 := time.Now()
+				if _, err := bench.VerifyTree(dataDir, m); err != nil {
+					return fmt.Errorf("dataset changed during the run: %w", err)
+				}
+				logf("page cache dropped, dataset read again in %.1f s", time.Since(t0).Seconds())
+				caches = "page cache dropped before each round, then the dataset read again"
+			}
 		}
 		res, err := c.round(ctx, mc, counter, work, dataDir, m, round)
 		if err != nil {
@@ -181,7 +198,7 @@ func run() error {
 	rep := &bench.Report{
 		Date:         time.Now(),
 		Host:         hostInfo(),
-		Order:        orderText(c.order),
+		Order:        orderText(c.order) + "; " + caches,
 		Load:         fmt.Sprintf("load average %s at start, %s at end", load0, loadAvg()),
 		Runs:         c.runs,
 		DatasetDir:   dataDir,
@@ -209,6 +226,20 @@ func run() error {
 		}
 	}
 	return nil
+}
+
+// dropCachesFile is the kernel's knob for dropping clean caches.
+const dropCachesFile = "/proc/sys/vm/drop_caches"
+
+// dropPageCache writes back dirty pages and drops the clean page cache,
+// dentries and inodes by writing 3 to file (dropCachesFile). A round then
+// starts with free memory: taking pages the cache holds costs reclaim,
+// and how much the cache holds depends on everything that ran before;
+// without this, later rounds and later runs measured slower restores and
+// backups (docs/benchmarks.md).
+func dropPageCache(file string) error {
+	syscall.Sync()
+	return os.WriteFile(file, []byte("3\n"), 0o644)
 }
 
 // recentlyDeletedWindow is how long after a mass deletion file creation
