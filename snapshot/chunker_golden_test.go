@@ -49,17 +49,7 @@ func resticBoundaries(t *testing.T, data []byte) []boundary {
 	ch := chunker.NewWithBoundaries(bytes.NewReader(data), goldenPol, chunkstore.DefaultChunkMin, chunkstore.DefaultChunkMax)
 	ch.SetAverageBits(chunkstore.DefaultChunkAvgBits)
 	buf := make([]byte, chunkstore.DefaultChunkMax)
-	var out []boundary
-	for {
-		c, err := ch.Next(buf)
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, boundary{c.Start, c.Length})
-	}
+	return boundaries(t, func() (uint, error) { c, err := ch.Next(buf); return c.Length, err })
 }
 
 // cdcBoundaries chunks data with the chunker the archiver uses.
@@ -71,18 +61,24 @@ func cdcBoundaries(t *testing.T, data []byte) []boundary {
 	}
 	ch.Reset(bytes.NewReader(data))
 	buf := make([]byte, chunkstore.DefaultChunkMax)
+	return boundaries(t, func() (uint, error) { c, err := ch.Next(buf); return uint(len(c)), err })
+}
+
+// boundaries lists the chunks whose lengths next returns until io.EOF.
+func boundaries(t *testing.T, next func() (uint, error)) []boundary {
+	t.Helper()
 	var out []boundary
 	var off uint
 	for {
-		c, err := ch.Next(buf)
+		n, err := next()
 		if err == io.EOF {
 			return out
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, boundary{off, uint(len(c))})
-		off += uint(len(c))
+		out = append(out, boundary{off, n})
+		off += n
 	}
 }
 

@@ -83,14 +83,19 @@ func BenchmarkChunker(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		c := chunker.NewWithBoundaries(bytes.NewReader(randomData), pol, 512<<10, 8<<20)
 		c.SetAverageBits(19)
-		for {
-			_, err := c.Next(buf)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
+		untilEOF(b, func() error { _, err := c.Next(buf); return err })
+	}
+}
+
+// untilEOF calls next until it returns io.EOF.
+func untilEOF(b *testing.B, next func() error) {
+	for {
+		err := next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			b.Fatal(err)
 		}
 	}
 }
@@ -109,15 +114,7 @@ func BenchmarkChunkerLanes(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		c.Reset(bytes.NewReader(randomData))
-		for {
-			_, err := c.Next(buf)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
+		untilEOF(b, func() error { _, err := c.Next(buf); return err })
 	}
 }
 
