@@ -558,9 +558,9 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 		}
 		switch {
 		case !small && cap(*buf) < int(a.cfg.ChunkMax):
-			// The chunker appends to the buffer: give it room for the
-			// largest chunk at once rather than letting append grow
-			// it step by step (each step a copy and an allocation).
+			// The chunker reads into the buffer and needs room for the
+			// largest chunk (it would make a buffer of its own
+			// otherwise); the grown buffer is kept for the next chunk.
 			*buf = make([]byte, 0, a.cfg.ChunkMax)
 		case *buf == nil:
 			// Small files need at most the minimum chunk plus one
