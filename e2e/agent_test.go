@@ -206,6 +206,11 @@ paths: [%s]
 	killsStart := time.Now()
 	prev := ""
 	midBackup := 0
+	// The kill comes up to maxDelay after the job is seen running. A
+	// backup here takes 0.1–0.3 s depending on the machine; each kill
+	// that comes after the job finished narrows the range, so that on a
+	// fast machine most kills still land inside a backup.
+	maxDelay := 300 * time.Millisecond
 	for round := 0; midBackup < kills; round++ {
 		if round >= 3*kills {
 			t.Fatalf("only %d of %d kills landed mid-backup in %d rounds", midBackup, kills, round)
@@ -219,7 +224,7 @@ paths: [%s]
 			return j != nil && fmt.Sprint(j.ID, j.Attempt) != prev
 		})
 		prev = fmt.Sprint(j.ID, j.Attempt)
-		delay := time.Duration(rng.IntN(300)) * time.Millisecond
+		delay := time.Duration(rng.Int64N(int64(maxDelay))).Round(time.Millisecond)
 		time.Sleep(delay)
 		a.kill()
 		// Still running for the coordinator: the agent died before it
@@ -227,6 +232,8 @@ paths: [%s]
 		if r := running("pa"); r != nil && r.ID == j.ID && r.Attempt == j.Attempt {
 			midBackup++
 			t.Logf("kill %d: agent a killed %v into job %s (attempt %d)", midBackup, delay, j.ID, j.Attempt)
+		} else {
+			maxDelay = max(maxDelay*2/3, 20*time.Millisecond)
 		}
 		check(fmt.Sprintf("kill round %d", round+1))
 	}

@@ -54,7 +54,12 @@ func leaderKill(t *testing.T, e leaderKillEnv) {
 		}
 		return j, nil
 	}
-	const tries = 4
+	const tries = 6
+	// The kill comes up to maxDelay after the job is seen running. When a
+	// job finished before the kill, the next kill aims inside the time
+	// that job had left, so fast machines (short backups) still get a
+	// kill mid-job.
+	maxDelay := 300 * time.Millisecond
 	for try := 1; ; try++ {
 		if try > tries {
 			t.Fatalf("the leader was never killed while a job ran, in %d tries", tries)
@@ -85,7 +90,7 @@ func leaderKill(t *testing.T, e leaderKillEnv) {
 				survivors = append(survivors, u)
 			}
 		}
-		delay := time.Duration(e.rng.IntN(300)) * time.Millisecond
+		delay := time.Duration(e.rng.Int64N(int64(maxDelay))).Round(time.Millisecond)
 		time.Sleep(delay)
 		killedAt := time.Now()
 		e.procs[leader].kill()
@@ -102,6 +107,9 @@ func leaderKill(t *testing.T, e leaderKillEnv) {
 			return done.State.Final()
 		})
 		midJob := done.FinishedAt.After(killedAt)
+		if !midJob {
+			maxDelay = max(20*time.Millisecond, (delay+done.FinishedAt.Sub(killedAt))*3/4)
+		}
 		if done.State != coordinator.JobSucceeded {
 			t.Fatalf("job %s ended %s after the leader kill (attempt %d): %+v", done.ID, done.State, done.Attempt, done.Result)
 		}
