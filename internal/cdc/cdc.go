@@ -109,9 +109,9 @@ func (c *Chunker) Reset(r io.Reader) {
 
 // Next reads the next chunk into buf and returns it (a prefix of buf, or
 // of a new buffer of the maximum chunk size if buf's capacity is
-// smaller). After the last chunk it returns
-// io.EOF. An error reading the stream is returned as is; the chunk being
-// read is then lost and the stream should not be read further.
+// smaller). After the last chunk it returns io.EOF. An error reading the
+// stream is returned as is; the chunk being read is then lost and the
+// stream should not be read further.
 func (c *Chunker) Next(buf []byte) ([]byte, error) {
 	if cap(buf) < c.max {
 		buf = make([]byte, c.max)
