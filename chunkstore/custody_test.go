@@ -17,9 +17,11 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
+	"github.com/restic/chunker"
 )
 
 // raceEnabled is set by race_test.go in -race builds.
@@ -489,4 +491,42 @@ func replaceJSONNumber(t *testing.T, b []byte, field, value string) []byte {
 	out := append([]byte(nil), b[:start]...)
 	out = append(out, value...)
 	return append(out, b[end:]...)
+}
+
+// A writer key whose polynomial the chunker cannot use is refused when
+// it is read, naming the polynomial, not at the first backup.
+func TestWriterKeyUnusablePolynomial(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	good := *repos.Writer.Secrets()
+	// An irreducible polynomial above restic/chunker's degree limit.
+	high := chunker.Pol(0)
+	for p := chunker.Pol(1<<60 | 1); ; p += 2 {
+		if p.Irreducible() {
+			high = p
+			break
+		}
+	}
+	for _, pol := range []chunker.Pol{
+		chunker.Pol(0x11b),        // irreducible, degree 8: below the chunker's shift
+		high,                      // irreducible, degree 60
+		chunker.Pol(1<<53 | 1<<1), // degree 53, divisible by x
+	} {
+		bad := good
+		bad.Polynomial = pol
+		b, err := chunkstore.MarshalWriterKey(&bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = chunkstore.ParseWriterKey(b)
+		if err == nil || !strings.Contains(err.Error(), pol.String()) || !strings.Contains(err.Error(), "degree 9 to 53") {
+			t.Errorf("writer key with polynomial %v (degree %d): %v; want an error naming it and the degrees allowed", pol, pol.Deg(), err)
+		}
+	}
+	b, err := chunkstore.MarshalWriterKey(&good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chunkstore.ParseWriterKey(b); err != nil {
+		t.Fatalf("the repository's own writer key: %v", err)
+	}
 }

@@ -257,7 +257,7 @@ func FuzzParseWriterKey(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if s.Polynomial == 0 || !s.Polynomial.Irreducible() || len(s.Recipients) == 0 {
+		if deg := s.Polynomial.Deg(); s.Polynomial == 0 || deg < chunkstore.MinPolynomialDegree || deg > chunkstore.MaxPolynomialDegree || !s.Polynomial.Irreducible() || len(s.Recipients) == 0 {
 			t.Fatalf("accepted unusable secrets: polynomial %v, %d recipients", s.Polynomial, len(s.Recipients))
 		}
 		enc, err := chunkstore.MarshalWriterKey(s)

@@ -61,6 +61,12 @@ func (s *Secrets) marshal(typ string) ([]byte, error) {
 	}, "", "  ")
 }
 
+// The degrees of chunker polynomial a repository may have.
+const (
+	MinPolynomialDegree = 9
+	MaxPolynomialDegree = 53
+)
+
 func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 	var w secretsJSON
 	if err := json.Unmarshal(b, &w); err != nil {
@@ -88,9 +94,11 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 		return nil, fmt.Errorf("decode %s: polynomial %q: %w", typ, w.Polynomial, err)
 	}
 	s.Polynomial = chunker.Pol(pol)
-	// Pol(0).Irreducible() is true, but 0 leaves the chunker without tables.
-	if pol == 0 || !s.Polynomial.Irreducible() {
-		return nil, fmt.Errorf("decode %s: polynomial %s is not irreducible", typ, s.Polynomial)
+	// Pol(0).Irreducible() is true, but 0 leaves the chunker without
+	// tables; the chunker shifts the digest by the degree - 8 and keeps it
+	// in 64 bits (restic/chunker refuses degrees above 53, and draws 53).
+	if deg := s.Polynomial.Deg(); pol == 0 || deg < MinPolynomialDegree || deg > MaxPolynomialDegree || !s.Polynomial.Irreducible() {
+		return nil, fmt.Errorf("decode %s: polynomial %s is not an irreducible polynomial of degree %d to %d, which the chunker needs: the file is damaged or was not written by lifeboat; use an intact copy", typ, s.Polynomial, MinPolynomialDegree, MaxPolynomialDegree)
 	}
 	if len(s.Recipients) == 0 {
 		return nil, fmt.Errorf("decode %s: no recipients", typ)

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/restic/chunker"
 )
@@ -65,20 +66,23 @@ type Chunker struct {
 // New returns a chunker for polynomial pol that cuts chunks of min to max
 // bytes where the window's digest has its lowest avgBits bits zero, as
 // restic/chunker's NewWithBoundaries and SetAverageBits do.
+//
+// The tables are computed, and pol checked, once per polynomial and
+// process: an agent makes chunkers for every backup.
 func New(pol chunker.Pol, min, max uint, avgBits int) (*Chunker, error) {
-	deg := pol.Deg()
-	if deg < 9 || deg > 53 || !pol.Irreducible() {
-		return nil, fmt.Errorf("chunker polynomial %v is not irreducible with a degree of 9 to 53", pol)
-	}
 	if min <= windowSize || max < min || max > 1<<30 {
 		return nil, fmt.Errorf("chunk bounds %d–%d: want %d < min ≤ max ≤ 1 GiB", min, max, windowSize)
 	}
 	if avgBits < 1 || avgBits > 40 {
 		return nil, fmt.Errorf("chunk average bits %d out of range 1–40", avgBits)
 	}
+	tab, err := tablesFor(pol)
+	if err != nil {
+		return nil, err
+	}
 	return &Chunker{
-		tab:   tablesFor(pol),
-		shift: uint(deg - 8),
+		tab:   tab,
+		shift: uint(pol.Deg() - 8),
 		mask:  1<<uint(avgBits) - 1,
 		min:   int(min),
 		max:   int(max),
@@ -86,7 +90,25 @@ func New(pol chunker.Pol, min, max uint, avgBits int) (*Chunker, error) {
 	}, nil
 }
 
-func tablesFor(pol chunker.Pol) *tables {
+// tableCache holds the tables of each polynomial seen: *tables by
+// chunker.Pol. Only usable polynomials are stored.
+var tableCache sync.Map
+
+// tablesFor returns pol's tables, or an error if pol is not an
+// irreducible polynomial of degree 9 to 53.
+func tablesFor(pol chunker.Pol) (*tables, error) {
+	if t, ok := tableCache.Load(pol); ok {
+		return t.(*tables), nil
+	}
+	if deg := pol.Deg(); deg < 9 || deg > 53 || !pol.Irreducible() {
+		return nil, fmt.Errorf("chunker polynomial %v is not irreducible with a degree of 9 to 53", pol)
+	}
+	t := newTables(pol)
+	tableCache.Store(pol, t)
+	return t, nil
+}
+
+func newTables(pol chunker.Pol) *tables {
 	t := new(tables)
 	k := pol.Deg()
 	for b := range 256 {
@@ -168,7 +190,7 @@ func (c *Chunker) search(d []byte, from int) int {
 // warm returns the digest of the 64 bytes before position s.
 func (c *Chunker) warm(d []byte, s int) uint64 {
 	var h uint64
-	tab, shift := c.tab, c.shift
+	tab, shift := c.tab, c.shift&63
 	for _, b := range d[s-windowSize : s] {
 		h = (h<<8 | uint64(b)) ^ tab.mod[byte(h>>shift)]
 	}
@@ -180,7 +202,7 @@ func (c *Chunker) searchLane(d []byte, from, to int) int {
 	if from >= to {
 		return -1
 	}
-	tab, shift, mask := c.tab, c.shift, c.mask
+	tab, shift, mask := c.tab, c.shift&63, c.mask
 	h := c.warm(d, from)
 	in := d[from:to]
 	out := d[from-windowSize : to-windowSize]
