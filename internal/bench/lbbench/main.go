@@ -133,7 +133,9 @@ func run() error {
 
 	// Read the whole dataset once: it checks the files still match the
 	// manifest and leaves them in the page cache, so both tools start
-	// from the same (warm) cache state.
+	// from the same (warm) cache state. With -drop-caches the rounds read
+	// it again after each drop; this first read still comes before the
+	// cleanup wait, so a damaged dataset fails the run at once.
 	t0 = time.Now()
 	if _, err := bench.VerifyTree(dataDir, m); err != nil {
 		return fmt.Errorf("dataset on disk does not match its manifest (delete %s to regenerate): %w", bench.ManifestPath(dataDir), err)
@@ -171,7 +173,7 @@ func run() error {
 		}
 		if c.dropCaches {
 			if err := dropPageCache(dropCachesFile); err != nil {
-				logf("page cache not dropped, rounds start from whatever memory state the last one left: %v", err)
+				logf("page cache not dropped (run as root, or pass -drop-caches=false to silence this): rounds start from whatever memory state the last one left: %v", err)
 				caches = fmt.Sprintf("page cache not dropped (%v)", err)
 				c.dropCaches = false
 			} else {
