@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -116,6 +117,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	})
 	start := time.Now()
 	setMemoryLimit(ctx, repo.Store())
+	defer oneMoreProc()()
 	res, err := restore.Restore(ctx, repo, snap, restore.Options{
 		Target:      target,
 		Include:     includes,
@@ -172,4 +174,34 @@ func writeBehind(keepCache bool) int64 {
 		return -1
 	}
 	return 0
+}
+
+// oneMoreProc runs the restore with one more P (GOMAXPROCS) than the
+// runtime's default and returns the function that puts the default back.
+// A restore's workers block in file system calls: each direct write
+// (over a thousand per GiB) waits for the disk, and creating a file can
+// wait for its directory's lock. While a worker's thread is blocked, its
+// P runs nothing until the runtime's monitor hands it to another thread,
+// at least 20 µs later. With one P more than there are cores, another
+// worker is already running when one blocks. On the bench dataset (two
+// cores) the cores were 88 % busy against 83.5 %, and restores 3-4.6 %
+// faster on average, faster in 25 of 36 alternated pairs
+// (docs/benchmarks.md). Backups are not given the extra P: their
+// pipelines are sized by GOMAXPROCS, and with one more they used more
+// CPU and took longer.
+func oneMoreProc() (restoreDefault func()) {
+	if !extraProc(runtime.GOMAXPROCS(0), runtime.NumCPU(), os.Getenv("GOMAXPROCS")) {
+		return func() {}
+	}
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	return runtime.SetDefaultGOMAXPROCS
+}
+
+// extraProc reports whether a restore may add a P: not when GOMAXPROCS
+// is set in the environment (the operator's choice), nor when the
+// default is below the number of usable cores, which means a CPU quota
+// (a container's cgroup limit): one P over the quota would get the
+// process throttled.
+func extraProc(procs, cpus int, env string) bool {
+	return env == "" && procs >= cpus
 }
