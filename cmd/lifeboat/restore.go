@@ -179,7 +179,7 @@ func writeBehind(keepCache bool) int64 {
 // oneMoreProc runs the restore with one more P (GOMAXPROCS) than the
 // runtime's default and returns the function that puts the default back.
 // A restore's workers block in file system calls: each direct write
-// (over a thousand per GiB) waits for the disk, and creating a file can
+// (one per chunk, about a thousand per GiB) waits for the disk, and creating a file can
 // wait for its directory's lock. While a worker's thread is blocked, its
 // P runs nothing until the runtime's monitor hands it to another thread,
 // at least 20 µs later. With one P more than there are cores, another
