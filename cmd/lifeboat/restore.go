@@ -177,18 +177,18 @@ func writeBehind(keepCache bool) int64 {
 }
 
 // oneMoreProc runs the restore with one more P (GOMAXPROCS) than the
-// runtime's default and returns the function that puts the default back.
-// A restore's workers block in file system calls: each direct write
-// (one per chunk, about a thousand per GiB) waits for the disk, and creating a file can
-// wait for its directory's lock. While a worker's thread is blocked, its
-// P runs nothing until the runtime's monitor hands it to another thread,
-// at least 20 µs later. With one P more than there are cores, another
-// worker is already running when one blocks. On the bench dataset (two
-// cores) the cores were 88 % busy against 83.5 %, and restores 3-4.6 %
-// faster on average, faster in 25 of 36 alternated pairs
-// (docs/benchmarks.md). Backups are not given the extra P: their
-// pipelines are sized by GOMAXPROCS, and with one more they used more
-// CPU and took longer.
+// runtime's default and returns the function that puts the default back. A
+// restore's workers block in file system calls: each direct write (one per
+// chunk, about a thousand per GiB) waits for the disk, and creating a file
+// can wait for its directory's lock. While a worker's thread is blocked,
+// its P runs nothing until the runtime's monitor hands it to another
+// thread, at least 20 µs later. With one P more than there are cores,
+// another worker is already running when one blocks. On the bench dataset
+// (two cores) the cores were 88 % busy against 83.5 %, and restores 3-4.6
+// % faster on average, faster in 25 of 36 alternated pairs
+// (docs/benchmarks.md). Backups are not given the extra P: their pipelines
+// are sized by GOMAXPROCS, and with one more they used more CPU and took
+// longer.
 func oneMoreProc() (restoreDefault func()) {
 	if !extraProc(runtime.GOMAXPROCS(0), runtime.NumCPU(), os.Getenv("GOMAXPROCS")) {
 		return func() {}
