@@ -15,6 +15,8 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/armor"
 	"github.com/restic/chunker"
+
+	"github.com/lifeboat-backup/lifeboat/internal/cdc"
 )
 
 // Secrets are the repository's symmetric secrets. A writer holds them in
@@ -61,10 +63,11 @@ func (s *Secrets) marshal(typ string) ([]byte, error) {
 	}, "", "  ")
 }
 
-// The degrees of chunker polynomial a repository may have.
+// The degrees of chunker polynomial a repository may have: those the
+// chunker accepts.
 const (
-	MinPolynomialDegree = 9
-	MaxPolynomialDegree = 53
+	MinPolynomialDegree = cdc.MinDegree
+	MaxPolynomialDegree = cdc.MaxDegree
 )
 
 func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
@@ -94,11 +97,10 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 		return nil, fmt.Errorf("decode %s: polynomial %q: %w", typ, w.Polynomial, err)
 	}
 	s.Polynomial = chunker.Pol(pol)
-	// Pol(0).Irreducible() is true, but 0 leaves the chunker without
-	// tables; the chunker shifts the digest by the degree - 8 and keeps it
-	// in 64 bits (restic/chunker refuses degrees above 53, and draws 53).
-	if deg := s.Polynomial.Deg(); pol == 0 || deg < MinPolynomialDegree || deg > MaxPolynomialDegree || !s.Polynomial.Irreducible() {
-		return nil, fmt.Errorf("decode %s: polynomial %s is not an irreducible polynomial of degree %d to %d, which the chunker needs: the file is damaged or was not written by lifeboat; use an intact copy", typ, s.Polynomial, MinPolynomialDegree, MaxPolynomialDegree)
+	// Checked here, where the file is read, rather than when a backup
+	// first makes its chunkers.
+	if err := cdc.CheckPolynomial(s.Polynomial); err != nil {
+		return nil, fmt.Errorf("decode %s: %w, which the chunker needs: the file is damaged or was not written by lifeboat; use an intact copy", typ, err)
 	}
 	if len(s.Recipients) == 0 {
 		return nil, fmt.Errorf("decode %s: no recipients", typ)

@@ -90,18 +90,35 @@ func New(pol chunker.Pol, min, max uint, avgBits int) (*Chunker, error) {
 	}, nil
 }
 
+// The degrees a polynomial may have: the digest is shifted right by the
+// degree - 8 and kept in 64 bits, and restic/chunker refuses degrees
+// above 53 (it draws polynomials of degree 53).
+const (
+	MinDegree = 9
+	MaxDegree = 53
+)
+
+// CheckPolynomial returns an error unless pol is an irreducible polynomial
+// of degree MinDegree to MaxDegree, the polynomials New accepts. (The zero
+// polynomial, which chunker.Pol calls irreducible, has degree -1.)
+func CheckPolynomial(pol chunker.Pol) error {
+	if deg := pol.Deg(); deg < MinDegree || deg > MaxDegree || !pol.Irreducible() {
+		return fmt.Errorf("chunker polynomial %v is not an irreducible polynomial of degree %d to %d", pol, MinDegree, MaxDegree)
+	}
+	return nil
+}
+
 // tableCache holds the tables of each polynomial seen: *tables by
 // chunker.Pol. Only usable polynomials are stored.
 var tableCache sync.Map
 
-// tablesFor returns pol's tables, or an error if pol is not an
-// irreducible polynomial of degree 9 to 53.
+// tablesFor returns pol's tables, or CheckPolynomial's error.
 func tablesFor(pol chunker.Pol) (*tables, error) {
 	if t, ok := tableCache.Load(pol); ok {
 		return t.(*tables), nil
 	}
-	if deg := pol.Deg(); deg < 9 || deg > 53 || !pol.Irreducible() {
-		return nil, fmt.Errorf("chunker polynomial %v is not irreducible with a degree of 9 to 53", pol)
+	if err := CheckPolynomial(pol); err != nil {
+		return nil, err
 	}
 	t := newTables(pol)
 	tableCache.Store(pol, t)
