@@ -179,7 +179,7 @@ func run() error {
 			} else {
 				t0 := time.Now()
 				if _, err := bench.VerifyTree(dataDir, m); err != nil {
-					return fmt.Errorf("dataset changed during the run: %w", err)
+					return fmt.Errorf("dataset in %s changed during the run (delete %s to regenerate it, and run again): %w", dataDir, bench.ManifestPath(dataDir), err)
 				}
 				logf("page cache dropped, dataset read again in %.1f s", time.Since(t0).Seconds())
 				caches = "page cache dropped before each round, then the dataset read again"
