@@ -130,7 +130,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 			formatRate(done, el), formatBytes(prog.BytesAdded.Load()), prog.Errors.Load())
 	})
 	start := time.Now()
-	setBackupGC()
+	setMemoryLimit(ctx, repo.Store())
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
 		Paths:          paths,
 		Host:           host,

@@ -3,48 +3,41 @@ package main
 import (
 	"context"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
 
-// baseMemoryLimit is the soft heap limit for restores beyond what the
-// index needs. Without one, Go lets the heap grow to twice the live data
-// between collections. A restore keeps about 50 MiB live (measured with
-// 3 and 4 Ps; its range buffers live outside the heap, see
-// restore/buffers.go), so a fixed limit trades a little GC time for a
-// peak RSS below restic's.
+// baseMemoryLimit is the floor of the soft memory limit for backup and
+// restore, beyond what the index needs. Without a limit, Go lets the heap
+// grow to twice the live data between collections; the pipelines keep
+// most of their memory live (packs in flight, chunk and range buffers),
+// so the limit trades a little GC time for a peak RSS below restic's.
 const baseMemoryLimit = 160 << 20
 
-// backupGCPercent is GOGC for backups. A backup's live heap grows with
-// the number of cores: each reader and sealer holds chunk and payload
-// buffers of up to the maximum chunk size, beside the pack buffers. It
-// measured 131-148 MiB with GOMAXPROCS=2, 206-224 with 4 and 379 with 8,
-// so a fixed soft limit either wastes memory on small machines or sits
-// below the live heap on large ones, where the collector then runs
-// back to back: with GOMAXPROCS=4 under the former 160 MiB limit a
-// backup of the bench dataset ran 218-313 collections and took 5.1-5.9 s,
-// against 19-21 collections and 4.2-5.2 s with this setting (same 2-core
-// VM, four runs each, docs/benchmarks.md). Collecting when the heap has
-// grown 10 % past what the last collection kept bounds the peak to about
-// 1.1 times the live heap on any machine, at a few dozen collections per
-// backup: the buffers are reused and hold no pointers, so each costs
-// about a millisecond.
-const backupGCPercent = 10
+// limitHeadroomPercent is how far above the live heap the limit is kept
+// when the live heap outgrows the floor.
+const limitHeadroomPercent = 20
 
-// setBackupGC sets GOGC for a backup unless the operator set GOGC or
-// GOMEMLIMIT in the environment.
-func setBackupGC() {
-	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	debug.SetGCPercent(backupGCPercent)
-}
-
-// setMemoryLimit sets a soft memory limit sized to the repository: the
-// base plus room for the in-memory index (about four times the sealed,
-// compressed index files), so large repositories are not starved into
-// constant collection. GOMEMLIMIT in the environment takes precedence.
+// setMemoryLimit sets a soft memory limit sized to the repository and to
+// the live heap: the larger of a floor (the base plus room for the
+// in-memory index, about four times the sealed, compressed index files)
+// and the heap the last collection kept plus a fifth. The limit is
+// reconsidered after every collection.
+//
+// A fixed limit is not enough: a backup's live heap grows with the
+// number of cores, since each reader and sealer holds chunk and payload
+// buffers of up to the maximum chunk size. It measured 131-148 MiB with
+// GOMAXPROCS=2, 206-224 with 4 and 379 with 8, and with the limit fixed at
+// the floor the collector ran back to back from 4 cores on: 218-325
+// collections in one backup of the bench dataset, against 15-17 with the
+// limit following the live heap (docs/benchmarks.md). With a tenth of
+// headroom it was still 56-61: the limit counts all of the runtime's
+// memory, not only the heap. A restore keeps about 50 MiB live, well
+// under the floor. GOMEMLIMIT in the environment takes precedence.
 func setMemoryLimit(ctx context.Context, st chunkstore.Store) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
@@ -57,5 +50,61 @@ func setMemoryLimit(ctx context.Context, st chunkstore.Store) {
 	if err != nil {
 		return // the command itself will report the storage problem
 	}
-	debug.SetMemoryLimit(baseMemoryLimit + 4*indexBytes)
+	followLiveHeap(baseMemoryLimit + 4*indexBytes)
+}
+
+// followLiveHeap sets the soft memory limit to floor, and after every
+// garbage collection to the larger of floor and the live heap plus
+// limitHeadroomPercent. It returns a function that stops following and
+// restores the limit that was set before.
+func followLiveHeap(floor int64) (stop func()) {
+	prev := debug.SetMemoryLimit(floor)
+	w := &gcWatch{floor: floor}
+	w.arm()
+	return func() {
+		w.stopped.Store(true)
+		debug.SetMemoryLimit(prev)
+	}
+}
+
+// gcWatch runs after each garbage collection: an unreachable object's
+// finalizer runs after the cycle that found it, and re-arming the
+// finalizer on the same object makes it run again after the next one.
+type gcWatch struct {
+	floor   int64
+	stopped atomic.Bool
+	sample  [1]metrics.Sample
+}
+
+func (w *gcWatch) arm() {
+	// The sentinel holds a pointer, so it is never batched with other
+	// tiny objects (whose finalizers might never run).
+	s := &gcSentinel{w: w}
+	runtime.SetFinalizer(s, (*gcSentinel).collected)
+}
+
+type gcSentinel struct{ w *gcWatch }
+
+func (s *gcSentinel) collected() {
+	w := s.w
+	if w.stopped.Load() {
+		return
+	}
+	debug.SetMemoryLimit(memoryLimitFor(w.floor, w.liveHeap()))
+	runtime.SetFinalizer(s, (*gcSentinel).collected)
+}
+
+// liveHeap is the heap the last collection found reachable.
+func (w *gcWatch) liveHeap() int64 {
+	w.sample[0].Name = "/gc/heap/live:bytes"
+	metrics.Read(w.sample[:])
+	if w.sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(w.sample[0].Value.Uint64())
+}
+
+// memoryLimitFor is the limit for a live heap of live bytes.
+func memoryLimitFor(floor, live int64) int64 {
+	return max(floor, live+live*limitHeadroomPercent/100)
 }
