@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -24,6 +25,7 @@ type backupFlags struct {
 	tags         []string
 	excludes     []string
 	excludeFiles []string
+	parallelism  int
 }
 
 func newBackupCmd(g *globals) *cobra.Command {
@@ -42,7 +44,13 @@ saved but marked partial and lifeboat exits with code 3.
 
 Exclude patterns: a pattern without a slash matches any single path element
 ("*.tmp", "node_modules"); a pattern with a slash matches the whole absolute
-path ("/home/*/.cache"). An excluded directory is not descended into.`,
+path ("/home/*/.cache"). An excluded directory is not descended into.
+
+Memory grows with the cores: by default every core gets a reader and a
+sealer, each holding buffers of up to the maximum chunk size (8 MiB), for
+about 40 MiB per core beside the packs in flight (about 135 MiB in all on 2
+cores, 380 MiB on 8). --parallelism N bounds the files read, blobs sealed
+and packs uploaded at once, and with them the memory.`,
 		Example: `  lifeboat backup --repo /srv/backup --key writer.key /etc /home
   lifeboat backup --tag nightly --exclude '*.tmp' --exclude-file excludes.txt /srv`,
 		Args: argsBetween(1, -1, "PATH to back up"),
@@ -53,6 +61,7 @@ path ("/home/*/.cache"). An excluded directory is not descended into.`,
 	fl.StringArrayVar(&f.tags, "tag", nil, "tag the snapshot (repeatable)")
 	fl.StringArrayVarP(&f.excludes, "exclude", "e", nil, "skip paths matching this pattern (repeatable)")
 	fl.StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
+	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once; 0 = a reader and a sealer per core, 2 uploaders")
 	return cmd
 }
 
@@ -70,6 +79,9 @@ type backupOutput struct {
 }
 
 func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) error {
+	if f.parallelism < 0 {
+		return usageError("--parallelism must not be negative (0 means the default)")
+	}
 	paths := make([]string, 0, len(args))
 	for _, a := range args {
 		p, err := filepath.Abs(a)
@@ -132,6 +144,9 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	start := time.Now()
 	setMemoryLimit(ctx, repo.Store())
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
+		Readers:        f.parallelism, // 0: the defaults
+		Sealers:        f.parallelism,
+		Writer:         chunkstore.WriterOptions{Uploaders: f.parallelism},
 		Paths:          paths,
 		Host:           host,
 		Username:       username,

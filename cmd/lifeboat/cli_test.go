@@ -90,7 +90,9 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("second backup did not use the files cache: %+v", b2)
 	}
 	// Human output names the snapshot.
-	human := c.ok(r.writer("backup", "--host", "h2", src)...)
+	// Another host has no files cache here: everything is read again, by
+	// one reader, one sealer and one uploader.
+	human := c.ok(r.writer("backup", "--host", "h2", "--parallelism", "1", src)...)
 	if !strings.Contains(human.stdout, "snapshot ") || !strings.Contains(human.stdout, "unmodified") {
 		t.Errorf("backup human output:\n%s", human.stdout)
 	}
@@ -242,6 +244,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"no-such-command"}, "unknown command"},
 		{[]string{"snapshots", "--key", "k"}, "LIFEBOAT_REPO"},
 		{[]string{"backup", "--repo", "/r", "--key", "k"}, "missing PATH"},
+		{[]string{"backup", "--repo", "/r", "--key", "k", "--parallelism", "-1", "/tmp"}, "--parallelism must not be negative"},
 		{[]string{"ls", "--repo", "/r", "--identity", "i"}, "missing SNAPSHOT"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i"}, "--target"},
 		{[]string{"snapshots", "--repo", "relative/path", "--key", "k"}, "relative"},
