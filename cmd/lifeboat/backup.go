@@ -48,9 +48,9 @@ path ("/home/*/.cache"). An excluded directory is not descended into.
 
 Memory grows with the cores: by default every core gets a reader and a
 sealer, each holding buffers of up to the maximum chunk size (8 MiB), for
-about 40 MiB per core beside the packs in flight (about 135 MiB in all on 2
-cores, 380 MiB on 8). --parallelism N bounds the files read, blobs sealed
-and packs uploaded at once, and with them the memory.`,
+about 40 MiB per core beside the packs in flight (a live heap of about 135
+MiB on 2 cores, 380 MiB on 8). --parallelism N bounds the files read, blobs
+sealed and packs uploaded at once, and with them the memory.`,
 		Example: `  lifeboat backup --repo /srv/backup --key writer.key /etc /home
   lifeboat backup --tag nightly --exclude '*.tmp' --exclude-file excludes.txt /srv`,
 		Args: argsBetween(1, -1, "PATH to back up"),
