@@ -189,9 +189,9 @@ func TestRoundTrip(t *testing.T) {
 	if !strings.Contains(again.stdout, "5 already identical") {
 		t.Errorf("second restore:\n%s", again.stdout)
 	}
-	// --include restores a subset.
+	// --include restores a subset (here one range at a time).
 	partial := filepath.Join(c.dir, "partial")
-	c.ok(r.reader("restore", b1.SnapshotID, "--target", partial, "--include", src+"/sub")...)
+	c.ok(r.reader("restore", b1.SnapshotID, "--target", partial, "--include", src+"/sub", "--parallelism", "1")...)
 	if _, err := os.Stat(filepath.Join(partial, src, "sub/deeper/x.conf")); err != nil {
 		t.Errorf("--include: %v", err)
 	}
@@ -247,6 +247,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"backup", "--repo", "/r", "--key", "k", "--parallelism", "-1", "/tmp"}, "--parallelism must not be negative"},
 		{[]string{"ls", "--repo", "/r", "--identity", "i"}, "missing SNAPSHOT"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i"}, "--target"},
+		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--parallelism", "-2"}, "--parallelism must not be negative"},
 		{[]string{"snapshots", "--repo", "relative/path", "--key", "k"}, "relative"},
 		{[]string{"snapshots", "--repo", "/r"}, "--identity FILE"},
 		{[]string{"ls", "latest", "--repo", "/r"}, "--identity"},

@@ -18,6 +18,7 @@ type restoreFlags struct {
 	target    string
 	includes  []string
 	keepCache bool
+	parallel  int
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
@@ -44,6 +45,11 @@ memory or leave gigabytes of dirty pages behind. --keep-cache writes everything
 through the page cache and leaves it cached instead (useful when the restored
 files are read again right away and fit in memory).
 
+--parallelism N sets how many pack ranges are downloaded at once (default 8).
+Each holds up to about 16 MiB of buffers. More can help when the storage is
+far away, since each request's latency is then paid N at a time; on a local
+MinIO 12 and 16 were no faster than 8.
+
 Needs the identity: backups are encrypted so that writer keys cannot read them.`,
 		Example: `  lifeboat restore latest --target /srv/restore
   lifeboat restore 3f2a91c0 --target /tmp/r --include 'home/u/*'`,
@@ -53,6 +59,7 @@ Needs the identity: backups are encrypted so that writer keys cannot read them.`
 	f.register(cmd, "consider snapshots")
 	cmd.Flags().StringVarP(&f.target, "target", "t", "", "directory to restore into (required)")
 	cmd.Flags().StringArrayVarP(&f.includes, "include", "i", nil, "restore only paths matching this pattern, snapshot-relative like home/u/*.txt (repeatable)")
+	cmd.Flags().IntVar(&f.parallel, "parallelism", 0, "pack ranges downloaded at once; 0 = 8")
 	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "write through the page cache and leave restored data cached, instead of direct I/O for large files and dropping the rest as the restore goes")
 	return cmd
 }
@@ -75,6 +82,9 @@ type restoreOutput struct {
 func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) error {
 	if f.target == "" {
 		return usageError("restore needs --target DIR: the directory to restore into")
+	}
+	if f.parallel < 0 {
+		return usageError("--parallelism must not be negative (0 means the default)")
 	}
 	target, err := filepath.Abs(f.target)
 	if err != nil {
@@ -125,6 +135,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		Progress:    prog,
 		WriteBehind: writeBehind(f.keepCache),
 		NoDirectIO:  f.keepCache,
+		Packs:       f.parallel,
 	})
 	bar.Stop()
 	if err != nil {
