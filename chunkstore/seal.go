@@ -97,31 +97,14 @@ var (
 	// The encoders and decoders only ever run EncodeAll/DecodeAll with
 	// concurrency 1, so they start no goroutines and a dropped one needs
 	// no Close.
-	encoders = newFreeList(runtime.GOMAXPROCS(0)+2, func() *zstd.Encoder {
-		// No frame checksum: every blob is authenticated by its AEAD
-		// tag and verified against its keyed ID, so a 32-bit xxhash
-		// would only cost time (~5 % of compression) and 4 bytes.
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-			zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
-		if err != nil {
-			panic(err)
-		}
-		return e
-	})
+	encoders = newEncoders(zstd.SpeedFastest)
 	// Blobs under smallBlob are compressed at zstd's default level
 	// (about level 3) rather than the fastest (about level 1): see
 	// compress. A window of smallBlob covers any such input whole and
 	// keeps the encoder at about 2.2 MiB after a 300 KiB input, against
 	// 9.7 MiB with the default 8 MiB window.
-	smallEncoders = newFreeList(runtime.GOMAXPROCS(0)+2, func() *zstd.Encoder {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
-			zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false), zstd.WithWindowSize(smallBlob))
-		if err != nil {
-			panic(err)
-		}
-		return e
-	})
-	decoders = newFreeList(runtime.GOMAXPROCS(0)+2, func() *zstd.Decoder {
+	smallEncoders = newEncoders(zstd.SpeedDefault, zstd.WithWindowSize(smallBlob))
+	decoders      = newFreeList(runtime.GOMAXPROCS(0)+2, func() *zstd.Decoder {
 		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxMetaPlaintext), zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
@@ -129,6 +112,22 @@ var (
 		return d
 	})
 )
+
+// newEncoders keeps reusable zstd encoders of one level. No frame
+// checksum: every blob is authenticated by its AEAD tag and verified
+// against its keyed ID, so a 32-bit xxhash would only cost time (~5 % of
+// compression) and 4 bytes.
+func newEncoders(level zstd.EncoderLevel, opts ...zstd.EOption) *freeList[*zstd.Encoder] {
+	opts = append([]zstd.EOption{zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
+		zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false)}, opts...)
+	return newFreeList(runtime.GOMAXPROCS(0)+2, func() *zstd.Encoder {
+		e, err := zstd.NewWriter(nil, opts...)
+		if err != nil {
+			panic(err)
+		}
+		return e
+	})
+}
 
 // compressBound is room enough for the zstd frame of n bytes, including
 // incompressible input stored as raw blocks (3 bytes per 128 KiB block
