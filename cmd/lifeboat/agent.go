@@ -306,8 +306,8 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 	if err != nil {
 		return usageError("--upload-limit: %v", err)
 	}
-	if f.parallelism < 0 {
-		return usageError("--parallelism must not be negative")
+	if err := checkParallelism(f.parallelism); err != nil {
+		return err
 	}
 	var verifyCommands []string
 	if f.drillCommands != "" {

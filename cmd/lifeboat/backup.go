@@ -79,8 +79,8 @@ type backupOutput struct {
 }
 
 func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) error {
-	if f.parallelism < 0 {
-		return usageError("--parallelism must not be negative (0 means the default)")
+	if err := checkParallelism(f.parallelism); err != nil {
+		return err
 	}
 	paths := make([]string, 0, len(args))
 	for _, a := range args {

@@ -248,6 +248,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"ls", "--repo", "/r", "--identity", "i"}, "missing SNAPSHOT"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i"}, "--target"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--parallelism", "-2"}, "--parallelism must not be negative"},
+		{[]string{"agent", "--server", "127.0.0.1:1", "--data-dir", "/nonexistent/agent", "--parallelism", "-3"}, "--parallelism must not be negative"},
 		{[]string{"snapshots", "--repo", "relative/path", "--key", "k"}, "relative"},
 		{[]string{"snapshots", "--repo", "/r"}, "--identity FILE"},
 		{[]string{"ls", "latest", "--repo", "/r"}, "--identity"},

@@ -82,6 +82,14 @@ func usageError(format string, args ...any) error {
 	return &exitErr{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
+// checkParallelism refuses a negative --parallelism (0 means the default).
+func checkParallelism(n int) error {
+	if n < 0 {
+		return usageError("--parallelism must not be negative (0 means the default)")
+	}
+	return nil
+}
+
 // withCode attaches an exit code to err.
 func withCode(code int, err error) error {
 	if err == nil {

@@ -60,7 +60,9 @@ func setMemoryLimit(ctx context.Context, st chunkstore.Store) {
 func followLiveHeap(floor int64) (stop func()) {
 	prev := debug.SetMemoryLimit(floor)
 	w := &gcWatch{floor: floor}
-	w.arm()
+	// The sentinel holds a pointer, so it is never batched with other
+	// tiny objects (whose finalizers might never run).
+	runtime.SetFinalizer(&gcSentinel{w: w}, (*gcSentinel).collected)
 	return func() {
 		w.stopped.Store(true)
 		debug.SetMemoryLimit(prev)
@@ -74,13 +76,6 @@ type gcWatch struct {
 	floor   int64
 	stopped atomic.Bool
 	sample  [1]metrics.Sample
-}
-
-func (w *gcWatch) arm() {
-	// The sentinel holds a pointer, so it is never batched with other
-	// tiny objects (whose finalizers might never run).
-	s := &gcSentinel{w: w}
-	runtime.SetFinalizer(s, (*gcSentinel).collected)
 }
 
 type gcSentinel struct{ w *gcWatch }

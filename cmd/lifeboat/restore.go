@@ -15,10 +15,10 @@ import (
 
 type restoreFlags struct {
 	filterFlags
-	target    string
-	includes  []string
-	keepCache bool
-	parallel  int
+	target      string
+	includes    []string
+	keepCache   bool
+	parallelism int
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
@@ -59,7 +59,7 @@ Needs the identity: backups are encrypted so that writer keys cannot read them.`
 	f.register(cmd, "consider snapshots")
 	cmd.Flags().StringVarP(&f.target, "target", "t", "", "directory to restore into (required)")
 	cmd.Flags().StringArrayVarP(&f.includes, "include", "i", nil, "restore only paths matching this pattern, snapshot-relative like home/u/*.txt (repeatable)")
-	cmd.Flags().IntVar(&f.parallel, "parallelism", 0, "pack ranges downloaded at once; 0 = 8")
+	cmd.Flags().IntVar(&f.parallelism, "parallelism", 0, "pack ranges downloaded at once; 0 = 8")
 	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "write through the page cache and leave restored data cached, instead of direct I/O for large files and dropping the rest as the restore goes")
 	return cmd
 }
@@ -83,8 +83,8 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	if f.target == "" {
 		return usageError("restore needs --target DIR: the directory to restore into")
 	}
-	if f.parallel < 0 {
-		return usageError("--parallelism must not be negative (0 means the default)")
+	if err := checkParallelism(f.parallelism); err != nil {
+		return err
 	}
 	target, err := filepath.Abs(f.target)
 	if err != nil {
@@ -135,7 +135,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		Progress:    prog,
 		WriteBehind: writeBehind(f.keepCache),
 		NoDirectIO:  f.keepCache,
-		Packs:       f.parallel,
+		Packs:       f.parallelism,
 	})
 	bar.Stop()
 	if err != nil {
@@ -198,8 +198,10 @@ func writeBehind(keepCache bool) int64 {
 // (two cores) the cores were 88 % busy against 83.5 %, and restores 3-4.6
 // % faster on average, faster in 25 of 36 alternated pairs
 // (docs/benchmarks.md). Backups are not given the extra P: their pipelines
-// are sized by GOMAXPROCS, and with one more they used more CPU and took
-// longer.
+// are sized by GOMAXPROCS, so one more P is another reader and sealer,
+// about 40 MiB more live heap (see setMemoryLimit). With one more they
+// also used more CPU and took longer, but that was measured under the
+// former fixed memory limit, which three Ps' live heap may have exceeded.
 func oneMoreProc() (restoreDefault func()) {
 	if !extraProc(runtime.GOMAXPROCS(0), runtime.NumCPU(), os.Getenv("GOMAXPROCS")) {
 		return func() {}
