@@ -61,6 +61,7 @@ const directMinSpan = 64 << 10
 // being written, beside the ordinary ones.
 type directIO struct {
 	off     atomic.Bool  // unsupported here, or turned off by the caller
+	noAlloc atomic.Bool  // fallocate unsupported here
 	written atomic.Int64 // bytes written direct
 	log     *slog.Logger
 	open    handles // opened with O_DIRECT
@@ -114,6 +115,42 @@ func (d *directIO) handle(t *targetDir, f *fileState) (*os.File, error) {
 // to play a filesystem without O_DIRECT.
 var openDirect = func(t *targetDir, p string) (*os.File, error) {
 	return t.openFile(p, unix.O_WRONLY|unix.O_DIRECT)
+}
+
+// reserve allocates the blocks of [off, off+n) in fh's file, without
+// changing its size, before a direct write of that span. The file was
+// created sparse at its final size, and ext4 lets a direct write take
+// the file's lock shared only when it overwrites blocks already
+// allocated (written or not); a write into a hole takes it exclusive and
+// keeps it until the device has the data. Several workers write chunks
+// of one large file at once, and without this they queued behind one
+// another on that lock, spinning as they waited: on the development VM
+// restores took 2.10 s against 2.23 s on average (11 alternated pairs,
+// docs/benchmarks.md). Only spans about to be written are allocated, so
+// all-zero chunks stay holes. A filesystem without fallocate turns it
+// off; any other error is left to the write, which reports it.
+func (d *directIO) reserve(fh *os.File, off, n int64) {
+	if d.noAlloc.Load() {
+		return
+	}
+	err := fallocate(fh, off, n)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		d.noAlloc.Store(true)
+	}
+}
+
+func fallocate(fh *os.File, off, n int64) error {
+	rc, err := fh.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) {
+		ferr = unix.Fallocate(int(fd), unix.FALLOC_FL_KEEP_SIZE, off, n)
+	}); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // writeDirect writes through an O_DIRECT descriptor. Tests replace it

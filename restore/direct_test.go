@@ -75,3 +75,33 @@ func directSupported(t *testing.T, dir string) bool {
 	unix.Close(fd)
 	return true
 }
+
+// reserve must allocate exactly the span about to be written, and leave
+// the size and the rest of the file (holes for all-zero chunks) alone.
+func TestReserveAllocatesOnlyTheSpan(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	fh, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	const size, off, n = 8 << 20, 2 << 20, 1 << 20
+	if err := fh.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	d := newDirectIO(true, nil)
+	d.reserve(fh, off, n)
+	if d.noAlloc.Load() {
+		t.Skip("the temporary directory's filesystem has no fallocate")
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(fh.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != size {
+		t.Fatalf("size %d after reserve, want %d", st.Size, size)
+	}
+	if got := st.Blocks * 512; got < n || got > n+1<<20 {
+		t.Fatalf("%d bytes allocated after reserving %d", got, n)
+	}
+}

@@ -751,6 +751,7 @@ func (r *restorer) writeData(f *fileState, fh *os.File, plain []byte, off int64)
 				r.log.Debug("could not open for direct I/O, writing through the page cache", "path", f.path, "err", err)
 			}
 			if dfh != nil {
+				r.dio.reserve(dfh, a, b-a)
 				_, err := writeDirect(dfh, plain[a-off:b-off], a)
 				if err == nil {
 					r.dio.written.Add(b - a)
