@@ -37,8 +37,11 @@
 // page-aligned interior of each chunk goes from the worker's buffer
 // straight to the disk, and only its unaligned head and tail (under 4 KiB
 // each) pass through the page cache (as does the whole blob for another
-// file that shares it at another alignment). Ranges whose data goes mostly to
-// such files wait on the disk; they are interleaved with the others,
+// file that shares it at another alignment). The span of each direct
+// write is allocated (fallocate) just before it, so that the writers of
+// one file share ext4's inode lock instead of taking it in turn, and
+// all-zero chunks stay holes. Ranges whose data goes mostly to such
+// files wait on the disk; they are interleaved with the others,
 // which keep the cores busy meanwhile. A filesystem that refuses O_DIRECT
 // turns it off for the rest of the restore.
 //
