@@ -125,14 +125,16 @@ var openDirect = func(t *targetDir, p string) (*os.File, error) {
 // keeps it until the device has the data. Several workers write chunks
 // of one large file at once, and without this they queued behind one
 // another on that lock, spinning as they waited. With it, the lock's
-// slow path fell from 1.6 % of a restore's samples to 0.4 %, and on the
-// Zen 4 VM restores took 2.04 s against 2.14 s on average, faster in 12
-// of 19 alternated pairs; on an earlier VM with a slower disk three pairs
-// showed no gain (docs/benchmarks.md). Only spans about to be written are allocated, so
-// all-zero chunks stay holes. A filesystem without fallocate turns it
-// off (EOPNOTSUPP, ENOSYS, or EINVAL for arguments that are valid);
-// any other error, such as a full disk, is left to the write, which
-// reports it.
+// slow path fell from 1.6 % of lifeboat's samples in a restore to 0.4 %,
+// and on the Zen 4 VM restores took 2.04 s against 2.14 s on average,
+// faster in 12 of 19 alternated pairs; on an earlier VM with a slower
+// disk three pairs showed no gain (docs/benchmarks.md).
+//
+// Only spans about to be written are allocated, so all-zero chunks stay
+// holes. A filesystem without fallocate (EOPNOTSUPP, ENOSYS, or EINVAL
+// for arguments that are valid) turns it off for the rest of the
+// restore; any other error, such as a full disk, is left to the write,
+// which reports it.
 func (d *directIO) reserve(fh *os.File, off, n int64) {
 	if d.noAlloc.Load() {
 		return
@@ -143,7 +145,9 @@ func (d *directIO) reserve(fh *os.File, off, n int64) {
 	}
 }
 
-func fallocate(fh *os.File, off, n int64) error {
+// fallocate allocates [off, off+n) of fh's file, keeping its size.
+// Tests replace it to play a filesystem without it.
+var fallocate = func(fh *os.File, off, n int64) error {
 	rc, err := fh.SyscallConn()
 	if err != nil {
 		return err

@@ -105,3 +105,31 @@ func TestReserveAllocatesOnlyTheSpan(t *testing.T) {
 		t.Fatalf("%d bytes allocated after reserving %d", got, n)
 	}
 }
+
+// A filesystem without fallocate turns reserve off after one try; a
+// full disk does not (the write that follows reports it).
+func TestReserveStopsWhereUnsupported(t *testing.T) {
+	orig := fallocate
+	t.Cleanup(func() { fallocate = orig })
+	for _, tc := range []struct {
+		errno    syscall.Errno
+		wantOff  bool
+		wantCalls int // of fallocate, by three reserves
+	}{
+		{unix.EOPNOTSUPP, true, 1},
+		{unix.ENOSYS, true, 1},
+		{unix.EINVAL, true, 1},
+		{unix.ENOSPC, false, 3},
+		{unix.EDQUOT, false, 3},
+	} {
+		calls := 0
+		fallocate = func(*os.File, int64, int64) error { calls++; return &os.PathError{Op: "fallocate", Err: tc.errno} }
+		d := newDirectIO(true, nil)
+		for range 3 {
+			d.reserve(nil, 0, directAlign)
+		}
+		if d.noAlloc.Load() != tc.wantOff || calls != tc.wantCalls {
+			t.Errorf("%v: turned off %v after %d calls, want %v after %d", tc.errno, d.noAlloc.Load(), calls, tc.wantOff, tc.wantCalls)
+		}
+	}
+}
