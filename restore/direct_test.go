@@ -112,8 +112,8 @@ func TestReserveStopsWhereUnsupported(t *testing.T) {
 	orig := fallocate
 	t.Cleanup(func() { fallocate = orig })
 	for _, tc := range []struct {
-		errno    syscall.Errno
-		wantOff  bool
+		errno     syscall.Errno
+		wantOff   bool
 		wantCalls int // of fallocate, by three reserves
 	}{
 		{unix.EOPNOTSUPP, true, 1},
