@@ -131,8 +131,8 @@ var openDirect = func(t *targetDir, p string) (*os.File, error) {
 // disk three pairs showed no gain (docs/benchmarks.md).
 //
 // Only spans about to be written are allocated, so all-zero chunks stay
-// holes. A filesystem without fallocate (EOPNOTSUPP, ENOSYS, or EINVAL
-// for arguments that are valid) turns it off for the rest of the
+// holes. A filesystem without fallocate (the errors of unsupported, as
+// for the write-behind window's calls) turns it off for the rest of the
 // restore; any other error, such as a full disk, is left to the write,
 // which reports it.
 func (d *directIO) reserve(fh *os.File, off, n int64) {
@@ -140,7 +140,7 @@ func (d *directIO) reserve(fh *os.File, off, n int64) {
 		return
 	}
 	err := fallocate(fh, off, n)
-	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) {
+	if unsupported(err) {
 		d.noAlloc.Store(true)
 	}
 }
