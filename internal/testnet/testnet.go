@@ -7,8 +7,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -21,18 +23,27 @@ import (
 // connection in the meantime — tests running beside this one open
 // thousands — and the server's bind then fails with "address already in
 // use" (seen in CI). Below the range only another test picking the same
-// random port can take it.
+// random port can take it, and that is ruled out too: the port stays
+// reserved (see reserve) until t ends, and FreeAddr skips ports another
+// test holds, in this process or in any other test binary that go test
+// runs beside it (a three-process cluster test once lost its port to one).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	lo := ephemeralLow()
 	for range 100 {
-		port := 10000 + rand.IntN(lo-10000)
+		port := pickPort(lo)
+		release, ok := reserve(port)
+		if !ok {
+			continue // another test holds it
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
+			release()
 			continue // in use: try another
 		}
 		addr := ln.Addr().String()
 		ln.Close()
+		t.Cleanup(release)
 		return addr
 	}
 	// Nothing free below the range (or no range): let the kernel choose.
@@ -42,6 +53,31 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// pickPort chooses a port to try below lo; tests replace it.
+var pickPort = func(lo int) int { return 10000 + rand.IntN(lo-10000) }
+
+// reserve takes an exclusive advisory lock on a file named after port in
+// a directory all test processes share, so that no other FreeAddr hands
+// the port out while the lock is held. The lock belongs to the open file,
+// so it is released by release or when the process dies (a test binary
+// killed by its timeout leaves nothing held). ok is false when another
+// holder has it, or when the lock cannot be taken at all.
+func reserve(port int) (release func(), ok bool) {
+	dir := filepath.Join(os.TempDir(), "lifeboat-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return nil, false
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, false
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	return func() { f.Close() }, true
 }
 
 // ephemeralLow is the first port of the kernel's ephemeral range, or
