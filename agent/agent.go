@@ -81,8 +81,8 @@ type Config struct {
 	// (0 = unlimited); a policy may set a lower one in Hooks.
 	UploadLimit int64
 	// Parallelism bounds the files read, the blobs sealed and the packs
-	// uploaded at once by a job (0 = the defaults: GOMAXPROCS readers and
-	// sealers, 2 uploaders). Hooks may set it per policy.
+	// uploaded at once by a job (0 = the defaults: snapshot.DefaultWorkers
+	// readers and sealers, 2 uploaders). Hooks may set it per policy.
 	Parallelism int
 
 	Clock      Clock        // default: the wall clock

@@ -46,11 +46,12 @@ Exclude patterns: a pattern without a slash matches any single path element
 ("*.tmp", "node_modules"); a pattern with a slash matches the whole absolute
 path ("/home/*/.cache"). An excluded directory is not descended into.
 
-Memory grows with the cores: by default every core gets a reader and a
-sealer, each holding buffers of up to the maximum chunk size (8 MiB), for
-about 40 MiB per core beside the packs in flight (a live heap of about 135
-MiB on 2 cores, 380 MiB on 8). --parallelism N bounds the files read, blobs
-sealed and packs uploaded at once, and with them the memory.`,
+Memory grows with the workers: by default every core gets a reader and a
+sealer, up to 8 of each, each holding buffers of up to the maximum chunk size
+(8 MiB), for about 40 MiB per core beside the packs in flight (a live heap of
+about 135 MiB on 2 cores, 380 MiB on 8 or more). --parallelism N sets the
+files read, blobs sealed and packs uploaded at once, and with them the
+memory; above 8 it lets a large machine use more cores.`,
 		Example: `  lifeboat backup --repo /srv/backup --key writer.key /etc /home
   lifeboat backup --tag nightly --exclude '*.tmp' --exclude-file excludes.txt /srv`,
 		Args: argsBetween(1, -1, "PATH to back up"),
@@ -61,7 +62,7 @@ sealed and packs uploaded at once, and with them the memory.`,
 	fl.StringArrayVar(&f.tags, "tag", nil, "tag the snapshot (repeatable)")
 	fl.StringArrayVarP(&f.excludes, "exclude", "e", nil, "skip paths matching this pattern (repeatable)")
 	fl.StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
-	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once; 0 = a reader and a sealer per core, 2 uploaders")
+	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once; 0 = a reader and a sealer per core (at most 8 each), 2 uploaders")
 	return cmd
 }
 
