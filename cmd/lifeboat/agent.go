@@ -72,10 +72,10 @@ Resource controls: --upload-limit caps what all jobs together upload
 ("20MiB/s", "500kB/s", bytes; 0 = unlimited; bursts of one 16 MiB pack).
 --parallelism N bounds the files read, blobs sealed and packs uploaded at once
 per job (0 = a reader and a sealer per core up to 8 each, 2 uploaders; each
-uploader holds a pack in memory). --nice (default on; --nice=false to turn off) lowers the
-agent's CPU priority to nice 10 and its IO priority to the lowest best-effort
-level at start; hooks inherit both. Per policy, the hooks file may add
-"upload_limit: 5MiB/s" (a further cap within --upload-limit) and
+uploader holds a pack in memory). --nice (default on; --nice=false to turn
+off) lowers the agent's CPU priority to nice 10 and its IO priority to the
+lowest best-effort level at start; hooks inherit both. Per policy, the hooks
+file may add "upload_limit: 5MiB/s" (a further cap within --upload-limit) and
 "parallelism: 2" (instead of --parallelism).
 
 SIGTERM stops taking work and lets a running job finish within

@@ -3,6 +3,7 @@
 package testnet
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -62,20 +63,26 @@ var pickPort = func(lo int) int { return 10000 + rand.IntN(lo-10000) }
 // a directory all test processes share, so that no other FreeAddr hands
 // the port out while the lock is held. The lock belongs to the open file,
 // so it is released by release or when the process dies (a test binary
-// killed by its timeout leaves nothing held). ok is false when another
-// holder has it, or when the lock cannot be taken at all.
+// killed by its timeout leaves nothing held). ok is false only when
+// another holder has the port. Where no lock can be taken at all (the
+// directory belongs to another user, say), the port is handed out
+// unreserved, as before reservations existed.
 func reserve(port int) (release func(), ok bool) {
+	unreserved := func() {}
 	dir := filepath.Join(os.TempDir(), "lifeboat-test-ports")
 	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return nil, false
+		return unreserved, true
 	}
 	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_RDWR|os.O_CREATE, 0o666)
 	if err != nil {
-		return nil, false
+		return unreserved, true
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, false
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false
+		}
+		return unreserved, true
 	}
 	return func() { f.Close() }, true
 }
