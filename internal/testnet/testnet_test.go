@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,5 +114,22 @@ func TestFreeAddrSkipsReserved(t *testing.T) {
 	}
 	if got := FreeAddr(t); got != "127.0.0.1:10003" {
 		t.Fatalf("FreeAddr gave %s; want 127.0.0.1:10003, the port after the reserved 10002", got)
+	}
+}
+
+// Where no lock file can be made, ports are still handed out, unreserved.
+func TestReserveWithoutLockDir(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", filepath.Join(notDir, "tmp")) // under a regular file: cannot be made
+	release, ok := reserve(10004)
+	if !ok || release == nil {
+		t.Fatal("reserve refused a port because it could not make its lock file")
+	}
+	release()
+	if addr := FreeAddr(t); addr == "" {
+		t.Fatal("FreeAddr gave nothing without a lock directory")
 	}
 }
