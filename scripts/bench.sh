@@ -13,6 +13,8 @@
 #   BENCH_ORDER     alternating (default) | interleaved | sequential
 #   BENCH_TOOLS     restic,lifeboat (default) | restic (baseline only)
 #   BENCH_OUT       results file (default bin/bench-results.md)
+#   BENCH_PRETOUCH_MIB  memory touched and freed before each step (default
+#                   3072; 0 = off); see docs/benchmarks.md
 set -euo pipefail
 
 RESTIC_VERSION=0.18.1

@@ -68,6 +68,7 @@ type config struct {
 	order            string
 	genOnly, keep    bool
 	dropCaches       bool
+	pretouchMiB      int
 	runs             int
 	endpoint, ak, sk string
 }
@@ -92,6 +93,7 @@ func run() error {
 	flag.BoolVar(&c.genOnly, "gen-only", false, "generate the dataset and exit")
 	flag.BoolVar(&c.keep, "keep", false, "keep restore directories and logs")
 	flag.BoolVar(&c.dropCaches, "drop-caches", envOr("BENCH_DROP_CACHES", "1") != "0", "before each round, drop the page cache (needs root; skipped with a note otherwise) and read the dataset again, so every round starts from the same memory state (env BENCH_DROP_CACHES=0 turns it off)")
+	flag.IntVar(&c.pretouchMiB, "pretouch-mib", envInt("BENCH_PRETOUCH_MIB", 3072), "before each step, touch and free this much memory (at most a quarter of what is available), so that neither tool writes into pages a VM's balloon has handed back to the host (see pretouch.go); 0 = do not (env BENCH_PRETOUCH_MIB)")
 	flag.Parse()
 	c.seed = *seed
 	c.tools = map[string]bool{}
@@ -200,7 +202,7 @@ func run() error {
 	rep := &bench.Report{
 		Date:         time.Now(),
 		Host:         hostInfo(),
-		Order:        orderText(c.order) + "; " + caches,
+		Order:        orderText(c.order) + "; " + caches + "; " + pretouchText(c.pretouchMiB),
 		Load:         fmt.Sprintf("load average %s at start, %s at end", load0, loadAvg()),
 		Runs:         c.runs,
 		DatasetDir:   dataDir,
@@ -317,6 +319,11 @@ func (c *config) round(ctx context.Context, mc *minio.Client, counter *bench.S3C
 
 	steps := []string{"full", "nochange", "restore"}
 	doStep := func(r *runner, step string) error {
+		if n := pretouchSize(c.pretouchMiB<<20, memAvailable("/proc/meminfo")); n > 0 {
+			if _, err := pretouch(n); err != nil {
+				return fmt.Errorf("touch %d MiB of memory before the %s step (-pretouch-mib=0 skips it): %w", n>>20, step, err)
+			}
+		}
 		var err error
 		switch step {
 		case "full":
@@ -408,6 +415,13 @@ func orderText(o string) string {
 		return "interleaved per step (restic then lifeboat for full backup, no-change backup, restore); warm page cache; sync between steps"
 	}
 	return "sequential (restic: full, no-change, restore; then lifeboat); warm page cache; sync between steps"
+}
+
+func pretouchText(mib int) string {
+	if mib <= 0 {
+		return "memory not touched before the steps (-pretouch-mib=0)"
+	}
+	return fmt.Sprintf("%d MiB of memory touched and freed before each step (at most a quarter of what is available)", mib)
 }
 
 func composition(m *bench.Manifest) string {

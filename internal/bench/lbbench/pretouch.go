@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// pretouch maps n bytes of anonymous memory, writes to every page and
+// unmaps it again, so that the pages the kernel hands out next are pages
+// that were just in use, and returns how many bytes it touched.
+//
+// Why: on a virtual machine whose balloon device has free page reporting
+// (the bench's VMs do), memory that has been free for a few seconds is
+// given back to the host, and the guest's next touch of each such page
+// faults in the host. A restore that writes through the page cache fills
+// 1.3 GiB of fresh pages; in the bench that made restic's restores use 4.3–4.8
+// s of system time instead of 1.7–2.1 s, in some rounds and not others,
+// which a physical machine would not do (docs/benchmarks.md). Touching
+// memory first puts every step of both tools on the footing of a machine
+// without a balloon.
+func pretouch(n int) (int, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return 0, err
+	}
+	page := os.Getpagesize()
+	touched := 0
+	for i := 0; i < len(mem); i += page {
+		mem[i] = 1
+		touched += page
+	}
+	return min(touched, n), unix.Munmap(mem)
+}
+
+// pretouchSize is want, at most a quarter of avail, the memory the kernel
+// reports available (so the bench never pushes the page cache out), or
+// want itself when avail is unknown (0).
+func pretouchSize(want int, avail int64) int {
+	if avail <= 0 {
+		return want
+	}
+	return int(min(int64(want), avail/4))
+}
+
+// memAvailable is MemAvailable from a meminfo file, in bytes, or 0.
+func memAvailable(path string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemAvailable:" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
