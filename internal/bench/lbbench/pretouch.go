@@ -17,11 +17,12 @@ import (
 // (the bench's VMs do), memory that has been free for a few seconds is
 // given back to the host, and the guest's next touch of each such page
 // faults in the host. A restore that writes through the page cache fills
-// 1.3 GiB of fresh pages; in the bench that made restic's restores use 4.3–4.8
-// s of system time instead of 1.7–2.1 s, in some rounds and not others,
-// which a physical machine would not do (docs/benchmarks.md). Touching
-// memory first puts every step of both tools on the footing of a machine
-// without a balloon.
+// 1.3 GiB of fresh pages. In alternated restores on such a VM, restic's
+// used 4.3–4.8 s of system time after 20 s idle (in four of five) and
+// 1.7–2.1 s right after memory had been touched and freed; lifeboat's,
+// which writes most data with direct I/O, hardly moved
+// (docs/benchmarks.md). A physical machine has no such cost. Touching
+// memory first puts every step of both tools on that footing.
 func pretouch(n int) (int, error) {
 	if n <= 0 {
 		return 0, nil
