@@ -148,17 +148,7 @@ func (d *directIO) reserve(fh *os.File, off, n int64) {
 // fallocate allocates [off, off+n) of fh's file, keeping its size.
 // Tests replace it to play a filesystem without it.
 var fallocate = func(fh *os.File, off, n int64) error {
-	rc, err := fh.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) {
-		ferr = unix.Fallocate(int(fd), unix.FALLOC_FL_KEEP_SIZE, off, n)
-	}); err != nil {
-		return err
-	}
-	return ferr
+	return unix.Fallocate(int(fh.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, n)
 }
 
 // writeDirect writes through an O_DIRECT descriptor. Tests replace it
