@@ -36,6 +36,13 @@ import (
 )
 
 func main() {
+	if child, err := pretouchChild(); child {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "lbbench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "lbbench: %v\n", err)
 		os.Exit(1)
@@ -94,12 +101,7 @@ func run() error {
 	flag.BoolVar(&c.keep, "keep", false, "keep restore directories and logs")
 	flag.BoolVar(&c.dropCaches, "drop-caches", envOr("BENCH_DROP_CACHES", "1") != "0", "before each round, drop the page cache (needs root; skipped with a note otherwise) and read the dataset again, so every round starts from the same memory state (env BENCH_DROP_CACHES=0 turns it off)")
 	flag.IntVar(&c.pretouchMiB, "pretouch-mib", envInt("BENCH_PRETOUCH_MIB", 3072), "before each step, touch and free this much memory (at most a quarter of what is available), so that neither tool writes into pages a VM's balloon has handed back to the host (see pretouch.go); 0 = do not (env BENCH_PRETOUCH_MIB)")
-	pretouchOnly := flag.Int("pretouch-only", 0, "internal: touch and free this many bytes, then exit (see pretouchInChild)")
 	flag.Parse()
-	if *pretouchOnly > 0 {
-		_, err := pretouch(*pretouchOnly)
-		return err
-	}
 	c.seed = *seed
 	c.tools = map[string]bool{}
 	for _, t := range strings.Split(tools, ",") {

@@ -42,8 +42,27 @@ func pretouch(n int) (int, error) {
 	return min(touched, n), unix.Munmap(mem)
 }
 
+// pretouchEnv, set in a child's environment, makes the child touch that
+// many bytes and exit instead of running the bench (pretouchChild).
+const pretouchEnv = "LBBENCH_PRETOUCH_BYTES"
+
+// pretouchChild reports whether this process is pretouchInChild's child,
+// and if so does its work.
+func pretouchChild() (child bool, err error) {
+	v := os.Getenv(pretouchEnv)
+	if v == "" {
+		return false, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return true, fmt.Errorf("%s=%q: %w", pretouchEnv, v, err)
+	}
+	_, err = pretouch(n)
+	return true, err
+}
+
 // pretouchInChild runs pretouch(n) in a child process (this program with
-// -pretouch-only). Not in the driver itself: Linux reports a command's
+// pretouchEnv set). Not in the driver itself: Linux reports a command's
 // peak RSS from the high-water mark of the address space it was started
 // from, and Go starts commands from a clone that shares the driver's, so
 // 3 GiB touched here once would show as every later command's peak RSS.
@@ -52,7 +71,9 @@ func pretouchInChild(n int) error {
 	if err != nil {
 		return err
 	}
-	out, err := exec.Command(self, "-pretouch-only", strconv.Itoa(n)).CombinedOutput()
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), pretouchEnv+"="+strconv.Itoa(n))
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, out)
 	}

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -56,11 +57,7 @@ func TestPretouchSize(t *testing.T) {
 // TestMain lets the test binary stand in for lbbench as pretouchInChild's
 // child.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == "-pretouch-only" {
-		n, err := strconv.Atoi(os.Args[2])
-		if err == nil {
-			_, err = pretouch(n)
-		}
+	if child, err := pretouchChild(); child {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -95,5 +92,22 @@ func TestPretouchInChildKeepsPeakRSS(t *testing.T) {
 	}
 	if got := peak(); got < n/2 {
 		t.Logf("touching %d MiB in this process did not raise a command's peak RSS (%d MiB) on this kernel", n>>20, got>>20)
+	}
+}
+
+// pretouchChild acts only with pretouchEnv set, and names the variable
+// when its value is not a number.
+func TestPretouchChild(t *testing.T) {
+	t.Setenv(pretouchEnv, "")
+	if child, err := pretouchChild(); child || err != nil {
+		t.Fatalf("without %s: child %v, err %v", pretouchEnv, child, err)
+	}
+	t.Setenv(pretouchEnv, strconv.Itoa(1<<20))
+	if child, err := pretouchChild(); !child || err != nil {
+		t.Fatalf("with %s=1 MiB: child %v, err %v", pretouchEnv, child, err)
+	}
+	t.Setenv(pretouchEnv, "3GiB")
+	if child, err := pretouchChild(); !child || err == nil || !strings.Contains(err.Error(), pretouchEnv) {
+		t.Fatalf("with %s=3GiB: child %v, err %v; want an error naming the variable", pretouchEnv, child, err)
 	}
 }
