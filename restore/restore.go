@@ -133,6 +133,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind), dio: newDirectIO(!opts.NoDirectIO, opts.Logger)}
 
 	start := time.Now()
+	lowerGC := raiseGC(planGCPercent)
+	defer lowerGC()
 	mk := t.makeDirs()
 	defer mk.wait() // before t is closed
 	pl := plan{onDir: mk.add}
@@ -181,6 +183,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	jobs := interleave(pl.packJobs())
+	lowerGC()
 	r.log.Debug("restore planned", "files", len(pl.files), "dirs", len(pl.dirs), "bytes", pl.bytes, "pack_ranges", len(jobs), "took", time.Since(start).Round(time.Millisecond))
 	fetchStart := time.Now()
 	if n := min(opts.Packs, len(jobs)); n > 0 {

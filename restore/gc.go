@@ -1,0 +1,52 @@
+package restore
+
+import (
+	"runtime/debug"
+	"sync"
+)
+
+// planGCPercent is the collector's target (GOGC) while a restore plans.
+//
+// Planning builds the whole plan — every file, chunk reference and
+// directory listing of the snapshot — from a heap that starts at a few
+// MiB, so at the default target of 100 the collector ran about every
+// 10 ms: eight times while the bench dataset (16,832 files) was planned,
+// marking the growing plan again each time. At 400 it ran twice, and
+// planning took 114 ms instead of 126 (medians of five restores). The
+// heap this leaves is still smaller than the download buffers that come
+// after, so the peak memory of a restore does not grow.
+const planGCPercent = 400
+
+// gcRaise counts the restores planning at once, so the target is set
+// by the first and put back by the last.
+var gcRaise struct {
+	sync.Mutex
+	n    int
+	prev int
+}
+
+// raiseGC sets the collector's target to at least pct until the returned
+// function is called. A target that is higher already, or a collector
+// turned off (GOGC=off), is left alone.
+func raiseGC(pct int) (restore func()) {
+	gcRaise.Lock()
+	defer gcRaise.Unlock()
+	if gcRaise.n == 0 {
+		gcRaise.prev = debug.SetGCPercent(pct)
+		if gcRaise.prev < 0 || gcRaise.prev > pct {
+			debug.SetGCPercent(gcRaise.prev)
+		}
+	}
+	gcRaise.n++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			gcRaise.Lock()
+			defer gcRaise.Unlock()
+			gcRaise.n--
+			if gcRaise.n == 0 {
+				debug.SetGCPercent(gcRaise.prev)
+			}
+		})
+	}
+}
