@@ -10,11 +10,13 @@ import (
 // Planning builds the whole plan — every file, chunk reference and
 // directory listing of the snapshot — from a heap that starts at a few
 // MiB, so at the default target of 100 the collector ran about every
-// 10 ms: eight times while the bench dataset (16,832 files) was planned,
+// 20 ms: six times while the bench dataset (16,832 files) was planned,
 // marking the growing plan again each time. At 400 it ran twice, and
-// planning took 114 ms instead of 126 (medians of five restores). The
-// heap this leaves is still smaller than the download buffers that come
-// after, so the peak memory of a restore does not grow.
+// planning took 114 ms instead of 126 (medians of five restores). Once
+// the target is lowered again the collector runs once or twice as the
+// downloads start, while the cores are not yet busy. The heap planning
+// leaves (about 35 MiB) is well under what the downloads use later, so
+// the peak memory of a restore does not grow.
 const planGCPercent = 400
 
 // gcRaise counts the restores planning at once, so the target is set
