@@ -10,9 +10,13 @@ var (
 	ParseTrailerForTest      = parseTrailer
 	DecodeBlobPayloadForTest = decodeBlobPayload
 	EncodeBlobPayloadForTest = encodeBlobPayload
-	OpenBlobForTest          = openBlob
 	KindTrailerForTest       = kindTrailer
 )
+
+// OpenBlobForTest authenticates and decrypts one sealed blob with key.
+func OpenBlobForTest(dst []byte, key *[32]byte, t BlobType, id ID, sealed []byte) (byte, []byte, error) {
+	return openBlob(dst, newGCM(key[:]), t, id, sealed)
+}
 
 // BuildPackForTest seals blobs (keyed by their chunk IDs under hasher)
 // into a pack the way Writer does, with metaKey sealing the trailer, and

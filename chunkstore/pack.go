@@ -144,11 +144,10 @@ func sealBlob(dst []byte, aead cipher.AEAD, t BlobType, id ID, enc byte, payload
 }
 
 // openBlob authenticates a sealed blob and returns its encoding and payload.
-func openBlob(dst []byte, key *[32]byte, t BlobType, id ID, sealed []byte) (byte, []byte, error) {
+func openBlob(dst []byte, aead cipher.AEAD, t BlobType, id ID, sealed []byte) (byte, []byte, error) {
 	if len(sealed) < BlobOverhead {
 		return 0, nil, fmt.Errorf("%w: %s blob %s truncated", ErrCorrupt, t, id.Short())
 	}
-	aead := newGCM(key[:])
 	enc := sealed[nonceSize]
 	out, err := aead.Open(dst, sealed[:nonceSize], sealed[nonceSize+1:], blobAD(t, id, enc))
 	if err != nil {

@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -459,27 +460,42 @@ func (r *Repository) PackKey(p *PackEntry) (*[32]byte, error) {
 // from a pack, and checks that the plaintext's keyed ID is b.ID. dst is
 // reused when large enough.
 func (r *Repository) OpenBlob(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
-	return r.openBlob(key, b, sealed, dst, openCopy)
+	return r.openBlob(newGCM(key[:]), b, sealed, dst, openCopy)
 }
 
-// OpenBlobInPlace is OpenBlob for a caller that has no further use for
-// sealed: the blob is decrypted where it lies, overwriting sealed, so a
+// BlobOpener opens the blobs of one pack for a caller that has no
+// further use for their sealed bytes, with the pack's cipher set up once
+// rather than for every blob (half a microsecond and 1.3 KiB of garbage
+// each; a restore of the bench dataset opens 22,000 blobs). It
+// authenticates and checks the keyed ID exactly as OpenBlob does. It is
+// not safe for concurrent use.
+type BlobOpener struct {
+	r    *Repository
+	aead cipher.AEAD
+}
+
+// Opener returns a BlobOpener for the pack whose data key is key
+// (PackKey).
+func (r *Repository) Opener(key *[32]byte) *BlobOpener {
+	return &BlobOpener{r: r, aead: newGCM(key[:])}
+}
+
+// OpenInPlace decrypts the blob where it lies, overwriting sealed, so a
 // blob stored raw is returned as a part of sealed without a copy and only
-// a compressed one is decoded into dst. It authenticates and checks the
-// keyed ID exactly as OpenBlob does.
-func (r *Repository) OpenBlobInPlace(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
-	return r.openBlob(key, b, sealed, dst, openInPlace)
+// a compressed one is decoded into dst.
+func (o *BlobOpener) OpenInPlace(b Blob, sealed, dst []byte) ([]byte, error) {
+	return o.r.openBlob(o.aead, b, sealed, dst, openInPlace)
 }
 
-// OpenBlobInto is OpenBlobInPlace for a caller that needs the plaintext
-// at a place of its choosing: it always starts at dst[0]. A blob stored
-// raw is decrypted from sealed straight into dst (as fast as in place;
+// OpenInto is OpenInPlace for a caller that needs the plaintext at a
+// place of its choosing: it always starts at dst[0]. A blob stored raw
+// is decrypted from sealed straight into dst (as fast as in place;
 // sealed is left as it was), a compressed one is decrypted in place,
 // overwriting sealed, and decoded into dst. With
 // cap(dst) >= b.RawLength+DecodeSlack nothing is allocated. The restore
 // uses it to align file data for direct I/O.
-func (r *Repository) OpenBlobInto(key *[32]byte, b Blob, sealed, dst []byte) ([]byte, error) {
-	return r.openBlob(key, b, sealed, dst, openInto)
+func (o *BlobOpener) OpenInto(b Blob, sealed, dst []byte) ([]byte, error) {
+	return o.r.openBlob(o.aead, b, sealed, dst, openInto)
 }
 
 // openMode says where openBlob may decrypt and where the plaintext goes.
@@ -491,7 +507,7 @@ const (
 	openInto                    // sealed may be overwritten; the plaintext is always in dst
 )
 
-func (r *Repository) openBlob(key *[32]byte, b Blob, sealed, dst []byte, mode openMode) ([]byte, error) {
+func (r *Repository) openBlob(aead cipher.AEAD, b Blob, sealed, dst []byte, mode openMode) ([]byte, error) {
 	if len(sealed) < BlobOverhead {
 		return nil, fmt.Errorf("%w: %s blob %s truncated", ErrCorrupt, b.Type, b.ID.Short())
 	}
@@ -501,7 +517,7 @@ func (r *Repository) openBlob(key *[32]byte, b Blob, sealed, dst []byte, mode op
 	case mode == openInPlace || (mode == openInto && !raw):
 		// AES-GCM may decrypt into its own input when the output starts
 		// where the ciphertext does.
-		enc, out, err := openBlob(sealed[nonceSize+1:nonceSize+1], key, b.Type, b.ID, sealed)
+		enc, out, err := openBlob(sealed[nonceSize+1:nonceSize+1], aead, b.Type, b.ID, sealed)
 		if err != nil {
 			return nil, err
 		}
@@ -513,14 +529,14 @@ func (r *Repository) openBlob(key *[32]byte, b Blob, sealed, dst []byte, mode op
 		}
 	case raw:
 		// Decrypt straight into dst: the payload is the plaintext.
-		_, out, err := openBlob(dst[:0], key, b.Type, b.ID, sealed)
+		_, out, err := openBlob(dst[:0], aead, b.Type, b.ID, sealed)
 		if err != nil {
 			return nil, err
 		}
 		plain = out
 	default:
 		sp := scratchPool.Get().(*[]byte)
-		enc, z, err := openBlob((*sp)[:0], key, b.Type, b.ID, sealed)
+		enc, z, err := openBlob((*sp)[:0], aead, b.Type, b.ID, sealed)
 		if err == nil {
 			*sp = z
 			plain, err = decodeBlobPayload(dst[:0], enc, z, int(b.RawLength))

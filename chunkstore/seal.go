@@ -172,7 +172,7 @@ func compress(dst, src []byte) []byte {
 const decodeSlack = 128<<10 + 64
 
 // DecodeSlack is how much room beyond a blob's raw length decompression
-// wants in the buffer passed to OpenBlob or OpenBlobInPlace.
+// wants in the buffer passed to OpenBlob or a BlobOpener.
 const DecodeSlack = decodeSlack
 
 // decompress appends the zstd frame src to dst, refusing to produce more

@@ -441,6 +441,7 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 		r.failBlobs(j.blobs, err)
 		return nil
 	}
+	op := r.repo.Opener(key)
 	name := chunkstore.PackName(j.pack.ID)
 	var b *fetchBufs
 	select {
@@ -455,11 +456,11 @@ func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 		}
 	}()
 	b.reserve(j)
-	done, err := r.stream(ctx, j, key, name, b)
+	done, err := r.stream(ctx, j, op, name, b)
 	if err != nil || done == len(j.blobs) {
 		return err
 	}
-	return r.fetchWhole(ctx, j.pack, j.blobs[done:], key, name, b)
+	return r.fetchWhole(ctx, j.pack, j.blobs[done:], op, name, b)
 }
 
 // reserve makes room in b.plain for the largest blob of j, the
@@ -480,7 +481,7 @@ func (b *fetchBufs) reserve(j *packJob) {
 // bytes are still in the CPU's cache. It returns how many of j's blobs
 // it handled; the caller fetches the rest another way. err is set only
 // when the restore must stop.
-func (r *restorer) stream(ctx context.Context, j *packJob, key *[32]byte, name string, b *fetchBufs) (done int, err error) {
+func (r *restorer) stream(ctx context.Context, j *packJob, op *chunkstore.BlobOpener, name string, b *fetchBufs) (done int, err error) {
 	rc, err := chunkstore.OpenRange(ctx, r.repo.Store(), name, j.start, j.end-j.start)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -514,7 +515,7 @@ func (r *restorer) stream(ctx context.Context, j *packJob, key *[32]byte, name s
 			return r.streamBroke(ctx, name, i, err)
 		}
 		pos = off + n
-		if err := r.deliver(key, name, bj, sealed, b); err != nil {
+		if err := r.deliver(op, name, bj, sealed, b); err != nil {
 			return i, err
 		}
 	}
@@ -532,9 +533,9 @@ func (r *restorer) streamBroke(ctx context.Context, name string, i int, err erro
 
 // fetchWhole reads the range of pack that holds blobs into b.data, in
 // requests (retried) of at most maxHeld bytes, and handles the blobs.
-func (r *restorer) fetchWhole(ctx context.Context, pack *chunkstore.PackEntry, blobs []blobJob, key *[32]byte, name string, b *fetchBufs) error {
+func (r *restorer) fetchWhole(ctx context.Context, pack *chunkstore.PackEntry, blobs []blobJob, op *chunkstore.BlobOpener, name string, b *fetchBufs) error {
 	for _, p := range ranges(pack, blobs, maxHeld) {
-		if err := r.fetchHeld(ctx, p, key, name, b); err != nil {
+		if err := r.fetchHeld(ctx, p, op, name, b); err != nil {
 			return err
 		}
 	}
@@ -544,7 +545,7 @@ func (r *restorer) fetchWhole(ctx context.Context, pack *chunkstore.PackEntry, b
 // fetchHeld reads j's range into b.data in one request (retried) and
 // handles its blobs. If the range cannot be read, each blob is tried on
 // its own, so that only damaged ones fail.
-func (r *restorer) fetchHeld(ctx context.Context, j *packJob, key *[32]byte, name string, b *fetchBufs) error {
+func (r *restorer) fetchHeld(ctx context.Context, j *packJob, op *chunkstore.BlobOpener, name string, b *fetchBufs) error {
 	data, err := chunkstore.GetInto(ctx, r.repo.Store(), name, j.start, j.end-j.start, b.data)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -556,7 +557,7 @@ func (r *restorer) fetchHeld(ctx context.Context, j *packJob, key *[32]byte, nam
 		}
 		for _, bj := range j.blobs {
 			single := &packJob{pack: j.pack, start: int64(bj.blob.Offset), end: int64(bj.blob.Offset) + int64(bj.blob.Length), blobs: []blobJob{bj}}
-			if err := r.fetchHeld(ctx, single, key, name, b); err != nil {
+			if err := r.fetchHeld(ctx, single, op, name, b); err != nil {
 				return err
 			}
 		}
@@ -567,7 +568,7 @@ func (r *restorer) fetchHeld(ctx context.Context, j *packJob, key *[32]byte, nam
 	}
 	for _, bj := range j.blobs {
 		off := int64(bj.blob.Offset) - j.start
-		if err := r.deliver(key, name, bj, data[off:off+int64(bj.blob.Length)], b); err != nil {
+		if err := r.deliver(op, name, bj, data[off:off+int64(bj.blob.Length)], b); err != nil {
 			return err
 		}
 	}
@@ -580,13 +581,13 @@ func (r *restorer) fetchHeld(ctx context.Context, j *packJob, key *[32]byte, nam
 // is written with direct I/O, decoded at the address that target needs.
 // A blob that fails verification fails its files; the error is set only
 // when the restore must stop.
-func (r *restorer) deliver(key *[32]byte, name string, bj blobJob, sealed []byte, b *fetchBufs) error {
+func (r *restorer) deliver(op *chunkstore.BlobOpener, name string, bj blobJob, sealed []byte, b *fetchBufs) error {
 	var plain []byte
 	var err error
 	if t := bj.targets[0]; t.file.direct && int64(bj.blob.RawLength) >= directMinSpan {
-		plain, err = r.repo.OpenBlobInto(key, bj.blob, sealed, placeDirect(b.plain, t.offset))
+		plain, err = op.OpenInto(bj.blob, sealed, placeDirect(b.plain, t.offset))
 	} else {
-		plain, err = r.repo.OpenBlobInPlace(key, bj.blob, sealed, b.plain)
+		plain, err = op.OpenInPlace(bj.blob, sealed, b.plain)
 	}
 	if err != nil {
 		r.failBlobs([]blobJob{bj}, fmt.Errorf("%s: %w", name, err))
