@@ -371,6 +371,27 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	return errors.Join(errs...)
 }
 
+// setDirMeta applies a directory's metadata. Owner and mode are set
+// through the directory's own descriptor (the one files were created
+// through, usually still cached; opened without following symlinks),
+// which spares the lookup, open and close setMetaAt needs; times are set
+// by name, as for files.
+func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
+	var errs []error
+	errs = append(errs, t.withDir(p, func(fd int) error {
+		var errs []error
+		if t.uid == 0 && !(t.plainOwner && int(n.UID) == t.uid && int(n.GID) == t.gid) {
+			errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
+		}
+		return errors.Join(append(errs, unix.Fchmod(fd, nodeMode(n)))...)
+	}))
+	dir, base := split(p)
+	errs = append(errs, t.withDir(dir, func(dfd int) error {
+		return unix.UtimesNanoAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
+	}))
+	return errors.Join(errs...)
+}
+
 // setMetaAt applies metadata by name relative to the parent directory,
 // never following a final symlink: the mode is set through a descriptor
 // opened with O_NOFOLLOW (directories, regular files), or, for the rest,
