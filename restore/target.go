@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
+	"strings"
 	"sync"
 
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -71,9 +71,15 @@ func (t *targetDir) close() {
 	}
 }
 
+// split returns the directory and the last element of p, a clean
+// relative path as the planning walk builds them ("" for the target
+// itself). It runs several times for every restored file, so it slices
+// p rather than cleaning it (path.Clean showed up in restore profiles).
 func split(p string) (dir, base string) {
-	dir, base = path.Split(p)
-	return path.Clean("/" + dir)[1:], base
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i], p[i+1:]
+	}
+	return "", p
 }
 
 // Directory descriptors are cached and shared by the restore workers.
