@@ -5,9 +5,11 @@
 // Restore first walks the snapshot's trees (filtered by include
 // patterns) and builds a plan: directories, files with each chunk's
 // location, links and special files. Directory listings are loaded and
-// decoded ahead of the walk on the other cores, in the order the walk
-// will need them, and directories are created as the walk finds them,
-// on a goroutine of their own. If the target is not empty, files
+// decoded ahead of the walk by helpers (one more than the cores), in the
+// order the walk will need them, and directories are created as the
+// walk finds them, on a goroutine of their own; the garbage collector's
+// target is raised while the plan is built (restore/gc.go). If the
+// target is not empty, files
 // that already hold the snapshot's content are found by recomputing the
 // keyed ID of each chunk in place and are skipped — so an interrupted
 // restore resumes where it stopped.
@@ -62,7 +64,8 @@
 // A pack that cannot be read is retried blob by blob; a blob that fails
 // verification fails only the files that use it. Failed files are
 // removed and reported; everything else is restored. Directory metadata
-// is applied last, deepest first.
+// is applied last, deepest first, the directories of one depth in
+// parallel.
 //
 // # Confinement
 //
