@@ -5,7 +5,9 @@ import (
 	"sync"
 )
 
-// planGCPercent is the collector's target (GOGC) while a restore plans.
+// planGCPercent is the collector's target (GOGC) while a restore plans,
+// up to the search for files already identical in a target that was not
+// empty (it reads them back with buffers of its own).
 //
 // Planning builds the whole plan — every file, chunk reference and
 // directory listing of the snapshot — from a heap that starts at a few

@@ -176,6 +176,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	if !t.fresh {
+		// Reading files back allocates a buffer per file: not under the
+		// raised target.
+		lowerGC()
 		if err := r.findIdentical(ctx, pl.files); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,7 +174,17 @@ func TestRestoreInclude(t *testing.T) {
 func TestRestoreResume(t *testing.T) {
 	r, src, tree, snap := standardSnapshot(t, "local")
 	dst := t.TempDir()
+	// A restore raises the collector's target while it plans; it must
+	// put it back, on a fresh target and when resuming.
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	gcBack := func(which string) {
+		t.Helper()
+		if got := debug.SetGCPercent(100); got != 100 {
+			t.Errorf("GOGC %d after the %s restore, want 100 again", got, which)
+		}
+	}
 	first := r.restore(t, snap, restore.Options{Target: dst})
+	gcBack("first")
 	out := restoredAt(dst, src)
 	at := func(p string) string { return filepath.Join(out, filepath.FromSlash(p)) }
 
@@ -224,6 +235,7 @@ func TestRestoreResume(t *testing.T) {
 	}
 
 	second := r.restore(t, snap, restore.Options{Target: dst})
+	gcBack("resumed")
 	fixture.Compare(t, tree, out)
 	if got, err := os.ReadFile(victim); err != nil || string(got) != "must not be overwritten" {
 		t.Fatalf("restore wrote through a planted symlink: %q, %v", got, err)
