@@ -48,8 +48,10 @@ type treeLoad struct {
 // helper is still loading, or for the directory maker. With one helper
 // per core but the walk's, a core sat idle whenever it did; with the
 // extra helpers another listing is always being loaded. On the bench
-// dataset (2 cores, 1,932 directories) the walk alone took 62 ms with
-// one helper and 48 ms with three (medians of 45 walks).
+// dataset (2 cores, 1,932 directories) the walk alone took, with one
+// helper and with three, medians of 62 and 48 ms in one batch of 45
+// walks each, 66 and 59 ms in another of 60, and 56 ms both in a third:
+// a small gain, in the noise of a shared VM at times.
 func newTreeLoader(ctx context.Context, repo *chunkstore.Repository) *treeLoader {
 	helpers := 0
 	if n := runtime.GOMAXPROCS(0); n > 1 {
