@@ -9,10 +9,9 @@
 // order the walk will need them, and directories are created as the
 // walk finds them, on a goroutine of their own; the garbage collector's
 // target is raised while the plan is built (restore/gc.go). If the
-// target is not empty, files
-// that already hold the snapshot's content are found by recomputing the
-// keyed ID of each chunk in place and are skipped — so an interrupted
-// restore resumes where it stopped.
+// target is not empty, files that already hold the snapshot's content
+// are found by recomputing the keyed ID of each chunk in place and are
+// skipped — so an interrupted restore resumes where it stopped.
 //
 // The chunks still needed are grouped by pack and neighbouring blobs are
 // merged into ranges (up to 32 MiB, so usually a whole pack; bridging

@@ -32,7 +32,7 @@ var gcRaise struct {
 // raiseGC sets the collector's target to at least pct until the returned
 // function is called. A target that is higher already, or a collector
 // turned off (GOGC=off), is left alone.
-func raiseGC(pct int) (restore func()) {
+func raiseGC(pct int) (lower func()) {
 	gcRaise.Lock()
 	defer gcRaise.Unlock()
 	if gcRaise.n == 0 {
