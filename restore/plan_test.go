@@ -31,8 +31,9 @@ func chunkOf(p *chunkstore.PackEntry, i int, fileOff int64) chunkRef {
 // TestPackJobs checks the grouping a restore downloads by: every needed
 // blob in exactly one range, with all of its targets in walk order; packs
 // in the order the walk first needed them and ranges by offset; a pack
-// that two index entries describe read as one; files skipped or failed
-// not fetched; and each file's count of pending blobs.
+// that two index entries describe read as one; two IDs an index put at
+// one offset kept apart; files skipped or failed not fetched; and each
+// file's count of pending blobs.
 func TestPackJobs(t *testing.T) {
 	a := testPack(1, 40, 1<<20)
 	b := testPack(2, 300, 4<<10)
@@ -83,6 +84,12 @@ func TestPackJobs(t *testing.T) {
 	big = append(big, chunkOf(a, 0, int64(len(big))<<20))
 	addFile("large", big, false, false)
 	addFile("huge", []chunkRef{chunkOf(c, 2, 0), chunkOf(c, 0, 20<<20)}, false, false)
+	// An index that put a second ID at the offset of b's blob 7: it must
+	// stay a blob of its own (verified against its ID), not take blob 7's.
+	forged := chunkOf(b, 7, 0)
+	forged.id = chunkstore.ID{0xff, 7}
+	forged.loc.Blob.ID = forged.id
+	addFile("forged", []chunkRef{forged}, false, false)
 	addFile("identical", []chunkRef{chunkOf(a, 1, 0)}, true, false)
 	addFile("lost", []chunkRef{chunkOf(a, 3, 0)}, false, true)
 
@@ -103,7 +110,10 @@ func TestPackJobs(t *testing.T) {
 			t.Errorf("job %d: %d bytes, more than %d", i, j.end-j.start, maxRange)
 		}
 		for k, bj := range j.blobs {
-			if k > 0 && bj.blob.Offset <= j.blobs[k-1].blob.Offset {
+			if k > 0 && bj.blob.Offset <= j.blobs[k-1].blob.Offset && bj.blob.ID == j.blobs[k-1].blob.ID {
+				t.Errorf("job %d: blob %s twice", i, bj.blob.ID.Short())
+			}
+			if k > 0 && bj.blob.Offset < j.blobs[k-1].blob.Offset {
 				t.Errorf("job %d: blobs out of order", i)
 			}
 			if int64(bj.blob.Offset) < j.start || int64(bj.blob.Offset+bj.blob.Length) > j.end {
