@@ -18,7 +18,8 @@ import (
 // the target is lowered again the collector runs once or twice as the
 // downloads start, while the cores are not yet busy. The heap planning
 // leaves (about 35 MiB) is well under what the downloads use later, so
-// the peak memory of a restore does not grow.
+// the peak memory of a restore does not grow. A target set with the
+// GOGC environment variable is left as it is.
 const planGCPercent = 400
 
 // gcRaise counts the restores planning at once, so the target is set

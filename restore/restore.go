@@ -134,7 +134,10 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind), dio: newDirectIO(!opts.NoDirectIO, opts.Logger)}
 
 	start := time.Now()
-	lowerGC := raiseGC(planGCPercent)
+	lowerGC := func() {}
+	if os.Getenv("GOGC") == "" { // a target the user chose is kept
+		lowerGC = raiseGC(planGCPercent)
+	}
 	defer lowerGC()
 	mk := t.makeDirs()
 	defer mk.wait() // before t is closed
