@@ -326,7 +326,7 @@ func (c *config) round(ctx context.Context, mc *minio.Client, counter *bench.S3C
 
 	steps := []string{"full", "nochange", "restore"}
 	doStep := func(r *runner, step string) error {
-		if n := pretouchSize(c.pretouchMiB<<20, memAvailable("/proc/meminfo")); n > 0 {
+		if n := pretouchSize(c.pretouchMiB<<20, meminfo("/proc/meminfo", "MemAvailable")); n > 0 {
 			if err := pretouchInChild(n); err != nil {
 				return fmt.Errorf("touch %d MiB of memory before the %s step (-pretouch-mib=0 skips it): %w", n>>20, step, err)
 			}
@@ -455,11 +455,8 @@ func hostInfo() string {
 		}
 	}
 	mem := ""
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
-			mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
-		}
+	if total := meminfo("/proc/meminfo", "MemTotal"); total > 0 {
+		mem = fmt.Sprintf(", %.0f GiB RAM", float64(total)/(1<<30))
 	}
 	return fmt.Sprintf("%d CPUs (%s)%s, %s/%s, driver built with %s", runtime.NumCPU(), model, mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
 }

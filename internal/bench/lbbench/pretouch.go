@@ -13,7 +13,7 @@ import (
 
 // pretouch maps n bytes of anonymous memory, writes to every page and
 // unmaps it again, so that the pages the kernel hands out next are pages
-// that were just in use, and returns how many bytes it touched.
+// that were just in use.
 //
 // Why: on a virtual machine whose balloon device has free page reporting
 // (the bench's VMs do), memory that has been free for a few seconds is
@@ -23,23 +23,21 @@ import (
 // used 4.3–4.8 s of system time after 20 s idle (in four of five) and
 // 1.7–2.1 s right after memory had been touched and freed; lifeboat's,
 // which writes most data with direct I/O, moved much less (2.03 s
-// against 1.84 s on average; docs/benchmarks.md). A physical machine has no such cost. Touching
-// memory first puts every step of both tools on that footing.
-func pretouch(n int) (int, error) {
+// against 1.84 s on average; docs/benchmarks.md). A physical machine has
+// no such cost. Touching memory first puts every step of both tools on
+// that footing.
+func pretouch(n int) error {
 	if n <= 0 {
-		return 0, nil
+		return nil
 	}
 	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	page := os.Getpagesize()
-	touched := 0
-	for i := 0; i < len(mem); i += page {
+	for i := 0; i < len(mem); i += os.Getpagesize() {
 		mem[i] = 1
-		touched += page
 	}
-	return min(touched, n), unix.Munmap(mem)
+	return unix.Munmap(mem)
 }
 
 // pretouchEnv, set in a child's environment, makes the child touch that
@@ -57,8 +55,7 @@ func pretouchChild() (child bool, err error) {
 	if err != nil {
 		return true, fmt.Errorf("%s=%q: %w", pretouchEnv, v, err)
 	}
-	_, err = pretouch(n)
-	return true, err
+	return true, pretouch(n)
 }
 
 // pretouchInChild runs pretouch(n) in a child process (this program with
@@ -91,8 +88,9 @@ func pretouchSize(want int, avail int64) int {
 	return int(min(int64(want), avail/4))
 }
 
-// memAvailable is MemAvailable from a meminfo file, in bytes, or 0.
-func memAvailable(path string) int64 {
+// meminfo is the field key ("MemAvailable", "MemTotal") of a meminfo
+// file, in bytes, or 0 when the file or the field cannot be read.
+func meminfo(path, key string) int64 {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0
@@ -101,7 +99,7 @@ func memAvailable(path string) int64 {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "MemAvailable:" {
+		if len(fields) >= 2 && fields[0] == key+":" {
 			kb, err := strconv.ParseInt(fields[1], 10, 64)
 			if err != nil {
 				return 0
