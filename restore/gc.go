@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"os"
 	"runtime/debug"
 	"sync"
 )
@@ -21,6 +22,16 @@ import (
 // the peak memory of a restore does not grow. A target set with the
 // GOGC environment variable is left as it is.
 const planGCPercent = 400
+
+// raisePlanGC raises the target to planGCPercent for a restore's
+// planning, unless GOGC is set in the environment: a target the user
+// chose is kept, as GOMEMLIMIT is by the CLI's memory limit.
+func raisePlanGC() (lower func()) {
+	if os.Getenv("GOGC") != "" {
+		return func() {}
+	}
+	return raiseGC(planGCPercent)
+}
 
 // gcRaise counts the restores planning at once, so the target is set
 // by the first and put back by the last.

@@ -39,3 +39,23 @@ func TestRaiseGC(t *testing.T) {
 		}
 	}
 }
+
+// A GOGC the user set in the environment is kept while planning.
+func TestRaisePlanGCKeepsUserGOGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "100")
+	lower := raisePlanGC()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC=100 set: target %d while planning, want 100", got)
+	}
+	lower()
+	t.Setenv("GOGC", "")
+	lower = raisePlanGC()
+	if got := debug.SetGCPercent(planGCPercent); got != planGCPercent {
+		t.Errorf("without GOGC: target %d while planning, want %d", got, planGCPercent)
+	}
+	lower()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("target %d after planning, want 100 again", got)
+	}
+}

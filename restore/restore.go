@@ -134,10 +134,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind), dio: newDirectIO(!opts.NoDirectIO, opts.Logger)}
 
 	start := time.Now()
-	lowerGC := func() {}
-	if os.Getenv("GOGC") == "" { // a target the user chose is kept
-		lowerGC = raiseGC(planGCPercent)
-	}
+	lowerGC := raisePlanGC()
 	defer lowerGC()
 	mk := t.makeDirs()
 	defer mk.wait() // before t is closed
@@ -868,25 +865,22 @@ func (r *restorer) other(e *entry) error {
 func (r *restorer) dirMeta(dirs []*entry) {
 	depth := func(e *entry) int { return strings.Count(e.path, "/") }
 	sort.SliceStable(dirs, func(i, j int) bool { return depth(dirs[i]) > depth(dirs[j]) })
-	workers := runtime.GOMAXPROCS(0)
 	for len(dirs) > 0 {
 		n := 1
 		for n < len(dirs) && depth(dirs[n]) == depth(dirs[0]) {
 			n++
 		}
-		level := dirs[:n]
-		dirs = dirs[n:]
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range min(workers, len(level)) {
-			wg.Go(func() {
-				for i := next.Add(1) - 1; i < int64(len(level)); i = next.Add(1) - 1 {
-					if d := level[i]; d.node != nil {
-						r.meta(r.t.setDirMeta(d.path, d.node), d.path)
-					}
-				}
-			})
+		var g errgroup.Group
+		g.SetLimit(runtime.GOMAXPROCS(0))
+		for _, d := range dirs[:n] {
+			if d.node != nil {
+				g.Go(func() error {
+					r.meta(r.t.setDirMeta(d.path, d.node), d.path)
+					return nil
+				})
+			}
 		}
-		wg.Wait()
+		_ = g.Wait() // failures are logged by meta, as for every entry's metadata
+		dirs = dirs[n:]
 	}
 }

@@ -364,7 +364,7 @@ func createPerm(n *snapshot.Node) uint32 {
 func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint32) error {
 	fd := int(f.Fd())
 	var errs []error
-	if t.uid == 0 && !(t.plainOwner && int(n.UID) == t.uid && int(n.GID) == t.gid) {
+	if t.needsChown(n) {
 		errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 	}
 	if mode := nodeMode(n); mode != perm&^t.umask {
@@ -377,6 +377,13 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	return errors.Join(errs...)
 }
 
+// needsChown reports whether an entry this restore created must be given
+// n's owner: only root can, and a new entry already has the process's
+// owner when the target was plain (plainOwner).
+func (t *targetDir) needsChown(n *snapshot.Node) bool {
+	return t.uid == 0 && !(t.plainOwner && int(n.UID) == t.uid && int(n.GID) == t.gid)
+}
+
 // setDirMeta applies a directory's metadata. Owner and mode are set
 // through the directory's own descriptor (the one files were created
 // through, usually still cached; opened without following symlinks),
@@ -386,7 +393,7 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 	var errs []error
 	errs = append(errs, t.withDir(p, func(fd int) error {
 		var errs []error
-		if t.uid == 0 && !(t.plainOwner && int(n.UID) == t.uid && int(n.GID) == t.gid) {
+		if t.needsChown(n) {
 			errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 		}
 		return errors.Join(append(errs, unix.Fchmod(fd, nodeMode(n)))...)
