@@ -861,7 +861,7 @@ func (r *restorer) other(e *entry) error {
 // directories of one depth are independent and are done in parallel,
 // owner and mode through each one's own descriptor: the 1,932 of the
 // bench dataset took 25-30 ms one at a time by name, at the end of the
-// restore when nothing else runs, and take 7-11 ms so (2 cores).
+// restore when nothing else runs, and take 7-13 ms so (2 cores).
 func (r *restorer) dirMeta(dirs []*entry) {
 	depth := func(e *entry) int { return strings.Count(e.path, "/") }
 	sort.SliceStable(dirs, func(i, j int) bool { return depth(dirs[i]) > depth(dirs[j]) })
