@@ -87,7 +87,7 @@ func TestDamagedBlobsFailOnlyTheirFiles(t *testing.T) {
 	damage(files["random-a.bin"]) // raw blob
 
 	dst := t.TempDir()
-	res, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst, Packs: 2})
+	res, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst, Packs: 2, DirectIO: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,17 +29,21 @@ type Options struct {
 	Include []string // restore only paths matching these patterns (snapshot-relative, filepath.Match; a match on a directory includes everything below it)
 	Packs   int      // pack ranges downloaded in parallel; 0 = 8
 	// WriteBehind bounds the restored data left in the page cache: once
-	// this many bytes have been written after a piece of a large file,
-	// that piece is written back and dropped from the cache (see
-	// writeBehind). 0 = DefaultWriteBehind; < 0 = off, everything stays
-	// cached until the kernel writes it back.
+	// more than half of it waits for write-back the oldest is handed to
+	// the kernel for it, and once more than all of it is cached the
+	// oldest is waited for and dropped (see writeBehind). 0 =
+	// DefaultWriteBehind(); < 0 = off, everything stays cached until the
+	// kernel writes it back.
 	WriteBehind int64
-	// NoDirectIO writes everything through the page cache. By default
-	// the aligned bulk of files of 1 MiB and more is written with
-	// O_DIRECT where the target's filesystem supports it (see
-	// directIO).
-	NoDirectIO bool
-	Logger     *slog.Logger
+	// DirectIO writes the aligned bulk of files of 1 MiB and more with
+	// O_DIRECT where the target's filesystem supports it (see directIO),
+	// bypassing the page cache. Each such write waits for the disk.
+	DirectIO bool
+	// Sync flushes the target's filesystem (syncfs) before Restore
+	// returns, so that the restored data is on disk, and fails the
+	// restore if the kernel reports a write-back error.
+	Sync   bool
+	Logger *slog.Logger
 	// Progress, if set, is updated as the restore runs.
 	Progress *Progress
 }
@@ -106,7 +110,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		opts.Packs = 8
 	}
 	if opts.WriteBehind == 0 {
-		opts.WriteBehind = DefaultWriteBehind
+		opts.WriteBehind = DefaultWriteBehind()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -131,7 +135,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := repo.EnsureIndex(ctx); err != nil {
 		return nil, err
 	}
-	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind), dio: newDirectIO(!opts.NoDirectIO, opts.Logger)}
+	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind), dio: newDirectIO(opts.DirectIO, opts.Logger)}
 
 	start := time.Now()
 	lowerGC := raisePlanGC()
@@ -209,8 +213,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err != nil {
 		r.closeAll()
 	}
-	// Wait for the write-back of the window's last spans: their files
-	// are closed, and a write-back error fails the file it hit.
+	// Close the files the window still holds; their last data is left
+	// to the kernel's write-back (or to Sync, below).
 	r.wb.drain()
 	if err != nil {
 		return nil, err
@@ -260,6 +264,13 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	r.dirMeta(pl.dirs)
 	res.Dirs = int64(len(pl.dirs))
 	r.log.Debug("restore directory metadata applied", "dirs", len(pl.dirs), "took", time.Since(metaStart).Round(time.Millisecond))
+	if opts.Sync {
+		syncStart := time.Now()
+		if err := t.syncfs(); err != nil {
+			return nil, targetError(opts.Target, fmt.Errorf("flush the restored data to disk (syncfs): %w", err))
+		}
+		r.log.Debug("restore flushed to disk", "took", time.Since(syncStart).Round(time.Millisecond))
+	}
 	res.BytesWritten = r.written.Load()
 	res.BytesDirect = r.dio.written.Load()
 	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Path < r.failures[j].Path })

@@ -83,7 +83,9 @@ func TestRoundTripStandardTree(t *testing.T) {
 			r, src, tree, snap := standardSnapshot(t, backend)
 
 			dst := t.TempDir()
-			res := r.restore(t, snap, restore.Options{Target: dst})
+			// Through the page cache from the local repository (the
+			// default), direct I/O from MinIO.
+			res := r.restore(t, snap, restore.Options{Target: dst, DirectIO: backend == "minio"})
 			fixture.Compare(t, tree, restoredAt(dst, src))
 
 			regular := len(tree.Regular())
@@ -318,11 +320,11 @@ func TestRoundTripDirectIO(t *testing.T) {
 		wantDirect bool
 		wantLog    string // "" for no complaint about direct I/O
 	}{
-		{name: "direct", wantDirect: true},
-		{name: "no direct I/O", opts: restore.Options{NoDirectIO: true}},
-		{name: "refused at open", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, true, syscall.EINVAL) }, wantLog: "does not support direct I/O"},
-		{name: "refused at write", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, false, syscall.EINVAL) }, wantLog: "does not support direct I/O"},
-		{name: "open fails otherwise", refuse: func(t *testing.T) { restore.RefuseDirectIO(t, true, syscall.EMFILE) }, wantLog: "could not open for direct I/O"},
+		{name: "direct", opts: restore.Options{DirectIO: true}, wantDirect: true},
+		{name: "no direct I/O (the default)"},
+		{name: "refused at open", opts: restore.Options{DirectIO: true}, refuse: func(t *testing.T) { restore.RefuseDirectIO(t, true, syscall.EINVAL) }, wantLog: "does not support direct I/O"},
+		{name: "refused at write", opts: restore.Options{DirectIO: true}, refuse: func(t *testing.T) { restore.RefuseDirectIO(t, false, syscall.EINVAL) }, wantLog: "does not support direct I/O"},
+		{name: "open fails otherwise", opts: restore.Options{DirectIO: true}, refuse: func(t *testing.T) { restore.RefuseDirectIO(t, true, syscall.EMFILE) }, wantLog: "could not open for direct I/O"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.refuse != nil {
@@ -367,7 +369,7 @@ func TestDirectIOSharedChunks(t *testing.T) {
 	fixture.Create(t, src, tree)
 	snap := r.backup(t, src)
 	dst := t.TempDir()
-	res := r.restore(t, snap, restore.Options{Target: dst})
+	res := r.restore(t, snap, restore.Options{Target: dst, DirectIO: true})
 	fixture.Compare(t, tree, restoredAt(dst, src))
 	if !restore.DirectSupported(t, dst) {
 		return

@@ -377,6 +377,12 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	return errors.Join(errs...)
 }
 
+// syncfs writes back the target filesystem's dirty data and reports a
+// write-back error the kernel saw since the target was opened.
+func (t *targetDir) syncfs() error {
+	return t.withDir("", unix.Syncfs)
+}
+
 // needsChown reports whether an entry this restore created must be given
 // n's owner: only root can, and a new entry already has the process's
 // owner when the target was plain (plainOwner).

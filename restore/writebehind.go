@@ -7,18 +7,42 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 	"golang.org/x/sys/unix"
 )
 
-// DefaultWriteBehind is the page-cache window of a restore: how many
-// bytes of restored file data may be waiting in the page cache before the
-// oldest are written back and dropped.
-const DefaultWriteBehind = 64 << 20
+// Bounds of the default window (DefaultWriteBehind).
+const (
+	minWriteBehind = 64 << 20
+	maxWriteBehind = 4 << 30
+)
 
-// writeBehindMaxSpans bounds the spans (and so the open files) in the
-// window however small they are: the last chunk of a file, or the one
-// data chunk of a mostly sparse one, may be a few bytes.
-const writeBehindMaxSpans = 1024
+// DefaultWriteBehind is the page-cache window a restore uses unless told
+// otherwise: twice the amount of dirty data at which the kernel itself
+// starts writing back in the background (vm.dirty_background_bytes, or
+// vm.dirty_background_ratio of the available memory: 10 % by default),
+// between 64 MiB and 4 GiB. Up to half the window a restore therefore
+// behaves like any program writing files, and the kernel decides when
+// its data goes to disk; beyond that it starts the write-back of its own
+// oldest data, and beyond the whole window it waits for it and drops the
+// data from the cache.
+func DefaultWriteBehind() int64 {
+	avail := sysinfo.MemInfo("/proc/meminfo", "MemAvailable")
+	return windowFor(sysinfo.DirtyBackground("/proc/sys", avail))
+}
+
+func windowFor(dirtyBackground int64) int64 {
+	return min(max(2*dirtyBackground, minWriteBehind), maxWriteBehind)
+}
+
+// Besides bytes, the window bounds its spans (their records) and, above
+// all, the files it holds open for them: the last chunk of a file, or
+// the one data chunk of a mostly sparse one, may be a few bytes, and a
+// file of one chunk of 256 KiB or more is a span of its own.
+const (
+	writeBehindMaxSpans = 1 << 16
+	writeBehindMaxFiles = 1024
+)
 
 // writeBehindMinFile is the smallest single-chunk file that goes through
 // the window. Smaller files are closed at once: for them the two extra
@@ -27,34 +51,39 @@ const writeBehindMaxSpans = 1024
 const writeBehindMinFile = 256 << 10
 
 // writeBehind bounds the page cache a restore fills. Each span of file
-// data is handed to the kernel for write-back as soon as it is written
+// data written is queued. Once more than half the window's bytes wait
+// for write-back, the oldest of them are handed to the kernel for it
 // (sync_file_range SYNC_FILE_RANGE_WRITE, which does not wait); once
-// limit bytes of later writes (or writeBehindMaxSpans later spans) have
-// followed it, the writer waits for that span's write-back to finish and
-// drops its pages (POSIX_FADV_DONTNEED).
+// more than the whole window is queued (or writeBehindMaxSpans spans,
+// or spans of writeBehindMaxFiles files), the writer waits for the
+// oldest span's write-back to finish and drops its pages
+// (POSIX_FADV_DONTNEED).
 //
 // This is what PostgreSQL's *_flush_after settings do, for the same
-// reasons: a large restore does not push the host's working set out of
-// memory or pile up gigabytes of dirty pages that stall every writer
-// later, data reaches the disk while the restore runs rather than after
-// it, and the page cache keeps reusing the same pages instead of taking
-// fresh memory. The last matters on virtual machines whose memory is
-// backed lazily or returned to the host by a balloon: there the first
-// touch of a page costs the kernel several times the copy itself (see
-// docs/benchmarks.md).
+// reasons: a restore larger than the window does not push the host's
+// working set out of memory or pile up dirty pages that stall every
+// writer later, and the page cache keeps reusing the same pages instead
+// of taking fresh memory. A restore smaller than half the window writes
+// nothing back itself: on a disk slower than the restore (a few hundred
+// MB/s), waiting for it made the restore take as long as restore and
+// sync together (docs/benchmarks.md).
 //
 // A file handed to release stays open until its last span has been
-// dropped, then it is closed. Filesystems that cannot do either call
-// (EINVAL, ENOSYS, EOPNOTSUPP) turn the window off for the rest of the
-// restore; their data simply stays in the page cache.
+// dropped, then it is closed; drain closes the rest without waiting.
+// Filesystems that cannot do either call (EINVAL, ENOSYS, EOPNOTSUPP)
+// turn the window off for the rest of the restore; their data simply
+// stays in the page cache.
 type writeBehind struct {
 	limit int64
 	off   atomic.Bool // unsupported here, or disabled by the caller
 
-	mu    sync.Mutex
-	queue []wbSpan
-	bytes int64
-	files map[*os.File]*wbFile
+	mu      sync.Mutex
+	queue   []wbSpan // oldest first
+	bytes   int64    // in queue
+	next    int      // queue[:next] have had their write-back started
+	pending int64    // bytes in queue[next:]
+	files   map[*os.File]*wbFile
+	holding int // files with spans in the queue
 }
 
 type wbSpan struct {
@@ -63,9 +92,10 @@ type wbSpan struct {
 }
 
 type wbFile struct {
-	spans int         // queued spans
-	done  func(error) // set by release: close once spans reaches 0
-	err   error       // first write-back error
+	queued int         // spans in the queue
+	spans  int         // spans not yet settled (queued or being settled)
+	done   func(error) // set by release: close once spans reaches 0
+	err    error       // first write-back error
 }
 
 // newWriteBehind returns a window of limit bytes; limit < 0 turns it off
@@ -83,29 +113,67 @@ func (w *writeBehind) wrote(f *os.File, off, n int64) {
 	if n <= 0 || w.off.Load() {
 		return
 	}
-	if err := unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE); err != nil {
-		if unsupported(err) {
-			w.off.Store(true)
-			return
-		}
-		w.mu.Lock()
-		w.file(f).fail(err)
-		w.mu.Unlock()
-		return
-	}
 	w.mu.Lock()
 	w.queue = append(w.queue, wbSpan{f: f, off: off, n: n})
 	w.bytes += n
-	w.file(f).spans++
+	w.pending += n
+	wf := w.file(f)
+	if wf.queued == 0 {
+		w.holding++
+	}
+	wf.queued++
+	wf.spans++
+	var start []wbSpan
+	for w.pending > w.limit/2 && w.next < len(w.queue) {
+		start = append(start, w.queue[w.next])
+		w.pending -= w.queue[w.next].n
+		w.next++
+	}
 	var due []wbSpan
-	for (w.bytes > w.limit || len(w.queue) > writeBehindMaxSpans) && len(w.queue) > 0 {
-		due = append(due, w.queue[0])
-		w.bytes -= w.queue[0].n
+	for (w.bytes > w.limit || len(w.queue) > writeBehindMaxSpans || w.holding > writeBehindMaxFiles) && len(w.queue) > 0 {
+		s := w.queue[0]
+		due = append(due, s)
+		w.bytes -= s.n
+		if w.next > 0 {
+			w.next--
+		} else {
+			w.pending -= s.n
+		}
 		w.queue[0] = wbSpan{}
 		w.queue = w.queue[1:]
+		wf := w.files[s.f]
+		wf.queued--
+		if wf.queued == 0 {
+			w.holding--
+		}
 	}
 	w.mu.Unlock()
+	w.start(start)
 	w.settle(due)
+}
+
+// start hands spans to the kernel for write-back without waiting for it.
+// A span's file may have been closed meanwhile (its spans settled by
+// another writer): Control then refuses, and there is nothing to do.
+func (w *writeBehind) start(spans []wbSpan) {
+	for _, s := range spans {
+		rc, err := s.f.SyscallConn()
+		if err != nil {
+			continue
+		}
+		var serr error
+		if rc.Control(func(fd uintptr) {
+			serr = unix.SyncFileRange(int(fd), s.off, s.n, unix.SYNC_FILE_RANGE_WRITE)
+		}) != nil {
+			continue
+		}
+		if serr != nil && unsupported(serr) {
+			w.off.Store(true)
+			return
+		}
+		// Other errors (EIO) are met again, and kept, when the span
+		// settles.
+	}
 }
 
 func (w *writeBehind) file(f *os.File) *wbFile {
@@ -182,14 +250,31 @@ func (w *writeBehind) finish(f *os.File, wf *wbFile) {
 	wf.done(err)
 }
 
-// drain settles every queued span, so that every released file is
-// closed and its done called. Files still held (not released) stay open.
+// drain closes every released file without waiting for the write-back
+// of its queued spans: their data stays in the page cache, dirty or
+// being written, for the kernel to write back as it would any program's.
+// Write-back errors seen so far are reported to done. Files still held
+// (not released) stay open.
 func (w *writeBehind) drain() {
 	w.mu.Lock()
-	due := w.queue
-	w.queue, w.bytes = nil, 0
+	var closeNow []*os.File
+	for f, wf := range w.files {
+		wf.spans, wf.queued = 0, 0
+		if wf.done != nil {
+			closeNow = append(closeNow, f)
+		}
+	}
+	ready := make([]*wbFile, len(closeNow))
+	for i, f := range closeNow {
+		ready[i] = w.files[f]
+		delete(w.files, f)
+	}
+	clear(w.queue)
+	w.queue, w.bytes, w.next, w.pending, w.holding = nil, 0, 0, 0, 0
 	w.mu.Unlock()
-	w.settle(due)
+	for i, f := range closeNow {
+		w.finish(f, ready[i])
+	}
 }
 
 // unsupported reports errors meaning the filesystem or kernel does not

@@ -3,6 +3,7 @@ package restore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -161,30 +162,109 @@ func TestWriteBehindTurnsOffWhereUnsupported(t *testing.T) {
 
 func TestWriteBehindBoundsOpenFiles(t *testing.T) {
 	w := newWriteBehind(1 << 40) // the byte bound never applies
-	files, _ := wbFiles(t, w, 3, 2)
-	for _, f := range files {
-		w.release(f, func(error) {})
-	}
-	// Tiny spans of one more file push the released ones out.
+	// One tiny span in each of more files than the window holds.
+	files, _ := wbFiles(t, w, 1, 2)
 	dir := t.TempDir()
-	f, err := os.Create(filepath.Join(dir, "tiny"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range writeBehindMaxSpans {
-		if _, err := f.WriteAt([]byte{1}, int64(i)); err != nil {
+	for i := range writeBehindMaxFiles + 2 {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprint(i)))
+		if err != nil {
 			t.Fatal(err)
 		}
-		w.wrote(f, int64(i), 1)
+		if _, err := f.WriteAt([]byte{1}, 0); err != nil {
+			t.Fatal(err)
+		}
+		w.wrote(f, 0, 1)
+		w.release(f, func(error) {})
+		files = append(files, f)
+	}
+	if w.holding > writeBehindMaxFiles {
+		t.Errorf("%d files held, bound is %d", w.holding, writeBehindMaxFiles)
+	}
+	if closedFile(files[0]) {
+		t.Error("a file not yet released was closed")
+	}
+	for i, f := range files[1:3] {
+		if !closedFile(f) {
+			t.Errorf("released file %d still open with %d newer files queued", i, writeBehindMaxFiles)
+		}
+	}
+	if closedFile(files[len(files)-1]) {
+		t.Error("the newest file was closed")
+	}
+	w.release(files[0], func(error) {})
+	w.drain()
+	for i, f := range files {
+		if !closedFile(f) {
+			t.Fatalf("file %d open after drain", i)
+		}
+	}
+}
+
+func TestWriteBehindBoundsSpans(t *testing.T) {
+	w := newWriteBehind(1 << 40)
+	files, _ := wbFiles(t, w, 1, 2)
+	f := files[0]
+	for i := range writeBehindMaxSpans + 10 {
+		w.wrote(f, int64(i%2), 1) // the same two bytes, as spans of their own
 	}
 	if len(w.queue) > writeBehindMaxSpans {
 		t.Errorf("%d spans queued, bound is %d", len(w.queue), writeBehindMaxSpans)
 	}
-	for i, rf := range files {
-		if !closedFile(rf) {
-			t.Errorf("released file %d still open with %d newer spans queued", i, writeBehindMaxSpans)
-		}
-	}
 	w.release(f, func(error) {})
 	w.drain()
+	if !closedFile(f) {
+		t.Error("file open after drain")
+	}
+}
+
+// TestWriteBehindStartsAtHalfTheWindow checks when write-back is asked
+// for: not while at most half the window waits for it (a restore smaller
+// than that leaves its data to the kernel), then for the oldest spans.
+func TestWriteBehindStartsAtHalfTheWindow(t *testing.T) {
+	const span = 64 << 10
+	w := newWriteBehind(8 * span)
+	files, _ := wbFiles(t, w, 2, 2*span) // four spans: half the window
+	if w.next != 0 || w.pending != 4*span {
+		t.Fatalf("after half the window: %d spans started, %d bytes pending; want none started", w.next, w.pending)
+	}
+	more, _ := wbFiles(t, w, 1, 2*span) // two more
+	if w.next != 2 || w.pending != 4*span {
+		t.Fatalf("after six spans: %d started, %d bytes pending; want the oldest 2 started, 4 spans pending", w.next, w.pending)
+	}
+	if len(w.queue) != 6 || w.bytes != 6*span {
+		t.Fatalf("%d spans, %d bytes queued; want all 6 (the window is not full)", len(w.queue), w.bytes)
+	}
+	// Three more spans overflow the window: the oldest settle, and the
+	// started/pending split stays consistent.
+	last, _ := wbFiles(t, w, 2, 2*span)
+	if w.bytes > w.limit || len(w.queue) != 8 || w.pending > w.limit/2 {
+		t.Fatalf("after ten spans: %d bytes, %d spans, %d pending; want at most %d, 8, at most %d", w.bytes, len(w.queue), w.pending, w.limit, w.limit/2)
+	}
+	var started int64
+	for _, s := range w.queue[:w.next] {
+		started += s.n
+	}
+	if started+w.pending != w.bytes {
+		t.Fatalf("started %d + pending %d != queued %d", started, w.pending, w.bytes)
+	}
+	for _, f := range append(append(files, more...), last...) {
+		w.release(f, func(error) {})
+	}
+	w.drain()
+}
+
+func TestWindowFor(t *testing.T) {
+	for _, tc := range []struct{ background, want int64 }{
+		{0, minWriteBehind}, // unknown: the floor
+		{16 << 20, minWriteBehind},
+		{100 << 20, 200 << 20},
+		{2355 << 20, maxWriteBehind}, // 10 % of 23 GiB, doubled, is over the cap
+	} {
+		if got := windowFor(tc.background); got != tc.want {
+			t.Errorf("windowFor(%d) = %d, want %d", tc.background, got, tc.want)
+		}
+	}
+	if w := DefaultWriteBehind(); w < minWriteBehind || w > maxWriteBehind {
+		t.Errorf("DefaultWriteBehind() = %d, outside [%d, %d]", w, minWriteBehind, maxWriteBehind)
+	}
 }

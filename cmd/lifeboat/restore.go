@@ -18,6 +18,8 @@ type restoreFlags struct {
 	target      string
 	includes    []string
 	keepCache   bool
+	directIO    bool
+	sync        bool
 	parallelism int
 }
 
@@ -37,13 +39,19 @@ or verified is reported and left out; everything else is still restored and
 lifeboat exits with code 1. Files already identical in the target are kept, so
 an interrupted restore can simply be run again.
 
-Files of 1 MiB and more are written straight to disk (direct I/O, where the
-filesystem supports it); other large files are written back while the restore
-runs and then dropped from the page cache. So at most 64 MiB of restored data
-sits in memory: a big restore does not push the host's working set out of
-memory or leave gigabytes of dirty pages behind. --keep-cache writes everything
-through the page cache and leaves it cached instead (useful when the restored
-files are read again right away and fit in memory).
+Restored data goes through the page cache. A restore smaller than about twice
+the kernel's background write-back threshold (vm.dirty_background_ratio, 10 %
+of the available memory by default; at most 4 GiB) leaves its data for the
+kernel to write back, as any program writing files does. Beyond half that
+window lifeboat starts the write-back of its own oldest data, and beyond the
+whole window it waits for it and drops that data from the cache, so a restore
+larger than memory does not push the host's working set out or pile up dirty
+pages. --sync flushes the target's filesystem before lifeboat exits, so that
+the restored data is on disk (and a write-back error fails the restore).
+--keep-cache turns the window off: everything stays cached (useful when the
+restored files are read again right away and fit in memory). --direct-io
+writes the bulk of files of 1 MiB and more straight to disk (O_DIRECT, where
+the filesystem supports it); each such write then waits for the disk.
 
 --parallelism N sets how many pack ranges are downloaded at once (default 8).
 Each holds up to about 16 MiB of buffers. More can help when the storage is
@@ -60,7 +68,9 @@ Needs the identity: backups are encrypted so that writer keys cannot read them.`
 	cmd.Flags().StringVarP(&f.target, "target", "t", "", "directory to restore into (required)")
 	cmd.Flags().StringArrayVarP(&f.includes, "include", "i", nil, "restore only paths matching this pattern, snapshot-relative like home/u/*.txt (repeatable)")
 	cmd.Flags().IntVar(&f.parallelism, "parallelism", 0, "pack ranges downloaded at once; 0 = 8")
-	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "write through the page cache and leave restored data cached, instead of direct I/O for large files and dropping the rest as the restore goes")
+	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "leave all restored data in the page cache instead of writing back and dropping what exceeds the window")
+	cmd.Flags().BoolVar(&f.directIO, "direct-io", false, "write the bulk of files of 1 MiB and more with direct I/O (O_DIRECT), bypassing the page cache")
+	cmd.Flags().BoolVar(&f.sync, "sync", false, "flush the restored data to disk before exiting (syncfs on the target's filesystem)")
 	return cmd
 }
 
@@ -85,6 +95,9 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	}
 	if err := checkParallelism(f.parallelism); err != nil {
 		return err
+	}
+	if f.keepCache && f.directIO {
+		return usageError("--keep-cache and --direct-io contradict each other: one keeps restored data in the page cache, the other bypasses it")
 	}
 	target, err := filepath.Abs(f.target)
 	if err != nil {
@@ -134,7 +147,8 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		Logger:      g.pkgLogger(),
 		Progress:    prog,
 		WriteBehind: writeBehind(f.keepCache),
-		NoDirectIO:  f.keepCache,
+		DirectIO:    f.directIO,
+		Sync:        f.sync,
 		Packs:       f.parallelism,
 	})
 	bar.Stop()

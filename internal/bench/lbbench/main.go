@@ -33,6 +33,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/lifeboat-backup/lifeboat/internal/bench"
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 )
 
 func main() {
@@ -326,7 +327,7 @@ func (c *config) round(ctx context.Context, mc *minio.Client, counter *bench.S3C
 
 	steps := []string{"full", "nochange", "restore"}
 	doStep := func(r *runner, step string) error {
-		if n := pretouchSize(c.pretouchMiB<<20, meminfo("/proc/meminfo", "MemAvailable")); n > 0 {
+		if n := pretouchSize(c.pretouchMiB<<20, sysinfo.MemInfo("/proc/meminfo", "MemAvailable")); n > 0 {
 			if err := pretouchInChild(n); err != nil {
 				return fmt.Errorf("touch %d MiB of memory before the %s step (-pretouch-mib=0 skips it): %w", n>>20, step, err)
 			}
@@ -455,7 +456,7 @@ func hostInfo() string {
 		}
 	}
 	mem := ""
-	if total := meminfo("/proc/meminfo", "MemTotal"); total > 0 {
+	if total := sysinfo.MemInfo("/proc/meminfo", "MemTotal"); total > 0 {
 		mem = fmt.Sprintf(", %.0f GiB RAM", float64(total)/(1<<30))
 	}
 	return fmt.Sprintf("%d CPUs (%s)%s, %s/%s, driver built with %s", runtime.NumCPU(), model, mem, runtime.GOOS, runtime.GOARCH, runtime.Version())

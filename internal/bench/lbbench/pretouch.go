@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,26 +84,4 @@ func pretouchSize(want int, avail int64) int {
 		return want
 	}
 	return int(min(int64(want), avail/4))
-}
-
-// meminfo is the field key ("MemAvailable", "MemTotal") of a meminfo
-// file, in bytes, or 0 when the file or the field cannot be read.
-func meminfo(path, key string) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == key+":" {
-			kb, err := strconv.ParseInt(fields[1], 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
 }

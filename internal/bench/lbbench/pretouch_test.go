@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,22 +27,9 @@ func TestPretouch(t *testing.T) {
 	}
 }
 
-// The size is capped at a quarter of the available memory.
+// The size is capped at a quarter of the available memory (read with
+// sysinfo.MemInfo, tested there).
 func TestPretouchSize(t *testing.T) {
-	dir := t.TempDir()
-	mi := filepath.Join(dir, "meminfo")
-	if err := os.WriteFile(mi, []byte("MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:    4096 kB\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if got := meminfo(mi, "MemAvailable"); got != 4096<<10 {
-		t.Fatalf("MemAvailable = %d, want %d", got, 4096<<10)
-	}
-	if got := meminfo(mi, "MemTotal"); got != 24000000<<10 {
-		t.Fatalf("MemTotal = %d, want %d", got, 24000000<<10)
-	}
-	if got := meminfo(filepath.Join(dir, "missing"), "MemAvailable"); got != 0 {
-		t.Fatalf("MemAvailable of a missing file = %d, want 0", got)
-	}
 	for _, tc := range []struct {
 		want  int
 		avail int64

@@ -1,0 +1,69 @@
+package sysinfo
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMemInfo(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "meminfo")
+	write(t, p, "MemTotal:       24683656 kB\nMemFree:        1000 kB\nMemAvailable:   24074480 kB\nBroken: x kB\n")
+	for key, want := range map[string]int64{
+		"MemTotal":     24683656 << 10,
+		"MemAvailable": 24074480 << 10,
+		"MemFree":      1000 << 10,
+		"Broken":       0, // not a number
+		"SwapTotal":    0, // absent
+		"Mem":          0, // a prefix of a key is not the key
+	} {
+		if got := MemInfo(p, key); got != want {
+			t.Errorf("MemInfo(%s) = %d, want %d", key, got, want)
+		}
+	}
+	if got := MemInfo(filepath.Join(t.TempDir(), "missing"), "MemTotal"); got != 0 {
+		t.Errorf("missing file: %d, want 0", got)
+	}
+	// The real file, where there is one, has a total.
+	if _, err := os.Stat("/proc/meminfo"); err == nil && MemInfo("/proc/meminfo", "MemTotal") <= 0 {
+		t.Error("/proc/meminfo has no MemTotal")
+	}
+}
+
+func TestDirtyBackground(t *testing.T) {
+	const avail = 20 << 30
+	for _, tc := range []struct {
+		name         string
+		bytes, ratio string // "" = file absent
+		want         int64
+	}{
+		{"ratio", "0\n", "10\n", avail / 100 * 10},
+		{"bytes win over the ratio", "268435456\n", "10\n", 256 << 20},
+		{"bytes only", "1048576", "", 1 << 20},
+		{"neither readable", "", "", 0},
+		{"garbage", "x", "-5", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.bytes != "" {
+				write(t, filepath.Join(dir, "vm/dirty_background_bytes"), tc.bytes)
+			}
+			if tc.ratio != "" {
+				write(t, filepath.Join(dir, "vm/dirty_background_ratio"), tc.ratio)
+			}
+			if got := DirtyBackground(dir, avail); got != tc.want {
+				t.Errorf("DirtyBackground = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
