@@ -32,33 +32,35 @@
 // files are created up front at their final size, so chunks land in any
 // order and all-zero chunks are simply not written, leaving holes.
 //
-// Files of 1 MiB and more are written with direct I/O (O_DIRECT) where
-// the target's filesystem allows it: a blob bound for such a file is
-// decoded at an address congruent to its file offset modulo 4 KiB, so the
-// page-aligned interior of each chunk goes from the worker's buffer
-// straight to the disk, and only its unaligned head and tail (under 4 KiB
-// each) pass through the page cache (as does the whole blob for another
-// file that shares it at another alignment). The span of each direct
-// write is allocated (fallocate) just before it, so that the writers of
-// one file share ext4's inode lock instead of taking it in turn, and
-// all-zero chunks stay holes. Ranges whose data goes mostly to such
-// files wait on the disk; they are interleaved with the others,
-// which keep the cores busy meanwhile. A filesystem that refuses O_DIRECT
-// turns it off for the rest of the restore.
+// Restored data goes through the page cache, bounded by a write-behind
+// window (writeBehind) sized from the kernel's own background write-back
+// threshold: twice it, 64 MiB to 4 GiB. Each span written to a file of
+// more than one chunk, or of one chunk of 256 KiB or more, is queued; once
+// more than half the window waits for write-back, the oldest spans are
+// handed to the kernel for it (sync_file_range, without waiting), and
+// once more than the whole window is queued the restore waits for the
+// oldest span's write-back and drops its pages (POSIX_FADV_DONTNEED),
+// closing a finished file only after its last span has settled. A
+// restore larger than the window thus leaves at most a window of its
+// data cached or dirty; a smaller one leaves its data to the kernel, like
+// any program writing files, and is not slowed down by a disk slower than
+// itself. Options.Sync (--sync) flushes the target's filesystem at the
+// end; Options.WriteBehind (--keep-cache) changes or turns off the window.
 //
-// Writes to the other large files (of more than one chunk, or of one of
-// 256 KiB or more), and to all of them when direct I/O is off, go
-// through a write-behind window:
-// write-back of each chunk is started as soon as it is written
-// (sync_file_range), and once 64 MiB of later writes have followed, the
-// restore waits for it and drops its pages from the page cache
-// (POSIX_FADV_DONTNEED), closing a finished file only after its last
-// chunk has been dropped. A restore of any size thus leaves at most 64
-// MiB of its data cached or dirty, data is on disk soon after it is
-// written, and the page cache reuses the same pages — which on virtual
-// machines with lazily backed memory is several times cheaper than
-// taking fresh ones (docs/benchmarks.md). Options.WriteBehind and
-// Options.NoDirectIO (--keep-cache) change or turn off both.
+// With Options.DirectIO (--direct-io), files of 1 MiB and more are
+// written with direct I/O (O_DIRECT) where the target's filesystem allows
+// it: a blob bound for such a file is decoded at an address congruent to
+// its file offset modulo 4 KiB, so the page-aligned interior of each
+// chunk goes from the worker's buffer straight to the disk, and only its
+// unaligned head and tail (under 4 KiB each) pass through the page cache
+// (as does the whole blob for another file that shares it at another
+// alignment). The span of each direct write is allocated (fallocate) just
+// before it, so that the writers of one file share ext4's inode lock
+// instead of taking it in turn, and all-zero chunks stay holes. Ranges
+// whose data goes mostly to such files wait on the disk; they are
+// interleaved with the others, which keep the cores busy meanwhile. A
+// filesystem that refuses O_DIRECT turns it off for the rest of the
+// restore.
 //
 // A pack that cannot be read is retried blob by blob; a blob that fails
 // verification fails only the files that use it. Failed files are

@@ -5,6 +5,8 @@ import (
 	"os"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // WalkTolerant exposes the planning walk to the external tests.
@@ -20,6 +22,19 @@ func RefuseDirectIO(t testing.TB, atOpen bool, errno syscall.Errno) {
 		openDirect = func(*targetDir, string) (*os.File, error) { return nil, &fs.PathError{Op: "open", Err: errno} }
 	} else {
 		writeDirect = func(*os.File, []byte, int64) (int, error) { return 0, &fs.PathError{Op: "write", Err: errno} }
+	}
+}
+
+// RefuseTimes makes setting the times of every entry named name fail
+// with EPERM until the test ends, as a filesystem that refuses them would.
+func RefuseTimes(t testing.TB, name string) {
+	orig := utimesAt
+	t.Cleanup(func() { utimesAt = orig })
+	utimesAt = func(dfd int, base string, ts []unix.Timespec, flags int) error {
+		if base == name {
+			return syscall.EPERM
+		}
+		return orig(dfd, base, ts, flags)
 	}
 }
 

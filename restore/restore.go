@@ -70,7 +70,17 @@ type Result struct {
 	BytesDirect                  int64 // of BytesWritten, written with direct I/O
 	FilesSkipped                 int64 // already identical in the target
 	Failures                     []Failure
+	// MetadataErrors counts entries whose data was restored but whose
+	// owner, mode or times could not all be set (an unprivileged user
+	// cannot chown; some filesystems refuse modes or times).
+	// MetadataSamples holds the first few of them, sorted by path.
+	MetadataErrors  int64
+	MetadataSamples []Failure
 }
+
+// maxMetadataSamples bounds Result.MetadataSamples: one failing
+// filesystem can fail every entry, and the count says how many.
+const maxMetadataSamples = 10
 
 type restorer struct {
 	repo *chunkstore.Repository
@@ -79,13 +89,15 @@ type restorer struct {
 	log  *slog.Logger
 	prog *Progress
 
-	mu       sync.Mutex
-	failures []Failure
-	written  atomic.Int64
-	open     handles         // of files of several chunks
-	bufs     chan *fetchBufs // reused download and plaintext buffers
-	wb       *writeBehind
-	dio      *directIO
+	mu          sync.Mutex
+	failures    []Failure
+	metaErrors  int64
+	metaSamples []Failure
+	written     atomic.Int64
+	open        handles         // of files of several chunks
+	bufs        chan *fetchBufs // reused download and plaintext buffers
+	wb          *writeBehind
+	dio         *directIO
 }
 
 // fetchBufs are one download worker's buffers: data holds the sealed
@@ -275,6 +287,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	res.BytesDirect = r.dio.written.Load()
 	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Path < r.failures[j].Path })
 	res.Failures = r.failures
+	sort.Slice(r.metaSamples, func(i, j int) bool { return r.metaSamples[i].Path < r.metaSamples[j].Path })
+	res.MetadataErrors, res.MetadataSamples = r.metaErrors, r.metaSamples
 	return res, nil
 }
 
@@ -327,12 +341,20 @@ func (r *restorer) fail(p string, err error) {
 	r.log.Warn("restore failed for path", "path", p, "err", err)
 }
 
-// meta logs a failure to apply metadata; such failures (an unprivileged
-// user cannot chown) do not fail the restore.
+// meta records a failure to apply metadata. Such failures do not fail
+// the restore (the data is there); they are counted, the first few kept
+// for the report, and each logged at debug level.
 func (r *restorer) meta(err error, p string) {
-	if err != nil {
-		r.log.Debug("could not restore all metadata", "path", p, "err", err)
+	if err == nil {
+		return
 	}
+	r.log.Debug("could not restore all metadata", "path", p, "err", err)
+	r.mu.Lock()
+	r.metaErrors++
+	if len(r.metaSamples) < maxMetadataSamples {
+		r.metaSamples = append(r.metaSamples, Failure{Path: p, Err: err})
+	}
+	r.mu.Unlock()
 }
 
 // fatal reports errors that end the restore: the target filesystem

@@ -1,7 +1,9 @@
 package restore_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path"
@@ -378,5 +380,54 @@ func TestDirectIOSharedChunks(t *testing.T) {
 	// cache to the other: about one file's worth direct, not two.
 	if both := int64(2 * len(x)); res.BytesDirect < both/4 || res.BytesDirect > both*3/4 {
 		t.Fatalf("%d bytes written direct, want about half of the %d bytes of a and b", res.BytesDirect, both)
+	}
+}
+
+// TestMetadataErrorsReported restores a tree on which setting the times
+// of every entry named "x" fails: the data is all there, the restore does
+// not fail, and the result counts the three entries and names them.
+func TestMetadataErrorsReported(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	old := time.Date(2019, 5, 6, 7, 8, 9, 0, time.UTC)
+	tree := fixture.Tree{
+		"x":       {Content: []byte("top"), MTime: old},
+		"d":       {Dir: true, MTime: old},
+		"d/x":     {Content: fixture.Random(3, 2<<20), MTime: old},
+		"d/y":     {Content: []byte("fine"), MTime: old},
+		"d/sub/x": {Dir: true, MTime: old},
+	}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	restore.RefuseTimes(t, "x")
+	dst := t.TempDir()
+	res := r.restore(t, snap, restore.Options{Target: dst})
+	if len(res.Failures) != 0 {
+		t.Fatalf("failures: %v", res.Failures)
+	}
+	if res.MetadataErrors != 3 || len(res.MetadataSamples) != 3 {
+		t.Fatalf("metadata errors %d, samples %v; want 3 and 3", res.MetadataErrors, res.MetadataSamples)
+	}
+	rel := strings.TrimPrefix(src, "/")
+	want := []string{rel + "/d/sub/x", rel + "/d/x", rel + "/x"}
+	for i, s := range res.MetadataSamples {
+		if s.Path != want[i] || !errors.Is(s.Err, syscall.EPERM) {
+			t.Errorf("sample %d: %s: %v; want %s: EPERM", i, s.Path, s.Err, want[i])
+		}
+	}
+	for p, n := range tree {
+		fi, err := os.Lstat(filepath.Join(restoredAt(dst, src), p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !n.Dir {
+			got, err := os.ReadFile(filepath.Join(restoredAt(dst, src), p))
+			if err != nil || !bytes.Equal(got, n.Content) {
+				t.Errorf("%s: content differs (%v)", p, err)
+			}
+		}
+		if refused := filepath.Base(p) == "x"; refused == fi.ModTime().Equal(old) {
+			t.Errorf("%s: mtime %v (times refused: %v)", p, fi.ModTime(), refused)
+		}
 	}
 }

@@ -372,10 +372,14 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	}
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
-		return unix.UtimesNanoAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
+		return utimesAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
 	}))
 	return errors.Join(errs...)
 }
+
+// utimesAt sets an entry's times. Tests replace it to play a filesystem
+// that refuses some.
+var utimesAt = unix.UtimesNanoAt
 
 // syncfs writes back the target filesystem's dirty data and reports a
 // write-back error the kernel saw since the target was opened.
@@ -406,7 +410,7 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 	}))
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
-		return unix.UtimesNanoAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
+		return utimesAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
 	}))
 	return errors.Join(errs...)
 }
@@ -426,7 +430,7 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node) error {
 		if n.Type != snapshot.TypeSymlink {
 			errs = append(errs, chmodNoFollow(dfd, base, nodeMode(n)))
 		}
-		errs = append(errs, unix.UtimesNanoAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
+		errs = append(errs, utimesAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
 		return errors.Join(errs...)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"golang.org/x/sys/unix"
 )
 
 func smallTree() fixture.Tree {
@@ -208,6 +209,18 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("restore --keep-cache --json: %+v, want everything written and none of it direct", keptRes)
 	}
 	fixture.Compare(t, tree, filepath.Join(kept, src))
+	// --direct-io writes large files' data direct (the tree has one of
+	// several MiB), where the filesystem allows; --sync flushes it all.
+	direct := filepath.Join(c.dir, "direct")
+	directRes := decodeJSON[struct {
+		BytesWritten int64 `json:"bytes_written"`
+		BytesDirect  int64 `json:"bytes_direct"`
+	}](t, c.ok(r.reader("restore", "latest", "--target", direct, "--direct-io", "--sync", "--json")...).stdout)
+	if directRes.BytesWritten != res.BytesWritten || directRes.BytesDirect > directRes.BytesWritten ||
+		(directRes.BytesDirect == 0 && acceptsDirectIO(t, direct)) {
+		t.Errorf("restore --direct-io --sync --json: %+v, want everything written, part of it direct", directRes)
+	}
+	fixture.Compare(t, tree, filepath.Join(direct, src))
 
 	// check, with the identity (deep) and with the writer key (with a note).
 	c.ok(r.reader("check", "--read-data")...)
@@ -248,6 +261,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"ls", "--repo", "/r", "--identity", "i"}, "missing SNAPSHOT"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i"}, "--target"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--parallelism", "-2"}, "--parallelism must not be negative"},
+		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--keep-cache", "--direct-io"}, "contradict"},
 		{[]string{"agent", "--server", "127.0.0.1:1", "--data-dir", "/nonexistent/agent", "--parallelism", "-3"}, "--parallelism must not be negative"},
 		{[]string{"snapshots", "--repo", "relative/path", "--key", "k"}, "relative"},
 		{[]string{"snapshots", "--repo", "/r"}, "--identity FILE"},
@@ -279,4 +293,20 @@ func TestHelpAndVersion(t *testing.T) {
 	if v := c.ok("version").stdout; !strings.HasPrefix(v, "lifeboat ") {
 		t.Errorf("version = %q", v)
 	}
+}
+
+// acceptsDirectIO reports whether dir's filesystem lets a file be opened
+// with O_DIRECT.
+func acceptsDirectIO(t *testing.T, dir string) bool {
+	t.Helper()
+	p := filepath.Join(dir, ".direct-probe")
+	fd, err := unix.Open(p, unix.O_CREAT|unix.O_WRONLY|unix.O_DIRECT, 0o600)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -87,6 +88,10 @@ type restoreOutput struct {
 	FilesSkipped    int64       `json:"files_skipped"`
 	DurationSeconds float64     `json:"duration_seconds"`
 	Failures        []pathError `json:"failures"`
+	// Entries whose data was restored but whose owner, mode or times
+	// could not all be set, and the first few of them.
+	MetadataErrors  int64       `json:"metadata_errors"`
+	MetadataSamples []pathError `json:"metadata_error_samples"`
 }
 
 func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) error {
@@ -165,10 +170,8 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			SnapshotID: snap.ID.String(), Target: target,
 			Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Other: res.Other,
 			Bytes: res.Bytes, BytesWritten: res.BytesWritten, BytesDirect: res.BytesDirect, FilesSkipped: res.FilesSkipped,
-			DurationSeconds: elapsed.Seconds(), Failures: []pathError{},
-		}
-		for _, fl := range res.Failures {
-			out.Failures = append(out.Failures, pathError{Path: "/" + fl.Path, Error: fl.Err.Error()})
+			DurationSeconds: elapsed.Seconds(), Failures: pathErrors(res.Failures),
+			MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
 		}
 		if err := printJSON(g.stdout, out); err != nil {
 			return err
@@ -177,6 +180,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		for _, fl := range res.Failures {
 			warnf(g.stderr, "could not restore /%s: %v", fl.Path, fl.Err)
 		}
+		warnMetadata(g.stderr, res)
 		if !g.quiet {
 			w := g.stdout
 			fmt.Fprintf(w, "restored snapshot %s into %s\n", snap.ID.Short(), target)
@@ -191,6 +195,29 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			n, plural(n, "path", "paths"), snap.ID.Short(), target)
 	}
 	return nil
+}
+
+// pathErrors lists failures for JSON output, with absolute snapshot
+// paths; never nil, so that the field is [] rather than null.
+func pathErrors(fs []restore.Failure) []pathError {
+	out := []pathError{}
+	for _, f := range fs {
+		out = append(out, pathError{Path: "/" + f.Path, Error: f.Err.Error()})
+	}
+	return out
+}
+
+// warnMetadata names the entries whose metadata could not all be set
+// (the first few) and how many there were in all. They do not change the
+// exit code: the data was restored.
+func warnMetadata(w io.Writer, res *restore.Result) {
+	for _, fl := range res.MetadataSamples {
+		warnf(w, "restored /%s, but not all of its metadata (owner, mode, times): %v", fl.Path, fl.Err)
+	}
+	if more := res.MetadataErrors - int64(len(res.MetadataSamples)); more > 0 {
+		warnf(w, "%d more %s restored without all of their metadata; --verbose lists every one",
+			more, plural(int(more), "entry was", "entries were"))
+	}
 }
 
 // writeBehind is restore.Options.WriteBehind for --keep-cache.
