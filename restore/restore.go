@@ -204,7 +204,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	jobs := interleave(pl.packJobs())
 	lowerGC()
-	r.log.Debug("restore planned", "files", len(pl.files), "dirs", len(pl.dirs), "bytes", pl.bytes, "pack_ranges", len(jobs), "took", time.Since(start).Round(time.Millisecond))
+	r.log.Debug("restore planned", "files", len(pl.files), "dirs", len(pl.dirs), "bytes", pl.bytes, "pack_ranges", len(jobs), "write_behind_window", opts.WriteBehind, "took", time.Since(start).Round(time.Millisecond))
 	fetchStart := time.Now()
 	if n := min(opts.Packs, len(jobs)); n > 0 {
 		arena := newBufferArena(n)

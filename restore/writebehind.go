@@ -26,8 +26,15 @@ const (
 // its data goes to disk; beyond that it starts the write-back of its own
 // oldest data, and beyond the whole window it waits for it and drops the
 // data from the cache.
+//
+// In a cgroup with a memory limit (a container), the limit counts as the
+// available memory when it is lower: the page cache a restore fills is
+// charged to its cgroup.
 func DefaultWriteBehind() int64 {
 	avail := sysinfo.MemInfo("/proc/meminfo", "MemAvailable")
+	if lim := sysinfo.CgroupMemoryLimit("/proc/self/cgroup", "/sys/fs/cgroup"); lim > 0 && (avail == 0 || lim < avail) {
+		avail = lim
+	}
 	return windowFor(sysinfo.DirtyBackground("/proc/sys", avail))
 }
 

@@ -32,6 +32,48 @@ func MemInfo(path, key string) int64 {
 	return 0
 }
 
+// CgroupMemoryLimit is the memory limit of the cgroup this process runs
+// in, in bytes, or 0 if there is none or it cannot be read. cgroupFile
+// is normally /proc/self/cgroup and root /sys/fs/cgroup; cgroup v2
+// (memory.max) and v1 (memory/…/memory.limit_in_bytes) are understood.
+// The page cache a process fills is charged to its cgroup, so a program
+// sizing its cache by the machine's memory should also heed this.
+func CgroupMemoryLimit(cgroupFile, root string) int64 {
+	b, err := os.ReadFile(cgroupFile)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// hierarchy-ID:controllers:path
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var file string
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			file = root + parts[2] + "/memory.max"
+		case hasController(parts[1], "memory"):
+			file = root + "/memory" + parts[2] + "/memory.limit_in_bytes"
+		default:
+			continue
+		}
+		if v := readInt(strings.ReplaceAll(file, "//", "/")); v > 0 && v < 1<<60 {
+			return v // "max" and v1's 2^63-4096 read as none
+		}
+	}
+	return 0
+}
+
+func hasController(list, name string) bool {
+	for _, c := range strings.Split(list, ",") {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
 // DirtyBackground is the amount of dirty page cache at which the kernel
 // starts writing back in the background: vm.dirty_background_bytes if it
 // is set, else vm.dirty_background_ratio percent of avail (the kernel

@@ -67,3 +67,36 @@ func TestDirtyBackground(t *testing.T) {
 		})
 	}
 }
+
+func TestCgroupMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cgroup string
+		files  map[string]string
+		want   int64
+	}{
+		{"v2", "0::/kubepods/pod1/c1\n", map[string]string{"kubepods/pod1/c1/memory.max": "536870912\n"}, 512 << 20},
+		{"v2 unlimited", "0::/user.slice\n", map[string]string{"user.slice/memory.max": "max\n"}, 0},
+		{"v2 in a namespace", "0::/\n", map[string]string{"memory.max": "1073741824\n"}, 1 << 30},
+		{"v1", "5:cpu,cpuacct:/\n4:memory:/process_api/x\n0::/\n", map[string]string{"memory/process_api/x/memory.limit_in_bytes": "268435456\n"}, 256 << 20},
+		{"v1 unlimited", "4:memory:/a\n", map[string]string{"memory/a/memory.limit_in_bytes": "9223372036854771712\n"}, 0},
+		{"v1 controller list", "4:foo,memory:/b\n", map[string]string{"memory/b/memory.limit_in_bytes": "1048576"}, 1 << 20},
+		{"no limit file", "0::/gone\n", nil, 0},
+		{"garbage", "nonsense\n", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, filepath.Join(dir, "cgroup"), tc.cgroup)
+			root := filepath.Join(dir, "sys")
+			for p, c := range tc.files {
+				write(t, filepath.Join(root, p), c)
+			}
+			if got := CgroupMemoryLimit(filepath.Join(dir, "cgroup"), root); got != tc.want {
+				t.Errorf("CgroupMemoryLimit = %d, want %d", got, tc.want)
+			}
+		})
+	}
+	if got := CgroupMemoryLimit(filepath.Join(t.TempDir(), "missing"), "/sys/fs/cgroup"); got != 0 {
+		t.Errorf("no cgroup file: %d", got)
+	}
+}
