@@ -81,8 +81,9 @@ const writeBehindMinFile = 256 << 10
 // turn the window off for the rest of the restore; their data simply
 // stays in the page cache.
 type writeBehind struct {
-	limit int64
-	off   atomic.Bool // unsupported here, or disabled by the caller
+	limit   int64
+	startAt int64       // write-back is started for spans beyond this many pending bytes
+	off     atomic.Bool // unsupported here, or disabled by the caller
 
 	mu      sync.Mutex
 	queue   []wbSpan // oldest first
@@ -106,9 +107,15 @@ type wbFile struct {
 }
 
 // newWriteBehind returns a window of limit bytes; limit < 0 turns it off
-// (every file is closed at release, nothing is dropped).
-func newWriteBehind(limit int64) *writeBehind {
-	w := &writeBehind{limit: limit, files: map[*os.File]*wbFile{}}
+// (every file is closed at release, nothing is dropped). An eager window
+// starts the write-back of every span as soon as it is written, for a
+// restore that is to end with its data on disk (Options.Sync): the disk
+// then works while the restore does, instead of after it.
+func newWriteBehind(limit int64, eager bool) *writeBehind {
+	w := &writeBehind{limit: limit, startAt: limit / 2, files: map[*os.File]*wbFile{}}
+	if eager {
+		w.startAt = 0
+	}
 	if limit < 0 {
 		w.off.Store(true)
 	}
@@ -131,7 +138,7 @@ func (w *writeBehind) wrote(f *os.File, off, n int64) {
 	wf.queued++
 	wf.spans++
 	var start []wbSpan
-	for w.pending > w.limit/2 && w.next < len(w.queue) {
+	for w.pending > w.startAt && w.next < len(w.queue) {
 		start = append(start, w.queue[w.next])
 		w.pending -= w.queue[w.next].n
 		w.next++

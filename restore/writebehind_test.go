@@ -57,7 +57,7 @@ func TestWriteBehindClosesAfterWriteBack(t *testing.T) {
 		{"off", -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWriteBehind(tc.limit)
+			w := newWriteBehind(tc.limit, false)
 			files, want := wbFiles(t, w, 6, 64<<10)
 			var mu sync.Mutex
 			done := map[int]int{}
@@ -104,7 +104,7 @@ func TestWriteBehindClosesAfterWriteBack(t *testing.T) {
 
 func TestWriteBehindBoundsTheWindow(t *testing.T) {
 	const span = 64 << 10
-	w := newWriteBehind(3 * span)
+	w := newWriteBehind(3*span, false)
 	files, _ := wbFiles(t, w, 5, 2*span) // ten spans of 64 KiB
 	if w.bytes > w.limit {
 		t.Errorf("%d bytes queued, window is %d", w.bytes, w.limit)
@@ -126,7 +126,7 @@ func TestWriteBehindBoundsTheWindow(t *testing.T) {
 }
 
 func TestWriteBehindReportsCloseErrors(t *testing.T) {
-	w := newWriteBehind(1 << 40)
+	w := newWriteBehind(1<<40, false)
 	files, _ := wbFiles(t, w, 1, 4096)
 	f := files[0]
 	// Closing the descriptor behind the File's back makes the window's
@@ -148,7 +148,7 @@ func TestWriteBehindTurnsOffWhereUnsupported(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	w := newWriteBehind(1)
+	w := newWriteBehind(1, false)
 	w.wrote(pw, 0, 10) // sync_file_range on a pipe: ESPIPE
 	if !w.off.Load() {
 		t.Fatal("write-behind still on after the file refused sync_file_range")
@@ -161,7 +161,7 @@ func TestWriteBehindTurnsOffWhereUnsupported(t *testing.T) {
 }
 
 func TestWriteBehindBoundsOpenFiles(t *testing.T) {
-	w := newWriteBehind(1 << 40) // the byte bound never applies
+	w := newWriteBehind(1<<40, false) // the byte bound never applies
 	// One tiny span in each of more files than the window holds.
 	files, _ := wbFiles(t, w, 1, 2)
 	dir := t.TempDir()
@@ -201,7 +201,7 @@ func TestWriteBehindBoundsOpenFiles(t *testing.T) {
 }
 
 func TestWriteBehindBoundsSpans(t *testing.T) {
-	w := newWriteBehind(1 << 40)
+	w := newWriteBehind(1<<40, false)
 	files, _ := wbFiles(t, w, 1, 2)
 	f := files[0]
 	for i := range writeBehindMaxSpans + 10 {
@@ -222,7 +222,7 @@ func TestWriteBehindBoundsSpans(t *testing.T) {
 // than that leaves its data to the kernel), then for the oldest spans.
 func TestWriteBehindStartsAtHalfTheWindow(t *testing.T) {
 	const span = 64 << 10
-	w := newWriteBehind(8 * span)
+	w := newWriteBehind(8*span, false)
 	files, _ := wbFiles(t, w, 2, 2*span) // four spans: half the window
 	if w.next != 0 || w.pending != 4*span {
 		t.Fatalf("after half the window: %d spans started, %d bytes pending; want none started", w.next, w.pending)
@@ -251,6 +251,27 @@ func TestWriteBehindStartsAtHalfTheWindow(t *testing.T) {
 		w.release(f, func(error) {})
 	}
 	w.drain()
+}
+
+// TestWriteBehindEager checks that an eager window (Options.Sync) starts
+// every span's write-back at once.
+func TestWriteBehindEager(t *testing.T) {
+	const span = 64 << 10
+	w := newWriteBehind(8*span, true)
+	files, want := wbFiles(t, w, 2, 2*span)
+	if w.next != 4 || w.pending != 0 {
+		t.Fatalf("after four spans: %d started, %d bytes pending; want all started", w.next, w.pending)
+	}
+	for _, f := range files {
+		w.release(f, func(error) {})
+	}
+	w.drain()
+	for i, f := range files {
+		got, err := os.ReadFile(f.Name())
+		if err != nil || !bytes.Equal(got, want[i]) {
+			t.Errorf("file %d: content changed (%v)", i, err)
+		}
+	}
 }
 
 func TestWindowFor(t *testing.T) {

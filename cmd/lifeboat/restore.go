@@ -230,15 +230,18 @@ func writeBehind(keepCache bool) int64 {
 
 // oneMoreProc runs the restore with one more P (GOMAXPROCS) than the
 // runtime's default and returns the function that puts the default back. A
-// restore's workers block in file system calls: each direct write (one per
-// chunk, about a thousand per GiB) waits for the disk, and creating a file
-// can wait for its directory's lock. While a worker's thread is blocked,
+// restore's workers block in file system calls: creating a file can wait
+// for its directory's lock, a write for page-cache memory, and with
+// --direct-io each direct write (one per chunk, about a thousand per GiB)
+// waits for the disk. While a worker's thread is blocked,
 // its P runs nothing until the runtime's monitor hands it to another
 // thread, at least 20 µs later. With one P more than there are cores,
 // another worker is already running when one blocks. On the bench dataset
-// (two cores) the cores were 88 % busy against 83.5 %, and restores 3-4.6
-// % faster on average, faster in 25 of 36 alternated pairs
-// (docs/benchmarks.md). Backups are not given the extra P: their pipelines
+// (two cores, direct I/O then the default) the cores were 88 % busy
+// against 83.5 %, and restores 3-4.6 % faster on average, faster in 25 of
+// 36 alternated pairs (docs/benchmarks.md); through the page cache the
+// cores idled less with it too (0.28 against 0.50 core-seconds per
+// restore) for no clear difference in time. Backups are not given the extra P: their pipelines
 // are sized by GOMAXPROCS, so one more P is another reader and sealer,
 // about 40 MiB more live heap (see setMemoryLimit): with GOMAXPROCS=3 on
 // two cores, 173-178 MiB live and a peak RSS of 168-179 MiB against 142-162
