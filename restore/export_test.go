@@ -38,6 +38,14 @@ func RefuseTimes(t testing.TB, name string) {
 	}
 }
 
+// FailSync makes the final flush of a restore with Options.Sync fail
+// with errno until the test ends.
+func FailSync(t testing.TB, errno syscall.Errno) {
+	orig := syncFS
+	t.Cleanup(func() { syncFS = orig })
+	syncFS = func(int) error { return errno }
+}
+
 // DirectSupported reports whether dir's filesystem accepts O_DIRECT.
 func DirectSupported(t *testing.T, dir string) bool { return directSupported(t, dir) }
 

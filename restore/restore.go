@@ -279,7 +279,10 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if opts.Sync {
 		syncStart := time.Now()
 		if err := t.syncfs(); err != nil {
-			return nil, targetError(opts.Target, fmt.Errorf("flush the restored data to disk (syncfs): %w", err))
+			if fatal(err) {
+				return nil, targetError(opts.Target, err)
+			}
+			return nil, fmt.Errorf("flush the data restored into %s to disk (syncfs): %w: the kernel could not write all of it back, so some restored files may not be on disk; check the disk (dmesg) and restore into a new directory", opts.Target, err)
 		}
 		r.log.Debug("restore flushed to disk", "took", time.Since(syncStart).Round(time.Millisecond))
 	}

@@ -431,3 +431,25 @@ func TestMetadataErrorsReported(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreSync restores with Options.Sync, and with a flush that
+// fails: the failure is the restore's error, naming the target and what
+// failed, and the files written before it are there.
+func TestRestoreSync(t *testing.T) {
+	r, src, tree, snap := standardSnapshot(t, "local")
+	dst := t.TempDir()
+	var log strings.Builder
+	r.restore(t, snap, restore.Options{Target: dst, Sync: true, Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	fixture.Compare(t, tree, restoredAt(dst, src))
+	if !strings.Contains(log.String(), "restore flushed to disk") {
+		t.Errorf("no flush logged:\n%s", log.String())
+	}
+
+	restore.FailSync(t, syscall.EIO)
+	bad := t.TempDir()
+	_, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: bad, Sync: true})
+	if err == nil || !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "flush") {
+		t.Fatalf("restore with a failing flush: %v; want an EIO error naming %s and the flush", err, bad)
+	}
+	fixture.Compare(t, tree, restoredAt(bad, src))
+}

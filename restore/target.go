@@ -384,8 +384,11 @@ var utimesAt = unix.UtimesNanoAt
 // syncfs writes back the target filesystem's dirty data and reports a
 // write-back error the kernel saw since the target was opened.
 func (t *targetDir) syncfs() error {
-	return t.withDir("", unix.Syncfs)
+	return t.withDir("", syncFS)
 }
+
+// syncFS is syncfs(2); tests replace it to play a failing disk.
+var syncFS = unix.Syncfs
 
 // needsChown reports whether an entry this restore created must be given
 // n's owner: only root can, and a new entry already has the process's
