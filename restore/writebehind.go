@@ -61,10 +61,11 @@ const writeBehindMinFile = 256 << 10
 // data written is queued. Once more than half the window's bytes wait
 // for write-back, the oldest of them are handed to the kernel for it
 // (sync_file_range SYNC_FILE_RANGE_WRITE, which does not wait); once
-// more than the whole window is queued (or writeBehindMaxSpans spans,
-// or spans of writeBehindMaxFiles files), the writer waits for the
-// oldest span's write-back to finish and drops its pages
-// (POSIX_FADV_DONTNEED).
+// more than the whole window is queued, the writer waits for the oldest
+// span's write-back to finish and drops its pages (POSIX_FADV_DONTNEED).
+// When only the number of spans (writeBehindMaxSpans) or of files held
+// open for them (writeBehindMaxFiles) is over its bound, the oldest span
+// is let go without waiting: its data is left to the kernel.
 //
 // This is what PostgreSQL's *_flush_after settings do, for the same
 // reasons: a restore larger than the window does not push the host's
@@ -143,10 +144,17 @@ func (w *writeBehind) wrote(f *os.File, off, n int64) {
 		w.pending -= w.queue[w.next].n
 		w.next++
 	}
-	var due []wbSpan
+	var due, forget []wbSpan
 	for (w.bytes > w.limit || len(w.queue) > writeBehindMaxSpans || w.holding > writeBehindMaxFiles) && len(w.queue) > 0 {
 		s := w.queue[0]
-		due = append(due, s)
+		if w.bytes > w.limit {
+			due = append(due, s)
+		} else {
+			// Only a count is over its bound (many small spans or
+			// files): let go of the span without waiting for the disk.
+			// Its data is left to the kernel, as a small file's is.
+			forget = append(forget, s)
+		}
 		w.bytes -= s.n
 		if w.next > 0 {
 			w.next--
@@ -163,7 +171,8 @@ func (w *writeBehind) wrote(f *os.File, off, n int64) {
 	}
 	w.mu.Unlock()
 	w.start(start)
-	w.settle(due)
+	w.settle(due, true)
+	w.settle(forget, false)
 }
 
 // start hands spans to the kernel for write-back without waiting for it.
@@ -205,15 +214,19 @@ func (wf *wbFile) fail(err error) {
 	}
 }
 
-// settle waits for the write-back of spans, drops their pages and closes
-// the files that were released and have no spans left.
-func (w *writeBehind) settle(spans []wbSpan) {
+// settle waits for the write-back of spans and drops their pages (or,
+// without wait, only lets go of them), and closes the files that were
+// released and have no spans left.
+func (w *writeBehind) settle(spans []wbSpan, wait bool) {
 	for _, s := range spans {
-		fd := int(s.f.Fd())
-		err := unix.SyncFileRange(fd, s.off, s.n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-		if err == nil {
-			// Advice only: a failure leaves the pages cached, no more.
-			_ = unix.Fadvise(fd, s.off, s.n, unix.FADV_DONTNEED)
+		var err error
+		if wait {
+			fd := int(s.f.Fd())
+			err = unix.SyncFileRange(fd, s.off, s.n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
+			if err == nil {
+				// Advice only: a failure leaves the pages cached, no more.
+				_ = unix.Fadvise(fd, s.off, s.n, unix.FADV_DONTNEED)
+			}
 		}
 		w.mu.Lock()
 		wf := w.files[s.f]

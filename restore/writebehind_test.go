@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // wbFiles creates n files in a temporary directory, each written with
@@ -288,4 +291,82 @@ func TestWindowFor(t *testing.T) {
 	if w := DefaultWriteBehind(); w < minWriteBehind || w > maxWriteBehind {
 		t.Errorf("DefaultWriteBehind() = %d, outside [%d, %d]", w, minWriteBehind, maxWriteBehind)
 	}
+}
+
+// resident reports how many of the pages of the file at path are in the
+// page cache (mincore), or -1 where that cannot be told: on tmpfs, whose
+// pages are the file itself and are never dropped.
+func resident(t *testing.T, path string) int {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type == unix.TMPFS_MAGIC {
+		return -1
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal(errno)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
+}
+
+// TestWriteBehindDropsOnlyWhatItWaitedFor checks what happens to the
+// pages: a span pushed out of the window by bytes is written back and
+// dropped from the page cache; one let go because too many files were
+// held stays cached, left to the kernel, and its file is closed.
+func TestWriteBehindDropsOnlyWhatItWaitedFor(t *testing.T) {
+	const span = 64 << 10
+	w := newWriteBehind(2*span, false)
+	files, _ := wbFiles(t, w, 2, 2*span) // the first file's two spans are pushed out
+	first := files[0].Name()
+	for _, f := range files {
+		w.release(f, func(error) {})
+	}
+	if n := resident(t, first); n > 0 {
+		t.Errorf("%d pages of a file settled by bytes still cached", n)
+	}
+	w.drain()
+
+	w = newWriteBehind(1<<40, false)
+	held, _ := wbFiles(t, w, 1, 2*span)
+	w.release(held[0], func(error) {})
+	dir := t.TempDir()
+	for i := range writeBehindMaxFiles {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt([]byte{1}, 0); err != nil {
+			t.Fatal(err)
+		}
+		w.wrote(f, 0, 1)
+		w.release(f, func(error) {})
+	}
+	if !closedFile(held[0]) {
+		t.Fatal("the oldest file is still held with more than the bound of files queued")
+	}
+	if n := resident(t, held[0].Name()); n == 0 {
+		t.Error("a file let go for the file bound had its pages dropped")
+	}
+	w.drain()
 }
