@@ -20,8 +20,9 @@ import (
 // 1.3 GiB of fresh pages. In alternated restores on such a VM, restic's
 // used 4.3–4.8 s of system time after 20 s idle (in four of five) and
 // 1.7–2.1 s right after memory had been touched and freed; lifeboat's,
-// which writes most data with direct I/O, moved much less (2.03 s
-// against 1.84 s on average; docs/benchmarks.md). A physical machine has
+// which then wrote most data with direct I/O, moved much less (2.03 s
+// against 1.84 s on average; docs/benchmarks.md); it now writes through
+// the page cache too (--direct-io is opt-in). A physical machine has
 // no such cost. Touching memory first puts every step of both tools on
 // that footing.
 func pretouch(n int) error {
