@@ -40,17 +40,17 @@ or verified is reported and left out; everything else is still restored and
 lifeboat exits with code 1. Files already identical in the target are kept, so
 an interrupted restore can simply be run again.
 
-Restored data goes through the page cache. A restore smaller than about twice
-the kernel's background write-back threshold (vm.dirty_background_ratio, 10 %
-of the available memory by default; at most 4 GiB) leaves its data for the
-kernel to write back, as any program writing files does. Beyond half that
-window lifeboat starts the write-back of its own oldest data, and beyond the
-whole window it waits for it and drops that data from the cache, so a restore
-larger than memory does not push the host's working set out or pile up dirty
-pages. --sync flushes the target's filesystem before lifeboat exits, so that
-the restored data is on disk (and a write-back error fails the restore); it
-also starts writing large files back as soon as their data is written.
---keep-cache turns the window off: everything stays cached (useful when the
+Restored data goes through the page cache. Up to the kernel's background
+write-back threshold (vm.dirty_background_bytes or _ratio: 10 % of the
+available memory by default; of a container's memory limit if lower) lifeboat
+leaves the write-back of its data to the kernel, as any program writing files
+does. Beyond that it starts the write-back of its own oldest data, and beyond
+twice that (its window: 64 MiB to 4 GiB) it waits for it and drops that data
+from the cache, so a restore larger than memory does not push the host's
+working set out or pile up dirty pages. --sync flushes the target's
+filesystem before lifeboat exits, so that the restored data is on disk (and a
+write-back error fails the restore); it also starts writing large files back
+as soon as their data is written. --keep-cache turns the window off: everything stays cached (useful when the
 restored files are read again right away and fit in memory). --direct-io
 writes the bulk of files of 1 MiB and more straight to disk (O_DIRECT, where
 the filesystem supports it); each such write then waits for the disk.
