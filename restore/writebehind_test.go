@@ -163,12 +163,13 @@ func TestWriteBehindTurnsOffWhereUnsupported(t *testing.T) {
 	}
 }
 
-func TestWriteBehindBoundsOpenFiles(t *testing.T) {
-	w := newWriteBehind(1<<40, false) // the byte bound never applies
-	// One tiny span in each of more files than the window holds.
-	files, _ := wbFiles(t, w, 1, 2)
+// tinyReleasedFiles creates n files of one byte, each written as one span
+// of w and released at once.
+func tinyReleasedFiles(t *testing.T, w *writeBehind, n int) []*os.File {
+	t.Helper()
 	dir := t.TempDir()
-	for i := range writeBehindMaxFiles + 2 {
+	var files []*os.File
+	for i := range n {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprint(i)))
 		if err != nil {
 			t.Fatal(err)
@@ -180,6 +181,14 @@ func TestWriteBehindBoundsOpenFiles(t *testing.T) {
 		w.release(f, func(error) {})
 		files = append(files, f)
 	}
+	return files
+}
+
+func TestWriteBehindBoundsOpenFiles(t *testing.T) {
+	w := newWriteBehind(1<<40, false) // the byte bound never applies
+	// One tiny span in each of more files than the window holds.
+	files, _ := wbFiles(t, w, 1, 2)
+	files = append(files, tinyReleasedFiles(t, w, writeBehindMaxFiles+2)...)
 	if w.holding > writeBehindMaxFiles {
 		t.Errorf("%d files held, bound is %d", w.holding, writeBehindMaxFiles)
 	}
@@ -350,18 +359,7 @@ func TestWriteBehindDropsOnlyWhatItWaitedFor(t *testing.T) {
 	w = newWriteBehind(1<<40, false)
 	held, _ := wbFiles(t, w, 1, 2*span)
 	w.release(held[0], func(error) {})
-	dir := t.TempDir()
-	for i := range writeBehindMaxFiles {
-		f, err := os.Create(filepath.Join(dir, fmt.Sprint(i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.WriteAt([]byte{1}, 0); err != nil {
-			t.Fatal(err)
-		}
-		w.wrote(f, 0, 1)
-		w.release(f, func(error) {})
-	}
+	tinyReleasedFiles(t, w, writeBehindMaxFiles)
 	if !closedFile(held[0]) {
 		t.Fatal("the oldest file is still held with more than the bound of files queued")
 	}
