@@ -24,7 +24,9 @@
 //     are failures naming the blob or pack: "corrupt" when stored data is
 //     damaged (a blob failed authentication or its ID check), "missing"
 //     when a pack is not in the repository, "restore" otherwise.
-//  4. Verifies the restored tree independently of the restore, from disk:
+//  4. Verifies the restored tree independently of the restore, by reading
+//     the restored files back through the filesystem (recently written
+//     data may come from the page cache rather than the disk):
 //     every entry the snapshot lists (or the sample) must exist with the
 //     recorded type, mode bits and symlink target; every regular file is
 //     read back, a chunk at a time (the chunk lengths come from the
