@@ -41,7 +41,10 @@ type Options struct {
 	DirectIO bool
 	// Sync flushes the target's filesystem (syncfs) before Restore
 	// returns, so that the restored data is on disk, and fails the
-	// restore if the kernel reports a write-back error.
+	// restore if the kernel reports a write-back error. Without it, the
+	// write-back of the data still in the window when the restore ends
+	// happens afterwards, and an error in it (EIO) is not reported, as
+	// with cp or restic.
 	Sync   bool
 	Logger *slog.Logger
 	// Progress, if set, is updated as the restore runs.
@@ -658,6 +661,14 @@ func isZero(b []byte) bool {
 	return len(bytes.TrimLeft(b, "\x00")) == 0
 }
 
+// failedErr is f's failure so far, read under the lock that setFailed
+// and failBlobs write it under.
+func (r *restorer) failedErr(f *fileState) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return f.failed
+}
+
 func (r *restorer) setFailed(f *fileState, err error) {
 	r.mu.Lock()
 	if f.failed == nil {
@@ -707,7 +718,9 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 			}
 		}
 		r.prog.Bytes.Add(int64(len(plain)))
-		if atomic.AddInt64(&f.pending, -1) == 0 && f.failed == nil {
+		// Read under the lock: once released, the file's write-back
+		// may fail it from another worker (r.closed).
+		if atomic.AddInt64(&f.pending, -1) == 0 && r.failedErr(f) == nil {
 			r.prog.Files.Add(1)
 		}
 		return nil
@@ -831,7 +844,7 @@ func (r *restorer) blobDone(f *fileState) {
 		r.setFailed(f, targetError(f.path, err))
 	}
 	fh := r.open.take(f)
-	if f.failed != nil {
+	if r.failedErr(f) != nil {
 		if fh != nil {
 			r.wb.release(fh, nil)
 		}

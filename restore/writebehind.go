@@ -35,7 +35,14 @@ func DefaultWriteBehind() int64 {
 	if lim := sysinfo.CgroupMemoryLimit("/proc/self/cgroup", "/sys/fs/cgroup"); lim > 0 && (avail == 0 || lim < avail) {
 		avail = lim
 	}
-	return windowFor(sysinfo.DirtyBackground("/proc/sys", avail))
+	bg := sysinfo.DirtyBackground("/proc/sys", avail)
+	if avail > 0 && bg > avail/5 {
+		// A vm.dirty_background_bytes set for the whole machine can
+		// exceed what a container may use: the window stays under 40 %
+		// of the memory at hand.
+		bg = avail / 5
+	}
+	return windowFor(bg)
 }
 
 func windowFor(dirtyBackground int64) int64 {
@@ -63,9 +70,11 @@ const writeBehindMinFile = 256 << 10
 // (sync_file_range SYNC_FILE_RANGE_WRITE, which does not wait); once
 // more than the whole window is queued, the writer waits for the oldest
 // span's write-back to finish and drops its pages (POSIX_FADV_DONTNEED).
-// When only the number of spans (writeBehindMaxSpans) or of files held
-// open for them (writeBehindMaxFiles) is over its bound, the oldest span
-// is let go without waiting: its data is left to the kernel.
+// When only the number of spans (writeBehindMaxSpans) or of released
+// files held open for them (writeBehindMaxFiles) is over its bound, the
+// oldest span is let go without waiting: its write-back is started and
+// its pages are dropped once clean, by the kernel's reclaim rather than
+// by the restore.
 //
 // This is what PostgreSQL's *_flush_after settings do, for the same
 // reasons: a restore larger than the window does not push the host's
@@ -80,7 +89,8 @@ const writeBehindMinFile = 256 << 10
 //
 // A file handed to release stays open until its last span has been
 // dropped, then it is closed; drain closes the rest without waiting.
-// Filesystems that cannot do either call (EINVAL, ENOSYS, EOPNOTSUPP)
+// Filesystems that cannot do either call (EINVAL, ENOSYS, EOPNOTSUPP,
+// ESPIPE)
 // turn the window off for the rest of the restore; their data simply
 // stays in the page cache.
 type writeBehind struct {
@@ -94,7 +104,7 @@ type writeBehind struct {
 	next    int      // queue[:next] have had their write-back started
 	pending int64    // bytes in queue[next:]
 	files   map[*os.File]*wbFile
-	holding int // files with spans in the queue
+	holding int // released files with spans in the queue (held open only for the window)
 }
 
 type wbSpan struct {
@@ -135,9 +145,6 @@ func (w *writeBehind) wrote(f *os.File, off, n int64) {
 	w.bytes += n
 	w.pending += n
 	wf := w.file(f)
-	if wf.queued == 0 {
-		w.holding++
-	}
 	wf.queued++
 	wf.spans++
 	var start []wbSpan
@@ -146,15 +153,26 @@ func (w *writeBehind) wrote(f *os.File, off, n int64) {
 		w.pending -= w.queue[w.next].n
 		w.next++
 	}
-	var due, forget []wbSpan
+	due, forget := w.popDue()
+	w.mu.Unlock()
+	w.start(start)
+	w.settle(due, true)
+	w.settle(forget, false)
+}
+
+// popDue takes the spans that are over the window's bounds off the
+// queue, oldest first: due ones (over the byte bound) are to be waited
+// for and dropped, the others (over a count bound only) let go. w.mu is
+// held.
+func (w *writeBehind) popDue() (due, forget []wbSpan) {
 	for (w.bytes > w.limit || len(w.queue) > writeBehindMaxSpans || w.holding > writeBehindMaxFiles) && len(w.queue) > 0 {
 		s := w.queue[0]
 		if w.bytes > w.limit {
 			due = append(due, s)
 		} else {
 			// Only a count is over its bound (many small spans or
-			// files): let go of the span without waiting for the disk.
-			// Its data is left to the kernel, as a small file's is.
+			// files): let go of the span without waiting for the
+			// disk (settle starts its write-back).
 			forget = append(forget, s)
 		}
 		w.bytes -= s.n
@@ -167,14 +185,11 @@ func (w *writeBehind) wrote(f *os.File, off, n int64) {
 		w.queue = w.queue[1:]
 		wf := w.files[s.f]
 		wf.queued--
-		if wf.queued == 0 {
+		if wf.queued == 0 && wf.done != nil {
 			w.holding--
 		}
 	}
-	w.mu.Unlock()
-	w.start(start)
-	w.settle(due, true)
-	w.settle(forget, false)
+	return due, forget
 }
 
 // start hands spans to the kernel for write-back without waiting for it.
@@ -196,8 +211,16 @@ func (w *writeBehind) start(spans []wbSpan) {
 			w.off.Store(true)
 			return
 		}
-		// Other errors (EIO) are met again, and kept, when the span
-		// settles.
+		if serr != nil {
+			// Kept for the file's done (EIO): the span may never
+			// settle, as a restore smaller than the window ends
+			// without waiting.
+			w.mu.Lock()
+			if wf := w.files[s.f]; wf != nil {
+				wf.fail(serr)
+			}
+			w.mu.Unlock()
+		}
 	}
 }
 
@@ -217,18 +240,25 @@ func (wf *wbFile) fail(err error) {
 }
 
 // settle waits for the write-back of spans and drops their pages (or,
-// without wait, only lets go of them), and closes the files that were
-// released and have no spans left.
+// without wait, starts it and drops what is already clean), and closes
+// the files that were released and have no spans left.
 func (w *writeBehind) settle(spans []wbSpan, wait bool) {
 	for _, s := range spans {
+		fd := int(s.f.Fd())
 		var err error
 		if wait {
-			fd := int(s.f.Fd())
 			err = unix.SyncFileRange(fd, s.off, s.n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-			if err == nil {
-				// Advice only: a failure leaves the pages cached, no more.
-				_ = unix.Fadvise(fd, s.off, s.n, unix.FADV_DONTNEED)
+			if unsupported(err) {
+				w.off.Store(true)
 			}
+		}
+		if err == nil {
+			// Advice only: a failure leaves the pages cached, no more.
+			// Without the wait it drops what is already clean and
+			// starts the write-back of the rest (FADV_DONTNEED does
+			// both and waits for neither), which the kernel then
+			// reclaims like any written file's pages.
+			_ = unix.Fadvise(fd, s.off, s.n, unix.FADV_DONTNEED)
 		}
 		w.mu.Lock()
 		wf := w.files[s.f]
@@ -268,7 +298,13 @@ func (w *writeBehind) release(f *os.File, done func(error)) {
 		return
 	}
 	wf.done = done
+	if wf.queued > 0 {
+		w.holding++
+	}
+	due, forget := w.popDue()
 	w.mu.Unlock()
+	w.settle(due, true)
+	w.settle(forget, false)
 }
 
 func (w *writeBehind) finish(f *os.File, wf *wbFile) {

@@ -5,6 +5,7 @@ package sysinfo
 import (
 	"bufio"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -36,33 +37,44 @@ func MemInfo(path, key string) int64 {
 // in, in bytes, or 0 if there is none or it cannot be read. cgroupFile
 // is normally /proc/self/cgroup and root /sys/fs/cgroup; cgroup v2
 // (memory.max) and v1 (memory/…/memory.limit_in_bytes) are understood.
-// The page cache a process fills is charged to its cgroup, so a program
-// sizing its cache by the machine's memory should also heed this.
+// The lowest limit on the path from the process's cgroup up to the root
+// counts (a parent's limit binds its children), and the root's own file
+// covers a container whose /proc/self/cgroup names a path of the host's
+// hierarchy that its /sys/fs/cgroup does not have. The page cache a
+// process fills is charged to its cgroup, so a program sizing its cache
+// by the machine's memory should also heed this.
 func CgroupMemoryLimit(cgroupFile, root string) int64 {
 	b, err := os.ReadFile(cgroupFile)
 	if err != nil {
 		return 0
 	}
+	var lowest int64
 	for _, line := range strings.Split(string(b), "\n") {
 		// hierarchy-ID:controllers:path
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 {
 			continue
 		}
-		var file string
+		var dir, file string
 		switch {
 		case parts[0] == "0" && parts[1] == "":
-			file = root + parts[2] + "/memory.max"
+			dir, file = root, "memory.max"
 		case hasController(parts[1], "memory"):
-			file = root + "/memory" + parts[2] + "/memory.limit_in_bytes"
+			dir, file = root+"/memory", "memory.limit_in_bytes"
 		default:
 			continue
 		}
-		if v := readInt(strings.ReplaceAll(file, "//", "/")); v > 0 && v < 1<<60 {
-			return v // "max" and v1's 2^63-4096 read as none
+		for p := path.Clean("/" + parts[2]); ; p = path.Dir(p) {
+			// "max" and v1's 2^63-4096 read as none.
+			if v := readInt(dir + strings.TrimSuffix(p, "/") + "/" + file); v > 0 && v < 1<<60 && (lowest == 0 || v < lowest) {
+				lowest = v
+			}
+			if p == "/" {
+				break
+			}
 		}
 	}
-	return 0
+	return lowest
 }
 
 func hasController(list, name string) bool {

@@ -82,6 +82,8 @@ func TestCgroupMemoryLimit(t *testing.T) {
 		{"v1 unlimited", "4:memory:/a\n", map[string]string{"memory/a/memory.limit_in_bytes": "9223372036854771712\n"}, 0},
 		{"v1 controller list", "4:foo,memory:/b\n", map[string]string{"memory/b/memory.limit_in_bytes": "1048576"}, 1 << 20},
 		{"no limit file", "0::/gone\n", nil, 0},
+		{"v2 parent limit binds", "0::/slice/pod/c\n", map[string]string{"slice/memory.max": "2147483648\n", "slice/pod/memory.max": "max\n", "slice/pod/c/memory.max": "4294967296\n"}, 2 << 30},
+		{"v1 host path missing in the container", "4:memory:/docker/abc\n", map[string]string{"memory/memory.limit_in_bytes": "805306368\n"}, 768 << 20},
 		{"garbage", "nonsense\n", nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
