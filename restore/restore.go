@@ -641,11 +641,7 @@ func (r *restorer) deliver(op *chunkstore.BlobOpener, name string, bj blobJob, s
 func (r *restorer) failBlobs(blobs []blobJob, err error) {
 	for _, bj := range blobs {
 		for _, t := range bj.targets {
-			r.mu.Lock()
-			if t.file.failed == nil {
-				t.file.failed = err
-			}
-			r.mu.Unlock()
+			r.setFailed(t.file, err)
 			r.blobDone(t.file)
 		}
 	}
@@ -661,8 +657,8 @@ func isZero(b []byte) bool {
 	return len(bytes.TrimLeft(b, "\x00")) == 0
 }
 
-// failedErr is f's failure so far, read under the lock that setFailed
-// and failBlobs write it under.
+// failedErr is f's failure so far, read under the lock setFailed writes
+// it under.
 func (r *restorer) failedErr(f *fileState) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -929,7 +925,7 @@ func (r *restorer) dirMeta(dirs []*entry) {
 				})
 			}
 		}
-		_ = g.Wait() // failures are logged by meta, as for every entry's metadata
+		_ = g.Wait() // failures are counted and logged by meta, as for every entry's metadata
 		dirs = dirs[n:]
 	}
 }
