@@ -173,6 +173,15 @@ type Result struct {
 
 	Checks   []CheckResult `json:"checks,omitempty"`
 	Failures []Failure     `json:"failures"`
+	// MetadataErrors counts restored entries whose data was restored
+	// but whose owner, mode or times the drill's restore could not all
+	// set (a scratch filesystem that refuses them, say). They do not
+	// fail the drill on their own: the data came back. A wrong mode is
+	// still caught by the verification (ReasonContent); times and
+	// owners are not compared, so this is the only word of them.
+	// MetadataWarnings holds the first few (Reason "metadata").
+	MetadataErrors   int64     `json:"metadata_errors,omitempty"`
+	MetadataWarnings []Failure `json:"metadata_warnings,omitempty"`
 	KeptAt   string        `json:"kept_at,omitempty"`
 	// CleanupError says why the scratch directory could not be removed.
 	CleanupError string `json:"cleanup_error,omitempty"`
@@ -369,6 +378,7 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 		res.RTOSeconds = d.now().Sub(start).Seconds()
 		return nil
 	}
+	res.noteMetadata(rres)
 	skip := map[string]bool{}
 	for _, f := range rres.Failures {
 		skip[f.Path] = true
@@ -444,6 +454,18 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 // unhealthy are the reasons that leave no trustworthy restored tree:
 // verify commands are skipped, and RTO is not measured.
 var unhealthy = []string{ReasonSnapshot, ReasonScratch, ReasonMissing, ReasonCorrupt, ReasonRestore, ReasonContent}
+
+// ReasonMetadata marks a MetadataWarnings entry: not a failure.
+const ReasonMetadata = "metadata"
+
+// noteMetadata copies the restore's metadata errors into r.
+func (r *Result) noteMetadata(rres *restore.Result) {
+	r.MetadataErrors = rres.MetadataErrors
+	r.MetadataWarnings = nil
+	for _, f := range rres.MetadataSamples {
+		r.MetadataWarnings = append(r.MetadataWarnings, Failure{Reason: ReasonMetadata, Path: f.Path, Message: f.Err.Error()})
+	}
+}
 
 // restoreReason classifies a restore error: damaged stored data
 // (chunkstore.ErrCorrupt, which failed authentication wraps too) is

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/restore"
 )
 
 func reportResults() []Result {
@@ -149,5 +152,53 @@ func TestSummaryAndDurations(t *testing.T) {
 		if got := fmtDuration(d); got != want {
 			t.Errorf("fmtDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestMetadataWarnings(t *testing.T) {
+	r := reportResults()[0]
+	r.noteMetadata(&restore.Result{MetadataErrors: 3, MetadataSamples: []restore.Failure{
+		{Path: "srv/a", Err: errors.New("utimensat: operation not permitted")},
+		{Path: "srv/b", Err: errors.New("fchown: invalid argument")},
+	}})
+	if !r.Passed || r.MetadataErrors != 3 || len(r.MetadataWarnings) != 2 ||
+		r.MetadataWarnings[1] != (Failure{Reason: ReasonMetadata, Path: "srv/b", Message: "fchown: invalid argument"}) {
+		t.Fatalf("after noteMetadata: passed %v, %d errors, warnings %+v", r.Passed, r.MetadataErrors, r.MetadataWarnings)
+	}
+	if got, want := r.Summary(), "; warning: 3 entries restored without all of their metadata (srv/a: utimensat: operation not permitted)"; !strings.HasSuffix(got, want) {
+		t.Errorf("summary %q, want it to end in %q", got, want)
+	}
+	var b bytes.Buffer
+	if err := WriteReport(&b, "md", []Result{r}, ReportOptions{Since: base, Now: base.Add(7 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"### Metadata warnings", "drill d-1: 3 entries", "  - srv/b: fchown: invalid argument"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, b.String())
+		}
+	}
+	js, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(js, []byte(`"metadata_errors":3,"metadata_warnings":[{"reason":"metadata","path":"srv/a"`)) {
+		t.Errorf("JSON %s", js)
+	}
+
+	// One entry; and a restore without errors clears what was there.
+	r.noteMetadata(&restore.Result{MetadataErrors: 1})
+	if got := r.Summary(); !strings.HasSuffix(got, "; warning: 1 entry restored without all of its metadata") {
+		t.Errorf("summary %q", got)
+	}
+	r.noteMetadata(&restore.Result{})
+	b.Reset()
+	if err := WriteReport(&b, "md", []Result{r}, ReportOptions{Since: base, Now: base.Add(7 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Summary(); strings.Contains(s, "warning") || strings.Contains(b.String(), "Metadata warnings") || r.MetadataWarnings != nil {
+		t.Errorf("no metadata errors, yet summary %q, report:\n%s", s, b.String())
+	}
+	if js, _ := json.Marshal(r); bytes.Contains(js, []byte("metadata")) {
+		t.Errorf("JSON without metadata errors mentions them: %s", js)
 	}
 }

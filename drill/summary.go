@@ -26,6 +26,9 @@ func (r *Result) Summary() string {
 		if r.TargetRPOSeconds > 0 {
 			fmt.Fprintf(&b, " (RPO target %s)", fmtDuration(seconds(r.TargetRPOSeconds)))
 		}
+		if w := r.metadataText(); w != "" {
+			b.WriteString("; " + w)
+		}
 		return b.String()
 	}
 	s := "FAILED (" + strings.Join(r.Reasons(), ", ") + ")"
@@ -35,6 +38,23 @@ func (r *Result) Summary() string {
 	s += ": " + r.Failures[0].Error()
 	if n := len(r.Failures) - 1; n > 0 {
 		s += fmt.Sprintf(" (and %d more)", n)
+	}
+	return s
+}
+
+// metadataText is the warning for entries restored without all of
+// their metadata, naming the first; empty when there were none.
+func (r *Result) metadataText() string {
+	if r.MetadataErrors == 0 {
+		return ""
+	}
+	s := fmt.Sprintf("warning: %s entries restored without all of their metadata", fmtCount(r.MetadataErrors))
+	if r.MetadataErrors == 1 {
+		s = "warning: 1 entry restored without all of its metadata"
+	}
+	if len(r.MetadataWarnings) > 0 {
+		w := r.MetadataWarnings[0]
+		s += " (" + w.Path + ": " + w.Message + ")"
 	}
 	return s
 }

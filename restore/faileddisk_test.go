@@ -1,0 +1,193 @@
+package restore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/restore"
+)
+
+// failingDisk mounts a new ext4 filesystem of 256 MiB and returns its
+// mount point. Its loop device is backed by a sparse image on a tmpfs
+// with room for only room bytes: once the image has grown that much,
+// every write the kernel sends to the device fails, as on a disk that
+// dies (or a thin volume that runs out) while the page cache still holds
+// the data — the write-back of a restore fails after its write(2) calls
+// succeeded. The filesystem has no journal, so a failed write-back fails
+// the data it carried and nothing else. Skips the test where mounting is
+// not allowed (not root, no loop devices).
+func failingDisk(t *testing.T, room int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a loop device needs root")
+	}
+	for _, tool := range []string{"mount", "umount", "losetup", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s: %v", tool, err)
+		}
+	}
+	dir := t.TempDir()
+	back, mnt := filepath.Join(dir, "back"), filepath.Join(dir, "mnt")
+	for _, d := range []string{back, mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(name string, args ...string) error {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	unmount := func(d string) {
+		if err := run("umount", d); err != nil {
+			t.Logf("%v; unmounting lazily", err)
+			_ = exec.Command("umount", "-l", d).Run()
+		}
+	}
+	if err := run("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", room), "tmpfs", back); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unmount(back) })
+	img := filepath.Join(back, "disk.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 256<<20); err != nil {
+		t.Fatal(err)
+	}
+	// Lazy inode tables and no background zeroing (noinit_itable): only
+	// the restore's data should fill the tmpfs.
+	if err := run("mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard", img); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		t.Skipf("cannot set up a loop device: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if err := run("losetup", "-d", dev); err != nil {
+			t.Log(err)
+		}
+	})
+	// One page per request: the loop driver completes a write that the
+	// backing file took only in part as a success (the rest is lost
+	// silently), and a tmpfs running full takes writes in part. A page
+	// it takes whole or not at all.
+	limit := filepath.Join("/sys/block", filepath.Base(dev), "queue/max_sectors_kb")
+	if err := os.WriteFile(limit, []byte("4"), 0o644); err != nil {
+		t.Fatalf("limit %s to one page per request: %v", dev, err)
+	}
+	if err := run("mount", "-o", "noinit_itable", dev, mnt); err != nil {
+		t.Skipf("cannot mount a loop device: %v", err)
+	}
+	t.Cleanup(func() { unmount(mnt) })
+	return mnt
+}
+
+// randomTree writes n files of size random bytes under a new directory.
+func randomTree(t *testing.T, n, size int) (string, map[string][]byte) {
+	t.Helper()
+	src := t.TempDir()
+	rng := rand.NewChaCha8([32]byte{7})
+	files := map[string][]byte{}
+	for i := range n {
+		data := make([]byte, size)
+		_, _ = rng.Read(data)
+		p := filepath.Join(src, fmt.Sprintf("f%02d", i))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files[p] = data
+	}
+	return src, files
+}
+
+// TestRestoreOntoFailingDisk restores 96 MiB, one pack at a time, onto
+// a disk that fails after about 48 MiB, through a window of 8 MiB. The
+// window waits for the write-back of what it holds beyond that, so the
+// failures reach the restore: the files they hit are reported by name
+// with the device's error, and are not counted as restored; the files
+// written back before the disk failed read back whole (their pages were
+// dropped from the cache, so from the disk). With Sync the flush fails
+// too, and the restore's error says so. What the window had not yet
+// waited for when the restore ended is the part only Sync checks
+// (documented in Options.Sync).
+func TestRestoreOntoFailingDisk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 200 MiB")
+	}
+	r := newRepo(t, "local")
+	src, files := randomTree(t, 12, 8<<20)
+	snap := r.backup(t, src)
+
+	deviceErr := func(err error) bool { return errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOSPC) }
+
+	t.Run("window", func(t *testing.T) {
+		dst := failingDisk(t, 48<<20)
+		res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, WriteBehind: 8 << 20, Packs: 1})
+		if err != nil {
+			t.Fatalf("restore: %v; want the failed files reported and the rest restored", err)
+		}
+		if len(res.Failures) == 0 || res.Files == 0 {
+			t.Fatalf("%d files restored, failures %v; want some of each on a disk that failed after 48 of 96 MiB", res.Files, res.Failures)
+		}
+		failed := map[string]bool{}
+		for _, f := range res.Failures {
+			if _, ok := files["/"+f.Path]; !ok || !deviceErr(f.Err) || !strings.Contains(f.Err.Error(), f.Path) {
+				t.Errorf("failure %s: %v; want a file of the snapshot, named, with the device's error", f.Path, f.Err)
+			}
+			failed["/"+f.Path] = true
+		}
+		// The files it did not report were written back before the
+		// disk failed, or were still in the window when the restore
+		// ended (then they read back from the page cache).
+		for p, data := range files {
+			if failed[p] {
+				continue
+			}
+			got, err := os.ReadFile(filepath.Join(dst, p))
+			if err != nil {
+				t.Errorf("%s: not reported as failed, but cannot be read: %v", p, err)
+			} else if i := firstDiff(got, data); i >= 0 {
+				t.Errorf("%s: not reported as failed, but differs from byte %d on (%d bytes read)", p, i, len(got))
+			}
+		}
+		t.Logf("%d files restored, %d failed: first %s: %v", res.Files, len(res.Failures), res.Failures[0].Path, res.Failures[0].Err)
+	})
+
+	t.Run("sync", func(t *testing.T) {
+		dst := failingDisk(t, 24<<20)
+		res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, Sync: true})
+		if err == nil {
+			t.Fatalf("restore with Sync onto a failing disk succeeded: %d files, failures %v", res.Files, res.Failures)
+		}
+		if !deviceErr(err) || !strings.Contains(err.Error(), dst) {
+			t.Fatalf("restore with Sync: %v; want the device's error naming %s", err, dst)
+		}
+		t.Logf("restore with Sync: %v", err)
+	})
+}
+
+// firstDiff is the index of the first byte where a and b differ, or -1.
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) != len(b) {
+		return min(len(a), len(b))
+	}
+	return -1
+}
