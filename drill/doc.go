@@ -37,7 +37,11 @@
 //     following symlinks. Holes read back as zeros and hash like the
 //     all-zero chunks the backup recorded. A second name of a hard link
 //     must be the same inode as the first. Mismatches are "content"
-//     failures naming the path, the chunk and both IDs.
+//     failures naming the path, the chunk and both IDs. Owners and
+//     times are not compared: entries whose owner, mode or times the
+//     restore could not set are counted in Result.MetadataErrors, the
+//     first ten named in MetadataWarnings. They are warnings, in the
+//     summary and the report, not failures: the data came back.
 //  5. Runs the owner's verify commands with /bin/sh -c, in the restored
 //     tree, each in a process group of its own that is killed (SIGKILL)
 //     on timeout. They see LIFEBOAT_DRILL_DIR (the restore target: a

@@ -31,9 +31,10 @@ type Options struct {
 	// WriteBehind bounds the restored data left in the page cache: once
 	// more than half of it waits for write-back the oldest is handed to
 	// the kernel for it, and once more than all of it is cached the
-	// oldest is waited for and dropped (see writeBehind). 0 =
-	// DefaultWriteBehind(); < 0 = off, everything stays cached until the
-	// kernel writes it back.
+	// oldest is waited for and dropped (see writeBehind); a write-back
+	// error met then fails the files it hit (Result.Failures, with the
+	// device's error). 0 = DefaultWriteBehind(); < 0 = off, everything
+	// stays cached until the kernel writes it back.
 	WriteBehind int64
 	// DirectIO writes the aligned bulk of files of 1 MiB and more with
 	// O_DIRECT where the target's filesystem supports it (see directIO),
