@@ -182,7 +182,7 @@ type Result struct {
 	// MetadataWarnings holds the first few (Reason "metadata").
 	MetadataErrors   int64     `json:"metadata_errors,omitempty"`
 	MetadataWarnings []Failure `json:"metadata_warnings,omitempty"`
-	KeptAt   string        `json:"kept_at,omitempty"`
+	KeptAt           string    `json:"kept_at,omitempty"`
 	// CleanupError says why the scratch directory could not be removed.
 	CleanupError string `json:"cleanup_error,omitempty"`
 }
