@@ -76,6 +76,7 @@ type htmlRow struct {
 	Checks                                                         []string
 	Passed                                                         bool
 	Failures                                                       []string
+	Warning                                                        string // metadata not all restored
 }
 
 type htmlPolicy struct {
@@ -104,7 +105,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}
-.pass{color:#176f2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}
+.pass{color:#176f2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}.warn{color:#8a5a00;margin:.3em 0 0}
 .num{text-align:right}ul{margin:.2em 0;padding-left:1.2em}
 svg{border:1px solid #ddd;background:#fcfcfc}
 </style></head><body>
@@ -133,7 +134,7 @@ svg{border:1px solid #ddd;background:#fcfcfc}
 <table><tr><th>Started</th><th>Trigger</th><th>Runner</th><th>Snapshot</th><th>Restored and verified</th><th>RTO / target</th><th>RPO / target</th><th>Verify commands</th><th>Result</th></tr>
 {{range .Rows}}<tr><td>{{.Started}}</td><td>{{.Trigger}}</td><td>{{.Runner}}</td><td>{{.Snapshot}}</td><td>{{.Restored}}</td><td>{{.RTO}}</td><td>{{.RPO}}</td>
 <td>{{if .Checks}}<ul>{{range .Checks}}<li><code>{{.}}</code></li>{{end}}</ul>{{else}}—{{end}}</td>
-<td><span class="{{if .Passed}}pass{{else}}fail{{end}}">{{.Result}}</span>{{if .Failures}}<ul>{{range .Failures}}<li>{{.}}</li>{{end}}</ul>{{end}}</td></tr>
+<td><span class="{{if .Passed}}pass{{else}}fail{{end}}">{{.Result}}</span>{{if .Failures}}<ul>{{range .Failures}}<li>{{.}}</li>{{end}}</ul>{{end}}{{if .Warning}}<p class="warn">{{.Warning}}</p>{{end}}</td></tr>
 {{end}}</table>
 </section>
 {{end}}
@@ -157,6 +158,7 @@ func writeHTML(w io.Writer, pols []PolicyReport, opts ReportOptions) error {
 				Started: fmtTime(r.StartedAt), Trigger: triggerText(r), Runner: r.Runner, Snapshot: snapshotText(r),
 				Restored: restoredText(r), RTO: vsTarget(r.RTOSeconds, r.TargetRTOSeconds, r.RTOMet),
 				RPO: vsTarget(r.RPOSeconds, r.TargetRPOSeconds, r.RPOMet), Result: resultText(r), Passed: r.Passed,
+				Warning: r.metadataText(),
 			}
 			for _, c := range r.Checks {
 				row.Checks = append(row.Checks, checksText(Result{Checks: []CheckResult{c}}))

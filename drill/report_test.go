@@ -177,6 +177,13 @@ func TestMetadataWarnings(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, b.String())
 		}
 	}
+	b.Reset()
+	if err := WriteReport(&b, "html", []Result{r}, ReportOptions{Since: base, Now: base.Add(7 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if want := `<p class="warn">warning: 3 entries restored without all of their metadata (srv/a: utimensat: operation not permitted)</p>`; !strings.Contains(b.String(), want) {
+		t.Errorf("HTML lacks %q", want)
+	}
 	js, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
