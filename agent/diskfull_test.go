@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/lifeboat-backup/lifeboat/coordinator"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
@@ -21,14 +19,8 @@ import (
 // make the job partial with a warning naming them; the daemon keeps
 // running and the next job works.
 func TestAgentCacheDiskFullAndPartial(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs for the agent's data directory needs root")
-	}
 	dataDir := t.TempDir()
-	if err := unix.Mount("tmpfs", dataDir, "tmpfs", 0, "size=256k,mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs (%v); the full-disk case needs it", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dataDir, unix.MNT_DETACH) })
+	fixture.MountTmpfs(t, dataDir, "size=256k,mode=0700")
 
 	tc := newTestCoordinator(t)
 	src := t.TempDir()

@@ -15,6 +15,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/internal/testnet"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
@@ -443,13 +444,13 @@ func TestDamagedRepository(t *testing.T) {
 	})
 	t.Run("restore target read-only", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "ro")
-		mountTmpfs(t, dir, "ro,size=1m")
+		fixture.MountTmpfs(t, dir, "ro,size=1m")
 		r := f.repo.reader(t).run("restore", f.snap2, "--target", dir)
 		wantFail(t, r, dir, "read-only|not writable")
 	})
 	t.Run("restore target full", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "small")
-		mountTmpfs(t, dir, "size=8m")
+		fixture.MountTmpfs(t, dir, "size=8m")
 		r := f.repo.reader(t).run("restore", f.snap2, "--target", dir)
 		wantFail(t, r, "full|no space", dir+"|"+strings.TrimPrefix(f.src, "/"))
 	})
@@ -458,7 +459,7 @@ func TestDamagedRepository(t *testing.T) {
 		// (which overlaps the walk of the snapshot) fails, and the
 		// error names a directory and the way out.
 		dir := filepath.Join(t.TempDir(), "few")
-		mountTmpfs(t, dir, "size=64m,nr_inodes=3")
+		fixture.MountTmpfs(t, dir, "size=64m,nr_inodes=3")
 		r := f.repo.reader(t).run("restore", f.snap2, "--target", dir)
 		wantFail(t, r, "restore target is full while writing", "free space or restore elsewhere", "create directory")
 	})

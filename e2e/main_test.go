@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -382,28 +381,6 @@ func tmpFiles(dir string) int {
 
 // mib formats a byte count.
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
-// mount mounts a tmpfs with opts at dir and unmounts it at cleanup. It
-// skips the test when mounting is not permitted (not root).
-func mountTmpfs(t testing.TB, dir, opts string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		if os.Geteuid() != 0 || errors.Is(err, exec.ErrNotFound) {
-			t.Skipf("cannot mount a tmpfs (needs root and mount(8)): %v %s", err, out)
-		}
-		t.Skipf("mount -t tmpfs -o %s failed, the environment does not allow mounts: %v %s", opts, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Logf("umount %s: %v %s; retrying lazily", dir, err, out)
-			_ = exec.Command("umount", "-l", dir).Run()
-		}
-	})
-}
 
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

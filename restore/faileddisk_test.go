@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 )
 
@@ -36,11 +37,10 @@ func failingDisk(t *testing.T, room int64) string {
 	}
 	dir := t.TempDir()
 	back, mnt := filepath.Join(dir, "back"), filepath.Join(dir, "mnt")
-	for _, d := range []string{back, mnt} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
 	}
+	fixture.MountTmpfs(t, back, fmt.Sprintf("size=%d", room))
 	run := func(name string, args ...string) error {
 		out, err := exec.Command(name, args...).CombinedOutput()
 		if err != nil {
@@ -48,16 +48,6 @@ func failingDisk(t *testing.T, room int64) string {
 		}
 		return nil
 	}
-	unmount := func(d string) {
-		if err := run("umount", d); err != nil {
-			t.Logf("%v; unmounting lazily", err)
-			_ = exec.Command("umount", "-l", d).Run()
-		}
-	}
-	if err := run("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", room), "tmpfs", back); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unmount(back) })
 	img := filepath.Join(back, "disk.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -92,7 +82,12 @@ func failingDisk(t *testing.T, room int64) string {
 	if err := run("mount", "-o", "noinit_itable", dev, mnt); err != nil {
 		t.Skipf("cannot mount a loop device: %v", err)
 	}
-	t.Cleanup(func() { unmount(mnt) })
+	t.Cleanup(func() {
+		if err := run("umount", mnt); err != nil {
+			t.Logf("%v; unmounting lazily", err)
+			_ = exec.Command("umount", "-l", mnt).Run()
+		}
+	})
 	return mnt
 }
 
@@ -119,8 +114,9 @@ func randomTree(t *testing.T, n, size int) (string, map[string][]byte) {
 // window waits for the write-back of what it holds beyond that, so the
 // failures reach the restore: the files they hit are reported by name
 // with the device's error, and are not counted as restored; the files
-// written back before the disk failed read back whole (their pages were
-// dropped from the cache, so from the disk). With Sync the flush fails
+// written back before the disk failed read back whole (the window
+// dropped their pages after waiting, so they are read from the disk,
+// unless the kernel kept some). With Sync the flush fails
 // too, and the restore's error says so. What the window had not yet
 // waited for when the restore ended is the part only Sync checks
 // (documented in Options.Sync).
