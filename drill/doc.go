@@ -40,7 +40,7 @@
 //     failures naming the path, the chunk and both IDs. Owners and
 //     times are not compared: entries whose owner, mode or times the
 //     restore could not set are counted in Result.MetadataErrors, the
-//     first ten named in MetadataWarnings. They are warnings, in the
+//     first ten named in MetadataSamples. They are warnings, in the
 //     summary and the report, not failures: the data came back.
 //  5. Runs the owner's verify commands with /bin/sh -c, in the restored
 //     tree, each in a process group of its own that is killed (SIGKILL)

@@ -179,10 +179,10 @@ type Result struct {
 	// fail the drill on their own: the data came back. A wrong mode is
 	// still caught by the verification (ReasonContent); times and
 	// owners are not compared, so this is the only word of them.
-	// MetadataWarnings holds the first few (Reason "metadata").
-	MetadataErrors   int64     `json:"metadata_errors,omitempty"`
-	MetadataWarnings []Failure `json:"metadata_warnings,omitempty"`
-	KeptAt           string    `json:"kept_at,omitempty"`
+	// MetadataSamples holds the first few (Reason "metadata").
+	MetadataErrors  int64     `json:"metadata_errors,omitempty"`
+	MetadataSamples []Failure `json:"metadata_error_samples,omitempty"`
+	KeptAt          string    `json:"kept_at,omitempty"`
 	// CleanupError says why the scratch directory could not be removed.
 	CleanupError string `json:"cleanup_error,omitempty"`
 }
@@ -455,15 +455,15 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 // verify commands are skipped, and RTO is not measured.
 var unhealthy = []string{ReasonSnapshot, ReasonScratch, ReasonMissing, ReasonCorrupt, ReasonRestore, ReasonContent}
 
-// ReasonMetadata marks a MetadataWarnings entry: not a failure.
+// ReasonMetadata marks a MetadataSamples entry: not a failure.
 const ReasonMetadata = "metadata"
 
 // noteMetadata copies the restore's metadata errors into r.
 func (r *Result) noteMetadata(rres *restore.Result) {
 	r.MetadataErrors = rres.MetadataErrors
-	r.MetadataWarnings = nil
+	r.MetadataSamples = nil
 	for _, f := range rres.MetadataSamples {
-		r.MetadataWarnings = append(r.MetadataWarnings, Failure{Reason: ReasonMetadata, Path: f.Path, Message: f.Err.Error()})
+		r.MetadataSamples = append(r.MetadataSamples, Failure{Reason: ReasonMetadata, Path: f.Path, Message: f.Err.Error()})
 	}
 }
 

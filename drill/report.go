@@ -287,7 +287,7 @@ func writeMarkdown(w io.Writer, pols []PolicyReport, opts ReportOptions) error {
 			b.WriteString("\n### Metadata warnings\n\nEntries whose data was restored and verified but whose owner, mode or times could not all be set in the scratch directory (first few per drill):\n\n")
 			for _, r := range warned {
 				fmt.Fprintf(&b, "- %s, drill %s: %s entries\n", fmtTime(r.StartedAt), mdCell(r.ID), fmtCount(r.MetadataErrors))
-				for _, f := range r.MetadataWarnings {
+				for _, f := range r.MetadataSamples {
 					fmt.Fprintf(&b, "  - %s\n", mdCell(f.Path+": "+f.Message))
 				}
 			}

@@ -161,9 +161,9 @@ func TestMetadataWarnings(t *testing.T) {
 		{Path: "srv/a", Err: errors.New("utimensat: operation not permitted")},
 		{Path: "srv/b", Err: errors.New("fchown: invalid argument")},
 	}})
-	if !r.Passed || r.MetadataErrors != 3 || len(r.MetadataWarnings) != 2 ||
-		r.MetadataWarnings[1] != (Failure{Reason: ReasonMetadata, Path: "srv/b", Message: "fchown: invalid argument"}) {
-		t.Fatalf("after noteMetadata: passed %v, %d errors, warnings %+v", r.Passed, r.MetadataErrors, r.MetadataWarnings)
+	if !r.Passed || r.MetadataErrors != 3 || len(r.MetadataSamples) != 2 ||
+		r.MetadataSamples[1] != (Failure{Reason: ReasonMetadata, Path: "srv/b", Message: "fchown: invalid argument"}) {
+		t.Fatalf("after noteMetadata: passed %v, %d errors, warnings %+v", r.Passed, r.MetadataErrors, r.MetadataSamples)
 	}
 	if got, want := r.Summary(), "; warning: 3 entries restored without all of their metadata (srv/a: utimensat: operation not permitted)"; !strings.HasSuffix(got, want) {
 		t.Errorf("summary %q, want it to end in %q", got, want)
@@ -188,7 +188,7 @@ func TestMetadataWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(js, []byte(`"metadata_errors":3,"metadata_warnings":[{"reason":"metadata","path":"srv/a"`)) {
+	if !bytes.Contains(js, []byte(`"metadata_errors":3,"metadata_error_samples":[{"reason":"metadata","path":"srv/a"`)) {
 		t.Errorf("JSON %s", js)
 	}
 
@@ -202,7 +202,7 @@ func TestMetadataWarnings(t *testing.T) {
 	if err := WriteReport(&b, "md", []Result{r}, ReportOptions{Since: base, Now: base.Add(7 * 24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if s := r.Summary(); strings.Contains(s, "warning") || strings.Contains(b.String(), "Metadata warnings") || r.MetadataWarnings != nil {
+	if s := r.Summary(); strings.Contains(s, "warning") || strings.Contains(b.String(), "Metadata warnings") || r.MetadataSamples != nil {
 		t.Errorf("no metadata errors, yet summary %q, report:\n%s", s, b.String())
 	}
 	if js, _ := json.Marshal(r); bytes.Contains(js, []byte("metadata")) {

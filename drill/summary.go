@@ -52,8 +52,8 @@ func (r *Result) metadataText() string {
 	if r.MetadataErrors == 1 {
 		s = "warning: 1 entry restored without all of its metadata"
 	}
-	if len(r.MetadataWarnings) > 0 {
-		w := r.MetadataWarnings[0]
+	if len(r.MetadataSamples) > 0 {
+		w := r.MetadataSamples[0]
 		s += " (" + w.Path + ": " + w.Message + ")"
 	}
 	return s

@@ -51,8 +51,9 @@ working set out or pile up dirty pages. --sync flushes the target's
 filesystem before lifeboat exits, so that the restored data is on disk (and a
 write-back error fails the restore; without --sync an error writing the last
 data back after lifeboat exits is not reported); it also starts writing large
-files back as soon as their data is written. --keep-cache turns the window off: everything stays cached (useful when the
-restored files are read again right away and fit in memory). --direct-io
+files back as soon as their data is written. --keep-cache turns the window
+off: everything stays cached (useful when the restored files are read again
+right away and fit in memory). --direct-io
 writes the bulk of files of 1 MiB and more straight to disk (O_DIRECT, where
 the filesystem supports it); each such write then waits for the disk.
 
