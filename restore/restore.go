@@ -206,7 +206,10 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := r.createFiles(pl.files); err != nil {
 		return nil, err
 	}
-	jobs := interleave(pl.packJobs())
+	jobs := pl.packJobs()
+	if opts.DirectIO { // without it, every range is of one kind
+		jobs = interleave(jobs)
+	}
 	lowerGC()
 	r.log.Debug("restore planned", "files", len(pl.files), "dirs", len(pl.dirs), "bytes", pl.bytes, "pack_ranges", len(jobs), "write_behind_window", opts.WriteBehind, "took", time.Since(start).Round(time.Millisecond))
 	fetchStart := time.Now()
