@@ -167,6 +167,9 @@ func (p Policy) check() (errs, warns []Problem) {
 	if r.KeepWithin < 0 {
 		add("retention.keep_within", "must not be negative (got %s)", r.KeepWithin)
 	}
+	if r != (Retention{}) {
+		warn("retention", "recorded, but not applied yet: lifeboat cannot forget or prune snapshots yet, so every snapshot and its data are kept (docs/operations.md)")
+	}
 
 	if p.Targets.RPO < 0 {
 		add("targets.rpo", "must be positive (got %s)", p.Targets.RPO)
