@@ -28,6 +28,9 @@ type SnapshotRef struct {
 //
 // A snapshot newer than now (a skewed clock) is always kept. An empty
 // Retention keeps everything: forgetting needs an explicit rule.
+//
+// Nothing calls Keep outside tests yet: lifeboat has no forget or prune,
+// so a policy's retention is stored but not applied (policy apply warns).
 func Keep(snaps []SnapshotRef, r Retention, now time.Time) (keep, forget []SnapshotRef, reasons map[string][]string) {
 	list := append([]SnapshotRef(nil), snaps...)
 	sort.SliceStable(list, func(i, j int) bool {
