@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,9 +36,6 @@ func failingDisk(t *testing.T, room int64) string {
 	}
 	dir := t.TempDir()
 	back, mnt := filepath.Join(dir, "back"), filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	fixture.MountTmpfs(t, back, fmt.Sprintf("size=%d", room))
 	run := func(name string, args ...string) error {
 		out, err := exec.Command(name, args...).CombinedOutput()
@@ -79,33 +75,22 @@ func failingDisk(t *testing.T, room int64) string {
 	if err := os.WriteFile(limit, []byte("4"), 0o644); err != nil {
 		t.Fatalf("limit %s to one page per request: %v", dev, err)
 	}
-	if err := run("mount", "-o", "noinit_itable", dev, mnt); err != nil {
-		t.Skipf("cannot mount a loop device: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := run("umount", mnt); err != nil {
-			t.Logf("%v; unmounting lazily", err)
-			_ = exec.Command("umount", "-l", mnt).Run()
-		}
-	})
+	fixture.Mount(t, mnt, "-o", "noinit_itable", dev)
 	return mnt
 }
 
-// randomTree writes n files of size random bytes under a new directory.
+// randomTree writes n files of size random bytes under a new directory
+// and returns it with each file's absolute path and content.
 func randomTree(t *testing.T, n, size int) (string, map[string][]byte) {
 	t.Helper()
 	src := t.TempDir()
-	rng := rand.NewChaCha8([32]byte{7})
-	files := map[string][]byte{}
+	tree, files := fixture.Tree{}, map[string][]byte{}
 	for i := range n {
-		data := make([]byte, size)
-		_, _ = rng.Read(data)
-		p := filepath.Join(src, fmt.Sprintf("f%02d", i))
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		files[p] = data
+		name := fmt.Sprintf("f%02d", i)
+		tree[name] = fixture.Entry{Content: fixture.Random(uint64(i), size)}
+		files[filepath.Join(src, name)] = tree[name].Content
 	}
+	fixture.Create(t, src, tree)
 	return src, files
 }
 
@@ -153,11 +138,8 @@ func TestRestoreOntoFailingDisk(t *testing.T) {
 			if failed[p] {
 				continue
 			}
-			got, err := os.ReadFile(filepath.Join(dst, p))
-			if err != nil {
-				t.Errorf("%s: not reported as failed, but cannot be read: %v", p, err)
-			} else if i := firstDiff(got, data); i >= 0 {
-				t.Errorf("%s: not reported as failed, but differs from byte %d on (%d bytes read)", p, i, len(got))
+			if msg := fixture.ContentDiff(filepath.Join(dst, p), data); msg != "" {
+				t.Errorf("%s: not reported as failed, but reads back wrong: %s", p, msg)
 			}
 		}
 		t.Logf("%d files restored, %d failed: first %s: %v", res.Files, len(res.Failures), res.Failures[0].Path, res.Failures[0].Err)
@@ -174,17 +156,4 @@ func TestRestoreOntoFailingDisk(t *testing.T) {
 		}
 		t.Logf("restore with Sync: %v", err)
 	})
-}
-
-// firstDiff is the index of the first byte where a and b differ, or -1.
-func firstDiff(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	if len(a) != len(b) {
-		return min(len(a), len(b))
-	}
-	return -1
 }
