@@ -114,6 +114,9 @@ type Index struct {
 	packIdx map[ID]uint32
 	blobs   map[ID]blobLoc
 	pending map[ID]struct{} // reserved by a writer, not yet in a pack on storage
+	// excluded packs are known (HasPack) but their blobs are not offered
+	// (Has, Reserve, Lookup): a GC mark may delete them.
+	excluded map[ID]bool
 }
 
 // NewIndex returns an empty index.
@@ -133,6 +136,9 @@ func (x *Index) AddPacks(packs []PackEntry) {
 		pi := uint32(len(x.packs))
 		x.packs = append(x.packs, &p)
 		x.packIdx[p.ID] = pi
+		if x.excluded[p.ID] {
+			continue
+		}
 		for j, b := range p.Blobs {
 			if _, ok := x.blobs[b.ID]; !ok {
 				x.blobs[b.ID] = blobLoc{pack: pi, blobIdx: uint32(j)}
@@ -140,6 +146,33 @@ func (x *Index) AddPacks(packs []PackEntry) {
 			delete(x.pending, b.ID)
 		}
 	}
+}
+
+// SetExcluded replaces the set of excluded packs (see ExcludeMarked) and
+// rebuilds the blob map so that a blob stored in both an excluded and an
+// included pack is found in the included one.
+func (x *Index) SetExcluded(packs map[ID]bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.excluded = packs
+	clear(x.blobs)
+	for pi, p := range x.packs {
+		if packs[p.ID] {
+			continue
+		}
+		for j, b := range p.Blobs {
+			if _, ok := x.blobs[b.ID]; !ok {
+				x.blobs[b.ID] = blobLoc{pack: uint32(pi), blobIdx: uint32(j)}
+			}
+		}
+	}
+}
+
+// Excluded reports whether a GC mark excludes the pack.
+func (x *Index) Excluded(id ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.excluded[id]
 }
 
 // Has reports whether a blob is stored (or being stored by this process).
@@ -194,6 +227,16 @@ func (x *Index) Lookup(id ID) (Location, bool) {
 	}
 	p := x.packs[l.pack]
 	return Location{Pack: p, Blob: p.Blobs[l.blobIdx]}, true
+}
+
+// Pack returns the index entry of a pack, or nil.
+func (x *Index) Pack(id ID) *PackEntry {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if pi, ok := x.packIdx[id]; ok {
+		return x.packs[pi]
+	}
+	return nil
 }
 
 // HasPack reports whether an index file lists the pack.

@@ -52,6 +52,10 @@ func (k MetaKind) String() string {
 		return "index"
 	case KindSnapshot:
 		return "snapshot"
+	case KindSession:
+		return "backup session"
+	case KindGCMark:
+		return "GC mark"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // ErrNotFound is returned (wrapped) by every Store when the named object
@@ -20,6 +21,10 @@ var ErrBucketNotFound = errors.New("bucket not found")
 type ObjectInfo struct {
 	Name string // full object name, relative to the store's root ("data/ab/ab12...")
 	Size int64  // size in bytes
+	// ModTime is when the object was stored, by the store's clock (S3's
+	// Last-Modified, a file's mtime). Garbage collection compares the
+	// times of objects with each other, never with a client's clock.
+	ModTime time.Time
 }
 
 // Reader is the read half of the object-storage seam. Read-only code
@@ -33,7 +38,8 @@ type ObjectInfo struct {
 //     or the bytes from offset to the end when length < 0. A range that ends
 //     past the end of the object is an error (never a short read passed off
 //     as complete). A missing object gives an error wrapping ErrNotFound.
-//   - Stat returns the object's size, or an error wrapping ErrNotFound.
+//   - Stat returns the object's size and modification time, or an error
+//     wrapping ErrNotFound. List reports the same fields.
 //   - List calls fn for every object whose name starts with prefix, in no
 //     particular order. If listing fails part-way it returns an error: a
 //     failed listing is never reported as a short or empty one. An error

@@ -330,7 +330,7 @@ func (w *Writer) Stats() WriterStats {
 // are reused instead of uploaded again. A damaged orphan is skipped and
 // logged. Call after LoadIndex.
 func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) {
-	entries, err := r.scanUnindexed(ctx)
+	entries, _, err := r.UnindexedPacks(ctx)
 	if err != nil || len(entries) == 0 {
 		return 0, err
 	}
@@ -346,7 +346,7 @@ func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) 
 // in-memory index only, writing nothing. Restore uses it to reach data
 // whose index file was lost or damaged. It returns how many packs it added.
 func (r *Repository) IndexUnindexed(ctx context.Context) (int, error) {
-	entries, err := r.scanUnindexed(ctx)
+	entries, _, err := r.UnindexedPacks(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -354,18 +354,20 @@ func (r *Repository) IndexUnindexed(ctx context.Context) (int, error) {
 	return len(entries), nil
 }
 
-// scanUnindexed reads and verifies every pack missing from the index.
-func (r *Repository) scanUnindexed(ctx context.Context) ([]PackEntry, error) {
+// UnindexedPacks reads and verifies every pack missing from the index
+// (and not excluded by a GC mark). It returns the readable ones as index
+// entries and the names of the damaged ones.
+func (r *Repository) UnindexedPacks(ctx context.Context) (good []PackEntry, damaged []string, err error) {
 	var orphans []ObjectInfo
-	err := r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
+	err = r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
 		id, ok := ParsePackName(oi.Name)
-		if ok && !r.index.HasPack(id) {
+		if ok && !r.index.HasPack(id) && !r.index.Excluded(id) {
 			orphans = append(orphans, oi)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list packs in %s: %w", r.store.Location(), err)
+		return nil, nil, fmt.Errorf("list packs in %s: %w", r.store.Location(), err)
 	}
 	var mu sync.Mutex
 	var entries []PackEntry
@@ -383,11 +385,17 @@ func (r *Repository) scanUnindexed(ctx context.Context) ([]PackEntry, error) {
 			}
 			if Hash(b) != id {
 				r.log.Warn("unindexed pack is damaged; not using it", "pack", oi.Name)
+				mu.Lock()
+				damaged = append(damaged, oi.Name)
+				mu.Unlock()
 				return nil
 			}
 			info, err := ParsePack(b, &r.secrets.MetaKey)
 			if err != nil {
 				r.log.Warn("unindexed pack is unreadable; not using it", "pack", oi.Name, "err", err)
+				mu.Lock()
+				damaged = append(damaged, oi.Name)
+				mu.Unlock()
 				return nil
 			}
 			mu.Lock()
@@ -397,8 +405,9 @@ func (r *Repository) scanUnindexed(ctx context.Context) ([]PackEntry, error) {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sort.Slice(entries, func(i, j int) bool { return string(entries[i].ID[:]) < string(entries[j].ID[:]) })
-	return entries, nil
+	sort.Strings(damaged)
+	return entries, damaged, nil
 }

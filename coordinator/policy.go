@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // Duration is a time.Duration that reads and writes as a duration string
@@ -52,6 +54,15 @@ type Retention struct {
 	KeepMonthly int      `json:"keep_monthly,omitempty" yaml:"keep_monthly,omitempty"`
 	KeepYearly  int      `json:"keep_yearly,omitempty" yaml:"keep_yearly,omitempty"`
 	KeepWithin  Duration `json:"keep_within,omitempty" yaml:"keep_within,omitempty"`
+}
+
+// Rules returns the retention as the snapshot package applies it
+// ('lifeboat forget' with the same --keep-* values).
+func (r Retention) Rules() snapshot.Retention {
+	return snapshot.Retention{
+		KeepLast: r.KeepLast, KeepHourly: r.KeepHourly, KeepDaily: r.KeepDaily, KeepWeekly: r.KeepWeekly,
+		KeepMonthly: r.KeepMonthly, KeepYearly: r.KeepYearly, KeepWithin: time.Duration(r.KeepWithin),
+	}
 }
 
 // Targets are the recovery objectives a policy promises.

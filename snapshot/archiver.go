@@ -44,6 +44,9 @@ type BackupOptions struct {
 	// time bounds the manifest upload. A leased job uses it so that a
 	// backup whose lease is gone (or about to go) never commits.
 	CommitDeadline func() (time.Time, error)
+	// Sessions paces the backup's session (see chunkstore.Session);
+	// zero means chunkstore.DefaultSessionTiming.
+	Sessions chunkstore.SessionTiming
 }
 
 // MaxDefaultWorkers caps the default number of readers and of sealers.
@@ -180,6 +183,27 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		}
 	}
 	start := opts.Now()
+	// The session comes first: a prune that marks packs after this point
+	// waits for it to end, and one that marked before is seen below.
+	if opts.Sessions == (chunkstore.SessionTiming{}) {
+		opts.Sessions = chunkstore.DefaultSessionTiming
+	}
+	sess, err := repo.StartSession(ctx, chunkstore.SessionInfo{
+		Host: opts.Host, PID: os.Getpid(), Started: start, Program: opts.ProgramVersion,
+	}, opts.Sessions)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := sess.End(ectx); err != nil {
+			opts.Logger.Warn("could not end the backup session; prune takes it for ended once it is stale", "err", err)
+		}
+	}()
+	if err := repo.ExcludeMarked(ctx); err != nil {
+		return nil, err
+	}
 	if err := repo.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
@@ -252,7 +276,11 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		},
 	}
 	// The manifest is the commit point: everything it references is now
-	// in uploaded packs listed by index files.
+	// in uploaded packs listed by index files, and no prune has taken this
+	// backup's session for dead.
+	if err := sess.Alive(); err != nil {
+		return nil, fmt.Errorf("backup: not committing the snapshot: %w", err)
+	}
 	saveCtx := ctx
 	if opts.CommitDeadline != nil {
 		deadline, err := opts.CommitDeadline()

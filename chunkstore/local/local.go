@@ -252,7 +252,7 @@ func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, e
 	if !fi.Mode().IsRegular() {
 		return chunkstore.ObjectInfo{}, fmt.Errorf("stat %s: not a regular file: %w", p, chunkstore.ErrNotFound)
 	}
-	return chunkstore.ObjectInfo{Name: name, Size: fi.Size()}, nil
+	return chunkstore.ObjectInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
 // List implements chunkstore.Reader. It walks only the deepest directory
@@ -307,7 +307,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 		if err != nil {
 			return err
 		}
-		if err := fn(chunkstore.ObjectInfo{Name: name, Size: fi.Size()}); err != nil {
+		if err := fn(chunkstore.ObjectInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
 			fnErr = err
 			return err
 		}

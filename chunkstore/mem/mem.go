@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
@@ -17,12 +18,15 @@ import (
 type Store struct {
 	mu      sync.RWMutex
 	objects map[string][]byte
+	times   map[string]time.Time
 }
 
 var _ chunkstore.Store = (*Store)(nil)
 
 // New returns an empty store.
-func New() *Store { return &Store{objects: make(map[string][]byte)} }
+func New() *Store {
+	return &Store{objects: make(map[string][]byte), times: make(map[string]time.Time)}
+}
 
 // Get implements chunkstore.Reader.
 func (s *Store) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
@@ -52,11 +56,12 @@ func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, e
 	}
 	s.mu.RLock()
 	data, ok := s.objects[name]
+	mt := s.times[name]
 	s.mu.RUnlock()
 	if !ok {
 		return chunkstore.ObjectInfo{}, fmt.Errorf("stat %s: %w", name, chunkstore.ErrNotFound)
 	}
-	return chunkstore.ObjectInfo{Name: name, Size: int64(len(data))}, nil
+	return chunkstore.ObjectInfo{Name: name, Size: int64(len(data)), ModTime: mt}, nil
 }
 
 // List implements chunkstore.Reader. It takes a snapshot of the matching
@@ -69,7 +74,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 	var infos []chunkstore.ObjectInfo
 	for name, data := range s.objects {
 		if strings.HasPrefix(name, prefix) {
-			infos = append(infos, chunkstore.ObjectInfo{Name: name, Size: int64(len(data))})
+			infos = append(infos, chunkstore.ObjectInfo{Name: name, Size: int64(len(data)), ModTime: s.times[name]})
 		}
 	}
 	s.mu.RUnlock()
@@ -89,6 +94,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	c := append(make([]byte, 0, len(data)), data...)
 	s.mu.Lock()
 	s.objects[name] = c
+	s.times[name] = time.Now()
 	s.mu.Unlock()
 	return nil
 }
@@ -100,6 +106,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	}
 	s.mu.Lock()
 	delete(s.objects, name)
+	delete(s.times, name)
 	s.mu.Unlock()
 	return nil
 }

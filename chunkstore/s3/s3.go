@@ -431,7 +431,7 @@ func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, e
 	if err != nil {
 		return chunkstore.ObjectInfo{}, s.mapErr("stat", name, err)
 	}
-	return chunkstore.ObjectInfo{Name: name, Size: info.Size}, nil
+	return chunkstore.ObjectInfo{Name: name, Size: info.Size, ModTime: info.LastModified}, nil
 }
 
 // List implements chunkstore.Reader. minio-go pages through the listing
@@ -454,7 +454,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 		if name == "" || strings.HasSuffix(name, "/") {
 			continue // "directory" marker left by other tools
 		}
-		if err := fn(chunkstore.ObjectInfo{Name: name, Size: obj.Size}); err != nil {
+		if err := fn(chunkstore.ObjectInfo{Name: name, Size: obj.Size, ModTime: obj.LastModified}); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
@@ -32,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) chunkstore.Store) {
 		{"ListFnError", testListFnError},
 		{"ListMany", testListMany},
 		{"Delete", testDelete},
+		{"ModTime", testModTime},
 		{"OverwriteIdentical", testOverwriteIdentical},
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"InvalidNames", testInvalidNames},
@@ -413,6 +415,41 @@ func putMany(t *testing.T, s chunkstore.Store, n int, name func(int) string) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// testModTime checks that Stat and List report when an object was stored:
+// garbage collection orders backup sessions and its own marks by these
+// times. The store's clock is the test machine's here (MinIO runs
+// locally), so a generous window around the wall clock must hold.
+func testModTime(t *testing.T, s chunkstore.Store) {
+	before := time.Now().Add(-2 * time.Minute)
+	put(t, s, "mtime/a", []byte("first"))
+	time.Sleep(1100 * time.Millisecond) // S3 times may have one-second resolution
+	put(t, s, "mtime/b", []byte("second"))
+	after := time.Now().Add(2 * time.Minute)
+	stat := map[string]time.Time{}
+	for _, name := range []string{"mtime/a", "mtime/b"} {
+		oi, err := s.Stat(t.Context(), name)
+		if err != nil {
+			t.Fatalf("Stat(%q): %v", name, err)
+		}
+		if oi.ModTime.Before(before) || oi.ModTime.After(after) {
+			t.Errorf("Stat(%q).ModTime = %v, want between %v and %v", name, oi.ModTime, before, after)
+		}
+		stat[name] = oi.ModTime
+	}
+	if !stat["mtime/b"].After(stat["mtime/a"]) {
+		t.Errorf("ModTime of the later object %v is not after the earlier one's %v", stat["mtime/b"], stat["mtime/a"])
+	}
+	err := s.List(t.Context(), "mtime/", func(oi chunkstore.ObjectInfo) error {
+		if d := oi.ModTime.Sub(stat[oi.Name]).Abs(); d >= time.Second {
+			t.Errorf("List reports ModTime %v for %q, Stat %v", oi.ModTime, oi.Name, stat[oi.Name])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("List(mtime/): %v", err)
 	}
 }
 

@@ -97,6 +97,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newLsCmd(g),
 		newRestoreCmd(g),
 		newCheckCmd(g),
+		newForgetCmd(g),
+		newPruneCmd(g),
 		newCatCmd(g),
 		newVersionCmd(g),
 		newServerCmd(g),

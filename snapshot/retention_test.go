@@ -1,4 +1,4 @@
-package coordinator
+package snapshot
 
 import (
 	"fmt"
@@ -25,6 +25,14 @@ func ids(ss []SnapshotRef) []string {
 	return out
 }
 
+func utc(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
 func TestKeep(t *testing.T) {
 	// Every 6 hours for 60 days, the newest at 2026-03-01T18:00Z.
 	snaps := snapsEvery(utc("2025-12-31T00:00:00Z"), 6*time.Hour, 4*60+4)
@@ -42,7 +50,7 @@ func TestKeep(t *testing.T) {
 		{"weekly 2 (ISO weeks: Sunday 1 March ends a week)", Retention{KeepWeekly: 2}, 2, []string{"0301T18:00", "0222T18:00"}},
 		{"monthly 5 stops at the oldest month", Retention{KeepMonthly: 5}, 4, []string{"0301T18:00", "0228T18:00", "0131T18:00", "1231T18:00"}},
 		{"yearly 10", Retention{KeepYearly: 10}, 2, []string{"0301T18:00", "1231T18:00"}},
-		{"within 1d of the newest", Retention{KeepWithin: Duration(24 * time.Hour)}, 5, []string{"0301T18:00"}},
+		{"within 1d of the newest", Retention{KeepWithin: 24 * time.Hour}, 5, []string{"0301T18:00"}},
 		{"last and daily overlap", Retention{KeepLast: 2, KeepDaily: 2}, 3, []string{"0301T18:00", "0301T12:00", "0228T18:00"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,7 +89,7 @@ func TestKeepEdges(t *testing.T) {
 	// Backups stopped a year ago: keep_within counts from the newest, so
 	// the last good snapshots survive.
 	old := snapsEvery(now.AddDate(-1, 0, 0), time.Hour, 48)
-	keep, _, _ := Keep(old, Retention{KeepWithin: Duration(12 * time.Hour)}, now)
+	keep, _, _ := Keep(old, Retention{KeepWithin: 12 * time.Hour}, now)
 	if len(keep) != 13 {
 		t.Errorf("kept %d, want 13", len(keep))
 	}

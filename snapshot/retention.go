@@ -1,10 +1,22 @@
-package coordinator
+package snapshot
 
 import (
 	"fmt"
 	"sort"
 	"time"
 )
+
+// Retention says which snapshots to keep; see Keep. The zero value keeps
+// everything.
+type Retention struct {
+	KeepLast    int
+	KeepHourly  int
+	KeepDaily   int
+	KeepWeekly  int
+	KeepMonthly int
+	KeepYearly  int
+	KeepWithin  time.Duration
+}
 
 // SnapshotRef is the part of a snapshot retention looks at.
 type SnapshotRef struct {
@@ -29,8 +41,9 @@ type SnapshotRef struct {
 // A snapshot newer than now (a skewed clock) is always kept. An empty
 // Retention keeps everything: forgetting needs an explicit rule.
 //
-// Nothing calls Keep outside tests yet: lifeboat has no forget or prune,
-// so a policy's retention is stored but not applied (policy apply warns).
+// 'lifeboat forget' applies it to each group of snapshots (same host and
+// paths). A coordinator policy's retention is stored but not yet applied
+// by the coordinator (policy apply warns).
 func Keep(snaps []SnapshotRef, r Retention, now time.Time) (keep, forget []SnapshotRef, reasons map[string][]string) {
 	list := append([]SnapshotRef(nil), snaps...)
 	sort.SliceStable(list, func(i, j int) bool {
@@ -89,7 +102,7 @@ func Keep(snaps []SnapshotRef, r Retention, now time.Time) (keep, forget []Snaps
 				why = append(why, b.name+" snapshot ("+k+")")
 			}
 		}
-		if r.KeepWithin > 0 && !s.Time.Before(newest.Add(-time.Duration(r.KeepWithin))) {
+		if r.KeepWithin > 0 && !s.Time.Before(newest.Add(-r.KeepWithin)) {
 			why = append(why, "within "+r.KeepWithin.String()+" of the newest snapshot")
 		}
 		if len(why) > 0 {

@@ -1,0 +1,444 @@
+package chunkstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Garbage collection without a lock server.
+//
+// A backup may deduplicate against any blob the index lists, and it
+// commits its snapshot only at the end. Deleting a pack no snapshot
+// references is therefore unsafe while a backup that read the index
+// before the deletion is still running. lifeboat makes it safe with two
+// kinds of objects:
+//
+//   - A backup session (sessions/<session>/<seq>) is written by every
+//     backup before it reads the index, renewed every Heartbeat while it
+//     runs, and removed (or closed with a "done" object) when it ends.
+//   - A GC mark (gc/<hash>) lists packs that no snapshot referenced when
+//     prune looked. Backups read the marks right after registering their
+//     session and never deduplicate against (or adopt) a marked pack.
+//
+// A mark's packs are deleted only once every session that could have read
+// the index without seeing the mark has ended: those started before the
+// mark (by the store's clock, with a margin) that are neither closed nor
+// silent for longer than Stale. Prune then walks the snapshots again, so a
+// pack such a backup did reuse is kept. A backup that could not renew its
+// session for CommitWindow refuses to commit, so a session taken for dead
+// never commits a snapshot that needs deleted data.
+//
+// All times compared are objects' modification times (the store's clock);
+// the client's clock only paces the heartbeat.
+
+// Object prefixes of garbage collection.
+const (
+	SessionsPrefix = "sessions/"
+	GCPrefix       = "gc/"
+)
+
+// Metadata kinds of garbage collection.
+const (
+	KindSession MetaKind = 4
+	KindGCMark  MetaKind = 5
+)
+
+// SessionTiming paces backup sessions.
+type SessionTiming struct {
+	Heartbeat    time.Duration // how often a running backup renews its session
+	Stale        time.Duration // a session silent this long is taken for dead by prune
+	CommitWindow time.Duration // a backup whose last renewal is older refuses to commit
+	// Margin covers the store's time resolution and skew between the
+	// servers behind it: a session stored up to Margin after a mark still
+	// counts as started before it.
+	Margin time.Duration
+}
+
+// DefaultSessionTiming is used by backups and prune. Stale must be well
+// above CommitWindow plus the time a commit takes.
+var DefaultSessionTiming = SessionTiming{
+	Heartbeat:    5 * time.Minute,
+	Stale:        30 * time.Minute,
+	CommitWindow: 15 * time.Minute,
+	Margin:       time.Minute,
+}
+
+// SessionInfo is what a backup session says about itself (sealed with the
+// metadata key; prune shows it when it waits for the session).
+type SessionInfo struct {
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"` // the client's clock, for people
+	Program string    `json:"program,omitempty"`
+}
+
+// Session is a running backup's registration. Its methods are safe for
+// concurrent use.
+type Session struct {
+	r      *Repository
+	id     string
+	timing SessionTiming
+
+	mu       sync.Mutex
+	seq      int
+	names    []string
+	lastBeat time.Time // client clock (monotonic) of the last stored renewal
+	beatErr  error
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// StartSession registers a backup session and renews it in the background
+// until End. Call it before reading the index.
+func (r *Repository) StartSession(ctx context.Context, info SessionInfo, timing SessionTiming) (*Session, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	s := &Session{r: r, id: hex.EncodeToString(b[:]), timing: timing, stop: make(chan struct{}), done: make(chan struct{})}
+	plain, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.beat(ctx, plain); err != nil {
+		return nil, fmt.Errorf("register backup session in %s: %w", r.store.Location(), err)
+	}
+	go s.renew(plain)
+	return s, nil
+}
+
+// ID returns the session's random ID.
+func (s *Session) ID() string { return s.id }
+
+func (s *Session) beat(ctx context.Context, plain []byte) error {
+	s.mu.Lock()
+	name := fmt.Sprintf("%s%s/%06d", SessionsPrefix, s.id, s.seq)
+	s.seq++
+	s.mu.Unlock()
+	start := time.Now()
+	err := s.r.store.Put(ctx, name, sealMeta(&s.r.secrets.MetaKey, KindSession, plain))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.beatErr = err
+		return err
+	}
+	s.names = append(s.names, name)
+	// The renewal counts from when it was sent: the store may have
+	// stamped it any time after that.
+	if start.After(s.lastBeat) {
+		s.lastBeat = start
+	}
+	s.beatErr = nil
+	return nil
+}
+
+func (s *Session) renew(plain []byte) {
+	defer close(s.done)
+	t := time.NewTicker(s.timing.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.timing.Heartbeat)
+			if err := s.beat(ctx, plain); err != nil {
+				s.r.log.Warn("could not renew the backup session; the backup will not commit if this lasts", "session", s.id, "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// Alive returns an error if the session was last renewed longer than
+// CommitWindow ago: prune may then have taken it for dead and deleted
+// data the backup reused, so the backup must not commit.
+func (s *Session) Alive() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if age := time.Since(s.lastBeat); age > s.timing.CommitWindow {
+		msg := fmt.Sprintf("backup session %s was last renewed %s ago (limit %s)", s.id, age.Round(time.Second), s.timing.CommitWindow)
+		if s.beatErr != nil {
+			msg += fmt.Sprintf("; last renewal error: %v", s.beatErr)
+		}
+		return fmt.Errorf("%s: a prune may have removed data this backup reused, so it does not commit; run the backup again", msg)
+	}
+	return nil
+}
+
+// End stops renewing the session and removes it. If the store refuses
+// deletes (credentials that may only put), it closes the session with a
+// "done" object instead, which prune removes later.
+func (s *Session) End(ctx context.Context) error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	s.mu.Lock()
+	names := append([]string(nil), s.names...)
+	s.mu.Unlock()
+	for _, name := range names {
+		if err := s.r.store.Delete(ctx, name); err != nil {
+			done := SessionsPrefix + s.id + "/done"
+			if perr := s.r.store.Put(ctx, done, sealMeta(&s.r.secrets.MetaKey, KindSession, []byte("{}"))); perr != nil {
+				return fmt.Errorf("end backup session %s: delete %s: %v; put %s: %w", s.id, name, err, done, perr)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// abandon stops the renewals without ending the session, as a crash
+// would. For tests.
+func (s *Session) abandon() {
+	close(s.stop)
+	<-s.done
+}
+
+// SessionState is a backup session as prune sees it.
+type SessionState struct {
+	ID       string
+	Info     SessionInfo // zero if unreadable
+	Started  time.Time   // store time of the first object
+	LastBeat time.Time   // store time of the newest renewal
+	Done     bool        // closed with a "done" object
+	Objects  []string
+}
+
+// Live reports whether the session may still be running at store time now.
+func (s SessionState) Live(now time.Time, stale time.Duration) bool {
+	return !s.Done && now.Sub(s.LastBeat) < stale
+}
+
+// Sessions lists the backup sessions in the repository, oldest first.
+func (r *Repository) Sessions(ctx context.Context) ([]SessionState, error) {
+	byID := map[string]*SessionState{}
+	newest := map[string]string{}
+	err := r.store.List(ctx, SessionsPrefix, func(oi ObjectInfo) error {
+		id, obj, ok := strings.Cut(strings.TrimPrefix(oi.Name, SessionsPrefix), "/")
+		if !ok || id == "" {
+			r.log.Warn("ignoring unexpected object", "name", oi.Name)
+			return nil
+		}
+		s := byID[id]
+		if s == nil {
+			s = &SessionState{ID: id, Started: oi.ModTime, LastBeat: oi.ModTime}
+			byID[id] = s
+		}
+		s.Objects = append(s.Objects, oi.Name)
+		if obj == "done" {
+			s.Done = true
+			return nil
+		}
+		if oi.ModTime.Before(s.Started) {
+			s.Started = oi.ModTime
+		}
+		if !oi.ModTime.Before(s.LastBeat) {
+			s.LastBeat = oi.ModTime
+			newest[id] = oi.Name
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backup sessions in %s: %w", r.store.Location(), err)
+	}
+	out := make([]SessionState, 0, len(byID))
+	for id, s := range byID {
+		if name := newest[id]; name != "" {
+			if b, err := r.store.Get(ctx, name, 0, -1); err == nil {
+				if plain, err := openMeta(&r.secrets.MetaKey, KindSession, b); err == nil {
+					_ = json.Unmarshal(plain, &s.Info)
+				}
+			}
+		}
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Started.Equal(out[j].Started) {
+			return out[i].Started.Before(out[j].Started)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// GCMark is a set of packs prune found unreferenced, waiting for the
+// backups that might still reuse them to end.
+type GCMark struct {
+	ID      ID
+	Created time.Time // store time
+	Packs   []ID
+}
+
+type gcMarkJSON struct {
+	Packs []ID `json:"packs"`
+}
+
+// SaveGCMark stores a mark for packs and returns it with the store's time.
+func (r *Repository) SaveGCMark(ctx context.Context, packs []ID) (GCMark, error) {
+	plain, err := json.Marshal(gcMarkJSON{Packs: packs})
+	if err != nil {
+		return GCMark{}, err
+	}
+	sealed := sealMeta(&r.secrets.MetaKey, KindGCMark, plain)
+	id := Hash(sealed)
+	name := GCPrefix + id.String()
+	if err := r.store.Put(ctx, name, sealed); err != nil {
+		return GCMark{}, fmt.Errorf("save GC mark %s: %w", name, err)
+	}
+	oi, err := r.store.Stat(ctx, name)
+	if err != nil {
+		return GCMark{}, fmt.Errorf("save GC mark %s: %w", name, err)
+	}
+	return GCMark{ID: id, Created: oi.ModTime, Packs: packs}, nil
+}
+
+// GCMarks loads every mark, oldest first. A damaged mark is skipped with
+// a warning: nothing can be deleted under it, and its packs are found
+// unreferenced again by the next prune.
+func (r *Repository) GCMarks(ctx context.Context) ([]GCMark, error) {
+	var infos []ObjectInfo
+	err := r.store.List(ctx, GCPrefix, func(oi ObjectInfo) error {
+		infos = append(infos, oi)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list GC marks in %s: %w", r.store.Location(), err)
+	}
+	var marks []GCMark
+	for _, oi := range infos {
+		rest := strings.TrimPrefix(oi.Name, GCPrefix)
+		if strings.HasPrefix(rest, "clock-") {
+			continue // StoreNow's, removed at once
+		}
+		id, err := ParseID(rest)
+		if err != nil {
+			r.log.Warn("ignoring unexpected object", "name", oi.Name)
+			continue
+		}
+		b, err := r.store.Get(ctx, oi.Name, 0, -1)
+		if errors.Is(err, ErrNotFound) {
+			continue // swept meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load GC mark %s: %w", oi.Name, err)
+		}
+		var m gcMarkJSON
+		plain, err := openMeta(&r.secrets.MetaKey, KindGCMark, b)
+		if err == nil && Hash(b) != id {
+			err = fmt.Errorf("%w: does not match its hash", ErrCorrupt)
+		}
+		if err == nil {
+			err = json.Unmarshal(plain, &m)
+		}
+		if err != nil {
+			r.log.Warn("ignoring damaged GC mark", "name", oi.Name, "err", err)
+			continue
+		}
+		marks = append(marks, GCMark{ID: id, Created: oi.ModTime, Packs: m.Packs})
+	}
+	sort.Slice(marks, func(i, j int) bool { return marks[i].Created.Before(marks[j].Created) })
+	return marks, nil
+}
+
+// DeleteGCMark removes a swept mark.
+func (r *Repository) DeleteGCMark(ctx context.Context, id ID) error {
+	if err := r.store.Delete(ctx, GCPrefix+id.String()); err != nil {
+		return fmt.Errorf("delete GC mark %s: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// ExcludeMarked reads the GC marks and stops the index from offering
+// their packs' blobs for deduplication, and AdoptOrphans from adopting
+// them. Backups call it after StartSession.
+func (r *Repository) ExcludeMarked(ctx context.Context) error {
+	marks, err := r.GCMarks(ctx)
+	if err != nil {
+		return err
+	}
+	set := map[ID]bool{}
+	for _, m := range marks {
+		for _, p := range m.Packs {
+			set[p] = true
+		}
+	}
+	r.index.SetExcluded(set)
+	return nil
+}
+
+// StoreNow returns the store's current time: the modification time of a
+// small object written and removed for the purpose.
+func (r *Repository) StoreNow(ctx context.Context) (time.Time, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return time.Time{}, err
+	}
+	name := GCPrefix + "clock-" + hex.EncodeToString(b[:])
+	if err := r.store.Put(ctx, name, nil); err != nil {
+		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
+	}
+	oi, err := r.store.Stat(ctx, name)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
+	}
+	if err := r.store.Delete(ctx, name); err != nil {
+		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
+	}
+	return oi.ModTime, nil
+}
+
+// indexPacksPerFile bounds the packs one rewritten index file lists
+// (about 15 blobs of 45 bytes each per pack: under 1 MiB per file).
+const indexPacksPerFile = 1000
+
+// RewriteIndex replaces the index files LoadIndex read with new ones that
+// list every known pack except those in drop, and returns how many files
+// it wrote and removed. New files are all written before any old one is
+// removed, so a crash leaves duplicates, never a pack that drops out of
+// the index while it is still needed. Index files written by others after
+// LoadIndex are left alone.
+func (r *Repository) RewriteIndex(ctx context.Context, drop map[ID]bool) (written, removed int, err error) {
+	if len(r.indexProblems) > 0 {
+		return 0, 0, fmt.Errorf("the index has %d damaged files; run 'lifeboat check' first", len(r.indexProblems))
+	}
+	var keep []PackEntry
+	for _, p := range r.index.Packs() {
+		if !drop[p.ID] {
+			keep = append(keep, *p)
+		}
+	}
+	var old []ID
+	for id := range r.indexRead {
+		old = append(old, id)
+	}
+	for len(keep) > 0 {
+		n := min(len(keep), indexPacksPerFile)
+		if _, err := r.SaveMeta(ctx, KindIndex, EncodeIndex(keep[:n])); err != nil {
+			return written, 0, fmt.Errorf("rewrite index: %w", err)
+		}
+		keep = keep[n:]
+		written++
+	}
+	for _, id := range old {
+		if err := r.store.Delete(ctx, IndexPrefix+id.String()); err != nil {
+			return written, removed, fmt.Errorf("rewrite index: remove %s%s: %w", IndexPrefix, id, err)
+		}
+		delete(r.indexRead, id)
+		removed++
+	}
+	return written, removed, nil
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+type forgetFlags struct {
+	f                                            filterFlags
+	last, hourly, daily, weekly, monthly, yearly int
+	within                                       string
+	dryRun, prune                                bool
+}
+
+func newForgetCmd(g *globals) *cobra.Command {
+	var ff forgetFlags
+	cmd := &cobra.Command{
+		Use:   "forget [SNAPSHOT ...] [--keep-* N ...]",
+		Short: "Remove snapshots, by ID or by retention rules",
+		Long: `Remove snapshots from the repository: the ones named (an ID, a unique ID
+prefix, or "latest"), or every snapshot the --keep-* rules do not keep.
+
+Rules are applied to each group of snapshots with the same host and paths,
+newest first; a snapshot is kept if any rule keeps it:
+  --keep-last N       the N newest
+  --keep-hourly N     the newest of each of the N newest hours with a snapshot
+  --keep-daily N      ... days, --keep-weekly (ISO weeks), --keep-monthly,
+  --keep-yearly N     ... years (periods in UTC)
+  --keep-within D     every snapshot within D of the group's newest one
+                      ("36h", "30d", "2w"): backups that stop running never
+                      age the last good ones out
+A snapshot newer than now (a skewed clock) is always kept. --host, --tag and
+--path choose which snapshots the rules look at; others are not touched.
+
+forget removes only snapshot manifests. Their data stays until 'lifeboat
+prune' (or --prune here) removes what no snapshot references any more.
+Works with the writer key or the identity; the storage credentials must
+allow deletes. Use --dry-run first.`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runForget(cmd.Context(), g, ff, args) },
+	}
+	fl := cmd.Flags()
+	ff.f.register(cmd, "snapshots")
+	fl.IntVar(&ff.last, "keep-last", 0, "keep the N newest snapshots")
+	fl.IntVar(&ff.hourly, "keep-hourly", 0, "keep the newest snapshot of each of the N newest hours")
+	fl.IntVar(&ff.daily, "keep-daily", 0, "keep the newest snapshot of each of the N newest days")
+	fl.IntVar(&ff.weekly, "keep-weekly", 0, "keep the newest snapshot of each of the N newest ISO weeks")
+	fl.IntVar(&ff.monthly, "keep-monthly", 0, "keep the newest snapshot of each of the N newest months")
+	fl.IntVar(&ff.yearly, "keep-yearly", 0, "keep the newest snapshot of each of the N newest years")
+	fl.StringVar(&ff.within, "keep-within", "", "keep snapshots within this duration of the newest (36h, 30d, 2w)")
+	fl.BoolVarP(&ff.dryRun, "dry-run", "n", false, "show what would be removed, remove nothing")
+	fl.BoolVar(&ff.prune, "prune", false, "run 'lifeboat prune' afterwards (needs the identity)")
+	return cmd
+}
+
+type forgetItem struct {
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	Reasons []string  `json:"reasons,omitempty"`
+}
+
+type forgetGroup struct {
+	Host   string       `json:"host"`
+	Paths  []string     `json:"paths"`
+	Keep   []forgetItem `json:"keep"`
+	Remove []forgetItem `json:"remove"`
+}
+
+type forgetReport struct {
+	Groups  []forgetGroup         `json:"groups"`
+	Removed int                   `json:"removed"`
+	DryRun  bool                  `json:"dry_run,omitempty"`
+	Prune   *snapshot.PruneResult `json:"prune,omitempty"`
+}
+
+func (ff forgetFlags) rules() (snapshot.Retention, error) {
+	r := snapshot.Retention{KeepLast: ff.last, KeepHourly: ff.hourly, KeepDaily: ff.daily,
+		KeepWeekly: ff.weekly, KeepMonthly: ff.monthly, KeepYearly: ff.yearly}
+	for name, n := range map[string]int{"last": ff.last, "hourly": ff.hourly, "daily": ff.daily,
+		"weekly": ff.weekly, "monthly": ff.monthly, "yearly": ff.yearly} {
+		if n < 0 {
+			return r, usageError("--keep-%s %d: must not be negative", name, n)
+		}
+	}
+	if ff.within != "" {
+		d, err := coordinator.ParseDuration(ff.within)
+		if err != nil || d <= 0 {
+			return r, usageError("--keep-within %q: want a positive duration such as 36h, 30d or 2w", ff.within)
+		}
+		r.KeepWithin = time.Duration(d)
+	}
+	return r, nil
+}
+
+func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) error {
+	rules, err := ff.rules()
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(args) > 0 && rules != (snapshot.Retention{}):
+		return usageError("forget: give snapshot IDs or --keep-* rules, not both")
+	case len(args) == 0 && rules == (snapshot.Retention{}):
+		return usageError("forget: nothing to do: give snapshot IDs or at least one --keep-* rule (forget never removes everything by default)")
+	}
+	need := anyAccess
+	if ff.prune {
+		need = readAccess // prune needs the identity: fail before removing anything
+	}
+	repo, err := g.openRepo(ctx, "forget", need)
+	if err != nil {
+		return err
+	}
+	list, bad, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", storeError(g.repo, err))
+	}
+	for _, e := range bad {
+		warnf(g.stderr, "unreadable snapshot (not considered): %v", e)
+	}
+	rep := forgetReport{DryRun: ff.dryRun}
+	var remove []*snapshot.Snapshot
+	if len(args) > 0 {
+		grp := forgetGroup{}
+		seen := map[chunkstore.ID]bool{}
+		for _, ref := range args {
+			s, err := snapshot.Find(list, ref, ff.f.filter())
+			if err != nil {
+				return fmt.Errorf("forget: %w", err)
+			}
+			if !seen[s.ID] {
+				seen[s.ID] = true
+				remove = append(remove, s)
+				grp.Remove = append(grp.Remove, forgetItem{ID: s.ID.String(), Time: s.Time})
+			}
+		}
+		grp.Paths = []string{}
+		rep.Groups = append(rep.Groups, grp)
+	} else {
+		flt := ff.f.filter()
+		groups := map[string][]*snapshot.Snapshot{}
+		var keys []string
+		for _, s := range list {
+			if !flt.Match(s) {
+				continue
+			}
+			paths := append([]string(nil), s.Paths...)
+			sort.Strings(paths)
+			k := s.Host + "\x00" + strings.Join(paths, "\x00")
+			if groups[k] == nil {
+				keys = append(keys, k)
+			}
+			groups[k] = append(groups[k], s)
+		}
+		sort.Strings(keys)
+		now := time.Now()
+		for _, k := range keys {
+			snaps := groups[k]
+			byID := map[string]*snapshot.Snapshot{}
+			refs := make([]snapshot.SnapshotRef, len(snaps))
+			for i, s := range snaps {
+				byID[s.ID.String()] = s
+				refs[i] = snapshot.SnapshotRef{ID: s.ID.String(), Time: s.Time}
+			}
+			keep, forget, reasons := snapshot.Keep(refs, rules, now)
+			paths := append([]string(nil), snaps[0].Paths...)
+			sort.Strings(paths)
+			grp := forgetGroup{Host: snaps[0].Host, Paths: nonNil(paths), Keep: []forgetItem{}, Remove: []forgetItem{}}
+			for _, r := range keep {
+				grp.Keep = append(grp.Keep, forgetItem{ID: r.ID, Time: r.Time, Reasons: reasons[r.ID]})
+			}
+			for _, r := range forget {
+				grp.Remove = append(grp.Remove, forgetItem{ID: r.ID, Time: r.Time})
+				remove = append(remove, byID[r.ID])
+			}
+			rep.Groups = append(rep.Groups, grp)
+		}
+	}
+	if !ff.dryRun {
+		for _, s := range remove {
+			name := chunkstore.SnapshotsPrefix + s.ID.String()
+			if err := repo.Store().Delete(ctx, name); err != nil {
+				return fmt.Errorf("forget snapshot %s: delete %s: %w (snapshots removed before it stay removed; run forget again)", s.ID.Short(), name, storeError(g.repo, err))
+			}
+			rep.Removed++
+		}
+	}
+	if !g.json {
+		printForget(g.stdout, rep, g.quiet)
+	}
+	if ff.prune && !ff.dryRun {
+		res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{Logger: g.log})
+		if err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		rep.Prune = res
+		if !g.json {
+			printPrune(g.stdout, res)
+		}
+	}
+	if g.json {
+		return printJSON(g.stdout, rep)
+	}
+	return nil
+}
+
+func printForget(w io.Writer, rep forgetReport, quiet bool) {
+	verb := "removed"
+	if rep.DryRun {
+		verb = "would remove"
+	}
+	total := 0
+	for _, grp := range rep.Groups {
+		total += len(grp.Remove)
+		if quiet {
+			continue
+		}
+		if grp.Host != "" || len(grp.Paths) > 0 {
+			fmt.Fprintf(w, "host %s, paths %s:\n", grp.Host, strings.Join(grp.Paths, ", "))
+		}
+		for _, k := range grp.Keep {
+			fmt.Fprintf(w, "  keep    %s  %s  %s\n", k.ID[:8], k.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(k.Reasons, "; "))
+		}
+		for _, r := range grp.Remove {
+			fmt.Fprintf(w, "  %s  %s  %s\n", map[bool]string{true: "would remove", false: "remove"}[rep.DryRun], r.ID[:8], r.Time.Local().Format("2006-01-02 15:04:05"))
+		}
+	}
+	fmt.Fprintf(w, "%s %d %s\n", verb, total, plural(total, "snapshot", "snapshots"))
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+func newPruneCmd(g *globals) *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Delete data that no snapshot references",
+		Long: `Delete the packs that no snapshot references any more (after 'lifeboat
+forget'), safely while backups run.
+
+prune walks every snapshot's trees, so it needs the identity. It first
+marks the unreferenced packs (a gc/ object that running and new backups
+respect: they never reuse a marked pack), then deletes the packs of every
+mark whose backups have all ended, after walking the snapshots again so
+that data a running backup reused is kept. With no backup running, one
+prune marks and deletes. If backups that started before a mark are still
+running, prune names them and leaves the mark for the next run. A backup
+whose session was not renewed for 30 minutes (killed, or its host gone)
+no longer holds prune back, and a backup that could not renew its session
+for 15 minutes does not commit.
+
+Packs holding both referenced and unreferenced data are kept whole; prune
+reports how much they hold that nothing needs.
+
+prune refuses to delete anything if a snapshot, a tree or an index file
+cannot be read, or a snapshot references data no pack holds: run
+'lifeboat check' first. Do not run 'check' while prune deletes (it may
+report the packs being deleted as missing).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runPrune(cmd.Context(), g, dryRun) },
+	}
+	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "show what would be marked, change nothing")
+	return cmd
+}
+
+func runPrune(ctx context.Context, g *globals, dryRun bool) error {
+	repo, err := g.openRepo(ctx, "prune", readAccess)
+	if err != nil {
+		return err
+	}
+	res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{DryRun: dryRun, Logger: g.log})
+	if err != nil {
+		return fmt.Errorf("prune: %w", storeError(g.repo, err))
+	}
+	if g.json {
+		return printJSON(g.stdout, res)
+	}
+	printPrune(g.stdout, res)
+	return nil
+}
+
+func printPrune(w io.Writer, r *snapshot.PruneResult) {
+	fmt.Fprintf(w, "%d %s, %d trees, %d data blobs referenced\n", r.Snapshots, plural(r.Snapshots, "snapshot", "snapshots"), r.Trees, r.ReferencedData)
+	fmt.Fprintf(w, "%d packs, %s\n", r.Packs, formatBytes(r.PackBytes))
+	if r.DryRun {
+		fmt.Fprintf(w, "would mark %d unreferenced packs (%s) for deletion (dry run: nothing changed)\n", r.MarkedPacks, formatBytes(r.MarkedBytes))
+	} else {
+		fmt.Fprintf(w, "marked %d unreferenced packs (%s)\n", r.MarkedPacks, formatBytes(r.MarkedBytes))
+		fmt.Fprintf(w, "deleted %d packs (%s)", r.DeletedPacks, formatBytes(r.DeletedBytes))
+		if r.ReusedPacks > 0 {
+			fmt.Fprintf(w, "; kept %d marked packs that backups reused", r.ReusedPacks)
+		}
+		fmt.Fprintln(w)
+		if r.IndexWritten+r.IndexRemoved > 0 {
+			fmt.Fprintf(w, "index rewritten: %d files written, %d removed\n", r.IndexWritten, r.IndexRemoved)
+		}
+	}
+	if r.PartlyUsedPacks > 0 {
+		fmt.Fprintf(w, "%d packs also hold %s that nothing references (kept: they hold referenced data too)\n", r.PartlyUsedPacks, formatBytes(r.UnusedBytesInUsedPacks))
+	}
+	if r.PendingMarks > 0 {
+		fmt.Fprintf(w, "%d packs wait for %d %s that started before they were marked:\n", r.PendingPacks, len(r.Waiting), plural(len(r.Waiting), "backup", "backups"))
+		for _, s := range r.Waiting {
+			fmt.Fprintf(w, "  session %s host %s pid %d, started %s, last renewed %s\n", s.Session[:8], s.Host, s.PID,
+				s.Started.Local().Format("2006-01-02 15:04:05"), s.LastBeat.Local().Format("15:04:05"))
+		}
+		fmt.Fprintln(w, "run 'lifeboat prune' again after they finish (or 30 minutes after they stop renewing)")
+	}
+}

@@ -1,0 +1,470 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// PruneOptions tune Prune.
+type PruneOptions struct {
+	// DryRun reports what would be marked and deleted, and changes nothing.
+	DryRun bool
+	// Sessions gives the staleness of backup sessions and the margin
+	// around marks; zero means chunkstore.DefaultSessionTiming.
+	Sessions chunkstore.SessionTiming
+	Logger   *slog.Logger
+}
+
+// PruneResult says what Prune found and did.
+type PruneResult struct {
+	Snapshots      int   `json:"snapshots"`
+	Trees          int   `json:"trees"`
+	ReferencedData int   `json:"referenced_blobs"`
+	Packs          int   `json:"packs"`
+	PackBytes      int64 `json:"pack_bytes"`
+	// Packs with both referenced and unreferenced blobs are kept whole;
+	// UnusedBytesInUsedPacks is what rewriting them would free.
+	PartlyUsedPacks        int   `json:"partly_used_packs"`
+	UnusedBytesInUsedPacks int64 `json:"unused_bytes_in_used_packs"`
+	// Marked are the packs found unreferenced by this run (a new GC mark).
+	MarkedPacks int   `json:"marked_packs"`
+	MarkedBytes int64 `json:"marked_bytes"`
+	// Deleted are the packs removed by this run, from this run's mark or
+	// earlier ones.
+	DeletedPacks int   `json:"deleted_packs"`
+	DeletedBytes int64 `json:"deleted_bytes"`
+	// Reused are marked packs a backup reused meanwhile: kept.
+	ReusedPacks int `json:"reused_packs"`
+	// PendingMarks wait for the backups in Waiting to end.
+	PendingMarks int             `json:"pending_marks"`
+	PendingPacks int             `json:"pending_packs"`
+	Waiting      []WaitingBackup `json:"waiting_for,omitempty"`
+	IndexWritten int             `json:"index_files_written"`
+	IndexRemoved int             `json:"index_files_removed"`
+	SessionsGone int             `json:"sessions_removed"`
+	DryRun       bool            `json:"dry_run,omitempty"`
+}
+
+// WaitingBackup is a backup session that holds back the deletion of a mark.
+type WaitingBackup struct {
+	Session  string    `json:"session"`
+	Host     string    `json:"host,omitempty"`
+	PID      int       `json:"pid,omitempty"`
+	Started  time.Time `json:"started"`
+	LastBeat time.Time `json:"last_renewed"`
+}
+
+// ErrPruneUnsafe is returned when prune cannot tell what is referenced.
+var ErrPruneUnsafe = errors.New("prune refused")
+
+// Prune removes packs that no snapshot references, without ever removing
+// data a running backup may still commit (see chunkstore's garbage
+// collection protocol): it marks the unreferenced packs, then deletes the
+// packs of every mark whose backups have all ended, after walking the
+// snapshots again. With no backup running, one run marks and deletes;
+// otherwise the mark waits for the next run after those backups end.
+//
+// Prune needs an identity (file names and trees are readable only with
+// one). It refuses to delete anything while a snapshot, a tree or an index
+// file cannot be read, or while a snapshot references a blob that no pack
+// holds: that is damage for 'lifeboat check' to report, and guessing would
+// delete data. Packs holding both referenced and unreferenced blobs are
+// kept whole (reported as PartlyUsedPacks).
+func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) (*PruneResult, error) {
+	if !repo.CanRead() {
+		return nil, fmt.Errorf("%w: prune needs an identity (--identity): a writer key cannot read the trees that say which data is in use", ErrPruneUnsafe)
+	}
+	if opts.Sessions == (chunkstore.SessionTiming{}) {
+		opts.Sessions = chunkstore.DefaultSessionTiming
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	res := &PruneResult{DryRun: opts.DryRun}
+	ref := &referenced{blobs: map[chunkstore.ID]bool{}, walked: map[chunkstore.ID]bool{}}
+
+	// Phase 1: mark. The index is loaded after the snapshots are listed
+	// (manifests are written after their index files).
+	if err := ref.addSnapshots(ctx, repo); err != nil {
+		return nil, err
+	}
+	if err := loadIndexForPrune(ctx, repo); err != nil {
+		return nil, err
+	}
+	if err := ref.walk(ctx, repo); err != nil {
+		return nil, err
+	}
+	marks, err := repo.GCMarks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inMark := map[chunkstore.ID]bool{}
+	for _, m := range marks {
+		for _, p := range m.Packs {
+			inMark[p] = true
+		}
+	}
+	present, err := listPacks(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	idx := repo.Index()
+	var candidates []chunkstore.ID
+	for id, size := range present {
+		res.Packs++
+		res.PackBytes += size
+		if inMark[id] {
+			continue
+		}
+		loc, indexed := findPack(idx, id)
+		if !indexed {
+			continue // unindexed: looked at below
+		}
+		used, unused := ref.usage(loc)
+		switch {
+		case used == 0:
+			candidates = append(candidates, id)
+			res.MarkedBytes += size
+		case unused > 0:
+			res.PartlyUsedPacks++
+			res.UnusedBytesInUsedPacks += unused
+		}
+	}
+	// Packs no index lists: left by an interrupted backup, or being
+	// uploaded by a running one (whose session the mark then waits for).
+	orphans, damaged, err := repo.UnindexedPacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range orphans {
+		p := &orphans[i]
+		if inMark[p.ID] {
+			continue
+		}
+		if used, _ := ref.usage(p); used == 0 {
+			candidates = append(candidates, p.ID)
+			res.MarkedBytes += int64(p.Size)
+		}
+	}
+	for _, name := range damaged {
+		id, _ := chunkstore.ParsePackName(name)
+		if !inMark[id] {
+			candidates = append(candidates, id)
+			res.MarkedBytes += present[id]
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool { return candidates[i].String() < candidates[j].String() })
+	res.MarkedPacks = len(candidates)
+	res.Snapshots = ref.snapshots
+	res.Trees = len(ref.walked)
+	res.ReferencedData = len(ref.blobs) - len(ref.walked)
+	if opts.DryRun {
+		return res, nil
+	}
+	if len(candidates) > 0 {
+		m, err := repo.SaveGCMark(ctx, candidates)
+		if err != nil {
+			return nil, err
+		}
+		marks = append(marks, m)
+		opts.Logger.Info("marked unreferenced packs", "packs", len(candidates), "mark", m.ID.Short())
+	}
+	if len(marks) == 0 {
+		return res, nil
+	}
+
+	// Phase 2: sweep every mark whose backups have all ended.
+	now, err := repo.StoreNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := repo.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ready []chunkstore.GCMark
+	waiting := map[string]bool{}
+	for _, m := range marks {
+		var blockers []chunkstore.SessionState
+		for _, s := range sessions {
+			if !s.Started.After(m.Created.Add(opts.Sessions.Margin)) && s.Live(now, opts.Sessions.Stale) {
+				blockers = append(blockers, s)
+			}
+		}
+		if len(blockers) == 0 {
+			ready = append(ready, m)
+			continue
+		}
+		res.PendingMarks++
+		res.PendingPacks += len(m.Packs)
+		for _, s := range blockers {
+			if !waiting[s.ID] {
+				waiting[s.ID] = true
+				res.Waiting = append(res.Waiting, WaitingBackup{Session: s.ID, Host: s.Info.Host, PID: s.Info.PID, Started: s.Started, LastBeat: s.LastBeat})
+			}
+		}
+	}
+	if len(ready) > 0 {
+		if err := sweep(ctx, repo, ref, ready, present, res, opts.Logger); err != nil {
+			return res, err
+		}
+	}
+	// Sessions that ended (closed, or silent past Stale) are only clutter.
+	for _, s := range sessions {
+		if s.Live(now, opts.Sessions.Stale) {
+			continue
+		}
+		for _, name := range s.Objects {
+			if err := repo.Store().Delete(ctx, name); err != nil {
+				return res, fmt.Errorf("remove ended backup session %s: %w", name, err)
+			}
+		}
+		res.SessionsGone++
+	}
+	return res, nil
+}
+
+// sweep deletes the packs of marks whose backups have ended, keeping any
+// that a snapshot references now.
+func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, ready []chunkstore.GCMark, present map[chunkstore.ID]int64, res *PruneResult, log *slog.Logger) error {
+	// Backups that ended since the mark may have committed snapshots that
+	// reuse marked packs: walk the snapshots again (the index after them).
+	if err := ref.addSnapshots(ctx, repo); err != nil {
+		return err
+	}
+	if err := loadIndexForPrune(ctx, repo); err != nil {
+		return err
+	}
+	if err := ref.walk(ctx, repo); err != nil {
+		return err
+	}
+	idx := repo.Index()
+	drop := map[chunkstore.ID]bool{}
+	for _, m := range ready {
+		for _, p := range m.Packs {
+			if loc, ok := findPack(idx, p); ok {
+				if used, _ := ref.usage(loc); used > 0 {
+					res.ReusedPacks++
+					continue
+				}
+			}
+			drop[p] = true
+		}
+	}
+	// The last line of defence: every referenced blob must stay in some
+	// pack that is kept. A blob only in dropped packs keeps those packs; a
+	// blob in no pack at all is damage, and nothing is deleted.
+	covered := map[chunkstore.ID]bool{}
+	holders := map[chunkstore.ID][]chunkstore.ID{}
+	for _, p := range idx.Packs() {
+		for _, b := range p.Blobs {
+			if !ref.blobs[b.ID] {
+				continue
+			}
+			if drop[p.ID] {
+				holders[b.ID] = append(holders[b.ID], p.ID)
+			} else {
+				covered[b.ID] = true
+			}
+		}
+	}
+	missing := 0
+	for id := range ref.blobs {
+		if covered[id] {
+			continue
+		}
+		if hs := holders[id]; len(hs) > 0 {
+			for _, p := range hs {
+				if drop[p] {
+					log.Warn("keeping a marked pack that holds referenced data", "pack", p.Short(), "blob", id.Short())
+					delete(drop, p)
+					res.ReusedPacks++
+				}
+			}
+			continue
+		}
+		missing++
+	}
+	if missing > 0 {
+		return fmt.Errorf("%w: %d blobs referenced by snapshots are in no pack of the index; run 'lifeboat check' and forget the damaged snapshots before pruning", ErrPruneUnsafe, missing)
+	}
+	// Index first (so no index file names a deleted pack for longer than
+	// the deletions take), then the packs, then the marks: a crash leaves
+	// the marks for the next run, whose sweep finishes the job.
+	needRewrite := false
+	for p := range drop {
+		if idx.HasPack(p) {
+			needRewrite = true
+			break
+		}
+	}
+	if needRewrite {
+		w, r, err := repo.RewriteIndex(ctx, drop)
+		res.IndexWritten, res.IndexRemoved = w, r
+		if err != nil {
+			return err
+		}
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for p := range drop {
+		g.Go(func() error {
+			if err := repo.Store().Delete(gctx, chunkstore.PackName(p)); err != nil {
+				return fmt.Errorf("delete pack %s: %w", chunkstore.PackName(p), err)
+			}
+			mu.Lock()
+			if size, ok := present[p]; ok {
+				res.DeletedPacks++
+				res.DeletedBytes += size
+			}
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, m := range ready {
+		if err := repo.DeleteGCMark(ctx, m.ID); err != nil {
+			return err
+		}
+	}
+	log.Info("deleted unreferenced packs", "packs", res.DeletedPacks, "bytes", res.DeletedBytes)
+	return nil
+}
+
+// loadIndexForPrune loads new index files and refuses to go on when one
+// is damaged: its packs would look unreferenced.
+func loadIndexForPrune(ctx context.Context, repo *chunkstore.Repository) error {
+	if err := repo.LoadIndex(ctx); err != nil {
+		return err
+	}
+	if probs := repo.IndexProblems(); len(probs) > 0 {
+		return fmt.Errorf("%w: index file %s is damaged (%v); run 'lifeboat check' and repair the index before pruning", ErrPruneUnsafe, probs[0].Object, probs[0].Err)
+	}
+	return nil
+}
+
+// listPacks returns every pack object and its size.
+func listPacks(ctx context.Context, repo *chunkstore.Repository) (map[chunkstore.ID]int64, error) {
+	present := map[chunkstore.ID]int64{}
+	err := repo.Store().List(ctx, chunkstore.DataPrefix, func(oi chunkstore.ObjectInfo) error {
+		if id, ok := chunkstore.ParsePackName(oi.Name); ok {
+			present[id] = oi.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packs in %s: %w", repo.Store().Location(), err)
+	}
+	return present, nil
+}
+
+func findPack(idx *chunkstore.Index, id chunkstore.ID) (*chunkstore.PackEntry, bool) {
+	p := idx.Pack(id)
+	return p, p != nil
+}
+
+// referenced is the set of blobs the snapshots reference.
+type referenced struct {
+	snapshots int
+	seen      map[chunkstore.ID]bool // snapshots already added
+	roots     []chunkstore.ID        // trees not walked yet
+	blobs     map[chunkstore.ID]bool // every referenced tree and data blob
+	walked    map[chunkstore.ID]bool // trees walked
+}
+
+// addSnapshots lists the snapshots and queues the roots of new ones. A
+// snapshot that cannot be read stops prune: its data would look unused.
+func (r *referenced) addSnapshots(ctx context.Context, repo *chunkstore.Repository) error {
+	snaps, errs, err := List(ctx, repo)
+	if err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %v; run 'lifeboat check', and forget the snapshot if it cannot be repaired", ErrPruneUnsafe, errs[0])
+	}
+	if r.seen == nil {
+		r.seen = map[chunkstore.ID]bool{}
+	}
+	for _, s := range snaps {
+		if !r.seen[s.ID] {
+			r.seen[s.ID] = true
+			r.snapshots++
+			r.roots = append(r.roots, s.Tree)
+		}
+	}
+	return nil
+}
+
+// walk reads the queued trees and everything below them, a level at a
+// time with several trees in flight.
+func (r *referenced) walk(ctx context.Context, repo *chunkstore.Repository) error {
+	level := r.roots
+	r.roots = nil
+	for len(level) > 0 {
+		var todo []chunkstore.ID
+		for _, id := range level {
+			if !r.walked[id] {
+				r.walked[id] = true
+				r.blobs[id] = true
+				todo = append(todo, id)
+			}
+		}
+		var mu sync.Mutex
+		var next []chunkstore.ID
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(8)
+		for _, id := range todo {
+			g.Go(func() error {
+				tree, err := LoadTree(gctx, repo, id)
+				if err != nil {
+					if gctx.Err() != nil {
+						return gctx.Err()
+					}
+					return fmt.Errorf("%w: tree %s: %v; run 'lifeboat check'", ErrPruneUnsafe, id.Short(), err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for i := range tree.Nodes {
+					n := &tree.Nodes[i]
+					for _, c := range n.Content {
+						r.blobs[c] = true
+					}
+					if n.Subtree != nil {
+						next = append(next, *n.Subtree)
+					}
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		level = next
+	}
+	return nil
+}
+
+// usage returns how many of a pack's blobs are referenced and the sealed
+// bytes of the others.
+func (r *referenced) usage(p *chunkstore.PackEntry) (used int, unused int64) {
+	for _, b := range p.Blobs {
+		if r.blobs[b.ID] {
+			used++
+		} else {
+			unused += int64(b.Length)
+		}
+	}
+	return used, unused
+}
