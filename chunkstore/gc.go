@@ -201,13 +201,6 @@ func (s *Session) End(ctx context.Context) error {
 	return nil
 }
 
-// abandon stops the renewals without ending the session, as a crash
-// would. For tests.
-func (s *Session) abandon() {
-	close(s.stop)
-	<-s.done
-}
-
 // SessionState is a backup session as prune sees it.
 type SessionState struct {
 	ID       string
@@ -299,11 +292,30 @@ func (r *Repository) SaveGCMark(ctx context.Context, packs []ID) (GCMark, error)
 	if err := r.store.Put(ctx, name, sealed); err != nil {
 		return GCMark{}, fmt.Errorf("save GC mark %s: %w", name, err)
 	}
-	oi, err := r.store.Stat(ctx, name)
+	created, err := r.listedModTime(ctx, name)
 	if err != nil {
 		return GCMark{}, fmt.Errorf("save GC mark %s: %w", name, err)
 	}
-	return GCMark{ID: id, Created: oi.ModTime, Packs: packs}, nil
+	return GCMark{ID: id, Created: created, Packs: packs}, nil
+}
+
+// listedModTime returns an object's modification time as List reports
+// it. GC takes every time from listings: S3 reports them to the
+// millisecond there, but to the second in a HEAD's Last-Modified header,
+// and mixing the two could move a mark before a session that preceded it.
+func (r *Repository) listedModTime(ctx context.Context, name string) (time.Time, error) {
+	var t time.Time
+	found := false
+	err := r.store.List(ctx, name, func(oi ObjectInfo) error {
+		if oi.Name == name {
+			t, found = oi.ModTime, true
+		}
+		return nil
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("%s: %w (stored, then not listed)", name, ErrNotFound)
+	}
+	return t, err
 }
 
 // GCMarks loads every mark, oldest first. A damaged mark is skipped with
@@ -391,14 +403,14 @@ func (r *Repository) StoreNow(ctx context.Context) (time.Time, error) {
 	if err := r.store.Put(ctx, name, nil); err != nil {
 		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
 	}
-	oi, err := r.store.Stat(ctx, name)
+	now, err := r.listedModTime(ctx, name)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
 	}
 	if err := r.store.Delete(ctx, name); err != nil {
 		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
 	}
-	return oi.ModTime, nil
+	return now, nil
 }
 
 // indexPacksPerFile bounds the packs one rewritten index file lists

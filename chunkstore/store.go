@@ -23,7 +23,9 @@ type ObjectInfo struct {
 	Size int64  // size in bytes
 	// ModTime is when the object was stored, by the store's clock (S3's
 	// Last-Modified, a file's mtime). Garbage collection compares the
-	// times of objects with each other, never with a client's clock.
+	// times of objects with each other, never with a client's clock, and
+	// takes them from List only: S3 lists them to the millisecond but
+	// answers a Stat (HEAD) to the second.
 	ModTime time.Time
 }
 

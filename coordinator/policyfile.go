@@ -168,7 +168,7 @@ func (p Policy) check() (errs, warns []Problem) {
 		add("retention.keep_within", "must not be negative (got %s)", r.KeepWithin)
 	}
 	if r != (Retention{}) {
-		warn("retention", "stored, but not applied: lifeboat cannot forget or prune snapshots yet, so every snapshot and its data are kept (docs/operations.md)")
+		warn("retention", "stored, but not applied: the coordinator does not forget snapshots yet; run 'lifeboat forget --keep-...' and 'lifeboat prune' with these rules (docs/operations.md)")
 	}
 
 	if p.Targets.RPO < 0 {

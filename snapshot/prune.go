@@ -16,8 +16,14 @@ import (
 
 // PruneOptions tune Prune.
 type PruneOptions struct {
-	// DryRun reports what would be marked and deleted, and changes nothing.
+	// DryRun reports what would be marked and repacked, and changes nothing.
 	DryRun bool
+	// MaxUnused is the share of the packs' bytes that may stay unreferenced
+	// inside packs that also hold referenced data (0.1: 10 %). Prune
+	// repacks the emptiest such packs — copies their referenced blobs into
+	// new packs and marks the old ones — until the rest is within it. A
+	// negative value repacks nothing.
+	MaxUnused float64
 	// Sessions gives the staleness of backup sessions and the margin
 	// around marks; zero means chunkstore.DefaultSessionTiming.
 	Sessions chunkstore.SessionTiming
@@ -31,10 +37,15 @@ type PruneResult struct {
 	ReferencedData int   `json:"referenced_blobs"`
 	Packs          int   `json:"packs"`
 	PackBytes      int64 `json:"pack_bytes"`
-	// Packs with both referenced and unreferenced blobs are kept whole;
-	// UnusedBytesInUsedPacks is what rewriting them would free.
+	// Packs with both referenced and unreferenced blobs, and the bytes of
+	// the unreferenced ones, before repacking.
 	PartlyUsedPacks        int   `json:"partly_used_packs"`
 	UnusedBytesInUsedPacks int64 `json:"unused_bytes_in_used_packs"`
+	// Repacked are partly used packs whose referenced blobs were copied
+	// into RepackWritten bytes of new packs; the old packs are marked.
+	RepackedPacks int   `json:"repacked_packs"`
+	RepackedBytes int64 `json:"repacked_bytes"`
+	RepackWritten int64 `json:"repack_written_bytes"`
 	// Marked are the packs found unreferenced by this run (a new GC mark).
 	MarkedPacks int   `json:"marked_packs"`
 	MarkedBytes int64 `json:"marked_bytes"`
@@ -78,7 +89,7 @@ var ErrPruneUnsafe = errors.New("prune refused")
 // file cannot be read, or while a snapshot references a blob that no pack
 // holds: that is damage for 'lifeboat check' to report, and guessing would
 // delete data. Packs holding both referenced and unreferenced blobs are
-// kept whole (reported as PartlyUsedPacks).
+// repacked as MaxUnused says.
 func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) (*PruneResult, error) {
 	if !repo.CanRead() {
 		return nil, fmt.Errorf("%w: prune needs an identity (--identity): a writer key cannot read the trees that say which data is in use", ErrPruneUnsafe)
@@ -119,6 +130,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	}
 	idx := repo.Index()
 	var candidates []chunkstore.ID
+	var partly []partlyUsed
 	for id, size := range present {
 		res.Packs++
 		res.PackBytes += size
@@ -137,6 +149,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		case unused > 0:
 			res.PartlyUsedPacks++
 			res.UnusedBytesInUsedPacks += unused
+			partly = append(partly, partlyUsed{loc, size, unused})
 		}
 	}
 	// Packs no index lists: left by an interrupted backup, or being
@@ -162,14 +175,33 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 			res.MarkedBytes += present[id]
 		}
 	}
-	sort.Slice(candidates, func(i, j int) bool { return candidates[i].String() < candidates[j].String() })
-	res.MarkedPacks = len(candidates)
 	res.Snapshots = ref.snapshots
 	res.Trees = len(ref.walked)
 	res.ReferencedData = len(ref.blobs) - len(ref.walked)
+	toRepack := chooseRepack(partly, opts.MaxUnused, res.PackBytes-res.MarkedBytes)
+	for _, p := range toRepack {
+		res.RepackedPacks++
+		res.RepackedBytes += p.size
+	}
 	if opts.DryRun {
+		res.MarkedPacks = len(candidates) + len(toRepack)
+		res.MarkedBytes += res.RepackedBytes
 		return res, nil
 	}
+	if len(toRepack) > 0 {
+		written, err := repack(ctx, repo, ref, toRepack)
+		if err != nil {
+			return res, err
+		}
+		res.RepackWritten = written
+		for _, p := range toRepack {
+			candidates = append(candidates, p.pack.ID)
+			res.MarkedBytes += p.size
+		}
+		opts.Logger.Info("repacked partly used packs", "packs", len(toRepack), "written", written)
+	}
+	sort.Slice(candidates, func(i, j int) bool { return candidates[i].String() < candidates[j].String() })
+	res.MarkedPacks = len(candidates)
 	if len(candidates) > 0 {
 		m, err := repo.SaveGCMark(ctx, candidates)
 		if err != nil {
@@ -251,27 +283,22 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 	drop := map[chunkstore.ID]bool{}
 	for _, m := range ready {
 		for _, p := range m.Packs {
-			if loc, ok := findPack(idx, p); ok {
-				if used, _ := ref.usage(loc); used > 0 {
-					res.ReusedPacks++
-					continue
-				}
-			}
 			drop[p] = true
 		}
 	}
-	// The last line of defence: every referenced blob must stay in some
-	// pack that is kept. A blob only in dropped packs keeps those packs; a
-	// blob in no pack at all is damage, and nothing is deleted.
+	// Every referenced blob must stay in some pack that is kept. A marked
+	// pack whose blob a backup reused (and that no other kept pack holds)
+	// is kept; a referenced blob in no indexed pack at all is damage, and
+	// then nothing is deleted.
 	covered := map[chunkstore.ID]bool{}
-	holders := map[chunkstore.ID][]chunkstore.ID{}
+	holders := map[chunkstore.ID][]*chunkstore.PackEntry{}
 	for _, p := range idx.Packs() {
 		for _, b := range p.Blobs {
 			if !ref.blobs[b.ID] {
 				continue
 			}
 			if drop[p.ID] {
-				holders[b.ID] = append(holders[b.ID], p.ID)
+				holders[b.ID] = append(holders[b.ID], p)
 			} else {
 				covered[b.ID] = true
 			}
@@ -282,17 +309,17 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 		if covered[id] {
 			continue
 		}
-		if hs := holders[id]; len(hs) > 0 {
-			for _, p := range hs {
-				if drop[p] {
-					log.Warn("keeping a marked pack that holds referenced data", "pack", p.Short(), "blob", id.Short())
-					delete(drop, p)
-					res.ReusedPacks++
-				}
-			}
+		hs := holders[id]
+		if len(hs) == 0 {
+			missing++
 			continue
 		}
-		missing++
+		keep := hs[0]
+		delete(drop, keep.ID)
+		res.ReusedPacks++
+		for _, b := range keep.Blobs {
+			covered[b.ID] = true
+		}
 	}
 	if missing > 0 {
 		return fmt.Errorf("%w: %d blobs referenced by snapshots are in no pack of the index; run 'lifeboat check' and forget the damaged snapshots before pruning", ErrPruneUnsafe, missing)
@@ -341,6 +368,101 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 	}
 	log.Info("deleted unreferenced packs", "packs", res.DeletedPacks, "bytes", res.DeletedBytes)
 	return nil
+}
+
+type partlyUsed struct {
+	pack   *chunkstore.PackEntry
+	size   int64
+	unused int64
+}
+
+// chooseRepack picks the partly used packs to repack: the emptiest first,
+// until the unreferenced bytes left in the others are within maxUnused of
+// total.
+func chooseRepack(partly []partlyUsed, maxUnused float64, total int64) []partlyUsed {
+	if maxUnused < 0 || len(partly) == 0 {
+		return nil
+	}
+	var unused int64
+	for _, p := range partly {
+		unused += p.unused
+	}
+	sort.Slice(partly, func(i, j int) bool {
+		fi := float64(partly[i].unused) / float64(partly[i].size)
+		fj := float64(partly[j].unused) / float64(partly[j].size)
+		if fi != fj {
+			return fi > fj
+		}
+		return partly[i].pack.ID.String() < partly[j].pack.ID.String()
+	})
+	limit := int64(maxUnused * float64(total))
+	var out []partlyUsed
+	for _, p := range partly {
+		if unused <= limit {
+			break
+		}
+		out = append(out, p)
+		unused -= p.unused
+	}
+	return out
+}
+
+// repack copies the referenced blobs of packs into new packs (and an
+// index file listing them), verifying each blob on the way, and returns
+// the bytes written. Blobs also stored in a pack that is not repacked are
+// not copied. The old packs are marked by the caller afterwards: until
+// then both copies are indexed, and a crash leaves only duplicates.
+func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed) (int64, error) {
+	idx := repo.Index()
+	excluded := map[chunkstore.ID]bool{}
+	for _, p := range packs {
+		excluded[p.pack.ID] = true
+	}
+	// Excluded, their blobs are no longer "stored" for the writer, which
+	// then stores each one anew; blobs kept elsewhere stay found.
+	idx.SetExcluded(excluded)
+	defer idx.SetExcluded(nil)
+	w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
+	if err != nil {
+		return 0, err
+	}
+	var plain []byte
+	for _, p := range packs {
+		name := chunkstore.PackName(p.pack.ID)
+		b, err := repo.Store().Get(ctx, name, 0, -1)
+		if err != nil {
+			return 0, fmt.Errorf("repack: read %s: %w", name, err)
+		}
+		if chunkstore.Hash(b) != p.pack.ID {
+			return 0, fmt.Errorf("%w: repack: %s does not match its hash (damaged); run 'lifeboat check'", ErrPruneUnsafe, name)
+		}
+		key, err := repo.PackKey(p.pack)
+		if err != nil {
+			return 0, fmt.Errorf("%w: repack %s: %v", ErrPruneUnsafe, name, err)
+		}
+		for _, bl := range p.pack.Blobs {
+			if !ref.blobs[bl.ID] || !idx.Reserve(bl.ID) {
+				continue
+			}
+			end := int64(bl.Offset) + int64(bl.Length)
+			if end > int64(len(b)) {
+				idx.Unreserve(bl.ID)
+				return 0, fmt.Errorf("%w: repack: blob %s lies outside %s; run 'lifeboat check'", ErrPruneUnsafe, bl.ID.Short(), name)
+			}
+			plain, err = repo.OpenBlob(key, bl, b[bl.Offset:end], plain)
+			if err != nil {
+				idx.Unreserve(bl.ID)
+				return 0, fmt.Errorf("%w: repack %s: blob %s: %v; run 'lifeboat check'", ErrPruneUnsafe, name, bl.ID.Short(), err)
+			}
+			if _, err := w.SaveReserved(ctx, bl.Type, bl.ID, plain); err != nil {
+				return 0, fmt.Errorf("repack: %w", err)
+			}
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		return 0, fmt.Errorf("repack: %w", err)
+	}
+	return w.Stats().StoredAdded, nil
 }
 
 // loadIndexForPrune loads new index files and refuses to go on when one

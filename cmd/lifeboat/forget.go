@@ -43,7 +43,8 @@ A snapshot newer than now (a skewed clock) is always kept. --host, --tag and
 --path choose which snapshots the rules look at; others are not touched.
 
 forget removes only snapshot manifests. Their data stays until 'lifeboat
-prune' (or --prune here) removes what no snapshot references any more.
+prune' (or --prune here, with prune's defaults) removes what no snapshot
+references any more.
 Works with the writer key or the identity; the storage credentials must
 allow deletes. Use --dry-run first.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runForget(cmd.Context(), g, ff, args) },
@@ -130,7 +131,7 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 	rep := forgetReport{DryRun: ff.dryRun}
 	var remove []*snapshot.Snapshot
 	if len(args) > 0 {
-		grp := forgetGroup{}
+		grp := forgetGroup{Paths: []string{}, Keep: []forgetItem{}}
 		seen := map[chunkstore.ID]bool{}
 		for _, ref := range args {
 			s, err := snapshot.Find(list, ref, ff.f.filter())
@@ -143,7 +144,6 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 				grp.Remove = append(grp.Remove, forgetItem{ID: s.ID.String(), Time: s.Time})
 			}
 		}
-		grp.Paths = []string{}
 		rep.Groups = append(rep.Groups, grp)
 	} else {
 		flt := ff.f.filter()
@@ -198,7 +198,8 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 		printForget(g.stdout, rep, g.quiet)
 	}
 	if ff.prune && !ff.dryRun {
-		res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{Logger: g.log})
+		mu, _ := parseMaxUnused(defaultMaxUnused)
+		res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{MaxUnused: mu, Logger: g.log})
 		if err != nil {
 			return fmt.Errorf("prune: %w", err)
 		}

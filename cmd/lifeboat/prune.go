@@ -4,14 +4,33 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
+// defaultMaxUnused is prune's --max-unused: restic tolerates 5 %, which
+// rewrites more; 10 % halves the repacking for a little more space.
+const defaultMaxUnused = "10%"
+
+// parseMaxUnused reads --max-unused: "N%" or "unlimited".
+func parseMaxUnused(s string) (float64, error) {
+	if s == "unlimited" {
+		return -1, nil
+	}
+	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	if err != nil || !strings.HasSuffix(s, "%") || v < 0 || v > 100 {
+		return 0, usageError("--max-unused %q: want a percentage such as 10%% (0%% repacks every partly used pack) or \"unlimited\"", s)
+	}
+	return v / 100, nil
+}
+
 func newPruneCmd(g *globals) *cobra.Command {
 	var dryRun bool
+	var maxUnused string
 	cmd := &cobra.Command{
 		Use:   "prune",
 		Short: "Delete data that no snapshot references",
@@ -29,26 +48,33 @@ whose session was not renewed for 30 minutes (killed, or its host gone)
 no longer holds prune back, and a backup that could not renew its session
 for 15 minutes does not commit.
 
-Packs holding both referenced and unreferenced data are kept whole; prune
-reports how much they hold that nothing needs.
+Packs holding both referenced and unreferenced data are repacked, the
+emptiest first, until what they hold unreferenced is within --max-unused of
+all packs (default 10%): their referenced blobs are verified and copied into
+new packs, and the old packs are marked like the others.
 
 prune refuses to delete anything if a snapshot, a tree or an index file
 cannot be read, or a snapshot references data no pack holds: run
 'lifeboat check' first. Do not run 'check' while prune deletes (it may
 report the packs being deleted as missing).`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runPrune(cmd.Context(), g, dryRun) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runPrune(cmd.Context(), g, dryRun, maxUnused) },
 	}
-	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "show what would be marked, change nothing")
+	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "show what would be marked and repacked, change nothing")
+	cmd.Flags().StringVar(&maxUnused, "max-unused", defaultMaxUnused, "unreferenced data tolerated inside partly used packs, as a share of all packs (\"0%\" repacks all; \"unlimited\" none)")
 	return cmd
 }
 
-func runPrune(ctx context.Context, g *globals, dryRun bool) error {
+func runPrune(ctx context.Context, g *globals, dryRun bool, maxUnused string) error {
+	mu, err := parseMaxUnused(maxUnused)
+	if err != nil {
+		return err
+	}
 	repo, err := g.openRepo(ctx, "prune", readAccess)
 	if err != nil {
 		return err
 	}
-	res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{DryRun: dryRun, Logger: g.log})
+	res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{DryRun: dryRun, MaxUnused: mu, Logger: g.log})
 	if err != nil {
 		return fmt.Errorf("prune: %w", storeError(g.repo, err))
 	}
@@ -76,7 +102,15 @@ func printPrune(w io.Writer, r *snapshot.PruneResult) {
 		}
 	}
 	if r.PartlyUsedPacks > 0 {
-		fmt.Fprintf(w, "%d packs also hold %s that nothing references (kept: they hold referenced data too)\n", r.PartlyUsedPacks, formatBytes(r.UnusedBytesInUsedPacks))
+		verb := "repacked"
+		if r.DryRun {
+			verb = "would repack"
+		}
+		fmt.Fprintf(w, "%d packs hold both referenced data and %s that nothing references; %s %d of them (%s)", r.PartlyUsedPacks, formatBytes(r.UnusedBytesInUsedPacks), verb, r.RepackedPacks, formatBytes(r.RepackedBytes))
+		if r.RepackWritten > 0 {
+			fmt.Fprintf(w, " into %s of new packs", formatBytes(r.RepackWritten))
+		}
+		fmt.Fprintln(w)
 	}
 	if r.PendingMarks > 0 {
 		fmt.Fprintf(w, "%d packs wait for %d %s that started before they were marked:\n", r.PendingPacks, len(r.Waiting), plural(len(r.Waiting), "backup", "backups"))

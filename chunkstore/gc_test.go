@@ -1,0 +1,179 @@
+package chunkstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+)
+
+// TestSessionLifecycle: a session is stored before StartSession returns,
+// renewed while it runs (each renewal a new object, so put-only
+// credentials suffice), seen as live by prune, and gone after End.
+func TestSessionLifecycle(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	timing := chunkstore.SessionTiming{Heartbeat: 30 * time.Millisecond, Stale: time.Minute, CommitWindow: time.Minute}
+	s, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "node-7", PID: 42}, timing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	list, err := repos.Reader.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].ID != s.ID() || list[0].Info.Host != "node-7" || list[0].Info.PID != 42 {
+		t.Fatalf("sessions = %+v, want the one started", list)
+	}
+	if len(list[0].Objects) < 3 || !list[0].LastBeat.After(list[0].Started) {
+		t.Errorf("session after 200 ms with 30 ms renewals: %d objects, started %v, last %v", len(list[0].Objects), list[0].Started, list[0].LastBeat)
+	}
+	now, err := repos.Reader.StoreNow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !list[0].Live(now, timing.Stale) || list[0].Live(now.Add(2*time.Minute), timing.Stale) {
+		t.Error("Live does not follow the last renewal")
+	}
+	if err := s.Alive(); err != nil {
+		t.Errorf("Alive of a renewed session: %v", err)
+	}
+	if err := s.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := repos.Reader.Sessions(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("sessions after End: %+v %v, want none", list, err)
+	}
+	var left []string
+	if err := repos.Store.List(ctx, "", func(oi chunkstore.ObjectInfo) error {
+		if !strings.HasPrefix(oi.Name, chunkstore.DataPrefix) && oi.Name != "config" && !strings.HasPrefix(oi.Name, "keys/") {
+			left = append(left, oi.Name)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("objects left by a session and StoreNow: %v", left)
+	}
+}
+
+// TestSessionEndWithoutDelete: with credentials that cannot delete, End
+// closes the session with a "done" object, and prune no longer waits.
+func TestSessionEndWithoutDelete(t *testing.T) {
+	ctx := context.Background()
+	faulty := storetest.NewFaulty(mem.New())
+	repos := storetest.InitRepos(t, faulty)
+	s, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "h"}, chunkstore.DefaultSessionTiming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	faulty.FailNext(storetest.OpDelete, 1, chunkstore.Permanent(errors.New("AccessDenied")))
+	if err := s.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	list, err := repos.Reader.Sessions(ctx)
+	if err != nil || len(list) != 1 || !list[0].Done {
+		t.Fatalf("sessions = %+v %v, want one, done", list, err)
+	}
+	if list[0].Live(time.Now(), time.Hour) {
+		t.Error("a done session counts as live")
+	}
+}
+
+// TestSessionAlive: a session not renewed for CommitWindow refuses to let
+// its backup commit, naming the last renewal error.
+func TestSessionAlive(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	timing := chunkstore.SessionTiming{Heartbeat: time.Hour, Stale: time.Hour, CommitWindow: 100 * time.Millisecond}
+	s, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{}, timing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.End(ctx)
+	if err := s.Alive(); err != nil {
+		t.Fatalf("fresh session: %v", err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if err := s.Alive(); err == nil || !strings.Contains(err.Error(), "does not commit") {
+		t.Fatalf("session unrenewed past the window: %v", err)
+	}
+}
+
+// TestExcludedPacks: a marked pack stays known (so it is not adopted as
+// an orphan) but its blobs are not offered for dedup; a blob also stored
+// in an unmarked pack is found there.
+func TestExcludedPacks(t *testing.T) {
+	x := chunkstore.NewIndex()
+	only, shared := chunkstore.ID{1}, chunkstore.ID{2}
+	marked, kept := chunkstore.ID{0xa}, chunkstore.ID{0xb}
+	x.AddPacks([]chunkstore.PackEntry{
+		{ID: marked, Blobs: []chunkstore.Blob{{ID: only}, {ID: shared}}},
+		{ID: kept, Blobs: []chunkstore.Blob{{ID: shared}}},
+	})
+	x.SetExcluded(map[chunkstore.ID]bool{marked: true})
+	if x.Has(only) || !x.Reserve(only) {
+		t.Error("a blob only in a marked pack is offered for dedup")
+	}
+	if loc, ok := x.Lookup(shared); !ok || loc.Pack.ID != kept {
+		t.Errorf("shared blob found in %v, want the unmarked pack", loc.Pack)
+	}
+	if !x.HasPack(marked) || !x.Excluded(marked) {
+		t.Error("the marked pack should stay known and excluded")
+	}
+	// Packs added later follow the exclusion too.
+	later := chunkstore.ID{0xc}
+	x.SetExcluded(map[chunkstore.ID]bool{marked: true, later: true})
+	x.AddPacks([]chunkstore.PackEntry{{ID: later, Blobs: []chunkstore.Blob{{ID: chunkstore.ID{3}}}}})
+	if x.Has(chunkstore.ID{3}) {
+		t.Error("a blob of a marked pack added later is offered for dedup")
+	}
+	x.SetExcluded(nil)
+	if !x.Has(chunkstore.ID{3}) || !x.Has(only) {
+		t.Error("clearing the exclusion does not bring the blobs back")
+	}
+}
+
+// TestGCMarks: marks round-trip with the store's time; a damaged mark is
+// skipped (it protects nothing and deletes nothing).
+func TestGCMarks(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	before := time.Now().Add(-time.Minute)
+	m, err := repos.Reader.SaveGCMark(ctx, []chunkstore.ID{{1}, {2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Created.Before(before) || m.Created.After(time.Now().Add(time.Minute)) {
+		t.Errorf("mark created at %v", m.Created)
+	}
+	if err := repos.Store.Put(ctx, chunkstore.GCPrefix+chunkstore.Hash([]byte("junk")).String(), []byte("junk")); err != nil {
+		t.Fatal(err)
+	}
+	marks, err := repos.Writer.GCMarks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(marks) != 1 || marks[0].ID != m.ID || len(marks[0].Packs) != 2 || marks[0].Packs[1] != (chunkstore.ID{2}) {
+		t.Fatalf("marks = %+v, want the one saved", marks)
+	}
+	if err := repos.Writer.ExcludeMarked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !repos.Writer.Index().Excluded(chunkstore.ID{2}) {
+		t.Error("ExcludeMarked did not exclude a marked pack")
+	}
+	if err := repos.Reader.DeleteGCMark(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if marks, err := repos.Writer.GCMarks(ctx); err != nil || len(marks) != 0 {
+		t.Errorf("marks after delete: %+v %v", marks, err)
+	}
+}

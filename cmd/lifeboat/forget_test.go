@@ -1,0 +1,119 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+)
+
+type forgetOut struct {
+	Groups []struct {
+		Host  string   `json:"host"`
+		Paths []string `json:"paths"`
+		Keep  []struct {
+			ID      string   `json:"id"`
+			Reasons []string `json:"reasons"`
+		} `json:"keep"`
+		Remove []struct {
+			ID string `json:"id"`
+		} `json:"remove"`
+	} `json:"groups"`
+	Removed int  `json:"removed"`
+	DryRun  bool `json:"dry_run"`
+	Prune   *struct {
+		Deleted int `json:"deleted_packs"`
+	} `json:"prune"`
+}
+
+// TestForgetAndPrune: forget applies --keep-* rules per host and paths
+// (a dry run first), removes named snapshots, and with --prune deletes
+// the data only forgotten snapshots used; what is left checks clean and
+// restores.
+func TestForgetAndPrune(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	other := filepath.Join(c.dir, "other")
+	fixture.Create(t, src, smallTree())
+	fixture.Create(t, other, fixture.Tree{"o.txt": {Content: []byte("other\n")}})
+
+	var srcSnaps []string
+	for i := range 3 {
+		big := filepath.Join(src, "big.bin")
+		if err := os.WriteFile(big, fixture.Random(uint64(i), 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srcSnaps = append(srcSnaps, decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", "--host", "h1", src)...).stdout).SnapshotID)
+	}
+	otherSnap := decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", "--host", "h1", other)...).stdout).SnapshotID
+
+	// Dry run: per group, the newest kept with its reason, nothing removed.
+	dry := decodeJSON[forgetOut](t, c.ok(r.writer("forget", "--keep-last", "1", "--dry-run", "--json")...).stdout)
+	if !dry.DryRun || dry.Removed != 0 || len(dry.Groups) != 2 {
+		t.Fatalf("forget --dry-run: %+v, want two groups and nothing removed", dry)
+	}
+	for _, g := range dry.Groups {
+		switch {
+		case len(g.Paths) == 1 && g.Paths[0] == src:
+			if len(g.Keep) != 1 || g.Keep[0].ID != srcSnaps[2] || len(g.Remove) != 2 || !strings.Contains(strings.Join(g.Keep[0].Reasons, ";"), "last snapshot") {
+				t.Errorf("group %s: %+v, want the newest kept (last snapshot) and two removed", src, g)
+			}
+		case len(g.Paths) == 1 && g.Paths[0] == other:
+			if len(g.Keep) != 1 || g.Keep[0].ID != otherSnap || len(g.Remove) != 0 {
+				t.Errorf("group %s: %+v, want its only snapshot kept", other, g)
+			}
+		default:
+			t.Errorf("unexpected group %+v", g)
+		}
+	}
+	if n := strings.Count(c.ok(r.writer("snapshots")...).stdout, "h1"); n != 4 {
+		t.Fatalf("%d snapshots after a dry run, want 4", n)
+	}
+
+	// Forget by ID prefix with the writer key; the snapshot is gone.
+	c.ok(r.writer("forget", srcSnaps[0][:10])...)
+	if out := c.ok(r.writer("snapshots")...).stdout; strings.Contains(out, srcSnaps[0][:8]) {
+		t.Fatalf("forgotten snapshot still listed:\n%s", out)
+	}
+
+	// Rules and --prune: needs the identity, deletes the data.
+	c.fails(1, r.writer("forget", "--keep-last", "1", "--prune"), "needs the identity")
+	res := decodeJSON[forgetOut](t, c.ok(r.reader("forget", "--keep-last", "1", "--prune", "--json")...).stdout)
+	if res.Removed != 1 || res.Prune == nil || res.Prune.Deleted == 0 {
+		t.Fatalf("forget --keep-last 1 --prune: %+v, want one snapshot removed and packs deleted", res)
+	}
+	out := c.ok(r.reader("snapshots")...).stdout
+	if !strings.Contains(out, srcSnaps[2][:8]) || !strings.Contains(out, otherSnap[:8]) || strings.Contains(out, srcSnaps[1][:8]) {
+		t.Fatalf("snapshots after forget: %s", out)
+	}
+	c.ok(r.reader("check", "--read-data")...)
+	dst := filepath.Join(c.dir, "restored")
+	c.ok(r.reader("restore", srcSnaps[2], "--target", dst)...)
+	got, err := os.ReadFile(filepath.Join(dst, strings.TrimPrefix(src, "/"), "big.bin"))
+	if err != nil || string(got) != string(fixture.Random(2, 1<<20)) {
+		t.Errorf("restored big.bin: %v (%d bytes)", err, len(got))
+	}
+	// Nothing left to prune.
+	if out := c.ok(r.reader("prune")...).stdout; !strings.Contains(out, "deleted 0 packs") {
+		t.Errorf("second prune:\n%s", out)
+	}
+}
+
+// TestForgetPruneUsage: forget never removes everything by default, and
+// bad rules are usage errors (exit 2) naming the flag.
+func TestForgetPruneUsage(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	c.fails(2, r.writer("forget"), "nothing to do", "--keep-")
+	c.fails(2, r.writer("forget", "abc123", "--keep-last", "1"), "not both")
+	c.fails(2, r.writer("forget", "--keep-daily", "-1"), "--keep-daily -1")
+	c.fails(2, r.writer("forget", "--keep-within", "soon"), `--keep-within "soon"`)
+	c.fails(1, r.writer("forget", "deadbeef"), "deadbeef")
+	c.fails(1, r.writer("prune"), "needs the identity")
+	c.fails(2, []string{"prune", "--repo", r.path}, "needs the repository identity")
+}

@@ -1,0 +1,541 @@
+package snapshot_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// pruneBackends are the stores the garbage-collection tests run on: the
+// protocol compares stores' modification times, so it is tested against
+// each real implementation, MinIO included.
+var pruneBackends = []string{"mem", "local", "minio"}
+
+func pruneRepos(t *testing.T, backend string) storetest.Repos {
+	if backend == "mem" {
+		return storetest.InitRepos(t, mem.New())
+	}
+	return storetest.NewRepos(t, backend)
+}
+
+// reopen opens the repository again with the identity, as a new process
+// would: nothing cached from earlier commands.
+func reopen(t *testing.T, repos storetest.Repos, st chunkstore.Store) *chunkstore.Repository {
+	t.Helper()
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := chunkstore.Open(context.Background(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func backupDir(t *testing.T, repo *chunkstore.Repository, dir string) *snapshot.Result {
+	t.Helper()
+	res, err := snapshot.Backup(context.Background(), repo, snapshot.BackupOptions{Paths: []string{dir}, Host: "h"})
+	if err != nil {
+		t.Fatalf("backup %s: %v", dir, err)
+	}
+	return res
+}
+
+func forget(t *testing.T, st chunkstore.Store, id chunkstore.ID) {
+	t.Helper()
+	if err := st.Delete(context.Background(), chunkstore.SnapshotsPrefix+id.String()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func countObjects(t *testing.T, st chunkstore.Store, prefix string) int {
+	t.Helper()
+	n := 0
+	if err := st.List(context.Background(), prefix, func(chunkstore.ObjectInfo) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// verifyRestores checks the whole repository (structure and every pack's
+// data) and restores each snapshot in want, comparing every file.
+func verifyRestores(t *testing.T, repos storetest.Repos, want map[chunkstore.ID]map[string][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	r := reopen(t, repos, repos.Store)
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Check(ctx, chunkstore.CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs, err := snapshot.Check(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if probs = append(probs, rep.Problems...); len(probs) > 0 {
+		t.Fatalf("check after prune: %v", probs)
+	}
+	for id, files := range want {
+		snap, err := snapshot.Load(ctx, r, id)
+		if err != nil {
+			t.Fatalf("snapshot %s: %v", id.Short(), err)
+		}
+		dst := t.TempDir()
+		res, err := restore.Restore(ctx, r, snap, restore.Options{Target: dst})
+		if err != nil {
+			t.Fatalf("restore %s: %v", id.Short(), err)
+		}
+		if len(res.Failures) > 0 {
+			t.Fatalf("restore %s: failed files %v", id.Short(), res.Failures)
+		}
+		for path, data := range files {
+			got, err := os.ReadFile(filepath.Join(dst, path))
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("snapshot %s: %s restored wrong (%v, %d bytes, want %d)", id.Short(), path, err, len(got), len(data))
+			}
+		}
+	}
+}
+
+// TestPruneDeletesOnlyUnreferenced: after forgetting a snapshot, prune
+// deletes the packs only it used, keeps shared data, and leaves a
+// repository that checks clean and restores the remaining snapshot.
+func TestPruneDeletesOnlyUnreferenced(t *testing.T) {
+	for _, backend := range pruneBackends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			repos := pruneRepos(t, backend)
+			src := t.TempDir()
+			a, shared, c := storetest.Data(1, 3<<20), storetest.Data(2, 2<<20), storetest.Data(3, 2<<20)
+			// shared alone, then with a (a's data in packs of its own),
+			// then with c instead of a; the middle snapshot is forgotten.
+			writeFile(t, filepath.Join(src, "shared"), shared)
+			first := backupDir(t, repos.Writer, src)
+			writeFile(t, filepath.Join(src, "a"), a)
+			middle := backupDir(t, repos.Writer, src)
+			if err := os.Remove(filepath.Join(src, "a")); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(src, "c"), c)
+			second := backupDir(t, repos.Writer, src)
+			forget(t, repos.Store, middle.ID)
+
+			// A dry run changes nothing.
+			before := countObjects(t, repos.Store, "")
+			dry, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{DryRun: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dry.MarkedPacks == 0 || dry.DeletedPacks != 0 {
+				t.Fatalf("dry run: %+v, want packs to mark and none deleted", dry)
+			}
+			if after := countObjects(t, repos.Store, ""); after != before {
+				t.Fatalf("dry run changed the store: %d objects, then %d", before, after)
+			}
+
+			res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.MarkedPacks != dry.MarkedPacks || res.DeletedPacks != res.MarkedPacks || res.PendingMarks != 0 {
+				t.Fatalf("prune: %+v, want every marked pack deleted at once (dry run marked %d)", res, dry.MarkedPacks)
+			}
+			if res.DeletedBytes < 3<<20 || res.DeletedBytes > 3<<20+64<<10 {
+				t.Errorf("deleted %d bytes, want the forgotten file's 3 MiB and a tree or two", res.DeletedBytes)
+			}
+			if n := countObjects(t, repos.Store, chunkstore.GCPrefix); n != 0 {
+				t.Errorf("%d GC objects left after a complete prune", n)
+			}
+			// The forgotten file's blobs are gone from the index too.
+			r := reopen(t, repos, repos.Store)
+			if err := r.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if r.Index().Has(r.BlobID(a[:512<<10])) {
+				t.Error("a blob of the forgotten file is still in the index")
+			}
+			verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{
+				first.ID: {strings.TrimPrefix(filepath.Join(src, "shared"), "/"): shared},
+				second.ID: {
+					strings.TrimPrefix(filepath.Join(src, "shared"), "/"): shared,
+					strings.TrimPrefix(filepath.Join(src, "c"), "/"):      c,
+				},
+			})
+
+			// Nothing left to do: a second prune deletes nothing.
+			again, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.MarkedPacks != 0 || again.DeletedPacks != 0 {
+				t.Errorf("second prune: %+v, want nothing to do", again)
+			}
+		})
+	}
+}
+
+// blockingStore holds every snapshot manifest upload until released, so a
+// test can keep a backup running between its dedup and its commit.
+type blockingStore struct {
+	chunkstore.Store
+	arrived chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *blockingStore) Put(ctx context.Context, name string, data []byte) error {
+	if strings.HasPrefix(name, chunkstore.SnapshotsPrefix) {
+		s.once.Do(func() { close(s.arrived) })
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.Store.Put(ctx, name, data)
+}
+
+// TestPruneWaitsForRunningBackup is the race garbage collection exists
+// for: a backup reads the index, reuses the data of a snapshot that is
+// then forgotten, and commits after prune has run. Prune must keep that
+// data while the backup runs and after it commits.
+func TestPruneWaitsForRunningBackup(t *testing.T) {
+	for _, backend := range pruneBackends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			repos := pruneRepos(t, backend)
+			src := t.TempDir()
+			a, junk := storetest.Data(11, 3<<20), storetest.Data(12, 2<<20)
+			writeFile(t, filepath.Join(src, "a"), a)
+			writeFile(t, filepath.Join(src, "junk"), junk)
+			old := backupDir(t, repos.Writer, src)
+			if err := os.Remove(filepath.Join(src, "junk")); err != nil {
+				t.Fatal(err)
+			}
+
+			// A second backup of the same "a", in its own process (its own
+			// Repository), held just before its commit.
+			bs := &blockingStore{Store: repos.Store, arrived: make(chan struct{}), release: make(chan struct{})}
+			w2, err := chunkstore.Open(ctx, bs, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			type outcome struct {
+				res *snapshot.Result
+				err error
+			}
+			done := make(chan outcome, 1)
+			go func() {
+				res, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "running"})
+				done <- outcome{res, err}
+			}()
+			select {
+			case <-bs.arrived:
+			case o := <-done:
+				t.Fatalf("backup ended before its commit: %v", o.err)
+			}
+			// Now the old snapshot is forgotten: "a" is referenced only by
+			// the backup that has not committed.
+			forget(t, repos.Store, old.ID)
+			res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.MarkedPacks == 0 || res.DeletedPacks != 0 || res.PendingMarks != 1 || len(res.Waiting) != 1 {
+				t.Fatalf("prune during a backup: %+v, want packs marked, none deleted, one backup waited for", res)
+			}
+			if res.Waiting[0].Host != "running" {
+				t.Errorf("prune waits for %+v, want the running backup's session", res.Waiting[0])
+			}
+			// The mark stays until the backup ends, however often prune runs.
+			res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+			if err != nil || res.DeletedPacks != 0 || res.PendingMarks != 1 {
+				t.Fatalf("second prune during the backup: %+v %v", res, err)
+			}
+
+			close(bs.release)
+			o := <-done
+			if o.err != nil {
+				t.Fatalf("backup: %v", o.err)
+			}
+			if added := o.res.Manifest.Summary.BytesAdded; added >= 1<<20 {
+				t.Fatalf("the running backup stored %d bytes: it should have reused a's data, or this test proves nothing", added)
+			}
+			res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.PendingMarks != 0 || res.ReusedPacks == 0 || res.DeletedPacks == 0 {
+				t.Fatalf("prune after the backup: %+v, want the reused packs kept and the junk deleted", res)
+			}
+			if res.DeletedBytes >= 5<<20 {
+				t.Errorf("deleted %d bytes: more than junk's 2 MiB and the old tree", res.DeletedBytes)
+			}
+			verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{o.res.ID: {
+				strings.TrimPrefix(filepath.Join(src, "a"), "/"): a,
+			}})
+		})
+	}
+}
+
+// TestBackupAfterMarkDoesNotReuse: a backup that starts after packs were
+// marked stores their data again instead of reusing it, so deleting the
+// marked packs later cannot break it.
+func TestBackupAfterMarkDoesNotReuse(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	a := storetest.Data(21, 3<<20)
+	writeFile(t, filepath.Join(src, "a"), a)
+	old := backupDir(t, repos.Writer, src)
+	forget(t, repos.Store, old.ID)
+
+	// A backup session that started before the mark and is still running
+	// (renewing) keeps the mark from being swept.
+	holder, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "holder"}, chunkstore.DefaultSessionTiming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+	if err != nil || res.MarkedPacks == 0 || res.PendingMarks != 1 {
+		t.Fatalf("prune: %+v %v, want a pending mark", res, err)
+	}
+
+	w2, err := chunkstore.Open(ctx, repos.Store, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "h",
+		FilesCache: nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added := next.Manifest.Summary.BytesAdded; added < 3<<20 {
+		t.Fatalf("backup after the mark stored %d bytes; it must store a's 3 MiB again, not reuse marked packs", added)
+	}
+	if err := holder.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+	if err != nil || res.DeletedPacks == 0 || res.ReusedPacks != 0 {
+		t.Fatalf("prune after the holder ended: %+v %v, want the marked packs deleted", res, err)
+	}
+	verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{next.ID: {
+		strings.TrimPrefix(filepath.Join(src, "a"), "/"): a,
+	}})
+}
+
+// TestPruneStaleSession: a backup that died without ending its session
+// (kill -9, a lost host) holds prune back only until the session is stale;
+// prune then deletes the marked packs and removes the dead session.
+func TestPruneStaleSession(t *testing.T) {
+	for _, backend := range pruneBackends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			repos := pruneRepos(t, backend)
+			src := t.TempDir()
+			writeFile(t, filepath.Join(src, "a"), storetest.Data(31, 2<<20))
+			old := backupDir(t, repos.Writer, src)
+			forget(t, repos.Store, old.ID)
+			// What a killed backup leaves: a session object nobody renews.
+			if err := repos.Store.Put(ctx, chunkstore.SessionsPrefix+"0123456789abcdef/000000", []byte("killed")); err != nil {
+				t.Fatal(err)
+			}
+			timing := chunkstore.DefaultSessionTiming
+			timing.Stale = 3 * time.Second
+			timing.Margin = 0
+			res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+			if err != nil || res.PendingMarks != 1 || res.DeletedPacks != 0 {
+				t.Fatalf("prune with a fresh dead session: %+v %v, want the mark pending", res, err)
+			}
+			time.Sleep(timing.Stale + time.Second)
+			res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+			if err != nil || res.PendingMarks != 0 || res.DeletedPacks == 0 || res.SessionsGone != 1 {
+				t.Fatalf("prune after the session went stale: %+v %v, want the packs deleted and the session removed", res, err)
+			}
+			if n := countObjects(t, repos.Store, chunkstore.SessionsPrefix); n != 0 {
+				t.Errorf("%d session objects left", n)
+			}
+		})
+	}
+}
+
+// stallingStore delays pack uploads and refuses session renewals, as a
+// backup cut off from the store (or paused) would see it.
+type stallingStore struct {
+	chunkstore.Store
+	delay time.Duration
+	mu    sync.Mutex
+	beats int
+}
+
+func (s *stallingStore) Put(ctx context.Context, name string, data []byte) error {
+	switch {
+	case strings.HasPrefix(name, chunkstore.SessionsPrefix):
+		s.mu.Lock()
+		s.beats++
+		n := s.beats
+		s.mu.Unlock()
+		if n > 1 {
+			return chunkstore.Permanent(errors.New("injected: renewal refused"))
+		}
+	case strings.HasPrefix(name, chunkstore.DataPrefix):
+		time.Sleep(s.delay)
+	}
+	return s.Store.Put(ctx, name, data)
+}
+
+// TestBackupDoesNotCommitAfterLosingItsSession: a backup that could not
+// renew its session for the commit window writes no snapshot (prune may
+// have taken it for dead), and says why.
+func TestBackupDoesNotCommitAfterLosingItsSession(t *testing.T) {
+	ctx := context.Background()
+	st := &stallingStore{Store: mem.New(), delay: 600 * time.Millisecond}
+	repos := storetest.InitRepos(t, st)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(41, 1<<20))
+	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: time.Second, CommitWindow: 300 * time.Millisecond, Margin: time.Second}
+	_, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Sessions: timing})
+	if err == nil || !strings.Contains(err.Error(), "does not commit") || !strings.Contains(err.Error(), "renewal refused") {
+		t.Fatalf("backup whose session lapsed: err = %v, want a refusal to commit naming the renewal error", err)
+	}
+	ids, err := repos.Writer.ListMeta(ctx, chunkstore.KindSnapshot)
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("snapshots: %v %v, want none", ids, err)
+	}
+	// With renewals working, the same slow backup commits.
+	st.mu.Lock()
+	st.beats = -1 << 30
+	st.mu.Unlock()
+	if _, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Sessions: timing}); err != nil {
+		t.Fatalf("backup with working renewals: %v", err)
+	}
+}
+
+// TestPruneRefusesDamage: a snapshot or index file prune cannot read, or
+// a writer key instead of the identity, stop prune before it deletes
+// anything.
+func TestPruneRefusesDamage(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(51, 2<<20))
+	old := backupDir(t, repos.Writer, src)
+	writeFile(t, filepath.Join(src, "b"), storetest.Data(52, 2<<20))
+	backupDir(t, repos.Writer, src)
+	forget(t, repos.Store, old.ID)
+
+	if _, err := snapshot.Prune(ctx, repos.Writer, snapshot.PruneOptions{}); !errors.Is(err, snapshot.ErrPruneUnsafe) || !strings.Contains(err.Error(), "identity") {
+		t.Errorf("prune with a writer key: %v, want a refusal naming the identity", err)
+	}
+
+	damage := func(t *testing.T, name string) {
+		t.Helper()
+		b, err := repos.Store.Get(ctx, name, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 1
+		if err := repos.Store.Put(ctx, name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, prefix := range []string{chunkstore.IndexPrefix, chunkstore.SnapshotsPrefix} {
+		t.Run(strings.TrimSuffix(prefix, "/"), func(t *testing.T) {
+			var name string
+			if err := repos.Store.List(ctx, prefix, func(oi chunkstore.ObjectInfo) error { name = oi.Name; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			orig, err := repos.Store.Get(ctx, name, 0, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			damage(t, name)
+			before := countObjects(t, repos.Store, chunkstore.DataPrefix)
+			_, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+			if !errors.Is(err, snapshot.ErrPruneUnsafe) || !strings.Contains(err.Error(), name) {
+				t.Errorf("prune with %s damaged: %v, want a refusal naming it", name, err)
+			}
+			if after := countObjects(t, repos.Store, chunkstore.DataPrefix); after != before {
+				t.Errorf("prune deleted packs (%d, then %d) although it refused", before, after)
+			}
+			if err := repos.Store.Put(ctx, name, orig); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// Repaired, it runs.
+	if res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{}); err != nil || res.DeletedPacks == 0 {
+		t.Fatalf("prune after repair: %+v %v", res, err)
+	}
+}
+
+// TestPruneRepacks: a pack holding a forgotten file beside a kept one is
+// kept whole while MaxUnused tolerates it, and otherwise repacked: the
+// kept file's blobs are copied into a new pack, the old pack deleted, and
+// everything still restores.
+func TestPruneRepacks(t *testing.T) {
+	for _, backend := range pruneBackends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			repos := pruneRepos(t, backend)
+			src := t.TempDir()
+			a, b := storetest.Data(61, 3<<20), storetest.Data(62, 3<<20)
+			writeFile(t, filepath.Join(src, "a"), a)
+			writeFile(t, filepath.Join(src, "b"), b)
+			old := backupDir(t, repos.Writer, src)
+			if err := os.Remove(filepath.Join(src, "a")); err != nil {
+				t.Fatal(err)
+			}
+			kept := backupDir(t, repos.Writer, src)
+			forget(t, repos.Store, old.ID)
+
+			res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0.6})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.PartlyUsedPacks != 1 || res.RepackedPacks != 0 || res.UnusedBytesInUsedPacks < 3<<20 {
+				t.Fatalf("prune tolerating 60%% unused: %+v, want the shared pack found and kept", res)
+			}
+			packs := countObjects(t, repos.Store, chunkstore.DataPrefix)
+			res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0.1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.RepackedPacks != 1 || res.DeletedPacks != 1 || res.RepackWritten < 3<<20 || res.RepackWritten > 3<<20+64<<10 {
+				t.Fatalf("prune tolerating 10%%: %+v, want the shared pack repacked (b's 3 MiB written) and deleted", res)
+			}
+			if n := countObjects(t, repos.Store, chunkstore.DataPrefix); n != packs {
+				t.Errorf("%d packs after repacking one, want %d (one new, one deleted)", n, packs)
+			}
+			verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{kept.ID: {
+				strings.TrimPrefix(filepath.Join(src, "b"), "/"): b,
+			}})
+		})
+	}
+}
