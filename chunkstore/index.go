@@ -154,6 +154,9 @@ func (x *Index) AddPacks(packs []PackEntry) {
 func (x *Index) SetExcluded(packs map[ID]bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if len(packs) == 0 && len(x.excluded) == 0 {
+		return // nothing was excluded, nothing is: the common case
+	}
 	x.excluded = packs
 	clear(x.blobs)
 	for pi, p := range x.packs {
