@@ -200,7 +200,15 @@ func TestPruneCrashSafety(t *testing.T) {
 	}
 	text := r.ok("prune")
 	wantOutput(t, text, "wait for 1 backup", "run 'lifeboat prune' again")
-	r.ok("check", "--read-data")
+	var chk struct {
+		Marks    int `json:"gc_marks"`
+		Marked   int `json:"gc_marked_packs"`
+		Sessions int `json:"backup_sessions"`
+	}
+	out = r.ok("check", "--read-data", "--json")
+	if err := json.Unmarshal([]byte(out.Stdout), &chk); err != nil || chk.Marks != 1 || chk.Marked != res.Marked || chk.Sessions != 1 {
+		t.Errorf("check --json with a pending mark and a killed backup's session: %+v %v, want 1 mark of %d packs and 1 session", chk, err, res.Marked)
+	}
 }
 
 func decodePrune(t *testing.T, r result) pruneJSON {

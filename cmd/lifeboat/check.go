@@ -55,6 +55,9 @@ type checkOutput struct {
 	BlobsVerified  int         `json:"blobs_verified"`
 	Snapshots      int         `json:"snapshots"`
 	Decrypted      bool        `json:"trees_decrypted"`
+	GCMarks        int         `json:"gc_marks"`
+	GCMarkedPacks  int         `json:"gc_marked_packs"`
+	BackupSessions int         `json:"backup_sessions"`
 	Problems       []objectErr `json:"problems"`
 }
 
@@ -93,10 +96,6 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		}
 		opts.ReadData, opts.ReadDataFraction = true, frac
 	}
-	// Check verifies what is on storage: a cached copy of an index file
-	// or manifest (hash-verified when it was cached) would hide damage
-	// to the stored object.
-	g.noCache = true
 	// Check what is on storage, not a local copy: the metadata cache
 	// would hide an index or snapshot damaged after it was cached.
 	g.noCache = true
@@ -126,12 +125,27 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	}
 	problems := append(rep.Problems, snapProblems...)
 	snaps, _ := repo.ListMeta(ctx, chunkstore.KindSnapshot)
+	// Garbage collection in progress: marks waiting for prune, and the
+	// sessions of running (or killed) backups.
+	marks, err := repo.GCMarks(ctx)
+	if err != nil {
+		return fmt.Errorf("check: %w", storeError(g.repo, err))
+	}
+	sessions, err := repo.Sessions(ctx)
+	if err != nil {
+		return fmt.Errorf("check: %w", storeError(g.repo, err))
+	}
+	marked := 0
+	for _, m := range marks {
+		marked += len(m.Packs)
+	}
 
 	if g.json {
 		out := checkOutput{
 			Packs: rep.Packs, IndexFiles: rep.IndexFiles, Blobs: rep.Blobs, UnindexedPacks: rep.UnindexedPacks,
 			PacksRead: rep.PacksRead, BytesRead: rep.BytesRead, BlobsVerified: rep.BlobsVerified,
 			Snapshots: len(snaps), Decrypted: repo.CanRead(), Problems: []objectErr{},
+			GCMarks: len(marks), GCMarkedPacks: marked, BackupSessions: len(sessions),
 		}
 		for _, p := range problems {
 			out.Problems = append(out.Problems, objectErr{Object: p.Object, Error: p.Err.Error()})
@@ -150,7 +164,13 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 				fmt.Fprintf(w, "read %d packs (%s), verified %d blobs\n", rep.PacksRead, formatBytes(rep.BytesRead), rep.BlobsVerified)
 			}
 			if rep.UnindexedPacks > 0 {
-				fmt.Fprintf(w, "%d unindexed packs left by interrupted backups (harmless; reused by the next backup)\n", rep.UnindexedPacks)
+				fmt.Fprintf(w, "%d unindexed packs left by interrupted backups or prunes (harmless; reused by the next backup or deleted by the next prune)\n", rep.UnindexedPacks)
+			}
+			if len(marks) > 0 {
+				fmt.Fprintf(w, "%d %s %d packs for deletion, waiting for 'lifeboat prune'\n", len(marks), plural(len(marks), "GC mark lists", "GC marks list"), marked)
+			}
+			if len(sessions) > 0 {
+				fmt.Fprintf(w, "%d backup %s (running, or left by a killed backup until prune removes it)\n", len(sessions), plural(len(sessions), "session", "sessions"))
 			}
 			if !repo.CanRead() {
 				fmt.Fprintln(w, "note: opened with the writer key: directory trees and blob contents were not decrypted; use --identity for a full check")
