@@ -160,10 +160,23 @@ func (s *Session) renew(plain []byte) {
 	}
 }
 
-// Alive returns an error if the session was last renewed longer than
-// CommitWindow ago: prune may then have taken it for dead and deleted
-// data the backup reused, so the backup must not commit.
-func (s *Session) Alive() error {
+// CommitBy returns the time by which the backup's commit must be done: an
+// error if the session was last renewed longer than CommitWindow ago
+// (prune may then have taken it for dead and deleted data the backup
+// reused, so the backup must not commit), otherwise half-way between
+// CommitWindow and Stale after the last renewal.
+func (s *Session) CommitBy() (time.Time, error) {
+	if err := s.alive(); err != nil {
+		return time.Time{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastBeat.Add((s.timing.CommitWindow + s.timing.Stale) / 2), nil
+}
+
+// alive returns an error if the session was last renewed longer than
+// CommitWindow ago (see CommitBy).
+func (s *Session) alive() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if age := time.Since(s.lastBeat); age > s.timing.CommitWindow {

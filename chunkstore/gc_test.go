@@ -41,8 +41,8 @@ func TestSessionLifecycle(t *testing.T) {
 	if !list[0].Live(now, timing.Stale) || list[0].Live(now.Add(2*time.Minute), timing.Stale) {
 		t.Error("Live does not follow the last renewal")
 	}
-	if err := s.Alive(); err != nil {
-		t.Errorf("Alive of a renewed session: %v", err)
+	if _, err := s.CommitBy(); err != nil {
+		t.Errorf("CommitBy of a renewed session: %v", err)
 	}
 	if err := s.End(ctx); err != nil {
 		t.Fatal(err)
@@ -93,16 +93,22 @@ func TestSessionAlive(t *testing.T) {
 	ctx := context.Background()
 	repos := storetest.InitRepos(t, mem.New())
 	timing := chunkstore.SessionTiming{Heartbeat: time.Hour, Stale: time.Hour, CommitWindow: 100 * time.Millisecond}
+	before := time.Now()
 	s, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{}, timing)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.End(ctx)
-	if err := s.Alive(); err != nil {
+	by, err := s.CommitBy()
+	if err != nil {
 		t.Fatalf("fresh session: %v", err)
 	}
+	// The commit must be done half-way between the window and staleness.
+	if half := (timing.CommitWindow + timing.Stale) / 2; by.Before(before.Add(half)) || by.After(time.Now().Add(half)) {
+		t.Errorf("CommitBy = %v, want about %v from now", by, half)
+	}
 	time.Sleep(150 * time.Millisecond)
-	if err := s.Alive(); err == nil || !strings.Contains(err.Error(), "does not commit") {
+	if _, err := s.CommitBy(); err == nil || !strings.Contains(err.Error(), "does not commit") {
 		t.Fatalf("session unrenewed past the window: %v", err)
 	}
 }

@@ -278,10 +278,14 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	// The manifest is the commit point: everything it references is now
 	// in uploaded packs listed by index files, and no prune has taken this
 	// backup's session for dead.
-	if err := sess.Alive(); err != nil {
+	commitBy, err := sess.CommitBy()
+	if err != nil {
 		return nil, fmt.Errorf("backup: not committing the snapshot: %w", err)
 	}
-	saveCtx := ctx
+	// The manifest upload must also end well before prune could take the
+	// session for dead.
+	saveCtx, cancelSave := context.WithDeadline(ctx, commitBy)
+	defer cancelSave()
 	if opts.CommitDeadline != nil {
 		deadline, err := opts.CommitDeadline()
 		if err != nil {
@@ -289,7 +293,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		}
 		if !deadline.IsZero() {
 			var cancel context.CancelFunc
-			saveCtx, cancel = context.WithDeadline(ctx, deadline)
+			saveCtx, cancel = context.WithDeadline(saveCtx, deadline)
 			defer cancel()
 		}
 	}
