@@ -92,6 +92,11 @@ type Session struct {
 	names    []string
 	lastBeat time.Time // client clock (monotonic) of the last stored renewal
 	beatErr  error
+	// expired is set for good when renewals were more than CommitWindow
+	// apart (the process was paused, or cut off): prune may have taken
+	// the session for dead meanwhile, and a later renewal cannot undo
+	// that.
+	expired error
 
 	stop chan struct{}
 	done chan struct{}
@@ -133,6 +138,14 @@ func (s *Session) beat(ctx context.Context, plain []byte) error {
 		return err
 	}
 	s.names = append(s.names, name)
+	if !s.lastBeat.IsZero() && s.expired == nil {
+		// Both clocks: the monotonic one does not advance while the
+		// machine is suspended, the wall clock may be stepped.
+		gap := max(start.Sub(s.lastBeat), start.Round(0).Sub(s.lastBeat.Round(0)))
+		if gap > s.timing.CommitWindow {
+			s.expired = fmt.Errorf("backup session %s went %s without a renewal (limit %s)", s.id, gap.Round(time.Second), s.timing.CommitWindow)
+		}
+	}
 	// The renewal counts from when it was sent: the store may have
 	// stamped it any time after that.
 	if start.After(s.lastBeat) {
@@ -179,6 +192,9 @@ func (s *Session) CommitBy() (time.Time, error) {
 func (s *Session) alive() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.expired != nil {
+		return fmt.Errorf("%w: a prune may have removed data this backup reused, so it does not commit; run the backup again", s.expired)
+	}
 	if age := time.Since(s.lastBeat); age > s.timing.CommitWindow {
 		msg := fmt.Sprintf("backup session %s was last renewed %s ago (limit %s)", s.id, age.Round(time.Second), s.timing.CommitWindow)
 		if s.beatErr != nil {

@@ -183,3 +183,34 @@ func TestGCMarks(t *testing.T) {
 		t.Errorf("marks after delete: %+v %v", marks, err)
 	}
 }
+
+// TestSessionExpiresForGood: renewals further apart than CommitWindow (a
+// paused process) expire the session even though the late renewal
+// succeeds: prune may have deleted data meanwhile.
+func TestSessionExpiresForGood(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	timing := chunkstore.SessionTiming{Heartbeat: 300 * time.Millisecond, Stale: time.Hour, CommitWindow: 100 * time.Millisecond}
+	s, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{}, timing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.End(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := repos.Reader.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 1 && len(list[0].Objects) >= 2 {
+			break // renewed
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session was not renewed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := s.CommitBy(); err == nil || !strings.Contains(err.Error(), "without a renewal") {
+		t.Fatalf("CommitBy right after a late renewal: %v, want the session expired", err)
+	}
+}
