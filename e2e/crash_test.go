@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
 // crashPackSize makes the ~150 MB crash dataset into ~40 packs, so kills
@@ -83,15 +81,7 @@ func TestCrashSafety(t *testing.T) {
 	})
 
 	t.Run("s3", func(t *testing.T) {
-		repoURL := storetest.MinIORepoURL(t)
-		loc, err := location.Parse(repoURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		px := newS3Proxy(t, loc.Endpoint)
-		repo := initAPI(t, repoURL, crashPackSize, "")
-		viaProxy := repo
-		viaProxy.url = "s3:http://" + px.addr() + "/" + loc.Bucket + "/" + loc.Prefix
+		repo, viaProxy, px := proxiedMinIORepo(t, crashPackSize)
 		cs := &crashState{t: t, repo: repo, w: viaProxy.writer(t), r: repo.reader(t), ds: ds, src: src, baseBytes: baseBytes, proxy: px}
 		// Two kills at moments in time, two while the k-th pack upload is
 		// in flight (k spread over what is left to upload).

@@ -13,6 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
 // s3Proxy is an HTTP reverse proxy in front of the test S3 server. A hook
@@ -111,4 +114,21 @@ func (p *s3Proxy) setKill(k func()) {
 // ("/data/", "/index/", "/snapshots/").
 func isPut(r *http.Request, part string) bool {
 	return r.Method == http.MethodPut && strings.Contains(r.URL.Path, part)
+}
+
+// proxiedMinIORepo creates a repository in a new MinIO bucket and returns
+// it twice: as it is, and reached through a new proxy (also returned), so
+// a test can kill the process under test at a chosen request.
+func proxiedMinIORepo(t *testing.T, packSize int) (repo, viaProxy testRepo, px *s3Proxy) {
+	t.Helper()
+	repoURL := storetest.MinIORepoURL(t)
+	loc, err := location.Parse(repoURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px = newS3Proxy(t, loc.Endpoint)
+	repo = initAPI(t, repoURL, packSize, "")
+	viaProxy = repo
+	viaProxy.url = "s3:http://" + px.addr() + "/" + loc.Bucket + "/" + loc.Prefix
+	return repo, viaProxy, px
 }

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
 // pruneSpec is small: the test is about prune's steps, not volume. Three
@@ -52,15 +50,7 @@ func TestPruneCrashSafety(t *testing.T) {
 	src := filepath.Join(work, "src")
 	ds := genDataset(t, src, pruneSpec)
 
-	repoURL := storetest.MinIORepoURL(t)
-	loc, err := location.Parse(repoURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := newS3Proxy(t, loc.Endpoint)
-	repo := initAPI(t, repoURL, crashPackSize, "")
-	viaProxy := repo
-	viaProxy.url = "s3:http://" + px.addr() + "/" + loc.Bucket + "/" + loc.Prefix
+	repo, viaProxy, px := proxiedMinIORepo(t, crashPackSize)
 	w, r, pr := repo.writer(t), repo.reader(t), viaProxy.reader(t)
 
 	var ids []string

@@ -30,6 +30,21 @@ func pruneRepos(t *testing.T, backend string) storetest.Repos {
 	return storetest.NewRepos(t, backend)
 }
 
+// onEachBackend runs fn as a subtest per backend, with a new repository
+// and an empty source directory.
+func onEachBackend(t *testing.T, fn func(t *testing.T, repos storetest.Repos, src string)) {
+	for _, backend := range pruneBackends {
+		t.Run(backend, func(t *testing.T) { fn(t, pruneRepos(t, backend), t.TempDir()) })
+	}
+}
+
+func removeFile(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // reopen opens the repository again with the identity, as a new process
 // would: nothing cached from earlier commands.
 func reopen(t *testing.T, repos storetest.Repos, st chunkstore.Store) *chunkstore.Repository {
@@ -126,77 +141,71 @@ func verifyRestores(t *testing.T, repos storetest.Repos, want map[chunkstore.ID]
 // deletes the packs only it used, keeps shared data, and leaves a
 // repository that checks clean and restores the remaining snapshot.
 func TestPruneDeletesOnlyUnreferenced(t *testing.T) {
-	for _, backend := range pruneBackends {
-		t.Run(backend, func(t *testing.T) {
-			ctx := context.Background()
-			repos := pruneRepos(t, backend)
-			src := t.TempDir()
-			a, shared, c := storetest.Data(1, 3<<20), storetest.Data(2, 2<<20), storetest.Data(3, 2<<20)
-			// shared alone, then with a (a's data in packs of its own),
-			// then with c instead of a; the middle snapshot is forgotten.
-			writeFile(t, filepath.Join(src, "shared"), shared)
-			first := backupDir(t, repos.Writer, src)
-			writeFile(t, filepath.Join(src, "a"), a)
-			middle := backupDir(t, repos.Writer, src)
-			if err := os.Remove(filepath.Join(src, "a")); err != nil {
-				t.Fatal(err)
-			}
-			writeFile(t, filepath.Join(src, "c"), c)
-			second := backupDir(t, repos.Writer, src)
-			forget(t, repos.Store, middle.ID)
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		a, shared, c := storetest.Data(1, 3<<20), storetest.Data(2, 2<<20), storetest.Data(3, 2<<20)
+		// shared alone, then with a (a's data in packs of its own),
+		// then with c instead of a; the middle snapshot is forgotten.
+		writeFile(t, filepath.Join(src, "shared"), shared)
+		first := backupDir(t, repos.Writer, src)
+		writeFile(t, filepath.Join(src, "a"), a)
+		middle := backupDir(t, repos.Writer, src)
+		removeFile(t, filepath.Join(src, "a"))
+		writeFile(t, filepath.Join(src, "c"), c)
+		second := backupDir(t, repos.Writer, src)
+		forget(t, repos.Store, middle.ID)
 
-			// A dry run changes nothing.
-			before := countObjects(t, repos.Store, "")
-			dry, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{DryRun: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if dry.MarkedPacks == 0 || dry.DeletedPacks != 0 {
-				t.Fatalf("dry run: %+v, want packs to mark and none deleted", dry)
-			}
-			if after := countObjects(t, repos.Store, ""); after != before {
-				t.Fatalf("dry run changed the store: %d objects, then %d", before, after)
-			}
+		// A dry run changes nothing.
+		before := countObjects(t, repos.Store, "")
+		dry, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{DryRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dry.MarkedPacks == 0 || dry.DeletedPacks != 0 {
+			t.Fatalf("dry run: %+v, want packs to mark and none deleted", dry)
+		}
+		if after := countObjects(t, repos.Store, ""); after != before {
+			t.Fatalf("dry run changed the store: %d objects, then %d", before, after)
+		}
 
-			res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.MarkedPacks != dry.MarkedPacks || res.DeletedPacks != res.MarkedPacks || res.PendingMarks != 0 {
-				t.Fatalf("prune: %+v, want every marked pack deleted at once (dry run marked %d)", res, dry.MarkedPacks)
-			}
-			if res.DeletedBytes < 3<<20 || res.DeletedBytes > 3<<20+64<<10 {
-				t.Errorf("deleted %d bytes, want the forgotten file's 3 MiB and a tree or two", res.DeletedBytes)
-			}
-			if n := countObjects(t, repos.Store, chunkstore.GCPrefix); n != 0 {
-				t.Errorf("%d GC objects left after a complete prune", n)
-			}
-			// The forgotten file's blobs are gone from the index too.
-			r := reopen(t, repos, repos.Store)
-			if err := r.LoadIndex(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if r.Index().Has(r.BlobID(a[:512<<10])) {
-				t.Error("a blob of the forgotten file is still in the index")
-			}
-			verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{
-				first.ID: {strings.TrimPrefix(filepath.Join(src, "shared"), "/"): shared},
-				second.ID: {
-					strings.TrimPrefix(filepath.Join(src, "shared"), "/"): shared,
-					strings.TrimPrefix(filepath.Join(src, "c"), "/"):      c,
-				},
-			})
-
-			// Nothing left to do: a second prune deletes nothing.
-			again, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if again.MarkedPacks != 0 || again.DeletedPacks != 0 {
-				t.Errorf("second prune: %+v, want nothing to do", again)
-			}
+		res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.MarkedPacks != dry.MarkedPacks || res.DeletedPacks != res.MarkedPacks || res.PendingMarks != 0 {
+			t.Fatalf("prune: %+v, want every marked pack deleted at once (dry run marked %d)", res, dry.MarkedPacks)
+		}
+		if res.DeletedBytes < 3<<20 || res.DeletedBytes > 3<<20+64<<10 {
+			t.Errorf("deleted %d bytes, want the forgotten file's 3 MiB and a tree or two", res.DeletedBytes)
+		}
+		if n := countObjects(t, repos.Store, chunkstore.GCPrefix); n != 0 {
+			t.Errorf("%d GC objects left after a complete prune", n)
+		}
+		// The forgotten file's blobs are gone from the index too.
+		r := reopen(t, repos, repos.Store)
+		if err := r.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r.Index().Has(r.BlobID(a[:512<<10])) {
+			t.Error("a blob of the forgotten file is still in the index")
+		}
+		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{
+			first.ID: {strings.TrimPrefix(filepath.Join(src, "shared"), "/"): shared},
+			second.ID: {
+				strings.TrimPrefix(filepath.Join(src, "shared"), "/"): shared,
+				strings.TrimPrefix(filepath.Join(src, "c"), "/"):      c,
+			},
 		})
-	}
+
+		// Nothing left to do: a second prune deletes nothing.
+		again, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.MarkedPacks != 0 || again.DeletedPacks != 0 {
+			t.Errorf("second prune: %+v, want nothing to do", again)
+		}
+	})
 }
 
 // blockingStore holds every snapshot manifest upload until released, so a
@@ -225,82 +234,76 @@ func (s *blockingStore) Put(ctx context.Context, name string, data []byte) error
 // then forgotten, and commits after prune has run. Prune must keep that
 // data while the backup runs and after it commits.
 func TestPruneWaitsForRunningBackup(t *testing.T) {
-	for _, backend := range pruneBackends {
-		t.Run(backend, func(t *testing.T) {
-			ctx := context.Background()
-			repos := pruneRepos(t, backend)
-			src := t.TempDir()
-			a, junk := storetest.Data(11, 3<<20), storetest.Data(12, 2<<20)
-			writeFile(t, filepath.Join(src, "a"), a)
-			writeFile(t, filepath.Join(src, "junk"), junk)
-			old := backupDir(t, repos.Writer, src)
-			if err := os.Remove(filepath.Join(src, "junk")); err != nil {
-				t.Fatal(err)
-			}
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		a, junk := storetest.Data(11, 3<<20), storetest.Data(12, 2<<20)
+		writeFile(t, filepath.Join(src, "a"), a)
+		writeFile(t, filepath.Join(src, "junk"), junk)
+		old := backupDir(t, repos.Writer, src)
+		removeFile(t, filepath.Join(src, "junk"))
 
-			// A second backup of the same "a", in its own process (its own
-			// Repository), held just before its commit.
-			bs := &blockingStore{Store: repos.Store, arrived: make(chan struct{}), release: make(chan struct{})}
-			w2, err := chunkstore.Open(ctx, bs, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			type outcome struct {
-				res *snapshot.Result
-				err error
-			}
-			done := make(chan outcome, 1)
-			go func() {
-				res, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "running"})
-				done <- outcome{res, err}
-			}()
-			select {
-			case <-bs.arrived:
-			case o := <-done:
-				t.Fatalf("backup ended before its commit: %v", o.err)
-			}
-			// Now the old snapshot is forgotten: "a" is referenced only by
-			// the backup that has not committed.
-			forget(t, repos.Store, old.ID)
-			res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.MarkedPacks == 0 || res.DeletedPacks != 0 || res.PendingMarks != 1 || len(res.Waiting) != 1 {
-				t.Fatalf("prune during a backup: %+v, want packs marked, none deleted, one backup waited for", res)
-			}
-			if res.Waiting[0].Host != "running" {
-				t.Errorf("prune waits for %+v, want the running backup's session", res.Waiting[0])
-			}
-			// The mark stays until the backup ends, however often prune runs.
-			res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
-			if err != nil || res.DeletedPacks != 0 || res.PendingMarks != 1 {
-				t.Fatalf("second prune during the backup: %+v %v", res, err)
-			}
+		// A second backup of the same "a", in its own process (its own
+		// Repository), held just before its commit.
+		bs := &blockingStore{Store: repos.Store, arrived: make(chan struct{}), release: make(chan struct{})}
+		w2, err := chunkstore.Open(ctx, bs, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type outcome struct {
+			res *snapshot.Result
+			err error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			res, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "running"})
+			done <- outcome{res, err}
+		}()
+		select {
+		case <-bs.arrived:
+		case o := <-done:
+			t.Fatalf("backup ended before its commit: %v", o.err)
+		}
+		// Now the old snapshot is forgotten: "a" is referenced only by
+		// the backup that has not committed.
+		forget(t, repos.Store, old.ID)
+		res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.MarkedPacks == 0 || res.DeletedPacks != 0 || res.PendingMarks != 1 || len(res.Waiting) != 1 {
+			t.Fatalf("prune during a backup: %+v, want packs marked, none deleted, one backup waited for", res)
+		}
+		if res.Waiting[0].Host != "running" {
+			t.Errorf("prune waits for %+v, want the running backup's session", res.Waiting[0])
+		}
+		// The mark stays until the backup ends, however often prune runs.
+		res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+		if err != nil || res.DeletedPacks != 0 || res.PendingMarks != 1 {
+			t.Fatalf("second prune during the backup: %+v %v", res, err)
+		}
 
-			close(bs.release)
-			o := <-done
-			if o.err != nil {
-				t.Fatalf("backup: %v", o.err)
-			}
-			if added := o.res.Manifest.Summary.BytesAdded; added >= 1<<20 {
-				t.Fatalf("the running backup stored %d bytes: it should have reused a's data, or this test proves nothing", added)
-			}
-			res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.PendingMarks != 0 || res.ReusedPacks == 0 || res.DeletedPacks == 0 {
-				t.Fatalf("prune after the backup: %+v, want the reused packs kept and the junk deleted", res)
-			}
-			if res.DeletedBytes >= 5<<20 {
-				t.Errorf("deleted %d bytes: more than junk's 2 MiB and the old tree", res.DeletedBytes)
-			}
-			verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{o.res.ID: {
-				strings.TrimPrefix(filepath.Join(src, "a"), "/"): a,
-			}})
-		})
-	}
+		close(bs.release)
+		o := <-done
+		if o.err != nil {
+			t.Fatalf("backup: %v", o.err)
+		}
+		if added := o.res.Manifest.Summary.BytesAdded; added >= 1<<20 {
+			t.Fatalf("the running backup stored %d bytes: it should have reused a's data, or this test proves nothing", added)
+		}
+		res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.PendingMarks != 0 || res.ReusedPacks == 0 || res.DeletedPacks == 0 {
+			t.Fatalf("prune after the backup: %+v, want the reused packs kept and the junk deleted", res)
+		}
+		if res.DeletedBytes >= 5<<20 {
+			t.Errorf("deleted %d bytes: more than junk's 2 MiB and the old tree", res.DeletedBytes)
+		}
+		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{o.res.ID: {
+			strings.TrimPrefix(filepath.Join(src, "a"), "/"): a,
+		}})
+	})
 }
 
 // TestBackupAfterMarkDoesNotReuse: a backup that starts after packs were
@@ -354,35 +357,31 @@ func TestBackupAfterMarkDoesNotReuse(t *testing.T) {
 // (kill -9, a lost host) holds prune back only until the session is stale;
 // prune then deletes the marked packs and removes the dead session.
 func TestPruneStaleSession(t *testing.T) {
-	for _, backend := range pruneBackends {
-		t.Run(backend, func(t *testing.T) {
-			ctx := context.Background()
-			repos := pruneRepos(t, backend)
-			src := t.TempDir()
-			writeFile(t, filepath.Join(src, "a"), storetest.Data(31, 2<<20))
-			old := backupDir(t, repos.Writer, src)
-			forget(t, repos.Store, old.ID)
-			// What a killed backup leaves: a session object nobody renews.
-			if err := repos.Store.Put(ctx, chunkstore.SessionsPrefix+"0123456789abcdef/000000", []byte("killed")); err != nil {
-				t.Fatal(err)
-			}
-			timing := chunkstore.DefaultSessionTiming
-			timing.Stale = 3 * time.Second
-			timing.Margin = 0
-			res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
-			if err != nil || res.PendingMarks != 1 || res.DeletedPacks != 0 {
-				t.Fatalf("prune with a fresh dead session: %+v %v, want the mark pending", res, err)
-			}
-			time.Sleep(timing.Stale + time.Second)
-			res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
-			if err != nil || res.PendingMarks != 0 || res.DeletedPacks == 0 || res.SessionsGone != 1 {
-				t.Fatalf("prune after the session went stale: %+v %v, want the packs deleted and the session removed", res, err)
-			}
-			if n := countObjects(t, repos.Store, chunkstore.SessionsPrefix); n != 0 {
-				t.Errorf("%d session objects left", n)
-			}
-		})
-	}
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		writeFile(t, filepath.Join(src, "a"), storetest.Data(31, 2<<20))
+		old := backupDir(t, repos.Writer, src)
+		forget(t, repos.Store, old.ID)
+		// What a killed backup leaves: a session object nobody renews.
+		if err := repos.Store.Put(ctx, chunkstore.SessionsPrefix+"0123456789abcdef/000000", []byte("killed")); err != nil {
+			t.Fatal(err)
+		}
+		timing := chunkstore.DefaultSessionTiming
+		timing.Stale = 3 * time.Second
+		timing.Margin = 0
+		res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+		if err != nil || res.PendingMarks != 1 || res.DeletedPacks != 0 {
+			t.Fatalf("prune with a fresh dead session: %+v %v, want the mark pending", res, err)
+		}
+		time.Sleep(timing.Stale + time.Second)
+		res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+		if err != nil || res.PendingMarks != 0 || res.DeletedPacks == 0 || res.SessionsGone != 1 {
+			t.Fatalf("prune after the session went stale: %+v %v, want the packs deleted and the session removed", res, err)
+		}
+		if n := countObjects(t, repos.Store, chunkstore.SessionsPrefix); n != 0 {
+			t.Errorf("%d session objects left", n)
+		}
+	})
 }
 
 // stallingStore delays pack uploads and refuses session renewals, as a
@@ -500,42 +499,36 @@ func TestPruneRefusesDamage(t *testing.T) {
 // kept file's blobs are copied into a new pack, the old pack deleted, and
 // everything still restores.
 func TestPruneRepacks(t *testing.T) {
-	for _, backend := range pruneBackends {
-		t.Run(backend, func(t *testing.T) {
-			ctx := context.Background()
-			repos := pruneRepos(t, backend)
-			src := t.TempDir()
-			a, b := storetest.Data(61, 3<<20), storetest.Data(62, 3<<20)
-			writeFile(t, filepath.Join(src, "a"), a)
-			writeFile(t, filepath.Join(src, "b"), b)
-			old := backupDir(t, repos.Writer, src)
-			if err := os.Remove(filepath.Join(src, "a")); err != nil {
-				t.Fatal(err)
-			}
-			kept := backupDir(t, repos.Writer, src)
-			forget(t, repos.Store, old.ID)
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		a, b := storetest.Data(61, 3<<20), storetest.Data(62, 3<<20)
+		writeFile(t, filepath.Join(src, "a"), a)
+		writeFile(t, filepath.Join(src, "b"), b)
+		old := backupDir(t, repos.Writer, src)
+		removeFile(t, filepath.Join(src, "a"))
+		kept := backupDir(t, repos.Writer, src)
+		forget(t, repos.Store, old.ID)
 
-			res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0.6})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.PartlyUsedPacks != 1 || res.RepackedPacks != 0 || res.UnusedBytesInUsedPacks < 3<<20 {
-				t.Fatalf("prune tolerating 60%% unused: %+v, want the shared pack found and kept", res)
-			}
-			packs := countObjects(t, repos.Store, chunkstore.DataPrefix)
-			res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0.1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.RepackedPacks != 1 || res.DeletedPacks != 1 || res.RepackWritten < 3<<20 || res.RepackWritten > 3<<20+64<<10 {
-				t.Fatalf("prune tolerating 10%%: %+v, want the shared pack repacked (b's 3 MiB written) and deleted", res)
-			}
-			if n := countObjects(t, repos.Store, chunkstore.DataPrefix); n != packs {
-				t.Errorf("%d packs after repacking one, want %d (one new, one deleted)", n, packs)
-			}
-			verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{kept.ID: {
-				strings.TrimPrefix(filepath.Join(src, "b"), "/"): b,
-			}})
-		})
-	}
+		res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0.6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.PartlyUsedPacks != 1 || res.RepackedPacks != 0 || res.UnusedBytesInUsedPacks < 3<<20 {
+			t.Fatalf("prune tolerating 60%% unused: %+v, want the shared pack found and kept", res)
+		}
+		packs := countObjects(t, repos.Store, chunkstore.DataPrefix)
+		res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0.1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RepackedPacks != 1 || res.DeletedPacks != 1 || res.RepackWritten < 3<<20 || res.RepackWritten > 3<<20+64<<10 {
+			t.Fatalf("prune tolerating 10%%: %+v, want the shared pack repacked (b's 3 MiB written) and deleted", res)
+		}
+		if n := countObjects(t, repos.Store, chunkstore.DataPrefix); n != packs {
+			t.Errorf("%d packs after repacking one, want %d (one new, one deleted)", n, packs)
+		}
+		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{kept.ID: {
+			strings.TrimPrefix(filepath.Join(src, "b"), "/"): b,
+		}})
+	})
 }
