@@ -131,7 +131,7 @@ func (a *Agent) runJob(parent context.Context, item *coordinator.WorkItem) {
 	if out.err != nil {
 		rep.Error = out.err.Error()
 	} else {
-		rep.Snapshot, rep.Partial, rep.Warnings = out.snap, out.partial, out.warnings
+		rep.Snapshot, rep.Partial, rep.Warnings, rep.Forgotten = out.snap, out.partial, out.warnings, out.forgotten
 	}
 	// Heartbeats go on while the report is sent: a slow report must not
 	// let the lease lapse.

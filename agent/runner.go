@@ -24,6 +24,9 @@ type outcome struct {
 	err      error
 	partial  bool     // committed, but some entries could not be read
 	warnings []string // reported with a successful job
+	// forgotten are the snapshots the policy's retention removed after a
+	// successful backup.
+	forgotten []string
 	// verify and drill are the reports of maintenance jobs; they are
 	// sent with a failed job too (damage found, a drill that failed).
 	verify *coordinator.VerifyReport
@@ -200,8 +203,17 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 	if res.Adopted > 0 {
 		a.log.Info("reused packs uploaded by an interrupted backup", "job", item.Job.ID, "packs", res.Adopted)
 	}
+	var forgotten []string
+	warn := "retention not applied after a partial snapshot: the snapshots it would replace are complete"
+	if len(res.Warnings) == 0 {
+		forgotten, warn = a.applyRetention(ctx, repo, *p, res.ID)
+	}
+	if warn != "" && p.Retention != (coordinator.Retention{}) {
+		a.log.Warn(warn, "job", item.Job.ID, "policy", p.Name)
+		warnings = append(warnings, warn)
+	}
 	return outcome{snap: &coordinator.SnapshotInfo{ID: res.ID.String(), Host: res.Manifest.Host, Time: res.Manifest.Time,
-		Size: int64(res.Manifest.Summary.BytesProcessed)}, partial: len(res.Warnings) > 0, warnings: warnings}
+		Size: int64(res.Manifest.Summary.BytesProcessed)}, partial: len(res.Warnings) > 0, warnings: warnings, forgotten: forgotten}
 }
 
 // openRepo opens a repository with the writer key the coordinator sent,

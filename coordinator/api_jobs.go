@@ -106,6 +106,8 @@ type CompleteRequest struct {
 	Warnings []string      `json:"warnings,omitempty"` // at most MaxJobWarnings are kept, each cut to 500 bytes
 	Drill    *DrillReport  `json:"drill,omitempty"`    // drill jobs: the verdict
 	Verify   *VerifyReport `json:"verify,omitempty"`   // verify jobs: what was read
+	// Forgotten: backup jobs, the snapshots the policy's retention removed.
+	Forgotten []string `json:"forgotten,omitempty"`
 }
 
 // MaxJobWarnings bounds the warnings a job result keeps.
@@ -182,7 +184,7 @@ func (a *API) completeJob(w http.ResponseWriter, r *http.Request, c *call) error
 	var j *Job
 	if err := a.apply(func() (err error) {
 		j, err = a.node.CompleteJob(ctx, CompleteJob{JobID: id, Agent: q.Agent, Token: q.Token, Success: q.Success, Error: q.Error, Snapshot: q.Snapshot,
-			Partial: q.Partial, Warnings: boundWarnings(q.Warnings), Drill: q.Drill, Verify: q.Verify})
+			Partial: q.Partial, Warnings: boundWarnings(q.Warnings), Drill: q.Drill, Verify: q.Verify, Forgotten: q.Forgotten})
 		return err
 	}); err != nil {
 		return err

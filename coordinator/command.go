@@ -16,10 +16,12 @@ import (
 // Version history: 1, the first; 2, drills and verification — a
 // jobs.create with drill or verify jobs or their watermarks, and a
 // job.complete carrying a drill verdict or a verify report (both end the
-// job where a version-1 node would retry it). Each command is stamped with
+// job where a version-1 node would retry it); 3, retention — a
+// job.complete carrying the snapshots the agent forgot (a version-2 node
+// would keep them in the catalog). Each command is stamped with
 // the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 2
+const CommandVersion = 3
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.
@@ -38,7 +40,10 @@ func (p CreateJobs) minVersion() int {
 }
 
 func (p CompleteJob) minVersion() int {
-	if p.Drill != nil || p.Verify != nil {
+	switch {
+	case len(p.Forgotten) > 0:
+		return 3
+	case p.Drill != nil || p.Verify != nil:
 		return 2
 	}
 	return 1
@@ -285,6 +290,9 @@ type CompleteJob struct {
 	Drill *DrillReport `json:"drill,omitempty"`
 	// Verify is a verify job's report (required when it succeeds).
 	Verify *VerifyReport `json:"verify,omitempty"`
+	// Forgotten are the snapshots a successful backup job removed by the
+	// policy's retention; they leave the catalog.
+	Forgotten []string `json:"forgotten,omitempty"`
 }
 
 // ExpireLease takes back an expired lease. It only applies if the token is

@@ -895,6 +895,12 @@ func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error
 					Time: sn.Time.UTC(), Size: sn.Size, JobID: j.ID}
 			}
 		}
+		if j.Kind == KindBackup && len(p.Forgotten) > 0 {
+			j.Result.Forgotten = append([]string(nil), p.Forgotten...)
+			for _, id := range p.Forgotten {
+				delete(s.Catalog, id)
+			}
+		}
 	}
 	out := j.clone()
 	return outcome{value: &out, target: "job/" + j.ID}, nil

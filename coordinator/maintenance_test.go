@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -378,6 +379,7 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a backup result", CmdCompleteJob, CompleteJob{JobID: "b", Success: true}, 1},
 		{"a drill verdict", CmdCompleteJob, CompleteJob{JobID: "d", Drill: &DrillReport{Reasons: []string{"check"}}}, 2},
 		{"a verify report", CmdCompleteJob, CompleteJob{JobID: "v", Verify: &VerifyReport{}}, 2},
+		{"a backup result with forgotten snapshots", CmdCompleteJob, CompleteJob{JobID: "b", Success: true, Forgotten: []string{"s0"}}, 3},
 		{"a policy", CmdPutPolicy, PutPolicy{}, 1},
 	} {
 		c, err := NewCommand(tc.typ, "test", tc.payload)
@@ -401,6 +403,30 @@ func TestCommandVersionStamping(t *testing.T) {
 	before := h.snapshot()
 	if res := h.raw(b); !errors.Is(res.Err, ErrUnsupportedCommand) || string(before) != string(h.snapshot()) {
 		t.Fatalf("newer command: %v, state changed %v", res.Err, string(before) != string(h.snapshot()))
+	}
+}
+
+// TestRetentionLeavesTheCatalog: the snapshots an agent forgot by the
+// policy's retention after a backup leave the catalog with that backup's
+// result, and the result names them.
+func TestRetentionLeavesTheCatalog(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "")
+	for i, id := range []string{"s1", "s2"} {
+		j := h.leaseNew(NewJob{ID: fmt.Sprintf("b%d", i+1), Kind: KindBackup, Policy: "p"}, time.Minute)
+		h.must(CmdCompleteJob, CompleteJob{JobID: j.ID, Agent: "a1", Token: j.Lease.Token, Success: true,
+			Snapshot: &SnapshotInfo{ID: id, Host: "h", Time: h.now}})
+	}
+	j := h.leaseNew(NewJob{ID: "b3", Kind: KindBackup, Policy: "p"}, time.Minute)
+	done := h.must(CmdCompleteJob, CompleteJob{JobID: "b3", Agent: "a1", Token: j.Lease.Token, Success: true,
+		Snapshot: &SnapshotInfo{ID: "s3", Host: "h", Time: h.now}, Forgotten: []string{"s1", "unknown"}}).(*Job)
+	if !slices.Equal(done.Result.Forgotten, []string{"s1", "unknown"}) {
+		t.Errorf("result forgotten = %v", done.Result.Forgotten)
+	}
+	st := h.state()
+	if _, ok := st.Catalog["s1"]; ok || st.Catalog["s2"] == nil || st.Catalog["s3"] == nil {
+		t.Errorf("catalog after retention: %v, want s2 and s3", slices.Sorted(maps.Keys(st.Catalog)))
 	}
 }
 

@@ -168,7 +168,7 @@ func (p Policy) check() (errs, warns []Problem) {
 		add("retention.keep_within", "must not be negative (got %s)", r.KeepWithin)
 	}
 	if r != (Retention{}) {
-		warn("retention", "stored, but not applied: the coordinator does not forget snapshots yet; run 'lifeboat forget --keep-...' and 'lifeboat prune' with these rules (docs/operations.md)")
+		warn("retention", "applied by the agent after each backup (it forgets snapshots, which needs storage credentials that may delete); only 'lifeboat prune', run with the identity, frees their data (docs/operations.md)")
 	}
 
 	if p.Targets.RPO < 0 {

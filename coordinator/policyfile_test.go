@@ -100,8 +100,8 @@ func TestParsePoliciesValid(t *testing.T) {
 	}
 	// Both policies keep snapshots by rules nothing applies yet: said once
 	// each, nothing else.
-	if len(warns) != 2 || !strings.Contains(warns[0].String(), "valid.yaml:15: retention: stored, but not applied") ||
-		!strings.Contains(warns[1].String(), "valid.yaml:43: retention: stored, but not applied") {
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "valid.yaml:15: retention: applied by the agent") ||
+		!strings.Contains(warns[1].String(), "valid.yaml:43: retention: applied by the agent") {
 		t.Errorf("warnings %v, want one about retention per policy", warns)
 	}
 	for _, p := range ps {
@@ -200,7 +200,7 @@ func TestPolicyWarnings(t *testing.T) {
 			"p.yaml:6: targets.rpo: 25h is shorter than the 3d between scheduled runs"},
 		{base + "schedule: '@daily'\n", "p.yaml:1: agents: no selector"},
 		{base + "schedule: 'CRON_TZ=Europe/Berlin 30 2 * * *'\nagents: {a: b}\n", "p.yaml:4: schedule: daylight saving time in Europe/Berlin"},
-		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {keep_daily: 7}\n", "p.yaml:6: retention: stored, but not applied"},
+		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {keep_daily: 7}\n", "p.yaml:6: retention: applied by the agent"},
 	} {
 		ps, warns, err := ParsePoliciesWithWarnings([]byte(tc.yaml), "p.yaml")
 		if err != nil || len(ps) != 1 {

@@ -251,6 +251,9 @@ type Result struct {
 	Drill string `json:"drill,omitempty"`
 	// Verify summarises what a verify job checked.
 	Verify *VerifySummary `json:"verify,omitempty"`
+	// Forgotten are the snapshots the policy's retention removed after
+	// this backup (backup jobs).
+	Forgotten []string `json:"forgotten,omitempty"`
 }
 
 // CatalogEntry is a snapshot known to the coordinator, added when a backup
@@ -574,6 +577,7 @@ func (j *Job) clone() Job {
 	if j.Result != nil {
 		r := *j.Result
 		r.Warnings = slices.Clone(j.Result.Warnings)
+		r.Forgotten = slices.Clone(j.Result.Forgotten)
 		if j.Result.Verify != nil {
 			v := *j.Result.Verify
 			v.Damaged = slices.Clone(v.Damaged)

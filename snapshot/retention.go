@@ -42,8 +42,8 @@ type SnapshotRef struct {
 // Retention keeps everything: forgetting needs an explicit rule.
 //
 // 'lifeboat forget' applies it to each group of snapshots (same host and
-// paths). A coordinator policy's retention is stored but not yet applied
-// by the coordinator (policy apply warns).
+// paths); an agent applies a policy's retention to the policy's snapshots
+// after each backup.
 func Keep(snaps []SnapshotRef, r Retention, now time.Time) (keep, forget []SnapshotRef, reasons map[string][]string) {
 	list := append([]SnapshotRef(nil), snaps...)
 	sort.SliceStable(list, func(i, j int) bool {

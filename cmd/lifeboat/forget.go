@@ -215,9 +215,9 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 }
 
 func printForget(w io.Writer, rep forgetReport, quiet bool) {
-	verb := "removed"
+	verb, action := "removed", "remove"
 	if rep.DryRun {
-		verb = "would remove"
+		verb, action = "would remove", "would remove"
 	}
 	total := 0
 	for _, grp := range rep.Groups {
@@ -232,7 +232,7 @@ func printForget(w io.Writer, rep forgetReport, quiet bool) {
 			fmt.Fprintf(w, "  keep    %s  %s  %s\n", k.ID[:8], k.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(k.Reasons, "; "))
 		}
 		for _, r := range grp.Remove {
-			fmt.Fprintf(w, "  %s  %s  %s\n", map[bool]string{true: "would remove", false: "remove"}[rep.DryRun], r.ID[:8], r.Time.Local().Format("2006-01-02 15:04:05"))
+			fmt.Fprintf(w, "  %s  %s  %s\n", action, r.ID[:8], r.Time.Local().Format("2006-01-02 15:04:05"))
 		}
 	}
 	fmt.Fprintf(w, "%s %d %s\n", verb, total, plural(total, "snapshot", "snapshots"))

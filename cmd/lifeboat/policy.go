@@ -21,9 +21,9 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Short: "Apply, list, show, delete and run backup policies",
 		Long: `Policies say what to back up (paths, exclude), where (a repository registered
 with 'lifeboat repo add'), when (schedule), on which agents (label selector),
-how long to keep it (retention: stored, not yet applied by the coordinator —
-run 'lifeboat forget --keep-* --prune' with the same rules) and the recovery
-targets (rpo, rto).
+how long to keep it (retention: the agent forgets its older snapshots after
+each backup; 'lifeboat prune' with the identity frees their data) and the
+recovery targets (rpo, rto).
 See docs/api.md and the example in docs/operations.md.`,
 	}
 	cf.register(cmd)

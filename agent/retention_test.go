@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// TestAgentAppliesRetention: after each backup the agent forgets the
+// policy's snapshots its retention does not keep — only those of its own
+// host, paths and tags — and the coordinator drops them from the catalog.
+func TestAgentAppliesRetention(t *testing.T) {
+	tc := newTestCoordinator(t)
+	src := t.TempDir()
+	fixture.Create(t, src, smallTree())
+	tc.policy(coordinator.Policy{Name: "web", Agents: map[string]string{"role": "web"}, Paths: []string{src},
+		Tags: []string{"nightly"}, Retention: coordinator.Retention{KeepLast: 2}})
+	token := tc.joinToken(nil, time.Time{})
+	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: token, DataDir: t.TempDir(), Name: "web-1",
+		Labels: map[string]string{"role": "web"}, Host: "web-1.example"})
+	tc.waitEnrolled("web-1")
+
+	// A snapshot of the same paths from another host is not the policy's
+	// to forget.
+	repo := tc.openRepo()
+	other, err := snapshot.Backup(t.Context(), repo, snapshot.BackupOptions{Paths: []string{src}, Host: "elsewhere", Tags: []string{"nightly"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var jobs []coordinator.Job
+	for range 4 {
+		j := tc.waitJob(tc.run("web"), "finish", final)
+		if j.State != coordinator.JobSucceeded {
+			t.Fatalf("job %s: %s (%+v)", j.ID, j.State, j.Result)
+		}
+		jobs = append(jobs, j)
+	}
+	snap := func(i int) string { return jobs[i].Result.SnapshotID }
+	if len(jobs[0].Result.Forgotten)+len(jobs[1].Result.Forgotten) != 0 {
+		t.Errorf("forgot before there were more than 2 snapshots: %v %v", jobs[0].Result.Forgotten, jobs[1].Result.Forgotten)
+	}
+	if !slices.Equal(jobs[2].Result.Forgotten, []string{snap(0)}) || !slices.Equal(jobs[3].Result.Forgotten, []string{snap(1)}) {
+		t.Fatalf("forgotten by jobs 3 and 4: %v, %v; want the oldest each time (%s, %s)", jobs[2].Result.Forgotten, jobs[3].Result.Forgotten, snap(0), snap(1))
+	}
+	var ids []string
+	for _, s := range tc.snapshots() {
+		ids = append(ids, s.ID.String())
+	}
+	slices.Sort(ids)
+	want := []string{other.ID.String(), snap(2), snap(3)}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("snapshots in the repository: %v, want the other host's and the two newest", ids)
+	}
+	tc.node.View(func(s *coordinator.State) {
+		for i, j := range jobs {
+			if _, ok := s.Catalog[j.Result.SnapshotID]; ok != (i >= 2) {
+				t.Errorf("catalog has snapshot of job %d: %v", i+1, ok)
+			}
+		}
+	})
+	// The repository still checks clean: forget removed manifests only.
+	r := tc.openRepo()
+	if err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if probs, err := snapshot.Check(t.Context(), r); err != nil || len(probs) > 0 {
+		t.Fatalf("check: %v %v", probs, err)
+	}
+}
