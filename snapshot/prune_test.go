@@ -414,11 +414,11 @@ func (s *stallingStore) Put(ctx context.Context, name string, data []byte) error
 // have taken it for dead), and says why.
 func TestBackupDoesNotCommitAfterLosingItsSession(t *testing.T) {
 	ctx := context.Background()
-	st := &stallingStore{Store: mem.New(), delay: 600 * time.Millisecond}
+	st := &stallingStore{Store: mem.New(), delay: 1200 * time.Millisecond}
 	repos := storetest.InitRepos(t, st)
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "a"), storetest.Data(41, 1<<20))
-	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: time.Second, CommitWindow: 300 * time.Millisecond, Margin: time.Second}
+	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 2 * time.Second, CommitWindow: time.Second, Margin: time.Second}
 	_, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Sessions: timing})
 	if err == nil || !strings.Contains(err.Error(), "does not commit") || !strings.Contains(err.Error(), "renewal refused") {
 		t.Fatalf("backup whose session lapsed: err = %v, want a refusal to commit naming the renewal error", err)
