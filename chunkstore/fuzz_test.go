@@ -15,6 +15,7 @@ import (
 	"filippo.io/age/armor"
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
 // Fuzz targets for every decoder of bytes read from a repository (or
@@ -172,6 +173,62 @@ func FuzzOpenMeta(f *testing.F) {
 		again, err := chunkstore.OpenMetaForTest(&goldenMetaKey, chunkstore.MetaKind(kind), resealed)
 		if err != nil || !bytes.Equal(again, plain) {
 			t.Fatalf("seal/open round trip failed: %v", err)
+		}
+	})
+}
+
+// FuzzGCObjects feeds GC marks and backup sessions, raw or sealed with
+// the repository's metadata key, to the code backups and prune read them
+// with. A mark that does not decode is skipped (never an error that
+// stops every backup); one that does lists exactly the packs it holds. A
+// session is always listed, its description best-effort.
+func FuzzGCObjects(f *testing.F) {
+	ctx := context.Background()
+	st := mem.New()
+	repos := storetest.InitRepos(f, st)
+	key := &repos.Writer.Secrets().MetaKey
+	f.Add([]byte(`{"packs":["`+chunkstore.Hash([]byte("p")).String()+`"]}`), true)
+	f.Add([]byte(`{"packs":[]}`), true)
+	f.Add([]byte(`{"host":"h","pid":7,"started":"2026-11-27T10:00:00Z"}`), true)
+	f.Add([]byte(`{"packs":["zz"]}`), true)
+	f.Add([]byte("LBM1\x05garbage"), false)
+	f.Fuzz(func(t *testing.T, b []byte, seal bool) {
+		mark, sess := b, b
+		if seal {
+			mark = chunkstore.SealMetaForTest(key, chunkstore.KindGCMark, b)
+			sess = chunkstore.SealMetaForTest(key, chunkstore.KindSession, b)
+		}
+		markName := chunkstore.GCPrefix + chunkstore.Hash(mark).String()
+		sessName := chunkstore.SessionsPrefix + "fuzz/000000"
+		if err := st.Put(ctx, markName, mark); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Put(ctx, sessName, sess); err != nil {
+			t.Fatal(err)
+		}
+		defer st.Delete(ctx, markName)
+		defer st.Delete(ctx, sessName)
+		marks, err := repos.Writer.GCMarks(ctx)
+		if err != nil {
+			t.Fatalf("GCMarks: %v", err)
+		}
+		var want struct {
+			Packs []chunkstore.ID `json:"packs"`
+		}
+		decodes := seal && json.Unmarshal(b, &want) == nil
+		switch {
+		case len(marks) > 1:
+			t.Fatalf("%d marks from one object", len(marks))
+		case len(marks) == 1 && !decodes:
+			t.Fatalf("accepted a mark that does not decode: %+v", marks[0])
+		case len(marks) == 0 && decodes:
+			t.Fatalf("skipped a mark that decodes to %v", want.Packs)
+		case len(marks) == 1 && !reflect.DeepEqual(marks[0].Packs, want.Packs):
+			t.Fatalf("mark packs %v, want %v", marks[0].Packs, want.Packs)
+		}
+		list, err := repos.Writer.Sessions(ctx)
+		if err != nil || len(list) != 1 || list[0].ID != "fuzz" {
+			t.Fatalf("Sessions: %+v %v, want the one stored", list, err)
 		}
 	})
 }
