@@ -1,10 +1,15 @@
 package agent
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -71,5 +76,38 @@ func TestAgentAppliesRetention(t *testing.T) {
 	}
 	if probs, err := snapshot.Check(t.Context(), r); err != nil || len(probs) > 0 {
 		t.Fatalf("check: %v %v", probs, err)
+	}
+}
+
+// TestRetentionWithoutDeletes: storage credentials that may not delete
+// leave every snapshot in place; the agent reports a warning naming the
+// snapshot and the fix, and the backup it follows is not failed.
+func TestRetentionWithoutDeletes(t *testing.T) {
+	faulty := storetest.NewFaulty(mem.New())
+	repos := storetest.InitRepos(t, faulty)
+	src := t.TempDir()
+	fixture.Create(t, src, smallTree())
+	var made []*snapshot.Result
+	for range 3 {
+		res, err := snapshot.Backup(t.Context(), repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, res)
+	}
+	a := &Agent{cfg: Config{Host: "h"}, clock: coordinator.SystemClock, log: testLogger(t)}
+	faulty.FailNext(storetest.OpDelete, 1, chunkstore.Permanent(errors.New("AccessDenied: delete not allowed")))
+	p := coordinator.Policy{Name: "p", Paths: []string{src}, Retention: coordinator.Retention{KeepLast: 1}}
+	forgotten, warn := a.applyRetention(t.Context(), repos.Writer, p, made[2].ID)
+	if len(forgotten) != 0 || !strings.Contains(warn, "AccessDenied") || !strings.Contains(warn, "allow deletes") {
+		t.Fatalf("retention with deletes refused: forgotten %v, warning %q", forgotten, warn)
+	}
+	if ids, err := repos.Writer.ListMeta(t.Context(), chunkstore.KindSnapshot); err != nil || len(ids) != 3 {
+		t.Fatalf("snapshots after a refused delete: %d %v, want all 3", len(ids), err)
+	}
+	// Allowed, the same call forgets the two older ones.
+	forgotten, warn = a.applyRetention(t.Context(), repos.Writer, p, made[2].ID)
+	if len(forgotten) != 2 || warn != "" {
+		t.Fatalf("retention: forgotten %v, warning %q; want the two older snapshots", forgotten, warn)
 	}
 }
