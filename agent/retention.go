@@ -3,8 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"slices"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
@@ -15,8 +13,8 @@ import (
 // retention does not keep, after a backup committed. The group is
 // what this agent's backups of the policy produce: this host, the
 // policy's paths, and every tag of the policy. Only manifests are
-// removed; 'lifeboat prune' (with the identity, which agents do not hold)
-// frees the data. It returns the IDs removed and, if something went
+// removed; 'lifeboat prune' (with the identity, which the coordinator never
+// hands to backup agents) frees the data. It returns the IDs removed and, if something went
 // wrong, a warning for the job's result: retention never fails a backup
 // that committed.
 func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository, p coordinator.Policy, made chunkstore.ID) ([]string, string) {
@@ -28,10 +26,11 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 	if err != nil {
 		return nil, fmt.Sprintf("retention not applied: list snapshots: %v", err)
 	}
-	paths := cleanSorted(p.Paths)
+	group := snapshot.GroupKey(a.cfg.Host, p.Paths)
+	mine := snapshot.Filter{Tags: p.Tags}
 	var refs []snapshot.SnapshotRef
 	for _, s := range list {
-		if s.Host != a.cfg.Host || !slices.Equal(cleanSorted(s.Paths), paths) || !hasAll(s.Tags, p.Tags) {
+		if snapshot.GroupKey(s.Host, s.Paths) != group || !mine.Match(s) {
 			continue
 		}
 		refs = append(refs, snapshot.SnapshotRef{ID: s.ID.String(), Time: s.Time})
@@ -42,9 +41,12 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 		if f.ID == made.String() {
 			continue // never the snapshot just made (Keep keeps the newest anyway)
 		}
-		name := chunkstore.SnapshotsPrefix + f.ID
-		if err := repo.Store().Delete(ctx, name); err != nil {
-			return removed, fmt.Sprintf("retention: could not forget snapshot %s (%d forgotten before it): %v; the repository's storage credentials must allow deletes for agents to apply retention, or run 'lifeboat forget' elsewhere", f.ID[:8], len(removed), err)
+		id, err := chunkstore.ParseID(f.ID)
+		if err == nil {
+			err = snapshot.Forget(ctx, repo, id)
+		}
+		if err != nil {
+			return removed, fmt.Sprintf("retention: %v (%d forgotten before it); the repository's storage credentials must allow deletes for agents to apply retention, or run 'lifeboat forget' elsewhere", err, len(removed))
 		}
 		removed = append(removed, f.ID)
 	}
@@ -55,22 +57,4 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 		return removed, fmt.Sprintf("retention: %d unreadable snapshots were not considered (run 'lifeboat check'): %v", len(bad), bad[0])
 	}
 	return removed, ""
-}
-
-func cleanSorted(paths []string) []string {
-	out := make([]string, len(paths))
-	for i, p := range paths {
-		out[i] = filepath.Clean(p)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func hasAll(have, want []string) bool {
-	for _, w := range want {
-		if !slices.Contains(have, w) {
-			return false
-		}
-	}
-	return true
 }

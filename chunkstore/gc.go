@@ -233,7 +233,7 @@ func (s *Session) End(ctx context.Context) error {
 // SessionState is a backup session as prune sees it.
 type SessionState struct {
 	ID       string
-	Info     SessionInfo // zero if unreadable
+	Info     SessionInfo // zero if unreadable, or the session is done
 	Started  time.Time   // store time of the first object
 	LastBeat time.Time   // store time of the newest renewal
 	Done     bool        // closed with a "done" object
@@ -279,7 +279,10 @@ func (r *Repository) Sessions(ctx context.Context) ([]SessionState, error) {
 	}
 	out := make([]SessionState, 0, len(byID))
 	for id, s := range byID {
-		if name := newest[id]; name != "" {
+		// Only sessions that may still run are described (prune names the
+		// ones it waits for); closed ones pile up with put-only
+		// credentials until prune removes them, and are not read.
+		if name := newest[id]; name != "" && !s.Done {
 			if b, err := r.store.Get(ctx, name, 0, -1); err == nil {
 				if plain, err := openMeta(&r.secrets.MetaKey, KindSession, b); err == nil {
 					_ = json.Unmarshal(plain, &s.Info)

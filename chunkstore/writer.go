@@ -354,20 +354,40 @@ func (r *Repository) IndexUnindexed(ctx context.Context) (int, error) {
 	return len(entries), nil
 }
 
-// UnindexedPacks reads and verifies every pack missing from the index
-// (and not excluded by a GC mark). It returns the readable ones as index
-// entries and the names of the damaged ones.
-func (r *Repository) UnindexedPacks(ctx context.Context) (good []PackEntry, damaged []string, err error) {
-	var orphans []ObjectInfo
-	err = r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
-		id, ok := ParsePackName(oi.Name)
-		if ok && !r.index.HasPack(id) && !r.index.Excluded(id) {
-			orphans = append(orphans, oi)
+// ListPacks returns every pack object on storage with its size.
+func (r *Repository) ListPacks(ctx context.Context) (map[ID]int64, error) {
+	present := map[ID]int64{}
+	err := r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
+		if id, ok := ParsePackName(oi.Name); ok {
+			present[id] = oi.Size
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list packs in %s: %w", r.store.Location(), err)
+		return nil, fmt.Errorf("list packs in %s: %w", r.store.Location(), err)
+	}
+	return present, nil
+}
+
+// UnindexedPacks reads and verifies every pack on storage missing from the
+// index (see ReadUnindexed).
+func (r *Repository) UnindexedPacks(ctx context.Context) (good []PackEntry, damaged []string, err error) {
+	present, err := r.ListPacks(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.ReadUnindexed(ctx, present)
+}
+
+// ReadUnindexed reads and verifies the packs of present (a ListPacks
+// result) that the index does not list and no GC mark excludes. It returns
+// the readable ones as index entries and the names of the damaged ones.
+func (r *Repository) ReadUnindexed(ctx context.Context, present map[ID]int64) (good []PackEntry, damaged []string, err error) {
+	var orphans []ObjectInfo
+	for id, size := range present {
+		if !r.index.HasPack(id) && !r.index.Excluded(id) {
+			orphans = append(orphans, ObjectInfo{Name: PackName(id), Size: size})
+		}
 	}
 	var mu sync.Mutex
 	var entries []PackEntry

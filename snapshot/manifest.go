@@ -67,6 +67,16 @@ func decodeManifest(b []byte) (Manifest, error) {
 	return m, nil
 }
 
+// Forget removes a snapshot's manifest (its data stays until prune). The
+// error names the object.
+func Forget(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID) error {
+	name := chunkstore.SnapshotsPrefix + id.String()
+	if err := repo.Store().Delete(ctx, name); err != nil {
+		return fmt.Errorf("forget snapshot %s: delete %s: %w", id.Short(), name, err)
+	}
+	return nil
+}
+
 // Save stores a manifest and returns the snapshot ID.
 func Save(ctx context.Context, repo *chunkstore.Repository, m Manifest) (chunkstore.ID, error) {
 	m.Version = ManifestVersion

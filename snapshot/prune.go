@@ -101,7 +101,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	res := &PruneResult{DryRun: opts.DryRun}
-	ref := &referenced{blobs: map[chunkstore.ID]bool{}, walked: map[chunkstore.ID]bool{}}
+	ref := &referenced{seen: map[chunkstore.ID]bool{}, blobs: map[chunkstore.ID]bool{}, walked: map[chunkstore.ID]bool{}}
 
 	// Phase 1: mark. The index is loaded after the snapshots are listed
 	// (manifests are written after their index files).
@@ -124,7 +124,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 			inMark[p] = true
 		}
 	}
-	present, err := listPacks(ctx, repo)
+	present, err := repo.ListPacks(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -137,8 +137,8 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		if inMark[id] {
 			continue
 		}
-		loc, indexed := findPack(idx, id)
-		if !indexed {
+		loc := idx.Pack(id)
+		if loc == nil {
 			continue // unindexed: looked at below
 		}
 		used, unused := ref.usage(loc)
@@ -154,7 +154,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	}
 	// Packs no index lists: left by an interrupted backup, or being
 	// uploaded by a running one (whose session the mark then waits for).
-	orphans, damaged, err := repo.UnindexedPacks(ctx)
+	orphans, damaged, err := repo.ReadUnindexed(ctx, present)
 	if err != nil {
 		return nil, err
 	}
@@ -304,14 +304,14 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 			}
 		}
 	}
-	missing := 0
+	var missing []chunkstore.ID
 	for id := range ref.blobs {
 		if covered[id] {
 			continue
 		}
 		hs := holders[id]
 		if len(hs) == 0 {
-			missing++
+			missing = append(missing, id)
 			continue
 		}
 		keep := hs[0]
@@ -321,8 +321,9 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 			covered[b.ID] = true
 		}
 	}
-	if missing > 0 {
-		return fmt.Errorf("%w: %d blobs referenced by snapshots are in no pack of the index; run 'lifeboat check' and forget the damaged snapshots before pruning", ErrPruneUnsafe, missing)
+	if len(missing) > 0 {
+		sort.Slice(missing, func(i, j int) bool { return missing[i].String() < missing[j].String() })
+		return fmt.Errorf("%w: %d blobs referenced by snapshots are in no pack of the index (blob %s among them); run 'lifeboat check', which names the snapshots and files, and forget the damaged snapshots before pruning", ErrPruneUnsafe, len(missing), missing[0])
 	}
 	// Index first (so no index file names a deleted pack for longer than
 	// the deletions take), then the packs, then the marks: a crash leaves
@@ -477,26 +478,6 @@ func loadIndexForPrune(ctx context.Context, repo *chunkstore.Repository) error {
 	return nil
 }
 
-// listPacks returns every pack object and its size.
-func listPacks(ctx context.Context, repo *chunkstore.Repository) (map[chunkstore.ID]int64, error) {
-	present := map[chunkstore.ID]int64{}
-	err := repo.Store().List(ctx, chunkstore.DataPrefix, func(oi chunkstore.ObjectInfo) error {
-		if id, ok := chunkstore.ParsePackName(oi.Name); ok {
-			present[id] = oi.Size
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list packs in %s: %w", repo.Store().Location(), err)
-	}
-	return present, nil
-}
-
-func findPack(idx *chunkstore.Index, id chunkstore.ID) (*chunkstore.PackEntry, bool) {
-	p := idx.Pack(id)
-	return p, p != nil
-}
-
 // referenced is the set of blobs the snapshots reference.
 type referenced struct {
 	snapshots int
@@ -515,9 +496,6 @@ func (r *referenced) addSnapshots(ctx context.Context, repo *chunkstore.Reposito
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %v; run 'lifeboat check', and forget the snapshot if it cannot be repaired", ErrPruneUnsafe, errs[0])
-	}
-	if r.seen == nil {
-		r.seen = map[chunkstore.ID]bool{}
 	}
 	for _, s := range snaps {
 		if !r.seen[s.ID] {
@@ -554,7 +532,7 @@ func (r *referenced) walk(ctx context.Context, repo *chunkstore.Repository) erro
 					if gctx.Err() != nil {
 						return gctx.Err()
 					}
-					return fmt.Errorf("%w: tree %s: %v; run 'lifeboat check'", ErrPruneUnsafe, id.Short(), err)
+					return fmt.Errorf("%w: tree %s cannot be read, so what it references is unknown: %v", ErrPruneUnsafe, id.Short(), err)
 				}
 				mu.Lock()
 				defer mu.Unlock()

@@ -88,11 +88,19 @@ func forget(t *testing.T, st chunkstore.Store, id chunkstore.ID) {
 
 func countObjects(t *testing.T, st chunkstore.Store, prefix string) int {
 	t.Helper()
-	n := 0
-	if err := st.List(context.Background(), prefix, func(chunkstore.ObjectInfo) error { n++; return nil }); err != nil {
+	return len(listNames(t, st, prefix))
+}
+
+func listNames(t *testing.T, st chunkstore.Store, prefix string) []string {
+	t.Helper()
+	var names []string
+	if err := st.List(context.Background(), prefix, func(oi chunkstore.ObjectInfo) error {
+		names = append(names, oi.Name)
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return names
 }
 
 // verifyRestores checks the whole repository (structure and every pack's
@@ -488,6 +496,50 @@ func TestPruneRefusesDamage(t *testing.T) {
 			}
 		})
 	}
+	// The index lost its data packs (trees still listed): the snapshots'
+	// data blobs are in no pack of the index, so nothing may be deleted,
+	// and prune says which blob.
+	t.Run("data packs missing from the index", func(t *testing.T) {
+		saved := map[string][]byte{}
+		if err := repos.Store.List(ctx, chunkstore.IndexPrefix, func(oi chunkstore.ObjectInfo) error {
+			b, err := repos.Store.Get(ctx, oi.Name, 0, -1)
+			saved[oi.Name] = b
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r := reopen(t, repos, repos.Store)
+		if err := r.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		dataPacks := map[chunkstore.ID]bool{}
+		for _, p := range r.Index().Packs() {
+			if p.Blobs[0].Type == chunkstore.DataBlob {
+				dataPacks[p.ID] = true
+			}
+		}
+		if _, _, err := r.RewriteIndex(ctx, dataPacks); err != nil {
+			t.Fatal(err)
+		}
+		before := countObjects(t, repos.Store, chunkstore.DataPrefix)
+		_, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+		if !errors.Is(err, snapshot.ErrPruneUnsafe) || !strings.Contains(err.Error(), "in no pack of the index (blob ") {
+			t.Errorf("prune with the index lost: %v, want a refusal naming a blob", err)
+		}
+		if after := countObjects(t, repos.Store, chunkstore.DataPrefix); after != before {
+			t.Errorf("prune deleted packs (%d, then %d) although it refused", before, after)
+		}
+		for _, name := range listNames(t, repos.Store, chunkstore.IndexPrefix) {
+			if err := repos.Store.Delete(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, b := range saved {
+			if err := repos.Store.Put(ctx, name, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 	// Repaired, it runs.
 	if res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{}); err != nil || res.DeletedPacks == 0 {
 		t.Fatalf("prune after repair: %+v %v", res, err)

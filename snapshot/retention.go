@@ -2,7 +2,9 @@ package snapshot
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -16,6 +18,17 @@ type Retention struct {
 	KeepMonthly int
 	KeepYearly  int
 	KeepWithin  time.Duration
+}
+
+// GroupKey identifies the group retention rules are applied to: the host
+// and the set of backed-up paths (cleaned, in any order).
+func GroupKey(host string, paths []string) string {
+	clean := make([]string, len(paths))
+	for i, p := range paths {
+		clean[i] = filepath.Clean(p)
+	}
+	sort.Strings(clean)
+	return host + "\x00" + strings.Join(clean, "\x00")
 }
 
 // SnapshotRef is the part of a snapshot retention looks at.

@@ -153,9 +153,7 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 			if !flt.Match(s) {
 				continue
 			}
-			paths := append([]string(nil), s.Paths...)
-			sort.Strings(paths)
-			k := s.Host + "\x00" + strings.Join(paths, "\x00")
+			k := snapshot.GroupKey(s.Host, s.Paths)
 			if groups[k] == nil {
 				keys = append(keys, k)
 			}
@@ -187,9 +185,8 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 	}
 	if !ff.dryRun {
 		for _, s := range remove {
-			name := chunkstore.SnapshotsPrefix + s.ID.String()
-			if err := repo.Store().Delete(ctx, name); err != nil {
-				return fmt.Errorf("forget snapshot %s: delete %s: %w (snapshots removed before it stay removed; run forget again)", s.ID.Short(), name, storeError(g.repo, err))
+			if err := snapshot.Forget(ctx, repo, s.ID); err != nil {
+				return fmt.Errorf("%w (snapshots removed before it stay removed; run forget again)", storeError(g.repo, err))
 			}
 			rep.Removed++
 		}
@@ -198,8 +195,7 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 		printForget(g.stdout, rep, g.quiet)
 	}
 	if ff.prune && !ff.dryRun {
-		mu, _ := parseMaxUnused(defaultMaxUnused)
-		res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{MaxUnused: mu, Logger: g.log})
+		res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{MaxUnused: defaultMaxUnused, Logger: g.log})
 		if err != nil {
 			return fmt.Errorf("prune: %w", err)
 		}

@@ -12,9 +12,10 @@ import (
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
-// defaultMaxUnused is prune's --max-unused: restic tolerates 5 %, which
-// rewrites more; 10 % halves the repacking for a little more space.
-const defaultMaxUnused = "10%"
+// defaultMaxUnused is prune's --max-unused (and forget --prune's): restic
+// tolerates 5 %, which rewrites more; 10 % halves the repacking for a
+// little more space.
+const defaultMaxUnused = 0.10
 
 // parseMaxUnused reads --max-unused: "N%" or "unlimited".
 func parseMaxUnused(s string) (float64, error) {
@@ -61,7 +62,7 @@ report the packs being deleted as missing).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runPrune(cmd.Context(), g, dryRun, maxUnused) },
 	}
 	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "show what would be marked and repacked, change nothing")
-	cmd.Flags().StringVar(&maxUnused, "max-unused", defaultMaxUnused, "unreferenced data tolerated inside partly used packs, as a share of all packs (\"0%\" repacks all; \"unlimited\" none)")
+	cmd.Flags().StringVar(&maxUnused, "max-unused", fmt.Sprintf("%g%%", defaultMaxUnused*100), "unreferenced data tolerated inside partly used packs, as a share of all packs (\"0%\" repacks all; \"unlimited\" none)")
 	return cmd
 }
 
