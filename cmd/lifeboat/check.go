@@ -72,16 +72,16 @@ func parseFraction(s string) (float64, error) {
 	pct := strings.HasSuffix(s, "%")
 	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
 	if err != nil {
-		return 0, fmt.Errorf("invalid subset %q: want N%% or a fraction like 0.1", s)
+		return 0, fmt.Errorf("invalid share %q: want N%% or a fraction like 0.1", s)
 	}
 	if pct {
 		v /= 100
 	}
 	if !pct && v > 1 && v <= 100 {
-		return 0, fmt.Errorf("invalid subset %q: a fraction must be at most 1; did you mean %s%%?", s, s)
+		return 0, fmt.Errorf("invalid share %q: a fraction must be at most 1; did you mean %s%%?", s, s)
 	}
 	if !(v > 0 && v <= 1) {
-		return 0, fmt.Errorf("invalid subset %q: must be more than 0 and at most 100%%", s)
+		return 0, fmt.Errorf("invalid share %q: must be more than 0 and at most 100%%", s)
 	}
 	return v, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,16 +16,20 @@ import (
 // little more space.
 const defaultMaxUnused = 0.10
 
-// parseMaxUnused reads --max-unused: "N%" or "unlimited".
+// parseMaxUnused reads --max-unused: a share as check's
+// --read-data-subset takes it ("10%", "0.1"), "0%" or "unlimited".
 func parseMaxUnused(s string) (float64, error) {
-	if s == "unlimited" {
+	switch strings.TrimSpace(s) {
+	case "unlimited":
 		return -1, nil
+	case "0", "0%":
+		return 0, nil
 	}
-	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
-	if err != nil || !strings.HasSuffix(s, "%") || v < 0 || v > 100 {
-		return 0, usageError("--max-unused %q: want a percentage such as 10%% (0%% repacks every partly used pack) or \"unlimited\"", s)
+	v, err := parseFraction(s)
+	if err != nil {
+		return 0, usageError("--max-unused: %v (\"0%%\" repacks every partly used pack, \"unlimited\" none)", err)
 	}
-	return v / 100, nil
+	return v, nil
 }
 
 func newPruneCmd(g *globals) *cobra.Command {
