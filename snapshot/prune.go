@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -129,8 +130,16 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		return nil, err
 	}
 	idx := repo.Index()
+	var live []*chunkstore.PackEntry
+	for id := range present {
+		if loc := idx.Pack(id); loc != nil && !inMark[id] {
+			live = append(live, loc)
+		}
+	}
+	ref.chooseOwners(live)
 	var candidates []chunkstore.ID
 	var partly []partlyUsed
+	var usedBytes int64 // in the packs that stay
 	for id, size := range present {
 		res.Packs++
 		res.PackBytes += size
@@ -146,11 +155,13 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		case used == 0:
 			candidates = append(candidates, id)
 			res.MarkedBytes += size
+			continue
 		case unused > 0:
 			res.PartlyUsedPacks++
 			res.UnusedBytesInUsedPacks += unused
 			partly = append(partly, partlyUsed{loc, size, unused})
 		}
+		usedBytes += size - unused
 	}
 	// Packs no index lists: left by an interrupted backup, or being
 	// uploaded by a running one (whose session the mark then waits for).
@@ -178,7 +189,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	res.Snapshots = ref.snapshots
 	res.Trees = len(ref.walked)
 	res.ReferencedData = len(ref.blobs) - len(ref.walked)
-	toRepack := chooseRepack(partly, opts.MaxUnused, res.PackBytes-res.MarkedBytes)
+	toRepack := chooseRepack(partly, opts.MaxUnused, usedBytes)
 	for _, p := range toRepack {
 		res.RepackedPacks++
 		res.RepackedBytes += p.size
@@ -189,7 +200,14 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		return res, nil
 	}
 	if len(toRepack) > 0 {
-		written, err := repack(ctx, repo, ref, toRepack)
+		going := map[chunkstore.ID]bool{}
+		for _, id := range candidates {
+			going[id] = true
+		}
+		for id := range inMark {
+			going[id] = true
+		}
+		written, err := repack(ctx, repo, ref, toRepack, going)
 		if err != nil {
 			return res, err
 		}
@@ -286,20 +304,42 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 			drop[p] = true
 		}
 	}
+	// A blob is safe when a pack in no mark holds it: listed now, after
+	// the marks are (another prune deletes a mark only after its packs).
+	// Two prunes sweeping at once then never both count on the other's
+	// packs: whichever lists the marks second sees the first one's mark.
+	marked := map[chunkstore.ID]bool{}
+	all, err := repo.GCMarks(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range all {
+		for _, p := range m.Packs {
+			marked[p] = true
+		}
+	}
+	listed, err := repo.ListPacks(ctx)
+	if err != nil {
+		return err
+	}
 	// Every referenced blob must stay in some pack that is kept. A marked
-	// pack whose blob a backup reused (and that no other kept pack holds)
-	// is kept; a referenced blob in no indexed pack at all is damage, and
-	// then nothing is deleted.
+	// pack whose blob a backup reused (and that no pack outside the marks
+	// holds) is kept; a referenced blob in no indexed pack at all is
+	// damage, and then nothing is deleted.
 	covered := map[chunkstore.ID]bool{}
+	inOtherMark := map[chunkstore.ID]bool{} // held by a pack of a mark not swept now
 	holders := map[chunkstore.ID][]*chunkstore.PackEntry{}
 	for _, p := range idx.Packs() {
+		_, there := listed[p.ID]
 		for _, b := range p.Blobs {
-			if !ref.blobs[b.ID] {
-				continue
-			}
-			if drop[p.ID] {
+			switch {
+			case !ref.blobs[b.ID]:
+			case drop[p.ID]:
 				holders[b.ID] = append(holders[b.ID], p)
-			} else {
+			case !there:
+			case marked[p.ID]:
+				inOtherMark[b.ID] = true
+			default:
 				covered[b.ID] = true
 			}
 		}
@@ -311,7 +351,10 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 		}
 		hs := holders[id]
 		if len(hs) == 0 {
-			missing = append(missing, id)
+			// A pack of another mark holds it: that mark's sweep keeps it.
+			if !inOtherMark[id] {
+				missing = append(missing, id)
+			}
 			continue
 		}
 		keep := hs[0]
@@ -323,7 +366,7 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 	}
 	if len(missing) > 0 {
 		sort.Slice(missing, func(i, j int) bool { return missing[i].String() < missing[j].String() })
-		return fmt.Errorf("%w: %d blobs referenced by snapshots are in no pack of the index (blob %s among them); run 'lifeboat check', which names the snapshots and files, and forget the damaged snapshots before pruning", ErrPruneUnsafe, len(missing), missing[0])
+		return fmt.Errorf("%w: %d blobs referenced by snapshots are in no pack that the index lists and the store holds (blob %s among them); run 'lifeboat check', which names the snapshots and files, and forget the damaged snapshots before pruning", ErrPruneUnsafe, len(missing), missing[0])
 	}
 	// Index first (so no index file names a deleted pack for longer than
 	// the deletions take), then the packs, then the marks: a crash leaves
@@ -379,9 +422,10 @@ type partlyUsed struct {
 
 // chooseRepack picks the partly used packs to repack: the emptiest first,
 // until the unreferenced bytes left in the others are within maxUnused of
-// total.
-func chooseRepack(partly []partlyUsed, maxUnused float64, total int64) []partlyUsed {
-	if maxUnused < 0 || len(partly) == 0 {
+// what stays after prune (used bytes plus those unreferenced ones), so that
+// a second prune finds the same share and repacks nothing more.
+func chooseRepack(partly []partlyUsed, maxUnused float64, used int64) []partlyUsed {
+	if maxUnused < 0 || maxUnused >= 1 || len(partly) == 0 {
 		return nil
 	}
 	var unused int64
@@ -396,7 +440,8 @@ func chooseRepack(partly []partlyUsed, maxUnused float64, total int64) []partlyU
 		}
 		return partly[i].pack.ID.String() < partly[j].pack.ID.String()
 	})
-	limit := int64(maxUnused * float64(total))
+	// unused ≤ maxUnused·(used+unused)  ⇔  unused ≤ maxUnused/(1−maxUnused)·used
+	limit := int64(maxUnused / (1 - maxUnused) * float64(used))
 	var out []partlyUsed
 	for _, p := range partly {
 		if unused <= limit {
@@ -410,12 +455,17 @@ func chooseRepack(partly []partlyUsed, maxUnused float64, total int64) []partlyU
 
 // repack copies the referenced blobs of packs into new packs (and an
 // index file listing them), verifying each blob on the way, and returns
-// the bytes written. Blobs also stored in a pack that is not repacked are
-// not copied. The old packs are marked by the caller afterwards: until
-// then both copies are indexed, and a crash leaves only duplicates.
-func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed) (int64, error) {
+// the bytes written. Blobs also stored in a pack that stays are not
+// copied; going are the other packs on their way out (candidates, earlier
+// marks), whose copies do not count. The old packs are marked by the
+// caller afterwards: until then both copies are indexed, and a crash
+// leaves only duplicates, which the next prune finds (see chooseOwners).
+func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, going map[chunkstore.ID]bool) (int64, error) {
 	idx := repo.Index()
-	excluded := map[chunkstore.ID]bool{}
+	excluded := maps.Clone(going)
+	if excluded == nil {
+		excluded = map[chunkstore.ID]bool{}
+	}
 	for _, p := range packs {
 		excluded[p.pack.ID] = true
 	}
@@ -485,6 +535,7 @@ type referenced struct {
 	roots     []chunkstore.ID        // trees not walked yet
 	blobs     map[chunkstore.ID]bool // every referenced tree and data blob
 	walked    map[chunkstore.ID]bool // trees walked
+	owner     map[chunkstore.ID]*chunkstore.PackEntry
 }
 
 // addSnapshots lists the snapshots and queues the roots of new ones. A
@@ -556,11 +607,58 @@ func (r *referenced) walk(ctx context.Context, repo *chunkstore.Repository) erro
 	return nil
 }
 
-// usage returns how many of a pack's blobs are referenced and the sealed
-// bytes of the others.
+// chooseOwners gives each referenced blob one owner among packs: the
+// holder with the most referenced blobs, then the fewest unreferenced
+// bytes, then the lowest ID. A blob stored twice — left by a crash during
+// repacking, or by two backups racing — then counts as used in one pack
+// only and as unused in the other, which prune deletes or repacks.
+func (r *referenced) chooseOwners(packs []*chunkstore.PackEntry) {
+	type score struct {
+		refs  int
+		waste int64
+	}
+	scores := make(map[chunkstore.ID]score, len(packs))
+	for _, p := range packs {
+		var s score
+		for _, b := range p.Blobs {
+			if r.blobs[b.ID] {
+				s.refs++
+			} else {
+				s.waste += int64(b.Length)
+			}
+		}
+		scores[p.ID] = s
+	}
+	better := func(a, b *chunkstore.PackEntry) bool {
+		sa, sb := scores[a.ID], scores[b.ID]
+		if sa.refs != sb.refs {
+			return sa.refs > sb.refs
+		}
+		if sa.waste != sb.waste {
+			return sa.waste < sb.waste
+		}
+		return a.ID.String() < b.ID.String()
+	}
+	r.owner = map[chunkstore.ID]*chunkstore.PackEntry{}
+	for _, p := range packs {
+		for _, b := range p.Blobs {
+			if !r.blobs[b.ID] {
+				continue
+			}
+			if cur := r.owner[b.ID]; cur == nil || better(p, cur) {
+				r.owner[b.ID] = p
+			}
+		}
+	}
+}
+
+// usage returns how many of a pack's blobs are referenced and owned by it
+// (see chooseOwners), and the sealed bytes of the others. A pack no owner
+// was chosen among (unindexed) uses the referenced blobs no indexed pack
+// owns.
 func (r *referenced) usage(p *chunkstore.PackEntry) (used int, unused int64) {
 	for _, b := range p.Blobs {
-		if r.blobs[b.ID] {
+		if o := r.owner[b.ID]; r.blobs[b.ID] && (o == nil || o.ID == p.ID) {
 			used++
 		} else {
 			unused += int64(b.Length)

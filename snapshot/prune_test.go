@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -523,7 +524,7 @@ func TestPruneRefusesDamage(t *testing.T) {
 		}
 		before := countObjects(t, repos.Store, chunkstore.DataPrefix)
 		_, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
-		if !errors.Is(err, snapshot.ErrPruneUnsafe) || !strings.Contains(err.Error(), "in no pack of the index (blob ") {
+		if !errors.Is(err, snapshot.ErrPruneUnsafe) || !strings.Contains(err.Error(), "in no pack that the index lists and the store holds (blob ") {
 			t.Errorf("prune with the index lost: %v, want a refusal naming a blob", err)
 		}
 		if after := countObjects(t, repos.Store, chunkstore.DataPrefix); after != before {
@@ -583,4 +584,154 @@ func TestPruneRepacks(t *testing.T) {
 			strings.TrimPrefix(filepath.Join(src, "b"), "/"): b,
 		}})
 	})
+}
+
+// markRefusingStore fails the upload of GC marks, as a prune killed after
+// repacking and before storing its mark leaves the repository.
+type markRefusingStore struct{ chunkstore.Store }
+
+func (s markRefusingStore) Put(ctx context.Context, name string, data []byte) error {
+	if strings.HasPrefix(name, chunkstore.GCPrefix) && !strings.HasPrefix(name, chunkstore.GCPrefix+"clock-") {
+		return chunkstore.Permanent(errors.New("injected: mark refused"))
+	}
+	return s.Store.Put(ctx, name, data)
+}
+
+// TestPruneAfterCrashDuringRepack: a prune that repacked and then failed
+// before marking leaves every repacked blob stored twice. The next prune
+// deletes the old copies without copying anything again — although, with
+// the copies counted as used, the old pack's unreferenced share (0.5 of
+// 6.5 MiB) is now under --max-unused — and a prune after it finds nothing
+// to do.
+func TestPruneAfterCrashDuringRepack(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		a, b := storetest.Data(71, 512<<10), storetest.Data(72, 3<<20)
+		writeFile(t, filepath.Join(src, "a"), a)
+		writeFile(t, filepath.Join(src, "b"), b)
+		old := backupDir(t, repos.Writer, src)
+		removeFile(t, filepath.Join(src, "a"))
+		kept := backupDir(t, repos.Writer, src)
+		forget(t, repos.Store, old.ID)
+
+		before := countObjects(t, repos.Store, chunkstore.DataPrefix)
+		_, err := snapshot.Prune(ctx, reopen(t, repos, markRefusingStore{repos.Store}), snapshot.PruneOptions{MaxUnused: 0.1})
+		if err == nil || !strings.Contains(err.Error(), "mark refused") {
+			t.Fatalf("prune whose mark is refused: %v", err)
+		}
+		if n := countObjects(t, repos.Store, chunkstore.DataPrefix); n != before+1 {
+			t.Fatalf("%d packs after the interrupted repack, want %d (the copy of b added)", n, before+1)
+		}
+
+		res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0.1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RepackWritten != 0 || res.DeletedPacks < 1 || res.DeletedBytes < 7<<19 || res.DeletedBytes > 7<<19+64<<10 {
+			t.Fatalf("prune after the interrupted repack: %+v, want the old pack (a and b, 3.5 MiB) and the forgotten trees deleted, nothing copied again", res)
+		}
+		again, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0.1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.MarkedPacks != 0 || again.RepackedPacks != 0 || again.DeletedPacks != 0 || again.PartlyUsedPacks != 0 {
+			t.Errorf("a prune after a complete one: %+v, want nothing to do", again)
+		}
+		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{kept.ID: {
+			strings.TrimPrefix(filepath.Join(src, "b"), "/"): b,
+		}})
+	})
+}
+
+// largestPack returns the ID of the biggest pack in the store that is not
+// among the names in before.
+func largestPack(t *testing.T, st chunkstore.Store, before []string) chunkstore.ID {
+	t.Helper()
+	var best chunkstore.ObjectInfo
+	if err := st.List(context.Background(), chunkstore.DataPrefix, func(oi chunkstore.ObjectInfo) error {
+		if oi.Size > best.Size && !slices.Contains(before, oi.Name) {
+			best = oi
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	id, ok := chunkstore.ParsePackName(best.Name)
+	if !ok {
+		t.Fatalf("no new pack in the store (largest new object %q)", best.Name)
+	}
+	return id
+}
+
+// TestSweepDoesNotCountOnMarkedPacks: a blob stored in two packs, each in
+// its own mark, one mark ready and one held back by a running backup. The
+// sweep keeps its pack: the other copy is marked too, and another prune
+// sweeping that mark at the same moment would count on this one. Once the
+// backup ends, the second mark's pack goes and one copy stays.
+func TestSweepDoesNotCountOnMarkedPacks(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		b := storetest.Data(81, 3<<20)
+		writeFile(t, filepath.Join(src, "b"), b)
+		first := backupDir(t, repos.Writer, src)
+		q := largestPack(t, repos.Store, nil)
+		// A mark on q makes the next backup store b again, in p.
+		hide, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w2, err := chunkstore.Open(ctx, repos.Store, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := listNames(t, repos.Store, chunkstore.DataPrefix)
+		second := backupDir(t, w2, src)
+		if err := repos.Writer.DeleteGCMark(ctx, hide.ID); err != nil {
+			t.Fatal(err)
+		}
+		p := largestPack(t, repos.Store, before)
+
+		timing := chunkstore.SessionTiming{Heartbeat: time.Hour, Stale: time.Hour, CommitWindow: time.Hour, Margin: 50 * time.Millisecond}
+		if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{p}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		holder, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "holder"}, timing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{q}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.PendingMarks != 1 || res.ReusedPacks == 0 || !hasObject(t, repos.Store, chunkstore.PackName(p)) {
+			t.Fatalf("prune with p's mark ready and q's held back: %+v; want p kept (q, b's other copy, is marked)", res)
+		}
+		if err := holder.End(ctx); err != nil {
+			t.Fatal(err)
+		}
+		res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hasObject(t, repos.Store, chunkstore.PackName(q)) || !hasObject(t, repos.Store, chunkstore.PackName(p)) || res.PendingMarks != 0 {
+			t.Fatalf("prune after the backup ended: %+v; want q deleted, p kept", res)
+		}
+		name := strings.TrimPrefix(filepath.Join(src, "b"), "/")
+		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{first.ID: {name: b}, second.ID: {name: b}})
+	})
+}
+
+func hasObject(t *testing.T, st chunkstore.Store, name string) bool {
+	t.Helper()
+	for _, n := range listNames(t, st, name) {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }

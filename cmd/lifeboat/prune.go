@@ -54,7 +54,7 @@ for 15 minutes does not commit.
 
 Packs holding both referenced and unreferenced data are repacked, the
 emptiest first, until what they hold unreferenced is within --max-unused of
-all packs (default 10%): their referenced blobs are verified and copied into
+all the packs that stay (default 10%): their referenced blobs are verified and copied into
 new packs, and the old packs are marked like the others.
 
 prune refuses to delete anything if a snapshot, a tree or an index file
@@ -65,7 +65,7 @@ report the packs being deleted as missing).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runPrune(cmd.Context(), g, dryRun, maxUnused) },
 	}
 	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "show what would be marked and repacked, change nothing")
-	cmd.Flags().StringVar(&maxUnused, "max-unused", fmt.Sprintf("%g%%", defaultMaxUnused*100), "unreferenced data tolerated inside partly used packs, as a share of all packs (\"0%\" repacks all; \"unlimited\" none)")
+	cmd.Flags().StringVar(&maxUnused, "max-unused", fmt.Sprintf("%g%%", defaultMaxUnused*100), "unreferenced data tolerated inside partly used packs, as a share of the packs that stay (\"0%\" repacks all; \"unlimited\" none)")
 	return cmd
 }
 
