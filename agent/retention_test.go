@@ -111,3 +111,49 @@ func TestRetentionWithoutDeletes(t *testing.T) {
 		t.Fatalf("retention: forgotten %v, warning %q; want the two older snapshots", forgotten, warn)
 	}
 }
+
+// TestNoRetentionAfterPartial: a backup that could not read everything
+// commits a partial snapshot, and the agent then forgets nothing (the
+// snapshots retention would drop may be the complete ones); the job says
+// so.
+func TestNoRetentionAfterPartial(t *testing.T) {
+	tc := newTestCoordinator(t)
+	src := t.TempDir()
+	fixture.Create(t, src, smallTree())
+	// /proc/self/mem stats fine but cannot be read, even by root.
+	paths := []string{src, "/proc/self/mem"}
+	tc.policy(coordinator.Policy{Name: "db", Paths: paths, Retention: coordinator.Retention{KeepLast: 1}})
+	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "db-1", Host: "db-1.example"})
+	tc.waitEnrolled("db-1")
+
+	// Three earlier snapshots of the same group, which keep_last: 1 would
+	// otherwise forget.
+	repo := tc.openRepo()
+	var before []string
+	for range 3 {
+		s, err := snapshot.Backup(t.Context(), repo, snapshot.BackupOptions{Paths: paths, Host: "db-1.example"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, s.ID.String())
+	}
+	j := tc.waitJob(tc.run("db"), "finish", final)
+	if j.State != coordinator.JobSucceeded || j.Result == nil || !j.Result.Partial {
+		t.Fatalf("job: %s %+v, want a succeeded partial backup", j.State, j.Result)
+	}
+	if len(j.Result.Forgotten) != 0 {
+		t.Errorf("forgot %v after a partial snapshot", j.Result.Forgotten)
+	}
+	if all := strings.Join(j.Result.Warnings, "\n"); !strings.Contains(all, "retention not applied after a partial snapshot") {
+		t.Errorf("warnings do not say retention was skipped:\n%s", all)
+	}
+	var ids []string
+	for _, s := range tc.snapshots() {
+		ids = append(ids, s.ID.String())
+	}
+	for _, id := range append(before, j.Result.SnapshotID) {
+		if !slices.Contains(ids, id) {
+			t.Errorf("snapshot %s is gone after a partial backup; repository has %v", id, ids)
+		}
+	}
+}
