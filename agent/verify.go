@@ -136,6 +136,18 @@ func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 	}
 	sort.Slice(rep.Packs, func(i, j int) bool { return rep.Packs[i].ID < rep.Packs[j].ID })
 	out := outcome{verify: rep}
+	// The snapshots, listed after the lease: the coordinator drops catalog
+	// entries of snapshots forgotten outside it. A failed listing leaves
+	// the catalog alone and is no reason to redo the verification.
+	if ids, err := repo.ListMeta(ctx, chunkstore.KindSnapshot); err != nil {
+		out.warnings = append(out.warnings, fmt.Sprintf("snapshots not listed, the catalog is not compared with the repository this time: %v", err))
+	} else {
+		rep.SnapshotsListed = true
+		for _, id := range ids {
+			rep.Snapshots = append(rep.Snapshots, id.String())
+		}
+		slices.Sort(rep.Snapshots)
+	}
 	if len(other) > 0 {
 		out.warnings = append(out.warnings, fmt.Sprintf("%d objects under %s that are not packs, e.g. %s", len(other), chunkstore.DataPrefix, other[0]))
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // packFiles returns the pack files of a local repository, by pack ID.
@@ -399,4 +400,38 @@ func TestAgentVerifyReadError(t *testing.T) {
 	if cov, _ := tc.coverage(); j.State != coordinator.JobSucceeded || len(cov.Damaged) != 0 || cov.Ratio != 1 {
 		t.Errorf("verify once the pack reads again: %s %+v, coverage %+v", j.State, j.Result, cov)
 	}
+}
+
+// TestVerifyDropsForgottenFromCatalog: a snapshot forgotten outside the
+// coordinator ('lifeboat forget') leaves the catalog at the next verify
+// job, which lists the repository's snapshots.
+func TestVerifyDropsForgottenFromCatalog(t *testing.T) {
+	tc := newTestCoordinator(t)
+	tc.smallPolicy("p")
+	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "v1"})
+	tc.waitEnrolled("v1")
+	var snaps []string
+	for i := range 2 {
+		j := tc.waitJob(tc.run("p"), "finish", final)
+		if j.State != coordinator.JobSucceeded {
+			t.Fatalf("backup %d: %+v", i, j.Result)
+		}
+		snaps = append(snaps, j.Result.SnapshotID)
+	}
+	id, err := chunkstore.ParseID(snaps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snapshot.Forget(t.Context(), tc.openRepo(), id); err != nil {
+		t.Fatal(err)
+	}
+	j := tc.verifyAll()
+	if j.State != coordinator.JobSucceeded || j.Result.Verify == nil || !slices.Equal(j.Result.Verify.CatalogDropped, snaps[:1]) {
+		t.Fatalf("verify job %s: %+v, want %s dropped from the catalog", j.State, j.Result.Verify, snaps[0])
+	}
+	tc.node.View(func(s *coordinator.State) {
+		if _, ok := s.Catalog[snaps[0]]; ok || s.Catalog[snaps[1]] == nil {
+			t.Errorf("catalog has the forgotten snapshot: %v, the kept one: %v", ok, s.Catalog[snaps[1]] != nil)
+		}
+	})
 }

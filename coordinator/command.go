@@ -18,10 +18,13 @@ import (
 // job.complete carrying a drill verdict or a verify report (both end the
 // job where a version-1 node would retry it); 3, retention — a
 // job.complete carrying the snapshots the agent forgot (a version-2 node
-// would keep them in the catalog). Each command is stamped with
+// would keep them in the catalog); 4, catalog reconciliation — a
+// job.complete whose verify report lists the repository's snapshots (a
+// version-3 node would keep the catalog entries of forgotten ones). Each
+// command is stamped with
 // the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 3
+const CommandVersion = 4
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.
@@ -41,6 +44,8 @@ func (p CreateJobs) minVersion() int {
 
 func (p CompleteJob) minVersion() int {
 	switch {
+	case p.Verify != nil && p.Verify.SnapshotsListed:
+		return 4
 	case len(p.Forgotten) > 0:
 		return 3
 	case p.Drill != nil || p.Verify != nil:

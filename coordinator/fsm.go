@@ -664,7 +664,7 @@ func (s *State) eligible(j *Job, a *Agent, t time.Time, byPolicy map[string]int)
 	return ""
 }
 
-func leaseJob(s *State, c *Command, _ uint64, p *LeaseJob) (outcome, error) {
+func leaseJob(s *State, c *Command, index uint64, p *LeaseJob) (outcome, error) {
 	a := s.Agents[p.Agent]
 	switch {
 	case a == nil:
@@ -711,7 +711,7 @@ func leaseJob(s *State, c *Command, _ uint64, p *LeaseJob) (outcome, error) {
 	s.LeaseSeq++
 	s.setJobState(j, JobRunning)
 	j.Attempt++
-	j.Lease = &Lease{Token: s.LeaseSeq, Holder: a.Name, Deadline: c.Time.Add(p.TTL)}
+	j.Lease = &Lease{Token: s.LeaseSeq, Holder: a.Name, Deadline: c.Time.Add(p.TTL), Index: index}
 	j.StartedAt = c.Time
 	j.Progress, j.Result = nil, nil
 	a.Running = insertSorted(a.Running, j.ID)
@@ -798,7 +798,7 @@ func (s *State) retryOrFail(j *Job, t time.Time, backoff time.Duration, reason s
 	}
 }
 
-func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error) {
+func completeJob(s *State, c *Command, index uint64, p *CompleteJob) (outcome, error) {
 	j := s.Jobs[p.JobID]
 	if j == nil {
 		return outcome{}, notFound("job", p.JobID)
@@ -864,6 +864,9 @@ func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error
 			listed = c.Time
 		}
 		sum := s.applyVerify(j.Repository, p.Verify, listed, c.Time)
+		if p.Verify.SnapshotsListed && j.Lease != nil {
+			sum.CatalogDropped = s.reconcileCatalog(j.Repository, p.Verify.Snapshots, j.Lease.Index)
+		}
 		if p.Success {
 			s.setJobState(j, JobSucceeded)
 		} else {
@@ -892,7 +895,7 @@ func completeJob(s *State, c *Command, _ uint64, p *CompleteJob) (outcome, error
 					repo = pr.Policy.Repository
 				}
 				s.Catalog[sn.ID] = &CatalogEntry{ID: sn.ID, Repository: repo, Policy: j.Policy, Host: sn.Host,
-					Time: sn.Time.UTC(), Size: sn.Size, JobID: j.ID}
+					Time: sn.Time.UTC(), Size: sn.Size, JobID: j.ID, AddedIndex: index}
 			}
 		}
 		if j.Kind == KindBackup && len(p.Forgotten) > 0 {

@@ -380,6 +380,7 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a drill verdict", CmdCompleteJob, CompleteJob{JobID: "d", Drill: &DrillReport{Reasons: []string{"check"}}}, 2},
 		{"a verify report", CmdCompleteJob, CompleteJob{JobID: "v", Verify: &VerifyReport{}}, 2},
 		{"a backup result with forgotten snapshots", CmdCompleteJob, CompleteJob{JobID: "b", Success: true, Forgotten: []string{"s0"}}, 3},
+		{"a verify report listing snapshots", CmdCompleteJob, CompleteJob{JobID: "v", Verify: &VerifyReport{SnapshotsListed: true}}, 4},
 		{"a policy", CmdPutPolicy, PutPolicy{}, 1},
 	} {
 		c, err := NewCommand(tc.typ, "test", tc.payload)
@@ -427,6 +428,64 @@ func TestRetentionLeavesTheCatalog(t *testing.T) {
 	st := h.state()
 	if _, ok := st.Catalog["s1"]; ok || st.Catalog["s2"] == nil || st.Catalog["s3"] == nil {
 		t.Errorf("catalog after retention: %v, want s2 and s3", slices.Sorted(maps.Keys(st.Catalog)))
+	}
+}
+
+// TestVerifyReconcilesCatalog: a verify job that lists the repository's
+// snapshots removes the catalog entries of snapshots forgotten outside the
+// coordinator — only those added before its lease (a snapshot added since
+// may be newer than the listing) and only of its repository.
+func TestVerifyReconcilesCatalog(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "")
+	hexID := func(c byte) string { return strings.Repeat(string(c), 64) }
+	backup := func(jobID, snap string) {
+		j := h.leaseNew(NewJob{ID: jobID, Kind: KindBackup, Policy: "p"}, time.Minute)
+		h.must(CmdCompleteJob, CompleteJob{JobID: jobID, Agent: "a1", Token: j.Lease.Token, Success: true,
+			Snapshot: &SnapshotInfo{ID: snap, Host: "h", Time: h.now}})
+	}
+	gone, kept, late := hexID('a'), hexID('b'), hexID('c')
+	backup("b1", gone)
+	backup("b2", kept)
+	// An entry of another repository, absent from r's listing.
+	h.must(CmdAddRepository, AddRepository{Name: "r2", URL: "s3:bucket/r2", WriterKey: wk})
+	h.must(CmdPutPolicy, PutPolicy{Policy: Policy{Name: "p2", Repository: "r2", Schedule: "@every 1m", Paths: []string{"/x"},
+		Agents: map[string]string{"role": "db"}, MaxAttempts: 1}})
+	j := h.leaseNew(NewJob{ID: "o1", Kind: KindBackup, Policy: "p2"}, time.Minute)
+	other := hexID('d')
+	h.must(CmdCompleteJob, CompleteJob{JobID: "o1", Agent: "a1", Token: j.Lease.Token, Success: true,
+		Snapshot: &SnapshotInfo{ID: other, Host: "h", Time: h.now}})
+
+	// A report from an agent that did not list snapshots changes nothing.
+	v := h.leaseNew(NewJob{ID: "v0", Kind: KindVerify, Repository: "r", Verify: &VerifyParams{Shards: []int{3}}}, time.Minute)
+	done := h.must(CmdCompleteJob, CompleteJob{JobID: "v0", Agent: "a1", Token: v.Lease.Token, Success: true,
+		Verify: &VerifyReport{Shards: []int{3}}}).(*Job)
+	if n := len(h.state().Catalog); n != 3 || len(done.Result.Verify.CatalogDropped) != 0 {
+		t.Fatalf("catalog after a report without a snapshot listing: %d entries, dropped %v", n, done.Result.Verify.CatalogDropped)
+	}
+
+	v = h.leaseNew(NewJob{ID: "v1", Kind: KindVerify, Repository: "r", Verify: &VerifyParams{Shards: []int{3}}}, time.Minute)
+	backup("b3", late) // committed after the verify job's listing may have run
+	done = h.must(CmdCompleteJob, CompleteJob{JobID: "v1", Agent: "a1", Token: v.Lease.Token, Success: true,
+		Verify: &VerifyReport{Shards: []int{3}, Snapshots: []string{kept}, SnapshotsListed: true}}).(*Job)
+	if !slices.Equal(done.Result.Verify.CatalogDropped, []string{gone}) {
+		t.Errorf("dropped %v, want only %s", done.Result.Verify.CatalogDropped, gone)
+	}
+	st := h.state()
+	if got, want := slices.Sorted(maps.Keys(st.Catalog)), []string{kept, late, other}; !slices.Equal(got, want) {
+		t.Errorf("catalog = %v, want %v", got, want)
+	}
+
+	// A malformed listing is refused and changes nothing.
+	v = h.leaseNew(NewJob{ID: "v2", Kind: KindVerify, Repository: "r", Verify: &VerifyParams{Shards: []int{3}}}, time.Minute)
+	before := h.snapshot()
+	if _, err := h.apply(CmdCompleteJob, CompleteJob{JobID: "v2", Agent: "a1", Token: v.Lease.Token, Success: true,
+		Verify: &VerifyReport{Shards: []int{3}, Snapshots: []string{"latest"}, SnapshotsListed: true}}); err == nil || !strings.Contains(err.Error(), `"latest"`) {
+		t.Errorf("a listing with a bad ID: %v", err)
+	}
+	if string(before) != string(h.snapshot()) {
+		t.Error("a refused report changed the state")
 	}
 }
 

@@ -225,6 +225,9 @@ type Lease struct {
 	Token    uint64    `json:"token"`
 	Holder   string    `json:"holder"`
 	Deadline time.Time `json:"deadline"`
+	// Index is the Raft index of the lease: what a job does after
+	// receiving it sees every state change up to there.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // Progress is what a running job last reported.
@@ -266,6 +269,9 @@ type CatalogEntry struct {
 	Time       time.Time `json:"time"`
 	Size       int64     `json:"size"`
 	JobID      string    `json:"job_id,omitempty"`
+	// AddedIndex is the Raft index of the job completion that added it
+	// (zero for entries older than the field).
+	AddedIndex uint64 `json:"added_index,omitempty"`
 }
 
 // APIToken is a bearer token. Only the SHA-256 of its secret is stored.
@@ -581,6 +587,7 @@ func (j *Job) clone() Job {
 		if j.Result.Verify != nil {
 			v := *j.Result.Verify
 			v.Damaged = slices.Clone(v.Damaged)
+			v.CatalogDropped = slices.Clone(v.CatalogDropped)
 			r.Verify = &v
 		}
 		c.Result = &r

@@ -78,6 +78,12 @@ type VerifyReport struct {
 	Shards    []int        `json:"shards"`
 	Packs     []PackCheck  `json:"packs"`
 	Inventory []ShardCount `json:"inventory"`
+	// Snapshots are the IDs of the snapshot objects in the repository,
+	// listed after the job's lease; SnapshotsListed says the list is
+	// complete (an agent that could not list, or an older one, leaves it
+	// false and the catalog as it is). See reconcileCatalog.
+	Snapshots       []string `json:"snapshots,omitempty"`
+	SnapshotsListed bool     `json:"snapshots_listed,omitempty"`
 }
 
 // VerifySummary is what a finished verify job shows.
@@ -86,6 +92,9 @@ type VerifySummary struct {
 	Packs   int      `json:"packs"`
 	Bytes   int64    `json:"bytes"`
 	Damaged []string `json:"damaged,omitempty"` // pack IDs
+	// CatalogDropped are catalog entries whose snapshot the repository no
+	// longer holds (forgotten outside the coordinator): removed.
+	CatalogDropped []string `json:"catalog_dropped,omitempty"`
 }
 
 // PackState is what the coordinator knows of one pack.
@@ -137,7 +146,40 @@ func (r *VerifyReport) validate(params *VerifyParams) error {
 			return invalid("verify report: bad inventory entry %+v", c)
 		}
 	}
+	if len(r.Snapshots) > 0 && !r.SnapshotsListed {
+		return invalid("verify report: snapshots given without snapshots_listed")
+	}
+	for _, id := range r.Snapshots {
+		if b, err := hex.DecodeString(id); err != nil || len(b) != 32 {
+			return invalid("verify report: snapshot ID %q is not 64 hex digits", id)
+		}
+	}
 	return nil
+}
+
+// reconcileCatalog removes repo's catalog entries whose snapshot is not in
+// listed, the repository's snapshot objects as a verify job listed them
+// after its lease at leaseIndex. Only entries added before the lease are
+// considered: their snapshot was committed before the job completion that
+// added them, so a listing after the lease shows it unless it was
+// forgotten ('lifeboat forget', another tool). Entries added since may
+// belong to snapshots the listing was too early for. It returns the IDs
+// removed, sorted.
+func (s *State) reconcileCatalog(repo string, listed []string, leaseIndex uint64) []string {
+	have := make(map[string]bool, len(listed))
+	for _, id := range listed {
+		have[id] = true
+	}
+	var dropped []string
+	for _, id := range sortedKeys(s.Catalog) {
+		e := s.Catalog[id]
+		if e.Repository != repo || e.AddedIndex >= leaseIndex || have[id] {
+			continue
+		}
+		delete(s.Catalog, id)
+		dropped = append(dropped, id)
+	}
+	return dropped
 }
 
 func sortedInts(v []int) []int {
