@@ -54,7 +54,9 @@ type PruneResult struct {
 	// earlier ones.
 	DeletedPacks int   `json:"deleted_packs"`
 	DeletedBytes int64 `json:"deleted_bytes"`
-	// Reused are marked packs a backup reused meanwhile: kept.
+	// Reused are marked packs kept because a snapshot needs a blob that
+	// no pack outside the marks holds: a backup reused it meanwhile, or
+	// its other copy is in a mark too.
 	ReusedPacks int `json:"reused_packs"`
 	// PendingMarks wait for the backups in Waiting to end.
 	PendingMarks int             `json:"pending_marks"`

@@ -98,7 +98,7 @@ func printPrune(w io.Writer, r *snapshot.PruneResult) {
 		fmt.Fprintf(w, "marked %d unreferenced packs (%s)\n", r.MarkedPacks, formatBytes(r.MarkedBytes))
 		fmt.Fprintf(w, "deleted %d packs (%s)", r.DeletedPacks, formatBytes(r.DeletedBytes))
 		if r.ReusedPacks > 0 {
-			fmt.Fprintf(w, "; kept %d marked packs that backups reused", r.ReusedPacks)
+			fmt.Fprintf(w, "; kept %d marked packs that snapshots still need", r.ReusedPacks)
 		}
 		fmt.Fprintln(w)
 		if r.IndexWritten+r.IndexRemoved > 0 {
