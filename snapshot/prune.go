@@ -138,7 +138,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 			live = append(live, loc)
 		}
 	}
-	ref.chooseOwners(live)
+	ref.chooseOwners(idx, live)
 	var candidates []chunkstore.ID
 	var partly []partlyUsed
 	var usedBytes int64 // in the packs that stay
@@ -537,7 +537,10 @@ type referenced struct {
 	roots     []chunkstore.ID        // trees not walked yet
 	blobs     map[chunkstore.ID]bool // every referenced tree and data blob
 	walked    map[chunkstore.ID]bool // trees walked
-	owner     map[chunkstore.ID]*chunkstore.PackEntry
+	// Ownership (see chooseOwners).
+	idx   *chunkstore.Index
+	live  map[chunkstore.ID]bool
+	multi map[chunkstore.ID]chunkstore.ID // blob held more than once → owning pack
 }
 
 // addSnapshots lists the snapshots and queues the roots of new ones. A
@@ -609,18 +612,24 @@ func (r *referenced) walk(ctx context.Context, repo *chunkstore.Repository) erro
 	return nil
 }
 
-// chooseOwners gives each referenced blob one owner among packs: the
-// holder with the most referenced blobs, then the fewest unreferenced
-// bytes, then the lowest ID. A blob stored twice — left by a crash during
-// repacking, or by two backups racing — then counts as used in one pack
-// only and as unused in the other, which prune deletes or repacks.
-func (r *referenced) chooseOwners(packs []*chunkstore.PackEntry) {
+// chooseOwners gives each referenced blob one owner among the live
+// packs (indexed, listed, in no mark): the holder with the most
+// referenced blobs, then the fewest unreferenced bytes, then the lowest
+// ID. A blob stored twice — left by a crash during repacking, or by two
+// backups racing — then counts as used in one pack only and as unused in
+// the other, which prune deletes or repacks. Only blobs held by more than
+// one pack are remembered (the index finds the first holder of each), so
+// this costs memory for duplicates only.
+func (r *referenced) chooseOwners(idx *chunkstore.Index, packs []*chunkstore.PackEntry) {
 	type score struct {
 		refs  int
 		waste int64
 	}
+	r.idx = idx
+	r.live = make(map[chunkstore.ID]bool, len(packs))
 	scores := make(map[chunkstore.ID]score, len(packs))
 	for _, p := range packs {
+		r.live[p.ID] = true
 		var s score
 		for _, b := range p.Blobs {
 			if r.blobs[b.ID] {
@@ -631,36 +640,60 @@ func (r *referenced) chooseOwners(packs []*chunkstore.PackEntry) {
 		}
 		scores[p.ID] = s
 	}
-	better := func(a, b *chunkstore.PackEntry) bool {
-		sa, sb := scores[a.ID], scores[b.ID]
+	better := func(a, b chunkstore.ID) bool {
+		sa, sb := scores[a], scores[b]
 		if sa.refs != sb.refs {
 			return sa.refs > sb.refs
 		}
 		if sa.waste != sb.waste {
 			return sa.waste < sb.waste
 		}
-		return a.ID.String() < b.ID.String()
+		return a.String() < b.String()
 	}
-	r.owner = map[chunkstore.ID]*chunkstore.PackEntry{}
+	// A referenced blob whose first holder is another pack is held twice
+	// (or its first holder is not live): choose among the live holders.
+	r.multi = map[chunkstore.ID]chunkstore.ID{}
 	for _, p := range packs {
 		for _, b := range p.Blobs {
 			if !r.blobs[b.ID] {
 				continue
 			}
-			if cur := r.owner[b.ID]; cur == nil || better(p, cur) {
-				r.owner[b.ID] = p
+			if loc, ok := idx.Lookup(b.ID); ok && loc.Pack.ID != p.ID {
+				r.multi[b.ID] = p.ID
+			}
+		}
+	}
+	for _, p := range packs {
+		for _, b := range p.Blobs {
+			if cur, ok := r.multi[b.ID]; ok && better(p.ID, cur) {
+				r.multi[b.ID] = p.ID
 			}
 		}
 	}
 }
 
+// owner returns the live pack that owns a referenced blob, if one holds it.
+func (r *referenced) owner(blob chunkstore.ID) (chunkstore.ID, bool) {
+	if id, ok := r.multi[blob]; ok {
+		return id, true
+	}
+	if loc, ok := r.idx.Lookup(blob); ok && r.live[loc.Pack.ID] {
+		return loc.Pack.ID, true
+	}
+	return chunkstore.ID{}, false
+}
+
 // usage returns how many of a pack's blobs are referenced and owned by it
-// (see chooseOwners), and the sealed bytes of the others. A pack no owner
-// was chosen among (unindexed) uses the referenced blobs no indexed pack
-// owns.
+// (see chooseOwners), and the sealed bytes of the others. For a pack that
+// is not live (unindexed), used are the referenced blobs no live pack
+// holds.
 func (r *referenced) usage(p *chunkstore.PackEntry) (used int, unused int64) {
 	for _, b := range p.Blobs {
-		if o := r.owner[b.ID]; r.blobs[b.ID] && (o == nil || o.ID == p.ID) {
+		if !r.blobs[b.ID] {
+			unused += int64(b.Length)
+			continue
+		}
+		if o, ok := r.owner(b.ID); !ok || o == p.ID {
 			used++
 		} else {
 			unused += int64(b.Length)

@@ -56,3 +56,38 @@ func TestChooseRepackSettles(t *testing.T) {
 		t.Errorf("unlimited: chose %d packs", len(got))
 	}
 }
+
+// TestOwnersOfDuplicates: a referenced blob held by several live packs
+// is used in exactly one of them (the one with the most referenced blobs,
+// then the least waste); a blob whose first holder is not live (marked)
+// belongs to its live holder; an unindexed pack uses only referenced
+// blobs no live pack holds.
+func TestOwnersOfDuplicates(t *testing.T) {
+	id := func(b byte) chunkstore.ID { return chunkstore.ID{b} }
+	blob := func(b byte) chunkstore.Blob { return chunkstore.Blob{ID: id(b), Length: 1000} }
+	marked := &chunkstore.PackEntry{ID: id(0xf0), Blobs: []chunkstore.Blob{blob(5)}}
+	a := &chunkstore.PackEntry{ID: id(0xa0), Blobs: []chunkstore.Blob{blob(1), blob(2), blob(9)}} // 9: junk
+	b := &chunkstore.PackEntry{ID: id(0xb0), Blobs: []chunkstore.Blob{blob(1), blob(2), blob(3)}}
+	c := &chunkstore.PackEntry{ID: id(0xc0), Blobs: []chunkstore.Blob{blob(3), blob(5)}}
+	idx := chunkstore.NewIndex()
+	idx.AddPacks([]chunkstore.PackEntry{*marked, *a, *b, *c}) // first holders: 5 in marked, 1 and 2 in a, 3 in b
+	r := &referenced{blobs: map[chunkstore.ID]bool{id(1): true, id(2): true, id(3): true, id(5): true, id(7): true}}
+	r.chooseOwners(idx, []*chunkstore.PackEntry{a, b, c})
+	for _, tc := range []struct {
+		p      *chunkstore.PackEntry
+		used   int
+		unused int64
+	}{
+		{a, 0, 3000}, // 1 and 2 belong to b (three referenced blobs), 9 is junk
+		{b, 3, 0},
+		{c, 1, 1000}, // 3 is b's; 5 is c's, its first holder being marked
+		{&chunkstore.PackEntry{ID: id(0xd0), Blobs: []chunkstore.Blob{blob(1), blob(7)}}, 1, 1000}, // unindexed: 7 is nowhere else
+	} {
+		if used, unused := r.usage(tc.p); used != tc.used || unused != tc.unused {
+			t.Errorf("pack %x: used %d, unused %d; want %d, %d", tc.p.ID[0], used, unused, tc.used, tc.unused)
+		}
+	}
+	if len(r.multi) != 4 {
+		t.Errorf("%d blobs remembered as held twice, want 4 (1, 2, 3 and 5)", len(r.multi))
+	}
+}
