@@ -121,7 +121,7 @@ func (a *Agent) runJob(parent context.Context, item *coordinator.WorkItem) {
 	out := a.execute(ctx, job)
 	if lost := job.lostErr(); lost != nil {
 		out.err = fmt.Errorf("%w: %v", errLeaseLost, lost)
-		out.snap, out.verify, out.drill = nil, nil, nil
+		out.snap, out.verify, out.drill, out.prune = nil, nil, nil, nil
 	} else if cause := context.Cause(ctx); out.err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		out.err = fmt.Errorf("%v (%w)", cause, out.err)
 	}
@@ -131,7 +131,7 @@ func (a *Agent) runJob(parent context.Context, item *coordinator.WorkItem) {
 	if out.err != nil {
 		rep.Error = out.err.Error()
 	} else {
-		rep.Snapshot, rep.Partial, rep.Warnings, rep.Forgotten = out.snap, out.partial, out.warnings, out.forgotten
+		rep.Snapshot, rep.Partial, rep.Warnings, rep.Forgotten, rep.Prune = out.snap, out.partial, out.warnings, out.forgotten, out.prune
 	}
 	// Heartbeats go on while the report is sent: a slow report must not
 	// let the lease lapse.

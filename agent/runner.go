@@ -31,6 +31,7 @@ type outcome struct {
 	// sent with a failed job too (damage found, a drill that failed).
 	verify *coordinator.VerifyReport
 	drill  *coordinator.DrillReport
+	prune  *coordinator.PruneSummary
 }
 
 // execute runs a leased job of any kind.
@@ -42,6 +43,8 @@ func (a *Agent) execute(ctx context.Context, job *runningJob) outcome {
 		return a.verify(ctx, job)
 	case coordinator.KindDrill:
 		return a.drill(ctx, job)
+	case coordinator.KindPrune:
+		return a.prune(ctx, job)
 	default:
 		return outcome{err: fmt.Errorf("agent %s does not know %q jobs (upgrade it)", a.cfg.Name, k)}
 	}
@@ -208,7 +211,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 	if len(res.Warnings) == 0 {
 		forgotten, warn = a.applyRetention(ctx, repo, *p, res.ID)
 	}
-	if warn != "" && p.Retention != (coordinator.Retention{}) {
+	if warn != "" && p.Retention.Rules() != (snapshot.Retention{}) {
 		a.log.Warn(warn, "job", item.Job.ID, "policy", p.Name)
 		warnings = append(warnings, warn)
 	}

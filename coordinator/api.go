@@ -130,6 +130,7 @@ func (a *API) routes() {
 	a.handle("GET /v1/drills", permRead, a.listDrills)
 	a.handle("GET /v1/drills/{id}", permRead, a.getDrill)
 	a.handle("POST /v1/policies/{name}/drill", permWrite, a.runDrill)
+	a.handle("POST /v1/policies/{name}/prune", permWrite, a.runPrune)
 	a.handle("GET /v1/coverage", permRead, a.coverage)
 	a.handle("POST /v1/repos/{name}/verify", permWrite, a.verifyRepo)
 

@@ -57,6 +57,38 @@ func (a *API) runDrill(w http.ResponseWriter, r *http.Request, c *call) error {
 	return nil
 }
 
+// runPrune answers POST /v1/policies/{name}/prune: a prune job of the
+// policy's repository on one of its drill runners.
+func (a *API) runPrune(w http.ResponseWriter, r *http.Request, c *call) error {
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(c.body)) > 0 {
+		var none struct{}
+		if err := decodeJSON(c.body, &none); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.syncLeader(ctx); err != nil {
+		return err
+	}
+	var id string
+	if err := a.apply(func() (err error) { id, err = a.node.RunPrune(ctx, c.p.Actor, name); return err }); err != nil {
+		return err
+	}
+	res := DrillRunResult{ID: id}
+	a.node.View(func(s *State) {
+		if j := s.Jobs[id]; j != nil {
+			res.Agent = j.Agent
+		}
+	})
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
 // DrillView is a drill as the API lists it: its record once it has one,
 // else the state of its job.
 type DrillView struct {

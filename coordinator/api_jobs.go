@@ -108,6 +108,8 @@ type CompleteRequest struct {
 	Verify   *VerifyReport `json:"verify,omitempty"`   // verify jobs: what was read
 	// Forgotten: backup jobs, the snapshots the policy's retention removed.
 	Forgotten []string `json:"forgotten,omitempty"`
+	// Prune: prune jobs, what the prune found and did.
+	Prune *PruneSummary `json:"prune,omitempty"`
 }
 
 // MaxJobWarnings bounds the warnings a job result keeps.
@@ -184,7 +186,7 @@ func (a *API) completeJob(w http.ResponseWriter, r *http.Request, c *call) error
 	var j *Job
 	if err := a.apply(func() (err error) {
 		j, err = a.node.CompleteJob(ctx, CompleteJob{JobID: id, Agent: q.Agent, Token: q.Token, Success: q.Success, Error: q.Error, Snapshot: q.Snapshot,
-			Partial: q.Partial, Warnings: boundWarnings(q.Warnings), Drill: q.Drill, Verify: q.Verify, Forgotten: q.Forgotten})
+			Partial: q.Partial, Warnings: boundWarnings(q.Warnings), Drill: q.Drill, Verify: q.Verify, Forgotten: q.Forgotten, Prune: q.Prune})
 		return err
 	}); err != nil {
 		return err

@@ -20,17 +20,26 @@ import (
 // job.complete carrying the snapshots the agent forgot (a version-2 node
 // would keep them in the catalog); 4, catalog reconciliation — a
 // job.complete whose verify report lists the repository's snapshots (a
-// version-3 node would keep the catalog entries of forgotten ones). Each
-// command is stamped with
-// the lowest version that gives it its meaning (see versioned), so a
+// version-3 node would keep the catalog entries of forgotten ones); 5,
+// scheduled prune — a jobs.create with prune jobs or prune watermarks,
+// and a job.complete carrying a prune summary. Each command is stamped
+// with the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 4
+const CommandVersion = 5
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.
 type versioned interface{ minVersion() int }
 
 func (p CreateJobs) minVersion() int {
+	if len(p.PruneFired) > 0 {
+		return 5
+	}
+	for _, j := range p.Jobs {
+		if j.Kind == KindPrune {
+			return 5
+		}
+	}
 	if len(p.DrillFired) > 0 || len(p.VerifyFired) > 0 {
 		return 2
 	}
@@ -44,6 +53,8 @@ func (p CreateJobs) minVersion() int {
 
 func (p CompleteJob) minVersion() int {
 	switch {
+	case p.Prune != nil:
+		return 5
 	case p.Verify != nil && p.Verify.SnapshotsListed:
 		return 4
 	case len(p.Forgotten) > 0:
@@ -241,6 +252,8 @@ type CreateJobs struct {
 	// policies and the verification watermarks of repositories.
 	DrillFired  map[string]time.Time `json:"drill_fired,omitempty"`
 	VerifyFired map[string]time.Time `json:"verify_fired,omitempty"`
+	// PruneFired advances the prune watermarks of policies.
+	PruneFired map[string]time.Time `json:"prune_fired,omitempty"`
 }
 
 // CreateJobsResult reports which jobs were created and which existed.
@@ -298,6 +311,8 @@ type CompleteJob struct {
 	// Forgotten are the snapshots a successful backup job removed by the
 	// policy's retention; they leave the catalog.
 	Forgotten []string `json:"forgotten,omitempty"`
+	// Prune is a successful prune job's summary.
+	Prune *PruneSummary `json:"prune,omitempty"`
 }
 
 // ExpireLease takes back an expired lease. It only applies if the token is

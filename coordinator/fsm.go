@@ -509,7 +509,9 @@ func revokeJoinToken(s *State, _ *Command, _ uint64, p *RevokeJoinToken) (outcom
 
 // --- jobs ---
 
-func validKind(k JobKind) bool { return k == KindBackup || k == KindVerify || k == KindDrill }
+func validKind(k JobKind) bool {
+	return k == KindBackup || k == KindVerify || k == KindDrill || k == KindPrune
+}
 
 func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) {
 	seen := map[string]bool{}
@@ -530,6 +532,11 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 	for _, name := range sortedKeys(p.DrillFired) {
 		if s.Policies[name] == nil {
 			return outcome{}, fmt.Errorf("drill fired: %w", notFound("policy", name))
+		}
+	}
+	for _, name := range sortedKeys(p.PruneFired) {
+		if s.Policies[name] == nil {
+			return outcome{}, fmt.Errorf("prune fired: %w", notFound("policy", name))
 		}
 	}
 	for _, name := range sortedKeys(p.VerifyFired) {
@@ -570,6 +577,7 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 	advanced := advance(s.LastFired, p.Fired)
 	advanced = advance(s.DrillFired, p.DrillFired) || advanced
 	advanced = advance(s.VerifyFired, p.VerifyFired) || advanced
+	advanced = advance(s.PruneFired, p.PruneFired) || advanced
 	target := ""
 	if len(res.Created) == 1 {
 		target = "job/" + res.Created[0]
@@ -599,7 +607,7 @@ func (s *State) checkNewJob(nj *NewJob) error {
 	case nj.ID == "":
 		return invalid("job without an ID")
 	case !validKind(nj.Kind):
-		return invalid("job %q: kind %q (want backup, verify or drill)", nj.ID, nj.Kind)
+		return invalid("job %q: kind %q (want backup, verify, drill or prune)", nj.ID, nj.Kind)
 	case nj.Trigger != TriggerSchedule && nj.Trigger != TriggerManual:
 		return invalid("job %q: trigger %q", nj.ID, nj.Trigger)
 	case s.Agents[nj.Agent] == nil:
@@ -622,17 +630,17 @@ func (s *State) checkNewJob(nj *NewJob) error {
 	if s.Policies[nj.Policy] == nil {
 		return fmt.Errorf("job %q: %w", nj.ID, notFound("policy", nj.Policy))
 	}
-	if nj.Kind == KindDrill && !s.Agents[nj.Agent].Can(CapDrill) {
-		return conflict("drill job %q: agent %q is no drill runner (it needs an admin's grant and an identity: --identity)", nj.ID, nj.Agent)
+	if (nj.Kind == KindDrill || nj.Kind == KindPrune) && !s.Agents[nj.Agent].Can(CapDrill) {
+		return conflict("%s job %q: agent %q is no drill runner (it needs an admin's grant and an identity: --identity)", nj.Kind, nj.ID, nj.Agent)
 	}
 	return nil
 }
 
 // maintenance reports whether jobs of kind k run in an agent's
-// maintenance slot: verify and drill jobs never take the slots of backups
+// maintenance slot: verify, drill and prune jobs never take the slots of backups
 // (verification never blocks a backup), and an agent runs at most one of
 // them at a time.
-func maintenance(k JobKind) bool { return k == KindVerify || k == KindDrill }
+func maintenance(k JobKind) bool { return k == KindVerify || k == KindDrill || k == KindPrune }
 
 // slotFree reports whether agent a may start another job of kind k.
 func (s *State) slotFree(a *Agent, k JobKind) bool {
@@ -843,6 +851,16 @@ func completeJob(s *State, c *Command, index uint64, p *CompleteJob) (outcome, e
 	} else if p.Success && j.Kind == KindVerify {
 		return outcome{}, invalid("job %q: a successful verification reports what it read", j.ID)
 	}
+	if p.Prune != nil {
+		if j.Kind != KindPrune {
+			return outcome{}, invalid("job %q is a %s job: it reports no prune", j.ID, j.Kind)
+		}
+		if err := p.Prune.validate(); err != nil {
+			return outcome{}, fmt.Errorf("job %q: %w", j.ID, err)
+		}
+	} else if p.Success && j.Kind == KindPrune {
+		return outcome{}, invalid("job %q: a successful prune reports what it did", j.ID)
+	}
 	s.release(j)
 	if p.Drill != nil {
 		// A verdict is final, passed or not.
@@ -897,6 +915,10 @@ func completeJob(s *State, c *Command, index uint64, p *CompleteJob) (outcome, e
 				s.Catalog[sn.ID] = &CatalogEntry{ID: sn.ID, Repository: repo, Policy: j.Policy, Host: sn.Host,
 					Time: sn.Time.UTC(), Size: sn.Size, JobID: j.ID, AddedIndex: index}
 			}
+		}
+		if j.Kind == KindPrune && p.Prune != nil {
+			sum := *p.Prune
+			j.Result.Prune = &sum
 		}
 		if j.Kind == KindBackup && len(p.Forgotten) > 0 {
 			j.Result.Forgotten = append([]string(nil), p.Forgotten...)

@@ -381,6 +381,9 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a verify report", CmdCompleteJob, CompleteJob{JobID: "v", Verify: &VerifyReport{}}, 2},
 		{"a backup result with forgotten snapshots", CmdCompleteJob, CompleteJob{JobID: "b", Success: true, Forgotten: []string{"s0"}}, 3},
 		{"a verify report listing snapshots", CmdCompleteJob, CompleteJob{JobID: "v", Verify: &VerifyReport{SnapshotsListed: true}}, 4},
+		{"a prune job", CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "pr", Kind: KindPrune, Policy: "p"}}}, 5},
+		{"a prune watermark", CmdCreateJobs, CreateJobs{PruneFired: map[string]time.Time{"p": t0}}, 5},
+		{"a prune summary", CmdCompleteJob, CompleteJob{JobID: "pr", Success: true, Prune: &PruneSummary{}}, 5},
 		{"a policy", CmdPutPolicy, PutPolicy{}, 1},
 	} {
 		c, err := NewCommand(tc.typ, "test", tc.payload)
@@ -486,6 +489,55 @@ func TestVerifyReconcilesCatalog(t *testing.T) {
 	}
 	if string(before) != string(h.snapshot()) {
 		t.Error("a refused report changed the state")
+	}
+}
+
+// TestPlanPrunes: a policy whose retention sets a prune schedule gets a
+// prune job at each due instant on one of its drill runners, none while
+// one is pending or running for the repository, and none (reported) when
+// no runner is connected; the job's summary becomes its result.
+func TestPlanPrunes(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "")
+	pol := h.state().Policies["p"].Policy
+	pol.Retention = Retention{KeepLast: 3, Prune: "@every 1h", MaxUnused: "5%"}
+	h.must(CmdPutPolicy, PutPolicy{Policy: pol})
+
+	now := t0.Add(61 * time.Minute)
+	h.now = now
+	h.must(CmdAgentSeen, AgentSeen{Name: "a1", Capabilities: []string{CapDrill}})
+	plan := PlanPrunes(h.state(), now, 2*time.Minute)
+	if len(plan.Jobs) != 1 || plan.Jobs[0].Agent != "a1" || plan.Jobs[0].Kind != KindPrune || len(plan.Unassigned) != 0 {
+		t.Fatalf("plan = %+v", plan)
+	}
+	h.must(CmdCreateJobs, CreateJobs{Jobs: plan.Jobs, PruneFired: plan.Fired})
+	if again := PlanPrunes(h.state(), now.Add(time.Hour), 2*time.Minute); len(again.Jobs) != 0 {
+		t.Errorf("a second prune planned while the first is pending: %+v", again.Jobs)
+	}
+	id := plan.Jobs[0].ID
+	j := h.must(CmdLeaseJob, LeaseJob{Agent: "a1", JobID: id, TTL: time.Minute}).(*Job)
+	if _, err := h.apply(CmdCompleteJob, CompleteJob{JobID: id, Agent: "a1", Token: j.Lease.Token, Success: true}); err == nil {
+		t.Error("a successful prune without its summary was accepted")
+	}
+	sum := PruneSummary{Snapshots: 3, MarkedPacks: 4, DeletedPacks: 4, DeletedBytes: 9 << 20}
+	done := h.must(CmdCompleteJob, CompleteJob{JobID: id, Agent: "a1", Token: j.Lease.Token, Success: true, Prune: &sum}).(*Job)
+	if done.State != JobSucceeded || done.Result.Prune == nil || *done.Result.Prune != sum {
+		t.Fatalf("completed prune job: %s %+v", done.State, done.Result)
+	}
+	// The next instant plans again; with the runner gone it is reported.
+	next := PlanPrunes(h.state(), now.Add(time.Hour), 2*time.Minute)
+	if len(next.Jobs) != 0 || len(next.Unassigned) != 1 || !strings.Contains(next.Unassigned[0].Err, "no connected drill runner") {
+		t.Errorf("plan with the runner silent for an hour: %+v", next)
+	}
+	h.now = now.Add(time.Hour)
+	h.must(CmdAgentSeen, AgentSeen{Name: "a1", Capabilities: []string{CapDrill}})
+	if next = PlanPrunes(h.state(), now.Add(time.Hour), 2*time.Minute); len(next.Jobs) != 1 {
+		t.Errorf("plan an hour later: %+v", next)
+	}
+	// Only drill runners (agents with the identity) take prune jobs.
+	if _, err := h.apply(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "x", Kind: KindPrune, Trigger: TriggerManual, Policy: "p", Agent: "a2"}}}); !errors.Is(err, ErrConflict) {
+		t.Errorf("prune job for an agent that is no drill runner: %v", err)
 	}
 }
 

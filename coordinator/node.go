@@ -363,6 +363,26 @@ func (n *Node) RunDrill(ctx context.Context, actor, policy, snapshot string) (st
 	})
 }
 
+// RunPrune creates a prune job of policy's repository now, on one of the
+// policy's connected drill runners.
+func (n *Node) RunPrune(ctx context.Context, actor, policy string) (string, error) {
+	return n.createManualJob(ctx, actor, func(s *State, now time.Time) (NewJob, error) {
+		pr := s.Policies[policy]
+		if pr == nil {
+			return NewJob{}, notFound("policy", policy)
+		}
+		if s.pruneRunning(pr.Policy.Repository) {
+			return NewJob{}, conflict("repository %q already has a prune job pending or running", pr.Policy.Repository)
+		}
+		runners := s.DrillRunners(&pr.Policy, now, n.cfg.AgentTimeout)
+		if len(runners) == 0 {
+			return NewJob{}, fmt.Errorf("policy %q: %s: %w", policy, noRunnerReason(&pr.Policy), ErrConflict)
+		}
+		id := manualJobID("prune\x00"+policy, now, "")
+		return NewJob{ID: id, Kind: KindPrune, Policy: policy, Agent: pickAgent(runners, id)}, nil
+	})
+}
+
 // VerifyRepository creates a verify job of repo now: every shard when all
 // is set, else the shards a scheduled run would take.
 func (n *Node) VerifyRepository(ctx context.Context, actor, repo string, all bool) (string, error) {
@@ -566,8 +586,10 @@ func (n *Node) planMaintenance(ctx context.Context) {
 	now := n.clock.Now().UTC()
 	var dp DrillPlan
 	var vp VerifyPlan
+	var pp PrunePlan
 	n.fsm.View(func(s *State) {
 		dp = PlanDrills(s, now, n.cfg.AgentTimeout)
+		pp = PlanPrunes(s, now, n.cfg.AgentTimeout)
 		if n.cfg.VerifySchedule != "off" {
 			sched, err := ParseSchedule(n.cfg.VerifySchedule)
 			if err == nil {
@@ -588,15 +610,32 @@ func (n *Node) planMaintenance(ctx context.Context) {
 		}
 		delete(dp.Fired, r.Policy)
 	}
+	for _, e := range pp.Errors {
+		n.log.Warn("prune not scheduled", "policy", e.Policy, "err", e.Err)
+	}
+	for _, e := range pp.Unassigned {
+		n.log.Warn("scheduled prune not run", "policy", e.Policy, "reason", e.Err)
+	}
 	for _, repo := range vp.Unassigned {
 		n.log.Warn("repository not verified: no connected agent is selected by a policy that uses it", "repository", repo)
 	}
-	if len(dp.Jobs) == 0 && len(dp.Fired) == 0 && len(vp.Jobs) == 0 && len(vp.Fired) == 0 {
+	if len(dp.Jobs) == 0 && len(dp.Fired) == 0 && len(vp.Jobs) == 0 && len(vp.Fired) == 0 && len(pp.Jobs) == 0 && len(pp.Fired) == 0 {
 		return
 	}
-	cj := CreateJobs{Jobs: append(dp.Jobs, vp.Jobs...), DrillFired: dp.Fired, VerifyFired: vp.Fired}
-	if _, err := n.proposeAt(ctx, now, CmdCreateJobs, ActorScheduler, cj); err != nil && ctx.Err() == nil {
-		n.log.Warn("propose drill and verify jobs", "jobs", len(cj.Jobs), "err", err)
+	// Prune jobs and watermarks go in their own command: a cluster not yet
+	// upgraded to them (command version 5) refuses it, and must not
+	// refuse drills and verification with it.
+	if len(dp.Jobs) > 0 || len(dp.Fired) > 0 || len(vp.Jobs) > 0 || len(vp.Fired) > 0 {
+		cj := CreateJobs{Jobs: append(dp.Jobs, vp.Jobs...), DrillFired: dp.Fired, VerifyFired: vp.Fired}
+		if _, err := n.proposeAt(ctx, now, CmdCreateJobs, ActorScheduler, cj); err != nil && ctx.Err() == nil {
+			n.log.Warn("propose drill and verify jobs", "jobs", len(cj.Jobs), "err", err)
+		}
+	}
+	if len(pp.Jobs) > 0 || len(pp.Fired) > 0 {
+		cj := CreateJobs{Jobs: pp.Jobs, PruneFired: pp.Fired}
+		if _, err := n.proposeAt(ctx, now, CmdCreateJobs, ActorScheduler, cj); err != nil && ctx.Err() == nil {
+			n.log.Warn("propose prune jobs", "jobs", len(cj.Jobs), "err", err)
+		}
 	}
 }
 

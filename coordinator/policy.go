@@ -54,6 +54,12 @@ type Retention struct {
 	KeepMonthly int      `json:"keep_monthly,omitempty" yaml:"keep_monthly,omitempty"`
 	KeepYearly  int      `json:"keep_yearly,omitempty" yaml:"keep_yearly,omitempty"`
 	KeepWithin  Duration `json:"keep_within,omitempty" yaml:"keep_within,omitempty"`
+	// Prune is a schedule (like the policy's) on which one of the
+	// policy's drill runners — agents that hold the identity — prunes the
+	// policy's repository, freeing what forgotten snapshots held;
+	// MaxUnused is that prune's --max-unused ("10%" when empty).
+	Prune     string `json:"prune,omitempty" yaml:"prune,omitempty"`
+	MaxUnused string `json:"max_unused,omitempty" yaml:"max_unused,omitempty"`
 }
 
 // Rules returns the retention as the snapshot package applies it

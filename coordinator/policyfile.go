@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // ---- problems ------------------------------------------------------------
@@ -167,8 +169,24 @@ func (p Policy) check() (errs, warns []Problem) {
 	if r.KeepWithin < 0 {
 		add("retention.keep_within", "must not be negative (got %s)", r.KeepWithin)
 	}
-	if r != (Retention{}) {
-		warn("retention", "applied by the agent after each backup (it forgets snapshots, which needs storage credentials that may delete); only 'lifeboat prune', run with the identity, frees their data (docs/operations.md)")
+	if r.Prune != "" {
+		if _, err := ParseSchedule(r.Prune); err != nil {
+			add("retention.prune", "%v", err)
+		}
+	}
+	if _, err := ParseMaxUnused(r.MaxUnused); err != nil {
+		add("retention.max_unused", "%v", err)
+	} else if r.MaxUnused != "" && r.Prune == "" {
+		warn("retention.max_unused", "has no effect without retention.prune")
+	}
+	switch {
+	case r.Rules() != (snapshot.Retention{}) && r.Prune == "":
+		warn("retention", "applied by the agent after each backup (it forgets snapshots, which needs storage credentials that may delete); only a prune frees their data: set retention.prune to have a drill runner prune on a schedule, or run 'lifeboat prune' with the identity (docs/operations.md)")
+	case r.Rules() != (snapshot.Retention{}):
+		warn("retention", "applied by the agent after each backup (it forgets snapshots, which needs storage credentials that may delete); a drill runner frees their data on the retention.prune schedule")
+	}
+	if r.Prune != "" && (p.Drill == nil || len(p.Drill.Runner) == 0) {
+		warn("retention.prune", "runs on any drill runner (drill.runner selects none): an agent with the identity that an admin allowed to run drills")
 	}
 
 	if p.Targets.RPO < 0 {

@@ -179,6 +179,9 @@ func TestParsePoliciesErrors(t *testing.T) {
 		{"negative max_attempts", ok + "max_attempts: -1\n", "p.yaml:6: max_attempts: must not be negative"},
 		{"negative rpo", ok + "targets: {rpo: -1h}\n", "p.yaml:6: targets.rpo: must be positive"},
 		{"negative jitter", ok + "jitter: -1m\n", "p.yaml:6: jitter: must not be negative"},
+		{"bad prune schedule", ok + "retention: {keep_last: 3, prune: 'every sunday'}\n", "p.yaml:6: retention.prune: "},
+		{"bad max_unused", ok + "retention: {prune: '@weekly', max_unused: 10}\n", `p.yaml:6: retention.max_unused: max_unused "10": want a percentage`},
+		{"max_unused of 100%", ok + "retention: {prune: '@weekly', max_unused: 100%}\n", "retention.max_unused"},
 		{"anchor and alias", ok + "tags: &t [a]\n---\n" + strings.Replace(ok, "name: p", "name: q", 1) + "tagz: *t\n", "p.yaml:13: tagz: unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,6 +204,8 @@ func TestPolicyWarnings(t *testing.T) {
 		{base + "schedule: '@daily'\n", "p.yaml:1: agents: no selector"},
 		{base + "schedule: 'CRON_TZ=Europe/Berlin 30 2 * * *'\nagents: {a: b}\n", "p.yaml:4: schedule: daylight saving time in Europe/Berlin"},
 		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {keep_daily: 7}\n", "p.yaml:6: retention: applied by the agent"},
+		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {max_unused: 5%}\n", "p.yaml:6: retention.max_unused: has no effect without retention.prune"},
+		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {prune: '@weekly'}\n", "p.yaml:6: retention.prune: runs on any drill runner"},
 	} {
 		ps, warns, err := ParsePoliciesWithWarnings([]byte(tc.yaml), "p.yaml")
 		if err != nil || len(ps) != 1 {

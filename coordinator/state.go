@@ -23,6 +23,9 @@ const (
 	KindBackup JobKind = "backup"
 	KindVerify JobKind = "verify"
 	KindDrill  JobKind = "drill"
+	// KindPrune runs 'lifeboat prune' on a policy's repository, on one of
+	// its drill runners (the agents that hold the identity).
+	KindPrune JobKind = "prune"
 )
 
 // JobState is where a job is in its lifecycle. Pending jobs wait for a lease;
@@ -110,6 +113,8 @@ type State struct {
 	Coverage map[string]*Coverage `json:"coverage"`
 	// VerifyFired is each repository's verification-schedule watermark.
 	VerifyFired map[string]time.Time `json:"verify_fired"`
+	// PruneFired is each policy's prune-schedule watermark.
+	PruneFired map[string]time.Time `json:"prune_fired,omitempty"`
 	// Alerts are the open and recently resolved alerts by key, and
 	// AlertTargets where they are sent (alert.go).
 	Alerts       map[string]*Alert       `json:"alerts"`
@@ -257,6 +262,8 @@ type Result struct {
 	// Forgotten are the snapshots the policy's retention removed after
 	// this backup (backup jobs).
 	Forgotten []string `json:"forgotten,omitempty"`
+	// Prune is what a prune job found and did.
+	Prune *PruneSummary `json:"prune,omitempty"`
 }
 
 // CatalogEntry is a snapshot known to the coordinator, added when a backup
@@ -357,6 +364,9 @@ func (s *State) fill() {
 	}
 	if s.Coverage == nil {
 		s.Coverage = map[string]*Coverage{}
+	}
+	if s.PruneFired == nil {
+		s.PruneFired = map[string]time.Time{}
 	}
 	if s.VerifyFired == nil {
 		s.VerifyFired = map[string]time.Time{}
@@ -523,6 +533,7 @@ func (s *State) Clone() *State {
 		DrillFired:   maps.Clone(s.DrillFired),
 		Coverage:     cloneJSON(s.Coverage),
 		VerifyFired:  maps.Clone(s.VerifyFired),
+		PruneFired:   maps.Clone(s.PruneFired),
 		Alerts:       cloneJSON(s.Alerts),
 		AlertTargets: cloneJSON(s.AlertTargets),
 	}
@@ -584,6 +595,10 @@ func (j *Job) clone() Job {
 		r := *j.Result
 		r.Warnings = slices.Clone(j.Result.Warnings)
 		r.Forgotten = slices.Clone(j.Result.Forgotten)
+		if j.Result.Prune != nil {
+			p := *j.Result.Prune
+			r.Prune = &p
+		}
 		if j.Result.Verify != nil {
 			v := *j.Result.Verify
 			v.Damaged = slices.Clone(v.Damaged)

@@ -113,6 +113,13 @@ func jobResult(j coordinator.Job) string {
 	case j.Result.Verify != nil:
 		v := j.Result.Verify
 		return fmt.Sprintf("%d packs (%s) verified in %d shards", v.Packs, formatBytes(v.Bytes), v.Shards)
+	case j.Result.Prune != nil:
+		p := j.Result.Prune
+		s := fmt.Sprintf("pruned: %d packs (%s) deleted, %d marked, %d repacked", p.DeletedPacks, formatBytes(p.DeletedBytes), p.MarkedPacks, p.RepackedPacks)
+		if p.PendingMarks > 0 {
+			s += fmt.Sprintf("; %d marks wait for %d running backups", p.PendingMarks, p.WaitingFor)
+		}
+		return s
 	case j.Result.Drill != "":
 		return "drill passed (lifeboat drill show " + j.Result.Drill + ")"
 	}

@@ -22,8 +22,9 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Long: `Policies say what to back up (paths, exclude), where (a repository registered
 with 'lifeboat repo add'), when (schedule), on which agents (label selector),
 how long to keep it (retention: the agent forgets its older snapshots after
-each backup; 'lifeboat prune' with the identity frees their data) and the
-recovery targets (rpo, rto).
+each backup; retention.prune has a drill runner free their data on a
+schedule, else 'lifeboat prune' with the identity does) and the recovery
+targets (rpo, rto).
 See docs/api.md and the example in docs/operations.md.`,
 	}
 	cf.register(cmd)
@@ -163,6 +164,30 @@ Every problem is printed as FILE:LINE: FIELD: MESSAGE and nothing is applied
 			for _, id := range res.Jobs {
 				fmt.Fprintf(g.stdout, "job %s created\n", id)
 			}
+			return nil
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "prune NAME",
+		Short: "Prune the policy's repository now, on one of its drill runners",
+		Long: `Create a prune job: one of the policy's drill runners (an agent with the
+identity) runs 'lifeboat prune' on the policy's repository with the policy's
+retention.max_unused, as retention.prune does on its schedule. Follow it with
+'lifeboat job show ID'.`,
+		Args: argsBetween(1, 1, "policy name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			var res coordinator.DrillRunResult
+			if err := c.Post(cmd.Context(), "/v1/policies/"+url.PathEscape(args[0])+"/prune", nil, &res); err != nil {
+				return apiErr(err)
+			}
+			if g.json {
+				return printJSON(g.stdout, res)
+			}
+			fmt.Fprintf(g.stdout, "job %s created on %s\n", res.ID, res.Agent)
 			return nil
 		},
 	})

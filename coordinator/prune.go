@@ -1,0 +1,138 @@
+package coordinator
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Scheduled prune. 'lifeboat prune' needs the identity, which the
+// coordinator never holds; drill runners do. A policy whose retention sets
+// a prune schedule has one of its drill runners (chosen as for its drills)
+// prune the policy's repository at each instant of that schedule. The
+// repository's garbage-collection protocol (docs/format.md) keeps it safe
+// beside running backups and other prunes; the coordinator only schedules
+// and records. Missed instants are not caught up (one prune does all the
+// work there is), and a repository with a prune job pending or running
+// gets no second one.
+
+// DefaultMaxUnused is a scheduled prune's max_unused when the policy sets
+// none ('lifeboat prune --max-unused' has the same default).
+const DefaultMaxUnused = 0.10
+
+// ParseMaxUnused reads a policy's retention.max_unused: "" (the default),
+// a percentage in [0, 100), or "unlimited" (-1: nothing is repacked).
+func ParseMaxUnused(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "":
+		return DefaultMaxUnused, nil
+	case "unlimited":
+		return -1, nil
+	}
+	num, ok := strings.CutSuffix(s, "%")
+	f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if !ok || err != nil || !(f >= 0 && f < 100) {
+		return 0, fmt.Errorf("max_unused %q: want a percentage in [0, 100), like \"10%%\", or \"unlimited\"", s)
+	}
+	return f / 100, nil
+}
+
+// PruneSummary is what a prune job reports and its result shows.
+type PruneSummary struct {
+	Snapshots     int   `json:"snapshots"`
+	Packs         int   `json:"packs"`
+	PackBytes     int64 `json:"pack_bytes"`
+	MarkedPacks   int   `json:"marked_packs"`
+	DeletedPacks  int   `json:"deleted_packs"`
+	DeletedBytes  int64 `json:"deleted_bytes"`
+	RepackedPacks int   `json:"repacked_packs"`
+	RepackWritten int64 `json:"repack_written_bytes"`
+	// PendingMarks wait for WaitingFor backups to end: the next prune
+	// deletes their packs.
+	PendingMarks int `json:"pending_marks"`
+	WaitingFor   int `json:"waiting_for"`
+}
+
+func (p *PruneSummary) validate() error {
+	for _, v := range []int64{int64(p.Snapshots), int64(p.Packs), p.PackBytes, int64(p.MarkedPacks), int64(p.DeletedPacks),
+		p.DeletedBytes, int64(p.RepackedPacks), p.RepackWritten, int64(p.PendingMarks), int64(p.WaitingFor)} {
+		if v < 0 {
+			return invalid("prune summary: negative count %+v", *p)
+		}
+	}
+	return nil
+}
+
+// PruneJobID is the deterministic ID of policy's scheduled prune at
+// instant.
+func PruneJobID(policy string, instant time.Time) string {
+	h := sha256.Sum256([]byte("prune\x00" + policy + "\x00" + instant.UTC().Format(time.RFC3339Nano)))
+	return "pr-" + hex.EncodeToString(h[:8])
+}
+
+// PrunePlan is what PlanPrunes returns.
+type PrunePlan struct {
+	Jobs  []NewJob
+	Fired map[string]time.Time // policy -> new watermark
+	// Unassigned are the policies whose due prune found no drill runner.
+	Unassigned []PolicyError
+	Errors     []PolicyError
+}
+
+// PlanPrunes plans the prune jobs due at now: for each policy whose
+// retention sets a prune schedule, its newest due instant, on one of its
+// drill runners. Pure, like Plan.
+func PlanPrunes(s *State, now time.Time, agentTimeout time.Duration) PrunePlan {
+	out := PrunePlan{Fired: map[string]time.Time{}}
+	for _, name := range s.PolicyNames() {
+		pr := s.Policies[name]
+		spec := pr.Policy.Retention.Prune
+		if spec == "" {
+			continue
+		}
+		sched, err := ParseSchedule(spec)
+		if err != nil {
+			out.Errors = append(out.Errors, PolicyError{Policy: name, Err: "retention.prune: " + err.Error()})
+			continue
+		}
+		start, ok := s.PruneFired[name]
+		if !ok || pr.CreatedAt.After(start) {
+			start = pr.CreatedAt
+		}
+		due, _ := dueInstants(sched, start.UTC(), now, 1)
+		if len(due) == 0 {
+			continue
+		}
+		inst := due[len(due)-1]
+		out.Fired[name] = inst
+		id := PruneJobID(name, inst)
+		if s.Jobs[id] != nil || s.pruneRunning(pr.Policy.Repository) {
+			continue
+		}
+		runners := s.DrillRunners(&pr.Policy, now, agentTimeout)
+		if len(runners) == 0 {
+			out.Unassigned = append(out.Unassigned, PolicyError{Policy: name, Err: noRunnerReason(&pr.Policy)})
+			continue
+		}
+		out.Jobs = append(out.Jobs, NewJob{ID: id, Kind: KindPrune, Trigger: TriggerSchedule, Policy: name,
+			Agent: pickAgent(runners, id), ScheduledAt: inst, NotBefore: inst})
+	}
+	return out
+}
+
+// pruneRunning reports whether repo has a prune job pending or running.
+func (s *State) pruneRunning(repo string) bool {
+	for _, j := range s.Jobs {
+		if j.Kind != KindPrune || j.State.Final() {
+			continue
+		}
+		if pr := s.Policies[j.Policy]; pr != nil && pr.Policy.Repository == repo {
+			return true
+		}
+	}
+	return false
+}
