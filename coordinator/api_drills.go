@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -25,10 +26,6 @@ type DrillRunResult struct {
 }
 
 func (a *API) runDrill(w http.ResponseWriter, r *http.Request, c *call) error {
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
 	var q DrillRunRequest
 	if len(bytes.TrimSpace(c.body)) > 0 {
 		if err := decodeJSON(c.body, &q); err != nil {
@@ -38,45 +35,40 @@ func (a *API) runDrill(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := CheckSnapshotSelector(q.Snapshot); err != nil {
 		return badRequest("snapshot: %v", err)
 	}
-	ctx, cancel := writeCtx(r)
-	defer cancel()
-	if err := a.syncLeader(ctx); err != nil {
-		return err
-	}
-	var id string
-	if err := a.apply(func() (err error) { id, err = a.node.RunDrill(ctx, c.p.Actor, name, q.Snapshot); return err }); err != nil {
-		return err
-	}
-	res := DrillRunResult{ID: id}
-	a.node.View(func(s *State) {
-		if j := s.Jobs[id]; j != nil {
-			res.Agent = j.Agent
-		}
+	return a.createRunnerJob(w, r, func(ctx context.Context, policy string) (string, error) {
+		return a.node.RunDrill(ctx, c.p.Actor, policy, q.Snapshot)
 	})
-	writeJSON(w, http.StatusOK, res)
-	return nil
 }
 
 // runPrune answers POST /v1/policies/{name}/prune: a prune job of the
 // policy's repository on one of its drill runners.
 func (a *API) runPrune(w http.ResponseWriter, r *http.Request, c *call) error {
-	name, err := pathName(r, "name")
-	if err != nil {
-		return err
-	}
 	if len(bytes.TrimSpace(c.body)) > 0 {
 		var none struct{}
 		if err := decodeJSON(c.body, &none); err != nil {
 			return err
 		}
 	}
+	return a.createRunnerJob(w, r, func(ctx context.Context, policy string) (string, error) {
+		return a.node.RunPrune(ctx, c.p.Actor, policy)
+	})
+}
+
+// createRunnerJob creates a job of the policy named in the path on one
+// of its drill runners (with create, on the leader) and answers with its
+// ID and agent.
+func (a *API) createRunnerJob(w http.ResponseWriter, r *http.Request, create func(ctx context.Context, policy string) (string, error)) error {
+	name, err := pathName(r, "name")
+	if err != nil {
+		return err
+	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	if err := a.syncLeader(ctx); err != nil {
 		return err
 	}
 	var id string
-	if err := a.apply(func() (err error) { id, err = a.node.RunPrune(ctx, c.p.Actor, name); return err }); err != nil {
+	if err := a.apply(func() (err error) { id, err = create(ctx, name); return err }); err != nil {
 		return err
 	}
 	res := DrillRunResult{ID: id}

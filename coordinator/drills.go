@@ -266,20 +266,14 @@ func PlanDrills(s *State, now time.Time, agentTimeout time.Duration) DrillPlan {
 		if d == nil || d.Schedule == "" {
 			continue
 		}
-		sched, err := ParseSchedule(d.Schedule)
+		inst, due, err := latestDue(d.Schedule, s.DrillFired, pr, now)
 		if err != nil {
 			out.Errors = append(out.Errors, PolicyError{Policy: name, Err: "drill.schedule: " + err.Error()})
 			continue
 		}
-		start, ok := s.DrillFired[name]
-		if !ok || pr.CreatedAt.After(start) {
-			start = pr.CreatedAt
-		}
-		due, _ := dueInstants(sched, start.UTC(), now, 1)
-		if len(due) == 0 {
+		if !due {
 			continue
 		}
-		inst := due[len(due)-1]
 		out.Fired[name] = inst
 		id := DrillJobID(name, inst)
 		if s.Jobs[id] != nil || s.Drills[id] != nil {
@@ -295,6 +289,26 @@ func PlanDrills(s *State, now time.Time, agentTimeout time.Duration) DrillPlan {
 			Agent: pickAgent(runners, id), ScheduledAt: inst, NotBefore: inst, Drill: &DrillParams{}})
 	}
 	return out
+}
+
+// latestDue parses a policy's maintenance schedule (drill, prune) and
+// returns its newest instant after the policy's watermark in fired (or
+// its creation) up to now, if there is one. Older missed instants are not
+// caught up: one run proves, or cleans up, the present state.
+func latestDue(spec string, fired map[string]time.Time, pr *PolicyRecord, now time.Time) (time.Time, bool, error) {
+	sched, err := ParseSchedule(spec)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	start, ok := fired[pr.Policy.Name]
+	if !ok || pr.CreatedAt.After(start) {
+		start = pr.CreatedAt
+	}
+	due, _ := dueInstants(sched, start.UTC(), now, 1)
+	if len(due) == 0 {
+		return time.Time{}, false, nil
+	}
+	return due[len(due)-1], true, nil
 }
 
 func noRunnerReason(p *Policy) string {

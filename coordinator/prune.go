@@ -94,20 +94,14 @@ func PlanPrunes(s *State, now time.Time, agentTimeout time.Duration) PrunePlan {
 		if spec == "" {
 			continue
 		}
-		sched, err := ParseSchedule(spec)
+		inst, due, err := latestDue(spec, s.PruneFired, pr, now)
 		if err != nil {
 			out.Errors = append(out.Errors, PolicyError{Policy: name, Err: "retention.prune: " + err.Error()})
 			continue
 		}
-		start, ok := s.PruneFired[name]
-		if !ok || pr.CreatedAt.After(start) {
-			start = pr.CreatedAt
-		}
-		due, _ := dueInstants(sched, start.UTC(), now, 1)
-		if len(due) == 0 {
+		if !due {
 			continue
 		}
-		inst := due[len(due)-1]
 		out.Fired[name] = inst
 		id := PruneJobID(name, inst)
 		if s.Jobs[id] != nil || s.pruneRunning(pr.Policy.Repository) {
