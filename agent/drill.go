@@ -27,14 +27,8 @@ import (
 // is reported without a verdict and retried.
 func (a *Agent) drill(ctx context.Context, job *runningJob) outcome {
 	item := job.item
-	if len(a.cfg.Identity) == 0 {
-		return outcome{err: fmt.Errorf("agent %s holds no identity and cannot run drill %s: start it with --identity FILE to make it a drill runner", a.cfg.Name, item.Job.ID)}
-	}
-	if item.Policy == nil {
-		return outcome{err: fmt.Errorf("drill %s came without its policy %q (deleted meanwhile?)", item.Job.ID, item.Job.Policy)}
-	}
-	if item.Repository == nil || item.Repository.URL == "" {
-		return outcome{err: fmt.Errorf("drill %s came without access to repository %q (not registered?)", item.Job.ID, item.Policy.Repository)}
+	if err := a.checkRunnerJob(item); err != nil {
+		return outcome{err: err}
 	}
 	opts, err := a.drillOptions(item)
 	if err != nil {
@@ -58,6 +52,22 @@ func (a *Agent) drill(ctx context.Context, job *runningJob) outcome {
 		out.err = errors.New("drill " + rep.Summary)
 	}
 	return out
+}
+
+// checkRunnerJob checks that a drill runner's job (drill, prune) can run
+// here: the agent holds an identity, and the job came with its policy and
+// its repository's access.
+func (a *Agent) checkRunnerJob(item *coordinator.WorkItem) error {
+	kind := item.Job.Kind
+	switch {
+	case len(a.cfg.Identity) == 0:
+		return fmt.Errorf("agent %s holds no identity and cannot run %s %s: start it with --identity FILE to make it a drill runner", a.cfg.Name, kind, item.Job.ID)
+	case item.Policy == nil:
+		return fmt.Errorf("%s %s came without its policy %q (deleted meanwhile?)", kind, item.Job.ID, item.Job.Policy)
+	case item.Repository == nil || item.Repository.URL == "":
+		return fmt.Errorf("%s %s came without access to repository %q (not registered?)", kind, item.Job.ID, item.Policy.Repository)
+	}
+	return nil
 }
 
 // drillOptions turns a drill job and its policy into drill options.

@@ -17,14 +17,8 @@ import (
 // deletes its packs. A prune that could not finish is retried.
 func (a *Agent) prune(ctx context.Context, job *runningJob) outcome {
 	item := job.item
-	if len(a.cfg.Identity) == 0 {
-		return outcome{err: fmt.Errorf("agent %s holds no identity and cannot run prune %s: start it with --identity FILE (a drill runner)", a.cfg.Name, item.Job.ID)}
-	}
-	if item.Policy == nil {
-		return outcome{err: fmt.Errorf("prune %s came without its policy %q (deleted meanwhile?)", item.Job.ID, item.Job.Policy)}
-	}
-	if item.Repository == nil || item.Repository.URL == "" {
-		return outcome{err: fmt.Errorf("prune %s came without access to repository %q (not registered?)", item.Job.ID, item.Policy.Repository)}
+	if err := a.checkRunnerJob(item); err != nil {
+		return outcome{err: err}
 	}
 	maxUnused, err := coordinator.ParseMaxUnused(item.Policy.Retention.MaxUnused)
 	if err != nil {

@@ -547,6 +547,20 @@ func TestPruneRefusesDamage(t *testing.T) {
 	}
 }
 
+// partlyForgotten backs up files a and b of src, then b alone, and
+// forgets the first snapshot: a's data is left unreferenced, in packs it
+// may share with b's. It returns the second snapshot.
+func partlyForgotten(t *testing.T, repos storetest.Repos, src string, a, b []byte) *snapshot.Result {
+	t.Helper()
+	writeFile(t, filepath.Join(src, "a"), a)
+	writeFile(t, filepath.Join(src, "b"), b)
+	old := backupDir(t, repos.Writer, src)
+	removeFile(t, filepath.Join(src, "a"))
+	kept := backupDir(t, repos.Writer, src)
+	forget(t, repos.Store, old.ID)
+	return kept
+}
+
 // TestPruneRepacks: a pack holding a forgotten file beside a kept one is
 // kept whole while MaxUnused tolerates it, and otherwise repacked: the
 // kept file's blobs are copied into a new pack, the old pack deleted, and
@@ -554,13 +568,8 @@ func TestPruneRefusesDamage(t *testing.T) {
 func TestPruneRepacks(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
 		ctx := context.Background()
-		a, b := storetest.Data(61, 3<<20), storetest.Data(62, 3<<20)
-		writeFile(t, filepath.Join(src, "a"), a)
-		writeFile(t, filepath.Join(src, "b"), b)
-		old := backupDir(t, repos.Writer, src)
-		removeFile(t, filepath.Join(src, "a"))
-		kept := backupDir(t, repos.Writer, src)
-		forget(t, repos.Store, old.ID)
+		b := storetest.Data(62, 3<<20)
+		kept := partlyForgotten(t, repos, src, storetest.Data(61, 3<<20), b)
 
 		res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0.6})
 		if err != nil {
@@ -606,13 +615,8 @@ func (s markRefusingStore) Put(ctx context.Context, name string, data []byte) er
 func TestPruneAfterCrashDuringRepack(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
 		ctx := context.Background()
-		a, b := storetest.Data(71, 512<<10), storetest.Data(72, 3<<20)
-		writeFile(t, filepath.Join(src, "a"), a)
-		writeFile(t, filepath.Join(src, "b"), b)
-		old := backupDir(t, repos.Writer, src)
-		removeFile(t, filepath.Join(src, "a"))
-		kept := backupDir(t, repos.Writer, src)
-		forget(t, repos.Store, old.ID)
+		b := storetest.Data(72, 3<<20)
+		kept := partlyForgotten(t, repos, src, storetest.Data(71, 512<<10), b)
 
 		before := countObjects(t, repos.Store, chunkstore.DataPrefix)
 		_, err := snapshot.Prune(ctx, reopen(t, repos, markRefusingStore{repos.Store}), snapshot.PruneOptions{MaxUnused: 0.1})
