@@ -362,6 +362,50 @@ drill:
 			t.Errorf("drill report lacks %q:\n%s", s, report)
 		}
 	}
+
+	// 5. Retention with a prune schedule: the agent forgets the older
+	// snapshot after the next backup, and a prune on the runner (run now
+	// with 'policy prune') frees what only that snapshot used; the newest
+	// still passes a drill.
+	yaml, err := os.ReadFile(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml = append(yaml, "retention: {keep_last: 1, prune: \"@every 24h\", max_unused: \"0%\"}\n"...)
+	if err := os.WriteFile(policyFile, yaml, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lb.must(t, "policy", "apply", "-f", policyFile)
+	tree["data/f0.bin"] = fixture.Entry{Content: fixture.Random(99, 3<<20), Mode: 0o644}
+	fixture.Create(t, src, tree)
+	lb.must(t, "policy", "run", "db")
+	waitFor(t, 60*time.Second, "the second backup", func() bool {
+		out, err := lb.run("job", "list", "--policy", "db", "--state", "succeeded", "--json")
+		var js []coordinator.Job
+		n := 0
+		if err == nil && json.Unmarshal([]byte(out), &js) == nil {
+			for _, j := range js {
+				if j.Kind == coordinator.KindBackup {
+					n++
+				}
+			}
+		}
+		return n == 2
+	})
+	var started coordinator.DrillRunResult
+	if err := json.Unmarshal([]byte(lb.must(t, "policy", "prune", "db", "--json")), &started); err != nil || started.Agent != "agent-d" {
+		t.Fatalf("policy prune: %+v %v", started, err)
+	}
+	var pj coordinator.Job
+	waitFor(t, 60*time.Second, "the prune job", func() bool {
+		out, err := lb.run("job", "show", started.ID, "--json")
+		return err == nil && json.Unmarshal([]byte(out), &pj) == nil && pj.State.Final()
+	})
+	if pj.State != coordinator.JobSucceeded || pj.Kind != coordinator.KindPrune || pj.Result == nil || pj.Result.Prune == nil ||
+		pj.Result.Prune.Snapshots != 1 || pj.Result.Prune.DeletedBytes < 3<<20 || pj.Result.Prune.PendingMarks != 0 {
+		t.Fatalf("prune job %s: %+v", pj.State, pj.Result)
+	}
+	pass("after the prune")
 }
 
 func getObject(t *testing.T, c *minio.Client, bucket, key string) []byte {
