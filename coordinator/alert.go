@@ -33,10 +33,11 @@ const (
 	AlertDrillFailed  AlertKind = "drill_failed"  // the newest drill failed (incl. over its RTO target)
 	AlertDamage       AlertKind = "verify_damage" // verification found damaged packs
 	AlertAgentUnseen  AlertKind = "agent_unseen"  // an agent has not been in touch for too long
+	AlertPruneFailed  AlertKind = "prune_failed"  // the newest prune of a policy's repository failed
 )
 
 // AlertKinds lists every kind, in the order documentation shows them.
-var AlertKinds = []AlertKind{AlertBackupFailed, AlertRPOMissed, AlertDrillFailed, AlertDamage, AlertAgentUnseen}
+var AlertKinds = []AlertKind{AlertBackupFailed, AlertRPOMissed, AlertDrillFailed, AlertDamage, AlertAgentUnseen, AlertPruneFailed}
 
 // Valid reports whether k is a defined kind.
 func (k AlertKind) Valid() bool { return slices.Contains(AlertKinds, k) }
@@ -54,6 +55,8 @@ func (k AlertKind) Title() string {
 		return "verification found damage"
 	case AlertAgentUnseen:
 		return "agent unseen"
+	case AlertPruneFailed:
+		return "prune failed"
 	}
 	return string(k)
 }
@@ -152,6 +155,19 @@ type SyncAlerts struct {
 	Resolve []string    `json:"resolve,omitempty"`
 	// PruneBefore deletes resolved alerts resolved before it.
 	PruneBefore time.Time `json:"prune_before,omitzero"`
+}
+
+// minVersion: a prune_failed alert is version 5 (an older node does not
+// know the kind and refuses the sync cleanly).
+func (p SyncAlerts) minVersion() int {
+	for _, list := range [][]Condition{p.Open, p.Update} {
+		for _, cd := range list {
+			if cd.Kind == AlertPruneFailed {
+				return 5
+			}
+		}
+	}
+	return 1
 }
 
 // SyncAlertsResult counts what a sync changed.

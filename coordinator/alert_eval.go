@@ -43,12 +43,15 @@ type EvalInput struct {
 //     verified since.
 //   - agent_unseen/AGENT: a non-revoked agent not in touch for longer than
 //     AgentUnseenAfter.
+//   - prune_failed/POLICY: the newest finished prune job of the policy
+//     failed (after its retries).
 func EvaluateAlerts(s *State, in EvalInput) []Condition {
 	cfg := in.Config.withDefaults()
 	now := in.Now.UTC()
 	var out []Condition
 	out = append(out, backupConditions(s, now)...)
 	out = append(out, drillConditions(s)...)
+	out = append(out, pruneConditions(s)...)
 	out = append(out, damageConditions(s)...)
 	if cfg.AgentUnseenAfter > 0 {
 		for _, name := range s.AgentNames() {
@@ -185,6 +188,36 @@ func drillConditions(s *State) []Condition {
 			msg += " — " + d.Summary
 		}
 		out = append(out, Condition{Key: string(AlertDrillFailed) + "/" + name, Kind: AlertDrillFailed, Subject: name, Since: d.FinishedAt, Message: msg})
+	}
+	return out
+}
+
+// pruneConditions finds policies whose newest finished prune job failed:
+// their repository is not being cleaned up, and grows.
+func pruneConditions(s *State) []Condition {
+	newest := map[string]*Job{}
+	for _, id := range sortedKeys(s.Jobs) {
+		j := s.Jobs[id]
+		if j.Kind != KindPrune || (j.State != JobSucceeded && j.State != JobFailed) {
+			continue
+		}
+		if cur := newest[j.Policy]; cur == nil || j.FinishedAt.After(cur.FinishedAt) {
+			newest[j.Policy] = j
+		}
+	}
+	var out []Condition
+	for _, name := range s.PolicyNames() {
+		j := newest[name]
+		if j == nil || j.State != JobFailed {
+			continue
+		}
+		why := "failed"
+		if j.Result != nil && j.Result.Error != "" {
+			why = j.Result.Error
+		}
+		out = append(out, Condition{Key: string(AlertPruneFailed) + "/" + name, Kind: AlertPruneFailed, Subject: name, Since: j.FinishedAt,
+			Message: fmt.Sprintf("prune of repository %s (policy %s) failed at %s on %s (job %s): %s; unused data is not freed until a prune succeeds",
+				s.Policies[name].Policy.Repository, name, stamp(j.FinishedAt), j.Agent, j.ID, why)})
 	}
 	return out
 }

@@ -181,6 +181,36 @@ func TestEvaluateDrillFailed(t *testing.T) {
 	}
 }
 
+func TestEvaluatePruneFailed(t *testing.T) {
+	s := evalState()
+	s.Policies["p"].Policy.Targets.RPO = 0
+	prune := func(id string, st JobState, finished time.Time, errMsg string) {
+		s.Jobs[id] = &Job{ID: id, Kind: KindPrune, Policy: "p", Agent: "a1", State: st, FinishedAt: finished, Result: &Result{Error: errMsg}}
+	}
+	prune("p1", JobSucceeded, t0.Add(time.Hour), "")
+	if c := evalAt(s, t0.Add(2*time.Hour)); len(c) != 0 {
+		t.Fatalf("a succeeded prune alerts: %+v", c)
+	}
+	prune("p2", JobFailed, t0.Add(2*time.Hour), "prune refused: index file index/ab12 is damaged (attempt 3 of 3)")
+	prune("p3", JobCancelled, t0.Add(3*time.Hour), "")
+	c := findCond(t, evalAt(s, t0.Add(4*time.Hour)), "prune_failed/p")
+	for _, want := range []string{"prune of repository r (policy p) failed", "job p2", "index/ab12 is damaged", "not freed"} {
+		if !strings.Contains(c.Message, want) {
+			t.Errorf("message %q lacks %q", c.Message, want)
+		}
+	}
+	if c.Subject != "p" || c.Kind != AlertPruneFailed {
+		t.Errorf("condition %+v", c)
+	}
+	prune("p4", JobSucceeded, t0.Add(5*time.Hour), "")
+	if c := evalAt(s, t0.Add(6*time.Hour)); len(c) != 0 {
+		t.Errorf("a newer succeeded prune still alerts: %+v", c)
+	}
+	if v := (SyncAlerts{Open: []Condition{{Kind: AlertPruneFailed}}}).minVersion(); v != 5 {
+		t.Errorf("a sync opening a prune_failed alert is version %d, want 5", v)
+	}
+}
+
 func TestEvaluateVerifyDamage(t *testing.T) {
 	s := evalState()
 	s.Policies["p"].Policy.Targets.RPO = 0

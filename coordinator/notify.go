@@ -124,7 +124,7 @@ func subjectPhrase(k AlertKind, subject string) string {
 			return "policy " + p + " on agent " + a
 		}
 		return "policy " + subject
-	case AlertDrillFailed:
+	case AlertDrillFailed, AlertPruneFailed:
 		return "policy " + subject
 	case AlertDamage:
 		return "repository " + subject

@@ -19,8 +19,9 @@ func newAlertCmd(g *globals) *cobra.Command {
 		Long: `The coordinator alerts when a policy's newest backup on an agent failed
 (backup_failed), a policy misses its RPO target (rpo_missed), a drill failed
 or took longer than the RTO target (drill_failed), verification found damaged
-packs (verify_damage) or an agent has not been in touch for too long
-(agent_unseen, 'lifeboat server --alert-agent-unseen'). One ongoing problem is
+packs (verify_damage), an agent has not been in touch for too long
+(agent_unseen, 'lifeboat server --alert-agent-unseen') or a policy's newest
+scheduled prune failed (prune_failed). One ongoing problem is
 one alert; targets get a message when it opens and one when it resolves.
 See "Alerts" in docs/operations.md.`,
 	}
@@ -96,7 +97,7 @@ func newAlertTargetCmd(g *globals, cf *clientFlags) *cobra.Command {
 		Long: `Add a target: a generic JSON webhook (--kind webhook, the default) or a
 Slack-compatible incoming webhook (--kind slack). --kinds limits it to some
 alert kinds: backup_failed, rpo_missed, drill_failed, verify_damage,
-agent_unseen. Needs an admin token.`,
+agent_unseen, prune_failed. Needs an admin token.`,
 		Example: "  lifeboat alert target add oncall --kind slack --url https://hooks.slack.com/services/T000/B000/XXXX\n" +
 			"  lifeboat alert target add pager --url https://pager.example.com/hook --kinds drill_failed,verify_damage",
 		Args: argsBetween(1, 1, "target name"),
