@@ -168,6 +168,15 @@ type PutPolicy struct {
 	Policy Policy `json:"policy"`
 }
 
+// minVersion: a policy that schedules prunes is version 5 (an older node
+// would drop retention.prune and retention.max_unused from it).
+func (p PutPolicy) minVersion() int {
+	if p.Policy.Retention.Prune != "" || p.Policy.Retention.MaxUnused != "" {
+		return 5
+	}
+	return 1
+}
+
 // DeletePolicy removes a policy and cancels its pending jobs.
 type DeletePolicy struct {
 	Name string `json:"name"`

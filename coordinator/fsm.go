@@ -294,6 +294,12 @@ func putPolicy(s *State, c *Command, index uint64, p *PutPolicy) (outcome, error
 			s.LastFired[pol.Name] = c.Time
 		}
 	}
+	// Likewise a new prune schedule ('lifeboat policy prune' runs one now).
+	if pol.Retention.Prune != "" && (old == nil || old.Policy.Retention.Prune != pol.Retention.Prune) {
+		if lf, ok := s.PruneFired[pol.Name]; !ok || lf.Before(c.Time) {
+			s.PruneFired[pol.Name] = c.Time
+		}
+	}
 	s.Policies[pol.Name] = rec
 	return outcome{value: index, target: "policy/" + pol.Name}, nil
 }
@@ -543,6 +549,19 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 		if s.Repositories[name] == nil {
 			return outcome{}, fmt.Errorf("verify fired: %w", notFound("repository", name))
 		}
+	}
+	// One prune job per repository at a time: another prune would find
+	// nothing the first does not, and two would only wait on each other.
+	pruning := map[string]bool{}
+	for _, nj := range p.Jobs {
+		if nj.Kind != KindPrune || s.Jobs[nj.ID] != nil {
+			continue
+		}
+		repo := s.Policies[nj.Policy].Policy.Repository
+		if pruning[repo] || s.pruneRunning(repo) {
+			return outcome{}, conflict("repository %q already has a prune job pending or running", repo)
+		}
+		pruning[repo] = true
 	}
 	res := CreateJobsResult{}
 	for _, nj := range p.Jobs {

@@ -384,6 +384,8 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a prune job", CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "pr", Kind: KindPrune, Policy: "p"}}}, 5},
 		{"a prune watermark", CmdCreateJobs, CreateJobs{PruneFired: map[string]time.Time{"p": t0}}, 5},
 		{"a prune summary", CmdCompleteJob, CompleteJob{JobID: "pr", Success: true, Prune: &PruneSummary{}}, 5},
+		{"a policy with a prune schedule", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1, Prune: "@weekly"}}}, 5},
+		{"a policy with retention rules only", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1}}}, 1},
 		{"a policy", CmdPutPolicy, PutPolicy{}, 1},
 	} {
 		c, err := NewCommand(tc.typ, "test", tc.payload)
@@ -480,12 +482,26 @@ func TestVerifyReconcilesCatalog(t *testing.T) {
 		t.Errorf("catalog = %v, want %v", got, want)
 	}
 
-	// A malformed listing is refused and changes nothing.
+	// An empty listing changes nothing: more likely another copy of the
+	// repository than one emptied of snapshots.
+	v = h.leaseNew(NewJob{ID: "v3", Kind: KindVerify, Repository: "r", Verify: &VerifyParams{Shards: []int{3}}}, time.Minute)
+	done = h.must(CmdCompleteJob, CompleteJob{JobID: "v3", Agent: "a1", Token: v.Lease.Token, Success: true,
+		Verify: &VerifyReport{Shards: []int{3}, SnapshotsListed: true}}).(*Job)
+	if n := len(h.state().Catalog); n != 3 || len(done.Result.Verify.CatalogDropped) != 0 {
+		t.Errorf("an empty listing dropped %v (%d entries left)", done.Result.Verify.CatalogDropped, n)
+	}
+
+	// A malformed listing is refused and changes nothing; so is an upper-
+	// case ID, which would match no catalog entry.
 	v = h.leaseNew(NewJob{ID: "v2", Kind: KindVerify, Repository: "r", Verify: &VerifyParams{Shards: []int{3}}}, time.Minute)
 	before := h.snapshot()
 	if _, err := h.apply(CmdCompleteJob, CompleteJob{JobID: "v2", Agent: "a1", Token: v.Lease.Token, Success: true,
 		Verify: &VerifyReport{Shards: []int{3}, Snapshots: []string{"latest"}, SnapshotsListed: true}}); err == nil || !strings.Contains(err.Error(), `"latest"`) {
 		t.Errorf("a listing with a bad ID: %v", err)
+	}
+	if _, err := h.apply(CmdCompleteJob, CompleteJob{JobID: "v2", Agent: "a1", Token: v.Lease.Token, Success: true,
+		Verify: &VerifyReport{Shards: []int{3}, Snapshots: []string{strings.ToUpper(kept)}, SnapshotsListed: true}}); err == nil || !strings.Contains(err.Error(), "lower-case") {
+		t.Errorf("a listing with an upper-case ID: %v", err)
 	}
 	if string(before) != string(h.snapshot()) {
 		t.Error("a refused report changed the state")
@@ -527,13 +543,32 @@ func TestPlanPrunes(t *testing.T) {
 	}
 	// The next instant plans again; with the runner gone it is reported.
 	next := PlanPrunes(h.state(), now.Add(time.Hour), 2*time.Minute)
-	if len(next.Jobs) != 0 || len(next.Unassigned) != 1 || !strings.Contains(next.Unassigned[0].Err, "no connected drill runner") {
-		t.Errorf("plan with the runner silent for an hour: %+v", next)
+	if len(next.Jobs) != 0 || len(next.Unassigned) != 1 || !strings.Contains(next.Unassigned[0].Err, "no connected drill runner") || len(next.Fired) != 0 {
+		t.Errorf("plan with the runner silent for an hour: %+v; want no job and the watermark kept (tried again)", next)
 	}
 	h.now = now.Add(time.Hour)
 	h.must(CmdAgentSeen, AgentSeen{Name: "a1", Capabilities: []string{CapDrill}})
 	if next = PlanPrunes(h.state(), now.Add(time.Hour), 2*time.Minute); len(next.Jobs) != 1 {
 		t.Errorf("plan an hour later: %+v", next)
+	}
+	// A second policy on the same repository: still one prune at a time,
+	// in the plan and in the state machine. Its schedule starts when it
+	// is set, not at the policy's creation.
+	q := pol
+	q.Name = "q"
+	h.must(CmdPutPolicy, PutPolicy{Policy: q})
+	if st := h.state(); !st.PruneFired["q"].Equal(h.now) {
+		t.Errorf("prune watermark of a new prune schedule: %v, want %v", st.PruneFired["q"], h.now)
+	}
+	h.now = now.Add(3 * time.Hour)
+	h.must(CmdAgentSeen, AgentSeen{Name: "a1", Capabilities: []string{CapDrill}})
+	both := PlanPrunes(h.state(), h.now, 2*time.Minute)
+	if len(both.Jobs) != 1 || len(both.Fired) != 2 {
+		t.Fatalf("plan for two policies of one repository: %+v, want one job and both watermarks", both)
+	}
+	h.must(CmdCreateJobs, CreateJobs{Jobs: both.Jobs, PruneFired: both.Fired})
+	if _, err := h.apply(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "x2", Kind: KindPrune, Trigger: TriggerManual, Policy: "q", Agent: "a1"}}}); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second prune job of the repository: %v, want a conflict", err)
 	}
 	// Only drill runners (agents with the identity) take prune jobs.
 	if _, err := h.apply(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "x", Kind: KindPrune, Trigger: TriggerManual, Policy: "p", Agent: "a2"}}}); !errors.Is(err, ErrConflict) {

@@ -81,6 +81,9 @@ type Node struct {
 	lastPrune   time.Time // leader loop only
 	leaderSince time.Time // leader loop only: when this node's loop got past its barrier
 	alerting    alertLoop // leader loop only (alert.go)
+	// pruneWarned is the last "no runner" reason logged per policy, so a
+	// prune that waits for a runner is logged once, not every tick.
+	pruneWarned map[string]string // leader loop only
 }
 
 // NewNode opens the data dir, starts Raft and the leadership watcher.
@@ -613,8 +616,17 @@ func (n *Node) planMaintenance(ctx context.Context) {
 	for _, e := range pp.Errors {
 		n.log.Warn("prune not scheduled", "policy", e.Policy, "err", e.Err)
 	}
+	if n.pruneWarned == nil {
+		n.pruneWarned = map[string]string{}
+	}
 	for _, e := range pp.Unassigned {
-		n.log.Warn("scheduled prune not run", "policy", e.Policy, "reason", e.Err)
+		if n.pruneWarned[e.Policy] != e.Err {
+			n.pruneWarned[e.Policy] = e.Err
+			n.log.Warn("scheduled prune waits for a drill runner", "policy", e.Policy, "reason", e.Err)
+		}
+	}
+	for _, j := range pp.Jobs {
+		delete(n.pruneWarned, j.Policy)
 	}
 	for _, repo := range vp.Unassigned {
 		n.log.Warn("repository not verified: no connected agent is selected by a policy that uses it", "repository", repo)

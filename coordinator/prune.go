@@ -78,7 +78,8 @@ func PruneJobID(policy string, instant time.Time) string {
 type PrunePlan struct {
 	Jobs  []NewJob
 	Fired map[string]time.Time // policy -> new watermark
-	// Unassigned are the policies whose due prune found no drill runner.
+	// Unassigned are the policies whose due prune found no drill runner
+	// (their watermark does not move: the prune runs once one is back).
 	Unassigned []PolicyError
 	Errors     []PolicyError
 }
@@ -88,6 +89,7 @@ type PrunePlan struct {
 // drill runners. Pure, like Plan.
 func PlanPrunes(s *State, now time.Time, agentTimeout time.Duration) PrunePlan {
 	out := PrunePlan{Fired: map[string]time.Time{}}
+	planned := map[string]bool{} // repositories
 	for _, name := range s.PolicyNames() {
 		pr := s.Policies[name]
 		spec := pr.Policy.Retention.Prune
@@ -104,14 +106,18 @@ func PlanPrunes(s *State, now time.Time, agentTimeout time.Duration) PrunePlan {
 		}
 		out.Fired[name] = inst
 		id := PruneJobID(name, inst)
-		if s.Jobs[id] != nil || s.pruneRunning(pr.Policy.Repository) {
+		repo := pr.Policy.Repository
+		if s.Jobs[id] != nil || s.pruneRunning(repo) || planned[repo] {
 			continue
 		}
 		runners := s.DrillRunners(&pr.Policy, now, agentTimeout)
 		if len(runners) == 0 {
+			// Not fired: the next tick tries again, until a runner is back.
+			delete(out.Fired, name)
 			out.Unassigned = append(out.Unassigned, PolicyError{Policy: name, Err: noRunnerReason(&pr.Policy)})
 			continue
 		}
+		planned[repo] = true
 		out.Jobs = append(out.Jobs, NewJob{ID: id, Kind: KindPrune, Trigger: TriggerSchedule, Policy: name,
 			Agent: pickAgent(runners, id), ScheduledAt: inst, NotBefore: inst})
 	}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -150,8 +151,8 @@ func (r *VerifyReport) validate(params *VerifyParams) error {
 		return invalid("verify report: snapshots given without snapshots_listed")
 	}
 	for _, id := range r.Snapshots {
-		if b, err := hex.DecodeString(id); err != nil || len(b) != 32 {
-			return invalid("verify report: snapshot ID %q is not 64 hex digits", id)
+		if b, err := hex.DecodeString(id); err != nil || len(b) != 32 || id != strings.ToLower(id) {
+			return invalid("verify report: snapshot ID %q is not 64 lower-case hex digits", id)
 		}
 	}
 	return nil
@@ -163,9 +164,14 @@ func (r *VerifyReport) validate(params *VerifyParams) error {
 // considered: their snapshot was committed before the job completion that
 // added them, so a listing after the lease shows it unless it was
 // forgotten ('lifeboat forget', another tool). Entries added since may
-// belong to snapshots the listing was too early for. It returns the IDs
-// removed, sorted.
+// belong to snapshots the listing was too early for. An empty listing
+// changes nothing: a repository emptied of snapshots is far less likely
+// than an agent that reached another copy of it (a local path that is a
+// different disk on that host). It returns the IDs removed, sorted.
 func (s *State) reconcileCatalog(repo string, listed []string, leaseIndex uint64) []string {
+	if len(listed) == 0 {
+		return nil
+	}
 	have := make(map[string]bool, len(listed))
 	for _, id := range listed {
 		have[id] = true

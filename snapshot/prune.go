@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -171,12 +170,15 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	if err != nil {
 		return nil, err
 	}
+	// One holding any referenced blob is kept, even if an indexed pack
+	// holds it too: it may be another prune's repacked copy whose index
+	// file is not written yet (backups adopt what stays unindexed).
 	for i := range orphans {
 		p := &orphans[i]
 		if inMark[p.ID] {
 			continue
 		}
-		if used, _ := ref.usage(p); used == 0 {
+		if !ref.anyReferenced(p) {
 			candidates = append(candidates, p.ID)
 			res.MarkedBytes += int64(p.Size)
 		}
@@ -202,14 +204,20 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		return res, nil
 	}
 	if len(toRepack) > 0 {
-		going := map[chunkstore.ID]bool{}
+		// What stays: live packs that are neither marked now nor repacked.
+		// Every other indexed pack (marked, listed no more, repacked) is
+		// no place to leave the only copy of a blob.
+		stays := make(map[chunkstore.ID]bool, len(live))
+		for _, p := range live {
+			stays[p.ID] = true
+		}
 		for _, id := range candidates {
-			going[id] = true
+			delete(stays, id)
 		}
-		for id := range inMark {
-			going[id] = true
+		for _, p := range toRepack {
+			delete(stays, p.pack.ID)
 		}
-		written, err := repack(ctx, repo, ref, toRepack, going)
+		written, err := repack(ctx, repo, ref, toRepack, stays)
 		if err != nil {
 			return res, err
 		}
@@ -336,9 +344,9 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 		for _, b := range p.Blobs {
 			switch {
 			case !ref.blobs[b.ID]:
+			case !there:
 			case drop[p.ID]:
 				holders[b.ID] = append(holders[b.ID], p)
-			case !there:
 			case marked[p.ID]:
 				inOtherMark[b.ID] = true
 			default:
@@ -347,6 +355,7 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 		}
 	}
 	var missing []chunkstore.ID
+	keep := map[chunkstore.ID]bool{}
 	for id := range ref.blobs {
 		if covered[id] {
 			continue
@@ -359,13 +368,17 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 			}
 			continue
 		}
-		keep := hs[0]
-		delete(drop, keep.ID)
-		res.ReusedPacks++
-		for _, b := range keep.Blobs {
-			covered[b.ID] = true
+		// Every copy this sweep would delete is kept, not just one:
+		// another prune may be deleting any one of them, counting on
+		// this one (the next prune marks the spare copies again).
+		for _, h := range hs {
+			keep[h.ID] = true
 		}
 	}
+	for id := range keep {
+		delete(drop, id)
+	}
+	res.ReusedPacks = len(keep)
 	if len(missing) > 0 {
 		sort.Slice(missing, func(i, j int) bool { return missing[i].String() < missing[j].String() })
 		return fmt.Errorf("%w: %d blobs referenced by snapshots are in no pack that the index lists and the store holds (blob %s among them); run 'lifeboat check', which names the snapshots and files, and forget the damaged snapshots before pruning", ErrPruneUnsafe, len(missing), missing[0])
@@ -457,19 +470,18 @@ func chooseRepack(partly []partlyUsed, maxUnused float64, used int64) []partlyUs
 
 // repack copies the referenced blobs of packs into new packs (and an
 // index file listing them), verifying each blob on the way, and returns
-// the bytes written. Blobs also stored in a pack that stays are not
-// copied; going are the other packs on their way out (candidates, earlier
-// marks), whose copies do not count. The old packs are marked by the
-// caller afterwards: until then both copies are indexed, and a crash
-// leaves only duplicates, which the next prune finds (see chooseOwners).
-func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, going map[chunkstore.ID]bool) (int64, error) {
+// the bytes written. Blobs also stored in a pack that stays (see stays)
+// are not copied; copies in any other indexed pack do not count. The old
+// packs are marked by the caller afterwards: until then both copies are
+// indexed, and a crash leaves only duplicates, which the next prune finds
+// (see chooseOwners).
+func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, stays map[chunkstore.ID]bool) (int64, error) {
 	idx := repo.Index()
-	excluded := maps.Clone(going)
-	if excluded == nil {
-		excluded = map[chunkstore.ID]bool{}
-	}
-	for _, p := range packs {
-		excluded[p.pack.ID] = true
+	excluded := map[chunkstore.ID]bool{}
+	for _, p := range idx.Packs() {
+		if !stays[p.ID] {
+			excluded[p.ID] = true
+		}
 	}
 	// Excluded, their blobs are no longer "stored" for the writer, which
 	// then stores each one anew; blobs kept elsewhere stay found.
@@ -683,10 +695,18 @@ func (r *referenced) owner(blob chunkstore.ID) (chunkstore.ID, bool) {
 	return chunkstore.ID{}, false
 }
 
-// usage returns how many of a pack's blobs are referenced and owned by it
-// (see chooseOwners), and the sealed bytes of the others. For a pack that
-// is not live (unindexed), used are the referenced blobs no live pack
-// holds.
+// anyReferenced reports whether a snapshot references a blob of the pack.
+func (r *referenced) anyReferenced(p *chunkstore.PackEntry) bool {
+	for _, b := range p.Blobs {
+		if r.blobs[b.ID] {
+			return true
+		}
+	}
+	return false
+}
+
+// usage returns how many of a live pack's blobs are referenced and owned
+// by it (see chooseOwners), and the sealed bytes of the others.
 func (r *referenced) usage(p *chunkstore.PackEntry) (used int, unused int64) {
 	for _, b := range p.Blobs {
 		if !r.blobs[b.ID] {

@@ -667,6 +667,31 @@ func largestPack(t *testing.T, st chunkstore.Store, before []string) chunkstore.
 	return id
 }
 
+// storedTwice backs up src/b twice, the second time while a GC mark
+// hides the first pack from dedup, so that b is stored in two packs: q
+// (first) and p (second).
+func storedTwice(t *testing.T, repos storetest.Repos, src string, b []byte) (first, second *snapshot.Result, q, p chunkstore.ID) {
+	t.Helper()
+	ctx := context.Background()
+	writeFile(t, filepath.Join(src, "b"), b)
+	first = backupDir(t, repos.Writer, src)
+	q = largestPack(t, repos.Store, nil)
+	hide, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, err := chunkstore.Open(ctx, repos.Store, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := listNames(t, repos.Store, chunkstore.DataPrefix)
+	second = backupDir(t, w2, src)
+	if err := repos.Writer.DeleteGCMark(ctx, hide.ID); err != nil {
+		t.Fatal(err)
+	}
+	return first, second, q, largestPack(t, repos.Store, before)
+}
+
 // TestSweepDoesNotCountOnMarkedPacks: a blob stored in two packs, each in
 // its own mark, one mark ready and one held back by a running backup. The
 // sweep keeps its pack: the other copy is marked too, and another prune
@@ -676,24 +701,7 @@ func TestSweepDoesNotCountOnMarkedPacks(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
 		ctx := context.Background()
 		b := storetest.Data(81, 3<<20)
-		writeFile(t, filepath.Join(src, "b"), b)
-		first := backupDir(t, repos.Writer, src)
-		q := largestPack(t, repos.Store, nil)
-		// A mark on q makes the next backup store b again, in p.
-		hide, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{q})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w2, err := chunkstore.Open(ctx, repos.Store, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		before := listNames(t, repos.Store, chunkstore.DataPrefix)
-		second := backupDir(t, w2, src)
-		if err := repos.Writer.DeleteGCMark(ctx, hide.ID); err != nil {
-			t.Fatal(err)
-		}
-		p := largestPack(t, repos.Store, before)
+		first, second, q, p := storedTwice(t, repos, src, b)
 
 		timing := chunkstore.SessionTiming{Heartbeat: time.Hour, Stale: time.Hour, CommitWindow: time.Hour, Margin: 50 * time.Millisecond}
 		if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{p}); err != nil {
@@ -738,4 +746,85 @@ func hasObject(t *testing.T, st chunkstore.Store, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestSweepKeepsEveryCopy: a referenced blob whose only copies are all in
+// the marks being swept keeps every copy (another prune may be deleting
+// any one of them); the next prune then finds them duplicates and deletes
+// all but one.
+func TestSweepKeepsEveryCopy(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		b := storetest.Data(91, 3<<20)
+		first, second, q, p := storedTwice(t, repos, src, b)
+		if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{p, q}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ReusedPacks != 2 || !hasObject(t, repos.Store, chunkstore.PackName(p)) || !hasObject(t, repos.Store, chunkstore.PackName(q)) {
+			t.Fatalf("prune with both copies of b in a ready mark: %+v; want both kept", res)
+		}
+		res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hasObject(t, repos.Store, chunkstore.PackName(p)) == hasObject(t, repos.Store, chunkstore.PackName(q)) || res.DeletedBytes < 3<<20 {
+			t.Fatalf("the next prune: %+v; want exactly one copy of b deleted", res)
+		}
+		name := strings.TrimPrefix(filepath.Join(src, "b"), "/")
+		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{first.ID: {name: b}, second.ID: {name: b}})
+	})
+}
+
+// TestRepackCopiesWhatOnlyMarkedPacksHold: a partly used pack is repacked
+// while the other copy of its referenced blob sits in a mark that waits
+// for a running backup. That copy may go when the mark is swept, so the
+// blob is copied.
+func TestRepackCopiesWhatOnlyMarkedPacksHold(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		b := storetest.Data(95, 3<<20)
+		// q holds a (forgotten) and b; p holds b again.
+		writeFile(t, filepath.Join(src, "a"), storetest.Data(96, 3<<20))
+		_, second, q, p := storedTwice(t, repos, src, b)
+		removeFile(t, filepath.Join(src, "a"))
+		kept := backupDir(t, repos.Writer, src)
+		forget(t, repos.Store, second.ID)
+		ids, err := repos.Writer.ListMeta(ctx, chunkstore.KindSnapshot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if id != kept.ID {
+				forget(t, repos.Store, id)
+			}
+		}
+		if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{p}); err != nil {
+			t.Fatal(err)
+		}
+		holder, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "holder"}, chunkstore.DefaultSessionTiming)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RepackedPacks != 1 || res.RepackWritten < 3<<20 || res.DeletedPacks != 0 {
+			t.Fatalf("repack of %s while b's other copy %s is marked: %+v; want b's 3 MiB copied, nothing deleted yet", q.Short(), p.Short(), res)
+		}
+		if err := holder.End(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0}); err != nil {
+			t.Fatal(err)
+		}
+		if hasObject(t, repos.Store, chunkstore.PackName(p)) || hasObject(t, repos.Store, chunkstore.PackName(q)) {
+			t.Error("the marked and the repacked pack are still there after the backup ended")
+		}
+		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{kept.ID: {strings.TrimPrefix(filepath.Join(src, "b"), "/"): b}})
+	})
 }
