@@ -42,7 +42,7 @@ type Config struct {
 	Host    string
 	Version string
 	// MaxJobs is how many backup jobs run at once (default 1). One
-	// maintenance job (verify or drill) may run beside them: the
+	// maintenance job (verify, drill or prune) may run beside them: the
 	// coordinator leases at most one at a time.
 	MaxJobs int
 
@@ -217,7 +217,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	jobsCtx, cancelJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelJobs(nil)
 	var wg sync.WaitGroup
-	// MaxJobs backups and the one maintenance job (verify or drill) the
+	// MaxJobs backups and the one maintenance job (verify, drill, prune) the
 	// coordinator may lease beside them; which kind comes is its call.
 	slots := make(chan struct{}, a.cfg.MaxJobs+1)
 	bo := backoff{min: a.cfg.BackoffMin, max: a.cfg.BackoffMax}

@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"io"
+	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +54,29 @@ func TestAgentPrune(t *testing.T) {
 	if p.Snapshots != 1 || p.DeletedPacks == 0 || p.DeletedBytes < 4<<20 || p.PendingMarks != 0 {
 		t.Errorf("prune result %+v: want the two forgotten versions (4 MiB) deleted", p)
 	}
+	// The coordinator's metrics say when the policy's repository was
+	// last pruned, and what it freed.
+	resp, err := http.Get(tc.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`lifeboat_prune_last_succeeded{policy="p"} 1`, `lifeboat_prune_last_success_timestamp_seconds{policy="p"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	var freed float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, `lifeboat_prune_last_deleted_bytes{policy="p"} `); ok {
+			freed, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if int64(freed) != p.DeletedBytes {
+		t.Errorf("lifeboat_prune_last_deleted_bytes = %v, the job deleted %d", freed, p.DeletedBytes)
+	}
+
 	repo := tc.openRepo()
 	if after := len(dataPacks(t, repo)); after >= before {
 		t.Errorf("%d data packs after prune, %d before", after, before)

@@ -20,7 +20,7 @@ func (a *API) listJobs(w http.ResponseWriter, r *http.Request, _ *call) error {
 		return badRequest("state=%q: want pending, running, succeeded, failed or cancelled", f.State)
 	}
 	if f.Kind != "" && !validKind(f.Kind) {
-		return badRequest("kind=%q: want backup, verify or drill", f.Kind)
+		return badRequest("kind=%q: want backup, verify, drill or prune", f.Kind)
 	}
 	limit := 0
 	if v := q.Get("limit"); v != "" {

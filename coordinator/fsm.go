@@ -713,7 +713,7 @@ func leaseJob(s *State, c *Command, index uint64, p *LeaseJob) (outcome, error) 
 		}
 		if !s.slotFree(a, j.Kind) {
 			if maintenance(j.Kind) {
-				return outcome{}, conflict("agent %q already runs a verify or drill job", a.Name)
+				return outcome{}, conflict("agent %q already runs a maintenance job (verify, drill or prune)", a.Name)
 			}
 			return outcome{}, conflict("agent %q already runs %d jobs, its limit", a.Name, len(a.Running))
 		}

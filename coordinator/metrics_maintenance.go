@@ -18,7 +18,11 @@ var (
 	descDrillRPO     = prometheus.NewDesc("lifeboat_drill_last_rpo_seconds", "Age of the snapshot the policy's newest drill restored.", []string{"policy"}, nil)
 	descDrillTime    = prometheus.NewDesc("lifeboat_drill_last_timestamp_seconds", "When the policy's newest restore drill started (Unix time).", []string{"policy"}, nil)
 	descRTOTarget    = prometheus.NewDesc("lifeboat_policy_rto_target_seconds", "The policy's RTO target (0: none).", []string{"policy"}, nil)
-	maintenanceDescs = []*prometheus.Desc{descCoverage, descOverduePacks, descDamagedPacks, descPacks, descDrillPassed, descDrillRTO, descDrillRPO, descDrillTime, descRTOTarget}
+	descPruneOK      = prometheus.NewDesc("lifeboat_prune_last_succeeded", "1 if the newest finished prune job of the policy succeeded.", []string{"policy"}, nil)
+	descPruneTime    = prometheus.NewDesc("lifeboat_prune_last_success_timestamp_seconds", "When the policy's newest successful prune job finished (Unix time).", []string{"policy"}, nil)
+	descPruneFreed   = prometheus.NewDesc("lifeboat_prune_last_deleted_bytes", "Bytes of packs the policy's newest successful prune deleted.", []string{"policy"}, nil)
+	maintenanceDescs = []*prometheus.Desc{descCoverage, descOverduePacks, descDamagedPacks, descPacks, descDrillPassed, descDrillRTO, descDrillRPO, descDrillTime, descRTOTarget,
+		descPruneOK, descPruneTime, descPruneFreed}
 )
 
 // maintenanceCollector reports verification coverage and drill results.
@@ -40,10 +44,46 @@ func (c *maintenanceCollector) Collect(ch chan<- prometheus.Metric) {
 		target float64
 		last   *DrillRecord
 	}
+	type pruneGauge struct {
+		policy     string
+		last, good *Job
+	}
 	var cov []CoverageReport
 	var drills []drillGauge
+	var prunes []pruneGauge
 	c.a.node.View(func(s *State) {
 		cov = s.CoverageOf(now)
+		byPolicy := map[string]*pruneGauge{}
+		for _, id := range sortedKeys(s.Jobs) {
+			j := s.Jobs[id]
+			if j.Kind != KindPrune || (j.State != JobSucceeded && j.State != JobFailed) {
+				continue
+			}
+			g := byPolicy[j.Policy]
+			if g == nil {
+				g = &pruneGauge{policy: j.Policy}
+				byPolicy[j.Policy] = g
+			}
+			if g.last == nil || j.FinishedAt.After(g.last.FinishedAt) {
+				g.last = j
+			}
+			if j.State == JobSucceeded && (g.good == nil || j.FinishedAt.After(g.good.FinishedAt)) {
+				g.good = j
+			}
+		}
+		for _, name := range sortedKeys(byPolicy) {
+			g := byPolicy[name]
+			c := pruneGauge{policy: name}
+			if g.last != nil {
+				l := g.last.clone()
+				c.last = &l
+			}
+			if g.good != nil {
+				gd := g.good.clone()
+				c.good = &gd
+			}
+			prunes = append(prunes, c)
+		}
 		latest := s.LatestDrills()
 		for _, name := range s.PolicyNames() {
 			dg := drillGauge{policy: name, target: time.Duration(s.Policies[name].Policy.Targets.RTO).Seconds()}
@@ -69,5 +109,14 @@ func (c *maintenanceCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descDrillRTO, d.last.RTOSeconds, d.policy)
 		gauge(descDrillRPO, d.last.RPOSeconds, d.policy)
 		gauge(descDrillTime, float64(d.last.StartedAt.Unix()), d.policy)
+	}
+	for _, p := range prunes {
+		gauge(descPruneOK, b2f(p.last.State == JobSucceeded), p.policy)
+		if p.good != nil {
+			gauge(descPruneTime, float64(p.good.FinishedAt.Unix()), p.policy)
+			if p.good.Result != nil && p.good.Result.Prune != nil {
+				gauge(descPruneFreed, float64(p.good.Result.Prune.DeletedBytes), p.policy)
+			}
+		}
 	}
 }

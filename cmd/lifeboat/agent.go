@@ -58,7 +58,9 @@ the allow-list on the runner, not the coordinator's policy, decides what runs
 where the identity is. Without --drill-commands no verify command runs. The
 identity never leaves the node; the coordinator only learns that the agent
 holds one. An agent started without it stops being given drills. Besides
---max-jobs backups, one verify or drill job may run at a time.
+--max-jobs backups, one verify, drill or prune job may run at a time. A
+drill runner also runs the prunes of the policies whose retention sets
+prune (and 'lifeboat policy prune').
 
 Hooks run on the agent, from a file given with --hooks:
   POLICY:                      # or "*" for every other policy
@@ -96,7 +98,7 @@ Logs are JSON lines on stderr.`,
 	fl.StringArrayVar(&f.labels, "label", nil, "label KEY=VALUE that policies select on (repeatable)")
 	fl.StringVar(&f.listen, "listen", "", "HOST:PORT to serve /metrics and /healthz on (default: none)")
 	fl.StringVar(&f.hooks, "hooks", "", "YAML file of pre/post hooks by policy")
-	fl.IntVar(&f.maxJobs, "max-jobs", 1, "backup jobs run at once (one verify or drill job may run beside them)")
+	fl.IntVar(&f.maxJobs, "max-jobs", 1, "backup jobs run at once (one verify, drill or prune job may run beside them)")
 	fl.StringVar(&g.identity, "identity", "", "identity FILE: makes the agent a drill runner; it never leaves the node (env LIFEBOAT_IDENTITY, passphrase LIFEBOAT_PASSPHRASE)")
 	fl.StringVar(&f.drillCommands, "drill-commands", "", "FILE of the drill verify commands this runner may run, one a line, exactly as in the policy (default: none)")
 	fl.StringVar(&f.uploadLimit, "upload-limit", "0", "RATE: upload bandwidth of all jobs together, like 20MiB/s, 500kB/s or bytes; 0 = unlimited")

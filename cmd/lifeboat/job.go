@@ -112,7 +112,11 @@ func jobResult(j coordinator.Job) string {
 		return "snapshot " + j.Result.SnapshotID
 	case j.Result.Verify != nil:
 		v := j.Result.Verify
-		return fmt.Sprintf("%d packs (%s) verified in %d shards", v.Packs, formatBytes(v.Bytes), v.Shards)
+		s := fmt.Sprintf("%d packs (%s) verified in %d shards", v.Packs, formatBytes(v.Bytes), v.Shards)
+		if n := len(v.CatalogDropped); n > 0 {
+			s += fmt.Sprintf("; %d forgotten snapshots left the catalog", n)
+		}
+		return s
 	case j.Result.Prune != nil:
 		p := j.Result.Prune
 		s := fmt.Sprintf("pruned: %d packs (%s) deleted, %d marked, %d repacked", p.DeletedPacks, formatBytes(p.DeletedBytes), p.MarkedPacks, p.RepackedPacks)
