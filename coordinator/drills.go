@@ -192,8 +192,14 @@ func pickAgent(names []string, key string) string {
 
 // DrillJobID is the deterministic ID of policy's scheduled drill at instant.
 func DrillJobID(policy string, instant time.Time) string {
-	h := sha256.Sum256([]byte("drill\x00" + policy + "\x00" + instant.UTC().Format(time.RFC3339Nano)))
-	return "dr-" + hex.EncodeToString(h[:8])
+	return maintenanceJobID("dr-", "drill", policy, instant)
+}
+
+// maintenanceJobID is the deterministic ID of a scheduled maintenance
+// job: prefix and 16 hex digits of a hash of (kind, subject, instant).
+func maintenanceJobID(prefix, kind, subject string, instant time.Time) string {
+	h := sha256.Sum256([]byte(kind + "\x00" + subject + "\x00" + instant.UTC().Format(time.RFC3339Nano)))
+	return prefix + hex.EncodeToString(h[:8])
 }
 
 // RecordDrill stores a drill record the leader made for a drill that could

@@ -1,8 +1,6 @@
 package coordinator
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -70,8 +68,7 @@ func (p *PruneSummary) validate() error {
 // PruneJobID is the deterministic ID of policy's scheduled prune at
 // instant.
 func PruneJobID(policy string, instant time.Time) string {
-	h := sha256.Sum256([]byte("prune\x00" + policy + "\x00" + instant.UTC().Format(time.RFC3339Nano)))
-	return "pr-" + hex.EncodeToString(h[:8])
+	return maintenanceJobID("pr-", "prune", policy, instant)
 }
 
 // PrunePlan is what PlanPrunes returns.

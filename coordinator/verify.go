@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -398,8 +397,7 @@ func (c *Coverage) DueShards(n int) []int {
 // VerifyJobID is the deterministic ID of repo's scheduled verify run at
 // instant.
 func VerifyJobID(repo string, instant time.Time) string {
-	h := sha256.Sum256([]byte("verify\x00" + repo + "\x00" + instant.UTC().Format(time.RFC3339Nano)))
-	return "vf-" + hex.EncodeToString(h[:8])
+	return maintenanceJobID("vf-", "verify", repo, instant)
 }
 
 // VerifyPlan is what PlanVerify returns.
