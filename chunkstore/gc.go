@@ -78,6 +78,9 @@ type SessionInfo struct {
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"` // the client's clock, for people
 	Program string    `json:"program,omitempty"`
+	// Prune marks a prune's session: prunes run one at a time (the
+	// oldest live one goes on), and a prune does not wait for another's.
+	Prune bool `json:"prune,omitempty"`
 }
 
 // Session is a running backup's registration. Its methods are safe for

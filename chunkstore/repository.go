@@ -334,52 +334,93 @@ func (r *Repository) cachePut(kind MetaKind, id ID, b []byte) {
 // restores report the affected files, never use unverified data. A
 // failure to list or read the index is an error.
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	ids, err := r.ListMeta(ctx, KindIndex)
-	if err != nil {
-		return err
-	}
-	// Index files never change: calling again (a check after a long
-	// read, a backup after EnsureIndex) reads only the new ones.
+	// A prune replaces index files: it writes the new ones, then deletes
+	// the old. A file listed here and gone when read was replaced by one
+	// that a new listing shows: list again, a few times at most.
 	var mu sync.Mutex
 	seen := map[ID]bool{}
+	gone := map[ID]bool{}
 	var problems []Problem
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	var todo []ID
-	for _, id := range ids {
-		if r.indexRead[id] {
-			seen[id] = true
-		} else {
-			todo = append(todo, id)
+	var ids []ID
+	for attempt := 1; ; attempt++ {
+		listed, err := r.ListMeta(ctx, KindIndex)
+		if err != nil {
+			return err
 		}
-	}
-	for _, id := range todo {
-		g.Go(func() error {
-			plain, err := r.LoadMeta(gctx, KindIndex, id)
-			if err == nil {
-				var packs []PackEntry
-				if packs, err = DecodeIndex(plain); err == nil {
-					r.index.AddPacks(packs)
+		ids = ids[:0]
+		for _, id := range listed {
+			if !gone[id] {
+				ids = append(ids, id)
+			}
+		}
+		// Index files never change: calling again (a check after a long
+		// read, a backup after EnsureIndex) reads only the new ones.
+		var todo []ID
+		for _, id := range ids {
+			if r.indexRead[id] || seen[id] {
+				seen[id] = true
+			} else {
+				todo = append(todo, id)
+			}
+		}
+		var vanished []ID
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(8)
+		for _, id := range todo {
+			g.Go(func() error {
+				plain, err := r.LoadMeta(gctx, KindIndex, id)
+				if err == nil {
+					var packs []PackEntry
+					if packs, err = DecodeIndex(plain); err == nil {
+						r.index.AddPacks(packs)
+						mu.Lock()
+						seen[id] = true
+						mu.Unlock()
+						return nil
+					}
+				}
+				if errors.Is(err, ErrNotFound) {
 					mu.Lock()
-					seen[id] = true
+					vanished = append(vanished, id)
 					mu.Unlock()
 					return nil
 				}
-			}
-			if !errors.Is(err, ErrCorrupt) {
-				return err
-			}
-			r.log.Warn("skipping damaged index file; run 'lifeboat check'", "index", id.String(), "err", err)
-			mu.Lock()
-			seen[id] = true
-			problems = append(problems, Problem{Object: IndexPrefix + id.String(), Err: err})
-			mu.Unlock()
-			return nil
-		})
+				if !errors.Is(err, ErrCorrupt) {
+					return err
+				}
+				r.log.Warn("skipping damaged index file; run 'lifeboat check'", "index", id.String(), "err", err)
+				mu.Lock()
+				seen[id] = true
+				problems = append(problems, Problem{Object: IndexPrefix + id.String(), Err: err})
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return fmt.Errorf("load index: %w", err)
+		}
+		if len(vanished) == 0 {
+			break
+		}
+		if attempt == 5 {
+			return fmt.Errorf("load index: index files of %s keep vanishing while they are read (%s, last); a prune rewriting the index should be done within seconds: try again", r.store.Location(), IndexPrefix+vanished[0].String())
+		}
+		for _, id := range vanished {
+			gone[id] = true
+		}
+		r.log.Info("index files replaced while read (a prune); listing again", "vanished", len(vanished))
 	}
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("load index: %w", err)
+	// What was read counts as read while it is listed (a file read and
+	// then replaced is in no listing now; its packs stay known, as a
+	// concurrent prune's dropped packs are either marked, and excluded
+	// by backups, or wait for this process's session).
+	final := make(map[ID]bool, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			final[id] = true
+		}
 	}
+	seen = final
 	r.indexRead = seen
 	r.indexFiles = len(ids)
 	// Problems found earlier stay reported while their file is listed.

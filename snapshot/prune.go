@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -79,6 +81,10 @@ type WaitingBackup struct {
 // ErrPruneUnsafe is returned when prune cannot tell what is referenced.
 var ErrPruneUnsafe = errors.New("prune refused")
 
+// ErrPruneBusy is returned when another prune is running on the
+// repository: two would rewrite the index over each other.
+var ErrPruneBusy = errors.New("another prune is running")
+
 // Prune removes packs that no snapshot references, without ever removing
 // data a running backup may still commit (see chunkstore's garbage
 // collection protocol): it marks the unreferenced packs, then deletes the
@@ -103,6 +109,17 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	res := &PruneResult{DryRun: opts.DryRun}
+	if !opts.DryRun {
+		sess, err := registerPrune(ctx, repo, opts)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := sess.End(context.WithoutCancel(ctx)); err != nil {
+				opts.Logger.Warn("end prune session", "err", err)
+			}
+		}()
+	}
 	ref := &referenced{seen: map[chunkstore.ID]bool{}, blobs: map[chunkstore.ID]bool{}, walked: map[chunkstore.ID]bool{}}
 
 	// Phase 1: mark. The index is loaded after the snapshots are listed
@@ -256,7 +273,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	for _, m := range marks {
 		var blockers []chunkstore.SessionState
 		for _, s := range sessions {
-			if !s.Started.After(m.Created.Add(opts.Sessions.Margin)) && s.Live(now, opts.Sessions.Stale) {
+			if !s.Info.Prune && !s.Started.After(m.Created.Add(opts.Sessions.Margin)) && s.Live(now, opts.Sessions.Stale) {
 				blockers = append(blockers, s)
 			}
 		}
@@ -291,6 +308,69 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		res.SessionsGone++
 	}
 	return res, nil
+}
+
+// registerPrune stores this prune's session and makes sure it is the only
+// prune running: of the live prune sessions, the oldest (then lowest ID)
+// goes on and the others stop with ErrPruneBusy. Each stores its session
+// before it lists them, so of two starting together the younger always
+// sees the older. A prune session of this host whose process is gone
+// (killed) is removed; one of another host holds prunes back until it is
+// stale (30 minutes without renewal).
+func registerPrune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) (*chunkstore.Session, error) {
+	host, _ := os.Hostname()
+	sess, err := repo.StartSession(ctx, chunkstore.SessionInfo{Host: host, PID: os.Getpid(), Started: time.Now(), Prune: true}, opts.Sessions)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*chunkstore.Session, error) {
+		if e := sess.End(context.WithoutCancel(ctx)); e != nil {
+			opts.Logger.Warn("end prune session", "err", e)
+		}
+		return nil, err
+	}
+	now, err := repo.StoreNow(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	sessions, err := repo.Sessions(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	var mine *chunkstore.SessionState
+	for i := range sessions {
+		if sessions[i].ID == sess.ID() {
+			mine = &sessions[i]
+		}
+	}
+	if mine == nil {
+		return fail(fmt.Errorf("prune session %s is not in the listing of %s", sess.ID(), repo.Store().Location()))
+	}
+	for _, s := range sessions {
+		if !s.Info.Prune || s.ID == mine.ID || !s.Live(now, opts.Sessions.Stale) {
+			continue
+		}
+		if s.Info.Host == host && s.Info.PID > 0 && !processAlive(s.Info.PID) {
+			opts.Logger.Info("removing the session of a prune that is gone", "session", s.ID, "pid", s.Info.PID)
+			for _, name := range s.Objects {
+				if err := repo.Store().Delete(ctx, name); err != nil {
+					return fail(fmt.Errorf("remove the session of a prune that is gone (%s): %w", name, err))
+				}
+			}
+			continue
+		}
+		if s.Started.Before(mine.Started) || s.Started.Equal(mine.Started) && s.ID < mine.ID {
+			return fail(fmt.Errorf("%w on %s: host %s, pid %d, started %s, last renewed %s; try again when it has ended (a prune that was killed stops counting 30 minutes after its last renewal, or at once on its own host)",
+				ErrPruneBusy, repo.Store().Location(), s.Info.Host, s.Info.PID, s.Info.Started.UTC().Format(time.RFC3339), s.LastBeat.UTC().Format(time.RFC3339)))
+		}
+	}
+	return sess, nil
+}
+
+// processAlive reports whether a process of this host with the PID exists.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // sweep deletes the packs of marks whose backups have ended, keeping any

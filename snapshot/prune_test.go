@@ -828,3 +828,46 @@ func TestRepackCopiesWhatOnlyMarkedPacksHold(t *testing.T) {
 		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{kept.ID: {strings.TrimPrefix(filepath.Join(src, "b"), "/"): b}})
 	})
 }
+
+// TestPruneOneAtATime: a prune finds another running (a live prune
+// session of another host) and stops, naming it, before it changes
+// anything; when that one has ended it runs. The session of a prune of
+// this host whose process is gone (killed) is removed, not waited for.
+func TestPruneOneAtATime(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(97, 1<<20))
+	forget(t, repos.Store, backupDir(t, repos.Writer, src).ID)
+
+	other, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", PID: 4242, Prune: true}, chunkstore.DefaultSessionTiming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packs := countObjects(t, repos.Store, chunkstore.DataPrefix)
+	_, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+	if !errors.Is(err, snapshot.ErrPruneBusy) || !strings.Contains(err.Error(), "host elsewhere, pid 4242") {
+		t.Fatalf("prune beside another host's prune: %v", err)
+	}
+	if n := countObjects(t, repos.Store, chunkstore.DataPrefix); n != packs || countObjects(t, repos.Store, chunkstore.GCPrefix) != 0 {
+		t.Fatalf("a prune that found another running changed the repository (%d packs of %d)", n, packs)
+	}
+	if err := other.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A killed prune of this host: a PID no process has.
+	host, _ := os.Hostname()
+	dead, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: host, PID: 1 << 30, Prune: true}, chunkstore.DefaultSessionTiming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.End(ctx)
+	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+	if err != nil || res.DeletedPacks == 0 {
+		t.Fatalf("prune after the other ended, beside a killed one of this host: %+v %v", res, err)
+	}
+	if n := countObjects(t, repos.Store, chunkstore.SessionsPrefix); n != 0 {
+		t.Errorf("%d session objects left: the killed prune's and this prune's must be gone", n)
+	}
+}

@@ -58,6 +58,7 @@ type checkOutput struct {
 	GCMarks        int         `json:"gc_marks"`
 	GCMarkedPacks  int         `json:"gc_marked_packs"`
 	BackupSessions int         `json:"backup_sessions"`
+	PruneSessions  int         `json:"prune_sessions"`
 	Problems       []objectErr `json:"problems"`
 }
 
@@ -131,9 +132,17 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	if err != nil {
 		return fmt.Errorf("check: %w", storeError(g.repo, err))
 	}
-	sessions, err := repo.Sessions(ctx)
+	all, err := repo.Sessions(ctx)
 	if err != nil {
 		return fmt.Errorf("check: %w", storeError(g.repo, err))
+	}
+	var sessions, prunes []chunkstore.SessionState
+	for _, s := range all {
+		if s.Info.Prune {
+			prunes = append(prunes, s)
+		} else {
+			sessions = append(sessions, s)
+		}
 	}
 	marked := 0
 	for _, m := range marks {
@@ -145,7 +154,7 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 			Packs: rep.Packs, IndexFiles: rep.IndexFiles, Blobs: rep.Blobs, UnindexedPacks: rep.UnindexedPacks,
 			PacksRead: rep.PacksRead, BytesRead: rep.BytesRead, BlobsVerified: rep.BlobsVerified,
 			Snapshots: len(snaps), Decrypted: repo.CanRead(), Problems: []objectErr{},
-			GCMarks: len(marks), GCMarkedPacks: marked, BackupSessions: len(sessions),
+			GCMarks: len(marks), GCMarkedPacks: marked, BackupSessions: len(sessions), PruneSessions: len(prunes),
 		}
 		for _, p := range problems {
 			out.Problems = append(out.Problems, objectErr{Object: p.Object, Error: p.Err.Error()})
@@ -171,6 +180,9 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 			}
 			if len(sessions) > 0 {
 				fmt.Fprintf(w, "%d backup %s (running, or left by a killed backup until prune removes it)\n", len(sessions), plural(len(sessions), "session", "sessions"))
+			}
+			if len(prunes) > 0 {
+				fmt.Fprintf(w, "%d prune %s (running, or left by a killed prune: stale 30 minutes after its last renewal)\n", len(prunes), plural(len(prunes), "session", "sessions"))
 			}
 			if !repo.CanRead() {
 				fmt.Fprintln(w, "note: opened with the writer key: directory trees and blob contents were not decrypted; use --identity for a full check")

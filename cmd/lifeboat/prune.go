@@ -54,8 +54,12 @@ for 15 minutes does not commit.
 
 Packs holding both referenced and unreferenced data are repacked, the
 emptiest first, until what they hold unreferenced is within --max-unused of
-all the packs that stay (default 10%): their referenced blobs are verified and copied into
-new packs, and the old packs are marked like the others.
+all the packs that stay (default 10%): their referenced blobs are verified
+and copied into new packs, and the old packs are marked like the others.
+
+One prune runs at a time: a second one names the first (host, pid, start)
+and exits 1 without changing anything. A killed prune stops counting at
+once for the next prune on its host, after 30 minutes for other hosts.
 
 prune refuses to delete anything if a snapshot, a tree or an index file
 cannot be read, or a snapshot references data no pack holds: run
