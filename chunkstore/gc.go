@@ -118,7 +118,13 @@ func (r *Repository) StartSession(ctx context.Context, info SessionInfo, timing 
 		return nil, err
 	}
 	if err := s.beat(ctx, plain); err != nil {
-		return nil, fmt.Errorf("register backup session in %s: %w", r.store.Location(), err)
+		// It may have been stored all the same: remove it if so.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		for _, name := range s.names {
+			_ = r.store.Delete(dctx, name)
+		}
+		return nil, fmt.Errorf("register session in %s: %w", r.store.Location(), err)
 	}
 	go s.renew(plain)
 	return s, nil
@@ -131,6 +137,9 @@ func (s *Session) beat(ctx context.Context, plain []byte) error {
 	s.mu.Lock()
 	name := fmt.Sprintf("%s%s/%06d", SessionsPrefix, s.id, s.seq)
 	s.seq++
+	// Remembered before it is stored: a put that failed on our side (a
+	// timeout) may still have been stored, and End must remove it too.
+	s.names = append(s.names, name)
 	s.mu.Unlock()
 	start := time.Now()
 	err := s.r.store.Put(ctx, name, sealMeta(&s.r.secrets.MetaKey, KindSession, plain))
@@ -140,7 +149,6 @@ func (s *Session) beat(ctx context.Context, plain []byte) error {
 		s.beatErr = err
 		return err
 	}
-	s.names = append(s.names, name)
 	if !s.lastBeat.IsZero() && s.expired == nil {
 		// Both clocks: the monotonic one does not advance while the
 		// machine is suspended, the wall clock may be stepped.
@@ -222,7 +230,7 @@ func (s *Session) End(ctx context.Context) error {
 	names := append([]string(nil), s.names...)
 	s.mu.Unlock()
 	for _, name := range names {
-		if err := s.r.store.Delete(ctx, name); err != nil {
+		if err := s.r.store.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
 			done := SessionsPrefix + s.id + "/done"
 			if perr := s.r.store.Put(ctx, done, sealMeta(&s.r.secrets.MetaKey, KindSession, []byte("{}"))); perr != nil {
 				return fmt.Errorf("end backup session %s: delete %s: %v; put %s: %w", s.id, name, err, done, perr)

@@ -15,13 +15,14 @@ import (
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // TestPruneRacesBackupsAndPrunes runs, at once on one repository of 1 MiB
-// packs: a backup loop that changes two files, backs up, and forgets all
+// packs (in memory, a directory, MinIO): a backup loop that changes two files, backs up, and forgets all
 // but its two newest snapshots; and two prune loops (one repacking every
 // partly used pack, one tolerating 10 %). Whatever the interleaving, no
 // backup fails, prunes delete data, and afterwards every snapshot left
@@ -34,15 +35,24 @@ func TestPruneRacesBackupsAndPrunes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("concurrency test of a few seconds")
 	}
-	for _, backend := range []string{"mem", "local"} {
+	for _, backend := range pruneBackends {
 		t.Run(backend, func(t *testing.T) {
-			var st chunkstore.Store = mem.New()
-			if backend == "local" {
+			var st chunkstore.Store
+			switch backend {
+			case "mem":
+				st = mem.New()
+			case "local":
 				ls, err := local.Open(filepath.Join(t.TempDir(), "repo"), true)
 				if err != nil {
 					t.Fatal(err)
 				}
 				st = ls
+			default:
+				ms, err := location.Open(context.Background(), storetest.MinIORepoURL(t), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st = ms
 			}
 			racePrunes(t, st)
 		})
