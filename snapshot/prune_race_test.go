@@ -70,7 +70,7 @@ func racePrunes(t *testing.T, st chunkstore.Store) {
 		t.Fatal(err)
 	}
 	repos := storetest.Repos{Store: st, Identity: idFile}
-	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: time.Minute, CommitWindow: 30 * time.Second, Margin: 5 * time.Millisecond}
+	timing := chunkstore.SessionTiming{Heartbeat: time.Second, Stale: time.Minute, CommitWindow: 30 * time.Second, Margin: 5 * time.Millisecond}
 
 	src := t.TempDir()
 	files := map[string][]byte{}
