@@ -11,10 +11,11 @@ import (
 
 // prune runs a prune job on a drill runner: 'lifeboat prune' of the
 // policy's repository with the agent's identity and the policy's
-// retention.max_unused. It is as safe beside running backups (and other
-// prunes) as the CLI's, by the repository's garbage-collection protocol:
-// a mark that must wait for backups is reported, and the next prune
-// deletes its packs. A prune that could not finish is retried.
+// retention.max_unused. It is as safe beside running backups as the
+// CLI's, by the repository's garbage-collection protocol: a mark that must
+// wait for backups is reported, and the next prune deletes its packs. A
+// prune that could not finish, or found another prune running on the
+// repository (snapshot.ErrPruneBusy), fails and is retried.
 func (a *Agent) prune(ctx context.Context, job *runningJob) outcome {
 	item := job.item
 	if err := a.checkRunnerJob(item); err != nil {
