@@ -44,14 +44,15 @@ type EvalInput struct {
 //   - agent_unseen/AGENT: a non-revoked agent not in touch for longer than
 //     AgentUnseenAfter.
 //   - prune_failed/POLICY: the newest finished prune job of the policy
-//     failed (after its retries).
+//     failed (after its retries), or its scheduled prune has been due for
+//     PruneOverdue without starting (no drill runner).
 func EvaluateAlerts(s *State, in EvalInput) []Condition {
 	cfg := in.Config.withDefaults()
 	now := in.Now.UTC()
 	var out []Condition
 	out = append(out, backupConditions(s, now)...)
 	out = append(out, drillConditions(s)...)
-	out = append(out, pruneConditions(s)...)
+	out = append(out, pruneConditions(s, now)...)
 	out = append(out, damageConditions(s)...)
 	if cfg.AgentUnseenAfter > 0 {
 		for _, name := range s.AgentNames() {
@@ -192,9 +193,14 @@ func drillConditions(s *State) []Condition {
 	return out
 }
 
-// pruneConditions finds policies whose newest finished prune job failed:
-// their repository is not being cleaned up, and grows.
-func pruneConditions(s *State) []Condition {
+// PruneOverdue is how long a scheduled prune may wait for a drill runner
+// before prune_failed fires.
+const PruneOverdue = time.Hour
+
+// pruneConditions finds policies whose newest finished prune job failed,
+// or whose scheduled prune has waited PruneOverdue for a runner: their
+// repository is not being cleaned up, and grows.
+func pruneConditions(s *State, now time.Time) []Condition {
 	newest := map[string]*Job{}
 	for _, id := range sortedKeys(s.Jobs) {
 		j := s.Jobs[id]
@@ -209,6 +215,9 @@ func pruneConditions(s *State) []Condition {
 	for _, name := range s.PolicyNames() {
 		j := newest[name]
 		if j == nil || j.State != JobFailed {
+			if c, ok := pruneOverdue(s, name, now); ok {
+				out = append(out, c)
+			}
 			continue
 		}
 		why := "failed"
@@ -220,6 +229,31 @@ func pruneConditions(s *State) []Condition {
 				s.Policies[name].Policy.Repository, name, stamp(j.FinishedAt), j.Agent, j.ID, why)})
 	}
 	return out
+}
+
+// pruneOverdue reports a scheduled prune of policy name that has been due
+// for PruneOverdue without a job (its watermark stays while no drill
+// runner is connected, see PlanPrunes).
+func pruneOverdue(s *State, name string, now time.Time) (Condition, bool) {
+	pr := s.Policies[name]
+	if pr.Policy.Retention.Prune == "" || s.pruneRunning(pr.Policy.Repository) {
+		return Condition{}, false
+	}
+	sched, err := ParseSchedule(pr.Policy.Retention.Prune)
+	if err != nil {
+		return Condition{}, false
+	}
+	start, ok := s.PruneFired[name]
+	if !ok || pr.CreatedAt.After(start) {
+		start = pr.CreatedAt
+	}
+	due := sched.Next(start)
+	if due.IsZero() || now.Sub(due) <= PruneOverdue {
+		return Condition{}, false
+	}
+	return Condition{Key: string(AlertPruneFailed) + "/" + name, Kind: AlertPruneFailed, Subject: name, Since: due,
+		Message: fmt.Sprintf("scheduled prune of repository %s (policy %s) due since %s has not started: %s",
+			pr.Policy.Repository, name, stamp(due), noRunnerReason(&pr.Policy))}, true
 }
 
 // damageConditions finds repositories with damaged packs.

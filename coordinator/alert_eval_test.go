@@ -206,6 +206,22 @@ func TestEvaluatePruneFailed(t *testing.T) {
 	if c := evalAt(s, t0.Add(6*time.Hour)); len(c) != 0 {
 		t.Errorf("a newer succeeded prune still alerts: %+v", c)
 	}
+	// A prune schedule whose instants pass without a job (no runner):
+	// prune_failed once one has waited PruneOverdue.
+	// ("@every 6h" fires at 00:00, 06:00, 12:00 and 18:00 UTC; t0 is 03:00.)
+	s.Policies["p"].Policy.Retention.Prune = "@every 6h"
+	s.PruneFired["p"] = t0.Add(9 * time.Hour) // 12:00 fired; 18:00 is next
+	if c := condKeys(evalAt(s, t0.Add(15*time.Hour+30*time.Minute)), AlertPruneFailed); len(c) != 0 {
+		t.Errorf("a prune due for 30 minutes alerts: %v", c)
+	}
+	c = findCond(t, evalAt(s, t0.Add(16*time.Hour+time.Minute)), "prune_failed/p")
+	if !strings.Contains(c.Message, "due since") || !strings.Contains(c.Message, "no connected drill runner") || !c.Since.Equal(t0.Add(15*time.Hour)) {
+		t.Errorf("overdue prune: %+v", c)
+	}
+	s.PruneFired["p"] = t0.Add(15 * time.Hour) // a job was created
+	if c := condKeys(evalAt(s, t0.Add(16*time.Hour+time.Minute)), AlertPruneFailed); len(c) != 0 {
+		t.Errorf("after the due prune was planned: %v", c)
+	}
 	if v := (SyncAlerts{Open: []Condition{{Kind: AlertPruneFailed}}}).minVersion(); v != 5 {
 		t.Errorf("a sync opening a prune_failed alert is version %d, want 5", v)
 	}

@@ -21,7 +21,8 @@ func newAlertCmd(g *globals) *cobra.Command {
 or took longer than the RTO target (drill_failed), verification found damaged
 packs (verify_damage), an agent has not been in touch for too long
 (agent_unseen, 'lifeboat server --alert-agent-unseen') or a policy's newest
-scheduled prune failed (prune_failed). One ongoing problem is
+prune failed or its scheduled prune found no drill runner for an hour
+(prune_failed). One ongoing problem is
 one alert; targets get a message when it opens and one when it resolves.
 See "Alerts" in docs/operations.md.`,
 	}
