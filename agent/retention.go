@@ -27,13 +27,11 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 		return nil, fmt.Sprintf("retention not applied: list snapshots: %v", err)
 	}
 	group := snapshot.GroupKey(a.cfg.Host, p.Paths)
-	mine := snapshot.Filter{Tags: p.Tags}
 	var refs []snapshot.SnapshotRef
-	for _, s := range list {
-		if snapshot.GroupKey(s.Host, s.Paths) != group || !mine.Match(s) {
-			continue
+	for _, g := range snapshot.Groups(list, snapshot.Filter{Tags: p.Tags}) {
+		if g.Key == group {
+			refs = g.Refs()
 		}
-		refs = append(refs, snapshot.SnapshotRef{ID: s.ID.String(), Time: s.Time})
 	}
 	_, forget, _ := snapshot.Keep(refs, rules, a.clock.Now())
 	var removed []string

@@ -286,7 +286,7 @@ func (r *Repository) Sessions(ctx context.Context) ([]SessionState, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list backup sessions in %s: %w", r.store.Location(), err)
+		return nil, fmt.Errorf("list sessions in %s: %w", r.store.Location(), err)
 	}
 	out := make([]SessionState, 0, len(byID))
 	for id, s := range byID {

@@ -53,7 +53,7 @@ func (k MetaKind) String() string {
 	case KindSnapshot:
 		return "snapshot"
 	case KindSession:
-		return "backup session"
+		return "session"
 	case KindGCMark:
 		return "GC mark"
 	}

@@ -31,6 +31,52 @@ func GroupKey(host string, paths []string) string {
 	return host + "\x00" + strings.Join(clean, "\x00")
 }
 
+// Group is the snapshots of one host and set of paths (see GroupKey),
+// newest first as List returns them.
+type Group struct {
+	Key       string
+	Host      string
+	Paths     []string // sorted
+	Snapshots []*Snapshot
+}
+
+// Refs returns the group's snapshots as Keep takes them.
+func (g Group) Refs() []SnapshotRef {
+	refs := make([]SnapshotRef, len(g.Snapshots))
+	for i, s := range g.Snapshots {
+		refs[i] = SnapshotRef{ID: s.ID.String(), Time: s.Time}
+	}
+	return refs
+}
+
+// Groups sorts the snapshots that flt matches into their retention groups,
+// ordered by key.
+func Groups(list []*Snapshot, flt Filter) []Group {
+	byKey := map[string]*Group{}
+	var keys []string
+	for _, s := range list {
+		if !flt.Match(s) {
+			continue
+		}
+		k := GroupKey(s.Host, s.Paths)
+		g := byKey[k]
+		if g == nil {
+			paths := append([]string(nil), s.Paths...)
+			sort.Strings(paths)
+			g = &Group{Key: k, Host: s.Host, Paths: paths}
+			byKey[k] = g
+			keys = append(keys, k)
+		}
+		g.Snapshots = append(g.Snapshots, s)
+	}
+	sort.Strings(keys)
+	out := make([]Group, len(keys))
+	for i, k := range keys {
+		out[i] = *byKey[k]
+	}
+	return out
+}
+
 // SnapshotRef is the part of a snapshot retention looks at.
 type SnapshotRef struct {
 	ID   string

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -146,33 +145,14 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 		}
 		rep.Groups = append(rep.Groups, grp)
 	} else {
-		flt := ff.f.filter()
-		groups := map[string][]*snapshot.Snapshot{}
-		var keys []string
-		for _, s := range list {
-			if !flt.Match(s) {
-				continue
-			}
-			k := snapshot.GroupKey(s.Host, s.Paths)
-			if groups[k] == nil {
-				keys = append(keys, k)
-			}
-			groups[k] = append(groups[k], s)
-		}
-		sort.Strings(keys)
 		now := time.Now()
-		for _, k := range keys {
-			snaps := groups[k]
+		for _, g := range snapshot.Groups(list, ff.f.filter()) {
 			byID := map[string]*snapshot.Snapshot{}
-			refs := make([]snapshot.SnapshotRef, len(snaps))
-			for i, s := range snaps {
+			for _, s := range g.Snapshots {
 				byID[s.ID.String()] = s
-				refs[i] = snapshot.SnapshotRef{ID: s.ID.String(), Time: s.Time}
 			}
-			keep, forget, reasons := snapshot.Keep(refs, rules, now)
-			paths := append([]string(nil), snaps[0].Paths...)
-			sort.Strings(paths)
-			grp := forgetGroup{Host: snaps[0].Host, Paths: nonNil(paths), Keep: []forgetItem{}, Remove: []forgetItem{}}
+			keep, forget, reasons := snapshot.Keep(g.Refs(), rules, now)
+			grp := forgetGroup{Host: g.Host, Paths: nonNil(g.Paths), Keep: []forgetItem{}, Remove: []forgetItem{}}
 			for _, r := range keep {
 				grp.Keep = append(grp.Keep, forgetItem{ID: r.ID, Time: r.Time, Reasons: reasons[r.ID]})
 			}

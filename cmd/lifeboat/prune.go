@@ -97,9 +97,9 @@ func printPrune(w io.Writer, r *snapshot.PruneResult) {
 	fmt.Fprintf(w, "%d %s, %d trees, %d data blobs referenced\n", r.Snapshots, plural(r.Snapshots, "snapshot", "snapshots"), r.Trees, r.ReferencedData)
 	fmt.Fprintf(w, "%d packs, %s\n", r.Packs, formatBytes(r.PackBytes))
 	if r.DryRun {
-		fmt.Fprintf(w, "would mark %d unreferenced packs (%s) for deletion (dry run: nothing changed)\n", r.MarkedPacks, formatBytes(r.MarkedBytes))
+		fmt.Fprintf(w, "would mark %d packs no snapshot needs (%s) for deletion (dry run: nothing changed)\n", r.MarkedPacks, formatBytes(r.MarkedBytes))
 	} else {
-		fmt.Fprintf(w, "marked %d unreferenced packs (%s)\n", r.MarkedPacks, formatBytes(r.MarkedBytes))
+		fmt.Fprintf(w, "marked %d packs no snapshot needs (%s)\n", r.MarkedPacks, formatBytes(r.MarkedBytes))
 		fmt.Fprintf(w, "deleted %d packs (%s)", r.DeletedPacks, formatBytes(r.DeletedBytes))
 		if r.ReusedPacks > 0 {
 			fmt.Fprintf(w, "; kept %d marked packs that snapshots still need", r.ReusedPacks)
