@@ -468,7 +468,7 @@ const indexPacksPerFile = 1000
 // LoadIndex are left alone.
 func (r *Repository) RewriteIndex(ctx context.Context, drop map[ID]bool) (written, removed int, err error) {
 	if len(r.indexProblems) > 0 {
-		return 0, 0, fmt.Errorf("the index has %d damaged files; run 'lifeboat check' first", len(r.indexProblems))
+		return 0, 0, fmt.Errorf("rewrite index: %d index files are damaged (%s among them: %v); run 'lifeboat check' first", len(r.indexProblems), r.indexProblems[0].Object, r.indexProblems[0].Err)
 	}
 	var keep []PackEntry
 	for _, p := range r.index.Packs() {

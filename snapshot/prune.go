@@ -344,7 +344,7 @@ func registerPrune(ctx context.Context, repo *chunkstore.Repository, opts PruneO
 		}
 	}
 	if mine == nil {
-		return fail(fmt.Errorf("prune session %s is not in the listing of %s", sess.ID(), repo.Store().Location()))
+		return fail(fmt.Errorf("prune session %s was stored but is not in the listing of %s (a store whose listings lag behind writes cannot run prune safely); try again", sess.ID(), repo.Store().Location()))
 	}
 	for _, s := range sessions {
 		if !s.Info.Prune || s.ID == mine.ID || !s.Live(now, opts.Sessions.Stale) {
@@ -486,7 +486,7 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 	for p := range drop {
 		g.Go(func() error {
 			if err := repo.Store().Delete(gctx, chunkstore.PackName(p)); err != nil {
-				return fmt.Errorf("delete pack %s: %w", chunkstore.PackName(p), err)
+				return fmt.Errorf("delete pack %s: %w (the index no longer lists it and its mark stays: run 'lifeboat prune' again to finish)", chunkstore.PackName(p), err)
 			}
 			mu.Lock()
 			if size, ok := present[p]; ok {
