@@ -669,8 +669,9 @@ func largestPack(t *testing.T, st chunkstore.Store, before []string) chunkstore.
 
 // storedTwice backs up src/b twice, the second time while a GC mark
 // hides the first pack from dedup, so that b is stored in two packs: q
-// (first) and p (second).
-func storedTwice(t *testing.T, repos storetest.Repos, src string, b []byte) (first, second *snapshot.Result, q, p chunkstore.ID) {
+// (first) and p (second). newIndex are the index files the second backup
+// wrote.
+func storedTwice(t *testing.T, repos storetest.Repos, src string, b []byte) (first, second *snapshot.Result, q, p chunkstore.ID, newIndex []string) {
 	t.Helper()
 	ctx := context.Background()
 	writeFile(t, filepath.Join(src, "b"), b)
@@ -684,12 +685,17 @@ func storedTwice(t *testing.T, repos storetest.Repos, src string, b []byte) (fir
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := listNames(t, repos.Store, chunkstore.DataPrefix)
+	packs, index := listNames(t, repos.Store, chunkstore.DataPrefix), listNames(t, repos.Store, chunkstore.IndexPrefix)
 	second = backupDir(t, w2, src)
 	if err := repos.Writer.DeleteGCMark(ctx, hide.ID); err != nil {
 		t.Fatal(err)
 	}
-	return first, second, q, largestPack(t, repos.Store, before)
+	for _, name := range listNames(t, repos.Store, chunkstore.IndexPrefix) {
+		if !slices.Contains(index, name) {
+			newIndex = append(newIndex, name)
+		}
+	}
+	return first, second, q, largestPack(t, repos.Store, packs), newIndex
 }
 
 // TestSweepDoesNotCountOnMarkedPacks: a blob stored in two packs, each in
@@ -701,7 +707,7 @@ func TestSweepDoesNotCountOnMarkedPacks(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
 		ctx := context.Background()
 		b := storetest.Data(81, 3<<20)
-		first, second, q, p := storedTwice(t, repos, src, b)
+		first, second, q, p, _ := storedTwice(t, repos, src, b)
 
 		timing := chunkstore.SessionTiming{Heartbeat: time.Hour, Stale: time.Hour, CommitWindow: time.Hour, Margin: 50 * time.Millisecond}
 		if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{p}); err != nil {
@@ -756,7 +762,7 @@ func TestSweepKeepsEveryCopy(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
 		ctx := context.Background()
 		b := storetest.Data(91, 3<<20)
-		first, second, q, p := storedTwice(t, repos, src, b)
+		first, second, q, p, _ := storedTwice(t, repos, src, b)
 		if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{p, q}); err != nil {
 			t.Fatal(err)
 		}
@@ -789,7 +795,7 @@ func TestRepackCopiesWhatOnlyMarkedPacksHold(t *testing.T) {
 		b := storetest.Data(95, 3<<20)
 		// q holds a (forgotten) and b; p holds b again.
 		writeFile(t, filepath.Join(src, "a"), storetest.Data(96, 3<<20))
-		_, second, q, p := storedTwice(t, repos, src, b)
+		_, second, q, p, _ := storedTwice(t, repos, src, b)
 		removeFile(t, filepath.Join(src, "a"))
 		kept := backupDir(t, repos.Writer, src)
 		forget(t, repos.Store, second.ID)
@@ -869,5 +875,41 @@ func TestPruneOneAtATime(t *testing.T) {
 	}
 	if n := countObjects(t, repos.Store, chunkstore.SessionsPrefix); n != 0 {
 		t.Errorf("%d session objects left: the killed prune's and this prune's must be gone", n)
+	}
+}
+
+// TestPruneKeepsUnindexedCopies: an unindexed pack holding a referenced
+// blob is kept even when an indexed pack holds the blob too: it may be
+// another prune's repacked copy whose index file is not written yet.
+func TestPruneKeepsUnindexedCopies(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	b := storetest.Data(99, 3<<20)
+	first, second, q, p, newIndex := storedTwice(t, repos, src, b)
+	// Unindex p: remove the index files the second backup wrote, and its
+	// snapshot (whose trees are the first one's).
+	for _, name := range newIndex {
+		removeObject(t, repos.Store, name)
+	}
+	forget(t, repos.Store, second.ID)
+	r := reopen(t, repos, repos.Store)
+	if err := r.LoadIndex(ctx); err != nil || r.Index().HasPack(p) || !r.Index().HasPack(q) {
+		t.Fatalf("setup: p indexed %v, q indexed %v (%v)", r.Index().HasPack(p), r.Index().HasPack(q), err)
+	}
+	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasObject(t, repos.Store, chunkstore.PackName(p)) || !hasObject(t, repos.Store, chunkstore.PackName(q)) {
+		t.Fatalf("prune: %+v; the unindexed copy %s (or the indexed one) was deleted", res, p.Short())
+	}
+	verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{first.ID: {strings.TrimPrefix(filepath.Join(src, "b"), "/"): b}})
+}
+
+func removeObject(t *testing.T, st chunkstore.Store, name string) {
+	t.Helper()
+	if err := st.Delete(context.Background(), name); err != nil {
+		t.Fatal(err)
 	}
 }
