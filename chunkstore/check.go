@@ -11,6 +11,10 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// ErrPackMissing marks a check problem: the index lists a pack the store
+// does not hold ('lifeboat repair index' drops such entries).
+var ErrPackMissing = errors.New("pack is missing")
+
 // CheckOptions select how deep Check goes.
 type CheckOptions struct {
 	// ReadData downloads packs and verifies their hash, structure and
@@ -69,7 +73,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 		size, ok := sizes[p.ID]
 		switch {
 		case !ok:
-			rep.Problems = append(rep.Problems, Problem{Object: PackName(p.ID), Err: fmt.Errorf("pack is missing (listed in the index with %d blobs)", len(p.Blobs))})
+			rep.Problems = append(rep.Problems, Problem{Object: PackName(p.ID), Err: fmt.Errorf("%w (listed in the index with %d blobs)", ErrPackMissing, len(p.Blobs))})
 		case size != int64(p.Size):
 			rep.Problems = append(rep.Problems, Problem{Object: PackName(p.ID), Err: fmt.Errorf("%w: pack has %d bytes, index says %d (truncated?)", ErrCorrupt, size, p.Size)})
 		default:

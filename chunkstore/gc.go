@@ -467,8 +467,15 @@ const indexPacksPerFile = 1000
 // the index while it is still needed. Index files written by others after
 // LoadIndex are left alone.
 func (r *Repository) RewriteIndex(ctx context.Context, drop map[ID]bool) (written, removed int, err error) {
-	if len(r.indexProblems) > 0 {
-		return 0, 0, fmt.Errorf("rewrite index: %d index files are damaged (%s among them: %v); run 'lifeboat check' first", len(r.indexProblems), r.indexProblems[0].Object, r.indexProblems[0].Err)
+	return r.rewriteIndex(ctx, drop, false)
+}
+
+// rewriteIndex is RewriteIndex; with removeDamaged the index files
+// LoadIndex could not read are removed too (RepairIndex, which has
+// described their packs again from the packs), instead of refusing.
+func (r *Repository) rewriteIndex(ctx context.Context, drop map[ID]bool, removeDamaged bool) (written, removed int, err error) {
+	if len(r.indexProblems) > 0 && !removeDamaged {
+		return 0, 0, fmt.Errorf("rewrite index: %d index files are damaged (%s among them: %v); run 'lifeboat repair index' first", len(r.indexProblems), r.indexProblems[0].Object, r.indexProblems[0].Err)
 	}
 	var keep []PackEntry
 	for _, p := range r.index.Packs() {
@@ -476,9 +483,11 @@ func (r *Repository) RewriteIndex(ctx context.Context, drop map[ID]bool) (writte
 			keep = append(keep, *p)
 		}
 	}
-	var old []ID
+	// Every file LoadIndex read, the damaged ones included (they are
+	// read too, and only get here with removeDamaged).
+	var old []string
 	for id := range r.indexRead {
-		old = append(old, id)
+		old = append(old, IndexPrefix+id.String())
 	}
 	for len(keep) > 0 {
 		n := min(len(keep), indexPacksPerFile)
@@ -488,12 +497,17 @@ func (r *Repository) RewriteIndex(ctx context.Context, drop map[ID]bool) (writte
 		keep = keep[n:]
 		written++
 	}
-	for _, id := range old {
-		if err := r.store.Delete(ctx, IndexPrefix+id.String()); err != nil {
-			return written, removed, fmt.Errorf("rewrite index: remove %s%s: %w", IndexPrefix, id, err)
+	for _, name := range old {
+		if err := r.store.Delete(ctx, name); err != nil {
+			return written, removed, fmt.Errorf("rewrite index: remove %s: %w", name, err)
 		}
-		delete(r.indexRead, id)
+		if id, err := ParseID(strings.TrimPrefix(name, IndexPrefix)); err == nil {
+			delete(r.indexRead, id)
+		}
 		removed++
+	}
+	if removeDamaged {
+		r.indexProblems = nil
 	}
 	return written, removed, nil
 }

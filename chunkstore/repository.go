@@ -388,7 +388,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 				if !errors.Is(err, ErrCorrupt) {
 					return err
 				}
-				r.log.Warn("skipping damaged index file; run 'lifeboat check'", "index", id.String(), "err", err)
+				r.log.Warn("skipping damaged index file; 'lifeboat repair index' replaces it", "index", id.String(), "err", err)
 				mu.Lock()
 				seen[id] = true
 				problems = append(problems, Problem{Object: IndexPrefix + id.String(), Err: err})

@@ -83,7 +83,7 @@ var ErrPruneUnsafe = errors.New("prune refused")
 
 // ErrPruneBusy is returned when another prune is running on the
 // repository: two would rewrite the index over each other.
-var ErrPruneBusy = errors.New("another prune is running")
+var ErrPruneBusy = errors.New("another prune or index repair is running")
 
 // Prune removes packs that no snapshot references, without ever removing
 // data a running backup may still commit (see chunkstore's garbage
@@ -617,7 +617,7 @@ func loadIndexForPrune(ctx context.Context, repo *chunkstore.Repository) error {
 		return err
 	}
 	if probs := repo.IndexProblems(); len(probs) > 0 {
-		return fmt.Errorf("%w: index file %s is damaged (%v); run 'lifeboat check' and repair the index before pruning", ErrPruneUnsafe, probs[0].Object, probs[0].Err)
+		return fmt.Errorf("%w: index file %s is damaged (%v); run 'lifeboat repair index' (it removes the damaged file and indexes its packs again from the packs), then prune", ErrPruneUnsafe, probs[0].Object, probs[0].Err)
 	}
 	return nil
 }

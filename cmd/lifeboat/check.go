@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -167,13 +168,20 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		for _, p := range problems {
 			fmt.Fprintf(w, "problem: %s: %v\n", p.Object, p.Err)
 		}
+		if indexDamaged(problems) {
+			fmt.Fprintln(w, "hint: 'lifeboat repair index' replaces damaged index files and drops the entries of missing packs (see its --help)")
+		}
 		if !g.quiet {
 			fmt.Fprintf(w, "%d snapshots, %d index files, %d packs, %d blobs\n", len(snaps), rep.IndexFiles, rep.Packs, rep.Blobs)
 			if opts.ReadData {
 				fmt.Fprintf(w, "read %d packs (%s), verified %d blobs\n", rep.PacksRead, formatBytes(rep.BytesRead), rep.BlobsVerified)
 			}
 			if rep.UnindexedPacks > 0 {
-				fmt.Fprintf(w, "%d unindexed packs left by interrupted backups or prunes (harmless; reused by the next backup or deleted by the next prune)\n", rep.UnindexedPacks)
+				why := "left by interrupted backups or prunes (harmless; reused by the next backup or deleted by the next prune)"
+				if indexDamaged(problems) {
+					why = "(the damaged index files may have listed them; 'lifeboat repair index' indexes them again)"
+				}
+				fmt.Fprintf(w, "%d unindexed packs %s\n", rep.UnindexedPacks, why)
 			}
 			if len(marks) > 0 {
 				fmt.Fprintf(w, "%d %s %d packs for deletion, waiting for 'lifeboat prune'\n", len(marks), plural(len(marks), "GC mark lists", "GC marks list"), marked)
@@ -196,4 +204,16 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		fmt.Fprintln(g.stdout, "no problems found")
 	}
 	return nil
+}
+
+// indexDamaged reports whether problems include a damaged index file or
+// a pack the index lists and the store does not hold: what 'repair
+// index' mends.
+func indexDamaged(problems []chunkstore.Problem) bool {
+	for _, p := range problems {
+		if strings.HasPrefix(p.Object, chunkstore.IndexPrefix) || errors.Is(p.Err, chunkstore.ErrPackMissing) {
+			return true
+		}
+	}
+	return false
 }

@@ -99,6 +99,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newCheckCmd(g),
 		newForgetCmd(g),
 		newPruneCmd(g),
+		newRepairCmd(g),
 		newCatCmd(g),
 		newVersionCmd(g),
 		newServerCmd(g),

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+func newRepairCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "repair",
+		Short: "Repair a damaged repository (index)",
+		Args:  noArgs,
+	}
+	cmd.AddCommand(newRepairIndexCmd(g))
+	return cmd
+}
+
+func newRepairIndexCmd(g *globals) *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "index",
+		Short: "Rebuild the index from the packs the repository holds",
+		Long: `Make the index describe exactly the packs the repository holds.
+
+Run it when 'lifeboat check' reports a damaged index file (prune refuses to
+run while one exists) or packs that the index lists but the store no
+longer holds (deleted by hand or by a bucket lifecycle rule):
+
+  - index files that cannot be read are removed, and the packs they
+    listed are described again from the packs themselves;
+  - entries of missing packs are dropped, so backups stop deduplicating
+    against data that is gone and store it again when they meet it;
+  - packs that no readable index file lists are read whole, verified
+    (hash, structure, trailer) and indexed.
+
+New index files are written before old ones are removed, so an
+interrupted repair leaves a usable index; run it again to finish. Backups
+may run meanwhile; a prune may not (repair holds the prune session, and a
+prune started meanwhile exits 1 naming it). A writer key is enough.
+
+Nothing but index files is deleted. Data in missing packs is lost:
+snapshots that reference it stay damaged, and 'lifeboat check' names
+their files (restore skips them and restores the rest). Packs that fail
+verification stay unindexed and are reported; the next prune deletes
+them. Packs whose size differs from the index are reported and kept
+indexed (every blob read from them is still verified); run
+'lifeboat check --read-data' to see what is left of them.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRepairIndex(cmd.Context(), g, dryRun) },
+	}
+	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "report what is wrong, change nothing")
+	return cmd
+}
+
+func runRepairIndex(ctx context.Context, g *globals, dryRun bool) error {
+	repo, err := g.openRepo(ctx, "repair index", anyAccess)
+	if err != nil {
+		return err
+	}
+	res, err := snapshot.RepairIndex(ctx, repo, snapshot.RepairOptions{DryRun: dryRun, Logger: g.log})
+	if err != nil {
+		return fmt.Errorf("repair index: %w", storeError(g.repo, err))
+	}
+	if g.json {
+		return printJSON(g.stdout, res)
+	}
+	printRepairIndex(g.stdout, res)
+	return nil
+}
+
+func printRepairIndex(w io.Writer, r *chunkstore.IndexRepair) {
+	fmt.Fprintf(w, "%d index files, %d packs (%s)\n", r.IndexFiles, r.Packs, formatBytes(r.PackBytes))
+	verb := func(done, dry string) string {
+		if r.DryRun {
+			return dry
+		}
+		return done
+	}
+	for _, name := range r.DamagedIndex {
+		fmt.Fprintf(w, "damaged index file %s: %s\n", name, verb("removed", "would be removed"))
+	}
+	if n := len(r.MissingPacks); n > 0 {
+		fmt.Fprintf(w, "%d %s listed in the index %s missing from the repository (%d blobs lost): %s from the index\n", n, plural(n, "pack", "packs"), plural(n, "is", "are"), r.MissingBlobs, verb("dropped", "would be dropped"))
+		for _, name := range r.MissingPacks {
+			fmt.Fprintf(w, "  missing: %s\n", name)
+		}
+		fmt.Fprintln(w, "  snapshots that reference their data stay damaged: 'lifeboat check' names the files; the next backup stores again what it still finds")
+	}
+	if r.Reindexed > 0 {
+		fmt.Fprintf(w, "%d %s that no readable index file listed (%s): %s\n", r.Reindexed, plural(r.Reindexed, "pack", "packs"), formatBytes(r.ReindexedBytes), verb("verified and indexed", "would be indexed (verified)"))
+	}
+	for _, name := range r.WrongSize {
+		fmt.Fprintf(w, "pack %s has another size than the index records (truncated?): kept; run 'lifeboat check --read-data'\n", name)
+	}
+	for _, name := range r.DamagedPacks {
+		fmt.Fprintf(w, "pack %s failed verification: left unindexed (the next prune deletes it)\n", name)
+	}
+	switch {
+	case !r.Changed():
+		fmt.Fprintln(w, "the index matches the packs: nothing to repair")
+	case r.DryRun:
+		fmt.Fprintln(w, "dry run: nothing changed")
+	default:
+		fmt.Fprintf(w, "index rewritten: %d files written, %d removed\n", r.IndexWritten, r.IndexRemoved)
+	}
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+)
+
+// TestRepairIndexCLI: an index file rotted on disk makes check report it
+// and prune refuse, pointing at 'repair index'; repair (a dry run first,
+// then for real, with the writer key) removes it and indexes its packs
+// again, after which check is clean, prune runs and the snapshot restores.
+func TestRepairIndexCLI(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	tree := smallTree()
+	fixture.Create(t, src, tree)
+	c.ok(r.writer("backup", src)...)
+
+	idx, err := filepath.Glob(filepath.Join(r.path, "index", "*"))
+	if err != nil || len(idx) != 1 {
+		t.Fatalf("index files %v (%v), want one", idx, err)
+	}
+	b, err := os.ReadFile(idx[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x10
+	if err := os.WriteFile(idx[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := "index/" + filepath.Base(idx[0])
+	// Both also log a warning about the file first, so not c.fails.
+	for _, args := range [][]string{r.reader("check"), r.reader("prune")} {
+		res := c.run(append(args, "--no-cache")...)
+		if all := res.stdout + res.stderr; res.code != 1 || !strings.Contains(all, name) || !strings.Contains(all, "lifeboat repair index") {
+			t.Errorf("lifeboat %s with a damaged index file: exit %d, want 1 naming %s and 'lifeboat repair index'\nstdout:\n%s\nstderr:\n%s", args[0], res.code, name, res.stdout, res.stderr)
+		}
+	}
+
+	dry := c.ok(append(r.writer("repair", "index", "--dry-run"), "--no-cache")...).stdout
+	for _, want := range []string{"damaged index file " + name + ": would be removed", "would be indexed", "dry run: nothing changed"} {
+		if !strings.Contains(dry, want) {
+			t.Errorf("repair index --dry-run output lacks %q:\n%s", want, dry)
+		}
+	}
+	if _, err := os.Stat(idx[0]); err != nil {
+		t.Fatalf("a dry run removed the damaged index file: %v", err)
+	}
+	out := c.ok(append(r.writer("repair", "index"), "--no-cache")...).stdout
+	for _, want := range []string{"damaged index file " + name + ": removed", "verified and indexed", "index rewritten: 1 files written, 1 removed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("repair index output lacks %q:\n%s", want, out)
+		}
+	}
+	if again := c.ok(r.writer("repair", "index")...).stdout; !strings.Contains(again, "nothing to repair") {
+		t.Errorf("a second repair:\n%s", again)
+	}
+	c.ok(r.reader("check", "--read-data")...)
+	c.ok(r.reader("prune")...)
+	dst := filepath.Join(c.dir, "dst")
+	c.ok(r.reader("restore", "latest", "--target", dst)...)
+	fixture.Compare(t, tree, filepath.Join(dst, strings.TrimPrefix(src, "/")))
+}

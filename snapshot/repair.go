@@ -1,0 +1,42 @@
+package snapshot
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// RepairOptions tune RepairIndex.
+type RepairOptions struct {
+	DryRun   bool // report what is wrong, change nothing
+	Sessions chunkstore.SessionTiming
+	Logger   *slog.Logger
+}
+
+// RepairIndex rebuilds the index from the packs the store holds
+// (chunkstore's RepairIndex): it removes damaged index files, drops the
+// entries of packs that are gone and indexes the packs no readable index
+// file lists. It holds the repository's prune session while it works, so
+// it never runs beside a prune (both rewrite the index) and a prune
+// started meanwhile stops with ErrPruneBusy; backups may run.
+func RepairIndex(ctx context.Context, repo *chunkstore.Repository, opts RepairOptions) (*chunkstore.IndexRepair, error) {
+	if opts.Sessions == (chunkstore.SessionTiming{}) {
+		opts.Sessions = chunkstore.DefaultSessionTiming
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !opts.DryRun {
+		sess, err := registerPrune(ctx, repo, PruneOptions{Sessions: opts.Sessions, Logger: opts.Logger})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := sess.End(context.WithoutCancel(ctx)); err != nil {
+				opts.Logger.Warn("end index repair session", "err", err)
+			}
+		}()
+	}
+	return repo.RepairIndex(ctx, opts.DryRun)
+}
