@@ -66,4 +66,32 @@ func TestRepairIndexCLI(t *testing.T) {
 	dst := filepath.Join(c.dir, "dst")
 	c.ok(r.reader("restore", "latest", "--target", dst)...)
 	fixture.Compare(t, tree, filepath.Join(dst, strings.TrimPrefix(src, "/")))
+
+	// Lose the data packs. After repair, a backup stores the files again
+	// although its files cache says they are unchanged (the cache is
+	// trusted only for data the index has), and the new snapshot is whole.
+	packs, err := filepath.Glob(filepath.Join(r.path, "data", "*", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lost int
+	for _, p := range packs {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > 4096 { // not the small tree pack
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			lost++
+		}
+	}
+	if lost == 0 {
+		t.Fatalf("no data pack among %v", packs)
+	}
+	out = c.ok(r.writer("repair", "index")...).stdout
+	if !strings.Contains(out, "missing from the repository") || !strings.Contains(out, "dropped from the index") {
+		t.Errorf("repair index after losing %d packs:\n%s", lost, out)
+	}
+	c.ok(r.writer("backup", src)...)
+	dst2 := filepath.Join(c.dir, "dst2")
+	c.ok(r.reader("restore", "latest", "--target", dst2)...)
+	fixture.Compare(t, tree, filepath.Join(dst2, strings.TrimPrefix(src, "/")))
 }
