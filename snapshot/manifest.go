@@ -30,6 +30,9 @@ type Manifest struct {
 	Tree           chunkstore.ID `json:"tree"`
 	Summary        Summary       `json:"summary"`
 	ProgramVersion string        `json:"program_version,omitempty"`
+	// Original is the snapshot this one is a repaired copy of
+	// (RepairSnapshots).
+	Original *chunkstore.ID `json:"original,omitempty"`
 }
 
 // Summary records what a backup did.

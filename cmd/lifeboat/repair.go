@@ -14,10 +14,10 @@ import (
 func newRepairCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "repair",
-		Short: "Repair a damaged repository (index)",
+		Short: "Repair a damaged repository: its index, and snapshots whose data is lost",
 		Args:  noArgs,
 	}
-	cmd.AddCommand(newRepairIndexCmd(g))
+	cmd.AddCommand(newRepairIndexCmd(g), newRepairSnapshotsCmd(g))
 	return cmd
 }
 
@@ -108,5 +108,107 @@ func printRepairIndex(w io.Writer, r *chunkstore.IndexRepair) {
 		fmt.Fprintln(w, "dry run: nothing changed")
 	default:
 		fmt.Fprintf(w, "index rewritten: %d files written, %d removed\n", r.IndexWritten, r.IndexRemoved)
+	}
+}
+
+func newRepairSnapshotsCmd(g *globals) *cobra.Command {
+	var dryRun, forget bool
+	cmd := &cobra.Command{
+		Use:   "snapshots [SNAPSHOT ...]",
+		Short: "Rewrite snapshots without the files whose data is lost",
+		Long: `Rewrite snapshots that reference data the repository no longer has (a
+pack lost, and dropped from the index by 'lifeboat repair index') into new
+snapshots without the damaged parts, so that they check clean and prune can
+run again. Without arguments every snapshot is looked at; SNAPSHOT is an
+ID, a unique ID prefix or 'latest'.
+
+  - a file with a lost chunk is left out;
+  - a directory whose listing is lost (not indexed, or failing
+    verification) is kept, empty;
+  - everything else — other files, metadata, host, paths, tags, time —
+    is kept. The new snapshot gets the tag "repaired" and names the
+    snapshot it replaces ("original" in 'snapshots --json').
+
+Each snapshot's removed paths are listed. With --forget the damaged
+originals are removed once their repaired copies are saved; without it
+both stay (forget the originals later). A snapshot whose root listing is
+lost cannot be repaired and is reported: forget it.
+
+Run 'lifeboat repair index' first: only what the index lacks counts as
+lost. Data in packs that are present but damaged is not looked at here;
+'lifeboat check --read-data' finds it. repair snapshots writes like a
+backup (prunes running meanwhile keep what it references) and needs the
+identity, as it reads the directory listings.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRepairSnapshots(cmd.Context(), g, args, dryRun, forget)
+		},
+	}
+	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "list what would be removed, change nothing")
+	cmd.Flags().BoolVar(&forget, "forget", false, "remove each damaged snapshot once its repaired copy is saved")
+	return cmd
+}
+
+func runRepairSnapshots(ctx context.Context, g *globals, args []string, dryRun, forget bool) error {
+	repo, err := g.openRepo(ctx, "repair snapshots", readAccess)
+	if err != nil {
+		return err
+	}
+	opts := snapshot.RepairSnapshotsOptions{DryRun: dryRun, Forget: forget, Logger: g.log}
+	if len(args) > 0 {
+		list, _, err := snapshot.List(ctx, repo)
+		if err != nil {
+			return fmt.Errorf("list snapshots: %w", storeError(g.repo, err))
+		}
+		for _, ref := range args {
+			s, err := snapshot.Find(list, ref, snapshot.Filter{})
+			if err != nil {
+				return fmt.Errorf("repair snapshots: %w", err)
+			}
+			opts.IDs = append(opts.IDs, s.ID)
+		}
+	}
+	res, err := snapshot.RepairSnapshots(ctx, repo, opts)
+	if err != nil {
+		return fmt.Errorf("repair snapshots: %w", storeError(g.repo, err))
+	}
+	if g.json {
+		if err := printJSON(g.stdout, res); err != nil {
+			return err
+		}
+	} else {
+		printRepairSnapshots(g.stdout, res)
+	}
+	for _, d := range res.Damaged {
+		if d.Unrepairable != "" {
+			return fmt.Errorf("snapshot %s cannot be repaired: %s", d.Original.Short(), d.Unrepairable)
+		}
+	}
+	return nil
+}
+
+func printRepairSnapshots(w io.Writer, r *snapshot.RepairSnapshotsResult) {
+	for _, d := range r.Damaged {
+		head := fmt.Sprintf("snapshot %s (%s, %s)", d.Original.Short(), d.Host, d.Time.Local().Format("2006-01-02 15:04:05"))
+		if d.Unrepairable != "" {
+			fmt.Fprintf(w, "%s: cannot be repaired: %s\n", head, d.Unrepairable)
+			continue
+		}
+		switch {
+		case r.DryRun:
+			fmt.Fprintf(w, "%s: would leave out %d %s:\n", head, len(d.Removed), plural(len(d.Removed), "path", "paths"))
+		default:
+			fmt.Fprintf(w, "%s: repaired as %s, leaving out %d %s:\n", head, d.Repaired.Short(), len(d.Removed), plural(len(d.Removed), "path", "paths"))
+		}
+		for _, p := range d.Removed {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+		if d.Forgotten {
+			fmt.Fprintf(w, "  original %s forgotten\n", d.Original.Short())
+		}
+	}
+	n := len(r.Damaged)
+	fmt.Fprintf(w, "%d %s looked at, %d damaged\n", r.Snapshots, plural(r.Snapshots, "snapshot", "snapshots"), n)
+	if r.DryRun && n > 0 {
+		fmt.Fprintln(w, "dry run: nothing changed")
 	}
 }

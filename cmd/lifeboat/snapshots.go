@@ -55,6 +55,7 @@ type snapshotJSON struct {
 	Tags     []string         `json:"tags"`
 	Tree     string           `json:"tree"`
 	Summary  snapshot.Summary `json:"summary"`
+	Original string           `json:"original,omitempty"` // the snapshot this one repaired
 }
 
 func runSnapshots(ctx context.Context, g *globals, f filterFlags) error {
@@ -81,6 +82,9 @@ func runSnapshots(ctx context.Context, g *globals, f filterFlags) error {
 				Username: s.Username, Paths: nonNil(s.Paths), Tags: nonNil(s.Tags),
 				Tree: s.Tree.String(), Summary: s.Summary,
 			})
+			if s.Original != nil {
+				out[len(out)-1].Original = s.Original.String()
+			}
 		}
 		if err := printJSON(g.stdout, out); err != nil {
 			return err

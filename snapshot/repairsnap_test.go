@@ -1,0 +1,205 @@
+package snapshot_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// TestRepairSnapshots loses the pack that holds one file's data, which
+// two snapshots reference, and checks that after 'repair index' the
+// snapshots are rewritten without that file (a dry run first), keep
+// everything else byte for byte, are marked as repaired copies, and that
+// the repository then checks clean and prunes again.
+func TestRepairSnapshots(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		a, b, c, e := storetest.Data(21, 1<<20), []byte("b stays\n"), storetest.Data(22, 3<<20), storetest.Data(23, 2<<20)
+		writeFile(t, filepath.Join(src, "keep", "a"), a)
+		writeFile(t, filepath.Join(src, "keep", "sub", "b"), b)
+		first := backupDir(t, repos.Writer, src)
+		packs1 := listNames(t, repos.Store, chunkstore.DataPrefix)
+		writeFile(t, filepath.Join(src, "lost", "c"), c)
+		second := backupDir(t, repos.Writer, src)
+		lost := largestPack(t, repos.Store, packs1) // c alone: a and b were deduplicated
+		writeFile(t, filepath.Join(src, "new", "e"), e)
+		third := backupDir(t, repos.Writer, src)
+
+		removeObject(t, repos.Store, chunkstore.PackName(lost))
+		if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if probs, err := snapshot.Check(ctx, reopen(t, repos, repos.Store)); err != nil || len(probs) != 1 || !strings.HasSuffix(probs[0].Object, "lost/c") {
+			t.Fatalf("check before the repair: %v, %v; want the lost file named (once: the snapshots share its directory)", probs, err)
+		}
+
+		rel := func(p string) string { return strings.TrimPrefix(filepath.Join(src, p), "/") }
+		wantRemoved := []string{"/" + rel("lost/c")}
+		before := allNames(t, repos.Store)
+		dry, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{DryRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dry.Snapshots != 3 || len(dry.Damaged) != 2 {
+			t.Fatalf("dry run: %+v; want 3 snapshots looked at, 2 damaged", dry)
+		}
+		for i, want := range []chunkstore.ID{second.ID, third.ID} {
+			if d := dry.Damaged[i]; d.Original != want || !slices.Equal(d.Removed, wantRemoved) || !d.Repaired.IsNull() {
+				t.Fatalf("dry run, damaged[%d] = %+v; want %s without %v", i, d, want.Short(), wantRemoved)
+			}
+		}
+		if after := allNames(t, repos.Store); !slices.Equal(before, after) {
+			t.Fatalf("a dry run changed the repository:\nbefore %v\nafter  %v", before, after)
+		}
+
+		res, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{Forget: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Damaged) != 2 {
+			t.Fatalf("repair: %+v", res)
+		}
+		r := reopen(t, repos, repos.Store)
+		list, errs, err := snapshot.List(ctx, r)
+		if err != nil || len(errs) > 0 || len(list) != 3 {
+			t.Fatalf("snapshots after repair: %d (%v, %v); want 3", len(list), errs, err)
+		}
+		repaired := map[chunkstore.ID]*snapshot.Snapshot{}
+		for _, s := range list {
+			repaired[s.ID] = s
+		}
+		for i, orig := range []*snapshot.Result{second, third} {
+			d := res.Damaged[i]
+			s := repaired[d.Repaired]
+			switch {
+			case !d.Forgotten || repaired[orig.ID] != nil:
+				t.Fatalf("original %s was not forgotten: %+v", orig.ID.Short(), d)
+			case s == nil:
+				t.Fatalf("repaired copy %s of %s is not listed", d.Repaired.Short(), orig.ID.Short())
+			case s.Original == nil || *s.Original != orig.ID || !slices.Contains(s.Tags, snapshot.RepairedTag) ||
+				!s.Time.Equal(orig.Manifest.Time) || !slices.Equal(s.Paths, orig.Manifest.Paths) || s.Host != orig.Manifest.Host:
+				t.Fatalf("repaired copy %+v does not carry over %s's metadata, or name it", s.Manifest, orig.ID.Short())
+			}
+		}
+		if _, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{}); err != nil {
+			t.Fatalf("prune after repair: %v", err)
+		}
+		newThird := res.Damaged[1].Repaired
+		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{
+			first.ID: {rel("keep/a"): a, rel("keep/sub/b"): b},
+			newThird: {rel("keep/a"): a, rel("keep/sub/b"): b, rel("new/e"): e},
+		})
+		snap, err := snapshot.Load(ctx, r, newThird)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := t.TempDir()
+		if _, err := restore.Restore(ctx, r, snap, restore.Options{Target: dst}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(filepath.Join(dst, rel("lost/c"))); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the file with lost data is in the repaired snapshot (%v)", err)
+		}
+		if fi, err := os.Lstat(filepath.Join(dst, rel("lost"))); err != nil || !fi.IsDir() {
+			t.Fatalf("its directory is not: %v", err)
+		}
+
+		again, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{})
+		if err != nil || again.Snapshots != 3 || len(again.Damaged) != 0 {
+			t.Fatalf("a second repair: %+v, %v; want nothing damaged", again, err)
+		}
+	})
+}
+
+// TestRepairSnapshotsLostListings: a directory whose listing is lost is
+// kept empty; a snapshot whose root listing is lost is reported and kept.
+func TestRepairSnapshotsLostListings(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	a := storetest.Data(31, 1<<20)
+	writeFile(t, filepath.Join(src, "a"), a)
+	base := backupDir(t, repos.Writer, src)
+	r := reopen(t, repos, repos.Store)
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A snapshot of a tree holding base's tree and a directory "gone"
+	// whose listing no pack holds, and one whose root is nowhere.
+	gone := chunkstore.ID{1, 2, 3}
+	root := &snapshot.Tree{Nodes: []snapshot.Node{
+		{Name: "base", Type: snapshot.TypeDir, Mode: 0o755, Subtree: &base.Manifest.Tree},
+		{Name: "gone", Type: snapshot.TypeDir, Mode: 0o750, Subtree: &gone},
+	}}
+	enc, err := root.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := r.NewWriter(ctx, chunkstore.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootID, _, err := w.SaveBlob(ctx, chunkstore.TreeBlob, enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := base.Manifest
+	m.Tree = rootID
+	partly, err := snapshot.Save(ctx, r, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Tree = chunkstore.ID{4, 5, 6}
+	rootless, err := snapshot.Save(ctx, r, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{Forget: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byOrig := map[chunkstore.ID]snapshot.RepairedSnapshot{}
+	for _, d := range res.Damaged {
+		byOrig[d.Original] = d
+	}
+	if d := byOrig[rootless]; d.Unrepairable == "" || !d.Repaired.IsNull() || d.Forgotten || len(res.Damaged) != 2 {
+		t.Fatalf("snapshot without its root listing: %+v (all: %+v); want it reported and kept", d, res.Damaged)
+	}
+	if !hasObject(t, repos.Store, chunkstore.SnapshotsPrefix+rootless.String()) {
+		t.Fatal("the unrepairable snapshot was forgotten")
+	}
+	d := byOrig[partly]
+	if !slices.Equal(d.Removed, []string{"/gone/"}) || d.Repaired.IsNull() || !d.Forgotten {
+		t.Fatalf("snapshot with a lost listing: %+v; want /gone/ emptied", d)
+	}
+	r = reopen(t, repos, repos.Store)
+	snap, err := snapshot.Load(ctx, r, d.Repaired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	out, err := restore.Restore(ctx, r, snap, restore.Options{Target: dst})
+	if err != nil || len(out.Failures) > 0 {
+		t.Fatalf("restore of the repaired snapshot: %+v, %v", out, err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(dst, "gone")); err != nil || len(ents) != 0 {
+		t.Fatalf("gone/ restored as %v (%v); want an empty directory", ents, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dst, "base", strings.TrimPrefix(filepath.Join(src, "a"), "/"))); err != nil || !slices.Equal(got, a) {
+		t.Fatalf("base/…/a restored wrong (%v)", err)
+	}
+}
