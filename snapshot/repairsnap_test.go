@@ -203,3 +203,25 @@ func TestRepairSnapshotsLostListings(t *testing.T) {
 		t.Fatalf("base/…/a restored wrong (%v)", err)
 	}
 }
+
+// TestRepairSnapshotsLeavesMarkedData: data that only packs in a GC mark
+// hold is not lost (a prune decides its fate), so repair refuses rather
+// than cut it out or point a new snapshot at packs about to be deleted.
+func TestRepairSnapshotsLeavesMarkedData(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(41, 2<<20))
+	backupDir(t, repos.Writer, src)
+	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{largestPack(t, repos.Store, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	before := allNames(t, repos.Store)
+	_, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{Forget: true})
+	if !errors.Is(err, snapshot.ErrRepairMarked) || !strings.Contains(err.Error(), "lifeboat prune") {
+		t.Fatalf("repair of a snapshot whose data is marked: %v; want ErrRepairMarked naming prune", err)
+	}
+	if after := allNames(t, repos.Store); !slices.Equal(before, after) {
+		t.Fatalf("a refused repair changed the repository:\nbefore %v\nafter  %v", before, after)
+	}
+}
