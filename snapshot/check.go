@@ -2,11 +2,17 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
+
+// ErrNotIndexed marks check problems of snapshots that reference data
+// the index does not have (lost with a pack, or listed only by a damaged
+// index file).
+var ErrNotIndexed = errors.New("not in the index")
 
 // Check loads every snapshot and, with an identity, walks every tree and
 // checks that each referenced blob is in the index and each tree decrypts
@@ -36,7 +42,7 @@ func Check(ctx context.Context, repo *chunkstore.Repository) ([]chunkstore.Probl
 		obj := "snapshot " + s.ID.Short()
 		loc, ok := idx.Lookup(s.Tree)
 		if !ok || loc.Blob.Type != chunkstore.TreeBlob {
-			probs = append(probs, chunkstore.Problem{Object: obj, Err: fmt.Errorf("root tree %s is not in the index", s.Tree.Short())})
+			probs = append(probs, chunkstore.Problem{Object: obj, Err: fmt.Errorf("root tree %s is %w", s.Tree.Short(), ErrNotIndexed)})
 			continue
 		}
 		if !repo.CanRead() {
@@ -70,13 +76,13 @@ func checkTree(ctx context.Context, repo *chunkstore.Repository, obj, dir string
 		p := path.Join(dir, n.Name)
 		for _, c := range n.Content {
 			if loc, ok := idx.Lookup(c); !ok || loc.Blob.Type != chunkstore.DataBlob {
-				probs = append(probs, chunkstore.Problem{Object: obj + " " + p, Err: fmt.Errorf("data blob %s is not in the index", c.Short())})
+				probs = append(probs, chunkstore.Problem{Object: obj + " " + p, Err: fmt.Errorf("data blob %s is %w", c.Short(), ErrNotIndexed)})
 				break
 			}
 		}
 		if n.Type == TypeDir && n.Subtree != nil {
 			if loc, ok := idx.Lookup(*n.Subtree); !ok || loc.Blob.Type != chunkstore.TreeBlob {
-				probs = append(probs, chunkstore.Problem{Object: obj + " " + p, Err: fmt.Errorf("tree %s is not in the index", n.Subtree.Short())})
+				probs = append(probs, chunkstore.Problem{Object: obj + " " + p, Err: fmt.Errorf("tree %s is %w", n.Subtree.Short(), ErrNotIndexed)})
 				continue
 			}
 			sub, err := checkTree(ctx, repo, obj, p, *n.Subtree, seen)

@@ -171,6 +171,9 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		if indexDamaged(problems) {
 			fmt.Fprintln(w, "hint: 'lifeboat repair index' replaces damaged index files and drops the entries of missing packs (see its --help)")
 		}
+		if dataLost(problems) {
+			fmt.Fprintln(w, "hint: snapshots reference data the index does not have; after 'lifeboat repair index' (and a new backup, which stores again what its hosts still have), 'lifeboat repair snapshots' rewrites them without what is still lost")
+		}
 		if !g.quiet {
 			fmt.Fprintf(w, "%d snapshots, %d index files, %d packs, %d blobs\n", len(snaps), rep.IndexFiles, rep.Packs, rep.Blobs)
 			if opts.ReadData {
@@ -212,6 +215,16 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 func indexDamaged(problems []chunkstore.Problem) bool {
 	for _, p := range problems {
 		if strings.HasPrefix(p.Object, chunkstore.IndexPrefix) || errors.Is(p.Err, chunkstore.ErrPackMissing) {
+			return true
+		}
+	}
+	return false
+}
+
+// dataLost reports whether snapshots reference data the index lacks.
+func dataLost(problems []chunkstore.Problem) bool {
+	for _, p := range problems {
+		if errors.Is(p.Err, snapshot.ErrNotIndexed) {
 			return true
 		}
 	}

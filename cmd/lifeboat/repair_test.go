@@ -105,7 +105,9 @@ func TestRepairIndexCLI(t *testing.T) {
 
 	// The older snapshot lost its files' data: check says so; repair
 	// snapshots (identity only) rewrites it without them.
-	c.fails(1, r.reader("check"), "check found 1 problem")
+	if res := c.fails(1, r.reader("check"), "check found 1 problem"); !strings.Contains(res.stdout, "'lifeboat repair snapshots' rewrites them") {
+		t.Errorf("check with a snapshot that lost data gives no hint:\n%s", res.stdout)
+	}
 	c.fails(1, r.writer("repair", "snapshots"), "needs the identity")
 	before := decodeJSON[[]snapshotJSON](t, c.ok(r.writer("snapshots", "--json")...).stdout)
 	if len(before) != 2 {
