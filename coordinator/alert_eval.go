@@ -288,7 +288,7 @@ func damageConditions(s *State) []Condition {
 			noun = "packs"
 		}
 		out = append(out, Condition{Key: string(AlertDamage) + "/" + repo, Kind: AlertDamage, Subject: repo, Since: since,
-			Message: fmt.Sprintf("repository %s: verification found %d damaged %s: %s (run 'lifeboat check' with the identity to see which snapshots are affected)", repo, len(ids), noun, list)})
+			Message: fmt.Sprintf("repository %s: verification found %d damaged %s: %s (run 'lifeboat check' with the identity to see which snapshots are affected; 'lifeboat repair packs' salvages what is intact in them, see docs/operations.md)", repo, len(ids), noun, list)})
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -171,6 +172,9 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		if indexDamaged(problems) {
 			fmt.Fprintln(w, "hint: 'lifeboat repair index' replaces damaged index files and drops the entries of missing packs (see its --help)")
 		}
+		if names := damagedPacks(problems); len(names) > 0 {
+			fmt.Fprintf(w, "hint: 'lifeboat repair packs %s' copies what is intact in the damaged packs into new ones and drops them from the index\n", strings.Join(names, " "))
+		}
 		if dataLost(problems) {
 			fmt.Fprintln(w, "hint: snapshots reference data the index does not have; after 'lifeboat repair index' (and a new backup, which stores again what its hosts still have), 'lifeboat repair snapshots' rewrites them without what is still lost")
 		}
@@ -229,4 +233,16 @@ func dataLost(problems []chunkstore.Problem) bool {
 		}
 	}
 	return false
+}
+
+// damagedPacks names the packs that are present but damaged: what
+// 'repair packs' salvages.
+func damagedPacks(problems []chunkstore.Problem) []string {
+	var names []string
+	for _, p := range problems {
+		if _, ok := chunkstore.ParsePackName(p.Object); ok && !errors.Is(p.Err, chunkstore.ErrPackMissing) && !slices.Contains(names, p.Object) {
+			names = append(names, p.Object)
+		}
+	}
+	return names
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -14,10 +15,10 @@ import (
 func newRepairCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "repair",
-		Short: "Repair a damaged repository: its index, and snapshots whose data is lost",
+		Short: "Repair a damaged repository: its index, damaged packs, snapshots whose data is lost",
 		Args:  noArgs,
 	}
-	cmd.AddCommand(newRepairIndexCmd(g), newRepairSnapshotsCmd(g))
+	cmd.AddCommand(newRepairIndexCmd(g), newRepairPacksCmd(g), newRepairSnapshotsCmd(g))
 	return cmd
 }
 
@@ -211,4 +212,86 @@ func printRepairSnapshots(w io.Writer, r *snapshot.RepairSnapshotsResult) {
 	if r.DryRun && n > 0 {
 		fmt.Fprintln(w, "dry run: nothing changed")
 	}
+}
+
+func newRepairPacksCmd(g *globals) *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "packs PACK ...",
+		Short: "Salvage what is intact in damaged packs",
+		Long: `Salvage damaged packs, as 'lifeboat check --read-data' names them
+(data/xx/<ID>, or the bare ID): every blob of such a pack that still
+authenticates and matches its ID is copied into a new pack, and the damaged
+pack is dropped from the index. The blobs that could not be saved are
+listed; 'lifeboat repair snapshots' then cuts the files that need them out
+of the snapshots (a new backup first stores again what its hosts still
+have). A pack that turns out intact is left alone.
+
+The damaged object itself is not deleted: it stays, unindexed, until the
+next prune deletes it (until then each backup reads it and warns once).
+repair packs rewrites the index, so it holds the prune session (a prune
+started meanwhile exits 1 naming it); backups may run. It needs the
+identity: blobs are decrypted to be verified and copied.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("repair packs: name the damaged packs, as 'lifeboat check --read-data' reports them")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runRepairPacks(cmd.Context(), g, args, dryRun) },
+	}
+	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "read and verify, report what would be salvaged, change nothing")
+	return cmd
+}
+
+func runRepairPacks(ctx context.Context, g *globals, args []string, dryRun bool) error {
+	var ids []chunkstore.ID
+	for _, a := range args {
+		id, ok := chunkstore.ParsePackName(a)
+		if !ok {
+			var err error
+			if id, err = chunkstore.ParseID(strings.TrimPrefix(a, "data/")); err != nil {
+				return usageError("repair packs: %q is not a pack name (data/xx/<64 hex digits>) or ID", a)
+			}
+		}
+		ids = append(ids, id)
+	}
+	repo, err := g.openRepo(ctx, "repair packs", readAccess)
+	if err != nil {
+		return err
+	}
+	res, err := snapshot.RepairPacks(ctx, repo, ids, snapshot.RepairPacksOptions{DryRun: dryRun, Logger: g.log})
+	if err != nil {
+		return fmt.Errorf("repair packs: %w", storeError(g.repo, err))
+	}
+	if g.json {
+		return printJSON(g.stdout, res)
+	}
+	w := g.stdout
+	lost := 0
+	for _, p := range res.Packs {
+		if p.Intact {
+			fmt.Fprintf(w, "%s: intact (matches its name), left alone\n", p.Pack)
+			continue
+		}
+		verb := "salvaged"
+		if dryRun {
+			verb = "can be salvaged"
+		}
+		fmt.Fprintf(w, "%s (%s): %d %s %s, %d lost\n", p.Pack, p.Problem, p.Salvaged, plural(p.Salvaged, "blob", "blobs"), verb, p.Lost)
+		for _, id := range p.LostIDs {
+			fmt.Fprintf(w, "  lost: blob %s\n", id)
+		}
+		lost += p.Lost
+	}
+	switch {
+	case dryRun:
+		fmt.Fprintln(w, "dry run: nothing changed")
+	case res.IndexWritten+res.IndexRemoved > 0:
+		fmt.Fprintf(w, "%s of new packs written; index rewritten: %d files written, %d removed\n", formatBytes(res.Written), res.IndexWritten, res.IndexRemoved)
+	}
+	if lost > 0 && !dryRun {
+		fmt.Fprintln(w, "the lost blobs are gone: back up again what the hosts still have, then run 'lifeboat repair snapshots'")
+	}
+	return nil
 }

@@ -128,3 +128,65 @@ func TestRepairIndexCLI(t *testing.T) {
 	c.ok(r.reader("check", "--read-data")...)
 	c.ok(r.reader("prune")...)
 }
+
+// TestRepairPacksCLI: usage errors, the identity requirement, and a pack
+// that is intact being left alone. (snapshot's TestRepairPacks salvages
+// a damaged one.)
+func TestRepairPacksCLI(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, smallTree())
+	c.ok(r.writer("backup", src)...)
+	packs, err := filepath.Glob(filepath.Join(r.path, "data", "*", "*"))
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("packs %v (%v)", packs, err)
+	}
+	name := "data/" + filepath.Base(filepath.Dir(packs[0])) + "/" + filepath.Base(packs[0])
+	c.fails(2, r.reader("repair", "packs"), "name the damaged packs")
+	c.fails(2, r.reader("repair", "packs", "data/zz/nothex"), "is not a pack name")
+	c.fails(1, r.writer("repair", "packs", name), "needs the identity")
+	for _, arg := range []string{name, filepath.Base(packs[0])} {
+		out := c.ok(r.reader("repair", "packs", arg)...).stdout
+		if !strings.Contains(out, name+": intact") {
+			t.Errorf("repair packs %s of an intact pack:\n%s", arg, out)
+		}
+	}
+	c.ok(r.reader("check", "--read-data")...)
+
+	// Real bit rot on disk in the largest pack (big.bin's data).
+	big, size := "", int64(0)
+	for _, p := range packs {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > size {
+			big, size = p, fi.Size()
+		}
+	}
+	b, err := os.ReadFile(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x08
+	if err := os.WriteFile(big, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bigName := "data/" + filepath.Base(filepath.Dir(big)) + "/" + filepath.Base(big)
+	if res := c.fails(1, r.reader("check", "--read-data"), "check found"); !strings.Contains(res.stdout, "'lifeboat repair packs "+bigName+"'") {
+		t.Errorf("check --read-data of a damaged pack gives no repair hint:\n%s", res.stdout)
+	}
+	out := c.ok(r.reader("repair", "packs", bigName)...).stdout
+	if !strings.Contains(out, bigName+" (its content does not match its name)") || !strings.Contains(out, ", 1 lost") || !strings.Contains(out, "index rewritten") {
+		t.Errorf("repair packs of a damaged pack:\n%s", out)
+	}
+	// big.bin is unchanged on the host: the next backup stores its lost
+	// chunk again, and the snapshot is whole.
+	c.ok(r.writer("backup", src)...)
+	c.ok(r.reader("prune")...)
+	c.ok(r.reader("check", "--read-data")...)
+	if _, err := os.Stat(big); !os.IsNotExist(err) {
+		t.Errorf("prune left the damaged pack %s (%v)", bigName, err)
+	}
+	dst := filepath.Join(c.dir, "dst")
+	c.ok(r.reader("restore", "latest", "--target", dst)...)
+	fixture.Compare(t, smallTree(), filepath.Join(dst, strings.TrimPrefix(src, "/")))
+}

@@ -1,0 +1,179 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// RepairPacksOptions tune RepairPacks.
+type RepairPacksOptions struct {
+	DryRun   bool // read and verify, report what would be salvaged; write nothing
+	Sessions chunkstore.SessionTiming
+	Logger   *slog.Logger
+}
+
+// RepairedPack is one damaged pack and what was saved of it.
+type RepairedPack struct {
+	Pack string `json:"pack"`
+	// Intact: the pack matches its name after all (nothing to repair).
+	Intact bool `json:"intact,omitempty"`
+	// Salvaged blobs authenticated and matched their IDs, and were copied
+	// into new packs (or another pack holds them); Lost ones did not, or
+	// lay beyond the pack's end, and no other pack holds them.
+	Salvaged int      `json:"salvaged_blobs"`
+	Lost     int      `json:"lost_blobs"`
+	LostIDs  []string `json:"lost_blob_ids"`
+	Problem  string   `json:"problem,omitempty"` // why the pack is damaged
+}
+
+// RepairPacksResult says what RepairPacks found and did.
+type RepairPacksResult struct {
+	Packs        []RepairedPack `json:"packs"`
+	Written      int64          `json:"written_bytes"` // of new packs
+	IndexWritten int            `json:"index_files_written"`
+	IndexRemoved int            `json:"index_files_removed"`
+	DryRun       bool           `json:"dry_run,omitempty"`
+}
+
+// RepairPacks salvages damaged packs (named by 'check --read-data'): every
+// blob of such a pack that still authenticates and matches its keyed ID is
+// copied into a new pack, and the damaged pack is then dropped from the
+// index. What could not be saved is reported; 'repair snapshots' then
+// cuts it out of the snapshots that reference it. The damaged object is
+// left in place, unindexed (nothing but index files is deleted): the next
+// prune deletes it.
+//
+// It rewrites the index, so it holds the prune session (no prune or index
+// repair runs beside it); backups may run. It needs the identity (blobs
+// are decrypted to be verified and copied).
+func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkstore.ID, opts RepairPacksOptions) (*RepairPacksResult, error) {
+	if !repo.CanRead() {
+		return nil, fmt.Errorf("repair packs needs the identity (--identity): %w", chunkstore.ErrNoIdentity)
+	}
+	if opts.Sessions == (chunkstore.SessionTiming{}) {
+		opts.Sessions = chunkstore.DefaultSessionTiming
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	res := &RepairPacksResult{DryRun: opts.DryRun, Packs: []RepairedPack{}}
+	if !opts.DryRun {
+		sess, err := registerPrune(ctx, repo, PruneOptions{Sessions: opts.Sessions, Logger: opts.Logger})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := sess.End(context.WithoutCancel(ctx)); err != nil {
+				opts.Logger.Warn("end pack repair session", "err", err)
+			}
+		}()
+	}
+	if err := loadIndexForPrune(ctx, repo); err != nil {
+		return nil, err
+	}
+	idx := repo.Index()
+	marks, err := repo.GCMarks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Excluded: marked packs (as for any writer) and the damaged ones, so
+	// that their blobs count as not stored and are written anew.
+	excluded := map[chunkstore.ID]bool{}
+	for _, m := range marks {
+		for _, p := range m.Packs {
+			excluded[p] = true
+		}
+	}
+	var damaged []*chunkstore.PackEntry
+	for _, id := range ids {
+		p := idx.Pack(id)
+		if p == nil {
+			return nil, fmt.Errorf("pack %s is not in the index: nothing to salvage from it ('lifeboat repair index' indexes the packs the store holds)", chunkstore.PackName(id))
+		}
+		if excluded[id] {
+			return nil, fmt.Errorf("pack %s is marked for deletion (no snapshot needed its data when the mark was made): let 'lifeboat prune' delete it", chunkstore.PackName(id))
+		}
+		damaged = append(damaged, p)
+	}
+	for _, p := range damaged {
+		excluded[p.ID] = true
+	}
+	idx.SetExcluded(excluded)
+
+	var w *chunkstore.Writer
+	if !opts.DryRun {
+		if w, err = repo.NewWriter(ctx, chunkstore.WriterOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	drop := map[chunkstore.ID]bool{}
+	var plain []byte
+	for _, p := range damaged {
+		rp := RepairedPack{Pack: chunkstore.PackName(p.ID), LostIDs: []string{}}
+		b, err := repo.Store().Get(ctx, rp.Pack, 0, -1)
+		switch {
+		case errors.Is(err, chunkstore.ErrNotFound):
+			b, rp.Problem = nil, "the pack is missing"
+		case err != nil:
+			return res, fmt.Errorf("read %s: %w", rp.Pack, err)
+		case chunkstore.Hash(b) == p.ID:
+			rp.Intact = true
+			res.Packs = append(res.Packs, rp)
+			continue
+		case int64(len(b)) != int64(p.Size):
+			rp.Problem = fmt.Sprintf("%d bytes, the index says %d", len(b), p.Size)
+		default:
+			rp.Problem = "its content does not match its name"
+		}
+		key, kerr := repo.PackKey(p)
+		for _, bl := range p.Blobs {
+			end := int64(bl.Offset) + int64(bl.Length)
+			ok := kerr == nil && end <= int64(len(b))
+			if ok {
+				plain, err = repo.OpenBlob(key, bl, b[bl.Offset:end], plain)
+				ok = err == nil
+			}
+			if !ok && idx.Has(bl.ID) {
+				rp.Salvaged++ // another pack holds it
+				continue
+			}
+			if !ok {
+				rp.Lost++
+				rp.LostIDs = append(rp.LostIDs, bl.ID.String())
+				continue
+			}
+			rp.Salvaged++
+			if w == nil || !idx.Reserve(bl.ID) {
+				continue // a dry run, or another pack holds it too
+			}
+			if _, err := w.SaveReserved(ctx, bl.Type, bl.ID, plain); err != nil {
+				return res, fmt.Errorf("salvage %s: %w", rp.Pack, err)
+			}
+		}
+		opts.Logger.Info("damaged pack read", "pack", rp.Pack, "salvaged", rp.Salvaged, "lost", rp.Lost)
+		drop[p.ID] = true
+		res.Packs = append(res.Packs, rp)
+	}
+	sort.Slice(res.Packs, func(i, j int) bool { return res.Packs[i].Pack < res.Packs[j].Pack })
+	if w == nil {
+		return res, nil
+	}
+	// The copies first (new packs and their index file), then an index
+	// without the damaged packs.
+	if err := w.Flush(ctx); err != nil {
+		return res, fmt.Errorf("save the salvaged blobs: %w", err)
+	}
+	res.Written = w.Stats().StoredAdded
+	if len(drop) == 0 {
+		return res, nil
+	}
+	if res.IndexWritten, res.IndexRemoved, err = repo.RewriteIndex(ctx, drop); err != nil {
+		return res, err
+	}
+	return res, nil
+}
