@@ -110,15 +110,11 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	}
 	res := &PruneResult{DryRun: opts.DryRun}
 	if !opts.DryRun {
-		sess, err := registerPrune(ctx, repo, opts)
+		end, err := holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "prune")
 		if err != nil {
 			return nil, err
 		}
-		defer func() {
-			if err := sess.End(context.WithoutCancel(ctx)); err != nil {
-				opts.Logger.Warn("end prune session", "err", err)
-			}
-		}()
+		defer end()
 	}
 	ref := &referenced{seen: map[chunkstore.ID]bool{}, blobs: map[chunkstore.ID]bool{}, walked: map[chunkstore.ID]bool{}}
 
@@ -308,6 +304,21 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		res.SessionsGone++
 	}
 	return res, nil
+}
+
+// holdPruneSession registers the prune session (registerPrune) for a
+// command that rewrites the index — prune, or a repair — and returns the
+// function that ends it; what names the command in a warning.
+func holdPruneSession(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming, log *slog.Logger, what string) (end func(), err error) {
+	sess, err := registerPrune(ctx, repo, PruneOptions{Sessions: timing, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := sess.End(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("end "+what+" session", "err", err)
+		}
+	}, nil
 }
 
 // registerPrune stores this prune's session and makes sure it is the only

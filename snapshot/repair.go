@@ -28,15 +28,11 @@ func RepairIndex(ctx context.Context, repo *chunkstore.Repository, opts RepairOp
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if !opts.DryRun {
-		sess, err := registerPrune(ctx, repo, PruneOptions{Sessions: opts.Sessions, Logger: opts.Logger})
+		end, err := holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "index repair")
 		if err != nil {
 			return nil, err
 		}
-		defer func() {
-			if err := sess.End(context.WithoutCancel(ctx)); err != nil {
-				opts.Logger.Warn("end index repair session", "err", err)
-			}
-		}()
+		defer end()
 	}
 	return repo.RepairIndex(ctx, opts.DryRun)
 }

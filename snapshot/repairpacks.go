@@ -63,15 +63,11 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 	}
 	res := &RepairPacksResult{DryRun: opts.DryRun, Packs: []RepairedPack{}}
 	if !opts.DryRun {
-		sess, err := registerPrune(ctx, repo, PruneOptions{Sessions: opts.Sessions, Logger: opts.Logger})
+		end, err := holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "pack repair")
 		if err != nil {
 			return nil, err
 		}
-		defer func() {
-			if err := sess.End(context.WithoutCancel(ctx)); err != nil {
-				opts.Logger.Warn("end pack repair session", "err", err)
-			}
-		}()
+		defer end()
 	}
 	if err := loadIndexForPrune(ctx, repo); err != nil {
 		return nil, err
