@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 )
@@ -52,8 +53,9 @@ func (ir *IndexRepair) Changed() bool {
 // index files others write meanwhile are left alone, so backups may run
 // (and LoadIndex copes with files vanishing while it reads). Two rewrites
 // of the index must not run at once: the caller holds the repository's
-// prune session (snapshot.RepairIndex). Packs in GC marks are neither
-// re-read nor dropped: prune owns them.
+// prune session (snapshot.RepairIndex). Packs in GC marks are re-read and
+// indexed like the others (prune's sweep decides their fate from the
+// index); an indexed, marked pack that is gone is left for prune.
 //
 // A writer key is enough: the trailers and index files are sealed with the
 // metadata key, which writers hold. Nothing is deleted but index files.
@@ -84,6 +86,14 @@ func (r *Repository) RepairIndex(ctx context.Context, dryRun bool) (*IndexRepair
 			// Marked and already deleted by a prune that has not yet
 			// removed its mark: the next prune drops the entry.
 		case !ok:
+			// Listings may lag behind writes: ask for the object itself
+			// before calling it gone.
+			if _, err := r.store.Stat(ctx, PackName(p.ID)); err == nil {
+				r.log.Warn("indexed pack missing from the listing but there; kept", "pack", PackName(p.ID))
+				continue
+			} else if !errors.Is(err, ErrNotFound) {
+				return nil, fmt.Errorf("repair index: is %s missing? %w", PackName(p.ID), err)
+			}
 			drop[p.ID] = true
 			res.MissingPacks = append(res.MissingPacks, PackName(p.ID))
 			res.MissingBlobs += len(p.Blobs)
@@ -91,7 +101,9 @@ func (r *Repository) RepairIndex(ctx context.Context, dryRun bool) (*IndexRepair
 			res.WrongSize = append(res.WrongSize, PackName(p.ID))
 		}
 	}
-	good, damaged, err := r.ReadUnindexed(ctx, present)
+	// Marked packs too: a prune's sweep needs their entries to keep one
+	// that a backup reused meanwhile.
+	good, damaged, err := r.ReadEveryUnindexed(ctx, present)
 	if err != nil {
 		return nil, err
 	}

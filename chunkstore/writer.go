@@ -383,9 +383,18 @@ func (r *Repository) UnindexedPacks(ctx context.Context) (good []PackEntry, dama
 // result) that the index does not list and no GC mark excludes. It returns
 // the readable ones as index entries and the names of the damaged ones.
 func (r *Repository) ReadUnindexed(ctx context.Context, present map[ID]int64) (good []PackEntry, damaged []string, err error) {
+	return r.readUnindexed(ctx, present, false)
+}
+
+// ReadEveryUnindexed is ReadUnindexed including the packs GC marks name.
+func (r *Repository) ReadEveryUnindexed(ctx context.Context, present map[ID]int64) (good []PackEntry, damaged []string, err error) {
+	return r.readUnindexed(ctx, present, true)
+}
+
+func (r *Repository) readUnindexed(ctx context.Context, present map[ID]int64, marked bool) (good []PackEntry, damaged []string, err error) {
 	var orphans []ObjectInfo
 	for id, size := range present {
-		if !r.index.HasPack(id) && !r.index.Excluded(id) {
+		if !r.index.HasPack(id) && (marked || !r.index.Excluded(id)) {
 			orphans = append(orphans, ObjectInfo{Name: PackName(id), Size: size})
 		}
 	}

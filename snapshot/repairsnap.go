@@ -40,9 +40,11 @@ type RepairedSnapshot struct {
 	Removed []string `json:"removed"`
 	// Repaired is the new snapshot (zero in a dry run, or when the root
 	// listing itself is lost and nothing can be saved: Unrepairable).
-	Repaired     chunkstore.ID `json:"repaired,omitzero"`
-	Forgotten    bool          `json:"forgotten,omitempty"`
-	Unrepairable string        `json:"unrepairable,omitempty"`
+	Repaired  chunkstore.ID `json:"repaired,omitzero"`
+	Forgotten bool          `json:"forgotten,omitempty"`
+	// AlreadyRepaired: a copy (Repaired) was made by an earlier run.
+	AlreadyRepaired bool   `json:"already_repaired,omitempty"`
+	Unrepairable    string `json:"unrepairable,omitempty"`
 }
 
 // RepairSnapshotsResult says what RepairSnapshots found and did.
@@ -56,19 +58,32 @@ type RepairSnapshotsResult struct {
 // in a GC mark hold: it is not lost, and prune decides its fate first.
 var ErrRepairMarked = errors.New("snapshot needs data that only packs marked for deletion hold")
 
+// ErrIndexIncomplete is returned by RepairSnapshots when the index does
+// not describe the packs the store holds: what it lacks is then not
+// necessarily lost.
+var ErrIndexIncomplete = errors.New("the index does not match the packs the repository holds")
+
 // RepairSnapshots rewrites snapshots that reference data the index does
 // not have — lost with a pack, after 'repair index' dropped it — into new
 // snapshots without the damaged parts: a file with a lost chunk is left
 // out, a directory whose listing is lost is kept empty. Everything else
 // (metadata, tags, host, paths, time) is kept; the new snapshot gets the
 // tag "repaired" and names its original. With Forget the original is then
-// removed, so prune can run again.
+// removed, so prune can run again. A snapshot already repaired (a copy
+// names it) is not copied again; with Forget it is forgotten.
 //
-// It writes trees as a backup does, under a backup session (a prune
-// running meanwhile keeps what the new snapshots reference) and never
-// reusing packs in GC marks. A snapshot that needs data only marked packs
-// hold is refused (ErrRepairMarked): run prune first. It needs the
-// identity, as it reads the trees.
+// What the index lacks counts as lost only if the index matches the store,
+// so it refuses (ErrIndexIncomplete, before changing anything) while an
+// index file is damaged, an indexed pack is missing, or a pack no index
+// file lists holds data a snapshot needs: 'repair index' first. It refuses
+// likewise (ErrRepairMarked) a snapshot that needs data only packs in GC
+// marks hold: run prune first. All snapshots are examined before the first
+// is rewritten.
+//
+// It writes trees as a backup does: under a backup session, never reusing
+// packs in GC marks, committing each manifest only while its session is
+// safely alive (Session.CommitBy). It needs the identity, as it reads the
+// trees.
 func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts RepairSnapshotsOptions) (*RepairSnapshotsResult, error) {
 	if !repo.CanRead() {
 		return nil, fmt.Errorf("repair snapshots needs the identity (--identity): %w", chunkstore.ErrNoIdentity)
@@ -82,9 +97,10 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
 	}
-	res := &RepairSnapshotsResult{DryRun: opts.DryRun, Damaged: []RepairedSnapshot{}}
+	var sess *chunkstore.Session
 	if !opts.DryRun {
-		sess, err := repo.StartSession(ctx, chunkstore.SessionInfo{Host: opts.Host, PID: os.Getpid(), Started: time.Now()}, opts.Sessions)
+		var err error
+		sess, err = repo.StartSession(ctx, chunkstore.SessionInfo{Host: opts.Host, PID: os.Getpid(), Started: time.Now()}, opts.Sessions)
 		if err != nil {
 			return nil, err
 		}
@@ -109,36 +125,72 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	if err := repo.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
-	if len(opts.IDs) > 0 {
-		snaps = slices.DeleteFunc(snaps, func(s *Snapshot) bool { return !slices.Contains(opts.IDs, s.ID) })
+	if probs := repo.IndexProblems(); len(probs) > 0 {
+		return nil, fmt.Errorf("%w: index file %s is damaged; run 'lifeboat repair index' first", ErrIndexIncomplete, probs[0].Object)
 	}
-	rw := &rewriter{repo: repo, dryRun: opts.DryRun, log: opts.Logger, done: map[chunkstore.ID]rewritten{}, marked: map[chunkstore.ID]bool{}}
-	for _, p := range repo.Index().Packs() {
-		if repo.Index().Excluded(p.ID) {
+	present, err := repo.ListPacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	idx := repo.Index()
+	for _, p := range idx.Packs() {
+		if _, ok := present[p.ID]; !ok && !idx.Excluded(p.ID) {
+			return nil, fmt.Errorf("%w: pack %s is indexed but missing; run 'lifeboat repair index' first", ErrIndexIncomplete, chunkstore.PackName(p.ID))
+		}
+	}
+	marked := map[chunkstore.ID]bool{}
+	for _, p := range idx.Packs() {
+		if idx.Excluded(p.ID) {
 			for _, b := range p.Blobs {
-				rw.marked[b.ID] = true
+				marked[b.ID] = true
 			}
 		}
 	}
+	copies := map[chunkstore.ID]chunkstore.ID{} // original → a repaired copy
+	for _, s := range snaps {
+		if s.Original != nil {
+			copies[*s.Original] = s.ID
+		}
+	}
+	if len(opts.IDs) > 0 {
+		snaps = slices.DeleteFunc(snaps, func(s *Snapshot) bool { return !slices.Contains(opts.IDs, s.ID) })
+	}
+
+	// First pass: find the damage and every reason to refuse, changing
+	// nothing.
+	dry := &rewriter{repo: repo, dryRun: true, log: opts.Logger, done: map[chunkstore.ID]rewritten{}, marked: marked, lost: map[chunkstore.ID]bool{}}
+	res := &RepairSnapshotsResult{DryRun: opts.DryRun, Damaged: []RepairedSnapshot{}}
+	type todo struct {
+		s *Snapshot
+		i int // in res.Damaged
+	}
+	var work []todo
 	for _, s := range snaps {
 		res.Snapshots++
 		d := RepairedSnapshot{Original: s.ID, Time: s.Time, Host: s.Host, Removed: []string{}}
-		if !rw.has(s.Tree, chunkstore.TreeBlob) {
-			if rw.marked[s.Tree] {
-				return res, fmt.Errorf("%w (snapshot %s, its root listing %s); run 'lifeboat prune' first", ErrRepairMarked, s.ID.Short(), s.Tree.Short())
+		if c, ok := copies[s.ID]; ok {
+			d.Repaired, d.AlreadyRepaired = c, true
+			res.Damaged = append(res.Damaged, d)
+			work = append(work, todo{s, len(res.Damaged) - 1})
+			continue
+		}
+		if !dry.has(s.Tree, chunkstore.TreeBlob) {
+			if marked[s.Tree] {
+				return nil, fmt.Errorf("%w (snapshot %s, its root listing %s); run 'lifeboat prune' first", ErrRepairMarked, s.ID.Short(), s.Tree.Short())
 			}
+			dry.lost[s.Tree] = true
 			d.Unrepairable = "its root directory listing is lost: nothing of it can be restored; forget it"
 			res.Damaged = append(res.Damaged, d)
 			continue
 		}
-		out, err := rw.tree(ctx, s.Tree, "/")
+		out, err := dry.tree(ctx, s.Tree, "/")
 		if errors.Is(err, errListingLost) {
 			d.Unrepairable = "its root directory listing cannot be read (" + err.Error() + "): nothing of it can be restored; forget it"
 			res.Damaged = append(res.Damaged, d)
 			continue
 		}
 		if err != nil {
-			return res, fmt.Errorf("snapshot %s: %w", s.ID.Short(), err)
+			return nil, fmt.Errorf("snapshot %s: %w", s.ID.Short(), err)
 		}
 		if !out.changed {
 			continue
@@ -147,35 +199,75 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 			d.Removed = append(d.Removed, "/"+p)
 		}
 		sort.Strings(d.Removed)
-		if opts.DryRun {
-			res.Damaged = append(res.Damaged, d)
-			continue
+		res.Damaged = append(res.Damaged, d)
+		work = append(work, todo{s, len(res.Damaged) - 1})
+	}
+	if len(dry.lost) > 0 {
+		// Lost only if no pack the index misses holds it (marked ones
+		// included): a backup's packs before its index file is written,
+		// or packs a damaged index file listed.
+		orphans, _, err := repo.ReadEveryUnindexed(ctx, present)
+		if err != nil {
+			return nil, err
 		}
-		// The trees first, then the manifest that commits them.
-		if err := rw.flush(ctx); err != nil {
-			return res, fmt.Errorf("save the repaired trees of snapshot %s: %w", s.ID.Short(), err)
+		for _, p := range orphans {
+			for _, b := range p.Blobs {
+				if dry.lost[b.ID] {
+					return nil, fmt.Errorf("%w: pack %s, which no index file lists, holds blob %s that a snapshot needs (a backup may be uploading it; otherwise run 'lifeboat repair index' first)", ErrIndexIncomplete, chunkstore.PackName(p.ID), b.ID.Short())
+				}
+			}
 		}
-		m := s.Manifest
-		m.Tree = out.id
-		m.Tags = slices.Clone(m.Tags)
-		if !slices.Contains(m.Tags, RepairedTag) {
-			m.Tags = append(m.Tags, RepairedTag)
+	}
+	if opts.DryRun {
+		return res, nil
+	}
+
+	// Second pass: write. The trees first, then the manifest that
+	// commits them, then (with Forget) the original.
+	rw := &rewriter{repo: repo, log: opts.Logger, done: map[chunkstore.ID]rewritten{}, marked: marked, lost: map[chunkstore.ID]bool{}}
+	for _, w := range work {
+		s, d := w.s, &res.Damaged[w.i]
+		if !d.AlreadyRepaired {
+			out, err := rw.tree(ctx, s.Tree, "/")
+			if err != nil {
+				return res, fmt.Errorf("snapshot %s: %w", s.ID.Short(), err)
+			}
+			if err := rw.flush(ctx); err != nil {
+				return res, fmt.Errorf("save the repaired trees of snapshot %s: %w", s.ID.Short(), err)
+			}
+			m := s.Manifest
+			m.Tree = out.id
+			m.Tags = slices.Clone(m.Tags)
+			if !slices.Contains(m.Tags, RepairedTag) {
+				m.Tags = append(m.Tags, RepairedTag)
+			}
+			orig := s.ID
+			m.Original = &orig
+			if d.Repaired, err = commitRepaired(ctx, repo, sess, m); err != nil {
+				return res, fmt.Errorf("save the repaired copy of snapshot %s: %w", s.ID.Short(), err)
+			}
+			opts.Logger.Info("snapshot repaired", "snapshot", s.ID.Short(), "repaired", d.Repaired.Short(), "removed", len(d.Removed))
 		}
-		orig := s.ID
-		m.Original = &orig
-		if d.Repaired, err = Save(ctx, repo, m); err != nil {
-			return res, fmt.Errorf("save the repaired copy of snapshot %s: %w", s.ID.Short(), err)
-		}
-		opts.Logger.Info("snapshot repaired", "snapshot", s.ID.Short(), "repaired", d.Repaired.Short(), "removed", len(d.Removed))
 		if opts.Forget {
 			if err := Forget(ctx, repo, s.ID); err != nil {
 				return res, err
 			}
 			d.Forgotten = true
 		}
-		res.Damaged = append(res.Damaged, d)
 	}
 	return res, nil
+}
+
+// commitRepaired saves a repaired snapshot's manifest as Backup does: only
+// while the session is safely alive, and within its commit window.
+func commitRepaired(ctx context.Context, repo *chunkstore.Repository, sess *chunkstore.Session, m Manifest) (chunkstore.ID, error) {
+	commitBy, err := sess.CommitBy()
+	if err != nil {
+		return chunkstore.ID{}, fmt.Errorf("not committing: %w", err)
+	}
+	saveCtx, cancel := context.WithDeadline(ctx, commitBy)
+	defer cancel()
+	return Save(saveCtx, repo, m)
 }
 
 // rewriter rewrites trees without their lost parts, each tree once
@@ -186,6 +278,7 @@ type rewriter struct {
 	w      *chunkstore.Writer // of the snapshot being repaired, until flush
 	done   map[chunkstore.ID]rewritten
 	marked map[chunkstore.ID]bool // blobs in packs of GC marks
+	lost   map[chunkstore.ID]bool // blobs found lost
 	log    *slog.Logger
 }
 
@@ -215,7 +308,7 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 	}
 	t, err := LoadTree(ctx, rw.repo, id)
 	if err != nil {
-		if errors.Is(err, chunkstore.ErrCorrupt) || errors.Is(err, chunkstore.ErrNotFound) || errors.Is(err, ErrInvalidTree) {
+		if errors.Is(err, chunkstore.ErrCorrupt) || errors.Is(err, ErrInvalidTree) {
 			return rewritten{}, fmt.Errorf("%w: %v", errListingLost, err)
 		}
 		return rewritten{}, fmt.Errorf("read the directory listing of %s (tree %s): %w", dir, id.Short(), err)
@@ -232,6 +325,7 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 			if rw.marked[c] {
 				return rewritten{}, fmt.Errorf("%w (%s, data blob %s); run 'lifeboat prune' first", ErrRepairMarked, path.Join(dir, name), c.Short())
 			}
+			rw.lost[c] = true
 			lost = true
 			break
 		}
@@ -263,6 +357,7 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 			default:
 				// The listing is lost (not indexed, or unreadable): keep
 				// the directory, empty.
+				rw.lost[sub] = true
 				rw.log.Warn("directory listing lost; keeping the directory empty", "dir", path.Join(dir, name), "tree", sub.Short(), "err", err)
 				empty, err := rw.save(ctx, &Tree{Nodes: []Node{}})
 				if err != nil {

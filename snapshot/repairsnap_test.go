@@ -118,6 +118,24 @@ func TestRepairSnapshots(t *testing.T) {
 		if err != nil || again.Snapshots != 3 || len(again.Damaged) != 0 {
 			t.Fatalf("a second repair: %+v, %v; want nothing damaged", again, err)
 		}
+		// Without --forget, a second run does not copy the same original
+		// again.
+		packs3 := listNames(t, repos.Store, chunkstore.DataPrefix)
+		writeFile(t, filepath.Join(src, "lost", "c"), storetest.Data(24, 1<<20))
+		fourth := backupDir(t, repos.Writer, src)
+		removeObject(t, repos.Store, chunkstore.PackName(largestPack(t, repos.Store, packs3))) // the new c
+		if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for run := range 2 {
+			res, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{IDs: []chunkstore.ID{fourth.ID}})
+			if err != nil || len(res.Damaged) != 1 || res.Damaged[0].AlreadyRepaired != (run == 1) {
+				t.Fatalf("repair without --forget, run %d: %+v, %v", run+1, res, err)
+			}
+		}
+		if n := countObjects(t, repos.Store, chunkstore.SnapshotsPrefix); n != 5 {
+			t.Fatalf("%d snapshots after two repairs of one; want 5 (one copy)", n)
+		}
 	})
 }
 
@@ -224,4 +242,54 @@ func TestRepairSnapshotsLeavesMarkedData(t *testing.T) {
 	if after := allNames(t, repos.Store); !slices.Equal(before, after) {
 		t.Fatalf("a refused repair changed the repository:\nbefore %v\nafter  %v", before, after)
 	}
+	// Its listing only in a marked pack: refused too.
+	m, err := repos.Writer.GCMarks(ctx)
+	if err != nil || len(m) != 1 {
+		t.Fatalf("marks %v (%v)", m, err)
+	}
+	if err := repos.Writer.DeleteGCMark(ctx, m[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	r := reopenLoaded(t, repos, repos.Store)
+	var treePack chunkstore.ID
+	for _, p := range r.Index().Packs() {
+		if p.Blobs[0].Type == chunkstore.TreeBlob {
+			treePack = p.ID
+		}
+	}
+	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{treePack}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{Forget: true})
+	if !errors.Is(err, snapshot.ErrRepairMarked) || !strings.Contains(err.Error(), "root listing") {
+		t.Fatalf("repair of a snapshot whose listing is marked: %v; want ErrRepairMarked naming the root listing", err)
+	}
+}
+
+// TestRepairSnapshotsRefusesIncompleteIndex: what the index lacks is not
+// lost while an index file is damaged, an indexed pack is missing, or a
+// pack no index file lists holds it; repair refuses, changing nothing.
+func TestRepairSnapshotsRefusesIncompleteIndex(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(71, 2<<20))
+	backupDir(t, repos.Writer, src)
+	index := listNames(t, repos.Store, chunkstore.IndexPrefix)
+	before := allNames(t, repos.Store)
+	refused := func(st chunkstore.Store, why string) {
+		t.Helper()
+		_, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, st), snapshot.RepairSnapshotsOptions{Forget: true})
+		if !errors.Is(err, snapshot.ErrIndexIncomplete) || !strings.Contains(err.Error(), why) {
+			t.Fatalf("repair snapshots: %v; want ErrIndexIncomplete naming %q", err, why)
+		}
+		if after := allNames(t, repos.Store); !slices.Equal(before, after) {
+			t.Fatalf("a refused repair changed the repository:\nbefore %v\nafter  %v", before, after)
+		}
+	}
+	damaged := storetest.NewFaulty(repos.Store)
+	damaged.FlipGet(index[0], 8*40)
+	refused(damaged, "is damaged; run 'lifeboat repair index' first")
+	refused(hidingStore{repos.Store, chunkstore.PackName(largestPack(t, repos.Store, nil))}, "is indexed but missing")
+	refused(hidingStore{repos.Store, index[0]}, "which no index file lists, holds blob")
 }

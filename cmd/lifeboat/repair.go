@@ -35,21 +35,25 @@ longer holds (deleted by hand or by a bucket lifecycle rule):
 
   - index files that cannot be read are removed, and the packs they
     listed are described again from the packs themselves;
-  - entries of missing packs are dropped, so backups stop deduplicating
-    against data that is gone and store it again when they meet it;
+  - entries of missing packs are dropped (after asking the store for each
+    one), so backups started after the repair stop deduplicating against
+    data that is gone and store it again when they meet it;
   - packs that no readable index file lists are read whole, verified
     (hash, structure, trailer) and indexed.
 
 New index files are written before old ones are removed, so an
 interrupted repair leaves a usable index; run it again to finish. Backups
 may run meanwhile; a prune may not (repair holds the prune session, and a
-prune started meanwhile exits 1 naming it). A writer key is enough.
+prune started meanwhile exits 1 naming it). A writer key is enough, with
+storage credentials that may delete (old index files are removed). Index
+files are read from the store, never from the local cache.
 
 Nothing but index files is deleted. Data in missing packs is lost:
 snapshots that reference it stay damaged, and 'lifeboat check' names
-their files (restore skips them and restores the rest). Packs that fail
-verification stay unindexed and are reported; the next prune deletes
-them. Packs whose size differs from the index are reported and kept
+their files (restore skips them and restores the rest); prune refuses to
+run until they are whole again (a new backup stores again what its hosts
+still have) or rewritten by 'lifeboat repair snapshots'. Packs that fail
+verification stay unindexed and are reported; prune deletes them then. Packs whose size differs from the index are reported and kept
 indexed (every blob read from them is still verified); run
 'lifeboat check --read-data' to see what is left of them.`,
 		Args: noArgs,
@@ -60,6 +64,9 @@ indexed (every blob read from them is still verified); run
 }
 
 func runRepairIndex(ctx context.Context, g *globals, dryRun bool) error {
+	// Index files are read from the store, not the local cache: a cached
+	// copy would hide the damage this command is for.
+	g.noCache = true
 	repo, err := g.openRepo(ctx, "repair index", anyAccess)
 	if err != nil {
 		return err
@@ -135,11 +142,19 @@ originals are removed once their repaired copies are saved; without it
 both stay (forget the originals later). A snapshot whose root listing is
 lost cannot be repaired and is reported: forget it.
 
-Run 'lifeboat repair index' first: only what the index lacks counts as
-lost. Data in packs that are present but damaged is not looked at here;
-'lifeboat check --read-data' finds it. repair snapshots writes like a
-backup (prunes running meanwhile keep what it references) and needs the
-identity, as it reads the directory listings.`,
+What the index lacks counts as lost only when the index matches the
+packs: repair snapshots refuses, changing nothing, while an index file is
+damaged, an indexed pack is missing, or a pack no index file lists holds
+needed data (run 'lifeboat repair index' first; a backup uploading right
+then can cause the last: try again after it), and while needed data is
+only in packs marked for deletion (run 'lifeboat prune' first). Every
+snapshot is examined before the first is rewritten; an original that
+already has a repaired copy is not copied again (with --forget it is
+forgotten). Damaged packs that are still indexed are not looked at here:
+'lifeboat check --read-data' finds them, 'lifeboat repair packs' salvages
+them. It writes like a backup — under a backup session, never into packs
+marked for deletion, committing each copy only while its session is
+safely alive — and needs the identity, as it reads the listings.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRepairSnapshots(cmd.Context(), g, args, dryRun, forget)
 		},
@@ -170,6 +185,9 @@ func runRepairSnapshots(ctx context.Context, g *globals, args []string, dryRun, 
 	}
 	res, err := snapshot.RepairSnapshots(ctx, repo, opts)
 	if err != nil {
+		if res != nil && !g.json { // what was done before the error
+			printRepairSnapshots(g.stdout, res)
+		}
 		return fmt.Errorf("repair snapshots: %w", storeError(g.repo, err))
 	}
 	if g.json {
@@ -195,6 +213,8 @@ func printRepairSnapshots(w io.Writer, r *snapshot.RepairSnapshotsResult) {
 			continue
 		}
 		switch {
+		case d.AlreadyRepaired:
+			fmt.Fprintf(w, "%s: already repaired as %s\n", head, d.Repaired.Short())
 		case r.DryRun:
 			fmt.Fprintf(w, "%s: would leave out %d %s:\n", head, len(d.Removed), plural(len(d.Removed), "path", "paths"))
 		default:
@@ -227,8 +247,10 @@ listed; 'lifeboat repair snapshots' then cuts the files that need them out
 of the snapshots (a new backup first stores again what its hosts still
 have). A pack that turns out intact is left alone.
 
-The damaged object itself is not deleted: it stays, unindexed, until the
-next prune deletes it (until then each backup reads it and warns once).
+The damaged object itself is not deleted: it stays, unindexed, until a
+prune deletes it (until then each backup reads it and warns once). prune
+refuses while snapshots still need the lost blobs: back up again, or run
+'lifeboat repair snapshots', first.
 repair packs rewrites the index, so it holds the prune session (a prune
 started meanwhile exits 1 naming it); backups may run. It needs the
 identity: blobs are decrypted to be verified and copied.`,
