@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path"
@@ -347,6 +348,45 @@ func TestDamagedRepository(t *testing.T) {
 		damage(t, repo, name, func(b []byte) []byte { return b[:len(b)/2] })
 		wantCheckProblem(t, repo, pack.String()[:8])
 		f.restoreDamaged(t, repo.reader(t), f.snap2, affected)
+
+		// Recovery without the source: salvage the first half, cut the
+		// files that needed the rest out of the snapshots, and the
+		// repository checks clean and prunes again.
+		rd := repo.reader(t)
+		wantOutput(t, rd.ok("repair", "packs", name), "salvaged", "lost")
+		r := rd.ok("repair", "snapshots", "--forget")
+		for rel := range affected {
+			wantOutput(t, r, rel)
+		}
+		rd.ok("check", "--read-data")
+		rd.ok("prune")
+		if _, ok := repo.objects(t, name)[name]; ok {
+			t.Errorf("prune left the damaged pack %s", name)
+		}
+		var snaps []struct {
+			ID       string `json:"id"`
+			Original string `json:"original"`
+		}
+		if err := json.Unmarshal([]byte(rd.ok("snapshots", "--json").Stdout), &snaps); err != nil {
+			t.Fatal(err)
+		}
+		var copyOf2 string
+		for _, s := range snaps {
+			if s.Original == f.snap2 {
+				copyOf2 = s.ID
+			}
+		}
+		if copyOf2 == "" {
+			t.Fatalf("no repaired copy of %s among %+v", f.snap2[:8], snaps)
+		}
+		target := filepath.Join(t.TempDir(), "target")
+		rd.ok("restore", copyOf2, "--target", target)
+		compareTrees(t, f.src, restoredRoot(target, f.src), affected)
+		for rel := range affected {
+			if _, err := os.Lstat(filepath.Join(restoredRoot(target, f.src), rel)); !os.IsNotExist(err) {
+				t.Errorf("%s, whose data is lost, is in the repaired snapshot (%v)", rel, err)
+			}
+		}
 	})
 	t.Run("bit-flipped pack", func(t *testing.T) {
 		repo := f.clone(t)
@@ -358,6 +398,19 @@ func TestDamagedRepository(t *testing.T) {
 		})
 		wantCheckProblem(t, repo, pack.String()[:8])
 		f.restoreDamaged(t, repo.reader(t), f.snap2, affected)
+
+		// Recovery with the source still there: salvage, back up again
+		// (the one lost chunk is stored anew), and the damaged snapshot
+		// is whole again.
+		rd := repo.reader(t)
+		r := rd.ok("repair", "packs", chunkstore.PackName(pack))
+		wantOutput(t, r, ", 1 lost", blob.ID.String())
+		repo.writer(t).backup(f.src)
+		rd.ok("check", "--read-data")
+		rd.ok("prune")
+		target := filepath.Join(t.TempDir(), "target")
+		rd.ok("restore", f.snap2, "--target", target)
+		compareTrees(t, f.src, restoredRoot(target, f.src), nil)
 	})
 	t.Run("truncated index", func(t *testing.T) {
 		repo := f.clone(t)
@@ -406,6 +459,16 @@ func TestDamagedRepository(t *testing.T) {
 		target := filepath.Join(t.TempDir(), "target")
 		repo.reader(t).ok("restore", f.snap2, "--target", target)
 		compareTrees(t, f.src, restoredRoot(target, f.src), nil)
+
+		// Prune refuses while the index file is damaged (with a cold
+		// cache: a warm one still holds the good copy, which prune can
+		// trust); repair index with the writer key replaces it, and
+		// prune runs.
+		wantFail(t, repo.reader(t).run("prune"), "repair index")
+		wantOutput(t, repo.writer(t).ok("repair", "index"), "removed", "verified and indexed")
+		cold := repo.reader(t)
+		cold.ok("check", "--read-data")
+		cold.ok("prune")
 	})
 	t.Run("deleted index and damaged pack", func(t *testing.T) {
 		// With the index gone AND a pack damaged, the files of the
