@@ -154,7 +154,7 @@ func (s *Session) beat(ctx context.Context, plain []byte) error {
 		// machine is suspended, the wall clock may be stepped.
 		gap := max(start.Sub(s.lastBeat), start.Round(0).Sub(s.lastBeat.Round(0)))
 		if gap > s.timing.CommitWindow {
-			s.expired = fmt.Errorf("backup session %s went %s without a renewal (limit %s)", s.id, gap.Round(time.Second), s.timing.CommitWindow)
+			s.expired = fmt.Errorf("session %s went %s without a renewal (limit %s)", s.id, gap.Round(time.Second), s.timing.CommitWindow)
 		}
 	}
 	// The renewal counts from when it was sent: the store may have
@@ -193,27 +193,47 @@ func (s *Session) CommitBy() (time.Time, error) {
 	if err := s.alive(); err != nil {
 		return time.Time{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastBeat.Add((s.timing.CommitWindow + s.timing.Stale) / 2), nil
+	return s.HeldUntil()
 }
 
 // alive returns an error if the session was last renewed longer than
 // CommitWindow ago (see CommitBy).
 func (s *Session) alive() error {
+	if err := s.lapsed(); err != nil {
+		return fmt.Errorf("%w: a prune may have removed data this backup reused, so it does not commit; run the backup again", err)
+	}
+	return nil
+}
+
+// lapsed returns an error if the session may already count as ended for
+// others: it was last renewed longer than CommitWindow ago.
+func (s *Session) lapsed() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.expired != nil {
-		return fmt.Errorf("%w: a prune may have removed data this backup reused, so it does not commit; run the backup again", s.expired)
+		return s.expired
 	}
 	if age := time.Since(s.lastBeat); age > s.timing.CommitWindow {
-		msg := fmt.Sprintf("backup session %s was last renewed %s ago (limit %s)", s.id, age.Round(time.Second), s.timing.CommitWindow)
+		msg := fmt.Sprintf("session %s was last renewed %s ago (limit %s)", s.id, age.Round(time.Second), s.timing.CommitWindow)
 		if s.beatErr != nil {
 			msg += fmt.Sprintf("; last renewal error: %v", s.beatErr)
 		}
-		return fmt.Errorf("%s: a prune may have removed data this backup reused, so it does not commit; run the backup again", msg)
+		return errors.New(msg)
 	}
 	return nil
+}
+
+// HeldUntil is CommitBy for a session that is not a backup's (a prune, or
+// a repair holding the prune session): the time by which what it writes
+// in its name must be done, or an error if it may already count as ended
+// — another prune may then be running.
+func (s *Session) HeldUntil() (time.Time, error) {
+	if err := s.lapsed(); err != nil {
+		return time.Time{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastBeat.Add((s.timing.CommitWindow + s.timing.Stale) / 2), nil
 }
 
 // End stops renewing the session and removes it. If the store refuses

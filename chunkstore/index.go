@@ -3,6 +3,7 @@ package chunkstore
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 )
@@ -169,6 +170,14 @@ func (x *Index) SetExcluded(packs map[ID]bool) {
 			}
 		}
 	}
+}
+
+// ExcludedSet returns a copy of the excluded packs, for a caller that
+// lifts the exclusion for a while (SetExcluded(nil)) and restores it.
+func (x *Index) ExcludedSet() map[ID]bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return maps.Clone(x.excluded)
 }
 
 // Excluded reports whether a GC mark excludes the pack.

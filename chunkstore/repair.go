@@ -44,6 +44,16 @@ func (ir *IndexRepair) Changed() bool {
 	return len(ir.DamagedIndex)+len(ir.MissingPacks)+ir.Reindexed > 0
 }
 
+// IndexRepairOptions tune RepairIndex.
+type IndexRepairOptions struct {
+	DryRun bool
+	// WriteWindow, if set, is asked right before the index is rewritten
+	// for the context to rewrite it in (the caller's session must still be
+	// held then, and until the context ends); an error stops the repair
+	// before anything is written.
+	WriteWindow func(context.Context) (context.Context, context.CancelFunc, error)
+}
+
 // RepairIndex makes the index describe exactly the packs the store holds:
 // it reads every index file, drops the entries of packs that are gone,
 // reads every pack that no readable index file lists (verifying its hash
@@ -59,7 +69,8 @@ func (ir *IndexRepair) Changed() bool {
 //
 // A writer key is enough: the trailers and index files are sealed with the
 // metadata key, which writers hold. Nothing is deleted but index files.
-func (r *Repository) RepairIndex(ctx context.Context, dryRun bool) (*IndexRepair, error) {
+func (r *Repository) RepairIndex(ctx context.Context, opts IndexRepairOptions) (*IndexRepair, error) {
+	dryRun := opts.DryRun
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
@@ -119,7 +130,15 @@ func (r *Repository) RepairIndex(ctx context.Context, dryRun bool) (*IndexRepair
 		return res, nil
 	}
 	r.index.AddPacks(good)
-	res.IndexWritten, res.IndexRemoved, err = r.rewriteIndex(ctx, drop, true)
+	wctx := ctx
+	if opts.WriteWindow != nil {
+		var cancel context.CancelFunc
+		if wctx, cancel, err = opts.WriteWindow(ctx); err != nil {
+			return res, err
+		}
+		defer cancel()
+	}
+	res.IndexWritten, res.IndexRemoved, err = r.rewriteIndex(wctx, drop, true)
 	if err != nil {
 		return res, fmt.Errorf("repair index: %w", err)
 	}

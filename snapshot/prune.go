@@ -109,12 +109,13 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	res := &PruneResult{DryRun: opts.DryRun}
+	var held *heldSession
 	if !opts.DryRun {
-		end, err := holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "prune")
-		if err != nil {
+		var err error
+		if held, err = holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "prune"); err != nil {
 			return nil, err
 		}
-		defer end()
+		defer held.end()
 	}
 	ref := &referenced{seen: map[chunkstore.ID]bool{}, blobs: map[chunkstore.ID]bool{}, walked: map[chunkstore.ID]bool{}}
 
@@ -287,7 +288,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		}
 	}
 	if len(ready) > 0 {
-		if err := sweep(ctx, repo, ref, ready, present, res, opts.Logger); err != nil {
+		if err := sweep(ctx, repo, held, ref, ready, present, res, opts.Logger); err != nil {
 			return res, err
 		}
 	}
@@ -306,19 +307,44 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	return res, nil
 }
 
+// heldSession is the prune session held by a command that rewrites the
+// index: prune, or a repair.
+type heldSession struct {
+	sess *chunkstore.Session
+	log  *slog.Logger
+	what string
+	ctx  context.Context
+}
+
 // holdPruneSession registers the prune session (registerPrune) for a
-// command that rewrites the index — prune, or a repair — and returns the
-// function that ends it; what names the command in a warning.
-func holdPruneSession(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming, log *slog.Logger, what string) (end func(), err error) {
+// command that rewrites the index; what names the command in a warning.
+func holdPruneSession(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming, log *slog.Logger, what string) (*heldSession, error) {
 	sess, err := registerPrune(ctx, repo, PruneOptions{Sessions: timing, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	return func() {
-		if err := sess.End(context.WithoutCancel(ctx)); err != nil {
-			log.Warn("end "+what+" session", "err", err)
-		}
-	}, nil
+	return &heldSession{sess: sess, log: log, what: what, ctx: ctx}, nil
+}
+
+// end removes the session.
+func (h *heldSession) end() {
+	if err := h.sess.End(context.WithoutCancel(h.ctx)); err != nil {
+		h.log.Warn("end "+h.what+" session", "err", err)
+	}
+}
+
+// writeWindow returns a context for a rewrite of the index that ends
+// while the session is safely alive, or an error if it may already count
+// as ended (this process was paused, or could not renew it): another
+// prune may be running then, and an index written from what this one
+// read could name packs that prune has deleted.
+func (h *heldSession) writeWindow(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	until, err := h.sess.HeldUntil()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: not rewriting the index: %w; run it again", h.what, err)
+	}
+	wctx, cancel := context.WithDeadline(ctx, until)
+	return wctx, cancel, nil
 }
 
 // registerPrune stores this prune's session and makes sure it is the only
@@ -386,7 +412,7 @@ func processAlive(pid int) bool {
 
 // sweep deletes the packs of marks whose backups have ended, keeping any
 // that a snapshot references now.
-func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, ready []chunkstore.GCMark, present map[chunkstore.ID]int64, res *PruneResult, log *slog.Logger) error {
+func sweep(ctx context.Context, repo *chunkstore.Repository, held *heldSession, ref *referenced, ready []chunkstore.GCMark, present map[chunkstore.ID]int64, res *PruneResult, log *slog.Logger) error {
 	// Backups that ended since the mark may have committed snapshots that
 	// reuse marked packs: walk the snapshots again (the index after them).
 	if err := ref.addSnapshots(ctx, repo); err != nil {
@@ -484,8 +510,15 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, ref *referenced, re
 			break
 		}
 	}
+	// Nothing is deleted unless this prune's session is safely alive: a
+	// prune paused past it may no longer be the only one.
+	wctx, cancel, err := held.writeWindow(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
 	if needRewrite {
-		w, r, err := repo.RewriteIndex(ctx, drop)
+		w, r, err := repo.RewriteIndex(wctx, drop)
 		res.IndexWritten, res.IndexRemoved = w, r
 		if err != nil {
 			return err

@@ -27,12 +27,14 @@ func RepairIndex(ctx context.Context, repo *chunkstore.Repository, opts RepairOp
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	ro := chunkstore.IndexRepairOptions{DryRun: opts.DryRun}
 	if !opts.DryRun {
-		end, err := holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "index repair")
+		held, err := holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "repair index")
 		if err != nil {
 			return nil, err
 		}
-		defer end()
+		defer held.end()
+		ro.WriteWindow = held.writeWindow
 	}
-	return repo.RepairIndex(ctx, opts.DryRun)
+	return repo.RepairIndex(ctx, ro)
 }

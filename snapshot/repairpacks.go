@@ -22,13 +22,16 @@ type RepairedPack struct {
 	Pack string `json:"pack"`
 	// Intact: the pack matches its name after all (nothing to repair).
 	Intact bool `json:"intact,omitempty"`
-	// Salvaged blobs authenticated and matched their IDs, and were copied
-	// into new packs (or another pack holds them); Lost ones did not, or
-	// lay beyond the pack's end, and no other pack holds them.
-	Salvaged int      `json:"salvaged_blobs"`
-	Lost     int      `json:"lost_blobs"`
-	LostIDs  []string `json:"lost_blob_ids"`
-	Problem  string   `json:"problem,omitempty"` // why the pack is damaged
+	// Salvaged blobs authenticated and matched their IDs (here or in
+	// another damaged pack named with it) and were copied into new packs.
+	// Elsewhere ones failed here but a pack not named holds them (its copy
+	// is not verified here: 'check --read-data' does). Lost ones failed,
+	// or lay beyond the pack's end, and no other pack holds them.
+	Salvaged  int      `json:"salvaged_blobs"`
+	Elsewhere int      `json:"elsewhere_blobs"`
+	Lost      int      `json:"lost_blobs"`
+	LostIDs   []string `json:"lost_blob_ids"`
+	Problem   string   `json:"problem,omitempty"` // why the pack is damaged
 }
 
 // RepairPacksResult says what RepairPacks found and did.
@@ -62,12 +65,13 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	res := &RepairPacksResult{DryRun: opts.DryRun, Packs: []RepairedPack{}}
+	var held *heldSession
 	if !opts.DryRun {
-		end, err := holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "pack repair")
-		if err != nil {
+		var err error
+		if held, err = holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "repair packs"); err != nil {
 			return nil, err
 		}
-		defer end()
+		defer held.end()
 	}
 	if err := loadIndexForPrune(ctx, repo); err != nil {
 		return nil, err
@@ -86,7 +90,12 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 		}
 	}
 	var damaged []*chunkstore.PackEntry
+	named := map[chunkstore.ID]bool{}
 	for _, id := range ids {
+		if named[id] {
+			continue
+		}
+		named[id] = true
 		p := idx.Pack(id)
 		if p == nil {
 			return nil, fmt.Errorf("pack %s is not in the index: nothing to salvage from it ('lifeboat repair index' indexes the packs the store holds)", chunkstore.PackName(id))
@@ -96,8 +105,35 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 		}
 		damaged = append(damaged, p)
 	}
+	// Every other pack holding a blob of a damaged one is excluded too,
+	// for this process: its copy has not been verified, so each blob that
+	// verifies here is written anew (prune later keeps one copy).
+	inDamaged := map[chunkstore.ID]bool{}
 	for _, p := range damaged {
-		excluded[p.ID] = true
+		for _, b := range p.Blobs {
+			inDamaged[b.ID] = true
+		}
+	}
+	present, err := repo.ListPacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A present pack not named that holds a blob keeps it reachable, marked
+	// or not (prune's sweep keeps a marked pack whose blob is needed).
+	elsewhere := map[chunkstore.ID]bool{}
+	for _, p := range idx.Packs() {
+		if named[p.ID] {
+			excluded[p.ID] = true
+			continue
+		}
+		for _, b := range p.Blobs {
+			if inDamaged[b.ID] {
+				if _, ok := present[p.ID]; ok {
+					elsewhere[b.ID] = true
+				}
+				excluded[p.ID] = true
+			}
+		}
 	}
 	idx.SetExcluded(excluded)
 
@@ -108,9 +144,13 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 		}
 	}
 	drop := map[chunkstore.ID]bool{}
+	saved := map[chunkstore.ID]bool{} // verified in some damaged pack
+	failed := map[*RepairedPack][]chunkstore.ID{}
+	res.Packs = make([]RepairedPack, 0, len(damaged))
 	var plain []byte
 	for _, p := range damaged {
-		rp := RepairedPack{Pack: chunkstore.PackName(p.ID), LostIDs: []string{}}
+		res.Packs = append(res.Packs, RepairedPack{Pack: chunkstore.PackName(p.ID), LostIDs: []string{}})
+		rp := &res.Packs[len(res.Packs)-1]
 		b, err := repo.Store().Get(ctx, rp.Pack, 0, -1)
 		switch {
 		case errors.Is(err, chunkstore.ErrNotFound):
@@ -119,48 +159,62 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 			return res, fmt.Errorf("read %s: %w", rp.Pack, err)
 		case chunkstore.Hash(b) == p.ID:
 			rp.Intact = true
-			res.Packs = append(res.Packs, rp)
 			continue
 		case int64(len(b)) != int64(p.Size):
 			rp.Problem = fmt.Sprintf("%d bytes, the index says %d", len(b), p.Size)
 		default:
 			rp.Problem = "its content does not match its name"
 		}
-		key, kerr := repo.PackKey(p)
+		// A key that does not open is the identity's problem, not the
+		// pack's: nothing is dropped for it.
+		key, err := repo.PackKey(p)
+		if err != nil {
+			return res, fmt.Errorf("salvage %s: %w", rp.Pack, err)
+		}
 		for _, bl := range p.Blobs {
 			end := int64(bl.Offset) + int64(bl.Length)
-			ok := kerr == nil && end <= int64(len(b))
+			ok := end <= int64(len(b))
 			if ok {
 				plain, err = repo.OpenBlob(key, bl, b[bl.Offset:end], plain)
 				ok = err == nil
 			}
-			if !ok && idx.Has(bl.ID) {
-				rp.Salvaged++ // another pack holds it
-				continue
-			}
 			if !ok {
-				rp.Lost++
-				rp.LostIDs = append(rp.LostIDs, bl.ID.String())
+				failed[rp] = append(failed[rp], bl.ID)
 				continue
 			}
 			rp.Salvaged++
+			saved[bl.ID] = true
 			if w == nil || !idx.Reserve(bl.ID) {
-				continue // a dry run, or another pack holds it too
+				continue // a dry run, or copied from another damaged pack already
 			}
 			if _, err := w.SaveReserved(ctx, bl.Type, bl.ID, plain); err != nil {
 				return res, fmt.Errorf("salvage %s: %w", rp.Pack, err)
 			}
 		}
-		opts.Logger.Info("damaged pack read", "pack", rp.Pack, "salvaged", rp.Salvaged, "lost", rp.Lost)
 		drop[p.ID] = true
-		res.Packs = append(res.Packs, rp)
+	}
+	// Lost: verified in no damaged pack and held by no other pack.
+	for i := range res.Packs {
+		rp := &res.Packs[i]
+		for _, id := range failed[rp] {
+			switch {
+			case saved[id]:
+				rp.Salvaged++ // another damaged pack's copy verified
+			case elsewhere[id]:
+				rp.Elsewhere++
+			default:
+				rp.Lost++
+				rp.LostIDs = append(rp.LostIDs, id.String())
+			}
+		}
+		opts.Logger.Info("damaged pack read", "pack", rp.Pack, "salvaged", rp.Salvaged, "elsewhere", rp.Elsewhere, "lost", rp.Lost)
 	}
 	sort.Slice(res.Packs, func(i, j int) bool { return res.Packs[i].Pack < res.Packs[j].Pack })
 	if w == nil {
 		return res, nil
 	}
 	// The copies first (new packs and their index file), then an index
-	// without the damaged packs.
+	// without the damaged packs, while the prune session is safely alive.
 	if err := w.Flush(ctx); err != nil {
 		return res, fmt.Errorf("save the salvaged blobs: %w", err)
 	}
@@ -168,7 +222,12 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 	if len(drop) == 0 {
 		return res, nil
 	}
-	if res.IndexWritten, res.IndexRemoved, err = repo.RewriteIndex(ctx, drop); err != nil {
+	wctx, cancel, err := held.writeWindow(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer cancel()
+	if res.IndexWritten, res.IndexRemoved, err = repo.RewriteIndex(wctx, drop); err != nil {
 		return res, err
 	}
 	return res, nil

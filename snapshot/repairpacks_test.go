@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/restore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -123,4 +124,73 @@ func reopenLoaded(t *testing.T, repos storetest.Repos, st chunkstore.Store) *chu
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestRepairPacksWithCopies: two packs hold the same blobs (a backup
+// raced another), one marked for deletion and each damaged in a
+// different blob. Repairing one copies every blob that verifies there —
+// also those the other holds, whose copy is not verified — and counts a
+// blob that failed as held elsewhere, not lost; repairing the other then
+// finds its failed blob in the first one's copies. Nothing is lost, and
+// after prune every pack verifies and the snapshot restores.
+func TestRepairPacksWithCopies(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	data := storetest.Data(81, 3<<20)
+	first, _, q, p, _ := storedTwice(t, repos, src, data)
+	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{q}); err != nil {
+		t.Fatal(err)
+	}
+	r := reopenLoaded(t, repos, repos.Store)
+	qe, pe := r.Index().Pack(q), r.Index().Pack(p)
+	if qe == nil || pe == nil || len(pe.Blobs) < 2 {
+		t.Fatalf("setup: packs %v %v", qe, pe)
+	}
+	st := storetest.NewFaulty(repos.Store)
+	hitP := pe.Blobs[0]
+	st.FlipGet(chunkstore.PackName(p), 8*(int(hitP.Offset)+int(hitP.Length)/2))
+
+	res, err := snapshot.RepairPacks(ctx, reopen(t, repos, st), []chunkstore.ID{p}, snapshot.RepairPacksOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rp := res.Packs[0]; rp.Lost != 0 || rp.Elsewhere != 1 || rp.Salvaged != len(pe.Blobs)-1 || res.Written == 0 {
+		t.Fatalf("repair of p: %+v (written %d); want one blob held elsewhere (the marked q), the rest copied", rp, res.Written)
+	}
+	r = reopenLoaded(t, repos, st)
+	for _, bl := range pe.Blobs[1:] {
+		loc, ok := r.Index().Lookup(bl.ID) // q is marked: excluded here
+		if !ok || loc.Pack.ID == p {
+			t.Fatalf("blob %s, intact in p, was not copied out of it (found in %v)", bl.ID.Short(), loc.Pack)
+		}
+	}
+
+	// Now q is damaged too, in another blob; it is still marked, so a
+	// repair refuses it — prune owns it. After the mark is gone (a
+	// prune that keeps q for the snapshot), it is repaired: its failed
+	// blob is in p's copies.
+	hitQ := qe.Blobs[len(qe.Blobs)-1]
+	st.FlipGet(chunkstore.PackName(q), 8*(int(hitQ.Offset)+int(hitQ.Length)/2))
+	if _, err := snapshot.RepairPacks(ctx, reopen(t, repos, st), []chunkstore.ID{q}, snapshot.RepairPacksOptions{}); err == nil || !strings.Contains(err.Error(), "marked for deletion") {
+		t.Fatalf("repair of a marked pack: %v; want a refusal", err)
+	}
+	if _, err := snapshot.Prune(ctx, reopen(t, repos, st), snapshot.PruneOptions{MaxUnused: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if !hasObject(t, repos.Store, chunkstore.PackName(q)) || !reopenLoaded(t, repos, st).Index().HasPack(q) || hasObject(t, repos.Store, chunkstore.PackName(p)) {
+		t.Fatal("prune deleted q, whose blob only it holds now, or kept the damaged, unindexed p")
+	}
+	res, err = snapshot.RepairPacks(ctx, reopen(t, repos, st), []chunkstore.ID{q}, snapshot.RepairPacksOptions{})
+	if err != nil || res.Packs[0].Lost != 0 || res.Packs[0].Elsewhere != 1 {
+		t.Fatalf("repair of q: %+v, %v; want its failed blob found in p's copies, nothing lost", res, err)
+	}
+	if _, err := snapshot.Prune(ctx, reopen(t, repos, st), snapshot.PruneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snapshot.Prune(ctx, reopen(t, repos, st), snapshot.PruneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rel := strings.TrimPrefix(filepath.Join(src, "b"), "/")
+	verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{first.ID: {rel: data}})
 }

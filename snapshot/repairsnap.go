@@ -54,10 +54,6 @@ type RepairSnapshotsResult struct {
 	DryRun    bool               `json:"dry_run,omitempty"`
 }
 
-// ErrRepairMarked is returned when a snapshot needs data that only packs
-// in a GC mark hold: it is not lost, and prune decides its fate first.
-var ErrRepairMarked = errors.New("snapshot needs data that only packs marked for deletion hold")
-
 // ErrIndexIncomplete is returned by RepairSnapshots when the index does
 // not describe the packs the store holds: what it lacks is then not
 // necessarily lost.
@@ -75,15 +71,19 @@ var ErrIndexIncomplete = errors.New("the index does not match the packs the repo
 // What the index lacks counts as lost only if the index matches the store,
 // so it refuses (ErrIndexIncomplete, before changing anything) while an
 // index file is damaged, an indexed pack is missing, or a pack no index
-// file lists holds data a snapshot needs: 'repair index' first. It refuses
-// likewise (ErrRepairMarked) a snapshot that needs data only packs in GC
-// marks hold: run prune first. All snapshots are examined before the first
-// is rewritten.
+// file lists holds data a snapshot needs: 'repair index' first. Every
+// snapshot is examined, and every new directory listing encoded, before
+// anything is written.
 //
-// It writes trees as a backup does: under a backup session, never reusing
-// packs in GC marks, committing each manifest only while its session is
-// safely alive (Session.CommitBy). It needs the identity, as it reads the
-// trees.
+// Data that only packs in GC marks hold is not lost (a backup reused it
+// after the mark): it is kept, and the copy references it as the original
+// does. That is safe although this session may start after the mark: a
+// prune's sweep keeps a marked pack that a listed snapshot needs, and from
+// before the copy is saved until after the original is forgotten one of
+// the two is listed. The new listings are written as a backup writes:
+// under a backup session, never into marked packs, each copy committed only
+// while the session is safely alive (Session.CommitBy). It needs the
+// identity, as it reads the trees.
 func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts RepairSnapshotsOptions) (*RepairSnapshotsResult, error) {
 	if !repo.CanRead() {
 		return nil, fmt.Errorf("repair snapshots needs the identity (--identity): %w", chunkstore.ErrNoIdentity)
@@ -110,7 +110,7 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 			}
 		}()
 	}
-	// As a backup: marks first, so no new tree is deduplicated into a
+	// As a backup: marks first, so no new listing is deduplicated into a
 	// pack a prune is about to delete; the index after the snapshots.
 	if err := repo.ExcludeMarked(ctx); err != nil {
 		return nil, err
@@ -138,14 +138,6 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 			return nil, fmt.Errorf("%w: pack %s is indexed but missing; run 'lifeboat repair index' first", ErrIndexIncomplete, chunkstore.PackName(p.ID))
 		}
 	}
-	marked := map[chunkstore.ID]bool{}
-	for _, p := range idx.Packs() {
-		if idx.Excluded(p.ID) {
-			for _, b := range p.Blobs {
-				marked[b.ID] = true
-			}
-		}
-	}
 	copies := map[chunkstore.ID]chunkstore.ID{} // original → a repaired copy
 	for _, s := range snaps {
 		if s.Original != nil {
@@ -156,13 +148,17 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		snaps = slices.DeleteFunc(snaps, func(s *Snapshot) bool { return !slices.Contains(opts.IDs, s.ID) })
 	}
 
-	// First pass: find the damage and every reason to refuse, changing
-	// nothing.
-	dry := &rewriter{repo: repo, dryRun: true, log: opts.Logger, done: map[chunkstore.ID]rewritten{}, marked: marked, lost: map[chunkstore.ID]bool{}}
+	// First pass, with marked packs visible (their data is not lost):
+	// find the damage and every reason to refuse, and encode the new
+	// listings. Nothing is written.
+	marks := idx.ExcludedSet()
+	idx.SetExcluded(nil)
+	rw := &rewriter{repo: repo, log: opts.Logger, done: map[chunkstore.ID]rewritten{}, lost: map[chunkstore.ID]bool{}, encoded: map[chunkstore.ID][]byte{}}
 	res := &RepairSnapshotsResult{DryRun: opts.DryRun, Damaged: []RepairedSnapshot{}}
 	type todo struct {
-		s *Snapshot
-		i int // in res.Damaged
+		s    *Snapshot
+		i    int // in res.Damaged
+		tree chunkstore.ID
 	}
 	var work []todo
 	for _, s := range snaps {
@@ -171,21 +167,18 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		if c, ok := copies[s.ID]; ok {
 			d.Repaired, d.AlreadyRepaired = c, true
 			res.Damaged = append(res.Damaged, d)
-			work = append(work, todo{s, len(res.Damaged) - 1})
+			work = append(work, todo{s, len(res.Damaged) - 1, chunkstore.ID{}})
 			continue
 		}
-		if !dry.has(s.Tree, chunkstore.TreeBlob) {
-			if marked[s.Tree] {
-				return nil, fmt.Errorf("%w (snapshot %s, its root listing %s); run 'lifeboat prune' first", ErrRepairMarked, s.ID.Short(), s.Tree.Short())
-			}
-			dry.lost[s.Tree] = true
-			d.Unrepairable = "its root directory listing is lost: nothing of it can be restored; forget it"
-			res.Damaged = append(res.Damaged, d)
-			continue
+		var out rewritten
+		err := errListingLost
+		if rw.has(s.Tree, chunkstore.TreeBlob) {
+			out, err = rw.tree(ctx, s.Tree, "/")
+		} else {
+			rw.lost[s.Tree] = true
 		}
-		out, err := dry.tree(ctx, s.Tree, "/")
 		if errors.Is(err, errListingLost) {
-			d.Unrepairable = "its root directory listing cannot be read (" + err.Error() + "): nothing of it can be restored; forget it"
+			d.Unrepairable = "its root directory listing is lost (" + err.Error() + "): nothing of it can be restored; forget it"
 			res.Damaged = append(res.Damaged, d)
 			continue
 		}
@@ -200,9 +193,9 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		}
 		sort.Strings(d.Removed)
 		res.Damaged = append(res.Damaged, d)
-		work = append(work, todo{s, len(res.Damaged) - 1})
+		work = append(work, todo{s, len(res.Damaged) - 1, out.id})
 	}
-	if len(dry.lost) > 0 {
+	if len(rw.lost) > 0 {
 		// Lost only if no pack the index misses holds it (marked ones
 		// included): a backup's packs before its index file is written,
 		// or packs a damaged index file listed.
@@ -212,31 +205,39 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		}
 		for _, p := range orphans {
 			for _, b := range p.Blobs {
-				if dry.lost[b.ID] {
+				if rw.lost[b.ID] {
 					return nil, fmt.Errorf("%w: pack %s, which no index file lists, holds blob %s that a snapshot needs (a backup may be uploading it; otherwise run 'lifeboat repair index' first)", ErrIndexIncomplete, chunkstore.PackName(p.ID), b.ID.Short())
 				}
 			}
 		}
 	}
-	if opts.DryRun {
+	idx.SetExcluded(marks)
+	if opts.DryRun || len(rw.encoded) == 0 && !opts.Forget {
 		return res, nil
 	}
 
-	// Second pass: write. The trees first, then the manifest that
-	// commits them, then (with Forget) the original.
-	rw := &rewriter{repo: repo, log: opts.Logger, done: map[chunkstore.ID]rewritten{}, marked: marked, lost: map[chunkstore.ID]bool{}}
+	// Second pass: the new listings (a pack holding one already is
+	// used, unless marked), then each copy's manifest, then with Forget
+	// its original.
+	if len(rw.encoded) > 0 {
+		w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
+		if err != nil {
+			return nil, err
+		}
+		for id, b := range rw.encoded {
+			if _, err := w.SaveBlobID(ctx, chunkstore.TreeBlob, id, b); err != nil {
+				return res, fmt.Errorf("save a repaired directory listing: %w", err)
+			}
+		}
+		if err := w.Flush(ctx); err != nil {
+			return res, fmt.Errorf("save the repaired directory listings: %w", err)
+		}
+	}
 	for _, w := range work {
 		s, d := w.s, &res.Damaged[w.i]
 		if !d.AlreadyRepaired {
-			out, err := rw.tree(ctx, s.Tree, "/")
-			if err != nil {
-				return res, fmt.Errorf("snapshot %s: %w", s.ID.Short(), err)
-			}
-			if err := rw.flush(ctx); err != nil {
-				return res, fmt.Errorf("save the repaired trees of snapshot %s: %w", s.ID.Short(), err)
-			}
 			m := s.Manifest
-			m.Tree = out.id
+			m.Tree = w.tree
 			m.Tags = slices.Clone(m.Tags)
 			if !slices.Contains(m.Tags, RepairedTag) {
 				m.Tags = append(m.Tags, RepairedTag)
@@ -270,16 +271,15 @@ func commitRepaired(ctx context.Context, repo *chunkstore.Repository, sess *chun
 	return Save(saveCtx, repo, m)
 }
 
-// rewriter rewrites trees without their lost parts, each tree once
-// however many snapshots share it.
+// rewriter works out trees without their lost parts, each tree once
+// however many snapshots share it, and encodes the new ones (encoded, by
+// ID) for RepairSnapshots to store.
 type rewriter struct {
-	repo   *chunkstore.Repository
-	dryRun bool
-	w      *chunkstore.Writer // of the snapshot being repaired, until flush
-	done   map[chunkstore.ID]rewritten
-	marked map[chunkstore.ID]bool // blobs in packs of GC marks
-	lost   map[chunkstore.ID]bool // blobs found lost
-	log    *slog.Logger
+	repo    *chunkstore.Repository
+	done    map[chunkstore.ID]rewritten
+	lost    map[chunkstore.ID]bool // blobs found lost
+	encoded map[chunkstore.ID][]byte
+	log     *slog.Logger
 }
 
 // errListingLost: a directory listing is not indexed, or its blob fails
@@ -292,7 +292,7 @@ type rewritten struct {
 	removed []string // relative to the tree
 }
 
-// has reports whether a blob of type t is stored outside GC marks.
+// has reports whether a blob of type t is indexed.
 func (rw *rewriter) has(id chunkstore.ID, t chunkstore.BlobType) bool {
 	loc, ok := rw.repo.Index().Lookup(id)
 	return ok && loc.Blob.Type == t
@@ -319,15 +319,11 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 		name := n.Name
 		lost := false
 		for _, c := range n.Content {
-			if rw.has(c, chunkstore.DataBlob) {
-				continue
+			if !rw.has(c, chunkstore.DataBlob) {
+				rw.lost[c] = true
+				lost = true
+				break
 			}
-			if rw.marked[c] {
-				return rewritten{}, fmt.Errorf("%w (%s, data blob %s); run 'lifeboat prune' first", ErrRepairMarked, path.Join(dir, name), c.Short())
-			}
-			rw.lost[c] = true
-			lost = true
-			break
 		}
 		if lost {
 			out.changed = true
@@ -352,14 +348,12 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 				}
 			case !errors.Is(err, errListingLost):
 				return rewritten{}, err
-			case rw.marked[sub]:
-				return rewritten{}, fmt.Errorf("%w (%s, tree %s); run 'lifeboat prune' first", ErrRepairMarked, path.Join(dir, name), sub.Short())
 			default:
 				// The listing is lost (not indexed, or unreadable): keep
 				// the directory, empty.
 				rw.lost[sub] = true
 				rw.log.Warn("directory listing lost; keeping the directory empty", "dir", path.Join(dir, name), "tree", sub.Short(), "err", err)
-				empty, err := rw.save(ctx, &Tree{Nodes: []Node{}})
+				empty, err := rw.encode(&Tree{Nodes: []Node{}})
 				if err != nil {
 					return rewritten{}, err
 				}
@@ -371,7 +365,7 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 		nodes = append(nodes, n)
 	}
 	if out.changed {
-		if out.id, err = rw.save(ctx, &Tree{Nodes: nodes}); err != nil {
+		if out.id, err = rw.encode(&Tree{Nodes: nodes}); err != nil {
 			return rewritten{}, err
 		}
 	}
@@ -379,33 +373,13 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 	return out, nil
 }
 
-// save encodes and stores a tree (in a dry run only computes its ID).
-func (rw *rewriter) save(ctx context.Context, t *Tree) (chunkstore.ID, error) {
+// encode encodes a new listing and returns its ID.
+func (rw *rewriter) encode(t *Tree) (chunkstore.ID, error) {
 	b, err := t.Encode()
 	if err != nil {
 		return chunkstore.ID{}, err
 	}
-	if rw.dryRun {
-		return rw.repo.TreeID(b), nil
-	}
-	if rw.w == nil {
-		if rw.w, err = rw.repo.NewWriter(ctx, chunkstore.WriterOptions{}); err != nil {
-			return chunkstore.ID{}, err
-		}
-	}
-	id, _, err := rw.w.SaveBlob(ctx, chunkstore.TreeBlob, b)
-	if err != nil {
-		return chunkstore.ID{}, fmt.Errorf("save a repaired directory listing: %w", err)
-	}
+	id := rw.repo.TreeID(b)
+	rw.encoded[id] = b
 	return id, nil
-}
-
-// flush uploads the trees saved so far and indexes them.
-func (rw *rewriter) flush(ctx context.Context) error {
-	if rw.w == nil {
-		return nil
-	}
-	w := rw.w
-	rw.w = nil
-	return w.Flush(ctx)
 }

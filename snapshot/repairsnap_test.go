@@ -222,48 +222,49 @@ func TestRepairSnapshotsLostListings(t *testing.T) {
 	}
 }
 
-// TestRepairSnapshotsLeavesMarkedData: data that only packs in a GC mark
-// hold is not lost (a prune decides its fate), so repair refuses rather
-// than cut it out or point a new snapshot at packs about to be deleted.
-func TestRepairSnapshotsLeavesMarkedData(t *testing.T) {
+// TestRepairSnapshotsKeepsMarkedData: data that only packs in a GC mark
+// hold is not lost (a backup reused it after the mark), so repair leaves
+// the snapshot that needs it alone while it repairs another; prune then
+// keeps the marked pack for it and finishes (it refused while a snapshot
+// needed the lost data).
+func TestRepairSnapshotsKeepsMarkedData(t *testing.T) {
 	ctx := context.Background()
 	repos := storetest.InitRepos(t, mem.New())
-	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a"), storetest.Data(41, 2<<20))
-	backupDir(t, repos.Writer, src)
-	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{largestPack(t, repos.Store, nil)}); err != nil {
+	srcA, srcB := t.TempDir(), t.TempDir()
+	a, b := storetest.Data(41, 2<<20), storetest.Data(42, 2<<20)
+	writeFile(t, filepath.Join(srcA, "a"), a)
+	snapA := backupDir(t, repos.Writer, srcA)
+	packA := largestPack(t, repos.Store, nil)
+	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{packA}); err != nil {
 		t.Fatal(err)
 	}
-	before := allNames(t, repos.Store)
-	_, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{Forget: true})
-	if !errors.Is(err, snapshot.ErrRepairMarked) || !strings.Contains(err.Error(), "lifeboat prune") {
-		t.Fatalf("repair of a snapshot whose data is marked: %v; want ErrRepairMarked naming prune", err)
-	}
-	if after := allNames(t, repos.Store); !slices.Equal(before, after) {
-		t.Fatalf("a refused repair changed the repository:\nbefore %v\nafter  %v", before, after)
-	}
-	// Its listing only in a marked pack: refused too.
-	m, err := repos.Writer.GCMarks(ctx)
-	if err != nil || len(m) != 1 {
-		t.Fatalf("marks %v (%v)", m, err)
-	}
-	if err := repos.Writer.DeleteGCMark(ctx, m[0].ID); err != nil {
+	packs := listNames(t, repos.Store, chunkstore.DataPrefix)
+	writeFile(t, filepath.Join(srcB, "b"), b)
+	snapB := backupDir(t, repos.Writer, srcB)
+	removeObject(t, repos.Store, chunkstore.PackName(largestPack(t, repos.Store, packs)))
+	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r := reopenLoaded(t, repos, repos.Store)
-	var treePack chunkstore.ID
-	for _, p := range r.Index().Packs() {
-		if p.Blobs[0].Type == chunkstore.TreeBlob {
-			treePack = p.ID
-		}
+	if _, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{}); !errors.Is(err, snapshot.ErrPruneUnsafe) {
+		t.Fatalf("prune while a snapshot needs lost data: %v; want a refusal", err)
 	}
-	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{treePack}); err != nil {
+
+	res, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{Forget: true})
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{Forget: true})
-	if !errors.Is(err, snapshot.ErrRepairMarked) || !strings.Contains(err.Error(), "root listing") {
-		t.Fatalf("repair of a snapshot whose listing is marked: %v; want ErrRepairMarked naming the root listing", err)
+	if len(res.Damaged) != 1 || res.Damaged[0].Original != snapB.ID || !res.Damaged[0].Forgotten {
+		t.Fatalf("repair: %+v; want only %s repaired (%s needs marked data, which is not lost)", res.Damaged, snapB.ID.Short(), snapA.ID.Short())
 	}
+	if _, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{}); err != nil {
+		t.Fatalf("prune after the repair: %v", err)
+	}
+	if !hasObject(t, repos.Store, chunkstore.PackName(packA)) || countObjects(t, repos.Store, chunkstore.GCPrefix) != 0 {
+		t.Fatalf("prune deleted the marked pack %s that %s needs, or left its mark", packA.Short(), snapA.ID.Short())
+	}
+	verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{
+		snapA.ID: {strings.TrimPrefix(filepath.Join(srcA, "a"), "/"): a},
+	})
 }
 
 // TestRepairSnapshotsRefusesIncompleteIndex: what the index lacks is not

@@ -146,9 +146,11 @@ What the index lacks counts as lost only when the index matches the
 packs: repair snapshots refuses, changing nothing, while an index file is
 damaged, an indexed pack is missing, or a pack no index file lists holds
 needed data (run 'lifeboat repair index' first; a backup uploading right
-then can cause the last: try again after it), and while needed data is
-only in packs marked for deletion (run 'lifeboat prune' first). Every
-snapshot is examined before the first is rewritten; an original that
+then can cause the last: try again after it). Data that only packs marked
+for deletion hold is not lost (a backup reused it after the mark): it is
+kept, and the next prune keeps those packs for it. Every snapshot is
+examined, and every new listing prepared, before anything is written; an
+original that
 already has a repaired copy is not copied again (with --forget it is
 forgotten). Damaged packs that are still indexed are not looked at here:
 'lifeboat check --read-data' finds them, 'lifeboat repair packs' salvages
@@ -245,7 +247,11 @@ authenticates and matches its ID is copied into a new pack, and the damaged
 pack is dropped from the index. The blobs that could not be saved are
 listed; 'lifeboat repair snapshots' then cuts the files that need them out
 of the snapshots (a new backup first stores again what its hosts still
-have). A pack that turns out intact is left alone.
+have). A pack that turns out intact is left alone. A blob that fails here
+but that another pack also holds is not lost (that copy is not verified
+here: 'lifeboat check --read-data' does); every blob that verifies is
+copied even if another pack holds it (prune later keeps one copy).
+Packs marked for deletion are refused: prune decides about them.
 
 The damaged object itself is not deleted: it stays, unindexed, until a
 prune deletes it (until then each backup reads it and warns once). prune
@@ -284,12 +290,20 @@ func runRepairPacks(ctx context.Context, g *globals, args []string, dryRun bool)
 	}
 	res, err := snapshot.RepairPacks(ctx, repo, ids, snapshot.RepairPacksOptions{DryRun: dryRun, Logger: g.log})
 	if err != nil {
+		if res != nil && len(res.Packs) > 0 && !g.json {
+			printRepairPacks(g.stdout, res)
+			fmt.Fprintln(g.stdout, "stopped before the index was rewritten: run 'lifeboat repair packs' again before 'lifeboat prune'")
+		}
 		return fmt.Errorf("repair packs: %w", storeError(g.repo, err))
 	}
 	if g.json {
 		return printJSON(g.stdout, res)
 	}
-	w := g.stdout
+	printRepairPacks(g.stdout, res)
+	return nil
+}
+
+func printRepairPacks(w io.Writer, res *snapshot.RepairPacksResult) {
 	lost := 0
 	for _, p := range res.Packs {
 		if p.Intact {
@@ -297,23 +311,26 @@ func runRepairPacks(ctx context.Context, g *globals, args []string, dryRun bool)
 			continue
 		}
 		verb := "salvaged"
-		if dryRun {
+		if res.DryRun {
 			verb = "can be salvaged"
 		}
-		fmt.Fprintf(w, "%s (%s): %d %s %s, %d lost\n", p.Pack, p.Problem, p.Salvaged, plural(p.Salvaged, "blob", "blobs"), verb, p.Lost)
+		fmt.Fprintf(w, "%s (%s): %d %s %s", p.Pack, p.Problem, p.Salvaged, plural(p.Salvaged, "blob", "blobs"), verb)
+		if p.Elsewhere > 0 {
+			fmt.Fprintf(w, ", %d also held by other packs (not verified here: 'lifeboat check --read-data')", p.Elsewhere)
+		}
+		fmt.Fprintf(w, ", %d lost\n", p.Lost)
 		for _, id := range p.LostIDs {
 			fmt.Fprintf(w, "  lost: blob %s\n", id)
 		}
 		lost += p.Lost
 	}
 	switch {
-	case dryRun:
+	case res.DryRun:
 		fmt.Fprintln(w, "dry run: nothing changed")
 	case res.IndexWritten+res.IndexRemoved > 0:
 		fmt.Fprintf(w, "%s of new packs written; index rewritten: %d files written, %d removed\n", formatBytes(res.Written), res.IndexWritten, res.IndexRemoved)
 	}
-	if lost > 0 && !dryRun {
+	if lost > 0 && !res.DryRun {
 		fmt.Fprintln(w, "the lost blobs are gone: back up again what the hosts still have, then run 'lifeboat repair snapshots'")
 	}
-	return nil
 }

@@ -147,6 +147,7 @@ func TestRepairPacksCLI(t *testing.T) {
 	c.fails(2, r.reader("repair", "packs"), "name the damaged packs")
 	c.fails(2, r.reader("repair", "packs", "data/zz/nothex"), "is not a pack name")
 	c.fails(1, r.writer("repair", "packs", name), "needs the identity")
+	c.fails(1, r.reader("repair", "packs", strings.Repeat("ab", 32)), "is not in the index", "lifeboat repair index")
 	for _, arg := range []string{name, filepath.Base(packs[0])} {
 		out := c.ok(r.reader("repair", "packs", arg)...).stdout
 		if !strings.Contains(out, name+": intact") {
