@@ -131,10 +131,7 @@ func TestRepairIndex(t *testing.T) {
 // so it does not run beside one.
 func TestRepairIndexWaitsForPrune(t *testing.T) {
 	ctx := context.Background()
-	repos := storetest.InitRepos(t, mem.New())
-	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a"), storetest.Data(14, 1<<20))
-	backupDir(t, repos.Writer, src)
+	repos, _, _, _ := oneFile(t, 14, 1<<20)
 	other, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", PID: 4242, Prune: true}, chunkstore.DefaultSessionTiming)
 	if err != nil {
 		t.Fatal(err)
@@ -190,10 +187,7 @@ func (h hidingStore) List(ctx context.Context, prefix string, fn func(chunkstore
 // backup reused its data).
 func TestRepairIndexKeepsWhatIsThere(t *testing.T) {
 	ctx := context.Background()
-	repos := storetest.InitRepos(t, mem.New())
-	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a"), storetest.Data(61, 2<<20))
-	backupDir(t, repos.Writer, src)
+	repos, _, _, _ := oneFile(t, 61, 2<<20)
 	p := largestPack(t, repos.Store, nil)
 
 	res, err := snapshot.RepairIndex(ctx, reopen(t, repos, hidingStore{repos.Store, chunkstore.PackName(p)}), snapshot.RepairOptions{})
@@ -215,4 +209,15 @@ func TestRepairIndexKeepsWhatIsThere(t *testing.T) {
 	if r := reopenLoaded(t, repos, repos.Store); !r.Index().HasPack(p) {
 		t.Fatal("the marked pack is not indexed after the repair")
 	}
+}
+
+// oneFile initialises an in-memory repository and backs up a directory
+// holding one file, "a", of n seeded bytes.
+func oneFile(t *testing.T, seed uint64, n int) (repos storetest.Repos, src string, a []byte, snap *snapshot.Result) {
+	t.Helper()
+	repos = storetest.InitRepos(t, mem.New())
+	src = t.TempDir()
+	a = storetest.Data(seed, n)
+	writeFile(t, filepath.Join(src, "a"), a)
+	return repos, src, a, backupDir(t, repos.Writer, src)
 }

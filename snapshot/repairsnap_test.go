@@ -143,11 +143,7 @@ func TestRepairSnapshots(t *testing.T) {
 // kept empty; a snapshot whose root listing is lost is reported and kept.
 func TestRepairSnapshotsLostListings(t *testing.T) {
 	ctx := context.Background()
-	repos := storetest.InitRepos(t, mem.New())
-	src := t.TempDir()
-	a := storetest.Data(31, 1<<20)
-	writeFile(t, filepath.Join(src, "a"), a)
-	base := backupDir(t, repos.Writer, src)
+	repos, src, a, base := oneFile(t, 31, 1<<20)
 	r := reopen(t, repos, repos.Store)
 	if err := r.LoadIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -272,10 +268,7 @@ func TestRepairSnapshotsKeepsMarkedData(t *testing.T) {
 // pack no index file lists holds it; repair refuses, changing nothing.
 func TestRepairSnapshotsRefusesIncompleteIndex(t *testing.T) {
 	ctx := context.Background()
-	repos := storetest.InitRepos(t, mem.New())
-	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a"), storetest.Data(71, 2<<20))
-	backupDir(t, repos.Writer, src)
+	repos, _, _, _ := oneFile(t, 71, 2<<20)
 	index := listNames(t, repos.Store, chunkstore.IndexPrefix)
 	before := allNames(t, repos.Store)
 	refused := func(st chunkstore.Store, why string) {
