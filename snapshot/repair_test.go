@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
@@ -220,4 +221,44 @@ func oneFile(t *testing.T, seed uint64, n int) (repos storetest.Repos, src strin
 	a = storetest.Data(seed, n)
 	writeFile(t, filepath.Join(src, "a"), a)
 	return repos, src, a, backupDir(t, repos.Writer, src)
+}
+
+// TestIndexRewritesNeedAHeldSession: prune and the repairs rewrite the
+// index only while their session was renewed within the commit window;
+// one that was not (paused, or cut off from the store) may no longer be
+// the only one, and stops before it rewrites or deletes anything.
+func TestIndexRewritesNeedAHeldSession(t *testing.T) {
+	ctx := context.Background()
+	lapsed := chunkstore.DefaultSessionTiming
+	lapsed.CommitWindow = time.Nanosecond // and no renewal for 5 minutes
+	repos, src, _, first := oneFile(t, 91, 2<<20)
+	packs1 := listNames(t, repos.Store, chunkstore.DataPrefix)
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(92, 2<<20))
+	backupDir(t, repos.Writer, src)
+	live := largestPack(t, repos.Store, packs1) // the second snapshot's data
+	forget(t, repos.Store, first.ID)
+
+	before := allNames(t, repos.Store)
+	_, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: lapsed})
+	if err == nil || !strings.Contains(err.Error(), "not rewriting the index") {
+		t.Fatalf("prune with a lapsed session: %v", err)
+	}
+	for _, name := range before {
+		if !hasObject(t, repos.Store, name) {
+			t.Fatalf("prune with a lapsed session deleted %s", name)
+		}
+	}
+
+	removeObject(t, repos.Store, chunkstore.PackName(live))
+	index := listNames(t, repos.Store, chunkstore.IndexPrefix)
+	_, err = snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{Sessions: lapsed})
+	if err == nil || !strings.Contains(err.Error(), "not rewriting the index") {
+		t.Fatalf("repair index with a lapsed session: %v", err)
+	}
+	if after := listNames(t, repos.Store, chunkstore.IndexPrefix); !slices.Equal(index, after) {
+		t.Fatalf("repair index with a lapsed session changed the index files: %v → %v", index, after)
+	}
+	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
+		t.Fatalf("repair index with a held session: %v", err)
+	}
 }
