@@ -51,10 +51,11 @@ files are read from the store, never from the local cache.
 Nothing but index files is deleted. Data in missing packs is lost:
 snapshots that reference it stay damaged, and 'lifeboat check' names
 their files (restore skips them and restores the rest); prune refuses to
-run until they are whole again (a new backup stores again what its hosts
-still have) or rewritten by 'lifeboat repair snapshots'. Packs that fail
-verification stay unindexed and are reported; prune deletes them then. Packs whose size differs from the index are reported and kept
-indexed (every blob read from them is still verified); run
+delete anything until they are whole again (a new backup stores again
+what its hosts still have) or rewritten by 'lifeboat repair snapshots'.
+Packs that fail verification stay unindexed and are reported; prune
+deletes them then. Packs whose size differs from the index are reported
+and kept indexed (every blob read from them is still verified); run
 'lifeboat check --read-data' to see what is left of them.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRepairIndex(cmd.Context(), g, dryRun) },
@@ -150,13 +151,13 @@ then can cause the last: try again after it). Data that only packs marked
 for deletion hold is not lost (a backup reused it after the mark): it is
 kept, and the next prune keeps those packs for it. Every snapshot is
 examined, and every new listing prepared, before anything is written; an
-original that
-already has a repaired copy is not copied again (with --forget it is
-forgotten). Damaged packs that are still indexed are not looked at here:
-'lifeboat check --read-data' finds them, 'lifeboat repair packs' salvages
-them. It writes like a backup — under a backup session, never into packs
-marked for deletion, committing each copy only while its session is
-safely alive — and needs the identity, as it reads the listings.`,
+original that already has a repaired copy is not copied again (with
+--forget it is forgotten). Damaged packs that are still indexed are not
+looked at here: 'lifeboat check --read-data' finds them, 'lifeboat repair
+packs' salvages them. It writes like a backup — under a backup session,
+never into packs marked for deletion, committing each copy only while its
+session is safely alive — and needs the identity, as it reads the
+listings.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRepairSnapshots(cmd.Context(), g, args, dryRun, forget)
 		},
@@ -255,8 +256,9 @@ Packs marked for deletion are refused: prune decides about them.
 
 The damaged object itself is not deleted: it stays, unindexed, until a
 prune deletes it (until then each backup reads it and warns once). prune
-refuses while snapshots still need the lost blobs: back up again, or run
-'lifeboat repair snapshots', first.
+refuses to delete anything while snapshots still need the lost blobs:
+back up again, or run 'lifeboat repair snapshots', first.
+
 repair packs rewrites the index, so it holds the prune session (a prune
 started meanwhile exits 1 naming it); backups may run. It needs the
 identity: blobs are decrypted to be verified and copied.`,
