@@ -48,8 +48,8 @@ type RepairPacksResult struct {
 // copied into a new pack, and the damaged pack is then dropped from the
 // index. What could not be saved is reported; 'repair snapshots' then
 // cuts it out of the snapshots that reference it. The damaged object is
-// left in place, unindexed (nothing but index files is deleted): the next
-// prune deletes it.
+// left in place, unindexed (nothing but index files is deleted): a prune
+// deletes it once no snapshot needs data that is lost.
 //
 // It rewrites the index, so it holds the prune session (no prune or index
 // repair runs beside it); backups may run. It needs the identity (blobs
