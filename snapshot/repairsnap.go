@@ -9,6 +9,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -153,6 +154,8 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	// listings. Nothing is written.
 	marks := idx.ExcludedSet()
 	idx.SetExcluded(nil)
+	excludeMarks := sync.OnceFunc(func() { idx.SetExcluded(marks) })
+	defer excludeMarks() // on every return: the repository may be used again
 	rw := &rewriter{repo: repo, log: opts.Logger, done: map[chunkstore.ID]rewritten{}, lost: map[chunkstore.ID]bool{}, encoded: map[chunkstore.ID][]byte{}}
 	res := &RepairSnapshotsResult{DryRun: opts.DryRun, Damaged: []RepairedSnapshot{}}
 	type todo struct {
@@ -211,7 +214,7 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 			}
 		}
 	}
-	idx.SetExcluded(marks)
+	excludeMarks()
 	if opts.DryRun || len(rw.encoded) == 0 && !opts.Forget {
 		return res, nil
 	}
