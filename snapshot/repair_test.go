@@ -251,11 +251,12 @@ func TestIndexRewritesNeedAHeldSession(t *testing.T) {
 
 	removeObject(t, repos.Store, chunkstore.PackName(live))
 	index := listNames(t, repos.Store, chunkstore.IndexPrefix)
+	slices.Sort(index) // the in-memory store lists in no order
 	_, err = snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{Sessions: lapsed})
 	if err == nil || !strings.Contains(err.Error(), "not rewriting the index") {
 		t.Fatalf("repair index with a lapsed session: %v", err)
 	}
-	if after := listNames(t, repos.Store, chunkstore.IndexPrefix); !slices.Equal(index, after) {
+	if after := listNames(t, repos.Store, chunkstore.IndexPrefix); !slices.Equal(index, slices.Sorted(slices.Values(after))) {
 		t.Fatalf("repair index with a lapsed session changed the index files: %v → %v", index, after)
 	}
 	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
