@@ -194,3 +194,21 @@ func TestRepairPacksWithCopies(t *testing.T) {
 	rel := strings.TrimPrefix(filepath.Join(src, "b"), "/")
 	verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{first.ID: {rel: data}})
 }
+
+// TestRepairPacksMissing: a pack the index lists and the store lost is
+// handled like a damaged one with nothing to save: its blobs are listed
+// as lost and its entry is dropped.
+func TestRepairPacksMissing(t *testing.T) {
+	ctx := context.Background()
+	repos, _, _, _ := oneFile(t, 93, 2<<20)
+	p := largestPack(t, repos.Store, nil)
+	blobs := len(reopenLoaded(t, repos, repos.Store).Index().Pack(p).Blobs)
+	removeObject(t, repos.Store, chunkstore.PackName(p))
+	res, err := snapshot.RepairPacks(ctx, reopen(t, repos, repos.Store), []chunkstore.ID{p}, snapshot.RepairPacksOptions{})
+	if err != nil || res.Packs[0].Problem != "the pack is missing" || res.Packs[0].Lost != blobs || res.Packs[0].Salvaged != 0 {
+		t.Fatalf("repair of a missing pack: %+v, %v; want its %d blobs lost", res, err, blobs)
+	}
+	if reopenLoaded(t, repos, repos.Store).Index().HasPack(p) {
+		t.Fatal("the missing pack is still indexed")
+	}
+}
