@@ -108,7 +108,7 @@ func printRepairIndex(w io.Writer, r *chunkstore.IndexRepair) {
 		fmt.Fprintf(w, "pack %s has another size than the index records (truncated?): kept; run 'lifeboat check --read-data'\n", name)
 	}
 	for _, name := range r.DamagedPacks {
-		fmt.Fprintf(w, "pack %s failed verification: left unindexed (the next prune deletes it)\n", name)
+		fmt.Fprintf(w, "pack %s failed verification: left unindexed (a prune deletes it)\n", name)
 	}
 	switch {
 	case !r.Changed():
@@ -220,6 +220,8 @@ func printRepairSnapshots(w io.Writer, r *snapshot.RepairSnapshotsResult) {
 			fmt.Fprintf(w, "%s: already repaired as %s\n", head, d.Repaired.Short())
 		case r.DryRun:
 			fmt.Fprintf(w, "%s: would leave out %d %s:\n", head, len(d.Removed), plural(len(d.Removed), "path", "paths"))
+		case d.Repaired.IsNull(): // the repair stopped before this one
+			fmt.Fprintf(w, "%s: not repaired (stopped before it); would leave out %d %s:\n", head, len(d.Removed), plural(len(d.Removed), "path", "paths"))
 		default:
 			fmt.Fprintf(w, "%s: repaired as %s, leaving out %d %s:\n", head, d.Repaired.Short(), len(d.Removed), plural(len(d.Removed), "path", "paths"))
 		}
