@@ -62,6 +62,14 @@ type SessionTiming struct {
 	Margin time.Duration
 }
 
+// OrDefault returns t, or DefaultSessionTiming if t is the zero value.
+func (t SessionTiming) OrDefault() SessionTiming {
+	if t == (SessionTiming{}) {
+		return DefaultSessionTiming
+	}
+	return t
+}
+
 // DefaultSessionTiming is used by backups and prune. Stale must be well
 // above CommitWindow plus the time a commit takes.
 var DefaultSessionTiming = SessionTiming{

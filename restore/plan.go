@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -174,8 +173,9 @@ func (pl *plan) addDir(e *entry) {
 	}
 }
 
-// errNotIndexed marks content no readable index file lists.
-var errNotIndexed = errors.New("not in the repository index (lost or damaged index file, or missing pack)")
+// errNotIndexed marks content no readable index file lists: what check
+// reports as snapshot.ErrNotIndexed, with the likely causes.
+var errNotIndexed = fmt.Errorf("%w (lost or damaged index file, or missing pack)", snapshot.ErrNotIndexed)
 
 // walkTolerant visits every node under the tree id depth-first. A
 // subtree that cannot be loaded is reported through fail and skipped, so

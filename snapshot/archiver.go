@@ -149,9 +149,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = orDiscard(opts.Logger)
 	if opts.Readers <= 0 {
 		opts.Readers = DefaultWorkers()
 	}
@@ -185,9 +183,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	start := opts.Now()
 	// The session comes first: a prune that marks packs after this point
 	// waits for it to end, and one that marked before is seen below.
-	if opts.Sessions == (chunkstore.SessionTiming{}) {
-		opts.Sessions = chunkstore.DefaultSessionTiming
-	}
+	opts.Sessions = opts.Sessions.OrDefault()
 	sess, err := repo.StartSession(ctx, chunkstore.SessionInfo{
 		Host: opts.Host, PID: os.Getpid(), Started: start, Program: opts.ProgramVersion,
 	}, opts.Sessions)

@@ -102,12 +102,8 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	if !repo.CanRead() {
 		return nil, fmt.Errorf("%w: prune needs an identity (--identity): a writer key cannot read the trees that say which data is in use", ErrPruneUnsafe)
 	}
-	if opts.Sessions == (chunkstore.SessionTiming{}) {
-		opts.Sessions = chunkstore.DefaultSessionTiming
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Sessions = opts.Sessions.OrDefault()
+	opts.Logger = orDiscard(opts.Logger)
 	res := &PruneResult{DryRun: opts.DryRun}
 	var held *heldSession
 	if !opts.DryRun {
@@ -633,12 +629,7 @@ func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, p
 			if !ref.blobs[bl.ID] || !idx.Reserve(bl.ID) {
 				continue
 			}
-			end := int64(bl.Offset) + int64(bl.Length)
-			if end > int64(len(b)) {
-				idx.Unreserve(bl.ID)
-				return 0, fmt.Errorf("%w: repack: blob %s lies outside %s; run 'lifeboat check'", ErrPruneUnsafe, bl.ID.Short(), name)
-			}
-			plain, err = repo.OpenBlob(key, bl, b[bl.Offset:end], plain)
+			plain, err = openPackBlob(repo, key, bl, b, name, plain)
 			if err != nil {
 				idx.Unreserve(bl.ID)
 				return 0, fmt.Errorf("%w: repack %s: blob %s: %v; run 'lifeboat check'", ErrPruneUnsafe, name, bl.ID.Short(), err)
@@ -652,6 +643,17 @@ func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, p
 		return 0, fmt.Errorf("repack: %w", err)
 	}
 	return w.Stats().StoredAdded, nil
+}
+
+// openPackBlob authenticates and decodes blob bl of pack name, whose
+// bytes b were read whole (they may be short: a truncated pack), into
+// plain's space, and checks its keyed ID.
+func openPackBlob(repo *chunkstore.Repository, key *[32]byte, bl chunkstore.Blob, b []byte, name string, plain []byte) ([]byte, error) {
+	end := int64(bl.Offset) + int64(bl.Length)
+	if end > int64(len(b)) {
+		return nil, fmt.Errorf("blob %s lies beyond the end of %s (%d bytes)", bl.ID.Short(), name, len(b))
+	}
+	return repo.OpenBlob(key, bl, b[bl.Offset:end], plain)
 }
 
 // loadIndexForPrune loads new index files and refuses to go on when one

@@ -61,6 +61,16 @@ func reopen(t *testing.T, repos storetest.Repos, st chunkstore.Store) *chunkstor
 	return r
 }
 
+// reopenLoaded is reopen with the index loaded.
+func reopenLoaded(t *testing.T, repos storetest.Repos, st chunkstore.Store) *chunkstore.Repository {
+	t.Helper()
+	r := reopen(t, repos, st)
+	if err := r.LoadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -109,10 +119,7 @@ func listNames(t *testing.T, st chunkstore.Store, prefix string) []string {
 func verifyRestores(t *testing.T, repos storetest.Repos, want map[chunkstore.ID]map[string][]byte) {
 	t.Helper()
 	ctx := context.Background()
-	r := reopen(t, repos, repos.Store)
-	if err := r.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := reopenLoaded(t, repos, repos.Store)
 	rep, err := r.Check(ctx, chunkstore.CheckOptions{ReadData: true})
 	if err != nil {
 		t.Fatal(err)
@@ -191,10 +198,7 @@ func TestPruneDeletesOnlyUnreferenced(t *testing.T) {
 			t.Errorf("%d GC objects left after a complete prune", n)
 		}
 		// The forgotten file's blobs are gone from the index too.
-		r := reopen(t, repos, repos.Store)
-		if err := r.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
+		r := reopenLoaded(t, repos, repos.Store)
 		if r.Index().Has(r.BlobID(a[:512<<10])) {
 			t.Error("a blob of the forgotten file is still in the index")
 		}
@@ -509,10 +513,7 @@ func TestPruneRefusesDamage(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		r := reopen(t, repos, repos.Store)
-		if err := r.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
+		r := reopenLoaded(t, repos, repos.Store)
 		dataPacks := map[chunkstore.ID]bool{}
 		for _, p := range r.Index().Packs() {
 			if p.Blobs[0].Type == chunkstore.DataBlob {

@@ -21,12 +21,8 @@ type RepairOptions struct {
 // it never runs beside a prune (both rewrite the index) and a prune
 // started meanwhile stops with ErrPruneBusy; backups may run.
 func RepairIndex(ctx context.Context, repo *chunkstore.Repository, opts RepairOptions) (*chunkstore.IndexRepair, error) {
-	if opts.Sessions == (chunkstore.SessionTiming{}) {
-		opts.Sessions = chunkstore.DefaultSessionTiming
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Sessions = opts.Sessions.OrDefault()
+	opts.Logger = orDiscard(opts.Logger)
 	ro := chunkstore.IndexRepairOptions{DryRun: opts.DryRun}
 	if !opts.DryRun {
 		held, err := holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "repair index")
@@ -37,4 +33,12 @@ func RepairIndex(ctx context.Context, repo *chunkstore.Repository, opts RepairOp
 		ro.WriteWindow = held.writeWindow
 	}
 	return repo.RepairIndex(ctx, ro)
+}
+
+// orDiscard returns log, or a logger that discards everything if it is nil.
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
 }

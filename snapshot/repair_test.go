@@ -81,10 +81,7 @@ func TestRepairIndex(t *testing.T) {
 				t.Fatalf("damaged index file %s is still there", name)
 			}
 		}
-		r := reopen(t, repos, st)
-		if err := r.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
+		r := reopenLoaded(t, repos, st)
 		if p := r.IndexProblems(); len(p) > 0 {
 			t.Fatalf("index problems after repair: %v", p)
 		}

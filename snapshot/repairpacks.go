@@ -58,12 +58,8 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 	if !repo.CanRead() {
 		return nil, fmt.Errorf("repair packs needs the identity (--identity): %w", chunkstore.ErrNoIdentity)
 	}
-	if opts.Sessions == (chunkstore.SessionTiming{}) {
-		opts.Sessions = chunkstore.DefaultSessionTiming
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Sessions = opts.Sessions.OrDefault()
+	opts.Logger = orDiscard(opts.Logger)
 	res := &RepairPacksResult{DryRun: opts.DryRun, Packs: []RepairedPack{}}
 	var held *heldSession
 	if !opts.DryRun {
@@ -144,13 +140,13 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 		}
 	}
 	drop := map[chunkstore.ID]bool{}
-	saved := map[chunkstore.ID]bool{} // verified in some damaged pack
-	failed := map[*RepairedPack][]chunkstore.ID{}
-	res.Packs = make([]RepairedPack, 0, len(damaged))
+	saved := map[chunkstore.ID]bool{}               // verified in some damaged pack
+	failed := make([][]chunkstore.ID, len(damaged)) // blobs that failed, by pack
+	res.Packs = make([]RepairedPack, len(damaged))
 	var plain []byte
-	for _, p := range damaged {
-		res.Packs = append(res.Packs, RepairedPack{Pack: chunkstore.PackName(p.ID), LostIDs: []string{}})
-		rp := &res.Packs[len(res.Packs)-1]
+	for i, p := range damaged {
+		res.Packs[i] = RepairedPack{Pack: chunkstore.PackName(p.ID), LostIDs: []string{}}
+		rp := &res.Packs[i]
 		b, err := repo.Store().Get(ctx, rp.Pack, 0, -1)
 		switch {
 		case errors.Is(err, chunkstore.ErrNotFound):
@@ -172,16 +168,12 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 			return res, fmt.Errorf("salvage %s: %w", rp.Pack, err)
 		}
 		for _, bl := range p.Blobs {
-			end := int64(bl.Offset) + int64(bl.Length)
-			ok := end <= int64(len(b))
-			if ok {
-				plain, err = repo.OpenBlob(key, bl, b[bl.Offset:end], plain)
-				ok = err == nil
-			}
-			if !ok {
-				failed[rp] = append(failed[rp], bl.ID)
+			out, err := openPackBlob(repo, key, bl, b, rp.Pack, plain)
+			if err != nil {
+				failed[i] = append(failed[i], bl.ID)
 				continue
 			}
+			plain = out
 			rp.Salvaged++
 			saved[bl.ID] = true
 			if w == nil || !idx.Reserve(bl.ID) {
@@ -196,7 +188,7 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 	// Lost: verified in no damaged pack and held by no other pack.
 	for i := range res.Packs {
 		rp := &res.Packs[i]
-		for _, id := range failed[rp] {
+		for _, id := range failed[i] {
 			switch {
 			case saved[id]:
 				rp.Salvaged++ // another damaged pack's copy verified

@@ -30,10 +30,7 @@ func TestRepairPacks(t *testing.T) {
 		writeFile(t, filepath.Join(src, "b"), b)
 		first := backupDir(t, repos.Writer, src)
 		damaged := largestPack(t, repos.Store, nil)
-		r := reopen(t, repos, repos.Store)
-		if err := r.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
+		r := reopenLoaded(t, repos, repos.Store)
 		entry := r.Index().Pack(damaged)
 		hit := entry.Blobs[len(entry.Blobs)/2]
 		// Bit rot inside that blob's ciphertext (on reading: S3 checks
@@ -115,15 +112,6 @@ func TestRepairPacks(t *testing.T) {
 		rel := func(p string) string { return strings.TrimPrefix(filepath.Join(src, p), "/") }
 		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{first.ID: {rel("a"): a, rel("b"): b}})
 	})
-}
-
-func reopenLoaded(t *testing.T, repos storetest.Repos, st chunkstore.Store) *chunkstore.Repository {
-	t.Helper()
-	r := reopen(t, repos, st)
-	if err := r.LoadIndex(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 // TestRepairPacksWithCopies: two packs hold the same blobs (a backup

@@ -89,12 +89,8 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	if !repo.CanRead() {
 		return nil, fmt.Errorf("repair snapshots needs the identity (--identity): %w", chunkstore.ErrNoIdentity)
 	}
-	if opts.Sessions == (chunkstore.SessionTiming{}) {
-		opts.Sessions = chunkstore.DefaultSessionTiming
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Sessions = opts.Sessions.OrDefault()
+	opts.Logger = orDiscard(opts.Logger)
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
 	}
