@@ -70,7 +70,6 @@ type IndexRepairOptions struct {
 // A writer key is enough: the trailers and index files are sealed with the
 // metadata key, which writers hold. Nothing is deleted but index files.
 func (r *Repository) RepairIndex(ctx context.Context, opts IndexRepairOptions) (*IndexRepair, error) {
-	dryRun := opts.DryRun
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
@@ -81,7 +80,7 @@ func (r *Repository) RepairIndex(ctx context.Context, opts IndexRepairOptions) (
 	if err != nil {
 		return nil, err
 	}
-	res := &IndexRepair{IndexFiles: r.indexFiles, Packs: len(present), DryRun: dryRun,
+	res := &IndexRepair{IndexFiles: r.indexFiles, Packs: len(present), DryRun: opts.DryRun,
 		DamagedIndex: []string{}, MissingPacks: []string{}, WrongSize: []string{}, DamagedPacks: []string{}}
 	for _, size := range present {
 		res.PackBytes += size
@@ -126,7 +125,7 @@ func (r *Repository) RepairIndex(ctx context.Context, opts IndexRepairOptions) (
 	sort.Strings(res.DamagedIndex)
 	sort.Strings(res.MissingPacks)
 	sort.Strings(res.WrongSize)
-	if dryRun || !res.Changed() {
+	if opts.DryRun || !res.Changed() {
 		return res, nil
 	}
 	r.index.AddPacks(good)

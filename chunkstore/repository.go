@@ -420,12 +420,11 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 			final[id] = true
 		}
 	}
-	seen = final
-	r.indexRead = seen
+	r.indexRead = final
 	r.indexFiles = len(ids)
 	// Problems found earlier stay reported while their file is listed.
 	for _, p := range r.indexProblems {
-		if id, err := ParseID(strings.TrimPrefix(p.Object, IndexPrefix)); err == nil && seen[id] {
+		if id, err := ParseID(strings.TrimPrefix(p.Object, IndexPrefix)); err == nil && final[id] {
 			problems = append(problems, p)
 		}
 	}
