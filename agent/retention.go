@@ -31,6 +31,7 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 	for _, g := range snapshot.Groups(list, snapshot.Filter{Tags: p.Tags}) {
 		if g.Key == group {
 			refs = g.Refs()
+			break
 		}
 	}
 	_, forget, _ := snapshot.Keep(refs, rules, a.clock.Now())

@@ -212,10 +212,11 @@ func pruneConditions(s *State, now time.Time) []Condition {
 		}
 	}
 	var out []Condition
+	pruning := s.pruningRepos()
 	for _, name := range s.PolicyNames() {
 		j := newest[name]
 		if j == nil || j.State != JobFailed {
-			if c, ok := pruneOverdue(s, name, now); ok {
+			if c, ok := pruneOverdue(s, name, now, pruning); ok {
 				out = append(out, c)
 			}
 			continue
@@ -233,26 +234,23 @@ func pruneConditions(s *State, now time.Time) []Condition {
 
 // pruneOverdue reports a scheduled prune of policy name that has been due
 // for PruneOverdue without a job (its watermark stays while no drill
-// runner is connected, see PlanPrunes).
-func pruneOverdue(s *State, name string, now time.Time) (Condition, bool) {
+// runner is connected, see PlanPrunes, or while the leader cannot create
+// the job); pruning is State.pruningRepos.
+func pruneOverdue(s *State, name string, now time.Time, pruning map[string]bool) (Condition, bool) {
 	pr := s.Policies[name]
-	if pr.Policy.Retention.Prune == "" || s.pruneRunning(pr.Policy.Repository) {
+	if pr.Policy.Retention.Prune == "" || pruning[pr.Policy.Repository] {
 		return Condition{}, false
 	}
 	sched, err := ParseSchedule(pr.Policy.Retention.Prune)
 	if err != nil {
 		return Condition{}, false
 	}
-	start, ok := s.PruneFired[name]
-	if !ok || pr.CreatedAt.After(start) {
-		start = pr.CreatedAt
-	}
-	due := sched.Next(start)
+	due := sched.Next(scheduleStart(s.PruneFired, pr))
 	if due.IsZero() || now.Sub(due) <= PruneOverdue {
 		return Condition{}, false
 	}
 	return Condition{Key: string(AlertPruneFailed) + "/" + name, Kind: AlertPruneFailed, Subject: name, Since: due,
-		Message: fmt.Sprintf("scheduled prune of repository %s (policy %s) due since %s has not started: %s",
+		Message: fmt.Sprintf("scheduled prune of repository %s (policy %s) due since %s has not started: %s (or the leader could not create the job: see its log for \"propose\")",
 			pr.Policy.Repository, name, stamp(due), noRunnerReason(&pr.Policy))}, true
 }
 

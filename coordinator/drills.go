@@ -306,15 +306,22 @@ func latestDue(spec string, fired map[string]time.Time, pr *PolicyRecord, now ti
 	if err != nil {
 		return time.Time{}, false, err
 	}
-	start, ok := fired[pr.Policy.Name]
-	if !ok || pr.CreatedAt.After(start) {
-		start = pr.CreatedAt
-	}
-	due, _ := dueInstants(sched, start.UTC(), now, 1)
+	due, _ := dueInstants(sched, scheduleStart(fired, pr).UTC(), now, 1)
 	if len(due) == 0 {
 		return time.Time{}, false, nil
 	}
 	return due[len(due)-1], true, nil
+}
+
+// scheduleStart is when a policy's drill or prune schedule counts from:
+// its last fired instant, or the policy's creation if that is later (a
+// schedule set anew does not fire for the time before).
+func scheduleStart(fired map[string]time.Time, pr *PolicyRecord) time.Time {
+	start, ok := fired[pr.Policy.Name]
+	if !ok || pr.CreatedAt.After(start) {
+		start = pr.CreatedAt
+	}
+	return start
 }
 
 func noRunnerReason(p *Policy) string {

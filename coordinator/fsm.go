@@ -552,13 +552,13 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 	}
 	// One prune job per repository at a time: another prune would find
 	// nothing the first does not, and two would only wait on each other.
-	pruning := map[string]bool{}
+	pruning := s.pruningRepos() // and those of this command's jobs
 	for _, nj := range p.Jobs {
 		if nj.Kind != KindPrune || s.Jobs[nj.ID] != nil {
 			continue
 		}
 		repo := s.Policies[nj.Policy].Policy.Repository
-		if pruning[repo] || s.pruneRunning(repo) {
+		if pruning[repo] {
 			return outcome{}, conflict("repository %q already has a prune job pending or running", repo)
 		}
 		pruning[repo] = true

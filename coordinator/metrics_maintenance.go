@@ -73,11 +73,8 @@ func (c *maintenanceCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, name := range sortedKeys(byPolicy) {
 			g := byPolicy[name]
-			c := pruneGauge{policy: name}
-			if g.last != nil {
-				l := g.last.clone()
-				c.last = &l
-			}
+			l := g.last.clone() // every entry has one: it was made for a job
+			c := pruneGauge{policy: name, last: &l}
 			if g.good != nil {
 				gd := g.good.clone()
 				c.good = &gd

@@ -631,9 +631,6 @@ func (n *Node) planMaintenance(ctx context.Context) {
 	for _, repo := range vp.Unassigned {
 		n.log.Warn("repository not verified: no connected agent is selected by a policy that uses it", "repository", repo)
 	}
-	if len(dp.Jobs) == 0 && len(dp.Fired) == 0 && len(vp.Jobs) == 0 && len(vp.Fired) == 0 && len(pp.Jobs) == 0 && len(pp.Fired) == 0 {
-		return
-	}
 	// Prune jobs and watermarks go in their own command: a cluster not yet
 	// upgraded to them (command version 5) refuses it, and must not
 	// refuse drills and verification with it.

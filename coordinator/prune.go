@@ -18,7 +18,9 @@ import (
 // gets no second one.
 
 // DefaultMaxUnused is a scheduled prune's max_unused when the policy sets
-// none ('lifeboat prune --max-unused' has the same default).
+// none, and the default of 'lifeboat prune --max-unused' and 'forget
+// --prune': restic tolerates 5 %, which rewrites more; 10 % halves the
+// repacking for a little more space.
 const DefaultMaxUnused = 0.10
 
 // ParseMaxUnused reads a policy's retention.max_unused: "" (the default),
@@ -86,7 +88,7 @@ type PrunePlan struct {
 // drill runners. Pure, like Plan.
 func PlanPrunes(s *State, now time.Time, agentTimeout time.Duration) PrunePlan {
 	out := PrunePlan{Fired: map[string]time.Time{}}
-	planned := map[string]bool{} // repositories
+	pruning := s.pruningRepos() // and those planned here
 	for _, name := range s.PolicyNames() {
 		pr := s.Policies[name]
 		spec := pr.Policy.Retention.Prune
@@ -104,7 +106,7 @@ func PlanPrunes(s *State, now time.Time, agentTimeout time.Duration) PrunePlan {
 		out.Fired[name] = inst
 		id := PruneJobID(name, inst)
 		repo := pr.Policy.Repository
-		if s.Jobs[id] != nil || s.pruneRunning(repo) || planned[repo] {
+		if s.Jobs[id] != nil || pruning[repo] {
 			continue
 		}
 		runners := s.DrillRunners(&pr.Policy, now, agentTimeout)
@@ -114,22 +116,27 @@ func PlanPrunes(s *State, now time.Time, agentTimeout time.Duration) PrunePlan {
 			out.Unassigned = append(out.Unassigned, PolicyError{Policy: name, Err: noRunnerReason(&pr.Policy)})
 			continue
 		}
-		planned[repo] = true
+		pruning[repo] = true
 		out.Jobs = append(out.Jobs, NewJob{ID: id, Kind: KindPrune, Trigger: TriggerSchedule, Policy: name,
 			Agent: pickAgent(runners, id), ScheduledAt: inst, NotBefore: inst})
 	}
 	return out
 }
 
-// pruneRunning reports whether repo has a prune job pending or running.
-func (s *State) pruneRunning(repo string) bool {
+// pruningRepos returns the repositories that have a prune job pending or
+// running: one pass over the jobs for every policy that asks.
+func (s *State) pruningRepos() map[string]bool {
+	repos := map[string]bool{}
 	for _, j := range s.Jobs {
 		if j.Kind != KindPrune || j.State.Final() {
 			continue
 		}
-		if pr := s.Policies[j.Policy]; pr != nil && pr.Policy.Repository == repo {
-			return true
+		if pr := s.Policies[j.Policy]; pr != nil {
+			repos[pr.Policy.Repository] = true
 		}
 	}
-	return false
+	return repos
 }
+
+// pruneRunning reports whether repo has a prune job pending or running.
+func (s *State) pruneRunning(repo string) bool { return s.pruningRepos()[repo] }

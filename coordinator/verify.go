@@ -150,7 +150,7 @@ func (r *VerifyReport) validate(params *VerifyParams) error {
 		return invalid("verify report: snapshots given without snapshots_listed")
 	}
 	for _, id := range r.Snapshots {
-		if b, err := hex.DecodeString(id); err != nil || len(b) != 32 || id != strings.ToLower(id) {
+		if checkHash(id) != nil || id != strings.ToLower(id) {
 			return invalid("verify report: snapshot ID %q is not 64 lower-case hex digits", id)
 		}
 	}

@@ -175,7 +175,7 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 		printForget(g.stdout, rep, g.quiet)
 	}
 	if ff.prune && !ff.dryRun {
-		res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{MaxUnused: defaultMaxUnused, Logger: g.log})
+		res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{MaxUnused: coordinator.DefaultMaxUnused, Logger: g.log})
 		if err != nil {
 			return fmt.Errorf("prune: %w", err)
 		}

@@ -8,13 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeboat-backup/lifeboat/coordinator"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
-
-// defaultMaxUnused is prune's --max-unused (and forget --prune's): restic
-// tolerates 5 %, which rewrites more; 10 % halves the repacking for a
-// little more space.
-const defaultMaxUnused = 0.10
 
 // parseMaxUnused reads --max-unused: a share as check's
 // --read-data-subset takes it ("10%", "0.1"), "0%" or "unlimited".
@@ -69,7 +65,7 @@ report the packs being deleted as missing).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runPrune(cmd.Context(), g, dryRun, maxUnused) },
 	}
 	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "show what would be marked and repacked, change nothing")
-	cmd.Flags().StringVar(&maxUnused, "max-unused", fmt.Sprintf("%g%%", defaultMaxUnused*100), "unreferenced data tolerated inside partly used packs, as a share of the packs that stay (\"0%\" repacks all; \"unlimited\" none)")
+	cmd.Flags().StringVar(&maxUnused, "max-unused", fmt.Sprintf("%g%%", coordinator.DefaultMaxUnused*100), "unreferenced data tolerated inside partly used packs, as a share of the packs that stay (\"0%\" repacks all; \"unlimited\" none)")
 	return cmd
 }
 
