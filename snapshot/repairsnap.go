@@ -78,13 +78,15 @@ var ErrIndexIncomplete = errors.New("the index does not match the packs the repo
 //
 // Data that only packs in GC marks hold is not lost (a backup reused it
 // after the mark): it is kept, and the copy references it as the original
-// does. That is safe although this session may start after the mark: a
-// prune's sweep keeps a marked pack that a listed snapshot needs, and from
-// before the copy is saved until after the original is forgotten one of
-// the two is listed. The new listings are written as a backup writes:
-// under a backup session, never into marked packs, each copy committed only
-// while the session is safely alive (Session.CommitBy). It needs the
-// identity, as it reads the trees.
+// does. That is safe because no prune runs meanwhile: RepairSnapshots
+// holds the prune session (a prune running refuses it with ErrPruneBusy,
+// a prune started meanwhile stops with it), and commits a copy only while
+// that session is safely alive, so no sweep can delete such a pack between
+// reading the original and saving its copy, even if someone forgets the
+// original meanwhile; a later sweep keeps the pack for the copy. The new
+// listings are written as a backup writes: under a backup session, never
+// into marked packs, each copy committed only while the session is safely
+// alive (Session.CommitBy). It needs the identity, as it reads the trees.
 func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts RepairSnapshotsOptions) (*RepairSnapshotsResult, error) {
 	if !repo.CanRead() {
 		return nil, fmt.Errorf("repair snapshots needs the identity (--identity): %w", chunkstore.ErrNoIdentity)
@@ -95,8 +97,13 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		opts.Host, _ = os.Hostname()
 	}
 	var sess *chunkstore.Session
+	var held *heldSession
 	if !opts.DryRun {
 		var err error
+		if held, err = holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "repair snapshots"); err != nil {
+			return nil, err
+		}
+		defer held.end()
 		sess, err = repo.StartSession(ctx, chunkstore.SessionInfo{Host: opts.Host, PID: os.Getpid(), Started: time.Now()}, opts.Sessions)
 		if err != nil {
 			return nil, err
@@ -243,7 +250,7 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 			}
 			orig := s.ID
 			m.Original = &orig
-			if d.Repaired, err = commitRepaired(ctx, repo, sess, m); err != nil {
+			if d.Repaired, err = commitRepaired(ctx, repo, sess, held, m); err != nil {
 				return res, fmt.Errorf("save the repaired copy of snapshot %s: %w", s.ID.Short(), err)
 			}
 			opts.Logger.Info("snapshot repaired", "snapshot", s.ID.Short(), "repaired", d.Repaired.Short(), "removed", len(d.Removed))
@@ -259,11 +266,20 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 }
 
 // commitRepaired saves a repaired snapshot's manifest as Backup does: only
-// while the session is safely alive, and within its commit window.
-func commitRepaired(ctx context.Context, repo *chunkstore.Repository, sess *chunkstore.Session, m Manifest) (chunkstore.ID, error) {
+// while the backup session is safely alive, and within its commit window;
+// and only while the prune session held is too (the copy may reference
+// packs in GC marks, which only the absence of a prune keeps).
+func commitRepaired(ctx context.Context, repo *chunkstore.Repository, sess *chunkstore.Session, held *heldSession, m Manifest) (chunkstore.ID, error) {
 	commitBy, err := sess.CommitBy()
 	if err != nil {
 		return chunkstore.ID{}, fmt.Errorf("not committing: %w", err)
+	}
+	heldUntil, err := held.sess.HeldUntil()
+	if err != nil {
+		return chunkstore.ID{}, fmt.Errorf("not committing: a prune may have started meanwhile: %w; run it again", err)
+	}
+	if heldUntil.Before(commitBy) {
+		commitBy = heldUntil
 	}
 	saveCtx, cancel := context.WithDeadline(ctx, commitBy)
 	defer cancel()

@@ -3,11 +3,13 @@ package snapshot_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
@@ -286,4 +288,78 @@ func TestRepairSnapshotsRefusesIncompleteIndex(t *testing.T) {
 	refused(damaged, "is damaged; run 'lifeboat repair index' first")
 	refused(hidingStore{repos.Store, chunkstore.PackName(largestPack(t, repos.Store, nil))}, "is indexed but missing")
 	refused(hidingStore{repos.Store, index[0]}, "which no index file lists, holds blob")
+}
+
+// TestRepairSnapshotsExcludesPrunes: a repaired copy may reference data
+// that only a pack in a GC mark holds, which nothing but the absence of a
+// prune keeps. Here someone forgets the original while its copy is being
+// saved and runs prune: the prune must stop (repair holds the prune
+// session), not delete the marked pack under the copy.
+func TestRepairSnapshotsExcludesPrunes(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src1, src2 := t.TempDir(), t.TempDir()
+	m, l := storetest.Data(51, 2<<20), storetest.Data(52, 2<<20)
+	writeFile(t, filepath.Join(src1, "m"), m)
+	first := backupDir(t, repos.Writer, src1)
+	marked := largestPack(t, repos.Store, nil)
+	packs := listNames(t, repos.Store, chunkstore.DataPrefix)
+	writeFile(t, filepath.Join(src2, "m"), m) // deduplicated into the first pack
+	writeFile(t, filepath.Join(src2, "l"), l)
+	second := backupDir(t, repos.Writer, src2)
+	forget(t, repos.Store, first.ID)
+	// The first pack's data is reused after a mark (as by a backup that
+	// started before it); the second snapshot's own pack is lost.
+	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{marked}); err != nil {
+		t.Fatal(err)
+	}
+	removeObject(t, repos.Store, chunkstore.PackName(largestPack(t, repos.Store, packs)))
+	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without a margin for clock skew, the repair's backup session, which
+	// starts after the mark, does not hold the mark back: only the prune
+	// session does.
+	noMargin := chunkstore.DefaultSessionTiming
+	noMargin.Margin = 0
+	time.Sleep(10 * time.Millisecond)
+	var pruneErr error
+	racing := &hookStore{Store: repos.Store, beforePut: func(name string) {
+		if !strings.HasPrefix(name, chunkstore.SnapshotsPrefix) {
+			return
+		}
+		forget(t, repos.Store, second.ID)
+		_, pruneErr = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: noMargin})
+	}}
+	res, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, racing), snapshot.RepairSnapshotsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(pruneErr, snapshot.ErrPruneBusy) || !strings.Contains(pruneErr.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("prune while repair snapshots saved its copy: %v; want ErrPruneBusy naming the repair", pruneErr)
+	}
+	if len(res.Damaged) != 1 || res.Damaged[0].Repaired.IsNull() {
+		t.Fatalf("repair: %+v", res.Damaged)
+	}
+	if !hasObject(t, repos.Store, chunkstore.PackName(marked)) {
+		t.Fatalf("the marked pack %s that the repaired copy needs was deleted", marked.Short())
+	}
+	if _, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{}); err != nil {
+		t.Fatalf("prune after the repair: %v", err)
+	}
+	verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{
+		res.Damaged[0].Repaired: {strings.TrimPrefix(filepath.Join(src2, "m"), "/"): m},
+	})
+}
+
+// hookStore calls beforePut with the name of each object before it is put.
+type hookStore struct {
+	chunkstore.Store
+	beforePut func(name string)
+}
+
+func (h *hookStore) Put(ctx context.Context, name string, data []byte) error {
+	h.beforePut(name)
+	return h.Store.Put(ctx, name, data)
 }

@@ -156,8 +156,9 @@ original that already has a repaired copy is not copied again (with
 looked at here: 'lifeboat check --read-data' finds them, 'lifeboat repair
 packs' salvages them. It writes like a backup — under a backup session,
 never into packs marked for deletion, committing each copy only while its
-session is safely alive — and needs the identity, as it reads the
-listings.`,
+session is safely alive — so backups may run meanwhile; a prune may not
+(repair holds the prune session, and a prune started meanwhile exits 1
+naming it). It needs the identity, as it reads the listings.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRepairSnapshots(cmd.Context(), g, args, dryRun, forget)
 		},
