@@ -648,3 +648,21 @@ func TestStaleReportsRecordNothing(t *testing.T) {
 		t.Fatal("a late verify report changed the coverage")
 	}
 }
+
+// TestParseMaxUnused: a policy's retention.max_unused and 'lifeboat prune
+// --max-unused' read the same forms.
+func TestParseMaxUnused(t *testing.T) {
+	for in, want := range map[string]float64{"": DefaultMaxUnused, "unlimited": -1, "10%": 0.1, " 5 % ": 0.05, "0.1": 0.1, "0": 0, "0%": 0, "99.5%": 0.995} {
+		if got, err := ParseMaxUnused(in); err != nil || got != want {
+			t.Errorf("ParseMaxUnused(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for in, msg := range map[string]string{
+		"5": "did you mean 5%?", "1": "did you mean 1%?", "100%": "must be under 100%", "120%": "must be under 100%",
+		"-1%": "want a percentage", "NaN": "want a percentage", "lots": `"unlimited"`, "Inf": "must be under 100%",
+	} {
+		if got, err := ParseMaxUnused(in); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("ParseMaxUnused(%q) = %v, %v; want an error saying %q", in, got, err, msg)
+		}
+	}
+}

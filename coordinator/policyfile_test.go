@@ -180,8 +180,8 @@ func TestParsePoliciesErrors(t *testing.T) {
 		{"negative rpo", ok + "targets: {rpo: -1h}\n", "p.yaml:6: targets.rpo: must be positive"},
 		{"negative jitter", ok + "jitter: -1m\n", "p.yaml:6: jitter: must not be negative"},
 		{"bad prune schedule", ok + "retention: {keep_last: 3, prune: 'every sunday'}\n", "p.yaml:6: retention.prune: "},
-		{"bad max_unused", ok + "retention: {prune: '@weekly', max_unused: 10}\n", `p.yaml:6: retention.max_unused: max_unused "10": want a percentage`},
-		{"max_unused of 100%", ok + "retention: {prune: '@weekly', max_unused: 100%}\n", "retention.max_unused"},
+		{"bad max_unused", ok + "retention: {prune: '@weekly', max_unused: 10}\n", `p.yaml:6: retention.max_unused: "10": a fraction must be under 1; did you mean 10%?`},
+		{"max_unused of 100%", ok + "retention: {prune: '@weekly', max_unused: 100%}\n", `retention.max_unused: "100%": must be under 100%`},
 		{"anchor and alias", ok + "tags: &t [a]\n---\n" + strings.Replace(ok, "name: p", "name: q", 1) + "tagz: *t\n", "p.yaml:13: tagz: unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,8 +23,10 @@ import (
 // repacking for a little more space.
 const DefaultMaxUnused = 0.10
 
-// ParseMaxUnused reads a policy's retention.max_unused: "" (the default),
-// a percentage in [0, 100), or "unlimited" (-1: nothing is repacked).
+// ParseMaxUnused reads a prune's share of unused data tolerated, as a
+// policy's retention.max_unused and 'lifeboat prune --max-unused' give it:
+// "" (DefaultMaxUnused), a percentage under 100 ("10%"), a fraction under
+// 1 ("0.1"), or "unlimited" (-1: nothing is repacked).
 func ParseMaxUnused(s string) (float64, error) {
 	s = strings.TrimSpace(s)
 	switch s {
@@ -33,12 +35,20 @@ func ParseMaxUnused(s string) (float64, error) {
 	case "unlimited":
 		return -1, nil
 	}
-	num, ok := strings.CutSuffix(s, "%")
-	f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if !ok || err != nil || !(f >= 0 && f < 100) {
-		return 0, fmt.Errorf("max_unused %q: want a percentage in [0, 100), like \"10%%\", or \"unlimited\"", s)
+	num, pct := strings.CutSuffix(s, "%")
+	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	switch {
+	case err != nil || !(v >= 0):
+		return 0, fmt.Errorf("%q: want a percentage under 100 like \"10%%\", a fraction like 0.1, or \"unlimited\"", s)
+	case !pct && v >= 1 && v < 100:
+		return 0, fmt.Errorf("%q: a fraction must be under 1; did you mean %s%%?", s, num)
+	case pct && v >= 100 || !pct && v >= 1:
+		return 0, fmt.Errorf("%q: must be under 100%% (\"unlimited\" repacks nothing)", s)
 	}
-	return f / 100, nil
+	if pct {
+		v /= 100
+	}
+	return v, nil
 }
 
 // PruneSummary is what a prune job reports and its result shows.

@@ -115,8 +115,8 @@ func TestForgetPruneUsage(t *testing.T) {
 	c.fails(2, r.writer("forget", "--keep-within", "soon"), `--keep-within "soon"`)
 	c.fails(1, r.writer("forget", "deadbeef"), "deadbeef")
 	c.fails(1, r.writer("prune"), "needs the identity")
-	c.fails(2, r.reader("prune", "--max-unused", "5"), `--max-unused: invalid share "5"`, "did you mean 5%?")
-	c.fails(2, r.reader("prune", "--max-unused", "120%"), `--max-unused: invalid share "120%"`, "at most 100%")
-	c.fails(2, r.reader("prune", "--max-unused", "lots"), `--max-unused: invalid share "lots"`, "unlimited")
+	c.fails(2, r.reader("prune", "--max-unused", "5"), `--max-unused: "5": a fraction must be under 1; did you mean 5%?`)
+	c.fails(2, r.reader("prune", "--max-unused", "120%"), `--max-unused: "120%": must be under 100%`, "unlimited")
+	c.fails(2, r.reader("prune", "--max-unused", "lots"), `--max-unused: "lots": want a percentage`, "unlimited")
 	c.fails(2, []string{"prune", "--repo", r.path}, "needs the repository identity")
 }

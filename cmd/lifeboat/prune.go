@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -12,18 +11,11 @@ import (
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
-// parseMaxUnused reads --max-unused: a share as check's
-// --read-data-subset takes it ("10%", "0.1"), "0%" or "unlimited".
+// parseMaxUnused reads --max-unused as a policy's retention.max_unused.
 func parseMaxUnused(s string) (float64, error) {
-	switch strings.TrimSpace(s) {
-	case "unlimited":
-		return -1, nil
-	case "0", "0%":
-		return 0, nil
-	}
-	v, err := parseFraction(s)
+	v, err := coordinator.ParseMaxUnused(s)
 	if err != nil {
-		return 0, usageError("--max-unused: %v (\"0%%\" repacks every partly used pack, \"unlimited\" none)", err)
+		return 0, usageError("--max-unused: %v", err)
 	}
 	return v, nil
 }
