@@ -201,20 +201,11 @@ const PruneOverdue = time.Hour
 // or whose scheduled prune has waited PruneOverdue for a runner: their
 // repository is not being cleaned up, and grows.
 func pruneConditions(s *State, now time.Time) []Condition {
-	newest := map[string]*Job{}
-	for _, id := range sortedKeys(s.Jobs) {
-		j := s.Jobs[id]
-		if j.Kind != KindPrune || (j.State != JobSucceeded && j.State != JobFailed) {
-			continue
-		}
-		if cur := newest[j.Policy]; cur == nil || j.FinishedAt.After(cur.FinishedAt) {
-			newest[j.Policy] = j
-		}
-	}
+	newest := s.latestPrunes()
 	var out []Condition
 	pruning := s.pruningRepos()
 	for _, name := range s.PolicyNames() {
-		j := newest[name]
+		j := newest[name].last
 		if j == nil || j.State != JobFailed {
 			if c, ok := pruneOverdue(s, name, now, pruning); ok {
 				out = append(out, c)

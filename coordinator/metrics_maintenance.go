@@ -53,24 +53,7 @@ func (c *maintenanceCollector) Collect(ch chan<- prometheus.Metric) {
 	var prunes []pruneGauge
 	c.a.node.View(func(s *State) {
 		cov = s.CoverageOf(now)
-		byPolicy := map[string]*pruneGauge{}
-		for _, id := range sortedKeys(s.Jobs) {
-			j := s.Jobs[id]
-			if j.Kind != KindPrune || (j.State != JobSucceeded && j.State != JobFailed) {
-				continue
-			}
-			g := byPolicy[j.Policy]
-			if g == nil {
-				g = &pruneGauge{policy: j.Policy}
-				byPolicy[j.Policy] = g
-			}
-			if g.last == nil || j.FinishedAt.After(g.last.FinishedAt) {
-				g.last = j
-			}
-			if j.State == JobSucceeded && (g.good == nil || j.FinishedAt.After(g.good.FinishedAt)) {
-				g.good = j
-			}
-		}
+		byPolicy := s.latestPrunes()
 		for _, name := range sortedKeys(byPolicy) {
 			g := byPolicy[name]
 			l := g.last.clone() // every entry has one: it was made for a job

@@ -148,5 +148,31 @@ func (s *State) pruningRepos() map[string]bool {
 	return repos
 }
 
+// finishedPrunes are a policy's newest finished prune job and its newest
+// successful one (nil if none).
+type finishedPrunes struct{ last, good *Job }
+
+// latestPrunes is finishedPrunes for each policy with a finished prune
+// job (jobs in ID order, so equal finishing times resolve the same way
+// every time).
+func (s *State) latestPrunes() map[string]finishedPrunes {
+	out := map[string]finishedPrunes{}
+	for _, id := range sortedKeys(s.Jobs) {
+		j := s.Jobs[id]
+		if j.Kind != KindPrune || (j.State != JobSucceeded && j.State != JobFailed) {
+			continue
+		}
+		f := out[j.Policy]
+		if f.last == nil || j.FinishedAt.After(f.last.FinishedAt) {
+			f.last = j
+		}
+		if j.State == JobSucceeded && (f.good == nil || j.FinishedAt.After(f.good.FinishedAt)) {
+			f.good = j
+		}
+		out[j.Policy] = f
+	}
+	return out
+}
+
 // pruneRunning reports whether repo has a prune job pending or running.
 func (s *State) pruneRunning(repo string) bool { return s.pruningRepos()[repo] }
