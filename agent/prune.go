@@ -23,7 +23,7 @@ func (a *Agent) prune(ctx context.Context, job *runningJob) outcome {
 	}
 	maxUnused, err := coordinator.ParseMaxUnused(item.Policy.Retention.MaxUnused)
 	if err != nil {
-		return outcome{err: fmt.Errorf("prune %s of policy %q: retention.%w", item.Job.ID, item.Policy.Name, err)}
+		return outcome{err: fmt.Errorf("prune %s of policy %q: retention.max_unused: %w", item.Job.ID, item.Policy.Name, err)}
 	}
 	repo, err := a.openRepoWith(ctx, item.Repository, item.Policy.Name, chunkstore.Credentials{Identities: a.cfg.Identity})
 	if err != nil {
