@@ -218,7 +218,7 @@ func pruneConditions(s *State, now time.Time) []Condition {
 		}
 		out = append(out, Condition{Key: string(AlertPruneFailed) + "/" + name, Kind: AlertPruneFailed, Subject: name, Since: j.FinishedAt,
 			Message: fmt.Sprintf("prune of repository %s (policy %s) failed at %s on %s (job %s): %s; unused data is not freed until a prune succeeds",
-				s.Policies[name].Policy.Repository, name, stamp(j.FinishedAt), j.Agent, j.ID, why)})
+				s.jobRepository(j), name, stamp(j.FinishedAt), j.Agent, j.ID, why)})
 	}
 	return out
 }

@@ -104,13 +104,11 @@ func (a *API) leaseLocal(ctx context.Context, agent, jobID string, ttl time.Dura
 		item.Token, item.Deadline = j.Lease.Token, j.Lease.Deadline
 	}
 	a.node.View(func(s *State) {
-		repo := j.Repository
 		if pr := s.Policies[j.Policy]; pr != nil {
 			p := clonePolicy(pr.Policy)
 			item.Policy = &p
-			repo = p.Repository
 		}
-		if rp := s.Repositories[repo]; rp != nil {
+		if rp := s.Repositories[s.jobRepository(j)]; rp != nil {
 			item.Repository = &RepoCredentials{Name: rp.Name, URL: rp.URL, WriterKey: string(rp.WriterKey), Env: cloneMap(rp.Env)}
 		}
 	})

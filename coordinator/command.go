@@ -244,7 +244,8 @@ type NewJob struct {
 	NotBefore   time.Time `json:"not_before,omitzero"`
 	MaxAttempts int       `json:"max_attempts,omitempty"` // 0 = the policy's, or DefaultMaxAttempts
 	// Repository names a verify job's repository (verify jobs have no
-	// policy); Drill and Verify are the parameters of those kinds.
+	// policy) or a prune job's (its policy's, when it was planned; see
+	// Job.Repository); Drill and Verify are the parameters of those kinds.
 	Repository string        `json:"repository,omitempty"`
 	Drill      *DrillParams  `json:"drill,omitempty"`
 	Verify     *VerifyParams `json:"verify,omitempty"`

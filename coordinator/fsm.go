@@ -370,6 +370,11 @@ func removeRepository(s *State, _ *Command, _ uint64, p *RemoveRepository) (outc
 			return outcome{}, conflict("repository %q is used by policy %q: delete or change the policy first", p.Name, name)
 		}
 	}
+	for _, id := range sortedKeys(s.Jobs) {
+		if j := s.Jobs[id]; !j.State.Final() && j.Repository == p.Name {
+			return outcome{}, conflict("repository %q has a %s job %s %s: wait for it to finish or cancel it first", p.Name, j.Kind, id, j.State)
+		}
+	}
 	delete(s.Repositories, p.Name)
 	return outcome{target: "repo/" + p.Name}, nil
 }
@@ -557,7 +562,10 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 		if nj.Kind != KindPrune || s.Jobs[nj.ID] != nil {
 			continue
 		}
-		repo := s.Policies[nj.Policy].Policy.Repository
+		repo := nj.Repository
+		if repo == "" { // from a leader that did not record it
+			repo = s.Policies[nj.Policy].Policy.Repository
+		}
 		if pruning[repo] {
 			return outcome{}, conflict("repository %q already has a prune job pending or running", repo)
 		}
@@ -648,6 +656,9 @@ func (s *State) checkNewJob(nj *NewJob) error {
 	}
 	if s.Policies[nj.Policy] == nil {
 		return fmt.Errorf("job %q: %w", nj.ID, notFound("policy", nj.Policy))
+	}
+	if nj.Kind == KindPrune && nj.Repository != "" && s.Repositories[nj.Repository] == nil {
+		return fmt.Errorf("job %q: %w", nj.ID, notFound("repository", nj.Repository))
 	}
 	if (nj.Kind == KindDrill || nj.Kind == KindPrune) && !s.Agents[nj.Agent].Can(CapDrill) {
 		return conflict("%s job %q: agent %q is no drill runner (it needs an admin's grant and an identity: --identity)", nj.Kind, nj.ID, nj.Agent)

@@ -666,3 +666,55 @@ func TestParseMaxUnused(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneJobKeepsItsRepository: a prune job records the repository its
+// policy had when it was planned. Moving the policy to another repository
+// then neither moves the prune (its work item names the first) nor lets a
+// second prune start on the first repository, while the new one may get
+// its own; the first repository cannot be removed under the job.
+func TestPruneJobKeepsItsRepository(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.drillSetup(wk, "")
+	pol := h.state().Policies["p"].Policy
+	pol.Retention = Retention{KeepLast: 3, Prune: "@every 1h"}
+	h.must(CmdPutPolicy, PutPolicy{Policy: pol})
+	h.now = t0.Add(61 * time.Minute)
+	h.must(CmdAgentSeen, AgentSeen{Name: "a1", Capabilities: []string{CapDrill}})
+	plan := PlanPrunes(h.state(), h.now, 2*time.Minute)
+	if len(plan.Jobs) != 1 || plan.Jobs[0].Repository != "r" {
+		t.Fatalf("plan = %+v; want one prune job of repository r", plan.Jobs)
+	}
+	h.must(CmdCreateJobs, CreateJobs{Jobs: plan.Jobs, PruneFired: plan.Fired})
+	id := plan.Jobs[0].ID
+
+	h.must(CmdAddRepository, AddRepository{Name: "r2", URL: "s3:bucket/r2", WriterKey: wk})
+	moved := pol
+	moved.Repository = "r2"
+	h.must(CmdPutPolicy, PutPolicy{Policy: moved})
+	q := pol
+	q.Name = "q" // still on r
+	h.must(CmdPutPolicy, PutPolicy{Policy: q})
+
+	st := h.state()
+	if got := st.jobRepository(st.Jobs[id]); got != "r" {
+		t.Errorf("the pending prune's repository after its policy moved: %q, want r", got)
+	}
+	if pr := st.pruningRepos(); !pr["r"] || pr["r2"] {
+		t.Errorf("repositories with a prune job: %v, want r only", pr)
+	}
+	if _, err := h.apply(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "x", Kind: KindPrune, Trigger: TriggerManual, Policy: "q", Repository: "r", Agent: "a1"}}}); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second prune of r: %v, want a conflict", err)
+	}
+	h.must(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "y", Kind: KindPrune, Trigger: TriggerManual, Policy: "p", Repository: "r2", Agent: "a1"}}})
+	if _, err := h.apply(CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "z", Kind: KindPrune, Trigger: TriggerManual, Policy: "p", Repository: "nope", Agent: "a1"}}}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a prune job of an unknown repository: %v, want not found", err)
+	}
+
+	h.must(CmdDeletePolicy, DeletePolicy{Name: "q"})
+	if _, err := h.apply(CmdRemoveRepository, RemoveRepository{Name: "r"}); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), id) {
+		t.Errorf("removing r under its pending prune job: %v, want a conflict naming %s", err, id)
+	}
+	h.must(CmdCancelJob, CancelJob{JobID: id, Reason: "test"})
+	h.must(CmdRemoveRepository, RemoveRepository{Name: "r"})
+}

@@ -382,7 +382,7 @@ func (n *Node) RunPrune(ctx context.Context, actor, policy string) (string, erro
 			return NewJob{}, fmt.Errorf("policy %q: %s: %w", policy, noRunnerReason(&pr.Policy), ErrConflict)
 		}
 		id := manualJobID("prune\x00"+policy, now, "")
-		return NewJob{ID: id, Kind: KindPrune, Policy: policy, Agent: pickAgent(runners, id)}, nil
+		return NewJob{ID: id, Kind: KindPrune, Policy: policy, Repository: pr.Policy.Repository, Agent: pickAgent(runners, id)}, nil
 	})
 }
 

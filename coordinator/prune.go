@@ -127,7 +127,7 @@ func PlanPrunes(s *State, now time.Time, agentTimeout time.Duration) PrunePlan {
 			continue
 		}
 		pruning[repo] = true
-		out.Jobs = append(out.Jobs, NewJob{ID: id, Kind: KindPrune, Trigger: TriggerSchedule, Policy: name,
+		out.Jobs = append(out.Jobs, NewJob{ID: id, Kind: KindPrune, Trigger: TriggerSchedule, Policy: name, Repository: repo,
 			Agent: pickAgent(runners, id), ScheduledAt: inst, NotBefore: inst})
 	}
 	return out
@@ -141,8 +141,8 @@ func (s *State) pruningRepos() map[string]bool {
 		if j.Kind != KindPrune || j.State.Final() {
 			continue
 		}
-		if pr := s.Policies[j.Policy]; pr != nil {
-			repos[pr.Policy.Repository] = true
+		if repo := s.jobRepository(j); repo != "" {
+			repos[repo] = true
 		}
 	}
 	return repos
@@ -172,6 +172,18 @@ func (s *State) latestPrunes() map[string]finishedPrunes {
 		out[j.Policy] = f
 	}
 	return out
+}
+
+// jobRepository is the repository job j works on: its own (verify and
+// prune jobs), else its policy's ("" if the policy is gone).
+func (s *State) jobRepository(j *Job) string {
+	if j.Repository != "" {
+		return j.Repository
+	}
+	if pr := s.Policies[j.Policy]; pr != nil {
+		return pr.Policy.Repository
+	}
+	return ""
 }
 
 // pruneRunning reports whether repo has a prune job pending or running.

@@ -216,7 +216,12 @@ type Job struct {
 	StartedAt   time.Time `json:"started_at,omitzero"`
 	FinishedAt  time.Time `json:"finished_at,omitzero"`
 	CreatedBy   string    `json:"created_by,omitempty"`
-	// Repository is the repository of a verify job (which has no policy).
+	// Repository is the repository of a verify job (which has no policy)
+	// or of a prune job: the policy's when the job was created, so that a
+	// policy moved to another repository meanwhile neither moves the
+	// prune nor lets a second one start on the first repository. Prune
+	// jobs created before it was recorded have none: their policy's is
+	// taken (jobRepository).
 	Repository string `json:"repository,omitempty"`
 	// Drill and Verify carry what drill and verify jobs need.
 	Drill  *DrillParams  `json:"drill,omitempty"`

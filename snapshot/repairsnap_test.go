@@ -294,7 +294,8 @@ func TestRepairSnapshotsRefusesIncompleteIndex(t *testing.T) {
 // that only a pack in a GC mark holds, which nothing but the absence of a
 // prune keeps. Here someone forgets the original while its copy is being
 // saved and runs prune: the prune must stop (repair holds the prune
-// session), not delete the marked pack under the copy.
+// session), not delete the marked pack under the copy. Nor does repair
+// start while a prune runs.
 func TestRepairSnapshotsExcludesPrunes(t *testing.T) {
 	ctx := context.Background()
 	repos := storetest.InitRepos(t, mem.New())
@@ -315,6 +316,22 @@ func TestRepairSnapshotsExcludesPrunes(t *testing.T) {
 	}
 	removeObject(t, repos.Store, chunkstore.PackName(largestPack(t, repos.Store, packs)))
 	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// While a prune runs, repair refuses and changes nothing.
+	other, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", PID: 4242, Prune: true}, chunkstore.DefaultSessionTiming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := allNames(t, repos.Store)
+	if _, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{}); !errors.Is(err, snapshot.ErrPruneBusy) || !strings.Contains(err.Error(), "host elsewhere, pid 4242") {
+		t.Fatalf("repair snapshots beside a prune: %v; want ErrPruneBusy naming it", err)
+	}
+	if after := allNames(t, repos.Store); !slices.Equal(before, after) {
+		t.Fatalf("a repair that found a prune running changed the repository:\nbefore %v\nafter  %v", before, after)
+	}
+	if err := other.End(ctx); err != nil {
 		t.Fatal(err)
 	}
 
