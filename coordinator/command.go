@@ -22,16 +22,26 @@ import (
 // job.complete whose verify report lists the repository's snapshots (a
 // version-3 node would keep the catalog entries of forgotten ones); 5,
 // scheduled prune — a jobs.create with prune jobs or prune watermarks,
-// and a job.complete carrying a prune summary. Each command is stamped
+// and a job.complete carrying a prune summary; 6, a jobs.create with a
+// prune job naming its repository (a version-5 node would take its
+// policy's) and a repo.remove, refused while a verify or prune job of the
+// repository is pending or running (a version-5 node would remove it). A
+// node applies an entry by the rules of the entry's version, so replaying
+// a log written before an upgrade gives the state it gave then. Each command is stamped
 // with the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 5
+const CommandVersion = 6
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.
 type versioned interface{ minVersion() int }
 
 func (p CreateJobs) minVersion() int {
+	for _, j := range p.Jobs {
+		if j.Kind == KindPrune && j.Repository != "" {
+			return 6
+		}
+	}
 	if len(p.PruneFired) > 0 {
 		return 5
 	}
@@ -182,6 +192,10 @@ type DeletePolicy struct {
 	Name string `json:"name"`
 }
 
+// minVersion: removing a repository is refused while a job of it is
+// pending or running from version 6 on (see removeRepository).
+func (RemoveRepository) minVersion() int { return 6 }
+
 // AddRepository registers a repository with a writer key. An age identity
 // is refused: the coordinator never holds one.
 type AddRepository struct {
@@ -192,7 +206,8 @@ type AddRepository struct {
 	Replace   bool              `json:"replace,omitempty"` // allow overwriting an existing one
 }
 
-// RemoveRepository unregisters a repository no policy uses.
+// RemoveRepository unregisters a repository no policy uses and no
+// pending or running job names.
 type RemoveRepository struct {
 	Name string `json:"name"`
 }

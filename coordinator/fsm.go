@@ -361,7 +361,7 @@ func addRepository(s *State, c *Command, _ uint64, p *AddRepository) (outcome, e
 	return outcome{target: "repo/" + p.Name}, nil
 }
 
-func removeRepository(s *State, _ *Command, _ uint64, p *RemoveRepository) (outcome, error) {
+func removeRepository(s *State, c *Command, _ uint64, p *RemoveRepository) (outcome, error) {
 	if _, ok := s.Repositories[p.Name]; !ok {
 		return outcome{}, notFound("repository", p.Name)
 	}
@@ -371,7 +371,7 @@ func removeRepository(s *State, _ *Command, _ uint64, p *RemoveRepository) (outc
 		}
 	}
 	for _, id := range sortedKeys(s.Jobs) {
-		if j := s.Jobs[id]; !j.State.Final() && j.Repository == p.Name {
+		if j := s.Jobs[id]; c.Version >= 6 && !j.State.Final() && j.Repository == p.Name {
 			return outcome{}, conflict("repository %q has a %s job %s %s: wait for it to finish or cancel it first", p.Name, j.Kind, id, j.State)
 		}
 	}

@@ -382,6 +382,8 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a backup result with forgotten snapshots", CmdCompleteJob, CompleteJob{JobID: "b", Success: true, Forgotten: []string{"s0"}}, 3},
 		{"a verify report listing snapshots", CmdCompleteJob, CompleteJob{JobID: "v", Verify: &VerifyReport{SnapshotsListed: true}}, 4},
 		{"a prune job", CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "pr", Kind: KindPrune, Policy: "p"}}}, 5},
+		{"a prune job naming its repository", CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "pr", Kind: KindPrune, Policy: "p", Repository: "r"}}}, 6},
+		{"a repository removal", CmdRemoveRepository, RemoveRepository{Name: "r"}, 6},
 		{"a prune watermark", CmdCreateJobs, CreateJobs{PruneFired: map[string]time.Time{"p": t0}}, 5},
 		{"a prune summary", CmdCompleteJob, CompleteJob{JobID: "pr", Success: true, Prune: &PruneSummary{}}, 5},
 		{"a policy with a prune schedule", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1, Prune: "@weekly"}}}, 5},
@@ -671,7 +673,8 @@ func TestParseMaxUnused(t *testing.T) {
 // policy had when it was planned. Moving the policy to another repository
 // then neither moves the prune (its work item names the first) nor lets a
 // second prune start on the first repository, while the new one may get
-// its own; the first repository cannot be removed under the job.
+// its own; the first repository cannot be removed under the job (from
+// command version 6 on: an older entry replayed applies as it did).
 func TestPruneJobKeepsItsRepository(t *testing.T) {
 	wk, _ := testWriterKey(t)
 	h := newFSMHarness(t)
@@ -715,6 +718,15 @@ func TestPruneJobKeepsItsRepository(t *testing.T) {
 	if _, err := h.apply(CmdRemoveRepository, RemoveRepository{Name: "r"}); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), id) {
 		t.Errorf("removing r under its pending prune job: %v, want a conflict naming %s", err, id)
 	}
-	h.must(CmdCancelJob, CancelJob{JobID: id, Reason: "test"})
-	h.must(CmdRemoveRepository, RemoveRepository{Name: "r"})
+	// An entry of version 5 (a log written before the upgrade, replayed)
+	// removes it, as it did when it was first applied.
+	c, err := NewCommand(CmdRemoveRepository, "test", RemoveRepository{Name: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Version, c.Time = 5, h.now
+	b, _ := c.Encode()
+	if res := h.raw(b); res.Err != nil || h.state().Repositories["r"] != nil {
+		t.Fatalf("a version-5 removal replayed: %v", res.Err)
+	}
 }
