@@ -339,6 +339,17 @@ func (r *Repository) Sessions(ctx context.Context) ([]SessionState, error) {
 	return out, nil
 }
 
+// RemoveSession deletes the objects of session s (as Sessions listed
+// them), for a session whose process no longer runs.
+func (r *Repository) RemoveSession(ctx context.Context, s SessionState) error {
+	for _, name := range s.Objects {
+		if err := r.store.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("remove session %s (%s): %w", s.ID, name, err)
+		}
+	}
+	return nil
+}
+
 // GCMark is a set of packs prune found unreferenced, waiting for the
 // backups that might still reuse them to end.
 type GCMark struct {

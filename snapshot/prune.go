@@ -293,10 +293,8 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		if s.Live(now, opts.Sessions.Stale) {
 			continue
 		}
-		for _, name := range s.Objects {
-			if err := repo.Store().Delete(ctx, name); err != nil {
-				return res, fmt.Errorf("remove ended backup session %s: %w", name, err)
-			}
+		if err := repo.RemoveSession(ctx, s); err != nil {
+			return res, fmt.Errorf("an ended session: %w", err)
 		}
 		res.SessionsGone++
 	}
@@ -385,16 +383,14 @@ func registerPrune(ctx context.Context, repo *chunkstore.Repository, opts PruneO
 		}
 		if s.Info.Host == host && s.Info.PID > 0 && !processAlive(s.Info.PID) {
 			opts.Logger.Info("removing the session of a prune that is gone", "session", s.ID, "pid", s.Info.PID)
-			for _, name := range s.Objects {
-				if err := repo.Store().Delete(ctx, name); err != nil {
-					return fail(fmt.Errorf("remove the session of a prune that is gone (%s): %w", name, err))
-				}
+			if err := repo.RemoveSession(ctx, s); err != nil {
+				return fail(fmt.Errorf("a prune that is gone: %w", err))
 			}
 			continue
 		}
 		if s.Started.Before(mine.Started) || s.Started.Equal(mine.Started) && s.ID < mine.ID {
-			return fail(fmt.Errorf("%w on %s: host %s, pid %d, started %s, last renewed %s; try again when it has ended (a prune that was killed stops counting 30 minutes after its last renewal, or at once on its own host)",
-				ErrPruneBusy, repo.Store().Location(), s.Info.Host, s.Info.PID, s.Info.Started.UTC().Format(time.RFC3339), s.LastBeat.UTC().Format(time.RFC3339)))
+			return fail(fmt.Errorf("%w on %s: session %s, host %s, pid %d, started %s, last renewed %s; try again when it has ended (a prune that was killed stops counting 30 minutes after its last renewal, or at once on its own host; if you know its process is gone, 'lifeboat unlock %s' removes it now)",
+				ErrPruneBusy, repo.Store().Location(), s.ID, s.Info.Host, s.Info.PID, s.Info.Started.UTC().Format(time.RFC3339), s.LastBeat.UTC().Format(time.RFC3339), s.ID))
 		}
 	}
 	return sess, nil

@@ -18,6 +18,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("LIFEBOAT_TEST_HOLD_PRUNE_SESSION") != "" {
+		holdPruneSession() // a helper process (sessions_test.go); never returns
+	}
 	dir, err := os.MkdirTemp("", "lifeboat-cli-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -100,6 +100,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newForgetCmd(g),
 		newPruneCmd(g),
 		newRepairCmd(g),
+		newSessionsCmd(g),
+		newUnlockCmd(g),
 		newCatCmd(g),
 		newVersionCmd(g),
 		newServerCmd(g),
