@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"os"
 	"fmt"
 	"sort"
 	"strings"
@@ -89,6 +90,14 @@ type SessionInfo struct {
 	// Prune marks a prune's session: prunes run one at a time (the
 	// oldest live one goes on), and a prune does not wait for another's.
 	Prune bool `json:"prune,omitempty"`
+	// Command names what holds a prune session: "prune", "repair index",
+	// ... (empty in sessions stored before it was recorded).
+	Command string `json:"command,omitempty"`
+	// Machine is the host name of the machine the process runs on
+	// (Host is a backup's --host, which may name another): whether the
+	// process is still running can be told only there. StartSession
+	// fills it in.
+	Machine string `json:"machine,omitempty"`
 }
 
 // Session is a running backup's registration. Its methods are safe for
@@ -121,6 +130,9 @@ func (r *Repository) StartSession(ctx context.Context, info SessionInfo, timing 
 		return nil, err
 	}
 	s := &Session{r: r, id: hex.EncodeToString(b[:]), timing: timing, stop: make(chan struct{}), done: make(chan struct{})}
+	if info.Machine == "" {
+		info.Machine, _ = os.Hostname()
+	}
 	plain, err := json.Marshal(info)
 	if err != nil {
 		return nil, err
@@ -136,6 +148,33 @@ func (r *Repository) StartSession(ctx context.Context, info SessionInfo, timing 
 	}
 	go s.renew(plain)
 	return s, nil
+}
+
+// ErrSessionRemoved: a session's objects were removed while its process
+// ran ('lifeboat unlock', or a prune that took it for dead).
+var ErrSessionRemoved = errors.New("session removed from the repository")
+
+// Check returns an error wrapping ErrSessionRemoved if the session's
+// first object is no longer in the store: others no longer see the
+// session, so what it holds back (a prune, a sweep) may already run. The
+// session then counts as expired for good (HeldUntil, CommitBy). Other
+// errors (the store unreachable) are returned as they are.
+func (s *Session) Check(ctx context.Context) error {
+	s.mu.Lock()
+	first := s.names[0]
+	s.mu.Unlock()
+	if _, err := s.r.store.Stat(ctx, first); err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("check session %s: %w", s.id, err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.expired == nil {
+			s.expired = fmt.Errorf("%w: session %s is no longer in %s (removed by 'lifeboat unlock'?)", ErrSessionRemoved, s.id, s.r.store.Location())
+		}
+		return s.expired
+	}
+	return nil
 }
 
 // ID returns the session's random ID.
@@ -184,6 +223,12 @@ func (s *Session) renew(plain []byte) {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), s.timing.Heartbeat)
+			if err := s.Check(ctx); errors.Is(err, ErrSessionRemoved) {
+				// Renewing would store it again, as if it had just started.
+				s.r.log.Warn("the session was removed from the repository; it is not renewed, and what it holds is not done", "session", s.id, "err", err)
+				cancel()
+				return
+			}
 			if err := s.beat(ctx, plain); err != nil {
 				s.r.log.Warn("could not renew the backup session; the backup will not commit if this lasts", "session", s.id, "err", err)
 			}

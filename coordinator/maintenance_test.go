@@ -660,7 +660,7 @@ func TestParseMaxUnused(t *testing.T) {
 		}
 	}
 	for in, msg := range map[string]string{
-		"5": "did you mean 5%?", "1": "did you mean 1%?", "100%": "must be under 100%", "120%": "must be under 100%",
+		"5": "did you mean 5%?", "5 ": "did you mean 5%?", "1": "did you mean 1%?", "100%": "must be under 100%", "120%": "must be under 100%",
 		"-1%": "want a percentage", "NaN": "want a percentage", "lots": `"unlimited"`, "Inf": "must be under 100%",
 	} {
 		if got, err := ParseMaxUnused(in); err == nil || !strings.Contains(err.Error(), msg) {

@@ -36,7 +36,8 @@ func ParseMaxUnused(s string) (float64, error) {
 		return -1, nil
 	}
 	num, pct := strings.CutSuffix(s, "%")
-	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	num = strings.TrimSpace(num)
+	v, err := strconv.ParseFloat(num, 64)
 	switch {
 	case err != nil || !(v >= 0):
 		return 0, fmt.Errorf("%q: want a percentage under 100 like \"10%%\", a fraction like 0.1, or \"unlimited\"", s)

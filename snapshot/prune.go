@@ -83,7 +83,7 @@ var ErrPruneUnsafe = errors.New("prune refused")
 
 // ErrPruneBusy is returned when another prune is running on the
 // repository: two would rewrite the index over each other.
-var ErrPruneBusy = errors.New("another prune or index repair is running")
+var ErrPruneBusy = errors.New("another prune or repair is running")
 
 // Prune removes packs that no snapshot references, without ever removing
 // data a running backup may still commit (see chunkstore's garbage
@@ -313,7 +313,7 @@ type heldSession struct {
 // holdPruneSession registers the prune session (registerPrune) for a
 // command that rewrites the index; what names the command in a warning.
 func holdPruneSession(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming, log *slog.Logger, what string) (*heldSession, error) {
-	sess, err := registerPrune(ctx, repo, PruneOptions{Sessions: timing, Logger: log})
+	sess, err := registerPrune(ctx, repo, what, PruneOptions{Sessions: timing, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -327,12 +327,16 @@ func (h *heldSession) end() {
 	}
 }
 
-// writeWindow returns a context for a rewrite of the index that ends
-// while the session is safely alive, or an error if it may already count
-// as ended (this process was paused, or could not renew it): another
-// prune may be running then, and an index written from what this one
-// read could name packs that prune has deleted.
+// writeWindow returns a context for a rewrite of the index (and prune's
+// deletions) that ends while the session is safely alive, or an error if
+// it may already count as ended (this process was paused or could not
+// renew it, or its session was removed: Session.Check): another prune may
+// be running then, and an index written from what this one read could
+// name packs that prune has deleted.
 func (h *heldSession) writeWindow(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if err := h.sess.Check(ctx); err != nil {
+		return nil, nil, fmt.Errorf("%s: not rewriting the index: %w; run it again", h.what, err)
+	}
 	until, err := h.sess.HeldUntil()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: not rewriting the index: %w; run it again", h.what, err)
@@ -348,9 +352,9 @@ func (h *heldSession) writeWindow(ctx context.Context) (context.Context, context
 // sees the older. A prune session of this host whose process is gone
 // (killed) is removed; one of another host holds prunes back until it is
 // stale (30 minutes without renewal).
-func registerPrune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) (*chunkstore.Session, error) {
+func registerPrune(ctx context.Context, repo *chunkstore.Repository, what string, opts PruneOptions) (*chunkstore.Session, error) {
 	host, _ := os.Hostname()
-	sess, err := repo.StartSession(ctx, chunkstore.SessionInfo{Host: host, PID: os.Getpid(), Started: time.Now(), Prune: true}, opts.Sessions)
+	sess, err := repo.StartSession(ctx, chunkstore.SessionInfo{Host: host, Machine: host, PID: os.Getpid(), Started: time.Now(), Prune: true, Command: what}, opts.Sessions)
 	if err != nil {
 		return nil, err
 	}
@@ -381,7 +385,7 @@ func registerPrune(ctx context.Context, repo *chunkstore.Repository, opts PruneO
 		if !s.Info.Prune || s.ID == mine.ID || !s.Live(now, opts.Sessions.Stale) {
 			continue
 		}
-		if s.Info.Host == host && s.Info.PID > 0 && !processAlive(s.Info.PID) {
+		if processGone(s.Info, host) {
 			opts.Logger.Info("removing the session of a prune that is gone", "session", s.ID, "pid", s.Info.PID)
 			if err := repo.RemoveSession(ctx, s); err != nil {
 				return fail(fmt.Errorf("a prune that is gone: %w", err))
@@ -389,11 +393,32 @@ func registerPrune(ctx context.Context, repo *chunkstore.Repository, opts PruneO
 			continue
 		}
 		if s.Started.Before(mine.Started) || s.Started.Equal(mine.Started) && s.ID < mine.ID {
-			return fail(fmt.Errorf("%w on %s: session %s, host %s, pid %d, started %s, last renewed %s; try again when it has ended (a prune that was killed stops counting 30 minutes after its last renewal, or at once on its own host; if you know its process is gone, 'lifeboat unlock %s' removes it now)",
-				ErrPruneBusy, repo.Store().Location(), s.ID, s.Info.Host, s.Info.PID, s.Info.Started.UTC().Format(time.RFC3339), s.LastBeat.UTC().Format(time.RFC3339), s.ID))
+			return fail(fmt.Errorf("%w on %s: %s, session %s, host %s, pid %d, started %s, last renewed %s; try again when it has ended (one that was killed stops counting 30 minutes after its last renewal, or at once on its own host; if you know its process is gone, 'lifeboat unlock %s' removes it now)",
+				ErrPruneBusy, repo.Store().Location(), pruneCommand(s.Info), s.ID, s.Info.Host, s.Info.PID, s.Info.Started.UTC().Format(time.RFC3339), s.LastBeat.UTC().Format(time.RFC3339), s.ID))
 		}
 	}
 	return sess, nil
+}
+
+// processGone reports whether the session's process ran on this machine
+// (host) and no longer runs. A session that does not record its machine
+// counts only if it is a prune's, whose Host is the machine's name. (A
+// process of another PID namespace with the same host name can look
+// gone: only prune sessions are ever removed for it.)
+func processGone(info chunkstore.SessionInfo, host string) bool {
+	machine := info.Machine
+	if machine == "" && info.Prune {
+		machine = info.Host
+	}
+	return machine != "" && machine == host && info.PID > 0 && !processAlive(info.PID)
+}
+
+// pruneCommand names what holds a prune session.
+func pruneCommand(info chunkstore.SessionInfo) string {
+	if info.Command != "" {
+		return info.Command
+	}
+	return "prune or repair"
 }
 
 // processAlive reports whether a process of this host with the PID exists.

@@ -847,7 +847,7 @@ func TestPruneOneAtATime(t *testing.T) {
 	writeFile(t, filepath.Join(src, "a"), storetest.Data(97, 1<<20))
 	forget(t, repos.Store, backupDir(t, repos.Writer, src).ID)
 
-	other, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", PID: 4242, Prune: true}, chunkstore.DefaultSessionTiming)
+	other, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 4242, Prune: true}, chunkstore.DefaultSessionTiming)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func TestRepairIndex(t *testing.T) {
 func TestRepairIndexWaitsForPrune(t *testing.T) {
 	ctx := context.Background()
 	repos, _, _, _ := oneFile(t, 14, 1<<20)
-	other, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", PID: 4242, Prune: true}, chunkstore.DefaultSessionTiming)
+	other, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 4242, Prune: true}, chunkstore.DefaultSessionTiming)
 	if err != nil {
 		t.Fatal(err)
 	}

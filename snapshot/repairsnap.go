@@ -274,6 +274,9 @@ func commitRepaired(ctx context.Context, repo *chunkstore.Repository, sess *chun
 	if err != nil {
 		return chunkstore.ID{}, fmt.Errorf("not committing: %w", err)
 	}
+	if err := held.sess.Check(ctx); err != nil {
+		return chunkstore.ID{}, fmt.Errorf("not committing: %w; run it again", err)
+	}
 	heldUntil, err := held.sess.HeldUntil()
 	if err != nil {
 		return chunkstore.ID{}, fmt.Errorf("not committing: a prune may have started meanwhile: %w; run it again", err)

@@ -290,6 +290,80 @@ func TestRepairSnapshotsRefusesIncompleteIndex(t *testing.T) {
 	refused(hidingStore{repos.Store, index[0]}, "which no index file lists, holds blob")
 }
 
+// markedAndLost makes a repository whose one snapshot (second) holds a
+// file m whose data only a pack in a GC mark holds (marked: as if a
+// backup that started before the mark reused it) and a file l whose pack
+// is lost; the index is repaired, so repair snapshots would cut l and
+// keep m in a copy that references the marked pack.
+func markedAndLost(t *testing.T) (repos storetest.Repos, second *snapshot.Result, marked chunkstore.ID, src2 string, m []byte) {
+	t.Helper()
+	ctx := context.Background()
+	repos = storetest.InitRepos(t, mem.New())
+	src1, src2 := t.TempDir(), t.TempDir()
+	m, l := storetest.Data(51, 2<<20), storetest.Data(52, 2<<20)
+	writeFile(t, filepath.Join(src1, "m"), m)
+	first := backupDir(t, repos.Writer, src1)
+	marked = largestPack(t, repos.Store, nil)
+	packs := listNames(t, repos.Store, chunkstore.DataPrefix)
+	writeFile(t, filepath.Join(src2, "m"), m) // deduplicated into the first pack
+	writeFile(t, filepath.Join(src2, "l"), l)
+	second = backupDir(t, repos.Writer, src2)
+	forget(t, repos.Store, first.ID)
+	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{marked}); err != nil {
+		t.Fatal(err)
+	}
+	removeObject(t, repos.Store, chunkstore.PackName(largestPack(t, repos.Store, packs)))
+	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return repos, second, marked, src2, m
+}
+
+// TestRepairSnapshotsStopsWhenUnlocked: the race of
+// TestRepairSnapshotsExcludesPrunes with the repair's prune session
+// removed meanwhile (by 'lifeboat unlock' on another machine), so the
+// prune runs and deletes the marked pack. The repair must then not save a
+// copy that references the deleted pack.
+func TestRepairSnapshotsStopsWhenUnlocked(t *testing.T) {
+	ctx := context.Background()
+	repos, second, marked, _, _ := markedAndLost(t)
+	noMargin := chunkstore.DefaultSessionTiming
+	noMargin.Margin = 0
+	time.Sleep(10 * time.Millisecond)
+	var pruneErr error
+	fired := false
+	racing := &hookStore{Store: repos.Store, beforePut: func(name string) {
+		// The index file of the new listings: stored before any copy.
+		if fired || !strings.HasPrefix(name, chunkstore.IndexPrefix) {
+			return
+		}
+		fired = true
+		list, err := repos.Writer.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range list {
+			if s.Info.Prune {
+				if err := repos.Writer.RemoveSession(ctx, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		forget(t, repos.Store, second.ID)
+		_, pruneErr = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: noMargin})
+	}}
+	_, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, racing), snapshot.RepairSnapshotsOptions{})
+	if pruneErr != nil || hasObject(t, repos.Store, chunkstore.PackName(marked)) {
+		t.Fatalf("the racing prune: %v; want it to run and delete the marked pack %s (the scenario)", pruneErr, marked.Short())
+	}
+	if !errors.Is(err, chunkstore.ErrSessionRemoved) || !strings.Contains(err.Error(), "not committing") {
+		t.Fatalf("repair snapshots whose prune session was removed: %v; want it to refuse to commit", err)
+	}
+	if n := countObjects(t, repos.Store, chunkstore.SnapshotsPrefix); n != 0 {
+		t.Fatalf("%d snapshots saved; want none (the copy would reference the deleted pack)", n)
+	}
+}
+
 // TestRepairSnapshotsExcludesPrunes: a repaired copy may reference data
 // that only a pack in a GC mark holds, which nothing but the absence of a
 // prune keeps. Here someone forgets the original while its copy is being
@@ -298,29 +372,10 @@ func TestRepairSnapshotsRefusesIncompleteIndex(t *testing.T) {
 // start while a prune runs.
 func TestRepairSnapshotsExcludesPrunes(t *testing.T) {
 	ctx := context.Background()
-	repos := storetest.InitRepos(t, mem.New())
-	src1, src2 := t.TempDir(), t.TempDir()
-	m, l := storetest.Data(51, 2<<20), storetest.Data(52, 2<<20)
-	writeFile(t, filepath.Join(src1, "m"), m)
-	first := backupDir(t, repos.Writer, src1)
-	marked := largestPack(t, repos.Store, nil)
-	packs := listNames(t, repos.Store, chunkstore.DataPrefix)
-	writeFile(t, filepath.Join(src2, "m"), m) // deduplicated into the first pack
-	writeFile(t, filepath.Join(src2, "l"), l)
-	second := backupDir(t, repos.Writer, src2)
-	forget(t, repos.Store, first.ID)
-	// The first pack's data is reused after a mark (as by a backup that
-	// started before it); the second snapshot's own pack is lost.
-	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{marked}); err != nil {
-		t.Fatal(err)
-	}
-	removeObject(t, repos.Store, chunkstore.PackName(largestPack(t, repos.Store, packs)))
-	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	repos, second, marked, src2, m := markedAndLost(t)
 
 	// While a prune runs, repair refuses and changes nothing.
-	other, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", PID: 4242, Prune: true}, chunkstore.DefaultSessionTiming)
+	other, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 4242, Prune: true}, chunkstore.DefaultSessionTiming)
 	if err != nil {
 		t.Fatal(err)
 	}

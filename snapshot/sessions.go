@@ -14,7 +14,7 @@ import (
 // Session states, as SessionStatus.State reports them.
 const (
 	SessionLive  = "live"  // renewed within the stale limit
-	SessionGone  = "gone"  // of this host, and its process no longer runs
+	SessionGone  = "gone"  // live, but of this machine and its process no longer runs
 	SessionStale = "stale" // not renewed for the stale limit: nothing waits for it
 	SessionDone  = "done"  // closed (by credentials that may not delete)
 )
@@ -23,9 +23,13 @@ const (
 // a repaired snapshot's), or a prune's (or a repair's, which hold the
 // prune session).
 type SessionStatus struct {
-	ID      string `json:"id"`
-	Kind    string `json:"kind"` // "backup" or "prune"
-	Host    string `json:"host,omitempty"`
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // "backup" or "prune"
+	// Command is what holds a prune session: "prune", "repair index",
+	// "repair packs", "repair snapshots" (empty if not recorded).
+	Command string `json:"command,omitempty"`
+	Host    string `json:"host,omitempty"`    // a backup's --host
+	Machine string `json:"machine,omitempty"` // where the process runs, if recorded
 	PID     int    `json:"pid,omitempty"`
 	Program string `json:"program,omitempty"`
 	// Started and LastRenewed are the store's times of the session's
@@ -42,6 +46,11 @@ var ErrSessionNotFound = errors.New("no such session")
 
 // Sessions lists the repository's sessions, oldest first.
 func Sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming) ([]SessionStatus, error) {
+	host, _ := os.Hostname()
+	return sessions(ctx, repo, timing, host)
+}
+
+func sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming, host string) ([]SessionStatus, error) {
 	timing = timing.OrDefault()
 	now, err := repo.StoreNow(ctx)
 	if err != nil {
@@ -51,11 +60,10 @@ func Sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstor
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
 	out := make([]SessionStatus, 0, len(list))
 	for _, s := range list {
-		st := SessionStatus{ID: s.ID, Kind: "backup", Host: s.Info.Host, PID: s.Info.PID, Program: s.Info.Program,
-			Started: s.Started, LastRenewed: s.LastBeat, State: SessionLive, state: s}
+		st := SessionStatus{ID: s.ID, Kind: "backup", Command: s.Info.Command, Host: s.Info.Host, Machine: s.Info.Machine,
+			PID: s.Info.PID, Program: s.Info.Program, Started: s.Started, LastRenewed: s.LastBeat, State: SessionLive, state: s}
 		if s.Info.Prune {
 			st.Kind = "prune"
 		}
@@ -64,7 +72,7 @@ func Sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstor
 			st.State = SessionDone
 		case !s.Live(now, timing.Stale):
 			st.State = SessionStale
-		case s.Info.Host != "" && s.Info.Host == host && s.Info.PID > 0 && !processAlive(s.Info.PID):
+		case processGone(s.Info, host):
 			st.State = SessionGone
 		}
 		out = append(out, st)
@@ -82,27 +90,35 @@ type UnlockResult struct {
 // holding prunes and repairs back (a prune session of another host does
 // so until it is stale, 30 minutes after its last renewal).
 //
-// Without ids it removes every session that is done, stale, or of this
-// host with its process gone, and reports the live ones it left. With ids
-// (each a session ID or a unique prefix of one) it removes exactly those:
-// a live prune session of another host too — the caller vouches that its
-// process is gone —, but never a live backup session of another host (a
-// prune could then delete data that backup reuses and is about to
-// commit; it stops counting once stale) nor a session whose process runs
-// on this host. Nothing is removed if any id is refused.
+// Without ids it removes every session that has ended (done, stale) and
+// every prune session of this machine whose process is gone (as prune
+// itself does), and reports the others it left. With ids (each a session
+// ID or a unique prefix of one) it removes exactly those: a prune session
+// of another machine too — the caller vouches that its process is gone;
+// should it still run, it notices before its next change to the
+// repository (Session.Check) and stops —, but never a backup session that
+// is not stale (a prune could then delete data that backup reuses and is
+// about to commit; a process of another PID namespace can look gone), nor
+// a prune session whose process runs on this machine. Nothing is removed
+// if any id is refused.
 func Unlock(ctx context.Context, repo *chunkstore.Repository, ids []string, timing chunkstore.SessionTiming) (*UnlockResult, error) {
-	all, err := Sessions(ctx, repo, timing)
+	timing = timing.OrDefault()
+	host, _ := os.Hostname()
+	all, err := sessions(ctx, repo, timing, host)
 	if err != nil {
 		return nil, err
 	}
 	res := &UnlockResult{Removed: []SessionStatus{}, Left: []SessionStatus{}}
+	ended := func(s SessionStatus) bool {
+		return s.State == SessionDone || s.State == SessionStale || s.State == SessionGone && s.Kind == "prune"
+	}
 	var remove []SessionStatus
 	if len(ids) == 0 {
 		for _, s := range all {
-			if s.State == SessionLive {
-				res.Left = append(res.Left, s)
-			} else {
+			if ended(s) {
 				remove = append(remove, s)
+			} else {
+				res.Left = append(res.Left, s)
 			}
 		}
 	} else {
@@ -112,14 +128,13 @@ func Unlock(ctx context.Context, repo *chunkstore.Repository, ids []string, timi
 			if err != nil {
 				return nil, err
 			}
-			if s.State == SessionLive {
-				switch host, _ := os.Hostname(); {
-				case s.Host == host:
-					return nil, fmt.Errorf("%s session %s is running on this host (pid %d): stop that process instead", s.Kind, s.ID, s.PID)
-				case s.Kind == "backup":
-					return nil, fmt.Errorf("backup session %s (host %s, pid %d, last renewed %s) may still be running and is not removed: a prune could then delete data that backup reuses; it stops holding prunes back %s after its last renewal",
-						s.ID, s.Host, s.PID, s.LastRenewed.UTC().Format(time.RFC3339), timing.OrDefault().Stale)
-				}
+			switch {
+			case ended(s):
+			case s.Kind == "backup":
+				return nil, fmt.Errorf("backup session %s (host %s, pid %d, last renewed %s) may still be running and is not removed: a prune could then delete data that backup reuses; it stops holding prunes back %s after its last renewal",
+					s.ID, s.Host, s.PID, s.LastRenewed.UTC().Format(time.RFC3339), timing.Stale)
+			case s.Machine == host || s.Machine == "" && s.Host == host:
+				return nil, fmt.Errorf("%s session %s is running on this machine (pid %d): stop that process instead", pruneCommand(s.state.Info), s.ID, s.PID)
 			}
 			if !chosen[s.ID] {
 				chosen[s.ID] = true
@@ -127,7 +142,7 @@ func Unlock(ctx context.Context, repo *chunkstore.Repository, ids []string, timi
 			}
 		}
 		for _, s := range all {
-			if !chosen[s.ID] && s.State == SessionLive {
+			if !chosen[s.ID] && !ended(s) {
 				res.Left = append(res.Left, s)
 			}
 		}

@@ -16,11 +16,13 @@ import (
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
-// TestUnlock: a prune session another host left (its process killed)
-// holds repairs back until unlock removes it by ID; a live backup session
-// of another host and a session whose process runs here are never
-// removed; without IDs unlock removes what has ended (a session of this
-// host whose process is gone) and leaves the live ones.
+// TestUnlock: a prune session another machine left (its process killed)
+// holds repairs back until unlock removes it by ID. A backup session that
+// is not stale is never removed — neither one of another machine whose
+// --host names this one, nor one whose process looks gone from here (it
+// may run in another PID namespace) —, nor a prune session whose process
+// runs here. Without IDs unlock removes what has ended: a prune session
+// of this machine whose process is gone.
 func TestUnlock(t *testing.T) {
 	ctx := context.Background()
 	repos := storetest.InitRepos(t, mem.New())
@@ -38,10 +40,12 @@ func TestUnlock(t *testing.T) {
 		t.Cleanup(func() { _ = s.End(context.Background()) })
 		return s.ID()
 	}
-	prune := start(chunkstore.SessionInfo{Host: "elsewhere", PID: 4242, Prune: true})
-	backup := start(chunkstore.SessionInfo{Host: "elsewhere", PID: 4343})
-	gone := start(chunkstore.SessionInfo{Host: host, PID: dead.Process.Pid})
-	here := start(chunkstore.SessionInfo{Host: host, PID: os.Getpid()})
+	prune := start(chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 4242, Prune: true, Command: "repair snapshots"})
+	backup := start(chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 4343})
+	remote := start(chunkstore.SessionInfo{Host: host, Machine: "elsewhere", PID: dead.Process.Pid}) // --host names this machine
+	lookingGone := start(chunkstore.SessionInfo{Host: "db1", PID: dead.Process.Pid})                  // this machine, another PID namespace?
+	gonePrune := start(chunkstore.SessionInfo{Host: host, PID: dead.Process.Pid, Prune: true, Command: "prune"})
+	here := start(chunkstore.SessionInfo{Host: host, PID: os.Getpid(), Prune: true, Command: "repair index"})
 	state := func() map[string]string {
 		t.Helper()
 		list, err := snapshot.Sessions(ctx, reopen(t, repos, repos.Store), chunkstore.DefaultSessionTiming)
@@ -50,36 +54,40 @@ func TestUnlock(t *testing.T) {
 		}
 		m := map[string]string{}
 		for _, s := range list {
-			m[s.ID] = s.Kind + " " + s.State
+			m[s.ID] = s.Kind + " " + s.Command + " " + s.State
 		}
 		return m
 	}
-	want := map[string]string{prune: "prune live", backup: "backup live", gone: "backup gone", here: "backup live"}
+	want := map[string]string{prune: "prune repair snapshots live", backup: "backup  live", remote: "backup  live",
+		lookingGone: "backup  gone", gonePrune: "prune prune gone", here: "prune repair index live"}
 	if got := state(); !maps.Equal(got, want) {
 		t.Fatalf("sessions: %v, want %v", got, want)
-	}
-	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); !errors.Is(err, snapshot.ErrPruneBusy) || !strings.Contains(err.Error(), "'lifeboat unlock "+prune+"'") {
-		t.Fatalf("repair index beside the left prune session: %v; want ErrPruneBusy naming 'lifeboat unlock %s'", err, prune)
 	}
 
 	res, err := snapshot.Unlock(ctx, reopen(t, repos, repos.Store), nil, chunkstore.DefaultSessionTiming)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids := sessionIDs(res.Removed); !slices.Equal(ids, []string{gone}) {
-		t.Errorf("unlock without IDs removed %v, want only %s (its process is gone)", ids, gone)
+	if ids := sessionIDs(res.Removed); !slices.Equal(ids, []string{gonePrune}) {
+		t.Errorf("unlock without IDs removed %v, want only %s (a prune of this machine whose process is gone)", ids, gonePrune)
 	}
-	if ids := sessionIDs(res.Left); len(ids) != 3 || slices.Contains(ids, gone) {
-		t.Errorf("unlock without IDs left %v, want the three live ones", ids)
+	if ids := sessionIDs(res.Left); len(ids) != 5 || slices.Contains(ids, gonePrune) {
+		t.Errorf("unlock without IDs left %v, want the five others", ids)
 	}
-	delete(want, gone)
+	delete(want, gonePrune)
+	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); !errors.Is(err, snapshot.ErrPruneBusy) ||
+		!strings.Contains(err.Error(), "repair snapshots, session "+prune) || !strings.Contains(err.Error(), "'lifeboat unlock "+prune+"'") {
+		t.Fatalf("repair index beside the left prune session: %v; want ErrPruneBusy naming the repair and 'lifeboat unlock %s'", err, prune)
+	}
 
 	for _, tc := range []struct {
 		ids []string
 		err string
 	}{
 		{[]string{prune, backup[:8]}, "may still be running and is not removed"},
-		{[]string{prune, here}, "is running on this host"},
+		{[]string{prune, remote}, "may still be running and is not removed"},
+		{[]string{prune, lookingGone}, "may still be running and is not removed"},
+		{[]string{prune, here}, "repair index session " + here + " is running on this machine"},
 		{[]string{prune, "ffffffffff"}, "no such session"},
 	} {
 		if _, err := snapshot.Unlock(ctx, reopen(t, repos, repos.Store), tc.ids, chunkstore.DefaultSessionTiming); err == nil || !strings.Contains(err.Error(), tc.err) {
@@ -97,8 +105,60 @@ func TestUnlock(t *testing.T) {
 	if got := state(); !maps.Equal(got, want) {
 		t.Fatalf("sessions after unlock: %v, want %v", got, want)
 	}
+	// The prune session held by this process ("here") is the only one
+	// left: end it, and repair runs.
+	list, err := repos.Writer.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list {
+		if s.ID == here {
+			if err := repos.Writer.RemoveSession(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
 		t.Fatalf("repair index after unlock: %v", err)
+	}
+}
+
+// TestPruneStopsWhenUnlocked: a prune whose session is removed while it
+// runs (by 'lifeboat unlock' on another machine) no longer counts as the
+// only prune; it stops before it rewrites the index or deletes a pack.
+func TestPruneStopsWhenUnlocked(t *testing.T) {
+	ctx := context.Background()
+	repos, _, _, first := oneFile(t, 61, 2<<20)
+	forget(t, repos.Store, first.ID)
+	var removed bool
+	st := &hookStore{Store: repos.Store, beforePut: func(name string) {
+		if removed || !strings.HasPrefix(name, chunkstore.GCPrefix) || strings.HasPrefix(name, chunkstore.GCPrefix+"clock-") {
+			return
+		}
+		removed = true // the mark: remove this prune's session, as unlock would
+		list, err := repos.Writer.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range list {
+			if s.Info.Prune {
+				if err := repos.Writer.RemoveSession(ctx, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}}
+	packs := listNames(t, repos.Store, chunkstore.DataPrefix)
+	index := listNames(t, repos.Store, chunkstore.IndexPrefix)
+	_, err := snapshot.Prune(ctx, reopen(t, repos, st), snapshot.PruneOptions{})
+	if !removed || !errors.Is(err, chunkstore.ErrSessionRemoved) || !strings.Contains(err.Error(), "not rewriting the index") {
+		t.Fatalf("prune whose session was removed: %v (removed %v); want it to stop naming the removal", err, removed)
+	}
+	if got := listNames(t, repos.Store, chunkstore.DataPrefix); len(got) != len(packs) {
+		t.Errorf("packs %v → %v: a prune whose session was removed deleted some", packs, got)
+	}
+	if got := listNames(t, repos.Store, chunkstore.IndexPrefix); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(index))) {
+		t.Errorf("index files %v → %v: a prune whose session was removed rewrote them", index, got)
 	}
 }
 

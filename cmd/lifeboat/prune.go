@@ -48,7 +48,7 @@ and copied into new packs, and the old packs are marked like the others.
 One prune runs at a time: a second one names the first (host, pid, start)
 and exits 1 without changing anything. A killed prune stops counting at
 once for the next prune on its host, after 30 minutes for other hosts, or
-at once once 'lifeboat unlock SESSION' removed its session (see 'lifeboat
+as soon as 'lifeboat unlock SESSION' removes its session (see 'lifeboat
 sessions').
 
 prune refuses to delete anything if a snapshot, a tree or an index file

@@ -20,15 +20,15 @@ func newSessionsCmd(g *globals) *cobra.Command {
 
 Every backup registers a session and renews it every 5 minutes while it
 runs; prune and the repair commands register a prune session (one at a
-time per repository). A session a process left behind when it was killed
-stays until it is stale: 30 minutes after its last renewal. Until then a
-backup's session keeps a prune from deleting the packs it marked, and a
-prune's session keeps other prunes and repairs from starting ('lifeboat
-unlock' removes it).
+time per repository; KIND names the command). A session a process left
+behind when it was killed stays until it is stale: 30 minutes after its
+last renewal. Until then a backup's session keeps a prune from deleting
+the packs it marked, and a prune's session keeps other prunes and repairs
+from starting ('lifeboat unlock SESSION' removes it).
 
-STATE is "live" (renewed within 30 minutes), "gone" (of this host, and
-its process no longer runs), "stale" or "done" (ended; prune removes
-them). Times are the store's. Works with the writer key.`,
+STATE is "live" (renewed within 30 minutes), "gone" (live, but of this
+machine and its process no longer runs), "stale" or "done" (ended; prune
+removes them). Times are the store's. Works with the writer key.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSessions(cmd.Context(), g) },
 	}
@@ -60,10 +60,18 @@ func printSessions(w io.Writer, list []snapshot.SessionStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tKind\tHost\tPID\tStarted\tLast renewed\tState\t")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", s.ID, s.Kind, s.Host, s.PID,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", s.ID, sessionKind(s), s.Host, s.PID,
 			s.Started.Local().Format("2006-01-02 15:04:05"), s.LastRenewed.Local().Format("2006-01-02 15:04:05"), s.State)
 	}
 	tw.Flush()
+}
+
+// sessionKind is "backup", or the command holding a prune session.
+func sessionKind(s snapshot.SessionStatus) string {
+	if s.Command != "" {
+		return s.Command
+	}
+	return s.Kind
 }
 
 func newUnlockCmd(g *globals) *cobra.Command {
@@ -73,26 +81,29 @@ func newUnlockCmd(g *globals) *cobra.Command {
 		Long: `Remove sessions that processes left behind, so that they stop holding
 prunes and repairs back.
 
-Without arguments, unlock removes every session that has ended: closed,
-stale (not renewed for 30 minutes), or of this host with its process no
-longer running. It lists the live sessions it leaves.
+Without arguments, unlock removes every session that has ended (closed,
+or stale: not renewed for 30 minutes) and the prune sessions of this
+machine whose process no longer runs (as prune does). It lists the
+sessions it leaves.
 
-A prune or repair killed on another host leaves a live-looking prune
+A prune or repair killed on another machine leaves a live-looking prune
 session that makes every prune and repair on the repository refuse for 30
-minutes ("another prune is running ... host H, pid P"). If you know that
-process is gone (the host is down, the process was killed), name its
-session: 'lifeboat unlock SESSION' (an ID from 'lifeboat sessions' or a
-unique prefix of one) removes it. Removing the session of a prune that
-is in fact still running lets a second one start beside it; both keep the
-data snapshots reference, but their index files may then need 'lifeboat
-repair index'.
+minutes ("another prune or repair is running ... session S, host H, pid
+P"). If you know that process is gone (the machine is down, the process
+was killed), name its session: 'lifeboat unlock SESSION' (an ID from
+'lifeboat sessions' or a unique prefix of one) removes it. Should that
+prune or repair in fact still run, it finds its session gone before its
+next change to the repository (rewriting the index, deleting packs,
+saving a repaired snapshot) and stops with an error; a change already
+under way is finished.
 
-A live backup session of another host is never removed: a prune could
-then delete data that backup reuses and is about to commit. It stops
-holding prunes back 30 minutes after its last renewal. A session whose
-process runs on this host is refused too: stop the process. Nothing is
-removed if any SESSION is refused. Works with the writer key, with
-credentials that may delete.`,
+A backup session that is not stale is never removed, not even when its
+process looks gone (a process of another PID namespace can): a prune
+could then delete data that backup reuses and is about to commit. It
+stops holding prunes back 30 minutes after its last renewal. A prune
+session whose process runs on this machine is refused too: stop the
+process. Nothing is removed if any SESSION is refused. Works with the
+writer key, with credentials that may delete.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runUnlock(cmd.Context(), g, args) },
 	}
 }
@@ -118,10 +129,10 @@ func runUnlock(ctx context.Context, g *globals, ids []string) error {
 
 func printUnlock(w io.Writer, res *snapshot.UnlockResult) {
 	for _, s := range res.Removed {
-		fmt.Fprintf(w, "removed %s session %s (host %s, pid %d, %s)\n", s.Kind, s.ID, s.Host, s.PID, s.State)
+		fmt.Fprintf(w, "removed %s session %s (host %s, pid %d, %s)\n", sessionKind(s), s.ID, s.Host, s.PID, s.State)
 	}
 	for _, s := range res.Left {
-		fmt.Fprintf(w, "left %s session %s (host %s, pid %d): live, last renewed %s\n", s.Kind, s.ID, s.Host, s.PID, s.LastRenewed.Local().Format("2006-01-02 15:04:05"))
+		fmt.Fprintf(w, "left %s session %s (host %s, pid %d): %s, last renewed %s\n", sessionKind(s), s.ID, s.Host, s.PID, s.State, s.LastRenewed.Local().Format("2006-01-02 15:04:05"))
 	}
 	if len(res.Removed) == 0 {
 		fmt.Fprintln(w, "no session removed")

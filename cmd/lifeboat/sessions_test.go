@@ -16,7 +16,7 @@ import (
 
 // holdPruneSession is the test binary run as a helper process: it opens
 // the repository in LIFEBOAT_TEST_REPO with the writer key in
-// LIFEBOAT_TEST_KEY, registers a prune session as host "elsewhere" (as
+// LIFEBOAT_TEST_KEY, registers a prune session as machine "elsewhere" (as
 // prune and the repairs do), prints its ID and waits to be killed.
 func holdPruneSession() {
 	fail := func(err error) {
@@ -40,7 +40,7 @@ func holdPruneSession() {
 	if err != nil {
 		fail(err)
 	}
-	s, err := repo.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", PID: os.Getpid(), Prune: true}, chunkstore.DefaultSessionTiming)
+	s, err := repo.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: os.Getpid(), Prune: true, Command: "prune"}, chunkstore.DefaultSessionTiming)
 	if err != nil {
 		fail(err)
 	}
@@ -78,7 +78,7 @@ func TestUnlockCLI(t *testing.T) {
 	}
 	_ = helper.Wait()
 
-	c.fails(1, r.reader("prune"), "another prune", "host elsewhere", "'lifeboat unlock "+id+"'")
+	c.fails(1, r.reader("prune"), "another prune or repair is running", "prune, session "+id, "host elsewhere", "'lifeboat unlock "+id+"'")
 	list := decodeJSON[[]snapshot.SessionStatus](t, c.ok(r.writer("sessions", "--json")...).stdout)
 	if len(list) != 1 || list[0].ID != id || list[0].Kind != "prune" || list[0].Host != "elsewhere" || list[0].State != snapshot.SessionLive {
 		t.Fatalf("sessions: %+v; want the killed prune's session %s, live", list, id)
