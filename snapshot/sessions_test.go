@@ -43,7 +43,7 @@ func TestUnlock(t *testing.T) {
 	prune := start(chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 4242, Prune: true, Command: "repair snapshots"})
 	backup := start(chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 4343})
 	remote := start(chunkstore.SessionInfo{Host: host, Machine: "elsewhere", PID: dead.Process.Pid}) // --host names this machine
-	lookingGone := start(chunkstore.SessionInfo{Host: "db1", PID: dead.Process.Pid})                  // this machine, another PID namespace?
+	lookingGone := start(chunkstore.SessionInfo{Host: "db1", PID: dead.Process.Pid})                 // this machine, another PID namespace?
 	gonePrune := start(chunkstore.SessionInfo{Host: host, PID: dead.Process.Pid, Prune: true, Command: "prune"})
 	here := start(chunkstore.SessionInfo{Host: host, PID: os.Getpid(), Prune: true, Command: "repair index"})
 	state := func() map[string]string {
