@@ -338,17 +338,7 @@ func TestRepairSnapshotsStopsWhenUnlocked(t *testing.T) {
 			return
 		}
 		fired = true
-		list, err := repos.Writer.Sessions(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range list {
-			if s.Info.Prune {
-				if err := repos.Writer.RemoveSession(ctx, s); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+		removePruneSessions(t, repos.Writer)
 		forget(t, repos.Store, second.ID)
 		_, pruneErr = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: noMargin})
 	}}

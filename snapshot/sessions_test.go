@@ -136,17 +136,7 @@ func TestPruneStopsWhenUnlocked(t *testing.T) {
 			return
 		}
 		removed = true // the mark: remove this prune's session, as unlock would
-		list, err := repos.Writer.Sessions(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range list {
-			if s.Info.Prune {
-				if err := repos.Writer.RemoveSession(ctx, s); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+		removePruneSessions(t, repos.Writer)
 	}}
 	packs := listNames(t, repos.Store, chunkstore.DataPrefix)
 	index := listNames(t, repos.Store, chunkstore.IndexPrefix)
@@ -159,6 +149,24 @@ func TestPruneStopsWhenUnlocked(t *testing.T) {
 	}
 	if got := listNames(t, repos.Store, chunkstore.IndexPrefix); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(index))) {
 		t.Errorf("index files %v → %v: a prune whose session was removed rewrote them", index, got)
+	}
+}
+
+// removePruneSessions removes every prune session, as 'lifeboat unlock'
+// run on another machine would.
+func removePruneSessions(t *testing.T, repo *chunkstore.Repository) {
+	t.Helper()
+	ctx := context.Background()
+	list, err := repo.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list {
+		if s.Info.Prune {
+			if err := repo.RemoveSession(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
