@@ -223,18 +223,44 @@ func (s *Session) renew(plain []byte) {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), s.timing.Heartbeat)
-			if err := s.Check(ctx); errors.Is(err, ErrSessionRemoved) {
-				// Renewing would store it again, as if it had just started.
-				s.r.log.Warn("the session was removed from the repository; it is not renewed, and what it holds is not done", "session", s.id, "err", err)
-				cancel()
+			removed := s.renewOnce(ctx, plain)
+			cancel()
+			if removed {
 				return
 			}
-			if err := s.beat(ctx, plain); err != nil {
-				s.r.log.Warn("could not renew the backup session; the backup will not commit if this lasts", "session", s.id, "err", err)
-			}
-			cancel()
 		}
 	}
+}
+
+// renewOnce stores the next renewal unless the session was removed
+// (Check), and reports whether it was: renewing it would store it again,
+// as if it had just started, so renewal stops. Whoever removed it may
+// have listed its objects before a renewal was stored (or the removal
+// came between the check and the renewal): every object the session
+// stored is deleted again, or it would look live.
+func (s *Session) renewOnce(ctx context.Context, plain []byte) (removed bool) {
+	gone := func() bool {
+		err := s.Check(ctx)
+		if !errors.Is(err, ErrSessionRemoved) {
+			return false
+		}
+		s.r.log.Warn("the session was removed from the repository: it is not renewed, and what it holds back is not done", "session", s.id, "err", err)
+		s.mu.Lock()
+		names := append([]string(nil), s.names...)
+		s.mu.Unlock()
+		for _, name := range names {
+			_ = s.r.store.Delete(ctx, name) // best effort: it goes stale otherwise
+		}
+		return true
+	}
+	if gone() {
+		return true
+	}
+	if err := s.beat(ctx, plain); err != nil {
+		s.r.log.Warn("could not renew the backup session; the backup will not commit if this lasts", "session", s.id, "err", err)
+		return false
+	}
+	return gone()
 }
 
 // CommitBy returns the time by which the backup's commit must be done: an
@@ -393,6 +419,20 @@ func (r *Repository) RemoveSession(ctx context.Context, s SessionState) error {
 		}
 	}
 	return nil
+}
+
+// packGone reports whether pack id is not in the store, asking for the
+// object itself: listings may lag behind writes.
+func (r *Repository) packGone(ctx context.Context, id ID) (bool, error) {
+	_, err := r.store.Stat(ctx, PackName(id))
+	switch {
+	case err == nil:
+		r.log.Warn("indexed pack missing from the listing but there; kept", "pack", PackName(id))
+		return false, nil
+	case errors.Is(err, ErrNotFound):
+		return true, nil
+	}
+	return false, fmt.Errorf("is %s missing? %w", PackName(id), err)
 }
 
 // GCMark is a set of packs prune found unreferenced, waiting for the
@@ -561,11 +601,31 @@ func (r *Repository) rewriteIndex(ctx context.Context, drop map[ID]bool, removeD
 	if len(r.indexProblems) > 0 && !removeDamaged {
 		return 0, 0, fmt.Errorf("rewrite index: %d index files are damaged (%s among them: %v); run 'lifeboat repair index' first", len(r.indexProblems), r.indexProblems[0].Object, r.indexProblems[0].Err)
 	}
+	// A pack deleted since the index was loaded must not be named by
+	// the new files, or backups would deduplicate against data that is
+	// gone. Only another prune deletes packs, and prunes run one at a
+	// time; but one whose session was removed ('lifeboat unlock') while
+	// it still ran can overlap this one.
+	present, err := r.ListPacks(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("rewrite index: %w", err)
+	}
 	var keep []PackEntry
 	for _, p := range r.index.Packs() {
-		if !drop[p.ID] {
-			keep = append(keep, *p)
+		if drop[p.ID] {
+			continue
 		}
+		if _, ok := present[p.ID]; !ok {
+			gone, err := r.packGone(ctx, p.ID)
+			if err != nil {
+				return 0, 0, fmt.Errorf("rewrite index: %w", err)
+			}
+			if gone {
+				r.log.Warn("indexed pack is gone (deleted by a prune running beside this one?): the new index leaves it out", "pack", PackName(p.ID))
+				continue
+			}
+		}
+		keep = append(keep, *p)
 	}
 	// Every file LoadIndex read, the damaged ones included (they are
 	// read too, and only get here with removeDamaged).

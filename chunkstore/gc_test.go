@@ -214,3 +214,111 @@ func TestSessionExpiresForGood(t *testing.T) {
 		t.Fatalf("CommitBy right after a late renewal: %v, want the session expired", err)
 	}
 }
+
+// TestSessionRemovedStopsRenewing: a session whose objects are removed
+// while its process runs ('lifeboat unlock') is not stored again by its
+// renewals, and no longer lets its holder commit or rewrite.
+func TestSessionRemovedStopsRenewing(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	timing := chunkstore.SessionTiming{Heartbeat: 20 * time.Millisecond, Stale: time.Minute, CommitWindow: time.Minute}
+	s, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "node-7", PID: 42, Prune: true}, timing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.End(ctx)
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("check of a stored session: %v", err)
+	}
+	time.Sleep(60 * time.Millisecond)
+	list, err := repos.Reader.Sessions(ctx)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("sessions: %+v, %v", list, err)
+	}
+	if err := repos.Reader.RemoveSession(ctx, list[0]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond) // several renewal periods
+	if list, err := repos.Reader.Sessions(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("sessions after the removal and 150 ms of 20 ms renewals: %+v, %v; want none", list, err)
+	}
+	if _, err := s.CommitBy(); !errors.Is(err, chunkstore.ErrSessionRemoved) {
+		t.Errorf("CommitBy of a removed session: %v, want ErrSessionRemoved", err)
+	}
+	if _, err := s.HeldUntil(); !errors.Is(err, chunkstore.ErrSessionRemoved) {
+		t.Errorf("HeldUntil of a removed session: %v, want ErrSessionRemoved", err)
+	}
+}
+
+// TestRewriteIndexLeavesOutGonePacks: a pack deleted after the index was
+// loaded (by a prune overlapping this one) is not named by the rewritten
+// index; one the listing misses but that is there is kept.
+func TestRewriteIndexLeavesOutGonePacks(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	var packs []chunkstore.ID
+	for seed := range uint64(3) {
+		w, err := repos.Writer.NewWriter(ctx, chunkstore.WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := w.SaveBlob(ctx, chunkstore.DataBlob, storetest.Data(seed, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := repos.Reader
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Index().Packs() {
+		packs = append(packs, p.ID)
+	}
+	if len(packs) != 3 {
+		t.Fatalf("%d packs indexed, want 3", len(packs))
+	}
+	if err := repos.Store.Delete(ctx, chunkstore.PackName(packs[0])); err != nil {
+		t.Fatal(err)
+	}
+	hidden := hideFromListing{Store: repos.Store, hide: chunkstore.PackName(packs[1])}
+	ids, _ := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	r2, err := chunkstore.Open(ctx, hidden, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r2.RewriteIndex(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := chunkstore.Open(ctx, repos.Store, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r3.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r3.Index().HasPack(packs[0]) || !r3.Index().HasPack(packs[1]) || !r3.Index().HasPack(packs[2]) {
+		t.Fatalf("rewritten index: gone pack %s kept %v, listed-late pack %s kept %v, third kept %v", packs[0].Short(), r3.Index().HasPack(packs[0]),
+			packs[1].Short(), r3.Index().HasPack(packs[1]), r3.Index().HasPack(packs[2]))
+	}
+}
+
+// hideFromListing leaves one object out of listings, as a store whose
+// listings lag behind its writes may.
+type hideFromListing struct {
+	chunkstore.Store
+	hide string
+}
+
+func (h hideFromListing) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	return h.Store.List(ctx, prefix, func(oi chunkstore.ObjectInfo) error {
+		if oi.Name == h.hide {
+			return nil
+		}
+		return fn(oi)
+	})
+}

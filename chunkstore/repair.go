@@ -2,7 +2,6 @@ package chunkstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 )
@@ -96,13 +95,10 @@ func (r *Repository) RepairIndex(ctx context.Context, opts IndexRepairOptions) (
 			// Marked and already deleted by a prune that has not yet
 			// removed its mark: the next prune drops the entry.
 		case !ok:
-			// Listings may lag behind writes: ask for the object itself
-			// before calling it gone.
-			if _, err := r.store.Stat(ctx, PackName(p.ID)); err == nil {
-				r.log.Warn("indexed pack missing from the listing but there; kept", "pack", PackName(p.ID))
+			if gone, err := r.packGone(ctx, p.ID); err != nil {
+				return nil, fmt.Errorf("repair index: %w", err)
+			} else if !gone {
 				continue
-			} else if !errors.Is(err, ErrNotFound) {
-				return nil, fmt.Errorf("repair index: is %s missing? %w", PackName(p.ID), err)
 			}
 			drop[p.ID] = true
 			res.MissingPacks = append(res.MissingPacks, PackName(p.ID))

@@ -540,9 +540,13 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, held *heldSession, 
 		if err != nil {
 			return err
 		}
+		// Once more before deleting: the rewrite may have taken a while.
+		if err := held.sess.Check(wctx); err != nil {
+			return fmt.Errorf("prune: not deleting packs: %w; run it again", err)
+		}
 	}
 	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(wctx)
 	g.SetLimit(8)
 	for p := range drop {
 		g.Go(func() error {

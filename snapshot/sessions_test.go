@@ -5,9 +5,11 @@ import (
 	"errors"
 	"maps"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -27,10 +29,7 @@ func TestUnlock(t *testing.T) {
 	ctx := context.Background()
 	repos := storetest.InitRepos(t, mem.New())
 	host, _ := os.Hostname()
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
+	deadPID := noSuchPID(t)
 	start := func(info chunkstore.SessionInfo) string {
 		t.Helper()
 		s, err := repos.Writer.StartSession(ctx, info, chunkstore.DefaultSessionTiming)
@@ -42,9 +41,9 @@ func TestUnlock(t *testing.T) {
 	}
 	prune := start(chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 4242, Prune: true, Command: "repair snapshots"})
 	backup := start(chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 4343})
-	remote := start(chunkstore.SessionInfo{Host: host, Machine: "elsewhere", PID: dead.Process.Pid}) // --host names this machine
-	lookingGone := start(chunkstore.SessionInfo{Host: "db1", PID: dead.Process.Pid})                 // this machine, another PID namespace?
-	gonePrune := start(chunkstore.SessionInfo{Host: host, PID: dead.Process.Pid, Prune: true, Command: "prune"})
+	remote := start(chunkstore.SessionInfo{Host: host, Machine: "elsewhere", PID: deadPID}) // --host names this machine
+	lookingGone := start(chunkstore.SessionInfo{Host: "db1", PID: deadPID})                 // this machine, another PID namespace?
+	gonePrune := start(chunkstore.SessionInfo{Host: host, PID: deadPID, Prune: true, Command: "prune"})
 	here := start(chunkstore.SessionInfo{Host: host, PID: os.Getpid(), Prune: true, Command: "repair index"})
 	state := func() map[string]string {
 		t.Helper()
@@ -152,6 +151,20 @@ func TestPruneStopsWhenUnlocked(t *testing.T) {
 	}
 }
 
+// noSuchPID returns a PID no process can have: above the kernel's limit.
+func noSuchPID(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return limit + 1
+}
+
 // removePruneSessions removes every prune session, as 'lifeboat unlock'
 // run on another machine would.
 func removePruneSessions(t *testing.T, repo *chunkstore.Repository) {
@@ -176,4 +189,90 @@ func sessionIDs(list []snapshot.SessionStatus) []string {
 		ids = append(ids, s.ID)
 	}
 	return ids
+}
+
+// TestOverlappingPrunesKeepTheIndexTrue: prune A's session is removed
+// (unlock) while A rewrites the index; prune B starts then, loads A's old
+// index files and sweeps after A deleted its packs. B's new index must
+// not name A's deleted packs, or a later backup would deduplicate against
+// them and its snapshot would need data that is gone.
+func TestOverlappingPrunesKeepTheIndexTrue(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	var snaps []*snapshot.Result
+	for i := range 3 {
+		d := t.TempDir()
+		writeFile(t, filepath.Join(d, "f"), storetest.Data(uint64(700+i), 1<<20))
+		snaps = append(snaps, backupDir(t, repos.Writer, d))
+	}
+	again := t.TempDir()
+	first := storetest.Data(700, 1<<20)
+	writeFile(t, filepath.Join(again, "f"), first)
+	forget(t, repos.Store, snaps[0].ID)
+
+	reached, release, bDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var bErr error
+	var bListed, aDeleting sync.Once
+	b := &opsStore{Store: repos.Store, beforeList: func(prefix string) {
+		if prefix == chunkstore.GCPrefix { // B has loaded the index: let A finish first
+			bListed.Do(func() { close(reached); <-release })
+		}
+	}}
+	a := &opsStore{Store: repos.Store, beforeDelete: func(name string) {
+		if !strings.HasPrefix(name, chunkstore.IndexPrefix) {
+			return
+		}
+		aDeleting.Do(func() { // A has written its new index files
+			removePruneSessions(t, repos.Writer) // unlocked while it runs
+			forget(t, repos.Store, snaps[1].ID)
+			go func() {
+				defer close(bDone)
+				_, bErr = snapshot.Prune(ctx, reopen(t, repos, b), snapshot.PruneOptions{})
+			}()
+			<-reached
+		})
+	}}
+	// A finds its session gone after its rewrite and deletes no pack.
+	if _, err := snapshot.Prune(ctx, reopen(t, repos, a), snapshot.PruneOptions{}); !errors.Is(err, chunkstore.ErrSessionRemoved) {
+		t.Fatalf("prune A: %v, want it to stop: its session was removed", err)
+	}
+	close(release)
+	<-bDone
+	if bErr != nil {
+		t.Fatalf("prune B: %v", bErr)
+	}
+
+	r := reopenLoaded(t, repos, repos.Store)
+	present, err := r.ListPacks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Index().Packs() {
+		if _, ok := present[p.ID]; !ok {
+			t.Errorf("the index names pack %s, which prune A deleted", p.ID.Short())
+		}
+	}
+	backupDir(t, reopen(t, repos, repos.Store), again) // a new process: stores the first file's data again
+	verifyRestores(t, repos, nil)
+}
+
+// opsStore calls its hooks before deletes and listings.
+type opsStore struct {
+	chunkstore.Store
+	beforeDelete func(name string)
+	beforeList   func(prefix string)
+}
+
+func (o *opsStore) Delete(ctx context.Context, name string) error {
+	if o.beforeDelete != nil {
+		o.beforeDelete(name)
+	}
+	return o.Store.Delete(ctx, name)
+}
+
+func (o *opsStore) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	if o.beforeList != nil {
+		o.beforeList(prefix)
+	}
+	return o.Store.List(ctx, prefix, fn)
 }

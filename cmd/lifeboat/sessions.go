@@ -91,11 +91,15 @@ session that makes every prune and repair on the repository refuse for 30
 minutes ("another prune or repair is running ... session S, host H, pid
 P"). If you know that process is gone (the machine is down, the process
 was killed), name its session: 'lifeboat unlock SESSION' (an ID from
-'lifeboat sessions' or a unique prefix of one) removes it. Should that
-prune or repair in fact still run, it finds its session gone before its
-next change to the repository (rewriting the index, deleting packs,
-saving a repaired snapshot) and stops with an error; a change already
-under way is finished.
+'lifeboat sessions' or a unique prefix of one) removes it. Be sure: should
+that prune or repair in fact still run, it finds its session gone only
+before it next rewrites the index, deletes packs or saves a repaired
+snapshot, and then stops with an error; a step already under way is
+finished, and two prunes overlapping that way can leave index files that
+name packs the other deleted (run 'lifeboat check' once both have ended,
+and 'lifeboat repair index' if it reports missing packs). A prune or
+repair of a lifeboat version from before 'unlock' existed does not notice
+at all.
 
 A backup session that is not stale is never removed, not even when its
 process looks gone (a process of another PID namespace can): a prune
