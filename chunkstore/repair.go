@@ -64,7 +64,9 @@ type IndexRepairOptions struct {
 // of the index must not run at once: the caller holds the repository's
 // prune session (snapshot.RepairIndex). Packs in GC marks are re-read and
 // indexed like the others (prune's sweep decides their fate from the
-// index); an indexed, marked pack that is gone is left for prune.
+// index); an indexed, marked pack that is gone (a prune deleted it and has
+// not yet removed its mark) is not reported as missing, and the rewrite
+// leaves it out, as it does every indexed pack that is gone.
 //
 // A writer key is enough: the trailers and index files are sealed with the
 // metadata key, which writers hold. Nothing is deleted but index files.
@@ -93,7 +95,7 @@ func (r *Repository) RepairIndex(ctx context.Context, opts IndexRepairOptions) (
 		switch {
 		case !ok && r.index.Excluded(p.ID):
 			// Marked and already deleted by a prune that has not yet
-			// removed its mark: the next prune drops the entry.
+			// removed its mark: not lost, and the rewrite leaves it out.
 		case !ok:
 			if gone, err := r.packGone(ctx, p.ID); err != nil {
 				return nil, fmt.Errorf("repair index: %w", err)

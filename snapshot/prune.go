@@ -545,11 +545,24 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, held *heldSession, 
 			return fmt.Errorf("prune: not deleting packs: %w; run it again", err)
 		}
 	}
+	// The deletions may take longer than the window the rewrite had (tens
+	// of thousands of packs on a slow store): each one checks that the
+	// session, renewed meanwhile, is still safely held. Packs already gone
+	// (a prune that stopped part-way) are not deleted again.
 	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(wctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for p := range drop {
+		if _, ok := listed[p]; !ok {
+			continue
+		}
 		g.Go(func() error {
+			if until, err := held.sess.HeldUntil(); err != nil || !time.Now().Before(until) {
+				if err == nil {
+					err = fmt.Errorf("its session is held only until %s", until.UTC().Format(time.RFC3339))
+				}
+				return fmt.Errorf("prune: not deleting pack %s: %w (the index no longer lists it and its mark stays: run 'lifeboat prune' again to finish)", chunkstore.PackName(p), err)
+			}
 			if err := repo.Store().Delete(gctx, chunkstore.PackName(p)); err != nil {
 				return fmt.Errorf("delete pack %s: %w (the index no longer lists it and its mark stays: run 'lifeboat prune' again to finish)", chunkstore.PackName(p), err)
 			}

@@ -3,6 +3,7 @@ package snapshot_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
@@ -193,74 +195,92 @@ func sessionIDs(list []snapshot.SessionStatus) []string {
 
 // TestOverlappingPrunesKeepTheIndexTrue: prune A's session is removed
 // (unlock) while A rewrites the index; prune B starts then, loads A's old
-// index files and sweeps after A deleted its packs. B's new index must
-// not name A's deleted packs, or a later backup would deduplicate against
-// them and its snapshot would need data that is gone.
+// index files and sweeps after A. A notices and deletes no pack; a prune
+// of an older version would not notice (played by a store that hides the
+// removal from A) and deletes its packs, and B's new index must then not
+// name them, or a later backup would deduplicate against them and its
+// snapshot would need data that is gone.
 func TestOverlappingPrunesKeepTheIndexTrue(t *testing.T) {
-	ctx := context.Background()
-	repos := storetest.InitRepos(t, mem.New())
-	var snaps []*snapshot.Result
-	for i := range 3 {
-		d := t.TempDir()
-		writeFile(t, filepath.Join(d, "f"), storetest.Data(uint64(700+i), 1<<20))
-		snaps = append(snaps, backupDir(t, repos.Writer, d))
-	}
-	again := t.TempDir()
-	first := storetest.Data(700, 1<<20)
-	writeFile(t, filepath.Join(again, "f"), first)
-	forget(t, repos.Store, snaps[0].ID)
+	for _, notices := range []bool{true, false} {
+		t.Run(fmt.Sprintf("A notices=%v", notices), func(t *testing.T) {
+			ctx := context.Background()
+			repos := storetest.InitRepos(t, mem.New())
+			var snaps []*snapshot.Result
+			for i := range 3 {
+				d := t.TempDir()
+				writeFile(t, filepath.Join(d, "f"), storetest.Data(uint64(700+i), 1<<20))
+				snaps = append(snaps, backupDir(t, repos.Writer, d))
+			}
+			again := t.TempDir()
+			writeFile(t, filepath.Join(again, "f"), storetest.Data(700, 1<<20))
+			forget(t, repos.Store, snaps[0].ID)
 
-	reached, release, bDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	var bErr error
-	var bListed, aDeleting sync.Once
-	b := &opsStore{Store: repos.Store, beforeList: func(prefix string) {
-		if prefix == chunkstore.GCPrefix { // B has loaded the index: let A finish first
-			bListed.Do(func() { close(reached); <-release })
-		}
-	}}
-	a := &opsStore{Store: repos.Store, beforeDelete: func(name string) {
-		if !strings.HasPrefix(name, chunkstore.IndexPrefix) {
-			return
-		}
-		aDeleting.Do(func() { // A has written its new index files
-			removePruneSessions(t, repos.Writer) // unlocked while it runs
-			forget(t, repos.Store, snaps[1].ID)
-			go func() {
-				defer close(bDone)
-				_, bErr = snapshot.Prune(ctx, reopen(t, repos, b), snapshot.PruneOptions{})
-			}()
-			<-reached
+			reached, release, bDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			var bErr error
+			var bListed, aDeleting sync.Once
+			b := &opsStore{Store: repos.Store, beforeList: func(prefix string) {
+				if prefix == chunkstore.GCPrefix { // B has loaded the index: let A finish first
+					bListed.Do(func() { close(reached); <-release })
+				}
+			}}
+			a := &opsStore{Store: repos.Store, hideRemovedSessions: !notices, beforeDelete: func(name string) {
+				if !strings.HasPrefix(name, chunkstore.IndexPrefix) {
+					return
+				}
+				aDeleting.Do(func() { // A has written its new index files
+					removePruneSessions(t, repos.Writer) // unlocked while it runs
+					forget(t, repos.Store, snaps[1].ID)
+					go func() {
+						defer close(bDone)
+						_, bErr = snapshot.Prune(ctx, reopen(t, repos, b), snapshot.PruneOptions{})
+					}()
+					<-reached
+				})
+			}}
+			res, err := snapshot.Prune(ctx, reopen(t, repos, a), snapshot.PruneOptions{})
+			switch {
+			case notices && !errors.Is(err, chunkstore.ErrSessionRemoved):
+				t.Fatalf("prune A: %v, want it to stop: its session was removed", err)
+			case !notices && (err != nil || res.DeletedPacks == 0):
+				t.Fatalf("prune A, not noticing: %+v, %v; want it to delete its packs", res, err)
+			}
+			close(release)
+			<-bDone
+			if bErr != nil {
+				t.Fatalf("prune B: %v", bErr)
+			}
+
+			r := reopenLoaded(t, repos, repos.Store)
+			present, err := r.ListPacks(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range r.Index().Packs() {
+				if _, ok := present[p.ID]; !ok {
+					t.Errorf("the index names pack %s, which is gone", p.ID.Short())
+				}
+			}
+			backupDir(t, reopen(t, repos, repos.Store), again) // a new process: stores the first file's data again
+			verifyRestores(t, repos, nil)
 		})
-	}}
-	// A finds its session gone after its rewrite and deletes no pack.
-	if _, err := snapshot.Prune(ctx, reopen(t, repos, a), snapshot.PruneOptions{}); !errors.Is(err, chunkstore.ErrSessionRemoved) {
-		t.Fatalf("prune A: %v, want it to stop: its session was removed", err)
 	}
-	close(release)
-	<-bDone
-	if bErr != nil {
-		t.Fatalf("prune B: %v", bErr)
-	}
-
-	r := reopenLoaded(t, repos, repos.Store)
-	present, err := r.ListPacks(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Index().Packs() {
-		if _, ok := present[p.ID]; !ok {
-			t.Errorf("the index names pack %s, which prune A deleted", p.ID.Short())
-		}
-	}
-	backupDir(t, reopen(t, repos, repos.Store), again) // a new process: stores the first file's data again
-	verifyRestores(t, repos, nil)
 }
 
-// opsStore calls its hooks before deletes and listings.
+// opsStore calls its hooks before deletes and listings; with
+// hideRemovedSessions it answers a Stat of a session object as if it were
+// there (a process that does not check its session).
 type opsStore struct {
 	chunkstore.Store
-	beforeDelete func(name string)
-	beforeList   func(prefix string)
+	beforeDelete        func(name string)
+	beforeList          func(prefix string)
+	hideRemovedSessions bool
+}
+
+func (o *opsStore) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, error) {
+	if o.hideRemovedSessions && strings.HasPrefix(name, chunkstore.SessionsPrefix) {
+		return chunkstore.ObjectInfo{Name: name}, nil
+	}
+	return o.Store.Stat(ctx, name)
 }
 
 func (o *opsStore) Delete(ctx context.Context, name string) error {
@@ -275,4 +295,37 @@ func (o *opsStore) List(ctx context.Context, prefix string, fn func(chunkstore.O
 		o.beforeList(prefix)
 	}
 	return o.Store.List(ctx, prefix, fn)
+}
+
+// TestPruneDeletesPastTheRewriteWindow: deleting the packs may take longer
+// than the window the index rewrite had; while its session is renewed, a
+// prune finishes them (it used to stop at that window's deadline).
+func TestPruneDeletesPastTheRewriteWindow(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	for i := range 12 {
+		d := t.TempDir()
+		writeFile(t, filepath.Join(d, "f"), storetest.Data(uint64(800+i), 64<<10))
+		forget(t, repos.Store, backupDir(t, repos.Writer, d).ID)
+	}
+	packs := countObjects(t, repos.Store, chunkstore.DataPrefix)
+	// Held 1.5 s past each renewal; deleting takes about 0.6 s per pack, 8
+	// at a time: well over 1.5 s in all.
+	timing := chunkstore.SessionTiming{Heartbeat: 100 * time.Millisecond, CommitWindow: time.Second, Stale: 2 * time.Second}
+	slow := &opsStore{Store: repos.Store, beforeDelete: func(name string) {
+		if strings.HasPrefix(name, chunkstore.DataPrefix) {
+			time.Sleep(600 * time.Millisecond)
+		}
+	}}
+	start := time.Now()
+	res, err := snapshot.Prune(ctx, reopen(t, repos, slow), snapshot.PruneOptions{Sessions: timing})
+	if err != nil {
+		t.Fatalf("prune whose deletions outlast the rewrite's window (%s): %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if res.DeletedPacks != packs || countObjects(t, repos.Store, chunkstore.DataPrefix) != 0 {
+		t.Fatalf("deleted %d of %d packs; %d left", res.DeletedPacks, packs, countObjects(t, repos.Store, chunkstore.DataPrefix))
+	}
+	if elapsed := time.Since(start); elapsed < 1500*time.Millisecond {
+		t.Fatalf("the deletions took %s: the test needs them to outlast 1.5 s", elapsed)
+	}
 }
