@@ -264,16 +264,7 @@ func TestRewriteIndexLeavesOutGonePacks(t *testing.T) {
 	repos := storetest.InitRepos(t, mem.New())
 	var packs []chunkstore.ID
 	for seed := range uint64(3) {
-		w, err := repos.Writer.NewWriter(ctx, chunkstore.WriterOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := w.SaveBlob(ctx, chunkstore.DataBlob, storetest.Data(seed, 1000)); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
+		storeBlob(t, repos.Writer, seed)
 	}
 	r := repos.Reader
 	if err := r.LoadIndex(ctx); err != nil {
@@ -288,7 +279,7 @@ func TestRewriteIndexLeavesOutGonePacks(t *testing.T) {
 	if err := repos.Store.Delete(ctx, chunkstore.PackName(packs[0])); err != nil {
 		t.Fatal(err)
 	}
-	hidden := hideFromListing{Store: repos.Store, hide: chunkstore.PackName(packs[1])}
+	hidden := storetest.Hiding{Store: repos.Store, Hide: chunkstore.PackName(packs[1])}
 	ids, _ := chunkstore.ParseIdentityFile(repos.Identity, nil)
 	r2, err := chunkstore.Open(ctx, hidden, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
 	if err != nil {
@@ -313,18 +304,19 @@ func TestRewriteIndexLeavesOutGonePacks(t *testing.T) {
 	}
 }
 
-// hideFromListing leaves one object out of listings, as a store whose
-// listings lag behind its writes may.
-type hideFromListing struct {
-	chunkstore.Store
-	hide string
-}
-
-func (h hideFromListing) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
-	return h.Store.List(ctx, prefix, func(oi chunkstore.ObjectInfo) error {
-		if oi.Name == h.hide {
-			return nil
-		}
-		return fn(oi)
-	})
+// storeBlob stores 1000 bytes of data made from seed in a pack of their
+// own, with its index file.
+func storeBlob(t *testing.T, repo *chunkstore.Repository, seed uint64) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.SaveBlob(ctx, chunkstore.DataBlob, storetest.Data(seed, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

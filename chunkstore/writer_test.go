@@ -83,18 +83,7 @@ func TestLoadIndexReadsEachFileOnce(t *testing.T) {
 	ctx := context.Background()
 	faulty := storetest.NewFaulty(mem.New())
 	repos := storetest.InitRepos(t, faulty)
-	save := func(seed uint64) {
-		w, err := repos.Writer.NewWriter(ctx, chunkstore.WriterOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := w.SaveBlob(ctx, chunkstore.DataBlob, storetest.Data(seed, 1000)); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	save := func(seed uint64) { storeBlob(t, repos.Writer, seed) }
 	save(1)
 	r := repos.Reader
 	gets := func() int { return faulty.Calls(storetest.OpGet) }

@@ -163,22 +163,6 @@ func allNames(t *testing.T, st chunkstore.Store) []string {
 	return names
 }
 
-// hidingStore leaves one object out of listings, as a store whose
-// listings lag behind its writes may.
-type hidingStore struct {
-	chunkstore.Store
-	hide string
-}
-
-func (h hidingStore) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
-	return h.Store.List(ctx, prefix, func(oi chunkstore.ObjectInfo) error {
-		if oi.Name == h.hide {
-			return nil
-		}
-		return fn(oi)
-	})
-}
-
 // TestRepairIndexKeepsWhatIsThere: a pack the listing misses but the
 // store holds is not dropped, and a marked pack whose index file is
 // damaged is indexed again (prune's sweep needs its entry to keep it if a
@@ -188,7 +172,7 @@ func TestRepairIndexKeepsWhatIsThere(t *testing.T) {
 	repos, _, _, _ := oneFile(t, 61, 2<<20)
 	p := largestPack(t, repos.Store, nil)
 
-	res, err := snapshot.RepairIndex(ctx, reopen(t, repos, hidingStore{repos.Store, chunkstore.PackName(p)}), snapshot.RepairOptions{})
+	res, err := snapshot.RepairIndex(ctx, reopen(t, repos, storetest.Hiding{Store: repos.Store, Hide: chunkstore.PackName(p)}), snapshot.RepairOptions{})
 	if err != nil || res.Changed() || len(res.MissingPacks) != 0 {
 		t.Fatalf("repair with a pack the listing misses: %+v, %v; want it kept", res, err)
 	}

@@ -286,8 +286,8 @@ func TestRepairSnapshotsRefusesIncompleteIndex(t *testing.T) {
 	damaged := storetest.NewFaulty(repos.Store)
 	damaged.FlipGet(index[0], 8*40)
 	refused(damaged, "is damaged; run 'lifeboat repair index' first")
-	refused(hidingStore{repos.Store, chunkstore.PackName(largestPack(t, repos.Store, nil))}, "is indexed but missing")
-	refused(hidingStore{repos.Store, index[0]}, "which no index file lists, holds blob")
+	refused(storetest.Hiding{Store: repos.Store, Hide: chunkstore.PackName(largestPack(t, repos.Store, nil))}, "is indexed but missing")
+	refused(storetest.Hiding{Store: repos.Store, Hide: index[0]}, "which no index file lists, holds blob")
 }
 
 // markedAndLost makes a repository whose one snapshot (second) holds a

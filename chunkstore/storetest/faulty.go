@@ -222,3 +222,21 @@ func (f *Faulty) Delete(ctx context.Context, name string) error {
 	}
 	return f.Store.Delete(ctx, name)
 }
+
+// Hiding leaves one object (Hide) out of Store's listings, as a store
+// whose listings lag behind its writes may; everything else passes
+// through.
+type Hiding struct {
+	chunkstore.Store
+	Hide string
+}
+
+// List lists Store's objects under prefix, except Hide.
+func (h Hiding) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	return h.Store.List(ctx, prefix, func(oi chunkstore.ObjectInfo) error {
+		if oi.Name == h.Hide {
+			return nil
+		}
+		return fn(oi)
+	})
+}
