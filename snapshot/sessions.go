@@ -80,7 +80,8 @@ func sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstor
 	return out, nil
 }
 
-// UnlockResult says what Unlock removed and which live sessions it left.
+// UnlockResult says what Unlock removed, and the sessions it left that
+// have not ended.
 type UnlockResult struct {
 	Removed []SessionStatus `json:"removed"`
 	Left    []SessionStatus `json:"left"`
