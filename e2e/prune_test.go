@@ -139,6 +139,18 @@ func TestPruneCrashSafety(t *testing.T) {
 		if chk := r.run("check", "--read-data"); chk.Code != 0 {
 			t.Fatalf("check --read-data after prune was killed while %s: %s", step.name, chk)
 		}
+		if i == 0 {
+			// The killed prune left its session; this machine can tell
+			// that its process is gone, and unlock removes it.
+			ss := decodeSessions(t, r.ok("sessions", "--json"))
+			if len(ss) != 1 || ss[0].Kind != "prune" || ss[0].Command != "prune" || ss[0].State != "gone" {
+				t.Fatalf("sessions after prune was killed: %+v; want its prune session, gone", ss)
+			}
+			wantOutput(t, r.ok("unlock"), "removed prune session "+ss[0].ID)
+			if left := decodeSessions(t, r.ok("sessions", "--json")); len(left) != 0 {
+				t.Fatalf("sessions after unlock: %+v", left)
+			}
+		}
 	}
 
 	res := decodePrune(t, r.ok("prune", "--json"))
@@ -190,6 +202,17 @@ func TestPruneCrashSafety(t *testing.T) {
 	}
 	text := r.ok("prune")
 	wantOutput(t, text, "wait for 1 backup", "run 'lifeboat prune' again")
+	// Its process is gone from this machine, but a backup session is
+	// removed only once stale: one of another PID namespace looks the
+	// same and may still commit.
+	ss := decodeSessions(t, r.ok("sessions", "--json"))
+	if len(ss) != 1 || ss[0].Kind != "backup" || ss[0].State != "gone" {
+		t.Fatalf("sessions after a backup was killed: %+v; want its session, gone", ss)
+	}
+	wantOutput(t, r.ok("unlock"), "left backup session "+ss[0].ID, "no session removed")
+	if res := r.run("unlock", ss[0].ID); res.Code != 1 || !strings.Contains(res.Stderr, "may still be running and is not removed") {
+		t.Errorf("unlock of the killed backup's session: %s; want exit 1, refused", res)
+	}
 	var chk struct {
 		Marks    int `json:"gc_marks"`
 		Marked   int `json:"gc_marked_packs"`
@@ -199,6 +222,22 @@ func TestPruneCrashSafety(t *testing.T) {
 	if err := json.Unmarshal([]byte(out.Stdout), &chk); err != nil || chk.Marks != 1 || chk.Marked != res.Marked || chk.Sessions != 1 {
 		t.Errorf("check --json with a pending mark and a killed backup's session: %+v %v, want 1 mark of %d packs and 1 session", chk, err, res.Marked)
 	}
+}
+
+type sessionJSON struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Command string `json:"command"`
+	State   string `json:"state"`
+}
+
+func decodeSessions(t *testing.T, r result) []sessionJSON {
+	t.Helper()
+	var ss []sessionJSON
+	if err := json.Unmarshal([]byte(r.Stdout), &ss); err != nil {
+		t.Fatalf("sessions --json: %v: %s", err, r)
+	}
+	return ss
 }
 
 func decodePrune(t *testing.T, r result) pruneJSON {
