@@ -549,14 +549,19 @@ func (r *Repository) ExcludeMarked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.index.SetExcluded(MarkedPacks(marks))
+	return nil
+}
+
+// MarkedPacks returns the set of packs the marks list.
+func MarkedPacks(marks []GCMark) map[ID]bool {
 	set := map[ID]bool{}
 	for _, m := range marks {
 		for _, p := range m.Packs {
 			set[p] = true
 		}
 	}
-	r.index.SetExcluded(set)
-	return nil
+	return set
 }
 
 // StoreNow returns the store's current time: the modification time of a
@@ -589,15 +594,18 @@ const indexPacksPerFile = 1000
 // it wrote and removed. New files are all written before any old one is
 // removed, so a crash leaves duplicates, never a pack that drops out of
 // the index while it is still needed. Index files written by others after
-// LoadIndex are left alone.
-func (r *Repository) RewriteIndex(ctx context.Context, drop map[ID]bool) (written, removed int, err error) {
-	return r.rewriteIndex(ctx, drop, false)
+// LoadIndex are left alone. Indexed packs that are gone are left out (see
+// rewriteIndex); present is a listing of the packs (ListPacks) the caller
+// took after loading the index and after writing any pack it adds, or nil
+// to have one taken now.
+func (r *Repository) RewriteIndex(ctx context.Context, drop map[ID]bool, present map[ID]int64) (written, removed int, err error) {
+	return r.rewriteIndex(ctx, drop, present, false)
 }
 
 // rewriteIndex is RewriteIndex; with removeDamaged the index files
 // LoadIndex could not read are removed too (RepairIndex, which has
 // described their packs again from the packs), instead of refusing.
-func (r *Repository) rewriteIndex(ctx context.Context, drop map[ID]bool, removeDamaged bool) (written, removed int, err error) {
+func (r *Repository) rewriteIndex(ctx context.Context, drop map[ID]bool, present map[ID]int64, removeDamaged bool) (written, removed int, err error) {
 	if len(r.indexProblems) > 0 && !removeDamaged {
 		return 0, 0, fmt.Errorf("rewrite index: %d index files are damaged (%s among them: %v); run 'lifeboat repair index' first", len(r.indexProblems), r.indexProblems[0].Object, r.indexProblems[0].Err)
 	}
@@ -606,9 +614,10 @@ func (r *Repository) rewriteIndex(ctx context.Context, drop map[ID]bool, removeD
 	// gone. Only another prune deletes packs, and prunes run one at a
 	// time; but one whose session was removed ('lifeboat unlock') while
 	// it still ran can overlap this one.
-	present, err := r.ListPacks(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("rewrite index: %w", err)
+	if present == nil {
+		if present, err = r.ListPacks(ctx); err != nil {
+			return 0, 0, fmt.Errorf("rewrite index: %w", err)
+		}
 	}
 	var keep []PackEntry
 	for _, p := range r.index.Packs() {

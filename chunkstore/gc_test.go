@@ -288,7 +288,7 @@ func TestRewriteIndexLeavesOutGonePacks(t *testing.T) {
 	if err := r2.LoadIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r2.RewriteIndex(ctx, nil); err != nil {
+	if _, _, err := r2.RewriteIndex(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	r3, err := chunkstore.Open(ctx, repos.Store, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})

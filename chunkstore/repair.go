@@ -135,7 +135,7 @@ func (r *Repository) RepairIndex(ctx context.Context, opts IndexRepairOptions) (
 		}
 		defer cancel()
 	}
-	res.IndexWritten, res.IndexRemoved, err = r.rewriteIndex(wctx, drop, true)
+	res.IndexWritten, res.IndexRemoved, err = r.rewriteIndex(wctx, drop, present, true)
 	if err != nil {
 		return res, fmt.Errorf("repair index: %w", err)
 	}

@@ -130,12 +130,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	if err != nil {
 		return nil, err
 	}
-	inMark := map[chunkstore.ID]bool{}
-	for _, m := range marks {
-		for _, p := range m.Packs {
-			inMark[p] = true
-		}
-	}
+	inMark := chunkstore.MarkedPacks(marks)
 	present, err := repo.ListPacks(ctx)
 	if err != nil {
 		return nil, err
@@ -334,12 +329,18 @@ func (h *heldSession) end() {
 // be running then, and an index written from what this one read could
 // name packs that prune has deleted.
 func (h *heldSession) writeWindow(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	return h.window(ctx, "rewriting the index")
+}
+
+// window is writeWindow for any step that needs no prune to run beside it
+// (doing names it in the error).
+func (h *heldSession) window(ctx context.Context, doing string) (context.Context, context.CancelFunc, error) {
 	if err := h.sess.Check(ctx); err != nil {
-		return nil, nil, fmt.Errorf("%s: not rewriting the index: %w; run it again", h.what, err)
+		return nil, nil, fmt.Errorf("%s: not %s: %w; run it again", h.what, doing, err)
 	}
 	until, err := h.sess.HeldUntil()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: not rewriting the index: %w; run it again", h.what, err)
+		return nil, nil, fmt.Errorf("%s: not %s: %w; run it again", h.what, doing, err)
 	}
 	wctx, cancel := context.WithDeadline(ctx, until)
 	return wctx, cancel, nil
@@ -442,26 +443,16 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, held *heldSession, 
 		return err
 	}
 	idx := repo.Index()
-	drop := map[chunkstore.ID]bool{}
-	for _, m := range ready {
-		for _, p := range m.Packs {
-			drop[p] = true
-		}
-	}
+	drop := chunkstore.MarkedPacks(ready)
 	// A blob is safe when a pack in no mark holds it: listed now, after
 	// the marks are (another prune deletes a mark only after its packs).
 	// Two prunes sweeping at once then never both count on the other's
 	// packs: whichever lists the marks second sees the first one's mark.
-	marked := map[chunkstore.ID]bool{}
 	all, err := repo.GCMarks(ctx)
 	if err != nil {
 		return err
 	}
-	for _, m := range all {
-		for _, p := range m.Packs {
-			marked[p] = true
-		}
-	}
+	marked := chunkstore.MarkedPacks(all)
 	listed, err := repo.ListPacks(ctx)
 	if err != nil {
 		return err
@@ -535,7 +526,7 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, held *heldSession, 
 	}
 	defer cancel()
 	if needRewrite {
-		w, r, err := repo.RewriteIndex(wctx, drop)
+		w, r, err := repo.RewriteIndex(wctx, drop, listed)
 		res.IndexWritten, res.IndexRemoved = w, r
 		if err != nil {
 			return err

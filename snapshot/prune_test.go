@@ -520,7 +520,7 @@ func TestPruneRefusesDamage(t *testing.T) {
 				dataPacks[p.ID] = true
 			}
 		}
-		if _, _, err := r.RewriteIndex(ctx, dataPacks); err != nil {
+		if _, _, err := r.RewriteIndex(ctx, dataPacks, nil); err != nil {
 			t.Fatal(err)
 		}
 		before := countObjects(t, repos.Store, chunkstore.DataPrefix)

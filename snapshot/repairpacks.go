@@ -79,12 +79,7 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 	}
 	// Excluded: marked packs (as for any writer) and the damaged ones, so
 	// that their blobs count as not stored and are written anew.
-	excluded := map[chunkstore.ID]bool{}
-	for _, m := range marks {
-		for _, p := range m.Packs {
-			excluded[p] = true
-		}
-	}
+	excluded := chunkstore.MarkedPacks(marks)
 	var damaged []*chunkstore.PackEntry
 	named := map[chunkstore.ID]bool{}
 	for _, id := range ids {
@@ -219,7 +214,8 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 		return res, err
 	}
 	defer cancel()
-	if res.IndexWritten, res.IndexRemoved, err = repo.RewriteIndex(wctx, drop); err != nil {
+	// nil: the packs it wrote came after its listing.
+	if res.IndexWritten, res.IndexRemoved, err = repo.RewriteIndex(wctx, drop, nil); err != nil {
 		return res, err
 	}
 	return res, nil

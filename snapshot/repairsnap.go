@@ -274,17 +274,12 @@ func commitRepaired(ctx context.Context, repo *chunkstore.Repository, sess *chun
 	if err != nil {
 		return chunkstore.ID{}, fmt.Errorf("not committing: %w", err)
 	}
-	if err := held.sess.Check(ctx); err != nil {
-		return chunkstore.ID{}, fmt.Errorf("not committing: %w; run it again", err)
-	}
-	heldUntil, err := held.sess.HeldUntil()
+	wctx, cancelHeld, err := held.window(ctx, "committing")
 	if err != nil {
-		return chunkstore.ID{}, fmt.Errorf("not committing: a prune may have started meanwhile: %w; run it again", err)
+		return chunkstore.ID{}, err
 	}
-	if heldUntil.Before(commitBy) {
-		commitBy = heldUntil
-	}
-	saveCtx, cancel := context.WithDeadline(ctx, commitBy)
+	defer cancelHeld()
+	saveCtx, cancel := context.WithDeadline(wctx, commitBy) // the earlier of the two
 	defer cancel()
 	return Save(saveCtx, repo, m)
 }
