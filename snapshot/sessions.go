@@ -150,7 +150,7 @@ func Unlock(ctx context.Context, repo *chunkstore.Repository, ids []string, timi
 	}
 	for _, s := range remove {
 		if err := repo.RemoveSession(ctx, s.state); err != nil {
-			return res, err
+			return res, fmt.Errorf("%w (unlock needs credentials that may delete; the sessions listed as removed are gone, the rest are not)", err)
 		}
 		res.Removed = append(res.Removed, s)
 	}

@@ -329,3 +329,34 @@ func TestPruneDeletesPastTheRewriteWindow(t *testing.T) {
 		t.Fatalf("the deletions took %s: the test needs them to outlast 1.5 s", elapsed)
 	}
 }
+
+// TestUnlockWithoutDelete: with credentials that may not delete, unlock
+// says so, and the session stays.
+func TestUnlockWithoutDelete(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	host, _ := os.Hostname()
+	sess, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: host, PID: noSuchPID(t), Prune: true, Command: "prune"}, chunkstore.DefaultSessionTiming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.End(ctx)
+	_, err = snapshot.Unlock(ctx, reopen(t, repos, noSessionDeletes{repos.Store}), nil, chunkstore.DefaultSessionTiming)
+	if err == nil || !strings.Contains(err.Error(), "AccessDenied") || !strings.Contains(err.Error(), "unlock needs credentials that may delete") {
+		t.Fatalf("unlock with deletes refused: %v", err)
+	}
+	if list, err := snapshot.Sessions(ctx, reopen(t, repos, repos.Store), chunkstore.DefaultSessionTiming); err != nil || len(list) != 1 || list[0].State != snapshot.SessionGone {
+		t.Fatalf("sessions after the refused unlock: %+v, %v; want the gone prune session still there", list, err)
+	}
+}
+
+// noSessionDeletes refuses to delete session objects, as credentials that
+// may only put would.
+type noSessionDeletes struct{ chunkstore.Store }
+
+func (n noSessionDeletes) Delete(ctx context.Context, name string) error {
+	if strings.HasPrefix(name, chunkstore.SessionsPrefix) {
+		return chunkstore.Permanent(errors.New("AccessDenied"))
+	}
+	return n.Store.Delete(ctx, name)
+}
