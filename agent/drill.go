@@ -65,11 +65,7 @@ func (a *Agent) checkRunnerJob(item *coordinator.WorkItem) error {
 	case item.Policy == nil:
 		return fmt.Errorf("%s %s came without its policy %q (deleted meanwhile?)", kind, item.Job.ID, item.Job.Policy)
 	case item.Repository == nil || item.Repository.URL == "":
-		repo := item.Job.Repository // a prune job's, when recorded
-		if repo == "" {
-			repo = item.Policy.Repository
-		}
-		return fmt.Errorf("%s %s came without access to repository %q (not registered?)", kind, item.Job.ID, repo)
+		return fmt.Errorf("%s %s came without access to repository %q (not registered?)", kind, item.Job.ID, coordinator.JobRepository(&item.Job, item.Policy))
 	}
 	return nil
 }

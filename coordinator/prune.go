@@ -175,14 +175,25 @@ func (s *State) latestPrunes() map[string]finishedPrunes {
 	return out
 }
 
-// jobRepository is the repository job j works on: its own (verify and
-// prune jobs), else its policy's ("" if the policy is gone).
+// jobRepository is the repository job j works on (JobRepository, with
+// the policy as the state holds it now).
 func (s *State) jobRepository(j *Job) string {
+	var p *Policy
+	if pr := s.Policies[j.Policy]; pr != nil {
+		p = &pr.Policy
+	}
+	return JobRepository(j, p)
+}
+
+// JobRepository is the repository job j works on: its own (verify and
+// prune jobs record it), else its policy p's ("" if p is nil: the policy
+// is gone).
+func JobRepository(j *Job, p *Policy) string {
 	if j.Repository != "" {
 		return j.Repository
 	}
-	if pr := s.Policies[j.Policy]; pr != nil {
-		return pr.Policy.Repository
+	if p != nil {
+		return p.Repository
 	}
 	return ""
 }

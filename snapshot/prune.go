@@ -105,14 +105,11 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	opts.Sessions = opts.Sessions.OrDefault()
 	opts.Logger = orDiscard(opts.Logger)
 	res := &PruneResult{DryRun: opts.DryRun}
-	var held *heldSession
-	if !opts.DryRun {
-		var err error
-		if held, err = holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "prune"); err != nil {
-			return nil, err
-		}
-		defer held.end()
+	held, err := holdPruneSession(ctx, repo, opts.DryRun, opts.Sessions, opts.Logger, "prune")
+	if err != nil {
+		return nil, err
 	}
+	defer held.end()
 	ref := &referenced{seen: map[chunkstore.ID]bool{}, blobs: map[chunkstore.ID]bool{}, walked: map[chunkstore.ID]bool{}}
 
 	// Phase 1: mark. The index is loaded after the snapshots are listed
@@ -306,8 +303,13 @@ type heldSession struct {
 }
 
 // holdPruneSession registers the prune session (registerPrune) for a
-// command that rewrites the index; what names the command in a warning.
-func holdPruneSession(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming, log *slog.Logger, what string) (*heldSession, error) {
+// command that rewrites the index; what names the command in errors and
+// warnings. A dry run changes nothing and holds no session: it gets nil,
+// whose end does nothing.
+func holdPruneSession(ctx context.Context, repo *chunkstore.Repository, dryRun bool, timing chunkstore.SessionTiming, log *slog.Logger, what string) (*heldSession, error) {
+	if dryRun {
+		return nil, nil
+	}
 	sess, err := registerPrune(ctx, repo, what, PruneOptions{Sessions: timing, Logger: log})
 	if err != nil {
 		return nil, err
@@ -315,8 +317,11 @@ func holdPruneSession(ctx context.Context, repo *chunkstore.Repository, timing c
 	return &heldSession{sess: sess, log: log, what: what, ctx: ctx}, nil
 }
 
-// end removes the session.
+// end removes the session (nothing for a dry run's nil).
 func (h *heldSession) end() {
+	if h == nil {
+		return
+	}
 	if err := h.sess.End(context.WithoutCancel(h.ctx)); err != nil {
 		h.log.Warn("end "+h.what+" session", "err", err)
 	}

@@ -24,12 +24,12 @@ func RepairIndex(ctx context.Context, repo *chunkstore.Repository, opts RepairOp
 	opts.Sessions = opts.Sessions.OrDefault()
 	opts.Logger = orDiscard(opts.Logger)
 	ro := chunkstore.IndexRepairOptions{DryRun: opts.DryRun}
-	if !opts.DryRun {
-		held, err := holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "repair index")
-		if err != nil {
-			return nil, err
-		}
-		defer held.end()
+	held, err := holdPruneSession(ctx, repo, opts.DryRun, opts.Sessions, opts.Logger, "repair index")
+	if err != nil {
+		return nil, err
+	}
+	defer held.end()
+	if held != nil {
 		ro.WriteWindow = held.writeWindow
 	}
 	return repo.RepairIndex(ctx, ro)

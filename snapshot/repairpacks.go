@@ -61,14 +61,11 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 	opts.Sessions = opts.Sessions.OrDefault()
 	opts.Logger = orDiscard(opts.Logger)
 	res := &RepairPacksResult{DryRun: opts.DryRun, Packs: []RepairedPack{}}
-	var held *heldSession
-	if !opts.DryRun {
-		var err error
-		if held, err = holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "repair packs"); err != nil {
-			return nil, err
-		}
-		defer held.end()
+	held, err := holdPruneSession(ctx, repo, opts.DryRun, opts.Sessions, opts.Logger, "repair packs")
+	if err != nil {
+		return nil, err
 	}
+	defer held.end()
 	if err := loadIndexForPrune(ctx, repo); err != nil {
 		return nil, err
 	}

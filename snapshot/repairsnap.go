@@ -96,14 +96,13 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
 	}
+	held, err := holdPruneSession(ctx, repo, opts.DryRun, opts.Sessions, opts.Logger, "repair snapshots")
+	if err != nil {
+		return nil, err
+	}
+	defer held.end()
 	var sess *chunkstore.Session
-	var held *heldSession
 	if !opts.DryRun {
-		var err error
-		if held, err = holdPruneSession(ctx, repo, opts.Sessions, opts.Logger, "repair snapshots"); err != nil {
-			return nil, err
-		}
-		defer held.end()
 		sess, err = repo.StartSession(ctx, chunkstore.SessionInfo{Host: opts.Host, PID: os.Getpid(), Started: time.Now()}, opts.Sessions)
 		if err != nil {
 			return nil, err
