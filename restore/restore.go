@@ -885,7 +885,7 @@ func (r *restorer) other(e *entry) error {
 			return fmt.Errorf("symlink: %w", err)
 		}
 	case snapshot.TypeFIFO, snapshot.TypeDev, snapshot.TypeCharDev:
-		mode := nodeMode(n)
+		mode := n.UnixPerm()
 		switch n.Type {
 		case snapshot.TypeFIFO:
 			mode |= unix.S_IFIFO

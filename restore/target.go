@@ -333,20 +333,6 @@ func timespecs(n *snapshot.Node) []unix.Timespec {
 	return []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(n.ModTime.UnixNano())}
 }
 
-func nodeMode(n *snapshot.Node) uint32 {
-	m := uint32(n.Mode.Perm())
-	if n.Mode&fs.ModeSetuid != 0 {
-		m |= unix.S_ISUID
-	}
-	if n.Mode&fs.ModeSetgid != 0 {
-		m |= unix.S_ISGID
-	}
-	if n.Mode&fs.ModeSticky != 0 {
-		m |= unix.S_ISVTX
-	}
-	return m
-}
-
 // createPerm is the mode to create a file with: its final permission
 // bits when nothing else needs setting later (no setuid, setgid or sticky
 // bit), so setMetaFD can skip the chmod; otherwise owner-only.
@@ -367,7 +353,7 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	if t.needsChown(n) {
 		errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 	}
-	if mode := nodeMode(n); mode != perm&^t.umask {
+	if mode := n.UnixPerm(); mode != perm&^t.umask {
 		errs = append(errs, unix.Fchmod(fd, mode))
 	}
 	dir, base := split(p)
@@ -409,7 +395,7 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 		if t.needsChown(n) {
 			errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 		}
-		return errors.Join(append(errs, unix.Fchmod(fd, nodeMode(n)))...)
+		return errors.Join(append(errs, unix.Fchmod(fd, n.UnixPerm()))...)
 	}))
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
@@ -431,7 +417,7 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node) error {
 			errs = append(errs, unix.Fchownat(dfd, base, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW))
 		}
 		if n.Type != snapshot.TypeSymlink {
-			errs = append(errs, chmodNoFollow(dfd, base, nodeMode(n)))
+			errs = append(errs, chmodNoFollow(dfd, base, n.UnixPerm()))
 		}
 		errs = append(errs, utimesAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
 		return errors.Join(errs...)

@@ -26,7 +26,10 @@ import (
 
 // BackupOptions configure one backup.
 type BackupOptions struct {
-	Paths          []string // absolute or relative; made absolute and cleaned
+	Paths []string // absolute or relative; made absolute and cleaned
+	// Stream, instead of Paths, backs up one file whose content is read
+	// from a stream (standard input, a command's output).
+	Stream         *Stream
 	Host           string
 	Username       string
 	Tags           []string
@@ -47,6 +50,19 @@ type BackupOptions struct {
 	// Sessions paces the backup's session (see chunkstore.Session);
 	// zero means chunkstore.DefaultSessionTiming.
 	Sessions chunkstore.SessionTiming
+}
+
+// Stream is a file a backup reads from a stream rather than from the
+// filesystem: a database dump piped in, say. The snapshot holds it as
+// the one file /Name. Its size is not known in advance, so it is always
+// read through the chunker; any error from Reader (a command that failed,
+// a broken pipe) fails the backup without a snapshot, since a stream cut
+// short looks like a shorter one.
+type Stream struct {
+	Name    string      // the file's name in the snapshot: one path element (ValidName)
+	Reader  io.Reader   // read to EOF
+	Mode    fs.FileMode // permission bits; 0 means 0600
+	ModTime time.Time   // zero means the backup's start
 }
 
 // MaxDefaultWorkers caps the default number of readers and of sealers.
@@ -116,6 +132,7 @@ type archiver struct {
 
 type fileJob struct {
 	path    string
+	stream  io.Reader // read instead of the file at path (Stream)
 	node    *Node
 	st      FileStat
 	done    chan struct{}
@@ -162,12 +179,22 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	if opts.FilesCache == nil {
 		opts.FilesCache = NewFilesCache(repo.Config().ID)
 	}
-	if len(opts.Paths) == 0 {
+	var paths []string
+	switch {
+	case opts.Stream != nil && len(opts.Paths) > 0:
+		return nil, errors.New("backup: paths and a stream cannot be backed up together")
+	case opts.Stream != nil:
+		if !ValidName(opts.Stream.Name) {
+			return nil, fmt.Errorf("backup: %q cannot name the stream's file: give one file name, without '/' (not empty, '.' or '..')", opts.Stream.Name)
+		}
+		paths = []string{"/" + opts.Stream.Name}
+	case len(opts.Paths) == 0:
 		return nil, errors.New("backup: no paths given")
-	}
-	paths, err := cleanPaths(opts.Paths)
-	if err != nil {
-		return nil, err
+	default:
+		var err error
+		if paths, err = cleanPaths(opts.Paths); err != nil {
+			return nil, err
+		}
 	}
 	excl, err := NewExcluder(opts.Excludes)
 	if err != nil {
@@ -245,7 +272,12 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		defer close(a.blobs)
 		defer readers.Wait()
 		defer close(a.files)
-		ch := a.saveVirtual(gctx, buildVirtual(paths))
+		var ch <-chan dirDone
+		if opts.Stream != nil {
+			ch = a.saveStream(gctx, start)
+		} else {
+			ch = a.saveVirtual(gctx, buildVirtual(paths))
+		}
 		select {
 		case res := <-ch:
 			rootID = res.id
@@ -392,6 +424,32 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 		items = append(items, pendingNode{node: node, dir: a.saveVirtual(ctx, c)})
 	}
 	return a.finishDir(ctx, v.path, items)
+}
+
+// saveStream stores the root tree of a stream's backup: the one file
+// opts.Stream, owned by this process's user.
+func (a *archiver) saveStream(ctx context.Context, start time.Time) <-chan dirDone {
+	s := a.opts.Stream
+	mode := s.Mode.Perm()
+	if mode == 0 {
+		mode = 0o600
+	}
+	mtime := s.ModTime
+	if mtime.IsZero() {
+		mtime = start
+	}
+	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	node := &Node{Name: s.Name, Type: TypeFile, Mode: mode, UID: uid, GID: gid,
+		User: a.ids.user(uid), Group: a.ids.group(gid), ModTime: mtime, AccessTime: mtime, ChangeTime: mtime}
+	job := &fileJob{path: "/" + s.Name, node: node, stream: s.Reader, done: make(chan struct{})}
+	select {
+	case a.files <- job:
+	case <-ctx.Done():
+		out := make(chan dirDone, 1)
+		out <- dirDone{err: ctx.Err()}
+		return out
+	}
+	return a.finishDir(ctx, "/", []pendingNode{{node: node, file: job}})
 }
 
 type pendingNode struct {
@@ -543,6 +601,12 @@ func (a *archiver) reader(ctx context.Context, ch *cdc.Chunker) error {
 			continue
 		}
 		err := a.readFile(ctx, ch, job)
+		if err != nil && job.stream != nil {
+			// The stream is the whole backup: no partial snapshot.
+			job.err = err
+			close(job.done)
+			return fmt.Errorf("%s: %w", job.path, err)
+		}
 		if err != nil && ctx.Err() == nil {
 			a.warn(job.path, err)
 		}
@@ -553,17 +617,23 @@ func (a *archiver) reader(ctx context.Context, ch *cdc.Chunker) error {
 }
 
 func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) error {
-	f, err := openNoAtime(job.path)
-	if err != nil {
-		return err
+	var f *os.File
+	var src io.Reader = job.stream
+	if src == nil {
+		var err error
+		if f, err = openNoAtime(job.path); err != nil {
+			return err
+		}
+		defer f.Close()
+		src = f
 	}
-	defer f.Close()
 	// A file no larger than the minimum chunk is always exactly one
 	// chunk, so small files (most files by count) skip the chunker and
-	// its extra copy: they are read straight into the chunk buffer.
-	small := job.st.Size <= int64(a.cfg.ChunkMin)
+	// its extra copy: they are read straight into the chunk buffer. A
+	// stream's size is unknown: it always goes through the chunker.
+	small := f != nil && job.st.Size <= int64(a.cfg.ChunkMin)
 	if !small {
-		ch.Reset(f)
+		ch.Reset(src)
 	}
 	smallDone := false
 	next := func(buf []byte) ([]byte, error) {
@@ -642,7 +712,7 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 			return ctx.Err()
 		}
 	}
-	if size != job.st.Size {
+	if f != nil && size != job.st.Size {
 		// The file changed while it was read; store what was read and
 		// do not trust the cache entry next time.
 		a.log.Warn("file changed during backup", "path", job.path, "expected", job.st.Size, "read", size)
@@ -650,7 +720,9 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 	}
 	job.node.Content = content
 	job.node.Size = uint64(size)
-	a.opts.FilesCache.Record(job.path, job.st, content)
+	if f != nil {
+		a.opts.FilesCache.Record(job.path, job.st, content)
+	}
 	if job.changed {
 		a.changed.Add(1)
 	} else {

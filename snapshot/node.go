@@ -48,6 +48,23 @@ type Node struct {
 	Subtree    *chunkstore.ID  `json:"subtree,omitempty"`
 }
 
+// UnixPerm is the node's mode as st_mode's permission bits: rwx for
+// owner, group and others, and setuid (04000), setgid (02000) and sticky
+// (01000).
+func (n *Node) UnixPerm() uint32 {
+	m := uint32(n.Mode.Perm())
+	if n.Mode&fs.ModeSetuid != 0 {
+		m |= 0o4000
+	}
+	if n.Mode&fs.ModeSetgid != 0 {
+		m |= 0o2000
+	}
+	if n.Mode&fs.ModeSticky != 0 {
+		m |= 0o1000
+	}
+	return m
+}
+
 // nodeJSON carries the string fields that may hold arbitrary bytes: names
 // and link targets are stored as JSON strings when they are valid UTF-8
 // and as base64 otherwise, so no byte of a file name is ever lost. The

@@ -3,7 +3,9 @@ package snapshot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path"
+	"strings"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
@@ -44,4 +46,43 @@ func walk(ctx context.Context, repo *chunkstore.Repository, prefix string, id ch
 		}
 	}
 	return nil
+}
+
+// ErrNotInSnapshot is returned by Lookup for a path no tree holds.
+var ErrNotInSnapshot = errors.New("not in the snapshot")
+
+// Lookup returns the node at p, a slash-separated path relative to the
+// snapshot root ("home/user/file"; "" or "/" is the root itself, returned
+// as a directory node named "/" whose Subtree is root). It loads only the
+// trees on the way.
+func Lookup(ctx context.Context, repo *chunkstore.Repository, root chunkstore.ID, p string) (*Node, error) {
+	p = strings.Trim(path.Clean("/"+p), "/")
+	id := root
+	node := &Node{Name: "/", Type: TypeDir, Subtree: &id}
+	if p == "" {
+		return node, nil
+	}
+	walked := ""
+	for _, name := range strings.Split(p, "/") {
+		if node.Type != TypeDir || node.Subtree == nil {
+			return nil, fmt.Errorf("/%s: /%s is a %s, not a directory: %w", p, walked, node.Type, ErrNotInSnapshot)
+		}
+		tree, err := LoadTree(ctx, repo, *node.Subtree)
+		if err != nil {
+			return nil, fmt.Errorf("/%s: %w", p, err)
+		}
+		next := -1
+		for i := range tree.Nodes {
+			if tree.Nodes[i].Name == name {
+				next = i
+				break
+			}
+		}
+		if next < 0 {
+			return nil, fmt.Errorf("/%s: %w", p, ErrNotInSnapshot)
+		}
+		node = &tree.Nodes[next]
+		walked = path.Join(walked, name)
+	}
+	return node, nil
 }

@@ -26,6 +26,10 @@ type backupFlags struct {
 	excludes     []string
 	excludeFiles []string
 	parallelism  int
+
+	stdin            bool   // back up standard input
+	stdinCommand     bool   // back up the output of the command in the arguments
+	stdinName        string // the file name the stream gets in the snapshot
 }
 
 func newBackupCmd(g *globals) *cobra.Command {
@@ -51,10 +55,20 @@ sealer, up to 8 of each, each holding buffers of up to the maximum chunk size
 (8 MiB), for about 40 MiB per core beside the packs in flight (a live heap of
 about 135 MiB on 2 cores, 380 MiB on 8 or more). --parallelism N sets the
 files read, blobs sealed and packs uploaded at once, and with them the
-memory; above 8 it lets a large machine use more cores.`,
+memory; above 8 it lets a large machine use more cores.
+
+Streams: --stdin backs up standard input, --stdin-from-command the output of
+the command given after "--", as one file named by --stdin-filename (the
+snapshot's path is /NAME; restore it, or 'lifeboat dump SNAPSHOT NAME' writes
+it to stdout). Prefer --stdin-from-command: the backup then fails, and saves no
+snapshot, when the command exits with an error, whereas a pipe into --stdin
+cannot tell a failed dump from a short one. Either way, a read error fails
+the backup and no snapshot is saved.`,
 		Example: `  lifeboat backup --repo /srv/backup --key writer.key /etc /home
-  lifeboat backup --tag nightly --exclude '*.tmp' --exclude-file excludes.txt /srv`,
-		Args: argsBetween(1, -1, "PATH to back up"),
+  lifeboat backup --tag nightly --exclude '*.tmp' --exclude-file excludes.txt /srv
+  lifeboat backup --stdin-from-command --stdin-filename app.sql -- pg_dump app
+  mysqldump --all-databases | lifeboat backup --stdin --stdin-filename all.sql`,
+		Args: func(cmd *cobra.Command, args []string) error { return checkBackupArgs(cmd, f, args) },
 		RunE: func(cmd *cobra.Command, args []string) error { return runBackup(cmd.Context(), g, f, args) },
 	}
 	fl := cmd.Flags()
@@ -63,7 +77,34 @@ memory; above 8 it lets a large machine use more cores.`,
 	fl.StringArrayVarP(&f.excludes, "exclude", "e", nil, "skip paths matching this pattern (repeatable)")
 	fl.StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
 	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once; 0 = a reader and a sealer per core (at most 8 each), 2 uploaders")
+	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file (see --stdin-filename); takes no PATH")
+	fl.BoolVar(&f.stdinCommand, "stdin-from-command", false, "run the command given after -- and back up its output; a non-zero exit fails the backup")
+	fl.StringVar(&f.stdinName, "stdin-filename", "stdin", "file name of the stream in the snapshot (with --stdin or --stdin-from-command)")
 	return cmd
+}
+
+// checkBackupArgs checks the arguments against the source flags: paths,
+// nothing (--stdin) or a command (--stdin-from-command).
+func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
+	switch {
+	case f.stdin && f.stdinCommand:
+		return usageError("backup: --stdin and --stdin-from-command exclude each other")
+	case f.stdin && len(args) > 0:
+		return usageError("backup: --stdin takes no PATH (got %q); the data comes from standard input", strings.Join(args, " "))
+	case f.stdinCommand && len(args) == 0:
+		return usageError("backup: --stdin-from-command needs the command after --: lifeboat backup --stdin-from-command -- pg_dump app")
+	case !f.stdin && !f.stdinCommand && cmd.Flags().Changed("stdin-filename"):
+		return usageError("backup: --stdin-filename needs --stdin or --stdin-from-command")
+	case f.stdin || f.stdinCommand:
+		if len(f.excludes) > 0 || len(f.excludeFiles) > 0 {
+			return usageError("backup: --exclude and --exclude-file do not apply to a stream (--stdin, --stdin-from-command)")
+		}
+		if !snapshot.ValidName(f.stdinName) {
+			return usageError("backup: --stdin-filename %q: give one file name, without '/' (not empty, '.' or '..')", f.stdinName)
+		}
+		return nil
+	}
+	return argsBetween(1, -1, "PATH to back up")(cmd, args)
 }
 
 type backupOutput struct {
@@ -83,8 +124,12 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	if err := checkParallelism(f.parallelism); err != nil {
 		return err
 	}
+	streaming := f.stdin || f.stdinCommand
 	paths := make([]string, 0, len(args))
 	for _, a := range args {
+		if streaming {
+			break
+		}
 		p, err := filepath.Abs(a)
 		if err != nil {
 			return fmt.Errorf("path %s: %w", a, err)
@@ -122,7 +167,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 
 	var cachePath string
 	cache := snapshot.NewFilesCache(repo.Config().ID)
-	if !g.noCache && g.cacheDir != "" {
+	if !g.noCache && g.cacheDir != "" && !streaming {
 		cachePath = filesCachePath(g.cacheDir, repo.Config().ID, host, paths)
 		c, err := snapshot.LoadFilesCache(cachePath, repo.Config().ID)
 		if err != nil {
@@ -142,9 +187,28 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 			formatClock(el), prog.Files.Load(), formatBytes(done),
 			formatRate(done, el), formatBytes(prog.BytesAdded.Load()), prog.Errors.Load())
 	})
+	var stream *snapshot.Stream
+	switch {
+	case f.stdin:
+		r, err := stdinSource(os.Stdin)
+		if err != nil {
+			return err
+		}
+		stream = &snapshot.Stream{Name: f.stdinName, Reader: r}
+	case f.stdinCommand:
+		// Started only now that the repository is open, so a wrong key
+		// or an unreachable store does not run a dump for nothing.
+		src, err := startCommand(args, g.stderr)
+		if err != nil {
+			return err
+		}
+		defer src.stop(ctx)
+		stream = &snapshot.Stream{Name: f.stdinName, Reader: src}
+	}
 	start := time.Now()
 	setMemoryLimit(ctx, repo.Store())
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
+		Stream:         stream,
 		Readers:        f.parallelism, // 0: the defaults
 		Sealers:        f.parallelism,
 		Writer:         chunkstore.WriterOptions{Uploaders: f.parallelism},

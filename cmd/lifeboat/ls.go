@@ -131,7 +131,7 @@ func printNode(g *globals, tw *tabwriter.Writer, long bool, p string, n *snapsho
 	if g.json {
 		return printJSON(g.stdout, lsNodeJSON{
 			Name: n.Name, Type: string(n.Type), Path: abs, Size: n.Size,
-			Mode: unixPerm(n.Mode), Permissions: modeString(n), MTime: n.ModTime,
+			Mode: n.UnixPerm(), Permissions: modeString(n), MTime: n.ModTime,
 			UID: n.UID, GID: n.GID, User: n.User, Group: n.Group, LinkTarget: n.LinkTarget,
 		})
 	}
@@ -153,21 +153,6 @@ func printNode(g *globals, tw *tabwriter.Writer, long bool, p string, n *snapsho
 	_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", modeString(n), owner, group, n.Size,
 		n.ModTime.Local().Format("2006-01-02 15:04:05"), name)
 	return err
-}
-
-// unixPerm converts a node's mode to st_mode permission bits.
-func unixPerm(m fs.FileMode) uint32 {
-	v := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		v |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= 0o1000
-	}
-	return v
 }
 
 // modeString renders a node's type and mode as ls -l does ("drwxr-xr-x").

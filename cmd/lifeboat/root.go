@@ -95,6 +95,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newBackupCmd(g),
 		newSnapshotsCmd(g),
 		newLsCmd(g),
+		newDumpCmd(g),
 		newRestoreCmd(g),
 		newCheckCmd(g),
 		newForgetCmd(g),

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+type dumpFlags struct {
+	filterFlags
+	output string
+}
+
+func newDumpCmd(g *globals) *cobra.Command {
+	var f dumpFlags
+	cmd := &cobra.Command{
+		Use:   "dump [flags] SNAPSHOT PATH",
+		Short: "Write a file from a snapshot to stdout (a directory as a tar archive)",
+		Long: `Write one file of a snapshot to standard output, or with --output to a new
+file; a directory (PATH "/" for the whole snapshot) is written as a tar
+archive (pax format) of everything below it.
+
+SNAPSHOT is a snapshot ID, a unique prefix of one, or "latest" (the newest
+snapshot matching --host/--tag/--path). PATH is the absolute path as it was
+backed up; a stream backed up with --stdin is /NAME (its --stdin-filename).
+
+Needs the identity. Every chunk is authenticated and its keyed ID recomputed
+before it is written. If one cannot be read or fails verification, dump stops
+and exits 1 naming the file: what was written is then only the start of the
+file or archive. In a pipeline, check the exit status (set -o pipefail in
+bash); with --output, the incomplete file is removed.`,
+		Example: `  lifeboat dump latest /app.sql | psql app
+  lifeboat dump --host db1 latest /etc/postgresql > postgresql-etc.tar
+  lifeboat dump -o passwd 3f2a91c0 /etc/passwd`,
+		Args: argsBetween(2, 2, "SNAPSHOT and PATH"),
+		RunE: func(cmd *cobra.Command, args []string) error { return runDump(cmd.Context(), g, f, args) },
+	}
+	f.register(cmd, "consider snapshots")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "", "write to this new file instead of stdout (refused if it exists; removed if the dump fails)")
+	return cmd
+}
+
+func runDump(ctx context.Context, g *globals, f dumpFlags, args []string) error {
+	repo, err := g.openRepo(ctx, "dump", readAccess)
+	if err != nil {
+		return err
+	}
+	snap, err := findSnapshot(ctx, g, repo, args[0], f.filter())
+	if err != nil {
+		return err
+	}
+	if err := repo.LoadIndex(ctx); err != nil {
+		return storeError(g.repo, err)
+	}
+	p := strings.Trim(path.Clean("/"+args[1]), "/")
+	n, err := snapshot.Lookup(ctx, repo, snap.Tree, p)
+	if errors.Is(err, snapshot.ErrNotInSnapshot) {
+		return fmt.Errorf("%v %s (paths: %s); list it with 'lifeboat ls %s'",
+			err, snap.ID.Short(), strings.Join(snap.Paths, ", "), snap.ID.Short())
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", snap.ID.Short(), err)
+	}
+	name := "/" + p
+	switch n.Type {
+	case snapshot.TypeFile, snapshot.TypeDir:
+	case snapshot.TypeSymlink:
+		return fmt.Errorf("%s in snapshot %s is a symbolic link to %q; dump its target", name, snap.ID.Short(), n.LinkTarget)
+	default:
+		return fmt.Errorf("%s in snapshot %s is a %s: nothing to dump", name, snap.ID.Short(), n.Type)
+	}
+
+	var w io.Writer = g.stdout
+	var out *os.File
+	if f.output != "" {
+		if out, err = os.OpenFile(f.output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			return fmt.Errorf("--output: %w (dump never overwrites a file)", err)
+		}
+		w = out
+	} else if n.Type == snapshot.TypeDir && isTerminal(g.stdout) {
+		return usageError("dump: %s is a directory: refusing to write a tar archive to a terminal; redirect stdout or use --output FILE", name)
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	if n.Type == snapshot.TypeFile {
+		err = restore.DumpFile(ctx, repo, name, n, bw)
+	} else {
+		err = restore.DumpTar(ctx, repo, p, n, bw)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if out != nil {
+		if err == nil {
+			err = out.Sync()
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(f.output)
+			return fmt.Errorf("dump of %s from snapshot %s failed, %s removed: %w", name, snap.ID.Short(), f.output, storeError(g.repo, err))
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dump of %s from snapshot %s failed; the output is incomplete: %w", name, snap.ID.Short(), storeError(g.repo, err))
+	}
+	return nil
+}

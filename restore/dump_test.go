@@ -1,0 +1,190 @@
+package restore_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// TestDumpTar dumps the standard tree as a tar archive, extracts it with
+// GNU tar and compares the result with the fixture: names (unicode,
+// newlines), modes, owners, times, symlinks and the hard link survive.
+func TestDumpTar(t *testing.T) {
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Fatal("tar is needed to check dump's archives (Debian package tar)")
+	}
+	for _, backend := range []string{"local", "minio"} {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			r, src, tree, snap := standardSnapshot(t, backend)
+			n, err := snapshot.Lookup(ctx, r.reader, snap.Tree, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var archive bytes.Buffer
+			base := strings.TrimPrefix(src, "/")
+			if err := restore.DumpTar(ctx, r.reader, base, n, &archive); err != nil {
+				t.Fatal(err)
+			}
+
+			// The hard link's second name is a link entry, not a copy.
+			links := 0
+			tr := tar.NewReader(bytes.NewReader(archive.Bytes()))
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.HasPrefix(h.Name, base+"/") && h.Name != base+"/" {
+					t.Errorf("entry %q is not below %q", h.Name, base)
+				}
+				if h.Typeflag == tar.TypeLink {
+					links++
+				}
+			}
+			if links != 1 {
+				t.Errorf("%d hard link entries, want 1", links)
+			}
+
+			dst := t.TempDir()
+			x := exec.Command("tar", "-x", "-C", dst, "-f", "-")
+			x.Stdin = &archive
+			if out, err := x.CombinedOutput(); err != nil {
+				t.Fatalf("tar -x: %v\n%s", err, out)
+			}
+			// A tar archive has no holes: the sparse file comes back whole.
+			want := tree.Clone()
+			size := want[fixture.SparsePath].SparseSize
+			full := make([]byte, size)
+			for _, e := range fixture.SparseExtents(size) {
+				copy(full[e.Offset:], e.Data)
+			}
+			want[fixture.SparsePath] = fixture.Entry{Content: full}
+			fixture.Compare(t, want, filepath.Join(dst, src))
+		})
+	}
+}
+
+func TestDumpFile(t *testing.T) {
+	ctx := context.Background()
+	r, src, tree, snap := standardSnapshot(t, "local")
+	name := filepath.Join(src, fixture.LargePath)
+	n, err := snapshot.Lookup(ctx, r.reader, snap.Tree, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Content) < 2*8+2 {
+		t.Fatalf("%s has %d chunks: too few to load ahead", fixture.LargePath, len(n.Content))
+	}
+	var out bytes.Buffer
+	if err := restore.DumpFile(ctx, r.reader, name, n, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), tree[fixture.LargePath].Content) {
+		t.Errorf("dump of %s differs from the file (%d bytes, want %d)", name, out.Len(), len(tree[fixture.LargePath].Content))
+	}
+
+	dir, err := snapshot.Lookup(ctx, r.reader, snap.Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restore.DumpFile(ctx, r.reader, src, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "not a file") {
+		t.Errorf("DumpFile of a directory: %v, want an error saying it is not a file", err)
+	}
+	if err := restore.DumpTar(ctx, r.reader, "x", n, io.Discard); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("DumpTar of a file: %v, want an error saying it is not a directory", err)
+	}
+
+	// A writer that fails stops the dump with its error.
+	full := errors.New("no space left on device")
+	if err := restore.DumpFile(ctx, r.reader, name, n, failAfter(3<<20, full)); !errors.Is(err, full) {
+		t.Errorf("DumpFile into a failing writer: %v, want %v", err, full)
+	}
+}
+
+// failingWriter accepts n bytes, then fails with err.
+type failingWriter struct {
+	n   int
+	err error
+}
+
+func failAfter(n int, err error) *failingWriter { return &failingWriter{n, err} }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		k := w.n
+		w.n = 0
+		return k, w.err
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+// TestDumpDamagedBlob flips a byte in one chunk of a large file: the dump
+// writes the chunks before it, then stops with an error naming the file
+// and the pack; a tar dump of the directory fails the same way.
+func TestDumpDamagedBlob(t *testing.T) {
+	ctx := context.Background()
+	r, src, _, snap := standardSnapshot(t, "local")
+	name := filepath.Join(src, fixture.LargePath)
+	n, err := snapshot.Lookup(ctx, r.reader, snap.Tree, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := len(n.Content) / 2
+	loc, ok := r.reader.Index().Lookup(n.Content[bad])
+	if !ok {
+		t.Fatal("blob not indexed")
+	}
+	pack := chunkstore.PackName(loc.Pack.ID)
+	p := filepath.Join(r.reader.Store().Location(), filepath.FromSlash(pack))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[int(loc.Blob.Offset)+int(loc.Blob.Length)/2] ^= 0x01
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	err = restore.DumpFile(ctx, r.reader, name, n, &out)
+	if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), pack) {
+		t.Fatalf("dump with a damaged chunk: %v, want an error naming %s and %s", err, name, pack)
+	}
+	var before uint64
+	for _, id := range n.Content[:bad] {
+		l, _ := r.reader.Index().Lookup(id)
+		before += uint64(l.Blob.RawLength)
+	}
+	if uint64(out.Len()) != before {
+		t.Errorf("wrote %d bytes before the damaged chunk, want exactly the %d before it", out.Len(), before)
+	}
+
+	dir, err := snapshot.Lookup(ctx, r.reader, snap.Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = restore.DumpTar(ctx, r.reader, "src", dir, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "src/"+fixture.LargePath) {
+		t.Errorf("tar dump with a damaged chunk: %v, want an error naming src/%s", err, fixture.LargePath)
+	}
+}
