@@ -27,9 +27,9 @@ type backupFlags struct {
 	excludeFiles []string
 	parallelism  int
 
-	stdin            bool   // back up standard input
-	stdinCommand     bool   // back up the output of the command in the arguments
-	stdinName        string // the file name the stream gets in the snapshot
+	stdin        bool   // back up standard input
+	stdinCommand bool   // back up the output of the command in the arguments
+	stdinName    string // the file name the stream gets in the snapshot
 }
 
 func newBackupCmd(g *globals) *cobra.Command {
