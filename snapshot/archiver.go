@@ -63,6 +63,11 @@ type Stream struct {
 	Reader  io.Reader   // read to EOF
 	Mode    fs.FileMode // permission bits; 0 means 0600
 	ModTime time.Time   // zero means the backup's start
+	// Abort, if set, is called from another goroutine when the backup
+	// stops before Reader's end (an error, ctx cancelled). It must make a
+	// Read blocked on a stalled stream return (close a pipe, end a
+	// command): until that Read returns, Backup cannot.
+	Abort func()
 }
 
 // MaxDefaultWorkers caps the default number of readers and of sealers.
@@ -125,6 +130,7 @@ type archiver struct {
 	bufs                                                      chan *[]byte
 	prog                                                      *Progress
 	ids                                                       *idNames
+	streamRead                                                atomic.Bool // the stream was read to its end
 	warnMu                                                    sync.Mutex
 	warnings                                                  []Warning
 	newFiles, changed, unmodified, dirs, bytesProc, bytesRead atomic.Uint64
@@ -266,6 +272,14 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	}
 	for i := 0; i < opts.Sealers; i++ {
 		g.Go(func() error { return a.sealer(gctx) })
+	}
+	if s := opts.Stream; s != nil && s.Abort != nil {
+		stop := context.AfterFunc(gctx, func() {
+			if !a.streamRead.Load() {
+				s.Abort()
+			}
+		})
+		defer stop()
 	}
 	var rootID chunkstore.ID
 	g.Go(func() error {
@@ -690,6 +704,9 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 		data, err := next((*buf)[:0])
 		if err == io.EOF {
 			a.bufs <- buf
+			if job.stream != nil {
+				a.streamRead.Store(true)
+			}
 			break
 		}
 		if err != nil {

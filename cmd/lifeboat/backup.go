@@ -190,11 +190,11 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	var stream *snapshot.Stream
 	switch {
 	case f.stdin:
-		r, err := stdinSource(os.Stdin)
+		r, abort, err := stdinSource()
 		if err != nil {
 			return err
 		}
-		stream = &snapshot.Stream{Name: f.stdinName, Reader: r}
+		stream = &snapshot.Stream{Name: f.stdinName, Reader: r, Abort: abort}
 	case f.stdinCommand:
 		// Started only now that the repository is open, so a wrong key
 		// or an unreachable store does not run a dump for nothing.
@@ -202,8 +202,8 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		if err != nil {
 			return err
 		}
-		defer src.stop(ctx)
-		stream = &snapshot.Stream{Name: f.stdinName, Reader: src}
+		defer src.stop()
+		stream = &snapshot.Stream{Name: f.stdinName, Reader: src, Abort: src.abort}
 	}
 	start := time.Now()
 	setMemoryLimit(ctx, repo.Store())
@@ -243,6 +243,9 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		warnf(g.stderr, "could not back up %s: %v", w.Path, w.Err)
 	}
 	s := res.Manifest.Summary
+	if streaming && s.BytesProcessed == 0 {
+		warnf(g.stderr, "the stream was empty: snapshot %s holds /%s with 0 bytes (did the command or pipe write anything?)", res.ID.Short(), f.stdinName)
+	}
 	if g.json {
 		out := backupOutput{
 			SnapshotID:      res.ID.String(),

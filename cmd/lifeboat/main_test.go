@@ -41,9 +41,10 @@ func TestMain(m *testing.M) {
 
 // cli runs the binary with a clean LIFEBOAT_* environment.
 type cli struct {
-	t   *testing.T
-	dir string   // working directory
-	env []string // extra KEY=value pairs
+	t     *testing.T
+	dir   string   // working directory
+	env   []string // extra KEY=value pairs
+	stdin []byte   // standard input (empty if nil)
 }
 
 type result struct {
@@ -59,7 +60,12 @@ func newCLI(t *testing.T) *cli {
 }
 
 func (c *cli) with(env ...string) *cli {
-	return &cli{t: c.t, dir: c.dir, env: append(append([]string{}, c.env...), env...)}
+	return &cli{t: c.t, dir: c.dir, env: append(append([]string{}, c.env...), env...), stdin: c.stdin}
+}
+
+// input returns a cli whose commands read in on standard input.
+func (c *cli) input(in []byte) *cli {
+	return &cli{t: c.t, dir: c.dir, env: c.env, stdin: in}
 }
 
 func (c *cli) run(args ...string) result {
@@ -77,6 +83,9 @@ func (c *cli) run(args ...string) result {
 	cmd.Env = append(cmd.Env, c.env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if c.stdin != nil {
+		cmd.Stdin = bytes.NewReader(c.stdin)
+	}
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String()}
 	if ee, ok := err.(*exec.ExitError); ok {
