@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // DefaultHookTimeout bounds a hook that sets no timeout.
@@ -39,6 +40,20 @@ type PolicyHooks struct {
 	// Parallelism replaces the agent's --parallelism for the policy's
 	// jobs; 0 = the agent's.
 	Parallelism int `yaml:"parallelism,omitempty" json:"parallelism,omitempty"`
+	// Stream, if set, makes the policy's backup on this agent the output
+	// of a command (a database dump) instead of its paths: the snapshot
+	// holds it as the one file /Filename, and the policy's paths must be
+	// exactly [/Filename].
+	Stream *StreamHook `yaml:"stream,omitempty" json:"stream,omitempty"`
+}
+
+// StreamHook is a command, run through /bin/sh -c, whose standard output
+// a policy's backup stores (see PolicyHooks.Stream). Its standard error
+// is logged and quoted in a failed job's error. A command that exits
+// non-zero fails the job, and no snapshot is saved.
+type StreamHook struct {
+	Command  string `yaml:"command" json:"command"`
+	Filename string `yaml:"filename" json:"filename"`
 }
 
 // Hooks maps policy names to their hooks; "*" applies to policies without
@@ -67,6 +82,10 @@ func (h Hooks) For(policy string) PolicyHooks {
 //	    command: rm -f /var/backups/app.dump
 //	  upload_limit: 20MiB/s  # within the agent's --upload-limit
 //	  parallelism: 2         # instead of the agent's --parallelism
+//	orders:                # a policy whose paths are [/orders.dump]
+//	  stream:                # its backup is this command's output
+//	    command: pg_dump -Fc orders
+//	    filename: orders.dump
 //	"*":                   # every other policy
 //	  post: {command: /usr/local/bin/notify-backup}
 func LoadHooks(path string) (Hooks, error) {
@@ -83,6 +102,14 @@ func LoadHooks(path string) (Hooks, error) {
 	for name, ph := range h {
 		if ph.Parallelism < 0 {
 			return nil, fmt.Errorf("hooks file %s: policy %q: negative parallelism", path, name)
+		}
+		if st := ph.Stream; st != nil {
+			if strings.TrimSpace(st.Command) == "" {
+				return nil, fmt.Errorf("hooks file %s: policy %q: stream without a command", path, name)
+			}
+			if !snapshot.ValidName(st.Filename) {
+				return nil, fmt.Errorf("hooks file %s: policy %q: stream filename %q: give one file name, without '/' (the policy's paths are then [/NAME])", path, name, st.Filename)
+			}
 		}
 		for _, x := range []struct {
 			which string

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/s3"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/internal/streamcmd"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -108,12 +111,22 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 	if item.Repository == nil || item.Repository.URL == "" {
 		return outcome{err: fmt.Errorf("job %s came without access to repository %q (not registered?)", item.Job.ID, p.Repository)}
 	}
+	stream := a.cfg.Hooks.For(p.Name).Stream
 	if len(p.Paths) == 0 {
 		return outcome{err: fmt.Errorf("policy %q has no paths", p.Name)}
+	}
+	if stream != nil {
+		if want := "/" + stream.Filename; len(p.Paths) != 1 || p.Paths[0] != want {
+			return outcome{err: fmt.Errorf("policy %q: agent %s backs it up as the output of %q (its hooks file), stored as %s, so the policy's paths must be [%s], not %q",
+				p.Name, a.cfg.Name, stream.Command, want, want, p.Paths)}
+		}
 	}
 	// A missing top-level path would only be a warning in a partial
 	// snapshot; for a scheduled job it is a configuration error.
 	for _, path := range p.Paths {
+		if stream != nil {
+			break
+		}
 		if !filepath.IsAbs(path) {
 			return outcome{err: fmt.Errorf("policy %q: path %q is not absolute", p.Name, path)}
 		}
@@ -138,12 +151,32 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		cache = snapshot.NewFilesCache(repo.Config().ID)
 	}
 	job.expect.Store(readLastSize(cacheDir))
+	paths := p.Paths
+	var streamOpt *snapshot.Stream
+	var streamErr *tailBuffer // the command's stderr
+	if stream != nil {
+		// Started only now that the repository is open: a dump is not
+		// run for nothing.
+		streamErr = &tailBuffer{max: maxHookOutput}
+		cmd := exec.Command("/bin/sh", "-c", stream.Command)
+		cmd.Env = append(os.Environ(), "LIFEBOAT_POLICY="+p.Name, "LIFEBOAT_JOB_ID="+item.Job.ID, "LIFEBOAT_AGENT="+a.cfg.Name)
+		cmd.Dir = a.cfg.DataDir
+		cmd.Stderr = streamErr
+		src, err := streamcmd.Start(cmd, strconv.Quote(stream.Command))
+		if err != nil {
+			return outcome{err: fmt.Errorf("policy %q: stream: %w", p.Name, err)}
+		}
+		defer src.Stop()
+		streamOpt = &snapshot.Stream{Name: stream.Filename, Reader: src, Abort: src.Abort}
+		paths = nil
+	}
 	par := a.parallelism(p.Name)
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
 		Readers:        par, // 0: the defaults
 		Sealers:        par,
 		Writer:         chunkstore.WriterOptions{Uploaders: par},
-		Paths:          p.Paths,
+		Paths:          paths,
+		Stream:         streamOpt,
 		Host:           a.cfg.Host,
 		Tags:           p.Tags,
 		Excludes:       p.Exclude,
@@ -184,7 +217,15 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		if ctx.Err() != nil {
 			return outcome{err: fmt.Errorf("backup cancelled, no snapshot written (the retry reuses what was uploaded): %w", context.Cause(ctx))}
 		}
+		if streamErr != nil {
+			err = fmt.Errorf("%w%s", err, formatOutput(streamErr.String()))
+		}
 		return outcome{err: fmt.Errorf("backup failed, no snapshot written: %w", err)}
+	}
+	if streamErr != nil {
+		if out := strings.TrimSpace(streamErr.String()); out != "" {
+			a.log.Info("stream command's standard error", "job", item.Job.ID, "policy", p.Name, "output", tail(out, 2048))
+		}
 	}
 	// The manifest is committed: nothing below may fail the job, but what
 	// went wrong is reported with it.

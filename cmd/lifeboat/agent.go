@@ -68,7 +68,13 @@ Hooks run on the agent, from a file given with --hooks:
     post: {command: "rm -f /var/backups/db.dump"}
 Hooks get LIFEBOAT_POLICY, LIFEBOAT_JOB_ID, LIFEBOAT_AGENT, LIFEBOAT_PATHS; the
 post-hook also LIFEBOAT_JOB_STATUS and LIFEBOAT_SNAPSHOT_ID. A failing pre-hook
-fails the job with its output; the post-hook always runs.
+fails the job with its output; the post-hook always runs. Instead of a dump
+file, a policy's backup can be a command's output, streamed into the
+repository (the policy's paths must then be exactly [/NAME]):
+  orders:
+    stream: {command: "pg_dump -Fc orders", filename: orders.dump}
+A stream command that exits non-zero fails the job with its stderr, and no
+snapshot is saved.
 
 Resource controls: --upload-limit caps what all jobs together upload
 ("20MiB/s", "500kB/s", bytes; 0 = unlimited; bursts of one 16 MiB pack).

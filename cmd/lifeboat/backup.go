@@ -202,8 +202,8 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		if err != nil {
 			return err
 		}
-		defer src.stop()
-		stream = &snapshot.Stream{Name: f.stdinName, Reader: src, Abort: src.abort}
+		defer src.Stop()
+		stream = &snapshot.Stream{Name: f.stdinName, Reader: src, Abort: src.Abort}
 	}
 	start := time.Now()
 	setMemoryLimit(ctx, repo.Store())
