@@ -153,11 +153,10 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 	job.expect.Store(readLastSize(cacheDir))
 	paths := p.Paths
 	var streamOpt *snapshot.Stream
-	var streamErr *tailBuffer // the command's stderr
+	streamErr := &tailBuffer{max: maxHookOutput} // a stream command's stderr
 	if stream != nil {
 		// Started only now that the repository is open: a dump is not
 		// run for nothing.
-		streamErr = &tailBuffer{max: maxHookOutput}
 		cmd := exec.Command("/bin/sh", "-c", stream.Command)
 		cmd.Env = append(os.Environ(), "LIFEBOAT_POLICY="+p.Name, "LIFEBOAT_JOB_ID="+item.Job.ID, "LIFEBOAT_AGENT="+a.cfg.Name)
 		cmd.Dir = a.cfg.DataDir
@@ -217,15 +216,13 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		if ctx.Err() != nil {
 			return outcome{err: fmt.Errorf("backup cancelled, no snapshot written (the retry reuses what was uploaded): %w", context.Cause(ctx))}
 		}
-		if streamErr != nil {
-			err = fmt.Errorf("%w%s", err, formatOutput(streamErr.String()))
+		if out := strings.TrimRight(streamErr.String(), "\n"); out != "" {
+			err = fmt.Errorf("%w\n--- stream command's standard error ---\n%s", err, tail(out, 4096))
 		}
 		return outcome{err: fmt.Errorf("backup failed, no snapshot written: %w", err)}
 	}
-	if streamErr != nil {
-		if out := strings.TrimSpace(streamErr.String()); out != "" {
-			a.log.Info("stream command's standard error", "job", item.Job.ID, "policy", p.Name, "output", tail(out, 2048))
-		}
+	if out := strings.TrimSpace(streamErr.String()); out != "" {
+		a.log.Info("stream command's standard error", "job", item.Job.ID, "policy", p.Name, "output", tail(out, 2048))
 	}
 	// The manifest is committed: nothing below may fail the job, but what
 	// went wrong is reported with it.

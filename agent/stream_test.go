@@ -29,7 +29,7 @@ func TestAgentStreamPolicy(t *testing.T) {
 	}
 	hooks := Hooks{
 		"orders":   {Stream: &StreamHook{Command: `echo "dumping for $LIFEBOAT_POLICY" >&2; cat ` + dump, Filename: "orders.sql"}},
-		"broken":   {Stream: &StreamHook{Command: `head -c 100000 ` + dump + `; echo "pg_dump: error: connection to server lost" >&2; exit 1`, Filename: "broken.sql"}},
+		"broken":   {Stream: &StreamHook{Command: `head -c 100000 ` + dump + `; echo "pg_dump: error: server closed the connection (code $((40+2)))" >&2; exit 1`, Filename: "broken.sql"}},
 		"mismatch": {Stream: &StreamHook{Command: "cat " + dump, Filename: "orders.sql"}},
 	}
 	tc.policy(coordinator.Policy{Name: "orders", Paths: []string{"/orders.sql"}, MaxAttempts: 1})
@@ -68,7 +68,7 @@ func TestAgentStreamPolicy(t *testing.T) {
 
 	j = tc.waitJob(tc.run("broken"), "finish", final)
 	if j.State != coordinator.JobFailed || !strings.Contains(j.Result.Error, "exit status 1") ||
-		!strings.Contains(j.Result.Error, "connection to server lost") || !strings.Contains(j.Result.Error, "no snapshot written") {
+		!strings.Contains(j.Result.Error, "(code 42)") || !strings.Contains(j.Result.Error, "no snapshot written") {
 		t.Errorf("failing stream command: job %s: %+v", j.State, j.Result)
 	}
 	j = tc.waitJob(tc.run("mismatch"), "finish", final)
@@ -84,9 +84,9 @@ func TestLoadHooksStream(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "hooks.yaml")
 	for body, want := range map[string]string{
 		"db:\n  stream:\n    command: pg_dump app\n    filename: app.sql\n": "",
-		"db:\n  stream:\n    filename: app.sql\n":                         "stream without a command",
-		"db:\n  stream:\n    command: pg_dump app\n":                      `stream filename ""`,
-		"db:\n  stream:\n    command: pg_dump app\n    filename: a/b\n":   `stream filename "a/b"`,
+		"db:\n  stream:\n    filename: app.sql\n":                           "stream without a command",
+		"db:\n  stream:\n    command: pg_dump app\n":                        `stream filename ""`,
+		"db:\n  stream:\n    command: pg_dump app\n    filename: a/b\n":     `stream filename "a/b"`,
 	} {
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
