@@ -116,6 +116,9 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		return outcome{err: fmt.Errorf("policy %q has no paths", p.Name)}
 	}
 	if stream != nil {
+		if len(p.Exclude) > 0 {
+			return outcome{err: fmt.Errorf("policy %q: agent %s backs it up as the output of %q (its hooks file); exclude patterns do not apply to a stream: remove them from the policy", p.Name, a.cfg.Name, stream.Command)}
+		}
 		if want := "/" + stream.Filename; len(p.Paths) != 1 || p.Paths[0] != want {
 			return outcome{err: fmt.Errorf("policy %q: agent %s backs it up as the output of %q (its hooks file), stored as %s, so the policy's paths must be [%s], not %q",
 				p.Name, a.cfg.Name, stream.Command, want, want, p.Paths)}
@@ -227,6 +230,10 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 	// The manifest is committed: nothing below may fail the job, but what
 	// went wrong is reported with it.
 	var warnings []string
+	if stream != nil && res.Manifest.Summary.BytesProcessed == 0 {
+		a.log.Warn("the stream command wrote nothing", "job", item.Job.ID, "policy", p.Name)
+		warnings = append(warnings, fmt.Sprintf("the stream command %q wrote nothing: the snapshot holds /%s with 0 bytes", stream.Command, stream.Filename))
+	}
 	cacheErr := os.MkdirAll(cacheDir, 0o700)
 	if cacheErr == nil {
 		cacheErr = cache.Save(cachePath)

@@ -31,10 +31,14 @@ func TestAgentStreamPolicy(t *testing.T) {
 		"orders":   {Stream: &StreamHook{Command: `echo "dumping for $LIFEBOAT_POLICY" >&2; cat ` + dump, Filename: "orders.sql"}},
 		"broken":   {Stream: &StreamHook{Command: `head -c 100000 ` + dump + `; echo "pg_dump: error: server closed the connection (code $((40+2)))" >&2; exit 1`, Filename: "broken.sql"}},
 		"mismatch": {Stream: &StreamHook{Command: "cat " + dump, Filename: "orders.sql"}},
+		"excludes": {Stream: &StreamHook{Command: "cat " + dump, Filename: "x.sql"}},
+		"empty":    {Stream: &StreamHook{Command: "true", Filename: "empty.sql"}},
 	}
 	tc.policy(coordinator.Policy{Name: "orders", Paths: []string{"/orders.sql"}, MaxAttempts: 1})
 	tc.policy(coordinator.Policy{Name: "broken", Paths: []string{"/broken.sql"}, MaxAttempts: 1})
 	tc.policy(coordinator.Policy{Name: "mismatch", Paths: []string{"/var/backups"}, MaxAttempts: 1})
+	tc.policy(coordinator.Policy{Name: "excludes", Paths: []string{"/x.sql"}, Exclude: []string{"*.tmp"}, MaxAttempts: 1})
+	tc.policy(coordinator.Policy{Name: "empty", Paths: []string{"/empty.sql"}, MaxAttempts: 1})
 	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "db", Hooks: hooks})
 	tc.waitEnrolled("db")
 
@@ -75,8 +79,17 @@ func TestAgentStreamPolicy(t *testing.T) {
 	if j.State != coordinator.JobFailed || !strings.Contains(j.Result.Error, "paths must be [/orders.sql]") {
 		t.Errorf("policy paths not naming the stream: job %s: %+v", j.State, j.Result)
 	}
+	j = tc.waitJob(tc.run("excludes"), "finish", final)
+	if j.State != coordinator.JobFailed || !strings.Contains(j.Result.Error, "exclude patterns do not apply to a stream") {
+		t.Errorf("stream policy with excludes: job %s: %+v", j.State, j.Result)
+	}
 	if n := len(tc.snapshots()); n != 1 {
 		t.Errorf("%d snapshots, want only the successful stream's", n)
+	}
+	// A command that writes nothing succeeds, with a warning.
+	j = tc.waitJob(tc.run("empty"), "finish", final)
+	if j.State != coordinator.JobSucceeded || len(j.Result.Warnings) != 1 || !strings.Contains(j.Result.Warnings[0], "wrote nothing") {
+		t.Errorf("empty stream: job %s: %+v; want success with a warning", j.State, j.Result)
 	}
 }
 

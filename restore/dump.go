@@ -29,16 +29,16 @@ func DumpFile(ctx context.Context, repo *chunkstore.Repository, name string, n *
 	if n.Type != snapshot.TypeFile {
 		return fmt.Errorf("%s is a %s, not a file", name, n.Type)
 	}
-	blobs := loadAhead(ctx, repo, n.Content)
+	blobs := loadAhead(ctx, repo, func(_ context.Context, want func(chunkstore.ID) bool) error {
+		for _, id := range n.Content {
+			if !want(id) {
+				break
+			}
+		}
+		return nil
+	})
 	defer blobs.stop()
-	written, err := copyContent(blobs, n, w)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	if uint64(written) != n.Size {
-		return fmt.Errorf("%s: its chunks hold %d bytes, but the snapshot records %d; run 'lifeboat check'", name, written, n.Size)
-	}
-	return nil
+	return copyContent(blobs, name, n, w)
 }
 
 // DumpTar writes the directory node dir and everything below it to w as
@@ -49,47 +49,56 @@ func DumpFile(ctx context.Context, repo *chunkstore.Repository, name string, n *
 // hardlinked to one written before becomes a hard link entry. Blobs are
 // verified as for DumpFile, and a failure ends the archive short with an
 // error naming the file.
+//
+// The trees are walked as the archive is written, a bounded number of
+// entries ahead, so memory does not grow with the snapshot; the content of
+// the files ahead is loaded meanwhile (most files are one small chunk).
 func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir *snapshot.Node, w io.Writer) error {
 	if dir.Type != snapshot.TypeDir || dir.Subtree == nil {
 		return fmt.Errorf("%s is a %s, not a directory", base, dir.Type)
 	}
-	type entry struct {
-		name string
-		node *snapshot.Node
-		link string // the earlier name of a hardlinked file
-	}
-	var entries []entry
-	if base != "" {
-		entries = append(entries, entry{name: base, node: dir})
-	}
-	// The whole listing first, so the content of every file can be loaded
-	// ahead across file boundaries: most files are one small chunk.
-	type inode struct{ dev, ino uint64 }
-	seen := map[inode]string{}
-	var content []chunkstore.ID
-	err := snapshot.Walk(ctx, repo, *dir.Subtree, func(p string, n *snapshot.Node) error {
-		e := entry{name: path.Join(base, p), node: n}
-		if n.Type == snapshot.TypeFile && n.Links > 1 {
-			key := inode{n.DeviceID, n.Inode}
-			if first, ok := seen[key]; ok {
-				e.link = first
-			} else {
-				seen[key] = e.name
+	entries := make(chan tarEntry, 256)
+	blobs := loadAhead(ctx, repo, func(ctx context.Context, want func(chunkstore.ID) bool) error {
+		defer close(entries)
+		send := func(e tarEntry) bool {
+			select {
+			case entries <- e:
+			case <-ctx.Done():
+				return false
 			}
+			if e.node.Type == snapshot.TypeFile && e.link == "" {
+				for _, id := range e.node.Content {
+					if !want(id) {
+						return false
+					}
+				}
+			}
+			return true
 		}
-		if n.Type == snapshot.TypeFile && e.link == "" {
-			content = append(content, n.Content...)
+		if base != "" && !send(tarEntry{name: base, node: dir}) {
+			return nil
 		}
-		entries = append(entries, e)
-		return nil
+		type inode struct{ dev, ino uint64 }
+		seen := map[inode]string{} // hardlinked files written so far
+		return snapshot.Walk(ctx, repo, *dir.Subtree, func(p string, n *snapshot.Node) error {
+			e := tarEntry{name: path.Join(base, p), node: n}
+			if n.Type == snapshot.TypeFile && n.Links > 1 {
+				key := inode{n.DeviceID, n.Inode}
+				if first, ok := seen[key]; ok {
+					e.link = first
+				} else {
+					seen[key] = e.name
+				}
+			}
+			if !send(e) {
+				return ctx.Err()
+			}
+			return nil
+		})
 	})
-	if err != nil {
-		return err
-	}
-	blobs := loadAhead(ctx, repo, content)
 	defer blobs.stop()
 	tw := tar.NewWriter(w)
-	for _, e := range entries {
+	for e := range entries {
 		h, err := tarHeader(e.name, e.node, e.link)
 		if err != nil {
 			return err
@@ -97,18 +106,23 @@ func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir 
 		if err := tw.WriteHeader(h); err != nil {
 			return fmt.Errorf("%s: %w", e.name, err)
 		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		written, err := copyContent(blobs, e.node, tw)
-		if err == nil && uint64(written) != e.node.Size {
-			err = fmt.Errorf("its chunks hold %d bytes, but the snapshot records %d; run 'lifeboat check'", written, e.node.Size)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", e.name, err)
+		if h.Typeflag == tar.TypeReg {
+			if err := copyContent(blobs, e.name, e.node, tw); err != nil {
+				return err
+			}
 		}
 	}
+	if err := blobs.walkErr(); err != nil {
+		return err
+	}
 	return tw.Close()
+}
+
+// tarEntry is one node of a tar dump.
+type tarEntry struct {
+	name string
+	node *snapshot.Node
+	link string // the earlier name of a hardlinked file
 }
 
 // tarHeader describes one node in the archive.
@@ -146,31 +160,35 @@ func tarHeader(name string, n *snapshot.Node, link string) (*tar.Header, error) 
 	return h, nil
 }
 
-// copyContent writes the next len(n.Content) blobs to w and returns how
-// many bytes that was.
-func copyContent(blobs *aheadLoader, n *snapshot.Node, w io.Writer) (int64, error) {
+// copyContent writes the next len(n.Content) blobs, the content of the
+// file name, to w, and checks that they hold the file's size.
+func copyContent(blobs *aheadLoader, name string, n *snapshot.Node, w io.Writer) error {
 	var written int64
 	for range n.Content {
 		b, err := blobs.next()
-		if err != nil {
-			return written, err
+		if err == nil {
+			var m int
+			m, err = w.Write(b)
+			written += int64(m)
 		}
-		m, err := w.Write(b)
-		written += int64(m)
 		if err != nil {
-			return written, err
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	return written, nil
+	if uint64(written) != n.Size {
+		return fmt.Errorf("%s: its chunks hold %d bytes, but the snapshot records %d; run 'lifeboat check'", name, written, n.Size)
+	}
+	return nil
 }
 
-// aheadLoader loads a list of data blobs in order, up to dumpAhead of them
-// at once.
+// aheadLoader loads data blobs in the order a producer names them, up to
+// dumpAhead of them at once.
 type aheadLoader struct {
 	ctx     context.Context
-	results chan chan loaded
 	cancel  context.CancelFunc
+	results chan chan loaded
 	done    chan struct{}
+	err     error // the producer's, once done is closed
 }
 
 type loaded struct {
@@ -178,27 +196,33 @@ type loaded struct {
 	err error
 }
 
-func loadAhead(ctx context.Context, repo *chunkstore.Repository, ids []chunkstore.ID) *aheadLoader {
+// loadAhead runs produce on a goroutine of its own, with a context that
+// ends when the loader is stopped; it calls want for each blob to load,
+// in order, and stops when want returns false (the loader was stopped).
+// Its error is walkErr's.
+func loadAhead(ctx context.Context, repo *chunkstore.Repository, produce func(ctx context.Context, want func(chunkstore.ID) bool) error) *aheadLoader {
 	ctx, cancel := context.WithCancel(ctx)
-	l := &aheadLoader{ctx: ctx, results: make(chan chan loaded, dumpAhead), cancel: cancel, done: make(chan struct{})}
+	l := &aheadLoader{ctx: ctx, cancel: cancel, results: make(chan chan loaded, dumpAhead), done: make(chan struct{})}
+	want := func(id chunkstore.ID) bool {
+		r := make(chan loaded, 1)
+		// The channel's capacity bounds the loads in flight: a slot is
+		// taken before the load starts and freed when next takes its
+		// result.
+		select {
+		case l.results <- r:
+		case <-ctx.Done():
+			return false
+		}
+		go func() {
+			b, err := repo.LoadBlob(ctx, chunkstore.DataBlob, id)
+			r <- loaded{b, err}
+		}()
+		return true
+	}
 	go func() {
 		defer close(l.done)
 		defer close(l.results)
-		for _, id := range ids {
-			r := make(chan loaded, 1)
-			// The channel's capacity bounds the loads in flight: a slot
-			// is taken before the load starts and freed when next takes
-			// its result.
-			select {
-			case l.results <- r:
-			case <-ctx.Done():
-				return
-			}
-			go func() {
-				b, err := repo.LoadBlob(ctx, chunkstore.DataBlob, id)
-				r <- loaded{b, err}
-			}()
-		}
+		l.err = produce(ctx, want)
 	}()
 	return l
 }
@@ -207,6 +231,10 @@ func loadAhead(ctx context.Context, repo *chunkstore.Repository, ids []chunkstor
 func (l *aheadLoader) next() ([]byte, error) {
 	r, ok := <-l.results
 	if !ok {
+		<-l.done
+		if l.err != nil {
+			return nil, l.err
+		}
 		if err := l.ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -216,7 +244,13 @@ func (l *aheadLoader) next() ([]byte, error) {
 	return res.b, res.err
 }
 
-// stop cancels the loads still in flight.
+// walkErr waits for the producer and returns its error.
+func (l *aheadLoader) walkErr() error {
+	<-l.done
+	return l.err
+}
+
+// stop cancels the loads still in flight and waits for the producer.
 func (l *aheadLoader) stop() {
 	l.cancel()
 	<-l.done

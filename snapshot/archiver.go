@@ -632,8 +632,10 @@ func (a *archiver) reader(ctx context.Context, ch *cdc.Chunker) error {
 
 func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) error {
 	var f *os.File
-	var src io.Reader = job.stream
-	if src == nil {
+	var src io.Reader
+	if job.stream != nil {
+		src = streamReader{job.stream}
+	} else {
 		var err error
 		if f, err = openNoAtime(job.path); err != nil {
 			return err
@@ -750,6 +752,21 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 	a.prog.Files.Add(1)
 	a.prog.BytesProcessed.Add(size)
 	return nil
+}
+
+// streamReader passes a stream's reads through with every error but
+// io.EOF wrapped, so that a reader failing with io.ErrUnexpectedEOF (a
+// truncated compressed stream, an HTTP body cut short) is not taken by the
+// chunker for the end of the stream: the backup fails instead of saving
+// the part read as if it were whole.
+type streamReader struct{ r io.Reader }
+
+func (s streamReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("read: %w", err)
+	}
+	return n, err
 }
 
 // sealer compresses, seals and stores reserved chunks.

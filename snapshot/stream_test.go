@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -93,12 +94,15 @@ func (f *failingReader) Read(p []byte) (int, error) {
 func TestBackupStreamFailureSavesNoSnapshot(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t, "local")
-	dumpFailed := errors.New("pg_dump exited with status 1")
-	for _, size := range []int{0, 100 << 10, 12 << 20} {
-		_, err := snapshot.Backup(ctx, r.writer, snapshot.BackupOptions{Host: "db1",
-			Stream: &snapshot.Stream{Name: "app.sql", Reader: &failingReader{bytes.NewReader(fixture.Random(1, size)), dumpFailed}}})
-		if !errors.Is(err, dumpFailed) || !strings.Contains(err.Error(), "/app.sql") {
-			t.Errorf("%d bytes, then a failure: err %v, want the reader's error naming /app.sql", size, err)
+	// io.ErrUnexpectedEOF, bare or wrapped, is what a truncated gzip
+	// stream or HTTP body returns: a failure, not the stream's end.
+	for _, readErr := range []error{errors.New("pg_dump exited with status 1"), io.ErrUnexpectedEOF, fmt.Errorf("gzip: %w", io.ErrUnexpectedEOF)} {
+		for _, size := range []int{0, 100 << 10, 12 << 20} {
+			_, err := snapshot.Backup(ctx, r.writer, snapshot.BackupOptions{Host: "db1",
+				Stream: &snapshot.Stream{Name: "app.sql", Reader: &failingReader{bytes.NewReader(fixture.Random(1, size)), readErr}}})
+			if !errors.Is(err, readErr) || !strings.Contains(err.Error(), "/app.sql") {
+				t.Errorf("%d bytes, then %q: err %v, want the reader's error naming /app.sql", size, readErr, err)
+			}
 		}
 	}
 	snaps, _, err := snapshot.List(ctx, r.reader)

@@ -190,10 +190,11 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	var stream *snapshot.Stream
 	switch {
 	case f.stdin:
-		r, abort, err := stdinSource()
+		r, abort, done, err := stdinSource()
 		if err != nil {
 			return err
 		}
+		defer done()
 		stream = &snapshot.Stream{Name: f.stdinName, Reader: r, Abort: abort}
 	case f.stdinCommand:
 		// Started only now that the repository is open, so a wrong key

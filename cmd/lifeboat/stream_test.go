@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
 
@@ -69,7 +71,7 @@ func TestStreamBackupAndDump(t *testing.T) {
 	c.fails(1, fromCommand("sh", "-c", "cat \"$1\"; exit 3", "sh", src),
 		`command sh -c 'cat "$1"; exit 3' sh `+src+" failed (exit status 3)", "no snapshot was written")
 	c.fails(1, fromCommand("false"), "command false failed (exit status 1)")
-	c.fails(2, fromCommand("no-such-command-xyz"), "cannot start", "no-such-command-xyz")
+	c.fails(1, fromCommand("no-such-command-xyz"), "cannot start", "no-such-command-xyz")
 	if n := snapshotCount(t, c, r); n != 2 {
 		t.Errorf("%d snapshots after failed streams, want still 2", n)
 	}
@@ -257,5 +259,48 @@ func TestShellQuote(t *testing.T) {
 		if got := shellQuote(tc.args); got != tc.want {
 			t.Errorf("shellQuote(%q) = %s, want %s", tc.args, got, tc.want)
 		}
+	}
+}
+
+// TestStdinModeRestored: --stdin reads its pipe in non-blocking mode, a
+// mode that belongs to the pipe, not to lifeboat; it is put back, so the
+// next reader of the same pipe in a script does not get EAGAIN.
+func TestStdinModeRestored(t *testing.T) {
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	// Fd puts the pipe in blocking mode, as a shell's pipe is.
+	keep, err := syscall.Dup(int(pr.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(keep)
+	cmd := exec.Command(binary, r.writer("backup", "--stdin")...)
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), c.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Stdin = pr
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pw.Write([]byte("some data\n")); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("backup --stdin: %v\n%s", err, stderr.String())
+	}
+	flags, err := unix.FcntlInt(uintptr(keep), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags&unix.O_NONBLOCK != 0 {
+		t.Errorf("standard input's pipe left in non-blocking mode after backup --stdin")
 	}
 }

@@ -25,7 +25,6 @@
 package cdc
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -164,7 +163,10 @@ func (c *Chunker) Next(buf []byte) ([]byte, error) {
 			m, err := io.ReadFull(c.r, d[n:want])
 			n += m
 			switch {
-			case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			case err == io.EOF || err == io.ErrUnexpectedEOF:
+				// The end of the input, as io.ReadFull reports it. Only
+				// these exact values: an error that merely wraps one (a
+				// truncated gzip stream's) is a failure, not an end.
 				c.eof = true
 			case err != nil:
 				return nil, err

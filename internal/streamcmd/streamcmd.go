@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -18,26 +19,43 @@ import (
 
 // Source is a started command's output.
 type Source struct {
-	cmd  *exec.Cmd
-	out  io.ReadCloser
-	name string // the command, for messages
+	cmd   *exec.Cmd
+	out   io.ReadCloser
+	name  string // the command, for messages
+	group bool   // the command leads a process group of its own
 
 	once sync.Once
 	err  error // the command's failure, once its output ended
 }
 
-// Start starts cmd, whose Stdout must be unset (it becomes the stream),
-// in a process group of its own. name names the command in errors. The
-// caller sets everything else (arguments, environment, Stderr) and must
-// call Stop once the backup is over.
+// Start starts cmd, whose Stdout must be unset (it becomes the stream).
+// name names the command in errors. The caller sets everything else
+// (arguments, environment, Stderr) and must call Stop once the backup is
+// over.
+//
+// Without a controlling terminal (an agent, cron, systemd), the command
+// gets a process group of its own, so that Abort ends what it started
+// too (the shell of "sh -c '...'" and its children), not just its first
+// process. On a terminal it stays in lifeboat's foreground group: in a
+// group of its own it would be stopped (SIGTTIN) the moment it asked for
+// a password, and Ctrl-C reaches it there anyway.
 func Start(cmd *exec.Cmd, name string) (*Source, error) {
-	// Its own process group, so that Abort ends what it started too (the
-	// shell of "sh -c '...'" and its children), not just its first
-	// process.
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	return start(cmd, name, !hasTerminal())
+}
+
+func start(cmd *exec.Cmd, name string, group bool) (*Source, error) {
+	if group {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Setpgid = true
 	}
-	cmd.SysProcAttr.Setpgid = true
+	// Wait returns once the command has exited and its pipes are closed;
+	// a process it left behind holding its stderr (ssh's ControlPersist
+	// master, say) would hold Wait, and with it the backup, for good.
+	if cmd.WaitDelay == 0 {
+		cmd.WaitDelay = 2 * time.Second
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -45,7 +63,17 @@ func Start(cmd *exec.Cmd, name string) (*Source, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cannot start %s: %w", name, err)
 	}
-	return &Source{cmd: cmd, out: out, name: name}, nil
+	return &Source{cmd: cmd, out: out, name: name, group: group}, nil
+}
+
+// hasTerminal reports whether this process has a controlling terminal.
+func hasTerminal() bool {
+	f, err := os.Open("/dev/tty")
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
 }
 
 // Read reads the command's output. At its end it waits for the command
@@ -63,7 +91,13 @@ func (s *Source) Read(p []byte) (int, error) {
 // wait waits for the command once.
 func (s *Source) wait() error {
 	s.once.Do(func() {
-		if err := s.cmd.Wait(); err != nil {
+		err := s.cmd.Wait()
+		if errors.Is(err, exec.ErrWaitDelay) {
+			// It exited with status 0 and its output ended; only a
+			// process it left behind still holds a pipe.
+			err = nil
+		}
+		if err != nil {
 			if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 				err = fmt.Errorf("command %s failed (%s); its output is not a complete backup", s.name, ee.ProcessState)
 			} else {
@@ -81,12 +115,24 @@ func (s *Source) wait() error {
 // dump waiting for a lock) would otherwise keep it waiting.
 func (s *Source) Abort() {
 	s.out.Close()
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	s.signal(syscall.SIGTERM)
+	s.signal(syscall.SIGCONT) // a stopped process would not see the SIGTERM
+}
+
+// signal sends sig to the command's process group, or to the command
+// alone if it has none of its own.
+func (s *Source) signal(sig syscall.Signal) {
+	if s.group {
+		syscall.Kill(-s.cmd.Process.Pid, sig)
+		return
+	}
+	s.cmd.Process.Signal(sig)
 }
 
 // Stop, once the backup is over, makes sure the command has ended: it is
-// aborted if it is still running, and its process group killed if it
-// still runs 10 seconds after that.
+// aborted if it is still running, and killed (with its process group) if
+// it still runs 10 seconds after that; what is left of its group after
+// the abort is killed too.
 func (s *Source) Stop() {
 	done := make(chan struct{})
 	go func() { s.wait(); close(done) }()
@@ -99,7 +145,7 @@ func (s *Source) Stop() {
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
 	}
+	s.signal(syscall.SIGKILL)
+	<-done
 }
