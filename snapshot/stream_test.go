@@ -157,7 +157,7 @@ func TestLookup(t *testing.T) {
 		t.Errorf("Lookup(/) does not return the root tree")
 	}
 	for p, want := range map[string]string{
-		src + "/a/missing":          "not in the snapshot",
+		src + "/a/missing":          "not in snapshot",
 		src + "/a/b/file.txt/inner": "is a file, not a directory",
 		src + "/a/link/file.txt":    "is a symlink, not a directory",
 	} {

@@ -49,7 +49,7 @@ func walk(ctx context.Context, repo *chunkstore.Repository, prefix string, id ch
 }
 
 // ErrNotInSnapshot is returned by Lookup for a path no tree holds.
-var ErrNotInSnapshot = errors.New("not in the snapshot")
+var ErrNotInSnapshot = errors.New("not in snapshot")
 
 // Lookup returns the node at p, a slash-separated path relative to the
 // snapshot root ("home/user/file"; "" or "/" is the root itself, returned

@@ -51,22 +51,14 @@ bash); with --output, the incomplete file is removed.`,
 }
 
 func runDump(ctx context.Context, g *globals, f dumpFlags, args []string) error {
-	repo, err := g.openRepo(ctx, "dump", readAccess)
+	repo, snap, err := openSnapshot(ctx, g, "dump", args[0], f.filter())
 	if err != nil {
 		return err
-	}
-	snap, err := findSnapshot(ctx, g, repo, args[0], f.filter())
-	if err != nil {
-		return err
-	}
-	if err := repo.LoadIndex(ctx); err != nil {
-		return storeError(g.repo, err)
 	}
 	p := strings.Trim(path.Clean("/"+args[1]), "/")
 	n, err := snapshot.Lookup(ctx, repo, snap.Tree, p)
 	if errors.Is(err, snapshot.ErrNotInSnapshot) {
-		return fmt.Errorf("%v %s (paths: %s); list it with 'lifeboat ls %s'",
-			err, snap.ID.Short(), strings.Join(snap.Paths, ", "), snap.ID.Short())
+		return notInSnapshot(err, snap)
 	}
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", snap.ID.Short(), err)

@@ -69,16 +69,9 @@ func runLs(ctx context.Context, g *globals, f lsFlags, args []string) error {
 	if len(args) == 2 {
 		target = strings.TrimPrefix(path.Clean("/"+args[1]), "/")
 	}
-	repo, err := g.openRepo(ctx, "ls", readAccess)
+	repo, snap, err := openSnapshot(ctx, g, "ls", args[0], f.filter())
 	if err != nil {
 		return err
-	}
-	snap, err := findSnapshot(ctx, g, repo, args[0], f.filter())
-	if err != nil {
-		return err
-	}
-	if err := repo.LoadIndex(ctx); err != nil {
-		return storeError(g.repo, err)
 	}
 
 	depth := func(p string) int {
@@ -120,8 +113,7 @@ func runLs(ctx context.Context, g *globals, f lsFlags, args []string) error {
 		return err
 	}
 	if !found {
-		return fmt.Errorf("%s is not in snapshot %s (paths: %s); list the snapshot with 'lifeboat ls %s'",
-			"/"+target, snap.ID.Short(), strings.Join(snap.Paths, ", "), snap.ID.Short())
+		return notInSnapshot(fmt.Errorf("/%s: %w", target, snapshot.ErrNotInSnapshot), snap)
 	}
 	return nil
 }

@@ -121,6 +121,31 @@ func nonNil(s []string) []string {
 	return s
 }
 
+// openSnapshot opens the repository with the identity for command what,
+// resolves the snapshot reference ref (findSnapshot) and loads the index:
+// what ls and dump need before they read trees.
+func openSnapshot(ctx context.Context, g *globals, what, ref string, f snapshot.Filter) (*chunkstore.Repository, *snapshot.Snapshot, error) {
+	repo, err := g.openRepo(ctx, what, readAccess)
+	if err != nil {
+		return nil, nil, err
+	}
+	snap, err := findSnapshot(ctx, g, repo, ref, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := repo.LoadIndex(ctx); err != nil {
+		return nil, nil, storeError(g.repo, err)
+	}
+	return repo, snap, nil
+}
+
+// notInSnapshot adds to err, which ends in snapshot.ErrNotInSnapshot, the
+// snapshot, what it holds and how to list it.
+func notInSnapshot(err error, snap *snapshot.Snapshot) error {
+	return fmt.Errorf("%w %s (paths: %s); list the snapshot with 'lifeboat ls %s'",
+		err, snap.ID.Short(), strings.Join(snap.Paths, ", "), snap.ID.Short())
+}
+
 // findSnapshot resolves a snapshot reference: an ID, a unique ID prefix or
 // "latest" (narrowed by the filter).
 func findSnapshot(ctx context.Context, g *globals, repo *chunkstore.Repository, ref string, f snapshot.Filter) (*snapshot.Snapshot, error) {

@@ -107,7 +107,7 @@ func TestStreamBackupAndDump(t *testing.T) {
 	c.fails(1, r.reader("dump", "--output", dst, "--path", "/app.sql", "latest", "/app.sql"), "file exists", "never overwrites")
 
 	// Errors: a path not in the snapshot, the writer key.
-	c.fails(1, r.reader("dump", "latest", "/missing.sql"), "/missing.sql: not in the snapshot", "lifeboat ls")
+	c.fails(1, r.reader("dump", "latest", "/missing.sql"), "/missing.sql: not in snapshot", "paths: /stdin", "lifeboat ls")
 	c.fails(1, r.reader("dump", "--path", "/app.sql", "latest", "/app.sql/x"), "is a file, not a directory")
 	r2 := c.fails(1, r.writer("dump", "latest", "/app.sql"), "needs the identity")
 	if r2.stdout != "" {
