@@ -164,7 +164,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		cmd.Env = append(os.Environ(), "LIFEBOAT_POLICY="+p.Name, "LIFEBOAT_JOB_ID="+item.Job.ID, "LIFEBOAT_AGENT="+a.cfg.Name)
 		cmd.Dir = a.cfg.DataDir
 		cmd.Stderr = streamErr
-		src, err := streamcmd.Start(cmd, strconv.Quote(stream.Command))
+		src, err := streamcmd.StartGroup(cmd, strconv.Quote(stream.Command))
 		if err != nil {
 			return outcome{err: fmt.Errorf("policy %q: stream: %w", p.Name, err)}
 		}

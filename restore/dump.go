@@ -76,7 +76,7 @@ func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir 
 			return true
 		}
 		if base != "" && !send(tarEntry{name: base, node: dir}) {
-			return nil
+			return ctx.Err()
 		}
 		type inode struct{ dev, ino uint64 }
 		seen := map[inode]string{} // hardlinked files written so far
@@ -114,6 +114,9 @@ func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir 
 	}
 	if err := blobs.walkErr(); err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err // a cancelled walk that sent nothing more is no end
 	}
 	return tw.Close()
 }

@@ -188,3 +188,28 @@ func TestDumpDamagedBlob(t *testing.T) {
 		t.Errorf("tar dump with a damaged chunk: %v, want an error naming src/%s", err, fixture.LargePath)
 	}
 }
+
+// TestDumpCancelled: a dump whose context is cancelled fails, however
+// little it had written; an archive cut short is never reported whole.
+func TestDumpCancelled(t *testing.T) {
+	r, src, _, snap := standardSnapshot(t, "local")
+	ctx := context.Background()
+	dir, err := snapshot.Lookup(ctx, r.reader, snap.Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := snapshot.Lookup(ctx, r.reader, snap.Tree, filepath.Join(src, fixture.LargePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for range 30 { // the producer and the consumer race differently each time
+		if err := restore.DumpTar(cancelled, r.reader, "src", dir, io.Discard); !errors.Is(err, context.Canceled) {
+			t.Fatalf("DumpTar with a cancelled context: %v, want context.Canceled", err)
+		}
+		if err := restore.DumpFile(cancelled, r.reader, "large", file, io.Discard); !errors.Is(err, context.Canceled) {
+			t.Fatalf("DumpFile with a cancelled context: %v, want context.Canceled", err)
+		}
+	}
+}

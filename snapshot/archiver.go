@@ -764,10 +764,17 @@ type streamReader struct{ r io.Reader }
 func (s streamReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	if err != nil && err != io.EOF {
-		err = fmt.Errorf("read: %w", err)
+		err = streamError{err}
 	}
 	return n, err
 }
+
+// streamError is a stream's error as it was, but never equal to io.EOF
+// or io.ErrUnexpectedEOF.
+type streamError struct{ err error }
+
+func (e streamError) Error() string { return e.err.Error() }
+func (e streamError) Unwrap() error { return e.err }
 
 // sealer compresses, seals and stores reserved chunks.
 func (a *archiver) sealer(ctx context.Context) error {

@@ -28,7 +28,7 @@ func stdinSource() (in io.Reader, abort, done func(), err error) {
 	// pipe, which the shell may hand on to the next command: done puts
 	// the old mode back, through a second descriptor, as Close may have
 	// closed the first.
-	keep, err := syscall.Dup(0)
+	keep, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("standard input: %w", err)
 	}

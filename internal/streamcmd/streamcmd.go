@@ -43,6 +43,13 @@ func Start(cmd *exec.Cmd, name string) (*Source, error) {
 	return start(cmd, name, !hasTerminal())
 }
 
+// StartGroup is Start for a daemon (an agent): the command always gets a
+// process group of its own, terminal or not, since nobody answers its
+// prompts.
+func StartGroup(cmd *exec.Cmd, name string) (*Source, error) {
+	return start(cmd, name, true)
+}
+
 func start(cmd *exec.Cmd, name string, group bool) (*Source, error) {
 	if group {
 		if cmd.SysProcAttr == nil {
