@@ -96,6 +96,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newSnapshotsCmd(g),
 		newLsCmd(g),
 		newDumpCmd(g),
+		newDiffCmd(g),
 		newRestoreCmd(g),
 		newCheckCmd(g),
 		newForgetCmd(g),
