@@ -118,14 +118,20 @@ func runLs(ctx context.Context, g *globals, f lsFlags, args []string) error {
 	return nil
 }
 
+// nodeJSON is node n at path p (from the snapshot root) as ls --json
+// prints it.
+func nodeJSON(p string, n *snapshot.Node) lsNodeJSON {
+	return lsNodeJSON{
+		Name: n.Name, Type: string(n.Type), Path: "/" + p, Size: n.Size,
+		Mode: n.UnixPerm(), Permissions: modeString(n), MTime: n.ModTime,
+		UID: n.UID, GID: n.GID, User: n.User, Group: n.Group, LinkTarget: n.LinkTarget,
+	}
+}
+
 func printNode(g *globals, tw *tabwriter.Writer, long bool, p string, n *snapshot.Node) error {
 	abs := "/" + p
 	if g.json {
-		return printJSON(g.stdout, lsNodeJSON{
-			Name: n.Name, Type: string(n.Type), Path: abs, Size: n.Size,
-			Mode: n.UnixPerm(), Permissions: modeString(n), MTime: n.ModTime,
-			UID: n.UID, GID: n.GID, User: n.User, Group: n.Group, LinkTarget: n.LinkTarget,
-		})
+		return printJSON(g.stdout, nodeJSON(p, n))
 	}
 	if !long {
 		_, err := fmt.Fprintln(g.stdout, abs)

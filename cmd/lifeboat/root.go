@@ -97,6 +97,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newLsCmd(g),
 		newDumpCmd(g),
 		newDiffCmd(g),
+		newFindCmd(g),
 		newRestoreCmd(g),
 		newCheckCmd(g),
 		newForgetCmd(g),

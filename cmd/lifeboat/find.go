@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+type findFlags struct {
+	filterFlags
+	snapshots []string
+}
+
+func newFindCmd(g *globals) *cobra.Command {
+	var f findFlags
+	cmd := &cobra.Command{
+		Use:   "find [flags] PATTERN...",
+		Short: "Find files in snapshots by name or path",
+		Long: `Search the snapshots, newest first, for entries matching any PATTERN, and list
+them by snapshot with their mode, owner, size and modification time: which
+snapshots still hold a file, and which version each holds.
+
+A pattern without a slash matches an entry's name ("nginx.conf", "*.sql"); a
+pattern with a slash matches its whole absolute path ("/etc/nginx/*.conf"),
+as --exclude does for backups. Patterns use shell glob syntax (* ? [...]);
+quote them. --snapshot limits the search to the given snapshots; --host,
+--tag and --path to the matching ones. Subtrees already searched in an
+earlier snapshot are not read again, so searching many backups of one
+machine is quick.
+
+Needs the identity. With --json, prints one JSON object per line: the
+entry as 'ls --json' shows it, with "snapshot", "snapshot_time" and "host".
+Exits 1 if nothing matched.`,
+		Example: `  lifeboat find nginx.conf
+  lifeboat find --host db1 '*.sql' '/etc/postgresql/*'
+  lifeboat find --json --snapshot 3f2a91c0 --snapshot latest id_rsa`,
+		Args: argsBetween(1, -1, "PATTERN to find"),
+		RunE: func(cmd *cobra.Command, args []string) error { return runFind(cmd.Context(), g, f, args) },
+	}
+	f.register(cmd, "search snapshots")
+	cmd.Flags().StringArrayVar(&f.snapshots, "snapshot", nil, "search only this snapshot: an ID, a unique prefix or latest (repeatable)")
+	return cmd
+}
+
+type findJSON struct {
+	Snapshot     string    `json:"snapshot"`
+	SnapshotTime time.Time `json:"snapshot_time"`
+	Host         string    `json:"host"`
+	lsNodeJSON
+}
+
+func runFind(ctx context.Context, g *globals, f findFlags, patterns []string) error {
+	for _, p := range patterns {
+		if _, err := filepath.Match(p, ""); err != nil || p == "" {
+			return usageError("find: pattern %q: not a glob pattern (%v)", p, err)
+		}
+	}
+	match, err := snapshot.NewExcluder(patterns)
+	if err != nil {
+		return usageError("find: %v", err)
+	}
+	repo, err := g.openRepo(ctx, "find", readAccess)
+	if err != nil {
+		return err
+	}
+	var snaps []*snapshot.Snapshot
+	if len(f.snapshots) > 0 {
+		for _, ref := range f.snapshots {
+			s, err := findSnapshot(ctx, g, repo, ref, f.filter())
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(snaps, func(o *snapshot.Snapshot) bool { return o.ID == s.ID }) {
+				snaps = append(snaps, s)
+			}
+		}
+	} else {
+		all, bad, err := snapshot.List(ctx, repo)
+		if err != nil {
+			return fmt.Errorf("list snapshots: %w", storeError(g.repo, err))
+		}
+		for _, e := range bad {
+			warnf(g.stderr, "unreadable snapshot, not searched: %v", e)
+		}
+		for _, s := range all {
+			if f.filter().Match(s) {
+				snaps = append(snaps, s)
+			}
+		}
+	}
+	// Newest first: the question is usually which recent backup still
+	// has the file.
+	slices.SortStableFunc(snaps, func(a, b *snapshot.Snapshot) int { return b.Time.Compare(a.Time) })
+	if err := repo.LoadIndex(ctx); err != nil {
+		return storeError(g.repo, err)
+	}
+	finder := snapshot.NewFinder(repo, func(p string, n *snapshot.Node) bool { return match.Excluded(p, n.Type == snapshot.TypeDir) })
+	total := 0
+	for _, s := range snaps {
+		tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+		n := 0
+		err := finder.Find(ctx, s.Tree, func(found snapshot.Found) error {
+			n++
+			if g.json {
+				return printJSON(g.stdout, findJSON{Snapshot: s.ID.String(), SnapshotTime: s.Time, Host: s.Host, lsNodeJSON: nodeJSON(found.Path, found.Node)})
+			}
+			if n == 1 {
+				if total > 0 {
+					fmt.Fprintln(tw)
+				}
+				fmt.Fprintf(tw, "snapshot %s, %s, host %s:\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), s.Host)
+			}
+			return printNode(g, tw, true, found.Path, found.Node)
+		})
+		if err != nil {
+			return fmt.Errorf("search snapshot %s: %w", s.ID.Short(), storeError(g.repo, err))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		total += n
+	}
+	if total == 0 {
+		return fmt.Errorf("nothing matches %s in %d %s", strings.Join(patterns, " or "), len(snaps), plural(len(snaps), "snapshot", "snapshots"))
+	}
+	if !g.json && !g.quiet {
+		fmt.Fprintf(g.stdout, "\n%d %s in %d %s searched\n", total, plural(total, "match", "matches"), len(snaps), plural(len(snaps), "snapshot", "snapshots"))
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+)
+
+func TestFindCLI(t *testing.T) {
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, fixture.Tree{
+		"etc/nginx/nginx.conf": {Content: []byte("worker_processes 2;\n")},
+		"home/u/.ssh/id_rsa":   {Content: []byte("-----BEGIN KEY-----\n"), Mode: 0o600},
+	})
+	first := decodeJSON[backupOutput](t, c.ok(r.writer("backup", "--json", src)...).stdout).SnapshotID
+	if err := os.Remove(filepath.Join(src, "home/u/.ssh/id_rsa")); err != nil {
+		t.Fatal(err)
+	}
+	second := decodeJSON[backupOutput](t, c.ok(r.writer("backup", "--json", src)...).stdout).SnapshotID
+
+	out := c.ok(r.reader("find", "id_rsa")...).stdout
+	if !strings.Contains(out, "snapshot "+first[:8]) || strings.Contains(out, "snapshot "+second[:8]) ||
+		!strings.Contains(out, "-rw-------") || !strings.Contains(out, src+"/home/u/.ssh/id_rsa") || !strings.Contains(out, "1 match in 2 snapshots") {
+		t.Errorf("find id_rsa: want it in %s only, with its mode:\n%s", first[:8], out)
+	}
+	// Newest first, a path pattern, JSON.
+	lines := strings.Split(strings.TrimSpace(c.ok(r.reader("find", "--json", src+"/etc/*/*.conf")...).stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("find --json: %d lines, want one per snapshot:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	type hit struct {
+		Snapshot string `json:"snapshot"`
+		Path     string `json:"path"`
+		Type     string `json:"type"`
+	}
+	if h := decodeJSON[hit](t, lines[0]); h.Snapshot != second || h.Path != src+"/etc/nginx/nginx.conf" || h.Type != "file" {
+		t.Errorf("first JSON line %+v: want the newest snapshot's nginx.conf", h)
+	}
+	if out := c.ok(r.reader("find", "--snapshot", first[:8], "nginx.conf")...).stdout; strings.Contains(out, second[:8]) || !strings.Contains(out, "in 1 snapshot searched") {
+		t.Errorf("find --snapshot searched other snapshots:\n%s", out)
+	}
+	c.fails(1, r.reader("find", "no-such-file"), "nothing matches no-such-file in 2 snapshots")
+	c.fails(2, r.reader("find", "[unclosed"), `pattern "[unclosed"`)
+	c.fails(1, r.writer("find", "id_rsa"), "needs the identity")
+}
