@@ -132,6 +132,12 @@ func TestDiff(t *testing.T) {
 	if got, st := diff("", second, second, snapshot.DiffOptions{Metadata: true}); len(got) != 0 || st != (snapshot.DiffStats{}) {
 		t.Errorf("a snapshot against itself: %q %+v, want nothing", got, st)
 	}
+	// A second name for a file: its link count changes (U with metadata).
+	must(os.Link(p("etc/keep.conf"), p("etc/keep-link")))
+	third := backup()
+	if got, _ := diff(p("etc"), second, third, snapshot.DiffOptions{Metadata: true}); !slices.Contains(got, "U etc/keep.conf") || !slices.Contains(got, "+ etc/keep-link") {
+		t.Errorf("diff after a hard link: %q, want etc/keep.conf's link count and the new name", got)
+	}
 	// Reversed, additions and removals swap.
 	if got, st := diff("", second, first, snapshot.DiffOptions{}); len(got) != len(want) || st.Added != 4 || st.Removed != 3 {
 		t.Errorf("reversed diff: %q %+v", got, st)

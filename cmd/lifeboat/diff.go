@@ -27,8 +27,10 @@ func newDiffCmd(g *globals) *cobra.Command {
 hold below PATH: one line each, "+" added in SNAPSHOT2, "-" removed, "M" a file
 whose content changed, "T" an entry whose type changed (file, directory,
 symlink, ...), and with --metadata "U" for the same content with another mode,
-owner or modification time. Everything below an added or removed directory is
-listed. A summary follows.
+owner, modification time or hard link count. Everything below an added or
+removed directory is listed. A summary follows; its file bytes count the
+whole old and new size of each modified file (one changed byte of a 10 GiB
+file counts 10 GiB each way).
 
 Subtrees that did not change are not read, so comparing two backups of the
 same machine is quick: use it to see what a ransomware attack or a bad deploy
@@ -36,8 +38,9 @@ touched, and which snapshot is the last good one.
 
 SNAPSHOT is an ID, a unique prefix of one, or "latest" (the newest matching
 --host/--tag/--path). Needs the identity. With --json, prints one JSON object
-per line: {"message_type":"change",...} for each entry, then
-{"message_type":"statistics",...}.`,
+per line: {"message_type":"change","change":"M","path":...,"old":{...},"new":{...}}
+for each entry, "old" and "new" as 'ls --json' shows the entry in each
+snapshot, then {"message_type":"statistics",...}.`,
 		Example: `  lifeboat diff 3f2a91c0 latest
   lifeboat diff --metadata 3f2a91c0 5b7e0d12 /etc
   lifeboat diff --json 3f2a91c0 latest /srv/www | jq -r 'select(.change=="M") | .path'`,
@@ -50,12 +53,11 @@ per line: {"message_type":"change",...} for each entry, then
 }
 
 type diffChangeJSON struct {
-	MessageType string `json:"message_type"` // "change"
-	Change      string `json:"change"`       // +, -, M, T, U
-	Path        string `json:"path"`
-	Type        string `json:"type"` // the entry's type in SNAPSHOT2 (SNAPSHOT1 for -)
-	OldSize     uint64 `json:"old_size,omitempty"`
-	NewSize     uint64 `json:"new_size,omitempty"`
+	MessageType string      `json:"message_type"` // "change"
+	Change      string      `json:"change"`       // +, -, M, T, U
+	Path        string      `json:"path"`
+	Old         *lsNodeJSON `json:"old,omitempty"` // the entry in SNAPSHOT1 as ls --json shows it (none for +)
+	New         *lsNodeJSON `json:"new,omitempty"` // the entry in SNAPSHOT2 (none for -)
 }
 
 type diffStatsJSON struct {
@@ -102,12 +104,14 @@ func runDiff(ctx context.Context, g *globals, f diffFlags, args []string) error 
 			n = c.Old
 		}
 		if g.json {
-			out := diffChangeJSON{MessageType: "change", Change: string(c.Kind), Path: "/" + c.Path, Type: string(n.Type)}
-			if c.Old != nil && c.Old.Type == snapshot.TypeFile {
-				out.OldSize = c.Old.Size
+			out := diffChangeJSON{MessageType: "change", Change: string(c.Kind), Path: "/" + c.Path}
+			if c.Old != nil {
+				o := nodeJSON(c.Path, c.Old)
+				out.Old = &o
 			}
-			if c.New != nil && c.New.Type == snapshot.TypeFile {
-				out.NewSize = c.New.Size
+			if c.New != nil {
+				o := nodeJSON(c.Path, c.New)
+				out.New = &o
 			}
 			return printJSON(g.stdout, out)
 		}

@@ -44,18 +44,25 @@ func TestDiffCLI(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("diff --json: %d lines, want 3 changes and the statistics:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
+	type node struct {
+		Type string `json:"type"`
+		Size uint64 `json:"size"`
+	}
 	type line struct {
 		MessageType string `json:"message_type"`
 		Change      string `json:"change"`
 		Path        string `json:"path"`
-		NewSize     uint64 `json:"new_size"`
-		Added       int64  `json:"added"`
-		Removed     int64  `json:"removed"`
-		Modified    int64  `json:"modified"`
+		Old, New    *node
+		Added       int64 `json:"added"`
+		Removed     int64 `json:"removed"`
+		Modified    int64 `json:"modified"`
 	}
 	ch := decodeJSON[line](t, lines[0])
-	if ch.MessageType != "change" || ch.Change != "+" || ch.Path != src+"/www/README.txt" || ch.NewSize != 25 {
-		t.Errorf("first change %+v", ch)
+	if ch.MessageType != "change" || ch.Change != "+" || ch.Path != src+"/www/README.txt" || ch.Old != nil || ch.New == nil || ch.New.Size != 25 || ch.New.Type != "file" {
+		t.Errorf("first change %+v: want README.txt added, 25 bytes", ch)
+	}
+	if m := decodeJSON[line](t, lines[1]); m.Change != "M" || m.Old == nil || m.New == nil || m.Old.Size != 15 || m.New.Size != 15 {
+		t.Errorf("second change %+v: want index.html modified, both sides", m)
 	}
 	stats := decodeJSON[line](t, lines[3])
 	if stats.MessageType != "statistics" || stats.Added != 1 || stats.Removed != 1 || stats.Modified != 1 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -29,16 +30,18 @@ them by snapshot with their mode, owner, size and modification time: which
 snapshots still hold a file, and which version each holds.
 
 A pattern without a slash matches an entry's name ("nginx.conf", "*.sql"); a
-pattern with a slash matches its whole absolute path ("/etc/nginx/*.conf"),
-as --exclude does for backups. Patterns use shell glob syntax (* ? [...]);
-quote them. --snapshot limits the search to the given snapshots; --host,
---tag and --path to the matching ones. Subtrees already searched in an
-earlier snapshot are not read again, so searching many backups of one
+pattern with a slash matches its whole path from the snapshot root, with or
+without the leading slash ("/etc/nginx/*.conf" or "etc/nginx/*.conf"); a
+pattern ending in a slash matches directories only ("nginx/"). Patterns use
+shell glob syntax (* ? [...]), where * does not cross a slash; quote them.
+--snapshot limits the search to the given snapshots; --host, --tag and
+--path to the matching ones. Subtrees searched in an earlier snapshot
+without a match are not read again, so searching many backups of one
 machine is quick.
 
 Needs the identity. With --json, prints one JSON object per line: the
 entry as 'ls --json' shows it, with "snapshot", "snapshot_time" and "host".
-Exits 1 if nothing matched.`,
+Exits 1 if nothing matched (as for any error; the message says which).`,
 		Example: `  lifeboat find nginx.conf
   lifeboat find --host db1 '*.sql' '/etc/postgresql/*'
   lifeboat find --json --snapshot 3f2a91c0 --snapshot latest id_rsa`,
@@ -57,15 +60,60 @@ type findJSON struct {
 	lsNodeJSON
 }
 
-func runFind(ctx context.Context, g *globals, f findFlags, patterns []string) error {
+// findPattern is one PATTERN of find.
+type findPattern struct {
+	glob    string
+	full    bool // matched against the absolute path, not the name
+	dirOnly bool // ended in "/": directories only
+}
+
+// parseFindPatterns reads find's patterns: a pattern with a slash is a
+// path from the snapshot root, with or without its leading "/"
+// ("etc/nginx/*" means "/etc/nginx/*", as for ls and restore --include);
+// one ending in "/" matches directories only.
+func parseFindPatterns(patterns []string) ([]findPattern, error) {
+	out := make([]findPattern, 0, len(patterns))
 	for _, p := range patterns {
-		if _, err := filepath.Match(p, ""); err != nil || p == "" {
-			return usageError("find: pattern %q: not a glob pattern (%v)", p, err)
+		fp := findPattern{glob: p}
+		if strings.HasSuffix(fp.glob, "/") && fp.glob != "/" {
+			fp.dirOnly, fp.glob = true, strings.TrimRight(fp.glob, "/")
+		}
+		if strings.Contains(fp.glob, "/") {
+			fp.full, fp.glob = true, "/"+strings.TrimLeft(fp.glob, "/")
+		}
+		if fp.glob == "" || fp.glob == "/" {
+			return nil, usageError("find: empty pattern %q: give a name (\"nginx.conf\", \"*.sql\") or a path (\"/etc/nginx/*\")", p)
+		}
+		if _, err := filepath.Match(fp.glob, ""); err != nil {
+			return nil, usageError("find: pattern %q: %v", p, err)
+		}
+		out = append(out, fp)
+	}
+	return out, nil
+}
+
+// matches reports whether the entry n at absolute path p matches any of
+// the patterns.
+func matches(patterns []findPattern, p string, n *snapshot.Node) bool {
+	for _, fp := range patterns {
+		if fp.dirOnly && n.Type != snapshot.TypeDir {
+			continue
+		}
+		subject := n.Name
+		if fp.full {
+			subject = p
+		}
+		if ok, _ := filepath.Match(fp.glob, subject); ok {
+			return true
 		}
 	}
-	match, err := snapshot.NewExcluder(patterns)
+	return false
+}
+
+func runFind(ctx context.Context, g *globals, f findFlags, args []string) error {
+	patterns, err := parseFindPatterns(args)
 	if err != nil {
-		return usageError("find: %v", err)
+		return err
 	}
 	repo, err := g.openRepo(ctx, "find", readAccess)
 	if err != nil {
@@ -102,7 +150,10 @@ func runFind(ctx context.Context, g *globals, f findFlags, patterns []string) er
 	if err := repo.LoadIndex(ctx); err != nil {
 		return storeError(g.repo, err)
 	}
-	finder := snapshot.NewFinder(repo, func(p string, n *snapshot.Node) bool { return match.Excluded(p, n.Type == snapshot.TypeDir) })
+	if len(snaps) == 0 {
+		return errors.New("find: no snapshot matches --host, --tag and --path; list them with 'lifeboat snapshots'")
+	}
+	finder := snapshot.NewFinder(repo, func(p string, n *snapshot.Node) bool { return matches(patterns, p, n) })
 	total := 0
 	for _, s := range snaps {
 		tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
@@ -129,7 +180,7 @@ func runFind(ctx context.Context, g *globals, f findFlags, patterns []string) er
 		total += n
 	}
 	if total == 0 {
-		return fmt.Errorf("nothing matches %s in %d %s", strings.Join(patterns, " or "), len(snaps), plural(len(snaps), "snapshot", "snapshots"))
+		return fmt.Errorf("nothing matches %s in %d %s", strings.Join(args, " or "), len(snaps), plural(len(snaps), "snapshot", "snapshots"))
 	}
 	if !g.json && !g.quiet {
 		fmt.Fprintf(g.stdout, "\n%d %s in %d %s searched\n", total, plural(total, "match", "matches"), len(snaps), plural(len(snaps), "snapshot", "snapshots"))

@@ -44,7 +44,17 @@ func TestFindCLI(t *testing.T) {
 	if out := c.ok(r.reader("find", "--snapshot", first[:8], "nginx.conf")...).stdout; strings.Contains(out, second[:8]) || !strings.Contains(out, "in 1 snapshot searched") {
 		t.Errorf("find --snapshot searched other snapshots:\n%s", out)
 	}
+	// A path without its leading slash; a directory pattern.
+	if out := c.ok(r.reader("find", strings.TrimPrefix(src, "/")+"/etc/nginx/*")...).stdout; strings.Count(out, src+"/etc/nginx/nginx.conf") != 2 {
+		t.Errorf("find with a relative path pattern:\n%s", out)
+	}
+	if out := c.ok(r.reader("find", "nginx/")...).stdout; !strings.Contains(out, "drwx") || strings.Contains(out, "nginx.conf") {
+		t.Errorf("find nginx/ (directories only):\n%s", out)
+	}
+	c.fails(1, r.reader("find", "nginx.conf/"), "nothing matches")
 	c.fails(1, r.reader("find", "no-such-file"), "nothing matches no-such-file in 2 snapshots")
+	c.fails(1, r.reader("find", "--host", "elsewhere", "x"), "no snapshot matches --host")
+	c.fails(2, r.reader("find", "/"), "empty pattern")
 	c.fails(2, r.reader("find", "[unclosed"), `pattern "[unclosed"`)
 	c.fails(1, r.writer("find", "id_rsa"), "needs the identity")
 }
