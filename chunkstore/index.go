@@ -274,3 +274,46 @@ func (x *Index) Len() int {
 	defer x.mu.RUnlock()
 	return len(x.blobs)
 }
+
+// IndexStats sums up what the index lists. A blob held by more than one
+// pack (left by an interrupted backup, or before a prune repacks) counts
+// once in the per-type figures, with its first location's stored size;
+// Duplicates counts the extra copies.
+type IndexStats struct {
+	Packs      int
+	PackBytes  int64
+	Data, Tree BlobStats
+	Duplicates int
+}
+
+// BlobStats counts the unique blobs of one type.
+type BlobStats struct {
+	Blobs       int
+	RawBytes    int64 // plaintext
+	StoredBytes int64 // sealed: compressed, with nonce and tag
+}
+
+// Stats sums up the index.
+func (x *Index) Stats() IndexStats {
+	var st IndexStats
+	seen := make(map[ID]struct{}, x.Len())
+	for _, p := range x.Packs() {
+		st.Packs++
+		st.PackBytes += int64(p.Size)
+		for _, b := range p.Blobs {
+			if _, ok := seen[b.ID]; ok {
+				st.Duplicates++
+				continue
+			}
+			seen[b.ID] = struct{}{}
+			bs := &st.Data
+			if b.Type == TreeBlob {
+				bs = &st.Tree
+			}
+			bs.Blobs++
+			bs.RawBytes += int64(b.RawLength)
+			bs.StoredBytes += int64(b.Length)
+		}
+	}
+	return st
+}

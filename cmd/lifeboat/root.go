@@ -98,6 +98,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDumpCmd(g),
 		newDiffCmd(g),
 		newFindCmd(g),
+		newStatsCmd(g),
 		newRestoreCmd(g),
 		newCheckCmd(g),
 		newForgetCmd(g),
