@@ -160,9 +160,29 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		username = u.Username
 	}
 
+	var stream *snapshot.Stream
+	if f.stdin {
+		r, abort, done, err := stdinSource()
+		if err != nil {
+			return err
+		}
+		defer done()
+		stream = &snapshot.Stream{Name: f.stdinName, Reader: r, Abort: abort}
+	}
+
 	repo, err := g.openRepo(ctx, "backup", anyAccess)
 	if err != nil {
 		return err
+	}
+	if f.stdinCommand {
+		// Started only now that the repository is open, so a wrong key
+		// or an unreachable store does not run a dump for nothing.
+		src, err := startCommand(args, g.stderr)
+		if err != nil {
+			return err
+		}
+		defer src.Stop()
+		stream = &snapshot.Stream{Name: f.stdinName, Reader: src, Abort: src.Abort}
 	}
 
 	var cachePath string
@@ -187,25 +207,6 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 			formatClock(el), prog.Files.Load(), formatBytes(done),
 			formatRate(done, el), formatBytes(prog.BytesAdded.Load()), prog.Errors.Load())
 	})
-	var stream *snapshot.Stream
-	switch {
-	case f.stdin:
-		r, abort, done, err := stdinSource()
-		if err != nil {
-			return err
-		}
-		defer done()
-		stream = &snapshot.Stream{Name: f.stdinName, Reader: r, Abort: abort}
-	case f.stdinCommand:
-		// Started only now that the repository is open, so a wrong key
-		// or an unreachable store does not run a dump for nothing.
-		src, err := startCommand(args, g.stderr)
-		if err != nil {
-			return err
-		}
-		defer src.Stop()
-		stream = &snapshot.Stream{Name: f.stdinName, Reader: src, Abort: src.Abort}
-	}
 	start := time.Now()
 	setMemoryLimit(ctx, repo.Store())
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
