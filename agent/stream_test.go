@@ -113,3 +113,41 @@ func TestLoadHooksStream(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentStreamPolicyDrill: a database dump backed up as a stream is
+// restored and checked by a drill like any policy's files: the runner
+// restores /orders.sql and the verify command reads it.
+func TestAgentStreamPolicyDrill(t *testing.T) {
+	tc := newTestCoordinator(t)
+	dump := filepath.Join(t.TempDir(), "orders.src")
+	data := append([]byte("-- orders dump\n"), bytes.Repeat([]byte("INSERT INTO orders VALUES (7);\n"), 20_000)...)
+	if err := os.WriteFile(dump, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check := `head -n 1 "$LIFEBOAT_DRILL_DIR/orders.sql" | grep -qx -- '-- orders dump' && test "$(grep -c INSERT "$LIFEBOAT_DRILL_DIR/orders.sql")" = 20000`
+	scratch := t.TempDir()
+	tc.policy(coordinator.Policy{Name: "orders", Paths: []string{"/orders.sql"}, MaxAttempts: 1,
+		Targets: coordinator.Targets{RTO: coordinator.Duration(time.Hour), RPO: coordinator.Duration(24 * time.Hour)},
+		Drill: &coordinator.DrillSpec{Scratch: scratch, ScratchLimit: "1GiB",
+			Verify: []coordinator.VerifyCommand{{Command: check, Timeout: coordinator.Duration(time.Minute)}}}})
+	allowFile := allowList(t, check)
+	allowed, err := LoadVerifyCommands(allowFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "db",
+		Hooks:    Hooks{"orders": {Stream: &StreamHook{Command: "cat " + dump, Filename: "orders.sql"}}},
+		Identity: parseIdentity(t, tc.identity), VerifyCommands: allowed, VerifyCommandsFile: allowFile})
+	tc.waitCapable("db", true)
+	b := tc.waitJob(tc.run("orders"), "finish", final)
+	if b.State != coordinator.JobSucceeded {
+		t.Fatalf("stream backup: %+v", b.Result)
+	}
+	j, rec, res := tc.drill("orders")
+	if j.State != coordinator.JobSucceeded || !rec.Passed || rec.SnapshotID != b.Result.SnapshotID {
+		t.Fatalf("drill of the stream policy %s: %+v; record %+v", j.State, j.Result, rec)
+	}
+	if res.Files != 1 || res.Bytes != int64(len(data)) || len(res.Checks) != 1 || !res.Checks[0].Passed {
+		t.Errorf("drill result: files %d bytes %d checks %+v; want the one dump file of %d bytes, checked", res.Files, res.Bytes, res.Checks, len(data))
+	}
+}
