@@ -104,6 +104,9 @@ func LoadHooks(path string) (Hooks, error) {
 			return nil, fmt.Errorf("hooks file %s: policy %q: negative parallelism", path, name)
 		}
 		if st := ph.Stream; st != nil {
+			if name == "*" {
+				return nil, fmt.Errorf("hooks file %s: a stream belongs to one policy: move it from \"*\" to the policy whose backup it is", path)
+			}
 			if strings.TrimSpace(st.Command) == "" {
 				return nil, fmt.Errorf("hooks file %s: policy %q: stream without a command", path, name)
 			}

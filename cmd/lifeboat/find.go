@@ -151,6 +151,9 @@ func runFind(ctx context.Context, g *globals, f findFlags, args []string) error 
 		return storeError(g.repo, err)
 	}
 	if len(snaps) == 0 {
+		if len(f.hosts)+len(f.tags)+len(f.paths) == 0 {
+			return errors.New("find: the repository has no snapshots")
+		}
 		return errors.New("find: no snapshot matches --host, --tag and --path; list them with 'lifeboat snapshots'")
 	}
 	finder := snapshot.NewFinder(repo, func(p string, n *snapshot.Node) bool { return matches(patterns, p, n) })
