@@ -100,7 +100,7 @@ func TestLoadHooksStream(t *testing.T) {
 		"db:\n  stream:\n    filename: app.sql\n":                           "stream without a command",
 		"db:\n  stream:\n    command: pg_dump app\n":                        `stream filename ""`,
 		"db:\n  stream:\n    command: pg_dump app\n    filename: a/b\n":     `stream filename "a/b"`,
-		"\"*\":\n  stream:\n    command: pg_dump app\n    filename: a\n": "a stream belongs to one policy",
+		"\"*\":\n  stream:\n    command: pg_dump app\n    filename: a\n":    "a stream belongs to one policy",
 	} {
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
