@@ -58,6 +58,13 @@
 // post-hook always runs, with LIFEBOAT_JOB_STATUS and, after a commit,
 // LIFEBOAT_SNAPSHOT_ID.
 //
+// A policy's entry may instead make its backup a stream (PolicyHooks.Stream):
+// the output of a command (a database dump), read as it is produced
+// (internal/streamcmd) and stored as the one file /FILENAME, which must be
+// the policy's only path. The command runs in a process group of its own,
+// ended when the job stops early; a command that fails fails the job with
+// the end of its stderr, and nothing is committed.
+//
 // # Verify and drill jobs
 //
 // They run in one extra slot beside MaxJobs backups. A verify job (verify.go)
