@@ -31,18 +31,7 @@ func TestDiff(t *testing.T) {
 		"srv/becomes-dir":  {Content: []byte("a file first\n"), MTime: old},
 		"srv/untouched/yy": {Content: []byte("y\n"), MTime: old},
 	})
-	backup := func() *snapshot.Result {
-		t.Helper()
-		res, err := snapshot.Backup(ctx, r.writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.reader.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
-	first := backup()
+	first := r.backupReload(t, src)
 
 	must := func(err error) {
 		t.Helper()
@@ -62,7 +51,7 @@ func TestDiff(t *testing.T) {
 	must(os.MkdirAll(p("srv/becomes-dir/sub"), 0o755))
 	must(os.WriteFile(p("srv/becomes-dir/sub/new.txt"), []byte("new\n"), 0o644))
 	must(os.WriteFile(p("etc/new.conf"), []byte("hello\n"), 0o644))
-	second := backup()
+	second := r.backupReload(t, src)
 
 	diff := func(at string, a, b *snapshot.Result, opts snapshot.DiffOptions) ([]string, snapshot.DiffStats) {
 		t.Helper()
@@ -134,7 +123,7 @@ func TestDiff(t *testing.T) {
 	}
 	// A second name for a file: its link count changes (U with metadata).
 	must(os.Link(p("etc/keep.conf"), p("etc/keep-link")))
-	third := backup()
+	third := r.backupReload(t, src)
 	if got, _ := diff(p("etc"), second, third, snapshot.DiffOptions{Metadata: true}); !slices.Contains(got, "U etc/keep.conf") || !slices.Contains(got, "+ etc/keep-link") {
 		t.Errorf("diff after a hard link: %q, want etc/keep.conf's link count and the new name", got)
 	}

@@ -28,23 +28,12 @@ func TestFinder(t *testing.T) {
 		"x/same/file": {Content: []byte("same\n")},
 		"y/same/file": {Content: []byte("same\n")},
 	})
-	backup := func() *snapshot.Result {
-		t.Helper()
-		res, err := snapshot.Backup(ctx, r.writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.reader.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
-	first := backup()
+	first := r.backupReload(t, src)
 	// srv/b gains a match; etc is unchanged.
 	if err := os.WriteFile(filepath.Join(src, "srv/b/nginx.conf"), []byte("new\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	second := backup()
+	second := r.backupReload(t, src)
 
 	search := func(f *snapshot.Finder, res *snapshot.Result) []string {
 		t.Helper()

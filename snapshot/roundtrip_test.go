@@ -48,6 +48,21 @@ func (r testRepo) backup(t *testing.T, src, cacheFile string) *snapshot.Result {
 	return res
 }
 
+// backupReload backs src up (host "h", no files cache) and reloads the
+// reader's index, so that the new snapshot's trees can be read.
+func (r testRepo) backupReload(t *testing.T, src string) *snapshot.Result {
+	t.Helper()
+	ctx := context.Background()
+	res, err := snapshot.Backup(ctx, r.writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.reader.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func (r testRepo) restoreAndCompare(t *testing.T, id chunkstore.ID, src string, want fixture.Tree) {
 	t.Helper()
 	ctx := context.Background()
