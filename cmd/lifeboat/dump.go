@@ -24,7 +24,7 @@ type dumpFlags struct {
 func newDumpCmd(g *globals) *cobra.Command {
 	var f dumpFlags
 	cmd := &cobra.Command{
-		Use:   "dump [flags] SNAPSHOT PATH",
+		Use:   "dump [flags] SNAPSHOT [PATH]",
 		Short: "Write a file from a snapshot to stdout (a directory as a tar archive)",
 		Long: `Write one file of a snapshot to standard output, or with --output to a new
 file; a directory (PATH "/" for the whole snapshot) is written as a tar
@@ -33,6 +33,8 @@ archive (pax format) of everything below it.
 SNAPSHOT is a snapshot ID, a unique prefix of one, or "latest" (the newest
 snapshot matching --host/--tag/--path). PATH is the absolute path as it was
 backed up; a stream backed up with --stdin is /NAME (its --stdin-filename).
+Without PATH, the snapshot's one backed-up path is dumped: the stream of a
+database dump, say.
 
 Needs the identity. Every chunk is authenticated and its keyed ID recomputed
 before it is written. If one cannot be read or fails verification, dump stops
@@ -40,9 +42,10 @@ and exits 1 naming the file: what was written is then only the start of the
 file or archive. In a pipeline, check the exit status (set -o pipefail in
 bash); with --output, the incomplete file is removed.`,
 		Example: `  lifeboat dump latest /app.sql | psql app
+  lifeboat dump --path /orders.dump latest | pg_restore -d orders
   lifeboat dump --host db1 latest /etc/postgresql > postgresql-etc.tar
   lifeboat dump -o passwd 3f2a91c0 /etc/passwd`,
-		Args: argsBetween(2, 2, "SNAPSHOT and PATH"),
+		Args: argsBetween(1, 2, "SNAPSHOT (an ID, a unique ID prefix, or latest)"),
 		RunE: func(cmd *cobra.Command, args []string) error { return runDump(cmd.Context(), g, f, args) },
 	}
 	f.register(cmd, "consider snapshots")
@@ -55,7 +58,15 @@ func runDump(ctx context.Context, g *globals, f dumpFlags, args []string) error 
 	if err != nil {
 		return err
 	}
-	p := strings.Trim(path.Clean("/"+args[1]), "/")
+	var p string
+	switch {
+	case len(args) == 2:
+		p = strings.Trim(path.Clean("/"+args[1]), "/")
+	case len(snap.Paths) == 1:
+		p = strings.Trim(path.Clean("/"+snap.Paths[0]), "/")
+	default:
+		return usageError("dump: snapshot %s holds %d paths (%s): name the one to dump", snap.ID.Short(), len(snap.Paths), strings.Join(snap.Paths, ", "))
+	}
 	n, err := snapshot.Lookup(ctx, repo, snap.Tree, p)
 	if errors.Is(err, snapshot.ErrNotInSnapshot) {
 		return notInSnapshot(err, snap)

@@ -46,6 +46,10 @@ func TestStreamBackupAndDump(t *testing.T) {
 	if got := c.ok(r.reader("dump", "latest", "/app.sql")...).stdout; got != string(data) {
 		t.Errorf("dump latest /app.sql: %d bytes differing from the %d backed up", len(got), len(data))
 	}
+	// Without PATH: the snapshot's one path.
+	if got := c.ok(r.reader("dump", "latest")...).stdout; got != string(data) {
+		t.Errorf("dump latest (no PATH): %d bytes differing from the %d backed up", len(got), len(data))
+	}
 
 	// --stdin-from-command: the command's output, its stderr passed on.
 	src := filepath.Join(c.dir, "dump.bin")
@@ -155,6 +159,13 @@ func TestDumpDirectoryCLI(t *testing.T) {
 		}
 	}
 	c.fails(1, r.reader("dump", "latest", filepath.Join(src, "etc", "link")), "symbolic link to \"app.conf\"")
+	// Without PATH, a snapshot of one directory is dumped whole; one of
+	// two paths needs the path named.
+	if out := c.ok(r.reader("dump", "latest")...).stdout; !strings.Contains(out, "port = 8080") {
+		t.Errorf("dump latest (no PATH) of a directory snapshot: no app.conf in the archive")
+	}
+	c.ok(r.writer("backup", filepath.Join(src, "etc"), filepath.Join(src, "data"))...)
+	c.fails(2, r.reader("dump", "latest"), "holds 2 paths", "name the one to dump")
 }
 
 // TestStreamInterrupted interrupts backups whose stream has stalled: a
