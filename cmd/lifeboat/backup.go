@@ -128,7 +128,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	paths := make([]string, 0, len(args))
 	for _, a := range args {
 		if streaming {
-			break
+			break // args are the command's
 		}
 		p, err := filepath.Abs(a)
 		if err != nil {
