@@ -634,7 +634,7 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 	var f *os.File
 	var src io.Reader
 	if job.stream != nil {
-		src = streamReader{job.stream}
+		src = job.stream
 	} else {
 		var err error
 		if f, err = openNoAtime(job.path); err != nil {
@@ -753,28 +753,6 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 	a.prog.BytesProcessed.Add(size)
 	return nil
 }
-
-// streamReader passes a stream's reads through with every error but
-// io.EOF wrapped, so that a reader failing with io.ErrUnexpectedEOF (a
-// truncated compressed stream, an HTTP body cut short) is not taken by the
-// chunker for the end of the stream: the backup fails instead of saving
-// the part read as if it were whole.
-type streamReader struct{ r io.Reader }
-
-func (s streamReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF {
-		err = streamError{err}
-	}
-	return n, err
-}
-
-// streamError is a stream's error as it was, but never equal to io.EOF
-// or io.ErrUnexpectedEOF.
-type streamError struct{ err error }
-
-func (e streamError) Error() string { return e.err.Error() }
-func (e streamError) Unwrap() error { return e.err }
 
 // sealer compresses, seals and stores reserved chunks.
 func (a *archiver) sealer(ctx context.Context) error {

@@ -160,16 +160,13 @@ func (c *Chunker) Next(buf []byte) ([]byte, error) {
 	pos := c.min - 1 // the next position where the chunk may end
 	for {
 		if want := min(c.max, max(n, pos+1)+readBlock); pos >= n && !c.eof {
-			m, err := io.ReadFull(c.r, d[n:want])
+			m, eof, err := readFull(c.r, d[n:want])
 			n += m
 			switch {
-			case err == io.EOF || err == io.ErrUnexpectedEOF:
-				// The end of the input, as io.ReadFull reports it. Only
-				// these exact values: an error that merely wraps one (a
-				// truncated gzip stream's) is a failure, not an end.
-				c.eof = true
 			case err != nil:
 				return nil, err
+			case eof:
+				c.eof = true
 			}
 		}
 		for pos < n {
@@ -274,4 +271,24 @@ func (c *Chunker) search4(d []byte, s0, s1, s2, s3, q int) int {
 		}
 	}
 	return -1
+}
+
+// readFull reads into p until it is full or r reports io.EOF (eof). Any
+// other error is the reader's own and is returned as it is: unlike
+// io.ReadFull, which turns an early io.EOF into io.ErrUnexpectedEOF, it
+// keeps a reader's own io.ErrUnexpectedEOF (a truncated gzip stream, an
+// HTTP body cut short) apart from the end of the input, so such a stream
+// fails instead of being chunked as if it were whole.
+func readFull(r io.Reader, p []byte) (n int, eof bool, err error) {
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		switch {
+		case err == io.EOF:
+			return n, true, nil
+		case err != nil:
+			return n, false, err
+		}
+	}
+	return n, false, nil
 }
