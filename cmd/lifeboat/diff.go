@@ -74,14 +74,11 @@ type diffStatsJSON struct {
 }
 
 func runDiff(ctx context.Context, g *globals, f diffFlags, args []string) error {
-	repo, a, err := openSnapshot(ctx, g, "diff", args[0], f.filter())
+	repo, snaps, err := openSnapshots(ctx, g, "diff", f.filter(), args[0], args[1])
 	if err != nil {
 		return err
 	}
-	b, err := findSnapshot(ctx, g, repo, args[1], f.filter())
-	if err != nil {
-		return err
-	}
+	a, b := snaps[0], snaps[1]
 	at := ""
 	if len(args) == 3 {
 		at = strings.Trim(path.Clean("/"+args[2]), "/")

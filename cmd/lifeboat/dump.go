@@ -54,10 +54,11 @@ bash); with --output, the incomplete file is removed.`,
 }
 
 func runDump(ctx context.Context, g *globals, f dumpFlags, args []string) error {
-	repo, snap, err := openSnapshot(ctx, g, "dump", args[0], f.filter())
+	repo, snaps, err := openSnapshots(ctx, g, "dump", f.filter(), args[0])
 	if err != nil {
 		return err
 	}
+	snap := snaps[0]
 	var p string
 	switch {
 	case len(args) == 2:

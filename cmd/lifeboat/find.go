@@ -119,10 +119,14 @@ func runFind(ctx context.Context, g *globals, f findFlags, args []string) error 
 	if err != nil {
 		return err
 	}
+	list, err := listSnapshots(ctx, g, repo)
+	if err != nil {
+		return err
+	}
 	var snaps []*snapshot.Snapshot
 	if len(f.snapshots) > 0 {
 		for _, ref := range f.snapshots {
-			s, err := findSnapshot(ctx, g, repo, ref, f.filter())
+			s, err := list.find(ref, f.filter())
 			if err != nil {
 				return err
 			}
@@ -131,14 +135,7 @@ func runFind(ctx context.Context, g *globals, f findFlags, args []string) error 
 			}
 		}
 	} else {
-		all, bad, err := snapshot.List(ctx, repo)
-		if err != nil {
-			return fmt.Errorf("list snapshots: %w", storeError(g.repo, err))
-		}
-		for _, e := range bad {
-			warnf(g.stderr, "unreadable snapshot, not searched: %v", e)
-		}
-		for _, s := range all {
+		for _, s := range list.all {
 			if f.filter().Match(s) {
 				snaps = append(snaps, s)
 			}

@@ -69,10 +69,11 @@ func runLs(ctx context.Context, g *globals, f lsFlags, args []string) error {
 	if len(args) == 2 {
 		target = strings.TrimPrefix(path.Clean("/"+args[1]), "/")
 	}
-	repo, snap, err := openSnapshot(ctx, g, "ls", args[0], f.filter())
+	repo, snaps, err := openSnapshots(ctx, g, "ls", f.filter(), args[0])
 	if err != nil {
 		return err
 	}
+	snap := snaps[0]
 
 	depth := func(p string) int {
 		if p == "" {

@@ -121,22 +121,65 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// openSnapshot opens the repository with the identity for command what,
-// resolves the snapshot reference ref (findSnapshot) and loads the index:
-// what ls and dump need before they read trees.
-func openSnapshot(ctx context.Context, g *globals, what, ref string, f snapshot.Filter) (*chunkstore.Repository, *snapshot.Snapshot, error) {
+// openSnapshots opens the repository with the identity for command what,
+// resolves the snapshot references (one listing of the manifests for
+// all of them) and loads the index: what ls, dump and diff need before
+// they read trees.
+func openSnapshots(ctx context.Context, g *globals, what string, f snapshot.Filter, refs ...string) (*chunkstore.Repository, []*snapshot.Snapshot, error) {
 	repo, err := g.openRepo(ctx, what, readAccess)
 	if err != nil {
 		return nil, nil, err
 	}
-	snap, err := findSnapshot(ctx, g, repo, ref, f)
+	list, err := listSnapshots(ctx, g, repo)
 	if err != nil {
 		return nil, nil, err
+	}
+	snaps := make([]*snapshot.Snapshot, len(refs))
+	for i, ref := range refs {
+		if snaps[i], err = list.find(ref, f); err != nil {
+			return nil, nil, err
+		}
 	}
 	if err := repo.LoadIndex(ctx); err != nil {
 		return nil, nil, storeError(g.repo, err)
 	}
-	return repo, snap, nil
+	return repo, snaps, nil
+}
+
+// snapshotList is one listing of the repository's snapshot manifests.
+type snapshotList struct {
+	all []*snapshot.Snapshot
+	bad []error // manifests that could not be read
+}
+
+// listSnapshots lists the snapshots, warning about each manifest that
+// cannot be read.
+func listSnapshots(ctx context.Context, g *globals, repo *chunkstore.Repository) (*snapshotList, error) {
+	all, bad, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", storeError(g.repo, err))
+	}
+	for _, e := range bad {
+		warnf(g.stderr, "unreadable snapshot: %v", e)
+	}
+	return &snapshotList{all: all, bad: bad}, nil
+}
+
+// find resolves a snapshot reference: an ID, a unique ID prefix or
+// "latest" (narrowed by the filter).
+func (l *snapshotList) find(ref string, f snapshot.Filter) (*snapshot.Snapshot, error) {
+	s, err := snapshot.Find(l.all, ref, f)
+	if err != nil {
+		// A damaged manifest is not in the list; say so rather than
+		// claiming the snapshot does not exist.
+		for _, e := range l.bad {
+			if len(ref) >= 4 && strings.Contains(e.Error(), chunkstore.SnapshotsPrefix+strings.ToLower(ref)) {
+				return nil, fmt.Errorf("snapshot %s cannot be read: %w; run 'lifeboat check' and restore another snapshot", ref, e)
+			}
+		}
+		return nil, err
+	}
+	return s, nil
 }
 
 // notInSnapshot adds to err, which ends in snapshot.ErrNotInSnapshot, the
@@ -149,23 +192,9 @@ func notInSnapshot(err error, snap *snapshot.Snapshot) error {
 // findSnapshot resolves a snapshot reference: an ID, a unique ID prefix or
 // "latest" (narrowed by the filter).
 func findSnapshot(ctx context.Context, g *globals, repo *chunkstore.Repository, ref string, f snapshot.Filter) (*snapshot.Snapshot, error) {
-	list, bad, err := snapshot.List(ctx, repo)
+	list, err := listSnapshots(ctx, g, repo)
 	if err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", storeError(g.repo, err))
-	}
-	for _, e := range bad {
-		warnf(g.stderr, "unreadable snapshot: %v", e)
-	}
-	s, err := snapshot.Find(list, ref, f)
-	if err != nil {
-		// A damaged manifest is not in the list; say so rather than
-		// claiming the snapshot does not exist.
-		for _, e := range bad {
-			if len(ref) >= 4 && strings.Contains(e.Error(), chunkstore.SnapshotsPrefix+strings.ToLower(ref)) {
-				return nil, fmt.Errorf("snapshot %s cannot be read: %w; run 'lifeboat check' and restore another snapshot", ref, e)
-			}
-		}
 		return nil, err
 	}
-	return s, nil
+	return list.find(ref, f)
 }

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 func newStatsCmd(g *globals) *cobra.Command {
@@ -59,13 +57,11 @@ func runStats(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	snaps, bad, err := snapshot.List(ctx, repo)
+	list, err := listSnapshots(ctx, g, repo)
 	if err != nil {
-		return fmt.Errorf("list snapshots: %w", storeError(g.repo, err))
+		return err
 	}
-	for _, e := range bad {
-		warnf(g.stderr, "unreadable snapshot, not counted: %v", e)
-	}
+	snaps := list.all
 	if err := repo.LoadIndex(ctx); err != nil {
 		return storeError(g.repo, err)
 	}
