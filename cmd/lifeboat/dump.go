@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"strings"
@@ -88,7 +89,10 @@ func runDump(ctx context.Context, g *globals, f dumpFlags, args []string) error 
 	var out *os.File
 	if f.output != "" {
 		if out, err = os.OpenFile(f.output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
-			return fmt.Errorf("--output: %w (dump never overwrites a file)", err)
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("--output: %w: dump never overwrites a file; remove it or name another", err)
+			}
+			return fmt.Errorf("--output: %w", err)
 		}
 		w = out
 	} else if n.Type == snapshot.TypeDir && isTerminal(g.stdout) {

@@ -109,6 +109,10 @@ func TestStreamBackupAndDump(t *testing.T) {
 		t.Errorf("dump --output: %d bytes, %v; want the %d backed up", len(got), err, len(data))
 	}
 	c.fails(1, r.reader("dump", "--output", dst, "--path", "/app.sql", "latest", "/app.sql"), "file exists", "never overwrites")
+	r3 := c.fails(1, r.reader("dump", "--output", filepath.Join(c.dir, "no-such-dir", "x.sql"), "--path", "/app.sql", "latest"), "no-such-dir", "no such file or directory")
+	if strings.Contains(r3.stderr, "never overwrites") {
+		t.Errorf("a missing directory is blamed on overwriting:\n%s", r3.stderr)
+	}
 
 	// Errors: a path not in the snapshot, the writer key.
 	c.fails(1, r.reader("dump", "latest", "/missing.sql"), "/missing.sql: not in snapshot", "paths: /stdin", "lifeboat ls")
