@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -71,14 +72,9 @@ func Lookup(ctx context.Context, repo *chunkstore.Repository, root chunkstore.ID
 		if err != nil {
 			return nil, fmt.Errorf("/%s: %w", p, err)
 		}
-		next := -1
-		for i := range tree.Nodes {
-			if tree.Nodes[i].Name == name {
-				next = i
-				break
-			}
-		}
-		if next < 0 {
+		// Listings are sorted by name (DecodeTree checks it).
+		next, ok := slices.BinarySearchFunc(tree.Nodes, name, func(n Node, name string) int { return strings.Compare(n.Name, name) })
+		if !ok {
 			return nil, fmt.Errorf("/%s: %w", p, ErrNotInSnapshot)
 		}
 		node = &tree.Nodes[next]
