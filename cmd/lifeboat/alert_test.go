@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,9 +19,19 @@ import (
 // returns a CLI pointed at it with its admin token.
 func startCoordinator(t *testing.T) *cli {
 	t.Helper()
-	raft := testnet.FreeAddr(t)
-	srv, err := coordinator.NewServer(coordinator.ServerConfig{ID: "n1", DataDir: t.TempDir(), RaftAddr: raft, HTTPAddr: testnet.FreeAddr(t),
-		Peers: []coordinator.Peer{{ID: "n1", Addr: raft}}})
+	// A port FreeAddr found free can be taken before the server binds it
+	// (seen once in CI, with every test package running at once): try
+	// other ports then.
+	var srv *coordinator.Server
+	var err error
+	for range 3 {
+		raft := testnet.FreeAddr(t)
+		srv, err = coordinator.NewServer(coordinator.ServerConfig{ID: "n1", DataDir: t.TempDir(), RaftAddr: raft, HTTPAddr: testnet.FreeAddr(t),
+			Peers: []coordinator.Peer{{ID: "n1", Addr: raft}}})
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
