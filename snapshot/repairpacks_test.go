@@ -125,7 +125,9 @@ func TestRepairPacksWithCopies(t *testing.T) {
 	ctx := context.Background()
 	repos := storetest.InitRepos(t, mem.New())
 	src := t.TempDir()
-	data := storetest.Data(81, 3<<20)
+	// More than the largest chunk (8 MiB), so at least two blobs whatever
+	// the repository's random polynomial (3 MiB was one chunk once in CI).
+	data := storetest.Data(81, 9<<20)
 	first, _, q, p, _ := storedTwice(t, repos, src, data)
 	if _, err := repos.Writer.SaveGCMark(ctx, []chunkstore.ID{q}); err != nil {
 		t.Fatal(err)
