@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/restic/chunker"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -74,6 +75,37 @@ type InitOptions struct {
 	Recipients []string // age public keys; at least one
 	PackSize   int      // 0 = DefaultPackSize
 	Now        time.Time
+	// Chunking, if set, is another repository's (Repository.Chunking):
+	// the new one then cuts and names blobs exactly as that one does, so
+	// snapshots can be copied from it blob by blob. Its own metadata key,
+	// repository ID and recipients are new all the same.
+	Chunking *Chunking
+}
+
+// Chunking is what decides where a repository cuts file contents into
+// blobs and what it names them: the chunker's polynomial and sizes, and
+// the key of the keyed hash. Two repositories with the same Chunking give
+// the same bytes the same blobs, with the same IDs, and every tree the
+// same ID; 'lifeboat copy' depends on it.
+type Chunking struct {
+	Key        [32]byte
+	Polynomial chunker.Pol
+	Min, Max   uint
+	AvgBits    int
+}
+
+// Chunking returns the repository's chunking parameters. They hold the
+// chunk-ID key: a writer's secret, to be handled like the writer key.
+func (r *Repository) Chunking() Chunking {
+	return Chunking{Key: r.secrets.ChunkKey, Polynomial: r.secrets.Polynomial,
+		Min: r.config.ChunkMin, Max: r.config.ChunkMax, AvgBits: r.config.ChunkAvgBits}
+}
+
+// SameBlobIDs reports whether the two repositories name blobs and trees
+// alike: the same chunk-ID key. (Their chunkers may still differ in
+// polynomial or sizes, which only costs deduplication.)
+func SameBlobIDs(a, b *Repository) bool {
+	return a.secrets.ChunkKey == b.secrets.ChunkKey
 }
 
 // Init creates a repository in an empty store and returns its secrets
@@ -112,13 +144,22 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 		ChunkMin: DefaultChunkMin, ChunkMax: DefaultChunkMax, ChunkAvgBits: DefaultChunkAvgBits,
 		PackSize: opts.PackSize, Compression: "zstd",
 	}
+	if c := opts.Chunking; c != nil {
+		cfg.ChunkMin, cfg.ChunkMax, cfg.ChunkAvgBits = c.Min, c.Max, c.AvgBits
+	}
 	cfgBytes, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
 	}
+	if _, err := ParseConfig(cfgBytes); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
 	sec, err := newSecrets(cfg.ID, opts.Recipients)
 	if err != nil {
 		return nil, err
+	}
+	if c := opts.Chunking; c != nil {
+		sec.ChunkKey, sec.Polynomial = c.Key, c.Polynomial
 	}
 	sec.ConfigHash = Hash(cfgBytes)
 	env, err := sealEnvelope(sec)

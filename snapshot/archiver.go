@@ -214,36 +214,14 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		}
 	}
 	start := opts.Now()
-	// The session comes first: a prune that marks packs after this point
-	// waits for it to end, and one that marked before is seen below.
 	opts.Sessions = opts.Sessions.OrDefault()
-	sess, err := repo.StartSession(ctx, chunkstore.SessionInfo{
+	sess, adopted, err := beginWrite(ctx, repo, chunkstore.SessionInfo{
 		Host: opts.Host, PID: os.Getpid(), Started: start, Program: opts.ProgramVersion,
-	}, opts.Sessions)
+	}, opts.Sessions, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := sess.End(ectx); err != nil {
-			opts.Logger.Warn("could not end the backup session; prune takes it for ended once it is stale", "err", err)
-		}
-	}()
-	if err := repo.ExcludeMarked(ctx); err != nil {
-		return nil, err
-	}
-	if err := repo.LoadIndex(ctx); err != nil {
-		return nil, err
-	}
-	adopted, err := repo.AdoptOrphans(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// Reservations left by an earlier, failed backup on this Repository
-	// name blobs that were never uploaded. (One backup at a time per
-	// Repository value.)
-	repo.Index().ClearPending()
+	defer sess.end(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := repo.NewWriter(ctx, opts.Writer)
@@ -317,31 +295,9 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 			BytesAdded: uint64(ws.StoredAdded), BlobsAdded: uint64(ws.BlobsAdded), Errors: uint64(len(a.warnings)),
 		},
 	}
-	// The manifest is the commit point: everything it references is now
-	// in uploaded packs listed by index files, and no prune has taken this
-	// backup's session for dead.
-	commitBy, err := sess.CommitBy()
+	id, err := sess.commit(ctx, repo, m, opts.CommitDeadline)
 	if err != nil {
-		return nil, fmt.Errorf("backup: not committing the snapshot: %w", err)
-	}
-	// The manifest upload must also end well before prune could take the
-	// session for dead.
-	saveCtx, cancelSave := context.WithDeadline(ctx, commitBy)
-	defer cancelSave()
-	if opts.CommitDeadline != nil {
-		deadline, err := opts.CommitDeadline()
-		if err != nil {
-			return nil, fmt.Errorf("backup: not committing the snapshot: %w", err)
-		}
-		if !deadline.IsZero() {
-			var cancel context.CancelFunc
-			saveCtx, cancel = context.WithDeadline(saveCtx, deadline)
-			defer cancel()
-		}
-	}
-	id, err := Save(saveCtx, repo, m)
-	if err != nil {
-		return nil, fmt.Errorf("backup: save snapshot: %w", err)
+		return nil, fmt.Errorf("backup: %w", err)
 	}
 	sort.Slice(a.warnings, func(i, j int) bool { return a.warnings[i].Path < a.warnings[j].Path })
 	return &Result{ID: id, Manifest: m, Warnings: a.warnings, Adopted: adopted}, nil

@@ -33,6 +33,25 @@ type Manifest struct {
 	// Original is the snapshot this one is a repaired copy of
 	// (RepairSnapshots).
 	Original *chunkstore.ID `json:"original,omitempty"`
+	// CopiedFrom, on a snapshot 'lifeboat copy' made, names the
+	// snapshot it is a copy of, in the repository that snapshot was
+	// backed up to (for a copy of a copy, the first one).
+	CopiedFrom *CopyOrigin `json:"copied_from,omitempty"`
+}
+
+// CopyOrigin names a snapshot in a repository.
+type CopyOrigin struct {
+	Repository string        `json:"repository"` // the repository's ID (its config's "id")
+	Snapshot   chunkstore.ID `json:"snapshot"`
+}
+
+// Origin is the snapshot s is, or is a copy of, in the repository it
+// was backed up to; repoID is the ID of the repository s is in.
+func (s *Snapshot) Origin(repoID string) CopyOrigin {
+	if s.CopiedFrom != nil {
+		return *s.CopiedFrom
+	}
+	return CopyOrigin{Repository: repoID, Snapshot: s.ID}
 }
 
 // Summary records what a backup did.

@@ -23,6 +23,20 @@ type Repos struct {
 // through the same location strings users type.
 func NewRepos(t *testing.T, backend string) Repos {
 	t.Helper()
+	return InitRepos(t, openBackend(t, backend))
+}
+
+// NewCopyTarget is NewRepos for a repository that shares from's
+// chunking (InitOptions.Chunking), as 'lifeboat init --from-repo'
+// creates: a destination for copies of from's snapshots.
+func NewCopyTarget(t *testing.T, backend string, from *chunkstore.Repository) Repos {
+	t.Helper()
+	c := from.Chunking()
+	return initRepos(t, openBackend(t, backend), &c)
+}
+
+func openBackend(t *testing.T, backend string) chunkstore.Store {
+	t.Helper()
 	var url string
 	switch backend {
 	case "local":
@@ -36,18 +50,23 @@ func NewRepos(t *testing.T, backend string) Repos {
 	if err != nil {
 		t.Fatalf("open %s: %v", url, err)
 	}
-	return InitRepos(t, st)
+	return st
 }
 
 // InitRepos initialises a repository in st with a new X25519 identity.
 func InitRepos(t testing.TB, st chunkstore.Store) Repos {
+	t.Helper()
+	return initRepos(t, st, nil)
+}
+
+func initRepos(t testing.TB, st chunkstore.Store, chunking *chunkstore.Chunking) Repos {
 	t.Helper()
 	ctx := context.Background()
 	idFile, rcpt, err := chunkstore.NewIdentity(false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}})
+	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}, Chunking: chunking})
 	if err != nil {
 		t.Fatal(err)
 	}
