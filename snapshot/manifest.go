@@ -203,7 +203,7 @@ func Find(list []*Snapshot, ref string, f Filter) (*Snapshot, error) {
 	}
 	if ref == "latest" {
 		if len(cand) == 0 {
-			return nil, fmt.Errorf("%w: the repository has no snapshots%s", ErrNoSnapshot, f.describe())
+			return nil, fmt.Errorf("%w: the repository has no snapshots%s", ErrNoSnapshot, f.Describe())
 		}
 		return cand[len(cand)-1], nil
 	}
@@ -221,12 +221,14 @@ func Find(list []*Snapshot, ref string, f Filter) (*Snapshot, error) {
 		}
 	}
 	if found == nil {
-		return nil, fmt.Errorf("%w: no snapshot ID starts with %q%s; list them with 'lifeboat snapshots'", ErrNoSnapshot, ref, f.describe())
+		return nil, fmt.Errorf("%w: no snapshot ID starts with %q%s; list them with 'lifeboat snapshots'", ErrNoSnapshot, ref, f.Describe())
 	}
 	return found, nil
 }
 
-func (f Filter) describe() string {
+// Describe says how f narrows a listing, as " (filtered by ...)", or
+// "" for no filter.
+func (f Filter) Describe() string {
 	var parts []string
 	if len(f.Hosts) > 0 {
 		parts = append(parts, "host "+strings.Join(f.Hosts, ","))

@@ -22,6 +22,7 @@ type initFlags struct {
 	keyOut            string
 	pq                bool
 	passphraseProtect bool
+	from              fromFlags
 }
 
 func newInitCmd(g *globals) *cobra.Command {
@@ -39,10 +40,18 @@ no identity is generated.
 The writer key written to --key-out can create backups and list snapshots but
 cannot read any backup: give it to the machines that back up.
 
+With --from-repo (and that repository's --from-key or --from-identity), the new
+repository cuts and names blobs exactly as that one does (it shares its chunk-ID
+key and chunker polynomial), so 'lifeboat copy' can copy snapshots from it,
+reading only what is new. Everything else is its own: repository ID, metadata
+key, and recipients, which may be another team's or an offline identity's.
+
 Existing files are never overwritten; both files are created with mode 0600.`,
 		Example: `  lifeboat init --repo /srv/backup
   lifeboat init --repo s3:https://s3.example.net/backups/fleet --pq --passphrase-protect
-  lifeboat init --repo /srv/backup --recipient age1... --key-out /etc/lifeboat/writer.key`,
+  lifeboat init --repo /srv/backup --recipient age1... --key-out /etc/lifeboat/writer.key
+  lifeboat init --repo s3:https://s3.other-region.example.net/offsite --from-repo /srv/backup --from-key writer.key \
+      --recipient age1... --key-out offsite-writer.key`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runInit(cmd, g, f) },
 	}
@@ -52,6 +61,7 @@ Existing files are never overwritten; both files are created with mode 0600.`,
 	fl.StringVar(&f.keyOut, "key-out", defaultKeyOut, "where to write the writer key")
 	fl.BoolVar(&f.pq, "pq", false, "generate a post-quantum hybrid identity (age1pq)")
 	fl.BoolVar(&f.passphraseProtect, "passphrase-protect", false, "encrypt the generated identity file with a passphrase (LIFEBOAT_PASSPHRASE or prompt)")
+	f.from.register(cmd, "share the chunking of this repository, to copy its snapshots here")
 	return cmd
 }
 
@@ -62,6 +72,7 @@ type initOutput struct {
 	IdentityFile string   `json:"identity_file,omitempty"`
 	WriterKey    string   `json:"writer_key_file"`
 	Protected    bool     `json:"identity_passphrase_protected"`
+	ChunkingFrom string   `json:"chunking_from,omitempty"` // the ID of the repository whose chunking it shares
 }
 
 func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
@@ -104,7 +115,13 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 		}
 	}
 
-	out := initOutput{Recipients: f.recipients, WriterKey: keyOut}
+	// The source of the chunking is opened before anything is created.
+	chunking, chunkingFrom, err := sourceChunking(ctx, cmd, g, f.from)
+	if err != nil {
+		return err
+	}
+
+	out := initOutput{Recipients: f.recipients, WriterKey: keyOut, ChunkingFrom: chunkingFrom}
 	var idFile []byte
 	if generate {
 		file, recipient, err := chunkstore.NewIdentity(f.pq)
@@ -159,7 +176,7 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 			return fmt.Errorf("write identity %s: %w", idOut, err)
 		}
 	}
-	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: out.Recipients})
+	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: out.Recipients, Chunking: chunking})
 	if err != nil {
 		cleanup()
 		if errors.Is(err, chunkstore.ErrAlreadyInitialized) {
@@ -196,7 +213,11 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 		}
 		fmt.Fprintf(w, "  identity:    %s%s\n", idOut, prot)
 	}
-	fmt.Fprintf(w, "  writer key:  %s\n\n", keyOut)
+	fmt.Fprintf(w, "  writer key:  %s\n", keyOut)
+	if chunkingFrom != "" {
+		fmt.Fprintf(w, "  chunking:    shared with repository %s (lifeboat copy --from-repo copies its snapshots here)\n", chunkingFrom)
+	}
+	fmt.Fprintln(w)
 	if !g.quiet {
 		if generate {
 			fmt.Fprintln(w, "The identity reads everything: restore, ls, check --read-data. Keep a copy")

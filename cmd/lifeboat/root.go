@@ -37,6 +37,8 @@ Environment:
   LIFEBOAT_REPO          --repo
   LIFEBOAT_IDENTITY      --identity
   LIFEBOAT_KEY           --key
+  LIFEBOAT_FROM_REPO, LIFEBOAT_FROM_IDENTITY, LIFEBOAT_FROM_KEY
+                         --from-repo, --from-identity, --from-key (copy, init)
   LIFEBOAT_CACHE_DIR     --cache-dir
   LIFEBOAT_PASSPHRASE    passphrase of a passphrase-protected identity file
   LIFEBOAT_S3_BUCKET_LOOKUP   S3 addressing: auto (default), path or dns
@@ -52,6 +54,9 @@ Exit codes:
 // globals holds the persistent flags and what is derived from them.
 type globals struct {
 	repo, identity, key, cacheDir string
+	// source is set on the copy of globals that opens the repository
+	// named by --from-repo (fromFlags): messages then name those flags.
+	source                        bool
 	noCache, json, quiet, verbose bool
 	logFormat                     string
 
@@ -99,6 +104,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDiffCmd(g),
 		newFindCmd(g),
 		newStatsCmd(g),
+		newCopyCmd(g),
 		newRestoreCmd(g),
 		newCheckCmd(g),
 		newForgetCmd(g),
@@ -183,10 +189,19 @@ const (
 	readAccess               // identity only
 )
 
+// opt names a credential or repository flag ("repo", "identity", "key")
+// and its environment variable as a user sets them for this repository.
+func (g *globals) opt(name string) string {
+	if g.source {
+		return "--from-" + name + " (or LIFEBOAT_FROM_" + strings.ToUpper(name) + ")"
+	}
+	return "--" + name + " (or LIFEBOAT_" + strings.ToUpper(name) + ")"
+}
+
 // checkRepoFlag reports a missing or malformed --repo as a usage error.
 func (g *globals) checkRepoFlag() error {
 	if g.repo == "" {
-		return usageError("no repository given: set --repo or LIFEBOAT_REPO")
+		return usageError("no repository given: set %s", g.opt("repo"))
 	}
 	if _, err := location.Parse(g.repo); err != nil {
 		return usageError("%v", err)
@@ -230,9 +245,9 @@ func (g *globals) openRepo(ctx context.Context, name string, need access) (*chun
 		}
 		creds.Identities = ids
 	case need == readAccess && g.key != "":
-		return nil, fmt.Errorf("%s needs the identity (--identity or LIFEBOAT_IDENTITY): the writer key %s can back up and list snapshots but, by design, cannot decrypt file names or contents", name, g.key)
+		return nil, fmt.Errorf("%s needs the identity, %s: the writer key %s can back up and list snapshots but, by design, cannot decrypt file names or contents", name, g.opt("identity"), g.key)
 	case need == readAccess:
-		return nil, usageError("%s needs the repository identity: pass --identity FILE or set LIFEBOAT_IDENTITY", name)
+		return nil, usageError("%s needs the repository identity: pass %s", name, g.opt("identity"))
 	case g.key != "":
 		b, err := os.ReadFile(g.key)
 		if err != nil {
@@ -243,6 +258,8 @@ func (g *globals) openRepo(ctx context.Context, name string, need access) (*chun
 			return nil, fmt.Errorf("writer key %s: %w", g.key, err)
 		}
 		creds.Writer = sec
+	case g.source:
+		return nil, usageError("%s needs credentials: pass %s (full access) or %s (writer key)", name, g.opt("identity"), g.opt("key"))
 	default:
 		return nil, usageError("%s needs credentials: pass --identity FILE (full access) or --key FILE (writer key), or set LIFEBOAT_IDENTITY or LIFEBOAT_KEY", name)
 	}

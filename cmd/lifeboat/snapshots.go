@@ -56,6 +56,8 @@ type snapshotJSON struct {
 	Tree     string           `json:"tree"`
 	Summary  snapshot.Summary `json:"summary"`
 	Original string           `json:"original,omitempty"` // the snapshot this one repaired
+	// CopiedFrom: the snapshot this one is a copy of ('lifeboat copy').
+	CopiedFrom *snapshot.CopyOrigin `json:"copied_from,omitempty"`
 }
 
 func runSnapshots(ctx context.Context, g *globals, f filterFlags) error {
@@ -80,7 +82,7 @@ func runSnapshots(ctx context.Context, g *globals, f filterFlags) error {
 			out = append(out, snapshotJSON{
 				ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time, Host: s.Host,
 				Username: s.Username, Paths: nonNil(s.Paths), Tags: nonNil(s.Tags),
-				Tree: s.Tree.String(), Summary: s.Summary,
+				Tree: s.Tree.String(), Summary: s.Summary, CopiedFrom: s.CopiedFrom,
 			})
 			if s.Original != nil {
 				out[len(out)-1].Original = s.Original.String()
