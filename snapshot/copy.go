@@ -38,7 +38,8 @@ type CopyOptions struct {
 	Logger   *slog.Logger
 	// Done, if set, is called after each snapshot with its result.
 	Done func(CopyResult)
-	// Progress, if set, counts the plaintext bytes of data blobs copied.
+	// Progress, if set, counts the plaintext bytes of data blobs read
+	// from the source.
 	Progress *atomic.Int64
 }
 
@@ -49,8 +50,10 @@ type CopyResult struct {
 	// already there when Existing.
 	ID       chunkstore.ID
 	Existing bool
-	// What the copy added to the destination: trees and data blobs it
-	// did not hold, their plaintext bytes and the bytes stored.
+	// Trees and Blobs are the trees and data blobs the copy added to the
+	// destination, BytesAdded what they take stored there. Bytes is the
+	// plaintext of the data blobs read from the source: those the
+	// destination lacked.
 	Trees, Blobs      int64
 	Bytes, BytesAdded int64
 	// Err says why the snapshot was not copied: source data that is
@@ -380,10 +383,10 @@ func (c *copier) fetchRange(ctx context.Context, w *chunkstore.Writer, r copyRan
 		}
 		if n > 0 {
 			blobs++
-			bytes += int64(len(plain))
-			if c.opts.Progress != nil {
-				c.opts.Progress.Add(int64(len(plain)))
-			}
+		}
+		bytes += int64(len(plain))
+		if c.opts.Progress != nil {
+			c.opts.Progress.Add(int64(len(plain)))
 		}
 	}
 	return blobs, bytes, nil

@@ -94,7 +94,7 @@ type copyJSON struct {
 	Host       string `json:"host"`
 	Trees      int64  `json:"trees_added"`
 	Blobs      int64  `json:"blobs_added"`
-	Bytes      int64  `json:"bytes_copied"` // plaintext of the data blobs added
+	Bytes      int64  `json:"bytes_read"`  // plaintext of the data blobs read from the source
 	BytesAdded int64  `json:"bytes_added"`  // stored in the destination
 	Error      string `json:"error,omitempty"`
 }

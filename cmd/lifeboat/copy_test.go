@@ -52,7 +52,7 @@ func TestCopyCLI(t *testing.T) {
 		ID       string `json:"id"`
 		Existing bool   `json:"existing"`
 		Host     string `json:"host"`
-		Bytes    int64  `json:"bytes_copied"`
+		Bytes    int64  `json:"bytes_read"`
 		Error    string `json:"error"`
 	}
 	res := decodeJSON[[]copyOut](t, fromEnv.ok(dst.writer("copy", "--json")...).stdout)
