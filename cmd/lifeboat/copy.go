@@ -95,7 +95,7 @@ type copyJSON struct {
 	Trees      int64  `json:"trees_added"`
 	Blobs      int64  `json:"blobs_added"`
 	Bytes      int64  `json:"bytes_read"`  // plaintext of the data blobs read from the source
-	BytesAdded int64  `json:"bytes_added"`  // stored in the destination
+	BytesAdded int64  `json:"bytes_added"` // stored in the destination
 	Error      string `json:"error,omitempty"`
 }
 
