@@ -333,13 +333,21 @@ func (c *copier) fetch(ctx context.Context, w *chunkstore.Writer, want []wanted,
 	ranges := copyRanges(want)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Fetchers)
+	// One pair of buffers per fetcher, reused: a copy reads hundreds of
+	// MiB, and fresh ones would each be page-faulted and zeroed.
+	bufs := make(chan *fetchBufs, c.opts.Fetchers)
+	for range c.opts.Fetchers {
+		bufs <- &fetchBufs{}
+	}
 	var mu sync.Mutex
 	for _, r := range ranges {
 		if gctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
-			blobs, bytes, err := c.fetchRange(gctx, w, r)
+			b := <-bufs
+			defer func() { bufs <- b }()
+			blobs, bytes, err := c.fetchRange(gctx, w, r, b)
 			mu.Lock()
 			res.Blobs += blobs
 			res.Bytes += bytes
@@ -350,13 +358,20 @@ func (c *copier) fetch(ctx context.Context, w *chunkstore.Writer, want []wanted,
 	return g.Wait()
 }
 
-func (c *copier) fetchRange(ctx context.Context, w *chunkstore.Writer, r copyRange) (blobs, bytes int64, err error) {
+// fetchBufs are one fetcher's buffers: a range of a pack as read, and
+// one blob's plaintext.
+type fetchBufs struct{ sealed, plain []byte }
+
+func (c *copier) fetchRange(ctx context.Context, w *chunkstore.Writer, r copyRange, b *fetchBufs) (blobs, bytes int64, err error) {
 	name := chunkstore.PackName(r.pack.ID)
 	key, err := c.src.PackKey(r.pack)
 	if err != nil {
 		return 0, 0, &srcDamage{fmt.Errorf("%s: %w", name, err)}
 	}
-	sealed, err := c.src.Store().Get(ctx, name, r.start, r.end-r.start)
+	sealed, err := chunkstore.GetInto(ctx, c.src.Store(), name, r.start, r.end-r.start, b.sealed[:cap(b.sealed)])
+	if cap(sealed) > cap(b.sealed) {
+		b.sealed = sealed[:0]
+	}
 	switch {
 	case err != nil && errors.Is(err, chunkstore.ErrNotFound):
 		return 0, 0, &srcDamage{fmt.Errorf("read %s: %w", name, err)}
@@ -367,17 +382,16 @@ func (c *copier) fetchRange(ctx context.Context, w *chunkstore.Writer, r copyRan
 			chunkstore.ErrCorrupt, name, len(sealed), r.start, r.end-r.start)}
 	}
 	op := c.src.Opener(key)
-	var buf []byte
-	for _, b := range r.blobs {
-		off := int64(b.Offset) - r.start
-		if need := int(b.RawLength) + chunkstore.DecodeSlack; cap(buf) < need {
-			buf = make([]byte, 0, need)
+	for _, bl := range r.blobs {
+		off := int64(bl.Offset) - r.start
+		if need := int(bl.RawLength) + chunkstore.DecodeSlack; cap(b.plain) < need {
+			b.plain = make([]byte, 0, need)
 		}
-		plain, err := op.OpenInto(b, sealed[off:off+int64(b.Length)], buf)
+		plain, err := op.OpenInto(bl, sealed[off:off+int64(bl.Length)], b.plain)
 		if err != nil {
 			return blobs, bytes, &srcDamage{fmt.Errorf("%s: %w", name, err)}
 		}
-		n, err := w.SaveBlobID(ctx, chunkstore.DataBlob, b.ID, plain)
+		n, err := w.SaveBlobID(ctx, chunkstore.DataBlob, bl.ID, plain)
 		if err != nil {
 			return blobs, bytes, err
 		}

@@ -140,6 +140,9 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 		return fmt.Errorf("source %s holds no snapshot%s to copy", sg.repo, filter.Describe())
 	}
 
+	// The source's index is loaded as well as the destination's; the
+	// limit's floor allows for the source's (the larger, usually).
+	setMemoryLimit(ctx, src.Store())
 	var copied atomic.Int64
 	var done atomic.Int32
 	bar := g.startProgress(func(el time.Duration) string {
