@@ -13,6 +13,12 @@ import (
 // from Get, Stat or List means "unknown" and must never be read as "empty".
 var ErrNotFound = errors.New("object not found")
 
+// ErrOutOfRange is returned (wrapped, and marked Permanent) by every
+// Store for a ranged read past the end of an object. Reads of packs ask
+// for ranges the index lists, so it means a truncated object: it wraps
+// ErrCorrupt.
+var ErrOutOfRange = fmt.Errorf("%w: range outside the object (truncated?)", ErrCorrupt)
+
 // ErrBucketNotFound is returned when the bucket (or root directory) of a
 // store does not exist and the store was not asked to create it.
 var ErrBucketNotFound = errors.New("bucket not found")

@@ -177,19 +177,24 @@ func damaged(err error) bool {
 		errors.Is(err, ErrNotIndexed) || errors.Is(err, ErrInvalidTree)
 }
 
+// copyBatch is how many data blobs a walk gathers before it has them
+// read: the list of blobs to read stays bounded however much is new,
+// and data moves while the walk goes on.
+const copyBatch = 1 << 16
+
 // copy copies snapshot s into res. It returns an error only when the
 // whole copy must stop; a damaged source fails just s, in res.Err.
 func (c *copier) copy(ctx context.Context, s *Snapshot, res *CopyResult, sess *writeSession) error {
+	// Blobs an earlier snapshot of this run reserved and never stored
+	// (it failed) must not be taken for stored.
+	c.dst.Index().ClearPending()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := c.dst.NewWriter(wctx, c.opts.Writer)
 	if err != nil {
-		return err
+		return fmt.Errorf("destination %s: %w", c.dst.Store().Location(), err)
 	}
-	trees, want, err := c.walk(ctx, w, s, res)
-	if err == nil {
-		err = c.fetch(ctx, w, want, res)
-	}
+	trees, err := c.walk(ctx, w, s, res)
 	var dmg *srcDamage
 	switch {
 	case errors.As(err, &dmg):
@@ -200,7 +205,7 @@ func (c *copier) copy(ctx context.Context, s *Snapshot, res *CopyResult, sess *w
 	// Flush even after damage: what was uploaded is then indexed, and
 	// the next copy need not read it again.
 	if err := w.Flush(ctx); err != nil {
-		return fmt.Errorf("copy snapshot %s: %w", s.ID.Short(), err)
+		return fmt.Errorf("copy snapshot %s: destination %s: %w", s.ID.Short(), c.dst.Store().Location(), err)
 	}
 	st := w.Stats()
 	res.BytesAdded = st.StoredAdded
@@ -213,7 +218,7 @@ func (c *copier) copy(ctx context.Context, s *Snapshot, res *CopyResult, sess *w
 	m.Original = nil // a snapshot of the source, meaningless here
 	id, err := sess.commit(ctx, c.dst, m, nil)
 	if err != nil {
-		return fmt.Errorf("copy snapshot %s: %w", s.ID.Short(), err)
+		return fmt.Errorf("copy snapshot %s: destination %s: %w", s.ID.Short(), c.dst.Store().Location(), err)
 	}
 	res.ID = id
 	for _, t := range trees {
@@ -229,15 +234,18 @@ type wanted struct {
 }
 
 // walk reads every tree of s in the source (except those copied earlier
-// in this run), stores those dst lacks, and returns the trees and the
-// data blobs dst lacks. A tree is stored as its verified plaintext,
-// unchanged: its ID is the same in both repositories.
-func (c *copier) walk(ctx context.Context, w *chunkstore.Writer, s *Snapshot, res *CopyResult) (trees []chunkstore.ID, want []wanted, err error) {
+// in this run) and stores those dst lacks, as their verified plaintext,
+// unchanged: a tree's ID is the same in both repositories. The data
+// blobs dst lacks are reserved in its index and read in batches (fetch).
+// It returns the trees.
+func (c *copier) walk(ctx context.Context, w *chunkstore.Writer, s *Snapshot, res *CopyResult) ([]chunkstore.ID, error) {
+	var trees []chunkstore.ID
+	var want []wanted
 	seen := map[chunkstore.ID]bool{}
 	stack := []chunkstore.ID{s.Tree}
 	for len(stack) > 0 {
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		id := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -246,23 +254,13 @@ func (c *copier) walk(ctx context.Context, w *chunkstore.Writer, s *Snapshot, re
 		}
 		seen[id] = true
 		trees = append(trees, id)
-		if loc, ok := c.src.Index().Lookup(id); !ok || loc.Blob.Type != chunkstore.TreeBlob {
-			return nil, nil, &srcDamage{fmt.Errorf("%w: directory listing %s", ErrNotIndexed, id.Short())}
-		}
-		plain, err := c.src.LoadBlob(ctx, chunkstore.TreeBlob, id)
+		tree, plain, err := c.loadTree(ctx, id)
 		if err != nil {
-			if damaged(err) {
-				return nil, nil, &srcDamage{fmt.Errorf("directory listing %s: %w", id.Short(), err)}
-			}
-			return nil, nil, err
-		}
-		tree, err := DecodeTree(plain)
-		if err != nil {
-			return nil, nil, &srcDamage{fmt.Errorf("directory listing %s: %w", id.Short(), err)}
+			return nil, err
 		}
 		n, err := w.SaveBlobID(ctx, chunkstore.TreeBlob, id, plain)
 		if err != nil {
-			return nil, nil, err
+			return nil, fmt.Errorf("destination %s: %w", c.dst.Store().Location(), err)
 		}
 		if n > 0 {
 			res.Trees++
@@ -273,19 +271,49 @@ func (c *copier) walk(ctx context.Context, w *chunkstore.Writer, s *Snapshot, re
 				stack = append(stack, *nd.Subtree)
 			}
 			for _, b := range nd.Content {
-				if seen[b] || c.dst.Index().Has(b) {
-					continue
+				if c.dst.Index().Has(b) {
+					continue // stored, or reserved above
 				}
-				seen[b] = true
 				loc, ok := c.src.Index().Lookup(b)
 				if !ok || loc.Blob.Type != chunkstore.DataBlob {
-					return nil, nil, &srcDamage{fmt.Errorf("%w: data blob %s of %s (in directory listing %s)", ErrNotIndexed, b.Short(), nd.Name, id.Short())}
+					return nil, &srcDamage{fmt.Errorf("%w: data blob %s of %s (in directory listing %s)", ErrNotIndexed, b.Short(), nd.Name, id.Short())}
+				}
+				if !c.dst.Index().Reserve(b) {
+					continue
 				}
 				want = append(want, wanted{pack: loc.Pack, blob: loc.Blob})
 			}
 		}
+		if len(want) >= copyBatch {
+			if err := c.fetch(ctx, w, want, res); err != nil {
+				return nil, err
+			}
+			want = want[:0]
+		}
 	}
-	return trees, want, nil
+	if err := c.fetch(ctx, w, want, res); err != nil {
+		return nil, err
+	}
+	return trees, nil
+}
+
+// loadTree reads and decodes a directory listing of the source.
+func (c *copier) loadTree(ctx context.Context, id chunkstore.ID) (*Tree, []byte, error) {
+	if loc, ok := c.src.Index().Lookup(id); !ok || loc.Blob.Type != chunkstore.TreeBlob {
+		return nil, nil, &srcDamage{fmt.Errorf("%w: directory listing %s", ErrNotIndexed, id.Short())}
+	}
+	plain, err := c.src.LoadBlob(ctx, chunkstore.TreeBlob, id)
+	if err != nil {
+		if damaged(err) {
+			return nil, nil, &srcDamage{fmt.Errorf("directory listing %s: %w", id.Short(), err)}
+		}
+		return nil, nil, fmt.Errorf("source %s: directory listing %s: %w", c.src.Store().Location(), id.Short(), err)
+	}
+	tree, err := DecodeTree(plain)
+	if err != nil {
+		return nil, nil, &srcDamage{fmt.Errorf("directory listing %s: %w", id.Short(), err)}
+	}
+	return tree, plain, nil
 }
 
 // copyRange is one ranged read of a source pack.
@@ -326,10 +354,16 @@ func copyRanges(want []wanted) []copyRange {
 	return out
 }
 
-// fetch reads the wanted blobs from the source, verifies each and saves
-// it in dst. The first damaged blob fails the snapshot (the error names
-// it and its pack); the ranges being read are finished first.
+// fetch reads the wanted blobs, reserved in dst's index, from the
+// source, verifies each and saves it in dst. The first damaged blob
+// fails the snapshot (the error names it and its pack): no more ranges
+// are started, and those being read stop. Blobs are saved with ctx,
+// never with the group's context, which that failure cancels: a save
+// cancelled half-way would lose a pack whose blobs stay reserved.
 func (c *copier) fetch(ctx context.Context, w *chunkstore.Writer, want []wanted, res *CopyResult) error {
+	if len(want) == 0 {
+		return nil
+	}
 	ranges := copyRanges(want)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Fetchers)
@@ -347,7 +381,7 @@ func (c *copier) fetch(ctx context.Context, w *chunkstore.Writer, want []wanted,
 		g.Go(func() error {
 			b := <-bufs
 			defer func() { bufs <- b }()
-			blobs, bytes, err := c.fetchRange(gctx, w, r, b)
+			blobs, bytes, err := c.fetchRange(ctx, gctx, w, r, b)
 			mu.Lock()
 			res.Blobs += blobs
 			res.Bytes += bytes
@@ -362,21 +396,22 @@ func (c *copier) fetch(ctx context.Context, w *chunkstore.Writer, want []wanted,
 // one blob's plaintext.
 type fetchBufs struct{ sealed, plain []byte }
 
-func (c *copier) fetchRange(ctx context.Context, w *chunkstore.Writer, r copyRange, b *fetchBufs) (blobs, bytes int64, err error) {
+// fetchRange reads one range with readCtx and saves its blobs with ctx.
+func (c *copier) fetchRange(ctx, readCtx context.Context, w *chunkstore.Writer, r copyRange, b *fetchBufs) (blobs, bytes int64, err error) {
 	name := chunkstore.PackName(r.pack.ID)
 	key, err := c.src.PackKey(r.pack)
 	if err != nil {
 		return 0, 0, &srcDamage{fmt.Errorf("%s: %w", name, err)}
 	}
-	sealed, err := chunkstore.GetInto(ctx, c.src.Store(), name, r.start, r.end-r.start, b.sealed[:cap(b.sealed)])
+	sealed, err := chunkstore.GetInto(readCtx, c.src.Store(), name, r.start, r.end-r.start, b.sealed[:cap(b.sealed)])
 	if cap(sealed) > cap(b.sealed) {
 		b.sealed = sealed[:0]
 	}
 	switch {
-	case err != nil && errors.Is(err, chunkstore.ErrNotFound):
+	case err != nil && damaged(err):
 		return 0, 0, &srcDamage{fmt.Errorf("read %s: %w", name, err)}
 	case err != nil:
-		return 0, 0, fmt.Errorf("read %s: %w", name, err)
+		return 0, 0, fmt.Errorf("source %s: read %s: %w", c.src.Store().Location(), name, err)
 	case int64(len(sealed)) != r.end-r.start:
 		return 0, 0, &srcDamage{fmt.Errorf("%w: %s: read %d bytes at offset %d, the index lists %d (truncated pack?)",
 			chunkstore.ErrCorrupt, name, len(sealed), r.start, r.end-r.start)}
@@ -391,13 +426,10 @@ func (c *copier) fetchRange(ctx context.Context, w *chunkstore.Writer, r copyRan
 		if err != nil {
 			return blobs, bytes, &srcDamage{fmt.Errorf("%s: %w", name, err)}
 		}
-		n, err := w.SaveBlobID(ctx, chunkstore.DataBlob, bl.ID, plain)
-		if err != nil {
-			return blobs, bytes, err
+		if _, err := w.SaveReserved(ctx, chunkstore.DataBlob, bl.ID, plain); err != nil {
+			return blobs, bytes, fmt.Errorf("destination %s: %w", c.dst.Store().Location(), err)
 		}
-		if n > 0 {
-			blobs++
-		}
+		blobs++
 		bytes += int64(len(plain))
 		if c.opts.Progress != nil {
 			c.opts.Progress.Add(int64(len(plain)))

@@ -3,9 +3,12 @@ package snapshot_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
@@ -210,6 +213,9 @@ func TestCopyDamagedSource(t *testing.T) {
 	if report, err := d.Reader.Check(ctx, chunkstore.CheckOptions{ReadData: true}); err != nil || len(report.Problems) > 0 {
 		t.Fatalf("check --read-data: %v %v", report, err)
 	}
+	if probs, err := snapshot.Check(ctx, d.Reader); err != nil || len(probs) > 0 {
+		t.Fatalf("the destination's snapshots reference missing data: %v %v", probs, err)
+	}
 }
 
 // TestCopyOfCopy: a snapshot copied A→B and then B→C is the same
@@ -262,5 +268,153 @@ func TestInitChunking(t *testing.T) {
 	as, bs := a.writer.Secrets(), b.Writer.Secrets()
 	if as.RepoID == bs.RepoID || as.MetaKey == bs.MetaKey || as.Recipients[0] == bs.Recipients[0] {
 		t.Fatal("the new repository shares more than its chunking")
+	}
+}
+
+// TestCopyTruncatedSource: a source pack cut short (a ranged read past
+// its end) fails the snapshot that needs it, like any damage, and the
+// other snapshot is copied.
+func TestCopyTruncatedSource(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "repo")
+	st, err := local.Open(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := storetest.InitRepos(t, st)
+	src := testRepo{writer: r.Writer, reader: r.Reader}
+	a, b := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(a, "a.bin"), storetest.Data(11, 2<<20))
+	writeFile(t, filepath.Join(b, "b.bin"), storetest.Data(12, 2<<20))
+	sa := loadSnap(t, src.reader, src.backupReload(t, a).ID)
+	sb := loadSnap(t, src.reader, src.backupReload(t, b).ID)
+	node, err := snapshot.Lookup(ctx, src.reader, sa.Tree, strings.TrimPrefix(a, "/")+"/a.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := src.reader.Index().Lookup(node.Content[0])
+	p := filepath.Join(root, chunkstore.PackName(loc.Pack.ID))
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, fi.Size()/4); err != nil {
+		t.Fatal(err)
+	}
+	d := storetest.NewCopyTarget(t, "local", src.reader)
+	res, err := snapshot.Copy(ctx, src.reader, d.Writer, []*snapshot.Snapshot{sb, sa}, snapshot.CopyOptions{})
+	if err != nil {
+		t.Fatalf("a truncated source pack stopped the copy: %v", err)
+	}
+	if len(res) != 2 || !errors.Is(res[0].Err, chunkstore.ErrCorrupt) || res[1].Err != nil {
+		t.Fatalf("results %+v: want a's copy failed as damaged and b's done", res)
+	}
+}
+
+// slowGet delays the Gets of one object.
+type slowGet struct {
+	chunkstore.Store
+	name  string
+	delay time.Duration
+}
+
+func (s *slowGet) Get(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	if name == s.name {
+		time.Sleep(s.delay)
+	}
+	return s.Store.Get(ctx, name, off, n)
+}
+
+// gatePut holds the first data pack upload until release is closed.
+type gatePut struct {
+	chunkstore.Store
+	once    sync.Once
+	release chan struct{}
+	armed   bool
+}
+
+func (g *gatePut) Put(ctx context.Context, name string, data []byte) error {
+	if g.armed && strings.HasPrefix(name, chunkstore.DataPrefix) {
+		first := false
+		g.once.Do(func() { first = true })
+		if first {
+			<-g.release
+		}
+	}
+	return g.Store.Put(ctx, name, data)
+}
+
+// TestCopyDamageLosesNoReservation: when one range of a snapshot fails,
+// another fetcher may be waiting to hand a full pack to a busy uploader.
+// That pack must still be stored (or its blobs not taken for stored): the
+// next snapshot of the run shares its data, and was committed referencing
+// blobs that had been reserved, never uploaded (found in review).
+func TestCopyDamageLosesNoReservation(t *testing.T) {
+	ctx := context.Background()
+	base, err := local.Open(filepath.Join(t.TempDir(), "src"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &slowGet{Store: base, delay: 300 * time.Millisecond}
+	faulty := storetest.NewFaulty(slow)
+	r := storetest.InitRepos(t, faulty)
+	src := testRepo{writer: r.Writer, reader: r.Reader}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a-good.bin"), storetest.Data(21, 8<<20))
+	src.backupReload(t, dir)
+	writeFile(t, filepath.Join(dir, "z-bad.bin"), storetest.Data(22, 1<<20))
+	sa := loadSnap(t, src.reader, src.backupReload(t, dir).ID)
+	if err := os.Remove(filepath.Join(dir, "z-bad.bin")); err != nil {
+		t.Fatal(err)
+	}
+	sb := loadSnap(t, src.reader, src.backupReload(t, dir).ID)
+	node, err := snapshot.Lookup(ctx, src.reader, sa.Tree, strings.TrimPrefix(dir, "/")+"/z-bad.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := src.reader.Index().Lookup(node.Content[0])
+	pack := chunkstore.PackName(loc.Pack.ID)
+	faulty.FlipGet(pack, 8*40)
+	slow.name = pack // fails after the good ranges have started
+
+	dbase, err := local.Open(filepath.Join(t.TempDir(), "dst"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &gatePut{Store: dbase, release: make(chan struct{})}
+	c := src.reader.Chunking()
+	idFile, rcpt, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := chunkstore.Init(ctx, gate, chunkstore.InitOptions{Recipients: []string{rcpt}, Chunking: &c, PackSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dw, err := chunkstore.Open(ctx, gate, chunkstore.Credentials{Writer: sec}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate.armed = true
+	time.AfterFunc(1500*time.Millisecond, func() { close(gate.release) })
+	res, err := snapshot.Copy(ctx, src.reader, dw, []*snapshot.Snapshot{sa, sb}, snapshot.CopyOptions{
+		Fetchers: 2, Writer: chunkstore.WriterOptions{Uploaders: 1},
+	})
+	if err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+	if len(res) != 2 || res[0].Err == nil || res[1].Err != nil {
+		t.Fatalf("results %+v: want the first failed, the second copied", res)
+	}
+	ids, err := chunkstore.ParseIdentityFile(idFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr, err := chunkstore.Open(ctx, dbase, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if probs, err := snapshot.Check(ctx, dr); err != nil || len(probs) > 0 {
+		t.Fatalf("the destination's snapshot references missing data: %v %v", probs, err)
 	}
 }

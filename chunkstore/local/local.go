@@ -189,7 +189,7 @@ func (s *Store) openRange(ctx context.Context, name string, offset, length int64
 			length = size - offset
 		}
 		if offset < 0 || length < 0 || offset > size || length > size-offset {
-			err = chunkstore.Permanent(fmt.Errorf("read %s: range [%d, +%d) outside object of %d bytes", p, offset, length, size))
+			err = chunkstore.Permanent(fmt.Errorf("read %s: range [%d, +%d) outside object of %d bytes: %w", p, offset, length, size, chunkstore.ErrOutOfRange))
 		}
 	}
 	if err != nil {

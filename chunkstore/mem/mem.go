@@ -44,7 +44,7 @@ func (s *Store) Get(ctx context.Context, name string, offset, length int64) ([]b
 		length = size - offset
 	}
 	if offset < 0 || length < 0 || offset > size || length > size-offset {
-		return nil, chunkstore.Permanent(fmt.Errorf("get %s: range [%d, +%d) outside object of %d bytes", name, offset, length, size))
+		return nil, chunkstore.Permanent(fmt.Errorf("get %s: range [%d, +%d) outside object of %d bytes: %w", name, offset, length, size, chunkstore.ErrOutOfRange))
 	}
 	return append([]byte{}, data[offset:offset+length]...), nil
 }

@@ -419,7 +419,7 @@ func parseContentRange(v string) (first, total int64, ok bool) {
 }
 
 func (s *Store) rangeErr(name string, offset, length, size int64) error {
-	return chunkstore.Permanent(fmt.Errorf("get %s: range [%d, +%d) outside object of %d bytes", s.describe(name), offset, length, size))
+	return chunkstore.Permanent(fmt.Errorf("get %s: range [%d, +%d) outside object of %d bytes: %w", s.describe(name), offset, length, size, chunkstore.ErrOutOfRange))
 }
 
 // Stat implements chunkstore.Reader.

@@ -19,18 +19,30 @@ import (
 // LIFEBOAT_FROM_* variables.
 type fromFlags struct{ repo, identity, key string }
 
-func (f *fromFlags) register(cmd *cobra.Command, what string) {
+// register adds the flags; env says whether the command reads the
+// LIFEBOAT_FROM_* variables too (see globals).
+func (f *fromFlags) register(cmd *cobra.Command, what string, env bool) {
+	note := func(v string) string {
+		if env {
+			return " (env " + v + ")"
+		}
+		return ""
+	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.repo, "from-repo", "", what+" (env LIFEBOAT_FROM_REPO)")
-	fl.StringVar(&f.identity, "from-identity", "", "identity file of --from-repo (env LIFEBOAT_FROM_IDENTITY)")
-	fl.StringVar(&f.key, "from-key", "", "writer key file of --from-repo (env LIFEBOAT_FROM_KEY)")
+	fl.StringVar(&f.repo, "from-repo", "", what+note("LIFEBOAT_FROM_REPO"))
+	fl.StringVar(&f.identity, "from-identity", "", "identity file of --from-repo"+note("LIFEBOAT_FROM_IDENTITY"))
+	fl.StringVar(&f.key, "from-key", "", "writer key file of --from-repo"+note("LIFEBOAT_FROM_KEY"))
 }
 
-// globals returns a copy of g that opens the --from repository.
-func (f *fromFlags) globals(cmd *cobra.Command, g *globals) *globals {
+// globals returns a copy of g that opens the --from repository, named
+// by the flags or, with env, by the LIFEBOAT_FROM_* variables.
+func (f *fromFlags) globals(cmd *cobra.Command, g *globals, env bool) *globals {
 	src := *g
 	src.source = true
 	src.repo, src.identity, src.key = f.repo, f.identity, f.key
+	if !env {
+		return &src
+	}
 	for _, v := range []struct {
 		flag string
 		dst  *string
@@ -82,7 +94,7 @@ S3 credentials come from the same environment (AWS_*) for both repositories.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runCopy(cmd, g, f, args) },
 	}
 	f.register(cmd, "copy snapshots")
-	f.from.register(cmd, "the repository to copy snapshots from")
+	f.from.register(cmd, "the repository to copy snapshots from", true)
 	return cmd
 }
 
@@ -101,7 +113,7 @@ type copyJSON struct {
 
 func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 	ctx := cmd.Context()
-	sg := f.from.globals(cmd, g)
+	sg := f.from.globals(cmd, g, true)
 	if sg.repo == "" {
 		return usageError("copy needs the repository to copy from: pass --from-repo (or LIFEBOAT_FROM_REPO)")
 	}
@@ -167,7 +179,7 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 			j.Error = r.Err.Error()
 			failed++
 			if !g.json {
-				warnf(g.stderr, "%s NOT copied: %v; check the source with 'lifeboat check --read-data' and repair it", what, r.Err)
+				warnf(g.stderr, "%s NOT copied: %v; check the source with 'lifeboat check --read-data' and repair it (if a prune of the source ran meanwhile, copy again)", what, r.Err)
 			}
 		case r.Existing:
 			j.ID = r.ID.String()
@@ -185,6 +197,13 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 		}
 		out = append(out, j)
 	}
+	if g.json && len(results) > 0 {
+		// Also when the copy stopped: the snapshots it committed are
+		// in the destination.
+		if err := printJSON(g.stdout, out); err != nil {
+			return err
+		}
+	}
 	switch {
 	case errors.Is(err, snapshot.ErrCopyChunking):
 		return fmt.Errorf("%w: %s was not created from %s, so no blob of one could be used by the other. Create the destination with 'lifeboat init --repo DEST --from-repo %s --from-key SOURCE_WRITER_KEY' and copy into it", err, g.repo, sg.repo, sg.repo)
@@ -193,13 +212,9 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 	case err != nil && ctx.Err() != nil:
 		return fmt.Errorf("copy interrupted after %d of %d snapshots; run it again to copy the rest (what was uploaded is reused)", len(results), len(snaps))
 	case err != nil:
-		return fmt.Errorf("copy stopped after %d of %d snapshots: %w", len(results), len(snaps), storeError(g.repo, err))
+		return fmt.Errorf("copy stopped after %d of %d snapshots: %w", len(results), len(snaps), err)
 	}
-	if g.json {
-		if err := printJSON(g.stdout, out); err != nil {
-			return err
-		}
-	} else if !g.quiet {
+	if !g.json && !g.quiet {
 		fmt.Fprintf(g.stdout, "%d %s copied, %d already there, %d failed\n", copiedN, plural(copiedN, "snapshot", "snapshots"), existing, failed)
 	}
 	if failed > 0 {
@@ -211,7 +226,9 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 // sourceChunking opens the --from repository of init (writer key or
 // identity) and returns its chunking.
 func sourceChunking(ctx context.Context, cmd *cobra.Command, g *globals, f fromFlags) (*chunkstore.Chunking, string, error) {
-	sg := f.globals(cmd, g)
+	// Flags only: a LIFEBOAT_FROM_REPO left in the environment for copy
+	// must not make every new repository share its chunk-ID key.
+	sg := f.globals(cmd, g, false)
 	if sg.repo == "" {
 		return nil, "", nil
 	}

@@ -75,6 +75,10 @@ func TestCopyCLI(t *testing.T) {
 	// The source's identity cannot read the copy.
 	c.fails(1, []string{"ls", "--repo", dst.path, "--identity", src.identity, "latest"}, "the identity is not a recipient")
 
+	// init reads --from-repo from its flag only.
+	if out := fromEnv.with("LIFEBOAT_FROM_KEY="+src.key).ok("init", "--repo", filepath.Join(c.dir, "plain"), "--identity-out", "p.id", "--key-out", "p.key").stdout; strings.Contains(out, "chunking:") {
+		t.Errorf("init took LIFEBOAT_FROM_REPO from the environment:\n%s", out)
+	}
 	other := initRepo(t, c, "other")
 	for _, e := range []struct {
 		code int

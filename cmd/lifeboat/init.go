@@ -61,7 +61,7 @@ Existing files are never overwritten; both files are created with mode 0600.`,
 	fl.StringVar(&f.keyOut, "key-out", defaultKeyOut, "where to write the writer key")
 	fl.BoolVar(&f.pq, "pq", false, "generate a post-quantum hybrid identity (age1pq)")
 	fl.BoolVar(&f.passphraseProtect, "passphrase-protect", false, "encrypt the generated identity file with a passphrase (LIFEBOAT_PASSPHRASE or prompt)")
-	f.from.register(cmd, "share the chunking of this repository, to copy its snapshots here")
+	f.from.register(cmd, "share the chunking of this repository, to copy its snapshots here", false)
 	return cmd
 }
 

@@ -38,7 +38,7 @@ Environment:
   LIFEBOAT_IDENTITY      --identity
   LIFEBOAT_KEY           --key
   LIFEBOAT_FROM_REPO, LIFEBOAT_FROM_IDENTITY, LIFEBOAT_FROM_KEY
-                         --from-repo, --from-identity, --from-key (copy, init)
+                         --from-repo, --from-identity, --from-key (copy)
   LIFEBOAT_CACHE_DIR     --cache-dir
   LIFEBOAT_PASSPHRASE    passphrase of a passphrase-protected identity file
   LIFEBOAT_S3_BUCKET_LOOKUP   S3 addressing: auto (default), path or dns
