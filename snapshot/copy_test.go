@@ -151,6 +151,29 @@ func TestCopyRefuses(t *testing.T) {
 	}
 }
 
+// twoSnapshots backs up two unrelated files, a.bin then b.bin, into a
+// new repository in st, and returns their snapshots and the name of the
+// pack holding a.bin's first chunk.
+func twoSnapshots(t *testing.T, st chunkstore.Store) (src testRepo, sa, sb *snapshot.Snapshot, pack string) {
+	t.Helper()
+	r := storetest.InitRepos(t, st)
+	src = testRepo{writer: r.Writer, reader: r.Reader}
+	a, b := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(a, "a.bin"), storetest.Data(11, 2<<20))
+	writeFile(t, filepath.Join(b, "b.bin"), storetest.Data(12, 2<<20))
+	sa = loadSnap(t, src.reader, src.backupReload(t, a).ID)
+	sb = loadSnap(t, src.reader, src.backupReload(t, b).ID)
+	node, err := snapshot.Lookup(context.Background(), src.reader, sa.Tree, strings.TrimPrefix(a, "/")+"/a.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, ok := src.reader.Index().Lookup(node.Content[0])
+	if !ok {
+		t.Fatal("a.bin's first chunk is not indexed")
+	}
+	return src, sa, sb, chunkstore.PackName(loc.Pack.ID)
+}
+
 // TestCopyDamagedSource: a damaged pack in the source fails the snapshot
 // that needs it, with an error naming the pack, and no manifest is
 // saved for it; a snapshot that does not need it is still copied.
@@ -161,22 +184,7 @@ func TestCopyDamagedSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	faulty := storetest.NewFaulty(st)
-	r := storetest.InitRepos(t, faulty)
-	src := testRepo{writer: r.Writer, reader: r.Reader}
-	a, b := t.TempDir(), t.TempDir()
-	writeFile(t, filepath.Join(a, "a.bin"), storetest.Data(11, 2<<20))
-	writeFile(t, filepath.Join(b, "b.bin"), storetest.Data(12, 2<<20))
-	sa := loadSnap(t, src.reader, src.backupReload(t, a).ID)
-	sb := loadSnap(t, src.reader, src.backupReload(t, b).ID)
-	node, err := snapshot.Lookup(ctx, src.reader, sa.Tree, strings.TrimPrefix(a, "/")+"/a.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc, ok := src.reader.Index().Lookup(node.Content[0])
-	if !ok {
-		t.Fatal("a.bin's first chunk is not indexed")
-	}
-	pack := chunkstore.PackName(loc.Pack.ID)
+	src, sa, sb, pack := twoSnapshots(t, faulty)
 	faulty.FlipGet(pack, 8*40) // inside the first blob of any range read
 
 	d := storetest.NewCopyTarget(t, "local", src.reader)
@@ -281,19 +289,8 @@ func TestCopyTruncatedSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := storetest.InitRepos(t, st)
-	src := testRepo{writer: r.Writer, reader: r.Reader}
-	a, b := t.TempDir(), t.TempDir()
-	writeFile(t, filepath.Join(a, "a.bin"), storetest.Data(11, 2<<20))
-	writeFile(t, filepath.Join(b, "b.bin"), storetest.Data(12, 2<<20))
-	sa := loadSnap(t, src.reader, src.backupReload(t, a).ID)
-	sb := loadSnap(t, src.reader, src.backupReload(t, b).ID)
-	node, err := snapshot.Lookup(ctx, src.reader, sa.Tree, strings.TrimPrefix(a, "/")+"/a.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc, _ := src.reader.Index().Lookup(node.Content[0])
-	p := filepath.Join(root, chunkstore.PackName(loc.Pack.ID))
+	src, sa, sb, pack := twoSnapshots(t, st)
+	p := filepath.Join(root, pack)
 	fi, err := os.Stat(p)
 	if err != nil {
 		t.Fatal(err)
