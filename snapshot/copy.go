@@ -389,7 +389,11 @@ func (c *copier) fetch(ctx context.Context, w *chunkstore.Writer, want []wanted,
 			return err
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Ranges not started because ctx ended leave their blobs unread.
+	return ctx.Err()
 }
 
 // fetchBufs are one fetcher's buffers: a range of a pack as read, and

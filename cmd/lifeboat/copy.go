@@ -149,7 +149,14 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 		snaps = append(snaps, s)
 	}
 	if len(snaps) == 0 {
-		return fmt.Errorf("source %s holds no snapshot%s to copy", sg.repo, filter.Describe())
+		// Not an error: a nightly copy from a source with no backups yet
+		// (or none of the filtered host) has nothing to do.
+		if !g.json {
+			warnf(g.stderr, "source %s holds no snapshot%s: nothing to copy", sg.repo, filter.Describe())
+		} else if err := printJSON(g.stdout, []copyJSON{}); err != nil {
+			return err
+		}
+		return nil
 	}
 
 	// The source's index is loaded as well as the destination's; the
@@ -230,6 +237,9 @@ func sourceChunking(ctx context.Context, cmd *cobra.Command, g *globals, f fromF
 	// must not make every new repository share its chunk-ID key.
 	sg := f.globals(cmd, g, false)
 	if sg.repo == "" {
+		if sg.identity != "" || sg.key != "" {
+			return nil, "", usageError("--from-identity and --from-key name the credentials of --from-repo, which is missing")
+		}
 		return nil, "", nil
 	}
 	src, err := sg.openRepo(ctx, "init --from-repo", anyAccess)

@@ -93,6 +93,7 @@ func TestCopyCLI(t *testing.T) {
 		{1, dst.writer("copy", "--from-repo", src.path, "--from-identity", src.identity, "deadbeef"), []string{"no snapshot ID starts with"}},
 		{1, dst.writer("copy", "--from-repo", filepath.Join(c.dir, "nowhere"), "--from-identity", src.identity), []string{"source", "nowhere"}},
 		{1, []string{"init", "--repo", filepath.Join(c.dir, "new"), "--identity-out", "n.id", "--key-out", "n.key", "--from-repo", filepath.Join(c.dir, "nowhere"), "--from-key", src.key}, []string{"nowhere"}},
+		{2, []string{"init", "--repo", filepath.Join(c.dir, "new"), "--identity-out", "n.id", "--key-out", "n.key", "--from-key", src.key}, []string{"--from-repo, which is missing"}},
 	} {
 		c.fails(e.code, e.args, e.want...)
 	}
@@ -101,6 +102,11 @@ func TestCopyCLI(t *testing.T) {
 	}
 	if snaps := decodeJSON[[]snapJSON](t, c.ok(other.writer("snapshots", "--json")...).stdout); len(snaps) != 0 {
 		t.Errorf("a refused copy left %d snapshots", len(snaps))
+	}
+	// Nothing to copy is not an error.
+	r := c.ok(dst.writer("copy", "--from-repo", src.path, "--from-identity", src.identity, "--host", "h9")...)
+	if !strings.Contains(r.stderr, "holds no snapshot (filtered by host h9): nothing to copy") {
+		t.Errorf("copy of nothing:\n%s", r.stderr)
 	}
 }
 
