@@ -1,0 +1,271 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// RewrittenTag is added to the tags of a snapshot RewriteSnapshots made.
+const RewrittenTag = "rewritten"
+
+// RewriteOptions tune RewriteSnapshots.
+type RewriteOptions struct {
+	// IDs are the snapshots to rewrite; empty means every snapshot.
+	IDs []chunkstore.ID
+	// Exclude names what to remove, as backup's --exclude patterns do,
+	// matched against each entry's path in the snapshot (the path it was
+	// backed up from). An excluded directory goes with all it holds.
+	Exclude []string
+	DryRun  bool // report what would be removed, write nothing
+	// Forget removes each original once its rewritten copy is saved.
+	Forget   bool
+	Host     string // recorded in the sessions; default the hostname
+	Sessions chunkstore.SessionTiming
+	Logger   *slog.Logger
+}
+
+// RewrittenSnapshot is a snapshot that held excluded paths, and what
+// became of it.
+type RewrittenSnapshot struct {
+	Original chunkstore.ID `json:"original"`
+	Time     time.Time     `json:"time"`
+	Host     string        `json:"host"`
+	// Removed are the excluded paths, directories with a trailing slash
+	// (their contents are not listed).
+	Removed []string `json:"removed"`
+	// Rewritten is the new snapshot (zero in a dry run).
+	Rewritten chunkstore.ID `json:"rewritten,omitzero"`
+	// AlreadyRewritten: an earlier run saved this very copy (Rewritten).
+	AlreadyRewritten bool `json:"already_rewritten,omitempty"`
+	Forgotten        bool `json:"forgotten,omitempty"`
+}
+
+// RewriteResult says what RewriteSnapshots found and did.
+type RewriteResult struct {
+	Snapshots int                 `json:"snapshots"` // looked at
+	Rewritten []RewrittenSnapshot `json:"rewritten"` // those that held excluded paths
+	DryRun    bool                `json:"dry_run,omitempty"`
+}
+
+// ErrNoExclude is returned by RewriteSnapshots without a pattern.
+var ErrNoExclude = errors.New("no --exclude pattern: nothing to remove")
+
+// RewriteSnapshots removes the paths Exclude matches from snapshots: a
+// secret backed up by mistake, data that must be erased. Each snapshot
+// that holds such a path is saved again as a copy without them, with
+// the same time, host, paths and other tags, the tag "rewritten", and
+// its original named (Original; 'snapshots --json' shows it); with
+// Forget the original is then removed, and a prune deletes the data no
+// snapshot needs any more. Snapshots that hold no excluded path are left
+// as they are.
+//
+// Only directory listings are written: the copy references the same data
+// as its original. It is written as RepairSnapshots writes: under a
+// backup session, while holding the prune session, each copy committed
+// only while both are safely alive, so no prune can delete data between
+// reading the original and saving its copy, even if the original is
+// forgotten meanwhile. Every snapshot is examined, and every new listing
+// encoded, before anything is written. It needs the identity.
+func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts RewriteOptions) (*RewriteResult, error) {
+	if !repo.CanRead() {
+		return nil, fmt.Errorf("rewrite needs the identity (--identity): %w", chunkstore.ErrNoIdentity)
+	}
+	if len(opts.Exclude) == 0 {
+		return nil, ErrNoExclude
+	}
+	excl, err := NewExcluder(opts.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	opts.Sessions = opts.Sessions.OrDefault()
+	opts.Logger = orDiscard(opts.Logger)
+	if opts.Host == "" {
+		opts.Host, _ = os.Hostname()
+	}
+	held, err := holdPruneSession(ctx, repo, opts.DryRun, opts.Sessions, opts.Logger, "rewrite")
+	if err != nil {
+		return nil, err
+	}
+	defer held.end()
+	var ws *writeSession
+	if opts.DryRun {
+		if err := repo.LoadIndex(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		if ws, _, err = beginWrite(ctx, repo, chunkstore.SessionInfo{
+			Host: opts.Host, PID: os.Getpid(), Started: time.Now(),
+		}, opts.Sessions, opts.Logger); err != nil {
+			return nil, err
+		}
+		defer ws.end(ctx)
+	}
+	snaps, bad, err := List(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range bad {
+		opts.Logger.Warn("snapshot unreadable, not rewritten", "err", e)
+	}
+	// Copies saved by an earlier run, by original and tree.
+	type copyKey struct{ original, tree chunkstore.ID }
+	copies := map[copyKey]chunkstore.ID{}
+	for _, s := range snaps {
+		if s.Original != nil {
+			copies[copyKey{*s.Original, s.Tree}] = s.ID
+		}
+	}
+	if len(opts.IDs) > 0 {
+		snaps = slices.DeleteFunc(snaps, func(s *Snapshot) bool { return !slices.Contains(opts.IDs, s.ID) })
+	}
+
+	pr := &pathRewriter{repo: repo, excl: excl, done: map[pathTree]rewritten{}, encoded: map[chunkstore.ID][]byte{}}
+	res := &RewriteResult{DryRun: opts.DryRun, Rewritten: []RewrittenSnapshot{}}
+	type todo struct {
+		s    *Snapshot
+		i    int // in res.Rewritten
+		tree chunkstore.ID
+	}
+	var work []todo
+	for _, s := range snaps {
+		res.Snapshots++
+		out, err := pr.tree(ctx, s.Tree, "")
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", s.ID.Short(), err)
+		}
+		if !out.changed {
+			continue
+		}
+		d := RewrittenSnapshot{Original: s.ID, Time: s.Time, Host: s.Host, Removed: out.removed}
+		sort.Strings(d.Removed)
+		if c, ok := copies[copyKey{s.ID, out.id}]; ok {
+			d.Rewritten, d.AlreadyRewritten = c, true
+		}
+		res.Rewritten = append(res.Rewritten, d)
+		work = append(work, todo{s, len(res.Rewritten) - 1, out.id})
+	}
+	if opts.DryRun || len(work) == 0 {
+		return res, nil
+	}
+
+	if len(pr.encoded) > 0 {
+		w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
+		if err != nil {
+			return nil, err
+		}
+		for id, b := range pr.encoded {
+			if _, err := w.SaveBlobID(ctx, chunkstore.TreeBlob, id, b); err != nil {
+				return res, fmt.Errorf("save a rewritten directory listing: %w", err)
+			}
+		}
+		if err := w.Flush(ctx); err != nil {
+			return res, fmt.Errorf("save the rewritten directory listings: %w", err)
+		}
+	}
+	for _, w := range work {
+		s, d := w.s, &res.Rewritten[w.i]
+		if !d.AlreadyRewritten {
+			m := s.Manifest
+			m.Tree = w.tree
+			m.Tags = slices.Clone(m.Tags)
+			if !slices.Contains(m.Tags, RewrittenTag) {
+				m.Tags = append(m.Tags, RewrittenTag)
+			}
+			orig := s.ID
+			m.Original = &orig
+			if d.Rewritten, err = commitRepaired(ctx, repo, ws.sess, held, m); err != nil {
+				return res, fmt.Errorf("save the rewritten copy of snapshot %s: %w", s.ID.Short(), err)
+			}
+			opts.Logger.Info("snapshot rewritten", "snapshot", s.ID.Short(), "rewritten", d.Rewritten.Short(), "removed", len(d.Removed))
+		}
+		if opts.Forget {
+			if err := Forget(ctx, repo, s.ID); err != nil {
+				return res, err
+			}
+			d.Forgotten = true
+		}
+	}
+	return res, nil
+}
+
+// pathTree is a listing at a path: whether an entry is excluded depends
+// on both.
+type pathTree struct {
+	dir string
+	id  chunkstore.ID
+}
+
+// pathRewriter works out trees without their excluded entries, each
+// (path, tree) once however many snapshots share it, and encodes the new
+// ones (encoded, by ID) for RewriteSnapshots to store.
+type pathRewriter struct {
+	repo    *chunkstore.Repository
+	excl    *Excluder
+	done    map[pathTree]rewritten
+	encoded map[chunkstore.ID][]byte
+}
+
+// tree rewrites the tree id found at dir ("" for the root, else
+// "/a/b"). A listing that cannot be read stops the rewrite: 'lifeboat
+// repair snapshots' deals with lost data.
+func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rewritten, error) {
+	key := pathTree{dir, id}
+	if r, ok := pr.done[key]; ok {
+		return r, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return rewritten{}, err
+	}
+	t, err := LoadTree(ctx, pr.repo, id)
+	if err != nil {
+		shown := dir
+		if shown == "" {
+			shown = "/"
+		}
+		return rewritten{}, fmt.Errorf("read the directory listing of %s (tree %s): %w; run 'lifeboat check', and 'lifeboat repair snapshots' if its data is lost", shown, id.Short(), err)
+	}
+	out := rewritten{id: id}
+	nodes := make([]Node, 0, len(t.Nodes))
+	for _, n := range t.Nodes {
+		p := dir + "/" + n.Name
+		isDir := n.Type == TypeDir
+		if pr.excl.Excluded(p, isDir) {
+			out.changed = true
+			if isDir {
+				p += "/"
+			}
+			out.removed = append(out.removed, p)
+			continue
+		}
+		if isDir && n.Subtree != nil {
+			r, err := pr.tree(ctx, *n.Subtree, p)
+			if err != nil {
+				return rewritten{}, err
+			}
+			if r.changed {
+				out.changed = true
+				out.removed = append(out.removed, r.removed...)
+				n.Subtree = &r.id
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	if out.changed {
+		b, err := (&Tree{Nodes: nodes}).Encode()
+		if err != nil {
+			return rewritten{}, err
+		}
+		out.id = pr.repo.TreeID(b)
+		pr.encoded[out.id] = b
+	}
+	pr.done[key] = out
+	return out, nil
+}

@@ -1,0 +1,126 @@
+package snapshot_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// TestRewriteSnapshots removes a private key (by name, anywhere) and a
+// credentials directory (by absolute path) from two snapshots: a dry run
+// lists them and writes nothing; the rewrite saves copies without them
+// that restore exactly the rest; a second run finds its copies; with
+// forget and a prune, the key's data leaves the repository.
+func TestRewriteSnapshots(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		key := append([]byte("-----BEGIN PRIVATE KEY-----\n"), storetest.Data(31, 4000)...)
+		keep := fixture.Tree{
+			"app.conf":     {Content: []byte("port = 8080\n"), Mode: 0o644},
+			"sub":          {Dir: true, Mode: 0o755},
+			"sub/data.bin": {Content: storetest.Data(32, 700<<10), Mode: 0o644},
+		}
+		tree := keep.Clone()
+		tree["server.pem"] = fixture.Entry{Content: key, Mode: 0o600}
+		tree["sub/server.pem"] = fixture.Entry{Content: key, Mode: 0o600}
+		tree[".aws"] = fixture.Entry{Dir: true, Mode: 0o700}
+		tree[".aws/credentials"] = fixture.Entry{Content: []byte("[default]\naws_secret_access_key = x\n"), Mode: 0o600}
+		fixture.Create(t, src, tree)
+		first := backupDir(t, repos.Writer, src)
+		writeFile(t, filepath.Join(src, "app.conf"), []byte("port = 9090\n"))
+		keep["app.conf"] = fixture.Entry{Content: []byte("port = 9090\n"), Mode: 0o644}
+		second := backupDir(t, repos.Writer, src)
+		if !reopenLoaded(t, repos, repos.Store).Index().Has(repos.Reader.BlobID(key)) {
+			t.Fatal("the key's blob is not in the index before the rewrite")
+		}
+
+		exclude := []string{"*.pem", filepath.Join(src, ".aws")}
+		wantRemoved := []string{src + "/.aws/", src + "/server.pem", src + "/sub/server.pem"}
+		before := countObjects(t, repos.Store, "")
+		dry, err := snapshot.RewriteSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RewriteOptions{Exclude: exclude, DryRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dry.Snapshots != 2 || len(dry.Rewritten) != 2 || !slices.Equal(dry.Rewritten[0].Removed, wantRemoved) || !dry.Rewritten[0].Rewritten.IsNull() {
+			t.Fatalf("dry run: %+v, want both snapshots with %v removed", dry, wantRemoved)
+		}
+		if after := countObjects(t, repos.Store, ""); after != before {
+			t.Fatalf("the dry run wrote %d objects", after-before)
+		}
+
+		res, err := snapshot.RewriteSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RewriteOptions{Exclude: exclude})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Rewritten) != 2 || res.Rewritten[0].Original != first.ID || res.Rewritten[1].Original != second.ID {
+			t.Fatalf("rewrite: %+v", res)
+		}
+		r := reopenLoaded(t, repos, repos.Store)
+		for i, d := range res.Rewritten {
+			s, err := snapshot.Load(ctx, r, d.Rewritten)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Original == nil || *s.Original != d.Original || !slices.Contains(s.Tags, snapshot.RewrittenTag) || s.Host != "h" {
+				t.Fatalf("copy %d: %+v", i, s.Manifest)
+			}
+			if i == 1 {
+				testRepo{writer: repos.Writer, reader: r}.restoreAndCompare(t, d.Rewritten, src, keep)
+			}
+		}
+
+		// Again: the copies are there, and hold nothing to remove.
+		again, err := snapshot.RewriteSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RewriteOptions{Exclude: exclude})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Snapshots != 4 || len(again.Rewritten) != 2 || !again.Rewritten[0].AlreadyRewritten || again.Rewritten[0].Rewritten != res.Rewritten[0].Rewritten {
+			t.Fatalf("second run: %+v", again)
+		}
+
+		fin, err := snapshot.RewriteSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RewriteOptions{Exclude: exclude, Forget: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fin.Rewritten[0].Forgotten || !fin.Rewritten[1].Forgotten {
+			t.Fatalf("forget: %+v", fin)
+		}
+		if _, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{MaxUnused: 0}); err != nil {
+			t.Fatal(err)
+		}
+		if reopenLoaded(t, repos, repos.Store).Index().Has(repos.Reader.BlobID(key)) {
+			t.Error("the key's blob is still in the index after rewrite --forget and prune")
+		}
+		snaps, _, err := snapshot.List(ctx, repos.Writer)
+		if err != nil || len(snaps) != 2 {
+			t.Fatalf("%d snapshots after forget (%v), want the two copies", len(snaps), err)
+		}
+		r = reopenLoaded(t, repos, repos.Store)
+		if probs, err := snapshot.Check(ctx, r); err != nil || len(probs) > 0 {
+			t.Fatalf("check after prune: %v %v", probs, err)
+		}
+		testRepo{writer: repos.Writer, reader: r}.restoreAndCompare(t, res.Rewritten[1].Rewritten, src, keep)
+	})
+}
+
+// TestRewriteRefuses: no pattern, a bad pattern, a writer key.
+func TestRewriteRefuses(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, "local")
+	if _, err := snapshot.RewriteSnapshots(ctx, r.reader, snapshot.RewriteOptions{}); !errors.Is(err, snapshot.ErrNoExclude) {
+		t.Errorf("no pattern: %v", err)
+	}
+	if _, err := snapshot.RewriteSnapshots(ctx, r.reader, snapshot.RewriteOptions{Exclude: []string{"[x"}}); err == nil {
+		t.Error("a malformed pattern was accepted")
+	}
+	if _, err := snapshot.RewriteSnapshots(ctx, r.writer, snapshot.RewriteOptions{Exclude: []string{"*.pem"}}); !errors.Is(err, chunkstore.ErrNoIdentity) {
+		t.Errorf("writer key: %v", err)
+	}
+}
