@@ -110,6 +110,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newForgetCmd(g),
 		newPruneCmd(g),
 		newRepairCmd(g),
+		newRewriteCmd(g),
 		newSessionsCmd(g),
 		newUnlockCmd(g),
 		newCatCmd(g),
