@@ -143,7 +143,9 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	}
 	copies := map[chunkstore.ID]chunkstore.ID{} // original → a repaired copy
 	for _, s := range snaps {
-		if s.Original != nil {
+		// Repaired copies only: a rewritten one (RewriteSnapshots) names
+		// its original too.
+		if s.Original != nil && slices.Contains(s.Tags, RepairedTag) {
 			copies[*s.Original] = s.ID
 		}
 	}
