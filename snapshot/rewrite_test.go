@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -122,5 +123,43 @@ func TestRewriteRefuses(t *testing.T) {
 	}
 	if _, err := snapshot.RewriteSnapshots(ctx, r.writer, snapshot.RewriteOptions{Exclude: []string{"*.pem"}}); !errors.Is(err, chunkstore.ErrNoIdentity) {
 		t.Errorf("writer key: %v", err)
+	}
+}
+
+// TestRepairAfterRewrite: a rewritten copy names its original, as a
+// repaired one does, but is no repair: when the data both need is lost,
+// repair snapshots repairs the original and the copy, each in its own
+// right, rather than taking the original for repaired already.
+func TestRepairAfterRewrite(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "secret.pem"), []byte("key\n"))
+	before := listNames(t, repos.Store, chunkstore.DataPrefix)
+	writeFile(t, filepath.Join(src, "data.bin"), storetest.Data(41, 2<<20))
+	orig := backupDir(t, repos.Writer, src)
+	lost := largestPack(t, repos.Store, before) // data.bin's
+	rw, err := snapshot.RewriteSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RewriteOptions{Exclude: []string{"*.pem"}})
+	if err != nil || len(rw.Rewritten) != 1 {
+		t.Fatalf("rewrite: %+v %v", rw, err)
+	}
+	removeObject(t, repos.Store, chunkstore.PackName(lost))
+	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Damaged) != 2 {
+		t.Fatalf("repair: %+v, want the original and the rewritten copy repaired", res)
+	}
+	for _, d := range res.Damaged {
+		if d.AlreadyRepaired || d.Repaired.IsNull() {
+			t.Errorf("snapshot %s: %+v, want a repaired copy of its own", d.Original.Short(), d)
+		}
+	}
+	if res.Damaged[0].Original != orig.ID && res.Damaged[1].Original != orig.ID {
+		t.Errorf("the original %s was not repaired: %+v", orig.ID.Short(), res)
 	}
 }
