@@ -226,42 +226,13 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	// Second pass: the new listings (a pack holding one already is
 	// used, unless marked), then each copy's manifest, then with Forget
 	// its original.
-	if len(rw.encoded) > 0 {
-		w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
-		if err != nil {
-			return nil, err
-		}
-		for id, b := range rw.encoded {
-			if _, err := w.SaveBlobID(ctx, chunkstore.TreeBlob, id, b); err != nil {
-				return res, fmt.Errorf("save a repaired directory listing: %w", err)
-			}
-		}
-		if err := w.Flush(ctx); err != nil {
-			return res, fmt.Errorf("save the repaired directory listings: %w", err)
-		}
+	reps := make([]replacement, len(work))
+	for i, w := range work {
+		d := &res.Damaged[w.i]
+		reps[i] = replacement{s: w.s, tree: w.tree, saved: d.AlreadyRepaired, id: &d.Repaired, forgotten: &d.Forgotten, removed: len(d.Removed)}
 	}
-	for _, w := range work {
-		s, d := w.s, &res.Damaged[w.i]
-		if !d.AlreadyRepaired {
-			m := s.Manifest
-			m.Tree = w.tree
-			m.Tags = slices.Clone(m.Tags)
-			if !slices.Contains(m.Tags, RepairedTag) {
-				m.Tags = append(m.Tags, RepairedTag)
-			}
-			orig := s.ID
-			m.Original = &orig
-			if d.Repaired, err = commitRepaired(ctx, repo, sess, held, m); err != nil {
-				return res, fmt.Errorf("save the repaired copy of snapshot %s: %w", s.ID.Short(), err)
-			}
-			opts.Logger.Info("snapshot repaired", "snapshot", s.ID.Short(), "repaired", d.Repaired.Short(), "removed", len(d.Removed))
-		}
-		if opts.Forget {
-			if err := Forget(ctx, repo, s.ID); err != nil {
-				return res, err
-			}
-			d.Forgotten = true
-		}
+	if err := saveReplacements(ctx, repo, sess, held, rw.encoded, reps, RepairedTag, opts.Forget, opts.Logger); err != nil {
+		return res, err
 	}
 	return res, nil
 }
@@ -283,6 +254,66 @@ func commitRepaired(ctx context.Context, repo *chunkstore.Repository, sess *chun
 	saveCtx, cancel := context.WithDeadline(wctx, commitBy) // the earlier of the two
 	defer cancel()
 	return Save(saveCtx, repo, m)
+}
+
+// replacement is a snapshot saved again with another tree, by
+// RepairSnapshots or RewriteSnapshots.
+type replacement struct {
+	s       *Snapshot
+	tree    chunkstore.ID
+	saved   bool           // by an earlier run, as *id: only forget
+	id      *chunkstore.ID // the copy's, set once it is saved
+	removed int            // paths left out, for the log
+
+	forgotten *bool
+}
+
+// saveReplacements stores the new listings, then saves each replacement
+// as a copy of its snapshot with the new tree, tag added and Original
+// naming it (commitRepaired), then with forget removes the original;
+// tag ("repaired", "rewritten") also names what happened in errors and
+// the log.
+func saveReplacements(ctx context.Context, repo *chunkstore.Repository, sess *chunkstore.Session, held *heldSession, encoded map[chunkstore.ID][]byte, reps []replacement, tag string, forget bool, log *slog.Logger) error {
+	if len(encoded) > 0 {
+		w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
+		if err != nil {
+			return err
+		}
+		for id, b := range encoded {
+			if _, err := w.SaveBlobID(ctx, chunkstore.TreeBlob, id, b); err != nil {
+				return fmt.Errorf("save a %s directory listing: %w", tag, err)
+			}
+		}
+		if err := w.Flush(ctx); err != nil {
+			return fmt.Errorf("save the %s directory listings: %w", tag, err)
+		}
+	}
+	for _, r := range reps {
+		s := r.s
+		if !r.saved {
+			m := s.Manifest
+			m.Tree = r.tree
+			m.Tags = slices.Clone(m.Tags)
+			if !slices.Contains(m.Tags, tag) {
+				m.Tags = append(m.Tags, tag)
+			}
+			orig := s.ID
+			m.Original = &orig
+			id, err := commitRepaired(ctx, repo, sess, held, m)
+			if err != nil {
+				return fmt.Errorf("save the %s copy of snapshot %s: %w", tag, s.ID.Short(), err)
+			}
+			*r.id = id
+			log.Info("snapshot "+tag, "snapshot", s.ID.Short(), tag, id.Short(), "removed", r.removed)
+		}
+		if forget {
+			if err := Forget(ctx, repo, s.ID); err != nil {
+				return err
+			}
+			*r.forgotten = true
+		}
+	}
+	return nil
 }
 
 // rewriter works out trees without their lost parts, each tree once

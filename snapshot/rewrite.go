@@ -156,42 +156,13 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 		return res, nil
 	}
 
-	if len(pr.encoded) > 0 {
-		w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
-		if err != nil {
-			return nil, err
-		}
-		for id, b := range pr.encoded {
-			if _, err := w.SaveBlobID(ctx, chunkstore.TreeBlob, id, b); err != nil {
-				return res, fmt.Errorf("save a rewritten directory listing: %w", err)
-			}
-		}
-		if err := w.Flush(ctx); err != nil {
-			return res, fmt.Errorf("save the rewritten directory listings: %w", err)
-		}
+	reps := make([]replacement, len(work))
+	for i, w := range work {
+		d := &res.Rewritten[w.i]
+		reps[i] = replacement{s: w.s, tree: w.tree, saved: d.AlreadyRewritten, id: &d.Rewritten, forgotten: &d.Forgotten, removed: len(d.Removed)}
 	}
-	for _, w := range work {
-		s, d := w.s, &res.Rewritten[w.i]
-		if !d.AlreadyRewritten {
-			m := s.Manifest
-			m.Tree = w.tree
-			m.Tags = slices.Clone(m.Tags)
-			if !slices.Contains(m.Tags, RewrittenTag) {
-				m.Tags = append(m.Tags, RewrittenTag)
-			}
-			orig := s.ID
-			m.Original = &orig
-			if d.Rewritten, err = commitRepaired(ctx, repo, ws.sess, held, m); err != nil {
-				return res, fmt.Errorf("save the rewritten copy of snapshot %s: %w", s.ID.Short(), err)
-			}
-			opts.Logger.Info("snapshot rewritten", "snapshot", s.ID.Short(), "rewritten", d.Rewritten.Short(), "removed", len(d.Removed))
-		}
-		if opts.Forget {
-			if err := Forget(ctx, repo, s.ID); err != nil {
-				return res, err
-			}
-			d.Forgotten = true
-		}
+	if err := saveReplacements(ctx, repo, ws.sess, held, pr.encoded, reps, RewrittenTag, opts.Forget, opts.Logger); err != nil {
+		return res, err
 	}
 	return res, nil
 }
