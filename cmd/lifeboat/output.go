@@ -21,6 +21,24 @@ func printJSON(w io.Writer, v any) error {
 	return err
 }
 
+// report prints the result of a command that changes the repository
+// step by step (rewrite, repair snapshots, unlock): as JSON or by print,
+// or, when err stopped it part-way, what it did before (text only),
+// with err wrapped in what.
+func report[T any](g *globals, what string, res *T, err error, print func(io.Writer, *T)) error {
+	if err != nil {
+		if res != nil && !g.json {
+			print(g.stdout, res)
+		}
+		return fmt.Errorf("%s: %w", what, storeError(g.repo, err))
+	}
+	if g.json {
+		return printJSON(g.stdout, res)
+	}
+	print(g.stdout, res)
+	return nil
+}
+
 // pathError is the JSON form of a path that failed.
 type pathError struct {
 	Path  string `json:"path"`

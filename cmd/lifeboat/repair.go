@@ -188,18 +188,8 @@ func runRepairSnapshots(ctx context.Context, g *globals, args []string, dryRun, 
 		}
 	}
 	res, err := snapshot.RepairSnapshots(ctx, repo, opts)
-	if err != nil {
-		if res != nil && !g.json { // what was done before the error
-			printRepairSnapshots(g.stdout, res)
-		}
-		return fmt.Errorf("repair snapshots: %w", storeError(g.repo, err))
-	}
-	if g.json {
-		if err := printJSON(g.stdout, res); err != nil {
-			return err
-		}
-	} else {
-		printRepairSnapshots(g.stdout, res)
+	if err := report(g, "repair snapshots", res, err, printRepairSnapshots); err != nil {
+		return err
 	}
 	for _, d := range res.Damaged {
 		if d.Unrepairable != "" {

@@ -102,17 +102,7 @@ func runRewrite(ctx context.Context, g *globals, f rewriteFlags, args []string) 
 		}
 	}
 	res, err := snapshot.RewriteSnapshots(ctx, repo, opts)
-	if err != nil {
-		if res != nil && !g.json {
-			printRewrite(g.stdout, res) // what was done before the error
-		}
-		return fmt.Errorf("rewrite: %w", storeError(g.repo, err))
-	}
-	if g.json {
-		return printJSON(g.stdout, res)
-	}
-	printRewrite(g.stdout, res)
-	return nil
+	return report(g, "rewrite", res, err, printRewrite)
 }
 
 func printRewrite(w io.Writer, r *snapshot.RewriteResult) {

@@ -118,17 +118,7 @@ func runUnlock(ctx context.Context, g *globals, ids []string) error {
 		return err
 	}
 	res, err := snapshot.Unlock(ctx, repo, ids, chunkstore.DefaultSessionTiming)
-	if err != nil {
-		if res != nil && !g.json {
-			printUnlock(g.stdout, res)
-		}
-		return fmt.Errorf("unlock: %w", storeError(g.repo, err))
-	}
-	if g.json {
-		return printJSON(g.stdout, res)
-	}
-	printUnlock(g.stdout, res)
-	return nil
+	return report(g, "unlock", res, err, printUnlock)
 }
 
 func printUnlock(w io.Writer, res *snapshot.UnlockResult) {
