@@ -30,13 +30,33 @@ type Manifest struct {
 	Tree           chunkstore.ID `json:"tree"`
 	Summary        Summary       `json:"summary"`
 	ProgramVersion string        `json:"program_version,omitempty"`
-	// Original is the snapshot this one is a repaired copy of
-	// (RepairSnapshots).
+	// Original is the snapshot this one is a copy of with another tree:
+	// repaired (RepairSnapshots) or rewritten (RewriteSnapshots), as
+	// OriginalBy says.
 	Original *chunkstore.ID `json:"original,omitempty"`
+	// OriginalBy is what made the copy: OriginalByRepair (also when
+	// empty, as repair wrote no such field before rewrite existed) or
+	// OriginalByRewrite.
+	OriginalBy string `json:"original_by,omitempty"`
 	// CopiedFrom, on a snapshot 'lifeboat copy' made, names the
 	// snapshot it is a copy of, in the repository that snapshot was
 	// backed up to (for a copy of a copy, the first one).
 	CopiedFrom *CopyOrigin `json:"copied_from,omitempty"`
+}
+
+// Values of Manifest.OriginalBy.
+const (
+	OriginalByRepair  = "repair"
+	OriginalByRewrite = "rewrite"
+)
+
+// RepairOf reports whether s is a repaired copy (RepairSnapshots) of the
+// snapshot it names as its original.
+func (s *Snapshot) RepairOf() (chunkstore.ID, bool) {
+	if s.Original == nil || s.OriginalBy != "" && s.OriginalBy != OriginalByRepair {
+		return chunkstore.ID{}, false
+	}
+	return *s.Original, true
 }
 
 // CopyOrigin names a snapshot in a repository.

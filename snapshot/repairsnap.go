@@ -144,9 +144,9 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	copies := map[chunkstore.ID]chunkstore.ID{} // original → a repaired copy
 	for _, s := range snaps {
 		// Repaired copies only: a rewritten one (RewriteSnapshots) names
-		// its original too.
-		if s.Original != nil && slices.Contains(s.Tags, RepairedTag) {
-			copies[*s.Original] = s.ID
+		// its original too, and may carry the tag "repaired" on.
+		if orig, ok := s.RepairOf(); ok {
+			copies[orig] = s.ID
 		}
 	}
 	if len(opts.IDs) > 0 {
@@ -231,7 +231,7 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		d := &res.Damaged[w.i]
 		reps[i] = replacement{s: w.s, tree: w.tree, saved: d.AlreadyRepaired, id: &d.Repaired, forgotten: &d.Forgotten, removed: len(d.Removed)}
 	}
-	if err := saveReplacements(ctx, repo, sess, held, rw.encoded, reps, RepairedTag, opts.Forget, opts.Logger); err != nil {
+	if err := saveReplacements(ctx, repo, sess, held, rw.encoded, reps, RepairedTag, OriginalByRepair, opts.Forget, opts.Logger); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -269,11 +269,11 @@ type replacement struct {
 }
 
 // saveReplacements stores the new listings, then saves each replacement
-// as a copy of its snapshot with the new tree, tag added and Original
-// naming it (commitRepaired), then with forget removes the original;
-// tag ("repaired", "rewritten") also names what happened in errors and
-// the log.
-func saveReplacements(ctx context.Context, repo *chunkstore.Repository, sess *chunkstore.Session, held *heldSession, encoded map[chunkstore.ID][]byte, reps []replacement, tag string, forget bool, log *slog.Logger) error {
+// as a copy of its snapshot with the new tree, tag added, Original
+// naming it and OriginalBy set to by (commitRepaired), then with forget
+// removes the original; tag ("repaired", "rewritten") also names what
+// happened in errors and the log.
+func saveReplacements(ctx context.Context, repo *chunkstore.Repository, sess *chunkstore.Session, held *heldSession, encoded map[chunkstore.ID][]byte, reps []replacement, tag, by string, forget bool, log *slog.Logger) error {
 	if len(encoded) > 0 {
 		w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
 		if err != nil {
@@ -298,7 +298,7 @@ func saveReplacements(ctx context.Context, repo *chunkstore.Repository, sess *ch
 				m.Tags = append(m.Tags, tag)
 			}
 			orig := s.ID
-			m.Original = &orig
+			m.Original, m.OriginalBy = &orig, by
 			id, err := commitRepaired(ctx, repo, sess, held, m)
 			if err != nil {
 				return fmt.Errorf("save the %s copy of snapshot %s: %w", tag, s.ID.Short(), err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -96,11 +97,7 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 	}
 	defer held.end()
 	var ws *writeSession
-	if opts.DryRun {
-		if err := repo.LoadIndex(ctx); err != nil {
-			return nil, err
-		}
-	} else {
+	if !opts.DryRun {
 		if ws, _, err = beginWrite(ctx, repo, chunkstore.SessionInfo{
 			Host: opts.Host, PID: os.Getpid(), Started: time.Now(),
 		}, opts.Sessions, opts.Logger); err != nil {
@@ -112,6 +109,20 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 	if err != nil {
 		return nil, err
 	}
+	// The index after the snapshots: a backup that committed since
+	// beginWrite loaded it wrote its index files first.
+	if err := repo.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	// The listings are read with the packs in GC marks visible: a backup
+	// may have reused one after the mark, and no prune deletes it while
+	// the prune session is held. New listings are written with them
+	// hidden again (excludeMarks), never into a marked pack.
+	idx := repo.Index()
+	marks := idx.ExcludedSet()
+	idx.SetExcluded(nil)
+	excludeMarks := sync.OnceFunc(func() { idx.SetExcluded(marks) })
+	defer excludeMarks() // on every return: the repository may be used again
 	for _, e := range bad {
 		opts.Logger.Warn("snapshot unreadable, not rewritten", "err", e)
 	}
@@ -161,7 +172,8 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 		d := &res.Rewritten[w.i]
 		reps[i] = replacement{s: w.s, tree: w.tree, saved: d.AlreadyRewritten, id: &d.Rewritten, forgotten: &d.Forgotten, removed: len(d.Removed)}
 	}
-	if err := saveReplacements(ctx, repo, ws.sess, held, pr.encoded, reps, RewrittenTag, opts.Forget, opts.Logger); err != nil {
+	excludeMarks()
+	if err := saveReplacements(ctx, repo, ws.sess, held, pr.encoded, reps, RewrittenTag, OriginalByRewrite, opts.Forget, opts.Logger); err != nil {
 		return res, err
 	}
 	return res, nil

@@ -42,7 +42,7 @@ func TestRewriteSnapshots(t *testing.T) {
 			t.Fatal("the key's blob is not in the index before the rewrite")
 		}
 
-		exclude := []string{"*.pem", filepath.Join(src, ".aws")}
+		exclude := []string{"*.pem", ".aws"} // by name, anywhere
 		wantRemoved := []string{src + "/.aws/", src + "/server.pem", src + "/sub/server.pem"}
 		before := countObjects(t, repos.Store, "")
 		dry, err := snapshot.RewriteSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RewriteOptions{Exclude: exclude, DryRun: true})
@@ -82,8 +82,13 @@ func TestRewriteSnapshots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if again.Snapshots != 4 || len(again.Rewritten) != 2 || !again.Rewritten[0].AlreadyRewritten || again.Rewritten[0].Rewritten != res.Rewritten[0].Rewritten {
+		if again.Snapshots != 4 || len(again.Rewritten) != 2 {
 			t.Fatalf("second run: %+v", again)
+		}
+		for i, d := range again.Rewritten {
+			if !d.AlreadyRewritten || d.Rewritten != res.Rewritten[i].Rewritten {
+				t.Fatalf("second run, %d: %+v, want the copy %s found", i, d, res.Rewritten[i].Rewritten.Short())
+			}
 		}
 
 		fin, err := snapshot.RewriteSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RewriteOptions{Exclude: exclude, Forget: true})
@@ -161,5 +166,54 @@ func TestRepairAfterRewrite(t *testing.T) {
 	}
 	if res.Damaged[0].Original != orig.ID && res.Damaged[1].Original != orig.ID {
 		t.Errorf("the original %s was not repaired: %+v", orig.ID.Short(), res)
+	}
+}
+
+// TestRepairAfterRewriteOfRepaired: a repaired copy R rewritten into C
+// carries the tag "repaired" on, but C is no repair of R: repair
+// snapshots --forget must not take R for damaged and forget it (R holds
+// what was removed from C only).
+func TestRepairAfterRewriteOfRepaired(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "keep.txt"), []byte("keep\n"))
+	writeFile(t, filepath.Join(src, "secret.pem"), []byte("key\n"))
+	first := backupDir(t, repos.Writer, src) // keep.txt and secret.pem in packs of their own
+	before := listNames(t, repos.Store, chunkstore.DataPrefix)
+	writeFile(t, filepath.Join(src, "data.bin"), storetest.Data(42, 2<<20))
+	orig := backupDir(t, repos.Writer, src)
+	if err := snapshot.Forget(ctx, repos.Writer, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	removeObject(t, repos.Store, chunkstore.PackName(largestPack(t, repos.Store, before)))
+	if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{})
+	if err != nil || len(rep.Damaged) != 1 {
+		t.Fatalf("repair: %+v %v", rep, err)
+	}
+	repaired := rep.Damaged[0].Repaired
+	rw, err := snapshot.RewriteSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RewriteOptions{IDs: []chunkstore.ID{repaired}, Exclude: []string{"*.pem"}})
+	if err != nil || len(rw.Rewritten) != 1 {
+		t.Fatalf("rewrite of the repaired copy: %+v %v", rw, err)
+	}
+	c, err := snapshot.Load(ctx, repos.Writer, rw.Rewritten[0].Rewritten)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(c.Tags, snapshot.RepairedTag) || c.OriginalBy != snapshot.OriginalByRewrite {
+		t.Fatalf("rewritten copy of the repaired one: tags %v, original_by %q", c.Tags, c.OriginalBy)
+	}
+	fin, err := snapshot.RepairSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RepairSnapshotsOptions{Forget: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fin.Damaged) != 1 || fin.Damaged[0].Original != orig.ID || fin.Damaged[0].Repaired != repaired {
+		t.Fatalf("repair --forget: %+v, want only the original, already repaired as %s", fin, repaired.Short())
+	}
+	if _, err := snapshot.Load(ctx, repos.Writer, repaired); err != nil {
+		t.Fatalf("the repaired copy was forgotten: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,9 +40,9 @@ data only they used is then deleted by the next 'lifeboat prune'. Until
 both have run, the data is still in the repository. Add the pattern to
 the backups' excludes too, or the next backup stores the files again.
 
-Only directory listings are written. Rewrite holds the prune session (a
-prune running makes it wait or fail; one started meanwhile exits 1 naming
-it) and writes under a backup session, so backups may run meanwhile.
+Only directory listings are written. Rewrite holds the prune session (it
+refuses to start while a prune runs; a prune started meanwhile exits 1
+naming it) and writes under a backup session, so backups may run meanwhile.
 Running it again finds the copies it saved. It needs the identity.`,
 		Example: `  lifeboat rewrite --dry-run --exclude '*.pem' --exclude /home/ci/.aws
   lifeboat rewrite --exclude '*.pem' --exclude /home/ci/.aws --forget && lifeboat prune
@@ -71,6 +72,14 @@ func runRewrite(ctx context.Context, g *globals, f rewriteFlags, args []string) 
 	}
 	if _, err := snapshot.NewExcluder(excludes); err != nil {
 		return usageError("--exclude: %v", err)
+	}
+	for _, p := range excludes {
+		switch {
+		case p == "":
+			return usageError("--exclude: an empty pattern matches nothing")
+		case strings.Contains(p, "/") && !strings.HasPrefix(p, "/"):
+			warnf(g.stderr, "pattern %q has a slash, so it is matched against whole paths, which all start with '/': it matches nothing (write /%s?)", p, p)
+		}
 	}
 	repo, err := g.openRepo(ctx, "rewrite", readAccess)
 	if err != nil {

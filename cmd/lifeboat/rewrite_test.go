@@ -49,13 +49,17 @@ func TestRewriteCLI(t *testing.T) {
 		t.Errorf("ls of the rewritten snapshot:\n%s", ls)
 	}
 	snaps := decodeJSON[[]struct {
-		Tags     []string `json:"tags"`
-		Original string   `json:"original"`
+		Tags       []string `json:"tags"`
+		Original   string   `json:"original"`
+		OriginalBy string   `json:"original_by"`
 	}](t, c.ok(r.writer("snapshots", "--json")...).stdout)
-	if len(snaps) != 2 || snaps[0].Original == "" || strings.Join(snaps[0].Tags, ",") != "rewritten" {
+	if len(snaps) != 2 || snaps[0].Original == "" || snaps[0].OriginalBy != "rewrite" || strings.Join(snaps[0].Tags, ",") != "rewritten" {
 		t.Errorf("snapshots after the rewrites: %+v", snaps)
 	}
 	c.ok(r.reader("check", "--read-data")...)
+	if w := c.ok(r.reader("rewrite", "--dry-run", "--exclude", "certs/tls.pem")...).stderr; !strings.Contains(w, "it matches nothing (write /certs/tls.pem?)") {
+		t.Errorf("a relative path pattern gave no warning:\n%s", w)
+	}
 
 	for _, e := range []struct {
 		code int
@@ -64,6 +68,7 @@ func TestRewriteCLI(t *testing.T) {
 	}{
 		{2, r.reader("rewrite"), "rewrite needs --exclude"},
 		{2, r.reader("rewrite", "--exclude", "[x"), "--exclude"},
+		{2, r.reader("rewrite", "--exclude", ""), "empty pattern"},
 		{1, r.writer("rewrite", "--exclude", "*.pem"), "needs the identity"},
 		{1, r.reader("rewrite", "--exclude", "*.pem", "beef"), "no snapshot ID starts with"},
 		{1, r.reader("rewrite", "--exclude", "*.pem", "--host", "nobody"), "no matching snapshot (filtered by host nobody)"},

@@ -55,7 +55,9 @@ type snapshotJSON struct {
 	Tags     []string         `json:"tags"`
 	Tree     string           `json:"tree"`
 	Summary  snapshot.Summary `json:"summary"`
-	Original string           `json:"original,omitempty"` // the snapshot this one repaired
+	Original string           `json:"original,omitempty"` // the snapshot this one repaired or rewrote
+	// OriginalBy: "repair" or "rewrite" (empty on repairs before rewrite).
+	OriginalBy string `json:"original_by,omitempty"`
 	// CopiedFrom: the snapshot this one is a copy of ('lifeboat copy').
 	CopiedFrom *snapshot.CopyOrigin `json:"copied_from,omitempty"`
 }
@@ -86,6 +88,7 @@ func runSnapshots(ctx context.Context, g *globals, f filterFlags) error {
 			})
 			if s.Original != nil {
 				out[len(out)-1].Original = s.Original.String()
+				out[len(out)-1].OriginalBy = s.OriginalBy
 			}
 		}
 		if err := printJSON(g.stdout, out); err != nil {
