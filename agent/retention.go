@@ -19,7 +19,7 @@ import (
 // that committed.
 func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository, p coordinator.Policy, made chunkstore.ID) ([]string, string) {
 	rules := p.Retention.Rules()
-	if rules == (snapshot.Retention{}) {
+	if rules.IsZero() {
 		return nil, ""
 	}
 	list, bad, err := snapshot.List(ctx, repo)

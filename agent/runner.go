@@ -256,7 +256,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 	if len(res.Warnings) == 0 {
 		forgotten, warn = a.applyRetention(ctx, repo, *p, res.ID)
 	}
-	if warn != "" && p.Retention.Rules() != (snapshot.Retention{}) {
+	if warn != "" && !p.Retention.Rules().IsZero() {
 		a.log.Warn(warn, "job", item.Job.ID, "policy", p.Name)
 		warnings = append(warnings, warn)
 	}

@@ -25,12 +25,14 @@ import (
 // and a job.complete carrying a prune summary; 6, a jobs.create with a
 // prune job naming its repository (a version-5 node would take its
 // policy's) and a repo.remove, refused while a verify or prune job of the
-// repository is pending or running (a version-5 node would remove it). A
+// repository is pending or running (a version-5 node would remove it); 7,
+// a policy.put whose retention has keep_tags (a version-6 node would drop
+// them, and its agents would forget the snapshots they hold). A
 // node applies an entry by the rules of the entry's version, so replaying
 // a log written before an upgrade gives the state it gave then. Each command is stamped
 // with the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 6
+const CommandVersion = 7
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.
@@ -178,9 +180,13 @@ type PutPolicy struct {
 	Policy Policy `json:"policy"`
 }
 
-// minVersion: a policy that schedules prunes is version 5 (an older node
-// would drop retention.prune and retention.max_unused from it).
+// minVersion: a policy that protects tagged snapshots is version 7, one
+// that schedules prunes version 5 (an older node would drop
+// retention.keep_tags, or retention.prune and retention.max_unused).
 func (p PutPolicy) minVersion() int {
+	if len(p.Policy.Retention.KeepTags) > 0 {
+		return 7
+	}
 	if p.Policy.Retention.Prune != "" || p.Policy.Retention.MaxUnused != "" {
 		return 5
 	}

@@ -388,6 +388,7 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a prune summary", CmdCompleteJob, CompleteJob{JobID: "pr", Success: true, Prune: &PruneSummary{}}, 5},
 		{"a policy with a prune schedule", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1, Prune: "@weekly"}}}, 5},
 		{"a policy with retention rules only", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1}}}, 1},
+		{"a policy with a legal-hold tag", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1, KeepTags: []string{"hold"}}}}, 7},
 		{"a policy", CmdPutPolicy, PutPolicy{}, 1},
 	} {
 		c, err := NewCommand(tc.typ, "test", tc.payload)

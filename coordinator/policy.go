@@ -54,6 +54,9 @@ type Retention struct {
 	KeepMonthly int      `json:"keep_monthly,omitempty" yaml:"keep_monthly,omitempty"`
 	KeepYearly  int      `json:"keep_yearly,omitempty" yaml:"keep_yearly,omitempty"`
 	KeepWithin  Duration `json:"keep_within,omitempty" yaml:"keep_within,omitempty"`
+	// KeepTags protects the snapshots that carry any of these tags (a
+	// legal hold set with 'lifeboat tag --add') from the rules above.
+	KeepTags []string `json:"keep_tags,omitempty" yaml:"keep_tags,omitempty"`
 	// Prune is a schedule (like the policy's) on which one of the
 	// policy's drill runners — agents that hold the identity — prunes the
 	// policy's repository, freeing what forgotten snapshots held;
@@ -68,6 +71,7 @@ func (r Retention) Rules() snapshot.Retention {
 	return snapshot.Retention{
 		KeepLast: r.KeepLast, KeepHourly: r.KeepHourly, KeepDaily: r.KeepDaily, KeepWeekly: r.KeepWeekly,
 		KeepMonthly: r.KeepMonthly, KeepYearly: r.KeepYearly, KeepWithin: time.Duration(r.KeepWithin),
+		KeepTags: r.KeepTags,
 	}
 }
 

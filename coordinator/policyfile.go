@@ -16,7 +16,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // ---- problems ------------------------------------------------------------
@@ -174,15 +173,23 @@ func (p Policy) check() (errs, warns []Problem) {
 			add("retention.prune", "%v", err)
 		}
 	}
+	for i, tag := range r.KeepTags {
+		if strings.TrimSpace(tag) == "" {
+			add(fmt.Sprintf("retention.keep_tags[%d]", i), "is empty")
+		}
+	}
+	if len(r.KeepTags) > 0 && r.Rules().IsZero() {
+		warn("retention.keep_tags", "protects snapshots from the other retention rules, and there are none: every snapshot is kept")
+	}
 	if _, err := ParseMaxUnused(r.MaxUnused); err != nil {
 		add("retention.max_unused", "%v", err)
 	} else if r.MaxUnused != "" && r.Prune == "" {
 		warn("retention.max_unused", "has no effect without retention.prune")
 	}
 	switch {
-	case r.Rules() != (snapshot.Retention{}) && r.Prune == "":
+	case !r.Rules().IsZero() && r.Prune == "":
 		warn("retention", "applied by the agent after each backup (it forgets snapshots, which needs storage credentials that may delete); only a prune frees their data: set retention.prune to have a drill runner prune on a schedule, or run 'lifeboat prune' with the identity (docs/operations.md)")
-	case r.Rules() != (snapshot.Retention{}):
+	case !r.Rules().IsZero():
 		warn("retention", "applied by the agent after each backup (it forgets snapshots, which needs storage credentials that may delete); a drill runner frees their data on the retention.prune schedule")
 	}
 	if r.Prune != "" && (p.Drill == nil || len(p.Drill.Runner) == 0) {

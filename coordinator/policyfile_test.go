@@ -182,6 +182,7 @@ func TestParsePoliciesErrors(t *testing.T) {
 		{"bad prune schedule", ok + "retention: {keep_last: 3, prune: 'every sunday'}\n", "p.yaml:6: retention.prune: "},
 		{"bad max_unused", ok + "retention: {prune: '@weekly', max_unused: 10}\n", `p.yaml:6: retention.max_unused: "10": a fraction must be under 1; did you mean 10%?`},
 		{"max_unused of 100%", ok + "retention: {prune: '@weekly', max_unused: 100%}\n", `retention.max_unused: "100%": must be under 100%`},
+		{"empty keep tag", ok + "retention: {keep_daily: 7, keep_tags: [hold, ' ']}\n", "p.yaml:6: retention.keep_tags[1]: is empty"},
 		{"anchor and alias", ok + "tags: &t [a]\n---\n" + strings.Replace(ok, "name: p", "name: q", 1) + "tagz: *t\n", "p.yaml:13: tagz: unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,6 +207,7 @@ func TestPolicyWarnings(t *testing.T) {
 		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {keep_daily: 7}\n", "p.yaml:6: retention: applied by the agent"},
 		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {max_unused: 5%}\n", "p.yaml:6: retention.max_unused: has no effect without retention.prune"},
 		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {prune: '@weekly'}\n", "p.yaml:6: retention.prune: runs on any drill runner"},
+		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {keep_tags: [hold]}\n", "p.yaml:6: retention.keep_tags: protects snapshots from the other retention rules, and there are none"},
 	} {
 		ps, warns, err := ParsePoliciesWithWarnings([]byte(tc.yaml), "p.yaml")
 		if err != nil || len(ps) != 1 {

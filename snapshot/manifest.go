@@ -274,3 +274,29 @@ func LoadTree(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID
 	}
 	return t, nil
 }
+
+// Retag saves snapshot s again with tags in place of its own and then
+// removes s, and returns the new snapshot's ID: a manifest is never
+// modified, so a snapshot's tags change with its ID. The new manifest is
+// saved first, so at every moment one of the two references the data
+// (a prune that lists snapshots meanwhile sees it). Tags equal to s's
+// (in any order) change nothing: s's ID is returned.
+func Retag(ctx context.Context, repo *chunkstore.Repository, s *Snapshot, tags []string) (chunkstore.ID, error) {
+	tags = slices.Compact(slices.Sorted(slices.Values(tags)))
+	if slices.Equal(tags, slices.Compact(slices.Sorted(slices.Values(s.Tags)))) {
+		return s.ID, nil
+	}
+	m := s.Manifest
+	m.Tags = tags
+	if len(tags) == 0 {
+		m.Tags = nil
+	}
+	id, err := Save(ctx, repo, m)
+	if err != nil {
+		return chunkstore.ID{}, fmt.Errorf("save snapshot %s with its new tags: %w", s.ID.Short(), err)
+	}
+	if err := Forget(ctx, repo, s.ID); err != nil {
+		return id, fmt.Errorf("snapshot %s was saved with the new tags as %s, but the old one could not be removed (forget it): %w", s.ID.Short(), id.Short(), err)
+	}
+	return id, nil
+}

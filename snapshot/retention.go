@@ -3,6 +3,7 @@ package snapshot
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +19,18 @@ type Retention struct {
 	KeepMonthly int
 	KeepYearly  int
 	KeepWithin  time.Duration
+	// KeepTags protects snapshots that carry any of these tags (a legal
+	// hold, the last backup before a migration) from the other rules. It
+	// is not a rule of its own: a Retention with only KeepTags keeps
+	// everything, as an empty one does.
+	KeepTags []string
+}
+
+// IsZero reports whether r has no rule that forgets anything: it keeps
+// every snapshot.
+func (r Retention) IsZero() bool {
+	return r.KeepLast == 0 && r.KeepHourly == 0 && r.KeepDaily == 0 && r.KeepWeekly == 0 &&
+		r.KeepMonthly == 0 && r.KeepYearly == 0 && r.KeepWithin == 0
 }
 
 // GroupKey identifies the group retention rules are applied to: the host
@@ -44,7 +57,7 @@ type Group struct {
 func (g Group) Refs() []SnapshotRef {
 	refs := make([]SnapshotRef, len(g.Snapshots))
 	for i, s := range g.Snapshots {
-		refs[i] = SnapshotRef{ID: s.ID.String(), Time: s.Time}
+		refs[i] = SnapshotRef{ID: s.ID.String(), Time: s.Time, Tags: s.Tags}
 	}
 	return refs
 }
@@ -81,6 +94,7 @@ func Groups(list []*Snapshot, flt Filter) []Group {
 type SnapshotRef struct {
 	ID   string
 	Time time.Time
+	Tags []string
 }
 
 // Keep applies a restic-style retention policy to one policy's snapshots.
@@ -95,7 +109,9 @@ type SnapshotRef struct {
 //     a snapshot (periods are UTC, so every coordinator agrees);
 //   - keep_within D keeps every snapshot taken within D of the newest one —
 //     measured from the newest snapshot, not from now, so backups that stop
-//     running never age the last good ones out.
+//     running never age the last good ones out;
+//   - keep_tags keeps every snapshot that carries one of the tags, besides
+//     those the other rules keep (which count it as they count any other).
 //
 // A snapshot newer than now (a skewed clock) is always kept. An empty
 // Retention keeps everything: forgetting needs an explicit rule.
@@ -112,7 +128,7 @@ func Keep(snaps []SnapshotRef, r Retention, now time.Time) (keep, forget []Snaps
 		return list[i].ID > list[j].ID
 	})
 	reasons = map[string][]string{}
-	if r == (Retention{}) {
+	if r.IsZero() {
 		for _, s := range list {
 			reasons[s.ID] = []string{"no retention rules"}
 		}
@@ -163,6 +179,11 @@ func Keep(snaps []SnapshotRef, r Retention, now time.Time) (keep, forget []Snaps
 		}
 		if r.KeepWithin > 0 && !s.Time.Before(newest.Add(-r.KeepWithin)) {
 			why = append(why, "within "+r.KeepWithin.String()+" of the newest snapshot")
+		}
+		for _, tag := range r.KeepTags {
+			if slices.Contains(s.Tags, tag) {
+				why = append(why, "tagged "+tag)
+			}
 		}
 		if len(why) > 0 {
 			keep = append(keep, s)

@@ -106,3 +106,29 @@ func TestKeepEdges(t *testing.T) {
 		t.Errorf("tie kept %v", ids(keep))
 	}
 }
+
+// TestKeepTags: a tagged snapshot is kept whatever the rules, and counts
+// in them as any other; tags alone forget nothing.
+func TestKeepTags(t *testing.T) {
+	snaps := snapsEvery(utc("2026-01-01T00:00:00Z"), 24*time.Hour, 10)
+	snaps[2].Tags = []string{"daily", "hold"} // 0103T00:00
+	snaps[9].Tags = []string{"hold"}          // the newest
+	now := utc("2026-02-01T00:00:00Z")
+	keep, forget, reasons := Keep(snaps, Retention{KeepLast: 2, KeepTags: []string{"hold", "legal"}}, now)
+	if got := ids(keep); !reflect.DeepEqual(got, []string{"0110T00:00", "0109T00:00", "0103T00:00"}) {
+		t.Fatalf("kept %v, want the two newest and the held one", got)
+	}
+	if len(forget) != 7 {
+		t.Fatalf("forgot %d, want 7", len(forget))
+	}
+	if !reflect.DeepEqual(reasons["0103T00:00"], []string{"tagged hold"}) || len(reasons["0110T00:00"]) != 2 {
+		t.Errorf("reasons %v", reasons)
+	}
+	r := Retention{KeepTags: []string{"hold"}}
+	if !r.IsZero() {
+		t.Error("keep_tags alone counts as a forgetting rule")
+	}
+	if keep, forget, _ := Keep(snaps, r, now); len(keep) != 10 || len(forget) != 0 {
+		t.Errorf("keep_tags alone forgot %d", len(forget))
+	}
+}

@@ -217,3 +217,28 @@ func TestRepairAfterRewriteOfRepaired(t *testing.T) {
 		t.Fatalf("the repaired copy was forgotten: %v", err)
 	}
 }
+
+// TestRetag: new tags make a new snapshot (sorted, deduplicated) and
+// remove the old one; the same tags change nothing.
+func TestRetag(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, "local")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "f"), []byte("x"))
+	s := loadSnap(t, r.reader, r.backupReload(t, dir).ID)
+	id, err := snapshot.Retag(ctx, r.writer, s, []string{"hold", "daily", "hold"})
+	if err != nil || id == s.ID {
+		t.Fatalf("retag: %s %v", id.Short(), err)
+	}
+	n := loadSnap(t, r.writer, id)
+	if !slices.Equal(n.Tags, []string{"daily", "hold"}) || n.Tree != s.Tree || !n.Time.Equal(s.Time) {
+		t.Fatalf("retagged manifest: %+v", n.Manifest)
+	}
+	if _, err := snapshot.Load(ctx, r.writer, s.ID); !errors.Is(err, chunkstore.ErrNotFound) {
+		t.Fatalf("the old snapshot is still there: %v", err)
+	}
+	same, err := snapshot.Retag(ctx, r.writer, n, []string{"hold", "daily"})
+	if err != nil || same != n.ID {
+		t.Fatalf("same tags: %s %v, want %s unchanged", same.Short(), err, n.ID.Short())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ type forgetFlags struct {
 	f                                            filterFlags
 	last, hourly, daily, weekly, monthly, yearly int
 	within                                       string
+	keepTags                                     []string
 	dryRun, prune                                bool
 }
 
@@ -38,6 +40,9 @@ newest first; a snapshot is kept if any rule keeps it:
   --keep-within D     every snapshot within D of the group's newest one
                       ("36h", "30d", "2w"): backups that stop running never
                       age the last good ones out
+  --keep-tag T        every snapshot tagged T (a legal hold: 'lifeboat tag
+                      --add hold ID'); it protects, it is not a rule by
+                      itself, and it also protects snapshots named by ID
 A snapshot newer than now (a skewed clock) is always kept. --host, --tag and
 --path choose which snapshots the rules look at; others are not touched.
 
@@ -57,6 +62,7 @@ allow deletes. Use --dry-run first.`,
 	fl.IntVar(&ff.monthly, "keep-monthly", 0, "keep the newest snapshot of each of the N newest months")
 	fl.IntVar(&ff.yearly, "keep-yearly", 0, "keep the newest snapshot of each of the N newest years")
 	fl.StringVar(&ff.within, "keep-within", "", "keep snapshots within this duration of the newest (36h, 30d, 2w)")
+	fl.StringArrayVar(&ff.keepTags, "keep-tag", nil, "never remove snapshots with this tag (repeatable)")
 	fl.BoolVarP(&ff.dryRun, "dry-run", "n", false, "show what would be removed, remove nothing")
 	fl.BoolVar(&ff.prune, "prune", false, "run 'lifeboat prune' afterwards (needs the identity)")
 	return cmd
@@ -98,6 +104,12 @@ func (ff forgetFlags) rules() (snapshot.Retention, error) {
 		}
 		r.KeepWithin = time.Duration(d)
 	}
+	for _, t := range ff.keepTags {
+		if strings.TrimSpace(t) == "" {
+			return r, usageError("--keep-tag: empty tag")
+		}
+	}
+	r.KeepTags = ff.keepTags
 	return r, nil
 }
 
@@ -107,9 +119,9 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 		return err
 	}
 	switch {
-	case len(args) > 0 && rules != (snapshot.Retention{}):
+	case len(args) > 0 && !rules.IsZero():
 		return usageError("forget: give snapshot IDs or --keep-* rules, not both")
-	case len(args) == 0 && rules == (snapshot.Retention{}):
+	case len(args) == 0 && rules.IsZero():
 		return usageError("forget: nothing to do: give snapshot IDs or at least one --keep-* rule (forget never removes everything by default)")
 	}
 	need := anyAccess
@@ -137,11 +149,16 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 			if err != nil {
 				return fmt.Errorf("forget: %w", err)
 			}
-			if !seen[s.ID] {
-				seen[s.ID] = true
-				remove = append(remove, s)
-				grp.Remove = append(grp.Remove, forgetItem{ID: s.ID.String(), Time: s.Time})
+			if seen[s.ID] {
+				continue
 			}
+			seen[s.ID] = true
+			if held := heldBy(s, rules.KeepTags); held != "" {
+				grp.Keep = append(grp.Keep, forgetItem{ID: s.ID.String(), Time: s.Time, Reasons: []string{"tagged " + held}})
+				continue
+			}
+			remove = append(remove, s)
+			grp.Remove = append(grp.Remove, forgetItem{ID: s.ID.String(), Time: s.Time})
 		}
 		rep.Groups = append(rep.Groups, grp)
 	} else {
@@ -188,6 +205,16 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 		return printJSON(g.stdout, rep)
 	}
 	return nil
+}
+
+// heldBy returns the first of tags that s carries, or "".
+func heldBy(s *snapshot.Snapshot, tags []string) string {
+	for _, t := range tags {
+		if slices.Contains(s.Tags, t) {
+			return t
+		}
+	}
+	return ""
 }
 
 func printForget(w io.Writer, rep forgetReport, quiet bool) {

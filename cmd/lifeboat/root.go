@@ -111,6 +111,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newPruneCmd(g),
 		newRepairCmd(g),
 		newRewriteCmd(g),
+		newTagCmd(g),
 		newSessionsCmd(g),
 		newUnlockCmd(g),
 		newCatCmd(g),
