@@ -27,7 +27,9 @@ import (
 // policy's) and a repo.remove, refused while a verify or prune job of the
 // repository is pending or running (a version-5 node would remove it); 7,
 // a policy.put whose retention has keep_tags (a version-6 node would drop
-// them, and its agents would forget the snapshots they hold). A
+// them, and its agents would forget the snapshots they hold; it refuses
+// the command and keeps the policy as it was, so such a policy is applied
+// again once every node is upgraded, see docs/operations.md). A
 // node applies an entry by the rules of the entry's version, so replaying
 // a log written before an upgrade gives the state it gave then. Each command is stamped
 // with the lowest version that gives it its meaning (see versioned), so a

@@ -16,8 +16,21 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
 
-// snapshotFormat versions the FSM snapshot encoding.
-const snapshotFormat = 1
+// snapshotFormat versions the FSM snapshot encoding: the newest this
+// binary reads. 2: a state with a policy whose retention has keep_tags
+// (an older node would drop them on restore, and its agents would forget
+// held snapshots); a state without one is still written as 1.
+const snapshotFormat = 2
+
+// formatOf is the lowest snapshot format that encodes st faithfully.
+func formatOf(st *State) int {
+	for _, p := range st.Policies {
+		if len(p.Policy.Retention.KeepTags) > 0 {
+			return 2
+		}
+	}
+	return 1
+}
 
 // FSM is the coordinator's replicated state machine. Apply is a pure
 // function of the state and the command: no clock, no randomness, no map
@@ -95,7 +108,7 @@ type snapshotFile struct {
 func (f *FSM) SnapshotBytes() ([]byte, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	b, err := json.Marshal(snapshotFile{Format: snapshotFormat, State: f.st})
+	b, err := json.Marshal(snapshotFile{Format: formatOf(f.st), State: f.st})
 	if err != nil {
 		return nil, fmt.Errorf("encode fsm snapshot: %w", err)
 	}

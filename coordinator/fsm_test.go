@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -649,7 +650,7 @@ func TestFSMDeterministicReplay(t *testing.T) {
 	}
 	// Clone is deep and encodes the same.
 	c := restored.State()
-	if b, _ := json.Marshal(snapshotFile{Format: snapshotFormat, State: c}); !bytes.Equal(b, want) {
+	if b, _ := json.Marshal(snapshotFile{Format: formatOf(c), State: c}); !bytes.Equal(b, want) {
 		t.Fatal("Clone encodes differently")
 	}
 	for _, j := range c.Jobs {
@@ -658,6 +659,47 @@ func TestFSMDeterministicReplay(t *testing.T) {
 	if got, _ := restored.SnapshotBytes(); !bytes.Equal(got, want) {
 		t.Fatal("changing a clone changed the FSM")
 	}
+}
+
+// TestFSMSnapshotFormatForHolds: a state with a policy that holds
+// tagged snapshots is written as format 2, which a version-6 node (it
+// reads format 1) refuses rather than restoring the policy without its
+// keep_tags; any other state stays format 1. Rules() passes the tags on.
+func TestFSMSnapshotFormatForHolds(t *testing.T) {
+	wk, _ := testWriterKey(t)
+	h := newFSMHarness(t)
+	h.setup(wk)
+	format := func() int {
+		b, err := h.fsm.SnapshotBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sf struct {
+			Format int `json:"format"`
+		}
+		if err := json.Unmarshal(b, &sf); err != nil {
+			t.Fatal(err)
+		}
+		return sf.Format
+	}
+	if f := format(); f != 1 {
+		t.Fatalf("a state without holds is format %d", f)
+	}
+	r := Retention{KeepDaily: 7, KeepTags: []string{"hold"}}
+	h.must(CmdPutPolicy, PutPolicy{Policy: Policy{Name: "held", Repository: "r", Schedule: "@daily", Paths: []string{"/"}, Retention: r}})
+	if f := format(); f != 2 {
+		t.Fatalf("a state with keep_tags is format %d, want 2", f)
+	}
+	b, _ := h.fsm.SnapshotBytes()
+	restored := NewFSM()
+	if err := restored.RestoreBytes(b); err != nil {
+		t.Fatal(err)
+	}
+	restored.View(func(s *State) {
+		if got := s.Policies["held"].Policy.Retention.Rules().KeepTags; !slices.Equal(got, []string{"hold"}) {
+			t.Fatalf("restored keep_tags %v", got)
+		}
+	})
 }
 
 func TestFSMRestoreRejectsNewerFormat(t *testing.T) {

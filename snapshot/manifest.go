@@ -40,7 +40,8 @@ type Manifest struct {
 	OriginalBy string `json:"original_by,omitempty"`
 	// CopiedFrom, on a snapshot 'lifeboat copy' made, names the
 	// snapshot it is a copy of, in the repository that snapshot was
-	// backed up to (for a copy of a copy, the first one).
+	// backed up to (for a copy of a copy, the first one). Retag sets it
+	// too: a retagged snapshot names its first ID, its origin.
 	CopiedFrom *CopyOrigin `json:"copied_from,omitempty"`
 }
 
@@ -277,7 +278,9 @@ func LoadTree(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID
 
 // Retag saves snapshot s again with tags in place of its own and then
 // removes s, and returns the new snapshot's ID: a manifest is never
-// modified, so a snapshot's tags change with its ID. The new manifest is
+// modified, so a snapshot's tags change with its ID. The new manifest
+// records s's origin (CopiedFrom: s itself, unless s is a copy), so
+// 'lifeboat copy' still knows it for the snapshot it copied. The new manifest is
 // saved first, so at every moment one of the two references the data
 // (a prune that lists snapshots meanwhile sees it). Tags equal to s's
 // (in any order) change nothing: s's ID is returned.
@@ -290,6 +293,13 @@ func Retag(ctx context.Context, repo *chunkstore.Repository, s *Snapshot, tags [
 	m.Tags = tags
 	if len(tags) == 0 {
 		m.Tags = nil
+	}
+	// The snapshot stays the one it was for copies: its origin is its
+	// first ID (copy skips it where it has been copied, and copies of it
+	// are not made again).
+	if m.CopiedFrom == nil {
+		origin := s.Origin(repo.Config().ID)
+		m.CopiedFrom = &origin
 	}
 	id, err := Save(ctx, repo, m)
 	if err != nil {

@@ -237,6 +237,9 @@ func TestRetag(t *testing.T) {
 	if _, err := snapshot.Load(ctx, r.writer, s.ID); !errors.Is(err, chunkstore.ErrNotFound) {
 		t.Fatalf("the old snapshot is still there: %v", err)
 	}
+	if n.Origin(r.writer.Config().ID) != s.Origin(r.writer.Config().ID) {
+		t.Fatalf("the retagged snapshot's origin %+v is not the old one's", n.CopiedFrom)
+	}
 	same, err := snapshot.Retag(ctx, r.writer, n, []string{"hold", "daily"})
 	if err != nil || same != n.ID {
 		t.Fatalf("same tags: %s %v, want %s unchanged", same.Short(), err, n.ID.Short())

@@ -118,7 +118,10 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 		}
 		id, err := snapshot.Retag(ctx, repo, s, tags)
 		if err != nil {
-			return fmt.Errorf("tag: %w", storeError(g.repo, err))
+			if g.json && len(out) > 0 { // the snapshots retagged before it
+				_ = printJSON(g.stdout, out)
+			}
+			return fmt.Errorf("tag: %w (%d retagged before it, listed above)", storeError(g.repo, err), changed)
 		}
 		n, _ := snapshot.Load(ctx, repo, id)
 		newTags := s.Tags
