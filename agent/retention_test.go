@@ -157,3 +157,37 @@ func TestNoRetentionAfterPartial(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionKeepsHeld: a snapshot tagged with one of the policy's
+// keep_tags (after 'lifeboat tag --add hold') is not forgotten by the
+// agent's retention; the others beyond keep_last are.
+func TestRetentionKeepsHeld(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	fixture.Create(t, src, smallTree())
+	var made []*snapshot.Result
+	for range 3 {
+		res, err := snapshot.Backup(t.Context(), repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, res)
+	}
+	oldest, err := snapshot.Load(t.Context(), repos.Writer, made[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := snapshot.Retag(t.Context(), repos.Writer, oldest, []string{"hold"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: Config{Host: "h"}, clock: coordinator.SystemClock, log: testLogger(t)}
+	p := coordinator.Policy{Name: "p", Paths: []string{src}, Retention: coordinator.Retention{KeepLast: 1, KeepTags: []string{"hold"}}}
+	forgotten, warn := a.applyRetention(t.Context(), repos.Writer, p, made[2].ID)
+	if len(forgotten) != 1 || forgotten[0] != made[1].ID.String() || warn != "" {
+		t.Fatalf("retention: forgotten %v, warning %q; want only the middle snapshot", forgotten, warn)
+	}
+	if _, err := snapshot.Load(t.Context(), repos.Writer, held); err != nil {
+		t.Fatalf("the held snapshot was forgotten: %v", err)
+	}
+}
