@@ -187,7 +187,7 @@ func TestRetentionKeepsHeld(t *testing.T) {
 	if len(forgotten) != 1 || forgotten[0] != made[1].ID.String() || warn != "" {
 		t.Fatalf("retention: forgotten %v, warning %q; want only the middle snapshot", forgotten, warn)
 	}
-	if _, err := snapshot.Load(t.Context(), repos.Writer, held); err != nil {
+	if _, err := snapshot.Load(t.Context(), repos.Writer, held.ID); err != nil {
 		t.Fatalf("the held snapshot was forgotten: %v", err)
 	}
 }

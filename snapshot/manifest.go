@@ -192,6 +192,9 @@ type Filter struct {
 	Paths []string
 }
 
+// IsZero reports whether f selects every snapshot.
+func (f Filter) IsZero() bool { return len(f.Hosts)+len(f.Tags)+len(f.Paths) == 0 }
+
 // Match reports whether s passes the filter.
 func (f Filter) Match(s *Snapshot) bool {
 	if len(f.Hosts) > 0 && !slices.Contains(f.Hosts, s.Host) {
@@ -277,17 +280,17 @@ func LoadTree(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID
 }
 
 // Retag saves snapshot s again with tags in place of its own and then
-// removes s, and returns the new snapshot's ID: a manifest is never
+// removes s, and returns the new snapshot: a manifest is never
 // modified, so a snapshot's tags change with its ID. The new manifest
 // records s's origin (CopiedFrom: s itself, unless s is a copy), so
 // 'lifeboat copy' still knows it for the snapshot it copied. The new manifest is
 // saved first, so at every moment one of the two references the data
 // (a prune that lists snapshots meanwhile sees it). Tags equal to s's
-// (in any order) change nothing: s's ID is returned.
-func Retag(ctx context.Context, repo *chunkstore.Repository, s *Snapshot, tags []string) (chunkstore.ID, error) {
+// (in any order) change nothing: s itself is returned.
+func Retag(ctx context.Context, repo *chunkstore.Repository, s *Snapshot, tags []string) (*Snapshot, error) {
 	tags = slices.Compact(slices.Sorted(slices.Values(tags)))
 	if slices.Equal(tags, slices.Compact(slices.Sorted(slices.Values(s.Tags)))) {
-		return s.ID, nil
+		return s, nil
 	}
 	m := s.Manifest
 	m.Tags = tags
@@ -303,10 +306,12 @@ func Retag(ctx context.Context, repo *chunkstore.Repository, s *Snapshot, tags [
 	}
 	id, err := Save(ctx, repo, m)
 	if err != nil {
-		return chunkstore.ID{}, fmt.Errorf("save snapshot %s with its new tags: %w", s.ID.Short(), err)
+		return nil, fmt.Errorf("save snapshot %s with its new tags: %w", s.ID.Short(), err)
 	}
+	n := &Snapshot{ID: id, Manifest: m}
+	n.Version = ManifestVersion
 	if err := Forget(ctx, repo, s.ID); err != nil {
-		return id, fmt.Errorf("snapshot %s was saved with the new tags as %s, but the old one could not be removed (forget it): %w", s.ID.Short(), id.Short(), err)
+		return n, fmt.Errorf("snapshot %s was saved with the new tags as %s, but the old one could not be removed (forget %s): %w", s.ID.Short(), id.Short(), s.ID.Short(), err)
 	}
-	return id, nil
+	return n, nil
 }

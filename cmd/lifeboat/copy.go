@@ -133,20 +133,9 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 		return fmt.Errorf("source %s: %w", sg.repo, err)
 	}
 	filter := f.filter()
-	var snaps []*snapshot.Snapshot
-	if len(args) == 0 {
-		for _, s := range list.all {
-			if filter.Match(s) {
-				snaps = append(snaps, s)
-			}
-		}
-	}
-	for _, ref := range args {
-		s, err := list.find(ref, filter)
-		if err != nil {
-			return fmt.Errorf("source %s: %w", sg.repo, err)
-		}
-		snaps = append(snaps, s)
+	snaps, err := list.pick(args, filter)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", sg.repo, err)
 	}
 	if len(snaps) == 0 {
 		// Not an error: a nightly copy from a source with no backups yet

@@ -123,23 +123,9 @@ func runFind(ctx context.Context, g *globals, f findFlags, args []string) error 
 	if err != nil {
 		return err
 	}
-	var snaps []*snapshot.Snapshot
-	if len(f.snapshots) > 0 {
-		for _, ref := range f.snapshots {
-			s, err := list.find(ref, f.filter())
-			if err != nil {
-				return err
-			}
-			if !slices.ContainsFunc(snaps, func(o *snapshot.Snapshot) bool { return o.ID == s.ID }) {
-				snaps = append(snaps, s)
-			}
-		}
-	} else {
-		for _, s := range list.all {
-			if f.filter().Match(s) {
-				snaps = append(snaps, s)
-			}
-		}
+	snaps, err := list.pick(f.snapshots, f.filter())
+	if err != nil {
+		return err
 	}
 	// Newest first: the question is usually which recent backup still
 	// has the file.
@@ -148,7 +134,7 @@ func runFind(ctx context.Context, g *globals, f findFlags, args []string) error 
 		return storeError(g.repo, err)
 	}
 	if len(snaps) == 0 {
-		if len(f.hosts)+len(f.tags)+len(f.paths) == 0 {
+		if f.filter().IsZero() {
 			return errors.New("find: the repository has no snapshots")
 		}
 		return errors.New("find: no snapshot matches --host, --tag and --path; list them with 'lifeboat snapshots'")

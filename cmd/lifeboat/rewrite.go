@@ -87,26 +87,19 @@ func runRewrite(ctx context.Context, g *globals, f rewriteFlags, args []string) 
 	}
 	opts := snapshot.RewriteOptions{Exclude: excludes, DryRun: f.dryRun, Forget: f.forget, Logger: g.pkgLogger()}
 	filter := f.filter()
-	if len(args) > 0 || len(filter.Hosts)+len(filter.Tags)+len(filter.Paths) > 0 {
+	if len(args) > 0 || !filter.IsZero() {
 		list, err := listSnapshots(ctx, g, repo)
 		if err != nil {
 			return err
 		}
-		if len(args) == 0 {
-			for _, s := range list.all {
-				if filter.Match(s) {
-					opts.IDs = append(opts.IDs, s.ID)
-				}
-			}
-			if len(opts.IDs) == 0 {
-				return fmt.Errorf("%w%s", snapshot.ErrNoSnapshot, filter.Describe())
-			}
+		snaps, err := list.pick(args, filter)
+		if err != nil {
+			return err
 		}
-		for _, ref := range args {
-			s, err := list.find(ref, filter)
-			if err != nil {
-				return err
-			}
+		if len(snaps) == 0 {
+			return fmt.Errorf("%w%s", snapshot.ErrNoSnapshot, filter.Describe())
+		}
+		for _, s := range snaps {
 			opts.IDs = append(opts.IDs, s.ID)
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -185,6 +186,31 @@ func (l *snapshotList) find(ref string, f snapshot.Filter) (*snapshot.Snapshot, 
 		return nil, err
 	}
 	return s, nil
+}
+
+// pick returns the snapshots refs name (IDs, unique prefixes, latest,
+// narrowed by f; each once, in the order named) or, without refs, every
+// snapshot f matches (oldest first; none is not an error here).
+func (l *snapshotList) pick(refs []string, f snapshot.Filter) ([]*snapshot.Snapshot, error) {
+	var out []*snapshot.Snapshot
+	if len(refs) == 0 {
+		for _, s := range l.all {
+			if f.Match(s) {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	}
+	for _, ref := range refs {
+		s, err := l.find(ref, f)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(out, func(o *snapshot.Snapshot) bool { return o.ID == s.ID }) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 // notInSnapshot adds to err, which ends in snapshot.ErrNotInSnapshot, the

@@ -72,7 +72,7 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 		}
 	}
 	filter := f.filter()
-	if len(args) == 0 && len(filter.Hosts)+len(filter.Tags)+len(filter.Paths) == 0 {
+	if len(args) == 0 && filter.IsZero() {
 		return usageError("tag: name the snapshots, or select them with --host, --tag or --path")
 	}
 	repo, err := g.openRepo(ctx, "tag", anyAccess)
@@ -83,25 +83,12 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	var snaps []*snapshot.Snapshot
-	for _, ref := range args {
-		s, err := list.find(ref, filter)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(snaps, s) {
-			snaps = append(snaps, s)
-		}
+	snaps, err := list.pick(args, filter)
+	if err != nil {
+		return err
 	}
-	if len(args) == 0 {
-		for _, s := range list.all {
-			if filter.Match(s) {
-				snaps = append(snaps, s)
-			}
-		}
-		if len(snaps) == 0 {
-			return fmt.Errorf("%w%s", snapshot.ErrNoSnapshot, filter.Describe())
-		}
+	if len(snaps) == 0 {
+		return fmt.Errorf("%w%s", snapshot.ErrNoSnapshot, filter.Describe())
 	}
 	out := []tagJSON{}
 	changed := 0
@@ -116,20 +103,15 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 			tags = slices.DeleteFunc(tags, func(t string) bool { return slices.Contains(f.remove, t) })
 			tags = append(tags, f.add...)
 		}
-		id, err := snapshot.Retag(ctx, repo, s, tags)
+		n, err := snapshot.Retag(ctx, repo, s, tags)
 		if err != nil {
 			if g.json && len(out) > 0 { // the snapshots retagged before it
 				_ = printJSON(g.stdout, out)
 			}
 			return fmt.Errorf("tag: %w (%d retagged before it, listed above)", storeError(g.repo, err), changed)
 		}
-		n, _ := snapshot.Load(ctx, repo, id)
-		newTags := s.Tags
-		if n != nil {
-			newTags = n.Tags
-		}
-		out = append(out, tagJSON{Old: s.ID.String(), New: id.String(), Tags: nonNil(newTags)})
-		if id == s.ID {
+		out = append(out, tagJSON{Old: s.ID.String(), New: n.ID.String(), Tags: nonNil(n.Tags)})
+		if n == s {
 			if !g.json && !g.quiet {
 				fmt.Fprintf(g.stdout, "snapshot %s (%s, %s): tags unchanged [%s]\n", s.ID.Short(), s.Host, s.Time.Local().Format(time.DateTime), strings.Join(s.Tags, ","))
 			}
@@ -138,7 +120,7 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 		changed++
 		if !g.json && !g.quiet {
 			fmt.Fprintf(g.stdout, "snapshot %s (%s, %s): tags [%s] -> [%s], saved as %s\n", s.ID.Short(), s.Host, s.Time.Local().Format(time.DateTime),
-				strings.Join(s.Tags, ","), strings.Join(newTags, ","), id.Short())
+				strings.Join(s.Tags, ","), strings.Join(n.Tags, ","), n.ID.Short())
 		}
 	}
 	if g.json {
