@@ -39,6 +39,31 @@ type Blob struct {
 	RawLength uint32 // plaintext length
 }
 
+// RangeGap is the most bytes between two needed blobs of a pack that
+// JoinRanges bridges: reading them along is cheaper than another GET.
+const RangeGap = 256 << 10
+
+// JoinRanges groups blobs of one pack, sorted by offset, into ranges to
+// read with one ranged GET each: a blob joins the range before it when
+// at most RangeGap bytes lie between them and the range stays within
+// limit bytes (a blob longer than limit is a range of its own). It
+// returns the index just past the last blob of each range.
+func JoinRanges(blobs []Blob, limit int64) []int {
+	var ends []int
+	var start, end int64
+	for i, b := range blobs {
+		s, e := int64(b.Offset), int64(b.Offset)+int64(b.Length)
+		if i > 0 && s-end <= RangeGap && e-start <= limit {
+			end = e
+			ends[len(ends)-1] = i + 1
+			continue
+		}
+		start, end = s, e
+		ends = append(ends, i+1)
+	}
+	return ends
+}
+
 // Pack layout (docs/format.md):
 //
 //	"LBPACK1\n" | u32 W | W bytes age(data key) | sealed blobs ... |

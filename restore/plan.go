@@ -262,10 +262,6 @@ const maxRange = 32 << 20
 // bytes of framing) is still read, into a buffer of its own.
 const maxHeld = 8 << 20
 
-// maxGap merges two needed blobs into one GET when fewer bytes than this
-// lie between them.
-const maxGap = 256 << 10
-
 // packJobs groups the chunks of files still to be written by pack and
 // coalesces neighbouring blobs into ranges, so each region of a pack is
 // read once however many files share its blobs. Ranges come in the order
@@ -367,20 +363,20 @@ func (pl *plan) packJobs() []*packJob {
 }
 
 // ranges coalesces blobs of pack, sorted by offset, into ranges of at
-// most limit bytes, bridging gaps of up to maxGap. A blob longer than
-// limit is a range of its own.
+// most limit bytes (chunkstore.JoinRanges). blobs is not kept: the
+// caller reuses it.
 func ranges(pack *chunkstore.PackEntry, blobs []blobJob, limit int64) []*packJob {
+	bs := make([]chunkstore.Blob, len(blobs))
+	for i, bj := range blobs {
+		bs[i] = bj.blob
+	}
 	var out []*packJob
-	var cur *packJob
-	for _, bj := range blobs {
-		s, e := int64(bj.blob.Offset), int64(bj.blob.Offset)+int64(bj.blob.Length)
-		if cur != nil && s-cur.end <= maxGap && e-cur.start <= limit {
-			cur.end = e
-			cur.blobs = append(cur.blobs, bj)
-			continue
-		}
-		cur = &packJob{pack: pack, start: s, end: e, blobs: []blobJob{bj}}
-		out = append(out, cur)
+	start := 0
+	for _, end := range chunkstore.JoinRanges(bs, limit) {
+		first, last := bs[start], bs[end-1]
+		out = append(out, &packJob{pack: pack, start: int64(first.Offset), end: int64(last.Offset) + int64(last.Length),
+			blobs: slices.Clone(blobs[start:end])})
+		start = end
 	}
 	return out
 }

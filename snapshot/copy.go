@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -65,10 +66,6 @@ type CopyResult struct {
 // maxCopyRange caps one ranged read of a source pack, and so what one
 // fetcher holds: a default pack is read whole when all of it is needed.
 const maxCopyRange = 16 << 20
-
-// maxCopyGap merges two needed blobs of a pack into one read when fewer
-// bytes than this lie between them.
-const maxCopyGap = 256 << 10
 
 // Copy copies snapshots from src, opened with an identity, into dst,
 // opened with an identity or a writer key. The repositories must share
@@ -221,9 +218,7 @@ func (c *copier) copy(ctx context.Context, s *Snapshot, res *CopyResult, sess *w
 		return fmt.Errorf("copy snapshot %s: destination %s: %w", s.ID.Short(), c.dst.Store().Location(), err)
 	}
 	res.ID = id
-	for _, t := range trees {
-		c.done[t] = true
-	}
+	maps.Copy(c.done, trees)
 	return nil
 }
 
@@ -237,9 +232,8 @@ type wanted struct {
 // in this run) and stores those dst lacks, as their verified plaintext,
 // unchanged: a tree's ID is the same in both repositories. The data
 // blobs dst lacks are reserved in its index and read in batches (fetch).
-// It returns the trees.
-func (c *copier) walk(ctx context.Context, w *chunkstore.Writer, s *Snapshot, res *CopyResult) ([]chunkstore.ID, error) {
-	var trees []chunkstore.ID
+// It returns the trees it read.
+func (c *copier) walk(ctx context.Context, w *chunkstore.Writer, s *Snapshot, res *CopyResult) (map[chunkstore.ID]bool, error) {
 	var want []wanted
 	seen := map[chunkstore.ID]bool{}
 	stack := []chunkstore.ID{s.Tree}
@@ -253,7 +247,6 @@ func (c *copier) walk(ctx context.Context, w *chunkstore.Writer, s *Snapshot, re
 			continue
 		}
 		seen[id] = true
-		trees = append(trees, id)
 		tree, plain, err := c.loadTree(ctx, id)
 		if err != nil {
 			return nil, err
@@ -294,7 +287,7 @@ func (c *copier) walk(ctx context.Context, w *chunkstore.Writer, s *Snapshot, re
 	if err := c.fetch(ctx, w, want, res); err != nil {
 		return nil, err
 	}
-	return trees, nil
+	return seen, nil
 }
 
 // loadTree reads and decodes a directory listing of the source.
@@ -339,17 +332,23 @@ func copyRanges(want []wanted) []copyRange {
 		return cmp.Compare(a.blob.Offset, b.blob.Offset)
 	})
 	var out []copyRange
-	for _, wb := range want {
-		s, e := int64(wb.blob.Offset), int64(wb.blob.Offset)+int64(wb.blob.Length)
-		if n := len(out); n > 0 {
-			cur := &out[n-1]
-			if cur.pack.ID == wb.pack.ID && s-cur.end <= maxCopyGap && e-cur.start <= maxCopyRange {
-				cur.end = e
-				cur.blobs = append(cur.blobs, wb.blob)
-				continue
-			}
+	for i := 0; i < len(want); {
+		j := i + 1
+		for j < len(want) && want[j].pack.ID == want[i].pack.ID {
+			j++
 		}
-		out = append(out, copyRange{pack: wb.pack, start: s, end: e, blobs: []chunkstore.Blob{wb.blob}})
+		blobs := make([]chunkstore.Blob, j-i)
+		for k := range blobs {
+			blobs[k] = want[i+k].blob
+		}
+		start := 0
+		for _, end := range chunkstore.JoinRanges(blobs, maxCopyRange) {
+			first, last := blobs[start], blobs[end-1]
+			out = append(out, copyRange{pack: want[i].pack, start: int64(first.Offset),
+				end: int64(last.Offset) + int64(last.Length), blobs: blobs[start:end]})
+			start = end
+		}
+		i = j
 	}
 	return out
 }
