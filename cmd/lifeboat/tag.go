@@ -111,7 +111,7 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 			return fmt.Errorf("tag: %w (%d retagged before it, listed above)", storeError(g.repo, err), changed)
 		}
 		out = append(out, tagJSON{Old: s.ID.String(), New: n.ID.String(), Tags: nonNil(n.Tags)})
-		if n == s {
+		if n == s { // Retag returns s itself when the tags are already those
 			if !g.json && !g.quiet {
 				fmt.Fprintf(g.stdout, "snapshot %s (%s, %s): tags unchanged [%s]\n", s.ID.Short(), s.Host, s.Time.Local().Format(time.DateTime), strings.Join(s.Tags, ","))
 			}
