@@ -3,6 +3,7 @@ package chunkstore_test
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"io"
 	"os"
@@ -189,5 +190,48 @@ func TestPackGolden(t *testing.T) {
 	}
 	if _, err := chunkstore.ParsePack(pack, &goldenChunkKey); err == nil {
 		t.Fatal("pack trailer opened with the wrong key")
+	}
+}
+
+// goldenPacksV2 are goldenPacks after a change of recipients: one pack
+// written for generation 2, one indexed from the store (generation 0).
+func goldenPacksV2() []chunkstore.PackEntry {
+	packs := goldenPacks()
+	packs[0].Gen = 2
+	return packs
+}
+
+// TestIndexV2Golden: an index that records a pack of a later generation
+// of recipients is version 2, pinned like version 1; one without is
+// still written as version 1, and version 2 without one is refused (one
+// encoding per content).
+func TestIndexV2Golden(t *testing.T) {
+	const path = "testdata/index-v2.hex"
+	enc := chunkstore.EncodeIndex(goldenPacksV2())
+	if *update {
+		writeHex(t, path, enc)
+	}
+	want := readHex(t, path)
+	if !bytes.Equal(enc, want) {
+		t.Fatalf("EncodeIndex output changed:\n got %x\nwant %x", enc, want)
+	}
+	if !bytes.HasPrefix(want, []byte("LBIDX2\n\x00")) {
+		t.Fatalf("an index with generations starts %q", want[:8])
+	}
+	dec, err := chunkstore.DecodeIndex(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dec, goldenPacksV2()) {
+		t.Fatalf("DecodeIndex of the golden vector:\n got %+v\nwant %+v", dec, goldenPacksV2())
+	}
+	if v1 := chunkstore.EncodeIndex(goldenPacks()); !bytes.HasPrefix(v1, []byte("LBIDX1\n\x00")) {
+		t.Fatalf("an index without generations starts %q", v1[:8])
+	}
+	zero := bytes.Clone(want)
+	off := 8 + 4 + 32 + 4 // magic, count, first pack's ID and size
+	zero[off] = 0         // its generation, 2 → 0
+	if _, err := chunkstore.DecodeIndex(zero); !errors.Is(err, chunkstore.ErrCorrupt) {
+		t.Fatalf("version 2 with every generation 0: %v, want ErrCorrupt", err)
 	}
 }

@@ -134,6 +134,7 @@ func FuzzDecodeIndex(f *testing.F) {
 	f.Add(chunkstore.EncodeIndex(goldenPacks()))
 	f.Add(chunkstore.EncodeIndex(nil))
 	f.Add(chunkstore.EncodeIndex(goldenPacks()[:1]))
+	f.Add(chunkstore.EncodeIndex(goldenPacksV2()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		packs, err := chunkstore.DecodeIndex(b)
 		if err != nil {

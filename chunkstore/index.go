@@ -14,26 +14,49 @@ type PackEntry struct {
 	Size       uint32
 	WrappedKey []byte
 	Blobs      []Blob
+	// Gen is the generation of the recipients the data key was wrapped
+	// to (Secrets.Generation); 0 also for a pack indexed from the store,
+	// whose writer is not known.
+	Gen uint32
 }
 
 // Index file plaintext (before sealing, docs/format.md):
 //
 //	"LBIDX1\n\x00" | u32 packs | per pack: id(32) u32 size u32 W key(W)
 //	u32 blobs | blob entries (type, id, offset, length, raw length)
-const indexMagic = "LBIDX1\n\x00"
+//
+// Version 2 ("LBIDX2\n\x00") has a u32 generation after each pack's
+// size. It is written only when a pack has a generation other than 0, so
+// a repository whose recipients never changed stays readable by
+// releases that know only version 1.
+const (
+	indexMagic   = "LBIDX1\n\x00"
+	indexMagicV2 = "LBIDX2\n\x00"
+)
 
 // EncodeIndex encodes packs as index plaintext.
 func EncodeIndex(packs []PackEntry) []byte {
+	v2 := false
+	for _, p := range packs {
+		v2 = v2 || p.Gen != 0
+	}
 	n := len(indexMagic) + 4
 	for _, p := range packs {
-		n += IDSize + 12 + len(p.WrappedKey) + len(p.Blobs)*blobEntrySize
+		n += IDSize + 16 + len(p.WrappedKey) + len(p.Blobs)*blobEntrySize
 	}
 	out := make([]byte, 0, n)
-	out = append(out, indexMagic...)
+	if v2 {
+		out = append(out, indexMagicV2...)
+	} else {
+		out = append(out, indexMagic...)
+	}
 	out = binary.LittleEndian.AppendUint32(out, uint32(len(packs)))
 	for _, p := range packs {
 		out = append(out, p.ID[:]...)
 		out = binary.LittleEndian.AppendUint32(out, p.Size)
+		if v2 {
+			out = binary.LittleEndian.AppendUint32(out, p.Gen)
+		}
 		out = binary.LittleEndian.AppendUint32(out, uint32(len(p.WrappedKey)))
 		out = append(out, p.WrappedKey...)
 		out = binary.LittleEndian.AppendUint32(out, uint32(len(p.Blobs)))
@@ -50,25 +73,42 @@ func DecodeIndex(b []byte) ([]PackEntry, error) {
 	bad := func(format string, args ...any) ([]PackEntry, error) {
 		return nil, fmt.Errorf("%w: index: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 	}
-	if len(b) < len(indexMagic)+4 || string(b[:len(indexMagic)]) != indexMagic {
+	if len(b) < len(indexMagic)+4 {
 		return bad("bad magic")
+	}
+	var v2 bool
+	switch string(b[:len(indexMagic)]) {
+	case indexMagic:
+	case indexMagicV2:
+		v2 = true
+	default:
+		return bad("bad magic")
+	}
+	head := IDSize + 8 // id, size, W
+	if v2 {
+		head += 4
 	}
 	b = b[len(indexMagic):]
 	np := binary.LittleEndian.Uint32(b)
 	b = b[4:]
-	if uint64(np) > uint64(len(b))/(IDSize+12) {
+	if uint64(np) > uint64(len(b))/uint64(head+4) {
 		return bad("claims %d packs in %d bytes", np, len(b))
 	}
 	packs := make([]PackEntry, 0, np)
+	anyGen := false
 	for i := uint32(0); i < np; i++ {
-		if len(b) < IDSize+8 {
+		if len(b) < head {
 			return bad("pack %d truncated", i)
 		}
 		var p PackEntry
 		copy(p.ID[:], b)
 		p.Size = binary.LittleEndian.Uint32(b[IDSize:])
-		w := binary.LittleEndian.Uint32(b[IDSize+4:])
-		b = b[IDSize+8:]
+		if v2 {
+			p.Gen = binary.LittleEndian.Uint32(b[IDSize+4:])
+			anyGen = anyGen || p.Gen != 0
+		}
+		w := binary.LittleEndian.Uint32(b[head-4:])
+		b = b[head:]
 		if uint64(w)+4 > uint64(len(b)) {
 			return bad("pack %d key length %d out of range", i, w)
 		}
@@ -92,6 +132,10 @@ func DecodeIndex(b []byte) ([]PackEntry, error) {
 	}
 	if len(b) != 0 {
 		return bad("%d trailing bytes", len(b))
+	}
+	if v2 && !anyGen {
+		// EncodeIndex writes version 1 then; one encoding per content.
+		return bad("version 2 without a pack of generation above 0")
 	}
 	return packs, nil
 }

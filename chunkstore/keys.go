@@ -31,18 +31,47 @@ type Secrets struct {
 	Polynomial chunker.Pol
 	ConfigHash ID
 	Recipients []string
+	// Generation counts the changes of Recipients ('lifeboat key add'
+	// and 'key remove'); 0 is the set 'init' wrote. Packs record the
+	// generation they were wrapped for (PackEntry.Gen), so that a prune
+	// with Rewrap can find those an older set can still open.
+	Generation uint32
+	// Past are the recipients of the earlier generations, oldest first:
+	// packs not yet rewrapped are wrapped to them.
+	Past []RecipientSet
+}
+
+// RecipientSet is the recipients of one generation.
+type RecipientSet struct {
+	Generation uint32   `json:"generation"`
+	Recipients []string `json:"recipients"`
+}
+
+// RecipientsOf returns the recipients of generation gen, if known.
+func (s *Secrets) RecipientsOf(gen uint32) ([]string, bool) {
+	if gen == s.Generation {
+		return s.Recipients, true
+	}
+	for _, p := range s.Past {
+		if p.Generation == gen {
+			return p.Recipients, true
+		}
+	}
+	return nil, false
 }
 
 // secretsJSON is the wire form shared by key envelopes and writer keys.
 type secretsJSON struct {
-	Type       string   `json:"type"`
-	Version    int      `json:"version"`
-	RepoID     string   `json:"repo_id"`
-	ChunkKey   string   `json:"chunk_key"`
-	MetaKey    string   `json:"meta_key"`
-	Polynomial string   `json:"polynomial"`
-	ConfigHash ID       `json:"config_hash"`
-	Recipients []string `json:"recipients"`
+	Type       string         `json:"type"`
+	Version    int            `json:"version"`
+	RepoID     string         `json:"repo_id"`
+	ChunkKey   string         `json:"chunk_key"`
+	MetaKey    string         `json:"meta_key"`
+	Polynomial string         `json:"polynomial"`
+	ConfigHash ID             `json:"config_hash"`
+	Recipients []string       `json:"recipients"`
+	Generation uint32         `json:"generation,omitempty"`
+	Past       []RecipientSet `json:"past_recipients,omitempty"`
 }
 
 const (
@@ -60,6 +89,8 @@ func (s *Secrets) marshal(typ string) ([]byte, error) {
 		Polynomial: s.Polynomial.String(),
 		ConfigHash: s.ConfigHash,
 		Recipients: s.Recipients,
+		Generation: s.Generation,
+		Past:       s.Past,
 	}, "", "  ")
 }
 
@@ -84,7 +115,7 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 	if _, err := ParseID(w.RepoID); err != nil {
 		return nil, fmt.Errorf("decode %s: repository id: %w", typ, err)
 	}
-	s := &Secrets{RepoID: w.RepoID, ConfigHash: w.ConfigHash, Recipients: w.Recipients}
+	s := &Secrets{RepoID: w.RepoID, ConfigHash: w.ConfigHash, Recipients: w.Recipients, Generation: w.Generation, Past: w.Past}
 	if err := decodeKey(w.ChunkKey, &s.ChunkKey); err != nil {
 		return nil, fmt.Errorf("decode %s: chunk key: %w", typ, err)
 	}

@@ -166,7 +166,7 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	if err := st.Put(ctx, KeysPrefix+Hash(env).String(), env); err != nil {
+	if err := st.Put(ctx, envelopeName(Hash(env), 0), env); err != nil {
 		return nil, fmt.Errorf("init: write key envelope: %w", err)
 	}
 	// The config is written last: it is what makes the store a repository.
@@ -220,41 +220,45 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 	return r, nil
 }
 
+// unlock opens the newest key envelope one of the identities is a
+// recipient of. An older one it opens (left by an interrupted 'lifeboat
+// key') serves to read; checkGeneration keeps it from writing.
 func (r *Repository) unlock(ctx context.Context) (*Secrets, error) {
-	var envs []string
-	if err := r.store.List(ctx, KeysPrefix, func(oi ObjectInfo) error {
-		envs = append(envs, oi.Name)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("list keys in %s: %w", r.store.Location(), err)
+	envs, err := r.Envelopes(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if len(envs) == 0 {
 		return nil, fmt.Errorf("%w: %s has no key envelopes under keys/", ErrCorrupt, r.store.Location())
 	}
 	var lastErr error
-	for _, name := range envs {
-		b, err := r.store.Get(ctx, name, 0, -1)
+	for _, e := range envs {
+		b, err := r.store.Get(ctx, e.Name, 0, -1)
 		if err != nil {
-			lastErr = fmt.Errorf("read %s: %w", name, err)
+			lastErr = fmt.Errorf("read %s: %w", e.Name, err)
 			continue
 		}
-		if Hash(b).String() != strings.TrimPrefix(name, KeysPrefix) {
-			lastErr = fmt.Errorf("%w: %s does not match its hash", ErrCorrupt, name)
+		if Hash(b) != e.Hash {
+			lastErr = fmt.Errorf("%w: %s does not match its hash", ErrCorrupt, e.Name)
 			continue
 		}
 		sec, err := openEnvelope(b, r.ids)
 		if err == nil {
+			if sec.Generation != e.Gen {
+				lastErr = fmt.Errorf("%w: %s holds recipients of generation %d, its name says %d", ErrCorrupt, e.Name, sec.Generation, e.Gen)
+				continue
+			}
 			return sec, nil
 		}
 		var nm *age.NoIdentityMatchError
 		if !errors.As(err, &nm) {
-			lastErr = fmt.Errorf("open %s: %w", name, err)
+			lastErr = fmt.Errorf("open %s: %w", e.Name, err)
 		}
 	}
 	if lastErr != nil {
 		return nil, lastErr
 	}
-	return nil, fmt.Errorf("wrong key: the identity is not a recipient of repository %s (%s); use the identity created by 'lifeboat init' for it", r.config.ID[:12], r.store.Location())
+	return nil, fmt.Errorf("wrong key: the identity is not a recipient of repository %s (%s); use the identity created by 'lifeboat init' for it, or one added with 'lifeboat key add'", r.config.ID[:12], r.store.Location())
 }
 
 // Config returns the repository configuration.
@@ -527,6 +531,9 @@ func (r *Repository) PackKey(p *PackEntry) (*[32]byte, error) {
 	if err != nil {
 		var nm *age.NoIdentityMatchError
 		if errors.As(err, &nm) {
+			if p.Gen < r.secrets.Generation {
+				return nil, fmt.Errorf("pack %s: the identity is not a recipient of this pack's key: the pack is wrapped to the recipients of generation %d, from before 'lifeboat key' changed them; read it with an identity of that generation, or have one run 'lifeboat prune --rewrap'", p.ID.Short(), p.Gen)
+			}
 			return nil, fmt.Errorf("pack %s: the identity is not a recipient of this pack's key", p.ID.Short())
 		}
 		return nil, fmt.Errorf("%w: pack %s key: %v", ErrCorrupt, p.ID.Short(), err)

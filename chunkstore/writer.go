@@ -45,6 +45,7 @@ type Writer struct {
 	r    *Repository
 	opts WriterOptions
 	rs   []age.Recipient
+	gen  uint32 // of rs: the recipients' generation
 
 	g       *errgroup.Group
 	gctx    context.Context
@@ -73,6 +74,9 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	if opts.IndexEvery <= 0 {
 		opts.IndexEvery = 16
 	}
+	if err := r.checkGeneration(ctx); err != nil {
+		return nil, err
+	}
 	rs, err := r.secrets.ParsedRecipients()
 	if err != nil {
 		return nil, err
@@ -80,7 +84,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	// Full packs are handed to the uploaders directly (an unbuffered
 	// channel): data packs in memory are then at most one per uploader,
 	// one waiting to be handed over and the open one.
-	w := &Writer{r: r, opts: opts, rs: rs, uploads: make(chan *packBuilder), closed: make(chan struct{})}
+	w := &Writer{r: r, opts: opts, rs: rs, gen: r.secrets.Generation, uploads: make(chan *packBuilder), closed: make(chan struct{})}
 	w.free = newFreeList(opts.Uploaders+2, func() []byte { return make([]byte, 0, r.config.PackSize+(1<<20)) })
 	for t := range w.open {
 		w.open[t] = make(chan *packBuilder, 1)
@@ -256,7 +260,7 @@ func (w *Writer) upload(ctx context.Context, p *packBuilder) error {
 	size := len(p.buf)
 	w.storedAdded.Add(int64(size))
 	w.packs.Add(1)
-	entry := PackEntry{ID: id, Size: uint32(size), WrappedKey: p.wrappedKey, Blobs: p.blobs}
+	entry := PackEntry{ID: id, Size: uint32(size), WrappedKey: p.wrappedKey, Blobs: p.blobs, Gen: w.gen}
 	if cap(p.buf) >= w.r.config.PackSize {
 		w.free.put(p.buf[:0])
 	}

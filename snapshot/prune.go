@@ -29,7 +29,12 @@ type PruneOptions struct {
 	// Sessions gives the staleness of backup sessions and the margin
 	// around marks; zero means chunkstore.DefaultSessionTiming.
 	Sessions chunkstore.SessionTiming
-	Logger   *slog.Logger
+	// Rewrap also repacks every pack written for recipients older than
+	// the repository's current ones (see chunkstore.Repository.Rekey), so
+	// that only the current recipients can open its blobs once the old
+	// pack is deleted.
+	Rewrap bool
+	Logger *slog.Logger
 }
 
 // PruneResult says what Prune found and did.
@@ -48,6 +53,13 @@ type PruneResult struct {
 	RepackedPacks int   `json:"repacked_packs"`
 	RepackedBytes int64 `json:"repacked_bytes"`
 	RepackWritten int64 `json:"repack_written_bytes"`
+	// Rewrapped are packs of older recipients repacked for Rewrap (and
+	// counted in Repacked too). OldRecipientPacks are the packs of older
+	// recipients in use (those a Rewrap repacks); without Rewrap none is
+	// repacked for that reason.
+	RewrappedPacks    int   `json:"rewrapped_packs"`
+	RewrappedBytes    int64 `json:"rewrapped_bytes"`
+	OldRecipientPacks int   `json:"old_recipient_packs"`
 	// Marked are the packs found unreferenced by this run (a new GC mark).
 	MarkedPacks int   `json:"marked_packs"`
 	MarkedBytes int64 `json:"marked_bytes"`
@@ -141,8 +153,9 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	}
 	ref.chooseOwners(idx, live)
 	var candidates []chunkstore.ID
-	var partly []partlyUsed
+	var partly, rewrap []partlyUsed
 	var usedBytes int64 // in the packs that stay
+	gen := repo.Secrets().Generation
 	for id, size := range present {
 		res.Packs++
 		res.PackBytes += size
@@ -154,11 +167,22 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 			continue // unindexed: looked at below
 		}
 		used, unused := ref.usage(loc)
+		if used > 0 && loc.Gen < gen {
+			res.OldRecipientPacks++
+		}
 		switch {
 		case used == 0:
 			candidates = append(candidates, id)
 			res.MarkedBytes += size
 			continue
+		case opts.Rewrap && loc.Gen < gen:
+			rewrap = append(rewrap, partlyUsed{loc, size, unused})
+			res.RewrappedPacks++
+			res.RewrappedBytes += size
+			if unused > 0 {
+				res.PartlyUsedPacks++
+				res.UnusedBytesInUsedPacks += unused
+			}
 		case unused > 0:
 			res.PartlyUsedPacks++
 			res.UnusedBytesInUsedPacks += unused
@@ -195,7 +219,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	res.Snapshots = ref.snapshots
 	res.Trees = len(ref.walked)
 	res.ReferencedData = len(ref.blobs) - len(ref.walked)
-	toRepack := chooseRepack(partly, opts.MaxUnused, usedBytes)
+	toRepack := append(chooseRepack(partly, opts.MaxUnused, usedBytes), rewrap...)
 	for _, p := range toRepack {
 		res.RepackedPacks++
 		res.RepackedBytes += p.size
@@ -794,6 +818,7 @@ func (r *referenced) walk(ctx context.Context, repo *chunkstore.Repository) erro
 // this costs memory for duplicates only.
 func (r *referenced) chooseOwners(idx *chunkstore.Index, packs []*chunkstore.PackEntry) {
 	type score struct {
+		gen   uint32
 		refs  int
 		waste int64
 	}
@@ -802,7 +827,7 @@ func (r *referenced) chooseOwners(idx *chunkstore.Index, packs []*chunkstore.Pac
 	scores := make(map[chunkstore.ID]score, len(packs))
 	for _, p := range packs {
 		r.live[p.ID] = true
-		var s score
+		s := score{gen: p.Gen}
 		for _, b := range p.Blobs {
 			if r.blobs[b.ID] {
 				s.refs++
@@ -814,6 +839,11 @@ func (r *referenced) chooseOwners(idx *chunkstore.Index, packs []*chunkstore.Pac
 	}
 	better := func(a, b chunkstore.ID) bool {
 		sa, sb := scores[a], scores[b]
+		if sa.gen != sb.gen {
+			// Packs of the current recipients first: those of older
+			// ones are what a prune with Rewrap replaces.
+			return sa.gen > sb.gen
+		}
 		if sa.refs != sb.refs {
 			return sa.refs > sb.refs
 		}

@@ -21,7 +21,7 @@ func parseMaxUnused(s string) (float64, error) {
 }
 
 func newPruneCmd(g *globals) *cobra.Command {
-	var dryRun bool
+	var dryRun, rewrap bool
 	var maxUnused string
 	cmd := &cobra.Command{
 		Use:   "prune",
@@ -45,6 +45,13 @@ emptiest first, until what they hold unreferenced is within --max-unused of
 all the packs that stay (default 10%): their referenced blobs are verified
 and copied into new packs, and the old packs are marked like the others.
 
+With --rewrap, every pack still in use that was written for the recipients
+before the last 'lifeboat key add' or 'key remove' is repacked the same way,
+into packs whose keys only the current recipients can unwrap. Until then an
+added identity cannot read those packs, and a removed one still can (given
+the storage credentials). It reads and writes all such data: plan for it as
+for a full copy. An interrupted rewrap is resumed by the next one.
+
 One prune runs at a time: a second one names the first (host, pid, start)
 and exits 1 without changing anything. A killed prune stops counting at
 once for the next prune on its host, after 30 minutes for other hosts, or
@@ -56,14 +63,17 @@ cannot be read, or a snapshot references data no pack holds: run
 'lifeboat check' first. Do not run 'check' while prune deletes (it may
 report the packs being deleted as missing).`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runPrune(cmd.Context(), g, dryRun, maxUnused) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runPrune(cmd.Context(), g, dryRun, rewrap, maxUnused)
+		},
 	}
 	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "show what would be marked and repacked, change nothing")
+	cmd.Flags().BoolVar(&rewrap, "rewrap", false, "also repack the packs written for recipients that 'lifeboat key' has since changed")
 	cmd.Flags().StringVar(&maxUnused, "max-unused", fmt.Sprintf("%g%%", coordinator.DefaultMaxUnused*100), "unreferenced data tolerated inside partly used packs, as a share of the packs that stay (\"0%\" repacks all; \"unlimited\" none)")
 	return cmd
 }
 
-func runPrune(ctx context.Context, g *globals, dryRun bool, maxUnused string) error {
+func runPrune(ctx context.Context, g *globals, dryRun, rewrap bool, maxUnused string) error {
 	mu, err := parseMaxUnused(maxUnused)
 	if err != nil {
 		return err
@@ -72,7 +82,7 @@ func runPrune(ctx context.Context, g *globals, dryRun bool, maxUnused string) er
 	if err != nil {
 		return err
 	}
-	res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{DryRun: dryRun, MaxUnused: mu, Logger: g.log})
+	res, err := snapshot.Prune(ctx, repo, snapshot.PruneOptions{DryRun: dryRun, MaxUnused: mu, Rewrap: rewrap, Logger: g.log})
 	if err != nil {
 		return fmt.Errorf("prune: %w", storeError(g.repo, err))
 	}
@@ -99,16 +109,21 @@ func printPrune(w io.Writer, r *snapshot.PruneResult) {
 			fmt.Fprintf(w, "index rewritten: %d files written, %d removed\n", r.IndexWritten, r.IndexRemoved)
 		}
 	}
+	verb := "repacked"
+	if r.DryRun {
+		verb = "would repack"
+	}
 	if r.PartlyUsedPacks > 0 {
-		verb := "repacked"
-		if r.DryRun {
-			verb = "would repack"
-		}
-		fmt.Fprintf(w, "%d packs hold both referenced data and %s that nothing references; %s %d of them (%s)", r.PartlyUsedPacks, formatBytes(r.UnusedBytesInUsedPacks), verb, r.RepackedPacks, formatBytes(r.RepackedBytes))
-		if r.RepackWritten > 0 {
-			fmt.Fprintf(w, " into %s of new packs", formatBytes(r.RepackWritten))
-		}
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, "%d packs hold both referenced data and %s that nothing references; %s %d of them (%s)\n", r.PartlyUsedPacks, formatBytes(r.UnusedBytesInUsedPacks), verb, r.RepackedPacks-r.RewrappedPacks, formatBytes(r.RepackedBytes-r.RewrappedBytes))
+	}
+	switch {
+	case r.RewrappedPacks > 0:
+		fmt.Fprintf(w, "%s %d packs written for older recipients (%s) for the current ones\n", verb, r.RewrappedPacks, formatBytes(r.RewrappedBytes))
+	case r.OldRecipientPacks > 0:
+		fmt.Fprintf(w, "%d packs were written for older recipients ('lifeboat key'); run 'lifeboat prune --rewrap' to repack those in use for the current ones\n", r.OldRecipientPacks)
+	}
+	if r.RepackWritten > 0 {
+		fmt.Fprintf(w, "repacking wrote %s of new packs\n", formatBytes(r.RepackWritten))
 	}
 	if r.PendingMarks > 0 {
 		fmt.Fprintf(w, "%d packs wait for %d %s that started before they were marked:\n", r.PendingPacks, len(r.Waiting), plural(len(r.Waiting), "backup", "backups"))

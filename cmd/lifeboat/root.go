@@ -97,6 +97,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
 	root.AddCommand(
 		newInitCmd(g),
+		newKeyCmd(g),
 		newBackupCmd(g),
 		newSnapshotsCmd(g),
 		newLsCmd(g),

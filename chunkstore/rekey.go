@@ -1,0 +1,224 @@
+package chunkstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// ErrStaleKey is returned when a credential would wrap new pack keys to
+// recipients the repository has replaced (see Rekey).
+var ErrStaleKey = errors.New("stale key")
+
+// Envelope is a key envelope object under keys/.
+type Envelope struct {
+	Name string
+	Hash ID     // of its bytes
+	Gen  uint32 // the generation of the recipients it holds
+}
+
+// envelopeName names an envelope of generation gen: keys/<hash> for the
+// envelope 'init' writes (so releases that predate generations open it),
+// keys/<hash>.g<gen> after a change of recipients. The generation is in
+// the name so that a writer, which cannot open envelopes, can tell that
+// its key is out of date.
+func envelopeName(hash ID, gen uint32) string {
+	if gen == 0 {
+		return KeysPrefix + hash.String()
+	}
+	return KeysPrefix + hash.String() + ".g" + strconv.FormatUint(uint64(gen), 10)
+}
+
+// parseEnvelopeName is the inverse of envelopeName.
+func parseEnvelopeName(name string) (Envelope, bool) {
+	rest, ok := strings.CutPrefix(name, KeysPrefix)
+	if !ok {
+		return Envelope{}, false
+	}
+	e := Envelope{Name: name}
+	if h, g, ok := strings.Cut(rest, ".g"); ok {
+		n, err := strconv.ParseUint(g, 10, 32)
+		if err != nil || n == 0 || strconv.FormatUint(n, 10) != g {
+			return Envelope{}, false
+		}
+		e.Gen, rest = uint32(n), h
+	}
+	id, err := ParseID(rest)
+	if err != nil {
+		return Envelope{}, false
+	}
+	e.Hash = id
+	return e, true
+}
+
+// Envelopes lists the key envelopes, newest generation first. Objects
+// under keys/ that are not envelopes are an error: the listing decides
+// which generation is current, and guessing could hide a newer one.
+func (r *Repository) Envelopes(ctx context.Context) ([]Envelope, error) {
+	var envs []Envelope
+	if err := r.store.List(ctx, KeysPrefix, func(oi ObjectInfo) error {
+		e, ok := parseEnvelopeName(oi.Name)
+		if !ok {
+			return fmt.Errorf("%w: %s is not a key envelope name (keys/<sha256>[.g<generation>]); remove it if it was put there by hand", ErrCorrupt, oi.Name)
+		}
+		envs = append(envs, e)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list keys in %s: %w", r.store.Location(), err)
+	}
+	sort.SliceStable(envs, func(i, j int) bool {
+		if envs[i].Gen != envs[j].Gen {
+			return envs[i].Gen > envs[j].Gen
+		}
+		return envs[i].Name < envs[j].Name
+	})
+	return envs, nil
+}
+
+// KeyGeneration is the repository's current generation of recipients:
+// the newest of its key envelopes.
+func (r *Repository) KeyGeneration(ctx context.Context) (uint32, error) {
+	envs, err := r.Envelopes(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if len(envs) == 0 {
+		return 0, fmt.Errorf("%w: %s has no key envelopes under keys/", ErrCorrupt, r.store.Location())
+	}
+	return envs[0].Gen, nil
+}
+
+// checkGeneration refuses to write packs when the repository's recipients
+// have changed since the credential was made: their keys would be
+// wrapped to the old set, which may include a removed identity, and
+// would miss an added one.
+func (r *Repository) checkGeneration(ctx context.Context) error {
+	cur, err := r.KeyGeneration(ctx)
+	if err != nil {
+		return err
+	}
+	if cur <= r.secrets.Generation {
+		return nil
+	}
+	if r.CanRead() {
+		return fmt.Errorf("%w: the recipients of %s were changed ('lifeboat key', generation %d), and this identity is a recipient only of generation %d: it was removed; use an identity of the current set", ErrStaleKey, r.store.Location(), cur, r.secrets.Generation)
+	}
+	return fmt.Errorf("%w: this writer key is of generation %d, but the recipients of %s were changed ('lifeboat key', generation %d): packs written with it would be wrapped to the old recipients; install the writer key that 'lifeboat key' wrote (--key-out), or make one with 'lifeboat key writer-key'", ErrStaleKey, r.secrets.Generation, r.store.Location(), cur)
+}
+
+// Rekey replaces the repository's recipients: it writes a key envelope of
+// the next generation, sealed to recipients, then removes the older
+// envelopes, so that an identity no longer listed cannot open the
+// repository. It needs an identity, and one of the caller's identities
+// must be among the new recipients. Packs already written stay wrapped
+// to the recipients of their time until a prune with Rewrap rewrites
+// them; new packs must be written with the returned secrets (a writer
+// key of the old generation is refused, see checkGeneration).
+func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, error) {
+	if !r.CanRead() {
+		return nil, errors.New("changing the recipients needs an identity (--identity): a writer key cannot open the key envelopes")
+	}
+	if len(recipients) == 0 {
+		return nil, errors.New("a repository needs at least one recipient")
+	}
+	if _, err := ParseRecipients(recipients); err != nil {
+		return nil, err
+	}
+	envs, err := r.Envelopes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(envs) == 0 || envs[0].Gen != r.secrets.Generation {
+		newest := uint32(0)
+		if len(envs) > 0 {
+			newest = envs[0].Gen
+		}
+		return nil, fmt.Errorf("%w: this identity opened generation %d of the recipients of %s, but generation %d exists: it is not one of the current recipients", ErrStaleKey, r.secrets.Generation, r.store.Location(), newest)
+	}
+	next := *r.secrets
+	next.Recipients = slices.Clone(recipients)
+	next.Generation++
+	next.Past = append(slices.Clone(r.secrets.Past), RecipientSet{Generation: r.secrets.Generation, Recipients: r.secrets.Recipients})
+	env, err := sealEnvelope(&next)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := openEnvelope(env, r.ids); err != nil {
+		return nil, errors.New("none of the identities given is among the new recipients: the change would lock you out; keep your own recipient, or add the new one first and remove yours with its identity")
+	}
+	name := envelopeName(Hash(env), next.Generation)
+	if err := r.store.Put(ctx, name, env); err != nil {
+		return nil, fmt.Errorf("write key envelope %s: %w", name, err)
+	}
+	// Two changes at once would leave two envelopes of one generation,
+	// and which of them an identity opens would be chance.
+	after, err := r.Envelopes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range after {
+		if e.Gen == next.Generation && e.Name != name {
+			return nil, fmt.Errorf("another change of recipients ran at the same time (%s and %s are both generation %d): run 'lifeboat key list' and change the recipients again", e.Name, name, next.Generation)
+		}
+	}
+	r.secrets = &next
+	if _, err := r.RemoveOldEnvelopes(ctx); err != nil {
+		return &next, fmt.Errorf("the new recipients are in place (%s), but %w; run the command again to remove them", name, err)
+	}
+	return &next, nil
+}
+
+// RemoveOldEnvelopes removes the key envelopes of generations before the
+// one the repository was opened with, and returns how many it removed.
+// Rekey calls it; a Rekey interrupted before it finished leaves them for
+// the next.
+func (r *Repository) RemoveOldEnvelopes(ctx context.Context) (int, error) {
+	envs, err := r.Envelopes(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range envs {
+		if e.Gen >= r.secrets.Generation {
+			continue
+		}
+		if err := r.store.Delete(ctx, e.Name); err != nil && !errors.Is(err, ErrNotFound) {
+			return n, fmt.Errorf("old key envelope %s could not be removed: %w", e.Name, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Stranded counts, by generation, the indexed packs that no recipient of
+// next could open: packs of an older generation none of whose recipients
+// is in next. Removing recipients while there are such packs would leave
+// their data to the removed identities alone; 'prune --rewrap' first
+// wraps them to the current recipients. It uses the loaded index. A
+// generation whose recipients are not recorded counts as stranded.
+func (r *Repository) Stranded(next []string) map[uint32]int {
+	keep := map[string]bool{}
+	for _, k := range next {
+		keep[strings.TrimSpace(k)] = true
+	}
+	out := map[uint32]int{}
+	reachable := map[uint32]bool{}
+	for _, p := range r.index.Packs() {
+		ok, seen := reachable[p.Gen]
+		if !seen {
+			rs, known := r.secrets.RecipientsOf(p.Gen)
+			for _, k := range rs {
+				ok = ok || (known && keep[strings.TrimSpace(k)])
+			}
+			reachable[p.Gen] = ok
+		}
+		if !ok {
+			out[p.Gen]++
+		}
+	}
+	return out
+}

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+func newKeyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "key",
+		Short: "List or change the recipients that can read the repository",
+		Long: `List or change the repository's recipients: the age public keys whose
+identities can read the backups.
+
+'key add' and 'key remove' write a key envelope for the new set of recipients
+(the next generation), remove the older envelopes, and write a writer key of
+the new generation to --key-out. From then on:
+  * an identity that was removed cannot open the repository;
+  * writer keys of older generations are refused for backups (their packs
+    would be wrapped to the old recipients): install the new writer key on
+    every machine that backs up ('lifeboat repo add NAME --replace' for a
+    coordinator's agents);
+  * packs written before stay wrapped to the recipients of their time until
+    'lifeboat prune --rewrap' repacks them. Until then an added identity
+    cannot read them, and a removed identity, with the storage credentials
+    and a copy of the old envelope, still could.
+
+The repository's chunk-ID and metadata keys do not change (that would mean
+copying every snapshot into a new repository: 'lifeboat init --recipient'
+and 'lifeboat copy'). A removed identity that saw them keeps what a writer
+key gives: it can list snapshots, not read files.`,
+		Args: noArgs,
+	}
+	cmd.AddCommand(newKeyListCmd(g), newKeyChangeCmd(g, "add"), newKeyChangeCmd(g, "remove"), newKeyWriterCmd(g))
+	return cmd
+}
+
+type keyEnvelope struct {
+	Name       string `json:"name"`
+	Generation uint32 `json:"generation"`
+}
+
+type keyListOutput struct {
+	RepoID     string        `json:"repo_id"`
+	Generation uint32        `json:"generation"`
+	Envelopes  []keyEnvelope `json:"envelopes"`
+	// Recipients are those of the credential's generation: the current
+	// ones unless Stale.
+	Recipients    []string `json:"recipients"`
+	KeyGeneration uint32   `json:"key_generation"`
+	Stale         bool     `json:"stale_key,omitempty"`
+	// Packs by the generation they were wrapped for (with an identity).
+	Packs      map[uint32]int `json:"packs_by_generation,omitempty"`
+	OlderPacks int            `json:"older_packs,omitempty"`
+}
+
+func newKeyListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "Show the recipients, the key envelopes and the packs of older recipients",
+		Long: `Show the repository's generation of recipients, its key envelopes, and the
+recipients of the credential given. With a writer key, say whether it is out
+of date. With an identity, also count the packs by the generation of the
+recipients they were written for: those of older generations wait for
+'lifeboat prune --rewrap'.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runKeyList(cmd.Context(), g) },
+	}
+}
+
+func runKeyList(ctx context.Context, g *globals) error {
+	repo, err := g.openRepo(ctx, "key list", anyAccess)
+	if err != nil {
+		return err
+	}
+	envs, err := repo.Envelopes(ctx)
+	if err != nil {
+		return storeError(g.repo, err)
+	}
+	sec := repo.Secrets()
+	out := keyListOutput{RepoID: sec.RepoID, Recipients: sec.Recipients, KeyGeneration: sec.Generation}
+	for _, e := range envs {
+		out.Envelopes = append(out.Envelopes, keyEnvelope{Name: e.Name, Generation: e.Gen})
+	}
+	if len(envs) > 0 {
+		out.Generation = envs[0].Gen
+	}
+	out.Stale = sec.Generation < out.Generation
+	if repo.CanRead() {
+		if err := repo.LoadIndex(ctx); err != nil {
+			return storeError(g.repo, err)
+		}
+		out.Packs = map[uint32]int{}
+		for _, p := range repo.Index().Packs() {
+			out.Packs[p.Gen]++
+			if p.Gen < out.Generation {
+				out.OlderPacks++
+			}
+		}
+	}
+	if g.json {
+		return printJSON(g.stdout, out)
+	}
+	w := g.stdout
+	fmt.Fprintf(w, "repository %s, recipients of generation %d\n", out.RepoID, out.Generation)
+	for _, e := range out.Envelopes {
+		fmt.Fprintf(w, "  envelope %s (generation %d)\n", e.Name, e.Generation)
+	}
+	who := "this identity"
+	if !repo.CanRead() {
+		who = "this writer key"
+	}
+	fmt.Fprintf(w, "recipients known to %s (generation %d):\n", who, sec.Generation)
+	for _, r := range sec.Recipients {
+		fmt.Fprintf(w, "  %s\n", r)
+	}
+	if out.Stale {
+		fmt.Fprintf(w, "%s is out of date: the recipients were changed since; it cannot back up\n", who)
+	}
+	if out.Packs != nil {
+		gens := make([]uint32, 0, len(out.Packs))
+		for gen := range out.Packs {
+			gens = append(gens, gen)
+		}
+		slices.Sort(gens)
+		for _, gen := range gens {
+			fmt.Fprintf(w, "%d packs written for generation %d\n", out.Packs[gen], gen)
+		}
+		if out.OlderPacks > 0 {
+			fmt.Fprintf(w, "%d packs are wrapped to older recipients: 'lifeboat prune --rewrap' repacks those in use\n", out.OlderPacks)
+		}
+	}
+	return nil
+}
+
+type keyChangeOutput struct {
+	RepoID     string   `json:"repo_id"`
+	Generation uint32   `json:"generation"`
+	Recipients []string `json:"recipients"`
+	WriterKey  string   `json:"writer_key_file"`
+}
+
+func newKeyChangeCmd(g *globals, verb string) *cobra.Command {
+	var recipients []string
+	var keyOut string
+	var force bool
+	short := map[string]string{"add": "Add recipients (identities that can read the repository)", "remove": "Remove recipients"}[verb]
+	cmd := &cobra.Command{
+		Use:   verb + " --recipient AGE_PUBKEY [--recipient ...] --key-out FILE",
+		Short: short,
+		Long: short + `.
+
+Needs an identity that stays a recipient. Writes the key envelope of the next
+generation, removes the older ones, and writes the writer key of the new
+generation to --key-out (never overwriting a file). Older writer keys are
+refused for backups from then on. Then run 'lifeboat prune --rewrap', so that
+the packs written before are wrapped to the new recipients too; see
+'lifeboat key --help'.`,
+		Example: `  lifeboat key ` + verb + ` --repo s3:https://s3.example.net/backups --identity oncall.txt \
+      --recipient age1... --key-out writer-gen2.key
+  lifeboat prune --rewrap --repo s3:https://s3.example.net/backups --identity oncall.txt`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runKeyChange(cmd.Context(), g, verb, recipients, keyOut, force)
+		},
+	}
+	cmd.Flags().StringArrayVar(&recipients, "recipient", nil, "age public key to "+verb+" (repeatable)")
+	cmd.Flags().StringVar(&keyOut, "key-out", "", "where to write the writer key of the new generation (required)")
+	if verb == "remove" {
+		cmd.Flags().BoolVar(&force, "force", false, "remove even when packs not yet rewrapped would be left to the removed recipients alone")
+		cmd.Long += `
+
+Removing is refused while packs of an earlier generation that none of the
+remaining recipients can open are in use (recipients added since, whose
+packs were not rewrapped yet): their data would be left to the removed
+identities alone. Run 'lifeboat prune --rewrap' with an identity of the old
+recipients first. --force removes all the same.`
+	}
+	return cmd
+}
+
+// createKeyOut creates the writer key file exclusively, before anything
+// changes in the repository.
+func createKeyOut(keyOut string) (*os.File, string, error) {
+	if keyOut == "" {
+		return nil, "", usageError("--key-out is required: the writer key of the new generation is what the machines that back up need")
+	}
+	p, err := filepath.Abs(keyOut)
+	if err != nil {
+		return nil, "", err
+	}
+	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if os.IsExist(err) {
+			return nil, "", fmt.Errorf("%s already exists; refusing to overwrite it (move it away or choose another --key-out)", p)
+		}
+		return nil, "", fmt.Errorf("create %s: %w", p, err)
+	}
+	return fh, p, nil
+}
+
+// changeRecipients is the new set of recipients after verb.
+func changeRecipients(cur []string, verb string, given []string) ([]string, error) {
+	if len(given) == 0 {
+		return nil, usageError("give at least one --recipient to %s", verb)
+	}
+	norm := func(s string) string { return strings.TrimSpace(s) }
+	if _, err := chunkstore.ParseRecipients(given); err != nil {
+		return nil, usageError("--recipient: %v", err)
+	}
+	next := slices.Clone(cur)
+	for _, r := range given {
+		r = norm(r)
+		i := slices.IndexFunc(next, func(c string) bool { return norm(c) == r })
+		switch {
+		case verb == "add" && i >= 0:
+			return nil, fmt.Errorf("%s is already a recipient", r)
+		case verb == "add":
+			next = append(next, r)
+		case i < 0:
+			return nil, fmt.Errorf("%s is not a recipient (see 'lifeboat key list')", r)
+		default:
+			next = slices.Delete(next, i, i+1)
+		}
+	}
+	if len(next) == 0 {
+		return nil, fmt.Errorf("removing %s would leave no recipient: add the new one first", strings.Join(given, ", "))
+	}
+	return next, nil
+}
+
+func runKeyChange(ctx context.Context, g *globals, verb string, given []string, keyOut string, force bool) error {
+	if keyOut == "" {
+		_, _, err := createKeyOut("")
+		return err
+	}
+	repo, err := g.openRepo(ctx, "key "+verb, readAccess)
+	if err != nil {
+		return err
+	}
+	next, err := changeRecipients(repo.Secrets().Recipients, verb, given)
+	if err != nil {
+		return err
+	}
+	if verb == "remove" && !force {
+		if err := repo.LoadIndex(ctx); err != nil {
+			return storeError(g.repo, err)
+		}
+		if stranded := repo.Stranded(next); len(stranded) > 0 {
+			var parts []string
+			for gen, n := range stranded {
+				parts = append(parts, fmt.Sprintf("%d of generation %d", n, gen))
+			}
+			slices.Sort(parts)
+			return fmt.Errorf("key remove: packs in the index (%s) are wrapped only to recipients this removes: no identity left could read them; run 'lifeboat prune --rewrap' with an identity of those recipients first (or --force to remove anyway)", strings.Join(parts, ", "))
+		}
+	}
+	fh, path, err := createKeyOut(keyOut)
+	if err != nil {
+		return err
+	}
+	sec, err := repo.Rekey(ctx, next)
+	if sec == nil {
+		fh.Close()
+		os.Remove(path)
+		return fmt.Errorf("key %s: %w", verb, storeError(g.repo, err))
+	}
+	// The new generation is in place even when removing the old
+	// envelopes failed: its writer key is needed either way.
+	if werr := writeWriterKey(fh, path, sec); werr != nil {
+		return werr
+	}
+	if err != nil {
+		return fmt.Errorf("key %s: %w", verb, err)
+	}
+	out := keyChangeOutput{RepoID: sec.RepoID, Generation: sec.Generation, Recipients: sec.Recipients, WriterKey: path}
+	if g.json {
+		return printJSON(g.stdout, out)
+	}
+	w := g.stdout
+	fmt.Fprintf(w, "repository %s: recipients of generation %d\n", out.RepoID, out.Generation)
+	for _, r := range out.Recipients {
+		fmt.Fprintf(w, "  %s\n", r)
+	}
+	fmt.Fprintf(w, "writer key of generation %d: %s\n\n", out.Generation, path)
+	fmt.Fprintln(w, "Next:")
+	fmt.Fprintln(w, "  1. install the new writer key on every machine that backs up; with a coordinator,")
+	fmt.Fprintln(w, "     'lifeboat repo add NAME --replace --key NEW_KEY' (agents get it with their next job);")
+	fmt.Fprintln(w, "     older writer keys are refused for backups from now on;")
+	fmt.Fprintln(w, "  2. run 'lifeboat prune --rewrap' so that the packs written before are wrapped to these")
+	fmt.Fprintln(w, "     recipients too ('lifeboat key list' counts those left).")
+	return nil
+}
+
+// writeWriterKey writes sec as a writer key into fh (created by
+// createKeyOut) and closes it.
+func writeWriterKey(fh *os.File, path string, sec *chunkstore.Secrets) error {
+	b, err := chunkstore.MarshalWriterKey(sec)
+	if err == nil {
+		err = writeSync(fh, b)
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write writer key %s: %w", path, err)
+	}
+	return nil
+}
+
+func newKeyWriterCmd(g *globals) *cobra.Command {
+	var keyOut string
+	cmd := &cobra.Command{
+		Use:   "writer-key --key-out FILE",
+		Short: "Write a writer key of the current generation",
+		Long: `Write a writer key of the repository's current generation of recipients
+to --key-out (never overwriting a file), for a machine that lost its writer
+key or holds one of an older generation. Needs an identity of the current
+recipients.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if keyOut == "" {
+				_, _, err := createKeyOut("")
+				return err
+			}
+			repo, err := g.openRepo(ctx, "key writer-key", readAccess)
+			if err != nil {
+				return err
+			}
+			cur, err := repo.KeyGeneration(ctx)
+			if err != nil {
+				return storeError(g.repo, err)
+			}
+			sec := repo.Secrets()
+			if sec.Generation < cur {
+				return fmt.Errorf("key writer-key: %w: this identity is a recipient only of generation %d, and the current one is %d", chunkstore.ErrStaleKey, sec.Generation, cur)
+			}
+			fh, path, err := createKeyOut(keyOut)
+			if err != nil {
+				return err
+			}
+			if err := writeWriterKey(fh, path, sec); err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(g.stdout, keyChangeOutput{RepoID: sec.RepoID, Generation: sec.Generation, Recipients: sec.Recipients, WriterKey: path})
+			}
+			fmt.Fprintf(g.stdout, "writer key of generation %d for repository %s: %s\n", sec.Generation, sec.RepoID, path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&keyOut, "key-out", "", "where to write the writer key (required)")
+	return cmd
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+)
+
+// TestKeyCLI: an incident responder joins and another leaves. 'key add'
+// gives the new identity the repository and a new writer key; the old
+// writer key can no longer back up; 'prune --rewrap' makes the old
+// backups readable by the new identity; 'key remove' locks the old
+// identity out. Then the usage errors and refusals, each changing
+// nothing.
+func TestKeyCLI(t *testing.T) {
+	c := newCLI(t)
+	a := initRepo(t, c, "repo")
+	dir := filepath.Join(c.dir, "d")
+	content := bytes.Repeat([]byte("rotate me\n"), 50000)
+	fixture.Create(t, dir, fixture.Tree{"f": {Content: content}})
+	c.ok(a.writer("backup", dir)...)
+
+	bFile, bRcpt, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := repo{path: a.path, identity: filepath.Join(c.dir, "b-identity.txt"), key: filepath.Join(c.dir, "writer-gen1.key")}
+	if err := os.WriteFile(b.identity, bFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	aRcpt := strings.TrimSpace(c.ok(a.reader("key", "list", "--json")...).stdout)
+	type listOut struct {
+		Generation    uint32         `json:"generation"`
+		Recipients    []string       `json:"recipients"`
+		KeyGeneration uint32         `json:"key_generation"`
+		Stale         bool           `json:"stale_key"`
+		Packs         map[string]int `json:"packs_by_generation"`
+		OlderPacks    int            `json:"older_packs"`
+	}
+	l := decodeJSON[listOut](t, aRcpt)
+	if l.Generation != 0 || len(l.Recipients) != 1 || l.Packs["0"] == 0 {
+		t.Fatalf("key list of a new repository: %+v", l)
+	}
+	aRcpt = l.Recipients[0]
+
+	out := c.ok(a.reader("key", "add", "--recipient", bRcpt, "--key-out", b.key)...).stdout
+	if !strings.Contains(out, "recipients of generation 1") || !strings.Contains(out, "prune --rewrap") {
+		t.Errorf("key add:\n%s", out)
+	}
+	c.fails(1, a.writer("backup", dir), "writer key is of generation 0", "stale key")
+	l = decodeJSON[listOut](t, c.ok(a.writer("key", "list", "--json")...).stdout)
+	if !l.Stale || l.Generation != 1 || l.KeyGeneration != 0 {
+		t.Errorf("key list with the old writer key: %+v, want it stale", l)
+	}
+	fixture.Create(t, dir, fixture.Tree{"g": {Content: []byte("after the change\n")}})
+	c.ok(b.writer("backup", dir)...)
+
+	// B reads the new backup but not the old one until the rewrap.
+	l = decodeJSON[listOut](t, c.ok(b.reader("key", "list", "--json")...).stdout)
+	if l.Generation != 1 || l.OlderPacks == 0 || l.Packs["1"] == 0 {
+		t.Fatalf("key list before the rewrap: %+v", l)
+	}
+	snaps := decodeJSON[[]struct {
+		ID string `json:"id"`
+	}](t, c.ok(b.writer("snapshots", "--json")...).stdout)
+	if len(snaps) != 2 {
+		t.Fatalf("%d snapshots", len(snaps))
+	}
+	c.fails(1, b.reader("restore", snaps[0].ID, "--target", filepath.Join(c.dir, "early")), "generation 0")
+	c.fails(1, b.reader("prune", "--rewrap"), "generation 0", "prune --rewrap")
+	c.fails(1, b.reader("key", "remove", "--recipient", aRcpt, "--key-out", filepath.Join(c.dir, "early.key")), "wrapped only to recipients this removes")
+	out = c.ok(a.reader("prune", "--rewrap")...).stdout
+	if !strings.Contains(out, "packs written for older recipients") {
+		t.Errorf("prune --rewrap:\n%s", out)
+	}
+	l = decodeJSON[listOut](t, c.ok(b.reader("key", "list", "--json")...).stdout)
+	if l.OlderPacks != 0 || l.Packs["0"] != 0 {
+		t.Fatalf("key list after the rewrap: %+v", l)
+	}
+	target := filepath.Join(c.dir, "t")
+	c.ok(b.reader("restore", snaps[0].ID, "--target", target)...)
+	if got, err := os.ReadFile(filepath.Join(target, dir, "f")); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("B's restore of the first backup: %v", err)
+	}
+
+	// B removes A.
+	gen2 := filepath.Join(c.dir, "writer-gen2.key")
+	c.ok(b.reader("key", "remove", "--recipient", aRcpt, "--key-out", gen2)...)
+	c.fails(1, a.reader("snapshots"), "not a recipient")
+	c.fails(1, b.writer("backup", dir), "writer key is of generation 1")
+	c.ok("backup", "--repo", a.path, "--key", gen2, dir)
+	c.ok(b.reader("prune", "--rewrap")...)
+	c.ok(b.reader("check", "--read-data")...)
+	c.ok(b.reader("key", "writer-key", "--key-out", filepath.Join(c.dir, "again.key"))...)
+	again, err := os.ReadFile(filepath.Join(c.dir, "again.key"))
+	if err != nil || !strings.Contains(string(again), `"generation": 2`) {
+		t.Fatalf("key writer-key wrote %s (%v)", again, err)
+	}
+
+	// Refusals change nothing: the generation stays 2.
+	x := filepath.Join(c.dir, "x.key")
+	for _, e := range []struct {
+		code int
+		args []string
+		want string
+	}{
+		{2, b.reader("key", "add", "--recipient", aRcpt), "--key-out is required"},
+		{2, b.reader("key", "add", "--key-out", x), "give at least one --recipient"},
+		{2, b.reader("key", "add", "--recipient", "age1bogus", "--key-out", x), "--recipient"},
+		{1, b.reader("key", "add", "--recipient", bRcpt, "--key-out", x), "already a recipient"},
+		{1, b.reader("key", "remove", "--recipient", aRcpt, "--key-out", x), "is not a recipient"},
+		{1, b.reader("key", "remove", "--recipient", bRcpt, "--key-out", x), "would leave no recipient"},
+		{1, b.reader("key", "add", "--recipient", aRcpt, "--key-out", gen2), "already exists"},
+		{1, b.writer("key", "add", "--recipient", aRcpt, "--key-out", x), "needs the identity"},
+		{1, a.reader("key", "add", "--recipient", aRcpt, "--key-out", x), "not a recipient"},
+	} {
+		c.fails(e.code, e.args, e.want)
+	}
+	if _, err := os.Stat(x); !os.IsNotExist(err) {
+		t.Errorf("a refused change left %s behind (%v)", x, err)
+	}
+	if l := decodeJSON[listOut](t, c.ok(b.reader("key", "list", "--json")...).stdout); l.Generation != 2 || len(l.Recipients) != 1 {
+		t.Errorf("after the refusals: %+v", l)
+	}
+}

@@ -1,0 +1,294 @@
+package snapshot_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// identity is a new X25519 identity: its file and its recipient.
+func identity(t *testing.T) (file []byte, recipient string, ids []age.Identity) {
+	t.Helper()
+	file, recipient, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err = chunkstore.ParseIdentityFile(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, recipient, ids
+}
+
+func openWith(t *testing.T, st chunkstore.Store, creds chunkstore.Credentials) *chunkstore.Repository {
+	t.Helper()
+	r, err := chunkstore.Open(context.Background(), st, creds, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// opens counts the live packs whose wrapped data key ids can unwrap,
+// and all live packs (those outside GC marks).
+func opens(t *testing.T, r *chunkstore.Repository, ids []age.Identity) (n, all int) {
+	t.Helper()
+	marks, err := r.GCMarks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := chunkstore.MarkedPacks(marks)
+	present, err := r.ListPacks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Index().Packs() {
+		if _, ok := present[p.ID]; !ok || marked[p.ID] {
+			continue
+		}
+		all++
+		if _, err := age.Decrypt(bytes.NewReader(p.WrappedKey), ids...); err == nil {
+			n++
+		}
+	}
+	return n, all
+}
+
+// TestRekeyAndRewrap: adding a recipient gives its identity the
+// repository, but the packs written before only after a prune with
+// Rewrap; removing one locks its identity out of the repository and,
+// after the rewrap, out of every pack. A writer key of an older
+// generation can no longer back up.
+func TestRekeyAndRewrap(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		st := repos.Store
+		a := []byte(strings.Repeat("the first file, backed up for recipient A only\n", 40000))
+		b := storetest.Data(7, 3<<20)
+		writeFile(t, filepath.Join(src, "a.txt"), a)
+		writeFile(t, filepath.Join(src, "b.bin"), b)
+		first := backupDir(t, repos.Writer, src)
+
+		aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		aRcpt := repos.Writer.Secrets().Recipients[0]
+		bFile, bRcpt, bIDs := identity(t)
+
+		// Add B.
+		asA := openWith(t, st, chunkstore.Credentials{Identities: aIDs})
+		sec1, err := asA.Rekey(ctx, []string{aRcpt, bRcpt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sec1.Generation != 1 || len(sec1.Recipients) != 2 {
+			t.Fatalf("after adding B: generation %d, recipients %v", sec1.Generation, sec1.Recipients)
+		}
+		if envs, err := asA.Envelopes(ctx); err != nil || len(envs) != 1 || envs[0].Gen != 1 {
+			t.Fatalf("envelopes after adding B: %v, %v (want only generation 1)", envs, err)
+		}
+
+		// The old writer key is refused; the new one backs up.
+		if _, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"}); !errors.Is(err, chunkstore.ErrStaleKey) {
+			t.Fatalf("backup with the generation-0 writer key: %v, want ErrStaleKey", err)
+		}
+		c := storetest.Data(8, 2<<20)
+		writeFile(t, filepath.Join(src, "c.bin"), c)
+		second := backupDir(t, openWith(t, st, chunkstore.Credentials{Writer: sec1}), src)
+
+		// B opens the repository and reads the new packs, not the old.
+		asB := openWith(t, st, chunkstore.Credentials{Identities: bIDs})
+		if g := asB.Secrets().Generation; g != 1 {
+			t.Fatalf("B opened generation %d", g)
+		}
+		n, all := opens(t, asB, bIDs)
+		if n == 0 || n == all {
+			t.Fatalf("before the rewrap B unwraps %d of %d packs; want the new ones only", n, all)
+		}
+		snap1, err := snapshot.Load(ctx, asB, first.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := restore.Restore(ctx, asB, snap1, restore.Options{Target: t.TempDir()}); err == nil && len(res.Failures) == 0 {
+			t.Fatal("B restored the first snapshot before the rewrap; its packs are wrapped to A only")
+		}
+
+		// B cannot rewrap what it cannot read, and removing A now would
+		// leave the first backup to A alone.
+		if _, err := snapshot.Prune(ctx, asB, snapshot.PruneOptions{Rewrap: true}); err == nil || !strings.Contains(err.Error(), "generation 0") {
+			t.Fatalf("rewrap by B: %v, want a refusal naming generation 0", err)
+		}
+		if s := asB.Stranded([]string{bRcpt}); s[0] == 0 || s[1] != 0 {
+			t.Fatalf("stranded by removing A before the rewrap: %v, want generation 0 only", s)
+		}
+
+		// Rewrap (by A): a dry run changes nothing, the real run repacks
+		// the generation-0 packs.
+		asA = openWith(t, st, chunkstore.Credentials{Identities: aIDs})
+		res, err := snapshot.Prune(ctx, asA, snapshot.PruneOptions{DryRun: true, Rewrap: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RewrappedPacks == 0 || res.RewrappedPacks != res.OldRecipientPacks {
+			t.Fatalf("dry run: %d packs to rewrap of %d old", res.RewrappedPacks, res.OldRecipientPacks)
+		}
+		if n2, _ := opens(t, openWith(t, st, chunkstore.Credentials{Identities: bIDs}), bIDs); n2 != n {
+			t.Fatalf("the dry run changed what B can open: %d packs, was %d", n2, n)
+		}
+		res, err = snapshot.Prune(ctx, asA, snapshot.PruneOptions{Rewrap: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RewrappedPacks == 0 || res.DeletedPacks < res.RewrappedPacks {
+			t.Fatalf("rewrap: %+v", res)
+		}
+		asB = openWith(t, st, chunkstore.Credentials{Identities: bIDs})
+		if n, all := opens(t, asB, bIDs); n != all {
+			t.Fatalf("after the rewrap B unwraps %d of %d packs", n, all)
+		}
+		for _, p := range asB.Index().Packs() {
+			if p.Gen != 1 {
+				t.Errorf("pack %s of generation %d left after the rewrap", p.ID.Short(), p.Gen)
+			}
+		}
+		if res, err := snapshot.Prune(ctx, asB, snapshot.PruneOptions{Rewrap: true}); err != nil || res.RewrappedPacks != 0 || res.OldRecipientPacks != 0 {
+			t.Fatalf("second rewrap: %+v, %v; want nothing to do", res, err)
+		}
+		if s := asB.Stranded([]string{bRcpt}); len(s) != 0 {
+			t.Fatalf("stranded by removing A after the rewrap: %v", s)
+		}
+		bRepos := repos
+		bRepos.Identity = bFile
+		want := map[chunkstore.ID]map[string][]byte{
+			first.ID:  {restored(src, "a.txt"): a, restored(src, "b.bin"): b},
+			second.ID: {restored(src, "a.txt"): a, restored(src, "b.bin"): b, restored(src, "c.bin"): c},
+		}
+		verifyRestores(t, bRepos, want)
+
+		// Remove A (as B). A can open nothing; until the rewrap, the
+		// packs are still wrapped to A too.
+		sec2, err := asB.Rekey(ctx, []string{bRcpt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sec2.Generation != 2 {
+			t.Fatalf("generation %d after removing A", sec2.Generation)
+		}
+		if _, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: aIDs}, chunkstore.Options{}); err == nil || !strings.Contains(err.Error(), "not a recipient") {
+			t.Fatalf("A opened the repository after its removal: %v", err)
+		}
+		if n, _ := opens(t, asB, aIDs); n == 0 {
+			t.Fatal("before the second rewrap no pack is wrapped to A; the test proves nothing")
+		}
+		if _, err := snapshot.Prune(ctx, asB, snapshot.PruneOptions{Rewrap: true}); err != nil {
+			t.Fatal(err)
+		}
+		if n, all := opens(t, openWith(t, st, chunkstore.Credentials{Identities: bIDs}), aIDs); n != 0 || all == 0 {
+			t.Fatalf("after removing A and rewrapping, A unwraps %d of %d packs", n, all)
+		}
+		verifyRestores(t, bRepos, want)
+	})
+}
+
+// failingPuts fails every Put of a pack after the first ok.
+type failingPuts struct {
+	chunkstore.Store
+	ok atomic.Int32
+}
+
+func (s *failingPuts) Put(ctx context.Context, name string, data []byte) error {
+	if strings.HasPrefix(name, chunkstore.DataPrefix) && s.ok.Add(-1) < 0 {
+		return chunkstore.Permanent(errors.New("injected: disk full"))
+	}
+	return s.Store.Put(ctx, name, data)
+}
+
+// TestRewrapResumes: a rewrap that stops part-way leaves a repository
+// that restores. One stopped by a failing upload is done again by the
+// next; one stopped after its new packs were indexed (its mark refused)
+// is finished by the next without copying anything again.
+func TestRewrapResumes(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		files := map[string][]byte{}
+		for i := range 4 {
+			name := string(rune('a'+i)) + ".bin"
+			data := storetest.Data(uint64(20+i), 6<<20)
+			writeFile(t, filepath.Join(src, name), data)
+			files[restored(src, name)] = data
+		}
+		first := backupDir(t, repos.Writer, src)
+		want := map[chunkstore.ID]map[string][]byte{first.ID: files}
+		aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, bRcpt, _ := identity(t)
+		asA := openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs})
+		if _, err := asA.Rekey(ctx, append(asA.Secrets().Recipients, bRcpt)); err != nil {
+			t.Fatal(err)
+		}
+		old := 0
+		for _, p := range asA.Index().Packs() {
+			if p.Gen == 0 {
+				old++
+			}
+		}
+		if old < 2 {
+			t.Fatalf("%d packs; the test needs several", old)
+		}
+
+		fp := &failingPuts{Store: repos.Store}
+		fp.ok.Store(1)
+		if _, err := snapshot.Prune(ctx, openWith(t, fp, chunkstore.Credentials{Identities: aIDs}), snapshot.PruneOptions{Rewrap: true}); err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Fatalf("rewrap on a failing store: %v", err)
+		}
+		verifyRestores(t, repos, want)
+
+		_, err = snapshot.Prune(ctx, openWith(t, markRefusingStore{repos.Store}, chunkstore.Credentials{Identities: aIDs}), snapshot.PruneOptions{Rewrap: true})
+		if err == nil || !strings.Contains(err.Error(), "mark refused") {
+			t.Fatalf("rewrap whose mark is refused: %v", err)
+		}
+		verifyRestores(t, repos, want)
+
+		res, err := snapshot.Prune(ctx, openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs}), snapshot.PruneOptions{Rewrap: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RewrappedPacks != 0 || res.RepackWritten != 0 || res.DeletedPacks < old {
+			t.Fatalf("rewrap after one stopped before its mark: %+v; want the %d old packs deleted, nothing copied again", res, old)
+		}
+		after := openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs})
+		present, err := after.ListPacks(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range after.Index().Packs() {
+			if _, ok := present[p.ID]; ok && p.Gen != 1 {
+				t.Errorf("pack %s of generation %d left", p.ID.Short(), p.Gen)
+			}
+		}
+		verifyRestores(t, repos, want)
+	})
+}
+
+// restored is where a restore of a backup of src puts src/name, relative
+// to its target.
+func restored(src, name string) string {
+	return strings.TrimPrefix(filepath.Join(src, name), "/")
+}
