@@ -1,6 +1,8 @@
 package chunkstore
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 )
@@ -47,6 +49,10 @@ type Config struct {
 	ChunkAvgBits int    `json:"chunk_avg_bits"`
 	PackSize     int    `json:"pack_size"`
 	Compression  string `json:"compression"` // "zstd"
+	// KeySigner is the Ed25519 public key (base64) that signs the key
+	// envelopes; absent in repositories created before signed envelopes.
+	// Its private half is in the envelopes only, never in a writer key.
+	KeySigner string `json:"key_signer,omitempty"`
 }
 
 // ParseConfig decodes and validates a config object.
@@ -70,5 +76,23 @@ func ParseConfig(b []byte) (Config, error) {
 	if c.PackSize < 1<<20 || c.PackSize > 512<<20 {
 		return c, fmt.Errorf("config: pack size %d out of range", c.PackSize)
 	}
+	if c.KeySigner != "" {
+		if _, err := c.signer(); err != nil {
+			return c, err
+		}
+	}
 	return c, nil
+}
+
+// signer returns the envelope signer's public key, or nil for a
+// repository created before signed envelopes.
+func (c Config) signer() (ed25519.PublicKey, error) {
+	if c.KeySigner == "" {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(c.KeySigner)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("config: key_signer is not a base64 Ed25519 public key")
+	}
+	return ed25519.PublicKey(b), nil
 }

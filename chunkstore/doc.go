@@ -8,7 +8,7 @@
 // A repository is a flat set of immutable objects (docs/format.md):
 //
 //	config               plaintext parameters (format version, chunker bounds, pack size)
-//	keys/<sha256>        the repository secrets, age-encrypted to the recipients
+//	keys/<sha256>[.gN]   the repository secrets, age-encrypted to the recipients, signed
 //	data/<xx>/<sha256>   packs: sealed blobs plus a trailer listing them
 //	index/<sha256>       which blob lives where, sealed with the metadata key
 //	snapshots/<sha256>   snapshot manifests, sealed with the metadata key

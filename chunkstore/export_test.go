@@ -1,6 +1,10 @@
 package chunkstore
 
-import "filippo.io/age"
+import (
+	"context"
+
+	"filippo.io/age"
+)
 
 // Hooks into unexported decoders of repository bytes, for the fuzz and
 // custody tests in package chunkstore_test.
@@ -11,6 +15,7 @@ var (
 	DecodeBlobPayloadForTest = decodeBlobPayload
 	EncodeBlobPayloadForTest = encodeBlobPayload
 	KindTrailerForTest       = kindTrailer
+	SealEnvelopeForTest      = sealEnvelope
 )
 
 // OpenBlobForTest authenticates and decrypts one sealed blob with key.
@@ -32,4 +37,11 @@ func BuildPackForTest(rs []age.Recipient, metaKey *[32]byte, hasher *ChunkHasher
 	}
 	p.finish(metaKey)
 	return p.buf, p.blobs, nil
+}
+
+// InitUnsignedForTest creates a repository as releases before signed key
+// envelopes did: no key_signer in the config.
+func InitUnsignedForTest(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
+	opts.unsigned = true
+	return Init(ctx, st, opts)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"math"
 	"sort"
 	"sync"
 )
@@ -15,9 +16,36 @@ type PackEntry struct {
 	WrappedKey []byte
 	Blobs      []Blob
 	// Gen is the generation of the recipients the data key was wrapped
-	// to (Secrets.Generation); 0 also for a pack indexed from the store,
-	// whose writer is not known.
+	// to (Secrets.Generation). A pack indexed from the store has 0 while
+	// the repository's recipients never changed, GenUnknown after.
 	Gen uint32
+}
+
+// GenUnknown is the generation of a pack indexed from the store after a
+// change of recipients: the pack does not say whose it is.
+const GenUnknown = math.MaxUint32
+
+// WrappedBefore reports whether the pack's data key may be wrapped to
+// recipients older than generation gen (those of an unknown generation
+// may).
+func (p *PackEntry) WrappedBefore(gen uint32) bool {
+	return p.Gen < gen || p.Gen == GenUnknown
+}
+
+// GenName names a generation in messages.
+func GenName(gen uint32) string {
+	if gen == GenUnknown {
+		return "an unknown generation"
+	}
+	return fmt.Sprintf("generation %d", gen)
+}
+
+// unindexedGen is the generation given to packs indexed from the store.
+func (r *Repository) unindexedGen() uint32 {
+	if r.secrets.Generation == 0 {
+		return 0
+	}
+	return GenUnknown
 }
 
 // Index file plaintext (before sealing, docs/format.md):

@@ -3,8 +3,11 @@ package chunkstore
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +42,18 @@ type Secrets struct {
 	// Past are the recipients of the earlier generations, oldest first:
 	// packs not yet rewrapped are wrapped to them.
 	Past []RecipientSet
+	// SigningKey is the Ed25519 seed that signs key envelopes (its public
+	// key is the config's key_signer). Envelopes hold it; writer keys do
+	// not, so a writer cannot plant an envelope identities would trust.
+	SigningKey []byte
+}
+
+// WriterSecrets returns s without what only envelopes hold: what a writer
+// key carries.
+func (s *Secrets) WriterSecrets() *Secrets {
+	w := *s
+	w.SigningKey = nil
+	return &w
 }
 
 // RecipientSet is the recipients of one generation.
@@ -72,6 +87,7 @@ type secretsJSON struct {
 	Recipients []string       `json:"recipients"`
 	Generation uint32         `json:"generation,omitempty"`
 	Past       []RecipientSet `json:"past_recipients,omitempty"`
+	SigningKey string         `json:"signing_key,omitempty"`
 }
 
 const (
@@ -80,7 +96,12 @@ const (
 )
 
 func (s *Secrets) marshal(typ string) ([]byte, error) {
+	signing := ""
+	if typ == envelopeType && s.SigningKey != nil {
+		signing = base64.StdEncoding.EncodeToString(s.SigningKey)
+	}
 	return json.MarshalIndent(secretsJSON{
+		SigningKey: signing,
 		Type:       typ,
 		Version:    FormatVersion,
 		RepoID:     s.RepoID,
@@ -128,6 +149,13 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 		return nil, fmt.Errorf("decode %s: polynomial %q: %w", typ, w.Polynomial, err)
 	}
 	s.Polynomial = chunker.Pol(pol)
+	if w.SigningKey != "" && typ == envelopeType {
+		k, err := base64.StdEncoding.DecodeString(w.SigningKey)
+		if err != nil || len(k) != ed25519.SeedSize {
+			return nil, fmt.Errorf("decode %s: signing key is not a base64 Ed25519 seed", typ)
+		}
+		s.SigningKey = k
+	}
 	// Checked here, where the file is read, rather than when a backup
 	// first makes its chunkers.
 	if err := cdc.CheckPolynomial(s.Polynomial); err != nil {
@@ -216,7 +244,22 @@ func ParseWriterKey(b []byte) (*Secrets, error) {
 	return unmarshalSecrets(b, writerKeyType)
 }
 
-// sealEnvelope encrypts the secrets to the recipients for keys/.
+// envelopeMagic starts a signed key envelope: magic, the Ed25519
+// signature (envelopeSigned), then the age ciphertext. Envelopes of
+// repositories without a key_signer are the age ciphertext alone.
+const envelopeMagic = "LBENV1\n\x00"
+
+// envelopeSigned is what an envelope's signature covers: its repository,
+// its generation and its ciphertext.
+func envelopeSigned(repoID string, gen uint32, ciphertext []byte) []byte {
+	h := sha256.Sum256(ciphertext)
+	m := append([]byte("lifeboat key envelope\x00"), repoID...)
+	m = binary.LittleEndian.AppendUint32(m, gen)
+	return append(m, h[:]...)
+}
+
+// sealEnvelope encrypts the secrets to the recipients for keys/, and
+// signs the result when the secrets hold a signing key.
 func sealEnvelope(s *Secrets) ([]byte, error) {
 	plain, err := s.marshal(envelopeType)
 	if err != nil {
@@ -237,14 +280,51 @@ func sealEnvelope(s *Secrets) ([]byte, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	if s.SigningKey == nil {
+		return buf.Bytes(), nil
+	}
+	sig := ed25519.Sign(ed25519.NewKeyFromSeed(s.SigningKey), envelopeSigned(s.RepoID, s.Generation, buf.Bytes()))
+	return append(append([]byte(envelopeMagic), sig...), buf.Bytes()...), nil
 }
 
-// openEnvelope decrypts a key envelope with the identities. It returns an
-// error wrapping age.ErrIncorrectIdentity (via *age.NoIdentityMatchError)
-// when none of them is a recipient.
-func openEnvelope(b []byte, ids []age.Identity) (*Secrets, error) {
-	r, err := age.Decrypt(bytes.NewReader(b), ids...)
+// ErrUnsignedEnvelope is an object under keys/ that the repository's
+// key_signer did not sign.
+var ErrUnsignedEnvelope = errors.New("key envelope not signed by the repository's key signer")
+
+// envelopeCiphertext checks an envelope object of generation gen against
+// the config's signer and returns its age ciphertext.
+func envelopeCiphertext(b []byte, cfg Config, gen uint32) ([]byte, error) {
+	signer, err := cfg.signer()
+	if err != nil {
+		return nil, err
+	}
+	signed := bytes.HasPrefix(b, []byte(envelopeMagic))
+	switch {
+	case signer == nil && signed:
+		return nil, fmt.Errorf("%w: a signed envelope in a repository without a key signer", ErrCorrupt)
+	case signer == nil:
+		return b, nil
+	case !signed || len(b) < len(envelopeMagic)+ed25519.SignatureSize:
+		return nil, ErrUnsignedEnvelope
+	}
+	sig := b[len(envelopeMagic) : len(envelopeMagic)+ed25519.SignatureSize]
+	ct := b[len(envelopeMagic)+ed25519.SignatureSize:]
+	if !ed25519.Verify(signer, envelopeSigned(cfg.ID, gen, ct), sig) {
+		return nil, ErrUnsignedEnvelope
+	}
+	return ct, nil
+}
+
+// openEnvelope checks and decrypts a key envelope object of generation
+// gen with the identities. It returns an error wrapping
+// age.ErrIncorrectIdentity (via *age.NoIdentityMatchError) when none of
+// them is a recipient.
+func openEnvelope(b []byte, cfg Config, gen uint32, ids []age.Identity) (*Secrets, error) {
+	ct, err := envelopeCiphertext(b, cfg, gen)
+	if err != nil {
+		return nil, err
+	}
+	r, err := age.Decrypt(bytes.NewReader(ct), ids...)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +332,19 @@ func openEnvelope(b []byte, ids []age.Identity) (*Secrets, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decrypt key envelope: %w", err)
 	}
-	return unmarshalSecrets(plain, envelopeType)
+	s, err := unmarshalSecrets(plain, envelopeType)
+	if err != nil {
+		return nil, err
+	}
+	if s.Generation != gen {
+		return nil, fmt.Errorf("%w: the envelope holds recipients of generation %d, its name says %d", ErrCorrupt, s.Generation, gen)
+	}
+	if signer, _ := cfg.signer(); signer != nil {
+		if s.SigningKey == nil || !bytes.Equal(ed25519.NewKeyFromSeed(s.SigningKey).Public().(ed25519.PublicKey), signer) {
+			return nil, fmt.Errorf("%w: the envelope's signing key is not the config's key signer", ErrCorrupt)
+		}
+	}
+	return s, nil
 }
 
 // ErrPassphraseRequired is returned by ParseIdentityFile for a

@@ -55,15 +55,17 @@ func parseEnvelopeName(name string) (Envelope, bool) {
 	return e, true
 }
 
-// Envelopes lists the key envelopes, newest generation first. Objects
-// under keys/ that are not envelopes are an error: the listing decides
-// which generation is current, and guessing could hide a newer one.
+// Envelopes lists the key envelopes, newest generation first. Other
+// objects under keys/ are left out with a warning: only an envelope
+// (signed, in a repository with a key signer) can change what
+// credentials do.
 func (r *Repository) Envelopes(ctx context.Context) ([]Envelope, error) {
 	var envs []Envelope
 	if err := r.store.List(ctx, KeysPrefix, func(oi ObjectInfo) error {
 		e, ok := parseEnvelopeName(oi.Name)
 		if !ok {
-			return fmt.Errorf("%w: %s is not a key envelope name (keys/<sha256>[.g<generation>]); remove it if it was put there by hand", ErrCorrupt, oi.Name)
+			r.log.Warn("ignoring an object under keys/ that is not a key envelope (keys/<sha256>[.g<generation>])", "name", oi.Name)
+			return nil
 		}
 		envs = append(envs, e)
 		return nil
@@ -79,17 +81,42 @@ func (r *Repository) Envelopes(ctx context.Context) ([]Envelope, error) {
 	return envs, nil
 }
 
+// SignedEnvelopes reports whether the repository's key envelopes are
+// signed (it has a key signer: created by a lifeboat that signs them).
+func (r *Repository) SignedEnvelopes() bool { return r.config.KeySigner != "" }
+
 // KeyGeneration is the repository's current generation of recipients:
-// the newest of its key envelopes.
+// that of its newest key envelope. An envelope newer than the
+// credential's own generation counts only if the repository's key signer
+// signed it (in a repository without one, its name is taken at its
+// word), so a writer cannot stop the others by planting one.
 func (r *Repository) KeyGeneration(ctx context.Context) (uint32, error) {
 	envs, err := r.Envelopes(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if len(envs) == 0 {
-		return 0, fmt.Errorf("%w: %s has no key envelopes under keys/", ErrCorrupt, r.store.Location())
+	for _, e := range envs {
+		if e.Gen <= r.secrets.Generation || !r.SignedEnvelopes() {
+			return e.Gen, nil
+		}
+		b, err := r.store.Get(ctx, e.Name, 0, -1)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", e.Name, err)
+		}
+		if Hash(b) != e.Hash {
+			r.log.Warn("ignoring a key envelope that does not match its name's hash", "name", e.Name)
+			continue
+		}
+		if _, err := envelopeCiphertext(b, r.config, e.Gen); err != nil {
+			r.log.Warn("ignoring a key envelope the repository's key signer did not sign; remove it unless you know who put it there", "name", e.Name, "err", err)
+			continue
+		}
+		return e.Gen, nil
 	}
-	return envs[0].Gen, nil
+	return 0, fmt.Errorf("%w: %s has no key envelopes under keys/", ErrCorrupt, r.store.Location())
 }
 
 // checkGeneration refuses to write packs when the repository's recipients
@@ -110,14 +137,25 @@ func (r *Repository) checkGeneration(ctx context.Context) error {
 	return fmt.Errorf("%w: this writer key is of generation %d, but the recipients of %s were changed ('lifeboat key', generation %d): packs written with it would be wrapped to the old recipients; install the writer key that 'lifeboat key' wrote (--key-out), or make one with 'lifeboat key writer-key'", ErrStaleKey, r.secrets.Generation, r.store.Location(), cur)
 }
 
+// CheckGeneration is checkGeneration for a commit: a backup that started
+// before a change of recipients wrapped its packs to the old ones, and
+// must not save a snapshot that references them.
+func (r *Repository) CheckGeneration(ctx context.Context) error {
+	if err := r.checkGeneration(ctx); err != nil {
+		return fmt.Errorf("the recipients changed while this ran, so nothing was committed: %w", err)
+	}
+	return nil
+}
+
 // Rekey replaces the repository's recipients: it writes a key envelope of
-// the next generation, sealed to recipients, then removes the older
-// envelopes, so that an identity no longer listed cannot open the
-// repository. It needs an identity, and one of the caller's identities
-// must be among the new recipients. Packs already written stay wrapped
-// to the recipients of their time until a prune with Rewrap rewrites
-// them; new packs must be written with the returned secrets (a writer
-// key of the old generation is refused, see checkGeneration).
+// the next generation, sealed to recipients (and signed, see
+// Config.KeySigner), then removes the older envelopes, so that an
+// identity no longer listed cannot open the repository. It needs an
+// identity, and one of the caller's identities must be among the new
+// recipients. Packs already written stay wrapped to the recipients of
+// their time until a prune with Rewrap rewrites them; new packs must be
+// written with the returned secrets (what the new writer key holds; a
+// writer key of an older generation is refused, see checkGeneration).
 func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, error) {
 	if !r.CanRead() {
 		return nil, errors.New("changing the recipients needs an identity (--identity): a writer key cannot open the key envelopes")
@@ -128,16 +166,15 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 	if _, err := ParseRecipients(recipients); err != nil {
 		return nil, err
 	}
-	envs, err := r.Envelopes(ctx)
+	cur, err := r.KeyGeneration(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if len(envs) == 0 || envs[0].Gen != r.secrets.Generation {
-		newest := uint32(0)
-		if len(envs) > 0 {
-			newest = envs[0].Gen
-		}
-		return nil, fmt.Errorf("%w: this identity opened generation %d of the recipients of %s, but generation %d exists: it is not one of the current recipients", ErrStaleKey, r.secrets.Generation, r.store.Location(), newest)
+	if cur != r.secrets.Generation {
+		return nil, fmt.Errorf("%w: this identity opened generation %d of the recipients of %s, but generation %d exists: it is not one of the current recipients", ErrStaleKey, r.secrets.Generation, r.store.Location(), cur)
+	}
+	if r.secrets.Generation >= GenUnknown-1 {
+		return nil, errors.New("the recipients' generation is at its maximum; copy the snapshots into a new repository")
 	}
 	next := *r.secrets
 	next.Recipients = slices.Clone(recipients)
@@ -147,7 +184,7 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := openEnvelope(env, r.ids); err != nil {
+	if _, err := openEnvelope(env, r.config, next.Generation, r.ids); err != nil {
 		return nil, errors.New("none of the identities given is among the new recipients: the change would lock you out; keep your own recipient, or add the new one first and remove yours with its identity")
 	}
 	name := envelopeName(Hash(env), next.Generation)
@@ -155,21 +192,25 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 		return nil, fmt.Errorf("write key envelope %s: %w", name, err)
 	}
 	// Two changes at once would leave two envelopes of one generation,
-	// and which of them an identity opens would be chance.
+	// and which of them an identity opens would be chance: the change
+	// that finds the other's withdraws its own.
 	after, err := r.Envelopes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range after {
 		if e.Gen == next.Generation && e.Name != name {
-			return nil, fmt.Errorf("another change of recipients ran at the same time (%s and %s are both generation %d): run 'lifeboat key list' and change the recipients again", e.Name, name, next.Generation)
+			if derr := r.store.Delete(ctx, name); derr != nil {
+				return nil, fmt.Errorf("another change of recipients ran at the same time (%s and %s are both generation %d), and withdrawing this one failed (%v): run 'lifeboat key list' and remove the envelope that should not stay", e.Name, name, next.Generation, derr)
+			}
+			return nil, fmt.Errorf("another change of recipients ran at the same time (%s is generation %d too); this one was withdrawn: run 'lifeboat key list', then change the recipients again", e.Name, next.Generation)
 		}
 	}
 	r.secrets = &next
 	if _, err := r.RemoveOldEnvelopes(ctx); err != nil {
-		return &next, fmt.Errorf("the new recipients are in place (%s), but %w; run the command again to remove them", name, err)
+		return next.WriterSecrets(), fmt.Errorf("the new recipients are in place (%s), but %w; remove it with 'lifeboat key cleanup'", name, err)
 	}
-	return &next, nil
+	return next.WriterSecrets(), nil
 }
 
 // RemoveOldEnvelopes removes the key envelopes of generations before the
@@ -195,11 +236,12 @@ func (r *Repository) RemoveOldEnvelopes(ctx context.Context) (int, error) {
 }
 
 // Stranded counts, by generation, the indexed packs that no recipient of
-// next could open: packs of an older generation none of whose recipients
-// is in next. Removing recipients while there are such packs would leave
-// their data to the removed identities alone; 'prune --rewrap' first
-// wraps them to the current recipients. It uses the loaded index. A
-// generation whose recipients are not recorded counts as stranded.
+// next is known to open: packs of an older generation none of whose
+// recipients is in next, and packs of an unknown generation. Removing
+// recipients while there are such packs could leave their data to the
+// removed identities alone; 'prune --rewrap' first wraps them to the
+// current recipients. It uses the loaded index, GC-marked packs included
+// (a prune may yet keep them).
 func (r *Repository) Stranded(next []string) map[uint32]int {
 	keep := map[string]bool{}
 	for _, k := range next {
@@ -210,9 +252,9 @@ func (r *Repository) Stranded(next []string) map[uint32]int {
 	for _, p := range r.index.Packs() {
 		ok, seen := reachable[p.Gen]
 		if !seen {
-			rs, known := r.secrets.RecipientsOf(p.Gen)
+			rs, _ := r.secrets.RecipientsOf(p.Gen) // none for GenUnknown
 			for _, k := range rs {
-				ok = ok || (known && keep[strings.TrimSpace(k)])
+				ok = ok || keep[strings.TrimSpace(k)]
 			}
 			reachable[p.Gen] = ok
 		}

@@ -168,15 +168,103 @@ func TestRekey(t *testing.T) {
 				t.Fatalf("rekey by a removed identity: %v, want ErrStaleKey", err)
 			}
 
-			// An object under keys/ that is not an envelope is named, not
-			// skipped: it could hide a newer generation.
+			// Objects under keys/ that are not envelopes are ignored.
 			if err := st.Put(ctx, chunkstore.KeysPrefix+"notes.txt", []byte("hi")); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := openAs(t, st, chunkstore.Credentials{Identities: bIDs}); !errors.Is(err, chunkstore.ErrCorrupt) || !strings.Contains(err.Error(), "keys/notes.txt") {
-				t.Fatalf("open with a stray object under keys/: %v", err)
+			w2, err := openAs(t, st, chunkstore.Credentials{Writer: asB.Secrets().WriterSecrets()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w2.NewWriter(ctx, chunkstore.WriterOptions{}); err != nil {
+				t.Fatalf("writer with a stray object under keys/: %v", err)
+			}
+			if _, err := openAs(t, st, chunkstore.Credentials{Identities: bIDs}); err != nil {
+				t.Fatalf("identity with a stray object under keys/: %v", err)
 			}
 		})
+	}
+}
+
+// TestPlantedEnvelope: a writer key holds every secret an envelope does
+// but the signing key. An envelope it plants (unsigned, or signed with a
+// key of its own) for a newer generation, sealed to the real recipients
+// and its own, is not opened by identities and does not stop writers.
+func TestPlantedEnvelope(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	st := repos.Store
+	aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacker, _ := newID(t)
+	for _, own := range []bool{false, true} {
+		forged := *repos.Writer.Secrets()
+		forged.Recipients = append(forged.Recipients, attacker)
+		forged.Generation = 5
+		if own {
+			forged.SigningKey = make([]byte, 32)
+			forged.SigningKey[0] = 1
+		}
+		env, err := chunkstore.SealEnvelopeForTest(&forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Put(ctx, chunkstore.KeysPrefix+chunkstore.Hash(env).String()+".g5", env); err != nil {
+			t.Fatal(err)
+		}
+		asA, err := openAs(t, st, chunkstore.Credentials{Identities: aIDs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := asA.Secrets().Generation; g != 0 || len(asA.Secrets().Recipients) != 1 {
+			t.Fatalf("own signing key %v: the identity opened generation %d with recipients %v", own, g, asA.Secrets().Recipients)
+		}
+		if _, err := repos.Writer.NewWriter(ctx, chunkstore.WriterOptions{}); err != nil {
+			t.Fatalf("own signing key %v: the planted envelope stopped the writer: %v", own, err)
+		}
+		if g, err := asA.KeyGeneration(ctx); err != nil || g != 0 {
+			t.Fatalf("own signing key %v: KeyGeneration %d, %v", own, g, err)
+		}
+	}
+}
+
+// TestRekeyUnsigned: a repository created before signed envelopes (no
+// key_signer) still opens and changes recipients, with unsigned
+// envelopes.
+func TestRekeyUnsigned(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	aFile, aRcpt, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aIDs, err := chunkstore.ParseIdentityFile(aFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chunkstore.InitUnsignedForTest(ctx, st, chunkstore.InitOptions{Recipients: []string{aRcpt}}); err != nil {
+		t.Fatal(err)
+	}
+	asA, err := openAs(t, st, chunkstore.Credentials{Identities: aIDs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asA.SignedEnvelopes() || asA.Secrets().SigningKey != nil {
+		t.Fatal("an unsigned repository has a signer")
+	}
+	bRcpt, bIDs := newID(t)
+	if _, err := asA.Rekey(ctx, []string{aRcpt, bRcpt}); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range envelopeNames(t, st) {
+		if strings.HasPrefix(string(b), "LBENV1") || !strings.HasSuffix(name, ".g1") {
+			t.Fatalf("envelope %s of an unsigned repository: signed %v", name, strings.HasPrefix(string(b), "LBENV1"))
+		}
+	}
+	if asB, err := openAs(t, st, chunkstore.Credentials{Identities: bIDs}); err != nil || asB.Secrets().Generation != 1 {
+		t.Fatalf("B in an unsigned repository: %v", err)
 	}
 }
 
@@ -212,5 +300,16 @@ func TestRekeyRace(t *testing.T) {
 	}
 	if _, err := r.Rekey(ctx, []string{aRcpt, bRcpt}); err == nil || !strings.Contains(err.Error(), "at the same time") {
 		t.Fatalf("rekey racing another: %v", err)
+	}
+	// The change that saw the other withdrew its envelope: one of
+	// generation 1 is left (the other's), and the original.
+	gen1 := 0
+	for name := range envelopeNames(t, repos.Store) {
+		if strings.HasSuffix(name, ".g1") {
+			gen1++
+		}
+	}
+	if gen1 != 1 {
+		t.Fatalf("%d envelopes of generation 1 after the race, want the other's only", gen1)
 	}
 }

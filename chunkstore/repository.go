@@ -3,7 +3,9 @@ package chunkstore
 import (
 	"context"
 	"crypto/cipher"
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -80,6 +82,8 @@ type InitOptions struct {
 	// snapshots can be copied from it blob by blob. Its own metadata key,
 	// repository ID and recipients are new all the same.
 	Chunking *Chunking
+
+	unsigned bool // as releases before signed key envelopes (tests)
 }
 
 // Chunking is what decides where a repository cuts file contents into
@@ -147,6 +151,13 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 	if c := opts.Chunking; c != nil {
 		cfg.ChunkMin, cfg.ChunkMax, cfg.ChunkAvgBits = c.Min, c.Max, c.AvgBits
 	}
+	signerPub, signerKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.unsigned {
+		cfg.KeySigner = base64.StdEncoding.EncodeToString(signerPub)
+	}
 	cfgBytes, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
@@ -162,6 +173,9 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 		sec.ChunkKey, sec.Polynomial = c.Key, c.Polynomial
 	}
 	sec.ConfigHash = Hash(cfgBytes)
+	if !opts.unsigned {
+		sec.SigningKey = signerKey.Seed()
+	}
 	env, err := sealEnvelope(sec)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
@@ -173,7 +187,7 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 	if err := st.Put(ctx, ConfigName, cfgBytes); err != nil {
 		return nil, fmt.Errorf("init: write config: %w", err)
 	}
-	return sec, nil
+	return sec.WriterSecrets(), nil
 }
 
 var errStopList = errors.New("stop listing")
@@ -242,13 +256,13 @@ func (r *Repository) unlock(ctx context.Context) (*Secrets, error) {
 			lastErr = fmt.Errorf("%w: %s does not match its hash", ErrCorrupt, e.Name)
 			continue
 		}
-		sec, err := openEnvelope(b, r.ids)
+		sec, err := openEnvelope(b, r.config, e.Gen, r.ids)
 		if err == nil {
-			if sec.Generation != e.Gen {
-				lastErr = fmt.Errorf("%w: %s holds recipients of generation %d, its name says %d", ErrCorrupt, e.Name, sec.Generation, e.Gen)
-				continue
-			}
 			return sec, nil
+		}
+		if errors.Is(err, ErrUnsignedEnvelope) {
+			r.log.Warn("ignoring a key envelope the repository's key signer did not sign; remove it unless you know who put it there", "name", e.Name)
+			continue
 		}
 		var nm *age.NoIdentityMatchError
 		if !errors.As(err, &nm) {
@@ -531,8 +545,8 @@ func (r *Repository) PackKey(p *PackEntry) (*[32]byte, error) {
 	if err != nil {
 		var nm *age.NoIdentityMatchError
 		if errors.As(err, &nm) {
-			if p.Gen < r.secrets.Generation {
-				return nil, fmt.Errorf("pack %s: the identity is not a recipient of this pack's key: the pack is wrapped to the recipients of generation %d, from before 'lifeboat key' changed them; read it with an identity of that generation, or have one run 'lifeboat prune --rewrap'", p.ID.Short(), p.Gen)
+			if p.WrappedBefore(r.secrets.Generation) {
+				return nil, fmt.Errorf("pack %s: the identity is not a recipient of this pack's key: the pack is wrapped to the recipients of %s, from before 'lifeboat key' changed them; read it with an identity of those recipients, or have one run 'lifeboat prune --rewrap'", p.ID.Short(), GenName(p.Gen))
 			}
 			return nil, fmt.Errorf("pack %s: the identity is not a recipient of this pack's key", p.ID.Short())
 		}

@@ -334,6 +334,14 @@ func (w *Writer) Stats() WriterStats {
 // are reused instead of uploaded again. A damaged orphan is skipped and
 // logged. Call after LoadIndex.
 func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) {
+	if r.secrets.Generation > 0 {
+		// Which recipients an orphan is wrapped to is not recorded in
+		// it: after a change of recipients it may be the old ones only.
+		// Deduplicating against it could leave a new snapshot's data to
+		// removed identities; 'repair index' indexes orphans with
+		// generation GenUnknown instead.
+		return 0, nil
+	}
 	entries, _, err := r.UnindexedPacks(ctx)
 	if err != nil || len(entries) == 0 {
 		return 0, err
@@ -432,7 +440,7 @@ func (r *Repository) readUnindexed(ctx context.Context, present map[ID]int64, ma
 				return nil
 			}
 			mu.Lock()
-			entries = append(entries, PackEntry{ID: id, Size: uint32(len(b)), WrappedKey: info.WrappedKey, Blobs: info.Blobs})
+			entries = append(entries, PackEntry{ID: id, Size: uint32(len(b)), WrappedKey: info.WrappedKey, Blobs: info.Blobs, Gen: r.unindexedGen()})
 			mu.Unlock()
 			return nil
 		})

@@ -45,7 +45,7 @@ type PruneResult struct {
 	Packs          int   `json:"packs"`
 	PackBytes      int64 `json:"pack_bytes"`
 	// Packs with both referenced and unreferenced blobs, and the bytes of
-	// the unreferenced ones, before repacking.
+	// the unreferenced ones, before repacking (packs rewrapped aside).
 	PartlyUsedPacks        int   `json:"partly_used_packs"`
 	UnusedBytesInUsedPacks int64 `json:"unused_bytes_in_used_packs"`
 	// Repacked are partly used packs whose referenced blobs were copied
@@ -167,7 +167,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 			continue // unindexed: looked at below
 		}
 		used, unused := ref.usage(loc)
-		if used > 0 && loc.Gen < gen {
+		if used > 0 && loc.WrappedBefore(gen) {
 			res.OldRecipientPacks++
 		}
 		switch {
@@ -175,14 +175,10 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 			candidates = append(candidates, id)
 			res.MarkedBytes += size
 			continue
-		case opts.Rewrap && loc.Gen < gen:
+		case opts.Rewrap && loc.WrappedBefore(gen):
 			rewrap = append(rewrap, partlyUsed{loc, size, unused})
 			res.RewrappedPacks++
 			res.RewrappedBytes += size
-			if unused > 0 {
-				res.PartlyUsedPacks++
-				res.UnusedBytesInUsedPacks += unused
-			}
 		case unused > 0:
 			res.PartlyUsedPacks++
 			res.UnusedBytesInUsedPacks += unused
@@ -818,7 +814,7 @@ func (r *referenced) walk(ctx context.Context, repo *chunkstore.Repository) erro
 // this costs memory for duplicates only.
 func (r *referenced) chooseOwners(idx *chunkstore.Index, packs []*chunkstore.PackEntry) {
 	type score struct {
-		gen   uint32
+		gen   int64 // -1: unknown
 		refs  int
 		waste int64
 	}
@@ -827,7 +823,10 @@ func (r *referenced) chooseOwners(idx *chunkstore.Index, packs []*chunkstore.Pac
 	scores := make(map[chunkstore.ID]score, len(packs))
 	for _, p := range packs {
 		r.live[p.ID] = true
-		s := score{gen: p.Gen}
+		s := score{gen: int64(p.Gen)}
+		if p.Gen == chunkstore.GenUnknown {
+			s.gen = -1
+		}
 		for _, b := range p.Blobs {
 			if r.blobs[b.ID] {
 				s.refs++

@@ -292,3 +292,100 @@ func TestRewrapResumes(t *testing.T) {
 func restored(src, name string) string {
 	return strings.TrimPrefix(filepath.Join(src, name), "/")
 }
+
+// rekeyOnFirstPack changes the recipients (with asA) when the first pack
+// is uploaded: a change made while a backup runs.
+type rekeyOnFirstPack struct {
+	chunkstore.Store
+	once func()
+	done atomic.Bool
+}
+
+func (s *rekeyOnFirstPack) Put(ctx context.Context, name string, data []byte) error {
+	if err := s.Store.Put(ctx, name, data); err != nil {
+		return err
+	}
+	if strings.HasPrefix(name, chunkstore.DataPrefix) && !s.done.Swap(true) {
+		s.once()
+	}
+	return nil
+}
+
+// TestRecipientsChangeDuringBackup: a backup that was running when the
+// recipients changed wrapped its packs to the old ones, so it commits
+// nothing. What it left is not reused by the next backups (which pack
+// holds what it does not say); 'repair index' indexes it as of an
+// unknown generation, which 'key remove' counts as stranded and a
+// rewrap repacks.
+func TestRecipientsChangeDuringBackup(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		big := storetest.Data(31, 5<<20)
+		writeFile(t, filepath.Join(src, "big.bin"), big)
+		aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		aRcpt := repos.Writer.Secrets().Recipients[0]
+		_, bRcpt, bIDs := identity(t)
+		asA := openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs})
+		var sec1 *chunkstore.Secrets
+		st := &rekeyOnFirstPack{Store: repos.Store, once: func() {
+			if sec1, err = asA.Rekey(ctx, []string{aRcpt, bRcpt}); err != nil {
+				t.Error(err)
+			}
+		}}
+		w := openWith(t, st, chunkstore.Credentials{Writer: repos.Writer.Secrets()})
+		_, berr := snapshot.Backup(ctx, w, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
+		if !errors.Is(berr, chunkstore.ErrStaleKey) || !strings.Contains(berr.Error(), "nothing was committed") {
+			t.Fatalf("backup across a change of recipients: %v, want ErrStaleKey at the commit", berr)
+		}
+		if sec1 == nil {
+			t.Fatal("the recipients were not changed")
+		}
+		if n := countObjects(t, repos.Store, chunkstore.SnapshotsPrefix); n != 0 {
+			t.Fatalf("%d snapshots saved by a backup that saw the change", n)
+		}
+
+		// Its packs were indexed before the commit check; remove those
+		// index files, as a kill before the index leaves them.
+		for _, name := range listNames(t, repos.Store, chunkstore.IndexPrefix) {
+			if err := repos.Store.Delete(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The next backup (new key) uploads anew: nothing adopted.
+		res := backupDir(t, openWith(t, repos.Store, chunkstore.Credentials{Writer: sec1}), src)
+		if res.Adopted != 0 {
+			t.Fatalf("a backup after a change adopted %d packs of unknown recipients", res.Adopted)
+		}
+
+		// repair index finds the first backup's packs in the store and
+		// cannot know their generation.
+		asB := openWith(t, repos.Store, chunkstore.Credentials{Identities: bIDs})
+		if _, err := snapshot.RepairIndex(ctx, asB, snapshot.RepairOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		asB = openWith(t, repos.Store, chunkstore.Credentials{Identities: bIDs})
+		unknown := 0
+		for _, p := range asB.Index().Packs() {
+			if p.Gen == chunkstore.GenUnknown {
+				unknown++
+			}
+		}
+		if unknown == 0 {
+			t.Fatal("repair index indexed no pack of unknown generation")
+		}
+		if s := asB.Stranded([]string{bRcpt}); s[chunkstore.GenUnknown] != unknown {
+			t.Fatalf("stranded: %v, want the %d packs of unknown generation", s, unknown)
+		}
+		if _, err := snapshot.Prune(ctx, openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs}), snapshot.PruneOptions{Rewrap: true}); err != nil {
+			t.Fatal(err)
+		}
+		asB = openWith(t, repos.Store, chunkstore.Credentials{Identities: bIDs})
+		if s := asB.Stranded([]string{bRcpt}); len(s) != 0 {
+			t.Fatalf("stranded after the rewrap: %v", s)
+		}
+		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{res.ID: {restored(src, "big.bin"): big}})
+	})
+}

@@ -83,6 +83,11 @@ func (ws *writeSession) commit(ctx context.Context, repo *chunkstore.Repository,
 			defer cancel()
 		}
 	}
+	// A change of recipients since the writer started: its packs are
+	// wrapped to the old ones, which may include a removed identity.
+	if err := repo.CheckGeneration(saveCtx); err != nil {
+		return chunkstore.ID{}, fmt.Errorf("not committing the snapshot: %w", err)
+	}
 	id, err := Save(saveCtx, repo, m)
 	if err != nil {
 		return chunkstore.ID{}, fmt.Errorf("save snapshot: %w", err)

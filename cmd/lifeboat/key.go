@@ -33,13 +33,16 @@ the new generation to --key-out. From then on:
     cannot read them, and a removed identity, with the storage credentials
     and a copy of the old envelope, still could.
 
-The repository's chunk-ID and metadata keys do not change (that would mean
-copying every snapshot into a new repository: 'lifeboat init --recipient'
-and 'lifeboat copy'). A removed identity that saw them keeps what a writer
-key gives: it can list snapshots, not read files.`,
+The repository's chunk-ID and metadata keys do not change. A removed identity
+that saw them keeps what a writer key gives: it can list snapshots, not read
+files. (A new repository with 'init --from-repo' and 'copy' gets a new
+metadata key, but shares the chunk-ID key.)
+
+The key envelopes are signed with a key only identities hold, so a writer
+key cannot plant one; see 'key list' for repositories created before that.`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(newKeyListCmd(g), newKeyChangeCmd(g, "add"), newKeyChangeCmd(g, "remove"), newKeyWriterCmd(g))
+	cmd.AddCommand(newKeyListCmd(g), newKeyChangeCmd(g, "add"), newKeyChangeCmd(g, "remove"), newKeyWriterCmd(g), newKeyCleanupCmd(g))
 	return cmd
 }
 
@@ -101,7 +104,7 @@ func runKeyList(ctx context.Context, g *globals) error {
 		out.Packs = map[uint32]int{}
 		for _, p := range repo.Index().Packs() {
 			out.Packs[p.Gen]++
-			if p.Gen < out.Generation {
+			if p.WrappedBefore(out.Generation) {
 				out.OlderPacks++
 			}
 		}
@@ -132,7 +135,7 @@ func runKeyList(ctx context.Context, g *globals) error {
 		}
 		slices.Sort(gens)
 		for _, gen := range gens {
-			fmt.Fprintf(w, "%d packs written for generation %d\n", out.Packs[gen], gen)
+			fmt.Fprintf(w, "%d packs written for %s\n", out.Packs[gen], chunkstore.GenName(gen))
 		}
 		if out.OlderPacks > 0 {
 			fmt.Fprintf(w, "%d packs are wrapped to older recipients: 'lifeboat prune --rewrap' repacks those in use\n", out.OlderPacks)
@@ -178,11 +181,13 @@ the packs written before are wrapped to the new recipients too; see
 		cmd.Flags().BoolVar(&force, "force", false, "remove even when packs not yet rewrapped would be left to the removed recipients alone")
 		cmd.Long += `
 
-Removing is refused while packs of an earlier generation that none of the
-remaining recipients can open are in use (recipients added since, whose
-packs were not rewrapped yet): their data would be left to the removed
-identities alone. Run 'lifeboat prune --rewrap' with an identity of the old
-recipients first. --force removes all the same.`
+Removing is refused while the index lists packs that none of the remaining
+recipients is known to open: packs of an earlier generation not rewrapped
+yet, whose recipients are all being removed, and packs of an unknown
+generation ('repair index' indexes packs from the store so). Their data would
+be left to the removed identities alone. Run 'lifeboat prune --rewrap' with
+an identity of the old recipients first (packs it leaves in a GC mark count
+until a prune deletes them). --force removes all the same.`
 	}
 	return cmd
 }
@@ -257,7 +262,7 @@ func runKeyChange(ctx context.Context, g *globals, verb string, given []string, 
 		if stranded := repo.Stranded(next); len(stranded) > 0 {
 			var parts []string
 			for gen, n := range stranded {
-				parts = append(parts, fmt.Sprintf("%d of generation %d", n, gen))
+				parts = append(parts, fmt.Sprintf("%d of %s", n, chunkstore.GenName(gen)))
 			}
 			slices.Sort(parts)
 			return fmt.Errorf("key remove: packs in the index (%s) are wrapped only to recipients this removes: no identity left could read them; run 'lifeboat prune --rewrap' with an identity of those recipients first (or --force to remove anyway)", strings.Join(parts, ", "))
@@ -286,6 +291,11 @@ func runKeyChange(ctx context.Context, g *globals, verb string, given []string, 
 		return printJSON(g.stdout, out)
 	}
 	w := g.stdout
+	if !repo.SignedEnvelopes() {
+		fmt.Fprintln(w, "note: this repository was created before key envelopes were signed; anyone who can put")
+		fmt.Fprintln(w, "objects under keys/ (a writer key holder with the storage credentials) could plant an")
+		fmt.Fprintln(w, "envelope identities would open: deny agents s3:PutObject on keys/* (docs/operations.md)")
+	}
 	fmt.Fprintf(w, "repository %s: recipients of generation %d\n", out.RepoID, out.Generation)
 	for _, r := range out.Recipients {
 		fmt.Fprintf(w, "  %s\n", r)
@@ -360,4 +370,37 @@ recipients.`,
 	}
 	cmd.Flags().StringVar(&keyOut, "key-out", "", "where to write the writer key (required)")
 	return cmd
+}
+
+func newKeyCleanupCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove key envelopes of older generations",
+		Long: `Remove the key envelopes of generations older than the current one: what
+'key add' or 'key remove' does last, left undone when it was interrupted or
+the storage credentials could not delete. Until then an identity that was
+removed can still open the repository (to read packs not yet rewrapped).
+Needs an identity of the current recipients.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			repo, err := g.openRepo(ctx, "key cleanup", readAccess)
+			if err != nil {
+				return err
+			}
+			cur, err := repo.KeyGeneration(ctx)
+			if err != nil {
+				return storeError(g.repo, err)
+			}
+			if sec := repo.Secrets(); sec.Generation < cur {
+				return fmt.Errorf("key cleanup: %w: this identity is a recipient only of generation %d, and the current one is %d", chunkstore.ErrStaleKey, sec.Generation, cur)
+			}
+			n, err := repo.RemoveOldEnvelopes(ctx)
+			if err != nil {
+				return fmt.Errorf("key cleanup: %w", storeError(g.repo, err))
+			}
+			fmt.Fprintf(g.stdout, "removed %d key %s of older generations\n", n, plural(n, "envelope", "envelopes"))
+			return nil
+		},
+	}
 }

@@ -128,3 +128,42 @@ func TestKeyCLI(t *testing.T) {
 		t.Errorf("after the refusals: %+v", l)
 	}
 }
+
+// TestKeyRemoveForce: --force removes the only recipient of packs not
+// rewrapped yet, and the remaining identity then cannot read them:
+// check names the generation, and exits 1.
+func TestKeyRemoveForce(t *testing.T) {
+	c := newCLI(t)
+	a := initRepo(t, c, "repo")
+	dir := filepath.Join(c.dir, "d")
+	fixture.Create(t, dir, fixture.Tree{"f": {Content: []byte("only A can read this\n")}})
+	c.ok(a.writer("backup", dir)...)
+	bFile, bRcpt, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := repo{path: a.path, identity: filepath.Join(c.dir, "b.txt"), key: filepath.Join(c.dir, "w1.key")}
+	if err := os.WriteFile(b.identity, bFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(a.reader("key", "add", "--recipient", bRcpt, "--key-out", b.key)...)
+	var aRcpt string
+	for _, l := range strings.Split(c.ok(a.reader("key", "list")...).stdout, "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "age1") && l != bRcpt {
+			aRcpt = l
+		}
+	}
+	if aRcpt == "" {
+		t.Fatal("key list shows no recipient besides B")
+	}
+	c.fails(1, b.reader("key", "remove", "--recipient", aRcpt, "--key-out", filepath.Join(c.dir, "w2.key")), "generation 0", "--force")
+	c.ok(b.reader("key", "remove", "--force", "--recipient", aRcpt, "--key-out", filepath.Join(c.dir, "w2.key"))...)
+	r := c.run(b.reader("check", "--read-data")...)
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "generation 0") {
+		t.Fatalf("check after a forced removal: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	out := c.ok(b.reader("key", "cleanup")...).stdout
+	if !strings.Contains(out, "removed 0 key envelopes") {
+		t.Errorf("key cleanup with nothing to remove:\n%s", out)
+	}
+}
