@@ -7,25 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
-
-func newID(t *testing.T) (recipient string, ids []age.Identity) {
-	t.Helper()
-	file, recipient, err := chunkstore.NewIdentity(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err = chunkstore.ParseIdentityFile(file, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recipient, ids
-}
 
 func envelopeNames(t *testing.T, st chunkstore.Store) map[string][]byte {
 	t.Helper()
@@ -67,7 +52,7 @@ func TestRekey(t *testing.T) {
 				t.Fatal(err)
 			}
 			aRcpt := repos.Writer.Secrets().Recipients[0]
-			bRcpt, bIDs := newID(t)
+			_, bRcpt, bIDs := storetest.Identity(t)
 			gen0 := envelopeNames(t, st)
 			if len(gen0) != 1 {
 				t.Fatalf("init wrote %d envelopes", len(gen0))
@@ -198,7 +183,7 @@ func TestPlantedEnvelope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	attacker, _ := newID(t)
+	_, attacker, _ := storetest.Identity(t)
 	for _, own := range []bool{false, true} {
 		forged := *repos.Writer.Secrets()
 		forged.Recipients = append(forged.Recipients, attacker)
@@ -254,7 +239,7 @@ func TestRekeyUnsigned(t *testing.T) {
 	if asA.SignedEnvelopes() || asA.Secrets().SigningKey != nil {
 		t.Fatal("an unsigned repository has a signer")
 	}
-	bRcpt, bIDs := newID(t)
+	_, bRcpt, bIDs := storetest.Identity(t)
 	if _, err := asA.Rekey(ctx, []string{aRcpt, bRcpt}); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +278,7 @@ func TestRekeyRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	aRcpt := repos.Writer.Secrets().Recipients[0]
-	bRcpt, _ := newID(t)
+	_, bRcpt, _ := storetest.Identity(t)
 	r, err := openAs(t, racingStore{Store: repos.Store, other: []byte("another envelope")}, chunkstore.Credentials{Identities: aIDs})
 	if err != nil {
 		t.Fatal(err)

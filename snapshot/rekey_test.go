@@ -17,20 +17,6 @@ import (
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
-// identity is a new X25519 identity: its file and its recipient.
-func identity(t *testing.T) (file []byte, recipient string, ids []age.Identity) {
-	t.Helper()
-	file, recipient, err := chunkstore.NewIdentity(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err = chunkstore.ParseIdentityFile(file, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return file, recipient, ids
-}
-
 func openWith(t *testing.T, st chunkstore.Store, creds chunkstore.Credentials) *chunkstore.Repository {
 	t.Helper()
 	r, err := chunkstore.Open(context.Background(), st, creds, chunkstore.Options{})
@@ -88,7 +74,7 @@ func TestRekeyAndRewrap(t *testing.T) {
 			t.Fatal(err)
 		}
 		aRcpt := repos.Writer.Secrets().Recipients[0]
-		bFile, bRcpt, bIDs := identity(t)
+		bFile, bRcpt, bIDs := storetest.Identity(t)
 
 		// Add B.
 		asA := openWith(t, st, chunkstore.Credentials{Identities: aIDs})
@@ -238,7 +224,7 @@ func TestRewrapResumes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, bRcpt, _ := identity(t)
+		_, bRcpt, _ := storetest.Identity(t)
 		asA := openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs})
 		if _, err := asA.Rekey(ctx, append(asA.Secrets().Recipients, bRcpt)); err != nil {
 			t.Fatal(err)
@@ -327,7 +313,7 @@ func TestRecipientsChangeDuringBackup(t *testing.T) {
 			t.Fatal(err)
 		}
 		aRcpt := repos.Writer.Secrets().Recipients[0]
-		_, bRcpt, bIDs := identity(t)
+		_, bRcpt, bIDs := storetest.Identity(t)
 		asA := openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs})
 		var sec1 *chunkstore.Secrets
 		st := &rekeyOnFirstPack{Store: repos.Store, once: func() {

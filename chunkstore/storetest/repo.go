@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"filippo.io/age"
+
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 )
@@ -83,4 +85,19 @@ func initRepos(t testing.TB, st chunkstore.Store, chunking *chunkstore.Chunking)
 		t.Fatal(err)
 	}
 	return Repos{Store: st, Writer: w, Reader: r, Identity: idFile}
+}
+
+// Identity is a new X25519 identity: its file, its recipient and the
+// parsed identities.
+func Identity(t testing.TB) (file []byte, recipient string, ids []age.Identity) {
+	t.Helper()
+	file, recipient, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err = chunkstore.ParseIdentityFile(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, recipient, ids
 }

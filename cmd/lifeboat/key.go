@@ -342,18 +342,11 @@ recipients.`,
 				_, _, err := createKeyOut("")
 				return err
 			}
-			repo, err := g.openRepo(ctx, "key writer-key", readAccess)
+			repo, err := openCurrent(ctx, g, "key writer-key")
 			if err != nil {
 				return err
 			}
-			cur, err := repo.KeyGeneration(ctx)
-			if err != nil {
-				return storeError(g.repo, err)
-			}
 			sec := repo.Secrets()
-			if sec.Generation < cur {
-				return fmt.Errorf("key writer-key: %w: this identity is a recipient only of generation %d, and the current one is %d", chunkstore.ErrStaleKey, sec.Generation, cur)
-			}
 			fh, path, err := createKeyOut(keyOut)
 			if err != nil {
 				return err
@@ -384,16 +377,9 @@ Needs an identity of the current recipients.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := g.openRepo(ctx, "key cleanup", readAccess)
+			repo, err := openCurrent(ctx, g, "key cleanup")
 			if err != nil {
 				return err
-			}
-			cur, err := repo.KeyGeneration(ctx)
-			if err != nil {
-				return storeError(g.repo, err)
-			}
-			if sec := repo.Secrets(); sec.Generation < cur {
-				return fmt.Errorf("key cleanup: %w: this identity is a recipient only of generation %d, and the current one is %d", chunkstore.ErrStaleKey, sec.Generation, cur)
 			}
 			n, err := repo.RemoveOldEnvelopes(ctx)
 			if err != nil {
@@ -403,4 +389,21 @@ Needs an identity of the current recipients.`,
 			return nil
 		},
 	}
+}
+
+// openCurrent opens the repository with an identity of the current
+// recipients, for a command (name) that acts on their behalf.
+func openCurrent(ctx context.Context, g *globals, name string) (*chunkstore.Repository, error) {
+	repo, err := g.openRepo(ctx, name, readAccess)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := repo.KeyGeneration(ctx)
+	if err != nil {
+		return nil, storeError(g.repo, err)
+	}
+	if sec := repo.Secrets(); sec.Generation < cur {
+		return nil, fmt.Errorf("%s: %w: this identity is a recipient only of generation %d, and the current one is %d", name, chunkstore.ErrStaleKey, sec.Generation, cur)
+	}
+	return repo, nil
 }
