@@ -55,6 +55,11 @@ func parseEnvelopeName(name string) (Envelope, bool) {
 	return e, true
 }
 
+// maxEnvelope bounds what is read as a key envelope: a few recipients'
+// stanzas and the secrets take a few KiB, a hundred post-quantum ones
+// about 200 KiB.
+const maxEnvelope = 1 << 20
+
 // Envelopes lists the key envelopes, newest generation first. Other
 // objects under keys/ are left out with a warning: only an envelope
 // (signed, in a repository with a key signer) can change what
@@ -65,6 +70,10 @@ func (r *Repository) Envelopes(ctx context.Context) ([]Envelope, error) {
 		e, ok := parseEnvelopeName(oi.Name)
 		if !ok {
 			r.log.Warn("ignoring an object under keys/ that is not a key envelope (keys/<sha256>[.g<generation>])", "name", oi.Name)
+			return nil
+		}
+		if oi.Size > maxEnvelope {
+			r.log.Warn("ignoring an object under keys/ too large to be a key envelope", "name", oi.Name, "size", oi.Size)
 			return nil
 		}
 		envs = append(envs, e)

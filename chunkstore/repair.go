@@ -71,6 +71,11 @@ type IndexRepairOptions struct {
 // A writer key is enough: the trailers and index files are sealed with the
 // metadata key, which writers hold. Nothing is deleted but index files.
 func (r *Repository) RepairIndex(ctx context.Context, opts IndexRepairOptions) (*IndexRepair, error) {
+	// Packs indexed from the store are labelled with the credential's
+	// generation's view (unindexedGen): it must be the current one.
+	if err := r.checkGeneration(ctx); err != nil && !opts.DryRun {
+		return nil, err
+	}
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}

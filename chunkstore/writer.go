@@ -334,12 +334,17 @@ func (w *Writer) Stats() WriterStats {
 // are reused instead of uploaded again. A damaged orphan is skipped and
 // logged. Call after LoadIndex.
 func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) {
-	if r.secrets.Generation > 0 {
+	gen, err := r.KeyGeneration(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if gen > 0 {
 		// Which recipients an orphan is wrapped to is not recorded in
 		// it: after a change of recipients it may be the old ones only.
 		// Deduplicating against it could leave a new snapshot's data to
 		// removed identities; 'repair index' indexes orphans with
-		// generation GenUnknown instead.
+		// generation GenUnknown instead. (The repository's generation,
+		// not the credential's: a stale key must not label them 0.)
 		return 0, nil
 	}
 	entries, _, err := r.UnindexedPacks(ctx)

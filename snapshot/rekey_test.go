@@ -340,6 +340,17 @@ func TestRecipientsChangeDuringBackup(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// The old writer key is refused before it indexes anything, and
+		// so is its repair index.
+		if _, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"}); !errors.Is(err, chunkstore.ErrStaleKey) {
+			t.Fatalf("backup with the old writer key: %v", err)
+		}
+		if _, err := snapshot.RepairIndex(ctx, repos.Writer, snapshot.RepairOptions{}); !errors.Is(err, chunkstore.ErrStaleKey) {
+			t.Fatalf("repair index with the old writer key: %v", err)
+		}
+		if n := countObjects(t, repos.Store, chunkstore.IndexPrefix); n != 0 {
+			t.Fatalf("%d index files written with the old writer key", n)
+		}
 		// The next backup (new key) uploads anew: nothing adopted.
 		res := backupDir(t, openWith(t, repos.Store, chunkstore.Credentials{Writer: sec1}), src)
 		if res.Adopted != 0 {
@@ -373,5 +384,35 @@ func TestRecipientsChangeDuringBackup(t *testing.T) {
 			t.Fatalf("stranded after the rewrap: %v", s)
 		}
 		verifyRestores(t, repos, map[chunkstore.ID]map[string][]byte{res.ID: {restored(src, "big.bin"): big}})
+	})
+}
+
+// TestRecipientsChangeDuringRewrite: a rewrite whose new trees were
+// written before a change of recipients saves no snapshot.
+func TestRecipientsChangeDuringRewrite(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, repos storetest.Repos, src string) {
+		ctx := context.Background()
+		writeFile(t, filepath.Join(src, "keep"), []byte("keep"))
+		writeFile(t, filepath.Join(src, "secret"), []byte("remove me"))
+		backupDir(t, repos.Writer, src)
+		aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, bRcpt, _ := storetest.Identity(t)
+		changer := openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs})
+		st := &rekeyOnFirstPack{Store: repos.Store, once: func() {
+			if _, err := changer.Rekey(ctx, append(changer.Secrets().Recipients, bRcpt)); err != nil {
+				t.Error(err)
+			}
+		}}
+		r := openWith(t, st, chunkstore.Credentials{Identities: aIDs})
+		_, err = snapshot.RewriteSnapshots(ctx, r, snapshot.RewriteOptions{Exclude: []string{"secret"}})
+		if !errors.Is(err, chunkstore.ErrStaleKey) {
+			t.Fatalf("rewrite across a change of recipients: %v, want ErrStaleKey", err)
+		}
+		if n := countObjects(t, repos.Store, chunkstore.SnapshotsPrefix); n != 1 {
+			t.Fatalf("%d snapshots after the refused rewrite, want the original only", n)
+		}
 	})
 }

@@ -253,6 +253,11 @@ func commitRepaired(ctx context.Context, repo *chunkstore.Repository, sess *chun
 	defer cancelHeld()
 	saveCtx, cancel := context.WithDeadline(wctx, commitBy) // the earlier of the two
 	defer cancel()
+	// As in writeSession.commit: trees written before a change of
+	// recipients are wrapped to the old ones.
+	if err := repo.CheckGeneration(saveCtx); err != nil {
+		return chunkstore.ID{}, fmt.Errorf("not committing: %w", err)
+	}
 	return Save(saveCtx, repo, m)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -93,8 +94,8 @@ func runKeyList(ctx context.Context, g *globals) error {
 	for _, e := range envs {
 		out.Envelopes = append(out.Envelopes, keyEnvelope{Name: e.Name, Generation: e.Gen})
 	}
-	if len(envs) > 0 {
-		out.Generation = envs[0].Gen
+	if out.Generation, err = repo.KeyGeneration(ctx); err != nil {
+		return storeError(g.repo, err)
 	}
 	out.Stale = sec.Generation < out.Generation
 	if repo.CanRead() {
@@ -113,6 +114,7 @@ func runKeyList(ctx context.Context, g *globals) error {
 		return printJSON(g.stdout, out)
 	}
 	w := g.stdout
+	warnUnsigned(w, repo)
 	fmt.Fprintf(w, "repository %s, recipients of generation %d\n", out.RepoID, out.Generation)
 	for _, e := range out.Envelopes {
 		fmt.Fprintf(w, "  envelope %s (generation %d)\n", e.Name, e.Generation)
@@ -291,11 +293,7 @@ func runKeyChange(ctx context.Context, g *globals, verb string, given []string, 
 		return printJSON(g.stdout, out)
 	}
 	w := g.stdout
-	if !repo.SignedEnvelopes() {
-		fmt.Fprintln(w, "note: this repository was created before key envelopes were signed; anyone who can put")
-		fmt.Fprintln(w, "objects under keys/ (a writer key holder with the storage credentials) could plant an")
-		fmt.Fprintln(w, "envelope identities would open: deny agents s3:PutObject on keys/* (docs/operations.md)")
-	}
+	warnUnsigned(w, repo)
 	fmt.Fprintf(w, "repository %s: recipients of generation %d\n", out.RepoID, out.Generation)
 	for _, r := range out.Recipients {
 		fmt.Fprintf(w, "  %s\n", r)
@@ -406,4 +404,15 @@ func openCurrent(ctx context.Context, g *globals, name string) (*chunkstore.Repo
 		return nil, fmt.Errorf("%s: %w: this identity is a recipient only of generation %d, and the current one is %d", name, chunkstore.ErrStaleKey, sec.Generation, cur)
 	}
 	return repo, nil
+}
+
+// warnUnsigned says what a repository without signed key envelopes
+// (created by an earlier release) does not protect against.
+func warnUnsigned(w io.Writer, repo *chunkstore.Repository) {
+	if repo.SignedEnvelopes() {
+		return
+	}
+	fmt.Fprintln(w, "note: this repository was created before key envelopes were signed; anyone who can put")
+	fmt.Fprintln(w, "objects under keys/ (a writer key holder with the storage credentials) could plant an")
+	fmt.Fprintln(w, "envelope identities would open: deny agents s3:PutObject on keys/* (docs/operations.md)")
 }
