@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"syscall"
@@ -665,38 +666,54 @@ func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, p
 	if err != nil {
 		return 0, err
 	}
-	var plain []byte
+	// Packs are handled by a worker per core, each reading one whole pack
+	// and decoding, verifying and sealing its blobs again (the Writer
+	// takes blobs from many goroutines): a rewrap repacks every pack.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(2, min(runtime.GOMAXPROCS(0), 4)))
 	for _, p := range packs {
-		name := chunkstore.PackName(p.pack.ID)
-		b, err := repo.Store().Get(ctx, name, 0, -1)
-		if err != nil {
-			return 0, fmt.Errorf("repack: read %s: %w", name, err)
-		}
-		if chunkstore.Hash(b) != p.pack.ID {
-			return 0, fmt.Errorf("%w: repack: %s does not match its hash (damaged); run 'lifeboat check'", ErrPruneUnsafe, name)
-		}
-		key, err := repo.PackKey(p.pack)
-		if err != nil {
-			return 0, fmt.Errorf("%w: repack %s: %v", ErrPruneUnsafe, name, err)
-		}
-		for _, bl := range p.pack.Blobs {
-			if !ref.blobs[bl.ID] || !idx.Reserve(bl.ID) {
-				continue
-			}
-			plain, err = openPackBlob(repo, key, bl, b, name, plain)
-			if err != nil {
-				idx.Unreserve(bl.ID)
-				return 0, fmt.Errorf("%w: repack %s: blob %s: %v; run 'lifeboat check'", ErrPruneUnsafe, name, bl.ID.Short(), err)
-			}
-			if _, err := w.SaveReserved(ctx, bl.Type, bl.ID, plain); err != nil {
-				return 0, fmt.Errorf("repack: %w", err)
-			}
-		}
+		g.Go(func() error { return repackOne(gctx, repo, ref, w, p.pack) })
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
 	}
 	if err := w.Flush(ctx); err != nil {
 		return 0, fmt.Errorf("repack: %w", err)
 	}
 	return w.Stats().StoredAdded, nil
+}
+
+// repackOne copies the referenced blobs of pack that no pack staying
+// holds (see repack) into w.
+func repackOne(ctx context.Context, repo *chunkstore.Repository, ref *referenced, w *chunkstore.Writer, pack *chunkstore.PackEntry) error {
+	idx := repo.Index()
+	name := chunkstore.PackName(pack.ID)
+	b, err := repo.Store().Get(ctx, name, 0, -1)
+	if err != nil {
+		return fmt.Errorf("repack: read %s: %w", name, err)
+	}
+	if chunkstore.Hash(b) != pack.ID {
+		return fmt.Errorf("%w: repack: %s does not match its hash (damaged); run 'lifeboat check'", ErrPruneUnsafe, name)
+	}
+	key, err := repo.PackKey(pack)
+	if err != nil {
+		return fmt.Errorf("%w: repack %s: %v", ErrPruneUnsafe, name, err)
+	}
+	var plain []byte
+	for _, bl := range pack.Blobs {
+		if !ref.blobs[bl.ID] || !idx.Reserve(bl.ID) {
+			continue
+		}
+		plain, err = openPackBlob(repo, key, bl, b, name, plain)
+		if err != nil {
+			idx.Unreserve(bl.ID)
+			return fmt.Errorf("%w: repack %s: blob %s: %v; run 'lifeboat check'", ErrPruneUnsafe, name, bl.ID.Short(), err)
+		}
+		if _, err := w.SaveReserved(ctx, bl.Type, bl.ID, plain); err != nil {
+			return fmt.Errorf("repack: %w", err)
+		}
+	}
+	return nil
 }
 
 // openPackBlob authenticates and decodes blob bl of pack name, whose
