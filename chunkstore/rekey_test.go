@@ -3,11 +3,14 @@ package chunkstore_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
@@ -296,5 +299,56 @@ func TestRekeyRace(t *testing.T) {
 	}
 	if gen1 != 1 {
 		t.Fatalf("%d envelopes of generation 1 after the race, want the other's only", gen1)
+	}
+}
+
+// TestSignerPinned: an identity that opened a repository remembers, in
+// its cache, the repository ID and key signer at that location, and
+// refuses a repository presented there later with others: config and
+// keys/ replaced, as someone who can put objects there could to make it
+// trust recipients of their choosing.
+func TestSignerPinned(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	cache := t.TempDir()
+	_, rcpt, ids := storetest.Identity(t)
+	initAt := func() chunkstore.Store {
+		t.Helper()
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		st, err := local.Open(dir, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}}); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	open := func(st chunkstore.Store) error {
+		_, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
+		return err
+	}
+	st := initAt()
+	for range 2 {
+		if err := open(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st = initAt() // another repository, same place, same recipient
+	err := open(st)
+	if !errors.Is(err, chunkstore.ErrCorrupt) || !strings.Contains(err.Error(), "saw") {
+		t.Fatalf("open of a replaced repository: %v, want a refusal", err)
+	}
+	pins, _ := filepath.Glob(filepath.Join(cache, "signers", "*"))
+	if len(pins) != 1 {
+		t.Fatalf("%d pins", len(pins))
+	}
+	if err := os.Remove(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(st); err != nil {
+		t.Fatalf("open once the pin is removed: %v", err)
 	}
 }

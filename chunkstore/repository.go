@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -230,8 +231,41 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 	r.hasher = NewChunkHasher(r.secrets.ChunkKey)
 	if opts.CacheDir != "" {
 		r.cache = filepath.Join(opts.CacheDir, cfg.ID)
+		if r.CanRead() {
+			if err := r.pinSigner(opts.CacheDir); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return r, nil
+}
+
+// pinSigner remembers, per location, the repository ID and key signer the
+// first time an identity opens it there, and refuses them when they have
+// changed since. An identity knows nothing of a repository but what it
+// reads there, so whoever can replace config and keys/ could present a
+// signer (or a repository) of its own; on a machine that opened the
+// repository before (a drill runner, an operator's workstation), this
+// catches it.
+func (r *Repository) pinSigner(cacheDir string) error {
+	loc := sha256.Sum256([]byte(r.store.Location()))
+	path := filepath.Join(cacheDir, "signers", hex.EncodeToString(loc[:]))
+	signer := r.config.KeySigner
+	if signer == "" {
+		signer = "none"
+	}
+	want := r.config.ID + " " + signer
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && strings.TrimSpace(string(b)) != want:
+		return fmt.Errorf("%w: %s is repository %s with key signer %s, but this machine saw %q there before (%s): its config and key envelopes may have been replaced to make you trust new recipients; find out who changed them, and remove that file only if the change is known (a repository created again at the same place)", ErrCorrupt, r.store.Location(), r.config.ID[:12], signer, strings.TrimSpace(string(b)), path)
+	case err == nil:
+		return nil
+	}
+	if werr := writeCacheFile(path, []byte(want+"\n")); werr != nil {
+		r.log.Debug("could not remember the key signer", "err", werr)
+	}
+	return nil
 }
 
 // unlock opens the newest key envelope one of the identities is a
