@@ -208,7 +208,7 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 		return nil, err
 	}
 	for _, e := range after {
-		if e.Gen == next.Generation && e.Name != name {
+		if e.Gen == next.Generation && e.Name != name && r.genuine(ctx, e) {
 			if derr := r.store.Delete(ctx, name); derr != nil {
 				return nil, fmt.Errorf("another change of recipients ran at the same time (%s and %s are both generation %d), and withdrawing this one failed (%v): run 'lifeboat key list' and remove the envelope that should not stay", e.Name, name, next.Generation, derr)
 			}
@@ -220,6 +220,21 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 		return next.WriterSecrets(), fmt.Errorf("the new recipients are in place (%s), but %w; remove it with 'lifeboat key cleanup'", name, err)
 	}
 	return next.WriterSecrets(), nil
+}
+
+// genuine reports whether envelope e verifies against the repository's
+// key signer (any envelope does in a repository without one): a planted
+// one must not make a change withdraw itself.
+func (r *Repository) genuine(ctx context.Context, e Envelope) bool {
+	if !r.SignedEnvelopes() {
+		return true
+	}
+	b, err := r.store.Get(ctx, e.Name, 0, -1)
+	if err != nil {
+		return true // unknown: take the cautious side
+	}
+	_, err = envelopeCiphertext(b, r.config, e.Gen)
+	return err == nil && Hash(b) == e.Hash
 }
 
 // RemoveOldEnvelopes removes the key envelopes of generations before the

@@ -240,6 +240,26 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 	return r, nil
 }
 
+// ErrRepositoryChanged is returned when the repository at a location is
+// not the one this machine's cache saw there (see pinSigner).
+var ErrRepositoryChanged = errors.New("repository changed")
+
+// pinPath is where the cache under cacheDir remembers the repository at
+// location.
+func pinPath(cacheDir, location string) string {
+	loc := sha256.Sum256([]byte(location))
+	return filepath.Join(cacheDir, "signers", hex.EncodeToString(loc[:]))
+}
+
+// Unpin forgets the repository the cache under cacheDir remembers at
+// location: 'lifeboat init' calls it after creating a repository there.
+func Unpin(cacheDir, location string) error {
+	if err := os.Remove(pinPath(cacheDir, location)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
 // pinSigner remembers, per location, the repository ID and key signer the
 // first time an identity opens it there, and refuses them when they have
 // changed since. An identity knows nothing of a repository but what it
@@ -248,8 +268,7 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 // repository before (a drill runner, an operator's workstation), this
 // catches it.
 func (r *Repository) pinSigner(cacheDir string) error {
-	loc := sha256.Sum256([]byte(r.store.Location()))
-	path := filepath.Join(cacheDir, "signers", hex.EncodeToString(loc[:]))
+	path := pinPath(cacheDir, r.store.Location())
 	signer := r.config.KeySigner
 	if signer == "" {
 		signer = "none"
@@ -258,7 +277,7 @@ func (r *Repository) pinSigner(cacheDir string) error {
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil && strings.TrimSpace(string(b)) != want:
-		return fmt.Errorf("%w: %s is repository %s with key signer %s, but this machine saw %q there before (%s): its config and key envelopes may have been replaced to make you trust new recipients; find out who changed them, and remove that file only if the change is known (a repository created again at the same place)", ErrCorrupt, r.store.Location(), r.config.ID[:12], signer, strings.TrimSpace(string(b)), path)
+		return fmt.Errorf("%w: %s is repository %s with key signer %s, but this machine saw %q there before: its config and key envelopes may have been replaced to make you trust other recipients; find out who changed them. If the repository was knowingly created again there, run: rm %s", ErrRepositoryChanged, r.store.Location(), r.config.ID[:12], signer, strings.TrimSpace(string(b)), path)
 	case err == nil:
 		return nil
 	}

@@ -59,6 +59,11 @@ type PruneResult struct {
 	// recipients in use (those a Rewrap repacks); without Rewrap none is
 	// repacked for that reason.
 	RewrappedPacks    int   `json:"rewrapped_packs"`
+	// KeptUnindexed are packs no index lists that hold referenced blobs:
+	// kept, for a backup to adopt. After a change of recipients backups
+	// no longer do (UnindexedNeedRepair): 'repair index' indexes them.
+	KeptUnindexed       int  `json:"kept_unindexed_packs,omitempty"`
+	UnindexedNeedRepair bool `json:"unindexed_need_repair,omitempty"`
 	RewrappedBytes    int64 `json:"rewrapped_bytes"`
 	OldRecipientPacks int   `json:"old_recipient_packs"`
 	// Marked are the packs found unreferenced by this run (a new GC mark).
@@ -204,8 +209,13 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		if !ref.anyReferenced(p) {
 			candidates = append(candidates, p.ID)
 			res.MarkedBytes += int64(p.Size)
+		} else {
+			res.KeptUnindexed++
 		}
 	}
+	// After a change of recipients backups no longer adopt such packs
+	// (chunkstore.AdoptOrphans), so they stay until 'repair index'.
+	res.UnindexedNeedRepair = res.KeptUnindexed > 0 && gen > 0
 	for _, name := range damaged {
 		id, _ := chunkstore.ParsePackName(name)
 		if !inMark[id] {
@@ -662,19 +672,30 @@ func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, p
 	// then stores each one anew; blobs kept elsewhere stay found.
 	idx.SetExcluded(excluded)
 	defer idx.SetExcluded(nil)
-	w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
+	// On failure the writer's uploaders stop with wctx, and what they
+	// held reserved is released.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := repo.NewWriter(wctx, chunkstore.WriterOptions{})
 	if err != nil {
 		return 0, err
 	}
 	// Packs are handled by a worker per core, each reading one whole pack
 	// and decoding, verifying and sealing its blobs again (the Writer
 	// takes blobs from many goroutines): a rewrap repacks every pack.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(2, min(runtime.GOMAXPROCS(0), 4)))
+	// Each holds a pack in memory: at most 256 MiB of them.
+	workers := min(max(2, runtime.GOMAXPROCS(0)), 4, max(1, (256<<20)/repo.Config().PackSize))
+	g, gctx := errgroup.WithContext(wctx)
+	g.SetLimit(workers)
 	for _, p := range packs {
+		if gctx.Err() != nil {
+			break
+		}
 		g.Go(func() error { return repackOne(gctx, repo, ref, w, p.pack) })
 	}
 	if err := g.Wait(); err != nil {
+		cancel()
+		idx.ClearPending()
 		return 0, err
 	}
 	if err := w.Flush(ctx); err != nil {

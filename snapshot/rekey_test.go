@@ -259,6 +259,20 @@ func TestRewrapResumes(t *testing.T) {
 		if res.RewrappedPacks != 0 || res.RepackWritten != 0 || res.DeletedPacks < old {
 			t.Fatalf("rewrap after one stopped before its mark: %+v; want the %d old packs deleted, nothing copied again", res, old)
 		}
+		// The pack the failed rewrap uploaded is listed by no index and
+		// holds data in use: prune keeps it and, backups no longer
+		// adopting it, says to repair the index; after that a prune
+		// drops it (a current-generation pack holds the same blobs).
+		if res.KeptUnindexed == 0 || !res.UnindexedNeedRepair {
+			t.Fatalf("rewrap after the failures: kept %d unindexed packs, advice %v; want the failed rewrap's pack kept and named", res.KeptUnindexed, res.UnindexedNeedRepair)
+		}
+		if _, err := snapshot.RepairIndex(ctx, openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs}), snapshot.RepairOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		res, err = snapshot.Prune(ctx, openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs}), snapshot.PruneOptions{Rewrap: true})
+		if err != nil || res.KeptUnindexed != 0 || res.RepackWritten != 0 || res.DeletedPacks == 0 {
+			t.Fatalf("prune after repair index: %+v, %v; want the leftover deleted, nothing copied", res, err)
+		}
 		after := openWith(t, repos.Store, chunkstore.Credentials{Identities: aIDs})
 		present, err := after.ListPacks(ctx)
 		if err != nil {
@@ -268,6 +282,9 @@ func TestRewrapResumes(t *testing.T) {
 			if _, ok := present[p.ID]; ok && p.Gen != 1 {
 				t.Errorf("pack %s of generation %d left", p.ID.Short(), p.Gen)
 			}
+		}
+		if len(present) != len(after.Index().Packs()) {
+			t.Errorf("%d packs stored, %d indexed", len(present), len(after.Index().Packs()))
 		}
 		verifyRestores(t, repos, want)
 	})

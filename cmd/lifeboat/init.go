@@ -185,6 +185,13 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 		return storeError(g.repo, err)
 	}
 	out.RepoID = sec.RepoID
+	// A repository created again where one was: this machine's cache
+	// must not take it for a replaced one.
+	if !g.noCache && g.cacheDir != "" {
+		if err := chunkstore.Unpin(g.cacheDir, st.Location()); err != nil {
+			g.log.Warn("could not forget the repository this cache saw here before", "err", err)
+		}
+	}
 	keyBytes, err := chunkstore.MarshalWriterKey(sec)
 	if err == nil {
 		err = writeSync(created[len(created)-1], keyBytes)

@@ -71,8 +71,9 @@ func newKeyListCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "Show the recipients, the key envelopes and the packs of older recipients",
 		Long: `Show the repository's generation of recipients, its key envelopes, and the
-recipients of the credential given. With a writer key, say whether it is out
-of date. With an identity, also count the packs by the generation of the
+recipients of the credential given, and whether the credential is out of
+date (a writer key of an older generation, or an identity that was removed
+but still opens a leftover envelope). With an identity, also count the packs by the generation of the
 recipients they were written for: those of older generations wait for
 'lifeboat prune --rewrap'.`,
 		Args: noArgs,

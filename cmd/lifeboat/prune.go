@@ -125,6 +125,9 @@ func printPrune(w io.Writer, r *snapshot.PruneResult) {
 	if r.RepackWritten > 0 {
 		fmt.Fprintf(w, "repacking wrote %s of new packs\n", formatBytes(r.RepackWritten))
 	}
+	if r.UnindexedNeedRepair {
+		fmt.Fprintf(w, "%d packs no index lists hold data snapshots use (left by an interrupted backup or rewrap); since the recipients were changed backups no longer reuse them: run 'lifeboat repair index', then 'lifeboat prune --rewrap'\n", r.KeptUnindexed)
+	}
 	if r.PendingMarks > 0 {
 		fmt.Fprintf(w, "%d packs wait for %d %s that started before they were marked:\n", r.PendingPacks, len(r.Waiting), plural(len(r.Waiting), "backup", "backups"))
 		for _, s := range r.Waiting {
