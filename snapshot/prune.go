@@ -58,14 +58,14 @@ type PruneResult struct {
 	// counted in Repacked too). OldRecipientPacks are the packs of older
 	// recipients in use (those a Rewrap repacks); without Rewrap none is
 	// repacked for that reason.
-	RewrappedPacks int `json:"rewrapped_packs"`
+	RewrappedPacks    int   `json:"rewrapped_packs"`
+	RewrappedBytes    int64 `json:"rewrapped_bytes"`
+	OldRecipientPacks int   `json:"old_recipient_packs"`
 	// KeptUnindexed are packs no index lists that hold referenced blobs:
 	// kept, for a backup to adopt. After a change of recipients backups
 	// no longer do (UnindexedNeedRepair): 'repair index' indexes them.
-	KeptUnindexed       int   `json:"kept_unindexed_packs,omitempty"`
-	UnindexedNeedRepair bool  `json:"unindexed_need_repair,omitempty"`
-	RewrappedBytes      int64 `json:"rewrapped_bytes"`
-	OldRecipientPacks   int   `json:"old_recipient_packs"`
+	KeptUnindexed       int  `json:"kept_unindexed_packs,omitempty"`
+	UnindexedNeedRepair bool `json:"unindexed_need_repair,omitempty"`
 	// Marked are the packs found unreferenced by this run (a new GC mark).
 	MarkedPacks int   `json:"marked_packs"`
 	MarkedBytes int64 `json:"marked_bytes"`
