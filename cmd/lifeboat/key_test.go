@@ -167,3 +167,37 @@ func TestKeyRemoveForce(t *testing.T) {
 		t.Errorf("key cleanup with nothing to remove:\n%s", out)
 	}
 }
+
+// TestRepositoryReplacedOrCreatedAgain: an identity whose cache saw a
+// repository refuses another one presented at the same place (exit 1,
+// naming the file to remove), unless 'lifeboat init' created it there
+// on this machine.
+func TestRepositoryReplacedOrCreatedAgain(t *testing.T) {
+	c := newCLI(t)
+	a := initRepo(t, c, "repo")
+	c.ok(a.reader("snapshots")...) // the cache now knows the repository
+	// Replaced behind this machine's back: another repository for the
+	// same identity, made with another cache.
+	if err := os.RemoveAll(a.path); err != nil {
+		t.Fatal(err)
+	}
+	idFile, err := os.ReadFile(a.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(idFile), "# public key: ")
+	recipient, _, _ := strings.Cut(rest, "\n")
+	if !ok || !strings.HasPrefix(recipient, "age1") {
+		t.Fatalf("no public key in %s", a.identity)
+	}
+	other := c.with("XDG_CACHE_HOME=" + filepath.Join(c.dir, "elsewhere"))
+	other.ok("init", "--repo", a.path, "--recipient", recipient, "--key-out", filepath.Join(c.dir, "k2"))
+	c.fails(1, a.reader("snapshots"), "this machine saw", "rm ")
+
+	// Created again here, by this machine: no complaint.
+	if err := os.RemoveAll(a.path); err != nil {
+		t.Fatal(err)
+	}
+	c.ok("init", "--repo", a.path, "--recipient", recipient, "--key-out", filepath.Join(c.dir, "k3"))
+	c.ok(a.reader("snapshots")...)
+}
