@@ -268,7 +268,7 @@ func runKeyChange(ctx context.Context, g *globals, verb string, given []string, 
 				parts = append(parts, fmt.Sprintf("%d of %s", n, chunkstore.GenName(gen)))
 			}
 			slices.Sort(parts)
-			return fmt.Errorf("key remove: packs in the index (%s) are wrapped only to recipients this removes: no identity left could read them; run 'lifeboat prune --rewrap' with an identity of those recipients first (or --force to remove anyway)", strings.Join(parts, ", "))
+			return fmt.Errorf("key remove: packs in the index (%s) are wrapped only to recipients this removes, or to recipients not recorded: no identity left is known to read them; run 'lifeboat prune --rewrap' with an identity of those recipients first (or --force to remove anyway)", strings.Join(parts, ", "))
 		}
 	}
 	fh, path, err := createKeyOut(keyOut)
