@@ -191,17 +191,29 @@ func TestRekeyAndRewrap(t *testing.T) {
 	})
 }
 
-// failingPuts fails every Put of a pack after the first ok.
+// failingPuts stores the first pack and fails every later one, each
+// only once the first is stored: uploads run in parallel, and a failure
+// cancels the others, which could otherwise abort the first in flight.
 type failingPuts struct {
 	chunkstore.Store
-	ok atomic.Int32
+	n     atomic.Int32
+	first chan struct{}
+}
+
+func newFailingPuts(st chunkstore.Store) *failingPuts {
+	return &failingPuts{Store: st, first: make(chan struct{})}
 }
 
 func (s *failingPuts) Put(ctx context.Context, name string, data []byte) error {
-	if strings.HasPrefix(name, chunkstore.DataPrefix) && s.ok.Add(-1) < 0 {
-		return chunkstore.Permanent(errors.New("injected: disk full"))
+	if !strings.HasPrefix(name, chunkstore.DataPrefix) {
+		return s.Store.Put(ctx, name, data)
 	}
-	return s.Store.Put(ctx, name, data)
+	if s.n.Add(1) == 1 {
+		defer close(s.first)
+		return s.Store.Put(context.WithoutCancel(ctx), name, data)
+	}
+	<-s.first
+	return chunkstore.Permanent(errors.New("injected: disk full"))
 }
 
 // TestRewrapResumes: a rewrap that stops part-way leaves a repository
@@ -239,8 +251,7 @@ func TestRewrapResumes(t *testing.T) {
 			t.Fatalf("%d packs; the test needs several", old)
 		}
 
-		fp := &failingPuts{Store: repos.Store}
-		fp.ok.Store(1)
+		fp := newFailingPuts(repos.Store)
 		if _, err := snapshot.Prune(ctx, openWith(t, fp, chunkstore.Credentials{Identities: aIDs}), snapshot.PruneOptions{Rewrap: true}); err == nil || !strings.Contains(err.Error(), "disk full") {
 			t.Fatalf("rewrap on a failing store: %v", err)
 		}
