@@ -9,13 +9,15 @@ import (
 // Hooks into unexported decoders of repository bytes, for the fuzz and
 // custody tests in package chunkstore_test.
 var (
-	OpenMetaForTest          = openMeta
-	SealMetaForTest          = sealMeta
-	ParseTrailerForTest      = parseTrailer
-	DecodeBlobPayloadForTest = decodeBlobPayload
-	EncodeBlobPayloadForTest = encodeBlobPayload
-	KindTrailerForTest       = kindTrailer
-	SealEnvelopeForTest      = sealEnvelope
+	OpenMetaForTest           = openMeta
+	SealMetaForTest           = sealMeta
+	ParseTrailerForTest       = parseTrailer
+	DecodeBlobPayloadForTest  = decodeBlobPayload
+	EncodeBlobPayloadForTest  = encodeBlobPayload
+	KindTrailerForTest        = kindTrailer
+	SealEnvelopeForTest       = sealEnvelope
+	OpenEnvelopeForTest       = openEnvelope
+	EnvelopeCiphertextForTest = envelopeCiphertext
 )
 
 // OpenBlobForTest authenticates and decrypts one sealed blob with key.

@@ -435,3 +435,46 @@ func FuzzParseIdentityFile(f *testing.F) {
 		}
 	})
 }
+
+// FuzzKeyEnvelope: whatever bytes lie under keys/ as a newer generation's
+// envelope, checking and opening them answers with an error or secrets,
+// never a panic; and only the genuine envelope (signed by the
+// repository's key signer) opens as that generation.
+func FuzzKeyEnvelope(f *testing.F) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(f, mem.New())
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	full, err := chunkstore.Open(ctx, repos.Store, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	cfg := full.Config()
+	next := *full.Secrets()
+	next.Generation = 1
+	genuine, err := chunkstore.SealEnvelopeForTest(&next)
+	if err != nil {
+		f.Fatal(err)
+	}
+	unsigned := next
+	unsigned.SigningKey = nil
+	plain, err := chunkstore.SealEnvelopeForTest(&unsigned)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(genuine)
+	f.Add(plain)
+	f.Add(genuine[:len(genuine)/2])
+	f.Add([]byte("LBENV1\n\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := chunkstore.OpenEnvelopeForTest(b, cfg, 1, ids)
+		if err == nil && !bytes.Equal(b, genuine) {
+			t.Fatalf("opened %d bytes that are not the genuine envelope for generation 1 (recipients %v)", len(b), s.Recipients)
+		}
+		if _, err := chunkstore.EnvelopeCiphertextForTest(b, cfg, 1); err == nil && !bytes.Equal(b, genuine) {
+			t.Fatal("a forged envelope verified")
+		}
+	})
+}
