@@ -195,11 +195,19 @@ until a prune deletes them). --force removes all the same.`
 	return cmd
 }
 
+// needKeyOut refuses a missing --key-out before the repository is opened.
+func needKeyOut(keyOut string) error {
+	if keyOut == "" {
+		return usageError("--key-out is required: the writer key of the new generation is what the machines that back up need")
+	}
+	return nil
+}
+
 // createKeyOut creates the writer key file exclusively, before anything
 // changes in the repository.
 func createKeyOut(keyOut string) (*os.File, string, error) {
-	if keyOut == "" {
-		return nil, "", usageError("--key-out is required: the writer key of the new generation is what the machines that back up need")
+	if err := needKeyOut(keyOut); err != nil {
+		return nil, "", err
 	}
 	p, err := filepath.Abs(keyOut)
 	if err != nil {
@@ -246,8 +254,7 @@ func changeRecipients(cur []string, verb string, given []string) ([]string, erro
 }
 
 func runKeyChange(ctx context.Context, g *globals, verb string, given []string, keyOut string, force bool) error {
-	if keyOut == "" {
-		_, _, err := createKeyOut("")
+	if err := needKeyOut(keyOut); err != nil {
 		return err
 	}
 	repo, err := g.openRepo(ctx, "key "+verb, readAccess)
@@ -337,8 +344,7 @@ recipients.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if keyOut == "" {
-				_, _, err := createKeyOut("")
+			if err := needKeyOut(keyOut); err != nil {
 				return err
 			}
 			repo, err := openCurrent(ctx, g, "key writer-key")

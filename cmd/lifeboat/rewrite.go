@@ -88,16 +88,9 @@ func runRewrite(ctx context.Context, g *globals, f rewriteFlags, args []string) 
 	opts := snapshot.RewriteOptions{Exclude: excludes, DryRun: f.dryRun, Forget: f.forget, Logger: g.pkgLogger()}
 	filter := f.filter()
 	if len(args) > 0 || !filter.IsZero() {
-		list, err := listSnapshots(ctx, g, repo)
+		snaps, err := pickSnapshots(ctx, g, repo, args, filter)
 		if err != nil {
 			return err
-		}
-		snaps, err := list.pick(args, filter)
-		if err != nil {
-			return err
-		}
-		if len(snaps) == 0 {
-			return fmt.Errorf("%w%s", snapshot.ErrNoSnapshot, filter.Describe())
 		}
 		for _, s := range snaps {
 			opts.IDs = append(opts.IDs, s.ID)

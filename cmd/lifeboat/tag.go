@@ -79,16 +79,9 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	list, err := listSnapshots(ctx, g, repo)
+	snaps, err := pickSnapshots(ctx, g, repo, args, filter)
 	if err != nil {
 		return err
-	}
-	snaps, err := list.pick(args, filter)
-	if err != nil {
-		return err
-	}
-	if len(snaps) == 0 {
-		return fmt.Errorf("%w%s", snapshot.ErrNoSnapshot, filter.Describe())
 	}
 	out := []tagJSON{}
 	changed := 0
