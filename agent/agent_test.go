@@ -156,7 +156,14 @@ func (tc *testCoordinator) policy(p coordinator.Policy) {
 		p.Repository = testRepo
 	}
 	if p.Schedule == "" {
-		p.Schedule = "@every 24h"
+		// Once a day, 12 hours from now: tests that move the clock (by
+		// minutes) must not cross one of the schedule's instants. "@every
+		// 24h", the default before, fires at 00:00 UTC, so a lease-loss
+		// test started in the 10 minutes before midnight got a second,
+		// scheduled backup that blocked on its test store until the
+		// test timed out (seen once in CI).
+		far := tc.clock.Now().UTC().Add(12 * time.Hour)
+		p.Schedule = fmt.Sprintf("%d %d * * *", far.Minute(), far.Hour())
 	}
 	if _, err := tc.node.PutPolicy(tc.t.Context(), "test", p); err != nil {
 		tc.t.Fatal(err)
@@ -707,8 +714,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			// Show where everything is stuck: a timeout here has been
-			// seen once in CI and never reproduced locally.
+			// Show where everything is stuck (how the midnight
+			// schedule of testCoordinator.policy was found).
 			buf := make([]byte, 256<<10)
 			buf = buf[:runtime.Stack(buf, true)]
 			t.Fatalf("timed out waiting for %s; goroutines:\n%s", what, buf)
