@@ -3,7 +3,6 @@ package restore
 import (
 	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -13,12 +12,6 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
-
-// dumpAhead is how many blobs a dump loads ahead of the one it writes:
-// each is one ranged GET of about a chunk (1 MiB on average, at most 8),
-// so a dump keeps the store busy without holding more than a few tens of
-// MiB.
-const dumpAhead = 8
 
 // DumpFile writes the content of the file node n to w, in order. Every
 // blob is authenticated and its keyed ID recomputed before a byte of it is
@@ -57,7 +50,7 @@ func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir 
 	if dir.Type != snapshot.TypeDir || dir.Subtree == nil {
 		return fmt.Errorf("%s is a %s, not a directory", base, dir.Type)
 	}
-	entries := make(chan tarEntry, 256)
+	entries := make(chan tarEntry, aheadBlobs)
 	blobs := loadAhead(ctx, repo, func(ctx context.Context, want func(chunkstore.ID) bool) error {
 		defer close(entries)
 		send := func(e tarEntry) bool {
@@ -182,79 +175,4 @@ func copyContent(blobs *aheadLoader, name string, n *snapshot.Node, w io.Writer)
 		return fmt.Errorf("%s: its chunks hold %d bytes, but the snapshot records %d; run 'lifeboat check'", name, written, n.Size)
 	}
 	return nil
-}
-
-// aheadLoader loads data blobs in the order a producer names them, up to
-// dumpAhead of them at once.
-type aheadLoader struct {
-	ctx     context.Context
-	cancel  context.CancelFunc
-	results chan chan loaded
-	done    chan struct{}
-	err     error // the producer's, once done is closed
-}
-
-type loaded struct {
-	b   []byte
-	err error
-}
-
-// loadAhead runs produce on a goroutine of its own, with a context that
-// ends when the loader is stopped; it calls want for each blob to load,
-// in order, and stops when want returns false (the loader was stopped).
-// Its error is walkErr's.
-func loadAhead(ctx context.Context, repo *chunkstore.Repository, produce func(ctx context.Context, want func(chunkstore.ID) bool) error) *aheadLoader {
-	ctx, cancel := context.WithCancel(ctx)
-	l := &aheadLoader{ctx: ctx, cancel: cancel, results: make(chan chan loaded, dumpAhead), done: make(chan struct{})}
-	want := func(id chunkstore.ID) bool {
-		r := make(chan loaded, 1)
-		// The channel's capacity bounds the loads in flight: a slot is
-		// taken before the load starts and freed when next takes its
-		// result.
-		select {
-		case l.results <- r:
-		case <-ctx.Done():
-			return false
-		}
-		go func() {
-			b, err := repo.LoadBlob(ctx, chunkstore.DataBlob, id)
-			r <- loaded{b, err}
-		}()
-		return true
-	}
-	go func() {
-		defer close(l.done)
-		defer close(l.results)
-		l.err = produce(ctx, want)
-	}()
-	return l
-}
-
-// next returns the next blob's plaintext.
-func (l *aheadLoader) next() ([]byte, error) {
-	r, ok := <-l.results
-	if !ok {
-		<-l.done
-		if l.err != nil {
-			return nil, l.err
-		}
-		if err := l.ctx.Err(); err != nil {
-			return nil, err
-		}
-		return nil, errors.New("the snapshot's trees list more chunks than were loaded")
-	}
-	res := <-r
-	return res.b, res.err
-}
-
-// walkErr waits for the producer and returns its error.
-func (l *aheadLoader) walkErr() error {
-	<-l.done
-	return l.err
-}
-
-// stop cancels the loads still in flight and waits for the producer.
-func (l *aheadLoader) stop() {
-	l.cancel()
-	<-l.done
 }
