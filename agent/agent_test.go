@@ -37,6 +37,17 @@ func (c *offsetClock) Now() time.Time                         { return time.Now(
 func (c *offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 func (c *offsetClock) Advance(d time.Duration)                { c.off.Add(int64(d)) }
 
+// farDaily is a schedule of once a day, 12 hours from now. Tests that
+// move the clock (by minutes) must not cross an instant of a schedule:
+// "@every 24h", the policies' default before, and "@daily", the verify
+// schedule's, fire at 00:00 UTC, so a lease-loss test started in the 10
+// minutes before midnight got a second, scheduled job that blocked on
+// its test store until the test timed out (seen once in CI).
+func farDaily(c *offsetClock) string {
+	far := c.Now().UTC().Add(12 * time.Hour)
+	return fmt.Sprintf("%d %d * * *", far.Minute(), far.Hour())
+}
+
 // testCoordinator is a single-node coordinator with its HTTP API on
 // loopback and a local repository registered with its writer key.
 type testCoordinator struct {
@@ -77,10 +88,11 @@ func newTestCoordinator(t *testing.T) *testCoordinator {
 		Raft: coordinator.RaftConfig{ID: "n1", Addr: addr, DataDir: t.TempDir(), Peers: []coordinator.Peer{{ID: "n1", Addr: addr}},
 			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, LeaderLeaseTimeout: 100 * time.Millisecond,
 			CommitTimeout: 5 * time.Millisecond},
-		Clock:        tc.clock,
-		Logger:       testLogger(t),
-		TickInterval: 100 * time.Millisecond,
-		RetryBackoff: func(int) time.Duration { return 100 * time.Millisecond },
+		Clock:          tc.clock,
+		VerifySchedule: farDaily(tc.clock),
+		Logger:         testLogger(t),
+		TickInterval:   100 * time.Millisecond,
+		RetryBackoff:   func(int) time.Duration { return 100 * time.Millisecond },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -156,14 +168,7 @@ func (tc *testCoordinator) policy(p coordinator.Policy) {
 		p.Repository = testRepo
 	}
 	if p.Schedule == "" {
-		// Once a day, 12 hours from now: tests that move the clock (by
-		// minutes) must not cross one of the schedule's instants. "@every
-		// 24h", the default before, fires at 00:00 UTC, so a lease-loss
-		// test started in the 10 minutes before midnight got a second,
-		// scheduled backup that blocked on its test store until the
-		// test timed out (seen once in CI).
-		far := tc.clock.Now().UTC().Add(12 * time.Hour)
-		p.Schedule = fmt.Sprintf("%d %d * * *", far.Minute(), far.Hour())
+		p.Schedule = farDaily(tc.clock)
 	}
 	if _, err := tc.node.PutPolicy(tc.t.Context(), "test", p); err != nil {
 		tc.t.Fatal(err)
