@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrStaleKey is returned when a credential would wrap new pack keys to
@@ -138,12 +139,29 @@ func (r *Repository) checkGeneration(ctx context.Context) error {
 		return err
 	}
 	if cur <= r.secrets.Generation {
+		r.genChecked.Store(time.Now().UnixNano())
 		return nil
 	}
 	if r.CanRead() {
 		return fmt.Errorf("%w: the recipients of %s were changed ('lifeboat key', generation %d), and this identity is a recipient only of generation %d: it was removed; use an identity of the current set", ErrStaleKey, r.store.Location(), cur, r.secrets.Generation)
 	}
 	return fmt.Errorf("%w: this writer key is of generation %d, but the recipients of %s were changed ('lifeboat key', generation %d): packs written with it would be wrapped to the old recipients; install the writer key that 'lifeboat key' wrote (--key-out), or make one with 'lifeboat key writer-key'", ErrStaleKey, r.secrets.Generation, r.store.Location(), cur)
+}
+
+// genCheckFresh is how long a passed checkGeneration spares a writer
+// its own: a backup checks when it starts (AdoptOrphans) and again when
+// its writer starts, a moment later, and each check lists keys/, a
+// round trip to the store. The check before a commit (CheckGeneration)
+// is always made.
+const genCheckFresh = 10 * time.Second
+
+// checkGenerationRecent is checkGeneration, unless it passed within the
+// last genCheckFresh.
+func (r *Repository) checkGenerationRecent(ctx context.Context) error {
+	if t := r.genChecked.Load(); t != 0 && time.Since(time.Unix(0, t)) < genCheckFresh {
+		return nil
+	}
+	return r.checkGeneration(ctx)
 }
 
 // CheckGeneration is checkGeneration for a commit: a backup that started

@@ -64,6 +64,10 @@ type Repository struct {
 	keyMu sync.Mutex
 	keys  map[ID]*[32]byte
 
+	// genChecked is when checkGeneration last found the credential
+	// current (Unix nanoseconds; 0: never).
+	genChecked atomic.Int64
+
 	trees treePackCache
 
 	indexFiles    int

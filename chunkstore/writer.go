@@ -74,7 +74,7 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	if opts.IndexEvery <= 0 {
 		opts.IndexEvery = 16
 	}
-	if err := r.checkGeneration(ctx); err != nil {
+	if err := r.checkGenerationRecent(ctx); err != nil {
 		return nil, err
 	}
 	rs, err := r.secrets.ParsedRecipients()
@@ -334,17 +334,17 @@ func (w *Writer) Stats() WriterStats {
 // are reused instead of uploaded again. A damaged orphan is skipped and
 // logged. Call after LoadIndex.
 func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) {
-	gen, err := r.KeyGeneration(ctx)
-	if err != nil {
+	// A stale credential is refused here, as NewWriter would refuse
+	// it: past this check, its generation is the repository's.
+	if err := r.checkGeneration(ctx); err != nil {
 		return 0, err
 	}
-	if gen > 0 {
+	if r.secrets.Generation > 0 {
 		// Which recipients an orphan is wrapped to is not recorded in
 		// it: after a change of recipients it may be the old ones only.
 		// Deduplicating against it could leave a new snapshot's data to
 		// removed identities; 'repair index' indexes orphans with
-		// generation GenUnknown instead. (The repository's generation,
-		// not the credential's: a stale key must not label them 0.)
+		// generation GenUnknown instead.
 		return 0, nil
 	}
 	entries, _, err := r.UnindexedPacks(ctx)

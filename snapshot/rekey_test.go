@@ -444,3 +444,33 @@ func TestRecipientsChangeDuringRewrite(t *testing.T) {
 		}
 	})
 }
+
+// keyLists counts the LISTs of keys/.
+type keyLists struct {
+	chunkstore.Store
+	n atomic.Int64
+}
+
+func (k *keyLists) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	if strings.HasPrefix(prefix, chunkstore.KeysPrefix) {
+		k.n.Add(1)
+	}
+	return k.Store.List(ctx, prefix, fn)
+}
+
+// TestBackupListsKeysTwice: a backup checks the generation of the
+// recipients when it starts and before it commits, each a LIST of
+// keys/; its writer, started a moment after the first check, does not
+// list them again.
+func TestBackupListsKeysTwice(t *testing.T) {
+	repos := storetest.NewRepos(t, "local")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), []byte("some data"))
+	kl := &keyLists{Store: repos.Store}
+	w := openWith(t, kl, chunkstore.Credentials{Writer: repos.Writer.Secrets()})
+	kl.n.Store(0)
+	backupDir(t, w, src)
+	if n := kl.n.Load(); n != 2 {
+		t.Errorf("a backup listed keys/ %d times, want 2 (when it starts and before it commits)", n)
+	}
+}
