@@ -237,14 +237,7 @@ func TestDumpTruncatedPack(t *testing.T) {
 // the index loaded.
 func openWith(t *testing.T, repos storetest.Repos, st chunkstore.Store) *chunkstore.Repository {
 	t.Helper()
-	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := chunkstore.Open(context.Background(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := repos.OpenReader(t, st)
 	if err := r.EnsureIndex(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -50,15 +50,7 @@ func removeFile(t *testing.T, path string) {
 // would: nothing cached from earlier commands.
 func reopen(t *testing.T, repos storetest.Repos, st chunkstore.Store) *chunkstore.Repository {
 	t.Helper()
-	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := chunkstore.Open(context.Background(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return repos.OpenReader(t, st)
 }
 
 // reopenLoaded is reopen with the index loaded.

@@ -76,15 +76,24 @@ func initRepos(t testing.TB, st chunkstore.Store, chunking *chunkstore.Chunking)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := chunkstore.ParseIdentityFile(idFile, nil)
+	repos := Repos{Store: st, Writer: w, Identity: idFile}
+	repos.Reader = repos.OpenReader(t, st)
+	return repos
+}
+
+// OpenReader opens the repository with its identity through st: its
+// store, or a wrapper of it that counts requests or injects faults.
+func (r Repos) OpenReader(t testing.TB, st chunkstore.Store) *chunkstore.Repository {
+	t.Helper()
+	ids, err := chunkstore.ParseIdentityFile(r.Identity, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	repo, err := chunkstore.Open(context.Background(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Repos{Store: st, Writer: w, Reader: r, Identity: idFile}
+	return repo
 }
 
 // Identity is a new X25519 identity: its file, its recipient and the
