@@ -25,7 +25,7 @@ import (
 const (
 	aheadFetches = 4        // ranges being read at once
 	aheadRange   = 8 << 20  // bytes of a pack one range reads, at most
-	aheadBytes   = 32 << 20 // plaintext read ahead and not yet written, at most
+	aheadBytes   = 32 << 20 // plaintext read ahead and not yet written, at most (the ranges being read, up to aheadFetches × aheadRange, come on top)
 	aheadWindow  = aheadBytes / 2
 	aheadBlobs   = 4096 // blobs named ahead of the one being written, at most
 	// aheadEager is the plaintext in a window for which it is sent
@@ -46,6 +46,7 @@ type aheadLoader struct {
 	order  chan *aheadBlob
 	wants  chan *aheadBlob
 	budget *semaphore.Weighted
+	bufs   chan []byte   // range buffers, reused: nothing points into one after its load
 	done   chan struct{} // closed when the producer has returned
 	err    error         // the producer's, once done is closed
 	loads  sync.WaitGroup
@@ -75,16 +76,19 @@ func loadAhead(ctx context.Context, repo *chunkstore.Repository, produce func(ct
 	l := &aheadLoader{
 		ctx: ctx, cancel: cancel, repo: repo,
 		order: make(chan *aheadBlob, aheadBlobs), wants: make(chan *aheadBlob, aheadBlobs),
-		budget: semaphore.NewWeighted(aheadBytes), done: make(chan struct{}),
+		budget: semaphore.NewWeighted(aheadBytes), bufs: make(chan []byte, aheadFetches), done: make(chan struct{}),
 	}
 	want := func(id chunkstore.ID) bool {
 		ab := &aheadBlob{id: id, res: make(chan loaded, 1)}
-		for _, c := range []chan *aheadBlob{l.order, l.wants} {
-			select {
-			case c <- ab:
-			case <-ctx.Done():
-				return false
-			}
+		select {
+		case l.order <- ab:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case l.wants <- ab:
+		case <-ctx.Done():
+			return false
 		}
 		return true
 	}
@@ -100,10 +104,13 @@ func loadAhead(ctx context.Context, repo *chunkstore.Repository, produce func(ct
 }
 
 // group forms the windows and starts the loads of their ranges. A window
-// is sent when it is full, when the producer is done, and when the
-// producer has named nothing more for now and the window is worth it
-// (aheadEager) or nothing is in flight, so the dump never waits for a
-// window still being formed.
+// is sent when it is full (aheadWindow; the capacity of order bounds its
+// blobs, aheadBlobs), when the producer is done, and when the producer
+// has named nothing more for now and either the window is worth it
+// (aheadEager) or nothing is in flight. So once the dump has written
+// every blob loaded, it waits only for the window it needs to be read,
+// never for one still being formed: the producer may be blocked until
+// the dump writes more (order is full, or DumpTar's entries are).
 func (l *aheadLoader) group() {
 	defer l.loads.Done()
 	var win []*aheadBlob
@@ -175,9 +182,11 @@ func (l *aheadLoader) group() {
 			ab.res <- loaded{err: fmt.Errorf("data blob %s is not in the index; run 'lifeboat check'", ab.id.Short())}
 			continue
 		}
-		// A chunk is at most 8 MiB; a larger length is the index's
-		// error, which opening the blob reports.
-		ab.loc, ab.weight = loc, min(int64(loc.Blob.RawLength), aheadWindow)
+		// Chunks are at most 8 MiB by default and 64 MiB at most
+		// (Config.ChunkMax); a heavier blob than the budget would wait
+		// for it forever, so it is counted as the whole budget. A blob
+		// heavier than a window is a window of its own.
+		ab.loc, ab.weight = loc, min(int64(loc.Blob.RawLength), aheadBytes)
 		if weight+ab.weight > aheadWindow && !send() {
 			return
 		}
@@ -193,6 +202,7 @@ type packRange struct {
 	pack       *chunkstore.PackEntry
 	start, end uint32
 	blobs      []*aheadBlob
+	first      int // the least pos of its blobs: the first the dump writes
 }
 
 // windowRanges joins the blobs of a window into ranges of their packs,
@@ -218,28 +228,28 @@ func windowRanges(win []*aheadBlob) []*packRange {
 		}
 		from := 0
 		for _, to := range chunkstore.JoinRanges(locs, aheadRange) {
-			rg := &packRange{pack: bs[from].loc.Pack, start: locs[from].Offset, blobs: bs[from:to]}
-			for _, b := range locs[from:to] {
+			rg := &packRange{pack: bs[from].loc.Pack, start: locs[from].Offset, blobs: bs[from:to], first: len(win)}
+			for i, b := range locs[from:to] {
 				rg.end = max(rg.end, b.Offset+b.Length)
+				rg.first = min(rg.first, rg.blobs[i].pos)
 			}
 			out = append(out, rg)
 			from = to
 		}
 	}
-	first := func(rg *packRange) int {
-		m := len(win)
-		for _, ab := range rg.blobs {
-			m = min(m, ab.pos)
-		}
-		return m
-	}
-	slices.SortFunc(out, func(a, b *packRange) int { return cmp.Compare(first(a), first(b)) })
+	slices.SortFunc(out, func(a, b *packRange) int { return cmp.Compare(a.first, b.first) })
 	return out
 }
 
 // load reads rg and hands each of its blobs its plaintext or its error.
-// If the range cannot be read, each blob is read on its own, so that
-// only those that cannot fail.
+// If the range cannot be read, each blob is read on its own, in the
+// order the dump needs them, so that only those that cannot fail, and
+// the dump can report the first failure without waiting for the others.
+//
+// Each blob's plaintext gets a buffer of its own (OpenInto), so the
+// range's buffer is garbage once the range is handled: a blob stored raw
+// left in it would keep all of it (up to aheadRange, gaps included)
+// until the dump writes that blob, beyond the budget's count.
 func (l *aheadLoader) load(rg *packRange) {
 	name := chunkstore.PackName(rg.pack.ID)
 	key, err := l.repo.PackKey(rg.pack)
@@ -249,12 +259,32 @@ func (l *aheadLoader) load(rg *packRange) {
 		}
 		return
 	}
-	data, err := chunkstore.GetInto(l.ctx, l.repo.Store(), name, int64(rg.start), int64(rg.end-rg.start), nil)
+	var buf []byte
+	select {
+	case buf = <-l.bufs:
+	default:
+	}
+	data, err := chunkstore.GetInto(l.ctx, l.repo.Store(), name, int64(rg.start), int64(rg.end-rg.start), buf)
+	if cap(data) > cap(buf) {
+		buf = data[:0]
+	}
+	defer func() {
+		select {
+		case l.bufs <- buf:
+		default:
+		}
+	}()
 	if err == nil && len(data) != int(rg.end-rg.start) {
 		err = fmt.Errorf("read %s: %d bytes at %d, want %d", name, len(data), rg.start, rg.end-rg.start)
 	}
 	if err != nil {
-		for _, ab := range rg.blobs {
+		if l.ctx.Err() != nil {
+			for _, ab := range rg.blobs {
+				ab.res <- loaded{err: l.ctx.Err()}
+			}
+			return
+		}
+		for _, ab := range slices.SortedFunc(slices.Values(rg.blobs), func(a, b *aheadBlob) int { return cmp.Compare(a.pos, b.pos) }) {
 			b, err := l.repo.LoadBlob(l.ctx, chunkstore.DataBlob, ab.id)
 			ab.res <- loaded{b, err}
 		}
@@ -265,14 +295,12 @@ func (l *aheadLoader) load(rg *packRange) {
 	for _, ab := range rg.blobs {
 		if prev != nil && ab.loc.Blob == prev.loc.Blob {
 			// The same blob again (a file stored twice in the
-			// window): it was decrypted in place already.
+			// window): a compressed one was decrypted in place.
 			ab.res <- prev.got
 			continue
 		}
 		off := ab.loc.Blob.Offset - rg.start
-		// A blob stored raw stays where it lies, in data, which no
-		// other range shares.
-		b, err := op.OpenInPlace(ab.loc.Blob, data[off:off+ab.loc.Blob.Length], nil)
+		b, err := op.OpenInto(ab.loc.Blob, data[off:off+ab.loc.Blob.Length], nil)
 		if err != nil {
 			err = fmt.Errorf("%s: %w", name, err)
 		}
