@@ -25,7 +25,7 @@ import (
 const (
 	aheadFetches = 4        // ranges being read at once
 	aheadRange   = 8 << 20  // bytes of a pack one range reads, at most
-	aheadBytes   = 32 << 20 // plaintext read ahead and not yet written, at most (the ranges being read, up to aheadFetches × aheadRange, come on top)
+	aheadBytes   = 32 << 20 // plaintext read ahead and not yet written, at most (the range buffers, aheadFetches of up to aheadRange kept for reuse, come on top)
 	aheadWindow  = aheadBytes / 2
 	aheadBlobs   = 4096 // blobs named ahead of the one being written, at most
 	// aheadEager is the plaintext in a window for which it is sent
@@ -246,10 +246,11 @@ func windowRanges(win []*aheadBlob) []*packRange {
 // order the dump needs them, so that only those that cannot fail, and
 // the dump can report the first failure without waiting for the others.
 //
-// Each blob's plaintext gets a buffer of its own (OpenInto), so the
-// range's buffer is garbage once the range is handled: a blob stored raw
-// left in it would keep all of it (up to aheadRange, gaps included)
-// until the dump writes that blob, beyond the budget's count.
+// Each blob's plaintext gets a buffer of its own (OpenInto), so nothing
+// points into the range's buffer once the range is handled, and the next
+// load reuses it: a blob stored raw left in it would keep all of it (up
+// to aheadRange, gaps included) until the dump writes that blob, beyond
+// the budget's count.
 func (l *aheadLoader) load(rg *packRange) {
 	name := chunkstore.PackName(rg.pack.ID)
 	key, err := l.repo.PackKey(rg.pack)
