@@ -122,21 +122,8 @@ func TestDumpReadsRanges(t *testing.T) {
 			repos := storetest.NewRepos(t, backend)
 			src := t.TempDir()
 			want := manyFiles(t, src, 600, 40<<20)
-			res, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
-			if err != nil {
-				t.Fatal(err)
-			}
-
 			c := &getCounter{Store: repos.Store, gets: map[string]int{}}
-			r := openWith(t, repos, c)
-			snap, err := snapshot.Load(ctx, r, res.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir, err := snapshot.Lookup(ctx, r, snap.Tree, src)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, snap, dir := dumpDir(t, repos, c, src)
 			var archive bytes.Buffer
 			if err := restore.DumpTar(ctx, r, "", dir, &archive); err != nil {
 				t.Fatal(err)
@@ -184,15 +171,7 @@ func TestDumpTruncatedPack(t *testing.T) {
 	repos := storetest.NewRepos(t, "local")
 	src := t.TempDir()
 	manyFiles(t, src, 0, 24<<20)
-	res, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := openWith(t, repos, repos.Store)
-	snap, err := snapshot.Load(ctx, r, res.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, snap, _ := dumpDir(t, repos, repos.Store, src)
 	name := filepath.Join(src, "large")
 	n, err := snapshot.Lookup(ctx, r, snap.Tree, name)
 	if err != nil {
@@ -247,8 +226,8 @@ func openWith(t *testing.T, repos storetest.Repos, st chunkstore.Store) *chunkst
 }
 
 // dumpDir backs src up and returns the repository opened with the
-// identity through st, and the node of src in the snapshot.
-func dumpDir(t *testing.T, repos storetest.Repos, st chunkstore.Store, src string) (*chunkstore.Repository, *snapshot.Node) {
+// identity through st, the snapshot, and the node of src in it.
+func dumpDir(t *testing.T, repos storetest.Repos, st chunkstore.Store, src string) (*chunkstore.Repository, *snapshot.Snapshot, *snapshot.Node) {
 	t.Helper()
 	ctx := context.Background()
 	res, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
@@ -264,7 +243,7 @@ func dumpDir(t *testing.T, repos storetest.Repos, st chunkstore.Store, src strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r, dir
+	return r, snap, dir
 }
 
 // TestDumpManyEntries: a small file, then more empty files than the dump
@@ -278,7 +257,7 @@ func TestDumpManyEntries(t *testing.T) {
 	for i := range 5000 {
 		writeFiles(t, src, map[string][]byte{fmt.Sprintf("m%04d", i): nil})
 	}
-	r, dir := dumpDir(t, repos, repos.Store, src)
+	r, _, dir := dumpDir(t, repos, repos.Store, src)
 	done := make(chan error, 1)
 	var archive bytes.Buffer
 	go func() { done <- restore.DumpTar(context.Background(), r, "", dir, &archive) }()
@@ -326,7 +305,7 @@ func TestDumpRangeFallback(t *testing.T) {
 	src := t.TempDir()
 	want := manyFiles(t, src, 200, 3<<20)
 	st := &failRanges{Store: repos.Store}
-	r, dir := dumpDir(t, repos, st, src)
+	r, _, dir := dumpDir(t, repos, st, src)
 	st.mu.Lock()
 	st.blobs = map[string]map[[2]int64]bool{}
 	for _, p := range r.Index().Packs() {
@@ -381,7 +360,7 @@ func TestDumpMemoryBound(t *testing.T) {
 		}
 	}
 	c := &getCounter{Store: repos.Store, gets: map[string]int{}}
-	r, dir := dumpDir(t, repos, c, src)
+	r, _, dir := dumpDir(t, repos, c, src)
 
 	heap := func() uint64 {
 		var ms runtime.MemStats
