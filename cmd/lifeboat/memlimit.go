@@ -39,6 +39,11 @@ const limitHeadroomPercent = 20
 // memory, not only the heap. A restore keeps about 50 MiB live, well
 // under the floor. GOMEMLIMIT in the environment takes precedence.
 func setMemoryLimit(ctx context.Context, st chunkstore.Store) {
+	setMemoryLimitFrom(ctx, st, baseMemoryLimit)
+}
+
+// setMemoryLimitFrom is setMemoryLimit with another base.
+func setMemoryLimitFrom(ctx context.Context, st chunkstore.Store, base int64) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
@@ -50,7 +55,7 @@ func setMemoryLimit(ctx context.Context, st chunkstore.Store) {
 	if err != nil {
 		return // the command itself will report the storage problem
 	}
-	followLiveHeap(baseMemoryLimit + 4*indexBytes)
+	followLiveHeap(base + 4*indexBytes)
 }
 
 // followLiveHeap sets the soft memory limit to floor, and after every
