@@ -139,7 +139,7 @@ func (r *Repository) checkGeneration(ctx context.Context) error {
 		return err
 	}
 	if cur <= r.secrets.Generation {
-		r.genChecked.Store(time.Now().UnixNano())
+		r.genChecked.Store(int64(time.Since(processStart)))
 		return nil
 	}
 	if r.CanRead() {
@@ -149,16 +149,20 @@ func (r *Repository) checkGeneration(ctx context.Context) error {
 }
 
 // genCheckFresh is how long a passed checkGeneration spares a writer
-// its own: a backup checks when it starts (AdoptOrphans) and again when
-// its writer starts, a moment later, and each check lists keys/, a
-// round trip to the store. The check before a commit (CheckGeneration)
-// is always made.
+// that will be checked again before its commit
+// (WriterOptions.RecheckedAtCommit) its own check: a backup checks when
+// it starts (AdoptOrphans) and again when its writer starts, a moment
+// later, and each check lists keys/, a round trip to the store.
 const genCheckFresh = 10 * time.Second
+
+// processStart anchors genChecked on the monotonic clock, which a step
+// of the wall clock does not move.
+var processStart = time.Now()
 
 // checkGenerationRecent is checkGeneration, unless it passed within the
 // last genCheckFresh.
 func (r *Repository) checkGenerationRecent(ctx context.Context) error {
-	if t := r.genChecked.Load(); t != 0 && time.Since(time.Unix(0, t)) < genCheckFresh {
+	if t := r.genChecked.Load(); t != 0 && time.Since(processStart)-time.Duration(t) < genCheckFresh {
 		return nil
 	}
 	return r.checkGeneration(ctx)

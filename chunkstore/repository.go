@@ -65,7 +65,7 @@ type Repository struct {
 	keys  map[ID]*[32]byte
 
 	// genChecked is when checkGeneration last found the credential
-	// current (Unix nanoseconds; 0: never).
+	// current (time since processStart; 0: never).
 	genChecked atomic.Int64
 
 	trees treePackCache

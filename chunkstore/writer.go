@@ -21,6 +21,13 @@ type WriterOptions struct {
 	IndexEvery int
 	// OnPackUploaded is called after each pack upload (for progress and tests).
 	OnPackUploaded func(id ID, size int)
+	// RecheckedAtCommit says the caller checks the generation of the
+	// recipients again before it commits what the writer stored
+	// (CheckGeneration), as a backup and a copy do. NewWriter then
+	// skips its own check, a LIST of keys/, when one passed on this
+	// Repository less than 10 s before (AdoptOrphans' at the start of
+	// the backup); every other writer checks.
+	RecheckedAtCommit bool
 }
 
 // WriterStats counts what a Writer stored.
@@ -74,7 +81,11 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) (*Writer
 	if opts.IndexEvery <= 0 {
 		opts.IndexEvery = 16
 	}
-	if err := r.checkGenerationRecent(ctx); err != nil {
+	check := r.checkGeneration
+	if opts.RecheckedAtCommit {
+		check = r.checkGenerationRecent
+	}
+	if err := check(ctx); err != nil {
 		return nil, err
 	}
 	rs, err := r.secrets.ParsedRecipients()

@@ -224,7 +224,9 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	defer sess.end(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := repo.NewWriter(ctx, opts.Writer)
+	wopts := opts.Writer
+	wopts.RecheckedAtCommit = true // writeSession.commit
+	w, err := repo.NewWriter(ctx, wopts)
 	if err != nil {
 		return nil, err
 	}

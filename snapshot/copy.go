@@ -187,7 +187,9 @@ func (c *copier) copy(ctx context.Context, s *Snapshot, res *CopyResult, sess *w
 	c.dst.Index().ClearPending()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := c.dst.NewWriter(wctx, c.opts.Writer)
+	wopts := c.opts.Writer
+	wopts.RecheckedAtCommit = true // writeSession.commit
+	w, err := c.dst.NewWriter(wctx, wopts)
 	if err != nil {
 		return fmt.Errorf("destination %s: %w", c.dst.Store().Location(), err)
 	}

@@ -461,7 +461,8 @@ func (k *keyLists) List(ctx context.Context, prefix string, fn func(chunkstore.O
 // TestBackupListsKeysTwice: a backup checks the generation of the
 // recipients when it starts and before it commits, each a LIST of
 // keys/; its writer, started a moment after the first check, does not
-// list them again.
+// list them again. A writer whose caller does not check again before a
+// commit always lists them.
 func TestBackupListsKeysTwice(t *testing.T) {
 	repos := storetest.NewRepos(t, "local")
 	src := t.TempDir()
@@ -472,5 +473,16 @@ func TestBackupListsKeysTwice(t *testing.T) {
 	backupDir(t, w, src)
 	if n := kl.n.Load(); n != 2 {
 		t.Errorf("a backup listed keys/ %d times, want 2 (when it starts and before it commits)", n)
+	}
+	// Any other writer (prune's, repair's: no check before a commit
+	// follows) checks for itself, however recent the last check.
+	kl.n.Store(0)
+	ctx, abandon := context.WithCancel(context.Background())
+	defer abandon()
+	if _, err := w.NewWriter(ctx, chunkstore.WriterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := kl.n.Load(); n != 1 {
+		t.Errorf("a writer not checked again at a commit listed keys/ %d times, want 1", n)
 	}
 }
