@@ -109,22 +109,16 @@ func (r *Repository) KeyGeneration(ctx context.Context) (uint32, error) {
 		if e.Gen <= r.secrets.Generation || !r.SignedEnvelopes() {
 			return e.Gen, nil
 		}
-		b, err := r.store.Get(ctx, e.Name, 0, -1)
-		if errors.Is(err, ErrNotFound) {
+		switch err := r.verifyEnvelope(ctx, e); {
+		case err == nil:
+			return e.Gen, nil
+		case errors.Is(err, ErrNotFound):
 			continue // removed meanwhile
-		}
-		if err != nil {
-			return 0, fmt.Errorf("read %s: %w", e.Name, err)
-		}
-		if Hash(b) != e.Hash {
-			r.log.Warn("ignoring a key envelope that does not match its name's hash", "name", e.Name)
-			continue
-		}
-		if _, err := envelopeCiphertext(b, r.config, e.Gen); err != nil {
+		case errors.Is(err, errNotGenuine):
 			r.log.Warn("ignoring a key envelope the repository's key signer did not sign; remove it unless you know who put it there", "name", e.Name, "err", err)
-			continue
+		default:
+			return 0, err
 		}
-		return e.Gen, nil
 	}
 	return 0, fmt.Errorf("%w: %s has no key envelopes under keys/", ErrCorrupt, r.store.Location())
 }
@@ -244,19 +238,34 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 	return next.WriterSecrets(), nil
 }
 
-// genuine reports whether envelope e verifies against the repository's
-// key signer (any envelope does in a repository without one): a planted
-// one must not make a change withdraw itself.
-func (r *Repository) genuine(ctx context.Context, e Envelope) bool {
-	if !r.SignedEnvelopes() {
-		return true
-	}
+// errNotGenuine marks a key envelope that its name's hash or the
+// repository's key signer does not vouch for.
+var errNotGenuine = errors.New("not a genuine key envelope")
+
+// verifyEnvelope reads envelope e and checks it against its name's hash
+// and the repository's key signer. An error wrapping errNotGenuine says
+// it is not genuine; another (ErrNotFound if it is gone) that it could
+// not be read.
+func (r *Repository) verifyEnvelope(ctx context.Context, e Envelope) error {
 	b, err := r.store.Get(ctx, e.Name, 0, -1)
 	if err != nil {
-		return true // unknown: take the cautious side
+		return fmt.Errorf("read %s: %w", e.Name, err)
 	}
-	_, err = envelopeCiphertext(b, r.config, e.Gen)
-	return err == nil && Hash(b) == e.Hash
+	if Hash(b) != e.Hash {
+		return fmt.Errorf("%w: %s does not match its name's hash", errNotGenuine, e.Name)
+	}
+	if _, err := envelopeCiphertext(b, r.config, e.Gen); err != nil {
+		return fmt.Errorf("%w: %s: %v", errNotGenuine, e.Name, err)
+	}
+	return nil
+}
+
+// genuine reports whether envelope e verifies against the repository's
+// key signer (any envelope does in a repository without one): a planted
+// one must not make a change withdraw itself. One that cannot be read
+// counts as genuine: the cautious side.
+func (r *Repository) genuine(ctx context.Context, e Envelope) bool {
+	return !r.SignedEnvelopes() || !errors.Is(r.verifyEnvelope(ctx, e), errNotGenuine)
 }
 
 // RemoveOldEnvelopes removes the key envelopes of generations before the

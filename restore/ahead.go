@@ -59,7 +59,6 @@ type aheadBlob struct {
 	pos    int         // in its window
 	weight int64       // of the budget, given back when next takes it
 	res    chan loaded // receives exactly one result
-	got    loaded      // what res received
 }
 
 type loaded struct {
@@ -292,22 +291,21 @@ func (l *aheadLoader) load(rg *packRange) {
 		return
 	}
 	op := l.repo.Opener(key)
-	var prev *aheadBlob
+	var prev *chunkstore.Blob // the last blob opened, and what it gave
+	var got loaded
 	for _, ab := range rg.blobs {
-		if prev != nil && ab.loc.Blob == prev.loc.Blob {
-			// The same blob again (a file stored twice in the
-			// window): a compressed one was decrypted in place.
-			ab.res <- prev.got
-			continue
+		if prev == nil || ab.loc.Blob != *prev {
+			off := ab.loc.Blob.Offset - rg.start
+			b, err := op.OpenInto(ab.loc.Blob, data[off:off+ab.loc.Blob.Length], nil)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
+			prev, got = &ab.loc.Blob, loaded{b, err}
 		}
-		off := ab.loc.Blob.Offset - rg.start
-		b, err := op.OpenInto(ab.loc.Blob, data[off:off+ab.loc.Blob.Length], nil)
-		if err != nil {
-			err = fmt.Errorf("%s: %w", name, err)
-		}
-		ab.got = loaded{b, err}
-		ab.res <- ab.got
-		prev = ab
+		// else the same blob again (a file stored twice in the
+		// window), which a compressed one's decryption in place
+		// has overwritten: it gets the same plaintext.
+		ab.res <- got
 	}
 }
 

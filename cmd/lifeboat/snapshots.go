@@ -191,23 +191,6 @@ func (l *snapshotList) find(ref string, f snapshot.Filter) (*snapshot.Snapshot, 
 // pick returns the snapshots refs name (IDs, unique prefixes, latest,
 // narrowed by f; each once, in the order named) or, without refs, every
 // snapshot f matches (oldest first; none is not an error here).
-// pickSnapshots lists the snapshots and resolves refs or the filter's
-// matches (pick), for a command that needs at least one.
-func pickSnapshots(ctx context.Context, g *globals, repo *chunkstore.Repository, refs []string, f snapshot.Filter) ([]*snapshot.Snapshot, error) {
-	list, err := listSnapshots(ctx, g, repo)
-	if err != nil {
-		return nil, err
-	}
-	snaps, err := list.pick(refs, f)
-	if err != nil {
-		return nil, err
-	}
-	if len(snaps) == 0 {
-		return nil, fmt.Errorf("%w%s", snapshot.ErrNoSnapshot, f.Describe())
-	}
-	return snaps, nil
-}
-
 func (l *snapshotList) pick(refs []string, f snapshot.Filter) ([]*snapshot.Snapshot, error) {
 	var out []*snapshot.Snapshot
 	if len(refs) == 0 {
@@ -228,6 +211,23 @@ func (l *snapshotList) pick(refs []string, f snapshot.Filter) ([]*snapshot.Snaps
 		}
 	}
 	return out, nil
+}
+
+// pickSnapshots lists the snapshots and resolves refs or the filter's
+// matches (pick), for a command that needs at least one.
+func pickSnapshots(ctx context.Context, g *globals, repo *chunkstore.Repository, refs []string, f snapshot.Filter) ([]*snapshot.Snapshot, error) {
+	list, err := listSnapshots(ctx, g, repo)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := list.pick(refs, f)
+	if err != nil {
+		return nil, err
+	}
+	if len(snaps) == 0 {
+		return nil, fmt.Errorf("%w%s", snapshot.ErrNoSnapshot, f.Describe())
+	}
+	return snaps, nil
 }
 
 // notInSnapshot adds to err, which ends in snapshot.ErrNotInSnapshot, the
