@@ -51,10 +51,17 @@ type entry struct {
 	node *snapshot.Node
 }
 
-// includer decides which snapshot paths are restored.
-type includer struct{ patterns []string }
+// includer decides which snapshot paths are restored: those an include
+// pattern matches, or below one that does (everything without include
+// patterns), except those an exclude pattern matches, or below one that
+// does. match must see every node of the walk, parents before children.
+type includer struct {
+	patterns []string
+	excl     *snapshot.Excluder
+	excluded map[string]bool // directories excluded, with all they hold
+}
 
-func newIncluder(patterns []string) (*includer, error) {
+func newIncluder(patterns, excludes []string) (*includer, error) {
 	in := &includer{}
 	for _, p := range patterns {
 		p = strings.Trim(p, "/")
@@ -63,11 +70,41 @@ func newIncluder(patterns []string) (*includer, error) {
 		}
 		in.patterns = append(in.patterns, p)
 	}
+	if len(excludes) > 0 {
+		excl, err := snapshot.NewExcluder(excludes)
+		if err != nil {
+			return nil, err
+		}
+		in.excl, in.excluded = excl, map[string]bool{}
+	}
 	return in, nil
 }
 
-// match reports whether p or one of its ancestors matches a pattern.
-func (in *includer) match(p string) bool {
+// match reports whether p, a node of the walk, is restored.
+func (in *includer) match(p string, dir bool) bool {
+	if in.excl != nil && in.isExcluded(p, dir) {
+		return false
+	}
+	return in.included(p)
+}
+
+// isExcluded applies the exclude patterns as backup does, to the path
+// as it was backed up ("/" + p): a pattern without a slash matches any
+// element of it, one with a slash the whole path.
+func (in *includer) isExcluded(p string, dir bool) bool {
+	parent, _ := split(p)
+	if (parent != "" && in.excluded[parent]) || in.excl.Excluded("/"+p, dir) {
+		if dir {
+			in.excluded[p] = true
+		}
+		return true
+	}
+	return false
+}
+
+// included reports whether p or one of its ancestors matches an include
+// pattern.
+func (in *includer) included(p string) bool {
 	if len(in.patterns) == 0 {
 		return true
 	}
@@ -119,7 +156,7 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 		if n.Type == snapshot.TypeDir {
 			dirNodes[p] = n
 		}
-		if !in.match(p) {
+		if !in.match(p, n.Type == snapshot.TypeDir) {
 			return nil
 		}
 		addDirs(p, dirNodes)

@@ -27,6 +27,12 @@ import (
 type Options struct {
 	Target  string   // directory to restore into; created if missing
 	Include []string // restore only paths matching these patterns (snapshot-relative, filepath.Match; a match on a directory includes everything below it)
+	// Exclude leaves out the paths these patterns match, and everything
+	// below them, with backup's --exclude syntax (snapshot.Excluder): a
+	// pattern without a slash matches any element of a path ("*.log"),
+	// one with a slash the whole path as it was backed up
+	// ("/home/*/.cache"). It applies after Include.
+	Exclude []string
 	Packs   int      // pack ranges downloaded in parallel; 0 = 8
 	// WriteBehind bounds the restored data left in the page cache: once
 	// more than half of it waits for write-back the oldest is handed to
@@ -46,7 +52,24 @@ type Options struct {
 	// write-back of the data still in the window when the restore ends
 	// happens afterwards, and an error in it (EIO) is not reported, as
 	// with cp or restic.
-	Sync   bool
+	Sync bool
+	// DryRun plans the restore and compares it with what the target
+	// holds, and writes nothing: Result says what a restore would
+	// write, download, keep, replace and (with Delete) remove. The
+	// target need not exist.
+	DryRun bool
+	// Delete removes what the target holds and the snapshot does not,
+	// once everything is restored: within what Include and Exclude
+	// select, so that part of the target ends up holding exactly the
+	// snapshot. Nothing below a directory whose listing could not be
+	// read is removed.
+	Delete bool
+	// Verify reads every restored file back once the restore has
+	// written it and recomputes the keyed ID of each of its chunks. A
+	// file that does not match fails like any other (removed, listed in
+	// Result.Failures). Recently written data is read from the page
+	// cache: this proves what the kernel was given, not the disk.
+	Verify bool
 	Logger *slog.Logger
 	// Progress, if set, is updated as the restore runs.
 	Progress *Progress
@@ -66,6 +89,19 @@ type Failure struct {
 
 func (f Failure) Error() string { return fmt.Sprintf("%s: %v", f.Path, f.Err) }
 
+// Change is an entry of the target that a restore replaces or removes.
+type Change struct {
+	Path   string // snapshot-relative
+	Action string // ActionReplace or ActionDelete
+	Dir    bool   // the entry in the target is a directory (removed with all it holds)
+}
+
+// The actions of a Change.
+const (
+	ActionReplace = "replace" // the target holds something else at the path: it is overwritten
+	ActionDelete  = "delete"  // the snapshot holds nothing at the path (Options.Delete)
+)
+
 // Result summarises a restore.
 type Result struct {
 	Files, Dirs, Symlinks, Other int64
@@ -73,7 +109,14 @@ type Result struct {
 	BytesWritten                 int64 // bytes actually written (skipped identical files excluded)
 	BytesDirect                  int64 // of BytesWritten, written with direct I/O
 	FilesSkipped                 int64 // already identical in the target
-	Failures                     []Failure
+	BytesDownloaded              int64 // pack bytes read: the ranges planned (in a dry run, to be read)
+	FilesVerified                int64 // read back and found intact (Options.Verify; identical files count)
+	Replaced                     int64 // in a dry run, entries of the target that would be replaced
+	Deleted                      int64 // entries removed (Options.Delete; in a dry run, to be removed)
+	// Changes lists what the restore removed (Options.Delete) and, in a
+	// dry run, every entry it would replace or remove, sorted by path.
+	Changes  []Change
+	Failures []Failure
 	// MetadataErrors counts entries whose data was restored but whose
 	// owner, mode or times could not all be set (an unprivileged user
 	// cannot chown; some filesystems refuse modes or times).
@@ -95,6 +138,7 @@ type restorer struct {
 
 	mu          sync.Mutex
 	failures    []Failure
+	changes     []Change // Options.Delete's removals; a dry run's replacements too
 	metaErrors  int64
 	metaSamples []Failure
 	written     atomic.Int64
@@ -134,9 +178,12 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if opts.Progress == nil {
 		opts.Progress = &Progress{}
 	}
-	in, err := newIncluder(opts.Include)
+	in, err := newIncluder(opts.Include, opts.Exclude)
 	if err != nil {
 		return nil, err
+	}
+	if opts.DryRun {
+		return dryRun(ctx, repo, snap, opts, in)
 	}
 	root, err := openTarget(opts.Target)
 	if err != nil {
@@ -158,35 +205,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	defer lowerGC()
 	mk := t.makeDirs()
 	defer mk.wait() // before t is closed
-	pl := plan{onDir: mk.add}
-	if _, ok := repo.Index().Lookup(snap.Tree); !ok {
-		if _, err := repo.IndexUnindexed(ctx); err != nil {
-			r.log.Warn("could not scan unindexed packs", "err", err)
-		}
-	}
-	planFailures, err := pl.build(ctx, repo, snap.Tree, in)
-	if err == nil && needsUnindexed(planFailures) {
-		// Some content is not in any readable index. Packs that no
-		// index lists may still hold it: index them in memory (each
-		// is verified) and plan again.
-		if n, serr := repo.IndexUnindexed(ctx); serr != nil {
-			r.log.Warn("could not scan unindexed packs", "err", serr)
-		} else if n > 0 {
-			r.log.Info("using packs no index lists", "packs", n)
-			made := make(map[string]bool, len(pl.dirs))
-			for _, d := range pl.dirs {
-				made[d.path] = true
-			}
-			pl = plan{onDir: func(p string) {
-				if !made[p] {
-					mk.add(p)
-				}
-			}}
-			planFailures, err = pl.build(ctx, repo, snap.Tree, in)
-		}
-	}
+	pl, planFailures, err := planSnapshot(ctx, repo, snap, in, mk.add, r.log)
 	if err != nil {
-		return nil, fmt.Errorf("read snapshot %s: %w", snap.ID.Short(), err)
+		return nil, err
 	}
 	r.failures = append(r.failures, planFailures...)
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
@@ -240,6 +261,16 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	r.log.Debug("restore downloads done", "took", time.Since(fetchStart).Round(time.Millisecond), "direct_bytes", r.dio.written.Load())
 	res := &Result{}
+	for _, j := range jobs {
+		res.BytesDownloaded += j.end - j.start
+	}
+	if opts.Verify {
+		verifyStart := time.Now()
+		if res.FilesVerified, err = r.verify(ctx, pl.files); err != nil {
+			return nil, err
+		}
+		r.log.Debug("restored files read back", "intact", res.FilesVerified, "took", time.Since(verifyStart).Round(time.Millisecond))
+	}
 	for _, f := range pl.files {
 		if f.failed != nil {
 			r.fail(f.path, f.failed)
@@ -279,6 +310,12 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			res.Other++
 		}
 	}
+	if opts.Delete && !t.fresh {
+		deleteStart := time.Now()
+		r.deleteExtraneous(pl, planFailures, in)
+		res.Deleted = int64(len(r.changes))
+		r.log.Debug("removed what the snapshot does not hold", "entries", res.Deleted, "took", time.Since(deleteStart).Round(time.Millisecond))
+	}
 	metaStart := time.Now()
 	r.dirMeta(pl.dirs)
 	res.Dirs = int64(len(pl.dirs))
@@ -297,9 +334,52 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	res.BytesDirect = r.dio.written.Load()
 	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Path < r.failures[j].Path })
 	res.Failures = r.failures
+	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
+	res.Changes = r.changes
 	sort.Slice(r.metaSamples, func(i, j int) bool { return r.metaSamples[i].Path < r.metaSamples[j].Path })
 	res.MetadataErrors, res.MetadataSamples = r.metaErrors, r.metaSamples
 	return res, nil
+}
+
+// planSnapshot walks snap's trees into a plan of what in selects,
+// calling onDir (if set) with each directory to create, parents first,
+// while the walk goes on. Content no readable index lists is looked for
+// in the packs no index lists, and the walk made again if they hold any.
+func planSnapshot(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Snapshot, in *includer, onDir func(string), log *slog.Logger) (*plan, []Failure, error) {
+	pl := &plan{onDir: onDir}
+	if _, ok := repo.Index().Lookup(snap.Tree); !ok {
+		if _, err := repo.IndexUnindexed(ctx); err != nil {
+			log.Warn("could not scan unindexed packs", "err", err)
+		}
+	}
+	failures, err := pl.build(ctx, repo, snap.Tree, in)
+	if err == nil && needsUnindexed(failures) {
+		// Some content is not in any readable index. Packs that no
+		// index lists may still hold it: index them in memory (each
+		// is verified) and plan again.
+		if n, serr := repo.IndexUnindexed(ctx); serr != nil {
+			log.Warn("could not scan unindexed packs", "err", serr)
+		} else if n > 0 {
+			log.Info("using packs no index lists", "packs", n)
+			made := make(map[string]bool, len(pl.dirs))
+			for _, d := range pl.dirs {
+				made[d.path] = true
+			}
+			pl = &plan{}
+			if onDir != nil {
+				pl.onDir = func(p string) {
+					if !made[p] {
+						onDir(p)
+					}
+				}
+			}
+			failures, err = pl.build(ctx, repo, snap.Tree, in)
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read snapshot %s: %w", snap.ID.Short(), err)
+	}
+	return pl, failures, nil
 }
 
 func needsUnindexed(fs []Failure) bool {
@@ -312,19 +392,14 @@ func needsUnindexed(fs []Failure) bool {
 }
 
 func openTarget(dir string) (*os.Root, error) {
-	if dir == "" {
-		return nil, errors.New("restore: no target directory given (--target)")
+	exists, err := statTarget(dir)
+	if err != nil {
+		return nil, err
 	}
-	fi, err := os.Stat(dir)
-	switch {
-	case err == nil && !fi.IsDir():
-		return nil, fmt.Errorf("restore target %s exists and is not a directory; choose an empty or new directory", dir)
-	case errors.Is(err, fs.ErrNotExist):
+	if !exists {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create restore target: %w", err)
 		}
-	case err != nil:
-		return nil, fmt.Errorf("restore target: %w", err)
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -342,6 +417,24 @@ func openTarget(dir string) (*os.Root, error) {
 	}
 	_ = root.Remove(probe)
 	return root, nil
+}
+
+// statTarget reports whether the restore target dir exists, and fails
+// if it is not a directory.
+func statTarget(dir string) (exists bool, err error) {
+	if dir == "" {
+		return false, errors.New("restore: no target directory given (--target)")
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return false, fmt.Errorf("restore target %s exists and is not a directory; choose an empty or new directory", dir)
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("restore target: %w", err)
+	}
+	return true, nil
 }
 
 func (r *restorer) fail(p string, err error) {
@@ -386,8 +479,9 @@ func targetError(p string, err error) error {
 // findIdentical marks files whose target copy already has the snapshot's
 // content, by recomputing the keyed ID of each chunk in place.
 func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error {
+	bufs := make(readBufs, verifyWorkers)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
+	g.SetLimit(verifyWorkers)
 	for _, f := range files {
 		st, err := r.t.lstat(f.path)
 		if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != f.size {
@@ -397,35 +491,13 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			if r.sameContent(f) {
+			if bufs.check(r, f) == nil {
 				f.skip = true
 			}
 			return nil
 		})
 	}
 	return g.Wait()
-}
-
-func (r *restorer) sameContent(f *fileState) bool {
-	fh, err := r.t.openRead(f.path)
-	if err != nil {
-		return false
-	}
-	defer fh.Close()
-	var buf []byte
-	for _, c := range f.chunks {
-		if int64(cap(buf)) < c.length {
-			buf = make([]byte, c.length)
-		}
-		b := buf[:c.length]
-		if _, err := io.ReadFull(fh, b); err != nil {
-			return false
-		}
-		if r.repo.BlobID(b) != c.id {
-			return false
-		}
-	}
-	return true
 }
 
 // createFiles finishes identical and empty files, and creates every file

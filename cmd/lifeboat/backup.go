@@ -136,16 +136,9 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		}
 		paths = append(paths, p)
 	}
-	excludes := slices.Clone(f.excludes)
-	for _, ef := range f.excludeFiles {
-		pats, err := readExcludeFile(ef)
-		if err != nil {
-			return usageError("--exclude-file: %v", err)
-		}
-		excludes = append(excludes, pats...)
-	}
-	if _, err := snapshot.NewExcluder(excludes); err != nil {
-		return usageError("--exclude: %v", err)
+	excludes, err := excludePatterns(g, f.excludes, f.excludeFiles)
+	if err != nil {
+		return err
 	}
 	host := f.host
 	if host == "" {
@@ -292,6 +285,30 @@ func filesCachePath(cacheDir, repoID, host string, absPaths []string) string {
 	slices.Sort(sorted)
 	sum := sha256.Sum256([]byte(host + "\x00" + strings.Join(sorted, "\x00")))
 	return filepath.Join(cacheDir, repoID, "files", hex.EncodeToString(sum[:])[:16])
+}
+
+// excludePatterns gathers the patterns of --exclude and --exclude-file
+// and checks them (snapshot.Excluder's syntax), warning of those that
+// can match nothing: a pattern with a slash is matched against whole
+// paths, which all start with one.
+func excludePatterns(g *globals, patterns, files []string) ([]string, error) {
+	out := slices.Clone(patterns)
+	for _, ef := range files {
+		pats, err := readExcludeFile(ef)
+		if err != nil {
+			return nil, usageError("--exclude-file: %v", err)
+		}
+		out = append(out, pats...)
+	}
+	if _, err := snapshot.NewExcluder(out); err != nil {
+		return nil, usageError("--exclude: %v", err)
+	}
+	for _, p := range out {
+		if strings.Contains(p, "/") && !strings.HasPrefix(p, "/") {
+			warnf(g.stderr, "pattern %q has a slash, so it is matched against whole paths, which all start with '/': it matches nothing (write /%s?)", p, p)
+		}
+	}
+	return out, nil
 }
 
 func readExcludeFile(path string) ([]string, error) {

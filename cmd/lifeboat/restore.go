@@ -11,17 +11,24 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 type restoreFlags struct {
 	filterFlags
-	target      string
-	includes    []string
-	keepCache   bool
-	directIO    bool
-	sync        bool
-	parallelism int
+	target       string
+	includes     []string
+	excludes     []string
+	excludeFiles []string
+	dryRun       bool
+	delete       bool
+	verify       bool
+	keepCache    bool
+	directIO     bool
+	sync         bool
+	parallelism  int
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
@@ -57,6 +64,35 @@ right away and fit in memory). --direct-io
 writes the bulk of files of 1 MiB and more straight to disk (O_DIRECT, where
 the filesystem supports it); each such write then waits for the disk.
 
+--include and --exclude choose what is restored. An include pattern is
+matched against the snapshot-relative path (home/u/*.txt) and takes
+everything below a matching directory; exclude patterns are backup's: one
+without a slash matches any element of a path ('*.log', 'node_modules'), one
+with a slash the whole path as it was backed up ('/home/*/.cache'). What an
+exclude pattern matches is left out, with all it holds, even if an include
+pattern matches it too.
+
+--dry-run restores nothing: it plans the restore, reads the files already in
+the target to tell identical ones from those that would be replaced, and
+prints what a restore would write, download, keep, replace and remove. Run it
+before restoring into a directory that is in use.
+
+--delete removes what the target holds and the snapshot does not, once
+everything is restored, so that the target (or, with --include/--exclude, the
+part of it they select) holds exactly the snapshot: restoring /etc after a
+bad change also removes the files that change added. Entries that
+--include/--exclude leave out are never removed, nor anything below a
+directory whose listing in the snapshot could not be read. Everything else in
+the target goes, including what was never part of any backup (lost+found at
+the root of a file system, say): try it with --dry-run first. Every removal
+is listed with --verbose (and in --json output).
+
+--verify reads every restored file back and checks each chunk's keyed ID
+again, so the files on the target are proven to hold the snapshot's bytes (as
+the kernel returns them: data written moments ago is read from the page
+cache). A file that differs is reported and removed, like one whose data could
+not be read.
+
 --parallelism N sets how many pack ranges are downloaded at once (default 8).
 Each holds up to about 16 MiB of buffers. More can help when the storage is
 far away, since each request's latency is then paid N at a time; on a local
@@ -64,13 +100,20 @@ MinIO 12 and 16 were no faster than 8.
 
 Needs the identity: backups are encrypted so that writer keys cannot read them.`,
 		Example: `  lifeboat restore latest --target /srv/restore
-  lifeboat restore 3f2a91c0 --target /tmp/r --include 'home/u/*'`,
+  lifeboat restore 3f2a91c0 --target /tmp/r --include 'home/u/*'
+  lifeboat restore latest --target / --include etc --delete --dry-run
+  lifeboat restore latest --target /srv/restore --exclude '*.log' --verify`,
 		Args: argsBetween(1, 1, "SNAPSHOT (an ID, a unique ID prefix, or latest)"),
 		RunE: func(cmd *cobra.Command, args []string) error { return runRestore(cmd.Context(), g, f, args[0]) },
 	}
 	f.register(cmd, "consider snapshots")
 	cmd.Flags().StringVarP(&f.target, "target", "t", "", "directory to restore into (required)")
 	cmd.Flags().StringArrayVarP(&f.includes, "include", "i", nil, "restore only paths matching this pattern, snapshot-relative like home/u/*.txt (repeatable)")
+	cmd.Flags().StringArrayVarP(&f.excludes, "exclude", "e", nil, "leave out paths matching this pattern, as backup's --exclude: '*.log', '/home/*/.cache' (repeatable)")
+	cmd.Flags().StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
+	cmd.Flags().BoolVarP(&f.dryRun, "dry-run", "n", false, "write nothing: show what a restore would write, download, replace and remove")
+	cmd.Flags().BoolVar(&f.delete, "delete", false, "remove what the target holds and the snapshot does not (within --include/--exclude)")
+	cmd.Flags().BoolVar(&f.verify, "verify", false, "read every restored file back and check it against the snapshot")
 	cmd.Flags().IntVar(&f.parallelism, "parallelism", 0, "pack ranges downloaded at once; 0 = 8")
 	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "leave all restored data in the page cache instead of writing back and dropping what exceeds the window")
 	cmd.Flags().BoolVar(&f.directIO, "direct-io", false, "write the bulk of files of 1 MiB and more with direct I/O (O_DIRECT), bypassing the page cache")
@@ -79,18 +122,26 @@ Needs the identity: backups are encrypted so that writer keys cannot read them.`
 }
 
 type restoreOutput struct {
-	SnapshotID      string      `json:"snapshot_id"`
-	Target          string      `json:"target"`
-	Files           int64       `json:"files"`
-	Dirs            int64       `json:"dirs"`
-	Symlinks        int64       `json:"symlinks"`
-	Other           int64       `json:"other"`
-	Bytes           int64       `json:"bytes"`
-	BytesWritten    int64       `json:"bytes_written"`
-	BytesDirect     int64       `json:"bytes_direct"` // of bytes_written, written with direct I/O
-	FilesSkipped    int64       `json:"files_skipped"`
-	DurationSeconds float64     `json:"duration_seconds"`
-	Failures        []pathError `json:"failures"`
+	SnapshotID      string  `json:"snapshot_id"`
+	Target          string  `json:"target"`
+	Files           int64   `json:"files"`
+	Dirs            int64   `json:"dirs"`
+	Symlinks        int64   `json:"symlinks"`
+	Other           int64   `json:"other"`
+	Bytes           int64   `json:"bytes"`
+	BytesWritten    int64   `json:"bytes_written"`
+	BytesDirect     int64   `json:"bytes_direct"` // of bytes_written, written with direct I/O
+	FilesSkipped    int64   `json:"files_skipped"`
+	BytesDownloaded int64   `json:"bytes_downloaded"` // pack bytes read (in a dry run, to be read)
+	FilesVerified   int64   `json:"files_verified"`   // --verify: files read back intact
+	Replaced        int64   `json:"replaced"`         // in a dry run, entries the restore would replace
+	Deleted         int64   `json:"deleted"`          // --delete: entries removed (in a dry run, to be removed)
+	DryRun          bool    `json:"dry_run"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	// Changes: what --delete removed and, in a dry run, every entry a
+	// restore would replace or remove.
+	Changes  []changeOutput `json:"changes"`
+	Failures []pathError    `json:"failures"`
 	// Entries whose data was restored but whose owner, mode or times
 	// could not all be set, and the first few of them.
 	MetadataErrors  int64       `json:"metadata_errors"`
@@ -106,6 +157,9 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	}
 	if f.keepCache && f.directIO {
 		return usageError("--keep-cache and --direct-io contradict each other: one keeps restored data in the page cache, the other bypasses it")
+	}
+	if f.dryRun && (f.verify || f.sync) {
+		return usageError("--dry-run writes nothing, so --verify and --sync have nothing to read back or flush")
 	}
 	target, err := filepath.Abs(f.target)
 	if err != nil {
@@ -125,6 +179,10 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		}
 		includes[i] = p
 	}
+	excludes, err := excludePatterns(g, f.excludes, f.excludeFiles)
+	if err != nil {
+		return err
+	}
 
 	repo, err := g.openRepo(ctx, "restore", readAccess)
 	if err != nil {
@@ -135,7 +193,24 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		return err
 	}
 
+	opts := restore.Options{
+		Target:      target,
+		Include:     includes,
+		Exclude:     excludes,
+		Logger:      g.pkgLogger(),
+		WriteBehind: writeBehind(f.keepCache),
+		DirectIO:    f.directIO,
+		Sync:        f.sync,
+		Packs:       f.parallelism,
+		DryRun:      f.dryRun,
+		Delete:      f.delete,
+		Verify:      f.verify,
+	}
+	if f.dryRun {
+		return dryRunRestore(ctx, g, repo, snap, opts)
+	}
 	prog := &restore.Progress{}
+	opts.Progress = prog
 	bar := g.startProgress(func(el time.Duration) string {
 		files, totalFiles := prog.Files.Load(), prog.TotalFiles.Load()
 		bytes, totalBytes := prog.Bytes.Load(), prog.TotalBytes.Load()
@@ -149,16 +224,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	start := time.Now()
 	setMemoryLimit(ctx, repo.Store())
 	defer oneMoreProc()()
-	res, err := restore.Restore(ctx, repo, snap, restore.Options{
-		Target:      target,
-		Include:     includes,
-		Logger:      g.pkgLogger(),
-		Progress:    prog,
-		WriteBehind: writeBehind(f.keepCache),
-		DirectIO:    f.directIO,
-		Sync:        f.sync,
-		Packs:       f.parallelism,
-	})
+	res, err := restore.Restore(ctx, repo, snap, opts)
 	bar.Stop()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -169,13 +235,8 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	elapsed := time.Since(start)
 
 	if g.json {
-		out := restoreOutput{
-			SnapshotID: snap.ID.String(), Target: target,
-			Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Other: res.Other,
-			Bytes: res.Bytes, BytesWritten: res.BytesWritten, BytesDirect: res.BytesDirect, FilesSkipped: res.FilesSkipped,
-			DurationSeconds: elapsed.Seconds(), Failures: pathErrors(res.Failures),
-			MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
-		}
+		out := newRestoreOutput(snap, target, res)
+		out.DurationSeconds = elapsed.Seconds()
 		if err := printJSON(g.stdout, out); err != nil {
 			return err
 		}
@@ -184,12 +245,21 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			warnf(g.stderr, "could not restore /%s: %v", fl.Path, fl.Err)
 		}
 		warnMetadata(g.stderr, res)
+		if g.verbose {
+			printChanges(g.stdout, res.Changes)
+		}
 		if !g.quiet {
 			w := g.stdout
 			fmt.Fprintf(w, "restored snapshot %s into %s\n", snap.ID.Short(), target)
 			fmt.Fprintf(w, "Files:       %d (%d already identical), %d dirs, %d symlinks, %d other\n",
 				res.Files, res.FilesSkipped, res.Dirs, res.Symlinks, res.Other)
 			fmt.Fprintf(w, "Size:        %s (%s written)\n", formatBytes(res.Bytes), formatBytes(res.BytesWritten))
+			if f.verify {
+				fmt.Fprintf(w, "Verified:    %d files read back intact\n", res.FilesVerified)
+			}
+			if f.delete {
+				fmt.Fprintf(w, "Deleted:     %d %s the snapshot does not hold\n", res.Deleted, plural(int(res.Deleted), "entry", "entries"))
+			}
 			fmt.Fprintf(w, "Duration:    %s (%s)\n", formatDuration(elapsed), formatRate(res.BytesWritten, elapsed))
 		}
 	}
@@ -198,6 +268,75 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			n, plural(n, "path", "paths"), snap.ID.Short(), target)
 	}
 	return nil
+}
+
+func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Result) restoreOutput {
+	out := restoreOutput{
+		SnapshotID: snap.ID.String(), Target: target,
+		Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Other: res.Other,
+		Bytes: res.Bytes, BytesWritten: res.BytesWritten, BytesDirect: res.BytesDirect, FilesSkipped: res.FilesSkipped,
+		BytesDownloaded: res.BytesDownloaded, FilesVerified: res.FilesVerified, Replaced: res.Replaced, Deleted: res.Deleted,
+		Changes:        []changeOutput{},
+		Failures:       pathErrors(res.Failures),
+		MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
+	}
+	for _, c := range res.Changes {
+		out.Changes = append(out.Changes, changeOutput{Path: "/" + c.Path, Action: c.Action, Dir: c.Dir})
+	}
+	return out
+}
+
+// dryRunRestore runs restore.Restore with opts.DryRun and prints what a
+// restore would do.
+func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository, snap *snapshot.Snapshot, opts restore.Options) error {
+	res, err := restore.Restore(ctx, repo, snap, opts)
+	if err != nil {
+		return fmt.Errorf("dry run of a restore of snapshot %s into %s: %w", snap.ID.Short(), opts.Target, storeError(g.repo, err))
+	}
+	if g.json {
+		out := newRestoreOutput(snap, opts.Target, res)
+		out.DryRun = true
+		if err := printJSON(g.stdout, out); err != nil {
+			return err
+		}
+	} else {
+		for _, fl := range res.Failures {
+			warnf(g.stderr, "would not restore /%s: %v", fl.Path, fl.Err)
+		}
+		w := g.stdout
+		printChanges(w, res.Changes)
+		fmt.Fprintf(w, "dry run: nothing was written. Restoring snapshot %s into %s would\n", snap.ID.Short(), opts.Target)
+		fmt.Fprintf(w, "  restore   %d files (%s), %d dirs, %d symlinks, %d other\n", res.Files, formatBytes(res.Bytes), res.Dirs, res.Symlinks, res.Other)
+		fmt.Fprintf(w, "  write     %s; %d %s already identical and kept\n", formatBytes(res.BytesWritten), res.FilesSkipped, plural(int(res.FilesSkipped), "file is", "files are"))
+		fmt.Fprintf(w, "  download  %s of pack data\n", formatBytes(res.BytesDownloaded))
+		fmt.Fprintf(w, "  replace   %d %s the target holds\n", res.Replaced, plural(int(res.Replaced), "entry", "entries"))
+		if opts.Delete {
+			fmt.Fprintf(w, "  delete    %d %s the snapshot does not hold\n", res.Deleted, plural(int(res.Deleted), "entry", "entries"))
+		}
+	}
+	if n := len(res.Failures); n > 0 {
+		return fmt.Errorf("%d %s of snapshot %s would not be restored (see above); run 'lifeboat check --read-data' to inspect the repository",
+			n, plural(n, "path", "paths"), snap.ID.Short())
+	}
+	return nil
+}
+
+// printChanges lists what a restore replaced or removed, or in a dry run
+// would: "replace /etc/x", "delete /etc/y/" (a directory, with all it holds).
+func printChanges(w io.Writer, changes []restore.Change) {
+	for _, c := range changes {
+		slash := ""
+		if c.Dir {
+			slash = "/"
+		}
+		fmt.Fprintf(w, "%-8s /%s%s\n", c.Action, c.Path, slash)
+	}
+}
+
+type changeOutput struct {
+	Path   string `json:"path"`
+	Action string `json:"action"` // replace or delete
+	Dir    bool   `json:"dir"`    // a directory in the target, with all it holds
 }
 
 // pathErrors lists failures for JSON output, with absolute snapshot

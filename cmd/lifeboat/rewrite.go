@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,27 +59,15 @@ Running it again finds the copies it saved. It needs the identity.`,
 }
 
 func runRewrite(ctx context.Context, g *globals, f rewriteFlags, args []string) error {
-	excludes := append([]string(nil), f.excludes...)
-	for _, ef := range f.excludeFiles {
-		pats, err := readExcludeFile(ef)
-		if err != nil {
-			return usageError("--exclude-file: %v", err)
-		}
-		excludes = append(excludes, pats...)
+	excludes, err := excludePatterns(g, f.excludes, f.excludeFiles)
+	if err != nil {
+		return err
 	}
 	if len(excludes) == 0 {
 		return usageError("rewrite needs --exclude PATTERN (or --exclude-file): what to remove")
 	}
-	if _, err := snapshot.NewExcluder(excludes); err != nil {
-		return usageError("--exclude: %v", err)
-	}
-	for _, p := range excludes {
-		switch {
-		case p == "":
-			return usageError("--exclude: an empty pattern matches nothing")
-		case strings.Contains(p, "/") && !strings.HasPrefix(p, "/"):
-			warnf(g.stderr, "pattern %q has a slash, so it is matched against whole paths, which all start with '/': it matches nothing (write /%s?)", p, p)
-		}
+	if slices.Contains(excludes, "") {
+		return usageError("--exclude: an empty pattern matches nothing")
 	}
 	repo, err := g.openRepo(ctx, "rewrite", readAccess)
 	if err != nil {

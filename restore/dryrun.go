@@ -1,0 +1,146 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// dryRun plans a restore of snap and compares it with what the target
+// holds, writing nothing (Options.DryRun). Files already in the target
+// are read to tell identical ones from those a restore would replace,
+// as a restore does.
+func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Snapshot, opts Options, in *includer) (*Result, error) {
+	exists, err := statTarget(opts.Target)
+	if err != nil {
+		return nil, err
+	}
+	r := &restorer{repo: repo, opts: opts, log: opts.Logger, prog: opts.Progress}
+	if exists {
+		if err := unix.Faccessat(unix.AT_FDCWD, opts.Target, unix.W_OK, unix.AT_EACCESS); err != nil {
+			return nil, fmt.Errorf("restore target %s is not writable: %w", opts.Target, err)
+		}
+		root, err := os.OpenRoot(opts.Target)
+		if err != nil {
+			return nil, fmt.Errorf("open restore target: %w", err)
+		}
+		defer root.Close()
+		if r.t, err = newTargetDir(root, opts.Target); err != nil {
+			return nil, err
+		}
+		defer r.t.close()
+	}
+	if err := repo.EnsureIndex(ctx); err != nil {
+		return nil, err
+	}
+	pl, failures, err := planSnapshot(ctx, repo, snap, in, nil, r.log)
+	if err != nil {
+		return nil, err
+	}
+	r.failures = failures
+	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
+	r.prog.TotalBytes.Store(pl.bytes)
+	if r.t != nil && !r.t.fresh {
+		if err := r.findIdentical(ctx, pl.files); err != nil {
+			return nil, err
+		}
+	}
+	res := &Result{Dirs: int64(len(pl.dirs))}
+	for _, j := range pl.packJobs() {
+		res.BytesDownloaded += j.end - j.start
+	}
+	for _, f := range pl.files {
+		res.Files++
+		res.Bytes += f.size
+		if f.skip {
+			res.FilesSkipped++
+			continue
+		}
+		res.BytesWritten += f.size
+		r.replaces(f.path, func(unix.Stat_t) bool { return false })
+	}
+	for _, f := range pl.links {
+		if f.linkTo.failed != nil {
+			r.fail(f.path, fmt.Errorf("hard link to %s, which failed", f.linkTo.path))
+			continue
+		}
+		res.Files++
+		r.replaces(f.path, func(st unix.Stat_t) bool {
+			if !f.linkTo.skip {
+				return false
+			}
+			first, err := r.t.lstat(f.linkTo.path)
+			return err == nil && first.Dev == st.Dev && first.Ino == st.Ino
+		})
+	}
+	for _, o := range pl.others {
+		if o.node.Type == snapshot.TypeSymlink {
+			res.Symlinks++
+		} else {
+			res.Other++
+		}
+		r.replaces(o.path, func(st unix.Stat_t) bool {
+			return o.node.Type == snapshot.TypeSymlink && st.Mode&unix.S_IFMT == unix.S_IFLNK && r.t.readlink(o.path) == o.node.LinkTarget
+		})
+	}
+	for _, d := range pl.dirs {
+		r.replaces(d.path, func(st unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFDIR })
+	}
+	for _, c := range r.changes {
+		if c.Action == ActionReplace {
+			res.Replaced++
+		}
+	}
+	if opts.Delete && r.t != nil && !r.t.fresh {
+		r.extraneous(pl, failures, in, func(p string, dir bool) {
+			r.changes = append(r.changes, Change{Path: p, Action: ActionDelete, Dir: dir})
+			res.Deleted++
+		}, r.fail)
+	}
+	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
+	res.Changes = r.changes
+	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Path < r.failures[j].Path })
+	res.Failures = r.failures
+	return res, nil
+}
+
+// replaces records, in a dry run, that a restore would replace what the
+// target holds at p, unless nothing is there or same says it is what
+// the restore would leave there.
+func (r *restorer) replaces(p string, same func(unix.Stat_t) bool) {
+	if r.t == nil || r.t.fresh {
+		return
+	}
+	st, err := r.t.lstat(p)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+		// Nothing there, or a parent is not a directory: the restore
+		// replaces that parent, and this records it.
+		return
+	}
+	if err == nil && same(st) {
+		return
+	}
+	r.changes = append(r.changes, Change{Path: p, Action: ActionReplace, Dir: err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR})
+}
+
+// readlink returns the target of symlink p, or "" if it cannot be read.
+func (t *targetDir) readlink(p string) string {
+	dir, base := split(p)
+	buf := make([]byte, 4096)
+	n := 0
+	err := t.withDir(dir, func(dfd int) (err error) {
+		n, err = unix.Readlinkat(dfd, base, buf)
+		return err
+	})
+	if err != nil {
+		return ""
+	}
+	return string(buf[:n])
+}

@@ -1,0 +1,101 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// verifyWorkers files are read back at once, by findIdentical and by
+// verify.
+const verifyWorkers = 4
+
+// verify reads back each file of files the restore wrote and did not
+// fail, and fails those whose size or chunks differ from the snapshot's.
+// Files found identical before the restore were checked the same way
+// then and are counted without being read again. It returns how many
+// files were found intact; the error is set only if ctx ends.
+func (r *restorer) verify(ctx context.Context, files []*fileState) (int64, error) {
+	var ok atomic.Int64
+	bufs := make(readBufs, verifyWorkers)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(verifyWorkers)
+	for _, f := range files {
+		if f.failed != nil {
+			continue
+		}
+		if f.skip {
+			ok.Add(1)
+			continue
+		}
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			if err := bufs.check(r, f); err != nil {
+				r.setFailed(f, fmt.Errorf("read back after restoring (--verify): %w", err))
+				return nil
+			}
+			ok.Add(1)
+			return nil
+		})
+	}
+	err := g.Wait()
+	return ok.Load(), err
+}
+
+// readBufs holds the read buffers of the workers that read files back.
+type readBufs chan []byte
+
+// check runs r.checkContent for f with a buffer from b.
+func (b readBufs) check(r *restorer, f *fileState) error {
+	var buf []byte
+	select {
+	case buf = <-b:
+	default:
+	}
+	err := r.checkContent(f, &buf)
+	select {
+	case b <- buf:
+	default:
+	}
+	return err
+}
+
+// checkContent compares the file at f.path in the target with the
+// snapshot's: a regular file of f.size bytes whose every chunk has the
+// keyed ID the snapshot records. buf is a reusable read buffer.
+func (r *restorer) checkContent(f *fileState, buf *[]byte) error {
+	st, err := r.t.lstat(f.path)
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("not a regular file")
+	}
+	if st.Size != f.size {
+		return fmt.Errorf("%d bytes, the snapshot has %d", st.Size, f.size)
+	}
+	fh, err := r.t.openRead(f.path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	for i, c := range f.chunks {
+		if int64(cap(*buf)) < c.length {
+			*buf = make([]byte, c.length)
+		}
+		b := (*buf)[:c.length]
+		if _, err := io.ReadFull(fh, b); err != nil {
+			return fmt.Errorf("read chunk %d (bytes %d-%d): %w", i+1, c.offset, c.offset+c.length-1, err)
+		}
+		if r.repo.BlobID(b) != c.id {
+			return fmt.Errorf("chunk %d (bytes %d-%d) differs from the snapshot's", i+1, c.offset, c.offset+c.length-1)
+		}
+	}
+	return nil
+}
