@@ -51,3 +51,10 @@ func DirectSupported(t *testing.T, dir string) bool { return directSupported(t, 
 
 // MaxHeld is the most bytes one request of the fallback path may ask for.
 const MaxHeld = maxHeld
+
+// BeforeVerify runs fn with the target directory just before a restore
+// with Options.Verify reads its files back, until the test ends.
+func BeforeVerify(t testing.TB, fn func(target string)) {
+	beforeVerify = fn
+	t.Cleanup(func() { beforeVerify = nil })
+}

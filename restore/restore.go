@@ -125,6 +125,10 @@ type Result struct {
 	MetadataSamples []Failure
 }
 
+// beforeVerify, if set (by tests), runs just before a restore with
+// Options.Verify reads its files back.
+var beforeVerify func(target string)
+
 // maxMetadataSamples bounds Result.MetadataSamples: one failing
 // filesystem can fail every entry, and the count says how many.
 const maxMetadataSamples = 10
@@ -265,6 +269,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		res.BytesDownloaded += j.end - j.start
 	}
 	if opts.Verify {
+		if beforeVerify != nil {
+			beforeVerify(opts.Target)
+		}
 		verifyStart := time.Now()
 		if res.FilesVerified, err = r.verify(ctx, pl.files); err != nil {
 			return nil, err

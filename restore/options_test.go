@@ -1,0 +1,452 @@
+package restore_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// noElement keeps the paths none of whose elements pat matches: what a
+// pattern without a slash excludes.
+func noElement(pat string) func(string) bool {
+	return func(p string) bool {
+		for _, e := range strings.Split(p, "/") {
+			if ok, _ := path.Match(pat, e); ok {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func TestRestoreExclude(t *testing.T) {
+	r, src, tree, snap := standardSnapshot(t, "local")
+	rel := strings.TrimPrefix(src, "/")
+
+	// Excluding the first name of a hard link restores the second as a
+	// plain file with the shared content and metadata.
+	withoutA := subtree(tree, func(p string) bool { return p != fixture.HardlinkA })
+	withoutA[fixture.HardlinkB] = tree[fixture.HardlinkA]
+
+	tests := []struct {
+		name               string
+		include, exclude   []string
+		want               fixture.Tree
+		wantFiles, wantDir int64
+	}{
+		{name: "base name glob", exclude: []string{"*.txt"}, want: subtree(tree, noElement("*.txt"))},
+		{name: "directory by name", exclude: []string{"modes"}, want: subtree(tree, func(p string) bool { return !under("modes")(p) })},
+		{name: "whole path", exclude: []string{"/" + rel + "/deep/d01/d02"}, want: subtree(tree, func(p string) bool { return !under("deep/d01/d02")(p) })},
+		{name: "with include", include: []string{rel + "/times"}, exclude: []string{"*.txt"}, want: subtree(tree, func(p string) bool {
+			return under("times")(p) && noElement("*.txt")(p)
+		})},
+		{name: "first hard link name", exclude: []string{"/" + rel + "/" + fixture.HardlinkA}, want: withoutA},
+		{name: "matching nothing", exclude: []string{"*.nothing", "/elsewhere/*"}, want: tree},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := t.TempDir()
+			res := r.restore(t, snap, restore.Options{Target: dst, Include: tc.include, Exclude: tc.exclude})
+			fixture.Compare(t, tc.want, restoredAt(dst, src))
+			if want := files(tc.want); res.Files != want {
+				t.Errorf("restored %d files, want %d", res.Files, want)
+			}
+		})
+	}
+	if _, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: t.TempDir(), Exclude: []string{"["}}); err == nil {
+		t.Error("a malformed exclude pattern was accepted")
+	}
+}
+
+// files counts the names of regular files in tree, hard links included,
+// as Result.Files does.
+func files(tree fixture.Tree) int64 {
+	n := int64(len(tree.Regular()))
+	for _, e := range tree {
+		if e.HardlinkTo != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// listing describes every entry under dir (type, mode, size, content
+// hash, link target, mtime), to show that a dry run changed nothing.
+func listing(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		switch {
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			desc += fmt.Sprintf(" %x", sha256.Sum256(b))
+		case fi.Mode()&fs.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			desc += " -> " + l
+		}
+		out[p] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRestoreDryRunAndDelete: a dry run reports exactly what a restore
+// would replace and (with Delete) remove, writes nothing, and plans the
+// same downloads as the restore; the restore with Delete then leaves the
+// target holding exactly the snapshot, and lists what it removed.
+func TestRestoreDryRunAndDelete(t *testing.T) {
+	ctx := context.Background()
+	r, src, tree, snap := standardSnapshot(t, "local")
+	rel := strings.TrimPrefix(src, "/")
+
+	// Into a target that does not exist: everything is new, and the
+	// target is not created.
+	missing := filepath.Join(t.TempDir(), "not-yet")
+	dry, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: missing, DryRun: true, Delete: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a dry run created its target: %v", err)
+	}
+	regular := int64(len(tree.Regular()))
+	if dry.Files != regular+1 || dry.Symlinks != 4 || dry.FilesSkipped != 0 || dry.BytesWritten != dry.Bytes ||
+		dry.BytesDownloaded == 0 || dry.Replaced != 0 || dry.Deleted != 0 || len(dry.Changes) != 0 || len(dry.Failures) != 0 {
+		t.Fatalf("dry run into a new directory: %+v", dry)
+	}
+
+	dst := t.TempDir()
+	first := r.restore(t, snap, restore.Options{Target: dst})
+	if first.BytesDownloaded != dry.BytesDownloaded || first.Bytes != dry.Bytes || first.Files != dry.Files || first.Dirs != dry.Dirs {
+		t.Errorf("the dry run planned %d bytes to download, %d bytes, %d files, %d dirs; the restore: %d, %d, %d, %d",
+			dry.BytesDownloaded, dry.Bytes, dry.Files, dry.Dirs, first.BytesDownloaded, first.Bytes, first.Files, first.Dirs)
+	}
+
+	out := restoredAt(dst, src)
+	at := func(p string) string { return filepath.Join(out, filepath.FromSlash(p)) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Replaced: a file with other bytes of the same size, a file where a
+	// directory holding a file was put, a directory where a file was put,
+	// a symlink pointing elsewhere.
+	must(os.WriteFile(at("modes/exec.sh"), []byte("#!/bin/sh\necho HI\n"), 0o755))
+	must(os.Remove(at("times/2001.txt")))
+	must(os.MkdirAll(at("times/2001.txt/inside"), 0o755))
+	must(os.RemoveAll(at("times/olddir")))
+	must(os.WriteFile(at("times/olddir"), []byte("a file now"), 0o644))
+	must(os.Remove(at("links/relative")))
+	must(os.Symlink("elsewhere", at("links/relative")))
+	// Missing again: restored, not "replaced".
+	must(os.Remove(at(fixture.HardlinkB)))
+	must(os.Remove(at(fixture.UnicodeNested)))
+	// Not in the snapshot: a file, a directory with contents, and a file
+	// at the target's root, beside the path the snapshot fills.
+	must(os.WriteFile(at("extra.txt"), []byte("added later"), 0o644))
+	must(os.MkdirAll(at("deep/d01/extra/sub"), 0o755))
+	must(os.WriteFile(at("deep/d01/extra/sub/f"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(dst, "outside-snapshot"), nil, 0o644))
+
+	replaced := []restore.Change{
+		{Path: rel + "/links/relative", Action: restore.ActionReplace},
+		{Path: rel + "/modes/exec.sh", Action: restore.ActionReplace},
+		{Path: rel + "/times/2001.txt", Action: restore.ActionReplace, Dir: true},
+		{Path: rel + "/times/olddir", Action: restore.ActionReplace},
+	}
+	deleted := []restore.Change{ // sorted by path
+		{Path: "outside-snapshot", Action: restore.ActionDelete},
+		{Path: rel + "/deep/d01/extra", Action: restore.ActionDelete, Dir: true},
+		{Path: rel + "/extra.txt", Action: restore.ActionDelete},
+	}
+	before := listing(t, dst)
+	for _, del := range []bool{false, true} {
+		res, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst, DryRun: true, Delete: del})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := replaced
+		if del {
+			want = sortedChanges(append(append([]restore.Change{}, replaced...), deleted...))
+		}
+		if !reflect.DeepEqual(res.Changes, want) {
+			t.Errorf("dry run (delete %v) changes:\n%v\nwant:\n%v", del, res.Changes, want)
+		}
+		wantDeleted := int64(0)
+		if del {
+			wantDeleted = int64(len(deleted))
+		}
+		// Skipped: every regular file but the four to write again:
+		// exec.sh, 2001.txt, the nested one and times/olddir/new, whose
+		// directory is now a file. (Hard link b is made as a link.)
+		if res.Replaced != int64(len(replaced)) || res.Deleted != wantDeleted || res.FilesSkipped != regular-4 {
+			t.Errorf("dry run (delete %v): replaced %d, deleted %d, skipped %d; want %d, %d, %d",
+				del, res.Replaced, res.Deleted, res.FilesSkipped, len(replaced), wantDeleted, regular-4)
+		}
+		if got := listing(t, dst); !reflect.DeepEqual(got, before) {
+			t.Fatalf("a dry run changed the target")
+		}
+	}
+
+	res := r.restore(t, snap, restore.Options{Target: dst, Delete: true})
+	fixture.Compare(t, tree, out)
+	if !reflect.DeepEqual(res.Changes, deleted) || res.Deleted != int64(len(deleted)) {
+		t.Errorf("restore with delete removed %v (%d), want %v", res.Changes, res.Deleted, deleted)
+	}
+	top, err := os.ReadDir(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first := strings.Split(rel, "/")[0]; len(top) != 1 || top[0].Name() != first {
+		t.Errorf("the target's root holds %v, want only %s", top, first)
+	}
+	again, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst, DryRun: true, Delete: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Changes) != 0 || again.BytesWritten != 0 || again.BytesDownloaded != 0 || again.FilesSkipped != regular {
+		t.Errorf("dry run after the restore: %+v", again)
+	}
+}
+
+func sortedChanges(cs []restore.Change) []restore.Change {
+	for i := 1; i < len(cs); i++ {
+		for j := i; j > 0 && cs[j].Path < cs[j-1].Path; j-- {
+			cs[j], cs[j-1] = cs[j-1], cs[j]
+		}
+	}
+	return cs
+}
+
+// TestRestoreDeleteKeepsWhatIsNotSelected: Delete removes only within
+// what Include and Exclude select.
+func TestRestoreDeleteKeepsWhatIsNotSelected(t *testing.T) {
+	r, src, tree, snap := standardSnapshot(t, "local")
+	rel := strings.TrimPrefix(src, "/")
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	extras := map[string]bool{ // path → removed
+		"times/extra.txt":    true,  // selected, not in the snapshot
+		"times/olddir/x.txt": true,  // the same, deeper
+		"times/extra.log":    false, // excluded
+		"times/logs/a":       false, // below an excluded directory
+		"modes/extra":        false, // not included
+		"extra-top":          false, // not included
+	}
+	for p := range extras {
+		fp := filepath.Join(out, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(fp, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := r.restore(t, snap, restore.Options{Target: dst, Include: []string{rel + "/times"}, Exclude: []string{"*.log", "logs"}, Delete: true})
+	want := []restore.Change{
+		{Path: rel + "/times/extra.txt", Action: restore.ActionDelete},
+		{Path: rel + "/times/olddir/x.txt", Action: restore.ActionDelete},
+	}
+	if !reflect.DeepEqual(res.Changes, want) {
+		t.Errorf("removed %v, want %v", res.Changes, want)
+	}
+	for p, removed := range extras {
+		_, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p)))
+		if removed != errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: removed %v, want %v (%v)", p, !removed, removed, err)
+		}
+	}
+	for p := range tree {
+		if _, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p))); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+// subtreeID is the tree ID of directory p (slash-separated, relative to
+// the snapshot's root) in snap.
+func subtreeID(t *testing.T, repo *chunkstore.Repository, snap *snapshot.Snapshot, p string) chunkstore.ID {
+	t.Helper()
+	id := snap.Tree
+	for _, name := range strings.Split(p, "/") {
+		tree, err := snapshot.LoadTree(context.Background(), repo, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, n := range tree.Nodes {
+			if n.Name == name && n.Subtree != nil {
+				id, found = *n.Subtree, true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("no directory %s in %s", name, p)
+		}
+	}
+	return id
+}
+
+// TestRestoreDeleteSparesUnreadableListings: where a directory's listing
+// cannot be read, what the snapshot holds below it is unknown, so Delete
+// removes nothing there (and the dry run lists nothing there).
+func TestRestoreDeleteSparesUnreadableListings(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	st, err := location.Open(ctx, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	r := testRepo{writer: repos.Writer, reader: repos.Reader}
+	src := t.TempDir()
+	tree := fixture.Standard()
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	rel := strings.TrimPrefix(src, "/")
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	kept := filepath.Join(out, "deep", "d01", "extra")
+	gone := filepath.Join(out, "times", "extra")
+	for _, p := range []string{kept, gone} {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Flip a byte in the middle of deep/d01's listing.
+	if err := r.reader.EnsureIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	loc, ok := r.reader.Index().Lookup(subtreeID(t, r.reader, snap, rel+"/deep/d01"))
+	if !ok {
+		t.Fatal("listing not indexed")
+	}
+	pack := filepath.Join(dir, filepath.FromSlash(chunkstore.PackName(loc.Pack.ID)))
+	b, err := os.ReadFile(pack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[int(loc.Blob.Offset)+int(loc.Blob.Length)/2] ^= 0x40
+	if err := os.Chmod(pack, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pack, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reader := repos.OpenReader(t, st) // nothing of the listing in memory
+
+	for _, dry := range []bool{true, false} {
+		res, err := restore.Restore(ctx, reader, snap, restore.Options{Target: dst, Delete: true, DryRun: dry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Failures) != 1 || res.Failures[0].Path != rel+"/deep/d01" {
+			t.Fatalf("dry run %v: failures %v, want one, for deep/d01", dry, res.Failures)
+		}
+		want := []restore.Change{{Path: rel + "/times/extra", Action: restore.ActionDelete}}
+		if !reflect.DeepEqual(res.Changes, want) {
+			t.Errorf("dry run %v: changes %v, want %v", dry, res.Changes, want)
+		}
+	}
+	if _, err := os.Lstat(kept); err != nil {
+		t.Errorf("removed a file below a directory whose listing could not be read: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(out, "deep", "d01", "d02", "d03")); err != nil {
+		t.Errorf("removed a directory below a listing that could not be read: %v", err)
+	}
+	if _, err := os.Lstat(gone); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s: not removed (%v)", gone, err)
+	}
+}
+
+// TestRestoreVerify: with Verify every restored file is read back; one
+// whose bytes on disk changed after they were written fails and is
+// removed, the rest are counted intact.
+func TestRestoreVerify(t *testing.T) {
+	r, src, tree, snap := standardSnapshot(t, "local")
+	regular := int64(len(tree.Regular()))
+
+	res := r.restore(t, snap, restore.Options{Target: t.TempDir(), Verify: true})
+	// The two names of the hard link are one file.
+	if res.FilesVerified != regular {
+		t.Errorf("verified %d files, want %d", res.FilesVerified, regular)
+	}
+
+	flip := func(target string) {
+		p := filepath.Join(restoredAt(target, src), fixture.LargePath)
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b := make([]byte, 1)
+		if _, err := f.ReadAt(b, 9<<20); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 1
+		if _, err := f.WriteAt(b, 9<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restore.BeforeVerify(t, flip)
+	// Without Verify the damage goes unnoticed (and the hook is not run).
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	fixture.Compare(t, tree, restoredAt(dst, src))
+
+	dst = t.TempDir()
+	bad, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := strings.TrimPrefix(src, "/")
+	if len(bad.Failures) != 1 || bad.Failures[0].Path != rel+"/"+fixture.LargePath ||
+		!strings.Contains(bad.Failures[0].Err.Error(), "differs from the snapshot") {
+		t.Fatalf("failures %v, want one for %s naming the chunk that differs", bad.Failures, fixture.LargePath)
+	}
+	if bad.FilesVerified != regular-1 || bad.Files != res.Files-1 {
+		t.Errorf("verified %d, restored %d; want %d, %d", bad.FilesVerified, bad.Files, regular-1, res.Files-1)
+	}
+	if _, err := os.Lstat(filepath.Join(restoredAt(dst, src), fixture.LargePath)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the file that failed verification was left in the target: %v", err)
+	}
+	delete(tree, fixture.LargePath)
+	fixture.Compare(t, tree, restoredAt(dst, src))
+}
