@@ -2,10 +2,13 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 )
 
@@ -44,4 +47,83 @@ func TestWarnMetadata(t *testing.T) {
 	if got := pathErrors(res.MetadataSamples); len(got) != 2 || got[0].Path != "/srv/a" || got[1].Error != "chmod: bad mode" {
 		t.Errorf("pathErrors = %+v", got)
 	}
+}
+
+// TestRestoreDryRunDeleteVerifyCLI: --dry-run prints what a restore
+// would replace and remove and changes nothing; --delete --verify then
+// make the target the snapshot and say so; --exclude-file leaves out what
+// it names.
+func TestRestoreDryRunDeleteVerifyCLI(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	tree := smallTree()
+	fixture.Create(t, src, tree)
+	c.ok(r.writer("backup", src)...)
+	target := filepath.Join(c.dir, "target")
+	c.ok(r.reader("restore", "latest", "--target", target)...)
+	out := filepath.Join(target, src)
+	if err := os.WriteFile(filepath.Join(out, "hello.txt"), []byte("HELLO, lifeboat\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "sub", "added.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	human := c.ok(r.reader("restore", "latest", "--target", target, "--delete", "--dry-run")...).stdout
+	for _, want := range []string{
+		"replace  " + src + "/hello.txt\n",
+		"delete   " + src + "/sub/added.txt\n",
+		"dry run: nothing was written",
+		"replace   1 entry the target holds",
+		"delete    1 entry the snapshot does not hold",
+	} {
+		if !strings.Contains(human, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, human)
+		}
+	}
+	dry := decodeJSON[struct {
+		DryRun          bool  `json:"dry_run"`
+		FilesSkipped    int64 `json:"files_skipped"`
+		BytesWritten    int64 `json:"bytes_written"`
+		BytesDownloaded int64 `json:"bytes_downloaded"`
+		Replaced        int64 `json:"replaced"`
+		Deleted         int64 `json:"deleted"`
+		Changes         []struct {
+			Path, Action string
+			Dir          bool
+		} `json:"changes"`
+	}](t, c.ok(r.reader("restore", "latest", "--target", target, "--delete", "--dry-run", "--json")...).stdout)
+	if !dry.DryRun || dry.Replaced != 1 || dry.Deleted != 1 || len(dry.Changes) != 2 ||
+		dry.Changes[0].Path != src+"/hello.txt" || dry.Changes[0].Action != "replace" ||
+		dry.Changes[1].Path != src+"/sub/added.txt" || dry.Changes[1].Action != "delete" ||
+		dry.BytesWritten != int64(len("hello, lifeboat\n")) || dry.BytesDownloaded == 0 || dry.FilesSkipped != 4 {
+		t.Errorf("dry run --json: %+v", dry)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "hello.txt")); err != nil || string(b) != "HELLO, lifeboat\n" {
+		t.Fatalf("the dry run changed the target: %q, %v", b, err)
+	}
+
+	done := c.ok(r.reader("restore", "latest", "--target", target, "--delete", "--verify", "-v")...).stdout
+	for _, want := range []string{"delete   " + src + "/sub/added.txt\n", "Verified:    5 files read back intact", "Deleted:     1 entry the snapshot does not hold"} {
+		if !strings.Contains(done, want) {
+			t.Errorf("restore --delete --verify output lacks %q:\n%s", want, done)
+		}
+	}
+	fixture.Compare(t, tree, out)
+
+	excl := filepath.Join(c.dir, "excludes")
+	if err := os.WriteFile(excl, []byte("# not the big one\n*.bin\n\n"+src+"/sub\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	partial := filepath.Join(c.dir, "partial")
+	c.ok(r.reader("restore", "latest", "--target", partial, "--exclude-file", excl, "--exclude", "link")...)
+	want := fixture.Tree{}
+	for p, e := range tree {
+		if p != "big.bin" && p != "link" && p != "sub" && !strings.HasPrefix(p, "sub/") {
+			want[p] = e
+		}
+	}
+	fixture.Compare(t, want, filepath.Join(partial, src))
 }
