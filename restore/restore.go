@@ -238,9 +238,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	lowerGC()
 	r.log.Debug("restore planned", "files", len(pl.files), "dirs", len(pl.dirs), "bytes", pl.bytes, "pack_ranges", len(jobs), "write_behind_window", opts.WriteBehind, "took", time.Since(start).Round(time.Millisecond))
 	fetchStart := time.Now()
+	var arena *bufferArena
 	if n := min(opts.Packs, len(jobs)); n > 0 {
-		arena := newBufferArena(n)
-		defer arena.release() // after g.Wait: no fetch holds a buffer then
+		arena = newBufferArena(n)
 		for _, b := range arena.buffers(n) {
 			r.bufs <- b
 		}
@@ -254,6 +254,12 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		g.Go(func() error { return r.fetch(gctx, j) })
 	}
 	err = g.Wait()
+	// No fetch holds a buffer now: give them back before the files are
+	// read back (Verify) or the restore returns.
+	arena.release()
+	for len(r.bufs) > 0 {
+		<-r.bufs
+	}
 	if err != nil {
 		r.closeAll()
 	}
