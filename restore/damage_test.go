@@ -64,27 +64,8 @@ func TestDamagedBlobsFailOnlyTheirFiles(t *testing.T) {
 	if err := r.reader.EnsureIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	damage := func(content []byte) {
-		t.Helper()
-		loc, ok := r.reader.Index().Lookup(r.reader.BlobID(content))
-		if !ok {
-			t.Fatal("blob not indexed")
-		}
-		p := filepath.Join(dir, filepath.FromSlash(chunkstore.PackName(loc.Pack.ID)))
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b[int(loc.Blob.Offset)+int(loc.Blob.Length)/2] ^= 0x40
-		if err := os.Chmod(p, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	damage(files["text-a.txt"])   // compressed blob
-	damage(files["random-a.bin"]) // raw blob
+	flipInPack(t, r.reader, dir, r.reader.BlobID(files["text-a.txt"]), 0x40)   // compressed blob
+	flipInPack(t, r.reader, dir, r.reader.BlobID(files["random-a.bin"]), 0x40) // raw blob
 
 	dst := t.TempDir()
 	res, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst, Packs: 2, DirectIO: true})
@@ -116,4 +97,28 @@ func TestDamagedBlobsFailOnlyTheirFiles(t *testing.T) {
 			t.Errorf("%s: restored content differs", name)
 		}
 	}
+}
+
+// flipInPack flips the bits of mask in the middle byte of blob id in its
+// pack, in the local repository at dir, and returns the pack's name.
+func flipInPack(t *testing.T, repo *chunkstore.Repository, dir string, id chunkstore.ID, mask byte) string {
+	t.Helper()
+	loc, ok := repo.Index().Lookup(id)
+	if !ok {
+		t.Fatalf("blob %s not indexed", id.Short())
+	}
+	pack := chunkstore.PackName(loc.Pack.ID)
+	p := filepath.Join(dir, filepath.FromSlash(pack))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[int(loc.Blob.Offset)+int(loc.Blob.Length)/2] ^= mask
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pack
 }

@@ -6,13 +6,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -149,23 +147,7 @@ func TestDumpDamagedBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := len(n.Content) / 2
-	loc, ok := r.reader.Index().Lookup(n.Content[bad])
-	if !ok {
-		t.Fatal("blob not indexed")
-	}
-	pack := chunkstore.PackName(loc.Pack.ID)
-	p := filepath.Join(r.reader.Store().Location(), filepath.FromSlash(pack))
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[int(loc.Blob.Offset)+int(loc.Blob.Length)/2] ^= 0x01
-	if err := os.Chmod(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pack := flipInPack(t, r.reader, r.reader.Store().Location(), n.Content[bad], 0x01)
 
 	var out bytes.Buffer
 	err = restore.DumpFile(ctx, r.reader, name, n, &out)

@@ -354,22 +354,7 @@ func TestRestoreDeleteSparesUnreadableListings(t *testing.T) {
 	if err := r.reader.EnsureIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	loc, ok := r.reader.Index().Lookup(subtreeID(t, r.reader, snap, rel+"/deep/d01"))
-	if !ok {
-		t.Fatal("listing not indexed")
-	}
-	pack := filepath.Join(dir, filepath.FromSlash(chunkstore.PackName(loc.Pack.ID)))
-	b, err := os.ReadFile(pack)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[int(loc.Blob.Offset)+int(loc.Blob.Length)/2] ^= 0x40
-	if err := os.Chmod(pack, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(pack, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	flipInPack(t, r.reader, dir, subtreeID(t, r.reader, snap, rel+"/deep/d01"), 0x40)
 	reader := repos.OpenReader(t, st) // nothing of the listing in memory
 
 	for _, dry := range []bool{true, false} {

@@ -33,7 +33,7 @@ type Options struct {
 	// one with a slash the whole path as it was backed up
 	// ("/home/*/.cache"). It applies after Include.
 	Exclude []string
-	Packs   int      // pack ranges downloaded in parallel; 0 = 8
+	Packs   int // pack ranges downloaded in parallel; 0 = 8
 	// WriteBehind bounds the restored data left in the page cache: once
 	// more than half of it waits for write-back the oldest is handed to
 	// the kernel for it, and once more than all of it is cached the

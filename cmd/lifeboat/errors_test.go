@@ -15,11 +15,7 @@ import (
 
 func TestWriterKeyCannotRead(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	r := initRepo(t, c, "repo")
-	src := filepath.Join(c.dir, "src")
-	fixture.Create(t, src, smallTree())
-	c.ok(r.writer("backup", src)...)
+	c, r, _, _ := backedUpSmallTree(t)
 	c.fails(1, r.writer("ls", "latest"), "ls needs the identity", "writer key")
 	c.fails(1, r.writer("restore", "latest", "--target", filepath.Join(c.dir, "t")), "restore needs the identity", "writer key")
 	// A writer key passed as an identity is recognised as such.

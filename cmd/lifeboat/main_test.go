@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
 
 // The tests run the real binary as a subprocess, so they exercise exactly
@@ -150,6 +152,19 @@ func initRepo(t *testing.T, c *cli, name string, extra ...string) repo {
 	args := append([]string{"init", "--repo", r.path, "--identity-out", r.identity, "--key-out", r.key}, extra...)
 	c.ok(args...)
 	return r
+}
+
+// backedUpSmallTree makes a repository and backs up smallTree, created
+// in a new directory src, with the writer key.
+func backedUpSmallTree(t *testing.T) (*cli, repo, string, fixture.Tree) {
+	t.Helper()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	tree := smallTree()
+	fixture.Create(t, src, tree)
+	c.ok(r.writer("backup", src)...)
+	return c, r, src, tree
 }
 
 // reader returns cmd followed by the flags that open r with its identity.

@@ -16,12 +16,7 @@ import (
 // again, after which check is clean, prune runs and the snapshot restores.
 func TestRepairIndexCLI(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	r := initRepo(t, c, "repo")
-	src := filepath.Join(c.dir, "src")
-	tree := smallTree()
-	fixture.Create(t, src, tree)
-	c.ok(r.writer("backup", src)...)
+	c, r, src, tree := backedUpSmallTree(t)
 
 	idx, err := filepath.Glob(filepath.Join(r.path, "index", "*"))
 	if err != nil || len(idx) != 1 {
@@ -134,11 +129,7 @@ func TestRepairIndexCLI(t *testing.T) {
 // a damaged one.)
 func TestRepairPacksCLI(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	r := initRepo(t, c, "repo")
-	src := filepath.Join(c.dir, "src")
-	fixture.Create(t, src, smallTree())
-	c.ok(r.writer("backup", src)...)
+	c, r, src, _ := backedUpSmallTree(t)
 	packs, err := filepath.Glob(filepath.Join(r.path, "data", "*", "*"))
 	if err != nil || len(packs) == 0 {
 		t.Fatalf("packs %v (%v)", packs, err)

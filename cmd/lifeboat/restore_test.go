@@ -55,12 +55,7 @@ func TestWarnMetadata(t *testing.T) {
 // it names.
 func TestRestoreDryRunDeleteVerifyCLI(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	r := initRepo(t, c, "repo")
-	src := filepath.Join(c.dir, "src")
-	tree := smallTree()
-	fixture.Create(t, src, tree)
-	c.ok(r.writer("backup", src)...)
+	c, r, src, tree := backedUpSmallTree(t)
 	target := filepath.Join(c.dir, "target")
 	c.ok(r.reader("restore", "latest", "--target", target)...)
 	out := filepath.Join(target, src)
