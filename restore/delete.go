@@ -4,21 +4,37 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
 // extraneous calls fn with each entry of the target that the snapshot
-// does not hold and in selects — what Options.Delete removes —, a
-// directory before anything below it (fn is not called for those: the
-// directory goes with them). It descends only into directories the plan
-// holds and that are directories in the target, and never into one
-// whose listing in the snapshot could not be read (failures): what the
-// snapshot holds there is unknown, so nothing below it is extraneous.
-// Listings of the target that cannot be read are reported by fail and
-// skipped.
-func (r *restorer) extraneous(pl *plan, failures []Failure, in *includer, fn func(p string, dir bool), fail func(p string, err error)) {
+// does not hold, at or below one of the paths it backed up (paths), and
+// that in selects — what Options.Delete removes —, a directory before
+// anything below it (fn is not called for those: the directory goes with
+// them). The directories above the backed-up paths are in a snapshot only
+// as the way to them: it says nothing of what else they held, so nothing
+// beside those paths is extraneous. It descends only into directories
+// the plan holds and that are directories in the target, and never into
+// one whose listing in the snapshot could not be read (failures): what
+// the snapshot holds there is unknown either. Listings of the target
+// that cannot be read are reported by fail and skipped.
+func (r *restorer) extraneous(pl *plan, paths []string, failures []Failure, in *includer, fn func(p string, dir bool), fail func(p string, err error)) {
+	var scope []string // snapshot-relative; "" is everything
+	for _, p := range paths {
+		scope = append(scope, strings.Trim(path.Clean("/"+p), "/"))
+	}
+	inScope := func(p string) bool {
+		for _, s := range scope {
+			if s == "" || p == s || (strings.HasPrefix(p, s) && p[len(s)] == '/') {
+				return true
+			}
+		}
+		return false
+	}
 	keep := make(map[string]bool, len(pl.dirs)+len(pl.files)+len(pl.links)+len(pl.others)+len(failures))
 	descend := make(map[string]bool, len(pl.dirs)+1)
 	descend[""] = true
@@ -66,7 +82,7 @@ func (r *restorer) extraneous(pl *plan, failures []Failure, in *includer, fn fun
 				if dir && descend[p] {
 					walk(p)
 				}
-			case in.match(p, dir):
+			case inScope(p) && in.match(p, dir):
 				fn(p, dir)
 			}
 		}
@@ -76,8 +92,8 @@ func (r *restorer) extraneous(pl *plan, failures []Failure, in *includer, fn fun
 
 // deleteExtraneous removes what extraneous finds, recording each removal
 // in r.changes.
-func (r *restorer) deleteExtraneous(pl *plan, failures []Failure, in *includer) {
-	r.extraneous(pl, failures, in, func(p string, dir bool) {
+func (r *restorer) deleteExtraneous(pl *plan, paths []string, failures []Failure, in *includer) {
+	r.extraneous(pl, paths, failures, in, func(p string, dir bool) {
 		if err := r.t.clear(p); err != nil {
 			r.fail(p, fmt.Errorf("remove it (--delete: the snapshot does not hold it): %w", err))
 			return

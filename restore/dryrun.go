@@ -99,7 +99,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		}
 	}
 	if opts.Delete && r.t != nil && !r.t.fresh {
-		r.extraneous(pl, failures, in, func(p string, dir bool) {
+		r.extraneous(pl, snap.Paths, failures, in, func(p string, dir bool) {
 			r.changes = append(r.changes, Change{Path: p, Action: ActionDelete, Dir: dir})
 			res.Deleted++
 		}, r.fail)

@@ -59,7 +59,9 @@ type Options struct {
 	// target need not exist.
 	DryRun bool
 	// Delete removes what the target holds and the snapshot does not,
-	// once everything is restored: within what Include and Exclude
+	// once everything is restored: at or below the paths the snapshot
+	// backed up (snapshot.Snapshot.Paths; not beside them in the
+	// directories above them) and within what Include and Exclude
 	// select, so that part of the target ends up holding exactly the
 	// snapshot. Nothing below a directory whose listing could not be
 	// read is removed.
@@ -325,7 +327,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	if opts.Delete && !t.fresh {
 		deleteStart := time.Now()
-		r.deleteExtraneous(pl, planFailures, in)
+		r.deleteExtraneous(pl, snap.Paths, planFailures, in)
 		res.Deleted = int64(len(r.changes))
 		r.log.Debug("removed what the snapshot does not hold", "entries", res.Deleted, "took", time.Since(deleteStart).Round(time.Millisecond))
 	}

@@ -78,14 +78,16 @@ prints what a restore would write, download, keep, replace and remove. Run it
 before restoring into a directory that is in use.
 
 --delete removes what the target holds and the snapshot does not, once
-everything is restored, so that the target (or, with --include/--exclude, the
-part of it they select) holds exactly the snapshot: restoring /etc after a
-bad change also removes the files that change added. Entries that
+everything is restored, so that the backed-up paths in the target (or, with
+--include/--exclude, the part of them they select) hold exactly the
+snapshot: restoring /etc after a bad change also removes the files that
+change added. Only at or below the paths the snapshot backed up: a snapshot
+of /etc restored with --target / leaves /usr alone. Entries that
 --include/--exclude leave out are never removed, nor anything below a
-directory whose listing in the snapshot could not be read. Everything else in
-the target goes, including what was never part of any backup (lost+found at
-the root of a file system, say): try it with --dry-run first. Every removal
-is listed with --verbose (and in --json output).
+directory whose listing in the snapshot could not be read. Everything else
+there goes, including what the backup itself excluded: pass the backup's
+--exclude patterns to the restore too, and try it with --dry-run first. Every
+removal is listed with --verbose (and in --json output).
 
 --verify reads every restored file back and checks each chunk's keyed ID
 again, so the files on the target are proven to hold the snapshot's bytes (as
