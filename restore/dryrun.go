@@ -57,6 +57,10 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		res.BytesDownloaded += j.end - j.start
 	}
 	for _, f := range pl.files {
+		if f.keep {
+			res.Kept++
+			continue
+		}
 		res.Files++
 		res.Bytes += f.size
 		if f.skip {
@@ -71,6 +75,10 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 			r.fail(f.path, fmt.Errorf("hard link to %s, which failed", f.linkTo.path))
 			continue
 		}
+		if r.kept(f.path, f.node) {
+			res.Kept++
+			continue
+		}
 		res.Files++
 		r.replaces(f.path, func(st unix.Stat_t) bool {
 			if !f.linkTo.skip {
@@ -81,6 +89,10 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		})
 	}
 	for _, o := range pl.others {
+		if r.kept(o.path, o.node) {
+			res.Kept++
+			continue
+		}
 		if o.node.Type == snapshot.TypeSymlink {
 			res.Symlinks++
 		} else {

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
@@ -435,4 +436,76 @@ func TestRestoreVerify(t *testing.T) {
 	}
 	delete(tree, fixture.LargePath)
 	fixture.Compare(t, tree, restoredAt(dst, src))
+}
+
+// TestRestoreOverwrite: never leaves every entry the target holds as it
+// is (content and metadata) and restores only what is missing; if-newer
+// replaces only entries older than the snapshot's. Dry runs say the same,
+// and Verify does not read kept files.
+func TestRestoreOverwrite(t *testing.T) {
+	ctx := context.Background()
+	r, src, tree, snap := standardSnapshot(t, "local")
+	rel := strings.TrimPrefix(src, "/")
+	var entries int64 // files, hard links and symlinks: what Kept counts
+	for _, e := range tree {
+		if !e.Dir {
+			entries++
+		}
+	}
+	for _, mode := range []restore.Overwrite{restore.OverwriteNever, restore.OverwriteIfNewer} {
+		t.Run(string(mode), func(t *testing.T) {
+			dst := t.TempDir()
+			r.restore(t, snap, restore.Options{Target: dst})
+			out := restoredAt(dst, src)
+			at := func(p string) string { return filepath.Join(out, filepath.FromSlash(p)) }
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Older than the snapshot: if-newer replaces it.
+			old := time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
+			must(os.WriteFile(at("modes/exec.sh"), []byte("#!/bin/sh\necho HI\n"), 0o755))
+			must(os.Chtimes(at("modes/exec.sh"), old, old))
+			// Newer: kept by both, with the mode it was given.
+			must(os.WriteFile(at("modes/private"), []byte("edited after the backup\n"), 0o600))
+			must(os.Chmod(at("modes/private"), 0o644))
+			must(os.Remove(at("links/relative")))
+			must(os.Symlink("elsewhere", at("links/relative")))
+			// Missing: restored by both.
+			must(os.Remove(at(fixture.UnicodeNested)))
+
+			want := tree.Clone()
+			want["modes/private"] = fixture.Entry{Content: []byte("edited after the backup\n"), Mode: 0o644}
+			want["links/relative"] = fixture.Entry{Symlink: "elsewhere"}
+			wantKept := entries - 1 // all but the missing one
+			if mode == restore.OverwriteNever {
+				want["modes/exec.sh"] = fixture.Entry{Content: []byte("#!/bin/sh\necho HI\n"), Mode: 0o755, MTime: old}
+			} else {
+				wantKept-- // exec.sh is replaced
+			}
+
+			dry, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst, Overwrite: mode, DryRun: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wantChanges []restore.Change
+			if mode == restore.OverwriteIfNewer {
+				wantChanges = []restore.Change{{Path: rel + "/modes/exec.sh", Action: restore.ActionReplace}}
+			}
+			if dry.Kept != wantKept || !reflect.DeepEqual(dry.Changes, wantChanges) {
+				t.Errorf("dry run: kept %d, changes %v; want %d, %v", dry.Kept, dry.Changes, wantKept, wantChanges)
+			}
+
+			res := r.restore(t, snap, restore.Options{Target: dst, Overwrite: mode, Verify: true})
+			fixture.Compare(t, want, out)
+			if res.Kept != wantKept || res.Files+res.Symlinks+res.Kept != entries {
+				t.Errorf("kept %d, restored %d files and %d symlinks; want %d kept of %d", res.Kept, res.Files, res.Symlinks, wantKept, entries)
+			}
+		})
+	}
+	if _, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: t.TempDir(), Overwrite: "sometimes"}); err == nil {
+		t.Error("an unknown overwrite mode was accepted")
+	}
 }

@@ -21,6 +21,7 @@ type fileState struct {
 	chunks  []chunkRef
 	size    int64
 	skip    bool // already identical in the target
+	keep    bool // left as the target has it (Options.Overwrite)
 	direct  bool // large: written with direct I/O where the target allows it
 	linkTo  *fileState
 	pending int64 // blobs not yet written (atomic after planning)
@@ -327,7 +328,7 @@ func (pl *plan) packJobs() []*packJob {
 	var last *chunkstore.PackEntry
 	var lastIdx int32
 	for _, f := range pl.files {
-		if f.skip || f.failed != nil {
+		if f.skip || f.keep || f.failed != nil {
 			continue
 		}
 		for i := range f.chunks {

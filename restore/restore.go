@@ -58,6 +58,10 @@ type Options struct {
 	// write, download, keep, replace and (with Delete) remove. The
 	// target need not exist.
 	DryRun bool
+	// Overwrite decides what happens to an entry the target already
+	// holds at a path the snapshot restores: OverwriteIfChanged (the
+	// default, ""), OverwriteNever or OverwriteIfNewer.
+	Overwrite Overwrite
 	// Delete removes what the target holds and the snapshot does not,
 	// once everything is restored: at or below the paths the snapshot
 	// backed up (snapshot.Snapshot.Paths; not beside them in the
@@ -75,6 +79,47 @@ type Options struct {
 	Logger *slog.Logger
 	// Progress, if set, is updated as the restore runs.
 	Progress *Progress
+}
+
+// Overwrite is what a restore does with an entry the target already
+// holds at a path the snapshot restores (a file, a symlink, a device; a
+// directory is always a directory afterwards, and gets the snapshot's
+// metadata).
+type Overwrite string
+
+const (
+	// OverwriteIfChanged replaces it unless it is a file with the
+	// snapshot's content, whose metadata is then set as the snapshot's.
+	OverwriteIfChanged Overwrite = "if-changed"
+	// OverwriteNever leaves it as it is, content and metadata: only
+	// what is missing is restored.
+	OverwriteNever Overwrite = "never"
+	// OverwriteIfNewer replaces it (as OverwriteIfChanged) only if the
+	// snapshot's modification time is later than its.
+	OverwriteIfNewer Overwrite = "if-newer"
+)
+
+// ParseOverwrite checks an Overwrite mode's name; "" is the default.
+func ParseOverwrite(s string) (Overwrite, error) {
+	switch o := Overwrite(s); o {
+	case "", OverwriteIfChanged:
+		return OverwriteIfChanged, nil
+	case OverwriteNever, OverwriteIfNewer:
+		return o, nil
+	}
+	return "", fmt.Errorf("unknown overwrite mode %q: use if-changed, if-newer or never", s)
+}
+
+// keeps reports whether o leaves the entry st at a path where the
+// snapshot has n as it is.
+func (o Overwrite) keeps(st unix.Stat_t, n *snapshot.Node) bool {
+	switch o {
+	case OverwriteNever:
+		return true
+	case OverwriteIfNewer:
+		return !n.ModTime.After(time.Unix(st.Mtim.Unix()))
+	}
+	return false
 }
 
 // Progress counts restored entries; TotalFiles/TotalBytes are known once planning finishes.
@@ -111,6 +156,7 @@ type Result struct {
 	BytesWritten                 int64 // bytes actually written (skipped identical files excluded)
 	BytesDirect                  int64 // of BytesWritten, written with direct I/O
 	FilesSkipped                 int64 // already identical in the target
+	Kept                         int64 // entries the target held, left as they were (Options.Overwrite; not in Files, Symlinks or Other)
 	BytesDownloaded              int64 // pack bytes read: the ranges planned (in a dry run, to be read)
 	FilesVerified                int64 // read back and found intact (Options.Verify; identical files count)
 	Replaced                     int64 // in a dry run, entries of the target that would be replaced
@@ -181,6 +227,11 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	overwrite, err := ParseOverwrite(string(opts.Overwrite))
+	if err != nil {
+		return nil, err
+	}
+	opts.Overwrite = overwrite
 	if opts.Progress == nil {
 		opts.Progress = &Progress{}
 	}
@@ -292,6 +343,10 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			_ = t.clear(f.path)
 			continue
 		}
+		if f.keep {
+			res.Kept++
+			continue
+		}
 		res.Files++
 		res.Bytes += f.size
 		if f.skip {
@@ -301,6 +356,11 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	for _, f := range pl.links {
 		if f.linkTo.failed != nil {
 			r.fail(f.path, fmt.Errorf("hard link to %s, which failed", f.linkTo.path))
+			continue
+		}
+		if r.kept(f.path, f.node) {
+			res.Kept++
+			r.prog.Files.Add(1)
 			continue
 		}
 		if err := t.clear(f.path); err != nil {
@@ -315,6 +375,10 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		r.prog.Files.Add(1)
 	}
 	for _, o := range pl.others {
+		if r.kept(o.path, o.node) {
+			res.Kept++
+			continue
+		}
 		if err := r.other(o); err != nil {
 			r.fail(o.path, err)
 			continue
@@ -475,6 +539,16 @@ func (r *restorer) meta(err error, p string) {
 	r.mu.Unlock()
 }
 
+// kept reports whether Options.Overwrite leaves the entry the target
+// holds at p, where the snapshot has n, as it is.
+func (r *restorer) kept(p string, n *snapshot.Node) bool {
+	if r.opts.Overwrite == OverwriteIfChanged || r.t == nil || r.t.fresh { // r.t: nil in a dry run into a new directory
+		return false
+	}
+	st, err := r.t.lstat(p)
+	return err == nil && r.opts.Overwrite.keeps(st, n)
+}
+
 // fatal reports errors that end the restore: the target filesystem
 // cannot take more data.
 func fatal(err error) bool {
@@ -492,14 +566,22 @@ func targetError(p string, err error) error {
 }
 
 // findIdentical marks files whose target copy already has the snapshot's
-// content, by recomputing the keyed ID of each chunk in place.
+// content, by recomputing the keyed ID of each chunk in place, and those
+// Options.Overwrite leaves as they are.
 func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error {
 	bufs := make(readBufs, verifyWorkers)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(verifyWorkers)
 	for _, f := range files {
 		st, err := r.t.lstat(f.path)
-		if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != f.size {
+		if err != nil {
+			continue
+		}
+		if r.opts.Overwrite.keeps(st, f.node) {
+			f.keep = true
+			continue
+		}
+		if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != f.size {
 			continue
 		}
 		g.Go(func() error {
@@ -522,6 +604,9 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 func (r *restorer) createFiles(files []*fileState) error {
 	for _, f := range files {
 		switch {
+		case f.keep:
+			r.prog.Files.Add(1)
+			r.prog.Bytes.Add(f.size)
 		case f.skip:
 			r.meta(r.t.setMetaAt(f.path, f.node), f.path)
 			r.prog.Files.Add(1)

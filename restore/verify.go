@@ -25,7 +25,7 @@ func (r *restorer) verify(ctx context.Context, files []*fileState) (int64, error
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(verifyWorkers)
 	for _, f := range files {
-		if f.failed != nil {
+		if f.failed != nil || f.keep {
 			continue
 		}
 		if f.skip {

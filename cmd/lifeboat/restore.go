@@ -25,6 +25,7 @@ type restoreFlags struct {
 	dryRun       bool
 	delete       bool
 	verify       bool
+	overwrite    string
 	keepCache    bool
 	directIO     bool
 	sync         bool
@@ -72,6 +73,14 @@ with a slash the whole path as it was backed up ('/home/*/.cache'). What an
 exclude pattern matches is left out, with all it holds, even if an include
 pattern matches it too.
 
+--overwrite says what happens to a file, symlink or device the target
+already holds where the snapshot has one: if-changed (the default) replaces it
+unless it is a file with the snapshot's content, whose owner, mode and times
+are then set as the snapshot's; never leaves it as it is, so only what is
+missing is restored; if-newer replaces it only if the snapshot's modification
+time is later than its. Directories are always made directories and given the
+snapshot's metadata.
+
 --dry-run restores nothing: it plans the restore, reads the files already in
 the target to tell identical ones from those that would be replaced, and
 prints what a restore would write, download, keep, replace and remove. Run it
@@ -115,6 +124,7 @@ Needs the identity: backups are encrypted so that writer keys cannot read them.`
 	cmd.Flags().StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
 	cmd.Flags().BoolVarP(&f.dryRun, "dry-run", "n", false, "write nothing: show what a restore would write, download, replace and remove")
 	cmd.Flags().BoolVar(&f.delete, "delete", false, "remove what the target holds and the snapshot does not (within --include/--exclude)")
+	cmd.Flags().StringVar(&f.overwrite, "overwrite", "if-changed", "what to do with an entry the target already holds: if-changed, if-newer or never")
 	cmd.Flags().BoolVar(&f.verify, "verify", false, "read every restored file back and check it against the snapshot")
 	cmd.Flags().IntVar(&f.parallelism, "parallelism", 0, "pack ranges downloaded at once; 0 = 8")
 	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "leave all restored data in the page cache instead of writing back and dropping what exceeds the window")
@@ -138,6 +148,7 @@ type restoreOutput struct {
 	FilesVerified   int64   `json:"files_verified"`   // --verify: files read back intact
 	Replaced        int64   `json:"replaced"`         // in a dry run, entries the restore would replace
 	Deleted         int64   `json:"deleted"`          // --delete: entries removed (in a dry run, to be removed)
+	Kept            int64   `json:"kept"`             // --overwrite never/if-newer: existing entries left as they were
 	DryRun          bool    `json:"dry_run"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	// Changes: what --delete removed and, in a dry run, every entry a
@@ -185,6 +196,10 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	if err != nil {
 		return err
 	}
+	overwrite, err := restore.ParseOverwrite(f.overwrite)
+	if err != nil {
+		return usageError("--overwrite: %v", err)
+	}
 
 	repo, err := g.openRepo(ctx, "restore", readAccess)
 	if err != nil {
@@ -207,6 +222,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		DryRun:      f.dryRun,
 		Delete:      f.delete,
 		Verify:      f.verify,
+		Overwrite:   overwrite,
 	}
 	if f.dryRun {
 		return dryRunRestore(ctx, g, repo, snap, opts)
@@ -256,6 +272,9 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			fmt.Fprintf(w, "Files:       %d (%d already identical), %d dirs, %d symlinks, %d other\n",
 				res.Files, res.FilesSkipped, res.Dirs, res.Symlinks, res.Other)
 			fmt.Fprintf(w, "Size:        %s (%s written)\n", formatBytes(res.Bytes), formatBytes(res.BytesWritten))
+			if res.Kept > 0 {
+				fmt.Fprintf(w, "Kept:        %d existing %s left as %s (--overwrite %s)\n", res.Kept, plural(int(res.Kept), "entry", "entries"), plural(int(res.Kept), "it was", "they were"), overwrite)
+			}
 			if f.verify {
 				fmt.Fprintf(w, "Verified:    %d files read back intact\n", res.FilesVerified)
 			}
@@ -277,7 +296,7 @@ func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Resul
 		SnapshotID: snap.ID.String(), Target: target,
 		Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Other: res.Other,
 		Bytes: res.Bytes, BytesWritten: res.BytesWritten, BytesDirect: res.BytesDirect, FilesSkipped: res.FilesSkipped,
-		BytesDownloaded: res.BytesDownloaded, FilesVerified: res.FilesVerified, Replaced: res.Replaced, Deleted: res.Deleted,
+		BytesDownloaded: res.BytesDownloaded, FilesVerified: res.FilesVerified, Replaced: res.Replaced, Deleted: res.Deleted, Kept: res.Kept,
 		Changes:        []changeOutput{},
 		Failures:       pathErrors(res.Failures),
 		MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
@@ -312,6 +331,9 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 		fmt.Fprintf(w, "  write     %s; %d %s already identical and kept\n", formatBytes(res.BytesWritten), res.FilesSkipped, plural(int(res.FilesSkipped), "file is", "files are"))
 		fmt.Fprintf(w, "  download  %s of pack data\n", formatBytes(res.BytesDownloaded))
 		fmt.Fprintf(w, "  replace   %d %s the target holds\n", res.Replaced, plural(int(res.Replaced), "entry", "entries"))
+		if res.Kept > 0 {
+			fmt.Fprintf(w, "  keep      %d existing %s as %s (--overwrite %s)\n", res.Kept, plural(int(res.Kept), "entry", "entries"), plural(int(res.Kept), "it is", "they are"), opts.Overwrite)
+		}
 		if opts.Delete {
 			fmt.Fprintf(w, "  delete    %d %s the snapshot does not hold\n", res.Deleted, plural(int(res.Deleted), "entry", "entries"))
 		}
