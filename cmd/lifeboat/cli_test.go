@@ -264,6 +264,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--keep-cache", "--direct-io"}, "contradict"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--dry-run", "--verify"}, "nothing to read back"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--exclude", "["}, "--exclude"},
+		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--overwrite", "sometimes"}, "if-changed, if-newer or never"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--exclude-file", "/nonexistent/excludes"}, "--exclude-file"},
 		{[]string{"agent", "--server", "127.0.0.1:1", "--data-dir", "/nonexistent/agent", "--parallelism", "-3"}, "--parallelism must not be negative"},
 		{[]string{"snapshots", "--repo", "relative/path", "--key", "k"}, "relative"},

@@ -108,6 +108,19 @@ func TestRestoreDryRunDeleteVerifyCLI(t *testing.T) {
 	}
 	fixture.Compare(t, tree, out)
 
+	// --overwrite never: an edited file stays as it is.
+	edited := filepath.Join(out, "sub", "deeper", "x.conf")
+	if err := os.WriteFile(edited, []byte("x = 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	never := c.ok(r.reader("restore", "latest", "--target", target, "--overwrite", "never")...).stdout
+	if !strings.Contains(never, "Kept:        6 existing entries left as they were (--overwrite never)") {
+		t.Errorf("restore --overwrite never output:\n%s", never)
+	}
+	if b, err := os.ReadFile(edited); err != nil || string(b) != "x = 2\n" {
+		t.Errorf("--overwrite never replaced an edited file: %q, %v", b, err)
+	}
+
 	excl := filepath.Join(c.dir, "excludes")
 	if err := os.WriteFile(excl, []byte("# not the big one\n*.bin\n\n"+src+"/sub\n"), 0o644); err != nil {
 		t.Fatal(err)
