@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -22,7 +23,7 @@ import (
 // one whose listing in the snapshot could not be read (failures): what
 // the snapshot holds there is unknown either. Listings of the target
 // that cannot be read are reported by fail and skipped.
-func (r *restorer) extraneous(pl *plan, paths []string, failures []Failure, in *includer, fn func(p string, dir bool), fail func(p string, err error)) {
+func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, failures []Failure, in *includer, fn func(p string, dir bool), fail func(p string, err error)) error {
 	var scope []string // snapshot-relative; "" is everything
 	for _, p := range paths {
 		scope = append(scope, strings.Trim(path.Clean("/"+p), "/"))
@@ -55,15 +56,50 @@ func (r *restorer) extraneous(pl *plan, paths []string, failures []Failure, in *
 		keep[f.Path] = true
 		delete(descend, f.Path)
 	}
+	kids := map[string][]string{} // kept names, by directory
+	for p := range keep {
+		d, base := split(p)
+		kids[d] = append(kids[d], base)
+	}
+	type devIno struct{ dev, ino uint64 }
 	var walk func(d string)
 	walk = func(d string) {
+		if ctx.Err() != nil {
+			return
+		}
 		names, err := r.t.names(d)
 		if err != nil {
 			fail(d, fmt.Errorf("list the target's directory to find what the snapshot does not hold: %w", err))
 			return
 		}
 		sort.Strings(names)
+		// A kept name the listing lacks reaches an entry listed under
+		// another name (a case-insensitive or normalising filesystem:
+		// "Docs" finds "docs"). That entry is the kept one, not extra.
+		listed := make(map[string]bool, len(names))
 		for _, name := range names {
+			listed[name] = true
+		}
+		aliased := map[devIno]bool{}
+		for _, k := range kids[d] {
+			if listed[k] {
+				continue
+			}
+			p := k
+			if d != "" {
+				p = d + "/" + k
+			}
+			if st, err := r.t.lstat(p); err == nil {
+				aliased[devIno{st.Dev, st.Ino}] = true
+				if st.Mode&unix.S_IFMT == unix.S_IFDIR && descend[p] {
+					walk(p)
+				}
+			}
+		}
+		for _, name := range names {
+			if ctx.Err() != nil {
+				return // interrupted: remove nothing more
+			}
 			p := name
 			if d != "" {
 				p = d + "/" + name
@@ -78,6 +114,7 @@ func (r *restorer) extraneous(pl *plan, paths []string, failures []Failure, in *
 			}
 			dir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 			switch {
+			case aliased[devIno{st.Dev, st.Ino}]:
 			case keep[p]:
 				if dir && descend[p] {
 					walk(p)
@@ -88,12 +125,13 @@ func (r *restorer) extraneous(pl *plan, paths []string, failures []Failure, in *
 		}
 	}
 	walk("")
+	return ctx.Err()
 }
 
 // deleteExtraneous removes what extraneous finds, recording each removal
 // in r.changes.
-func (r *restorer) deleteExtraneous(pl *plan, paths []string, failures []Failure, in *includer) {
-	r.extraneous(pl, paths, failures, in, func(p string, dir bool) {
+func (r *restorer) deleteExtraneous(ctx context.Context, pl *plan, paths []string, failures []Failure, in *includer) error {
+	return r.extraneous(ctx, pl, paths, failures, in, func(p string, dir bool) {
 		if err := r.t.clear(p); err != nil {
 			r.fail(p, fmt.Errorf("remove it (--delete: the snapshot does not hold it): %w", err))
 			return

@@ -111,10 +111,12 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		}
 	}
 	if opts.Delete && r.t != nil && !r.t.fresh {
-		r.extraneous(pl, snap.Paths, failures, in, func(p string, dir bool) {
+		if err := r.extraneous(ctx, pl, snap.Paths, failures, in, func(p string, dir bool) {
 			r.changes = append(r.changes, Change{Path: p, Action: ActionDelete, Dir: dir})
 			res.Deleted++
-		}, r.fail)
+		}, r.fail); err != nil {
+			return nil, err
+		}
 	}
 	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
 	res.Changes = r.changes

@@ -239,6 +239,16 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err != nil {
 		return nil, err
 	}
+	if opts.Delete {
+		// What a snapshot lacks is what --delete removes; these lack
+		// entries the source did hold.
+		if snap.Summary.Errors > 0 {
+			return nil, fmt.Errorf("snapshot %s is partial (its backup could not read %d entries, which it does not hold, or holds as empty directories): --delete would remove them from the target", snap.ID.Short(), snap.Summary.Errors)
+		}
+		if _, ok := snap.RepairOf(); ok {
+			return nil, fmt.Errorf("snapshot %s is a repaired copy (files whose data was lost are left out of it, directories whose listing was lost are empty in it): --delete would remove them from the target", snap.ID.Short())
+		}
+	}
 	if opts.DryRun {
 		return dryRun(ctx, repo, snap, opts, in)
 	}
@@ -391,7 +401,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	if opts.Delete && !t.fresh {
 		deleteStart := time.Now()
-		r.deleteExtraneous(pl, snap.Paths, planFailures, in)
+		if err := r.deleteExtraneous(ctx, pl, snap.Paths, planFailures, in); err != nil {
+			return nil, err
+		}
 		res.Deleted = int64(len(r.changes))
 		r.log.Debug("removed what the snapshot does not hold", "entries", res.Deleted, "took", time.Since(deleteStart).Round(time.Millisecond))
 	}
@@ -588,7 +600,7 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			if bufs.check(r, f) == nil {
+			if bufs.check(r, f, false) == nil {
 				f.skip = true
 			}
 			return nil

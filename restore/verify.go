@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -36,7 +37,7 @@ func (r *restorer) verify(ctx context.Context, files []*fileState) (int64, error
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			if err := bufs.check(r, f); err != nil {
+			if err := bufs.check(r, f, true); err != nil {
 				r.setFailed(f, fmt.Errorf("read back after restoring (--verify): %w", err))
 				return nil
 			}
@@ -52,13 +53,13 @@ func (r *restorer) verify(ctx context.Context, files []*fileState) (int64, error
 type readBufs chan []byte
 
 // check runs r.checkContent for f with a buffer from b.
-func (b readBufs) check(r *restorer, f *fileState) error {
+func (b readBufs) check(r *restorer, f *fileState, lendRead bool) error {
 	var buf []byte
 	select {
 	case buf = <-b:
 	default:
 	}
-	err := r.checkContent(f, &buf)
+	err := r.checkContent(f, &buf, lendRead)
 	select {
 	case b <- buf:
 	default:
@@ -69,7 +70,7 @@ func (b readBufs) check(r *restorer, f *fileState) error {
 // checkContent compares the file at f.path in the target with the
 // snapshot's: a regular file of f.size bytes whose every chunk has the
 // keyed ID the snapshot records. buf is a reusable read buffer.
-func (r *restorer) checkContent(f *fileState, buf *[]byte) error {
+func (r *restorer) checkContent(f *fileState, buf *[]byte, lendRead bool) error {
 	st, err := r.t.lstat(f.path)
 	if err != nil {
 		return err
@@ -81,6 +82,19 @@ func (r *restorer) checkContent(f *fileState, buf *[]byte) error {
 		return fmt.Errorf("%d bytes, the snapshot has %d", st.Size, f.size)
 	}
 	fh, err := r.t.openRead(f.path)
+	if lendRead && errors.Is(err, unix.EACCES) && int(st.Uid) == r.t.uid {
+		// Its restored mode denies its owner reading (0200, 0000):
+		// lend the owner read access for the check, then give the mode back.
+		if pf, perr := r.t.openFile(f.path, unix.O_PATH); perr == nil {
+			self := fmt.Sprintf("/proc/self/fd/%d", pf.Fd()) // the file itself, never a symlink
+			mode := st.Mode & 0o7777
+			if unix.Chmod(self, mode|0o400) == nil {
+				fh, err = r.t.openRead(f.path)
+				_ = unix.Chmod(self, mode)
+			}
+			pf.Close()
+		}
+	}
 	if err != nil {
 		return err
 	}
