@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -104,6 +106,9 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 			if d != "" {
 				p = d + "/" + name
 			}
+			if !keep[p] && !inScope(p) {
+				continue // beside the backed-up paths: not even looked at
+			}
 			st, err := r.t.lstat(p)
 			if errors.Is(err, unix.ENOENT) {
 				continue
@@ -120,6 +125,10 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 					walk(p)
 				}
 			case inScope(p) && in.match(p, dir):
+				if why := r.guard.why(p); why != "" {
+					r.spared = append(r.spared, Failure{Path: p, Err: errors.New(why)})
+					continue
+				}
 				fn(p, dir)
 			}
 		}
@@ -157,4 +166,97 @@ func (t *targetDir) names(p string) ([]string, error) {
 		return err
 	})
 	return names, err
+}
+
+// deleteGuard knows what Options.Delete must not remove although the
+// snapshot lacks it: a directory with a file system mounted at or below
+// it (removing would empty that file system), and the paths of
+// Options.Protect (the repository being read, say), what they hold and
+// the directories above them.
+type deleteGuard struct {
+	mounts  []string // below the target, target-relative
+	protect []string // below the target, target-relative
+}
+
+// newDeleteGuard reads the mount points of the process's mount
+// namespace from mountinfo (/proc/self/mountinfo) and keeps those below
+// target, and the protected paths below it.
+func newDeleteGuard(target string, protect []string, mountinfo string) (*deleteGuard, error) {
+	base := canonical(target)
+	rel := func(p string) (string, bool) {
+		if base == "/" {
+			return strings.TrimPrefix(p, "/"), p != "/"
+		}
+		r, ok := strings.CutPrefix(p, base+"/")
+		return r, ok && r != ""
+	}
+	g := &deleteGuard{}
+	for _, p := range protect {
+		if r, ok := rel(canonical(p)); ok {
+			g.protect = append(g.protect, r)
+		}
+	}
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return nil, fmt.Errorf("read the mount table, so as not to remove a mounted file system's contents: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// id parent major:minor root mount-point options ...
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if r, ok := rel(unescapeMount(f[4])); ok {
+			g.mounts = append(g.mounts, r)
+		}
+	}
+	return g, nil
+}
+
+// canonical is p absolute and cleaned, with symlinks resolved where it
+// exists.
+func canonical(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		return real
+	}
+	return filepath.Clean(p)
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space, \011, \012,
+// \134) of a path in /proc/self/mountinfo.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// why says why p (target-relative) must stay, or "" if it may go.
+func (g *deleteGuard) why(p string) string {
+	holds := func(q string) bool { return q == p || strings.HasPrefix(q, p+"/") }
+	for _, m := range g.mounts {
+		if holds(m) {
+			return fmt.Sprintf("a file system is mounted at /%s; unmount it first if it should go", m)
+		}
+	}
+	for _, q := range g.protect {
+		if holds(q) || strings.HasPrefix(p, q+"/") {
+			return fmt.Sprintf("it is or holds /%s, which this restore uses (the repository, a key or the cache)", q)
+		}
+	}
+	return ""
 }

@@ -17,12 +17,12 @@ import (
 // holds, writing nothing (Options.DryRun). Files already in the target
 // are read to tell identical ones from those a restore would replace,
 // as a restore does.
-func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Snapshot, opts Options, in *includer) (*Result, error) {
+func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Snapshot, opts Options, in *includer, guard *deleteGuard) (*Result, error) {
 	exists, err := statTarget(opts.Target)
 	if err != nil {
 		return nil, err
 	}
-	r := &restorer{repo: repo, opts: opts, log: opts.Logger, prog: opts.Progress}
+	r := &restorer{repo: repo, opts: opts, log: opts.Logger, prog: opts.Progress, guard: guard}
 	if exists {
 		if err := unix.Faccessat(unix.AT_FDCWD, opts.Target, unix.W_OK, unix.AT_EACCESS); err != nil {
 			return nil, fmt.Errorf("restore target %s is not writable: %w", opts.Target, err)
@@ -98,9 +98,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		} else {
 			res.Other++
 		}
-		r.replaces(o.path, func(st unix.Stat_t) bool {
-			return o.node.Type == snapshot.TypeSymlink && st.Mode&unix.S_IFMT == unix.S_IFLNK && r.t.readlink(o.path) == o.node.LinkTarget
-		})
+		r.replaces(o.path, func(st unix.Stat_t) bool { return r.t.sameSpecial(o.path, st, o.node) })
 	}
 	for _, d := range pl.dirs {
 		r.replaces(d.path, func(st unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFDIR })
@@ -120,6 +118,8 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	}
 	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
 	res.Changes = r.changes
+	sort.Slice(r.spared, func(i, j int) bool { return r.spared[i].Path < r.spared[j].Path })
+	res.Spared = r.spared
 	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Path < r.failures[j].Path })
 	res.Failures = r.failures
 	return res, nil
@@ -157,4 +157,22 @@ func (t *targetDir) readlink(p string) string {
 		return ""
 	}
 	return string(buf[:n])
+}
+
+// sameSpecial reports whether the entry st at p is what restoring n, a
+// symlink, FIFO or device node, would make: same type, and same link
+// target or device number. (The restore makes it again all the same;
+// nothing it holds is lost.)
+func (t *targetDir) sameSpecial(p string, st unix.Stat_t, n *snapshot.Node) bool {
+	switch n.Type {
+	case snapshot.TypeSymlink:
+		return st.Mode&unix.S_IFMT == unix.S_IFLNK && t.readlink(p) == n.LinkTarget
+	case snapshot.TypeFIFO:
+		return st.Mode&unix.S_IFMT == unix.S_IFIFO
+	case snapshot.TypeDev:
+		return st.Mode&unix.S_IFMT == unix.S_IFBLK && st.Rdev == n.Device
+	case snapshot.TypeCharDev:
+		return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == n.Device
+	}
+	return false
 }

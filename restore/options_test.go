@@ -391,9 +391,10 @@ func TestRestoreVerify(t *testing.T) {
 	regular := int64(len(tree.Regular()))
 
 	res := r.restore(t, snap, restore.Options{Target: t.TempDir(), Verify: true})
-	// The two names of the hard link are one file.
-	if res.FilesVerified != regular {
-		t.Errorf("verified %d files, want %d", res.FilesVerified, regular)
+	// The two names of the hard link are one file, read once, and both
+	// count.
+	if res.FilesVerified != regular+1 || res.FilesVerified != res.Files {
+		t.Errorf("verified %d files, want %d, as many as restored (%d)", res.FilesVerified, regular+1, res.Files)
 	}
 
 	flip := func(target string) {
@@ -428,8 +429,8 @@ func TestRestoreVerify(t *testing.T) {
 		!strings.Contains(bad.Failures[0].Err.Error(), "differs from the snapshot") {
 		t.Fatalf("failures %v, want one for %s naming the chunk that differs", bad.Failures, fixture.LargePath)
 	}
-	if bad.FilesVerified != regular-1 || bad.Files != res.Files-1 {
-		t.Errorf("verified %d, restored %d; want %d, %d", bad.FilesVerified, bad.Files, regular-1, res.Files-1)
+	if bad.FilesVerified != res.Files-1 || bad.Files != res.Files-1 {
+		t.Errorf("verified %d, restored %d; want %d of each", bad.FilesVerified, bad.Files, res.Files-1)
 	}
 	if _, err := os.Lstat(filepath.Join(restoredAt(dst, src), fixture.LargePath)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the file that failed verification was left in the target: %v", err)
@@ -507,5 +508,81 @@ func TestRestoreOverwrite(t *testing.T) {
 	}
 	if _, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: t.TempDir(), Overwrite: "sometimes"}); err == nil {
 		t.Error("an unknown overwrite mode was accepted")
+	}
+}
+
+// TestRestoreDeleteSpares: Delete leaves a mounted file system and the
+// directories holding a protected path, and says so; a restore never
+// removes an entry of the target named like its writability probe.
+func TestRestoreDeleteSpares(t *testing.T) {
+	ctx := context.Background()
+	r, src, _, snap := standardSnapshot(t, "local")
+	dst := t.TempDir()
+	probe := filepath.Join(dst, ".lifeboat-write-test")
+	if err := os.WriteFile(probe, []byte("the user's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.restore(t, snap, restore.Options{Target: dst})
+	if b, err := os.ReadFile(probe); err != nil || string(b) != "the user's" {
+		t.Fatalf("the restore removed or changed a file named like its probe: %q, %v", b, err)
+	}
+	out := restoredAt(dst, src)
+	rel := strings.TrimPrefix(src, "/")
+	repoDir := filepath.Join(out, "deep", "holder", "repo")
+	if err := os.MkdirAll(filepath.Join(repoDir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(out, "mnt")
+	fixture.MountTmpfs(t, mnt, "size=1m")
+	important := filepath.Join(mnt, "important")
+	if err := os.WriteFile(important, []byte("on another file system"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantSpared := []string{rel + "/deep/holder", rel + "/mnt"}
+	for _, dry := range []bool{true, false} {
+		res, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst, Delete: true, DryRun: dry, Protect: []string{repoDir}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spared []string
+		for _, s := range res.Spared {
+			spared = append(spared, s.Path)
+		}
+		if !reflect.DeepEqual(spared, wantSpared) || len(res.Changes) != 0 || len(res.Failures) != 0 {
+			t.Errorf("dry run %v: spared %v, changes %v, failures %v; want spared %v and nothing else", dry, res.Spared, res.Changes, res.Failures, wantSpared)
+		}
+		if len(res.Spared) == 2 && (!strings.Contains(res.Spared[0].Err.Error(), "repo") || !strings.Contains(res.Spared[1].Err.Error(), "mounted")) {
+			t.Errorf("reasons: %v", res.Spared)
+		}
+	}
+	for _, p := range []string{important, filepath.Join(repoDir, "data"), probe} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+// TestRestoreDeleteRefusesIncompleteSnapshots: a partial snapshot lacks
+// what its backup could not read, a repaired one what was lost; Delete
+// would remove those from the target, so it is refused (a plain restore
+// is not).
+func TestRestoreDeleteRefusesIncompleteSnapshots(t *testing.T) {
+	ctx := context.Background()
+	r, _, _, snap := standardSnapshot(t, "local")
+	partial := *snap
+	partial.Summary.Errors = 2
+	repaired := *snap
+	repaired.Original, repaired.OriginalBy = &snap.ID, snapshot.OriginalByRepair
+	for _, tc := range []struct {
+		snap *snapshot.Snapshot
+		want string
+	}{{&partial, "is partial"}, {&repaired, "repaired"}} {
+		for _, dry := range []bool{true, false} {
+			_, err := restore.Restore(ctx, r.reader, tc.snap, restore.Options{Target: t.TempDir(), Delete: true, DryRun: dry})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--delete") {
+				t.Errorf("delete from a snapshot that %s (dry run %v): %v", tc.want, dry, err)
+			}
+		}
+		r.restore(t, tc.snap, restore.Options{Target: t.TempDir()})
 	}
 }

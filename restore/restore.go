@@ -70,6 +70,12 @@ type Options struct {
 	// snapshot. Nothing below a directory whose listing could not be
 	// read is removed.
 	Delete bool
+	// Protect names paths Delete never removes, nor anything in them or
+	// any directory above them: the repository when it is a local
+	// directory, the identity and key files, the cache. Directories
+	// holding a mounted file system are never removed either. What is
+	// spared so is listed in Result.Spared.
+	Protect []string
 	// Verify reads every restored file back once the restore has
 	// written it and recomputes the keyed ID of each of its chunks. A
 	// file that does not match fails like any other (removed, listed in
@@ -161,6 +167,9 @@ type Result struct {
 	FilesVerified                int64 // read back and found intact (Options.Verify; identical files count)
 	Replaced                     int64 // in a dry run, entries of the target that would be replaced
 	Deleted                      int64 // entries removed (Options.Delete; in a dry run, to be removed)
+	// Spared lists what Delete left although the snapshot lacks it,
+	// and why (a mount point, a protected path), sorted by path.
+	Spared []Failure
 	// Changes lists what the restore removed (Options.Delete) and, in a
 	// dry run, every entry it would replace or remove, sorted by path.
 	Changes  []Change
@@ -172,6 +181,9 @@ type Result struct {
 	MetadataErrors  int64
 	MetadataSamples []Failure
 }
+
+// mountInfo lists the mount points Options.Delete must not cross.
+var mountInfo = "/proc/self/mountinfo"
 
 // beforeVerify, if set (by tests), runs just before a restore with
 // Options.Verify reads its files back.
@@ -198,6 +210,8 @@ type restorer struct {
 	bufs        chan *fetchBufs // reused download and plaintext buffers
 	wb          *writeBehind
 	dio         *directIO
+	guard       *deleteGuard // what Options.Delete must leave
+	spared      []Failure    // what it left, and why
 }
 
 // fetchBufs are one download worker's buffers: data holds the sealed
@@ -249,8 +263,14 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			return nil, fmt.Errorf("snapshot %s is a repaired copy (files whose data was lost are left out of it, directories whose listing was lost are empty in it): --delete would remove them from the target", snap.ID.Short())
 		}
 	}
+	var guard *deleteGuard
+	if opts.Delete {
+		if guard, err = newDeleteGuard(opts.Target, opts.Protect, mountInfo); err != nil {
+			return nil, err
+		}
+	}
 	if opts.DryRun {
-		return dryRun(ctx, repo, snap, opts, in)
+		return dryRun(ctx, repo, snap, opts, in, guard)
 	}
 	root, err := openTarget(opts.Target)
 	if err != nil {
@@ -265,7 +285,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := repo.EnsureIndex(ctx); err != nil {
 		return nil, err
 	}
-	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind, opts.Sync), dio: newDirectIO(opts.DirectIO, opts.Logger)}
+	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind, opts.Sync), dio: newDirectIO(opts.DirectIO, opts.Logger), guard: guard}
 
 	start := time.Now()
 	lowerGC := raisePlanGC()
@@ -383,6 +403,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		}
 		res.Files++
 		r.prog.Files.Add(1)
+		if opts.Verify && !f.linkTo.keep {
+			res.FilesVerified++ // the same file as its first name, read back above
+		}
 	}
 	for _, o := range pl.others {
 		if r.kept(o.path, o.node) {
@@ -427,6 +450,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	res.Failures = r.failures
 	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
 	res.Changes = r.changes
+	sort.Slice(r.spared, func(i, j int) bool { return r.spared[i].Path < r.spared[j].Path })
+	res.Spared = r.spared
 	sort.Slice(r.metaSamples, func(i, j int) bool { return r.metaSamples[i].Path < r.metaSamples[j].Path })
 	res.MetadataErrors, res.MetadataSamples = r.metaErrors, r.metaSamples
 	return res, nil
@@ -506,7 +531,9 @@ func openTarget(dir string) (*os.Root, error) {
 	if f != nil {
 		f.Close()
 	}
-	_ = root.Remove(probe)
+	if f != nil { // never an entry of that name the target already held
+		_ = root.Remove(probe)
+	}
 	return root, nil
 }
 

@@ -7,7 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -154,6 +158,7 @@ type restoreOutput struct {
 	// Changes: what --delete removed and, in a dry run, every entry a
 	// restore would replace or remove.
 	Changes  []changeOutput `json:"changes"`
+	Spared   []pathError    `json:"spared"` // what --delete left although the snapshot lacks it, and why
 	Failures []pathError    `json:"failures"`
 	// Entries whose data was restored but whose owner, mode or times
 	// could not all be set, and the first few of them.
@@ -223,6 +228,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		Delete:      f.delete,
 		Verify:      f.verify,
 		Overwrite:   overwrite,
+		Protect:     g.localPaths(),
 	}
 	if f.dryRun {
 		return dryRunRestore(ctx, g, repo, snap, opts)
@@ -263,6 +269,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			warnf(g.stderr, "could not restore /%s: %v", fl.Path, fl.Err)
 		}
 		warnMetadata(g.stderr, res)
+		warnSpared(g.stderr, res.Spared)
 		if g.verbose {
 			printChanges(g.stdout, res.Changes)
 		}
@@ -285,7 +292,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		}
 	}
 	if n := len(res.Failures); n > 0 {
-		return fmt.Errorf("%d %s of snapshot %s could not be restored (see above); everything else was restored into %s; run 'lifeboat check --read-data' to inspect the repository",
+		return fmt.Errorf("%d %s of snapshot %s could not be restored (see above); everything else was restored into %s; where the errors name packs or blobs, run 'lifeboat check --read-data' to inspect the repository",
 			n, plural(n, "path", "paths"), snap.ID.Short(), target)
 	}
 	return nil
@@ -324,11 +331,12 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 		for _, fl := range res.Failures {
 			warnf(g.stderr, "would not restore /%s: %v", fl.Path, fl.Err)
 		}
+		warnSpared(g.stderr, res.Spared)
 		w := g.stdout
 		printChanges(w, res.Changes)
 		fmt.Fprintf(w, "dry run: nothing was written. Restoring snapshot %s into %s would\n", snap.ID.Short(), opts.Target)
 		fmt.Fprintf(w, "  restore   %d files (%s), %d dirs, %d symlinks, %d other\n", res.Files, formatBytes(res.Bytes), res.Dirs, res.Symlinks, res.Other)
-		fmt.Fprintf(w, "  write     %s; %d %s already identical and kept\n", formatBytes(res.BytesWritten), res.FilesSkipped, plural(int(res.FilesSkipped), "file is", "files are"))
+		fmt.Fprintf(w, "  write     up to %s (holes in sparse files are not written); %d %s already identical and kept\n", formatBytes(res.BytesWritten), res.FilesSkipped, plural(int(res.FilesSkipped), "file is", "files are"))
 		fmt.Fprintf(w, "  download  %s of pack data\n", formatBytes(res.BytesDownloaded))
 		fmt.Fprintf(w, "  replace   %d %s the target holds\n", res.Replaced, plural(int(res.Replaced), "entry", "entries"))
 		if res.Kept > 0 {
@@ -339,7 +347,7 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 		}
 	}
 	if n := len(res.Failures); n > 0 {
-		return fmt.Errorf("%d %s of snapshot %s would not be restored (see above); run 'lifeboat check --read-data' to inspect the repository",
+		return fmt.Errorf("%d %s of snapshot %s would not be restored (see above); where the errors name packs or blobs, run 'lifeboat check --read-data' to inspect the repository",
 			n, plural(n, "path", "paths"), snap.ID.Short())
 	}
 	return nil
@@ -353,8 +361,25 @@ func printChanges(w io.Writer, changes []restore.Change) {
 		if c.Dir {
 			slash = "/"
 		}
-		fmt.Fprintf(w, "%-8s /%s%s\n", c.Action, c.Path, slash)
+		fmt.Fprintf(w, "%-8s %s%s\n", c.Action, displayPath("/"+c.Path), slash)
 	}
+}
+
+// warnSpared names what --delete left although the snapshot lacks it.
+func warnSpared(w io.Writer, spared []restore.Failure) {
+	for _, s := range spared {
+		warnf(w, "not removed (--delete): %s: %v", displayPath("/"+s.Path), s.Err)
+	}
+}
+
+// displayPath is p as printed in a list of paths: quoted (Go syntax) if
+// it holds control characters or bytes that are not UTF-8, so that a
+// name cannot forge a line of the list.
+func displayPath(p string) string {
+	if !utf8.ValidString(p) || strings.ContainsFunc(p, unicode.IsControl) {
+		return strconv.Quote(p)
+	}
+	return p
 }
 
 type changeOutput struct {

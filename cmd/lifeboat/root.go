@@ -177,6 +177,22 @@ func (g *globals) resolve(cmd *cobra.Command) error {
 
 // pkgLogger is the logger handed to packages: their per-file warnings
 // duplicate what the CLI prints, so they are shown only with --verbose.
+// localPaths are the paths on this machine a command uses: the
+// repository when it is a local directory, the identity and key files,
+// the cache directory. restore --delete never removes them.
+func (g *globals) localPaths() []string {
+	var out []string
+	if l, err := location.Parse(g.repo); err == nil && l.Kind == location.Local {
+		out = append(out, l.Path)
+	}
+	for _, p := range []string{g.identity, g.key, g.cacheDir} {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (g *globals) pkgLogger() *slog.Logger {
 	if g.verbose {
 		return g.log
