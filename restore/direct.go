@@ -102,7 +102,7 @@ func (d *directIO) handle(t *targetDir, f *fileState) (*os.File, error) {
 		return nil, nil
 	}
 	return d.open.get(f, func() (*os.File, error) {
-		fh, err := openDirect(t, f.path)
+		fh, err := openDirect(t, f.wpath())
 		if err != nil && unsupportedDirect(err) {
 			d.disable(err)
 			return nil, nil

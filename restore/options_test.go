@@ -1,6 +1,7 @@
 package restore_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -584,5 +585,111 @@ func TestRestoreDeleteRefusesIncompleteSnapshots(t *testing.T) {
 			}
 		}
 		r.restore(t, tc.snap, restore.Options{Target: t.TempDir()})
+	}
+}
+
+// nodeAt loads the node at p (slash-separated, relative to the
+// snapshot's root) in snap.
+func nodeAt(t *testing.T, repo *chunkstore.Repository, snap *snapshot.Snapshot, p string) *snapshot.Node {
+	t.Helper()
+	dir, name := path.Split(p)
+	id := snap.Tree
+	if dir != "" {
+		id = subtreeID(t, repo, snap, strings.TrimSuffix(dir, "/"))
+	}
+	tree, err := snapshot.LoadTree(context.Background(), repo, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range tree.Nodes {
+		if tree.Nodes[i].Name == name {
+			return &tree.Nodes[i]
+		}
+	}
+	t.Fatalf("no %s in the snapshot", p)
+	return nil
+}
+
+// TestRestoreLeavesTheTargetsCopyOfAFailedFile: a file the target
+// already holds (with other content) is replaced only once its new
+// content is complete, so when that content cannot be read the target's
+// copy is left as it was, for files of one chunk and of many; a
+// directory where a file goes is replaced by it.
+func TestRestoreLeavesTheTargetsCopyOfAFailedFile(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	st, err := location.Open(ctx, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	r := testRepo{writer: repos.Writer, reader: repos.Reader}
+	src := t.TempDir()
+	tree := fixture.Standard()
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	rel := strings.TrimPrefix(src, "/")
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+
+	// The target's own versions: edited in place, and a directory where
+	// a file goes.
+	large := append([]byte(nil), tree[fixture.LargePath].Content...)
+	large[5<<20] ^= 0xff
+	edited := map[string][]byte{fixture.LargePath: large, "modes/exec.sh": []byte("#!/bin/sh\necho edited\n")}
+	for p, b := range edited {
+		if err := os.WriteFile(filepath.Join(out, p), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(filepath.Join(out, "times", "1990.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(out, "times", "1990.txt", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// The repository loses a chunk of each edited file.
+	if err := r.reader.EnsureIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flipInPack(t, r.reader, dir, nodeAt(t, r.reader, snap, rel+"/"+fixture.LargePath).Content[2], 0x40)
+	flipInPack(t, r.reader, dir, r.reader.BlobID(tree["modes/exec.sh"].Content), 0x40)
+
+	res, err := restore.Restore(ctx, repos.OpenReader(t, st), snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, f := range res.Failures {
+		failed = append(failed, f.Path)
+		if !strings.Contains(f.Err.Error(), "left as it was") {
+			t.Errorf("%s: %v, want it to say the target's copy is left", f.Path, f.Err)
+		}
+	}
+	if want := []string{rel + "/" + fixture.LargePath, rel + "/modes/exec.sh"}; !reflect.DeepEqual(failed, want) {
+		t.Fatalf("failures %v, want %v", failed, want)
+	}
+	for p, want := range edited {
+		if got, err := os.ReadFile(filepath.Join(out, p)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: the target's copy was not left as it was (%d bytes, %v)", p, len(got), err)
+		}
+	}
+	// Everything else is the snapshot's, 1990.txt a file again, and no
+	// temporary file is left behind.
+	want := tree.Clone()
+	for p, b := range edited {
+		e := want[p]
+		e.Content, e.Mode, e.MTime = b, 0o755, time.Time{}
+		want[p] = e
+	}
+	for _, d := range fixture.Diff(want, out) {
+		// The edited files keep the times and modes the edit left.
+		metaOfEdited := (strings.Contains(d, "mtime") || strings.Contains(d, "mode")) &&
+			(strings.HasPrefix(d, fmt.Sprintf("%q", fixture.LargePath)) || strings.HasPrefix(d, `"modes/exec.sh"`))
+		if !metaOfEdited {
+			t.Error(d)
+		}
 	}
 }

@@ -20,12 +20,23 @@ type fileState struct {
 	node    *snapshot.Node
 	chunks  []chunkRef
 	size    int64
-	skip    bool // already identical in the target
-	keep    bool // left as the target has it (Options.Overwrite)
-	direct  bool // large: written with direct I/O where the target allows it
+	skip    bool   // already identical in the target
+	keep    bool   // left as the target has it (Options.Overwrite)
+	tmp     string // written under this name until complete, when the target holds something else at path (place)
+	placed  bool   // moved from tmp to path
+	direct  bool   // large: written with direct I/O where the target allows it
 	linkTo  *fileState
 	pending int64 // blobs not yet written (atomic after planning)
 	failed  error
+}
+
+// wpath is the name f is written under: its temporary one until it is
+// put in place, if it has one.
+func (f *fileState) wpath() string {
+	if f.tmp != "" && !f.placed {
+		return f.tmp
+	}
+	return f.path
 }
 
 type chunkRef struct {

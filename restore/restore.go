@@ -210,6 +210,7 @@ type restorer struct {
 	bufs        chan *fetchBufs // reused download and plaintext buffers
 	wb          *writeBehind
 	dio         *directIO
+	tmps        int          // temporary names handed out (tmpName; findIdentical's loop only)
 	guard       *deleteGuard // what Options.Delete must leave
 	spared      []Failure    // what it left, and why
 }
@@ -350,6 +351,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	// to the kernel's write-back (or to Sync, below).
 	r.wb.drain()
 	if err != nil {
+		r.unplaced(pl.files)
 		return nil, err
 	}
 	r.log.Debug("restore downloads done", "took", time.Since(fetchStart).Round(time.Millisecond), "direct_bytes", r.dio.written.Load())
@@ -369,6 +371,11 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	for _, f := range pl.files {
 		if f.failed != nil {
+			if f.tmp != "" && !f.placed {
+				r.fail(f.path, fmt.Errorf("%w (what the target held there is left as it was)", f.failed))
+				_ = t.clear(f.tmp)
+				continue
+			}
 			r.fail(f.path, f.failed)
 			_ = t.clear(f.path)
 			continue
@@ -604,6 +611,18 @@ func targetError(p string, err error) error {
 	return fmt.Errorf("write %s: %w", p, err)
 }
 
+// tmpName returns a new temporary name in p's directory, for a file
+// that replaces what the target holds at p.
+func (r *restorer) tmpName(p string) string {
+	r.tmps++
+	dir, _ := split(p)
+	name := fmt.Sprintf(".lifeboat-restore-%d-%d", os.Getpid(), r.tmps)
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
 // findIdentical marks files whose target copy already has the snapshot's
 // content, by recomputing the keyed ID of each chunk in place, and those
 // Options.Overwrite leaves as they are.
@@ -620,6 +639,9 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 			f.keep = true
 			continue
 		}
+		// Unless found identical, written under a temporary name and
+		// put in place once complete (place).
+		f.tmp = r.tmpName(f.path)
 		if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != f.size {
 			continue
 		}
@@ -665,7 +687,7 @@ func (r *restorer) createFiles(files []*fileState) error {
 			f.direct = r.dio.wants(f)
 		case len(f.chunks) > 1:
 			f.direct = r.dio.wants(f)
-			fh, err := r.t.create(f.path, 0o600)
+			fh, err := r.t.create(f.wpath(), 0o600)
 			if err != nil {
 				return targetError(f.path, err)
 			}
@@ -893,7 +915,7 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 	if len(f.chunks) == 1 {
 		// Create, write, set metadata and close in one go.
 		perm := createPerm(f.node)
-		fh, err := r.t.create(f.path, perm)
+		fh, err := r.t.create(f.wpath(), perm)
 		if err != nil {
 			if fatal(err) {
 				return targetError(f.path, err)
@@ -911,7 +933,8 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 				r.written.Add(int64(len(plain)))
 			}
 			if err == nil {
-				r.meta(r.t.setMetaFD(fh, f.path, f.node, perm), f.path)
+				r.meta(r.t.setMetaFD(fh, f.wpath(), f.node, perm), f.path)
+				err = r.place(f)
 			}
 			if err == nil && !zero && !direct && len(plain) >= writeBehindMinFile {
 				r.wb.wrote(fh, 0, int64(len(plain)))
@@ -1037,7 +1060,7 @@ func (r *restorer) writeData(f *fileState, fh *os.File, plain []byte, off int64)
 // it on first use.
 func (r *restorer) handle(f *fileState) (*os.File, error) {
 	return r.open.get(f, func() (*os.File, error) {
-		fh, err := r.t.openWrite(f.path)
+		fh, err := r.t.openWrite(f.wpath())
 		if err != nil {
 			return nil, targetError(f.path, err)
 		}
@@ -1062,12 +1085,59 @@ func (r *restorer) blobDone(f *fileState) {
 		return
 	}
 	if fh != nil {
-		r.meta(r.t.setMetaFD(fh, f.path, f.node, 0o600), f.path)
-		r.wb.release(fh, func(err error) { r.closed(f, err) })
+		r.meta(r.t.setMetaFD(fh, f.wpath(), f.node, 0o600), f.path)
 	} else {
-		r.meta(r.t.setMetaAt(f.path, f.node), f.path)
+		r.meta(r.t.setMetaAt(f.wpath(), f.node), f.path)
+	}
+	if err := r.place(f); err != nil {
+		r.setFailed(f, err)
+		if fh != nil {
+			r.wb.release(fh, nil)
+		}
+		return
+	}
+	if fh != nil {
+		r.wb.release(fh, func(err error) { r.closed(f, err) })
 	}
 	r.prog.Files.Add(1)
+}
+
+// place moves a file written under a temporary name (f.tmp: the target
+// held something else at its path) to its path, once it is complete,
+// replacing what was there. Until then what the target held is left as
+// it was, so a file the restore cannot finish costs the target nothing.
+func (r *restorer) place(f *fileState) error {
+	if f.tmp == "" {
+		return nil
+	}
+	dir, base := split(f.path)
+	_, tmp := split(f.tmp)
+	rename := func() error {
+		return r.t.withDir(dir, func(dfd int) error { return unix.Renameat(dfd, tmp, dfd, base) })
+	}
+	err := rename()
+	if errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTDIR) {
+		// A directory where the file goes: it goes, with all it holds.
+		if err = r.t.clear(f.path); err == nil {
+			err = rename()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("put in place (rename %s): %w", tmp, err)
+	}
+	f.placed = true
+	return nil
+}
+
+// unplaced removes the temporary files of files that were not put in
+// place (failed, or the restore stopped), leaving what the target held
+// at their paths.
+func (r *restorer) unplaced(files []*fileState) {
+	for _, f := range files {
+		if f.tmp != "" && !f.placed {
+			_ = r.t.clear(f.tmp)
+		}
+	}
 }
 
 // closed records the outcome of closing a finished file (after its
