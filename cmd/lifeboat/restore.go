@@ -48,8 +48,9 @@ snapshot matching --host/--tag/--path). Files are restored below the target
 with their backed-up paths: /home/u/x is restored to DIR/home/u/x.
 
 Every block is authenticated before it is written. A file that cannot be read
-or verified is reported and left out; everything else is still restored and
-lifeboat exits with code 1. Files already identical in the target are kept, so
+or verified is reported and left out (a copy the target already held is left
+as it was: replacements are renamed into place once complete); everything else
+is still restored and lifeboat exits with code 1. Files already identical in the target are kept, so
 an interrupted restore can simply be run again.
 
 Restored data goes through the page cache. Up to the kernel's background
