@@ -44,6 +44,9 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDeleteScope(opts, snap, in); err != nil {
+		return nil, err
+	}
 	r.failures = failures
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)

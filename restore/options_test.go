@@ -693,3 +693,29 @@ func TestRestoreLeavesTheTargetsCopyOfAFailedFile(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreDeleteRefusesAnIncludeMatchingNothing: with Delete, an
+// include pattern that matches nothing in the snapshot (a typo, most
+// likely) would have everything it matches in the target removed.
+func TestRestoreDeleteRefusesAnIncludeMatchingNothing(t *testing.T) {
+	r, src, _, snap := standardSnapshot(t, "local")
+	rel := strings.TrimPrefix(src, "/")
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	victim := filepath.Join(restoredAt(dst, src), "times", "extra")
+	if err := os.WriteFile(victim, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, dry := range []bool{true, false} {
+		_, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, Delete: true, DryRun: dry,
+			Include: []string{rel + "/modes", rel + "/times/extra*"}})
+		if err == nil || !strings.Contains(err.Error(), `"`+rel+`/times/extra*" matches nothing`) {
+			t.Errorf("dry run %v: %v, want a refusal naming the pattern", dry, err)
+		}
+	}
+	if _, err := os.Lstat(victim); err != nil {
+		t.Errorf("removed: %v", err)
+	}
+	// Without Delete such a pattern only restores nothing.
+	r.restore(t, snap, restore.Options{Target: t.TempDir(), Include: []string{rel + "/times/extra*"}})
+}

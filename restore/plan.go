@@ -69,6 +69,7 @@ type entry struct {
 // does. match must see every node of the walk, parents before children.
 type includer struct {
 	patterns []string
+	matched  []bool // per pattern: it matched a path of the snapshot
 	excl     *snapshot.Excluder
 	excluded map[string]bool // directories excluded, with all they hold
 }
@@ -82,6 +83,7 @@ func newIncluder(patterns, excludes []string) (*includer, error) {
 		}
 		in.patterns = append(in.patterns, p)
 	}
+	in.matched = make([]bool, len(in.patterns))
 	if len(excludes) > 0 {
 		excl, err := snapshot.NewExcluder(excludes)
 		if err != nil {
@@ -121,8 +123,9 @@ func (in *includer) included(p string) bool {
 		return true
 	}
 	for {
-		for _, pat := range in.patterns {
+		for i, pat := range in.patterns {
 			if ok, _ := filepath.Match(pat, p); ok {
+				in.matched[i] = true
 				return true
 			}
 		}
@@ -132,6 +135,18 @@ func (in *includer) included(p string) bool {
 		}
 		p = p[:i]
 	}
+}
+
+// unmatched returns the include patterns that matched no path of the
+// snapshot during the walk.
+func (in *includer) unmatched() []string {
+	var out []string
+	for i, m := range in.matched {
+		if !m {
+			out = append(out, in.patterns[i])
+		}
+	}
+	return out
 }
 
 // build walks the snapshot's trees and resolves every chunk in the index.

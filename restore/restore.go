@@ -297,6 +297,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDeleteScope(opts, snap, in); err != nil {
+		return nil, err
+	}
 	r.failures = append(r.failures, planFailures...)
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)
@@ -503,6 +506,20 @@ func planSnapshot(ctx context.Context, repo *chunkstore.Repository, snap *snapsh
 		return nil, nil, fmt.Errorf("read snapshot %s: %w", snap.ID.Short(), err)
 	}
 	return pl, failures, nil
+}
+
+// checkDeleteScope refuses Options.Delete with an include pattern that
+// matched nothing in the snapshot: the snapshot then holds nothing of
+// what the pattern selects, and everything it selects in the target
+// would go — more likely a mistyped pattern than the intent.
+func checkDeleteScope(opts Options, snap *snapshot.Snapshot, in *includer) error {
+	if !opts.Delete {
+		return nil
+	}
+	if un := in.unmatched(); len(un) > 0 {
+		return fmt.Errorf("--include %q matches nothing in snapshot %s, so --delete would remove everything it matches in the target: check the pattern (patterns are snapshot-relative, like etc/nginx), or restore without --delete", un[0], snap.ID.Short())
+	}
+	return nil
 }
 
 func needsUnindexed(fs []Failure) bool {
