@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 
 	"golang.org/x/sys/unix"
 
@@ -119,12 +118,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 			return nil, err
 		}
 	}
-	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
-	res.Changes = r.changes
-	sort.Slice(r.spared, func(i, j int) bool { return r.spared[i].Path < r.spared[j].Path })
-	res.Spared = r.spared
-	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Path < r.failures[j].Path })
-	res.Failures = r.failures
+	r.report(res)
 	return res, nil
 }
 

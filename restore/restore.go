@@ -456,15 +456,20 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	res.BytesWritten = r.written.Load()
 	res.BytesDirect = r.dio.written.Load()
-	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Path < r.failures[j].Path })
-	res.Failures = r.failures
+	r.report(res)
+	return res, nil
+}
+
+// report puts what r collected into res, each list sorted by path.
+func (r *restorer) report(res *Result) {
+	byPath := func(fs []Failure) []Failure {
+		sort.Slice(fs, func(i, j int) bool { return fs[i].Path < fs[j].Path })
+		return fs
+	}
+	res.Failures, res.Spared, res.MetadataSamples = byPath(r.failures), byPath(r.spared), byPath(r.metaSamples)
+	res.MetadataErrors = r.metaErrors
 	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
 	res.Changes = r.changes
-	sort.Slice(r.spared, func(i, j int) bool { return r.spared[i].Path < r.spared[j].Path })
-	res.Spared = r.spared
-	sort.Slice(r.metaSamples, func(i, j int) bool { return r.metaSamples[i].Path < r.metaSamples[j].Path })
-	res.MetadataErrors, res.MetadataSamples = r.metaErrors, r.metaSamples
-	return res, nil
 }
 
 // planSnapshot walks snap's trees into a plan of what in selects,
