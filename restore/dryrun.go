@@ -55,10 +55,18 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		}
 	}
 	res := &Result{Dirs: int64(len(pl.dirs))}
-	for _, j := range pl.packJobs() {
+	jobs := pl.packJobs()
+	for _, j := range jobs {
 		res.BytesDownloaded += j.end - j.start
 	}
+	if err := r.checkPacks(ctx, jobs); err != nil {
+		return nil, err
+	}
 	for _, f := range pl.files {
+		if f.failed != nil {
+			r.fail(f.path, f.failed)
+			continue
+		}
 		if f.keep {
 			res.Kept++
 			continue
@@ -172,4 +180,38 @@ func (t *targetDir) sameSpecial(p string, st unix.Stat_t, n *snapshot.Node) bool
 		return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == n.Device
 	}
 	return false
+}
+
+// checkPacks lists the repository's packs and fails, in a dry run, the
+// files whose data lies in a pack the restore would read that is missing
+// or has another size than the index says: what a restore would find
+// when it reads them. (Damage within a pack shows only when it is read.)
+func (r *restorer) checkPacks(ctx context.Context, jobs []*packJob) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	present, err := r.repo.ListPacks(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		size, ok := present[j.pack.ID]
+		var err error
+		switch {
+		case !ok:
+			err = fmt.Errorf("pack %s is missing from the repository", chunkstore.PackName(j.pack.ID))
+		case size != int64(j.pack.Size):
+			err = fmt.Errorf("pack %s has %d bytes, the index says %d", chunkstore.PackName(j.pack.ID), size, j.pack.Size)
+		default:
+			continue
+		}
+		for _, bj := range j.blobs {
+			for _, t := range bj.targets {
+				if t.file.failed == nil {
+					t.file.failed = err
+				}
+			}
+		}
+	}
+	return nil
 }

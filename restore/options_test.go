@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -718,4 +719,60 @@ func TestRestoreDeleteRefusesAnIncludeMatchingNothing(t *testing.T) {
 	}
 	// Without Delete such a pattern only restores nothing.
 	r.restore(t, snap, restore.Options{Target: t.TempDir(), Include: []string{rel + "/times/extra*"}})
+}
+
+// TestDryRunFindsMissingPacks: a dry run lists the repository's packs
+// and names the files whose data lies in a missing one, exactly those a
+// restore then fails.
+func TestDryRunFindsMissingPacks(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	st, err := location.Open(ctx, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	r := testRepo{writer: repos.Writer, reader: repos.Reader}
+	src := t.TempDir()
+	tree := fixture.Standard()
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	if err := r.reader.EnsureIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	loc, ok := r.reader.Index().Lookup(r.reader.BlobID(tree["modes/exec.sh"].Content))
+	if !ok {
+		t.Fatal("blob not indexed")
+	}
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(chunkstore.PackName(loc.Pack.ID)))); err != nil {
+		t.Fatal(err)
+	}
+	paths := func(fs []restore.Failure) []string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.Path)
+		}
+		return out
+	}
+	dst := t.TempDir()
+	dry, err := restore.Restore(ctx, repos.OpenReader(t, st), snap, restore.Options{Target: dst, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := restore.Restore(ctx, repos.OpenReader(t, st), snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := strings.TrimPrefix(src, "/")
+	if got := paths(dry.Failures); len(got) == 0 || !slices.Contains(got, rel+"/modes/exec.sh") || !reflect.DeepEqual(got, paths(res.Failures)) {
+		t.Errorf("the dry run named %v, the restore failed %v", got, paths(res.Failures))
+	}
+	if dry.Files != res.Files {
+		t.Errorf("the dry run would restore %d files, the restore did %d", dry.Files, res.Files)
+	}
+	for _, f := range dry.Failures {
+		if !strings.Contains(f.Err.Error(), "missing from the repository") && !strings.Contains(f.Err.Error(), "hard link to") {
+			t.Errorf("%s: %v", f.Path, f.Err)
+		}
+	}
 }
