@@ -87,8 +87,9 @@ time is later than its. Directories are always made directories and given the
 snapshot's metadata.
 
 --dry-run restores nothing: it plans the restore, reads the files already in
-the target to tell identical ones from those that would be replaced, and
-prints what a restore would write, download, keep, replace and remove. Run it
+the target to tell identical ones from those that would be replaced, checks
+that every pack it would read is in the repository, and prints what a restore
+would write, download, keep, replace and remove. Run it
 before restoring into a directory that is in use.
 
 --delete removes what the target holds and the snapshot does not, once
