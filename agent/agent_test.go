@@ -37,16 +37,8 @@ func (c *offsetClock) Now() time.Time                         { return time.Now(
 func (c *offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 func (c *offsetClock) Advance(d time.Duration)                { c.off.Add(int64(d)) }
 
-// farDaily is a schedule of once a day, 12 hours from now. Tests that
-// move the clock (by minutes) must not cross an instant of a schedule:
-// "@every 24h", the policies' default before, and "@daily", the verify
-// schedule's, fire at 00:00 UTC, so a lease-loss test started in the 10
-// minutes before midnight got a second, scheduled job that blocked on
-// its test store until the test timed out (seen once in CI).
-func farDaily(c *offsetClock) string {
-	far := c.Now().UTC().Add(12 * time.Hour)
-	return fmt.Sprintf("%d %d * * *", far.Minute(), far.Hour())
-}
+// farDaily is fixture.FarDaily on the test coordinator's clock.
+func farDaily(c *offsetClock) string { return fixture.FarDaily(c.Now()) }
 
 // testCoordinator is a single-node coordinator with its HTTP API on
 // loopback and a local repository registered with its writer key.

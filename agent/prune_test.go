@@ -26,7 +26,7 @@ func TestAgentPrune(t *testing.T) {
 	src := t.TempDir()
 	fixture.Create(t, src, smallTree())
 	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src},
-		Retention: coordinator.Retention{KeepLast: 1, Prune: "@every 24h", MaxUnused: "0%"}})
+		Retention: coordinator.Retention{KeepLast: 1, Prune: farDaily(tc.clock), MaxUnused: "0%"}})
 	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "d1",
 		Identity: parseIdentity(t, tc.identity)})
 	tc.waitCapable("d1", true)
@@ -121,7 +121,7 @@ func TestAgentPrune(t *testing.T) {
 
 	// A policy whose drill runners all lack the identity: no prune job.
 	tc.policy(coordinator.Policy{Name: "q", Paths: []string{src}, Agents: map[string]string{"role": "db"},
-		Drill: &coordinator.DrillSpec{Runner: map[string]string{"role": "none"}}, Retention: coordinator.Retention{Prune: "@daily"}})
+		Drill: &coordinator.DrillSpec{Runner: map[string]string{"role": "none"}}, Retention: coordinator.Retention{Prune: farDaily(tc.clock)}})
 	if _, err := tc.node.RunPrune(t.Context(), "test", "q"); err == nil || !strings.Contains(err.Error(), "no connected drill runner") {
 		t.Errorf("prune without a runner: %v", err)
 	}

@@ -12,7 +12,8 @@ func TestAPIDispatch(t *testing.T) {
 	c := newAPICluster(t, 3)
 	l, f := c.leader(), c.follower()
 	c.addRepo(c.admin)
-	c.mustJSON(http.MethodPut, c.url(l)+"/v1/policies", c.admin, []byte(testPolicyYAML), nil)
+	// Every job comes from the test: no scheduled instant while it runs.
+	c.mustJSON(http.MethodPut, c.url(l)+"/v1/policies", c.admin, []byte(strings.Replace(testPolicyYAML, "@every 1h", farDaily(), 1)), nil)
 	agentTok := c.token(RoleAgent)
 	var enr EnrollResult
 	c.mustJSON(http.MethodPost, c.url(f)+"/v1/agents", agentTok, EnrollRequest{Name: "web-1", Labels: map[string]string{"role": "web"}}, &enr)

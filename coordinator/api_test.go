@@ -12,7 +12,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
+
+// farDaily is fixture.FarDaily on the wall clock, which the API tests
+// run on.
+func farDaily() string { return fixture.FarDaily(time.Now()) }
 
 // apiCluster is an in-process cluster on the in-memory Raft transport,
 // each node with its API on an httptest server and the wall clock.
@@ -78,9 +84,9 @@ func newAPICluster(t testing.TB, n int) *apiCluster {
 func (c *apiCluster) start(i int) {
 	c.t.Helper()
 	rc := RaftConfig{ID: c.peers[i].ID, Addr: c.peers[i].Addr, DataDir: c.dirs[i], Peers: c.peers,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, LeaderLeaseTimeout: 100 * time.Millisecond,
+		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout: 5 * time.Millisecond, ApplyTimeout: 2 * time.Second, transport: c.net.transport(c.peers[i].Addr), noSync: true}
-	n, err := NewNode(Config{Raft: rc, TickInterval: 100 * time.Millisecond})
+	n, err := NewNode(Config{Raft: rc, TickInterval: 100 * time.Millisecond, VerifySchedule: farDaily()})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", c.peers[i].ID, err)
 	}

@@ -148,11 +148,12 @@ func TestDrillProcesses(t *testing.T) {
 	agent.start(t)
 
 	policyFile := filepath.Join(root, "db.yaml")
+	schedule := farDaily()
 	apply := func(rto, verify string) {
 		t.Helper()
 		yaml := fmt.Sprintf(`name: db
 repository: r
-schedule: "@every 24h"
+schedule: %q
 agents: {role: db}
 paths: [%s]
 targets: {rto: %s}
@@ -162,7 +163,7 @@ drill:
   verify:
     - command: %q
       timeout: 30s
-`, src, rto, filepath.Join(root, "scratch"), verify)
+`, schedule, src, rto, filepath.Join(root, "scratch"), verify)
 		if err := os.WriteFile(policyFile, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -371,7 +372,7 @@ drill:
 	if err != nil {
 		t.Fatal(err)
 	}
-	yaml = append(yaml, "retention: {keep_last: 1, prune: \"@every 24h\", max_unused: \"0%\"}\n"...)
+	yaml = append(yaml, fmt.Sprintf("retention: {keep_last: 1, prune: %q, max_unused: \"0%%\"}\n", schedule)...)
 	if err := os.WriteFile(policyFile, yaml, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/internal/testnet"
 
 	"github.com/lifeboat-backup/lifeboat/coordinator"
@@ -65,6 +66,9 @@ type serverProc struct {
 // agentProc is one 'lifeboat agent' process.
 type agentProc struct{ process }
 
+// farDaily is fixture.FarDaily on the wall clock.
+func farDaily() string { return fixture.FarDaily(time.Now()) }
+
 // startServers starts n 'lifeboat server' processes n1..nN under root,
 // all given the same --peers so they form one cluster, and kills them when
 // the test ends. It returns the processes and their API URLs.
@@ -78,8 +82,10 @@ func startServers(t *testing.T, root string, n int) ([]*serverProc, []string) {
 		peers = append(peers, p.name+"="+p.raft)
 		urls = append(urls, "http://"+p.http)
 	}
+	verify := farDaily() // the same on every node
 	for _, p := range procs {
-		p.args = []string{"server", "--id", p.name, "--data-dir", p.dir, "--raft-addr", p.raft, "--http-addr", p.http, "--peers", strings.Join(peers, ",")}
+		p.args = []string{"server", "--id", p.name, "--data-dir", p.dir, "--raft-addr", p.raft, "--http-addr", p.http, "--peers", strings.Join(peers, ","),
+			"--verify-schedule", verify}
 		p.start(t)
 	}
 	t.Cleanup(func() {
