@@ -338,7 +338,11 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 		printChanges(w, res.Changes)
 		fmt.Fprintf(w, "dry run: nothing was written. Restoring snapshot %s into %s would\n", snap.ID.Short(), opts.Target)
 		fmt.Fprintf(w, "  restore   %d files (%s), %d dirs, %d symlinks, %d other\n", res.Files, formatBytes(res.Bytes), res.Dirs, res.Symlinks, res.Other)
-		fmt.Fprintf(w, "  write     up to %s (holes in sparse files are not written); %d %s already identical and kept\n", formatBytes(res.BytesWritten), res.FilesSkipped, plural(int(res.FilesSkipped), "file is", "files are"))
+		upTo := ""
+		if res.BytesWritten > 0 {
+			upTo = "up to " // the holes of sparse files are not written
+		}
+		fmt.Fprintf(w, "  write     %s%s; %d %s already identical and kept\n", upTo, formatBytes(res.BytesWritten), res.FilesSkipped, plural(int(res.FilesSkipped), "file is", "files are"))
 		fmt.Fprintf(w, "  download  %s of pack data\n", formatBytes(res.BytesDownloaded))
 		fmt.Fprintf(w, "  replace   %d %s the target holds\n", res.Replaced, plural(int(res.Replaced), "entry", "entries"))
 		if res.Kept > 0 {
