@@ -302,6 +302,32 @@ func TestRestoreDeleteKeepsWhatIsNotSelected(t *testing.T) {
 	}
 }
 
+// localSnapshot is a backup of fixture.Standard() in a repository in a
+// local directory, whose packs a test can damage.
+type localSnapshot struct {
+	dir   string // the repository's directory
+	st    chunkstore.Store
+	repos storetest.Repos
+	testRepo
+	src  string
+	tree fixture.Tree
+	snap *snapshot.Snapshot
+}
+
+func localStandardSnapshot(t *testing.T) localSnapshot {
+	t.Helper()
+	l := localSnapshot{dir: filepath.Join(t.TempDir(), "repo"), src: t.TempDir(), tree: fixture.Standard()}
+	var err error
+	if l.st, err = location.Open(context.Background(), l.dir, true); err != nil {
+		t.Fatal(err)
+	}
+	l.repos = storetest.InitRepos(t, l.st)
+	l.testRepo = testRepo{writer: l.repos.Writer, reader: l.repos.Reader}
+	fixture.Create(t, l.src, l.tree)
+	l.snap = l.backup(t, l.src)
+	return l
+}
+
 // subtreeID is the tree ID of directory p (slash-separated, relative to
 // the snapshot's root) in snap.
 func subtreeID(t *testing.T, repo *chunkstore.Repository, snap *snapshot.Snapshot, p string) chunkstore.ID {
@@ -331,17 +357,8 @@ func subtreeID(t *testing.T, repo *chunkstore.Repository, snap *snapshot.Snapsho
 // removes nothing there (and the dry run lists nothing there).
 func TestRestoreDeleteSparesUnreadableListings(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	st, err := location.Open(ctx, dir, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
-	r := testRepo{writer: repos.Writer, reader: repos.Reader}
-	src := t.TempDir()
-	tree := fixture.Standard()
-	fixture.Create(t, src, tree)
-	snap := r.backup(t, src)
+	l := localStandardSnapshot(t)
+	dir, st, repos, r, src, snap := l.dir, l.st, l.repos, l.testRepo, l.src, l.snap
 	rel := strings.TrimPrefix(src, "/")
 	dst := t.TempDir()
 	r.restore(t, snap, restore.Options{Target: dst})
@@ -618,17 +635,8 @@ func nodeAt(t *testing.T, repo *chunkstore.Repository, snap *snapshot.Snapshot, 
 // directory where a file goes is replaced by it.
 func TestRestoreLeavesTheTargetsCopyOfAFailedFile(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	st, err := location.Open(ctx, dir, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
-	r := testRepo{writer: repos.Writer, reader: repos.Reader}
-	src := t.TempDir()
-	tree := fixture.Standard()
-	fixture.Create(t, src, tree)
-	snap := r.backup(t, src)
+	l := localStandardSnapshot(t)
+	dir, st, repos, r, src, tree, snap := l.dir, l.st, l.repos, l.testRepo, l.src, l.tree, l.snap
 	rel := strings.TrimPrefix(src, "/")
 	dst := t.TempDir()
 	r.restore(t, snap, restore.Options{Target: dst})
@@ -726,17 +734,8 @@ func TestRestoreDeleteRefusesAnIncludeMatchingNothing(t *testing.T) {
 // restore then fails.
 func TestDryRunFindsMissingPacks(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	st, err := location.Open(ctx, dir, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
-	r := testRepo{writer: repos.Writer, reader: repos.Reader}
-	src := t.TempDir()
-	tree := fixture.Standard()
-	fixture.Create(t, src, tree)
-	snap := r.backup(t, src)
+	l := localStandardSnapshot(t)
+	dir, st, repos, r, src, tree, snap := l.dir, l.st, l.repos, l.testRepo, l.src, l.tree, l.snap
 	if err := r.reader.EnsureIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
