@@ -67,14 +67,8 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 			r.fail(f.path, f.failed)
 			continue
 		}
-		if f.keep {
-			res.Kept++
-			continue
-		}
-		res.Files++
-		res.Bytes += f.size
-		if f.skip {
-			res.FilesSkipped++
+		res.count(f)
+		if f.keep || f.skip {
 			continue
 		}
 		res.BytesWritten += f.size

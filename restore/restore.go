@@ -383,15 +383,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			_ = t.clear(f.path)
 			continue
 		}
-		if f.keep {
-			res.Kept++
-			continue
-		}
-		res.Files++
-		res.Bytes += f.size
-		if f.skip {
-			res.FilesSkipped++
-		}
+		res.count(f)
 	}
 	for _, f := range pl.links {
 		if f.linkTo.failed != nil {
@@ -458,6 +450,20 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	res.BytesDirect = r.dio.written.Load()
 	r.report(res)
 	return res, nil
+}
+
+// count adds f, a file the restore did not fail, to res: as kept, or as
+// restored (and then perhaps found identical).
+func (res *Result) count(f *fileState) {
+	if f.keep {
+		res.Kept++
+		return
+	}
+	res.Files++
+	res.Bytes += f.size
+	if f.skip {
+		res.FilesSkipped++
+	}
 }
 
 // report puts what r collected into res, each list sorted by path.
