@@ -725,6 +725,9 @@ func TestRestoreDeleteRefusesAnIncludeMatchingNothing(t *testing.T) {
 	if _, err := os.Lstat(victim); err != nil {
 		t.Errorf("removed: %v", err)
 	}
+	// A pattern that matches is not hidden by another matching the same
+	// path first.
+	r.restore(t, snap, restore.Options{Target: dst, Delete: true, DryRun: true, Include: []string{rel + "/*", rel + "/times"}})
 	// Without Delete such a pattern only restores nothing.
 	r.restore(t, snap, restore.Options{Target: t.TempDir(), Include: []string{rel + "/times/extra*"}})
 }

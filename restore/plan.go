@@ -123,11 +123,16 @@ func (in *includer) included(p string) bool {
 		return true
 	}
 	for {
+		// Every pattern that matches is marked (unmatched), not only the
+		// first: "*" must not hide that "etc" matched too.
+		found := false
 		for i, pat := range in.patterns {
 			if ok, _ := filepath.Match(pat, p); ok {
-				in.matched[i] = true
-				return true
+				in.matched[i], found = true, true
 			}
+		}
+		if found {
+			return true
 		}
 		i := strings.LastIndexByte(p, '/')
 		if i < 0 {
