@@ -58,13 +58,7 @@ func TestCheckReadDataManyPacks(t *testing.T) {
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := storetest.OpenIndexed(t, st, ids)
 	packs := r.Index().Packs()
 	if len(packs) < 8 {
 		t.Fatalf("%d packs; want several per reader", len(packs))

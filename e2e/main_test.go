@@ -15,6 +15,7 @@ import (
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
 // lifeboatBin is the binary under test, built once by TestMain.
@@ -330,14 +331,7 @@ func (tr testRepo) open(t testing.TB) *chunkstore.Repository {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return storetest.OpenIndexed(t, st, ids)
 }
 
 // objects lists the repository's objects under prefix with their sizes.

@@ -198,7 +198,7 @@ func newDeleteGuard(target string, protect []string, mountinfo string) (*deleteG
 	}
 	b, err := os.ReadFile(mountinfo)
 	if err != nil {
-		return nil, fmt.Errorf("read the mount table, so as not to remove a mounted file system's contents: %w", err)
+		return nil, fmt.Errorf("read the mount table %s, which --delete needs so as not to remove a mounted file system's contents (restore without --delete where /proc is not mounted): %w", mountinfo, err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		// id parent major:minor root mount-point options ...

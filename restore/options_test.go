@@ -76,6 +76,16 @@ func TestRestoreExclude(t *testing.T) {
 	}
 }
 
+// fatalIf returns a function that ends the test on a non-nil error.
+func fatalIf(t *testing.T) func(error) {
+	return func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // files counts the names of regular files in tree, hard links included,
 // as Result.Files does.
 func files(tree fixture.Tree) int64 {
@@ -159,12 +169,7 @@ func TestRestoreDryRunAndDelete(t *testing.T) {
 
 	out := restoredAt(dst, src)
 	at := func(p string) string { return filepath.Join(out, filepath.FromSlash(p)) }
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := fatalIf(t)
 	// Replaced: a file with other bytes of the same size, a file where a
 	// directory holding a file was put, a directory where a file was put,
 	// a symlink pointing elsewhere.
@@ -478,12 +483,7 @@ func TestRestoreOverwrite(t *testing.T) {
 			r.restore(t, snap, restore.Options{Target: dst})
 			out := restoredAt(dst, src)
 			at := func(p string) string { return filepath.Join(out, filepath.FromSlash(p)) }
-			must := func(err error) {
-				t.Helper()
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			must := fatalIf(t)
 			// Older than the snapshot: if-newer replaces it.
 			old := time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
 			must(os.WriteFile(at("modes/exec.sh"), []byte("#!/bin/sh\necho HI\n"), 0o755))

@@ -258,10 +258,10 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		// What a snapshot lacks is what --delete removes; these lack
 		// entries the source did hold.
 		if snap.Summary.Errors > 0 {
-			return nil, fmt.Errorf("snapshot %s is partial (its backup could not read %d entries, which it does not hold, or holds as empty directories): --delete would remove them from the target", snap.ID.Short(), snap.Summary.Errors)
+			return nil, fmt.Errorf("snapshot %s is partial (its backup could not read %d entries, which it does not hold, or holds as empty directories): --delete would remove them from the target; restore it without --delete, or with --delete from an earlier snapshot that is complete", snap.ID.Short(), snap.Summary.Errors)
 		}
 		if _, ok := snap.RepairOf(); ok {
-			return nil, fmt.Errorf("snapshot %s is a repaired copy (files whose data was lost are left out of it, directories whose listing was lost are empty in it): --delete would remove them from the target", snap.ID.Short())
+			return nil, fmt.Errorf("snapshot %s is a repaired copy (files whose data was lost are left out of it, directories whose listing was lost are empty in it): --delete would remove them from the target; restore it without --delete, or with --delete from an earlier snapshot that is complete", snap.ID.Short())
 		}
 	}
 	var guard *deleteGuard

@@ -89,8 +89,23 @@ func (r Repos) OpenReader(t testing.TB, st chunkstore.Store) *chunkstore.Reposit
 	if err != nil {
 		t.Fatal(err)
 	}
+	return openReader(t, st, ids)
+}
+
+func openReader(t testing.TB, st chunkstore.Store, ids []age.Identity) *chunkstore.Repository {
+	t.Helper()
 	repo, err := chunkstore.Open(context.Background(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
+// OpenIndexed opens st with the identities ids and loads its index.
+func OpenIndexed(t testing.TB, st chunkstore.Store, ids []age.Identity) *chunkstore.Repository {
+	t.Helper()
+	repo := openReader(t, st, ids)
+	if err := repo.LoadIndex(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return repo
