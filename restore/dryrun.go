@@ -75,12 +75,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		r.replaces(f.path, func(unix.Stat_t) bool { return false })
 	}
 	for _, f := range pl.links {
-		if f.linkTo.failed != nil {
-			r.fail(f.path, fmt.Errorf("hard link to %s, which failed", f.linkTo.path))
-			continue
-		}
-		if r.kept(f.path, f.node) {
-			res.Kept++
+		if r.settledLink(f, res) {
 			continue
 		}
 		res.Files++

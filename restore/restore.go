@@ -386,13 +386,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		res.count(f)
 	}
 	for _, f := range pl.links {
-		if f.linkTo.failed != nil {
-			r.fail(f.path, fmt.Errorf("hard link to %s, which failed", f.linkTo.path))
-			continue
-		}
-		if r.kept(f.path, f.node) {
-			res.Kept++
-			r.prog.Files.Add(1)
+		if r.settledLink(f, res) {
 			continue
 		}
 		if err := t.clear(f.path); err != nil {
@@ -611,6 +605,22 @@ func (r *restorer) meta(err error, p string) {
 		r.metaSamples = append(r.metaSamples, Failure{Path: p, Err: err})
 	}
 	r.mu.Unlock()
+}
+
+// settledLink reports whether hard link f needs nothing more: its first
+// name failed (f fails too) or Options.Overwrite keeps what the target
+// holds at f's path (counted in res).
+func (r *restorer) settledLink(f *fileState, res *Result) bool {
+	if f.linkTo.failed != nil {
+		r.fail(f.path, fmt.Errorf("hard link to %s, which failed", f.linkTo.path))
+		return true
+	}
+	if r.kept(f.path, f.node) {
+		res.Kept++
+		r.prog.Files.Add(1)
+		return true
+	}
+	return false
 }
 
 // kept reports whether Options.Overwrite leaves the entry the target
