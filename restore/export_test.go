@@ -58,3 +58,11 @@ func BeforeVerify(t testing.TB, fn func(target string)) {
 	beforeVerify = fn
 	t.Cleanup(func() { beforeVerify = nil })
 }
+
+// BeforePlaceAside runs fn with the temporary name (relative to the
+// target) of a file about to take the place of a directory, after the
+// directory has been moved aside, until the test ends.
+func BeforePlaceAside(t testing.TB, fn func(tmp string)) {
+	beforePlaceAside = fn
+	t.Cleanup(func() { beforePlaceAside = nil })
+}

@@ -703,6 +703,49 @@ func TestRestoreLeavesTheTargetsCopyOfAFailedFile(t *testing.T) {
 	}
 }
 
+// TestRestoreKeepsADirectoryAFileCannotReplace: when a file cannot take
+// the place of the directory the target holds at its path, the
+// directory stays, with all it holds, and the file is reported failed.
+func TestRestoreKeepsADirectoryAFileCannotReplace(t *testing.T) {
+	r, src, tree, snap := standardSnapshot(t, "local")
+	dst := t.TempDir()
+	out := restoredAt(dst, src)
+	held := filepath.Join(out, "times", "1990.txt", "sub", "keep")
+	if err := os.MkdirAll(filepath.Dir(held), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(held, []byte("the target's own"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The file's temporary copy vanishes once the directory is aside,
+	// so it cannot be renamed into place.
+	restore.BeforePlaceAside(t, func(tmp string) {
+		if err := os.Remove(filepath.Join(dst, tmp)); err != nil {
+			t.Error(err)
+		}
+	})
+	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := strings.TrimPrefix(src, "/")
+	if len(res.Failures) != 1 || res.Failures[0].Path != rel+"/times/1990.txt" {
+		t.Fatalf("failures %v, want times/1990.txt alone", res.Failures)
+	}
+	if got, err := os.ReadFile(held); err != nil || string(got) != "the target's own" {
+		t.Fatalf("the directory's file: %q, %v; want it kept", got, err)
+	}
+	ents, err := os.ReadDir(filepath.Join(out, "times"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if _, ok := tree["times/"+e.Name()]; !ok {
+			t.Errorf("times/%s left behind", e.Name())
+		}
+	}
+}
+
 // TestRestoreDeleteRefusesAnIncludeMatchingNothing: with Delete, an
 // include pattern that matches nothing in the snapshot (a typo, most
 // likely) would have everything it matches in the target removed.

@@ -1155,10 +1155,7 @@ func (r *restorer) place(f *fileState) error {
 	}
 	err := rename()
 	if errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTDIR) {
-		// A directory where the file goes: it goes, with all it holds.
-		if err = r.t.clear(f.path); err == nil {
-			err = rename()
-		}
+		err = r.replaceDir(f, rename)
 	}
 	if err != nil {
 		return fmt.Errorf("put in place (rename %s): %w", tmp, err)
@@ -1166,6 +1163,38 @@ func (r *restorer) place(f *fileState) error {
 	f.placed = true
 	return nil
 }
+
+// replaceDir puts f in place of the directory the target holds at its
+// path. The directory is first moved aside, within its parent, and
+// removed with all it holds only once the file has taken its name; if
+// the file cannot, the directory is moved back, so the target loses
+// nothing.
+func (r *restorer) replaceDir(f *fileState, rename func() error) error {
+	dir, base := split(f.path)
+	_, aside := split(f.tmp + "-old")
+	r.t.forget(f.path)
+	err := r.t.withDir(dir, func(dfd int) error { return unix.Renameat(dfd, base, dfd, aside) })
+	if err != nil {
+		return err
+	}
+	if beforePlaceAside != nil {
+		beforePlaceAside(f.tmp)
+	}
+	if err := rename(); err != nil {
+		if back := r.t.withDir(dir, func(dfd int) error { return unix.Renameat(dfd, aside, dfd, base) }); back != nil {
+			return fmt.Errorf("%w (and the directory that was there is left as %s: %v)", err, f.tmp+"-old", back)
+		}
+		return err
+	}
+	if err := r.t.clear(f.tmp + "-old"); err != nil {
+		r.log.Warn("restore could not remove the directory a file replaced", "path", f.tmp+"-old", "err", err)
+	}
+	return nil
+}
+
+// beforePlaceAside, when set (by tests), runs after replaceDir has moved
+// a directory aside and before the file takes its name.
+var beforePlaceAside func(tmp string)
 
 // unplaced removes the temporary files of files that were not put in
 // place (failed, or the restore stopped), leaving what the target held
