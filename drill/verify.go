@@ -26,7 +26,7 @@ const verifyWorkers = 4
 // plaintext length of each chunk (from the index) and the keyed hash.
 type contentRepo interface {
 	Index() *chunkstore.Index
-	BlobID(data []byte) chunkstore.ID
+	CompareContent(f io.Reader, n int, chunk func(i int) chunkstore.Chunk, buf *[]byte) error
 }
 
 type verified struct {
@@ -272,25 +272,11 @@ func checkContent(root *os.Root, repo contentRepo, e *entry, fi fs.FileInfo, buf
 	if !os.SameFile(st, fi) {
 		return 0, "the restored file was replaced while it was being verified"
 	}
-	var off int64
-	for i, id := range n.Content {
-		l := lengths[i]
-		if int64(cap(*buf)) < l {
-			*buf = make([]byte, l)
-		}
-		b := (*buf)[:l]
-		if _, err := io.ReadFull(f, b); err != nil {
-			return 0, fmt.Sprintf("reading chunk %d of %d (bytes %d–%d): %v", i+1, len(n.Content), off, off+l-1, err)
-		}
-		if got := repo.BlobID(b); got != id {
-			return 0, fmt.Sprintf("content differs in chunk %d of %d (bytes %d–%d): its keyed ID is %s, the snapshot records %s",
-				i+1, len(n.Content), off, off+l-1, got.Short(), id.Short())
-		}
-		off += l
-	}
-	var one [1]byte
-	if k, _ := f.Read(one[:]); k > 0 {
-		return 0, fmt.Sprintf("the restored file is longer than the %d bytes the snapshot records", want)
+	err = repo.CompareContent(f, len(n.Content), func(i int) chunkstore.Chunk {
+		return chunkstore.Chunk{ID: n.Content[i], Length: lengths[i]}
+	}, buf)
+	if err != nil {
+		return 0, err.Error()
 	}
 	return want, ""
 }

@@ -449,8 +449,9 @@ func TestRestoreVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	rel := strings.TrimPrefix(src, "/")
+	var differs *chunkstore.ContentError
 	if len(bad.Failures) != 1 || bad.Failures[0].Path != rel+"/"+fixture.LargePath ||
-		!strings.Contains(bad.Failures[0].Err.Error(), "differs from the snapshot") {
+		!errors.As(bad.Failures[0].Err, &differs) || differs.Err != nil || differs.Got == differs.Want {
 		t.Fatalf("failures %v, want one for %s naming the chunk that differs", bad.Failures, fixture.LargePath)
 	}
 	if bad.FilesVerified != res.Files-1 || bad.Files != res.Files-1 {

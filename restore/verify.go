@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync/atomic"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -99,17 +99,7 @@ func (r *restorer) checkContent(f *fileState, buf *[]byte, lendRead bool) error 
 		return err
 	}
 	defer fh.Close()
-	for i, c := range f.chunks {
-		if int64(cap(*buf)) < c.length {
-			*buf = make([]byte, c.length)
-		}
-		b := (*buf)[:c.length]
-		if _, err := io.ReadFull(fh, b); err != nil {
-			return fmt.Errorf("read chunk %d (bytes %d-%d): %w", i+1, c.offset, c.offset+c.length-1, err)
-		}
-		if r.repo.BlobID(b) != c.id {
-			return fmt.Errorf("chunk %d (bytes %d-%d) differs from the snapshot's", i+1, c.offset, c.offset+c.length-1)
-		}
-	}
-	return nil
+	return r.repo.CompareContent(fh, len(f.chunks), func(i int) chunkstore.Chunk {
+		return chunkstore.Chunk{ID: f.chunks[i].id, Length: f.chunks[i].length}
+	}, buf)
 }
