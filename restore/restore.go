@@ -687,7 +687,7 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			if bufs.check(r, f, false) == nil {
+			if bufs.check(r, f, &st, false) == nil {
 				f.skip = true
 			}
 			return nil

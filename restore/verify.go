@@ -37,7 +37,7 @@ func (r *restorer) verify(ctx context.Context, files []*fileState) (int64, error
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			if err := bufs.check(r, f, true); err != nil {
+			if err := bufs.check(r, f, nil, true); err != nil {
 				r.setFailed(f, fmt.Errorf("read back after restoring (--verify): %w", err))
 				return nil
 			}
@@ -53,13 +53,13 @@ func (r *restorer) verify(ctx context.Context, files []*fileState) (int64, error
 type readBufs chan []byte
 
 // check runs r.checkContent for f with a buffer from b.
-func (b readBufs) check(r *restorer, f *fileState, lendRead bool) error {
+func (b readBufs) check(r *restorer, f *fileState, st *unix.Stat_t, lendRead bool) error {
 	var buf []byte
 	select {
 	case buf = <-b:
 	default:
 	}
-	err := r.checkContent(f, &buf, lendRead)
+	err := r.checkContent(f, st, &buf, lendRead)
 	select {
 	case b <- buf:
 	default:
@@ -69,11 +69,15 @@ func (b readBufs) check(r *restorer, f *fileState, lendRead bool) error {
 
 // checkContent compares the file at f.path in the target with the
 // snapshot's: a regular file of f.size bytes whose every chunk has the
-// keyed ID the snapshot records. buf is a reusable read buffer.
-func (r *restorer) checkContent(f *fileState, buf *[]byte, lendRead bool) error {
-	st, err := r.t.lstat(f.path)
-	if err != nil {
-		return err
+// keyed ID the snapshot records. st is the file's lstat, when the caller
+// has it; buf is a reusable read buffer.
+func (r *restorer) checkContent(f *fileState, st *unix.Stat_t, buf *[]byte, lendRead bool) error {
+	if st == nil {
+		s, err := r.t.lstat(f.path)
+		if err != nil {
+			return err
+		}
+		st = &s
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("not a regular file")
@@ -81,7 +85,9 @@ func (r *restorer) checkContent(f *fileState, buf *[]byte, lendRead bool) error 
 	if st.Size != f.size {
 		return fmt.Errorf("%d bytes, the snapshot has %d", st.Size, f.size)
 	}
-	fh, err := r.t.openRead(f.path)
+	// O_NONBLOCK: should the file have been swapped for a FIFO since
+	// st, the open does not wait for a writer.
+	fh, err := r.t.openFile(f.path, unix.O_RDONLY|unix.O_NONBLOCK)
 	if lendRead && errors.Is(err, unix.EACCES) && int(st.Uid) == r.t.uid {
 		// Its restored mode denies its owner reading (0200, 0000):
 		// lend the owner read access for the check, then give the mode back.
@@ -89,7 +95,7 @@ func (r *restorer) checkContent(f *fileState, buf *[]byte, lendRead bool) error 
 			self := fmt.Sprintf("/proc/self/fd/%d", pf.Fd()) // the file itself, never a symlink
 			mode := st.Mode & 0o7777
 			if unix.Chmod(self, mode|0o400) == nil {
-				fh, err = r.t.openRead(f.path)
+				fh, err = r.t.openFile(f.path, unix.O_RDONLY|unix.O_NONBLOCK)
 				_ = unix.Chmod(self, mode)
 			}
 			pf.Close()
