@@ -8,9 +8,9 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -196,17 +196,12 @@ func newDeleteGuard(target string, protect []string, mountinfo string) (*deleteG
 			g.protect = append(g.protect, r)
 		}
 	}
-	b, err := os.ReadFile(mountinfo)
+	mounts, err := sysinfo.MountPoints(mountinfo)
 	if err != nil {
 		return nil, fmt.Errorf("read the mount table %s, which --delete needs so as not to remove a mounted file system's contents (restore without --delete where /proc is not mounted): %w", mountinfo, err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		// id parent major:minor root mount-point options ...
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		if r, ok := rel(unescapeMount(f[4])); ok {
+	for _, m := range mounts {
+		if r, ok := rel(m); ok {
 			g.mounts = append(g.mounts, r)
 		}
 	}
@@ -223,26 +218,6 @@ func canonical(p string) string {
 		return real
 	}
 	return filepath.Clean(p)
-}
-
-// unescapeMount undoes the octal escapes (\040 for a space, \011, \012,
-// \134) of a path in /proc/self/mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // why says why p (target-relative) must stay, or "" if it may go.

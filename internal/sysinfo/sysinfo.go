@@ -1,5 +1,6 @@
 // Package sysinfo reads the few facts about the machine that lifeboat
-// sizes itself by: memory and the kernel's write-back thresholds.
+// sizes itself by (memory and the kernel's write-back thresholds) or
+// must respect (mount points).
 package sysinfo
 
 import (
@@ -112,4 +113,43 @@ func readInt(path string) int64 {
 		return 0
 	}
 	return v
+}
+
+// MountPoints lists the mount points of a mountinfo file such as
+// /proc/self/mountinfo (the mount namespace of the process), with the
+// kernel's octal escapes undone.
+func MountPoints(mountinfo string) ([]string, error) {
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return nil, err
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		// id parent major:minor root mount-point options ...
+		f := strings.Fields(line)
+		if len(f) >= 5 {
+			points = append(points, unescapeMount(f[4]))
+		}
+	}
+	return points, nil
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space, \011, \012,
+// \134) of a path in a mountinfo file.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -3,6 +3,7 @@ package sysinfo
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -100,5 +101,24 @@ func TestCgroupMemoryLimit(t *testing.T) {
 	}
 	if got := CgroupMemoryLimit(filepath.Join(t.TempDir(), "missing"), "/sys/fs/cgroup"); got != 0 {
 		t.Errorf("no cgroup file: %d", got)
+	}
+}
+
+func TestMountPoints(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "mountinfo")
+	write(t, p, "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"+
+		"31 22 0:41 / /srv/with\\040space\\011tab rw - tmpfs tmpfs rw\n"+
+		"32 22 0:42 / /srv/back\\134slash\\12x rw - tmpfs tmpfs rw\n"+
+		"short line\n\n")
+	got, err := MountPoints(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// \12x is not a three-digit escape and stays as it is.
+	if want := []string{"/", "/srv/with space\ttab", `/srv/back\slash\12x`}; !reflect.DeepEqual(got, want) {
+		t.Errorf("MountPoints = %q, want %q", got, want)
+	}
+	if _, err := MountPoints(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("a mount table that cannot be read gave no error")
 	}
 }
