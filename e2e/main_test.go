@@ -32,6 +32,11 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Others may run it (TestUnprivileged runs it as nobody).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 	lifeboatBin = filepath.Join(dir, "lifeboat")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -70,6 +75,7 @@ type cli struct {
 	home     string
 	env      []string // extra KEY=VALUE, applied last
 	timeout  time.Duration
+	cred     *syscall.Credential // run as this user, when set
 }
 
 func newCLI(t testing.TB, repo string) *cli {
@@ -120,6 +126,9 @@ func (c *cli) command(ctx context.Context, args ...string) *exec.Cmd {
 	}
 	cmd := exec.CommandContext(ctx, lifeboatBin, full...)
 	cmd.Env = c.environ()
+	if c.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	}
 	cmd.Stdin = nil
 	cmd.WaitDelay = 5 * time.Second
 	return cmd

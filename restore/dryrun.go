@@ -24,7 +24,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	r := &restorer{repo: repo, opts: opts, log: opts.Logger, prog: opts.Progress, guard: guard}
 	if exists {
 		if err := unix.Faccessat(unix.AT_FDCWD, opts.Target, unix.W_OK, unix.AT_EACCESS); err != nil {
-			return nil, fmt.Errorf("restore target %s is not writable: %w", opts.Target, err)
+			return nil, unwritableTarget(opts.Target, err)
 		}
 		root, err := os.OpenRoot(opts.Target)
 		if err != nil {
@@ -111,7 +111,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		if err := r.extraneous(ctx, pl, snap.Paths, failures, in, func(p string, dir bool) {
 			r.changes = append(r.changes, Change{Path: p, Action: ActionDelete, Dir: dir})
 			res.Deleted++
-		}, r.fail); err != nil {
+		}, r.failDelete); err != nil {
 			return nil, err
 		}
 	}

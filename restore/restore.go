@@ -138,6 +138,10 @@ type Progress struct {
 type Failure struct {
 	Path string // snapshot-relative path
 	Err  error
+	// Delete marks a failure of Options.Delete: the target's entry at
+	// Path, which the snapshot does not hold, could not be removed (or,
+	// for a directory, listed).
+	Delete bool
 }
 
 func (f Failure) Error() string { return fmt.Sprintf("%s: %v", f.Path, f.Err) }
@@ -543,7 +547,7 @@ func openTarget(dir string) (*os.Root, error) {
 	}
 	if !exists {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("create restore target: %w", err)
+			return nil, fmt.Errorf("create restore target %s: %w (choose a --target this user can create)", dir, err)
 		}
 	}
 	root, err := os.OpenRoot(dir)
@@ -555,7 +559,7 @@ func openTarget(dir string) (*os.Root, error) {
 	f, err := root.OpenFile(probe, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		root.Close()
-		return nil, fmt.Errorf("restore target %s is not writable: %w", dir, err)
+		return nil, unwritableTarget(dir, err)
 	}
 	if f != nil {
 		f.Close()
@@ -584,11 +588,27 @@ func statTarget(dir string) (exists bool, err error) {
 	return true, nil
 }
 
-func (r *restorer) fail(p string, err error) {
+// unwritableTarget is the error for a target directory the restore
+// cannot write into, with the way out.
+func unwritableTarget(dir string, err error) error {
+	fix := "run the restore as a user that may write there, or choose another --target"
+	if errors.Is(err, syscall.EROFS) {
+		fix = "it is on a read-only file system: remount it read-write, or choose another --target"
+	}
+	return fmt.Errorf("restore target %s is not writable: %w; %s", dir, err, fix)
+}
+
+func (r *restorer) fail(p string, err error) { r.record(Failure{Path: p, Err: err}) }
+
+// failDelete records that Options.Delete could not remove p, or list
+// the directory p to find what to remove.
+func (r *restorer) failDelete(p string, err error) { r.record(Failure{Path: p, Err: err, Delete: true}) }
+
+func (r *restorer) record(f Failure) {
 	r.mu.Lock()
-	r.failures = append(r.failures, Failure{Path: p, Err: err})
+	r.failures = append(r.failures, f)
 	r.mu.Unlock()
-	r.log.Warn("restore failed for path", "path", p, "err", err)
+	r.log.Warn("restore failed for path", "path", f.Path, "err", f.Err, "delete", f.Delete)
 }
 
 // meta records a failure to apply metadata. Such failures do not fail

@@ -43,6 +43,9 @@ func report[T any](g *globals, what string, res *T, err error, print func(io.Wri
 type pathError struct {
 	Path  string `json:"path"`
 	Error string `json:"error"`
+	// Delete marks restore --delete's failures: the target's entry at
+	// Path could not be removed or listed.
+	Delete bool `json:"delete,omitempty"`
 }
 
 // warnf prints a warning on stderr. Warnings about data (unreadable

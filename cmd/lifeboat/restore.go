@@ -267,9 +267,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			return err
 		}
 	} else {
-		for _, fl := range res.Failures {
-			warnf(g.stderr, "could not restore /%s: %v", fl.Path, fl.Err)
-		}
+		warnFailures(g.stderr, res.Failures, target, "could not restore")
 		warnMetadata(g.stderr, res)
 		warnSpared(g.stderr, res.Spared)
 		if g.verbose {
@@ -293,11 +291,45 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			fmt.Fprintf(w, "Duration:    %s (%s)\n", formatDuration(elapsed), formatRate(res.BytesWritten, elapsed))
 		}
 	}
-	if n := len(res.Failures); n > 0 {
-		return fmt.Errorf("%d %s of snapshot %s could not be restored (see above); everything else was restored into %s; where the errors name packs or blobs, run 'lifeboat check --read-data' to inspect the repository",
-			n, plural(n, "path", "paths"), snap.ID.Short(), target)
+	n, d := countFailures(res.Failures)
+	switch {
+	case n > 0:
+		also := ""
+		if d > 0 {
+			also = fmt.Sprintf(", and %d %s the snapshot does not hold could not be removed (--delete)", d, plural(d, "entry", "entries"))
+		}
+		return fmt.Errorf("%d %s of snapshot %s could not be restored%s (see above); everything else was restored into %s; where the errors name packs or blobs, run 'lifeboat check --read-data' to inspect the repository",
+			n, plural(n, "path", "paths"), snap.ID.Short(), also, target)
+	case d > 0:
+		return fmt.Errorf("snapshot %s was restored into %s, but %d %s it does not hold could not be removed (--delete, see above); fix what stops the removal (permissions, say) and run the same command again",
+			snap.ID.Short(), target, d, plural(d, "entry", "entries"))
 	}
 	return nil
+}
+
+// warnFailures prints a warning for each failure: verb ("could not
+// restore") and the snapshot path, or for --delete's the target's path.
+func warnFailures(w io.Writer, failures []restore.Failure, target, verb string) {
+	for _, fl := range failures {
+		if fl.Delete {
+			warnf(w, "--delete: %s: %v", filepath.Join(target, fl.Path), fl.Err)
+			continue
+		}
+		warnf(w, "%s /%s: %v", verb, fl.Path, fl.Err)
+	}
+}
+
+// countFailures counts the paths that were not restored (n) and the
+// failures of --delete (d).
+func countFailures(failures []restore.Failure) (n, d int) {
+	for _, fl := range failures {
+		if fl.Delete {
+			d++
+		} else {
+			n++
+		}
+	}
+	return n, d
 }
 
 func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Result) restoreOutput {
@@ -330,9 +362,7 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 			return err
 		}
 	} else {
-		for _, fl := range res.Failures {
-			warnf(g.stderr, "would not restore /%s: %v", fl.Path, fl.Err)
-		}
+		warnFailures(g.stderr, res.Failures, opts.Target, "would not restore")
 		warnSpared(g.stderr, res.Spared)
 		w := g.stdout
 		printChanges(w, res.Changes)
@@ -352,9 +382,13 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 			fmt.Fprintf(w, "  delete    %d %s the snapshot does not hold\n", res.Deleted, plural(int(res.Deleted), "entry", "entries"))
 		}
 	}
-	if n := len(res.Failures); n > 0 {
+	n, d := countFailures(res.Failures)
+	if n > 0 {
 		return fmt.Errorf("%d %s of snapshot %s would not be restored (see above); where the errors name packs or blobs, run 'lifeboat check --read-data' to inspect the repository",
 			n, plural(n, "path", "paths"), snap.ID.Short())
+	}
+	if d > 0 {
+		return fmt.Errorf("%d %s of the target could not be examined, so what --delete would remove there is unknown (see above)", d, plural(d, "entry", "entries"))
 	}
 	return nil
 }
@@ -399,7 +433,7 @@ type changeOutput struct {
 func pathErrors(fs []restore.Failure) []pathError {
 	out := []pathError{}
 	for _, f := range fs {
-		out = append(out, pathError{Path: "/" + f.Path, Error: f.Err.Error()})
+		out = append(out, pathError{Path: "/" + f.Path, Error: f.Err.Error(), Delete: f.Delete})
 	}
 	return out
 }
