@@ -602,7 +602,9 @@ func (r *restorer) fail(p string, err error) { r.record(Failure{Path: p, Err: er
 
 // failDelete records that Options.Delete could not remove p, or list
 // the directory p to find what to remove.
-func (r *restorer) failDelete(p string, err error) { r.record(Failure{Path: p, Err: err, Delete: true}) }
+func (r *restorer) failDelete(p string, err error) {
+	r.record(Failure{Path: p, Err: err, Delete: true})
+}
 
 func (r *restorer) record(f Failure) {
 	r.mu.Lock()
