@@ -17,6 +17,8 @@ const nobody = 65534
 // and the paths that handle EACCES go untested:
 //   - a backup that cannot read a file or list a directory saves the
 //     rest, names both and exits 3;
+//   - a repository directory shared with a group (mode 2770) lets that
+//     group read what root's backups write;
 //   - a restore --verify reads back files whose restored mode denies
 //     their owner reading (0200, 0000) and gives them their mode back;
 //   - a restore into a directory the user cannot write exits 1 and says so;
@@ -60,7 +62,9 @@ func TestUnprivileged(t *testing.T) {
 	chown(t, base, nobody)
 	home := mkdir("home", 0o755, nobody)
 	keys := mkdir("keys", 0o755, nobody)
-	repoDir := filepath.Join(base, "repo")
+	// The repository is shared with nobody's group (mode 2770), so that
+	// what root's backups write there is nobody's to read.
+	repoDir := mkdir("repo", 0o770|os.ModeSetgid, nobody)
 
 	tr := testRepo{url: repoDir, dir: repoDir, identity: filepath.Join(keys, "identity.txt"), key: filepath.Join(keys, "writer.key")}
 	// user runs the binary as nobody, failing t.
@@ -133,16 +137,6 @@ func TestUnprivileged(t *testing.T) {
 	rootCLI := newCLI(t, repoDir)
 	rootCLI.key = tr.key
 	snap, _ := rootCLI.backup(modes)
-	// What root wrote into the repository is root's (0600, as restic's
-	// files are) until it is handed over.
-	if err := filepath.WalkDir(repoDir, func(p string, _ os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, nobody, nobody)
-	}); err != nil {
-		t.Fatal(err)
-	}
 
 	t.Run("restore --verify of files their owner cannot read", func(t *testing.T) {
 		target := mkdir("restored", 0o755, nobody)

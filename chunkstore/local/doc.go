@@ -22,6 +22,19 @@
 // corrupted bytes (pack names are the hash of their content, blobs are
 // authenticated).
 //
+// # Permissions
+//
+// A repository is private to the user who writes it (files 0600,
+// directories 0700) unless its root directory is shared with its
+// group: then every file and directory Put creates has the group
+// access the root has (read, or read and write), and the directories
+// are setgid when the root is, so that they pass its group on. A
+// repository directory created with its group and mode 2750 before
+// `lifeboat init` thus lets that group (the operators who restore, say)
+// read everything root's backups write; for an existing repository,
+// `chgrp -R G repo`, `chmod -R g+rX repo` and `find repo -type d -exec
+// chmod g+s {} +` do the same.
+//
 // # Reads
 //
 // Get opens the file, checks the requested range against its size and

@@ -23,6 +23,19 @@ const tmpPrefix = ".tmp-"
 // Store is a chunkstore.Store in a directory of the local filesystem.
 type Store struct {
 	dir string // absolute, cleaned
+	// The modes of the files and directories Put creates: private,
+	// unless the root directory shares itself with its group (shareModes).
+	fileMode, dirMode os.FileMode
+}
+
+// shareModes gives the files and directories of a repository the
+// group access its root directory has: a root of mode 0750 makes files
+// 0640 and directories 0750, one of 0770 files 0660 and directories
+// 0770; a setgid root passes its group on to new directories, as the
+// kernel would. A private root (0700) keeps everything private.
+func shareModes(root os.FileMode) (file, dir os.FileMode) {
+	group := root.Perm() & 0o070
+	return 0o600 | group&0o060, 0o700 | group | root&os.ModeSetgid
 }
 
 var _ chunkstore.Store = (*Store)(nil)
@@ -37,6 +50,7 @@ func Open(dir string, create bool) (*Store, error) {
 	}
 	dir = filepath.Clean(dir)
 	fi, err := os.Stat(dir)
+	s := &Store{dir: dir, fileMode: 0o600, dirMode: 0o700}
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && create:
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -49,8 +63,10 @@ func Open(dir string, create bool) (*Store, error) {
 		return nil, classify(fmt.Errorf("open local store %s: %w", dir, err))
 	case !fi.IsDir():
 		return nil, chunkstore.Permanent(fmt.Errorf("open local store %s: not a directory", dir))
+	default:
+		s.fileMode, s.dirMode = shareModes(fi.Mode())
 	}
-	return &Store{dir: dir}, nil
+	return s, nil
 }
 
 // Location implements chunkstore.Store: the absolute directory.
@@ -85,6 +101,11 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 			os.Remove(tmp)
 		}
 	}()
+	if s.fileMode != 0o600 { // CreateTemp's
+		if err := f.Chmod(s.fileMode); err != nil {
+			return classify(fmt.Errorf("chmod %s: %w", tmp, err))
+		}
+	}
 	if _, err := f.Write(data); err != nil {
 		return classify(fmt.Errorf("write %s: %w", tmp, err))
 	}
@@ -122,6 +143,11 @@ func (s *Store) mkdirs(dir string) error {
 		return classify(fmt.Errorf("create directory %s: %w", dir, err))
 	}
 	for _, d := range missing {
+		if s.dirMode != 0o700 { // not the umask's: the root's
+			if err := os.Chmod(d, s.dirMode); err != nil {
+				return classify(fmt.Errorf("chmod directory %s: %w", d, err))
+			}
+		}
 		if err := syncDir(filepath.Dir(d)); err != nil {
 			return classify(fmt.Errorf("create directory %s: %w", d, err))
 		}

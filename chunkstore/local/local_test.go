@@ -56,6 +56,62 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestSharedRepository: files and directories take the group access of
+// the repository's root directory, whatever the umask, so a group can
+// read what another user's backups write; a private root keeps them
+// private.
+func TestSharedRepository(t *testing.T) {
+	old := syscall.Umask(0o077)
+	t.Cleanup(func() { syscall.Umask(old) })
+	for _, tc := range []struct {
+		root          os.FileMode
+		file, dir     os.FileMode
+		setgidSubdirs bool
+	}{
+		{root: 0o700, file: 0o600, dir: 0o700},
+		{root: 0o750, file: 0o640, dir: 0o750},
+		{root: 0o770, file: 0o660, dir: 0o770},
+		{root: 0o2770, file: 0o660, dir: 0o770, setgidSubdirs: true},
+	} {
+		t.Run(tc.root.String(), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "repo")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			mode := tc.root.Perm()
+			if tc.root&0o2000 != 0 {
+				mode |= os.ModeSetgid
+			}
+			if err := os.Chmod(dir, mode); err != nil {
+				t.Fatal(err)
+			}
+			s, err := local.Open(dir, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Put(t.Context(), "data/ab/abcd", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(filepath.Join(dir, "data", "ab", "abcd"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != tc.file {
+				t.Errorf("file mode %v, want %v", fi.Mode().Perm(), tc.file)
+			}
+			for _, d := range []string{"data", "data/ab"} {
+				fi, err := os.Stat(filepath.Join(dir, d))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != tc.dir || (fi.Mode()&os.ModeSetgid != 0) != tc.setgidSubdirs {
+					t.Errorf("%s: mode %v, want %v (setgid %v)", d, fi.Mode(), tc.dir, tc.setgidSubdirs)
+				}
+			}
+		})
+	}
+}
+
 func TestTempFilesInvisible(t *testing.T) {
 	dir := t.TempDir()
 	s, err := local.Open(dir, false)
