@@ -18,11 +18,14 @@ const nobody = 65534
 //   - a backup that cannot read a file or list a directory saves the
 //     rest, names both and exits 3;
 //   - a repository directory shared with a group (mode 2770) lets that
-//     group read what root's backups write;
+//     group read what root's backups write; a user not in that group is
+//     told so instead of writing what the group cannot read;
 //   - a restore --verify reads back files whose restored mode denies
 //     their owner reading (0200, 0000) and gives them their mode back;
 //   - a restore into a directory the user cannot write exits 1 and says so;
-//   - a restore --delete that cannot remove an entry names it and exits 1.
+//   - a restore that cannot remove all of a directory the snapshot has a
+//     file in place of, or with --delete an entry the snapshot lacks,
+//     names it and exits 1.
 func TestUnprivileged(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to run lifeboat as another user")
@@ -74,6 +77,21 @@ func TestUnprivileged(t *testing.T) {
 	writer := func(t *testing.T) *cli { return user(t).with(func(c *cli) { c.key = tr.key }) }
 	reader := func(t *testing.T) *cli { return user(t).with(func(c *cli) { c.identity = tr.identity }) }
 	user(t).ok("init", "--identity-out", tr.identity, "--key-out", tr.key)
+
+	t.Run("a shared repository whose group it is not in", func(t *testing.T) {
+		// nobody owns it, but its group is root's: the directories
+		// nobody made there would lose the setgid bit, and what it
+		// wrote would not be the group's.
+		dir := mkdir("not-my-group", 0o700, nobody)
+		if err := os.Lchown(dir, nobody, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o770|os.ModeSetgid); err != nil {
+			t.Fatal(err)
+		}
+		r := user(t).run("init", "--repo", dir, "--identity-out", filepath.Join(dir, "..", "ng-id.txt"), "--key-out", filepath.Join(dir, "..", "ng-writer.key"))
+		wantFail(t, r, dir, "not in its group", "add the user to the group")
+	})
 
 	t.Run("backup of what it cannot read", func(t *testing.T) {
 		src := mkdir("src", 0o755, nobody)
@@ -175,6 +193,40 @@ func TestUnprivileged(t *testing.T) {
 		}
 	})
 
+	t.Run("restore of a file where a directory it cannot remove is", func(t *testing.T) {
+		target := mkdir("replacing", 0o755, nobody)
+		reader(t).ok("restore", snap.SnapshotID, "--target", target)
+		out := restoredRoot(target, modes)
+		// plain.txt is now nobody's directory, holding one of root's.
+		plain := filepath.Join(out, "plain.txt")
+		if err := os.Remove(plain); err != nil {
+			t.Fatal(err)
+		}
+		mkdir(strings.TrimPrefix(plain, base+"/"), 0o755, nobody)
+		roots := mkdir(strings.TrimPrefix(plain, base+"/")+"/roots", 0o755, 0)
+		write(filepath.Join(roots, "f"), "root's", 0o644, 0)
+
+		r := reader(t).run("restore", snap.SnapshotID, "--target", target)
+		wantFail(t, r, "could not remove the directory that was at "+strings.TrimPrefix(plain, target+"/"), "permission denied", "could not be removed")
+		if r.Code != 1 {
+			t.Errorf("exit %d, want 1", r.Code)
+		}
+		// The file is the snapshot's; what is left of the directory is
+		// named, under its temporary name.
+		if b, err := os.ReadFile(plain); err != nil || string(b) != "plain" {
+			t.Errorf("plain.txt: %q, %v", b, err)
+		}
+		ents, err := os.ReadDir(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".lifeboat-restore-") && !strings.Contains(r.Stderr, e.Name()) {
+				t.Errorf("%s left in the target and not named:\n%s", e.Name(), r.Stderr)
+			}
+		}
+	})
+
 	t.Run("restore --delete of an entry it cannot remove", func(t *testing.T) {
 		target := mkdir("deleting", 0o755, nobody)
 		reader(t).ok("restore", snap.SnapshotID, "--target", target)
@@ -186,26 +238,26 @@ func TestUnprivileged(t *testing.T) {
 		}
 		write(filepath.Join(fixed, "extra.txt"), "root's", 0o644, 0)
 		r := reader(t).run("restore", snap.SnapshotID, "--target", target, "--delete")
-		wantFail(t, r, "--delete: "+fixed+": could not remove it", "permission denied", "could not be removed")
+		wantFail(t, r, fixed+": could not remove it (--delete", "permission denied", "could not be removed")
 		if r.Code != 1 {
 			t.Errorf("exit %d, want 1", r.Code)
 		}
 		if strings.Contains(r.Stderr, "could not restore") || strings.Contains(r.Stderr, "could not be restored") {
 			t.Errorf("a removal that failed is reported as a restore that failed:\n%s", r.Stderr)
 		}
-		// --json marks the failure as --delete's.
+		// --json marks the failure as a removal's.
 		r = reader(t).run("restore", snap.SnapshotID, "--target", target, "--delete", "--json")
 		var js struct {
 			Failures []struct {
-				Path   string `json:"path"`
-				Delete bool   `json:"delete"`
+				Path    string `json:"path"`
+				Removal bool   `json:"removal"`
 			} `json:"failures"`
 		}
 		if err := json.Unmarshal([]byte(r.Stdout), &js); err != nil {
 			t.Fatalf("decode: %v: %s", err, r)
 		}
-		if len(js.Failures) != 1 || !js.Failures[0].Delete || js.Failures[0].Path != filepath.Join(modes, "roots") {
-			t.Errorf("failures %+v, want one for %s marked delete", js.Failures, filepath.Join(modes, "roots"))
+		if len(js.Failures) != 1 || !js.Failures[0].Removal || js.Failures[0].Path != filepath.Join(modes, "roots") {
+			t.Errorf("failures %+v, want one for %s marked removal", js.Failures, filepath.Join(modes, "roots"))
 		}
 		if _, err := os.Stat(filepath.Join(fixed, "extra.txt")); err != nil {
 			t.Errorf("root's file: %v", err)

@@ -71,7 +71,7 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 		}
 		names, err := r.t.names(d)
 		if err != nil {
-			fail(d, fmt.Errorf("could not list it to find what the snapshot does not hold: %w", err))
+			fail(d, fmt.Errorf("could not list it to find what the snapshot does not hold (--delete): %w", err))
 			return
 		}
 		sort.Strings(names)
@@ -114,7 +114,7 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 				continue
 			}
 			if err != nil {
-				fail(p, fmt.Errorf("could not examine it to tell whether the snapshot holds it: %w", err))
+				fail(p, fmt.Errorf("could not examine it (--delete): %w", err))
 				continue
 			}
 			dir := st.Mode&unix.S_IFMT == unix.S_IFDIR
@@ -142,12 +142,12 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 func (r *restorer) deleteExtraneous(ctx context.Context, pl *plan, paths []string, failures []Failure, in *includer) error {
 	return r.extraneous(ctx, pl, paths, failures, in, func(p string, dir bool) {
 		if err := r.t.clear(p); err != nil {
-			r.failDelete(p, fmt.Errorf("could not remove it (the snapshot does not hold it): %w", err))
+			r.failRemoval(p, fmt.Errorf("could not remove it (--delete: the snapshot does not hold it): %w", err))
 			return
 		}
 		r.log.Debug("removed what the snapshot does not hold", "path", p, "dir", dir)
 		r.changes = append(r.changes, Change{Path: p, Action: ActionDelete, Dir: dir})
-	}, r.failDelete)
+	}, r.failRemoval)
 }
 
 // names lists directory p of the target, never following a symlink.

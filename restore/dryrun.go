@@ -111,7 +111,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		if err := r.extraneous(ctx, pl, snap.Paths, failures, in, func(p string, dir bool) {
 			r.changes = append(r.changes, Change{Path: p, Action: ActionDelete, Dir: dir})
 			res.Deleted++
-		}, r.failDelete); err != nil {
+		}, r.failRemoval); err != nil {
 			return nil, err
 		}
 	}

@@ -60,9 +60,17 @@ func BeforeVerify(t testing.TB, fn func(target string)) {
 }
 
 // BeforePlaceAside runs fn with the temporary name (relative to the
-// target) of a file about to take the place of a directory, after the
-// directory has been moved aside, until the test ends.
+// target) of a file about to take the place of a directory, just before
+// it does, until the test ends.
 func BeforePlaceAside(t testing.TB, fn func(tmp string)) {
 	beforePlaceAside = fn
 	t.Cleanup(func() { beforePlaceAside = nil })
+}
+
+// RefuseExchange makes every RENAME_EXCHANGE fail with EINVAL, as on a
+// filesystem without it, until the test ends.
+func RefuseExchange(t testing.TB) {
+	orig := exchangeAt
+	t.Cleanup(func() { exchangeAt = orig })
+	exchangeAt = func(int, string, string) error { return syscall.EINVAL }
 }

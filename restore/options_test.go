@@ -708,6 +708,17 @@ func TestRestoreLeavesTheTargetsCopyOfAFailedFile(t *testing.T) {
 // the place of the directory the target holds at its path, the
 // directory stays, with all it holds, and the file is reported failed.
 func TestRestoreKeepsADirectoryAFileCannotReplace(t *testing.T) {
+	for _, exchange := range []bool{true, false} {
+		t.Run(fmt.Sprintf("exchange=%v", exchange), func(t *testing.T) {
+			if !exchange {
+				restore.RefuseExchange(t) // moved aside, and back
+			}
+			testKeepsADirectory(t)
+		})
+	}
+}
+
+func testKeepsADirectory(t *testing.T) {
 	r, src, tree, snap := standardSnapshot(t, "local")
 	dst := t.TempDir()
 	out := restoredAt(dst, src)
@@ -718,8 +729,8 @@ func TestRestoreKeepsADirectoryAFileCannotReplace(t *testing.T) {
 	if err := os.WriteFile(held, []byte("the target's own"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The file's temporary copy vanishes once the directory is aside,
-	// so it cannot be renamed into place.
+	// The file's temporary copy vanishes just before it would take the
+	// directory's place, so it cannot.
 	restore.BeforePlaceAside(t, func(tmp string) {
 		if err := os.Remove(filepath.Join(dst, tmp)); err != nil {
 			t.Error(err)
@@ -745,6 +756,12 @@ func TestRestoreKeepsADirectoryAFileCannotReplace(t *testing.T) {
 			t.Errorf("times/%s left behind", e.Name())
 		}
 	}
+
+	// Once the file can, it replaces the directory, and nothing of
+	// either is left under another name.
+	restore.BeforePlaceAside(t, nil)
+	r.restore(t, snap, restore.Options{Target: dst})
+	fixture.Compare(t, tree, out)
 }
 
 // TestRestoreDeleteRefusesAnIncludeMatchingNothing: with Delete, an

@@ -138,10 +138,11 @@ type Progress struct {
 type Failure struct {
 	Path string // snapshot-relative path
 	Err  error
-	// Delete marks a failure of Options.Delete: the target's entry at
-	// Path, which the snapshot does not hold, could not be removed (or,
-	// for a directory, listed).
-	Delete bool
+	// Removal marks a failure to remove what the target held at Path
+	// and the snapshot does not hold (Options.Delete's extras, a
+	// directory a file replaced), or to examine it for Options.Delete.
+	// Path is then the target's entry, which may not be in the snapshot.
+	Removal bool
 }
 
 func (f Failure) Error() string { return fmt.Sprintf("%s: %v", f.Path, f.Err) }
@@ -378,8 +379,12 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	for _, f := range pl.files {
 		if f.failed != nil {
+			var aside *leftAsideError
 			if f.tmp != "" && !f.placed {
-				r.fail(f.path, fmt.Errorf("%w (what the target held there is left as it was)", f.failed))
+				if !errors.As(f.failed, &aside) {
+					f.failed = fmt.Errorf("%w (what the target held there is left as it was)", f.failed)
+				}
+				r.fail(f.path, f.failed)
 				_ = t.clear(f.tmp)
 				continue
 			}
@@ -547,7 +552,7 @@ func openTarget(dir string) (*os.Root, error) {
 	}
 	if !exists {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("create restore target %s: %w (choose a --target this user can create)", dir, err)
+			return nil, fmt.Errorf("create restore target: %w", unwritableTarget(dir, err))
 		}
 	}
 	root, err := os.OpenRoot(dir)
@@ -592,25 +597,29 @@ func statTarget(dir string) (exists bool, err error) {
 // cannot write into, with the way out.
 func unwritableTarget(dir string, err error) error {
 	fix := "run the restore as a user that may write there, or choose another --target"
-	if errors.Is(err, syscall.EROFS) {
+	switch {
+	case errors.Is(err, syscall.EROFS):
 		fix = "it is on a read-only file system: remount it read-write, or choose another --target"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		fix = "its file system is full (of space or inodes) or the quota used up: free space, or choose another --target"
 	}
 	return fmt.Errorf("restore target %s is not writable: %w; %s", dir, err, fix)
 }
 
 func (r *restorer) fail(p string, err error) { r.record(Failure{Path: p, Err: err}) }
 
-// failDelete records that Options.Delete could not remove p, or list
-// the directory p to find what to remove.
-func (r *restorer) failDelete(p string, err error) {
-	r.record(Failure{Path: p, Err: err, Delete: true})
+// failRemoval records that an entry the target held at p, which the
+// snapshot does not hold, could not be removed (or for Options.Delete,
+// examined).
+func (r *restorer) failRemoval(p string, err error) {
+	r.record(Failure{Path: p, Err: err, Removal: true})
 }
 
 func (r *restorer) record(f Failure) {
 	r.mu.Lock()
 	r.failures = append(r.failures, f)
 	r.mu.Unlock()
-	r.log.Warn("restore failed for path", "path", f.Path, "err", f.Err, "delete", f.Delete)
+	r.log.Warn("restore failed for path", "path", f.Path, "err", f.Err, "removal", f.Removal)
 }
 
 // meta records a failure to apply metadata. Such failures do not fail
@@ -1187,35 +1196,66 @@ func (r *restorer) place(f *fileState) error {
 }
 
 // replaceDir puts f in place of the directory the target holds at its
-// path. The directory is first moved aside, within its parent, and
-// removed with all it holds only once the file has taken its name; if
-// the file cannot, the directory is moved back, so the target loses
-// nothing.
+// path. The two are exchanged in one step (renameat2 RENAME_EXCHANGE),
+// so the path never lacks both, and the directory, now under f's
+// temporary name, is removed with all it holds; what of it cannot be
+// removed is reported. Where the filesystem cannot exchange, the
+// directory is moved aside first and back if the file cannot take its
+// name.
 func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 	dir, base := split(f.path)
-	_, aside := split(f.tmp + "-old")
+	_, tmp := split(f.tmp)
 	r.t.forget(f.path)
-	err := r.t.withDir(dir, func(dfd int) error { return unix.Renameat(dfd, base, dfd, aside) })
-	if err != nil {
-		return err
-	}
 	if beforePlaceAside != nil {
 		beforePlaceAside(f.tmp)
 	}
-	if err := rename(); err != nil {
-		if back := r.t.withDir(dir, func(dfd int) error { return unix.Renameat(dfd, aside, dfd, base) }); back != nil {
-			return fmt.Errorf("%w (and the directory that was there is left as %s: %v)", err, f.tmp+"-old", back)
+	leftover := f.tmp
+	err := r.t.withDir(dir, func(dfd int) error { return exchangeAt(dfd, tmp, base) })
+	switch {
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP):
+		leftover = f.tmp + "-old"
+		_, aside := split(leftover)
+		if err := r.t.withDir(dir, func(dfd int) error { return unix.Renameat(dfd, base, dfd, aside) }); err != nil {
+			return fmt.Errorf("move the directory there aside: %w", err)
 		}
-		return err
+		if err := rename(); err != nil {
+			if back := r.t.withDir(dir, func(dfd int) error { return unix.Renameat(dfd, aside, dfd, base) }); back != nil {
+				return &leftAsideError{err: err, aside: leftover, back: back}
+			}
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("exchange it with the directory there: %w", err)
 	}
-	if err := r.t.clear(f.tmp + "-old"); err != nil {
-		r.log.Warn("restore could not remove the directory a file replaced", "path", f.tmp+"-old", "err", err)
+	if err := r.t.clear(leftover); err != nil {
+		r.failRemoval(leftover, fmt.Errorf("could not remove the directory that was at %s, which the snapshot's file replaced: %w", f.path, err))
 	}
 	return nil
 }
 
-// beforePlaceAside, when set (by tests), runs after replaceDir has moved
-// a directory aside and before the file takes its name.
+// exchangeAt swaps the entries old and new of directory dfd (tests
+// replace it to act as a filesystem that cannot).
+var exchangeAt = func(dfd int, old, new string) error {
+	return unix.Renameat2(dfd, old, dfd, new, unix.RENAME_EXCHANGE)
+}
+
+// leftAsideError is a file's failure to take the place of a directory
+// that could not be moved back either: the directory is left under
+// another name.
+type leftAsideError struct {
+	err   error
+	aside string
+	back  error
+}
+
+func (e *leftAsideError) Error() string {
+	return fmt.Sprintf("%v; the directory that was there is left as %s (moving it back failed: %v)", e.err, e.aside, e.back)
+}
+
+func (e *leftAsideError) Unwrap() error { return e.err }
+
+// beforePlaceAside, when set (by tests), runs just before replaceDir
+// puts a file in place of a directory.
 var beforePlaceAside func(tmp string)
 
 // unplaced removes the temporary files of files that were not put in

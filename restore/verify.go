@@ -86,7 +86,8 @@ func (r *restorer) checkContent(f *fileState, st *unix.Stat_t, buf *[]byte, lend
 		return fmt.Errorf("%d bytes, the snapshot has %d", st.Size, f.size)
 	}
 	// O_NONBLOCK: should the file have been swapped for a FIFO since
-	// st, the open does not wait for a writer.
+	// st, the open does not wait for a writer (and the Fstat below
+	// refuses to read it).
 	fh, err := r.t.openFile(f.path, unix.O_RDONLY|unix.O_NONBLOCK)
 	if lendRead && errors.Is(err, unix.EACCES) && int(st.Uid) == r.t.uid {
 		// Its restored mode denies its owner reading (0200, 0000):
@@ -105,6 +106,15 @@ func (r *restorer) checkContent(f *fileState, st *unix.Stat_t, buf *[]byte, lend
 		return err
 	}
 	defer fh.Close()
+	// The file opened must be the one st describes: one swapped in since
+	// (a FIFO with a writer that never writes, say) could block a read.
+	var now unix.Stat_t
+	if err := unix.Fstat(int(fh.Fd()), &now); err != nil {
+		return err
+	}
+	if now.Mode&unix.S_IFMT != unix.S_IFREG || now.Dev != st.Dev || now.Ino != st.Ino {
+		return fmt.Errorf("replaced while it was being read")
+	}
 	return r.repo.CompareContent(fh, len(f.chunks), func(i int) chunkstore.Chunk {
 		return chunkstore.Chunk{ID: f.chunks[i].id, Length: f.chunks[i].length}
 	}, buf)

@@ -25,15 +25,19 @@
 // # Permissions
 //
 // A repository is private to the user who writes it (files 0600,
-// directories 0700) unless its root directory is shared with its
-// group: then every file and directory Put creates has the group
-// access the root has (read, or read and write), and the directories
-// are setgid when the root is, so that they pass its group on. A
-// repository directory created with its group and mode 2750 before
-// `lifeboat init` thus lets that group (the operators who restore, say)
-// read everything root's backups write; for an existing repository,
-// `chgrp -R G repo`, `chmod -R g+rX repo` and `find repo -type d -exec
-// chmod g+s {} +` do the same.
+// directories 0700) unless its root directory is setgid, the sign that
+// it is shared with its group on purpose: then every file and directory
+// Put creates has the group access the root has (read, or read and
+// write) whatever the umask, and every directory is setgid, so what is
+// written stays the group's. A new directory is made under a temporary
+// name, given its mode and renamed into place, so a concurrent writer
+// never finds it with the umask's. A writer not in the root's group is
+// refused with an error saying so: the kernel would clear the setgid bit
+// of the directories it makes. A repository directory created with its
+// group and mode 2750 before `lifeboat init` thus lets that group (the
+// operators who restore, say) read everything root's backups write; for
+// an existing repository, `chgrp -R G repo`, `chmod -R g+rX repo` and
+// `find repo -type d -exec chmod g+s {} +` do the same.
 //
 // # Reads
 //

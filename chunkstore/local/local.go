@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
 
@@ -28,14 +30,19 @@ type Store struct {
 	fileMode, dirMode os.FileMode
 }
 
-// shareModes gives the files and directories of a repository the
-// group access its root directory has: a root of mode 0750 makes files
-// 0640 and directories 0750, one of 0770 files 0660 and directories
-// 0770; a setgid root passes its group on to new directories, as the
-// kernel would. A private root (0700) keeps everything private.
+// shareModes gives the files and directories of a repository whose
+// root directory is setgid (shared with its group on purpose, as
+// `install -d -g G -m 2750` makes it) the group access the root has:
+// with 2750 files are 0640 and directories 2750, with 2770 files 0660
+// and directories 2770. Any other root keeps everything private (0600,
+// 0700): a root that is merely group-readable (mkdir under umask 022)
+// does not share.
 func shareModes(root os.FileMode) (file, dir os.FileMode) {
+	if root&os.ModeSetgid == 0 {
+		return 0o600, 0o700
+	}
 	group := root.Perm() & 0o070
-	return 0o600 | group&0o060, 0o700 | group | root&os.ModeSetgid
+	return 0o600 | group&0o060, 0o700 | group | os.ModeSetgid
 }
 
 var _ chunkstore.Store = (*Store)(nil)
@@ -139,20 +146,56 @@ func (s *Store) mkdirs(dir string) error {
 		}
 		missing = append(missing, d)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return classify(fmt.Errorf("create directory %s: %w", dir, err))
-	}
-	for _, d := range missing {
-		if s.dirMode != 0o700 { // not the umask's: the root's
-			if err := os.Chmod(d, s.dirMode); err != nil {
-				return classify(fmt.Errorf("chmod directory %s: %w", d, err))
+	if s.dirMode == 0o700 {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return classify(fmt.Errorf("create directory %s: %w", dir, err))
+		}
+	} else {
+		for i := len(missing) - 1; i >= 0; i-- { // parents first
+			if err := s.mkdirShared(missing[i]); err != nil {
+				return classify(fmt.Errorf("create directory %s: %w", missing[i], err))
 			}
 		}
+	}
+	for _, d := range missing {
 		if err := syncDir(filepath.Dir(d)); err != nil {
 			return classify(fmt.Errorf("create directory %s: %w", d, err))
 		}
 	}
 	return nil
+}
+
+// mkdirShared creates directory d of a shared repository with the
+// store's directory mode. It is made under a temporary name, given its
+// mode and only then renamed into place, so that another writer never
+// finds it private to its creator (the umask's mode); when another
+// writer has made d meanwhile, that one stays.
+func (s *Store) mkdirShared(d string) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(d), tmpPrefix+"*")
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, s.dirMode); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if fi, err := os.Stat(tmp); err == nil && fi.Mode()&os.ModeSetgid == 0 {
+		os.Remove(tmp)
+		return errNotInGroup{s.dir}
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, d, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		// No RENAME_NOREPLACE here (NFS, say): rename replaces only an
+		// empty directory, which another writer has not used yet.
+		err = os.Rename(tmp, d)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			return nil
+		}
+	}
+	return err
 }
 
 func syncDir(dir string) error {
@@ -375,8 +418,18 @@ func (s *Store) readErr(op, p string, err error) error {
 
 // classify marks errors that retrying cannot fix as permanent and adds a
 // hint for the common ones.
+// errNotInGroup is mkdirShared's error for a writer that is not in the
+// group of a shared repository.
+type errNotInGroup struct{ root string }
+
+func (e errNotInGroup) Error() string {
+	return fmt.Sprintf("the repository directory %s is setgid (shared with its group), but this user is not in its group, so the directories it makes would lose the setgid bit and what it writes would not be the group's: add the user to the group, or write as a user who is in it", e.root)
+}
+
 func classify(err error) error {
 	switch {
+	case errors.As(err, new(errNotInGroup)):
+		return chunkstore.Permanent(err)
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return chunkstore.Permanent(fmt.Errorf("%w (the filesystem holding the repository is full: free space or prune)", err))
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):

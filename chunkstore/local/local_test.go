@@ -2,6 +2,7 @@ package local_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -56,10 +57,10 @@ func TestOpen(t *testing.T) {
 	}
 }
 
-// TestSharedRepository: files and directories take the group access of
-// the repository's root directory, whatever the umask, so a group can
-// read what another user's backups write; a private root keeps them
-// private.
+// TestSharedRepository: in a repository whose root is setgid, files and
+// directories take the root's group access, whatever the umask, so a
+// group can read what another user's backups write; any other root
+// keeps them private, group-readable or not.
 func TestSharedRepository(t *testing.T) {
 	old := syscall.Umask(0o077)
 	t.Cleanup(func() { syscall.Umask(old) })
@@ -69,11 +70,12 @@ func TestSharedRepository(t *testing.T) {
 		setgidSubdirs bool
 	}{
 		{root: 0o700, file: 0o600, dir: 0o700},
-		{root: 0o750, file: 0o640, dir: 0o750},
-		{root: 0o770, file: 0o660, dir: 0o770},
+		{root: 0o750, file: 0o600, dir: 0o700},
+		{root: 0o770, file: 0o600, dir: 0o700},
+		{root: 0o2750, file: 0o640, dir: 0o750, setgidSubdirs: true},
 		{root: 0o2770, file: 0o660, dir: 0o770, setgidSubdirs: true},
 	} {
-		t.Run(tc.root.String(), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%04o", uint32(tc.root)), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "repo")
 			if err := os.Mkdir(dir, 0o700); err != nil {
 				t.Fatal(err)
@@ -109,6 +111,59 @@ func TestSharedRepository(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSharedRepositoryConcurrentDirs: writers that create the same new
+// directories of a shared repository at once all succeed, and every
+// directory ends up with the shared mode.
+func TestSharedRepositoryConcurrentDirs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o750|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for w := range 4 {
+		s, err := local.Open(dir, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for i := range 100 {
+				if err := s.Put(t.Context(), fmt.Sprintf("data/%02x/%d/o-%d", i, i%7, w), []byte("x")); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o640)
+		if d.IsDir() {
+			want = 0o750 | os.ModeDir | os.ModeSetgid
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s: %v, want %v", p, fi.Mode(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -43,9 +43,9 @@ func report[T any](g *globals, what string, res *T, err error, print func(io.Wri
 type pathError struct {
 	Path  string `json:"path"`
 	Error string `json:"error"`
-	// Delete marks restore --delete's failures: the target's entry at
-	// Path could not be removed or listed.
-	Delete bool `json:"delete,omitempty"`
+	// Removal marks a restore's failures to remove (or, for --delete,
+	// examine) an entry the target held and the snapshot does not.
+	Removal bool `json:"removal,omitempty"`
 }
 
 // warnf prints a warning on stderr. Warnings about data (unreadable

@@ -296,23 +296,24 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	case n > 0:
 		also := ""
 		if d > 0 {
-			also = fmt.Sprintf(", and %d %s the snapshot does not hold could not be removed (--delete)", d, plural(d, "entry", "entries"))
+			also = fmt.Sprintf(", and %d %s of the target the snapshot does not hold could not be removed", d, plural(d, "entry", "entries"))
 		}
 		return fmt.Errorf("%d %s of snapshot %s could not be restored%s (see above); everything else was restored into %s; where the errors name packs or blobs, run 'lifeboat check --read-data' to inspect the repository",
 			n, plural(n, "path", "paths"), snap.ID.Short(), also, target)
 	case d > 0:
-		return fmt.Errorf("snapshot %s was restored into %s, but %d %s it does not hold could not be removed (--delete, see above); fix what stops the removal (permissions, say) and run the same command again",
+		return fmt.Errorf("snapshot %s was restored into %s, but %d %s of the target that it does not hold could not be removed (see above); fix what stops the removal (permissions, say) and run the same command again",
 			snap.ID.Short(), target, d, plural(d, "entry", "entries"))
 	}
 	return nil
 }
 
 // warnFailures prints a warning for each failure: verb ("could not
-// restore") and the snapshot path, or for --delete's the target's path.
+// restore") and the snapshot path, or for a removal the target's path
+// (the error says what could not be done).
 func warnFailures(w io.Writer, failures []restore.Failure, target, verb string) {
 	for _, fl := range failures {
-		if fl.Delete {
-			warnf(w, "--delete: %s: %v", filepath.Join(target, fl.Path), fl.Err)
+		if fl.Removal {
+			warnf(w, "%s: %v", filepath.Join(target, fl.Path), fl.Err)
 			continue
 		}
 		warnf(w, "%s /%s: %v", verb, fl.Path, fl.Err)
@@ -320,10 +321,10 @@ func warnFailures(w io.Writer, failures []restore.Failure, target, verb string) 
 }
 
 // countFailures counts the paths that were not restored (n) and the
-// failures of --delete (d).
+// entries of the target that could not be removed or examined (d).
 func countFailures(failures []restore.Failure) (n, d int) {
 	for _, fl := range failures {
-		if fl.Delete {
+		if fl.Removal {
 			d++
 		} else {
 			n++
@@ -433,7 +434,7 @@ type changeOutput struct {
 func pathErrors(fs []restore.Failure) []pathError {
 	out := []pathError{}
 	for _, f := range fs {
-		out = append(out, pathError{Path: "/" + f.Path, Error: f.Err.Error(), Delete: f.Delete})
+		out = append(out, pathError{Path: "/" + f.Path, Error: f.Err.Error(), Removal: f.Removal})
 	}
 	return out
 }
