@@ -226,7 +226,8 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	}
 	elapsed := time.Since(start)
 	if cachePath != "" {
-		if err := os.MkdirAll(filepath.Dir(cachePath), 0o700); err == nil {
+		err := os.MkdirAll(filepath.Dir(cachePath), 0o700)
+		if err == nil {
 			err = cache.Save(cachePath)
 		}
 		if err != nil {

@@ -204,3 +204,44 @@ func TestInvalidS3Location(t *testing.T) {
 		}
 	}
 }
+
+// TestUnusableCache: a cache directory that cannot be created costs
+// speed, not the command: it is named in one warning, every file is read
+// again, and the backup succeeds. A files cache that cannot be saved
+// (its directory is a file) is named too, not dropped in silence.
+func TestUnusableCache(t *testing.T) {
+	t.Parallel()
+	c, r, src, _ := backedUpSmallTree(t)
+	blocker := filepath.Join(c.dir, "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		res := c.ok(r.writer("backup", "--json", "--cache-dir", filepath.Join(blocker, "cache"), src)...)
+		if n := strings.Count(res.stderr, "no local cache"); n != 1 || !strings.Contains(res.stderr, blocker) {
+			t.Errorf("want one warning naming %s, got %d:\n%s", blocker, n, res.stderr)
+		}
+		if b := decodeJSON[backupJSON](t, res.stdout); b.FilesUnmodified != 0 {
+			t.Errorf("without a cache, %d files were taken as unmodified", b.FilesUnmodified)
+		}
+	}
+
+	// The metadata cache works, the files cache's directory cannot be
+	// made: the warning says the next backup reads everything again.
+	cache := filepath.Join(c.dir, "cache2")
+	c.ok(r.writer("backup", "--cache-dir", cache, src)...)
+	files, err := filepath.Glob(filepath.Join(cache, "*", "files"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("files cache directory: %v, %v", files, err)
+	}
+	if err := os.RemoveAll(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files[0], nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := c.ok(r.writer("backup", "--cache-dir", cache, src)...)
+	if !strings.Contains(res.stderr, "save files cache") || !strings.Contains(res.stderr, files[0]) {
+		t.Errorf("no warning that the files cache could not be saved:\n%s", res.stderr)
+	}
+}

@@ -287,8 +287,14 @@ func (g *globals) openRepo(ctx context.Context, name string, need access) (*chun
 		return nil, err
 	}
 	opts := chunkstore.Options{Logger: g.log}
-	if !g.noCache {
-		opts.CacheDir = g.cacheDir
+	if !g.noCache && g.cacheDir != "" {
+		if err := os.MkdirAll(g.cacheDir, 0o700); err != nil {
+			// Without it everything works, only slower: say so once.
+			warnf(g.stderr, "no local cache: %v; backups read every file again and metadata is downloaded each time (set --cache-dir or LIFEBOAT_CACHE_DIR to a writable directory, or pass --no-cache)", err)
+			g.noCache = true
+		} else {
+			opts.CacheDir = g.cacheDir
+		}
 	}
 	repo, err := chunkstore.Open(ctx, st, creds, opts)
 	if err != nil {
