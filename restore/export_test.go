@@ -59,12 +59,12 @@ func BeforeVerify(t testing.TB, fn func(target string)) {
 	t.Cleanup(func() { beforeVerify = nil })
 }
 
-// BeforePlaceAside runs fn with the temporary name (relative to the
+// BeforeReplaceDir runs fn with the temporary name (relative to the
 // target) of a file about to take the place of a directory, just before
 // it does, until the test ends.
-func BeforePlaceAside(t testing.TB, fn func(tmp string)) {
-	beforePlaceAside = fn
-	t.Cleanup(func() { beforePlaceAside = nil })
+func BeforeReplaceDir(t testing.TB, fn func(tmp string)) {
+	beforeReplaceDir = fn
+	t.Cleanup(func() { beforeReplaceDir = nil })
 }
 
 // RefuseExchange makes every RENAME_EXCHANGE fail with EINVAL, as on a

@@ -731,7 +731,7 @@ func testKeepsADirectory(t *testing.T) {
 	}
 	// The file's temporary copy vanishes just before it would take the
 	// directory's place, so it cannot.
-	restore.BeforePlaceAside(t, func(tmp string) {
+	restore.BeforeReplaceDir(t, func(tmp string) {
 		if err := os.Remove(filepath.Join(dst, tmp)); err != nil {
 			t.Error(err)
 		}
@@ -759,7 +759,7 @@ func testKeepsADirectory(t *testing.T) {
 
 	// Once the file can, it replaces the directory, and nothing of
 	// either is left under another name.
-	restore.BeforePlaceAside(t, nil)
+	restore.BeforeReplaceDir(t, nil)
 	r.restore(t, snap, restore.Options{Target: dst})
 	fixture.Compare(t, tree, out)
 }

@@ -1206,8 +1206,8 @@ func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 	dir, base := split(f.path)
 	_, tmp := split(f.tmp)
 	r.t.forget(f.path)
-	if beforePlaceAside != nil {
-		beforePlaceAside(f.tmp)
+	if beforeReplaceDir != nil {
+		beforeReplaceDir(f.tmp)
 	}
 	leftover := f.tmp
 	err := r.t.withDir(dir, func(dfd int) error { return exchangeAt(dfd, tmp, base) })
@@ -1254,9 +1254,9 @@ func (e *leftAsideError) Error() string {
 
 func (e *leftAsideError) Unwrap() error { return e.err }
 
-// beforePlaceAside, when set (by tests), runs just before replaceDir
+// beforeReplaceDir, when set (by tests), runs just before replaceDir
 // puts a file in place of a directory.
-var beforePlaceAside func(tmp string)
+var beforeReplaceDir func(tmp string)
 
 // unplaced removes the temporary files of files that were not put in
 // place (failed, or the restore stopped), leaving what the target held
