@@ -172,6 +172,7 @@ type Result struct {
 	FilesVerified                int64 // read back and found intact (Options.Verify; identical files count)
 	Replaced                     int64 // in a dry run, entries of the target that would be replaced
 	Deleted                      int64 // entries removed (Options.Delete; in a dry run, to be removed)
+	Leftovers                    int64 // temporary files and directories of killed restores, removed (removeLeftovers)
 	// Spared lists what Delete left although the snapshot lacks it,
 	// and why (a mount point, a protected path), sorted by path.
 	Spared []Failure
@@ -312,7 +313,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := mk.wait(); err != nil {
 		return nil, err
 	}
+	var leftovers int64
 	if !t.fresh {
+		leftovers = r.removeLeftovers(pl.dirs)
 		// Reading files back allocates a buffer per file: not under the
 		// raised target.
 		lowerGC()
@@ -363,7 +366,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	r.log.Debug("restore downloads done", "took", time.Since(fetchStart).Round(time.Millisecond), "direct_bytes", r.dio.written.Load())
-	res := &Result{}
+	res := &Result{Leftovers: leftovers}
 	for _, j := range jobs {
 		res.BytesDownloaded += j.end - j.start
 	}

@@ -51,7 +51,9 @@ Every block is authenticated before it is written. A file that cannot be read
 or verified is reported and left out (a copy the target already held is left
 as it was: replacements are renamed into place once complete); everything else
 is still restored and lifeboat exits with code 1. Files already identical in the target are kept, so
-an interrupted restore can simply be run again.
+an interrupted restore can simply be run again; it also removes the temporary
+files (.lifeboat-restore-PID-N) a killed one left in the directories it
+restores into.
 
 Restored data goes through the page cache. Up to the kernel's background
 write-back threshold (vm.dirty_background_bytes or _ratio: 10 % of the
@@ -150,11 +152,12 @@ type restoreOutput struct {
 	BytesWritten    int64   `json:"bytes_written"`
 	BytesDirect     int64   `json:"bytes_direct"` // of bytes_written, written with direct I/O
 	FilesSkipped    int64   `json:"files_skipped"`
-	BytesDownloaded int64   `json:"bytes_downloaded"` // pack bytes read (in a dry run, to be read)
-	FilesVerified   int64   `json:"files_verified"`   // --verify: files read back intact
-	Replaced        int64   `json:"replaced"`         // in a dry run, entries the restore would replace
-	Deleted         int64   `json:"deleted"`          // --delete: entries removed (in a dry run, to be removed)
-	Kept            int64   `json:"kept"`             // --overwrite never/if-newer: existing entries left as they were
+	BytesDownloaded int64   `json:"bytes_downloaded"`  // pack bytes read (in a dry run, to be read)
+	FilesVerified   int64   `json:"files_verified"`    // --verify: files read back intact
+	Replaced        int64   `json:"replaced"`          // in a dry run, entries the restore would replace
+	Deleted         int64   `json:"deleted"`           // --delete: entries removed (in a dry run, to be removed)
+	Kept            int64   `json:"kept"`              // --overwrite never/if-newer: existing entries left as they were
+	Leftovers       int64   `json:"leftovers_removed"` // temporary files and directories of killed restores, removed
 	DryRun          bool    `json:"dry_run"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	// Changes: what --delete removed and, in a dry run, every entry a
@@ -288,6 +291,9 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			if f.delete {
 				fmt.Fprintf(w, "Deleted:     %d %s the snapshot does not hold\n", res.Deleted, plural(int(res.Deleted), "entry", "entries"))
 			}
+			if res.Leftovers > 0 {
+				fmt.Fprintf(w, "Cleaned up:  %d temporary %s a killed restore left (.lifeboat-restore-*)\n", res.Leftovers, plural(int(res.Leftovers), "file or directory", "files or directories"))
+			}
 			fmt.Fprintf(w, "Duration:    %s (%s)\n", formatDuration(elapsed), formatRate(res.BytesWritten, elapsed))
 		}
 	}
@@ -338,7 +344,7 @@ func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Resul
 		SnapshotID: snap.ID.String(), Target: target,
 		Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Other: res.Other,
 		Bytes: res.Bytes, BytesWritten: res.BytesWritten, BytesDirect: res.BytesDirect, FilesSkipped: res.FilesSkipped,
-		BytesDownloaded: res.BytesDownloaded, FilesVerified: res.FilesVerified, Replaced: res.Replaced, Deleted: res.Deleted, Kept: res.Kept,
+		BytesDownloaded: res.BytesDownloaded, FilesVerified: res.FilesVerified, Replaced: res.Replaced, Deleted: res.Deleted, Kept: res.Kept, Leftovers: res.Leftovers,
 		Changes:        []changeOutput{},
 		Failures:       pathErrors(res.Failures),
 		MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
