@@ -221,8 +221,29 @@ func TestUnusableCache(t *testing.T) {
 		if n := strings.Count(res.stderr, "no local cache"); n != 1 || !strings.Contains(res.stderr, blocker) {
 			t.Errorf("want one warning naming %s, got %d:\n%s", blocker, n, res.stderr)
 		}
+		if !strings.Contains(res.stderr, "every file is read again") {
+			t.Errorf("the backup's warning does not say it reads every file again:\n%s", res.stderr)
+		}
 		if b := decodeJSON[backupJSON](t, res.stdout); b.FilesUnmodified != 0 {
 			t.Errorf("without a cache, %d files were taken as unmodified", b.FilesUnmodified)
+		}
+	}
+	// Other commands are told what they lose, not what a backup does;
+	// with an identity, that the repository is not compared with the
+	// one seen before (the record of it is in the cache).
+	for _, tc := range []struct {
+		args        []string
+		backupWords bool
+		pinWords    bool
+	}{
+		{r.writer("snapshots", "--cache-dir", filepath.Join(blocker, "cache")), false, false},
+		{r.reader("snapshots", "--cache-dir", filepath.Join(blocker, "cache")), false, true},
+	} {
+		res := c.ok(tc.args...)
+		if strings.Count(res.stderr, "no local cache") != 1 ||
+			strings.Contains(res.stderr, "every file is read again") != tc.backupWords ||
+			strings.Contains(res.stderr, "not compared with the one this machine saw") != tc.pinWords {
+			t.Errorf("%v: want one warning, about reading files %v, about the repository seen before %v:\n%s", tc.args, tc.backupWords, tc.pinWords, res.stderr)
 		}
 	}
 

@@ -289,8 +289,16 @@ func (g *globals) openRepo(ctx context.Context, name string, need access) (*chun
 	opts := chunkstore.Options{Logger: g.log}
 	if !g.noCache && g.cacheDir != "" {
 		if err := os.MkdirAll(g.cacheDir, 0o700); err != nil {
-			// Without it everything works, only slower: say so once.
-			warnf(g.stderr, "no local cache: %v; backups read every file again and metadata is downloaded each time (set --cache-dir or LIFEBOAT_CACHE_DIR to a writable directory, or pass --no-cache)", err)
+			// Without it everything works, only slower and with one
+			// check less: say so once, for what this command does.
+			lost := "repository metadata is downloaded again"
+			if name == "backup" {
+				lost = "every file is read again (no files cache), " + lost
+			}
+			if len(creds.Identities) > 0 {
+				lost += ", and the repository is not compared with the one this machine saw at this location before"
+			}
+			warnf(g.stderr, "no local cache: %v; %s (set --cache-dir or LIFEBOAT_CACHE_DIR to a writable directory, or pass --no-cache)", err, lost)
 			g.noCache = true
 		} else {
 			opts.CacheDir = g.cacheDir
