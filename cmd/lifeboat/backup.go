@@ -256,7 +256,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 			Partial:         len(res.Warnings) > 0,
 		}
 		for _, w := range res.Warnings {
-			out.Errors = append(out.Errors, pathError{Path: w.Path, Error: w.Err.Error()})
+			out.Errors = append(out.Errors, newPathError(w.Path, w.Err))
 		}
 		if err := printJSON(g.stdout, out); err != nil {
 			return err

@@ -56,8 +56,9 @@ type diffChangeJSON struct {
 	MessageType string      `json:"message_type"` // "change"
 	Change      string      `json:"change"`       // +, -, M, T, U
 	Path        string      `json:"path"`
-	Old         *lsNodeJSON `json:"old,omitempty"` // the entry in SNAPSHOT1 as ls --json shows it (none for +)
-	New         *lsNodeJSON `json:"new,omitempty"` // the entry in SNAPSHOT2 (none for -)
+	PathB64     string      `json:"path_b64,omitempty"` // see exactBytes
+	Old         *lsNodeJSON `json:"old,omitempty"`      // the entry in SNAPSHOT1 as ls --json shows it (none for +)
+	New         *lsNodeJSON `json:"new,omitempty"`      // the entry in SNAPSHOT2 (none for -)
 }
 
 type diffStatsJSON struct {
@@ -101,7 +102,7 @@ func runDiff(ctx context.Context, g *globals, f diffFlags, args []string) error 
 			n = c.Old
 		}
 		if g.json {
-			out := diffChangeJSON{MessageType: "change", Change: string(c.Kind), Path: "/" + c.Path}
+			out := diffChangeJSON{MessageType: "change", Change: string(c.Kind), Path: "/" + c.Path, PathB64: exactBytes("/" + c.Path)}
 			if c.Old != nil {
 				o := nodeJSON(c.Path, c.Old)
 				out.Old = &o
@@ -116,7 +117,7 @@ func runDiff(ctx context.Context, g *globals, f diffFlags, args []string) error 
 		if n.Type == snapshot.TypeDir {
 			p += "/"
 		}
-		_, err := fmt.Fprintf(g.stdout, "%-4s %s\n", c.Kind, p)
+		_, err := fmt.Fprintf(g.stdout, "%-4s %s\n", c.Kind, displayPath(p))
 		return err
 	})
 	if err != nil {

@@ -46,19 +46,24 @@ them. With --json, prints one JSON object per line (NDJSON).`,
 	return cmd
 }
 
+// lsNodeJSON is an entry as ls --json prints it. The _b64 fields are
+// there only for names and link targets that are not UTF-8 (exactBytes).
 type lsNodeJSON struct {
-	Name        string    `json:"name"`
-	Type        string    `json:"type"`
-	Path        string    `json:"path"`
-	Size        uint64    `json:"size"`
-	Mode        uint32    `json:"mode"`        // Unix permission bits, incl. setuid/setgid/sticky
-	Permissions string    `json:"permissions"` // as ls -l shows them
-	MTime       time.Time `json:"mtime"`
-	UID         uint32    `json:"uid"`
-	GID         uint32    `json:"gid"`
-	User        string    `json:"user,omitempty"`
-	Group       string    `json:"group,omitempty"`
-	LinkTarget  string    `json:"link_target,omitempty"`
+	Name          string    `json:"name"`
+	NameB64       string    `json:"name_b64,omitempty"`
+	Type          string    `json:"type"`
+	Path          string    `json:"path"`
+	PathB64       string    `json:"path_b64,omitempty"`
+	Size          uint64    `json:"size"`
+	Mode          uint32    `json:"mode"`        // Unix permission bits, incl. setuid/setgid/sticky
+	Permissions   string    `json:"permissions"` // as ls -l shows them
+	MTime         time.Time `json:"mtime"`
+	UID           uint32    `json:"uid"`
+	GID           uint32    `json:"gid"`
+	User          string    `json:"user,omitempty"`
+	Group         string    `json:"group,omitempty"`
+	LinkTarget    string    `json:"link_target,omitempty"`
+	LinkTargetB64 string    `json:"link_target_b64,omitempty"`
 }
 
 // errFound stops a walk once the requested subtree is done.
@@ -123,9 +128,9 @@ func runLs(ctx context.Context, g *globals, f lsFlags, args []string) error {
 // prints it.
 func nodeJSON(p string, n *snapshot.Node) lsNodeJSON {
 	return lsNodeJSON{
-		Name: n.Name, Type: string(n.Type), Path: "/" + p, Size: n.Size,
+		Name: n.Name, NameB64: exactBytes(n.Name), Type: string(n.Type), Path: "/" + p, PathB64: exactBytes("/" + p), Size: n.Size,
 		Mode: n.UnixPerm(), Permissions: modeString(n), MTime: n.ModTime,
-		UID: n.UID, GID: n.GID, User: n.User, Group: n.Group, LinkTarget: n.LinkTarget,
+		UID: n.UID, GID: n.GID, User: n.User, Group: n.Group, LinkTarget: n.LinkTarget, LinkTargetB64: exactBytes(n.LinkTarget),
 	}
 }
 
@@ -135,7 +140,7 @@ func printNode(g *globals, tw *tabwriter.Writer, long bool, p string, n *snapsho
 		return printJSON(g.stdout, nodeJSON(p, n))
 	}
 	if !long {
-		_, err := fmt.Fprintln(g.stdout, abs)
+		_, err := fmt.Fprintln(g.stdout, displayPath(abs))
 		return err
 	}
 	owner, group := n.User, n.Group
@@ -145,9 +150,9 @@ func printNode(g *globals, tw *tabwriter.Writer, long bool, p string, n *snapsho
 	if group == "" {
 		group = fmt.Sprint(n.GID)
 	}
-	name := abs
+	name := displayPath(abs)
 	if n.Type == snapshot.TypeSymlink {
-		name += " -> " + n.LinkTarget
+		name += " -> " + displayPath(n.LinkTarget)
 	}
 	_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", modeString(n), owner, group, n.Size,
 		n.ModTime.Local().Format("2006-01-02 15:04:05"), name)

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 )
@@ -41,11 +43,29 @@ func report[T any](g *globals, what string, res *T, err error, print func(io.Wri
 
 // pathError is the JSON form of a path that failed.
 type pathError struct {
-	Path  string `json:"path"`
-	Error string `json:"error"`
+	Path    string `json:"path"`
+	PathB64 string `json:"path_b64,omitempty"` // see exactBytes
+	Error   string `json:"error"`
 	// Removal marks a restore's failures to remove (or, for --delete,
 	// examine) an entry the target held and the snapshot does not.
 	Removal bool `json:"removal,omitempty"`
+}
+
+func newPathError(p string, err error) pathError {
+	return pathError{Path: p, PathB64: exactBytes(p), Error: err.Error()}
+}
+
+// exactBytes returns s in base64 when s is not valid UTF-8, and "" when
+// it is. A JSON string cannot carry such bytes (encoding/json writes
+// U+FFFD for each), so every field of --json output that holds a path, a
+// name or a link target has a "_b64" twin, present only then, holding
+// the exact bytes; the string beside it stays, readable but lossy. (The
+// repository's trees follow the same rule with name_b64: docs/format.md.)
+func exactBytes(s string) string {
+	if utf8.ValidString(s) {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString([]byte(s))
 }
 
 // warnf prints a warning on stderr. Warnings about data (unreadable

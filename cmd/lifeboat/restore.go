@@ -350,7 +350,8 @@ func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Resul
 		MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
 	}
 	for _, c := range res.Changes {
-		out.Changes = append(out.Changes, changeOutput{Path: "/" + c.Path, Action: c.Action, Dir: c.Dir})
+		p := "/" + c.Path
+		out.Changes = append(out.Changes, changeOutput{Path: p, PathB64: exactBytes(p), Action: c.Action, Dir: c.Dir})
 	}
 	return out
 }
@@ -430,9 +431,10 @@ func displayPath(p string) string {
 }
 
 type changeOutput struct {
-	Path   string `json:"path"`
-	Action string `json:"action"` // replace or delete
-	Dir    bool   `json:"dir"`    // a directory in the target, with all it holds
+	Path    string `json:"path"`
+	PathB64 string `json:"path_b64,omitempty"` // see exactBytes
+	Action  string `json:"action"`             // replace or delete
+	Dir     bool   `json:"dir"`                // a directory in the target, with all it holds
 }
 
 // pathErrors lists failures for JSON output, with absolute snapshot
@@ -440,7 +442,9 @@ type changeOutput struct {
 func pathErrors(fs []restore.Failure) []pathError {
 	out := []pathError{}
 	for _, f := range fs {
-		out = append(out, pathError{Path: "/" + f.Path, Error: f.Err.Error(), Removal: f.Removal})
+		pe := newPathError("/"+f.Path, f.Err)
+		pe.Removal = f.Removal
+		out = append(out, pe)
 	}
 	return out
 }
