@@ -46,6 +46,17 @@ type Node struct {
 	LinkTarget string          `json:"-"`
 	Content    []chunkstore.ID `json:"content,omitempty"`
 	Subtree    *chunkstore.ID  `json:"subtree,omitempty"`
+	// XAttrs are the entry's extended attributes, sorted by name (ACLs
+	// are among them: system.posix_acl_access).
+	XAttrs []XAttr `json:"xattrs,omitempty"`
+}
+
+// XAttr is an extended attribute: a name with its namespace
+// ("user.origin", "security.capability", "system.posix_acl_access") and
+// its value, any bytes (base64 in the tree's JSON).
+type XAttr struct {
+	Name  string `json:"name"`
+	Value []byte `json:"value"`
 }
 
 // UnixPerm is the node's mode as st_mode's permission bits: rwx for

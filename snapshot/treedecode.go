@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
@@ -57,6 +58,7 @@ var canonicalKeys = [...]string{
 	keyRdev:          "rdev",
 	keyContent:       "content",
 	keySubtree:       "subtree",
+	keyXAttrs:        "xattrs",
 }
 
 const (
@@ -80,6 +82,7 @@ const (
 	keyRdev
 	keyContent
 	keySubtree
+	keyXAttrs
 	numKeys
 )
 
@@ -214,8 +217,50 @@ func (d *canonicalDecoder) value(j *nodeJSON, k int) bool {
 		if ok = d.id(&id); ok {
 			j.Subtree = &id
 		}
+	case keyXAttrs:
+		j.XAttrs, ok = d.xattrs()
 	}
 	return ok
+}
+
+// xattrs reads a non-empty list of extended attributes, each
+// {"name":...,"value":...} with the value in base64. A value of null, or
+// in base64 with escapes (encoding/json's decoder skips \r and \n in
+// it), is left to encoding/json.
+func (d *canonicalDecoder) xattrs() ([]XAttr, bool) {
+	if !d.lit(`[`) {
+		return nil, false
+	}
+	var out []XAttr
+	for {
+		var x XAttr
+		var ok bool
+		if !d.lit(`{"name":`) {
+			return nil, false
+		}
+		if x.Name, ok = d.text(); !ok || !d.lit(`,"value":`) {
+			return nil, false
+		}
+		s, plain, ok := d.raw()
+		if !ok || !plain || !d.lit(`}`) {
+			return nil, false
+		}
+		// As encoding/json decodes a []byte: into a new slice, empty
+		// but not nil for "".
+		x.Value = make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+		n, err := base64.StdEncoding.Decode(x.Value, s)
+		if err != nil {
+			return nil, false
+		}
+		x.Value = x.Value[:n]
+		out = append(out, x)
+		if d.lit(`]`) {
+			return out, true
+		}
+		if !d.lit(`,`) {
+			return nil, false
+		}
+	}
 }
 
 func (d *canonicalDecoder) lit(s string) bool {

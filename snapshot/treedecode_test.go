@@ -96,6 +96,13 @@ func randomTree(r *rand.Rand) *Tree {
 				n.Content = append(n.Content, id())
 			}
 		}
+		for k := range r.IntN(4) / 2 * (1 + r.IntN(3)) {
+			v := make([]byte, r.IntN(3)*r.IntN(40)) // empty too, never nil: the encoder's own trees hold none
+			for i := range v {
+				v[i] = byte(r.Uint32())
+			}
+			n.XAttrs = append(n.XAttrs, XAttr{Name: fmt.Sprintf("user.%s-%d", names[r.IntN(len(names))], k), Value: v})
+		}
 		tr.Nodes = append(tr.Nodes, n)
 	}
 	return tr
@@ -158,6 +165,14 @@ func TestCanonicalGivesUp(t *testing.T) {
 		"{\"nodes\":[{\"name\":\"a\x01\"}]}",
 		`{"nodes":[{"name_b64":"!!"}]}`,
 		`{"nodes":[{"name":"a"},]}`,
+		`{"nodes":[{"name":"a","xattrs":[]}]}`,
+		`{"nodes":[{"name":"a","xattrs":null}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"name":"user.x","value":null}]}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"name":"user.x","value":"YQ\u003d\u003d"}]}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"name":"user.x","value":"YQ=="},]}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"value":"YQ==","name":"user.x"}]}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"name":"user.x","value":"!!"}]}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"name":"user.x","value":"YQ==","x":1}]}]}`,
 		`{"nodes":[{"name":"a"}]`,
 		`{"nodes":[{"name":"a"`,
 	} {
@@ -179,6 +194,7 @@ func FuzzDecodeCanonical(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"nodes":[{"name":"a\u0026b","type":"file","mode":420,"mtime":"2026-11-25T12:00:00+01:00"}]}`))
+	f.Add([]byte(`{"nodes":[{"name":"a","type":"file","mode":420,"xattrs":[{"name":"user.x","value":"YQ=="},{"name":"user.y","value":""}]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fast, ok := decodeCanonical(b)
 		if !ok {
@@ -241,7 +257,8 @@ func FuzzEncodeCanonical(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name, link, user, group, typ string, mode uint32, size uint64, sec, nsec int64, zone int) {
 		tm := time.Unix(sec, nsec).In(time.FixedZone("", zone))
 		tr := &Tree{Nodes: []Node{{Name: name, LinkTarget: link, User: user, Group: group, Type: NodeType(typ), Mode: fs.FileMode(mode),
-			Size: size, Inode: size / 3, ModTime: tm, AccessTime: tm.Add(time.Second), Content: []chunkstore.ID{{byte(size)}}}}}
+			Size: size, Inode: size / 3, ModTime: tm, AccessTime: tm.Add(time.Second), Content: []chunkstore.ID{{byte(size)}},
+			XAttrs: []XAttr{{Name: user, Value: []byte(link)}, {Name: group, Value: []byte(name)}}}}}
 		want, werr := json.Marshal(tr)
 		got, ok := encodeCanonical(tr)
 		if !ok {

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
@@ -79,6 +80,28 @@ func (e *canonicalEncoder) node(n *Node) bool {
 	if n.Subtree != nil {
 		e.key(keySubtree)
 		e.id(n.Subtree)
+	}
+	if len(n.XAttrs) > 0 {
+		e.key(keyXAttrs)
+		for i, x := range n.XAttrs {
+			if i > 0 {
+				e.b = append(e.b, ',')
+			} else {
+				e.b = append(e.b, '[')
+			}
+			e.b = append(e.b, `{"name":`...)
+			e.b = appendJSONString(e.b, x.Name)
+			e.b = append(e.b, `,"value":`...)
+			if x.Value == nil {
+				e.b = append(e.b, "null"...)
+			} else {
+				e.b = append(e.b, '"')
+				e.b = base64.StdEncoding.AppendEncode(e.b, x.Value)
+				e.b = append(e.b, '"')
+			}
+			e.b = append(e.b, '}')
+		}
+		e.b = append(e.b, ']')
 	}
 	e.b = append(e.b, '}') // type, mode, uid, gid and the times are always written: the object is open
 	return true
