@@ -77,7 +77,11 @@ func TestRestoreKilled(t *testing.T) {
 			gets := killRestore(t, r, px, sumB.SnapshotID, target, k)
 			t.Logf("killed at read %d of pack data: %d regular files in the target, %d temporary", gets, len(regularFiles(t, target)), len(leftoverPaths(t, target)))
 		}
+		left := leftoverPaths(t, target)
 		res := finishRestore(t, r, sumB.SnapshotID, target)
+		if res.Leftovers != int64(len(left)) {
+			t.Errorf("the finishing restore reports %d leftovers removed; the kills left %d: %v", res.Leftovers, len(left), left)
+		}
 		if res.FilesSkipped == 0 {
 			t.Errorf("the finishing restore found nothing complete in the target: the killed ones wrote nothing it could keep (%+v)", res)
 		}
@@ -90,9 +94,16 @@ func TestRestoreKilled(t *testing.T) {
 		for _, k := range []int64{1, m / 3, m / 3} {
 			gets := killRestore(t, r, px, sumB.SnapshotID, target, k)
 			root := restoredRoot(target, src)
+			files := regularFiles(t, root)
 			var oldOnes, newOnes int
-			for rel, sum := range regularFiles(t, root) {
+			for rel, e := range after {
+				if e.kind != 0 {
+					continue
+				}
+				sum, ok := files[rel]
 				switch {
+				case !ok:
+					t.Errorf("after a kill at read %d of pack data, %s is missing from the target, which held it", gets, rel)
 				case sum == after[rel].hash && sum == before[rel].hash:
 				case sum == after[rel].hash:
 					newOnes++
@@ -100,6 +111,11 @@ func TestRestoreKilled(t *testing.T) {
 					oldOnes++
 				default:
 					t.Errorf("after a kill at read %d of pack data, %s is neither the old version nor the new one: a replacement was not atomic", gets, rel)
+				}
+			}
+			for rel := range files {
+				if _, ok := after[rel]; !ok {
+					t.Errorf("after a kill at read %d of pack data, the target holds %s, which neither snapshot has", gets, rel)
 				}
 			}
 			t.Logf("killed at read %d of pack data: %d changed files replaced, %d still old, %d temporary", gets, newOnes, oldOnes, len(leftoverPaths(t, target)))
@@ -143,11 +159,11 @@ func killRestore(t *testing.T, c *cli, px *s3Proxy, snap, target string, k int64
 		return forward
 	})
 	defer px.setHook(nil)
+	px.setKill(func() { _ = cmd.Process.Kill() }) // before Start: read k may come at once
 	defer px.setKill(nil)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	px.setKill(func() { _ = cmd.Process.Kill() })
 	err := cmd.Wait()
 	if code := exitCode(cmd, err); code != -1 {
 		t.Fatalf("the restore was to be killed at its read %d of pack data, but exited with %d after %d reads", k, code, gets.Load())

@@ -109,6 +109,9 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 			if !keep[p] && !inScope(p) {
 				continue // beside the backed-up paths: not even looked at
 			}
+			if r.leftover[p] {
+				continue // a killed restore's: reported as such (removeLeftovers)
+			}
 			st, err := r.t.lstat(p)
 			if errors.Is(err, unix.ENOENT) {
 				continue

@@ -49,12 +49,15 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	r.failures = failures
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)
+	res := &Result{Dirs: int64(len(pl.dirs))}
 	if r.t != nil && !r.t.fresh {
+		// What a restore would remove first (if no other restore is
+		// running into the target then).
+		res.Leftovers = r.removeLeftovers(pl, nil)
 		if err := r.findIdentical(ctx, pl.files); err != nil {
 			return nil, err
 		}
 	}
-	res := &Result{Dirs: int64(len(pl.dirs))}
 	jobs := pl.packJobs()
 	for _, j := range jobs {
 		res.BytesDownloaded += j.end - j.start

@@ -2,43 +2,48 @@ package restore
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// leftoverName matches the temporary names a restore gives what it puts
-// in place of the target's entries: tmpName's ".lifeboat-restore-PID-N"
+// leftoverPrefix starts every temporary name a restore gives what it
+// puts in place of the target's entries.
+const leftoverPrefix = ".lifeboat-restore-"
+
+// leftoverName matches those names: tmpName's ".lifeboat-restore-PID-N"
 // and replaceDir's "-old" directory moved aside. The first group is the
 // PID of the restore that made it.
 var leftoverName = regexp.MustCompile(`^\.lifeboat-restore-([1-9][0-9]{0,9})-[1-9][0-9]*(-old)?$`)
 
-// removeLeftovers removes, from the target's directories the plan holds
-// (dirs, and the target itself), what restores killed before they could
-// finish (kill -9, a crash, a power cut) left under their temporary
-// names: partly written files, which can be as large as the largest file
-// restored, and directories a file was taking the place of. A name is a
-// leftover when the process whose PID it carries is gone. Ours counts as
-// gone too: removeLeftovers runs before this restore hands out any name
-// (findIdentical), so a name with our PID is an earlier process's (PID 1
-// in every container, say). Another restore still running into the same
-// target, on this machine, keeps its files; one running on another
-// machine into a shared filesystem is not seen and loses them, and
-// reports those files as failed.
+// leftovers finds, in the target's directories the plan holds (and the
+// target itself), what restores killed before they could finish (kill
+// -9, a crash, a power cut) left under their temporary names: partly
+// written files, which can be as large as the largest file restored, and
+// directories a file was taking the place of. It returns their paths.
 //
-// It returns how many entries it removed. One it cannot remove is
-// logged as a warning, naming it and why: it is not the snapshot's, so
-// the restore does not fail for it.
-func (r *restorer) removeLeftovers(dirs []*entry) int64 {
-	var removed int64
-	sweep := func(d string) {
+// A name is not a leftover when the snapshot holds an entry by that name
+// (a backup of a target that held leftovers, say), or while the process
+// whose PID it carries runs. Ours counts as gone: leftovers runs before
+// this restore hands out any name (findIdentical), so a name with our PID
+// is an earlier process's (PID 1 in every container, say). The PID is
+// only a second guard: restores also lock the target (lockTarget), so
+// that one in another PID namespace is not taken for gone.
+func (r *restorer) leftovers(pl *plan) []string {
+	var found []string
+	look := func(d string) {
 		names, err := r.t.names(d)
 		if err != nil {
 			return // not a directory of the target (yet): nothing left there
 		}
 		for _, name := range names {
+			if !strings.HasPrefix(name, leftoverPrefix) {
+				continue
+			}
 			m := leftoverName.FindStringSubmatch(name)
 			if m == nil {
 				continue
@@ -51,19 +56,106 @@ func (r *restorer) removeLeftovers(dirs []*entry) int64 {
 			if d != "" {
 				p = d + "/" + name
 			}
-			if err := r.t.clear(p); err != nil {
-				r.log.Warn("could not remove a temporary file or directory a killed restore left in the target; remove it by hand", "path", p, "err", err)
-				continue
-			}
-			r.log.Debug("removed what a killed restore left", "path", p, "pid", pid)
-			removed++
+			found = append(found, p)
 		}
 	}
-	sweep("")
-	for _, d := range dirs {
-		sweep(d.path)
+	look("")
+	for _, d := range pl.dirs {
+		look(d.path)
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	held := make(map[string]bool, len(found))
+	for _, p := range found {
+		held[p] = false
+	}
+	mark := func(p string) {
+		if _, ok := held[p]; ok {
+			held[p] = true
+		}
+	}
+	for _, d := range pl.dirs {
+		mark(d.path)
+	}
+	for _, f := range pl.files {
+		mark(f.path)
+	}
+	for _, f := range pl.links {
+		mark(f.path)
+	}
+	for _, o := range pl.others {
+		mark(o.path)
+	}
+	out := found[:0]
+	for _, p := range found {
+		if !held[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// removeLeftovers removes what leftovers finds, unless another restore
+// is running into the target (see lockTarget), and returns how many it
+// removed. A directory with a file system mounted in it is left, as
+// --delete leaves one; so is what cannot be removed: both are recorded
+// in r.leftoversKept, with why. They are not the snapshot's, so the
+// restore does not fail for them. In a dry run (lock nil) it removes
+// nothing and counts what it would remove.
+func (r *restorer) removeLeftovers(pl *plan, lock *targetLock) int64 {
+	dry := lock == nil
+	if !dry {
+		if !lock.exclusive() {
+			r.log.Debug("another restore is running into the target: what killed restores left in it is left for a later one")
+			return 0
+		}
+		defer lock.share()
+	}
+	var removed int64
+	guard := r.guard
+	for _, p := range r.leftovers(pl) {
+		if st, err := r.t.lstat(p); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if guard == nil {
+				var err error
+				if guard, err = newDeleteGuard(r.opts.Target, nil, mountInfo); err != nil {
+					r.keepLeftover(p, err)
+					continue
+				}
+			}
+			if why := guard.why(p); why != "" {
+				r.keepLeftover(p, errors.New(why))
+				continue
+			}
+		}
+		if dry {
+			r.markLeftover(p) // left to this, not to --delete
+			removed++
+			continue
+		}
+		if err := r.t.clear(p); err != nil {
+			r.keepLeftover(p, fmt.Errorf("could not remove it: %w", err))
+			continue
+		}
+		r.log.Debug("removed what a killed restore left", "path", p)
+		removed++
 	}
 	return removed
+}
+
+// keepLeftover records leftover p as not removed, because of err; it is
+// reported once, here, and --delete leaves it too.
+func (r *restorer) keepLeftover(p string, err error) {
+	r.leftoversKept = append(r.leftoversKept, Failure{Path: p, Err: err, Removal: true})
+	r.markLeftover(p)
+}
+
+// markLeftover records that --delete leaves leftover p alone.
+func (r *restorer) markLeftover(p string) {
+	if r.leftover == nil {
+		r.leftover = map[string]bool{}
+	}
+	r.leftover[p] = true
 }
 
 // processRuns reports whether a process with the given PID exists in
@@ -71,4 +163,79 @@ func (r *restorer) removeLeftovers(dirs []*entry) int64 {
 func processRuns(pid int) bool {
 	err := unix.Kill(pid, 0)
 	return err == nil || errors.Is(err, unix.EPERM)
+}
+
+// targetLock is a restore's flock(2) on its target directory: shared
+// while it runs, exclusive while it removes leftovers. A restore that
+// cannot have it exclusively knows another is running into the same
+// target, whatever its PID namespace, and leaves the temporary files
+// alone. Where the filesystem has no such locks, restores go without,
+// and only the PID guards another's files.
+type targetLock struct {
+	fd  int // -1: no lock
+	log func(msg string, args ...any)
+}
+
+// lockTarget opens dir and takes the shared lock, waiting while another
+// restore holds it exclusively (for as long as its removals take).
+func lockTarget(dir string, log func(msg string, args ...any)) *targetLock {
+	l := &targetLock{fd: -1, log: log}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		log("cannot lock the restore target", "err", err)
+		return l
+	}
+	if err := flock(fd, unix.LOCK_SH); err != nil {
+		log("cannot lock the restore target", "err", err)
+		unix.Close(fd)
+		return l
+	}
+	l.fd = fd
+	return l
+}
+
+// exclusive tries to turn the shared lock into the exclusive one without
+// waiting. It reports false when another restore holds the target; the
+// shared lock is then taken again (Linux drops it while trying). Without
+// locks it reports true.
+func (l *targetLock) exclusive() bool {
+	if l == nil || l.fd < 0 {
+		return true
+	}
+	err := flock(l.fd, unix.LOCK_EX|unix.LOCK_NB)
+	if err == nil {
+		return true
+	}
+	if !errors.Is(err, unix.EWOULDBLOCK) {
+		l.log("cannot lock the restore target", "err", err)
+		return true
+	}
+	l.share()
+	return false
+}
+
+// share goes back to the shared lock.
+func (l *targetLock) share() {
+	if l != nil && l.fd >= 0 {
+		if err := flock(l.fd, unix.LOCK_SH); err != nil {
+			l.log("cannot lock the restore target", "err", err)
+		}
+	}
+}
+
+func (l *targetLock) release() {
+	if l != nil && l.fd >= 0 {
+		unix.Close(l.fd)
+		l.fd = -1
+	}
+}
+
+// flock is flock(2), retried when a signal interrupts a wait.
+func flock(fd, how int) error {
+	for {
+		err := unix.Flock(fd, how)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 )
@@ -27,6 +29,11 @@ func TestRestoreRemovesLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := gone.Process.Pid
+	running := exec.Command("sleep", "600")
+	if err := running.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = running.Process.Kill(); _ = running.Wait() }()
 	write := func(p string, n int) {
 		t.Helper()
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -47,7 +54,7 @@ func TestRestoreRemovesLeftovers(t *testing.T) {
 	write(removed[2], 10)
 	write(filepath.Join(removed[3], "x"), 10)
 	kept := []string{
-		filepath.Join(out, ".lifeboat-restore-1-3"), // PID 1 runs
+		filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-3", running.Process.Pid)), // that process runs
 		filepath.Join(out, ".lifeboat-restore-notes"),
 		filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-0", dead)),
 		filepath.Join(out, fmt.Sprintf("lifeboat-restore-%d-1", dead)),
@@ -78,10 +85,10 @@ func TestRestoreRemovesLeftovers(t *testing.T) {
 		t.Errorf("restore over an intact tree skipped %d of %d files and wrote %d bytes", res.FilesSkipped, len(tree.Regular()), res.BytesWritten)
 	}
 
-	// Nothing is left the next time, and a dry run removes nothing.
+	// A dry run counts what a restore would remove, and removes nothing.
 	write(removed[0], 10)
-	if dry, err := restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst, DryRun: true}); err != nil || dry.Leftovers != 0 {
-		t.Fatalf("dry run: %v, Leftovers %d", err, dry.Leftovers)
+	if dry, err := restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst, DryRun: true}); err != nil || dry.Leftovers != 1 {
+		t.Fatalf("dry run: %v, Leftovers %d, want 1", err, dry.Leftovers)
 	}
 	if _, err := os.Lstat(removed[0]); err != nil {
 		t.Fatalf("a dry run removed %s: %v", removed[0], err)
@@ -89,4 +96,67 @@ func TestRestoreRemovesLeftovers(t *testing.T) {
 	if res := r.restore(t, snap, restore.Options{Target: dst}); res.Leftovers != 1 {
 		t.Errorf("Leftovers = %d, want 1", res.Leftovers)
 	}
+}
+
+// TestLeftoversTheSnapshotHolds: entries of the snapshot whose names look
+// like a restore's temporary ones (a backup of a target that held
+// leftovers) are the snapshot's, not leftovers: restoring it again into
+// the same target keeps them and succeeds.
+func TestLeftoversTheSnapshotHolds(t *testing.T) {
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := gone.Process.Pid
+	tree := fixture.Tree{
+		"plain": {Content: []byte("plain"), Mode: 0o644},
+		fmt.Sprintf(".lifeboat-restore-%d-1", dead):     {Content: fixture.Random(1, 3<<20), Mode: 0o644},
+		fmt.Sprintf(".lifeboat-restore-%d-2", dead):     {Dir: true, Mode: 0o755},
+		fmt.Sprintf(".lifeboat-restore-%d-2/a", dead):   {Content: []byte("a"), Mode: 0o644},
+		fmt.Sprintf(".lifeboat-restore-%d-3-old", dead): {Symlink: "plain"},
+	}
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	for i := range 2 {
+		res := r.restore(t, snap, restore.Options{Target: dst})
+		if res.Leftovers != 0 {
+			t.Errorf("restore %d removed %d entries of the snapshot as leftovers", i+1, res.Leftovers)
+		}
+		fixture.Compare(t, tree, restoredAt(dst, src))
+	}
+}
+
+// TestLeftoversOfARunningRestore: while another restore holds the
+// target (its lock, whatever its PID namespace), the temporary names in
+// it are left alone; once it is done, the next restore removes them.
+func TestLeftoversOfARunningRestore(t *testing.T) {
+	r, src, tree, snap := standardSnapshot(t, "local")
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	// Our own PID: only the lock tells the file is not an earlier
+	// process's (as for a restore in another container, PID 1 too).
+	tmp := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-9", os.Getpid()))
+	if err := os.WriteFile(tmp, []byte("being written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(dst, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+	res := r.restore(t, snap, restore.Options{Target: dst})
+	if _, err := os.Lstat(tmp); err != nil || res.Leftovers != 0 {
+		t.Fatalf("a restore removed another's temporary file while that one held the target: %v, Leftovers %d", err, res.Leftovers)
+	}
+	unix.Close(fd) // that restore is done
+	if res := r.restore(t, snap, restore.Options{Target: dst}); res.Leftovers != 1 {
+		t.Errorf("Leftovers = %d once the other restore was done, want 1", res.Leftovers)
+	}
+	fixture.Compare(t, tree, out)
 }

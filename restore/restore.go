@@ -172,7 +172,10 @@ type Result struct {
 	FilesVerified                int64 // read back and found intact (Options.Verify; identical files count)
 	Replaced                     int64 // in a dry run, entries of the target that would be replaced
 	Deleted                      int64 // entries removed (Options.Delete; in a dry run, to be removed)
-	Leftovers                    int64 // temporary files and directories of killed restores, removed (removeLeftovers)
+	Leftovers                    int64 // temporary files and directories of killed restores, removed (in a dry run, to be removed)
+	// LeftoversKept lists such leftovers that were not removed, and why
+	// (a mount point, an error).
+	LeftoversKept []Failure
 	// Spared lists what Delete left although the snapshot lacks it,
 	// and why (a mount point, a protected path), sorted by path.
 	Spared []Failure
@@ -219,6 +222,11 @@ type restorer struct {
 	tmps        int          // temporary names handed out (tmpName; findIdentical's loop only)
 	guard       *deleteGuard // what Options.Delete must leave
 	spared      []Failure    // what it left, and why
+	// leftoversKept: what killed restores left that removeLeftovers could not remove, and why.
+	leftoversKept []Failure
+	// leftover: killed restores' leftovers --delete leaves to them (in a
+	// dry run, all it found; else those it kept).
+	leftover map[string]bool
 }
 
 // fetchBufs are one download worker's buffers: data holds the sealed
@@ -289,6 +297,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	defer t.close()
+	lock := lockTarget(opts.Target, opts.Logger.Debug)
+	defer lock.release()
 	if err := repo.EnsureIndex(ctx); err != nil {
 		return nil, err
 	}
@@ -315,7 +325,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	var leftovers int64
 	if !t.fresh {
-		leftovers = r.removeLeftovers(pl.dirs)
+		leftovers = r.removeLeftovers(pl, lock)
 		// Reading files back allocates a buffer per file: not under the
 		// raised target.
 		lowerGC()
@@ -479,6 +489,7 @@ func (r *restorer) report(res *Result) {
 		return fs
 	}
 	res.Failures, res.Spared, res.MetadataSamples = byPath(r.failures), byPath(r.spared), byPath(r.metaSamples)
+	res.LeftoversKept = byPath(r.leftoversKept)
 	res.MetadataErrors = r.metaErrors
 	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
 	res.Changes = r.changes

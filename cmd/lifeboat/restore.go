@@ -157,14 +157,17 @@ type restoreOutput struct {
 	Replaced        int64   `json:"replaced"`          // in a dry run, entries the restore would replace
 	Deleted         int64   `json:"deleted"`           // --delete: entries removed (in a dry run, to be removed)
 	Kept            int64   `json:"kept"`              // --overwrite never/if-newer: existing entries left as they were
-	Leftovers       int64   `json:"leftovers_removed"` // temporary files and directories of killed restores, removed
+	Leftovers       int64   `json:"leftovers_removed"` // temporary files and directories of killed restores, removed (in a dry run, to be removed)
 	DryRun          bool    `json:"dry_run"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	// Changes: what --delete removed and, in a dry run, every entry a
 	// restore would replace or remove.
-	Changes  []changeOutput `json:"changes"`
-	Spared   []pathError    `json:"spared"` // what --delete left although the snapshot lacks it, and why
-	Failures []pathError    `json:"failures"`
+	Changes []changeOutput `json:"changes"`
+	Spared  []pathError    `json:"spared"` // what --delete left although the snapshot lacks it, and why
+	// Temporary files and directories of killed restores that were not
+	// removed, and why (a mount point, an error).
+	LeftoversKept []pathError `json:"leftovers_kept"`
+	Failures      []pathError `json:"failures"`
 	// Entries whose data was restored but whose owner, mode or times
 	// could not all be set, and the first few of them.
 	MetadataErrors  int64       `json:"metadata_errors"`
@@ -273,6 +276,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		warnFailures(g.stderr, res.Failures, target, "could not restore")
 		warnMetadata(g.stderr, res)
 		warnSpared(g.stderr, res.Spared)
+		warnLeftoversKept(g.stderr, res.LeftoversKept, target, "not removed")
 		if g.verbose {
 			printChanges(g.stdout, res.Changes)
 		}
@@ -347,6 +351,8 @@ func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Resul
 		BytesDownloaded: res.BytesDownloaded, FilesVerified: res.FilesVerified, Replaced: res.Replaced, Deleted: res.Deleted, Kept: res.Kept, Leftovers: res.Leftovers,
 		Changes:        []changeOutput{},
 		Failures:       pathErrors(res.Failures),
+		Spared:         pathErrors(res.Spared),
+		LeftoversKept:  pathErrors(res.LeftoversKept),
 		MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
 	}
 	for _, c := range res.Changes {
@@ -372,6 +378,7 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 	} else {
 		warnFailures(g.stderr, res.Failures, opts.Target, "would not restore")
 		warnSpared(g.stderr, res.Spared)
+		warnLeftoversKept(g.stderr, res.LeftoversKept, opts.Target, "would not remove")
 		w := g.stdout
 		printChanges(w, res.Changes)
 		fmt.Fprintf(w, "dry run: nothing was written. Restoring snapshot %s into %s would\n", snap.ID.Short(), opts.Target)
@@ -388,6 +395,9 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 		}
 		if opts.Delete {
 			fmt.Fprintf(w, "  delete    %d %s the snapshot does not hold\n", res.Deleted, plural(int(res.Deleted), "entry", "entries"))
+		}
+		if res.Leftovers > 0 {
+			fmt.Fprintf(w, "  clean up  %d temporary %s a killed restore left (.lifeboat-restore-*)\n", res.Leftovers, plural(int(res.Leftovers), "file or directory", "files or directories"))
 		}
 	}
 	n, d := countFailures(res.Failures)
@@ -410,6 +420,15 @@ func printChanges(w io.Writer, changes []restore.Change) {
 			slash = "/"
 		}
 		fmt.Fprintf(w, "%-8s %s%s\n", c.Action, displayPath("/"+c.Path), slash)
+	}
+}
+
+// warnLeftoversKept names what killed restores left in the target and
+// the restore did not remove ("not removed") or would not ("would not
+// remove").
+func warnLeftoversKept(w io.Writer, kept []restore.Failure, target, verb string) {
+	for _, l := range kept {
+		warnf(w, "%s: %s, a temporary file or directory a killed restore left: %v", verb, displayPath(filepath.Join(target, l.Path)), l.Err)
 	}
 }
 

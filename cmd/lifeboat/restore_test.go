@@ -2,7 +2,9 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -134,4 +136,84 @@ func TestRestoreDryRunDeleteVerifyCLI(t *testing.T) {
 		}
 	}
 	fixture.Compare(t, want, filepath.Join(partial, src))
+}
+
+// TestRestoreLeftoversCLI: what a killed restore left in the target is
+// announced by a dry run ("clean up"), removed by the restore ("Cleaned
+// up:", leftovers_removed) and not counted as --delete's; a leftover
+// directory with a file system mounted in it is left and named, in a
+// warning and in leftovers_kept, as --delete's spared entries are in
+// spared.
+func TestRestoreLeftoversCLI(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a tmpfs: needs root")
+	}
+	t.Parallel()
+	c, r, src, _ := backedUpSmallTree(t)
+	target := filepath.Join(c.dir, "target")
+	c.ok(r.reader("restore", "latest", "--target", target)...)
+	out := filepath.Join(target, src)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	partial := filepath.Join(out, "sub", fmt.Sprintf(".lifeboat-restore-%d-1", gone.Process.Pid))
+	aside := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-2-old", gone.Process.Pid))
+	extra := filepath.Join(out, "extra")
+	for _, d := range []string{filepath.Join(aside, "mnt"), filepath.Join(extra, "mnt")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mount("tmpfs", d, "tmpfs", 0, "size=1m"); err != nil {
+			t.Skipf("cannot mount a tmpfs: %v", err)
+		}
+		t.Cleanup(func() { _ = syscall.Unmount(d, syscall.MNT_DETACH) })
+		if err := os.WriteFile(filepath.Join(d, "precious"), []byte("on another file system"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(partial, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	dry := c.ok(r.reader("restore", "latest", "--target", target, "--delete", "--dry-run")...)
+	for _, want := range []string{"clean up  1 temporary file or directory a killed restore left", "delete    0 entries the snapshot does not hold"} {
+		if !strings.Contains(dry.stdout, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, dry.stdout)
+		}
+	}
+	if want := "would not remove: " + aside + ", a temporary file or directory a killed restore left: a file system is mounted"; strings.Count(dry.stderr, want) != 1 {
+		t.Errorf("dry run: want one warning %q:\n%s", want, dry.stderr)
+	}
+	res := c.ok(r.reader("restore", "latest", "--target", target, "--delete", "--json")...)
+	type pathErr struct{ Path, Error string }
+	got := decodeJSON[struct {
+		Leftovers     int64     `json:"leftovers_removed"`
+		LeftoversKept []pathErr `json:"leftovers_kept"`
+		Spared        []pathErr `json:"spared"`
+		Deleted       int64     `json:"deleted"`
+	}](t, res.stdout)
+	if got.Leftovers != 1 || got.Deleted != 0 ||
+		len(got.LeftoversKept) != 1 || got.LeftoversKept[0].Path != strings.TrimPrefix(aside, target) || !strings.Contains(got.LeftoversKept[0].Error, "mounted") ||
+		len(got.Spared) != 1 || got.Spared[0].Path != strings.TrimPrefix(extra, target) || !strings.Contains(got.Spared[0].Error, "mounted") {
+		t.Errorf("restore --delete --json: %+v", got)
+	}
+	// As text: one warning for each, and the restore succeeds.
+	text := c.ok(r.reader("restore", "latest", "--target", target, "--delete")...)
+	for _, want := range []string{
+		"not removed: " + aside + ", a temporary file or directory a killed restore left: a file system is mounted",
+		"not removed (--delete): " + strings.TrimPrefix(extra, target) + ": a file system is mounted",
+	} {
+		if strings.Count(text.stderr, want) != 1 {
+			t.Errorf("want one warning %q:\n%s", want, text.stderr)
+		}
+	}
+	for _, p := range []string{filepath.Join(aside, "mnt", "precious"), filepath.Join(extra, "mnt", "precious")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("a file on a file system mounted in the target is gone: %v", err)
+		}
+	}
+	if _, err := os.Lstat(partial); !os.IsNotExist(err) {
+		t.Errorf("%s: still there (%v)", partial, err)
+	}
 }
