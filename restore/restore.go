@@ -82,7 +82,10 @@ type Options struct {
 	// Result.Failures). Recently written data is read from the page
 	// cache: this proves what the kernel was given, not the disk.
 	Verify bool
-	Logger *slog.Logger
+	// NoXAttrs leaves the entries' extended attributes (and so ACLs and
+	// file capabilities) unset.
+	NoXAttrs bool
+	Logger   *slog.Logger
 	// Progress, if set, is updated as the restore runs.
 	Progress *Progress
 }
@@ -184,7 +187,7 @@ type Result struct {
 	Changes  []Change
 	Failures []Failure
 	// MetadataErrors counts entries whose data was restored but whose
-	// owner, mode or times could not all be set (an unprivileged user
+	// owner, mode, times or extended attributes could not all be set (an unprivileged user
 	// cannot chown; some filesystems refuse modes or times).
 	// MetadataSamples holds the first few of them, sorted by path.
 	MetadataErrors  int64
@@ -296,6 +299,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err != nil {
 		return nil, err
 	}
+	t.noXAttrs = opts.NoXAttrs
 	defer t.close()
 	lock := lockTarget(opts.Target, opts.Logger.Debug)
 	defer lock.release()

@@ -33,6 +33,7 @@ type targetDir struct {
 	// this restore without setgid until the end), so a node owned by
 	// exactly those needs no chown.
 	plainOwner bool
+	noXAttrs   bool // Options.NoXAttrs
 }
 
 var maxCachedDirs = 4096 // a variable so tests can force eviction
@@ -353,6 +354,8 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	if t.needsChown(n) {
 		errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 	}
+	// After the owner: chown clears security.capability.
+	errs = append(errs, setXAttrsFD(fd, t.xattrs(n)))
 	if mode := n.UnixPerm(); mode != perm&^t.umask {
 		errs = append(errs, unix.Fchmod(fd, mode))
 	}
@@ -395,6 +398,7 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 		if t.needsChown(n) {
 			errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 		}
+		errs = append(errs, setXAttrsFD(fd, t.xattrs(n)))
 		return errors.Join(append(errs, unix.Fchmod(fd, n.UnixPerm()))...)
 	}))
 	dir, base := split(p)
@@ -416,6 +420,7 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node) error {
 		if t.uid == 0 {
 			errs = append(errs, unix.Fchownat(dfd, base, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW))
 		}
+		errs = append(errs, setXAttrsAt(dfd, base, t.xattrs(n)))
 		if n.Type != snapshot.TypeSymlink {
 			errs = append(errs, chmodNoFollow(dfd, base, n.UnixPerm()))
 		}

@@ -332,12 +332,30 @@ func cleanPaths(in []string) ([]string, error) {
 	return kept, nil
 }
 
-func (a *archiver) warn(path string, err error) {
+func (a *archiver) warn(path string, err error) { a.warnAs("skipped unreadable entry", path, err) }
+
+// warnAs records a warning about path, logged as msg.
+func (a *archiver) warnAs(msg, path string, err error) {
 	a.prog.Errors.Add(1)
-	a.log.Warn("skipped unreadable entry", "path", path, "err", err)
+	a.log.Warn(msg, "path", path, "err", err)
 	a.warnMu.Lock()
 	a.warnings = append(a.warnings, Warning{Path: path, Err: err})
 	a.warnMu.Unlock()
+}
+
+// readXAttrs records the extended attributes of the entry at path in n.
+// One that cannot be read is a warning (the backup is partial: the
+// entry is saved without them).
+func (a *archiver) readXAttrs(path string, n *Node) {
+	xs, skipped, err := readXAttrs(path)
+	if err != nil {
+		a.warnAs("saved without its extended attributes", path, fmt.Errorf("saved without its extended attributes: %w", err))
+		return
+	}
+	if len(skipped) > 0 {
+		a.log.Warn("extended attributes whose names are not UTF-8 left out", "path", path, "names", skipped)
+	}
+	n.XAttrs = xs
 }
 
 // vnode is a path component on the way to a backed-up path.
@@ -393,6 +411,7 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 			continue
 		}
 		node := a.nodeFromInfo(name, fi)
+		a.readXAttrs(c.path, node)
 		items = append(items, pendingNode{node: node, dir: a.saveVirtual(ctx, c)})
 	}
 	return a.finishDir(ctx, v.path, items)
@@ -441,6 +460,7 @@ func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, b
 		return pendingNode{}, false
 	}
 	node := a.nodeFromInfo(name, fi)
+	a.readXAttrs(path, node)
 	switch {
 	case fi.Mode().IsRegular():
 		node.Type = TypeFile

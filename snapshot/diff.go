@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"path"
 	"slices"
@@ -17,7 +18,7 @@ const (
 	Added    ChangeKind = "+" // only in the second snapshot
 	Removed  ChangeKind = "-" // only in the first
 	Modified ChangeKind = "M" // content differs: a file's, a symlink's target, a device's number
-	Metadata ChangeKind = "U" // same content (or a directory), other mode, owner, mtime or link count
+	Metadata ChangeKind = "U" // same content (or a directory), other mode, owner, mtime, link count or extended attributes
 	TypeDiff ChangeKind = "T" // another kind of entry under the same name
 )
 
@@ -217,12 +218,14 @@ func sameContent(a, b *Node) bool {
 
 // sameMeta reports whether two nodes of the same type and content have
 // the same metadata as a restore would set it: mode, owner, modification
-// time, hard link count (restore links the names of one inode). Access and
+// time, hard link count (restore links the names of one inode), extended
+// attributes. Access and
 // change times, and inode numbers, are not compared: they change without
 // anything a restore would bring back.
 func sameMeta(a, b *Node) bool {
 	return a.Mode == b.Mode && a.UID == b.UID && a.GID == b.GID && a.User == b.User && a.Group == b.Group &&
-		a.ModTime.Equal(b.ModTime) && a.Links == b.Links
+		a.ModTime.Equal(b.ModTime) && a.Links == b.Links &&
+		slices.EqualFunc(a.XAttrs, b.XAttrs, func(x, y XAttr) bool { return x.Name == y.Name && bytes.Equal(x.Value, y.Value) })
 }
 
 func fileSize(n *Node) uint64 {

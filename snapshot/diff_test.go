@@ -2,6 +2,7 @@ package snapshot_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -126,6 +129,15 @@ func TestDiff(t *testing.T) {
 	third := r.backupReload(t, src)
 	if got, _ := diff(p("etc"), second, third, snapshot.DiffOptions{Metadata: true}); !slices.Contains(got, "U etc/keep.conf") || !slices.Contains(got, "+ etc/keep-link") {
 		t.Errorf("diff after a hard link: %q, want etc/keep.conf's link count and the new name", got)
+	}
+	// An extended attribute set on a file: its metadata changed.
+	if err := unix.Lsetxattr(p("srv/untouched/x"), "user.note", []byte("checked"), 0); err == nil {
+		fourth := r.backupReload(t, src)
+		if got, _ := diff(p("srv"), third, fourth, snapshot.DiffOptions{Metadata: true}); !slices.Contains(got, "U srv/untouched/x") {
+			t.Errorf("diff after setting an extended attribute: %q, want srv/untouched/x (U)", got)
+		}
+	} else if !errors.Is(err, unix.ENOTSUP) {
+		t.Fatal(err)
 	}
 	// Reversed, additions and removals swap.
 	if got, st := diff("", second, first, snapshot.DiffOptions{}); len(got) != len(want) || st.Added != 4 || st.Removed != 3 {

@@ -29,6 +29,7 @@ type restoreFlags struct {
 	dryRun       bool
 	delete       bool
 	verify       bool
+	noXAttrs     bool
 	overwrite    string
 	keepCache    bool
 	directIO     bool
@@ -112,6 +113,12 @@ the kernel returns them: data written moments ago is read from the page
 cache). A file that differs is reported and removed, like one whose data could
 not be read.
 
+Extended attributes are restored after the owner (chown clears file
+capabilities): ACLs (system.posix_acl_*), file capabilities
+(security.capability), SELinux labels and user.* attributes. As a user other
+than root only user.* and ACLs are tried. --no-xattrs leaves them all unset,
+for a target filesystem without them or a system with another SELinux policy.
+
 --parallelism N sets how many pack ranges are downloaded at once (default 8).
 Each holds up to about 16 MiB of buffers. More can help when the storage is
 far away, since each request's latency is then paid N at a time; on a local
@@ -134,6 +141,7 @@ Needs the identity: backups are encrypted so that writer keys cannot read them.`
 	cmd.Flags().BoolVar(&f.delete, "delete", false, "remove what the target holds and the snapshot does not (within --include/--exclude)")
 	cmd.Flags().StringVar(&f.overwrite, "overwrite", "if-changed", "what to do with an entry the target already holds: if-changed, if-newer or never")
 	cmd.Flags().BoolVar(&f.verify, "verify", false, "read every restored file back and check it against the snapshot")
+	cmd.Flags().BoolVar(&f.noXAttrs, "no-xattrs", false, "leave extended attributes (ACLs, file capabilities, SELinux labels) unset")
 	cmd.Flags().IntVar(&f.parallelism, "parallelism", 0, "pack ranges downloaded at once; 0 = 8")
 	cmd.Flags().BoolVar(&f.keepCache, "keep-cache", false, "leave all restored data in the page cache instead of writing back and dropping what exceeds the window")
 	cmd.Flags().BoolVar(&f.directIO, "direct-io", false, "write the bulk of files of 1 MiB and more with direct I/O (O_DIRECT), bypassing the page cache")
@@ -168,7 +176,7 @@ type restoreOutput struct {
 	// removed, and why (a mount point, an error).
 	LeftoversKept []pathError `json:"leftovers_kept"`
 	Failures      []pathError `json:"failures"`
-	// Entries whose data was restored but whose owner, mode or times
+	// Entries whose data was restored but whose owner, mode, times or extended attributes
 	// could not all be set, and the first few of them.
 	MetadataErrors  int64       `json:"metadata_errors"`
 	MetadataSamples []pathError `json:"metadata_error_samples"`
@@ -235,6 +243,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		DryRun:      f.dryRun,
 		Delete:      f.delete,
 		Verify:      f.verify,
+		NoXAttrs:    f.noXAttrs,
 		Overwrite:   overwrite,
 		Protect:     g.localPaths(),
 	}
@@ -473,7 +482,7 @@ func pathErrors(fs []restore.Failure) []pathError {
 // exit code: the data was restored.
 func warnMetadata(w io.Writer, res *restore.Result) {
 	for _, fl := range res.MetadataSamples {
-		warnf(w, "restored /%s, but not all of its metadata (owner, mode, times): %v", fl.Path, fl.Err)
+		warnf(w, "restored /%s, but not all of its metadata (owner, mode, times, extended attributes): %v", fl.Path, fl.Err)
 	}
 	if more := res.MetadataErrors - int64(len(res.MetadataSamples)); more > 0 {
 		warnf(w, "%d more %s restored without all of their metadata; --verbose lists every one",

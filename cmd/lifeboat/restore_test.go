@@ -29,8 +29,8 @@ func TestWarnMetadata(t *testing.T) {
 	warnMetadata(&w, res)
 	lines := strings.Split(strings.TrimSpace(w.String()), "\n")
 	want := []string{
-		"lifeboat: warning: restored /srv/a, but not all of its metadata (owner, mode, times): operation not permitted",
-		"lifeboat: warning: restored /srv/b, but not all of its metadata (owner, mode, times): chmod: bad mode",
+		"lifeboat: warning: restored /srv/a, but not all of its metadata (owner, mode, times, extended attributes): operation not permitted",
+		"lifeboat: warning: restored /srv/b, but not all of its metadata (owner, mode, times, extended attributes): chmod: bad mode",
 		"lifeboat: warning: 10 more entries were restored without all of their metadata; --verbose lists every one",
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {

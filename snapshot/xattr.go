@@ -1,0 +1,97 @@
+package snapshot
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+)
+
+// readXAttrs returns the extended attributes of the entry at path, never
+// following a final symlink, sorted by name. Most entries have none: that
+// costs one llistxattr call and no allocation. A filesystem without
+// extended attributes gives none. Names that are not UTF-8 are left out
+// (and reported in skipped): the kernel's own namespaces never make
+// them.
+func readXAttrs(path string) (xs []XAttr, skipped []string, err error) {
+	names, err := listXAttrs(path)
+	if err != nil || len(names) == 0 {
+		return nil, nil, err
+	}
+	for name := range bytes.SplitSeq(names, []byte{0}) {
+		if len(name) == 0 {
+			continue
+		}
+		if !utf8.Valid(name) {
+			skipped = append(skipped, fmt.Sprintf("%q", name))
+			continue
+		}
+		v, err := getXAttr(path, string(name))
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed since it was listed
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("extended attribute %s: %w", name, err)
+		}
+		xs = append(xs, XAttr{Name: string(name), Value: v})
+	}
+	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
+	return xs, skipped, nil
+}
+
+// listXAttrs returns the NUL-separated names of path's extended
+// attributes; nil when it has none or its filesystem has no such thing.
+func listXAttrs(path string) ([]byte, error) {
+	for range 8 {
+		n, err := unix.Llistxattr(path, nil)
+		if err != nil || n == 0 {
+			return nil, ignoreUnsupported(err)
+		}
+		buf := make([]byte, n)
+		n, err = unix.Llistxattr(path, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue // one was added since the size was asked
+		}
+		if err != nil {
+			return nil, ignoreUnsupported(err)
+		}
+		return buf[:n], nil
+	}
+	return nil, fmt.Errorf("list extended attributes: %w", unix.ERANGE)
+}
+
+// getXAttr returns the value of path's attribute name; never nil, so an
+// empty value encodes as "" (docs/format.md).
+func getXAttr(path, name string) ([]byte, error) {
+	for range 8 {
+		n, err := unix.Lgetxattr(path, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, n)
+		if n == 0 {
+			return buf, nil
+		}
+		n, err = unix.Lgetxattr(path, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue // it grew since its size was asked
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+	return nil, unix.ERANGE
+}
+
+// ignoreUnsupported turns "this filesystem has no extended attributes"
+// into no error.
+func ignoreUnsupported(err error) error {
+	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+		return nil
+	}
+	return err
+}
