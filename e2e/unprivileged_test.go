@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // nobody is the user TestUnprivileged runs the binary as.
@@ -178,6 +182,44 @@ func TestUnprivileged(t *testing.T) {
 			if st := fi.Sys().(*syscall.Stat_t); st.Uid != nobody {
 				t.Errorf("%s owned by %d, want nobody's", p, st.Uid)
 			}
+		}
+	})
+
+	t.Run("restore of extended attributes only root may set", func(t *testing.T) {
+		// root's backup saves a user attribute and a file capability;
+		// nobody's restore sets the first and does not try the second
+		// (no metadata error for it).
+		src := mkdir("xattr-src", 0o755, nobody)
+		f := filepath.Join(src, "tool")
+		write(f, "#!/bin/true\n", 0o755, nobody)
+		if err := unix.Lsetxattr(f, "user.note", []byte("kept"), 0); err != nil {
+			t.Skipf("no user extended attributes here: %v", err)
+		}
+		capNetRaw := make([]byte, 20) // struct vfs_cap_data, revision 2, effective: cap_net_raw
+		binary.LittleEndian.PutUint32(capNetRaw[0:], 0x02000001)
+		binary.LittleEndian.PutUint32(capNetRaw[4:], 1<<13)
+		if err := unix.Lsetxattr(f, "security.capability", capNetRaw, 0); err != nil {
+			t.Fatal(err)
+		}
+		xs, _ := rootCLI.backup(src)
+		target := mkdir("xattr-restored", 0o755, nobody)
+		r := reader(t).ok("restore", xs.SnapshotID, "--target", target, "--json")
+		var out struct {
+			MetadataErrors int64 `json:"metadata_errors"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout[strings.Index(r.Stdout, "{"):]), &out); err != nil {
+			t.Fatalf("decode: %v: %s", err, r)
+		}
+		if out.MetadataErrors != 0 {
+			t.Errorf("%d metadata errors: %s", out.MetadataErrors, r)
+		}
+		got := filepath.Join(restoredRoot(target, src), "tool")
+		v := make([]byte, 64)
+		if n, err := unix.Lgetxattr(got, "user.note", v); err != nil || string(v[:n]) != "kept" {
+			t.Errorf("user.note of the restored file: %q, %v", v[:max(n, 0)], err)
+		}
+		if _, err := unix.Lgetxattr(got, "security.capability", v); !errors.Is(err, unix.ENODATA) {
+			t.Errorf("security.capability on a file nobody restored: %v, want none", err)
 		}
 	})
 
