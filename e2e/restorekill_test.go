@@ -159,11 +159,19 @@ func killRestore(t *testing.T, c *cli, px *s3Proxy, snap, target string, k int64
 		return forward
 	})
 	defer px.setHook(nil)
-	px.setKill(func() { _ = cmd.Process.Kill() }) // before Start: read k may come at once
+	// Installed before Start (read k may come at once); it waits until
+	// Start has handed over the process.
+	started := make(chan *os.Process, 1)
+	px.setKill(func() {
+		p := <-started
+		started <- p
+		_ = p.Kill()
+	})
 	defer px.setKill(nil)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	started <- cmd.Process
 	err := cmd.Wait()
 	if code := exitCode(cmd, err); code != -1 {
 		t.Fatalf("the restore was to be killed at its read %d of pack data, but exited with %d after %d reads", k, code, gets.Load())
