@@ -34,6 +34,9 @@ type targetDir struct {
 	// exactly those needs no chown.
 	plainOwner bool
 	noXAttrs   bool // Options.NoXAttrs
+	// aclsPossible: entries may hold ACLs the snapshot's lack — the
+	// target was not empty, or it has a default ACL all below inherit.
+	aclsPossible bool
 }
 
 var maxCachedDirs = 4096 // a variable so tests can force eviction
@@ -59,7 +62,8 @@ func newTargetDir(root *os.Root, dir string) (*targetDir, error) {
 	return &targetDir{
 		root: root, dirs: map[string]int{"": fd}, fresh: fresh,
 		uid: os.Geteuid(), gid: os.Getegid(), umask: uint32(mask),
-		plainOwner: fresh && st.Mode&unix.S_ISGID == 0,
+		plainOwner:   fresh && st.Mode&unix.S_ISGID == 0,
+		aclsPossible: !fresh || hasDefaultACL(fd),
 	}, nil
 }
 
@@ -336,9 +340,10 @@ func timespecs(n *snapshot.Node) []unix.Timespec {
 
 // createPerm is the mode to create a file with: its final permission
 // bits when nothing else needs setting later (no setuid, setgid or sticky
-// bit), so setMetaFD can skip the chmod; otherwise owner-only.
+// bit, no extended attribute: setting a user.* one needs write
+// permission), so setMetaFD can skip the chmod; otherwise owner-only.
 func createPerm(n *snapshot.Node) uint32 {
-	if n.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
+	if n.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 || len(n.XAttrs) > 0 {
 		return 0o600
 	}
 	return uint32(n.Mode.Perm())
@@ -355,8 +360,9 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 		errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 	}
 	// After the owner: chown clears security.capability.
-	errs = append(errs, setXAttrsFD(fd, t.xattrs(n)))
-	if mode := n.UnixPerm(); mode != perm&^t.umask {
+	removed, err := fdOps(fd).apply(t.xattrs(n), t.staleACLs(n))
+	errs = append(errs, err)
+	if mode := n.UnixPerm(); removed || mode != perm&^t.umask {
 		errs = append(errs, unix.Fchmod(fd, mode))
 	}
 	dir, base := split(p)
@@ -398,7 +404,12 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 		if t.needsChown(n) {
 			errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 		}
-		errs = append(errs, setXAttrsFD(fd, t.xattrs(n)))
+		if xs := t.xattrs(n); len(xs) > 0 && t.uid != 0 {
+			// Setting user.* attributes needs write permission.
+			errs = append(errs, unix.Fchmod(fd, n.UnixPerm()|0o200))
+		}
+		_, err := fdOps(fd).apply(t.xattrs(n), t.staleACLs(n))
+		errs = append(errs, err)
 		return errors.Join(append(errs, unix.Fchmod(fd, n.UnixPerm()))...)
 	}))
 	dir, base := split(p)
@@ -420,13 +431,44 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node) error {
 		if t.uid == 0 {
 			errs = append(errs, unix.Fchownat(dfd, base, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW))
 		}
-		errs = append(errs, setXAttrsAt(dfd, base, t.xattrs(n)))
+		errs = append(errs, t.xattrsAt(dfd, base, n))
 		if n.Type != snapshot.TypeSymlink {
 			errs = append(errs, chmodNoFollow(dfd, base, n.UnixPerm()))
 		}
 		errs = append(errs, utimesAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
 		return errors.Join(errs...)
 	})
+}
+
+// xattrsAt sets n's extended attributes on dfd/base and removes the ACLs
+// it lacks, never following a symlink planted there: directories and
+// regular files through a descriptor opened with O_NOFOLLOW (made
+// writable first for a user other than root, who needs that for user.*
+// attributes; setMetaAt's chmod then sets the mode), the rest by name
+// (procOps).
+func (t *targetDir) xattrsAt(dfd int, base string, n *snapshot.Node) error {
+	xs, stale := t.xattrs(n), t.staleACLs(n)
+	if len(xs) == 0 && len(stale) == 0 {
+		return nil
+	}
+	if n.Type == snapshot.TypeFile || n.Type == snapshot.TypeDir {
+		if len(xs) > 0 && t.uid != 0 {
+			if err := chmodNoFollow(dfd, base, n.UnixPerm()|0o600); err != nil {
+				return err
+			}
+		}
+		fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == nil {
+			_, err = fdOps(fd).apply(xs, stale)
+			unix.Close(fd)
+			return err
+		}
+		if !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.EACCES) {
+			return err
+		}
+	}
+	_, err := procOps(dfd, base).apply(xs, stale)
+	return err
 }
 
 // chmodNoFollow sets the mode of dfd/base without following a symlink

@@ -11,6 +11,12 @@ import (
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
+// The POSIX ACLs, as extended attributes.
+const (
+	aclAccess  = "system.posix_acl_access"
+	aclDefault = "system.posix_acl_default"
+)
+
 // xattrs returns the extended attributes of n this restore sets: none
 // with Options.NoXAttrs; as a user other than root, none of the
 // "security." and "trusted." namespaces, which only root may set (as it
@@ -31,38 +37,102 @@ func (t *targetDir) xattrs(n *snapshot.Node) []snapshot.XAttr {
 	return out
 }
 
-// setXAttrsFD sets xs on the entry open as fd.
-func setXAttrsFD(fd int, xs []snapshot.XAttr) error {
-	var errs []error
-	for _, x := range xs {
-		if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
-			errs = append(errs, xattrError(x.Name, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// setXAttrsAt sets xs on entry base of directory dfd, never following
-// it if it is a symlink, without opening it (a device's open can have
-// effects, a FIFO's blocks): by its name below the directory's
-// descriptor in /proc/self/fd.
-func setXAttrsAt(dfd int, base string, xs []snapshot.XAttr) error {
-	if len(xs) == 0 {
+// staleACLs returns the ACLs an entry of the target may hold that n
+// does not: one inherited from a directory's default ACL (a target that
+// had one, or one an earlier restore into it set), or the target's own
+// entry's. They widen or narrow access beyond what the snapshot says, so
+// they are removed — but only where there can be any (t.aclsPossible),
+// sparing a fresh restore a system call per entry.
+func (t *targetDir) staleACLs(n *snapshot.Node) []string {
+	if t.noXAttrs || !t.aclsPossible {
 		return nil
 	}
+	has := func(name string) bool {
+		for _, x := range n.XAttrs {
+			if x.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	if !has(aclAccess) {
+		out = append(out, aclAccess)
+	}
+	if n.Type == snapshot.TypeDir && !has(aclDefault) {
+		out = append(out, aclDefault)
+	}
+	return out
+}
+
+// hasDefaultACL reports whether the directory open as fd has a default
+// ACL, which what is created in it inherits.
+func hasDefaultACL(fd int) bool {
+	_, err := unix.Fgetxattr(fd, aclDefault, nil)
+	return err == nil
+}
+
+// xattrOps sets and removes extended attributes of one entry, through
+// set and remove (by descriptor or by name).
+type xattrOps struct {
+	set    func(name string, value []byte) error
+	remove func(name string) error
+}
+
+func fdOps(fd int) xattrOps {
+	return xattrOps{
+		set:    func(name string, v []byte) error { return unix.Fsetxattr(fd, name, v, 0) },
+		remove: func(name string) error { return unix.Fremovexattr(fd, name) },
+	}
+}
+
+// procOps reaches entry base of directory dfd by its name below the
+// directory's descriptor in /proc/self/fd, never following it if it is a
+// symlink and without opening it (a device's open can have effects, a
+// FIFO's blocks).
+func procOps(dfd int, base string) xattrOps {
 	p := "/proc/self/fd/" + strconv.Itoa(dfd) + "/" + base
+	proc := func(err error) error {
+		if errors.Is(err, unix.ENOENT) {
+			if serr := unix.Stat("/proc/self/fd", &unix.Stat_t{}); serr != nil {
+				return fmt.Errorf("%w (sets them on symlinks, devices and FIFOs through /proc/self/fd, which is not mounted here)", err)
+			}
+		}
+		return err
+	}
+	return xattrOps{
+		set:    func(name string, v []byte) error { return proc(unix.Lsetxattr(p, name, v, 0)) },
+		remove: func(name string) error { return proc(unix.Lremovexattr(p, name)) },
+	}
+}
+
+// apply sets xs and removes stale; it reports whether it removed an
+// attribute (an ACL: the mode must then be set again).
+func (o xattrOps) apply(xs []snapshot.XAttr, stale []string) (removed bool, err error) {
 	var errs []error
+	for _, name := range stale {
+		switch err := o.remove(name); {
+		case err == nil:
+			removed = true
+		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
+		default:
+			errs = append(errs, fmt.Errorf("remove %s, which the snapshot does not have: %w", name, err))
+		}
+	}
 	for _, x := range xs {
-		if err := unix.Lsetxattr(p, x.Name, x.Value, 0); err != nil {
+		if err := o.set(x.Name, x.Value); err != nil {
 			errs = append(errs, xattrError(x.Name, err))
 		}
 	}
-	return errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
 
 func xattrError(name string, err error) error {
-	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+	switch {
+	case errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP):
 		return fmt.Errorf("extended attribute %s: the target filesystem does not support it (restore with --no-xattrs to leave them out): %w", name, err)
+	case strings.HasPrefix(name, "security."):
+		return fmt.Errorf("extended attribute %s: %w (another system's security attributes, an SELinux label say, may not fit this one: restore with --no-xattrs to leave them out)", name, err)
 	}
 	return fmt.Errorf("extended attribute %s: %w", name, err)
 }

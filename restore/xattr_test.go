@@ -183,3 +183,89 @@ func TestRestoreXAttrs(t *testing.T) {
 	dst = bare
 	check("restore --no-xattrs", true)
 }
+
+// defaultACL is a POSIX default ACL (xattr form): owner rwx, user 4321
+// rwx, group r-x, mask rwx, other none.
+func defaultACL() []byte {
+	var b bytes.Buffer
+	_ = binary.Write(&b, binary.LittleEndian, uint32(2))
+	for _, e := range []struct {
+		tag, perm uint16
+		id        uint32
+	}{{0x01, 7, 0xffffffff}, {0x02, 7, 4321}, {0x04, 5, 0xffffffff}, {0x10, 7, 0xffffffff}, {0x20, 0, 0xffffffff}} {
+		_ = binary.Write(&b, binary.LittleEndian, e)
+	}
+	return b.Bytes()
+}
+
+// TestRestoreDoesNotInheritACLs: what a restore creates below a directory
+// with a default ACL would inherit it (an access ACL granting another
+// user, modes no longer cut by the umask). The snapshot's entries that
+// have no ACL get none, and their modes: in a target whose own directory
+// has a default ACL, and in a directory an earlier restore gave one.
+func TestRestoreDoesNotInheritACLs(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	d := filepath.Join(src, "d")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !setXAttr(t, d, "system.posix_acl_default", defaultACL()) {
+		t.Skip("no ACLs on the filesystem of the test's temporary directory")
+	}
+	f := filepath.Join(d, "f")
+	sub := filepath.Join(d, "sub")
+	if err := os.WriteFile(f, []byte("plain"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Made with the default ACL in place: drop what they inherited, so
+	// the snapshot has them without ACLs.
+	for _, p := range []string{f, sub} {
+		for _, name := range []string{"system.posix_acl_access", "system.posix_acl_default"} {
+			_ = unix.Removexattr(p, name)
+		}
+	}
+	if err := os.Chmod(f, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	snap := r.backup(t, src)
+	plain := func(what, dst string) {
+		t.Helper()
+		for p, mode := range map[string]os.FileMode{f: 0o644, sub: 0o755 | os.ModeDir} {
+			got := restoredAt(dst, p)
+			if xs := xattrsOf(t, got); len(xs) != 0 {
+				t.Errorf("%s: %s has %d attributes (%v), the snapshot none", what, got, len(xs), xs)
+			}
+			if fi, err := os.Lstat(got); err != nil || fi.Mode() != mode {
+				t.Errorf("%s: %s has mode %v (%v), want %v", what, got, fi.Mode(), err, mode)
+			}
+		}
+		if xs := xattrsOf(t, restoredAt(dst, d)); len(xs) != 1 {
+			t.Errorf("%s: %s has attributes %v, want its default ACL", what, restoredAt(dst, d), xs)
+		}
+	}
+
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	plain("first restore", dst)
+	for _, p := range []string{f, sub} {
+		if err := os.RemoveAll(restoredAt(dst, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.restore(t, snap, restore.Options{Target: dst})
+	plain("restore into the directory the first gave a default ACL", dst)
+
+	inherits := t.TempDir()
+	if err := unix.Setxattr(inherits, "system.posix_acl_default", defaultACL(), 0); err != nil {
+		t.Fatal(err)
+	}
+	r.restore(t, snap, restore.Options{Target: inherits})
+	plain("restore into a directory with a default ACL", inherits)
+}
