@@ -186,12 +186,13 @@ func TestUnprivileged(t *testing.T) {
 	})
 
 	t.Run("restore of extended attributes only root may set", func(t *testing.T) {
-		// root's backup saves a user attribute and a file capability;
-		// nobody's restore sets the first and does not try the second
-		// (no metadata error for it).
+		// root's backup saves a user attribute and a file capability of
+		// a read-only file; nobody's restore sets the first (which needs
+		// write permission) and does not try the second (no metadata
+		// error for it), also over an identical copy.
 		src := mkdir("xattr-src", 0o755, nobody)
 		f := filepath.Join(src, "tool")
-		write(f, "#!/bin/true\n", 0o755, nobody)
+		write(f, "#!/bin/true\n", 0o555, nobody)
 		if err := unix.Lsetxattr(f, "user.note", []byte("kept"), 0); err != nil {
 			t.Skipf("no user extended attributes here: %v", err)
 		}
@@ -203,23 +204,32 @@ func TestUnprivileged(t *testing.T) {
 		}
 		xs, _ := rootCLI.backup(src)
 		target := mkdir("xattr-restored", 0o755, nobody)
-		r := reader(t).ok("restore", xs.SnapshotID, "--target", target, "--json")
-		var out struct {
-			MetadataErrors int64 `json:"metadata_errors"`
-		}
-		if err := json.Unmarshal([]byte(r.Stdout[strings.Index(r.Stdout, "{"):]), &out); err != nil {
-			t.Fatalf("decode: %v: %s", err, r)
-		}
-		if out.MetadataErrors != 0 {
-			t.Errorf("%d metadata errors: %s", out.MetadataErrors, r)
-		}
 		got := filepath.Join(restoredRoot(target, src), "tool")
-		v := make([]byte, 64)
-		if n, err := unix.Lgetxattr(got, "user.note", v); err != nil || string(v[:n]) != "kept" {
-			t.Errorf("user.note of the restored file: %q, %v", v[:max(n, 0)], err)
-		}
-		if _, err := unix.Lgetxattr(got, "security.capability", v); !errors.Is(err, unix.ENODATA) {
-			t.Errorf("security.capability on a file nobody restored: %v, want none", err)
+		for _, run := range []string{"first restore", "restore over an identical copy"} {
+			r := reader(t).ok("restore", xs.SnapshotID, "--target", target, "--json")
+			var out struct {
+				MetadataErrors int64 `json:"metadata_errors"`
+				FilesSkipped   int64 `json:"files_skipped"`
+			}
+			if err := json.Unmarshal([]byte(r.Stdout[strings.Index(r.Stdout, "{"):]), &out); err != nil {
+				t.Fatalf("decode: %v: %s", err, r)
+			}
+			if out.MetadataErrors != 0 {
+				t.Errorf("%s: %d metadata errors: %s", run, out.MetadataErrors, r)
+			}
+			v := make([]byte, 64)
+			if n, err := unix.Lgetxattr(got, "user.note", v); err != nil || string(v[:n]) != "kept" {
+				t.Errorf("%s: user.note of the restored file: %q, %v", run, v[:max(n, 0)], err)
+			}
+			if _, err := unix.Lgetxattr(got, "security.capability", v); !errors.Is(err, unix.ENODATA) {
+				t.Errorf("%s: security.capability on a file nobody restored: %v, want none", run, err)
+			}
+			if fi, err := os.Lstat(got); err != nil || fi.Mode().Perm() != 0o555 {
+				t.Errorf("%s: mode of the restored file %v (%v), want 0555", run, fi.Mode(), err)
+			}
+			if err := unix.Lremovexattr(got, "user.note"); err != nil { // for the next run to set again
+				t.Fatal(err)
+			}
 		}
 	})
 
