@@ -353,7 +353,8 @@ func (a *archiver) readXAttrs(path string, n *Node) {
 		return
 	}
 	if len(skipped) > 0 {
-		a.log.Warn("extended attributes whose names are not UTF-8 left out", "path", path, "names", skipped)
+		a.warnAs("saved without some of its extended attributes", path,
+			fmt.Errorf("saved without its extended attributes %s: names that are not UTF-8 cannot be stored", strings.Join(skipped, ", ")))
 	}
 	n.XAttrs = xs
 }

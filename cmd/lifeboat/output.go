@@ -57,9 +57,9 @@ func newPathError(p string, err error) pathError {
 
 // exactBytes returns s in base64 when s is not valid UTF-8, and "" when
 // it is. A JSON string cannot carry such bytes (encoding/json writes
-// U+FFFD for each), so every field of --json output that holds a path, a
-// name or a link target has a "_b64" twin, present only then, holding
-// the exact bytes; the string beside it stays, readable but lossy. (The
+// U+FFFD for each), so the fields of --json output that name an entry of
+// a snapshot or a target (a path, a name, a link target) have a "_b64"
+// twin, present only then, holding the exact bytes; the string beside it stays, readable but lossy. (The
 // repository's trees follow the same rule with name_b64: docs/format.md.)
 func exactBytes(s string) string {
 	if utf8.ValidString(s) {
