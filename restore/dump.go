@@ -133,6 +133,14 @@ func tarHeader(name string, n *snapshot.Node, link string) (*tar.Header, error) 
 	if !n.ChangeTime.IsZero() {
 		h.ChangeTime = n.ChangeTime
 	}
+	// Extended attributes as GNU tar and bsdtar write them (extracted
+	// with tar --xattrs).
+	for _, x := range n.XAttrs {
+		if h.PAXRecords == nil {
+			h.PAXRecords = map[string]string{}
+		}
+		h.PAXRecords["SCHILY.xattr."+x.Name] = string(x.Value)
+	}
 	switch {
 	case link != "":
 		h.Typeflag, h.Linkname = tar.TypeLink, link

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -195,5 +196,56 @@ func TestDumpCancelled(t *testing.T) {
 		if err := restore.DumpFile(cancelled, r.reader, "large", file, io.Discard); !errors.Is(err, context.Canceled) {
 			t.Fatalf("DumpFile with a cancelled context: %v, want context.Canceled", err)
 		}
+	}
+}
+
+// TestDumpTarXAttrs: extended attributes travel in the archive as the
+// PAX records GNU tar and bsdtar use, and tar --xattrs puts them back.
+func TestDumpTarXAttrs(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	f := filepath.Join(src, "f")
+	if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	value := []byte("bytes \xff\x00 of any kind")
+	if !setXAttr(t, f, "user.origin", value) {
+		t.Skip("no user extended attributes here")
+	}
+	snap := r.backup(t, src)
+	n, err := snapshot.Lookup(ctx, r.reader, snap.Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var archive bytes.Buffer
+	if err := restore.DumpTar(ctx, r.reader, "d", n, &archive); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(bytes.NewReader(archive.Bytes()))
+	found := false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "d/f" {
+			found = h.PAXRecords["SCHILY.xattr.user.origin"] == string(value)
+		}
+	}
+	if !found {
+		t.Fatal("no SCHILY.xattr.user.origin record with the attribute's bytes for d/f")
+	}
+	dst := t.TempDir()
+	x := exec.Command("tar", "--xattrs", "--xattrs-include=user.*", "-x", "-C", dst, "-f", "-")
+	x.Stdin = &archive
+	if out, err := x.CombinedOutput(); err != nil {
+		t.Skipf("tar --xattrs -x: %v\n%s", err, out)
+	}
+	if got := xattrsOf(t, filepath.Join(dst, "d", "f")); !bytes.Equal(got["user.origin"], value) {
+		t.Errorf("after tar --xattrs -x: %q, want %q", got["user.origin"], value)
 	}
 }
