@@ -360,8 +360,12 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 		errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 	}
 	// After the owner: chown clears security.capability.
-	removed, err := fdOps(fd).apply(t.xattrs(n), t.staleACLs(n))
-	errs = append(errs, err)
+	removed := false
+	if xs, stale := t.xattrs(n), t.staleACLs(n); len(xs) > 0 || len(stale) > 0 {
+		var err error
+		removed, err = fdOps(fd).apply(xs, stale)
+		errs = append(errs, err)
+	}
 	if mode := n.UnixPerm(); removed || mode != perm&^t.umask {
 		errs = append(errs, unix.Fchmod(fd, mode))
 	}
@@ -404,12 +408,14 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 		if t.needsChown(n) {
 			errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 		}
-		if xs := t.xattrs(n); len(xs) > 0 && t.uid != 0 {
-			// Setting user.* attributes needs write permission.
-			errs = append(errs, unix.Fchmod(fd, n.UnixPerm()|0o200))
+		if xs, stale := t.xattrs(n), t.staleACLs(n); len(xs) > 0 || len(stale) > 0 {
+			if len(xs) > 0 && t.uid != 0 {
+				// Setting user.* attributes needs write permission.
+				errs = append(errs, unix.Fchmod(fd, n.UnixPerm()|0o200))
+			}
+			_, err := fdOps(fd).apply(xs, stale)
+			errs = append(errs, err)
 		}
-		_, err := fdOps(fd).apply(t.xattrs(n), t.staleACLs(n))
-		errs = append(errs, err)
 		return errors.Join(append(errs, unix.Fchmod(fd, n.UnixPerm()))...)
 	}))
 	dir, base := split(p)
