@@ -66,18 +66,29 @@ func capNetRaw() []byte {
 	return b
 }
 
-// aclReadForUser is a POSIX access ACL (the kernel's xattr form,
-// version 2): owner rw, user 4321 r, group r, mask r, other r.
-func aclReadForUser() []byte {
+// aclEntry is one entry of a POSIX ACL in the kernel's xattr form.
+type aclEntry struct {
+	tag, perm uint16
+	id        uint32
+}
+
+// aclBytes is an ACL of entries in the kernel's xattr form (version 2).
+// Tags: 1 owner, 2 a user, 4 group, 0x10 mask, 0x20 other; noID: no id.
+func aclBytes(entries ...aclEntry) []byte {
 	var b bytes.Buffer
 	_ = binary.Write(&b, binary.LittleEndian, uint32(2))
-	for _, e := range []struct {
-		tag, perm uint16
-		id        uint32
-	}{{0x01, 6, 0xffffffff}, {0x02, 4, 4321}, {0x04, 4, 0xffffffff}, {0x10, 4, 0xffffffff}, {0x20, 4, 0xffffffff}} {
+	for _, e := range entries {
 		_ = binary.Write(&b, binary.LittleEndian, e)
 	}
 	return b.Bytes()
+}
+
+const noID = 0xffffffff
+
+// aclReadForUser is an access ACL: owner rw, user 4321 r, group r, mask
+// r, other r.
+func aclReadForUser() []byte {
+	return aclBytes(aclEntry{0x01, 6, noID}, aclEntry{0x02, 4, 4321}, aclEntry{0x04, 4, noID}, aclEntry{0x10, 4, noID}, aclEntry{0x20, 4, noID})
 }
 
 // TestRestoreXAttrs: extended attributes come back on files, directories
@@ -184,18 +195,10 @@ func TestRestoreXAttrs(t *testing.T) {
 	check("restore --no-xattrs", true)
 }
 
-// defaultACL is a POSIX default ACL (xattr form): owner rwx, user 4321
-// rwx, group r-x, mask rwx, other none.
+// defaultACL is a default ACL: owner rwx, user 4321 rwx, group r-x, mask
+// rwx, other none.
 func defaultACL() []byte {
-	var b bytes.Buffer
-	_ = binary.Write(&b, binary.LittleEndian, uint32(2))
-	for _, e := range []struct {
-		tag, perm uint16
-		id        uint32
-	}{{0x01, 7, 0xffffffff}, {0x02, 7, 4321}, {0x04, 5, 0xffffffff}, {0x10, 7, 0xffffffff}, {0x20, 0, 0xffffffff}} {
-		_ = binary.Write(&b, binary.LittleEndian, e)
-	}
-	return b.Bytes()
+	return aclBytes(aclEntry{0x01, 7, noID}, aclEntry{0x02, 7, 4321}, aclEntry{0x04, 5, noID}, aclEntry{0x10, 7, noID}, aclEntry{0x20, 0, noID})
 }
 
 // TestRestoreDoesNotInheritACLs: what a restore creates below a directory
