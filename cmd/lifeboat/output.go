@@ -59,8 +59,9 @@ func newPathError(p string, err error) pathError {
 // it is. A JSON string cannot carry such bytes (encoding/json writes
 // U+FFFD for each), so the fields of --json output that name an entry of
 // a snapshot or a target (a path, a name, a link target) have a "_b64"
-// twin, present only then, holding the exact bytes; the string beside it stays, readable but lossy. (The
-// repository's trees follow the same rule with name_b64: docs/format.md.)
+// twin, present only then, holding the exact bytes; the string beside
+// it stays, readable but lossy. (The repository's trees follow the same
+// rule with name_b64: docs/format.md.)
 func exactBytes(s string) string {
 	if utf8.ValidString(s) {
 		return ""

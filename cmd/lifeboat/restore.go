@@ -116,9 +116,10 @@ not be read.
 Extended attributes are restored after the owner (chown clears file
 capabilities): ACLs (system.posix_acl_*), file capabilities
 (security.capability), SELinux labels and user.* attributes; an entry the
-target held keeps attributes the snapshot lacks, but not ACLs. As a user other
-than root the security.* and trusted.* ones are left out. --no-xattrs leaves them all unset,
-for a target filesystem without them or a system with another SELinux policy.
+target held keeps attributes the snapshot lacks, but not ACLs. As a user
+other than root the security.* and trusted.* ones are left out.
+--no-xattrs leaves them all unset, for a target filesystem without them or
+a system with another SELinux policy.
 
 --parallelism N sets how many pack ranges are downloaded at once (default 8).
 Each holds up to about 16 MiB of buffers. More can help when the storage is
