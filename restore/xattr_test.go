@@ -120,6 +120,7 @@ func TestRestoreXAttrs(t *testing.T) {
 		t.Skip("the filesystem of the test's temporary directory has no user extended attributes")
 	}
 	setXAttr(t, file, "user.empty", []byte{})
+	setXAttr(t, file, "user.caf\xe9", []byte("a name that is not UTF-8"))
 	setXAttr(t, dir, "user.dir", []byte("d"))
 	acl := setXAttr(t, file, "system.posix_acl_access", aclReadForUser())
 	root := os.Geteuid() == 0
@@ -136,7 +137,7 @@ func TestRestoreXAttrs(t *testing.T) {
 	for _, p := range paths {
 		want[p] = xattrsOf(t, p)
 	}
-	if len(want[file]) != 2+map[bool]int{true: 1}[acl] {
+	if len(want[file]) != 3+map[bool]int{true: 1}[acl] {
 		t.Fatalf("source file's attributes: %v", want[file])
 	}
 

@@ -347,14 +347,10 @@ func (a *archiver) warnAs(msg, path string, err error) {
 // One that cannot be read is a warning (the backup is partial: the
 // entry is saved without them).
 func (a *archiver) readXAttrs(path string, n *Node) {
-	xs, skipped, err := readXAttrs(path)
+	xs, err := readXAttrs(path)
 	if err != nil {
 		a.warnAs("saved without its extended attributes", path, fmt.Errorf("saved without its extended attributes: %w", err))
 		return
-	}
-	if len(skipped) > 0 {
-		a.warnAs("saved without some of its extended attributes", path,
-			fmt.Errorf("saved without its extended attributes %s: names that are not UTF-8 cannot be stored", strings.Join(skipped, ", ")))
 	}
 	n.XAttrs = xs
 }

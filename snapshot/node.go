@@ -53,10 +53,38 @@ type Node struct {
 
 // XAttr is an extended attribute: a name with its namespace
 // ("user.origin", "security.capability", "system.posix_acl_access") and
-// its value, any bytes (base64 in the tree's JSON).
+// its value, any bytes (base64 in the tree's JSON). Like a node's name,
+// the attribute's is stored as name_b64 when it is not UTF-8.
 type XAttr struct {
-	Name  string `json:"name"`
-	Value []byte `json:"value"`
+	Name  string
+	Value []byte
+}
+
+type xattrJSON struct {
+	Name    string `json:"name,omitempty"`
+	NameB64 string `json:"name_b64,omitempty"`
+	Value   []byte `json:"value"`
+}
+
+// MarshalJSON encodes an attribute losslessly.
+func (x XAttr) MarshalJSON() ([]byte, error) {
+	j := xattrJSON{Value: x.Value}
+	j.Name, j.NameB64 = splitBytes(x.Name)
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON decodes an attribute.
+func (x *XAttr) UnmarshalJSON(b []byte) error {
+	var j xattrJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	name, err := joinBytes(j.Name, j.NameB64)
+	if err != nil {
+		return fmt.Errorf("extended attribute name: %w", err)
+	}
+	*x = XAttr{Name: name, Value: j.Value}
+	return nil
 }
 
 // UnixPerm is the node's mode as st_mode's permission bits: rwx for

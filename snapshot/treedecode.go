@@ -224,9 +224,10 @@ func (d *canonicalDecoder) value(j *nodeJSON, k int) bool {
 }
 
 // xattrs reads a non-empty list of extended attributes, each
-// {"name":...,"value":...} with the value in base64. A value of null, or
-// in base64 with escapes (encoding/json's decoder skips \r and \n in
-// it), is left to encoding/json.
+// {"name":...,"value":...} (or "name_b64", or no name: XAttr.MarshalJSON)
+// with the value in base64. A value of null, or in base64 with escapes
+// (encoding/json's decoder skips \r and \n in it), is left to
+// encoding/json.
 func (d *canonicalDecoder) xattrs() ([]XAttr, bool) {
 	if !d.lit(`[`) {
 		return nil, false
@@ -235,10 +236,26 @@ func (d *canonicalDecoder) xattrs() ([]XAttr, bool) {
 	for {
 		var x XAttr
 		var ok bool
-		if !d.lit(`{"name":`) {
+		if !d.lit(`{`) {
 			return nil, false
 		}
-		if x.Name, ok = d.text(); !ok || !d.lit(`,"value":`) {
+		switch {
+		case d.lit(`"name":`):
+			if x.Name, ok = d.text(); !ok || x.Name == "" || !d.lit(`,`) {
+				return nil, false
+			}
+		case d.lit(`"name_b64":`):
+			s, plain, ok := d.raw()
+			if !ok || !plain || len(s) == 0 || !d.lit(`,`) {
+				return nil, false
+			}
+			b, err := base64.StdEncoding.DecodeString(string(s))
+			if err != nil {
+				return nil, false
+			}
+			x.Name = string(b)
+		}
+		if !d.lit(`"value":`) {
 			return nil, false
 		}
 		s, plain, ok := d.raw()

@@ -101,7 +101,7 @@ func randomTree(r *rand.Rand) *Tree {
 			for i := range v {
 				v[i] = byte(r.Uint32())
 			}
-			n.XAttrs = append(n.XAttrs, XAttr{Name: fmt.Sprintf("user.%s-%d", names[r.IntN(len(names))], k), Value: v})
+			n.XAttrs = append(n.XAttrs, XAttr{Name: fmt.Sprintf("user.%s-%d", names[r.IntN(len(names))], k), Value: v}) // bad\xff\xfe among them: name_b64
 		}
 		tr.Nodes = append(tr.Nodes, n)
 	}
@@ -173,6 +173,10 @@ func TestCanonicalGivesUp(t *testing.T) {
 		`{"nodes":[{"name":"a","xattrs":[{"value":"YQ==","name":"user.x"}]}]}`,
 		`{"nodes":[{"name":"a","xattrs":[{"name":"user.x","value":"!!"}]}]}`,
 		`{"nodes":[{"name":"a","xattrs":[{"name":"user.x","value":"YQ==","x":1}]}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"name_b64":"!!","value":"YQ=="}]}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"name_b64":"","value":"YQ=="}]}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"name":"x","name_b64":"dXNlci7/","value":"YQ=="}]}]}`,
+		`{"nodes":[{"name":"a","xattrs":[{"name":"","value":"YQ=="}]}]}`,
 		`{"nodes":[{"name":"a"}]`,
 		`{"nodes":[{"name":"a"`,
 	} {
@@ -195,6 +199,7 @@ func FuzzDecodeCanonical(f *testing.F) {
 	}
 	f.Add([]byte(`{"nodes":[{"name":"a\u0026b","type":"file","mode":420,"mtime":"2026-11-25T12:00:00+01:00"}]}`))
 	f.Add([]byte(`{"nodes":[{"name":"a","type":"file","mode":420,"xattrs":[{"name":"user.x","value":"YQ=="},{"name":"user.y","value":""}]}]}`))
+	f.Add([]byte(`{"nodes":[{"name":"a","type":"file","mode":420,"xattrs":[{"name_b64":"dXNlci7/","value":"YQ=="}]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fast, ok := decodeCanonical(b)
 		if !ok {

@@ -89,9 +89,21 @@ func (e *canonicalEncoder) node(n *Node) bool {
 			} else {
 				e.b = append(e.b, '[')
 			}
-			e.b = append(e.b, `{"name":`...)
-			e.b = appendJSONString(e.b, x.Name)
-			e.b = append(e.b, `,"value":`...)
+			// As XAttr.MarshalJSON: name or name_b64, each left out
+			// when empty.
+			name, nameB64 := splitBytes(x.Name)
+			e.b = append(e.b, '{')
+			switch {
+			case name != "":
+				e.b = append(e.b, `"name":`...)
+				e.b = appendJSONString(e.b, name)
+				e.b = append(e.b, ',')
+			case nameB64 != "":
+				e.b = append(e.b, `"name_b64":`...)
+				e.b = appendJSONString(e.b, nameB64)
+				e.b = append(e.b, ',')
+			}
+			e.b = append(e.b, `"value":`...)
 			if x.Value == nil {
 				e.b = append(e.b, "null"...)
 			} else {

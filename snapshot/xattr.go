@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,20 +12,15 @@ import (
 // readXAttrs returns the extended attributes of the entry at path, never
 // following a final symlink, sorted by name. Most entries have none: that
 // costs one llistxattr call and no allocation. A filesystem without
-// extended attributes gives none. Names that are not UTF-8 are left out
-// (and reported in skipped): the kernel's own namespaces never make
-// them.
-func readXAttrs(path string) (xs []XAttr, skipped []string, err error) {
+// extended attributes gives none.
+func readXAttrs(path string) ([]XAttr, error) {
 	names, err := listXAttrs(path)
 	if err != nil || len(names) == 0 {
-		return nil, nil, err
+		return nil, err
 	}
+	var xs []XAttr
 	for name := range bytes.SplitSeq(names, []byte{0}) {
 		if len(name) == 0 {
-			continue
-		}
-		if !utf8.Valid(name) {
-			skipped = append(skipped, fmt.Sprintf("%q", name))
 			continue
 		}
 		v, err := getXAttr(path, string(name))
@@ -34,12 +28,12 @@ func readXAttrs(path string) (xs []XAttr, skipped []string, err error) {
 			continue // removed since it was listed
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("extended attribute %s: %w", name, err)
+			return nil, fmt.Errorf("extended attribute %q: %w", name, err)
 		}
 		xs = append(xs, XAttr{Name: string(name), Value: v})
 	}
 	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
-	return xs, skipped, nil
+	return xs, nil
 }
 
 // listXAttrs returns the NUL-separated names of path's extended
