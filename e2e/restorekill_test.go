@@ -25,7 +25,9 @@ var restoreKillSpec = datasetSpec{
 // them again.
 //   - Into a new directory: the run that finally finishes keeps what
 //     the killed runs wrote completely, rewrites what they left half
-//     done, and the tree is the snapshot's.
+//     done, removes and counts the temporary files they left (the later
+//     runs replace what the earlier ones wrote), and the tree is the
+//     snapshot's.
 //   - Over an older restore whose files have since changed: after every
 //     kill each file of the target is whole, either the old version or
 //     the new one (a replacement is renamed in only once complete); the
