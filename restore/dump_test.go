@@ -40,15 +40,7 @@ func TestDumpTar(t *testing.T) {
 
 			// The hard link's second name is a link entry, not a copy.
 			links := 0
-			tr := tar.NewReader(bytes.NewReader(archive.Bytes()))
-			for {
-				h, err := tr.Next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			for _, h := range tarHeaders(t, archive.Bytes()) {
 				if !strings.HasPrefix(h.Name, base+"/") && h.Name != base+"/" {
 					t.Errorf("entry %q is not below %q", h.Name, base)
 				}
@@ -222,16 +214,8 @@ func TestDumpTarXAttrs(t *testing.T) {
 	if err := restore.DumpTar(ctx, r.reader, "d", n, &archive); err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(bytes.NewReader(archive.Bytes()))
 	found := false
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, h := range tarHeaders(t, archive.Bytes()) {
 		if h.Name == "d/f" {
 			found = h.PAXRecords["SCHILY.xattr.user.origin"] == string(value)
 		}
@@ -247,5 +231,22 @@ func TestDumpTarXAttrs(t *testing.T) {
 	}
 	if got := xattrsOf(t, filepath.Join(dst, "d", "f")); !bytes.Equal(got["user.origin"], value) {
 		t.Errorf("after tar --xattrs -x: %q, want %q", got["user.origin"], value)
+	}
+}
+
+// tarHeaders reads every entry's header of a tar archive.
+func tarHeaders(t *testing.T, archive []byte) []*tar.Header {
+	t.Helper()
+	var hs []*tar.Header
+	tr := tar.NewReader(bytes.NewReader(archive))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return hs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 )
 
 // leftoverPrefix starts every temporary name a restore gives what it
@@ -31,7 +33,7 @@ var leftoverName = regexp.MustCompile(`^\.lifeboat-restore-([1-9][0-9]{0,9})-[1-
 // whose PID it carries runs. Ours counts as gone: leftovers runs before
 // this restore hands out any name (findIdentical), so a name with our PID
 // is an earlier process's (PID 1 in every container, say). The PID is
-// only a second guard: restores also lock the target (lockTarget), so
+// only a second guard: restores also lock the target (targetDir.lock), so
 // that one in another PID namespace is not taken for gone.
 func (r *restorer) leftovers(pl *plan) []string {
 	var found []string
@@ -49,7 +51,7 @@ func (r *restorer) leftovers(pl *plan) []string {
 				continue
 			}
 			pid, err := strconv.Atoi(m[1])
-			if err != nil || (pid != os.Getpid() && processRuns(pid)) {
+			if err != nil || (pid != os.Getpid() && sysinfo.ProcessExists(pid)) {
 				continue
 			}
 			p := name
@@ -97,7 +99,7 @@ func (r *restorer) leftovers(pl *plan) []string {
 }
 
 // removeLeftovers removes what leftovers finds, unless another restore
-// is running into the target (see lockTarget), and returns how many it
+// is running into the target (see targetDir.lock), and returns how many it
 // removed. A directory with a file system mounted in it is left, as
 // --delete leaves one; so is what cannot be removed: both are recorded
 // in r.leftoversKept, with why. They are not the snapshot's, so the
@@ -134,7 +136,7 @@ func (r *restorer) removeLeftovers(pl *plan, lock *targetLock) int64 {
 			continue
 		}
 		if err := r.t.clear(p); err != nil {
-			r.keepLeftover(p, fmt.Errorf("could not remove it: %w", err))
+			r.keepLeftover(p, fmt.Errorf("could not remove it: %w; remove it by hand once no restore is writing into the target", err))
 			continue
 		}
 		r.log.Debug("removed what a killed restore left", "path", p)
@@ -158,13 +160,6 @@ func (r *restorer) markLeftover(p string) {
 	r.leftover[p] = true
 }
 
-// processRuns reports whether a process with the given PID exists in
-// our PID namespace (one of another user's answers EPERM).
-func processRuns(pid int) bool {
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
-}
-
 // targetLock is a restore's flock(2) on its target directory: shared
 // while it runs, exclusive while it removes leftovers. A restore that
 // cannot have it exclusively knows another is running into the same
@@ -176,11 +171,18 @@ type targetLock struct {
 	log func(msg string, args ...any)
 }
 
-// lockTarget opens dir and takes the shared lock, waiting while another
-// restore holds it exclusively (for as long as its removals take).
-func lockTarget(dir string, log func(msg string, args ...any)) *targetLock {
+// lock takes the shared lock on the target directory, through a
+// duplicate of the descriptor the restore opened it with (the lock is
+// on what the restore writes into, whatever its path names by now),
+// waiting while another restore holds it exclusively (for as long as its
+// removals take).
+func (t *targetDir) lock(log func(msg string, args ...any)) *targetLock {
 	l := &targetLock{fd: -1, log: log}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd := -1
+	err := t.withDir("", func(dfd int) (err error) {
+		fd, err = unix.FcntlInt(uintptr(dfd), unix.F_DUPFD_CLOEXEC, 0)
+		return err
+	})
 	if err != nil {
 		log("cannot lock the restore target", "err", err)
 		return l

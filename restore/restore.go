@@ -301,7 +301,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	t.noXAttrs = opts.NoXAttrs
 	defer t.close()
-	lock := lockTarget(opts.Target, opts.Logger.Debug)
+	lock := t.lock(opts.Logger.Debug)
 	defer lock.release()
 	if err := repo.EnsureIndex(ctx); err != nil {
 		return nil, err

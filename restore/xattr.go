@@ -47,23 +47,25 @@ func (t *targetDir) staleACLs(n *snapshot.Node) []string {
 	if t.noXAttrs || !t.aclsPossible {
 		return nil
 	}
-	has := func(name string) bool {
-		for _, x := range n.XAttrs {
-			if x.Name == name {
-				return true
-			}
-		}
-		return false
+	var access, dflt bool
+	for _, x := range n.XAttrs {
+		access = access || x.Name == aclAccess
+		dflt = dflt || x.Name == aclDefault
 	}
-	var out []string
-	if !has(aclAccess) {
-		out = append(out, aclAccess)
+	// Shared lists: this runs for every entry of a restore into a
+	// directory that was not empty.
+	switch {
+	case n.Type == snapshot.TypeDir && !access && !dflt:
+		return bothACLs
+	case n.Type == snapshot.TypeDir && !dflt:
+		return bothACLs[1:]
+	case !access:
+		return bothACLs[:1]
 	}
-	if n.Type == snapshot.TypeDir && !has(aclDefault) {
-		out = append(out, aclDefault)
-	}
-	return out
+	return nil
 }
+
+var bothACLs = []string{aclAccess, aclDefault}
 
 // hasDefaultACL reports whether the directory open as fd has a default
 // ACL, which what is created in it inherits.

@@ -9,12 +9,12 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 )
 
 // PruneOptions tune Prune.
@@ -447,7 +447,7 @@ func processGone(info chunkstore.SessionInfo, host string) bool {
 	if machine == "" && info.Prune {
 		machine = info.Host
 	}
-	return machine != "" && machine == host && info.PID > 0 && !processAlive(info.PID)
+	return machine != "" && machine == host && info.PID > 0 && !sysinfo.ProcessExists(info.PID)
 }
 
 // pruneCommand names what holds a prune session.
@@ -456,12 +456,6 @@ func pruneCommand(info chunkstore.SessionInfo) string {
 		return info.Command
 	}
 	return "prune or repair"
-}
-
-// processAlive reports whether a process of this host with the PID exists.
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // sweep deletes the packs of marks whose backups have ended, keeping any

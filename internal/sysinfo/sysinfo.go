@@ -1,15 +1,24 @@
 // Package sysinfo reads the few facts about the machine that lifeboat
 // sizes itself by (memory and the kernel's write-back thresholds) or
-// must respect (mount points).
+// must respect (mount points, running processes).
 package sysinfo
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 )
+
+// ProcessExists reports whether a process with the PID exists in this
+// PID namespace (one of another user's answers EPERM: it exists).
+func ProcessExists(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
 
 // MemInfo is the field key ("MemAvailable", "MemTotal") of a meminfo
 // file such as /proc/meminfo, in bytes, or 0 when the file or the field

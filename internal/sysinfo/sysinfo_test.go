@@ -2,6 +2,7 @@ package sysinfo
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -120,5 +121,18 @@ func TestMountPoints(t *testing.T) {
 	}
 	if _, err := MountPoints(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("a mount table that cannot be read gave no error")
+	}
+}
+
+func TestProcessExists(t *testing.T) {
+	if !ProcessExists(os.Getpid()) {
+		t.Error("this process does not exist")
+	}
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if ProcessExists(gone.Process.Pid) {
+		t.Errorf("process %d, reaped, still exists", gone.Process.Pid)
 	}
 }
