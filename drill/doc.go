@@ -28,7 +28,10 @@
 //     the restored files back through the filesystem (recently written
 //     data may come from the page cache rather than the disk):
 //     every entry the snapshot lists (or the sample) must exist with the
-//     recorded type, mode bits and symlink target; every regular file is
+//     recorded type, mode bits and symlink target, and with the extended
+//     attributes the restore sets (restore.RestorableXAttrs) holding the
+//     recorded values — attributes the snapshot lacks are not looked for,
+//     as the scratch filesystem may add its own; every regular file is
 //     read back, a chunk at a time (the chunk lengths come from the
 //     index), and each chunk's keyed ID — the same keyed BLAKE3 the
 //     backup used — must equal the snapshot's content list, so a file is
@@ -37,10 +40,11 @@
 //     following symlinks. Holes read back as zeros and hash like the
 //     all-zero chunks the backup recorded. A second name of a hard link
 //     must be the same inode as the first. Mismatches are "content"
-//     failures naming the path, the chunk and both IDs. Owners and
-//     times are not compared: entries whose owner, mode or times the
-//     restore could not set are counted in Result.MetadataErrors, the
-//     first ten named in MetadataSamples. They are warnings, in the
+//     failures naming the path, the chunk and both IDs (or the
+//     attribute). Owners and times are not compared: entries whose owner,
+//     mode, times or attributes the restore could not set are counted in
+//     Result.MetadataErrors, the first ten named in MetadataSamples, and
+//     their attributes are not compared. They are warnings, in the
 //     summary and the report, not failures: the data came back.
 //  5. Runs the owner's verify commands with /bin/sh -c, in the restored
 //     tree, each in a process group of its own that is killed (SIGKILL)

@@ -366,8 +366,10 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 	defer d.cleanup(dir)
 
 	rstart := d.now()
+	metaFailed := map[string]bool{}
 	rres, err := restore.Restore(ctx, d.repo, snap, restore.Options{
 		Target: dir, Include: include.patterns, Logger: d.opts.Logger, Progress: d.opts.Progress,
+		OnMetadataError: func(p string, _ error) { metaFailed[p] = true },
 	})
 	res.RestoreSeconds = d.now().Sub(rstart).Seconds()
 	if err != nil {
@@ -392,7 +394,7 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 	}
 
 	vstart := d.now()
-	v, err := verifyTree(ctx, d.repo, dir, include.entries, skip, d.opts.Logger)
+	v, err := verifyTree(ctx, d.repo, dir, include.entries, skip, metaFailed, d.opts.Logger)
 	res.VerifySeconds = d.now().Sub(vstart).Seconds()
 	if err != nil {
 		if ctx.Err() != nil {

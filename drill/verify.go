@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,12 +11,15 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/restore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -39,16 +43,21 @@ type verified struct {
 type verifyJob struct {
 	e      *entry
 	linkOf string
+	xattrs bool // compare its extended attributes
+	asRoot bool // the restore ran as root (and set every attribute)
 }
 
 // verifyTree checks that every entry was restored under dir exactly as
-// the snapshot records it: type, mode bits, symlink target and, for
-// regular files, size and the keyed ID of every chunk, recomputed from
-// the bytes on disk. Entries in skip, or below a skipped path, already
-// failed to restore and are not checked again. Files are read in
-// parallel, one chunk at a time into a buffer each worker reuses; every
-// path is resolved inside dir without following symlinks.
-func verifyTree(ctx context.Context, repo contentRepo, dir string, entries []*entry, skip map[string]bool, log *slog.Logger) (verified, error) {
+// the snapshot records it: type, mode bits, symlink target, the extended
+// attributes the restore sets (checkXAttrs) and, for regular files, size
+// and the keyed ID of every chunk, recomputed from the bytes on disk.
+// Entries in skip, or below a skipped path, already failed to restore
+// and are not checked again; entries in metaFailed are those whose
+// metadata the restore reported it could not set (a warning), and their
+// attributes are not compared. Files are read in parallel, one chunk at
+// a time into a buffer each worker reuses; every path is resolved inside
+// dir without following symlinks.
+func verifyTree(ctx context.Context, repo contentRepo, dir string, entries []*entry, skip, metaFailed map[string]bool, log *slog.Logger) (verified, error) {
 	var v verified
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -58,6 +67,7 @@ func verifyTree(ctx context.Context, repo contentRepo, dir string, entries []*en
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	asRoot := os.Geteuid() == 0
 	var mu sync.Mutex
 	fail := func(p, format string, args ...any) {
 		mu.Lock()
@@ -92,7 +102,7 @@ func verifyTree(ctx context.Context, repo contentRepo, dir string, entries []*en
 			if skipped(skip, e.path) {
 				continue
 			}
-			j := verifyJob{e: e}
+			j := verifyJob{e: e, xattrs: !metaFailed[e.path], asRoot: asRoot}
 			if n := e.node; n.Type == snapshot.TypeFile && n.Links > 1 {
 				key := [2]uint64{n.DeviceID, n.Inode}
 				if first, ok := firstName[key]; ok {
@@ -189,6 +199,11 @@ func checkEntry(root *os.Root, repo contentRepo, j verifyJob, buf *[]byte) (file
 			return 0, 0, fmt.Sprintf("mode %s, the snapshot records %s", fmtMode(got), fmtMode(modeFromNode(n)))
 		}
 	}
+	if j.xattrs && j.linkOf == "" {
+		if msg := checkXAttrs(root, e, j.asRoot); msg != "" {
+			return 0, 0, msg
+		}
+	}
 	switch n.Type {
 	case snapshot.TypeSymlink:
 		target, err := root.Readlink(e.path)
@@ -218,6 +233,46 @@ func checkEntry(root *os.Root, repo contentRepo, j verifyJob, buf *[]byte) (file
 	}
 	return 0, 0, ""
 }
+
+// checkXAttrs compares the extended attributes a restore sets on e
+// (restore.RestorableXAttrs: ACLs, file capabilities, SELinux labels,
+// user.* attributes) with the restored entry's: each must be there, with
+// the snapshot's value. Attributes the snapshot lacks are not looked
+// for: the scratch directory's filesystem may add its own (an SELinux
+// label, say). The entry is reached by name below its directory's
+// descriptor in /proc/self/fd, so a symlink is not followed.
+func checkXAttrs(root *os.Root, e *entry, asRoot bool) string {
+	want := restore.RestorableXAttrs(e.node, asRoot)
+	if len(want) == 0 {
+		return ""
+	}
+	parent, base := path.Split(e.path)
+	if parent == "" {
+		parent = "."
+	}
+	d, err := root.Open(parent)
+	if err != nil {
+		return fmt.Sprintf("cannot open the directory of the restored entry to read its extended attributes: %v", err)
+	}
+	defer d.Close()
+	p := "/proc/self/fd/" + strconv.Itoa(int(d.Fd())) + "/" + base
+	for _, x := range want {
+		got, err := snapshot.ReadXAttr(p, x.Name)
+		switch {
+		case errors.Is(err, unix.ENODATA):
+			return fmt.Sprintf("extended attribute %q missing: the snapshot records it (%d bytes)", x.Name, len(x.Value))
+		case errors.Is(err, unix.ENOENT) && !procMounted():
+			return fmt.Sprintf("cannot read extended attribute %q: /proc is not mounted, and the drill reads attributes through /proc/self/fd", x.Name)
+		case err != nil:
+			return fmt.Sprintf("cannot read extended attribute %q of the restored entry: %v", x.Name, err)
+		case !bytes.Equal(got, x.Value):
+			return fmt.Sprintf("extended attribute %q differs: %d bytes restored, the snapshot records %d bytes that differ", x.Name, len(got), len(x.Value))
+		}
+	}
+	return ""
+}
+
+func procMounted() bool { return unix.Stat("/proc/self/fd", &unix.Stat_t{}) == nil }
 
 func modeFromNode(n *snapshot.Node) fs.FileMode { return n.Mode & modeBits }
 

@@ -85,7 +85,12 @@ type Options struct {
 	// NoXAttrs leaves the entries' extended attributes (and so ACLs and
 	// file capabilities) unset.
 	NoXAttrs bool
-	Logger   *slog.Logger
+	// OnMetadataError, if set, is called with the path of every entry
+	// whose data was restored but whose metadata (owner, mode, times,
+	// extended attributes) could not all be set; Result keeps only a
+	// count and the first few. Calls do not overlap.
+	OnMetadataError func(path string, err error)
+	Logger          *slog.Logger
 	// Progress, if set, is updated as the restore runs.
 	Progress *Progress
 }
@@ -652,6 +657,9 @@ func (r *restorer) meta(err error, p string) {
 	r.metaErrors++
 	if len(r.metaSamples) < maxMetadataSamples {
 		r.metaSamples = append(r.metaSamples, Failure{Path: p, Err: err})
+	}
+	if r.opts.OnMetadataError != nil {
+		r.opts.OnMetadataError(p, err)
 	}
 	r.mu.Unlock()
 }

@@ -18,14 +18,20 @@ const (
 )
 
 // xattrs returns the extended attributes of n this restore sets: none
-// with Options.NoXAttrs; as a user other than root, none of the
-// "security." and "trusted." namespaces, which only root may set (as it
-// does not try to set owners).
+// with Options.NoXAttrs, otherwise RestorableXAttrs.
 func (t *targetDir) xattrs(n *snapshot.Node) []snapshot.XAttr {
-	if t.noXAttrs || len(n.XAttrs) == 0 {
+	if t.noXAttrs {
 		return nil
 	}
-	if t.uid == 0 {
+	return RestorableXAttrs(n, t.uid == 0)
+}
+
+// RestorableXAttrs returns the extended attributes of n a restore sets:
+// all of them as root (asRoot); as another user none of the "security."
+// and "trusted." namespaces, which only root may set (as it does not try
+// to set owners). A drill's verification expects the same ones back.
+func RestorableXAttrs(n *snapshot.Node, asRoot bool) []snapshot.XAttr {
+	if asRoot || len(n.XAttrs) == 0 {
 		return n.XAttrs
 	}
 	var out []snapshot.XAttr

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 )
 
@@ -66,30 +67,9 @@ func capNetRaw() []byte {
 	return b
 }
 
-// aclEntry is one entry of a POSIX ACL in the kernel's xattr form.
-type aclEntry struct {
-	tag, perm uint16
-	id        uint32
-}
-
-// aclBytes is an ACL of entries in the kernel's xattr form (version 2).
-// Tags: 1 owner, 2 a user, 4 group, 0x10 mask, 0x20 other; noID: no id.
-func aclBytes(entries ...aclEntry) []byte {
-	var b bytes.Buffer
-	_ = binary.Write(&b, binary.LittleEndian, uint32(2))
-	for _, e := range entries {
-		_ = binary.Write(&b, binary.LittleEndian, e)
-	}
-	return b.Bytes()
-}
-
-const noID = 0xffffffff
-
 // aclReadForUser is an access ACL: owner rw, user 4321 r, group r, mask
 // r, other r.
-func aclReadForUser() []byte {
-	return aclBytes(aclEntry{0x01, 6, noID}, aclEntry{0x02, 4, 4321}, aclEntry{0x04, 4, noID}, aclEntry{0x10, 4, noID}, aclEntry{0x20, 4, noID})
-}
+func aclReadForUser() []byte { return fixture.ACLReadForUser(4321) }
 
 // TestRestoreXAttrs: extended attributes come back on files, directories
 // and symlinks — user attributes with any bytes or none, an ACL, and as
@@ -199,7 +179,8 @@ func TestRestoreXAttrs(t *testing.T) {
 // defaultACL is a default ACL: owner rwx, user 4321 rwx, group r-x, mask
 // rwx, other none.
 func defaultACL() []byte {
-	return aclBytes(aclEntry{0x01, 7, noID}, aclEntry{0x02, 7, 4321}, aclEntry{0x04, 5, noID}, aclEntry{0x10, 7, noID}, aclEntry{0x20, 0, noID})
+	return fixture.ACL(fixture.ACLEntry{Tag: fixture.ACLOwner, Perm: 7, ID: fixture.NoACLID}, fixture.ACLEntry{Tag: fixture.ACLUser, Perm: 7, ID: 4321},
+		fixture.ACLEntry{Tag: fixture.ACLGroup, Perm: 5, ID: fixture.NoACLID}, fixture.ACLEntry{Tag: fixture.ACLMask, Perm: 7, ID: fixture.NoACLID}, fixture.ACLEntry{Tag: fixture.ACLOther, Perm: 0, ID: fixture.NoACLID})
 }
 
 // TestRestoreDoesNotInheritACLs: what a restore creates below a directory

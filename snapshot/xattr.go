@@ -23,7 +23,7 @@ func readXAttrs(path string) ([]XAttr, error) {
 		if len(name) == 0 {
 			continue
 		}
-		v, err := getXAttr(path, string(name))
+		v, err := ReadXAttr(path, string(name))
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed since it was listed
 		}
@@ -57,9 +57,10 @@ func listXAttrs(path string) ([]byte, error) {
 	return nil, fmt.Errorf("list extended attributes: %w", unix.ERANGE)
 }
 
-// getXAttr returns the value of path's attribute name; never nil, so an
-// empty value encodes as "" (docs/format.md).
-func getXAttr(path, name string) ([]byte, error) {
+// ReadXAttr returns the value of path's extended attribute name, never
+// following a final symlink; never nil, so an empty value encodes as ""
+// (docs/format.md). A missing attribute is unix.ENODATA.
+func ReadXAttr(path, name string) ([]byte, error) {
 	for range 8 {
 		n, err := unix.Lgetxattr(path, name, nil)
 		if err != nil {
