@@ -36,9 +36,26 @@ func readXAttrs(path string) ([]XAttr, error) {
 	return xs, nil
 }
 
+// xattrProbe is the size of the buffer a name list or a value is first
+// read into: enough for most (an SELinux label, a short ACL), so an entry
+// with attributes usually costs one system call for its names and one
+// per value, not two each (size first, then the bytes).
+const xattrProbe = 256
+
 // listXAttrs returns the NUL-separated names of path's extended
 // attributes; nil when it has none or its filesystem has no such thing.
 func listXAttrs(path string) ([]byte, error) {
+	var probe [xattrProbe]byte
+	n, err := unix.Llistxattr(path, probe[:])
+	if err == nil {
+		if n == 0 {
+			return nil, nil
+		}
+		return bytes.Clone(probe[:n]), nil
+	}
+	if !errors.Is(err, unix.ERANGE) {
+		return nil, ignoreUnsupported(err)
+	}
 	for range 8 {
 		n, err := unix.Llistxattr(path, nil)
 		if err != nil || n == 0 {
@@ -61,6 +78,14 @@ func listXAttrs(path string) ([]byte, error) {
 // following a final symlink; never nil, so an empty value encodes as ""
 // (docs/format.md). A missing attribute is unix.ENODATA.
 func ReadXAttr(path, name string) ([]byte, error) {
+	var probe [xattrProbe]byte
+	n, err := unix.Lgetxattr(path, name, probe[:])
+	if err == nil {
+		return append([]byte{}, probe[:n]...), nil
+	}
+	if !errors.Is(err, unix.ERANGE) {
+		return nil, err
+	}
 	for range 8 {
 		n, err := unix.Lgetxattr(path, name, nil)
 		if err != nil {

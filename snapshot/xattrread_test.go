@@ -1,0 +1,70 @@
+package snapshot
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestReadXAttrsSizes reads attribute lists and values around the size
+// of the first read's buffer (xattrProbe): shorter, exactly as long, and
+// longer ones (which take the size-first path) come back whole.
+func TestReadXAttrsSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		names  int // attributes
+		values []int
+	}{
+		{"none", 0, nil},
+		{"short", 1, []int{1}},
+		{"empty value", 1, []int{0}},
+		{"value at the probe size", 1, []int{xattrProbe}},
+		{"value one longer", 1, []int{xattrProbe + 1}},
+		{"long value", 1, []int{4000}},
+		{"name list over the probe size", 12, []int{3}},
+		{"many names", 16, []int{2, 40, xattrProbe - 1, xattrProbe + 7}}, // within ext4's 4 KiB per inode
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "f")
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string][]byte{}
+			listLen := 0
+			for i := range tc.names {
+				name := fmt.Sprintf("user.attribute-with-a-long-name-%02d", i)
+				v := bytes.Repeat([]byte{byte('a' + i%26)}, tc.values[i%len(tc.values)])
+				err := unix.Lsetxattr(p, name, v, 0)
+				if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+					t.Skip("no user extended attributes here")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[name] = v
+				listLen += len(name) + 1
+			}
+			if tc.names > 10 && listLen <= xattrProbe {
+				t.Fatalf("name list of %d bytes does not exceed the probe", listLen)
+			}
+			xs, err := readXAttrs(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(xs) != len(want) {
+				t.Fatalf("read %d attributes, want %d", len(xs), len(want))
+			}
+			for _, x := range xs {
+				w, ok := want[x.Name]
+				if !ok || !bytes.Equal(x.Value, w) || x.Value == nil {
+					t.Errorf("%s: %d bytes (nil %v), want %d", x.Name, len(x.Value), x.Value == nil, len(w))
+				}
+			}
+		})
+	}
+}
