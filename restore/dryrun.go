@@ -53,7 +53,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	if r.t != nil && !r.t.fresh {
 		// What a restore would remove first (if no other restore is
 		// running into the target then).
-		res.Leftovers = r.removeLeftovers(pl, nil)
+		res.Leftovers = r.countLeftovers(pl)
 		if err := r.findIdentical(ctx, pl.files); err != nil {
 			return nil, err
 		}

@@ -103,17 +103,23 @@ func (r *restorer) leftovers(pl *plan) []string {
 // removed. A directory with a file system mounted in it is left, as
 // --delete leaves one; so is what cannot be removed: both are recorded
 // in r.leftoversKept, with why. They are not the snapshot's, so the
-// restore does not fail for them. In a dry run (lock nil) it removes
-// nothing and counts what it would remove.
+// restore does not fail for them.
 func (r *restorer) removeLeftovers(pl *plan, lock *targetLock) int64 {
-	dry := lock == nil
-	if !dry {
-		if !lock.exclusive() {
-			r.log.Debug("another restore is running into the target: what killed restores left in it is left for a later one")
-			return 0
-		}
-		defer lock.share()
+	if !lock.exclusive() {
+		r.log.Debug("another restore is running into the target: what killed restores left in it is left for a later one")
+		return 0
 	}
+	defer lock.share()
+	return r.sweepLeftovers(pl, false)
+}
+
+// countLeftovers is removeLeftovers for a dry run: it removes nothing,
+// and counts what it would remove.
+func (r *restorer) countLeftovers(pl *plan) int64 { return r.sweepLeftovers(pl, true) }
+
+// sweepLeftovers removes (or with dry, counts) what leftovers finds, for
+// removeLeftovers and countLeftovers.
+func (r *restorer) sweepLeftovers(pl *plan, dry bool) int64 {
 	var removed int64
 	guard := r.guard
 	for _, p := range r.leftovers(pl) {
