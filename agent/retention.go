@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
@@ -12,7 +13,9 @@ import (
 // applyRetention forgets the snapshots of a policy's group that its
 // retention does not keep, after a backup committed. The group is
 // what this agent's backups of the policy produce: this host, the
-// policy's paths, and every tag of the policy. Only manifests are
+// policy's paths, and exactly the policy's tags — a manual backup of the
+// same paths with a tag of its own ('--tag before-upgrade'), or another
+// policy's with more tags, is not this policy's to forget. Only manifests are
 // removed; 'lifeboat prune' (with the identity, which the coordinator never
 // hands to backup agents) frees the data. It returns the IDs removed and, if something went
 // wrong, a warning for the job's result: retention never fails a backup
@@ -29,10 +32,15 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 	group := snapshot.GroupKey(a.cfg.Host, p.Paths)
 	var refs []snapshot.SnapshotRef
 	for _, g := range snapshot.Groups(list, snapshot.Filter{Tags: p.Tags}) {
-		if g.Key == group {
-			refs = g.Refs()
-			break
+		if g.Key != group {
+			continue
 		}
+		for _, r := range g.Refs() {
+			if sameTags(r.Tags, p.Tags) {
+				refs = append(refs, r)
+			}
+		}
+		break
 	}
 	_, forget, _ := snapshot.Keep(refs, rules, a.clock.Now())
 	var removed []string
@@ -56,4 +64,20 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 		return removed, fmt.Sprintf("retention: %d unreadable snapshots were not considered (run 'lifeboat check'): %v", len(bad), bad[0])
 	}
 	return removed, ""
+}
+
+// sameTags reports whether a and b hold the same tags, in any order and
+// however often each.
+func sameTags(a, b []string) bool {
+	for _, t := range a {
+		if !slices.Contains(b, t) {
+			return false
+		}
+	}
+	for _, t := range b {
+		if !slices.Contains(a, t) {
+			return false
+		}
+	}
+	return true
 }

@@ -191,3 +191,60 @@ func TestRetentionKeepsHeld(t *testing.T) {
 		t.Fatalf("the held snapshot was forgotten: %v", err)
 	}
 }
+
+// TestRetentionLeavesOtherTags: a policy's retention forgets only
+// snapshots with exactly its tags. A manual backup of the same host and
+// paths with a tag of its own — beside the policy's tag, or under a
+// policy without tags — and another policy's snapshots with more tags
+// are left alone, however many of the policy's own there are.
+func TestRetentionLeavesOtherTags(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		policyTags []string
+		others     [][]string // tags of snapshots that are not the policy's
+	}{
+		{"tagged policy", []string{"nightly"}, [][]string{{"nightly", "before-upgrade"}, {"archive", "nightly"}}},
+		{"untagged policy", nil, [][]string{{"before-upgrade"}, {"nightly"}}},
+		{"two tags", []string{"b", "a"}, [][]string{{"a"}, {"a", "b", "c"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repos := storetest.InitRepos(t, mem.New())
+			src := t.TempDir()
+			fixture.Create(t, src, smallTree())
+			backup := func(tags []string) string {
+				t.Helper()
+				res, err := snapshot.Backup(t.Context(), repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h", Tags: tags})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res.ID.String()
+			}
+			var others []string
+			for _, tags := range tc.others {
+				others = append(others, backup(tags))
+			}
+			// The policy's own, tags in another order than the policy
+			// lists them.
+			own := []string{backup(tc.policyTags)}
+			reversed := slices.Clone(tc.policyTags)
+			slices.Reverse(reversed)
+			own = append(own, backup(reversed))
+			madeID := backup(tc.policyTags)
+			made, err := chunkstore.ParseID(madeID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := &Agent{cfg: Config{Host: "h"}, clock: coordinator.SystemClock, log: testLogger(t)}
+			p := coordinator.Policy{Name: "p", Paths: []string{src}, Tags: tc.policyTags, Retention: coordinator.Retention{KeepLast: 1}}
+			forgotten, warn := a.applyRetention(t.Context(), repos.Writer, p, made)
+			if warn != "" {
+				t.Fatalf("warning: %s", warn)
+			}
+			slices.Sort(forgotten)
+			slices.Sort(own)
+			if !slices.Equal(forgotten, own) {
+				t.Fatalf("forgotten %v, want exactly the policy's older snapshots %v (others %v)", forgotten, own, others)
+			}
+		})
+	}
+}
