@@ -113,7 +113,9 @@ type SnapshotRef struct {
 //   - keep_tags keeps every snapshot that carries one of the tags, besides
 //     those the other rules keep (which count it as they count any other).
 //
-// A snapshot newer than now (a skewed clock) is always kept. An empty
+// A snapshot newer than now (a skewed clock) is always kept and left out
+// of the rules: "newest" above means the newest not after now, so one
+// snapshot dated a year ahead cannot have the others forgotten. An empty
 // Retention keeps everything: forgetting needs an explicit rule.
 //
 // 'lifeboat forget' applies it to each group of snapshots (same host and
@@ -152,6 +154,17 @@ func Keep(snaps []SnapshotRef, r Retention, now time.Time) (keep, forget []Snaps
 		{name: "monthly", count: r.KeepMonthly, key: func(t time.Time) string { return t.Format("2006-01") }},
 		{name: "yearly", count: r.KeepYearly, key: func(t time.Time) string { return t.Format("2006") }},
 	}
+	// A snapshot dated after now is kept, and counts for nothing else: a
+	// host whose clock ran a year ahead must not make keep_within measure
+	// from its snapshot, nor take keep_last's places or a period's, and so
+	// have every correctly dated snapshot forgotten.
+	var future int
+	for future < len(list) && list[future].Time.After(now) {
+		reasons[list[future].ID] = []string{"newer than now (a clock ahead?): kept, and not counted by the rules"}
+		keep = append(keep, list[future])
+		future++
+	}
+	list = list[future:]
 	var newest time.Time
 	if len(list) > 0 {
 		newest = list[0].Time
@@ -159,9 +172,6 @@ func Keep(snaps []SnapshotRef, r Retention, now time.Time) (keep, forget []Snaps
 	for i, s := range list {
 		t := s.Time.UTC()
 		var why []string
-		if s.Time.After(now) {
-			why = append(why, "newer than now")
-		}
 		for _, b := range buckets {
 			if b.count <= 0 {
 				continue

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,11 +94,25 @@ func TestKeepEdges(t *testing.T) {
 	if len(keep) != 13 {
 		t.Errorf("kept %d, want 13", len(keep))
 	}
-	// A snapshot from the future is kept whatever the rules say.
+	// A snapshot from the future is kept whatever the rules say, and
+	// takes no rule's place: keep_last still keeps the newest real one.
 	future := append(snapsEvery(now.Add(-10*time.Hour), time.Hour, 3), SnapshotRef{ID: "future", Time: now.Add(time.Hour)})
 	keep, _, reasons := Keep(future, Retention{KeepLast: 1}, now)
-	if len(keep) != 1 || keep[0].ID != "future" || fmt.Sprint(reasons["future"]) != "[newer than now last snapshot (1 of 1)]" {
+	if len(keep) != 2 || keep[0].ID != "future" || !strings.HasPrefix(fmt.Sprint(reasons["future"]), "[newer than now") ||
+		fmt.Sprint(reasons[keep[1].ID]) != "[last snapshot (1 of 1)]" || !keep[1].Time.Equal(now.Add(-8*time.Hour)) {
 		t.Errorf("kept %v %v", ids(keep), reasons)
+	}
+	// A host whose clock ran a year ahead: keep_within measures from the
+	// newest snapshot not after now, so the real ones of the last
+	// 12 hours stay, and daily keeps a real day too.
+	skewed := append(snapsEvery(now.Add(-47*time.Hour), time.Hour, 48), SnapshotRef{ID: "ahead", Time: now.AddDate(1, 0, 0)})
+	keep, _, _ = Keep(skewed, Retention{KeepWithin: 12 * time.Hour}, now)
+	if len(keep) != 14 || keep[0].ID != "ahead" {
+		t.Errorf("keep_within with a snapshot a year ahead: kept %d (%v), want it and the 13 of the last 12 hours", len(keep), ids(keep)[:min(len(keep), 3)])
+	}
+	keep, _, _ = Keep(skewed, Retention{KeepDaily: 1}, now)
+	if len(keep) != 2 || !keep[1].Time.Equal(now) {
+		t.Errorf("keep_daily 1 with a snapshot a year ahead: kept %v, want it and the newest real one", ids(keep))
 	}
 	// Same time: ties broken by ID.
 	tie := []SnapshotRef{{ID: "a", Time: now}, {ID: "b", Time: now}}

@@ -43,7 +43,8 @@ newest first; a snapshot is kept if any rule keeps it:
   --keep-tag T        every snapshot tagged T (a legal hold: 'lifeboat tag
                       --add hold ID'); it protects, it is not a rule by
                       itself, and it also protects snapshots named by ID
-A snapshot newer than now (a skewed clock) is always kept. --host, --tag and
+A snapshot newer than now (a skewed clock) is always kept, and the rules
+leave it out: "newest" means the newest not after now. --host, --tag and
 --path choose which snapshots the rules look at; others are not touched.
 
 forget removes only snapshot manifests. Their data stays until 'lifeboat
