@@ -87,9 +87,11 @@ func (a *Agent) drillOptions(item *coordinator.WorkItem) (drill.Options, error) 
 	case spec.Snapshot != "":
 		o.Snapshot = spec.Snapshot
 	}
-	// Only this policy's snapshots: its tags and paths. Not its hosts:
-	// each agent records its own host name, and any of them will do.
-	o.Filter = snapshot.Filter{Tags: p.Tags, Paths: topPaths(p.Paths)}
+	// Only this policy's snapshots: its paths and exactly its tags (a
+	// recent manual backup of the same paths must not stand in for the
+	// policy's, nor meet its RPO). Not its hosts: each agent records its
+	// own host name, and any of them will do.
+	o.Filter = snapshot.Filter{Tags: p.Tags, ExactTags: true, Paths: topPaths(p.Paths)}
 	var err error
 	if o.SamplePercent, err = coordinator.ParseSample(spec.Sample); err != nil {
 		return o, err

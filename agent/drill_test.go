@@ -20,6 +20,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/coordinator"
 	"github.com/lifeboat-backup/lifeboat/drill"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 func parseIdentity(t *testing.T, file []byte) []age.Identity {
@@ -125,6 +126,12 @@ func TestAgentDrill(t *testing.T) {
 	b := tc.waitJob(tc.run("p"), "finish", final)
 	if b.State != coordinator.JobSucceeded {
 		t.Fatalf("backup: %+v", b.Result)
+	}
+	// A newer manual backup of the same paths with a tag of its own is not
+	// the policy's: "latest" still means the policy's own snapshot.
+	if _, err := snapshot.Backup(t.Context(), tc.openRepo(), snapshot.BackupOptions{Paths: []string{src}, Host: "by-hand",
+		Tags: append(slices.Clone(pol.Tags), "before-upgrade")}); err != nil {
+		t.Fatal(err)
 	}
 
 	j, rec, res := tc.drill("p")

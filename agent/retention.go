@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
@@ -31,16 +30,11 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 	}
 	group := snapshot.GroupKey(a.cfg.Host, p.Paths)
 	var refs []snapshot.SnapshotRef
-	for _, g := range snapshot.Groups(list, snapshot.Filter{Tags: p.Tags}) {
-		if g.Key != group {
-			continue
+	for _, g := range snapshot.Groups(list, snapshot.Filter{Tags: p.Tags, ExactTags: true}) {
+		if g.Key == group {
+			refs = g.Refs()
+			break
 		}
-		for _, r := range g.Refs() {
-			if sameTags(r.Tags, p.Tags) {
-				refs = append(refs, r)
-			}
-		}
-		break
 	}
 	_, forget, _ := snapshot.Keep(refs, rules, a.clock.Now())
 	var removed []string
@@ -64,20 +58,4 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 		return removed, fmt.Sprintf("retention: %d unreadable snapshots were not considered (run 'lifeboat check'): %v", len(bad), bad[0])
 	}
 	return removed, ""
-}
-
-// sameTags reports whether a and b hold the same tags, in any order and
-// however often each.
-func sameTags(a, b []string) bool {
-	for _, t := range a {
-		if !slices.Contains(b, t) {
-			return false
-		}
-	}
-	for _, t := range b {
-		if !slices.Contains(a, t) {
-			return false
-		}
-	}
-	return true
 }

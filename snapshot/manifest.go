@@ -185,15 +185,20 @@ func List(ctx context.Context, repo *chunkstore.Repository) ([]*Snapshot, []erro
 	return out, errs, nil
 }
 
-// Filter selects snapshots by host and tags (all given tags must be present).
+// Filter selects snapshots by host and tags (all given tags must be
+// present) and paths.
 type Filter struct {
 	Hosts []string
 	Tags  []string
 	Paths []string
+	// ExactTags selects only snapshots whose tags are Tags, no more (in
+	// any order): a policy's own snapshots, not a manual backup of the
+	// same paths with a tag of its own. Without Tags, only untagged ones.
+	ExactTags bool
 }
 
 // IsZero reports whether f selects every snapshot.
-func (f Filter) IsZero() bool { return len(f.Hosts)+len(f.Tags)+len(f.Paths) == 0 }
+func (f Filter) IsZero() bool { return len(f.Hosts)+len(f.Tags)+len(f.Paths) == 0 && !f.ExactTags }
 
 // Match reports whether s passes the filter.
 func (f Filter) Match(s *Snapshot) bool {
@@ -203,6 +208,13 @@ func (f Filter) Match(s *Snapshot) bool {
 	for _, t := range f.Tags {
 		if !slices.Contains(s.Tags, t) {
 			return false
+		}
+	}
+	if f.ExactTags {
+		for _, t := range s.Tags {
+			if !slices.Contains(f.Tags, t) {
+				return false
+			}
 		}
 	}
 	for _, p := range f.Paths {
