@@ -121,15 +121,12 @@ func (r *restorer) countLeftovers(pl *plan) int64 { return r.sweepLeftovers(pl, 
 // removeLeftovers and countLeftovers.
 func (r *restorer) sweepLeftovers(pl *plan, dry bool) int64 {
 	var removed int64
-	guard := r.guard
 	for _, p := range r.leftovers(pl) {
 		if st, err := r.t.lstat(p); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if guard == nil {
-				var err error
-				if guard, err = newDeleteGuard(r.opts.Target, nil, mountInfo); err != nil {
-					r.keepLeftover(p, err)
-					continue
-				}
+			guard, err := r.dirGuard()
+			if err != nil {
+				r.keepLeftover(p, err)
+				continue
 			}
 			if why := guard.why(p); why != "" {
 				r.keepLeftover(p, errors.New(why))

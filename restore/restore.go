@@ -229,7 +229,9 @@ type restorer struct {
 	dio         *directIO
 	tmps        int          // temporary names handed out (tmpName; findIdentical's loop only)
 	guard       *deleteGuard // what Options.Delete must leave
-	spared      []Failure    // what it left, and why
+	guardOnce   sync.Once    // dirGuard
+	guardErr    error
+	spared      []Failure // what it left, and why
 	// leftoversKept: what killed restores left that removeLeftovers could not remove, and why.
 	leftoversKept []Failure
 	// leftover: killed restores' leftovers --delete leaves to them (in a
@@ -312,6 +314,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind, opts.Sync), dio: newDirectIO(opts.DirectIO, opts.Logger), guard: guard}
+	t.keepDir = r.keepDir
 
 	start := time.Now()
 	lowerGC := raisePlanGC()
@@ -758,6 +761,17 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 // chunks can be written in any order. Single-chunk files, most files by
 // count, are created when their blob arrives.
 func (r *restorer) createFiles(files []*fileState) error {
+	// A file that cannot be created fails alone (an immutable entry in
+	// its place, a directory there that is not removed, a directory it
+	// may not write to), as one that cannot be written does; a target
+	// that takes no more data ends the restore.
+	failed := func(f *fileState, err error) error {
+		if fatal(err) {
+			return targetError(f.path, err)
+		}
+		r.setFailed(f, err)
+		return nil
+	}
 	for _, f := range files {
 		switch {
 		case f.keep:
@@ -771,11 +785,17 @@ func (r *restorer) createFiles(files []*fileState) error {
 			perm := createPerm(f.node)
 			fh, err := r.t.create(f.path, perm)
 			if err != nil {
-				return targetError(f.path, err)
+				if err := failed(f, err); err != nil {
+					return err
+				}
+				continue
 			}
 			r.meta(r.t.setMetaFD(fh, f.path, f.node, perm), f.path)
 			if err := fh.Close(); err != nil {
-				return targetError(f.path, err)
+				if err := failed(f, err); err != nil {
+					return err
+				}
+				continue
 			}
 			r.prog.Files.Add(1)
 		case len(f.chunks) == 1:
@@ -783,15 +803,17 @@ func (r *restorer) createFiles(files []*fileState) error {
 		case len(f.chunks) > 1:
 			f.direct = r.dio.wants(f)
 			fh, err := r.t.create(f.wpath(), 0o600)
+			if err == nil {
+				if err = fh.Truncate(f.size); err != nil {
+					fh.Close()
+				} else {
+					err = fh.Close()
+				}
+			}
 			if err != nil {
-				return targetError(f.path, err)
-			}
-			if err := fh.Truncate(f.size); err != nil {
-				fh.Close()
-				return targetError(f.path, err)
-			}
-			if err := fh.Close(); err != nil {
-				return targetError(f.path, err)
+				if err := failed(f, err); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -1231,6 +1253,11 @@ func (r *restorer) place(f *fileState) error {
 func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 	dir, base := split(f.path)
 	_, tmp := split(f.tmp)
+	// Checked here: once exchanged, the directory is under f's temporary
+	// name, which no mount table lists.
+	if err := r.keepDir(f.path); err != nil {
+		return err
+	}
 	r.t.forget(f.path)
 	if beforeReplaceDir != nil {
 		beforeReplaceDir(f.tmp)
@@ -1255,6 +1282,33 @@ func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 	}
 	if err := r.t.clear(leftover); err != nil {
 		r.failRemoval(leftover, fmt.Errorf("could not remove the directory that was at %s, which the snapshot's file replaced: %w", f.path, err))
+	}
+	return nil
+}
+
+// dirGuard returns the guard of what the restore must never remove:
+// Options.Delete's, or one made on first use for a restore that removes
+// a directory only to put the snapshot's entry in its place.
+func (r *restorer) dirGuard() (*deleteGuard, error) {
+	r.guardOnce.Do(func() {
+		if r.guard == nil {
+			r.guard, r.guardErr = newDeleteGuard(r.opts.Target, r.opts.Protect, mountInfo)
+		}
+	})
+	return r.guard, r.guardErr
+}
+
+// keepDir refuses to remove directory p of the target to make room for
+// an entry of the snapshot (a file, a symlink, a device) when it is or
+// holds a mounted file system, or holds what the restore uses (the
+// repository, a key, the cache): the same guard as --delete's.
+func (r *restorer) keepDir(p string) error {
+	g, err := r.dirGuard()
+	if err != nil {
+		return fmt.Errorf("the target holds a directory here, which is not removed: %w", err)
+	}
+	if why := g.why(p); why != "" {
+		return fmt.Errorf("the target holds a directory here, which is not removed to make room for the snapshot's entry: %s", why)
 	}
 	return nil
 }

@@ -37,6 +37,10 @@ type targetDir struct {
 	// aclsPossible: entries may hold ACLs the snapshot's lack — the
 	// target was not empty, or it has a default ACL all below inherit.
 	aclsPossible bool
+	// keepDir, if set, refuses the removal of directory p
+	// (target-relative) that clear would make: one holding a mounted
+	// file system or a protected path (restorer.keepDir).
+	keepDir func(p string) error
 }
 
 var maxCachedDirs = 4096 // a variable so tests can force eviction
@@ -175,6 +179,11 @@ func (t *targetDir) clear(p string) error {
 		return err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if t.keepDir != nil {
+			if err := t.keepDir(p); err != nil {
+				return err
+			}
+		}
 		t.forget(p)
 		return t.root.RemoveAll(p)
 	}

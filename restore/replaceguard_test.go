@@ -1,0 +1,115 @@
+package restore_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/restore"
+)
+
+// TestReplaceKeepsGuardedDirs: where the snapshot holds a file, a
+// symlink, a hard link or an empty file and the target a directory, the
+// directory is removed to make room — unless it holds what the restore
+// must never remove (Options.Protect: the repository being read, a key,
+// the cache) or, as root, a mounted file system. Then that path fails,
+// naming why, the directory and what it holds stay, and the rest of the
+// snapshot is restored.
+func TestReplaceKeepsGuardedDirs(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"big":      {Content: fixture.Random(3, 3<<20)}, // several chunks: created up front
+		"small":    {Content: []byte("small\n")},
+		"empty":    {Content: []byte{}},
+		"link":     {Symlink: "small"},
+		"hard/a":   {Content: []byte("linked\n")},
+		"hard/b":   {HardlinkTo: "hard/a"},
+		"mnt":      {Content: []byte("a file where the target has a mount\n")},
+		"ok/plain": {Content: []byte("restored anyway\n")},
+	})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	at := func(p string) string { return filepath.Join(restoredAt(dst, src), p) }
+	guarded := []string{"big", "small", "empty", "link", "hard/b"}
+	var protect []string
+	for _, p := range guarded {
+		keep := filepath.Join(at(p), "repo", "config")
+		if err := os.MkdirAll(filepath.Dir(keep), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keep, []byte("precious"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		protect = append(protect, filepath.Dir(keep))
+	}
+	mounted := false
+	if os.Geteuid() == 0 {
+		if err := os.MkdirAll(at("mnt"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("tmpfs", at("mnt"), "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatalf("mount a tmpfs: %v", err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(at("mnt"), unix.MNT_DETACH) })
+		if err := os.WriteFile(at("mnt/on-tmpfs"), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mounted = true
+	}
+
+	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, Protect: protect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := map[string]string{}
+	for _, f := range res.Failures {
+		failed[strings.TrimPrefix(f.Path, strings.TrimPrefix(src, "/")+"/")] = f.Err.Error()
+	}
+	for _, p := range guarded {
+		if !strings.Contains(failed[p], "which this restore uses") || !strings.Contains(failed[p], "not removed") {
+			t.Errorf("%s: failure %q, want it to say the directory is not removed because the restore uses what it holds", p, failed[p])
+		}
+		if b, err := os.ReadFile(filepath.Join(at(p), "repo", "config")); err != nil || string(b) != "precious" {
+			t.Errorf("%s: the protected file is gone or changed: %q %v", p, b, err)
+		}
+	}
+	want := len(guarded)
+	if mounted {
+		want++
+		if !strings.Contains(failed["mnt"], "a file system is mounted at") {
+			t.Errorf("mnt: failure %q, want it to name the mount", failed["mnt"])
+		}
+		if _, err := os.Stat(at("mnt/on-tmpfs")); err != nil {
+			t.Errorf("the mounted file system was emptied: %v", err)
+		}
+	}
+	if len(failed) != want {
+		t.Errorf("failures %v, want %d", failed, want)
+	}
+	if b, err := os.ReadFile(at("ok/plain")); err != nil || string(b) != "restored anyway\n" {
+		t.Errorf("the rest of the snapshot: ok/plain = %q, %v", b, err)
+	}
+	if b, err := os.ReadFile(at("hard/a")); err != nil || string(b) != "linked\n" {
+		t.Errorf("hard/a = %q, %v", b, err)
+	}
+
+	// Without the guard's reasons, the directories make room as before.
+	res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Failures {
+		if !mounted || !strings.HasSuffix(f.Path, "/mnt") {
+			t.Errorf("unprotected restore: failure %v", f)
+		}
+	}
+	if b, err := os.ReadFile(at("big")); err != nil || len(b) != 3<<20 {
+		t.Errorf("big after the unprotected restore: %d bytes, %v", len(b), err)
+	}
+}
