@@ -109,8 +109,11 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 			if !keep[p] && !inScope(p) {
 				continue // beside the backed-up paths: not even looked at
 			}
-			if r.leftover[p] {
-				continue // a killed restore's: reported as such (removeLeftovers)
+			if !keep[p] && leftoverName.MatchString(name) {
+				// A restore's temporary name: a killed one's is the
+				// sweep's (removeLeftovers), reported as such; a running
+				// one's (another restore into this target) must stay.
+				continue
 			}
 			st, err := r.t.lstat(p)
 			if errors.Is(err, unix.ENOENT) {

@@ -134,7 +134,6 @@ func (r *restorer) sweepLeftovers(pl *plan, dry bool) int64 {
 			}
 		}
 		if dry {
-			r.markLeftover(p) // left to this, not to --delete
 			removed++
 			continue
 		}
@@ -149,18 +148,9 @@ func (r *restorer) sweepLeftovers(pl *plan, dry bool) int64 {
 }
 
 // keepLeftover records leftover p as not removed, because of err; it is
-// reported once, here, and --delete leaves it too.
+// reported once, here (--delete leaves every such name alone).
 func (r *restorer) keepLeftover(p string, err error) {
 	r.leftoversKept = append(r.leftoversKept, Failure{Path: p, Err: err, Removal: true})
-	r.markLeftover(p)
-}
-
-// markLeftover records that --delete leaves leftover p alone.
-func (r *restorer) markLeftover(p string) {
-	if r.leftover == nil {
-		r.leftover = map[string]bool{}
-	}
-	r.leftover[p] = true
 }
 
 // targetLock is a restore's flock(2) on its target directory: shared

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -95,6 +96,24 @@ func TestRestoreRemovesLeftovers(t *testing.T) {
 	}
 	if res := r.restore(t, snap, restore.Options{Target: dst}); res.Leftovers != 1 {
 		t.Errorf("Leftovers = %d, want 1", res.Leftovers)
+	}
+
+	// --delete removes what the snapshot lacks, but not the temporary
+	// file of a restore still running into the target (a killed one's
+	// is the sweep's, counted as a leftover, not as a deletion).
+	write(kept[0], 10)
+	write(removed[0], 10)
+	extra := filepath.Join(out, "not-in-the-snapshot")
+	write(extra, 10)
+	res = r.restore(t, snap, restore.Options{Target: dst, Delete: true})
+	if _, err := os.Lstat(kept[0]); err != nil {
+		t.Errorf("--delete removed a running restore's temporary file: %v", err)
+	}
+	if _, err := os.Lstat(extra); !os.IsNotExist(err) {
+		t.Errorf("--delete left %s: %v", extra, err)
+	}
+	if res.Leftovers != 1 || len(res.Changes) != 1 || !strings.HasSuffix(res.Changes[0].Path, "not-in-the-snapshot") {
+		t.Errorf("--delete: leftovers %d, changes %+v; want 1 leftover and only not-in-the-snapshot deleted", res.Leftovers, res.Changes)
 	}
 }
 

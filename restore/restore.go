@@ -234,9 +234,6 @@ type restorer struct {
 	spared      []Failure // what it left, and why
 	// leftoversKept: what killed restores left that removeLeftovers could not remove, and why.
 	leftoversKept []Failure
-	// leftover: killed restores' leftovers --delete leaves to them (in a
-	// dry run, all it found; else those it kept).
-	leftover map[string]bool
 }
 
 // fetchBufs are one download worker's buffers: data holds the sealed
