@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -111,5 +112,59 @@ func TestReplaceKeepsGuardedDirs(t *testing.T) {
 	}
 	if b, err := os.ReadFile(at("big")); err != nil || len(b) != 3<<20 {
 		t.Errorf("big after the unprotected restore: %d bytes, %v", len(b), err)
+	}
+}
+
+// TestIdenticalButLinked: a target file with the snapshot's content but
+// more names than the snapshot gives it (two files the snapshot holds
+// apart, linked in the target; a link to a file outside the target) is
+// replaced, so the restore sets the snapshot's mode and times on its own
+// file only: the other names keep theirs. A hard link the snapshot
+// itself holds is still found identical when restored again.
+func TestIdenticalButLinked(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"private": {Content: []byte("same\n"), Mode: 0o600},
+		"public":  {Content: []byte("same\n"), Mode: 0o644},
+		"h/a":     {Content: []byte("linked in the snapshot\n")},
+		"h/b":     {HardlinkTo: "h/a"},
+	})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	at := func(p string) string { return filepath.Join(restoredAt(dst, src), p) }
+	// The target links private and public, and public to a file outside.
+	if err := os.Remove(at("private")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(at("public"), at("private")); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.Link(at("public"), outside); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(outside, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	res := r.restore(t, snap, restore.Options{Target: dst})
+	for p, mode := range map[string]os.FileMode{"private": 0o600, "public": 0o644} {
+		fi, err := os.Stat(at(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %o, want %o", p, fi.Mode().Perm(), mode)
+		}
+		if n := fi.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+			t.Errorf("%s: %d names, want its own file", p, n)
+		}
+	}
+	if fi, err := os.Stat(outside); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("the file outside the target: %v %v, want mode 640 untouched", fi.Mode(), err)
+	}
+	if res.FilesSkipped != 1 { // h/a, linked as the snapshot links it
+		t.Errorf("FilesSkipped = %d, want 1 (h/a)", res.FilesSkipped)
 	}
 }

@@ -740,6 +740,13 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 		if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != f.size {
 			continue
 		}
+		// A file with more names than the snapshot's has (two files the
+		// snapshot holds apart, or a link to a file outside the target)
+		// is replaced, not taken as identical: setting this entry's mode
+		// and times would set the other names' too.
+		if uint64(st.Nlink) > max(f.node.Links, 1) {
+			continue
+		}
 		g.Go(func() error {
 			if gctx.Err() != nil {
 				return gctx.Err()
