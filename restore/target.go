@@ -375,7 +375,9 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 		removed, err = fdOps(fd).apply(xs, stale)
 		errs = append(errs, err)
 	}
-	if mode := n.UnixPerm(); removed || mode != perm&^t.umask {
+	// The umask made the mode from perm, unless a default ACL did (the
+	// kernel then ignores the umask), which, with NoXAttrs, stays.
+	if mode := n.UnixPerm(); removed || mode != perm&^t.umask || (t.noXAttrs && t.aclsPossible) {
 		errs = append(errs, unix.Fchmod(fd, mode))
 	}
 	dir, base := split(p)

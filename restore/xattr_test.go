@@ -253,4 +253,18 @@ func TestRestoreDoesNotInheritACLs(t *testing.T) {
 	}
 	r.restore(t, snap, restore.Options{Target: inherits})
 	plain("restore into a directory with a default ACL", inherits)
+
+	// With --no-xattrs the inherited ACLs stay (attributes are left
+	// alone), but the modes are the snapshot's: the default ACL, not the
+	// umask, made the mode the file was created with.
+	noX := t.TempDir()
+	if err := unix.Setxattr(noX, "system.posix_acl_default", defaultACL(), 0); err != nil {
+		t.Fatal(err)
+	}
+	r.restore(t, snap, restore.Options{Target: noX, NoXAttrs: true})
+	for p, mode := range map[string]os.FileMode{f: 0o644, sub: 0o755 | os.ModeDir} {
+		if fi, err := os.Lstat(restoredAt(noX, p)); err != nil || fi.Mode() != mode {
+			t.Errorf("--no-xattrs under a default ACL: %s has mode %v (%v), want %v", p, fi.Mode(), err, mode)
+		}
+	}
 }
