@@ -786,6 +786,36 @@ func TestRestoreDeleteRefusesAnIncludeMatchingNothing(t *testing.T) {
 	if _, err := os.Lstat(victim); err != nil {
 		t.Errorf("removed: %v", err)
 	}
+	// The refused restore changes nothing, not even the directories it
+	// would have made: an empty target stays empty, and a symlink where
+	// the snapshot has a directory stays a symlink.
+	empty := t.TempDir()
+	modes := filepath.Join(restoredAt(dst, src), "modes")
+	if err := os.Rename(modes, modes+".real"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("modes.real", modes); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{empty, dst} {
+		_, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: target, Delete: true,
+			Include: []string{rel + "/modes", rel + "/times/extra*"}})
+		if err == nil {
+			t.Fatalf("restore into %s with a pattern matching nothing was not refused", target)
+		}
+	}
+	if left, _ := os.ReadDir(empty); len(left) != 0 {
+		t.Errorf("a refused restore made %v in an empty target", left)
+	}
+	if fi, err := os.Lstat(modes); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("a refused restore replaced the symlink at %s: %v %v", modes, fi.Mode(), err)
+	}
+	if err := os.Remove(modes); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(modes+".real", modes); err != nil {
+		t.Fatal(err)
+	}
 	// A pattern that matches is not hidden by another matching the same
 	// path first.
 	r.restore(t, snap, restore.Options{Target: dst, Delete: true, DryRun: true, Include: []string{rel + "/*", rel + "/times"}})

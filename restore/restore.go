@@ -318,12 +318,22 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	defer lowerGC()
 	mk := t.makeDirs()
 	defer mk.wait() // before t is closed
-	pl, planFailures, err := planSnapshot(ctx, repo, snap, in, mk.add, r.log)
+	onDir := mk.add
+	var later []string
+	if opts.Delete {
+		// A --delete that checkDeleteScope refuses must leave the target
+		// as it was: its directories are made once the plan passed.
+		onDir = func(p string) { later = append(later, p) }
+	}
+	pl, planFailures, err := planSnapshot(ctx, repo, snap, in, onDir, r.log)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkDeleteScope(opts, snap, in); err != nil {
 		return nil, err
+	}
+	for _, p := range later {
+		mk.add(p)
 	}
 	r.failures = append(r.failures, planFailures...)
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
