@@ -78,6 +78,15 @@ func TestRestoreKilled(t *testing.T) {
 		for _, k := range []int64{1, n / 3, n / 3} {
 			gets := killRestore(t, r, px, sumB.SnapshotID, target, k)
 			t.Logf("killed at read %d of pack data: %d regular files in the target, %d temporary", gets, len(regularFiles(t, target)), len(leftoverPaths(t, target)))
+			// A large file is written under a temporary name: under its
+			// own it is complete or absent, never partly written (which
+			// a later --overwrite never would keep).
+			files := regularFiles(t, restoredRoot(target, src))
+			for _, rel := range ds.Large {
+				if sum, ok := files[rel]; ok && sum != after[rel].hash {
+					t.Errorf("after a kill at read %d of pack data, %s is under its own name but not complete", gets, rel)
+				}
+			}
 		}
 		left := leftoverPaths(t, target)
 		res := finishRestore(t, r, sumB.SnapshotID, target)

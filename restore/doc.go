@@ -29,7 +29,9 @@
 // whole, at most 8 MiB per request, with retries, and failing that blob
 // by blob. Files of one chunk (most files) are created, written, given
 // their metadata and closed in one step when their blob arrives; larger
-// files are created up front at their final size, so chunks land in any
+// files are created up front at their final size, under a temporary
+// name they are renamed from once complete (so a killed restore never
+// leaves one partly written under its own name), and chunks land in any
 // order and all-zero chunks are simply not written, leaving holes.
 //
 // Restored data goes through the page cache, bounded by a write-behind

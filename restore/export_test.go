@@ -3,6 +3,7 @@ package restore
 import (
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -26,12 +27,15 @@ func RefuseDirectIO(t testing.TB, atOpen bool, errno syscall.Errno) {
 }
 
 // RefuseTimes makes setting the times of every entry named name fail
-// with EPERM until the test ends, as a filesystem that refuses them would.
+// with EPERM until the test ends, as a filesystem that refuses them would
+// (and of every temporary file: see below).
 func RefuseTimes(t testing.TB, name string) {
 	orig := utimesAt
 	t.Cleanup(func() { utimesAt = orig })
 	utimesAt = func(dfd int, base string, ts []unix.Timespec, flags int) error {
-		if base == name {
+		// A file of several chunks gets its times under its temporary
+		// name, before it is put in place: refused too.
+		if base == name || strings.HasPrefix(base, leftoverPrefix) {
 			return syscall.EPERM
 		}
 		return orig(dfd, base, ts, flags)

@@ -22,7 +22,8 @@ type fileState struct {
 	size    int64
 	skip    bool   // already identical in the target
 	keep    bool   // left as the target has it (Options.Overwrite)
-	tmp     string // written under this name until complete, when the target holds something else at path (place)
+	tmp     string // written under this name until complete, when the target holds something else at path or the file has several chunks (place)
+	held    bool   // the target held something at path when the restore began (findIdentical)
 	placed  bool   // moved from tmp to path
 	direct  bool   // large: written with direct I/O where the target allows it
 	linkTo  *fileState

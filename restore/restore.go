@@ -413,7 +413,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		if f.failed != nil {
 			var aside *leftAsideError
 			if f.tmp != "" && !f.placed {
-				if !errors.As(f.failed, &aside) {
+				if f.held && !errors.As(f.failed, &aside) {
 					f.failed = fmt.Errorf("%w (what the target held there is left as it was)", f.failed)
 				}
 				r.fail(f.path, f.failed)
@@ -746,7 +746,7 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 		}
 		// Unless found identical, written under a temporary name and
 		// put in place once complete (place).
-		f.tmp = r.tmpName(f.path)
+		f.tmp, f.held = r.tmpName(f.path), true
 		if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != f.size {
 			continue
 		}
@@ -816,6 +816,13 @@ func (r *restorer) createFiles(files []*fileState) error {
 			f.direct = r.dio.wants(f)
 		case len(f.chunks) > 1:
 			f.direct = r.dio.wants(f)
+			// Under a temporary name even where the target holds
+			// nothing: interrupted, a file written for seconds must not
+			// be left partly written under its own name, where a later
+			// restore with --overwrite never would keep it.
+			if f.tmp == "" {
+				f.tmp = r.tmpName(f.path)
+			}
 			fh, err := r.t.create(f.wpath(), 0o600)
 			if err == nil {
 				if err = fh.Truncate(f.size); err != nil {
