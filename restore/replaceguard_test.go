@@ -168,3 +168,42 @@ func TestIdenticalButLinked(t *testing.T) {
 		t.Errorf("FilesSkipped = %d, want 1 (h/a)", res.FilesSkipped)
 	}
 }
+
+// TestRestoreSpecialFiles: FIFOs and (as root) device nodes come back
+// with their modes, which are set without opening them for I/O.
+func TestRestoreSpecialFiles(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fifo := filepath.Join(src, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(fifo, 0o624); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint32{"fifo": unix.S_IFIFO | 0o624}
+	if os.Geteuid() == 0 {
+		null := filepath.Join(src, "null")
+		if err := unix.Mknod(null, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(null, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		want["null"] = unix.S_IFCHR | 0o640
+	}
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	for _, round := range []string{"new target", "over the first restore"} {
+		r.restore(t, snap, restore.Options{Target: dst})
+		for name, mode := range want {
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(restoredAt(dst, src), name), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode != mode {
+				t.Errorf("%s: %s has mode %o, want %o", round, name, st.Mode, mode)
+			}
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"strconv"
 	"sync"
 
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -491,8 +492,8 @@ func (t *targetDir) xattrsAt(dfd int, base string, n *snapshot.Node) error {
 // chmodNoFollow sets the mode of dfd/base without following a symlink
 // planted there: directories and regular files through a descriptor
 // opened with O_NOFOLLOW; device nodes and FIFOs (which must not be
-// opened: a device's open can have effects) by name after checking the
-// entry is not a symlink.
+// opened for I/O: a device's open can have effects) through an O_PATH
+// descriptor.
 func chmodNoFollow(dfd int, base string, mode uint32) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -510,5 +511,27 @@ func chmodNoFollow(dfd int, base string, mode uint32) error {
 		unix.Close(fd)
 		return err
 	}
-	return unix.Fchmodat(dfd, base, mode, 0)
+	// A device or FIFO, which must not be opened for reading or writing:
+	// held by an O_PATH descriptor, checked to be one still (not a
+	// symlink swapped in since the Fstatat), and changed through its
+	// /proc/self/fd entry, which names that very inode. fchmodat would
+	// follow a symlink put there in between.
+	fd, err := unix.Openat(dfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if t := st.Mode & unix.S_IFMT; t == unix.S_IFLNK || t == unix.S_IFDIR || t == unix.S_IFREG {
+		return fmt.Errorf("%s was replaced while its mode was being set; mode not set", base)
+	}
+	err = unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode)
+	if errors.Is(err, unix.ENOENT) {
+		if serr := unix.Stat("/proc/self/fd", &unix.Stat_t{}); serr != nil {
+			return fmt.Errorf("%w (sets the modes of devices and FIFOs through /proc/self/fd, which is not mounted here)", err)
+		}
+	}
+	return err
 }
