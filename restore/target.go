@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/lifeboat-backup/lifeboat/snapshot"
