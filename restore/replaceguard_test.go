@@ -207,3 +207,50 @@ func TestRestoreSpecialFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkToKeptFirstName: with --overwrite never, the first name of a
+// hard link the target holds is kept as it is; a missing second name is
+// linked to it only if it holds the snapshot's content, and otherwise
+// fails, naming why, instead of becoming a link to the target's edit.
+func TestLinkToKeptFirstName(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"h/a": {Content: []byte("the snapshot's\n")},
+		"h/b": {HardlinkTo: "h/a"},
+	})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	at := func(p string) string { return filepath.Join(restoredAt(dst, src), p) }
+
+	// Unchanged first name: the second is linked to it again.
+	if err := os.Remove(at("h/b")); err != nil {
+		t.Fatal(err)
+	}
+	r.restore(t, snap, restore.Options{Target: dst, Overwrite: restore.OverwriteNever})
+	if b, err := os.ReadFile(at("h/b")); err != nil || string(b) != "the snapshot's\n" {
+		t.Fatalf("h/b = %q, %v", b, err)
+	}
+
+	// Edited first name: kept, and the second is not made a link to it.
+	if err := os.Remove(at("h/b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(at("h/a"), []byte("local edit\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, Overwrite: restore.OverwriteNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) != 1 || !strings.HasSuffix(res.Failures[0].Path, "h/b") || !strings.Contains(res.Failures[0].Err.Error(), "is not the snapshot's file") {
+		t.Fatalf("failures %v, want h/b's, saying its first name is not the snapshot's file", res.Failures)
+	}
+	if _, err := os.Lstat(at("h/b")); !os.IsNotExist(err) {
+		t.Errorf("h/b exists: %v", err)
+	}
+	if b, _ := os.ReadFile(at("h/a")); string(b) != "local edit\n" {
+		t.Errorf("h/a = %q, want the kept edit", b)
+	}
+}

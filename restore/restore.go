@@ -687,6 +687,16 @@ func (r *restorer) settledLink(f *fileState, res *Result) bool {
 		r.prog.Files.Add(1)
 		return true
 	}
+	if f.linkTo.keep {
+		// Its first name is what the target held there, kept by
+		// Options.Overwrite: a link to it gets the snapshot's content
+		// only if that is what it holds (and is a regular file).
+		var buf []byte
+		if err := r.checkContent(f.linkTo, nil, &buf, false); err != nil {
+			r.fail(f.path, fmt.Errorf("not linked: it is a hard link to %s in the snapshot, and what the target holds there, which --overwrite %s kept, is not the snapshot's file (%v); restore %s too (--overwrite if-changed), or into another directory", f.linkTo.path, r.opts.Overwrite, err, f.linkTo.path))
+			return true
+		}
+	}
 	return false
 }
 
