@@ -819,8 +819,15 @@ func TestRestoreDeleteRefusesAnIncludeMatchingNothing(t *testing.T) {
 	// A pattern that matches is not hidden by another matching the same
 	// path first.
 	r.restore(t, snap, restore.Options{Target: dst, Delete: true, DryRun: true, Include: []string{rel + "/*", rel + "/times"}})
-	// Without Delete such a pattern only restores nothing.
-	r.restore(t, snap, restore.Options{Target: t.TempDir(), Include: []string{rel + "/times/extra*"}})
+	// Without Delete such a pattern only restores nothing, and is named.
+	res := r.restore(t, snap, restore.Options{Target: t.TempDir(), Include: []string{rel + "/modes", rel + "/times/extra*"}})
+	if len(res.UnmatchedIncludes) != 1 || res.UnmatchedIncludes[0] != rel+"/times/extra*" {
+		t.Errorf("UnmatchedIncludes = %q, want the pattern that matched nothing", res.UnmatchedIncludes)
+	}
+	dry, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: t.TempDir(), DryRun: true, Include: []string{rel + "/times/extra*"}})
+	if err != nil || len(dry.UnmatchedIncludes) != 1 {
+		t.Errorf("dry run: %v, UnmatchedIncludes %q", err, dry.UnmatchedIncludes)
+	}
 }
 
 // TestDryRunFindsMissingPacks: a dry run lists the repository's packs

@@ -197,6 +197,10 @@ type Result struct {
 	// MetadataSamples holds the first few of them, sorted by path.
 	MetadataErrors  int64
 	MetadataSamples []Failure
+	// UnmatchedIncludes lists the Include patterns that matched nothing
+	// in the snapshot (a typo, most likely: the restore then restored
+	// less than was asked for). With Delete they are refused instead.
+	UnmatchedIncludes []string
 }
 
 // mountInfo lists the mount points Options.Delete must not cross.
@@ -234,6 +238,7 @@ type restorer struct {
 	spared      []Failure // what it left, and why
 	// leftoversKept: what killed restores left that removeLeftovers could not remove, and why.
 	leftoversKept []Failure
+	unmatched     []string // Include patterns that matched nothing
 }
 
 // fetchBufs are one download worker's buffers: data holds the sealed
@@ -332,6 +337,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := checkDeleteScope(opts, snap, in); err != nil {
 		return nil, err
 	}
+	r.unmatched = in.unmatched()
 	for _, p := range later {
 		mk.add(p)
 	}
@@ -510,6 +516,7 @@ func (r *restorer) report(res *Result) {
 	res.Failures, res.Spared, res.MetadataSamples = byPath(r.failures), byPath(r.spared), byPath(r.metaSamples)
 	res.LeftoversKept = byPath(r.leftoversKept)
 	res.MetadataErrors = r.metaErrors
+	res.UnmatchedIncludes = r.unmatched
 	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
 	res.Changes = r.changes
 }

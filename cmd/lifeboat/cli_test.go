@@ -192,7 +192,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 	// --include restores a subset (here one range at a time).
 	partial := filepath.Join(c.dir, "partial")
-	c.ok(r.reader("restore", b1.SnapshotID, "--target", partial, "--include", src+"/sub", "--parallelism", "1")...)
+	typo := c.ok(r.reader("restore", b1.SnapshotID, "--target", partial, "--include", src+"/sub", "--include", src+"/sbu", "--parallelism", "1")...)
+	if rel := strings.TrimPrefix(src, "/"); !strings.Contains(typo.stderr, `warning: --include "`+rel+`/sbu" matches nothing`) || strings.Contains(typo.stderr, `/sub" matches`) {
+		t.Errorf("--include matching nothing: stderr\n%s", typo.stderr)
+	}
 	if _, err := os.Stat(filepath.Join(partial, src, "sub/deeper/x.conf")); err != nil {
 		t.Errorf("--include: %v", err)
 	}

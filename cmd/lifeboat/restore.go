@@ -182,6 +182,8 @@ type restoreOutput struct {
 	// could not all be set, and the first few of them.
 	MetadataErrors  int64       `json:"metadata_errors"`
 	MetadataSamples []pathError `json:"metadata_error_samples"`
+	// --include patterns that matched nothing in the snapshot.
+	UnmatchedIncludes []string `json:"unmatched_includes,omitempty"`
 }
 
 func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) error {
@@ -288,6 +290,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		warnMetadata(g.stderr, res)
 		warnSpared(g.stderr, res.Spared)
 		warnLeftoversKept(g.stderr, res.LeftoversKept, target, "not removed")
+		warnUnmatched(g.stderr, res.UnmatchedIncludes, snap)
 		if g.verbose {
 			printChanges(g.stdout, res.Changes)
 		}
@@ -360,11 +363,12 @@ func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Resul
 		Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Other: res.Other,
 		Bytes: res.Bytes, BytesWritten: res.BytesWritten, BytesDirect: res.BytesDirect, FilesSkipped: res.FilesSkipped,
 		BytesDownloaded: res.BytesDownloaded, FilesVerified: res.FilesVerified, Replaced: res.Replaced, Deleted: res.Deleted, Kept: res.Kept, Leftovers: res.Leftovers,
-		Changes:        []changeOutput{},
-		Failures:       pathErrors(res.Failures),
-		Spared:         pathErrors(res.Spared),
-		LeftoversKept:  pathErrors(res.LeftoversKept),
-		MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
+		Changes:           []changeOutput{},
+		Failures:          pathErrors(res.Failures),
+		Spared:            pathErrors(res.Spared),
+		LeftoversKept:     pathErrors(res.LeftoversKept),
+		UnmatchedIncludes: res.UnmatchedIncludes,
+		MetadataErrors:    res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
 	}
 	for _, c := range res.Changes {
 		p := "/" + c.Path
@@ -390,6 +394,7 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 		warnFailures(g.stderr, res.Failures, opts.Target, "would not restore")
 		warnSpared(g.stderr, res.Spared)
 		warnLeftoversKept(g.stderr, res.LeftoversKept, opts.Target, "would not remove")
+		warnUnmatched(g.stderr, res.UnmatchedIncludes, snap)
 		w := g.stdout
 		printChanges(w, res.Changes)
 		fmt.Fprintf(w, "dry run: nothing was written. Restoring snapshot %s into %s would\n", snap.ID.Short(), opts.Target)
@@ -431,6 +436,14 @@ func printChanges(w io.Writer, changes []restore.Change) {
 			slash = "/"
 		}
 		fmt.Fprintf(w, "%-8s %s%s\n", c.Action, displayPath("/"+c.Path), slash)
+	}
+}
+
+// warnUnmatched names the --include patterns that matched nothing: a
+// typo restores less than was asked for, and nothing else would say so.
+func warnUnmatched(w io.Writer, patterns []string, snap *snapshot.Snapshot) {
+	for _, p := range patterns {
+		fmt.Fprintf(w, "warning: --include %q matches nothing in snapshot %s (patterns are snapshot-relative, like etc/nginx; 'lifeboat ls %s' lists what it holds)\n", p, snap.ID.Short(), snap.ID.Short())
 	}
 }
 
