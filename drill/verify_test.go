@@ -2,7 +2,6 @@ package drill
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -223,20 +222,6 @@ func TestRandomWithin(t *testing.T) {
 	}
 }
 
-// setXAttr sets an extended attribute on path (not following a
-// symlink); false when the filesystem has no such attributes.
-func setXAttr(t *testing.T, path, name string, value []byte) bool {
-	t.Helper()
-	err := unix.Lsetxattr(path, name, value, 0)
-	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-		return false
-	}
-	if err != nil {
-		t.Fatalf("set %s on %s: %v", name, path, err)
-	}
-	return true
-}
-
 // TestVerifierChecksXAttrs: a drill checks the extended attributes the
 // restore sets — user attributes, an ACL, and as root a trusted
 // attribute on a symlink — and names each one that is missing or
@@ -248,16 +233,16 @@ func TestVerifierChecksXAttrs(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, "local", smallTree())
 	src := func(p string) string { return filepath.Join(e.src, p) }
-	if !setXAttr(t, src("hello.txt"), "user.origin", []byte("drill \xff\x00 bytes")) {
+	if !fixture.SetXAttr(t, src("hello.txt"), "user.origin", []byte("drill \xff\x00 bytes")) {
 		t.Skip("the filesystem of the test's temporary directory has no user extended attributes")
 	}
-	setXAttr(t, src("hello.txt"), "user.empty", []byte{})
-	setXAttr(t, src("sub"), "user.dir", []byte("d"))
-	setXAttr(t, src("deep/a/b/c/d.txt"), "user.kept", []byte("k"))
-	acl := setXAttr(t, src("sub/conf"), "system.posix_acl_access", fixture.ACLReadForUser(4321))
+	fixture.SetXAttr(t, src("hello.txt"), "user.empty", []byte{})
+	fixture.SetXAttr(t, src("sub"), "user.dir", []byte("d"))
+	fixture.SetXAttr(t, src("deep/a/b/c/d.txt"), "user.kept", []byte("k"))
+	acl := fixture.SetXAttr(t, src("sub/conf"), "system.posix_acl_access", fixture.ACLReadForUser(4321))
 	root := os.Geteuid() == 0
 	if root {
-		setXAttr(t, src("sub/link"), "trusted.origin", []byte("symlink"))
+		fixture.SetXAttr(t, src("sub/link"), "trusted.origin", []byte("symlink"))
 	}
 	snap := e.backup(t, base)
 
@@ -277,8 +262,8 @@ func TestVerifierChecksXAttrs(t *testing.T) {
 	}
 	at := func(p string) string { return filepath.Join(dir, e.src, p) }
 	// Attributes the snapshot does not record are not failures.
-	setXAttr(t, at("big.bin"), "user.added", []byte("by the scratch filesystem"))
-	setXAttr(t, at("hello.txt"), "user.added", []byte("x"))
+	fixture.SetXAttr(t, at("big.bin"), "user.added", []byte("by the scratch filesystem"))
+	fixture.SetXAttr(t, at("hello.txt"), "user.added", []byte("x"))
 	verify := func(metaFailed map[string]bool) map[string]string {
 		t.Helper()
 		v, err := verifyTree(ctx, e.repos.Reader, dir, pl.entries, nil, metaFailed, nil)
@@ -301,7 +286,7 @@ func TestVerifierChecksXAttrs(t *testing.T) {
 	if err := unix.Lremovexattr(at("hello.txt"), "user.empty"); err != nil {
 		t.Fatal(err)
 	}
-	setXAttr(t, at("sub"), "user.dir", []byte("e"))
+	fixture.SetXAttr(t, at("sub"), "user.dir", []byte("e"))
 	want := map[string]string{
 		"hello.txt": `extended attribute "user.empty" missing: the snapshot records it (0 bytes)`,
 		"sub":       `extended attribute "user.dir" differs: 1 bytes restored, the snapshot records 1 bytes that differ`,
@@ -389,7 +374,7 @@ func TestDrillLeavesAttributesRestoreCouldNotSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	scratch := t.TempDir()
-	if !setXAttr(t, scratch, "user.probe", []byte("1")) {
+	if !fixture.SetXAttr(t, scratch, "user.probe", []byte("1")) {
 		t.Skip("the filesystem of the test's temporary directory has no user extended attributes")
 	}
 	r, err := Run(ctx, repos.Reader, Options{ID: "refused", Scratch: scratch, Now: clock(base)})

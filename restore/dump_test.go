@@ -202,7 +202,7 @@ func TestDumpTarXAttrs(t *testing.T) {
 		t.Fatal(err)
 	}
 	value := []byte("bytes \xff\x00 of any kind")
-	if !setXAttr(t, f, "user.origin", value) {
+	if !fixture.SetXAttr(t, f, "user.origin", value) {
 		t.Skip("no user extended attributes here")
 	}
 	snap := r.backup(t, src)

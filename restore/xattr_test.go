@@ -3,7 +3,6 @@ package restore_test
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -46,18 +45,6 @@ func xattrsOf(t *testing.T, path string) map[string][]byte {
 	return out
 }
 
-func setXAttr(t *testing.T, path, name string, value []byte) bool {
-	t.Helper()
-	err := unix.Lsetxattr(path, name, value, 0)
-	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-		return false
-	}
-	if err != nil {
-		t.Fatalf("set %s on %s: %v", name, path, err)
-	}
-	return true
-}
-
 // capNetRaw is a file capability (struct vfs_cap_data, revision 2):
 // cap_net_raw in the permitted and effective sets.
 func capNetRaw() []byte {
@@ -96,20 +83,20 @@ func TestRestoreXAttrs(t *testing.T) {
 	if err := os.WriteFile(capFile, []byte("#!/bin/true\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if !setXAttr(t, file, "user.origin", []byte("lifeboat test \xff\x00 bytes")) {
+	if !fixture.SetXAttr(t, file, "user.origin", []byte("lifeboat test \xff\x00 bytes")) {
 		t.Skip("the filesystem of the test's temporary directory has no user extended attributes")
 	}
-	setXAttr(t, file, "user.empty", []byte{})
-	setXAttr(t, file, "user.caf\xe9", []byte("a name that is not UTF-8"))
-	setXAttr(t, dir, "user.dir", []byte("d"))
-	acl := setXAttr(t, file, "system.posix_acl_access", aclReadForUser())
+	fixture.SetXAttr(t, file, "user.empty", []byte{})
+	fixture.SetXAttr(t, file, "user.caf\xe9", []byte("a name that is not UTF-8"))
+	fixture.SetXAttr(t, dir, "user.dir", []byte("d"))
+	acl := fixture.SetXAttr(t, file, "system.posix_acl_access", aclReadForUser())
 	root := os.Geteuid() == 0
 	if root {
 		if err := os.Lchown(capFile, 1234, 5678); err != nil {
 			t.Fatal(err)
 		}
-		setXAttr(t, capFile, "security.capability", capNetRaw())
-		setXAttr(t, link, "trusted.origin", []byte("symlink"))
+		fixture.SetXAttr(t, capFile, "security.capability", capNetRaw())
+		fixture.SetXAttr(t, link, "trusted.origin", []byte("symlink"))
 	}
 	snap := r.backup(t, src)
 	paths := []string{file, dir, link, capFile}
@@ -195,7 +182,7 @@ func TestRestoreDoesNotInheritACLs(t *testing.T) {
 	if err := os.Mkdir(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if !setXAttr(t, d, "system.posix_acl_default", defaultACL()) {
+	if !fixture.SetXAttr(t, d, "system.posix_acl_default", defaultACL()) {
 		t.Skip("no ACLs on the filesystem of the test's temporary directory")
 	}
 	f := filepath.Join(d, "f")
