@@ -231,7 +231,7 @@ type restorer struct {
 	bufs        chan *fetchBufs // reused download and plaintext buffers
 	wb          *writeBehind
 	dio         *directIO
-	tmps        int          // temporary names handed out (tmpName; findIdentical's loop only)
+	tmps        int          // temporary names handed out (tmpName; findIdentical's and createFiles' loops only)
 	guard       *deleteGuard // what Options.Delete must leave
 	guardOnce   sync.Once    // dirGuard
 	guardErr    error
@@ -1343,7 +1343,7 @@ func (r *restorer) dirGuard() (*deleteGuard, error) {
 func (r *restorer) keepDir(p string) error {
 	g, err := r.dirGuard()
 	if err != nil {
-		return fmt.Errorf("the target holds a directory here, which is not removed: %w", err)
+		return fmt.Errorf("the target holds a directory here, which is not removed without knowing whether a file system is mounted in it: %w", err)
 	}
 	if why := g.why(p); why != "" {
 		return fmt.Errorf("the target holds a directory here, which is not removed to make room for the snapshot's entry: %s", why)
