@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"sort"
-	"strconv"
 	"sync"
 	"syscall"
 
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 	"github.com/lifeboat-backup/lifeboat/restore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
@@ -255,24 +255,20 @@ func checkXAttrs(root *os.Root, e *entry, asRoot bool) string {
 		return fmt.Sprintf("cannot open the directory of the restored entry to read its extended attributes: %v", err)
 	}
 	defer d.Close()
-	p := "/proc/self/fd/" + strconv.Itoa(int(d.Fd())) + "/" + base
+	p := sysinfo.FDPath(int(d.Fd()), base)
 	for _, x := range want {
 		got, err := snapshot.ReadXAttr(p, x.Name)
 		switch {
 		case errors.Is(err, unix.ENODATA):
 			return fmt.Sprintf("extended attribute %q missing: the snapshot records it (%d bytes)", x.Name, len(x.Value))
-		case errors.Is(err, unix.ENOENT) && !procMounted():
-			return fmt.Sprintf("cannot read extended attribute %q: /proc is not mounted, and the drill reads attributes through /proc/self/fd", x.Name)
 		case err != nil:
-			return fmt.Sprintf("cannot read extended attribute %q of the restored entry: %v", x.Name, err)
+			return fmt.Sprintf("cannot read extended attribute %q of the restored entry: %v", x.Name, sysinfo.ExplainFDPath(err, "reads attributes"))
 		case !bytes.Equal(got, x.Value):
 			return fmt.Sprintf("extended attribute %q differs: %d bytes restored, the snapshot records %d bytes that differ", x.Name, len(got), len(x.Value))
 		}
 	}
 	return ""
 }
-
-func procMounted() bool { return unix.Stat("/proc/self/fd", &unix.Stat_t{}) == nil }
 
 func modeFromNode(n *snapshot.Node) fs.FileMode { return n.Mode & modeBits }
 

@@ -345,28 +345,24 @@ func TestDrillLeavesAttributesRestoreCouldNotSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &snapshot.Tree{Nodes: []snapshot.Node{
-		{Name: "file", Type: snapshot.TypeFile, Mode: 0o644, Size: 8, Content: []chunkstore.ID{id}, ModTime: mtime,
+	saveTree := func(nodes ...snapshot.Node) chunkstore.ID {
+		t.Helper()
+		b, err := (&snapshot.Tree{Nodes: nodes}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _, err := w.SaveBlob(ctx, chunkstore.TreeBlob, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	sub := saveTree(
+		snapshot.Node{Name: "file", Type: snapshot.TypeFile, Mode: 0o644, Size: 8, Content: []chunkstore.ID{id}, ModTime: mtime,
 			XAttrs: []snapshot.XAttr{{Name: "user.ok", Value: []byte("1")}}},
-		{Name: "link", Type: snapshot.TypeSymlink, Mode: 0o777, LinkTarget: "file", ModTime: mtime,
-			XAttrs: []snapshot.XAttr{{Name: "user.refused", Value: []byte("x")}}},
-	}}
-	b, err := tr.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, _, err := w.SaveBlob(ctx, chunkstore.TreeBlob, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err = (&snapshot.Tree{Nodes: []snapshot.Node{{Name: "data", Type: snapshot.TypeDir, Mode: 0o755, Subtree: &sub, ModTime: mtime}}}).Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _, err := w.SaveBlob(ctx, chunkstore.TreeBlob, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+		snapshot.Node{Name: "link", Type: snapshot.TypeSymlink, Mode: 0o777, LinkTarget: "file", ModTime: mtime,
+			XAttrs: []snapshot.XAttr{{Name: "user.refused", Value: []byte("x")}}})
+	root := saveTree(snapshot.Node{Name: "data", Type: snapshot.TypeDir, Mode: 0o755, Subtree: &sub, ModTime: mtime})
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1346,7 +1346,7 @@ func (r *restorer) keepDir(p string) error {
 		return fmt.Errorf("the target holds a directory here, which is not removed without knowing whether a file system is mounted in it: %w", err)
 	}
 	if why := g.why(p); why != "" {
-		return fmt.Errorf("the target holds a directory here, which is not removed to make room for the snapshot's entry: %s", why)
+		return fmt.Errorf("the target holds a directory here, which is not removed to make room for the snapshot's entry: %s; or restore into another directory", why)
 	}
 	return nil
 }

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 	"golang.org/x/sys/unix"
 )
@@ -527,11 +527,5 @@ func chmodNoFollow(dfd int, base string, mode uint32) error {
 	if t := st.Mode & unix.S_IFMT; t == unix.S_IFLNK || t == unix.S_IFDIR || t == unix.S_IFREG {
 		return fmt.Errorf("%s was replaced while its mode was being set; mode not set", base)
 	}
-	err = unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode)
-	if errors.Is(err, unix.ENOENT) {
-		if serr := unix.Stat("/proc/self/fd", &unix.Stat_t{}); serr != nil {
-			return fmt.Errorf("%w (sets the modes of devices and FIFOs through /proc/self/fd, which is not mounted here)", err)
-		}
-	}
-	return err
+	return sysinfo.ExplainFDPath(unix.Chmod(sysinfo.FDPath(fd, ""), mode), "sets the modes of devices and FIFOs")
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -93,7 +94,7 @@ func (r *restorer) checkContent(f *fileState, st *unix.Stat_t, buf *[]byte, lend
 		// Its restored mode denies its owner reading (0200, 0000):
 		// lend the owner read access for the check, then give the mode back.
 		if pf, perr := r.t.openFile(f.path, unix.O_PATH); perr == nil {
-			self := fmt.Sprintf("/proc/self/fd/%d", pf.Fd()) // the file itself, never a symlink
+			self := sysinfo.FDPath(int(pf.Fd()), "") // the file itself, never a symlink
 			mode := st.Mode & 0o7777
 			if unix.Chmod(self, mode|0o400) == nil {
 				fh, err = r.t.openFile(f.path, unix.O_RDONLY|unix.O_NONBLOCK)

@@ -3,11 +3,11 @@ package restore
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -99,14 +99,9 @@ func fdOps(fd int) xattrOps {
 // symlink and without opening it (a device's open can have effects, a
 // FIFO's blocks).
 func procOps(dfd int, base string) xattrOps {
-	p := "/proc/self/fd/" + strconv.Itoa(dfd) + "/" + base
+	p := sysinfo.FDPath(dfd, base)
 	proc := func(err error) error {
-		if errors.Is(err, unix.ENOENT) {
-			if serr := unix.Stat("/proc/self/fd", &unix.Stat_t{}); serr != nil {
-				return fmt.Errorf("%w (sets them on symlinks, devices and FIFOs through /proc/self/fd, which is not mounted here)", err)
-			}
-		}
-		return err
+		return sysinfo.ExplainFDPath(err, "sets them on symlinks, devices and FIFOs")
 	}
 	return xattrOps{
 		set:    func(name string, v []byte) error { return proc(unix.Lsetxattr(p, name, v, 0)) },

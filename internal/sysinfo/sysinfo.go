@@ -6,6 +6,7 @@ package sysinfo
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"path"
 	"strconv"
@@ -161,4 +162,29 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// FDPath is the /proc/self/fd entry of descriptor fd, followed by name
+// (an entry of the directory fd is open on) when name is not empty:
+// reaching an entry through it acts on what fd holds, whatever a path
+// names by now.
+func FDPath(fd int, name string) string {
+	p := "/proc/self/fd/" + strconv.Itoa(fd)
+	if name != "" {
+		p += "/" + name
+	}
+	return p
+}
+
+// ExplainFDPath adds to err, from an operation through FDPath, that
+// /proc is not mounted when that is why it failed (ENOENT); use says
+// what went through it ("sets the modes of devices and FIFOs").
+func ExplainFDPath(err error, use string) error {
+	if errors.Is(err, syscall.ENOENT) {
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/self/fd", &st) != nil {
+			return fmt.Errorf("%w (%s through /proc/self/fd, which is not mounted here)", err, use)
+		}
+	}
+	return err
 }

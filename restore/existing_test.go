@@ -1,3 +1,6 @@
+// Restores into a target that already holds entries where the snapshot
+// has others: directories, hard links, kept files, special files.
+
 package restore_test
 
 import (
