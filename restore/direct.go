@@ -107,6 +107,12 @@ func (d *directIO) handle(t *targetDir, f *fileState) (*os.File, error) {
 			d.disable(err)
 			return nil, nil
 		}
+		if err == nil {
+			if err = f.created(fh); err != nil {
+				fh.Close()
+				return nil, err
+			}
+		}
 		return fh, err
 	})
 }

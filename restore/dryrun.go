@@ -46,7 +46,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	if err := checkDeleteScope(opts, snap, in); err != nil {
 		return nil, err
 	}
-	r.unmatched = in.unmatched()
+	r.unmatched, r.excludedIncludes = in.unmatched()
 	r.failures = failures
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)

@@ -4,6 +4,7 @@
 package restore_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -169,6 +170,57 @@ func TestIdenticalButLinked(t *testing.T) {
 	}
 	if res.FilesSkipped != 1 { // h/a, linked as the snapshot links it
 		t.Errorf("FilesSkipped = %d, want 1 (h/a)", res.FilesSkipped)
+	}
+}
+
+// TestSwappedFileNotWritten: a file of several chunks whose temporary
+// name someone replaced, after the restore created it, with a hard link
+// to a file outside the target is not written to: it fails, naming why,
+// and the file outside keeps its content.
+func TestSwappedFileNotWritten(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"large.bin": {Content: fixture.Random(7, 4<<20)},
+		"small":     {Content: []byte("small\n")},
+	})
+	snap := r.backup(t, src)
+	for _, direct := range []bool{false, true} {
+		outside := filepath.Join(t.TempDir(), "outside")
+		if err := os.WriteFile(outside, bytes.Repeat([]byte("outside\n"), 1<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		swapped := 0
+		restore.BeforeFetch(t, func(target string) {
+			tmps, err := filepath.Glob(filepath.Join(restoredAt(target, src), ".lifeboat-restore-*"))
+			if err != nil || len(tmps) != 1 {
+				t.Fatalf("temporary files %q, %v: want large.bin's", tmps, err)
+			}
+			if err := os.Remove(tmps[0]); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Link(outside, tmps[0]); err != nil {
+				t.Fatal(err)
+			}
+			swapped++
+		})
+		dst := t.TempDir()
+		res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DirectIO: direct})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if swapped != 1 {
+			t.Fatalf("direct %v: the hook ran %d times", direct, swapped)
+		}
+		if len(res.Failures) != 1 || !strings.HasSuffix(res.Failures[0].Path, "/large.bin") || !strings.Contains(res.Failures[0].Err.Error(), "was replaced while the restore wrote it") {
+			t.Errorf("direct %v: failures %v, want large.bin's, saying it was replaced", direct, res.Failures)
+		}
+		if got, err := os.ReadFile(outside); err != nil || !bytes.Equal(got, bytes.Repeat([]byte("outside\n"), 1<<10)) {
+			t.Errorf("direct %v: the file outside the target was written to (%d bytes, %v)", direct, len(got), err)
+		}
+		if got, err := os.ReadFile(filepath.Join(restoredAt(dst, src), "small")); err != nil || string(got) != "small\n" {
+			t.Errorf("direct %v: small: %q %v", direct, got, err)
+		}
 	}
 }
 

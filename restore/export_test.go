@@ -56,6 +56,14 @@ func DirectSupported(t *testing.T, dir string) bool { return directSupported(t, 
 // MaxHeld is the most bytes one request of the fallback path may ask for.
 const MaxHeld = maxHeld
 
+// BeforeFetch runs fn with the target directory once a restore has
+// created its files of several chunks, before any download, until the
+// test ends.
+func BeforeFetch(t testing.TB, fn func(target string)) {
+	beforeFetch = fn
+	t.Cleanup(func() { beforeFetch = nil })
+}
+
 // BeforeVerify runs fn with the target directory just before a restore
 // with Options.Verify reads its files back, until the test ends.
 func BeforeVerify(t testing.TB, fn func(target string)) {

@@ -824,9 +824,29 @@ func TestRestoreDeleteRefusesAnIncludeMatchingNothing(t *testing.T) {
 	if len(res.UnmatchedIncludes) != 1 || res.UnmatchedIncludes[0] != rel+"/times/extra*" {
 		t.Errorf("UnmatchedIncludes = %q, want the pattern that matched nothing", res.UnmatchedIncludes)
 	}
+	if len(res.ExcludedIncludes) != 0 {
+		t.Errorf("ExcludedIncludes = %q, want none: nothing was excluded", res.ExcludedIncludes)
+	}
 	dry, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: t.TempDir(), DryRun: true, Include: []string{rel + "/times/extra*"}})
 	if err != nil || len(dry.UnmatchedIncludes) != 1 {
 		t.Errorf("dry run: %v, UnmatchedIncludes %q", err, dry.UnmatchedIncludes)
+	}
+	// A pattern whose every match an exclude pattern leaves out restores
+	// nothing too, and is named as such, not as matching nothing.
+	for _, dry := range []bool{false, true} {
+		opts := restore.Options{Target: t.TempDir(), DryRun: dry, Include: []string{rel + "/modes", rel + "/times", rel + "/times/extra*"}, Exclude: []string{"modes"}}
+		res := r.restore(t, snap, opts)
+		if want := []string{rel + "/modes", rel + "/times/extra*"}; !slices.Equal(res.UnmatchedIncludes, want) {
+			t.Errorf("dry run %v: UnmatchedIncludes = %q, want %q", dry, res.UnmatchedIncludes, want)
+		}
+		if want := []string{rel + "/modes"}; !slices.Equal(res.ExcludedIncludes, want) {
+			t.Errorf("dry run %v: ExcludedIncludes = %q, want %q", dry, res.ExcludedIncludes, want)
+		}
+		opts.Delete, opts.Include = true, opts.Include[:2]
+		_, err := restore.Restore(context.Background(), r.reader, snap, opts)
+		if err == nil || !strings.Contains(err.Error(), `"`+rel+`/modes" matches only paths of snapshot`) {
+			t.Errorf("dry run %v with --delete: %v, want a refusal saying --exclude left out the pattern's matches", dry, err)
+		}
 	}
 }
 

@@ -26,6 +26,8 @@ type fileState struct {
 	held    bool   // the target held something at path when the restore began (findIdentical)
 	placed  bool   // moved from tmp to path
 	direct  bool   // large: written with direct I/O where the target allows it
+	dev     uint64 // of the file createFiles made (several chunks), which handle reopens
+	ino     uint64
 	linkTo  *fileState
 	pending int64 // blobs not yet written (atomic after planning)
 	failed  error
@@ -70,7 +72,8 @@ type entry struct {
 // does. match must see every node of the walk, parents before children.
 type includer struct {
 	patterns []string
-	matched  []bool // per pattern: it matched a path of the snapshot
+	matched  []bool // per pattern: it matched a path the restore selects
+	shadowed []bool // per pattern: it matched a path an exclude pattern left out
 	excl     *snapshot.Excluder
 	excluded map[string]bool // directories excluded, with all they hold
 }
@@ -85,6 +88,7 @@ func newIncluder(patterns, excludes []string) (*includer, error) {
 		in.patterns = append(in.patterns, p)
 	}
 	in.matched = make([]bool, len(in.patterns))
+	in.shadowed = make([]bool, len(in.patterns))
 	if len(excludes) > 0 {
 		excl, err := snapshot.NewExcluder(excludes)
 		if err != nil {
@@ -98,9 +102,10 @@ func newIncluder(patterns, excludes []string) (*includer, error) {
 // match reports whether p, a node of the walk, is restored.
 func (in *includer) match(p string, dir bool) bool {
 	if in.excl != nil && in.isExcluded(p, dir) {
+		in.included(p, in.shadowed)
 		return false
 	}
-	return in.included(p)
+	return in.included(p, in.matched)
 }
 
 // isExcluded applies the exclude patterns as backup does, to the path
@@ -118,8 +123,8 @@ func (in *includer) isExcluded(p string, dir bool) bool {
 }
 
 // included reports whether p or one of its ancestors matches an include
-// pattern.
-func (in *includer) included(p string) bool {
+// pattern, marking in mark each pattern that does.
+func (in *includer) included(p string, mark []bool) bool {
 	if len(in.patterns) == 0 {
 		return true
 	}
@@ -129,7 +134,7 @@ func (in *includer) included(p string) bool {
 		found := false
 		for i, pat := range in.patterns {
 			if ok, _ := filepath.Match(pat, p); ok {
-				in.matched[i], found = true, true
+				mark[i], found = true, true
 			}
 		}
 		if found {
@@ -143,16 +148,19 @@ func (in *includer) included(p string) bool {
 	}
 }
 
-// unmatched returns the include patterns that matched no path of the
-// snapshot during the walk.
-func (in *includer) unmatched() []string {
-	var out []string
+// unmatched returns the include patterns that selected no path of the
+// snapshot during the walk, and which of those matched only paths an
+// exclude pattern left out.
+func (in *includer) unmatched() (none, excluded []string) {
 	for i, m := range in.matched {
 		if !m {
-			out = append(out, in.patterns[i])
+			none = append(none, in.patterns[i])
+			if in.shadowed[i] {
+				excluded = append(excluded, in.patterns[i])
+			}
 		}
 	}
-	return out
+	return none, excluded
 }
 
 // build walks the snapshot's trees and resolves every chunk in the index.

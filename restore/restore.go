@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -197,14 +198,22 @@ type Result struct {
 	// MetadataSamples holds the first few of them, sorted by path.
 	MetadataErrors  int64
 	MetadataSamples []Failure
-	// UnmatchedIncludes lists the Include patterns that matched nothing
+	// UnmatchedIncludes lists the Include patterns that selected nothing
 	// in the snapshot (a typo, most likely: the restore then restored
 	// less than was asked for). With Delete they are refused instead.
 	UnmatchedIncludes []string
+	// ExcludedIncludes lists those of UnmatchedIncludes that did match
+	// paths of the snapshot, all of which an Exclude pattern left out.
+	ExcludedIncludes []string
 }
 
 // mountInfo lists the mount points Options.Delete must not cross.
 var mountInfo = "/proc/self/mountinfo"
+
+// beforeFetch, if set (by tests), runs with the target directory once
+// a restore has created its files of several chunks, before it
+// downloads any data.
+var beforeFetch func(target string)
 
 // beforeVerify, if set (by tests), runs just before a restore with
 // Options.Verify reads its files back.
@@ -237,8 +246,9 @@ type restorer struct {
 	guardErr    error
 	spared      []Failure // what it left, and why
 	// leftoversKept: what killed restores left that removeLeftovers could not remove, and why.
-	leftoversKept []Failure
-	unmatched     []string // Include patterns that matched nothing
+	leftoversKept    []Failure
+	unmatched        []string // Include patterns that selected nothing
+	excludedIncludes []string // those of them whose every match was excluded
 }
 
 // fetchBufs are one download worker's buffers: data holds the sealed
@@ -337,7 +347,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := checkDeleteScope(opts, snap, in); err != nil {
 		return nil, err
 	}
-	r.unmatched = in.unmatched()
+	r.unmatched, r.excludedIncludes = in.unmatched()
 	for _, p := range later {
 		mk.add(p)
 	}
@@ -367,6 +377,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	lowerGC()
 	r.log.Debug("restore planned", "files", len(pl.files), "dirs", len(pl.dirs), "bytes", pl.bytes, "pack_ranges", len(jobs), "write_behind_window", opts.WriteBehind, "took", time.Since(start).Round(time.Millisecond))
+	if beforeFetch != nil {
+		beforeFetch(opts.Target)
+	}
 	fetchStart := time.Now()
 	var arena *bufferArena
 	if n := min(opts.Packs, len(jobs)); n > 0 {
@@ -516,7 +529,7 @@ func (r *restorer) report(res *Result) {
 	res.Failures, res.Spared, res.MetadataSamples = byPath(r.failures), byPath(r.spared), byPath(r.metaSamples)
 	res.LeftoversKept = byPath(r.leftoversKept)
 	res.MetadataErrors = r.metaErrors
-	res.UnmatchedIncludes = r.unmatched
+	res.UnmatchedIncludes, res.ExcludedIncludes = r.unmatched, r.excludedIncludes
 	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
 	res.Changes = r.changes
 }
@@ -563,17 +576,21 @@ func planSnapshot(ctx context.Context, repo *chunkstore.Repository, snap *snapsh
 }
 
 // checkDeleteScope refuses Options.Delete with an include pattern that
-// matched nothing in the snapshot: the snapshot then holds nothing of
+// selected nothing in the snapshot: the snapshot then holds nothing of
 // what the pattern selects, and everything it selects in the target
 // would go — more likely a mistyped pattern than the intent.
 func checkDeleteScope(opts Options, snap *snapshot.Snapshot, in *includer) error {
 	if !opts.Delete {
 		return nil
 	}
-	if un := in.unmatched(); len(un) > 0 {
-		return fmt.Errorf("--include %q matches nothing in snapshot %s, so --delete would remove everything it matches in the target: check the pattern (patterns are snapshot-relative, like etc/nginx), or restore without --delete", un[0], snap.ID.Short())
+	none, excluded := in.unmatched()
+	if len(none) == 0 {
+		return nil
 	}
-	return nil
+	if slices.Contains(excluded, none[0]) {
+		return fmt.Errorf("--include %q matches only paths of snapshot %s that an --exclude pattern leaves out, so --delete would remove everything else it matches in the target: drop the pattern or the --exclude, or restore without --delete", none[0], snap.ID.Short())
+	}
+	return fmt.Errorf("--include %q matches nothing in snapshot %s, so --delete would remove everything it matches in the target: check the pattern (patterns are snapshot-relative, like etc/nginx), or restore without --delete", none[0], snap.ID.Short())
 }
 
 func needsUnindexed(fs []Failure) bool {
@@ -842,7 +859,12 @@ func (r *restorer) createFiles(files []*fileState) error {
 			}
 			fh, err := r.t.create(f.wpath(), 0o600)
 			if err == nil {
-				if err = fh.Truncate(f.size); err != nil {
+				var st unix.Stat_t
+				if err = unix.Fstat(int(fh.Fd()), &st); err == nil {
+					f.dev, f.ino = st.Dev, st.Ino
+					err = fh.Truncate(f.size)
+				}
+				if err != nil {
 					fh.Close()
 				} else {
 					err = fh.Close()
@@ -1212,15 +1234,34 @@ func (r *restorer) writeData(f *fileState, fh *os.File, plain []byte, off int64)
 }
 
 // handle returns the descriptor of f, a file of several chunks, opening
-// it on first use.
+// it on first use. It must be the file createFiles made: one swapped in
+// under its name since (by someone else who may write in the target; a
+// hard link to a file elsewhere, say) is not written to.
 func (r *restorer) handle(f *fileState) (*os.File, error) {
 	return r.open.get(f, func() (*os.File, error) {
 		fh, err := r.t.openWrite(f.wpath())
 		if err != nil {
 			return nil, targetError(f.path, err)
 		}
+		if err := f.created(fh); err != nil {
+			fh.Close()
+			return nil, targetError(f.path, err)
+		}
 		return fh, nil
 	})
+}
+
+// created checks that fh, opened by name, is the file createFiles made
+// for f.
+func (f *fileState) created(fh *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(fh.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Dev != f.dev || st.Ino != f.ino {
+		return fmt.Errorf("%s was replaced while the restore wrote it (by another process writing in the target), so it was not written to: find out what changes the target and restore again", f.wpath())
+	}
+	return nil
 }
 
 // blobDone counts down a file's pending blobs and finishes the file

@@ -199,6 +199,10 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(partial, src, "sub/deeper/x.conf")); err != nil {
 		t.Errorf("--include: %v", err)
 	}
+	shadowed := c.ok(r.reader("restore", b1.SnapshotID, "--target", filepath.Join(c.dir, "shadowed"), "--include", src+"/hello.txt", "--exclude", "hello.txt", "--json")...)
+	if rel := strings.TrimPrefix(src, "/"); !strings.Contains(shadowed.stdout, `"excluded_includes":["`+rel+`/hello.txt"]`) {
+		t.Errorf("--include whose match --exclude left out: --json\n%s", shadowed.stdout)
+	}
 	if _, err := os.Lstat(filepath.Join(partial, src, "hello.txt")); err == nil {
 		t.Error("--include restored hello.txt")
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -184,6 +185,7 @@ type restoreOutput struct {
 	MetadataSamples []pathError `json:"metadata_error_samples"`
 	// --include patterns that matched nothing in the snapshot.
 	UnmatchedIncludes []string `json:"unmatched_includes,omitempty"`
+	ExcludedIncludes  []string `json:"excluded_includes,omitempty"`
 }
 
 func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) error {
@@ -290,7 +292,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		warnMetadata(g.stderr, res)
 		warnSpared(g.stderr, res.Spared)
 		warnLeftoversKept(g.stderr, res.LeftoversKept, target, "not removed")
-		warnUnmatched(g.stderr, res.UnmatchedIncludes, snap)
+		warnUnmatched(g.stderr, res, snap)
 		if g.verbose {
 			printChanges(g.stdout, res.Changes)
 		}
@@ -368,6 +370,7 @@ func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Resul
 		Spared:            pathErrors(res.Spared),
 		LeftoversKept:     pathErrors(res.LeftoversKept),
 		UnmatchedIncludes: res.UnmatchedIncludes,
+		ExcludedIncludes:  res.ExcludedIncludes,
 		MetadataErrors:    res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
 	}
 	for _, c := range res.Changes {
@@ -394,7 +397,7 @@ func dryRunRestore(ctx context.Context, g *globals, repo *chunkstore.Repository,
 		warnFailures(g.stderr, res.Failures, opts.Target, "would not restore")
 		warnSpared(g.stderr, res.Spared)
 		warnLeftoversKept(g.stderr, res.LeftoversKept, opts.Target, "would not remove")
-		warnUnmatched(g.stderr, res.UnmatchedIncludes, snap)
+		warnUnmatched(g.stderr, res, snap)
 		w := g.stdout
 		printChanges(w, res.Changes)
 		fmt.Fprintf(w, "dry run: nothing was written. Restoring snapshot %s into %s would\n", snap.ID.Short(), opts.Target)
@@ -439,10 +442,14 @@ func printChanges(w io.Writer, changes []restore.Change) {
 	}
 }
 
-// warnUnmatched names the --include patterns that matched nothing: a
+// warnUnmatched names the --include patterns that selected nothing: a
 // typo restores less than was asked for, and nothing else would say so.
-func warnUnmatched(w io.Writer, patterns []string, snap *snapshot.Snapshot) {
-	for _, p := range patterns {
+func warnUnmatched(w io.Writer, res *restore.Result, snap *snapshot.Snapshot) {
+	for _, p := range res.UnmatchedIncludes {
+		if slices.Contains(res.ExcludedIncludes, p) {
+			fmt.Fprintf(w, "warning: --include %q matches only paths of snapshot %s that an --exclude pattern leaves out, so it restored nothing\n", p, snap.ID.Short())
+			continue
+		}
 		fmt.Fprintf(w, "warning: --include %q matches nothing in snapshot %s (patterns are snapshot-relative, like etc/nginx; 'lifeboat ls %s' lists what it holds)\n", p, snap.ID.Short(), snap.ID.Short())
 	}
 }
