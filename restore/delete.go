@@ -21,7 +21,8 @@ import (
 // them). The directories above the backed-up paths are in a snapshot only
 // as the way to them: it says nothing of what else they held, so nothing
 // beside those paths is extraneous. It descends only into directories
-// the plan holds and that are directories in the target, and never into
+// the plan holds and that are directories in the target (and into others
+// an include pattern may select entries of), and never into
 // one whose listing in the snapshot could not be read (failures): what
 // the snapshot holds there is unknown either. Listings of the target
 // that cannot be read are reported by fail and skipped.
@@ -136,6 +137,10 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 					continue
 				}
 				fn(p, dir)
+			case dir && inScope(p) && in.mayHoldMatches(p):
+				// A directory the snapshot lacks, not selected itself,
+				// may hold what a pattern selects (s/*/a.conf in s/new).
+				walk(p)
 			}
 		}
 	}

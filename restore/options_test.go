@@ -305,6 +305,40 @@ func TestRestoreDeleteKeepsWhatIsNotSelected(t *testing.T) {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
+	// A pattern of several elements reaches into directories the
+	// snapshot lacks, and only as deep as it goes.
+	extras = map[string]bool{
+		"times/private":      true,  // selected, in a directory the snapshot holds
+		"newdir/private":     true,  // selected, in one it lacks
+		"newdir/other":       false, // not selected
+		"newdir/sub/private": false, // deeper than the pattern
+		"excl/private":       false, // below an excluded directory
+	}
+	for p := range extras {
+		fp := filepath.Join(out, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(fp, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dry := range []bool{true, false} {
+		res = r.restore(t, snap, restore.Options{Target: dst, Include: []string{rel + "/*/private"}, Exclude: []string{"excl"}, Delete: true, DryRun: dry})
+		want = []restore.Change{
+			{Path: rel + "/newdir/private", Action: restore.ActionDelete},
+			{Path: rel + "/times/private", Action: restore.ActionDelete},
+		}
+		if !reflect.DeepEqual(res.Changes, want) {
+			t.Errorf("dry run %v: removed %v, want %v", dry, res.Changes, want)
+		}
+	}
+	for p, removed := range extras {
+		_, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p)))
+		if removed != errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: removed %v, want %v (%v)", p, !removed, removed, err)
+		}
+	}
 }
 
 // localSnapshot is a backup of fixture.Standard() in a repository in a

@@ -148,6 +148,34 @@ func (in *includer) included(p string, mark []bool) bool {
 	}
 }
 
+// mayHoldMatches reports whether directory p, which match did not
+// select, may hold paths an include pattern selects: one with more
+// elements than p, whose leading elements match p's (a "*" matches no
+// "/", so nothing else can). An excluded p holds nothing selected.
+func (in *includer) mayHoldMatches(p string) bool {
+	if len(in.patterns) == 0 || (in.excl != nil && in.isExcluded(p, true)) {
+		return false
+	}
+	elems := strings.Split(p, "/")
+	for _, pat := range in.patterns {
+		pe := strings.Split(pat, "/")
+		if len(pe) <= len(elems) {
+			continue
+		}
+		matches := true
+		for i, e := range elems {
+			if ok, _ := filepath.Match(pe[i], e); !ok {
+				matches = false
+				break
+			}
+		}
+		if matches {
+			return true
+		}
+	}
+	return false
+}
+
 // unmatched returns the include patterns that selected no path of the
 // snapshot during the walk, and which of those matched only paths an
 // exclude pattern left out.
