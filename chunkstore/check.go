@@ -1,6 +1,7 @@
 package chunkstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,12 @@ type CheckReport struct {
 func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
 	rep := &CheckReport{IndexFiles: r.indexFiles, Blobs: r.index.Len()}
 	rep.Problems = append(rep.Problems, r.indexProblems...)
+	if err := r.CheckEnvelopes(ctx); err != nil {
+		if !errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		rep.Problems = append(rep.Problems, Problem{Object: KeysPrefix, Err: err})
+	}
 	sizes := map[ID]int64{}
 	err := r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
 		id, ok := ParsePackName(oi.Name)
@@ -170,6 +177,10 @@ func (r *Repository) checkPack(ctx context.Context, p *PackEntry, cb *checkBufs)
 		if info.Blobs[i] != p.Blobs[i] {
 			return prob(fmt.Errorf("%w: blob %d differs between pack trailer and index", ErrCorrupt, i))
 		}
+	}
+	// Restores unwrap the index's copy of the pack's key.
+	if !bytes.Equal(info.WrappedKey, p.WrappedKey) {
+		return prob(fmt.Errorf("%w: the pack's wrapped data key differs from the index's copy, which restores unwrap: an index file lists the pack wrong", ErrCorrupt))
 	}
 	if !r.CanRead() {
 		return nil, 0, nil

@@ -3,6 +3,7 @@ package chunkstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
@@ -103,4 +105,133 @@ func TestCheckReadDataManyPacks(t *testing.T) {
 	if want := blobs - len(flipped.Blobs) - len(cut.Blobs); rep.BlobsVerified != want {
 		t.Errorf("%d blobs verified, want %d (all but the damaged packs')", rep.BlobsVerified, want)
 	}
+}
+
+// TestCheckFindsDamagedEnvelope: a key envelope of the current
+// generation that is damaged, or gone, is a problem of any check, a
+// writer key's too (it never opens one, and nothing else it does would
+// notice), and stops writers: what they wrote could never be restored.
+// Put back, the check finds nothing and writers write again.
+func TestCheckFindsDamagedEnvelope(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	st, sec := repos.Store, repos.Writer.Secrets()
+	envs := envelopeNames(t, st)
+	if len(envs) != 1 {
+		t.Fatalf("%d envelopes", len(envs))
+	}
+	for name, orig := range envs {
+		for _, damage := range []string{"flipped", "missing", "none"} {
+			switch damage {
+			case "flipped":
+				b := bytes.Clone(orig)
+				b[len(b)/2] ^= 1
+				if err := st.Put(ctx, name, b); err != nil {
+					t.Fatal(err)
+				}
+			case "missing":
+				if err := st.Delete(ctx, name); err != nil {
+					t.Fatal(err)
+				}
+			case "none":
+				if err := st.Put(ctx, name, orig); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Opened afresh: a writer's recent check spares it the next.
+			w, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: sec}, chunkstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := w.Check(ctx, chunkstore.CheckOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, werr := w.NewWriter(ctx, chunkstore.WriterOptions{})
+			if damage == "none" {
+				if len(rep.Problems) != 0 || werr != nil {
+					t.Errorf("intact: problems %v, writer %v", rep.Problems, werr)
+				}
+				continue
+			}
+			if len(rep.Problems) != 1 || rep.Problems[0].Object != chunkstore.KeysPrefix || !errors.Is(rep.Problems[0].Err, chunkstore.ErrCorrupt) || !strings.Contains(rep.Problems[0].Err.Error(), "no identity can open the repository") {
+				t.Errorf("%s: problems %v, want one of keys/", damage, rep.Problems)
+			}
+			if !errors.Is(werr, chunkstore.ErrCorrupt) {
+				t.Errorf("%s: a writer started: %v", damage, werr)
+			}
+		}
+	}
+}
+
+// TestCheckComparesWrappedKeys: an index whose copies of packs' wrapped
+// data keys differ from the packs' own (written by a faulty writer,
+// which holds the metadata key) is found by a writer key's check
+// --read-data, not only by an identity's, as restores unwrap the copy.
+func TestCheckComparesWrappedKeys(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	for i := range 2 {
+		w, err := repos.Writer.NewWriter(ctx, chunkstore.WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := w.SaveBlob(ctx, chunkstore.DataBlob, bytes.Repeat([]byte{byte(i)}, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(ctx); err != nil { // a pack each
+			t.Fatal(err)
+		}
+	}
+	if err := repos.Writer.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var packs []chunkstore.PackEntry
+	for _, p := range repos.Writer.Index().Packs() {
+		packs = append(packs, *p)
+	}
+	if len(packs) != 2 {
+		t.Fatalf("%d packs", len(packs))
+	}
+	check := func(want int) {
+		t.Helper()
+		w, err := chunkstore.Open(ctx, repos.Store, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := w.Check(ctx, chunkstore.CheckOptions{ReadData: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, p := range rep.Problems {
+			if errors.Is(p.Err, chunkstore.ErrCorrupt) && strings.Contains(p.Err.Error(), "wrapped data key") {
+				n++
+			}
+		}
+		if n != want || len(rep.Problems) != want {
+			t.Errorf("problems %v, want %d of wrapped keys", rep.Problems, want)
+		}
+	}
+	check(0)
+	packs[0].WrappedKey, packs[1].WrappedKey = packs[1].WrappedKey, packs[0].WrappedKey
+	old, err := repos.Writer.ListMeta(ctx, chunkstore.KindIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repos.Writer.SaveMeta(ctx, chunkstore.KindIndex, chunkstore.EncodeIndex(packs)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range old {
+		if err := repos.Store.Delete(ctx, chunkstore.IndexPrefix+id.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(2)
 }

@@ -101,26 +101,72 @@ func (r *Repository) SignedEnvelopes() bool { return r.config.KeySigner != "" }
 // signed it (in a repository without one, its name is taken at its
 // word), so a writer cannot stop the others by planting one.
 func (r *Repository) KeyGeneration(ctx context.Context) (uint32, error) {
+	gen, _, err := r.keyGeneration(ctx)
+	return gen, err
+}
+
+// keyGeneration is KeyGeneration, with the envelopes it listed.
+func (r *Repository) keyGeneration(ctx context.Context) (uint32, []Envelope, error) {
 	envs, err := r.Envelopes(ctx)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	for _, e := range envs {
 		if e.Gen <= r.secrets.Generation || !r.SignedEnvelopes() {
-			return e.Gen, nil
+			return e.Gen, envs, nil
 		}
 		switch err := r.verifyEnvelope(ctx, e); {
 		case err == nil:
-			return e.Gen, nil
+			return e.Gen, envs, nil
 		case errors.Is(err, ErrNotFound):
 			continue // removed meanwhile
 		case errors.Is(err, errNotGenuine):
 			r.log.Warn("ignoring a key envelope the repository's key signer did not sign; remove it unless you know who put it there", "name", e.Name, "err", err)
 		default:
-			return 0, err
+			return 0, nil, err
 		}
 	}
-	return 0, fmt.Errorf("%w: %s has no key envelopes under keys/", ErrCorrupt, r.store.Location())
+	return 0, nil, fmt.Errorf("%w: %s has no key envelopes under keys/: no identity can open the repository, so nothing written to it could be restored; put back keys/ from a copy of the bucket (object versioning, a replica), or back up into a new repository", ErrCorrupt, r.store.Location())
+}
+
+// CheckEnvelopes returns nil if the repository's current generation has
+// a key envelope that is intact: its content matches its name's hash
+// and, where the repository has a key signer, its signature verifies.
+// Identities open the repository with it; without one, nothing written
+// could be restored, yet a writer key, which never opens an envelope,
+// would go on backing up. The error (ErrCorrupt) names the damaged
+// envelopes and what to do.
+func (r *Repository) CheckEnvelopes(ctx context.Context) error {
+	gen, envs, err := r.keyGeneration(ctx)
+	if err != nil {
+		return err
+	}
+	return r.intactEnvelope(ctx, envs, gen)
+}
+
+// intactEnvelope is CheckEnvelopes for generation gen of envs.
+func (r *Repository) intactEnvelope(ctx context.Context, envs []Envelope, gen uint32) error {
+	var damaged []string
+	for _, e := range envs {
+		if e.Gen != gen {
+			continue
+		}
+		switch err := r.verifyEnvelope(ctx, e); {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrNotFound):
+			continue // removed meanwhile
+		case errors.Is(err, errNotGenuine):
+			damaged = append(damaged, err.Error())
+		default:
+			return err
+		}
+	}
+	what := "none is left"
+	if len(damaged) > 0 {
+		what = strings.Join(damaged, "; ")
+	}
+	return fmt.Errorf("%w: no key envelope of generation %d under keys/ of %s is intact (%s): no identity can open the repository, so nothing written to it could be restored; put back keys/ from a copy of the bucket (object versioning, a replica), or back up into a new repository", ErrCorrupt, gen, r.store.Location(), what)
 }
 
 // checkGeneration refuses to write packs when the repository's recipients
@@ -128,11 +174,16 @@ func (r *Repository) KeyGeneration(ctx context.Context) (uint32, error) {
 // wrapped to the old set, which may include a removed identity, and
 // would miss an added one.
 func (r *Repository) checkGeneration(ctx context.Context) error {
-	cur, err := r.KeyGeneration(ctx)
+	cur, envs, err := r.keyGeneration(ctx)
 	if err != nil {
 		return err
 	}
 	if cur <= r.secrets.Generation {
+		// What is written must be restorable: an identity needs an
+		// envelope to open the repository with.
+		if err := r.intactEnvelope(ctx, envs, cur); err != nil {
+			return err
+		}
 		r.genChecked.Store(int64(time.Since(processStart)))
 		return nil
 	}

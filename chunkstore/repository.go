@@ -34,6 +34,11 @@ var ErrNoIdentity = errors.New("this operation needs the repository identity (--
 // ErrAlreadyInitialized is returned by Init on a non-empty store.
 var ErrAlreadyInitialized = errors.New("repository already initialized")
 
+// ErrWrongKey marks credentials that are not this repository's: an
+// identity that is not one of its recipients, a writer key made for
+// another repository.
+var ErrWrongKey = errors.New("wrong key")
+
 // Credentials open a repository. Exactly one of Identities (full access)
 // or Writer (backup only) is set.
 type Credentials struct {
@@ -227,7 +232,7 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 		return nil, errors.New("no credentials: pass --identity FILE (full access) or --key FILE (writer key)")
 	}
 	if r.secrets.RepoID != cfg.ID {
-		return nil, fmt.Errorf("key belongs to repository %s…, but %s is repository %s…: use the key created for this repository", r.secrets.RepoID[:12], st.Location(), cfg.ID[:12])
+		return nil, fmt.Errorf("%w: the key belongs to repository %s…, but %s is repository %s…: use the key created for this repository", ErrWrongKey, r.secrets.RepoID[:12], st.Location(), cfg.ID[:12])
 	}
 	if r.secrets.ConfigHash != Hash(cfgBytes) {
 		return nil, fmt.Errorf("%w: config at %s does not match the hash recorded in the key (tampered or replaced)", ErrCorrupt, st.Location())
@@ -329,7 +334,7 @@ func (r *Repository) unlock(ctx context.Context) (*Secrets, error) {
 	if lastErr != nil {
 		return nil, lastErr
 	}
-	return nil, fmt.Errorf("wrong key: the identity is not a recipient of repository %s (%s); use the identity created by 'lifeboat init' for it, or one added with 'lifeboat key add'", r.config.ID[:12], r.store.Location())
+	return nil, fmt.Errorf("%w: the identity is not a recipient of repository %s (%s); use the identity created by 'lifeboat init' for it, or one added with 'lifeboat key add'", ErrWrongKey, r.config.ID[:12], r.store.Location())
 }
 
 // Config returns the repository configuration.

@@ -27,8 +27,9 @@ func TestWrongIdentity(t *testing.T) {
 	c := newCLI(t)
 	r := initRepo(t, c, "repo")
 	other := initRepo(t, c, "other")
-	c.fails(1, []string{"snapshots", "--repo", r.path, "--identity", other.identity}, "not a recipient")
-	c.fails(1, []string{"snapshots", "--repo", r.path, "--key", other.key}, "key belongs to repository")
+	// Each names the file passed.
+	c.fails(1, []string{"snapshots", "--repo", r.path, "--identity", other.identity}, "identity "+other.identity+": wrong key", "not a recipient")
+	c.fails(1, []string{"snapshots", "--repo", r.path, "--key", other.key}, "writer key "+other.key+": wrong key", "key belongs to repository")
 }
 
 func TestPassphraseProtectedIdentity(t *testing.T) {
@@ -44,7 +45,7 @@ func TestPassphraseProtectedIdentity(t *testing.T) {
 		t.Fatal("--passphrase-protect wrote the identity in the clear")
 	}
 	right.ok(r.reader("snapshots")...)
-	c.with("LIFEBOAT_PASSPHRASE=battery staple").fails(1, r.reader("snapshots"), "wrong passphrase")
+	c.with("LIFEBOAT_PASSPHRASE=battery staple").fails(1, r.reader("snapshots"), "identity "+r.identity+": wrong passphrase", "the one LIFEBOAT_PASSPHRASE holds")
 	// No passphrase and no terminal (tests run the binary in a new
 	// session): a clear error rather than a hang.
 	c.fails(1, r.reader("snapshots"), "LIFEBOAT_PASSPHRASE")

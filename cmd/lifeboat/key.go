@@ -253,6 +253,31 @@ func changeRecipients(cur []string, verb string, given []string) ([]string, erro
 	return next, nil
 }
 
+// unknownPacks refuses a 'key remove' while the index does not list
+// every pack: whom the keys of the packs it misses are wrapped to is
+// unknown, and they may be wrapped only to recipients the removal takes
+// away, which could then never read them again.
+func unknownPacks(ctx context.Context, g *globals, repo *chunkstore.Repository) error {
+	const fix = "run 'lifeboat repair index' (once no backup is running), then 'lifeboat prune --rewrap' with an identity of the recipients you remove, then remove them (or --force to remove anyway)"
+	if probs := repo.IndexProblems(); len(probs) > 0 {
+		return fmt.Errorf("key remove: %d index %s could not be read (%v), so the packs listed there are not known, nor whether an identity left can read them: %s", len(probs), plural(len(probs), "file", "files"), probs[0], fix)
+	}
+	present, err := repo.ListPacks(ctx)
+	if err != nil {
+		return storeError(g.repo, err)
+	}
+	n := 0
+	for id := range present {
+		if !repo.Index().HasPack(id) && !repo.Index().Excluded(id) {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("key remove: %d %s under data/ no index file lists (from a backup still running or killed, or an index file that was lost), so whom %s wrapped to is not known: %s", n, plural(n, "pack", "packs"), plural(n, "its key is", "their keys are"), fix)
+	}
+	return nil
+}
+
 func runKeyChange(ctx context.Context, g *globals, verb string, given []string, keyOut string, force bool) error {
 	if err := needKeyOut(keyOut); err != nil {
 		return err
@@ -268,6 +293,9 @@ func runKeyChange(ctx context.Context, g *globals, verb string, given []string, 
 	if verb == "remove" && !force {
 		if err := repo.LoadIndex(ctx); err != nil {
 			return storeError(g.repo, err)
+		}
+		if err := unknownPacks(ctx, g, repo); err != nil {
+			return err
 		}
 		if stranded := repo.Stranded(next); len(stranded) > 0 {
 			var parts []string

@@ -157,6 +157,40 @@ func TestKeyRemoveForce(t *testing.T) {
 		t.Fatal("key list shows no recipient besides B")
 	}
 	c.fails(1, b.reader("key", "remove", "--recipient", aRcpt, "--key-out", filepath.Join(c.dir, "w2.key")), "generation 0", "--force")
+	// Nor when the index does not list every pack: those of a lost or
+	// damaged index file may be A's alone.
+	idx, err := filepath.Glob(filepath.Join(a.path, "index", "*"))
+	if err != nil || len(idx) == 0 {
+		t.Fatalf("index files %v: %v", idx, err)
+	}
+	orig, err := os.ReadFile(idx[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, damage := range []string{"missing", "flipped"} {
+		if damage == "missing" {
+			err = os.Remove(idx[0])
+		} else {
+			b := bytes.Clone(orig)
+			b[len(b)/2] ^= 1
+			err = os.WriteFile(idx[0], b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "no index file lists"
+		if damage == "flipped" {
+			want = "could not be read"
+		}
+		// (A damaged index file is warned about first.)
+		r := c.run(b.reader("key", "remove", "--no-cache", "--recipient", aRcpt, "--key-out", filepath.Join(c.dir, "w2.key"))...)
+		if r.code != 1 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "repair index") || !strings.Contains(r.stderr, "--force") {
+			t.Errorf("key remove with the index file %s: exit %d\n%s", damage, r.code, r.stderr)
+		}
+	}
+	if err := os.WriteFile(idx[0], orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c.ok(b.reader("key", "remove", "--force", "--recipient", aRcpt, "--key-out", filepath.Join(c.dir, "w2.key"))...)
 	r := c.run(b.reader("check", "--read-data")...)
 	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "generation 0") {

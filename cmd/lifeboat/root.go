@@ -305,6 +305,12 @@ func (g *globals) openRepo(ctx context.Context, name string, need access) (*chun
 		}
 	}
 	repo, err := chunkstore.Open(ctx, st, creds, opts)
+	if errors.Is(err, chunkstore.ErrWrongKey) {
+		if g.identity != "" {
+			return nil, fmt.Errorf("identity %s: %w", g.identity, err)
+		}
+		return nil, fmt.Errorf("writer key %s: %w", g.key, err)
+	}
 	if err != nil {
 		return nil, storeError(g.repo, err)
 	}
@@ -326,7 +332,10 @@ func loadIdentity(path string) ([]age.Identity, error) {
 	})
 	switch {
 	case errors.Is(err, chunkstore.ErrWrongPassphrase):
-		return nil, fmt.Errorf("identity %s: %w (check LIFEBOAT_PASSPHRASE)", path, err)
+		if _, ok := os.LookupEnv("LIFEBOAT_PASSPHRASE"); ok {
+			return nil, fmt.Errorf("identity %s: %w (the one LIFEBOAT_PASSPHRASE holds)", path, err)
+		}
+		return nil, fmt.Errorf("identity %s: %w", path, err)
 	case err != nil:
 		return nil, fmt.Errorf("identity %s: %w", path, err)
 	}
