@@ -94,7 +94,10 @@ func Permanent(err error) error {
 }
 
 // IsPermanent reports whether err should not be retried: not-found errors,
-// context cancellation and errors wrapped with Permanent.
+// cancellation and errors wrapped with Permanent. A deadline exceeded is
+// not: a network timeout (connecting, awaiting an answer) is worth
+// another try, and the retry layer stops anyway once the caller's own
+// context is done.
 func IsPermanent(err error) bool {
 	var p *PermanentError
 	switch {
@@ -103,8 +106,7 @@ func IsPermanent(err error) bool {
 	case errors.As(err, &p),
 		errors.Is(err, ErrNotFound),
 		errors.Is(err, ErrBucketNotFound),
-		errors.Is(err, context.Canceled),
-		errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, context.Canceled):
 		return true
 	}
 	return false

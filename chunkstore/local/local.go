@@ -326,57 +326,30 @@ func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, e
 
 // List implements chunkstore.Reader. It walks only the deepest directory
 // named by prefix; a missing directory is an empty listing, but a missing
-// store root is an error.
+// store root is an error. Symlinked directories are followed (the root,
+// or data/ moved to a larger disk): skipping them would list a
+// repository whose objects Stat and Get find as empty.
 func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	start := s.dir
+	start, startName := s.dir, ""
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		start = s.path(prefix[:i])
+		start, startName = s.path(prefix[:i]), prefix[:i]
 	}
-	if _, err := os.Lstat(start); errors.Is(err, fs.ErrNotExist) {
+	fi, err := os.Stat(start)
+	if errors.Is(err, fs.ErrNotExist) {
 		if _, err := os.Stat(s.dir); err != nil {
 			return s.readErr("list", s.dir, err)
 		}
 		return nil
 	}
+	if err == nil && !fi.IsDir() {
+		return nil // an object, not a directory of them: nothing below it
+	}
 	var fnErr error
-	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p != start && errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while walking
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if strings.HasPrefix(d.Name(), tmpPrefix) {
-			return nil
-		}
-		rel, err := filepath.Rel(s.dir, p)
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
-		if d.IsDir() {
-			if p != start && !strings.HasPrefix(name+"/", prefix) && !strings.HasPrefix(prefix, name+"/") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) {
-			return nil
-		}
-		fi, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // deleted while walking
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(chunkstore.ObjectInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+	err = s.walk(ctx, start, startName, prefix, 0, func(oi chunkstore.ObjectInfo) error {
+		if err := fn(oi); err != nil {
 			fnErr = err
 			return err
 		}
@@ -387,6 +360,98 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 	}
 	if err != nil {
 		return classify(fmt.Errorf("list %s in %s: %w", prefix, s.dir, err))
+	}
+	return nil
+}
+
+// maxWalkDepth bounds List's descent: the layout is a few levels deep,
+// and a symlink pointing at a directory above it would loop.
+const maxWalkDepth = 16
+
+// symlinkLoop returns an error if link, a symlink in dir to a directory,
+// leads to dir or a directory above it, which walking it would list
+// again and again.
+func symlinkLoop(dir, link string) error {
+	to, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		return err
+	}
+	at, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	if at == to || strings.HasPrefix(at, strings.TrimSuffix(to, "/")+"/") {
+		return fmt.Errorf("%s is a symlink to %s, which holds it: a loop; remove it", link, to)
+	}
+	return nil
+}
+
+// walk lists directory dir, named name ("" for the root), calling fn
+// with the regular files below it whose names start with prefix, in
+// lexical order, and descending only into directories that may hold
+// such names.
+func (s *Store) walk(ctx context.Context, dir, name, prefix string, depth int, fn func(chunkstore.ObjectInfo) error) error {
+	if depth > maxWalkDepth {
+		return fmt.Errorf("%s: more than %d directories deep (a symlink loop?)", dir, maxWalkDepth)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if depth > 0 && errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while walking
+		}
+		return err
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		child := e.Name()
+		if name != "" {
+			child = name + "/" + e.Name()
+		}
+		var fi fs.FileInfo
+		typ := e.Type()
+		if typ&fs.ModeSymlink != 0 {
+			if fi, err = os.Stat(p); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					if _, lerr := os.Lstat(p); errors.Is(lerr, fs.ErrNotExist) {
+						continue // removed while walking
+					}
+					return fmt.Errorf("%s is a symlink to nothing: put back what it pointed to, or remove it", p)
+				}
+				return err
+			}
+			typ = fi.Mode().Type()
+			if typ.IsDir() {
+				if err := symlinkLoop(dir, p); err != nil {
+					return err
+				}
+			}
+		}
+		switch {
+		case typ.IsDir():
+			if !strings.HasPrefix(child+"/", prefix) && !strings.HasPrefix(prefix, child+"/") {
+				continue
+			}
+			if err := s.walk(ctx, p, child, prefix, depth+1, fn); err != nil {
+				return err
+			}
+		case typ.IsRegular() && strings.HasPrefix(child, prefix):
+			if fi == nil {
+				if fi, err = e.Info(); errors.Is(err, fs.ErrNotExist) {
+					continue // deleted while walking
+				} else if err != nil {
+					return err
+				}
+			}
+			if err := fn(chunkstore.ObjectInfo{Name: child, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -340,3 +340,78 @@ func TestStreamOfShrunkFile(t *testing.T) {
 		t.Fatalf("after the file shrank: %d more bytes, %v; want io.ErrUnexpectedEOF", len(b), err)
 	}
 }
+
+// TestListFollowsSymlinks: a repository whose root, or whose data/
+// (moved to a larger disk), is a symlink lists what Stat and Get find,
+// not nothing; a symlink to nothing, and one looping back up, fail the
+// listing, naming it, rather than listing less.
+func TestListFollowsSymlinks(t *testing.T) {
+	ctx := t.Context()
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	s, err := local.Open(real, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects := []string{"config", "data/ab/ab01", "data/cd/cd02"}
+	for _, n := range objects {
+		if err := s.Put(ctx, n, []byte(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := filepath.Join(base, "larger-disk", "data")
+	if err := os.MkdirAll(filepath.Dir(moved), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(real, "data"), moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(moved, filepath.Join(real, "data")); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	viaLink, err := local.Open(link, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func(st chunkstore.Store, prefix string) ([]string, error) {
+		var names []string
+		err := st.List(ctx, prefix, func(oi chunkstore.ObjectInfo) error {
+			names = append(names, oi.Name)
+			return nil
+		})
+		return names, err
+	}
+	for _, st := range []chunkstore.Store{s, viaLink} {
+		for prefix, want := range map[string][]string{
+			"":         objects,
+			"config":   objects[:1],
+			"data":     objects[1:],
+			"data/":    objects[1:],
+			"data/ab/": objects[1:2],
+		} {
+			got, err := list(st, prefix)
+			if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("%s List(%q) = %q, %v; want %q", st.Location(), prefix, got, err, want)
+			}
+		}
+	}
+	for what, target := range map[string]string{
+		"a symlink to nothing": filepath.Join(base, "gone"),
+		"a loop":               moved, // data/ef -> data
+	} {
+		lnk := filepath.Join(moved, "ef")
+		if err := os.Symlink(target, lnk); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := list(s, "data/"); err == nil || !strings.Contains(err.Error(), what) {
+			t.Errorf("List with %s: %q, %v", what, got, err)
+		}
+		if err := os.Remove(lnk); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -69,8 +69,14 @@ func (s *Store) mapErr(op, name string, err error) error {
 		return nil
 	}
 	what := s.describe(name)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s %s: %w", op, what, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The caller's deadline, or the transport's for connecting or
+		// for an answer: transient (the retry layer stops at the
+		// caller's).
+		return fmt.Errorf("%s %s: S3 endpoint %s did not answer in time: %w", op, what, s.endpoint, err)
 	}
 	r, isResp := errors.AsType[minio.ErrorResponse](err)
 	if !isResp {
@@ -82,6 +88,16 @@ func (s *Store) mapErr(op, name string, err error) error {
 			op, what, s.bucket, s.endpoint, errors.Join(chunkstore.ErrBucketNotFound, err))
 	case r.Code == "NoSuchKey" || r.Code == "NotFound" || r.StatusCode == http.StatusNotFound && name != "":
 		return fmt.Errorf("%s %s: %w", op, what, chunkstore.ErrNotFound)
+	case r.Code == "PermanentRedirect" || r.Code == "AuthorizationHeaderMalformed" || r.StatusCode >= 300 && r.StatusCode < 400:
+		// Sent to the wrong region (with AWS_REGION set, the client
+		// library does not follow the bucket): no retry reaches it.
+		hint := "the bucket may be in another region: set AWS_REGION to its region"
+		if r.Region != "" {
+			hint = fmt.Sprintf("bucket %q is in region %s: set AWS_REGION=%s", s.bucket, r.Region, r.Region)
+		}
+		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: %s", op, what, err, hint))
+	case r.StatusCode == http.StatusNotImplemented:
+		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: the server does not implement this request; lifeboat needs an S3-compatible server that verifies x-amz-checksum-sha256 or Content-MD5 on uploads", op, what, err))
 	case credentialCodes[r.Code] || r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized:
 		return chunkstore.Permanent(fmt.Errorf("%s %s: access denied (%w): check the S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the shared credentials file) and that their policy allows %q on bucket %q",
 			op, what, err, op, s.bucket))

@@ -2,6 +2,7 @@ package s3
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -42,6 +44,10 @@ type Config struct {
 
 	// Transport replaces the HTTP transport (tests inject faults with it).
 	Transport http.RoundTripper
+
+	// StallTimeout is how long a request may move no byte before it is
+	// abandoned (and retried); 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
 }
 
 // Store is a chunkstore.Store in an S3 bucket.
@@ -52,6 +58,7 @@ type Store struct {
 	prefix   string // "" or "some/prefix/"
 	endpoint string // scheme://host:port
 	loc      string
+	stall    time.Duration
 }
 
 var _ chunkstore.Store = (*Store)(nil)
@@ -106,6 +113,7 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 		core:     minio.Core{Client: client},
 		bucket:   cfg.Bucket,
 		endpoint: scheme + "://" + cfg.Endpoint,
+		stall:    cmp.Or(cfg.StallTimeout, DefaultStallTimeout),
 	}
 	s.loc = "s3:" + s.endpoint + "/" + cfg.Bucket
 	if p := strings.Trim(cfg.Prefix, "/"); p != "" {
@@ -113,7 +121,12 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 		s.loc += "/" + p
 	}
 
-	ok, err := client.BucketExists(ctx, s.bucket)
+	wctx, w := s.watch(ctx)
+	ok, err := client.BucketExists(wctx, s.bucket)
+	w.done()
+	if serr := s.stallErr(ctx, wctx, "open", ""); serr != nil {
+		return nil, serr
+	}
 	if err != nil {
 		return nil, s.mapErr("open", "", err)
 	}
@@ -204,7 +217,13 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	} else {
 		opts.SendContentMd5 = true
 	}
-	_, err := s.client.PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), opts)
+	wctx, w := s.watch(ctx)
+	defer w.done()
+	opts.Progress = w // re-armed as the body goes out
+	_, err := s.client.PutObject(wctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), opts)
+	if serr := s.stallErr(ctx, wctx, "put", name); serr != nil {
+		return serr
+	}
 	return s.mapErr("put", name, err)
 }
 
@@ -249,14 +268,13 @@ func (s *Store) GetBuffer(ctx context.Context, name string, offset, length int64
 		}
 		return []byte{}, nil
 	}
-	body, want, err := s.open(ctx, name, offset, length)
+	rs, err := s.openStream(ctx, name, offset, length)
 	if err != nil {
 		return nil, err
 	}
-	rs := newRangeStream(s, name, offset, body, want)
-	buf = chunkstore.SizedBuffer(buf, want)
+	buf = chunkstore.SizedBuffer(buf, rs.want)
 	if _, err := io.ReadFull(rs, buf); err != nil {
-		body.Close()
+		rs.abort()
 		return nil, err
 	}
 	if err := rs.Close(); err != nil {
@@ -341,11 +359,23 @@ func (s *Store) OpenRange(ctx context.Context, name string, offset, length int64
 	if offset < 0 || length <= 0 {
 		return nil, chunkstore.Permanent(fmt.Errorf("get %s: invalid range [%d, +%d)", s.describe(name), offset, length))
 	}
-	body, want, err := s.open(ctx, name, offset, length)
+	return s.openStream(ctx, name, offset, length)
+}
+
+// openStream opens [offset, offset+length) of name (see open) as a
+// rangeStream with a stall watch of its own.
+func (s *Store) openStream(ctx context.Context, name string, offset, length int64) (*rangeStream, error) {
+	wctx, w := s.watch(ctx)
+	body, want, err := s.open(wctx, name, offset, length)
 	if err != nil {
+		w.done()
+		if serr := s.stallErr(ctx, wctx, "get", name); serr != nil {
+			return nil, serr
+		}
 		return nil, err
 	}
-	return newRangeStream(s, name, offset, body, want), nil
+	w.pause() // until the caller reads
+	return &rangeStream{s: s, name: name, offset: offset, body: body, want: want, left: want, ctx: ctx, wctx: wctx, watch: w}, nil
 }
 
 // rangeStream is the body of a GET, read to exactly its length: Get
@@ -357,10 +387,9 @@ type rangeStream struct {
 	body   io.ReadCloser
 	want   int64 // bytes asked for
 	left   int64
-}
-
-func newRangeStream(s *Store, name string, offset int64, body io.ReadCloser, want int64) *rangeStream {
-	return &rangeStream{s: s, name: name, offset: offset, body: body, want: want, left: want}
+	// The request's context (wctx, of watch) and the caller's.
+	ctx, wctx context.Context
+	watch     *stallWatch
 }
 
 func (r *rangeStream) Read(p []byte) (int, error) {
@@ -370,7 +399,9 @@ func (r *rangeStream) Read(p []byte) (int, error) {
 	if int64(len(p)) > r.left {
 		p = p[:r.left]
 	}
+	r.watch.progress()
 	n, err := r.body.Read(p)
+	r.watch.pause()
 	r.offset += int64(n)
 	r.left -= int64(n)
 	switch {
@@ -380,18 +411,31 @@ func (r *rangeStream) Read(p []byte) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
+		if serr := r.s.stallErr(r.ctx, r.wctx, "get", r.name); serr != nil {
+			return n, fmt.Errorf("%w (at offset %d, %d bytes short)", serr, r.offset, r.left)
+		}
 		err = r.s.mapErr("get", r.name, fmt.Errorf("read at offset %d, %d bytes short: %w", r.offset, r.left, err))
 	}
 	return n, err
+}
+
+// abort closes a stream given up part-way.
+func (r *rangeStream) abort() {
+	r.body.Close()
+	r.watch.done()
 }
 
 // Close closes the body. A body read to its end is read once more first,
 // so the HTTP client sees its end and keeps the connection for reuse, and
 // a server that sends more than was asked for is caught.
 func (r *rangeStream) Close() error {
+	defer r.watch.done()
 	if r.left == 0 {
 		var extra [1]byte
-		if n, _ := r.body.Read(extra[:]); n > 0 {
+		r.watch.progress()
+		n, _ := r.body.Read(extra[:])
+		r.watch.pause()
+		if n > 0 {
 			r.body.Close()
 			return fmt.Errorf("get %s: server sent more than the %d bytes requested at offset %d", r.s.describe(r.name), r.want, r.offset-r.want)
 		}
@@ -427,7 +471,12 @@ func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, e
 	if err := check(ctx, name); err != nil {
 		return chunkstore.ObjectInfo{}, err
 	}
-	info, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{})
+	wctx, w := s.watch(ctx)
+	info, err := s.client.StatObject(wctx, s.bucket, s.key(name), minio.StatObjectOptions{})
+	w.done()
+	if serr := s.stallErr(ctx, wctx, "stat", name); serr != nil {
+		return chunkstore.ObjectInfo{}, serr
+	}
 	if err != nil {
 		return chunkstore.ObjectInfo{}, s.mapErr("stat", name, err)
 	}
@@ -442,23 +491,34 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 		return err
 	}
 	noOwner := false
-	for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{
+	wctx, w := s.watch(ctx)
+	defer w.done()
+	for obj := range s.client.ListObjectsIter(wctx, s.bucket, minio.ListObjectsOptions{
 		Prefix:     s.key(prefix),
 		Recursive:  true,
 		FetchOwner: &noOwner,
 	}) {
+		w.pause() // fn has the turn
+		if serr := s.stallErr(ctx, wctx, "list", prefix+"*"); serr != nil {
+			return serr
+		}
 		if obj.Err != nil {
 			return s.mapErr("list", prefix+"*", obj.Err)
 		}
 		name := strings.TrimPrefix(obj.Key, s.prefix)
 		if name == "" || strings.HasSuffix(name, "/") {
+			w.progress()
 			continue // "directory" marker left by other tools
 		}
 		if err := fn(chunkstore.ObjectInfo{Name: name, Size: obj.Size, ModTime: obj.LastModified}); err != nil {
 			return err
 		}
+		w.progress()
 	}
 	// minio-go ends the iteration silently when ctx is canceled.
+	if serr := s.stallErr(ctx, wctx, "list", prefix+"*"); serr != nil {
+		return serr
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("list %s: %w", s.describe(prefix+"*"), err)
 	}
@@ -471,7 +531,12 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := check(ctx, name); err != nil {
 		return err
 	}
-	err := s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{})
+	wctx, w := s.watch(ctx)
+	err := s.client.RemoveObject(wctx, s.bucket, s.key(name), minio.RemoveObjectOptions{})
+	w.done()
+	if serr := s.stallErr(ctx, wctx, "delete", name); serr != nil {
+		return serr
+	}
 	if err != nil && s3Code(err) == "NoSuchKey" {
 		return nil
 	}

@@ -1,0 +1,66 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DefaultStallTimeout is how long a request may go without moving a
+// byte before it is abandoned as stalled: the HTTP transport bounds only
+// connecting and the wait for an answer's headers, so a server or
+// middlebox that stops sending a body (or reading one) would otherwise
+// hold a restore or a backup forever. A stalled request fails with a
+// transient error, which the retry layer retries.
+const DefaultStallTimeout = time.Minute
+
+// errStalled is the cause a stallWatch cancels its request with.
+var errStalled = errors.New("no progress")
+
+// stallWatch cancels a request's context once it has gone its timeout
+// without progress while armed. Its owner arms it while it waits on the
+// network, and pauses it while the caller holds the data (a restore
+// writing out what it read must not count as the server's stall).
+type stallWatch struct {
+	d      time.Duration
+	timer  *time.Timer
+	cancel context.CancelCauseFunc
+}
+
+// watch returns a context for one request, derived from ctx, and its
+// watch, armed. done must be called when the request is over.
+func (s *Store) watch(ctx context.Context) (context.Context, *stallWatch) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	w := &stallWatch{d: s.stall, cancel: cancel}
+	w.timer = time.AfterFunc(w.d, func() { cancel(errStalled) })
+	return wctx, w
+}
+
+// progress (re)arms the watch: bytes moved, or the wait starts again.
+func (w *stallWatch) progress() { w.timer.Reset(w.d) }
+
+// pause stops the watch while the caller, not the network, has the turn.
+func (w *stallWatch) pause() { w.timer.Stop() }
+
+func (w *stallWatch) done() {
+	w.timer.Stop()
+	w.cancel(nil)
+}
+
+// Read makes the watch an io.Reader for PutObjectOptions.Progress, which
+// is handed every part of the body as it goes out.
+func (w *stallWatch) Read(p []byte) (int, error) {
+	w.progress()
+	return len(p), nil
+}
+
+// stallErr returns, for a request whose context wctx (of watch, derived
+// from ctx) the watch cancelled while ctx itself is live, a transient
+// error saying so, and nil otherwise.
+func (s *Store) stallErr(ctx, wctx context.Context, op, name string) error {
+	if ctx.Err() != nil || !errors.Is(context.Cause(wctx), errStalled) {
+		return nil
+	}
+	return fmt.Errorf("%s %s: no data moved for %s: the connection to %s stalled, so the request was abandoned", op, s.describe(name), s.stall, s.endpoint)
+}
