@@ -228,44 +228,50 @@ func (f *fixedAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body:   io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: req}, nil
 }
 
-// TestWrongRegionAndNotImplementedNotRetried: a bucket in another
-// region than AWS_REGION names (AWS answers 301, to a HEAD without a
-// body) and a request the server does not implement (501) are refused
-// at once, the first with the region to set.
-func TestWrongRegionAndNotImplementedNotRetried(t *testing.T) {
+// TestAnswersRetriedOrNot: a bucket in another region than AWS_REGION
+// names (AWS answers 301, to a HEAD without a body), a request the
+// server does not implement (501) and a clock too far off are refused
+// at once, saying what to do; expired temporary credentials are retried
+// (the credential chain fetches new ones).
+func TestAnswersRetriedOrNot(t *testing.T) {
 	env := storetest.MinIO(t)
 	for _, tc := range []struct {
-		status int
-		code   string
-		want   string
+		status   int
+		code     string
+		requests int64
+		want     string
 	}{
-		{http.StatusMovedPermanently, "PermanentRedirect", "AWS_REGION=eu-central-1"},
-		{http.StatusNotImplemented, "NotImplemented", "does not implement"},
+		{http.StatusMovedPermanently, "PermanentRedirect", 1, "AWS_REGION=eu-central-1"},
+		{http.StatusNotImplemented, "NotImplemented", 1, "does not implement"},
+		{http.StatusForbidden, "RequestTimeTooSkewed", 1, "clock"},
+		{http.StatusBadRequest, "ExpiredToken", 4, "giving up after 4 attempts"},
 	} {
-		cfg := config(env)
 		f := &fixedAnswer{status: tc.status, code: tc.code}
-		cfg.Transport = f
-		// Open's HEAD of the bucket, then a Put through a store opened
-		// before the answers changed.
 		var logs bytes.Buffer
-		calls := 0
-		err := fastRetry(4, &logs).Do(t.Context(), "open", "bucket", func(ctx context.Context) error {
-			calls++
-			_, err := s3.Open(ctx, cfg, false)
-			return err
-		})
-		if tc.status == http.StatusMovedPermanently && (calls != 1 || err == nil || !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("%d: Open tried %d times: %v", tc.status, calls, err)
+		if tc.status == http.StatusMovedPermanently {
+			// Open's HEAD of the bucket.
+			cfg := config(env)
+			cfg.Transport = f
+			calls := 0
+			err := fastRetry(4, &logs).Do(t.Context(), "open", "bucket", func(ctx context.Context) error {
+				calls++
+				_, err := s3.Open(ctx, cfg, false)
+				return err
+			})
+			if calls != 1 || err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: Open tried %d times: %v", tc.code, calls, err)
+			}
 		}
+		// A Put through a store opened before the answers changed.
 		sw := &switchable{base: http.DefaultTransport}
-		hooked := config(env)
-		hooked.Transport = sw
-		s := open(t, hooked)
+		cfg := config(env)
+		cfg.Transport = sw
+		s := open(t, cfg)
 		sw.to.Store(f)
 		before := f.n.Load()
-		err = chunkstore.WithRetry(s, fastRetry(4, &logs)).Put(t.Context(), "data/x", []byte("x"))
-		if f.n.Load()-before != 1 || err == nil || !strings.Contains(err.Error(), tc.want) || !chunkstore.IsPermanent(err) {
-			t.Errorf("%d: Put sent %d requests: %v", tc.status, f.n.Load()-before, err)
+		err := chunkstore.WithRetry(s, fastRetry(4, &logs)).Put(t.Context(), "data/x", []byte("x"))
+		if n := f.n.Load() - before; n != tc.requests || err == nil || !strings.Contains(err.Error(), tc.want) || chunkstore.IsPermanent(err) != (tc.requests == 1) {
+			t.Errorf("%s: Put sent %d requests, want %d: %v", tc.code, n, tc.requests, err)
 		}
 	}
 }
