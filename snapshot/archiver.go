@@ -119,6 +119,7 @@ type Result struct {
 }
 
 type archiver struct {
+	start                                                     time.Time // the backup's
 	repo                                                      *chunkstore.Repository
 	w                                                         *chunkstore.Writer
 	opts                                                      BackupOptions
@@ -143,7 +144,8 @@ type fileJob struct {
 	st      FileStat
 	done    chan struct{}
 	err     error
-	changed bool
+	changed bool // the files cache held the path with another stat
+	same    bool // it held the same stat, but its chunks are gone
 }
 
 type chunkJob struct {
@@ -236,7 +238,8 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	// largest share of a backup's memory after the pack buffers.
 	nbufs := opts.Readers + opts.Sealers + 1
 	a := &archiver{
-		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl,
+		start: start,
+		repo:  repo, w: w, opts: opts, log: opts.Logger, excl: excl,
 		cfg:   cfg,
 		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
 		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
@@ -305,6 +308,10 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	return &Result{ID: id, Manifest: m, Warnings: a.warnings, Adopted: adopted}, nil
 }
 
+// cleanPaths makes the backup paths absolute and drops those inside
+// another. A path given with a trailing slash that names a symlink to a
+// directory is the directory (as "dir/" is for the shell and rsync): it
+// is backed up under its real path.
 func cleanPaths(in []string) ([]string, error) {
 	var out []string
 	for _, p := range in {
@@ -312,18 +319,37 @@ func cleanPaths(in []string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("backup path %q: %w", p, err)
 		}
-		if _, err := os.Lstat(abs); err != nil {
+		fi, err := os.Lstat(abs)
+		if err != nil {
 			return nil, fmt.Errorf("backup path %s: %w", abs, errors.Unwrap(err))
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 && strings.HasSuffix(p, "/") {
+			real, err := filepath.EvalSymlinks(abs)
+			if err != nil {
+				return nil, fmt.Errorf("backup path %s: %w", p, err)
+			}
+			if st, err := os.Stat(real); err != nil || !st.IsDir() {
+				return nil, fmt.Errorf("backup path %s: the trailing slash asks for a directory, but %s is not one", p, real)
+			}
+			abs = real
 		}
 		out = append(out, abs)
 	}
 	sort.Strings(out)
-	// Drop paths inside another backed-up path.
+	// Drop paths inside another backed-up path. Inside a symlink, the
+	// path leads elsewhere, and the snapshot would hold the symlink
+	// alone: refused.
 	var kept []string
 	for _, p := range out {
 		if len(kept) > 0 {
 			last := kept[len(kept)-1]
-			if p == last || strings.HasPrefix(p, strings.TrimSuffix(last, "/")+"/") {
+			if p == last {
+				continue
+			}
+			if strings.HasPrefix(p, strings.TrimSuffix(last, "/")+"/") {
+				if fi, err := os.Lstat(last); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+					return nil, fmt.Errorf("backup path %s lies below %s, which is a symlink: the snapshot would hold the symlink alone; give %s's real path (or %s/ for all of it) instead", p, last, p, last)
+				}
 				continue
 			}
 		}
@@ -397,17 +423,30 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 	for _, name := range names {
 		c := v.children[name]
 		if c.target {
-			if it, ok := a.entry(ctx, c.path, name); ok {
+			fi, err := os.Lstat(c.path)
+			if err != nil {
+				a.warn(c.path, err)
+				continue
+			}
+			if a.excl.Excluded(c.path, fi.IsDir()) {
+				a.warnAs("backup path excluded", c.path, errors.New("an --exclude pattern matches this backup path itself, so nothing of it was saved"))
+				continue
+			}
+			if it, ok := a.statted(ctx, c.path, name, fi); ok {
 				items = append(items, it)
 			}
 			continue
 		}
-		fi, err := os.Lstat(c.path)
+		// A directory on the way to a backed-up path, as the path
+		// reaches it: through a symlink (/home -> /data/home), the
+		// directory's metadata, not the symlink's.
+		fi, err := os.Stat(c.path)
 		if err != nil {
 			a.warn(c.path, err)
 			continue
 		}
 		node := a.nodeFromInfo(name, fi)
+		a.clampTimes(c.path, node)
 		a.readXAttrs(c.path, node)
 		items = append(items, pendingNode{node: node, dir: a.saveVirtual(ctx, c)})
 	}
@@ -446,23 +485,33 @@ type pendingNode struct {
 	dir  <-chan dirDone
 }
 
-// entry stats one path and starts whatever work it needs.
+// entry stats one path the walk found and starts whatever work it
+// needs. An entry removed since its directory was listed is left out, as
+// if the listing had come a moment later.
 func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, bool) {
 	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		a.log.Debug("removed since its directory was listed", "path", path)
+		return pendingNode{}, false
+	}
 	if err != nil {
 		a.warn(path, err)
 		return pendingNode{}, false
 	}
-	if a.excl.Excluded(path, fi.IsDir()) {
-		return pendingNode{}, false
-	}
+	return a.statted(ctx, path, name, fi)
+}
+
+// statted starts the work entry fi (path's lstat) needs.
+func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInfo) (pendingNode, bool) {
 	node := a.nodeFromInfo(name, fi)
+	a.clampTimes(path, node)
 	a.readXAttrs(path, node)
 	switch {
 	case fi.Mode().IsRegular():
 		node.Type = TypeFile
 		st := statOf(fi)
-		if content, ok := a.opts.FilesCache.Lookup(path, st); ok && a.allStored(content) {
+		content, same := a.opts.FilesCache.Lookup(path, st)
+		if same && a.allStored(content) {
 			node.Content = content
 			a.opts.FilesCache.Record(path, st, content)
 			a.unmodified.Add(1)
@@ -472,7 +521,7 @@ func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, b
 			return pendingNode{node: node}, true
 		}
 		_, known := a.opts.FilesCache.old[path]
-		job := &fileJob{path: path, node: node, st: st, done: make(chan struct{}), changed: known}
+		job := &fileJob{path: path, node: node, st: st, done: make(chan struct{}), changed: known && !same, same: same}
 		select {
 		case a.files <- job:
 		case <-ctx.Done():
@@ -495,6 +544,11 @@ func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, b
 		if fi.Mode()&fs.ModeCharDevice != 0 {
 			node.Type = TypeCharDev
 		}
+	case fi.Mode()&fs.ModeSocket != 0:
+		// A socket is made by the program listening on it, and no
+		// restore could bring that back: left out, as nothing is lost.
+		a.log.Debug("socket left out", "path", path)
+		return pendingNode{}, false
 	default:
 		a.warn(path, fmt.Errorf("unsupported file type %s; skipped", fi.Mode().Type()))
 		return pendingNode{}, false
@@ -523,7 +577,13 @@ func (a *archiver) saveDir(ctx context.Context, path string) <-chan dirDone {
 		if ctx.Err() != nil {
 			break
 		}
-		if it, ok := a.entry(ctx, filepath.Join(path, e.Name()), e.Name()); ok {
+		p := filepath.Join(path, e.Name())
+		// Excluded before it is even stat'ed: an entry that cannot be
+		// (a FUSE mount of another user's) is excluded, not a warning.
+		if a.excl.Excluded(p, e.IsDir()) {
+			continue
+		}
+		if it, ok := a.entry(ctx, p, e.Name()); ok {
 			items = append(items, it)
 		}
 	}
@@ -596,7 +656,11 @@ func (a *archiver) reader(ctx context.Context, ch *cdc.Chunker) error {
 			close(job.done)
 			return fmt.Errorf("%s: %w", job.path, err)
 		}
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err == nil, ctx.Err() != nil:
+		case errors.Is(err, fs.ErrNotExist):
+			a.log.Debug("removed since it was listed", "path", job.path)
+		default:
 			a.warn(job.path, err)
 		}
 		job.err = err
@@ -611,18 +675,27 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 	if job.stream != nil {
 		src = job.stream
 	} else {
+		if beforeOpen != nil {
+			beforeOpen(job.path)
+		}
 		var err error
 		if f, err = openNoAtime(job.path); err != nil {
 			return err
 		}
 		defer f.Close()
+		if err := a.sameFile(f, job); err != nil {
+			return err
+		}
+		if afterOpen != nil {
+			afterOpen(job.path)
+		}
 		src = f
 	}
 	// A file no larger than the minimum chunk is always exactly one
 	// chunk, so small files (most files by count) skip the chunker and
 	// its extra copy: they are read straight into the chunk buffer. A
 	// stream's size is unknown: it always goes through the chunker.
-	small := f != nil && job.st.Size <= int64(a.cfg.ChunkMin)
+	small := f != nil && job.st.Size <= int64(a.cfg.ChunkMin) // job.st as opened (sameFile)
 	if !small {
 		ch.Reset(src)
 	}
@@ -706,20 +779,24 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 			return ctx.Err()
 		}
 	}
-	if f != nil && size != job.st.Size {
-		// The file changed while it was read; store what was read and
-		// do not trust the cache entry next time.
-		a.log.Warn("file changed during backup", "path", job.path, "expected", job.st.Size, "read", size)
-		job.st.CTime = -1
-	}
 	job.node.Content = content
 	job.node.Size = uint64(size)
 	if f != nil {
+		if err := a.unchangedWhileRead(f, job, size); err != nil {
+			// What was read is kept (it may mix the old content and the
+			// new), but the snapshot says the file is not whole, and the
+			// next backup reads it again.
+			job.st.CTime = -1
+			a.warnAs("changed while it was read", job.path, err)
+		}
 		a.opts.FilesCache.Record(job.path, job.st, content)
 	}
-	if job.changed {
+	switch {
+	case job.same:
+		a.unmodified.Add(1)
+	case job.changed:
 		a.changed.Add(1)
-	} else {
+	default:
 		a.newFiles.Add(1)
 	}
 	a.bytesProc.Add(uint64(size))
@@ -747,22 +824,78 @@ func (a *archiver) sealer(ctx context.Context) error {
 	return nil
 }
 
+// openNoAtime opens a file to read without following a symlink in its
+// place or blocking on a FIFO in its place (sameFile refuses either).
 func openNoAtime(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOATIME|syscall.O_NOFOLLOW, 0)
+	const flags = os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+	f, err := os.OpenFile(path, flags|syscall.O_NOATIME, 0)
 	if errors.Is(err, syscall.EPERM) {
-		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		f, err = os.OpenFile(path, flags, 0)
 	}
 	return f, err
 }
 
-func statOf(fi fs.FileInfo) FileStat {
-	st := FileStat{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
-	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.CTime = s.Ctim.Nano()
-		st.Inode = s.Ino
-		st.Dev = uint64(s.Dev)
+// beforeOpen and afterOpen, if set (by tests), run with a file's path
+// just before a backup opens it to read it, and once it has been opened.
+var beforeOpen, afterOpen func(path string)
+
+// errReplaced marks a file that was replaced between the listing and
+// the read.
+var errReplaced = errors.New("replaced since it was listed")
+
+// sameFile checks that f, opened by path, is the regular file the walk
+// found there (job.st): a FIFO swapped in would hang the read, and a
+// parent directory swapped for a symlink would make it a file from
+// elsewhere. A file changed in between (same inode) is read as it now
+// is: its stat becomes the one recorded.
+func (a *archiver) sameFile(f *os.File, job *fileJob) error {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return err
 	}
-	return st
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Ino != job.st.Inode || uint64(st.Dev) != job.st.Dev {
+		return fmt.Errorf("%w (another file or not a regular file now); skipped, the next backup saves what is there then", errReplaced)
+	}
+	if now := fileStat(&st); now != job.st {
+		job.st = now
+		job.node.ModTime = time.Unix(st.Mtim.Unix())
+		job.node.ChangeTime = time.Unix(st.Ctim.Unix())
+		a.clampTimes(job.path, job.node)
+	}
+	return nil
+}
+
+// unchangedWhileRead returns an error if the file of job, read through f
+// (size bytes), changed while it was read: its size, modification or
+// change time are not what they were when it was opened.
+func (a *archiver) unchangedWhileRead(f *os.File, job *fileJob, size int64) error {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	now := fileStat(&st)
+	if size != job.st.Size || now.Size != job.st.Size || now.ModTime != job.st.ModTime || now.CTime != job.st.CTime {
+		return fmt.Errorf("changed while it was read (%d bytes when opened, %d read, %d now): saved as read, which may mix its old and new content; back it up again once it is settled", job.st.Size, size, now.Size)
+	}
+	if now.CTime >= a.start.UnixNano() {
+		// Changed since the backup began: it may change again within
+		// the same timestamp tick (coarse on NFS and on kernels before
+		// 6.13) without its stat showing it, and the files cache would
+		// then skip the new content for good. Read it again next time.
+		job.st.CTime = -1
+	}
+	return nil
+}
+
+func statOf(fi fs.FileInfo) FileStat {
+	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return fileStat(s)
+	}
+	return FileStat{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
+}
+
+func fileStat(s *syscall.Stat_t) FileStat {
+	return FileStat{Size: s.Size, ModTime: s.Mtim.Nano(), CTime: s.Ctim.Nano(), Inode: s.Ino, Dev: uint64(s.Dev)}
 }
 
 func (a *archiver) nodeFromInfo(name string, fi fs.FileInfo) *Node {
@@ -789,6 +922,31 @@ func (a *archiver) nodeFromInfo(name string, fi fs.FileInfo) *Node {
 		}
 	}
 	return n
+}
+
+// Tree encoding holds times of the years 0 to 9999 (RFC 3339).
+var (
+	minTime = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
+// clampTimes brings n's times that no tree can hold (a file dated in
+// the year 12,000 on a filesystem that allows it) to the nearest it can,
+// with a warning: one such file must not fail every backup.
+func (a *archiver) clampTimes(path string, n *Node) {
+	clamped := false
+	for _, t := range []*time.Time{&n.ModTime, &n.AccessTime, &n.ChangeTime} {
+		switch {
+		case t.IsZero():
+		case t.Before(minTime):
+			*t, clamped = minTime, true
+		case t.After(maxTime):
+			*t, clamped = maxTime, true
+		}
+	}
+	if clamped {
+		a.warnAs("time out of range", path, fmt.Errorf("a time of it lies outside the years 0 to 9999, which snapshots can hold: saved as %s or %s; set it right (touch) and back it up again", minTime.Format("2006-01-02"), maxTime.Format("2006-01-02")))
+	}
 }
 
 // idNames caches uid/gid → name lookups.

@@ -8,12 +8,18 @@ import (
 
 // Excluder decides which paths a backup skips. A pattern without a slash
 // matches any single path element ("*.tmp", "node_modules"); a pattern
-// with a slash matches the whole absolute path ("/home/*/.cache").
+// with a slash matches the whole absolute path ("/home/*/.cache"). A
+// trailing slash makes a pattern match directories only
+// ("node_modules/", "/var/cache/*/"), and does not count as its slash.
 // Patterns use filepath.Match syntax; an excluded directory is not
 // descended into.
 type Excluder struct {
-	base []string
-	full []string
+	base, full []exclPattern
+}
+
+type exclPattern struct {
+	pattern string
+	dirOnly bool
 }
 
 // NewExcluder validates the patterns.
@@ -23,25 +29,31 @@ func NewExcluder(patterns []string) (*Excluder, error) {
 		if _, err := filepath.Match(p, ""); err != nil {
 			return nil, fmt.Errorf("exclude pattern %q: %w", p, err)
 		}
-		if strings.Contains(p, "/") {
-			e.full = append(e.full, strings.TrimSuffix(p, "/"))
-		} else if p != "" {
-			e.base = append(e.base, p)
+		trimmed := strings.TrimRight(p, "/")
+		ep := exclPattern{pattern: trimmed, dirOnly: trimmed != p}
+		switch {
+		case trimmed == "":
+			// "" or "/": matches nothing, as before
+		case strings.Contains(trimmed, "/"):
+			e.full = append(e.full, ep)
+		default:
+			e.base = append(e.base, ep)
 		}
 	}
 	return e, nil
 }
 
-// Excluded reports whether path (absolute, cleaned) is excluded.
+// Excluded reports whether path (absolute, cleaned), a directory if
+// isDir, is excluded.
 func (e *Excluder) Excluded(path string, isDir bool) bool {
 	base := filepath.Base(path)
 	for _, p := range e.base {
-		if ok, _ := filepath.Match(p, base); ok {
+		if ok, _ := filepath.Match(p.pattern, base); ok && (isDir || !p.dirOnly) {
 			return true
 		}
 	}
 	for _, p := range e.full {
-		if ok, _ := filepath.Match(p, path); ok {
+		if ok, _ := filepath.Match(p.pattern, path); ok && (isDir || !p.dirOnly) {
 			return true
 		}
 	}

@@ -2,3 +2,18 @@ package snapshot
 
 // DecodeManifestForTest exposes the manifest decoder to the fuzz tests.
 var DecodeManifestForTest = decodeManifest
+
+// BeforeOpen and AfterOpen run fn with a file's path just before a
+// backup opens it to read it, and once it has, until the test ends.
+func BeforeOpen(t interface{ Cleanup(func()) }, fn func(path string)) {
+	beforeOpen = fn
+	t.Cleanup(func() { beforeOpen = nil })
+}
+
+func AfterOpen(t interface{ Cleanup(func()) }, fn func(path string)) {
+	afterOpen = fn
+	t.Cleanup(func() { afterOpen = nil })
+}
+
+// StatOfForTest is the stat the files cache keeps of fi.
+var StatOfForTest = statOf

@@ -33,13 +33,13 @@ type stallProxy struct {
 	conns []net.Conn
 }
 
-func newStallProxy(t *testing.T, target string) *stallProxy {
+func newStallProxy(t *testing.T, target string, up bool, after int64) *stallProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &stallProxy{addr: ln.Addr().String()}
+	p := &stallProxy{addr: ln.Addr().String(), up: up, after: after}
 	t.Cleanup(func() {
 		ln.Close()
 		p.mu.Lock()
@@ -97,9 +97,7 @@ func TestStalledTransfersRetried(t *testing.T) {
 	env := storetest.MinIO(t)
 	data := storetest.Data(7, 4<<20)
 	for _, up := range []bool{false, true} {
-		p := newStallProxy(t, env.Endpoint)
-		p.up = up
-		p.after = 64 << 10
+		p := newStallProxy(t, env.Endpoint, up, 64<<10)
 		cfg := config(env)
 		cfg.Endpoint = p.addr
 		cfg.StallTimeout = 300 * time.Millisecond

@@ -48,7 +48,11 @@ saved but marked partial and lifeboat exits with code 3.
 
 Exclude patterns: a pattern without a slash matches any single path element
 ("*.tmp", "node_modules"); a pattern with a slash matches the whole absolute
-path ("/home/*/.cache"). An excluded directory is not descended into.
+path ("/home/*/.cache"). A trailing slash matches directories only
+("node_modules/"). An excluded directory is not descended into.
+
+A file that changes while it is read is saved as read and named in a
+warning (exit 3): it may mix old and new content. Sockets are left out.
 
 Memory grows with the workers: by default every core gets a reader and a
 sealer, up to 8 of each, each holding buffers of up to the maximum chunk size
@@ -305,7 +309,7 @@ func excludePatterns(g *globals, patterns, files []string) ([]string, error) {
 		return nil, usageError("--exclude: %v", err)
 	}
 	for _, p := range out {
-		if strings.Contains(p, "/") && !strings.HasPrefix(p, "/") {
+		if t := strings.TrimRight(p, "/"); strings.Contains(t, "/") && !strings.HasPrefix(t, "/") {
 			warnf(g.stderr, "pattern %q has a slash, so it is matched against whole paths, which all start with '/': it matches nothing (write /%s?)", p, p)
 		}
 	}

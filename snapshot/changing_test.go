@@ -1,0 +1,319 @@
+package snapshot_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// backupOf backs paths up into repos with a files cache and returns the
+// result (warnings included) and the node at each of lookups (relative
+// to paths[0]; nil where the snapshot lacks it).
+func backupOf(t *testing.T, repos storetest.Repos, fc *snapshot.FilesCache, opts snapshot.BackupOptions, lookups ...string) (*snapshot.Result, []*snapshot.Node) {
+	t.Helper()
+	ctx := context.Background()
+	opts.Host, opts.FilesCache = "h", fc
+	res, err := snapshot.Backup(ctx, repos.Writer, opts)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if err := repos.Reader.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*snapshot.Node
+	for _, p := range lookups {
+		n, err := snapshot.Lookup(ctx, repos.Reader, res.Manifest.Tree, filepath.Join(opts.Paths[0], p))
+		if errors.Is(err, snapshot.ErrNotInSnapshot) {
+			n = nil
+		} else if err != nil {
+			t.Fatalf("lookup %s: %v", p, err)
+		}
+		nodes = append(nodes, n)
+	}
+	return res, nodes
+}
+
+// warned returns the warnings about path.
+func warned(res *snapshot.Result, path string) []string {
+	var out []string
+	for _, w := range res.Warnings {
+		if w.Path == path {
+			out = append(out, w.Err.Error())
+		}
+	}
+	return out
+}
+
+// TestFileChangedWhileRead: a file whose size or content changes while
+// a backup reads it is saved as read with a warning (the snapshot is
+// partial), and the next backup reads it again rather than trusting the
+// files cache; a file that is left alone is not. One changed after the
+// backup began but before it was opened is saved as it then was, without
+// a warning, and read again next time too: a second change within the
+// same timestamp tick would not show in its stat.
+func TestFileChangedWhileRead(t *testing.T) {
+	for _, change := range []string{"grown", "same size", "before the read"} {
+		t.Run(change, func(t *testing.T) {
+			repos := storetest.InitRepos(t, mem.New())
+			src := t.TempDir()
+			f := filepath.Join(src, "f")
+			old := bytes.Repeat([]byte("old "), 1<<18) // 1 MiB: several chunks
+			fixture.Create(t, src, fixture.Tree{"f": {Content: old}, "calm": {Content: []byte("left alone\n")}})
+			hook := snapshot.AfterOpen
+			if change == "before the read" {
+				hook = snapshot.BeforeOpen
+			}
+			hook(t, func(p string) {
+				if p != f {
+					return
+				}
+				b := bytes.Repeat([]byte("new "), 1<<18)
+				if change == "grown" {
+					b = append(b, "more"...)
+				}
+				time.Sleep(10 * time.Millisecond) // a later modification time, whatever the tick
+				if err := os.WriteFile(f, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			})
+			fc := snapshot.NewFilesCache(repos.Writer.Config().ID)
+			res, nodes := backupOf(t, repos, fc, snapshot.BackupOptions{Paths: []string{src}}, "f")
+			if change == "before the read" {
+				if len(res.Warnings) != 0 || nodes[0] == nil || nodes[0].Size != 1<<20 {
+					t.Errorf("warnings %v, f saved as %v: want the new content, no warning", res.Warnings, nodes[0])
+				}
+			} else {
+				if w := warned(res, f); len(w) != 1 || !strings.Contains(w[0], "changed while it was read") {
+					t.Errorf("warnings %v, want one about f changing", res.Warnings)
+				}
+				if len(res.Warnings) != 1 || res.Manifest.Summary.Errors != 1 {
+					t.Errorf("warnings %v, errors %d: want the snapshot partial for f alone", res.Warnings, res.Manifest.Summary.Errors)
+				}
+			}
+			hook(t, nil)
+			again, _ := backupOf(t, repos, reloaded(t, fc, repos), snapshot.BackupOptions{Paths: []string{src}})
+			if s := again.Manifest.Summary; len(again.Warnings) != 0 || s.FilesUnmodified != 1 || s.FilesChanged != 1 {
+				t.Errorf("next backup: warnings %v, %d unmodified, %d changed: want f read again, calm not", again.Warnings, s.FilesUnmodified, s.FilesChanged)
+			}
+		})
+	}
+}
+
+// TestFileReplacedBeforeRead: what stands at a file's path when the
+// backup comes to read it must be the file it listed. A FIFO put there
+// does not hang the backup, a parent directory swapped for a symlink
+// does not make it read a file from elsewhere (both skipped with a
+// warning), and a file removed meanwhile is left out quietly.
+func TestFileReplacedBeforeRead(t *testing.T) {
+	outside := t.TempDir()
+	secret := []byte("a file outside the backup paths\n")
+	if err := os.WriteFile(filepath.Join(outside, "f"), secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, file string
+		swap       func(t *testing.T, src string)
+		warning    bool
+	}{
+		{"fifo", "f", func(t *testing.T, src string) {
+			p := filepath.Join(src, "f")
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"parent symlink", "d/f", func(t *testing.T, src string) {
+			d := filepath.Join(src, "d")
+			if err := os.Rename(d, d+".old"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, d); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"removed", "f", func(t *testing.T, src string) {
+			if err := os.Remove(filepath.Join(src, "f")); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repos := storetest.InitRepos(t, mem.New())
+			src := t.TempDir()
+			fixture.Create(t, src, fixture.Tree{"f": {Content: []byte("listed\n")}, "d": {Dir: true}, "d/f": {Content: []byte("listed too\n")}})
+			swapped := false
+			snapshot.BeforeOpen(t, func(p string) {
+				if p == filepath.Join(src, tc.file) && !swapped {
+					swapped = true
+					tc.swap(t, src)
+				}
+			})
+			done := make(chan struct{})
+			var res *snapshot.Result
+			var nodes []*snapshot.Node
+			go func() {
+				defer close(done)
+				res, nodes = backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}}, tc.file)
+			}()
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("the backup hangs")
+			}
+			if res == nil {
+				return // backupOf failed the test
+			}
+			if nodes[0] != nil {
+				b, _ := repos.Reader.LoadBlob(context.Background(), chunkstore.DataBlob, nodes[0].Content[0])
+				t.Errorf("%s saved (as %s, %q)", tc.file, nodes[0].Type, b)
+			}
+			w := warned(res, filepath.Join(src, tc.file))
+			if tc.warning != (len(w) == 1 && strings.Contains(w[0], "replaced since it was listed")) || len(res.Warnings) != len(w) {
+				t.Errorf("warnings %v, want one about %s: %v", res.Warnings, tc.file, tc.warning)
+			}
+		})
+	}
+}
+
+// TestBackupEdgeEntries: a socket is left out without a warning; a file
+// dated after the year 9999 (tmpfs allows it) is saved with the last
+// date a snapshot holds and a warning, not fail every backup; an
+// unchanged file whose cached chunks are gone is read again and counted
+// as unmodified.
+func TestBackupEdgeEntries(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"f": {Content: []byte("unchanged\n")}})
+	ln, err := net.Listen("unix", filepath.Join(src, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fc := snapshot.NewFilesCache(repos.Writer.Config().ID)
+	fi, err := os.Lstat(filepath.Join(src, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cache holds f with its stat, but chunks no repository has.
+	fc.Record(filepath.Join(src, "f"), snapshot.StatOfForTest(fi), []chunkstore.ID{{1, 2, 3}})
+	res, nodes := backupOf(t, repos, reloaded(t, fc, repos), snapshot.BackupOptions{Paths: []string{src}}, "sock", "f")
+	if len(res.Warnings) != 0 || nodes[0] != nil {
+		t.Errorf("socket: warnings %v, node %v; want it left out quietly", res.Warnings, nodes[0])
+	}
+	if s := res.Manifest.Summary; s.FilesUnmodified != 1 || s.FilesChanged != 0 || s.FilesNew != 0 || nodes[1] == nil || len(nodes[1].Content) != 1 {
+		t.Errorf("f: %d unmodified, %d changed, %d new; node %v", s.FilesUnmodified, s.FilesChanged, s.FilesNew, nodes[1])
+	}
+
+	// Far in the future: on tmpfs, where such times can be set.
+	shm, err := os.MkdirTemp("/dev/shm", "lifeboat-test-")
+	if err != nil {
+		t.Skipf("no tmpfs at /dev/shm to date a file after 9999: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	far := filepath.Join(shm, "far")
+	if err := os.WriteFile(far, []byte("from the far future\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	when := syscall.Timespec{Sec: 400000000000} // the year 14645 (beyond time.Time's UnixNano, which os.Chtimes uses)
+	if err := syscall.UtimesNano(far, []syscall.Timespec{when, when}); err != nil {
+		t.Skipf("cannot date a file in %s after 9999: %v", shm, err)
+	}
+	if fi, err := os.Stat(far); err != nil || fi.ModTime().Year() <= 9999 {
+		t.Skipf("%s does not keep a date after 9999: %v %v", shm, fi.ModTime(), err)
+	}
+	res, nodes = backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{shm}}, "far")
+	if w := warned(res, far); len(w) != 1 || !strings.Contains(w[0], "outside the years 0 to 9999") {
+		t.Errorf("warnings %v, want one about far's date", res.Warnings)
+	}
+	if nodes[0] == nil || nodes[0].ModTime.Year() != 9999 {
+		t.Errorf("far saved as %v", nodes[0])
+	}
+}
+
+// reloaded is fc saved and loaded again, as the next backup's cache.
+func reloaded(t *testing.T, fc *snapshot.FilesCache, repos storetest.Repos) *snapshot.FilesCache {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cache")
+	if err := fc.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	out, err := snapshot.LoadFilesCache(p, repos.Writer.Config().ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestBackupPathsThroughSymlinks: a path below a symlink that is also
+// given is refused, not silently reduced to the symlink; a symlink given
+// with a trailing slash is the directory it points to; a directory on
+// the way to a backup path, reached through a symlink, is saved with the
+// directory's mode, not the symlink's 0777.
+func TestBackupPathsThroughSymlinks(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	base := t.TempDir()
+	fixture.Create(t, base, fixture.Tree{"real": {Dir: true, Mode: 0o750}, "real/app": {Dir: true}, "real/app/x": {Content: []byte("x\n")}})
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(filepath.Join(base, "real"), link); err != nil {
+		t.Fatal(err)
+	}
+	_, err := snapshot.Backup(context.Background(), repos.Writer, snapshot.BackupOptions{Paths: []string{link, filepath.Join(link, "app")}, Host: "h"})
+	if err == nil || !strings.Contains(err.Error(), "which is a symlink") {
+		t.Errorf("a path below a given symlink: %v", err)
+	}
+	res, _ := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{link + "/"}})
+	if p := res.Manifest.Paths; len(p) != 1 || p[0] != filepath.Join(base, "real") {
+		t.Errorf("link/ backed up as %q, want the real directory", p)
+	}
+	res, _ = backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{filepath.Join(link, "app")}})
+	n, err := snapshot.Lookup(context.Background(), repos.Reader, res.Manifest.Tree, link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Type != snapshot.TypeDir || n.Mode.Perm() != 0o750 {
+		t.Errorf("the way through the symlink saved as %s %v, want the directory's 0750", n.Type, n.Mode)
+	}
+	if _, err := snapshot.Lookup(context.Background(), repos.Reader, res.Manifest.Tree, filepath.Join(link, "app", "x")); err != nil {
+		t.Errorf("link/app/x: %v", err)
+	}
+}
+
+// TestExcludeDirOnly: a pattern with a trailing slash matches
+// directories only, by name or by whole path.
+func TestExcludeDirOnly(t *testing.T) {
+	ex, err := snapshot.NewExcluder([]string{"node_modules/", "/srv/*/cache/", "*.tmp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		dir  bool
+		want bool
+	}{
+		{"/a/node_modules", true, true},
+		{"/a/node_modules", false, false},
+		{"/srv/app/cache", true, true},
+		{"/srv/app/cache", false, false},
+		{"/a/x.tmp", false, true},
+		{"/a/x.tmp", true, true},
+	} {
+		if got := ex.Excluded(tc.path, tc.dir); got != tc.want {
+			t.Errorf("Excluded(%s, dir %v) = %v", tc.path, tc.dir, got)
+		}
+	}
+}
