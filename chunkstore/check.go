@@ -3,6 +3,7 @@ package chunkstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -23,6 +24,10 @@ type CheckOptions struct {
 	// limits that to a random subset of packs; 0 or 1 means all.
 	ReadData         bool
 	ReadDataFraction float64
+	// ReadDataGroup n of ReadDataGroups t (1 <= n <= t), if set instead,
+	// limits the read to the n-th of t fixed groups of packs (by pack
+	// ID), so that t checks with n = 1..t read every pack once.
+	ReadDataGroup, ReadDataGroups int
 	// Progress, if set, is called after each pack is read.
 	Progress func(done, total int)
 }
@@ -96,7 +101,14 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 		return rep, nil
 	}
 	sel := present
-	if opts.ReadDataFraction > 0 && opts.ReadDataFraction < 1 {
+	if opts.ReadDataGroups > 0 {
+		sel = nil
+		for _, p := range present {
+			if PackGroup(p.ID, opts.ReadDataGroups) == opts.ReadDataGroup {
+				sel = append(sel, p)
+			}
+		}
+	} else if opts.ReadDataFraction > 0 && opts.ReadDataFraction < 1 {
 		n := int(float64(len(present))*opts.ReadDataFraction + 0.999999)
 		sel = append([]*PackEntry(nil), present...)
 		rand.Shuffle(len(sel), func(i, j int) { sel[i], sel[j] = sel[j], sel[i] })
@@ -142,6 +154,13 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 	}
 	sort.Slice(rep.Problems, func(i, j int) bool { return rep.Problems[i].Object < rep.Problems[j].Object })
 	return rep, nil
+}
+
+// PackGroup is the group, 1 to groups, that pack id falls in for
+// CheckOptions.ReadDataGroup: pack IDs are SHA-256 hashes, so the groups
+// are about even.
+func PackGroup(id ID, groups int) int {
+	return int(binary.BigEndian.Uint32(id[:4])%uint32(groups)) + 1
 }
 
 // checkBufs are one pack reader's buffers: the pack, and one blob's

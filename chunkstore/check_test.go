@@ -105,6 +105,37 @@ func TestCheckReadDataManyPacks(t *testing.T) {
 	if want := blobs - len(flipped.Blobs) - len(cut.Blobs); rep.BlobsVerified != want {
 		t.Errorf("%d blobs verified, want %d (all but the damaged packs')", rep.BlobsVerified, want)
 	}
+	// --read-data-subset n/t: the t checks read every pack once (but
+	// the cut one, whose size gives it away unread), and only the check
+	// of the flipped pack's group finds it.
+	const groups = 3
+	read := 0
+	for n := 1; n <= groups; n++ {
+		rep, err := r.Check(ctx, chunkstore.CheckOptions{ReadData: true, ReadDataGroup: n, ReadDataGroups: groups})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for _, p := range packs {
+			if p != cut && chunkstore.PackGroup(p.ID, groups) == n {
+				want++
+			}
+		}
+		if rep.PacksRead != want {
+			t.Errorf("group %d/%d: read %d packs, want %d", n, groups, rep.PacksRead, want)
+		}
+		read += rep.PacksRead
+		found := false
+		for _, p := range rep.Problems {
+			found = found || p.Object == chunkstore.PackName(flipped.ID)
+		}
+		if found != (chunkstore.PackGroup(flipped.ID, groups) == n) {
+			t.Errorf("group %d/%d: flipped pack (group %d) found %v", n, groups, chunkstore.PackGroup(flipped.ID, groups), found)
+		}
+	}
+	if read != len(packs)-1 {
+		t.Errorf("the %d groups read %d packs, want every one but the cut: %d", groups, read, len(packs)-1)
+	}
 }
 
 // TestCheckFindsDamagedEnvelope: a key envelope of the current

@@ -32,17 +32,19 @@ indexed data.
 
 --read-data also downloads packs and checks their hashes and structure and,
 with the identity, authenticates every blob. --read-data-subset checks a random
-share of the packs: "10%" or "0.1".
+share of the packs: "10%" or "0.1"; or the n-th of t fixed groups of them,
+"n/t", so that t checks (1/7, 2/7, ... 7/7: one a night) read every pack once.
 
 Exits with code 1 if any problem is found.`,
 		Example: `  lifeboat check
   lifeboat check --read-data-subset 5%
+  lifeboat check --read-data-subset "$(date +%u)/7"   # a seventh a day
   lifeboat check --read-data --json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, g, f) },
 	}
 	cmd.Flags().BoolVar(&f.readData, "read-data", false, "download and verify all pack data")
-	cmd.Flags().StringVar(&f.readDataSubset, "read-data-subset", "", "download and verify a random subset of packs: N% or a fraction in (0,1]")
+	cmd.Flags().StringVar(&f.readDataSubset, "read-data-subset", "", "download and verify a subset of packs: N% or a fraction in (0,1] (random), or n/t (the n-th of t fixed groups)")
 	cmd.MarkFlagsMutuallyExclusive("read-data", "read-data-subset")
 	return cmd
 }
@@ -67,6 +69,21 @@ type checkOutput struct {
 type objectErr struct {
 	Object string `json:"object"`
 	Error  string `json:"error"`
+}
+
+// parseGroup parses "n/t", the n-th of t groups of packs; ok is false
+// for anything without a slash.
+func parseGroup(s string) (n, t int, ok bool, err error) {
+	ns, ts, found := strings.Cut(strings.TrimSpace(s), "/")
+	if !found {
+		return 0, 0, false, nil
+	}
+	n, nerr := strconv.Atoi(strings.TrimSpace(ns))
+	t, terr := strconv.Atoi(strings.TrimSpace(ts))
+	if nerr != nil || terr != nil || t < 1 || n < 1 || n > t {
+		return 0, 0, true, fmt.Errorf("invalid group %q: want n/t with 1 <= n <= t, such as 3/7", s)
+	}
+	return n, t, true, nil
 }
 
 // parseFraction accepts "10%", "10.5%" or a fraction such as "0.1".
@@ -101,11 +118,15 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	ctx := cmd.Context()
 	opts := chunkstore.CheckOptions{ReadData: f.readData}
 	if cmd.Flags().Changed("read-data-subset") {
-		frac, err := parseFraction(f.readDataSubset)
-		if err != nil {
+		opts.ReadData = true
+		if n, t, ok, err := parseGroup(f.readDataSubset); ok || err != nil {
+			if err != nil {
+				return usageError("--read-data-subset: %v", err)
+			}
+			opts.ReadDataGroup, opts.ReadDataGroups = n, t
+		} else if opts.ReadDataFraction, err = parseFraction(f.readDataSubset); err != nil {
 			return usageError("--read-data-subset: %v", err)
 		}
-		opts.ReadData, opts.ReadDataFraction = true, frac
 	}
 	// Check what is on storage, not a local copy: the metadata cache
 	// would hide an index or snapshot damaged after it was cached.

@@ -242,6 +242,17 @@ func TestRoundTrip(t *testing.T) {
 	if rep.Packs == 0 || rep.Problems == nil || len(rep.Problems) != 0 {
 		t.Errorf("check --json: %+v", rep)
 	}
+	// n/t: two checks of half the packs each read them all.
+	read := 0
+	for _, g := range []string{"1/2", "2/2"} {
+		half := decodeJSON[struct {
+			PacksRead int `json:"packs_read"`
+		}](t, c.ok(r.reader("check", "--json", "--read-data-subset", g)...).stdout)
+		read += half.PacksRead
+	}
+	if read != rep.Packs {
+		t.Errorf("check --read-data-subset 1/2 and 2/2 read %d packs of %d", read, rep.Packs)
+	}
 
 	// The same through the environment instead of flags.
 	env := c.with("LIFEBOAT_REPO="+r.path, "LIFEBOAT_IDENTITY="+r.identity)
@@ -279,6 +290,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"ls", "latest", "--repo", "/r"}, "--identity"},
 		{[]string{"check", "--repo", "/r", "--key", "k", "--read-data-subset", "150%"}, "100%"},
 		{[]string{"check", "--repo", "/r", "--key", "k", "--read-data-subset", "5"}, "5%"},
+		{[]string{"check", "--repo", "/r", "--key", "k", "--read-data-subset", "8/7"}, "1 <= n <= t"},
+		{[]string{"check", "--repo", "/r", "--key", "k", "--read-data-subset", "0/7"}, "1 <= n <= t"},
 		{[]string{"snapshots", "--repo", "/r", "--key", "k", "--log-format", "xml"}, "log-format"},
 		{[]string{"init", "--repo", "/r", "--recipient", "not-a-key"}, "recipient"},
 		{[]string{"snapshots", "extra-arg", "--repo", "/r", "--key", "k"}, "no arguments"},
