@@ -1100,9 +1100,19 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 			r.setFailed(f, err)
 		} else {
 			direct := false
-			if zero {
+			if f.direct {
+				// writeData opens it again for direct I/O, by name: that
+				// must be this file (created).
+				var st unix.Stat_t
+				if err = unix.Fstat(int(fh.Fd()), &st); err == nil {
+					f.dev, f.ino = st.Dev, st.Ino
+				}
+			}
+			switch {
+			case err != nil:
+			case zero:
 				err = fh.Truncate(int64(len(plain)))
-			} else {
+			default:
 				direct, err = r.writeData(f, fh, plain, 0)
 				if cerr := r.dio.close(f); err == nil {
 					err = cerr

@@ -453,3 +453,32 @@ func TestRestoreSync(t *testing.T) {
 	}
 	fixture.Compare(t, tree, restoredAt(bad, src))
 }
+
+// TestDirectIOSingleChunk: a large file of one chunk (written when its
+// blob arrives, not created ahead) goes direct too: the descriptor
+// opened for it by name must be checked against the file just created,
+// not against the record of files created ahead, which it has none of.
+func TestDirectIOSingleChunk(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	one := bytes.Repeat([]byte("periodic content, one chunk "), (3<<20)/28) // the chunker finds no cut in it
+	tree := fixture.Tree{"one": {Content: one}}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	n, err := snapshot.Lookup(context.Background(), r.reader, snap.Tree, filepath.Join(src, "one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Content) != 1 {
+		t.Fatalf("the file has %d chunks, want one", len(n.Content))
+	}
+	dst := t.TempDir()
+	if !restore.DirectSupported(t, dst) {
+		t.Skip("the filesystem of the test's temporary directory does not support O_DIRECT")
+	}
+	res := r.restore(t, snap, restore.Options{Target: dst, DirectIO: true})
+	fixture.Compare(t, tree, restoredAt(dst, src))
+	if size := int64(len(one)); res.BytesDirect < size*9/10 {
+		t.Errorf("%d of the %d bytes written direct, want nearly all", res.BytesDirect, size)
+	}
+}
