@@ -269,6 +269,27 @@ func TestRestoreDeleteKeepsWhatIsNotSelected(t *testing.T) {
 	dst := t.TempDir()
 	r.restore(t, snap, restore.Options{Target: dst})
 	out := restoredAt(dst, src)
+	// plant creates the files extras names (path → to be removed) in
+	// the target; removedAsWanted checks they went, or stayed, as told.
+	plant := func(extras map[string]bool) {
+		for p := range extras {
+			fp := filepath.Join(out, filepath.FromSlash(p))
+			if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(fp, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	removedAsWanted := func(extras map[string]bool) {
+		for p, removed := range extras {
+			_, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p)))
+			if removed != errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: removed %v, want %v (%v)", p, !removed, removed, err)
+			}
+		}
+	}
 	extras := map[string]bool{ // path → removed
 		"times/extra.txt":    true,  // selected, not in the snapshot
 		"times/olddir/x.txt": true,  // the same, deeper
@@ -277,15 +298,7 @@ func TestRestoreDeleteKeepsWhatIsNotSelected(t *testing.T) {
 		"modes/extra":        false, // not included
 		"extra-top":          false, // not included
 	}
-	for p := range extras {
-		fp := filepath.Join(out, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(fp, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	plant(extras)
 	res := r.restore(t, snap, restore.Options{Target: dst, Include: []string{rel + "/times"}, Exclude: []string{"*.log", "logs"}, Delete: true})
 	want := []restore.Change{
 		{Path: rel + "/times/extra.txt", Action: restore.ActionDelete},
@@ -294,12 +307,7 @@ func TestRestoreDeleteKeepsWhatIsNotSelected(t *testing.T) {
 	if !reflect.DeepEqual(res.Changes, want) {
 		t.Errorf("removed %v, want %v", res.Changes, want)
 	}
-	for p, removed := range extras {
-		_, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p)))
-		if removed != errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s: removed %v, want %v (%v)", p, !removed, removed, err)
-		}
-	}
+	removedAsWanted(extras)
 	for p := range tree {
 		if _, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p))); err != nil {
 			t.Errorf("%s: %v", p, err)
@@ -314,15 +322,7 @@ func TestRestoreDeleteKeepsWhatIsNotSelected(t *testing.T) {
 		"newdir/sub/private": false, // deeper than the pattern
 		"excl/private":       false, // below an excluded directory
 	}
-	for p := range extras {
-		fp := filepath.Join(out, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(fp, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	plant(extras)
 	for _, dry := range []bool{true, false} {
 		res = r.restore(t, snap, restore.Options{Target: dst, Include: []string{rel + "/*/private"}, Exclude: []string{"excl"}, Delete: true, DryRun: dry})
 		want = []restore.Change{
@@ -333,12 +333,7 @@ func TestRestoreDeleteKeepsWhatIsNotSelected(t *testing.T) {
 			t.Errorf("dry run %v: removed %v, want %v", dry, res.Changes, want)
 		}
 	}
-	for p, removed := range extras {
-		_, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p)))
-		if removed != errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s: removed %v, want %v (%v)", p, !removed, removed, err)
-		}
-	}
+	removedAsWanted(extras)
 }
 
 // localSnapshot is a backup of fixture.Standard() in a repository in a
