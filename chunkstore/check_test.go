@@ -266,3 +266,25 @@ func TestCheckComparesWrappedKeys(t *testing.T) {
 	}
 	check(2)
 }
+
+// TestEnvelopeVanishingWhileChecked: an envelope removed between the
+// listing and the read (a change of recipients under way) makes the
+// check list keys/ again rather than declare the repository unopenable;
+// gone on the second look too, it is that.
+func TestEnvelopeVanishingWhileChecked(t *testing.T) {
+	ctx := context.Background()
+	f := storetest.NewFaulty(mem.New())
+	repos := storetest.InitRepos(t, f)
+	w, err := chunkstore.Open(ctx, f, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.FailNext(storetest.OpGet, 1, chunkstore.ErrNotFound)
+	if err := w.CheckEnvelopes(ctx); err != nil {
+		t.Errorf("one vanished read: %v", err)
+	}
+	f.FailNext(storetest.OpGet, 2, chunkstore.ErrNotFound)
+	if err := w.CheckEnvelopes(ctx); !errors.Is(err, chunkstore.ErrCorrupt) || !strings.Contains(err.Error(), "none is left") {
+		t.Errorf("gone on both looks: %v", err)
+	}
+}

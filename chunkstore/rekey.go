@@ -137,16 +137,39 @@ func (r *Repository) keyGeneration(ctx context.Context) (uint32, []Envelope, err
 // would go on backing up. The error (ErrCorrupt) names the damaged
 // envelopes and what to do.
 func (r *Repository) CheckEnvelopes(ctx context.Context) error {
-	gen, envs, err := r.keyGeneration(ctx)
-	if err != nil {
-		return err
-	}
-	return r.intactEnvelope(ctx, envs, gen)
+	_, err := r.intactGeneration(ctx)
+	return err
 }
 
-// intactEnvelope is CheckEnvelopes for generation gen of envs.
-func (r *Repository) intactEnvelope(ctx context.Context, envs []Envelope, gen uint32) error {
+// intactGeneration is KeyGeneration, checked as CheckEnvelopes says.
+// Envelopes that vanish as it reads them (a change of recipients
+// removing the older ones) make it list them again, once.
+func (r *Repository) intactGeneration(ctx context.Context) (uint32, error) {
+	for attempt := 0; ; attempt++ {
+		gen, envs, err := r.keyGeneration(ctx)
+		if err != nil {
+			return 0, err
+		}
+		err = r.anyIntactEnvelope(ctx, envs, gen)
+		if errors.Is(err, errEnvelopesVanished) {
+			if attempt == 0 {
+				continue
+			}
+			err = r.noIntactEnvelope(gen, "none is left")
+		}
+		return gen, err
+	}
+}
+
+// errEnvelopesVanished: every envelope of the generation was gone when read.
+var errEnvelopesVanished = errors.New("the key envelopes vanished while they were read")
+
+// anyIntactEnvelope returns nil if an envelope of generation gen of envs
+// verifies, errEnvelopesVanished if every one was gone when read, and
+// noIntactEnvelope's error otherwise.
+func (r *Repository) anyIntactEnvelope(ctx context.Context, envs []Envelope, gen uint32) error {
 	var damaged []string
+	vanished := false
 	for _, e := range envs {
 		if e.Gen != gen {
 			continue
@@ -155,17 +178,26 @@ func (r *Repository) intactEnvelope(ctx context.Context, envs []Envelope, gen ui
 		case err == nil:
 			return nil
 		case errors.Is(err, ErrNotFound):
-			continue // removed meanwhile
+			vanished = true // removed meanwhile
 		case errors.Is(err, errNotGenuine):
 			damaged = append(damaged, err.Error())
 		default:
 			return err
 		}
 	}
+	if vanished && len(damaged) == 0 {
+		return errEnvelopesVanished
+	}
 	what := "none is left"
 	if len(damaged) > 0 {
 		what = strings.Join(damaged, "; ")
 	}
+	return r.noIntactEnvelope(gen, what)
+}
+
+// noIntactEnvelope is CheckEnvelopes' error for generation gen; what
+// says what became of its envelopes.
+func (r *Repository) noIntactEnvelope(gen uint32, what string) error {
 	return fmt.Errorf("%w: no key envelope of generation %d under keys/ of %s is intact (%s): no identity can open the repository, so nothing written to it could be restored; put back keys/ from a copy of the bucket (object versioning, a replica), or back up into a new repository", ErrCorrupt, gen, r.store.Location(), what)
 }
 
@@ -174,16 +206,13 @@ func (r *Repository) intactEnvelope(ctx context.Context, envs []Envelope, gen ui
 // wrapped to the old set, which may include a removed identity, and
 // would miss an added one.
 func (r *Repository) checkGeneration(ctx context.Context) error {
-	cur, envs, err := r.keyGeneration(ctx)
+	// What is written must be restorable too: an identity needs an
+	// intact envelope to open the repository with.
+	cur, err := r.intactGeneration(ctx)
 	if err != nil {
 		return err
 	}
 	if cur <= r.secrets.Generation {
-		// What is written must be restorable: an identity needs an
-		// envelope to open the repository with.
-		if err := r.intactEnvelope(ctx, envs, cur); err != nil {
-			return err
-		}
 		r.genChecked.Store(int64(time.Since(processStart)))
 		return nil
 	}

@@ -339,18 +339,20 @@ func cleanPaths(in []string) ([]string, error) {
 	// Drop paths inside another backed-up path. Inside a symlink, the
 	// path leads elsewhere, and the snapshot would hold the symlink
 	// alone: refused.
+	// (Against every path kept, not the last: "data-old" sorts between
+	// "data" and "data/app".)
 	var kept []string
+next:
 	for _, p := range out {
-		if len(kept) > 0 {
-			last := kept[len(kept)-1]
-			if p == last {
-				continue
+		for _, k := range kept {
+			if p == k {
+				continue next
 			}
-			if strings.HasPrefix(p, strings.TrimSuffix(last, "/")+"/") {
-				if fi, err := os.Lstat(last); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-					return nil, fmt.Errorf("backup path %s lies below %s, which is a symlink: the snapshot would hold the symlink alone; give %s's real path (or %s/ for all of it) instead", p, last, p, last)
+			if strings.HasPrefix(p, strings.TrimSuffix(k, "/")+"/") {
+				if fi, err := os.Lstat(k); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+					return nil, fmt.Errorf("backup path %s lies below %s, which is a symlink: the snapshot would hold the symlink alone; give %s's real path (or %s/ for all of it) instead", p, k, p, k)
 				}
-				continue
+				continue next
 			}
 		}
 		kept = append(kept, p)

@@ -272,9 +272,15 @@ func TestBackupPathsThroughSymlinks(t *testing.T) {
 	if err := os.Symlink(filepath.Join(base, "real"), link); err != nil {
 		t.Fatal(err)
 	}
-	_, err := snapshot.Backup(context.Background(), repos.Writer, snapshot.BackupOptions{Paths: []string{link, filepath.Join(link, "app")}, Host: "h"})
-	if err == nil || !strings.Contains(err.Error(), "which is a symlink") {
-		t.Errorf("a path below a given symlink: %v", err)
+	// Also with a path sorting between them ("link-old": '-' before '/').
+	if err := os.Mkdir(link+"-old", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, paths := range [][]string{{link, filepath.Join(link, "app")}, {link, link + "-old", filepath.Join(link, "app")}} {
+		_, err := snapshot.Backup(context.Background(), repos.Writer, snapshot.BackupOptions{Paths: paths, Host: "h"})
+		if err == nil || !strings.Contains(err.Error(), "which is a symlink") {
+			t.Errorf("%q, a path below a given symlink: %v", paths, err)
+		}
 	}
 	res, _ := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{link + "/"}})
 	if p := res.Manifest.Paths; len(p) != 1 || p[0] != filepath.Join(base, "real") {

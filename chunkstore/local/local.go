@@ -342,6 +342,13 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 		if _, err := os.Stat(s.dir); err != nil {
 			return s.readErr("list", s.dir, err)
 		}
+		// Missing, unless a symlink on the way leads nowhere (data/ on
+		// a disk that is not mounted): that is no empty listing.
+		for p := start; p != s.dir && len(p) > len(s.dir); p = filepath.Dir(p) {
+			if li, lerr := os.Lstat(p); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+				return classify(fmt.Errorf("list %s in %s: %s is a symlink to nothing: put back what it pointed to (mount its disk), or remove it", prefix, s.dir, p))
+			}
+		}
 		return nil
 	}
 	if err == nil && !fi.IsDir() {

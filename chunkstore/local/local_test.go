@@ -399,6 +399,18 @@ func TestListFollowsSymlinks(t *testing.T) {
 			}
 		}
 	}
+	// data/ itself pointing nowhere (its disk not mounted).
+	if err := os.Rename(moved, moved+".unmounted"); err != nil {
+		t.Fatal(err)
+	}
+	for _, prefix := range []string{"data/", "data/ab/", ""} {
+		if got, err := list(s, prefix); err == nil || !strings.Contains(err.Error(), "a symlink to nothing") {
+			t.Errorf("List(%q) with data/ pointing nowhere: %q, %v", prefix, got, err)
+		}
+	}
+	if err := os.Rename(moved+".unmounted", moved); err != nil {
+		t.Fatal(err)
+	}
 	for what, target := range map[string]string{
 		"a symlink to nothing": filepath.Join(base, "gone"),
 		"a loop":               moved, // data/ef -> data

@@ -43,9 +43,6 @@ var transientCodes = map[string]bool{
 	"IncompleteBody":              true,
 	"InternalError":               true,
 	"ServiceUnavailable":          true,
-	// Temporary credentials (an instance role, STS) expired as the
-	// request went: the credential chain fetches new ones for the next.
-	"ExpiredToken": true,
 }
 
 // Codes that mean the credentials, or what they allow, are wrong.
@@ -54,6 +51,7 @@ var credentialCodes = map[string]bool{
 	"InvalidAccessKeyId":                true,
 	"SignatureDoesNotMatch":             true,
 	"InvalidToken":                      true,
+	"ExpiredToken":                      true, // exported temporary credentials are not renewed
 	"InvalidSecurity":                   true,
 	"AllAccessDisabled":                 true,
 	"AccountProblem":                    true,
@@ -102,12 +100,11 @@ func (s *Store) mapErr(op, name string, err error) error {
 		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: the server does not implement this request; lifeboat needs an S3-compatible server that verifies x-amz-checksum-sha256 or Content-MD5 on uploads", op, what, err))
 	case r.Code == "RequestTimeTooSkewed":
 		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: this machine's clock differs from the server's by more than S3 allows (15 minutes): set the clock right (NTP) and try again", op, what, err))
-	case transientCodes[r.Code]:
-		return fmt.Errorf("%s %s: %w", op, what, err)
 	case credentialCodes[r.Code] || r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized:
 		return chunkstore.Permanent(fmt.Errorf("%s %s: access denied (%w): check the S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the shared credentials file) and that their policy allows %q on bucket %q",
 			op, what, err, op, s.bucket))
-	case r.StatusCode == http.StatusRequestTimeout,
+	case transientCodes[r.Code],
+		r.StatusCode == http.StatusRequestTimeout,
 		r.StatusCode == http.StatusTooManyRequests,
 		r.StatusCode >= 500:
 		return fmt.Errorf("%s %s: %w", op, what, err)

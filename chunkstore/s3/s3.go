@@ -124,7 +124,7 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 	wctx, w := s.watch(ctx)
 	ok, err := client.BucketExists(wctx, s.bucket)
 	w.done()
-	if serr := s.stallErr(ctx, wctx, "open", ""); serr != nil {
+	if serr := s.stallErr(ctx, wctx, "open", ""); err != nil && serr != nil {
 		return nil, serr
 	}
 	if err != nil {
@@ -221,7 +221,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	defer w.done()
 	opts.Progress = w // re-armed as the body goes out
 	_, err := s.client.PutObject(wctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), opts)
-	if serr := s.stallErr(ctx, wctx, "put", name); serr != nil {
+	if serr := s.stallErr(ctx, wctx, "put", name); err != nil && serr != nil {
 		return serr
 	}
 	return s.mapErr("put", name, err)
@@ -474,7 +474,7 @@ func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, e
 	wctx, w := s.watch(ctx)
 	info, err := s.client.StatObject(wctx, s.bucket, s.key(name), minio.StatObjectOptions{})
 	w.done()
-	if serr := s.stallErr(ctx, wctx, "stat", name); serr != nil {
+	if serr := s.stallErr(ctx, wctx, "stat", name); err != nil && serr != nil {
 		return chunkstore.ObjectInfo{}, serr
 	}
 	if err != nil {
@@ -499,10 +499,10 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 		FetchOwner: &noOwner,
 	}) {
 		w.pause() // fn has the turn
-		if serr := s.stallErr(ctx, wctx, "list", prefix+"*"); serr != nil {
-			return serr
-		}
 		if obj.Err != nil {
+			if serr := s.stallErr(ctx, wctx, "list", prefix+"*"); serr != nil {
+				return serr
+			}
 			return s.mapErr("list", prefix+"*", obj.Err)
 		}
 		name := strings.TrimPrefix(obj.Key, s.prefix)
@@ -534,7 +534,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	wctx, w := s.watch(ctx)
 	err := s.client.RemoveObject(wctx, s.bucket, s.key(name), minio.RemoveObjectOptions{})
 	w.done()
-	if serr := s.stallErr(ctx, wctx, "delete", name); serr != nil {
+	if serr := s.stallErr(ctx, wctx, "delete", name); err != nil && serr != nil {
 		return serr
 	}
 	if err != nil && s3Code(err) == "NoSuchKey" {

@@ -228,9 +228,9 @@ func (f *fixedAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // TestAnswersRetriedOrNot: a bucket in another region than AWS_REGION
 // names (AWS answers 301, to a HEAD without a body), a request the
-// server does not implement (501) and a clock too far off are refused
-// at once, saying what to do; expired temporary credentials are retried
-// (the credential chain fetches new ones).
+// server does not implement (501), a clock too far off and expired
+// temporary credentials (nothing renews exported ones) are refused at
+// once, saying what to do.
 func TestAnswersRetriedOrNot(t *testing.T) {
 	env := storetest.MinIO(t)
 	for _, tc := range []struct {
@@ -242,7 +242,7 @@ func TestAnswersRetriedOrNot(t *testing.T) {
 		{http.StatusMovedPermanently, "PermanentRedirect", 1, "AWS_REGION=eu-central-1"},
 		{http.StatusNotImplemented, "NotImplemented", 1, "does not implement"},
 		{http.StatusForbidden, "RequestTimeTooSkewed", 1, "clock"},
-		{http.StatusBadRequest, "ExpiredToken", 4, "giving up after 4 attempts"},
+		{http.StatusBadRequest, "ExpiredToken", 1, "check the S3 credentials"},
 	} {
 		f := &fixedAnswer{status: tc.status, code: tc.code}
 		var logs bytes.Buffer
