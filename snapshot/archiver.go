@@ -22,6 +22,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/internal/cdc"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // BackupOptions configure one backup.
@@ -119,7 +120,11 @@ type Result struct {
 }
 
 type archiver struct {
-	start                                                     time.Time // the backup's
+	start time.Time // the backup's
+	// roots are the backup paths that are directories, opened: files
+	// below them are opened from there without following a symlink
+	// (openListed).
+	roots                                                     map[string]*os.File
 	repo                                                      *chunkstore.Repository
 	w                                                         *chunkstore.Writer
 	opts                                                      BackupOptions
@@ -247,6 +252,8 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	for i := 0; i < nbufs; i++ {
 		a.bufs <- new([]byte)
 	}
+	a.openRoots(paths)
+	defer a.closeRoots()
 	g, gctx := errgroup.WithContext(ctx)
 	var readers sync.WaitGroup
 	for _, ch := range chunkers {
@@ -681,11 +688,12 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 			beforeOpen(job.path)
 		}
 		var err error
-		if f, err = openNoAtime(job.path); err != nil {
+		var beneath bool
+		if f, beneath, err = a.openListed(job.path); err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := a.sameFile(f, job); err != nil {
+		if err := a.sameFile(f, job, beneath); err != nil {
 			return err
 		}
 		if afterOpen != nil {
@@ -826,15 +834,82 @@ func (a *archiver) sealer(ctx context.Context) error {
 	return nil
 }
 
-// openNoAtime opens a file to read without following a symlink in its
-// place or blocking on a FIFO in its place (sameFile refuses either).
-func openNoAtime(path string) (*os.File, error) {
-	const flags = os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
-	f, err := os.OpenFile(path, flags|syscall.O_NOATIME, 0)
-	if errors.Is(err, syscall.EPERM) {
-		f, err = os.OpenFile(path, flags, 0)
+// openRoots opens the backup paths that are directories.
+func (a *archiver) openRoots(paths []string) {
+	a.roots = map[string]*os.File{}
+	for _, p := range paths {
+		if f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECTORY, 0); err == nil {
+			a.roots[p] = f
+		}
 	}
-	return f, err
+}
+
+func (a *archiver) closeRoots() {
+	for _, f := range a.roots {
+		f.Close()
+	}
+}
+
+// noOpenat2 is set once the kernel turned openat2 down (before 5.6).
+var noOpenat2 atomic.Bool
+
+// openListed opens a file the walk listed, to read it, without blocking
+// on a FIFO in its place (sameFile refuses that). Below a backup path it
+// is opened from the path's directory with no symlink followed on the
+// way (beneath): a directory swapped for a symlink since the listing
+// cannot lead the read out of the backup paths, so a file that was
+// replaced (saved by renaming a new one over it) is still the file at
+// that path, and is read. Elsewhere, or where openat2 is missing, it is
+// opened by path, with only its last element kept from being a symlink.
+func (a *archiver) openListed(path string) (f *os.File, beneath bool, err error) {
+	flags := os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC | syscall.O_NOATIME
+	open := func(flags int) (*os.File, error) { return os.OpenFile(path, flags, 0) }
+	if root, rel := a.rootOf(path); root != nil && !noOpenat2.Load() {
+		open = func(flags int) (*os.File, error) {
+			how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH}
+			fd, err := unix.Openat2(int(root.Fd()), rel, &how)
+			if err != nil {
+				return nil, &fs.PathError{Op: "openat2", Path: path, Err: err}
+			}
+			return os.NewFile(uintptr(fd), path), nil
+		}
+		beneath = true
+	}
+	for {
+		f, err = open(flags)
+		switch {
+		case err == nil:
+			return f, beneath, nil
+		case errors.Is(err, syscall.EPERM) && flags&syscall.O_NOATIME != 0:
+			flags &^= syscall.O_NOATIME // not the file's owner
+		case errors.Is(err, syscall.EAGAIN) && flags&syscall.O_NONBLOCK != 0:
+			flags &^= syscall.O_NONBLOCK // a lease to be broken: wait for it
+		case beneath && errors.Is(err, syscall.ENOSYS):
+			noOpenat2.Store(true)
+			return a.openListed(path)
+		case beneath && (errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EXDEV)):
+			return nil, false, fmt.Errorf("%w (a directory on the way to it is a symlink now); skipped, the next backup saves what is there then", errReplaced)
+		default:
+			return nil, false, err
+		}
+	}
+}
+
+// rootOf returns the opened backup path path lies below, and path
+// relative to it.
+func (a *archiver) rootOf(path string) (*os.File, string) {
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		if f, ok := a.roots[dir]; ok {
+			rel, err := filepath.Rel(dir, path)
+			if err != nil {
+				return nil, ""
+			}
+			return f, rel
+		}
+		if dir == "/" || dir == "." {
+			return nil, ""
+		}
+	}
 }
 
 // beforeOpen and afterOpen, if set (by tests), run with a file's path
@@ -845,24 +920,33 @@ var beforeOpen, afterOpen func(path string)
 // the read.
 var errReplaced = errors.New("replaced since it was listed")
 
-// sameFile checks that f, opened by path, is the regular file the walk
-// found there (job.st): a FIFO swapped in would hang the read, and a
+// sameFile checks that f, opened by openListed, is a regular file (a
+// FIFO swapped in is not read) and, unless it was opened beneath its
+// backup path, the very file the walk found there (job.st): by path, a
 // parent directory swapped for a symlink would make it a file from
-// elsewhere. A file changed in between (same inode) is read as it now
-// is: its stat becomes the one recorded.
-func (a *archiver) sameFile(f *os.File, job *fileJob) error {
+// elsewhere. A file changed or replaced in between is read as it now
+// is: its stat and metadata become the ones recorded.
+func (a *archiver) sameFile(f *os.File, job *fileJob, beneath bool) error {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
 		return err
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Ino != job.st.Inode || uint64(st.Dev) != job.st.Dev {
+	replaced := st.Ino != job.st.Inode || uint64(st.Dev) != job.st.Dev
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || replaced && !beneath {
 		return fmt.Errorf("%w (another file or not a regular file now); skipped, the next backup saves what is there then", errReplaced)
 	}
 	if now := fileStat(&st); now != job.st {
 		job.st = now
-		job.node.ModTime = time.Unix(st.Mtim.Unix())
-		job.node.ChangeTime = time.Unix(st.Ctim.Unix())
-		a.clampTimes(job.path, job.node)
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		// The extended attributes stay those read at the listing: read
+		// by path again, they could be another file's.
+		n := a.nodeFromInfo(job.node.Name, fi)
+		n.Type, n.XAttrs = TypeFile, job.node.XAttrs
+		a.clampTimes(job.path, n)
+		*job.node = *n
 	}
 	return nil
 }

@@ -323,3 +323,37 @@ func TestExcludeDirOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestFileSavedByRename: a file replaced by renaming a new one over it
+// (how editors and package managers save) between the listing and the
+// read is saved with its new content and metadata, not left out: below
+// a backup path it is opened without following any symlink, so the
+// inode may change safely.
+func TestFileSavedByRename(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"d": {Dir: true}, "d/conf": {Content: []byte("old\n"), Mode: 0o644}})
+	conf := filepath.Join(src, "d", "conf")
+	snapshot.BeforeOpen(t, func(p string) {
+		if p != conf {
+			return
+		}
+		if err := os.WriteFile(conf+".new", []byte("new, and longer\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(conf+".new", conf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}}, "d/conf")
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings %v", res.Warnings)
+	}
+	if n := nodes[0]; n == nil || n.Size != uint64(len("new, and longer\n")) || n.Mode.Perm() != 0o600 {
+		t.Fatalf("d/conf saved as %+v, want the new file", n)
+	}
+	b, err := repos.Reader.LoadBlob(context.Background(), chunkstore.DataBlob, nodes[0].Content[0])
+	if err != nil || string(b) != "new, and longer\n" {
+		t.Errorf("d/conf's content %q, %v", b, err)
+	}
+}
