@@ -447,7 +447,7 @@ func printChanges(w io.Writer, changes []restore.Change) {
 func warnUnmatched(w io.Writer, res *restore.Result, snap *snapshot.Snapshot) {
 	for _, p := range res.UnmatchedIncludes {
 		if slices.Contains(res.ExcludedIncludes, p) {
-			fmt.Fprintf(w, "warning: --include %q matches only paths of snapshot %s that an --exclude pattern leaves out, so it restored nothing\n", p, snap.ID.Short())
+			fmt.Fprintf(w, "warning: --include %q matches only paths of snapshot %s that an --exclude pattern leaves out, so it selects nothing\n", p, snap.ID.Short())
 			continue
 		}
 		fmt.Fprintf(w, "warning: --include %q matches nothing in snapshot %s (patterns are snapshot-relative, like etc/nginx; 'lifeboat ls %s' lists what it holds)\n", p, snap.ID.Short(), snap.ID.Short())
