@@ -859,9 +859,7 @@ func (r *restorer) createFiles(files []*fileState) error {
 			}
 			fh, err := r.t.create(f.wpath(), 0o600)
 			if err == nil {
-				var st unix.Stat_t
-				if err = unix.Fstat(int(fh.Fd()), &st); err == nil {
-					f.dev, f.ino = st.Dev, st.Ino
+				if err = f.made(fh); err == nil {
 					err = fh.Truncate(f.size)
 				}
 				if err != nil {
@@ -1103,10 +1101,7 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 			if f.direct {
 				// writeData opens it again for direct I/O, by name: that
 				// must be this file (created).
-				var st unix.Stat_t
-				if err = unix.Fstat(int(fh.Fd()), &st); err == nil {
-					f.dev, f.ino = st.Dev, st.Ino
-				}
+				err = f.made(fh)
 			}
 			switch {
 			case err != nil:
@@ -1261,8 +1256,19 @@ func (r *restorer) handle(f *fileState) (*os.File, error) {
 	})
 }
 
-// created checks that fh, opened by name, is the file createFiles made
-// for f.
+// made records fh as the file the restore created for f, which later
+// opens by name must find (created).
+func (f *fileState) made(fh *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(fh.Fd()), &st); err != nil {
+		return err
+	}
+	f.dev, f.ino = st.Dev, st.Ino
+	return nil
+}
+
+// created checks that fh, opened by name, is the file made recorded for
+// f.
 func (f *fileState) created(fh *os.File) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(fh.Fd()), &st); err != nil {

@@ -124,11 +124,8 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 	wctx, w := s.watch(ctx)
 	ok, err := client.BucketExists(wctx, s.bucket)
 	w.done()
-	if serr := s.stallErr(ctx, wctx, "open", ""); err != nil && serr != nil {
-		return nil, serr
-	}
 	if err != nil {
-		return nil, s.mapErr("open", "", err)
+		return nil, s.requestErr(ctx, wctx, "open", "", err)
 	}
 	if ok {
 		return s, nil
@@ -221,10 +218,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	defer w.done()
 	opts.Progress = w // re-armed as the body goes out
 	_, err := s.client.PutObject(wctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), opts)
-	if serr := s.stallErr(ctx, wctx, "put", name); err != nil && serr != nil {
-		return serr
-	}
-	return s.mapErr("put", name, err)
+	return s.requestErr(ctx, wctx, "put", name, err)
 }
 
 // contentAddressed reports whether the last element of name is 64 hex
@@ -372,7 +366,7 @@ func (s *Store) openStream(ctx context.Context, name string, offset, length int6
 		if serr := s.stallErr(ctx, wctx, "get", name); serr != nil {
 			return nil, serr
 		}
-		return nil, err
+		return nil, err // open mapped it
 	}
 	w.pause() // until the caller reads
 	return &rangeStream{s: s, name: name, offset: offset, body: body, want: want, left: want, ctx: ctx, wctx: wctx, watch: w}, nil
@@ -474,11 +468,8 @@ func (s *Store) Stat(ctx context.Context, name string) (chunkstore.ObjectInfo, e
 	wctx, w := s.watch(ctx)
 	info, err := s.client.StatObject(wctx, s.bucket, s.key(name), minio.StatObjectOptions{})
 	w.done()
-	if serr := s.stallErr(ctx, wctx, "stat", name); err != nil && serr != nil {
-		return chunkstore.ObjectInfo{}, serr
-	}
 	if err != nil {
-		return chunkstore.ObjectInfo{}, s.mapErr("stat", name, err)
+		return chunkstore.ObjectInfo{}, s.requestErr(ctx, wctx, "stat", name, err)
 	}
 	return chunkstore.ObjectInfo{Name: name, Size: info.Size, ModTime: info.LastModified}, nil
 }
@@ -500,10 +491,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 	}) {
 		w.pause() // fn has the turn
 		if obj.Err != nil {
-			if serr := s.stallErr(ctx, wctx, "list", prefix+"*"); serr != nil {
-				return serr
-			}
-			return s.mapErr("list", prefix+"*", obj.Err)
+			return s.requestErr(ctx, wctx, "list", prefix+"*", obj.Err)
 		}
 		name := strings.TrimPrefix(obj.Key, s.prefix)
 		if name == "" || strings.HasSuffix(name, "/") {
@@ -534,13 +522,10 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	wctx, w := s.watch(ctx)
 	err := s.client.RemoveObject(wctx, s.bucket, s.key(name), minio.RemoveObjectOptions{})
 	w.done()
-	if serr := s.stallErr(ctx, wctx, "delete", name); err != nil && serr != nil {
-		return serr
-	}
 	if err != nil && s3Code(err) == "NoSuchKey" {
 		return nil
 	}
-	return s.mapErr("delete", name, err)
+	return s.requestErr(ctx, wctx, "delete", name, err)
 }
 
 func check(ctx context.Context, name string) error {

@@ -64,3 +64,16 @@ func (s *Store) stallErr(ctx, wctx context.Context, op, name string) error {
 	}
 	return fmt.Errorf("%s %s: no data moved for %s: the connection to %s stalled, so the request was abandoned", op, s.describe(name), s.stall, s.endpoint)
 }
+
+// requestErr maps err, the error of a request made with wctx (of watch,
+// derived from ctx): the stall, if the watch ended it, or mapErr's
+// error.
+func (s *Store) requestErr(ctx, wctx context.Context, op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if serr := s.stallErr(ctx, wctx, op, name); serr != nil {
+		return serr
+	}
+	return s.mapErr(op, name, err)
+}
