@@ -356,4 +356,12 @@ func TestFileSavedByRename(t *testing.T) {
 	if err != nil || string(b) != "new, and longer\n" {
 		t.Errorf("d/conf's content %q, %v", b, err)
 	}
+	// Without openat2 (kernels before 5.6) the path may lead anywhere, so
+	// the inode must be the one listed: the replaced file is skipped,
+	// with a warning.
+	snapshot.WithoutOpenat2(t)
+	res, nodes = backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}}, "d/conf")
+	if w := warned(res, conf); nodes[0] != nil || len(w) != 1 || !strings.Contains(w[0], "replaced since it was listed") {
+		t.Errorf("without openat2: d/conf saved as %v, warnings %v", nodes[0], res.Warnings)
+	}
 }

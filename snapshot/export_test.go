@@ -17,3 +17,11 @@ func AfterOpen(t interface{ Cleanup(func()) }, fn func(path string)) {
 
 // StatOfForTest is the stat the files cache keeps of fi.
 var StatOfForTest = statOf
+
+// WithoutOpenat2 makes backups open files by path, as on kernels before
+// 5.6, until the test ends.
+func WithoutOpenat2(t interface{ Cleanup(func()) }) {
+	was := noOpenat2.Load()
+	noOpenat2.Store(true)
+	t.Cleanup(func() { noOpenat2.Store(was) })
+}
