@@ -313,6 +313,31 @@ func (x *Index) Lookup(id ID) (Location, bool) {
 	return Location{Pack: p, Blob: p.Blobs[l.blobIdx]}, true
 }
 
+// Copies returns, for each of ids, every location the index lists for
+// it other than in the packs of skip, and other than in excluded packs
+// (which a prune may be deleting). A blob is stored twice when two
+// backups wrote it at the same time, or a backup's pack was indexed again
+// by a repair: a reader whose first copy is damaged or missing falls back
+// on another. The whole index is scanned once, so callers ask for all the
+// blobs they need at once; it is meant for that rare path, not for every
+// lookup.
+func (x *Index) Copies(ids map[ID]bool, skip map[ID]bool) map[ID][]Location {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := map[ID][]Location{}
+	for _, p := range x.packs {
+		if skip[p.ID] || x.excluded[p.ID] {
+			continue
+		}
+		for _, b := range p.Blobs {
+			if ids[b.ID] {
+				out[b.ID] = append(out[b.ID], Location{Pack: p, Blob: b})
+			}
+		}
+	}
+	return out
+}
+
 // Pack returns the index entry of a pack, or nil.
 func (x *Index) Pack(id ID) *PackEntry {
 	x.mu.RLock()

@@ -721,7 +721,10 @@ func (r *Repository) openBlob(aead cipher.AEAD, b Blob, sealed, dst []byte, mode
 
 var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// LoadBlob reads one blob from storage and verifies it.
+// LoadBlob reads one blob from storage and verifies it. If its copy
+// cannot be read or does not verify, and the index lists another copy
+// (in another pack), that one is tried; the error names the first copy's
+// failure.
 func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
 	if !r.CanRead() {
 		return nil, ErrNoIdentity
@@ -733,6 +736,32 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 	if !ok || loc.Blob.Type != t {
 		return nil, fmt.Errorf("%s blob %s is not in the index; run 'lifeboat check'", t, id.Short())
 	}
+	plain, err := r.loadAt(ctx, loc)
+	if err == nil || ctx.Err() != nil {
+		return plain, err
+	}
+	others := r.index.Copies(map[ID]bool{id: true}, map[ID]bool{loc.Pack.ID: true})[id]
+	for _, other := range others {
+		if other.Blob.Type != t {
+			continue
+		}
+		if plain, oerr := r.loadAt(ctx, other); oerr == nil {
+			r.log.Warn("a blob's copy is damaged or missing; another copy was used: run 'lifeboat check --read-data', then 'lifeboat repair packs' on the pack it names", "blob", id.Short(), "damaged", PackName(loc.Pack.ID), "used", PackName(other.Pack.ID), "err", err)
+			return plain, nil
+		}
+	}
+	switch n := len(others); {
+	case n == 1:
+		err = fmt.Errorf("%w (its other copy failed too)", err)
+	case n > 1:
+		err = fmt.Errorf("%w (its %d other copies failed too)", err, n)
+	}
+	return nil, err
+}
+
+// loadAt reads and verifies the blob at loc.
+func (r *Repository) loadAt(ctx context.Context, loc Location) ([]byte, error) {
+	t, id := loc.Blob.Type, loc.Blob.ID
 	key, err := r.PackKey(loc.Pack)
 	if err != nil {
 		return nil, err

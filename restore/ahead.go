@@ -298,7 +298,9 @@ func (l *aheadLoader) load(rg *packRange) {
 			off := ab.loc.Blob.Offset - rg.start
 			b, err := op.OpenInto(ab.loc.Blob, data[off:off+ab.loc.Blob.Length], nil)
 			if err != nil {
-				err = fmt.Errorf("%s: %w", name, err)
+				// Damaged here: LoadBlob reads it again and, failing
+				// that, another copy if the index lists one.
+				b, err = l.repo.LoadBlob(l.ctx, chunkstore.DataBlob, ab.id)
 			}
 			prev, got = &ab.loc.Blob, loaded{b, err}
 		}

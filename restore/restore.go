@@ -2,12 +2,14 @@ package restore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -205,6 +207,13 @@ type Result struct {
 	// ExcludedIncludes lists those of UnmatchedIncludes that did match
 	// paths of the snapshot, all of which an Exclude pattern left out.
 	ExcludedIncludes []string
+	// BlobsFromCopies counts blobs whose first copy could not be read or
+	// did not verify, restored from another copy the index lists (in
+	// another pack). DamagedPacks names the packs that failed them,
+	// sorted: the repository needs 'lifeboat check --read-data' and
+	// 'lifeboat repair packs'.
+	BlobsFromCopies int64
+	DamagedPacks    []string
 }
 
 // mountInfo lists the mount points Options.Delete must not cross.
@@ -249,6 +258,27 @@ type restorer struct {
 	leftoversKept    []Failure
 	unmatched        []string // Include patterns that selected nothing
 	excludedIncludes []string // those of them whose every match was excluded
+
+	// Blobs whose pack failed them, to be tried again from another copy
+	// once the downloads are done (failBlobs, copyJobs).
+	failedCopies []failedCopy
+	tried        map[chunkstore.ID]*blobTries // blob → what its copies gave; between rounds only
+	damaged      map[string]bool              // packs that failed a blob another copy delivered
+	fromCopies   int64
+}
+
+// failedCopy is a blob a pack failed: unreadable, missing, or not
+// verifying.
+type failedCopy struct {
+	bj   blobJob
+	pack chunkstore.ID
+	err  error
+}
+
+// blobTries is what a blob's copies gave so far.
+type blobTries struct {
+	packs map[chunkstore.ID]bool
+	first error // the first copy's failure, which the files report
 }
 
 // fetchBufs are one download worker's buffers: data holds the sealed
@@ -261,8 +291,10 @@ type fetchBufs struct{ data, plain []byte }
 
 // Restore writes snapshot snap into opts.Target. Every blob is
 // authenticated and its keyed ID recomputed before a byte of it is
-// written; a file whose data cannot be read or verified is reported as a
-// Failure and removed, and everything else is still restored. The error
+// written; a blob whose pack fails it is read from another copy the
+// index lists, if any (Result.BlobsFromCopies), and a file whose data
+// cannot be read or verified from any copy is reported as a Failure and
+// removed, and everything else is still restored. The error
 // is non-nil only when the restore could not run at all (no identity,
 // unusable target, full disk, cancelled).
 func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Snapshot, opts Options) (*Result, error) {
@@ -388,15 +420,17 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			r.bufs <- b
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Packs)
-	for _, j := range jobs {
-		if gctx.Err() != nil {
+	err = r.fetchAll(ctx, jobs)
+	for err == nil {
+		// Blobs a pack failed, from other copies; those of them that
+		// fail there too, from the next copies.
+		more := r.copyJobs()
+		if len(more) == 0 {
 			break
 		}
-		g.Go(func() error { return r.fetch(gctx, j) })
+		err = r.fetchAll(ctx, more)
+		jobs = append(jobs, more...)
 	}
-	err = g.Wait()
 	// No fetch holds a buffer now: give them back before the files are
 	// read back (Verify) or the restore returns.
 	arena.release()
@@ -414,7 +448,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	r.log.Debug("restore downloads done", "took", time.Since(fetchStart).Round(time.Millisecond), "direct_bytes", r.dio.written.Load())
-	res := &Result{Leftovers: leftovers}
+	res := &Result{Leftovers: leftovers, BlobsFromCopies: r.fromCopies, DamagedPacks: slices.Sorted(maps.Keys(r.damaged))}
 	for _, j := range jobs {
 		res.BytesDownloaded += j.end - j.start
 	}
@@ -886,7 +920,7 @@ func (r *restorer) createFiles(files []*fileState) error {
 func (r *restorer) fetch(ctx context.Context, j *packJob) error {
 	key, err := r.repo.PackKey(j.pack)
 	if err != nil {
-		r.failBlobs(j.blobs, err)
+		r.failBlobs(j.pack, j.blobs, err)
 		return nil
 	}
 	op := r.repo.Opener(key)
@@ -963,7 +997,7 @@ func (r *restorer) stream(ctx context.Context, j *packJob, op *chunkstore.BlobOp
 			return r.streamBroke(ctx, name, i, err)
 		}
 		pos = off + n
-		if err := r.deliver(op, name, bj, sealed, b); err != nil {
+		if err := r.deliver(op, j.pack, name, bj, sealed, b); err != nil {
 			return i, err
 		}
 	}
@@ -1000,7 +1034,7 @@ func (r *restorer) fetchHeld(ctx context.Context, j *packJob, op *chunkstore.Blo
 			return ctx.Err()
 		}
 		if len(j.blobs) == 1 {
-			r.failBlobs(j.blobs, fmt.Errorf("read %s: %w", name, err))
+			r.failBlobs(j.pack, j.blobs, fmt.Errorf("read %s: %w", name, err))
 			return nil
 		}
 		for _, bj := range j.blobs {
@@ -1016,7 +1050,7 @@ func (r *restorer) fetchHeld(ctx context.Context, j *packJob, op *chunkstore.Blo
 	}
 	for _, bj := range j.blobs {
 		off := int64(bj.blob.Offset) - j.start
-		if err := r.deliver(op, name, bj, data[off:off+int64(bj.blob.Length)], b); err != nil {
+		if err := r.deliver(op, j.pack, name, bj, data[off:off+int64(bj.blob.Length)], b); err != nil {
 			return err
 		}
 	}
@@ -1029,7 +1063,7 @@ func (r *restorer) fetchHeld(ctx context.Context, j *packJob, op *chunkstore.Blo
 // is written with direct I/O, decoded at the address that target needs.
 // A blob that fails verification fails its files; the error is set only
 // when the restore must stop.
-func (r *restorer) deliver(op *chunkstore.BlobOpener, name string, bj blobJob, sealed []byte, b *fetchBufs) error {
+func (r *restorer) deliver(op *chunkstore.BlobOpener, pack *chunkstore.PackEntry, name string, bj blobJob, sealed []byte, b *fetchBufs) error {
 	var plain []byte
 	var err error
 	if t := bj.targets[0]; t.file.direct && int64(bj.blob.RawLength) >= directMinSpan {
@@ -1038,8 +1072,16 @@ func (r *restorer) deliver(op *chunkstore.BlobOpener, name string, bj blobJob, s
 		plain, err = op.OpenInPlace(bj.blob, sealed, b.plain)
 	}
 	if err != nil {
-		r.failBlobs([]blobJob{bj}, fmt.Errorf("%s: %w", name, err))
+		r.failBlobs(pack, []blobJob{bj}, fmt.Errorf("%s: %w", name, err))
 		return nil
+	}
+	if t := r.tried[bj.blob.ID]; t != nil { // an earlier copy failed
+		r.mu.Lock()
+		r.fromCopies++
+		for p := range t.packs {
+			r.damaged[chunkstore.PackName(p)] = true
+		}
+		r.mu.Unlock()
 	}
 	zero := isZero(plain)
 	for _, t := range bj.targets {
@@ -1050,12 +1092,101 @@ func (r *restorer) deliver(op *chunkstore.BlobOpener, name string, bj blobJob, s
 	return nil
 }
 
-func (r *restorer) failBlobs(blobs []blobJob, err error) {
+// failBlobs sets aside blobs that pack failed, to be tried from their
+// other copies, if any, once the downloads are done (copyJobs).
+func (r *restorer) failBlobs(pack *chunkstore.PackEntry, blobs []blobJob, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, bj := range blobs {
-		for _, t := range bj.targets {
-			r.setFailed(t.file, err)
-			r.blobDone(t.file)
+		r.failedCopies = append(r.failedCopies, failedCopy{bj: bj, pack: pack.ID, err: err})
+	}
+}
+
+// fetchAll downloads jobs, opts.Packs at a time.
+func (r *restorer) fetchAll(ctx context.Context, jobs []*packJob) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.Packs)
+	for _, j := range jobs {
+		if gctx.Err() != nil {
+			break
 		}
+		g.Go(func() error { return r.fetch(gctx, j) })
+	}
+	return g.Wait()
+}
+
+// copyJobs plans the next round for the blobs the last one failed
+// (failBlobs): each from a copy in a pack not yet tried for it. Those
+// with none left fail their files, with the first copy's error.
+func (r *restorer) copyJobs() []*packJob {
+	r.mu.Lock()
+	failed := r.failedCopies
+	r.failedCopies = nil
+	r.mu.Unlock()
+	if len(failed) == 0 {
+		return nil
+	}
+	if r.tried == nil {
+		r.tried = map[chunkstore.ID]*blobTries{}
+		r.damaged = map[string]bool{}
+	}
+	ids := map[chunkstore.ID]bool{}
+	for _, fc := range failed {
+		id := fc.bj.blob.ID
+		t := r.tried[id]
+		if t == nil {
+			t = &blobTries{packs: map[chunkstore.ID]bool{}, first: fc.err}
+			r.tried[id] = t
+		}
+		t.packs[fc.pack] = true
+		ids[id] = true
+		r.log.Warn("could not read a blob from its pack; looking for another copy", "pack", chunkstore.PackName(fc.pack), "blob", id.Short(), "err", fc.err)
+	}
+	copies := r.repo.Index().Copies(ids, nil)
+	byPack := map[*chunkstore.PackEntry][]blobJob{}
+	var packs []*chunkstore.PackEntry
+	for _, fc := range failed {
+		id := fc.bj.blob.ID
+		t := r.tried[id]
+		var next *chunkstore.Location
+		for i, l := range copies[id] {
+			if !t.packs[l.Pack.ID] && l.Blob.Type == chunkstore.DataBlob {
+				next = &copies[id][i]
+				break
+			}
+		}
+		if next == nil {
+			err := t.first
+			switch n := len(t.packs) - 1; {
+			case n == 1:
+				err = fmt.Errorf("%w (its other copy failed too)", err)
+			case n > 1:
+				err = fmt.Errorf("%w (its %d other copies failed too)", err, n)
+			}
+			r.giveUp(fc.bj, err)
+			continue
+		}
+		bj := fc.bj
+		bj.blob = next.Blob
+		if byPack[next.Pack] == nil {
+			packs = append(packs, next.Pack)
+		}
+		byPack[next.Pack] = append(byPack[next.Pack], bj)
+	}
+	var jobs []*packJob
+	for _, p := range packs {
+		bjs := byPack[p]
+		slices.SortFunc(bjs, func(a, b blobJob) int { return cmp.Compare(a.blob.Offset, b.blob.Offset) })
+		jobs = append(jobs, ranges(p, bjs, maxRange)...)
+	}
+	return jobs
+}
+
+// giveUp fails bj's files: no copy of it could be read.
+func (r *restorer) giveUp(bj blobJob, err error) {
+	for _, t := range bj.targets {
+		r.setFailed(t.file, err)
+		r.blobDone(t.file)
 	}
 }
 

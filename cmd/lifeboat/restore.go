@@ -186,6 +186,10 @@ type restoreOutput struct {
 	// --include patterns that matched nothing in the snapshot.
 	UnmatchedIncludes []string `json:"unmatched_includes,omitempty"`
 	ExcludedIncludes  []string `json:"excluded_includes,omitempty"`
+	// Blobs restored from another copy because their pack failed them,
+	// and those packs.
+	BlobsFromCopies int64    `json:"blobs_from_copies"`
+	DamagedPacks    []string `json:"damaged_packs"`
 }
 
 func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) error {
@@ -280,6 +284,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		return fmt.Errorf("restore snapshot %s into %s: %w", snap.ID.Short(), target, storeError(g.repo, err))
 	}
 	elapsed := time.Since(start)
+	warnDamagedPacks(g.stderr, res)
 
 	if g.json {
 		out := newRestoreOutput(snap, target, res)
@@ -371,7 +376,8 @@ func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Resul
 		LeftoversKept:     pathErrors(res.LeftoversKept),
 		UnmatchedIncludes: res.UnmatchedIncludes,
 		ExcludedIncludes:  res.ExcludedIncludes,
-		MetadataErrors:    res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
+		BlobsFromCopies:   res.BlobsFromCopies, DamagedPacks: nonNil(res.DamagedPacks),
+		MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
 	}
 	for _, c := range res.Changes {
 		p := "/" + c.Path
@@ -440,6 +446,17 @@ func printChanges(w io.Writer, changes []restore.Change) {
 		}
 		fmt.Fprintf(w, "%-8s %s%s\n", c.Action, displayPath("/"+c.Path), slash)
 	}
+}
+
+// warnDamagedPacks names the packs that failed blobs the restore then
+// read from other copies: what was restored is intact, the repository is
+// not.
+func warnDamagedPacks(w io.Writer, res *restore.Result) {
+	if len(res.DamagedPacks) == 0 {
+		return
+	}
+	warnf(w, "%d %s could not be read from %s and %s restored from other copies the repository holds: %s; run 'lifeboat check --read-data', then 'lifeboat repair packs' on what it names",
+		res.BlobsFromCopies, plural(int(res.BlobsFromCopies), "chunk", "chunks"), plural(len(res.DamagedPacks), "its pack", "their packs"), plural(int(res.BlobsFromCopies), "was", "were"), strings.Join(res.DamagedPacks, ", "))
 }
 
 // warnUnmatched names the --include patterns that selected nothing: a

@@ -1,0 +1,220 @@
+package restore_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// TestBlobsRestoredFromOtherCopies: two writers that back up the same
+// files at the same time each store them, so the index lists two copies
+// of each chunk. A restore whose first copy of a chunk is damaged (a
+// flipped byte) or gone (its pack deleted) takes the other copy, and says
+// which packs failed; a chunk whose copies are all damaged fails its
+// file alone, naming both failures; a chunk stored once and damaged
+// fails its file as before. dump falls back the same way.
+func TestBlobsRestoredFromOtherCopies(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	st, err := location.Open(ctx, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	// A second writer that does not see the first one's index files:
+	// it stores everything again, as two hosts' first backups of the
+	// same files running at once do.
+	second, err := chunkstore.Open(ctx, &ownOnly{Store: st, own: map[string]bool{}}, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var text strings.Builder
+	for i := 0; text.Len() < 200<<10; i++ {
+		fmt.Fprintf(&text, "line %d: the quick brown fox jumps over the lazy dog\n", i)
+	}
+	files := map[string][]byte{
+		"text.txt":    []byte(text.String()),      // compressed
+		"flipped.bin": fixture.Random(1, 300<<10), // raw; its first copy damaged
+		"gone.bin":    fixture.Random(2, 300<<10), // its first copy's pack deleted
+		"both.bin":    fixture.Random(3, 300<<10), // both copies damaged
+		"intact.bin":  fixture.Random(4, 300<<10),
+	}
+	src := t.TempDir()
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(src, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, b := range files {
+		write(name, b)
+	}
+	backup := func(w *chunkstore.Repository) chunkstore.ID {
+		res, err := snapshot.Backup(ctx, w, snapshot.BackupOptions{Paths: []string{src}, Host: "fixture"})
+		if err != nil || len(res.Warnings) > 0 {
+			t.Fatalf("backup: %v %v", err, res.Warnings)
+		}
+		return res.ID
+	}
+	backup(repos.Writer)
+	backup(second)
+	files["once.bin"] = fixture.Random(5, 300<<10) // stored once, damaged
+	write("once.bin", files["once.bin"])
+	snap, err := snapshot.Load(ctx, repos.Reader, backup(repos.Writer))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rd := repos.Reader
+	if err := rd.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	copies := func(name string) []chunkstore.Location {
+		id := rd.BlobID(files[name])
+		return rd.Index().Copies(map[chunkstore.ID]bool{id: true}, nil)[id]
+	}
+	for name := range files {
+		want := 2
+		if name == "once.bin" {
+			want = 1
+		}
+		if n := len(copies(name)); n != want {
+			t.Fatalf("%s is stored %d times, want %d", name, n, want)
+		}
+	}
+	// First the first copies of text.txt (compressed) and flipped.bin
+	// (stored raw) are damaged, both copies of both.bin, and once.bin.
+	damaged := []string{
+		flipInPack(t, rd, dir, rd.BlobID(files["text.txt"]), 0x08),
+		flipInPack(t, rd, dir, rd.BlobID(files["flipped.bin"]), 0x08),
+	}
+	for _, l := range copies("both.bin") {
+		flipAt(t, dir, l, 0x08)
+	}
+	flipInPack(t, rd, dir, rd.BlobID(files["once.bin"]), 0x08)
+	check := func(stage string, fromCopies []string) {
+		t.Helper()
+		slices.Sort(damaged)
+		damaged = slices.Compact(damaged)
+		for _, direct := range []bool{false, true} {
+			dst := t.TempDir()
+			res, err := restore.Restore(ctx, rd, snap, restore.Options{Target: dst, Packs: 2, DirectIO: direct})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, f := range res.Failures {
+				got[filepath.Base(f.Path)] = f.Err.Error()
+			}
+			if len(got) != 2 || !strings.Contains(got["both.bin"], "its other copy failed too") || !strings.Contains(got["once.bin"], "failed authentication") || strings.Contains(got["once.bin"], "other cop") {
+				t.Errorf("%s: failures %q: want both.bin (naming its other copy) and once.bin", stage, got)
+			}
+			for name, b := range files {
+				p := filepath.Join(restoredAt(dst, src), name)
+				if _, failed := got[name]; failed {
+					if _, err := os.Lstat(p); err == nil {
+						t.Errorf("%s: %s failed but is in the target", stage, name)
+					}
+					continue
+				}
+				if r, err := os.ReadFile(p); err != nil || !bytes.Equal(r, b) {
+					t.Errorf("%s: %s: restored %d bytes (%v), not the file", stage, name, len(r), err)
+				}
+			}
+			if res.BlobsFromCopies != int64(len(fromCopies)) || !slices.Equal(res.DamagedPacks, damaged) {
+				t.Errorf("%s: %d blobs from copies, damaged packs %v; want %d (%v), and %v", stage, res.BlobsFromCopies, res.DamagedPacks, len(fromCopies), fromCopies, damaged)
+			}
+		}
+		for _, name := range append(fromCopies, "both.bin") {
+			n, err := snapshot.Lookup(ctx, rd, snap.Tree, filepath.Join(src, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			err = restore.DumpFile(ctx, rd, name, n, &out)
+			if name == "both.bin" {
+				if err == nil || !strings.Contains(err.Error(), "its other copy failed too") {
+					t.Errorf("%s: dump %s: %v, want an error naming its other copy", stage, name, err)
+				}
+			} else if err != nil || !bytes.Equal(out.Bytes(), files[name]) {
+				t.Errorf("%s: dump %s: %v, %d bytes; want the file", stage, name, err, out.Len())
+			}
+		}
+	}
+	check("flipped bytes", []string{"text.txt", "flipped.bin"})
+
+	// Then the pack of gone.bin's first copy is deleted: every file
+	// whose first copy it held comes from the second one.
+	goneLoc, _ := rd.Index().Lookup(rd.BlobID(files["gone.bin"]))
+	gone := chunkstore.PackName(goneLoc.Pack.ID)
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(gone))); err != nil {
+		t.Fatal(err)
+	}
+	damaged = append(damaged, gone)
+	var fromCopies []string
+	for name := range files {
+		first, _ := rd.Index().Lookup(rd.BlobID(files[name]))
+		if name != "both.bin" && (first.Pack.ID == goneLoc.Pack.ID || name == "text.txt" || name == "flipped.bin") {
+			fromCopies = append(fromCopies, name)
+		}
+	}
+	check("a pack deleted", fromCopies)
+}
+
+// flipAt flips the bits of mask in the middle byte of the blob at l, in
+// the local repository at dir.
+func flipAt(t *testing.T, dir string, l chunkstore.Location, mask byte) {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(chunkstore.PackName(l.Pack.ID)))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[int(l.Blob.Offset)+int(l.Blob.Length)/2] ^= mask
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ownOnly lists only the packs and index files written through it, as
+// if the other writers' ones had not been written yet.
+type ownOnly struct {
+	chunkstore.Store
+	mu  sync.Mutex
+	own map[string]bool
+}
+
+func (s *ownOnly) Put(ctx context.Context, name string, data []byte) error {
+	s.mu.Lock()
+	s.own[name] = true
+	s.mu.Unlock()
+	return s.Store.Put(ctx, name, data)
+}
+
+func (s *ownOnly) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	return s.Store.List(ctx, prefix, func(oi chunkstore.ObjectInfo) error {
+		s.mu.Lock()
+		hide := (strings.HasPrefix(oi.Name, "index/") || strings.HasPrefix(oi.Name, "data/")) && !s.own[oi.Name]
+		s.mu.Unlock()
+		if hide {
+			return nil
+		}
+		return fn(oi)
+	})
+}
