@@ -182,7 +182,14 @@ type Result struct {
 	// MetadataSamples holds the first few (Reason "metadata").
 	MetadataErrors  int64     `json:"metadata_errors,omitempty"`
 	MetadataSamples []Failure `json:"metadata_error_samples,omitempty"`
-	KeptAt          string    `json:"kept_at,omitempty"`
+	// DamagedPacks names the packs that were missing, unreadable or
+	// damaged where the restore found another copy of what it needed
+	// from them (BlobsFromCopies chunks): the data came back, so the
+	// drill can pass, but the repository needs 'lifeboat check
+	// --read-data' and 'lifeboat repair packs'.
+	DamagedPacks    []string `json:"damaged_packs,omitempty"`
+	BlobsFromCopies int64    `json:"blobs_from_copies,omitempty"`
+	KeptAt          string   `json:"kept_at,omitempty"`
 	// CleanupError says why the scratch directory could not be removed.
 	CleanupError string `json:"cleanup_error,omitempty"`
 }
@@ -381,6 +388,7 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 		return nil
 	}
 	res.noteMetadata(rres)
+	res.DamagedPacks, res.BlobsFromCopies = rres.DamagedPacks, rres.BlobsFromCopies
 	skip := map[string]bool{}
 	for _, f := range rres.Failures {
 		skip[f.Path] = true

@@ -502,3 +502,57 @@ func TestDrillMissingPackMinIO(t *testing.T) {
 	}
 	assertGone(t, ScratchDir(o.Scratch, o.ID))
 }
+
+// TestDrillRestoresAroundDamagedCopy: a chunk the repository stores
+// twice, whose first copy is damaged, comes back from the other one;
+// the drill passes (the data is intact) but names the damaged pack in
+// its result and its summary line.
+func TestDrillRestoresAroundDamagedCopy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, "local", smallTree())
+	second, err := chunkstore.Open(ctx, storetest.Unshared(e.repos.Store), chunkstore.Credentials{Writer: e.repos.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.backup(t, base.Add(-2*time.Hour))
+	res, err := snapshot.Backup(ctx, second, snapshot.BackupOptions{Paths: []string{e.src}, Host: "fixture", Now: func() time.Time { return base.Add(-time.Hour) }})
+	if err != nil || len(res.Warnings) > 0 {
+		t.Fatalf("second backup: %v %v", err, res.Warnings)
+	}
+	snap, err := snapshot.Load(ctx, e.repos.Reader, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.repos.Reader.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	loc := dataBlob(t, e, snap, "deep/a/b/c/e.data")
+	if n := len(e.repos.Reader.Index().Copies(map[chunkstore.ID]bool{loc.Blob.ID: true}, nil)[loc.Blob.ID]); n != 2 {
+		t.Fatalf("the chunk is stored %d times, want 2", n)
+	}
+	f := filepath.Join(e.repos.Store.Location(), filepath.FromSlash(chunkstore.PackName(loc.Pack.ID)))
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[loc.Blob.Offset+loc.Blob.Length/2] ^= 0x40
+	if err := os.Chmod(f, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := e.run(t, e.opts(t, "copies"))
+	pack := chunkstore.PackName(loc.Pack.ID)
+	if !r.Passed || r.Files != int64(len(e.tree.Regular())) {
+		t.Fatalf("drill: passed %v, %d files; want passed with every file: %s", r.Passed, r.Files, r.Summary())
+	}
+	if len(r.DamagedPacks) != 1 || r.DamagedPacks[0] != pack || r.BlobsFromCopies < 1 {
+		t.Errorf("damaged packs %v, %d chunks from copies; want [%s] and 1 or more", r.DamagedPacks, r.BlobsFromCopies, pack)
+	}
+	if s := r.Summary(); !strings.HasPrefix(s, "passed: ") || !strings.Contains(s, "restored from other copies") || !strings.Contains(s, pack) {
+		t.Errorf("summary %q: want a pass warning about %s", s, pack)
+	}
+}

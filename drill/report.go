@@ -277,6 +277,18 @@ func writeMarkdown(w io.Writer, pols []PolicyReport, opts ReportOptions) error {
 				}
 			}
 		}
+		var damaged []Result
+		for _, r := range p.Drills {
+			if len(r.DamagedPacks) > 0 {
+				damaged = append(damaged, r)
+			}
+		}
+		if len(damaged) > 0 {
+			b.WriteString("\n### Damaged packs\n\nPacks that were missing, unreadable or damaged; the drill restored what it needed from them from other copies the repository holds. Run `lifeboat check --read-data`, then `lifeboat repair packs` on what it names:\n\n")
+			for _, r := range damaged {
+				fmt.Fprintf(&b, "- %s, drill %s: %s\n", fmtTime(r.StartedAt), mdCell(r.ID), mdCell(strings.Join(r.DamagedPacks, ", ")))
+			}
+		}
 		var warned []Result
 		for _, r := range p.Drills {
 			if r.MetadataErrors > 0 {

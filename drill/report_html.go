@@ -158,7 +158,7 @@ func writeHTML(w io.Writer, pols []PolicyReport, opts ReportOptions) error {
 				Started: fmtTime(r.StartedAt), Trigger: triggerText(r), Runner: r.Runner, Snapshot: snapshotText(r),
 				Restored: restoredText(r), RTO: vsTarget(r.RTOSeconds, r.TargetRTOSeconds, r.RTOMet),
 				RPO: vsTarget(r.RPOSeconds, r.TargetRPOSeconds, r.RPOMet), Result: resultText(r), Passed: r.Passed,
-				Warning: r.metadataText(),
+				Warning: r.warningText(),
 			}
 			for _, c := range r.Checks {
 				row.Checks = append(row.Checks, checksText(Result{Checks: []CheckResult{c}}))

@@ -26,7 +26,7 @@ func (r *Result) Summary() string {
 		if r.TargetRPOSeconds > 0 {
 			fmt.Fprintf(&b, " (RPO target %s)", fmtDuration(seconds(r.TargetRPOSeconds)))
 		}
-		if w := r.metadataText(); w != "" {
+		if w := r.warningText(); w != "" {
 			b.WriteString("; " + w)
 		}
 		return b.String()
@@ -40,6 +40,28 @@ func (r *Result) Summary() string {
 		s += fmt.Sprintf(" (and %d more)", n)
 	}
 	return s
+}
+
+// warningText joins the warnings of a drill: damaged packs it restored
+// around, entries restored without all of their metadata.
+func (r *Result) warningText() string {
+	var ws []string
+	if len(r.DamagedPacks) > 0 {
+		ws = append(ws, fmt.Sprintf("warning: %s restored from other copies, %s failed (%s): run 'lifeboat check --read-data', then 'lifeboat repair packs'",
+			plural(r.BlobsFromCopies, "1 chunk", fmtCount(r.BlobsFromCopies)+" chunks"), plural(int64(len(r.DamagedPacks)), "its pack", "their packs"), strings.Join(r.DamagedPacks, ", ")))
+	}
+	if w := r.metadataText(); w != "" {
+		ws = append(ws, w)
+	}
+	return strings.Join(ws, "; ")
+}
+
+// plural is one if n is 1, else many.
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // metadataText is the warning for entries restored without all of

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -37,7 +36,7 @@ func TestBlobsRestoredFromOtherCopies(t *testing.T) {
 	// A second writer that does not see the first one's index files:
 	// it stores everything again, as two hosts' first backups of the
 	// same files running at once do.
-	second, err := chunkstore.Open(ctx, &ownOnly{Store: st, own: map[string]bool{}}, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+	second, err := chunkstore.Open(ctx, storetest.Unshared(st), chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,31 +189,4 @@ func flipAt(t *testing.T, dir string, l chunkstore.Location, mask byte) {
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// ownOnly lists only the packs and index files written through it, as
-// if the other writers' ones had not been written yet.
-type ownOnly struct {
-	chunkstore.Store
-	mu  sync.Mutex
-	own map[string]bool
-}
-
-func (s *ownOnly) Put(ctx context.Context, name string, data []byte) error {
-	s.mu.Lock()
-	s.own[name] = true
-	s.mu.Unlock()
-	return s.Store.Put(ctx, name, data)
-}
-
-func (s *ownOnly) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
-	return s.Store.List(ctx, prefix, func(oi chunkstore.ObjectInfo) error {
-		s.mu.Lock()
-		hide := (strings.HasPrefix(oi.Name, "index/") || strings.HasPrefix(oi.Name, "data/")) && !s.own[oi.Name]
-		s.mu.Unlock()
-		if hide {
-			return nil
-		}
-		return fn(oi)
-	})
 }

@@ -240,3 +240,37 @@ func (h Hiding) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 		return fn(oi)
 	})
 }
+
+// Unshared returns a view of s that lists only the packs and index files
+// written through it, as if other writers' ones were not there yet: a
+// backup through it stores again what others stored, as two hosts' first
+// backups of the same files running at once do, leaving blobs the index
+// lists twice.
+func Unshared(s chunkstore.Store) chunkstore.Store {
+	return &unshared{Store: s, own: map[string]bool{}}
+}
+
+type unshared struct {
+	chunkstore.Store
+	mu  sync.Mutex
+	own map[string]bool
+}
+
+func (s *unshared) Put(ctx context.Context, name string, data []byte) error {
+	s.mu.Lock()
+	s.own[name] = true
+	s.mu.Unlock()
+	return s.Store.Put(ctx, name, data)
+}
+
+func (s *unshared) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	return s.Store.List(ctx, prefix, func(oi chunkstore.ObjectInfo) error {
+		s.mu.Lock()
+		hide := (strings.HasPrefix(oi.Name, "index/") || strings.HasPrefix(oi.Name, "data/")) && !s.own[oi.Name]
+		s.mu.Unlock()
+		if hide {
+			return nil
+		}
+		return fn(oi)
+	})
+}
