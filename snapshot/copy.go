@@ -397,6 +397,21 @@ func (c *copier) fetch(ctx context.Context, w *chunkstore.Writer, want []wanted,
 	return ctx.Err()
 }
 
+// fromCopy reads a blob whose copy in the range failed on its own, with
+// LoadBlob, which reads that copy again and then the other copies the
+// source's index lists. Damage it cannot get around is srcDamage.
+func (c *copier) fromCopy(ctx context.Context, bl chunkstore.Blob) ([]byte, error) {
+	plain, lerr := c.src.LoadBlob(ctx, chunkstore.DataBlob, bl.ID)
+	switch {
+	case lerr == nil:
+		return plain, nil // LoadBlob warned, naming the pack
+	case damaged(lerr):
+		return nil, &srcDamage{lerr}
+	default:
+		return nil, fmt.Errorf("source %s: %w", c.src.Store().Location(), lerr)
+	}
+}
+
 // fetchBufs are one fetcher's buffers: a range of a pack as read, and
 // one blob's plaintext.
 type fetchBufs struct{ sealed, plain []byte }
@@ -412,24 +427,35 @@ func (c *copier) fetchRange(ctx, readCtx context.Context, w *chunkstore.Writer, 
 	if cap(sealed) > cap(b.sealed) {
 		b.sealed = sealed[:0]
 	}
+	var rangeErr error // the range is damaged: each blob from another copy (fromCopy)
 	switch {
 	case err != nil && damaged(err):
-		return 0, 0, &srcDamage{fmt.Errorf("read %s: %w", name, err)}
+		rangeErr = fmt.Errorf("read %s: %w", name, err)
 	case err != nil:
 		return 0, 0, fmt.Errorf("source %s: read %s: %w", c.src.Store().Location(), name, err)
 	case int64(len(sealed)) != r.end-r.start:
-		return 0, 0, &srcDamage{fmt.Errorf("%w: %s: read %d bytes at offset %d, the index lists %d (truncated pack?)",
-			chunkstore.ErrCorrupt, name, len(sealed), r.start, r.end-r.start)}
+		rangeErr = fmt.Errorf("%w: %s: read %d bytes at offset %d, the index lists %d (truncated pack?)",
+			chunkstore.ErrCorrupt, name, len(sealed), r.start, r.end-r.start)
 	}
 	op := c.src.Opener(key)
 	for _, bl := range r.blobs {
-		off := int64(bl.Offset) - r.start
-		if need := int(bl.RawLength) + chunkstore.DecodeSlack; cap(b.plain) < need {
-			b.plain = make([]byte, 0, need)
+		var plain []byte
+		if rangeErr == nil {
+			off := int64(bl.Offset) - r.start
+			if need := int(bl.RawLength) + chunkstore.DecodeSlack; cap(b.plain) < need {
+				b.plain = make([]byte, 0, need)
+			}
+			plain, err = op.OpenInto(bl, sealed[off:off+int64(bl.Length)], b.plain)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
+		} else {
+			err = rangeErr
 		}
-		plain, err := op.OpenInto(bl, sealed[off:off+int64(bl.Length)], b.plain)
 		if err != nil {
-			return blobs, bytes, &srcDamage{fmt.Errorf("%s: %w", name, err)}
+			if plain, err = c.fromCopy(readCtx, bl); err != nil {
+				return blobs, bytes, err
+			}
 		}
 		if _, err := w.SaveReserved(ctx, chunkstore.DataBlob, bl.ID, plain); err != nil {
 			return blobs, bytes, fmt.Errorf("destination %s: %w", c.dst.Store().Location(), err)

@@ -226,6 +226,70 @@ func TestCopyDamagedSource(t *testing.T) {
 	}
 }
 
+// TestCopyAroundDamagedCopy: a source whose chunks are stored twice (two
+// writers that did not see each other's packs), with the first copy of
+// a chunk damaged: the copy takes the other one, and the destination
+// holds every chunk intact.
+func TestCopyAroundDamagedCopy(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "repo")
+	st, err := local.Open(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := storetest.InitRepos(t, st)
+	src := testRepo{writer: r.Writer, reader: r.Reader}
+	second, err := chunkstore.Open(ctx, storetest.Unshared(st), chunkstore.Credentials{Writer: r.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := t.TempDir()
+	writeFile(t, filepath.Join(a, "a.bin"), storetest.Data(11, 2<<20))
+	sa := loadSnap(t, src.reader, src.backupReload(t, a).ID)
+	if _, err := snapshot.Backup(ctx, second, snapshot.BackupOptions{Paths: []string{a}, Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.reader.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node, err := snapshot.Lookup(ctx, src.reader, sa.Tree, strings.TrimPrefix(a, "/")+"/a.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := node.Content[0]
+	copies := src.reader.Index().Copies(map[chunkstore.ID]bool{id: true}, nil)[id]
+	if len(copies) != 2 {
+		t.Fatalf("a.bin's first chunk is stored %d times, want 2", len(copies))
+	}
+	first, _ := src.reader.Index().Lookup(id)
+	p := filepath.Join(root, filepath.FromSlash(chunkstore.PackName(first.Pack.ID)))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[first.Blob.Offset+first.Blob.Length/2] ^= 0x20
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	d := storetest.NewCopyTarget(t, "local", src.reader)
+	if res := copySnaps(t, src.reader, d.Writer, sa)[0]; res.Err != nil {
+		t.Fatalf("copy around the damaged copy: %v", res.Err)
+	}
+	if err := d.Reader.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if report, err := d.Reader.Check(ctx, chunkstore.CheckOptions{ReadData: true}); err != nil || len(report.Problems) > 0 {
+		t.Fatalf("check --read-data of the destination: %v %v", report, err)
+	}
+	if probs, err := snapshot.Check(ctx, d.Reader); err != nil || len(probs) > 0 {
+		t.Fatalf("the destination's snapshot references missing data: %v %v", probs, err)
+	}
+}
+
 // TestCopyOfCopy: a snapshot copied A→B and then B→C is the same
 // snapshot as A's in C: copying A→C afterwards copies nothing, and C's
 // copy names A's snapshot as its origin.
