@@ -77,6 +77,31 @@ type Store interface {
 	Location() string
 }
 
+// TempSweeper is a Store that keeps the partial writes of a writer killed
+// mid-write (the local store's temporary files). SweepTemp removes those
+// last touched before before (with dryRun, only counts them): the caller
+// picks a time no live write can be that old.
+type TempSweeper interface {
+	SweepTemp(ctx context.Context, before time.Time, dryRun bool) (files int, bytes int64, err error)
+}
+
+// SweepTemp runs s's SweepTemp, looking through decorators (retry, rate
+// limit) that have an Unwrap method. A store that keeps no partial
+// writes (S3 drops an upload cut off) gives 0.
+func SweepTemp(ctx context.Context, s Store, before time.Time, dryRun bool) (files int, bytes int64, err error) {
+	for s != nil {
+		if ts, ok := s.(TempSweeper); ok {
+			return ts.SweepTemp(ctx, before, dryRun)
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	return 0, 0, nil
+}
+
 // PermanentError marks an error that retrying cannot fix (a denied
 // request, a missing bucket, a malformed name). Implementations wrap such
 // errors with Permanent so the retry decorator gives up at once.

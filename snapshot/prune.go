@@ -84,7 +84,12 @@ type PruneResult struct {
 	IndexWritten int             `json:"index_files_written"`
 	IndexRemoved int             `json:"index_files_removed"`
 	SessionsGone int             `json:"sessions_removed"`
-	DryRun       bool            `json:"dry_run,omitempty"`
+	// Temporary files of writes that never finished (a writer killed
+	// mid-write; the local store only), untouched for TempFileAge:
+	// removed (in a dry run, to be removed).
+	TempFiles     int   `json:"temp_files_removed"`
+	TempFileBytes int64 `json:"temp_file_bytes_removed"`
+	DryRun        bool  `json:"dry_run,omitempty"`
 }
 
 // WaitingBackup is a backup session that holds back the deletion of a mark.
@@ -128,6 +133,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		return nil, err
 	}
 	defer held.end()
+	sweepTemp(ctx, repo, res, opts)
 	ref := &referenced{seen: map[chunkstore.ID]bool{}, blobs: map[chunkstore.ID]bool{}, walked: map[chunkstore.ID]bool{}}
 
 	// Phase 1: mark. The index is loaded after the snapshots are listed
@@ -322,6 +328,24 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		res.SessionsGone++
 	}
 	return res, nil
+}
+
+// TempFileAge is how long a temporary file of an unfinished write is
+// left untouched before prune removes it: far longer than any write
+// still going on takes between two of its writes.
+const TempFileAge = 24 * time.Hour
+
+// sweepTemp removes the temporary files writers killed mid-write left
+// (chunkstore.SweepTemp). It only warns when it cannot: they waste
+// space, they hold no data anything needs. This host's clock is good
+// enough: only the local store keeps such files, and a file server's
+// clock is not a day off.
+func sweepTemp(ctx context.Context, repo *chunkstore.Repository, res *PruneResult, opts PruneOptions) {
+	var err error
+	res.TempFiles, res.TempFileBytes, err = chunkstore.SweepTemp(ctx, repo.Store(), time.Now().Add(-TempFileAge), opts.DryRun)
+	if err != nil && ctx.Err() == nil {
+		opts.Logger.Warn("could not remove the temporary files of unfinished writes", "err", err)
+	}
 }
 
 // heldSession is the prune session held by a command that rewrites the

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -355,7 +356,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(chunkstore.Obje
 		return nil // an object, not a directory of them: nothing below it
 	}
 	var fnErr error
-	err = s.walk(ctx, start, startName, prefix, 0, func(oi chunkstore.ObjectInfo) error {
+	err = s.walk(ctx, start, startName, prefix, 0, nil, func(oi chunkstore.ObjectInfo) error {
 		if err := fn(oi); err != nil {
 			fnErr = err
 			return err
@@ -397,7 +398,7 @@ func symlinkLoop(dir, link string) error {
 // with the regular files below it whose names start with prefix, in
 // lexical order, and descending only into directories that may hold
 // such names.
-func (s *Store) walk(ctx context.Context, dir, name, prefix string, depth int, fn func(chunkstore.ObjectInfo) error) error {
+func (s *Store) walk(ctx context.Context, dir, name, prefix string, depth int, temp func(p string, e fs.DirEntry) error, fn func(chunkstore.ObjectInfo) error) error {
 	if depth > maxWalkDepth {
 		return fmt.Errorf("%s: more than %d directories deep (a symlink loop?)", dir, maxWalkDepth)
 	}
@@ -412,10 +413,15 @@ func (s *Store) walk(ctx context.Context, dir, name, prefix string, depth int, f
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		p := filepath.Join(dir, e.Name())
 		if strings.HasPrefix(e.Name(), tmpPrefix) {
+			if temp != nil {
+				if err := temp(p, e); err != nil {
+					return err
+				}
+			}
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
 		child := e.Name()
 		if name != "" {
 			child = name + "/" + e.Name()
@@ -444,7 +450,7 @@ func (s *Store) walk(ctx context.Context, dir, name, prefix string, depth int, f
 			if !strings.HasPrefix(child+"/", prefix) && !strings.HasPrefix(prefix, child+"/") {
 				continue
 			}
-			if err := s.walk(ctx, p, child, prefix, depth+1, fn); err != nil {
+			if err := s.walk(ctx, p, child, prefix, depth+1, temp, fn); err != nil {
 				return err
 			}
 		case typ.IsRegular() && strings.HasPrefix(child, prefix):
@@ -461,6 +467,48 @@ func (s *Store) walk(ctx context.Context, dir, name, prefix string, depth int, f
 		}
 	}
 	return nil
+}
+
+// SweepTemp implements chunkstore.TempSweeper: it removes the temporary
+// files (and directories) of Puts that never finished, a writer having
+// been killed mid-write, that were last modified before before.
+func (s *Store) SweepTemp(ctx context.Context, before time.Time, dryRun bool) (files int, bytes int64, err error) {
+	err = s.walk(ctx, s.dir, "", "", 0, func(p string, e fs.DirEntry) error {
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // renamed into place meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.ModTime().Before(before) || !(fi.Mode().IsRegular() || fi.IsDir()) {
+			return nil
+		}
+		if fi.IsDir() {
+			// Removed only when empty: mkdirShared's are, and anything
+			// else in one is not ours to remove.
+			if ents, err := os.ReadDir(p); err != nil || len(ents) > 0 {
+				return nil
+			}
+		}
+		if !dryRun {
+			if err := os.Remove(p); err != nil {
+				if errors.Is(err, fs.ErrNotExist) || (fi.IsDir() && errors.Is(err, unix.ENOTEMPTY)) {
+					return nil
+				}
+				return fmt.Errorf("remove the temporary file %s: %w", p, err)
+			}
+		}
+		files++
+		if fi.Mode().IsRegular() {
+			bytes += fi.Size()
+		}
+		return nil
+	}, func(chunkstore.ObjectInfo) error { return nil })
+	if err != nil {
+		return files, bytes, classify(fmt.Errorf("sweep temporary files in %s: %w", s.dir, err))
+	}
+	return files, bytes, nil
 }
 
 // Delete implements chunkstore.Store. Empty directories are left behind:

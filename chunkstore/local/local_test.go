@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
@@ -229,6 +230,86 @@ func TestTempFilesInvisible(t *testing.T) {
 	}
 	if tmps != 1 { // the planted one
 		t.Errorf("found %d temp files in data/ab, want only the planted one", tmps)
+	}
+}
+
+// TestSweepTemp: SweepTemp, reached through the retry decorator, removes
+// the temporary files (and empty temporary directories) of Puts that
+// never finished and were last modified before the cut-off, at any depth,
+// and leaves newer ones, objects, and a temporary directory that is not
+// empty; a dry run counts what it would remove and removes nothing.
+func TestSweepTemp(t *testing.T) {
+	dir := t.TempDir()
+	s, err := local.Open(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.Put(ctx, "data/ab/abc", []byte("object")); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	plant := func(rel string, content []byte, dirEntry bool, mtime time.Time) string {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if dirEntry {
+			err = os.Mkdir(p, 0o700)
+		} else {
+			err = os.WriteFile(p, content, 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	gone := []string{
+		plant("data/ab/.tmp-1", make([]byte, 1000), false, old),
+		plant("index/.tmp-2", make([]byte, 24), false, old),
+		plant(".tmp-3", nil, true, old), // an empty directory mkdirShared left
+	}
+	kept := []string{
+		plant("data/ab/.tmp-4", []byte("a Put in progress"), false, time.Now()),
+		filepath.Join(dir, "data", "ab", "abc"),
+	}
+	full := plant("data/.tmp-5", nil, true, old)
+	plant("data/.tmp-5/x", []byte("x"), false, old)
+	if err := os.Chtimes(full, old, old); err != nil {
+		t.Fatal(err)
+	}
+	kept = append(kept, full)
+
+	st := chunkstore.WithRetry(s, chunkstore.RetryConfig{})
+	cut := time.Now().Add(-24 * time.Hour)
+	n, b, err := chunkstore.SweepTemp(ctx, st, cut, true)
+	if err != nil || n != 3 || b != 1024 {
+		t.Fatalf("dry run: %d files, %d bytes, %v; want 3, 1024 bytes", n, b, err)
+	}
+	for _, p := range gone {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("dry run removed %s", p)
+		}
+	}
+	n, b, err = chunkstore.SweepTemp(ctx, st, cut, false)
+	if err != nil || n != 3 || b != 1024 {
+		t.Fatalf("sweep: %d files, %d bytes, %v; want 3, 1024 bytes", n, b, err)
+	}
+	for _, p := range gone {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left (%v)", p, err)
+		}
+	}
+	for _, p := range kept {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s removed", p)
+		}
+	}
+	if n, _, err := chunkstore.SweepTemp(ctx, storetest.NewFaulty(s), cut, false); err != nil || n != 0 {
+		t.Errorf("second sweep through a decorator without Unwrap: %d, %v; want 0 (it cannot see the store)", n, err)
 	}
 }
 

@@ -128,6 +128,13 @@ func printPrune(w io.Writer, r *snapshot.PruneResult) {
 	if r.UnindexedNeedRepair {
 		fmt.Fprintf(w, "%d packs no index lists hold data snapshots use (left by an interrupted backup or rewrap); since the recipients were changed backups no longer reuse them: run 'lifeboat repair index', then 'lifeboat prune --rewrap'\n", r.KeptUnindexed)
 	}
+	if r.TempFiles > 0 {
+		verb := "removed"
+		if r.DryRun {
+			verb = "would remove"
+		}
+		fmt.Fprintf(w, "%s %d temporary %s (%s) of writes that never finished, untouched for %s\n", verb, r.TempFiles, plural(r.TempFiles, "file", "files"), formatBytes(r.TempFileBytes), formatDuration(snapshot.TempFileAge))
+	}
 	if r.PendingMarks > 0 {
 		fmt.Fprintf(w, "%d packs wait for %d %s that started before they were marked:\n", r.PendingPacks, len(r.Waiting), plural(len(r.Waiting), "backup", "backups"))
 		for _, s := range r.Waiting {

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+)
+
+// TestPruneRemovesTempFilesOfKilledBackups: a backup into a local
+// repository killed with SIGKILL while it writes a pack leaves the pack's
+// temporary file behind (nothing else ever removes it). prune removes such
+// files once they are a day old, and only then; --dry-run counts them.
+func TestPruneRemovesTempFilesOfKilledBackups(t *testing.T) {
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, fixture.Tree{"big.bin": {Content: fixture.Random(9, 96<<20)}})
+
+	temps := func() (out []string) {
+		filepath.WalkDir(r.path, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
+				out = append(out, p)
+			}
+			return nil
+		})
+		return out
+	}
+	var left []string
+	for attempt := 0; attempt < 10 && len(left) == 0; attempt++ {
+		cmd := exec.Command(binary, r.writer("backup", "--no-cache", src)...)
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "LIFEBOAT_") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env, c.env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for len(temps()) == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		left = temps()
+	}
+	if len(left) == 0 {
+		t.Fatal("no backup killed mid-write left a temporary file in 10 attempts")
+	}
+
+	type pruneOut struct {
+		TempFiles int   `json:"temp_files_removed"`
+		TempBytes int64 `json:"temp_file_bytes_removed"`
+	}
+	if got := decodeJSON[pruneOut](t, c.ok(r.reader("prune", "--json")...).stdout); got.TempFiles != 0 {
+		t.Fatalf("prune removed %d temporary files that are not a day old", got.TempFiles)
+	}
+	if n := len(temps()); n != len(left) {
+		t.Fatalf("%d temporary files after prune, want the %d left", n, len(left))
+	}
+	old := time.Now().Add(-25 * time.Hour)
+	for _, p := range left {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := decodeJSON[pruneOut](t, c.ok(r.reader("prune", "--dry-run", "--json")...).stdout); got.TempFiles != len(left) || got.TempBytes == 0 {
+		t.Errorf("prune --dry-run: %+v, want %d files to remove", got, len(left))
+	}
+	if n := len(temps()); n != len(left) {
+		t.Fatalf("prune --dry-run removed temporary files: %d left of %d", n, len(left))
+	}
+	res := c.ok(r.reader("prune")...)
+	if !strings.Contains(res.stdout, "temporary") || !strings.Contains(res.stdout, "writes that never finished") {
+		t.Errorf("prune does not say it removed temporary files:\n%s", res.stdout)
+	}
+	if n := temps(); len(n) != 0 {
+		t.Errorf("temporary files left after prune: %v", n)
+	}
+	c.ok(r.reader("check", "--read-data")...)
+	c.ok(r.writer("backup", "--no-cache", src)...)
+}
