@@ -1131,6 +1131,7 @@ func (r *restorer) copyJobs() []*packJob {
 		r.damaged = map[string]bool{}
 	}
 	ids := map[chunkstore.ID]bool{}
+	perPack := map[chunkstore.ID]int{}
 	for _, fc := range failed {
 		id := fc.bj.blob.ID
 		t := r.tried[id]
@@ -1140,7 +1141,9 @@ func (r *restorer) copyJobs() []*packJob {
 		}
 		t.packs[fc.pack] = true
 		ids[id] = true
-		r.log.Warn("could not read a blob from its pack; looking for another copy", "pack", chunkstore.PackName(fc.pack), "blob", id.Short(), "err", fc.err)
+		if perPack[fc.pack]++; perPack[fc.pack] == 1 {
+			r.log.Debug("could not read blobs from a pack; looking for other copies", "pack", chunkstore.PackName(fc.pack), "first_blob", id.Short(), "err", fc.err)
+		}
 	}
 	copies := r.repo.Index().Copies(ids, nil)
 	byPack := map[*chunkstore.PackEntry][]blobJob{}
