@@ -1,12 +1,14 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -89,7 +91,13 @@ type PruneResult struct {
 	// removed (in a dry run, to be removed).
 	TempFiles     int   `json:"temp_files_removed"`
 	TempFileBytes int64 `json:"temp_file_bytes_removed"`
-	DryRun        bool  `json:"dry_run,omitempty"`
+	// Of referenced blobs stored more than once, the copies prune keeps
+	// were read and verified first (VerifiedCopies, of VerifiedCopyBytes
+	// sealed bytes); DamagedCopies failed, and another copy was kept.
+	VerifiedCopies    int   `json:"verified_copies"`
+	VerifiedCopyBytes int64 `json:"verified_copy_bytes"`
+	DamagedCopies     int   `json:"damaged_copies"`
+	DryRun            bool  `json:"dry_run,omitempty"`
 }
 
 // WaitingBackup is a backup session that holds back the deletion of a mark.
@@ -164,6 +172,9 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		}
 	}
 	ref.chooseOwners(idx, live)
+	if err := ref.verifyOwners(ctx, repo, live, res, opts.Logger); err != nil {
+		return nil, err
+	}
 	var candidates []chunkstore.ID
 	var partly, rewrap []partlyUsed
 	var usedBytes int64 // in the packs that stay
@@ -183,6 +194,9 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 			res.OldRecipientPacks++
 		}
 		switch {
+		case ref.pinned[id]:
+			// Left whole: see verifyOwners.
+			unused = 0
 		case used == 0:
 			candidates = append(candidates, id)
 			res.MarkedBytes += size
@@ -789,6 +803,15 @@ type referenced struct {
 	idx   *chunkstore.Index
 	live  map[chunkstore.ID]bool
 	multi map[chunkstore.ID]chunkstore.ID // blob held more than once → owning pack
+	// bad holds the copies of duplicated blobs found damaged
+	// (verifyOwners): blob → packs. A blob with no intact copy left is
+	// kept in every pack holding it (keepAll).
+	bad     map[chunkstore.ID]map[chunkstore.ID]bool
+	keepAll map[chunkstore.ID]bool
+	// pinned packs hold a copy, damaged or the one kept, of a blob with
+	// a damaged copy: neither deleted nor repacked, whatever else they
+	// hold, until 'repair packs' has dealt with the damage.
+	pinned map[chunkstore.ID]bool
 }
 
 // addSnapshots lists the snapshots and queues the roots of new ones. A
@@ -922,11 +945,148 @@ func (r *referenced) chooseOwners(idx *chunkstore.Index, packs []*chunkstore.Pac
 	}
 	for _, p := range packs {
 		for _, b := range p.Blobs {
-			if cur, ok := r.multi[b.ID]; ok && better(p.ID, cur) {
+			cur, ok := r.multi[b.ID]
+			if !ok || r.bad[b.ID][p.ID] {
+				continue
+			}
+			if r.bad[b.ID][cur] || better(p.ID, cur) {
 				r.multi[b.ID] = p.ID
 			}
 		}
 	}
+	r.keepAll = map[chunkstore.ID]bool{}
+	for b, o := range r.multi {
+		if r.bad[b][o] { // every live copy is damaged
+			r.keepAll[b] = true
+		}
+	}
+}
+
+// verifyOwners reads and verifies the copy chooseOwners kept of every
+// referenced blob held more than once: the other copies are what prune
+// deletes (a pack holding nothing else) or drops when repacking, so
+// the one kept must be intact. A damaged kept copy gives the ownership
+// to the next holder, which is verified in turn; a blob whose every copy
+// is damaged is kept in all of them, for 'repair packs'. Only duplicates
+// are read, so this costs nothing in a repository without any.
+func (r *referenced) verifyOwners(ctx context.Context, repo *chunkstore.Repository, live []*chunkstore.PackEntry, res *PruneResult, log *slog.Logger) error {
+	verified := map[[2]chunkstore.ID]bool{} // (blob, pack) read and intact
+	for {
+		byPack := map[chunkstore.ID][]chunkstore.Blob{}
+		for _, p := range live {
+			for _, b := range p.Blobs {
+				if o, ok := r.multi[b.ID]; ok && o == p.ID && !r.keepAll[b.ID] && !verified[[2]chunkstore.ID{b.ID, p.ID}] {
+					byPack[p.ID] = append(byPack[p.ID], b)
+				}
+			}
+		}
+		if len(byPack) == 0 {
+			break
+		}
+		damaged := false
+		for _, p := range live {
+			blobs := byPack[p.ID]
+			if len(blobs) == 0 {
+				continue
+			}
+			bad, err := verifyBlobs(ctx, repo, p, blobs)
+			if err != nil {
+				return err
+			}
+			for _, b := range blobs {
+				if err, ok := bad[b.ID]; ok {
+					if r.bad == nil {
+						r.bad = map[chunkstore.ID]map[chunkstore.ID]bool{}
+					}
+					if r.bad[b.ID] == nil {
+						r.bad[b.ID] = map[chunkstore.ID]bool{}
+					}
+					r.bad[b.ID][p.ID] = true
+					res.DamagedCopies++
+					damaged = true
+					log.Warn("a copy of a blob stored more than once is damaged; prune keeps another: run 'lifeboat check --read-data', then 'lifeboat repair packs'", "pack", chunkstore.PackName(p.ID), "blob", b.ID.Short(), "err", err)
+					continue
+				}
+				verified[[2]chunkstore.ID{b.ID, p.ID}] = true
+				res.VerifiedCopies++
+				res.VerifiedCopyBytes += int64(b.Length)
+			}
+		}
+		if !damaged {
+			break
+		}
+		r.chooseOwners(r.idx, live)
+	}
+	r.pinned = map[chunkstore.ID]bool{}
+	for b, damaged := range r.bad {
+		// The damaged copies' packs are left whole too: repacking one
+		// would fail on its hash, and 'repair packs' needs it.
+		for p := range damaged {
+			r.pinned[p] = true
+		}
+		if !r.keepAll[b] {
+			r.pinned[r.multi[b]] = true
+			continue
+		}
+		for _, p := range live {
+			for _, pb := range p.Blobs {
+				if pb.ID == b {
+					r.pinned[p.ID] = true
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// verifyBlobs reads blobs of pack p, in ranges, and checks each one
+// (authenticated, its keyed ID recomputed). It returns the blobs found
+// damaged or missing, with why; the error is for a read that failed
+// otherwise (the network, the store), which stops prune.
+func verifyBlobs(ctx context.Context, repo *chunkstore.Repository, p *chunkstore.PackEntry, blobs []chunkstore.Blob) (map[chunkstore.ID]error, error) {
+	name := chunkstore.PackName(p.ID)
+	bad := map[chunkstore.ID]error{}
+	key, err := repo.PackKey(p)
+	if err != nil {
+		for _, b := range blobs {
+			bad[b.ID] = err
+		}
+		return bad, nil
+	}
+	slices.SortFunc(blobs, func(a, b chunkstore.Blob) int { return cmp.Compare(a.Offset, b.Offset) })
+	var buf, plain []byte
+	from := 0
+	for _, to := range chunkstore.JoinRanges(blobs, 16<<20) {
+		start := int64(blobs[from].Offset)
+		end := int64(blobs[to-1].Offset) + int64(blobs[to-1].Length)
+		data, getErr := chunkstore.GetInto(ctx, repo.Store(), name, start, end-start, buf[:0])
+		switch {
+		case getErr != nil && !errors.Is(getErr, chunkstore.ErrNotFound) && !errors.Is(getErr, chunkstore.ErrCorrupt):
+			return nil, fmt.Errorf("verify the copies prune keeps: read %s: %w", name, getErr)
+		case getErr != nil:
+			data = nil
+		}
+		if cap(data) > cap(buf) {
+			buf = data[:0]
+		}
+		for _, b := range blobs[from:to] {
+			off := int64(b.Offset) - start
+			if getErr != nil {
+				bad[b.ID] = fmt.Errorf("read %s: %w", name, getErr)
+				continue
+			}
+			if off+int64(b.Length) > int64(len(data)) {
+				bad[b.ID] = fmt.Errorf("%w: %s: blob %s lies beyond the %d bytes read (truncated pack?)", chunkstore.ErrCorrupt, name, b.ID.Short(), len(data))
+				continue
+			}
+			var err error
+			if plain, err = repo.OpenBlob(key, b, data[off:off+int64(b.Length)], plain[:0]); err != nil {
+				bad[b.ID] = fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		from = to
+	}
+	return bad, nil
 }
 
 // owner returns the live pack that owns a referenced blob, if one holds it.
@@ -958,7 +1118,7 @@ func (r *referenced) usage(p *chunkstore.PackEntry) (used int, unused int64) {
 			unused += int64(b.Length)
 			continue
 		}
-		if o, ok := r.owner(b.ID); !ok || o == p.ID {
+		if o, ok := r.owner(b.ID); !ok || o == p.ID || r.keepAll[b.ID] {
 			used++
 		} else {
 			unused += int64(b.Length)

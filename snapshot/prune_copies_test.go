@@ -1,0 +1,131 @@
+package snapshot_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// TestPruneVerifiesTheCopyItKeeps: two writers that did not see each
+// other's packs store the same file twice. prune keeps one copy of each
+// blob and deletes the pack of the others — after reading the copies it
+// keeps. With one kept copy damaged (a flipped byte) it keeps the other
+// one, and the pack holding it, whole: the file still restores, where
+// deleting that pack would have lost it.
+func TestPruneVerifiesTheCopyItKeeps(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "repo")
+	st, err := local.Open(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	second, err := chunkstore.Open(ctx, storetest.Unshared(st), chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	data := storetest.Data(21, 3<<20)
+	writeFile(t, filepath.Join(src, "f"), data)
+	one := backupDir(t, repos.Writer, src)
+	two := backupDir(t, second, src)
+
+	// Without damage a dry run verifies the kept copies and would mark
+	// the other pack.
+	dry, err := snapshot.Prune(ctx, reopen(t, repos, st), snapshot.PruneOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.VerifiedCopies == 0 || dry.DamagedCopies != 0 || dry.MarkedPacks == 0 {
+		t.Fatalf("dry run: %+v; want kept copies verified and the duplicate pack to mark", dry)
+	}
+
+	// Damage the copy prune keeps of the file's first chunk: the one
+	// the dry run did not mark.
+	r := reopenLoaded(t, repos, st)
+	snap, err := snapshot.Load(ctx, r, one.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := snapshot.Lookup(ctx, r, snap.Tree, strings.TrimPrefix(src, "/")+"/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := node.Content[0]
+	copies := r.Index().Copies(map[chunkstore.ID]bool{id: true}, nil)[id]
+	if len(copies) != 2 {
+		t.Fatalf("the chunk is stored %d times, want 2", len(copies))
+	}
+	before := countObjects(t, st, chunkstore.DataPrefix)
+	var kept chunkstore.Location
+	res, err := snapshot.Prune(ctx, reopen(t, repos, &flipFirstGet{Store: st, t: t, copies: copies, kept: &kept}), snapshot.PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DamagedCopies != 1 || kept.Pack == nil {
+		t.Fatalf("prune with a damaged kept copy: %+v; want 1 damaged copy", res)
+	}
+	if n := countObjects(t, st, chunkstore.DataPrefix); n != before-res.DeletedPacks {
+		t.Errorf("%d packs after prune, want %d less than %d", n, res.DeletedPacks, before)
+	}
+	for _, l := range copies {
+		if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(chunkstore.PackName(l.Pack.ID)))); err != nil {
+			t.Errorf("pack %s holding a copy of the chunk is gone: %v", l.Pack.ID.Short(), err)
+		}
+	}
+	r = reopenLoaded(t, repos, st)
+	for _, sid := range []chunkstore.ID{one.ID, two.ID} {
+		s, err := snapshot.Load(ctx, r, sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := restore.Restore(ctx, r, s, restore.Options{Target: t.TempDir()})
+		if err != nil || len(out.Failures) > 0 {
+			t.Fatalf("restore %s after prune: %v %v", sid.Short(), err, out)
+		}
+		if out.BlobsFromCopies != 1 {
+			t.Errorf("restore %s: %d blobs from other copies, want 1 (the damaged one)", sid.Short(), out.BlobsFromCopies)
+		}
+	}
+}
+
+// flipFirstGet damages, on disk, the copy of a chunk (one of copies) that
+// prune reads first — the copy it means to keep — just before that read.
+type flipFirstGet struct {
+	chunkstore.Store
+	t      *testing.T
+	copies []chunkstore.Location
+	kept   *chunkstore.Location
+	done   bool
+}
+
+func (f *flipFirstGet) Get(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	if !f.done {
+		for _, l := range f.copies {
+			if name == chunkstore.PackName(l.Pack.ID) && int64(l.Blob.Offset) >= off && int64(l.Blob.Offset+l.Blob.Length) <= off+n {
+				f.done, *f.kept = true, l
+				p := filepath.Join(f.Store.Location(), filepath.FromSlash(name))
+				b, err := os.ReadFile(p)
+				if err != nil {
+					f.t.Fatal(err)
+				}
+				b[l.Blob.Offset+l.Blob.Length/2] ^= 0x10
+				if err := os.Chmod(p, 0o600); err != nil {
+					f.t.Fatal(err)
+				}
+				if err := os.WriteFile(p, b, 0o600); err != nil {
+					f.t.Fatal(err)
+				}
+			}
+		}
+	}
+	return f.Store.Get(ctx, name, off, n)
+}
