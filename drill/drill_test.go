@@ -233,17 +233,7 @@ func TestDrillFailures(t *testing.T) {
 		check  func(t *testing.T, e *env, snap *snapshot.Snapshot, o Options, r *Result)
 	}{
 		{"flipped byte in a data pack", func(t *testing.T, e *env, snap *snapshot.Snapshot, o *Options) {
-			loc := dataBlob(t, e, snap, "deep/a/b/c/e.data")
-			f := filepath.Join(e.repos.Store.Location(), filepath.FromSlash(chunkstore.PackName(loc.Pack.ID)))
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b[loc.Blob.Offset+loc.Blob.Length/2] ^= 0x40
-			os.Chmod(f, 0o600)
-			if err := os.WriteFile(f, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			storetest.FlipBlob(t, e.repos.Store.Location(), dataBlob(t, e, snap, "deep/a/b/c/e.data"), 0x40)
 			o.Verify = []Command{{Command: "true"}}
 		}, ReasonCorrupt, func(t *testing.T, e *env, snap *snapshot.Snapshot, o Options, r *Result) {
 			loc := dataBlob(t, e, snap, "deep/a/b/c/e.data")
@@ -511,10 +501,7 @@ func TestDrillRestoresAroundDamagedCopy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, "local", smallTree())
-	second, err := chunkstore.Open(ctx, storetest.Unshared(e.repos.Store), chunkstore.Credentials{Writer: e.repos.Writer.Secrets()}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := storetest.UnsharedWriter(t, e.repos.Store, e.repos.Writer)
 	e.backup(t, base.Add(-2*time.Hour))
 	res, err := snapshot.Backup(ctx, second, snapshot.BackupOptions{Paths: []string{e.src}, Host: "fixture", Now: func() time.Time { return base.Add(-time.Hour) }})
 	if err != nil || len(res.Warnings) > 0 {
@@ -531,21 +518,9 @@ func TestDrillRestoresAroundDamagedCopy(t *testing.T) {
 	if n := len(e.repos.Reader.Index().Copies(map[chunkstore.ID]bool{loc.Blob.ID: true}, nil)[loc.Blob.ID]); n != 2 {
 		t.Fatalf("the chunk is stored %d times, want 2", n)
 	}
-	f := filepath.Join(e.repos.Store.Location(), filepath.FromSlash(chunkstore.PackName(loc.Pack.ID)))
-	b, err := os.ReadFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[loc.Blob.Offset+loc.Blob.Length/2] ^= 0x40
-	if err := os.Chmod(f, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(f, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pack := storetest.FlipBlob(t, e.repos.Store.Location(), loc, 0x40)
 
 	r := e.run(t, e.opts(t, "copies"))
-	pack := chunkstore.PackName(loc.Pack.ID)
 	if !r.Passed || r.Files != int64(len(e.tree.Regular())) {
 		t.Fatalf("drill: passed %v, %d files; want passed with every file: %s", r.Passed, r.Files, r.Summary())
 	}

@@ -36,10 +36,7 @@ func TestBlobsRestoredFromOtherCopies(t *testing.T) {
 	// A second writer that does not see the first one's index files:
 	// it stores everything again, as two hosts' first backups of the
 	// same files running at once do.
-	second, err := chunkstore.Open(ctx, storetest.Unshared(st), chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := storetest.UnsharedWriter(t, st, repos.Writer)
 
 	var text strings.Builder
 	for i := 0; text.Len() < 200<<10; i++ {
@@ -101,7 +98,7 @@ func TestBlobsRestoredFromOtherCopies(t *testing.T) {
 		flipInPack(t, rd, dir, rd.BlobID(files["flipped.bin"]), 0x08),
 	}
 	for _, l := range copies("both.bin") {
-		flipAt(t, dir, l, 0x08)
+		storetest.FlipBlob(t, dir, l, 0x08)
 	}
 	flipInPack(t, rd, dir, rd.BlobID(files["once.bin"]), 0x08)
 	check := func(stage string, fromCopies []string) {
@@ -171,22 +168,4 @@ func TestBlobsRestoredFromOtherCopies(t *testing.T) {
 		}
 	}
 	check("a pack deleted", fromCopies)
-}
-
-// flipAt flips the bits of mask in the middle byte of the blob at l, in
-// the local repository at dir.
-func flipAt(t *testing.T, dir string, l chunkstore.Location, mask byte) {
-	t.Helper()
-	p := filepath.Join(dir, filepath.FromSlash(chunkstore.PackName(l.Pack.ID)))
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[int(l.Blob.Offset)+int(l.Blob.Length)/2] ^= mask
-	if err := os.Chmod(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }

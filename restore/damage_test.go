@@ -107,18 +107,5 @@ func flipInPack(t *testing.T, repo *chunkstore.Repository, dir string, id chunks
 	if !ok {
 		t.Fatalf("blob %s not indexed", id.Short())
 	}
-	pack := chunkstore.PackName(loc.Pack.ID)
-	p := filepath.Join(dir, filepath.FromSlash(pack))
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[int(loc.Blob.Offset)+int(loc.Blob.Length)/2] ^= mask
-	if err := os.Chmod(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return pack
+	return storetest.FlipBlob(t, dir, loc, mask)
 }

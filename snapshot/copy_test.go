@@ -239,10 +239,7 @@ func TestCopyAroundDamagedCopy(t *testing.T) {
 	}
 	r := storetest.InitRepos(t, st)
 	src := testRepo{writer: r.Writer, reader: r.Reader}
-	second, err := chunkstore.Open(ctx, storetest.Unshared(st), chunkstore.Credentials{Writer: r.Writer.Secrets()}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := storetest.UnsharedWriter(t, st, r.Writer)
 	a := t.TempDir()
 	writeFile(t, filepath.Join(a, "a.bin"), storetest.Data(11, 2<<20))
 	sa := loadSnap(t, src.reader, src.backupReload(t, a).ID)
@@ -262,18 +259,7 @@ func TestCopyAroundDamagedCopy(t *testing.T) {
 		t.Fatalf("a.bin's first chunk is stored %d times, want 2", len(copies))
 	}
 	first, _ := src.reader.Index().Lookup(id)
-	p := filepath.Join(root, filepath.FromSlash(chunkstore.PackName(first.Pack.ID)))
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[first.Blob.Offset+first.Blob.Length/2] ^= 0x20
-	if err := os.Chmod(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	storetest.FlipBlob(t, root, first, 0x20)
 
 	d := storetest.NewCopyTarget(t, "local", src.reader)
 	if res := copySnaps(t, src.reader, d.Writer, sa)[0]; res.Err != nil {

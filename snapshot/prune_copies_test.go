@@ -28,10 +28,7 @@ func TestPruneVerifiesTheCopyItKeeps(t *testing.T) {
 		t.Fatal(err)
 	}
 	repos := storetest.InitRepos(t, st)
-	second, err := chunkstore.Open(ctx, storetest.Unshared(st), chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := storetest.UnsharedWriter(t, st, repos.Writer)
 	src := t.TempDir()
 	data := storetest.Data(21, 3<<20)
 	writeFile(t, filepath.Join(src, "f"), data)
@@ -112,18 +109,7 @@ func (f *flipFirstGet) Get(ctx context.Context, name string, off, n int64) ([]by
 		for _, l := range f.copies {
 			if name == chunkstore.PackName(l.Pack.ID) && int64(l.Blob.Offset) >= off && int64(l.Blob.Offset+l.Blob.Length) <= off+n {
 				f.done, *f.kept = true, l
-				p := filepath.Join(f.Store.Location(), filepath.FromSlash(name))
-				b, err := os.ReadFile(p)
-				if err != nil {
-					f.t.Fatal(err)
-				}
-				b[l.Blob.Offset+l.Blob.Length/2] ^= 0x10
-				if err := os.Chmod(p, 0o600); err != nil {
-					f.t.Fatal(err)
-				}
-				if err := os.WriteFile(p, b, 0o600); err != nil {
-					f.t.Fatal(err)
-				}
+				storetest.FlipBlob(f.t, f.Store.Location(), l, 0x10)
 			}
 		}
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
@@ -273,4 +276,36 @@ func (s *unshared) List(ctx context.Context, prefix string, fn func(chunkstore.O
 		}
 		return fn(oi)
 	})
+}
+
+// FlipBlob flips the bits of mask in the middle byte of the blob at l, in
+// the pack file of the local repository at root (a bit-rotted disk), and
+// returns the pack's object name.
+func FlipBlob(t testing.TB, root string, l chunkstore.Location, mask byte) string {
+	t.Helper()
+	name := chunkstore.PackName(l.Pack.ID)
+	p := filepath.Join(root, filepath.FromSlash(name))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[int(l.Blob.Offset)+int(l.Blob.Length)/2] ^= mask
+	if err := os.Chmod(p, 0o600); err != nil { // packs are written read-only
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// UnsharedWriter opens, through Unshared(st), a second writer of the
+// repository w writes to: what it backs up is stored again.
+func UnsharedWriter(t testing.TB, st chunkstore.Store, w *chunkstore.Repository) *chunkstore.Repository {
+	t.Helper()
+	r, err := chunkstore.Open(context.Background(), Unshared(st), chunkstore.Credentials{Writer: w.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
