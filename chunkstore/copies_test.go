@@ -1,9 +1,13 @@
 package chunkstore_test
 
 import (
+	"bytes"
+	"context"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
 // TestIndexCopies: Copies lists every pack holding each blob asked for,
@@ -47,5 +51,69 @@ func TestIndexCopies(t *testing.T) {
 	x.SetExcluded(map[chunkstore.ID]bool{id(3): true})
 	if p := packsOf(10, x.Copies(ask, nil)[id(10)]); string(p) != "\x01\x02" {
 		t.Errorf("blob 10 with pack 3 excluded: packs %v, want 1 and 2", p)
+	}
+}
+
+// TestIndexLoadOrder: of a blob two index files list in different packs,
+// every process that loads the index finds the same copy first: the one
+// in the index file with the lower ID, however the parallel reads finish.
+func TestIndexLoadOrder(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	repos := storetest.InitRepos(t, st)
+	data := storetest.Data(5, 300<<10)
+	var packs []chunkstore.ID
+	for _, w := range []*chunkstore.Repository{repos.Writer, storetest.UnsharedWriter(t, st, repos.Writer)} {
+		wr, err := w.NewWriter(ctx, chunkstore.WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _, err := wr.SaveBlob(ctx, chunkstore.DataBlob, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wr.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		loc, ok := w.Index().Lookup(id)
+		if !ok {
+			t.Fatal("blob not indexed by its writer")
+		}
+		packs = append(packs, loc.Pack.ID)
+	}
+	if packs[0] == packs[1] {
+		t.Fatal("both writers stored the blob in the same pack")
+	}
+	r := repos.OpenReader(t, st)
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	files, err := r.ListMeta(ctx, chunkstore.KindIndex)
+	if err != nil || len(files) != 2 {
+		t.Fatalf("index files: %v %v", files, err)
+	}
+	// The pack the lower-ID index file lists.
+	low := files[0]
+	if bytes.Compare(files[1][:], low[:]) < 0 {
+		low = files[1]
+	}
+	plain, err := r.LoadMeta(ctx, chunkstore.KindIndex, low)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := chunkstore.DecodeIndex(plain)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("index file %s: %v %v", low.Short(), entries, err)
+	}
+	want := entries[0].ID
+	id := r.BlobID(data)
+	for i := range 20 {
+		r := repos.OpenReader(t, st)
+		if err := r.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if loc, _ := r.Index().Lookup(id); loc.Pack == nil || loc.Pack.ID != want {
+			t.Fatalf("load %d: the blob found first in pack %v, want %s (of the lower index file)", i, loc.Pack, want.Short())
+		}
 	}
 }

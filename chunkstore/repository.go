@@ -1,6 +1,7 @@
 package chunkstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
 	"crypto/ed25519"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -475,7 +477,9 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 			}
 		}
 		// Index files never change: calling again (a check after a long
-		// read, a backup after EnsureIndex) reads only the new ones.
+		// read, a backup after EnsureIndex) reads only the new ones,
+		// in the order of their IDs (see below).
+		slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
 		var todo []ID
 		for _, id := range ids {
 			if r.indexRead[id] || seen[id] {
@@ -487,12 +491,25 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		var vanished []ID
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(8)
+		// Files are read and decoded in parallel but added in the order
+		// listed, each after the one before: of a blob stored in two
+		// packs, every process then finds the same copy first (a
+		// restore, a check and a prune agree on it).
+		prev := make(chan struct{})
+		close(prev)
 		for _, id := range todo {
+			before, done := prev, make(chan struct{})
+			prev = done
 			g.Go(func() error {
+				defer func() {
+					<-before
+					close(done)
+				}()
 				plain, err := r.LoadMeta(gctx, KindIndex, id)
 				if err == nil {
 					var packs []PackEntry
 					if packs, err = DecodeIndex(plain); err == nil {
+						<-before
 						r.index.AddPacks(packs)
 						mu.Lock()
 						seen[id] = true
