@@ -91,9 +91,10 @@ type PruneResult struct {
 	// removed (in a dry run, to be removed).
 	TempFiles     int   `json:"temp_files_removed"`
 	TempFileBytes int64 `json:"temp_file_bytes_removed"`
-	// Of referenced blobs stored more than once, the copies prune keeps
-	// were read and verified first (VerifiedCopies, of VerifiedCopyBytes
-	// sealed bytes); DamagedCopies failed, and another copy was kept.
+	// Of referenced blobs stored more than once whose other copy is in
+	// a pack prune deletes, the copies it keeps were read and verified
+	// first (VerifiedCopies, of VerifiedCopyBytes sealed bytes);
+	// DamagedCopies failed, and another copy was kept.
 	VerifiedCopies    int   `json:"verified_copies"`
 	VerifiedCopyBytes int64 `json:"verified_copy_bytes"`
 	DamagedCopies     int   `json:"damaged_copies"`
@@ -963,20 +964,36 @@ func (r *referenced) chooseOwners(idx *chunkstore.Index, packs []*chunkstore.Pac
 }
 
 // verifyOwners reads and verifies the copy chooseOwners kept of every
-// referenced blob held more than once: the other copies are what prune
-// deletes (a pack holding nothing else) or drops when repacking, so
-// the one kept must be intact. A damaged kept copy gives the ownership
-// to the next holder, which is verified in turn; a blob whose every copy
-// is damaged is kept in all of them, for 'repair packs'. Only duplicates
-// are read, so this costs nothing in a repository without any.
+// referenced blob whose other copy is in a pack prune is about to delete
+// (nothing else in it is in use): that copy must be intact. A damaged
+// kept copy gives the ownership to the next holder, which is verified in
+// turn; a blob whose every copy is damaged is kept in all of them, for
+// 'repair packs'. Only such duplicates are read, so this costs nothing
+// in a repository without any. Copies dropped by repacking a partly
+// used pack are not verified here (that would read every duplicate on
+// every run); 'check --read-data' covers them.
 func (r *referenced) verifyOwners(ctx context.Context, repo *chunkstore.Repository, live []*chunkstore.PackEntry, res *PruneResult, log *slog.Logger) error {
 	verified := map[[2]chunkstore.ID]bool{} // (blob, pack) read and intact
 	for {
+		// The kept copies of blobs whose other copy is in a pack prune
+		// deletes, having nothing else in use.
+		want := map[[2]chunkstore.ID]bool{}
+		for _, p := range live {
+			if used, _ := r.usage(p); used > 0 {
+				continue
+			}
+			for _, b := range p.Blobs {
+				if o, ok := r.multi[b.ID]; ok && r.blobs[b.ID] && o != p.ID && !r.keepAll[b.ID] && !verified[[2]chunkstore.ID{b.ID, o}] {
+					want[[2]chunkstore.ID{b.ID, o}] = true
+				}
+			}
+		}
 		byPack := map[chunkstore.ID][]chunkstore.Blob{}
 		for _, p := range live {
 			for _, b := range p.Blobs {
-				if o, ok := r.multi[b.ID]; ok && o == p.ID && !r.keepAll[b.ID] && !verified[[2]chunkstore.ID{b.ID, p.ID}] {
+				if k := [2]chunkstore.ID{b.ID, p.ID}; want[k] {
 					byPack[p.ID] = append(byPack[p.ID], b)
+					delete(want, k) // a pack holding it twice: read once
 				}
 			}
 		}

@@ -129,7 +129,7 @@ func printPrune(w io.Writer, r *snapshot.PruneResult) {
 		fmt.Fprintf(w, "%d packs no index lists hold data snapshots use (left by an interrupted backup or rewrap); since the recipients were changed backups no longer reuse them: run 'lifeboat repair index', then 'lifeboat prune --rewrap'\n", r.KeptUnindexed)
 	}
 	if r.VerifiedCopies+r.DamagedCopies > 0 {
-		fmt.Fprintf(w, "read and verified %d kept %s (%s) of data stored more than once before dropping the other copies", r.VerifiedCopies, plural(r.VerifiedCopies, "copy", "copies"), formatBytes(r.VerifiedCopyBytes))
+		fmt.Fprintf(w, "read and verified %d kept %s (%s) of data stored more than once before deleting the packs of the other copies", r.VerifiedCopies, plural(r.VerifiedCopies, "copy", "copies"), formatBytes(r.VerifiedCopyBytes))
 		if r.DamagedCopies > 0 {
 			fmt.Fprintf(w, "; %d %s damaged, so the packs holding %s copies are kept whole: run 'lifeboat check --read-data', then 'lifeboat repair packs'", r.DamagedCopies, plural(r.DamagedCopies, "was", "were"), plural(r.DamagedCopies, "its", "their"))
 		}
