@@ -738,20 +738,41 @@ func (r *Repository) openBlob(aead cipher.AEAD, b Blob, sealed, dst []byte, mode
 
 var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// LoadBlob reads one blob from storage and verifies it. If its copy
-// cannot be read or does not verify, and the index lists another copy
-// (in another pack), that one is tried; the error names the first copy's
-// failure.
+// LoadBlob reads one blob from storage and verifies it. It reads the
+// copy the index finds first only: check, prune and repair must see
+// damage, not read around it (LoadBlobAnyCopy).
 func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	loc, err := r.locate(ctx, t, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.loadAt(ctx, loc)
+}
+
+// locate finds a blob of type t in the index.
+func (r *Repository) locate(ctx context.Context, t BlobType, id ID) (Location, error) {
 	if !r.CanRead() {
-		return nil, ErrNoIdentity
+		return Location{}, ErrNoIdentity
 	}
 	if err := r.EnsureIndex(ctx); err != nil {
-		return nil, err
+		return Location{}, err
 	}
 	loc, ok := r.index.Lookup(id)
 	if !ok || loc.Blob.Type != t {
-		return nil, fmt.Errorf("%s blob %s is not in the index; run 'lifeboat check'", t, id.Short())
+		return Location{}, fmt.Errorf("%s blob %s is not in the index; run 'lifeboat check'", t, id.Short())
+	}
+	return loc, nil
+}
+
+// LoadBlobAnyCopy is LoadBlob for readers that want the data back
+// (restore, dump, copy, drills): if the first copy cannot be read or does
+// not verify, and the index lists another copy (in another pack), that
+// one is tried, with a warning naming the failed pack; the error names
+// the first copy's failure.
+func (r *Repository) LoadBlobAnyCopy(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	loc, err := r.locate(ctx, t, id)
+	if err != nil {
+		return nil, err
 	}
 	plain, err := r.loadAt(ctx, loc)
 	if err == nil || ctx.Err() != nil {

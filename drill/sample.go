@@ -49,7 +49,7 @@ func buildPlan(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.
 	seen := map[[2]uint64]bool{}
 	var walk func(prefix string, id chunkstore.ID) error
 	walk = func(prefix string, id chunkstore.ID) error {
-		tree, err := snapshot.LoadTree(ctx, repo, id)
+		tree, err := snapshot.LoadTreeAnyCopy(ctx, repo, id)
 		if err != nil {
 			if prefix == "" || ctx.Err() != nil {
 				return err

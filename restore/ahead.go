@@ -285,7 +285,7 @@ func (l *aheadLoader) load(rg *packRange) {
 			return
 		}
 		for _, ab := range slices.SortedFunc(slices.Values(rg.blobs), func(a, b *aheadBlob) int { return cmp.Compare(a.pos, b.pos) }) {
-			b, err := l.repo.LoadBlob(l.ctx, chunkstore.DataBlob, ab.id)
+			b, err := l.repo.LoadBlobAnyCopy(l.ctx, chunkstore.DataBlob, ab.id)
 			ab.res <- loaded{b, err}
 		}
 		return
@@ -298,9 +298,9 @@ func (l *aheadLoader) load(rg *packRange) {
 			off := ab.loc.Blob.Offset - rg.start
 			b, err := op.OpenInto(ab.loc.Blob, data[off:off+ab.loc.Blob.Length], nil)
 			if err != nil {
-				// Damaged here: LoadBlob reads it again and, failing
+				// Damaged here: LoadBlobAnyCopy reads it again and, failing
 				// that, another copy if the index lists one.
-				b, err = l.repo.LoadBlob(l.ctx, chunkstore.DataBlob, ab.id)
+				b, err = l.repo.LoadBlobAnyCopy(l.ctx, chunkstore.DataBlob, ab.id)
 			}
 			prev, got = &ab.loc.Blob, loaded{b, err}
 		}

@@ -209,7 +209,8 @@ type Result struct {
 	ExcludedIncludes []string
 	// BlobsFromCopies counts blobs whose first copy could not be read or
 	// did not verify, restored from another copy the index lists (in
-	// another pack). DamagedPacks names the packs that failed them,
+	// another pack). DamagedPacks names the packs that failed them by
+	// being damaged or missing (not a read that failed otherwise),
 	// sorted: the repository needs 'lifeboat check --read-data' and
 	// 'lifeboat repair packs'.
 	BlobsFromCopies int64
@@ -277,8 +278,8 @@ type failedCopy struct {
 
 // blobTries is what a blob's copies gave so far.
 type blobTries struct {
-	packs map[chunkstore.ID]bool
-	first error // the first copy's failure, which the files report
+	packs map[chunkstore.ID]error // tried, and why each failed
+	first error                   // the first copy's failure, which the files report
 }
 
 // fetchBufs are one download worker's buffers: data holds the sealed
@@ -1078,8 +1079,13 @@ func (r *restorer) deliver(op *chunkstore.BlobOpener, pack *chunkstore.PackEntry
 	if t := r.tried[bj.blob.ID]; t != nil { // an earlier copy failed
 		r.mu.Lock()
 		r.fromCopies++
-		for p := range t.packs {
-			r.damaged[chunkstore.PackName(p)] = true
+		for p, err := range t.packs {
+			// Named for 'repair packs' only if the pack is damaged or
+			// missing, not for a read that failed otherwise (an outage
+			// longer than the retries).
+			if errors.Is(err, chunkstore.ErrCorrupt) || errors.Is(err, chunkstore.ErrNotFound) {
+				r.damaged[chunkstore.PackName(p)] = true
+			}
 		}
 		r.mu.Unlock()
 	}
@@ -1136,10 +1142,10 @@ func (r *restorer) copyJobs() []*packJob {
 		id := fc.bj.blob.ID
 		t := r.tried[id]
 		if t == nil {
-			t = &blobTries{packs: map[chunkstore.ID]bool{}, first: fc.err}
+			t = &blobTries{packs: map[chunkstore.ID]error{}, first: fc.err}
 			r.tried[id] = t
 		}
-		t.packs[fc.pack] = true
+		t.packs[fc.pack] = fc.err
 		ids[id] = true
 		if perPack[fc.pack]++; perPack[fc.pack] == 1 {
 			r.log.Debug("could not read blobs from a pack; looking for other copies", "pack", chunkstore.PackName(fc.pack), "first_blob", id.Short(), "err", fc.err)
@@ -1153,7 +1159,7 @@ func (r *restorer) copyJobs() []*packJob {
 		t := r.tried[id]
 		var next *chunkstore.Location
 		for i, l := range copies[id] {
-			if !t.packs[l.Pack.ID] && l.Blob.Type == chunkstore.DataBlob {
+			if _, tried := t.packs[l.Pack.ID]; !tried && l.Blob.Type == chunkstore.DataBlob {
 				next = &copies[id][i]
 				break
 			}

@@ -90,7 +90,7 @@ func (l *treeLoader) queue(ids []chunkstore.ID) []*treeLoad {
 // already started on it.
 func (l *treeLoader) load(t *treeLoad) (*snapshot.Tree, error) {
 	if t.taken.CompareAndSwap(false, true) {
-		return snapshot.LoadTree(l.ctx, l.repo, t.id)
+		return snapshot.LoadTreeAnyCopy(l.ctx, l.repo, t.id)
 	}
 	select {
 	case <-t.done:
@@ -118,7 +118,7 @@ func (l *treeLoader) help() {
 		if !t.taken.CompareAndSwap(false, true) {
 			continue // the walk got there first
 		}
-		t.tree, t.err = snapshot.LoadTree(l.ctx, l.repo, t.id)
+		t.tree, t.err = snapshot.LoadTreeAnyCopy(l.ctx, l.repo, t.id)
 		close(t.done)
 	}
 }

@@ -297,7 +297,7 @@ func (c *copier) loadTree(ctx context.Context, id chunkstore.ID) (*Tree, []byte,
 	if loc, ok := c.src.Index().Lookup(id); !ok || loc.Blob.Type != chunkstore.TreeBlob {
 		return nil, nil, &srcDamage{fmt.Errorf("%w: directory listing %s", ErrNotIndexed, id.Short())}
 	}
-	plain, err := c.src.LoadBlob(ctx, chunkstore.TreeBlob, id)
+	plain, err := c.src.LoadBlobAnyCopy(ctx, chunkstore.TreeBlob, id)
 	if err != nil {
 		if damaged(err) {
 			return nil, nil, &srcDamage{fmt.Errorf("directory listing %s: %w", id.Short(), err)}
@@ -398,13 +398,13 @@ func (c *copier) fetch(ctx context.Context, w *chunkstore.Writer, want []wanted,
 }
 
 // fromCopy reads a blob whose copy in the range failed on its own, with
-// LoadBlob, which reads that copy again and then the other copies the
+// LoadBlobAnyCopy, which reads that copy again and then the other copies the
 // source's index lists. Damage it cannot get around is srcDamage.
 func (c *copier) fromCopy(ctx context.Context, bl chunkstore.Blob) ([]byte, error) {
-	plain, lerr := c.src.LoadBlob(ctx, chunkstore.DataBlob, bl.ID)
+	plain, lerr := c.src.LoadBlobAnyCopy(ctx, chunkstore.DataBlob, bl.ID)
 	switch {
 	case lerr == nil:
-		return plain, nil // LoadBlob warned, naming the pack
+		return plain, nil // LoadBlobAnyCopy warned, naming the pack
 	case damaged(lerr):
 		return nil, &srcDamage{lerr}
 	default:

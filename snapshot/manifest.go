@@ -284,6 +284,22 @@ func LoadTree(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID
 	if err != nil {
 		return nil, err
 	}
+	return decodeTree(id, b)
+}
+
+// LoadTreeAnyCopy is LoadTree reading around a damaged copy of the tree
+// (chunkstore.Repository.LoadBlobAnyCopy), for readers that want the
+// data back: restore, dump, copy, drills. check, prune and repair use
+// LoadTree, which reports the damage.
+func LoadTreeAnyCopy(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID) (*Tree, error) {
+	b, err := repo.LoadBlobAnyCopy(ctx, chunkstore.TreeBlob, id)
+	if err != nil {
+		return nil, err
+	}
+	return decodeTree(id, b)
+}
+
+func decodeTree(id chunkstore.ID, b []byte) (*Tree, error) {
 	t, err := DecodeTree(b)
 	if err != nil {
 		return nil, fmt.Errorf("tree %s: %w", id.Short(), err)

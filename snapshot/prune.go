@@ -533,6 +533,7 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, held *heldSession, 
 	covered := map[chunkstore.ID]bool{}
 	inOtherMark := map[chunkstore.ID]bool{} // held by a pack of a mark not swept now
 	holders := map[chunkstore.ID][]*chunkstore.PackEntry{}
+	coverers := map[chunkstore.ID][]*chunkstore.PackEntry{} // packs that stay holding it
 	for _, p := range idx.Packs() {
 		_, there := listed[p.ID]
 		for _, b := range p.Blobs {
@@ -545,11 +546,18 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, held *heldSession, 
 				inOtherMark[b.ID] = true
 			default:
 				covered[b.ID] = true
+				coverers[b.ID] = append(coverers[b.ID], p)
 			}
 		}
 	}
 	var missing []chunkstore.ID
 	keep := map[chunkstore.ID]bool{}
+	// A copy this sweep deletes goes only once a copy that stays has been
+	// read and found intact now: verifyOwners read it when the mark was
+	// made, maybe runs ago, and it may have rotted since.
+	if err := verifyCovering(ctx, repo, ref, covered, holders, coverers, keep, res, log); err != nil {
+		return err
+	}
 	for id := range ref.blobs {
 		if covered[id] {
 			continue
@@ -809,9 +817,9 @@ type referenced struct {
 	// kept in every pack holding it (keepAll).
 	bad     map[chunkstore.ID]map[chunkstore.ID]bool
 	keepAll map[chunkstore.ID]bool
-	// pinned packs hold a copy, damaged or the one kept, of a blob with
-	// a damaged copy: neither deleted nor repacked, whatever else they
-	// hold, until 'repair packs' has dealt with the damage.
+	// pinned packs hold a copy of a blob with a damaged copy: neither
+	// deleted nor repacked, whatever else they hold, until 'repair
+	// packs' has dealt with the damage.
 	pinned map[chunkstore.ID]bool
 }
 
@@ -1034,22 +1042,78 @@ func (r *referenced) verifyOwners(ctx context.Context, repo *chunkstore.Reposito
 		}
 		r.chooseOwners(r.idx, live)
 	}
+	// Every pack holding a copy of a blob with a damaged copy is left
+	// whole: the damaged ones (repacking one would fail on its hash, and
+	// 'repair packs' needs it), the one now kept, and any other, whose
+	// copy may be the only intact one left if the kept one was never
+	// read (it is verified only when another copy's pack is deleted).
 	r.pinned = map[chunkstore.ID]bool{}
-	for b, damaged := range r.bad {
-		// The damaged copies' packs are left whole too: repacking one
-		// would fail on its hash, and 'repair packs' needs it.
-		for p := range damaged {
-			r.pinned[p] = true
-		}
-		if !r.keepAll[b] {
-			r.pinned[r.multi[b]] = true
-			continue
-		}
+	if len(r.bad) > 0 {
 		for _, p := range live {
 			for _, pb := range p.Blobs {
-				if pb.ID == b {
+				if r.bad[pb.ID] != nil {
 					r.pinned[p.ID] = true
+					break
 				}
+			}
+		}
+	}
+	return nil
+}
+
+// verifyCovering reads, for each referenced blob that a pack this sweep
+// deletes holds (holders) and a pack that stays holds too (coverers), a
+// copy in a pack that stays; if none of those is intact, the deleted
+// packs holding it are kept (keep).
+func verifyCovering(ctx context.Context, repo *chunkstore.Repository, ref *referenced, covered map[chunkstore.ID]bool, holders, coverers map[chunkstore.ID][]*chunkstore.PackEntry, keep map[chunkstore.ID]bool, res *PruneResult, log *slog.Logger) error {
+	var need []chunkstore.ID
+	for id := range ref.blobs {
+		if covered[id] && len(holders[id]) > 0 {
+			need = append(need, id)
+		}
+	}
+	for try := 0; len(need) > 0; try++ {
+		byPack := map[*chunkstore.PackEntry][]chunkstore.Blob{}
+		var next []chunkstore.ID
+		for _, id := range need {
+			cs := coverers[id]
+			if try >= len(cs) {
+				// No copy that stays is intact: keep the ones this
+				// sweep would delete.
+				for _, h := range holders[id] {
+					keep[h.ID] = true
+				}
+				continue
+			}
+			for _, b := range cs[try].Blobs {
+				if b.ID == id {
+					byPack[cs[try]] = append(byPack[cs[try]], b)
+					break
+				}
+			}
+			next = append(next, id)
+		}
+		need = need[:0]
+		failed := map[chunkstore.ID]bool{}
+		for p, blobs := range byPack {
+			bad, err := verifyBlobs(ctx, repo, p, blobs)
+			if err != nil {
+				return err
+			}
+			for _, b := range blobs {
+				if err, ok := bad[b.ID]; ok {
+					failed[b.ID] = true
+					res.DamagedCopies++
+					log.Warn("a copy of a blob stored more than once is damaged; prune keeps the others: run 'lifeboat check --read-data', then 'lifeboat repair packs'", "pack", chunkstore.PackName(p.ID), "blob", b.ID.Short(), "err", err)
+					continue
+				}
+				res.VerifiedCopies++
+				res.VerifiedCopyBytes += int64(b.Length)
+			}
+		}
+		for _, id := range next {
+			if failed[id] {
+				need = append(need, id)
 			}
 		}
 	}

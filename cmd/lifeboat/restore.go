@@ -452,11 +452,14 @@ func printChanges(w io.Writer, changes []restore.Change) {
 // read from other copies: what was restored is intact, the repository is
 // not.
 func warnDamagedPacks(w io.Writer, res *restore.Result) {
-	if len(res.DamagedPacks) == 0 {
-		return
+	switch {
+	case len(res.DamagedPacks) > 0:
+		warnf(w, "%d %s could not be read from %s and %s restored from other copies the repository holds: %s; run 'lifeboat check --read-data', then 'lifeboat repair packs' on what it names",
+			res.BlobsFromCopies, plural(int(res.BlobsFromCopies), "chunk", "chunks"), plural(len(res.DamagedPacks), "its pack", "their packs"), plural(int(res.BlobsFromCopies), "was", "were"), strings.Join(res.DamagedPacks, ", "))
+	case res.BlobsFromCopies > 0:
+		warnf(w, "%d %s could not be read from %s (the storage failed, see -v) and %s restored from other copies the repository holds",
+			res.BlobsFromCopies, plural(int(res.BlobsFromCopies), "chunk", "chunks"), plural(int(res.BlobsFromCopies), "its pack", "their packs"), plural(int(res.BlobsFromCopies), "was", "were"))
 	}
-	warnf(w, "%d %s could not be read from %s and %s restored from other copies the repository holds: %s; run 'lifeboat check --read-data', then 'lifeboat repair packs' on what it names",
-		res.BlobsFromCopies, plural(int(res.BlobsFromCopies), "chunk", "chunks"), plural(len(res.DamagedPacks), "its pack", "their packs"), plural(int(res.BlobsFromCopies), "was", "were"), strings.Join(res.DamagedPacks, ", "))
 }
 
 // warnUnmatched names the --include patterns that selected nothing: a
