@@ -397,7 +397,9 @@ func symlinkLoop(dir, link string) error {
 // walk lists directory dir, named name ("" for the root), calling fn
 // with the regular files below it whose names start with prefix, in
 // lexical order, and descending only into directories that may hold
-// such names.
+// such names. temp, if set, gets the temporary files and directories of
+// unfinished Puts (which are never listed); a nil fn skips the objects
+// (SweepTemp: no stat per object).
 func (s *Store) walk(ctx context.Context, dir, name, prefix string, depth int, temp func(p string, e fs.DirEntry) error, fn func(chunkstore.ObjectInfo) error) error {
 	if depth > maxWalkDepth {
 		return fmt.Errorf("%s: more than %d directories deep (a symlink loop?)", dir, maxWalkDepth)
@@ -453,7 +455,7 @@ func (s *Store) walk(ctx context.Context, dir, name, prefix string, depth int, t
 			if err := s.walk(ctx, p, child, prefix, depth+1, temp, fn); err != nil {
 				return err
 			}
-		case typ.IsRegular() && strings.HasPrefix(child, prefix):
+		case fn != nil && typ.IsRegular() && strings.HasPrefix(child, prefix):
 			if fi == nil {
 				if fi, err = e.Info(); errors.Is(err, fs.ErrNotExist) {
 					continue // deleted while walking
@@ -504,7 +506,7 @@ func (s *Store) SweepTemp(ctx context.Context, before time.Time, dryRun bool) (f
 			bytes += fi.Size()
 		}
 		return nil
-	}, func(chunkstore.ObjectInfo) error { return nil })
+	}, nil)
 	if err != nil {
 		return files, bytes, classify(fmt.Errorf("sweep temporary files in %s: %w", s.dir, err))
 	}
