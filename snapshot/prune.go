@@ -1014,12 +1014,12 @@ func (r *referenced) verifyOwners(ctx context.Context, repo *chunkstore.Reposito
 			if len(blobs) == 0 {
 				continue
 			}
-			bad, err := verifyBlobs(ctx, repo, p, blobs)
+			bad, err := verifyCopies(ctx, repo, p, blobs, res, log)
 			if err != nil {
 				return err
 			}
 			for _, b := range blobs {
-				if err, ok := bad[b.ID]; ok {
+				if bad[b.ID] != nil {
 					if r.bad == nil {
 						r.bad = map[chunkstore.ID]map[chunkstore.ID]bool{}
 					}
@@ -1027,14 +1027,10 @@ func (r *referenced) verifyOwners(ctx context.Context, repo *chunkstore.Reposito
 						r.bad[b.ID] = map[chunkstore.ID]bool{}
 					}
 					r.bad[b.ID][p.ID] = true
-					res.DamagedCopies++
 					damaged = true
-					log.Warn("a copy of a blob stored more than once is damaged; prune keeps another: run 'lifeboat check --read-data', then 'lifeboat repair packs'", "pack", chunkstore.PackName(p.ID), "blob", b.ID.Short(), "err", err)
 					continue
 				}
 				verified[[2]chunkstore.ID{b.ID, p.ID}] = true
-				res.VerifiedCopies++
-				res.VerifiedCopyBytes += int64(b.Length)
 			}
 		}
 		if !damaged {
@@ -1096,19 +1092,14 @@ func verifyCovering(ctx context.Context, repo *chunkstore.Repository, ref *refer
 		need = need[:0]
 		failed := map[chunkstore.ID]bool{}
 		for p, blobs := range byPack {
-			bad, err := verifyBlobs(ctx, repo, p, blobs)
+			bad, err := verifyCopies(ctx, repo, p, blobs, res, log)
 			if err != nil {
 				return err
 			}
 			for _, b := range blobs {
-				if err, ok := bad[b.ID]; ok {
+				if bad[b.ID] != nil {
 					failed[b.ID] = true
-					res.DamagedCopies++
-					log.Warn("a copy of a blob stored more than once is damaged; prune keeps the others: run 'lifeboat check --read-data', then 'lifeboat repair packs'", "pack", chunkstore.PackName(p.ID), "blob", b.ID.Short(), "err", err)
-					continue
 				}
-				res.VerifiedCopies++
-				res.VerifiedCopyBytes += int64(b.Length)
 			}
 		}
 		for _, id := range next {
@@ -1118,6 +1109,26 @@ func verifyCovering(ctx context.Context, repo *chunkstore.Repository, ref *refer
 		}
 	}
 	return nil
+}
+
+// verifyCopies is verifyBlobs for copies of duplicated blobs that prune
+// counts on: it counts them in res and warns, naming the pack, of each
+// damaged one.
+func verifyCopies(ctx context.Context, repo *chunkstore.Repository, p *chunkstore.PackEntry, blobs []chunkstore.Blob, res *PruneResult, log *slog.Logger) (map[chunkstore.ID]error, error) {
+	bad, err := verifyBlobs(ctx, repo, p, blobs)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range blobs {
+		if err := bad[b.ID]; err != nil {
+			res.DamagedCopies++
+			log.Warn("a copy of a blob stored more than once is damaged; prune keeps the other copies: run 'lifeboat check --read-data', then 'lifeboat repair packs' on this pack", "pack", chunkstore.PackName(p.ID), "blob", b.ID.Short(), "err", err)
+			continue
+		}
+		res.VerifiedCopies++
+		res.VerifiedCopyBytes += int64(b.Length)
+	}
+	return bad, nil
 }
 
 // verifyBlobs reads blobs of pack p, in ranges, and checks each one

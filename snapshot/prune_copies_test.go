@@ -23,13 +23,7 @@ import (
 // deleting that pack would have lost it.
 func TestPruneVerifiesTheCopyItKeeps(t *testing.T) {
 	ctx := context.Background()
-	root := filepath.Join(t.TempDir(), "repo")
-	st, err := local.Open(root, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
-	second := storetest.UnsharedWriter(t, st, repos.Writer)
+	root, st, repos, second := twoWriters(t)
 	src := t.TempDir()
 	data := storetest.Data(21, 3<<20)
 	writeFile(t, filepath.Join(src, "f"), data)
@@ -121,13 +115,7 @@ func (f *flipFirstGet) Get(ctx context.Context, name string, off, n int64) ([]by
 // restore reads the other copy and brings everything back.
 func TestDamagedTreeCopyReportedNotReadAround(t *testing.T) {
 	ctx := context.Background()
-	root := filepath.Join(t.TempDir(), "repo")
-	st, err := local.Open(root, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
-	second := storetest.UnsharedWriter(t, st, repos.Writer)
+	root, st, repos, second := twoWriters(t)
 	src := t.TempDir()
 	data := storetest.Data(31, 200<<10)
 	writeFile(t, filepath.Join(src, "sub", "f"), data)
@@ -177,13 +165,7 @@ func TestDamagedTreeCopyReportedNotReadAround(t *testing.T) {
 // damaged and keeps the marked pack: the file still restores.
 func TestSweepVerifiesTheCopyThatStays(t *testing.T) {
 	ctx := context.Background()
-	root := filepath.Join(t.TempDir(), "repo")
-	st, err := local.Open(root, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
-	second := storetest.UnsharedWriter(t, st, repos.Writer)
+	root, st, repos, second := twoWriters(t)
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "f"), storetest.Data(22, 3<<20))
 	one := backupDir(t, repos.Writer, src)
@@ -243,4 +225,18 @@ func TestSweepVerifiesTheCopyThatStays(t *testing.T) {
 	if err != nil || len(out.Failures) > 0 {
 		t.Fatalf("restore after the sweep: %v %v", err, out)
 	}
+}
+
+// twoWriters makes a local repository at root and opens a second writer
+// of it that does not see the first one's packs: what both back up is
+// stored twice.
+func twoWriters(t *testing.T) (root string, st chunkstore.Store, repos storetest.Repos, second *chunkstore.Repository) {
+	t.Helper()
+	root = filepath.Join(t.TempDir(), "repo")
+	st, err := local.Open(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos = storetest.InitRepos(t, st)
+	return root, st, repos, storetest.UnsharedWriter(t, st, repos.Writer)
 }

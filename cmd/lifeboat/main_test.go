@@ -70,8 +70,9 @@ func (c *cli) input(in []byte) *cli {
 	return &cli{t: c.t, dir: c.dir, env: c.env, stdin: in}
 }
 
-func (c *cli) run(args ...string) result {
-	c.t.Helper()
+// command is lifeboat with args, run as c runs it: in c's directory,
+// with c's environment and none of the caller's LIFEBOAT_ settings.
+func (c *cli) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = c.dir
 	// A new session has no controlling terminal, so a passphrase prompt
@@ -83,6 +84,12 @@ func (c *cli) run(args ...string) result {
 		}
 	}
 	cmd.Env = append(cmd.Env, c.env...)
+	return cmd
+}
+
+func (c *cli) run(args ...string) result {
+	c.t.Helper()
+	cmd := c.command(args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if c.stdin != nil {

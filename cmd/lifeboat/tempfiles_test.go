@@ -3,7 +3,6 @@ package main
 import (
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,14 +33,7 @@ func TestPruneRemovesTempFilesOfKilledBackups(t *testing.T) {
 	}
 	var left []string
 	for attempt := 0; attempt < 10 && len(left) == 0; attempt++ {
-		cmd := exec.Command(binary, r.writer("backup", "--no-cache", src)...)
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "LIFEBOAT_") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
-				cmd.Env = append(cmd.Env, kv)
-			}
-		}
-		cmd.Env = append(cmd.Env, c.env...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd := c.command(r.writer("backup", "--no-cache", src)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
