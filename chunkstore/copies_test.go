@@ -3,6 +3,8 @@ package chunkstore_test
 import (
 	"bytes"
 	"context"
+	"maps"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -114,6 +116,81 @@ func TestIndexLoadOrder(t *testing.T) {
 		}
 		if loc, _ := r.Index().Lookup(id); loc.Pack == nil || loc.Pack.ID != want {
 			t.Fatalf("load %d: the blob found first in pack %v, want %s (of the lower index file)", i, loc.Pack, want.Short())
+		}
+	}
+}
+
+// TestIndexCopiesMatchScan: Copies, which keeps the places of blobs
+// listed more than once as packs are added, finds what a scan of every
+// pack finds, in the same order, through random additions, exclusions
+// and lifted exclusions.
+func TestIndexCopiesMatchScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	id := func(b int) chunkstore.ID { var x chunkstore.ID; x[0], x[1] = byte(b), byte(b>>8); return x }
+	x := chunkstore.NewIndex()
+	var packs []chunkstore.PackEntry
+	excluded := map[chunkstore.ID]bool{}
+	scan := func(ask, skip map[chunkstore.ID]bool) map[chunkstore.ID][]chunkstore.Location {
+		out := map[chunkstore.ID][]chunkstore.Location{}
+		for i := range packs {
+			p := &packs[i]
+			if skip[p.ID] || excluded[p.ID] {
+				continue
+			}
+			for _, b := range p.Blobs {
+				if ask[b.ID] {
+					out[b.ID] = append(out[b.ID], chunkstore.Location{Pack: p, Blob: b})
+				}
+			}
+		}
+		return out
+	}
+	for round := range 60 {
+		switch op := rng.IntN(6); {
+		case op < 4: // add packs; a blob ID often comes back
+			var add []chunkstore.PackEntry
+			for range 1 + rng.IntN(3) {
+				p := chunkstore.PackEntry{ID: id(1000 + len(packs) + len(add))}
+				for k := range 1 + rng.IntN(8) {
+					p.Blobs = append(p.Blobs, chunkstore.Blob{Type: chunkstore.DataBlob, ID: id(rng.IntN(40)), Offset: uint32(k * 100), Length: 100, RawLength: 100})
+				}
+				add = append(add, p)
+			}
+			x.AddPacks(add)
+			packs = append(packs, add...)
+		case op == 4 && len(packs) > 0: // exclude some packs
+			excluded = map[chunkstore.ID]bool{}
+			for range 1 + rng.IntN(3) {
+				excluded[packs[rng.IntN(len(packs))].ID] = true
+			}
+			x.SetExcluded(maps.Clone(excluded))
+		default: // lift the exclusion
+			excluded = map[chunkstore.ID]bool{}
+			x.SetExcluded(nil)
+		}
+		ask, skip := map[chunkstore.ID]bool{}, map[chunkstore.ID]bool{}
+		for range 10 {
+			ask[id(rng.IntN(45))] = true
+		}
+		for _, p := range packs {
+			if rng.IntN(5) == 0 {
+				skip[p.ID] = true
+			}
+		}
+		want, got := scan(ask, skip), x.Copies(ask, skip)
+		if len(got) != len(want) {
+			t.Fatalf("round %d: copies of %d blobs, a scan finds %d", round, len(got), len(want))
+		}
+		for bid, w := range want {
+			g := got[bid]
+			if len(g) != len(w) {
+				t.Fatalf("round %d: blob %x: %d copies, a scan finds %d", round, bid[:2], len(g), len(w))
+			}
+			for i := range w {
+				if g[i].Pack.ID != w[i].Pack.ID || g[i].Blob != w[i].Blob {
+					t.Fatalf("round %d: blob %x copy %d: pack %x offset %d, a scan finds pack %x offset %d", round, bid[:2], i, g[i].Pack.ID[:2], g[i].Blob.Offset, w[i].Pack.ID[:2], w[i].Blob.Offset)
+				}
+			}
 		}
 	}
 }

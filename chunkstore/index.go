@@ -185,7 +185,12 @@ type Index struct {
 	mu      sync.RWMutex
 	packs   []*PackEntry
 	packIdx map[ID]uint32
-	blobs   map[ID]blobLoc
+	blobs   map[ID]blobLoc // the first place a blob is listed
+	// dups holds every place, in index order, of each blob listed more
+	// than once; blobs holds the first of them. It stays small (copies
+	// come from concurrent first backups and from repairs) and saves
+	// Copies a scan of every pack.
+	dups    map[ID][]blobLoc
 	pending map[ID]struct{} // reserved by a writer, not yet in a pack on storage
 	// excluded packs are known (HasPack) but their blobs are not offered
 	// (Has, Reserve, Lookup): a GC mark may delete them.
@@ -194,7 +199,21 @@ type Index struct {
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{packIdx: map[ID]uint32{}, blobs: map[ID]blobLoc{}, pending: map[ID]struct{}{}}
+	return &Index{packIdx: map[ID]uint32{}, blobs: map[ID]blobLoc{}, dups: map[ID][]blobLoc{}, pending: map[ID]struct{}{}}
+}
+
+// place records that pack pi lists blob id as its j-th; x.mu is held.
+func (x *Index) place(id ID, pi uint32, j int) {
+	loc := blobLoc{pack: pi, blobIdx: uint32(j)}
+	first, ok := x.blobs[id]
+	switch {
+	case !ok:
+		x.blobs[id] = loc
+	case len(x.dups[id]) == 0:
+		x.dups[id] = []blobLoc{first, loc}
+	default:
+		x.dups[id] = append(x.dups[id], loc)
+	}
 }
 
 // AddPacks merges packs into the index. A pack already known is skipped.
@@ -213,9 +232,7 @@ func (x *Index) AddPacks(packs []PackEntry) {
 			continue
 		}
 		for j, b := range p.Blobs {
-			if _, ok := x.blobs[b.ID]; !ok {
-				x.blobs[b.ID] = blobLoc{pack: pi, blobIdx: uint32(j)}
-			}
+			x.place(b.ID, pi, j)
 			delete(x.pending, b.ID)
 		}
 	}
@@ -232,14 +249,13 @@ func (x *Index) SetExcluded(packs map[ID]bool) {
 	}
 	x.excluded = packs
 	clear(x.blobs)
+	clear(x.dups)
 	for pi, p := range x.packs {
 		if packs[p.ID] {
 			continue
 		}
 		for j, b := range p.Blobs {
-			if _, ok := x.blobs[b.ID]; !ok {
-				x.blobs[b.ID] = blobLoc{pack: uint32(pi), blobIdx: uint32(j)}
-			}
+			x.place(b.ID, uint32(pi), j)
 		}
 	}
 }
@@ -314,24 +330,34 @@ func (x *Index) Lookup(id ID) (Location, bool) {
 }
 
 // Copies returns, for each of ids, every location the index lists for
-// it other than in the packs of skip, and other than in excluded packs
-// (which a prune may be deleting). A blob is stored twice when two
-// backups wrote it at the same time, or a backup's pack was indexed again
-// by a repair: a reader whose first copy is damaged or missing falls back
-// on another. The whole index is scanned once, so callers ask for all the
-// blobs they need at once; it is meant for that rare path, not for every
-// lookup.
+// it, in index order, other than in the packs of skip, and other than in
+// excluded packs (which a prune may be deleting). A blob is stored twice
+// when two backups wrote it at the same time, or a backup's pack was
+// indexed again by a repair: a reader whose first copy is damaged or
+// missing falls back on another. It costs a map lookup per blob asked
+// for.
 func (x *Index) Copies(ids map[ID]bool, skip map[ID]bool) map[ID][]Location {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	out := map[ID][]Location{}
-	for _, p := range x.packs {
-		if skip[p.ID] || x.excluded[p.ID] {
+	var one [1]blobLoc
+	for id, want := range ids {
+		if !want {
 			continue
 		}
-		for _, b := range p.Blobs {
-			if ids[b.ID] {
-				out[b.ID] = append(out[b.ID], Location{Pack: p, Blob: b})
+		locs := x.dups[id]
+		if len(locs) == 0 {
+			l, ok := x.blobs[id]
+			if !ok {
+				continue
+			}
+			one[0] = l
+			locs = one[:]
+		}
+		for _, l := range locs {
+			p := x.packs[l.pack]
+			if !skip[p.ID] {
+				out[id] = append(out[id], Location{Pack: p, Blob: p.Blobs[l.blobIdx]})
 			}
 		}
 	}
