@@ -182,11 +182,13 @@ type Result struct {
 	// MetadataSamples holds the first few (Reason "metadata").
 	MetadataErrors  int64     `json:"metadata_errors,omitempty"`
 	MetadataSamples []Failure `json:"metadata_error_samples,omitempty"`
-	// DamagedPacks names the packs that were missing, unreadable or
-	// damaged where the restore found another copy of what it needed
-	// from them (BlobsFromCopies chunks): the data came back, so the
-	// drill can pass, but the repository needs 'lifeboat check
-	// --read-data' and 'lifeboat repair packs'.
+	// DamagedPacks names the packs that were missing or damaged where
+	// the restore found another copy of what it needed from them: the
+	// data came back, so the drill can pass, but the repository needs
+	// 'lifeboat check --read-data' and 'lifeboat repair packs'.
+	// BlobsFromCopies counts the chunks read from another copy, also
+	// those whose first pack the storage failed to serve (an outage,
+	// with DamagedPacks empty).
 	DamagedPacks    []string `json:"damaged_packs,omitempty"`
 	BlobsFromCopies int64    `json:"blobs_from_copies,omitempty"`
 	KeptAt          string   `json:"kept_at,omitempty"`

@@ -284,7 +284,7 @@ func writeMarkdown(w io.Writer, pols []PolicyReport, opts ReportOptions) error {
 			}
 		}
 		if len(damaged) > 0 {
-			b.WriteString("\n### Damaged packs\n\nPacks that were missing, unreadable or damaged; the drill restored what it needed from them from other copies the repository holds. Run `lifeboat check --read-data`, then `lifeboat repair packs` on what it names:\n\n")
+			b.WriteString("\n### Damaged packs\n\nPacks that were missing or damaged; the drill restored what it needed from them from other copies the repository holds. Run `lifeboat check --read-data`, then `lifeboat repair packs` on what it names:\n\n")
 			for _, r := range damaged {
 				fmt.Fprintf(&b, "- %s, drill %s: %s\n", fmtTime(r.StartedAt), mdCell(r.ID), mdCell(strings.Join(r.DamagedPacks, ", ")))
 			}

@@ -209,3 +209,22 @@ func TestMetadataWarnings(t *testing.T) {
 		t.Errorf("JSON without metadata errors mentions them: %s", js)
 	}
 }
+
+// TestCopiesWarnings: a drill that read chunks from other copies warns
+// in its summary; it names the packs and the repair when they are
+// damaged, and says it was the storage, not damage, when none is.
+func TestCopiesWarnings(t *testing.T) {
+	r := reportResults()[0]
+	r.BlobsFromCopies, r.DamagedPacks = 3, []string{"data/ab/abcd"}
+	if s := r.Summary(); !strings.Contains(s, "; warning: 3 chunks restored from other copies, 1 pack damaged or missing (data/ab/abcd): run 'lifeboat check --read-data', then 'lifeboat repair packs'") {
+		t.Errorf("damaged: summary %q", s)
+	}
+	r.DamagedPacks = nil
+	if s := r.Summary(); !strings.Contains(s, "; warning: 3 chunks restored from other copies because the storage failed to serve their packs (an outage, not damage") || strings.Contains(s, "repair packs") {
+		t.Errorf("outage: summary %q", s)
+	}
+	r.BlobsFromCopies = 0
+	if s := r.Summary(); strings.Contains(s, "warning") {
+		t.Errorf("no copies used: summary %q", s)
+	}
+}

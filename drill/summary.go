@@ -43,12 +43,21 @@ func (r *Result) Summary() string {
 }
 
 // warningText joins the warnings of a drill: damaged packs it restored
-// around, entries restored without all of their metadata.
+// around, packs the storage failed to serve that it restored around,
+// entries restored without all of their metadata.
 func (r *Result) warningText() string {
 	var ws []string
-	if len(r.DamagedPacks) > 0 {
-		ws = append(ws, fmt.Sprintf("warning: %s restored from other copies, %s failed (%s): run 'lifeboat check --read-data', then 'lifeboat repair packs'",
-			plural(r.BlobsFromCopies, "1 chunk", fmtCount(r.BlobsFromCopies)+" chunks"), plural(int64(len(r.DamagedPacks)), "its pack", "their packs"), strings.Join(r.DamagedPacks, ", ")))
+	chunks := plural(r.BlobsFromCopies, "1 chunk", fmtCount(r.BlobsFromCopies)+" chunks")
+	switch {
+	case len(r.DamagedPacks) > 0:
+		ws = append(ws, fmt.Sprintf("warning: %s restored from other copies, %s damaged or missing (%s): run 'lifeboat check --read-data', then 'lifeboat repair packs'",
+			chunks, plural(int64(len(r.DamagedPacks)), "1 pack", fmtCount(int64(len(r.DamagedPacks)))+" packs"), strings.Join(r.DamagedPacks, ", ")))
+	case r.BlobsFromCopies > 0:
+		// Not damage: reads that failed past the retries. The restore
+		// time includes the retries, so the RTO measured is the one an
+		// outage like it would give.
+		ws = append(ws, fmt.Sprintf("warning: %s restored from other copies because the storage failed to serve %s (an outage, not damage: check the storage's health and the agent's log at debug level)",
+			chunks, plural(r.BlobsFromCopies, "its pack", "their packs")))
 	}
 	if w := r.metadataText(); w != "" {
 		ws = append(ws, w)

@@ -3,6 +3,7 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -168,4 +169,91 @@ func TestBlobsRestoredFromOtherCopies(t *testing.T) {
 		}
 	}
 	check("a pack deleted", fromCopies)
+}
+
+// TestUnreachableCopyIsNotDamage: a pack the store cannot serve (an
+// outage longer than the retries, not a damaged or missing object) is
+// read around like a damaged one, but the restore does not name it among
+// the damaged packs that 'repair packs' should mend; with every copy
+// unreachable, the file fails and still nothing is called damaged.
+func TestUnreachableCopyIsNotDamage(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	st, err := location.Open(ctx, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	files := map[string][]byte{"a.bin": fixture.Random(11, 300<<10), "b.bin": fixture.Random(12, 300<<10)}
+	src := t.TempDir()
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(src, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var snapID chunkstore.ID
+	for _, w := range []*chunkstore.Repository{repos.Writer, storetest.UnsharedWriter(t, st, repos.Writer)} {
+		res, err := snapshot.Backup(ctx, w, snapshot.BackupOptions{Paths: []string{src}, Host: "fixture"})
+		if err != nil || len(res.Warnings) > 0 {
+			t.Fatalf("backup: %v %v", err, res.Warnings)
+		}
+		snapID = res.ID
+	}
+	faulty := storetest.NewFaulty(st)
+	rd := repos.OpenReader(t, faulty)
+	snap, err := snapshot.Load(ctx, rd, snapID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rd.EnsureIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	outage := chunkstore.Permanent(errors.New("connection refused"))
+	idA := rd.BlobID(files["a.bin"])
+	copiesA := rd.Index().Copies(map[chunkstore.ID]bool{idA: true}, nil)[idA]
+	if len(copiesA) != 2 || copiesA[0].Pack.ID == copiesA[1].Pack.ID {
+		t.Fatalf("a.bin is stored in %d packs, want 2", len(copiesA))
+	}
+	for _, tc := range []struct {
+		name        string
+		unreachable []chunkstore.Location
+		wantFailed  bool
+	}{
+		{"first copy unreachable", copiesA[:1], false},
+		{"both copies unreachable", copiesA, true},
+	} {
+		faulty.Reset()
+		for _, l := range tc.unreachable {
+			faulty.FailGets(chunkstore.PackName(l.Pack.ID), outage)
+		}
+		dst := t.TempDir()
+		res, err := restore.Restore(ctx, rd, snap, restore.Options{Target: dst, Packs: 2})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(res.DamagedPacks) != 0 {
+			t.Errorf("%s: damaged packs %v, want none (the store could not be reached)", tc.name, res.DamagedPacks)
+		}
+		got, rerr := os.ReadFile(filepath.Join(restoredAt(dst, src), "a.bin"))
+		if tc.wantFailed {
+			// b.bin may share a.bin's packs and fail with it.
+			failedA := false
+			for _, f := range res.Failures {
+				failedA = failedA || filepath.Base(f.Path) == "a.bin"
+				if msg := f.Err.Error(); !strings.Contains(msg, "connection refused") || !strings.Contains(msg, "its other copy failed too") {
+					t.Errorf("%s: %s failed with %q, want the outage and its other copy named", tc.name, f.Path, msg)
+				}
+			}
+			if !failedA || rerr == nil {
+				t.Errorf("%s: failures %v, a.bin read back: %v; want a.bin failed", tc.name, res.Failures, rerr)
+			}
+			continue
+		}
+		if len(res.Failures) != 0 || !bytes.Equal(got, files["a.bin"]) || res.BlobsFromCopies < 1 {
+			t.Errorf("%s: failures %v, a.bin %d bytes (%v), %d blobs from copies; want a.bin restored from its other copy", tc.name, res.Failures, len(got), rerr, res.BlobsFromCopies)
+		}
+		if b, err := os.ReadFile(filepath.Join(restoredAt(dst, src), "b.bin")); err != nil || !bytes.Equal(b, files["b.bin"]) {
+			t.Errorf("%s: b.bin not restored: %v", tc.name, err)
+		}
+	}
 }

@@ -39,6 +39,7 @@ type Faulty struct {
 	mu        sync.Mutex
 	failNext  map[Op][]error
 	putPrefix map[string]error
+	getName   map[string]error
 	corrupt   map[string]func([]byte) []byte
 	listAfter int // -1: disarmed
 	listErr   error
@@ -53,6 +54,7 @@ func NewFaulty(s chunkstore.Store) *Faulty {
 		Store:     s,
 		failNext:  make(map[Op][]error),
 		putPrefix: make(map[string]error),
+		getName:   make(map[string]error),
 		corrupt:   make(map[string]func([]byte) []byte),
 		listAfter: -1,
 		calls:     make(map[Op]int),
@@ -81,6 +83,17 @@ func (f *Faulty) FailPuts(prefix string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.putPrefix[prefix] = err
+}
+
+// FailGets makes every Get of name fail with err (ErrInjected when nil)
+// until Reset, as a server that cannot reach one object's disks would.
+func (f *Faulty) FailGets(name string, err error) {
+	if err == nil {
+		err = ErrInjected
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.getName[name] = err
 }
 
 // TruncateGet makes every successful Get of name return its bytes minus
@@ -132,6 +145,7 @@ func (f *Faulty) Reset() {
 	defer f.mu.Unlock()
 	clear(f.failNext)
 	clear(f.putPrefix)
+	clear(f.getName)
 	clear(f.corrupt)
 	clear(f.calls)
 	f.listAfter, f.listErr = -1, nil
@@ -145,6 +159,9 @@ func (f *Faulty) enter(op Op, name string) error {
 	if errs := f.failNext[op]; len(errs) > 0 {
 		f.failNext[op] = errs[1:]
 		return fmt.Errorf("%s %s: %w", op, name, errs[0])
+	}
+	if err := f.getName[name]; op == OpGet && err != nil {
+		return fmt.Errorf("%s %s: %w", op, name, err)
 	}
 	if op == OpPut {
 		for p, err := range f.putPrefix {
