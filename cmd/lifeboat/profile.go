@@ -5,15 +5,20 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 )
 
 // startProfile writes a CPU profile of the whole command to the file named
-// by LIFEBOAT_CPUPROFILE, and an allocation profile to LIFEBOAT_MEMPROFILE
-// when the command ends, for developers measuring the pipelines (`go tool
-// pprof bin/lifeboat FILE`). It returns the function that stops them.
+// by LIFEBOAT_CPUPROFILE, an execution trace to LIFEBOAT_TRACE (where the
+// goroutines wait: `go tool trace FILE`), and an allocation profile to
+// LIFEBOAT_MEMPROFILE when the command ends, for developers measuring the
+// pipelines (`go tool pprof bin/lifeboat FILE`). It returns the function
+// that stops them.
 func startProfile(stderr io.Writer) func() {
 	stopCPU := startCPUProfile(stderr)
+	stopTrace := startTrace(stderr)
 	return func() {
+		stopTrace()
 		stopCPU()
 		if path := os.Getenv("LIFEBOAT_MEMPROFILE"); path != "" {
 			if err := writeAllocs(path); err != nil {
@@ -54,6 +59,29 @@ func startCPUProfile(stderr io.Writer) func() {
 		pprof.StopCPUProfile()
 		if err := f.Close(); err != nil {
 			fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_CPUPROFILE: %v\n", err)
+		}
+	}
+}
+
+func startTrace(stderr io.Writer) func() {
+	path := os.Getenv("LIFEBOAT_TRACE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_TRACE: %v\n", err)
+		return func() {}
+	}
+	if err := trace.Start(f); err != nil {
+		fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_TRACE: %v\n", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		trace.Stop()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_TRACE: %v\n", err)
 		}
 	}
 }
