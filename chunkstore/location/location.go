@@ -18,6 +18,7 @@ package location
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -160,7 +161,7 @@ func OpenWithRetry(ctx context.Context, repo string, create bool, rc chunkstore.
 	var st chunkstore.Store
 	err = rc.Do(ctx, "open", l.String(), func(ctx context.Context) error {
 		var err error
-		st, err = open(ctx, l, create)
+		st, err = open(ctx, l, create, rc.Logger)
 		return err
 	})
 	if err != nil {
@@ -169,7 +170,7 @@ func OpenWithRetry(ctx context.Context, repo string, create bool, rc chunkstore.
 	return chunkstore.WithRetry(st, rc), nil
 }
 
-func open(ctx context.Context, l Location, create bool) (chunkstore.Store, error) {
+func open(ctx context.Context, l Location, create bool, log *slog.Logger) (chunkstore.Store, error) {
 	switch l.Kind {
 	case Local:
 		return local.Open(l.Path, create)
@@ -180,6 +181,7 @@ func open(ctx context.Context, l Location, create bool) (chunkstore.Store, error
 			Bucket:       l.Bucket,
 			Prefix:       l.Prefix,
 			BucketLookup: os.Getenv(EnvBucketLookup),
+			Logger:       log,
 		}, create)
 	}
 	return nil, chunkstore.Permanent(fmt.Errorf("open %s: unknown kind %q", l, l.Kind))

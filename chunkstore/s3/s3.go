@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -48,6 +51,10 @@ type Config struct {
 	// StallTimeout is how long a request may move no byte before it is
 	// abandoned (and retried); 0 means DefaultStallTimeout.
 	StallTimeout time.Duration
+
+	// Logger gets the one warning about a server that does not confirm
+	// upload checksums; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Store is a chunkstore.Store in an S3 bucket.
@@ -59,6 +66,11 @@ type Store struct {
 	endpoint string // scheme://host:port
 	loc      string
 	stall    time.Duration
+	log      *slog.Logger
+	// unconfirmed is set once the server answered an upload carrying
+	// x-amz-checksum-sha256 without echoing it: it may not verify that
+	// header, so every upload carries a Content-MD5 as well from then on.
+	unconfirmed atomic.Bool
 }
 
 var _ chunkstore.Store = (*Store)(nil)
@@ -114,6 +126,10 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 		bucket:   cfg.Bucket,
 		endpoint: scheme + "://" + cfg.Endpoint,
 		stall:    cmp.Or(cfg.StallTimeout, DefaultStallTimeout),
+		log:      cfg.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
 	}
 	s.loc = "s3:" + s.endpoint + "/" + cfg.Bucket
 	if p := strings.Trim(cfg.Prefix, "/"); p != "" {
@@ -191,7 +207,8 @@ func (s *Store) Location() string { return s.loc }
 func (s *Store) key(name string) string { return s.prefix + name }
 
 // Put implements chunkstore.Store. The object goes up in one PUT carrying
-// its Content-MD5, which the server checks before storing anything.
+// a checksum the server verifies before storing anything: the SHA-256 its
+// name carries, or a Content-MD5 (see the package documentation).
 func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	if err := check(ctx, name); err != nil {
 		return err
@@ -199,6 +216,37 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	if len(data) > maxPut {
 		return chunkstore.Permanent(fmt.Errorf("put %s: %d bytes is more than a single PUT allows", s.describe(name), len(data)))
 	}
+	sum, addressed := contentAddressed(name)
+	if !addressed {
+		_, err := s.put(ctx, name, data, "", true)
+		return err
+	}
+	// The name is the SHA-256 of the bytes: hand it to the server as the
+	// object checksum, which it verifies, at no hashing cost here.
+	want := base64.StdEncoding.EncodeToString(sum)
+	withMD5 := s.unconfirmed.Load()
+	info, err := s.put(ctx, name, data, want, withMD5)
+	if err != nil || info.ChecksumSHA256 == want || withMD5 {
+		return err
+	}
+	// A server that verifies the checksum says so by echoing it; this one
+	// did not, and may have ignored the header (some S3-compatible
+	// servers do). What it stored is known good if its ETag, the MD5 of
+	// a single-PUT object on such servers, matches; otherwise the object
+	// goes up again with a Content-MD5, which every server verifies.
+	if !s.unconfirmed.Swap(true) {
+		s.log.Warn("the S3 server did not confirm the SHA-256 checksum of an upload, so it may not verify it; every upload now carries a Content-MD5 as well, which costs some CPU", "endpoint", s.endpoint, "bucket", s.bucket, "object", s.key(name), "checksum_answered", info.ChecksumSHA256)
+	}
+	if md5sum := md5.Sum(data); info.ChecksumSHA256 == "" && strings.EqualFold(info.ETag, hex.EncodeToString(md5sum[:])) {
+		return nil
+	}
+	_, err = s.put(ctx, name, data, want, true)
+	return err
+}
+
+// put sends one PUT of data to name, with sha256 (base64, if not empty)
+// as its x-amz-checksum-sha256 and, if withMD5, a Content-MD5.
+func (s *Store) put(ctx context.Context, name string, data []byte, sha256 string, withMD5 bool) (minio.UploadInfo, error) {
 	opts := minio.PutObjectOptions{
 		ContentType:      "application/octet-stream",
 		DisableMultipart: true,
@@ -206,19 +254,16 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 		// The payload is protected by a checksum in a signed header, so
 		// skip hashing it a second time with SHA-256 for the signature.
 		DisableContentSha256: true,
+		SendContentMd5:       withMD5,
 	}
-	if sum, ok := contentAddressed(name); ok {
-		// The name is the SHA-256 of the bytes: hand it to the server as
-		// the object checksum, which it verifies, at no hashing cost here.
-		opts.UserMetadata = map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum)}
-	} else {
-		opts.SendContentMd5 = true
+	if sha256 != "" {
+		opts.UserMetadata = map[string]string{"x-amz-checksum-sha256": sha256}
 	}
 	wctx, w := s.watch(ctx)
 	defer w.done()
 	opts.Progress = w // re-armed as the body goes out
-	_, err := s.client.PutObject(wctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), opts)
-	return s.requestErr(ctx, wctx, "put", name, err)
+	info, err := s.client.PutObject(wctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), opts)
+	return info, s.requestErr(ctx, wctx, "put", name, err)
 }
 
 // contentAddressed reports whether the last element of name is 64 hex

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -206,7 +207,12 @@ type hookTransport struct {
 	truncateGet bool   // drop the last byte of GET bodies (fixing up Content-Length)
 	lengthenGet bool   // add a byte to GET bodies (leaving Content-Length as it was)
 	shiftRange  bool   // make GET answers claim a range starting one byte later
-	requests    []string
+	// noEcho drops the x-amz-checksum-sha256 a PUT's answer echoes, as a
+	// server that ignores the header does; etag, when set, replaces the
+	// ETag of PUT answers.
+	noEcho   bool
+	etag     string
+	requests []string // "METHOD URI", and " md5" when it carried a Content-MD5
 }
 
 // hookedStore opens a store on the test MinIO whose requests go through
@@ -254,7 +260,12 @@ func (h *hookTransport) puts() int {
 
 func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	h.mu.Lock()
-	h.requests = append(h.requests, req.Method+" "+req.URL.RequestURI())
+	rec := req.Method + " " + req.URL.RequestURI()
+	if req.Header.Get("Content-MD5") != "" {
+		rec += " md5"
+	}
+	h.requests = append(h.requests, rec)
+	noEcho, etag := h.noEcho, h.etag
 	fail := h.fail503 > 0
 	if fail {
 		h.fail503--
@@ -278,6 +289,15 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body = &flipReader{r: req.Body}
 	}
 	resp, err := h.base.RoundTrip(req)
+	if err == nil && req.Method == http.MethodPut && resp.StatusCode == http.StatusOK {
+		if noEcho {
+			resp.Header.Del("x-amz-checksum-sha256")
+			resp.Header.Del("x-amz-checksum-type")
+		}
+		if etag != "" {
+			resp.Header.Set("ETag", `"`+etag+`"`)
+		}
+	}
 	if err == nil && shift && req.Method == http.MethodGet {
 		var first, last, total int64
 		if _, serr := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &first, &last, &total); serr == nil {
@@ -393,6 +413,67 @@ func TestCorruptedUploadRejected(t *testing.T) {
 			}
 			if err := s.Put(t.Context(), name, data); err != nil {
 				t.Fatalf("clean upload: %v", err)
+			}
+		})
+	}
+}
+
+// TestUnconfirmedChecksum: a server that does not echo the SHA-256 of an
+// upload may not have verified it. The upload is accepted if the ETag it
+// answered is the MD5 of the bytes, and sent again with a Content-MD5 if
+// not; either way one warning says so, and every later upload carries a
+// Content-MD5 too. A server that echoes it gets no Content-MD5.
+func TestUnconfirmedChecksum(t *testing.T) {
+	ctx := t.Context()
+	named := func(seed uint64) (string, []byte) {
+		data := storetest.Data(seed, 50000)
+		sum := sha256.Sum256(data)
+		return "data/" + hex.EncodeToString(sum[:]), data
+	}
+	for _, tc := range []struct {
+		name   string
+		noEcho bool
+		etag   string
+		want   []string // PUTs of the first upload, then of a second one
+		warned bool
+	}{
+		{"echoed", false, "", []string{"PUT", "PUT"}, false},
+		{"not echoed, ETag is the MD5", true, "", []string{"PUT", "PUT md5"}, true},
+		{"not echoed, ETag is not the MD5", true, strings.Repeat("ab", 16), []string{"PUT", "PUT md5", "PUT md5"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHookTransport()
+			var logs bytes.Buffer
+			cfg := config(storetest.MinIO(t))
+			cfg.Transport = h
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			s := open(t, cfg)
+			h.set(func(h *hookTransport) { h.noEcho, h.etag, h.requests = tc.noEcho, tc.etag, nil })
+			for i := range uint64(2) {
+				name, data := named(10*uint64(len(tc.want)) + i)
+				if err := s.Put(ctx, name, data); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := s.Get(ctx, name, 0, -1); err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("read back %d bytes, %v", len(got), err)
+				}
+			}
+			var puts []string
+			h.set(func(h *hookTransport) {
+				for _, r := range h.requests {
+					switch {
+					case strings.HasPrefix(r, "PUT ") && strings.HasSuffix(r, " md5"):
+						puts = append(puts, "PUT md5")
+					case strings.HasPrefix(r, "PUT "):
+						puts = append(puts, "PUT")
+					}
+				}
+			})
+			if !slices.Equal(puts, tc.want) {
+				t.Errorf("PUTs %q, want %q", puts, tc.want)
+			}
+			if n := strings.Count(logs.String(), "did not confirm the SHA-256"); n != map[bool]int{true: 1}[tc.warned] {
+				t.Errorf("warned %d times, want the warning %v:\n%s", n, tc.warned, logs.String())
 			}
 		})
 	}
