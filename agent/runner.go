@@ -116,8 +116,8 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		return outcome{err: fmt.Errorf("policy %q has no paths", p.Name)}
 	}
 	if stream != nil {
-		if len(p.Exclude) > 0 {
-			return outcome{err: fmt.Errorf("policy %q: agent %s backs it up as the output of %q (its hooks file); exclude patterns do not apply to a stream: remove them from the policy", p.Name, a.cfg.Name, stream.Command)}
+		if len(p.Exclude) > 0 || len(p.Changing) > 0 {
+			return outcome{err: fmt.Errorf("policy %q: agent %s backs it up as the output of %q (its hooks file); exclude and changing patterns do not apply to a stream: remove them from the policy", p.Name, a.cfg.Name, stream.Command)}
 		}
 		if want := "/" + stream.Filename; len(p.Paths) != 1 || p.Paths[0] != want {
 			return outcome{err: fmt.Errorf("policy %q: agent %s backs it up as the output of %q (its hooks file), stored as %s, so the policy's paths must be [%s], not %q",
@@ -182,6 +182,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 		Host:           a.cfg.Host,
 		Tags:           p.Tags,
 		Excludes:       p.Exclude,
+		Changing:       p.Changing,
 		FilesCache:     cache,
 		Progress:       job.prog,
 		Logger:         a.log.With("job", item.Job.ID),

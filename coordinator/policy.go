@@ -29,10 +29,13 @@ type Policy struct {
 	Agents     map[string]string `json:"agents" yaml:"agents"`         // label selector: every key must match
 	Paths      []string          `json:"paths" yaml:"paths"`
 	Exclude    []string          `json:"exclude,omitempty" yaml:"exclude,omitempty"`
-	Tags       []string          `json:"tags,omitempty" yaml:"tags,omitempty"`
-	Retention  Retention         `json:"retention" yaml:"retention"`
-	Targets    Targets           `json:"targets" yaml:"targets"`
-	Drill      *DrillSpec        `json:"drill,omitempty" yaml:"drill,omitempty"`
+	// Changing names files expected to change while they are read (logs
+	// being written to), as 'lifeboat backup --changing' does.
+	Changing  []string   `json:"changing,omitempty" yaml:"changing,omitempty"`
+	Tags      []string   `json:"tags,omitempty" yaml:"tags,omitempty"`
+	Retention Retention  `json:"retention" yaml:"retention"`
+	Targets   Targets    `json:"targets" yaml:"targets"`
+	Drill     *DrillSpec `json:"drill,omitempty" yaml:"drill,omitempty"`
 	// MaxConcurrent limits running jobs of this policy across agents (0 = no limit).
 	MaxConcurrent int `json:"max_concurrent,omitempty" yaml:"max_concurrent,omitempty"`
 	// Jitter delays each agent's run by a deterministic offset in [0, Jitter).

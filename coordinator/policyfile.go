@@ -140,12 +140,17 @@ func (p Policy) check() (errs, warns []Problem) {
 			add(f, "%q is not an absolute path", pth)
 		}
 	}
-	for i, pat := range p.Exclude {
-		f := fmt.Sprintf("exclude[%d]", i)
-		if pat == "" {
-			add(f, "empty pattern")
-		} else if _, err := filepath.Match(pat, ""); err != nil {
-			add(f, "invalid pattern %q: %v", pat, err)
+	for _, list := range []struct {
+		field string
+		pats  []string
+	}{{"exclude", p.Exclude}, {"changing", p.Changing}} {
+		for i, pat := range list.pats {
+			f := fmt.Sprintf("%s[%d]", list.field, i)
+			if pat == "" {
+				add(f, "empty pattern")
+			} else if _, err := filepath.Match(pat, ""); err != nil {
+				add(f, "invalid pattern %q: %v", pat, err)
+			}
 		}
 	}
 	for i, t := range p.Tags {
@@ -294,6 +299,9 @@ func (p *Policy) normalize() {
 	}
 	if len(p.Exclude) == 0 {
 		p.Exclude = nil
+	}
+	if len(p.Changing) == 0 {
+		p.Changing = nil
 	}
 	if len(p.Tags) == 0 {
 		p.Tags = nil

@@ -95,13 +95,14 @@ func TestParsePoliciesValid(t *testing.T) {
 	web := ps[0]
 	if web.Retention.KeepWithin != Duration(48*time.Hour) || web.Targets.RPO != Duration(6*time.Hour) ||
 		web.Jitter != Duration(10*time.Minute) || web.Agents["env"] != "prod" || len(web.Paths) != 2 ||
-		web.Drill == nil || web.Drill.Verify[0].Timeout != Duration(time.Minute) || web.MaxAttempts != 4 {
+		web.Drill == nil || web.Drill.Verify[0].Timeout != Duration(time.Minute) || web.MaxAttempts != 4 ||
+		len(web.Changing) != 1 || web.Changing[0] != "*.log" {
 		t.Errorf("web decoded wrong: %+v", web)
 	}
 	// Both policies keep snapshots by rules nothing applies yet: said once
 	// each, nothing else.
-	if len(warns) != 2 || !strings.Contains(warns[0].String(), "valid.yaml:15: retention: applied by the agent") ||
-		!strings.Contains(warns[1].String(), "valid.yaml:43: retention: applied by the agent") {
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "valid.yaml:16: retention: applied by the agent") ||
+		!strings.Contains(warns[1].String(), "valid.yaml:44: retention: applied by the agent") {
 		t.Errorf("warnings %v, want one about retention per policy", warns)
 	}
 	for _, p := range ps {
@@ -141,6 +142,7 @@ func TestParsePoliciesInvalid(t *testing.T) {
 		{25, "name", `policy "db" is already defined at line 16`},
 		{30, "drill.schedule", "never matches a date"},
 		{32, "drill.verify[0].command", "required"},
+		{33, "changing[0]", `invalid pattern "[x"`},
 	}
 	if len(ve.Problems) != len(want) {
 		t.Errorf("got %d problems, want %d:\n%v", len(ve.Problems), len(want), err)

@@ -30,11 +30,17 @@ type BackupOptions struct {
 	Paths []string // absolute or relative; made absolute and cleaned
 	// Stream, instead of Paths, backs up one file whose content is read
 	// from a stream (standard input, a command's output).
-	Stream         *Stream
-	Host           string
-	Username       string
-	Tags           []string
-	Excludes       []string // see Excluder
+	Stream   *Stream
+	Host     string
+	Username string
+	Tags     []string
+	Excludes []string // see Excluder
+	// Changing names files expected to change while they are read
+	// (logs being written to), in Excluder's syntax; a pattern matching
+	// a directory covers what it holds. Such a file is saved as read, as
+	// any file that changes is, but without a warning: the backup is not
+	// partial for it. Summary.FilesChangedWhileRead counts them all.
+	Changing       []string
 	FilesCache     *FilesCache
 	Readers        int // files read and chunked in parallel; 0 = DefaultWorkers()
 	Sealers        int // blobs compressed and sealed in parallel; 0 = DefaultWorkers()
@@ -117,6 +123,9 @@ type Result struct {
 	Manifest Manifest
 	Warnings []Warning // non-empty: the snapshot is partial
 	Adopted  int       // packs from interrupted backups that were reused
+	// ExpectedChanges counts the files that changed while they were read
+	// as BackupOptions.Changing said they would (no warning).
+	ExpectedChanges uint64
 }
 
 type archiver struct {
@@ -130,6 +139,7 @@ type archiver struct {
 	opts                                                      BackupOptions
 	log                                                       *slog.Logger
 	excl                                                      *Excluder
+	changing                                                  *Excluder // Changing
 	cfg                                                       chunkstore.Config
 	files                                                     chan *fileJob
 	blobs                                                     chan chunkJob
@@ -140,6 +150,7 @@ type archiver struct {
 	warnMu                                                    sync.Mutex
 	warnings                                                  []Warning
 	newFiles, changed, unmodified, dirs, bytesProc, bytesRead atomic.Uint64
+	changedWhileRead, expectedChanges                         atomic.Uint64
 }
 
 type fileJob struct {
@@ -213,6 +224,10 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	if err != nil {
 		return nil, err
 	}
+	changing, err := NewExcluder(opts.Changing)
+	if err != nil {
+		return nil, fmt.Errorf("changing files: %w", err)
+	}
 	cfg := repo.Config()
 	chunkers := make([]*cdc.Chunker, opts.Readers)
 	for i := range chunkers {
@@ -244,7 +259,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	nbufs := opts.Readers + opts.Sealers + 1
 	a := &archiver{
 		start: start,
-		repo:  repo, w: w, opts: opts, log: opts.Logger, excl: excl,
+		repo:  repo, w: w, opts: opts, log: opts.Logger, excl: excl, changing: changing,
 		cfg:   cfg,
 		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
 		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
@@ -305,6 +320,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 			FilesNew: a.newFiles.Load(), FilesChanged: a.changed.Load(), FilesUnmodified: a.unmodified.Load(),
 			Dirs: a.dirs.Load(), BytesProcessed: a.bytesProc.Load(), BytesRead: a.bytesRead.Load(),
 			BytesAdded: uint64(ws.StoredAdded), BlobsAdded: uint64(ws.BlobsAdded), Errors: uint64(len(a.warnings)),
+			FilesChangedWhileRead: a.changedWhileRead.Load(),
 		},
 	}
 	id, err := sess.commit(ctx, repo, m, opts.CommitDeadline)
@@ -312,7 +328,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		return nil, fmt.Errorf("backup: %w", err)
 	}
 	sort.Slice(a.warnings, func(i, j int) bool { return a.warnings[i].Path < a.warnings[j].Path })
-	return &Result{ID: id, Manifest: m, Warnings: a.warnings, Adopted: adopted}, nil
+	return &Result{ID: id, Manifest: m, Warnings: a.warnings, Adopted: adopted, ExpectedChanges: a.expectedChanges.Load()}, nil
 }
 
 // cleanPaths makes the backup paths absolute and drops those inside
@@ -794,10 +810,16 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 	if f != nil {
 		if err := a.unchangedWhileRead(f, job, size); err != nil {
 			// What was read is kept (it may mix the old content and the
-			// new), but the snapshot says the file is not whole, and the
-			// next backup reads it again.
+			// new), and the next backup reads it again. Unless the file
+			// was expected to change, the snapshot says it is not whole.
 			job.st.CTime = -1
-			a.warnAs("changed while it was read", job.path, err)
+			a.changedWhileRead.Add(1)
+			if a.expectedChange(job.path) {
+				a.expectedChanges.Add(1)
+				a.log.Info("changed while it was read, as expected (Changing)", "path", job.path, "err", err)
+			} else {
+				a.warnAs("changed while it was read", job.path, err)
+			}
 		}
 		a.opts.FilesCache.Record(job.path, job.st, content)
 	}
@@ -949,6 +971,19 @@ func (a *archiver) sameFile(f *os.File, job *fileJob, beneath bool) error {
 		*job.node = *n
 	}
 	return nil
+}
+
+// expectedChange reports whether a Changing pattern matches the file at
+// path or a directory above it.
+func (a *archiver) expectedChange(path string) bool {
+	for p, isDir := path, false; ; p, isDir = filepath.Dir(p), true {
+		if a.changing.Excluded(p, isDir) {
+			return true
+		}
+		if p == "/" || p == "." || p == filepath.Dir(p) {
+			return false
+		}
+	}
 }
 
 // unchangedWhileRead returns an error if the file of job, read through f

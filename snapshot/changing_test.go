@@ -112,6 +112,73 @@ func TestFileChangedWhileRead(t *testing.T) {
 	}
 }
 
+// TestExpectedChange: a file a Changing pattern matches (by name, by
+// full path, or through a directory above it) that grows while it is
+// read is saved as read without a warning, so the snapshot is not
+// partial; it is counted, and the next backup reads it again. A pattern
+// that matches neither the file nor its directories leaves the warning.
+func TestExpectedChange(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		patterns func(src string) []string
+		expected bool
+	}{
+		{"base name", func(string) []string { return []string{"*.log"} }, true},
+		{"full path", func(src string) []string { return []string{filepath.Join(src, "logs", "app.log")} }, true},
+		{"directory above", func(src string) []string { return []string{filepath.Join(src, "logs") + "/"} }, true},
+		{"another file", func(src string) []string { return []string{"*.txt", filepath.Join(src, "other")} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repos := storetest.InitRepos(t, mem.New())
+			src := t.TempDir()
+			f := filepath.Join(src, "logs", "app.log")
+			old := bytes.Repeat([]byte("line\n"), 200<<10)
+			fixture.Create(t, src, fixture.Tree{"logs/app.log": {Content: old}, "calm": {Content: []byte("left alone\n")}})
+			snapshot.AfterOpen(t, func(p string) {
+				if p != f {
+					return
+				}
+				time.Sleep(10 * time.Millisecond) // a later modification time, whatever the tick
+				fh, err := os.OpenFile(f, os.O_APPEND|os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fh.WriteString("appended while read\n"); err != nil {
+					t.Fatal(err)
+				}
+				fh.Close()
+			})
+			fc := snapshot.NewFilesCache(repos.Writer.Config().ID)
+			res, nodes := backupOf(t, repos, fc, snapshot.BackupOptions{Paths: []string{src}, Changing: tc.patterns(src)}, "logs/app.log")
+			sum := res.Manifest.Summary
+			if sum.FilesChangedWhileRead != 1 {
+				t.Errorf("%d files changed while read, want 1", sum.FilesChangedWhileRead)
+			}
+			if want := map[bool]uint64{true: 1}[tc.expected]; res.ExpectedChanges != want {
+				t.Errorf("%d expected changes, want %d", res.ExpectedChanges, want)
+			}
+			if tc.expected {
+				if len(res.Warnings) != 0 || sum.Errors != 0 {
+					t.Errorf("warnings %v, errors %d: want none for a file expected to change", res.Warnings, sum.Errors)
+				}
+			} else if w := warned(res, f); len(w) != 1 || sum.Errors != 1 {
+				t.Errorf("warnings %v, errors %d: want one about the log changing", res.Warnings, sum.Errors)
+			}
+			if n := nodes[0]; n == nil || n.Size < uint64(len(old)) {
+				t.Errorf("log saved as %v, want at least what it held when opened", n)
+			}
+			snapshot.AfterOpen(t, nil)
+			again, _ := backupOf(t, repos, reloaded(t, fc, repos), snapshot.BackupOptions{Paths: []string{src}, Changing: tc.patterns(src)})
+			if s := again.Manifest.Summary; len(again.Warnings) != 0 || s.FilesUnmodified != 1 || s.FilesChanged != 1 || s.FilesChangedWhileRead != 0 {
+				t.Errorf("next backup: warnings %v, %d unmodified, %d changed, %d changed while read: want the log read again, calm not", again.Warnings, s.FilesUnmodified, s.FilesChanged, s.FilesChangedWhileRead)
+			}
+		})
+	}
+	if _, err := snapshot.Backup(context.Background(), storetest.InitRepos(t, mem.New()).Writer, snapshot.BackupOptions{Paths: []string{t.TempDir()}, Host: "h", Changing: []string{"[unclosed"}}); err == nil || !strings.Contains(err.Error(), "changing files") || !strings.Contains(err.Error(), "[unclosed") {
+		t.Errorf("backup with a malformed Changing pattern: %v, want an error naming it", err)
+	}
+}
+
 // TestFileReplacedBeforeRead: what stands at a file's path when the
 // backup comes to read it must be the file it listed. A FIFO put there
 // does not hang the backup, a parent directory swapped for a symlink

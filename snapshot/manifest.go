@@ -88,6 +88,10 @@ type Summary struct {
 	BytesAdded      uint64    `json:"bytes_added"`     // bytes stored in new packs
 	BlobsAdded      uint64    `json:"blobs_added"`
 	Errors          uint64    `json:"errors"` // unreadable entries; > 0 makes the snapshot partial
+	// FilesChangedWhileRead counts the files saved as they were read
+	// while they changed: each is a warning (in Errors) unless it was
+	// expected to change (BackupOptions.Changing).
+	FilesChangedWhileRead uint64 `json:"files_changed_while_read,omitempty"`
 }
 
 // Snapshot is a manifest with its ID.

@@ -24,6 +24,7 @@ type backupFlags struct {
 	host         string
 	tags         []string
 	excludes     []string
+	changing     []string
 	excludeFiles []string
 	parallelism  int
 
@@ -52,7 +53,12 @@ path ("/home/*/.cache"). A trailing slash matches directories only
 ("node_modules/"). An excluded directory is not descended into.
 
 A file that changes while it is read is saved as read and named in a
-warning (exit 3): it may mix old and new content. Sockets are left out.
+warning (exit 3): it may mix old and new content. Files expected to change
+(logs being appended to) are named with --changing, in the syntax of
+exclude patterns; a pattern matching a directory covers everything below it.
+They are saved as read too, but without a warning, and counted in
+files_changed_while_read. Either way the next backup reads them again.
+Sockets are left out.
 
 Memory grows with the workers: by default every core gets a reader and a
 sealer, up to 8 of each, each holding buffers of up to the maximum chunk size
@@ -70,6 +76,7 @@ cannot tell a failed dump from a short one. Either way, a read error fails
 the backup and no snapshot is saved.`,
 		Example: `  lifeboat backup --repo /srv/backup --key writer.key /etc /home
   lifeboat backup --tag nightly --exclude '*.tmp' --exclude-file excludes.txt /srv
+  lifeboat backup --changing /var/log/ --changing '*.journal' /etc /var
   lifeboat backup --stdin-from-command --stdin-filename app.sql -- pg_dump app
   mysqldump --all-databases | lifeboat backup --stdin --stdin-filename all.sql`,
 		Args: func(cmd *cobra.Command, args []string) error { return checkBackupArgs(cmd, f, args) },
@@ -80,6 +87,7 @@ the backup and no snapshot is saved.`,
 	fl.StringArrayVar(&f.tags, "tag", nil, "tag the snapshot (repeatable)")
 	fl.StringArrayVarP(&f.excludes, "exclude", "e", nil, "skip paths matching this pattern (repeatable)")
 	fl.StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
+	fl.StringArrayVar(&f.changing, "changing", nil, "files matching this pattern (or below a directory it matches) are expected to change while read: saved as read without a warning (repeatable)")
 	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once; 0 = a reader and a sealer per core (at most 8 each), 2 uploaders")
 	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file (see --stdin-filename); takes no PATH")
 	fl.BoolVar(&f.stdinCommand, "stdin-from-command", false, "run the command given after -- and back up its output; a non-zero exit fails the backup")
@@ -100,28 +108,34 @@ func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 	case !f.stdin && !f.stdinCommand && cmd.Flags().Changed("stdin-filename"):
 		return usageError("backup: --stdin-filename needs --stdin or --stdin-from-command")
 	case f.stdin || f.stdinCommand:
-		if len(f.excludes) > 0 || len(f.excludeFiles) > 0 {
-			return usageError("backup: --exclude and --exclude-file do not apply to a stream (--stdin, --stdin-from-command)")
+		if len(f.excludes) > 0 || len(f.excludeFiles) > 0 || len(f.changing) > 0 {
+			return usageError("backup: --exclude, --exclude-file and --changing do not apply to a stream (--stdin, --stdin-from-command)")
 		}
 		if !snapshot.ValidName(f.stdinName) {
 			return usageError("backup: --stdin-filename %q: give one file name, without '/' (not empty, '.' or '..')", f.stdinName)
 		}
 		return nil
 	}
+	if _, err := snapshot.NewExcluder(f.changing); err != nil {
+		return usageError("backup: --changing: %v", err)
+	}
 	return argsBetween(1, -1, "PATH to back up")(cmd, args)
 }
 
 type backupOutput struct {
-	SnapshotID      string      `json:"snapshot_id"`
-	FilesNew        uint64      `json:"files_new"`
-	FilesChanged    uint64      `json:"files_changed"`
-	FilesUnmodified uint64      `json:"files_unmodified"`
-	Dirs            uint64      `json:"dirs"`
-	BytesProcessed  uint64      `json:"bytes_processed"`
-	BytesAdded      uint64      `json:"bytes_added"`
-	DurationSeconds float64     `json:"duration_seconds"`
-	Errors          []pathError `json:"errors"`
-	Partial         bool        `json:"partial"`
+	SnapshotID      string  `json:"snapshot_id"`
+	FilesNew        uint64  `json:"files_new"`
+	FilesChanged    uint64  `json:"files_changed"`
+	FilesUnmodified uint64  `json:"files_unmodified"`
+	Dirs            uint64  `json:"dirs"`
+	BytesProcessed  uint64  `json:"bytes_processed"`
+	BytesAdded      uint64  `json:"bytes_added"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	// FilesChangedWhileRead counts the files saved as read while they
+	// changed: expected ones (--changing) and those in Errors.
+	FilesChangedWhileRead uint64      `json:"files_changed_while_read"`
+	Errors                []pathError `json:"errors"`
+	Partial               bool        `json:"partial"`
 }
 
 func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) error {
@@ -216,6 +230,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		Username:       username,
 		Tags:           f.tags,
 		Excludes:       excludes,
+		Changing:       f.changing,
 		FilesCache:     cache,
 		Logger:         g.pkgLogger(),
 		Progress:       prog,
@@ -248,16 +263,17 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	}
 	if g.json {
 		out := backupOutput{
-			SnapshotID:      res.ID.String(),
-			FilesNew:        s.FilesNew,
-			FilesChanged:    s.FilesChanged,
-			FilesUnmodified: s.FilesUnmodified,
-			Dirs:            s.Dirs,
-			BytesProcessed:  s.BytesProcessed,
-			BytesAdded:      s.BytesAdded,
-			DurationSeconds: elapsed.Seconds(),
-			Errors:          []pathError{},
-			Partial:         len(res.Warnings) > 0,
+			SnapshotID:            res.ID.String(),
+			FilesNew:              s.FilesNew,
+			FilesChanged:          s.FilesChanged,
+			FilesUnmodified:       s.FilesUnmodified,
+			Dirs:                  s.Dirs,
+			BytesProcessed:        s.BytesProcessed,
+			BytesAdded:            s.BytesAdded,
+			DurationSeconds:       elapsed.Seconds(),
+			FilesChangedWhileRead: s.FilesChangedWhileRead,
+			Errors:                []pathError{},
+			Partial:               len(res.Warnings) > 0,
 		}
 		for _, w := range res.Warnings {
 			out.Errors = append(out.Errors, newPathError(w.Path, w.Err))
@@ -268,6 +284,9 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	} else if !g.quiet {
 		w := g.stdout
 		fmt.Fprintf(w, "Files:       %d new, %d changed, %d unmodified\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified)
+		if n := res.ExpectedChanges; n > 0 {
+			fmt.Fprintf(w, "Changing:    %d %s saved as read while %s changed, as expected (--changing)\n", n, plural(int(n), "file", "files"), plural(int(n), "it", "they"))
+		}
 		fmt.Fprintf(w, "Dirs:        %d\n", s.Dirs)
 		fmt.Fprintf(w, "Processed:   %s (%s read)\n", formatBytes(int64(s.BytesProcessed)), formatBytes(int64(s.BytesRead)))
 		fmt.Fprintf(w, "Added:       %s\n", formatBytes(int64(s.BytesAdded)))

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBackupChangingLog: a log appended to during the backup makes it
+// partial (exit 3) unless --changing names it, by pattern or through its
+// directory; then the backup exits 0, says the file changed as
+// expected, and counts it in files_changed_while_read. Malformed patterns
+// and --changing on a stream are usage errors.
+func TestBackupChangingLog(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	logs := filepath.Join(src, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(logs, "app.log")
+	// Large enough that reading it takes many appends' time.
+	if err := os.WriteFile(log, bytes.Repeat([]byte("an old line of the log\n"), 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "calm"), []byte("left alone\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// appending runs fn while another goroutine appends to the log.
+	appending := func(fn func() result) result {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			for ctx.Err() == nil {
+				if _, err := f.WriteString("a new line of the log\n"); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
+		}()
+		defer func() { cancel(); <-done }()
+		return fn()
+	}
+	type out struct {
+		FilesChangedWhileRead uint64 `json:"files_changed_while_read"`
+		Partial               bool   `json:"partial"`
+		Errors                []struct {
+			Path string `json:"path"`
+		} `json:"errors"`
+	}
+	// Each backup reads the log again (it changed, so the files cache
+	// does not vouch for it), while it keeps changing.
+	res := appending(func() result { return c.run(r.writer("backup", "--json", src)...) })
+	o := decodeJSON[out](t, res.stdout)
+	if res.code != 3 || !o.Partial || o.FilesChangedWhileRead != 1 || len(o.Errors) != 1 || o.Errors[0].Path != log || !strings.Contains(res.stderr, "changed while it was read") {
+		t.Fatalf("backup of a log written to, without --changing: exit %d, %+v; want exit 3 naming the log\n%s", res.code, o, res.stderr)
+	}
+	for _, pattern := range []string{"*.log", logs + "/"} {
+		res = appending(func() result { return c.run(r.writer("backup", "--json", "--changing", pattern, src)...) })
+		o = decodeJSON[out](t, res.stdout)
+		if res.code != 0 || o.Partial || o.FilesChangedWhileRead != 1 || len(o.Errors) != 0 {
+			t.Errorf("--changing %s: exit %d, %+v; want exit 0, the log counted as changed\n%s", pattern, res.code, o, res.stderr)
+		}
+	}
+	res = appending(func() result { return c.run(r.writer("backup", "--changing", "*.log", src)...) })
+	if res.code != 0 || !strings.Contains(res.stdout, "1 file saved as read while it changed, as expected (--changing)") {
+		t.Errorf("--changing, text output: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+
+	c.fails(2, r.writer("backup", "--changing", "[unclosed", src), "--changing", "[unclosed")
+	c.input([]byte("data")).fails(2, r.writer("backup", "--stdin", "--changing", "*.log"), "--changing do not apply to a stream")
+}
