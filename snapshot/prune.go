@@ -92,13 +92,16 @@ type PruneResult struct {
 	TempFiles     int   `json:"temp_files_removed"`
 	TempFileBytes int64 `json:"temp_file_bytes_removed"`
 	// Of referenced blobs stored more than once whose other copy is in
-	// a pack prune deletes, the copies it keeps were read and verified
-	// first (VerifiedCopies, of VerifiedCopyBytes sealed bytes);
-	// DamagedCopies failed, and another copy was kept.
+	// a pack prune deletes or repacks without it, the copies it keeps
+	// were read and verified first (VerifiedCopies, of VerifiedCopyBytes
+	// sealed bytes); DamagedCopies (each counted once) failed, and
+	// another copy was kept.
 	VerifiedCopies    int   `json:"verified_copies"`
 	VerifiedCopyBytes int64 `json:"verified_copy_bytes"`
 	DamagedCopies     int   `json:"damaged_copies"`
 	DryRun            bool  `json:"dry_run,omitempty"`
+
+	damaged map[[2]chunkstore.ID]bool // (blob, pack) counted in DamagedCopies
 }
 
 // WaitingBackup is a backup session that holds back the deletion of a mark.
@@ -271,7 +274,7 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		for _, p := range toRepack {
 			delete(stays, p.pack.ID)
 		}
-		written, err := repack(ctx, repo, ref, toRepack, stays)
+		written, err := repack(ctx, repo, ref, toRepack, stays, res, opts.Logger)
 		if err != nil {
 			return res, err
 		}
@@ -697,11 +700,12 @@ func chooseRepack(partly []partlyUsed, maxUnused float64, used int64) []partlyUs
 // repack copies the referenced blobs of packs into new packs (and an
 // index file listing them), verifying each blob on the way, and returns
 // the bytes written. Blobs also stored in a pack that stays (see stays)
-// are not copied; copies in any other indexed pack do not count. The old
+// are not copied, once that copy has been read and found intact
+// (dropCopies); copies in any other indexed pack do not count. The old
 // packs are marked by the caller afterwards: until then both copies are
 // indexed, and a crash leaves only duplicates, which the next prune finds
 // (see chooseOwners).
-func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, stays map[chunkstore.ID]bool) (int64, error) {
+func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, stays map[chunkstore.ID]bool, res *PruneResult, log *slog.Logger) (int64, error) {
 	idx := repo.Index()
 	excluded := map[chunkstore.ID]bool{}
 	for _, p := range idx.Packs() {
@@ -713,6 +717,9 @@ func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, p
 	// then stores each one anew; blobs kept elsewhere stay found.
 	idx.SetExcluded(excluded)
 	defer idx.SetExcluded(nil)
+	if err := dropCopies(ctx, repo, ref, packs, excluded, res, log); err != nil {
+		return 0, err
+	}
 	// On failure the writer's uploaders stop with wctx, and what they
 	// held reserved is released.
 	wctx, cancel := context.WithCancel(ctx)
@@ -743,6 +750,62 @@ func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, p
 		return 0, fmt.Errorf("repack: %w", err)
 	}
 	return w.Stats().StoredAdded, nil
+}
+
+// dropCopies reads and verifies the copy a staying pack holds of each
+// referenced blob of packs that the repack will not copy for that
+// reason. A pack found holding a damaged copy is excluded too (it stays,
+// for 'repair packs'), so the repack copies what it holds from the pack
+// it empties, and the next staying copy, if any, is read in turn.
+// Without this the sweep would still not delete the repacked pack while
+// the only intact copy is in it (verifyCovering), but it would keep that
+// pack whole, and every later prune would repack it again. Each
+// duplicate is read once in its life: its repacked copy is gone after
+// this prune.
+func dropCopies(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, excluded map[chunkstore.ID]bool, res *PruneResult, log *slog.Logger) error {
+	idx := repo.Index()
+	verified := map[[2]chunkstore.ID]bool{} // (blob, pack) read and intact
+	for {
+		want := map[chunkstore.ID][]chunkstore.Blob{}
+		var holders []*chunkstore.PackEntry
+		seen := map[chunkstore.ID]bool{}
+		for _, p := range packs {
+			for _, b := range p.pack.Blobs {
+				if !ref.blobs[b.ID] || seen[b.ID] {
+					continue
+				}
+				seen[b.ID] = true
+				loc, ok := idx.Lookup(b.ID)
+				if !ok || verified[[2]chunkstore.ID{b.ID, loc.Pack.ID}] {
+					continue // copied by the repack, or known intact
+				}
+				if want[loc.Pack.ID] == nil {
+					holders = append(holders, loc.Pack)
+				}
+				want[loc.Pack.ID] = append(want[loc.Pack.ID], loc.Blob)
+			}
+		}
+		damaged := false
+		for _, h := range holders {
+			blobs := want[h.ID]
+			bad, err := verifyCopies(ctx, repo, h, blobs, res, log)
+			if err != nil {
+				return err
+			}
+			if len(bad) > 0 {
+				excluded[h.ID], damaged = true, true
+			}
+			for _, b := range blobs {
+				if bad[b.ID] == nil {
+					verified[[2]chunkstore.ID{b.ID, h.ID}] = true
+				}
+			}
+		}
+		if !damaged {
+			return nil
+		}
+		idx.SetExcluded(excluded)
+	}
 }
 
 // repackOne copies the referenced blobs of pack that no pack staying
@@ -978,8 +1041,7 @@ func (r *referenced) chooseOwners(idx *chunkstore.Index, packs []*chunkstore.Pac
 // turn; a blob whose every copy is damaged is kept in all of them, for
 // 'repair packs'. Only such duplicates are read, so this costs nothing
 // in a repository without any. Copies dropped by repacking a partly
-// used pack are not verified here (that would read every duplicate on
-// every run); 'check --read-data' covers them.
+// used pack are verified when it is repacked (dropCopies).
 func (r *referenced) verifyOwners(ctx context.Context, repo *chunkstore.Repository, live []*chunkstore.PackEntry, res *PruneResult, log *slog.Logger) error {
 	verified := map[[2]chunkstore.ID]bool{} // (blob, pack) read and intact
 	for {
@@ -1121,8 +1183,15 @@ func verifyCopies(ctx context.Context, repo *chunkstore.Repository, p *chunkstor
 	}
 	for _, b := range blobs {
 		if err := bad[b.ID]; err != nil {
-			res.DamagedCopies++
-			log.Warn("a copy of a blob stored more than once is damaged; prune keeps the other copies: run 'lifeboat check --read-data', then 'lifeboat repair packs' on this pack", "pack", chunkstore.PackName(p.ID), "blob", b.ID.Short(), "err", err)
+			// The mark and the sweep may both read it.
+			if k := [2]chunkstore.ID{b.ID, p.ID}; !res.damaged[k] {
+				if res.damaged == nil {
+					res.damaged = map[[2]chunkstore.ID]bool{}
+				}
+				res.damaged[k] = true
+				res.DamagedCopies++
+				log.Warn("a copy of a blob stored more than once is damaged; prune keeps the other copies: run 'lifeboat check --read-data', then 'lifeboat repair packs' on this pack", "pack", chunkstore.PackName(p.ID), "blob", b.ID.Short(), "err", err)
+			}
 			continue
 		}
 		res.VerifiedCopies++

@@ -240,3 +240,92 @@ func twoWriters(t *testing.T) (root string, st chunkstore.Store, repos storetest
 	repos = storetest.InitRepos(t, st)
 	return root, st, repos, storetest.UnsharedWriter(t, st, repos.Writer)
 }
+
+// TestRepackVerifiesTheCopyThatStays: a partly used pack holds a copy of
+// a file another pack holds too, and prune repacks it without that copy
+// since the other pack stays. It reads the staying copy first: found
+// damaged, the repack copies the blobs from the pack it empties, which
+// is then deleted; the file still restores. (Without the check, the
+// sweep would find the staying copy damaged and keep the repacked pack
+// whole, to be repacked again by every prune.)
+func TestRepackVerifiesTheCopyThatStays(t *testing.T) {
+	ctx := context.Background()
+	root, st, repos, second := twoWriters(t)
+	f := storetest.Data(41, 2<<20)
+	srcA, srcB := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(srcA, "f"), f)
+	writeFile(t, filepath.Join(srcA, "k"), storetest.Data(42, 4<<20)) // more in use: A's pack owns f
+	one := backupDir(t, repos.Writer, srcA)
+	writeFile(t, filepath.Join(srcB, "f"), f)
+	writeFile(t, filepath.Join(srcB, "g"), storetest.Data(43, 4<<20))
+	writeFile(t, filepath.Join(srcB, "h"), storetest.Data(44, 256<<10))
+	first := backupDir(t, second, srcB)
+	if err := os.Remove(filepath.Join(srcB, "g")); err != nil {
+		t.Fatal(err)
+	}
+	backupDir(t, second, srcB)
+	forget(t, st, first.ID) // g is no longer used: B's pack is partly used
+
+	r := reopenLoaded(t, repos, st)
+	snap, err := snapshot.Load(ctx, r, one.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := snapshot.Lookup(ctx, r, snap.Tree, strings.TrimPrefix(srcA, "/")+"/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := node.Content[0]
+	hnode, err := snapshot.Lookup(ctx, r, latestTree(t, r), strings.TrimPrefix(srcB, "/")+"/h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hloc, _ := r.Index().Lookup(hnode.Content[0])
+	var stays, repacked *chunkstore.Location
+	for _, l := range r.Index().Copies(map[chunkstore.ID]bool{id: true}, nil)[id] {
+		if l.Pack.ID == hloc.Pack.ID {
+			repacked = &l
+		} else {
+			stays = &l
+		}
+	}
+	if stays == nil || repacked == nil {
+		t.Fatalf("want f's first chunk in h's pack and in another one")
+	}
+	storetest.FlipBlob(t, root, *stays, 0x10)
+
+	res, err := snapshot.Prune(ctx, reopen(t, repos, st), snapshot.PruneOptions{MaxUnused: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RepackedPacks == 0 || res.DamagedCopies != 1 {
+		t.Errorf("prune: %+v; want h's pack repacked and the damaged staying copy found", res)
+	}
+	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(chunkstore.PackName(repacked.Pack.ID)))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the repacked pack is still there (%v): the repack left the blobs of the damaged copy in it", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(chunkstore.PackName(stays.Pack.ID)))); err != nil {
+		t.Errorf("the pack with the damaged copy is gone, 'repair packs' needs it: %v", err)
+	}
+	r = reopenLoaded(t, repos, st)
+	out, err := restore.Restore(ctx, r, snap, restore.Options{Target: t.TempDir()})
+	if err != nil || len(out.Failures) > 0 {
+		t.Fatalf("restore after the repack: %v %+v", err, out)
+	}
+}
+
+// latestTree is the root tree of the latest snapshot in r.
+func latestTree(t *testing.T, r *chunkstore.Repository) chunkstore.ID {
+	t.Helper()
+	snaps, _, err := snapshot.List(context.Background(), r)
+	if err != nil || len(snaps) == 0 {
+		t.Fatalf("list snapshots: %v", err)
+	}
+	latest := snaps[0]
+	for _, s := range snaps {
+		if s.Time.After(latest.Time) {
+			latest = s
+		}
+	}
+	return latest.Tree
+}
