@@ -986,6 +986,16 @@ func (a *archiver) expectedChange(path string) bool {
 	}
 }
 
+// racyMargin is how long before the backup's start a file's change time
+// still counts as "during the backup" for the files cache. The kernel
+// stamps files with a coarse clock, which lags the clock the start was
+// read from by up to a tick (a few milliseconds), and a file server's
+// clock may be off by more; a file changed within the margin is read
+// again by the next backup rather than trusted. A second covers the
+// ticks and a well-synchronised server; it costs re-reading the files
+// changed in the last second before a backup.
+var racyMargin = time.Second
+
 // unchangedWhileRead returns an error if the file of job, read through f
 // (size bytes), changed while it was read: its size, modification or
 // change time are not what they were when it was opened.
@@ -998,11 +1008,12 @@ func (a *archiver) unchangedWhileRead(f *os.File, job *fileJob, size int64) erro
 	if size != job.st.Size || now.Size != job.st.Size || now.ModTime != job.st.ModTime || now.CTime != job.st.CTime {
 		return fmt.Errorf("changed while it was read (%d bytes when opened, %d read, %d now): saved as read, which may mix its old and new content; back it up again once it is settled", job.st.Size, size, now.Size)
 	}
-	if now.CTime >= a.start.UnixNano() {
-		// Changed since the backup began: it may change again within
-		// the same timestamp tick (coarse on NFS and on kernels before
-		// 6.13) without its stat showing it, and the files cache would
-		// then skip the new content for good. Read it again next time.
+	if now.CTime >= a.start.Add(-racyMargin).UnixNano() {
+		// Changed since the backup began, or just before: it may change
+		// again within the same timestamp tick (coarse on NFS and on
+		// kernels before 6.13) without its stat showing it, and the
+		// files cache would then skip the new content for good. Read it
+		// again next time.
 		job.st.CTime = -1
 	}
 	return nil

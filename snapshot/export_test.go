@@ -1,5 +1,7 @@
 package snapshot
 
+import "time"
+
 // DecodeManifestForTest exposes the manifest decoder to the fuzz tests.
 var DecodeManifestForTest = decodeManifest
 
@@ -24,4 +26,13 @@ func WithoutOpenat2(t interface{ Cleanup(func()) }) {
 	was := noOpenat2.Load()
 	noOpenat2.Store(true)
 	t.Cleanup(func() { noOpenat2.Store(was) })
+}
+
+// WithRacyMargin sets how long before a backup's start a change still
+// keeps a file out of the files cache, until the test ends: tests of
+// other things back up files they just made.
+func WithRacyMargin(t interface{ Cleanup(func()) }, d time.Duration) {
+	was := racyMargin
+	racyMargin = d
+	t.Cleanup(func() { racyMargin = was })
 }
