@@ -226,6 +226,9 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	want := base64.StdEncoding.EncodeToString(sum)
 	withMD5 := s.unconfirmed.Load()
 	info, err := s.put(ctx, name, data, want, withMD5)
+	if err == nil {
+		err = s.checkEcho(ctx, name, want, info)
+	}
 	if err != nil || info.ChecksumSHA256 == want || withMD5 {
 		return err
 	}
@@ -233,14 +236,35 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	// did not, and may have ignored the header (some S3-compatible
 	// servers do). What it stored is known good if its ETag, the MD5 of
 	// a single-PUT object on such servers, matches; otherwise the object
-	// goes up again with a Content-MD5, which every server verifies.
+	// goes up again with a Content-MD5, which every server verifies. (Not
+	// a retry, which is chunkstore.WithRetry's: the first PUT succeeded,
+	// and this one is how its content is vouched for.)
 	if !s.unconfirmed.Swap(true) {
-		s.log.Warn("the S3 server did not confirm the SHA-256 checksum of an upload, so it may not verify it; every upload now carries a Content-MD5 as well, which costs some CPU", "endpoint", s.endpoint, "bucket", s.bucket, "object", s.key(name), "checksum_answered", info.ChecksumSHA256)
+		s.log.Warn("the S3 server did not confirm the SHA-256 checksum of an upload, so it may not verify it; every upload of this process now carries a Content-MD5 as well, which costs some CPU", "endpoint", s.endpoint, "bucket", s.bucket, "object", s.key(name))
 	}
-	if md5sum := md5.Sum(data); info.ChecksumSHA256 == "" && strings.EqualFold(info.ETag, hex.EncodeToString(md5sum[:])) {
+	if md5sum := md5.Sum(data); strings.EqualFold(info.ETag, hex.EncodeToString(md5sum[:])) {
 		return nil
 	}
-	_, err = s.put(ctx, name, data, want, true)
+	info, err = s.put(ctx, name, data, want, true)
+	if err == nil {
+		err = s.checkEcho(ctx, name, want, info)
+	}
+	return err
+}
+
+// checkEcho fails an upload whose answer echoes a SHA-256 other than the
+// one sent: the server computed the checksum of other bytes than the
+// name says, and stored them without enforcing it. The object is
+// deleted (what it holds is not what its name promises) and the error is
+// transient: bytes damaged on the way are sent again.
+func (s *Store) checkEcho(ctx context.Context, name, want string, info minio.UploadInfo) error {
+	if info.ChecksumSHA256 == "" || info.ChecksumSHA256 == want {
+		return nil
+	}
+	err := fmt.Errorf("put %s: %w: the server stored bytes whose SHA-256 is %s, not the %s the name and the upload carried", s.describe(name), chunkstore.ErrCorrupt, info.ChecksumSHA256, want)
+	if derr := s.Delete(ctx, name); derr != nil {
+		err = fmt.Errorf("%w; deleting it failed too: %v", err, derr)
+	}
 	return err
 }
 

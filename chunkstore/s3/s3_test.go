@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -211,6 +212,7 @@ type hookTransport struct {
 	// server that ignores the header does; etag, when set, replaces the
 	// ETag of PUT answers.
 	noEcho   bool
+	echo     string // when set, replaces the x-amz-checksum-sha256 of PUT answers
 	etag     string
 	requests []string // "METHOD URI", and " md5" when it carried a Content-MD5
 }
@@ -265,7 +267,7 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rec += " md5"
 	}
 	h.requests = append(h.requests, rec)
-	noEcho, etag := h.noEcho, h.etag
+	noEcho, echo, etag := h.noEcho, h.echo, h.etag
 	fail := h.fail503 > 0
 	if fail {
 		h.fail503--
@@ -293,6 +295,9 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if noEcho {
 			resp.Header.Del("x-amz-checksum-sha256")
 			resp.Header.Del("x-amz-checksum-type")
+		}
+		if echo != "" {
+			resp.Header.Set("x-amz-checksum-sha256", echo)
 		}
 		if etag != "" {
 			resp.Header.Set("ETag", `"`+etag+`"`)
@@ -476,6 +481,42 @@ func TestUnconfirmedChecksum(t *testing.T) {
 				t.Errorf("warned %d times, want the warning %v:\n%s", n, tc.warned, logs.String())
 			}
 		})
+	}
+}
+
+// TestEchoedOtherChecksum: a server that answers an upload with another
+// SHA-256 than the one sent stored other bytes without enforcing the
+// checksum: the upload fails (transient: it is worth sending again) and
+// the object is deleted, whether or not Content-MD5 is being sent.
+func TestEchoedOtherChecksum(t *testing.T) {
+	ctx := t.Context()
+	other := sha256.Sum256([]byte("other bytes"))
+	for _, md5First := range []bool{false, true} {
+		h := newHookTransport()
+		cfg := config(storetest.MinIO(t))
+		cfg.Transport = h
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		s := open(t, cfg)
+		if md5First { // a server found earlier not to echo at all
+			h.set(func(h *hookTransport) { h.noEcho = true })
+			data := storetest.Data(50, 1000)
+			sum := sha256.Sum256(data)
+			if err := s.Put(ctx, "data/"+hex.EncodeToString(sum[:]), data); err != nil {
+				t.Fatal(err)
+			}
+			h.set(func(h *hookTransport) { h.noEcho = false })
+		}
+		h.set(func(h *hookTransport) { h.echo = base64.StdEncoding.EncodeToString(other[:]) })
+		data := storetest.Data(51, 50000)
+		sum := sha256.Sum256(data)
+		name := "data/" + hex.EncodeToString(sum[:])
+		err := s.Put(ctx, name, data)
+		if err == nil || !errors.Is(err, chunkstore.ErrCorrupt) || chunkstore.IsPermanent(err) || !strings.Contains(err.Error(), "SHA-256") {
+			t.Errorf("Content-MD5 sent %v: Put answered with another checksum: %v; want a transient corruption error", md5First, err)
+		}
+		if _, err := s.Stat(ctx, name); !errors.Is(err, chunkstore.ErrNotFound) {
+			t.Errorf("Content-MD5 sent %v: the object is still there: %v", md5First, err)
+		}
 	}
 }
 
