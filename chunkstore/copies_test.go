@@ -121,9 +121,10 @@ func TestIndexLoadOrder(t *testing.T) {
 }
 
 // TestIndexCopiesMatchScan: Copies, which keeps the places of blobs
-// listed more than once as packs are added, finds what a scan of every
-// pack finds, in the same order, through random additions, exclusions
-// and lifted exclusions.
+// listed more than once as packs are added once it has been asked, finds
+// what a scan of every pack finds, in the same order, through random
+// additions, exclusions and lifted exclusions; so does an index built
+// afresh in each state, asked for the first time.
 func TestIndexCopiesMatchScan(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	id := func(b int) chunkstore.ID { var x chunkstore.ID; x[0], x[1] = byte(b), byte(b>>8); return x }
@@ -177,19 +178,34 @@ func TestIndexCopiesMatchScan(t *testing.T) {
 				skip[p.ID] = true
 			}
 		}
-		want, got := scan(ask, skip), x.Copies(ask, skip)
-		if len(got) != len(want) {
-			t.Fatalf("round %d: copies of %d blobs, a scan finds %d", round, len(got), len(want))
+		fresh := chunkstore.NewIndex()
+		if rng.IntN(2) == 0 {
+			fresh.SetExcluded(maps.Clone(excluded))
+			fresh.AddPacks(packs)
+		} else {
+			fresh.AddPacks(packs)
+			fresh.SetExcluded(maps.Clone(excluded))
 		}
-		for bid, w := range want {
-			g := got[bid]
-			if len(g) != len(w) {
-				t.Fatalf("round %d: blob %x: %d copies, a scan finds %d", round, bid[:2], len(g), len(w))
-			}
-			for i := range w {
-				if g[i].Pack.ID != w[i].Pack.ID || g[i].Blob != w[i].Blob {
-					t.Fatalf("round %d: blob %x copy %d: pack %x offset %d, a scan finds pack %x offset %d", round, bid[:2], i, g[i].Pack.ID[:2], g[i].Blob.Offset, w[i].Pack.ID[:2], w[i].Blob.Offset)
-				}
+		want := scan(ask, skip)
+		for _, got := range []map[chunkstore.ID][]chunkstore.Location{x.Copies(ask, skip), fresh.Copies(ask, skip)} {
+			compareCopies(t, round, want, got)
+		}
+	}
+}
+
+func compareCopies(t *testing.T, round int, want, got map[chunkstore.ID][]chunkstore.Location) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("round %d: copies of %d blobs, a scan finds %d", round, len(got), len(want))
+	}
+	for bid, w := range want {
+		g := got[bid]
+		if len(g) != len(w) {
+			t.Fatalf("round %d: blob %x: %d copies, a scan finds %d", round, bid[:2], len(g), len(w))
+		}
+		for i := range w {
+			if g[i].Pack.ID != w[i].Pack.ID || g[i].Blob != w[i].Blob {
+				t.Fatalf("round %d: blob %x copy %d: pack %x offset %d, a scan finds pack %x offset %d", round, bid[:2], i, g[i].Pack.ID[:2], g[i].Blob.Offset, w[i].Pack.ID[:2], w[i].Blob.Offset)
 			}
 		}
 	}

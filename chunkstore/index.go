@@ -187,9 +187,10 @@ type Index struct {
 	packIdx map[ID]uint32
 	blobs   map[ID]blobLoc // the first place a blob is listed
 	// dups holds every place, in index order, of each blob listed more
-	// than once; blobs holds the first of them. It stays small (copies
-	// come from concurrent first backups and from repairs) and saves
-	// Copies a scan of every pack.
+	// than once; blobs holds the first of them. It saves Copies a scan of
+	// every pack, and is built by the first Copies (nil until then): a
+	// process that never reads around a damaged copy does not pay for
+	// it, which matters where duplicates are many (before a prune).
 	dups    map[ID][]blobLoc
 	pending map[ID]struct{} // reserved by a writer, not yet in a pack on storage
 	// excluded packs are known (HasPack) but their blobs are not offered
@@ -199,20 +200,43 @@ type Index struct {
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{packIdx: map[ID]uint32{}, blobs: map[ID]blobLoc{}, dups: map[ID][]blobLoc{}, pending: map[ID]struct{}{}}
+	return &Index{packIdx: map[ID]uint32{}, blobs: map[ID]blobLoc{}, pending: map[ID]struct{}{}}
 }
 
-// place records that pack pi lists blob id as its j-th; x.mu is held.
+// place records that pack pi lists blob id as its j-th, in dups too once
+// it is built; x.mu is held.
 func (x *Index) place(id ID, pi uint32, j int) {
 	loc := blobLoc{pack: pi, blobIdx: uint32(j)}
 	first, ok := x.blobs[id]
 	switch {
 	case !ok:
 		x.blobs[id] = loc
+	case x.dups == nil:
 	case len(x.dups[id]) == 0:
 		x.dups[id] = []blobLoc{first, loc}
 	default:
 		x.dups[id] = append(x.dups[id], loc)
+	}
+}
+
+// buildDups fills dups from every pack not excluded; x.mu is held for
+// writing. The first place of each blob is blobs', which AddPacks and
+// SetExcluded set in the same order.
+func (x *Index) buildDups() {
+	x.dups = map[ID][]blobLoc{}
+	for pi, p := range x.packs {
+		if x.excluded[p.ID] {
+			continue
+		}
+		for j, b := range p.Blobs {
+			loc := blobLoc{pack: uint32(pi), blobIdx: uint32(j)}
+			if first, ok := x.blobs[b.ID]; ok && first != loc {
+				if len(x.dups[b.ID]) == 0 {
+					x.dups[b.ID] = []blobLoc{first}
+				}
+				x.dups[b.ID] = append(x.dups[b.ID], loc)
+			}
+		}
 	}
 }
 
@@ -249,7 +273,9 @@ func (x *Index) SetExcluded(packs map[ID]bool) {
 	}
 	x.excluded = packs
 	clear(x.blobs)
-	clear(x.dups)
+	if x.dups != nil {
+		clear(x.dups)
+	}
 	for pi, p := range x.packs {
 		if packs[p.ID] {
 			continue
@@ -335,10 +361,15 @@ func (x *Index) Lookup(id ID) (Location, bool) {
 // when two backups wrote it at the same time, or a backup's pack was
 // indexed again by a repair: a reader whose first copy is damaged or
 // missing falls back on another. It costs a map lookup per blob asked
-// for.
+// for, and a scan of every pack the first time.
 func (x *Index) Copies(ids map[ID]bool, skip map[ID]bool) map[ID][]Location {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
+	// The write lock: the first call builds dups. Calls are rare (a
+	// damaged or unreadable copy), so readers waiting is no cost.
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.dups == nil {
+		x.buildDups()
+	}
 	out := map[ID][]Location{}
 	var one [1]blobLoc
 	for id, want := range ids {
