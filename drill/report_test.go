@@ -220,7 +220,7 @@ func TestCopiesWarnings(t *testing.T) {
 		t.Errorf("damaged: summary %q", s)
 	}
 	r.DamagedPacks = nil
-	if s := r.Summary(); !strings.Contains(s, "; warning: 3 chunks restored from other copies because the storage failed to serve their packs (an outage, not damage") || strings.Contains(s, "repair packs") {
+	if s := r.Summary(); !strings.Contains(s, "; warning: 3 chunks restored from other copies because their packs could not be read (not damage") || strings.Contains(s, "repair packs") {
 		t.Errorf("outage: summary %q", s)
 	}
 	r.BlobsFromCopies = 0

@@ -53,11 +53,12 @@ func (r *Result) warningText() string {
 		ws = append(ws, fmt.Sprintf("warning: %s restored from other copies, %s damaged or missing (%s): run 'lifeboat check --read-data', then 'lifeboat repair packs'",
 			chunks, plural(int64(len(r.DamagedPacks)), "1 pack", fmtCount(int64(len(r.DamagedPacks)))+" packs"), strings.Join(r.DamagedPacks, ", ")))
 	case r.BlobsFromCopies > 0:
-		// Not damage: reads that failed past the retries. The restore
-		// time includes the retries, so the RTO measured is the one an
-		// outage like it would give.
-		ws = append(ws, fmt.Sprintf("warning: %s restored from other copies because the storage failed to serve %s (an outage, not damage: check the storage's health and the agent's log at debug level)",
-			chunks, plural(r.BlobsFromCopies, "its pack", "their packs")))
+		// Not damage: reads that failed past the retries, or a pack the
+		// identity cannot open (written for recipients it is not among).
+		// The restore time includes the retries, so the RTO measured is
+		// the one such a failure would give.
+		ws = append(ws, fmt.Sprintf("warning: %s restored from other copies because %s could not be read (not damage: the storage failed, or the identity cannot open %s; the agent's log at debug level names the error)",
+			chunks, plural(r.BlobsFromCopies, "its pack", "their packs"), plural(r.BlobsFromCopies, "it", "them")))
 	}
 	if w := r.metadataText(); w != "" {
 		ws = append(ws, w)

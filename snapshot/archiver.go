@@ -813,8 +813,11 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 			// new), and the next backup reads it again. Unless the file
 			// was expected to change, the snapshot says it is not whole.
 			job.st.CTime = -1
-			a.changedWhileRead.Add(1)
-			if a.expectedChange(job.path) {
+			changed := errors.Is(err, errChangedWhileRead)
+			if changed {
+				a.changedWhileRead.Add(1)
+			}
+			if changed && a.expectedChange(job.path) {
 				a.expectedChanges.Add(1)
 				a.log.Info("changed while it was read, as expected (Changing)", "path", job.path, "err", err)
 			} else {
@@ -996,17 +999,21 @@ func (a *archiver) expectedChange(path string) bool {
 // changed in the last second before a backup.
 var racyMargin = time.Second
 
+// errChangedWhileRead marks unchangedWhileRead's finding that the file
+// changed, as opposed to a failure to stat it.
+var errChangedWhileRead = errors.New("changed while it was read")
+
 // unchangedWhileRead returns an error if the file of job, read through f
 // (size bytes), changed while it was read: its size, modification or
 // change time are not what they were when it was opened.
 func (a *archiver) unchangedWhileRead(f *os.File, job *fileJob, size int64) error {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return err
+		return fmt.Errorf("saved as read, but whether it changed meanwhile is unknown: fstat: %w", err)
 	}
 	now := fileStat(&st)
 	if size != job.st.Size || now.Size != job.st.Size || now.ModTime != job.st.ModTime || now.CTime != job.st.CTime {
-		return fmt.Errorf("changed while it was read (%d bytes when opened, %d read, %d now): saved as read, which may mix its old and new content; back it up again once it is settled", job.st.Size, size, now.Size)
+		return fmt.Errorf("%w (%d bytes when opened, %d read, %d now): saved as read, which may mix its old and new content; back it up again once it is settled", errChangedWhileRead, job.st.Size, size, now.Size)
 	}
 	if now.CTime >= a.start.Add(-racyMargin).UnixNano() {
 		// Changed since the backup began, or just before: it may change

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -116,8 +117,10 @@ func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 		}
 		return nil
 	}
-	if _, err := snapshot.NewExcluder(f.changing); err != nil {
-		return usageError("backup: --changing: %v", err)
+	for _, p := range f.changing {
+		if _, err := filepath.Match(p, ""); err != nil || p == "" {
+			return usageError("backup: --changing %q: not a pattern (%v): use the syntax of --exclude", p, cmp.Or(err, errors.New("empty")))
+		}
 	}
 	return argsBetween(1, -1, "PATH to back up")(cmd, args)
 }
@@ -132,10 +135,11 @@ type backupOutput struct {
 	BytesAdded      uint64  `json:"bytes_added"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	// FilesChangedWhileRead counts the files saved as read while they
-	// changed: expected ones (--changing) and those in Errors.
-	FilesChangedWhileRead uint64      `json:"files_changed_while_read"`
-	Errors                []pathError `json:"errors"`
-	Partial               bool        `json:"partial"`
+	// changed: those in Errors, and FilesChangedAsExpected (--changing).
+	FilesChangedWhileRead  uint64      `json:"files_changed_while_read"`
+	FilesChangedAsExpected uint64      `json:"files_changed_as_expected"`
+	Errors                 []pathError `json:"errors"`
+	Partial                bool        `json:"partial"`
 }
 
 func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) error {
@@ -158,6 +162,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	if err != nil {
 		return err
 	}
+	warnRelativePatterns(g, f.changing)
 	host := f.host
 	if host == "" {
 		h, err := os.Hostname()
@@ -263,17 +268,18 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	}
 	if g.json {
 		out := backupOutput{
-			SnapshotID:            res.ID.String(),
-			FilesNew:              s.FilesNew,
-			FilesChanged:          s.FilesChanged,
-			FilesUnmodified:       s.FilesUnmodified,
-			Dirs:                  s.Dirs,
-			BytesProcessed:        s.BytesProcessed,
-			BytesAdded:            s.BytesAdded,
-			DurationSeconds:       elapsed.Seconds(),
-			FilesChangedWhileRead: s.FilesChangedWhileRead,
-			Errors:                []pathError{},
-			Partial:               len(res.Warnings) > 0,
+			SnapshotID:             res.ID.String(),
+			FilesNew:               s.FilesNew,
+			FilesChanged:           s.FilesChanged,
+			FilesUnmodified:        s.FilesUnmodified,
+			Dirs:                   s.Dirs,
+			BytesProcessed:         s.BytesProcessed,
+			BytesAdded:             s.BytesAdded,
+			DurationSeconds:        elapsed.Seconds(),
+			FilesChangedWhileRead:  s.FilesChangedWhileRead,
+			FilesChangedAsExpected: res.ExpectedChanges,
+			Errors:                 []pathError{},
+			Partial:                len(res.Warnings) > 0,
 		}
 		for _, w := range res.Warnings {
 			out.Errors = append(out.Errors, newPathError(w.Path, w.Err))
@@ -327,12 +333,19 @@ func excludePatterns(g *globals, patterns, files []string) ([]string, error) {
 	if _, err := snapshot.NewExcluder(out); err != nil {
 		return nil, usageError("--exclude: %v", err)
 	}
-	for _, p := range out {
+	warnRelativePatterns(g, out)
+	return out, nil
+}
+
+// warnRelativePatterns warns of the patterns (--exclude, --changing) that
+// can match nothing: a pattern with a slash is matched against whole
+// paths, which all start with one.
+func warnRelativePatterns(g *globals, patterns []string) {
+	for _, p := range patterns {
 		if t := strings.TrimRight(p, "/"); strings.Contains(t, "/") && !strings.HasPrefix(t, "/") {
 			warnf(g.stderr, "pattern %q has a slash, so it is matched against whole paths, which all start with '/': it matches nothing (write /%s?)", p, p)
 		}
 	}
-	return out, nil
 }
 
 func readExcludeFile(path string) ([]string, error) {

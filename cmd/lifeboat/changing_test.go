@@ -57,9 +57,10 @@ func TestBackupChangingLog(t *testing.T) {
 		return fn()
 	}
 	type out struct {
-		FilesChangedWhileRead uint64 `json:"files_changed_while_read"`
-		Partial               bool   `json:"partial"`
-		Errors                []struct {
+		FilesChangedWhileRead  uint64 `json:"files_changed_while_read"`
+		FilesChangedAsExpected uint64 `json:"files_changed_as_expected"`
+		Partial                bool   `json:"partial"`
+		Errors                 []struct {
 			Path string `json:"path"`
 		} `json:"errors"`
 	}
@@ -67,13 +68,13 @@ func TestBackupChangingLog(t *testing.T) {
 	// does not vouch for it), while it keeps changing.
 	res := appending(func() result { return c.run(r.writer("backup", "--json", src)...) })
 	o := decodeJSON[out](t, res.stdout)
-	if res.code != 3 || !o.Partial || o.FilesChangedWhileRead != 1 || len(o.Errors) != 1 || o.Errors[0].Path != log || !strings.Contains(res.stderr, "changed while it was read") {
+	if res.code != 3 || !o.Partial || o.FilesChangedWhileRead != 1 || o.FilesChangedAsExpected != 0 || len(o.Errors) != 1 || o.Errors[0].Path != log || !strings.Contains(res.stderr, "changed while it was read") {
 		t.Fatalf("backup of a log written to, without --changing: exit %d, %+v; want exit 3 naming the log\n%s", res.code, o, res.stderr)
 	}
 	for _, pattern := range []string{"*.log", logs + "/"} {
 		res = appending(func() result { return c.run(r.writer("backup", "--json", "--changing", pattern, src)...) })
 		o = decodeJSON[out](t, res.stdout)
-		if res.code != 0 || o.Partial || o.FilesChangedWhileRead != 1 || len(o.Errors) != 0 {
+		if res.code != 0 || o.Partial || o.FilesChangedWhileRead != 1 || o.FilesChangedAsExpected != 1 || len(o.Errors) != 0 {
 			t.Errorf("--changing %s: exit %d, %+v; want exit 0, the log counted as changed\n%s", pattern, res.code, o, res.stderr)
 		}
 	}
@@ -82,6 +83,11 @@ func TestBackupChangingLog(t *testing.T) {
 		t.Errorf("--changing, text output: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
 
-	c.fails(2, r.writer("backup", "--changing", "[unclosed", src), "--changing", "[unclosed")
+	c.fails(2, r.writer("backup", "--changing", "[unclosed", src), "--changing", "[unclosed", "syntax of --exclude")
+	c.fails(2, r.writer("backup", "--changing", "", src), "--changing", "empty")
+	res = c.run(r.writer("backup", "--changing", "var/log/", filepath.Join(src, "calm"))...)
+	if res.code != 0 || !strings.Contains(res.stderr, `pattern "var/log/" has a slash`) {
+		t.Errorf("--changing with a relative path: exit %d, want a warning that it matches nothing:\n%s", res.code, res.stderr)
+	}
 	c.input([]byte("data")).fails(2, r.writer("backup", "--stdin", "--changing", "*.log"), "--changing do not apply to a stream")
 }

@@ -457,7 +457,7 @@ func warnDamagedPacks(w io.Writer, res *restore.Result) {
 		warnf(w, "%d %s could not be read from %s and %s restored from other copies the repository holds: %s; run 'lifeboat check --read-data', then 'lifeboat repair packs' on what it names",
 			res.BlobsFromCopies, plural(int(res.BlobsFromCopies), "chunk", "chunks"), plural(len(res.DamagedPacks), "its pack", "their packs"), plural(int(res.BlobsFromCopies), "was", "were"), strings.Join(res.DamagedPacks, ", "))
 	case res.BlobsFromCopies > 0:
-		warnf(w, "%d %s could not be read from %s (the storage failed, see -v) and %s restored from other copies the repository holds",
+		warnf(w, "%d %s could not be read from %s (not damage: the storage failed, or the identity cannot open the pack; see -v) and %s restored from other copies the repository holds",
 			res.BlobsFromCopies, plural(int(res.BlobsFromCopies), "chunk", "chunks"), plural(int(res.BlobsFromCopies), "its pack", "their packs"), plural(int(res.BlobsFromCopies), "was", "were"))
 	}
 }
