@@ -153,6 +153,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 	if cache == nil {
 		cache = snapshot.NewFilesCache(repo.Config().ID)
 	}
+	cache.IgnoreInode = p.IgnoreInode
 	job.expect.Store(readLastSize(cacheDir))
 	paths := p.Paths
 	var streamOpt *snapshot.Stream

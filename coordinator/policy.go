@@ -31,11 +31,14 @@ type Policy struct {
 	Exclude    []string          `json:"exclude,omitempty" yaml:"exclude,omitempty"`
 	// Changing names files expected to change while they are read (logs
 	// being written to), as 'lifeboat backup --changing' does.
-	Changing  []string   `json:"changing,omitempty" yaml:"changing,omitempty"`
-	Tags      []string   `json:"tags,omitempty" yaml:"tags,omitempty"`
-	Retention Retention  `json:"retention" yaml:"retention"`
-	Targets   Targets    `json:"targets" yaml:"targets"`
-	Drill     *DrillSpec `json:"drill,omitempty" yaml:"drill,omitempty"`
+	Changing []string `json:"changing,omitempty" yaml:"changing,omitempty"`
+	// IgnoreInode makes the files cache ignore inode numbers, as
+	// 'lifeboat backup --ignore-inode' does.
+	IgnoreInode bool       `json:"ignore_inode,omitempty" yaml:"ignore_inode,omitempty"`
+	Tags        []string   `json:"tags,omitempty" yaml:"tags,omitempty"`
+	Retention   Retention  `json:"retention" yaml:"retention"`
+	Targets     Targets    `json:"targets" yaml:"targets"`
+	Drill       *DrillSpec `json:"drill,omitempty" yaml:"drill,omitempty"`
 	// MaxConcurrent limits running jobs of this policy across agents (0 = no limit).
 	MaxConcurrent int `json:"max_concurrent,omitempty" yaml:"max_concurrent,omitempty"`
 	// Jitter delays each agent's run by a deterministic offset in [0, Jitter).

@@ -96,13 +96,13 @@ func TestParsePoliciesValid(t *testing.T) {
 	if web.Retention.KeepWithin != Duration(48*time.Hour) || web.Targets.RPO != Duration(6*time.Hour) ||
 		web.Jitter != Duration(10*time.Minute) || web.Agents["env"] != "prod" || len(web.Paths) != 2 ||
 		web.Drill == nil || web.Drill.Verify[0].Timeout != Duration(time.Minute) || web.MaxAttempts != 4 ||
-		len(web.Changing) != 1 || web.Changing[0] != "*.log" {
+		len(web.Changing) != 1 || web.Changing[0] != "*.log" || !web.IgnoreInode || ps[1].IgnoreInode {
 		t.Errorf("web decoded wrong: %+v", web)
 	}
 	// Both policies keep snapshots by rules nothing applies yet: said once
 	// each, nothing else.
-	if len(warns) != 2 || !strings.Contains(warns[0].String(), "valid.yaml:16: retention: applied by the agent") ||
-		!strings.Contains(warns[1].String(), "valid.yaml:44: retention: applied by the agent") {
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "valid.yaml:17: retention: applied by the agent") ||
+		!strings.Contains(warns[1].String(), "valid.yaml:45: retention: applied by the agent") {
 		t.Errorf("warnings %v, want one about retention per policy", warns)
 	}
 	for _, p := range ps {

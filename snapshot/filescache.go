@@ -34,6 +34,12 @@ type cacheEntry struct {
 // file instead. It is bound to one repository: a cache written for
 // another repository is ignored.
 type FilesCache struct {
+	// IgnoreInode leaves inode numbers out of the comparison, for
+	// filesystems that do not keep them from one mount to the next (CIFS
+	// with noserverino, FUSE filesystems without use_ino): every file
+	// would otherwise look changed, and be read again, after a remount.
+	IgnoreInode bool
+
 	repoID  string
 	old     map[string]cacheEntry
 	mu      sync.Mutex
@@ -138,10 +144,20 @@ func readString(r *bufio.Reader) (string, error) {
 // Lookup returns the content recorded for path if its stat data is unchanged.
 func (c *FilesCache) Lookup(path string, st FileStat) ([]chunkstore.ID, bool) {
 	e, ok := c.old[path]
-	if !ok || e.FileStat != st {
+	if !ok || !c.same(e.FileStat, st) {
 		return nil, false
 	}
 	return e.Content, true
+}
+
+// same reports whether a file with stat b is the one recorded with stat
+// a. The device number is not compared: network filesystems, FUSE
+// mounts and LVM or ZFS snapshots get a new one at each mount, and the
+// times (to the nanosecond) and size already tell a file apart. A change
+// time of -1 (recorded for a file that may change unseen) matches none.
+func (c *FilesCache) same(a, b FileStat) bool {
+	return a.Size == b.Size && a.ModTime == b.ModTime && a.CTime == b.CTime && a.CTime >= 0 &&
+		(c.IgnoreInode || a.Inode == b.Inode)
 }
 
 // Len returns the number of entries loaded from the previous backup.

@@ -91,3 +91,33 @@ func TestBackupChangingLog(t *testing.T) {
 	}
 	c.input([]byte("data")).fails(2, r.writer("backup", "--stdin", "--changing", "*.log"), "--changing do not apply to a stream")
 }
+
+// TestBackupIgnoreInode: with --ignore-inode the files cache still
+// vouches for unchanged files (the comparison itself is
+// snapshot.TestFilesCacheCompares: a test cannot change a file's inode
+// and keep its change time).
+func TestBackupIgnoreInode(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // files changed just before a backup are read again
+	type out struct {
+		New        int `json:"files_new"`
+		Unmodified int `json:"files_unmodified"`
+	}
+	if o := decodeJSON[out](t, c.ok(r.writer("backup", "--json", "--ignore-inode", src)...).stdout); o.New != 2 {
+		t.Fatalf("first backup: %+v", o)
+	}
+	if o := decodeJSON[out](t, c.ok(r.writer("backup", "--json", "--ignore-inode", src)...).stdout); o.Unmodified != 2 {
+		t.Errorf("second backup with --ignore-inode: %+v, want both files unmodified", o)
+	}
+}
