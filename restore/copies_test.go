@@ -28,12 +28,7 @@ import (
 // fails its file as before. dump falls back the same way.
 func TestBlobsRestoredFromOtherCopies(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	st, err := location.Open(ctx, dir, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
+	dir, st, repos := localRepos(t)
 	// A second writer that does not see the first one's index files:
 	// it stores everything again, as two hosts' first backups of the
 	// same files running at once do.
@@ -178,12 +173,7 @@ func TestBlobsRestoredFromOtherCopies(t *testing.T) {
 // unreachable, the file fails and still nothing is called damaged.
 func TestUnreachableCopyIsNotDamage(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	st, err := location.Open(ctx, dir, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
+	_, st, repos := localRepos(t)
 	files := map[string][]byte{"a.bin": fixture.Random(11, 300<<10), "b.bin": fixture.Random(12, 300<<10)}
 	src := t.TempDir()
 	for name, b := range files {
@@ -256,4 +246,16 @@ func TestUnreachableCopyIsNotDamage(t *testing.T) {
 			t.Errorf("%s: b.bin not restored: %v", tc.name, err)
 		}
 	}
+}
+
+// localRepos initialises a repository in a directory (dir), through the
+// location string users type, and opens it as writer and reader.
+func localRepos(t *testing.T) (dir string, st chunkstore.Store, repos storetest.Repos) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "repo")
+	st, err := location.Open(context.Background(), dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, st, storetest.InitRepos(t, st)
 }

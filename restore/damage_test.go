@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
@@ -26,15 +25,10 @@ import (
 // intact.
 func TestDamagedBlobsFailOnlyTheirFiles(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	st, err := location.Open(ctx, dir, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, st, repos := localRepos(t)
 	if _, ok := st.(chunkstore.RangeOpener); !ok {
 		t.Fatalf("%T does not stream ranges; the test would not exercise the restore's main path", st)
 	}
-	repos := storetest.InitRepos(t, st)
 	r := testRepo{writer: repos.Writer, reader: repos.Reader}
 
 	var text strings.Builder

@@ -43,14 +43,7 @@ func TestPruneVerifiesTheCopyItKeeps(t *testing.T) {
 	// Damage the copy prune keeps of the file's first chunk: the one
 	// the dry run did not mark.
 	r := reopenLoaded(t, repos, st)
-	snap, err := snapshot.Load(ctx, r, one.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := snapshot.Lookup(ctx, r, snap.Tree, strings.TrimPrefix(src, "/")+"/f")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, node := nodeIn(t, r, one.ID, strings.TrimPrefix(src, "/")+"/f")
 	id := node.Content[0]
 	copies := r.Index().Copies(map[chunkstore.ID]bool{id: true}, nil)[id]
 	if len(copies) != 2 {
@@ -180,14 +173,7 @@ func TestSweepVerifiesTheCopyThatStays(t *testing.T) {
 	}
 
 	r := reopenLoaded(t, repos, st)
-	snap, err := snapshot.Load(ctx, r, one.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := snapshot.Lookup(ctx, r, snap.Tree, strings.TrimPrefix(src, "/")+"/f")
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap, node := nodeIn(t, r, one.ID, strings.TrimPrefix(src, "/")+"/f")
 	id := node.Content[0]
 	marks, err := r.GCMarks(ctx)
 	if err != nil {
@@ -267,14 +253,7 @@ func TestRepackVerifiesTheCopyThatStays(t *testing.T) {
 	forget(t, st, first.ID) // g is no longer used: B's pack is partly used
 
 	r := reopenLoaded(t, repos, st)
-	snap, err := snapshot.Load(ctx, r, one.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := snapshot.Lookup(ctx, r, snap.Tree, strings.TrimPrefix(srcA, "/")+"/f")
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap, node := nodeIn(t, r, one.ID, strings.TrimPrefix(srcA, "/")+"/f")
 	id := node.Content[0]
 	hnode, err := snapshot.Lookup(ctx, r, latestTree(t, r), strings.TrimPrefix(srcB, "/")+"/h")
 	if err != nil {
@@ -328,4 +307,19 @@ func latestTree(t *testing.T, r *chunkstore.Repository) chunkstore.ID {
 		}
 	}
 	return latest.Tree
+}
+
+// nodeIn loads snapshot id of r and the node at path p in it.
+func nodeIn(t *testing.T, r *chunkstore.Repository, id chunkstore.ID, p string) (*snapshot.Snapshot, *snapshot.Node) {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := snapshot.Load(ctx, r, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := snapshot.Lookup(ctx, r, snap.Tree, p)
+	if err != nil {
+		t.Fatalf("%s in snapshot %s: %v", p, id.Short(), err)
+	}
+	return snap, node
 }

@@ -41,47 +41,35 @@ func writeAllocs(path string) error {
 }
 
 func startCPUProfile(stderr io.Writer) func() {
-	path := os.Getenv("LIFEBOAT_CPUPROFILE")
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_CPUPROFILE: %v\n", err)
-		return func() {}
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_CPUPROFILE: %v\n", err)
-		f.Close()
-		return func() {}
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_CPUPROFILE: %v\n", err)
-		}
-	}
+	return startToFile(stderr, "LIFEBOAT_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
 }
 
 func startTrace(stderr io.Writer) func() {
-	path := os.Getenv("LIFEBOAT_TRACE")
+	return startToFile(stderr, "LIFEBOAT_TRACE", trace.Start, trace.Stop)
+}
+
+// startToFile runs start with the file named by the environment
+// variable env, if set, and returns the function that stops it and
+// closes the file. Failures are reported on stderr, never fatal.
+func startToFile(stderr io.Writer, env string, start func(io.Writer) error, stop func()) func() {
+	path := os.Getenv(env)
 	if path == "" {
 		return func() {}
 	}
 	f, err := os.Create(path)
 	if err != nil {
-		fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_TRACE: %v\n", err)
+		fmt.Fprintf(stderr, "lifeboat: %s: %v\n", env, err)
 		return func() {}
 	}
-	if err := trace.Start(f); err != nil {
-		fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_TRACE: %v\n", err)
+	if err := start(f); err != nil {
+		fmt.Fprintf(stderr, "lifeboat: %s: %v\n", env, err)
 		f.Close()
 		return func() {}
 	}
 	return func() {
-		trace.Stop()
+		stop()
 		if err := f.Close(); err != nil {
-			fmt.Fprintf(stderr, "lifeboat: LIFEBOAT_TRACE: %v\n", err)
+			fmt.Fprintf(stderr, "lifeboat: %s: %v\n", env, err)
 		}
 	}
 }
