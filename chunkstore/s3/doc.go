@@ -18,9 +18,9 @@
 // every 16 MiB pack would cost about a second of CPU per GiB). Other names
 // get a Content-MD5, which every S3-compatible server implements. A server
 // that verified the SHA-256 echoes it (one that merely stored the header
-// and echoed it back would pass unnoticed; none is known). One that echoes
-// another SHA-256 stored other bytes: the upload fails and the object is
-// deleted. One that echoes nothing may have ignored the header, so Put
+// and echoed it back would pass unnoticed; none is known). One that
+// echoes another SHA-256 stored other bytes: the upload fails, and is
+// retried. One that echoes nothing may have ignored the header, so Put
 // accepts that upload only if the ETag is the MD5 of the bytes (else it
 // sends them again with a Content-MD5), warns once, and adds a
 // Content-MD5 to every later upload of the Store. Since a

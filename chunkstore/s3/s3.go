@@ -227,7 +227,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	withMD5 := s.unconfirmed.Load()
 	info, err := s.put(ctx, name, data, want, withMD5)
 	if err == nil {
-		err = s.checkEcho(ctx, name, want, info)
+		err = s.checkEcho(name, want, info)
 	}
 	if err != nil || info.ChecksumSHA256 == want || withMD5 {
 		return err
@@ -247,25 +247,24 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	}
 	info, err = s.put(ctx, name, data, want, true)
 	if err == nil {
-		err = s.checkEcho(ctx, name, want, info)
+		err = s.checkEcho(name, want, info)
 	}
 	return err
 }
 
 // checkEcho fails an upload whose answer echoes a SHA-256 other than the
 // one sent: the server computed the checksum of other bytes than the
-// name says, and stored them without enforcing it. The object is
-// deleted (what it holds is not what its name promises) and the error is
-// transient: bytes damaged on the way are sent again.
-func (s *Store) checkEcho(ctx context.Context, name, want string, info minio.UploadInfo) error {
+// name says, and stored them without enforcing it. The error is
+// transient: bytes damaged on the way are sent again, over what was
+// stored. The object is not deleted: the same name may have held the
+// right bytes before (an upload repeated), and an object whose bytes do
+// not match its name is found by 'check' and removed by prune if no
+// upload replaces it.
+func (s *Store) checkEcho(name, want string, info minio.UploadInfo) error {
 	if info.ChecksumSHA256 == "" || info.ChecksumSHA256 == want {
 		return nil
 	}
-	err := fmt.Errorf("put %s: %w: the server stored bytes whose SHA-256 is %s, not the %s the name and the upload carried", s.describe(name), chunkstore.ErrCorrupt, info.ChecksumSHA256, want)
-	if derr := s.Delete(ctx, name); derr != nil {
-		err = fmt.Errorf("%w; deleting it failed too: %v", err, derr)
-	}
-	return err
+	return fmt.Errorf("put %s: %w: the server stored bytes whose SHA-256 is %s, not the %s the name and the upload carried", s.describe(name), chunkstore.ErrCorrupt, info.ChecksumSHA256, want)
 }
 
 // put sends one PUT of data to name, with sha256 (base64, if not empty)
