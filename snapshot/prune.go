@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -94,14 +95,16 @@ type PruneResult struct {
 	// Of referenced blobs stored more than once whose other copy is in
 	// a pack prune deletes or repacks without it, the copies it keeps
 	// were read and verified first (VerifiedCopies, of VerifiedCopyBytes
-	// sealed bytes); DamagedCopies (each counted once) failed, and
-	// another copy was kept.
+	// sealed bytes); DamagedCopies failed, and another copy was kept.
+	// Each copy counts once however often it was read.
 	VerifiedCopies    int   `json:"verified_copies"`
 	VerifiedCopyBytes int64 `json:"verified_copy_bytes"`
 	DamagedCopies     int   `json:"damaged_copies"`
 	DryRun            bool  `json:"dry_run,omitempty"`
 
-	damaged map[[2]chunkstore.ID]bool // (blob, pack) counted in DamagedCopies
+	// (blob, pack) counted in DamagedCopies, VerifiedCopies: the mark,
+	// the repack and the sweep may each read the same copy.
+	damaged, verified map[[2]chunkstore.ID]bool
 }
 
 // WaitingBackup is a backup session that holds back the deletion of a mark.
@@ -274,11 +277,19 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		for _, p := range toRepack {
 			delete(stays, p.pack.ID)
 		}
-		written, err := repack(ctx, repo, ref, toRepack, stays, res, opts.Logger)
+		written, repacked, err := repack(ctx, repo, ref, toRepack, stays, res, opts.Logger)
 		if err != nil {
 			return res, err
 		}
 		res.RepackWritten = written
+		for _, p := range toRepack {
+			if !slices.ContainsFunc(repacked, func(q partlyUsed) bool { return q.pack.ID == p.pack.ID }) {
+				// Left whole (see dropCopies).
+				res.RepackedPacks--
+				res.RepackedBytes -= p.size
+			}
+		}
+		toRepack = repacked
 		for _, p := range toRepack {
 			candidates = append(candidates, p.pack.ID)
 			res.MarkedBytes += p.size
@@ -699,13 +710,14 @@ func chooseRepack(partly []partlyUsed, maxUnused float64, used int64) []partlyUs
 
 // repack copies the referenced blobs of packs into new packs (and an
 // index file listing them), verifying each blob on the way, and returns
-// the bytes written. Blobs also stored in a pack that stays (see stays)
-// are not copied, once that copy has been read and found intact
-// (dropCopies); copies in any other indexed pack do not count. The old
-// packs are marked by the caller afterwards: until then both copies are
-// indexed, and a crash leaves only duplicates, which the next prune finds
-// (see chooseOwners).
-func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, stays map[chunkstore.ID]bool, res *PruneResult, log *slog.Logger) (int64, error) {
+// the bytes written and the packs it repacked. Blobs also stored in a
+// pack that stays (see stays) are not copied, once that copy has been
+// read and found intact; a pack holding a blob whose staying copy is
+// damaged is not repacked at all (dropCopies). Copies in any other
+// indexed pack do not count. The repacked packs are marked by the caller
+// afterwards: until then both copies are indexed, and a crash leaves
+// only duplicates, which the next prune finds (see chooseOwners).
+func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, stays map[chunkstore.ID]bool, res *PruneResult, log *slog.Logger) (int64, []partlyUsed, error) {
 	idx := repo.Index()
 	excluded := map[chunkstore.ID]bool{}
 	for _, p := range idx.Packs() {
@@ -715,10 +727,26 @@ func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, p
 	}
 	// Excluded, their blobs are no longer "stored" for the writer, which
 	// then stores each one anew; blobs kept elsewhere stay found.
-	idx.SetExcluded(excluded)
 	defer idx.SetExcluded(nil)
-	if err := dropCopies(ctx, repo, ref, packs, excluded, res, log); err != nil {
-		return 0, err
+	verified := map[[2]chunkstore.ID]bool{}
+	for {
+		idx.SetExcluded(maps.Clone(excluded))
+		skip, err := dropCopies(ctx, repo, ref, packs, verified, res, log)
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(skip) == 0 {
+			break
+		}
+		// Left whole, they stay: their copies are found, and read, in
+		// the next round.
+		packs = slices.DeleteFunc(slices.Clone(packs), func(p partlyUsed) bool { return skip[p.pack.ID] })
+		for id := range skip {
+			delete(excluded, id)
+		}
+	}
+	if len(packs) == 0 {
+		return 0, nil, nil
 	}
 	// On failure the writer's uploaders stop with wctx, and what they
 	// held reserved is released.
@@ -726,7 +754,7 @@ func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, p
 	defer cancel()
 	w, err := repo.NewWriter(wctx, chunkstore.WriterOptions{})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	// Packs are handled by a worker per core, each reading one whole pack
 	// and decoding, verifying and sealing its blobs again (the Writer
@@ -744,68 +772,71 @@ func repack(ctx context.Context, repo *chunkstore.Repository, ref *referenced, p
 	if err := g.Wait(); err != nil {
 		cancel()
 		idx.ClearPending()
-		return 0, err
+		return 0, nil, err
 	}
 	if err := w.Flush(ctx); err != nil {
-		return 0, fmt.Errorf("repack: %w", err)
+		return 0, nil, fmt.Errorf("repack: %w", err)
 	}
-	return w.Stats().StoredAdded, nil
+	return w.Stats().StoredAdded, packs, nil
 }
 
 // dropCopies reads and verifies the copy a staying pack holds of each
-// referenced blob of packs that the repack will not copy for that
-// reason. A pack found holding a damaged copy is excluded too (it stays,
-// for 'repair packs'), so the repack copies what it holds from the pack
-// it empties, and the next staying copy, if any, is read in turn.
-// Without this the sweep would still not delete the repacked pack while
-// the only intact copy is in it (verifyCovering), but it would keep that
-// pack whole, and every later prune would repack it again. Each
-// duplicate is read once in its life: its repacked copy is gone after
-// this prune.
-func dropCopies(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, excluded map[chunkstore.ID]bool, res *PruneResult, log *slog.Logger) error {
+// referenced blob of packs that the repack would not copy for that
+// reason, and returns the packs to leave whole: those holding a blob
+// whose staying copy is damaged. Such a pack keeps what may be the only
+// intact copy until 'repair packs' has dealt with the damaged one; the
+// damaged pack stays too, and later prunes find it again (and warn)
+// without rewriting anything. (Without this the sweep would still keep
+// such a pack, see verifyCovering, but only after the repack had copied
+// its other blobs, on every prune.) verified holds the copies read and
+// found intact, across calls.
+func dropCopies(ctx context.Context, repo *chunkstore.Repository, ref *referenced, packs []partlyUsed, verified map[[2]chunkstore.ID]bool, res *PruneResult, log *slog.Logger) (map[chunkstore.ID]bool, error) {
 	idx := repo.Index()
-	verified := map[[2]chunkstore.ID]bool{} // (blob, pack) read and intact
-	for {
-		want := map[chunkstore.ID][]chunkstore.Blob{}
-		var holders []*chunkstore.PackEntry
-		seen := map[chunkstore.ID]bool{}
-		for _, p := range packs {
-			for _, b := range p.pack.Blobs {
-				if !ref.blobs[b.ID] || seen[b.ID] {
-					continue
-				}
-				seen[b.ID] = true
-				loc, ok := idx.Lookup(b.ID)
-				if !ok || verified[[2]chunkstore.ID{b.ID, loc.Pack.ID}] {
-					continue // copied by the repack, or known intact
-				}
-				if want[loc.Pack.ID] == nil {
-					holders = append(holders, loc.Pack)
-				}
-				want[loc.Pack.ID] = append(want[loc.Pack.ID], loc.Blob)
+	want := map[chunkstore.ID][]chunkstore.Blob{}
+	var holders []*chunkstore.PackEntry
+	seen := map[chunkstore.ID]bool{}
+	for _, p := range packs {
+		for _, b := range p.pack.Blobs {
+			if !ref.blobs[b.ID] || seen[b.ID] {
+				continue
 			}
+			seen[b.ID] = true
+			loc, ok := idx.Lookup(b.ID)
+			if !ok || verified[[2]chunkstore.ID{b.ID, loc.Pack.ID}] {
+				continue // copied by the repack, or known intact
+			}
+			if want[loc.Pack.ID] == nil {
+				holders = append(holders, loc.Pack)
+			}
+			want[loc.Pack.ID] = append(want[loc.Pack.ID], loc.Blob)
 		}
-		damaged := false
-		for _, h := range holders {
-			blobs := want[h.ID]
-			bad, err := verifyCopies(ctx, repo, h, blobs, res, log)
-			if err != nil {
-				return err
-			}
-			if len(bad) > 0 {
-				excluded[h.ID], damaged = true, true
-			}
-			for _, b := range blobs {
-				if bad[b.ID] == nil {
-					verified[[2]chunkstore.ID{b.ID, h.ID}] = true
-				}
-			}
-		}
-		if !damaged {
-			return nil
-		}
-		idx.SetExcluded(excluded)
 	}
+	bad := map[chunkstore.ID]bool{}
+	for _, h := range holders {
+		blobs := want[h.ID]
+		damaged, err := verifyCopies(ctx, repo, h, blobs, res, log)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range blobs {
+			if damaged[b.ID] != nil {
+				bad[b.ID] = true
+			} else {
+				verified[[2]chunkstore.ID{b.ID, h.ID}] = true
+			}
+		}
+	}
+	skip := map[chunkstore.ID]bool{}
+	for _, p := range packs {
+		for _, b := range p.pack.Blobs {
+			if bad[b.ID] {
+				skip[p.pack.ID] = true
+				log.Warn("a pack is left whole instead of repacked: it holds the intact copy of a blob whose other copy is damaged", "pack", chunkstore.PackName(p.pack.ID), "blob", b.ID.Short())
+				break
+			}
+		}
+	}
+	return skip, nil
 }
 
 // repackOne copies the referenced blobs of pack that no pack staying
@@ -1183,7 +1214,6 @@ func verifyCopies(ctx context.Context, repo *chunkstore.Repository, p *chunkstor
 	}
 	for _, b := range blobs {
 		if err := bad[b.ID]; err != nil {
-			// The mark and the sweep may both read it.
 			if k := [2]chunkstore.ID{b.ID, p.ID}; !res.damaged[k] {
 				if res.damaged == nil {
 					res.damaged = map[[2]chunkstore.ID]bool{}
@@ -1194,8 +1224,14 @@ func verifyCopies(ctx context.Context, repo *chunkstore.Repository, p *chunkstor
 			}
 			continue
 		}
-		res.VerifiedCopies++
-		res.VerifiedCopyBytes += int64(b.Length)
+		if k := [2]chunkstore.ID{b.ID, p.ID}; !res.verified[k] {
+			if res.verified == nil {
+				res.verified = map[[2]chunkstore.ID]bool{}
+			}
+			res.verified[k] = true
+			res.VerifiedCopies++
+			res.VerifiedCopyBytes += int64(b.Length)
+		}
 	}
 	return bad, nil
 }
