@@ -32,7 +32,7 @@ type Policy struct {
 	// Changing names files expected to change while they are read (logs
 	// being written to), as 'lifeboat backup --changing' does.
 	Changing []string `json:"changing,omitempty" yaml:"changing,omitempty"`
-	// IgnoreInode makes the files cache ignore inode numbers, as
+	// IgnoreInode makes the files cache ignore inode and device numbers, as
 	// 'lifeboat backup --ignore-inode' does.
 	IgnoreInode bool       `json:"ignore_inode,omitempty" yaml:"ignore_inode,omitempty"`
 	Tags        []string   `json:"tags,omitempty" yaml:"tags,omitempty"`

@@ -34,10 +34,12 @@ type cacheEntry struct {
 // file instead. It is bound to one repository: a cache written for
 // another repository is ignored.
 type FilesCache struct {
-	// IgnoreInode leaves inode numbers out of the comparison, for
-	// filesystems that do not keep them from one mount to the next (CIFS
-	// with noserverino, FUSE filesystems without use_ino): every file
-	// would otherwise look changed, and be read again, after a remount.
+	// IgnoreInode leaves inode and device numbers out of the comparison,
+	// for filesystems that do not keep them from one mount to the next
+	// (CIFS with noserverino, FUSE filesystems without use_ino, and
+	// network filesystems or snapshots remounted with a new device
+	// number): every file would otherwise look changed, and be read
+	// again, after a remount.
 	IgnoreInode bool
 
 	repoID  string
@@ -151,13 +153,15 @@ func (c *FilesCache) Lookup(path string, st FileStat) ([]chunkstore.ID, bool) {
 }
 
 // same reports whether a file with stat b is the one recorded with stat
-// a. The device number is not compared: network filesystems, FUSE
-// mounts and LVM or ZFS snapshots get a new one at each mount, and the
-// times (to the nanosecond) and size already tell a file apart. A change
-// time of -1 (recorded for a file that may change unseen) matches none.
+// a. A change time of -1 (recorded for a file that may change unseen)
+// matches none. The device number counts unless IgnoreInode: a
+// filesystem snapshot mounted anew has a new one, and two snapshots can
+// hold different bytes under the same stat when the file was written
+// twice within one timestamp tick across the moment of the first
+// snapshot, which only reading shows.
 func (c *FilesCache) same(a, b FileStat) bool {
 	return a.Size == b.Size && a.ModTime == b.ModTime && a.CTime == b.CTime && a.CTime >= 0 &&
-		(c.IgnoreInode || a.Inode == b.Inode)
+		(c.IgnoreInode || a.Inode == b.Inode && a.Dev == b.Dev)
 }
 
 // Len returns the number of entries loaded from the previous backup.

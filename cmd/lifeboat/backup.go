@@ -45,8 +45,9 @@ func newBackupCmd(g *globals) *cobra.Command {
 Works with the writer key (--key) or the identity. Files whose size, times and
 inode are unchanged since the last backup of the same paths from this host are
 not read again (the files cache lives under --cache-dir). On filesystems whose
-inode numbers change from one mount to the next (CIFS with noserverino, FUSE
-without use_ino), --ignore-inode leaves them out of the comparison.
+inode or device numbers change from one mount to the next (CIFS with
+noserverino, FUSE without use_ino, a remounted NFS share or filesystem
+snapshot), --ignore-inode leaves them out of the comparison.
 
 Entries that cannot be read are skipped with a warning; the snapshot is then
 saved but marked partial and lifeboat exits with code 3.
@@ -91,7 +92,7 @@ the backup and no snapshot is saved.`,
 	fl.StringArrayVar(&f.tags, "tag", nil, "tag the snapshot (repeatable)")
 	fl.StringArrayVarP(&f.excludes, "exclude", "e", nil, "skip paths matching this pattern (repeatable)")
 	fl.StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
-	fl.BoolVar(&f.ignoreInode, "ignore-inode", false, "files cache: trust a file whose size and times are unchanged even if its inode number changed (CIFS with noserverino, FUSE without use_ino)")
+	fl.BoolVar(&f.ignoreInode, "ignore-inode", false, "files cache: trust a file whose size and times are unchanged even if its inode or device number changed (CIFS with noserverino, FUSE without use_ino, remounted shares and snapshots)")
 	fl.StringArrayVar(&f.changing, "changing", nil, "files matching this pattern (or below a directory it matches) are expected to change while read: saved as read without a warning (repeatable)")
 	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once; 0 = a reader and a sealer per core (at most 8 each), 2 uploaders")
 	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file (see --stdin-filename); takes no PATH")
