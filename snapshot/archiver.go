@@ -983,7 +983,7 @@ func (a *archiver) expectedChange(path string) bool {
 		if a.changing.Excluded(p, isDir) {
 			return true
 		}
-		if p == "/" || p == "." || p == filepath.Dir(p) {
+		if p == filepath.Dir(p) { // "/" or "."
 			return false
 		}
 	}

@@ -180,17 +180,7 @@ func TestSweepVerifiesTheCopyThatStays(t *testing.T) {
 		t.Fatal(err)
 	}
 	marked := chunkstore.MarkedPacks(marks)
-	var stays, goes *chunkstore.Location
-	for _, l := range r.Index().Copies(map[chunkstore.ID]bool{id: true}, nil)[id] {
-		if marked[l.Pack.ID] {
-			goes = &l
-		} else {
-			stays = &l
-		}
-	}
-	if stays == nil || goes == nil {
-		t.Fatal("want one copy in the mark and one outside it")
-	}
+	goes, stays := twoCopies(t, r, id, func(pack chunkstore.ID) bool { return marked[pack] })
 	storetest.FlipBlob(t, root, *stays, 0x10)
 	if err := backup.End(ctx); err != nil {
 		t.Fatal(err)
@@ -261,17 +251,7 @@ func TestRepackVerifiesTheCopyThatStays(t *testing.T) {
 		t.Fatal(err)
 	}
 	hloc, _ := r.Index().Lookup(hnode.Content[0])
-	var stays, repacked *chunkstore.Location
-	for _, l := range r.Index().Copies(map[chunkstore.ID]bool{id: true}, nil)[id] {
-		if l.Pack.ID == hloc.Pack.ID {
-			repacked = &l
-		} else {
-			stays = &l
-		}
-	}
-	if stays == nil || repacked == nil {
-		t.Fatalf("want f's first chunk in h's pack and in another one")
-	}
+	repacked, stays := twoCopies(t, r, id, func(pack chunkstore.ID) bool { return pack == hloc.Pack.ID })
 	storetest.FlipBlob(t, root, *stays, 0x10)
 
 	for run := 1; run <= 3; run++ {
@@ -324,4 +304,21 @@ func nodeIn(t *testing.T, r *chunkstore.Repository, id chunkstore.ID, p string) 
 		t.Fatalf("%s in snapshot %s: %v", p, id.Short(), err)
 	}
 	return snap, node
+}
+
+// twoCopies returns the two copies the index lists of blob id: the one
+// in a pack in says holds, and the other one.
+func twoCopies(t *testing.T, r *chunkstore.Repository, id chunkstore.ID, in func(pack chunkstore.ID) bool) (inside, outside *chunkstore.Location) {
+	t.Helper()
+	for _, l := range r.Index().Copies(map[chunkstore.ID]bool{id: true}, nil)[id] {
+		if in(l.Pack.ID) {
+			inside = &l
+		} else {
+			outside = &l
+		}
+	}
+	if inside == nil || outside == nil {
+		t.Fatalf("blob %s: want one copy in the packs asked for and one elsewhere", id.Short())
+	}
+	return inside, outside
 }

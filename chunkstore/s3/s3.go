@@ -226,9 +226,6 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	want := base64.StdEncoding.EncodeToString(sum)
 	withMD5 := s.unconfirmed.Load()
 	info, err := s.put(ctx, name, data, want, withMD5)
-	if err == nil {
-		err = s.checkEcho(name, want, info)
-	}
 	if err != nil || info.ChecksumSHA256 == want || withMD5 {
 		return err
 	}
@@ -245,10 +242,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	if md5sum := md5.Sum(data); strings.EqualFold(info.ETag, hex.EncodeToString(md5sum[:])) {
 		return nil
 	}
-	info, err = s.put(ctx, name, data, want, true)
-	if err == nil {
-		err = s.checkEcho(name, want, info)
-	}
+	_, err = s.put(ctx, name, data, want, true)
 	return err
 }
 
@@ -261,14 +255,15 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 // not match its name is found by 'check' and removed by prune if no
 // upload replaces it.
 func (s *Store) checkEcho(name, want string, info minio.UploadInfo) error {
-	if info.ChecksumSHA256 == "" || info.ChecksumSHA256 == want {
-		return nil
+	if want == "" || info.ChecksumSHA256 == "" || info.ChecksumSHA256 == want {
+		return nil // none sent, none echoed, or the one sent
 	}
 	return fmt.Errorf("put %s: %w: the server stored bytes whose SHA-256 is %s, not the %s the name and the upload carried", s.describe(name), chunkstore.ErrCorrupt, info.ChecksumSHA256, want)
 }
 
 // put sends one PUT of data to name, with sha256 (base64, if not empty)
-// as its x-amz-checksum-sha256 and, if withMD5, a Content-MD5.
+// as its x-amz-checksum-sha256 and, if withMD5, a Content-MD5, and fails
+// it if the answer echoes another SHA-256 (checkEcho).
 func (s *Store) put(ctx context.Context, name string, data []byte, sha256 string, withMD5 bool) (minio.UploadInfo, error) {
 	opts := minio.PutObjectOptions{
 		ContentType:      "application/octet-stream",
@@ -286,7 +281,10 @@ func (s *Store) put(ctx context.Context, name string, data []byte, sha256 string
 	defer w.done()
 	opts.Progress = w // re-armed as the body goes out
 	info, err := s.client.PutObject(wctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), opts)
-	return info, s.requestErr(ctx, wctx, "put", name, err)
+	if err != nil {
+		return info, s.requestErr(ctx, wctx, "put", name, err)
+	}
+	return info, s.checkEcho(name, sha256, info)
 }
 
 // contentAddressed reports whether the last element of name is 64 hex
