@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // ---- problems ------------------------------------------------------------
@@ -150,6 +152,8 @@ func (p Policy) check() (errs, warns []Problem) {
 				add(f, "empty pattern")
 			} else if _, err := filepath.Match(pat, ""); err != nil {
 				add(f, "invalid pattern %q: %v", pat, err)
+			} else if snapshot.MatchesNothing(pat) {
+				warn(f, "pattern %q has a slash, so it is matched against whole paths, which all start with '/': it matches nothing (write /%s?)", pat, pat)
 			}
 		}
 	}

@@ -22,6 +22,14 @@ type exclPattern struct {
 	dirOnly bool
 }
 
+// MatchesNothing reports whether pattern can match no path: it has a
+// slash, so it is matched against whole paths, but does not start with
+// one, as every path does ("var/log/*" where "/var/log/*" was meant).
+func MatchesNothing(pattern string) bool {
+	t := strings.TrimRight(pattern, "/")
+	return strings.Contains(t, "/") && !strings.HasPrefix(t, "/")
+}
+
 // NewExcluder validates the patterns.
 func NewExcluder(patterns []string) (*Excluder, error) {
 	e := &Excluder{}

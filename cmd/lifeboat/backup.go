@@ -344,11 +344,10 @@ func excludePatterns(g *globals, patterns, files []string) ([]string, error) {
 }
 
 // warnRelativePatterns warns of the patterns (--exclude, --changing) that
-// can match nothing: a pattern with a slash is matched against whole
-// paths, which all start with one.
+// can match nothing (snapshot.MatchesNothing).
 func warnRelativePatterns(g *globals, patterns []string) {
 	for _, p := range patterns {
-		if t := strings.TrimRight(p, "/"); strings.Contains(t, "/") && !strings.HasPrefix(t, "/") {
+		if snapshot.MatchesNothing(p) {
 			warnf(g.stderr, "pattern %q has a slash, so it is matched against whole paths, which all start with '/': it matches nothing (write /%s?)", p, p)
 		}
 	}
