@@ -35,6 +35,13 @@ type BackupOptions struct {
 	Username string
 	Tags     []string
 	Excludes []string // see Excluder
+	// Time dates the snapshot; zero means the backup's start. A backup
+	// of a filesystem snapshot (LVM, ZFS, a cloud volume's) gives the
+	// moment that was taken: the data is as of then, and files changed
+	// within racyMargin before it are read again by the next backup,
+	// as files changed during a live backup are. A time after the
+	// backup's start is refused.
+	Time time.Time
 	// Changing names files expected to change while they are read
 	// (logs being written to), in Excluder's syntax; a pattern matching
 	// a directory covers what it holds. Such a file is saved as read, as
@@ -130,6 +137,9 @@ type Result struct {
 
 type archiver struct {
 	start time.Time // the backup's
+	// asOf is when the data backed up was as it is read: the backup's
+	// start, or BackupOptions.Time (a filesystem snapshot's).
+	asOf time.Time
 	// roots are the backup paths that are directories, opened: files
 	// below them are opened from there without following a symlink
 	// (openListed).
@@ -236,6 +246,13 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		}
 	}
 	start := opts.Now()
+	asOf := start
+	if !opts.Time.IsZero() {
+		if opts.Time.After(start) {
+			return nil, fmt.Errorf("backup: snapshot time %s is later than now (%s): a snapshot cannot hold data from the future", opts.Time.Format(time.RFC3339), start.Format(time.RFC3339))
+		}
+		asOf = opts.Time
+	}
 	opts.Sessions = opts.Sessions.OrDefault()
 	sess, adopted, err := beginWrite(ctx, repo, chunkstore.SessionInfo{
 		Host: opts.Host, PID: os.Getpid(), Started: start, Program: opts.ProgramVersion,
@@ -258,8 +275,8 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	// largest share of a backup's memory after the pack buffers.
 	nbufs := opts.Readers + opts.Sealers + 1
 	a := &archiver{
-		start: start,
-		repo:  repo, w: w, opts: opts, log: opts.Logger, excl: excl, changing: changing,
+		start: start, asOf: asOf,
+		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl, changing: changing,
 		cfg:   cfg,
 		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
 		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
@@ -313,7 +330,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	}
 	ws := w.Stats()
 	m := Manifest{
-		Time: start, Host: opts.Host, Username: opts.Username, Paths: paths, Tags: opts.Tags,
+		Time: asOf, Host: opts.Host, Username: opts.Username, Paths: paths, Tags: opts.Tags,
 		Tree: rootID, ProgramVersion: opts.ProgramVersion,
 		Summary: Summary{
 			Start: start, End: opts.Now(),
@@ -989,7 +1006,8 @@ func (a *archiver) expectedChange(path string) bool {
 	}
 }
 
-// racyMargin is how long before the backup's start a file's change time
+// racyMargin is how long before the backup's start (or the time of the
+// filesystem snapshot it reads, BackupOptions.Time) a file's change time
 // still counts as "during the backup" for the files cache. The kernel
 // stamps files with a coarse clock, which lags the clock the start was
 // read from by up to a tick (a few milliseconds), and a file server's
@@ -1015,8 +1033,9 @@ func (a *archiver) unchangedWhileRead(f *os.File, job *fileJob, size int64) erro
 	if size != job.st.Size || now.Size != job.st.Size || now.ModTime != job.st.ModTime || now.CTime != job.st.CTime {
 		return fmt.Errorf("%w (%d bytes when opened, %d read, %d now): saved as read, which may mix its old and new content; back it up again once it is settled", errChangedWhileRead, job.st.Size, size, now.Size)
 	}
-	if now.CTime >= a.start.Add(-racyMargin).UnixNano() {
-		// Changed since the backup began, or just before: it may change
+	if now.CTime >= a.asOf.Add(-racyMargin).UnixNano() {
+		// Changed since the backup began (or its filesystem snapshot
+		// was taken), or just before: it may change
 		// again within the same timestamp tick (coarse on NFS and on
 		// kernels before 6.13) without its stat showing it, and the
 		// files cache would then skip the new content for good. Read it

@@ -134,6 +134,42 @@ func TestJustChangedFilesReadAgain(t *testing.T) {
 	}
 }
 
+// TestBackupAsOfFilesystemSnapshot: a backup dated by Time (when the
+// filesystem snapshot it reads was taken) is listed at that time, and the
+// files cache measures its margin from it, not from the backup's start: a
+// file changed just before the filesystem snapshot is read again by the
+// next backup, one changed well before is trusted. A time after the
+// backup's start is refused before anything is written.
+func TestBackupAsOfFilesystemSnapshot(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"before": {Content: []byte("settled long before\n")}})
+	time.Sleep(1100 * time.Millisecond)
+	fixture.Create(t, src, fixture.Tree{"frozen": {Content: []byte("written as the snapshot was taken\n")}})
+	asOf := time.Now()
+	time.Sleep(1100 * time.Millisecond) // the backup starts well after
+	fc := snapshot.NewFilesCache(repos.Writer.Config().ID)
+	first, _ := backupOf(t, repos, fc, snapshot.BackupOptions{Paths: []string{src}, Time: asOf})
+	m := first.Manifest
+	if !m.Time.Equal(asOf) || !m.Summary.Start.After(asOf.Add(time.Second)) {
+		t.Errorf("snapshot dated %s, started %s; want it dated %s and started later", m.Time, m.Summary.Start, asOf)
+	}
+	again, _ := backupOf(t, repos, reloaded(t, fc, repos), snapshot.BackupOptions{Paths: []string{src}})
+	if s := again.Manifest.Summary; s.FilesUnmodified != 1 || s.FilesChanged != 1 {
+		t.Errorf("next backup: %d unmodified, %d changed; want the settled file trusted and the one changed just before the filesystem snapshot read again", s.FilesUnmodified, s.FilesChanged)
+	}
+
+	_, err := snapshot.Backup(context.Background(), repos.Writer, snapshot.BackupOptions{
+		Paths: []string{src}, Host: "h", Time: time.Now().Add(time.Hour)})
+	if err == nil || !strings.Contains(err.Error(), "later than now") {
+		t.Errorf("a snapshot dated in the future: %v", err)
+	}
+	ms, bad, err := snapshot.List(context.Background(), repos.Reader)
+	if err != nil || len(bad) > 0 || len(ms) != 2 {
+		t.Errorf("%d snapshots (%v, %v), want the two backups only", len(ms), bad, err)
+	}
+}
+
 // TestExpectedChange: a file a Changing pattern matches (by name, by
 // full path, or through a directory above it) that grows while it is
 // read is saved as read without a warning, so the snapshot is not

@@ -29,6 +29,7 @@ type backupFlags struct {
 	ignoreInode  bool
 	excludeFiles []string
 	parallelism  int
+	time         string // --time: the snapshot's date, as of a filesystem snapshot
 
 	stdin        bool   // back up standard input
 	stdinCommand bool   // back up the output of the command in the arguments
@@ -65,6 +66,13 @@ They are saved as read too, but without a warning, and counted in
 files_changed_while_read. Either way the next backup reads them again.
 Sockets are left out.
 
+A backup of a filesystem snapshot (LVM, ZFS, btrfs, a cloud volume's
+snapshot) should be dated when that was taken: --time gives it ("2026-11-28
+03:00:00" in local time, or RFC 3339). The snapshot is then listed, kept and
+chosen as "latest" by that time, and files changed in the second before it
+are read again by the next backup, whose stat could otherwise miss a second
+change within one timestamp tick.
+
 Memory grows with the workers: by default every core gets a reader and a
 sealer, up to 8 of each, each holding buffers of up to the maximum chunk size
 (8 MiB), for about 40 MiB per core beside the packs in flight (a live heap of
@@ -82,6 +90,7 @@ the backup and no snapshot is saved.`,
 		Example: `  lifeboat backup --repo /srv/backup --key writer.key /etc /home
   lifeboat backup --tag nightly --exclude '*.tmp' --exclude-file excludes.txt /srv
   lifeboat backup --changing /var/log/ --changing '*.journal' /etc /var
+  lifeboat backup --time "$(date -d @"$SNAP_EPOCH" '+%F %T')" /mnt/snap/home
   lifeboat backup --stdin-from-command --stdin-filename app.sql -- pg_dump app
   mysqldump --all-databases | lifeboat backup --stdin --stdin-filename all.sql`,
 		Args: func(cmd *cobra.Command, args []string) error { return checkBackupArgs(cmd, f, args) },
@@ -94,6 +103,7 @@ the backup and no snapshot is saved.`,
 	fl.StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
 	fl.BoolVar(&f.ignoreInode, "ignore-inode", false, "files cache: trust a file whose size and times are unchanged even if its inode or device number changed (CIFS with noserverino, FUSE without use_ino, remounted shares and snapshots)")
 	fl.StringArrayVar(&f.changing, "changing", nil, "files matching this pattern (or below a directory it matches) are expected to change while read: saved as read without a warning (repeatable)")
+	fl.StringVar(&f.time, "time", "", `date the snapshot at this time instead of now: when the filesystem snapshot backed up was taken ("2006-01-02 15:04:05" local, or RFC 3339)`)
 	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once; 0 = a reader and a sealer per core (at most 8 each), 2 uploaders")
 	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file (see --stdin-filename); takes no PATH")
 	fl.BoolVar(&f.stdinCommand, "stdin-from-command", false, "run the command given after -- and back up its output; a non-zero exit fails the backup")
@@ -121,6 +131,11 @@ func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 			return usageError("backup: --stdin-filename %q: give one file name, without '/' (not empty, '.' or '..')", f.stdinName)
 		}
 		return nil
+	}
+	if f.time != "" {
+		if _, err := parseSnapshotTime(f.time, time.Now()); err != nil {
+			return usageError("backup: --time: %v", err)
+		}
 	}
 	for _, p := range f.changing {
 		if _, err := filepath.Match(p, ""); err != nil || p == "" {
@@ -230,8 +245,15 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 			formatRate(done, el), formatBytes(prog.BytesAdded.Load()), prog.Errors.Load())
 	})
 	start := time.Now()
+	var asOf time.Time
+	if f.time != "" {
+		if asOf, err = parseSnapshotTime(f.time, start); err != nil {
+			return usageError("backup: --time: %v", err)
+		}
+	}
 	setMemoryLimit(ctx, repo.Store())
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
+		Time:           asOf,
 		Stream:         stream,
 		Readers:        f.parallelism, // 0: the defaults
 		Sealers:        f.parallelism,
@@ -312,6 +334,30 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 			res.ID.Short(), n, plural(n, "entry", "entries")))
 	}
 	return nil
+}
+
+// snapshotTimeLayouts are what --time accepts besides RFC 3339: dates
+// and times in the local time zone, as date(1) prints them with '+%F %T'.
+var snapshotTimeLayouts = []string{"2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04"}
+
+// parseSnapshotTime reads backup's --time: RFC 3339, or a local date and
+// time (snapshotTimeLayouts). A time after now is refused: a snapshot
+// dated in the future would be "latest" until then.
+func parseSnapshotTime(s string, now time.Time) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	for _, layout := range snapshotTimeLayouts {
+		if err == nil {
+			break
+		}
+		t, err = time.ParseInLocation(layout, s, time.Local)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a time: give \"2006-01-02 15:04:05\" (local time) or RFC 3339 (\"2006-01-02T15:04:05Z\")", s)
+	}
+	if t.After(now) {
+		return time.Time{}, fmt.Errorf("%s is in the future (now is %s): give when the data backed up was as it is", t.Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	return t, nil
 }
 
 // filesCachePath names the files cache of one backup source set: the same
