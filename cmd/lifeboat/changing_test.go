@@ -121,3 +121,31 @@ func TestBackupIgnoreInode(t *testing.T) {
 		t.Errorf("second backup with --ignore-inode: %+v, want both files unmodified", o)
 	}
 }
+
+// TestBackupTime: --time dates the snapshot (as snapshots, forget and
+// "latest" see it), in local time or RFC 3339; a time that is not one, or
+// that is in the future, is a usage error and nothing is saved.
+func TestBackupTime(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(r.writer("backup", "--time", "2026-03-01T04:05:06Z", src)...)
+	c.ok(r.writer("backup", "--time", "2025-12-31 23:59:58", src)...)
+	type snap struct {
+		Time time.Time `json:"time"`
+	}
+	got := decodeJSON[[]snap](t, c.ok(r.writer("snapshots", "--json")...).stdout)
+	want := []time.Time{time.Date(2025, 12, 31, 23, 59, 58, 0, time.Local), time.Date(2026, 3, 1, 4, 5, 6, 0, time.UTC)}
+	if len(got) != 2 || !got[0].Time.Equal(want[0]) || !got[1].Time.Equal(want[1]) {
+		t.Errorf("snapshots at %+v, want %v (oldest first)", got, want)
+	}
+	c.fails(2, r.writer("backup", "--time", "yesterday", src), "--time", `"yesterday" is not a time`)
+	c.fails(2, r.writer("backup", "--time", time.Now().Add(time.Hour).Format(time.RFC3339), src), "--time", "is in the future")
+	if n := len(decodeJSON[[]snap](t, c.ok(r.writer("snapshots", "--json")...).stdout)); n != 2 {
+		t.Errorf("%d snapshots after the refused backups, want 2", n)
+	}
+}
