@@ -507,8 +507,10 @@ func TestAgentHooks(t *testing.T) {
 		"badpre":  {Pre: &Hook{Command: "echo dump failed: disk full >&2; exit 3"}, Post: &Hook{Command: post}},
 		"hang":    {Pre: &Hook{Command: "sleep 60", Timeout: coordinator.Duration(300 * time.Millisecond)}, Post: &Hook{Command: post}},
 		"badpost": {Post: &Hook{Command: "exit 1"}},
+		"frozen":  {Pre: &Hook{Command: "sleep 1", TakesSnapshot: true}},
+		"live":    {Pre: &Hook{Command: "sleep 1"}},
 	}
-	for _, name := range []string{"ok", "badpre", "hang", "badpost"} {
+	for _, name := range []string{"ok", "badpre", "hang", "badpost", "frozen", "live"} {
 		tc.policy(coordinator.Policy{Name: name, Paths: []string{src}, MaxAttempts: 1})
 	}
 	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "h", Hooks: hooks})
@@ -552,6 +554,29 @@ func TestAgentHooks(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(marks, "hang.post")); err != nil {
 			t.Errorf("post-hook did not run after the timeout: %v", err)
+		}
+	})
+	t.Run("a pre-hook that takes a snapshot dates the backup", func(t *testing.T) {
+		for name, frozen := range map[string]bool{"frozen": true, "live": false} {
+			asked := time.Now()
+			j := tc.waitJob(tc.run(name), "finish", final)
+			if j.State != coordinator.JobSucceeded {
+				t.Fatalf("%s: %+v", name, j.Result)
+			}
+			var snap *snapshot.Snapshot
+			for _, s := range tc.snapshots() {
+				if s.ID.String() == j.Result.SnapshotID {
+					snap = s
+				}
+			}
+			if snap == nil {
+				t.Fatalf("%s: snapshot %s not in the repository", name, j.Result.SnapshotID)
+			}
+			// The hook sleeps a second between its start and the backup's.
+			dated := snap.Time.Before(snap.Summary.Start.Add(-900*time.Millisecond)) && !snap.Time.Before(asked)
+			if dated != frozen || (!frozen && !snap.Time.Equal(snap.Summary.Start)) {
+				t.Errorf("%s: snapshot dated %s, backup started %s (job asked for at %s); want it dated at the hook's start: %v", name, snap.Time, snap.Summary.Start, asked, frozen)
+			}
 		}
 	})
 	t.Run("failing post-hook does not undo a committed snapshot", func(t *testing.T) {

@@ -27,6 +27,12 @@ const DefaultHookTimeout = 5 * time.Minute
 type Hook struct {
 	Command string               `yaml:"command" json:"command"`
 	Timeout coordinator.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// TakesSnapshot, on a pre-hook, says the hook freezes what the
+	// backup reads (takes a filesystem snapshot and mounts it at the
+	// policy's paths): the snapshot is dated when the hook started, not
+	// when the backup did, so that RPO is measured from the data's point
+	// in time (see snapshot.BackupOptions.Time).
+	TakesSnapshot bool `yaml:"takes_snapshot,omitempty" json:"takes_snapshot,omitempty"`
 }
 
 // PolicyHooks are the hooks and resource settings of one policy.
@@ -82,6 +88,10 @@ func (h Hooks) For(policy string) PolicyHooks {
 //	    command: rm -f /var/backups/app.dump
 //	  upload_limit: 20MiB/s  # within the agent's --upload-limit
 //	  parallelism: 2         # instead of the agent's --parallelism
+//	home:                  # a policy whose paths are a snapshot's mount
+//	  pre:
+//	    command: /usr/local/sbin/snap-home mount
+//	    takes_snapshot: true # date the backup when the hook started
 //	orders:                # a policy whose paths are [/orders.dump]
 //	  stream:                # its backup is this command's output
 //	    command: pg_dump -Fc orders
@@ -126,6 +136,9 @@ func LoadHooks(path string) (Hooks, error) {
 			}
 			if x.h.Timeout < 0 {
 				return nil, fmt.Errorf("hooks file %s: policy %q: %s hook: negative timeout", path, name, x.which)
+			}
+			if x.h.TakesSnapshot && x.which != "pre" {
+				return nil, fmt.Errorf("hooks file %s: policy %q: takes_snapshot belongs on the pre hook, which runs before the backup reads anything", path, name)
 			}
 		}
 	}

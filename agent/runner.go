@@ -68,14 +68,20 @@ func (a *Agent) executeBackup(ctx context.Context, job *runningJob) outcome {
 		"LIFEBOAT_AGENT=" + a.cfg.Name,
 		"LIFEBOAT_PATHS=" + strings.Join(item.Policy.Paths, ":"),
 	}
-	var out outcome
+	var (
+		out  outcome
+		asOf time.Time // when the data was frozen, if a pre-hook does it
+	)
 	if hooks.Pre != nil {
+		if hooks.Pre.TakesSnapshot {
+			asOf = time.Now()
+		}
 		if hout, err := a.runHook(ctx, "pre", *hooks.Pre, env); err != nil {
 			out.err = fmt.Errorf("pre-hook failed, backup not started: %w%s", err, formatOutput(hout))
 		}
 	}
 	if out.err == nil {
-		out = a.backup(ctx, job)
+		out = a.backup(ctx, job, asOf)
 	}
 	if hooks.Post != nil {
 		penv := append(env, "LIFEBOAT_JOB_STATUS="+status(out.err))
@@ -105,8 +111,9 @@ func status(err error) string {
 }
 
 // backup runs the policy's backup with the writer key the coordinator
-// handed out for this job.
-func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
+// handed out for this job. A non-zero asOf dates the snapshot: when a
+// pre-hook began freezing the data.
+func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) outcome {
 	item, p := job.item, job.item.Policy
 	if item.Repository == nil || item.Repository.URL == "" {
 		return outcome{err: fmt.Errorf("job %s came without access to repository %q (not registered?)", item.Job.ID, p.Repository)}
@@ -175,6 +182,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob) outcome {
 	}
 	par := a.parallelism(p.Name)
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
+		Time:           asOf,
 		Readers:        par, // 0: the defaults
 		Sealers:        par,
 		Writer:         chunkstore.WriterOptions{Uploaders: par},

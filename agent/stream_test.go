@@ -101,6 +101,7 @@ func TestLoadHooksStream(t *testing.T) {
 		"db:\n  stream:\n    command: pg_dump app\n":                        `stream filename ""`,
 		"db:\n  stream:\n    command: pg_dump app\n    filename: a/b\n":     `stream filename "a/b"`,
 		"\"*\":\n  stream:\n    command: pg_dump app\n    filename: a\n":    "a stream belongs to one policy",
+		"db:\n  post:\n    command: x\n    takes_snapshot: true\n":          "takes_snapshot belongs on the pre hook",
 	} {
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
@@ -112,6 +113,17 @@ func TestLoadHooksStream(t *testing.T) {
 		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
 			t.Errorf("%q: %v, want an error mentioning %q", body, err, want)
 		}
+	}
+}
+
+func TestLoadHooksTakesSnapshot(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hooks.yaml")
+	if err := os.WriteFile(p, []byte("home:\n  pre:\n    command: snap-home\n    takes_snapshot: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := LoadHooks(p)
+	if err != nil || h["home"].Pre == nil || !h["home"].Pre.TakesSnapshot {
+		t.Errorf("%+v, %v; want the pre-hook marked as taking a snapshot", h, err)
 	}
 }
 

@@ -68,7 +68,9 @@ Hooks run on the agent, from a file given with --hooks:
     post: {command: "rm -f /var/backups/db.dump"}
 Hooks get LIFEBOAT_POLICY, LIFEBOAT_JOB_ID, LIFEBOAT_AGENT, LIFEBOAT_PATHS; the
 post-hook also LIFEBOAT_JOB_STATUS and LIFEBOAT_SNAPSHOT_ID. A failing pre-hook
-fails the job with its output; the post-hook always runs. Instead of a dump
+fails the job with its output; the post-hook always runs. A pre-hook that
+takes a filesystem snapshot for the backup to read says "takes_snapshot: true":
+the snapshot is then dated when the hook started (backup --time). Instead of a dump
 file, a policy's backup can be a command's output, streamed into the
 repository (the policy's paths must then be exactly [/NAME]):
   orders:
