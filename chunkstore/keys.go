@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -195,11 +196,87 @@ func ParseRecipients(keys []string) ([]age.Recipient, error) {
 		k = strings.TrimSpace(k)
 		rs, err := age.ParseRecipients(strings.NewReader(k))
 		if err != nil {
-			return nil, fmt.Errorf("recipient %q: %w", k, err)
+			return nil, fmt.Errorf("recipient %s: %w", shorten(k), err)
 		}
 		out = append(out, rs...)
 	}
 	return out, nil
+}
+
+// NormalizeRecipients checks recipients a user gave (init, key add and
+// remove) and returns them in their canonical form, the age library's
+// spelling of each public key: one key per element, not the lines of a
+// recipients file (they would be stored as one recipient that no later
+// 'key remove' of one of them matches), each once. A secret key given by
+// mistake is refused without being repeated in the error.
+func NormalizeRecipients(keys []string) ([]string, error) {
+	out := make([]string, 0, len(keys))
+	for i, k := range keys {
+		t := strings.TrimSpace(k)
+		up := strings.ToUpper(t)
+		switch {
+		case strings.HasPrefix(up, "AGE-SECRET-KEY-") || strings.HasPrefix(up, "AGE-PLUGIN-"):
+			return nil, fmt.Errorf("recipient %d is a secret key (an identity), not a public key: do not pass it on a command line; 'age-keygen -y FILE' prints the public key of an identity file", i+1)
+		case t == "":
+			return nil, fmt.Errorf("recipient %d is empty", i+1)
+		case strings.ContainsAny(t, "\r\n") || strings.HasPrefix(t, "#"):
+			return nil, fmt.Errorf("recipient %d (%s) is not one public key: give each recipient on its own (--recipient age1... --recipient age1...), not the lines of a recipients file", i+1, shorten(t))
+		}
+		rs, err := age.ParseRecipients(strings.NewReader(t))
+		if err != nil {
+			return nil, fmt.Errorf("recipient %s: %w", shorten(t), err)
+		}
+		c, err := canonicalRecipient(rs[0], t)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(out, c) {
+			return nil, fmt.Errorf("recipient %s is given twice", c)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// CanonicalRecipients is a stored recipient list in canonical form, each
+// key once: repositories written before NormalizeRecipients may hold a
+// key twice, or several in one element.
+func CanonicalRecipients(stored []string) ([]string, error) {
+	var out []string
+	for _, k := range stored {
+		rs, err := age.ParseRecipients(strings.NewReader(strings.TrimSpace(k)))
+		if err != nil {
+			return nil, fmt.Errorf("stored recipient %s: %w", shorten(k), err)
+		}
+		for _, r := range rs {
+			c, err := canonicalRecipient(r, k)
+			if err != nil {
+				return nil, err
+			}
+			if !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
+}
+
+func canonicalRecipient(r age.Recipient, given string) (string, error) {
+	s, ok := r.(fmt.Stringer)
+	if !ok {
+		return "", fmt.Errorf("recipient %s: a kind of recipient lifeboat cannot store", shorten(given))
+	}
+	return s.String(), nil
+}
+
+// shorten quotes a recipient for an error message, cut to a length that
+// names it without filling the screen.
+func shorten(s string) string {
+	const max = 24
+	if r := []rune(s); len(r) > max {
+		s = string(r[:max]) + "…"
+	}
+	return strconv.Quote(s)
 }
 
 // newSecrets generates fresh secrets for a new repository.

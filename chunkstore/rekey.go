@@ -268,7 +268,8 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 	if len(recipients) == 0 {
 		return nil, errors.New("a repository needs at least one recipient")
 	}
-	if _, err := ParseRecipients(recipients); err != nil {
+	recipients, err := NormalizeRecipients(recipients)
+	if err != nil {
 		return nil, err
 	}
 	cur, err := r.KeyGeneration(ctx)
@@ -379,8 +380,9 @@ func (r *Repository) RemoveOldEnvelopes(ctx context.Context) (int, error) {
 // (a prune may yet keep them).
 func (r *Repository) Stranded(next []string) map[uint32]int {
 	keep := map[string]bool{}
+	next, _ = CanonicalRecipients(next)
 	for _, k := range next {
-		keep[strings.TrimSpace(k)] = true
+		keep[k] = true
 	}
 	out := map[uint32]int{}
 	reachable := map[uint32]bool{}
@@ -388,8 +390,12 @@ func (r *Repository) Stranded(next []string) map[uint32]int {
 		ok, seen := reachable[p.Gen]
 		if !seen {
 			rs, _ := r.secrets.RecipientsOf(p.Gen) // none for GenUnknown
+			// Canonical, as next is: a generation written before
+			// recipients were normalised may hold several in one entry.
+			// One that does not parse counts as reaching no one.
+			rs, _ = CanonicalRecipients(rs)
 			for _, k := range rs {
-				ok = ok || keep[strings.TrimSpace(k)]
+				ok = ok || keep[k]
 			}
 			reachable[p.Gen] = ok
 		}

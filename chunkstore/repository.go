@@ -131,7 +131,8 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 	if len(opts.Recipients) == 0 {
 		return nil, errors.New("init: at least one recipient is required")
 	}
-	if _, err := ParseRecipients(opts.Recipients); err != nil {
+	recipients, err := NormalizeRecipients(opts.Recipients)
+	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	for _, prefix := range []string{ConfigName, KeysPrefix, DataPrefix, IndexPrefix, SnapshotsPrefix} {
@@ -177,7 +178,7 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 	if _, err := ParseConfig(cfgBytes); err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	sec, err := newSecrets(cfg.ID, opts.Recipients)
+	sec, err := newSecrets(cfg.ID, recipients)
 	if err != nil {
 		return nil, err
 	}

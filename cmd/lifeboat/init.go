@@ -84,9 +84,11 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 				return usageError("--%s applies to a generated identity and cannot be combined with --recipient", name)
 			}
 		}
-		if _, err := chunkstore.ParseRecipients(f.recipients); err != nil {
+		norm, err := chunkstore.NormalizeRecipients(f.recipients)
+		if err != nil {
 			return usageError("--recipient: %v", err)
 		}
+		f.recipients = norm
 	}
 	if err := g.checkRepoFlag(); err != nil {
 		return err

@@ -228,14 +228,18 @@ func changeRecipients(cur []string, verb string, given []string) ([]string, erro
 	if len(given) == 0 {
 		return nil, usageError("give at least one --recipient to %s", verb)
 	}
-	norm := func(s string) string { return strings.TrimSpace(s) }
-	if _, err := chunkstore.ParseRecipients(given); err != nil {
+	given, err := chunkstore.NormalizeRecipients(given)
+	if err != nil {
 		return nil, usageError("--recipient: %v", err)
 	}
-	next := slices.Clone(cur)
+	// Compared in canonical form: a repository written before recipients
+	// were normalised may hold one twice, or several in one entry.
+	next, err := chunkstore.CanonicalRecipients(cur)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range given {
-		r = norm(r)
-		i := slices.IndexFunc(next, func(c string) bool { return norm(c) == r })
+		i := slices.Index(next, r)
 		switch {
 		case verb == "add" && i >= 0:
 			return nil, fmt.Errorf("%s is already a recipient", r)

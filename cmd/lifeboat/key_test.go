@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,6 +114,9 @@ func TestKeyCLI(t *testing.T) {
 		{2, b.reader("key", "add", "--key-out", x), "give at least one --recipient"},
 		{2, b.reader("key", "add", "--recipient", "age1bogus", "--key-out", x), "--recipient"},
 		{1, b.reader("key", "add", "--recipient", bRcpt, "--key-out", x), "already a recipient"},
+		{1, b.reader("key", "add", "--recipient", " "+bRcpt+"\n", "--key-out", x), "already a recipient"},
+		{2, b.reader("key", "add", "--recipient", aRcpt, "--recipient", aRcpt, "--key-out", x), "given twice"},
+		{2, b.reader("key", "add", "--recipient", aRcpt+"\n"+bRcpt, "--key-out", x), "is not one public key"},
 		{1, b.reader("key", "remove", "--recipient", aRcpt, "--key-out", x), "is not a recipient"},
 		{1, b.reader("key", "remove", "--recipient", bRcpt, "--key-out", x), "would leave no recipient"},
 		{1, b.reader("key", "add", "--recipient", aRcpt, "--key-out", gen2), "already exists"},
@@ -127,6 +131,68 @@ func TestKeyCLI(t *testing.T) {
 	if l := decodeJSON[listOut](t, c.ok(b.reader("key", "list", "--json")...).stdout); l.Generation != 2 || len(l.Recipients) != 1 {
 		t.Errorf("after the refusals: %+v", l)
 	}
+}
+
+// TestChangeRecipientsLegacy: a repository written before recipients
+// were normalised may list one twice, or several in one entry (init
+// --recipient "$(cat recipients.txt)"); removing one removes every copy
+// of it, and the others stay, each on its own.
+func TestChangeRecipientsLegacy(t *testing.T) {
+	var r [3]string
+	for i := range r {
+		_, rcpt, err := chunkstore.NewIdentity(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r[i] = rcpt
+	}
+	stored := []string{r[0], " " + r[0], "# team\n" + r[1] + "\n" + r[2] + "\n"}
+	got, err := changeRecipients(stored, "remove", []string{r[0]})
+	if err != nil || !slices.Equal(got, []string{r[1], r[2]}) {
+		t.Errorf("remove %s from %q: %q, %v; want the two others", r[0], stored, got, err)
+	}
+	got, err = changeRecipients(stored, "remove", []string{r[2]})
+	if err != nil || !slices.Equal(got, []string{r[0], r[1]}) {
+		t.Errorf("remove the last of a multi-line entry: %q, %v", got, err)
+	}
+	if _, err := changeRecipients(stored, "add", []string{r[1]}); err == nil || !strings.Contains(err.Error(), "already a recipient") {
+		t.Errorf("add one already in a multi-line entry: %v", err)
+	}
+}
+
+// TestInitRecipientsRefused: init refuses a recipient given twice, the
+// lines of a recipients file as one, and a secret key, which it does not
+// repeat; nothing is created.
+func TestInitRecipientsRefused(t *testing.T) {
+	c := newCLI(t)
+	file, rcpt, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secret string
+	for _, l := range strings.Split(string(file), "\n") {
+		if strings.HasPrefix(l, "AGE-SECRET-KEY-") {
+			secret = l
+		}
+	}
+	r := filepath.Join(c.dir, "repo")
+	init := func(rcpts ...string) []string {
+		args := []string{"init", "--repo", r, "--key-out", filepath.Join(c.dir, "w.key")}
+		for _, x := range rcpts {
+			args = append(args, "--recipient", x)
+		}
+		return args
+	}
+	c.fails(2, init(rcpt, " "+rcpt), "given twice")
+	c.fails(2, init("# ops\n"+rcpt+"\n"), "is not one public key")
+	res := c.fails(2, init(secret), "is a secret key", "age-keygen -y")
+	if strings.Contains(res.stderr+res.stdout, secret) {
+		t.Errorf("the secret key is repeated:\n%s", res.stderr)
+	}
+	if _, err := os.Stat(r); !os.IsNotExist(err) {
+		t.Errorf("a refused init created %s (%v)", r, err)
+	}
+	c.ok(init(" " + rcpt + "\n")...)
 }
 
 // TestKeyRemoveForce: --force removes the only recipient of packs not
