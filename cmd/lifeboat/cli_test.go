@@ -298,6 +298,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"snapshots", "--repo", "/r", "--key", "k", "--log-format", "xml"}, "log-format"},
 		{[]string{"init", "--repo", "/r", "--recipient", "not-a-key"}, "recipient"},
 		{[]string{"snapshots", "extra-arg", "--repo", "/r", "--key", "k"}, "no arguments"},
+		{[]string{"key", "clenaup", "--repo", "/r", "--identity", "i"}, `unknown command "clenaup" for "lifeboat key": did you mean "cleanup"?`},
+		{[]string{"key", "lst", "--json"}, `did you mean "list"?`},
+		{[]string{"repair", "idnex"}, `unknown command "idnex" for "lifeboat repair"`},
+		{[]string{"policy", "aply"}, `did you mean "apply"?`},
+		{[]string{"policy", "aply", "-f", "p.yaml"}, "unknown shorthand flag"},
+		{[]string{"agent", "token", "lsit"}, `unknown command "lsit" for "lifeboat agent token"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			c.fails(2, tc.args, tc.want)
@@ -319,6 +325,12 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	if v := c.ok("version").stdout; !strings.HasPrefix(v, "lifeboat ") {
 		t.Errorf("version = %q", v)
+	}
+	// A command group without a subcommand, or with "help", shows its help.
+	for _, args := range [][]string{{"key"}, {"key", "help"}, {"agent", "token"}} {
+		if out := c.ok(args...).stdout; !strings.Contains(out, "Available Commands") {
+			t.Errorf("lifeboat %s:\n%s", strings.Join(args, " "), out)
+		}
 	}
 }
 

@@ -128,7 +128,34 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newAgentCmd(g),
 		newAlertCmd(g),
 	)
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group below root (a
+// command with subcommands and nothing to run of its own) fail with a
+// usage error on an argument that names none of them. Cobra would print
+// the group's help and exit 0, so a mistyped 'key cleanup' in a script
+// would pass for done.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !c.HasParent() || !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.SuggestionsMinimumDistance = 2
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 || args[0] == "help" {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(": did you mean %q?", s[0])
+		}
+		return usageError("%s (see '%s --help')", msg, cmd.CommandPath())
+	}
 }
 
 // resolve fills unset flags from the environment and sets up logging.
