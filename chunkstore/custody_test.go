@@ -493,6 +493,22 @@ func replaceJSONNumber(t *testing.T, b []byte, field, value string) []byte {
 	return append(out, b[end:]...)
 }
 
+// A writer key without a config hash is refused as damaged when it is
+// read, rather than opening the repository and calling its config
+// tampered with.
+func TestWriterKeyWithoutConfigHash(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	bad := *repos.Writer.Secrets()
+	bad.ConfigHash = chunkstore.ID{}
+	b, err := chunkstore.MarshalWriterKey(&bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chunkstore.ParseWriterKey(b); err == nil || !strings.Contains(err.Error(), "no config_hash: the file is damaged") {
+		t.Errorf("writer key without config_hash: %v", err)
+	}
+}
+
 // A writer key whose polynomial the chunker cannot use is refused when
 // it is read, naming the polynomial, not at the first backup.
 func TestWriterKeyUnusablePolynomial(t *testing.T) {

@@ -137,6 +137,11 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 	if _, err := ParseID(w.RepoID); err != nil {
 		return nil, fmt.Errorf("decode %s: repository id: %w", typ, err)
 	}
+	if w.ConfigHash == (ID{}) {
+		// Compared with the repository's config at open: without it the
+		// repository would be blamed for the file's damage.
+		return nil, fmt.Errorf("decode %s: no config_hash: the file is damaged or was not written by lifeboat; use an intact copy", typ)
+	}
 	s := &Secrets{RepoID: w.RepoID, ConfigHash: w.ConfigHash, Recipients: w.Recipients, Generation: w.Generation, Past: w.Past}
 	if err := decodeKey(w.ChunkKey, &s.ChunkKey); err != nil {
 		return nil, fmt.Errorf("decode %s: chunk key: %w", typ, err)

@@ -212,6 +212,12 @@ func (r *Repository) checkGeneration(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if cur < r.secrets.Generation && !r.CanRead() {
+		// Packs would be indexed as of a generation no envelope has:
+		// prune --rewrap would never rewrap them, key remove would count
+		// them as readable by no one.
+		return fmt.Errorf("%w: this writer key is of generation %d, but the newest key envelope under keys/ of %s is of generation %d: keys/ was put back from an older copy, or the key file was edited; put back the newest envelope, or make a writer key with 'lifeboat key writer-key'", ErrStaleKey, r.secrets.Generation, r.store.Location(), cur)
+	}
 	if cur <= r.secrets.Generation {
 		r.genChecked.Store(int64(time.Since(processStart)))
 		return nil

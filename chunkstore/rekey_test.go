@@ -218,6 +218,29 @@ func TestPlantedEnvelope(t *testing.T) {
 	}
 }
 
+// TestWriterKeyAheadOfRepository: a writer key of a generation the
+// repository has no envelope for (keys/ put back from an older copy, or
+// the key edited) is refused for writing, naming both generations: its
+// packs would be indexed as of a generation prune --rewrap never
+// rewraps.
+func TestWriterKeyAheadOfRepository(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	ahead := *repos.Writer.Secrets()
+	ahead.Generation = 9
+	w, err := openAs(t, repos.Store, chunkstore.Credentials{Writer: &ahead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.NewWriter(ctx, chunkstore.WriterOptions{})
+	if !errors.Is(err, chunkstore.ErrStaleKey) || !strings.Contains(err.Error(), "generation 9") || !strings.Contains(err.Error(), "of generation 0") {
+		t.Errorf("writer key of generation 9 in a repository of generation 0: %v", err)
+	}
+	if _, err := repos.Writer.NewWriter(ctx, chunkstore.WriterOptions{}); err != nil {
+		t.Errorf("the writer key of the current generation: %v", err)
+	}
+}
+
 // TestRekeyUnsigned: a repository created before signed envelopes (no
 // key_signer) still opens and changes recipients, with unsigned
 // envelopes.
