@@ -65,8 +65,15 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 		}
 		rep.Problems = append(rep.Problems, Problem{Object: KeysPrefix, Err: err})
 	}
+	bad, err := r.UnverifiedEnvelopes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range bad {
+		rep.Problems = append(rep.Problems, Problem{Object: e.Name, Err: fmt.Errorf("%w: %v; every lifeboat ignores it, but 'lifeboat key' did not write it so: it was damaged, or planted by someone with write access to keys/ (look at the bucket's access log); 'lifeboat key cleanup' removes it", ErrCorrupt, e.Err)})
+	}
 	sizes := map[ID]int64{}
-	err := r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
+	err = r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
 		id, ok := ParsePackName(oi.Name)
 		if !ok {
 			rep.Problems = append(rep.Problems, Problem{Object: oi.Name, Err: errors.New("unexpected object under data/")})

@@ -121,7 +121,7 @@ func (r *Repository) keyGeneration(ctx context.Context) (uint32, []Envelope, err
 		case errors.Is(err, ErrNotFound):
 			continue // removed meanwhile
 		case errors.Is(err, errNotGenuine):
-			r.log.Warn("ignoring a key envelope the repository's key signer did not sign; remove it unless you know who put it there", "name", e.Name, "err", err)
+			r.log.Warn("ignoring a key envelope the repository's key signer did not sign; find out who put it there, then remove it ('lifeboat key cleanup')", "name", e.Name, "err", err)
 		default:
 			return 0, nil, err
 		}
@@ -347,12 +347,62 @@ func (r *Repository) verifyEnvelope(ctx context.Context, e Envelope) error {
 	return nil
 }
 
+// EnvelopeProblem is a key envelope that every lifeboat ignores: its
+// bytes do not match its name's hash or, in a repository with a key
+// signer, its signature does not verify.
+type EnvelopeProblem struct {
+	Envelope
+	Err error
+}
+
+// UnverifiedEnvelopes lists the key envelopes under keys/ that do not
+// verify (EnvelopeProblem). Nothing opens them, but they are a sign:
+// damage, or someone with write access to keys/ who cannot sign (a
+// writer key holder) planting one. check reports them, key list marks
+// them and key cleanup removes them.
+func (r *Repository) UnverifiedEnvelopes(ctx context.Context) ([]EnvelopeProblem, error) {
+	envs, err := r.Envelopes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []EnvelopeProblem
+	for _, e := range envs {
+		switch err := r.verifyEnvelope(ctx, e); {
+		case err == nil, errors.Is(err, ErrNotFound):
+		case errors.Is(err, errNotGenuine):
+			out = append(out, EnvelopeProblem{Envelope: e, Err: err})
+		default:
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // genuine reports whether envelope e verifies against the repository's
 // key signer (any envelope does in a repository without one): a planted
 // one must not make a change withdraw itself. One that cannot be read
 // counts as genuine: the cautious side.
 func (r *Repository) genuine(ctx context.Context, e Envelope) bool {
 	return !r.SignedEnvelopes() || !errors.Is(r.verifyEnvelope(ctx, e), errNotGenuine)
+}
+
+// RemoveUnverifiedEnvelopes removes the envelopes UnverifiedEnvelopes
+// lists and returns them. It needs an identity of the repository's
+// current generation, one that opened an envelope that verifies.
+func (r *Repository) RemoveUnverifiedEnvelopes(ctx context.Context) ([]EnvelopeProblem, error) {
+	if !r.CanRead() {
+		return nil, errors.New("removing key envelopes needs an identity (--identity)")
+	}
+	bad, err := r.UnverifiedEnvelopes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range bad {
+		if err := r.store.Delete(ctx, e.Name); err != nil && !errors.Is(err, ErrNotFound) {
+			return bad[:i], fmt.Errorf("key envelope %s, which does not verify, could not be removed: %w", e.Name, err)
+		}
+	}
+	return bad, nil
 }
 
 // RemoveOldEnvelopes removes the key envelopes of generations before the

@@ -216,6 +216,42 @@ func TestPlantedEnvelope(t *testing.T) {
 			t.Fatalf("own signing key %v: KeyGeneration %d, %v", own, g, err)
 		}
 	}
+	// Ignored, but not silently: check names both, and key cleanup's
+	// removal (an identity's) leaves the genuine envelope alone.
+	asA, err := openAs(t, st, chunkstore.Credentials{Identities: aIDs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := asA.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := asA.Check(ctx, chunkstore.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var named []string
+	for _, p := range rep.Problems {
+		if strings.HasPrefix(p.Object, chunkstore.KeysPrefix) && strings.HasSuffix(p.Object, ".g5") && errors.Is(p.Err, chunkstore.ErrCorrupt) {
+			named = append(named, p.Object)
+		}
+	}
+	if len(named) != 2 || len(rep.Problems) != 2 {
+		t.Errorf("check: %v; want the two planted envelopes named", rep.Problems)
+	}
+	if _, err := repos.Writer.RemoveUnverifiedEnvelopes(ctx); err == nil {
+		t.Error("a writer key removed key envelopes")
+	}
+	removed, err := asA.RemoveUnverifiedEnvelopes(ctx)
+	if err != nil || len(removed) != 2 {
+		t.Fatalf("removed %v, %v; want the two planted envelopes", removed, err)
+	}
+	left := envelopeNames(t, st)
+	if len(left) != 1 {
+		t.Fatalf("envelopes left: %d, want the genuine one", len(left))
+	}
+	if _, err := openAs(t, st, chunkstore.Credentials{Identities: aIDs}); err != nil {
+		t.Errorf("after the removal: %v", err)
+	}
 }
 
 // TestWriterKeyAheadOfRepository: a writer key of a generation the

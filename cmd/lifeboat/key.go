@@ -50,6 +50,9 @@ key cannot plant one; see 'key list' for repositories created before that.`,
 type keyEnvelope struct {
 	Name       string `json:"name"`
 	Generation uint32 `json:"generation"`
+	// Unverified says why an envelope does not verify (every lifeboat
+	// ignores it; key cleanup removes it).
+	Unverified string `json:"unverified,omitempty"`
 }
 
 type keyListOutput struct {
@@ -92,8 +95,16 @@ func runKeyList(ctx context.Context, g *globals) error {
 	}
 	sec := repo.Secrets()
 	out := keyListOutput{RepoID: sec.RepoID, Recipients: sec.Recipients, KeyGeneration: sec.Generation}
+	bad, err := repo.UnverifiedEnvelopes(ctx)
+	if err != nil {
+		return storeError(g.repo, err)
+	}
+	why := map[string]string{}
+	for _, e := range bad {
+		why[e.Name] = e.Err.Error()
+	}
 	for _, e := range envs {
-		out.Envelopes = append(out.Envelopes, keyEnvelope{Name: e.Name, Generation: e.Gen})
+		out.Envelopes = append(out.Envelopes, keyEnvelope{Name: e.Name, Generation: e.Gen, Unverified: why[e.Name]})
 	}
 	if out.Generation, err = repo.KeyGeneration(ctx); err != nil {
 		return storeError(g.repo, err)
@@ -119,6 +130,9 @@ func runKeyList(ctx context.Context, g *globals) error {
 	fmt.Fprintf(w, "repository %s, recipients of generation %d\n", out.RepoID, out.Generation)
 	for _, e := range out.Envelopes {
 		fmt.Fprintf(w, "  envelope %s (generation %d)\n", e.Name, e.Generation)
+		if e.Unverified != "" {
+			fmt.Fprintf(w, "    DOES NOT VERIFY, ignored: %s; damaged, or planted by someone with write access to keys/; 'lifeboat key cleanup' removes it\n", e.Unverified)
+		}
 	}
 	who := "this identity"
 	if !repo.CanRead() {
@@ -402,6 +416,11 @@ recipients.`,
 	return cmd
 }
 
+type keyCleanupOutput struct {
+	RemovedOlder      int           `json:"removed_older"`
+	RemovedUnverified []keyEnvelope `json:"removed_unverified"`
+}
+
 func newKeyCleanupCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "cleanup",
@@ -410,7 +429,10 @@ func newKeyCleanupCmd(g *globals) *cobra.Command {
 'key add' or 'key remove' does last, left undone when it was interrupted or
 the storage credentials could not delete. Until then an identity that was
 removed can still open the repository (to read packs not yet rewrapped).
-Needs an identity of the current recipients.`,
+Also removes envelopes that do not verify (their content does not match
+their name, or the repository's key signer did not sign them), which every
+lifeboat ignores: damage, or an envelope planted by someone with write access
+to keys/. Needs an identity of the current recipients.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -422,7 +444,21 @@ Needs an identity of the current recipients.`,
 			if err != nil {
 				return fmt.Errorf("key cleanup: %w", storeError(g.repo, err))
 			}
+			bad, err := repo.RemoveUnverifiedEnvelopes(ctx)
+			out := keyCleanupOutput{RemovedOlder: n, RemovedUnverified: []keyEnvelope{}}
+			for _, e := range bad {
+				out.RemovedUnverified = append(out.RemovedUnverified, keyEnvelope{Name: e.Name, Generation: e.Gen, Unverified: e.Err.Error()})
+			}
+			if err != nil {
+				return fmt.Errorf("key cleanup: %w", storeError(g.repo, err))
+			}
+			if g.json {
+				return printJSON(g.stdout, out)
+			}
 			fmt.Fprintf(g.stdout, "removed %d key %s of older generations\n", n, plural(n, "envelope", "envelopes"))
+			for _, e := range out.RemovedUnverified {
+				fmt.Fprintf(g.stdout, "removed %s, which did not verify (%s)\n", e.Name, e.Unverified)
+			}
 			return nil
 		},
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
@@ -131,6 +133,42 @@ func TestKeyCLI(t *testing.T) {
 	if l := decodeJSON[listOut](t, c.ok(b.reader("key", "list", "--json")...).stdout); l.Generation != 2 || len(l.Recipients) != 1 {
 		t.Errorf("after the refusals: %+v", l)
 	}
+}
+
+// TestPlantedEnvelopeReported: an object under keys/ named like an
+// envelope but not signed by the repository's key signer (what a writer
+// key holder with write access to keys/ could plant) is ignored when the
+// repository is opened, but check reports it (exit 1), key list marks it,
+// and key cleanup removes it.
+func TestPlantedEnvelopeReported(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	junk := bytes.Repeat([]byte("not an envelope "), 64)
+	sum := sha256.Sum256(junk)
+	planted := "keys/" + hex.EncodeToString(sum[:]) + ".g7"
+	if err := os.WriteFile(filepath.Join(r.path, planted), junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(r.writer("snapshots")...)
+	if res := c.run(r.writer("check")...); res.code != 1 || !strings.Contains(res.stdout, planted) || !strings.Contains(res.stdout, "not signed") || !strings.Contains(res.stdout, "'lifeboat key cleanup' removes it") {
+		t.Errorf("check of a repository with a planted envelope: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if out := c.ok(r.reader("key", "list")...).stdout; !strings.Contains(out, "DOES NOT VERIFY") {
+		t.Errorf("key list does not mark the planted envelope:\n%s", out)
+	}
+	type cleanup struct {
+		Older      int `json:"removed_older"`
+		Unverified []struct {
+			Name string `json:"name"`
+		} `json:"removed_unverified"`
+	}
+	o := decodeJSON[cleanup](t, c.ok(r.reader("key", "cleanup", "--json")...).stdout)
+	if o.Older != 0 || len(o.Unverified) != 1 || o.Unverified[0].Name != planted {
+		t.Errorf("key cleanup --json: %+v, want the planted envelope removed", o)
+	}
+	c.ok(r.reader("check")...)
+	c.ok(r.reader("snapshots")...)
 }
 
 // TestChangeRecipientsLegacy: a repository written before recipients
