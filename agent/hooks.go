@@ -109,6 +109,18 @@ func LoadHooks(path string) (Hooks, error) {
 	if err := dec.Decode(&h); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("hooks file %s: %w", path, err)
 	}
+	for {
+		// A later document would be ignored: refuse it, unless empty
+		// (a trailing '---').
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || len(more.Content) > 0 && more.Content[0].Tag != "!!null" {
+			return nil, fmt.Errorf("hooks file %s: more than one YAML document (a '---' line): put every policy's hooks in one mapping", path)
+		}
+	}
 	for name, ph := range h {
 		if ph.Parallelism < 0 {
 			return nil, fmt.Errorf("hooks file %s: policy %q: negative parallelism", path, name)

@@ -96,12 +96,14 @@ func TestAgentStreamPolicy(t *testing.T) {
 func TestLoadHooksStream(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "hooks.yaml")
 	for body, want := range map[string]string{
-		"db:\n  stream:\n    command: pg_dump app\n    filename: app.sql\n": "",
-		"db:\n  stream:\n    filename: app.sql\n":                           "stream without a command",
-		"db:\n  stream:\n    command: pg_dump app\n":                        `stream filename ""`,
-		"db:\n  stream:\n    command: pg_dump app\n    filename: a/b\n":     `stream filename "a/b"`,
-		"\"*\":\n  stream:\n    command: pg_dump app\n    filename: a\n":    "a stream belongs to one policy",
-		"db:\n  post:\n    command: x\n    takes_snapshot: true\n":          "takes_snapshot belongs on the pre hook",
+		"db:\n  stream:\n    command: pg_dump app\n    filename: app.sql\n":                                 "",
+		"db:\n  stream:\n    filename: app.sql\n":                                                           "stream without a command",
+		"db:\n  stream:\n    command: pg_dump app\n":                                                        `stream filename ""`,
+		"db:\n  stream:\n    command: pg_dump app\n    filename: a/b\n":                                     `stream filename "a/b"`,
+		"\"*\":\n  stream:\n    command: pg_dump app\n    filename: a\n":                                    "a stream belongs to one policy",
+		"db:\n  stream:\n    command: pg_dump app\n    filename: app.sql\n---\nweb:\n  pre: {command: x}\n": "more than one YAML document",
+		"db:\n  stream:\n    command: pg_dump app\n    filename: app.sql\n---\n":                            "",
+		"db:\n  post:\n    command: x\n    takes_snapshot: true\n":                                          "takes_snapshot belongs on the pre hook",
 	} {
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
