@@ -59,17 +59,24 @@ type CheckReport struct {
 func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
 	rep := &CheckReport{IndexFiles: r.indexFiles, Blobs: r.index.Len()}
 	rep.Problems = append(rep.Problems, r.indexProblems...)
+	noIntact := -1 // the generation CheckEnvelopes found no intact envelope of
 	if err := r.CheckEnvelopes(ctx); err != nil {
 		if !errors.Is(err, ErrCorrupt) {
 			return nil, err
 		}
 		rep.Problems = append(rep.Problems, Problem{Object: KeysPrefix, Err: err})
+		if gen, err := r.KeyGeneration(ctx); err == nil {
+			noIntact = int(gen)
+		}
 	}
 	bad, err := r.UnverifiedEnvelopes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range bad {
+		if int(e.Gen) == noIntact {
+			continue // named above, with the advice to put keys/ back
+		}
 		rep.Problems = append(rep.Problems, Problem{Object: e.Name, Err: fmt.Errorf("%w: %v; every lifeboat ignores it, but 'lifeboat key' did not write it so: it was damaged, or planted by someone with write access to keys/ (look at the bucket's access log); 'lifeboat key cleanup' removes it", ErrCorrupt, e.Err)})
 	}
 	sizes := map[ID]int64{}

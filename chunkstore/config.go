@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
@@ -55,6 +56,10 @@ type Config struct {
 	KeySigner string `json:"key_signer,omitempty"`
 }
 
+// errConfigUnsupported marks a config of a format version this lifeboat
+// does not read: intact, but newer.
+var errConfigUnsupported = errors.New("upgrade lifeboat")
+
 // ParseConfig decodes and validates a config object.
 func ParseConfig(b []byte) (Config, error) {
 	var c Config
@@ -65,7 +70,7 @@ func ParseConfig(b []byte) (Config, error) {
 		return c, fmt.Errorf("not a lifeboat repository: config format is %q", c.Format)
 	}
 	if c.Version != FormatVersion {
-		return c, fmt.Errorf("repository format version %d is not supported by this lifeboat (supports %d); upgrade lifeboat", c.Version, FormatVersion)
+		return c, fmt.Errorf("repository format version %d is not supported by this lifeboat (supports %d); %w", c.Version, FormatVersion, errConfigUnsupported)
 	}
 	if _, err := ParseID(c.ID); err != nil {
 		return c, fmt.Errorf("config: repository id: %w", err)

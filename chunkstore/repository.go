@@ -135,15 +135,12 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	for _, prefix := range []string{ConfigName, KeysPrefix, DataPrefix, IndexPrefix, SnapshotsPrefix} {
-		found := false
-		err := st.List(ctx, prefix, func(ObjectInfo) error { found = true; return errStopList })
-		if err != nil && !errors.Is(err, errStopList) {
-			return nil, fmt.Errorf("init: check %s is empty: %w", st.Location(), err)
-		}
-		if found {
-			return nil, fmt.Errorf("%w at %s (found %s); refusing to overwrite", ErrAlreadyInitialized, st.Location(), strings.TrimSuffix(prefix, "/"))
-		}
+	found, err := lifeboatObjects(ctx, st, ConfigName, KeysPrefix, DataPrefix, IndexPrefix, SnapshotsPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("init: check %s is empty: %w", st.Location(), err)
+	}
+	if found != "" {
+		return nil, fmt.Errorf("%w at %s (found %s); refusing to overwrite", ErrAlreadyInitialized, st.Location(), strings.TrimSuffix(found, "/"))
 	}
 	var rid [32]byte
 	if _, err := rand.Read(rid[:]); err != nil {
@@ -205,6 +202,56 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 
 var errStopList = errors.New("stop listing")
 
+// lifeboatObjects returns the first of prefixes under which st holds an
+// object, or "" if it holds none.
+func lifeboatObjects(ctx context.Context, st Store, prefixes ...string) (string, error) {
+	for _, prefix := range prefixes {
+		found := false
+		err := st.List(ctx, prefix, func(ObjectInfo) error { found = true; return errStopList })
+		if err != nil && !errors.Is(err, errStopList) {
+			return "", err
+		}
+		if found {
+			return prefix, nil
+		}
+	}
+	return "", nil
+}
+
+// configLost is Open's error for a store whose config is missing or
+// unreadable (what says which): a store that holds lifeboat's other
+// objects is a damaged repository, not a place to run init in.
+func configLost(ctx context.Context, st Store, what string, notRepo error) error {
+	// Named as lifeboat names them: a directory that merely has a data/
+	// is no repository.
+	var found string
+	for _, c := range []struct {
+		prefix string
+		ours   func(string) bool
+	}{
+		{KeysPrefix, func(n string) bool { _, ok := parseEnvelopeName(n); return ok }},
+		{DataPrefix, func(n string) bool { _, ok := ParsePackName(n); return ok }},
+	} {
+		err := st.List(ctx, c.prefix, func(oi ObjectInfo) error {
+			if c.ours(oi.Name) {
+				found = oi.Name
+				return errStopList
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopList) {
+			return notRepo
+		}
+		if found != "" {
+			break
+		}
+	}
+	if found == "" {
+		return notRepo
+	}
+	return fmt.Errorf("%w: the config object of %s %s, but %s is there: this is a lifeboat repository that lost its config; put config back from a copy of the bucket (object versioning, a replica, another location of a 'lifeboat copy'); 'lifeboat init' will not overwrite it", ErrCorrupt, st.Location(), what, found)
+}
+
 // Open reads the config and unlocks the repository with creds.
 func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repository, error) {
 	if opts.Logger == nil {
@@ -212,14 +259,17 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 	}
 	cfgBytes, err := st.Get(ctx, ConfigName, 0, -1)
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%w: no config at %s; create one with 'lifeboat init' or check --repo", ErrNotRepository, st.Location())
+		return nil, configLost(ctx, st, "is missing", fmt.Errorf("%w: no config at %s; create one with 'lifeboat init' or check --repo", ErrNotRepository, st.Location()))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read config at %s: %w", st.Location(), err)
 	}
 	cfg, err := ParseConfig(cfgBytes)
-	if err != nil {
+	if errors.Is(err, errConfigUnsupported) {
 		return nil, fmt.Errorf("%s: %w", st.Location(), err)
+	}
+	if err != nil {
+		return nil, configLost(ctx, st, fmt.Sprintf("is damaged (%v)", err), fmt.Errorf("%s: %w", st.Location(), err))
 	}
 	r := &Repository{store: st, config: cfg, ids: creds.Identities, index: NewIndex(), log: opts.Logger, keys: map[ID]*[32]byte{}}
 	switch {

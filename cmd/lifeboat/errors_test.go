@@ -158,6 +158,9 @@ func TestRepositoryErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.fails(1, []string{"snapshots", "--repo", empty, "--key", r.key}, "not a lifeboat repository")
+	// A directory that merely has a data/ of its own is no repository.
+	fixture.Create(t, empty, fixture.Tree{"data/readme.txt": {Content: []byte("mine\n")}})
+	c.fails(1, []string{"snapshots", "--repo", empty, "--key", r.key}, "not a lifeboat repository", "lifeboat init")
 	c.fails(1, []string{"snapshots", "--repo", r.path, "--key", filepath.Join(c.dir, "nokey")}, "nokey")
 
 	// Restore target that is a regular file.
@@ -170,6 +173,34 @@ func TestRepositoryErrors(t *testing.T) {
 	}
 	c.fails(1, r.reader("restore", "latest", "--target", file), file, "not a directory")
 	c.fails(1, r.reader("restore", "ffffffff", "--target", filepath.Join(c.dir, "t")), "no snapshot", "lifeboat snapshots")
+
+	// A repository whose config was lost or damaged is not "not a
+	// repository" (whose advice, init, would refuse): put the config back.
+	cfg := filepath.Join(r.path, "config")
+	good, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, damage := range []struct {
+		what    string
+		content []byte // nil: removed
+	}{{"is missing", nil}, {"is damaged", good[:len(good)/2]}} {
+		os.Remove(cfg)
+		if damage.content != nil {
+			if err := os.WriteFile(cfg, damage.content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res := c.fails(1, r.reader("snapshots"), "config object of "+r.path+" "+damage.what, "lost its config", "put config back", "will not overwrite")
+		if strings.Contains(res.stderr, "create one with") {
+			t.Errorf("config %s: advice to run init:\n%s", damage.what, res.stderr)
+		}
+		c.fails(1, r.writer("backup", src), "lost its config")
+	}
+	if err := os.WriteFile(cfg, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(r.reader("snapshots")...)
 }
 
 // TestS3SchemeMismatch: an s3:https:// location for a plain HTTP server
