@@ -216,6 +216,7 @@ func ParseRecipients(keys []string) ([]age.Recipient, error) {
 // mistake is refused without being repeated in the error.
 func NormalizeRecipients(keys []string) ([]string, error) {
 	out := make([]string, 0, len(keys))
+	firstPQ := false // whether out[0] is post-quantum
 	for i, k := range keys {
 		t := strings.TrimSpace(k)
 		up := strings.ToUpper(t)
@@ -237,6 +238,12 @@ func NormalizeRecipients(keys []string) ([]string, error) {
 		}
 		if slices.Contains(out, c) {
 			return nil, fmt.Errorf("recipient %s is given twice", c)
+		}
+		_, pq := rs[0].(*age.HybridRecipient)
+		if len(out) == 0 {
+			firstPQ = pq
+		} else if pq != firstPQ {
+			return nil, fmt.Errorf("recipients %s and %s are of different kinds: post-quantum (age1pq1...) and classic (age1...) recipients cannot be mixed, since a classic one would undo the post-quantum protection; make them all of one kind", shorten(out[0]), shorten(c))
 		}
 		out = append(out, c)
 	}

@@ -145,15 +145,10 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 		}
 	}
 
-	st, err := g.openStore(ctx, true)
-	if err != nil {
-		return err
-	}
-	out.Location = st.Location()
-
 	// Create both files first (exclusively) and write the identity before
 	// the repository exists, so a repository is never left without the
-	// identity that reads it. On failure, remove what was created.
+	// identity that reads it, and a path that cannot be written leaves no
+	// repository behind. On failure, remove what was created.
 	var created []*os.File
 	cleanup := func() {
 		for _, fh := range created {
@@ -178,6 +173,14 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 			return fmt.Errorf("write identity %s: %w", idOut, err)
 		}
 	}
+	// Only now is the repository's directory (or bucket) created: a
+	// mistake in the output paths leaves nothing behind.
+	st, err := g.openStore(ctx, true)
+	if err != nil {
+		cleanup()
+		return err
+	}
+	out.Location = st.Location()
 	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: out.Recipients, Chunking: chunking})
 	if err != nil {
 		cleanup()

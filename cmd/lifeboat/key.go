@@ -268,6 +268,9 @@ func changeRecipients(cur []string, verb string, given []string) ([]string, erro
 	if len(next) == 0 {
 		return nil, fmt.Errorf("removing %s would leave no recipient: add the new one first", strings.Join(given, ", "))
 	}
+	if _, err := chunkstore.NormalizeRecipients(next); err != nil {
+		return nil, usageError("--recipient: %v", err) // kinds mixed
+	}
 	return next, nil
 }
 

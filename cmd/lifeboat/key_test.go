@@ -227,10 +227,25 @@ func TestInitRecipientsRefused(t *testing.T) {
 	if strings.Contains(res.stderr+res.stdout, secret) {
 		t.Errorf("the secret key is repeated:\n%s", res.stderr)
 	}
+	_, pqRcpt, err := chunkstore.NewIdentity(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.fails(2, init(rcpt, pqRcpt), "cannot be mixed")
 	if _, err := os.Stat(r); !os.IsNotExist(err) {
 		t.Errorf("a refused init created %s (%v)", r, err)
 	}
+	// An output file that cannot be created leaves no repository either.
+	c.fails(1, []string{"init", "--repo", r, "--identity-out", filepath.Join(c.dir, "no-such-dir", "id.txt"), "--key-out", filepath.Join(c.dir, "w.key")}, "no-such-dir")
+	if _, err := os.Stat(r); !os.IsNotExist(err) {
+		t.Errorf("an init whose identity could not be written created %s (%v)", r, err)
+	}
 	c.ok(init(" " + rcpt + "\n")...)
+	id := filepath.Join(c.dir, "id.txt")
+	if err := os.WriteFile(id, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.fails(2, []string{"key", "add", "--repo", r, "--identity", id, "--recipient", pqRcpt, "--key-out", filepath.Join(c.dir, "w2.key")}, "cannot be mixed")
 }
 
 // TestKeyRemoveForce: --force removes the only recipient of packs not
