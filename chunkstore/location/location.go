@@ -84,6 +84,10 @@ func Parse(repo string) (Location, error) {
 	switch {
 	case repo == "":
 		return Location{}, chunkstore.Permanent(fmt.Errorf("no repository location given: want %s", forms))
+	case strings.TrimSpace(repo) != repo:
+		return fail("leading or trailing white space (a quoting mistake?): remove it")
+	case strings.HasPrefix(repo, "~"):
+		return fail("a path starting with ~ is not expanded here (the shell leaves it alone in quotes or after '='): write the absolute path, as in $HOME/...")
 	case strings.HasPrefix(repo, "/"):
 		return Location{Kind: Local, Path: filepath.Clean(repo)}, nil
 	case strings.HasPrefix(repo, "file://"):
@@ -125,6 +129,8 @@ func parseS3(repo string, fail func(string, ...any) (Location, error)) (Location
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return fail("invalid port %q: want 1 to 65535", p)
 		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return fail("empty port after %q: give one, or leave out the ':'", u.Hostname())
 	}
 	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
 	if bucket == "" {
@@ -134,6 +140,9 @@ func parseS3(repo string, fail func(string, ...any) (Location, error)) (Location
 		return fail("%v", err)
 	}
 	prefix = strings.Trim(prefix, "/")
+	if strings.ContainsFunc(prefix, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fail("the prefix %q holds control characters", prefix)
+	}
 	if prefix != "" {
 		if err := chunkstore.CheckName(prefix); err != nil {
 			return fail("invalid prefix %q: empty, \".\" and \"..\" elements are not allowed", prefix)

@@ -51,6 +51,12 @@ func TestParse(t *testing.T) {
 		{in: "s3:http://host:0/bucket", wantErr: `invalid port "0"`},
 		{in: "s3:http://host/lb", wantErr: `invalid bucket name "lb"`},
 		{in: "s3:https://host/has..dots/prefix", wantErr: `invalid bucket name "has..dots"`},
+		{in: "s3:http://host:/bucket", wantErr: `empty port after "host"`},
+		{in: "s3:http://host/bucket/a%0Ab", wantErr: "control characters"},
+		{in: "s3:http://host/bucket/a%00", wantErr: "control characters"},
+		{in: "~/backups", wantErr: "~ is not expanded"},
+		{in: " /srv/backup", wantErr: "white space"},
+		{in: "/srv/backup ", wantErr: "white space"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
