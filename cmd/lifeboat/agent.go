@@ -319,6 +319,9 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 	if err := checkParallelism(f.parallelism); err != nil {
 		return err
 	}
+	if f.maxJobs < 1 {
+		return usageError("--max-jobs must be at least 1 (got %d)", f.maxJobs)
+	}
 	var verifyCommands []string
 	if f.drillCommands != "" {
 		if verifyCommands, err = agent.LoadVerifyCommands(f.drillCommands); err != nil {

@@ -288,6 +288,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--overwrite", "sometimes"}, "if-changed, if-newer or never"},
 		{[]string{"restore", "latest", "--repo", "/r", "--identity", "i", "--target", "/t", "--exclude-file", "/nonexistent/excludes"}, "--exclude-file"},
 		{[]string{"agent", "--server", "127.0.0.1:1", "--data-dir", "/nonexistent/agent", "--parallelism", "-3"}, "--parallelism must not be negative"},
+		{[]string{"agent", "--server", "127.0.0.1:1", "--data-dir", "/nonexistent/agent", "--max-jobs", "-1"}, "--max-jobs must be at least 1 (got -1)"},
+		{[]string{"agent", "--server", "127.0.0.1:1", "--data-dir", "/nonexistent/agent", "--max-jobs", "0"}, "--max-jobs must be at least 1 (got 0)"},
 		{[]string{"snapshots", "--repo", "relative/path", "--key", "k"}, "relative"},
 		{[]string{"snapshots", "--repo", "/r"}, "--identity FILE"},
 		{[]string{"ls", "latest", "--repo", "/r"}, "--identity"},
