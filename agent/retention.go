@@ -24,6 +24,7 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 	if rules.IsZero() {
 		return nil, ""
 	}
+	repo.DistrustCache() // as forget does: the store's copies decide
 	list, bad, err := snapshot.List(ctx, repo)
 	if err != nil {
 		return nil, fmt.Sprintf("retention not applied: list snapshots: %v", err)

@@ -67,6 +67,8 @@ type Repository struct {
 	index   *Index
 	log     *slog.Logger
 	cache   string
+	// storeOnly makes reads ignore the on-disk cache (DistrustCache).
+	storeOnly atomic.Bool
 
 	keyMu sync.Mutex
 	keys  map[ID]*[32]byte
@@ -482,8 +484,19 @@ func (r *Repository) cachePath(kind MetaKind, id ID) string {
 	return filepath.Join(r.cache, strings.TrimSuffix(kind.prefix(), "/"), id.String())
 }
 
+// DistrustCache makes the repository read metadata and tree packs from
+// the store from now on, never from the on-disk cache (it still fills
+// it). Commands that delete (forget, prune) call it before they read: a
+// cached copy is intact by its hash, but says nothing of the stored
+// object, and a snapshot that rotted in the store must count as
+// unreadable there, not keep a place that a good snapshot then loses.
+func (r *Repository) DistrustCache() {
+	r.storeOnly.Store(true)
+	r.trees.reset() // some may have come from the disk
+}
+
 func (r *Repository) cacheGet(kind MetaKind, id ID) []byte {
-	if r.cache == "" {
+	if r.cache == "" || r.storeOnly.Load() {
 		return nil
 	}
 	b, err := os.ReadFile(r.cachePath(kind, id))

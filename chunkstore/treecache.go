@@ -32,6 +32,13 @@ func (c *treePackCache) get(id ID) ([]byte, bool) {
 	return b, ok
 }
 
+// reset forgets every pack kept.
+func (c *treePackCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.packs, c.order, c.size = nil, nil, 0
+}
+
 func (c *treePackCache) put(id ID, b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -64,7 +71,9 @@ func (r *Repository) treePack(ctx context.Context, p *PackEntry) ([]byte, error)
 	var disk string
 	if r.cache != "" {
 		disk = filepath.Join(r.cache, "packs", p.ID.String())
-		if b, err := os.ReadFile(disk); err == nil && Hash(b) == p.ID {
+		if r.storeOnly.Load() {
+			// DistrustCache: the pack must be read from the store.
+		} else if b, err := os.ReadFile(disk); err == nil && Hash(b) == p.ID {
 			r.trees.put(p.ID, b)
 			return b, nil
 		}

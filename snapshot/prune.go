@@ -140,6 +140,9 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	if !repo.CanRead() {
 		return nil, fmt.Errorf("%w: prune needs an identity (--identity): a writer key cannot read the trees that say which data is in use", ErrPruneUnsafe)
 	}
+	// What prune deletes follows from what it reads: from the store,
+	// not from a cache that may hold intact copies of rotted objects.
+	repo.DistrustCache()
 	opts.Sessions = opts.Sessions.OrDefault()
 	opts.Logger = orDiscard(opts.Logger)
 	res := &PruneResult{DryRun: opts.DryRun}

@@ -133,6 +133,9 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 	if err != nil {
 		return err
 	}
+	// Judged by the store's copies: one rotted there must not keep a
+	// place (repo.DistrustCache).
+	repo.DistrustCache()
 	list, bad, err := snapshot.List(ctx, repo)
 	if err != nil {
 		return fmt.Errorf("list snapshots: %w", storeError(g.repo, err))

@@ -120,3 +120,58 @@ func TestForgetPruneUsage(t *testing.T) {
 	c.fails(2, r.reader("prune", "--max-unused", "lots"), `--max-unused: "lots": want a percentage`, "unlimited")
 	c.fails(2, []string{"prune", "--repo", r.path}, "needs the repository identity")
 }
+
+// TestForgetAndPruneReadTheStore: forget and prune judge the repository
+// by what the store holds, not by the intact copies this machine's cache
+// keeps. A snapshot whose manifest rotted in the store is "not
+// considered" by forget (so it does not take the place a good one keeps)
+// and makes prune refuse; a tree pack lost from the store makes prune
+// refuse even though the cache still has it.
+func TestForgetAndPruneReadTheStore(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, smallTree())
+	var snaps []string
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(src, "big.bin"), fixture.Random(uint64(i), 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", src)...).stdout).SnapshotID)
+	}
+	c.ok(r.reader("ls", "latest")...) // the cache now holds every manifest and the tree packs
+	manifest := filepath.Join(r.path, "snapshots", snaps[2])
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(manifest, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.fails(1, r.reader("prune", "--dry-run"), snaps[2][:8])
+	res := c.run(r.reader("forget", "--keep-last", "1", "--json")...)
+	o := decodeJSON[forgetOut](t, res.stdout)
+	if res.code != 0 || o.Removed != 1 || len(o.Groups) != 1 || len(o.Groups[0].Keep) != 1 || o.Groups[0].Keep[0].ID != snaps[1] || !strings.Contains(res.stderr, "not considered") {
+		t.Fatalf("forget --keep-last 1 with the newest snapshot rotted in the store: exit %d, %+v; want the last good one kept\n%s", res.code, o, res.stderr)
+	}
+	os.Remove(manifest) // as 'repair snapshots' would after saving what it can
+	c.ok(r.reader("restore", snaps[1], "--target", filepath.Join(c.dir, "t"))...)
+
+	// A tree pack lost: the smallest pack is the one holding the trees.
+	var smallest string
+	var size int64 = -1
+	filepath.WalkDir(filepath.Join(r.path, "data"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil && (size < 0 || fi.Size() < size) {
+				smallest, size = p, fi.Size()
+			}
+		}
+		return nil
+	})
+	if err := os.Rename(smallest, smallest+".away"); err != nil {
+		t.Fatal(err)
+	}
+	c.fails(1, r.reader("prune", "--dry-run"), "cannot be read")
+}
