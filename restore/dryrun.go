@@ -55,7 +55,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		// What a restore would remove first (if no other restore is
 		// running into the target then).
 		res.Leftovers = r.countLeftovers(pl)
-		if err := r.findIdentical(ctx, pl.files); err != nil {
+		if err := r.findIdentical(ctx, pl.files, pl.links); err != nil {
 			return nil, err
 		}
 	}

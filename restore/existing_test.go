@@ -173,6 +173,54 @@ func TestIdenticalButLinked(t *testing.T) {
 	}
 }
 
+// TestIdenticalLinkGroupLinkedOutside: a name of a hard-link group whose
+// target file has the snapshot's content but is linked to a file outside
+// the target (as many names as the group has, so a count alone cannot
+// tell) is replaced: the file outside keeps its mode and its single name,
+// and the group's names are linked to each other only. A group restored
+// before, linked only within the target, is still found identical.
+func TestIdenticalLinkGroupLinkedOutside(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	content := []byte("linked in the snapshot\n")
+	fixture.Create(t, src, fixture.Tree{
+		"h/a": {Content: content, Mode: 0o644},
+		"h/b": {HardlinkTo: "h/a"},
+	})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	at := func(p string) string { return filepath.Join(restoredAt(dst, src), p) }
+	if res := r.restore(t, snap, restore.Options{Target: dst}); res.FilesSkipped != 1 {
+		t.Errorf("again into the same target: FilesSkipped = %d, want 1 (the group, linked as in the snapshot)", res.FilesSkipped)
+	}
+	for _, p := range []string{"h/a", "h/b"} {
+		if err := os.Remove(at(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(outside, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(outside, at("h/a")); err != nil {
+		t.Fatal(err)
+	}
+	r.restore(t, snap, restore.Options{Target: dst})
+	fi, err := os.Stat(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := fi.Sys().(*syscall.Stat_t).Nlink; fi.Mode().Perm() != 0o600 || n != 1 {
+		t.Errorf("the file outside the target: mode %o, %d names; want 600 and its own name only", fi.Mode().Perm(), n)
+	}
+	a, errA := os.Stat(at("h/a"))
+	b, errB := os.Stat(at("h/b"))
+	if errA != nil || errB != nil || !os.SameFile(a, b) || a.Mode().Perm() != 0o644 || a.Sys().(*syscall.Stat_t).Nlink != 2 {
+		t.Errorf("h/a and h/b: %v %v; want one file of mode 644 with the two names", errA, errB)
+	}
+}
+
 // TestSwappedFileNotWritten: a file of several chunks whose temporary
 // name someone replaced, after the restore created it, with a hard link
 // to a file outside the target is not written to: it fails, naming why,

@@ -397,7 +397,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		// Reading files back allocates a buffer per file: not under the
 		// raised target.
 		lowerGC()
-		if err := r.findIdentical(ctx, pl.files); err != nil {
+		if err := r.findIdentical(ctx, pl.files, pl.links); err != nil {
 			return nil, err
 		}
 	}
@@ -800,7 +800,12 @@ func (r *restorer) tmpName(p string) string {
 // findIdentical marks files whose target copy already has the snapshot's
 // content, by recomputing the keyed ID of each chunk in place, and those
 // Options.Overwrite leaves as they are.
-func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error {
+func (r *restorer) findIdentical(ctx context.Context, files, links []*fileState) error {
+	// The other names each hard-link group has in this restore.
+	others := map[*fileState][]string{}
+	for _, l := range links {
+		others[l.linkTo] = append(others[l.linkTo], l.path)
+	}
 	bufs := make(readBufs, verifyWorkers)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(verifyWorkers)
@@ -819,11 +824,13 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 		if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != f.size {
 			continue
 		}
-		// A file with more names than the snapshot's has (two files the
-		// snapshot holds apart, or a link to a file outside the target)
-		// is replaced, not taken as identical: setting this entry's mode
-		// and times would set the other names' too.
-		if uint64(st.Nlink) > max(f.node.Links, 1) {
+		// A file with more names than those of its group in this
+		// restore that the target links to it (two files the snapshot
+		// holds apart, or a link to a file outside the target) is
+		// replaced, not taken as identical: setting this entry's mode,
+		// owner and times would set the other names' too, and its group
+		// would be linked to them.
+		if st.Nlink > 1 && uint64(st.Nlink) > r.linkedNames(&st, others[f]) {
 			continue
 		}
 		g.Go(func() error {
@@ -837,6 +844,18 @@ func (r *restorer) findIdentical(ctx context.Context, files []*fileState) error 
 		})
 	}
 	return g.Wait()
+}
+
+// linkedNames counts the names the target file st has among its own
+// path and names, the other paths of its hard-link group.
+func (r *restorer) linkedNames(st *unix.Stat_t, names []string) uint64 {
+	n := uint64(1)
+	for _, p := range names {
+		if o, err := r.t.lstat(p); err == nil && o.Dev == st.Dev && o.Ino == st.Ino {
+			n++
+		}
+	}
+	return n
 }
 
 // createFiles finishes identical and empty files, and creates every file
