@@ -3,7 +3,6 @@ package restore
 import (
 	"io/fs"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -32,13 +31,13 @@ func RefuseDirectIO(t testing.TB, atOpen bool, errno syscall.Errno) {
 func RefuseTimes(t testing.TB, name string) {
 	orig := utimesAt
 	t.Cleanup(func() { utimesAt = orig })
-	utimesAt = func(dfd int, base string, ts []unix.Timespec, flags int) error {
-		// A file of several chunks gets its times under its temporary
-		// name, before it is put in place: refused too.
-		if base == name || strings.HasPrefix(base, leftoverPrefix) {
+	utimesAt = func(dfd int, base, entry string, ts []unix.Timespec, flags int) error {
+		// A file gets its times under its temporary name, before it is
+		// put in place: refused by the name of the snapshot's entry.
+		if entry == name {
 			return syscall.EPERM
 		}
-		return orig(dfd, base, ts, flags)
+		return orig(dfd, base, entry, ts, flags)
 	}
 }
 

@@ -1,6 +1,7 @@
 package restore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -156,4 +157,38 @@ func TestRestoreOntoFailingDisk(t *testing.T) {
 		}
 		t.Logf("restore with Sync: %v", err)
 	})
+}
+
+// TestFullTargetLeavesNoPartialFile: a restore that runs out of space
+// leaves no file partly written under its own name, not even one written
+// in one go (a single chunk), so a rerun with OverwriteNever once there
+// is room, which keeps whatever has a file's name, restores every file
+// whole.
+func TestFullTargetLeavesNoPartialFile(t *testing.T) {
+	r := newRepo(t, "local")
+	src, files := randomTree(t, 5, 400_000) // one chunk each, 2 MB in all
+	snap := r.backup(t, src)
+	dst := filepath.Join(t.TempDir(), "mnt")
+	fixture.MountTmpfs(t, dst, "size=1m")
+	if _, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err == nil {
+		t.Fatal("2 MB restored into a 1 MiB filesystem")
+	}
+	rel := func(p string) string { return filepath.Join(dst, strings.TrimPrefix(p, "/")) }
+	for p, data := range files {
+		got, err := os.ReadFile(rel(p))
+		if err == nil && !bytes.Equal(got, data) {
+			t.Errorf("%s left under its own name with %d of its %d bytes", p, len(got), len(data))
+		}
+	}
+	if out, err := exec.Command("mount", "-o", "remount,size=10m", dst).CombinedOutput(); err != nil {
+		t.Fatalf("grow the tmpfs: %v %s", err, out)
+	}
+	if _, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, Overwrite: restore.OverwriteNever}); err != nil {
+		t.Fatal(err)
+	}
+	for p, data := range files {
+		if got, err := os.ReadFile(rel(p)); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s after the rerun with OverwriteNever: %d bytes (%v), want the snapshot's %d", p, len(got), err, len(data))
+		}
+	}
 }

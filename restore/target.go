@@ -383,14 +383,17 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	}
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
-		return utimesAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
+		return utimesAt(dfd, base, n.Name, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
 	}))
 	return errors.Join(errs...)
 }
 
-// utimesAt sets an entry's times. Tests replace it to play a filesystem
-// that refuses some.
-var utimesAt = unix.UtimesNanoAt
+// utimesAt sets the times of the entry at base in dfd, which is the
+// snapshot's entry name (perhaps under a temporary name). Tests replace
+// it to play a filesystem that refuses some.
+var utimesAt = func(dfd int, base, name string, ts []unix.Timespec, flags int) error {
+	return unix.UtimesNanoAt(dfd, base, ts, flags)
+}
 
 // syncfs writes back the target filesystem's dirty data and reports a
 // write-back error the kernel saw since the target was opened.
@@ -432,7 +435,7 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 	}))
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
-		return utimesAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
+		return utimesAt(dfd, base, n.Name, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
 	}))
 	return errors.Join(errs...)
 }
@@ -453,7 +456,7 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node) error {
 		if n.Type != snapshot.TypeSymlink {
 			errs = append(errs, chmodNoFollow(dfd, base, n.UnixPerm()))
 		}
-		errs = append(errs, utimesAt(dfd, base, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
+		errs = append(errs, utimesAt(dfd, base, n.Name, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
 		return errors.Join(errs...)
 	})
 }
