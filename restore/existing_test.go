@@ -6,6 +6,8 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -355,5 +357,72 @@ func TestLinkToKeptFirstName(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(at("h/a")); string(b) != "local edit\n" {
 		t.Errorf("h/a = %q, want the kept edit", b)
+	}
+}
+
+// TestRerunAsUserIntoReadOnlyDirs: a user other than root restores again
+// into a target where an earlier restore made a directory read-only, as
+// the snapshot has it (0555): the file changed there since is restored
+// (the directory is made writable for its owner meanwhile), and the
+// directory ends with the snapshot's mode again.
+func TestRerunAsUserIntoReadOnlyDirs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as another user")
+	}
+	const nobody = 65534
+	repos := storetest.InitRepos(t, mem.New()) // readable by any user
+	r := testRepo{writer: repos.Writer, reader: repos.Reader}
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"ro": {Dir: true, Mode: 0o555}, "ro/f": {Content: []byte("as backed up\n"), Mode: 0o644}})
+	snap := r.backup(t, src)
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := filepath.Join(base, "t")
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dst, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	// The effective IDs only: the saved ones stay root's, to switch back.
+	asNobody := func() *restore.Result {
+		t.Helper()
+		if err := syscall.Setresgid(-1, nobody, -1); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Setresuid(-1, nobody, -1); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := syscall.Setresuid(-1, 0, -1); err != nil {
+				panic(err)
+			}
+			if err := syscall.Setresgid(-1, 0, -1); err != nil {
+				panic(err)
+			}
+		}()
+		res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+		if err != nil {
+			t.Errorf("restore as uid %d: %v", nobody, err)
+		}
+		return res
+	}
+	asNobody()
+	f := filepath.Join(restoredAt(dst, src), "ro", "f")
+	if err := os.WriteFile(f, []byte("changed since\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := asNobody(); res != nil && len(res.Failures) > 0 {
+		t.Errorf("second restore as uid %d: %v", nobody, res.Failures)
+	}
+	if got, err := os.ReadFile(f); err != nil || string(got) != "as backed up\n" {
+		t.Errorf("ro/f: %q, %v; want the snapshot's content", got, err)
+	}
+	if fi, err := os.Stat(filepath.Dir(f)); err != nil || fi.Mode().Perm() != 0o555 {
+		t.Errorf("ro: %v, %v; want mode 555", fi.Mode(), err)
 	}
 }

@@ -216,6 +216,13 @@ func (t *targetDir) mkdir(p string) error {
 				return err
 			}
 			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				// A directory an earlier restore made read-only (0555,
+				// as the snapshot has it) would refuse this one's files
+				// to a user other than root: its owner may write into it
+				// until its metadata is set again, at the end.
+				if uid := os.Geteuid(); uid != 0 && st.Uid == uint32(uid) && st.Mode&0o300 != 0o300 {
+					return unix.Fchmodat(dfd, base, st.Mode&0o7777|0o300, 0)
+				}
 				return nil
 			}
 			if err := unix.Unlinkat(dfd, base, 0); err != nil {
