@@ -170,8 +170,12 @@ func TestFullTargetLeavesNoPartialFile(t *testing.T) {
 	snap := r.backup(t, src)
 	dst := filepath.Join(t.TempDir(), "mnt")
 	fixture.MountTmpfs(t, dst, "size=1m")
-	if _, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err == nil {
+	_, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+	if err == nil {
 		t.Fatal("2 MB restored into a 1 MiB filesystem")
+	}
+	if !strings.Contains(err.Error(), "restore target is full while writing "+src+"/") {
+		t.Errorf("error %q does not name the file as the snapshot does (%s/...)", err, src)
 	}
 	rel := func(p string) string { return filepath.Join(dst, strings.TrimPrefix(p, "/")) }
 	for p, data := range files {

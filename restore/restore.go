@@ -738,7 +738,7 @@ func (r *restorer) meta(err error, p string) {
 // holds at f's path (counted in res).
 func (r *restorer) settledLink(f *fileState, res *Result) bool {
 	if f.linkTo.failed != nil {
-		r.fail(f.path, fmt.Errorf("hard link to %s, which failed", f.linkTo.path))
+		r.fail(f.path, fmt.Errorf("hard link to /%s, which failed", f.linkTo.path))
 		return true
 	}
 	if r.kept(f.path, f.node) {
@@ -752,7 +752,7 @@ func (r *restorer) settledLink(f *fileState, res *Result) bool {
 		// only if that is what it holds (and is a regular file).
 		var buf []byte
 		if err := r.checkContent(f.linkTo, nil, &buf, false); err != nil {
-			r.fail(f.path, fmt.Errorf("not linked: it is a hard link to %s in the snapshot, and what the target holds there, which --overwrite %s kept, is not the snapshot's file (%v); restore %s too (--overwrite if-changed), or into another directory", f.linkTo.path, r.opts.Overwrite, err, f.linkTo.path))
+			r.fail(f.path, fmt.Errorf("not linked: it is a hard link to /%s in the snapshot, and what the target holds there, which --overwrite %s kept, is not the snapshot's file (%v); restore /%s too (--overwrite if-changed), or into another directory", f.linkTo.path, r.opts.Overwrite, err, f.linkTo.path))
 			return true
 		}
 	}
@@ -776,13 +776,15 @@ func fatal(err error) bool {
 }
 
 func targetError(p string, err error) error {
+	// p is the snapshot's path, relative to the target: named as the
+	// snapshot (and every other message) names it.
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("restore target is full while writing %s: free space or restore elsewhere (files already restored are kept; rerun to resume): %w", p, err)
+		return fmt.Errorf("restore target is full while writing /%s: free space or restore elsewhere (files already restored are kept; rerun to resume): %w", p, err)
 	}
 	if errors.Is(err, syscall.EROFS) {
-		return fmt.Errorf("restore target is read-only while writing %s: %w", p, err)
+		return fmt.Errorf("restore target is read-only while writing /%s: %w", p, err)
 	}
-	return fmt.Errorf("write %s: %w", p, err)
+	return fmt.Errorf("write /%s: %w", p, err)
 }
 
 // tmpName returns a new temporary name in p's directory, for a file
