@@ -251,7 +251,7 @@ func configLost(ctx context.Context, st Store, what string, notRepo error) error
 	if found == "" {
 		return notRepo
 	}
-	return fmt.Errorf("%w: the config object of %s %s, but %s is there: this is a lifeboat repository that lost its config; put config back from a copy of the bucket (object versioning, a replica, another location of a 'lifeboat copy'); 'lifeboat init' will not overwrite it", ErrCorrupt, st.Location(), what, found)
+	return fmt.Errorf("%w: the config object of %s %s, but %s is there: this is a lifeboat repository that lost its config; put config back from a copy of the bucket (object versioning, a replica of this bucket); 'lifeboat init' will not overwrite it", ErrCorrupt, st.Location(), what, found)
 }
 
 // Open reads the config and unlocks the repository with creds.
