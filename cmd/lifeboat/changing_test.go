@@ -99,11 +99,7 @@ func TestBackupChangingLog(t *testing.T) {
 func TestBackupIgnoreInode(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
-	r := initRepo(t, c, "repo")
-	src := filepath.Join(c.dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	r, src := initRepo(t, c, "repo"), emptyDir(t, c, "src")
 	for _, name := range []string{"a", "b"} {
 		if err := os.WriteFile(filepath.Join(src, name), []byte(name), 0o644); err != nil {
 			t.Fatal(err)
@@ -128,11 +124,7 @@ func TestBackupIgnoreInode(t *testing.T) {
 func TestBackupTime(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
-	r := initRepo(t, c, "repo")
-	src := filepath.Join(c.dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	r, src := initRepo(t, c, "repo"), emptyDir(t, c, "src")
 	c.ok(r.writer("backup", "--time", "2026-03-01T04:05:06Z", src)...)
 	c.ok(r.writer("backup", "--time", "2025-12-31 23:59:58", src)...)
 	type snap struct {
@@ -148,4 +140,14 @@ func TestBackupTime(t *testing.T) {
 	if n := len(decodeJSON[[]snap](t, c.ok(r.writer("snapshots", "--json")...).stdout)); n != 2 {
 		t.Errorf("%d snapshots after the refused backups, want 2", n)
 	}
+}
+
+// emptyDir makes the directory name in c's directory.
+func emptyDir(t *testing.T, c *cli, name string) string {
+	t.Helper()
+	d := filepath.Join(c.dir, name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
