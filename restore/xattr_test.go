@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -252,6 +254,39 @@ func TestRestoreDoesNotInheritACLs(t *testing.T) {
 	for p, mode := range map[string]os.FileMode{f: 0o644, sub: 0o755 | os.ModeDir} {
 		if fi, err := os.Lstat(restoredAt(noX, p)); err != nil || fi.Mode() != mode {
 			t.Errorf("--no-xattrs under a default ACL: %s has mode %v (%v), want %v", p, fi.Mode(), err, mode)
+		}
+	}
+}
+
+// TestImmutableFileNoStaleACLWarning: an immutable file the target holds
+// refuses every change, the removal of ACLs it does not have included;
+// the metadata error names what failed (its mode and times), not an ACL
+// "which the snapshot does not have" that the file never had.
+func TestImmutableFileNoStaleACLWarning(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chattr +i needs root")
+	}
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"f": {Content: []byte("kept as it is\n"), Mode: 0o640}})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	f := filepath.Join(restoredAt(dst, src), "f")
+	if err := os.Chmod(f, 0o600); err != nil { // so that the restore must set it
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chattr", "+i", f).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", f).Run() })
+	res := r.restore(t, snap, restore.Options{Target: dst})
+	if res.MetadataErrors == 0 {
+		t.Fatal("an immutable file took the snapshot's metadata")
+	}
+	for _, s := range res.MetadataSamples {
+		if strings.Contains(s.Err.Error(), "posix_acl") {
+			t.Errorf("%s: %v; names an ACL the file does not have", s.Path, s.Err)
 		}
 	}
 }
