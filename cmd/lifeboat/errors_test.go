@@ -70,6 +70,12 @@ func TestInitRefusesExisting(t *testing.T) {
 	if _, err := os.Lstat(newRepo); err == nil {
 		t.Error("init created the repository although it refused to write the identity")
 	}
+	// A location inside a repository: refused, nothing created.
+	inner := filepath.Join(r.path, "data", "nested")
+	c.fails(2, []string{"init", "--repo", inner, "--identity-out", id2, "--key-out", key2}, "inside the lifeboat repository at "+r.path)
+	if _, err := os.Lstat(inner); err == nil {
+		t.Error("init created a repository inside another")
+	}
 	// Default file names in the working directory.
 	c.ok("init", "--repo", filepath.Join(c.dir, "repo3"))
 	for _, p := range []string{"lifeboat-identity.txt", "lifeboat-writer.key"} {

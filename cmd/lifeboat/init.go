@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 )
 
 const (
@@ -91,6 +92,9 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 		f.recipients = norm
 	}
 	if err := g.checkRepoFlag(); err != nil {
+		return err
+	}
+	if err := notInsideRepository(g.repo); err != nil {
 		return err
 	}
 	keyOut, err := filepath.Abs(f.keyOut)
@@ -248,4 +252,25 @@ func writeSync(f *os.File, b []byte) error {
 		return err
 	}
 	return f.Sync()
+}
+
+// notInsideRepository refuses a local location below a directory that
+// holds a lifeboat repository (init --repo R/data): its objects would be
+// taken for the outer repository's, which check reports and which its
+// prune and repair might delete. S3 prefixes are not checked.
+func notInsideRepository(repo string) error {
+	l, err := location.Parse(repo)
+	if err != nil || l.Kind != location.Local {
+		return nil
+	}
+	for d := filepath.Dir(l.Path); ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, chunkstore.ConfigName)); err == nil {
+			if _, err := chunkstore.ParseConfig(b); err == nil {
+				return usageError("%s is inside the lifeboat repository at %s: choose a location outside it", l.Path, d)
+			}
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
