@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 type forgetOut struct {
@@ -159,19 +163,52 @@ func TestForgetAndPruneReadTheStore(t *testing.T) {
 	os.Remove(manifest) // as 'repair snapshots' would after saving what it can
 	c.ok(r.reader("restore", snaps[1], "--target", filepath.Join(c.dir, "t"))...)
 
-	// A tree pack lost: the smallest pack is the one holding the trees.
-	var smallest string
-	var size int64 = -1
-	filepath.WalkDir(filepath.Join(r.path, "data"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if fi, err := d.Info(); err == nil && (size < 0 || fi.Size() < size) {
-				smallest, size = p, fi.Size()
-			}
-		}
-		return nil
-	})
-	if err := os.Rename(smallest, smallest+".away"); err != nil {
+	// The pack holding the remaining snapshot's root tree lost, after ls
+	// put it in the cache.
+	c.ok(r.reader("ls", snaps[1])...)
+	pack := rootTreePack(t, r, snaps[1])
+	if err := os.Rename(pack, pack+".away"); err != nil {
 		t.Fatal(err)
 	}
 	c.fails(1, r.reader("prune", "--dry-run"), "cannot be read")
+}
+
+// rootTreePack returns the file of the pack holding the root tree of
+// snapshot id in local repository r, found through its index with the
+// writer key.
+func rootTreePack(t *testing.T, r repo, id string) string {
+	t.Helper()
+	ctx := context.Background()
+	st, err := local.Open(r.path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wk, err := chunkstore.ParseWriterKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: wk}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sid, err := chunkstore.ParseID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := snapshot.Load(ctx, repo, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, ok := repo.Index().Lookup(snap.Tree)
+	if !ok {
+		t.Fatalf("root tree %s of %s is not indexed", snap.Tree.Short(), id)
+	}
+	return filepath.Join(r.path, chunkstore.PackName(loc.Pack.ID))
 }
