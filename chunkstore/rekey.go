@@ -365,6 +365,12 @@ func (r *Repository) UnverifiedEnvelopes(ctx context.Context) ([]EnvelopeProblem
 	if err != nil {
 		return nil, err
 	}
+	return r.UnverifiedAmong(ctx, envs)
+}
+
+// UnverifiedAmong is UnverifiedEnvelopes for envelopes the caller listed
+// already (Envelopes).
+func (r *Repository) UnverifiedAmong(ctx context.Context, envs []Envelope) ([]EnvelopeProblem, error) {
 	var out []EnvelopeProblem
 	for _, e := range envs {
 		switch err := r.verifyEnvelope(ctx, e); {

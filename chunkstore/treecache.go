@@ -71,11 +71,13 @@ func (r *Repository) treePack(ctx context.Context, p *PackEntry) ([]byte, error)
 	var disk string
 	if r.cache != "" {
 		disk = filepath.Join(r.cache, "packs", p.ID.String())
-		if r.storeOnly.Load() {
-			// DistrustCache: the pack must be read from the store.
-		} else if b, err := os.ReadFile(disk); err == nil && Hash(b) == p.ID {
-			r.trees.put(p.ID, b)
-			return b, nil
+		// After DistrustCache the pack is read from the store (and the
+		// copy on disk refreshed).
+		if !r.storeOnly.Load() {
+			if b, err := os.ReadFile(disk); err == nil && Hash(b) == p.ID {
+				r.trees.put(p.ID, b)
+				return b, nil
+			}
 		}
 	}
 	b, err := r.store.Get(ctx, PackName(p.ID), 0, int64(p.Size))

@@ -220,8 +220,11 @@ func (t *targetDir) mkdir(p string) error {
 				// as the snapshot has it) would refuse this one's files
 				// to a user other than root: its owner may write into it
 				// until its metadata is set again, at the end.
+				// Best effort: where it fails (an immutable directory),
+				// its files fail on their own, each named, and those
+				// already identical need no write.
 				if uid := os.Geteuid(); uid != 0 && st.Uid == uint32(uid) && st.Mode&0o300 != 0o300 {
-					return unix.Fchmodat(dfd, base, st.Mode&0o7777|0o300, 0)
+					_ = unix.Fchmodat(dfd, base, st.Mode&0o7777|0o300, 0)
 				}
 				return nil
 			}

@@ -136,7 +136,6 @@ type Result struct {
 }
 
 type archiver struct {
-	start time.Time // the backup's
 	// asOf is when the data backed up was as it is read: the backup's
 	// start, or BackupOptions.Time (a filesystem snapshot's).
 	asOf time.Time
@@ -275,7 +274,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	// largest share of a backup's memory after the pack buffers.
 	nbufs := opts.Readers + opts.Sealers + 1
 	a := &archiver{
-		start: start, asOf: asOf,
+		asOf: asOf,
 		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl, changing: changing,
 		cfg:   cfg,
 		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),

@@ -95,7 +95,7 @@ func runKeyList(ctx context.Context, g *globals) error {
 	}
 	sec := repo.Secrets()
 	out := keyListOutput{RepoID: sec.RepoID, Recipients: sec.Recipients, KeyGeneration: sec.Generation}
-	bad, err := repo.UnverifiedEnvelopes(ctx)
+	bad, err := repo.UnverifiedAmong(ctx, envs)
 	if err != nil {
 		return storeError(g.repo, err)
 	}
