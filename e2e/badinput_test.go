@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path"
@@ -129,6 +130,22 @@ func TestBadS3(t *testing.T) {
 		url := "s3:http://" + loc.Endpoint + "/lifeboat-no-such-bucket-e2e/repo"
 		c := repo.reader(t).with(func(c *cli) { c.repo = url })
 		wantFail(t, c.run("snapshots"), "lifeboat-no-such-bucket-e2e", "bucket")
+	})
+	t.Run("init inside a repository", func(t *testing.T) {
+		keys := t.TempDir()
+		inner := repoURL + "/nested"
+		r := newCLI(t, inner).run("init", "--identity-out", filepath.Join(keys, "id"), "--key-out", filepath.Join(keys, "key"))
+		wantFail(t, r, "inside the lifeboat repository at "+repoURL)
+		if r.Code != 2 {
+			t.Errorf("exit %d, want 2 (usage)", r.Code)
+		}
+		st, err := location.Open(t.Context(), repoURL, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Stat(t.Context(), "nested/config"); !errors.Is(err, chunkstore.ErrNotFound) {
+			t.Errorf("the refused init left nested/config: %v", err)
+		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
 		addr := testnet.FreeAddr(t) // nothing listens there now

@@ -17,6 +17,7 @@ package location
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -194,4 +195,73 @@ func open(ctx context.Context, l Location, create bool, log *slog.Logger) (chunk
 		}, create)
 	}
 	return nil, chunkstore.Permanent(fmt.Errorf("open %s: unknown kind %q", l, l.Kind))
+}
+
+// Enclosing returns the location of a lifeboat repository that holds repo
+// inside it (a local directory above it, an S3 prefix above it in the same
+// bucket, the bucket's root included), or "" when there is none. A
+// repository created there would have its objects taken for the outer
+// one's: the outer repository's check would report them, and its prune or
+// repair could delete them.
+//
+// Only a config object that parses counts. A bucket that does not exist
+// yet holds none, and a config that cannot be read (credentials scoped to
+// the repository's own prefix) is taken as absent, so the check never
+// stops an init that could not have collided. A store that cannot be
+// opened at all is an error, as it would be for the init.
+func Enclosing(ctx context.Context, repo string, rc chunkstore.RetryConfig) (string, error) {
+	l, err := Parse(repo)
+	if err != nil {
+		return "", err
+	}
+	holds := func(b []byte, err error) bool {
+		if err != nil {
+			return false
+		}
+		_, err = chunkstore.ParseConfig(b)
+		return err == nil
+	}
+	switch l.Kind {
+	case Local:
+		for d := filepath.Dir(l.Path); ; d = filepath.Dir(d) {
+			if holds(os.ReadFile(filepath.Join(d, chunkstore.ConfigName))) {
+				return d, nil
+			}
+			if d == filepath.Dir(d) {
+				return "", nil
+			}
+		}
+	case S3:
+		if l.Prefix == "" {
+			return "", nil
+		}
+		root := l
+		root.Prefix = ""
+		var st chunkstore.Store
+		err := rc.Do(ctx, "open", root.String(), func(ctx context.Context) error {
+			var err error
+			st, err = open(ctx, root, false, rc.Logger)
+			return err
+		})
+		if errors.Is(err, chunkstore.ErrBucketNotFound) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		st = chunkstore.WithRetry(st, rc)
+		parts := strings.Split(l.Prefix, "/")
+		for i := len(parts) - 1; i >= 0; i-- {
+			outer := root
+			outer.Prefix = strings.Join(parts[:i], "/")
+			name := chunkstore.ConfigName
+			if outer.Prefix != "" {
+				name = outer.Prefix + "/" + name
+			}
+			if holds(st.Get(ctx, name, 0, -1)) {
+				return outer.String(), nil
+			}
+		}
+	}
+	return "", nil
 }

@@ -2,6 +2,7 @@ package location_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -146,5 +147,86 @@ func TestOpenS3(t *testing.T) {
 	l.Bucket = storetest.UniqueBucket(t)
 	if _, err := location.Open(t.Context(), l.String(), false); !errors.Is(err, chunkstore.ErrBucketNotFound) {
 		t.Errorf("Open(missing bucket, create=false) = %v, want ErrBucketNotFound", err)
+	}
+}
+
+// initAt creates a lifeboat repository at repo.
+func initAt(t *testing.T, repo string) {
+	t.Helper()
+	st, err := location.Open(t.Context(), repo, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, recipient, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chunkstore.Init(t.Context(), st, chunkstore.InitOptions{Recipients: []string{recipient}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEnclosingLocal(t *testing.T) {
+	dir := t.TempDir()
+	outer := filepath.Join(dir, "outer")
+	rc := chunkstore.DefaultRetryConfig()
+	if got, err := location.Enclosing(t.Context(), filepath.Join(outer, "a"), rc); err != nil || got != "" {
+		t.Fatalf("Enclosing before any repository = %q, %v", got, err)
+	}
+	initAt(t, outer)
+	for _, inner := range []string{filepath.Join(outer, "a"), filepath.Join(outer, "data", "x", "y"), "file://" + filepath.Join(outer, "b")} {
+		if got, err := location.Enclosing(t.Context(), inner, rc); err != nil || got != outer {
+			t.Errorf("Enclosing(%s) = %q, %v; want %s", inner, got, err, outer)
+		}
+	}
+	// The repository itself, a sibling and a parent are not inside it.
+	for _, other := range []string{outer, filepath.Join(dir, "outer2"), dir} {
+		if got, err := location.Enclosing(t.Context(), other, rc); err != nil || got != "" {
+			t.Errorf("Enclosing(%s) = %q, %v; want none", other, got, err)
+		}
+	}
+	// A file named config that is not a repository's config does not count.
+	junk := filepath.Join(dir, "junk")
+	if err := os.MkdirAll(junk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(junk, chunkstore.ConfigName), []byte("[core]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := location.Enclosing(t.Context(), filepath.Join(junk, "repo"), rc); err != nil || got != "" {
+		t.Errorf("Enclosing below a foreign config file = %q, %v; want none", got, err)
+	}
+}
+
+func TestEnclosingS3(t *testing.T) {
+	repo := storetest.MinIORepoURL(t) // s3:http://host/bucket/repo
+	rc := chunkstore.DefaultRetryConfig()
+	bucketRoot := strings.TrimSuffix(repo, "/repo")
+
+	// A bucket that does not exist yet holds nothing.
+	l, _ := location.Parse(repo)
+	l.Bucket = storetest.UniqueBucket(t)
+	if got, err := location.Enclosing(t.Context(), l.String(), rc); err != nil || got != "" {
+		t.Errorf("Enclosing in a missing bucket = %q, %v; want none", got, err)
+	}
+
+	initAt(t, repo)
+	for _, inner := range []string{repo + "/a", repo + "/data/x/y"} {
+		if got, err := location.Enclosing(t.Context(), inner, rc); err != nil || got != repo {
+			t.Errorf("Enclosing(%s) = %q, %v; want %s", inner, got, err, repo)
+		}
+	}
+	for _, other := range []string{repo, repo + "2/a", bucketRoot, bucketRoot + "/other"} {
+		if got, err := location.Enclosing(t.Context(), other, rc); err != nil || got != "" {
+			t.Errorf("Enclosing(%s) = %q, %v; want none", other, got, err)
+		}
+	}
+
+	// A repository at the bucket's root encloses every prefix.
+	root := storetest.MinIORepoURL(t)
+	root = strings.TrimSuffix(root, "/repo")
+	initAt(t, root)
+	if got, err := location.Enclosing(t.Context(), root+"/p/q", rc); err != nil || got != root {
+		t.Errorf("Enclosing below a bucket-root repository = %q, %v; want %s", got, err, root)
 	}
 }

@@ -94,8 +94,14 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 	if err := g.checkRepoFlag(); err != nil {
 		return err
 	}
-	if err := notInsideRepository(g.repo); err != nil {
-		return err
+	// A repository inside another (a directory or S3 prefix below one)
+	// would have its objects taken for the outer one's.
+	rc := chunkstore.DefaultRetryConfig()
+	rc.Logger = g.log
+	if outer, err := location.Enclosing(ctx, g.repo, rc); err != nil {
+		return storeError(g.repo, err)
+	} else if outer != "" {
+		return usageError("%s is inside the lifeboat repository at %s: choose a location outside it", g.repo, outer)
 	}
 	keyOut, err := filepath.Abs(f.keyOut)
 	if err != nil {
@@ -252,25 +258,4 @@ func writeSync(f *os.File, b []byte) error {
 		return err
 	}
 	return f.Sync()
-}
-
-// notInsideRepository refuses a local location below a directory that
-// holds a lifeboat repository (init --repo R/data): its objects would be
-// taken for the outer repository's, which check reports and which its
-// prune and repair might delete. S3 prefixes are not checked.
-func notInsideRepository(repo string) error {
-	l, err := location.Parse(repo)
-	if err != nil || l.Kind != location.Local {
-		return nil
-	}
-	for d := filepath.Dir(l.Path); ; d = filepath.Dir(d) {
-		if b, err := os.ReadFile(filepath.Join(d, chunkstore.ConfigName)); err == nil {
-			if _, err := chunkstore.ParseConfig(b); err == nil {
-				return usageError("%s is inside the lifeboat repository at %s: choose a location outside it", l.Path, d)
-			}
-		}
-		if d == filepath.Dir(d) {
-			return nil
-		}
-	}
 }
