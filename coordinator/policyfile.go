@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
 	"path/filepath"
 	"reflect"
@@ -427,7 +428,7 @@ func parsePolicyNode(root *yaml.Node) (*Policy, []Problem, []Problem) {
 	if root.Kind != yaml.MappingNode {
 		return nil, []Problem{{Line: root.Line, Msg: "a policy must be a mapping of fields (name: ..., schedule: ...)"}}, nil
 	}
-	ix := &nodeIndex{lines: map[string]int{}, fieldAt: map[int]string{}, docLine: root.Line}
+	ix := &nodeIndex{lines: map[string]int{}, fieldAt: map[int]string{}, docLine: root.Line, dupKeys: map[string]bool{}}
 	var errs []Problem
 	ix.walk(root, reflect.TypeOf(Policy{}), "", &errs, 0)
 
@@ -444,6 +445,11 @@ func parsePolicyNode(root *yaml.Node) (*Policy, []Problem, []Problem) {
 	}
 	p.normalize()
 	verrs, vwarns := p.check()
+	if ix.dupKeys[""] {
+		// Nothing of the document was decoded: the duplicate key is the
+		// problem, not the fields it leaves unset.
+		verrs, vwarns = nil, nil
+	}
 	// A field that already failed to decode would only add noise.
 	bad := map[string]bool{}
 	for _, e := range errs {
@@ -451,6 +457,7 @@ func parsePolicyNode(root *yaml.Node) (*Policy, []Problem, []Problem) {
 			bad[e.Field] = true
 		}
 	}
+	maps.Copy(bad, ix.dupKeys)
 	for _, e := range verrs {
 		if !fieldCoveredBy(e.Field, bad) {
 			errs = append(errs, ix.locate(e))
@@ -459,9 +466,11 @@ func parsePolicyNode(root *yaml.Node) (*Policy, []Problem, []Problem) {
 	for i := range errs {
 		errs[i].Policy = p.Name
 	}
-	warns := make([]Problem, len(vwarns))
-	for i, w := range vwarns {
-		warns[i] = ix.locate(w)
+	var warns []Problem
+	for _, w := range vwarns {
+		if !fieldCoveredBy(w.Field, ix.dupKeys) {
+			warns = append(warns, ix.locate(w))
+		}
 	}
 	return &p, errs, warns
 }
@@ -488,6 +497,27 @@ type nodeIndex struct {
 	lines   map[string]int // field path → line of its value
 	fieldAt map[int]string // line → the deepest field path written there
 	docLine int
+	// dupKeys holds the field paths of mappings with a key written twice
+	// ("" for the document's own): yaml decodes none of such a mapping,
+	// so what validation says of its fields (all missing) is noise.
+	dupKeys map[string]bool
+}
+
+// noteDuplicateKeys records field's mapping n in dupKeys if one of its
+// keys is written twice (the decoder names the keys).
+func (ix *nodeIndex) noteDuplicateKeys(n *yaml.Node, field string) {
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if k.Kind != yaml.ScalarNode || k.Tag == "!!merge" {
+			continue
+		}
+		if seen[k.Value] {
+			ix.dupKeys[field] = true
+			return
+		}
+		seen[k.Value] = true
+	}
 }
 
 func (ix *nodeIndex) record(field string, line int) {
@@ -576,6 +606,7 @@ func (ix *nodeIndex) walk(n *yaml.Node, t reflect.Type, field string, errs *[]Pr
 		if n.Kind != yaml.MappingNode {
 			return // decode reports the type error
 		}
+		ix.noteDuplicateKeys(n, field)
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
@@ -597,6 +628,7 @@ func (ix *nodeIndex) walk(n *yaml.Node, t reflect.Type, field string, errs *[]Pr
 		if n.Kind != yaml.MappingNode {
 			return
 		}
+		ix.noteDuplicateKeys(n, field)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			sub := joinYAMLField(field, k.Value)

@@ -319,3 +319,31 @@ func FuzzParsePolicies(f *testing.F) {
 		}
 	})
 }
+
+// A key written twice makes yaml decode none of its mapping: the
+// duplicate is reported, and not the fields it leaves unset.
+func TestParsePoliciesDuplicateKey(t *testing.T) {
+	const ok = "name: p\nrepository: r\nschedule: '@daily'\nagents: {a: b}\npaths: [/x]\n"
+	for _, tc := range []struct {
+		name, yaml, want string
+		line             int
+	}{
+		{"top level", ok + "name: q\n", `mapping key "name" already defined at line 1`, 6},
+		{"nested", ok + "retention:\n  keep_last: 3\n  prune: '@weekly'\n  keep_last: 4\n", `mapping key "keep_last" already defined at line 7`, 9},
+		{"in a selector", strings.Replace(ok, "{a: b}", "{a: b, a: c}", 1), `mapping key "a" already defined at line 4`, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, warns, err := ParsePoliciesWithWarnings([]byte(tc.yaml), "p.yaml")
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("error %v, want a ValidationError", err)
+			}
+			if len(ve.Problems) != 1 || ve.Problems[0].Line != tc.line || !strings.Contains(ve.Problems[0].Msg, tc.want) {
+				t.Errorf("problems:\n%s\nwant only line %d: ...%s", err, tc.line, tc.want)
+			}
+			if len(warns) != 0 {
+				t.Errorf("warnings %v, want none", warns)
+			}
+		})
+	}
+}
