@@ -160,6 +160,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 	if cache == nil {
 		cache = snapshot.NewFilesCache(repo.Config().ID)
 	}
+	defer cache.Discard()
 	cache.IgnoreInode = p.IgnoreInode
 	job.expect.Store(readLastSize(cacheDir))
 	paths := p.Paths

@@ -35,39 +35,45 @@ trap 'rm -rf "$W"' EXIT
 stamp=$(date -u +%Y%m%d-%H%M%S)
 
 drop() { if [[ -w /proc/sys/vm/drop_caches ]]; then sync; echo 3 >/proc/sys/vm/drop_caches; fi; }
-# step TOOL NAME CMD...: runs CMD, prints one table row.
+
+# command_for TOOL WHAT: sets cmd to the command line of one step.
+command_for() {
+	local tool=$1 what=$2
+	local repo="s3:http://$LIFEBOAT_TEST_S3_ENDPOINT/manyfiles-$tool-$stamp"
+	case $tool/$what in
+	restic/init) cmd=("$RESTIC" -q -r "$repo" init) ;;
+	restic/backup) cmd=("$RESTIC" -q -r "$repo" backup --no-scan "$DATA") ;;
+	restic/restore) cmd=("$RESTIC" -q -r "$repo" restore latest --target "$W/restic-target") ;;
+	lifeboat/init) cmd=("$LB" init -q --repo "$repo" --identity-out "$W/id" --key-out "$W/key" --cache-dir "$W/lb-cache") ;;
+	lifeboat/backup) cmd=("$LB" backup -q --repo "$repo" --key "$W/key" --cache-dir "$W/lb-cache" "$DATA") ;;
+	lifeboat/restore) cmd=("$LB" restore -q latest --repo "$repo" --identity "$W/id" --cache-dir "$W/lb-cache" --target "$W/lifeboat-target") ;;
+	*) echo "no command for $tool $what" >&2; exit 2 ;;
+	esac
+}
+
+# step TOOL NAME WHAT: runs the step and prints one table row.
 step() {
 	local tool=$1 name=$2
-	shift 2
-	/usr/bin/time -o "$W/time" -f "%e %U %S %M" "$@" >"$W/$tool-$name.log" 2>&1 || {
+	command_for "$tool" "$3"
+	/usr/bin/time -o "$W/time" -f "%e %U %S %M" "${cmd[@]}" >"$W/$tool-$3.log" 2>&1 || {
 		echo "$tool $name failed:" >&2
-		tail -20 "$W/$tool-$name.log" >&2
+		tail -20 "$W/$tool-$3.log" >&2
 		exit 1
 	}
 	awk -v name="$name" -v tool="$tool" '{ printf "| %s | %s | %.2f s | %.1f s | %.0f MiB |\n", name, tool, $1, $2 + $3, $4 / 1024 }' "$W/time"
-}
-
-run() {
-	local tool=$1 what=$2
-	local bucket="s3:http://$LIFEBOAT_TEST_S3_ENDPOINT/manyfiles-$tool-$stamp"
-	case $tool/$what in
-	restic/init) "$RESTIC" -q -r "$bucket" init >/dev/null ;;
-	restic/backup) "$RESTIC" -q -r "$bucket" backup --no-scan "$DATA" ;;
-	restic/restore) "$RESTIC" -q -r "$bucket" restore latest --target "$W/restic-target" ;;
-	lifeboat/init) XDG_CACHE_HOME=$W/lb-cache "$LB" init -q --repo "$bucket" --identity-out "$W/id" --key-out "$W/key" >/dev/null ;;
-	lifeboat/backup) XDG_CACHE_HOME=$W/lb-cache "$LB" backup -q --repo "$bucket" --key "$W/key" "$DATA" ;;
-	lifeboat/restore) XDG_CACHE_HOME=$W/lb-cache "$LB" restore -q latest --repo "$bucket" --identity "$W/id" --target "$W/lifeboat-target" ;;
-	esac
 }
 
 echo "$FILES files of 0 to $MAX_SIZE bytes ($(du -s --apparent-size -m "$DATA" | cut -f1) MiB), order: $ORDER, $(date -u +'%Y-%m-%d %H:%M UTC')"
 echo
 echo "| step | tool | wall | CPU user+sys | peak RSS |"
 echo "| --- | --- | --- | --- | --- |"
-for tool in $ORDER; do run "$tool" init; done
-for tool in $ORDER; do drop; step "$tool" "full backup" run "$tool" backup; done
-for tool in $ORDER; do step "$tool" "no-change backup" run "$tool" backup; done
-for tool in $ORDER; do drop; step "$tool" restore run "$tool" restore; done
+for tool in $ORDER; do
+	command_for "$tool" init
+	"${cmd[@]}" >/dev/null
+done
+for tool in $ORDER; do drop; step "$tool" "full backup" backup; done
+for tool in $ORDER; do step "$tool" "no-change backup" backup; done
+for tool in $ORDER; do drop; step "$tool" restore restore; done
 for tool in $ORDER; do
 	bin/manyfiles -verify -dir "$W/$tool-target$DATA" "${GEN[@]}" >/dev/null || { echo "$tool restored the tree wrongly" >&2; exit 1; }
 done

@@ -171,6 +171,7 @@ type fileJob struct {
 	err     error
 	changed bool // the files cache held the path with another stat
 	same    bool // it held the same stat, but its chunks are gone
+	record  bool // read from a file: recorded in the files cache with st
 }
 
 type chunkJob struct {
@@ -210,7 +211,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		opts.Progress = &Progress{}
 	}
 	if opts.FilesCache == nil {
-		opts.FilesCache = NewFilesCache(repo.Config().ID)
+		opts.FilesCache = NewFilesCacheDiscarding(repo.Config().ID)
 	}
 	var paths []string
 	switch {
@@ -460,6 +461,8 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	a.opts.FilesCache.Enter(v.path)
+	defer a.opts.FilesCache.Leave(v.path)
 	var items []pendingNode
 	for _, name := range names {
 		c := v.children[name]
@@ -524,6 +527,10 @@ type pendingNode struct {
 	node *Node
 	file *fileJob
 	dir  <-chan dirDone
+	// An unchanged file, recorded in the files cache with st once its
+	// directory is done.
+	unchanged bool
+	st        FileStat
 }
 
 // entry stats one path the walk found and starts whatever work it
@@ -554,14 +561,13 @@ func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInf
 		content, same := a.opts.FilesCache.Lookup(path, st)
 		if same && a.allStored(content) {
 			node.Content = content
-			a.opts.FilesCache.Record(path, st, content)
 			a.unmodified.Add(1)
 			a.bytesProc.Add(uint64(fi.Size()))
 			a.prog.Files.Add(1)
 			a.prog.BytesProcessed.Add(fi.Size())
-			return pendingNode{node: node}, true
+			return pendingNode{node: node, unchanged: true, st: st}, true
 		}
-		_, known := a.opts.FilesCache.old[path]
+		known := a.opts.FilesCache.Has(path)
 		job := &fileJob{path: path, node: node, st: st, done: make(chan struct{}), changed: known && !same, same: same}
 		select {
 		case a.files <- job:
@@ -609,6 +615,8 @@ func (a *archiver) allStored(ids []chunkstore.ID) bool {
 
 // saveDir walks one directory; the returned channel yields its tree ID.
 func (a *archiver) saveDir(ctx context.Context, path string) <-chan dirDone {
+	a.opts.FilesCache.Enter(path)
+	defer a.opts.FilesCache.Leave(path)
 	ents, err := os.ReadDir(path)
 	if err != nil {
 		a.warn(path, err)
@@ -636,8 +644,11 @@ func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNo
 	out := make(chan dirDone, 1)
 	go func() {
 		tree := &Tree{Nodes: make([]Node, 0, len(items))}
+		var cached []Recorded
 		for _, it := range items {
 			switch {
+			case it.unchanged:
+				cached = append(cached, Recorded{Name: it.node.Name, Stat: it.st, Content: it.node.Content})
 			case it.file != nil:
 				select {
 				case <-it.file.done:
@@ -647,6 +658,9 @@ func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNo
 				}
 				if it.file.err != nil {
 					continue // reported by the reader
+				}
+				if it.file.record {
+					cached = append(cached, Recorded{Name: it.node.Name, Stat: it.file.st, Content: it.node.Content})
 				}
 			case it.dir != nil:
 				var res dirDone
@@ -675,6 +689,7 @@ func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNo
 			out <- dirDone{err: err}
 			return
 		}
+		a.opts.FilesCache.RecordDir(path, cached)
 		a.dirs.Add(1)
 		a.prog.Dirs.Add(1)
 		out <- dirDone{id: id}
@@ -840,7 +855,7 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 				a.warnAs("changed while it was read", job.path, err)
 			}
 		}
-		a.opts.FilesCache.Record(job.path, job.st, content)
+		job.record = true // in the files cache, with job.st, once its directory is done
 	}
 	switch {
 	case job.same:

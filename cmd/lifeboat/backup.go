@@ -222,7 +222,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	}
 
 	var cachePath string
-	cache := snapshot.NewFilesCache(repo.Config().ID)
+	cache := snapshot.NewFilesCacheDiscarding(repo.Config().ID)
 	if !g.noCache && g.cacheDir != "" && !streaming {
 		cachePath = filesCachePath(g.cacheDir, repo.Config().ID, host, paths)
 		c, err := snapshot.LoadFilesCache(cachePath, repo.Config().ID)
@@ -233,6 +233,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 			cache = c
 		}
 	}
+	defer cache.Discard()
 	cache.IgnoreInode = f.ignoreInode
 
 	prog := &snapshot.Progress{}
