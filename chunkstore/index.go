@@ -185,7 +185,7 @@ type Index struct {
 	mu      sync.RWMutex
 	packs   []*PackEntry
 	packIdx map[ID]uint32
-	blobs   map[ID]blobLoc // the first place a blob is listed
+	blobs   blobTable // the first place a blob is listed
 	// dups holds every place, in index order, of each blob listed more
 	// than once; blobs holds the first of them. It saves Copies a scan of
 	// every pack, and is built by the first Copies (nil until then): a
@@ -200,17 +200,17 @@ type Index struct {
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{packIdx: map[ID]uint32{}, blobs: map[ID]blobLoc{}, pending: map[ID]struct{}{}}
+	return &Index{packIdx: map[ID]uint32{}, blobs: newBlobTable(), pending: map[ID]struct{}{}}
 }
 
 // place records that pack pi lists blob id as its j-th, in dups too once
 // it is built; x.mu is held.
 func (x *Index) place(id ID, pi uint32, j int) {
 	loc := blobLoc{pack: pi, blobIdx: uint32(j)}
-	first, ok := x.blobs[id]
+	first, ok := x.blobs.get(id, x.packs)
 	switch {
 	case !ok:
-		x.blobs[id] = loc
+		x.blobs.add(id, loc, x.packs)
 	case x.dups == nil:
 	case len(x.dups[id]) == 0:
 		x.dups[id] = []blobLoc{first, loc}
@@ -230,7 +230,7 @@ func (x *Index) buildDups() {
 		}
 		for j, b := range p.Blobs {
 			loc := blobLoc{pack: uint32(pi), blobIdx: uint32(j)}
-			if first, ok := x.blobs[b.ID]; ok && first != loc {
+			if first, ok := x.blobs.get(b.ID, x.packs); ok && first != loc {
 				if len(x.dups[b.ID]) == 0 {
 					x.dups[b.ID] = []blobLoc{first}
 				}
@@ -244,6 +244,11 @@ func (x *Index) buildDups() {
 func (x *Index) AddPacks(packs []PackEntry) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	n := x.blobs.len()
+	for i := range packs {
+		n += len(packs[i].Blobs)
+	}
+	x.blobs.grow(n, x.packs) // once, not by doublings on the way
 	for i := range packs {
 		if _, ok := x.packIdx[packs[i].ID]; ok {
 			continue
@@ -272,7 +277,7 @@ func (x *Index) SetExcluded(packs map[ID]bool) {
 		return // nothing was excluded, nothing is: the common case
 	}
 	x.excluded = packs
-	clear(x.blobs)
+	x.blobs.clear()
 	if x.dups != nil {
 		clear(x.dups)
 	}
@@ -305,7 +310,7 @@ func (x *Index) Excluded(id ID) bool {
 func (x *Index) Has(id ID) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if _, ok := x.blobs[id]; ok {
+	if _, ok := x.blobs.get(id, x.packs); ok {
 		return true
 	}
 	_, ok := x.pending[id]
@@ -317,7 +322,7 @@ func (x *Index) Has(id ID) bool {
 func (x *Index) Reserve(id ID) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if _, ok := x.blobs[id]; ok {
+	if _, ok := x.blobs.get(id, x.packs); ok {
 		return false
 	}
 	if _, ok := x.pending[id]; ok {
@@ -347,7 +352,7 @@ func (x *Index) Unreserve(id ID) {
 func (x *Index) Lookup(id ID) (Location, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	l, ok := x.blobs[id]
+	l, ok := x.blobs.get(id, x.packs)
 	if !ok {
 		return Location{}, false
 	}
@@ -378,7 +383,7 @@ func (x *Index) Copies(ids map[ID]bool, skip map[ID]bool) map[ID][]Location {
 		}
 		locs := x.dups[id]
 		if len(locs) == 0 {
-			l, ok := x.blobs[id]
+			l, ok := x.blobs.get(id, x.packs)
 			if !ok {
 				continue
 			}
@@ -426,7 +431,7 @@ func (x *Index) Packs() []*PackEntry {
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.blobs)
+	return x.blobs.len()
 }
 
 // IndexStats sums up what the index lists. A blob held by more than one
