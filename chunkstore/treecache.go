@@ -60,6 +60,11 @@ func (c *treePackCache) put(id ID, b []byte) {
 	c.size += int64(len(b))
 }
 
+// ReleaseTrees drops the tree packs kept in memory: a caller done
+// walking trees (a restore once planned) gives back up to 128 MiB. Trees
+// read later are fetched again, from the disk cache where there is one.
+func (r *Repository) ReleaseTrees() { r.trees.reset() }
+
 // treePack returns the verified bytes of a tree pack, or an error if the
 // pack cannot be fetched whole or does not match its name (the caller
 // then falls back to reading single blobs, so one damaged region does

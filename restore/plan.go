@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -22,7 +24,7 @@ type fileState struct {
 	size    int64
 	skip    bool   // already identical in the target
 	keep    bool   // left as the target has it (Options.Overwrite)
-	tmp     string // written under this name until complete, when the target holds something else at path or the file has several chunks (place)
+	tmp     uint32 // written under tmpPath (its number; 0: none) until complete, when the target holds something else at path or the file has several chunks (place)
 	held    bool   // the target held something at path when the restore began (findIdentical)
 	placed  bool   // moved from tmp to path
 	direct  bool   // large: written with direct I/O where the target allows it
@@ -36,14 +38,28 @@ type fileState struct {
 // wpath is the name f is written under: its temporary one until it is
 // put in place, if it has one.
 func (f *fileState) wpath() string {
-	if f.tmp != "" && !f.placed {
-		return f.tmp
+	if f.tmp != 0 && !f.placed {
+		return f.tmpPath()
 	}
 	return f.path
 }
 
+// tmpPath is f's temporary name, ".lifeboat-restore-PID-N" in its
+// directory: made when needed from the number, so a restore of millions
+// of files does not hold a second name for each.
+func (f *fileState) tmpPath() string {
+	dir, _ := split(f.path)
+	name := leftoverPrefix + restorePID + "-" + strconv.FormatUint(uint64(f.tmp), 10)
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// restorePID names this process's temporary files (see leftovers.go).
+var restorePID = strconv.Itoa(os.Getpid())
+
 type chunkRef struct {
-	id     chunkstore.ID
 	offset int64
 	length int64
 	loc    chunkstore.Location
@@ -254,7 +270,7 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 					break
 				}
 				l := int64(loc.Blob.RawLength)
-				f.chunks = append(f.chunks, chunkRef{id: id, offset: off, length: l, loc: loc})
+				f.chunks = append(f.chunks, chunkRef{offset: off, length: l, loc: loc})
 				off += l
 			}
 			f.size = off
@@ -439,7 +455,7 @@ func (pl *plan) packJobs() []*packJob {
 		if c := cmp.Compare(a.off, b.off); c != 0 {
 			return c
 		}
-		return bytes.Compare(a.c.id[:], b.c.id[:])
+		return bytes.Compare(a.c.loc.Blob.ID[:], b.c.loc.Blob.ID[:])
 	}
 	for i := range packs {
 		if seg := refs[start[i]:start[i+1]]; !slices.IsSortedFunc(seg, byOffset) {
@@ -457,7 +473,7 @@ func (pl *plan) packJobs() []*packJob {
 		blobs = blobs[:0]
 		for i < len(refs) && refs[i].pack == p {
 			j := i + 1
-			for j < len(refs) && refs[j].pack == p && refs[j].off == refs[i].off && refs[j].c.id == refs[i].c.id {
+			for j < len(refs) && refs[j].pack == p && refs[j].off == refs[i].off && refs[j].c.loc.Blob.ID == refs[i].c.loc.Blob.ID {
 				j++
 			}
 			blobs = append(blobs, blobJob{blob: refs[i].c.loc.Blob, targets: targets[i:j:j]})

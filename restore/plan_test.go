@@ -25,7 +25,7 @@ func testPack(seed byte, n int, length uint32) *chunkstore.PackEntry {
 
 func chunkOf(p *chunkstore.PackEntry, i int, fileOff int64) chunkRef {
 	b := p.Blobs[i]
-	return chunkRef{id: b.ID, offset: fileOff, length: int64(b.RawLength), loc: chunkstore.Location{Pack: p, Blob: b}}
+	return chunkRef{offset: fileOff, length: int64(b.RawLength), loc: chunkstore.Location{Pack: p, Blob: b}}
 }
 
 // TestPackJobs checks the grouping a restore downloads by: every needed
@@ -59,7 +59,7 @@ func TestPackJobs(t *testing.T) {
 			return
 		}
 		for _, ch := range chunks {
-			wantTargets[ch.id] = append(wantTargets[ch.id], want{f, ch.offset})
+			wantTargets[ch.loc.Blob.ID] = append(wantTargets[ch.loc.Blob.ID], want{f, ch.offset})
 			wantPending[f]++
 		}
 	}
@@ -87,8 +87,7 @@ func TestPackJobs(t *testing.T) {
 	// An index that put a second ID at the offset of b's blob 7: it must
 	// stay a blob of its own (verified against its ID), not take blob 7's.
 	forged := chunkOf(b, 7, 0)
-	forged.id = chunkstore.ID{0xff, 7}
-	forged.loc.Blob.ID = forged.id
+	forged.loc.Blob.ID = chunkstore.ID{0xff, 7}
 	addFile("forged", []chunkRef{forged}, false, false)
 	addFile("identical", []chunkRef{chunkOf(a, 1, 0)}, true, false)
 	addFile("lost", []chunkRef{chunkOf(a, 3, 0)}, false, true)

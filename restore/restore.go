@@ -250,7 +250,7 @@ type restorer struct {
 	bufs        chan *fetchBufs // reused download and plaintext buffers
 	wb          *writeBehind
 	dio         *directIO
-	tmps        int          // temporary names handed out (tmpName; findIdentical's and createFiles' loops only)
+	tmps        uint32       // temporary names handed out (nextTmp; findIdentical's and createFiles' loops only)
 	guard       *deleteGuard // what Options.Delete must leave
 	guardOnce   sync.Once    // dirGuard
 	guardErr    error
@@ -377,6 +377,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err != nil {
 		return nil, err
 	}
+	// The listings are read: the tree packs kept for them (up to 128 MiB
+	// for a snapshot of millions of files) are not needed again.
+	repo.ReleaseTrees()
 	if err := checkDeleteScope(opts, snap, in); err != nil {
 		return nil, err
 	}
@@ -466,12 +469,12 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	for _, f := range pl.files {
 		if f.failed != nil {
 			var aside *leftAsideError
-			if f.tmp != "" && !f.placed {
+			if f.tmp != 0 && !f.placed {
 				if f.held && !errors.As(f.failed, &aside) {
 					f.failed = fmt.Errorf("%w (what the target held there is left as it was)", f.failed)
 				}
 				r.fail(f.path, f.failed)
-				_ = t.clear(f.tmp)
+				_ = t.clear(f.tmpPath())
 				continue
 			}
 			r.fail(f.path, f.failed)
@@ -787,16 +790,10 @@ func targetError(p string, err error) error {
 	return fmt.Errorf("write /%s: %w", p, err)
 }
 
-// tmpName returns a new temporary name in p's directory, for a file
-// that replaces what the target holds at p.
-func (r *restorer) tmpName(p string) string {
+// nextTmp returns the number of a new temporary name (fileState.tmpPath).
+func (r *restorer) nextTmp() uint32 {
 	r.tmps++
-	dir, _ := split(p)
-	name := fmt.Sprintf(".lifeboat-restore-%d-%d", os.Getpid(), r.tmps)
-	if dir == "" {
-		return name
-	}
-	return dir + "/" + name
+	return r.tmps
 }
 
 // findIdentical marks files whose target copy already has the snapshot's
@@ -822,7 +819,7 @@ func (r *restorer) findIdentical(ctx context.Context, files, links []*fileState)
 		}
 		// Unless found identical, written under a temporary name and
 		// put in place once complete (place).
-		f.tmp, f.held = r.tmpName(f.path), true
+		f.tmp, f.held = r.nextTmp(), true
 		if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != f.size {
 			continue
 		}
@@ -910,8 +907,8 @@ func (r *restorer) createFiles(files []*fileState) error {
 			// with --overwrite never or if-newer would keep it. The
 			// rename cost no measurable time (restores of the bench
 			// dataset alternated with and without it).
-			if f.tmp == "" {
-				f.tmp = r.tmpName(f.path)
+			if f.tmp == 0 {
+				f.tmp = r.nextTmp()
 			}
 		case len(f.chunks) > 1:
 			f.direct = r.dio.wants(f)
@@ -919,8 +916,8 @@ func (r *restorer) createFiles(files []*fileState) error {
 			// nothing: interrupted, a file written for seconds must not
 			// be left partly written under its own name, where a later
 			// restore with --overwrite never would keep it.
-			if f.tmp == "" {
-				f.tmp = r.tmpName(f.path)
+			if f.tmp == 0 {
+				f.tmp = r.nextTmp()
 			}
 			fh, err := r.t.create(f.wpath(), 0o600)
 			if err == nil {
@@ -1489,11 +1486,11 @@ func (r *restorer) blobDone(f *fileState) {
 // replacing what was there. Until then what the target held is left as
 // it was, so a file the restore cannot finish costs the target nothing.
 func (r *restorer) place(f *fileState) error {
-	if f.tmp == "" {
+	if f.tmp == 0 {
 		return nil
 	}
 	dir, base := split(f.path)
-	_, tmp := split(f.tmp)
+	_, tmp := split(f.tmpPath())
 	rename := func() error {
 		return r.t.withDir(dir, func(dfd int) error { return unix.Renameat(dfd, tmp, dfd, base) })
 	}
@@ -1517,7 +1514,7 @@ func (r *restorer) place(f *fileState) error {
 // name.
 func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 	dir, base := split(f.path)
-	_, tmp := split(f.tmp)
+	_, tmp := split(f.tmpPath())
 	// Checked here: once exchanged, the directory is under f's temporary
 	// name, which no mount table lists.
 	if err := r.keepDir(f.path); err != nil {
@@ -1525,13 +1522,13 @@ func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 	}
 	r.t.forget(f.path)
 	if beforeReplaceDir != nil {
-		beforeReplaceDir(f.tmp)
+		beforeReplaceDir(f.tmpPath())
 	}
-	leftover := f.tmp
+	leftover := f.tmpPath()
 	err := r.t.withDir(dir, func(dfd int) error { return exchangeAt(dfd, tmp, base) })
 	switch {
 	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP):
-		leftover = f.tmp + "-old"
+		leftover = f.tmpPath() + "-old"
 		_, aside := split(leftover)
 		if err := r.t.withDir(dir, func(dfd int) error { return unix.Renameat(dfd, base, dfd, aside) }); err != nil {
 			return fmt.Errorf("move the directory there aside: %w", err)
@@ -1608,8 +1605,8 @@ var beforeReplaceDir func(tmp string)
 // at their paths.
 func (r *restorer) unplaced(files []*fileState) {
 	for _, f := range files {
-		if f.tmp != "" && !f.placed {
-			_ = r.t.clear(f.tmp)
+		if f.tmp != 0 && !f.placed {
+			_ = r.t.clear(f.tmpPath())
 		}
 	}
 }

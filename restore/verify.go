@@ -117,6 +117,6 @@ func (r *restorer) checkContent(f *fileState, st *unix.Stat_t, buf *[]byte, lend
 		return fmt.Errorf("replaced while it was being read")
 	}
 	return r.repo.CompareContent(fh, len(f.chunks), func(i int) chunkstore.Chunk {
-		return chunkstore.Chunk{ID: f.chunks[i].id, Length: f.chunks[i].length}
+		return chunkstore.Chunk{ID: f.chunks[i].loc.Blob.ID, Length: f.chunks[i].length}
 	}, buf)
 }
