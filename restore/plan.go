@@ -5,12 +5,14 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -19,7 +21,7 @@ import (
 // fileState is one regular file being restored.
 type fileState struct {
 	path    string // slash-separated, relative to the target
-	node    *snapshot.Node
+	meta    fileMeta
 	chunks  []chunkRef
 	size    int64
 	skip    bool   // already identical in the target
@@ -33,6 +35,52 @@ type fileState struct {
 	linkTo  *fileState
 	pending int64 // blobs not yet written (atomic after planning)
 	failed  error
+}
+
+// fileMeta is what of a file's node a restore needs once planned. The
+// planned files hold it rather than their nodes, which kept every
+// decoded directory listing in memory: 330 of the 1,070 MB a restore of
+// a million small files took (docs/benchmarks.md, "Many small files").
+type fileMeta struct {
+	mode             fs.FileMode
+	uid, gid         uint32
+	mtimeNs, atimeNs int32
+	mtime, atime     int64 // seconds of the Unix epoch
+	xattrs           []snapshot.XAttr
+}
+
+func metaOf(n *snapshot.Node) fileMeta {
+	return fileMeta{
+		mode: n.Mode, uid: n.UID, gid: n.GID,
+		mtime: n.ModTime.Unix(), mtimeNs: int32(n.ModTime.Nanosecond()),
+		atime: n.AccessTime.Unix(), atimeNs: int32(n.AccessTime.Nanosecond()),
+		xattrs: n.XAttrs,
+	}
+}
+
+// node returns a node with what the restore needs of f's: its name,
+// type, mode, owner, times, size and extended attributes (not its
+// content, which f.chunks has).
+func (f *fileState) node() *snapshot.Node {
+	_, name := split(f.path)
+	return &snapshot.Node{
+		Name: name, Type: snapshot.TypeFile, Mode: f.meta.mode, UID: f.meta.uid, GID: f.meta.gid,
+		ModTime:    time.Unix(f.meta.mtime, int64(f.meta.mtimeNs)).UTC(),
+		AccessTime: time.Unix(f.meta.atime, int64(f.meta.atimeNs)).UTC(),
+		Size:       uint64(f.size),
+		XAttrs:     f.meta.xattrs,
+	}
+}
+
+// detached is a copy of n that does not keep its directory listing's
+// nodes in memory, without its content (nil stays nil).
+func detached(n *snapshot.Node) *snapshot.Node {
+	if n == nil {
+		return nil
+	}
+	c := *n
+	c.Content = nil
+	return &c
 }
 
 // wpath is the name f is written under: its temporary one until it is
@@ -239,6 +287,7 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 		failures = append(failures, Failure{Path: p, Err: err})
 	}, func(p string, n *snapshot.Node) error {
 		if n.Type == snapshot.TypeDir {
+			n = detached(n)
 			dirNodes[p] = n
 		}
 		if !in.match(p, n.Type == snapshot.TypeDir) {
@@ -252,7 +301,7 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 				pl.addDir(&entry{path: p, node: n})
 			}
 		case snapshot.TypeFile:
-			f := &fileState{path: p, node: n}
+			f := &fileState{path: p, meta: metaOf(n)}
 			if n.Links > 1 {
 				key := [2]uint64{n.DeviceID, n.Inode}
 				if first, ok := hardlinks[key]; ok {
@@ -281,7 +330,7 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 			pl.files = append(pl.files, f)
 			pl.bytes += off
 		default:
-			pl.others = append(pl.others, &entry{path: p, node: n})
+			pl.others = append(pl.others, &entry{path: p, node: detached(n)})
 		}
 		return nil
 	})

@@ -744,7 +744,7 @@ func (r *restorer) settledLink(f *fileState, res *Result) bool {
 		r.fail(f.path, fmt.Errorf("hard link to /%s, which failed", f.linkTo.path))
 		return true
 	}
-	if r.kept(f.path, f.node) {
+	if r.kept(f.path, f.node()) {
 		res.Kept++
 		r.prog.Files.Add(1)
 		return true
@@ -813,7 +813,7 @@ func (r *restorer) findIdentical(ctx context.Context, files, links []*fileState)
 		if err != nil {
 			continue
 		}
-		if r.opts.Overwrite.keeps(st, f.node) {
+		if r.opts.Overwrite.keeps(st, f.node()) {
 			f.keep = true
 			continue
 		}
@@ -879,11 +879,11 @@ func (r *restorer) createFiles(files []*fileState) error {
 			r.prog.Files.Add(1)
 			r.prog.Bytes.Add(f.size)
 		case f.skip:
-			r.meta(r.t.setMetaAt(f.path, f.node), f.path)
+			r.meta(r.t.setMetaAt(f.path, f.node()), f.path)
 			r.prog.Files.Add(1)
 			r.prog.Bytes.Add(f.size)
 		case len(f.chunks) == 0:
-			perm := createPerm(f.node)
+			perm := createPerm(f.node())
 			fh, err := r.t.create(f.path, perm)
 			if err != nil {
 				if err := failed(f, err); err != nil {
@@ -891,7 +891,7 @@ func (r *restorer) createFiles(files []*fileState) error {
 				}
 				continue
 			}
-			r.meta(r.t.setMetaFD(fh, f.path, f.node, perm), f.path)
+			r.meta(r.t.setMetaFD(fh, f.path, f.node(), perm), f.path)
 			if err := fh.Close(); err != nil {
 				if err := failed(f, err); err != nil {
 					return err
@@ -1256,7 +1256,7 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 	f := t.file
 	if len(f.chunks) == 1 {
 		// Create, write, set metadata and close in one go.
-		perm := createPerm(f.node)
+		perm := createPerm(f.node())
 		fh, err := r.t.create(f.wpath(), perm)
 		if err != nil {
 			if fatal(err) {
@@ -1282,7 +1282,7 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 				r.written.Add(int64(len(plain)))
 			}
 			if err == nil {
-				r.meta(r.t.setMetaFD(fh, f.wpath(), f.node, perm), f.path)
+				r.meta(r.t.setMetaFD(fh, f.wpath(), f.node(), perm), f.path)
 				err = r.place(f)
 			}
 			if err == nil && !zero && !direct && len(plain) >= writeBehindMinFile {
@@ -1464,9 +1464,9 @@ func (r *restorer) blobDone(f *fileState) {
 		return
 	}
 	if fh != nil {
-		r.meta(r.t.setMetaFD(fh, f.wpath(), f.node, 0o600), f.path)
+		r.meta(r.t.setMetaFD(fh, f.wpath(), f.node(), 0o600), f.path)
 	} else {
-		r.meta(r.t.setMetaAt(f.wpath(), f.node), f.path)
+		r.meta(r.t.setMetaAt(f.wpath(), f.node()), f.path)
 	}
 	if err := r.place(f); err != nil {
 		r.setFailed(f, err)

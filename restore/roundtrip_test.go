@@ -482,3 +482,54 @@ func TestDirectIOSingleChunk(t *testing.T) {
 		t.Errorf("%d of the %d bytes written direct, want nearly all", res.BytesDirect, size)
 	}
 }
+
+// TestRestoreModeBitsAndTimes: setuid, setgid and sticky bits, and
+// access and modification times to the nanosecond (before 1970 too), of
+// files of one chunk and of several, come back as they were.
+func TestRestoreModeBitsAndTimes(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	files := []struct {
+		name         string
+		size         int
+		mode         os.FileMode
+		atime, mtime time.Time
+	}{
+		{"setuid", 10, 0o755 | os.ModeSetuid, time.Date(2021, 3, 4, 5, 6, 7, 123456789, time.UTC), time.Date(2020, 1, 2, 3, 4, 5, 987654321, time.UTC)},
+		{"setgid", 0, 0o750 | os.ModeSetgid, time.Date(1960, 5, 6, 7, 8, 9, 11, time.UTC), time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+		{"sticky", 3 << 20, 0o644 | os.ModeSticky, time.Date(2030, 7, 8, 9, 10, 11, 1, time.UTC), time.Date(2001, 9, 9, 1, 46, 40, 500, time.UTC)},
+		{"plain", 100, 0o640, time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC), time.Date(2024, 2, 28, 12, 0, 0, 42, time.UTC)},
+	}
+	for _, f := range files {
+		p := filepath.Join(src, f.name)
+		if err := os.WriteFile(p, bytes.Repeat([]byte(f.name), f.size/len(f.name)+1)[:f.size], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, f.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, f.atime, f.mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := r.backup(t, src)
+	target := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: target})
+	for _, f := range files {
+		p := filepath.Join(restoredAt(target, src), f.name)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != f.mode {
+			t.Errorf("%s: mode %v, want %v", f.name, fi.Mode(), f.mode)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if at := time.Unix(st.Atim.Unix()); !at.Equal(f.atime) {
+			t.Errorf("%s: atime %v, want %v", f.name, at.UTC(), f.atime)
+		}
+		if !fi.ModTime().Equal(f.mtime) {
+			t.Errorf("%s: mtime %v, want %v", f.name, fi.ModTime().UTC(), f.mtime)
+		}
+	}
+}
