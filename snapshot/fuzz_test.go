@@ -152,6 +152,7 @@ func FuzzLoadFilesCache(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("LBFC1\n"))
+	f.Add([]byte("LBFC2\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "cache")
@@ -162,6 +163,9 @@ func FuzzLoadFilesCache(f *testing.F) {
 		if c == nil {
 			t.Fatal("LoadFilesCache returned no cache")
 		}
+		defer c.Discard()
+		c.Enter("/etc")
+		defer c.Leave("/etc")
 		if err != nil {
 			if c.Len() != 0 {
 				t.Fatalf("a discarded cache kept %d entries", c.Len())
