@@ -224,14 +224,7 @@ func TestFilesCacheLegacy(t *testing.T) {
 	raw = uv(raw, 1)
 	id := chunkstore.ID{0xab}
 	raw = append(raw, id[:]...)
-	enc, err := zstd.NewWriter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "cache")
-	if err := os.WriteFile(p, enc.EncodeAll(raw, nil), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := writeLegacyCache(t, raw)
 	fc, err := snapshot.LoadFilesCache(p, repoID)
 	if err != nil {
 		t.Fatal(err)
@@ -327,5 +320,41 @@ func TestFilesCacheSpool(t *testing.T) {
 	defer got.Discard()
 	if !got.Has("/a/d") || got.Has("/a/c") || got.Len() != 1 {
 		t.Errorf("saved cache holds the wrong entries (Len %d)", got.Len())
+	}
+}
+
+// writeLegacyCache writes raw, an LBFC1 cache before compression, as
+// releases before LBFC2 did (one zstd stream), and returns its path.
+func writeLegacyCache(t *testing.T, raw []byte) string {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "cache")
+	if err := os.WriteFile(p, enc.EncodeAll(raw, nil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestFilesCacheSpoolUnwritable: a spool that cannot be made fails Save
+// with the reason, and recording goes on without error.
+func TestFilesCacheSpoolUnwritable(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(notDir, "cache", "files") // below a regular file
+	fc, err := snapshot.LoadFilesCache(p, "0123456789abcdef")
+	if err == nil || fc == nil {
+		t.Fatalf("LoadFilesCache = %v, %v; want an empty cache and the error", fc, err)
+	}
+	defer fc.Discard()
+	fc.Record("/a/b", statOfSize(1), nil)
+	fc.Record("/a/c", statOfSize(2), nil)
+	if err := fc.Save(p); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("Save with no spool = %v, want the reason it could not be made", err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
@@ -193,14 +192,7 @@ func TestFilesCacheDamagedCountsAreCheap(t *testing.T) {
 		raw = uv(raw, 1) // stat fields
 	}
 	raw = uv(raw, 1<<24) // claims 16M chunk IDs, then ends
-	enc, err := zstd.NewWriter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "cache")
-	if err := os.WriteFile(p, enc.EncodeAll(raw, nil), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := writeLegacyCache(t, raw)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	c, err := snapshot.LoadFilesCache(p, fuzzRepoID)
