@@ -883,7 +883,8 @@ func (r *restorer) createFiles(files []*fileState) error {
 			r.prog.Files.Add(1)
 			r.prog.Bytes.Add(f.size)
 		case len(f.chunks) == 0:
-			perm := createPerm(f.node())
+			n := f.node()
+			perm := createPerm(n)
 			fh, err := r.t.create(f.path, perm)
 			if err != nil {
 				if err := failed(f, err); err != nil {
@@ -891,7 +892,7 @@ func (r *restorer) createFiles(files []*fileState) error {
 				}
 				continue
 			}
-			r.meta(r.t.setMetaFD(fh, f.path, f.node(), perm), f.path)
+			r.meta(r.t.setMetaFD(fh, f.path, n, perm), f.path)
 			if err := fh.Close(); err != nil {
 				if err := failed(f, err); err != nil {
 					return err
@@ -1256,7 +1257,8 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 	f := t.file
 	if len(f.chunks) == 1 {
 		// Create, write, set metadata and close in one go.
-		perm := createPerm(f.node())
+		n := f.node()
+		perm := createPerm(n)
 		fh, err := r.t.create(f.wpath(), perm)
 		if err != nil {
 			if fatal(err) {
@@ -1282,7 +1284,7 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 				r.written.Add(int64(len(plain)))
 			}
 			if err == nil {
-				r.meta(r.t.setMetaFD(fh, f.wpath(), f.node(), perm), f.path)
+				r.meta(r.t.setMetaFD(fh, f.wpath(), n, perm), f.path)
 				err = r.place(f)
 			}
 			if err == nil && !zero && !direct && len(plain) >= writeBehindMinFile {
