@@ -252,8 +252,8 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 	if cacheErr == nil {
 		writeLastSize(cacheDir, int64(res.Manifest.Summary.BytesProcessed))
 	} else {
-		a.log.Warn("save files cache (the next backup reads every file again)", "policy", p.Name, "err", cacheErr)
-		warnings = append(warnings, fmt.Sprintf("files cache not saved, the next backup will read every file again: %v", cacheErr))
+		a.log.Warn("save files cache (the next backup uses the cache of an earlier one, and reads again what changed since)", "policy", p.Name, "err", cacheErr)
+		warnings = append(warnings, fmt.Sprintf("files cache not saved, the next backup uses the cache of an earlier one and reads again what changed since: %v", cacheErr))
 	}
 	for _, w := range res.Warnings {
 		a.log.Warn("could not back up", "job", item.Job.ID, "path", w.Path, "err", w.Err)

@@ -78,7 +78,7 @@ type FilesCache struct {
 	spoolErr error
 	blocks   []blockSpan // of the spool, for its index
 	scratch  []byte
-	noSpool  bool // recording is off (NewFilesCacheDiscarding)
+	noSpool  bool // recording is off (NewFilesCacheDiscarding, or after Discard)
 }
 
 // blockSpan is where one directory's block is in a cache file.
@@ -500,12 +500,12 @@ func (c *FilesCache) Record(path string, st FileStat, content []chunkstore.ID) {
 // A spool that cannot be written makes Save fail (the next backup reads
 // every file again); the backup itself goes on.
 func (c *FilesCache) RecordDir(dir string, files []Recorded) {
-	if len(files) == 0 || c.noSpool {
+	if len(files) == 0 {
 		return
 	}
 	c.spoolMu.Lock()
 	defer c.spoolMu.Unlock()
-	if c.spoolErr != nil {
+	if c.noSpool || c.spoolErr != nil {
 		return
 	}
 	if c.spool == nil {
@@ -559,11 +559,10 @@ func (c *FilesCache) openSpool() error {
 	if err != nil {
 		return fmt.Errorf("files cache: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("files cache: lock %s: %w", f.Name(), err)
-	}
+	// A filesystem without locks (some FUSE and CIFS mounts) leaves
+	// the spool unlocked: no sweep can lock it either, so none removes
+	// it while this backup runs.
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	c.spool, c.spoolW = f, bufio.NewWriterSize(f, 1<<16)
 	hdr := appendString([]byte(filesCacheMagic), c.repoID)
 	if _, err := c.spoolW.Write(hdr); err != nil {
@@ -691,10 +690,12 @@ func (c *FilesCache) closeSpool() {
 
 // Discard removes the spool of entries recorded since the cache was
 // loaded, if not saved, and closes the previous backup's file. Call it
-// once the backup is over, saved or not.
+// once the backup is over, saved or not; what is recorded after it (a
+// failed backup's last directories, finishing) is dropped.
 func (c *FilesCache) Discard() {
 	c.spoolMu.Lock()
 	c.closeSpool()
+	c.noSpool = true
 	c.spoolMu.Unlock()
 	if c.old != nil {
 		c.old.Close()

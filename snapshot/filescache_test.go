@@ -358,3 +358,24 @@ func TestFilesCacheSpoolUnwritable(t *testing.T) {
 		t.Errorf("Save with no spool = %v, want the reason it could not be made", err)
 	}
 }
+
+// TestFilesCacheRecordAfterDiscard: what a failed backup's last
+// directories record after the caller's Discard makes no new spool (an
+// agent would otherwise keep it open and locked for its whole life).
+func TestFilesCacheRecordAfterDiscard(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "files")
+	fc, err := snapshot.LoadFilesCache(p, "0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc.Record("/a/b", statOfSize(1), nil)
+	fc.Discard()
+	fc.Record("/a/c", statOfSize(2), nil)
+	if m, _ := filepath.Glob(filepath.Join(dir, ".filescache-*")); len(m) > 0 {
+		t.Fatalf("spools left after Discard: %v", m)
+	}
+	if err := fc.Save(p); err == nil {
+		t.Error("a discarded cache was saved")
+	}
+}

@@ -284,7 +284,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 			err = cache.Save(cachePath)
 		}
 		if err != nil {
-			warnf(g.stderr, "save files cache %s: %v (the next backup will read all files again)", cachePath, err)
+			warnf(g.stderr, "save files cache %s: %v (the next backup uses the cache of an earlier one, and reads again what changed since)", cachePath, err)
 		}
 	}
 
