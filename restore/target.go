@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -355,7 +356,13 @@ func timespecs(n *snapshot.Node) []unix.Timespec {
 	if atime.IsZero() {
 		atime = n.ModTime
 	}
-	return []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(n.ModTime.UnixNano())}
+	return []unix.Timespec{timespec(atime), timespec(n.ModTime)}
+}
+
+// timespec is t for utimensat: from seconds and nanoseconds, since
+// UnixNano overflows outside the years 1678 to 2262, which snapshots hold.
+func timespec(t time.Time) unix.Timespec {
+	return unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
 }
 
 // createPerm is the mode to create a file with: its final permission
