@@ -395,12 +395,16 @@ func (c *FilesCache) Enter(dir string) {
 	}
 	d := c.loadDir(dir)
 	if d == nil {
-		return
+		// Nothing recorded, or a damaged block: looked up once, not
+		// again for each of the directory's files.
+		d = &noEntries
 	}
 	c.mu.Lock()
 	c.entered[dir] = d
 	c.mu.Unlock()
 }
+
+var noEntries dirEntries // empty (nil map)
 
 // Leave drops what Enter loaded for dir.
 func (c *FilesCache) Leave(dir string) {
