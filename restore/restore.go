@@ -1257,9 +1257,9 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 	f := t.file
 	if len(f.chunks) == 1 {
 		// Create, write, set metadata and close in one go.
-		n := f.node()
+		n, wpath := f.node(), f.wpath()
 		perm := createPerm(n)
-		fh, err := r.t.create(f.wpath(), perm)
+		fh, err := r.t.create(wpath, perm)
 		if err != nil {
 			if fatal(err) {
 				return targetError(f.path, err)
@@ -1284,7 +1284,7 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 				r.written.Add(int64(len(plain)))
 			}
 			if err == nil {
-				r.meta(r.t.setMetaFD(fh, f.wpath(), n, perm), f.path)
+				r.meta(r.t.setMetaFD(fh, wpath, n, perm), f.path)
 				err = r.place(f)
 			}
 			if err == nil && !zero && !direct && len(plain) >= writeBehindMinFile {

@@ -19,12 +19,14 @@ ORDER=${ORDER:-restic lifeboat}
 LB=${LB:-bin/lifeboat}
 RESTIC=${RESTIC:-$(command -v restic || echo "${LIFEBOAT_TOOLS:-.tools}/restic")}
 export AWS_ACCESS_KEY_ID=$LIFEBOAT_TEST_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$LIFEBOAT_TEST_S3_SECRET_KEY AWS_REGION=us-east-1
-export RESTIC_PASSWORD=manyfiles GOGC=${GOGC:-100}
+export RESTIC_PASSWORD=manyfiles
 
 GEN=(-files "$FILES" -max-size "$MAX_SIZE")
 DATA=$BENCH_DIR/manyfiles-$FILES-$MAX_SIZE
 CGO_ENABLED=0 go build -o bin/manyfiles ./internal/bench/manyfiles
 if [[ ! -d $DATA ]]; then
+	mkdir -p "$BENCH_DIR"
+	rm -rf "$DATA.tmp" # an interrupted generation's
 	bin/manyfiles -dir "$DATA.tmp" "${GEN[@]}" >/dev/null
 	mv "$DATA.tmp" "$DATA"
 fi

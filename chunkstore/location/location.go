@@ -237,19 +237,13 @@ func Enclosing(ctx context.Context, repo string, rc chunkstore.RetryConfig) (str
 		}
 		root := l
 		root.Prefix = ""
-		var st chunkstore.Store
-		err := rc.Do(ctx, "open", root.String(), func(ctx context.Context) error {
-			var err error
-			st, err = open(ctx, root, false, rc.Logger)
-			return err
-		})
+		st, err := OpenWithRetry(ctx, root.String(), false, rc)
 		if errors.Is(err, chunkstore.ErrBucketNotFound) {
 			return "", nil
 		}
 		if err != nil {
 			return "", err
 		}
-		st = chunkstore.WithRetry(st, rc)
 		parts := strings.Split(l.Prefix, "/")
 		for i := len(parts) - 1; i >= 0; i-- {
 			outer := root
