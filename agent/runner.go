@@ -245,6 +245,9 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 		a.log.Warn("the stream command wrote nothing", "job", item.Job.ID, "policy", p.Name)
 		warnings = append(warnings, fmt.Sprintf("the stream command %q wrote nothing: the snapshot holds /%s with 0 bytes", stream.Command, stream.Filename))
 	}
+	if bad := cache.Damaged(); len(bad) > 0 {
+		a.log.Warn("files cache: damaged entries, their files were read again", "policy", p.Name, "directories", len(bad), "first", bad[0])
+	}
 	cacheErr := os.MkdirAll(cacheDir, 0o700)
 	if cacheErr == nil {
 		cacheErr = cache.Save(cachePath)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,6 +71,8 @@ type FilesCache struct {
 
 	mu      sync.Mutex
 	entered map[string]*dirEntries // blocks of the directories the walk is in
+	damaged []string               // directories whose block did not read back
+	seenBad map[string]bool        // the same, as a set
 
 	spoolMu  sync.Mutex
 	spool    *os.File
@@ -342,14 +345,17 @@ func (c *FilesCache) loadDir(dir string) *dirEntries {
 	for _, s := range spans {
 		buf := make([]byte, s.len+4)
 		if _, err := c.old.ReadAt(buf, s.off); err != nil {
+			c.noteDamaged(dir)
 			continue
 		}
 		payload := buf[:s.len]
 		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(buf[s.len:]) {
+			c.noteDamaged(dir)
 			continue
 		}
 		d := decoder{b: payload}
 		if d.string() != dir {
+			c.noteDamaged(dir)
 			continue
 		}
 		n := d.uvarint()
@@ -377,6 +383,7 @@ func (c *FilesCache) loadDir(dir string) *dirEntries {
 			block[name] = e
 		}
 		if d.err != nil || len(d.b) != 0 {
+			c.noteDamaged(dir)
 			continue
 		}
 		for name, e := range block {
@@ -384,6 +391,29 @@ func (c *FilesCache) loadDir(dir string) *dirEntries {
 		}
 	}
 	return &out
+}
+
+func (c *FilesCache) noteDamaged(dir string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seenBad[dir] {
+		return
+	}
+	if c.seenBad == nil {
+		c.seenBad = map[string]bool{}
+	}
+	c.seenBad[dir] = true
+	c.damaged = append(c.damaged, dir)
+}
+
+// Damaged returns the directories whose block of the previous backup's
+// cache did not read back as written (a flipped byte, a bad sector), in
+// the order the walk met them: their files were read again, as new. A
+// backup that saves the cache writes their blocks afresh.
+func (c *FilesCache) Damaged() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.damaged)
 }
 
 // Enter loads the previous backup's entries of directory dir (an

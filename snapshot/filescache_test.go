@@ -156,6 +156,12 @@ func TestFilesCacheBlocks(t *testing.T) {
 	if lost == 0 || lost > 30 {
 		t.Errorf("a flipped byte lost %d entries, want those of one block (1 to 30)", lost)
 	}
+	if bad := damaged.Damaged(); len(bad) != 1 || !strings.HasPrefix(bad[0], "/data/d") {
+		t.Errorf("Damaged() = %q, want the one directory whose block was hit", bad)
+	}
+	if bad := fc.Damaged(); len(bad) != 0 {
+		t.Errorf("an intact cache reports damaged blocks %q", bad)
+	}
 
 	// A damaged index, a truncated file, another repository: discarded.
 	for name, mangle := range map[string]func([]byte) []byte{

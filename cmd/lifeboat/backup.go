@@ -278,6 +278,13 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		return fmt.Errorf("backup failed; no snapshot was written: %w", storeError(g.repo, err))
 	}
 	elapsed := time.Since(start)
+	if bad := cache.Damaged(); len(bad) > 0 {
+		shown := strings.Join(bad[:min(len(bad), 3)], ", ")
+		if len(bad) > 3 {
+			shown += fmt.Sprintf(" and %d more", len(bad)-3)
+		}
+		warnf(g.stderr, "files cache %s: the entries of %d %s were damaged (%s); their files were read again, and the cache this backup saves replaces them", cachePath, len(bad), plural(len(bad), "directory", "directories"), shown)
+	}
 	if cachePath != "" {
 		err := os.MkdirAll(filepath.Dir(cachePath), 0o700)
 		if err == nil {

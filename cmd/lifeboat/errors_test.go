@@ -304,3 +304,40 @@ func TestUnusableCache(t *testing.T) {
 		t.Errorf("no warning that the files cache could not be saved:\n%s", res.stderr)
 	}
 }
+
+// TestDamagedFilesCacheBlock: a flipped byte in one directory's block of
+// the files cache is named in a warning (the cache file and the
+// directory), the backup succeeds, and the cache it saves is whole again.
+func TestDamagedFilesCacheBlock(t *testing.T) {
+	t.Parallel()
+	c, r, src, _ := backedUpSmallTree(t)
+	cache := filepath.Join(c.dir, "cache")
+	c.ok(r.writer("backup", "--cache-dir", cache, src)...)
+	files, err := filepath.Glob(filepath.Join(cache, "*", "files", "*"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("files cache: %v, %v", files, err)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first block starts after the magic (6 bytes) and the
+	// repository ID (a length byte and 64 hex digits); a byte of the
+	// directory name it begins with is flipped.
+	const firstBlock = 6 + 1 + 64
+	if len(b) < firstBlock+8 || string(b[:6]) != "LBFC2\n" {
+		t.Fatalf("unexpected files cache layout (%d bytes, %q)", len(b), b[:min(len(b), 6)])
+	}
+	b[firstBlock+3] ^= 0x20
+	if err := os.WriteFile(files[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := c.ok(r.writer("backup", "--cache-dir", cache, src)...)
+	if !strings.Contains(res.stderr, "were damaged") || !strings.Contains(res.stderr, files[0]) || !strings.Contains(res.stderr, src) {
+		t.Errorf("no warning naming the cache and the damaged directory:\n%s", res.stderr)
+	}
+	res = c.ok(r.writer("backup", "--cache-dir", cache, src)...)
+	if strings.Contains(res.stderr, "damaged") {
+		t.Errorf("the saved cache is still damaged:\n%s", res.stderr)
+	}
+}
