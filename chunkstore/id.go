@@ -67,6 +67,8 @@ func Hash(data []byte) ID { return sha256.Sum256(data) }
 // development machine it runs at about 2.4x HMAC-SHA256 (see docs/format.md).
 type ChunkHasher struct {
 	key, treeKey [32]byte
+	// The same keys as words, for blobs hashed wide (keyedWide).
+	wideKey, wideTreeKey wideKey
 	// Keyed hashers are reused: a new one is a 2 KiB allocation per
 	// blob, which showed up in restore profiles.
 	dataPool, treePool sync.Pool
@@ -76,21 +78,30 @@ type ChunkHasher struct {
 func NewChunkHasher(key [32]byte) *ChunkHasher {
 	h := &ChunkHasher{key: key}
 	blake3.DeriveKey("lifeboat v1 tree blob id", key[:], h.treeKey[:])
+	h.wideKey, h.wideTreeKey = newWideKey(&h.key), newWideKey(&h.treeKey)
 	return h
 }
 
 // Sum returns the keyed ID of a data blob (a file chunk).
-func (h *ChunkHasher) Sum(data []byte) ID { return keyed(&h.dataPool, &h.key, data) }
+func (h *ChunkHasher) Sum(data []byte) ID { return keyed(&h.dataPool, &h.key, &h.wideKey, data) }
 
 // SumType returns the keyed ID of a blob of type t.
 func (h *ChunkHasher) SumType(t BlobType, data []byte) ID {
 	if t == TreeBlob {
-		return keyed(&h.treePool, &h.treeKey, data)
+		return keyed(&h.treePool, &h.treeKey, &h.wideTreeKey, data)
 	}
-	return keyed(&h.dataPool, &h.key, data)
+	return keyed(&h.dataPool, &h.key, &h.wideKey, data)
 }
 
-func keyed(pool *sync.Pool, key *[32]byte, data []byte) ID {
+func keyed(pool *sync.Pool, key *[32]byte, wk *wideKey, data []byte) ID {
+	return keyedBy(len(data) >= wideMin && hashWide(), pool, key, wk, data)
+}
+
+// keyedBy hashes data wide or with a pooled zeebo hasher.
+func keyedBy(wide bool, pool *sync.Pool, key *[32]byte, wk *wideKey, data []byte) ID {
+	if wide {
+		return keyedWide(wk, data)
+	}
 	hh, _ := pool.Get().(*blake3.Hasher)
 	if hh == nil {
 		var err error
