@@ -27,13 +27,18 @@
 // every file offset that needs it. A stream that cannot be opened or
 // breaks off is not retried as such: the rest of its range is read
 // whole, at most 8 MiB per request, with retries, and failing that blob
-// by blob. Every file is written under a temporary name it is renamed
-// from once complete, so a killed restore never leaves one partly
-// written under its own name. Files of one chunk (most files) are
-// created, written, given their metadata, renamed and closed in one step
-// when their blob arrives; larger files are created up front at their
-// final size, and chunks land in any order and all-zero chunks are
-// simply not written, leaving holes.
+// by blob. No file is under its own name before it is complete, so a
+// killed restore never leaves one partly written there. Files of one
+// chunk (most files) are created without a name (O_TMPFILE), written,
+// given their metadata, linked in and closed in one step when their blob
+// arrives: a killed restore leaves nothing of them, and the link costs
+// the kernel less than a temporary name and a rename (about 3 % of a
+// restore's CPU time on the bench dataset). Larger files, files the
+// target holds something else for, and files on filesystems without
+// O_TMPFILE are written under a temporary name they are renamed from;
+// larger files are created up front at their final size, and chunks
+// land in any order and all-zero chunks are simply not written, leaving
+// holes.
 //
 // Restored data goes through the page cache, bounded by a write-behind
 // window (writeBehind) sized from the kernel's own background write-back

@@ -85,3 +85,19 @@ func RefuseExchange(t testing.TB) {
 	t.Cleanup(func() { exchangeAt = orig })
 	exchangeAt = func(int, string, string) error { return syscall.EINVAL }
 }
+
+// BeforeLink runs fn with the path (relative to the target) of a file of
+// one chunk about to be linked in, written without a name, until the
+// test ends.
+func BeforeLink(t testing.TB, fn func(p string)) {
+	beforeLink = fn
+	t.Cleanup(func() { beforeLink = nil })
+}
+
+// RefuseUnnamed makes creating a file without a name fail as on a
+// filesystem without O_TMPFILE, until the test ends.
+func RefuseUnnamed(t testing.TB) {
+	orig := openUnnamed
+	t.Cleanup(func() { openUnnamed = orig })
+	openUnnamed = func(int, uint32) (int, error) { return -1, syscall.EOPNOTSUPP }
+}

@@ -26,9 +26,10 @@ type fileState struct {
 	size    int64
 	skip    bool   // already identical in the target
 	keep    bool   // left as the target has it (Options.Overwrite)
-	tmp     uint32 // written under tmpPath (its number; 0: none) until complete, when the target holds something else at path or the file has several chunks (place)
+	tmp     uint32 // written under tmpPath (its number; 0: none) until complete (place): a file of several chunks, or of one where the target holds something else at path, it is written with direct I/O, or the target cannot create it unnamed
 	held    bool   // the target held something at path when the restore began (findIdentical)
-	placed  bool   // moved from tmp to path
+	placed  bool   // moved from tmp to path, or linked there (unnamed)
+	unnamed bool   // created without a name (writeUnnamed)
 	direct  bool   // large: written with direct I/O where the target allows it
 	dev     uint64 // of the file createFiles made (several chunks), which handle reopens
 	ino     uint64

@@ -250,9 +250,9 @@ type restorer struct {
 	bufs        chan *fetchBufs // reused download and plaintext buffers
 	wb          *writeBehind
 	dio         *directIO
-	tmps        uint32       // temporary names handed out (nextTmp; findIdentical's and createFiles' loops only)
-	guard       *deleteGuard // what Options.Delete must leave
-	guardOnce   sync.Once    // dirGuard
+	tmps        atomic.Uint32 // temporary names handed out (nextTmp)
+	guard       *deleteGuard  // what Options.Delete must leave
+	guardOnce   sync.Once     // dirGuard
 	guardErr    error
 	spared      []Failure // what it left, and why
 	// leftoversKept: what killed restores left that removeLeftovers could not remove, and why.
@@ -478,7 +478,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 				continue
 			}
 			r.fail(f.path, f.failed)
-			_ = t.clear(f.path)
+			if !f.unnamed || f.placed {
+				_ = t.clear(f.path)
+			}
 			continue
 		}
 		res.count(f)
@@ -791,10 +793,7 @@ func targetError(p string, err error) error {
 }
 
 // nextTmp returns the number of a new temporary name (fileState.tmpPath).
-func (r *restorer) nextTmp() uint32 {
-	r.tmps++
-	return r.tmps
-}
+func (r *restorer) nextTmp() uint32 { return r.tmps.Add(1) }
 
 // findIdentical marks files whose target copy already has the snapshot's
 // content, by recomputing the keyed ID of each chunk in place, and those
@@ -902,13 +901,16 @@ func (r *restorer) createFiles(files []*fileState) error {
 			r.prog.Files.Add(1)
 		case len(f.chunks) == 1:
 			f.direct = r.dio.wants(f)
-			// Under a temporary name too, though written in one go: a
-			// restore killed (or out of space) while writing it must not
-			// leave it partly written under its own name, where a rerun
-			// with --overwrite never or if-newer would keep it. The
-			// rename cost no measurable time (restores of the bench
-			// dataset alternated with and without it).
-			if f.tmp == 0 {
+			// Not under its own name until complete, though written in
+			// one go: a restore killed (or out of space) while writing
+			// it must not leave it partly written there, where a rerun
+			// with --overwrite never or if-newer would keep it. It is
+			// created without a name and linked in when its blob
+			// arrives (writeSingle), or under a temporary name it is
+			// renamed from: where the target holds something at its
+			// path (f.tmp is set already), for direct I/O (which
+			// opens it again by name), and where the filesystem cannot.
+			if f.direct && f.tmp == 0 {
 				f.tmp = r.nextTmp()
 			}
 		case len(f.chunks) > 1:
@@ -1256,59 +1258,7 @@ func (r *restorer) setFailed(f *fileState, err error) {
 func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 	f := t.file
 	if len(f.chunks) == 1 {
-		// Create, write, set metadata and close in one go.
-		n, wpath := f.node(), f.wpath()
-		perm := createPerm(n)
-		fh, err := r.t.create(wpath, perm)
-		if err != nil {
-			if fatal(err) {
-				return targetError(f.path, err)
-			}
-			r.setFailed(f, err)
-		} else {
-			direct := false
-			if f.direct {
-				// writeData opens it again for direct I/O, by name: that
-				// must be this file (created).
-				err = f.made(fh)
-			}
-			switch {
-			case err != nil:
-			case zero:
-				err = fh.Truncate(int64(len(plain)))
-			default:
-				direct, err = r.writeData(f, fh, plain, 0)
-				if cerr := r.dio.close(f); err == nil {
-					err = cerr
-				}
-				r.written.Add(int64(len(plain)))
-			}
-			if err == nil {
-				r.meta(r.t.setMetaFD(fh, wpath, n, perm), f.path)
-				err = r.place(f)
-			}
-			if err == nil && !zero && !direct && len(plain) >= writeBehindMinFile {
-				r.wb.wrote(fh, 0, int64(len(plain)))
-				r.wb.release(fh, func(err error) { r.closed(f, err) })
-			} else {
-				if cerr := fh.Close(); err == nil {
-					err = cerr
-				}
-				if err != nil {
-					if fatal(err) {
-						return targetError(f.path, err)
-					}
-					r.setFailed(f, err)
-				}
-			}
-		}
-		r.prog.Bytes.Add(int64(len(plain)))
-		// Read under the lock: once released, the file's write-back
-		// may fail it from another worker (r.closed).
-		if atomic.AddInt64(&f.pending, -1) == 0 && r.failedErr(f) == nil {
-			r.prog.Files.Add(1)
-		}
-		return nil
+		return r.writeSingle(f, plain, zero)
 	}
 	if !zero { // the file was created at full size: zeros are already there, as a hole
 		fh, err := r.handle(f)
@@ -1331,6 +1281,133 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 	}
 	r.prog.Bytes.Add(int64(len(plain)))
 	r.blobDone(f)
+	return nil
+}
+
+// writeSingle creates a file of one chunk, writes it, sets its metadata,
+// puts it in place and closes it, all in one go.
+func (r *restorer) writeSingle(f *fileState, plain []byte, zero bool) error {
+	if f.tmp == 0 {
+		err := r.writeUnnamed(f, plain, zero)
+		if !errors.Is(err, errNoUnnamed) {
+			return err
+		}
+		f.tmp = r.nextTmp()
+	}
+	n, wpath := f.node(), f.wpath()
+	perm := createPerm(n)
+	fh, err := r.t.create(wpath, perm)
+	if err != nil {
+		if fatal(err) {
+			return targetError(f.path, err)
+		}
+		r.setFailed(f, err)
+	} else {
+		direct := false
+		if f.direct {
+			// writeData opens it again for direct I/O, by name: that
+			// must be this file (created).
+			err = f.made(fh)
+		}
+		switch {
+		case err != nil:
+		case zero:
+			err = fh.Truncate(int64(len(plain)))
+		default:
+			direct, err = r.writeData(f, fh, plain, 0)
+			if cerr := r.dio.close(f); err == nil {
+				err = cerr
+			}
+			r.written.Add(int64(len(plain)))
+		}
+		if err == nil {
+			r.meta(r.t.setMetaFD(fh, wpath, n, perm), f.path)
+			err = r.place(f)
+		}
+		if err == nil && !zero && !direct && len(plain) >= writeBehindMinFile {
+			r.wb.wrote(fh, 0, int64(len(plain)))
+			r.wb.release(fh, func(err error) { r.closed(f, err) })
+		} else {
+			if cerr := fh.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				if fatal(err) {
+					return targetError(f.path, err)
+				}
+				r.setFailed(f, err)
+			}
+		}
+	}
+	r.singleDone(f, len(plain))
+	return nil
+}
+
+func (r *restorer) singleDone(f *fileState, n int) {
+	r.prog.Bytes.Add(int64(n))
+	// Read under the lock: once released, the file's write-back may
+	// fail it from another worker (r.closed).
+	if atomic.AddInt64(&f.pending, -1) == 0 && r.failedErr(f) == nil {
+		r.prog.Files.Add(1)
+	}
+}
+
+// writeUnnamed is writeSingle for a file created without a name
+// (targetDir.createUnnamed) and linked in once written and given its
+// metadata. It returns errNoUnnamed, having written nothing anywhere,
+// where the target cannot do that.
+func (r *restorer) writeUnnamed(f *fileState, plain []byte, zero bool) error {
+	n := f.node()
+	perm := createPerm(n)
+	dir, _ := split(f.path)
+	f.unnamed = true // until placed, nothing at its path is the restore's
+	fh, err := r.t.createUnnamed(dir, perm)
+	if errors.Is(err, errNoUnnamed) {
+		return err
+	}
+	if err == nil {
+		if zero {
+			err = fh.Truncate(int64(len(plain)))
+		} else {
+			_, err = fh.WriteAt(plain, 0)
+			r.written.Add(int64(len(plain)))
+		}
+		if err == nil {
+			r.meta(r.t.setMetaFD(fh, "", n, perm), f.path)
+			if beforeLink != nil {
+				beforeLink(f.path)
+			}
+			err = r.t.linkUnnamed(fh, f.path)
+			if errors.Is(err, unix.EEXIST) {
+				// Something appeared at its path since the plan: in
+				// place of it, as for a file the target held.
+				f.tmp = r.nextTmp()
+				if err = r.t.linkUnnamed(fh, f.tmpPath()); err == nil {
+					err = r.place(f)
+				}
+			}
+			if errors.Is(err, errNoUnnamed) {
+				fh.Close() // the file, still without a name, goes with it
+				return err
+			}
+			if err == nil {
+				f.placed = true
+			}
+		}
+		if err == nil && !zero && len(plain) >= writeBehindMinFile {
+			r.wb.wrote(fh, 0, int64(len(plain)))
+			r.wb.release(fh, func(err error) { r.closed(f, err) })
+		} else if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		if fatal(err) {
+			return targetError(f.path, err)
+		}
+		r.setFailed(f, err)
+	}
+	r.singleDone(f, len(plain))
 	return nil
 }
 
@@ -1597,6 +1674,10 @@ func (e *leftAsideError) Error() string {
 }
 
 func (e *leftAsideError) Unwrap() error { return e.err }
+
+// beforeLink, when set (by tests), runs just before a file created
+// without a name is linked in at p.
+var beforeLink func(p string)
 
 // beforeReplaceDir, when set (by tests), runs just before replaceDir
 // puts a file in place of a directory.

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -43,6 +46,11 @@ type targetDir struct {
 	// (target-relative) that clear would make: one holding a mounted
 	// file system or a protected path (restorer.keepDir).
 	keepDir func(p string) error
+	// How files are created without a name (createUnnamed) and linked
+	// in (linkUnnamed): linkMode, 0 until the first link succeeds;
+	// noUnnamed once the filesystem or the kernel has refused either.
+	linkMode  atomic.Int32
+	noUnnamed atomic.Bool
 }
 
 var maxCachedDirs = 4096 // a variable so tests can force eviction
@@ -376,8 +384,90 @@ func createPerm(n *snapshot.Node) uint32 {
 	return uint32(n.Mode.Perm())
 }
 
+// errNoUnnamed: the target's filesystem (or the kernel, or a missing
+// /proc for a restore without CAP_DAC_READ_SEARCH) cannot create a file
+// without a name and link it in; the restore then writes files under
+// temporary names.
+var errNoUnnamed = errors.New("files without a name are not supported here")
+
+// createUnnamed creates a file with no name in directory dir (O_TMPFILE),
+// for linkUnnamed to give it its name once written: a restore killed
+// before leaves nothing behind, and the kernel does the work of a
+// temporary name and a rename in one link. It returns errNoUnnamed where
+// the filesystem cannot.
+func (t *targetDir) createUnnamed(dir string, perm uint32) (*os.File, error) {
+	if t.noUnnamed.Load() {
+		return nil, errNoUnnamed
+	}
+	fd := -1
+	err := t.withDir(dir, func(dfd int) (err error) {
+		fd, err = openUnnamed(dfd, perm)
+		return err
+	})
+	// Kernels before 3.11 take O_TMPFILE for O_DIRECTORY (EISDIR);
+	// filesystems without it refuse with EOPNOTSUPP.
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+		t.noUnnamed.Store(true)
+		return nil, errNoUnnamed
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "create", Path: dir, Err: err}
+	}
+	return os.NewFile(uintptr(fd), dir), nil
+}
+
+// openUnnamed opens a new file without a name in directory dfd; tests
+// replace it to play a filesystem without O_TMPFILE.
+var openUnnamed = func(dfd int, perm uint32) (int, error) {
+	return unix.Openat(dfd, ".", unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, perm)
+}
+
+const (
+	linkEmptyPath = 1 // linkat(fd, "", AT_EMPTY_PATH): needs CAP_DAC_READ_SEARCH
+	linkProc      = 2 // linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW): needs /proc
+)
+
+// linkUnnamed gives f, made by createUnnamed, the name p. Nothing may
+// be at p: that is unix.EEXIST. It returns errNoUnnamed where neither way
+// of linking works.
+func (t *targetDir) linkUnnamed(f *os.File, p string) error {
+	dir, base := split(p)
+	fd := int(f.Fd())
+	link := func(mode int32) error {
+		return t.withDir(dir, func(dfd int) error {
+			if mode == linkEmptyPath {
+				return unix.Linkat(fd, "", dfd, base, unix.AT_EMPTY_PATH)
+			}
+			return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dfd, base, unix.AT_SYMLINK_FOLLOW)
+		})
+	}
+	if mode := t.linkMode.Load(); mode != 0 {
+		return link(mode)
+	}
+	// The first link finds out which way works. Without the capability,
+	// AT_EMPTY_PATH fails with ENOENT (before Linux 5.x with EPERM too).
+	err := link(linkEmptyPath)
+	if err == nil {
+		t.linkMode.Store(linkEmptyPath)
+		return nil
+	}
+	if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	if err = link(linkProc); err == nil {
+		t.linkMode.Store(linkProc)
+		return nil
+	}
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		t.noUnnamed.Store(true)
+		return errNoUnnamed
+	}
+	return err
+}
+
 // setMetaFD applies owner and mode through an open descriptor of p,
-// created with perm, and times by name relative to p's directory. Owner
+// created with perm, and times by name relative to p's directory, or,
+// with p "" (a file createUnnamed made), through the descriptor. Owner
 // first: chown clears setuid/setgid bits. Calls that would change nothing
 // are skipped: on a large restore they are a third of the system calls.
 func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint32) error {
@@ -398,6 +488,10 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	if mode := n.UnixPerm(); removed || mode != perm&^t.umask || (t.noXAttrs && t.aclsPossible) {
 		errs = append(errs, unix.Fchmod(fd, mode))
 	}
+	if p == "" {
+		errs = append(errs, utimesAt(fd, "", n.Name, timespecs(n), 0))
+		return errors.Join(errs...)
+	}
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
 		return utimesAt(dfd, base, n.Name, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
@@ -406,10 +500,25 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 }
 
 // utimesAt sets the times of the entry at base in dfd, which is the
-// snapshot's entry name (perhaps under a temporary name). Tests replace
-// it to play a filesystem that refuses some.
+// snapshot's entry name (perhaps under a temporary name), or with base
+// "" of the file dfd itself. Tests replace it to play a filesystem that
+// refuses some.
 var utimesAt = func(dfd int, base, name string, ts []unix.Timespec, flags int) error {
+	if base == "" {
+		return futimens(dfd, ts)
+	}
 	return unix.UtimesNanoAt(dfd, base, ts, flags)
+}
+
+// futimens sets the access and modification times of the open file fd:
+// utimensat(fd, NULL, ts, 0), which x/sys/unix does not offer (its
+// Futimes goes through /proc and microseconds).
+func futimens(fd int, ts []unix.Timespec) error {
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // syncfs writes back the target filesystem's dirty data and reports a

@@ -1,0 +1,180 @@
+package restore_test
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/restore"
+)
+
+// unnamedTree has files of one chunk (written without a name and linked
+// in) with modes and times to come back, beside one of several chunks and
+// an empty one, which take other paths.
+func unnamedTree() fixture.Tree {
+	old := time.Date(1999, 12, 31, 23, 59, 58, 123456789, time.UTC)
+	return fixture.Tree{
+		"a":       {Content: []byte("one chunk\n"), Mode: 0o640, MTime: old},
+		"b":       {Content: fixture.Random(1, 300<<10), MTime: old}, // through the write-behind window
+		"sub/c":   {Content: []byte("deeper\n"), Mode: 0o755 | fs.ModeSetuid},
+		"sub/x":   {Content: []byte("with an attribute\n")}, // user.k=v, set below
+		"big":     {Content: fixture.Random(2, 3<<20)},
+		"empty":   {Content: []byte{}},
+		"sub/lnk": {HardlinkTo: "a"},
+	}
+}
+
+func leftovers(t *testing.T, dir string) []string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), "lifeboat-restore") {
+			found = append(found, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// TestUnnamedFiles: files of one chunk come back with their content,
+// mode, times and attributes whether they are created without a name
+// and linked in (the default), where the filesystem cannot (under a
+// temporary name, renamed), where something appears at their path
+// between the plan and the link (replaced, a directory too), and for a
+// restore without the capability to link a descriptor directly (through
+// /proc). None leaves a temporary name behind.
+func TestUnnamedFiles(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	tree := unnamedTree()
+	fixture.Create(t, src, tree)
+	if err := unix.Setxattr(filepath.Join(src, "sub/x"), "user.k", []byte("v"), 0); err != nil {
+		t.Skipf("user extended attributes: %v", err)
+	}
+	snap := r.backup(t, src)
+
+	check := func(t *testing.T, dst string) {
+		t.Helper()
+		fixture.Compare(t, tree, restoredAt(dst, src))
+		v := make([]byte, 16)
+		if n, err := unix.Getxattr(filepath.Join(restoredAt(dst, src), "sub/x"), "user.k", v); err != nil || string(v[:n]) != "v" {
+			t.Errorf("sub/x: user.k = %q, %v; want v", v[:max(n, 0)], err)
+		}
+		if l := leftovers(t, dst); len(l) > 0 {
+			t.Errorf("temporary names left behind: %q", l)
+		}
+	}
+	t.Run("unnamed", func(t *testing.T) {
+		dst := t.TempDir()
+		r.restore(t, snap, restore.Options{Target: dst})
+		check(t, dst)
+	})
+	t.Run("filesystem without O_TMPFILE", func(t *testing.T) {
+		restore.RefuseUnnamed(t)
+		dst := t.TempDir()
+		r.restore(t, snap, restore.Options{Target: dst})
+		check(t, dst)
+	})
+	t.Run("something appears at the path", func(t *testing.T) {
+		dst := t.TempDir()
+		var planted []string
+		restore.BeforeLink(t, func(p string) {
+			at := filepath.Join(dst, p)
+			var err error
+			switch filepath.Base(p) {
+			case "a":
+				err = os.WriteFile(at, []byte("written by another process\n"), 0o600)
+			case "c":
+				if err = os.Mkdir(at, 0o755); err == nil {
+					err = os.WriteFile(filepath.Join(at, "inside"), []byte("x"), 0o600)
+				}
+			default:
+				return
+			}
+			if err != nil {
+				t.Errorf("plant at %s: %v", p, err)
+			}
+			planted = append(planted, p)
+		})
+		r.restore(t, snap, restore.Options{Target: dst})
+		if len(planted) != 2 {
+			t.Fatalf("planted at %q, want a and sub/c: were they written unnamed?", planted)
+		}
+		check(t, dst)
+	})
+	t.Run("as another user", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root, to act as another user")
+		}
+		const nobody = 65534
+		repos := storetest.InitRepos(t, mem.New()) // readable by any user
+		ur := testRepo{writer: repos.Writer, reader: repos.Reader}
+		plain := fixture.Tree{ // nobody cannot set another owner or a setuid bit on root's behalf
+			"a":     {Content: []byte("one chunk\n"), Mode: 0o640, MTime: time.Date(2001, 2, 3, 4, 5, 6, 7, time.UTC)},
+			"sub/c": {Content: []byte("deeper\n")},
+		}
+		usrc := t.TempDir()
+		fixture.Create(t, usrc, plain)
+		if err := os.Chown(filepath.Join(usrc, "a"), nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		usnap := ur.backup(t, usrc)
+		base := t.TempDir()
+		for _, d := range []string{filepath.Dir(base), base} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dst := filepath.Join(base, "t")
+		if err := os.Mkdir(dst, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(dst, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		func() {
+			// The effective IDs only: the saved ones stay root's.
+			if err := syscall.Setresgid(-1, nobody, -1); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Setresuid(-1, nobody, -1); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := syscall.Setresuid(-1, 0, -1); err != nil {
+					panic(err)
+				}
+				if err := syscall.Setresgid(-1, 0, -1); err != nil {
+					panic(err)
+				}
+			}()
+			ur.restore(t, usnap, restore.Options{Target: dst})
+		}()
+		out := restoredAt(dst, usrc)
+		for p, e := range plain {
+			got, err := os.ReadFile(filepath.Join(out, p))
+			if err != nil || string(got) != string(e.Content) {
+				t.Errorf("%s: %q, %v", p, got, err)
+			}
+		}
+		fi, err := os.Stat(filepath.Join(out, "a"))
+		if err != nil || fi.Mode().Perm() != 0o640 || !fi.ModTime().Equal(plain["a"].MTime) {
+			t.Errorf("a: %v, %v, %v; want mode 640 and the snapshot's time", fi.Mode(), fi.ModTime(), err)
+		}
+		if l := leftovers(t, dst); len(l) > 0 {
+			t.Errorf("temporary names left behind: %q", l)
+		}
+	})
+}
