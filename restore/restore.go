@@ -913,6 +913,9 @@ func (r *restorer) createFiles(files []*fileState) error {
 			if f.direct && f.tmp == 0 {
 				f.tmp = r.nextTmp()
 			}
+			// Until linked in, nothing at its path is the restore's:
+			// should it fail, the cleanup must leave the path alone.
+			f.unnamed = f.tmp == 0
 		case len(f.chunks) > 1:
 			f.direct = r.dio.wants(f)
 			// Under a temporary name even where the target holds
@@ -1359,9 +1362,7 @@ func (r *restorer) singleDone(f *fileState, n int) {
 func (r *restorer) writeUnnamed(f *fileState, plain []byte, zero bool) error {
 	n := f.node()
 	perm := createPerm(n)
-	dir, _ := split(f.path)
-	f.unnamed = true // until placed, nothing at its path is the restore's
-	fh, err := r.t.createUnnamed(dir, perm)
+	fh, err := r.t.createUnnamed(f.path, perm)
 	if errors.Is(err, errNoUnnamed) {
 		return err
 	}
@@ -1370,10 +1371,11 @@ func (r *restorer) writeUnnamed(f *fileState, plain []byte, zero bool) error {
 			err = fh.Truncate(int64(len(plain)))
 		} else {
 			_, err = fh.WriteAt(plain, 0)
-			r.written.Add(int64(len(plain)))
 		}
 		if err == nil {
-			r.meta(r.t.setMetaFD(fh, "", n, perm), f.path)
+			// Its metadata errors are counted once it is linked in: if
+			// it cannot be, it is written again under a temporary name.
+			merr := r.t.setMetaFD(fh, "", n, perm)
 			if beforeLink != nil {
 				beforeLink(f.path)
 			}
@@ -1390,8 +1392,12 @@ func (r *restorer) writeUnnamed(f *fileState, plain []byte, zero bool) error {
 				fh.Close() // the file, still without a name, goes with it
 				return err
 			}
+			if !zero {
+				r.written.Add(int64(len(plain)))
+			}
 			if err == nil {
 				f.placed = true
+				r.meta(merr, f.path)
 			}
 		}
 		if err == nil && !zero && len(plain) >= writeBehindMinFile {

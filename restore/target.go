@@ -390,15 +390,16 @@ func createPerm(n *snapshot.Node) uint32 {
 // temporary names.
 var errNoUnnamed = errors.New("files without a name are not supported here")
 
-// createUnnamed creates a file with no name in directory dir (O_TMPFILE),
-// for linkUnnamed to give it its name once written: a restore killed
-// before leaves nothing behind, and the kernel does the work of a
-// temporary name and a rename in one link. It returns errNoUnnamed where
-// the filesystem cannot.
-func (t *targetDir) createUnnamed(dir string, perm uint32) (*os.File, error) {
+// createUnnamed creates a file with no name in p's directory
+// (O_TMPFILE), for linkUnnamed to give it the name p once written: a
+// restore killed before leaves nothing behind, and the kernel does the
+// work of a temporary name and a rename in one link. It returns
+// errNoUnnamed where the filesystem cannot.
+func (t *targetDir) createUnnamed(p string, perm uint32) (*os.File, error) {
 	if t.noUnnamed.Load() {
 		return nil, errNoUnnamed
 	}
+	dir, _ := split(p)
 	fd := -1
 	err := t.withDir(dir, func(dfd int) (err error) {
 		fd, err = openUnnamed(dfd, perm)
@@ -411,9 +412,9 @@ func (t *targetDir) createUnnamed(dir string, perm uint32) (*os.File, error) {
 		return nil, errNoUnnamed
 	}
 	if err != nil {
-		return nil, &fs.PathError{Op: "create", Path: dir, Err: err}
+		return nil, &fs.PathError{Op: "create", Path: p, Err: err}
 	}
-	return os.NewFile(uintptr(fd), dir), nil
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // openUnnamed opens a new file without a name in directory dfd; tests

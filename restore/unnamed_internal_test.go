@@ -29,7 +29,7 @@ func TestLinkUnnamed(t *testing.T) {
 		}
 		newFile := func() *os.File {
 			t.Helper()
-			f, err := td.createUnnamed("d", 0o640)
+			f, err := td.createUnnamed("d/name", 0o640)
 			if err != nil {
 				t.Fatalf("mode %d: createUnnamed: %v", mode, err)
 			}
