@@ -375,40 +375,15 @@ func TestRerunAsUserIntoReadOnlyDirs(t *testing.T) {
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{"ro": {Dir: true, Mode: 0o555}, "ro/f": {Content: []byte("as backed up\n"), Mode: 0o644}})
 	snap := r.backup(t, src)
-	base := t.TempDir()
-	for _, d := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dst := filepath.Join(base, "t")
-	if err := os.Mkdir(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dst, nobody, nobody); err != nil {
-		t.Fatal(err)
-	}
-	// The effective IDs only: the saved ones stay root's, to switch back.
-	asNobody := func() *restore.Result {
+	dst := userTarget(t, nobody)
+	asNobody := func() (res *restore.Result) {
 		t.Helper()
-		if err := syscall.Setresgid(-1, nobody, -1); err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Setresuid(-1, nobody, -1); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			if err := syscall.Setresuid(-1, 0, -1); err != nil {
-				panic(err)
+		asUser(t, nobody, func() {
+			var err error
+			if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
+				t.Errorf("restore as uid %d: %v", nobody, err)
 			}
-			if err := syscall.Setresgid(-1, 0, -1); err != nil {
-				panic(err)
-			}
-		}()
-		res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
-		if err != nil {
-			t.Errorf("restore as uid %d: %v", nobody, err)
-		}
+		})
 		return res
 	}
 	asNobody()
@@ -425,4 +400,45 @@ func TestRerunAsUserIntoReadOnlyDirs(t *testing.T) {
 	if fi, err := os.Stat(filepath.Dir(f)); err != nil || fi.Mode().Perm() != 0o555 {
 		t.Errorf("ro: %v, %v; want mode 555", fi.Mode(), err)
 	}
+}
+
+// asUser runs fn with the process's effective user and group IDs set to
+// id (the saved ones stay root's, to switch back). It needs root.
+func asUser(t *testing.T, id int, fn func()) {
+	t.Helper()
+	if err := syscall.Setresgid(-1, id, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setresuid(-1, id, -1); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := syscall.Setresuid(-1, 0, -1); err != nil {
+			panic(err)
+		}
+		if err := syscall.Setresgid(-1, 0, -1); err != nil {
+			panic(err)
+		}
+	}()
+	fn()
+}
+
+// userTarget returns a new restore target owned by user and group id,
+// in directories anyone may enter.
+func userTarget(t *testing.T, id int) string {
+	t.Helper()
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := filepath.Join(base, "t")
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dst, id, id); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }

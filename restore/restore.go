@@ -1301,58 +1301,58 @@ func (r *restorer) writeSingle(f *fileState, plain []byte, zero bool) error {
 	perm := createPerm(n)
 	fh, err := r.t.create(wpath, perm)
 	if err != nil {
+		return r.settle(f, nil, err, false, len(plain))
+	}
+	direct := false
+	if f.direct {
+		// writeData opens it again for direct I/O, by name: that must
+		// be this file (created).
+		err = f.made(fh)
+	}
+	switch {
+	case err != nil:
+	case zero:
+		err = fh.Truncate(int64(len(plain)))
+	default:
+		direct, err = r.writeData(f, fh, plain, 0)
+		if cerr := r.dio.close(f); err == nil {
+			err = cerr
+		}
+		r.written.Add(int64(len(plain)))
+	}
+	if err == nil {
+		r.meta(r.t.setMetaFD(fh, wpath, n, perm), f.path)
+		err = r.place(f)
+	}
+	return r.settle(f, fh, err, !zero && !direct, len(plain))
+}
+
+// settle finishes a file of one chunk: it hands fh (nil if the file
+// could not be created) to the write-behind window, which closes it once
+// written back, when the file was written through the page cache and is
+// large enough, or closes it; and it records what failed.
+func (r *restorer) settle(f *fileState, fh *os.File, err error, cached bool, size int) error {
+	if fh != nil {
+		if err == nil && cached && size >= writeBehindMinFile {
+			r.wb.wrote(fh, 0, int64(size))
+			r.wb.release(fh, func(err error) { r.closed(f, err) })
+		} else if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
 		if fatal(err) {
 			return targetError(f.path, err)
 		}
 		r.setFailed(f, err)
-	} else {
-		direct := false
-		if f.direct {
-			// writeData opens it again for direct I/O, by name: that
-			// must be this file (created).
-			err = f.made(fh)
-		}
-		switch {
-		case err != nil:
-		case zero:
-			err = fh.Truncate(int64(len(plain)))
-		default:
-			direct, err = r.writeData(f, fh, plain, 0)
-			if cerr := r.dio.close(f); err == nil {
-				err = cerr
-			}
-			r.written.Add(int64(len(plain)))
-		}
-		if err == nil {
-			r.meta(r.t.setMetaFD(fh, wpath, n, perm), f.path)
-			err = r.place(f)
-		}
-		if err == nil && !zero && !direct && len(plain) >= writeBehindMinFile {
-			r.wb.wrote(fh, 0, int64(len(plain)))
-			r.wb.release(fh, func(err error) { r.closed(f, err) })
-		} else {
-			if cerr := fh.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				if fatal(err) {
-					return targetError(f.path, err)
-				}
-				r.setFailed(f, err)
-			}
-		}
 	}
-	r.singleDone(f, len(plain))
-	return nil
-}
-
-func (r *restorer) singleDone(f *fileState, n int) {
-	r.prog.Bytes.Add(int64(n))
+	r.prog.Bytes.Add(int64(size))
 	// Read under the lock: once released, the file's write-back may
 	// fail it from another worker (r.closed).
 	if atomic.AddInt64(&f.pending, -1) == 0 && r.failedErr(f) == nil {
 		r.prog.Files.Add(1)
 	}
+	return nil
 }
 
 // writeUnnamed is writeSingle for a file created without a name
@@ -1366,55 +1366,44 @@ func (r *restorer) writeUnnamed(f *fileState, plain []byte, zero bool) error {
 	if errors.Is(err, errNoUnnamed) {
 		return err
 	}
-	if err == nil {
-		if zero {
-			err = fh.Truncate(int64(len(plain)))
-		} else {
-			_, err = fh.WriteAt(plain, 0)
-		}
-		if err == nil {
-			// Its metadata errors are counted once it is linked in: if
-			// it cannot be, it is written again under a temporary name.
-			merr := r.t.setMetaFD(fh, "", n, perm)
-			if beforeLink != nil {
-				beforeLink(f.path)
-			}
-			err = r.t.linkUnnamed(fh, f.path)
-			if errors.Is(err, unix.EEXIST) {
-				// Something appeared at its path since the plan: in
-				// place of it, as for a file the target held.
-				f.tmp = r.nextTmp()
-				if err = r.t.linkUnnamed(fh, f.tmpPath()); err == nil {
-					err = r.place(f)
-				}
-			}
-			if errors.Is(err, errNoUnnamed) {
-				fh.Close() // the file, still without a name, goes with it
-				return err
-			}
-			if !zero {
-				r.written.Add(int64(len(plain)))
-			}
-			if err == nil {
-				f.placed = true
-				r.meta(merr, f.path)
-			}
-		}
-		if err == nil && !zero && len(plain) >= writeBehindMinFile {
-			r.wb.wrote(fh, 0, int64(len(plain)))
-			r.wb.release(fh, func(err error) { r.closed(f, err) })
-		} else if cerr := fh.Close(); err == nil {
-			err = cerr
-		}
+	if err != nil {
+		return r.settle(f, nil, err, false, len(plain))
+	}
+	if zero {
+		err = fh.Truncate(int64(len(plain)))
+	} else {
+		_, err = fh.WriteAt(plain, 0)
 	}
 	if err != nil {
-		if fatal(err) {
-			return targetError(f.path, err)
-		}
-		r.setFailed(f, err)
+		return r.settle(f, fh, err, false, len(plain))
 	}
-	r.singleDone(f, len(plain))
-	return nil
+	// Its metadata errors are counted once it is linked in: if it cannot
+	// be, it is written again under a temporary name.
+	merr := r.t.setMetaFD(fh, "", n, perm)
+	if beforeLink != nil {
+		beforeLink(f.path)
+	}
+	err = r.t.linkUnnamed(fh, f.path)
+	if errors.Is(err, unix.EEXIST) {
+		// Something appeared at its path since the plan: in place of
+		// it, as for a file the target held.
+		f.tmp = r.nextTmp()
+		if err = r.t.linkUnnamed(fh, f.tmpPath()); err == nil {
+			err = r.place(f)
+		}
+	}
+	if errors.Is(err, errNoUnnamed) {
+		fh.Close() // the file, still without a name, goes with it
+		return err
+	}
+	if !zero {
+		r.written.Add(int64(len(plain)))
+	}
+	if err == nil {
+		f.placed = true
+		r.meta(merr, f.path)
+	}
+	return r.settle(f, fh, err, !zero, len(plain))
 }
 
 // interleave reorders jobs so that ranges whose data mostly goes to

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -133,37 +132,8 @@ func TestUnnamedFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		usnap := ur.backup(t, usrc)
-		base := t.TempDir()
-		for _, d := range []string{filepath.Dir(base), base} {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		dst := filepath.Join(base, "t")
-		if err := os.Mkdir(dst, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(dst, nobody, nobody); err != nil {
-			t.Fatal(err)
-		}
-		func() {
-			// The effective IDs only: the saved ones stay root's.
-			if err := syscall.Setresgid(-1, nobody, -1); err != nil {
-				t.Fatal(err)
-			}
-			if err := syscall.Setresuid(-1, nobody, -1); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				if err := syscall.Setresuid(-1, 0, -1); err != nil {
-					panic(err)
-				}
-				if err := syscall.Setresgid(-1, 0, -1); err != nil {
-					panic(err)
-				}
-			}()
-			ur.restore(t, usnap, restore.Options{Target: dst})
-		}()
+		dst := userTarget(t, nobody)
+		asUser(t, nobody, func() { ur.restore(t, usnap, restore.Options{Target: dst}) })
 		out := restoredAt(dst, usrc)
 		for p, e := range plain {
 			got, err := os.ReadFile(filepath.Join(out, p))
