@@ -14,6 +14,20 @@ func TestWaitAfterCleanup(t *testing.T) {
 		t.Fatalf("no stamp: waited %v", got)
 	}
 	work := filepath.Join(dir, "work")
+	// An empty work directory (a run stopped before its first step)
+	// freed no inodes: removed, and nothing to wait for.
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeWork(work, stamp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Fatalf("empty work directory still there: %v", err)
+	}
+	if got := waitAfterCleanup(stamp, time.Minute); got != 0 {
+		t.Fatalf("after removing an empty work directory: waited %v", got)
+	}
 	if err := os.MkdirAll(filepath.Join(work, "restore", "a"), 0o755); err != nil {
 		t.Fatal(err)
 	}

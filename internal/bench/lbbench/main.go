@@ -267,8 +267,12 @@ const recentlyDeletedWindow = 370 * time.Second
 
 // removeWork deletes a previous run's work directory (restored trees,
 // caches), syncs so the freed inodes' table blocks are clean, and notes
-// the time in stamp for waitAfterCleanup.
+// the time in stamp for waitAfterCleanup. An empty one (a run stopped
+// before its first step) is removed without a note: no inode was freed.
 func removeWork(work, stamp string) error {
+	if entries, err := os.ReadDir(work); err == nil && len(entries) == 0 {
+		return os.Remove(work)
+	}
 	if err := os.RemoveAll(work); err != nil {
 		return err
 	}
