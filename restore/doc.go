@@ -34,8 +34,9 @@
 // arrives: a killed restore leaves nothing of them, and the link costs
 // the kernel less than a temporary name and a rename (about 3 % of a
 // restore's CPU time on the bench dataset). Larger files, files the
-// target holds something else for, and files on filesystems without
-// O_TMPFILE are written under a temporary name they are renamed from;
+// target holds something else for, files written with direct I/O and
+// files on filesystems without O_TMPFILE are written under a temporary
+// name they are renamed from;
 // larger files are created up front at their final size, and chunks
 // land in any order and all-zero chunks are simply not written, leaving
 // holes.
