@@ -424,7 +424,7 @@ var openUnnamed = func(dfd int, perm uint32) (int, error) {
 }
 
 const (
-	linkEmptyPath = 1 // linkat(fd, "", AT_EMPTY_PATH): needs CAP_DAC_READ_SEARCH
+	linkEmptyPath = 1 // linkat(fd, "", AT_EMPTY_PATH): older kernels allow it only with CAP_DAC_READ_SEARCH
 	linkProc      = 2 // linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW): needs /proc
 )
 
@@ -445,8 +445,9 @@ func (t *targetDir) linkUnnamed(f *os.File, p string) error {
 	if mode := t.linkMode.Load(); mode != 0 {
 		return link(mode)
 	}
-	// The first link finds out which way works. Without the capability,
-	// AT_EMPTY_PATH fails with ENOENT (before Linux 5.x with EPERM too).
+	// The first link finds out which way works. Where the kernel wants
+	// the capability and the process lacks it, AT_EMPTY_PATH fails with
+	// ENOENT (EPERM on some).
 	err := link(linkEmptyPath)
 	if err == nil {
 		t.linkMode.Store(linkEmptyPath)

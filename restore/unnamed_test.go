@@ -54,8 +54,8 @@ func leftovers(t *testing.T, dir string) []string {
 // and linked in (the default), where the filesystem cannot (under a
 // temporary name, renamed), where something appears at their path
 // between the plan and the link (replaced, a directory too), and for a
-// restore without the capability to link a descriptor directly (through
-// /proc). None leaves a temporary name behind.
+// restore as another user (which older kernels make link through /proc;
+// TestLinkUnnamed forces that way). None leaves a temporary name behind.
 func TestUnnamedFiles(t *testing.T) {
 	r := newRepo(t, "local")
 	src := t.TempDir()
