@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/zeebo/blake3"
@@ -103,18 +104,7 @@ func BenchmarkKeyedHash(b *testing.B) {
 
 func sizeName(n int) string {
 	if n >= 1<<20 {
-		return itoa(n>>20) + "MiB"
+		return strconv.Itoa(n>>20) + "MiB"
 	}
-	return itoa(n>>10) + "KiB"
-}
-
-func itoa(n int) string {
-	s := ""
-	for {
-		s = string(rune('0'+n%10)) + s
-		n /= 10
-		if n == 0 {
-			return s
-		}
-	}
+	return strconv.Itoa(n>>10) + "KiB"
 }
