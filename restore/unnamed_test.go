@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,7 +91,10 @@ func TestUnnamedFiles(t *testing.T) {
 	})
 	t.Run("something appears at the path", func(t *testing.T) {
 		dst := t.TempDir()
-		var planted []string
+		var (
+			mu      sync.Mutex // the hook runs on the download workers
+			planted []string
+		)
 		restore.BeforeLink(t, func(p string) {
 			at := filepath.Join(dst, p)
 			var err error
@@ -107,7 +111,9 @@ func TestUnnamedFiles(t *testing.T) {
 			if err != nil {
 				t.Errorf("plant at %s: %v", p, err)
 			}
+			mu.Lock()
 			planted = append(planted, p)
+			mu.Unlock()
 		})
 		r.restore(t, snap, restore.Options{Target: dst})
 		if len(planted) != 2 {
