@@ -19,8 +19,10 @@ import (
 // (TestWideMatchesBLAKE3); only the speed differs, and which is faster
 // depends on the CPU: on a Zen 5 core the wide hasher ran at 5.4 GB/s
 // against 3.9 for github.com/zeebo/blake3 (AVX2, eight chunks at a time)
-// on 1 MiB, while on an Intel Xeon whose cores slow down for AVX-512 it
-// was about a tenth slower. So a process measures both once (hashWide),
+// on 1 MiB, while on an Intel Xeon VM the package's own AVX-512 hasher,
+// on one core, ran at 3.6-3.7 GB/s against zeebo's 4.0 on data in the
+// CPU's cache (docs/benchmarks.md; this code was not measured there). So
+// a process measures both once (hashWide, 0.2-0.3 ms on the Zen 5 VM),
 // as the Linux kernel picks its RAID checksum code at boot. Blobs under
 // wideMin always take zeebo's, which is faster there: a wide step
 // computes all sixteen lanes however few hold data.
@@ -37,7 +39,7 @@ var (
 
 // hashWide reports whether keyedWide is the faster hasher on this CPU,
 // measured on first use: the best of several runs of each on 64 KiB,
-// wide taken only if at least 5 % faster (about 0.2 ms, once a process).
+// wide taken only if at least 5 % faster (0.2-0.3 ms, once a process).
 func hashWide() bool {
 	wideOnce.Do(func() { wideWins = measureWide() })
 	return wideWins

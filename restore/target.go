@@ -443,7 +443,7 @@ func (t *targetDir) linkUnnamed(f *os.File, p string) error {
 		})
 	}
 	if mode := t.linkMode.Load(); mode != 0 {
-		return link(mode)
+		return linkError(p, link(mode))
 	}
 	// The first link finds out which way works. Where the kernel wants
 	// the capability and the process lacks it, AT_EMPTY_PATH fails with
@@ -454,7 +454,7 @@ func (t *targetDir) linkUnnamed(f *os.File, p string) error {
 		return nil
 	}
 	if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EPERM) {
-		return err
+		return linkError(p, err)
 	}
 	if err = link(linkProc); err == nil {
 		t.linkMode.Store(linkProc)
@@ -464,7 +464,15 @@ func (t *targetDir) linkUnnamed(f *os.File, p string) error {
 		t.noUnnamed.Store(true)
 		return errNoUnnamed
 	}
-	return err
+	return linkError(p, err)
+}
+
+// linkError names the path a file could not be linked in at.
+func linkError(p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fs.PathError{Op: "link in place", Path: p, Err: err}
 }
 
 // setMetaFD applies owner and mode through an open descriptor of p,

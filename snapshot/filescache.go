@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -71,8 +72,7 @@ type FilesCache struct {
 
 	mu      sync.Mutex
 	entered map[string]*dirEntries // blocks of the directories the walk is in
-	damaged []string               // directories whose block did not read back
-	seenBad map[string]bool        // the same, as a set
+	damaged map[string]bool        // directories whose block did not read back
 
 	spoolMu  sync.Mutex
 	spool    *os.File
@@ -396,24 +396,20 @@ func (c *FilesCache) loadDir(dir string) *dirEntries {
 func (c *FilesCache) noteDamaged(dir string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.seenBad[dir] {
-		return
+	if c.damaged == nil {
+		c.damaged = map[string]bool{}
 	}
-	if c.seenBad == nil {
-		c.seenBad = map[string]bool{}
-	}
-	c.seenBad[dir] = true
-	c.damaged = append(c.damaged, dir)
+	c.damaged[dir] = true
 }
 
-// Damaged returns the directories whose block of the previous backup's
-// cache did not read back as written (a flipped byte, a bad sector), in
-// the order the walk met them: their files were read again, as new. A
-// backup that saves the cache writes their blocks afresh.
+// Damaged returns, sorted, the directories whose block of the previous
+// backup's cache did not read back as written (a flipped byte, a bad
+// sector): their files were read again, as new. A backup that saves the
+// cache writes their blocks afresh.
 func (c *FilesCache) Damaged() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clone(c.damaged)
+	return slices.Sorted(maps.Keys(c.damaged))
 }
 
 // Enter loads the previous backup's entries of directory dir (an
