@@ -1,5 +1,8 @@
 # lifeboat — `make test` is what CI runs (.ci/run).
 #
+# lint vets for 386 and arm64 as well: 32-bit int, time_t and 64-bit
+# atomics only show there.
+#
 # Tools (MinIO for the S3 tests) are built into $(LIFEBOAT_TOOLS), default
 # .tools/ at the repository root.
 # RACE= (empty) drops the race detector: make test RACE=
@@ -27,6 +30,8 @@ e2e:
 
 lint:
 	$(GO) vet ./...
+	GOARCH=386 $(GO) vet ./...
+	GOARCH=arm64 $(GO) vet ./...
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.tools/*' -not -path './.git/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -34,7 +35,7 @@ type fileState struct {
 	dev     uint64 // of the file createFiles made (several chunks), which handle reopens
 	ino     uint64
 	linkTo  *fileState
-	pending int64 // blobs not yet written (atomic after planning)
+	pending atomic.Int64 // blobs not yet written
 	failed  error
 }
 
@@ -479,7 +480,7 @@ func (pl *plan) packJobs() []*packJob {
 				last, lastIdx = c.loc.Pack, idx
 			}
 			refs = append(refs, ref{pack: lastIdx, off: c.loc.Blob.Offset, c: c, f: f})
-			f.pending++
+			f.pending.Add(1)
 		}
 	}
 	// Bucket by pack (stable, so walk order is kept), then order each

@@ -140,8 +140,8 @@ func TestPackJobs(t *testing.T) {
 		}
 	}
 	for _, f := range pl.files {
-		if f.pending != wantPending[f] {
-			t.Errorf("%s: %d pending, want %d", f.path, f.pending, wantPending[f])
+		if f.pending.Load() != wantPending[f] {
+			t.Errorf("%s: %d pending, want %d", f.path, f.pending.Load(), wantPending[f])
 		}
 	}
 	// Pack b is wanted whole: 300 blobs of 4 KiB in one range.

@@ -1349,7 +1349,7 @@ func (r *restorer) settle(f *fileState, fh *os.File, err error, cached bool, siz
 	r.prog.Bytes.Add(int64(size))
 	// Read under the lock: once released, the file's write-back may
 	// fail it from another worker (r.closed).
-	if atomic.AddInt64(&f.pending, -1) == 0 && r.failedErr(f) == nil {
+	if f.pending.Add(-1) == 0 && r.failedErr(f) == nil {
 		r.prog.Files.Add(1)
 	}
 	return nil
@@ -1524,7 +1524,7 @@ func (f *fileState) created(fh *os.File) error {
 // blobDone counts down a file's pending blobs and finishes the file
 // after the last one.
 func (r *restorer) blobDone(f *fileState) {
-	if atomic.AddInt64(&f.pending, -1) != 0 {
+	if f.pending.Add(-1) != 0 {
 		return
 	}
 	if err := r.dio.close(f); err != nil {

@@ -359,18 +359,31 @@ func (t *targetDir) mknod(p string, mode uint32, dev int) error {
 	return t.withDir(dir, func(dfd int) error { return unix.Mknodat(dfd, base, mode, dev) })
 }
 
-func timespecs(n *snapshot.Node) []unix.Timespec {
+// setTimes sets n's access and modification times on the entry at base
+// in dfd (see utimesAt).
+func setTimes(dfd int, base string, n *snapshot.Node, flags int) error {
+	ts, err := timespecs(n)
+	if err != nil {
+		return err
+	}
+	return utimesAt(dfd, base, n.Name, ts, flags)
+}
+
+// timespecs is n's access and modification times for utimensat, from
+// seconds and nanoseconds, since UnixNano overflows outside the years 1678
+// to 2262, which snapshots hold. Where time_t has 32 bits, times past 2038
+// cannot be set: an error, never a wrong time.
+func timespecs(n *snapshot.Node) ([]unix.Timespec, error) {
 	atime := n.AccessTime
 	if atime.IsZero() {
 		atime = n.ModTime
 	}
-	return []unix.Timespec{timespec(atime), timespec(n.ModTime)}
-}
-
-// timespec is t for utimensat: from seconds and nanoseconds, since
-// UnixNano overflows outside the years 1678 to 2262, which snapshots hold.
-func timespec(t time.Time) unix.Timespec {
-	return unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
+	a, aerr := unix.TimeToTimespec(atime)
+	m, merr := unix.TimeToTimespec(n.ModTime)
+	if aerr != nil || merr != nil {
+		return nil, fmt.Errorf("times %s and %s are beyond what this platform's time_t holds", atime.Format(time.RFC3339), n.ModTime.Format(time.RFC3339))
+	}
+	return []unix.Timespec{a, m}, nil
 }
 
 // createPerm is the mode to create a file with: its final permission
@@ -499,12 +512,12 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 		errs = append(errs, unix.Fchmod(fd, mode))
 	}
 	if p == "" {
-		errs = append(errs, utimesAt(fd, "", n.Name, timespecs(n), 0))
+		errs = append(errs, setTimes(fd, "", n, 0))
 		return errors.Join(errs...)
 	}
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
-		return utimesAt(dfd, base, n.Name, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
+		return setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW)
 	}))
 	return errors.Join(errs...)
 }
@@ -571,7 +584,7 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 	}))
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
-		return utimesAt(dfd, base, n.Name, timespecs(n), unix.AT_SYMLINK_NOFOLLOW)
+		return setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW)
 	}))
 	return errors.Join(errs...)
 }
@@ -592,7 +605,7 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node) error {
 		if n.Type != snapshot.TypeSymlink {
 			errs = append(errs, chmodNoFollow(dfd, base, n.UnixPerm()))
 		}
-		errs = append(errs, utimesAt(dfd, base, n.Name, timespecs(n), unix.AT_SYMLINK_NOFOLLOW))
+		errs = append(errs, setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW))
 		return errors.Join(errs...)
 	})
 }

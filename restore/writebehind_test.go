@@ -298,7 +298,7 @@ func TestWindowFor(t *testing.T) {
 		}
 	}
 	if w := DefaultWriteBehind(); w < minWriteBehind || w > maxWriteBehind {
-		t.Errorf("DefaultWriteBehind() = %d, outside [%d, %d]", w, minWriteBehind, maxWriteBehind)
+		t.Errorf("DefaultWriteBehind() = %d, outside [%d, %d]", w, int64(minWriteBehind), int64(maxWriteBehind))
 	}
 }
 

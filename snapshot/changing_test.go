@@ -17,6 +17,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
+	"golang.org/x/sys/unix"
 )
 
 // backupOf backs paths up into repos with a files cache and returns the
@@ -355,8 +356,12 @@ func TestBackupEdgeEntries(t *testing.T) {
 	if err := os.WriteFile(far, []byte("from the far future\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	when := syscall.Timespec{Sec: 400000000000} // the year 14645 (beyond time.Time's UnixNano, which os.Chtimes uses)
-	if err := syscall.UtimesNano(far, []syscall.Timespec{when, when}); err != nil {
+	// The year 14645: beyond time.Time's UnixNano, which os.Chtimes uses.
+	when, err := unix.TimeToTimespec(time.Unix(400000000000, 0))
+	if err != nil {
+		t.Skipf("time_t cannot hold the year 14645 here: %v", err)
+	}
+	if err := unix.UtimesNano(far, []unix.Timespec{when, when}); err != nil {
 		t.Skipf("cannot date a file in %s after 9999: %v", shm, err)
 	}
 	if fi, err := os.Stat(far); err != nil || fi.ModTime().Year() <= 9999 {

@@ -77,7 +77,7 @@ var _ chunkstore.Store = (*Store)(nil)
 
 // maxPut is the largest object Put sends; larger ones would need a
 // multipart upload, which lifeboat never needs (packs are a few MiB).
-const maxPut = 5 << 30
+const maxPut int64 = 5 << 30
 
 // Open connects to the bucket described by cfg. It checks that the bucket
 // exists; if it does not, Open creates it when create is true and
@@ -213,7 +213,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	if err := check(ctx, name); err != nil {
 		return err
 	}
-	if len(data) > maxPut {
+	if int64(len(data)) > maxPut {
 		return chunkstore.Permanent(fmt.Errorf("put %s: %d bytes is more than a single PUT allows", s.describe(name), len(data)))
 	}
 	sum, addressed := contentAddressed(name)
@@ -268,7 +268,7 @@ func (s *Store) put(ctx context.Context, name string, data []byte, sha256 string
 	opts := minio.PutObjectOptions{
 		ContentType:      "application/octet-stream",
 		DisableMultipart: true,
-		PartSize:         maxPut,
+		PartSize:         uint64(maxPut),
 		// The payload is protected by a checksum in a signed header, so
 		// skip hashing it a second time with SHA-256 for the signature.
 		DisableContentSha256: true,

@@ -535,7 +535,7 @@ func (r *runner) exec(label string, args ...string) (bench.Step, []byte, error) 
 	if ps := cmd.ProcessState; ps != nil {
 		st.UserCPU, st.SysCPU = ps.UserTime(), ps.SystemTime()
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			st.MaxRSS = ru.Maxrss * 1024 // KiB on Linux
+			st.MaxRSS = int64(ru.Maxrss) * 1024 // KiB on Linux
 		}
 	}
 	if err != nil {

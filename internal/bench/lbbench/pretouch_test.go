@@ -35,9 +35,9 @@ func TestPretouchSize(t *testing.T) {
 		avail int64
 		got   int
 	}{
-		{3 << 30, 4 << 30, 1 << 30}, // a quarter of what is available
-		{1 << 20, 4 << 30, 1 << 20}, // less than that: as asked
-		{3 << 30, 0, 3 << 30},       // unknown: as asked
+		{3 << 28, 4 << 28, 1 << 28}, // a quarter of what is available
+		{1 << 20, 4 << 28, 1 << 20}, // less than that: as asked
+		{3 << 28, 0, 3 << 28},       // unknown: as asked
 	} {
 		if got := pretouchSize(tc.want, tc.avail); got != tc.got {
 			t.Errorf("pretouchSize(%d, %d) = %d, want %d", tc.want, tc.avail, got, tc.got)
@@ -68,7 +68,7 @@ func TestPretouchInChildKeepsPeakRSS(t *testing.T) {
 		if err := cmd.Run(); err != nil {
 			t.Fatal(err)
 		}
-		return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+		return int64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) << 10
 	}
 	if err := pretouchInChild(n); err != nil {
 		t.Fatal(err)
