@@ -878,7 +878,7 @@ func (r *restorer) createFiles(files []*fileState) error {
 			r.prog.Files.Add(1)
 			r.prog.Bytes.Add(f.size)
 		case f.skip:
-			r.meta(r.t.setMetaAt(f.path, f.node()), f.path)
+			r.meta(r.t.setMetaAt(f.path, f.node(), true), f.path)
 			r.prog.Files.Add(1)
 			r.prog.Bytes.Add(f.size)
 		case len(f.chunks) == 0:
@@ -1540,7 +1540,7 @@ func (r *restorer) blobDone(f *fileState) {
 	if fh != nil {
 		r.meta(r.t.setMetaFD(fh, f.wpath(), f.node(), 0o600), f.path)
 	} else {
-		r.meta(r.t.setMetaAt(f.wpath(), f.node()), f.path)
+		r.meta(r.t.setMetaAt(f.wpath(), f.node(), false), f.path)
 	}
 	if err := r.place(f); err != nil {
 		r.setFailed(f, err)
@@ -1730,7 +1730,7 @@ func (r *restorer) other(e *entry) error {
 	default:
 		return fmt.Errorf("unsupported node type %q", n.Type)
 	}
-	r.meta(r.t.setMetaAt(e.path, n), e.path)
+	r.meta(r.t.setMetaAt(e.path, n, false), e.path)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -572,12 +573,22 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 		if t.needsChown(n) {
 			errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
 		}
-		if xs, stale := t.xattrs(n), t.staleACLs(n); len(xs) > 0 || len(stale) > 0 {
-			if len(xs) > 0 && t.uid != 0 {
-				// Setting user.* attributes needs write permission.
+		if xs, stale := t.xattrs(n), t.staleACLs(n); len(xs) > 0 || len(stale) > 0 || t.pruneXAttrs() {
+			ops := fdOps(fd)
+			var strays []string
+			if t.pruneXAttrs() {
+				// The target may have held the directory.
+				var err error
+				strays, err = ops.strays(xs)
+				errs = append(errs, err)
+				stale = slices.Concat(stale, strays)
+			}
+			if (len(xs) > 0 || len(strays) > 0) && t.uid != 0 {
+				// Setting and removing user.* attributes needs write
+				// permission.
 				errs = append(errs, unix.Fchmod(fd, n.UnixPerm()|0o200))
 			}
-			_, err := fdOps(fd).apply(xs, stale)
+			_, err := ops.apply(xs, stale)
 			errs = append(errs, err)
 		}
 		return errors.Join(append(errs, unix.Fchmod(fd, n.UnixPerm()))...)
@@ -594,14 +605,18 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node) error {
 // opened with O_NOFOLLOW (directories, regular files), or, for the rest,
 // only after checking the entry is not a symlink (a symlink's own mode
 // cannot be set).
-func (t *targetDir) setMetaAt(p string, n *snapshot.Node) error {
+//
+// held says the entry is one the target held before the restore (a file
+// already identical), whose user.* attributes the snapshot lacks are
+// removed (strays).
+func (t *targetDir) setMetaAt(p string, n *snapshot.Node, held bool) error {
 	dir, base := split(p)
 	return t.withDir(dir, func(dfd int) error {
 		var errs []error
 		if t.uid == 0 {
 			errs = append(errs, unix.Fchownat(dfd, base, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW))
 		}
-		errs = append(errs, t.xattrsAt(dfd, base, n))
+		errs = append(errs, t.xattrsAt(dfd, base, n, held))
 		if n.Type != snapshot.TypeSymlink {
 			errs = append(errs, chmodNoFollow(dfd, base, n.UnixPerm()))
 		}
@@ -616,22 +631,34 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node) error {
 // writable first for a user other than root, who needs that for user.*
 // attributes; setMetaAt's chmod then sets the mode), the rest by name
 // (procOps).
-func (t *targetDir) xattrsAt(dfd int, base string, n *snapshot.Node) error {
+func (t *targetDir) xattrsAt(dfd int, base string, n *snapshot.Node, held bool) error {
 	xs, stale := t.xattrs(n), t.staleACLs(n)
-	if len(xs) == 0 && len(stale) == 0 {
+	prune := held && t.pruneXAttrs() && n.Type == snapshot.TypeFile
+	if len(xs) == 0 && len(stale) == 0 && !prune {
 		return nil
 	}
 	if n.Type == snapshot.TypeFile || n.Type == snapshot.TypeDir {
-		if len(xs) > 0 && t.uid != 0 {
+		writable := len(xs) > 0 && t.uid != 0
+		if writable {
 			if err := chmodNoFollow(dfd, base, n.UnixPerm()|0o600); err != nil {
 				return err
 			}
 		}
 		fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err == nil {
-			_, err = fdOps(fd).apply(xs, stale)
+			ops := fdOps(fd)
+			var errs []error
+			if prune {
+				strays, err := ops.strays(xs)
+				errs = append(errs, err)
+				if len(strays) > 0 && t.uid != 0 && !writable {
+					errs = append(errs, unix.Fchmod(fd, n.UnixPerm()|0o600))
+				}
+				stale = slices.Concat(stale, strays)
+			}
+			_, err = ops.apply(xs, stale)
 			unix.Close(fd)
-			return err
+			return errors.Join(append(errs, err)...)
 		}
 		if !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.EACCES) {
 			return err

@@ -3,6 +3,7 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -80,11 +81,17 @@ func hasDefaultACL(fd int) bool {
 	return err == nil
 }
 
-// xattrOps sets and removes extended attributes of one entry, through
-// set and remove (by descriptor or by name).
+// pruneXAttrs reports whether entries the target held are rid of the
+// user.* attributes the snapshot's lack (xattrOps.strays): in a target
+// that was not empty, unless extended attributes are left alone.
+func (t *targetDir) pruneXAttrs() bool { return !t.fresh && !t.noXAttrs }
+
+// xattrOps sets, removes and lists extended attributes of one entry,
+// through set, remove and list (by descriptor or by name).
 type xattrOps struct {
 	set    func(name string, value []byte) error
 	remove func(name string) error
+	list   func(buf []byte) (int, error)
 	// absent reports whether the entry surely lacks the attribute name.
 	absent func(name string) bool
 }
@@ -93,6 +100,7 @@ func fdOps(fd int) xattrOps {
 	return xattrOps{
 		set:    func(name string, v []byte) error { return unix.Fsetxattr(fd, name, v, 0) },
 		remove: func(name string) error { return unix.Fremovexattr(fd, name) },
+		list:   func(buf []byte) (int, error) { return unix.Flistxattr(fd, buf) },
 		absent: func(name string) bool {
 			_, err := unix.Fgetxattr(fd, name, nil)
 			return errors.Is(err, unix.ENODATA)
@@ -112,11 +120,46 @@ func procOps(dfd int, base string) xattrOps {
 	return xattrOps{
 		set:    func(name string, v []byte) error { return proc(unix.Lsetxattr(p, name, v, 0)) },
 		remove: func(name string) error { return proc(unix.Lremovexattr(p, name)) },
+		list:   func(buf []byte) (int, error) { n, err := unix.Llistxattr(p, buf); return n, proc(err) },
 		absent: func(name string) bool {
 			_, err := unix.Lgetxattr(p, name, nil)
 			return errors.Is(err, unix.ENODATA)
 		},
 	}
+}
+
+// strays lists the user.* attributes the entry holds and xs lacks: an
+// entry the target held (a file already identical, a directory) may
+// carry some the snapshot's does not, which a restore that sets the
+// snapshot's metadata removes. Other namespaces are left: "security."
+// and "trusted." ones are the system's (an SELinux label), ACLs are
+// staleACLs'.
+func (o xattrOps) strays(xs []snapshot.XAttr) ([]string, error) {
+	var buf []byte
+	for {
+		sz, err := o.list(nil)
+		if err == nil && sz > 0 {
+			buf = make([]byte, sz)
+			sz, err = o.list(buf)
+		}
+		switch {
+		case errors.Is(err, unix.ERANGE):
+			continue // the list grew in between
+		case errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
+			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("list extended attributes: %w", err)
+		}
+		buf = buf[:sz]
+		break
+	}
+	var out []string
+	for name := range strings.SplitSeq(string(buf), "\x00") {
+		if strings.HasPrefix(name, "user.") && !slices.ContainsFunc(xs, func(x snapshot.XAttr) bool { return x.Name == name }) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }
 
 // apply sets xs and removes stale; it reports whether it removed an

@@ -2,6 +2,7 @@ package restore_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 )
@@ -150,19 +153,88 @@ func TestRestoreXAttrs(t *testing.T) {
 		}
 	}
 
-	// The target's copy is identical: only its metadata is set again.
+	// The target's copy is identical: only its metadata is set again,
+	// user.* attributes the snapshot lacks removed.
 	if err := unix.Removexattr(restoredAt(dst, file), "user.origin"); err != nil {
 		t.Fatal(err)
 	}
-	if res := r.restore(t, snap, restore.Options{Target: dst}); res.FilesSkipped == 0 {
-		t.Fatalf("the second restore rewrote identical files: %+v", res)
+	fixture.SetXAttr(t, restoredAt(dst, file), "user.stray", []byte("set in the target"))
+	fixture.SetXAttr(t, restoredAt(dst, file), "user.empty", []byte("changed"))
+	fixture.SetXAttr(t, restoredAt(dst, dir), "user.stray", nil)
+	if res := r.restore(t, snap, restore.Options{Target: dst}); res.FilesSkipped == 0 || res.MetadataErrors != 0 {
+		t.Fatalf("the second restore rewrote identical files or failed on metadata: %+v", res)
 	}
 	check("restore over an identical copy", false)
+
+	// --no-xattrs leaves the target's attributes alone.
+	fixture.SetXAttr(t, restoredAt(dst, file), "user.stray", []byte("kept"))
+	r.restore(t, snap, restore.Options{Target: dst, NoXAttrs: true})
+	if got := xattrsOf(t, restoredAt(dst, file)); string(got["user.stray"]) != "kept" || len(got) != len(want[file])+1 {
+		t.Errorf("restore --no-xattrs over the target: %s has %v, want what it had", file, got)
+	}
 
 	bare := t.TempDir()
 	r.restore(t, snap, restore.Options{Target: bare, NoXAttrs: true})
 	dst = bare
 	check("restore --no-xattrs", true)
+}
+
+// TestStrayXAttrsAsUser: a restore as a user other than root removes the
+// user.* attributes the snapshot lacks from a file it keeps as identical
+// and from a directory, whose modes deny writing, which removing needs;
+// both end with the snapshot's modes.
+func TestStrayXAttrsAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as another user")
+	}
+	const nobody = 65534
+	repos := storetest.InitRepos(t, mem.New()) // readable by any user
+	r := testRepo{writer: repos.Writer, reader: repos.Reader}
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"ro": {Dir: true, Mode: 0o555}, "ro/f": {Content: []byte("read-only content\n"), Mode: 0o444},
+		"ro/bare": {Content: []byte("no attributes\n"), Mode: 0o444}})
+	dir, file, bare := filepath.Join(src, "ro"), filepath.Join(src, "ro", "f"), filepath.Join(src, "ro", "bare")
+	if !fixture.SetXAttr(t, file, "user.keep", []byte("k")) {
+		t.Skip("the filesystem of the test's temporary directory has no user extended attributes")
+	}
+	snap := r.backup(t, src)
+	dst := userTarget(t, nobody)
+	restoreAsNobody := func() (res *restore.Result) {
+		t.Helper()
+		asUser(t, nobody, func() {
+			var err error
+			if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
+				t.Fatalf("restore as uid %d: %v", nobody, err)
+			}
+		})
+		return res
+	}
+	if res := restoreAsNobody(); res.MetadataErrors != 0 {
+		t.Fatalf("first restore: metadata errors: %v", res.MetadataSamples)
+	}
+	for _, p := range []string{dir, file, bare} {
+		fixture.SetXAttr(t, restoredAt(dst, p), "user.stray", []byte("s"))
+	}
+	if res := restoreAsNobody(); res.MetadataErrors != 0 || res.FilesSkipped != 2 {
+		t.Fatalf("second restore: %d metadata errors (%v), %d files skipped; want 0 and 2", res.MetadataErrors, res.MetadataSamples, res.FilesSkipped)
+	}
+	for p, want := range map[string]string{dir: "", file: "user.keep", bare: ""} {
+		rp := restoredAt(dst, p)
+		var names []string
+		for name := range xattrsOf(t, rp) {
+			names = append(names, name)
+		}
+		if strings.Join(names, ",") != want {
+			t.Errorf("%s: attributes %v, want %q", rp, names, want)
+		}
+		wantMode := os.FileMode(0o444)
+		if p == dir {
+			wantMode = 0o555
+		}
+		if fi, err := os.Stat(rp); err != nil || fi.Mode().Perm() != wantMode {
+			t.Errorf("%s: %v, %v; want mode %v", rp, fi.Mode(), err, wantMode)
+		}
+	}
 }
 
 // defaultACL is a default ACL: owner rwx, user 4321 rwx, group r-x, mask

@@ -84,8 +84,9 @@ pattern matches it too.
 
 --overwrite says what happens to a file, symlink or device the target
 already holds where the snapshot has one: if-changed (the default) replaces it
-unless it is a file with the snapshot's content, whose owner, mode and times
-are then set as the snapshot's; never leaves it as it is, so only what is
+unless it is a file with the snapshot's content, whose owner, mode, times and
+extended attributes are then set as the snapshot's (user.* ones it lacks are
+removed); never leaves it as it is, so only what is
 missing is restored; if-newer replaces it only if the snapshot's modification
 time is later than its. Directories are always made directories and given the
 snapshot's metadata.
