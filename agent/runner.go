@@ -186,6 +186,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 		Time:           asOf,
 		Readers:        par, // 0: the defaults
 		Sealers:        par,
+		Walkers:        par,
 		Writer:         chunkstore.WriterOptions{Uploaders: par},
 		Paths:          paths,
 		Stream:         streamOpt,

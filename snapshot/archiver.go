@@ -47,10 +47,13 @@ type BackupOptions struct {
 	// a directory covers what it holds. Such a file is saved as read, as
 	// any file that changes is, but without a warning: the backup is not
 	// partial for it. Summary.FilesChangedWhileRead counts them all.
-	Changing       []string
-	FilesCache     *FilesCache
-	Readers        int // files read and chunked in parallel; 0 = DefaultWorkers()
-	Sealers        int // blobs compressed and sealed in parallel; 0 = DefaultWorkers()
+	Changing   []string
+	FilesCache *FilesCache
+	Readers    int // files read and chunked in parallel; 0 = DefaultWorkers()
+	Sealers    int // blobs compressed and sealed in parallel; 0 = DefaultWorkers()
+	// Walkers is how many directories are listed and stat'ed at once;
+	// 0 = DefaultWalkers, 1 = one at a time.
+	Walkers        int
 	Writer         chunkstore.WriterOptions
 	Now            func() time.Time
 	Logger         *slog.Logger
@@ -83,6 +86,15 @@ type Stream struct {
 	// command): until that Read returns, Backup cannot.
 	Abort func()
 }
+
+// DefaultWalkers is how many directories a backup lists and stats at
+// once unless told otherwise. A walk over many small files waits on the
+// kernel (lstat, listxattr, reading directories, the inode tables of a
+// cold cache) rather than on the CPU; one at a time, a backup of a
+// million files of 0-2 KiB kept 1.1 of 2 cores busy (docs/benchmarks.md,
+// "Many small files"). Trees do not depend on the order: each lists its
+// entries sorted by name.
+const DefaultWalkers = 4
 
 // MaxDefaultWorkers caps the default number of readers and of sealers.
 // Each holds a chunk buffer that grows to the maximum chunk size (8 MiB),
@@ -142,20 +154,26 @@ type archiver struct {
 	// roots are the backup paths that are directories, opened: files
 	// below them are opened from there without following a symlink
 	// (openListed).
-	roots                                                     map[string]*os.File
-	repo                                                      *chunkstore.Repository
-	w                                                         *chunkstore.Writer
-	opts                                                      BackupOptions
-	log                                                       *slog.Logger
-	excl                                                      *Excluder
-	changing                                                  *Excluder // Changing
-	cfg                                                       chunkstore.Config
-	files                                                     chan *fileJob
-	blobs                                                     chan chunkJob
-	bufs                                                      chan *[]byte
-	prog                                                      *Progress
-	ids                                                       *idNames
-	streamRead                                                atomic.Bool // the stream was read to its end
+	roots      map[string]*os.File
+	repo       *chunkstore.Repository
+	w          *chunkstore.Writer
+	opts       BackupOptions
+	log        *slog.Logger
+	excl       *Excluder
+	changing   *Excluder // Changing
+	cfg        chunkstore.Config
+	files      chan *fileJob
+	blobs      chan chunkJob
+	bufs       chan *[]byte
+	prog       *Progress
+	ids        *idNames
+	streamRead atomic.Bool // the stream was read to its end
+	// walkers holds a token for each directory being walked in a
+	// goroutine of its own beside the first (walkDir); walking counts
+	// those goroutines until their listing is done, all its files handed
+	// to the readers.
+	walkers                                                   chan struct{}
+	walking                                                   sync.WaitGroup
 	warnMu                                                    sync.Mutex
 	warnings                                                  []Warning
 	newFiles, changed, unmodified, dirs, bytesProc, bytesRead atomic.Uint64
@@ -206,6 +224,9 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	}
 	if opts.Sealers <= 0 {
 		opts.Sealers = DefaultWorkers()
+	}
+	if opts.Walkers <= 0 {
+		opts.Walkers = DefaultWalkers
 	}
 	if opts.Progress == nil {
 		opts.Progress = &Progress{}
@@ -280,6 +301,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		cfg:   cfg,
 		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
 		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
+		walkers: make(chan struct{}, opts.Walkers-1),
 	}
 	for i := 0; i < nbufs; i++ {
 		a.bufs <- new([]byte)
@@ -308,6 +330,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		defer close(a.blobs)
 		defer readers.Wait()
 		defer close(a.files)
+		defer a.walking.Wait() // before the close: they send files
 		var ch <-chan dirDone
 		if opts.Stream != nil {
 			ch = a.saveStream(gctx, start)
@@ -454,7 +477,7 @@ func buildVirtual(paths []string) *vnode {
 func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 	if v.target {
 		// "/" itself was given.
-		return a.saveDir(ctx, v.path)
+		return a.saveDir(ctx, v.path, make(chan dirDone, 1))
 	}
 	names := make([]string, 0, len(v.children))
 	for n := range v.children {
@@ -494,7 +517,7 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 		a.readXAttrs(c.path, node)
 		items = append(items, pendingNode{node: node, dir: a.saveVirtual(ctx, c)})
 	}
-	return a.finishDir(ctx, v.path, items)
+	return a.finishDir(ctx, v.path, items, make(chan dirDone, 1))
 }
 
 // saveStream stores the root tree of a stream's backup: the one file
@@ -520,7 +543,7 @@ func (a *archiver) saveStream(ctx context.Context, start time.Time) <-chan dirDo
 		out <- dirDone{err: ctx.Err()}
 		return out
 	}
-	return a.finishDir(ctx, "/", []pendingNode{{node: node, file: job}})
+	return a.finishDir(ctx, "/", []pendingNode{{node: node, file: job}}, make(chan dirDone, 1))
 }
 
 type pendingNode struct {
@@ -576,7 +599,7 @@ func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInf
 		}
 		return pendingNode{node: node, file: job}, true
 	case fi.IsDir():
-		return pendingNode{node: node, dir: a.saveDir(ctx, path)}, true
+		return pendingNode{node: node, dir: a.walkDir(ctx, path)}, true
 	case fi.Mode()&fs.ModeSymlink != 0:
 		target, err := os.Readlink(path)
 		if err != nil {
@@ -613,8 +636,27 @@ func (a *archiver) allStored(ids []chunkstore.ID) bool {
 	return true
 }
 
-// saveDir walks one directory; the returned channel yields its tree ID.
-func (a *archiver) saveDir(ctx context.Context, path string) <-chan dirDone {
+// walkDir walks the directory at path: in a goroutine of its own while
+// fewer than Walkers directories are being walked, otherwise in this one.
+// The returned channel yields its tree ID.
+func (a *archiver) walkDir(ctx context.Context, path string) <-chan dirDone {
+	select {
+	case a.walkers <- struct{}{}:
+	default:
+		return a.saveDir(ctx, path, make(chan dirDone, 1))
+	}
+	out := make(chan dirDone, 1)
+	a.walking.Add(1)
+	go func() {
+		defer a.walking.Done()
+		a.saveDir(ctx, path, out)
+		<-a.walkers // listed: the rest is finishDir's
+	}()
+	return out
+}
+
+// saveDir walks one directory; out yields its tree ID.
+func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <-chan dirDone {
 	a.opts.FilesCache.Enter(path)
 	defer a.opts.FilesCache.Leave(path)
 	ents, err := os.ReadDir(path)
@@ -636,12 +678,12 @@ func (a *archiver) saveDir(ctx context.Context, path string) <-chan dirDone {
 			items = append(items, it)
 		}
 	}
-	return a.finishDir(ctx, path, items)
+	return a.finishDir(ctx, path, items, out)
 }
 
-// finishDir waits for the children in a goroutine, then stores the tree.
-func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNode) <-chan dirDone {
-	out := make(chan dirDone, 1)
+// finishDir waits for the children in a goroutine, then stores the tree;
+// out, which must have room for one, yields its ID.
+func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNode, out chan dirDone) <-chan dirDone {
 	go func() {
 		tree := &Tree{Nodes: make([]Node, 0, len(items))}
 		var cached []Recorded

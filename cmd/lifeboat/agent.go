@@ -80,9 +80,9 @@ snapshot is saved.
 
 Resource controls: --upload-limit caps what all jobs together upload
 ("20MiB/s", "500kB/s", bytes; 0 = unlimited; bursts of one 16 MiB pack).
---parallelism N bounds the files read, blobs sealed and packs uploaded at once
-per job (0 = a reader and a sealer per core up to 8 each, 2 uploaders; each
-uploader holds a pack in memory). --nice (default on; --nice=false to turn
+--parallelism N bounds the directories walked, files read, blobs sealed and
+packs uploaded at once per job (0 = 4 directories, a reader and a sealer per
+core up to 8 each, 2 uploaders; each uploader holds a pack in memory). --nice (default on; --nice=false to turn
 off) lowers the agent's CPU priority to nice 10 and its IO priority to the
 lowest best-effort level at start; hooks inherit both. Per policy, the hooks
 file may add "upload_limit: 5MiB/s" (a further cap within --upload-limit) and
@@ -110,7 +110,7 @@ Logs are JSON lines on stderr.`,
 	fl.StringVar(&g.identity, "identity", "", "identity FILE: makes the agent a drill runner; it never leaves the node (env LIFEBOAT_IDENTITY, passphrase LIFEBOAT_PASSPHRASE)")
 	fl.StringVar(&f.drillCommands, "drill-commands", "", "FILE of the drill verify commands this runner may run, one a line, exactly as in the policy (default: none)")
 	fl.StringVar(&f.uploadLimit, "upload-limit", "0", "RATE: upload bandwidth of all jobs together, like 20MiB/s, 500kB/s or bytes; 0 = unlimited")
-	fl.IntVar(&f.parallelism, "parallelism", 0, "files read, blobs sealed and packs uploaded at once per job; 0 = default")
+	fl.IntVar(&f.parallelism, "parallelism", 0, "directories walked, files read, blobs sealed and packs uploaded at once per job; 0 = default")
 	fl.BoolVar(&f.nice, "nice", true, "lower the agent's CPU (nice 10) and IO (best-effort, lowest) priority")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Minute, "lease asked for each job (heartbeats every third of it)")
 	fl.DurationVar(&f.pollWait, "poll-wait", 30*time.Second, "how long one poll for work waits")
