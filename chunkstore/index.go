@@ -150,7 +150,10 @@ func DecodeIndex(b []byte) ([]PackEntry, error) {
 		p.Blobs = make([]Blob, nb)
 		for j := range p.Blobs {
 			bl := readBlobEntry(b[j*blobEntrySize:])
-			if bl.Type > TreeBlob || bl.Length < BlobOverhead || uint64(bl.Offset)+uint64(bl.Length) > uint64(p.Size) {
+			// No blob is larger than maxMetaPlaintext (a chunk is at most
+			// 64 MiB): a larger raw length would ask a reader for that much
+			// memory, and on 32-bit platforms overflow an int.
+			if bl.Type > TreeBlob || bl.Length < BlobOverhead || uint64(bl.Offset)+uint64(bl.Length) > uint64(p.Size) || bl.RawLength > maxMetaPlaintext {
 				return bad("pack %s blob %d out of range", p.ID.Short(), j)
 			}
 			p.Blobs[j] = bl

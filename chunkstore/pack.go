@@ -241,6 +241,9 @@ func decodeBlobList(b []byte) ([]Blob, error) {
 		if out[i].Type > TreeBlob {
 			return nil, fmt.Errorf("%w: blob list entry %d has unknown type %d", ErrCorrupt, i, out[i].Type)
 		}
+		if out[i].RawLength > maxMetaPlaintext {
+			return nil, fmt.Errorf("%w: blob list entry %d claims %d bytes of plaintext, more than any blob holds", ErrCorrupt, i, out[i].RawLength)
+		}
 	}
 	return out, nil
 }

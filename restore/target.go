@@ -637,35 +637,47 @@ func (t *targetDir) xattrsAt(dfd int, base string, n *snapshot.Node, held bool) 
 	if len(xs) == 0 && len(stale) == 0 && !prune {
 		return nil
 	}
+	writable := false
+	// makeWritable lets a user other than root set and remove user.*
+	// attributes, which needs write permission; setMetaAt's chmod then
+	// sets the mode.
+	makeWritable := func(chmod func(mode uint32) error) error {
+		if writable || t.uid == 0 {
+			return nil
+		}
+		writable = true
+		return chmod(n.UnixPerm() | 0o600)
+	}
+	byName := func(mode uint32) error { return chmodNoFollow(dfd, base, mode) }
+	apply := func(ops xattrOps, chmod func(mode uint32) error) error {
+		var errs []error
+		if prune {
+			strays, err := ops.strays(xs)
+			errs = append(errs, err)
+			if len(strays) > 0 {
+				errs = append(errs, makeWritable(chmod))
+			}
+			stale = slices.Concat(stale, strays)
+		}
+		_, err := ops.apply(xs, stale)
+		return errors.Join(append(errs, err)...)
+	}
 	if n.Type == snapshot.TypeFile || n.Type == snapshot.TypeDir {
-		writable := len(xs) > 0 && t.uid != 0
-		if writable {
-			if err := chmodNoFollow(dfd, base, n.UnixPerm()|0o600); err != nil {
+		if len(xs) > 0 {
+			if err := makeWritable(byName); err != nil {
 				return err
 			}
 		}
 		fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err == nil {
-			ops := fdOps(fd)
-			var errs []error
-			if prune {
-				strays, err := ops.strays(xs)
-				errs = append(errs, err)
-				if len(strays) > 0 && t.uid != 0 && !writable {
-					errs = append(errs, unix.Fchmod(fd, n.UnixPerm()|0o600))
-				}
-				stale = slices.Concat(stale, strays)
-			}
-			_, err = ops.apply(xs, stale)
-			unix.Close(fd)
-			return errors.Join(append(errs, err)...)
+			defer unix.Close(fd)
+			return apply(fdOps(fd), func(mode uint32) error { return unix.Fchmod(fd, mode) })
 		}
 		if !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.EACCES) {
 			return err
 		}
 	}
-	_, err := procOps(dfd, base).apply(xs, stale)
-	return err
+	return apply(procOps(dfd, base), byName)
 }
 
 // chmodNoFollow sets the mode of dfd/base without following a symlink

@@ -180,9 +180,10 @@ func TestRestoreXAttrs(t *testing.T) {
 }
 
 // TestStrayXAttrsAsUser: a restore as a user other than root removes the
-// user.* attributes the snapshot lacks from a file it keeps as identical
-// and from a directory, whose modes deny writing, which removing needs;
-// both end with the snapshot's modes.
+// user.* attributes the snapshot lacks from files it keeps as identical
+// and from a directory, whose modes deny writing, which removing needs
+// (and one that denies reading too, which is written again); all end with
+// the snapshot's modes.
 func TestStrayXAttrsAsUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to act as another user")
@@ -192,10 +193,13 @@ func TestStrayXAttrsAsUser(t *testing.T) {
 	r := testRepo{writer: repos.Writer, reader: repos.Reader}
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{"ro": {Dir: true, Mode: 0o555}, "ro/f": {Content: []byte("read-only content\n"), Mode: 0o444},
-		"ro/bare": {Content: []byte("no attributes\n"), Mode: 0o444}})
-	dir, file, bare := filepath.Join(src, "ro"), filepath.Join(src, "ro", "f"), filepath.Join(src, "ro", "bare")
+		"ro/bare": {Content: []byte("no attributes\n"), Mode: 0o444}, "ro/shut": {Content: []byte("mode 000\n"), Mode: 0o000}})
+	dir, file, bare, shut := filepath.Join(src, "ro"), filepath.Join(src, "ro", "f"), filepath.Join(src, "ro", "bare"), filepath.Join(src, "ro", "shut")
 	if !fixture.SetXAttr(t, file, "user.keep", []byte("k")) {
 		t.Skip("the filesystem of the test's temporary directory has no user extended attributes")
+	}
+	if err := os.Chmod(shut, 0); err != nil { // the fixture takes mode 0 for its default
+		t.Fatal(err)
 	}
 	snap := r.backup(t, src)
 	dst := userTarget(t, nobody)
@@ -212,13 +216,14 @@ func TestStrayXAttrsAsUser(t *testing.T) {
 	if res := restoreAsNobody(); res.MetadataErrors != 0 {
 		t.Fatalf("first restore: metadata errors: %v", res.MetadataSamples)
 	}
-	for _, p := range []string{dir, file, bare} {
+	for _, p := range []string{dir, file, bare, shut} {
 		fixture.SetXAttr(t, restoredAt(dst, p), "user.stray", []byte("s"))
 	}
+	// shut cannot be read to be compared: it is written again.
 	if res := restoreAsNobody(); res.MetadataErrors != 0 || res.FilesSkipped != 2 {
 		t.Fatalf("second restore: %d metadata errors (%v), %d files skipped; want 0 and 2", res.MetadataErrors, res.MetadataSamples, res.FilesSkipped)
 	}
-	for p, want := range map[string]string{dir: "", file: "user.keep", bare: ""} {
+	for p, want := range map[string]string{dir: "", file: "user.keep", bare: "", shut: ""} {
 		rp := restoredAt(dst, p)
 		var names []string
 		for name := range xattrsOf(t, rp) {
@@ -227,9 +232,9 @@ func TestStrayXAttrsAsUser(t *testing.T) {
 		if strings.Join(names, ",") != want {
 			t.Errorf("%s: attributes %v, want %q", rp, names, want)
 		}
-		wantMode := os.FileMode(0o444)
-		if p == dir {
-			wantMode = 0o555
+		wantMode := map[string]os.FileMode{dir: 0o555, shut: 0}[p]
+		if p == file || p == bare {
+			wantMode = 0o444
 		}
 		if fi, err := os.Stat(rp); err != nil || fi.Mode().Perm() != wantMode {
 			t.Errorf("%s: %v, %v; want mode %v", rp, fi.Mode(), err, wantMode)

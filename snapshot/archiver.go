@@ -513,6 +513,7 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 			continue
 		}
 		node := a.nodeFromInfo(name, fi)
+		a.times64(c.path, node, true)
 		a.clampTimes(c.path, node)
 		a.readXAttrs(c.path, node)
 		items = append(items, pendingNode{node: node, dir: a.saveVirtual(ctx, c)})
@@ -575,6 +576,7 @@ func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, b
 // statted starts the work entry fi (path's lstat) needs.
 func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInfo) (pendingNode, bool) {
 	node := a.nodeFromInfo(name, fi)
+	a.times64(path, node, false)
 	a.clampTimes(path, node)
 	a.readXAttrs(path, node)
 	switch {
@@ -1043,6 +1045,7 @@ func (a *archiver) sameFile(f *os.File, job *fileJob, beneath bool) error {
 		// by path again, they could be another file's.
 		n := a.nodeFromInfo(job.node.Name, fi)
 		n.Type, n.XAttrs = TypeFile, job.node.XAttrs
+		a.times64FD(f, job.path, n)
 		a.clampTimes(job.path, n)
 		*job.node = *n
 	}

@@ -117,8 +117,9 @@ not be read.
 
 Extended attributes are restored after the owner (chown clears file
 capabilities): ACLs (system.posix_acl_*), file capabilities
-(security.capability), SELinux labels and user.* attributes; an entry the
-target held keeps attributes the snapshot lacks, but not ACLs. As a user
+(security.capability), SELinux labels and user.* attributes. A file kept as
+identical and a directory the target held lose the user.* attributes and
+ACLs the snapshot lacks; security.* and trusted.* ones stay. As a user
 other than root the security.* and trusted.* ones are left out.
 --no-xattrs leaves them all unset, for a target filesystem without them or
 a system with another SELinux policy.
