@@ -138,6 +138,11 @@ func (w *Writer) SaveReserved(ctx context.Context, t BlobType, id ID, data []byt
 		w.r.index.Unreserve(id)
 		return 0, fmt.Errorf("save blob %s: unknown blob type %d", id.Short(), t)
 	}
+	if len(data) > maxMetaPlaintext {
+		// Readers take a larger raw length for a corrupt index entry.
+		w.r.index.Unreserve(id)
+		return 0, Permanent(fmt.Errorf("save %s blob %s: %d bytes, more than any reader accepts (%d): a directory with too many entries?", t, id.Short(), len(data), maxMetaPlaintext))
+	}
 	if err := w.gctx.Err(); err != nil {
 		w.r.index.Unreserve(id)
 		return 0, w.failure()

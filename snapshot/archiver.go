@@ -169,9 +169,9 @@ type archiver struct {
 	ids        *idNames
 	streamRead atomic.Bool // the stream was read to its end
 	// walkers holds a token for each directory being walked in a
-	// goroutine of its own beside the first (walkDir); walking counts
-	// those goroutines until their listing is done, all its files handed
-	// to the readers.
+	// goroutine of its own (walkDir); walking counts those goroutines
+	// until their listing is done, all its files handed to the readers.
+	// The goroutine that starts the walk mostly waits for them.
 	walkers                                                   chan struct{}
 	walking                                                   sync.WaitGroup
 	warnMu                                                    sync.Mutex
@@ -301,7 +301,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		cfg:   cfg,
 		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
 		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
-		walkers: make(chan struct{}, opts.Walkers-1),
+		walkers: make(chan struct{}, opts.Walkers),
 	}
 	for i := 0; i < nbufs; i++ {
 		a.bufs <- new([]byte)

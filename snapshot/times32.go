@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -15,9 +16,11 @@ import (
 var stat32 = unsafe.Sizeof(syscall.Timespec{}.Sec) == 4
 
 // times64 sets n's times from statx, which holds 64-bit seconds
-// everywhere, where stat32: without it a file dated after 2038 would be
-// saved with a wrong time and no word. follow is whether the stat that
-// made n followed a final symlink. Elsewhere it does nothing.
+// everywhere, where stat32 and one of them is before 1970: a time from
+// 2038 to 2106 wraps around to a negative count of seconds there, which
+// would otherwise be saved as it is, without a word (a file of 2100 as
+// one of 1963). follow is whether the stat that made n followed a final
+// symlink. Elsewhere, and for entries of other times, it does nothing.
 func (a *archiver) times64(path string, n *Node, follow bool) {
 	flags := unix.AT_SYMLINK_NOFOLLOW
 	if follow {
@@ -32,12 +35,16 @@ func (a *archiver) times64FD(f *os.File, path string, n *Node) {
 }
 
 func (a *archiver) times64At(dirfd int, name string, flags int, path string, n *Node) {
-	if !stat32 {
+	if !stat32 || n.ModTime.Unix() >= 0 && n.ChangeTime.Unix() >= 0 && (n.AccessTime.IsZero() || n.AccessTime.Unix() >= 0) {
 		return
 	}
 	var sx unix.Statx_t
-	if err := unix.Statx(dirfd, name, flags|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_ATIME|unix.STATX_MTIME|unix.STATX_CTIME, &sx); err != nil {
-		a.warnAs("times may be wrong", path, fmt.Errorf("times read with a 32-bit stat (statx: %w): any after January 2038 are saved wrong", err))
+	err := unix.Statx(dirfd, name, flags|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_ATIME|unix.STATX_MTIME|unix.STATX_CTIME|unix.STATX_INO, &sx)
+	if err == nil && sx.Ino != n.Inode && n.Inode != 0 {
+		err = errors.New("it was replaced meanwhile")
+	}
+	if err != nil {
+		a.warnAs("times may be wrong", path, fmt.Errorf("saved with times read by a 32-bit stat, which may be wrong (before 1970, or wrapped around from after 2038): statx: %w", err))
 		return
 	}
 	at := func(t unix.StatxTimestamp) time.Time { return time.Unix(t.Sec, int64(t.Nsec)) }
