@@ -81,8 +81,9 @@ snapshot is saved.
 Resource controls: --upload-limit caps what all jobs together upload
 ("20MiB/s", "500kB/s", bytes; 0 = unlimited; bursts of one 16 MiB pack).
 --parallelism N bounds the directories walked, files read, blobs sealed and
-packs uploaded at once per job (0 = 4 directories, a reader and a sealer per
-core up to 8 each, 2 uploaders; each uploader holds a pack in memory). --nice (default on; --nice=false to turn
+packs uploaded at once per job (0 = a walker, a reader and a sealer per
+core up to 8 each, at least 2 walkers, 2 uploaders; each uploader holds a
+pack in memory). --nice (default on; --nice=false to turn
 off) lowers the agent's CPU priority to nice 10 and its IO priority to the
 lowest best-effort level at start; hooks inherit both. Per policy, the hooks
 file may add "upload_limit: 5MiB/s" (a further cap within --upload-limit) and

@@ -79,7 +79,7 @@ sealer, up to 8 of each, each holding buffers of up to the maximum chunk size
 about 135 MiB on 2 cores, 380 MiB on 8 or more). --parallelism N sets the
 directories walked, files read, blobs sealed and packs uploaded at once, and
 with them the memory; above 8 it lets a large machine use more cores. By
-default 4 directories are walked at once.
+default a directory per core (at least 2) is walked at once.
 
 Streams: --stdin backs up standard input, --stdin-from-command the output of
 the command given after "--", as one file named by --stdin-filename (the
@@ -105,7 +105,7 @@ the backup and no snapshot is saved.`,
 	fl.BoolVar(&f.ignoreInode, "ignore-inode", false, "files cache: trust a file whose size and times are unchanged even if its inode or device number changed (CIFS with noserverino, FUSE without use_ino, remounted shares and snapshots)")
 	fl.StringArrayVar(&f.changing, "changing", nil, "files matching this pattern (or below a directory it matches) are expected to change while read: saved as read without a warning (repeatable)")
 	fl.StringVar(&f.time, "time", "", `date the snapshot at this time instead of now: when the filesystem snapshot backed up was taken ("2006-01-02 15:04:05" local, or RFC 3339)`)
-	fl.IntVar(&f.parallelism, "parallelism", 0, "directories walked, files read, blobs sealed and packs uploaded at once; 0 = 4 walkers, a reader and a sealer per core (at most 8 each), 2 uploaders")
+	fl.IntVar(&f.parallelism, "parallelism", 0, "directories walked, files read, blobs sealed and packs uploaded at once; 0 = a walker, a reader and a sealer per core (at least 2 walkers, at most 8 each), 2 uploaders")
 	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file (see --stdin-filename); takes no PATH")
 	fl.BoolVar(&f.stdinCommand, "stdin-from-command", false, "run the command given after -- and back up its output; a non-zero exit fails the backup")
 	fl.StringVar(&f.stdinName, "stdin-filename", "stdin", "file name of the stream in the snapshot (with --stdin or --stdin-from-command)")
