@@ -93,7 +93,7 @@ type Stream struct {
 // kernel (lstat, listxattr, reading directories, the inode tables of a
 // cold cache) rather than on the CPU. On 2 cores, the no-change backup of
 // a million files of 0-2 KiB took 16.7 s walking one directory at a time,
-// 11.3 s two and 9.7 s four, with a peak RSS of 186, 198 and 237 MiB
+// 11.3 s two and 9.7 s four, with a peak RSS of 182, 193 and 231 MiB
 // (docs/benchmarks.md, "Many small files"). Trees do not depend on the
 // order: each lists its entries sorted by name.
 func DefaultWalkers() int { return max(2, DefaultWorkers()) }
