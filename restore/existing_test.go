@@ -18,6 +18,7 @@ import (
 
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // TestReplaceKeepsGuardedDirs: where the snapshot holds a file, a
@@ -376,16 +377,7 @@ func TestRerunAsUserIntoReadOnlyDirs(t *testing.T) {
 	fixture.Create(t, src, fixture.Tree{"ro": {Dir: true, Mode: 0o555}, "ro/f": {Content: []byte("as backed up\n"), Mode: 0o644}})
 	snap := r.backup(t, src)
 	dst := userTarget(t, nobody)
-	asNobody := func() (res *restore.Result) {
-		t.Helper()
-		asUser(t, nobody, func() {
-			var err error
-			if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
-				t.Errorf("restore as uid %d: %v", nobody, err)
-			}
-		})
-		return res
-	}
+	asNobody := func() *restore.Result { t.Helper(); return restoreAs(t, nobody, r, snap, dst) }
 	asNobody()
 	f := filepath.Join(restoredAt(dst, src), "ro", "f")
 	if err := os.WriteFile(f, []byte("changed since\n"), 0o644); err != nil {
@@ -421,6 +413,18 @@ func asUser(t *testing.T, id int, fn func()) {
 		}
 	}()
 	fn()
+}
+
+// restoreAs restores snap into dst acting as user and group id (asUser).
+func restoreAs(t *testing.T, id int, r testRepo, snap *snapshot.Snapshot, dst string) (res *restore.Result) {
+	t.Helper()
+	asUser(t, id, func() {
+		var err error
+		if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
+			t.Fatalf("restore as uid %d: %v", id, err)
+		}
+	})
+	return res
 }
 
 // userTarget returns a new restore target owned by user and group id,

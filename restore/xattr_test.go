@@ -2,7 +2,6 @@ package restore_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"os"
 	"os/exec"
@@ -203,16 +202,7 @@ func TestStrayXAttrsAsUser(t *testing.T) {
 	}
 	snap := r.backup(t, src)
 	dst := userTarget(t, nobody)
-	restoreAsNobody := func() (res *restore.Result) {
-		t.Helper()
-		asUser(t, nobody, func() {
-			var err error
-			if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
-				t.Fatalf("restore as uid %d: %v", nobody, err)
-			}
-		})
-		return res
-	}
+	restoreAsNobody := func() *restore.Result { t.Helper(); return restoreAs(t, nobody, r, snap, dst) }
 	if res := restoreAsNobody(); res.MetadataErrors != 0 {
 		t.Fatalf("first restore: metadata errors: %v", res.MetadataSamples)
 	}
