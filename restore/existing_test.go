@@ -367,12 +367,7 @@ func TestLinkToKeptFirstName(t *testing.T) {
 // (the directory is made writable for its owner meanwhile), and the
 // directory ends with the snapshot's mode again.
 func TestRerunAsUserIntoReadOnlyDirs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to act as another user")
-	}
-	const nobody = 65534
-	repos := storetest.InitRepos(t, mem.New()) // readable by any user
-	r := testRepo{writer: repos.Writer, reader: repos.Reader}
+	r := anyUserRepo(t)
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{"ro": {Dir: true, Mode: 0o555}, "ro/f": {Content: []byte("as backed up\n"), Mode: 0o644}})
 	snap := r.backup(t, src)
@@ -413,6 +408,22 @@ func asUser(t *testing.T, id int, fn func()) {
 		}
 	}()
 	fn()
+}
+
+// nobody is the user tests act as (asUser) to restore as a user other
+// than root.
+const nobody = 65534
+
+// anyUserRepo skips the test unless it runs as root (needed to act as
+// another user) and returns an in-memory repository, readable by any
+// user.
+func anyUserRepo(t *testing.T) testRepo {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as another user")
+	}
+	repos := storetest.InitRepos(t, mem.New())
+	return testRepo{writer: repos.Writer, reader: repos.Reader}
 }
 
 // restoreAs restores snap into dst acting as user and group id (asUser).

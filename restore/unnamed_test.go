@@ -13,8 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 )
@@ -122,12 +120,7 @@ func TestUnnamedFiles(t *testing.T) {
 		check(t, dst)
 	})
 	t.Run("as another user", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root, to act as another user")
-		}
-		const nobody = 65534
-		repos := storetest.InitRepos(t, mem.New()) // readable by any user
-		ur := testRepo{writer: repos.Writer, reader: repos.Reader}
+		ur := anyUserRepo(t)
 		plain := fixture.Tree{ // nobody cannot set another owner or a setuid bit on root's behalf
 			"a":     {Content: []byte("one chunk\n"), Mode: 0o640, MTime: time.Date(2001, 2, 3, 4, 5, 6, 7, time.UTC)},
 			"sub/c": {Content: []byte("deeper\n")},

@@ -135,26 +135,12 @@ func procOps(dfd int, base string) xattrOps {
 // and "trusted." ones are the system's (an SELinux label), ACLs are
 // staleACLs'.
 func (o xattrOps) strays(xs []snapshot.XAttr) ([]string, error) {
-	var buf []byte
-	for {
-		sz, err := o.list(nil)
-		if err == nil && sz > 0 {
-			buf = make([]byte, sz)
-			sz, err = o.list(buf)
-		}
-		switch {
-		case errors.Is(err, unix.ERANGE):
-			continue // the list grew in between
-		case errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
-			return nil, nil
-		case err != nil:
-			return nil, fmt.Errorf("list extended attributes: %w", err)
-		}
-		buf = buf[:sz]
-		break
+	names, err := snapshot.ListXAttrs(o.list)
+	if err != nil {
+		return nil, fmt.Errorf("list extended attributes: %w", err)
 	}
 	var out []string
-	for name := range strings.SplitSeq(string(buf), "\x00") {
+	for name := range strings.SplitSeq(string(names), "\x00") {
 		if strings.HasPrefix(name, "user.") && !slices.ContainsFunc(xs, func(x snapshot.XAttr) bool { return x.Name == name }) {
 			out = append(out, name)
 		}

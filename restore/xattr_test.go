@@ -12,8 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
 )
@@ -184,12 +182,7 @@ func TestRestoreXAttrs(t *testing.T) {
 // (and one that denies reading too, which is written again); all end with
 // the snapshot's modes.
 func TestStrayXAttrsAsUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to act as another user")
-	}
-	const nobody = 65534
-	repos := storetest.InitRepos(t, mem.New()) // readable by any user
-	r := testRepo{writer: repos.Writer, reader: repos.Reader}
+	r := anyUserRepo(t)
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{"ro": {Dir: true, Mode: 0o555}, "ro/f": {Content: []byte("read-only content\n"), Mode: 0o444},
 		"ro/bare": {Content: []byte("no attributes\n"), Mode: 0o444}, "ro/shut": {Content: []byte("mode 000\n"), Mode: 0o000}})

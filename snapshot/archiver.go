@@ -732,7 +732,7 @@ func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNo
 		}
 		id, _, err := a.w.SaveBlob(ctx, chunkstore.TreeBlob, b)
 		if err != nil {
-			out <- dirDone{err: err}
+			out <- dirDone{err: fmt.Errorf("store the tree of %s: %w", path, err)}
 			return
 		}
 		a.opts.FilesCache.RecordDir(path, cached)

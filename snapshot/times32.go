@@ -13,7 +13,7 @@ import (
 
 // stat32 says this platform's stat holds 32-bit seconds (386, arm): a
 // time past January 2038 comes back wrapped around, 2100 as 1963.
-var stat32 = unsafe.Sizeof(syscall.Timespec{}.Sec) == 4
+const stat32 = unsafe.Sizeof(syscall.Timespec{}.Sec) == 4
 
 // times64 sets n's times from statx, which holds 64-bit seconds
 // everywhere, where stat32 and one of them is before 1970: a time from

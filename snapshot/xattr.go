@@ -45,8 +45,17 @@ const xattrProbe = 256
 // listXAttrs returns the NUL-separated names of path's extended
 // attributes; nil when it has none or its filesystem has no such thing.
 func listXAttrs(path string) ([]byte, error) {
+	return ListXAttrs(func(buf []byte) (int, error) { return unix.Llistxattr(path, buf) })
+}
+
+// ListXAttrs returns the NUL-separated names of an entry's extended
+// attributes, which list (llistxattr or flistxattr of the entry) writes
+// into its buffer, or, given none, sizes; nil when it has none or its
+// filesystem has no such thing. A restore uses it on what it restores
+// into.
+func ListXAttrs(list func(buf []byte) (int, error)) ([]byte, error) {
 	var probe [xattrProbe]byte
-	n, err := unix.Llistxattr(path, probe[:])
+	n, err := list(probe[:])
 	if err == nil {
 		if n == 0 {
 			return nil, nil
@@ -57,12 +66,12 @@ func listXAttrs(path string) ([]byte, error) {
 		return nil, ignoreUnsupported(err)
 	}
 	for range 8 {
-		n, err := unix.Llistxattr(path, nil)
+		n, err := list(nil)
 		if err != nil || n == 0 {
 			return nil, ignoreUnsupported(err)
 		}
 		buf := make([]byte, n)
-		n, err = unix.Llistxattr(path, buf)
+		n, err = list(buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue // one was added since the size was asked
 		}
