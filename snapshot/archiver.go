@@ -661,6 +661,9 @@ func (a *archiver) walkDir(ctx context.Context, path string) <-chan dirDone {
 
 // saveDir walks one directory; out yields its tree ID.
 func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <-chan dirDone {
+	if walkHook != nil {
+		walkHook(path, true)
+	}
 	a.opts.FilesCache.Enter(path)
 	defer a.opts.FilesCache.Leave(path)
 	ents, err := os.ReadDir(path)
@@ -681,6 +684,9 @@ func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <
 		if it, ok := a.entry(ctx, p, e.Name()); ok {
 			items = append(items, it)
 		}
+	}
+	if walkHook != nil {
+		walkHook(path, false)
 	}
 	return a.finishDir(ctx, path, items, out)
 }
@@ -1017,6 +1023,11 @@ func (a *archiver) rootOf(path string) (*os.File, string) {
 // beforeOpen and afterOpen, if set (by tests), run with a file's path
 // just before a backup opens it to read it, and once it has been opened.
 var beforeOpen, afterOpen func(path string)
+
+// walkHook, if set (by tests), runs with a directory's path as a backup
+// begins to list it (enter) and once its entries are all listed and
+// stat'ed, before it waits for them to be stored.
+var walkHook func(path string, enter bool)
 
 // errReplaced marks a file that was replaced between the listing and
 // the read.

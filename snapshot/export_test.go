@@ -36,3 +36,11 @@ func WithRacyMargin(t interface{ Cleanup(func()) }, d time.Duration) {
 	racyMargin = d
 	t.Cleanup(func() { racyMargin = was })
 }
+
+// OnWalk runs fn with a directory's path as a backup begins to list it
+// (enter) and once it has listed and stat'ed its entries, until the test
+// ends.
+func OnWalk(t interface{ Cleanup(func()) }, fn func(path string, enter bool)) {
+	walkHook = fn
+	t.Cleanup(func() { walkHook = nil })
+}

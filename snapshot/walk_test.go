@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,5 +129,84 @@ func TestParallelWalkCancelled(t *testing.T) {
 	}
 	if cancelled == 0 {
 		t.Errorf("no backup of 30 was cancelled while it ran")
+	}
+}
+
+// TestWalkersAtOnce: a backup with Walkers n lists exactly n directories
+// at once, never more. The backup path holds more sibling directories
+// than any n tried; a gate holds each of them as it is entered until n
+// are in (a walk of fewer than n at once can never get there: the test
+// fails after 10 s), then for a further 200 ms, in which a walker beyond
+// the n (the backup path's own, still listing) would enter one more.
+// Correct walkers cannot: each of the n holds one directory at the gate,
+// the backup path's walker among them. The backup path's own listing is
+// not counted: it pauses while its walker lists a child in its stead.
+func TestWalkersAtOnce(t *testing.T) {
+	const width, timeout, grace = 12, 10 * time.Second, 200 * time.Millisecond
+	src := t.TempDir()
+	for i := range width {
+		d := filepath.Join(src, fmt.Sprintf("d%02d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for k := range 3 {
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%d", k)), fmt.Appendf(nil, "%s %d\n", d, k), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	repos := storetest.InitRepos(t, mem.New())
+	for _, walkers := range []int{3, 1} {
+		var (
+			mu        sync.Mutex
+			in, most  int
+			full      = make(chan struct{})
+			open      = make(chan struct{})
+			timedOut  atomic.Bool
+			fullSoFar bool
+		)
+		go func() {
+			select {
+			case <-full:
+				time.Sleep(grace)
+			case <-time.After(timeout):
+				timedOut.Store(true)
+			}
+			close(open)
+		}()
+		snapshot.OnWalk(t, func(path string, enter bool) {
+			if filepath.Dir(path) != src {
+				return
+			}
+			mu.Lock()
+			if !enter {
+				in--
+				mu.Unlock()
+				return
+			}
+			in++
+			most = max(most, in)
+			if in == walkers && !fullSoFar {
+				fullSoFar = true
+				close(full)
+			}
+			mu.Unlock()
+			<-open
+		})
+		res, _ := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}, Walkers: walkers})
+		<-open
+		// The walkers have ended (Backup waits for them): most is final.
+		if timedOut.Load() {
+			t.Fatalf("walkers %d: at most %d directories were listed at once in %v, want %d", walkers, most, timeout, walkers)
+		}
+		if most != walkers {
+			t.Errorf("walkers %d: %d directories were listed at once, want %d", walkers, most, walkers)
+		}
+		if len(res.Warnings) > 0 {
+			t.Errorf("walkers %d: warnings %v", walkers, res.Warnings)
+		}
+		if s := res.Manifest.Summary; s.FilesNew+s.FilesUnmodified != 3*width {
+			t.Errorf("walkers %d: summary %+v, want %d files", walkers, s, 3*width)
+		}
 	}
 }
