@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -141,7 +142,7 @@ func (p Policy) check() (errs, warns []Problem) {
 			add(f, "empty path")
 		case !isAbsPath(pth):
 			add(f, "%q is not an absolute path", pth)
-		case hasControl(pth):
+		case location.HasControl(pth):
 			add(f, "%q holds control characters", pth)
 		case path.Clean(pth) != pth && path.Clean(pth)+"/" != pth:
 			add(f, "%q is not in its plain form (no '.', '..' or doubled '/'): write %q", pth, path.Clean(pth))
@@ -165,7 +166,7 @@ func (p Policy) check() (errs, warns []Problem) {
 	for i, t := range p.Tags {
 		if strings.TrimSpace(t) == "" {
 			add(fmt.Sprintf("tags[%d]", i), "empty tag")
-		} else if hasControl(t) {
+		} else if location.HasControl(t) {
 			add(fmt.Sprintf("tags[%d]", i), "%q holds control characters", t)
 		}
 	}
@@ -698,10 +699,4 @@ func MarshalPolicyYAML(p Policy) ([]byte, error) {
 		return nil, fmt.Errorf("marshal policy %s: %w", p.Name, err)
 	}
 	return buf.Bytes(), nil
-}
-
-// hasControl reports whether s holds an ASCII control character (a NUL, a
-// newline), which no path or tag a policy names should.
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }

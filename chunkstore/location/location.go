@@ -141,7 +141,7 @@ func parseS3(repo string, fail func(string, ...any) (Location, error)) (Location
 		return fail("%v", err)
 	}
 	prefix = strings.Trim(prefix, "/")
-	if strings.ContainsFunc(prefix, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if HasControl(prefix) {
 		return fail("the prefix %q holds control characters", prefix)
 	}
 	if prefix != "" {
@@ -258,4 +258,11 @@ func Enclosing(ctx context.Context, repo string, rc chunkstore.RetryConfig) (str
 		}
 	}
 	return "", nil
+}
+
+// HasControl reports whether s holds an ASCII control character (U+0000
+// to U+001F, such as a NUL or a newline, or U+007F DEL), which no
+// repository prefix, and no path or tag a policy names, should hold.
+func HasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }

@@ -230,3 +230,29 @@ func TestEnclosingS3(t *testing.T) {
 		t.Errorf("Enclosing below a bucket-root repository = %q, %v; want %s", got, err, root)
 	}
 }
+
+func TestHasControl(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"", false},
+		{"/srv/data", false},
+		{"daily weekly", false}, // a space is printable
+		{"~!@#$%^&*()_+{}|:<>?", false},
+		{"é/ü/日本", false},
+		{"\u0080\u009f", false}, // C1 controls are not ASCII: allowed
+		{"a\x00b", true},
+		{"\x01", true},
+		{"a\tb", true},
+		{"daily\nweekly", true},
+		{"a\rb", true},
+		{"\x1f", true},
+		{"\x7f", true},
+		{"ok\x7f", true},
+	} {
+		if got := location.HasControl(tc.in); got != tc.want {
+			t.Errorf("HasControl(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
