@@ -12,11 +12,20 @@ import (
 // readXAttrs returns the extended attributes of the entry at path, never
 // following a final symlink, sorted by name. Most entries have none: that
 // costs one llistxattr call and no allocation. A filesystem without
-// extended attributes gives none.
+// extended attributes gives none. An error names the operation, not the
+// path, which the caller's warning carries.
 func readXAttrs(path string) ([]XAttr, error) {
-	names, err := listXAttrs(path)
-	if err != nil || len(names) == 0 {
-		return nil, err
+	return xattrsOf(path, func(buf []byte) (int, error) { return unix.Llistxattr(path, buf) })
+}
+
+// xattrsOf is readXAttrs with the call that lists the names given.
+func xattrsOf(path string, list func(buf []byte) (int, error)) ([]XAttr, error) {
+	names, err := ListXAttrs(list)
+	if err != nil {
+		return nil, fmt.Errorf("list extended attributes: %w", err)
+	}
+	if len(names) == 0 {
+		return nil, nil
 	}
 	var xs []XAttr
 	for name := range bytes.SplitSeq(names, []byte{0}) {
@@ -28,7 +37,7 @@ func readXAttrs(path string) ([]XAttr, error) {
 			continue // removed since it was listed
 		}
 		if err != nil {
-			return nil, fmt.Errorf("extended attribute %q: %w", name, err)
+			return nil, fmt.Errorf("read extended attribute %q: %w", name, err)
 		}
 		xs = append(xs, XAttr{Name: string(name), Value: v})
 	}
@@ -42,17 +51,12 @@ func readXAttrs(path string) ([]XAttr, error) {
 // per value, not two each (size first, then the bytes).
 const xattrProbe = 256
 
-// listXAttrs returns the NUL-separated names of path's extended
-// attributes; nil when it has none or its filesystem has no such thing.
-func listXAttrs(path string) ([]byte, error) {
-	return ListXAttrs(func(buf []byte) (int, error) { return unix.Llistxattr(path, buf) })
-}
-
 // ListXAttrs returns the NUL-separated names of an entry's extended
 // attributes, which list (llistxattr or flistxattr of the entry) writes
 // into its buffer, or, given none, sizes; nil when it has none or its
 // filesystem has no such thing. A restore uses it on what it restores
-// into.
+// into. Its errors do not say what was being done: the caller names the
+// operation and, where it knows it, the entry.
 func ListXAttrs(list func(buf []byte) (int, error)) ([]byte, error) {
 	var probe [xattrProbe]byte
 	n, err := list(probe[:])
@@ -80,12 +84,13 @@ func ListXAttrs(list func(buf []byte) (int, error)) ([]byte, error) {
 		}
 		return buf[:n], nil
 	}
-	return nil, fmt.Errorf("list extended attributes: %w", unix.ERANGE)
+	return nil, fmt.Errorf("the list grew each of the 8 times its size was asked: %w", unix.ERANGE)
 }
 
 // ReadXAttr returns the value of path's extended attribute name, never
 // following a final symlink; never nil, so an empty value encodes as ""
-// (docs/format.md). A missing attribute is unix.ENODATA.
+// (docs/format.md). A missing attribute is unix.ENODATA. Its errors do
+// not say what was being done: the caller names the operation.
 func ReadXAttr(path, name string) ([]byte, error) {
 	var probe [xattrProbe]byte
 	n, err := unix.Lgetxattr(path, name, probe[:])
@@ -113,7 +118,7 @@ func ReadXAttr(path, name string) ([]byte, error) {
 		}
 		return buf[:n], nil
 	}
-	return nil, unix.ERANGE
+	return nil, fmt.Errorf("the value grew each of the 8 times its size was asked: %w", unix.ERANGE)
 }
 
 // ignoreUnsupported turns "this filesystem has no extended attributes"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -66,5 +67,36 @@ func TestReadXAttrsSizes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// alwaysGrows is a list call for an entry whose name list grows between
+// each sizing and the read that follows: the read always fails with ERANGE.
+func alwaysGrows(buf []byte) (int, error) {
+	if buf == nil {
+		return xattrProbe + 1, nil
+	}
+	return 0, unix.ERANGE
+}
+
+// TestListXAttrsKeepsGrowing: a name list that grows on each of the
+// retries fails with ERANGE; ListXAttrs leaves the operation for its
+// caller to name, and a backup's names it once ("list extended
+// attributes" was once written by both).
+func TestListXAttrsKeepsGrowing(t *testing.T) {
+	const op = "list extended attributes"
+	_, err := ListXAttrs(alwaysGrows)
+	if !errors.Is(err, unix.ERANGE) {
+		t.Fatalf("ListXAttrs: %v, want ERANGE", err)
+	}
+	if n := strings.Count(err.Error(), op); n != 0 {
+		t.Errorf("ListXAttrs: %q says %q %d times, want none: its caller says it", err, op, n)
+	}
+	_, err = xattrsOf(filepath.Join(t.TempDir(), "f"), alwaysGrows)
+	if !errors.Is(err, unix.ERANGE) {
+		t.Fatalf("xattrsOf: %v, want ERANGE", err)
+	}
+	if n := strings.Count(err.Error(), op); n != 1 {
+		t.Errorf("xattrsOf: %q says %q %d times, want once", err, op, n)
 	}
 }
