@@ -479,7 +479,7 @@ func buildVirtual(paths []string) *vnode {
 func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 	if v.target {
 		// "/" itself was given.
-		return a.saveDir(ctx, v.path, make(chan dirDone, 1))
+		return a.walkDir(ctx, v.path, true)
 	}
 	names := make([]string, 0, len(v.children))
 	for n := range v.children {
@@ -501,7 +501,7 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 				a.warnAs("backup path excluded", c.path, errors.New("an --exclude pattern matches this backup path itself, so nothing of it was saved"))
 				continue
 			}
-			if it, ok := a.statted(ctx, c.path, name, fi); ok {
+			if it, ok := a.statted(ctx, c.path, name, fi, true); ok {
 				items = append(items, it)
 			}
 			continue
@@ -572,11 +572,13 @@ func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, b
 		a.warn(path, err)
 		return pendingNode{}, false
 	}
-	return a.statted(ctx, path, name, fi)
+	return a.statted(ctx, path, name, fi, false)
 }
 
-// statted starts the work entry fi (path's lstat) needs.
-func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInfo) (pendingNode, bool) {
+// statted starts the work entry fi (path's lstat) needs. top says that
+// path is a backup path, found by the goroutine that starts the walk
+// rather than by a walker (see walkDir).
+func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInfo, top bool) (pendingNode, bool) {
 	node := a.nodeFromInfo(name, fi)
 	a.times64(path, node, false)
 	a.clampTimes(path, node)
@@ -603,7 +605,7 @@ func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInf
 		}
 		return pendingNode{node: node, file: job}, true
 	case fi.IsDir():
-		return pendingNode{node: node, dir: a.walkDir(ctx, path)}, true
+		return pendingNode{node: node, dir: a.walkDir(ctx, path, top)}, true
 	case fi.Mode()&fs.ModeSymlink != 0:
 		target, err := os.Readlink(path)
 		if err != nil {
@@ -642,14 +644,27 @@ func (a *archiver) allStored(ids []chunkstore.ID) bool {
 
 // walkDir walks the directory at path: in a goroutine of its own while
 // fewer than Walkers directories are being walked, otherwise in this one.
-// The returned channel yields its tree ID.
-func (a *archiver) walkDir(ctx context.Context, path string) <-chan dirDone {
-	select {
-	case a.walkers <- struct{}{}:
-	default:
-		return a.saveDir(ctx, path, make(chan dirDone, 1))
-	}
+// The returned channel yields its tree ID. A walker that walks a
+// subdirectory in its own goroutine keeps its token meanwhile, so at most
+// Walkers are listed at once. The goroutine that starts the walk holds no
+// token: for a backup path (top) it waits for one instead, since walking
+// the path itself would make one more.
+func (a *archiver) walkDir(ctx context.Context, path string, top bool) <-chan dirDone {
 	out := make(chan dirDone, 1)
+	if top {
+		select {
+		case a.walkers <- struct{}{}:
+		case <-ctx.Done():
+			out <- dirDone{err: ctx.Err()}
+			return out
+		}
+	} else {
+		select {
+		case a.walkers <- struct{}{}:
+		default:
+			return a.saveDir(ctx, path, out)
+		}
+	}
 	a.walking.Add(1)
 	go func() {
 		defer a.walking.Done()

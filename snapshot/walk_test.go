@@ -133,8 +133,8 @@ func TestParallelWalkCancelled(t *testing.T) {
 }
 
 // TestWalkersAtOnce: a backup with Walkers n lists exactly n directories
-// at once, never more. The backup path holds more sibling directories
-// than any n tried; a gate holds each of them as it is entered until n
+// at once, never more, whether the directories are found in a backup path
+// or are backup paths themselves. There are more of them than any n tried; a gate holds each of them as it is entered until n
 // are in (a walk of fewer than n at once can never get there: the test
 // fails after 10 s), then for a further 200 ms, in which a walker beyond
 // the n (the backup path's own, still listing) would enter one more.
@@ -144,8 +144,10 @@ func TestParallelWalkCancelled(t *testing.T) {
 func TestWalkersAtOnce(t *testing.T) {
 	const width, timeout, grace = 12, 10 * time.Second, 200 * time.Millisecond
 	src := t.TempDir()
+	var dirs []string
 	for i := range width {
 		d := filepath.Join(src, fmt.Sprintf("d%02d", i))
+		dirs = append(dirs, d)
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +158,14 @@ func TestWalkersAtOnce(t *testing.T) {
 		}
 	}
 	repos := storetest.InitRepos(t, mem.New())
-	for _, walkers := range []int{3, 1} {
+	// The directories are found by a walker listing src, or, given as
+	// backup paths, by the goroutine that starts the walk, which holds
+	// no token of its own.
+	for _, c := range []struct {
+		paths   []string
+		walkers int
+	}{{[]string{src}, 3}, {[]string{src}, 1}, {dirs, 3}, {dirs, 1}} {
+		walkers := c.walkers
 		var (
 			mu        sync.Mutex
 			in, most  int
@@ -193,14 +202,14 @@ func TestWalkersAtOnce(t *testing.T) {
 			mu.Unlock()
 			<-open
 		})
-		res, _ := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}, Walkers: walkers})
+		res, _ := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: c.paths, Walkers: walkers})
 		<-open
 		// The walkers have ended (Backup waits for them): most is final.
 		if timedOut.Load() {
-			t.Fatalf("walkers %d: at most %d directories were listed at once in %v, want %d", walkers, most, timeout, walkers)
+			t.Fatalf("%d paths, walkers %d: at most %d directories were listed at once in %v, want %d", len(c.paths), walkers, most, timeout, walkers)
 		}
 		if most != walkers {
-			t.Errorf("walkers %d: %d directories were listed at once, want %d", walkers, most, walkers)
+			t.Errorf("%d paths, walkers %d: %d directories were listed at once, want %d", len(c.paths), walkers, most, walkers)
 		}
 		if len(res.Warnings) > 0 {
 			t.Errorf("walkers %d: warnings %v", walkers, res.Warnings)
