@@ -3,6 +3,8 @@ package restore
 import (
 	"io/fs"
 	"os"
+	"slices"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -100,4 +102,24 @@ func RefuseUnnamed(t testing.TB) {
 	orig := openUnnamed
 	t.Cleanup(func() { openUnnamed = orig })
 	openUnnamed = func(int, uint32) (int, error) { return -1, syscall.EOPNOTSUPP }
+}
+
+// DirsListedForStrays records, until the test ends, each directory
+// (relative to the target) whose extended attributes a restore lists to
+// find the user.* ones the snapshot lacks; the returned function gives
+// those recorded so far, sorted.
+func DirsListedForStrays(t testing.TB) func() []string {
+	var mu sync.Mutex
+	var listed []string
+	onDirStrays = func(p string) {
+		mu.Lock()
+		defer mu.Unlock()
+		listed = append(listed, p)
+	}
+	t.Cleanup(func() { onDirStrays = nil })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Sorted(slices.Values(listed))
+	}
 }

@@ -367,11 +367,11 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	mk := t.makeDirs()
 	defer mk.wait() // before t is closed
 	onDir := mk.add
-	var later []string
+	var later []*entry
 	if opts.Delete {
 		// A --delete that checkDeleteScope refuses must leave the target
 		// as it was: its directories are made once the plan passed.
-		onDir = func(p string) { later = append(later, p) }
+		onDir = func(e *entry) { later = append(later, e) }
 	}
 	pl, planFailures, err := planSnapshot(ctx, repo, snap, in, onDir, r.log)
 	if err != nil {
@@ -384,8 +384,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	r.unmatched, r.excludedIncludes = in.unmatched()
-	for _, p := range later {
-		mk.add(p)
+	for _, e := range later {
+		mk.add(e)
 	}
 	r.failures = append(r.failures, planFailures...)
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
@@ -578,7 +578,7 @@ func (r *restorer) report(res *Result) {
 // calling onDir (if set) with each directory to create, parents first,
 // while the walk goes on. Content no readable index lists is looked for
 // in the packs no index lists, and the walk made again if they hold any.
-func planSnapshot(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Snapshot, in *includer, onDir func(string), log *slog.Logger) (*plan, []Failure, error) {
+func planSnapshot(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Snapshot, in *includer, onDir func(*entry), log *slog.Logger) (*plan, []Failure, error) {
 	pl := &plan{onDir: onDir}
 	if _, ok := repo.Index().Lookup(snap.Tree); !ok {
 		if _, err := repo.IndexUnindexed(ctx); err != nil {
@@ -594,18 +594,14 @@ func planSnapshot(ctx context.Context, repo *chunkstore.Repository, snap *snapsh
 			log.Warn("could not scan unindexed packs", "err", serr)
 		} else if n > 0 {
 			log.Info("using packs no index lists", "packs", n)
-			made := make(map[string]bool, len(pl.dirs))
-			for _, d := range pl.dirs {
-				made[d.path] = true
-			}
-			pl = &plan{}
+			var handed map[string]*entry
 			if onDir != nil {
-				pl.onDir = func(p string) {
-					if !made[p] {
-						onDir(p)
-					}
+				handed = make(map[string]*entry, len(pl.dirs))
+				for _, d := range pl.dirs {
+					handed[d.path] = d
 				}
 			}
+			pl = &plan{onDir: onDir, handed: handed}
 			failures, err = pl.build(ctx, repo, snap.Tree, in)
 		}
 	}
@@ -1754,7 +1750,7 @@ func (r *restorer) dirMeta(dirs []*entry) {
 		for _, d := range dirs[:n] {
 			if d.node != nil {
 				g.Go(func() error {
-					r.meta(r.t.setDirMeta(d.path, d.node), d.path)
+					r.meta(r.t.setDirMeta(d.path, d.node, d.held), d.path)
 					return nil
 				})
 			}

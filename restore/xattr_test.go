@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -221,6 +222,61 @@ func TestStrayXAttrsAsUser(t *testing.T) {
 		}
 		if fi, err := os.Stat(rp); err != nil || fi.Mode().Perm() != wantMode {
 			t.Errorf("%s: %v, %v; want mode %v", rp, fi.Mode(), err, wantMode)
+		}
+	}
+}
+
+// TestStraysListedOnlyOnHeldDirs: a restore into a target that is not
+// empty lists the extended attributes of the directories the target
+// held, to remove the user.* ones the snapshot lacks, and not those of
+// the directories it creates, which have none; these get the snapshot's.
+// With --no-xattrs none is listed and the stray is left.
+func TestStraysListedOnlyOnHeldDirs(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"held": {Dir: true, Mode: 0o755}, "held/new": {Dir: true, Mode: 0o755},
+		"new": {Dir: true, Mode: 0o755}, "new/sub": {Dir: true, Mode: 0o750}, "new/sub/f": {Content: []byte("f\n"), Mode: 0o644}})
+	if !fixture.SetXAttr(t, filepath.Join(src, "new", "sub"), "user.dir", []byte("d")) {
+		t.Skip("the filesystem of the test's temporary directory has no user extended attributes")
+	}
+	snap := r.backup(t, src)
+	rel := func(p string) string { return strings.TrimPrefix(p, "/") }
+
+	for _, noXAttrs := range []bool{false, true} {
+		dst := t.TempDir()
+		held := restoredAt(dst, filepath.Join(src, "held"))
+		if err := os.MkdirAll(held, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fixture.SetXAttr(t, held, "user.stray", []byte("s"))
+		// The directories the target holds: held and those above it.
+		var want []string
+		for p := filepath.Join(src, "held"); p != "/"; p = filepath.Dir(p) {
+			want = append(want, rel(p))
+		}
+		sort.Strings(want)
+		if noXAttrs {
+			want = nil
+		}
+
+		listed := restore.DirsListedForStrays(t)
+		res := r.restore(t, snap, restore.Options{Target: dst, NoXAttrs: noXAttrs})
+		if res.MetadataErrors != 0 {
+			t.Fatalf("no-xattrs %v: metadata errors: %v", noXAttrs, res.MetadataSamples)
+		}
+		if got := listed(); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("no-xattrs %v: directories listed for stray attributes:\n%q\nwant those the target held:\n%q", noXAttrs, got, want)
+		}
+		_, stray := xattrsOf(t, held)["user.stray"]
+		if stray != noXAttrs {
+			t.Errorf("no-xattrs %v: %s still has user.stray: %v", noXAttrs, held, stray)
+		}
+		wantSub := map[string][]byte{"user.dir": []byte("d")}
+		if noXAttrs {
+			wantSub = map[string][]byte{}
+		}
+		if got := xattrsOf(t, restoredAt(dst, filepath.Join(src, "new", "sub"))); !reflect.DeepEqual(got, wantSub) {
+			t.Errorf("no-xattrs %v: created directory new/sub has attributes %q, want %q", noXAttrs, got, wantSub)
 		}
 	}
 }
