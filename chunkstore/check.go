@@ -59,19 +59,16 @@ type CheckReport struct {
 func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
 	rep := &CheckReport{IndexFiles: r.indexFiles, Blobs: r.index.Len()}
 	rep.Problems = append(rep.Problems, r.indexProblems...)
-	noIntact := -1 // the generation CheckEnvelopes found no intact envelope of
-	if err := r.CheckEnvelopes(ctx); err != nil {
-		if !errors.Is(err, ErrCorrupt) {
-			return nil, err
-		}
-		rep.Problems = append(rep.Problems, Problem{Object: KeysPrefix, Err: err})
-		if gen, err := r.KeyGeneration(ctx); err == nil {
-			noIntact = int(gen)
-		}
-	}
-	bad, err := r.UnverifiedEnvelopes(ctx)
+	intact, bad, err := r.checkKeys(ctx)
 	if err != nil {
 		return nil, err
+	}
+	noIntact := -1 // the generation CheckEnvelopes found no intact envelope of
+	if intact != nil {
+		rep.Problems = append(rep.Problems, Problem{Object: KeysPrefix, Err: intact})
+		if ni := (*noIntactError)(nil); errors.As(intact, &ni) {
+			noIntact = int(ni.gen)
+		}
 	}
 	for _, e := range bad {
 		if int(e.Gen) == noIntact {

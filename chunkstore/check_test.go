@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -286,5 +287,82 @@ func TestEnvelopeVanishingWhileChecked(t *testing.T) {
 	f.FailNext(storetest.OpGet, 2, chunkstore.ErrNotFound)
 	if err := w.CheckEnvelopes(ctx); !errors.Is(err, chunkstore.ErrCorrupt) || !strings.Contains(err.Error(), "none is left") {
 		t.Errorf("gone on both looks: %v", err)
+	}
+}
+
+// TestCheckReadsEnvelopesOnce: check lists keys/ once and reads each key
+// envelope once, whether they verify or not, and still names the planted
+// ones (an unsigned envelope, and one signed with the planter's own key,
+// of a generation newer than the repository's) and, once the genuine
+// envelope is damaged too, that no identity can open the repository,
+// without naming that envelope again.
+func TestCheckReadsEnvelopesOnce(t *testing.T) {
+	ctx := context.Background()
+	f := storetest.NewFaulty(mem.New())
+	repos := storetest.InitRepos(t, f)
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, planter, _ := storetest.Identity(t)
+	for _, own := range []bool{false, true} {
+		forged := *repos.Writer.Secrets()
+		forged.Recipients = append(forged.Recipients, planter)
+		forged.Generation = 5
+		if own {
+			forged.SigningKey = make([]byte, 32)
+			forged.SigningKey[0] = 1
+		}
+		env, err := chunkstore.SealEnvelopeForTest(&forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Put(ctx, chunkstore.KeysPrefix+chunkstore.Hash(env).String()+".g5", env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	genuine := ""
+	for name := range envelopeNames(t, f) {
+		if !strings.HasSuffix(name, ".g5") {
+			genuine = name
+		}
+	}
+	r, err := openAs(t, f, chunkstore.Credentials{Identities: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, damaged := range []bool{false, true} {
+		f.Reset()
+		if damaged {
+			f.FlipGet(genuine, 100)
+		}
+		rep, err := r.Check(ctx, chunkstore.CheckOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Without ReadData, check reads nothing but the envelopes; it
+		// lists keys/ and data/.
+		if gets, lists := f.Calls(storetest.OpGet), f.Calls(storetest.OpList); gets != 3 || lists != 2 {
+			t.Errorf("damaged %v: check read %d objects and made %d listings; want each of the 3 envelopes read once, and keys/ and data/ listed once", damaged, gets, lists)
+		}
+		var named []string
+		for _, p := range rep.Problems {
+			if errors.Is(p.Err, chunkstore.ErrCorrupt) {
+				named = append(named, p.Object)
+			}
+		}
+		want := 2
+		if damaged {
+			want = 3
+			if !slices.Contains(named, chunkstore.KeysPrefix) || slices.Contains(named, genuine) {
+				t.Errorf("damaged: problems %v; want keys/ named as a whole, not %s", rep.Problems, genuine)
+			}
+		}
+		if len(named) != want || len(rep.Problems) != want {
+			t.Errorf("damaged %v: problems %v; want the two planted envelopes named", damaged, rep.Problems)
+		}
 	}
 }

@@ -101,12 +101,14 @@ func (r *Repository) SignedEnvelopes() bool { return r.config.KeySigner != "" }
 // signed it (in a repository without one, its name is taken at its
 // word), so a writer cannot stop the others by planting one.
 func (r *Repository) KeyGeneration(ctx context.Context) (uint32, error) {
-	gen, _, err := r.keyGeneration(ctx)
+	gen, _, err := r.keyGeneration(ctx, nil)
 	return gen, err
 }
 
-// keyGeneration is KeyGeneration, with the envelopes it listed.
-func (r *Repository) keyGeneration(ctx context.Context) (uint32, []Envelope, error) {
+// keyGeneration is KeyGeneration, with the envelopes it listed (also
+// with its error when it found none that counts), reading them through
+// seen.
+func (r *Repository) keyGeneration(ctx context.Context, seen envelopeReads) (uint32, []Envelope, error) {
 	envs, err := r.Envelopes(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -115,7 +117,7 @@ func (r *Repository) keyGeneration(ctx context.Context) (uint32, []Envelope, err
 		if e.Gen <= r.secrets.Generation || !r.SignedEnvelopes() {
 			return e.Gen, envs, nil
 		}
-		switch err := r.verifyEnvelope(ctx, e); {
+		switch err := r.verifyOnce(ctx, seen, e); {
 		case err == nil:
 			return e.Gen, envs, nil
 		case errors.Is(err, ErrNotFound):
@@ -126,7 +128,7 @@ func (r *Repository) keyGeneration(ctx context.Context) (uint32, []Envelope, err
 			return 0, nil, err
 		}
 	}
-	return 0, nil, fmt.Errorf("%w: %s has no key envelopes under keys/: no identity can open the repository, so nothing written to it could be restored; put back keys/ from a copy of the bucket (object versioning, a replica), or back up into a new repository", ErrCorrupt, r.store.Location())
+	return 0, envs, fmt.Errorf("%w: %s has no key envelopes under keys/: no identity can open the repository, so nothing written to it could be restored; put back keys/ from a copy of the bucket (object versioning, a replica), or back up into a new repository", ErrCorrupt, r.store.Location())
 }
 
 // CheckEnvelopes returns nil if the repository's current generation has
@@ -137,27 +139,45 @@ func (r *Repository) keyGeneration(ctx context.Context) (uint32, []Envelope, err
 // would go on backing up. The error (ErrCorrupt) names the damaged
 // envelopes and what to do.
 func (r *Repository) CheckEnvelopes(ctx context.Context) error {
-	_, err := r.intactGeneration(ctx)
+	_, _, err := r.intactGeneration(ctx, envelopeReads{})
 	return err
 }
 
-// intactGeneration is KeyGeneration, checked as CheckEnvelopes says.
+// checkKeys is CheckEnvelopes and UnverifiedEnvelopes from one listing of
+// keys/, each envelope read once: what check reports. intact is
+// CheckEnvelopes' error (ErrCorrupt), bad UnverifiedEnvelopes' list; err
+// is another failure, which leaves both unknown.
+func (r *Repository) checkKeys(ctx context.Context) (intact error, bad []EnvelopeProblem, err error) {
+	seen := envelopeReads{}
+	_, envs, intact := r.intactGeneration(ctx, seen)
+	if intact != nil && !errors.Is(intact, ErrCorrupt) {
+		return nil, nil, intact
+	}
+	bad, err = r.unverifiedAmong(ctx, envs, seen)
+	if err != nil {
+		return nil, nil, err
+	}
+	return intact, bad, nil
+}
+
+// intactGeneration is KeyGeneration, checked as CheckEnvelopes says,
+// with the envelopes it listed last, reading them through seen.
 // Envelopes that vanish as it reads them (a change of recipients
 // removing the older ones) make it list them again, once.
-func (r *Repository) intactGeneration(ctx context.Context) (uint32, error) {
+func (r *Repository) intactGeneration(ctx context.Context, seen envelopeReads) (uint32, []Envelope, error) {
 	for attempt := 0; ; attempt++ {
-		gen, envs, err := r.keyGeneration(ctx)
+		gen, envs, err := r.keyGeneration(ctx, seen)
 		if err != nil {
-			return 0, err
+			return 0, envs, err
 		}
-		err = r.anyIntactEnvelope(ctx, envs, gen)
+		err = r.anyIntactEnvelope(ctx, seen, envs, gen)
 		if errors.Is(err, errEnvelopesVanished) {
 			if attempt == 0 {
 				continue
 			}
 			err = r.noIntactEnvelope(gen, "none is left")
 		}
-		return gen, err
+		return gen, envs, err
 	}
 }
 
@@ -167,14 +187,14 @@ var errEnvelopesVanished = errors.New("the key envelopes vanished while they wer
 // anyIntactEnvelope returns nil if an envelope of generation gen of envs
 // verifies, errEnvelopesVanished if every one was gone when read, and
 // noIntactEnvelope's error otherwise.
-func (r *Repository) anyIntactEnvelope(ctx context.Context, envs []Envelope, gen uint32) error {
+func (r *Repository) anyIntactEnvelope(ctx context.Context, seen envelopeReads, envs []Envelope, gen uint32) error {
 	var damaged []string
 	vanished := false
 	for _, e := range envs {
 		if e.Gen != gen {
 			continue
 		}
-		switch err := r.verifyEnvelope(ctx, e); {
+		switch err := r.verifyOnce(ctx, seen, e); {
 		case err == nil:
 			return nil
 		case errors.Is(err, ErrNotFound):
@@ -198,6 +218,20 @@ func (r *Repository) anyIntactEnvelope(ctx context.Context, envs []Envelope, gen
 // noIntactEnvelope is CheckEnvelopes' error for generation gen; what
 // says what became of its envelopes.
 func (r *Repository) noIntactEnvelope(gen uint32, what string) error {
+	return &noIntactError{gen: gen, err: r.noIntactMessage(gen, what)}
+}
+
+// noIntactError is CheckEnvelopes' error when generation gen, the
+// repository's current one, has no intact envelope. It wraps ErrCorrupt.
+type noIntactError struct {
+	gen uint32
+	err error
+}
+
+func (e *noIntactError) Error() string { return e.err.Error() }
+func (e *noIntactError) Unwrap() error { return e.err }
+
+func (r *Repository) noIntactMessage(gen uint32, what string) error {
 	return fmt.Errorf("%w: no key envelope of generation %d under keys/ of %s is intact (%s): no identity can open the repository, so nothing written to it could be restored; put back keys/ from a copy of the bucket (object versioning, a replica), or back up into a new repository", ErrCorrupt, gen, r.store.Location(), what)
 }
 
@@ -208,7 +242,7 @@ func (r *Repository) noIntactEnvelope(gen uint32, what string) error {
 func (r *Repository) checkGeneration(ctx context.Context) error {
 	// What is written must be restorable too: an identity needs an
 	// intact envelope to open the repository with.
-	cur, err := r.intactGeneration(ctx)
+	cur, _, err := r.intactGeneration(ctx, envelopeReads{})
 	if err != nil {
 		return err
 	}
@@ -329,6 +363,25 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 // repository's key signer does not vouch for.
 var errNotGenuine = errors.New("not a genuine key envelope")
 
+// envelopeReads holds, by name, what verifyEnvelope found of the
+// envelopes one pass over keys/ read (verifyOnce): that one verifies or
+// is not genuine, which its content, named by its hash, decides.
+type envelopeReads map[string]error
+
+// verifyOnce is verifyEnvelope, read once per pass through seen (nil:
+// no memory). An envelope that could not be read (gone, or a failure of
+// the store) is read again when asked again.
+func (r *Repository) verifyOnce(ctx context.Context, seen envelopeReads, e Envelope) error {
+	if err, ok := seen[e.Name]; ok {
+		return err
+	}
+	err := r.verifyEnvelope(ctx, e)
+	if seen != nil && (err == nil || errors.Is(err, errNotGenuine)) {
+		seen[e.Name] = err
+	}
+	return err
+}
+
 // verifyEnvelope reads envelope e and checks it against its name's hash
 // and the repository's key signer. An error wrapping errNotGenuine says
 // it is not genuine; another (ErrNotFound if it is gone) that it could
@@ -371,9 +424,14 @@ func (r *Repository) UnverifiedEnvelopes(ctx context.Context) ([]EnvelopeProblem
 // UnverifiedAmong is UnverifiedEnvelopes for envelopes the caller listed
 // already (Envelopes).
 func (r *Repository) UnverifiedAmong(ctx context.Context, envs []Envelope) ([]EnvelopeProblem, error) {
+	return r.unverifiedAmong(ctx, envs, nil)
+}
+
+// unverifiedAmong is UnverifiedAmong, reading the envelopes through seen.
+func (r *Repository) unverifiedAmong(ctx context.Context, envs []Envelope, seen envelopeReads) ([]EnvelopeProblem, error) {
 	var out []EnvelopeProblem
 	for _, e := range envs {
-		switch err := r.verifyEnvelope(ctx, e); {
+		switch err := r.verifyOnce(ctx, seen, e); {
 		case err == nil, errors.Is(err, ErrNotFound):
 		case errors.Is(err, errNotGenuine):
 			out = append(out, EnvelopeProblem{Envelope: e, Err: err})
