@@ -254,4 +254,28 @@ func TestRestoreWithLostIndex(t *testing.T) {
 		t.Fatalf("the restore did not plan again with unindexed packs; log:\n%s", log.String())
 	}
 	fixture.Compare(t, tree, restoredAt(dst, src))
+
+	// Again into the same target, which now holds the directories: the
+	// second plan keeps what the directory maker found of the first's,
+	// so a held directory still loses an attribute the snapshot lacks.
+	old := restoredAt(dst, filepath.Join(src, "old"))
+	if !fixture.SetXAttr(t, old, "user.stray", []byte("s")) {
+		return // no user extended attributes on this filesystem
+	}
+	reader, err = chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	res, err = restore.Restore(ctx, reader, snap, restore.Options{Target: dst, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil || len(res.Failures) > 0 || res.MetadataErrors > 0 {
+		t.Fatalf("second restore: %v, failures %v, metadata errors %v", err, res.Failures, res.MetadataSamples)
+	}
+	if !strings.Contains(log.String(), "using packs no index lists") {
+		t.Fatalf("the second restore did not plan again with unindexed packs; log:\n%s", log.String())
+	}
+	if _, ok := xattrsOf(t, old)["user.stray"]; ok {
+		t.Errorf("%s, which the target held, kept user.stray through the second plan", old)
+	}
+	fixture.Compare(t, tree, restoredAt(dst, src))
 }
