@@ -465,7 +465,17 @@ func (t *targetDir) linkUnnamed(f *os.File, p string) error {
 		})
 	}
 	if mode := t.linkMode.Load(); mode != 0 {
-		return linkError(p, link(mode))
+		err := link(mode)
+		if mode == linkEmptyPath && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPERM)) {
+			// Without CAP_DAC_READ_SEARCH the kernel (6.10 on) links
+			// by descriptor only for the credentials that opened the
+			// file, compared by identity, not value: threads whose
+			// credentials were changed one by one (Go's setresuid does
+			// so on every thread) each hold their own, and a file made
+			// on one is refused on another. /proc does not ask.
+			err = link(linkProc)
+		}
+		return linkError(p, err)
 	}
 	// The first link finds out which way works. Where the kernel wants
 	// the capability and the process lacks it, AT_EMPTY_PATH fails with

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -67,5 +69,86 @@ func TestLinkUnnamed(t *testing.T) {
 		}
 		td.close()
 		root.Close()
+	}
+}
+
+// TestLinkUnnamedOtherThread: a process without CAP_DAC_READ_SEARCH may
+// link a file in by its descriptor (AT_EMPTY_PATH, Linux 6.10 on) only
+// with the very credentials that opened it, compared by identity. Threads
+// whose credentials were set one by one (Go's syscall.Setresuid does so
+// on every thread) each hold their own, so a file created on one thread
+// and linked on another is refused with ENOENT even though the first
+// link worked. The link then goes through /proc instead of failing the
+// file. (Seen once in CI as a file missing after TestStrayXAttrsAsUser's
+// restore as uid 65534.)
+func TestLinkUnnamedOtherThread(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as another user")
+	}
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(base, "t")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	td, err := newTargetDir(root, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer td.close()
+	// onThread runs fn on an OS thread of its own, kept apart from the
+	// thread that runs the next call.
+	onThread := func(fn func()) {
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			fn()
+			close(done)
+		}()
+		<-done
+	}
+	if err := syscall.Setresgid(-1, 65534, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setresuid(-1, 65534, -1); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := syscall.Setresuid(-1, 0, -1); err != nil {
+			panic(err)
+		}
+		if err := syscall.Setresgid(-1, 0, -1); err != nil {
+			panic(err)
+		}
+	}()
+	td.linkMode.Store(linkEmptyPath) // as if an earlier link had worked that way
+	var f *os.File
+	onThread(func() {
+		if f, err = td.createUnnamed("name", 0o600); err == nil {
+			_, err = f.WriteAt([]byte("content"), 0)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	onThread(func() { err = td.linkUnnamed(f, "name") })
+	if err != nil {
+		t.Fatalf("link a file created on another thread: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "name")); err != nil || string(b) != "content" {
+		t.Errorf("linked file holds %q, %v", b, err)
 	}
 }
