@@ -525,9 +525,15 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 		removed, err = fdOps(fd).apply(xs, stale)
 		errs = append(errs, err)
 	}
+	mode := n.UnixPerm()
+	if mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+		var err error
+		mode, err = ownedPerm(n, func(st *unix.Stat_t) error { return unix.Fstat(fd, st) })
+		errs = append(errs, err)
+	}
 	// The umask made the mode from perm, unless a default ACL did (the
 	// kernel then ignores the umask), which, with NoXAttrs, stays.
-	if mode := n.UnixPerm(); removed || mode != perm&^t.umask || (t.noXAttrs && t.aclsPossible) {
+	if removed || mode != perm&^t.umask || (t.noXAttrs && t.aclsPossible) {
 		errs = append(errs, unix.Fchmod(fd, mode))
 	}
 	if p == "" {
@@ -647,7 +653,15 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node, held bool) error {
 		}
 		errs = append(errs, t.xattrsAt(dfd, base, n, held))
 		if n.Type != snapshot.TypeSymlink {
-			errs = append(errs, chmodNoFollow(dfd, base, n.UnixPerm()))
+			mode := n.UnixPerm()
+			if n.Type == snapshot.TypeFile && mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+				var err error
+				mode, err = ownedPerm(n, func(st *unix.Stat_t) error {
+					return unix.Fstatat(dfd, base, st, unix.AT_SYMLINK_NOFOLLOW)
+				})
+				errs = append(errs, err)
+			}
+			errs = append(errs, chmodNoFollow(dfd, base, mode))
 		}
 		errs = append(errs, setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW))
 		return errors.Join(errs...)
@@ -675,7 +689,7 @@ func (t *targetDir) xattrsAt(dfd int, base string, n *snapshot.Node, held bool) 
 			return nil
 		}
 		writable = true
-		return chmod(n.UnixPerm() | 0o600)
+		return chmod(n.UnixPerm()&^(unix.S_ISUID|unix.S_ISGID) | 0o600)
 	}
 	byName := func(mode uint32) error { return chmodNoFollow(dfd, base, mode) }
 	apply := func(ops xattrOps, chmod func(mode uint32) error) error {
@@ -707,6 +721,32 @@ func (t *targetDir) xattrsAt(dfd int, base string, n *snapshot.Node, held bool) 
 		}
 	}
 	return apply(procOps(dfd, base), byName)
+}
+
+// ownedPerm is the mode of file n, with its setuid and setgid bits,
+// for the file stat describes: without the setuid bit unless the file
+// has n's owner, without the setgid bit unless it has n's group. A file
+// the restore could not give its owner (a user other than root restores
+// it; a chown root was refused, in a user namespace say) must not run as
+// whoever it belongs to instead: a setuid program of some user would
+// become one of the restoring user, or of root. A bit left out is
+// reported.
+func ownedPerm(n *snapshot.Node, stat func(*unix.Stat_t) error) (uint32, error) {
+	mode := n.UnixPerm()
+	var st unix.Stat_t
+	if err := stat(&st); err != nil {
+		return mode &^ (unix.S_ISUID | unix.S_ISGID), fmt.Errorf("setuid and setgid bits not set: %w", err)
+	}
+	var errs []error
+	if mode&unix.S_ISUID != 0 && st.Uid != n.UID {
+		mode &^= unix.S_ISUID
+		errs = append(errs, fmt.Errorf("setuid bit not set: the file is owned by uid %d, not the snapshot's %d", st.Uid, n.UID))
+	}
+	if mode&unix.S_ISGID != 0 && st.Gid != n.GID {
+		mode &^= unix.S_ISGID
+		errs = append(errs, fmt.Errorf("setgid bit not set: the file's group is gid %d, not the snapshot's %d", st.Gid, n.GID))
+	}
+	return mode, errors.Join(errs...)
 }
 
 // chmodNoFollow sets the mode of dfd/base without following a symlink
