@@ -1,6 +1,7 @@
 package restore_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -178,4 +179,59 @@ func TestLeftoversOfARunningRestore(t *testing.T) {
 		t.Errorf("Leftovers = %d once the other restore was done, want 1", res.Leftovers)
 	}
 	fixture.Compare(t, tree, out)
+}
+
+// TestSnapshotHoldsTemporaryNames: a snapshot may hold entries named as
+// this restore's temporary files (".lifeboat-restore-PID-N" with this
+// process's PID: a backup of a target a killed restore left them in,
+// restored in a container where the restore is PID 1 again). The
+// restore's own temporary names avoid them, so those entries are
+// restored like any other (found by review: the temporary file of a
+// large file took the place of such an entry — an empty directory, a
+// file already identical — which was then missing, without a word).
+func TestSnapshotHoldsTemporaryNames(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	name := func(n int) string { return fmt.Sprintf("d/.lifeboat-restore-%d-%d", os.Getpid(), n) }
+	tree := fixture.Tree{
+		name(1):  {Dir: true},
+		name(2):  {Content: []byte("a file the snapshot holds\n")},
+		"d/big":  {Content: fixture.Random(8, 3<<20)}, // several chunks: a temporary name
+		"d/big2": {Content: fixture.Random(9, 3<<20)},
+	}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	out := restoredAt(dst, src)
+	check := func(run string) {
+		t.Helper()
+		if fi, err := os.Lstat(filepath.Join(out, name(1))); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %s: %v, %v; want the snapshot's directory", run, name(1), fi, err)
+		}
+		for _, p := range []string{name(2), "d/big", "d/big2"} {
+			if got, err := os.ReadFile(filepath.Join(out, p)); err != nil || string(got) != string(tree[p].Content) {
+				t.Errorf("%s: %s: %d bytes, %v; want the snapshot's %d", run, p, len(got), err, len(tree[p].Content))
+			}
+		}
+	}
+	run := func(run string) {
+		t.Helper()
+		res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+		if err != nil {
+			t.Fatalf("%s: %v", run, err)
+		}
+		if len(res.Failures) > 0 {
+			t.Errorf("%s: %v", run, res.Failures)
+		}
+		check(run)
+	}
+	run("into an empty target")
+	// Again, with the large files changed since: each is written under a
+	// temporary name again, and the rest is already identical.
+	for _, p := range []string{"d/big", "d/big2"} {
+		if err := os.WriteFile(filepath.Join(out, p), []byte("changed\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("again")
 }

@@ -129,6 +129,31 @@ type plan struct {
 	others []*entry // symlinks, fifos, devices
 	links  []*fileState
 	bytes  int64
+	// tmpsTaken holds the numbers of this process's temporary names
+	// (fileState.tmpPath) that entries of the snapshot have as their
+	// names, which restorer.nextTmp does not hand out.
+	tmpsTaken map[uint32]bool
+}
+
+// takeTmp notes that the snapshot restores an entry named name: if
+// that is one of this process's temporary names (a backup of a target a
+// killed restore left them in, restored again as the same PID: 1 in a
+// container), no file may be written under it, nor a directory moved
+// aside to it.
+func (pl *plan) takeTmp(name string) {
+	rest, ok := strings.CutPrefix(name, leftoverPrefix+restorePID+"-")
+	if !ok {
+		return
+	}
+	rest = strings.TrimSuffix(rest, "-old")
+	n, err := strconv.ParseUint(rest, 10, 32)
+	if err != nil || strconv.FormatUint(n, 10) != rest {
+		return
+	}
+	if pl.tmpsTaken == nil {
+		pl.tmpsTaken = map[uint32]bool{}
+	}
+	pl.tmpsTaken[uint32(n)] = true
 }
 
 type entry struct {
@@ -306,6 +331,9 @@ func (pl *plan) build(ctx context.Context, repo *chunkstore.Repository, root chu
 			return nil
 		}
 		addDirs(p, dirNodes)
+		if strings.HasPrefix(n.Name, leftoverPrefix) {
+			pl.takeTmp(n.Name)
+		}
 		switch n.Type {
 		case snapshot.TypeDir:
 			if !dirSeen[p] {

@@ -250,9 +250,10 @@ type restorer struct {
 	bufs        chan *fetchBufs // reused download and plaintext buffers
 	wb          *writeBehind
 	dio         *directIO
-	tmps        atomic.Uint32 // temporary names handed out (nextTmp)
-	guard       *deleteGuard  // what Options.Delete must leave
-	guardOnce   sync.Once     // dirGuard
+	tmps        atomic.Uint32   // temporary names handed out (nextTmp)
+	tmpsTaken   map[uint32]bool // numbers nextTmp skips (plan.tmpsTaken); read-only once planned
+	guard       *deleteGuard    // what Options.Delete must leave
+	guardOnce   sync.Once       // dirGuard
 	guardErr    error
 	spared      []Failure // what it left, and why
 	// leftoversKept: what killed restores left that removeLeftovers could not remove, and why.
@@ -388,6 +389,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		mk.add(e)
 	}
 	r.failures = append(r.failures, planFailures...)
+	r.tmpsTaken = pl.tmpsTaken
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)
 
@@ -788,8 +790,15 @@ func targetError(p string, err error) error {
 	return fmt.Errorf("write /%s: %w", p, err)
 }
 
-// nextTmp returns the number of a new temporary name (fileState.tmpPath).
-func (r *restorer) nextTmp() uint32 { return r.tmps.Add(1) }
+// nextTmp returns the number of a new temporary name (fileState.tmpPath),
+// one no entry of the snapshot is named (plan.takeTmp).
+func (r *restorer) nextTmp() uint32 {
+	for {
+		if n := r.tmps.Add(1); !r.tmpsTaken[n] {
+			return n
+		}
+	}
+}
 
 // findIdentical marks files whose target copy already has the snapshot's
 // content, by recomputing the keyed ID of each chunk in place, and those
