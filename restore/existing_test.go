@@ -10,6 +10,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -514,5 +515,67 @@ func TestSetuidOnlyForItsOwner(t *testing.T) {
 				t.Errorf("run %d: %s restored by uid %d with mode %v, want %v", run, p, nobody, got, want)
 			}
 		}
+	}
+}
+
+// TestOwnerOnGroupInheritingFilesystem: on a filesystem mounted with
+// grpid (bsdgroups: ext4, XFS), a new entry takes its directory's group,
+// not the process's, as below a setgid directory. Root restoring into a
+// new, empty target whose group is another then still gives every entry
+// the snapshot's group (found by review: entries the snapshot has as
+// root's were left with the target's group, as if they needed no chown).
+func TestOwnerOnGroupInheritingFilesystem(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to mount and to set owners")
+	}
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skipf("no mkfs.ext4: %v", err)
+	}
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"f":     {Content: []byte("one chunk\n")},
+		"big":   {Content: fixture.Random(11, 3<<20)},
+		"empty": {Content: []byte{}},
+		"d/g":   {Content: []byte("deeper\n")},
+		"link":  {Symlink: "f"},
+	})
+	snap := r.backup(t, src)
+	img := filepath.Join(t.TempDir(), "fs.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v %s", err, out)
+	}
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	fixture.Mount(t, mnt, "-o", "loop,grpid", img)
+	dst := filepath.Join(mnt, "t")
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dst, 0, nobody); err != nil {
+		t.Fatal(err)
+	}
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	err := filepath.WalkDir(out, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if st.Uid != 0 || st.Gid != 0 {
+			t.Errorf("%s: owner %d:%d, want the snapshot's 0:0", p, st.Uid, st.Gid)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

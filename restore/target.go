@@ -35,9 +35,9 @@ type targetDir struct {
 	gid   int
 	umask uint32
 	// plainOwner: files created here get the process's uid and gid (the
-	// target is not setgid and every directory below it is created by
-	// this restore without setgid until the end), so a node owned by
-	// exactly those needs no chown.
+	// target is not setgid, its group is the process's, and every
+	// directory below it is created by this restore without setgid until
+	// the end), so a node owned by exactly those needs no chown.
 	plainOwner bool
 	noXAttrs   bool // Options.NoXAttrs
 	// aclsPossible: entries may hold ACLs the snapshot's lack — the
@@ -77,7 +77,11 @@ func newTargetDir(root *os.Root, dir string) (*targetDir, error) {
 	return &targetDir{
 		root: root, dirs: map[string]int{"": fd}, fresh: fresh,
 		uid: os.Geteuid(), gid: os.Getegid(), umask: uint32(mask),
-		plainOwner:   fresh && st.Mode&unix.S_ISGID == 0,
+		// A new entry takes its directory's group where that is setgid,
+		// or on a filesystem mounted with grpid (bsdgroups) whatever its
+		// mode: only where that is the process's group too is it the
+		// process's owner and group.
+		plainOwner:   fresh && st.Mode&unix.S_ISGID == 0 && st.Gid == uint32(os.Getegid()),
 		aclsPossible: !fresh || hasDefaultACL(fd),
 	}, nil
 }
