@@ -217,3 +217,51 @@ func TestRestoreLeftoversCLI(t *testing.T) {
 		t.Errorf("%s: still there (%v)", partial, err)
 	}
 }
+
+// TestRestoreSetuidInUserNamespaceCLI: root in a user namespace that
+// does not map the snapshot's owner cannot chown to it; a setuid and
+// setgid program of that owner is then restored owned by root without
+// those bits, and the restore says so (found by review: it became a
+// setuid-root program).
+func TestRestoreSetuidInUserNamespaceCLI(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give the source file another owner")
+	}
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, fixture.Tree{"prog": {Content: []byte("#!/bin/sh\n")}})
+	prog := filepath.Join(src, "prog")
+	if err := os.Chown(prog, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(prog, 0o755|os.ModeSetuid|os.ModeSetgid); err != nil { // after the chown, which clears them
+		t.Fatal(err)
+	}
+	c.ok(r.writer("backup", src)...)
+	target := filepath.Join(c.dir, "target")
+	cmd := c.command(r.reader("restore", "latest", "--target", target)...)
+	// Only root is mapped: chown to 1234 fails (EINVAL).
+	cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
+	cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
+	cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Skipf("cannot run in a user namespace: %v", err)
+		}
+		t.Fatalf("restore in a user namespace: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(filepath.Join(target, prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 {
+		t.Errorf("prog restored with mode %v, owned by %d: a setuid program of another owner than the snapshot's", fi.Mode(), fi.Sys().(*syscall.Stat_t).Uid)
+	}
+	if !strings.Contains(string(out), "setuid bit not set") {
+		t.Errorf("no word of the setuid bit left out:\n%s", out)
+	}
+}
