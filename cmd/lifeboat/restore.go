@@ -124,6 +124,11 @@ other than root the security.* and trusted.* ones are left out.
 --no-xattrs leaves them all unset, for a target filesystem without them or
 a system with another SELinux policy.
 
+A setuid or setgid file that could not be given the snapshot's owner or
+group (as a user other than root, who does not set owners, or where the
+target refuses them) is restored without that bit, with a warning: it must
+not run as the restoring user, or root, instead.
+
 --parallelism N sets how many pack ranges are downloaded at once (default 8).
 Each holds up to about 16 MiB of buffers. More can help when the storage is
 far away, since each request's latency is then paid N at a time; on a local
