@@ -17,16 +17,7 @@ func TestExtraneousStopsWhenCancelled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	td, err := newTargetDir(root, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer td.close()
+	td := testTarget(t, dir)
 	in, _ := newIncluder(nil, nil)
 	r := &restorer{t: td, guard: &deleteGuard{}}
 	var removed []string

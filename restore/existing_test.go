@@ -391,30 +391,13 @@ func TestRerunAsUserIntoReadOnlyDirs(t *testing.T) {
 	}
 }
 
-// asUser runs fn with the process's effective user and group IDs set to
-// id (the saved ones stay root's, to switch back). It needs root.
-func asUser(t *testing.T, id int, fn func()) {
-	t.Helper()
-	if err := syscall.Setresgid(-1, id, -1); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Setresuid(-1, id, -1); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := syscall.Setresuid(-1, 0, -1); err != nil {
-			panic(err)
-		}
-		if err := syscall.Setresgid(-1, 0, -1); err != nil {
-			panic(err)
-		}
-	}()
-	fn()
-}
+// Acting as another user: users_internal_test.go.
+var (
+	asUser     = restore.AsUser
+	userTarget = restore.UserTarget
+)
 
-// nobody is the user tests act as (asUser) to restore as a user other
-// than root.
-const nobody = 65534
+const nobody = restore.Nobody
 
 // anyUserRepo skips the test unless it runs as root (needed to act as
 // another user) and returns an in-memory repository, readable by any
@@ -438,26 +421,6 @@ func restoreAs(t *testing.T, id int, r testRepo, snap *snapshot.Snapshot, dst st
 		}
 	})
 	return res
-}
-
-// userTarget returns a new restore target owned by user and group id,
-// in directories anyone may enter.
-func userTarget(t *testing.T, id int) string {
-	t.Helper()
-	base := t.TempDir()
-	for _, d := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dst := filepath.Join(base, "t")
-	if err := os.Mkdir(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dst, id, id); err != nil {
-		t.Fatal(err)
-	}
-	return dst
 }
 
 // TestSetuidOnlyForItsOwner: a user other than root cannot give a

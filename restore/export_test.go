@@ -123,3 +123,11 @@ func DirsListedForStrays(t testing.TB) func() []string {
 		return slices.Sorted(slices.Values(listed))
 	}
 }
+
+// Acting as another user (users_internal_test.go).
+var (
+	AsUser     = asUser
+	UserTarget = userTarget
+)
+
+const Nobody = nobody

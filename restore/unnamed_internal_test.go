@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -21,14 +20,7 @@ func TestLinkUnnamed(t *testing.T) {
 		if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		root, err := os.OpenRoot(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		td, err := newTargetDir(root, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		td := testTarget(t, dir)
 		newFile := func() *os.File {
 			t.Helper()
 			f, err := td.createUnnamed("d/name", 0o640)
@@ -67,8 +59,6 @@ func TestLinkUnnamed(t *testing.T) {
 		if err != nil || len(entries) != 1 {
 			t.Errorf("mode %d: directory holds %v (%v), want only name", mode, entries, err)
 		}
-		td.close()
-		root.Close()
 	}
 }
 
@@ -85,29 +75,8 @@ func TestLinkUnnamedOtherThread(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to act as another user")
 	}
-	base := t.TempDir()
-	for _, d := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir := filepath.Join(base, "t")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dir, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	td, err := newTargetDir(root, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer td.close()
+	dir := userTarget(t, nobody)
+	td := testTarget(t, dir)
 	// onThread runs fn on an OS thread of its own, kept apart from the
 	// thread that runs the next call.
 	onThread := func(fn func()) {
@@ -119,36 +88,25 @@ func TestLinkUnnamedOtherThread(t *testing.T) {
 		}()
 		<-done
 	}
-	if err := syscall.Setresgid(-1, 65534, -1); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Setresuid(-1, 65534, -1); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := syscall.Setresuid(-1, 0, -1); err != nil {
-			panic(err)
+	asUser(t, nobody, func() {
+		td.linkMode.Store(linkEmptyPath) // as if an earlier link had worked that way
+		var f *os.File
+		var err error
+		onThread(func() {
+			if f, err = td.createUnnamed("name", 0o600); err == nil {
+				_, err = f.WriteAt([]byte("content"), 0)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if err := syscall.Setresgid(-1, 0, -1); err != nil {
-			panic(err)
+		defer f.Close()
+		onThread(func() { err = td.linkUnnamed(f, "name") })
+		if err != nil {
+			t.Fatalf("link a file created on another thread: %v", err)
 		}
-	}()
-	td.linkMode.Store(linkEmptyPath) // as if an earlier link had worked that way
-	var f *os.File
-	onThread(func() {
-		if f, err = td.createUnnamed("name", 0o600); err == nil {
-			_, err = f.WriteAt([]byte("content"), 0)
+		if b, err := os.ReadFile(filepath.Join(dir, "name")); err != nil || string(b) != "content" {
+			t.Errorf("linked file holds %q, %v", b, err)
 		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	onThread(func() { err = td.linkUnnamed(f, "name") })
-	if err != nil {
-		t.Fatalf("link a file created on another thread: %v", err)
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "name")); err != nil || string(b) != "content" {
-		t.Errorf("linked file holds %q, %v", b, err)
-	}
 }
