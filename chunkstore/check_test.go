@@ -306,20 +306,7 @@ func TestCheckReadsEnvelopesOnce(t *testing.T) {
 	}
 	_, planter, _ := storetest.Identity(t)
 	for _, own := range []bool{false, true} {
-		forged := *repos.Writer.Secrets()
-		forged.Recipients = append(forged.Recipients, planter)
-		forged.Generation = 5
-		if own {
-			forged.SigningKey = make([]byte, 32)
-			forged.SigningKey[0] = 1
-		}
-		env, err := chunkstore.SealEnvelopeForTest(&forged)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Put(ctx, chunkstore.KeysPrefix+chunkstore.Hash(env).String()+".g5", env); err != nil {
-			t.Fatal(err)
-		}
+		plantEnvelope(t, f, repos.Writer, planter, own)
 	}
 	genuine := ""
 	for name := range envelopeNames(t, f) {

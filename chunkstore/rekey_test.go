@@ -188,20 +188,7 @@ func TestPlantedEnvelope(t *testing.T) {
 	}
 	_, attacker, _ := storetest.Identity(t)
 	for _, own := range []bool{false, true} {
-		forged := *repos.Writer.Secrets()
-		forged.Recipients = append(forged.Recipients, attacker)
-		forged.Generation = 5
-		if own {
-			forged.SigningKey = make([]byte, 32)
-			forged.SigningKey[0] = 1
-		}
-		env, err := chunkstore.SealEnvelopeForTest(&forged)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Put(ctx, chunkstore.KeysPrefix+chunkstore.Hash(env).String()+".g5", env); err != nil {
-			t.Fatal(err)
-		}
+		plantEnvelope(t, st, repos.Writer, attacker, own)
 		asA, err := openAs(t, st, chunkstore.Credentials{Identities: aIDs})
 		if err != nil {
 			t.Fatal(err)
@@ -425,5 +412,27 @@ func TestSignerPinned(t *testing.T) {
 	}
 	if err := open(st); err != nil {
 		t.Fatalf("open once the pin is removed: %v", err)
+	}
+}
+
+// plantEnvelope puts into st what a writer (a compromised agent) could
+// plant: an envelope of generation 5 holding writer's secrets, sealed to
+// the real recipients and recipient, unsigned, or, with own, signed with
+// a signing key of its own making.
+func plantEnvelope(t *testing.T, st chunkstore.Store, writer *chunkstore.Repository, recipient string, own bool) {
+	t.Helper()
+	forged := *writer.Secrets()
+	forged.Recipients = append(forged.Recipients, recipient)
+	forged.Generation = 5
+	if own {
+		forged.SigningKey = make([]byte, 32)
+		forged.SigningKey[0] = 1
+	}
+	env, err := chunkstore.SealEnvelopeForTest(&forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(context.Background(), chunkstore.KeysPrefix+chunkstore.Hash(env).String()+".g5", env); err != nil {
+		t.Fatal(err)
 	}
 }
