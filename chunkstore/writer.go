@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"filippo.io/age"
 	"golang.org/x/sync/errgroup"
@@ -28,6 +29,14 @@ type WriterOptions struct {
 	// Repository less than 10 s before (AdoptOrphans' at the start of
 	// the backup); every other writer checks.
 	RecheckedAtCommit bool
+	// IndexBy, if set, is asked before each index file is written for
+	// the time by which that write must be done, or an error if the
+	// packs it would name may be gone: a backup whose session lapsed
+	// (Session.CommitBy) may have been taken for dead by a prune, which
+	// then deletes its packs (unindexed, in no snapshot). An index file
+	// naming them would have later backups deduplicate against data
+	// that no longer exists, so none is written and the writer fails.
+	IndexBy func() (time.Time, error)
 }
 
 // WriterStats counts what a Writer stored.
@@ -301,6 +310,15 @@ func (w *Writer) upload(ctx context.Context, p *packBuilder) error {
 func (w *Writer) writeIndex(ctx context.Context, packs []PackEntry) error {
 	if len(packs) == 0 {
 		return nil
+	}
+	if w.opts.IndexBy != nil {
+		by, err := w.opts.IndexBy()
+		if err != nil {
+			return fmt.Errorf("not indexing %d uploaded packs: %w", len(packs), err)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, by)
+		defer cancel()
 	}
 	if _, err := w.r.SaveMeta(ctx, KindIndex, EncodeIndex(packs)); err != nil {
 		return err

@@ -288,6 +288,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	defer cancel()
 	wopts := opts.Writer
 	wopts.RecheckedAtCommit = true // writeSession.commit
+	wopts.IndexBy = sess.sess.CommitBy
 	w, err := repo.NewWriter(ctx, wopts)
 	if err != nil {
 		return nil, err

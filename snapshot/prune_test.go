@@ -906,3 +906,82 @@ func removeObject(t *testing.T, st chunkstore.Store, name string) {
 		t.Fatal(err)
 	}
 }
+
+// silencedStore refuses every session object after the first: the
+// backup's renewals stop, as when its process is paused or cut off.
+type silencedStore struct {
+	chunkstore.Store
+	mu    sync.Mutex
+	beats int
+}
+
+func (s *silencedStore) Put(ctx context.Context, name string, data []byte) error {
+	if strings.HasPrefix(name, chunkstore.SessionsPrefix) {
+		s.mu.Lock()
+		s.beats++
+		n := s.beats
+		s.mu.Unlock()
+		if n > 1 {
+			return chunkstore.Permanent(errors.New("injected: renewal refused"))
+		}
+	}
+	return s.Store.Put(ctx, name, data)
+}
+
+// TestBackupPausedPastStaleWritesNoIndex: a backup paused after
+// uploading a pack, long enough for its session to go stale, finds on
+// resuming that prune has deleted the pack (unindexed and unreferenced,
+// its mark no longer waits). It must not write an index file naming it:
+// the next backup would deduplicate against data that is gone, instead
+// of storing it again.
+func TestBackupPausedPastStaleWritesNoIndex(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(61, 1<<20))
+	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
+
+	st := &silencedStore{Store: repos.Store}
+	w2, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		_, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "paused", Sessions: timing,
+			Writer: chunkstore.WriterOptions{OnPackUploaded: func(chunkstore.ID, int) {
+				once.Do(func() { close(arrived); <-release }) // paused after its first pack
+			}}})
+		done <- err
+	}()
+	<-arrived
+	time.Sleep(timing.Stale + 300*time.Millisecond)
+	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DeletedPacks == 0 {
+		t.Fatalf("prune: %+v, want the stale backup's unindexed pack deleted, or this test proves nothing", res)
+	}
+	close(release)
+	if err := <-done; err == nil {
+		t.Fatal("the paused backup committed")
+	}
+
+	r := reopenLoaded(t, repos, repos.Store)
+	present, err := r.ListPacks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Index().Packs() {
+		if _, ok := present[p.ID]; !ok {
+			t.Errorf("an index file names pack %s, which prune deleted", chunkstore.PackName(p.ID))
+		}
+	}
+	// The next backup stores the data again.
+	if next := backupDir(t, repos.Writer, src); next.Manifest.Summary.BytesAdded < 1<<20 {
+		t.Errorf("the next backup stored %d bytes: it deduplicated against the deleted pack", next.Manifest.Summary.BytesAdded)
+	}
+}
