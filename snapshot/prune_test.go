@@ -985,3 +985,61 @@ func TestBackupPausedPastStaleWritesNoIndex(t *testing.T) {
 		t.Errorf("the next backup stored %d bytes: it deduplicated against the deleted pack", next.Manifest.Summary.BytesAdded)
 	}
 }
+
+// TestCopyPausedPastStaleWritesNoIndex is TestBackupPausedPastStaleWritesNoIndex
+// for a copy into a repository: its packs are deleted the same way.
+func TestCopyPausedPastStaleWritesNoIndex(t *testing.T) {
+	ctx := context.Background()
+	src := storetest.InitRepos(t, mem.New())
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), storetest.Data(62, 1<<20))
+	s, err := snapshot.Load(ctx, src.Reader, backupDir(t, src.Writer, dir).ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Reader.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dst := storetest.NewCopyTarget(t, "local", src.Reader)
+	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
+	w2, err := chunkstore.Open(ctx, &silencedStore{Store: dst.Store}, chunkstore.Credentials{Writer: dst.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		res, err := snapshot.Copy(ctx, src.Reader, w2, []*snapshot.Snapshot{s}, snapshot.CopyOptions{Sessions: timing,
+			Writer: chunkstore.WriterOptions{OnPackUploaded: func(chunkstore.ID, int) {
+				once.Do(func() { close(arrived); <-release })
+			}}})
+		if err == nil && len(res) == 1 {
+			err = res[0].Err
+		}
+		done <- err
+	}()
+	<-arrived
+	time.Sleep(timing.Stale + 300*time.Millisecond)
+	res, err := snapshot.Prune(ctx, reopen(t, dst, dst.Store), snapshot.PruneOptions{Sessions: timing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DeletedPacks == 0 {
+		t.Fatalf("prune: %+v, want the stale copy's unindexed pack deleted, or this test proves nothing", res)
+	}
+	close(release)
+	if err := <-done; err == nil {
+		t.Fatal("the paused copy committed")
+	}
+	r := reopenLoaded(t, dst, dst.Store)
+	present, err := r.ListPacks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Index().Packs() {
+		if _, ok := present[p.ID]; !ok {
+			t.Errorf("an index file names pack %s, which prune deleted", chunkstore.PackName(p.ID))
+		}
+	}
+}
