@@ -366,8 +366,11 @@ func (w *Writer) Stats() WriterStats {
 // backup that was interrupted after uploading them — verifies each one
 // (hash and trailer) and records it in a new index file, so their blobs
 // are reused instead of uploaded again. A damaged orphan is skipped and
-// logged. Call after LoadIndex.
-func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) {
+// logged. Call after LoadIndex. indexBy, if not nil, is asked before the
+// index file is written, as WriterOptions.IndexBy: a backup paused
+// between reading the orphans and indexing them, past its session's
+// staleness, may find them deleted by a prune.
+func (r *Repository) AdoptOrphans(ctx context.Context, indexBy func() (time.Time, error)) (adopted int, err error) {
 	// A stale credential is refused here, as NewWriter would refuse
 	// it: past this check, its generation is the repository's.
 	if err := r.checkGeneration(ctx); err != nil {
@@ -384,6 +387,15 @@ func (r *Repository) AdoptOrphans(ctx context.Context) (adopted int, err error) 
 	entries, _, err := r.UnindexedPacks(ctx)
 	if err != nil || len(entries) == 0 {
 		return 0, err
+	}
+	if indexBy != nil {
+		by, err := indexBy()
+		if err != nil {
+			return 0, fmt.Errorf("not adopting %d packs left by an interrupted backup: %w", len(entries), err)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, by)
+		defer cancel()
 	}
 	if _, err := r.SaveMeta(ctx, KindIndex, EncodeIndex(entries)); err != nil {
 		return 0, fmt.Errorf("index adopted packs: %w", err)

@@ -1043,3 +1043,72 @@ func TestCopyPausedPastStaleWritesNoIndex(t *testing.T) {
 		}
 	}
 }
+
+// pausingGetStore is silencedStore whose first read of a pack is held
+// (after the read) until release: a backup paused while it adopts the
+// packs an interrupted backup left.
+type pausingGetStore struct {
+	silencedStore
+	arrived, release chan struct{}
+	once             sync.Once
+}
+
+func (s *pausingGetStore) Get(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	b, err := s.silencedStore.Get(ctx, name, off, n)
+	if strings.HasPrefix(name, chunkstore.DataPrefix) {
+		s.once.Do(func() { close(s.arrived); <-s.release })
+	}
+	return b, err
+}
+
+// TestBackupPausedWhileAdoptingWritesNoIndex: the packs a backup adopts
+// (unindexed, referenced by no snapshot) are deleted by a prune if the
+// backup is paused past its session's staleness between reading them and
+// indexing them; it must not index them then.
+func TestBackupPausedWhileAdoptingWritesNoIndex(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(63, 1<<20))
+	// An interrupted backup's packs: unindexed, in no snapshot.
+	forget(t, repos.Store, backupDir(t, repos.Writer, src).ID)
+	for _, name := range listNames(t, repos.Store, chunkstore.IndexPrefix) {
+		if err := repos.Store.Delete(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
+	st := &pausingGetStore{silencedStore: silencedStore{Store: repos.Store}, arrived: make(chan struct{}), release: make(chan struct{})}
+	w2, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "paused", Sessions: timing})
+		done <- err
+	}()
+	<-st.arrived
+	time.Sleep(timing.Stale + 300*time.Millisecond)
+	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DeletedPacks == 0 {
+		t.Fatalf("prune: %+v, want the orphans deleted, or this test proves nothing", res)
+	}
+	close(st.release)
+	if err := <-done; err == nil {
+		t.Fatal("the paused backup committed")
+	}
+	r := reopenLoaded(t, repos, repos.Store)
+	present, err := r.ListPacks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Index().Packs() {
+		if _, ok := present[p.ID]; !ok {
+			t.Errorf("an index file names pack %s, which prune deleted", chunkstore.PackName(p.ID))
+		}
+	}
+}

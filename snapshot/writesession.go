@@ -40,7 +40,7 @@ func beginWrite(ctx context.Context, repo *chunkstore.Repository, info chunkstor
 	if err := repo.LoadIndex(ctx); err != nil {
 		return fail(err)
 	}
-	adopted, err := repo.AdoptOrphans(ctx)
+	adopted, err := repo.AdoptOrphans(ctx, sess.CommitBy)
 	if err != nil {
 		return fail(err)
 	}
