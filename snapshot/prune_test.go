@@ -907,23 +907,15 @@ func removeObject(t *testing.T, st chunkstore.Store, name string) {
 	}
 }
 
-// silencedStore refuses every session object after the first: the
-// backup's renewals stop, as when its process is paused or cut off.
+// silencedStore refuses every session renewal (each session's objects
+// after its first): they stop, as when the process is paused or cut off.
 type silencedStore struct {
 	chunkstore.Store
-	mu    sync.Mutex
-	beats int
 }
 
 func (s *silencedStore) Put(ctx context.Context, name string, data []byte) error {
-	if strings.HasPrefix(name, chunkstore.SessionsPrefix) {
-		s.mu.Lock()
-		s.beats++
-		n := s.beats
-		s.mu.Unlock()
-		if n > 1 {
-			return chunkstore.Permanent(errors.New("injected: renewal refused"))
-		}
+	if strings.HasPrefix(name, chunkstore.SessionsPrefix) && !strings.HasSuffix(name, "/000000") {
+		return chunkstore.Permanent(errors.New("injected: renewal refused"))
 	}
 	return s.Store.Put(ctx, name, data)
 }
@@ -1100,6 +1092,65 @@ func TestBackupPausedWhileAdoptingWritesNoIndex(t *testing.T) {
 	close(st.release)
 	if err := <-done; err == nil {
 		t.Fatal("the paused backup committed")
+	}
+	r := reopenLoaded(t, repos, repos.Store)
+	present, err := r.ListPacks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Index().Packs() {
+		if _, ok := present[p.ID]; !ok {
+			t.Errorf("an index file names pack %s, which prune deleted", chunkstore.PackName(p.ID))
+		}
+	}
+}
+
+// pausingPutStore is silencedStore that holds its first pack upload,
+// once stored, until release.
+type pausingPutStore struct {
+	silencedStore
+	arrived, release chan struct{}
+	once             sync.Once
+}
+
+func (s *pausingPutStore) Put(ctx context.Context, name string, data []byte) error {
+	err := s.silencedStore.Put(ctx, name, data)
+	if strings.HasPrefix(name, chunkstore.DataPrefix) {
+		s.once.Do(func() { close(s.arrived); <-s.release })
+	}
+	return err
+}
+
+// TestRewritePausedPastStaleWritesNoIndex: the listings a rewrite stores
+// are in no snapshot until it commits; paused past its sessions'
+// staleness, it finds them deleted by a prune, and must not index them.
+func TestRewritePausedPastStaleWritesNoIndex(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(64, 64<<10))
+	writeFile(t, filepath.Join(src, "secret"), storetest.Data(65, 64<<10))
+	backupDir(t, repos.Writer, src)
+	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
+	st := &pausingPutStore{silencedStore: silencedStore{Store: repos.Store}, arrived: make(chan struct{}), release: make(chan struct{})}
+	rw := repos.OpenReader(t, st)
+	done := make(chan error, 1)
+	go func() {
+		_, err := snapshot.RewriteSnapshots(ctx, rw, snapshot.RewriteOptions{Exclude: []string{"secret"}, Sessions: timing})
+		done <- err
+	}()
+	<-st.arrived
+	time.Sleep(timing.Stale + 300*time.Millisecond)
+	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DeletedPacks == 0 {
+		t.Fatalf("prune: %+v, want the rewrite's unindexed pack deleted, or this test proves nothing", res)
+	}
+	close(st.release)
+	if err := <-done; err == nil {
+		t.Fatal("the paused rewrite committed")
 	}
 	r := reopenLoaded(t, repos, repos.Store)
 	present, err := r.ListPacks(ctx)

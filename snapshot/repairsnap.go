@@ -280,7 +280,9 @@ type replacement struct {
 // happened in errors and the log.
 func saveReplacements(ctx context.Context, repo *chunkstore.Repository, sess *chunkstore.Session, held *heldSession, encoded map[chunkstore.ID][]byte, reps []replacement, tag, by string, forget bool, log *slog.Logger) error {
 	if len(encoded) > 0 {
-		w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{})
+		// Its packs are in no snapshot until a copy is committed: a
+		// prune that took the sessions for dead may have deleted them.
+		w, err := repo.NewWriter(ctx, chunkstore.WriterOptions{IndexBy: sess.CommitBy})
 		if err != nil {
 			return err
 		}
