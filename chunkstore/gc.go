@@ -34,8 +34,10 @@ import (
 // mark (by the store's clock, with a margin) that are neither closed nor
 // silent for longer than Stale. Prune then walks the snapshots again, so a
 // pack such a backup did reuse is kept. A backup that could not renew its
-// session for CommitWindow refuses to commit, so a session taken for dead
-// never commits a snapshot that needs deleted data.
+// session for CommitWindow refuses to commit, and to write an index file
+// (WriterOptions.IndexBy, AdoptOrphans), so a session taken for dead
+// never commits a snapshot that needs deleted data, nor indexes packs a
+// prune deleted as its unreferenced orphans.
 //
 // All times compared are objects' modification times (the store's clock);
 // the client's clock only paces the heartbeat.
