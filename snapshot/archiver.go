@@ -682,7 +682,13 @@ func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <
 	}
 	a.opts.FilesCache.Enter(path)
 	defer a.opts.FilesCache.Leave(path)
-	ents, err := os.ReadDir(path)
+	var ents []os.DirEntry
+	d, err := a.openListedDir(path)
+	if err == nil {
+		ents, err = d.ReadDir(-1)
+		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+		defer d.Close()
+	}
 	if err != nil {
 		a.warn(path, err)
 	}
@@ -699,6 +705,13 @@ func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <
 		}
 		if it, ok := a.entry(ctx, p, e.Name()); ok {
 			items = append(items, it)
+		}
+	}
+	if d != nil {
+		// The entries were stat'ed by path: had the directory been
+		// swapped for a symlink meanwhile, they were another's.
+		if err := a.stillListed(d, path); err != nil {
+			a.warn(path, err)
 		}
 	}
 	if walkHook != nil {
@@ -1017,6 +1030,63 @@ func (a *archiver) openListed(path string) (f *os.File, beneath bool, err error)
 			return nil, false, err
 		}
 	}
+}
+
+// openListedDir opens the directory at path, which the walk found to be
+// one, to list it, without following a symlink: below or at a backup
+// path, opened from the path's directory with no symlink followed on the
+// way (as openListed does files); elsewhere, or where openat2 is missing,
+// with only its last element kept from being a symlink. A directory
+// swapped for a symlink since its parent was listed would otherwise have
+// another directory's entries saved as its own, without a word.
+func (a *archiver) openListedDir(path string) (*os.File, error) {
+	flags := os.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
+	root, rel := a.roots[path], "."
+	if root == nil {
+		root, rel = a.rootOf(path)
+	}
+	var f *os.File
+	var err error
+	if root != nil && !noOpenat2.Load() {
+		how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH}
+		fd, oerr := unix.Openat2(int(root.Fd()), rel, &how)
+		if errors.Is(oerr, syscall.ENOSYS) {
+			noOpenat2.Store(true)
+			return a.openListedDir(path)
+		}
+		if oerr == nil {
+			f = os.NewFile(uintptr(fd), path)
+		} else {
+			err = &fs.PathError{Op: "openat2", Path: path, Err: oerr}
+		}
+	} else {
+		f, err = os.OpenFile(path, flags, 0)
+	}
+	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, fmt.Errorf("%w (it or a directory on the way to it is a symlink or not a directory now); its entries were not saved, the next backup saves what is there then", errReplaced)
+	}
+	return f, err
+}
+
+// stillListed checks that path still leads, with no symlink on the way,
+// to d, the directory the walk listed there.
+func (a *archiver) stillListed(d *os.File, path string) error {
+	var was, now syscall.Stat_t
+	if err := syscall.Fstat(int(d.Fd()), &was); err != nil {
+		return err
+	}
+	again, err := a.openListedDir(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed: as if listed a moment before
+	}
+	if err == nil {
+		err = syscall.Fstat(int(again.Fd()), &now)
+		again.Close()
+	}
+	if err != nil || now.Ino != was.Ino || now.Dev != was.Dev {
+		return fmt.Errorf("%w while it was listed (a symlink or another directory is there now); the entries saved may be another directory's, the next backup saves what is there then", errReplaced)
+	}
+	return nil
 }
 
 // rootOf returns the opened backup path path lies below, and path

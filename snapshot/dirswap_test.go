@@ -1,0 +1,56 @@
+package snapshot_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// TestDirReplacedBySymlink: a directory swapped for a symlink to one
+// outside the backup paths after its parent was listed (before it is
+// listed itself, or while it is) does not get the other directory's
+// entries saved as its own without a word: a warning says it was
+// replaced, and before its listing nothing of the other is saved.
+func TestDirReplacedBySymlink(t *testing.T) {
+	outside := t.TempDir()
+	fixture.Create(t, outside, fixture.Tree{"elsewhere": {Dir: true}, "link": {Symlink: "/etc/shadow"}})
+	for _, tc := range []struct {
+		name, at string // swap as the walk enters at
+		saved    bool   // entries of outside may be saved (with the warning)
+	}{
+		{"before listing", "d", false},
+		{"while listing", "d/a", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repos := storetest.InitRepos(t, mem.New())
+			src := t.TempDir()
+			fixture.Create(t, src, fixture.Tree{"d": {Dir: true}, "d/a": {Dir: true}, "d/mine": {Dir: true}})
+			d := filepath.Join(src, "d")
+			swapped := false
+			snapshot.OnWalk(t, func(p string, enter bool) {
+				if p == filepath.Join(src, tc.at) && enter && !swapped {
+					swapped = true
+					if err := os.Rename(d, d+".old"); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Symlink(outside, d); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}, Walkers: 1}, "d/elsewhere", "d/link")
+			if !tc.saved && (nodes[0] != nil || nodes[1] != nil) {
+				t.Errorf("entries of %s, outside the backup path, saved as %s's: %v %v", outside, d, nodes[0], nodes[1])
+			}
+			if w := warned(res, d); len(w) != 1 || !strings.Contains(w[0], "replaced since it was listed") {
+				t.Errorf("warnings %v, want one that %s was replaced", res.Warnings, d)
+			}
+		})
+	}
+}
