@@ -177,6 +177,11 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		if err != nil {
 			return fmt.Errorf("path %s: %w", a, err)
 		}
+		if strings.HasSuffix(a, "/") && p != "/" {
+			// Abs drops the slash, which asks for the directory a
+			// symlink points to (snapshot.BackupOptions.Paths).
+			p += "/"
+		}
 		paths = append(paths, p)
 	}
 	excludes, err := excludePatterns(g, f.excludes, f.excludeFiles)
@@ -373,7 +378,10 @@ func parseSnapshotTime(s string, now time.Time) (time.Time, error) {
 // filesCachePath names the files cache of one backup source set: the same
 // host and paths reuse the same cache, a different set gets its own.
 func filesCachePath(cacheDir, repoID, host string, absPaths []string) string {
-	sorted := slices.Clone(absPaths)
+	sorted := make([]string, len(absPaths))
+	for i, p := range absPaths {
+		sorted[i] = filepath.Clean(p) // "/data/" as "/data", as before the slash was kept
+	}
 	slices.Sort(sorted)
 	sum := sha256.Sum256([]byte(host + "\x00" + strings.Join(sorted, "\x00")))
 	return filepath.Join(cacheDir, repoID, "files", hex.EncodeToString(sum[:])[:16])
