@@ -683,11 +683,16 @@ func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <
 	a.opts.FilesCache.Enter(path)
 	defer a.opts.FilesCache.Leave(path)
 	var ents []os.DirEntry
+	var listed *syscall.Stat_t // the directory listed
 	d, err := a.openListedDir(path)
 	if err == nil {
 		ents, err = d.ReadDir(-1)
 		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
-		defer d.Close()
+		var st syscall.Stat_t
+		if syscall.Fstat(int(d.Fd()), &st) == nil {
+			listed = &st
+		}
+		d.Close()
 	}
 	if err != nil {
 		a.warn(path, err)
@@ -707,10 +712,10 @@ func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <
 			items = append(items, it)
 		}
 	}
-	if d != nil {
+	if listed != nil {
 		// The entries were stat'ed by path: had the directory been
 		// swapped for a symlink meanwhile, they were another's.
-		if err := a.stillListed(d, path); err != nil {
+		if err := a.stillListed(listed, path); err != nil {
 			a.warn(path, err)
 		}
 	}
@@ -1069,12 +1074,9 @@ func (a *archiver) openListedDir(path string) (*os.File, error) {
 }
 
 // stillListed checks that path still leads, with no symlink on the way,
-// to d, the directory the walk listed there.
-func (a *archiver) stillListed(d *os.File, path string) error {
-	var was, now syscall.Stat_t
-	if err := syscall.Fstat(int(d.Fd()), &was); err != nil {
-		return err
-	}
+// to the directory the walk listed there (was, its fstat).
+func (a *archiver) stillListed(was *syscall.Stat_t, path string) error {
+	var now syscall.Stat_t
 	again, err := a.openListedDir(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // removed: as if listed a moment before

@@ -21,13 +21,19 @@ func TestDirReplacedBySymlink(t *testing.T) {
 	outside := t.TempDir()
 	fixture.Create(t, outside, fixture.Tree{"elsewhere": {Dir: true}, "link": {Symlink: "/etc/shadow"}})
 	for _, tc := range []struct {
-		name, at string // swap as the walk enters at
-		saved    bool   // entries of outside may be saved (with the warning)
+		name, at    string // swap as the walk enters at
+		saved       bool   // entries of outside may be saved (with the warning)
+		withOpenat2 bool
 	}{
-		{"before listing", "d", false},
-		{"while listing", "d/a", true},
+		{"before listing", "d", false, true},
+		{"while listing", "d/a", true, true},
+		{"before listing without openat2", "d", false, false},
+		{"while listing without openat2", "d/a", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if !tc.withOpenat2 {
+				snapshot.WithoutOpenat2(t)
+			}
 			repos := storetest.InitRepos(t, mem.New())
 			src := t.TempDir()
 			fixture.Create(t, src, fixture.Tree{"d": {Dir: true}, "d/a": {Dir: true}, "d/mine": {Dir: true}})
