@@ -24,11 +24,13 @@ func TestDirReplacedBySymlink(t *testing.T) {
 		name, at    string // swap as the walk enters at
 		saved       bool   // entries of outside may be saved (with the warning)
 		withOpenat2 bool
+		backupD     bool // back up d itself rather than its parent
 	}{
-		{"before listing", "d", false, true},
-		{"while listing", "d/a", true, true},
-		{"before listing without openat2", "d", false, false},
-		{"while listing without openat2", "d/a", true, false},
+		{"before listing", "d", false, true, false},
+		{"while listing", "d/a", true, true, false},
+		{"before listing without openat2", "d", false, false, false},
+		{"while listing without openat2", "d/a", true, false, false},
+		{"backup path before listing", "d", false, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.withOpenat2 {
@@ -50,7 +52,11 @@ func TestDirReplacedBySymlink(t *testing.T) {
 					}
 				}
 			})
-			res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}, Walkers: 1}, "d/elsewhere", "d/link")
+			path, lookups := src, []string{"d/elsewhere", "d/link"}
+			if tc.backupD {
+				path, lookups = d, []string{"elsewhere", "link"}
+			}
+			res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{path}, Walkers: 1}, lookups...)
 			if !tc.saved && (nodes[0] != nil || nodes[1] != nil) {
 				t.Errorf("entries of %s, outside the backup path, saved as %s's: %v %v", outside, d, nodes[0], nodes[1])
 			}
