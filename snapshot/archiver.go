@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -687,7 +688,7 @@ func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <
 	d, err := a.openListedDir(path)
 	if err == nil {
 		ents, err = d.ReadDir(-1)
-		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+		slices.SortFunc(ents, func(x, y os.DirEntry) int { return strings.Compare(x.Name(), y.Name()) })
 		var st syscall.Stat_t
 		if syscall.Fstat(int(d.Fd()), &st) == nil {
 			listed = &st
@@ -1071,19 +1072,17 @@ func (a *archiver) openListedDir(path string) (*os.File, error) {
 	return f, err
 }
 
-// stillListed checks that path still leads, with no symlink on the way,
-// to the directory the walk listed there (was, its fstat).
+// stillListed checks that path still leads to the directory the walk
+// listed there (was, its fstat). One lstat does: a path through a
+// directory swapped for a symlink since leads elsewhere, to another
+// inode, or to a symlink.
 func (a *archiver) stillListed(was *syscall.Stat_t, path string) error {
 	var now syscall.Stat_t
-	again, err := a.openListedDir(path)
+	err := syscall.Lstat(path, &now)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // removed: as if listed a moment before
 	}
-	if err == nil {
-		err = syscall.Fstat(int(again.Fd()), &now)
-		again.Close()
-	}
-	if err != nil || now.Ino != was.Ino || now.Dev != was.Dev {
+	if err != nil || now.Mode&syscall.S_IFMT != syscall.S_IFDIR || now.Ino != was.Ino || now.Dev != was.Dev {
 		return fmt.Errorf("%w while it was listed (a symlink or another directory is there now); the entries saved may be another directory's, the next backup saves what is there then", errReplaced)
 	}
 	return nil
