@@ -1039,13 +1039,13 @@ func (a *archiver) openListed(path string) (f *os.File, beneath bool, err error)
 }
 
 // openListedDir opens the directory at path, which the walk found to be
-// one, to list it, without following a symlink: below or at a backup
-// path, opened from the path's directory with no symlink followed on the
-// way (as openListed does files); a backup path itself, or where openat2
-// is missing, by path with only its last element kept from being a
-// symlink. A directory
-// swapped for a symlink since its parent was listed would otherwise have
-// another directory's entries saved as its own, without a word.
+// one, to list it, without following a symlink: below a backup path,
+// opened from that path with no symlink followed on the way (as
+// openListed does files); a backup path itself, or where openat2 is
+// missing, by path with only its last element kept from being a symlink.
+// A directory swapped for a symlink since its parent was listed would
+// otherwise have another directory's entries saved as its own, without a
+// word.
 func (a *archiver) openListedDir(path string) (*os.File, error) {
 	flags := os.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
 	root, rel := a.rootOf(path) // nil for a backup path itself: opened by path
