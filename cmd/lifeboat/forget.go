@@ -125,11 +125,13 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 	case len(args) == 0 && rules.IsZero():
 		return usageError("forget: nothing to do: give snapshot IDs or at least one --keep-* rule (forget never removes everything by default)")
 	}
-	need := anyAccess
+	need, name := anyAccess, "forget"
 	if ff.prune {
-		need = readAccess // prune needs the identity: fail before removing anything
+		// prune needs the identity: fail before removing anything,
+		// naming what needs it (forget alone does with a writer key).
+		need, name = readAccess, "forget --prune"
 	}
-	repo, err := g.openRepo(ctx, "forget", need)
+	repo, err := g.openRepo(ctx, name, need)
 	if err != nil {
 		return err
 	}

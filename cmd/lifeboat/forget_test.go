@@ -119,6 +119,9 @@ func TestForgetPruneUsage(t *testing.T) {
 	c.fails(2, r.writer("forget", "--keep-within", "soon"), `--keep-within "soon"`)
 	c.fails(1, r.writer("forget", "deadbeef"), "deadbeef")
 	c.fails(1, r.writer("prune"), "needs the identity")
+	// With a writer key forget alone works; it is --prune that needs
+	// the identity, and the message says so.
+	c.fails(1, r.writer("forget", "--keep-last", "1", "--prune"), "forget --prune needs the identity")
 	c.fails(2, r.reader("prune", "--max-unused", "5"), `--max-unused: "5": a fraction must be under 1; did you mean 5%?`)
 	c.fails(2, r.reader("prune", "--max-unused", "120%"), `--max-unused: "120%": must be under 100%`, "unlimited")
 	c.fails(2, r.reader("prune", "--max-unused", "lots"), `--max-unused: "lots": want a percentage`, "unlimited")
