@@ -965,7 +965,7 @@ func (r *referenced) walk(ctx context.Context, repo *chunkstore.Repository) erro
 					if gctx.Err() != nil {
 						return gctx.Err()
 					}
-					return fmt.Errorf("%w: tree %s cannot be read, so what it references is unknown: %v", ErrPruneUnsafe, id.Short(), err)
+					return fmt.Errorf("%w: tree %s cannot be read, so what it references is unknown: %v (if an index file was lost, 'lifeboat repair index' indexes its packs again from the packs; then prune)", ErrPruneUnsafe, id.Short(), err)
 				}
 				mu.Lock()
 				defer mu.Unlock()

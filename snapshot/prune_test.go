@@ -495,45 +495,55 @@ func TestPruneRefusesDamage(t *testing.T) {
 	}
 	// The index lost its data packs (trees still listed): the snapshots'
 	// data blobs are in no pack of the index, so nothing may be deleted,
-	// and prune says which blob.
-	t.Run("data packs missing from the index", func(t *testing.T) {
-		saved := map[string][]byte{}
-		if err := repos.Store.List(ctx, chunkstore.IndexPrefix, func(oi chunkstore.ObjectInfo) error {
-			b, err := repos.Store.Get(ctx, oi.Name, 0, -1)
-			saved[oi.Name] = b
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		r := reopenLoaded(t, repos, repos.Store)
-		dataPacks := map[chunkstore.ID]bool{}
-		for _, p := range r.Index().Packs() {
-			if p.Blobs[0].Type == chunkstore.DataBlob {
-				dataPacks[p.ID] = true
-			}
-		}
-		if _, _, err := r.RewriteIndex(ctx, dataPacks, nil); err != nil {
-			t.Fatal(err)
-		}
-		before := countObjects(t, repos.Store, chunkstore.DataPrefix)
-		_, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
-		if !errors.Is(err, snapshot.ErrPruneUnsafe) || !strings.Contains(err.Error(), "in no pack that the index lists and the store holds (blob ") {
-			t.Errorf("prune with the index lost: %v, want a refusal naming a blob", err)
-		}
-		if after := countObjects(t, repos.Store, chunkstore.DataPrefix); after != before {
-			t.Errorf("prune deleted packs (%d, then %d) although it refused", before, after)
-		}
-		for _, name := range listNames(t, repos.Store, chunkstore.IndexPrefix) {
-			if err := repos.Store.Delete(ctx, name); err != nil {
+	// and prune says which blob. It lost its tree packs: what the trees
+	// reference is unknown, and prune points to 'repair index'.
+	for _, tc := range []struct {
+		name string
+		typ  chunkstore.BlobType
+		want string
+	}{
+		{"data packs missing from the index", chunkstore.DataBlob, "in no pack that the index lists and the store holds (blob "},
+		{"tree packs missing from the index", chunkstore.TreeBlob, "'lifeboat repair index' indexes its packs again"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := map[string][]byte{}
+			if err := repos.Store.List(ctx, chunkstore.IndexPrefix, func(oi chunkstore.ObjectInfo) error {
+				b, err := repos.Store.Get(ctx, oi.Name, 0, -1)
+				saved[oi.Name] = b
+				return err
+			}); err != nil {
 				t.Fatal(err)
 			}
-		}
-		for name, b := range saved {
-			if err := repos.Store.Put(ctx, name, b); err != nil {
+			r := reopenLoaded(t, repos, repos.Store)
+			lost := map[chunkstore.ID]bool{}
+			for _, p := range r.Index().Packs() {
+				if p.Blobs[0].Type == tc.typ {
+					lost[p.ID] = true
+				}
+			}
+			if _, _, err := r.RewriteIndex(ctx, lost, nil); err != nil {
 				t.Fatal(err)
 			}
-		}
-	})
+			before := countObjects(t, repos.Store, chunkstore.DataPrefix)
+			_, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+			if !errors.Is(err, snapshot.ErrPruneUnsafe) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("prune with the index lost: %v, want a refusal saying %q", err, tc.want)
+			}
+			if after := countObjects(t, repos.Store, chunkstore.DataPrefix); after != before {
+				t.Errorf("prune deleted packs (%d, then %d) although it refused", before, after)
+			}
+			for _, name := range listNames(t, repos.Store, chunkstore.IndexPrefix) {
+				if err := repos.Store.Delete(ctx, name); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, b := range saved {
+				if err := repos.Store.Put(ctx, name, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
 	// Repaired, it runs.
 	if res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{}); err != nil || res.DeletedPacks == 0 {
 		t.Fatalf("prune after repair: %+v %v", res, err)
