@@ -941,7 +941,7 @@ func TestBackupPausedPastStaleWritesNoIndex(t *testing.T) {
 	repos := storetest.InitRepos(t, mem.New())
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "a"), storetest.Data(61, 1<<20))
-	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
+	timing := pausedTiming
 
 	st := &silencedStore{Store: repos.Store}
 	w2, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
@@ -958,30 +958,7 @@ func TestBackupPausedPastStaleWritesNoIndex(t *testing.T) {
 			}}})
 		done <- err
 	}()
-	<-arrived
-	time.Sleep(timing.Stale + 300*time.Millisecond)
-	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.DeletedPacks == 0 {
-		t.Fatalf("prune: %+v, want the stale backup's unindexed pack deleted, or this test proves nothing", res)
-	}
-	close(release)
-	if err := <-done; err == nil {
-		t.Fatal("the paused backup committed")
-	}
-
-	r := reopenLoaded(t, repos, repos.Store)
-	present, err := r.ListPacks(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Index().Packs() {
-		if _, ok := present[p.ID]; !ok {
-			t.Errorf("an index file names pack %s, which prune deleted", chunkstore.PackName(p.ID))
-		}
-	}
+	pruneWhilePaused(t, repos, "backup", arrived, release, done)
 	// The next backup stores the data again.
 	if next := backupDir(t, repos.Writer, src); next.Manifest.Summary.BytesAdded < 1<<20 {
 		t.Errorf("the next backup stored %d bytes: it deduplicated against the deleted pack", next.Manifest.Summary.BytesAdded)
@@ -1003,7 +980,7 @@ func TestCopyPausedPastStaleWritesNoIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := storetest.NewCopyTarget(t, "local", src.Reader)
-	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
+	timing := pausedTiming
 	w2, err := chunkstore.Open(ctx, &silencedStore{Store: dst.Store}, chunkstore.Credentials{Writer: dst.Writer.Secrets()}, chunkstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -1021,46 +998,85 @@ func TestCopyPausedPastStaleWritesNoIndex(t *testing.T) {
 		}
 		done <- err
 	}()
+	pruneWhilePaused(t, dst, "copy", arrived, release, done)
+}
+
+// pausingStore is silencedStore that holds its first read (onGet) or
+// its first upload of a pack, once done, until release: a process paused
+// at that point.
+type pausingStore struct {
+	silencedStore
+	onGet            bool
+	arrived, release chan struct{}
+	once             sync.Once
+}
+
+func newPausingStore(st chunkstore.Store, onGet bool) *pausingStore {
+	return &pausingStore{silencedStore: silencedStore{Store: st}, onGet: onGet, arrived: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (s *pausingStore) pause(name string) {
+	if strings.HasPrefix(name, chunkstore.DataPrefix) {
+		s.once.Do(func() { close(s.arrived); <-s.release })
+	}
+}
+
+func (s *pausingStore) Get(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	b, err := s.silencedStore.Get(ctx, name, off, n)
+	if s.onGet {
+		s.pause(name)
+	}
+	return b, err
+}
+
+func (s *pausingStore) Put(ctx context.Context, name string, data []byte) error {
+	err := s.silencedStore.Put(ctx, name, data)
+	if !s.onGet {
+		s.pause(name)
+	}
+	return err
+}
+
+// pausedTiming is the sessions' timing of the tests that pause a process
+// past its session's staleness.
+var pausedTiming = chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
+
+// pruneWhilePaused waits until the process (what) is paused (arrived),
+// lets its session go stale, prunes repos, which must delete packs (or
+// the test proves nothing), releases the process, which must then fail,
+// and checks that no index file names a pack the store lacks.
+func pruneWhilePaused(t *testing.T, repos storetest.Repos, what string, arrived, release chan struct{}, done <-chan error) {
+	t.Helper()
 	<-arrived
-	time.Sleep(timing.Stale + 300*time.Millisecond)
-	res, err := snapshot.Prune(ctx, reopen(t, dst, dst.Store), snapshot.PruneOptions{Sessions: timing})
+	time.Sleep(pausedTiming.Stale + 300*time.Millisecond)
+	res, err := snapshot.Prune(context.Background(), reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: pausedTiming})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.DeletedPacks == 0 {
-		t.Fatalf("prune: %+v, want the stale copy's unindexed pack deleted, or this test proves nothing", res)
+		t.Fatalf("prune: %+v, want the paused %s's unindexed packs deleted, or this test proves nothing", res, what)
 	}
 	close(release)
 	if err := <-done; err == nil {
-		t.Fatal("the paused copy committed")
+		t.Fatalf("the paused %s committed", what)
 	}
-	r := reopenLoaded(t, dst, dst.Store)
-	present, err := r.ListPacks(ctx)
+	indexNamesPresentPacks(t, repos)
+}
+
+// indexNamesPresentPacks fails t for each pack an index file of repos
+// names that the store does not hold.
+func indexNamesPresentPacks(t *testing.T, repos storetest.Repos) {
+	t.Helper()
+	r := reopenLoaded(t, repos, repos.Store)
+	present, err := r.ListPacks(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range r.Index().Packs() {
 		if _, ok := present[p.ID]; !ok {
-			t.Errorf("an index file names pack %s, which prune deleted", chunkstore.PackName(p.ID))
+			t.Errorf("an index file names pack %s, which the store no longer holds", chunkstore.PackName(p.ID))
 		}
 	}
-}
-
-// pausingGetStore is silencedStore whose first read of a pack is held
-// (after the read) until release: a backup paused while it adopts the
-// packs an interrupted backup left.
-type pausingGetStore struct {
-	silencedStore
-	arrived, release chan struct{}
-	once             sync.Once
-}
-
-func (s *pausingGetStore) Get(ctx context.Context, name string, off, n int64) ([]byte, error) {
-	b, err := s.silencedStore.Get(ctx, name, off, n)
-	if strings.HasPrefix(name, chunkstore.DataPrefix) {
-		s.once.Do(func() { close(s.arrived); <-s.release })
-	}
-	return b, err
 }
 
 // TestBackupPausedWhileAdoptingWritesNoIndex: the packs a backup adopts
@@ -1079,8 +1095,8 @@ func TestBackupPausedWhileAdoptingWritesNoIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
-	st := &pausingGetStore{silencedStore: silencedStore{Store: repos.Store}, arrived: make(chan struct{}), release: make(chan struct{})}
+	timing := pausedTiming
+	st := newPausingStore(repos.Store, true)
 	w2, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -1090,45 +1106,7 @@ func TestBackupPausedWhileAdoptingWritesNoIndex(t *testing.T) {
 		_, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "paused", Sessions: timing})
 		done <- err
 	}()
-	<-st.arrived
-	time.Sleep(timing.Stale + 300*time.Millisecond)
-	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.DeletedPacks == 0 {
-		t.Fatalf("prune: %+v, want the orphans deleted, or this test proves nothing", res)
-	}
-	close(st.release)
-	if err := <-done; err == nil {
-		t.Fatal("the paused backup committed")
-	}
-	r := reopenLoaded(t, repos, repos.Store)
-	present, err := r.ListPacks(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Index().Packs() {
-		if _, ok := present[p.ID]; !ok {
-			t.Errorf("an index file names pack %s, which prune deleted", chunkstore.PackName(p.ID))
-		}
-	}
-}
-
-// pausingPutStore is silencedStore that holds its first pack upload,
-// once stored, until release.
-type pausingPutStore struct {
-	silencedStore
-	arrived, release chan struct{}
-	once             sync.Once
-}
-
-func (s *pausingPutStore) Put(ctx context.Context, name string, data []byte) error {
-	err := s.silencedStore.Put(ctx, name, data)
-	if strings.HasPrefix(name, chunkstore.DataPrefix) {
-		s.once.Do(func() { close(s.arrived); <-s.release })
-	}
-	return err
+	pruneWhilePaused(t, repos, "adopting backup", st.arrived, st.release, done)
 }
 
 // TestRewritePausedPastStaleWritesNoIndex: the listings a rewrite stores
@@ -1141,35 +1119,13 @@ func TestRewritePausedPastStaleWritesNoIndex(t *testing.T) {
 	writeFile(t, filepath.Join(src, "a"), storetest.Data(64, 64<<10))
 	writeFile(t, filepath.Join(src, "secret"), storetest.Data(65, 64<<10))
 	backupDir(t, repos.Writer, src)
-	timing := chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
-	st := &pausingPutStore{silencedStore: silencedStore{Store: repos.Store}, arrived: make(chan struct{}), release: make(chan struct{})}
+	timing := pausedTiming
+	st := newPausingStore(repos.Store, false)
 	rw := repos.OpenReader(t, st)
 	done := make(chan error, 1)
 	go func() {
 		_, err := snapshot.RewriteSnapshots(ctx, rw, snapshot.RewriteOptions{Exclude: []string{"secret"}, Sessions: timing})
 		done <- err
 	}()
-	<-st.arrived
-	time.Sleep(timing.Stale + 300*time.Millisecond)
-	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.DeletedPacks == 0 {
-		t.Fatalf("prune: %+v, want the rewrite's unindexed pack deleted, or this test proves nothing", res)
-	}
-	close(st.release)
-	if err := <-done; err == nil {
-		t.Fatal("the paused rewrite committed")
-	}
-	r := reopenLoaded(t, repos, repos.Store)
-	present, err := r.ListPacks(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Index().Packs() {
-		if _, ok := present[p.ID]; !ok {
-			t.Errorf("an index file names pack %s, which prune deleted", chunkstore.PackName(p.ID))
-		}
-	}
+	pruneWhilePaused(t, repos, "rewrite", st.arrived, st.release, done)
 }

@@ -250,16 +250,7 @@ func TestOverlappingPrunesKeepTheIndexTrue(t *testing.T) {
 				t.Fatalf("prune B: %v", bErr)
 			}
 
-			r := reopenLoaded(t, repos, repos.Store)
-			present, err := r.ListPacks(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range r.Index().Packs() {
-				if _, ok := present[p.ID]; !ok {
-					t.Errorf("the index names pack %s, which is gone", p.ID.Short())
-				}
-			}
+			indexNamesPresentPacks(t, repos)
 			backupDir(t, reopen(t, repos, repos.Store), again) // a new process: stores the first file's data again
 			verifyRestores(t, repos, nil)
 		})
