@@ -941,24 +941,13 @@ func TestBackupPausedPastStaleWritesNoIndex(t *testing.T) {
 	repos := storetest.InitRepos(t, mem.New())
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "a"), storetest.Data(61, 1<<20))
-	timing := pausedTiming
-
-	st := &silencedStore{Store: repos.Store}
-	w2, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	arrived, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	w2, st := pausedWriter(t, repos, false) // paused after its first pack
 	done := make(chan error, 1)
 	go func() {
-		_, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "paused", Sessions: timing,
-			Writer: chunkstore.WriterOptions{OnPackUploaded: func(chunkstore.ID, int) {
-				once.Do(func() { close(arrived); <-release }) // paused after its first pack
-			}}})
+		_, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "paused", Sessions: pausedTiming})
 		done <- err
 	}()
-	pruneWhilePaused(t, repos, "backup", arrived, release, done)
+	pruneWhilePaused(t, repos, "backup", st, done)
 	// The next backup stores the data again.
 	if next := backupDir(t, repos.Writer, src); next.Manifest.Summary.BytesAdded < 1<<20 {
 		t.Errorf("the next backup stored %d bytes: it deduplicated against the deleted pack", next.Manifest.Summary.BytesAdded)
@@ -980,25 +969,16 @@ func TestCopyPausedPastStaleWritesNoIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := storetest.NewCopyTarget(t, "local", src.Reader)
-	timing := pausedTiming
-	w2, err := chunkstore.Open(ctx, &silencedStore{Store: dst.Store}, chunkstore.Credentials{Writer: dst.Writer.Secrets()}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	arrived, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	w2, st := pausedWriter(t, dst, false)
 	done := make(chan error, 1)
 	go func() {
-		res, err := snapshot.Copy(ctx, src.Reader, w2, []*snapshot.Snapshot{s}, snapshot.CopyOptions{Sessions: timing,
-			Writer: chunkstore.WriterOptions{OnPackUploaded: func(chunkstore.ID, int) {
-				once.Do(func() { close(arrived); <-release })
-			}}})
+		res, err := snapshot.Copy(ctx, src.Reader, w2, []*snapshot.Snapshot{s}, snapshot.CopyOptions{Sessions: pausedTiming})
 		if err == nil && len(res) == 1 {
 			err = res[0].Err
 		}
 		done <- err
 	}()
-	pruneWhilePaused(t, dst, "copy", arrived, release, done)
+	pruneWhilePaused(t, dst, "copy", st, done)
 }
 
 // pausingStore is silencedStore that holds its first read (onGet) or
@@ -1041,13 +1021,25 @@ func (s *pausingStore) Put(ctx context.Context, name string, data []byte) error 
 // past its session's staleness.
 var pausedTiming = chunkstore.SessionTiming{Heartbeat: 50 * time.Millisecond, Stale: 1500 * time.Millisecond, CommitWindow: 700 * time.Millisecond, Margin: 100 * time.Millisecond}
 
-// pruneWhilePaused waits until the process (what) is paused (arrived),
-// lets its session go stale, prunes repos, which must delete packs (or
-// the test proves nothing), releases the process, which must then fail,
-// and checks that no index file names a pack the store lacks.
-func pruneWhilePaused(t *testing.T, repos storetest.Repos, what string, arrived, release chan struct{}, done <-chan error) {
+// pausedWriter opens repos with its writer key on a pausingStore, whose
+// renewals fail and whose first pack read (onGet) or upload pauses.
+func pausedWriter(t *testing.T, repos storetest.Repos, onGet bool) (*chunkstore.Repository, *pausingStore) {
 	t.Helper()
-	<-arrived
+	st := newPausingStore(repos.Store, onGet)
+	w, err := chunkstore.Open(context.Background(), st, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, st
+}
+
+// pruneWhilePaused waits until the process (what) is paused at st, lets
+// its session go stale, prunes repos, which must delete packs (or the
+// test proves nothing), releases the process, which must then fail (done),
+// and checks that no index file names a pack the store lacks.
+func pruneWhilePaused(t *testing.T, repos storetest.Repos, what string, st *pausingStore, done <-chan error) {
+	t.Helper()
+	<-st.arrived
 	time.Sleep(pausedTiming.Stale + 300*time.Millisecond)
 	res, err := snapshot.Prune(context.Background(), reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: pausedTiming})
 	if err != nil {
@@ -1056,7 +1048,7 @@ func pruneWhilePaused(t *testing.T, repos storetest.Repos, what string, arrived,
 	if res.DeletedPacks == 0 {
 		t.Fatalf("prune: %+v, want the paused %s's unindexed packs deleted, or this test proves nothing", res, what)
 	}
-	close(release)
+	close(st.release)
 	if err := <-done; err == nil {
 		t.Fatalf("the paused %s committed", what)
 	}
@@ -1095,18 +1087,13 @@ func TestBackupPausedWhileAdoptingWritesNoIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	timing := pausedTiming
-	st := newPausingStore(repos.Store, true)
-	w2, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w2, st := pausedWriter(t, repos, true)
 	done := make(chan error, 1)
 	go func() {
-		_, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "paused", Sessions: timing})
+		_, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "paused", Sessions: pausedTiming})
 		done <- err
 	}()
-	pruneWhilePaused(t, repos, "adopting backup", st.arrived, st.release, done)
+	pruneWhilePaused(t, repos, "adopting backup", st, done)
 }
 
 // TestRewritePausedPastStaleWritesNoIndex: the listings a rewrite stores
@@ -1119,13 +1106,12 @@ func TestRewritePausedPastStaleWritesNoIndex(t *testing.T) {
 	writeFile(t, filepath.Join(src, "a"), storetest.Data(64, 64<<10))
 	writeFile(t, filepath.Join(src, "secret"), storetest.Data(65, 64<<10))
 	backupDir(t, repos.Writer, src)
-	timing := pausedTiming
 	st := newPausingStore(repos.Store, false)
 	rw := repos.OpenReader(t, st)
 	done := make(chan error, 1)
 	go func() {
-		_, err := snapshot.RewriteSnapshots(ctx, rw, snapshot.RewriteOptions{Exclude: []string{"secret"}, Sessions: timing})
+		_, err := snapshot.RewriteSnapshots(ctx, rw, snapshot.RewriteOptions{Exclude: []string{"secret"}, Sessions: pausedTiming})
 		done <- err
 	}()
-	pruneWhilePaused(t, repos, "rewrite", st.arrived, st.release, done)
+	pruneWhilePaused(t, repos, "rewrite", st, done)
 }
