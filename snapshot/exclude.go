@@ -8,26 +8,29 @@ import (
 
 // Excluder decides which paths a backup skips. A pattern without a slash
 // matches any single path element ("*.tmp", "node_modules"); a pattern
-// with a slash matches the whole absolute path ("/home/*/.cache"). A
-// trailing slash makes a pattern match directories only
-// ("node_modules/", "/var/cache/*/"), and does not count as its slash.
-// Patterns use filepath.Match syntax; an excluded directory is not
-// descended into.
+// with a slash matches the whole absolute path ("/home/*/.cache",
+// "/home/**/.cache"). A leading "**/" lets one match at any depth
+// ("**/node_modules/*.js": its "**" takes the leading "/" and the
+// elements after it). A trailing slash makes a pattern match directories
+// only ("node_modules/", "/var/cache/*/"), and does not count as its
+// slash. Patterns use Pattern's syntax (filepath.Match's, with "**");
+// an excluded directory is not descended into.
 type Excluder struct {
 	base, full []exclPattern
 }
 
 type exclPattern struct {
-	pattern string
+	pattern Pattern
 	dirOnly bool
 }
 
 // MatchesNothing reports whether pattern can match no path: it has a
 // slash, so it is matched against whole paths, but does not start with
 // one, as every path does ("var/log/*" where "/var/log/*" was meant).
+// One starting with "**/" matches at any depth, so it is fine.
 func MatchesNothing(pattern string) bool {
 	t := strings.TrimRight(pattern, "/")
-	return strings.Contains(t, "/") && !strings.HasPrefix(t, "/")
+	return strings.Contains(t, "/") && !strings.HasPrefix(t, "/") && !strings.HasPrefix(t, globstar+"/")
 }
 
 // NewExcluder validates the patterns.
@@ -38,7 +41,11 @@ func NewExcluder(patterns []string) (*Excluder, error) {
 			return nil, fmt.Errorf("exclude pattern %q: %w", p, err)
 		}
 		trimmed := strings.TrimRight(p, "/")
-		ep := exclPattern{pattern: trimmed, dirOnly: trimmed != p}
+		// Only a pattern ending in an escaped slash ("a\\/") gets here
+		// valid and leaves invalid: it matched nothing before, and still
+		// does (the zero Pattern matches only "").
+		pat, _ := NewPattern(trimmed)
+		ep := exclPattern{pattern: pat, dirOnly: trimmed != p}
 		switch {
 		case trimmed == "":
 			// "" or "/": matches nothing, as before
@@ -56,12 +63,12 @@ func NewExcluder(patterns []string) (*Excluder, error) {
 func (e *Excluder) Excluded(path string, isDir bool) bool {
 	base := filepath.Base(path)
 	for _, p := range e.base {
-		if ok, _ := filepath.Match(p.pattern, base); ok && (isDir || !p.dirOnly) {
+		if (isDir || !p.dirOnly) && p.pattern.Match(base) {
 			return true
 		}
 	}
 	for _, p := range e.full {
-		if ok, _ := filepath.Match(p.pattern, path); ok && (isDir || !p.dirOnly) {
+		if (isDir || !p.dirOnly) && p.pattern.Match(path) {
 			return true
 		}
 	}
