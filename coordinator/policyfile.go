@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"path"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -156,7 +155,7 @@ func (p Policy) check() (errs, warns []Problem) {
 			f := fmt.Sprintf("%s[%d]", list.field, i)
 			if pat == "" {
 				add(f, "empty pattern")
-			} else if _, err := filepath.Match(pat, ""); err != nil {
+			} else if _, err := snapshot.NewPattern(pat); err != nil {
 				add(f, "invalid pattern %q: %v", pat, err)
 			} else if snapshot.MatchesNothing(pat) {
 				warn(f, "pattern %q has a slash, so it is matched against whole paths, which all start with '/': it matches nothing (write /%s?)", pat, pat)

@@ -161,8 +161,9 @@ func sampleHash(id, p string) uint64 {
 	return binary.BigEndian.Uint64(h[:8])
 }
 
-// escapePattern quotes p for filepath.Match, so a name holding *, ?, [
-// or \ matches only itself.
+// escapePattern quotes p for snapshot.Pattern, so a name holding *, ?, [
+// or \ matches only itself (every "*" of a name "**" is escaped, so
+// it is no "**" element).
 func escapePattern(p string) string {
 	var b strings.Builder
 	for _, c := range []byte(p) {

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -172,7 +171,7 @@ type entry struct {
 // patterns), except those an exclude pattern matches, or below one that
 // does. match must see every node of the walk, parents before children.
 type includer struct {
-	patterns []string
+	patterns []snapshot.Pattern
 	matched  []bool // per pattern: it matched a path the restore selects
 	shadowed []bool // per pattern: it matched a path an exclude pattern left out
 	excl     *snapshot.Excluder
@@ -183,10 +182,11 @@ func newIncluder(patterns, excludes []string) (*includer, error) {
 	in := &includer{}
 	for _, p := range patterns {
 		p = strings.Trim(p, "/")
-		if _, err := filepath.Match(p, ""); err != nil {
+		pat, err := snapshot.NewPattern(p)
+		if err != nil {
 			return nil, fmt.Errorf("include pattern %q: %w", p, err)
 		}
-		in.patterns = append(in.patterns, p)
+		in.patterns = append(in.patterns, pat)
 	}
 	in.matched = make([]bool, len(in.patterns))
 	in.shadowed = make([]bool, len(in.patterns))
@@ -234,7 +234,7 @@ func (in *includer) included(p string, mark []bool) bool {
 		// first: "*" must not hide that "etc" matched too.
 		found := false
 		for i, pat := range in.patterns {
-			if ok, _ := filepath.Match(pat, p); ok {
+			if pat.Match(p) {
 				mark[i], found = true, true
 			}
 		}
@@ -250,27 +250,15 @@ func (in *includer) included(p string, mark []bool) bool {
 }
 
 // mayHoldMatches reports whether directory p, which match did not
-// select, may hold paths an include pattern selects: one with more
-// elements than p, whose leading elements match p's (a "*" matches no
-// "/", so nothing else can). An excluded p holds nothing selected.
+// select, may hold paths an include pattern selects (a "*" matches no
+// "/", so only a pattern with more elements than p, or with a "**", can:
+// snapshot.Pattern.MayMatchBelow). An excluded p holds nothing selected.
 func (in *includer) mayHoldMatches(p string) bool {
 	if len(in.patterns) == 0 || (in.excl != nil && in.isExcluded(p, true)) {
 		return false
 	}
-	elems := strings.Split(p, "/")
 	for _, pat := range in.patterns {
-		pe := strings.Split(pat, "/")
-		if len(pe) <= len(elems) {
-			continue
-		}
-		matches := true
-		for i, e := range elems {
-			if ok, _ := filepath.Match(pe[i], e); !ok {
-				matches = false
-				break
-			}
-		}
-		if matches {
+		if pat.MayMatchBelow(p) {
 			return true
 		}
 	}
@@ -283,9 +271,9 @@ func (in *includer) mayHoldMatches(p string) bool {
 func (in *includer) unmatched() (none, excluded []string) {
 	for i, m := range in.matched {
 		if !m {
-			none = append(none, in.patterns[i])
+			none = append(none, in.patterns[i].String())
 			if in.shadowed[i] {
-				excluded = append(excluded, in.patterns[i])
+				excluded = append(excluded, in.patterns[i].String())
 			}
 		}
 	}

@@ -29,7 +29,7 @@ import (
 // Options configure a restore.
 type Options struct {
 	Target  string   // directory to restore into; created if missing
-	Include []string // restore only paths matching these patterns (snapshot-relative, filepath.Match; a match on a directory includes everything below it)
+	Include []string // restore only paths matching these patterns (snapshot-relative, snapshot.Pattern: filepath.Match with "**"; a match on a directory includes everything below it)
 	// Exclude leaves out the paths these patterns match, and everything
 	// below them, with backup's --exclude syntax (snapshot.Excluder): a
 	// pattern without a slash matches any element of a path ("*.log"),

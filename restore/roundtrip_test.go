@@ -170,6 +170,57 @@ func TestRestoreInclude(t *testing.T) {
 	}
 }
 
+// TestRestoreIncludeGlobstar: "**" in --include selects files several
+// levels deep, at every depth between, and nothing else; an excluded
+// "**" path stays out.
+func TestRestoreIncludeGlobstar(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	rel := strings.TrimPrefix(src, "/")
+	file := func(s string) fixture.Entry { return fixture.Entry{Content: []byte(s), Mode: 0o644} }
+	tree := fixture.Tree{
+		"var/lib/a.db":           file("a"),
+		"var/lib/x/b.db":         file("b"),
+		"var/lib/x/y/z/c.db":     file("c"),
+		"var/lib/x/y/z/c.db-wal": file("c-wal"),
+		"var/lib/x/y/z/d.txt":    file("d"),
+		"var/lib/skip/e.db":      file("e"),
+		"var/other/f.db":         file("f"),
+		"g.db":                   file("g"),
+	}
+	for _, d := range []string{"var", "var/lib", "var/lib/x", "var/lib/x/y", "var/lib/x/y/z", "var/lib/skip", "var/other"} {
+		tree[d] = fixture.Entry{Dir: true, Mode: 0o755}
+	}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+
+	for _, tc := range []struct {
+		name             string
+		include, exclude []string
+		want             func(p string) bool
+	}{
+		{"middle", []string{rel + "/var/lib/**/*.db"}, nil, func(p string) bool {
+			return strings.HasPrefix(p, "var/lib/") && strings.HasSuffix(p, ".db")
+		}},
+		{"two in a row", []string{rel + "/var/**/**/z/*.db"}, nil, func(p string) bool { return p == "var/lib/x/y/z/c.db" }},
+		{"start", []string{"**/c.db"}, nil, func(p string) bool { return p == "var/lib/x/y/z/c.db" }},
+		{"end", []string{rel + "/var/lib/x/**"}, nil, under("var/lib/x")},
+		{"with exclude", []string{rel + "/var/**/*.db"}, []string{"/**/skip/"}, func(p string) bool {
+			return strings.HasPrefix(p, "var/") && strings.HasSuffix(p, ".db") && !strings.Contains(p, "/skip/")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := t.TempDir()
+			r.restore(t, snap, restore.Options{Target: dst, Include: tc.include, Exclude: tc.exclude})
+			want := subtree(tree, tc.want)
+			if len(want) == 0 {
+				t.Fatal("the case selects nothing")
+			}
+			fixture.Compare(t, want, restoredAt(dst, src))
+		})
+	}
+}
+
 // TestRestoreResume damages a restored tree in the ways an interrupted
 // restore or a meddling user leaves it, and restores again: intact files
 // are skipped (verified by content, not trusted by size), damaged ones

@@ -139,7 +139,7 @@ func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 		}
 	}
 	for _, p := range f.changing {
-		if _, err := filepath.Match(p, ""); err != nil || p == "" {
+		if _, err := snapshot.NewPattern(p); err != nil || p == "" {
 			return usageError("backup: --changing %q: not a pattern (%v): use the syntax of --exclude", p, cmp.Or(err, errors.New("empty")))
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -62,7 +61,7 @@ type findJSON struct {
 
 // findPattern is one PATTERN of find.
 type findPattern struct {
-	glob    string
+	glob    snapshot.Pattern
 	full    bool // matched against the absolute path, not the name
 	dirOnly bool // ended in "/": directories only
 }
@@ -74,17 +73,19 @@ type findPattern struct {
 func parseFindPatterns(patterns []string) ([]findPattern, error) {
 	out := make([]findPattern, 0, len(patterns))
 	for _, p := range patterns {
-		fp := findPattern{glob: p}
-		if strings.HasSuffix(fp.glob, "/") && fp.glob != "/" {
-			fp.dirOnly, fp.glob = true, strings.TrimRight(fp.glob, "/")
+		var fp findPattern
+		glob := p
+		if strings.HasSuffix(glob, "/") && glob != "/" {
+			fp.dirOnly, glob = true, strings.TrimRight(glob, "/")
 		}
-		if strings.Contains(fp.glob, "/") {
-			fp.full, fp.glob = true, "/"+strings.TrimLeft(fp.glob, "/")
+		if strings.Contains(glob, "/") {
+			fp.full, glob = true, "/"+strings.TrimLeft(glob, "/")
 		}
-		if fp.glob == "" || fp.glob == "/" {
+		if glob == "" || glob == "/" {
 			return nil, usageError("find: empty pattern %q: give a name (\"nginx.conf\", \"*.sql\") or a path (\"/etc/nginx/*\")", p)
 		}
-		if _, err := filepath.Match(fp.glob, ""); err != nil {
+		var err error
+		if fp.glob, err = snapshot.NewPattern(glob); err != nil {
 			return nil, usageError("find: pattern %q: %v", p, err)
 		}
 		out = append(out, fp)
@@ -103,7 +104,7 @@ func matches(patterns []findPattern, p string, n *snapshot.Node) bool {
 		if fp.full {
 			subject = p
 		}
-		if ok, _ := filepath.Match(fp.glob, subject); ok {
+		if fp.glob.Match(subject) {
 			return true
 		}
 	}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 func TestFindCLI(t *testing.T) {
@@ -57,4 +59,38 @@ func TestFindCLI(t *testing.T) {
 	c.fails(2, r.reader("find", "/"), "empty pattern")
 	c.fails(2, r.reader("find", "[unclosed"), `pattern "[unclosed"`)
 	c.fails(1, r.writer("find", "id_rsa"), "needs the identity")
+}
+
+// TestFindPatternsGlobstar: find's path patterns take "**" as backup's
+// and restore's do, with or without the leading slash.
+func TestFindPatternsGlobstar(t *testing.T) {
+	file := &snapshot.Node{Type: snapshot.TypeFile}
+	dir := &snapshot.Node{Type: snapshot.TypeDir}
+	for _, tc := range []struct {
+		pattern string
+		path    string
+		node    *snapshot.Node
+		want    bool
+	}{
+		{"**/.ssh/id_*", "/home/u/.ssh/id_rsa", file, true},
+		{"**/.ssh/id_*", "/.ssh/id_rsa", file, true},
+		{"/home/**/id_rsa", "/home/a/b/c/id_rsa", file, true},
+		{"home/**/id_rsa", "/home/id_rsa", file, true},
+		{"/home/**/id_rsa", "/srv/home/id_rsa", file, false},
+		{"/etc/**", "/etc", dir, false},
+		{"/etc/**", "/etc/nginx/nginx.conf", file, true},
+		{"**/nginx/", "/etc/nginx", dir, true},
+		{"**/nginx/", "/etc/nginx", file, false},
+		{"**", "/etc/nginx", file, true},
+	} {
+		pats, err := parseFindPatterns([]string{tc.pattern})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := *tc.node
+		n.Name = path.Base(tc.path)
+		if got := matches(pats, tc.path, &n); got != tc.want {
+			t.Errorf("find %q on %s: %v, want %v", tc.pattern, tc.path, got, tc.want)
+		}
+	}
 }

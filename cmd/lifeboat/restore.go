@@ -222,7 +222,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 	// Normalise include patterns to the snapshot-relative form.
 	includes := make([]string, len(f.includes))
 	for i, p := range f.includes {
-		if _, err := filepath.Match(p, ""); err != nil {
+		if _, err := snapshot.NewPattern(p); err != nil {
 			return usageError("--include %q: %v", p, err)
 		}
 		for len(p) > 0 && p[0] == '/' {
