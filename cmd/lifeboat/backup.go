@@ -55,8 +55,11 @@ saved but marked partial and lifeboat exits with code 3.
 
 Exclude patterns: a pattern without a slash matches any single path element
 ("*.tmp", "node_modules"); a pattern with a slash matches the whole absolute
-path ("/home/*/.cache"). A trailing slash matches directories only
-("node_modules/"). An excluded directory is not descended into.
+path ("/home/*/.cache"). ** as a whole element matches any number of
+elements: "/home/**/.cache" at any depth below /home, "**/node_modules/*.js"
+anywhere, "/srv/tmp/**" everything below /srv/tmp (not /srv/tmp itself). A
+trailing slash matches directories only ("node_modules/"). An excluded
+directory is not descended into.
 
 A file that changes while it is read is saved as read and named in a
 warning (exit 3): it may mix old and new content. Files expected to change
@@ -100,7 +103,7 @@ the backup and no snapshot is saved.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.host, "host", "", "host name recorded in the snapshot (default: this machine's host name)")
 	fl.StringArrayVar(&f.tags, "tag", nil, "tag the snapshot (repeatable)")
-	fl.StringArrayVarP(&f.excludes, "exclude", "e", nil, "skip paths matching this pattern (repeatable)")
+	fl.StringArrayVarP(&f.excludes, "exclude", "e", nil, "skip paths matching this pattern: '*.tmp', '/home/*/.cache', '**/node_modules/' (repeatable)")
 	fl.StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
 	fl.BoolVar(&f.ignoreInode, "ignore-inode", false, "files cache: trust a file whose size and times are unchanged even if its inode or device number changed (CIFS with noserverino, FUSE without use_ino, remounted shares and snapshots)")
 	fl.StringArrayVar(&f.changing, "changing", nil, "files matching this pattern (or below a directory it matches) are expected to change while read: saved as read without a warning (repeatable)")

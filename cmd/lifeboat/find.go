@@ -32,7 +32,9 @@ A pattern without a slash matches an entry's name ("nginx.conf", "*.sql"); a
 pattern with a slash matches its whole path from the snapshot root, with or
 without the leading slash ("/etc/nginx/*.conf" or "etc/nginx/*.conf"); a
 pattern ending in a slash matches directories only ("nginx/"). Patterns use
-shell glob syntax (* ? [...]), where * does not cross a slash; quote them.
+shell glob syntax (* ? [...]), where * does not cross a slash, and ** as a
+whole element matches any number of elements ("/home/**/id_rsa",
+"**/.ssh/*"), as in backup's --exclude; quote them.
 --snapshot limits the search to the given snapshots; --host, --tag and
 --path to the matching ones. Subtrees searched in an earlier snapshot
 without a match are not read again, so searching many backups of one

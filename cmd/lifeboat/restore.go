@@ -144,8 +144,8 @@ Needs the identity: backups are encrypted so that writer keys cannot read them.`
 	}
 	f.register(cmd, "consider snapshots")
 	cmd.Flags().StringVarP(&f.target, "target", "t", "", "directory to restore into (required)")
-	cmd.Flags().StringArrayVarP(&f.includes, "include", "i", nil, "restore only paths matching this pattern, snapshot-relative like home/u/*.txt (repeatable)")
-	cmd.Flags().StringArrayVarP(&f.excludes, "exclude", "e", nil, "leave out paths matching this pattern, as backup's --exclude: '*.log', '/home/*/.cache' (repeatable)")
+	cmd.Flags().StringArrayVarP(&f.includes, "include", "i", nil, "restore only paths matching this pattern, and all below them; snapshot-relative like home/u/*.txt, ** for any number of elements: var/lib/**/*.db (repeatable)")
+	cmd.Flags().StringArrayVarP(&f.excludes, "exclude", "e", nil, "leave out paths matching this pattern, as backup's --exclude: '*.log', '/home/*/.cache', '/home/**/.cache' (repeatable)")
 	cmd.Flags().StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
 	cmd.Flags().BoolVarP(&f.dryRun, "dry-run", "n", false, "write nothing: show what a restore would write, download, replace and remove")
 	cmd.Flags().BoolVar(&f.delete, "delete", false, "remove what the target holds and the snapshot does not (within --include/--exclude)")

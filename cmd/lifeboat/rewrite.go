@@ -27,7 +27,9 @@ func newRewriteCmd(g *globals) *cobra.Command {
 named (IDs, unique ID prefixes or latest), narrowed by --host, --tag and
 --path. Patterns are backup's: without a slash one matches any single path
 element ("*.pem", ".env"), with a slash the whole path as it was backed up
-("/home/*/.aws"); an excluded directory goes with everything in it.
+("/home/*/.aws"), ** as a whole element any number of elements
+("/home/**/.aws", "**/secrets/*.pem"); an excluded directory goes with
+everything in it.
 
 Each snapshot that holds such a path is saved again as a copy without them:
 same time, host, paths, other tags and summary (the original backup's), the
