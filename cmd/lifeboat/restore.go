@@ -76,9 +76,11 @@ the filesystem supports it); each such write then waits for the disk.
 
 --include and --exclude choose what is restored. An include pattern is
 matched against the snapshot-relative path (home/u/*.txt) and takes
-everything below a matching directory; exclude patterns are backup's: one
-without a slash matches any element of a path ('*.log', 'node_modules'), one
-with a slash the whole path as it was backed up ('/home/*/.cache'). What an
+everything below a matching directory; ** as a whole element matches any
+number of elements (var/lib/**/*.db, **/app.conf). Exclude patterns are
+backup's: one without a slash matches any element of a path ('*.log',
+'node_modules'), one with a slash the whole path as it was backed up
+('/home/*/.cache', '/home/**/.cache'). What an
 exclude pattern matches is left out, with all it holds, even if an include
 pattern matches it too.
 
