@@ -12,7 +12,8 @@ import (
 // "/**" matches everything below the path before it, not that path
 // itself ("/var/cache/**" matches /var/cache/x, not /var/cache), as in
 // restic and .gitignore. Inside an element "**" is just "*" ("foo**",
-// "a**b"), and an escaped "\*\*" is a literal name.
+// "a**b"), and an escaped "\*\*" is a literal name. Matching takes at
+// most elements × pattern elements steps, however many "**"s there are.
 //
 // Every place that takes patterns (backup and rewrite excludes, restore
 // includes and excludes, find) matches through Pattern, so they agree.
@@ -20,7 +21,7 @@ type Pattern struct {
 	glob string
 	// elems is glob split at "/", with a trailing "**" written as "*"
 	// and "**" (at least one element). matchElems uses it when glob has
-	// a "**" element; mayMatchBelow always does.
+	// a "**" element; MayMatchBelow always does.
 	elems    []string
 	globstar bool
 }
