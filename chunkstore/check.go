@@ -59,7 +59,7 @@ type CheckReport struct {
 func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
 	rep := &CheckReport{IndexFiles: r.indexFiles, Blobs: r.index.Len()}
 	rep.Problems = append(rep.Problems, r.indexProblems...)
-	intact, bad, err := r.checkKeys(ctx)
+	intact, bad, older, err := r.checkKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +75,9 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 			continue // named above, with the advice to put keys/ back
 		}
 		rep.Problems = append(rep.Problems, Problem{Object: e.Name, Err: fmt.Errorf("%w: %v; every lifeboat ignores it, but 'lifeboat key' did not write it so: it was damaged, or planted by someone with write access to keys/ (look at the bucket's access log); 'lifeboat key cleanup' removes it", ErrCorrupt, e.Err)})
+	}
+	for _, e := range older {
+		rep.Problems = append(rep.Problems, Problem{Object: e.Name, Err: fmt.Errorf("key envelope of generation %d, older than the current recipients': a change of recipients ('lifeboat key add/remove') was interrupted before removing it, and an identity that change removed can still open the repository with it; 'lifeboat key cleanup' (with an identity of the current recipients) removes it", e.Gen)})
 	}
 	sizes := map[ID]int64{}
 	err = r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {

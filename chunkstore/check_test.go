@@ -353,3 +353,73 @@ func TestCheckReadsEnvelopesOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckReportsLeftoverEnvelope: a change of recipients interrupted
+// between writing the new envelope and removing the older ones (a kill,
+// no delete permission) leaves an envelope that identities removed by
+// the change still open. check names it with 'lifeboat key cleanup',
+// for a writer key and an identity alike, and is clean once it is gone.
+func TestCheckReportsLeftoverEnvelope(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	st := repos.Store
+	gen0 := envelopeNames(t, st)
+	aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aRcpt := repos.Writer.Secrets().Recipients[0]
+	_, bRcpt, _ := storetest.Identity(t)
+	asA, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: aIDs}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, err := asA.Rekey(ctx, []string{aRcpt, bRcpt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range gen0 { // the kill before the cleanup
+		if err := st.Put(ctx, name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(creds chunkstore.Credentials) []chunkstore.Problem {
+		t.Helper()
+		r, err := chunkstore.Open(ctx, st, creds, chunkstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := r.Check(ctx, chunkstore.CheckOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Problems
+	}
+	for what, creds := range map[string]chunkstore.Credentials{"writer key": {Writer: sec1}, "identity": {Identities: aIDs}} {
+		probs := check(creds)
+		found := false
+		for name := range gen0 {
+			for _, p := range probs {
+				if p.Object == name && strings.Contains(p.Err.Error(), "lifeboat key cleanup") {
+					found = true
+				}
+			}
+		}
+		if len(probs) != 1 || !found {
+			t.Errorf("%s: problems %v, want the generation-0 envelope named, with 'lifeboat key cleanup'", what, probs)
+		}
+	}
+	asA, err = chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: aIDs}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := asA.RemoveOldEnvelopes(ctx); err != nil || n != 1 { // key cleanup
+		t.Fatalf("RemoveOldEnvelopes: %d, %v", n, err)
+	}
+	if probs := check(chunkstore.Credentials{Writer: sec1}); len(probs) != 0 {
+		t.Errorf("after key cleanup: problems %v", probs)
+	}
+}

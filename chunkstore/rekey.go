@@ -147,17 +147,32 @@ func (r *Repository) CheckEnvelopes(ctx context.Context) error {
 // keys/, each envelope read once: what check reports. intact is
 // CheckEnvelopes' error (ErrCorrupt), bad UnverifiedEnvelopes' list; err
 // is another failure, which leaves both unknown.
-func (r *Repository) checkKeys(ctx context.Context) (intact error, bad []EnvelopeProblem, err error) {
+// older lists the envelopes that verify but are of a generation before
+// the current one, while that one has an intact envelope: left by a
+// change of recipients interrupted before its cleanup, they still open
+// the repository for identities the change removed.
+func (r *Repository) checkKeys(ctx context.Context) (intact error, bad []EnvelopeProblem, older []Envelope, err error) {
 	seen := envelopeReads{}
-	_, envs, intact := r.intactGeneration(ctx, seen)
+	gen, envs, intact := r.intactGeneration(ctx, seen)
 	if intact != nil && !errors.Is(intact, ErrCorrupt) {
-		return nil, nil, intact
+		return nil, nil, nil, intact
 	}
 	bad, err = r.unverifiedAmong(ctx, envs, seen)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return intact, bad, nil
+	if intact == nil {
+		isBad := map[string]bool{}
+		for _, e := range bad {
+			isBad[e.Name] = true
+		}
+		for _, e := range envs {
+			if e.Gen < gen && !isBad[e.Name] {
+				older = append(older, e)
+			}
+		}
+	}
+	return intact, bad, older, nil
 }
 
 // intactGeneration is KeyGeneration, checked as CheckEnvelopes says,

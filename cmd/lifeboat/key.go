@@ -134,6 +134,15 @@ func runKeyList(ctx context.Context, g *globals) error {
 			fmt.Fprintf(w, "    DOES NOT VERIFY, ignored: %s; damaged, or planted by someone with write access to keys/; 'lifeboat key cleanup' removes it\n", e.Unverified)
 		}
 	}
+	older := 0
+	for _, e := range out.Envelopes {
+		if e.Generation < out.Generation && e.Unverified == "" {
+			older++
+		}
+	}
+	if older > 0 {
+		fmt.Fprintf(w, "%d key envelopes of older generations are left (a change of recipients was interrupted): identities removed since can still open the repository with them; 'lifeboat key cleanup' removes them\n", older)
+	}
 	who := "this identity"
 	if !repo.CanRead() {
 		who = "this writer key"
