@@ -423,3 +423,41 @@ func TestCheckReportsLeftoverEnvelope(t *testing.T) {
 		t.Errorf("after key cleanup: problems %v", probs)
 	}
 }
+
+// TestConfigOlderVersionIsDamage: a config whose format version is below
+// the one this lifeboat writes (one bit flipped turns "version": 1 into
+// 0) is damage, not a newer format: the error says to put config back,
+// not to upgrade lifeboat. A newer version still says to upgrade.
+func TestConfigOlderVersionIsDamage(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	st := repos.Store
+	orig, err := st.Get(ctx, chunkstore.ConfigName, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		version     string
+		corrupt     bool
+		wantMessage string
+	}{
+		{"0", true, "put config back"},
+		{"-1", true, "put config back"},
+		{"2", false, "upgrade lifeboat"},
+	} {
+		b := bytes.Replace(orig, []byte(`"version": 1`), []byte(`"version": `+tc.version), 1)
+		if bytes.Equal(b, orig) {
+			t.Fatal("config has no \"version\": 1")
+		}
+		if err := st.Put(ctx, chunkstore.ConfigName, b); err != nil {
+			t.Fatal(err)
+		}
+		_, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: repos.Writer.Secrets()}, chunkstore.Options{})
+		if err == nil || errors.Is(err, chunkstore.ErrCorrupt) != tc.corrupt || !strings.Contains(err.Error(), tc.wantMessage) {
+			t.Errorf("version %s: %v; want corrupt=%v, saying %q", tc.version, err, tc.corrupt, tc.wantMessage)
+		}
+		if tc.corrupt && strings.Contains(err.Error(), "upgrade") {
+			t.Errorf("version %s: %v; damage is not a reason to upgrade", tc.version, err)
+		}
+	}
+}

@@ -69,6 +69,11 @@ func ParseConfig(b []byte) (Config, error) {
 	if c.Format != "lifeboat" {
 		return c, fmt.Errorf("not a lifeboat repository: config format is %q", c.Format)
 	}
+	if c.Version < 1 {
+		// No lifeboat wrote it: damage (a flipped bit turns 1 into 0),
+		// not a newer format.
+		return c, fmt.Errorf("config: format version %d was never written by any lifeboat (the first is 1)", c.Version)
+	}
 	if c.Version != FormatVersion {
 		return c, fmt.Errorf("repository format version %d is not supported by this lifeboat (supports %d); %w", c.Version, FormatVersion, errConfigUnsupported)
 	}
