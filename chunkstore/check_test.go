@@ -461,3 +461,27 @@ func TestConfigOlderVersionIsDamage(t *testing.T) {
 		}
 	}
 }
+
+// TestDamagedEnvelopeOpenSaysWhatToDo: an identity whose only envelope
+// is damaged is told which object, and to put keys/ back, not merely
+// that some hash does not match.
+func TestDamagedEnvelopeOpenSaysWhatToDo(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	st := repos.Store
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range envelopeNames(t, st) {
+		b = bytes.Clone(b)
+		b[len(b)/2] ^= 1
+		if err := st.Put(ctx, name, b); err != nil {
+			t.Fatal(err)
+		}
+		_, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{})
+		if !errors.Is(err, chunkstore.ErrCorrupt) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "put back keys/") {
+			t.Errorf("open with a damaged envelope: %v; want ErrCorrupt naming %s and saying to put back keys/", err, name)
+		}
+	}
+}

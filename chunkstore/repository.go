@@ -387,6 +387,9 @@ func (r *Repository) unlock(ctx context.Context) (*Secrets, error) {
 		}
 	}
 	if lastErr != nil {
+		if errors.Is(lastErr, ErrCorrupt) {
+			return nil, fmt.Errorf("%w; no key envelope under keys/ of %s that is intact opens with this identity: put back keys/ from a copy of the bucket (object versioning, a replica); 'lifeboat check --key WRITER_KEY' names every damaged object", lastErr, r.store.Location())
+		}
 		return nil, lastErr
 	}
 	return nil, fmt.Errorf("%w: the identity is not a recipient of repository %s (%s); use the identity created by 'lifeboat init' for it, or one added with 'lifeboat key add'", ErrWrongKey, r.config.ID[:12], r.store.Location())
