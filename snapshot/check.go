@@ -33,7 +33,16 @@ func Check(ctx context.Context, repo *chunkstore.Repository) ([]chunkstore.Probl
 		return nil, err
 	}
 	var probs []chunkstore.Problem
+	damaged := Damaged(errs)
 	for _, e := range errs {
+		var ue *UnreadableError
+		if errors.As(e, &ue) {
+			if damaged[ue.ID] {
+				e = fmt.Errorf("%w; put it back from a copy of the bucket (object versioning, a replica), or remove it with 'lifeboat forget %s' (the full ID)", e, ue.ID)
+			}
+			probs = append(probs, chunkstore.Problem{Object: chunkstore.SnapshotsPrefix + ue.ID.String(), Err: e})
+			continue
+		}
 		probs = append(probs, chunkstore.Problem{Object: "snapshot", Err: e})
 	}
 	idx := repo.Index()

@@ -147,6 +147,29 @@ func Load(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID) (*
 	return &Snapshot{ID: id, Manifest: m}, nil
 }
 
+// UnreadableError is List's error for a snapshot whose manifest could
+// not be read; ID is its name.
+type UnreadableError struct {
+	ID  chunkstore.ID
+	Err error
+}
+
+func (e *UnreadableError) Error() string { return e.Err.Error() }
+func (e *UnreadableError) Unwrap() error { return e.Err }
+
+// Damaged returns the IDs, among List's errors, of the manifests that
+// were read and found damaged (ErrCorrupt), not merely unreachable.
+func Damaged(errs []error) map[chunkstore.ID]bool {
+	out := map[chunkstore.ID]bool{}
+	for _, e := range errs {
+		var ue *UnreadableError
+		if errors.As(e, &ue) && errors.Is(ue.Err, chunkstore.ErrCorrupt) {
+			out[ue.ID] = true
+		}
+	}
+	return out
+}
+
 // List loads every snapshot, oldest first. A snapshot that cannot be
 // read is returned in the error list rather than silently dropped.
 func List(ctx context.Context, repo *chunkstore.Repository) ([]*Snapshot, []error, error) {
@@ -170,7 +193,7 @@ func List(ctx context.Context, repo *chunkstore.Repository) ([]*Snapshot, []erro
 				if gctx.Err() != nil {
 					return gctx.Err()
 				}
-				errs = append(errs, err)
+				errs = append(errs, &UnreadableError{ID: id, Err: err})
 				return nil
 			}
 			out = append(out, s)

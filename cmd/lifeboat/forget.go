@@ -150,7 +150,18 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 	if len(args) > 0 {
 		grp := forgetGroup{Paths: []string{}, Keep: []forgetItem{}}
 		seen := map[chunkstore.ID]bool{}
+		damaged := snapshot.Damaged(bad)
 		for _, ref := range args {
+			// A manifest that rotted cannot be read to match a prefix
+			// or a filter: named in full, it is removed as it is.
+			if id, err := chunkstore.ParseID(ref); err == nil && damaged[id] {
+				if !seen[id] {
+					seen[id] = true
+					remove = append(remove, &snapshot.Snapshot{ID: id})
+					grp.Remove = append(grp.Remove, forgetItem{ID: id.String()})
+				}
+				continue
+			}
 			s, err := snapshot.Find(list, ref, ff.f.filter())
 			if err != nil {
 				return fmt.Errorf("forget: %w", err)
@@ -241,7 +252,11 @@ func printForget(w io.Writer, rep forgetReport, quiet bool) {
 			fmt.Fprintf(w, "  keep    %s  %s  %s\n", k.ID[:8], k.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(k.Reasons, "; "))
 		}
 		for _, r := range grp.Remove {
-			fmt.Fprintf(w, "  %s  %s  %s\n", action, r.ID[:8], r.Time.Local().Format("2006-01-02 15:04:05"))
+			when := r.Time.Local().Format("2006-01-02 15:04:05")
+			if r.Time.IsZero() {
+				when = "(damaged manifest)"
+			}
+			fmt.Fprintf(w, "  %s  %s  %s\n", action, r.ID[:8], when)
 		}
 	}
 	fmt.Fprintf(w, "%s %d %s\n", verb, total, plural(total, "snapshot", "snapshots"))

@@ -215,3 +215,47 @@ func rootTreePack(t *testing.T, r repo, id string) string {
 	}
 	return filepath.Join(r.path, chunkstore.PackName(loc.Pack.ID))
 }
+
+// TestDamagedManifestCanBeForgotten: a snapshot manifest that rotted
+// (its content no longer matches its name) makes check fail and prune
+// refuse, telling the operator to forget it. check names the object and
+// how to remove it; forget with its full ID removes it (a prefix does
+// not: the manifest cannot be read to confirm what it is), and then
+// check is clean and prune runs.
+func TestDamagedManifestCanBeForgotten(t *testing.T) {
+	t.Parallel()
+	c, r, src, _ := backedUpSmallTree(t)
+	good := decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", src)...).stdout).SnapshotID
+	var bad string
+	ents, err := os.ReadDir(filepath.Join(r.path, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != good {
+			bad = e.Name()
+		}
+	}
+	p := filepath.Join(r.path, "snapshots", bad)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := c.fails(1, r.writer("check"))
+	if !strings.Contains(res.stdout, "problem: snapshots/"+bad+":") || !strings.Contains(res.stdout, "lifeboat forget "+bad) {
+		t.Errorf("check does not name the damaged manifest and how to remove it:\n%s", res.stdout)
+	}
+	c.fails(1, r.reader("prune"), "forget")
+	c.fails(1, r.writer("forget", bad[:8]), "no snapshot ID starts with")
+	c.ok(r.writer("forget", bad)...)
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("the damaged manifest is still there: %v", err)
+	}
+	c.ok(r.writer("check")...)
+	c.ok(r.reader("prune")...)
+	c.ok(r.reader("check", "--read-data")...)
+}
