@@ -208,6 +208,9 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		if names := damagedPacks(problems); len(names) > 0 {
 			fmt.Fprintf(w, "hint: 'lifeboat repair packs %s' copies what is intact in the damaged packs into new ones and drops them from the index\n", strings.Join(names, " "))
 		}
+		if !opts.ReadData && treesDamaged(problems) {
+			fmt.Fprintln(w, "hint: directory listings failed to read back intact: 'lifeboat check --read-data' names the damaged packs that hold them, and 'lifeboat repair packs' salvages what is intact in those")
+		}
 		if dataLost(problems) {
 			fmt.Fprintln(w, "hint: snapshots reference data the index does not have; after 'lifeboat repair index' (and a new backup, which stores again what its hosts still have), 'lifeboat repair snapshots' rewrites them without what is still lost")
 		}
@@ -262,6 +265,18 @@ func indexDamaged(problems []chunkstore.Problem) bool {
 func dataLost(problems []chunkstore.Problem) bool {
 	for _, p := range problems {
 		if errors.Is(p.Err, snapshot.ErrNotIndexed) {
+			return true
+		}
+	}
+	return false
+}
+
+// treesDamaged reports whether a snapshot's directory listing was found
+// in the index but could not be read back intact: a damaged pack, which
+// only --read-data names.
+func treesDamaged(problems []chunkstore.Problem) bool {
+	for _, p := range problems {
+		if strings.HasPrefix(p.Object, "snapshot ") && errors.Is(p.Err, chunkstore.ErrCorrupt) {
 			return true
 		}
 	}

@@ -182,3 +182,37 @@ func TestRepairPacksCLI(t *testing.T) {
 	c.ok(r.reader("restore", "latest", "--target", dst)...)
 	fixture.Compare(t, smallTree(), filepath.Join(dst, strings.TrimPrefix(src, "/")))
 }
+
+// TestCheckHintsReadDataForDamagedTree: a pack holding a directory
+// listing rots; check without --read-data finds the listing fails
+// authentication, and says how to find and salvage the pack rather than
+// leaving the operator with the problem alone.
+func TestCheckHintsReadDataForDamagedTree(t *testing.T) {
+	t.Parallel()
+	c, r, _, _ := backedUpSmallTree(t)
+	packs, err := filepath.Glob(filepath.Join(r.path, "data", "*", "*"))
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("packs %v (%v)", packs, err)
+	}
+	small, size := "", int64(1<<62) // the tree pack is the smallest
+	for _, p := range packs {
+		if fi, err := os.Stat(p); err == nil && fi.Size() < size {
+			small, size = p, fi.Size()
+		}
+	}
+	b, err := os.ReadFile(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/4] ^= 0x08
+	if err := os.WriteFile(small, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := c.fails(1, r.reader("check"), "check found")
+	if !strings.Contains(res.stdout, "failed authentication") {
+		t.Fatalf("check did not find the damaged listing:\n%s", res.stdout)
+	}
+	if !strings.Contains(res.stdout, "hint: ") || !strings.Contains(res.stdout, "'lifeboat check --read-data'") || !strings.Contains(res.stdout, "'lifeboat repair packs") {
+		t.Errorf("check names no way to find and salvage the damaged pack:\n%s", res.stdout)
+	}
+}
