@@ -41,6 +41,11 @@ var ErrAlreadyInitialized = errors.New("repository already initialized")
 // another repository.
 var ErrWrongKey = errors.New("wrong key")
 
+// ErrNotRecipient marks a pack whose data key is not wrapped to any of
+// the identities given: intact, but theirs to read (a pack from before
+// 'lifeboat key add' changed the recipients, until a rewrap).
+var ErrNotRecipient = errors.New("not a recipient of this pack's key")
+
 // Credentials open a repository. Exactly one of Identities (full access)
 // or Writer (backup only) is set.
 type Credentials struct {
@@ -692,9 +697,9 @@ func (r *Repository) PackKey(p *PackEntry) (*[32]byte, error) {
 		var nm *age.NoIdentityMatchError
 		if errors.As(err, &nm) {
 			if p.WrappedBefore(r.secrets.Generation) {
-				return nil, fmt.Errorf("pack %s: the identity is not a recipient of this pack's key: the pack is wrapped to the recipients of %s, from before 'lifeboat key' changed them; read it with an identity of those recipients, or have one run 'lifeboat prune --rewrap'", p.ID.Short(), GenName(p.Gen))
+				return nil, fmt.Errorf("pack %s: the identity is %w: the pack is wrapped to the recipients of %s, from before 'lifeboat key' changed them; read it with an identity of those recipients, or have one run 'lifeboat prune --rewrap'", p.ID.Short(), ErrNotRecipient, GenName(p.Gen))
 			}
-			return nil, fmt.Errorf("pack %s: the identity is not a recipient of this pack's key", p.ID.Short())
+			return nil, fmt.Errorf("pack %s: the identity is %w", p.ID.Short(), ErrNotRecipient)
 		}
 		return nil, fmt.Errorf("%w: pack %s key: %v", ErrCorrupt, p.ID.Short(), err)
 	}

@@ -288,7 +288,8 @@ func treesDamaged(problems []chunkstore.Problem) bool {
 func damagedPacks(problems []chunkstore.Problem) []string {
 	var names []string
 	for _, p := range problems {
-		if _, ok := chunkstore.ParsePackName(p.Object); ok && !errors.Is(p.Err, chunkstore.ErrPackMissing) && !slices.Contains(names, p.Object) {
+		// A pack only other recipients can open is intact: not one to salvage.
+		if _, ok := chunkstore.ParsePackName(p.Object); ok && !errors.Is(p.Err, chunkstore.ErrPackMissing) && !errors.Is(p.Err, chunkstore.ErrNotRecipient) && !slices.Contains(names, p.Object) {
 			names = append(names, p.Object)
 		}
 	}

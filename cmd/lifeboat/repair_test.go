@@ -216,3 +216,35 @@ func TestCheckHintsReadDataForDamagedTree(t *testing.T) {
 		t.Errorf("check names no way to find and salvage the damaged pack:\n%s", res.stdout)
 	}
 }
+
+// TestCheckNoRepairHintForPacksOfOtherRecipients: after 'key add', an
+// added identity cannot open the packs written before (until a rewrap).
+// check --read-data with it says so, but must not send the operator to
+// 'repair packs' as if those intact packs were damaged.
+func TestCheckNoRepairHintForPacksOfOtherRecipients(t *testing.T) {
+	t.Parallel()
+	c, r, _, _ := backedUpSmallTree(t)
+	other := initRepo(t, c, "other")
+	b, err := os.ReadFile(other.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt := ""
+	for _, f := range strings.Fields(string(b)) {
+		if strings.HasPrefix(f, "age1") {
+			rcpt = f
+			break
+		}
+	}
+	if rcpt == "" {
+		t.Fatalf("no public key in %s", other.identity)
+	}
+	c.ok(r.reader("key", "add", "--recipient", rcpt, "--key-out", filepath.Join(c.dir, "gen1.key"))...)
+	res := c.fails(1, []string{"check", "--read-data", "--repo", r.path, "--identity", other.identity}, "check found")
+	if !strings.Contains(res.stdout, "prune --rewrap") {
+		t.Errorf("check does not say how the added identity gets to read the older packs:\n%s", res.stdout)
+	}
+	if strings.Contains(res.stdout, "repair packs") {
+		t.Errorf("check sends the operator to 'repair packs' for intact packs of other recipients:\n%s", res.stdout)
+	}
+}
