@@ -485,3 +485,33 @@ func TestDamagedEnvelopeOpenSaysWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigTamperedSaysWhatToDo: a config that still parses but differs
+// from the one the key records (a field edited or a bit flipped in a
+// number) is refused with the way back: put config back from a copy.
+func TestConfigTamperedSaysWhatToDo(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	st := repos.Store
+	orig, err := st.Get(ctx, chunkstore.ConfigName, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Replace(orig, []byte(`"compression": "zstd"`), []byte(`"compression":  "zstd"`), 1)
+	if bytes.Equal(b, orig) {
+		t.Fatal("config has no compression field")
+	}
+	if err := st.Put(ctx, chunkstore.ConfigName, b); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, creds := range map[string]chunkstore.Credentials{"writer key": {Writer: repos.Writer.Secrets()}, "identity": {Identities: ids}} {
+		_, err := chunkstore.Open(ctx, st, creds, chunkstore.Options{})
+		if !errors.Is(err, chunkstore.ErrCorrupt) || !strings.Contains(err.Error(), "put config back") {
+			t.Errorf("%s: %v; want ErrCorrupt saying to put config back", what, err)
+		}
+	}
+}

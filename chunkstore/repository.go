@@ -295,7 +295,7 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 		return nil, fmt.Errorf("%w: the key belongs to repository %s…, but %s is repository %s…: use the key created for this repository", ErrWrongKey, r.secrets.RepoID[:12], st.Location(), cfg.ID[:12])
 	}
 	if r.secrets.ConfigHash != Hash(cfgBytes) {
-		return nil, fmt.Errorf("%w: config at %s does not match the hash recorded in the key (tampered or replaced)", ErrCorrupt, st.Location())
+		return nil, fmt.Errorf("%w: config at %s does not match the hash recorded in the key (damaged, tampered with or replaced): put config back from a copy of the bucket (object versioning, a replica); if the repository was created again there, use the credentials of the new one", ErrCorrupt, st.Location())
 	}
 	r.hasher = NewChunkHasher(r.secrets.ChunkKey)
 	if opts.CacheDir != "" {
