@@ -63,6 +63,7 @@ type checkOutput struct {
 	GCMarkedPacks  int         `json:"gc_marked_packs"`
 	BackupSessions int         `json:"backup_sessions"`
 	PruneSessions  int         `json:"prune_sessions"`
+	StaleKey       bool        `json:"stale_key,omitempty"`
 	Problems       []objectErr `json:"problems"`
 }
 
@@ -179,6 +180,13 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 			sessions = append(sessions, s)
 		}
 	}
+	// A credential of an older generation checks fine but can no longer
+	// back up: say so rather than a bare "no problems found".
+	curGen, err := repo.KeyGeneration(ctx)
+	if err != nil {
+		return fmt.Errorf("check: %w", storeError(g.repo, err))
+	}
+	stale := repo.Secrets().Generation < curGen
 	marked := 0
 	for _, m := range marks {
 		marked += len(m.Packs)
@@ -190,6 +198,7 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 			PacksRead: rep.PacksRead, BytesRead: rep.BytesRead, BlobsVerified: rep.BlobsVerified,
 			Snapshots: len(snaps), Decrypted: repo.CanRead(), Problems: []objectErr{},
 			GCMarks: len(marks), GCMarkedPacks: marked, BackupSessions: len(sessions), PruneSessions: len(prunes),
+			StaleKey: stale,
 		}
 		for _, p := range problems {
 			out.Problems = append(out.Problems, objectErr{Object: p.Object, Error: p.Err.Error()})
@@ -234,6 +243,13 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 			}
 			if len(prunes) > 0 {
 				fmt.Fprintf(w, "%d prune %s (running, or left by a killed prune: stale 30 minutes after its last renewal)\n", len(prunes), plural(len(prunes), "session", "sessions"))
+			}
+			if stale {
+				who := "identity"
+				if !repo.CanRead() {
+					who = "writer key"
+				}
+				fmt.Fprintf(w, "note: this %s is out of date (generation %d; the recipients were changed since, generation %d): backups with it are refused; 'lifeboat key writer-key' writes a current writer key\n", who, repo.Secrets().Generation, curGen)
 			}
 			if !repo.CanRead() {
 				fmt.Fprintln(w, "note: opened with the writer key: directory trees and blob contents were not decrypted; use --identity for a full check")

@@ -248,3 +248,38 @@ func TestCheckNoRepairHintForPacksOfOtherRecipients(t *testing.T) {
 		t.Errorf("check sends the operator to 'repair packs' for intact packs of other recipients:\n%s", res.stdout)
 	}
 }
+
+// TestCheckSaysStaleKey: after 'key add', check with the writer key of
+// the generation before finds the repository fine, but says that this
+// key can no longer back up and how to get a current one, instead of a
+// bare "no problems found" while every backup with it fails.
+func TestCheckSaysStaleKey(t *testing.T) {
+	t.Parallel()
+	c, r, _, _ := backedUpSmallTree(t)
+	other := initRepo(t, c, "other")
+	b, err := os.ReadFile(other.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt := ""
+	for _, f := range strings.Fields(string(b)) {
+		if strings.HasPrefix(f, "age1") {
+			rcpt = f
+			break
+		}
+	}
+	c.ok(r.reader("key", "add", "--recipient", rcpt, "--key-out", filepath.Join(c.dir, "gen1.key"))...)
+	out := c.ok(r.writer("check")...).stdout
+	if !strings.Contains(out, "out of date") || !strings.Contains(out, "lifeboat key writer-key") {
+		t.Errorf("check with a stale writer key does not say so:\n%s", out)
+	}
+	js := decodeJSON[struct {
+		StaleKey bool `json:"stale_key"`
+	}](t, c.ok(r.writer("check", "--json")...).stdout)
+	if !js.StaleKey {
+		t.Error("check --json with a stale writer key: stale_key is not true")
+	}
+	if out := c.ok("check", "--repo", r.path, "--key", filepath.Join(c.dir, "gen1.key")).stdout; strings.Contains(out, "out of date") {
+		t.Errorf("check with the current writer key calls it out of date:\n%s", out)
+	}
+}
