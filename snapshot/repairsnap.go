@@ -52,7 +52,17 @@ type RepairedSnapshot struct {
 type RepairSnapshotsResult struct {
 	Snapshots int                `json:"snapshots"` // looked at
 	Damaged   []RepairedSnapshot `json:"damaged"`
-	DryRun    bool               `json:"dry_run,omitempty"`
+	// Unreadable are the snapshot manifests that could not be read:
+	// nothing here can repair them ('lifeboat forget' with the full ID
+	// removes one that rotted).
+	Unreadable []UnreadableManifest `json:"unreadable,omitempty"`
+	DryRun     bool                 `json:"dry_run,omitempty"`
+}
+
+// UnreadableManifest is a snapshot manifest RepairSnapshots could not read.
+type UnreadableManifest struct {
+	ID    chunkstore.ID `json:"id"`
+	Error string        `json:"error"`
 }
 
 // ErrIndexIncomplete is returned by RepairSnapshots when the index does
@@ -122,8 +132,12 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	if err != nil {
 		return nil, err
 	}
+	var unreadable []UnreadableManifest
 	for _, e := range errs {
-		opts.Logger.Warn("snapshot unreadable, not repaired", "err", e)
+		var ue *UnreadableError
+		if errors.As(e, &ue) {
+			unreadable = append(unreadable, UnreadableManifest{ID: ue.ID, Error: ue.Err.Error()})
+		}
 	}
 	if err := repo.LoadIndex(ctx); err != nil {
 		return nil, err
@@ -162,6 +176,9 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	defer excludeMarks() // on every return: the repository may be used again
 	rw := &rewriter{repo: repo, log: opts.Logger, done: map[chunkstore.ID]rewritten{}, lost: map[chunkstore.ID]bool{}, encoded: map[chunkstore.ID][]byte{}}
 	res := &RepairSnapshotsResult{DryRun: opts.DryRun, Damaged: []RepairedSnapshot{}}
+	if len(opts.IDs) == 0 { // those named were read
+		res.Unreadable = unreadable
+	}
 	type todo struct {
 		s    *Snapshot
 		i    int // in res.Damaged

@@ -250,6 +250,10 @@ func TestDamagedManifestCanBeForgotten(t *testing.T) {
 		t.Errorf("check does not name the damaged manifest and how to remove it:\n%s", res.stdout)
 	}
 	c.fails(1, r.reader("prune"), "forget")
+	// repair snapshots cannot mend it, and must not pass it over in silence.
+	if res := c.fails(1, r.reader("repair", "snapshots"), "lifeboat forget "+bad); !strings.Contains(res.stdout, "snapshots/"+bad) {
+		t.Errorf("repair snapshots does not name the unreadable manifest:\n%s", res.stdout)
+	}
 	c.fails(1, r.writer("forget", bad[:8]), "no snapshot ID starts with")
 	c.ok(r.writer("forget", bad)...)
 	if _, err := os.Stat(p); !os.IsNotExist(err) {

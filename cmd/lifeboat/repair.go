@@ -173,6 +173,10 @@ func runRepairSnapshots(ctx context.Context, g *globals, args []string, dryRun, 
 	if err != nil {
 		return err
 	}
+	// Judged by the store's copies, as forget and prune judge (it may
+	// forget originals): a manifest or listing that rotted there is
+	// damaged even where the local cache holds a good copy.
+	repo.DistrustCache()
 	opts := snapshot.RepairSnapshotsOptions{DryRun: dryRun, Forget: forget, Logger: g.log}
 	if len(args) > 0 {
 		list, _, err := snapshot.List(ctx, repo)
@@ -195,6 +199,10 @@ func runRepairSnapshots(ctx context.Context, g *globals, args []string, dryRun, 
 		if d.Unrepairable != "" {
 			return fmt.Errorf("snapshot %s cannot be repaired: %s", d.Original.Short(), d.Unrepairable)
 		}
+	}
+	if len(res.Unreadable) > 0 {
+		u := res.Unreadable[0]
+		return fmt.Errorf("%d snapshot %s could not be read, so not repaired (%s%s among them): put %s back from a copy of the bucket (object versioning, a replica), or remove a damaged one with 'lifeboat forget %s' (the full ID)", len(res.Unreadable), plural(len(res.Unreadable), "manifest", "manifests"), chunkstore.SnapshotsPrefix, u.ID, plural(len(res.Unreadable), "it", "them"), u.ID)
 	}
 	return nil
 }
@@ -222,6 +230,9 @@ func printRepairSnapshots(w io.Writer, r *snapshot.RepairSnapshotsResult) {
 		if d.Forgotten {
 			fmt.Fprintf(w, "  original %s forgotten\n", d.Original.Short())
 		}
+	}
+	for _, u := range r.Unreadable {
+		fmt.Fprintf(w, "%s%s: unreadable, not repaired: %s\n", chunkstore.SnapshotsPrefix, u.ID, u.Error)
 	}
 	n := len(r.Damaged)
 	fmt.Fprintf(w, "%d %s looked at, %d damaged\n", r.Snapshots, plural(r.Snapshots, "snapshot", "snapshots"), n)
