@@ -64,6 +64,35 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 		d, base := split(p)
 		kids[d] = append(kids[d], base)
 	}
+	// holdsExcluded reports whether an entry below directory p of the
+	// target is one an exclude pattern keeps: then p cannot go whole,
+	// only what the patterns select in it. A listing that cannot be read
+	// counts as holding one (walk then reports it).
+	var holdsExcluded func(p string) bool
+	holdsExcluded = func(p string) bool {
+		if in.excl == nil {
+			return false
+		}
+		names, err := r.t.names(p)
+		if err != nil {
+			return true
+		}
+		for _, name := range names {
+			q := p + "/" + name
+			st, err := r.t.lstat(q)
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			if err != nil {
+				return true
+			}
+			dir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+			if in.excl.Excluded("/"+q, dir) || (dir && holdsExcluded(q)) {
+				return true
+			}
+		}
+		return false
+	}
 	type devIno struct{ dev, ino uint64 }
 	var walk func(d string)
 	walk = func(d string) {
@@ -134,6 +163,12 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 			case inScope(p) && in.match(p, dir):
 				if why := r.guard.why(p); why != "" {
 					r.spared = append(r.spared, Failure{Path: p, Err: errors.New(why)})
+					continue
+				}
+				if dir && holdsExcluded(p) {
+					// Not whole: "--exclude '*.pid'" keeps the .pid
+					// files in it, and so the directory.
+					walk(p)
 					continue
 				}
 				fn(p, dir)

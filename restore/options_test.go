@@ -925,3 +925,53 @@ func TestDryRunFindsMissingPacks(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreDeleteKeepsExcludedBelowExtraDirs: a directory the snapshot
+// lacks goes with all it holds only if an exclude pattern protects
+// nothing in it; otherwise what the patterns select in it goes and the
+// rest stays ("--exclude '*.pid' would keep every .pid file"), in the
+// dry run as in the restore.
+func TestRestoreDeleteKeepsExcludedBelowExtraDirs(t *testing.T) {
+	r, src, _, snap := standardSnapshot(t, "local")
+	rel := strings.TrimPrefix(src, "/")
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	extras := map[string]bool{ // path → removed
+		"times/new/x.pid":        false, // excluded, in a directory the snapshot lacks
+		"times/new/other":        true,
+		"times/new/keep/f":       false, // below keep/: '**/keep/**'
+		"times/new/sub/deep.pid": false,
+		"times/new/sub/gone":     true,
+		"times/gone/a/b/c":       true, // nothing excluded: the directory goes whole
+		"newtop/keep/g":          false,
+		"newtop/h":               true,
+	}
+	for p := range extras {
+		fp := filepath.Join(out, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(fp, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []restore.Change{
+		{Path: rel + "/newtop/h", Action: restore.ActionDelete},
+		{Path: rel + "/times/gone", Action: restore.ActionDelete, Dir: true},
+		{Path: rel + "/times/new/other", Action: restore.ActionDelete},
+		{Path: rel + "/times/new/sub/gone", Action: restore.ActionDelete},
+	}
+	for _, dry := range []bool{true, false} {
+		res := r.restore(t, snap, restore.Options{Target: dst, Exclude: []string{"*.pid", "**/keep/**"}, Delete: true, DryRun: dry})
+		if !reflect.DeepEqual(res.Changes, want) {
+			t.Errorf("dry run %v: removed %v, want %v", dry, res.Changes, want)
+		}
+	}
+	for p, removed := range extras {
+		_, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p)))
+		if removed != errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: removed %v, want %v (%v)", p, !removed, removed, err)
+		}
+	}
+}
