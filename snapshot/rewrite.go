@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"slices"
 	"sort"
 	"sync"
@@ -148,7 +149,7 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 	var work []todo
 	for _, s := range snaps {
 		res.Snapshots++
-		out, err := pr.tree(ctx, s.Tree, "")
+		out, err := pr.tree(ctx, s.Tree, "", wayTo(s.Paths))
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", s.ID.Short(), err)
 		}
@@ -196,12 +197,32 @@ type pathRewriter struct {
 	encoded map[chunkstore.ID][]byte
 }
 
+// wayTo returns the directories above the backed-up paths ("/a" and
+// "/a/b" for "/a/b/c"): a snapshot holds them only as the way there, and
+// a backup never matches them against its excludes, so a rewrite does
+// not either ("**/tmp/" must not take /tmp, and with it a backup of
+// /tmp/app).
+func wayTo(paths []string) map[string]bool {
+	way := map[string]bool{}
+	for _, p := range paths {
+		for d := path.Dir(path.Clean("/" + p)); d != "/"; d = path.Dir(d) {
+			way[d] = true
+		}
+	}
+	return way
+}
+
 // tree rewrites the tree id found at dir ("" for the root, else
-// "/a/b"). A listing that cannot be read stops the rewrite: 'lifeboat
+// "/a/b"), where way holds the directories above the backed-up paths
+// (wayTo). A listing that cannot be read stops the rewrite: 'lifeboat
 // repair snapshots' deals with lost data.
-func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rewritten, error) {
+func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string, way map[string]bool) (rewritten, error) {
 	key := pathTree{dir, id}
-	if r, ok := pr.done[key]; ok {
+	// The root and the directories on the way depend on the snapshot's
+	// paths, not only on (dir, id): they are not cached. Nothing below
+	// them that is not on the way is either.
+	onWay := dir == "" || way[dir]
+	if r, ok := pr.done[key]; ok && !onWay {
 		return r, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -220,7 +241,7 @@ func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string) 
 	for _, n := range t.Nodes {
 		p := dir + "/" + n.Name
 		isDir := n.Type == TypeDir
-		if pr.excl.Excluded(p, isDir) {
+		if !way[p] && pr.excl.Excluded(p, isDir) {
 			out.changed = true
 			if isDir {
 				p += "/"
@@ -229,7 +250,7 @@ func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string) 
 			continue
 		}
 		if isDir && n.Subtree != nil {
-			r, err := pr.tree(ctx, *n.Subtree, p)
+			r, err := pr.tree(ctx, *n.Subtree, p, way)
 			if err != nil {
 				return rewritten{}, err
 			}
@@ -249,6 +270,8 @@ func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string) 
 		out.id = pr.repo.TreeID(b)
 		pr.encoded[out.id] = b
 	}
-	pr.done[key] = out
+	if !onWay {
+		pr.done[key] = out
+	}
 	return out, nil
 }

@@ -248,3 +248,36 @@ func TestRetag(t *testing.T) {
 		t.Fatalf("same tags: %v %v, want %s unchanged", same, err, n.ID.Short())
 	}
 }
+
+// TestRewriteLeavesTheWayToBackupPaths: as in a backup, an exclude
+// pattern applies at and below the backed-up paths, not to the
+// directories above them, which a snapshot holds only as the way there:
+// "**/<name>/" meant for such directories inside the data must not
+// remove the parent of the backed-up path, and with it everything.
+func TestRewriteLeavesTheWayToBackupPaths(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	above := filepath.Base(filepath.Dir(src)) // a directory on the way
+	keep := fixture.Tree{"a.txt": {Content: []byte("a\n"), Mode: 0o644}}
+	tree := keep.Clone()
+	tree[above] = fixture.Entry{Dir: true, Mode: 0o755}
+	tree[above+"/x"] = fixture.Entry{Content: []byte("x\n"), Mode: 0o644}
+	fixture.Create(t, src, tree)
+	snap := backupDir(t, repos.Writer, src)
+	exclude := []string{"**/" + above + "/"}
+	for _, dry := range []bool{true, false} {
+		res, err := snapshot.RewriteSnapshots(ctx, reopen(t, repos, repos.Store), snapshot.RewriteOptions{Exclude: exclude, DryRun: dry, IDs: []chunkstore.ID{snap.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{src + "/" + above + "/"}
+		if len(res.Rewritten) != 1 || !slices.Equal(res.Rewritten[0].Removed, want) {
+			t.Fatalf("dry run %v: %+v, want %v removed", dry, res.Rewritten, want)
+		}
+		if !dry {
+			r := reopenLoaded(t, repos, repos.Store)
+			testRepo{writer: repos.Writer, reader: r}.restoreAndCompare(t, res.Rewritten[0].Rewritten, src, keep)
+		}
+	}
+}

@@ -29,7 +29,9 @@ named (IDs, unique ID prefixes or latest), narrowed by --host, --tag and
 element ("*.pem", ".env"), with a slash the whole path as it was backed up
 ("/home/*/.aws"), ** as a whole element any number of elements
 ("/home/**/.aws", "**/secrets/*.pem"); an excluded directory goes with
-everything in it.
+everything in it. As in a backup, they apply at and below the backed-up
+paths, never to the directories above them ("**/tmp/" leaves /tmp in a
+backup of /tmp/app).
 
 Each snapshot that holds such a path is saved again as a copy without them:
 same time, host, paths, other tags and summary (the original backup's), the
