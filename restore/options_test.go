@@ -60,6 +60,10 @@ func TestRestoreExclude(t *testing.T) {
 		})},
 		{name: "first hard link name", exclude: []string{"/" + rel + "/" + fixture.HardlinkA}, want: withoutA},
 		{name: "matching nothing", exclude: []string{"*.nothing", "/elsewhere/*"}, want: tree},
+		// The directories above the backed-up path are only the way
+		// there: a backup never matches them, nor does a restore.
+		{name: "directory on the way, by name", exclude: []string{path.Base(path.Dir(src))}, want: tree},
+		{name: "directory on the way, with **", exclude: []string{"**/" + path.Base(path.Dir(src)) + "/"}, want: tree},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -176,6 +176,21 @@ type includer struct {
 	shadowed []bool // per pattern: it matched a path an exclude pattern left out
 	excl     *snapshot.Excluder
 	excluded map[string]bool // directories excluded, with all they hold
+	way      map[string]bool // directories above the backed-up paths (wayTo)
+}
+
+// wayTo sets the directories above the snapshot's backed-up paths
+// ("a" and "a/b" for "/a/b/c"): a snapshot holds them only as the way
+// there, and a backup never matches them against its excludes, so no
+// exclude pattern leaves them out here either ("**/tmp/" must not leave
+// out /tmp, and with it all of a snapshot of /tmp/app).
+func (in *includer) wayTo(paths []string) {
+	in.way = map[string]bool{}
+	for _, p := range paths {
+		for d := path.Dir(path.Clean("/" + p)); d != "/"; d = path.Dir(d) {
+			in.way[d[1:]] = true
+		}
+	}
 }
 
 func newIncluder(patterns, excludes []string) (*includer, error) {
@@ -213,6 +228,9 @@ func (in *includer) match(p string, dir bool) bool {
 // as it was backed up ("/" + p): a pattern without a slash matches any
 // element of it, one with a slash the whole path.
 func (in *includer) isExcluded(p string, dir bool) bool {
+	if in.way[p] {
+		return false
+	}
 	parent, _ := split(p)
 	if (parent != "" && in.excluded[parent]) || in.excl.Excluded("/"+p, dir) {
 		if dir {

@@ -324,6 +324,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err != nil {
 		return nil, err
 	}
+	in.wayTo(snap.Paths)
 	if opts.Delete {
 		// What a snapshot lacks is what --delete removes; these lack
 		// entries the source did hold.
