@@ -979,3 +979,45 @@ func TestRestoreDeleteKeepsExcludedBelowExtraDirs(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreDeleteIncludeDirOnly: an include pattern ending in "/"
+// matches directories only, as it does in find and in exclude patterns:
+// "**/olddir/" restores, and with Delete removes, directories named
+// olddir, never a file of that name.
+func TestRestoreDeleteIncludeDirOnly(t *testing.T) {
+	r, src, _, snap := standardSnapshot(t, "local")
+	rel := strings.TrimPrefix(src, "/")
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	extras := map[string]bool{ // path → removed
+		"modes/olddir":       false, // a file: not selected
+		"newdir/olddir/x":    true,  // the directory goes whole
+		"times/olddir/extra": true,  // below a selected directory
+	}
+	for p := range extras {
+		fp := filepath.Join(out, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(fp, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []restore.Change{
+		{Path: rel + "/newdir/olddir", Action: restore.ActionDelete, Dir: true},
+		{Path: rel + "/times/olddir/extra", Action: restore.ActionDelete},
+	}
+	for _, dry := range []bool{true, false} {
+		res := r.restore(t, snap, restore.Options{Target: dst, Include: []string{"**/olddir/"}, Delete: true, DryRun: dry})
+		if !reflect.DeepEqual(res.Changes, want) {
+			t.Errorf("dry run %v: removed %v, want %v", dry, res.Changes, want)
+		}
+	}
+	for p, removed := range extras {
+		_, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p)))
+		if removed != errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: removed %v, want %v (%v)", p, !removed, removed, err)
+		}
+	}
+}

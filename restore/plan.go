@@ -172,6 +172,7 @@ type entry struct {
 // does. match must see every node of the walk, parents before children.
 type includer struct {
 	patterns []snapshot.Pattern
+	dirOnly  []bool // per pattern: it ended in "/", so matches directories only
 	matched  []bool // per pattern: it matched a path the restore selects
 	shadowed []bool // per pattern: it matched a path an exclude pattern left out
 	excl     *snapshot.Excluder
@@ -196,12 +197,16 @@ func (in *includer) wayTo(paths []string) {
 func newIncluder(patterns, excludes []string) (*includer, error) {
 	in := &includer{}
 	for _, p := range patterns {
+		// A trailing "/" means directories only, as in find and in
+		// exclude patterns ("**/cache/" is no file named cache).
+		dirOnly := strings.HasSuffix(p, "/") && strings.Trim(p, "/") != ""
 		p = strings.Trim(p, "/")
 		pat, err := snapshot.NewPattern(p)
 		if err != nil {
 			return nil, fmt.Errorf("include pattern %q: %w", p, err)
 		}
 		in.patterns = append(in.patterns, pat)
+		in.dirOnly = append(in.dirOnly, dirOnly)
 	}
 	in.matched = make([]bool, len(in.patterns))
 	in.shadowed = make([]bool, len(in.patterns))
@@ -218,10 +223,10 @@ func newIncluder(patterns, excludes []string) (*includer, error) {
 // match reports whether p, a node of the walk, is restored.
 func (in *includer) match(p string, dir bool) bool {
 	if in.excl != nil && in.isExcluded(p, dir) {
-		in.included(p, in.shadowed)
+		in.included(p, dir, in.shadowed)
 		return false
 	}
-	return in.included(p, in.matched)
+	return in.included(p, dir, in.matched)
 }
 
 // isExcluded applies the exclude patterns as backup does, to the path
@@ -241,9 +246,10 @@ func (in *includer) isExcluded(p string, dir bool) bool {
 	return false
 }
 
-// included reports whether p or one of its ancestors matches an include
-// pattern, marking in mark each pattern that does.
-func (in *includer) included(p string, mark []bool) bool {
+// included reports whether p (a directory if dir) or one of its
+// ancestors matches an include pattern, marking in mark each pattern
+// that does.
+func (in *includer) included(p string, dir bool, mark []bool) bool {
 	if len(in.patterns) == 0 {
 		return true
 	}
@@ -252,7 +258,7 @@ func (in *includer) included(p string, mark []bool) bool {
 		// first: "*" must not hide that "etc" matched too.
 		found := false
 		for i, pat := range in.patterns {
-			if pat.Match(p) {
+			if (dir || !in.dirOnly[i]) && pat.Match(p) {
 				mark[i], found = true, true
 			}
 		}
@@ -263,7 +269,7 @@ func (in *includer) included(p string, mark []bool) bool {
 		if i < 0 {
 			return false
 		}
-		p = p[:i]
+		p, dir = p[:i], true
 	}
 }
 
