@@ -163,7 +163,8 @@ type archiver struct {
 	opts       BackupOptions
 	log        *slog.Logger
 	excl       *Excluder
-	changing   *Excluder // Changing
+	changing   *Excluder       // Changing
+	way        map[string]bool // directories above the backup paths: not matched by Changing (expectedChange)
 	cfg        chunkstore.Config
 	files      chan *fileJob
 	blobs      chan chunkJob
@@ -301,11 +302,22 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	nbufs := opts.Readers + opts.Sealers + 1
 	a := &archiver{
 		asOf: asOf,
-		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl, changing: changing,
+		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl, changing: changing, way: map[string]bool{},
 		cfg:   cfg,
 		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
 		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
 		walkers: make(chan struct{}, opts.Walkers),
+	}
+	for _, p := range paths {
+		for d := filepath.Dir(filepath.Clean(p)); ; d = filepath.Dir(d) {
+			a.way[d] = true
+			if d == filepath.Dir(d) {
+				break
+			}
+		}
+	}
+	for _, p := range paths {
+		delete(a.way, filepath.Clean(p)) // a backup path above another is one still
 	}
 	for i := 0; i < nbufs; i++ {
 		a.bufs <- new([]byte)
@@ -1151,9 +1163,14 @@ func (a *archiver) sameFile(f *os.File, job *fileJob, beneath bool) error {
 }
 
 // expectedChange reports whether a Changing pattern matches the file at
-// path or a directory above it.
+// path or a directory above it, up to its backup path: as excludes,
+// they do not match the directories above that ("**/tmp/" is not all of
+// a backup of /tmp/app).
 func (a *archiver) expectedChange(path string) bool {
 	for p, isDir := path, false; ; p, isDir = filepath.Dir(p), true {
+		if a.way[p] {
+			return false
+		}
 		if a.changing.Excluded(p, isDir) {
 			return true
 		}

@@ -187,6 +187,10 @@ func TestExpectedChange(t *testing.T) {
 		{"full path", func(src string) []string { return []string{filepath.Join(src, "logs", "app.log")} }, true},
 		{"directory above", func(src string) []string { return []string{filepath.Join(src, "logs") + "/"} }, true},
 		{"another file", func(src string) []string { return []string{"*.txt", filepath.Join(src, "other")} }, false},
+		// The directories above a backup path are not matched, as by
+		// --exclude: "**/tmp/" means tmp directories in the data.
+		{"directory above the backup path", func(src string) []string { return []string{"**/" + filepath.Base(filepath.Dir(src)) + "/"} }, false},
+		{"the backup path", func(src string) []string { return []string{src} }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repos := storetest.InitRepos(t, mem.New())

@@ -65,6 +65,7 @@ A file that changes while it is read is saved as read and named in a
 warning (exit 3): it may mix old and new content. Files expected to change
 (logs being appended to) are named with --changing, in the syntax of
 exclude patterns; a pattern matching a directory covers everything below it.
+As excludes, they do not match the directories above a backup path.
 They are saved as read too, but without a warning, and counted in
 files_changed_while_read. Either way the next backup reads them again.
 Sockets are left out.
