@@ -192,6 +192,9 @@ func (in *includer) wayTo(paths []string) {
 			in.way[d[1:]] = true
 		}
 	}
+	for _, p := range paths {
+		delete(in.way, path.Clean("/" + p)[1:]) // a backup path above another is one still
+	}
 }
 
 func newIncluder(patterns, excludes []string) (*includer, error) {

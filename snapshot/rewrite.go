@@ -209,6 +209,9 @@ func wayTo(paths []string) map[string]bool {
 			way[d] = true
 		}
 	}
+	for _, p := range paths {
+		delete(way, path.Clean("/"+p)) // a backup path above another is one still
+	}
 	return way
 }
 
