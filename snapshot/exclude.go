@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -44,7 +45,10 @@ func NewExcluder(patterns []string) (*Excluder, error) {
 		// Only a pattern ending in an escaped slash ("a\\/") gets here
 		// valid and leaves invalid: it matched nothing before, and still
 		// does (the zero Pattern matches only "").
-		pat, _ := NewPattern(trimmed)
+		pat, err := NewPattern(trimmed)
+		if errors.Is(err, ErrSlashInElement) {
+			return nil, fmt.Errorf("exclude pattern %q: %w", p, err)
+		}
 		ep := exclPattern{pattern: pat, dirOnly: trimmed != p}
 		switch {
 		case trimmed == "":

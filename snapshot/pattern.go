@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 )
@@ -26,11 +28,17 @@ type Pattern struct {
 	globstar bool
 }
 
+// ErrSlashInElement is NewPattern's error for a pattern with "**"
+// whose "/" is escaped or inside [...].
+var ErrSlashInElement = errors.New("syntax error in pattern")
+
 // globstar is the element that matches any number of elements.
 const globstar = "**"
 
 // NewPattern checks glob's syntax and compiles it. A glob that was
-// valid for filepath.Match stays valid.
+// valid for filepath.Match stays valid, unless it has a "**" element and
+// a "/" escaped or inside [...] (ErrSlashInElement): it would match
+// nothing.
 func NewPattern(glob string) (Pattern, error) {
 	if _, err := filepath.Match(glob, ""); err != nil {
 		return Pattern{}, err
@@ -40,6 +48,15 @@ func NewPattern(glob string) (Pattern, error) {
 		if e == globstar {
 			p.globstar = true
 			break
+		}
+	}
+	if p.globstar {
+		// Matched element by element: a "/" escaped or inside [...]
+		// would leave an element that matches no path element.
+		for _, e := range p.elems {
+			if _, err := filepath.Match(e, ""); err != nil {
+				return Pattern{}, fmt.Errorf("%w: with \"**\", a \"/\" separates elements; it cannot be escaped or inside [...]", ErrSlashInElement)
+			}
 		}
 	}
 	if n := len(p.elems); p.globstar && n > 1 && p.elems[n-1] == globstar {

@@ -347,3 +347,28 @@ func TestBackupExcludeGlobstar(t *testing.T) {
 		}
 	}
 }
+
+// TestPatternSlashInElement: with "**" a pattern is matched element by
+// element, so an escaped "/" or one inside [...] would be part of an
+// element, which no path element holds: such a pattern matched nothing,
+// silently, where the same pattern without "**" matches. It is refused,
+// by NewPattern and by NewExcluder (so backup, rewrite and restore).
+func TestPatternSlashInElement(t *testing.T) {
+	for _, glob := range []string{`**/a\/b`, `**/a[/]b`, `/x/**/[a/]`} {
+		if _, err := snapshot.NewPattern(glob); err == nil {
+			t.Errorf("NewPattern(%q) accepted", glob)
+		}
+		if _, err := snapshot.NewExcluder([]string{glob}); err == nil {
+			t.Errorf("NewExcluder(%q) accepted", glob)
+		}
+	}
+	// Without "**", filepath.Match's syntax, as before.
+	for _, glob := range []string{`/x/a\/b`, `/x/a[/]b`, `a\/`} {
+		if _, err := snapshot.NewExcluder([]string{glob}); err != nil {
+			t.Errorf("NewExcluder(%q): %v", glob, err)
+		}
+	}
+	if !mustPattern(t, `/x/a\/b`).Match("/x/a/b") {
+		t.Error(`/x/a\/b does not match /x/a/b`)
+	}
+}
