@@ -77,10 +77,12 @@ the filesystem supports it); each such write then waits for the disk.
 --include and --exclude choose what is restored. An include pattern is
 matched against the snapshot-relative path (home/u/*.txt) and takes
 everything below a matching directory; ** as a whole element matches any
-number of elements (var/lib/**/*.db, **/app.conf). Exclude patterns are
+number of elements (var/lib/**/*.db, **/app.conf); one ending in / matches
+directories only, as in excludes and find (**/cache/). Exclude patterns are
 backup's: one without a slash matches any element of a path ('*.log',
 'node_modules'), one with a slash the whole path as it was backed up
-('/home/*/.cache', '/home/**/.cache'). What an
+('/home/*/.cache', '/home/**/.cache'), never the directories above a
+backed-up path, as in a backup. What an
 exclude pattern matches is left out, with all it holds, even if an include
 pattern matches it too.
 
