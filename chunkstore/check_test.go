@@ -290,6 +290,42 @@ func TestEnvelopeVanishingWhileChecked(t *testing.T) {
 	}
 }
 
+// TestKeyStatusListsOnce: what 'key list' shows (the generation, the
+// envelopes, those that do not verify) comes from one listing of keys/,
+// each envelope read at most once, with a writer key or an identity, and
+// the two planted envelopes of a newer generation are named and do not
+// count as the repository's generation.
+func TestKeyStatusListsOnce(t *testing.T) {
+	ctx := context.Background()
+	f := storetest.NewFaulty(mem.New())
+	repos := storetest.InitRepos(t, f)
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, planter, _ := storetest.Identity(t)
+	for _, own := range []bool{false, true} {
+		plantEnvelope(t, f, repos.Writer, planter, own)
+	}
+	reader, err := openAs(t, f, chunkstore.Credentials{Identities: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]*chunkstore.Repository{"writer key": repos.Writer, "identity": reader} {
+		f.Reset()
+		gen, envs, bad, err := r.KeyStatus(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if gets, lists := f.Calls(storetest.OpGet), f.Calls(storetest.OpList); lists != 1 || gets > 3 {
+			t.Errorf("%s: %d listings and %d reads; want keys/ listed once and each of the 3 envelopes read at most once", name, lists, gets)
+		}
+		if gen != 0 || len(envs) != 3 || len(bad) != 2 {
+			t.Errorf("%s: generation %d, %d envelopes, %d unverified; want 0, 3 and the 2 planted", name, gen, len(envs), len(bad))
+		}
+	}
+}
+
 // TestCheckReadsEnvelopesOnce: check lists keys/ once and reads each key
 // envelope once, whether they verify or not, and still names the planted
 // ones (an unsigned envelope, and one signed with the planter's own key,

@@ -105,6 +105,23 @@ func (r *Repository) KeyGeneration(ctx context.Context) (uint32, error) {
 	return gen, err
 }
 
+// KeyStatus is KeyGeneration, Envelopes and UnverifiedEnvelopes from one
+// listing of keys/, each envelope read at most once: what 'key list'
+// shows. Listing keys/ again for each would cost a LIST per call on S3
+// and could see a different set of envelopes each time.
+func (r *Repository) KeyStatus(ctx context.Context) (gen uint32, envs []Envelope, bad []EnvelopeProblem, err error) {
+	seen := envelopeReads{}
+	gen, envs, err = r.keyGeneration(ctx, seen)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	bad, err = r.unverifiedAmong(ctx, envs, seen)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return gen, envs, bad, nil
+}
+
 // keyGeneration is KeyGeneration, with the envelopes it listed (also
 // with its error when it found none that counts), reading them through
 // seen.
@@ -433,12 +450,6 @@ func (r *Repository) UnverifiedEnvelopes(ctx context.Context) ([]EnvelopeProblem
 	if err != nil {
 		return nil, err
 	}
-	return r.UnverifiedAmong(ctx, envs)
-}
-
-// UnverifiedAmong is UnverifiedEnvelopes for envelopes the caller listed
-// already (Envelopes).
-func (r *Repository) UnverifiedAmong(ctx context.Context, envs []Envelope) ([]EnvelopeProblem, error) {
 	return r.unverifiedAmong(ctx, envs, nil)
 }
 

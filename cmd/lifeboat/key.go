@@ -89,25 +89,18 @@ func runKeyList(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	envs, err := repo.Envelopes(ctx)
+	gen, envs, bad, err := repo.KeyStatus(ctx)
 	if err != nil {
 		return storeError(g.repo, err)
 	}
 	sec := repo.Secrets()
-	out := keyListOutput{RepoID: sec.RepoID, Recipients: sec.Recipients, KeyGeneration: sec.Generation}
-	bad, err := repo.UnverifiedAmong(ctx, envs)
-	if err != nil {
-		return storeError(g.repo, err)
-	}
+	out := keyListOutput{RepoID: sec.RepoID, Generation: gen, Recipients: sec.Recipients, KeyGeneration: sec.Generation}
 	why := map[string]string{}
 	for _, e := range bad {
 		why[e.Name] = e.Err.Error()
 	}
 	for _, e := range envs {
 		out.Envelopes = append(out.Envelopes, keyEnvelope{Name: e.Name, Generation: e.Gen, Unverified: why[e.Name]})
-	}
-	if out.Generation, err = repo.KeyGeneration(ctx); err != nil {
-		return storeError(g.repo, err)
 	}
 	out.Stale = sec.Generation < out.Generation
 	if repo.CanRead() {
