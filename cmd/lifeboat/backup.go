@@ -181,7 +181,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		if err != nil {
 			return fmt.Errorf("path %s: %w", a, err)
 		}
-		if strings.HasSuffix(a, "/") && p != "/" {
+		if asksForDirectory(a) && p != "/" {
 			// Abs drops the slash, which asks for the directory a
 			// symlink points to (snapshot.BackupOptions.Paths).
 			p += "/"
@@ -377,6 +377,14 @@ func parseSnapshotTime(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%s is in the future (now is %s): give when the data backed up was as it is", t.Format(time.RFC3339), now.Format(time.RFC3339))
 	}
 	return t, nil
+}
+
+// asksForDirectory reports whether a backup path, as given, names a
+// directory rather than whatever its last element is: it ends in a slash
+// or in ".". The kernel resolves "link/." and "link/" alike, through the
+// symlink, so lifeboat does too; filepath.Abs cleans both to "link".
+func asksForDirectory(arg string) bool {
+	return strings.HasSuffix(arg, "/") || arg == "." || strings.HasSuffix(arg, "/.")
 }
 
 // filesCachePath names the files cache of one backup source set: the same
