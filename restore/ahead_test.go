@@ -140,6 +140,14 @@ func TestDumpReadsRanges(t *testing.T) {
 
 			// About 10 MiB of small files and 40 MiB in chunks of
 			// ~1 MiB, in 8 MiB ranges: a handful of GETs per pack.
+			// How many depends on timing: a window is sent early
+			// when the walk names nothing more for now (aheadEager),
+			// so a slow machine makes smaller windows. The three
+			// packs took 6 to 30 GETs on a loaded 2-core machine
+			// (386 binaries against MinIO). The bound still catches
+			// a GET per file (600) or per blob (over 640), and a
+			// large file read a chunk at a time (its 40 or so
+			// chunks, with the small files' GETs on top).
 			packs := map[chunkstore.ID]bool{}
 			chunks := 0
 			for _, n := range []string{"large", "d0/f0000"} {
@@ -153,8 +161,8 @@ func TestDumpReadsRanges(t *testing.T) {
 					chunks++
 				}
 			}
-			if gets := c.dataGets(t, r); gets > 20 {
-				t.Errorf("%d GETs of data packs for %d files (the large one in %d chunks); want at most 20", gets, len(want), chunks-1)
+			if gets := c.dataGets(t, r); gets > 40 {
+				t.Errorf("%d GETs of data packs for %d files (the large one in %d chunks); want at most 40", gets, len(want), chunks-1)
 			} else {
 				t.Logf("%d GETs of data packs for %d files (the large one in %d chunks)", gets, len(want), chunks-1)
 			}
