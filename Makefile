@@ -23,7 +23,7 @@ test:
 # The whole suites, built for 386, which this machine runs natively:
 # 32-bit int, time_t and unaligned 64-bit atomics break code anywhere, not
 # only in the tests written for them. No race detector (it has no 386
-# build). e2e is not in it: it has not been run for 386 yet.
+# build). e2e passes for 386 too but is left out: it would add 6 minutes.
 TEST32_PKGS = ./chunkstore/... ./snapshot/... ./restore/... ./internal/... ./cmd/... \
 	./drill/... ./agent/... ./coordinator/...
 
