@@ -608,6 +608,11 @@ func (r *Repository) RewriteIndex(ctx context.Context, drop map[ID]bool, present
 // LoadIndex could not read are removed too (RepairIndex, which has
 // described their packs again from the packs), instead of refusing.
 func (r *Repository) rewriteIndex(ctx context.Context, drop map[ID]bool, present map[ID]int64, removeDamaged bool) (written, removed int, err error) {
+	// An index file of a newer release is never removed: this one
+	// cannot describe its packs as that one did.
+	if err := r.newerIndexErr(); err != nil {
+		return 0, 0, fmt.Errorf("rewrite index: %w", err)
+	}
 	if len(r.indexProblems) > 0 && !removeDamaged {
 		return 0, 0, fmt.Errorf("rewrite index: %d index files are damaged (%s among them: %v); run 'lifeboat repair index' first", len(r.indexProblems), r.indexProblems[0].Object, r.indexProblems[0].Err)
 	}

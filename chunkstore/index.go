@@ -1,6 +1,7 @@
 package chunkstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -95,6 +96,29 @@ func EncodeIndex(packs []PackEntry) []byte {
 	return out
 }
 
+// magicVersion parses the version of a magic of the form prefix,
+// decimal digits, "\n": how every lifeboat magic names its version, so
+// that a later one is told apart from damage.
+func magicVersion(b []byte, prefix string) (uint64, bool) {
+	if !bytes.HasPrefix(b, []byte(prefix)) {
+		return 0, false
+	}
+	var v uint64
+	digits := 0
+	for _, c := range b[len(prefix):] {
+		switch {
+		case c >= '0' && c <= '9' && digits < 9:
+			v = v*10 + uint64(c-'0')
+			digits++
+		case c == '\n' && digits > 0:
+			return v, true
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
 // DecodeIndex parses index plaintext. It validates every length against
 // the bytes present and every blob against its pack's size.
 func DecodeIndex(b []byte) ([]PackEntry, error) {
@@ -110,6 +134,9 @@ func DecodeIndex(b []byte) ([]PackEntry, error) {
 	case indexMagicV2:
 		v2 = true
 	default:
+		if v, ok := magicVersion(b, "LBIDX"); ok && v > 2 {
+			return nil, fmt.Errorf("%w (index format version %d; this release reads up to 2)", ErrNewerFormat, v)
+		}
 		return bad("bad magic")
 	}
 	head := IDSize + 8 // id, size, W

@@ -259,6 +259,9 @@ type PackInfo struct {
 // (callers compare Hash(b) with the name) nor decrypt blobs.
 func ParsePack(b []byte, metaKey *[32]byte) (PackInfo, error) {
 	var info PackInfo
+	if v, ok := magicVersion(b, packMagic[:6]); ok && v > 1 {
+		return info, fmt.Errorf("%w (pack format version %d; this release reads 1)", ErrNewerFormat, v)
+	}
 	if len(b) < len(packMagic)+4+PackFooterSize || string(b[:len(packMagic)]) != packMagic {
 		return info, fmt.Errorf("%w: not a pack (bad header)", ErrCorrupt)
 	}

@@ -595,6 +595,13 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 					mu.Unlock()
 					return nil
 				}
+				if errors.Is(err, ErrNewerFormat) {
+					mu.Lock()
+					seen[id] = true
+					problems = append(problems, Problem{Object: IndexPrefix + id.String(), Err: err})
+					mu.Unlock()
+					return nil
+				}
 				if !errors.Is(err, ErrCorrupt) {
 					return err
 				}
@@ -641,18 +648,33 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	r.indexProblems = problems
 	r.indexLoaded.Store(true)
 	r.pruneCache(KindIndex, ids)
+	return r.newerIndexErr()
+}
+
+// newerIndexErr is the error about the first index file written by a
+// newer lifeboat, or nil. Its packs' blobs are unknown to this release,
+// and unlike a damaged file's they cannot be described again from the
+// packs without losing what the newer release recorded: backups,
+// restores, prunes and repairs stop; check reports it (errors.Is
+// ErrNewerFormat) and goes on.
+func (r *Repository) newerIndexErr() error {
+	for _, p := range r.indexProblems {
+		if errors.Is(p.Err, ErrNewerFormat) {
+			return fmt.Errorf("load index: index file %s: %w", p.Object, p.Err)
+		}
+	}
 	return nil
 }
 
 // EnsureIndex loads the index unless LoadIndex already ran.
 func (r *Repository) EnsureIndex(ctx context.Context) error {
 	if r.indexLoaded.Load() {
-		return nil
+		return r.newerIndexErr()
 	}
 	r.indexOnce.Lock()
 	defer r.indexOnce.Unlock()
 	if r.indexLoaded.Load() {
-		return nil
+		return r.newerIndexErr()
 	}
 	return r.LoadIndex(ctx)
 }

@@ -17,6 +17,12 @@ import (
 // bytes: a failed authentication tag, a hash mismatch, a truncated object.
 var ErrCorrupt = errors.New("repository data is corrupt")
 
+// ErrNewerFormat is wrapped by errors about an object that carries a
+// lifeboat magic of a version this release does not know: it was written
+// by a newer lifeboat. Such an object is never damaged garbage to delete
+// or replace; the only fix is to upgrade.
+var ErrNewerFormat = errors.New("written by a newer lifeboat: upgrade lifeboat to read it")
+
 func newGCM(key []byte) cipher.AEAD {
 	block, err := aes.NewCipher(key)
 	if err != nil {
@@ -250,6 +256,9 @@ func openMeta(key *[32]byte, kind MetaKind, b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s object truncated (%d bytes)", ErrCorrupt, kind, len(b))
 	}
 	if string(b[:4]) != metaMagic {
+		if string(b[:3]) == metaMagic[:3] && b[3] > metaMagic[3] && b[3] <= '9' {
+			return nil, fmt.Errorf("%w (%s object sealed with format version %c; this release reads 1)", ErrNewerFormat, kind, b[3])
+		}
 		return nil, fmt.Errorf("%w: %s object has bad magic", ErrCorrupt, kind)
 	}
 	if MetaKind(b[4]) != kind {

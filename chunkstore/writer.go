@@ -483,6 +483,11 @@ func (r *Repository) readUnindexed(ctx context.Context, present map[ID]int64, ma
 				return nil
 			}
 			info, err := ParsePack(b, &r.secrets.MetaKey)
+			if errors.Is(err, ErrNewerFormat) {
+				// Not garbage: a newer lifeboat's, which this one
+				// can neither index nor let a prune delete.
+				return fmt.Errorf("unindexed pack %s: %w", oi.Name, err)
+			}
 			if err != nil {
 				r.log.Warn("unindexed pack is unreadable; not using it", "pack", oi.Name, "err", err)
 				mu.Lock()

@@ -29,8 +29,8 @@ func Check(ctx context.Context, repo *chunkstore.Repository) ([]chunkstore.Probl
 	// A backup may have committed since the caller loaded the index.
 	// Manifests are written after the index files they depend on, so
 	// loading the index again now covers every snapshot just listed.
-	if err := repo.LoadIndex(ctx); err != nil {
-		return nil, err
+	if err := repo.LoadIndex(ctx); err != nil && !errors.Is(err, chunkstore.ErrNewerFormat) {
+		return nil, err // a newer index file is the caller's problem to report
 	}
 	var probs []chunkstore.Problem
 	damaged := Damaged(errs)

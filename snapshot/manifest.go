@@ -102,6 +102,14 @@ type Snapshot struct {
 
 func decodeManifest(b []byte) (Manifest, error) {
 	var m Manifest
+	// The version first: a newer manifest may change what the other
+	// fields hold, and must read as newer, not as damaged.
+	var v struct {
+		Version int `json:"version"`
+	}
+	if json.Unmarshal(b, &v) == nil && v.Version > ManifestVersion {
+		return m, fmt.Errorf("manifest version %d (this release reads %d): %w", v.Version, ManifestVersion, chunkstore.ErrNewerFormat)
+	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return m, fmt.Errorf("decode manifest: %w", err)
 	}

@@ -136,7 +136,9 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := repo.LoadIndex(ctx); err != nil {
+	// An index file of a newer lifeboat is one of the problems reported
+	// (with the advice to upgrade); the rest is checked as far as it goes.
+	if err := repo.LoadIndex(ctx); err != nil && !errors.Is(err, chunkstore.ErrNewerFormat) {
 		return storeError(g.repo, err)
 	}
 	var done, total atomic.Int64
@@ -211,6 +213,9 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		for _, p := range problems {
 			fmt.Fprintf(w, "problem: %s: %v\n", p.Object, p.Err)
 		}
+		if newerFormat(problems) {
+			fmt.Fprintln(w, "hint: objects written by a newer lifeboat: upgrade this lifeboat to read them (do not delete them; 'lifeboat repair index' refuses to run meanwhile)")
+		}
 		if indexDamaged(problems) {
 			fmt.Fprintln(w, "hint: 'lifeboat repair index' replaces damaged index files and drops the entries of missing packs (see its --help)")
 		}
@@ -270,7 +275,21 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 // index' mends.
 func indexDamaged(problems []chunkstore.Problem) bool {
 	for _, p := range problems {
+		if errors.Is(p.Err, chunkstore.ErrNewerFormat) {
+			continue // not damaged: repair index refuses it
+		}
 		if strings.HasPrefix(p.Object, chunkstore.IndexPrefix) || errors.Is(p.Err, chunkstore.ErrPackMissing) {
+			return true
+		}
+	}
+	return false
+}
+
+// newerFormat reports whether problems include an object written by a
+// newer lifeboat.
+func newerFormat(problems []chunkstore.Problem) bool {
+	for _, p := range problems {
+		if errors.Is(p.Err, chunkstore.ErrNewerFormat) {
 			return true
 		}
 	}

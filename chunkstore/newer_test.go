@@ -1,0 +1,77 @@
+package chunkstore_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
+)
+
+// TestNewerMagicIsNotCorrupt: a magic that names a later version of the
+// index or pack format reads as written by a newer lifeboat, never as
+// damage; a magic that is merely wrong stays corrupt.
+func TestNewerMagicIsNotCorrupt(t *testing.T) {
+	body := make([]byte, 64)
+	var key [32]byte
+	for _, tc := range []struct {
+		name, magic string
+		parse       func([]byte) error
+		newer       bool
+	}{
+		{"index v3", "LBIDX3\n\x00", decodeIndex, true},
+		{"index v12", "LBIDX12\n", decodeIndex, true},
+		{"index v0", "LBIDX0\n\x00", decodeIndex, false},
+		{"index garbled", "LBIDX3x\x00", decodeIndex, false},
+		{"index other", "XXXXXXXX", decodeIndex, false},
+		{"pack v2", "LBPACK2\n", func(b []byte) error { _, err := chunkstore.ParsePack(b, &key); return err }, true},
+		{"pack garbled", "LBPACKx\n", func(b []byte) error { _, err := chunkstore.ParsePack(b, &key); return err }, false},
+	} {
+		err := tc.parse(append([]byte(tc.magic), body...))
+		if got := errors.Is(err, chunkstore.ErrNewerFormat); got != tc.newer || errors.Is(err, chunkstore.ErrCorrupt) == tc.newer {
+			t.Errorf("%s: %v; want newer format %v, corrupt %v", tc.name, err, tc.newer, !tc.newer)
+		}
+	}
+}
+
+func decodeIndex(b []byte) error { _, err := chunkstore.DecodeIndex(b); return err }
+
+// TestNewerSealIsNotCorrupt: a sealed object (index file, manifest)
+// whose magic names a later sealing format reads as written by a newer
+// lifeboat, and LoadIndex stops with that error while recording the file
+// as a problem for check.
+func TestNewerSealIsNotCorrupt(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	repos := storetest.InitRepos(t, st)
+	w := repos.Writer
+	id, err := w.SaveMeta(ctx, chunkstore.KindIndex, chunkstore.EncodeIndex(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.Get(ctx, chunkstore.IndexPrefix+id.String(), 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, chunkstore.IndexPrefix+id.String()); err != nil {
+		t.Fatal(err)
+	}
+	b[3] = '2' // "LBM2"; objects are named by their hash
+	name := chunkstore.IndexPrefix + chunkstore.Hash(b).String()
+	if err := st.Put(ctx, name, b); err != nil {
+		t.Fatal(err)
+	}
+	r := repos.OpenReader(t, st)
+	err = r.LoadIndex(ctx)
+	if !errors.Is(err, chunkstore.ErrNewerFormat) || errors.Is(err, chunkstore.ErrCorrupt) {
+		t.Fatalf("LoadIndex with an index file sealed by a newer lifeboat: %v; want ErrNewerFormat", err)
+	}
+	if p := r.IndexProblems(); len(p) != 1 || p[0].Object != name {
+		t.Errorf("index problems %v, want %s", p, name)
+	}
+	if err := r.EnsureIndex(ctx); !errors.Is(err, chunkstore.ErrNewerFormat) {
+		t.Errorf("EnsureIndex after LoadIndex: %v; want ErrNewerFormat again", err)
+	}
+}
