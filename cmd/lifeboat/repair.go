@@ -55,8 +55,9 @@ delete anything until they are whole again (a new backup stores again
 what its hosts still have) or rewritten by 'lifeboat repair snapshots'.
 Packs that fail verification stay unindexed and are reported; prune
 deletes them then. Packs whose size differs from the index are reported
-and kept indexed (every blob read from them is still verified); run
-'lifeboat check --read-data' to see what is left of them.`,
+and kept indexed (every blob read from them is still verified), and the
+repair exits 1 naming them: 'lifeboat check --read-data' tells what is
+left of them, and 'lifeboat repair packs' salvages it.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRepairIndex(cmd.Context(), g, dryRun) },
 	}
@@ -77,9 +78,17 @@ func runRepairIndex(ctx context.Context, g *globals, dryRun bool) error {
 		return fmt.Errorf("repair index: %w", storeError(g.repo, err))
 	}
 	if g.json {
-		return printJSON(g.stdout, res)
+		if err := printJSON(g.stdout, res); err != nil {
+			return err
+		}
+	} else {
+		printRepairIndex(g.stdout, res)
 	}
-	printRepairIndex(g.stdout, res)
+	// A pack of the wrong size is kept, not mended: a problem remains,
+	// and the exit code says so.
+	if n := len(res.WrongSize); n > 0 {
+		return fmt.Errorf("%d %s of the wrong size kept in the index (%s among them): 'lifeboat check --read-data' names what is left of them, and 'lifeboat repair packs %s' salvages their intact blobs", n, plural(n, "pack", "packs"), res.WrongSize[0], strings.Join(res.WrongSize, " "))
+	}
 	return nil
 }
 
@@ -105,12 +114,14 @@ func printRepairIndex(w io.Writer, r *chunkstore.IndexRepair) {
 		fmt.Fprintf(w, "%d %s that no readable index file listed (%s): %s\n", r.Reindexed, plural(r.Reindexed, "pack", "packs"), formatBytes(r.ReindexedBytes), verb("verified and indexed", "would be indexed (verified)"))
 	}
 	for _, name := range r.WrongSize {
-		fmt.Fprintf(w, "pack %s has another size than the index records (truncated?): kept; run 'lifeboat check --read-data'\n", name)
+		fmt.Fprintf(w, "pack %s has another size than the index records (truncated or replaced): kept in the index, since every blob read from it is verified; 'lifeboat repair packs %s' salvages what is intact in it\n", name, name)
 	}
 	for _, name := range r.DamagedPacks {
 		fmt.Fprintf(w, "pack %s failed verification: left unindexed (a prune deletes it)\n", name)
 	}
 	switch {
+	case !r.Changed() && len(r.WrongSize) > 0:
+		fmt.Fprintln(w, "the index lists every pack the repository holds; the packs above remain damaged")
 	case !r.Changed():
 		fmt.Fprintln(w, "the index matches the packs: nothing to repair")
 	case r.DryRun:

@@ -283,3 +283,35 @@ func TestCheckSaysStaleKey(t *testing.T) {
 		t.Errorf("check with the current writer key calls it out of date:\n%s", out)
 	}
 }
+
+// TestRepairIndexWrongSizePack: a pack the store holds with another size
+// than the index records is kept, and repair index says so, with what
+// to do next, and exits 1 (a problem remains) instead of "nothing to
+// repair"; a dry run says the same.
+func TestRepairIndexWrongSizePack(t *testing.T) {
+	t.Parallel()
+	c, r, _, _ := backedUpSmallTree(t)
+	packs, err := filepath.Glob(filepath.Join(r.path, "data", "*", "*"))
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("packs %v (%v)", packs, err)
+	}
+	b, err := os.ReadFile(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(packs[0], b[:len(b)-10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(packs[0], r.path+string(filepath.Separator))
+	for _, args := range [][]string{r.writer("repair", "index", "--dry-run"), r.writer("repair", "index")} {
+		res := c.run(args...)
+		if res.code != 1 || strings.Contains(res.stdout, "nothing to repair") ||
+			!strings.Contains(res.stdout, "pack "+name+" has another size than the index records") || !strings.Contains(res.stdout, "kept in the index") ||
+			!strings.Contains(res.stderr, name) || !strings.Contains(res.stderr, "lifeboat repair packs "+name) {
+			t.Errorf("lifeboat %s with a truncated pack: exit %d, want 1 saying it kept %s and naming 'repair packs'\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), res.code, name, res.stdout, res.stderr)
+		}
+	}
+	if got, err := os.ReadFile(packs[0]); err != nil || len(got) != len(b)-10 {
+		t.Errorf("repair index changed the truncated pack: %d bytes (%v)", len(got), err)
+	}
+}
