@@ -40,6 +40,16 @@ type Problem struct {
 
 func (p Problem) Error() string { return fmt.Sprintf("%s: %v", p.Object, p.Err) }
 
+// ErrUnexpectedObject marks a check problem: an object whose name
+// lifeboat never writes, which every command ignores.
+var ErrUnexpectedObject = errors.New("unexpected object")
+
+// strayProblem is the problem of an object under prefix whose name
+// lifeboat never writes.
+func strayProblem(name, prefix string) Problem {
+	return Problem{Object: name, Err: fmt.Errorf("%w under %s: lifeboat does not write such names and every command ignores it; find out where it came from, then move it out of the repository", ErrUnexpectedObject, prefix)}
+}
+
 // CheckReport is the outcome of Check.
 type CheckReport struct {
 	Packs, IndexFiles, Blobs int
@@ -79,11 +89,37 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 	for _, e := range older {
 		rep.Problems = append(rep.Problems, Problem{Object: e.Name, Err: fmt.Errorf("key envelope of generation %d, older than the current recipients': a change of recipients ('lifeboat key add/remove') was interrupted before removing it, and an identity that change removed can still open the repository with it; 'lifeboat key cleanup' (with an identity of the current recipients) removes it", e.Gen)})
 	}
+	// Objects lifeboat does not name so are ignored by every command
+	// (each logs a warning); check makes them problems, as under data/,
+	// so that they are looked at rather than scrolled past.
+	for _, c := range []struct {
+		prefix string
+		ours   func(string) bool
+	}{
+		{IndexPrefix, func(n string) bool { _, err := ParseID(n[len(IndexPrefix):]); return err == nil }},
+		{SnapshotsPrefix, func(n string) bool { _, err := ParseID(n[len(SnapshotsPrefix):]); return err == nil }},
+	} {
+		err := r.store.List(ctx, c.prefix, func(oi ObjectInfo) error {
+			if !c.ours(oi.Name) {
+				rep.Problems = append(rep.Problems, strayProblem(oi.Name, c.prefix))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s in %s: %w", c.prefix, r.store.Location(), err)
+		}
+	}
+	// keys/ was listed by checkKeys, above.
+	r.strayMu.Lock()
+	for _, name := range r.strayKeys {
+		rep.Problems = append(rep.Problems, strayProblem(name, KeysPrefix))
+	}
+	r.strayMu.Unlock()
 	sizes := map[ID]int64{}
 	err = r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {
 		id, ok := ParsePackName(oi.Name)
 		if !ok {
-			rep.Problems = append(rep.Problems, Problem{Object: oi.Name, Err: errors.New("unexpected object under data/")})
+			rep.Problems = append(rep.Problems, strayProblem(oi.Name, DataPrefix))
 			return nil
 		}
 		sizes[id] = oi.Size

@@ -67,10 +67,12 @@ const maxEnvelope = 1 << 20
 // credentials do.
 func (r *Repository) Envelopes(ctx context.Context) ([]Envelope, error) {
 	var envs []Envelope
+	var stray []string
 	if err := r.store.List(ctx, KeysPrefix, func(oi ObjectInfo) error {
 		e, ok := parseEnvelopeName(oi.Name)
 		if !ok {
 			r.log.Warn("ignoring an object under keys/ that is not a key envelope (keys/<sha256>[.g<generation>])", "name", oi.Name)
+			stray = append(stray, oi.Name)
 			return nil
 		}
 		if oi.Size > maxEnvelope {
@@ -82,6 +84,9 @@ func (r *Repository) Envelopes(ctx context.Context) ([]Envelope, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("list keys in %s: %w", r.store.Location(), err)
 	}
+	r.strayMu.Lock()
+	r.strayKeys = stray
+	r.strayMu.Unlock()
 	sort.SliceStable(envs, func(i, j int) bool {
 		if envs[i].Gen != envs[j].Gen {
 			return envs[i].Gen > envs[j].Gen

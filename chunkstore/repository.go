@@ -89,6 +89,12 @@ type Repository struct {
 	indexProblems []Problem
 	indexLoaded   atomic.Bool
 	indexOnce     sync.Mutex
+
+	// strayKeys are the objects under keys/ that the last listing of
+	// the envelopes left out (not named as envelopes): check reports
+	// them without listing keys/ again.
+	strayMu   sync.Mutex
+	strayKeys []string
 }
 
 // InitOptions configure a new repository.

@@ -275,8 +275,8 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 // index' mends.
 func indexDamaged(problems []chunkstore.Problem) bool {
 	for _, p := range problems {
-		if errors.Is(p.Err, chunkstore.ErrNewerFormat) {
-			continue // not damaged: repair index refuses it
+		if errors.Is(p.Err, chunkstore.ErrNewerFormat) || errors.Is(p.Err, chunkstore.ErrUnexpectedObject) {
+			continue // not damaged, and repair index leaves it alone
 		}
 		if strings.HasPrefix(p.Object, chunkstore.IndexPrefix) || errors.Is(p.Err, chunkstore.ErrPackMissing) {
 			return true

@@ -156,3 +156,34 @@ func TestNewerManifestAndPackAreNotDamage(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckStrayObjects: an object whose name lifeboat never writes,
+// under index/, keys/, snapshots/ or data/, is a problem check names
+// with what to do, not only a log warning.
+func TestCheckStrayObjects(t *testing.T) {
+	t.Parallel()
+	c, r, _, _ := backedUpSmallTree(t)
+	strays := []string{"index/notes.txt", "keys/old-key.bak", "snapshots/0123", "data/00/stray"}
+	for _, name := range strays {
+		p := filepath.Join(r.path, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("not lifeboat's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := c.run(r.writer("check")...)
+	if res.code != 1 || !strings.Contains(res.stderr, "check found 4 problems") {
+		t.Errorf("check with %d stray objects: exit %d, want 1 and 4 problems\nstdout:\n%s\nstderr:\n%s", len(strays), res.code, res.stdout, res.stderr)
+	}
+	for _, name := range strays {
+		dir := name[:strings.Index(name, "/")+1]
+		if want := "problem: " + name + ": unexpected object under " + dir + ": "; !strings.Contains(res.stdout, want) || !strings.Contains(res.stdout, "move it out of the repository") {
+			t.Errorf("check does not report %s as a problem with what to do (%q):\n%s", name, want, res.stdout)
+		}
+	}
+	if strings.Contains(res.stdout, "lifeboat repair index") {
+		t.Errorf("check advises repair index, which leaves stray objects alone:\n%s", res.stdout)
+	}
+}
