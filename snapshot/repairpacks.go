@@ -144,6 +144,7 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 		case errors.Is(err, chunkstore.ErrNotFound):
 			b, rp.Problem = nil, "the pack is missing"
 		case err != nil:
+			res.Packs = res.Packs[:i]
 			return res, fmt.Errorf("read %s: %w", rp.Pack, err)
 		case chunkstore.Hash(b) == p.ID:
 			rp.Intact = true
@@ -157,6 +158,7 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 		// pack's: nothing is dropped for it.
 		key, err := repo.PackKey(p)
 		if err != nil {
+			res.Packs = res.Packs[:i] // the ones read whole; err names this one
 			return res, fmt.Errorf("salvage %s: %w", rp.Pack, err)
 		}
 		for _, bl := range p.Blobs {
@@ -172,6 +174,7 @@ func RepairPacks(ctx context.Context, repo *chunkstore.Repository, ids []chunkst
 				continue // a dry run, or copied from another damaged pack already
 			}
 			if _, err := w.SaveReserved(ctx, bl.Type, bl.ID, plain); err != nil {
+				res.Packs = res.Packs[:i]
 				return res, fmt.Errorf("salvage %s: %w", rp.Pack, err)
 			}
 		}

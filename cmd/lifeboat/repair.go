@@ -307,9 +307,15 @@ func runRepairPacks(ctx context.Context, g *globals, args []string, dryRun bool)
 	}
 	res, err := snapshot.RepairPacks(ctx, repo, ids, snapshot.RepairPacksOptions{DryRun: dryRun, Logger: g.log})
 	if err != nil {
-		if res != nil && len(res.Packs) > 0 && !g.json {
-			printRepairPacks(g.stdout, res)
-			fmt.Fprintln(g.stdout, "stopped before the index was rewritten: run 'lifeboat repair packs' again before 'lifeboat prune'")
+		if res != nil && !g.json {
+			// A dry run changes nothing either way; say what a real
+			// run would do, not what this one did not.
+			printRepairedPacks(g.stdout, res)
+			if dryRun {
+				fmt.Fprintln(g.stdout, "dry run: nothing changed; a real run would stop at the same error, before rewriting the index (no pack dropped from it)")
+			} else {
+				fmt.Fprintln(g.stdout, "stopped before the index was rewritten: run 'lifeboat repair packs' again before 'lifeboat prune'")
+			}
 		}
 		return fmt.Errorf("repair packs: %w", storeError(g.repo, err))
 	}
@@ -321,6 +327,21 @@ func runRepairPacks(ctx context.Context, g *globals, args []string, dryRun bool)
 }
 
 func printRepairPacks(w io.Writer, res *snapshot.RepairPacksResult) {
+	lost := printRepairedPacks(w, res)
+	switch {
+	case res.DryRun:
+		fmt.Fprintln(w, "dry run: nothing changed")
+	case res.IndexWritten+res.IndexRemoved > 0:
+		fmt.Fprintf(w, "%s of new packs written; index rewritten: %d files written, %d removed\n", formatBytes(res.Written), res.IndexWritten, res.IndexRemoved)
+	}
+	if lost > 0 && !res.DryRun {
+		fmt.Fprintln(w, "the lost blobs are gone: back up again what the hosts still have, then run 'lifeboat repair snapshots'")
+	}
+}
+
+// printRepairedPacks prints a line for each pack read and returns how
+// many blobs are lost.
+func printRepairedPacks(w io.Writer, res *snapshot.RepairPacksResult) int {
 	lost := 0
 	for _, p := range res.Packs {
 		if p.Intact {
@@ -341,13 +362,5 @@ func printRepairPacks(w io.Writer, res *snapshot.RepairPacksResult) {
 		}
 		lost += p.Lost
 	}
-	switch {
-	case res.DryRun:
-		fmt.Fprintln(w, "dry run: nothing changed")
-	case res.IndexWritten+res.IndexRemoved > 0:
-		fmt.Fprintf(w, "%s of new packs written; index rewritten: %d files written, %d removed\n", formatBytes(res.Written), res.IndexWritten, res.IndexRemoved)
-	}
-	if lost > 0 && !res.DryRun {
-		fmt.Fprintln(w, "the lost blobs are gone: back up again what the hosts still have, then run 'lifeboat repair snapshots'")
-	}
+	return lost
 }

@@ -315,3 +315,49 @@ func TestRepairIndexWrongSizePack(t *testing.T) {
 		t.Errorf("repair index changed the truncated pack: %d bytes (%v)", len(got), err)
 	}
 }
+
+// TestRepairPacksDryRunCannotOpen: a dry run of repair packs on a
+// damaged pack whose data key this identity cannot open says what a
+// real run would do (stop there, the index untouched) instead of that it
+// "stopped before the index was rewritten", which only a real run does.
+func TestRepairPacksDryRunCannotOpen(t *testing.T) {
+	t.Parallel()
+	c, r, _, _ := backedUpSmallTree(t)
+	other := initRepo(t, c, "other")
+	b, err := os.ReadFile(other.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt := ""
+	for _, f := range strings.Fields(string(b)) {
+		if strings.HasPrefix(f, "age1") {
+			rcpt = f
+			break
+		}
+	}
+	c.ok(r.reader("key", "add", "--recipient", rcpt, "--key-out", filepath.Join(c.dir, "gen1.key"))...)
+	packs, err := filepath.Glob(filepath.Join(r.path, "data", "*", "*"))
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("packs %v (%v)", packs, err)
+	}
+	pb, err := os.ReadFile(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb[len(pb)/2] ^= 0x10
+	if err := os.WriteFile(packs[0], pb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(packs[0], r.path+string(filepath.Separator))
+	as := func(args ...string) []string {
+		return append(args, "--repo", r.path, "--identity", other.identity)
+	}
+	res := c.fails(1, as("repair", "packs", "--dry-run", name), name)
+	if strings.Contains(res.stdout, "stopped before the index was rewritten") || !strings.Contains(res.stdout, "dry run: nothing changed; a real run would stop at the same error, before rewriting the index") {
+		t.Errorf("repair packs --dry-run on a pack it cannot open:\n%s", res.stdout)
+	}
+	res = c.fails(1, as("repair", "packs", name), name)
+	if !strings.Contains(res.stdout, "stopped before the index was rewritten") {
+		t.Errorf("repair packs on a pack it cannot open:\n%s", res.stdout)
+	}
+}
