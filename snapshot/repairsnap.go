@@ -180,9 +180,10 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		res.Unreadable = unreadable
 	}
 	type todo struct {
-		s    *Snapshot
-		i    int // in res.Damaged
-		tree chunkstore.ID
+		s       *Snapshot
+		i       int // in res.Damaged
+		tree    chunkstore.ID
+		summary Summary // the copy's
 	}
 	var work []todo
 	for _, s := range snaps {
@@ -191,7 +192,7 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		if c, ok := copies[s.ID]; ok {
 			d.Repaired, d.AlreadyRepaired = c, true
 			res.Damaged = append(res.Damaged, d)
-			work = append(work, todo{s, len(res.Damaged) - 1, chunkstore.ID{}})
+			work = append(work, todo{s, len(res.Damaged) - 1, chunkstore.ID{}, Summary{}})
 			continue
 		}
 		var out rewritten
@@ -217,7 +218,7 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		}
 		sort.Strings(d.Removed)
 		res.Damaged = append(res.Damaged, d)
-		work = append(work, todo{s, len(res.Damaged) - 1, out.id})
+		work = append(work, todo{s, len(res.Damaged) - 1, out.id, s.Summary.without(out.lostFiles, out.lostBytes)})
 	}
 	if len(rw.lost) > 0 {
 		// Lost only if no pack the index misses holds it (marked ones
@@ -246,7 +247,7 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	reps := make([]replacement, len(work))
 	for i, w := range work {
 		d := &res.Damaged[w.i]
-		reps[i] = replacement{s: w.s, tree: w.tree, saved: d.AlreadyRepaired, id: &d.Repaired, forgotten: &d.Forgotten, removed: len(d.Removed)}
+		reps[i] = replacement{s: w.s, tree: w.tree, saved: d.AlreadyRepaired, id: &d.Repaired, forgotten: &d.Forgotten, removed: len(d.Removed), summary: &w.summary}
 	}
 	if err := saveReplacements(ctx, repo, sess, held, rw.encoded, reps, RepairedTag, OriginalByRepair, opts.Forget, opts.Logger); err != nil {
 		return res, err
@@ -286,6 +287,7 @@ type replacement struct {
 	saved   bool           // by an earlier run, as *id: only forget
 	id      *chunkstore.ID // the copy's, set once it is saved
 	removed int            // paths left out, for the log
+	summary *Summary       // the copy's, if not the original's
 
 	forgotten *bool
 }
@@ -323,6 +325,9 @@ func saveReplacements(ctx context.Context, repo *chunkstore.Repository, sess *ch
 			}
 			orig := s.ID
 			m.Original, m.OriginalBy = &orig, by
+			if r.summary != nil {
+				m.Summary = *r.summary
+			}
 			id, err := commitRepaired(ctx, repo, sess, held, m)
 			if err != nil {
 				return fmt.Errorf("save the %s copy of snapshot %s: %w", tag, s.ID.Short(), err)
@@ -359,6 +364,10 @@ type rewritten struct {
 	id      chunkstore.ID
 	changed bool
 	removed []string // relative to the tree
+	// lostFiles and lostBytes count the regular files left out (not
+	// those in a directory whose listing is lost: nothing says what
+	// that held).
+	lostFiles, lostBytes uint64
 }
 
 // has reports whether a blob of type t is indexed.
@@ -397,6 +406,10 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 		if lost {
 			out.changed = true
 			out.removed = append(out.removed, name)
+			if n.Type == TypeFile {
+				out.lostFiles++
+				out.lostBytes += n.Size
+			}
 			continue
 		}
 		if n.Type == TypeDir && n.Subtree != nil {
@@ -410,6 +423,8 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 			case err == nil:
 				if r.changed {
 					out.changed = true
+					out.lostFiles += r.lostFiles
+					out.lostBytes += r.lostBytes
 					for _, p := range r.removed {
 						out.removed = append(out.removed, name+"/"+p)
 					}
@@ -451,4 +466,19 @@ func (rw *rewriter) encode(t *Tree) (chunkstore.ID, error) {
 	id := rw.repo.TreeID(b)
 	rw.encoded[id] = b
 	return id, nil
+}
+
+// without is the summary less files regular files of bytes bytes in
+// all, those a repaired copy leaves out: what 'snapshots' and 'stats'
+// show of the copy is then its own. Which of new, changed and unmodified the files
+// were is not recorded; they are taken from unmodified first. The rest
+// (times, bytes read and added) describes the backup and stays.
+func (s Summary) without(files, bytes uint64) Summary {
+	for _, n := range []*uint64{&s.FilesUnmodified, &s.FilesChanged, &s.FilesNew} {
+		d := min(files, *n)
+		*n -= d
+		files -= d
+	}
+	s.BytesProcessed -= min(bytes, s.BytesProcessed)
+	return s
 }

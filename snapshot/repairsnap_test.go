@@ -92,6 +92,11 @@ func TestRepairSnapshots(t *testing.T) {
 				!s.Time.Equal(orig.Manifest.Time) || !slices.Equal(s.Paths, orig.Manifest.Paths) || s.Host != orig.Manifest.Host:
 				t.Fatalf("repaired copy %+v does not carry over %s's metadata, or name it", s.Manifest, orig.ID.Short())
 			}
+			// Its summary is its own: the file left out is not counted.
+			files := func(m snapshot.Summary) uint64 { return m.FilesNew + m.FilesChanged + m.FilesUnmodified }
+			if o, n := orig.Manifest.Summary, s.Summary; n.BytesProcessed != o.BytesProcessed-uint64(len(c)) || files(n) != files(o)-1 || n.Dirs != o.Dirs || !n.Start.Equal(o.Start) {
+				t.Errorf("repaired copy of %s: summary %+v; want the original's %+v without lost/c (%d bytes)", orig.ID.Short(), n, o, len(c))
+			}
 		}
 		if _, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{}); err != nil {
 			t.Fatalf("prune after repair: %v", err)
