@@ -143,6 +143,11 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	// What prune deletes follows from what it reads: from the store,
 	// not from a cache that may hold intact copies of rotted objects.
 	repo.DistrustCache()
+	if opts.Rewrap {
+		if err := canRewrap(ctx, repo); err != nil {
+			return nil, err
+		}
+	}
 	opts.Sessions = opts.Sessions.OrDefault()
 	opts.Logger = orDiscard(opts.Logger)
 	res := &PruneResult{DryRun: opts.DryRun}
@@ -884,6 +889,31 @@ func openPackBlob(repo *chunkstore.Repository, key *[32]byte, bl chunkstore.Blob
 		return nil, fmt.Errorf("blob %s lies beyond the end of %s (%d bytes)", bl.ID.Short(), name, len(b))
 	}
 	return repo.OpenBlob(key, bl, b[bl.Offset:end], plain)
+}
+
+// canRewrap refuses a rewrap with an identity that opened the
+// repository through an older generation's key envelope (left by an
+// interrupted change of recipients): it would wrap packs to those older
+// recipients, and a dry run would count the wrong packs.
+func canRewrap(ctx context.Context, repo *chunkstore.Repository) error {
+	cur, err := repo.KeyGeneration(ctx)
+	if err != nil {
+		return err
+	}
+	own := repo.Secrets().Generation
+	if own >= cur {
+		return nil
+	}
+	if err := loadIndexForPrune(ctx, repo); err != nil {
+		return err
+	}
+	n := 0
+	for _, p := range repo.Index().Packs() {
+		if p.WrappedBefore(cur) {
+			n++
+		}
+	}
+	return fmt.Errorf("%w: --rewrap: this identity is a recipient only of generation %d, and the recipients are of generation %d since 'lifeboat key' changed them: it cannot wrap the %d packs written for older recipients to the current ones; run 'lifeboat prune --rewrap' with an identity of the current recipients ('lifeboat key list' shows them)", ErrPruneUnsafe, own, cur, n)
 }
 
 // loadIndexForPrune loads new index files and refuses to go on when one

@@ -354,3 +354,44 @@ func TestRepositoryReplacedOrCreatedAgain(t *testing.T) {
 	c.ok("init", "--repo", a.path, "--recipient", recipient, "--key-out", filepath.Join(c.dir, "k3"))
 	c.ok(a.reader("snapshots")...)
 }
+
+// TestPruneRewrapStaleIdentity: prune --rewrap with an identity that
+// opens only an older generation's key envelope (left by an interrupted
+// change of recipients) cannot wrap packs to the current recipients: it
+// exits 1 saying how many packs it could not rewrap and which identity
+// is needed, dry run or not, instead of rewrapping nothing and exiting 0.
+func TestPruneRewrapStaleIdentity(t *testing.T) {
+	t.Parallel()
+	c, r, _, _ := backedUpSmallTree(t)
+	other := initRepo(t, c, "other")
+	recipient := func(file string) string {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if strings.HasPrefix(f, "age1") {
+				return f
+			}
+		}
+		t.Fatalf("no public key in %s", file)
+		return ""
+	}
+	c.ok(r.reader("key", "add", "--recipient", recipient(other.identity), "--key-out", filepath.Join(c.dir, "gen1.key"))...)
+	gen1, err := filepath.Glob(filepath.Join(r.path, "keys", "*"))
+	if err != nil || len(gen1) != 1 {
+		t.Fatalf("key envelopes %v (%v), want one", gen1, err)
+	}
+	env, err := os.ReadFile(gen1[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ok("key", "remove", "--force", "--recipient", recipient(r.identity), "--key-out", filepath.Join(c.dir, "gen2.key"), "--repo", r.path, "--identity", other.identity)
+	// As if the removal had stopped before removing the older envelope.
+	if err := os.WriteFile(gen1[0], env, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{r.reader("prune", "--rewrap", "--dry-run"), r.reader("prune", "--rewrap")} {
+		c.fails(1, args, "generation 1", "generation 2", "cannot wrap the", "packs written for older recipients", "with an identity of the current recipients")
+	}
+}
