@@ -43,9 +43,22 @@ func decodeIndex(b []byte) error { _, err := chunkstore.DecodeIndex(b); return e
 // lifeboat, and LoadIndex stops with that error while recording the file
 // as a problem for check.
 func TestNewerSealIsNotCorrupt(t *testing.T) {
+	for _, backend := range []string{"mem", "local", "minio"} {
+		t.Run(backend, func(t *testing.T) {
+			var repos storetest.Repos
+			if backend == "mem" {
+				repos = storetest.InitRepos(t, mem.New())
+			} else {
+				repos = storetest.NewRepos(t, backend)
+			}
+			testNewerSeal(t, repos)
+		})
+	}
+}
+
+func testNewerSeal(t *testing.T, repos storetest.Repos) {
 	ctx := context.Background()
-	st := mem.New()
-	repos := storetest.InitRepos(t, st)
+	st := repos.Store
 	w := repos.Writer
 	id, err := w.SaveMeta(ctx, chunkstore.KindIndex, chunkstore.EncodeIndex(nil))
 	if err != nil {
