@@ -63,6 +63,9 @@ type RepairSnapshotsResult struct {
 type UnreadableManifest struct {
 	ID    chunkstore.ID `json:"id"`
 	Error string        `json:"error"`
+	// Newer is set for a manifest written by a newer lifeboat: not
+	// damaged, and not to be forgotten; upgrading reads it.
+	Newer bool `json:"newer_format,omitempty"`
 }
 
 // ErrIndexIncomplete is returned by RepairSnapshots when the index does
@@ -136,7 +139,7 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 	for _, e := range errs {
 		var ue *UnreadableError
 		if errors.As(e, &ue) {
-			unreadable = append(unreadable, UnreadableManifest{ID: ue.ID, Error: ue.Err.Error()})
+			unreadable = append(unreadable, UnreadableManifest{ID: ue.ID, Error: ue.Err.Error(), Newer: errors.Is(ue.Err, chunkstore.ErrNewerFormat)})
 		}
 	}
 	if err := repo.LoadIndex(ctx); err != nil {

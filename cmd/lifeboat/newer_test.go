@@ -108,7 +108,8 @@ func TestNewerIndexFileIsNotDamage(t *testing.T) {
 
 // TestNewerManifestAndPackAreNotDamage: a snapshot manifest of a later
 // version is reported by check as written by a newer lifeboat, not as
-// damaged (no advice to forget it), and prune refuses while it is there;
+// damaged (no advice to forget it), prune refuses while it is there and
+// repair snapshots names it with the advice to upgrade, not to forget it;
 // an unindexed pack of a later pack format is neither deleted by prune
 // nor dropped by repair index: both refuse, naming it.
 func TestNewerManifestAndPackAreNotDamage(t *testing.T) {
@@ -132,6 +133,10 @@ func TestNewerManifestAndPackAreNotDamage(t *testing.T) {
 	res = c.run(r.reader("prune", "--no-cache")...)
 	if res.code == 0 || !strings.Contains(res.stderr, "written by a newer lifeboat: upgrade") {
 		t.Errorf("prune with a newer manifest: exit %d, want a refusal naming the upgrade\nstderr:\n%s", res.code, res.stderr)
+	}
+	res = c.run(r.reader("repair", "snapshots", "--no-cache")...)
+	if res.code != 1 || !strings.Contains(res.stderr, name) || !strings.Contains(res.stderr, "written by a newer lifeboat") || strings.Contains(res.stderr, "lifeboat forget") {
+		t.Errorf("repair snapshots with a newer manifest: exit %d, want 1 naming %s as a newer lifeboat's, without advising to forget it\nstdout:\n%s\nstderr:\n%s", res.code, name, res.stdout, res.stderr)
 	}
 	if err := os.Remove(filepath.Join(r.path, name)); err != nil {
 		t.Fatal(err)

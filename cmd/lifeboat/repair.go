@@ -211,6 +211,11 @@ func runRepairSnapshots(ctx context.Context, g *globals, args []string, dryRun, 
 			return fmt.Errorf("snapshot %s cannot be repaired: %s", d.Original.Short(), d.Unrepairable)
 		}
 	}
+	for _, u := range res.Unreadable {
+		if u.Newer {
+			return fmt.Errorf("snapshot manifest %s%s was written by a newer lifeboat, so not repaired: upgrade lifeboat to repair snapshots (do not forget it: it is not damaged)", chunkstore.SnapshotsPrefix, u.ID)
+		}
+	}
 	if len(res.Unreadable) > 0 {
 		u := res.Unreadable[0]
 		return fmt.Errorf("%d snapshot %s could not be read, so not repaired (%s%s among them): put %s back from a copy of the bucket (object versioning, a replica), or remove a damaged one with 'lifeboat forget %s' (the full ID)", len(res.Unreadable), plural(len(res.Unreadable), "manifest", "manifests"), chunkstore.SnapshotsPrefix, u.ID, plural(len(res.Unreadable), "it", "them"), u.ID)
