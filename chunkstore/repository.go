@@ -95,6 +95,10 @@ type Repository struct {
 	// them without listing keys/ again.
 	strayMu   sync.Mutex
 	strayKeys []string
+
+	// indexNewer is the first index file LoadIndex found written by a
+	// newer lifeboat, or nil; EnsureIndex reads it without the lock.
+	indexNewer atomic.Pointer[Problem]
 }
 
 // InitOptions configure a new repository.
@@ -652,6 +656,13 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		}
 	}
 	r.indexProblems = problems
+	r.indexNewer.Store(nil)
+	for _, p := range problems {
+		if errors.Is(p.Err, ErrNewerFormat) {
+			r.indexNewer.Store(&p)
+			break
+		}
+	}
 	r.indexLoaded.Store(true)
 	r.pruneCache(KindIndex, ids)
 	return r.newerIndexErr()
@@ -664,10 +675,8 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 // restores, prunes and repairs stop; check reports it (errors.Is
 // ErrNewerFormat) and goes on.
 func (r *Repository) newerIndexErr() error {
-	for _, p := range r.indexProblems {
-		if errors.Is(p.Err, ErrNewerFormat) {
-			return fmt.Errorf("load index: index file %s: %w", p.Object, p.Err)
-		}
+	if p := r.indexNewer.Load(); p != nil {
+		return fmt.Errorf("load index: index file %s: %w", p.Object, p.Err)
 	}
 	return nil
 }

@@ -225,7 +225,7 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		if !opts.ReadData && treesDamaged(problems) {
 			fmt.Fprintln(w, "hint: directory listings failed to read back intact: 'lifeboat check --read-data' names the damaged packs that hold them, and 'lifeboat repair packs' salvages what is intact in those")
 		}
-		if dataLost(problems) {
+		if dataLost(problems) && !newerFormat(problems) { // the data may be in the newer index
 			fmt.Fprintln(w, "hint: snapshots reference data the index does not have; after 'lifeboat repair index' (and a new backup, which stores again what its hosts still have), 'lifeboat repair snapshots' rewrites them without what is still lost")
 		}
 		if !g.quiet {
