@@ -26,12 +26,29 @@ type exclPattern struct {
 }
 
 // MatchesNothing reports whether pattern can match no path: it has a
-// slash, so it is matched against whole paths, but does not start with
-// one, as every path does ("var/log/*" where "/var/log/*" was meant).
-// One starting with "**/" matches at any depth, so it is fine.
+// slash, so it is matched against whole paths, but no beginning of it
+// can match the "/" every such path starts with ("var/log/*" where
+// "/var/log/*" was meant, "?/x"). filepath.Match itself decides, so
+// that "*" matching the empty first element ("*/x", "***/x", "*/**/x"
+// match /x), "**/" (any depth), an escaped "\/" and a class holding
+// "/" count as they do when matching. It looks at the start only: an
+// element further on that matches no name is too rare to be worth
+// proving.
 func MatchesNothing(pattern string) bool {
 	t := strings.TrimRight(pattern, "/")
-	return strings.Contains(t, "/") && !strings.HasPrefix(t, "/") && !strings.HasPrefix(t, globstar+"/")
+	if !strings.Contains(t, "/") {
+		return false
+	}
+	// The pattern's part that matches the leading "/" ends a prefix of
+	// it that matches "/" alone (a prefix cut inside an escape or a
+	// class is malformed and matches nothing), and what follows cannot
+	// start with a second "/": paths are clean ("[^a]/x" would need //x).
+	for i := 1; i <= len(t); i++ {
+		if ok, _ := filepath.Match(t[:i], "/"); ok && !strings.HasPrefix(t[i:], "/") {
+			return false
+		}
+	}
+	return true
 }
 
 // NewExcluder validates the patterns.

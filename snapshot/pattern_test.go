@@ -260,6 +260,25 @@ func TestExcludeGlobstar(t *testing.T) {
 		{"**", false},
 		{"home/**/.cache", true},
 		{"a**/b", true},
+		// A first element that matches the empty one before a path's
+		// "/" ("*" matches the empty string): these match /x.
+		{"*/x", false},
+		{"***/x", false},
+		{"*/**/x", false},
+		{"**/x", false},
+		{"*/x/", false},
+		{`\/x`, false},
+		{`*\/x`, false},
+		{"[/]x", false},
+		// One that needs a character there matches nothing.
+		{"?/x", true},
+		{"[a]/x", true},
+		{"[^a]/x", true}, // the class takes the "/", leaving "/x" for "x"
+		{`\*/x`, true},
+		{`a\/x`, true},
+		{"*a/x", true},
+		{"x", false},
+		{"x/", false},
 	} {
 		if got := snapshot.MatchesNothing(tc.pattern); got != tc.want {
 			t.Errorf("MatchesNothing(%q) = %v", tc.pattern, got)
