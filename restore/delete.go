@@ -64,20 +64,24 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 		d, base := split(p)
 		kids[d] = append(kids[d], base)
 	}
-	// holdsExcluded reports whether an entry below directory p of the
-	// target is one an exclude pattern keeps: then p cannot go whole,
-	// only what the patterns select in it. A listing that cannot be read
-	// counts as holding one (walk then reports it).
-	var holdsExcluded func(p string) bool
-	holdsExcluded = func(p string) bool {
-		if in.excl == nil {
-			return false
-		}
+	// holdsStaying reports whether an entry below directory p of the
+	// target must stay: one an exclude pattern keeps, or one named like
+	// a restore's temporary file (a running restore's, or a killed one's
+	// whose directory the snapshot lacks). Then p cannot go whole, only
+	// what the patterns select in it. A listing that cannot be read
+	// counts as holding one (walk then reports it). Every directory
+	// --delete removes whole is walked so, even without patterns: its
+	// removal reads all of it anyway.
+	var holdsStaying func(p string) bool
+	holdsStaying = func(p string) bool {
 		names, err := r.t.names(p)
 		if err != nil {
 			return true
 		}
 		for _, name := range names {
+			if leftoverName.MatchString(name) {
+				return true
+			}
 			q := p + "/" + name
 			st, err := r.t.lstat(q)
 			if errors.Is(err, unix.ENOENT) {
@@ -87,7 +91,7 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 				return true
 			}
 			dir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-			if in.excl.Excluded("/"+q, dir) || (dir && holdsExcluded(q)) {
+			if (in.excl != nil && in.excl.Excluded("/"+q, dir)) || (dir && holdsStaying(q)) {
 				return true
 			}
 		}
@@ -143,6 +147,15 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 				// A restore's temporary name: a killed one's is the
 				// sweep's (removeLeftovers), reported as such; a running
 				// one's (another restore into this target) must stay.
+				// The sweep looks only in the directories the plan
+				// holds: in one the snapshot lacks (d is not kept), what
+				// --delete would otherwise remove is named as left, so
+				// that a killed restore's is not left unsaid.
+				if d != "" && !keep[d] && inScope(p) {
+					if st, err := r.t.lstat(p); err == nil && in.match(p, st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+						r.spared = append(r.spared, Failure{Path: p, Err: errors.New("it is named like a restore's temporary file: another restore's into this target, or a killed one's in a directory the snapshot lacks (remove it if no restore is running into the target)")})
+					}
+				}
 				continue
 			}
 			st, err := r.t.lstat(p)
@@ -165,9 +178,10 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 					r.spared = append(r.spared, Failure{Path: p, Err: errors.New(why)})
 					continue
 				}
-				if dir && holdsExcluded(p) {
+				if dir && holdsStaying(p) {
 					// Not whole: "--exclude '*.pid'" keeps the .pid
-					// files in it, and so the directory.
+					// files in it, and so the directory; a restore's
+					// temporary file in it stays too.
 					walk(p)
 					continue
 				}

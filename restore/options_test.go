@@ -980,6 +980,65 @@ func TestRestoreDeleteKeepsExcludedBelowExtraDirs(t *testing.T) {
 	}
 }
 
+// TestRestoreDeleteKeepsLeftoversBelowExtraDirs: a directory the
+// snapshot lacks that holds an entry named like a restore's temporary
+// file (another restore's in progress, or a killed one's) is not removed
+// whole: what else it holds goes, the entry and the directories above it
+// stay and are named in Spared, in a dry run too.
+func TestRestoreDeleteKeepsLeftoversBelowExtraDirs(t *testing.T) {
+	r, src, _, snap := standardSnapshot(t, "local")
+	rel := strings.TrimPrefix(src, "/")
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	tmp := fmt.Sprintf(".lifeboat-restore-%d-1", os.Getpid())
+	extras := map[string]bool{ // path → removed
+		"times/new/" + tmp:           false,
+		"times/new/other":            true,
+		"times/new/sub/" + tmp + "x": true, // not such a name
+		"times/new/deep/a/" + tmp:    false,
+		"times/new/deep/b":           true,
+		"times/gone/a/b/c":           true, // none: the directory goes whole
+	}
+	for p := range extras {
+		fp := filepath.Join(out, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(fp, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []restore.Change{
+		{Path: rel + "/times/gone", Action: restore.ActionDelete, Dir: true},
+		{Path: rel + "/times/new/deep/b", Action: restore.ActionDelete},
+		{Path: rel + "/times/new/other", Action: restore.ActionDelete},
+		{Path: rel + "/times/new/sub", Action: restore.ActionDelete, Dir: true},
+	}
+	wantSpared := []string{rel + "/times/new/" + tmp, rel + "/times/new/deep/a/" + tmp}
+	for _, dry := range []bool{true, false} {
+		res := r.restore(t, snap, restore.Options{Target: dst, Delete: true, DryRun: dry})
+		if !reflect.DeepEqual(res.Changes, want) {
+			t.Errorf("dry run %v: removed %v, want %v", dry, res.Changes, want)
+		}
+		var spared []string
+		for _, s := range res.Spared {
+			spared = append(spared, s.Path)
+		}
+		slices.Sort(spared)
+		slices.Sort(wantSpared)
+		if !reflect.DeepEqual(spared, wantSpared) {
+			t.Errorf("dry run %v: spared %v, want %v", dry, res.Spared, wantSpared)
+		}
+	}
+	for p, removed := range extras {
+		_, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p)))
+		if removed != errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: removed %v, want %v (%v)", p, !removed, removed, err)
+		}
+	}
+}
+
 // TestRestoreDeleteIncludeDirOnly: an include pattern ending in "/"
 // matches directories only, as it does in find and in exclude patterns:
 // "**/olddir/" restores, and with Delete removes, directories named
