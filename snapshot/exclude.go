@@ -103,7 +103,9 @@ func (e *Excluder) Excluded(path string, isDir bool) bool {
 		if p.dirOnly && !isDir {
 			continue
 		}
-		if p.pattern.globstar {
+		if p.pattern.globstar || path == "/" {
+			// The root as Match sees it: "/*" and "/**" hold what is
+			// below it, not the root itself.
 			if matchElems(p.pattern.elems, path) {
 				return true
 			}

@@ -13,7 +13,9 @@ import (
 // "**/node_modules" matches a node_modules at any depth. A trailing
 // "/**" matches everything below the path before it, not that path
 // itself ("/var/cache/**" matches /var/cache/x, not /var/cache), as in
-// restic and .gitignore. Inside an element "**" is just "*" ("foo**",
+// restic and .gitignore. The root "/" is a path of one element, the
+// empty one before its "/": "/**" and "/*" match what is below it, not
+// the root itself, as "/a/**" and "/a/*" do not match /a. Inside an element "**" is just "*" ("foo**",
 // "a**b"), and an escaped "\*\*" is a literal name. Matching takes at
 // most elements × pattern elements steps, however many "**"s there are.
 //
@@ -72,7 +74,7 @@ func (p Pattern) String() string { return p.glob }
 // pattern without a "**" element costs what filepath.Match costs, and
 // no pattern allocates.
 func (p Pattern) Match(name string) bool {
-	if !p.globstar {
+	if !p.globstar && name != "/" {
 		ok, _ := filepath.Match(p.glob, name)
 		return ok
 	}
@@ -89,6 +91,11 @@ func (p Pattern) Match(name string) bool {
 func matchElems(elems []string, name string) bool {
 	// ni is the offset of name's next element; end means no element left.
 	end := len(name) + 1
+	if name == "/" {
+		// The root: its "/" ends the one (empty) element, as a "/"
+		// between elements does; no second one follows it.
+		end = 1
+	}
 	pi, ni := 0, 0
 	starPi, starNi := -1, 0
 	for ni < end {

@@ -59,6 +59,12 @@ func TestPatternMatch(t *testing.T) {
 		{"/a/**/**", "/a", false},
 		{"/a/**/**", "/a/b", true},
 		{"/**", "/a", true},
+		// The root is one empty element: "/**" and "/*" hold what is
+		// below it, not the root, as "/a/**" holds what is below /a.
+		{"/**", "/", false},
+		{"/*", "/", false},
+		{"/**/**", "/", false},
+		{"**", "/", true},
 		// Alone: any path.
 		{"**", "a", true},
 		{"**", "a/b/c", true},
@@ -239,6 +245,15 @@ func TestExcludeGlobstar(t *testing.T) {
 	} {
 		if got := ex.Excluded(tc.path, tc.dir); got != tc.want {
 			t.Errorf("Excluded(%s, dir %v) = %v", tc.path, tc.dir, got)
+		}
+	}
+	// A backup of / walks the root's entries, never the root itself;
+	// should anything ask, "/**" and "/*" exclude what is below it, not
+	// the root, as "/a/**" does not exclude /a.
+	for _, pat := range []string{"/**", "/*", "/**/"} {
+		ex, _ := snapshot.NewExcluder([]string{pat})
+		if ex.Excluded("/", true) || !ex.Excluded("/a", true) {
+			t.Errorf("%q: Excluded(/) = %v, Excluded(/a) = %v; want false, true", pat, ex.Excluded("/", true), ex.Excluded("/a", true))
 		}
 	}
 	// "**/" alone: every directory, no file.
