@@ -214,7 +214,7 @@ func TestPolicyWarnings(t *testing.T) {
 		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {prune: '@weekly'}\n", "p.yaml:6: retention.prune: runs on any drill runner"},
 		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {keep_tags: [hold]}\n", "p.yaml:6: retention.keep_tags: protects snapshots from the other retention rules, and there are none"},
 		{base + "schedule: '@daily'\nagents: {a: b}\nchanging: [/var/log/*.log, var/log/app.log]\n", `p.yaml:6: changing[1]: pattern "var/log/app.log" has a slash`},
-		{base + "schedule: '@daily'\nagents: {a: b}\nexclude: [cache/, '**/node_modules/*.js', tmp/cache/]\n", `p.yaml:6: exclude[2]: pattern "tmp/cache/" has a slash, so it is matched against whole paths`},
+		{base + "schedule: '@daily'\nagents: {a: b}\nexclude: [cache/, '**/node_modules/*.js', '*/srv/x', tmp/cache/]\n", `p.yaml:6: exclude[3]: pattern "tmp/cache/" has a slash, so it is matched against whole paths`},
 	} {
 		ps, warns, err := ParsePoliciesWithWarnings([]byte(tc.yaml), "p.yaml")
 		if err != nil || len(ps) != 1 {
