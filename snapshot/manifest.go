@@ -349,7 +349,9 @@ func decodeTree(id chunkstore.ID, b []byte) (*Tree, error) {
 // 'lifeboat copy' still knows it for the snapshot it copied. The new manifest is
 // saved first, so at every moment one of the two references the data
 // (a prune that lists snapshots meanwhile sees it). Tags equal to s's
-// (in any order) change nothing: s itself is returned.
+// (in any order) change nothing: s itself is returned. A snapshot
+// forgotten since s was listed is not saved again: Retag removes the
+// copy it saved and fails.
 func Retag(ctx context.Context, repo *chunkstore.Repository, s *Snapshot, tags []string) (*Snapshot, error) {
 	tags = slices.Compact(slices.Sorted(slices.Values(tags)))
 	if slices.Equal(tags, slices.Compact(slices.Sorted(slices.Values(s.Tags)))) {
@@ -373,6 +375,22 @@ func Retag(ctx context.Context, repo *chunkstore.Repository, s *Snapshot, tags [
 	}
 	n := &Snapshot{ID: id, Manifest: m}
 	n.Version = ManifestVersion
+	// s may have been forgotten since it was listed (a forget, 'rewrite
+	// --forget' or another tag meanwhile; deleting a missing object is
+	// no error): the new manifest would bring it back, and a prune that
+	// listed the snapshots before it was saved may have deleted its data.
+	// Checked after the save, so that a forget before this point is seen.
+	// Manifest names are random (sealed with a fresh nonce): the one
+	// removed here is ours alone.
+	old := chunkstore.SnapshotsPrefix + s.ID.String()
+	if _, err := repo.Store().Stat(ctx, old); errors.Is(err, chunkstore.ErrNotFound) {
+		if err := Forget(ctx, repo, id); err != nil {
+			return nil, fmt.Errorf("snapshot %s was forgotten meanwhile (by a forget, rewrite or tag running at the same time), and its copy with the new tags %s could not be removed (forget %s): %w", s.ID.Short(), id.Short(), id.Short(), err)
+		}
+		return nil, fmt.Errorf("snapshot %s was forgotten meanwhile (by a forget, rewrite or tag running at the same time): not retagged; list the snapshots again", s.ID.Short())
+	} else if err != nil {
+		return n, fmt.Errorf("snapshot %s was saved with the new tags as %s, but whether the old one is still there could not be checked, so both are kept (forget %s once checked): %w", s.ID.Short(), id.Short(), s.ID.Short(), err)
+	}
 	if err := Forget(ctx, repo, s.ID); err != nil {
 		return n, fmt.Errorf("snapshot %s was saved with the new tags as %s, but the old one could not be removed (forget %s): %w", s.ID.Short(), id.Short(), s.ID.Short(), err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -246,6 +247,35 @@ func TestRetag(t *testing.T) {
 	same, err := snapshot.Retag(ctx, r.writer, n, []string{"hold", "daily"})
 	if err != nil || same.ID != n.ID {
 		t.Fatalf("same tags: %v %v, want %s unchanged", same, err, n.ID.Short())
+	}
+}
+
+// TestRetagForgottenMeanwhile: a snapshot forgotten after tag listed it
+// (a forget, 'rewrite --forget' or another tag running meanwhile) is not
+// saved again. Retag used to save the copy with the new tags and then
+// "remove" the old manifest, already gone: the forgotten snapshot came
+// back (a secret rewrite removed, kept until the next rewrite), and with
+// a prune that listed the snapshots in between, referencing data that
+// prune deleted. Retag must fail, leave no snapshot and say why.
+func TestRetagForgottenMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, "local")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "f"), []byte("x"))
+	s := loadSnap(t, r.reader, r.backupReload(t, dir).ID)
+	if err := snapshot.Forget(ctx, r.writer, s.ID); err != nil { // the concurrent forget
+		t.Fatal(err)
+	}
+	n, err := snapshot.Retag(ctx, r.writer, s, []string{"hold"})
+	if err == nil || !strings.Contains(err.Error(), "forgotten") {
+		t.Fatalf("retag of a forgotten snapshot: %v, %v; want an error saying it was forgotten", n, err)
+	}
+	snaps, _, err := snapshot.List(ctx, r.writer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snaps) != 0 {
+		t.Fatalf("the forgotten snapshot came back as %s (tags %v)", snaps[0].ID.Short(), snaps[0].Tags)
 	}
 }
 
