@@ -40,8 +40,10 @@ tag "rewritten", and the snapshot it replaces named ("original" in
 path is listed; run with --dry-run first.
 
 With --forget the originals are removed once their copies are saved; the
-data only they used is then deleted by the next 'lifeboat prune'. Until
-both have run, the data is still in the repository. Add the pattern to
+data only they used is then deleted by 'lifeboat prune --max-unused 0%'
+(a plain prune leaves up to 10% unused data inside packs that also hold
+data that stays: a small file backed up with others stays). Until both
+have run, the data is still in the repository. Add the pattern to
 the backups' excludes too, or the next backup stores the files again.
 
 Only directory listings are written. Rewrite holds the prune session (it
@@ -49,7 +51,7 @@ refuses to start while a prune runs; a prune started meanwhile exits 1
 naming it) and writes under a backup session, so backups may run meanwhile.
 Running it again finds the copies it saved. It needs the identity.`,
 		Example: `  lifeboat rewrite --dry-run --exclude '*.pem' --exclude /home/ci/.aws
-  lifeboat rewrite --exclude '*.pem' --exclude /home/ci/.aws --forget && lifeboat prune
+  lifeboat rewrite --exclude '*.pem' --exclude /home/ci/.aws --forget && lifeboat prune --max-unused 0%
   lifeboat rewrite --host db1 --exclude /var/lib/app/secrets.env --forget`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runRewrite(cmd.Context(), g, f, args) },
 	}
@@ -119,9 +121,12 @@ func printRewrite(w io.Writer, r *snapshot.RewriteResult) {
 	case r.DryRun && n > 0:
 		fmt.Fprintln(w, "dry run: nothing changed")
 	case n > 0 && !anyForgotten(r):
-		fmt.Fprintln(w, "the originals still hold the data: forget them ('lifeboat rewrite ... --forget' or 'lifeboat forget'), then run 'lifeboat prune'")
+		fmt.Fprintln(w, "the originals still hold the data: forget them ('lifeboat rewrite ... --forget' or 'lifeboat forget'), then run 'lifeboat prune --max-unused 0%'")
 	case n > 0:
-		fmt.Fprintln(w, "run 'lifeboat prune' to delete the data only the originals used")
+		// A plain prune leaves unused data inside packs that also hold
+		// data that stays, up to --max-unused (10%): a small secret backed
+		// up with the rest of its directory would stay.
+		fmt.Fprintln(w, "run 'lifeboat prune --max-unused 0%' to delete the data only the originals used (0% also repacks the packs it shares with data that stays)")
 	}
 }
 

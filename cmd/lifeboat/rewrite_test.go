@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
 
@@ -75,4 +79,66 @@ func TestRewriteCLI(t *testing.T) {
 	} {
 		c.fails(e.code, e.args, e.want)
 	}
+}
+
+// TestRewritePruneErasesData: after 'rewrite --forget', the prune the
+// output names deletes the removed file's data, even where it shares a
+// pack with data that stays (a key file backed up with the rest of a
+// directory: the usual case). The output said 'lifeboat prune', whose
+// default --max-unused 10% leaves a small file inside a large pack:
+// the secret stayed in the repository, readable with the identity,
+// while find and ls no longer showed it.
+func TestRewritePruneErasesData(t *testing.T) {
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	dir := filepath.Join(c.dir, "d")
+	secret := []byte("-----BEGIN PRIVATE KEY-----\nnot for backups\n")
+	fixture.Create(t, dir, fixture.Tree{
+		"data.bin": {Content: fixture.Random(5, 1<<20)},
+		"id.pem":   {Content: secret},
+	})
+	c.ok(r.writer("backup", dir)...)
+	if !indexHolds(t, r, secret) {
+		t.Fatal("the key file's data is not indexed after the backup: the test finds nothing")
+	}
+	out := c.ok(r.reader("rewrite", "--exclude", "*.pem", "--forget")...).stdout
+	i := strings.Index(out, "'lifeboat prune")
+	if i < 0 {
+		t.Fatalf("rewrite --forget names no prune to run:\n%s", out)
+	}
+	cmd := out[i+1:]
+	cmd = cmd[:strings.Index(cmd, "'")]
+	c.ok(r.reader(strings.Fields(cmd)[1:]...)...)
+	if indexHolds(t, r, secret) {
+		t.Fatalf("after rewrite --forget and %q the key file's data is still in the repository:\n%s", cmd, out)
+	}
+	c.ok(r.reader("check", "--read-data")...)
+}
+
+// indexHolds reports whether the index of local repository r lists the
+// data blob of content (one chunk), read with the writer key.
+func indexHolds(t *testing.T, r repo, content []byte) bool {
+	t.Helper()
+	ctx := context.Background()
+	st, err := local.Open(r.path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wk, err := chunkstore.ParseWriterKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: wk}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, ok := repo.Index().Lookup(repo.BlobID(content))
+	return ok
 }
