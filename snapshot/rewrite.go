@@ -9,6 +9,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,6 +136,10 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 			copies[copyKey{*s.Original, s.Tree}] = s.ID
 		}
 	}
+	listed := map[chunkstore.ID]bool{}
+	for _, s := range snaps {
+		listed[s.ID] = true
+	}
 	if len(opts.IDs) > 0 {
 		snaps = slices.DeleteFunc(snaps, func(s *Snapshot) bool { return !slices.Contains(opts.IDs, s.ID) })
 	}
@@ -177,7 +182,43 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 	if err := saveReplacements(ctx, repo, ws.sess, held, pr.encoded, reps, RewrittenTag, OriginalByRewrite, opts.Forget, opts.Logger); err != nil {
 		return res, err
 	}
+	if opts.Forget {
+		forgotten := map[chunkstore.ID]chunkstore.ID{} // tree -> original
+		for _, w := range work {
+			if res.Rewritten[w.i].Forgotten {
+				forgotten[w.s.Tree] = w.s.ID
+			}
+		}
+		return res, savedMeanwhile(ctx, repo, forgotten, listed)
+	}
 	return res, nil
+}
+
+// savedMeanwhile fails if a snapshot saved since the rewrite listed them
+// has the tree of an original it forgot (forgotten: tree -> original): 'lifeboat tag' saves the
+// snapshot it retags again, with its tree, before it removes it, so a
+// tag that ran at the same time has kept the removed paths in a copy
+// (Retag drops its copy only when the original was already gone). Our
+// copies have other trees; a later backup has a tree of its own.
+func savedMeanwhile(ctx context.Context, repo *chunkstore.Repository, forgotten map[chunkstore.ID]chunkstore.ID, listed map[chunkstore.ID]bool) error {
+	if len(forgotten) == 0 {
+		return nil
+	}
+	snaps, _, err := List(ctx, repo)
+	if err != nil {
+		return fmt.Errorf("the originals were forgotten, but whether a snapshot saved meanwhile still holds the removed paths could not be checked: %w; run the rewrite again", err)
+	}
+	var found []string
+	for _, s := range snaps {
+		if o, ok := forgotten[s.Tree]; ok && !listed[s.ID] {
+			found = append(found, fmt.Sprintf("%s (a copy of %s)", s.ID.Short(), o.Short()))
+		}
+	}
+	if len(found) > 0 {
+		sort.Strings(found)
+		return fmt.Errorf("snapshot %s, saved while the rewrite ran (by a 'lifeboat tag' at the same time?), still holds the removed paths: run the rewrite again", strings.Join(found, ", "))
+	}
+	return nil
 }
 
 // pathTree is a listing at a path: whether an entry is excluded depends
