@@ -171,6 +171,11 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	if err := checkParallelism(f.parallelism); err != nil {
 		return err
 	}
+	for _, t := range f.tags {
+		if err := checkTag("--tag", t); err != nil {
+			return err
+		}
+	}
 	streaming := f.stdin || f.stdinCommand
 	paths := make([]string, 0, len(args))
 	for _, a := range args {

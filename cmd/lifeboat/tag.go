@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -66,7 +67,12 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 	case len(f.add)+len(f.remove)+len(f.set) == 0 && !f.clear:
 		return usageError("tag: nothing to do: give --add, --remove, --set or --clear")
 	}
-	for _, t := range slices.Concat(f.add, f.remove, f.set) {
+	for _, t := range slices.Concat(f.add, f.set) {
+		if err := checkTag("tag", t); err != nil {
+			return err
+		}
+	}
+	for _, t := range f.remove { // lenient: it may lift a tag saved before the check
 		if strings.TrimSpace(t) == "" || strings.Contains(t, ",") {
 			return usageError("tag: %q is not a tag (empty, or with a comma)", t)
 		}
@@ -121,6 +127,28 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 	}
 	if !g.quiet {
 		fmt.Fprintf(g.stdout, "%d of %d %s retagged\n", changed, len(snaps), plural(len(snaps), "snapshot", "snapshots"))
+	}
+	return nil
+}
+
+// checkTag refuses, as a usage error, a tag that could not be named
+// again: empty, with a comma (the filters' separator), with a space
+// around it or a control character in it. ' hold' is shown as "hold"
+// by 'snapshots', but 'forget --keep-tag hold' does not protect it.
+func checkTag(cmd, t string) error {
+	bad := ""
+	switch {
+	case strings.TrimSpace(t) == "":
+		bad = "empty"
+	case strings.Contains(t, ","):
+		bad = "with a comma"
+	case strings.TrimSpace(t) != t:
+		bad = "with a space around it"
+	case strings.IndexFunc(t, unicode.IsControl) >= 0:
+		bad = "with a control character"
+	}
+	if bad != "" {
+		return usageError("%s: %q is not a tag (%s)", cmd, t, bad)
 	}
 	return nil
 }

@@ -79,3 +79,25 @@ func TestTagCLI(t *testing.T) {
 		c.fails(2, e.args, e.want)
 	}
 }
+
+// TestTagWhitespaceRefused: a tag with a space around it (a script's
+// "--add \"$TAG \"") or a control character is refused by tag and
+// backup. ' hold' was saved and shown as "hold" by 'snapshots', but
+// 'forget --keep-tag hold' did not protect it: a legal hold that does
+// not hold. --remove still takes one, to lift such a tag.
+func TestTagWhitespaceRefused(t *testing.T) {
+	c, r, src, _ := backedUpSmallTree(t)
+	for _, args := range [][]string{
+		r.writer("tag", "--add", " hold", "latest"),
+		r.writer("tag", "--add", "hold ", "latest"),
+		r.writer("tag", "--set", "ho\nld", "latest"),
+		r.writer("backup", "--tag", "hold\t", src),
+		r.writer("backup", "--tag", "", src),
+	} {
+		c.fails(2, args, "is not a tag")
+	}
+	if s := decodeJSON[[]struct{ Tags []string }](t, c.ok(r.writer("snapshots", "--json")...).stdout); len(s) != 1 || len(s[0].Tags) != 0 {
+		t.Fatalf("snapshots after refused tags: %+v", s)
+	}
+	c.ok(r.writer("tag", "--remove", " hold", "latest")...)
+}
