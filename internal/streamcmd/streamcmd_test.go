@@ -3,8 +3,13 @@ package streamcmd
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,4 +134,91 @@ func TestAbortEndsStalledCommand(t *testing.T) {
 			})
 		})
 	}
+}
+
+// orphanEnv, set to a file name, makes the test binary stand in for a
+// lifeboat that started a command (TestCommandEndsWithLifeboat).
+const orphanEnv = "STREAMCMD_TEST_ORPHAN_PIDFILE"
+
+func TestMain(m *testing.M) {
+	if pidFile := os.Getenv(orphanEnv); pidFile != "" {
+		startOrphan(pidFile)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// startOrphan starts a command that writes its PID to pidFile and then
+// waits, from a goroutine whose thread then ends (it exits locked to
+// it), and waits to be killed.
+func startOrphan(pidFile string) {
+	// The main thread is never ended (a goroutine locked to it that
+	// exits wedges it instead): kept here, so the goroutine below runs
+	// on another.
+	runtime.LockOSThread()
+	started := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		cmd := exec.Command("/bin/sh", "-c", `echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 600`, pidFile)
+		_, err := StartGroup(cmd, "sleeper")
+		started <- err
+	}()
+	if err := <-started; err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	time.Sleep(time.Hour)
+}
+
+// TestCommandEndsWithLifeboat: a lifeboat killed with SIGKILL (the OOM
+// killer, a supervisor's last resort) cannot end its command, and a
+// command that writes nothing (a dump waiting for a lock) would run on
+// forever; the kernel ends it. The thread that started it ending, while
+// lifeboat lives, must not.
+func TestCommandEndsWithLifeboat(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	lb := exec.Command(os.Args[0])
+	lb.Env = append(os.Environ(), orphanEnv+"="+pidFile)
+	lb.Stderr = os.Stderr
+	if err := lb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lb.Process.Kill(); lb.Wait() })
+	var pid int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile(pidFile)
+		if err == nil {
+			if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the command did not start")
+		}
+	}
+	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	time.Sleep(300 * time.Millisecond) // the starting goroutine's thread has ended by now
+	if !running(pid) {
+		t.Fatal("the command ended with the thread that started it, while lifeboat runs")
+	}
+	if err := lb.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	lb.Wait()
+	for deadline := time.Now().Add(5 * time.Second); running(pid); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the command still runs 5 s after lifeboat was killed")
+		}
+	}
+}
+
+// running reports whether process pid exists and is not a zombie.
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
