@@ -1182,14 +1182,20 @@ func (a *archiver) expectedChange(path string) bool {
 
 // racyMargin is how long before the backup's start (or the time of the
 // filesystem snapshot it reads, BackupOptions.Time) a file's change time
-// still counts as "during the backup" for the files cache. The kernel
-// stamps files with a coarse clock, which lags the clock the start was
-// read from by up to a tick (a few milliseconds), and a file server's
-// clock may be off by more; a file changed within the margin is read
-// again by the next backup rather than trusted. A second covers the
-// ticks and a well-synchronised server; it costs re-reading the files
-// changed in the last second before a backup.
-var racyMargin = time.Second
+// still counts as "during the backup" for the files cache. A change made
+// after the backup read a file keeps the stat recorded when it falls in
+// the same timestamp tick: the margin must exceed the filesystem's
+// timestamp granularity plus the lag of the clock the kernel stamps with.
+// FAT (USB sticks, EFI system partitions) stamps to 2 s and keeps a
+// file's change time equal to its modification time; ext3, HFS+ and ext4
+// with 128-byte inodes stamp to 1 s; kernels before 6.13 stamp with a
+// coarse clock that lags by up to a tick (a few milliseconds), and a
+// file server's clock may be off by more. Three seconds cover FAT's 2 s
+// with a second to spare for the tick and a well-synchronised server; a
+// file changed within the margin is read again by the next backup rather
+// than trusted. It costs re-reading the files changed in the last three
+// seconds before a backup.
+var racyMargin = 3 * time.Second
 
 // errChangedWhileRead marks unchangedWhileRead's finding that the file
 // changed, as opposed to a failure to stat it.

@@ -114,7 +114,7 @@ func TestFileChangedWhileRead(t *testing.T) {
 	}
 }
 
-// TestJustChangedFilesReadAgain: a file changed within a second before
+// TestJustChangedFilesReadAgain: a file changed within racyMargin before
 // a backup began is not trusted by the next one, which reads it again
 // (the filesystem's coarse clock may stamp a change made after the start
 // with an earlier time); one changed earlier is trusted.
@@ -122,7 +122,7 @@ func TestJustChangedFilesReadAgain(t *testing.T) {
 	repos := storetest.InitRepos(t, mem.New())
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{"old": {Content: []byte("made a while ago\n")}})
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(3100 * time.Millisecond) // longer ago than racyMargin
 	fixture.Create(t, src, fixture.Tree{"new": {Content: []byte("made just now\n")}})
 	fc := snapshot.NewFilesCache(repos.Writer.Config().ID)
 	first, _ := backupOf(t, repos, fc, snapshot.BackupOptions{Paths: []string{src}})
@@ -132,6 +132,39 @@ func TestJustChangedFilesReadAgain(t *testing.T) {
 	again, _ := backupOf(t, repos, reloaded(t, fc, repos), snapshot.BackupOptions{Paths: []string{src}})
 	if s := again.Manifest.Summary; s.FilesUnmodified != 1 || s.FilesChanged != 1 {
 		t.Errorf("next backup: %d unmodified, %d changed; want the old file trusted and the new one read again", s.FilesUnmodified, s.FilesChanged)
+	}
+}
+
+// TestTwoSecondTimestampFilesReadAgain: a file changed 1.5 s, or 2 s and
+// a few milliseconds, before a backup began is read again by the next
+// backup. FAT (a USB stick, an EFI system partition) stamps changes to
+// 2 s, and Linux keeps a FAT file's change time equal to its
+// modification time: a same-size write made after this backup read the
+// file can leave its stat exactly as recorded (2 s later, still, when the
+// kernel's coarse clock lags by a tick), and a cache that trusted it would
+// keep the old content in every later snapshot. The backups are dated
+// (Time) after the file's change time, so the test does not depend on how
+// long it runs.
+func TestTwoSecondTimestampFilesReadAgain(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"f": {Content: []byte("written just before the backup\n")}})
+	fi, err := os.Lstat(filepath.Join(src, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Unix(0, snapshot.StatOfForTest(fi).CTime)
+	for _, after := range []time.Duration{1500 * time.Millisecond, 2*time.Second + 5*time.Millisecond} {
+		asOf := changed.Add(after)
+		time.Sleep(time.Until(asOf) + 10*time.Millisecond) // a backup dated later than its start is refused
+		fc := snapshot.NewFilesCache(repos.Writer.Config().ID)
+		if first, _ := backupOf(t, repos, fc, snapshot.BackupOptions{Paths: []string{src}, Time: asOf}); first.Manifest.Summary.FilesNew != 1 {
+			t.Fatalf("first backup: %+v", first.Manifest.Summary)
+		}
+		again, _ := backupOf(t, repos, reloaded(t, fc, repos), snapshot.BackupOptions{Paths: []string{src}})
+		if s := again.Manifest.Summary; s.FilesChanged != 1 || s.FilesUnmodified != 0 {
+			t.Errorf("file changed %s before a backup: the next one found %d unmodified, %d changed; want it read again", after, s.FilesUnmodified, s.FilesChanged)
+		}
 	}
 }
 
@@ -145,7 +178,7 @@ func TestBackupAsOfFilesystemSnapshot(t *testing.T) {
 	repos := storetest.InitRepos(t, mem.New())
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{"before": {Content: []byte("settled long before\n")}})
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(3100 * time.Millisecond) // longer before the snapshot than racyMargin
 	fixture.Create(t, src, fixture.Tree{"frozen": {Content: []byte("written as the snapshot was taken\n")}})
 	asOf := time.Now()
 	time.Sleep(1100 * time.Millisecond) // the backup starts well after

@@ -73,8 +73,8 @@ Sockets are left out.
 A backup of a filesystem snapshot (LVM, ZFS, btrfs, a cloud volume's
 snapshot) should be dated when that was taken: --time gives it ("2026-11-28
 03:00:00" in local time, or RFC 3339). The snapshot is then listed, kept and
-chosen as "latest" by that time, and files changed in the second before it
-are read again by the next backup, whose stat could otherwise miss a second
+chosen as "latest" by that time, and files changed in the three seconds before
+it are read again by the next backup, whose stat could otherwise miss a second
 change within one timestamp tick.
 
 Memory grows with the workers: by default every core gets a reader and a

@@ -105,7 +105,7 @@ func TestBackupIgnoreInode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(1100 * time.Millisecond) // files changed just before a backup are read again
+	time.Sleep(3100 * time.Millisecond) // files changed within three seconds before a backup are read again
 	type out struct {
 		New        int `json:"files_new"`
 		Unmodified int `json:"files_unmodified"`

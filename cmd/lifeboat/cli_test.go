@@ -82,9 +82,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	// backup with the writer key, twice: the second one reads nothing.
-	// Files changed within a second before a backup are read again by
-	// the next one, and the tree was just made.
-	time.Sleep(1100 * time.Millisecond)
+	// Files changed within three seconds before a backup are read again
+	// by the next one, and the tree was just made.
+	time.Sleep(3100 * time.Millisecond)
 	b1 := decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", "--host", "h1", "--tag", "daily", src)...).stdout)
 	if b1.FilesNew != 5 || b1.FilesUnmodified != 0 || b1.Partial == nil || *b1.Partial || b1.Errors == nil || len(b1.Errors) != 0 || len(b1.SnapshotID) != 64 {
 		t.Errorf("first backup: %+v", b1)
