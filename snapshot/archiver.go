@@ -50,8 +50,16 @@ type BackupOptions struct {
 	// partial for it. Summary.FilesChangedWhileRead counts them all.
 	Changing   []string
 	FilesCache *FilesCache
-	Readers    int // files read and chunked in parallel; 0 = DefaultWorkers()
-	Sealers    int // blobs compressed and sealed in parallel; 0 = DefaultWorkers()
+	// ReadAll reads every file, trusting no entry of FilesCache, and
+	// records what it reads there for the next backup. It is for
+	// filesystems whose change time does not change with the content
+	// (FAT, exFAT and sshfs keep it equal to the modification time,
+	// which can be set back), and for a files cache in doubt. A file
+	// whose content differs from the one recorded under the same stat
+	// counts as changed.
+	ReadAll bool
+	Readers int // files read and chunked in parallel; 0 = DefaultWorkers()
+	Sealers int // blobs compressed and sealed in parallel; 0 = DefaultWorkers()
 	// Walkers is how many directories are listed and stat'ed at once;
 	// 0 = DefaultWalkers(), 1 = one at a time.
 	Walkers        int
@@ -191,9 +199,10 @@ type fileJob struct {
 	st      FileStat
 	done    chan struct{}
 	err     error
-	changed bool // the files cache held the path with another stat
-	same    bool // it held the same stat, but its chunks are gone
-	record  bool // read from a file: recorded in the files cache with st
+	changed bool            // the files cache held the path with another stat
+	same    bool            // it held the same stat, but its chunks are gone (or ReadAll)
+	cached  []chunkstore.ID // the content it held, when same (compared with ReadAll)
+	record  bool            // read from a file: recorded in the files cache with st
 }
 
 type chunkJob struct {
@@ -602,7 +611,7 @@ func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInf
 		node.Type = TypeFile
 		st := statOf(fi)
 		content, same := a.opts.FilesCache.Lookup(path, st)
-		if same && a.allStored(content) {
+		if same && !a.opts.ReadAll && a.allStored(content) {
 			node.Content = content
 			a.unmodified.Add(1)
 			a.bytesProc.Add(uint64(fi.Size()))
@@ -611,7 +620,7 @@ func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInf
 			return pendingNode{node: node, unchanged: true, st: st}, true
 		}
 		known := a.opts.FilesCache.Has(path)
-		job := &fileJob{path: path, node: node, st: st, done: make(chan struct{}), changed: known && !same, same: same}
+		job := &fileJob{path: path, node: node, st: st, done: make(chan struct{}), changed: known && !same, same: same, cached: content}
 		select {
 		case a.files <- job:
 		case <-ctx.Done():
@@ -957,8 +966,11 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 		job.record = true // in the files cache, with job.st, once its directory is done
 	}
 	switch {
-	case job.same:
+	case job.same && (!a.opts.ReadAll || slices.Equal(content, job.cached)):
 		a.unmodified.Add(1)
+	case job.same:
+		// ReadAll found another content under the recorded stat.
+		a.changed.Add(1)
 	case job.changed:
 		a.changed.Add(1)
 	default:

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -531,5 +532,61 @@ func TestFileSavedByRename(t *testing.T) {
 	res, nodes = backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}}, "d/conf")
 	if w := warned(res, conf); nodes[0] != nil || len(w) != 1 || !strings.Contains(w[0], "replaced since it was listed") {
 		t.Errorf("without openat2: d/conf saved as %v, warnings %v", nodes[0], res.Warnings)
+	}
+}
+
+// TestBackupReadAll: a files cache entry whose stat still matches but
+// whose content is not the file's (a FAT, exFAT or sshfs file rewritten
+// and its modification time set back: there the change time is the
+// modification time) puts the wrong content in the snapshot, and
+// ReadAll is the way out: it reads every file, saves what it read,
+// counts the file as changed and records the content it found.
+func TestBackupReadAll(t *testing.T) {
+	snapshot.WithRacyMargin(t, 0) // the files are made just before the backup
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"a": {Content: []byte("the content of a\n")},
+		"b": {Content: []byte("what b holds, b\n!")},
+	})
+	fc := snapshot.NewFilesCache(repos.Writer.Config().ID)
+	_, nodes := backupOf(t, repos, fc, snapshot.BackupOptions{Paths: []string{src}}, "a", "b")
+	contentA, contentB := nodes[0].Content, nodes[1].Content
+	// A cache that holds b's content under a's stat, as if a had been
+	// rewritten with b's bytes and its stat had come back unchanged.
+	fi, err := os.Lstat(filepath.Join(src, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := snapshot.NewFilesCache(repos.Writer.Config().ID)
+	wrong.Record(filepath.Join(src, "a"), snapshot.StatOfForTest(fi), contentB)
+	wrongFile := filepath.Join(t.TempDir(), "cache")
+	if err := wrong.Save(wrongFile); err != nil {
+		t.Fatal(err)
+	}
+	load := func() *snapshot.FilesCache {
+		c, err := snapshot.LoadFilesCache(wrongFile, repos.Writer.Config().ID)
+		if err != nil || c.Len() != 1 {
+			t.Fatalf("load the cache: %d entries, %v", c.Len(), err)
+		}
+		return c
+	}
+
+	trusted, nodes := backupOf(t, repos, load(), snapshot.BackupOptions{Paths: []string{src}}, "a")
+	if s := trusted.Manifest.Summary; s.FilesUnmodified != 1 || !slices.Equal(nodes[0].Content, contentB) {
+		t.Fatalf("without ReadAll: %d unmodified, content of a %v; want the cache trusted (b's content %v)", s.FilesUnmodified, nodes[0].Content, contentB)
+	}
+	again := load()
+	res, nodes := backupOf(t, repos, again, snapshot.BackupOptions{Paths: []string{src}, ReadAll: true}, "a", "b")
+	if s := res.Manifest.Summary; s.FilesChanged != 1 || s.FilesNew != 1 || s.FilesUnmodified != 0 || s.BytesRead != 34 {
+		t.Errorf("ReadAll: %d new, %d changed, %d unmodified, %d bytes read; want a changed, b new, 34 bytes read", s.FilesNew, s.FilesChanged, s.FilesUnmodified, s.BytesRead)
+	}
+	if !slices.Equal(nodes[0].Content, contentA) || !slices.Equal(nodes[1].Content, contentB) {
+		t.Errorf("ReadAll: content of a %v, b %v; want %v, %v", nodes[0].Content, nodes[1].Content, contentA, contentB)
+	}
+	// What it read is recorded: the next backup trusts a's real content.
+	_, nodes = backupOf(t, repos, reloaded(t, again, repos), snapshot.BackupOptions{Paths: []string{src}}, "a")
+	if !slices.Equal(nodes[0].Content, contentA) {
+		t.Errorf("after ReadAll: content of a %v, want %v", nodes[0].Content, contentA)
 	}
 }

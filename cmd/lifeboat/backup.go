@@ -27,6 +27,7 @@ type backupFlags struct {
 	excludes     []string
 	changing     []string
 	ignoreInode  bool
+	readAll      bool // --read-all: trust no files cache entry
 	excludeFiles []string
 	parallelism  int
 	time         string // --time: the snapshot's date, as of a filesystem snapshot
@@ -48,7 +49,10 @@ inode are unchanged since the last backup of the same paths from this host are
 not read again (the files cache lives under --cache-dir). On filesystems whose
 inode or device numbers change from one mount to the next (CIFS with
 noserverino, FUSE without use_ino, a remounted NFS share or filesystem
-snapshot), --ignore-inode leaves them out of the comparison.
+snapshot), --ignore-inode leaves them out of the comparison. On filesystems
+whose change time is only the modification time (FAT, exFAT, sshfs), a file
+rewritten at its old size with its modification time set back looks unchanged:
+--read-all reads every file (and saves the cache anew).
 
 Entries that cannot be read are skipped with a warning; the snapshot is then
 saved but marked partial and lifeboat exits with code 3.
@@ -107,6 +111,7 @@ the backup and no snapshot is saved.`,
 	fl.StringArrayVarP(&f.excludes, "exclude", "e", nil, "skip paths matching this pattern: '*.tmp', '/home/*/.cache', '**/node_modules/' (repeatable)")
 	fl.StringArrayVar(&f.excludeFiles, "exclude-file", nil, "read exclude patterns from a file, one per line; # starts a comment (repeatable)")
 	fl.BoolVar(&f.ignoreInode, "ignore-inode", false, "files cache: trust a file whose size and times are unchanged even if its inode or device number changed (CIFS with noserverino, FUSE without use_ino, remounted shares and snapshots)")
+	fl.BoolVar(&f.readAll, "read-all", false, "files cache: read every file, trusting no entry, and save what was read for the next backup (FAT, exFAT and sshfs, where setting a file's modification time back hides a change)")
 	fl.StringArrayVar(&f.changing, "changing", nil, "files matching this pattern (or below a directory it matches) are expected to change while read: saved as read without a warning (repeatable)")
 	fl.StringVar(&f.time, "time", "", `date the snapshot at this time instead of now: when the filesystem snapshot backed up was taken ("2006-01-02 15:04:05" local, or RFC 3339)`)
 	fl.IntVar(&f.parallelism, "parallelism", 0, "directories walked, files read, blobs sealed and packs uploaded at once; 0 = a walker, a reader and a sealer per core (at least 2 walkers, at most 8 each), 2 uploaders")
@@ -282,6 +287,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		Excludes:       excludes,
 		Changing:       f.changing,
 		FilesCache:     cache,
+		ReadAll:        f.readAll,
 		Logger:         g.pkgLogger(),
 		Progress:       prog,
 		ProgramVersion: "lifeboat " + versionString(),

@@ -118,6 +118,34 @@ func TestBackupIgnoreInode(t *testing.T) {
 	}
 }
 
+// TestBackupReadAll: --read-all reads every file even when the files
+// cache vouches for it, and saves the cache anew (what the content
+// comparison does with it is snapshot.TestBackupReadAll).
+func TestBackupReadAll(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r, src := initRepo(t, c, "repo"), emptyDir(t, c, "src")
+	for _, name := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(name+name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3100 * time.Millisecond) // files changed within three seconds before a backup are read again
+	for i, tc := range []struct {
+		args        []string
+		files, read string
+	}{
+		{nil, "2 new, 0 changed, 0 unmodified", "(4 B read)"},
+		{[]string{"--read-all"}, "0 new, 0 changed, 2 unmodified", "(4 B read)"},
+		{nil, "0 new, 0 changed, 2 unmodified", "(0 B read)"}, // the cache --read-all saved
+	} {
+		args := append(append([]string{"backup"}, tc.args...), src)
+		if o := c.ok(r.writer(args...)...).stdout; !strings.Contains(o, "Files:       "+tc.files+"\n") || !strings.Contains(o, tc.read) {
+			t.Errorf("backup %d %v:\n%s\nwant files %s, %s", i+1, tc.args, o, tc.files, tc.read)
+		}
+	}
+}
+
 // TestBackupTime: --time dates the snapshot (as snapshots, forget and
 // "latest" see it), in local time or RFC 3339; a time that is not one, or
 // that is in the future, is a usage error and nothing is saved.
