@@ -179,6 +179,7 @@ type archiver struct {
 	bufs       chan *[]byte
 	prog       *Progress
 	ids        *idNames
+	fsids      fsIDs       // the filesystem identity of each device number met
 	streamRead atomic.Bool // the stream was read to its end
 	// walkers holds a token for each directory being walked in a
 	// goroutine of its own (walkDir); walking counts those goroutines
@@ -203,6 +204,9 @@ type fileJob struct {
 	same    bool            // it held the same stat, but its chunks are gone (or ReadAll)
 	cached  []chunkstore.ID // the content it held, when same (compared with ReadAll)
 	record  bool            // read from a file: recorded in the files cache with st
+	// The identity of the file's filesystem could not be read: it is
+	// recorded in the files cache as one that may change unseen.
+	fsUnknown bool
 }
 
 type chunkJob struct {
@@ -610,7 +614,16 @@ func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInf
 	case fi.Mode().IsRegular():
 		node.Type = TypeFile
 		st := statOf(fi)
-		content, same := a.opts.FilesCache.Lookup(path, st)
+		fsid, fsErr := a.fsids.ofPath(st.Dev, path)
+		if fsErr != nil {
+			a.log.Debug("read again: its filesystem is not known", "path", path, "err", fsErr)
+		}
+		st.FSID = fsid
+		var content []chunkstore.ID
+		var same bool
+		if fsErr == nil {
+			content, same = a.opts.FilesCache.Lookup(path, st)
+		}
 		if same && !a.opts.ReadAll && a.allStored(content) {
 			node.Content = content
 			a.unmodified.Add(1)
@@ -620,7 +633,7 @@ func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInf
 			return pendingNode{node: node, unchanged: true, st: st}, true
 		}
 		known := a.opts.FilesCache.Has(path)
-		job := &fileJob{path: path, node: node, st: st, done: make(chan struct{}), changed: known && !same, same: same, cached: content}
+		job := &fileJob{path: path, node: node, st: st, done: make(chan struct{}), changed: known && !same, same: same, cached: content, fsUnknown: fsErr != nil}
 		select {
 		case a.files <- job:
 		case <-ctx.Done():
@@ -963,6 +976,9 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 				a.warnAs("changed while it was read", job.path, err)
 			}
 		}
+		if job.fsUnknown {
+			job.st.CTime = -1 // matches no stat: read again next time
+		}
 		job.record = true // in the files cache, with job.st, once its directory is done
 	}
 	switch {
@@ -1157,7 +1173,17 @@ func (a *archiver) sameFile(f *os.File, job *fileJob, beneath bool) error {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || replaced && !beneath {
 		return fmt.Errorf("%w (another file or not a regular file now); skipped, the next backup saves what is there then", errReplaced)
 	}
-	if now := fileStat(&st); now != job.st {
+	now := fileStat(&st)
+	now.FSID = job.st.FSID
+	if now.Dev != job.st.Dev {
+		id, err := a.fsids.ofFile(now.Dev, f)
+		if err != nil {
+			a.log.Debug("read again next time: its filesystem is not known", "path", job.path, "err", err)
+			job.fsUnknown = true
+		}
+		now.FSID = id
+	}
+	if now != job.st {
 		job.st = now
 		fi, err := f.Stat()
 		if err != nil {

@@ -150,11 +150,7 @@ func TestTwoSecondTimestampFilesReadAgain(t *testing.T) {
 	repos := storetest.InitRepos(t, mem.New())
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{"f": {Content: []byte("written just before the backup\n")}})
-	fi, err := os.Lstat(filepath.Join(src, "f"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := time.Unix(0, snapshot.StatOfForTest(fi).CTime)
+	changed := time.Unix(0, snapshot.StatOfForTest(t, filepath.Join(src, "f")).CTime)
 	for _, after := range []time.Duration{1500 * time.Millisecond, 2*time.Second + 5*time.Millisecond} {
 		asOf := changed.Add(after)
 		time.Sleep(time.Until(asOf) + 10*time.Millisecond) // a backup dated later than its start is refused
@@ -370,12 +366,8 @@ func TestBackupEdgeEntries(t *testing.T) {
 	}
 	defer ln.Close()
 	fc := snapshot.NewFilesCache(repos.Writer.Config().ID)
-	fi, err := os.Lstat(filepath.Join(src, "f"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The cache holds f with its stat, but chunks no repository has.
-	fc.Record(filepath.Join(src, "f"), snapshot.StatOfForTest(fi), []chunkstore.ID{{1, 2, 3}})
+	fc.Record(filepath.Join(src, "f"), snapshot.StatOfForTest(t, filepath.Join(src, "f")), []chunkstore.ID{{1, 2, 3}})
 	res, nodes := backupOf(t, repos, reloaded(t, fc, repos), snapshot.BackupOptions{Paths: []string{src}}, "sock", "f")
 	if len(res.Warnings) != 0 || nodes[0] != nil {
 		t.Errorf("socket: warnings %v, node %v; want it left out quietly", res.Warnings, nodes[0])
@@ -554,12 +546,8 @@ func TestBackupReadAll(t *testing.T) {
 	contentA, contentB := nodes[0].Content, nodes[1].Content
 	// A cache that holds b's content under a's stat, as if a had been
 	// rewritten with b's bytes and its stat had come back unchanged.
-	fi, err := os.Lstat(filepath.Join(src, "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	wrong := snapshot.NewFilesCache(repos.Writer.Config().ID)
-	wrong.Record(filepath.Join(src, "a"), snapshot.StatOfForTest(fi), contentB)
+	wrong.Record(filepath.Join(src, "a"), snapshot.StatOfForTest(t, filepath.Join(src, "a")), contentB)
 	wrongFile := filepath.Join(t.TempDir(), "cache")
 	if err := wrong.Save(wrongFile); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,10 @@
 package snapshot
 
-import "time"
+import (
+	"os"
+	"testing"
+	"time"
+)
 
 // DecodeManifestForTest exposes the manifest decoder to the fuzz tests.
 var DecodeManifestForTest = decodeManifest
@@ -17,8 +21,33 @@ func AfterOpen(t interface{ Cleanup(func()) }, fn func(path string)) {
 	t.Cleanup(func() { afterOpen = nil })
 }
 
-// StatOfForTest is the stat the files cache keeps of fi.
-var StatOfForTest = statOf
+// StatOfForTest is the stat the files cache keeps of the file at path,
+// its filesystem's identity included.
+func StatOfForTest(t testing.TB, path string) FileStat {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := statOf(fi)
+	var ids fsIDs
+	if st.FSID, err = ids.ofPath(st.Dev, path); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// WithFSID makes backups take fn's result for the identity of each
+// filesystem they meet, until the test ends.
+func WithFSID(t interface{ Cleanup(func()) }, fn func(fd int) (fsid, dev uint64, err error)) {
+	was := readFSID
+	readFSID = fn
+	t.Cleanup(func() { readFSID = was })
+}
+
+// ReadFSID is how backups read a filesystem's identity, for a WithFSID
+// function to call.
+var ReadFSID = readFSID
 
 // WithoutOpenat2 makes backups open files by path, as on kernels before
 // 5.6, until the test ends.

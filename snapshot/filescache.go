@@ -11,11 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -28,6 +28,11 @@ type FileStat struct {
 	CTime   int64 // ns
 	Inode   uint64
 	Dev     uint64
+	// FSID is the identity of the filesystem the file is on (statfs's
+	// f_fsid, see fsIDs): unlike the device number, it tells apart two
+	// filesystems mounted in turn on one device (a reused loop device,
+	// a USB stick swapped for another).
+	FSID uint64
 }
 
 type cacheEntry struct {
@@ -49,8 +54,11 @@ type cacheEntry struct {
 // it enters and drops it when it leaves (Enter, Leave), and the entries
 // this backup records are appended to a spool file next to the cache,
 // one block per directory, which Save completes with its index and
-// renames over the cache. Files written by releases before this format
-// (LBFC1, one compressed stream) are still read, into memory, once.
+// renames over the cache. Each block lists the filesystem identities
+// of its files (FileStat.FSID), usually one, and each entry the index of
+// its own in that list: a byte a file. Files written by releases before
+// this format (LBFC1, LBFC2) have no identities: they are ignored, and
+// the first backup after an upgrade reads every file again.
 type FilesCache struct {
 	// IgnoreInode leaves inode and device numbers out of the comparison,
 	// for filesystems that do not keep them from one mount to the next
@@ -63,12 +71,10 @@ type FilesCache struct {
 	repoID string
 	path   string // where the cache was loaded from ("" for NewFilesCache)
 
-	// The previous backup's entries: an LBFC2 file read block by block,
-	// or an LBFC1 file read whole.
+	// The previous backup's entries, read block by block.
 	old     *os.File
 	oldDirs map[string][]blockSpan
 	oldLen  int
-	legacy  map[string]cacheEntry
 
 	mu      sync.Mutex
 	entered map[string]*dirEntries // blocks of the directories the walk is in
@@ -81,7 +87,8 @@ type FilesCache struct {
 	spoolErr error
 	blocks   []blockSpan // of the spool, for its index
 	scratch  []byte
-	noSpool  bool // recording is off (NewFilesCacheDiscarding, or after Discard)
+	fsids    []uint64 // scratch of RecordDir
+	noSpool  bool     // recording is off (NewFilesCacheDiscarding, or after Discard)
 }
 
 // blockSpan is where one directory's block is in a cache file.
@@ -110,9 +117,13 @@ func NewFilesCacheDiscarding(repoID string) *FilesCache {
 }
 
 const (
-	filesCacheMagicV1 = "LBFC1\n"
-	filesCacheMagic   = "LBFC2\n"
-	filesCacheEnd     = "LBFCEND\n"
+	// The format's version is the magic's digit. LBFC1 (one zstd stream)
+	// and LBFC2 (blocks without filesystem identities) were written by
+	// earlier releases.
+	filesCacheMagicPrefix = "LBFC"
+	filesCacheVersion     = 3
+	filesCacheMagic       = "LBFC3\n"
+	filesCacheEnd         = "LBFCEND\n"
 	// A trailer: the index's CRC-32C (4 bytes), its offset (8), the end magic.
 	filesCacheTrailer = 4 + 8 + len(filesCacheEnd)
 	spoolPattern      = ".filescache-*"
@@ -139,34 +150,47 @@ func LoadFilesCache(path, repoID string) (*FilesCache, error) {
 		f.Close()
 		return c, fmt.Errorf("files cache %s discarded: bad header", path)
 	}
-	if string(hdr) == filesCacheMagic {
-		if err := c.openIndexed(f); err != nil {
-			f.Close()
-			c.oldDirs, c.oldLen = nil, 0
-			return c, fmt.Errorf("files cache %s discarded: %w", path, err)
-		}
-		c.old = f
-		return c, nil
+	if string(hdr) != filesCacheMagic {
+		f.Close()
+		return c, fmt.Errorf("files cache %s discarded: %s", path, otherFormat(hdr))
 	}
-	// A cache written by an earlier release: one zstd stream.
-	defer f.Close()
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return c, fmt.Errorf("files cache %s: %w", path, err)
-	}
-	dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
-	if err != nil {
-		return c, err
-	}
-	defer dec.Close()
-	c.legacy = map[string]cacheEntry{}
-	if err := c.decodeV1(bufio.NewReaderSize(dec, 1<<16)); err != nil {
-		c.legacy = nil
+	if err := c.openIndexed(f); err != nil {
+		f.Close()
+		c.oldDirs, c.oldLen = nil, 0
 		return c, fmt.Errorf("files cache %s discarded: %w", path, err)
 	}
+	c.old = f
 	return c, nil
 }
 
-// openIndexed reads an LBFC2 file's header and index; f is past the magic.
+// zstdMagic begins an LBFC1 file, which was one zstd stream.
+const zstdMagic = "\x28\xb5\x2f\xfd"
+
+// otherFormat says why a cache file whose header is hdr, not this
+// format's, cannot be used.
+func otherFormat(hdr []byte) string {
+	h := string(hdr)
+	v, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(h, filesCacheMagicPrefix), "\n"))
+	switch {
+	case strings.HasPrefix(h, zstdMagic):
+		v, err = 1, nil
+	case !strings.HasPrefix(h, filesCacheMagicPrefix) || !strings.HasSuffix(h, "\n"):
+		return "bad header"
+	}
+	switch {
+	case err != nil || v <= 0:
+		return "bad header"
+	case v > filesCacheVersion:
+		return fmt.Sprintf("format version %d, written by a newer lifeboat (this one reads version %d)", v, filesCacheVersion)
+	default:
+		// Its entries have no filesystem identity: trusted, they could
+		// take a file of another filesystem mounted at the same path
+		// for the one recorded.
+		return fmt.Sprintf("format version %d, written by an earlier lifeboat, without the filesystem identity of each file", v)
+	}
+}
+
+// openIndexed reads a cache file's header and index; f is past the magic.
 func (c *FilesCache) openIndexed(f *os.File) error {
 	fi, err := f.Stat()
 	if err != nil {
@@ -226,57 +250,6 @@ func (c *FilesCache) openIndexed(f *os.File) error {
 	}
 	if d.err != nil || len(d.b) != 0 {
 		return errors.New("index damaged")
-	}
-	return nil
-}
-
-// decodeV1 reads an LBFC1 stream (after zstd) into c.legacy.
-func (c *FilesCache) decodeV1(r *bufio.Reader) error {
-	hdr := make([]byte, len(filesCacheMagicV1))
-	if _, err := io.ReadFull(r, hdr); err != nil || string(hdr) != filesCacheMagicV1 {
-		return errors.New("bad header")
-	}
-	repo, err := readString(r)
-	if err != nil {
-		return err
-	}
-	if repo != c.repoID {
-		return fmt.Errorf("written for repository %s", repo)
-	}
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		return err
-	}
-	for i := uint64(0); i < n; i++ {
-		p, err := readString(r)
-		if err != nil {
-			return err
-		}
-		var e cacheEntry
-		var nums [5]uint64
-		for j := range nums {
-			if nums[j], err = binary.ReadUvarint(r); err != nil {
-				return err
-			}
-		}
-		e.Size, e.ModTime, e.CTime, e.Inode, e.Dev = int64(nums[0]), int64(nums[1]), int64(nums[2]), nums[3], nums[4]
-		nc, err := binary.ReadUvarint(r)
-		if err != nil {
-			return err
-		}
-		if nc > 1<<24 {
-			return errors.New("entry too large")
-		}
-		// Grow as IDs arrive: a damaged count must not allocate up front.
-		e.Content = make([]chunkstore.ID, 0, min(nc, 1024))
-		for j := uint64(0); j < nc; j++ {
-			var id chunkstore.ID
-			if _, err := io.ReadFull(r, id[:]); err != nil {
-				return err
-			}
-			e.Content = append(e.Content, id)
-		}
-		c.legacy[p] = e
 	}
 	return nil
 }
@@ -358,6 +331,12 @@ func (c *FilesCache) loadDir(dir string) *dirEntries {
 			c.noteDamaged(dir)
 			continue
 		}
+		nfs := d.uvarint()
+		if nfs > uint64(len(d.b))/8 {
+			c.noteDamaged(dir)
+			continue
+		}
+		fsids := d.bytes(nfs * 8)
 		n := d.uvarint()
 		block := dirEntries{}
 		for i := uint64(0); i < n && d.err == nil; i++ {
@@ -365,6 +344,12 @@ func (c *FilesCache) loadDir(dir string) *dirEntries {
 			var e cacheEntry
 			e.Size, e.ModTime, e.CTime = int64(d.uvarint()), int64(d.uvarint()), int64(d.uvarint())
 			e.Inode, e.Dev = d.uvarint(), d.uvarint()
+			if fs := d.uvarint(); fs < nfs {
+				e.FSID = binary.LittleEndian.Uint64(fsids[fs*8:])
+			} else {
+				d.err = errors.New("damaged")
+				break
+			}
 			nc := d.uvarint()
 			if nc > uint64(len(d.b)) {
 				d.err = errors.New("damaged")
@@ -455,10 +440,6 @@ func splitPath(path string) (dir, name string) {
 
 // entry returns what the previous backup recorded for path.
 func (c *FilesCache) entry(path string) (cacheEntry, bool) {
-	if c.legacy != nil {
-		e, ok := c.legacy[path]
-		return e, ok
-	}
 	if c.old == nil {
 		return cacheEntry{}, false
 	}
@@ -493,21 +474,21 @@ func (c *FilesCache) Has(path string) bool {
 
 // same reports whether a file with stat b is the one recorded with stat
 // a. A change time of -1 (recorded for a file that may change unseen)
-// matches none. The device number counts unless IgnoreInode: a
-// filesystem snapshot mounted anew has a new one, and two snapshots can
-// hold different bytes under the same stat when the file was written
-// twice within one timestamp tick across the moment of the first
-// snapshot, which only reading shows.
+// matches none. The device number and the filesystem identity count
+// unless IgnoreInode: a filesystem snapshot mounted anew has a new
+// device number, and two snapshots can hold different bytes under the
+// same stat when the file was written twice within one timestamp tick
+// across the moment of the first snapshot, which only reading shows;
+// two filesystems mounted in turn on one device (a reused loop device,
+// USB sticks) have one device number but, where statfs derives it from
+// their UUIDs (ext4, btrfs), different identities.
 func (c *FilesCache) same(a, b FileStat) bool {
 	return a.Size == b.Size && a.ModTime == b.ModTime && a.CTime == b.CTime && a.CTime >= 0 &&
-		(c.IgnoreInode || a.Inode == b.Inode && a.Dev == b.Dev)
+		(c.IgnoreInode || a.Inode == b.Inode && a.Dev == b.Dev && a.FSID == b.FSID)
 }
 
 // Len returns the number of entries loaded from the previous backup.
 func (c *FilesCache) Len() int {
-	if c.legacy != nil {
-		return len(c.legacy)
-	}
 	return c.oldLen
 }
 
@@ -543,8 +524,21 @@ func (c *FilesCache) RecordDir(dir string, files []Recorded) {
 			return
 		}
 	}
+	// The block's filesystem identities, in order of first use: one
+	// for a directory's files but those bind-mounted from elsewhere.
+	fsids := c.fsids[:0]
+	for _, f := range files {
+		if !slices.Contains(fsids, f.Stat.FSID) {
+			fsids = append(fsids, f.Stat.FSID)
+		}
+	}
+	c.fsids = fsids
 	b := c.scratch[:0]
 	b = appendString(b, dir)
+	b = binary.AppendUvarint(b, uint64(len(fsids)))
+	for _, id := range fsids {
+		b = binary.LittleEndian.AppendUint64(b, id)
+	}
 	b = binary.AppendUvarint(b, uint64(len(files)))
 	for _, f := range files {
 		b = appendString(b, f.Name)
@@ -553,6 +547,7 @@ func (c *FilesCache) RecordDir(dir string, files []Recorded) {
 		b = binary.AppendUvarint(b, uint64(f.Stat.CTime))
 		b = binary.AppendUvarint(b, f.Stat.Inode)
 		b = binary.AppendUvarint(b, f.Stat.Dev)
+		b = binary.AppendUvarint(b, uint64(slices.Index(fsids, f.Stat.FSID)))
 		b = binary.AppendUvarint(b, uint64(len(f.Content)))
 		for _, id := range f.Content {
 			b = append(b, id[:]...)

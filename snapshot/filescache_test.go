@@ -19,18 +19,23 @@ import (
 )
 
 // TestFilesCacheCompares: a recorded file is trusted when its size,
-// times, inode and device numbers are the same; with IgnoreInode the
-// inode and device numbers may differ (a remount changes them). A change
-// time of -1 (a file that may have changed unseen) is never trusted.
+// times, inode and device numbers and filesystem identity are the same;
+// with IgnoreInode the inode and device numbers and the identity may
+// differ (a remount changes them). A change time of -1 (a file that may
+// have changed unseen) is never trusted. A block's files on two
+// filesystems (one bind-mounted) keep their own identities.
 func TestFilesCacheCompares(t *testing.T) {
 	const repoID = "0123456789abcdef"
-	rec := snapshot.FileStat{Size: 100, ModTime: 1e18, CTime: 1e18 + 5, Inode: 42, Dev: 7}
+	rec := snapshot.FileStat{Size: 100, ModTime: 1e18, CTime: 1e18 + 5, Inode: 42, Dev: 7, FSID: 0x9237685fddf05fb6}
 	content := []chunkstore.ID{{1}}
 	fc := snapshot.NewFilesCache(repoID)
 	fc.Record("/a", rec, content)
 	untrusted := rec
 	untrusted.CTime = -1
 	fc.Record("/b", untrusted, content)
+	bound := rec
+	bound.FSID = 5
+	fc.RecordDir("/d", []snapshot.Recorded{{Name: "x", Stat: rec}, {Name: "y", Stat: bound}, {Name: "z", Stat: rec}})
 	p := filepath.Join(t.TempDir(), "cache")
 	if err := fc.Save(p); err != nil {
 		t.Fatal(err)
@@ -45,6 +50,10 @@ func TestFilesCacheCompares(t *testing.T) {
 		{"same", "/a", rec, true, true},
 		{"another device", "/a", with(func(s *snapshot.FileStat) { s.Dev = 8 }), false, true},
 		{"another inode", "/a", with(func(s *snapshot.FileStat) { s.Inode = 43 }), false, true},
+		{"another filesystem", "/a", with(func(s *snapshot.FileStat) { s.FSID ^= 1 << 40 }), false, true},
+		{"first filesystem of a block", "/d/z", rec, true, true},
+		{"second filesystem of a block", "/d/y", bound, true, true},
+		{"second filesystem of a block, taken for the first", "/d/y", rec, false, true},
 		{"another size", "/a", with(func(s *snapshot.FileStat) { s.Size = 101 }), false, false},
 		{"another mtime", "/a", with(func(s *snapshot.FileStat) { s.ModTime++ }), false, false},
 		{"another ctime", "/a", with(func(s *snapshot.FileStat) { s.CTime++ }), false, false},
@@ -213,9 +222,12 @@ func TestFilesCacheHoldsNoEntries(t *testing.T) {
 	}
 }
 
-// TestFilesCacheLegacy: a cache written by a release before block files
-// (LBFC1, one zstd stream) is still used.
-func TestFilesCacheLegacy(t *testing.T) {
+// TestFilesCacheOtherFormats: a cache written by an earlier release
+// (LBFC1, one zstd stream; LBFC2, blocks) has no filesystem identities:
+// it is ignored, with an error that says so, and none of its entries is
+// trusted. One from a newer release is ignored too, named as such; what
+// is not a cache is a bad header. Saving writes this format, which loads.
+func TestFilesCacheOtherFormats(t *testing.T) {
 	const repoID = "0123456789abcdef"
 	uv := func(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
 	raw := []byte("LBFC1\n")
@@ -230,27 +242,56 @@ func TestFilesCacheLegacy(t *testing.T) {
 	raw = uv(raw, 1)
 	id := chunkstore.ID{0xab}
 	raw = append(raw, id[:]...)
-	p := writeLegacyCache(t, raw)
-	fc, err := snapshot.LoadFilesCache(p, repoID)
-	if err != nil {
+	v1 := writeLegacyCache(t, raw)
+	// LBFC2: the header of a file of a block of /etc with hosts, as
+	// written before filesystem identities (its index is not read).
+	v2 := filepath.Join(t.TempDir(), "cache")
+	b2 := append(uv([]byte("LBFC2\n"), uint64(len(repoID))), repoID...)
+	if err := os.WriteFile(v2, b2, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	defer fc.Discard()
-	if c, ok := fc.Lookup("/etc/hosts", statOfSize(9)); !ok || c[0] != id || fc.Len() != 1 {
-		t.Errorf("legacy entry: %v, %v, Len %d", c, ok, fc.Len())
-	}
-	// Saving it writes the new format, which loads.
-	fc.Record("/etc/hosts", statOfSize(9), []chunkstore.ID{id})
-	if err := fc.Save(p); err != nil {
+	newer := filepath.Join(t.TempDir(), "cache")
+	if err := os.WriteFile(newer, append([]byte("LBFC7\n"), b2[6:]...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	again, err := snapshot.LoadFilesCache(p, repoID)
-	if err != nil {
+	junk := filepath.Join(t.TempDir(), "cache")
+	if err := os.WriteFile(junk, []byte("LBFCx\nwhatever"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	defer again.Discard()
-	if _, ok := again.Lookup("/etc/hosts", statOfSize(9)); !ok {
-		t.Error("entry lost in the new format")
+	for _, tc := range []struct {
+		name, path string
+		want       []string
+	}{
+		{"LBFC1", v1, []string{"format version 1", "earlier lifeboat", "discarded"}},
+		{"LBFC2", v2, []string{"format version 2", "earlier lifeboat", "discarded"}},
+		{"newer", newer, []string{"format version 7", "newer lifeboat", "reads version 3", "discarded"}},
+		{"junk", junk, []string{"bad header"}},
+	} {
+		fc, err := snapshot.LoadFilesCache(tc.path, repoID)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %v, want one saying %q", tc.name, err, w)
+			}
+		}
+		if fc == nil {
+			t.Fatalf("%s: no cache", tc.name)
+		}
+		if _, ok := fc.Lookup("/etc/hosts", statOfSize(9)); ok || fc.Len() != 0 || fc.Has("/etc/hosts") {
+			t.Errorf("%s: an entry was used (%d entries)", tc.name, fc.Len())
+		}
+		fc.Record("/etc/hosts", statOfSize(9), []chunkstore.ID{id})
+		if err := fc.Save(tc.path); err != nil {
+			t.Fatal(err)
+		}
+		fc.Discard()
+		again, err := snapshot.LoadFilesCache(tc.path, repoID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := again.Lookup("/etc/hosts", statOfSize(9)); !ok || c[0] != id {
+			t.Errorf("%s: saved again, the entry is %v, %v", tc.name, c, ok)
+		}
+		again.Discard()
 	}
 }
 

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -152,6 +154,7 @@ func FuzzLoadFilesCache(f *testing.F) {
 	}
 	f.Add([]byte("LBFC1\n"))
 	f.Add([]byte("LBFC2\n"))
+	f.Add([]byte("LBFC3\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "cache")
@@ -178,29 +181,61 @@ func FuzzLoadFilesCache(f *testing.F) {
 	})
 }
 
-// TestFilesCacheDamagedCountsAreCheap: a damaged cache file that claims
-// huge counts must be discarded without allocating for them first.
+// TestFilesCacheDamagedCountsAreCheap: a cache file whose block, its
+// checksum right, claims huge counts (of filesystem identities, of
+// entries, of chunk IDs) is damaged there: read without allocating for
+// them first, or panicking on a count whose byte size overflows.
 func TestFilesCacheDamagedCountsAreCheap(t *testing.T) {
 	uv := func(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
-	raw := []byte("LBFC1\n")
-	raw = uv(raw, uint64(len(fuzzRepoID)))
-	raw = append(raw, fuzzRepoID...)
-	raw = uv(raw, 1)           // one entry
-	raw = uv(raw, 2)           // path length
-	raw = append(raw, "/x"...) // path
-	for range 5 {
-		raw = uv(raw, 1) // stat fields
-	}
-	raw = uv(raw, 1<<24) // claims 16M chunk IDs, then ends
-	p := writeLegacyCache(t, raw)
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	c, err := snapshot.LoadFilesCache(p, fuzzRepoID)
-	runtime.ReadMemStats(&after)
-	if err == nil || c.Len() != 0 {
-		t.Fatalf("truncated cache accepted: %v, %d entries", err, c.Len())
-	}
-	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
-		t.Errorf("discarding a 60-byte damaged cache allocated %d MiB", n>>20)
+	str := func(b []byte, s string) []byte { return append(uv(b, uint64(len(s))), s...) }
+	for _, tc := range []struct {
+		name  string
+		block []byte
+	}{
+		// 1<<61 identities of 8 bytes: 0 bytes, in uint64; then an entry.
+		{"identities", uv(append(uv(uv(str(nil, "/etc"), 1<<61), 1), str(nil, "x")...), 0)},
+		{"entries", uv(uv(binary.LittleEndian.AppendUint64(uv(str(nil, "/etc"), 1), 9), 1<<40), 0)},
+		{"chunk IDs", uv(append(uv(binary.LittleEndian.AppendUint64(uv(str(nil, "/etc"), 1), 9), 1), str(nil, "x")...), 1)},
+	} {
+		switch tc.name {
+		case "identities":
+			for range 6 {
+				tc.block = uv(tc.block, 0) // times, inode, device, identity 0, no chunks
+			}
+		case "chunk IDs":
+			for range 6 {
+				tc.block = uv(tc.block, 0) // size, times, inode, device, identity 0
+			}
+			tc.block = uv(tc.block, 1<<24) // chunk IDs, then the block ends
+		}
+		raw := str([]byte("LBFC3\n"), fuzzRepoID)
+		off := len(raw)
+		raw = append(raw, tc.block...)
+		raw = binary.LittleEndian.AppendUint32(raw, crc32.Checksum(tc.block, crc32.MakeTable(crc32.Castagnoli)))
+		idxOff := len(raw)
+		idx := uv(uv(uv(str(uv(nil, 1), "/etc"), uint64(off)), uint64(len(tc.block))), 1)
+		raw = append(raw, idx...)
+		raw = binary.LittleEndian.AppendUint32(raw, crc32.Checksum(idx, crc32.MakeTable(crc32.Castagnoli)))
+		raw = binary.LittleEndian.AppendUint64(raw, uint64(idxOff))
+		raw = append(raw, "LBFCEND\n"...)
+		p := filepath.Join(t.TempDir(), "cache")
+		if err := os.WriteFile(p, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		c, err := snapshot.LoadFilesCache(p, fuzzRepoID)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		_, ok := c.Lookup("/etc/x", snapshot.FileStat{})
+		runtime.ReadMemStats(&after)
+		if ok || !slices.Equal(c.Damaged(), []string{"/etc"}) {
+			t.Errorf("%s: entry found %v, damaged %v; want /etc damaged", tc.name, ok, c.Damaged())
+		}
+		c.Discard()
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+			t.Errorf("%s: reading a damaged block allocated %d MiB", tc.name, n>>20)
+		}
 	}
 }

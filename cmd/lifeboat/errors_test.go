@@ -325,7 +325,7 @@ func TestDamagedFilesCacheBlock(t *testing.T) {
 	// repository ID (a length byte and 64 hex digits); a byte of the
 	// directory name it begins with is flipped.
 	const firstBlock = 6 + 1 + 64
-	if len(b) < firstBlock+8 || string(b[:6]) != "LBFC2\n" {
+	if len(b) < firstBlock+8 || string(b[:6]) != "LBFC3\n" {
 		t.Fatalf("unexpected files cache layout (%d bytes, %q)", len(b), b[:min(len(b), 6)])
 	}
 	b[firstBlock+3] ^= 0x20
