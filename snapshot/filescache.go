@@ -557,7 +557,7 @@ func (c *FilesCache) RecordDir(dir string, files []Recorded) {
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	c.scratch = b
 	if _, err := c.spoolW.Write(b); err != nil {
-		c.spoolErr = fmt.Errorf("files cache spool %s: %w", c.spool.Name(), err)
+		c.spoolErr = fmt.Errorf("write spool %s: %w", c.spool.Name(), err)
 		return
 	}
 	c.spoolOff += int64(len(b))
@@ -576,13 +576,13 @@ func (c *FilesCache) openSpool() error {
 	if c.path != "" {
 		dir = filepath.Dir(c.path)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("files cache: %w", err)
+			return err
 		}
 		sweepSpools(dir)
 	}
 	f, err := os.CreateTemp(dir, spoolPattern)
 	if err != nil {
-		return fmt.Errorf("files cache: %w", err)
+		return fmt.Errorf("create spool: %w", err)
 	}
 	// A filesystem without locks (some FUSE and CIFS mounts) leaves
 	// the spool unlocked: no sweep can lock it either, so none removes
@@ -591,7 +591,7 @@ func (c *FilesCache) openSpool() error {
 	c.spool, c.spoolW = f, bufio.NewWriterSize(f, 1<<16)
 	hdr := appendString([]byte(filesCacheMagic), c.repoID)
 	if _, err := c.spoolW.Write(hdr); err != nil {
-		return fmt.Errorf("files cache spool %s: %w", f.Name(), err)
+		return fmt.Errorf("write spool %s: %w", f.Name(), err)
 	}
 	c.spoolOff = int64(len(hdr))
 	return nil
@@ -624,19 +624,20 @@ func sweepSpools(dir string) {
 // Save writes the entries recorded by this backup (files that no longer
 // exist drop out) to path: it completes the spool with its index and
 // renames it there, atomically. The cache loaded before stays readable
-// until Discard.
+// until Discard. Its errors do not say "files cache": the caller, which
+// names the cache file, does.
 func (c *FilesCache) Save(path string) error {
 	c.spoolMu.Lock()
 	defer c.spoolMu.Unlock()
 	if c.noSpool {
-		return errors.New("save files cache: this cache records nothing")
+		return errors.New("this cache records nothing")
 	}
 	if c.spoolErr != nil {
-		return fmt.Errorf("save files cache: %w", c.spoolErr)
+		return c.spoolErr
 	}
 	if c.spool == nil {
 		if err := c.openSpool(); err != nil {
-			return fmt.Errorf("save files cache: %w", err)
+			return err
 		}
 	}
 	err := c.finishSpool()
@@ -644,10 +645,7 @@ func (c *FilesCache) Save(path string) error {
 		err = c.placeSpool(path)
 	}
 	c.closeSpool()
-	if err != nil {
-		return fmt.Errorf("save files cache: %w", err)
-	}
-	return nil
+	return err
 }
 
 // finishSpool appends the index and the trailer and syncs the spool.

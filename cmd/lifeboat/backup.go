@@ -247,7 +247,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		cachePath = filesCachePath(g.cacheDir, repo.Config().ID, host, paths)
 		c, err := snapshot.LoadFilesCache(cachePath, repo.Config().ID)
 		if err != nil {
-			warnf(g.stderr, "files cache: %v (all files will be read again)", err)
+			warnf(g.stderr, "%v (all files will be read again)", err) // it names the files cache
 		}
 		if c != nil {
 			cache = c

@@ -303,6 +303,45 @@ func TestUnusableCache(t *testing.T) {
 	if !strings.Contains(res.stderr, "save files cache") || !strings.Contains(res.stderr, files[0]) {
 		t.Errorf("no warning that the files cache could not be saved:\n%s", res.stderr)
 	}
+
+	// The cache file cannot be replaced (a directory is in its place):
+	// the warning says "files cache" once, with the reason.
+	if err := os.Remove(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(r.writer("backup", "--cache-dir", cache, src)...)
+	saved, err := filepath.Glob(filepath.Join(files[0], "*"))
+	if err != nil || len(saved) != 1 {
+		t.Fatalf("files cache: %v, %v", saved, err)
+	}
+	if err := os.Remove(saved[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(saved[0], "in-the-way"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	res = c.ok(r.writer("backup", "--cache-dir", cache, src)...)
+	var line string
+	for l := range strings.Lines(res.stderr) {
+		if strings.Contains(l, "save files cache") {
+			line = l
+		}
+	}
+	if strings.Count(line, "files cache") != 1 || !strings.Contains(line, saved[0]) || !strings.Contains(line, "rename") {
+		t.Errorf("want one warning naming the files cache once, with the failed rename:\n%s", res.stderr)
+	}
+
+	// A cache a newer lifeboat wrote is ignored, its version named.
+	if err := os.RemoveAll(saved[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(saved[0], []byte("LBFC9\nfrom the future"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = c.ok(r.writer("backup", "--cache-dir", cache, src)...)
+	if strings.Count(res.stderr, "files cache") != 1 || !strings.Contains(res.stderr, "format version 9, written by a newer lifeboat") {
+		t.Errorf("want one warning naming the files cache once, and the newer version:\n%s", res.stderr)
+	}
 }
 
 // TestDamagedFilesCacheBlock: a flipped byte in one directory's block of
