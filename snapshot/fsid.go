@@ -17,9 +17,11 @@ import (
 // btrfs derive f_fsid from the filesystem's UUID, which tells them
 // apart. FAT, exFAT and XFS derive it from the device number (it then
 // adds nothing, at no cost); NFS and FUSE leave it 0. It is asked anew
-// by each backup: what a device number stands for can change between
-// two backups, not within one (a filesystem cannot be unmounted while
-// the backup holds its directory open, barring a lazy unmount).
+// by each backup: what a device number stands for changes between two
+// backups when media are swapped. Within one backup it is taken to stay
+// the same: a swap while the backup walks the mount point (an
+// automounter's, say) could make the files of the second medium look
+// like the first one's, as without identities.
 type fsIDs struct {
 	mu  sync.Mutex
 	ids map[uint64]uint64 // by device number
