@@ -372,7 +372,63 @@ func decodeJSON(body []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("invalid JSON body: unexpected data after the object")
 	}
+	if err := checkDuplicateKeys(body); err != nil {
+		return badRequest("invalid JSON body: %v", err)
+	}
 	return nil
+}
+
+// checkDuplicateKeys refuses an object that names a key twice:
+// encoding/json keeps the last value, another reader of the same body (a
+// proxy, an audit tool) may take the first. body is valid JSON (decoded
+// already, so its nesting is bounded).
+func checkDuplicateKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	type frame struct {
+		keys   map[string]bool // nil for an array
+		expect bool            // an object's next token is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n := len(stack); n > 0 && stack[n-1].keys != nil && stack[n-1].expect {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:n-1]
+				if n > 1 && stack[n-2].keys != nil {
+					stack[n-2].expect = true // the closed object was a value
+				}
+				continue
+			}
+			k, _ := tok.(string)
+			if stack[n-1].keys[k] {
+				return fmt.Errorf("duplicate key %q in an object: write each field once", k)
+			}
+			stack[n-1].keys[k] = true
+			stack[n-1].expect = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{keys: map[string]bool{}, expect: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended: the enclosing object expects a key next.
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].expect = true
+		}
+	}
 }
 
 type statusRecorder struct {
