@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 )
 
 // The HTTP API (docs/api.md). Every node serves it. Reads are answered
@@ -526,6 +528,27 @@ func queryDuration(r *http.Request, name string, def, max time.Duration) (time.D
 		return max, nil
 	}
 	return time.Duration(d), nil
+}
+
+// plainText refuses control characters (terminal escapes, NUL, line
+// breaks) in a value that the CLI prints, naming field.
+func plainText(field string, vals ...string) error {
+	for _, v := range vals {
+		if location.HasControl(v) {
+			return badRequest("%s %q holds control characters: use plain text", field, v)
+		}
+	}
+	return nil
+}
+
+// plainLabels is plainText for every key and value of a label map.
+func plainLabels(field string, m map[string]string) error {
+	for _, k := range policyKeys(m) {
+		if err := plainText(field, k, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func pathName(r *http.Request, key string) (string, error) {

@@ -230,6 +230,12 @@ func (a *API) enrollAgent(w http.ResponseWriter, r *http.Request, c *call) error
 	if q.MaxConcurrent < 0 || q.MaxConcurrent > 1000 {
 		return badRequest("max_concurrent %d: want 0..1000", q.MaxConcurrent)
 	}
+	if err := plainLabels("labels", q.Labels); err != nil {
+		return err
+	}
+	if err := plainText("version", q.Version); err != nil {
+		return err
+	}
 	if err := checkCapabilities(q.Capabilities); err != nil {
 		return err
 	}
@@ -317,6 +323,9 @@ func (a *API) seen(w http.ResponseWriter, r *http.Request, c *call) error {
 	if len(bytes.TrimSpace(c.body)) > 0 {
 		var q SeenRequest
 		if err := decodeJSON(c.body, &q); err != nil {
+			return err
+		}
+		if err := plainText("version", q.Version); err != nil {
 			return err
 		}
 		seen.Version = q.Version

@@ -49,3 +49,55 @@ func TestAPIPolicyDuplicateJSONKeyRefused(t *testing.T) {
 		}
 	})
 }
+
+// Control characters (terminal escapes, NUL) in what 'lifeboat agent
+// list', 'token list' and 'policy show' print are refused, naming the
+// field: a join or agent token could otherwise have the operator's
+// terminal run escape sequences.
+func TestAPIControlCharactersRefused(t *testing.T) {
+	c := newAPICluster(t, 1)
+	c.addRepo(c.admin)
+	u := c.url(0)
+	ag := c.token(RoleAgent)
+	for _, tc := range []struct {
+		name, method, path, token, body, field string
+	}{
+		{"enroll label value", "POST", "/v1/agents", ag, `{"name":"a1","labels":{"role":"web\u001b[2J"}}`, "labels"},
+		{"enroll label key", "POST", "/v1/agents", ag, `{"name":"a2","labels":{"ro\u0000le":"web"}}`, "labels"},
+		{"enroll version", "POST", "/v1/agents", ag, `{"name":"a3","version":"1.0\u001b]0;owned\u0007"}`, "version"},
+		{"token name", "POST", "/v1/tokens", c.admin, `{"role":"read-only","name":"x\u001b[31m"}`, "name"},
+		{"join token label", "POST", "/v1/join-tokens", c.admin, `{"labels":{"role":"a\nb"}}`, "labels"},
+		{"policy selector", "POST", "/v1/policies", c.admin, `{"name":"p","repository":"r","schedule":"@every 1h","paths":["/srv"],"agents":{"role":"web\u001b"}}`, "agents"},
+		{"drill runner", "POST", "/v1/policies", c.admin, `{"name":"p","repository":"r","schedule":"@every 1h","paths":["/srv"],"drill":{"runner":{"r\u007fole":"dr"}}}`, "drill.runner"},
+	} {
+		status, b := httpCall(t, tc.method, u+tc.path, tc.token, []byte(tc.body), "application/json")
+		if status != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400: %s", tc.name, status, b)
+			continue
+		}
+		eb := errBody(t, status, b, http.StatusBadRequest)
+		if !strings.Contains(eb.Error, tc.field) || !strings.Contains(eb.Error, "control character") {
+			t.Errorf("%s: error %q should name %s and the control characters", tc.name, eb.Error, tc.field)
+		}
+	}
+	// The agent itself may report its version only in plain text too.
+	var er EnrollResult
+	c.mustJSON(http.MethodPost, u+"/v1/agents", ag, EnrollRequest{Name: "good", Labels: map[string]string{"role": "web"}}, &er)
+	status, b := httpCall(t, "POST", u+"/v1/agents/good/seen", er.Credential, []byte(`{"version":"x\u001b[2J","capabilities":[]}`), "application/json")
+	if eb := errBody(t, status, b, http.StatusBadRequest); !strings.Contains(eb.Error, "version") {
+		t.Errorf("seen: error %q does not name version", eb.Error)
+	}
+	c.nodes[0].View(func(s *State) {
+		for name, a := range s.Agents {
+			if name != "good" {
+				t.Errorf("agent %q enrolled", name)
+			}
+			if a.Version != "" && strings.ContainsAny(a.Version, "\x1b") {
+				t.Errorf("agent %q version %q stored", name, a.Version)
+			}
+		}
+		if len(s.Policies) != 0 {
+			t.Errorf("policies stored: %v", s.PolicyNames())
+		}
+	})
+}

@@ -92,6 +92,9 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *call) error
 	if q.TTL < 0 || len(q.Name) > 200 {
 		return badRequest("ttl must not be negative and name at most 200 bytes")
 	}
+	if err := plainText("name", q.Name); err != nil {
+		return err
+	}
 	var exp time.Time
 	if q.TTL > 0 {
 		exp = a.clock.Now().UTC().Add(time.Duration(q.TTL))
@@ -141,6 +144,9 @@ func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, c *call) e
 	}
 	if q.TTL < 0 || q.MaxUses < 0 {
 		return badRequest("ttl and max_uses must not be negative")
+	}
+	if err := plainLabels("labels", q.Labels); err != nil {
+		return err
 	}
 	var exp time.Time
 	if q.TTL > 0 {

@@ -128,6 +128,8 @@ func (p Policy) check() (errs, warns []Problem) {
 	for _, k := range policyKeys(p.Agents) {
 		if strings.TrimSpace(k) == "" {
 			add("agents", "selector has an empty label name")
+		} else if location.HasControl(k) || location.HasControl(p.Agents[k]) {
+			add("agents", "selector %q: %q holds control characters", k, p.Agents[k])
 		}
 	}
 
@@ -248,6 +250,8 @@ func (p Policy) check() (errs, warns []Problem) {
 		for _, k := range policyKeys(d.Runner) {
 			if strings.TrimSpace(k) == "" {
 				add("drill.runner", "selector has an empty label name")
+			} else if location.HasControl(k) || location.HasControl(d.Runner[k]) {
+				add("drill.runner", "selector %q: %q holds control characters", k, d.Runner[k])
 			}
 		}
 		if d.Scratch != "" && !isAbsPath(d.Scratch) {
