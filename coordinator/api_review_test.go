@@ -101,3 +101,34 @@ func TestAPIControlCharactersRefused(t *testing.T) {
 		}
 	})
 }
+
+// yaml.v3 truncates a float written for an integer field (keep_last: 1.9
+// became 1, keep_daily: 0.5 became 0: no daily rule at all). A count that
+// is not a whole number is a problem naming its line and field.
+func TestParsePoliciesRefusesFractionalCounts(t *testing.T) {
+	base := "name: web\nrepository: r\nschedule: \"@daily\"\npaths: [/srv]\n"
+	for _, tc := range []struct {
+		yaml, field string
+		line        int
+	}{
+		{"retention: {keep_last: 1.9}\n", "retention.keep_last", 5},
+		{"retention:\n  keep_daily: 0.5\n", "retention.keep_daily", 6},
+		{"max_attempts: 2.5\n", "max_attempts", 5},
+		{"max_concurrent: 1e0\n", "max_concurrent", 5},
+	} {
+		_, err := ParsePolicies([]byte(base+tc.yaml), "p.yaml")
+		ve, ok := err.(*ValidationError)
+		if !ok {
+			t.Errorf("%q: got %v, want a validation error", tc.yaml, err)
+			continue
+		}
+		if len(ve.Problems) != 1 || ve.Problems[0].Field != tc.field || ve.Problems[0].Line != tc.line ||
+			!strings.Contains(ve.Problems[0].Msg, "integer") {
+			t.Errorf("%q: problems %v, want one at line %d naming %s and an integer", tc.yaml, ve.Problems, tc.line, tc.field)
+		}
+	}
+	ps, err := ParsePolicies([]byte(base+"retention: {keep_last: 3, keep_daily: 0x7}\n"), "p.yaml")
+	if err != nil || ps[0].Retention.KeepLast != 3 || ps[0].Retention.KeepDaily != 7 {
+		t.Fatalf("integers: %v %+v", err, ps)
+	}
+}

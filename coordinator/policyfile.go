@@ -606,6 +606,14 @@ func (ix *nodeIndex) walk(n *yaml.Node, t reflect.Type, field string, errs *[]Pr
 		return
 	}
 	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// yaml.v3 truncates a float into an integer field (1.9 → 1,
+		// 0.5 → 0) without a word.
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
+			*errs = append(*errs, Problem{Line: n.Line, Field: field,
+				Msg: fmt.Sprintf("expected an integer, got float %q", n.Value)})
+		}
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			return // decode reports the type error
