@@ -1,9 +1,12 @@
 package coordinator
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A JSON body that names a key twice is ambiguous (encoding/json keeps
@@ -130,5 +133,48 @@ func TestParsePoliciesRefusesFractionalCounts(t *testing.T) {
 	ps, err := ParsePolicies([]byte(base+"retention: {keep_last: 3, keep_daily: 0x7}\n"), "p.yaml")
 	if err != nil || ps[0].Retention.KeepLast != 3 || ps[0].Retention.KeepDaily != 7 {
 		t.Fatalf("integers: %v %+v", err, ps)
+	}
+}
+
+// A certificate the client does not trust, or an https:// address that
+// answers plain HTTP, fails in the TLS handshake: the request was never
+// sent, and retrying will not help. The client says so at once (not after
+// 30 s of retries), with the fix, and a write is not reported as "may or
+// may not have been applied".
+func TestClientTLSMisconfigurationFailsFast(t *testing.T) {
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("request reached the server: %s %s", r.Method, r.URL)
+	}))
+	defer tlsSrv.Close()
+	plainSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("request reached the server: %s %s", r.Method, r.URL)
+	}))
+	defer plainSrv.Close()
+	for _, tc := range []struct{ name, addr, want string }{
+		{"untrusted certificate", tlsSrv.URL, "LIFEBOAT_CACERT"},
+		{"https to an http server", strings.Replace(plainSrv.URL, "http://", "https://", 1), "http://"},
+	} {
+		for _, method := range []string{http.MethodGet, http.MethodPost} {
+			cl, err := NewClient(ClientConfig{Addrs: []string{tc.addr}, Token: "lbt_x_y", RetryFor: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, _, err = cl.Raw(context.Background(), method, "/v1/policies", []byte("{}"), "application/json")
+			took := time.Since(start)
+			if err == nil {
+				t.Fatalf("%s %s: no error", tc.name, method)
+			}
+			msg := err.Error()
+			if took > 2*time.Second {
+				t.Errorf("%s %s: took %s (retried): %s", tc.name, method, took, msg)
+			}
+			if !strings.Contains(msg, tc.want) || !strings.Contains(msg, tc.addr) {
+				t.Errorf("%s %s: %q should name the address and the fix (%s)", tc.name, method, msg, tc.want)
+			}
+			if strings.Contains(msg, "may or may not") {
+				t.Errorf("%s %s: %q: a failed handshake sent nothing", tc.name, method, msg)
+			}
+		}
 	}
 }

@@ -165,6 +165,7 @@ func (c *Client) Raw(ctx context.Context, method, path string, body []byte, cont
 	safe := method == http.MethodGet || method == http.MethodHead
 	for {
 		var lastErr error
+		allTLS := true // every address failed its TLS handshake: retrying will not help
 		for _, base := range c.order(hint) {
 			hint = ""
 			status, b, hdr, err := c.send(ctx, method, base+path, body, contentType)
@@ -172,12 +173,19 @@ func (c *Client) Raw(ctx context.Context, method, path string, body []byte, cont
 				if ctx.Err() != nil {
 					return 0, nil, ctx.Err()
 				}
+				if fix := tlsProblem(err); fix != "" {
+					// The handshake failed: nothing of the request was sent.
+					lastErr = fmt.Errorf("%s: %w (%s)", base, err, fix)
+					continue
+				}
+				allTLS = false
 				if !safe && !isDialError(err) {
 					return 0, nil, fmt.Errorf("%s %s on %s: %w (the request may or may not have been applied: check before repeating it)", method, path, base, err)
 				}
 				lastErr = fmt.Errorf("%s: %w", base, err)
 				continue
 			}
+			allTLS = false
 			if status >= 200 && status < 300 {
 				c.mu.Lock()
 				c.preferred = base
@@ -192,6 +200,9 @@ func (c *Client) Raw(ctx context.Context, method, path string, body []byte, cont
 			if l := hdr.Get(headerLeader); l != "" {
 				hint = strings.TrimRight(l, "/")
 			}
+		}
+		if allTLS && lastErr != nil {
+			return 0, nil, fmt.Errorf("no node of %s could be reached over TLS; nothing was sent: %w", strings.Join(c.addrs, ","), lastErr)
 		}
 		if time.Now().Add(backoff).After(deadline) {
 			return 0, nil, fmt.Errorf("no node of %s could serve the request (retried for %s): %w", strings.Join(c.addrs, ","), c.cfg.RetryFor, lastErr)
@@ -233,6 +244,25 @@ func (c *Client) send(ctx context.Context, method, u string, body []byte, conten
 		return 0, nil, nil, err
 	}
 	return resp.StatusCode, b, resp.Header, nil
+}
+
+// tlsProblem returns how to fix a TLS handshake failure that a retry
+// would only repeat, or "" if err is not one.
+func tlsProblem(err error) string {
+	var (
+		verr  *tls.CertificateVerificationError
+		uaerr x509.UnknownAuthorityError
+		herr  x509.HostnameError
+		cierr x509.CertificateInvalidError
+		rherr tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &verr), errors.As(err, &uaerr), errors.As(err, &herr), errors.As(err, &cierr):
+		return "the server's certificate is not trusted: pass --cacert or set LIFEBOAT_CACERT to the CA that signed it, and use an address named in the certificate"
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"), errors.As(err, &rherr):
+		return "the server speaks plain HTTP: use an http:// address, or start the server with --tls-cert and --tls-key"
+	}
+	return ""
 }
 
 func isDialError(err error) bool {
