@@ -178,3 +178,34 @@ func TestClientTLSMisconfigurationFailsFast(t *testing.T) {
 		}
 	}
 }
+
+// Revoking the last admin token that has not expired would leave the
+// cluster with nobody who may create tokens, change membership or approve
+// drill.verify commands, for good: no command brings an admin back. It
+// is refused (409) with the fix; with another admin token it works.
+func TestAPIRevokeLastAdminTokenRefused(t *testing.T) {
+	c := newAPICluster(t, 1)
+	u := c.url(0)
+	first, _, _ := strings.Cut(strings.TrimPrefix(c.admin, "lbt_"), "_")
+	status, b := httpCall(t, http.MethodDelete, u+"/v1/tokens/"+first, c.admin, nil, "")
+	eb := errBody(t, status, b, http.StatusConflict)
+	if !strings.Contains(eb.Error, "last admin token") || !strings.Contains(eb.Error, "token create --role admin") {
+		t.Fatalf("error %q should say it is the last admin token and how to make another", eb.Error)
+	}
+	c.mustJSON(http.MethodGet, u+"/v1/tokens", c.admin, nil, nil) // still works
+
+	// An expired admin token does not count.
+	var short TokenCreateResult
+	c.mustJSON(http.MethodPost, u+"/v1/tokens", c.admin, TokenCreateRequest{Role: RoleAdmin, Name: "short", TTL: Duration(time.Second)}, &short)
+	time.Sleep(1100 * time.Millisecond)
+	status, b = httpCall(t, http.MethodDelete, u+"/v1/tokens/"+first, c.admin, nil, "")
+	errBody(t, status, b, http.StatusConflict)
+
+	var second TokenCreateResult
+	c.mustJSON(http.MethodPost, u+"/v1/tokens", c.admin, TokenCreateRequest{Role: RoleAdmin, Name: "second"}, &second)
+	c.mustJSON(http.MethodDelete, u+"/v1/tokens/"+first, second.Token, nil, nil)
+	status, b = httpCall(t, http.MethodDelete, u+"/v1/tokens/"+second.ID, second.Token, nil, "")
+	errBody(t, status, b, http.StatusConflict)
+	// Other tokens, expired admin ones included, are revoked as before.
+	c.mustJSON(http.MethodDelete, u+"/v1/tokens/"+short.ID, second.Token, nil, nil)
+}
