@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -176,8 +178,21 @@ func (a *API) clusterJoin(w http.ResponseWriter, r *http.Request, c *call) error
 	if q.ID == "" || q.Addr == "" || strings.ContainsAny(q.ID, " ,=/") {
 		return badRequest("join needs a node ID (no spaces, commas, '=' or '/') and its Raft address HOST:PORT")
 	}
+	if host, port, err := net.SplitHostPort(q.Addr); err != nil || host == "" || !validPort(port) {
+		return badRequest("raft address %q of node %s: want HOST:PORT, as the node's --raft-addr (e.g. 10.0.0.4:8421)", q.Addr, q.ID)
+	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
+	// A voter that never answers can cost the cluster its quorum (a
+	// single node that adds one has none), and removing it again needs
+	// a quorum: the node must answer before it is added.
+	d := net.Dialer{Timeout: 3 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", q.Addr)
+	if err != nil {
+		return badRequest("raft address %s of node %s cannot be reached from the leader (%v): start the node first ('lifeboat server --id %s --raft-addr %s ...', without --peers) and check the address; nothing was changed",
+			q.Addr, q.ID, err, q.ID, q.Addr)
+	}
+	_ = conn.Close()
 	if err := a.apply(func() error { return a.node.AddVoter(ctx, q.ID, q.Addr) }); err != nil {
 		return err
 	}
@@ -395,4 +410,10 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// validPort reports whether p is a TCP port number, 1-65535.
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
 }

@@ -209,3 +209,30 @@ func TestAPIRevokeLastAdminTokenRefused(t *testing.T) {
 	// Other tokens, expired admin ones included, are revoked as before.
 	c.mustJSON(http.MethodDelete, u+"/v1/tokens/"+short.ID, second.Token, nil, nil)
 }
+
+// One typo in 'lifeboat cluster join' (an address without its port, a
+// wrong host) made a single-node cluster a two-voter one whose second
+// voter never answers: no quorum, no leader, every write refused, for
+// good (removing the voter needs a quorum too). The address must be
+// HOST:PORT and reachable from the leader before the voter is added.
+func TestAPIClusterJoinRefusesBadOrUnreachableAddress(t *testing.T) {
+	c := newAPICluster(t, 1)
+	u := c.url(0)
+	for _, tc := range []struct{ addr, want string }{
+		{"10.255.255.1", "HOST:PORT"},
+		{"10.0.0.4:99999", "HOST:PORT"},
+		{":8421", "HOST:PORT"},
+		{"127.0.0.1:1", "cannot be reached"},
+	} {
+		status, b := httpCall(t, http.MethodPost, u+"/v1/cluster/join", c.admin, JoinRequest{ID: "n9", Addr: tc.addr}, "")
+		eb := errBody(t, status, b, http.StatusBadRequest)
+		if !strings.Contains(eb.Error, tc.want) || !strings.Contains(eb.Error, tc.addr) {
+			t.Errorf("join %s: error %q should name the address and say %q", tc.addr, eb.Error, tc.want)
+		}
+	}
+	if m := c.nodes[0].Status().Members; len(m) != 1 {
+		t.Fatalf("members after refused joins: %+v", m)
+	}
+	// The cluster still commits writes.
+	c.token(RoleReadOnly)
+}
