@@ -105,7 +105,7 @@ func jobResult(j coordinator.Job) string {
 	case j.Result == nil:
 		return "-"
 	case j.Result.Error != "":
-		return j.Result.Error
+		return terminalSafe(j.Result.Error)
 	case j.Result.SnapshotID != "" && j.Result.Partial:
 		return "snapshot " + j.Result.SnapshotID + " (partial: some files could not be read)"
 	case j.Result.SnapshotID != "":
@@ -171,7 +171,7 @@ func printJob(g *globals, j coordinator.Job) {
 			}
 		}
 		for _, warn := range j.Result.Warnings {
-			fmt.Fprintf(w, "  warning:    %s\n", warn)
+			fmt.Fprintf(w, "  warning:    %s\n", terminalSafe(warn))
 		}
 	}
 }

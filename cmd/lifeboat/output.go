@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -136,4 +137,24 @@ func argsBetween(lo, hi int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// terminalSafe escapes control characters (C0, DEL, C1) in s as Go
+// escapes (\x1b, \n, \u009b), so that a string another party wrote — an
+// agent's error report — prints as text, not as terminal commands.
+func terminalSafe(s string) string {
+	isCtl := func(r rune) bool { return r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f }
+	if !strings.ContainsFunc(s, isCtl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isCtl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
