@@ -185,10 +185,13 @@ func (a *API) handle(pattern string, need perm, h handlerFunc) {
 func (a *API) serve(w http.ResponseWriter, r *http.Request, need perm, h handlerFunc) error {
 	c := &call{}
 	write := r.Method != http.MethodGet && r.Method != http.MethodHead
-	if write {
-		limit := a.cfg.MaxBody
-		if need == permAgent && strings.HasSuffix(r.URL.Path, "/complete") {
-			limit = max(limit, MaxReportBody)
+	// The body is read only once the credential is known to be good and
+	// allowed here: a request anyone can send must not make this node
+	// buffer up to MaxReportBody.
+	limit := a.cfg.MaxBody
+	readBody := func(limit int64) error {
+		if !write {
+			return nil
 		}
 		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 		if err != nil {
@@ -198,13 +201,20 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, need perm, h handler
 			return badRequest("read request body: %v", err)
 		}
 		c.body = b
+		return nil
 	}
 	var err error
 	a.node.View(func(s *State) { c.p, err = authenticate(s, r, a.clock.Now()) })
 	if err != nil {
 		if errors.Is(err, errUnknownToken) && !a.node.IsLeader() && r.Header.Get(headerForwarded) == "" {
-			// Perhaps created a moment ago and not replicated here yet.
-			return a.forward(w, r, c.body)
+			// Perhaps created a moment ago and not replicated here yet:
+			// the body is streamed to the leader, which authenticates
+			// the request before it reads the body, and applies the limit.
+			var body io.Reader
+			if write {
+				body = r.Body
+			}
+			return a.forward(w, r, body)
 		}
 		if errors.Is(err, errUnknownToken) {
 			return unauthorized("invalid token")
@@ -214,8 +224,14 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, need perm, h handler
 	if !c.p.allowed(need) {
 		return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("%s may not do this: %s %s needs %s access", roleName(c.p), r.Method, r.URL.Path, need)}
 	}
+	if need == permAgent && strings.HasSuffix(r.URL.Path, "/complete") {
+		limit = max(limit, MaxReportBody)
+	}
+	if err := readBody(limit); err != nil {
+		return err
+	}
 	if write && !a.node.IsLeader() {
-		return a.forward(w, r, c.body)
+		return a.forward(w, r, bytes.NewReader(c.body))
 	}
 	return h(w, r, c)
 }
@@ -230,7 +246,7 @@ func roleName(p Principal) string {
 // forward sends a request to the leader's API and relays the answer. A
 // request that was already forwarded is not forwarded again: leadership
 // moved meanwhile, and the client retries.
-func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) error {
+func (a *API) forward(w http.ResponseWriter, r *http.Request, body io.Reader) error {
 	if by := r.Header.Get(headerForwarded); by != "" {
 		return &apiError{status: http.StatusServiceUnavailable, retryable: true, msg: "leadership changed while the request was forwarded: retry"}
 	}
@@ -239,7 +255,7 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) error
 		return err
 	}
 	ctx := r.Context()
-	req, err := http.NewRequestWithContext(ctx, r.Method, target+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.Method, target+r.URL.RequestURI(), body)
 	if err != nil {
 		return fmt.Errorf("forward to leader: %w", err)
 	}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -235,4 +236,80 @@ func TestAPIClusterJoinRefusesBadOrUnreachableAddress(t *testing.T) {
 	}
 	// The cluster still commits writes.
 	c.token(RoleReadOnly)
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// The body was read (up to 16 MiB for a job's completion) before the
+// credential was looked at: anyone who could connect made a node buffer
+// 16 MiB per request. A request without a valid credential, or one whose
+// role may not call the route, is answered without reading its body.
+func TestAPIBodyNotReadBeforeAuthentication(t *testing.T) {
+	c := newAPICluster(t, 1)
+	ro := c.token(RoleReadOnly)
+	adminID, _, _ := strings.Cut(strings.TrimPrefix(c.admin, "lbt_"), "_")
+	for _, tc := range []struct {
+		name, auth string
+		want       int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"wrong secret", "Bearer lbt_" + adminID + "_00", http.StatusUnauthorized},
+		{"unknown agent", "Bearer lba_ghost_00", http.StatusUnauthorized},
+		{"read-only on an agent route", "Bearer " + ro, http.StatusForbidden},
+	} {
+		body := &countingReader{r: io.LimitReader(zeros{}, MaxReportBody)}
+		req := httptest.NewRequest(http.MethodPost, "/v1/jobs/j1/complete", body)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		rec := httptest.NewRecorder()
+		c.apis[0].ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s: status %d, want %d: %s", tc.name, rec.Code, tc.want, rec.Body)
+		}
+		if body.n > 0 {
+			t.Errorf("%s: %d bytes of the body read before the request was refused", tc.name, body.n)
+		}
+	}
+	// An authorized request still gets its body, and the limit.
+	req := httptest.NewRequest(http.MethodPost, "/v1/tokens", io.LimitReader(zeros{}, DefaultMaxBody+1))
+	req.Header.Set("Authorization", "Bearer "+c.admin)
+	rec := httptest.NewRecorder()
+	c.apis[0].ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized body: status %d: %s", rec.Code, rec.Body)
+	}
+}
+
+// A follower that does not know a credential streams the request to the
+// leader (which refuses it without reading the body, or serves it).
+func TestAPIFollowerForwardsUnknownCredentialStreaming(t *testing.T) {
+	c := newAPICluster(t, 3)
+	c.addRepo(c.admin)
+	f := c.follower()
+	big, _ := io.ReadAll(io.LimitReader(zeros{}, 2*DefaultMaxBody))
+	status, b := httpCall(t, http.MethodPost, c.url(f)+"/v1/jobs/j1/complete", "lbt_abcdef012345_00", big, "application/json")
+	errBody(t, status, b, http.StatusUnauthorized)
+
+	// A token the follower may not have yet: created on the leader and used
+	// at once on the follower, with a body.
+	var tk TokenCreateResult
+	c.mustJSON(http.MethodPost, c.url(c.leader())+"/v1/tokens", c.admin, TokenCreateRequest{Role: RoleOperator, Name: "fresh"}, &tk)
+	status, b = httpCall(t, http.MethodPost, c.url(f)+"/v1/policies", tk.Token, []byte(testPolicyYAML), "application/yaml")
+	if status != http.StatusOK {
+		t.Fatalf("apply through a follower: %d %s", status, b)
+	}
 }
