@@ -313,3 +313,20 @@ func TestAPIFollowerForwardsUnknownCredentialStreaming(t *testing.T) {
 		t.Fatalf("apply through a follower: %d %s", status, b)
 	}
 }
+
+// Several fields on one line (a flow mapping): a bad duration is reported
+// under its own field, not under the first field written on that line.
+func TestParsePoliciesDurationProblemNamesItsField(t *testing.T) {
+	base := "name: web\nrepository: r\nschedule: \"@daily\"\npaths: [/srv]\n"
+	for _, tc := range []struct{ yaml, field string }{
+		{"drill: {verify: [{command: x, timeout: 100000w}]}\n", "drill.verify[0].timeout"},
+		{"targets: {rto: 1h, rpo: 2x}\n", "targets.rpo"},
+		{"retention: {keep_last: 1, keep_within: soon}\n", "retention.keep_within"},
+	} {
+		_, err := ParsePolicies([]byte(base+tc.yaml), "p.yaml")
+		ve, ok := err.(*ValidationError)
+		if !ok || len(ve.Problems) != 1 || ve.Problems[0].Field != tc.field || ve.Problems[0].Line != 5 {
+			t.Errorf("%q: got %v, want one problem at line 5 naming %s", tc.yaml, err, tc.field)
+		}
+	}
+}

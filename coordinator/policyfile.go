@@ -432,7 +432,7 @@ func parsePolicyNode(root *yaml.Node) (*Policy, []Problem, []Problem) {
 	if root.Kind != yaml.MappingNode {
 		return nil, []Problem{{Line: root.Line, Msg: "a policy must be a mapping of fields (name: ..., schedule: ...)"}}, nil
 	}
-	ix := &nodeIndex{lines: map[string]int{}, fieldAt: map[int]string{}, docLine: root.Line, dupKeys: map[string]bool{}}
+	ix := &nodeIndex{lines: map[string]int{}, fieldAt: map[int]string{}, valueAt: map[[2]int]string{}, docLine: root.Line, dupKeys: map[string]bool{}}
 	var errs []Problem
 	ix.walk(root, reflect.TypeOf(Policy{}), "", &errs, 0)
 
@@ -498,8 +498,9 @@ func parentYAMLField(f string) string {
 
 // nodeIndex maps YAML field paths to the lines they are written on.
 type nodeIndex struct {
-	lines   map[string]int // field path → line of its value
-	fieldAt map[int]string // line → the deepest field path written there
+	lines   map[string]int    // field path → line of its value
+	fieldAt map[int]string    // line → the deepest field path written there
+	valueAt map[[2]int]string // line, column of a value → its field path
 	docLine int
 	// dupKeys holds the field paths of mappings with a key written twice
 	// ("" for the document's own): yaml decodes none of such a mapping,
@@ -558,6 +559,14 @@ func (ix *nodeIndex) typeProblem(msg string) Problem {
 	}
 	n, _ := strconv.Atoi(m[1])
 	text := m[2]
+	field := ix.fieldAt[n]
+	if cm := yamlColumnRE.FindStringSubmatch(text); cm != nil {
+		col, _ := strconv.Atoi(cm[1])
+		text = cm[2]
+		if f, ok := ix.valueAt[[2]int{n, col}]; ok {
+			field = f
+		}
+	}
 	if u := yamlUnmarshalRE.FindStringSubmatch(text); u != nil {
 		want, ok := yamlTypeNames[u[3]]
 		if !ok {
@@ -569,8 +578,11 @@ func (ix *nodeIndex) typeProblem(msg string) Problem {
 		}
 		text = fmt.Sprintf("expected %s, got %s", want, got)
 	}
-	return Problem{Line: n, Field: ix.fieldAt[n], Msg: text}
+	return Problem{Line: n, Field: field, Msg: text}
 }
+
+// yamlColumnRE reads the column Duration.UnmarshalYAML puts in its errors.
+var yamlColumnRE = regexp.MustCompile(`^column (\d+): (.*)$`)
 
 var yamlUnmarshalRE = regexp.MustCompile("^cannot unmarshal (\\S+)(?: `(.*)`)? into (.+)$")
 
@@ -599,6 +611,9 @@ func (ix *nodeIndex) walk(n *yaml.Node, t reflect.Type, field string, errs *[]Pr
 		return
 	}
 	ix.record(field, n.Line)
+	if pos := [2]int{n.Line, n.Column}; field != "" && ix.valueAt[pos] == "" {
+		ix.valueAt[pos] = field
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
