@@ -165,10 +165,8 @@ func (p Policy) check() (errs, warns []Problem) {
 		}
 	}
 	for i, t := range p.Tags {
-		if strings.TrimSpace(t) == "" {
-			add(fmt.Sprintf("tags[%d]", i), "empty tag")
-		} else if location.HasControl(t) {
-			add(fmt.Sprintf("tags[%d]", i), "%q holds control characters", t)
+		if bad := snapshot.TagProblem(t); bad != "" {
+			add(fmt.Sprintf("tags[%d]", i), "%q is not a tag (%s)", t, bad)
 		}
 	}
 
@@ -191,8 +189,8 @@ func (p Policy) check() (errs, warns []Problem) {
 		}
 	}
 	for i, tag := range r.KeepTags {
-		if strings.TrimSpace(tag) == "" {
-			add(fmt.Sprintf("retention.keep_tags[%d]", i), "is empty")
+		if bad := snapshot.TagProblem(tag); bad != "" {
+			add(fmt.Sprintf("retention.keep_tags[%d]", i), "%q is not a tag (%s)", tag, bad)
 		}
 	}
 	if len(r.KeepTags) > 0 && r.Rules().IsZero() {

@@ -184,10 +184,13 @@ func TestParsePoliciesErrors(t *testing.T) {
 		{"bad prune schedule", ok + "retention: {keep_last: 3, prune: 'every sunday'}\n", "p.yaml:6: retention.prune: "},
 		{"bad max_unused", ok + "retention: {prune: '@weekly', max_unused: 10}\n", `p.yaml:6: retention.max_unused: "10": a fraction must be under 1; did you mean 10%?`},
 		{"max_unused of 100%", ok + "retention: {prune: '@weekly', max_unused: 100%}\n", `retention.max_unused: "100%": must be under 100%`},
-		{"empty keep tag", ok + "retention: {keep_daily: 7, keep_tags: [hold, ' ']}\n", "p.yaml:6: retention.keep_tags[1]: is empty"},
+		{"empty keep tag", ok + "retention: {keep_daily: 7, keep_tags: [hold, ' ']}\n", `p.yaml:6: retention.keep_tags[1]: " " is not a tag (empty)`},
+		{"keep tag with a space around it", ok + "retention: {keep_daily: 7, keep_tags: [' hold']}\n", `p.yaml:6: retention.keep_tags[0]: " hold" is not a tag (with a space around it)`},
+		{"tag with a space around it", ok + "tags: ['daily ']\n", `p.yaml:6: tags[0]: "daily " is not a tag (with a space around it)`},
+		{"tag with a comma", ok + "tags: ['a,b']\n", `p.yaml:6: tags[0]: "a,b" is not a tag (with a comma)`},
 		{"path with ..", strings.Replace(ok, "paths: [/x]", "paths: [/etc/../root]", 1), `p.yaml:5: paths[0]: "/etc/../root" is not in its plain form (no '.', '..' or doubled '/'): write "/root"`},
 		{"path with a NUL", strings.Replace(ok, "paths: [/x]", `paths: ["/a\0b"]`, 1), `paths[0]: "/a\x00b" holds control characters`},
-		{"tag with a newline", ok + `tags: ["daily\nweekly"]` + "\n", `p.yaml:6: tags[0]: "daily\nweekly" holds control characters`},
+		{"tag with a newline", ok + `tags: ["daily\nweekly"]` + "\n", `p.yaml:6: tags[0]: "daily\nweekly" is not a tag (with a control character)`},
 		{"anchor and alias", ok + "tags: &t [a]\n---\n" + strings.Replace(ok, "name: p", "name: q", 1) + "tagz: *t\n", "p.yaml:13: tagz: unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"golang.org/x/sync/errgroup"
@@ -395,4 +396,22 @@ func Retag(ctx context.Context, repo *chunkstore.Repository, s *Snapshot, tags [
 		return n, fmt.Errorf("snapshot %s was saved with the new tags as %s, but the old one could not be removed (forget %s): %w", s.ID.Short(), id.Short(), s.ID.Short(), err)
 	}
 	return n, nil
+}
+
+// TagProblem says why t cannot be a tag, or returns "": empty, with a
+// comma (the filters' separator), with a space around it or a control
+// character in it. Such a tag could not be named again: ' hold' shows as
+// "hold" in a listing, and 'forget --keep-tag hold' does not protect it.
+func TagProblem(t string) string {
+	switch {
+	case strings.TrimSpace(t) == "":
+		return "empty"
+	case strings.Contains(t, ","):
+		return "with a comma"
+	case strings.TrimSpace(t) != t:
+		return "with a space around it"
+	case strings.IndexFunc(t, unicode.IsControl) >= 0:
+		return "with a control character"
+	}
+	return ""
 }

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -132,22 +131,9 @@ func runTag(ctx context.Context, g *globals, f tagFlags, args []string) error {
 }
 
 // checkTag refuses, as a usage error, a tag that could not be named
-// again: empty, with a comma (the filters' separator), with a space
-// around it or a control character in it. ' hold' is shown as "hold"
-// by 'snapshots', but 'forget --keep-tag hold' does not protect it.
+// again (snapshot.TagProblem).
 func checkTag(cmd, t string) error {
-	bad := ""
-	switch {
-	case strings.TrimSpace(t) == "":
-		bad = "empty"
-	case strings.Contains(t, ","):
-		bad = "with a comma"
-	case strings.TrimSpace(t) != t:
-		bad = "with a space around it"
-	case strings.IndexFunc(t, unicode.IsControl) >= 0:
-		bad = "with a control character"
-	}
-	if bad != "" {
+	if bad := snapshot.TagProblem(t); bad != "" {
 		return usageError("%s: %q is not a tag (%s)", cmd, t, bad)
 	}
 	return nil
