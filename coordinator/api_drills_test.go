@@ -39,6 +39,31 @@ func TestAPIDrills(t *testing.T) {
 	if status, b := httpCall(t, http.MethodPut, u+"/v1/policies", op, []byte(other), "application/yaml"); status != 200 {
 		t.Fatalf("operator changing the schedule: %d %s", status, b)
 	}
+	other = strings.Replace(other, "drill:\n", "drill:\n  schedule: \"@weekly\"\n", 1)
+	if status, b := httpCall(t, http.MethodPut, u+"/v1/policies", op, []byte(other), "application/yaml"); status != 200 {
+		t.Fatalf("operator changing the drill schedule: %d %s", status, b)
+	}
+	// But not what the approved commands run on, or where: an approved
+	// "./selftest" would run whatever the operator backed up there.
+	for field, changed := range map[string]string{
+		"paths":  strings.Replace(other, "[/srv/db]", "[/home/op]", 1),
+		"agents": strings.Replace(other, "{role: db}", "{role: web}", 1),
+		"drill":  strings.Replace(other, `{drill: "yes"}`, `{drill: "op"}`, 1),
+	} {
+		status, b := httpCall(t, http.MethodPut, u+"/v1/policies", op, []byte(changed), "application/yaml")
+		if status != http.StatusForbidden || !strings.Contains(string(b), "changing its "+field+" needs an admin token") {
+			t.Errorf("operator changing the %s of a policy with verify commands: %d %s", field, status, b)
+		}
+	}
+	// Without the commands it may.
+	bare := strings.Replace(other, "  verify:\n    - command: pg_verifybackup \"$LIFEBOAT_DRILL_DIR/srv/db\"\n", "", 1)
+	bare = strings.Replace(bare, "[/srv/db]", "[/home/op]", 1)
+	if status, b := httpCall(t, http.MethodPut, u+"/v1/policies", op, []byte(bare), "application/yaml"); status != 200 {
+		t.Fatalf("operator removing the verify commands and changing the paths: %d %s", status, b)
+	}
+	if status, b := httpCall(t, http.MethodPut, u+"/v1/policies", c.admin, []byte(drillPolicyYAML), "application/yaml"); status != 200 {
+		t.Fatalf("admin putting the verify commands back: %d %s", status, b)
+	}
 
 	// No runner: 409 naming the selector.
 	status, b = httpCall(t, http.MethodPost, u+"/v1/policies/db/drill", op, nil, "")

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
@@ -117,12 +118,17 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 	}
 	// Drill verify commands run on drill runners, the agents that hold
 	// the identity: whoever sets them could read every backup. Adding or
-	// changing them takes an admin, not just an operator.
+	// changing them takes an admin, not just an operator; so does
+	// changing what approved commands run on, or where.
 	if c.p.Role != RoleAdmin {
 		for _, p := range ps {
 			if verifyCommandsChanged(existing[p.Name], p) {
 				return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("policy %q: drill.verify commands run on drill runners, which hold the identity; "+
 					"adding or changing them needs an admin token", p.Name)}
+			}
+			if f := verifyContextChanged(existing[p.Name], p); f != "" {
+				return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("policy %q: its drill.verify commands (approved by an admin) run on drill runners, against what the policy backs up; "+
+					"changing its %s needs an admin token too (or remove the commands first)", p.Name, f)}
 			}
 		}
 	}
@@ -316,6 +322,40 @@ func (a *API) removeRepo(w http.ResponseWriter, r *http.Request, c *call) error 
 	return a.proposeNamed(w, r, c, "name", "removed", func(key string) (CommandType, any) {
 		return CmdRemoveRepository, RemoveRepository{Name: key}
 	})
+}
+
+// verifyContextChanged names the first field that applying p changes,
+// compared with the stored record old, among those that decide what p's
+// drill verify commands run on and where: the repository, agents, paths
+// and excludes (which data a drill restores: an approved
+// "./selftest" would run whatever an operator had backed up there) and
+// the drill spec but its schedule (the runner, the snapshot, the
+// scratch space). "" if p has no
+// verify commands, is new, or changes none of them.
+func verifyContextChanged(old *PolicyRecord, p Policy) string {
+	if old == nil || p.Drill == nil || len(p.Drill.Verify) == 0 {
+		return ""
+	}
+	o := old.Policy
+	switch {
+	case o.Repository != p.Repository:
+		return "repository"
+	case !reflect.DeepEqual(o.Agents, p.Agents):
+		return "agents"
+	case !slices.Equal(o.Paths, p.Paths):
+		return "paths"
+	case !slices.Equal(o.Exclude, p.Exclude):
+		return "exclude"
+	case o.Drill == nil:
+		return "drill"
+	}
+	od, nd := *o.Drill, *p.Drill
+	od.Verify, nd.Verify = nil, nil
+	od.Schedule, nd.Schedule = "", "" // when, not what or where
+	if !reflect.DeepEqual(od, nd) {
+		return "drill"
+	}
+	return ""
 }
 
 // verifyCommandsChanged reports whether applying p adds or changes drill
