@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
@@ -182,22 +181,7 @@ func TestForgetAndPruneReadTheStore(t *testing.T) {
 func rootTreePack(t *testing.T, r repo, id string) string {
 	t.Helper()
 	ctx := context.Background()
-	st, err := local.Open(r.path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(r.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wk, err := chunkstore.ParseWriterKey(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: wk}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := openWriter(t, r)
 	if err := repo.LoadIndex(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -363,21 +363,7 @@ func TestRepositoryReplacedOrCreatedAgain(t *testing.T) {
 func TestPruneRewrapStaleIdentity(t *testing.T) {
 	t.Parallel()
 	c, r, _, _ := backedUpSmallTree(t)
-	other := initRepo(t, c, "other")
-	recipient := func(file string) string {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if strings.HasPrefix(f, "age1") {
-				return f
-			}
-		}
-		t.Fatalf("no public key in %s", file)
-		return ""
-	}
-	c.ok(r.reader("key", "add", "--recipient", recipient(other.identity), "--key-out", filepath.Join(c.dir, "gen1.key"))...)
+	other := addOtherIdentity(t, c, r)
 	gen1, err := filepath.Glob(filepath.Join(r.path, "keys", "*"))
 	if err != nil || len(gen1) != 1 {
 		t.Fatalf("key envelopes %v (%v), want one", gen1, err)
@@ -386,7 +372,7 @@ func TestPruneRewrapStaleIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.ok("key", "remove", "--force", "--recipient", recipient(r.identity), "--key-out", filepath.Join(c.dir, "gen2.key"), "--repo", r.path, "--identity", other.identity)
+	c.ok("key", "remove", "--force", "--recipient", identityRecipient(t, r.identity), "--key-out", filepath.Join(c.dir, "gen2.key"), "--repo", r.path, "--identity", other.identity)
 	// As if the removal had stopped before removing the older envelope.
 	if err := os.WriteFile(gen1[0], env, 0o644); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
 
@@ -182,4 +185,53 @@ func (r repo) reader(cmd ...string) []string {
 // writer returns cmd followed by the flags that open r with its writer key.
 func (r repo) writer(cmd ...string) []string {
 	return append(cmd, "--repo", r.path, "--key", r.key)
+}
+
+// openWriter opens local repository r directly with its writer key: to
+// look into its index, or plant objects a command would not write.
+func openWriter(t *testing.T, r repo) *chunkstore.Repository {
+	t.Helper()
+	st, err := local.Open(r.path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := chunkstore.ParseWriterKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := chunkstore.Open(context.Background(), st, chunkstore.Credentials{Writer: sec}, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// addOtherIdentity makes the identity of a new repository "other" a
+// recipient of r with 'key add' (its writer key of the new generation
+// at gen1.key in c's directory), and returns that repository.
+func addOtherIdentity(t *testing.T, c *cli, r repo) repo {
+	t.Helper()
+	other := initRepo(t, c, "other")
+	c.ok(r.reader("key", "add", "--recipient", identityRecipient(t, other.identity), "--key-out", filepath.Join(c.dir, "gen1.key"))...)
+	return other
+}
+
+// identityRecipient returns the public key written in identity file file.
+func identityRecipient(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if strings.HasPrefix(f, "age1") {
+			return f
+		}
+	}
+	t.Fatalf("no public key in %s", file)
+	return ""
 }

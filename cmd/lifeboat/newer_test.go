@@ -8,31 +8,7 @@ import (
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
 )
-
-// openWriter opens r directly with its writer key, to plant objects a
-// command of this release would not write.
-func openWriter(t *testing.T, r repo) *chunkstore.Repository {
-	t.Helper()
-	st, err := local.Open(r.path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(r.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := chunkstore.ParseWriterKey(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := chunkstore.Open(context.Background(), st, chunkstore.Credentials{Writer: sec}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
 
 // listDir returns the names of the files under dir, recursively.
 func listDir(t *testing.T, dir string) []string {

@@ -224,22 +224,7 @@ func TestCheckHintsReadDataForDamagedTree(t *testing.T) {
 func TestCheckNoRepairHintForPacksOfOtherRecipients(t *testing.T) {
 	t.Parallel()
 	c, r, _, _ := backedUpSmallTree(t)
-	other := initRepo(t, c, "other")
-	b, err := os.ReadFile(other.identity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcpt := ""
-	for _, f := range strings.Fields(string(b)) {
-		if strings.HasPrefix(f, "age1") {
-			rcpt = f
-			break
-		}
-	}
-	if rcpt == "" {
-		t.Fatalf("no public key in %s", other.identity)
-	}
-	c.ok(r.reader("key", "add", "--recipient", rcpt, "--key-out", filepath.Join(c.dir, "gen1.key"))...)
+	other := addOtherIdentity(t, c, r)
 	res := c.fails(1, []string{"check", "--read-data", "--repo", r.path, "--identity", other.identity}, "check found")
 	if !strings.Contains(res.stdout, "prune --rewrap") {
 		t.Errorf("check does not say how the added identity gets to read the older packs:\n%s", res.stdout)
@@ -256,19 +241,7 @@ func TestCheckNoRepairHintForPacksOfOtherRecipients(t *testing.T) {
 func TestCheckSaysStaleKey(t *testing.T) {
 	t.Parallel()
 	c, r, _, _ := backedUpSmallTree(t)
-	other := initRepo(t, c, "other")
-	b, err := os.ReadFile(other.identity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcpt := ""
-	for _, f := range strings.Fields(string(b)) {
-		if strings.HasPrefix(f, "age1") {
-			rcpt = f
-			break
-		}
-	}
-	c.ok(r.reader("key", "add", "--recipient", rcpt, "--key-out", filepath.Join(c.dir, "gen1.key"))...)
+	addOtherIdentity(t, c, r)
 	out := c.ok(r.writer("check")...).stdout
 	if !strings.Contains(out, "out of date") || !strings.Contains(out, "lifeboat key writer-key") {
 		t.Errorf("check with a stale writer key does not say so:\n%s", out)
@@ -323,19 +296,7 @@ func TestRepairIndexWrongSizePack(t *testing.T) {
 func TestRepairPacksDryRunCannotOpen(t *testing.T) {
 	t.Parallel()
 	c, r, _, _ := backedUpSmallTree(t)
-	other := initRepo(t, c, "other")
-	b, err := os.ReadFile(other.identity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcpt := ""
-	for _, f := range strings.Fields(string(b)) {
-		if strings.HasPrefix(f, "age1") {
-			rcpt = f
-			break
-		}
-	}
-	c.ok(r.reader("key", "add", "--recipient", rcpt, "--key-out", filepath.Join(c.dir, "gen1.key"))...)
+	other := addOtherIdentity(t, c, r)
 	packs, err := filepath.Glob(filepath.Join(r.path, "data", "*", "*"))
 	if err != nil || len(packs) == 0 {
 		t.Fatalf("packs %v (%v)", packs, err)

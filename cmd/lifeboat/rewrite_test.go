@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/lifeboat-backup/lifeboat/chunkstore"
-	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
 
@@ -120,22 +117,7 @@ func TestRewritePruneErasesData(t *testing.T) {
 func indexHolds(t *testing.T, r repo, content []byte) bool {
 	t.Helper()
 	ctx := context.Background()
-	st, err := local.Open(r.path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(r.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wk, err := chunkstore.ParseWriterKey(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := chunkstore.Open(ctx, st, chunkstore.Credentials{Writer: wk}, chunkstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := openWriter(t, r)
 	if err := repo.LoadIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
