@@ -91,7 +91,7 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 		return badRequest("no policy in the request")
 	}
 	// Checks against the state, before anything is proposed, so that a
-	// file is applied whole or not at all (as far as this leader knows).
+	// refusal names every problem of the file; the FSM checks again.
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	if err := a.syncLeader(ctx); err != nil {
@@ -132,29 +132,40 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 			}
 		}
 	}
+	// The changed policies go in one log entry, which the FSM applies
+	// whole or not at all: a refusal there (the leadership lost, a
+	// repository removed since the check above) leaves none of them
+	// applied.
+	var changed []Policy
 	for _, p := range ps {
 		old := existing[p.Name]
 		switch {
 		case res.DryRun:
 			res.Policies = append(res.Policies, PolicyApplied{Name: p.Name, Status: "valid"})
-			continue
 		case old != nil && reflect.DeepEqual(old.Policy, clonePolicy(p)):
 			res.Policies = append(res.Policies, PolicyApplied{Name: p.Name, Version: old.Version, Status: "unchanged"})
-			continue
-		}
-		var ver uint64
-		err := a.apply(func() (err error) { ver, err = a.node.PutPolicy(ctx, c.p.Actor, p); return err })
-		if err != nil {
-			if len(res.Policies) > 0 {
-				return fmt.Errorf("policy %q (after applying %d others): %w", p.Name, len(res.Policies), err)
+		default:
+			changed = append(changed, p)
+			status := "created"
+			if old != nil {
+				status = "updated"
 			}
-			return fmt.Errorf("policy %q: %w", p.Name, err)
+			res.Policies = append(res.Policies, PolicyApplied{Name: p.Name, Status: status})
 		}
-		status := "created"
-		if old != nil {
-			status = "updated"
+	}
+	if len(changed) > 0 {
+		var ver uint64
+		if err := a.apply(func() (err error) { ver, err = a.node.PutPolicies(ctx, c.p.Actor, changed); return err }); err != nil {
+			if len(changed) == 1 {
+				return fmt.Errorf("policy %q: %w", changed[0].Name, err)
+			}
+			return fmt.Errorf("%d policies (none applied): %w", len(changed), err)
 		}
-		res.Policies = append(res.Policies, PolicyApplied{Name: p.Name, Version: ver, Status: status})
+		for i := range res.Policies {
+			if res.Policies[i].Status == "created" || res.Policies[i].Status == "updated" {
+				res.Policies[i].Version = ver
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil

@@ -86,6 +86,7 @@ type CommandType string
 // rename one.
 const (
 	CmdPutPolicy        CommandType = "policy.put"
+	CmdPutPolicies      CommandType = "policies.put"
 	CmdDeletePolicy     CommandType = "policy.delete"
 	CmdAddRepository    CommandType = "repo.add"
 	CmdRemoveRepository CommandType = "repo.remove"
@@ -193,6 +194,24 @@ func (p PutPolicy) minVersion() int {
 		return 5
 	}
 	return 1
+}
+
+// PutPolicies creates or replaces several policies (one policy file) as
+// one log entry: all of them, or none if any would be refused as
+// PutPolicy refuses one. Names must be distinct. A node that predates
+// this type refuses it whole (ErrUnsupportedCommand), so Node.PutPolicies
+// proposes a single policy as a PutPolicy, which every node applies.
+type PutPolicies struct {
+	Policies []Policy `json:"policies"`
+}
+
+// minVersion is the highest a PutPolicy of any of the policies needs.
+func (p PutPolicies) minVersion() int {
+	v := 1
+	for _, pol := range p.Policies {
+		v = max(v, PutPolicy{Policy: pol}.minVersion())
+	}
+	return v
 }
 
 // DeletePolicy removes a policy and cancels its pending jobs.

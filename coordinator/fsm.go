@@ -197,6 +197,7 @@ func payload[P any](fn func(s *State, c *Command, index uint64, p *P) (outcome, 
 // checks everything before it changes anything.
 var transitions = map[CommandType]transition{
 	CmdPutPolicy:        payload(putPolicy),
+	CmdPutPolicies:      payload(putPolicies),
 	CmdDeletePolicy:     payload(deletePolicy),
 	CmdAddRepository:    payload(addRepository),
 	CmdRemoveRepository: payload(removeRepository),
@@ -284,17 +285,57 @@ func conflict(format string, args ...any) error {
 // --- policies and repositories ---
 
 func putPolicy(s *State, c *Command, index uint64, p *PutPolicy) (outcome, error) {
-	pol := p.Policy
+	if err := checkPutPolicy(s, p.Policy); err != nil {
+		return outcome{}, err
+	}
+	storePolicy(s, c, index, p.Policy)
+	return outcome{value: index, target: "policy/" + p.Policy.Name}, nil
+}
+
+// putPolicies stores a batch of policies (a policy file) as one entry:
+// every policy is checked as putPolicy checks one before any is stored,
+// so the batch is applied whole or not at all. Every policy gets the
+// entry's index as its version. One audit entry names them all, in the
+// batch's order.
+func putPolicies(s *State, c *Command, index uint64, p *PutPolicies) (outcome, error) {
+	if len(p.Policies) == 0 {
+		return outcome{}, invalid("policy batch without policies")
+	}
+	seen := make(map[string]bool, len(p.Policies))
+	for _, pol := range p.Policies {
+		if err := checkPutPolicy(s, pol); err != nil {
+			return outcome{}, err
+		}
+		if seen[pol.Name] {
+			return outcome{}, invalid("policy %q is twice in the batch", pol.Name)
+		}
+		seen[pol.Name] = true
+	}
+	targets := make([]string, 0, len(p.Policies))
+	for _, pol := range p.Policies {
+		storePolicy(s, c, index, pol)
+		targets = append(targets, "policy/"+pol.Name)
+	}
+	return outcome{value: index, target: strings.Join(targets, ",")}, nil
+}
+
+// checkPutPolicy is what applying a policy re-checks against the state.
+func checkPutPolicy(s *State, pol Policy) error {
 	// Policies are validated (Policy.Validate, schedule parsing) by the
 	// node before proposing. Apply must not repeat that: validation rules
 	// and time-zone data can differ between versions and hosts, and every
 	// node must reach the same state from the same log.
 	if pol.Name == "" {
-		return outcome{}, invalid("policy without a name")
+		return invalid("policy without a name")
 	}
 	if _, ok := s.Repositories[pol.Repository]; !ok {
-		return outcome{}, fmt.Errorf("policy %q: repository %q is not registered (add it with 'lifeboat repo add'): %w", pol.Name, pol.Repository, ErrNotFound)
+		return fmt.Errorf("policy %q: repository %q is not registered (add it with 'lifeboat repo add'): %w", pol.Name, pol.Repository, ErrNotFound)
 	}
+	return nil
+}
+
+// storePolicy stores a checked policy as version index.
+func storePolicy(s *State, c *Command, index uint64, pol Policy) {
 	rec := &PolicyRecord{Policy: clonePolicy(pol), Version: index, CreatedAt: c.Time, UpdatedAt: c.Time, UpdatedBy: c.Actor}
 	old := s.Policies[pol.Name]
 	if old != nil {
@@ -314,7 +355,6 @@ func putPolicy(s *State, c *Command, index uint64, p *PutPolicy) (outcome, error
 		}
 	}
 	s.Policies[pol.Name] = rec
-	return outcome{value: index, target: "policy/" + pol.Name}, nil
 }
 
 func deletePolicy(s *State, c *Command, _ uint64, p *DeletePolicy) (outcome, error) {

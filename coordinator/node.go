@@ -252,6 +252,27 @@ func (n *Node) PutPolicy(ctx context.Context, actor string, p Policy) (uint64, e
 	return ver, nil
 }
 
+// PutPolicies validates and stores policies as one log entry, so that
+// either all of them are stored or none is; it returns their new version
+// (the entry's index). A single policy is proposed as a PutPolicy, which
+// nodes that predate PutPolicies apply too.
+func (n *Node) PutPolicies(ctx context.Context, actor string, ps []Policy) (uint64, error) {
+	if len(ps) == 1 {
+		return n.PutPolicy(ctx, actor, ps[0])
+	}
+	for _, p := range ps {
+		if err := p.Validate(); err != nil {
+			return 0, err
+		}
+	}
+	v, err := n.Propose(ctx, CmdPutPolicies, actor, PutPolicies{Policies: ps})
+	if err != nil {
+		return 0, err
+	}
+	ver, _ := v.(uint64)
+	return ver, nil
+}
+
 // AddRepository registers a repository; key must be a writer key.
 func (n *Node) AddRepository(ctx context.Context, actor string, r AddRepository) error {
 	if err := CheckWriterKey(r.WriterKey); err != nil {
