@@ -29,12 +29,14 @@ import (
 // a policy.put whose retention has keep_tags (a version-6 node would drop
 // them, and its agents would forget the snapshots they hold; it refuses
 // the command and keeps the policy as it was, so such a policy is applied
-// again once every node is upgraded, see docs/operations.md). A
+// again once every node is upgraded, see docs/operations.md); 8, a
+// token.revoke with checked_at, refused if it would revoke the last admin
+// token unexpired then (a version-7 node would revoke it). A
 // node applies an entry by the rules of the entry's version, so replaying
 // a log written before an upgrade gives the state it gave then. Each command is stamped
 // with the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 7
+const CommandVersion = 8
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.
@@ -406,9 +408,21 @@ type CreateToken struct {
 	Expires time.Time `json:"expires,omitzero"`
 }
 
-// RevokeToken deletes an API token.
+// RevokeToken deletes an API token. With CheckedAt set (the API sets it
+// to its clock when proposing), revoking the last admin token unexpired
+// at that instant is refused; an entry without it is always applied.
 type RevokeToken struct {
-	ID string `json:"id"`
+	ID        string    `json:"id"`
+	CheckedAt time.Time `json:"checked_at,omitzero"`
+}
+
+// minVersion: a revoke that may be refused is version 8 (a version-7
+// node would apply it).
+func (p RevokeToken) minVersion() int {
+	if !p.CheckedAt.IsZero() {
+		return 8
+	}
+	return 1
 }
 
 // CreateJoinToken stores a join token's hash.

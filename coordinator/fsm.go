@@ -544,8 +544,33 @@ func revokeToken(s *State, _ *Command, _ uint64, p *RevokeToken) (outcome, error
 	if _, ok := s.Tokens[p.ID]; !ok {
 		return outcome{}, notFound("token", p.ID)
 	}
+	// Without an admin token that works, nobody may create tokens, change
+	// membership or approve drill.verify commands again. Judged here, in
+	// log order, so that two revokes racing through the API cannot both
+	// pass; at the instant the command carries, so that a replay judges
+	// expiry as it was judged then. An entry without one (written before
+	// the rule) is applied as it was: allowed.
+	if !p.CheckedAt.IsZero() && lastAdminToken(s, p.ID, p.CheckedAt) {
+		return outcome{}, conflict("token %s is the last admin token that has not expired: revoking it would leave nobody who may create tokens or change membership; "+
+			"create another first ('lifeboat token create --role admin'), then revoke this one", p.ID)
+	}
 	delete(s.Tokens, p.ID)
 	return outcome{target: "token/" + p.ID}, nil
+}
+
+// lastAdminToken reports whether id is an admin token unexpired at t and
+// no other admin token is.
+func lastAdminToken(s *State, id string, t time.Time) bool {
+	tk := s.Tokens[id]
+	if tk == nil || tk.Role != RoleAdmin || tk.Expired(t) {
+		return false
+	}
+	for oid, o := range s.Tokens {
+		if oid != id && o.Role == RoleAdmin && !o.Expired(t) {
+			return false
+		}
+	}
+	return true
 }
 
 func createJoinToken(s *State, c *Command, _ uint64, p *CreateJoinToken) (outcome, error) {
