@@ -123,9 +123,17 @@ func (a *API) listTokens(w http.ResponseWriter, _ *http.Request, _ *call) error 
 
 func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, c *call) error {
 	// The FSM refuses to revoke the last admin token (see revokeToken in
-	// fsm.go), judging expiry at the instant set here.
+	// fsm.go), judging expiry at the instant set here. Only admin tokens
+	// need it (a token's role never changes), so revoking others stays a
+	// version-1 command that nodes older than the rule apply too.
 	now := a.clock.Now().UTC()
 	return a.proposeNamed(w, r, c, "id", "revoked", func(key string) (CommandType, any) {
+		// A token this node does not know yet may be an admin one.
+		other := false
+		a.node.View(func(s *State) { other = s.Tokens[key] != nil && s.Tokens[key].Role != RoleAdmin })
+		if other {
+			return CmdRevokeToken, RevokeToken{ID: key}
+		}
 		return CmdRevokeToken, RevokeToken{ID: key, CheckedAt: now}
 	})
 }
