@@ -75,6 +75,14 @@ func (e *ValidationError) Error() string {
 
 var policyNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// Bounds of a policy's counts. A job retried a billion times never
+// fails, so its alert never fires; a billion concurrent backups is no
+// limit. Both are typos, not intents.
+const (
+	MaxPolicyAttempts   = 100
+	MaxPolicyConcurrent = 10000
+)
+
 // Validate checks p on its own (not against registered repositories or
 // agents) and returns a *ValidationError listing every problem, or nil.
 func (p Policy) Validate() error {
@@ -213,6 +221,8 @@ func (p Policy) check() (errs, warns []Problem) {
 
 	if p.Targets.RPO < 0 {
 		add("targets.rpo", "must be positive (got %s)", p.Targets.RPO)
+	} else if p.Targets.RPO > 0 && time.Duration(p.Targets.RPO) < time.Minute {
+		warn("targets.rpo", "%s is under a minute: no backup is that fresh, so the target is always missed (a typo for %dm?)", p.Targets.RPO, time.Duration(p.Targets.RPO)/time.Second)
 	} else if p.Targets.RPO > 0 && !sched.IsZero() {
 		if gap := sched.LongestGap(); gap > 0 && time.Duration(p.Targets.RPO) < gap {
 			warn("targets.rpo", "%s is shorter than the %s between scheduled runs: the target will be missed even when every backup succeeds", p.Targets.RPO, Duration(gap))
@@ -220,16 +230,22 @@ func (p Policy) check() (errs, warns []Problem) {
 	}
 	if p.Targets.RTO < 0 {
 		add("targets.rto", "must be positive (got %s)", p.Targets.RTO)
+	} else if p.Targets.RTO > 0 && time.Duration(p.Targets.RTO) < time.Minute {
+		warn("targets.rto", "%s is under a minute: no drill restores and verifies that fast, so the target is always missed (a typo for %dm?)", p.Targets.RTO, time.Duration(p.Targets.RTO)/time.Second)
 	}
 
 	if p.MaxConcurrent < 0 {
 		add("max_concurrent", "must not be negative (got %d)", p.MaxConcurrent)
+	} else if p.MaxConcurrent > MaxPolicyConcurrent {
+		add("max_concurrent", "want 0 (no limit) to %d (got %d)", MaxPolicyConcurrent, p.MaxConcurrent)
 	}
 	if p.VerifyEvery < 0 || p.VerifyEvery > 0 && time.Duration(p.VerifyEvery) < time.Hour {
 		add("verify_every", "want at least 1h (got %s): every pack of the repository is read once per period", p.VerifyEvery)
 	}
 	if p.MaxAttempts < 0 {
 		add("max_attempts", "must not be negative (got %d)", p.MaxAttempts)
+	} else if p.MaxAttempts > MaxPolicyAttempts {
+		add("max_attempts", "want 0 (the default, %d) to %d (got %d)", DefaultMaxAttempts, MaxPolicyAttempts, p.MaxAttempts)
 	}
 	if p.Jitter < 0 {
 		add("jitter", "must not be negative (got %s)", p.Jitter)

@@ -211,6 +211,8 @@ func TestPolicyWarnings(t *testing.T) {
 		{base + "schedule: '0 9 * * 1-5'\nagents: {a: b}\ntargets: {rpo: 25h}\n",
 			"p.yaml:6: targets.rpo: 25h is shorter than the 3d between scheduled runs"},
 		{base + "schedule: '@daily'\n", "p.yaml:1: agents: no selector"},
+		{base + "schedule: '@daily'\nagents: {a: b}\ntargets: {rpo: 30s}\n", "p.yaml:6: targets.rpo: 30s is under a minute"},
+		{base + "schedule: '@daily'\nagents: {a: b}\ntargets:\n  rpo: 25h\n  rto: 45s\n", "p.yaml:8: targets.rto: 45s is under a minute"},
 		{base + "schedule: 'CRON_TZ=Europe/Berlin 30 2 * * *'\nagents: {a: b}\n", "p.yaml:4: schedule: daylight saving time in Europe/Berlin"},
 		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {keep_daily: 7}\n", "p.yaml:6: retention: applied by the agent"},
 		{base + "schedule: '@daily'\nagents: {a: b}\nretention: {max_unused: 5%}\n", "p.yaml:6: retention.max_unused: has no effect without retention.prune"},
@@ -348,5 +350,26 @@ func TestParsePoliciesDuplicateKey(t *testing.T) {
 				t.Errorf("warnings %v, want none", warns)
 			}
 		})
+	}
+}
+
+// max_attempts and max_concurrent are bounded: a billion retries or
+// concurrent backups is a typo. The problem names the field and line.
+func TestParsePoliciesBoundsCounts(t *testing.T) {
+	base := "name: p\nrepository: r\npaths: [/x]\nschedule: '@daily'\nagents: {a: b}\n"
+	for _, tc := range []struct{ yaml, want string }{
+		{base + "max_attempts: 1000000000\n", "p.yaml:6: max_attempts: want 0 (the default, 3) to 100 (got 1000000000)"},
+		{base + "max_attempts: 101\n", "p.yaml:6: max_attempts: want 0"},
+		{base + "max_concurrent: 1000000000\n", "p.yaml:6: max_concurrent: want 0 (no limit) to 10000 (got 1000000000)"},
+		{base + "max_concurrent: 10001\n", "p.yaml:6: max_concurrent: want 0"},
+		{base + "max_attempts: 100\nmax_concurrent: 10000\n", ""},
+	} {
+		_, err := ParsePolicies([]byte(tc.yaml), "p.yaml")
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v, want accepted", tc.yaml, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
 	}
 }
