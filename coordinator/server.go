@@ -117,9 +117,22 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	transport.MaxIdleConnsPerHost = 64
 	s.API = NewAPI(APIConfig{Node: node, Logger: cfg.Logger, Client: &http.Client{Transport: transport, Timeout: 6 * time.Minute},
 		SelfURL: s.url, Version: cfg.Version, DataDir: cfg.DataDir})
-	s.hs = &http.Server{Handler: s.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, TLSConfig: serverTLS,
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	s.hs = newHTTPServer(s.API)
+	s.hs.TLSConfig = serverTLS
+	s.hs.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
 	return s, nil
+}
+
+// newHTTPServer is the API's HTTP server with its timeouts. ReadTimeout
+// bounds reading a whole request, so that a client trickling a body cannot
+// hold a connection and a buffer: 2 minutes fits the largest body
+// (MaxReportBody, a job completion) at about 140 KB/s. net/http lifts the
+// read deadline once the body is read (for a GET, once the headers are),
+// so it does not cancel an agent's long poll. There is no WriteTimeout:
+// it runs from the end of the headers, and a long poll answers only after
+// up to MaxWait (5 minutes by default), plus a forward to the leader.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 }
 
 // loadTLS builds the API's server config and the config this node dials
