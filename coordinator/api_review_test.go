@@ -330,3 +330,34 @@ func TestParsePoliciesDurationProblemNamesItsField(t *testing.T) {
 		}
 	}
 }
+
+// The Authorization scheme is case-insensitive (RFC 7235): "bearer" and
+// "BEARER" work as "Bearer"; another scheme, or none, is refused.
+func TestAPIBearerSchemeCaseInsensitive(t *testing.T) {
+	c := newAPICluster(t, 1)
+	for _, tc := range []struct {
+		header string
+		want   int
+	}{
+		{"Bearer " + c.admin, http.StatusOK},
+		{"bearer " + c.admin, http.StatusOK},
+		{"BEARER " + c.admin, http.StatusOK},
+		{"Basic " + c.admin, http.StatusUnauthorized},
+		{"Bearer" + c.admin, http.StatusUnauthorized},
+		{c.admin, http.StatusUnauthorized},
+	} {
+		req, err := http.NewRequest(http.MethodGet, c.url(0)+"/v1/tokens", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", tc.header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("Authorization: %.12s...: %d, want %d", tc.header, resp.StatusCode, tc.want)
+		}
+	}
+}

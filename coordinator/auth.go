@@ -97,8 +97,10 @@ func authenticate(s *State, r *http.Request, now time.Time) (Principal, error) {
 	if h == "" {
 		return Principal{}, unauthorized("missing bearer token: pass --token or set LIFEBOAT_TOKEN")
 	}
-	raw, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
+	// The scheme is case-insensitive (RFC 7235 section 2.1): some
+	// clients and proxies send "bearer".
+	scheme, raw, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return Principal{}, unauthorized("Authorization header must be 'Bearer TOKEN'")
 	}
 	raw = strings.TrimSpace(raw)
