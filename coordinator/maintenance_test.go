@@ -390,6 +390,10 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a policy with retention rules only", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1}}}, 1},
 		{"a policy with a legal-hold tag", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1, KeepTags: []string{"hold"}}}}, 7},
 		{"a policy", CmdPutPolicy, PutPolicy{}, 1},
+		{"a policy batch", CmdPutPolicies, PutPolicies{Policies: []Policy{{}, {}}}, 1},
+		{"a policy batch with a legal-hold tag", CmdPutPolicies, PutPolicies{Policies: []Policy{{}, {Retention: Retention{KeepLast: 1, KeepTags: []string{"hold"}}}, {Retention: Retention{Prune: "@weekly"}}}}, 7},
+		{"a token revoke", CmdRevokeToken, RevokeToken{ID: "t"}, 1},
+		{"a token revoke judged at an instant", CmdRevokeToken, RevokeToken{ID: "t", CheckedAt: t0}, 8},
 	} {
 		c, err := NewCommand(tc.typ, "test", tc.payload)
 		if err != nil {
