@@ -539,15 +539,32 @@ func genLog(t testing.TB, seed uint64, n int) (log [][]byte, counts map[string]i
 		case op < 91:
 			kind = "policy"
 			i := rng.IntN(5)
-			_, err = h.apply(CmdPutPolicy, PutPolicy{Policy: Policy{Name: fmt.Sprintf("p%d", i%4), Repository: pick([]string{"r", "r2", "gone"}),
-				Schedule: pick([]string{"@every 1m", "*/5 * * * *", "@hourly"}), Paths: []string{"/"}, Agents: map[string]string{"zone": fmt.Sprint(i % 2)}}})
+			pol := Policy{Name: fmt.Sprintf("p%d", i%4), Repository: pick([]string{"r", "r2", "gone"}),
+				Schedule: pick([]string{"@every 1m", "*/5 * * * *", "@hourly"}), Paths: []string{"/"}, Agents: map[string]string{"zone": fmt.Sprint(i % 2)}}
+			if i == 4 { // a policy file: p0 and p3 together
+				p3 := pol
+				p3.Name, p3.Repository, p3.Agents = "p3", "r", map[string]string{"zone": "1"}
+				_, err = h.apply(CmdPutPolicies, PutPolicies{Policies: []Policy{p3, pol}})
+			} else {
+				_, err = h.apply(CmdPutPolicy, PutPolicy{Policy: pol})
+			}
 		case op < 94:
 			kind = "token"
-			id := fmt.Sprintf("tok%d", rng.IntN(6))
+			k := rng.IntN(6)
+			id := fmt.Sprintf("tok%d", k)
+			// tok0-tok2 are admin tokens, revoked under the last-admin
+			// rule by even-numbered ones.
+			role, checked := RoleOperator, time.Time{}
+			if k < 3 {
+				role = RoleAdmin
+			}
+			if k%2 == 0 {
+				checked = h.now
+			}
 			if rng.IntN(2) == 0 {
-				_, err = h.apply(CmdCreateToken, CreateToken{ID: id, Hash: hashOf(id), Role: RoleOperator, Expires: h.now.Add(time.Hour)})
+				_, err = h.apply(CmdCreateToken, CreateToken{ID: id, Hash: hashOf(id), Role: role, Expires: h.now.Add(time.Hour)})
 			} else {
-				_, err = h.apply(CmdRevokeToken, RevokeToken{ID: id})
+				_, err = h.apply(CmdRevokeToken, RevokeToken{ID: id, CheckedAt: checked})
 			}
 		case op < 96:
 			kind = "join"
