@@ -339,9 +339,15 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 	rpo := start.Sub(snap.Time)
 	res.RPOSeconds = rpo.Seconds()
 	if t := d.opts.Targets.RPO; t > 0 {
-		met := rpo <= t
+		met := rpo <= t && rpo >= -FutureSkew
 		res.RPOMet = &met
-		if !met && latest {
+		if rpo < -FutureSkew && latest {
+			// A node whose clock ran ahead stamped it: it stays "latest"
+			// whatever is backed up after it, and its negative age would
+			// meet any target, hiding that backups stopped.
+			d.fail(ReasonRPO, "", "the latest snapshot %s is dated %s, %s in the future of this runner's clock: the RPO cannot be measured (a backup node's clock runs ahead; fix it, then forget the snapshot or wait until it is in the past)",
+				snap.ID.Short(), snap.Time.UTC().Format(time.RFC3339), fmtDuration(-rpo))
+		} else if !met && latest {
 			d.fail(ReasonRPO, "", "the latest snapshot %s (%s) is %s old, over the RPO target of %s",
 				snap.ID.Short(), snap.Time.UTC().Format(time.RFC3339), fmtDuration(rpo), fmtDuration(t))
 		}
@@ -462,6 +468,10 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 	}
 	return nil
 }
+
+// FutureSkew is how far in the future of the runner's clock a snapshot
+// may be dated (clock skew between nodes) and still meet an RPO target.
+const FutureSkew = 5 * time.Minute
 
 // unhealthy are the reasons that leave no trustworthy restored tree:
 // verify commands are skipped, and RTO is not measured.

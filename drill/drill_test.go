@@ -531,3 +531,33 @@ func TestDrillRestoresAroundDamagedCopy(t *testing.T) {
 		t.Errorf("summary %q: want a pass warning about %s", s, pack)
 	}
 }
+
+// A snapshot stamped by a node whose clock runs ahead is always "latest":
+// it would meet any RPO target (negative age) and hide that the policy's
+// backups stopped. With an RPO target such a drill fails, reason rpo.
+func TestRPOFutureSnapshot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "local", smallTree())
+	e.backup(t, base.Add(-30*24*time.Hour)) // the real last backup: stale
+	future := e.backup(t, base.Add(30*24*time.Hour))
+	o := e.opts(t, "rpo-future")
+	o.Targets.RPO = 24 * time.Hour
+	r := e.run(t, o)
+	if r.SnapshotID != future.ID.String() {
+		t.Fatalf("drilled %s, want the future-dated latest %s", r.SnapshotID, future.ID)
+	}
+	if r.Passed || r.RPOMet == nil || *r.RPOMet || failureFor(r, ReasonRPO) == nil {
+		t.Fatalf("passed %v, RPOMet %v, failures %v: a snapshot dated 30 days in the future must not meet the RPO target", r.Passed, r.RPOMet, r.Failures)
+	}
+	if f := failureFor(r, ReasonRPO); !strings.Contains(f.Message, "in the future") {
+		t.Errorf("rpo failure %q does not say the snapshot is dated in the future", f.Message)
+	}
+	// A little skew (seconds) is no failure.
+	e2 := newEnv(t, "local", smallTree())
+	e2.backup(t, base.Add(30*time.Second))
+	o2 := e2.opts(t, "rpo-skew")
+	o2.Targets.RPO = 24 * time.Hour
+	if r := e2.run(t, o2); !r.Passed {
+		t.Errorf("a snapshot 30s ahead failed the drill: %v", r.Failures)
+	}
+}
