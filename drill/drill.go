@@ -567,6 +567,10 @@ func (d *drill) checkScratch(dir string, need int64) bool {
 	return true
 }
 
+// SafeScratch reports why p is unfit as a drill's scratch directory (see
+// Options.Scratch), or nil.
+func SafeScratch(p string) error { return safeScratch(p) }
+
 // safeScratch refuses a scratch parent that someone else could swap or
 // fill: the restored tree holds every backed-up secret in plaintext, and
 // a link planted in a shared directory could redirect the restore (or

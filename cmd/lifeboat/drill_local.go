@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -75,7 +77,7 @@ Needs the identity.`,
 	fl.StringVar(&f.sample, "sample", "", "restore and verify only about this percentage of the files, e.g. 10% (default: all)")
 	fl.StringArrayVar(&f.verify, "verify", nil, "command run with /bin/sh -c in the restored tree; non-zero exit fails the drill (repeatable)")
 	fl.StringVar(&f.verifyTimeout, "verify-timeout", "10m", "time limit of each --verify command")
-	fl.StringVar(&f.scratch, "scratch", "", "directory to restore under (default: a new directory in "+os.TempDir()+")")
+	fl.StringVar(&f.scratch, "scratch", "", "directory to restore under (default: "+filepath.Join(os.TempDir(), "lifeboat-drills-UID")+", mode 0700)")
 	fl.StringVar(&f.scratchLimit, "scratch-limit", "", "refuse to restore more than this, e.g. 50GiB")
 	fl.BoolVar(&f.keepOnFailure, "keep-on-failure", false, "keep the restored tree when the drill fails, for inspection")
 	fl.StringVar(&f.rto, "rto", "", "RTO target, e.g. 1h: fail when the drill takes longer")
@@ -166,11 +168,9 @@ func runDrillLocal(ctx context.Context, g *globals, f drillLocalFlags) error {
 	}
 	ownScratch := ""
 	if f.scratch == "" {
-		dir, err := os.MkdirTemp("", "lifeboat-drill-")
-		if err != nil {
-			return fmt.Errorf("create a scratch directory (set --scratch): %w", err)
+		if opts.Scratch, ownScratch, err = defaultDrillScratch(g); err != nil {
+			return err
 		}
-		ownScratch, opts.Scratch = dir, dir
 	}
 	opts.Logger = g.pkgLogger()
 	prog := &restore.Progress{}
@@ -204,6 +204,30 @@ func runDrillLocal(ctx context.Context, g *globals, f drillLocalFlags) error {
 		return withCode(exitError, fmt.Errorf("drill %s FAILED (%s)%s", res.ID, reasons, keptHint(res)))
 	}
 	return nil
+}
+
+// defaultDrillScratch is the scratch directory of a drill without
+// --scratch: TMPDIR/lifeboat-drills-UID, the same for every drill of this
+// user, so that a drill finds the trees earlier ones left behind (killed,
+// or kept on failure) and removes those beyond the newest
+// drill.KeptTrees: a fresh temporary directory per drill would leave the
+// restored plaintext of every killed drill for good. When that directory
+// is unfit (another user made it first), a fresh one is used, removed
+// afterwards when empty (own).
+func defaultDrillScratch(g *globals) (dir, own string, err error) {
+	dir = filepath.Join(os.TempDir(), fmt.Sprintf("lifeboat-drills-%d", os.Geteuid()))
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		warnf(g.stderr, "scratch directory %s: %v; using a new temporary directory", dir, err)
+	} else if err := drill.SafeScratch(dir); err != nil {
+		warnf(g.stderr, "%v; using a new temporary directory", err)
+	} else {
+		return dir, "", nil
+	}
+	own, err = os.MkdirTemp("", "lifeboat-drill-")
+	if err != nil {
+		return "", "", fmt.Errorf("create a scratch directory (set --scratch): %w", err)
+	}
+	return own, own, nil
 }
 
 func keptHint(r *drill.Result) string {

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/lifeboat-backup/lifeboat/drill"
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
 
@@ -114,5 +119,59 @@ func TestDrillLocal(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(scratch, "lifeboat-drill-cli-flip", src, "hello.txt")); err != nil {
 		t.Errorf("--keep-on-failure did not keep the tree: %v", err)
+	}
+}
+
+// A 'drill local' killed with SIGKILL cannot remove its restored tree
+// (plaintext copies of backed-up secrets). Without --scratch, a later
+// drill must still find and bound such leftovers (at most KeptTrees stay),
+// not leave one more in a fresh temporary directory each time.
+func TestDrillLocalKilledLeftoversDoNotPileUp(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, smallTree())
+	r := initRepo(t, c, "repo")
+	c.ok(r.writer("backup", src)...)
+	tmp := filepath.Join(c.dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ct := c.with("TMPDIR=" + tmp)
+	marker := filepath.Join(c.dir, "pgid")
+	for i := range 3 {
+		os.Remove(marker)
+		cmd := ct.command(r.reader("drill", "local", "--id", fmt.Sprintf("killed-%d", i), "--verify", `echo $$ > `+marker+`; exec sleep 60`)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var pgid int
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if b, err := os.ReadFile(marker); err == nil && strings.HasSuffix(string(b), "\n") {
+				pgid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+				break
+			}
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		if pgid > 0 {
+			syscall.Kill(-pgid, syscall.SIGKILL)
+		} else {
+			t.Fatal("the verify command did not start")
+		}
+		time.Sleep(50 * time.Millisecond) // distinct modification times
+	}
+	ct.ok(r.reader("drill", "local", "--id", "after")...)
+	var trees []string
+	filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "lifeboat-drill-") {
+			if _, err := os.Stat(filepath.Join(p, src, "hello.txt")); err == nil {
+				trees = append(trees, p)
+			}
+		}
+		return nil
+	})
+	if len(trees) > drill.KeptTrees {
+		t.Errorf("%d restored trees of killed drills left in TMPDIR, want at most %d: %v", len(trees), drill.KeptTrees, trees)
 	}
 }
