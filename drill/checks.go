@@ -98,6 +98,9 @@ func runCheck(ctx context.Context, c Command, dir string, env []string) (CheckRe
 		res.Passed = true
 	case errors.As(err, &ee):
 		res.ExitCode = ee.ExitCode() // -1 when killed by a signal
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.Signal = ws.Signal().String()
+		}
 	default:
 		res.Output = strings.TrimSpace(res.Output + "\n" + err.Error())
 	}

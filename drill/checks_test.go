@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -77,5 +78,29 @@ func TestAllowCommand(t *testing.T) {
 	}
 	if _, err := os.Lstat(marker); err == nil {
 		t.Error("the refused command ran")
+	}
+}
+
+// A verify command killed by a signal (the OOM killer, an operator) ran:
+// the drill must say it was killed and by what, not that it "could not
+// run" (which points at the runner's configuration).
+func TestCheckKilledBySignal(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cr, err := runCheck(context.Background(), Command{Command: "kill -9 $$", Timeout: time.Minute}, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.Passed || cr.TimedOut || cr.Signal != "killed" {
+		t.Errorf("check killed by SIGKILL: %+v, want not passed and signal \"killed\"", cr)
+	}
+	e := newEnv(t, "local", smallTree())
+	e.backup(t, base.Add(-time.Hour))
+	o := e.opts(t, "sig")
+	o.Verify = []Command{{Command: "kill -KILL $$"}}
+	r := e.run(t, o)
+	f := failureFor(r, ReasonCheck)
+	if r.Passed || f == nil || !strings.Contains(f.Message, "was killed by signal") || strings.Contains(f.Message, "could not run") {
+		t.Errorf("failure %+v: want it to say the command was killed by a signal", f)
 	}
 }

@@ -125,6 +125,7 @@ type CheckResult struct {
 	ExitCode int     `json:"exit_code"` // -1: killed, not started or skipped
 	Seconds  float64 `json:"seconds"`
 	TimedOut bool    `json:"timed_out,omitempty"`
+	Signal   string  `json:"signal,omitempty"`  // the signal that killed it, other than on timeout ("killed", "segmentation fault")
 	Skipped  bool    `json:"skipped,omitempty"` // not run: the restore or its verification had already failed
 	Output   string  `json:"output,omitempty"`  // last 4 KiB of combined stdout and stderr
 	Passed   bool    `json:"passed"`
@@ -449,6 +450,8 @@ func (d *drill) run(ctx context.Context, start time.Time) error {
 			what := fmt.Sprintf("exited with code %d", cr.ExitCode)
 			if cr.TimedOut {
 				what = fmt.Sprintf("timed out after %s and was killed", fmtDuration(timeoutOf(c)))
+			} else if cr.Signal != "" {
+				what = "was killed by signal " + cr.Signal
 			} else if cr.ExitCode < 0 {
 				what = "could not run"
 			}

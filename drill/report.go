@@ -197,6 +197,8 @@ func checksText(r Result) string {
 			st = "skipped"
 		case c.TimedOut:
 			st = "timed out"
+		case c.Signal != "":
+			st = "killed by signal " + c.Signal
 		}
 		parts = append(parts, fmt.Sprintf("%s: %s", c.Command, st))
 	}

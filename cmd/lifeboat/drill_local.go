@@ -268,6 +268,8 @@ func printDrillDetails(w io.Writer, r *drill.Result) {
 			status = "skipped (the restore or its verification failed)"
 		case c.TimedOut:
 			status = fmt.Sprintf("TIMED OUT after %s", formatDuration(secs(c.Seconds)))
+		case c.Signal != "":
+			status = "FAILED: killed by signal " + c.Signal
 		case !c.Passed:
 			status = fmt.Sprintf("FAILED with exit code %d", c.ExitCode)
 		}
