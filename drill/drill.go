@@ -260,6 +260,10 @@ type drill struct {
 	log  *slog.Logger
 	res  *Result
 	now  func() time.Time
+	// lock is this drill's restored tree, open and flock(2)ed while the
+	// drill runs, so that other drills sharing the scratch directory
+	// neither prune it nor take it over (see lockTree).
+	lock *os.File
 }
 
 // Run performs a drill (see the package documentation). It returns a
@@ -559,15 +563,69 @@ func (d *drill) checkScratch(dir string, need int64) bool {
 	}
 	d.pruneKept(dir)
 	// The directory is this drill's alone: a leftover from an earlier
-	// run with the same ID (kept on failure) is replaced.
+	// run with the same ID (kept on failure) is replaced, but not the
+	// tree of a drill with this ID that is still running.
 	if _, err := os.Lstat(dir); err == nil {
+		f, err := lockTree(dir, unix.LOCK_EX)
+		if errors.Is(err, errTreeBusy) {
+			d.fail(ReasonScratch, "", "another drill with ID %s is running in %s; give this one another ID", d.opts.ID, dir)
+			return false
+		}
 		d.log.Warn("removing a leftover scratch directory", "dir", dir)
-		if err := removeTree(dir); err != nil {
+		err = removeTree(dir)
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
 			d.fail(ReasonScratch, "", "remove leftover scratch directory %s: %v", dir, err)
 			return false
 		}
 	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		d.fail(ReasonScratch, "", "create %s: %v", dir, err)
+		return false
+	}
+	f, err := lockTree(dir, unix.LOCK_SH)
+	if err != nil {
+		d.fail(ReasonScratch, "", "lock %s: %v", dir, err)
+		return false
+	}
+	if fi, err := f.Stat(); err != nil || !sameFile(fi, dir) {
+		f.Close()
+		d.fail(ReasonScratch, "", "%s was removed or replaced while this drill created it (another drill's clean-up?)", dir)
+		return false
+	}
+	d.lock = f
 	return true
+}
+
+// errTreeBusy: another running drill holds the tree.
+var errTreeBusy = errors.New("in use by a running drill")
+
+// lockTree opens the directory dir (not following a symlink) and takes
+// a flock(2) on it (how: unix.LOCK_EX or LOCK_SH) without waiting:
+// errTreeBusy when a running drill holds it. A drill holds its own tree
+// shared, as the restore does while it writes into it; removing a tree
+// takes it exclusively. The lock goes with the returned file (and with
+// the process, when it dies).
+func lockTree(dir string, how int) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	if err := unix.Flock(fd, how|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, errTreeBusy
+		}
+		return nil, &os.PathError{Op: "flock", Path: dir, Err: err}
+	}
+	return os.NewFile(uintptr(fd), dir), nil
+}
+
+func sameFile(fi os.FileInfo, p string) bool {
+	li, err := os.Lstat(p)
+	return err == nil && os.SameFile(fi, li)
 }
 
 // SafeScratch reports why p is unfit as a drill's scratch directory (see
@@ -631,7 +689,18 @@ func (d *drill) pruneKept(dir string) {
 	}
 	sort.Slice(trees, func(i, j int) bool { return trees[i].mtime.After(trees[j].mtime) })
 	for _, t := range trees[min(KeptTrees, len(trees)):] {
-		if err := removeTree(t.path); err != nil {
+		// A tree another drill is restoring or verifying right now is
+		// neither kept nor old: leave it.
+		f, err := lockTree(t.path, unix.LOCK_EX)
+		if errors.Is(err, errTreeBusy) {
+			d.log.Info("leaving the tree of a running drill", "dir", t.path)
+			continue
+		}
+		err = removeTree(t.path)
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
 			d.log.Warn("could not remove an old drill tree", "dir", t.path, "err", err)
 			continue
 		}
@@ -643,6 +712,11 @@ func (d *drill) pruneKept(dir string) {
 // cleanup removes the restored tree, or keeps it after a failure when
 // asked to.
 func (d *drill) cleanup(dir string) {
+	if d.lock != nil {
+		// Released after the removal (or once kept): a kept tree is
+		// another drill's to prune.
+		defer d.lock.Close()
+	}
 	if len(d.res.Failures) > 0 && d.opts.KeepOnFailure {
 		if _, err := os.Lstat(dir); err == nil {
 			// Its modification time says when it was kept: the restore

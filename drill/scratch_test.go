@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,4 +142,59 @@ func TestKeptTreesPruned(t *testing.T) {
 			removeTree(ScratchDir(scratch, id))
 		}
 	})
+}
+
+// Two drills sharing a scratch directory (two policies' drills on one
+// runner, two 'drill local' runs): the second's clean-up of old trees
+// must not remove the tree the first is still verifying, even when
+// newer kept trees push it beyond the newest KeptTrees, and a drill with
+// the ID of a running one must not take over its tree.
+func TestPruneSparesRunningDrill(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "local", smallTree())
+	e.backup(t, base.Add(-time.Hour))
+	scratch := t.TempDir()
+	started, release := filepath.Join(t.TempDir(), "started"), filepath.Join(t.TempDir(), "release")
+	o := e.opts(t, "running")
+	o.Scratch = scratch
+	o.Verify = []Command{{Command: `touch ` + started + `; while [ ! -e ` + release + ` ]; do sleep 0.02; done; test -f "$LIFEBOAT_DRILL_DIR/` + e.rel("hello.txt") + `"`, Timeout: time.Minute}}
+	done := make(chan *Result, 1)
+	go func() {
+		r, err := Run(context.Background(), e.repos.Reader, o)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first drill's verify command did not start")
+		}
+	}
+	// Two kept trees newer than the running drill's.
+	future := time.Now().Add(time.Hour)
+	for _, id := range []string{"kept-1", "kept-2"} {
+		d := ScratchDir(scratch, id)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(d, future, future)
+	}
+	o2 := e.opts(t, "second")
+	o2.Scratch = scratch
+	if r := e.run(t, o2); !r.Passed {
+		t.Errorf("second drill: %s", r.Summary())
+	}
+	o3 := e.opts(t, "running") // same ID as the running drill
+	o3.Scratch = scratch
+	if r := e.run(t, o3); r.Passed || failureFor(r, ReasonScratch) == nil {
+		t.Errorf("a drill with the ID of a running one: %s, want a scratch failure", r.Summary())
+	}
+	os.WriteFile(release, nil, 0o600)
+	if r := <-done; r == nil || !r.Passed {
+		t.Errorf("the running drill lost its tree to another drill's clean-up: %v", r.Failures)
+	}
 }
