@@ -19,7 +19,10 @@ func (r *Result) Summary() string {
 			fmt.Fprintf(&b, " (a %s%% sample of %s files)", strconv.FormatFloat(r.SamplePercent, 'f', -1, 64), fmtCount(r.SnapshotFiles))
 		}
 		fmt.Fprintf(&b, " in %s", fmtDuration(seconds(r.RTOSeconds)))
-		if r.TargetRTOSeconds > 0 {
+		switch {
+		case r.TargetRTOSeconds > 0 && r.SamplePercent > 0 && r.RTOMet == nil:
+			fmt.Fprintf(&b, " (RTO target %s: not judged by a sample)", fmtDuration(seconds(r.TargetRTOSeconds)))
+		case r.TargetRTOSeconds > 0:
 			fmt.Fprintf(&b, " (RTO target %s)", fmtDuration(seconds(r.TargetRTOSeconds)))
 		}
 		fmt.Fprintf(&b, ", snapshot %s old", fmtDuration(seconds(r.RPOSeconds)))

@@ -128,6 +128,7 @@ func restoredFiles(t *testing.T, e *env, id string, pct float64) (*Result, []str
 	out := filepath.Join(t.TempDir(), "files")
 	o := e.opts(t, id)
 	o.SamplePercent = pct
+	o.Targets.RTO = time.Hour
 	o.Verify = []Command{{Command: "find . -type f | sort > " + out}}
 	r := e.run(t, o)
 	if !r.Passed {
@@ -159,9 +160,17 @@ func TestSample(t *testing.T) {
 	if !strings.Contains(r1.Summary(), "(a 10% sample of 200 files)") {
 		t.Errorf("summary %q", r1.Summary())
 	}
+	// A sample restored within the RTO target does not show the whole
+	// snapshot would be: the target is not judged met.
+	if r1.TargetRTOSeconds == 0 || r1.RTOMet != nil || !strings.Contains(r1.Summary(), "not judged by a sample") {
+		t.Errorf("a 10%% sample judged against RTO target %vs: met %v, summary %q", r1.TargetRTOSeconds, r1.RTOMet, r1.Summary())
+	}
 	full, all := restoredFiles(t, e, "sample-full", 100)
 	if full.Files != 200 || len(all) != 200 || full.SamplePercent != 0 {
 		t.Errorf("100%%: %d files verified, %d restored", full.Files, len(all))
+	}
+	if full.RTOMet == nil || !*full.RTOMet {
+		t.Errorf("the whole snapshot within its RTO target: met %v", full.RTOMet)
 	}
 }
 
