@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lifeboat-backup/lifeboat/internal/tied"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -74,13 +75,17 @@ func runCheck(ctx context.Context, c Command, dir string, env []string) (CheckRe
 	// stall the drill.
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
-	err := cmd.Start()
+	// A drill killed meanwhile (kill -9, the OOM killer) cannot end the
+	// check; the kernel kills it then (not what it started: a pipeline's
+	// other processes run on until they next write).
+	release, err := tied.Start(cmd, syscall.SIGKILL)
 	if err != nil {
 		res.Output = "could not start /bin/sh: " + err.Error()
 		res.Seconds = time.Since(start).Seconds()
 		return res, nil
 	}
 	err = cmd.Wait()
+	release()
 	_ = killGroup(cmd)
 	res.Seconds = time.Since(start).Seconds()
 	res.Output = out.String()

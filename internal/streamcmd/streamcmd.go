@@ -12,10 +12,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/tied"
 )
 
 // Source is a started command's output.
@@ -25,9 +26,9 @@ type Source struct {
 	name  string // the command, for messages
 	group bool   // the command leads a process group of its own
 
-	once   sync.Once
-	err    error         // the command's failure, once its output ended
-	exited chan struct{} // closed once the command has been waited for
+	once    sync.Once
+	err     error  // the command's failure, once its output ended
+	release func() // lets tied.Start's thread go, once the command has been waited for
 }
 
 // Start starts cmd, whose Stdout must be unset (it becomes the stream).
@@ -60,11 +61,8 @@ func start(cmd *exec.Cmd, name string, group bool) (*Source, error) {
 	// A lifeboat that dies without ending the command (kill -9, the OOM
 	// killer) would leave it running: a dump waiting for a lock writes
 	// nothing, so no broken pipe ever stops it, and it holds the lock.
-	// The kernel sends it SIGTERM instead. It does so when the thread
-	// that started it ends, not the process, and Go may end a thread
-	// while the program lives on (one a goroutine locked and left), so
-	// the command is started from a thread locked until it has exited.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	// tied.Start has the kernel send it SIGTERM instead.
+	//
 	// Wait returns once the command has exited and its pipes are closed;
 	// a process it left behind holding its stderr (ssh's ControlPersist
 	// master, say) would hold Wait, and with it the backup, for good.
@@ -75,21 +73,11 @@ func start(cmd *exec.Cmd, name string, group bool) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cmd: cmd, out: out, name: name, group: group, exited: make(chan struct{})}
-	started := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := cmd.Start()
-		started <- err
-		if err == nil {
-			<-s.exited
-		}
-	}()
-	if err := <-started; err != nil {
+	release, err := tied.Start(cmd, syscall.SIGTERM)
+	if err != nil {
 		return nil, fmt.Errorf("cannot start %s: %w", name, err)
 	}
-	return s, nil
+	return &Source{cmd: cmd, out: out, name: name, group: group, release: release}, nil
 }
 
 // hasTerminal reports whether this process has a controlling terminal.
@@ -118,7 +106,7 @@ func (s *Source) Read(p []byte) (int, error) {
 func (s *Source) wait() error {
 	s.once.Do(func() {
 		err := s.cmd.Wait()
-		close(s.exited)
+		s.release()
 		if errors.Is(err, exec.ErrWaitDelay) {
 			// It exited with status 0 and its output ended; only a
 			// process it left behind still holds a pipe.
