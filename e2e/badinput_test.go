@@ -147,6 +147,22 @@ func TestBadS3(t *testing.T) {
 			t.Errorf("the refused init left nested/config: %v", err)
 		}
 	})
+	t.Run("init above a repository", func(t *testing.T) {
+		keys := t.TempDir()
+		bucket := strings.TrimSuffix(repoURL, "/"+loc.Prefix)
+		r := newCLI(t, bucket).run("init", "--identity-out", filepath.Join(keys, "id"), "--key-out", filepath.Join(keys, "key"))
+		wantFail(t, r, "holds the lifeboat repository at "+repoURL, "outside it")
+		if r.Code != 2 {
+			t.Errorf("exit %d, want 2 (usage)", r.Code)
+		}
+		st, err := location.Open(t.Context(), bucket, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Stat(t.Context(), "config"); !errors.Is(err, chunkstore.ErrNotFound) {
+			t.Errorf("the refused init left a config at the bucket's root: %v", err)
+		}
+	})
 	t.Run("unreachable", func(t *testing.T) {
 		addr := testnet.FreeAddr(t) // nothing listens there now
 		c := repo.reader(t).with(func(c *cli) { c.repo = "s3:http://" + addr + "/" + loc.Bucket + "/repo"; c.timeout = time.Minute })

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -256,6 +257,102 @@ func Enclosing(ctx context.Context, repo string, rc chunkstore.RetryConfig) (str
 				return outer.String(), nil
 			}
 		}
+	}
+	return "", nil
+}
+
+// ErrNestedLimit is Nested's error when the location holds more objects
+// than it was allowed to look through.
+var ErrNestedLimit = errors.New("too many objects to look through")
+
+// errStop ends a listing or walk early.
+var errStop = errors.New("stop")
+
+// Nested returns the location of a lifeboat repository somewhere below
+// repo (a directory or S3 prefix under it), or "" when there is none. A
+// repository created at repo would hold the nested one's objects among
+// its own: its check reports them as strays, and where they fall in its
+// own namespaces (a nested repository at data/ or gc/) its prune could
+// delete them. A repository at repo itself is not reported: Init refuses
+// it with its own message.
+//
+// Like Enclosing, only a config object that parses counts, and a location
+// or bucket that does not exist holds nothing. The search is bounded: it
+// looks through at most limit objects (files and directories for a local
+// location, keys listed for S3, where that is limit/1000 list requests)
+// and fails with ErrNestedLimit past them, because it can then rule out
+// nothing. Objects that are not a repository's are not refused: lifeboat
+// never lists or deletes outside its own names (see docs/operations.md).
+func Nested(ctx context.Context, repo string, rc chunkstore.RetryConfig, limit int) (string, error) {
+	l, err := Parse(repo)
+	if err != nil {
+		return "", err
+	}
+	holds := func(b []byte, err error) bool {
+		if err != nil {
+			return false
+		}
+		_, err = chunkstore.ParseConfig(b)
+		return err == nil
+	}
+	seen := 0
+	tooMany := fmt.Errorf("%s holds more than %d objects: %w", l, limit, ErrNestedLimit)
+	switch l.Kind {
+	case Local:
+		found := ""
+		err := filepath.WalkDir(l.Path, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				// An unreadable directory is passed over, as
+				// Enclosing passes over an unreadable config: the
+				// root itself then fails where init opens it.
+				if d != nil && d.IsDir() && p != l.Path {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if p == l.Path {
+				return nil
+			}
+			if seen++; seen > limit {
+				return tooMany
+			}
+			if d.Type().IsRegular() && d.Name() == chunkstore.ConfigName && filepath.Dir(p) != l.Path &&
+				holds(os.ReadFile(p)) {
+				found = filepath.Dir(p)
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return "", err
+		}
+		return found, nil
+	case S3:
+		st, err := OpenWithRetry(ctx, l.String(), false, rc)
+		if errors.Is(err, chunkstore.ErrBucketNotFound) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		var found string
+		err = st.List(ctx, "", func(oi chunkstore.ObjectInfo) error {
+			if seen++; seen > limit {
+				return tooMany
+			}
+			dir, base := path.Split(oi.Name)
+			if base != chunkstore.ConfigName || dir == "" || !holds(st.Get(ctx, oi.Name, 0, -1)) {
+				return nil
+			}
+			inner := l
+			inner.Prefix = strings.TrimPrefix(path.Join(l.Prefix, dir), "/")
+			found = inner.String()
+			return errStop
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return "", err
+		}
+		return found, nil
 	}
 	return "", nil
 }

@@ -256,3 +256,72 @@ func TestHasControl(t *testing.T) {
 		}
 	}
 }
+
+func TestNestedLocal(t *testing.T) {
+	dir := t.TempDir()
+	rc := chunkstore.DefaultRetryConfig()
+	outer := filepath.Join(dir, "bucket")
+	// Foreign files and a file named config that is not a repository's
+	// do not count.
+	if err := os.MkdirAll(filepath.Join(outer, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outer, "etc", chunkstore.ConfigName), []byte("[core]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, loc := range []string{outer, filepath.Join(dir, "missing")} {
+		if got, err := location.Nested(t.Context(), loc, rc, 100); err != nil || got != "" {
+			t.Errorf("Nested(%s) with no repository = %q, %v; want none", loc, got, err)
+		}
+	}
+	inner := filepath.Join(outer, "team", "prod")
+	initAt(t, inner)
+	for _, loc := range []string{outer, filepath.Join(outer, "team"), dir, "file://" + outer} {
+		if got, err := location.Nested(t.Context(), loc, rc, 100); err != nil || got != inner {
+			t.Errorf("Nested(%s) = %q, %v; want %s", loc, got, err, inner)
+		}
+	}
+	// The repository itself is left to Init, which names it already initialized.
+	if got, err := location.Nested(t.Context(), inner, rc, 100); err != nil || got != "" {
+		t.Errorf("Nested(the repository itself) = %q, %v; want none", got, err)
+	}
+	// Past the limit, the search gives up rather than read without end.
+	if _, err := location.Nested(t.Context(), outer, rc, 2); !errors.Is(err, location.ErrNestedLimit) {
+		t.Errorf("Nested past its limit: %v; want ErrNestedLimit", err)
+	}
+}
+
+func TestNestedS3(t *testing.T) {
+	repo := storetest.MinIORepoURL(t) // s3:http://host/bucket/repo
+	rc := chunkstore.DefaultRetryConfig()
+	bucketRoot := strings.TrimSuffix(repo, "/repo")
+
+	l, _ := location.Parse(repo)
+	l.Bucket = storetest.UniqueBucket(t)
+	if got, err := location.Nested(t.Context(), l.String(), rc, 100); err != nil || got != "" {
+		t.Errorf("Nested in a missing bucket = %q, %v; want none", got, err)
+	}
+	inner := repo + "/team/prod"
+	initAt(t, inner)
+	// A foreign object named config beside it does not count.
+	st, err := location.Open(t.Context(), repo+"/etc", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(t.Context(), chunkstore.ConfigName, []byte("[core]\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, loc := range []string{bucketRoot, repo, repo + "/team"} {
+		if got, err := location.Nested(t.Context(), loc, rc, 100); err != nil || got != inner {
+			t.Errorf("Nested(%s) = %q, %v; want %s", loc, got, err, inner)
+		}
+	}
+	for _, loc := range []string{inner, repo + "/etc", repo + "/te", repo + "/team/prod2"} {
+		if got, err := location.Nested(t.Context(), loc, rc, 100); err != nil || got != "" {
+			t.Errorf("Nested(%s) = %q, %v; want none", loc, got, err)
+		}
+	}
+	if _, err := location.Nested(t.Context(), bucketRoot, rc, 1); !errors.Is(err, location.ErrNestedLimit) {
+		t.Errorf("Nested past its limit: %v; want ErrNestedLimit", err)
+	}
+}

@@ -76,6 +76,16 @@ func TestInitRefusesExisting(t *testing.T) {
 	if _, err := os.Lstat(inner); err == nil {
 		t.Error("init created a repository inside another")
 	}
+	// A location holding a repository below it: refused, naming it.
+	parent := filepath.Join(c.dir, "parent")
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	below := initRepo(t, c, filepath.Join("parent", "prod"))
+	c.fails(2, []string{"init", "--repo", parent, "--identity-out", id2, "--key-out", key2}, "holds the lifeboat repository at "+below.path, "outside it")
+	if _, err := os.Lstat(filepath.Join(parent, "config")); err == nil {
+		t.Error("init created a repository above another")
+	}
 	// Default file names in the working directory.
 	c.ok("init", "--repo", filepath.Join(c.dir, "repo3"))
 	for _, p := range []string{"lifeboat-identity.txt", "lifeboat-writer.key"} {

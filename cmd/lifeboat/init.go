@@ -15,6 +15,10 @@ import (
 const (
 	defaultIdentityOut = "lifeboat-identity.txt"
 	defaultKeyOut      = "lifeboat-writer.key"
+
+	// nestedSearchLimit bounds how many objects init looks through for
+	// a repository below its location: ten S3 list requests.
+	nestedSearchLimit = 10000
 )
 
 type initFlags struct {
@@ -102,6 +106,20 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 		return storeError(g.repo, err)
 	} else if outer != "" {
 		return usageError("%s is inside the lifeboat repository at %s: choose a location outside it", g.repo, outer)
+	}
+	// A repository below the location would have its objects taken for
+	// the new one's, just the same. Only lifeboat repositories are
+	// refused, not any object (kopia refuses non-empty storage): lifeboat
+	// lists and deletes only under its own names, so foreign objects and
+	// a mount point's lost+found are harmless, and Init already refuses
+	// a location holding any of its own. The search is bounded; past the
+	// bound nothing can be ruled out, and such a location is refused.
+	if inner, err := location.Nested(ctx, g.repo, rc, nestedSearchLimit); errors.Is(err, location.ErrNestedLimit) {
+		return usageError("%v; lifeboat could not rule out a repository below it: choose an empty location, or a new directory or prefix", err)
+	} else if err != nil {
+		return storeError(g.repo, err)
+	} else if inner != "" {
+		return usageError("%s holds the lifeboat repository at %s below it: a repository here would mix with it; choose a location outside it, such as a sibling directory or prefix", g.repo, inner)
 	}
 	keyOut, err := filepath.Abs(f.keyOut)
 	if err != nil {
