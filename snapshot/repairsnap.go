@@ -221,7 +221,7 @@ func RepairSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Repa
 		}
 		sort.Strings(d.Removed)
 		res.Damaged = append(res.Damaged, d)
-		work = append(work, todo{s, len(res.Damaged) - 1, out.id, s.Summary.without(out.lostFiles, out.lostBytes)})
+		work = append(work, todo{s, len(res.Damaged) - 1, out.id, s.Summary.without(out.left)})
 	}
 	if len(rw.lost) > 0 {
 		// Lost only if no pack the index misses holds it (marked ones
@@ -367,10 +367,10 @@ type rewritten struct {
 	id      chunkstore.ID
 	changed bool
 	removed []string // relative to the tree
-	// lostFiles and lostBytes count the regular files left out (not
-	// those in a directory whose listing is lost: nothing says what
-	// that held).
-	lostFiles, lostBytes uint64
+	// left counts what the copy leaves out. Repair counts the regular
+	// files only (not those in a directory whose listing is lost:
+	// nothing says what that held); rewrite counts its directories too.
+	left leftOut
 }
 
 // has reports whether a blob of type t is indexed.
@@ -410,8 +410,8 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 			out.changed = true
 			out.removed = append(out.removed, name)
 			if n.Type == TypeFile {
-				out.lostFiles++
-				out.lostBytes += n.Size
+				out.left.files++
+				out.left.bytes += n.Size
 			}
 			continue
 		}
@@ -426,8 +426,7 @@ func (rw *rewriter) tree(ctx context.Context, id chunkstore.ID, dir string) (rew
 			case err == nil:
 				if r.changed {
 					out.changed = true
-					out.lostFiles += r.lostFiles
-					out.lostBytes += r.lostBytes
+					out.left.add(r.left)
 					for _, p := range r.removed {
 						out.removed = append(out.removed, name+"/"+p)
 					}
@@ -471,17 +470,30 @@ func (rw *rewriter) encode(t *Tree) (chunkstore.ID, error) {
 	return id, nil
 }
 
-// without is the summary less files regular files of bytes bytes in
-// all, those a repaired copy leaves out: what 'snapshots' and 'stats'
-// show of the copy is then its own. Which of new, changed and unmodified the files
-// were is not recorded; they are taken from unmodified first. The rest
-// (times, bytes read and added) describes the backup and stays.
-func (s Summary) without(files, bytes uint64) Summary {
+// leftOut counts what a rewritten or repaired copy of a snapshot
+// leaves out: regular files (those a backup counts), their bytes, and
+// directories.
+type leftOut struct{ files, bytes, dirs uint64 }
+
+func (l *leftOut) add(o leftOut) {
+	l.files += o.files
+	l.bytes += o.bytes
+	l.dirs += o.dirs
+}
+
+// without is the summary less what a copy leaves out: what 'snapshots'
+// and 'stats' show of the copy (repair snapshots, rewrite) is then its
+// own. Which of new, changed and unmodified the files were is not
+// recorded; they are taken from unmodified first. The rest (times, bytes
+// read and added) describes the backup and stays.
+func (s Summary) without(l leftOut) Summary {
+	files := l.files
 	for _, n := range []*uint64{&s.FilesUnmodified, &s.FilesChanged, &s.FilesNew} {
 		d := min(files, *n)
 		*n -= d
 		files -= d
 	}
-	s.BytesProcessed -= min(bytes, s.BytesProcessed)
+	s.BytesProcessed -= min(l.bytes, s.BytesProcessed)
+	s.Dirs -= min(l.dirs, s.Dirs)
 	return s
 }

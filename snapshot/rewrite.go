@@ -144,12 +144,13 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 		snaps = slices.DeleteFunc(snaps, func(s *Snapshot) bool { return !slices.Contains(opts.IDs, s.ID) })
 	}
 
-	pr := &pathRewriter{repo: repo, excl: excl, done: map[pathTree]rewritten{}, encoded: map[chunkstore.ID][]byte{}}
+	pr := &pathRewriter{repo: repo, excl: excl, done: map[pathTree]rewritten{}, encoded: map[chunkstore.ID][]byte{}, counted: map[chunkstore.ID]leftOut{}}
 	res := &RewriteResult{DryRun: opts.DryRun, Rewritten: []RewrittenSnapshot{}}
 	type todo struct {
-		s    *Snapshot
-		i    int // in res.Rewritten
-		tree chunkstore.ID
+		s       *Snapshot
+		i       int // in res.Rewritten
+		tree    chunkstore.ID
+		summary Summary // the copy's
 	}
 	var work []todo
 	for _, s := range snaps {
@@ -167,7 +168,7 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 			d.Rewritten, d.AlreadyRewritten = c, true
 		}
 		res.Rewritten = append(res.Rewritten, d)
-		work = append(work, todo{s, len(res.Rewritten) - 1, out.id})
+		work = append(work, todo{s, len(res.Rewritten) - 1, out.id, s.Summary.without(out.left)})
 	}
 	if opts.DryRun || len(work) == 0 {
 		return res, nil
@@ -176,7 +177,7 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 	reps := make([]replacement, len(work))
 	for i, w := range work {
 		d := &res.Rewritten[w.i]
-		reps[i] = replacement{s: w.s, tree: w.tree, saved: d.AlreadyRewritten, id: &d.Rewritten, forgotten: &d.Forgotten, removed: len(d.Removed)}
+		reps[i] = replacement{s: w.s, tree: w.tree, saved: d.AlreadyRewritten, id: &d.Rewritten, forgotten: &d.Forgotten, removed: len(d.Removed), summary: &w.summary}
 	}
 	excludeMarks()
 	if err := saveReplacements(ctx, repo, ws.sess, held, pr.encoded, reps, RewrittenTag, OriginalByRewrite, opts.Forget, opts.Logger); err != nil {
@@ -236,6 +237,7 @@ type pathRewriter struct {
 	excl    *Excluder
 	done    map[pathTree]rewritten
 	encoded map[chunkstore.ID][]byte
+	counted map[chunkstore.ID]leftOut // what count found below each tree
 }
 
 // wayTo returns the directories above the backed-up paths ("/a" and
@@ -291,6 +293,13 @@ func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string, 
 				p += "/"
 			}
 			out.removed = append(out.removed, p)
+			switch {
+			case n.Type == TypeFile:
+				out.left.files++
+				out.left.bytes += n.Size
+			case isDir && n.Subtree != nil:
+				out.left.add(pr.count(ctx, *n.Subtree))
+			}
 			continue
 		}
 		if isDir && n.Subtree != nil {
@@ -301,6 +310,7 @@ func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string, 
 			if r.changed {
 				out.changed = true
 				out.removed = append(out.removed, r.removed...)
+				out.left.add(r.left)
 				n.Subtree = &r.id
 			}
 		}
@@ -318,4 +328,29 @@ func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string, 
 		pr.done[key] = out
 	}
 	return out, nil
+}
+
+// count returns what the directory whose listing is tree holds, itself
+// included, as a backup counts it (a directory with a listing, regular
+// files and their sizes): what a copy without it leaves out.
+// A listing below it that cannot be read counts as its directory alone:
+// the rewrite drops it anyway, and a figure is no reason to stop one.
+func (pr *pathRewriter) count(ctx context.Context, tree chunkstore.ID) leftOut {
+	if c, ok := pr.counted[tree]; ok {
+		return c
+	}
+	c := leftOut{dirs: 1}
+	if t, err := LoadTree(ctx, pr.repo, tree); err == nil {
+		for _, n := range t.Nodes {
+			switch {
+			case n.Type == TypeFile:
+				c.files++
+				c.bytes += n.Size
+			case n.Type == TypeDir && n.Subtree != nil:
+				c.add(pr.count(ctx, *n.Subtree))
+			}
+		}
+	}
+	pr.counted[tree] = c
+	return c
 }

@@ -34,6 +34,8 @@ func TestRewriteSnapshots(t *testing.T) {
 		tree["sub/server.pem"] = fixture.Entry{Content: key, Mode: 0o600}
 		tree[".aws"] = fixture.Entry{Dir: true, Mode: 0o700}
 		tree[".aws/credentials"] = fixture.Entry{Content: []byte("[default]\naws_secret_access_key = x\n"), Mode: 0o600}
+		tree[".aws/cli"] = fixture.Entry{Dir: true, Mode: 0o700}
+		tree[".aws/cli/cache.json"] = fixture.Entry{Content: []byte(`{"token": "t"}`), Mode: 0o600}
 		fixture.Create(t, src, tree)
 		first := backupDir(t, repos.Writer, src)
 		writeFile(t, filepath.Join(src, "app.conf"), []byte("port = 9090\n"))
@@ -72,6 +74,19 @@ func TestRewriteSnapshots(t *testing.T) {
 			}
 			if s.Original == nil || *s.Original != d.Original || !slices.Contains(s.Tags, snapshot.RewrittenTag) || s.Host != "h" {
 				t.Fatalf("copy %d: %+v", i, s.Manifest)
+			}
+			// The copy's figures are its own: the four files and
+			// the two directories it left out are not counted.
+			orig, err := snapshot.Load(ctx, r, d.Original)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := func(s snapshot.Summary) uint64 { return s.FilesNew + s.FilesChanged + s.FilesUnmodified }
+			o, c := orig.Summary, s.Summary
+			dropped := uint64(2*len(key) + len(tree[".aws/credentials"].Content) + len(tree[".aws/cli/cache.json"].Content))
+			if files(c) != 2 || files(o) != 6 || c.BytesProcessed != o.BytesProcessed-dropped || c.Dirs != o.Dirs-2 ||
+				c.BytesAdded != o.BytesAdded || !c.Start.Equal(o.Start) {
+				t.Errorf("copy %d: summary %+v of the original's %+v; want 2 files, %d bytes and 2 directories fewer", i, c, o, dropped)
 			}
 			if i == 1 {
 				testRepo{writer: repos.Writer, reader: r}.restoreAndCompare(t, d.Rewritten, src, keep)
