@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // TestJSONNamesThatAreNotUTF8: a name or link target that is not UTF-8
@@ -132,5 +134,48 @@ func TestJSONNamesThatAreNotUTF8(t *testing.T) {
 	}](t, c.ok(r.reader("restore", "latest", "--target", dst, "--dry-run", "--json")...).stdout)
 	if len(dry.Changes) != 1 || dry.Changes[0].PathB64 != b64(src+"/"+latin1) {
 		t.Errorf("restore --dry-run --json changes %+v, want one with path_b64 of %q", dry.Changes, src+"/"+latin1)
+	}
+}
+
+// TestSnapshotsTableEscapes: the snapshots table prints a host, path or
+// tag with control characters quoted (Go syntax, as ls prints names), so
+// that a stream named "a\nb" or a host with a terminal escape cannot
+// break the table or forge a row; a tag with a comma or surrounding space
+// (refused by 'tag', but a manifest may hold one) is quoted too, since
+// the column joins tags with commas. --json gives them as they are.
+func TestSnapshotsTableEscapes(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	host, name := "h\x1b[31m", "a\nb"
+	c.input([]byte("x")).ok(r.writer("backup", "--stdin", "--stdin-filename", name, "--host", host, "--tag", "plain tag")...)
+	w := openWriter(t, r)
+	snaps, _, err := snapshot.List(t.Context(), w)
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("%d snapshots (%v), want 1", len(snaps), err)
+	}
+	m := snaps[0].Manifest
+	m.Host, m.Tags = "other", []string{"x,y", " pad", "ok\t"}
+	if _, err := snapshot.Save(t.Context(), w, m); err != nil {
+		t.Fatal(err)
+	}
+
+	out := c.ok(r.reader("snapshots")...).stdout
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 4 {
+		t.Fatalf("the table has %d lines, want a header, 2 rows and the count:\n%s", len(lines), out)
+	}
+	for _, want := range []string{strconv.Quote(host), strconv.Quote("/" + name), "plain tag", `"x,y"," pad","ok\t"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the table lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\x1b") {
+		t.Errorf("the table holds a raw escape:\n%q", out)
+	}
+	js := c.ok(r.reader("snapshots", "--json")...).stdout
+	for _, want := range []string{`"h\u001b[31m"`, `"/a\nb"`, `"x,y"`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("--json lacks %s:\n%s", want, js)
+		}
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -104,7 +106,7 @@ func runSnapshots(ctx context.Context, g *globals, f filterFlags) error {
 				size += " (partial)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"),
-				s.Host, strings.Join(s.Tags, ","), strings.Join(s.Paths, ", "), size)
+				displayPath(s.Host), displayTags(s.Tags), displayPaths(s.Paths), size)
 		}
 		tw.Flush()
 		if !g.quiet {
@@ -245,4 +247,31 @@ func findSnapshot(ctx context.Context, g *globals, repo *chunkstore.Repository, 
 		return nil, err
 	}
 	return list.find(ref, f)
+}
+
+// displayPaths is the paths column: each path as displayPath shows it,
+// so that a stream named "a\nb" cannot break the table.
+func displayPaths(paths []string) string {
+	shown := make([]string, len(paths))
+	for i, p := range paths {
+		shown[i] = displayPath(p)
+	}
+	return strings.Join(shown, ", ")
+}
+
+// displayTags is the tags column: tags joined by commas, each quoted (Go
+// syntax) if it could not be told apart or would break the table: one
+// with a comma or space around it, an empty one (refused by 'tag' and
+// 'backup --tag', but a manifest written by another program or an older
+// lifeboat may hold one), or one with control characters or bytes that
+// are not UTF-8. Paths and the host are shown as displayPath shows them.
+func displayTags(tags []string) string {
+	shown := make([]string, len(tags))
+	for i, t := range tags {
+		shown[i] = t
+		if snapshot.TagProblem(t) != "" || !utf8.ValidString(t) {
+			shown[i] = strconv.Quote(t)
+		}
+	}
+	return strings.Join(shown, ",")
 }
