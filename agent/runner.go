@@ -242,7 +242,8 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 	// The manifest is committed: nothing below may fail the job, but what
 	// went wrong is reported with it.
 	var warnings []string
-	if stream != nil && res.Manifest.Summary.BytesProcessed == 0 {
+	emptyStream := stream != nil && res.Manifest.Summary.BytesProcessed == 0
+	if emptyStream {
 		a.log.Warn("the stream command wrote nothing", "job", item.Job.ID, "policy", p.Name)
 		warnings = append(warnings, fmt.Sprintf("the stream command %q wrote nothing: the snapshot holds /%s with 0 bytes", stream.Command, stream.Filename))
 	}
@@ -268,7 +269,11 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 	}
 	var forgotten []string
 	warn := "retention not applied after a partial snapshot: the snapshots it would replace are complete"
-	if len(res.Warnings) == 0 {
+	if emptyStream {
+		// An empty dump is no replacement for the dumps retention
+		// would forget: keep them until a dump writes something.
+		warn = "retention not applied after an empty stream: the snapshots it would replace hold data"
+	} else if len(res.Warnings) == 0 {
 		forgotten, warn = a.applyRetention(ctx, repo, *p, res.ID)
 	}
 	if warn != "" && !p.Retention.Rules().IsZero() {
