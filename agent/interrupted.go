@@ -22,7 +22,10 @@ import (
 // the coordinator puts it back to pending (with its retry backoff) instead
 // of waiting for the lease to expire, and frees the agent's slot. If the
 // lease already expired, the report is refused as stale, which is just as
-// good: the job was retried already.
+// good: the job was retried already. A backup that had committed its
+// snapshot before the process died (during retention or the post-hook) is
+// reported as succeeded with that snapshot, with a warning: it is not run
+// again, and raises no failure alert.
 //
 // The repository needs no repair: a backup commits with its manifest, so
 // a killed one left at most packs and indexes. The retry's backup adopts
@@ -37,6 +40,11 @@ type record struct {
 	Policy  string    `json:"policy"`
 	Token   uint64    `json:"token"`
 	Started time.Time `json:"started"`
+	// Snapshot is set once a backup committed: a process that dies
+	// after that (during retention or the post-hook) left a snapshot,
+	// which the next start reports instead of a failure.
+	Snapshot *coordinator.SnapshotInfo `json:"snapshot,omitempty"`
+	Partial  bool                      `json:"partial,omitempty"`
 }
 
 // stateFile is the set of running jobs, written through on every change.
@@ -100,6 +108,19 @@ func (s *stateFile) remove(jobID string) error {
 	return s.saveLocked()
 }
 
+// committed records the snapshot a running backup committed.
+func (s *stateFile) committed(jobID string, snap *coordinator.SnapshotInfo, partial bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.Running {
+		if s.Running[i].JobID == jobID {
+			s.Running[i].Snapshot, s.Running[i].Partial = snap, partial
+			return s.saveLocked()
+		}
+	}
+	return nil
+}
+
 // pending returns the interrupted records not yet reported.
 func (s *stateFile) pending() []record {
 	s.mu.Lock()
@@ -122,6 +143,13 @@ func (a *Agent) reportInterrupted(ctx context.Context) error {
 		rep := coordinator.CompleteRequest{Agent: a.cfg.Name, Token: r.Token, Success: false,
 			Error: fmt.Sprintf("interrupted: agent %s stopped while the job ran (started %s); no snapshot was committed, the retry reuses the uploaded data",
 				a.cfg.Name, r.Started.Format(time.RFC3339))}
+		if r.Snapshot != nil {
+			// The backup had committed: its snapshot is the job's
+			// outcome, whatever did not run after it.
+			rep = coordinator.CompleteRequest{Agent: a.cfg.Name, Token: r.Token, Success: true, Snapshot: r.Snapshot, Partial: r.Partial,
+				Warnings: []string{fmt.Sprintf("agent %s stopped after committing snapshot %s and before reporting it (started %s): the policy's retention and post-hook may not have run",
+					a.cfg.Name, r.Snapshot.ID, r.Started.Format(time.RFC3339))}}
+		}
 		var j coordinator.Job
 		_, err := a.c.call(ctx, http.MethodPost, "/v1/jobs/"+r.JobID+"/complete", "", rep, &j, 15*time.Second)
 		switch st := statusOf(err); {

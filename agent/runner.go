@@ -241,6 +241,11 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 	}
 	// The manifest is committed: nothing below may fail the job, but what
 	// went wrong is reported with it.
+	info := &coordinator.SnapshotInfo{ID: res.ID.String(), Host: res.Manifest.Host, Time: res.Manifest.Time,
+		Size: int64(res.Manifest.Summary.BytesProcessed)}
+	if err := a.state.committed(item.Job.ID, info, len(res.Warnings) > 0); err != nil {
+		a.log.Warn("record committed snapshot (a crash before the report would report the job as failed)", "job", item.Job.ID, "err", err)
+	}
 	var warnings []string
 	emptyStream := stream != nil && res.Manifest.Summary.BytesProcessed == 0
 	if emptyStream {
@@ -280,8 +285,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 		a.log.Warn(warn, "job", item.Job.ID, "policy", p.Name)
 		warnings = append(warnings, warn)
 	}
-	return outcome{snap: &coordinator.SnapshotInfo{ID: res.ID.String(), Host: res.Manifest.Host, Time: res.Manifest.Time,
-		Size: int64(res.Manifest.Summary.BytesProcessed)}, partial: len(res.Warnings) > 0, warnings: warnings, forgotten: forgotten}
+	return outcome{snap: info, partial: len(res.Warnings) > 0, warnings: warnings, forgotten: forgotten}
 }
 
 // openRepo opens a repository with the writer key the coordinator sent,
