@@ -149,7 +149,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 	}
 	repo, err := a.openRepo(ctx, item.Repository, p.Name)
 	if err != nil {
-		return outcome{err: err}
+		return outcome{err: fmt.Errorf("%w%s", err, staleKeyHint(item.Repository, err))}
 	}
 	cacheDir := filepath.Join(a.cfg.DataDir, "cache", p.Name)
 	cachePath := filepath.Join(cacheDir, "files")
@@ -234,7 +234,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 		if out := strings.TrimRight(streamErr.String(), "\n"); out != "" {
 			err = fmt.Errorf("%w\n--- stream command's standard error ---\n%s", err, tail(out, 4096))
 		}
-		return outcome{err: fmt.Errorf("backup failed, no snapshot written: %w", err)}
+		return outcome{err: fmt.Errorf("backup failed, no snapshot written: %w%s", err, staleKeyHint(item.Repository, err))}
 	}
 	if out := strings.TrimSpace(streamErr.String()); out != "" {
 		a.log.Info("stream command's standard error", "job", item.Job.ID, "policy", p.Name, "output", tail(out, 2048))
@@ -356,4 +356,14 @@ func readLastSize(dir string) int64 {
 func writeLastSize(dir string, n int64) {
 	b, _ := json.Marshal(map[string]int64{"bytes": n})
 	_ = writeFileAtomic(filepath.Join(dir, lastSizeFile), b, 0o600)
+}
+
+// staleKeyHint tells where an agent's stale writer key is replaced: the
+// chunkstore's message speaks of key files, but agents get theirs from
+// the coordinator with each job.
+func staleKeyHint(rc *coordinator.RepoCredentials, err error) string {
+	if !errors.Is(err, chunkstore.ErrStaleKey) {
+		return ""
+	}
+	return fmt.Sprintf("; agents get the writer key from the coordinator: register the new one with 'lifeboat repo add %s --replace --repo URL --key NEW_WRITER_KEY' (and the repository's storage credentials, as when it was added), then every agent's next backup uses it", rc.Name)
 }
