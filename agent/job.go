@@ -119,7 +119,11 @@ func (a *Agent) runJob(parent context.Context, item *coordinator.WorkItem) {
 
 	log.Info("job started", "kind", item.Job.Kind)
 	out := a.execute(ctx, job)
-	if lost := job.lostErr(); lost != nil {
+	if lost := job.lostErr(); lost != nil && (out.snap == nil || out.err != nil) {
+		// A backup that committed before the lease was given up (during
+		// retention or the post-hook) is reported as what it is: the
+		// coordinator takes it if it still holds the lease, and refuses
+		// it as stale if not.
 		out.err = fmt.Errorf("%w: %v", errLeaseLost, lost)
 		out.snap, out.verify, out.drill, out.prune = nil, nil, nil, nil
 	} else if cause := context.Cause(ctx); out.err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
