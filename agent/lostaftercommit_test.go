@@ -3,8 +3,8 @@ package agent
 import (
 	"fmt"
 	"net/http"
-	"net/http/httputil"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
