@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
@@ -19,7 +20,10 @@ import (
 // hands to backup agents) frees the data. It returns the IDs removed and, if something went
 // wrong, a warning for the job's result: retention never fails a backup
 // that committed.
-func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository, p coordinator.Policy, made chunkstore.ID) ([]string, string) {
+//
+// now is the time the rules are applied at: the agent's clock, unless it
+// is well ahead of the coordinator's (see retentionNow).
+func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository, p coordinator.Policy, made chunkstore.ID, now time.Time) ([]string, string) {
 	rules := p.Retention.Rules()
 	if rules.IsZero() {
 		return nil, ""
@@ -37,7 +41,7 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 			break
 		}
 	}
-	_, forget, _ := snapshot.Keep(refs, rules, a.clock.Now())
+	_, forget, _ := snapshot.Keep(refs, rules, now)
 	var removed []string
 	for _, f := range forget {
 		if f.ID == made.String() {
@@ -59,4 +63,30 @@ func (a *Agent) applyRetention(ctx context.Context, repo *chunkstore.Repository,
 		return removed, fmt.Sprintf("retention: %d unreadable snapshots were not considered (run 'lifeboat check'): %v", len(bad), bad[0])
 	}
 	return removed, ""
+}
+
+// clockAheadTolerance is how far the agent's clock may run ahead of the
+// coordinator's before retention goes by the coordinator's.
+const clockAheadTolerance = 5 * time.Minute
+
+// retentionNow is the time a job's retention is applied at. The agent
+// dates its snapshots by its own clock; if that clock jumped ahead, its new
+// snapshot is the newest, and keep_within measured from it (or periods
+// counted from it) would forget every correctly dated one. snapshot.Keep
+// keeps a snapshot dated after now and leaves it out of the rules, so now
+// must not come from the same wrong clock: when the agent's clock is more
+// than clockAheadTolerance ahead of the coordinator's (the lease's start,
+// stamped by the coordinator, plus the time the job has run), the
+// coordinator's is used, and the warning says so.
+func (a *Agent) retentionNow(job *runningJob) (time.Time, string) {
+	now := a.clock.Now()
+	if job.item.Job.StartedAt.IsZero() {
+		return now, ""
+	}
+	coord := job.item.Job.StartedAt.Add(now.Sub(job.started))
+	if ahead := now.Sub(coord); ahead > clockAheadTolerance {
+		return coord, fmt.Sprintf("agent %s's clock is %s ahead of the coordinator's: its snapshot is dated ahead, and retention went by the coordinator's time (fix the clock, then forget the misdated snapshot by ID)",
+			a.cfg.Name, ahead.Round(time.Second))
+	}
+	return now, ""
 }

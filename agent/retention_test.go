@@ -98,7 +98,7 @@ func TestRetentionWithoutDeletes(t *testing.T) {
 	a := &Agent{cfg: Config{Host: "h"}, clock: coordinator.SystemClock, log: testLogger(t)}
 	faulty.FailNext(storetest.OpDelete, 1, chunkstore.Permanent(errors.New("AccessDenied: delete not allowed")))
 	p := coordinator.Policy{Name: "p", Paths: []string{src}, Retention: coordinator.Retention{KeepLast: 1}}
-	forgotten, warn := a.applyRetention(t.Context(), repos.Writer, p, made[2].ID)
+	forgotten, warn := a.applyRetention(t.Context(), repos.Writer, p, made[2].ID, a.clock.Now())
 	if len(forgotten) != 0 || !strings.Contains(warn, "AccessDenied") || !strings.Contains(warn, "allow deletes") {
 		t.Fatalf("retention with deletes refused: forgotten %v, warning %q", forgotten, warn)
 	}
@@ -106,7 +106,7 @@ func TestRetentionWithoutDeletes(t *testing.T) {
 		t.Fatalf("snapshots after a refused delete: %d %v, want all 3", len(ids), err)
 	}
 	// Allowed, the same call forgets the two older ones.
-	forgotten, warn = a.applyRetention(t.Context(), repos.Writer, p, made[2].ID)
+	forgotten, warn = a.applyRetention(t.Context(), repos.Writer, p, made[2].ID, a.clock.Now())
 	if len(forgotten) != 2 || warn != "" {
 		t.Fatalf("retention: forgotten %v, warning %q; want the two older snapshots", forgotten, warn)
 	}
@@ -183,7 +183,7 @@ func TestRetentionKeepsHeld(t *testing.T) {
 	}
 	a := &Agent{cfg: Config{Host: "h"}, clock: coordinator.SystemClock, log: testLogger(t)}
 	p := coordinator.Policy{Name: "p", Paths: []string{src}, Retention: coordinator.Retention{KeepLast: 1, KeepTags: []string{"hold"}}}
-	forgotten, warn := a.applyRetention(t.Context(), repos.Writer, p, made[2].ID)
+	forgotten, warn := a.applyRetention(t.Context(), repos.Writer, p, made[2].ID, a.clock.Now())
 	if len(forgotten) != 1 || forgotten[0] != made[1].ID.String() || warn != "" {
 		t.Fatalf("retention: forgotten %v, warning %q; want only the middle snapshot", forgotten, warn)
 	}
@@ -236,7 +236,7 @@ func TestRetentionLeavesOtherTags(t *testing.T) {
 			}
 			a := &Agent{cfg: Config{Host: "h"}, clock: coordinator.SystemClock, log: testLogger(t)}
 			p := coordinator.Policy{Name: "p", Paths: []string{src}, Tags: tc.policyTags, Retention: coordinator.Retention{KeepLast: 1}}
-			forgotten, warn := a.applyRetention(t.Context(), repos.Writer, p, made)
+			forgotten, warn := a.applyRetention(t.Context(), repos.Writer, p, made, a.clock.Now())
 			if warn != "" {
 				t.Fatalf("warning: %s", warn)
 			}

@@ -279,7 +279,12 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 		// would forget: keep them until a dump writes something.
 		warn = "retention not applied after an empty stream: the snapshots it would replace hold data"
 	} else if len(res.Warnings) == 0 {
-		forgotten, warn = a.applyRetention(ctx, repo, *p, res.ID)
+		now, skew := a.retentionNow(job)
+		if skew != "" {
+			a.log.Warn(skew, "job", item.Job.ID, "policy", p.Name)
+			warnings = append(warnings, skew)
+		}
+		forgotten, warn = a.applyRetention(ctx, repo, *p, res.ID, now)
 	}
 	if warn != "" && !p.Retention.Rules().IsZero() {
 		a.log.Warn(warn, "job", item.Job.ID, "policy", p.Name)
