@@ -152,8 +152,9 @@ func (a *Agent) runJob(parent context.Context, item *coordinator.WorkItem) {
 		log.Warn("the coordinator refused the job's report", "err", err)
 		_ = a.state.remove(item.Job.ID)
 	default:
-		// Unknown outcome: keep the record, the next start (or the next
-		// poll round) reports it as interrupted.
+		// Unknown outcome: keep the record; the next start reports it
+		// (with its snapshot, if the backup committed). Until then the
+		// coordinator retries the job when its lease expires.
 		log.Error("could not report the job's outcome", "err", err)
 	}
 	switch {
