@@ -184,6 +184,14 @@ func (a *Agent) runHook(ctx context.Context, which string, h Hook, env []string)
 	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// The hook exited 0 but left a process holding its output (a
+		// daemon it started: a FUSE mount, a snapshot helper). The hook
+		// succeeded; only that process's later output is not kept.
+		a.log.Warn("hook exited 0 but left processes holding its output open; their later output is not captured (redirect it in the hook)",
+			"hook", which, "command", h.Command)
+		err = nil
+	}
 	a.m.hooks.WithLabelValues(which, status(err)).Inc()
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
