@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // ---- policies ----------------------------------------------------------------
@@ -100,7 +101,17 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 	res := PolicyApplyResult{Warnings: warns, DryRun: r.URL.Query().Get("dry_run") == "true"}
 	var probs []Problem
 	existing := map[string]*PolicyRecord{}
+	var others []Policy // the stored policies the request leaves as they are
 	a.node.View(func(s *State) {
+		applied := map[string]bool{}
+		for _, p := range ps {
+			applied[p.Name] = true
+		}
+		for _, name := range s.PolicyNames() {
+			if !applied[name] {
+				others = append(others, clonePolicy(s.Policies[name].Policy))
+			}
+		}
 		for _, p := range ps {
 			if s.Repositories[p.Repository] == nil {
 				probs = append(probs, Problem{File: filename, Policy: p.Name, Field: "repository",
@@ -116,6 +127,7 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 	if len(probs) > 0 {
 		return &ValidationError{Problems: probs}
 	}
+	res.Warnings = append(res.Warnings, sharedRetention(ps, others)...)
 	// Drill verify commands run on drill runners, the agents that hold
 	// the identity: whoever sets them could read every backup. Adding or
 	// changing them takes an admin, not just an operator; so does
@@ -383,4 +395,49 @@ func verifyCommandsChanged(old *PolicyRecord, p Policy) bool {
 		return false
 	}
 	return !reflect.DeepEqual(before, after)
+}
+
+// sharedRetention warns of each policy of ps that shares its retention
+// group with another policy (of ps, or of others, the stored ones): an
+// agent applies a policy's retention to the snapshots of its host with
+// the policy's paths and exactly its tags, so two policies of one
+// repository with the same paths and tags, on an agent both select, each
+// forget the other's snapshots by their own rules (an hourly policy's
+// keep_last: 24 forgets a monthly one's).
+func sharedRetention(ps, others []Policy) []Problem {
+	var out []Problem
+	for i, p := range ps {
+		for j, q := range slices.Concat(ps, others) {
+			if j <= i || q.Name == p.Name || q.Repository != p.Repository ||
+				(p.Retention.Rules().IsZero() && q.Retention.Rules().IsZero()) ||
+				snapshot.GroupKey("", p.Paths) != snapshot.GroupKey("", q.Paths) ||
+				!sameTags(p.Tags, q.Tags) || !selectorsOverlap(p.Agents, q.Agents) {
+				continue
+			}
+			out = append(out, Problem{Policy: p.Name, Field: "tags", Msg: fmt.Sprintf(
+				"policy %q backs up the same paths with the same tags into repository %q on agents both select: "+
+					"their snapshots are one retention group, and each policy's retention forgets the other's snapshots; give one a tag of its own", q.Name, p.Repository)})
+		}
+	}
+	return out
+}
+
+// sameTags reports whether a and b hold the same tags, in any order.
+func sameTags(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// selectorsOverlap reports whether an agent can match both label
+// selectors: every key must match, so only a key both name with
+// different values rules it out.
+func selectorsOverlap(a, b map[string]string) bool {
+	for k, v := range a {
+		if w, ok := b[k]; ok && w != v {
+			return false
+		}
+	}
+	return true
 }
