@@ -4,13 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/tied/tiedtest"
 )
 
 // checkPIDEnv, set to a file name, makes the test binary stand in for a
@@ -32,45 +28,6 @@ func TestMain(m *testing.M) {
 // command runs cannot end it; the kernel does, instead of leaving it
 // running in a restored tree nobody will remove.
 func TestCheckEndsWithDrill(t *testing.T) {
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	d := exec.Command(os.Args[0])
-	d.Env = append(os.Environ(), checkPIDEnv+"="+pidFile)
-	d.Stderr = os.Stderr
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
-	var pid int
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		b, err := os.ReadFile(pidFile)
-		if err == nil {
-			if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the verify command did not start")
-		}
-	}
-	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
-	if err := d.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	d.Wait()
-	for deadline := time.Now().Add(5 * time.Second); processRunning(pid); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the verify command still runs 5 s after its drill was killed")
-		}
-	}
-}
-
-// processRunning reports whether process pid exists and is not a zombie.
-func processRunning(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+	d, pid := tiedtest.StartSelf(t, checkPIDEnv)
+	tiedtest.KillSelf(t, d, pid)
 }

@@ -215,17 +215,10 @@ func Enclosing(ctx context.Context, repo string, rc chunkstore.RetryConfig) (str
 	if err != nil {
 		return "", err
 	}
-	holds := func(b []byte, err error) bool {
-		if err != nil {
-			return false
-		}
-		_, err = chunkstore.ParseConfig(b)
-		return err == nil
-	}
 	switch l.Kind {
 	case Local:
 		for d := filepath.Dir(l.Path); ; d = filepath.Dir(d) {
-			if holds(os.ReadFile(filepath.Join(d, chunkstore.ConfigName))) {
+			if isConfig(os.ReadFile(filepath.Join(d, chunkstore.ConfigName))) {
 				return d, nil
 			}
 			if d == filepath.Dir(d) {
@@ -253,7 +246,7 @@ func Enclosing(ctx context.Context, repo string, rc chunkstore.RetryConfig) (str
 			if outer.Prefix != "" {
 				name = outer.Prefix + "/" + name
 			}
-			if holds(st.Get(ctx, name, 0, -1)) {
+			if isConfig(st.Get(ctx, name, 0, -1)) {
 				return outer.String(), nil
 			}
 		}
@@ -288,13 +281,6 @@ func Nested(ctx context.Context, repo string, rc chunkstore.RetryConfig, limit i
 	if err != nil {
 		return "", err
 	}
-	holds := func(b []byte, err error) bool {
-		if err != nil {
-			return false
-		}
-		_, err = chunkstore.ParseConfig(b)
-		return err == nil
-	}
 	seen := 0
 	tooMany := fmt.Errorf("%s holds more than %d objects: %w", l, limit, ErrNestedLimit)
 	switch l.Kind {
@@ -317,7 +303,7 @@ func Nested(ctx context.Context, repo string, rc chunkstore.RetryConfig, limit i
 				return tooMany
 			}
 			if d.Type().IsRegular() && d.Name() == chunkstore.ConfigName && filepath.Dir(p) != l.Path &&
-				holds(os.ReadFile(p)) {
+				isConfig(os.ReadFile(p)) {
 				found = filepath.Dir(p)
 				return errStop
 			}
@@ -341,7 +327,7 @@ func Nested(ctx context.Context, repo string, rc chunkstore.RetryConfig, limit i
 				return tooMany
 			}
 			dir, base := path.Split(oi.Name)
-			if base != chunkstore.ConfigName || dir == "" || !holds(st.Get(ctx, oi.Name, 0, -1)) {
+			if base != chunkstore.ConfigName || dir == "" || !isConfig(st.Get(ctx, oi.Name, 0, -1)) {
 				return nil
 			}
 			inner := l
@@ -362,4 +348,14 @@ func Nested(ctx context.Context, repo string, rc chunkstore.RetryConfig, limit i
 // repository prefix, and no path or tag a policy names, should hold.
 func HasControl(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// isConfig reports whether b, read with err, is a lifeboat repository's
+// config: only one that parses marks a repository.
+func isConfig(b []byte, err error) bool {
+	if err != nil {
+		return false
+	}
+	_, err = chunkstore.ParseConfig(b)
+	return err == nil
 }

@@ -7,13 +7,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/tied/tiedtest"
 )
 
 // modes runs a test with the command in a process group of its own (no
@@ -176,49 +176,10 @@ func startOrphan(pidFile string) {
 // forever; the kernel ends it. The thread that started it ending, while
 // lifeboat lives, must not.
 func TestCommandEndsWithLifeboat(t *testing.T) {
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	lb := exec.Command(os.Args[0])
-	lb.Env = append(os.Environ(), orphanEnv+"="+pidFile)
-	lb.Stderr = os.Stderr
-	if err := lb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lb.Process.Kill(); lb.Wait() })
-	var pid int
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		b, err := os.ReadFile(pidFile)
-		if err == nil {
-			if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the command did not start")
-		}
-	}
-	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	lb, pid := tiedtest.StartSelf(t, orphanEnv)
 	time.Sleep(300 * time.Millisecond) // the starting goroutine's thread has ended by now
-	if !running(pid) {
+	if !tiedtest.Running(pid) {
 		t.Fatal("the command ended with the thread that started it, while lifeboat runs")
 	}
-	if err := lb.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	lb.Wait()
-	for deadline := time.Now().Add(5 * time.Second); running(pid); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the command still runs 5 s after lifeboat was killed")
-		}
-	}
-}
-
-// running reports whether process pid exists and is not a zombie.
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+	tiedtest.KillSelf(t, lb, pid)
 }
