@@ -181,19 +181,12 @@ type includer struct {
 }
 
 // wayTo sets the directories above the snapshot's backed-up paths
-// ("a" and "a/b" for "/a/b/c"): a snapshot holds them only as the way
-// there, and a backup never matches them against its excludes, so no
-// exclude pattern leaves them out here either ("**/tmp/" must not leave
-// out /tmp, and with it all of a snapshot of /tmp/app).
+// (snapshot.WayTo), relative as the walk names them ("a" and "a/b" for
+// "/a/b/c"): no exclude pattern leaves them out.
 func (in *includer) wayTo(paths []string) {
 	in.way = map[string]bool{}
-	for _, p := range paths {
-		for d := path.Dir(path.Clean("/" + p)); d != "/"; d = path.Dir(d) {
-			in.way[d[1:]] = true
-		}
-	}
-	for _, p := range paths {
-		delete(in.way, path.Clean("/" + p)[1:]) // a backup path above another is one still
+	for d := range snapshot.WayTo(paths) {
+		in.way[d[1:]] = true
 	}
 }
 

@@ -155,7 +155,7 @@ func RewriteSnapshots(ctx context.Context, repo *chunkstore.Repository, opts Rew
 	var work []todo
 	for _, s := range snaps {
 		res.Snapshots++
-		out, err := pr.tree(ctx, s.Tree, "", wayTo(s.Paths))
+		out, err := pr.tree(ctx, s.Tree, "", WayTo(s.Paths))
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", s.ID.Short(), err)
 		}
@@ -240,12 +240,12 @@ type pathRewriter struct {
 	counted map[chunkstore.ID]leftOut // what count found below each tree
 }
 
-// wayTo returns the directories above the backed-up paths ("/a" and
+// WayTo returns the directories above the backed-up paths ("/a" and
 // "/a/b" for "/a/b/c"): a snapshot holds them only as the way there, and
-// a backup never matches them against its excludes, so a rewrite does
-// not either ("**/tmp/" must not take /tmp, and with it a backup of
-// /tmp/app).
-func wayTo(paths []string) map[string]bool {
+// a backup never matches them against its excludes, so neither a rewrite
+// nor a restore does ("**/tmp/" must not take /tmp, and with it a backup
+// of /tmp/app).
+func WayTo(paths []string) map[string]bool {
 	way := map[string]bool{}
 	for _, p := range paths {
 		for d := path.Dir(path.Clean("/" + p)); d != "/"; d = path.Dir(d) {
@@ -260,7 +260,7 @@ func wayTo(paths []string) map[string]bool {
 
 // tree rewrites the tree id found at dir ("" for the root, else
 // "/a/b"), where way holds the directories above the backed-up paths
-// (wayTo). A listing that cannot be read stops the rewrite: 'lifeboat
+// (WayTo). A listing that cannot be read stops the rewrite: 'lifeboat
 // repair snapshots' deals with lost data.
 func (pr *pathRewriter) tree(ctx context.Context, id chunkstore.ID, dir string, way map[string]bool) (rewritten, error) {
 	key := pathTree{dir, id}
