@@ -192,13 +192,15 @@ func New(cfg Config) (*Agent, error) {
 // Name is the agent's name.
 func (a *Agent) Name() string { return a.cfg.Name }
 
-// Run enrolls (once), reports jobs a previous run left interrupted, and
+// Run ends the hook and stream commands a previous run left running,
+// enrolls (once), reports jobs that run left interrupted, and
 // then polls for work and runs it until ctx ends. On the end of ctx it
 // takes no more work and gives running jobs ShutdownGrace to finish;
 // after that they are cancelled without committing and reported as
 // interrupted. Run returns nil after a shutdown, ErrRevoked if the agent
 // was revoked, or an error when it could not enroll.
 func (a *Agent) Run(ctx context.Context) error {
+	a.endLeftovers()
 	if err := a.enroll(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -48,7 +48,12 @@
 // See interrupted.go: running jobs are recorded in DATA_DIR/state.json;
 // a record found at start is reported as interrupted with its token, so
 // the coordinator retries the job at once rather than after lease expiry,
-// and the retry reuses the packs the killed run had uploaded.
+// and the retry reuses the packs the killed run had uploaded. Hook and
+// stream commands are tied to the agent (internal/tied: the kernel sends
+// their shell SIGTERM when the agent dies), and each record lists the
+// process groups of the job's commands running; the next start ends
+// what is left of them (internal/procgroup) before it does anything else,
+// so that the retry does not run a second dump beside the first.
 //
 // # Hooks
 //

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/internal/tied"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -160,10 +161,12 @@ func LoadHooks(path string) (Hooks, error) {
 // maxHookOutput is how much of a hook's output is kept (the end of it).
 const maxHookOutput = 16 << 10
 
-// runHook runs h with env added to the agent's environment. A hook that
-// outlives its timeout is killed with its whole process group. It returns
+// runHook runs h, for job jobID, with env added to the agent's
+// environment. A hook that outlives its timeout is killed with its whole
+// process group, as is one left running by an agent that died (see
+// endLeftovers). It returns
 // the hook's combined output (the last maxHookOutput bytes).
-func (a *Agent) runHook(ctx context.Context, which string, h Hook, env []string) (string, error) {
+func (a *Agent) runHook(ctx context.Context, jobID, which string, h Hook, env []string) (string, error) {
 	timeout := time.Duration(h.Timeout)
 	if timeout <= 0 {
 		timeout = DefaultHookTimeout
@@ -183,7 +186,15 @@ func (a *Agent) runHook(ctx context.Context, which string, h Hook, env []string)
 	}
 	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
-	err := cmd.Run()
+	// Tied: if the agent dies, the shell gets SIGTERM, and the next
+	// start ends what is left of its group (endLeftovers).
+	release, err := tied.Start(cmd, syscall.SIGTERM)
+	if err == nil {
+		ended := a.noteCommand(jobID, which+"-hook", h.Command, cmd.Process.Pid)
+		err = cmd.Wait()
+		release()
+		ended()
+	}
 	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
 		// The hook exited 0 but left a process holding its output (a
 		// daemon it started: a FUSE mount, a snapshot helper). The hook

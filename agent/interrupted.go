@@ -9,9 +9,11 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/internal/procgroup"
 )
 
 // Crash recovery. Before a job starts, the agent records it (ID, policy,
@@ -45,6 +47,18 @@ type record struct {
 	// which the next start reports instead of a failure.
 	Snapshot *coordinator.SnapshotInfo `json:"snapshot,omitempty"`
 	Partial  bool                      `json:"partial,omitempty"`
+	// Commands are the job's hook or stream commands running: a process
+	// that dies leaves what they started running (tied.Start ends only
+	// the shell), which the next start ends (endLeftovers).
+	Commands []command `json:"commands,omitempty"`
+}
+
+// command is a hook or stream command running in a process group of its
+// own.
+type command struct {
+	What    string `json:"what"` // "pre-hook", "post-hook", "stream"
+	Command string `json:"command"`
+	procgroup.Group
 }
 
 // stateFile is the set of running jobs, written through on every change.
@@ -121,6 +135,37 @@ func (s *stateFile) committed(jobID string, snap *coordinator.SnapshotInfo, part
 	return nil
 }
 
+// commandStarted records a command a running job started.
+func (s *stateFile) commandStarted(jobID string, c command) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.Running {
+		if s.Running[i].JobID == jobID {
+			s.Running[i].Commands = append(s.Running[i].Commands, c)
+			return s.saveLocked()
+		}
+	}
+	return nil
+}
+
+// commandEnded forgets a command of a running job once it has ended.
+func (s *stateFile) commandEnded(jobID string, pgid int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.Running {
+		r := &s.Running[i]
+		if r.JobID == jobID {
+			n := len(r.Commands)
+			r.Commands = slices.DeleteFunc(r.Commands, func(c command) bool { return c.ID == pgid })
+			if len(r.Commands) == n {
+				return nil
+			}
+			return s.saveLocked()
+		}
+	}
+	return nil
+}
+
 // pending returns the interrupted records not yet reported.
 func (s *stateFile) pending() []record {
 	s.mu.Lock()
@@ -133,6 +178,57 @@ func (s *stateFile) reported(r record) error {
 	s.interrupted = slices.DeleteFunc(s.interrupted, func(x record) bool { return x.JobID == r.JobID && x.Token == r.Token })
 	s.mu.Unlock()
 	return s.remove(r.JobID)
+}
+
+// leftoverGrace is how long a command a previous process left running
+// gets to end after SIGTERM before it is killed.
+const leftoverGrace = 5 * time.Second
+
+// keepLeftovers, set by tests that play a killed agent with one still
+// running, makes endLeftovers end nothing.
+var keepLeftovers atomic.Bool
+
+// endLeftovers ends the hook and stream commands of the jobs a previous
+// process left running, before anything else: the job's retry would run
+// them again beside them (a second dump of the same database into the
+// same file).
+func (a *Agent) endLeftovers() {
+	if keepLeftovers.Load() {
+		return
+	}
+	for _, r := range a.state.pending() {
+		for _, c := range r.Commands {
+			n, err := c.End(leftoverGrace)
+			switch {
+			case err != nil:
+				a.log.Error("could not end a command the previous agent process left running; end it by hand (kill -- -PGID)",
+					"job", r.JobID, "policy", r.Policy, "what", c.What, "command", c.Command, "pgid", c.ID, "err", err)
+			case n > 0:
+				a.log.Warn("ended a command the previous agent process left running when it died",
+					"job", r.JobID, "policy", r.Policy, "what", c.What, "command", c.Command, "pgid", c.ID, "processes", n)
+			}
+		}
+	}
+}
+
+// noteCommand records a command job started in process group pgid, so
+// that a later process can end it if this one dies first. It returns
+// the function to call once the command has ended.
+func (a *Agent) noteCommand(jobID, what, cmdline string, pgid int) (ended func()) {
+	g, err := procgroup.Of(pgid)
+	if err == nil {
+		err = a.state.commandStarted(jobID, command{What: what, Command: cmdline, Group: g})
+	}
+	if err != nil {
+		a.log.Warn("could not record a running command in the state file; if the agent dies, it is not ended at the next start",
+			"job", jobID, "what", what, "err", err)
+		return func() {}
+	}
+	return func() {
+		if err := a.state.commandEnded(jobID, pgid); err != nil {
+			a.log.Warn("update state file", "err", err)
+		}
+	}
 }
 
 // reportInterrupted reports the jobs a previous process left running. It

@@ -76,7 +76,7 @@ func (a *Agent) executeBackup(ctx context.Context, job *runningJob) outcome {
 		if hooks.Pre.TakesSnapshot {
 			asOf = time.Now()
 		}
-		if hout, err := a.runHook(ctx, "pre", *hooks.Pre, env); err != nil {
+		if hout, err := a.runHook(ctx, item.Job.ID, "pre", *hooks.Pre, env); err != nil {
 			out.err = fmt.Errorf("pre-hook failed, backup not started: %w%s", err, formatOutput(hout))
 		}
 	}
@@ -93,7 +93,7 @@ func (a *Agent) executeBackup(ctx context.Context, job *runningJob) outcome {
 		}
 		// The backup's outcome stands: a snapshot that was committed is
 		// reported whatever the post-hook does.
-		if hout, err := a.runHook(context.WithoutCancel(ctx), "post", *hooks.Post, penv); err != nil {
+		if hout, err := a.runHook(context.WithoutCancel(ctx), item.Job.ID, "post", *hooks.Post, penv); err != nil {
 			a.log.Warn("post-hook failed", "job", item.Job.ID, "policy", item.Policy.Name, "err", err, "output", tail(hout, 2048))
 			if out.err != nil {
 				out.err = fmt.Errorf("%w; post-hook also failed: %v%s", out.err, err, formatOutput(hout))
@@ -176,6 +176,9 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 		src, err := streamcmd.StartGroup(cmd, strconv.Quote(stream.Command))
 		if err != nil {
 			return outcome{err: fmt.Errorf("policy %q: stream: %w", p.Name, err)}
+		}
+		if pgid, ok := src.Group(); ok {
+			defer a.noteCommand(item.Job.ID, "stream", stream.Command, pgid)()
 		}
 		defer src.Stop()
 		streamOpt = &snapshot.Stream{Name: stream.Filename, Reader: src, Abort: src.Abort}

@@ -80,6 +80,11 @@ func start(cmd *exec.Cmd, name string, group bool) (*Source, error) {
 	return &Source{cmd: cmd, out: out, name: name, group: group, release: release}, nil
 }
 
+// Group returns the command's process group, if it leads one of its own.
+func (s *Source) Group() (pgid int, ok bool) {
+	return s.cmd.Process.Pid, s.group
+}
+
 // hasTerminal reports whether this process has a controlling terminal.
 func hasTerminal() bool {
 	f, err := os.Open("/dev/tty")
