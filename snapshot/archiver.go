@@ -1189,10 +1189,17 @@ func (a *archiver) sameFile(f *os.File, job *fileJob, beneath bool) error {
 		if err != nil {
 			return err
 		}
-		// The extended attributes stay those read at the listing: read
-		// by path again, they could be another file's.
+		// The extended attributes are read again from the open file:
+		// those read at the listing may be a replaced file's (an ACL or
+		// a file capability it had), and read by path again they could
+		// be yet another's.
 		n := a.nodeFromInfo(job.node.Name, fi)
-		n.Type, n.XAttrs = TypeFile, job.node.XAttrs
+		n.Type = TypeFile
+		if xs, err := readXAttrsFD(int(f.Fd())); err != nil {
+			a.warnAs("saved without its extended attributes", job.path, fmt.Errorf("saved without its extended attributes: %w", err))
+		} else {
+			n.XAttrs = xs
+		}
 		a.times64FD(f, job.path, n)
 		a.clampTimes(job.path, n)
 		*job.node = *n

@@ -527,6 +527,51 @@ func TestFileSavedByRename(t *testing.T) {
 	}
 }
 
+// TestFileSavedByRenameXAttrs: a file replaced by renaming a new one
+// over it between the listing and the read is saved with the new file's
+// extended attributes, not the listed file's: an ACL or a file
+// capability of the old file must not come back on the new one.
+func TestFileSavedByRenameXAttrs(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	conf := filepath.Join(src, "conf")
+	if err := os.WriteFile(conf, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := unix.Lsetxattr(conf, "user.old", []byte("1"), 0)
+	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+		t.Skip("no user extended attributes here")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot.BeforeOpen(t, func(p string) {
+		if p != conf {
+			return
+		}
+		if err := os.WriteFile(conf+".new", []byte("new\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Lsetxattr(conf+".new", "user.new", []byte("2"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(conf+".new", conf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}}, "conf")
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings %v", res.Warnings)
+	}
+	n := nodes[0]
+	if n == nil || n.Mode.Perm() != 0o600 {
+		t.Fatalf("conf saved as %+v, want the new file", n)
+	}
+	if len(n.XAttrs) != 1 || n.XAttrs[0].Name != "user.new" || string(n.XAttrs[0].Value) != "2" {
+		t.Errorf("conf saved with extended attributes %v, want the new file's (user.new=2)", n.XAttrs)
+	}
+}
+
 // TestBackupReadAll: a files cache entry whose stat still matches but
 // whose content is not the file's (a FAT, exFAT or sshfs file rewritten
 // and its modification time set back: there the change time is the

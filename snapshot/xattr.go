@@ -17,11 +17,20 @@ import (
 // extended attributes gives none. An error names the operation, not the
 // path, which the caller's warning carries.
 func readXAttrs(path string) ([]XAttr, error) {
-	return xattrsOf(path, func(buf []byte) (int, error) { return unix.Llistxattr(path, buf) })
+	return xattrsOf(func(buf []byte) (int, error) { return unix.Llistxattr(path, buf) },
+		func(name string, buf []byte) (int, error) { return unix.Lgetxattr(path, name, buf) })
 }
 
-// xattrsOf is readXAttrs with the call that lists the names given.
-func xattrsOf(path string, list func(buf []byte) (int, error)) ([]XAttr, error) {
+// readXAttrsFD is readXAttrs of an open file: the attributes of that very
+// file, whatever its path leads to by now.
+func readXAttrsFD(fd int) ([]XAttr, error) {
+	return xattrsOf(func(buf []byte) (int, error) { return unix.Flistxattr(fd, buf) },
+		func(name string, buf []byte) (int, error) { return unix.Fgetxattr(fd, name, buf) })
+}
+
+// xattrsOf is readXAttrs with the calls that list the names and read a
+// value given.
+func xattrsOf(list func(buf []byte) (int, error), get func(name string, buf []byte) (int, error)) ([]XAttr, error) {
 	names, err := ListXAttrs(list)
 	if err != nil {
 		return nil, fmt.Errorf("list extended attributes: %w", err)
@@ -34,7 +43,7 @@ func xattrsOf(path string, list func(buf []byte) (int, error)) ([]XAttr, error) 
 		if len(name) == 0 {
 			continue
 		}
-		v, err := ReadXAttr(path, string(name))
+		v, err := readXAttr(string(name), get)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed since it was listed
 		}
@@ -100,8 +109,13 @@ func ListXAttrs(list func(buf []byte) (int, error)) ([]byte, error) {
 // (docs/format.md). A missing attribute is unix.ENODATA. Its errors do
 // not say what was being done: the caller names the operation.
 func ReadXAttr(path, name string) ([]byte, error) {
+	return readXAttr(name, func(name string, buf []byte) (int, error) { return unix.Lgetxattr(path, name, buf) })
+}
+
+// readXAttr is ReadXAttr with the call that reads a value given.
+func readXAttr(name string, get func(name string, buf []byte) (int, error)) ([]byte, error) {
 	var probe [xattrProbe]byte
-	n, err := unix.Lgetxattr(path, name, probe[:])
+	n, err := get(name, probe[:])
 	if err == nil {
 		return append([]byte{}, probe[:n]...), nil
 	}
@@ -109,7 +123,7 @@ func ReadXAttr(path, name string) ([]byte, error) {
 		return nil, err
 	}
 	for range 8 {
-		n, err := unix.Lgetxattr(path, name, nil)
+		n, err := get(name, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -117,7 +131,7 @@ func ReadXAttr(path, name string) ([]byte, error) {
 		if n == 0 {
 			return buf, nil
 		}
-		n, err = unix.Lgetxattr(path, name, buf)
+		n, err = get(name, buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue // it grew since its size was asked
 		}
