@@ -493,7 +493,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			continue
 		}
 		if err := t.clear(f.path); err != nil {
-			r.fail(f.path, err)
+			r.fail(f.path, fmt.Errorf("remove what the target holds there: %w", err))
 			continue
 		}
 		if err := t.link(f.linkTo.path, f.path); err != nil {
@@ -1711,7 +1711,7 @@ func (r *restorer) closeAll() {
 // other creates symlinks, FIFOs and device nodes.
 func (r *restorer) other(e *entry) error {
 	if err := r.t.clear(e.path); err != nil {
-		return err
+		return fmt.Errorf("remove what the target holds there: %w", err)
 	}
 	n := e.node
 	switch n.Type {

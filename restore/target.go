@@ -520,7 +520,7 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	fd := int(f.Fd())
 	var errs []error
 	if t.needsChown(n) {
-		errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
+		errs = append(errs, named("chown", unix.Fchown(fd, int(n.UID), int(n.GID))))
 	}
 	// After the owner: chown clears security.capability.
 	removed := false
@@ -538,17 +538,64 @@ func (t *targetDir) setMetaFD(f *os.File, p string, n *snapshot.Node, perm uint3
 	// The umask made the mode from perm, unless a default ACL did (the
 	// kernel then ignores the umask), which, with NoXAttrs, stays.
 	if removed || mode != perm&^t.umask || (t.noXAttrs && t.aclsPossible) {
-		errs = append(errs, unix.Fchmod(fd, mode))
+		errs = append(errs, named("chmod", unix.Fchmod(fd, mode)))
 	}
 	if p == "" {
-		errs = append(errs, setTimes(fd, "", n, 0))
-		return errors.Join(errs...)
+		errs = append(errs, named("set times", setTimes(fd, "", n, 0)))
+		return joinMeta(errs...)
 	}
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
-		return setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW)
+		return named("set times", setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW))
 	}))
-	return errors.Join(errs...)
+	return joinMeta(errs...)
+}
+
+// named says which call of an entry's metadata failed ("chmod: operation
+// not permitted"); nil stays nil.
+func named(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// metaErrors are the failures of one entry's metadata calls, each named
+// (named): they print on one line, separated by semicolons, where
+// errors.Join's lines would leave the second and later ones on lines of
+// their own, below the warning that names the entry.
+type metaErrors []error
+
+func (e metaErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e metaErrors) Unwrap() []error { return e }
+
+// joinMeta joins errs, leaving out nils, into metaErrors (nil for none,
+// the error itself for one), flattening those it is given.
+func joinMeta(errs ...error) error {
+	var out metaErrors
+	for _, err := range errs {
+		switch e := err.(type) {
+		case nil:
+		case metaErrors:
+			out = append(out, e...)
+		default:
+			out = append(out, err)
+		}
+	}
+	switch len(out) {
+	case 0:
+		return nil
+	case 1:
+		return out[0]
+	}
+	return out
 }
 
 // utimesAt sets the times of the entry at base in dfd, which is the
@@ -603,7 +650,7 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node, held bool) error {
 	errs = append(errs, t.withDir(p, func(fd int) error {
 		var errs []error
 		if t.needsChown(n) {
-			errs = append(errs, unix.Fchown(fd, int(n.UID), int(n.GID)))
+			errs = append(errs, named("chown", unix.Fchown(fd, int(n.UID), int(n.GID))))
 		}
 		prune := held && t.pruneXAttrs()
 		if xs, stale := t.xattrs(n), t.staleACLs(n); len(xs) > 0 || len(stale) > 0 || prune {
@@ -621,18 +668,18 @@ func (t *targetDir) setDirMeta(p string, n *snapshot.Node, held bool) error {
 			if (len(xs) > 0 || len(strays) > 0) && t.uid != 0 {
 				// Setting and removing user.* attributes needs write
 				// permission.
-				errs = append(errs, unix.Fchmod(fd, n.UnixPerm()|0o200))
+				errs = append(errs, named("chmod", unix.Fchmod(fd, n.UnixPerm()|0o200)))
 			}
 			_, err := ops.apply(xs, stale)
 			errs = append(errs, err)
 		}
-		return errors.Join(append(errs, unix.Fchmod(fd, n.UnixPerm()))...)
+		return joinMeta(append(errs, named("chmod", unix.Fchmod(fd, n.UnixPerm())))...)
 	}))
 	dir, base := split(p)
 	errs = append(errs, t.withDir(dir, func(dfd int) error {
-		return setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW)
+		return named("set times", setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW))
 	}))
-	return errors.Join(errs...)
+	return joinMeta(errs...)
 }
 
 // onDirStrays, if set, is called with each directory whose attributes
@@ -653,7 +700,7 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node, held bool) error {
 	return t.withDir(dir, func(dfd int) error {
 		var errs []error
 		if t.uid == 0 {
-			errs = append(errs, unix.Fchownat(dfd, base, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW))
+			errs = append(errs, named("chown", unix.Fchownat(dfd, base, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW)))
 		}
 		errs = append(errs, t.xattrsAt(dfd, base, n, held))
 		if n.Type != snapshot.TypeSymlink {
@@ -665,10 +712,10 @@ func (t *targetDir) setMetaAt(p string, n *snapshot.Node, held bool) error {
 				})
 				errs = append(errs, err)
 			}
-			errs = append(errs, chmodNoFollow(dfd, base, mode))
+			errs = append(errs, named("chmod", chmodNoFollow(dfd, base, mode)))
 		}
-		errs = append(errs, setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW))
-		return errors.Join(errs...)
+		errs = append(errs, named("set times", setTimes(dfd, base, n, unix.AT_SYMLINK_NOFOLLOW)))
+		return joinMeta(errs...)
 	})
 }
 
@@ -707,7 +754,7 @@ func (t *targetDir) xattrsAt(dfd int, base string, n *snapshot.Node, held bool) 
 			stale = slices.Concat(stale, strays)
 		}
 		_, err := ops.apply(xs, stale)
-		return errors.Join(append(errs, err)...)
+		return joinMeta(append(errs, err)...)
 	}
 	if n.Type == snapshot.TypeFile || n.Type == snapshot.TypeDir {
 		if len(xs) > 0 {
@@ -750,7 +797,7 @@ func ownedPerm(n *snapshot.Node, stat func(*unix.Stat_t) error) (uint32, error) 
 		mode &^= unix.S_ISGID
 		errs = append(errs, fmt.Errorf("setgid bit not set: the file's group is gid %d, not the snapshot's %d", st.Gid, n.GID))
 	}
-	return mode, errors.Join(errs...)
+	return mode, joinMeta(errs...)
 }
 
 // chmodNoFollow sets the mode of dfd/base without following a symlink

@@ -169,7 +169,7 @@ func (o xattrOps) apply(xs []snapshot.XAttr, stale []string) (removed bool, err 
 			errs = append(errs, xattrError(x.Name, err))
 		}
 	}
-	return removed, errors.Join(errs...)
+	return removed, joinMeta(errs...)
 }
 
 func xattrError(name string, err error) error {

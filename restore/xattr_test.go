@@ -2,9 +2,12 @@ package restore_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -403,6 +406,90 @@ func TestImmutableFileNoStaleACLWarning(t *testing.T) {
 	for _, s := range res.MetadataSamples {
 		if strings.Contains(s.Err.Error(), "posix_acl") {
 			t.Errorf("%s: %v; names an ACL the file does not have", s.Path, s.Err)
+		}
+	}
+}
+
+// TestMetadataErrorsNamed: the metadata error of an entry that refuses
+// every change (an immutable file) names each call that failed, on one
+// line, after the warning that names the entry; it was the bare errno
+// once per call, the second and later on lines of their own.
+func TestMetadataErrorsNamed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chattr +i needs root")
+	}
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"f": {Content: []byte("kept as it is\n"), Mode: 0o640}})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	f := filepath.Join(restoredAt(dst, src), "f")
+	if err := os.Chmod(f, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chattr", "+i", f).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", f).Run() })
+	res := r.restore(t, snap, restore.Options{Target: dst})
+	if len(res.MetadataSamples) != 1 {
+		t.Fatalf("metadata errors %+v, want one, of f", res.MetadataSamples)
+	}
+	msg := res.MetadataSamples[0].Err.Error()
+	for _, op := range []string{"chown: ", "chmod: ", "set times: "} {
+		if !strings.Contains(msg, op) {
+			t.Errorf("%q does not name %q", msg, op)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("%q spans lines", msg)
+	}
+	if !errors.Is(res.MetadataSamples[0].Err, unix.EPERM) {
+		t.Errorf("%v is not EPERM", res.MetadataSamples[0].Err)
+	}
+}
+
+// TestClearFailureNamed: a symlink or hard link whose place the target
+// holds something else in, which cannot be removed (its directory is
+// append-only), fails saying what could not be done, not with the bare
+// errno.
+func TestClearFailureNamed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chattr +a needs root")
+	}
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"d": {Dir: true}, "d/l": {Symlink: "x"},
+		"d/f": {Content: []byte("f\n")}, "d/g": {HardlinkTo: "d/f"},
+	})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	d := filepath.Join(restoredAt(dst, src), "d")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"l", "g"} {
+		if err := os.WriteFile(filepath.Join(d, name), []byte("the target's\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("chattr", "+a", d).CombinedOutput(); err != nil {
+		t.Skipf("chattr +a: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-a", d).Run() })
+	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+	if err != nil && res == nil {
+		t.Fatal(err)
+	}
+	failed := map[string]string{}
+	for _, f := range res.Failures {
+		failed[path.Base(f.Path)] = f.Err.Error()
+	}
+	for _, name := range []string{"l", "g"} {
+		if msg, ok := failed[name]; !ok || !strings.Contains(msg, "remove what the target holds there") {
+			t.Errorf("d/%s: failure %q, want one naming the removal", name, msg)
 		}
 	}
 }
