@@ -218,6 +218,9 @@ type chunkJob struct {
 type dirDone struct {
 	id  chunkstore.ID
 	err error
+	// gone says the directory was removed after its parent was listed:
+	// it is left out, as a removed file is. Never for a backup path.
+	gone bool
 }
 
 // Backup reads the paths, stores new content and trees, and commits a
@@ -698,20 +701,23 @@ func (a *archiver) walkDir(ctx context.Context, path string, top bool) <-chan di
 		select {
 		case a.walkers <- struct{}{}:
 		default:
-			return a.saveDir(ctx, path, out)
+			return a.saveDir(ctx, path, top, out)
 		}
 	}
 	a.walking.Add(1)
 	go func() {
 		defer a.walking.Done()
-		a.saveDir(ctx, path, out)
+		a.saveDir(ctx, path, top, out)
 		<-a.walkers // listed: the rest is finishDir's
 	}()
 	return out
 }
 
-// saveDir walks one directory; out yields its tree ID.
-func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <-chan dirDone {
+// saveDir walks one directory; out yields its tree ID. A directory below
+// a backup path (not top) removed since its parent was listed, before or
+// while it is listed, yields gone: it is left out without a warning, as
+// a file removed since the listing is.
+func (a *archiver) saveDir(ctx context.Context, path string, top bool, out chan dirDone) <-chan dirDone {
 	if walkHook != nil {
 		walkHook(path, true)
 	}
@@ -728,6 +734,14 @@ func (a *archiver) saveDir(ctx context.Context, path string, out chan dirDone) <
 			listed = &st
 		}
 		d.Close()
+	}
+	if err != nil && !top && errors.Is(err, fs.ErrNotExist) {
+		a.log.Debug("removed since its directory was listed", "path", path)
+		if walkHook != nil {
+			walkHook(path, false)
+		}
+		out <- dirDone{gone: true}
+		return out
 	}
 	if err != nil {
 		a.warn(path, err)
@@ -794,6 +808,9 @@ func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNo
 				if res.err != nil {
 					out <- res
 					return
+				}
+				if res.gone {
+					continue
 				}
 				id := res.id
 				it.node.Subtree = &id

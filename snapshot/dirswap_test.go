@@ -66,3 +66,49 @@ func TestDirReplacedBySymlink(t *testing.T) {
 		})
 	}
 }
+
+// TestDirRemovedAfterListing: a directory removed after its parent was
+// listed is left out without a warning, as a removed file is (it was
+// saved empty, and the backup was partial, exit 3); a backup path
+// removed so is still a warning.
+func TestDirRemovedAfterListing(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		backupD bool
+	}{{"below a backup path", false}, {"backup path", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			repos := storetest.InitRepos(t, mem.New())
+			src := t.TempDir()
+			fixture.Create(t, src, fixture.Tree{"d": {Dir: true}, "d/f": {Content: []byte("f\n")}, "e": {Content: []byte("e\n")}})
+			d := filepath.Join(src, "d")
+			snapshot.OnWalk(t, func(p string, enter bool) {
+				if p == d && enter {
+					if err := os.RemoveAll(d); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			paths := []string{src}
+			if tc.backupD {
+				paths = []string{d, filepath.Join(src, "e")}
+			}
+			res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: paths, Walkers: 1}, "d", "e")
+			w := warned(res, d)
+			if tc.backupD {
+				if len(w) != 1 {
+					t.Errorf("warnings %v, want one about the backup path %s", res.Warnings, d)
+				}
+				return
+			}
+			if len(res.Warnings) != 0 {
+				t.Errorf("warnings %v, want none", res.Warnings)
+			}
+			if nodes[0] != nil {
+				t.Errorf("removed d saved as %+v", nodes[0])
+			}
+			if nodes[1] == nil {
+				t.Error("e left out")
+			}
+		})
+	}
+}
