@@ -1272,7 +1272,11 @@ func (a *archiver) unchangedWhileRead(f *os.File, job *fileJob, size int64) erro
 		return fmt.Errorf("saved as read, but whether it changed meanwhile is unknown: fstat: %w", err)
 	}
 	now := fileStat(&st)
-	if size != job.st.Size || now.Size != job.st.Size || now.ModTime != job.st.ModTime || now.CTime != job.st.CTime {
+	// A file removed while it was read (its last name unlinked: the
+	// change time moves, nothing else) holds what it held: saved as
+	// read, without a warning.
+	removed := st.Nlink == 0 && now.CTime != job.st.CTime
+	if size != job.st.Size || now.Size != job.st.Size || now.ModTime != job.st.ModTime || now.CTime != job.st.CTime && !removed {
 		return fmt.Errorf("%w (%d bytes when opened, %d read, %d now): saved as read, which may mix its old and new content; back it up again once it is settled", errChangedWhileRead, job.st.Size, size, now.Size)
 	}
 	if now.CTime >= a.asOf.Add(-racyMargin).UnixNano() {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
@@ -110,5 +111,30 @@ func TestDirRemovedAfterListing(t *testing.T) {
 				t.Error("e left out")
 			}
 		})
+	}
+}
+
+// TestFileRemovedWhileRead: a file removed while a backup reads it (its
+// change time moves as it is unlinked, nothing else) is saved as read,
+// whole, without a warning; it was "changed while it was read".
+func TestFileRemovedWhileRead(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"f": {Content: []byte("whole\n")}})
+	f := filepath.Join(src, "f")
+	snapshot.AfterOpen(t, func(p string) {
+		if p == f {
+			time.Sleep(10 * time.Millisecond) // a change time the unlink moves
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}}, "f")
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings %v, want none", res.Warnings)
+	}
+	if nodes[0] == nil || nodes[0].Size != uint64(len("whole\n")) {
+		t.Errorf("f saved as %+v, want its whole content", nodes[0])
 	}
 }
