@@ -554,7 +554,10 @@ func classify(err error) error {
 		return chunkstore.Permanent(err)
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return chunkstore.Permanent(fmt.Errorf("%w (the filesystem holding the repository is full: free space or prune)", err))
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+	case errors.Is(err, syscall.EROFS):
+		// Not fs.ErrPermission's hint: no permission fixes a read-only mount.
+		return chunkstore.Permanent(fmt.Errorf("%w (the filesystem holding the repository is mounted read-only: remount it read-write)", err))
+	case errors.Is(err, fs.ErrPermission):
 		return chunkstore.Permanent(fmt.Errorf("%w (check the permissions of the repository directory)", err))
 	case errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENAMETOOLONG):
 		return chunkstore.Permanent(err)

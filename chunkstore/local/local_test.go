@@ -368,6 +368,16 @@ func TestENOSPC(t *testing.T) {
 	}
 }
 
+// A repository on a read-only mount says so: checking the permissions
+// of the directory, the hint for EACCES, would not help.
+func TestReadOnlyFilesystem(t *testing.T) {
+	err := local.ClassifyForTest(&fs.PathError{Op: "mkdir", Path: "/repo/sessions/x", Err: syscall.EROFS}, "/repo/sessions/x")
+	if !errors.Is(err, syscall.EROFS) || !chunkstore.IsPermanent(err) ||
+		!strings.Contains(err.Error(), "mounted read-only") || strings.Contains(err.Error(), "permissions") {
+		t.Errorf("classified EROFS = %v, want a permanent error saying the filesystem is read-only", err)
+	}
+}
+
 func TestRootVanished(t *testing.T) {
 	ctx := t.Context()
 	dir := filepath.Join(t.TempDir(), "repo")
