@@ -56,7 +56,10 @@ type Location struct {
 	Prefix   string // S3: key prefix inside the bucket, "" for none
 }
 
-// String returns the canonical form of the location.
+// String returns the canonical form of the location, which Parse reads
+// back as the same location: an S3 prefix is escaped as a URL path, so
+// that a '%', '?' or '#' in it (Parse took "%25", "%3F", "%23") is not
+// read back as an escape, a query or a fragment.
 func (l Location) String() string {
 	switch l.Kind {
 	case Local:
@@ -68,7 +71,7 @@ func (l Location) String() string {
 		}
 		s := "s3:" + scheme + "://" + l.Endpoint + "/" + l.Bucket
 		if l.Prefix != "" {
-			s += "/" + l.Prefix
+			s += (&url.URL{Path: "/" + l.Prefix}).EscapedPath()
 		}
 		return s
 	}
