@@ -100,6 +100,9 @@ func (s *Store) mapErr(op, name string, err error) error {
 		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: the server does not implement this request; lifeboat needs an S3-compatible server that verifies x-amz-checksum-sha256 or Content-MD5 on uploads", op, what, err))
 	case r.Code == "RequestTimeTooSkewed":
 		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: this machine's clock differs from the server's by more than S3 allows (15 minutes): set the clock right (NTP) and try again", op, what, err))
+	case (credentialCodes[r.Code] || r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized) && s.anonymous():
+		return chunkstore.Permanent(fmt.Errorf("%s %s: access denied (%w): no S3 credentials were found, so the request went unsigned: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE to a profile in the shared credentials file",
+			op, what, err))
 	case credentialCodes[r.Code] || r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized:
 		return chunkstore.Permanent(fmt.Errorf("%s %s: access denied (%w): check the S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the shared credentials file) and that their policy allows %q on bucket %q",
 			op, what, err, op, s.bucket))
@@ -118,6 +121,13 @@ func (s *Store) mapErr(op, name string, err error) error {
 		return chunkstore.Permanent(fmt.Errorf("%s %s: %w", op, what, err))
 	}
 	return fmt.Errorf("%s %s: %w", op, what, err)
+}
+
+// anonymous reports whether the store's requests go unsigned: no
+// credentials were configured, and the chain found none either.
+func (s *Store) anonymous() bool {
+	v, err := s.client.GetCreds()
+	return err == nil && (v.SignerType.IsAnonymous() || v.AccessKeyID == "")
 }
 
 func (s *Store) networkErr(op, what string, err error) error {

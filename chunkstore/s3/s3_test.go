@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -147,6 +148,27 @@ func TestWrongCredentials(t *testing.T) {
 				t.Errorf("error %q should mention credentials and the bucket", err)
 			}
 		})
+	}
+}
+
+// With no credentials anywhere, the requests go unsigned and the server
+// refuses them: the error says that none were found, not merely to check
+// them.
+func TestNoCredentials(t *testing.T) {
+	env := storetest.MinIO(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	cfg := config(env)
+	cfg.AccessKey, cfg.SecretKey = "", ""
+	_, err := s3.Open(t.Context(), cfg, false)
+	if err == nil {
+		t.Fatal("Open without credentials succeeded")
+	}
+	if !chunkstore.IsPermanent(err) || !strings.Contains(err.Error(), "no S3 credentials were found") || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+		t.Errorf("Open without credentials = %v, want a permanent error saying none were found", err)
 	}
 }
 
