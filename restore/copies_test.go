@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -258,4 +259,60 @@ func localRepos(t *testing.T) (dir string, st chunkstore.Store, repos storetest.
 		t.Fatal(err)
 	}
 	return dir, st, storetest.InitRepos(t, st)
+}
+
+// countingStore counts the Gets of each object.
+type countingStore struct {
+	chunkstore.Store
+	mu   sync.Mutex
+	gets map[string]int
+}
+
+func (c *countingStore) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
+	c.mu.Lock()
+	c.gets[name]++
+	c.mu.Unlock()
+	return c.Store.Get(ctx, name, offset, length)
+}
+
+// TestOutageNotSplitPerBlob: a pack range the store gave up on after
+// its retries (a transient error: an outage) fails its blobs at once;
+// reading each blob on its own, as for a range outside a truncated pack,
+// would sit through the retries once more per blob.
+func TestOutageNotSplitPerBlob(t *testing.T) {
+	ctx := context.Background()
+	_, st, repos := localRepos(t)
+	src := t.TempDir()
+	for i := range 6 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%d", i)), fixture.Random(uint64(20+i), 100<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "fixture"})
+	if err != nil || len(res.Warnings) > 0 {
+		t.Fatalf("backup: %v %v", err, res.Warnings)
+	}
+	faulty := storetest.NewFaulty(st)
+	counting := &countingStore{Store: faulty, gets: map[string]int{}}
+	rd := repos.OpenReader(t, counting)
+	snap, err := snapshot.Load(ctx, rd, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rd.EnsureIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := rd.Index().Lookup(rd.BlobID(fixture.Random(20, 100<<10)))
+	pack := chunkstore.PackName(l.Pack.ID)
+	faulty.FailGets(pack, errors.New("connection refused")) // transient: what the retries gave up on
+	out, err := restore.Restore(ctx, rd, snap, restore.Options{Target: t.TempDir(), Packs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Failures) != 6 {
+		t.Errorf("%d files failed, want all 6 (their one pack is unreachable)", len(out.Failures))
+	}
+	if n := counting.gets[pack]; n != 1 {
+		t.Errorf("%d Gets of the unreachable pack, want 1 (no request per blob after an outage)", n)
+	}
 }

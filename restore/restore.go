@@ -1066,14 +1066,17 @@ func (r *restorer) fetchWhole(ctx context.Context, pack *chunkstore.PackEntry, b
 
 // fetchHeld reads j's range into b.data in one request (retried) and
 // handles its blobs. If the range cannot be read, each blob is tried on
-// its own, so that only damaged ones fail.
+// its own, so that only damaged ones fail; but not after an error the
+// store's retries gave up on (an outage, a stalled server): each blob's
+// request would wait through the same retries again, which made a
+// restore from a stopped server take hours.
 func (r *restorer) fetchHeld(ctx context.Context, j *packJob, op *chunkstore.BlobOpener, name string, b *fetchBufs) error {
 	data, err := chunkstore.GetInto(ctx, r.repo.Store(), name, j.start, j.end-j.start, b.data)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if len(j.blobs) == 1 {
+		if len(j.blobs) == 1 || !chunkstore.IsPermanent(err) {
 			r.failBlobs(j.pack, j.blobs, fmt.Errorf("read %s: %w", name, err))
 			return nil
 		}
