@@ -103,6 +103,12 @@ func (s *Store) mapErr(op, name string, err error) error {
 	case (credentialCodes[r.Code] || r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized) && s.anonymous():
 		return chunkstore.Permanent(fmt.Errorf("%s %s: access denied (%w): no S3 credentials were found, so the request went unsigned: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE to a profile in the shared credentials file",
 			op, what, err))
+	case r.Code == "InvalidAccessKeyId":
+		return chunkstore.Permanent(fmt.Errorf("%s %s: access denied (%w): the server knows no access key %q: set AWS_ACCESS_KEY_ID (or the shared credentials file's profile) to one it knows",
+			op, what, err, s.accessKey()))
+	case r.Code == "SignatureDoesNotMatch":
+		return chunkstore.Permanent(fmt.Errorf("%s %s: access denied (%w): the secret key is not the one of access key %q: check AWS_SECRET_ACCESS_KEY (or the shared credentials file's profile)",
+			op, what, err, s.accessKey()))
 	case credentialCodes[r.Code] || r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized:
 		return chunkstore.Permanent(fmt.Errorf("%s %s: access denied (%w): check the S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the shared credentials file) and that their policy allows %q on bucket %q",
 			op, what, err, op, s.bucket))
@@ -128,6 +134,12 @@ func (s *Store) mapErr(op, name string, err error) error {
 func (s *Store) anonymous() bool {
 	v, err := s.client.GetCreds()
 	return err == nil && (v.SignerType.IsAnonymous() || v.AccessKeyID == "")
+}
+
+// accessKey returns the access key ID the store signs with, or "".
+func (s *Store) accessKey() string {
+	v, _ := s.client.GetCreds()
+	return v.AccessKeyID
 }
 
 func (s *Store) networkErr(op, what string, err error) error {

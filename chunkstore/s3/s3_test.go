@@ -129,9 +129,9 @@ func TestBucketRemovedUnderneath(t *testing.T) {
 
 func TestWrongCredentials(t *testing.T) {
 	env := storetest.MinIO(t)
-	for _, tt := range []struct{ name, access, secret string }{
-		{"wrong secret", env.AccessKey, env.SecretKey + "x"},
-		{"unknown key", "nosuchuser", "nosuchsecret"},
+	for _, tt := range []struct{ name, access, secret, want string }{
+		{"wrong secret", env.AccessKey, env.SecretKey + "x", "AWS_SECRET_ACCESS_KEY"},
+		{"unknown key", "nosuchuser", "nosuchsecret", `no access key "nosuchuser"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config(env)
@@ -146,6 +146,9 @@ func TestWrongCredentials(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "credentials") || !strings.Contains(err.Error(), env.Bucket) {
 				t.Errorf("error %q should mention credentials and the bucket", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q should say which credential is wrong (%s)", err, tt.want)
 			}
 		})
 	}
