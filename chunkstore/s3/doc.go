@@ -51,8 +51,10 @@
 // any other 4xx is permanent too, except 408, 429 and the codes that mean
 // the request was damaged or throttled in flight (BadDigest, SlowDown,
 // RequestTimeout, IncompleteBody, ...). 5xx answers and network errors
-// stay plain, i.e. transient; a refused connection or an unresolvable
-// host says the endpoint is unreachable and names it.
+// stay plain, i.e. transient, except 501 (not implemented) and 507 (the
+// server's storage is full), which waiting does not fix; a refused
+// connection or an unresolvable host says the endpoint is unreachable
+// and names it.
 //
 // One blind spot: a HEAD answer has no body, so a Stat on a bucket that
 // was deleted underneath the store comes back from servers other than

@@ -98,6 +98,9 @@ func (s *Store) mapErr(op, name string, err error) error {
 		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: %s", op, what, err, hint))
 	case r.StatusCode == http.StatusNotImplemented:
 		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: the server does not implement this request; lifeboat needs an S3-compatible server that verifies x-amz-checksum-sha256 or Content-MD5 on uploads", op, what, err))
+	case r.Code == "XMinioStorageFull" || r.StatusCode == http.StatusInsufficientStorage:
+		// Not freed by waiting the few seconds the retries take.
+		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: the server's storage is full: free space on it, or run 'lifeboat prune'", op, what, err))
 	case r.Code == "RequestTimeTooSkewed":
 		return chunkstore.Permanent(fmt.Errorf("%s %s: %w: this machine's clock differs from the server's by more than S3 allows (15 minutes): set the clock right (NTP) and try again", op, what, err))
 	case (credentialCodes[r.Code] || r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized) && s.anonymous():

@@ -229,8 +229,9 @@ func (f *fixedAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
 // TestAnswersRetriedOrNot: a bucket in another region than AWS_REGION
 // names (AWS answers 301, to a HEAD without a body), a request the
 // server does not implement (501), a clock too far off and expired
-// temporary credentials (nothing renews exported ones) are refused at
-// once, saying what to do.
+// temporary credentials (nothing renews exported ones) and a server
+// whose storage is full (MinIO's 507) are refused at once, saying what
+// to do.
 func TestAnswersRetriedOrNot(t *testing.T) {
 	env := storetest.MinIO(t)
 	for _, tc := range []struct {
@@ -243,6 +244,7 @@ func TestAnswersRetriedOrNot(t *testing.T) {
 		{http.StatusNotImplemented, "NotImplemented", 1, "does not implement"},
 		{http.StatusForbidden, "RequestTimeTooSkewed", 1, "clock"},
 		{http.StatusBadRequest, "ExpiredToken", 1, "check the S3 credentials"},
+		{http.StatusInsufficientStorage, "XMinioStorageFull", 1, "storage is full"},
 	} {
 		f := &fixedAnswer{status: tc.status, code: tc.code}
 		var logs bytes.Buffer
