@@ -274,8 +274,11 @@ func Find(list []*Snapshot, ref string, f Filter) (*Snapshot, error) {
 		}
 	}
 	if ref == "latest" {
+		if len(cand) == 0 && len(list) > 0 {
+			return nil, fmt.Errorf("%w: none of the repository's %d snapshots matches%s; list them with 'lifeboat snapshots'", ErrNoSnapshot, len(list), f.Describe())
+		}
 		if len(cand) == 0 {
-			return nil, fmt.Errorf("%w: the repository has no snapshots%s", ErrNoSnapshot, f.Describe())
+			return nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
 		}
 		return cand[len(cand)-1], nil
 	}
@@ -307,6 +310,9 @@ func (f Filter) Describe() string {
 	}
 	if len(f.Tags) > 0 {
 		parts = append(parts, "tags "+strings.Join(f.Tags, ","))
+	}
+	if len(f.Paths) > 0 {
+		parts = append(parts, "path "+strings.Join(f.Paths, ","))
 	}
 	if len(parts) == 0 {
 		return ""

@@ -180,7 +180,13 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 		rep.Groups = append(rep.Groups, grp)
 	} else {
 		now := time.Now()
-		for _, g := range snapshot.Groups(list, ff.f.filter()) {
+		groups := snapshot.Groups(list, ff.f.filter())
+		if len(groups) == 0 && len(list) > 0 {
+			// A --path or --host that matches nothing (a typo) must not
+			// pass for a retention run that found nothing to remove.
+			warnf(g.stderr, "none of the repository's %d snapshots matches%s: the rules applied to none; list them with 'lifeboat snapshots'", len(list), ff.f.filter().Describe())
+		}
+		for _, g := range groups {
 			byID := map[string]*snapshot.Snapshot{}
 			for _, s := range g.Snapshots {
 				byID[s.ID.String()] = s

@@ -247,3 +247,31 @@ func TestDamagedManifestCanBeForgotten(t *testing.T) {
 	c.ok(r.reader("prune")...)
 	c.ok(r.reader("check", "--read-data")...)
 }
+
+// TestForgetPathFilter: --path is taken as backup takes its paths
+// (relative to the current directory, a trailing slash dropped), so
+// 'forget --path src' run where 'backup src' ran applies the rules to
+// those snapshots instead of to none; a filter that matches nothing is
+// named in a warning, and 'latest' under it says which filter and that
+// the repository does have snapshots.
+func TestForgetPathFilter(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, smallTree())
+	c.ok(r.writer("backup", "src")...)
+	c.ok(r.writer("backup", "src")...)
+
+	for _, path := range []string{"src", src + "/"} {
+		out := decodeJSON[forgetOut](t, c.ok(r.writer("forget", "--dry-run", "--json", "--keep-last", "1", "--path", path)...).stdout)
+		if len(out.Groups) != 1 || len(out.Groups[0].Keep) != 1 || len(out.Groups[0].Remove) != 1 {
+			t.Errorf("forget --keep-last 1 --path %s of two snapshots of %s: %+v, want one kept and one removed", path, src, out)
+		}
+	}
+	res := c.ok(r.writer("forget", "--dry-run", "--keep-last", "1", "--path", "/nosuch")...)
+	if !strings.Contains(res.stderr, "none of the repository's 2 snapshots matches (filtered by path /nosuch)") {
+		t.Errorf("forget --path /nosuch: stderr\n%s\nwant a warning that no snapshot matches", res.stderr)
+	}
+	c.fails(1, r.reader("ls", "--path", "/nosuch", "latest"), "none of the repository's 2 snapshots matches (filtered by path /nosuch)")
+}

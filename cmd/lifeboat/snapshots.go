@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,11 +25,22 @@ func (f *filterFlags) register(cmd *cobra.Command, what string) {
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.hosts, "host", nil, "only "+what+" from this host (repeatable)")
 	fl.StringArrayVar(&f.tags, "tag", nil, "only "+what+" with this tag (repeatable; all must match)")
-	fl.StringArrayVar(&f.paths, "path", nil, "only "+what+" of exactly this backed-up path (repeatable)")
+	fl.StringArrayVar(&f.paths, "path", nil, "only "+what+" of exactly this backed-up path (a relative one is taken from the current directory, as backup does; repeatable)")
 }
 
+// filter returns the snapshot filter. A --path is made absolute and
+// cleaned as backup records its paths: 'backup data' saves
+// /current/dir/data, and '--path data' run there (or '--path
+// /current/dir/data/') must select it, not quietly match nothing.
 func (f *filterFlags) filter() snapshot.Filter {
-	return snapshot.Filter{Hosts: f.hosts, Tags: f.tags, Paths: f.paths}
+	var paths []string
+	for _, p := range f.paths {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		paths = append(paths, p)
+	}
+	return snapshot.Filter{Hosts: f.hosts, Tags: f.tags, Paths: paths}
 }
 
 func newSnapshotsCmd(g *globals) *cobra.Command {
