@@ -204,10 +204,17 @@ func runForget(ctx context.Context, g *globals, ff forgetFlags, args []string) e
 		}
 	}
 	if !ff.dryRun {
+		var done []string
 		for _, s := range remove {
 			if err := snapshot.Forget(ctx, repo, s.ID); err != nil {
-				return fmt.Errorf("%w (snapshots removed before it stay removed; run forget again)", storeError(g.repo, err))
+				// Which ones are gone: the report is not printed.
+				removed := "no snapshot removed"
+				if len(done) > 0 {
+					removed = fmt.Sprintf("removed %d %s before it: %s", len(done), plural(len(done), "snapshot", "snapshots"), strings.Join(done, ", "))
+				}
+				return fmt.Errorf("%w (%s; run forget again)", storeError(g.repo, err), removed)
 			}
+			done = append(done, s.ID.Short())
 			rep.Removed++
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -274,4 +275,26 @@ func TestForgetPathFilter(t *testing.T) {
 		t.Errorf("forget --path /nosuch: stderr\n%s\nwant a warning that no snapshot matches", res.stderr)
 	}
 	c.fails(1, r.reader("ls", "--path", "/nosuch", "latest"), "none of the repository's 2 snapshots matches (filtered by path /nosuch)")
+}
+
+// TestForgetFailsMidway: a forget whose delete fails after it removed
+// other snapshots names those in its error (its report is not printed),
+// not only that some were.
+func TestForgetFailsMidway(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, smallTree())
+	var ids []string
+	for range 3 {
+		ids = append(ids, decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", src)...).stdout).SnapshotID)
+	}
+	// The oldest cannot be deleted; forget removes the newest first.
+	stuck := filepath.Join(r.path, "snapshots", ids[0])
+	if out, err := exec.Command("chattr", "+i", stuck).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i (needs root and a filesystem with the flag): %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", stuck).Run() })
+	c.fails(1, r.writer("forget", ids[2], ids[1], ids[0]), "removed 2 snapshots before it: "+ids[2][:8]+", "+ids[1][:8], "run forget again")
 }
