@@ -39,7 +39,8 @@ newest first; a snapshot is kept if any rule keeps it:
   --keep-yearly N     ... years (periods in UTC)
   --keep-within D     every snapshot within D of the group's newest one
                       ("36h", "30d", "2w"): backups that stop running never
-                      age the last good ones out
+                      age the last good ones out; m is minutes, not
+                      months, so a bare "6m" is refused
   --keep-tag T        every snapshot tagged T (a legal hold: 'lifeboat tag
                       --add hold ID'); it protects, it is not a rule by
                       itself, and it also protects snapshots named by ID
@@ -102,6 +103,11 @@ func (ff forgetFlags) rules() (snapshot.Retention, error) {
 		d, err := coordinator.ParseDuration(ff.within)
 		if err != nil || d <= 0 {
 			return r, usageError("--keep-within %q: want a positive duration such as 36h, 30d or 2w", ff.within)
+		}
+		// "6m" is 6 months to restic and would keep only what is
+		// within 6 minutes of the newest snapshot here.
+		if n, ok := strings.CutSuffix(ff.within, "m"); ok && n != "" && strings.Trim(n, "0123456789.") == "" {
+			return r, usageError("--keep-within %q is %s: m means minutes, not months; for months give days (6 months: 183d), for minutes write %q", ff.within, time.Duration(d), "0h"+ff.within)
 		}
 		r.KeepWithin = time.Duration(d)
 	}

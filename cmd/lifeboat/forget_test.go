@@ -117,6 +117,7 @@ func TestForgetPruneUsage(t *testing.T) {
 	c.fails(2, r.writer("forget", "abc123", "--keep-last", "1"), "not both")
 	c.fails(2, r.writer("forget", "--keep-daily", "-1"), "--keep-daily -1")
 	c.fails(2, r.writer("forget", "--keep-within", "soon"), `--keep-within "soon"`)
+	c.fails(2, r.writer("forget", "--keep-within", "6m"), `--keep-within "6m" is 6m0s: m means minutes, not months`, "183d", `"0h6m"`)
 	c.fails(1, r.writer("forget", "deadbeef"), "deadbeef")
 	c.fails(1, r.writer("prune"), "needs the identity")
 	// With a writer key forget alone works; it is --prune that needs
