@@ -743,8 +743,13 @@ func (n *Node) planInput(now time.Time) PlanInput {
 		}
 		for _, name := range s.AgentNames() {
 			a := s.Agents[name]
+			connected := now.Sub(a.LastSeen) <= n.cfg.AgentTimeout
+			// Agents cannot be seen while there is no leader: after an
+			// outage longer than the timeout every agent looks gone until
+			// it polls again, and its runs due meanwhile would be missed.
+			awaited := !connected && now.Sub(n.leaderSince) < n.cfg.AgentTimeout
 			in.Agents = append(in.Agents, AgentInfo{Name: a.Name, Labels: cloneMap(a.Labels), Revoked: a.Revoked,
-				Connected: now.Sub(a.LastSeen) <= n.cfg.AgentTimeout})
+				Connected: connected, Awaited: awaited})
 		}
 		for k, v := range s.LastFired {
 			in.LastFired[k] = v

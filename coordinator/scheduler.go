@@ -45,7 +45,14 @@ type AgentInfo struct {
 	// while they are away; the runs are reported in PlanResult.Missed (and
 	// show up as RPO misses), rather than queued up for when they return.
 	Connected bool
-	Revoked   bool // revoked agents never get jobs
+	// Awaited marks a disconnected agent that may only have had no leader
+	// to report to: the leader has led for less than the liveness
+	// threshold (the whole cluster was down, or had no quorum, for longer
+	// than that). Plan holds the instants of a policy that targets it —
+	// they are neither fired nor missed, and the watermark stays — until it
+	// is seen again or the leader has led for the threshold.
+	Awaited bool
+	Revoked bool // revoked agents never get jobs
 }
 
 // PlanInput is everything Plan looks at.
@@ -235,10 +242,17 @@ func Plan(in PlanInput) PlanResult {
 				targets = append(targets, a)
 			}
 		}
+		awaited := false
+		for _, a := range targets {
+			awaited = awaited || (a.Awaited && !a.Connected)
+		}
 		for i, inst := range due {
 			if in.MaxJobs > 0 && len(res.Jobs) >= in.MaxJobs {
 				res.More = true
 				break
+			}
+			if awaited {
+				break // planned once the agent is seen or given up on
 			}
 			for _, a := range targets {
 				if !a.Connected {

@@ -1,0 +1,62 @@
+package coordinator
+
+import (
+	"testing"
+	"time"
+)
+
+// TestOutageRunsMissedInstant stops a one-node cluster across a policy's
+// instant for longer than the agent timeout. Nobody could record the agent
+// as seen meanwhile, so it looks disconnected when the node comes back; the
+// instant must still get its job once the agent polls, not be recorded as
+// missed (which left the nightly backup for the next night).
+func TestOutageRunsMissedInstant(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.AgentTimeout = 2 * time.Minute })
+	c.seed("0 4 * * *") // t0 is 03:00
+	c.leader()
+	c.stop(0)
+	c.clock.Advance(65 * time.Minute) // down from 03:00 to 04:05
+	c.start(0)
+	c.leader()
+	c.ticks(2) // the new leader plans before the agent polls
+	c.must(CmdAgentSeen, AgentSeen{Name: "a1"})
+	want := JobID("p", t0.Add(time.Hour), "a1")
+	c.tickUntil(func() bool {
+		var lf time.Time
+		c.nodes[0].View(func(s *State) { lf = s.LastFired["p"] })
+		return !lf.Before(t0.Add(time.Hour))
+	})
+	c.nodes[0].View(func(s *State) {
+		if s.Jobs[want] == nil {
+			t.Fatalf("no job for the 04:00 instant missed during the outage; jobs: %v", s.FindJobs(JobFilter{}))
+		}
+	})
+}
+
+// TestOutageGivesUpOnGoneAgent: an agent that does not come back after the
+// outage does not hold its policy for longer than the agent timeout; its
+// run is recorded missed and the watermark moves on.
+func TestOutageGivesUpOnGoneAgent(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.AgentTimeout = 2 * time.Minute })
+	c.seed("0 4 * * *")
+	c.leader()
+	c.stop(0)
+	c.clock.Advance(65 * time.Minute)
+	c.start(0)
+	c.leader()
+	lastFired := func() time.Time {
+		var lf time.Time
+		c.nodes[0].View(func(s *State) { lf = s.LastFired["p"] })
+		return lf
+	}
+	c.ticks(5)
+	if lf := lastFired(); !lf.Before(t0.Add(time.Hour)) {
+		t.Fatalf("watermark moved to %v before the agent timeout passed", lf)
+	}
+	c.tickUntil(func() bool { return !lastFired().Before(t0.Add(time.Hour)) })
+	c.nodes[0].View(func(s *State) {
+		if n := len(s.Jobs); n != 0 {
+			t.Fatalf("%d jobs for an agent that never came back", n)
+		}
+	})
+}
