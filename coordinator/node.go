@@ -285,6 +285,9 @@ func (n *Node) AddRepository(ctx context.Context, actor string, r AddRepository)
 // LeaseJob leases a job to agent for ttl: jobID, or with jobID empty the
 // agent's next eligible job. It returns nil, nil when there is none.
 func (n *Node) LeaseJob(ctx context.Context, agent, jobID string, ttl time.Duration) (*Job, error) {
+	if jobID == "" {
+		n.cancelSuperseded(ctx, agent)
+	}
 	v, err := n.Propose(ctx, CmdLeaseJob, "agent:"+agent, LeaseJob{Agent: agent, JobID: jobID, TTL: ttl})
 	if err != nil {
 		return nil, err
@@ -682,6 +685,44 @@ func (n *Node) cancelStranded(ctx context.Context) {
 			return
 		}
 		n.log.Info("stranded job cancelled", "job", c.JobID, "reason", c.Reason)
+	}
+}
+
+// cancelSuperseded cancels the agent's due backup jobs of a policy that
+// has a due job of a later instant: after an outage the missed instants
+// each got a job, and running them back to back would make as many
+// snapshots of the same data (with keep_last, forgetting as many older
+// ones). The latest runs for them all. A failure is left to the lease,
+// which then runs the oldest.
+func (n *Node) cancelSuperseded(ctx context.Context, agent string) {
+	now := n.clock.Now().UTC()
+	var cancels []CancelJob
+	n.fsm.View(func(s *State) {
+		latest := map[string]*Job{} // policy -> its due pending backup of the latest instant
+		for _, id := range s.PendingFor(agent) {
+			j := s.Jobs[id]
+			if j.Kind != KindBackup || now.Before(j.NotBefore) {
+				continue
+			}
+			if l := latest[j.Policy]; l == nil || j.ScheduledAt.After(l.ScheduledAt) {
+				latest[j.Policy] = j
+			}
+		}
+		for _, id := range s.PendingFor(agent) {
+			j := s.Jobs[id]
+			if l := latest[j.Policy]; j.Kind == KindBackup && l != nil && j.ScheduledAt.Before(l.ScheduledAt) && !now.Before(j.NotBefore) {
+				cancels = append(cancels, CancelJob{JobID: id, Reason: fmt.Sprintf("superseded by job %s of the later instant %s", l.ID, l.ScheduledAt.Format(time.RFC3339))})
+			}
+		}
+	})
+	for _, c := range cancels {
+		if _, err := n.proposeAt(ctx, now, CmdCancelJob, ActorScheduler, c); err != nil {
+			if ctx.Err() == nil && !errors.Is(err, ErrConflict) {
+				n.log.Warn("cancel superseded job", "job", c.JobID, "err", err)
+			}
+			return
+		}
+		n.log.Info("superseded job cancelled", "job", c.JobID, "reason", c.Reason)
 	}
 }
 

@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -57,6 +59,43 @@ func TestOutageGivesUpOnGoneAgent(t *testing.T) {
 	c.nodes[0].View(func(s *State) {
 		if n := len(s.Jobs); n != 0 {
 			t.Fatalf("%d jobs for an agent that never came back", n)
+		}
+	})
+}
+
+// TestOutageCatchUpRunsOnce: three hourly instants missed during an outage
+// each get a job, but the agent runs one backup for them, the latest; the
+// older are cancelled as superseded (three back-to-back snapshots of the
+// same data would, with keep_last, forget three older ones).
+func TestOutageCatchUpRunsOnce(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.AgentTimeout = 2 * time.Minute })
+	c.seed("0 * * * *") // t0 is 03:00
+	c.leader()
+	c.stop(0)
+	c.clock.Advance(3*time.Hour + 5*time.Minute) // down until 06:05
+	c.start(0)
+	c.leader()
+	c.must(CmdAgentSeen, AgentSeen{Name: "a1"})
+	c.tickUntil(func() bool {
+		var lf time.Time
+		c.nodes[0].View(func(s *State) { lf = s.LastFired["p"] })
+		return !lf.Before(t0.Add(3 * time.Hour))
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	j, err := c.nodes[0].LeaseJob(ctx, "a1", "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j == nil || !j.ScheduledAt.Equal(t0.Add(3*time.Hour)) {
+		t.Fatalf("leased %+v, want the job of 06:00", j)
+	}
+	c.nodes[0].View(func(s *State) {
+		for _, h := range []time.Duration{1, 2} {
+			old := s.Jobs[JobID("p", t0.Add(h*time.Hour), "a1")]
+			if old == nil || old.State != JobCancelled || old.Result == nil || !strings.Contains(old.Result.Error, "superseded by job "+j.ID) {
+				t.Fatalf("job of %v: %+v, want cancelled as superseded by %s", t0.Add(h*time.Hour), old, j.ID)
+			}
 		}
 	})
 }
