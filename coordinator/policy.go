@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -204,8 +205,11 @@ func parseDuration(s string) (time.Duration, error) {
 			}
 		default:
 			p, err := time.ParseDuration(num + unit)
-			if err != nil {
+			switch {
+			case err != nil && !slices.Contains([]string{"ns", "us", "µs", "μs", "ms", "s", "m", "h"}, unit):
 				return 0, fmt.Errorf("invalid duration %q: unknown unit %q (use ns, us, ms, s, m, h, d or w)", orig, unit)
+			case err != nil: // a known unit: the number is out of range
+				return 0, fmt.Errorf("invalid duration %q: too long", orig)
 			}
 			part = p
 		}

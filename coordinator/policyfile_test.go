@@ -373,3 +373,18 @@ func TestParsePoliciesBoundsCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationErrors: an out-of-range number of a known unit is too long,
+// not an unknown unit.
+func TestDurationErrors(t *testing.T) {
+	for in, want := range map[string]string{
+		"9999999999999999999s": "too long",
+		"3000000h":             "too long",
+		"5x":                   `unknown unit "x"`,
+		"1y":                   `unknown unit "y"`,
+	} {
+		if _, err := ParseDuration(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseDuration(%q): %v, want an error saying %s", in, err, want)
+		}
+	}
+}
