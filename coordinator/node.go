@@ -688,12 +688,12 @@ func (n *Node) cancelStranded(ctx context.Context) {
 	}
 }
 
-// cancelSuperseded cancels the agent's due backup jobs of a policy that
-// has a due job of a later instant: after an outage the missed instants
-// each got a job, and running them back to back would make as many
-// snapshots of the same data (with keep_last, forgetting as many older
-// ones). The latest runs for them all. A failure is left to the lease,
-// which then runs the oldest.
+// cancelSuperseded cancels the agent's due scheduled backup jobs of a
+// policy that has a due scheduled job of a later instant (manual runs are
+// left alone): after an outage the missed instants each got a job, and
+// running them back to back would make as many snapshots of the same data
+// (with keep_last, forgetting as many older ones). The latest runs for
+// them all. A failure is left to the lease, which then runs the oldest.
 func (n *Node) cancelSuperseded(ctx context.Context, agent string) {
 	now := n.clock.Now().UTC()
 	var cancels []CancelJob
@@ -701,7 +701,7 @@ func (n *Node) cancelSuperseded(ctx context.Context, agent string) {
 		latest := map[string]*Job{} // policy -> its due pending backup of the latest instant
 		for _, id := range s.PendingFor(agent) {
 			j := s.Jobs[id]
-			if j.Kind != KindBackup || now.Before(j.NotBefore) {
+			if j.Kind != KindBackup || j.Trigger != TriggerSchedule || now.Before(j.NotBefore) {
 				continue
 			}
 			if l := latest[j.Policy]; l == nil || j.ScheduledAt.After(l.ScheduledAt) {
@@ -710,7 +710,7 @@ func (n *Node) cancelSuperseded(ctx context.Context, agent string) {
 		}
 		for _, id := range s.PendingFor(agent) {
 			j := s.Jobs[id]
-			if l := latest[j.Policy]; j.Kind == KindBackup && l != nil && j.ScheduledAt.Before(l.ScheduledAt) && !now.Before(j.NotBefore) {
+			if l := latest[j.Policy]; j.Kind == KindBackup && j.Trigger == TriggerSchedule && l != nil && j.ScheduledAt.Before(l.ScheduledAt) && !now.Before(j.NotBefore) {
 				cancels = append(cancels, CancelJob{JobID: id, Reason: fmt.Sprintf("superseded by job %s of the later instant %s", l.ID, l.ScheduledAt.Format(time.RFC3339))})
 			}
 		}

@@ -99,3 +99,30 @@ func TestOutageCatchUpRunsOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestManualRunsNotSuperseded: two manual runs of a policy both run.
+func TestManualRunsNotSuperseded(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.seed("0 4 * * *")
+	n := c.nodes[c.leader()]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	first, err := n.RunPolicy(ctx, "test", "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.clock.Advance(time.Second)
+	second, err := n.RunPolicy(ctx, "test", "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := n.LeaseJob(ctx, "a1", "", time.Minute)
+	if err != nil || j == nil || j.ID != first[0] {
+		t.Fatalf("leased %v, %v; want %s", j, err, first[0])
+	}
+	n.View(func(s *State) {
+		if st := s.Jobs[second[0]].State; st != JobPending {
+			t.Fatalf("second manual run is %s, want pending", st)
+		}
+	})
+}
