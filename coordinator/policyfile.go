@@ -191,6 +191,11 @@ func (p Policy) check() (errs, warns []Problem) {
 	if r.KeepWithin < 0 {
 		add("retention.keep_within", "must not be negative (got %s)", r.KeepWithin)
 	}
+	if r.KeepWithin > 0 && time.Duration(r.KeepWithin) < time.Hour {
+		// "6m" is six months to restic; here it forgets all but what is
+		// within six minutes of the newest snapshot.
+		warn("retention.keep_within", "%s keeps only the snapshots within %s of the newest: m is minutes, not months (for months give days, 6 months: 183d)", r.KeepWithin, time.Duration(r.KeepWithin))
+	}
 	if r.Prune != "" {
 		if _, err := ParseSchedule(r.Prune); err != nil {
 			add("retention.prune", "%v", err)

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -228,6 +229,11 @@ func TestPolicyWarnings(t *testing.T) {
 		if len(warns) != 1 || !strings.Contains(warns[0].String(), tc.want) {
 			t.Errorf("warnings %v, want %q", warns, tc.want)
 		}
+	}
+	// keep_within: 6m, six months to restic, is six minutes here.
+	_, warns, err := ParsePoliciesWithWarnings([]byte(base+"schedule: '@daily'\nagents: {a: b}\nretention: {keep_within: 6m}\n"), "p.yaml")
+	if err != nil || !strings.Contains(fmt.Sprint(warns), "p.yaml:6: retention.keep_within: 6m keeps only the snapshots within 6m0s of the newest: m is minutes, not months") {
+		t.Errorf("keep_within: 6m: warnings %v, %v; want one saying m is minutes", warns, err)
 	}
 	p := testPolicy("p", "@hourly", map[string]string{"a": "b"})
 	p.Targets.RPO = Duration(2 * time.Hour)
