@@ -97,7 +97,8 @@ func ParsePeers(s string) ([]Peer, error) {
 
 func sortPeers(p []Peer) { sort.Slice(p, func(i, j int) bool { return p[i].ID < p[j].ID }) }
 
-func formatPeers(p []Peer) string {
+// FormatPeers writes peers as --peers takes them: ID=ADDR,...
+func FormatPeers(p []Peer) string {
 	s := make([]string, len(p))
 	for i, x := range p {
 		s[i] = x.ID + "=" + x.Addr
@@ -205,7 +206,7 @@ func OpenRaft(cfg RaftConfig, fsm *FSM) (*Raft, error) {
 	peers := slices.Clone(cfg.Peers)
 	sortPeers(peers)
 	if len(peers) > 0 && !slices.Contains(peers, Peer{ID: cfg.ID, Addr: cfg.Addr}) {
-		return nil, fmt.Errorf("start raft: --peers %s does not list this node as %s=%s", formatPeers(peers), cfg.ID, cfg.Addr)
+		return nil, fmt.Errorf("start raft: --peers %s does not list this node as %s=%s", FormatPeers(peers), cfg.ID, cfg.Addr)
 	}
 	dir := filepath.Join(cfg.DataDir, "raft")
 	rec, err := claimDataDir(dir, cfg.ID)
@@ -262,7 +263,7 @@ func OpenRaft(cfg RaftConfig, fsm *FSM) (*Raft, error) {
 			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
 		}
 		if err := raft.BootstrapCluster(rc, r.store, r.store, snaps, r.trans, conf); err != nil {
-			return nil, fmt.Errorf("bootstrap cluster %s: %w", formatPeers(peers), err)
+			return nil, fmt.Errorf("bootstrap cluster %s: %w", FormatPeers(peers), err)
 		}
 		rec.Bootstrap = peers
 		if err := writeNodeFile(dir, rec); err != nil {
@@ -283,7 +284,7 @@ func OpenRaft(cfg RaftConfig, fsm *FSM) (*Raft, error) {
 		sortPeers(current)
 		if !slices.Equal(peers, current) && !slices.Equal(peers, rec.Bootstrap) {
 			return nil, fmt.Errorf("start raft: --peers %s conflicts with the cluster this data dir belongs to (members %s, bootstrapped as %s): start with matching --peers, change membership with 'lifeboat cluster join|remove', or use an empty data dir for a new cluster",
-				formatPeers(peers), formatPeers(current), formatPeers(rec.Bootstrap))
+				FormatPeers(peers), FormatPeers(current), FormatPeers(rec.Bootstrap))
 		}
 	}
 

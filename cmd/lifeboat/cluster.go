@@ -84,5 +84,52 @@ then run 'lifeboat cluster join ID RAFTADDR' against the cluster.`,
 			return nil
 		},
 	})
+	cmd.AddCommand(newClusterRecoverCmd(g))
+	return cmd
+}
+
+func newClusterRecoverCmd(g *globals) *cobra.Command {
+	var dataDir, peers string
+	cmd := &cobra.Command{
+		Use:   "recover --data-dir DIR --peers ID=RAFTADDR[,...]",
+		Short: "Make a stopped node the cluster on its own after the loss of a quorum",
+		Long: `Rewrite the membership held in a stopped node's data dir to --peers (this
+node alone, or the survivors, each recovered with the same list), for a
+cluster that lost a majority of its nodes for good and so can neither elect a
+leader nor remove the lost members. The node keeps all its state. Start it
+afterwards as before (its --peers need not change); it leads once a majority
+of the new membership runs. Bring replacements in with empty data dirs,
+started WITHOUT --peers, by 'lifeboat cluster join'.
+
+Only when the other members are gone for good: a recovered node beside a
+majority of the old members that still runs makes a second cluster, and both
+take writes. Recover the survivor with the newest state (the highest commit
+index in the last 'cluster status' that reached it). This works offline, on
+the data dir; it does not talk to the cluster.`,
+		Example: `  systemctl stop lifeboat-server
+  lifeboat cluster recover --data-dir /var/lib/lifeboat --peers n1=10.0.0.1:8421
+  systemctl start lifeboat-server
+  lifeboat cluster join n4 10.0.0.4:8421   # a new node, started without --peers`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" || peers == "" {
+				return usageError("cluster recover needs --data-dir and --peers")
+			}
+			ps, err := coordinator.ParsePeers(peers)
+			if err != nil {
+				return usageError("--peers: %v", err)
+			}
+			res, err := coordinator.RecoverCluster(dataDir, ps, nil)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "node %s in %s: members were %s, now %s (state up to log index %d, term %d)\n",
+				res.NodeID, dataDir, coordinator.FormatPeers(res.Before), coordinator.FormatPeers(res.After), res.LastIndex, res.LastTerm)
+			fmt.Fprintf(g.stdout, "start 'lifeboat server' on this data dir; add new nodes, started without --peers, with 'lifeboat cluster join'\n")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the stopped node's data dir")
+	cmd.Flags().StringVar(&peers, "peers", "", "the new voting members: ID=RAFTADDR,... (include this node)")
 	return cmd
 }
