@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -36,14 +34,7 @@ func TestAgentEndsLeftoverHook(t *testing.T) {
 	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: dataDir, Name: "k", Hooks: hooks})
 	tc.waitEnrolled("k")
 	tc.run("p")
-	pid := func(name string) int {
-		b, err := os.ReadFile(filepath.Join(marks, name))
-		if err != nil || !strings.HasSuffix(string(b), "\n") {
-			return 0
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		return n
-	}
+	pid := func(name string) int { return tiedtest.PIDIn(filepath.Join(marks, name)) }
 	waitFor(t, "the pre-hook", func() bool { return pid("shell") > 0 && pid("bg") > 0 })
 	shell, bg := pid("shell"), pid("bg")
 	t.Cleanup(func() { syscall.Kill(-shell, syscall.SIGKILL) })

@@ -78,14 +78,7 @@ func TestAgentKilledDuringHook(t *testing.T) {
 	lb.must(t, "policy", "apply", "-f", policy)
 	lb.must(t, "policy", "run", "h")
 
-	pid := func(name string) int {
-		b, err := os.ReadFile(filepath.Join(marks, name))
-		if err != nil || !strings.HasSuffix(string(b), "\n") {
-			return 0
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		return n
-	}
+	pid := func(name string) int { return tiedtest.PIDIn(filepath.Join(marks, name)) }
 	waitFor(t, 30*time.Second, "the pre-hook to start", func() bool { return pid("shell") > 0 && pid("bg") > 0 })
 	shell, bg := pid("shell"), pid("bg")
 	// The state file names the hook's group once the agent has saved it.

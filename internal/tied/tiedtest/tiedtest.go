@@ -68,3 +68,14 @@ func Running(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
+
+// PIDIn returns the process ID a shell wrote to file ("echo $$ > file"),
+// or 0 while the file lacks a whole line.
+func PIDIn(file string) int {
+	b, err := os.ReadFile(file)
+	if err != nil || !strings.HasSuffix(string(b), "\n") {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
