@@ -81,3 +81,32 @@ func TestMayHoldMatchesNeverPrunes(t *testing.T) {
 		t.Errorf("only %d unselected directories held a selected path", held)
 	}
 }
+
+// TestIncludePatternsCleaned: an include pattern is cleaned as ls and
+// dump clean a path, so "./etc", "etc//nginx" and "etc/nginx/." select
+// etc/nginx, and "/" the whole snapshot; they selected nothing (exit 0,
+// with a warning naming the pattern, "" for "/").
+func TestIncludePatternsCleaned(t *testing.T) {
+	for _, c := range []struct {
+		pattern, path string
+		dir, want     bool
+	}{
+		{"/", "etc", true, true},
+		{"/", "etc/passwd", false, true},
+		{".", "etc/passwd", false, true},
+		{"./etc/nginx", "etc/nginx/nginx.conf", false, true},
+		{"etc//nginx", "etc/nginx", true, true},
+		{"etc/nginx/.", "etc/nginx/nginx.conf", false, true},
+		{"/etc/./nginx/", "etc/nginx", true, true},
+		{"/etc/./nginx/", "etc/nginx", false, false}, // still directories only
+		{"./etc/nginx", "etc/hosts", false, false},
+	} {
+		in, err := newIncluder([]string{c.pattern}, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", c.pattern, err)
+		}
+		if got := in.match(c.path, c.dir); got != c.want {
+			t.Errorf("include %q, path %q (dir %v): match = %v, want %v", c.pattern, c.path, c.dir, got, c.want)
+		}
+	}
+}

@@ -196,7 +196,14 @@ func newIncluder(patterns, excludes []string) (*includer, error) {
 		// A trailing "/" means directories only, as in find and in
 		// exclude patterns ("**/cache/" is no file named cache).
 		dirOnly := strings.HasSuffix(p, "/") && strings.Trim(p, "/") != ""
-		p = strings.Trim(p, "/")
+		// Cleaned as ls, dump and --delete's scope clean a path
+		// ("./etc", "etc//nginx", "etc/nginx/." are etc/nginx): the
+		// walk's paths have no such elements, so the pattern matched
+		// nothing. "/" (or ".") is the whole snapshot.
+		p = strings.Trim(path.Clean("/"+p), "/")
+		if p == "" {
+			p = "**"
+		}
 		pat, err := snapshot.NewPattern(p)
 		if err != nil {
 			return nil, fmt.Errorf("include pattern %q: %w", p, err)

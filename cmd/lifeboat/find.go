@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -81,7 +82,9 @@ func parseFindPatterns(patterns []string) ([]findPattern, error) {
 			fp.dirOnly, glob = true, strings.TrimRight(glob, "/")
 		}
 		if strings.Contains(glob, "/") {
-			fp.full, glob = true, "/"+strings.TrimLeft(glob, "/")
+			// Cleaned as ls and dump clean a path: "./etc/*.conf" and
+			// "etc//nginx" matched no path of a snapshot.
+			fp.full, glob = true, path.Clean("/"+glob)
 		}
 		if glob == "" || glob == "/" {
 			return nil, usageError("find: empty pattern %q: give a name (\"nginx.conf\", \"*.sql\") or a path (\"/etc/nginx/*\")", p)

@@ -82,6 +82,10 @@ func TestFindPatternsGlobstar(t *testing.T) {
 		{"**/nginx/", "/etc/nginx", dir, true},
 		{"**/nginx/", "/etc/nginx", file, false},
 		{"**", "/etc/nginx", file, true},
+		// Cleaned as ls and dump clean a path.
+		{"./etc/nginx/*.conf", "/etc/nginx/nginx.conf", file, true},
+		{"etc//nginx/", "/etc/nginx", dir, true},
+		{"/etc/./nginx/nginx.conf", "/etc/nginx/nginx.conf", file, true},
 	} {
 		pats, err := parseFindPatterns([]string{tc.pattern})
 		if err != nil {

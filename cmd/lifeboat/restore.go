@@ -78,7 +78,8 @@ the filesystem supports it); each such write then waits for the disk.
 matched against the snapshot-relative path (home/u/*.txt) and takes
 everything below a matching directory; ** as a whole element matches any
 number of elements (var/lib/**/*.db, **/app.conf); one ending in / matches
-directories only, as in excludes and find (**/cache/). Exclude patterns are
+directories only, as in excludes and find (**/cache/); it is cleaned as a
+path (./home/u is home/u, and / the whole snapshot). Exclude patterns are
 backup's: one without a slash matches any element of a path ('*.log',
 'node_modules'), one with a slash the whole path as it was backed up
 ('/home/*/.cache', '/home/**/.cache'), never the directories above a
