@@ -46,7 +46,8 @@ func newRestoreCmd(g *globals) *cobra.Command {
 		Long: `Restore a snapshot into --target (created if missing).
 
 SNAPSHOT is a snapshot ID, a unique prefix of one, or "latest" (the newest
-snapshot matching --host/--tag/--path). Files are restored below the target
+snapshot matching --host/--tag/--path; refused while a snapshot cannot be
+read, which may be newer). Files are restored below the target
 with their backed-up paths: /home/u/x is restored to DIR/home/u/x.
 
 Every block is authenticated before it is written. A file that cannot be read

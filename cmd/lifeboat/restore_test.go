@@ -265,3 +265,35 @@ func TestRestoreSetuidInUserNamespaceCLI(t *testing.T) {
 		t.Errorf("no word of the setuid bit left out:\n%s", out)
 	}
 }
+
+// TestLatestRefusedWithUnreadableSnapshot: with the newest snapshot's
+// manifest damaged in the store, 'latest' is not taken to be the newest
+// readable one (restore exited 0 having restored an older snapshot, of
+// another path even, with only a warning about the unreadable one): it
+// is refused, naming both, and the older snapshot by its ID restores.
+func TestLatestRefusedWithUnreadableSnapshot(t *testing.T) {
+	t.Parallel()
+	c, r, src, _ := backedUpSmallTree(t)
+	older := decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", src)...).stdout).SnapshotID
+	other := filepath.Join(c.dir, "other")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	newest := decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", other)...).stdout).SnapshotID
+	manifest := filepath.Join(r.path, "snapshots", newest)
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(manifest, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(c.dir, "t")
+	c.fails(1, r.reader("restore", "--no-cache", "latest", "--target", target), "'latest' is not certain", newest[:8], older[:8])
+	c.fails(1, r.reader("dump", "--no-cache", "latest", src), "'latest' is not certain")
+	if _, err := os.Stat(target); err == nil {
+		t.Errorf("restore latest wrote %s", target)
+	}
+	c.ok(r.reader("restore", "--no-cache", older[:8], "--target", target)...)
+}

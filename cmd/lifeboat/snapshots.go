@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -198,6 +199,22 @@ func (l *snapshotList) find(ref string, f snapshot.Filter) (*snapshot.Snapshot, 
 			}
 		}
 		return nil, err
+	}
+	if ref == "latest" {
+		// An unreadable manifest's time is unknown: it may be the
+		// newest, and 'latest' would silently be an older snapshot
+		// (of another path, even), restored with exit 0.
+		var unsure []string
+		for _, e := range l.bad {
+			var u *snapshot.UnreadableError
+			if errors.As(e, &u) && !errors.Is(e, chunkstore.ErrNotFound) {
+				unsure = append(unsure, u.ID.Short())
+			}
+		}
+		if len(unsure) > 0 {
+			return nil, fmt.Errorf("'latest' is not certain: %d %s (%s) cannot be read (see above) and may be newer than %s, the newest readable one%s; give the ID of the snapshot to use, and run 'lifeboat check'",
+				len(unsure), plural(len(unsure), "snapshot", "snapshots"), strings.Join(unsure, ", "), s.ID.Short(), f.Describe())
+		}
 	}
 	return s, nil
 }
