@@ -47,6 +47,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		return nil, err
 	}
 	r.unmatched, r.excludedIncludes = in.unmatched()
+	r.excludedPaths = in.excludedRoots()
 	r.failures = failures
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)

@@ -178,16 +178,35 @@ type includer struct {
 	excl     *snapshot.Excluder
 	excluded map[string]bool // directories excluded, with all they hold
 	way      map[string]bool // directories above the backed-up paths (wayTo)
+	roots    map[string]bool // the backed-up paths (wayTo)
+	// rootsExcluded: backed-up paths an exclude pattern left out whole
+	// (excludedRoots).
+	rootsExcluded map[string]bool
 }
 
 // wayTo sets the directories above the snapshot's backed-up paths
 // (snapshot.WayTo), relative as the walk names them ("a" and "a/b" for
 // "/a/b/c"): no exclude pattern leaves them out.
 func (in *includer) wayTo(paths []string) {
-	in.way = map[string]bool{}
+	in.way, in.roots = map[string]bool{}, map[string]bool{}
 	for d := range snapshot.WayTo(paths) {
 		in.way[d[1:]] = true
 	}
+	for _, p := range paths {
+		in.roots[strings.Trim(path.Clean("/"+p), "/")] = true
+	}
+}
+
+// excludedRoots returns the backed-up paths an exclude pattern left out
+// with all they hold ("--exclude data" where /srv/data was backed up),
+// sorted: the restore restores nothing of them.
+func (in *includer) excludedRoots() []string {
+	var out []string
+	for p := range in.rootsExcluded {
+		out = append(out, "/"+p)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func newIncluder(patterns, excludes []string) (*includer, error) {
@@ -243,6 +262,12 @@ func (in *includer) isExcluded(p string, dir bool) bool {
 	if (parent != "" && in.excluded[parent]) || in.excl.Excluded("/"+p, dir) {
 		if dir {
 			in.excluded[p] = true
+		}
+		if in.roots[p] {
+			if in.rootsExcluded == nil {
+				in.rootsExcluded = map[string]bool{}
+			}
+			in.rootsExcluded[p] = true
 		}
 		return true
 	}

@@ -207,6 +207,10 @@ type Result struct {
 	// ExcludedIncludes lists those of UnmatchedIncludes that did match
 	// paths of the snapshot, all of which an Exclude pattern left out.
 	ExcludedIncludes []string
+	// ExcludedPaths lists the backed-up paths an Exclude pattern left
+	// out whole ("--exclude data" where /srv/data was backed up), so
+	// nothing of them was restored.
+	ExcludedPaths []string
 	// BlobsFromCopies counts blobs whose first copy could not be read or
 	// did not verify, restored from another copy the index lists (in
 	// another pack). DamagedPacks names the packs that failed them by
@@ -260,6 +264,7 @@ type restorer struct {
 	leftoversKept    []Failure
 	unmatched        []string // Include patterns that selected nothing
 	excludedIncludes []string // those of them whose every match was excluded
+	excludedPaths    []string // backed-up paths excluded whole
 
 	// Blobs whose pack failed them, to be tried again from another copy
 	// once the downloads are done (failBlobs, copyJobs).
@@ -386,6 +391,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		return nil, err
 	}
 	r.unmatched, r.excludedIncludes = in.unmatched()
+	r.excludedPaths = in.excludedRoots()
 	for _, e := range later {
 		mk.add(e)
 	}
@@ -572,7 +578,7 @@ func (r *restorer) report(res *Result) {
 	res.Failures, res.Spared, res.MetadataSamples = byPath(r.failures), byPath(r.spared), byPath(r.metaSamples)
 	res.LeftoversKept = byPath(r.leftoversKept)
 	res.MetadataErrors = r.metaErrors
-	res.UnmatchedIncludes, res.ExcludedIncludes = r.unmatched, r.excludedIncludes
+	res.UnmatchedIncludes, res.ExcludedIncludes, res.ExcludedPaths = r.unmatched, r.excludedIncludes, r.excludedPaths
 	sort.Slice(r.changes, func(i, j int) bool { return r.changes[i].Path < r.changes[j].Path })
 	res.Changes = r.changes
 }

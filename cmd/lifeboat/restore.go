@@ -86,7 +86,8 @@ backup's: one without a slash matches any element of a path ('*.log',
 ('/home/*/.cache', '/home/**/.cache'), never the directories above a
 backed-up path, as in a backup. What an
 exclude pattern matches is left out, with all it holds, even if an include
-pattern matches it too.
+pattern matches it too (one that matches a backed-up path itself leaves out
+all of it, with a warning).
 
 --overwrite says what happens to a file, symlink or device the target
 already holds where the snapshot has one: if-changed (the default) replaces it
@@ -199,6 +200,8 @@ type restoreOutput struct {
 	// --include patterns that matched nothing in the snapshot.
 	UnmatchedIncludes []string `json:"unmatched_includes,omitempty"`
 	ExcludedIncludes  []string `json:"excluded_includes,omitempty"`
+	// Backed-up paths an --exclude pattern left out whole.
+	ExcludedPaths []string `json:"excluded_paths,omitempty"`
 	// Blobs restored from another copy because their pack failed them,
 	// and those packs.
 	BlobsFromCopies int64    `json:"blobs_from_copies"`
@@ -389,6 +392,7 @@ func newRestoreOutput(snap *snapshot.Snapshot, target string, res *restore.Resul
 		LeftoversKept:     pathErrors(res.LeftoversKept),
 		UnmatchedIncludes: res.UnmatchedIncludes,
 		ExcludedIncludes:  res.ExcludedIncludes,
+		ExcludedPaths:     res.ExcludedPaths,
 		BlobsFromCopies:   res.BlobsFromCopies, DamagedPacks: nonNil(res.DamagedPacks),
 		MetadataErrors: res.MetadataErrors, MetadataSamples: pathErrors(res.MetadataSamples),
 	}
@@ -475,8 +479,9 @@ func warnDamagedPacks(w io.Writer, res *restore.Result) {
 	}
 }
 
-// warnUnmatched names the --include patterns that selected nothing: a
-// typo restores less than was asked for, and nothing else would say so.
+// warnUnmatched names the --include patterns that selected nothing, and
+// the backed-up paths an --exclude pattern left out whole: a typo
+// restores less than was asked for, and nothing else would say so.
 func warnUnmatched(w io.Writer, res *restore.Result, snap *snapshot.Snapshot) {
 	for _, p := range res.UnmatchedIncludes {
 		if slices.Contains(res.ExcludedIncludes, p) {
@@ -484,6 +489,9 @@ func warnUnmatched(w io.Writer, res *restore.Result, snap *snapshot.Snapshot) {
 			continue
 		}
 		fmt.Fprintf(w, "warning: --include %q matches nothing in snapshot %s (patterns are snapshot-relative, like etc/nginx; 'lifeboat ls %s' lists what it holds)\n", p, snap.ID.Short(), snap.ID.Short())
+	}
+	for _, p := range res.ExcludedPaths {
+		fmt.Fprintf(w, "warning: an --exclude pattern matches %s, a path snapshot %s backed up: nothing of it is restored\n", displayPath(p), snap.ID.Short())
 	}
 }
 

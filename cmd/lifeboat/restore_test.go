@@ -297,3 +297,27 @@ func TestLatestRefusedWithUnreadableSnapshot(t *testing.T) {
 	}
 	c.ok(r.reader("restore", "--no-cache", older[:8], "--target", target)...)
 }
+
+// TestRestoreExcludeBackedUpPath: an --exclude pattern that matches a
+// path the snapshot backed up ('--exclude data' where /x/data was backed
+// up) leaves all of it out, as it should, but says so: the restore
+// restored nothing and exited 0 without a word.
+func TestRestoreExcludeBackedUpPath(t *testing.T) {
+	t.Parallel()
+	c, r, src, _ := backedUpSmallTree(t)
+	target := filepath.Join(c.dir, "t")
+	res := c.ok(r.reader("restore", "latest", "--target", target, "--exclude", filepath.Base(src))...)
+	if want := "an --exclude pattern matches " + src + ", a path snapshot"; !strings.Contains(res.stderr, want) {
+		t.Errorf("restore --exclude %s: stderr lacks %q:\n%s", filepath.Base(src), want, res.stderr)
+	}
+	out := decodeJSON[struct {
+		ExcludedPaths []string `json:"excluded_paths"`
+	}](t, c.ok(r.reader("restore", "latest", "--target", target, "--exclude", filepath.Base(src), "--dry-run", "--json")...).stdout)
+	if len(out.ExcludedPaths) != 1 || out.ExcludedPaths[0] != src {
+		t.Errorf("dry run: excluded_paths = %q, want [%s]", out.ExcludedPaths, src)
+	}
+	// An exclude below the backed-up path is not such a warning.
+	if res := c.ok(r.reader("restore", "latest", "--target", target, "--exclude", "*.txt")...); strings.Contains(res.stderr, "an --exclude pattern matches") {
+		t.Errorf("restore --exclude '*.txt' warned:\n%s", res.stderr)
+	}
+}
