@@ -321,3 +321,26 @@ func TestRestoreExcludeBackedUpPath(t *testing.T) {
 		t.Errorf("restore --exclude '*.txt' warned:\n%s", res.stderr)
 	}
 }
+
+// TestPrefixAmbiguousWithUnreadableSnapshot: an ID prefix that a readable
+// snapshot and an unreadable manifest both start with is ambiguous; it
+// named the readable one, which may not be the one meant.
+func TestPrefixAmbiguousWithUnreadableSnapshot(t *testing.T) {
+	t.Parallel()
+	c, r, src, _ := backedUpSmallTree(t)
+	id := decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", src)...).stdout).SnapshotID
+	b, err := os.ReadFile(filepath.Join(r.path, "snapshots", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same prefix, another ID: its content does not match its name.
+	other := id[:8] + strings.Repeat("0", len(id)-8)
+	if other == id {
+		other = id[:8] + strings.Repeat("1", len(id)-8)
+	}
+	if err := os.WriteFile(filepath.Join(r.path, "snapshots", other), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.fails(1, r.reader("ls", "--no-cache", id[:8]), "is ambiguous", other)
+	c.ok(r.reader("ls", "--no-cache", id)...)
+}

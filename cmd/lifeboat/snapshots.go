@@ -215,6 +215,15 @@ func (l *snapshotList) find(ref string, f snapshot.Filter) (*snapshot.Snapshot, 
 			return nil, fmt.Errorf("'latest' is not certain: %d %s (%s) cannot be read (see above) and may be newer than %s, the newest readable one%s; give the ID of the snapshot to use, and run 'lifeboat check'",
 				len(unsure), plural(len(unsure), "snapshot", "snapshots"), strings.Join(unsure, ", "), s.ID.Short(), f.Describe())
 		}
+		return s, nil
+	}
+	// A prefix that an unreadable manifest's ID starts with too is not
+	// unique: it may name that one.
+	for _, e := range l.bad {
+		var u *snapshot.UnreadableError
+		if errors.As(e, &u) && u.ID != s.ID && strings.HasPrefix(u.ID.String(), strings.ToLower(ref)) {
+			return nil, fmt.Errorf("snapshot ID prefix %q is ambiguous (%s, and %s, which cannot be read: see above): give more digits", ref, s.ID.Short(), u.ID.String())
+		}
 	}
 	return s, nil
 }
