@@ -196,3 +196,29 @@ func TestFullTargetLeavesNoPartialFile(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetOutOfInodesLeavesNoTempFiles: a restore that cannot create
+// a file (the target has no inodes left) removes the temporary files it
+// created for the others before it fails; it left them all, holding the
+// inodes and space a rerun needs, until a rerun swept them.
+func TestTargetOutOfInodesLeavesNoTempFiles(t *testing.T) {
+	r := newRepo(t, "local")
+	src, _ := randomTree(t, 12, 3_000_000) // several chunks each: created before the download
+	snap := r.backup(t, src)
+	dst := filepath.Join(t.TempDir(), "mnt")
+	depth := strings.Count(strings.Trim(src, "/"), "/") + 1
+	fixture.MountTmpfs(t, dst, fmt.Sprintf("size=100m,nr_inodes=%d", depth+1+6)) // root, the path's directories, 6 files
+	_, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+	if err == nil || !strings.Contains(err.Error(), "restore target is full") {
+		t.Fatalf("12 files restored into a filesystem with inodes for 6: %v", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(dst, strings.TrimPrefix(src, "/")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".lifeboat-restore-") {
+			t.Errorf("left %s after failing", e.Name())
+		}
+	}
+}

@@ -414,6 +414,12 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		}
 	}
 	if err := r.createFiles(pl.files); err != nil {
+		// A target out of inodes: the files created so far are only
+		// temporary names, removed as when a download fails (a full
+		// target kept them all, holding the inodes a rerun needs).
+		r.closeAll()
+		r.wb.drain()
+		r.unplaced(pl.files)
 		return nil, err
 	}
 	jobs := pl.packJobs()
