@@ -561,3 +561,35 @@ func TestRPOFutureSnapshot(t *testing.T) {
 		t.Errorf("a snapshot 30s ahead failed the drill: %v", r.Failures)
 	}
 }
+
+// TestDrillLatestWithUnreadableManifest: the newest snapshot's manifest
+// is damaged. The drill of "latest" restores the newest readable one (the
+// RTO is still measured) but fails, naming the unreadable one: it may be
+// newer, and passing would vouch for a snapshot that is not the policy's
+// latest.
+func TestDrillLatestWithUnreadableManifest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "local", smallTree())
+	older := e.backup(t, base.Add(-time.Hour))
+	newest := e.backup(t, base)
+	p := filepath.Join(e.repos.Store.Location(), "snapshots", newest.ID.String())
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(t, e.opts(t, "unreadable-latest"))
+	if r.SnapshotID != older.ID.String() || r.Files == 0 {
+		t.Fatalf("drilled %s (%d files), want the newest readable %s restored", r.SnapshotID, r.Files, older.ID.Short())
+	}
+	f := failureFor(r, ReasonSnapshot)
+	if r.Passed || f == nil || !strings.Contains(f.Message, newest.ID.Short()) || !strings.Contains(f.Message, "may be newer") {
+		t.Fatalf("passed %v, failures %+v: want a failure naming the unreadable %s", r.Passed, r.Failures, newest.ID.Short())
+	}
+}

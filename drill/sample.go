@@ -267,6 +267,21 @@ func (d *drill) selectSnapshot(ctx context.Context) (*snapshot.Snapshot, bool, e
 		}
 		return nil, false, err
 	}
+	if ref == "latest" {
+		// An unreadable manifest's time is unknown: it may be the newest
+		// snapshot, and a drill of an older one would pass for the
+		// policy's latest (as 'restore latest' refuses).
+		var unsure []string
+		for _, e := range bad {
+			if u, ok := errors.AsType[*snapshot.UnreadableError](e); ok && !errors.Is(e, chunkstore.ErrNotFound) {
+				unsure = append(unsure, u.ID.Short())
+			}
+		}
+		if len(unsure) > 0 {
+			d.fail(ReasonSnapshot, "", "snapshot %s cannot be read and may be newer than %s, which was drilled as the latest: run 'lifeboat check', and 'lifeboat forget' it by its full ID if it is lost",
+				strings.Join(unsure, ", "), s.ID.Short())
+		}
+	}
 	return s, ref == "latest", nil
 }
 
