@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,6 +90,10 @@ type Config struct {
 	Clock      Clock        // default: the wall clock
 	Logger     *slog.Logger // default: discard
 	HTTPClient *http.Client // default: a client with sane timeouts
+	// CAFile is a PEM file of the CA that signed the coordinators'
+	// certificates (their --tls-ca): the default HTTPClient trusts it
+	// instead of the system's roots.
+	CAFile string
 
 	// wrapStore wraps the store a job writes to (tests: slow uploads).
 	wrapStore func(chunkstore.Store) chunkstore.Store
@@ -166,6 +172,13 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.ResponseHeaderTimeout = 0 // long polls
+		if cfg.CAFile != "" {
+			pool, err := loadCAFile(cfg.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
 		cfg.HTTPClient = &http.Client{Transport: tr}
 	}
 	addrs, err := normalizeAddrs(cfg.Servers)
@@ -187,6 +200,20 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.m = newMetrics(a)
 	return a, nil
+}
+
+// loadCAFile returns the certificates of the PEM file name, the roots the
+// agent then trusts (as the CLI's --cacert).
+func loadCAFile(name string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("agent: read the coordinators' CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("agent: CA file %s: no PEM certificate", name)
+	}
+	return pool, nil
 }
 
 // Name is the agent's name.

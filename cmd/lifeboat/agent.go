@@ -20,13 +20,13 @@ import (
 )
 
 type agentFlags struct {
-	servers, joinToken, dataDir, name, host, listen, hooks string
-	drillCommands                                          string
-	uploadLimit                                            string
-	labels                                                 []string
-	maxJobs, parallelism                                   int
-	nice                                                   bool
-	leaseTTL, pollWait, grace                              time.Duration
+	servers, joinToken, cacert, dataDir, name, host, listen, hooks string
+	drillCommands                                                  string
+	uploadLimit                                                    string
+	labels                                                         []string
+	maxJobs, parallelism                                           int
+	nice                                                           bool
+	leaseTTL, pollWait, grace                                      time.Duration
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -100,6 +100,7 @@ Logs are JSON lines on stderr.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.servers, "server", "", "coordinator API addresses, comma-separated (env LIFEBOAT_ADDR)")
+	fl.StringVar(&f.cacert, "cacert", "", "CA certificate that signed the coordinators' certificates, their --tls-ca (env LIFEBOAT_CACERT)")
 	fl.StringVar(&f.joinToken, "join-token", "", "join token for the first start (env LIFEBOAT_JOIN_TOKEN)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "where the agent keeps its credential, job records and files caches")
 	fl.StringVar(&f.name, "name", "", "the agent's name (default: the host name)")
@@ -354,6 +355,7 @@ func runAgent(cmd *cobra.Command, g *globals, f agentFlags) error {
 		LeaseTTL: f.leaseTTL, PollWait: f.pollWait, ShutdownGrace: f.grace, Hooks: hooks, Logger: log,
 		UploadLimit: uploadLimit, Parallelism: f.parallelism, Identity: identity,
 		VerifyCommands: verifyCommands, VerifyCommandsFile: f.drillCommands,
+		CAFile: pick("cacert", f.cacert, "LIFEBOAT_CACERT"),
 	})
 	if err != nil {
 		return usageError("%v", err)
