@@ -146,7 +146,7 @@ func runServer(cmd *cobra.Command, g *globals, f serverFlags) error {
 		}
 		agentDone = make(chan error, 1)
 		go func() { agentDone <- ag.Run(cmd.Context()) }()
-		printDevInfo(g, srv, f, info)
+		printDevInfo(g, srv.URL(), f, info)
 	}
 	select {
 	case <-cmd.Context().Done():
@@ -173,10 +173,10 @@ func defaultDevDir() string {
 	return filepath.Join(base, "lifeboat", "dev")
 }
 
-func printDevInfo(g *globals, srv *coordinator.Server, f serverFlags, info coordinator.DevInfo) {
+func printDevInfo(g *globals, api string, f serverFlags, info coordinator.DevInfo) {
 	w := g.stdout
 	fmt.Fprintf(w, "lifeboat dev server is running: a single-node coordinator (data in %s)\n\n", f.dataDir)
-	fmt.Fprintf(w, "  API:          %s   (metrics: %s/metrics)\n", srv.URL(), srv.URL())
+	fmt.Fprintf(w, "  API:          %s   (metrics: %s/metrics)\n", api, api)
 	fmt.Fprintf(w, "  admin token:  %s\n", info.AdminToken)
 	fmt.Fprintf(w, "  repository:   %s  (registered as %q with its writer key)\n", info.Repository, coordinator.DevRepository)
 	fmt.Fprintf(w, "  identity:     %s  (reads the backups; the coordinator never sees it)\n", info.IdentityFile)
@@ -184,11 +184,11 @@ func printDevInfo(g *globals, srv *coordinator.Server, f serverFlags, info coord
 		fmt.Fprintf(w, "  demo policy:  %s backs up %s every minute and drills a restore every 10 minutes\n", info.Policy, f.devBackup)
 	}
 	fmt.Fprintf(w, "\nTry, in another terminal:\n")
-	fmt.Fprintf(w, "  export LIFEBOAT_ADDR=%s LIFEBOAT_TOKEN=%s\n", srv.URL(), info.AdminToken)
+	fmt.Fprintf(w, "  export LIFEBOAT_ADDR=%s LIFEBOAT_TOKEN=%s\n", api, info.AdminToken)
 	fmt.Fprintf(w, "  lifeboat cluster status\n  lifeboat policy list\n  lifeboat job list\n  lifeboat status\n")
 	fmt.Fprintf(w, "  lifeboat snapshots --repo %s --identity %s\n", info.Repository, info.IdentityFile)
 	if info.Policy != "" {
-		fmt.Fprintf(w, "  lifeboat drill run %s --wait\n  lifeboat drill report\n  lifeboat repo coverage\n", info.Policy)
+		fmt.Fprintf(w, "  lifeboat drill run %s --wait   # once the first backup is done (at the next minute; 'job list' shows it)\n  lifeboat drill report\n  lifeboat repo coverage\n", info.Policy)
 	}
 	fmt.Fprintf(w, "\nAn embedded agent %q runs the jobs (its state is in %s).\nStop with Ctrl-C; everything is kept for the next --dev.\n", coordinator.DevAgent, filepath.Join(f.dataDir, "agent"))
 }
