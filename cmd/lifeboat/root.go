@@ -27,7 +27,8 @@ local directory or S3-compatible storage, and restores them.
 
 Credentials:
   identity (--identity)  full access: restore, ls, deep check. Keep it safe.
-  writer key (--key)     back up and list snapshots only; cannot read backups.
+  writer key (--key)     back up, list, tag and forget snapshots, stats, repair
+                         index (each command's --help says); cannot read backups.
   S3 credentials         the standard AWS_* environment variables.
 
 Repository locations (--repo):
@@ -87,7 +88,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.repo, "repo", "r", "", "repository location (env LIFEBOAT_REPO)")
 	pf.StringVar(&g.identity, "identity", "", "identity file: full access (env LIFEBOAT_IDENTITY)")
-	pf.StringVar(&g.key, "key", "", "writer key file: backup and snapshots only (env LIFEBOAT_KEY)")
+	pf.StringVar(&g.key, "key", "", "writer key file: backup and snapshot metadata, no file contents (env LIFEBOAT_KEY)")
 	pf.StringVar(&g.cacheDir, "cache-dir", "", "local cache directory (env LIFEBOAT_CACHE_DIR; default $XDG_CACHE_HOME/lifeboat)")
 	pf.BoolVar(&g.noCache, "no-cache", false, "use no local cache (metadata and files cache)")
 	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON on stdout")
