@@ -94,7 +94,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON on stdout")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors and essential output")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log details to stderr")
-	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.StringVar(&g.logFormat, "log-format", "", "log format on stderr: text or json (default: text; json for server and agent)")
 
 	root.AddCommand(
 		newInitCmd(g),
@@ -193,7 +193,7 @@ func (g *globals) resolve(cmd *cobra.Command) error {
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	switch g.logFormat {
-	case "text":
+	case "", "text":
 		g.log = slog.New(slog.NewTextHandler(g.stderr, hopts))
 	case "json":
 		g.log = slog.New(slog.NewJSONHandler(g.stderr, hopts))

@@ -75,7 +75,7 @@ func (g *globals) serverLogger(cmd *cobra.Command) *slog.Logger {
 		level = slog.LevelWarn
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	if cmd.Flags().Changed("log-format") && g.logFormat == "text" {
+	if g.logFormat == "text" {
 		return slog.New(slog.NewTextHandler(g.stderr, opts))
 	}
 	return slog.New(slog.NewJSONHandler(g.stderr, opts))

@@ -28,3 +28,16 @@ func TestRootHelpWriterKey(t *testing.T) {
 	c.ok(r.writer("repair", "index")...)
 	c.ok(r.writer("forget", "--keep-last", "1")...)
 }
+
+// server and agent log JSON unless --log-format text is given, as their
+// help says; the flag's help said (default "text") for them too.
+func TestLogFormatDefaultHelp(t *testing.T) {
+	c := newCLI(t)
+	for _, cmd := range []string{"server", "agent", "backup"} {
+		out := c.ok(cmd, "--help").stdout
+		if strings.Contains(out, `(default "text")`) || !strings.Contains(out, "json for server and agent") {
+			t.Errorf("lifeboat %s --help: --log-format's default is not told as it is:\n%s", cmd, out)
+		}
+	}
+	c.fails(2, []string{"--log-format", "xml", "version"}, `invalid --log-format "xml"`)
+}
