@@ -239,17 +239,35 @@ func Enclosing(ctx context.Context, repo string, rc chunkstore.RetryConfig) (str
 			return "", nil
 		}
 		if err != nil {
-			return "", err
+			// Credentials scoped to the prefix may not open the
+			// bucket's root (a HEAD of the bucket names no prefix):
+			// then each prefix above is opened on its own, and a
+			// config that they may not read is taken as absent.
+			if _, perr := OpenWithRetry(ctx, repo, false, rc); errors.Is(perr, chunkstore.ErrBucketNotFound) {
+				return "", nil
+			} else if perr != nil {
+				return "", err
+			}
+			st = nil
 		}
 		parts := strings.Split(l.Prefix, "/")
 		for i := len(parts) - 1; i >= 0; i-- {
 			outer := root
 			outer.Prefix = strings.Join(parts[:i], "/")
-			name := chunkstore.ConfigName
-			if outer.Prefix != "" {
-				name = outer.Prefix + "/" + name
+			if st != nil {
+				name := chunkstore.ConfigName
+				if outer.Prefix != "" {
+					name = outer.Prefix + "/" + name
+				}
+				if isConfig(st.Get(ctx, name, 0, -1)) {
+					return outer.String(), nil
+				}
+				continue
 			}
-			if isConfig(st.Get(ctx, name, 0, -1)) {
+			if outer.Prefix == "" {
+				continue
+			}
+			if ost, err := OpenWithRetry(ctx, outer.String(), false, rc); err == nil && isConfig(ost.Get(ctx, chunkstore.ConfigName, 0, -1)) {
 				return outer.String(), nil
 			}
 		}

@@ -140,7 +140,16 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 	wctx, w := s.watch(ctx)
 	ok, err := client.BucketExists(wctx, s.bucket)
 	w.done()
-	if err != nil {
+	if err != nil && s.prefix != "" && deniedForBucket(err) {
+		// Credentials scoped to the prefix (s3:ListBucket with an
+		// s3:prefix condition, s3:GetObject on PREFIX/*) are refused a
+		// HEAD of the bucket, which names no prefix: a listing of the
+		// prefix tells as well whether the bucket exists.
+		ok, err = s.bucketExistsByListing(ctx)
+		if err != nil {
+			return nil, err
+		}
+	} else if err != nil {
 		return nil, s.requestErr(ctx, wctx, "open", "", err)
 	}
 	if ok {
@@ -155,6 +164,37 @@ func Open(ctx context.Context, cfg Config, create bool) (*Store, error) {
 		return nil, s.mapErr("create bucket", "", err)
 	}
 	return s, nil
+}
+
+// deniedForBucket reports whether err refuses a bucket request for what
+// the credentials may do, not for who they are.
+func deniedForBucket(err error) bool {
+	r, ok := errors.AsType[minio.ErrorResponse](err)
+	if !ok || r.Code == "InvalidAccessKeyId" || r.Code == "SignatureDoesNotMatch" {
+		return false
+	}
+	return r.Code == "AccessDenied" || r.StatusCode == http.StatusForbidden
+}
+
+// bucketExistsByListing lists at most one object under the prefix: false
+// if the bucket does not exist, the listing's error if it is refused too.
+func (s *Store) bucketExistsByListing(ctx context.Context) (bool, error) {
+	wctx, w := s.watch(ctx)
+	defer w.done()
+	noOwner := false
+	for obj := range s.client.ListObjectsIter(wctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, MaxKeys: 1, FetchOwner: &noOwner}) {
+		if obj.Err != nil {
+			if s3Code(obj.Err) == "NoSuchBucket" {
+				return false, nil
+			}
+			return false, s.requestErr(ctx, wctx, "open", "", obj.Err)
+		}
+		break
+	}
+	if serr := s.stallErr(ctx, wctx, "open", ""); serr != nil {
+		return false, serr
+	}
+	return true, ctx.Err()
 }
 
 // CheckBucketName reports whether S3 (and so the client library) accepts
