@@ -265,7 +265,7 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 		} else {
 			fmt.Fprintln(w, "The identities of the recipients above read everything: restore, ls, check.")
 		}
-		fmt.Fprintln(w, "The writer key only backs up and lists snapshots; it cannot read backups.")
+		fmt.Fprintln(w, "The writer key backs up and lists, tags and forgets snapshots; it cannot read backups or list file names.")
 		fmt.Fprintln(w, "Give it to the machines that run 'lifeboat backup --key ...'.")
 	}
 	return nil
