@@ -337,7 +337,9 @@ type alertLoop struct {
 func (n *Node) evaluateAlerts(ctx context.Context) {
 	cfg := n.cfg.Alerts.withDefaults()
 	now := n.clock.Now().UTC()
-	if cfg.Disabled || (!n.alerting.last.IsZero() && now.Sub(n.alerting.last) < cfg.Interval) {
+	// A clock that stepped back (now before last) evaluates now: waiting
+	// for it to catch up would leave alerts unevaluated for the step.
+	if cfg.Disabled || (!n.alerting.last.IsZero() && !now.Before(n.alerting.last) && now.Sub(n.alerting.last) < cfg.Interval) {
 		return
 	}
 	n.alerting.last = now

@@ -258,3 +258,28 @@ func TestNotifyNoResendAfterFailover(t *testing.T) {
 		t.Errorf("second message %+v", ps[1])
 	}
 }
+
+// TestAlertsAfterClockStepsBack: a leader whose wall clock steps back (an
+// NTP correction) keeps evaluating alerts; it used to wait until the clock
+// caught up with its last evaluation, an hour without alerts.
+func TestAlertsAfterClockStepsBack(t *testing.T) {
+	c := alertCluster(t, 1)
+	hook := newReceiver(t, 0)
+	c.addTarget("hook", TargetWebhook, hook.URL)
+	c.ticks(2)
+	c.clock.Step(-time.Hour)
+	c.runBackup("j1", false)
+	c.tickUntil(func() bool { _, n := hook.count(); return n == 1 })
+}
+
+// TestNotifyRetryAfterClockStepsBack: a retry waiting when the wall clock
+// steps back is still sent after its backoff, not after the step too.
+func TestNotifyRetryAfterClockStepsBack(t *testing.T) {
+	c := alertCluster(t, 1)
+	hook := newReceiver(t, 1)
+	c.addTarget("hook", TargetWebhook, hook.URL)
+	c.runBackup("j1", false)
+	c.tickUntil(func() bool { r, _ := hook.count(); return r == 1 })
+	c.clock.Step(-time.Hour)
+	c.tickUntil(func() bool { _, n := hook.count(); return n == 1 })
+}

@@ -63,6 +63,18 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.waiters = kept
 }
 
+// Step moves the wall clock by d (back, if negative) as an NTP correction
+// does: waits in progress are relative, as time.After's are, and keep
+// their remaining time.
+func (c *fakeClock) Step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	for i := range c.waiters {
+		c.waiters[i].at = c.waiters[i].at.Add(d)
+	}
+}
+
 // testCluster is an in-process cluster on the in-memory transport, with
 // stores on disk and one fake clock.
 type testCluster struct {

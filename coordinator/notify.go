@@ -357,7 +357,9 @@ func (nt *notifier) dispatch(ctx context.Context) time.Duration {
 		if nt.inflight[id] {
 			continue
 		}
-		if r := nt.retry[id]; r != nil && now.Before(r.next) {
+		// A retry more than MaxBackoff away was scheduled before the
+		// clock stepped back: it is due, not due after the step too.
+		if r := nt.retry[id]; r != nil && now.Before(r.next) && r.next.Sub(now) <= nt.cfg.MaxBackoff {
 			if w := r.next.Sub(now); wait == 0 || w < wait {
 				wait = w
 			}
