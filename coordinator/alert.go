@@ -153,13 +153,27 @@ type SyncAlerts struct {
 	Open    []Condition `json:"open,omitempty"`
 	Update  []Condition `json:"update,omitempty"`
 	Resolve []string    `json:"resolve,omitempty"`
+	// Keep lists keys of Open whose resolved previous opening still owes
+	// a target a message (DiffAlerts): it is kept, under HistoryKey, so
+	// the target gets its resolve before the new opening, instead of the
+	// new opening replacing it and the receiver never hearing it resolved.
+	Keep []string `json:"keep,omitempty"`
 	// PruneBefore deletes resolved alerts resolved before it.
 	PruneBefore time.Time `json:"prune_before,omitzero"`
+}
+
+// HistoryKey is where State.Alerts keeps an earlier opening of key that
+// still owed a message when key opened again (SyncAlerts.Keep).
+func HistoryKey(key string, openedAt time.Time) string {
+	return key + "@" + openedAt.UTC().Format(time.RFC3339Nano)
 }
 
 // minVersion: a prune_failed alert is version 5 (an older node does not
 // know the kind and refuses the sync cleanly).
 func (p SyncAlerts) minVersion() int {
+	if len(p.Keep) > 0 {
+		return 9
+	}
 	for _, list := range [][]Condition{p.Open, p.Update} {
 		for _, cd := range list {
 			if cd.Kind == AlertPruneFailed {
@@ -228,6 +242,14 @@ func syncAlerts(s *State, c *Command, _ uint64, p *SyncAlerts) (outcome, error) 
 			return outcome{}, err
 		}
 	}
+	for _, key := range p.Keep {
+		if !slices.ContainsFunc(p.Open, func(cd Condition) bool { return cd.Key == key }) {
+			return outcome{}, invalid("alert %q kept but not opened", key)
+		}
+		if a := s.Alerts[key]; a != nil && !a.Firing() {
+			s.Alerts[HistoryKey(key, a.OpenedAt)] = a
+		}
+	}
 	var res SyncAlertsResult
 	update := func(a *Alert, cd Condition) bool {
 		if a.Subject == cd.Subject && a.Message == cd.Message && a.Since.Equal(cd.Since.UTC()) {
@@ -278,6 +300,11 @@ func alertDelivered(s *State, _ *Command, _ uint64, p *AlertDelivered) (outcome,
 		return outcome{}, invalid("alert delivery without a key or target")
 	}
 	a := s.Alerts[p.Key]
+	if a != nil && !a.OpenedAt.Equal(p.OpenedAt.UTC()) {
+		if old := s.Alerts[HistoryKey(p.Key, p.OpenedAt)]; old != nil {
+			a = old
+		}
+	}
 	switch {
 	case a == nil, !a.OpenedAt.Equal(p.OpenedAt.UTC()), s.AlertTargets[p.Target] == nil,
 		a.Delivered[p.Target] == p.Phase, a.Delivered[p.Target] == PhaseResolve,

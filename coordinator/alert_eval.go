@@ -294,6 +294,9 @@ func DiffAlerts(s *State, conds []Condition, now time.Time, history time.Duratio
 		switch {
 		case a == nil || !a.Firing():
 			sync.Open = append(sync.Open, cd)
+			if a != nil && owesMessage(s, a) {
+				sync.Keep = append(sync.Keep, cd.Key)
+			}
 		case a.Subject != cd.Subject || a.Message != cd.Message || !a.Since.Equal(cd.Since.UTC()):
 			sync.Update = append(sync.Update, cd)
 		}
@@ -312,4 +315,15 @@ func DiffAlerts(s *State, conds []Condition, now time.Time, history time.Duratio
 		sync.PruneBefore = now.Add(-history)
 	}
 	return sync, len(sync.Open)+len(sync.Update)+len(sync.Resolve) > 0 || prune
+}
+
+// owesMessage reports whether some target in s is still owed a message
+// about a.
+func owesMessage(s *State, a *Alert) bool {
+	for _, t := range s.AlertTargets {
+		if t.Wants(a.Kind) && owedPhase(a, t) != "" {
+			return true
+		}
+	}
+	return false
 }

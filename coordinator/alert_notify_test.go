@@ -283,3 +283,32 @@ func TestNotifyRetryAfterClockStepsBack(t *testing.T) {
 	c.clock.Step(-time.Hour)
 	c.tickUntil(func() bool { _, n := hook.count(); return n == 1 })
 }
+
+// TestNotifyResolveOwedWhenReopened: a problem that resolves and comes back
+// while a target is down still gets the first opening's resolve to that
+// target, before the new opening: a receiver keyed on (key, opened_at)
+// would otherwise show the first one firing forever.
+func TestNotifyResolveOwedWhenReopened(t *testing.T) {
+	c := alertCluster(t, 1)
+	hook := newReceiver(t, 0)
+	c.addTarget("hook", TargetWebhook, hook.URL)
+	c.runBackup("j1", false)
+	c.tickUntil(func() bool { _, n := hook.count(); return n == 1 })
+	hook.mu.Lock()
+	hook.fail = 1 << 30 // down
+	hook.mu.Unlock()
+	c.runBackup("j2", true)
+	c.tickUntil(func() bool { r, _ := hook.count(); return r >= 3 })
+	c.runBackup("j3", false)
+	c.ticks(3)
+	hook.mu.Lock()
+	hook.fail = 0 // back
+	hook.mu.Unlock()
+	c.tickUntil(func() bool { _, n := hook.count(); return n >= 3 })
+	c.ticks(20)
+	ps := hook.webhooks(t)
+	if len(ps) != 3 || ps[0].Status != "firing" || ps[1].Status != "resolved" || !ps[1].OpenedAt.Equal(ps[0].OpenedAt) ||
+		ps[2].Status != "firing" || !ps[2].OpenedAt.After(ps[0].OpenedAt) {
+		t.Fatalf("messages: %v", hook.accepted())
+	}
+}

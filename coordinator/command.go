@@ -31,12 +31,14 @@ import (
 // the command and keeps the policy as it was, so such a policy is applied
 // again once every node is upgraded, see docs/operations.md); 8, a
 // token.revoke with checked_at, refused if it would revoke the last admin
-// token unexpired then (a version-7 node would revoke it). A
+// token unexpired then (a version-7 node would revoke it); 9, an
+// alerts.sync keeping an earlier opening of a key that opens again (a
+// version-8 node would replace it). A
 // node applies an entry by the rules of the entry's version, so replaying
 // a log written before an upgrade gives the state it gave then. Each command is stamped
 // with the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 8
+const CommandVersion = 9
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.

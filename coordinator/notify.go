@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -243,28 +244,49 @@ func (d *delivery) id() string {
 	return d.alert.Key + "\x00" + d.alert.OpenedAt.Format(time.RFC3339Nano) + "\x00" + d.target.Name + "\x00" + d.phase
 }
 
+// owedPhase is the message about a that t is owed ("" for none): the
+// open one of an alert not yet delivered to it, the resolve one of a
+// resolved alert whose open was.
+func owedPhase(a *Alert, t *AlertTarget) string {
+	done := a.Delivered[t.Name]
+	switch {
+	case done == "" && (a.Firing() || a.ResolvedAt.After(t.CreatedAt)):
+		return PhaseOpen
+	case done == PhaseOpen && !a.Firing():
+		return PhaseResolve
+	}
+	return ""
+}
+
 // pendingDeliveries returns what is owed to the targets in s, alert by
-// alert (sorted by key), then target by target.
+// alert (sorted by key and opening), then target by target. Of the
+// openings of one key (earlier ones kept by SyncAlerts.Keep) a target
+// gets one at a time, oldest first, so it hears them in order.
 func pendingDeliveries(s *State) []delivery {
+	alerts := make([]*Alert, 0, len(s.Alerts))
+	for _, a := range s.Alerts {
+		alerts = append(alerts, a)
+	}
+	slices.SortFunc(alerts, func(a, b *Alert) int {
+		if c := strings.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		return a.OpenedAt.Compare(b.OpenedAt)
+	})
 	var out []delivery
-	for _, key := range sortedKeys(s.Alerts) {
-		a := s.Alerts[key]
+	busy := map[string]bool{} // key and target with an earlier opening owed
+	for _, a := range alerts {
 		for _, name := range sortedKeys(s.AlertTargets) {
 			t := s.AlertTargets[name]
 			if !t.Wants(a.Kind) {
 				continue
 			}
-			done := a.Delivered[name]
-			phase := ""
-			switch {
-			case done == "" && (a.Firing() || a.ResolvedAt.After(t.CreatedAt)):
-				phase = PhaseOpen
-			case done == PhaseOpen && !a.Firing():
-				phase = PhaseResolve
+			phase := owedPhase(a, t)
+			if phase == "" || busy[a.Key+"\x00"+name] {
+				continue
 			}
-			if phase != "" {
-				out = append(out, delivery{alert: *a, target: *t, phase: phase})
-			}
+			busy[a.Key+"\x00"+name] = true
+			out = append(out, delivery{alert: *a, target: *t, phase: phase})
 		}
 	}
 	return out
