@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -311,4 +312,34 @@ func TestNotifyResolveOwedWhenReopened(t *testing.T) {
 		ps[2].Status != "firing" || !ps[2].OpenedAt.After(ps[0].OpenedAt) {
 		t.Fatalf("messages: %v", hook.accepted())
 	}
+}
+
+// TestNotifySlowTargetDoesNotHoldOthers: a target that never answers does
+// not hold up delivery to the others: it used to take every delivery slot
+// until its attempts timed out, one alert per timeout for the rest.
+func TestNotifySlowTargetDoesNotHoldOthers(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) {
+		cfg.Alerts = AlertConfig{Disabled: true}
+		cfg.Notify = NotifyConfig{Timeout: time.Minute, Parallel: 4}
+	})
+	c.seed("0 0 1 1 *")
+	hang := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(hang) })
+	hook := newReceiver(t, 0)
+	c.addTarget("a-slow", TargetWebhook, slow.URL)
+	c.addTarget("b-hook", TargetWebhook, hook.URL)
+	var sync SyncAlerts
+	for i := range 12 {
+		sync.Open = append(sync.Open, Condition{Key: fmt.Sprintf("drill_failed/p%02d", i), Kind: AlertDrillFailed,
+			Subject: fmt.Sprintf("p%02d", i), Message: "drill failed"})
+	}
+	c.must(CmdSyncAlerts, sync)
+	waitFor(t, func() bool { _, n := hook.count(); return n == 12 })
 }

@@ -45,7 +45,8 @@ type NotifyConfig struct {
 	// doubling per failed attempt up to MaxBackoff, jittered (defaults 1s
 	// and 5m).
 	MinBackoff, MaxBackoff time.Duration
-	// Parallel bounds deliveries in flight (default 4).
+	// Parallel bounds deliveries in flight to one target (default 4), so
+	// a target that does not answer holds up only its own messages.
 	Parallel int
 	// DashboardURL, if set, is sent with generic webhooks.
 	DashboardURL string
@@ -305,6 +306,7 @@ type notifier struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool
+	busy     map[string]int // deliveries in flight by target
 	retry    map[string]*retryState
 	sent     map[string]bool // delivered; the record is still to be made
 	wake     chan struct{}
@@ -316,7 +318,7 @@ func (n *Node) startNotifier(ctx context.Context) (wait func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		nt := &notifier{n: n, cfg: n.cfg.Notify.withDefaults(), inflight: map[string]bool{}, retry: map[string]*retryState{},
+		nt := &notifier{n: n, cfg: n.cfg.Notify.withDefaults(), inflight: map[string]bool{}, busy: map[string]int{}, retry: map[string]*retryState{},
 			sent: map[string]bool{}, wake: make(chan struct{}, 1)}
 		nt.run(ctx)
 		nt.wg.Wait()
@@ -387,10 +389,11 @@ func (nt *notifier) dispatch(ctx context.Context) time.Duration {
 			}
 			continue
 		}
-		if len(nt.inflight) >= nt.cfg.Parallel {
+		if nt.busy[d.target.Name] >= nt.cfg.Parallel {
 			continue // a finishing delivery wakes the loop
 		}
 		nt.inflight[id] = true
+		nt.busy[d.target.Name]++
 		nt.wg.Add(1)
 		go nt.deliver(ctx, *d, id, clusterID)
 	}
@@ -412,6 +415,9 @@ func (nt *notifier) deliver(ctx context.Context, d delivery, id, clusterID strin
 	err := nt.send(ctx, d, id, clusterID)
 	nt.mu.Lock()
 	delete(nt.inflight, id)
+	if nt.busy[d.target.Name]--; nt.busy[d.target.Name] <= 0 {
+		delete(nt.busy, d.target.Name)
+	}
 	if err != nil && ctx.Err() == nil {
 		r := nt.retry[id]
 		if r == nil {
