@@ -343,3 +343,42 @@ func TestNotifySlowTargetDoesNotHoldOthers(t *testing.T) {
 	c.must(CmdSyncAlerts, sync)
 	waitFor(t, func() bool { _, n := hook.count(); return n == 12 })
 }
+
+// TestBackupFailedWithShortSchedule: a policy that backs up every minute
+// and always fails raises backup_failed. Each failing job used to be
+// cancelled as superseded by the next minute's job while it waited for its
+// retry, so no job ever failed after its retries and the alert never came.
+func TestBackupFailedWithShortSchedule(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) {
+		cfg.Alerts = AlertConfig{Interval: time.Millisecond, AgentUnseenAfter: -1}
+	})
+	c.seed("@every 1m")
+	n := c.nodes[c.leader()]
+	firing := func() bool {
+		var a *Alert
+		n.View(func(s *State) { a = s.Alerts["backup_failed/p/a1"] })
+		return a != nil && a.Firing()
+	}
+	for i := 0; i < 60 && !firing(); i++ {
+		c.must(CmdAgentSeen, AgentSeen{Name: "a1"})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		j, err := n.LeaseJob(ctx, "a1", "", time.Minute)
+		cancel()
+		if err == nil && j != nil {
+			if _, err := n.CompleteJob(context.Background(), CompleteJob{JobID: j.ID, Agent: "a1", Token: j.Lease.Token, Error: "disk full"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.ticks(10)
+	}
+	if !firing() {
+		var jobs []string
+		n.View(func(s *State) {
+			for _, id := range sortedKeys(s.Jobs) {
+				j := s.Jobs[id]
+				jobs = append(jobs, fmt.Sprintf("%s %s attempt %d: %v", id, j.State, j.Attempt, j.Result))
+			}
+		})
+		t.Fatalf("no backup_failed alert after 10 minutes of failures; jobs:\n%s", strings.Join(jobs, "\n"))
+	}
+}

@@ -693,7 +693,10 @@ func (n *Node) cancelStranded(ctx context.Context) {
 // left alone): after an outage the missed instants each got a job, and
 // running them back to back would make as many snapshots of the same data
 // (with keep_last, forgetting as many older ones). The latest runs for
-// them all. A failure is left to the lease, which then runs the oldest.
+// them all. A job waiting to retry a failed attempt is not superseded: it
+// runs to its verdict, or a policy scheduled more often than its retries
+// take would never have a failed job (nor a backup_failed alert). A
+// failure to cancel is left to the lease, which then runs the oldest.
 func (n *Node) cancelSuperseded(ctx context.Context, agent string) {
 	now := n.clock.Now().UTC()
 	var cancels []CancelJob
@@ -710,7 +713,7 @@ func (n *Node) cancelSuperseded(ctx context.Context, agent string) {
 		}
 		for _, id := range s.PendingFor(agent) {
 			j := s.Jobs[id]
-			if l := latest[j.Policy]; j.Kind == KindBackup && j.Trigger == TriggerSchedule && l != nil && j.ScheduledAt.Before(l.ScheduledAt) && !now.Before(j.NotBefore) {
+			if l := latest[j.Policy]; j.Kind == KindBackup && j.Trigger == TriggerSchedule && j.Attempt == 0 && l != nil && j.ScheduledAt.Before(l.ScheduledAt) && !now.Before(j.NotBefore) {
 				cancels = append(cancels, CancelJob{JobID: id, Reason: fmt.Sprintf("superseded by job %s of the later instant %s", l.ID, l.ScheduledAt.Format(time.RFC3339))})
 			}
 		}
