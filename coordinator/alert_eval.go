@@ -321,7 +321,7 @@ func DiffAlerts(s *State, conds []Condition, now time.Time, history time.Duratio
 // about a.
 func owesMessage(s *State, a *Alert) bool {
 	for _, t := range s.AlertTargets {
-		if t.Wants(a.Kind) && owedPhase(a, t) != "" {
+		if owedPhase(a, t) != "" {
 			return true
 		}
 	}

@@ -382,3 +382,26 @@ func TestBackupFailedWithShortSchedule(t *testing.T) {
 		t.Fatalf("no backup_failed alert after 10 minutes of failures; jobs:\n%s", strings.Join(jobs, "\n"))
 	}
 }
+
+// TestNotifyResolveAfterKindsNarrowed: a target that got an alert's open
+// message gets its resolve even if its kinds were narrowed meanwhile, or
+// its receiver would show the alert firing forever.
+func TestNotifyResolveAfterKindsNarrowed(t *testing.T) {
+	c := alertCluster(t, 1)
+	hook := newReceiver(t, 0)
+	c.addTarget("hook", TargetWebhook, hook.URL)
+	c.runBackup("j1", false)
+	c.tickUntil(func() bool { _, n := hook.count(); return n == 1 })
+	c.addTarget("hook", TargetWebhook, hook.URL, AlertDrillFailed)
+	c.runBackup("j2", true)
+	c.tickUntil(func() bool { _, n := hook.count(); return n == 2 })
+	if ps := hook.webhooks(t); ps[1].Status != "resolved" || ps[1].Key != "backup_failed/p/a1" {
+		t.Fatalf("messages: %v", hook.accepted())
+	}
+	// A new problem of that kind is not sent.
+	c.runBackup("j3", false)
+	c.ticks(10)
+	if _, n := hook.count(); n != 2 {
+		t.Fatalf("messages: %v", hook.accepted())
+	}
+}

@@ -246,12 +246,13 @@ func (d *delivery) id() string {
 }
 
 // owedPhase is the message about a that t is owed ("" for none): the
-// open one of an alert not yet delivered to it, the resolve one of a
-// resolved alert whose open was.
+// open one of an alert of a kind it wants not yet delivered to it, the
+// resolve one of a resolved alert whose open was (even if its kinds were
+// narrowed since: its receiver would show the alert firing forever).
 func owedPhase(a *Alert, t *AlertTarget) string {
 	done := a.Delivered[t.Name]
 	switch {
-	case done == "" && (a.Firing() || a.ResolvedAt.After(t.CreatedAt)):
+	case done == "" && t.Wants(a.Kind) && (a.Firing() || a.ResolvedAt.After(t.CreatedAt)):
 		return PhaseOpen
 	case done == PhaseOpen && !a.Firing():
 		return PhaseResolve
@@ -279,9 +280,6 @@ func pendingDeliveries(s *State) []delivery {
 	for _, a := range alerts {
 		for _, name := range sortedKeys(s.AlertTargets) {
 			t := s.AlertTargets[name]
-			if !t.Wants(a.Kind) {
-				continue
-			}
 			phase := owedPhase(a, t)
 			if phase == "" || busy[a.Key+"\x00"+name] {
 				continue
