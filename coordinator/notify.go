@@ -183,6 +183,9 @@ func postAlert(ctx context.Context, hc *http.Client, timeout time.Duration, t *A
 	req.Header.Set("User-Agent", "lifeboat-alerts")
 	resp, err := hc.Do(req)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return fmt.Errorf("alert target %q: no answer from %s within %s (is the receiver up and fast enough?)", t.Name, RedactURL(t.URL), Duration(timeout))
+		}
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,5 +32,24 @@ func TestPostAlertNoRedirect(t *testing.T) {
 	}
 	if n := followed.Load(); n != 0 {
 		t.Errorf("the redirect was followed %d times", n)
+	}
+}
+
+// TestPostAlertTimeoutSaysSo: a receiver that does not answer in time is
+// reported as such, not as a bare "context deadline exceeded".
+func TestPostAlertTimeoutSaysSo(t *testing.T) {
+	hang := make(chan struct{})
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer recv.Close()
+	defer close(hang)
+	target := &AlertTarget{Name: "hook", Kind: TargetWebhook, URL: recv.URL + "/hook"}
+	err := postAlert(t.Context(), NotifyConfig{}.withDefaults().Client, 100*time.Millisecond, target, []byte(`{}`))
+	if err == nil || !strings.Contains(err.Error(), `alert target "hook": no answer from http://127.0.0.1`) || !strings.Contains(err.Error(), "within 100ms") {
+		t.Fatalf("postAlert = %v", err)
 	}
 }
