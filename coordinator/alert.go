@@ -357,6 +357,10 @@ func deleteAlertTarget(s *State, _ *Command, _ uint64, p *DeleteAlertTarget) (ou
 // alertLoop is the leader loop's alerting bookkeeping.
 type alertLoop struct {
 	last time.Time // last evaluation (clock time)
+	// gap is when an evaluation came a minute or more later than due:
+	// the clock jumped forward or the leader was suspended, and agents
+	// could not record contact across the gap.
+	gap time.Time
 }
 
 // evaluateAlerts runs EvaluateAlerts at most every AlertConfig.Interval
@@ -369,11 +373,20 @@ func (n *Node) evaluateAlerts(ctx context.Context) {
 	if cfg.Disabled || (!n.alerting.last.IsZero() && !now.Before(n.alerting.last) && now.Sub(n.alerting.last) < cfg.Interval) {
 		return
 	}
+	if !n.alerting.last.IsZero() && now.Sub(n.alerting.last) > cfg.Interval+time.Minute {
+		n.alerting.gap = now
+	}
 	n.alerting.last = now
+	// Agents get AgentUnseenAfter to get back in touch after a gap, as
+	// after a leader change.
+	started := n.leaderSince
+	if n.alerting.gap.After(started) {
+		started = n.alerting.gap
+	}
 	var sync SyncAlerts
 	var changed bool
 	n.fsm.View(func(s *State) {
-		conds := EvaluateAlerts(s, EvalInput{Now: now, Config: cfg, Started: n.leaderSince})
+		conds := EvaluateAlerts(s, EvalInput{Now: now, Config: cfg, Started: started})
 		sync, changed = DiffAlerts(s, conds, now, cfg.History)
 	})
 	if !changed {

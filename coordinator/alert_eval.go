@@ -22,10 +22,11 @@ type Condition struct {
 type EvalInput struct {
 	Now    time.Time
 	Config AlertConfig
-	// Started is when the evaluating leader took over. Agent contacts
-	// are replicated, but an agent that was talking to a cluster without
-	// a leader could not record them: no agent is newly reported unseen
-	// until AgentUnseenAfter has passed since Started.
+	// Started is when the evaluating leader took over (or its clock
+	// last jumped forward). Agent contacts are replicated, but an agent
+	// that was talking to a cluster without a leader could not record
+	// them: no agent is newly reported unseen until AgentUnseenAfter has
+	// passed since Started.
 	Started time.Time
 }
 

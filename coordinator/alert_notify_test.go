@@ -405,3 +405,34 @@ func TestNotifyResolveAfterKindsNarrowed(t *testing.T) {
 		t.Fatalf("messages: %v", hook.accepted())
 	}
 }
+
+// TestNoAgentUnseenAfterClockJump: when the leader's clock jumps forward
+// (or the leader was suspended) past the unseen threshold, agents get the
+// threshold to get back in touch, as after a leader change: none of them
+// could record contact across the gap, and each used to be reported unseen
+// and resolved again moments later, to every target.
+func TestNoAgentUnseenAfterClockJump(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) {
+		cfg.Alerts = AlertConfig{Interval: time.Millisecond, AgentUnseenAfter: 10 * time.Minute}
+	})
+	c.seed("0 0 1 1 *")
+	c.leader()
+	c.must(CmdAgentSeen, AgentSeen{Name: "a1"})
+	c.ticks(3)
+	c.clock.Step(time.Hour)
+	c.ticks(3)
+	c.must(CmdAgentSeen, AgentSeen{Name: "a1"})
+	c.ticks(3)
+	c.nodes[0].View(func(s *State) {
+		if a := s.Alerts["agent_unseen/a1"]; a != nil {
+			t.Fatalf("alert %+v", a)
+		}
+	})
+	// An agent that stays away is still reported, a threshold later.
+	c.tickUntil(func() bool {
+		c.clock.Advance(30 * time.Second)
+		var a *Alert
+		c.nodes[0].View(func(s *State) { a = s.Alerts["agent_unseen/a1"] })
+		return a != nil && a.Firing()
+	})
+}
