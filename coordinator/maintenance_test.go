@@ -394,6 +394,8 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a policy batch with a legal-hold tag", CmdPutPolicies, PutPolicies{Policies: []Policy{{}, {Retention: Retention{KeepLast: 1, KeepTags: []string{"hold"}}}, {Retention: Retention{Prune: "@weekly"}}}}, 7},
 		{"a token revoke", CmdRevokeToken, RevokeToken{ID: "t"}, 1},
 		{"a token revoke judged at an instant", CmdRevokeToken, RevokeToken{ID: "t", CheckedAt: t0}, 8},
+		{"an alert sync", CmdSyncAlerts, SyncAlerts{Open: []Condition{{Key: "drill_failed/p", Kind: AlertDrillFailed}}}, 1},
+		{"an alert sync keeping an earlier opening", CmdSyncAlerts, SyncAlerts{Open: []Condition{{Key: "drill_failed/p", Kind: AlertDrillFailed}}, Keep: []string{"drill_failed/p"}}, 9},
 	} {
 		c, err := NewCommand(tc.typ, "test", tc.payload)
 		if err != nil {
