@@ -572,18 +572,7 @@ func TestDrillLatestWithUnreadableManifest(t *testing.T) {
 	e := newEnv(t, "local", smallTree())
 	older := e.backup(t, base.Add(-time.Hour))
 	newest := e.backup(t, base)
-	p := filepath.Join(e.repos.Store.Location(), "snapshots", newest.ID.String())
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 1
-	if err := os.Chmod(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	fixture.FlipMiddle(t, filepath.Join(e.repos.Store.Location(), "snapshots", newest.ID.String()))
 	r := e.run(t, e.opts(t, "unreadable-latest"))
 	if r.SnapshotID != older.ID.String() || r.Files == 0 {
 		t.Fatalf("drilled %s (%d files), want the newest readable %s restored", r.SnapshotID, r.Files, older.ID.Short())

@@ -150,14 +150,7 @@ func TestForgetAndPruneReadTheStore(t *testing.T) {
 	}
 	c.ok(r.reader("ls", "latest")...) // the cache now holds every manifest and the tree packs
 	manifest := filepath.Join(r.path, "snapshots", snaps[2])
-	b, err := os.ReadFile(manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 1
-	if err := os.WriteFile(manifest, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	fixture.FlipMiddle(t, manifest)
 	c.fails(1, r.reader("prune", "--dry-run"), snaps[2][:8])
 	res := c.run(r.reader("forget", "--keep-last", "1", "--json")...)
 	o := decodeJSON[forgetOut](t, res.stdout)
@@ -223,14 +216,7 @@ func TestDamagedManifestCanBeForgotten(t *testing.T) {
 		}
 	}
 	p := filepath.Join(r.path, "snapshots", bad)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 1
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	fixture.FlipMiddle(t, p)
 	res := c.fails(1, r.writer("check"))
 	if !strings.Contains(res.stdout, "problem: snapshots/"+bad+":") || !strings.Contains(res.stdout, "lifeboat forget "+bad) {
 		t.Errorf("check does not name the damaged manifest and how to remove it:\n%s", res.stdout)

@@ -280,15 +280,7 @@ func TestLatestRefusedWithUnreadableSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	newest := decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", other)...).stdout).SnapshotID
-	manifest := filepath.Join(r.path, "snapshots", newest)
-	b, err := os.ReadFile(manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 1
-	if err := os.WriteFile(manifest, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	fixture.FlipMiddle(t, filepath.Join(r.path, "snapshots", newest))
 	target := filepath.Join(c.dir, "t")
 	c.fails(1, r.reader("restore", "--no-cache", "latest", "--target", target), "'latest' is not certain", newest[:8], older[:8])
 	c.fails(1, r.reader("dump", "--no-cache", "latest", src), "'latest' is not certain")
