@@ -68,7 +68,11 @@ func TestClusterRecoverProcesses(t *testing.T) {
 	n4.args = []string{"server", "--id", "n4", "--data-dir", n4.dir, "--raft-addr", n4.raft, "--http-addr", n4.http, "--verify-schedule", "off"}
 	n4.start(t)
 	t.Cleanup(n4.kill)
-	lb.must(t, "cluster", "join", "n4", n4.raft)
+	// Joined once it listens: the leader dials it first.
+	waitFor(t, 30*time.Second, "n4 to join", func() bool {
+		_, err := lb.run("cluster", "join", "n4", n4.raft)
+		return err == nil
+	})
 	waitFor(t, 30*time.Second, "two healthy members", func() bool {
 		out, err := lb.run("cluster", "status", "--json")
 		var cs coordinator.ClusterStatus
