@@ -550,8 +550,12 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		started := n.clock.Now()
 		n.tick(ctx)
 		// Tick on a fixed period from when this tick started, so a slow
-		// tick does not push every later one back.
-		wait := n.cfg.TickInterval - n.clock.Now().Sub(started)
+		// tick does not push every later one back. A wall clock that
+		// stepped back during the tick (an NTP correction) makes the
+		// elapsed time negative: the next tick then waits its period,
+		// not the period plus the step (an hour without scheduling,
+		// lease expiry or alerts for a step of an hour).
+		wait := n.cfg.TickInterval - max(n.clock.Now().Sub(started), 0)
 		select {
 		case <-ctx.Done():
 			return
