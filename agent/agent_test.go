@@ -180,6 +180,27 @@ func (tc *testCoordinator) run(policy string) string {
 	return ids[0]
 }
 
+// cancel cancels job id through the API, as an operator's 'lifeboat job
+// cancel' does.
+func (tc *testCoordinator) cancel(id string) {
+	tc.t.Helper()
+	tk, admin := coordinator.NewAPIToken(coordinator.RoleAdmin, "ops", time.Time{})
+	if _, err := tc.node.Propose(tc.t.Context(), coordinator.CmdCreateToken, "test", tk); err != nil {
+		tc.t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(tc.t.Context(), http.MethodPost, tc.srv.URL+"/v1/jobs/"+id+"/cancel", strings.NewReader(`{"reason":"operator"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tc.t.Fatalf("cancel %s: %s", id, resp.Status)
+	}
+}
+
 func (tc *testCoordinator) job(id string) coordinator.Job {
 	var j coordinator.Job
 	tc.node.View(func(s *coordinator.State) {
@@ -777,21 +798,7 @@ func TestAgentCancelledJobDoesNotCommit(t *testing.T) {
 	// The first heartbeat (sent at once) has come and gone.
 	tc.waitJob(id, "first heartbeat", func(j coordinator.Job) bool { return j.State == coordinator.JobRunning && j.Progress != nil })
 
-	tk, admin := coordinator.NewAPIToken(coordinator.RoleAdmin, "ops", time.Time{})
-	if _, err := tc.node.Propose(t.Context(), coordinator.CmdCreateToken, "test", tk); err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, tc.srv.URL+"/v1/jobs/"+id+"/cancel", strings.NewReader(`{"reason":"operator"}`))
-	req.Header.Set("Authorization", "Bearer "+admin)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("cancel: %s", resp.Status)
-	}
+	tc.cancel(id)
 	close(bs.release) // the backup goes on to its commit at once
 
 	waitFor(t, "the agent to finish the job", func() bool {

@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,18 +19,7 @@ func TestAgentHungStreamCancellable(t *testing.T) {
 	id := tc.run("hang")
 	waitFor(t, "the job to run", func() bool { return len(a.runningIDs()) == 1 })
 	time.Sleep(500 * time.Millisecond)
-	tk, admin := coordinator.NewAPIToken(coordinator.RoleAdmin, "ops", time.Time{})
-	if _, err := tc.node.Propose(t.Context(), coordinator.CmdCreateToken, "test", tk); err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, tc.srv.URL+"/v1/jobs/"+id+"/cancel", strings.NewReader(`{"reason":"operator"}`))
-	req.Header.Set("Authorization", "Bearer "+admin)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	tc.cancel(id)
 	start := time.Now()
 	waitFor(t, "the agent to end the hung job", func() bool { return len(a.runningIDs()) == 0 })
 	t.Logf("ended %v after the cancel", time.Since(start))

@@ -137,10 +137,7 @@ func TestForgetPruneUsage(t *testing.T) {
 // refuse even though the cache still has it.
 func TestForgetAndPruneReadTheStore(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	r := initRepo(t, c, "repo")
-	src := filepath.Join(c.dir, "src")
-	fixture.Create(t, src, smallTree())
+	c, r, src, _ := smallTreeRepo(t)
 	var snaps []string
 	for i := range 3 {
 		if err := os.WriteFile(filepath.Join(src, "big.bin"), fixture.Random(uint64(i), 1<<20), 0o644); err != nil {
@@ -244,10 +241,7 @@ func TestDamagedManifestCanBeForgotten(t *testing.T) {
 // the repository does have snapshots.
 func TestForgetPathFilter(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	r := initRepo(t, c, "repo")
-	src := filepath.Join(c.dir, "src")
-	fixture.Create(t, src, smallTree())
+	c, r, src, _ := smallTreeRepo(t)
 	c.ok(r.writer("backup", "src")...)
 	c.ok(r.writer("backup", "src")...)
 
@@ -269,10 +263,7 @@ func TestForgetPathFilter(t *testing.T) {
 // not only that some were.
 func TestForgetFailsMidway(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	r := initRepo(t, c, "repo")
-	src := filepath.Join(c.dir, "src")
-	fixture.Create(t, src, smallTree())
+	c, r, src, _ := smallTreeRepo(t)
 	var ids []string
 	for range 3 {
 		ids = append(ids, decodeJSON[backupJSON](t, c.ok(r.writer("backup", "--json", src)...).stdout).SnapshotID)

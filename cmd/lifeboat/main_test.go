@@ -168,12 +168,20 @@ func initRepo(t *testing.T, c *cli, name string, extra ...string) repo {
 // in a new directory src, with the writer key.
 func backedUpSmallTree(t *testing.T) (*cli, repo, string, fixture.Tree) {
 	t.Helper()
+	c, r, src, tree := smallTreeRepo(t)
+	c.ok(r.writer("backup", src)...)
+	return c, r, src, tree
+}
+
+// smallTreeRepo is a new local repository and smallTree at DIR/src, not
+// yet backed up.
+func smallTreeRepo(t *testing.T) (*cli, repo, string, fixture.Tree) {
+	t.Helper()
 	c := newCLI(t)
 	r := initRepo(t, c, "repo")
 	src := filepath.Join(c.dir, "src")
 	tree := smallTree()
 	fixture.Create(t, src, tree)
-	c.ok(r.writer("backup", src)...)
 	return c, r, src, tree
 }
 
