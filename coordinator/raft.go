@@ -303,8 +303,7 @@ func claimDataDir(dir, id string) (nodeFile, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nodeFile{}, fmt.Errorf("create raft dir: %w", err)
 	}
-	path := filepath.Join(dir, nodeFileName)
-	b, err := os.ReadFile(path)
+	rec, err := readNodeFile(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		entries, err := os.ReadDir(dir)
@@ -317,14 +316,25 @@ func claimDataDir(dir, id string) (nodeFile, error) {
 		rec := nodeFile{Format: 1, NodeID: id}
 		return rec, writeNodeFile(dir, rec)
 	case err != nil:
-		return nodeFile{}, fmt.Errorf("read %s: %w", path, err)
-	}
-	var rec nodeFile
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nodeFile{}, fmt.Errorf("start raft: %s is damaged (%v): restore it or use an empty data dir", path, err)
+		return nodeFile{}, fmt.Errorf("start raft: %w: restore it or use an empty data dir", err)
 	}
 	if rec.NodeID != id {
 		return nodeFile{}, fmt.Errorf("start raft: data dir belongs to node %q, not %q: start with --id %s or use an empty data dir", rec.NodeID, id, rec.NodeID)
+	}
+	return rec, nil
+}
+
+// readNodeFile reads dir's node record; an error wrapping
+// os.ErrNotExist if there is none.
+func readNodeFile(dir string) (nodeFile, error) {
+	path := filepath.Join(dir, nodeFileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nodeFile{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	var rec nodeFile
+	if err := json.Unmarshal(b, &rec); err != nil || rec.NodeID == "" {
+		return nodeFile{}, fmt.Errorf("%s is damaged (%v)", path, err)
 	}
 	return rec, nil
 }

@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,16 +47,12 @@ func RecoverCluster(dataDir string, peers []Peer, logger *slog.Logger) (*Recover
 		logger = slog.New(slog.DiscardHandler)
 	}
 	dir := filepath.Join(dataDir, "raft")
-	b, err := os.ReadFile(filepath.Join(dir, nodeFileName))
+	rec, err := readNodeFile(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s holds no coordinator node (no raft/%s): give the data dir of a node that was part of the cluster", dataDir, nodeFileName)
 	}
 	if err != nil {
-		return nil, err
-	}
-	var rec nodeFile
-	if err := json.Unmarshal(b, &rec); err != nil || rec.NodeID == "" {
-		return nil, fmt.Errorf("%s is damaged (%v): this data dir cannot be recovered", filepath.Join(dir, nodeFileName), err)
+		return nil, fmt.Errorf("%w: this data dir cannot be recovered", err)
 	}
 	peers = slices.Clone(peers)
 	sortPeers(peers)
