@@ -53,10 +53,7 @@ func TestAgentProcesses(t *testing.T) {
 			a.kill()
 		}
 		if t.Failed() {
-			for _, name := range []string{"n1", "n2", "n3", "agent-a", "agent-b"} {
-				b, _ := os.ReadFile(filepath.Join(root, name+".log"))
-				t.Logf("--- %s log (tail)\n%s", name, tail(string(b), 20000))
-			}
+			logTails(t, root, 20000, "n1", "n2", "n3", "agent-a", "agent-b")
 		}
 	})
 	token := adminToken(t, procs)

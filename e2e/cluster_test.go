@@ -29,10 +29,7 @@ func TestClusterProcesses(t *testing.T) {
 	procs, urls := startServers(t, root, 3)
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, p := range procs {
-				b, _ := os.ReadFile(filepath.Join(root, p.name+".log"))
-				t.Logf("--- %s log (tail)\n%s", p.name, tail(string(b), 3000))
-			}
+			logTails(t, root, 3000, "n1", "n2", "n3")
 		}
 	})
 	token := adminToken(t, procs)

@@ -102,10 +102,7 @@ func TestDrillProcesses(t *testing.T) {
 	t.Cleanup(func() {
 		agent.kill()
 		if t.Failed() {
-			for _, name := range []string{"n1", "agent-d"} {
-				b, _ := os.ReadFile(filepath.Join(root, name+".log"))
-				t.Logf("--- %s log (tail)\n%s", name, tail(string(b), 20000))
-			}
+			logTails(t, root, 20000, "n1", "agent-d")
 		}
 	})
 	hooks := &webhookLog{}

@@ -39,10 +39,7 @@ func TestAgentKilledDuringHook(t *testing.T) {
 			}
 		}
 		if t.Failed() {
-			for _, name := range []string{"n1", "agent-h"} {
-				b, _ := os.ReadFile(filepath.Join(root, name+".log"))
-				t.Logf("--- %s log (tail)\n%s", name, tail(string(b), 20000))
-			}
+			logTails(t, root, 20000, "n1", "agent-h")
 		}
 	})
 	lb := coordCLI{env: []string{"LIFEBOAT_ADDR=" + strings.Join(urls, ","), "LIFEBOAT_TOKEN=" + adminToken(t, procs), "HOME=" + root}}

@@ -135,3 +135,12 @@ func (c coordCLI) must(t *testing.T, args ...string) string {
 	}
 	return out
 }
+
+// logTails logs the last n bytes of each named process's log under root
+// (root/NAME.log), for a test that failed.
+func logTails(t *testing.T, root string, n int, names ...string) {
+	for _, name := range names {
+		b, _ := os.ReadFile(filepath.Join(root, name+".log"))
+		t.Logf("--- %s log (tail)\n%s", name, tail(string(b), n))
+	}
+}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,10 +25,7 @@ func TestClusterRecoverProcesses(t *testing.T) {
 	procs, urls := startServers(t, root, 3)
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, name := range []string{"n1", "n2", "n3", "n4"} {
-				b, _ := os.ReadFile(filepath.Join(root, name+".log"))
-				t.Logf("--- %s log (tail)\n%s", name, tail(string(b), 3000))
-			}
+			logTails(t, root, 3000, "n1", "n2", "n3", "n4")
 		}
 	})
 	lb := coordCLI{env: []string{"LIFEBOAT_ADDR=" + urls[0], "LIFEBOAT_TOKEN=" + adminToken(t, procs), "HOME=" + root}}
