@@ -63,6 +63,13 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.waiters = kept
 }
 
+// waiting is how many waits are pending.
+func (c *fakeClock) waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters)
+}
+
 // Step moves the wall clock by d (back, if negative) as an NTP correction
 // does: waits in progress are relative, as time.After's are, and keep
 // their remaining time.
