@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -183,6 +184,9 @@ func (a *API) completeJob(w http.ResponseWriter, r *http.Request, c *call) error
 	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
+	if err := a.checkCatalogClaims(ctx, id, &q); err != nil {
+		return err
+	}
 	var j *Job
 	if err := a.apply(func() (err error) {
 		j, err = a.node.CompleteJob(ctx, CompleteJob{JobID: id, Agent: q.Agent, Token: q.Token, Success: q.Success, Error: q.Error, Snapshot: q.Snapshot,
@@ -193,6 +197,66 @@ func (a *API) completeJob(w http.ResponseWriter, r *http.Request, c *call) error
 	}
 	writeJSON(w, http.StatusOK, j)
 	return nil
+}
+
+// checkCatalogClaims refuses a completion that would change catalog
+// entries that are not the reporting job's: its snapshot must not be an
+// entry another job added, and every snapshot it reports forgotten that
+// the catalog holds must be of the job's policy and of the host its
+// snapshot names (an agent's retention forgets only its own group). The
+// FSM applies a completion as it comes, so without this an agent — one
+// whose host was compromised — could overwrite or drop other hosts'
+// entries, and with them what coverage, status and alerts go by. The
+// check runs on the leader against its synced state; a completion for a
+// job this node does not know is left to the FSM to refuse.
+func (a *API) checkCatalogClaims(ctx context.Context, jobID string, q *CompleteRequest) error {
+	if !q.Success || (q.Snapshot == nil && len(q.Forgotten) == 0) {
+		return nil // only a success changes the catalog
+	}
+	if q.Snapshot != nil {
+		if err := plainText("snapshot id", q.Snapshot.ID); err != nil {
+			return err
+		}
+		if err := plainText("snapshot host", q.Snapshot.Host); err != nil {
+			return err
+		}
+	}
+	if err := plainText("forgotten snapshot id", q.Forgotten...); err != nil {
+		return err
+	}
+	if err := a.syncLeader(ctx); err != nil {
+		return err
+	}
+	var err error
+	a.node.View(func(s *State) {
+		j := s.Jobs[jobID]
+		if j == nil {
+			return
+		}
+		if sn := q.Snapshot; sn != nil {
+			if e := s.Catalog[sn.ID]; e != nil && e.JobID != j.ID {
+				err = &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("job %q: snapshot %q is in the catalog already, made by job %q (policy %q, host %q): "+
+					"a job reports only the snapshot it made", j.ID, sn.ID, e.JobID, e.Policy, e.Host)}
+				return
+			}
+		}
+		for _, fid := range q.Forgotten {
+			e := s.Catalog[fid]
+			if e == nil {
+				continue
+			}
+			host := ""
+			if q.Snapshot != nil {
+				host = q.Snapshot.Host
+			}
+			if e.Policy != j.Policy || e.Host != host {
+				err = &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("job %q: forgotten snapshot %q is policy %q's of host %q, not policy %q's of host %q: "+
+					"a job forgets only its own policy's snapshots of its own host", j.ID, fid, e.Policy, e.Host, j.Policy, host)}
+				return
+			}
+		}
+	})
+	return err
 }
 
 // ---- agents --------------------------------------------------------------------
