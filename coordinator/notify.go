@@ -144,7 +144,7 @@ func alertBody(t *AlertTarget, a *Alert, phase, clusterID, dashboard string, now
 		if phase == PhaseResolve {
 			head = ":white_check_mark: [lifeboat] resolved: "
 		}
-		return json.Marshal(SlackPayload{Text: head + a.Kind.Title() + ": " + subjectPhrase(a.Kind, a.Subject) + " — " + text})
+		return json.Marshal(SlackPayload{Text: head + slackEscape(a.Kind.Title()+": "+subjectPhrase(a.Kind, a.Subject)+" — "+text)})
 	}
 	p := WebhookPayload{Kind: a.Kind, Key: a.Key, Subject: a.Subject, Status: "firing", Message: text, OpenedAt: a.OpenedAt,
 		ClusterID: clusterID, Dashboard: dashboard}
@@ -152,6 +152,15 @@ func alertBody(t *AlertTarget, a *Alert, phase, clusterID, dashboard string, now
 		p.Status, p.ResolvedAt = "resolved", a.ResolvedAt
 	}
 	return json.Marshal(p)
+}
+
+// slackEscape makes s plain text in a Slack message: Slack reads
+// "<!channel>", "<@U123>" and "<https://x|label>" in a message's text as
+// mentions and links, and an alert quotes what agents report (a job's
+// error, a drill's output), which a compromised agent chooses. Slack's
+// own escapes for '&', '<' and '>' show them as typed.
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
 // testBody encodes a test message for target.
