@@ -242,6 +242,14 @@ func (a *API) registerNode(w http.ResponseWriter, r *http.Request, c *call) erro
 	if q.ID == "" || !strings.HasPrefix(q.HTTPAddr, "http") || c.p.Actor != "node:"+q.ID {
 		return badRequest("node registration needs the node's own ID (in %s) and its http(s) URL", headerNode)
 	}
+	// Every node holds the same node secret, and the ID it names is only a
+	// header: a node — or a removed one, or whoever read a data dir —
+	// could otherwise register the leader's address as its own URL, and
+	// the followers would forward every client's token there. The leader
+	// records its own address (maintainOnce); nobody else may.
+	if q.ID == a.node.ID() {
+		return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("node %s is the leader: it records its own API address, no other node may register it", q.ID)}
+	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	if _, err := a.node.Propose(ctx, CmdSetNodeInfo, c.p.Actor, NodeInfo{ID: q.ID, HTTPAddr: q.HTTPAddr, Version: q.Version}); err != nil {
