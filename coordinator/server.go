@@ -80,6 +80,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	if err := privateDir(cfg.DataDir, cfg.Logger); err != nil {
+		return nil, err
+	}
 	serverTLS, clientTLS, err := loadTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -121,6 +124,30 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.hs.TLSConfig = serverTLS
 	s.hs.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
 	return s, nil
+}
+
+// privateDir makes an existing data dir mode 0700. It holds the node
+// secret, every repository's writer key and storage environment and the
+// initial admin token, and Raft writes its snapshots (the whole state)
+// with the umask's mode: a dir made beforehand with 0755 (an install
+// script, a service manager's state directory) let every local user read
+// them.
+func privateDir(dir string, log *slog.Logger) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("data dir %s is not a directory: pass a directory to --data-dir", dir)
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s is mode %04o, readable by other users, and cannot be made 0700 (%w): run 'chmod 700 %s' as its owner", dir, fi.Mode().Perm(), err, dir)
+	}
+	log.Warn("data dir was readable by other users: made it mode 0700", "path", dir, "was", fmt.Sprintf("%04o", fi.Mode().Perm()))
+	return nil
 }
 
 // newHTTPServer is the API's HTTP server with its timeouts. ReadTimeout
