@@ -147,6 +147,7 @@ func (a *API) routes() {
 	a.handle("POST /v1/tokens", permAdmin, a.createToken)
 	a.handle("DELETE /v1/tokens/{id}", permAdmin, a.revokeToken)
 	a.handle("POST /v1/join-tokens", permAdmin, a.createJoinToken)
+	a.handle("DELETE /v1/join-tokens/{id}", permAdmin, a.revokeJoinToken)
 
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no such endpoint: %s %s (see docs/api.md)", r.Method, r.URL.Path)})

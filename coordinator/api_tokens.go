@@ -176,3 +176,12 @@ func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, c *call) e
 	writeJSON(w, http.StatusOK, TokenCreateResult{ID: jt.ID, Token: plain, Expires: exp})
 	return nil
 }
+
+// revokeJoinToken deletes a join token: a leaked one (unlimited uses by
+// default, or no expiry) enrolls no more agents. Agents it enrolled keep
+// their own credentials (revoke them with POST /v1/agents/{name}/revoke).
+func (a *API) revokeJoinToken(w http.ResponseWriter, r *http.Request, c *call) error {
+	return a.proposeNamed(w, r, c, "id", "revoked", func(key string) (CommandType, any) {
+		return CmdRevokeJoinToken, RevokeJoinToken{ID: key}
+	})
+}

@@ -169,6 +169,22 @@ Logs are JSON lines on stderr.`,
 	create.Flags().IntVar(&maxUses, "max-uses", 0, "agents that may enroll with it; 0 = no limit")
 	create.Flags().StringArrayVar(&tokLabels, "label", nil, "label KEY=VALUE given to every agent enrolled with it (repeatable)")
 	admin.AddCommand(create)
+	admin.AddCommand(&cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a join token: it enrolls no more agents (those it enrolled keep their credentials)",
+		Args:  argsBetween(1, 1, "join token ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.Delete(cmd.Context(), "/v1/join-tokens/"+url.PathEscape(args[0]), nil); err != nil {
+				return apiErr(err)
+			}
+			fmt.Fprintf(g.stdout, "join token %s revoked\n", args[0])
+			return nil
+		},
+	})
 
 	list := &cobra.Command{
 		Use:   "list",
