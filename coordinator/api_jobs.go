@@ -202,8 +202,12 @@ func (a *API) completeJob(w http.ResponseWriter, r *http.Request, c *call) error
 // checkCatalogClaims refuses a completion that would change catalog
 // entries that are not the reporting job's: its snapshot must not be an
 // entry another job added, and every snapshot it reports forgotten that
-// the catalog holds must be of the job's policy and of the host its
-// snapshot names (an agent's retention forgets only its own group). The
+// the catalog holds must be of the host its snapshot names. An agent's
+// retention forgets only its own host's snapshots, but of every policy
+// with the same paths and tags (its group is host, paths and tags), so
+// the policy is not compared: an hourly and a daily policy of the same
+// paths forget each other's snapshots, and their completions are
+// honest. The
 // FSM applies a completion as it comes, so without this an agent — one
 // whose host was compromised — could overwrite or drop other hosts'
 // entries, and with them what coverage, status and alerts go by. The
@@ -249,9 +253,9 @@ func (a *API) checkCatalogClaims(ctx context.Context, jobID string, q *CompleteR
 			if q.Snapshot != nil {
 				host = q.Snapshot.Host
 			}
-			if e.Policy != j.Policy || e.Host != host {
-				err = &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("job %q: forgotten snapshot %q is policy %q's of host %q, not policy %q's of host %q: "+
-					"a job forgets only its own policy's snapshots of its own host", j.ID, fid, e.Policy, e.Host, j.Policy, host)}
+			if e.Host != host {
+				err = &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("job %q: forgotten snapshot %q is host %q's, not host %q's: "+
+					"a job forgets only its own host's snapshots", j.ID, fid, e.Host, host)}
 				return
 			}
 		}

@@ -82,4 +82,20 @@ func TestAgentCannotTouchAnotherHostsCatalogEntries(t *testing.T) {
 	if len(snaps) != 2 || hosts["snap-web-1"] != "web-1" || hosts["snap-web-2"] != "web-2" {
 		t.Fatalf("catalog: %+v", snaps)
 	}
+
+	// Retention groups by host, paths and tags, not by policy: a daily
+	// policy of the same paths honestly forgets the hourly one's snapshot
+	// of its own host.
+	daily := strings.Replace(strings.Replace(testPolicyYAML, "@every 1h", farDaily(), 1), "name: web", "name: web-daily", 1)
+	c.mustJSON(http.MethodPut, u+"/v1/policies", c.admin, []byte(daily), nil)
+	c.mustJSON(http.MethodPost, u+"/v1/policies/web-daily/run", c.admin, nil, &run)
+	w3 := lease("web-1")
+	c.mustJSON(http.MethodPost, u+"/v1/jobs/"+w3.Job.ID+"/complete", creds["web-1"], CompleteRequest{Agent: "web-1", Token: w3.Token, Success: true,
+		Snapshot: &SnapshotInfo{ID: "snap-web-1-daily", Host: "web-1", Time: now}, Forgotten: []string{"snap-web-1"}}, nil)
+	c.mustJSON(http.MethodGet, u+"/v1/snapshots", c.admin, nil, &snaps)
+	for _, e := range snaps {
+		if e.ID == "snap-web-1" {
+			t.Fatalf("the daily job's honest forget was not applied: %+v", snaps)
+		}
+	}
 }
