@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -48,7 +49,10 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	}
 	r.unmatched, r.excludedIncludes = in.unmatched()
 	r.excludedPaths = in.excludedRoots()
-	r.failures = failures
+	r.failures = slices.Clone(failures) // failures grows below, for extraneous
+	// What the restore would find when it creates the directories, and
+	// files (dirConflicts).
+	failures = append(failures, r.leaveOutBlocked(pl, r.predictBlocked(pl))...)
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)
 	res := &Result{Dirs: int64(len(pl.dirs))}
@@ -56,6 +60,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		// What a restore would remove first (if no other restore is
 		// running into the target then).
 		res.Leftovers = r.countLeftovers(pl)
+		r.dirConflicts(pl)
 		if err := r.findIdentical(ctx, pl.files, pl.links); err != nil {
 			return nil, err
 		}

@@ -24,8 +24,9 @@ import (
 )
 
 // TestReplaceKeepsGuardedDirs: where the snapshot holds a file, a
-// symlink, a hard link or an empty file and the target a directory, the
-// directory is removed to make room — unless it holds what the restore
+// symlink, a hard link or an empty file and the target a directory with
+// entries, Delete removes the directory to make room (without it, it is
+// a conflict: TestDirConflicts) — unless it holds what the restore
 // must never remove (Options.Protect: the repository being read, a key,
 // the cache) or, as root, a mounted file system. Then that path fails,
 // naming why, the directory and what it holds stay, and the rest of the
@@ -73,7 +74,7 @@ func TestReplaceKeepsGuardedDirs(t *testing.T) {
 		mounted = true
 	}
 
-	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, Protect: protect})
+	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, Protect: protect, Delete: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestReplaceKeepsGuardedDirs(t *testing.T) {
 	}
 
 	// Without the guard's reasons, the directories make room as before.
-	res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+	res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, Delete: true})
 	if err != nil {
 		t.Fatal(err)
 	}

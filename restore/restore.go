@@ -371,7 +371,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	start := time.Now()
 	lowerGC := raisePlanGC()
 	defer lowerGC()
-	mk := t.makeDirs()
+	mk := t.makeDirs(opts.Overwrite.keepsInTheWay)
 	defer mk.wait() // before t is closed
 	onDir := mk.add
 	var later []*entry
@@ -397,15 +397,17 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	r.failures = append(r.failures, planFailures...)
 	r.tmpsTaken = pl.tmpsTaken
-	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
-	r.prog.TotalBytes.Store(pl.bytes)
 
 	if err := mk.wait(); err != nil {
 		return nil, err
 	}
+	// Nothing below a directory that could not be created is restored,
+	// nor removed (Delete).
+	planFailures = append(planFailures, r.leaveOutBlocked(pl, mk.blocked)...)
 	var leftovers int64
 	if !t.fresh {
 		leftovers = r.removeLeftovers(pl, lock)
+		r.dirConflicts(pl)
 		// Reading files back allocates a buffer per file: not under the
 		// raised target.
 		lowerGC()
@@ -413,6 +415,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			return nil, err
 		}
 	}
+	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
+	r.prog.TotalBytes.Store(pl.bytes)
 	if err := r.createFiles(pl.files); err != nil {
 		// A target out of inodes: the files created so far are only
 		// temporary names, removed as when a download fails (a full

@@ -221,8 +221,10 @@ func (t *targetDir) forget(p string) {
 }
 
 // mkdir creates directory p; held reports that the target held one
-// there already, which is kept. Anything else there is replaced.
-func (t *targetDir) mkdir(p string) (held bool, err error) {
+// there already, which is kept. Anything else there is replaced, unless
+// keep (if set) says to leave it: then mkdir fails with a
+// *keptInTheWayError.
+func (t *targetDir) mkdir(p string, keep func(unix.Stat_t) bool) (held bool, err error) {
 	dir, base := split(p)
 	err = t.withDir(dir, func(dfd int) error {
 		err := unix.Mkdirat(dfd, base, 0o700)
@@ -245,6 +247,9 @@ func (t *targetDir) mkdir(p string) (held bool, err error) {
 				held = true
 				return nil
 			}
+			if keep != nil && keep(st) {
+				return &keptInTheWayError{mode: st.Mode}
+			}
 			if err := unix.Unlinkat(dfd, base, 0); err != nil {
 				return err
 			}
@@ -255,31 +260,81 @@ func (t *targetDir) mkdir(p string) (held bool, err error) {
 	return held, err
 }
 
+// keptInTheWayError: the target holds something other than a directory
+// where the snapshot has one, and Options.Overwrite leaves it.
+type keptInTheWayError struct{ mode uint32 }
+
+func (e *keptInTheWayError) Error() string {
+	return fmt.Sprintf("the target holds %s here, where the snapshot has a directory", describeType(e.mode))
+}
+
+// describeType names the type of an entry of mode st_mode, with an
+// article ("a file").
+func describeType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return "a file"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFLNK:
+		return "a symlink"
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFSOCK:
+		return "a socket"
+	}
+	return "a device node"
+}
+
 // dirMaker creates directories on a goroutine of its own, in the order
 // they are added (parents first), so that a restore's directories are
 // made while the walk of the snapshot goes on rather than after it: the
 // 1,932 of the bench dataset took 56–72 ms on one core. It marks those
 // the target held already (entry.held); until wait returns, nothing else
 // may read or write that field of an added entry.
+//
+// A directory that cannot be created (a parent it may not write to, a
+// read-only mount below the target, an entry in its place that keep
+// leaves) is noted in blocked, with why, and the directories below it
+// are not tried (noted with a nil error): the restore then leaves out
+// all it holds, and restores the rest (restorer.leaveOutBlocked). Only a
+// target that takes no more (full, out of inodes) ends the restore.
 type dirMaker struct {
-	dirs chan *entry
-	done chan struct{}
-	err  error // the first failure; later directories are not tried
+	dirs    chan *entry
+	done    chan struct{}
+	err     error // a failure that ends the restore; later directories are not tried
+	blocked map[string]error
 }
 
-func (t *targetDir) makeDirs() *dirMaker {
-	m := &dirMaker{dirs: make(chan *entry, 256), done: make(chan struct{})}
+// makeDirs starts a dirMaker; keep (if set) says which entries other
+// than directories at a directory's path are left (Options.Overwrite).
+func (t *targetDir) makeDirs(keep func(unix.Stat_t, *snapshot.Node) bool) *dirMaker {
+	m := &dirMaker{dirs: make(chan *entry, 256), done: make(chan struct{}), blocked: map[string]error{}}
 	go func() {
 		defer close(m.done)
 		for e := range m.dirs {
 			if m.err != nil {
 				continue
 			}
-			held, err := t.mkdir(e.path)
-			if err != nil {
-				m.err = targetError(e.path, fmt.Errorf("create directory: %w", err))
+			if parent, _ := split(e.path); parent != "" {
+				if _, ok := m.blocked[parent]; ok {
+					m.blocked[e.path] = nil
+					continue
+				}
 			}
-			e.held = held
+			var keepHere func(unix.Stat_t) bool
+			if keep != nil {
+				keepHere = func(st unix.Stat_t) bool { return keep(st, e.node) }
+			}
+			held, err := t.mkdir(e.path, keepHere)
+			switch {
+			case err == nil:
+				e.held = held
+			case errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT):
+				m.err = targetError(e.path, fmt.Errorf("create directory: %w", err))
+			default:
+				m.blocked[e.path] = err
+			}
 		}
 	}()
 	return m

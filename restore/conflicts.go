@@ -1,0 +1,218 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// Type conflicts: the target holds an entry of another type where the
+// snapshot restores one. A restore never removes what the user did not
+// ask it to remove:
+//
+//   - A directory holding entries where the snapshot has a file, symlink,
+//     hard link or device is left as it is, with all it holds, and the
+//     snapshot's entry is reported as not restored (dirConflicts), unless
+//     Options.Delete asks for what the snapshot lacks to go. An empty
+//     directory is replaced.
+//   - Anything but a directory where the snapshot has a directory is
+//     replaced (as a file with other content is), unless
+//     Options.Overwrite keeps it (never; if-newer, where it is newer).
+//     Then nothing below that directory is restored, and it is reported
+//     (leaveOutBlocked), as is a directory that cannot be created.
+//
+// A dry run finds the same (predictBlocked), so what it says a restore
+// would do is what the restore does.
+
+// keepsInTheWay reports whether o leaves the entry st, which is not a
+// directory, where the snapshot has directory n (nil: a directory above
+// the backed-up paths, which has no times to compare).
+func (o Overwrite) keepsInTheWay(st unix.Stat_t, n *snapshot.Node) bool {
+	if n == nil {
+		return o == OverwriteNever
+	}
+	return o.keeps(st, n)
+}
+
+// dirConflicts leaves out of the plan the files, hard links, symlinks
+// and special files where the target holds a directory with entries,
+// and reports each: that directory is left as it was. Options.Delete
+// removes it instead; an empty one is replaced; one Options.Overwrite
+// keeps is counted as kept later.
+func (r *restorer) dirConflicts(pl *plan) {
+	if r.opts.Delete || r.t == nil || r.t.fresh {
+		return
+	}
+	conflict := func(p string, n *snapshot.Node) error {
+		st, err := r.t.lstat(p)
+		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || r.opts.Overwrite.keeps(st, n) {
+			return nil
+		}
+		names, err := r.t.names(p)
+		if err == nil && len(names) == 0 {
+			return nil
+		}
+		what := "entries"
+		if err != nil {
+			what = fmt.Sprintf("entries, perhaps (it could not be listed: %v)", err)
+		}
+		return fmt.Errorf("the target holds a directory with %s here, where the snapshot has %s: it is left as it was, with all it holds; restore with --delete to replace it (what it holds is removed), or move it away, or restore into another directory", what, describeNode(n))
+	}
+	kept := pl.files[:0]
+	for _, f := range pl.files {
+		if err := conflict(f.path, f.node()); err != nil {
+			// Its hard links fail with it (settledLink).
+			f.failed = err
+			r.fail(f.path, err)
+			pl.bytes -= f.size
+			continue
+		}
+		kept = append(kept, f)
+	}
+	clear(pl.files[len(kept):])
+	pl.files = kept
+	links := pl.links[:0]
+	for _, f := range pl.links {
+		if err := conflict(f.path, f.node()); err != nil {
+			r.fail(f.path, err)
+			continue
+		}
+		links = append(links, f)
+	}
+	clear(pl.links[len(links):])
+	pl.links = links
+	others := pl.others[:0]
+	for _, o := range pl.others {
+		if err := conflict(o.path, o.node); err != nil {
+			r.fail(o.path, err)
+			continue
+		}
+		others = append(others, o)
+	}
+	clear(pl.others[len(others):])
+	pl.others = others
+}
+
+// describeNode names the type of n with an article ("a symlink").
+func describeNode(n *snapshot.Node) string {
+	switch n.Type {
+	case snapshot.TypeFile:
+		return "a file"
+	case snapshot.TypeSymlink:
+		return "a symlink"
+	case snapshot.TypeFIFO:
+		return "a FIFO"
+	case snapshot.TypeDir:
+		return "a directory"
+	}
+	return "a device node"
+}
+
+// leaveOutBlocked takes out of the plan the directories that could not
+// be created (blocked, as dirMaker or predictBlocked found them: with
+// why, or with a nil error for those below one) and everything below
+// them, and reports each such directory once, naming why. It returns
+// those failures, which Options.Delete must not descend into either.
+func (r *restorer) leaveOutBlocked(pl *plan, blocked map[string]error) []Failure {
+	if len(blocked) == 0 {
+		return nil
+	}
+	isBlocked := func(p string) bool { _, ok := blocked[p]; return ok }
+	below := func(p string) bool { d, _ := split(p); return d != "" && isBlocked(d) }
+	var failures []Failure
+	dirs := pl.dirs[:0]
+	for _, d := range pl.dirs {
+		err, ok := blocked[d.path]
+		if !ok {
+			dirs = append(dirs, d)
+			continue
+		}
+		if err == nil {
+			continue
+		}
+		var kept *keptInTheWayError
+		if errors.As(err, &kept) {
+			err = fmt.Errorf("%w; --overwrite %s leaves it, so nothing below it is restored: restore with --overwrite if-changed to replace it, or move it away, or restore into another directory", err, r.opts.Overwrite)
+		} else {
+			err = fmt.Errorf("could not create this directory, so nothing below it is restored: %w; make its parent writable (permissions, a read-only mount, an immutable entry) and run the restore again, or restore into another directory", err)
+		}
+		fl := Failure{Path: d.path, Err: err}
+		failures = append(failures, fl)
+		r.record(fl)
+	}
+	clear(pl.dirs[len(dirs):])
+	pl.dirs = dirs
+	files := pl.files[:0]
+	for _, f := range pl.files {
+		if below(f.path) {
+			// A hard link to it elsewhere fails with it (settledLink).
+			f.failed = fmt.Errorf("its directory /%s could not be created", func() string { d, _ := split(f.path); return d }())
+			pl.bytes -= f.size
+			continue
+		}
+		files = append(files, f)
+	}
+	clear(pl.files[len(files):])
+	pl.files = files
+	links := pl.links[:0]
+	for _, f := range pl.links {
+		if !below(f.path) {
+			links = append(links, f)
+		}
+	}
+	clear(pl.links[len(links):])
+	pl.links = links
+	others := pl.others[:0]
+	for _, o := range pl.others {
+		if !below(o.path) {
+			others = append(others, o)
+		}
+	}
+	clear(pl.others[len(others):])
+	pl.others = others
+	return failures
+}
+
+// predictBlocked finds, in a dry run, the directories a restore could
+// not create: where the target holds something else that
+// Options.Overwrite keeps, or where their parent in the target may not
+// be written to (permissions, a read-only mount, an immutable
+// directory). Directories below them are noted with a nil error, as
+// dirMaker does.
+func (r *restorer) predictBlocked(pl *plan) map[string]error {
+	blocked := map[string]error{}
+	if r.t == nil || r.t.fresh {
+		return blocked
+	}
+	for _, d := range pl.dirs {
+		parent, _ := split(d.path)
+		if _, ok := blocked[parent]; ok && parent != "" {
+			blocked[d.path] = nil
+			continue
+		}
+		st, err := r.t.lstat(d.path)
+		switch {
+		case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		case err == nil:
+			if r.opts.Overwrite.keepsInTheWay(st, d.node) {
+				blocked[d.path] = &keptInTheWayError{mode: st.Mode}
+			}
+		case errors.Is(err, unix.ENOENT):
+			// Created in its parent, if that is a directory the target
+			// holds already (one the restore makes is writable).
+			pst, perr := r.t.lstat(parent)
+			if perr != nil || pst.Mode&unix.S_IFMT != unix.S_IFDIR {
+				continue
+			}
+			if werr := r.t.withDir(parent, func(dfd int) error {
+				return unix.Faccessat(dfd, ".", unix.W_OK, unix.AT_EACCESS)
+			}); werr != nil {
+				blocked[d.path] = werr
+			}
+		}
+	}
+	return blocked
+}

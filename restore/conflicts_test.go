@@ -1,0 +1,222 @@
+// Restores into a target that holds an entry of another type where the
+// snapshot has one, or where a directory cannot be created.
+
+package restore_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/restore"
+)
+
+// failedPaths returns the paths of res's failures relative to the
+// restored src, and their errors by path.
+func failedPaths(res *restore.Result, src string) ([]string, map[string]string) {
+	var paths []string
+	errs := map[string]string{}
+	for _, f := range res.Failures {
+		p := strings.TrimPrefix(f.Path, strings.TrimPrefix(src, "/")+"/")
+		paths = append(paths, p)
+		errs[p] = f.Err.Error()
+	}
+	return paths, errs
+}
+
+// TestDirConflicts: a directory with entries in the target where the
+// snapshot has a file or a symlink is left as it is, with all it holds,
+// and the entry reported (naming --delete), unless Delete asks for it to
+// go; an empty one is replaced. With Overwrite never (and if-newer, for a
+// newer entry), a file where the snapshot has a directory is left as it
+// is too, and nothing below that directory restored, and reported; the
+// default replaces it, as any changed file. Everything else is restored,
+// and a dry run reports exactly what the restore then does (found by
+// review: the restore removed the directories and what they held without
+// a word, with --overwrite never too, and only the dry run listed them).
+func TestDirConflicts(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	tree := fixture.Tree{
+		"f":      {Content: []byte("the snapshot's file\n")},
+		"big":    {Content: fixture.Random(5, 3<<20)}, // several chunks: created up front
+		"l":      {Symlink: "f"},
+		"hard/a": {Content: []byte("linked\n")},
+		"hard/b": {HardlinkTo: "hard/a"},
+		"empty":  {Content: []byte("where the target has an empty directory\n")},
+		"d/x":    {Content: []byte("in a directory where the target has a file\n")},
+		"d/y/z":  {Content: []byte("deeper\n")},
+		"ok":     {Content: []byte("restored anyway\n")},
+	}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+
+	for _, tc := range []struct {
+		name      string
+		opts      restore.Options
+		failed    []string // sorted
+		userFiles bool     // the target's directories at f, big, l and hard/b stay with their files
+		dKept     bool     // the target's file at d stays
+	}{
+		{name: "if-changed", failed: []string{"big", "f", "hard/b", "l"}, userFiles: true},
+		{name: "never", opts: restore.Options{Overwrite: restore.OverwriteNever}, failed: []string{"d"}, userFiles: true, dKept: true},
+		{name: "delete", opts: restore.Options{Delete: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dst := t.TempDir()
+			out := restoredAt(dst, src)
+			at := func(p string) string { return filepath.Join(out, p) }
+			must := fatalIf(t)
+			for _, p := range []string{"f", "big", "l", "hard/b"} {
+				must(os.MkdirAll(at(p), 0o755))
+				must(os.WriteFile(at(p+"/user.txt"), []byte("the user's"), 0o644))
+			}
+			must(os.Mkdir(at("empty"), 0o755))
+			must(os.WriteFile(at("d"), []byte("the user's file"), 0o644))
+
+			opts := tc.opts
+			opts.Target, opts.DryRun = dst, true
+			before := listing(t, dst)
+			dry, err := restore.Restore(ctx, r.reader, snap, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(listing(t, dst), before) {
+				t.Fatal("the dry run changed the target")
+			}
+			opts.DryRun = false
+			res, err := restore.Restore(ctx, r.reader, snap, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			dryFailed, _ := failedPaths(dry, src)
+			failed, errs := failedPaths(res, src)
+			if !slices.Equal(failed, tc.failed) {
+				t.Errorf("failures %v, want %v", res.Failures, tc.failed)
+			}
+			if !slices.Equal(dryFailed, failed) {
+				t.Errorf("the dry run's failures %v, the restore's %v", dry.Failures, res.Failures)
+			}
+			if dry.Files != res.Files || dry.Dirs != res.Dirs || dry.Symlinks != res.Symlinks || dry.Kept != res.Kept {
+				t.Errorf("the dry run would restore %d files, %d dirs, %d symlinks and keep %d; the restore: %d, %d, %d, %d",
+					dry.Files, dry.Dirs, dry.Symlinks, dry.Kept, res.Files, res.Dirs, res.Symlinks, res.Kept)
+			}
+			var replaced []string
+			for _, c := range dry.Changes {
+				if c.Action == restore.ActionReplace {
+					replaced = append(replaced, strings.TrimPrefix(c.Path, strings.TrimPrefix(src, "/")+"/"))
+				}
+			}
+			for _, p := range failed {
+				if slices.Contains(replaced, p) {
+					t.Errorf("the dry run lists %s as replaced, which the restore did not replace", p)
+				}
+			}
+			for _, p := range []string{"big", "f", "hard/b"} {
+				if tc.userFiles && tc.opts.Overwrite == "" && !strings.Contains(errs[p], "--delete") {
+					t.Errorf("%s: %q, want it to name --delete", p, errs[p])
+				}
+			}
+			if tc.dKept && !strings.Contains(errs["d"], "nothing below it is restored") {
+				t.Errorf("d: %q, want it to say nothing below it is restored", errs["d"])
+			}
+
+			for _, p := range []string{"f", "big", "l", "hard/b"} {
+				b, err := os.ReadFile(at(p + "/user.txt"))
+				if tc.userFiles && (err != nil || string(b) != "the user's") {
+					t.Errorf("%s/user.txt: %q, %v; want the user's file left", p, b, err)
+				}
+				if !tc.userFiles {
+					if fi, err := os.Lstat(at(p)); err != nil || fi.IsDir() {
+						t.Errorf("%s with Delete: %v, %v; want the snapshot's entry", p, fi, err)
+					}
+				}
+			}
+			b, err := os.ReadFile(at("d"))
+			if tc.dKept != (err == nil && string(b) == "the user's file") {
+				t.Errorf("d: %q, %v; want it kept: %v", b, err, tc.dKept)
+			}
+			if !tc.dKept {
+				if b, err := os.ReadFile(at("d/y/z")); err != nil || string(b) != "deeper\n" {
+					t.Errorf("d/y/z: %q, %v", b, err)
+				}
+			}
+			if b, err := os.ReadFile(at("ok")); err != nil || string(b) != "restored anyway\n" {
+				t.Errorf("ok: %q, %v", b, err)
+			}
+			if b, err := os.ReadFile(at("hard/a")); err != nil || string(b) != "linked\n" {
+				t.Errorf("hard/a: %q, %v", b, err)
+			}
+			if fi, err := os.Lstat(at("empty")); tc.opts.Overwrite != restore.OverwriteNever && (err != nil || !fi.Mode().IsRegular()) {
+				t.Errorf("empty: %v, %v; want the empty directory replaced by the file", fi, err)
+			}
+		})
+	}
+}
+
+// TestUncreatableDir: a directory that cannot be created (here: its
+// parent in the target belongs to root and the restore runs as another
+// user) is reported, naming it and why, and nothing below it is
+// restored; everything else is, and a dry run reports the same (found by
+// review: the first such directory ended the whole restore).
+func TestUncreatableDir(t *testing.T) {
+	r := anyUserRepo(t)
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"locked/sub/f":      {Content: []byte("cannot go here\n")},
+		"locked/sub/deep/g": {Content: []byte("nor here\n")},
+		"open/h":            {Content: []byte("restored anyway\n")},
+		"z":                 {Content: []byte("after it in the walk\n")},
+	})
+	snap := r.backup(t, src)
+	dst := userTarget(t, nobody)
+	out := restoredAt(dst, src)
+	// The directories down to src, nobody's, and locked, root's.
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p := out; p != dst; p = filepath.Dir(p) {
+		if err := os.Chown(p, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(out, "locked"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	var dry, res *restore.Result
+	asUser(t, nobody, func() {
+		var err error
+		if dry, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true}); err != nil {
+			t.Fatalf("dry run: %v", err)
+		}
+		if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+	})
+	failed, errs := failedPaths(res, src)
+	if want := []string{"locked/sub"}; !slices.Equal(failed, want) {
+		t.Fatalf("failures %v, want %v", res.Failures, want)
+	}
+	if e := errs["locked/sub"]; !strings.Contains(e, "permission denied") || !strings.Contains(e, "nothing below it is restored") {
+		t.Errorf("locked/sub: %q, want it to say why and that nothing below it is restored", e)
+	}
+	if dryFailed, _ := failedPaths(dry, src); !slices.Equal(dryFailed, failed) {
+		t.Errorf("the dry run's failures %v, the restore's %v", dry.Failures, res.Failures)
+	}
+	if dry.Files != res.Files || dry.Dirs != res.Dirs || res.Files != 2 {
+		t.Errorf("the dry run would restore %d files and %d dirs, the restore did %d and %d; want 2 files", dry.Files, dry.Dirs, res.Files, res.Dirs)
+	}
+	for p, want := range map[string]string{"open/h": "restored anyway\n", "z": "after it in the walk\n"} {
+		if b, err := os.ReadFile(filepath.Join(out, p)); err != nil || string(b) != want {
+			t.Errorf("%s: %q, %v", p, b, err)
+		}
+	}
+}
