@@ -71,6 +71,12 @@
 // filesystem that refuses O_DIRECT turns it off for the rest of the
 // restore.
 //
+// Entries of another type in the target are replaced only where that
+// removes nothing the user did not ask to remove (conflicts.go): a
+// directory with entries where the snapshot has a file stays, and the
+// file is reported, unless Options.Delete asks for it to go. A directory
+// that cannot be created is reported and left out with all below it.
+//
 // A pack that cannot be read is retried blob by blob; a blob that fails
 // verification fails only the files that use it. Failed files are
 // removed and reported; everything else is restored. Directory metadata

@@ -100,8 +100,11 @@ type Options struct {
 
 // Overwrite is what a restore does with an entry the target already
 // holds at a path the snapshot restores (a file, a symlink, a device; a
-// directory is always a directory afterwards, and gets the snapshot's
-// metadata).
+// directory the target holds where the snapshot has one stays and gets
+// the snapshot's metadata). It also decides whether an entry other than
+// a directory where the snapshot has one is replaced; a directory with
+// entries where the snapshot has something else is replaced only with
+// Options.Delete, whatever the mode (conflicts.go).
 type Overwrite string
 
 const (

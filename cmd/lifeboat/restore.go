@@ -95,13 +95,21 @@ unless it is a file with the snapshot's content, whose owner, mode, times and
 extended attributes are then set as the snapshot's (user.* ones it lacks are
 removed); never leaves it as it is, so only what is
 missing is restored; if-newer replaces it only if the snapshot's modification
-time is later than its. Directories are always made directories and given the
-snapshot's metadata.
+time is later than its. A directory the target holds where the snapshot has
+one is kept and given the snapshot's metadata. A directory holding entries
+where the snapshot has a file (symlink, device) is never removed without
+--delete, in any mode: that path is reported as not restored (exit code 1);
+an empty one is replaced. A file where the snapshot has a directory is
+replaced by it (if-changed), or kept (never; if-newer where it is newer),
+and then nothing below that directory is restored and it is reported. A
+directory that cannot be created (a parent not writable) is reported the
+same way; everything else is restored.
 
 --dry-run restores nothing: it plans the restore, reads the files already in
 the target to tell identical ones from those that would be replaced, checks
 that every pack it would read is in the repository, and prints what a restore
-would write, download, keep, replace and remove. Run it
+would write, download, keep, replace and remove, and what it would not
+restore (exit code 1). Run it
 before restoring into a directory that is in use.
 
 --delete removes what the target holds and the snapshot does not, once

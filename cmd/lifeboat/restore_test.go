@@ -336,3 +336,64 @@ func TestPrefixAmbiguousWithUnreadableSnapshot(t *testing.T) {
 	c.fails(1, r.reader("ls", "--no-cache", id[:8]), "is ambiguous", other)
 	c.ok(r.reader("ls", "--no-cache", id)...)
 }
+
+// TestRestoreTypeConflictsCLI: a directory holding the user's files where
+// the snapshot has a file is left, and reported (exit 1, naming --delete,
+// in --json's failures), by the dry run as by the restore; with
+// --overwrite never a file where the snapshot has a directory stays too,
+// and is reported; --delete then makes the target the snapshot.
+func TestRestoreTypeConflictsCLI(t *testing.T) {
+	t.Parallel()
+	c, r, src, tree := backedUpSmallTree(t)
+	target := filepath.Join(c.dir, "target")
+	out := filepath.Join(target, src)
+	users := filepath.Join(out, "hello.txt", "mine.txt")
+	if err := os.MkdirAll(filepath.Dir(users), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(users, []byte("the user's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "sub"), []byte("the user's file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type failures struct {
+		Failures []struct{ Path, Error string } `json:"failures"`
+	}
+	check := func(what string, res result, want, say string) {
+		t.Helper()
+		got := decodeJSON[failures](t, res.stdout).Failures
+		if len(got) != 1 || got[0].Path != src+"/"+want || !strings.Contains(got[0].Error, say) {
+			t.Fatalf("%s: failures %+v, want one for %s saying %q", what, got, want, say)
+		}
+	}
+	for _, mode := range []string{"if-changed", "never"} {
+		// never keeps the directory at hello.txt, as it keeps every
+		// entry the target holds, and the file at sub.
+		want, say := "hello.txt", "restore with --delete to replace it"
+		if mode == "never" {
+			want, say = "sub", "--overwrite never leaves it, so nothing below it is restored"
+		}
+		args := r.reader("restore", "latest", "--target", target, "--overwrite", mode, "--json")
+		check(mode+" --dry-run", c.fails(1, append(args, "--dry-run"), "would not be restored"), want, say)
+		check(mode, c.fails(1, args, "could not be restored"), want, say)
+		if b, err := os.ReadFile(users); err != nil || string(b) != "the user's\n" {
+			t.Fatalf("--overwrite %s: the user's file in the directory at hello.txt: %q, %v", mode, b, err)
+		}
+		if mode == "never" {
+			if b, err := os.ReadFile(filepath.Join(out, "sub")); err != nil || string(b) != "the user's file\n" {
+				t.Errorf("--overwrite never replaced a file by a directory: %q, %v", b, err)
+			}
+		} else if fi, err := os.Stat(filepath.Join(out, "sub")); err != nil || !fi.IsDir() {
+			t.Fatalf("sub after the default restore: %v, %v; want the snapshot's directory", fi, err)
+		}
+		if err := os.RemoveAll(filepath.Join(out, "sub")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, "sub"), []byte("the user's file\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.ok(r.reader("restore", "latest", "--target", target, "--delete")...)
+	fixture.Compare(t, tree, out)
+}
