@@ -137,7 +137,7 @@ func (r *restorer) leaveOutBlocked(pl *plan, blocked map[string]error) []Failure
 		if errors.As(err, &kept) {
 			err = fmt.Errorf("%w; --overwrite %s leaves it, so nothing below it is restored: restore with --overwrite if-changed to replace it, or move it away, or restore into another directory", err, r.opts.Overwrite)
 		} else {
-			err = fmt.Errorf("could not create this directory, so nothing below it is restored: %w; make its parent writable (permissions, a read-only mount, an immutable entry) and run the restore again, or restore into another directory", err)
+			err = fmt.Errorf("could not create this directory, so nothing below it is restored: %w; fix what stops it (a parent the user may not write to, a read-only mount, an immutable entry in its place) and run the restore again, or restore into another directory", err)
 		}
 		fl := Failure{Path: d.path, Err: err}
 		failures = append(failures, fl)
@@ -199,6 +199,8 @@ func (r *restorer) predictBlocked(pl *plan) map[string]error {
 		case err == nil:
 			if r.opts.Overwrite.keepsInTheWay(st, d.node) {
 				blocked[d.path] = &keptInTheWayError{mode: st.Mode}
+			} else if rerr := r.t.removable(parent, d.path, st); rerr != nil {
+				blocked[d.path] = rerr
 			}
 		case errors.Is(err, unix.ENOENT):
 			// Created in its parent, if that is a directory the target
@@ -215,4 +217,40 @@ func (r *restorer) predictBlocked(pl *plan) map[string]error {
 		}
 	}
 	return blocked
+}
+
+// The inode flags (FS_IOC_GETFLAGS) that keep an entry from being
+// removed: chattr +i and +a.
+const (
+	fsImmutableFL = 0x10
+	fsAppendFL    = 0x20
+)
+
+// removable reports, in a dry run, why the entry st at p, in directory
+// parent, could not be removed to make room for the snapshot's: its
+// directory is not writable (permissions, a read-only mount), or it is a
+// file marked immutable or append-only. (Only regular files are opened
+// to read their flags: opening a device can have effects.)
+func (t *targetDir) removable(parent, p string, st unix.Stat_t) error {
+	if err := t.withDir(parent, func(dfd int) error {
+		return unix.Faccessat(dfd, ".", unix.W_OK, unix.AT_EACCESS)
+	}); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	dir, base := split(p)
+	return t.withDir(dir, func(dfd int) error {
+		fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil // not known: the restore will tell
+		}
+		defer unix.Close(fd)
+		flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+		if err == nil && flags&(fsImmutableFL|fsAppendFL) != 0 {
+			return unix.EPERM
+		}
+		return nil
+	})
 }

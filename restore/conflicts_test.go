@@ -6,6 +6,7 @@ package restore_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -218,5 +219,55 @@ func TestUncreatableDir(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(out, p)); err != nil || string(b) != want {
 			t.Errorf("%s: %q, %v", p, b, err)
 		}
+	}
+}
+
+// TestImmutableInTheWay: an immutable file (chattr +i) where the
+// snapshot has a directory cannot be replaced: the directory is reported
+// and nothing below it restored, everything else is, and the dry run
+// says so too rather than promising to replace it.
+func TestImmutableInTheWay(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to mark a file immutable")
+	}
+	chattr, err := exec.LookPath("chattr")
+	if err != nil {
+		t.Skip("no chattr")
+	}
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"d/x": {Content: []byte("below\n")}, "ok": {Content: []byte("restored anyway\n")}})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	out := restoredAt(dst, src)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := filepath.Join(out, "d")
+	if err := os.WriteFile(d, []byte("immutable\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(chattr, "+i", d).CombinedOutput(); err != nil {
+		t.Skipf("the filesystem of %s has no immutable flag: %v %s", d, err, b)
+	}
+	t.Cleanup(func() { _ = exec.Command(chattr, "-i", d).Run() })
+
+	dry, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, errs := failedPaths(res, src)
+	if !slices.Equal(failed, []string{"d"}) || !strings.Contains(errs["d"], "operation not permitted") {
+		t.Fatalf("failures %v, want d's, saying why", res.Failures)
+	}
+	if dryFailed, _ := failedPaths(dry, src); !slices.Equal(dryFailed, failed) || len(dry.Changes) != 0 {
+		t.Errorf("the dry run: failures %v, changes %v; the restore's failures %v", dry.Failures, dry.Changes, res.Failures)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "ok")); err != nil || string(b) != "restored anyway\n" {
+		t.Errorf("ok: %q, %v", b, err)
 	}
 }
