@@ -98,8 +98,8 @@ missing is restored; if-newer replaces it only if the snapshot's modification
 time is later than its. A directory the target holds where the snapshot has
 one is kept and given the snapshot's metadata. A directory holding entries
 where the snapshot has a file (symlink, device) is never removed without
---delete, in any mode: that path is reported as not restored (exit code 1);
-an empty one is replaced. A file where the snapshot has a directory is
+--delete, in any mode: that path is reported as not restored (exit code 1),
+or counted as kept where the mode keeps it; an empty one is replaced. A file where the snapshot has a directory is
 replaced by it (if-changed), or kept (never; if-newer where it is newer),
 and then nothing below that directory is restored and it is reported. A
 directory that cannot be created (a parent not writable) is reported the
