@@ -67,6 +67,9 @@ func TestDirConflicts(t *testing.T) {
 		{name: "if-changed", failed: []string{"big", "f", "hard/b", "l"}, userFiles: true},
 		{name: "never", opts: restore.Options{Overwrite: restore.OverwriteNever}, failed: []string{"d"}, userFiles: true, dKept: true},
 		{name: "delete", opts: restore.Options{Delete: true}},
+		// Delete removes nothing of what never keeps, nor the file
+		// standing for the directory it keeps out.
+		{name: "never-delete", opts: restore.Options{Overwrite: restore.OverwriteNever, Delete: true}, failed: []string{"d"}, userFiles: true, dKept: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -110,14 +113,12 @@ func TestDirConflicts(t *testing.T) {
 					dry.Files, dry.Dirs, dry.Symlinks, dry.Kept, res.Files, res.Dirs, res.Symlinks, res.Kept)
 			}
 			var replaced []string
-			for _, c := range dry.Changes {
-				if c.Action == restore.ActionReplace {
-					replaced = append(replaced, strings.TrimPrefix(c.Path, strings.TrimPrefix(src, "/")+"/"))
-				}
+			for _, c := range dry.Changes { // replaced or deleted
+				replaced = append(replaced, strings.TrimPrefix(c.Path, strings.TrimPrefix(src, "/")+"/"))
 			}
 			for _, p := range failed {
 				if slices.Contains(replaced, p) {
-					t.Errorf("the dry run lists %s as replaced, which the restore did not replace", p)
+					t.Errorf("the dry run lists %s as replaced or deleted (%v), which the restore left", p, dry.Changes)
 				}
 			}
 			for _, p := range []string{"big", "f", "hard/b"} {
