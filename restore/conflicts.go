@@ -149,7 +149,8 @@ func (r *restorer) leaveOutBlocked(pl *plan, blocked map[string]error) []Failure
 	for _, f := range pl.files {
 		if below(f.path) {
 			// A hard link to it elsewhere fails with it (settledLink).
-			f.failed = fmt.Errorf("its directory /%s could not be created", func() string { d, _ := split(f.path); return d }())
+			dir, _ := split(f.path)
+			f.failed = fmt.Errorf("its directory /%s could not be created", dir)
 			pl.bytes -= f.size
 			continue
 		}

@@ -50,8 +50,8 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	r.unmatched, r.excludedIncludes = in.unmatched()
 	r.excludedPaths = in.excludedRoots()
 	r.failures = slices.Clone(failures) // failures grows below, for extraneous
-	// What the restore would find when it creates the directories, and
-	// files (dirConflicts).
+	// The directories the restore could not create, as it would find
+	// them (and below, dirConflicts: the files it would not replace).
 	failures = append(failures, r.leaveOutBlocked(pl, r.predictBlocked(pl))...)
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)

@@ -400,6 +400,8 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	r.failures = append(r.failures, planFailures...)
 	r.tmpsTaken = pl.tmpsTaken
+	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
+	r.prog.TotalBytes.Store(pl.bytes)
 
 	if err := mk.wait(); err != nil {
 		return nil, err
@@ -418,6 +420,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			return nil, err
 		}
 	}
+	// Less what was left out since (leaveOutBlocked, dirConflicts).
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)
 	if err := r.createFiles(pl.files); err != nil {
