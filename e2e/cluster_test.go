@@ -47,13 +47,9 @@ func TestClusterProcesses(t *testing.T) {
 	}
 	status := func(addr string) coordinator.ClusterStatus {
 		t.Helper()
-		out, err := lb([]string{"LIFEBOAT_ADDR=" + addr}, "cluster", "status", "--json")
+		cs, err := clusterStatus(lb([]string{"LIFEBOAT_ADDR=" + addr}, "cluster", "status", "--json"))
 		if err != nil {
 			t.Fatal(err)
-		}
-		var cs coordinator.ClusterStatus
-		if err := json.Unmarshal([]byte(out), &cs); err != nil {
-			t.Fatalf("cluster status --json: %v\n%s", err, out)
 		}
 		return cs
 	}

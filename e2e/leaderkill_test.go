@@ -33,15 +33,7 @@ type leaderKillEnv struct {
 // checks clean. The killed node is restarted and must catch up.
 func leaderKill(t *testing.T, e leaderKillEnv) {
 	status := func(addr string) (coordinator.ClusterStatus, error) {
-		var cs coordinator.ClusterStatus
-		out, err := e.lb("cluster", "status", "--json", "--addr", addr)
-		if err != nil {
-			return cs, err
-		}
-		if err := json.Unmarshal([]byte(out), &cs); err != nil {
-			return cs, fmt.Errorf("cluster status --json: %v\n%s", err, out)
-		}
-		return cs, nil
+		return clusterStatus(e.lb("cluster", "status", "--json", "--addr", addr))
 	}
 	show := func(id, addr string) (coordinator.Job, error) {
 		var j coordinator.Job
@@ -71,10 +63,14 @@ func leaderKill(t *testing.T, e leaderKillEnv) {
 			j = e.running("pa")
 			return j != nil
 		})
-		cs, err := status(strings.Join(e.urls, ","))
-		if err != nil {
-			t.Fatal(err)
-		}
+		var cs coordinator.ClusterStatus
+		waitFor(t, 30*time.Second, "a leader", func() bool {
+			var err error
+			if cs, err = status(strings.Join(e.urls, ",")); err != nil {
+				t.Fatal(err)
+			}
+			return cs.Leader != ""
+		})
 		leader := -1
 		for i, p := range e.procs {
 			if p.name == cs.Leader {

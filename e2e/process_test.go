@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -122,9 +124,28 @@ func (c coordCLI) run(args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("lifeboat %s: %v: %s%s", strings.Join(args, " "), err, out.String(), errb.String())
+		return out.String(), fmt.Errorf("lifeboat %s: %w: %s%s", strings.Join(args, " "), err, out.String(), errb.String())
 	}
 	return out.String(), nil
+}
+
+// clusterStatus reads what 'lifeboat cluster status --json' printed (out)
+// and how it ended (err): exit 0 with a leader, or exit 4 without one (the
+// answering node is in an election or has no quorum), is a status; any
+// other end, or an exit code that contradicts the status, is an error.
+func clusterStatus(out string, err error) (coordinator.ClusterStatus, error) {
+	var cs coordinator.ClusterStatus
+	var ee *exec.ExitError
+	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() != 4) {
+		return cs, err
+	}
+	if jerr := json.Unmarshal([]byte(out), &cs); jerr != nil {
+		return cs, fmt.Errorf("cluster status --json: %v (%v)\n%s", jerr, err, out)
+	}
+	if (err == nil) != (cs.Leader != "") {
+		return cs, fmt.Errorf("cluster status --json: leader %q but %v", cs.Leader, err)
+	}
+	return cs, nil
 }
 
 func (c coordCLI) must(t *testing.T, args ...string) string {

@@ -23,11 +23,22 @@ then run 'lifeboat cluster join ID RAFTADDR' against the cluster.`,
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status",
 		Short: "Show members, leader, term, commit index and health",
-		Args:  noArgs,
+		Long: `Show the cluster's members, leader, term, commit index and each node's
+health, as seen by the node that answers.
+
+Exit code 4 when that node knows no leader (the status is still printed,
+with --json too): an election is under way, or a majority of the voters is
+down. One that lasts means a lost quorum: bring the lost nodes back, or, if
+they are gone for good, see 'lifeboat cluster recover --help'. Exit code 1
+when no node could be asked.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cs, done, err := fetch[coordinator.ClusterStatus](cmd, g, &cf, "/v1/cluster")
-			if done || err != nil {
+			if err != nil {
 				return err
+			}
+			if done {
+				return noLeader(cs)
 			}
 			leader := cs.Leader
 			if leader == "" {
@@ -49,7 +60,10 @@ then run 'lifeboat cluster join ID RAFTADDR' against the cluster.`,
 				}
 				row(tw, m.ID, role, health, m.RaftAddr, orDash(m.HTTPAddr), m.Term, m.CommitIndex, m.AppliedIndex)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return noLeader(cs)
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -132,4 +146,16 @@ the data dir; it does not talk to the cluster.`,
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the stopped node's data dir")
 	cmd.Flags().StringVar(&peers, "peers", "", "the new voting members: ID=RAFTADDR,... (include this node)")
 	return cmd
+}
+
+// noLeader is the error, with exit code 4, of a cluster status whose
+// answering node knows no leader; nil when it knows one.
+func noLeader(cs coordinator.ClusterStatus) error {
+	if cs.Leader != "" {
+		return nil
+	}
+	return withCode(exitNoLeader, fmt.Errorf("cluster %s has no leader (as seen by %s, term %d): an election is under way, "+
+		"or a majority of the voters is down and nothing can be written or scheduled; start the stopped nodes, "+
+		"or, if a majority is gone for good, make a survivor the cluster with 'lifeboat cluster recover' "+
+		"(docs/operations.md, \"Losing the coordinator\")", orDash(cs.Cluster), cs.Node, cs.Term))
 }

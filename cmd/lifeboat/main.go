@@ -10,6 +10,7 @@
 //	2  usage error: unknown command or flag, missing argument, bad flag value,
 //	   no repository or credentials given
 //	3  backup completed, but some files could not be read (the snapshot is partial)
+//	4  cluster status: the answering node knows no leader (election or lost quorum)
 package main
 
 import (
@@ -29,6 +30,9 @@ const (
 	exitError   = 1
 	exitUsage   = 2
 	exitPartial = 3
+	// exitNoLeader is cluster status's answer for a cluster without a
+	// leader, so a script or monitoring check can tell it from an error.
+	exitNoLeader = 4
 )
 
 func main() {

@@ -50,7 +50,8 @@ Exit codes:
   1  error, or problems found (check), or files that could not be restored
   2  usage error (unknown command or flag, missing argument, bad flag value,
      no repository or credentials given)
-  3  backup completed, but some files could not be read (snapshot is partial)`
+  3  backup completed, but some files could not be read (snapshot is partial)
+  4  cluster status: the cluster has no leader (election or lost quorum)`
 
 // globals holds the persistent flags and what is derived from them.
 type globals struct {
