@@ -456,3 +456,48 @@ func TestNoAgentUnseenAfterClockJump(t *testing.T) {
 		t.Fatal("agent_unseen/a1 not firing 20 minutes after the agent's last contact")
 	}
 }
+
+// TestNotifyDeliveryMetrics: the delivering node counts alert messages by
+// target and result on /metrics, failed attempts included, so a target
+// that keeps refusing can be alerted on.
+func TestNotifyDeliveryMetrics(t *testing.T) {
+	c := alertCluster(t, 1)
+	flaky, good := newReceiver(t, 2), newReceiver(t, 0)
+	c.addTarget("flaky", TargetWebhook, flaky.URL)
+	c.addTarget("good", TargetWebhook, good.URL)
+	a := NewAPI(APIConfig{Node: c.nodes[0], SelfURL: "http://metrics.invalid"})
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		a.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET /metrics: %d %s", rec.Code, rec.Body)
+		}
+		return rec.Body.String()
+	}
+	if m := scrape(); strings.Contains(m, "lifeboat_alert_deliveries_total{") {
+		t.Errorf("delivery counts before any delivery:\n%s", m)
+	}
+
+	c.runBackup("j1", false)
+	// Counted once the receiver's answer is back: wait for the counts.
+	var m string
+	c.tickUntil(func() bool {
+		m = scrape()
+		return strings.Contains(m, `lifeboat_alert_deliveries_total{result="delivered",target="flaky"} 1`) &&
+			strings.Contains(m, `lifeboat_alert_deliveries_total{result="delivered",target="good"} 1`)
+	})
+	if req, n := flaky.count(); req != 3 || n != 1 {
+		t.Fatalf("flaky target: %d requests, %d accepted; want 3 and 1", req, n)
+	}
+	for _, want := range []string{
+		`lifeboat_alert_deliveries_total{result="failed",target="flaky"} 2`,
+		`lifeboat_alert_deliveries_total{result="failed",target="good"} 0`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", m)
+	}
+}

@@ -43,7 +43,7 @@ func newMetrics(a *API) *Metrics {
 			Help: "Jobs leased to agents through this node.",
 		}),
 	}
-	m.reg.MustRegister(m.apply, m.requests, m.latency, m.leased, &stateCollector{a: a}, &maintenanceCollector{a: a},
+	m.reg.MustRegister(m.apply, m.requests, m.latency, m.leased, &stateCollector{a: a}, &maintenanceCollector{a: a}, &deliveryCollector{n: a.node},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -85,7 +85,22 @@ var (
 	descSnapshots   = prometheus.NewDesc("lifeboat_catalog_snapshots", "Snapshots in the catalog.", nil, nil)
 	descAlerts      = prometheus.NewDesc("lifeboat_alerts_open", "Open alerts by kind.", []string{"kind"}, nil)
 	raftStates      = []string{"Leader", "Follower", "Candidate", "Shutdown"}
+	descDeliveries  = prometheus.NewDesc("lifeboat_alert_deliveries_total",
+		"Alert messages this node posted (as leader), by target and result (delivered: a 2xx answer; failed: an error or any other answer, retried later).",
+		[]string{"target", "result"}, nil)
 )
+
+// deliveryCollector reports the node's alert delivery counts.
+type deliveryCollector struct{ n *Node }
+
+func (c *deliveryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descDeliveries }
+
+func (c *deliveryCollector) Collect(ch chan<- prometheus.Metric) {
+	c.n.deliveries.each(func(target string, delivered, failed uint64) {
+		ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.CounterValue, float64(delivered), target, "delivered")
+		ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.CounterValue, float64(failed), target, "failed")
+	})
+}
 
 // stateCollector reads Raft and the replicated state at scrape time.
 type stateCollector struct{ a *API }

@@ -84,6 +84,8 @@ type Node struct {
 	// pruneWarned is the last "no runner" reason logged per policy, so a
 	// prune that waits for a runner is logged once, not every tick.
 	pruneWarned map[string]string // leader loop only
+	// deliveries counts the alert messages this node posted (notify.go).
+	deliveries deliveryCounts
 }
 
 // NewNode opens the data dir, starts Raft and the leadership watcher.

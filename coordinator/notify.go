@@ -456,10 +456,15 @@ func (nt *notifier) send(ctx context.Context, d delivery, id, clusterID string) 
 	nt.mu.Unlock()
 	if !sent {
 		body, err := alertBody(&d.target, &d.alert, d.phase, clusterID, nt.cfg.DashboardURL, nt.n.clock.Now().UTC())
-		if err != nil {
-			return err
+		if err == nil {
+			err = postAlert(ctx, nt.cfg.Client, nt.cfg.Timeout, &d.target, body)
 		}
-		if err := postAlert(ctx, nt.cfg.Client, nt.cfg.Timeout, &d.target, body); err != nil {
+		// An attempt cut short by the end of this node's leadership is
+		// not the target's failure: the next leader sends it again.
+		if err == nil || ctx.Err() == nil {
+			nt.n.deliveries.add(d.target.Name, err == nil)
+		}
+		if err != nil {
 			return err
 		}
 		nt.mu.Lock()
@@ -487,4 +492,40 @@ func (nt *notifier) backoff(attempt int) time.Duration {
 	}
 	d = min(d, nt.cfg.MaxBackoff)
 	return d/2 + rand.N(d/2+1)
+}
+
+// deliveryCounts counts the alert messages a node posted, by target and
+// result, for lifeboat_alert_deliveries_total. It counts attempts: a
+// message refused twice and then accepted is two failed and one delivered.
+type deliveryCounts struct {
+	mu sync.Mutex
+	n  map[string]*[2]uint64 // by target: delivered, failed
+}
+
+func (c *deliveryCounts) add(target string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]*[2]uint64{}
+	}
+	v := c.n[target]
+	if v == nil {
+		v = new([2]uint64)
+		c.n[target] = v
+	}
+	if ok {
+		v[0]++
+	} else {
+		v[1]++
+	}
+}
+
+// each calls fn for every target a message was posted to, both results
+// included (a target that never failed reports 0 failed).
+func (c *deliveryCounts) each(fn func(target string, delivered, failed uint64)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t, v := range c.n {
+		fn(t, v[0], v[1])
+	}
 }
