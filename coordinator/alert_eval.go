@@ -39,7 +39,8 @@ type EvalInput struct {
 //     newest good snapshot (its time, or the job's end) is older than it;
 //     with none ever, the policy's creation (or the agent's enrollment, if
 //     later) is the reference, so a new policy gets one RPO before it alerts.
-//   - drill_failed/POLICY: the policy's newest drill did not pass.
+//   - drill_failed/POLICY: the policy has a drill block and its newest
+//     drill did not pass.
 //   - verify_damage/REPO: verification found damaged packs that have not
 //     verified since.
 //   - agent_unseen/AGENT: a non-revoked agent not in touch for longer than
@@ -91,7 +92,7 @@ func backupConditions(s *State, now time.Time) []Condition {
 			continue
 		}
 		k := pa{j.Policy, j.Agent}
-		if cur := newest[k]; cur == nil || j.FinishedAt.After(cur.FinishedAt) {
+		if cur := newest[k]; (cur == nil || j.FinishedAt.After(cur.FinishedAt)) && !beforePolicy(s, j.Policy, j.FinishedAt) {
 			newest[k] = j
 		}
 		if j.State == JobSucceeded {
@@ -161,13 +162,25 @@ func backupConditions(s *State, now time.Time) []Condition {
 	return out
 }
 
-// drillConditions finds policies whose newest drill did not pass.
+// beforePolicy reports whether t is before policy name was created: a
+// failure of an earlier, deleted policy of the same name is not a problem
+// of this one (its good snapshots still count for the RPO: they are real
+// restore points).
+func beforePolicy(s *State, name string, t time.Time) bool {
+	pr := s.Policies[name]
+	return pr != nil && t.Before(pr.CreatedAt)
+}
+
+// drillConditions finds policies whose newest drill did not pass. A
+// policy without a drill block has no drill problem: its records stay for
+// the evidence, but removing the block resolves the alert (a deleted
+// policy's resolves as every alert of it does).
 func drillConditions(s *State) []Condition {
 	var out []Condition
 	latest := s.LatestDrills()
 	for _, name := range s.PolicyNames() {
 		d := latest[name]
-		if d == nil || d.Passed {
+		if d == nil || d.Passed || s.Policies[name].Policy.Drill == nil || beforePolicy(s, name, d.FinishedAt) {
 			continue
 		}
 		var why []string
@@ -207,7 +220,7 @@ func pruneConditions(s *State, now time.Time) []Condition {
 	pruning := s.pruningRepos()
 	for _, name := range s.PolicyNames() {
 		j := newest[name].last
-		if j == nil || j.State != JobFailed {
+		if j == nil || j.State != JobFailed || beforePolicy(s, name, j.FinishedAt) {
 			if c, ok := pruneOverdue(s, name, now, pruning); ok {
 				out = append(out, c)
 			}

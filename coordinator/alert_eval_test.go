@@ -158,6 +158,7 @@ func TestEvaluateBackupFailed(t *testing.T) {
 func TestEvaluateDrillFailed(t *testing.T) {
 	s := evalState()
 	s.Policies["p"].Policy.Targets.RPO = 0
+	s.Policies["p"].Policy.Drill = &DrillSpec{Runner: map[string]string{"role": "db"}}
 	s.Drills["d1"] = &DrillRecord{ID: "d1", Policy: "p", DrillReport: DrillReport{Passed: true, StartedAt: t0, FinishedAt: t0.Add(time.Minute)}}
 	if c := evalAt(s, t0.Add(time.Hour)); len(c) != 0 {
 		t.Fatalf("passed drill alerts: %+v", c)
