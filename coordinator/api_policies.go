@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
@@ -99,9 +100,22 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 		return err
 	}
 	res := PolicyApplyResult{Warnings: warns, DryRun: r.URL.Query().Get("dry_run") == "true"}
+	// check_index: apply only if the policy is still at that version.
+	var check *uint64
+	if v := r.URL.Query().Get("check_index"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return badRequest("check_index %q: want the policy's version, a non-negative integer (0: create only)", v)
+		}
+		if len(ps) != 1 {
+			return badRequest("check_index needs a request of exactly one policy, not %d", len(ps))
+		}
+		check = &n
+	}
 	var probs []Problem
 	existing := map[string]*PolicyRecord{}
 	var others []Policy // the stored policies the request leaves as they are
+	var checkErr error  // the check_index refusal, if any
 	a.node.View(func(s *State) {
 		applied := map[string]bool{}
 		for _, p := range ps {
@@ -123,7 +137,13 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 				existing[p.Name] = &cp
 			}
 		}
+		if check != nil {
+			checkErr = checkPolicyIndex(s, ps[0].Name, *check)
+		}
 	})
+	if checkErr != nil {
+		return checkErr
+	}
 	if len(probs) > 0 {
 		return &ValidationError{Problems: probs}
 	}
@@ -167,7 +187,13 @@ func (a *API) applyPolicies(w http.ResponseWriter, r *http.Request, c *call) err
 	}
 	if len(changed) > 0 {
 		var ver uint64
-		if err := a.apply(func() (err error) { ver, err = a.node.PutPolicies(ctx, c.p.Actor, changed); return err }); err != nil {
+		put := func() (err error) { ver, err = a.node.PutPolicies(ctx, c.p.Actor, changed); return err }
+		if check != nil {
+			// The FSM checks again: a change committed since the look
+			// above is refused there.
+			put = func() (err error) { ver, err = a.node.PutPolicyAt(ctx, c.p.Actor, changed[0], *check); return err }
+		}
+		if err := a.apply(put); err != nil {
 			if len(changed) == 1 {
 				return fmt.Errorf("policy %q: %w", changed[0].Name, err)
 			}

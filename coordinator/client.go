@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -310,7 +311,18 @@ func (c *Client) Delete(ctx context.Context, path string, out any) error {
 
 // ApplyPolicies sends a YAML policy file; filename is used in messages.
 func (c *Client) ApplyPolicies(ctx context.Context, yaml []byte, filename string, dryRun bool) (PolicyApplyResult, error) {
+	return c.ApplyPoliciesAt(ctx, yaml, filename, dryRun, nil)
+}
+
+// ApplyPoliciesAt is ApplyPolicies with a check index: when checkIndex is
+// set, the file must hold one policy, applied only if it is still at that
+// version (0: does not exist yet); otherwise the answer is a 409 naming
+// its current version.
+func (c *Client) ApplyPoliciesAt(ctx context.Context, yaml []byte, filename string, dryRun bool, checkIndex *uint64) (PolicyApplyResult, error) {
 	q := url.Values{}
+	if checkIndex != nil {
+		q.Set("check_index", strconv.FormatUint(*checkIndex, 10))
+	}
 	if filename != "" {
 		q.Set("filename", filename)
 	}

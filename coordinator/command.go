@@ -33,12 +33,14 @@ import (
 // token.revoke with checked_at, refused if it would revoke the last admin
 // token unexpired then (a version-7 node would revoke it); 9, an
 // alerts.sync keeping an earlier opening of a key that opens again (a
-// version-8 node would replace it). A
+// version-8 node would replace it); 10, a policy.put with check_index,
+// refused unless the policy is at that version (a version-9 node would
+// store it whatever changed in between). A
 // node applies an entry by the rules of the entry's version, so replaying
 // a log written before an upgrade gives the state it gave then. Each command is stamped
 // with the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 9
+const CommandVersion = 10
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.
@@ -185,12 +187,20 @@ func DecodeCommand(b []byte) (Command, error) {
 // PutPolicy creates or replaces a policy. Its repository must exist.
 type PutPolicy struct {
 	Policy Policy `json:"policy"`
+	// CheckIndex, when set, stores the policy only if its version is
+	// still this (0: only if there is no such policy), else the command
+	// is refused with ErrConflict: a check-and-set for an edit made from
+	// what a client read.
+	CheckIndex *uint64 `json:"check_index,omitempty"`
 }
 
 // minVersion: a policy that protects tagged snapshots is version 7, one
 // that schedules prunes version 5 (an older node would drop
 // retention.keep_tags, or retention.prune and retention.max_unused).
 func (p PutPolicy) minVersion() int {
+	if p.CheckIndex != nil {
+		return 10
+	}
 	if len(p.Policy.Retention.KeepTags) > 0 {
 		return 7
 	}

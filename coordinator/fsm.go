@@ -288,6 +288,11 @@ func putPolicy(s *State, c *Command, index uint64, p *PutPolicy) (outcome, error
 	if err := checkPutPolicy(s, p.Policy); err != nil {
 		return outcome{}, err
 	}
+	if p.CheckIndex != nil {
+		if err := checkPolicyIndex(s, p.Policy.Name, *p.CheckIndex); err != nil {
+			return outcome{}, err
+		}
+	}
 	storePolicy(s, c, index, p.Policy)
 	return outcome{value: index, target: "policy/" + p.Policy.Name}, nil
 }
@@ -332,6 +337,25 @@ func checkPutPolicy(s *State, pol Policy) error {
 		return fmt.Errorf("policy %q: repository %q is not registered (add it with 'lifeboat repo add'): %w", pol.Name, pol.Repository, ErrNotFound)
 	}
 	return nil
+}
+
+// checkPolicyIndex refuses, with ErrConflict naming the current version, a
+// change to policy name made from version want (0: from its absence).
+func checkPolicyIndex(s *State, name string, want uint64) error {
+	var cur uint64
+	if pr := s.Policies[name]; pr != nil {
+		cur = pr.Version
+	}
+	switch {
+	case cur == want:
+		return nil
+	case cur == 0:
+		return conflict("policy %q does not exist (check index %d): it was deleted since it was read", name, want)
+	case want == 0:
+		return conflict("policy %q already exists, at index %d (check index 0 only creates)", name, cur)
+	}
+	return conflict("policy %q is at index %d, not %d: it was changed since it was read; "+
+		"read it again ('lifeboat policy show %s'), and apply with --check-index %d if the change still holds", name, cur, want, name, cur)
 }
 
 // storePolicy stores a checked policy as version index.

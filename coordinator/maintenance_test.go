@@ -390,6 +390,7 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a policy with retention rules only", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1}}}, 1},
 		{"a policy with a legal-hold tag", CmdPutPolicy, PutPolicy{Policy: Policy{Retention: Retention{KeepLast: 1, KeepTags: []string{"hold"}}}}, 7},
 		{"a policy", CmdPutPolicy, PutPolicy{}, 1},
+		{"a policy with a check index", CmdPutPolicy, PutPolicy{CheckIndex: new(uint64)}, 10},
 		{"a policy batch", CmdPutPolicies, PutPolicies{Policies: []Policy{{}, {}}}, 1},
 		{"a policy batch with a legal-hold tag", CmdPutPolicies, PutPolicies{Policies: []Policy{{}, {Retention: Retention{KeepLast: 1, KeepTags: []string{"hold"}}}, {Retention: Retention{Prune: "@weekly"}}}}, 7},
 		{"a token revoke", CmdRevokeToken, RevokeToken{ID: "t"}, 1},

@@ -254,6 +254,21 @@ func (n *Node) PutPolicy(ctx context.Context, actor string, p Policy) (uint64, e
 	return ver, nil
 }
 
+// PutPolicyAt is PutPolicy only if the policy is still at version index
+// (0: does not exist yet); otherwise it changes nothing and returns an
+// ErrConflict naming the current version.
+func (n *Node) PutPolicyAt(ctx context.Context, actor string, p Policy, index uint64) (uint64, error) {
+	if err := p.Validate(); err != nil {
+		return 0, err
+	}
+	v, err := n.Propose(ctx, CmdPutPolicy, actor, PutPolicy{Policy: p, CheckIndex: &index})
+	if err != nil {
+		return 0, err
+	}
+	ver, _ := v.(uint64)
+	return ver, nil
+}
+
 // PutPolicies validates and stores policies as one log entry, so that
 // either all of them are stored or none is; it returns their new version
 // (the entry's index). A single policy is proposed as a PutPolicy, which

@@ -31,13 +31,19 @@ See docs/api.md and the example in docs/operations.md.`,
 
 	var file string
 	var dryRun bool
+	var checkIndex uint64
 	apply := &cobra.Command{
 		Use:   "apply -f FILE",
 		Short: "Validate and apply a YAML policy file (all of it or nothing)",
 		Long: `Validate and apply a YAML file of one or more policies (separated by ---).
 Every problem is printed as FILE:LINE: FIELD: MESSAGE and nothing is applied
-(exit code 1). Policies that did not change are left alone.`,
-		Example: "  lifeboat policy apply -f web.yaml\n  lifeboat policy apply -f fleet.yaml --dry-run",
+(exit code 1). Policies that did not change are left alone.
+
+With --check-index N the file must hold one policy, applied only if it is
+still at version N ('policy show --json' and 'policy list' show it; 0: only
+if it does not exist yet). If someone changed it since, nothing is applied
+and the error names its current version (exit code 1): read it again.`,
+		Example: "  lifeboat policy apply -f web.yaml\n  lifeboat policy apply -f fleet.yaml --dry-run\n  lifeboat policy apply -f web.yaml --check-index 42",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -51,7 +57,11 @@ Every problem is printed as FILE:LINE: FIELD: MESSAGE and nothing is applied
 			if err != nil {
 				return err
 			}
-			res, err := c.ApplyPolicies(cmd.Context(), b, filepath.Base(file), dryRun)
+			var check *uint64
+			if cmd.Flags().Changed("check-index") {
+				check = &checkIndex
+			}
+			res, err := c.ApplyPoliciesAt(cmd.Context(), b, filepath.Base(file), dryRun, check)
 			var ae *coordinator.APIError
 			if errors.As(err, &ae) && len(ae.Problems) > 0 {
 				for _, p := range ae.Problems {
@@ -82,6 +92,7 @@ Every problem is printed as FILE:LINE: FIELD: MESSAGE and nothing is applied
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "policy file (YAML; - for stdin)")
 	apply.Flags().BoolVar(&dryRun, "dry-run", false, "validate only")
+	apply.Flags().Uint64Var(&checkIndex, "check-index", 0, "apply only if the policy is still at this version (0: only create); one policy per file")
 	cmd.AddCommand(apply)
 
 	cmd.AddCommand(&cobra.Command{
