@@ -466,11 +466,12 @@ func (a *archiver) warnAs(msg, path string, err error) {
 	a.warnMu.Unlock()
 }
 
-// readXAttrs records the extended attributes of the entry at path in n.
-// One that cannot be read is a warning (the backup is partial: the
-// entry is saved without them).
-func (a *archiver) readXAttrs(path string, n *Node) {
-	xs, err := readXAttrs(path)
+// readXAttrs records the extended attributes of the entry at path in n,
+// read through at (path, or a deep entry's short path). One that cannot
+// be read is a warning (the backup is partial: the entry is saved
+// without them).
+func (a *archiver) readXAttrs(at, path string, n *Node) {
+	xs, err := readXAttrs(at)
 	if err != nil {
 		a.warnAs("saved without its extended attributes", path, fmt.Errorf("saved without its extended attributes: %w", err))
 		return
@@ -531,7 +532,7 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 				a.warnAs("backup path excluded", c.path, errors.New("an --exclude pattern matches this backup path itself, so nothing of it was saved"))
 				continue
 			}
-			if it, ok := a.statted(ctx, c.path, name, fi, true); ok {
+			if it, ok := a.statted(ctx, c.path, c.path, name, fi, true); ok {
 				items = append(items, it)
 			}
 			continue
@@ -545,9 +546,9 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 			continue
 		}
 		node := a.nodeFromInfo(name, fi)
-		a.times64(c.path, node, true)
+		a.times64(c.path, c.path, node, true)
 		a.clampTimes(c.path, node)
-		a.readXAttrs(c.path, node)
+		a.readXAttrs(c.path, c.path, node)
 		items = append(items, pendingNode{node: node, dir: a.saveVirtual(ctx, c)})
 	}
 	return a.finishDir(ctx, v.path, items, make(chan dirDone, 1))
@@ -593,7 +594,22 @@ type pendingNode struct {
 // needs. An entry removed since its directory was listed is left out, as
 // if the listing had come a moment later.
 func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, bool) {
-	fi, err := os.Lstat(path)
+	at := path
+	if longPath(path) {
+		d, err := a.openDeep(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			a.log.Debug("removed since its directory was listed", "path", path)
+			return pendingNode{}, false
+		}
+		if err != nil {
+			a.warn(path, err)
+			return pendingNode{}, false
+		}
+		defer d.close()
+		at = d.at
+	}
+	fi, err := os.Lstat(at)
+	err = realPath(err, at, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		a.log.Debug("removed since its directory was listed", "path", path)
 		return pendingNode{}, false
@@ -602,22 +618,24 @@ func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, b
 		a.warn(path, err)
 		return pendingNode{}, false
 	}
-	return a.statted(ctx, path, name, fi, false)
+	return a.statted(ctx, path, at, name, fi, false)
 }
 
-// statted starts the work entry fi (path's lstat) needs. top says that
-// path is a backup path, found by the goroutine that starts the walk
-// rather than by a walker (see walkDir).
-func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInfo, top bool) (pendingNode, bool) {
+// statted starts the work entry fi (path's lstat) needs. at is path, or
+// for a path too long for the kernel a short path to the same entry
+// (deepEntry), for the calls that take a path. top says that path is a
+// backup path, found by the goroutine that starts the walk rather than
+// by a walker (see walkDir).
+func (a *archiver) statted(ctx context.Context, path, at, name string, fi fs.FileInfo, top bool) (pendingNode, bool) {
 	node := a.nodeFromInfo(name, fi)
-	a.times64(path, node, false)
+	a.times64(at, path, node, false)
 	a.clampTimes(path, node)
-	a.readXAttrs(path, node)
+	a.readXAttrs(at, path, node)
 	switch {
 	case fi.Mode().IsRegular():
 		node.Type = TypeFile
 		st := statOf(fi)
-		fsid, fsErr := a.fsids.ofPath(st.Dev, path)
+		fsid, fsErr := a.fsids.ofPath(st.Dev, at)
 		if fsErr != nil {
 			a.log.Debug("read again: its filesystem is not known", "path", path, "err", fsErr)
 		}
@@ -646,9 +664,9 @@ func (a *archiver) statted(ctx context.Context, path, name string, fi fs.FileInf
 	case fi.IsDir():
 		return pendingNode{node: node, dir: a.walkDir(ctx, path, top)}, true
 	case fi.Mode()&fs.ModeSymlink != 0:
-		target, err := os.Readlink(path)
+		target, err := os.Readlink(at)
 		if err != nil {
-			a.warn(path, err)
+			a.warn(path, realPath(err, at, path))
 			return pendingNode{}, false
 		}
 		node.Type, node.LinkTarget = TypeSymlink, target
@@ -1064,7 +1082,22 @@ var noOpenat2 atomic.Bool
 func (a *archiver) openListed(path string) (f *os.File, beneath bool, err error) {
 	flags := os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC | syscall.O_NOATIME
 	open := func(flags int) (*os.File, error) { return os.OpenFile(path, flags, 0) }
-	if root, rel := a.rootOf(path); root != nil && !noOpenat2.Load() {
+	if longPath(path) {
+		d, err := a.openDeep(path)
+		if err != nil {
+			return nil, false, err
+		}
+		defer d.close()
+		open = func(flags int) (*os.File, error) {
+			fd, err := unix.Openat(d.dfd, d.name, flags, 0)
+			if err != nil {
+				return nil, &fs.PathError{Op: "openat", Path: path, Err: err}
+			}
+			return os.NewFile(uintptr(fd), path), nil
+		}
+		root, _ := a.rootOf(path)
+		beneath = root != nil && !noOpenat2.Load() // as openDeep opened it
+	} else if root, rel := a.rootOf(path); root != nil && !noOpenat2.Load() {
 		open = func(flags int) (*os.File, error) {
 			how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH}
 			fd, err := unix.Openat2(int(root.Fd()), rel, &how)
@@ -1108,7 +1141,20 @@ func (a *archiver) openListedDir(path string) (*os.File, error) {
 	root, rel := a.rootOf(path) // nil for a backup path itself: opened by path
 	var f *os.File
 	var err error
-	if root != nil && !noOpenat2.Load() {
+	switch {
+	case longPath(path):
+		var d *deepEntry
+		if d, err = a.openDeep(path); err != nil {
+			return nil, err
+		}
+		fd, oerr := unix.Openat(d.dfd, d.name, flags, 0)
+		d.close()
+		if oerr == nil {
+			f = os.NewFile(uintptr(fd), path)
+		} else {
+			err = &fs.PathError{Op: "openat", Path: path, Err: oerr}
+		}
+	case root != nil && !noOpenat2.Load():
 		how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH}
 		fd, oerr := unix.Openat2(int(root.Fd()), rel, &how)
 		if errors.Is(oerr, syscall.ENOSYS) {
@@ -1120,7 +1166,7 @@ func (a *archiver) openListedDir(path string) (*os.File, error) {
 		} else {
 			err = &fs.PathError{Op: "openat2", Path: path, Err: oerr}
 		}
-	} else {
+	default:
 		f, err = os.OpenFile(path, flags, 0)
 	}
 	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.ENOTDIR) {
@@ -1135,7 +1181,16 @@ func (a *archiver) openListedDir(path string) (*os.File, error) {
 // inode, or to a symlink.
 func (a *archiver) stillListed(was *syscall.Stat_t, path string) error {
 	var now syscall.Stat_t
-	err := syscall.Lstat(path, &now)
+	var err error
+	if longPath(path) {
+		var d *deepEntry
+		if d, err = a.openDeep(path); err == nil {
+			err = syscall.Lstat(d.at, &now)
+			d.close()
+		}
+	} else {
+		err = syscall.Lstat(path, &now)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // removed: as if listed a moment before
 	}

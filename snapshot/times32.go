@@ -20,13 +20,15 @@ const stat32 = unsafe.Sizeof(syscall.Timespec{}.Sec) == 4
 // 2038 to 2106 wraps around to a negative count of seconds there, which
 // would otherwise be saved as it is, without a word (a file of 2100 as
 // one of 1963). follow is whether the stat that made n followed a final
-// symlink. Elsewhere, and for entries of other times, it does nothing.
-func (a *archiver) times64(path string, n *Node, follow bool) {
+// symlink; at is the path the entry is reached by (path, or a deep
+// entry's short path). Elsewhere, and for entries of other times, it
+// does nothing.
+func (a *archiver) times64(at, path string, n *Node, follow bool) {
 	flags := unix.AT_SYMLINK_NOFOLLOW
 	if follow {
 		flags = 0
 	}
-	a.times64At(unix.AT_FDCWD, path, flags, path, n)
+	a.times64At(unix.AT_FDCWD, at, flags, path, n)
 }
 
 // times64FD is times64 for the open file f, found at path.

@@ -1,0 +1,87 @@
+package snapshot_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
+)
+
+// TestBackupPathsBeyondPathMax backs up a tree whose deepest entries have
+// paths longer than PATH_MAX, which the kernel refuses whole: the backup
+// reaches them through descriptors of their directories, saves every
+// entry (no warning), finds them unchanged in the files cache the second
+// time, and the restore brings back the same tree.
+func TestBackupPathsBeyondPathMax(t *testing.T) {
+	snapshot.WithRacyMargin(t, 0) // the tree is made just before the backup
+	src := t.TempDir()
+	const levels = 18
+	xattr := fixture.CreateDeep(t, src, levels)
+	r := newRepo(t, "local")
+	cache := filepath.Join(t.TempDir(), "files")
+	r.backup(t, src, cache) // fails on any warning
+	res := r.backup(t, src, cache)
+	if s := res.Manifest.Summary; s.FilesUnmodified != levels+1 || s.FilesNew+s.FilesChanged != 0 {
+		t.Errorf("second backup: %d new, %d changed, %d unmodified files; want all %d unmodified", s.FilesNew, s.FilesChanged, s.FilesUnmodified, levels+1)
+	}
+
+	ctx := context.Background()
+	if err := r.reader.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deepest := ""
+	err := snapshot.Walk(ctx, r.reader, res.Manifest.Tree, func(p string, n *snapshot.Node) error {
+		if len(p) > len(deepest) {
+			deepest = p
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deepest) < 4096 || !strings.HasPrefix(deepest, strings.TrimPrefix(src, "/")) {
+		t.Fatalf("deepest path saved is %d bytes long, want one past PATH_MAX below %s", len(deepest), src)
+	}
+
+	snap, err := snapshot.Load(ctx, r.reader, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	rres, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rres.Failures) > 0 {
+		t.Fatalf("restore failures: %v", rres.Failures)
+	}
+	want, got := fixture.ReadDeep(t, src), fixture.ReadDeep(t, filepath.Join(dst, src))
+	if len(want) != 2*levels+4 {
+		t.Fatalf("the tree made has %d entries, want %d", len(want), 2*levels+4)
+	}
+	for p, w := range want {
+		if got[p] != w {
+			t.Errorf("…%s (%d bytes): restored as %q, want %q", p[max(0, len(p)-40):], len(src+p), got[p], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("restored %d entries, want %d", len(got), len(want))
+	}
+	if !xattr {
+		t.Log("the temporary directory's filesystem keeps no user.* attributes: not checked")
+	} else if d := want[deepData(levels)]; !strings.Contains(d, `xattr "at the bottom"`) {
+		t.Errorf("the fixture's data file lacks its attribute: %s", d)
+	}
+}
+
+func deepData(levels int) string {
+	p := ""
+	for l := range levels {
+		p += "/" + fixture.DeepName(l)
+	}
+	return p + "/data"
+}
