@@ -1,10 +1,13 @@
 package restore_test
 
 import (
+	"context"
+	"errors"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -107,5 +110,23 @@ func TestRestorePathsBeyondPathMax(t *testing.T) {
 		if !strings.HasSuffix(c.Path, "/extra") && !strings.HasSuffix(c.Path, "/extradir") {
 			t.Errorf("unexpected change %+v", c)
 		}
+	}
+}
+
+// TestRestoreTargetBeyondPathMax: a target too long for the kernel is
+// refused, saying so and what to do.
+func TestRestoreTargetBeyondPathMax(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.CreateDeep(t, src, 1)
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	fixture.CreateDeep(t, dst, 18)
+	for l := range 18 {
+		dst += "/" + fixture.DeepName(l)
+	}
+	_, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+	if err == nil || !errors.Is(err, syscall.ENAMETOOLONG) || !strings.Contains(err.Error(), "PATH_MAX") || !strings.Contains(err.Error(), "choose a shorter target") {
+		t.Fatalf("restore into a %d-byte target: %v; want it refused, naming PATH_MAX and what to do", len(dst), err)
 	}
 }

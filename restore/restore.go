@@ -701,6 +701,8 @@ func statTarget(dir string) (exists bool, err error) {
 	}
 	fi, err := os.Stat(dir)
 	switch {
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		return false, fmt.Errorf("restore target %s is %d bytes long, more than the kernel takes (PATH_MAX, 4096 bytes): choose a shorter target; the tree restored into it may be as deep as it is: %w", dir, len(dir), syscall.ENAMETOOLONG)
 	case err == nil && !fi.IsDir():
 		return false, fmt.Errorf("restore target %s exists and is not a directory; choose an empty or new directory", dir)
 	case errors.Is(err, fs.ErrNotExist):

@@ -414,6 +414,9 @@ func cleanPaths(in []string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("backup path %q: %w", p, err)
 		}
+		if longPath(abs) {
+			return nil, fmt.Errorf("backup path %s is %d bytes long, more than the kernel takes (PATH_MAX, %d bytes): back up a directory above it, whose tree is saved however deep: %w", abs, len(abs), pathMax, syscall.ENAMETOOLONG)
+		}
 		fi, err := os.Lstat(abs)
 		if err != nil {
 			return nil, fmt.Errorf("backup path %s: %w", abs, errors.Unwrap(err))

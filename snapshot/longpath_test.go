@@ -2,8 +2,10 @@ package snapshot_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
@@ -84,4 +86,18 @@ func deepData(levels int) string {
 		p += "/" + fixture.DeepName(l)
 	}
 	return p + "/data"
+}
+
+// TestBackupPathBeyondPathMax: a backup path itself too long for the
+// kernel is refused, saying so and what to back up instead.
+func TestBackupPathBeyondPathMax(t *testing.T) {
+	src := t.TempDir()
+	fixture.CreateDeep(t, src, 18)
+	long := deepData(18)
+	long = src + long[:strings.LastIndex(long, "/")]
+	r := newRepo(t, "local")
+	_, err := snapshot.Backup(context.Background(), r.writer, snapshot.BackupOptions{Paths: []string{long}, Host: "h"})
+	if err == nil || !errors.Is(err, syscall.ENAMETOOLONG) || !strings.Contains(err.Error(), "PATH_MAX") || !strings.Contains(err.Error(), "back up a directory above it") {
+		t.Fatalf("backup of a %d-byte path: %v; want it refused, naming PATH_MAX and what to do", len(long), err)
+	}
 }
