@@ -28,6 +28,15 @@
 // both cores stay busy. Read buffers come from a fixed pool, bounding
 // memory however large the files are.
 //
+// # Paths longer than PATH_MAX
+//
+// The kernel refuses a path of 4096 bytes or more, but nesting makes
+// them. Entries with shorter paths are stat'ed and opened by path (below
+// a backup path, opened with openat2 from it, following no symlink). For
+// a longer one the walker opens the deepest directory above it whose
+// path is short enough, the same way, then each directory below it with
+// O_NOFOLLOW, and reaches the entry from that descriptor (longpath.go).
+//
 // # Why a files cache
 //
 // Writers cannot decrypt earlier trees, so unlike restic the previous
