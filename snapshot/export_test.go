@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
 	"os"
 	"testing"
 	"time"
@@ -72,4 +73,11 @@ func WithRacyMargin(t interface{ Cleanup(func()) }, d time.Duration) {
 func OnWalk(t interface{ Cleanup(func()) }, fn func(path string, enter bool)) {
 	walkHook = fn
 	t.Cleanup(func() { walkHook = nil })
+}
+
+// WithoutProcFD makes backups reach entries deeper than PATH_MAX through
+// a /proc/self/fd that is not there, as where /proc is not mounted.
+func WithoutProcFD(t interface{ Cleanup(func()) }) {
+	fdPath = func(int, string) string { return "/nonexistent-proc/self/fd/0" }
+	t.Cleanup(func() { fdPath = sysinfo.FDPath })
 }

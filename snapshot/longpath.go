@@ -70,8 +70,18 @@ func (a *archiver) openDeep(path string) (*deepEntry, error) {
 		}
 		fd = next
 	}
-	return &deepEntry{dfd: fd, name: name, at: sysinfo.FDPath(fd, name)}, nil
+	// Without /proc, lstat through the short path would fail as if the
+	// entry had been removed, and it would be left out without a word.
+	var st unix.Stat_t
+	if err := unix.Stat(fdPath(fd, ""), &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("entries deeper than PATH_MAX (%d bytes) are reached through /proc/self/fd, which failed (%v): mount /proc", pathMax, err)
+	}
+	return &deepEntry{dfd: fd, name: name, at: fdPath(fd, name)}, nil
 }
+
+// fdPath is sysinfo.FDPath; a variable so tests can take /proc away.
+var fdPath = sysinfo.FDPath
 
 // openDeepStart opens dir, an ancestor of a long path short enough for
 // the kernel, with O_PATH: from the backup path it lies in (or is) when

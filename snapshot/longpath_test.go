@@ -101,3 +101,20 @@ func TestBackupPathBeyondPathMax(t *testing.T) {
 		t.Fatalf("backup of a %d-byte path: %v; want it refused, naming PATH_MAX and what to do", len(long), err)
 	}
 }
+
+// TestDeepEntriesWithoutProc: where /proc/self/fd cannot be used, the
+// entries deeper than PATH_MAX are warned of, naming /proc, rather than
+// taken for removed and left out without a word.
+func TestDeepEntriesWithoutProc(t *testing.T) {
+	snapshot.WithoutProcFD(t)
+	src := t.TempDir()
+	fixture.CreateDeep(t, src, 18)
+	r := newRepo(t, "local")
+	res, err := snapshot.Backup(context.Background(), r.writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0].Err.Error(), "mount /proc") || len(res.Warnings[0].Path) < 4096 {
+		t.Fatalf("warnings %v; want the entries beyond PATH_MAX warned of, naming /proc", res.Warnings)
+	}
+}
