@@ -230,7 +230,15 @@ func runInit(cmd *cobra.Command, g *globals, f initFlags) error {
 		err = writeSync(created[len(created)-1], keyBytes)
 	}
 	if err != nil {
-		return fmt.Errorf("repository %s was created, but writing the writer key %s failed: %w", sec.RepoID, keyOut, err)
+		// The incomplete file would make 'key writer-key' refuse the path.
+		fh := created[len(created)-1]
+		fh.Close()
+		os.Remove(fh.Name())
+		who := "the identity " + idOut
+		if !generate {
+			who = "an identity of its recipients"
+		}
+		return fmt.Errorf("repository %s was created, but writing the writer key %s failed: %w; %s", sec.RepoID, keyOut, err, writerKeyAgain(keyOut, who))
 	}
 	for _, fh := range created {
 		if err := fh.Close(); err != nil {

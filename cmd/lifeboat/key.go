@@ -342,7 +342,8 @@ func runKeyChange(ctx context.Context, g *globals, verb string, given []string, 
 	// The new generation is in place even when removing the old
 	// envelopes failed: its writer key is needed either way.
 	if werr := writeWriterKey(fh, path, sec); werr != nil {
-		return werr
+		return fmt.Errorf("key %s: the repository's recipients are now those of generation %d, and older writer keys are refused for backups, but %w; %s",
+			verb, sec.Generation, werr, writerKeyAgain(path, "an identity of the new recipients"))
 	}
 	if err != nil {
 		return fmt.Errorf("key %s: %w", verb, err)
@@ -368,7 +369,8 @@ func runKeyChange(ctx context.Context, g *globals, verb string, given []string, 
 }
 
 // writeWriterKey writes sec as a writer key into fh (created by
-// createKeyOut) and closes it.
+// createKeyOut) and closes it. When that fails, the incomplete file is
+// removed: left behind, it would make 'key writer-key' refuse the path.
 func writeWriterKey(fh *os.File, path string, sec *chunkstore.Secrets) error {
 	b, err := chunkstore.MarshalWriterKey(sec)
 	if err == nil {
@@ -378,9 +380,16 @@ func writeWriterKey(fh *os.File, path string, sec *chunkstore.Secrets) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write writer key %s: %w", path, err)
+		os.Remove(path)
+		return fmt.Errorf("writing the writer key %s failed: %w", path, err)
 	}
 	return nil
+}
+
+// writerKeyAgain tells how to write the writer key that a command which
+// changed the repository could not write to path.
+func writerKeyAgain(path, who string) string {
+	return fmt.Sprintf("free space there (or choose another path) and run 'lifeboat key writer-key --key-out %s' with %s", path, who)
 }
 
 func newKeyWriterCmd(g *globals) *cobra.Command {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -380,4 +383,82 @@ func TestPruneRewrapStaleIdentity(t *testing.T) {
 	for _, args := range [][]string{r.reader("prune", "--rewrap", "--dry-run"), r.reader("prune", "--rewrap")} {
 		c.fails(1, args, "generation 1", "generation 2", "cannot wrap the", "packs written for older recipients", "with an identity of the current recipients")
 	}
+}
+
+// fullDir mounts a small tmpfs at a new directory and fills it, so that
+// writing a file there fails with ENOSPC; free removes the filler.
+func fullDir(t *testing.T, c *cli) (dir string, free func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a tmpfs: needs root")
+	}
+	dir = filepath.Join(c.dir, "full")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := make([]byte, 4096)
+	for {
+		if _, err = f.Write(block); err != nil {
+			break
+		}
+	}
+	f.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling %s: %v, want ENOSPC", dir, err)
+	}
+	return dir, func() {
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestWriterKeyOnFullDisk: when the writer key cannot be written (its
+// disk is full) after 'key add' has changed the recipients, or after
+// 'init' has created the repository, the command exits 1 saying that the
+// repository changed, and how to get the writer key: 'key writer-key'
+// into the same path, which works once there is space (the incomplete
+// file is removed, not left to block it), and its key backs up.
+func TestWriterKeyOnFullDisk(t *testing.T) {
+	c := newCLI(t)
+	a := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, fixture.Tree{"f": {Content: []byte("full disk\n")}})
+	full, free := fullDir(t, c)
+	gone := func(p string) {
+		t.Helper()
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left behind (%v): 'key writer-key --key-out %s' would refuse it", p, err, p)
+		}
+	}
+
+	_, rcpt, err := chunkstore.NewIdentity(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen1 := filepath.Join(full, "gen1.key")
+	c.fails(1, a.reader("key", "add", "--recipient", rcpt, "--key-out", gen1),
+		"no space left on device", "generation 1", "older writer keys are refused", "lifeboat key writer-key --key-out "+gen1)
+	gone(gen1)
+
+	b := repo{path: filepath.Join(c.dir, "repo-b"), identity: filepath.Join(c.dir, "b-identity.txt"), key: filepath.Join(full, "b.key")}
+	c.fails(1, []string{"init", "--repo", b.path, "--identity-out", b.identity, "--key-out", b.key},
+		"no space left on device", "was created", "lifeboat key writer-key --key-out "+b.key)
+	gone(b.key)
+
+	free()
+	c.ok(a.reader("key", "writer-key", "--key-out", gen1)...)
+	a.key = gen1
+	c.ok(a.writer("backup", src)...)
+	c.ok(b.reader("key", "writer-key", "--key-out", b.key)...)
+	c.ok(b.writer("backup", src)...)
 }
