@@ -587,6 +587,31 @@ func (r *Repository) StoreNow(ctx context.Context) (time.Time, error) {
 	return now, nil
 }
 
+// SweepClocks removes the objects StoreNow writes and removes at once
+// that a process killed in between left behind (nothing else ever
+// removes them), stored before before; in a dry run it only counts them.
+func (r *Repository) SweepClocks(ctx context.Context, before time.Time, dryRun bool) (int, error) {
+	var old []string
+	err := r.store.List(ctx, GCPrefix+"clock-", func(oi ObjectInfo) error {
+		if oi.ModTime.Before(before) {
+			old = append(old, oi.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list clock objects in %s: %w", r.store.Location(), err)
+	}
+	if dryRun {
+		return len(old), nil
+	}
+	for i, name := range old {
+		if err := r.store.Delete(ctx, name); err != nil {
+			return i, fmt.Errorf("remove the clock object %s: %w", name, err)
+		}
+	}
+	return len(old), nil
+}
+
 // indexPacksPerFile bounds the packs one rewritten index file lists
 // (about 15 blobs of 45 bytes each per pack: under 1 MiB per file).
 const indexPacksPerFile = 1000

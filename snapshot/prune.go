@@ -88,8 +88,10 @@ type PruneResult struct {
 	IndexRemoved int             `json:"index_files_removed"`
 	SessionsGone int             `json:"sessions_removed"`
 	// Temporary files of writes that never finished (a writer killed
-	// mid-write; the local store only), untouched for TempFileAge:
-	// removed (in a dry run, to be removed).
+	// mid-write; the local store only) and the empty objects that read
+	// the store's clock left by a command killed before removing one (any
+	// store), untouched for TempFileAge: removed (in a dry run, to be
+	// removed).
 	TempFiles     int   `json:"temp_files_removed"`
 	TempFileBytes int64 `json:"temp_file_bytes_removed"`
 	// Of referenced blobs stored more than once whose other copy is in
@@ -375,13 +377,23 @@ const TempFileAge = 24 * time.Hour
 // sweepTemp removes the temporary files writers killed mid-write left
 // (chunkstore.SweepTemp). It only warns when it cannot: they waste
 // space, they hold no data anything needs. This host's clock is good
-// enough: only the local store keeps such files, and a file server's
-// clock is not a day off.
+// enough: a store's clock (a file server's, or S3's for the clock
+// objects) is not a day off. It also removes the store's clock
+// objects that commands killed at the wrong moment left
+// (Repository.SweepClocks).
 func sweepTemp(ctx context.Context, repo *chunkstore.Repository, res *PruneResult, opts PruneOptions) {
 	var err error
-	res.TempFiles, res.TempFileBytes, err = chunkstore.SweepTemp(ctx, repo.Store(), time.Now().Add(-TempFileAge), opts.DryRun)
+	before := time.Now().Add(-TempFileAge)
+	res.TempFiles, res.TempFileBytes, err = chunkstore.SweepTemp(ctx, repo.Store(), before, opts.DryRun)
 	if err != nil && ctx.Err() == nil {
 		opts.Logger.Warn("could not remove the temporary files of unfinished writes", "err", err)
+	}
+	// The empty objects that read the store's clock, left by a command
+	// killed between writing and removing one: on every store.
+	clocks, err := repo.SweepClocks(ctx, before, opts.DryRun)
+	res.TempFiles += clocks
+	if err != nil && ctx.Err() == nil {
+		opts.Logger.Warn("could not remove the clock objects of unfinished commands", "err", err)
 	}
 }
 

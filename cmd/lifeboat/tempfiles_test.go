@@ -87,3 +87,47 @@ func TestPruneRemovesTempFilesOfKilledBackups(t *testing.T) {
 	c.ok(r.reader("check", "--read-data")...)
 	c.ok(r.writer("backup", "--no-cache", src)...)
 }
+
+// TestPruneRemovesClockObjectsOfKilledCommands: a command killed between
+// writing and removing the empty object that reads the store's clock
+// (gc/clock-..., written by prune and 'sessions') leaves it behind, and
+// nothing else removes it. prune removes such objects once they are a
+// day old, and only then; --dry-run counts them.
+func TestPruneRemovesClockObjectsOfKilledCommands(t *testing.T) {
+	c, r, _, _ := backedUpSmallTree(t)
+	gc := filepath.Join(r.path, "gc")
+	if err := os.MkdirAll(gc, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale, fresh := filepath.Join(gc, "clock-00112233aabbccdd"), filepath.Join(gc, "clock-44556677eeff0011")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	there := func(p string) bool {
+		_, err := os.Stat(p)
+		return err == nil
+	}
+	type pruneOut struct {
+		TempFiles int `json:"temp_files_removed"`
+	}
+	if got := decodeJSON[pruneOut](t, c.ok(r.reader("prune", "--dry-run", "--json")...).stdout); got.TempFiles != 1 {
+		t.Errorf("prune --dry-run: %+v, want the day-old clock object counted", got)
+	}
+	if !there(stale) {
+		t.Fatal("prune --dry-run removed the clock object")
+	}
+	if got := decodeJSON[pruneOut](t, c.ok(r.reader("prune", "--json")...).stdout); got.TempFiles != 1 {
+		t.Errorf("prune: %+v, want the day-old clock object removed", got)
+	}
+	if there(stale) || !there(fresh) {
+		t.Errorf("after prune: day-old clock object there %v (want gone), new one there %v (want kept)", there(stale), there(fresh))
+	}
+	c.ok(r.reader("check", "--read-data")...)
+	c.ok(r.reader("sessions")...)
+}
