@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,6 +223,9 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 		if names := damagedPacks(problems); len(names) > 0 {
 			fmt.Fprintf(w, "hint: 'lifeboat repair packs %s' copies what is intact in the damaged packs into new ones and drops them from the index\n", strings.Join(names, " "))
 		}
+		if names := unreadablePacks(problems); len(names) > 0 {
+			fmt.Fprintf(w, "hint: this user may not read %s (not a sign of damage, and no reason for 'repair packs'): give it read access (see the owner and mode of the files and directories of the repository), then run 'lifeboat check --read-data' again\n", strings.Join(names, " "))
+		}
 		if !opts.ReadData && treesDamaged(problems) {
 			fmt.Fprintln(w, "hint: directory listings failed to read back intact: 'lifeboat check --read-data' names the damaged packs that hold them, and 'lifeboat repair packs' salvages what is intact in those")
 		}
@@ -323,8 +327,22 @@ func treesDamaged(problems []chunkstore.Problem) bool {
 func damagedPacks(problems []chunkstore.Problem) []string {
 	var names []string
 	for _, p := range problems {
-		// A pack only other recipients can open is intact: not one to salvage.
-		if _, ok := chunkstore.ParsePackName(p.Object); ok && !errors.Is(p.Err, chunkstore.ErrPackMissing) && !errors.Is(p.Err, chunkstore.ErrNotRecipient) && !slices.Contains(names, p.Object) {
+		// A pack only other recipients can open is intact: not one to
+		// salvage; nor is one this user may not read (unreadablePacks).
+		if _, ok := chunkstore.ParsePackName(p.Object); ok && !errors.Is(p.Err, chunkstore.ErrPackMissing) && !errors.Is(p.Err, chunkstore.ErrNotRecipient) &&
+			!errors.Is(p.Err, fs.ErrPermission) && !slices.Contains(names, p.Object) {
+			names = append(names, p.Object)
+		}
+	}
+	return names
+}
+
+// unreadablePacks names the packs that could not be read for lack of
+// permission: their permissions need fixing, not their data.
+func unreadablePacks(problems []chunkstore.Problem) []string {
+	var names []string
+	for _, p := range problems {
+		if _, ok := chunkstore.ParsePackName(p.Object); ok && errors.Is(p.Err, fs.ErrPermission) && !slices.Contains(names, p.Object) {
 			names = append(names, p.Object)
 		}
 	}

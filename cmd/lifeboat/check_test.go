@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
+)
+
+// TestCheckHintsUnreadablePack: a pack that check could not read because
+// this user may not (a pack file made 0000, or owned by another user) is
+// not called damaged: 'repair packs' is not suggested for it (it would
+// only refuse), and its permissions are. A corrupt pack still gets the
+// 'repair packs' hint.
+func TestCheckHintsUnreadablePack(t *testing.T) {
+	unreadable := "data/7b/7b5d44c4312f3086e34c843790334bb05ac169fa2615a3055930454df64be54e"
+	corrupt := "data/d4/d401352427d6ef1a061769c54415d7e9904022adfc442ddb5c546aa7dcd58d8e"
+	path := "/srv/repo/" + unreadable
+	// As the local store reports a file it may not open.
+	denied := chunkstore.Permanent(fmt.Errorf("read %s: %w (check the permissions of the repository directory)", path, &fs.PathError{Op: "open", Path: path, Err: syscall.EACCES}))
+	problems := []chunkstore.Problem{
+		{Object: unreadable, Err: fmt.Errorf("read: %w", denied)},
+		{Object: "snapshot 5eb3959e /", Err: fmt.Errorf("tree 85cc6a31: read tree blob 85cc6a31 from %s: %w", unreadable, denied)},
+		{Object: corrupt, Err: fmt.Errorf("blob 1234: %w", chunkstore.ErrCorrupt)},
+	}
+	if got := damagedPacks(problems); !slices.Equal(got, []string{corrupt}) {
+		t.Errorf("damaged packs %v, want only the corrupt one %s", got, corrupt)
+	}
+	if got := unreadablePacks(problems); !slices.Equal(got, []string{unreadable}) {
+		t.Errorf("unreadable packs %v, want %s", got, unreadable)
+	}
+}
