@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -289,6 +290,14 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 		}
 		written, repacked, err := repack(ctx, repo, ref, toRepack, stays, res, opts.Logger)
 		if err != nil {
+			if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+				// "Free space or prune" is no help here.
+				without := ""
+				if opts.Rewrap {
+					without = " (without --rewrap)"
+				}
+				err = fmt.Errorf("%w; repacking writes new packs before it frees any: run 'lifeboat prune --max-unused unlimited'%s first, which deletes the packs nothing references without writing new ones, then prune again", err, without)
+			}
 			return res, err
 		}
 		res.RepackWritten = written

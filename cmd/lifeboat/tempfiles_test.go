@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -130,4 +131,68 @@ func TestPruneRemovesClockObjectsOfKilledCommands(t *testing.T) {
 	}
 	c.ok(r.reader("check", "--read-data")...)
 	c.ok(r.reader("sessions")...)
+}
+
+// TestPruneOnFullDisk: on a repository whose disk is full, prune's
+// repacking of partly used packs fails for want of space; the error says
+// so and how to go on ('--max-unused unlimited', which frees the packs
+// nothing references without writing any), not "free space or prune".
+// That prune works, and the next one repacks; the repository checks
+// clean and restores.
+func TestPruneOnFullDisk(t *testing.T) {
+	c := newCLI(t)
+	full, _ := fullDir(t, c)
+	// fullDir's tmpfs is too small: a larger one in its place.
+	if err := syscall.Unmount(full, syscall.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", full, "tmpfs", 0, "size=16m"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	r := repo{path: filepath.Join(full, "repo"), identity: filepath.Join(c.dir, "id.txt"), key: filepath.Join(c.dir, "w.key")}
+	c.ok("init", "--repo", r.path, "--identity-out", r.identity, "--key-out", r.key)
+	src := filepath.Join(c.dir, "src")
+	var ids []string
+	backup := func(tree fixture.Tree) {
+		t.Helper()
+		if err := os.RemoveAll(src); err != nil {
+			t.Fatal(err)
+		}
+		fixture.Create(t, src, tree)
+		ids = append(ids, strings.TrimSpace(c.ok(r.writer("backup", "-q", src)...).stdout))
+	}
+	x, y := fixture.Random(1, 2<<20), fixture.Random(2, 2<<20)
+	backup(fixture.Tree{"x": {Content: x}, "y": {Content: y}})                                           // a pack of x and y
+	backup(fixture.Tree{"x": {Content: x}, "y": {Content: y}, "z": {Content: fixture.Random(3, 2<<20)}}) // a pack of z
+	backup(fixture.Tree{"x": {Content: x}, "y": {Content: fixture.Random(4, 2<<20)}})                    // x's pack is half garbage
+	c.ok(r.writer(append([]string{"forget"}, ids[:2]...)...)...)
+
+	// Fill the disk but for 64 KiB: room for a mark and an index file,
+	// not for a new pack.
+	filler := filepath.Join(full, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := make([]byte, 4096)
+	for err == nil {
+		_, err = f.Write(block)
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling %s: %v", full, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(fi.Size() - 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	c.fails(1, r.reader("prune"), "no space left on device", "lifeboat prune --max-unused unlimited")
+	c.ok(r.reader("prune", "--max-unused", "unlimited")...)
+	c.ok(r.reader("prune")...)
+	c.ok(r.reader("check", "--read-data")...)
+	c.ok(r.reader("restore", ids[2], "--target", filepath.Join(c.dir, "target"))...)
 }
