@@ -115,13 +115,13 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 		}
 	}
 	if _, err := f.Write(data); err != nil {
-		return classify(fmt.Errorf("write %s: %w", tmp, err))
+		return classify(fmt.Errorf("write %s: %w", tmp, bare(err)))
 	}
 	if err := f.Sync(); err != nil {
-		return classify(fmt.Errorf("write %s: fsync: %w", tmp, err))
+		return classify(fmt.Errorf("write %s: fsync: %w", tmp, bare(err)))
 	}
 	if err := f.Close(); err != nil {
-		return classify(fmt.Errorf("write %s: close: %w", tmp, err))
+		return classify(fmt.Errorf("write %s: close: %w", tmp, bare(err)))
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return classify(fmt.Errorf("write %s: rename: %w", final, err))
@@ -131,6 +131,16 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 		return classify(fmt.Errorf("write %s: %w", final, err))
 	}
 	return nil
+}
+
+// bare is the cause of a file operation's error, without the
+// *fs.PathError that names the file again (Put names it already).
+func bare(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // mkdirs creates dir and its missing parents below the store root, and

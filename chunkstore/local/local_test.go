@@ -518,3 +518,41 @@ func TestListFollowsSymlinks(t *testing.T) {
 		}
 	}
 }
+
+// TestPutOnFullDisk: a Put into a repository on a full filesystem fails
+// with a permanent error that names the file once (not "write F: write
+// F: ..."), says the filesystem is full, and leaves no temporary file,
+// so that the same Put of less data then succeeds.
+func TestPutOnFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a tmpfs: needs root")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	s, err := local.Open(filepath.Join(dir, "repo"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.Put(ctx, "data/ab/first", []byte("x")); err != nil { // the directories
+		t.Fatal(err)
+	}
+	data := make([]byte, 128<<10) // twice the filesystem
+	err = s.Put(ctx, "data/ab/big", data)
+	if !errors.Is(err, syscall.ENOSPC) || !chunkstore.IsPermanent(err) || !strings.Contains(err.Error(), "filesystem holding the repository is full") {
+		t.Fatalf("Put on a full filesystem: %v, want a permanent ENOSPC saying the filesystem is full", err)
+	}
+	tmp := filepath.Join(dir, "repo", "data", "ab", ".tmp-")
+	if n := strings.Count(err.Error(), tmp); n != 1 {
+		t.Errorf("Put on a full filesystem: %q names the temporary file %d times, want once", err, n)
+	}
+	if left, _ := filepath.Glob(tmp + "*"); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	if err := s.Put(ctx, "data/ab/big", data[:16<<10]); err != nil {
+		t.Errorf("smaller Put after the failed one: %v", err)
+	}
+}
