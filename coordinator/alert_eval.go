@@ -92,7 +92,7 @@ func backupConditions(s *State, now time.Time) []Condition {
 			continue
 		}
 		k := pa{j.Policy, j.Agent}
-		if cur := newest[k]; (cur == nil || j.FinishedAt.After(cur.FinishedAt)) && !beforePolicy(s, j.Policy, j.FinishedAt) {
+		if cur := newest[k]; (cur == nil || j.FinishedAt.After(cur.FinishedAt)) && !beforePolicy(s, j.Policy, j.CreatedIndex) {
 			newest[k] = j
 		}
 		if j.State == JobSucceeded {
@@ -162,13 +162,16 @@ func backupConditions(s *State, now time.Time) []Condition {
 	return out
 }
 
-// beforePolicy reports whether t is before policy name was created: a
-// failure of an earlier, deleted policy of the same name is not a problem
-// of this one (its good snapshots still count for the RPO: they are real
-// restore points).
-func beforePolicy(s *State, name string, t time.Time) bool {
+// beforePolicy reports whether a job (or drill) created at Raft index
+// created is older than policy name: a failure of an earlier, deleted
+// policy of the same name is not a problem of this one (its good
+// snapshots still count for the RPO: they are real restore points).
+// Raft indices, not times: a failure after the leader's clock stepped
+// back before the policy's creation time is this policy's. Records from
+// before indices were kept (0) count, unless the policy is newer.
+func beforePolicy(s *State, name string, created uint64) bool {
 	pr := s.Policies[name]
-	return pr != nil && t.Before(pr.CreatedAt)
+	return pr != nil && created < pr.CreatedIndex
 }
 
 // drillConditions finds policies whose newest drill did not pass. A
@@ -180,7 +183,7 @@ func drillConditions(s *State) []Condition {
 	latest := s.LatestDrills()
 	for _, name := range s.PolicyNames() {
 		d := latest[name]
-		if d == nil || d.Passed || s.Policies[name].Policy.Drill == nil || beforePolicy(s, name, d.FinishedAt) {
+		if d == nil || d.Passed || s.Policies[name].Policy.Drill == nil || beforePolicy(s, name, d.CreatedIndex) {
 			continue
 		}
 		var why []string
@@ -220,7 +223,7 @@ func pruneConditions(s *State, now time.Time) []Condition {
 	pruning := s.pruningRepos()
 	for _, name := range s.PolicyNames() {
 		j := newest[name].last
-		if j == nil || j.State != JobFailed || beforePolicy(s, name, j.FinishedAt) {
+		if j == nil || j.State != JobFailed || beforePolicy(s, name, j.CreatedIndex) {
 			if c, ok := pruneOverdue(s, name, now, pruning); ok {
 				out = append(out, c)
 			}

@@ -52,6 +52,8 @@ type DrillRecord struct {
 	Runner      string  `json:"runner,omitempty"`
 	Trigger     Trigger `json:"trigger"`
 	TriggeredBy string  `json:"triggered_by,omitempty"` // the actor of a manual drill
+	// CreatedIndex is the drill job's Job.CreatedIndex.
+	CreatedIndex uint64 `json:"created_index,omitempty"`
 	DrillReport
 }
 
@@ -95,7 +97,7 @@ func (s *State) recordDrill(j *Job, runner string, r DrillReport) {
 	r.Reasons = sortedStrings(r.Reasons)
 	r.StartedAt, r.FinishedAt = r.StartedAt.UTC(), r.FinishedAt.UTC()
 	r.Result = slices.Clone(r.Result)
-	s.Drills[j.ID] = &DrillRecord{ID: j.ID, Policy: j.Policy, Runner: runner, Trigger: j.Trigger, TriggeredBy: j.CreatedBy, DrillReport: r}
+	s.Drills[j.ID] = &DrillRecord{ID: j.ID, Policy: j.Policy, Runner: runner, Trigger: j.Trigger, TriggeredBy: j.CreatedBy, CreatedIndex: j.CreatedIndex, DrillReport: r}
 	var mine []*DrillRecord
 	for _, id := range sortedKeys(s.Drills) {
 		if d := s.Drills[id]; d.Policy == j.Policy {
@@ -214,7 +216,7 @@ type RecordDrill struct {
 	Fired time.Time `json:"fired,omitzero"`
 }
 
-func recordDrillCmd(s *State, c *Command, _ uint64, p *RecordDrill) (outcome, error) {
+func recordDrillCmd(s *State, c *Command, index uint64, p *RecordDrill) (outcome, error) {
 	switch {
 	case p.ID == "" || p.Reason == "":
 		return outcome{}, invalid("drill record without an ID or reason")
@@ -229,7 +231,7 @@ func recordDrillCmd(s *State, c *Command, _ uint64, p *RecordDrill) (outcome, er
 	if s.Drills[p.ID] != nil || s.Jobs[p.ID] != nil {
 		return outcome{noop: !advanced}, nil
 	}
-	j := &Job{ID: p.ID, Kind: KindDrill, Trigger: p.Trigger, Policy: p.Policy, ScheduledAt: p.ScheduledAt.UTC()}
+	j := &Job{ID: p.ID, Kind: KindDrill, Trigger: p.Trigger, Policy: p.Policy, ScheduledAt: p.ScheduledAt.UTC(), CreatedIndex: index}
 	if p.Trigger == TriggerManual {
 		j.CreatedBy = c.Actor
 	}

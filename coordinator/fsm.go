@@ -360,10 +360,10 @@ func checkPolicyIndex(s *State, name string, want uint64) error {
 
 // storePolicy stores a checked policy as version index.
 func storePolicy(s *State, c *Command, index uint64, pol Policy) {
-	rec := &PolicyRecord{Policy: clonePolicy(pol), Version: index, CreatedAt: c.Time, UpdatedAt: c.Time, UpdatedBy: c.Actor}
+	rec := &PolicyRecord{Policy: clonePolicy(pol), Version: index, CreatedAt: c.Time, CreatedIndex: index, UpdatedAt: c.Time, UpdatedBy: c.Actor}
 	old := s.Policies[pol.Name]
 	if old != nil {
-		rec.CreatedAt = old.CreatedAt
+		rec.CreatedAt, rec.CreatedIndex = old.CreatedAt, old.CreatedIndex
 	}
 	// A new policy, or a new schedule, starts firing from now: instants of
 	// the new schedule before the change were never promised.
@@ -626,7 +626,7 @@ func validKind(k JobKind) bool {
 	return k == KindBackup || k == KindVerify || k == KindDrill || k == KindPrune
 }
 
-func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) {
+func createJobs(s *State, c *Command, index uint64, p *CreateJobs) (outcome, error) {
 	seen := map[string]bool{}
 	for _, nj := range p.Jobs {
 		if err := s.checkNewJob(&nj); err != nil {
@@ -691,7 +691,7 @@ func createJobs(s *State, c *Command, _ uint64, p *CreateJobs) (outcome, error) 
 		}
 		j := &Job{ID: nj.ID, Kind: nj.Kind, Trigger: nj.Trigger, Policy: nj.Policy, Agent: nj.Agent,
 			ScheduledAt: nj.ScheduledAt.UTC(), MaxAttempts: maxAttempts,
-			NotBefore: nj.NotBefore.UTC(), CreatedAt: c.Time, CreatedBy: c.Actor, Repository: nj.Repository}
+			NotBefore: nj.NotBefore.UTC(), CreatedAt: c.Time, CreatedBy: c.Actor, CreatedIndex: index, Repository: nj.Repository}
 		if nj.Drill != nil {
 			d := *nj.Drill
 			j.Drill = &d

@@ -131,8 +131,11 @@ type PolicyRecord struct {
 	Policy    Policy    `json:"policy"`
 	Version   uint64    `json:"version"` // Raft index of the command that last wrote it
 	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-	UpdatedBy string    `json:"updated_by,omitempty"`
+	// CreatedIndex is the Raft index of the command that created the
+	// policy (0 for policies created before it was recorded).
+	CreatedIndex uint64    `json:"created_index,omitempty"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	UpdatedBy    string    `json:"updated_by,omitempty"`
 }
 
 // Repository is a backup repository registered with the coordinator. It
@@ -216,6 +219,11 @@ type Job struct {
 	StartedAt   time.Time `json:"started_at,omitzero"`
 	FinishedAt  time.Time `json:"finished_at,omitzero"`
 	CreatedBy   string    `json:"created_by,omitempty"`
+	// CreatedIndex is the Raft index of the command that created the job
+	// (0 for jobs created before it was recorded): unlike CreatedAt, it
+	// orders the job against its policy's creation whatever the clocks
+	// did (see beforePolicy).
+	CreatedIndex uint64 `json:"created_index,omitempty"`
 	// Repository is the repository of a verify job (which has no policy)
 	// or of a prune job: the policy's when the job was created, so that a
 	// policy moved to another repository meanwhile neither moves the
