@@ -61,13 +61,14 @@ func (r *restorer) dirConflicts(pl *plan) {
 		}
 		return fmt.Errorf("the target holds a directory with %s here, where the snapshot has %s: it is left as it was, with all it holds; restore with --delete to replace it (what it holds is removed), or move it away, or restore into another directory", what, describeNode(n))
 	}
+	var out map[*fileState]*fileState
 	kept := pl.files[:0]
 	for _, f := range pl.files {
 		if err := conflict(f.path, f.node()); err != nil {
-			// Its hard links fail with it (settledLink).
 			f.failed = err
 			r.fail(f.path, err)
 			pl.bytes -= f.size
+			out = leftOut(out, f)
 			continue
 		}
 		kept = append(kept, f)
@@ -84,6 +85,7 @@ func (r *restorer) dirConflicts(pl *plan) {
 	}
 	clear(pl.links[len(links):])
 	pl.links = links
+	pl.passOn(out)
 	others := pl.others[:0]
 	for _, o := range pl.others {
 		if err := conflict(o.path, o.node); err != nil {
@@ -145,13 +147,14 @@ func (r *restorer) leaveOutBlocked(pl *plan, blocked map[string]error) []Failure
 	}
 	clear(pl.dirs[len(dirs):])
 	pl.dirs = dirs
+	var out map[*fileState]*fileState
 	files := pl.files[:0]
 	for _, f := range pl.files {
 		if below(f.path) {
-			// A hard link to it elsewhere fails with it (settledLink).
 			dir, _ := split(f.path)
 			f.failed = fmt.Errorf("its directory /%s could not be created", dir)
 			pl.bytes -= f.size
+			out = leftOut(out, f)
 			continue
 		}
 		files = append(files, f)
@@ -166,6 +169,7 @@ func (r *restorer) leaveOutBlocked(pl *plan, blocked map[string]error) []Failure
 	}
 	clear(pl.links[len(links):])
 	pl.links = links
+	pl.passOn(out)
 	others := pl.others[:0]
 	for _, o := range pl.others {
 		if !below(o.path) {
@@ -175,6 +179,47 @@ func (r *restorer) leaveOutBlocked(pl *plan, blocked map[string]error) []Failure
 	clear(pl.others[len(others):])
 	pl.others = others
 	return failures
+}
+
+// leftOut adds f, a file with hard links taken out of the plan, to out
+// (made if nil), for passOn.
+func leftOut(out map[*fileState]*fileState, f *fileState) map[*fileState]*fileState {
+	if out == nil {
+		out = map[*fileState]*fileState{}
+	}
+	out[f] = nil
+	return out
+}
+
+// passOn gives the content of each file in out, one whose name was taken
+// out of the plan, to the first of its hard links still planned: that
+// name becomes a planned file, and the group's other planned names are
+// linked to it, not failed with the name left out. out maps each to the
+// name that took its place (nil: none yet).
+func (pl *plan) passOn(out map[*fileState]*fileState) {
+	if len(out) == 0 {
+		return
+	}
+	links := pl.links[:0]
+	for _, l := range pl.links {
+		heir, ok := out[l.linkTo]
+		switch {
+		case !ok:
+		case heir != nil:
+			l.linkTo = heir
+		default:
+			first := l.linkTo
+			out[first] = l
+			l.linkTo = nil
+			l.chunks, l.size = first.chunks, first.size
+			pl.files = append(pl.files, l)
+			pl.bytes += l.size
+			continue
+		}
+		links = append(links, l)
+	}
+	clear(pl.links[len(links):])
+	pl.links = links
 }
 
 // predictBlocked finds, in a dry run, the directories a restore could

@@ -4,6 +4,7 @@
 package restore_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -270,5 +271,80 @@ func TestImmutableInTheWay(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(out, "ok")); err != nil || string(b) != "restored anyway\n" {
 		t.Errorf("ok: %q, %v", b, err)
+	}
+}
+
+// TestHardLinkFirstNameLeftOut: when the first name of a hard-link group
+// is left out of the restore (below a directory that cannot be created,
+// or where the target holds a directory with entries), its other names
+// are restored all the same: the first of them carries the content and
+// the rest are linked to it, and a dry run says the same (found by
+// review: they failed as "hard link to /x, which failed").
+func TestHardLinkFirstNameLeftOut(t *testing.T) {
+	r := anyUserRepo(t)
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"locked/sub/a": {Content: []byte("first under a blocked directory\n")},
+		"m":            {HardlinkTo: "locked/sub/a"},
+		"n":            {HardlinkTo: "locked/sub/a"},
+		"c":            {Content: []byte("first where the target has a directory\n")},
+		"d":            {HardlinkTo: "c"},
+		"e":            {HardlinkTo: "c"},
+	})
+	snap := r.backup(t, src)
+	dst := userTarget(t, nobody)
+	out := restoredAt(dst, src)
+	must := fatalIf(t)
+	must(os.MkdirAll(filepath.Join(out, "c"), 0o755))
+	must(os.WriteFile(filepath.Join(out, "c", "user.txt"), []byte("the user's"), 0o644))
+	for _, p := range []string{filepath.Join(out, "c", "user.txt"), filepath.Join(out, "c")} {
+		must(os.Chown(p, nobody, nobody))
+	}
+	for p := out; p != dst; p = filepath.Dir(p) {
+		must(os.Chown(p, nobody, nobody))
+	}
+	must(os.Mkdir(filepath.Join(out, "locked"), 0o755)) // root's
+
+	var dry, res *restore.Result
+	asUser(t, nobody, func() {
+		var err error
+		if dry, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true}); err != nil {
+			t.Fatalf("dry run: %v", err)
+		}
+		if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+	})
+	failed, _ := failedPaths(res, src)
+	if want := []string{"c", "locked/sub"}; !slices.Equal(failed, want) {
+		t.Fatalf("failures %v, want %v", res.Failures, want)
+	}
+	if dryFailed, _ := failedPaths(dry, src); !slices.Equal(dryFailed, failed) {
+		t.Errorf("the dry run's failures %v, the restore's %v", dry.Failures, res.Failures)
+	}
+	if dry.Files != res.Files || res.Files != 4 {
+		t.Errorf("the dry run would restore %d files, the restore did %d; want 4", dry.Files, res.Files)
+	}
+	for _, group := range [][]string{{"m", "n"}, {"d", "e"}} {
+		want, err := os.ReadFile(filepath.Join(src, group[0]))
+		must(err)
+		var first os.FileInfo
+		for _, p := range group {
+			b, err := os.ReadFile(filepath.Join(out, p))
+			if err != nil || !bytes.Equal(b, want) {
+				t.Errorf("%s: %q, %v; want %q", p, b, err, want)
+				continue
+			}
+			fi, err := os.Lstat(filepath.Join(out, p))
+			must(err)
+			if first == nil {
+				first = fi
+			} else if !os.SameFile(first, fi) {
+				t.Errorf("%s is not a hard link to %s", p, group[0])
+			}
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "c", "user.txt")); err != nil || string(b) != "the user's" {
+		t.Errorf("c/user.txt: %q, %v; want the user's file left", b, err)
 	}
 }
