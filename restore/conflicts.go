@@ -227,11 +227,13 @@ func (pl *plan) passOn(out map[*fileState]*fileState) {
 // Options.Overwrite keeps, or where their parent in the target may not
 // be written to (permissions, a read-only mount, an immutable
 // directory). Directories below them are noted with a nil error, as
-// dirMaker does.
-func (r *restorer) predictBlocked(pl *plan) map[string]error {
-	blocked := map[string]error{}
+// dirMaker does. It also returns the directories the target holds that
+// may not be written to, with why: where the restore would fail each
+// entry it writes in them (unwritableIn).
+func (r *restorer) predictBlocked(pl *plan) (blocked, unwritable map[string]error) {
+	blocked = map[string]error{}
 	if r.t == nil || r.t.fresh {
-		return blocked
+		return blocked, nil
 	}
 	for _, d := range pl.dirs {
 		parent, _ := split(d.path)
@@ -242,6 +244,14 @@ func (r *restorer) predictBlocked(pl *plan) map[string]error {
 		st, err := r.t.lstat(d.path)
 		switch {
 		case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+			if werr := r.t.withDir(d.path, func(dfd int) error {
+				return unix.Faccessat(dfd, ".", unix.W_OK, unix.AT_EACCESS)
+			}); werr != nil {
+				if unwritable == nil {
+					unwritable = map[string]error{}
+				}
+				unwritable[d.path] = werr
+			}
 		case err == nil:
 			if r.opts.Overwrite.keepsInTheWay(st, d.node) {
 				blocked[d.path] = &keptInTheWayError{mode: st.Mode}
@@ -262,7 +272,22 @@ func (r *restorer) predictBlocked(pl *plan) map[string]error {
 			}
 		}
 	}
-	return blocked
+	return blocked, unwritable
+}
+
+// unwritableIn returns, in a dry run, why the restore could not write
+// entry p, if its directory is one predictBlocked found the target
+// holds and may not be written to.
+func (r *restorer) unwritableIn(unwritable map[string]error, p string) error {
+	if len(unwritable) == 0 {
+		return nil
+	}
+	dir, _ := split(p)
+	err, ok := unwritable[dir]
+	if !ok {
+		return nil
+	}
+	return r.entryError(fmt.Errorf("its directory /%s may not be written to: %w", dir, err))
 }
 
 // The inode flags (FS_IOC_GETFLAGS) that keep an entry from being

@@ -52,7 +52,8 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	r.failures = slices.Clone(failures) // failures grows below, for extraneous
 	// The directories the restore could not create, as it would find
 	// them (and below, dirConflicts: the files it would not replace).
-	failures = append(failures, r.leaveOutBlocked(pl, r.predictBlocked(pl))...)
+	blocked, unwritable := r.predictBlocked(pl)
+	failures = append(failures, r.leaveOutBlocked(pl, blocked)...)
 	r.prog.TotalFiles.Store(int64(len(pl.files) + len(pl.links)))
 	r.prog.TotalBytes.Store(pl.bytes)
 	res := &Result{Dirs: int64(len(pl.dirs))}
@@ -73,6 +74,9 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		return nil, err
 	}
 	for _, f := range pl.files {
+		if f.failed == nil && !f.keep && !f.skip {
+			f.failed = r.unwritableIn(unwritable, f.path) // its links fail with it (settledLink)
+		}
 		if f.failed != nil {
 			r.fail(f.path, f.failed)
 			continue
@@ -88,6 +92,10 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		if r.settledLink(f, res) {
 			continue
 		}
+		if err := r.unwritableIn(unwritable, f.path); err != nil {
+			r.fail(f.path, err)
+			continue
+		}
 		res.Files++
 		r.replaces(f.path, func(st unix.Stat_t) bool {
 			if !f.linkTo.skip {
@@ -100,6 +108,10 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	for _, o := range pl.others {
 		if r.kept(o.path, o.node) {
 			res.Kept++
+			continue
+		}
+		if err := r.unwritableIn(unwritable, o.path); err != nil {
+			r.fail(o.path, err)
 			continue
 		}
 		if o.node.Type == snapshot.TypeSymlink {

@@ -519,7 +519,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			continue
 		}
 		if err := t.link(f.linkTo.path, f.path); err != nil {
-			r.fail(f.path, fmt.Errorf("hard link: %w", err))
+			r.fail(f.path, r.entryError(fmt.Errorf("hard link: %w", err)))
 			continue
 		}
 		res.Files++
@@ -534,7 +534,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			continue
 		}
 		if err := r.other(o); err != nil {
-			r.fail(o.path, err)
+			r.fail(o.path, r.entryError(err))
 			continue
 		}
 		if o.node.Type == snapshot.TypeSymlink {
@@ -558,7 +558,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if opts.Sync {
 		syncStart := time.Now()
 		if err := t.syncfs(); err != nil {
-			if fatal(err) {
+			if r.fatal(err) {
 				return nil, targetError(opts.Target, err)
 			}
 			return nil, fmt.Errorf("flush the data restored into %s to disk (syncfs): %w: the kernel could not write all of it back, so some restored files may not be on disk; check the disk (dmesg) and restore into a new directory", opts.Target, err)
@@ -797,10 +797,35 @@ func (r *restorer) kept(p string, n *snapshot.Node) bool {
 	return err == nil && r.opts.Overwrite.keeps(st, n)
 }
 
-// fatal reports errors that end the restore: the target filesystem
-// cannot take more data.
-func fatal(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS)
+// fatal reports errors that end the restore: the target's file system
+// cannot take more data (full, out of quota, or read-only). EROFS from a
+// read-only file system mounted below the target is not: it fails only
+// the entries on that file system (onReadOnlyMount), and the restore
+// goes on with the rest. (Whose EROFS it is is asked only once one
+// occurs.)
+func (r *restorer) fatal(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	return errors.Is(err, syscall.EROFS) && (r.t == nil || r.t.readOnly())
+}
+
+// entryError is err, which fails one entry, with what to do where it
+// is an EROFS of a read-only file system mounted inside the target.
+func (r *restorer) entryError(err error) error {
+	if !errors.Is(err, syscall.EROFS) || r.fatal(err) {
+		return err
+	}
+	return fmt.Errorf("%w: it is on a read-only file system mounted inside the restore target; remount that read-write and run the restore again, or leave it out (--exclude), or restore into another directory", err)
+}
+
+// writeError is the error for an entry p that could not be written:
+// one that ends the restore (targetError), or one of this entry alone.
+func (r *restorer) writeError(p string, err error) error {
+	if r.fatal(err) {
+		return targetError(p, err)
+	}
+	return fmt.Errorf("write /%s: %w", p, err)
 }
 
 func targetError(p string, err error) error {
@@ -896,7 +921,7 @@ func (r *restorer) createFiles(files []*fileState) error {
 	// may not write to), as one that cannot be written does; a target
 	// that takes no more data ends the restore.
 	failed := func(f *fileState, err error) error {
-		if fatal(err) {
+		if r.fatal(err) {
 			return targetError(f.path, err)
 		}
 		r.setFailed(f, err)
@@ -1284,6 +1309,7 @@ func (r *restorer) failedErr(f *fileState) error {
 }
 
 func (r *restorer) setFailed(f *fileState, err error) {
+	err = r.entryError(err)
 	r.mu.Lock()
 	if f.failed == nil {
 		f.failed = err
@@ -1299,12 +1325,12 @@ func (r *restorer) writeAt(t target, plain []byte, zero bool) error {
 	if !zero { // the file was created at full size: zeros are already there, as a hole
 		fh, err := r.handle(f)
 		if err != nil {
-			if fatal(err) {
+			if r.fatal(err) {
 				return err
 			}
 			r.setFailed(f, err)
 		} else if direct, err := r.writeData(f, fh, plain, t.offset); err != nil {
-			if fatal(err) {
+			if r.fatal(err) {
 				return targetError(f.path, err)
 			}
 			r.setFailed(f, err)
@@ -1374,7 +1400,7 @@ func (r *restorer) settle(f *fileState, fh *os.File, err error, cached bool, siz
 		}
 	}
 	if err != nil {
-		if fatal(err) {
+		if r.fatal(err) {
 			return targetError(f.path, err)
 		}
 		r.setFailed(f, err)
@@ -1520,11 +1546,11 @@ func (r *restorer) handle(f *fileState) (*os.File, error) {
 	return r.open.get(f, func() (*os.File, error) {
 		fh, err := r.t.openWrite(f.wpath())
 		if err != nil {
-			return nil, targetError(f.path, err)
+			return nil, r.writeError(f.path, err)
 		}
 		if err := f.created(fh); err != nil {
 			fh.Close()
-			return nil, targetError(f.path, err)
+			return nil, r.writeError(f.path, err)
 		}
 		return fh, nil
 	})
@@ -1561,7 +1587,7 @@ func (r *restorer) blobDone(f *fileState) {
 		return
 	}
 	if err := r.dio.close(f); err != nil {
-		r.setFailed(f, targetError(f.path, err))
+		r.setFailed(f, r.writeError(f.path, err))
 	}
 	fh := r.open.take(f)
 	if r.failedErr(f) != nil {
@@ -1726,7 +1752,7 @@ func (r *restorer) unplaced(files []*fileState) {
 // write-back, when it went through the window).
 func (r *restorer) closed(f *fileState, err error) {
 	if err != nil {
-		r.setFailed(f, targetError(f.path, err))
+		r.setFailed(f, r.writeError(f.path, err))
 	}
 }
 

@@ -175,6 +175,16 @@ func (t *targetDir) evict() {
 	}
 }
 
+// readOnly reports whether the target directory's own file system is
+// (now) mounted read-only, as against one mounted below it.
+func (t *targetDir) readOnly() bool {
+	t.mu.Lock()
+	fd := t.dirs[""] // never evicted; closed only by close
+	t.mu.Unlock()
+	var s unix.Statfs_t
+	return unix.Fstatfs(fd, &s) == nil && s.Flags&unix.ST_RDONLY != 0
+}
+
 // lstat stats p without following a final symlink.
 func (t *targetDir) lstat(p string) (unix.Stat_t, error) {
 	var st unix.Stat_t
