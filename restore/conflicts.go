@@ -290,6 +290,24 @@ func (r *restorer) unwritableIn(unwritable map[string]error, p string) error {
 	return r.entryError(fmt.Errorf("its directory /%s may not be written to: %w", dir, err))
 }
 
+// unreplaceable returns, in a dry run, why the restore could not replace
+// what the target holds at p: a file marked immutable or append-only.
+// held says the target holds an entry there (known already for files:
+// fileState.held), or may (lstat finds out).
+func (r *restorer) unreplaceable(p string, held bool) error {
+	if r.t == nil || r.t.fresh || !held {
+		return nil
+	}
+	st, err := r.t.lstat(p)
+	if err != nil {
+		return nil
+	}
+	if err := r.t.fixed(p, st); err != nil {
+		return fmt.Errorf("the target holds a file here marked immutable or append-only, which cannot be replaced: %w; clear the flag (chattr -i -a) and run the restore again, or restore into another directory", err)
+	}
+	return nil
+}
+
 // The inode flags (FS_IOC_GETFLAGS) that keep an entry from being
 // removed: chattr +i and +a.
 const (
@@ -308,6 +326,13 @@ func (t *targetDir) removable(parent, p string, st unix.Stat_t) error {
 	}); err != nil {
 		return err
 	}
+	return t.fixed(p, st)
+}
+
+// fixed reports unix.EPERM, in a dry run, where the entry st at p is a
+// file marked immutable or append-only, which cannot be removed or
+// replaced.
+func (t *targetDir) fixed(p string, st unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}

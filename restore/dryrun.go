@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,7 +76,10 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	}
 	for _, f := range pl.files {
 		if f.failed == nil && !f.keep && !f.skip {
-			f.failed = r.unwritableIn(unwritable, f.path) // its links fail with it (settledLink)
+			// Its links fail with it (settledLink).
+			if f.failed = r.unwritableIn(unwritable, f.path); f.failed == nil {
+				f.failed = r.unreplaceable(f.path, f.held)
+			}
 		}
 		if f.failed != nil {
 			r.fail(f.path, f.failed)
@@ -92,7 +96,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 		if r.settledLink(f, res) {
 			continue
 		}
-		if err := r.unwritableIn(unwritable, f.path); err != nil {
+		if err := cmp.Or(r.unwritableIn(unwritable, f.path), r.unreplaceable(f.path, true)); err != nil {
 			r.fail(f.path, err)
 			continue
 		}
@@ -110,7 +114,7 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 			res.Kept++
 			continue
 		}
-		if err := r.unwritableIn(unwritable, o.path); err != nil {
+		if err := cmp.Or(r.unwritableIn(unwritable, o.path), r.unreplaceable(o.path, true)); err != nil {
 			r.fail(o.path, err)
 			continue
 		}

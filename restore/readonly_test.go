@@ -5,6 +5,7 @@ package restore_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -84,5 +85,120 @@ func TestReadOnlyMountInTarget(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(out, p)); err != nil || string(b) != want {
 			t.Errorf("%s: %q, %v", p, b, err)
 		}
+	}
+}
+
+// TestDryRunUnwritableDir: as a user other than root, the files and
+// symlinks of a directory the target holds that the user may not write
+// to fail, and the dry run says so too rather than promising them.
+func TestDryRunUnwritableDir(t *testing.T) {
+	r := anyUserRepo(t)
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"locked/f": {Content: []byte("cannot go here\n")},
+		"locked/l": {Symlink: "f"},
+		"ok":       {Content: []byte("restored anyway\n")},
+	})
+	snap := r.backup(t, src)
+	dst := userTarget(t, nobody)
+	out := restoredAt(dst, src)
+	must := fatalIf(t)
+	must(os.MkdirAll(out, 0o755))
+	for p := out; p != dst; p = filepath.Dir(p) {
+		must(os.Chown(p, nobody, nobody))
+	}
+	must(os.Mkdir(filepath.Join(out, "locked"), 0o755)) // root's
+
+	var dry, res *restore.Result
+	asUser(t, nobody, func() {
+		var err error
+		if dry, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true}); err != nil {
+			t.Fatalf("dry run: %v", err)
+		}
+		if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+	})
+	failed, errs := failedPaths(res, src)
+	if want := []string{"locked/f", "locked/l"}; !slices.Equal(failed, want) {
+		t.Fatalf("failures %v, want %v", res.Failures, want)
+	}
+	dryFailed, dryErrs := failedPaths(dry, src)
+	if !slices.Equal(dryFailed, failed) {
+		t.Errorf("the dry run's failures %v, the restore's %v", dry.Failures, res.Failures)
+	}
+	for _, p := range failed {
+		if !strings.Contains(errs[p], "permission denied") || !strings.Contains(dryErrs[p], "permission denied") {
+			t.Errorf("%s: the restore says %q, the dry run %q; want both to say why", p, errs[p], dryErrs[p])
+		}
+	}
+	if dry.Files != res.Files || dry.Symlinks != res.Symlinks || res.Files != 1 {
+		t.Errorf("the dry run would restore %d files and %d symlinks, the restore did %d and %d; want 1 file", dry.Files, dry.Symlinks, res.Files, res.Symlinks)
+	}
+}
+
+// TestDryRunImmutableFile: an immutable file (chattr +i) where the
+// snapshot has a file or a symlink cannot be replaced: the restore fails
+// that path, and the dry run says so too rather than listing it as
+// replaced.
+func TestDryRunImmutableFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to mark a file immutable")
+	}
+	chattr, err := exec.LookPath("chattr")
+	if err != nil {
+		t.Skip("no chattr")
+	}
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"f":   {Content: []byte("the snapshot's\n")},
+		"big": {Content: fixture.Random(9, 3<<20)}, // several chunks
+		"l":   {Symlink: "f"},
+		"ok":  {Content: []byte("restored anyway\n")},
+	})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	out := restoredAt(dst, src)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"f", "big", "l"} {
+		fp := filepath.Join(out, p)
+		if err := os.WriteFile(fp, []byte("immutable\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := exec.Command(chattr, "+i", fp).CombinedOutput(); err != nil {
+			t.Skipf("the filesystem of %s has no immutable flag: %v %s", fp, err, b)
+		}
+		t.Cleanup(func() { _ = exec.Command(chattr, "-i", fp).Run() })
+	}
+
+	dry, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, errs := failedPaths(res, src)
+	if want := []string{"big", "f", "l"}; !slices.Equal(failed, want) {
+		t.Fatalf("failures %v, want %v", res.Failures, want)
+	}
+	dryFailed, dryErrs := failedPaths(dry, src)
+	if !slices.Equal(dryFailed, failed) || len(dry.Changes) != 0 {
+		t.Errorf("the dry run: failures %v, changes %v; the restore's failures %v", dry.Failures, dry.Changes, res.Failures)
+	}
+	for _, p := range failed {
+		if !strings.Contains(errs[p], "operation not permitted") || !strings.Contains(dryErrs[p], "operation not permitted") {
+			t.Errorf("%s: the restore says %q, the dry run %q; want both to say why", p, errs[p], dryErrs[p])
+		}
+	}
+	if dry.Files != res.Files || dry.Symlinks != res.Symlinks || res.Files != 1 {
+		t.Errorf("the dry run would restore %d files and %d symlinks, the restore did %d and %d; want 1 file", dry.Files, dry.Symlinks, res.Files, res.Symlinks)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "ok")); err != nil || string(b) != "restored anyway\n" {
+		t.Errorf("ok: %q, %v", b, err)
 	}
 }
