@@ -68,7 +68,9 @@ func (r *restorer) dirConflicts(pl *plan) {
 			f.failed = err
 			r.fail(f.path, err)
 			pl.bytes -= f.size
-			out = leftOut(out, f)
+			if len(pl.links) > 0 {
+				out = leftOut(out, f)
+			}
 			continue
 		}
 		kept = append(kept, f)
@@ -154,7 +156,9 @@ func (r *restorer) leaveOutBlocked(pl *plan, blocked map[string]error) []Failure
 			dir, _ := split(f.path)
 			f.failed = fmt.Errorf("its directory /%s could not be created", dir)
 			pl.bytes -= f.size
-			out = leftOut(out, f)
+			if len(pl.links) > 0 {
+				out = leftOut(out, f)
+			}
 			continue
 		}
 		files = append(files, f)
@@ -181,8 +185,10 @@ func (r *restorer) leaveOutBlocked(pl *plan, blocked map[string]error) []Failure
 	return failures
 }
 
-// leftOut adds f, a file with hard links taken out of the plan, to out
-// (made if nil), for passOn.
+// leftOut adds f, a file taken out of the plan, to out (made if nil),
+// for passOn to find whether one of its hard links takes its place. (Not
+// called where the plan has no hard links: a blocked directory can hold
+// millions of files.)
 func leftOut(out map[*fileState]*fileState, f *fileState) map[*fileState]*fileState {
 	if out == nil {
 		out = map[*fileState]*fileState{}
