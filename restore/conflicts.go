@@ -297,7 +297,8 @@ func (r *restorer) unwritableIn(unwritable map[string]error, p string) error {
 }
 
 // unreplaceable returns, in a dry run, why the restore could not replace
-// what the target holds at p: a file marked immutable or append-only.
+// (or, Options.Delete, remove) what the target holds at p: a file marked
+// immutable or append-only.
 // held says the target holds an entry there (known already for files:
 // fileState.held), or may (lstat finds out).
 func (r *restorer) unreplaceable(p string, held bool) error {
@@ -309,7 +310,7 @@ func (r *restorer) unreplaceable(p string, held bool) error {
 		return nil
 	}
 	if err := r.t.fixed(p, st); err != nil {
-		return fmt.Errorf("the target holds a file here marked immutable or append-only, which cannot be replaced: %w; clear the flag (chattr -i -a) and run the restore again, or restore into another directory", err)
+		return fmt.Errorf("what the target holds here is a file marked immutable or append-only, which cannot be removed or replaced: %w; clear the flag (chattr -i -a) and run the restore again, or restore into another directory", err)
 	}
 	return nil
 }

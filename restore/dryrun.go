@@ -135,6 +135,10 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sna
 	}
 	if opts.Delete && r.t != nil && !r.t.fresh {
 		if err := r.extraneous(ctx, pl, snap.Paths, failures, in, func(p string, dir bool) {
+			if err := cmp.Or(r.unwritableIn(unwritable, p), r.unreplaceable(p, !dir)); err != nil {
+				r.failRemoval(p, fmt.Errorf("could not remove it (--delete: the snapshot does not hold it): %w", err))
+				return
+			}
 			r.changes = append(r.changes, Change{Path: p, Action: ActionDelete, Dir: dir})
 			res.Deleted++
 		}, r.failRemoval); err != nil {

@@ -202,3 +202,53 @@ func TestDryRunImmutableFile(t *testing.T) {
 		t.Errorf("ok: %q, %v", b, err)
 	}
 }
+
+// TestDeleteOnReadOnlyMount: with Delete, what the target holds on a
+// read-only file system mounted inside it and the snapshot lacks cannot
+// be removed: the restore reports it, and the dry run too rather than
+// listing it as deleted.
+func TestDeleteOnReadOnlyMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to mount a file system")
+	}
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"e/y": {Content: []byte("the same on the mount\n")}, "a": {Content: []byte("restored\n")}})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	out := restoredAt(dst, src)
+	e := filepath.Join(out, "e")
+	must := fatalIf(t)
+	must(os.MkdirAll(e, 0o755))
+	if err := unix.Mount("tmpfs", e, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount a tmpfs at %s: %v", e, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(e, 0); err != nil {
+			_ = unix.Unmount(e, unix.MNT_DETACH)
+		}
+	})
+	must(os.WriteFile(filepath.Join(e, "extra"), []byte("not in the snapshot\n"), 0o644))
+	must(os.WriteFile(filepath.Join(e, "y"), []byte("the same on the mount\n"), 0o644))
+	if err := unix.Mount("", e, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount %s read-only: %v", e, err)
+	}
+
+	opts := restore.Options{Target: dst, Delete: true, DryRun: true}
+	dry, err := restore.Restore(context.Background(), r.reader, snap, opts)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	opts.DryRun = false
+	res, err := restore.Restore(context.Background(), r.reader, snap, opts)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	failed, _ := failedPaths(res, src)
+	if want := []string{"e/extra"}; !slices.Equal(failed, want) {
+		t.Fatalf("failures %v, want %v", res.Failures, want)
+	}
+	if dryFailed, _ := failedPaths(dry, src); !slices.Equal(dryFailed, failed) || dry.Deleted != res.Deleted {
+		t.Errorf("the dry run: failures %v, %d deleted (%v); the restore: %v, %d", dry.Failures, dry.Deleted, dry.Changes, res.Failures, res.Deleted)
+	}
+}
