@@ -566,6 +566,13 @@ func MarkedPacks(marks []GCMark) map[ID]bool {
 	return set
 }
 
+// ErrClockRefused is wrapped by StoreNow's error when the store refused
+// to write its clock object for what the request is, not for a passing
+// fault: a read-only filesystem or credentials, denied access, a full
+// store. Read-only listings may then fall back to this machine's clock;
+// whatever removes data must not.
+var ErrClockRefused = errors.New("the store refused to write its clock object")
+
 // StoreNow returns the store's current time: the modification time of a
 // small object written and removed for the purpose.
 func (r *Repository) StoreNow(ctx context.Context) (time.Time, error) {
@@ -575,6 +582,9 @@ func (r *Repository) StoreNow(ctx context.Context) (time.Time, error) {
 	}
 	name := GCPrefix + "clock-" + hex.EncodeToString(b[:])
 	if err := r.store.Put(ctx, name, nil); err != nil {
+		if refusedWrite(err) {
+			err = fmt.Errorf("%w: %w", ErrClockRefused, err)
+		}
 		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
 	}
 	now, err := r.listedModTime(ctx, name)
@@ -585,6 +595,13 @@ func (r *Repository) StoreNow(ctx context.Context) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
 	}
 	return now, nil
+}
+
+// refusedWrite reports whether err, from a Put, refuses the write for
+// good (read-only, denied, full) rather than failing on the way
+// (network, cancellation) or for a missing repository.
+func refusedWrite(err error) bool {
+	return IsPermanent(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrBucketNotFound)
 }
 
 // SweepClocks removes the objects StoreNow writes and removes at once

@@ -45,20 +45,34 @@ type SessionStatus struct {
 var ErrSessionNotFound = errors.New("no such session")
 
 // Sessions lists the repository's sessions, oldest first.
-func Sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming) ([]SessionStatus, error) {
+//
+// A session's state (stale or not) is judged by the store's clock, which
+// takes writing a small object. A store that refuses the write (a
+// read-only mount or read-only credentials, a full disk) is still listed:
+// by this machine's clock, and localClock says so. Only listing falls
+// back: Unlock, which removes stale sessions, needs the store's clock.
+func Sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming) (list []SessionStatus, localClock bool, err error) {
 	host, _ := os.Hostname()
-	return sessions(ctx, repo, timing, host)
+	return sessions(ctx, repo, timing, host, time.Now)
 }
 
-func sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming, host string) ([]SessionStatus, error) {
+// sessions lists the sessions; with localNow non-nil, a store that
+// refuses to write its clock object is judged by localNow's time instead
+// (and localClock is true).
+func sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstore.SessionTiming, host string, localNow func() time.Time) ([]SessionStatus, bool, error) {
 	timing = timing.OrDefault()
+	localClock := false
 	now, err := repo.StoreNow(ctx)
-	if err != nil {
-		return nil, err
+	switch {
+	case err == nil:
+	case localNow != nil && errors.Is(err, chunkstore.ErrClockRefused):
+		now, localClock = localNow(), true
+	default:
+		return nil, false, err
 	}
 	list, err := repo.Sessions(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	out := make([]SessionStatus, 0, len(list))
 	for _, s := range list {
@@ -77,7 +91,7 @@ func sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstor
 		}
 		out = append(out, st)
 	}
-	return out, nil
+	return out, localClock, nil
 }
 
 // UnlockResult says what Unlock removed, and the sessions it left that
@@ -105,7 +119,9 @@ type UnlockResult struct {
 func Unlock(ctx context.Context, repo *chunkstore.Repository, ids []string, timing chunkstore.SessionTiming) (*UnlockResult, error) {
 	timing = timing.OrDefault()
 	host, _ := os.Hostname()
-	all, err := sessions(ctx, repo, timing, host)
+	// The store's clock only: a stale session is removed, and this
+	// machine's clock may run ahead of the store's.
+	all, _, err := sessions(ctx, repo, timing, host, nil)
 	if err != nil {
 		return nil, err
 	}

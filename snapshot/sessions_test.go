@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
@@ -49,7 +52,7 @@ func TestUnlock(t *testing.T) {
 	here := start(chunkstore.SessionInfo{Host: host, PID: os.Getpid(), Prune: true, Command: "repair index"})
 	state := func() map[string]string {
 		t.Helper()
-		list, err := snapshot.Sessions(ctx, reopen(t, repos, repos.Store), chunkstore.DefaultSessionTiming)
+		list, _, err := snapshot.Sessions(ctx, reopen(t, repos, repos.Store), chunkstore.DefaultSessionTiming)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +339,7 @@ func TestUnlockWithoutDelete(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "AccessDenied") || !strings.Contains(err.Error(), "unlock needs credentials that may delete") {
 		t.Fatalf("unlock with deletes refused: %v", err)
 	}
-	if list, err := snapshot.Sessions(ctx, reopen(t, repos, repos.Store), chunkstore.DefaultSessionTiming); err != nil || len(list) != 1 || list[0].State != snapshot.SessionGone {
+	if list, _, err := snapshot.Sessions(ctx, reopen(t, repos, repos.Store), chunkstore.DefaultSessionTiming); err != nil || len(list) != 1 || list[0].State != snapshot.SessionGone {
 		t.Fatalf("sessions after the refused unlock: %+v, %v; want the gone prune session still there", list, err)
 	}
 }
@@ -350,4 +353,65 @@ func (n noSessionDeletes) Delete(ctx context.Context, name string) error {
 		return chunkstore.Permanent(errors.New("AccessDenied"))
 	}
 	return n.Store.Delete(ctx, name)
+}
+
+// TestSessionsWithReadOnlyCredentials: with S3 credentials that may only
+// get and list (a real MinIO, a role whose policy allows nothing else),
+// Sessions lists the sessions by this machine's clock and says so (it
+// failed: "read the store's clock: put gc/clock-...: access denied"),
+// while Unlock, which removes stale sessions by the store's clock, still
+// refuses.
+func TestSessionsWithReadOnlyCredentials(t *testing.T) {
+	env := storetest.MinIO(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", env.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", env.SecretKey)
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	url := "s3:http://" + env.Endpoint + "/" + env.Bucket + "/repo"
+	ctx := t.Context()
+	st, err := location.Open(ctx, url, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	sess, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 1}, chunkstore.DefaultSessionTiming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.End(context.WithoutCancel(ctx))
+
+	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Action":["s3:ListBucket","s3:GetBucketLocation"],"Resource":["arn:aws:s3:::%[1]s"]},
+ {"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%[1]s/*"]}]}`, env.Bucket)
+	sts, err := credentials.NewSTSAssumeRole("http://"+env.Endpoint, credentials.STSAssumeRoleOptions{
+		AccessKey: env.AccessKey, SecretKey: env.SecretKey, Policy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := sts.GetWithContext(nil)
+	if err != nil {
+		t.Fatalf("assume a read-only role on %s: %v", env.Bucket, err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", v.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", v.SecretAccessKey)
+	t.Setenv("AWS_SESSION_TOKEN", v.SessionToken)
+	ro, err := location.Open(ctx, url, false)
+	if err != nil {
+		t.Fatalf("open with read-only credentials: %v", err)
+	}
+	if err := ro.Put(ctx, "gc/probe", nil); err == nil {
+		t.Fatal("the read-only credentials may put: the test needs them refused")
+	}
+
+	list, localClock, err := snapshot.Sessions(ctx, reopen(t, repos, ro), chunkstore.DefaultSessionTiming)
+	if err != nil {
+		t.Fatalf("sessions with read-only credentials: %v", err)
+	}
+	if !localClock || len(list) != 1 || list[0].ID != sess.ID() || list[0].State != snapshot.SessionLive {
+		t.Errorf("sessions with read-only credentials: %+v, local clock %v; want session %s, live, by the local clock", list, localClock, sess.ID())
+	}
+	_, err = snapshot.Unlock(ctx, reopen(t, repos, ro), nil, chunkstore.DefaultSessionTiming)
+	if !errors.Is(err, chunkstore.ErrClockRefused) || !strings.Contains(err.Error(), "access denied") {
+		t.Errorf("unlock with read-only credentials: %v; want the store's clock refused, access denied", err)
+	}
 }

@@ -28,7 +28,10 @@ from starting ('lifeboat unlock SESSION' removes it).
 
 STATE is "live" (renewed within 30 minutes), "gone" (live, but of this
 machine and its process no longer runs), "stale" or "done" (ended; prune
-removes them). Times are the store's. Works with the writer key.`,
+removes them). Times are the store's. Works with the writer key, and on a
+read-only repository (mount or credentials): the store cannot then tell
+its time, and which sessions are stale is judged by this machine's clock
+(a note says so).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSessions(cmd.Context(), g) },
 	}
@@ -39,14 +42,22 @@ func runSessions(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	list, err := snapshot.Sessions(ctx, repo, chunkstore.DefaultSessionTiming)
+	list, localClock, err := snapshot.Sessions(ctx, repo, chunkstore.DefaultSessionTiming)
 	if err != nil {
 		return fmt.Errorf("sessions: %w", storeError(g.repo, err))
 	}
+	// The note goes to stderr under --json, whose output stays a list.
+	const localClockNote = "note: the store refused to write its clock object (read-only, access denied or full), so which sessions are stale is judged by this machine's clock, not the store's\n"
 	if g.json {
+		if localClock {
+			fmt.Fprint(g.stderr, localClockNote)
+		}
 		return printJSON(g.stdout, list)
 	}
 	printSessions(g.stdout, list)
+	if localClock {
+		fmt.Fprint(g.stdout, localClockNote)
+	}
 	if !g.quiet {
 		fmt.Fprintf(g.stdout, "%d %s\n", len(list), plural(len(list), "session", "sessions"))
 	}

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -97,4 +99,41 @@ func TestUnlockCLI(t *testing.T) {
 	if list := decodeJSON[[]snapshot.SessionStatus](t, c.ok(r.writer("sessions", "--json")...).stdout); len(list) != 0 {
 		t.Errorf("sessions after unlock and prune: %+v", list)
 	}
+}
+
+// TestSessionsOnReadOnlyRepository: on a repository whose filesystem is
+// mounted read-only, 'lifeboat sessions' lists the sessions (it failed:
+// "read the store's clock: ... read-only file system") with a note that
+// staleness is judged by this machine's clock, also under --json (on
+// stderr); unlock, which removes stale sessions by the store's clock,
+// still refuses.
+func TestSessionsOnReadOnlyRepository(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	mnt := filepath.Join(c.dir, "mnt")
+	fixture.MountTmpfs(t, mnt, "size=16m")
+	r := initRepo(t, c, "mnt/repo")
+	w := openWriter(t, r)
+	s, err := w.StartSession(t.Context(), chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 1}, chunkstore.DefaultSessionTiming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.ID() // never ended: it stays live for the test's few seconds
+	if out, err := exec.Command("mount", "-o", "remount,ro", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-only: %v %s", err, out)
+	}
+
+	const note = "judged by this machine's clock"
+	text := c.ok(r.writer("sessions")...).stdout
+	if !strings.Contains(text, id) || !strings.Contains(text, snapshot.SessionLive) || !strings.Contains(text, note) || !strings.Contains(text, "1 session") {
+		t.Errorf("sessions on a read-only repository:\n%s", text)
+	}
+	res := c.ok(r.writer("sessions", "--json")...)
+	if list := decodeJSON[[]snapshot.SessionStatus](t, res.stdout); len(list) != 1 || list[0].ID != id || list[0].State != snapshot.SessionLive {
+		t.Errorf("sessions --json on a read-only repository: %+v; want session %s, live", list, id)
+	}
+	if !strings.Contains(res.stderr, note) {
+		t.Errorf("sessions --json: no note on stderr that the local clock was used:\n%s", res.stderr)
+	}
+	c.fails(1, r.writer("unlock"), "read the store's clock", "mounted read-only")
 }
