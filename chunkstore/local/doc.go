@@ -17,6 +17,13 @@
 // delete. Overwriting an object with identical bytes is just another
 // rename.
 //
+// Delete unlinks the file and then fsyncs its directory, so that deletes
+// are durable in the order they completed: prune deletes the old index
+// files before the packs they name, and a crash must not bring an index
+// file back while the packs stay gone. (It costs about 0.1 ms a delete on
+// the development VM's disk, 8 at a time as prune deletes packs: under
+// half a second for 3,000 packs; BenchmarkDeletePacks.)
+//
 // The local store has no end-to-end checksum of its own: fsync+rename
 // guarantees the file is whole, and the repository layer above detects
 // corrupted bytes (pack names are the hash of their content, blobs are

@@ -6,3 +6,6 @@ import "fmt"
 func ClassifyForTest(err error, path string) error {
 	return classify(fmt.Errorf("write %s: %w", path, err))
 }
+
+// OnDirSyncForTest makes s call fn with each directory it fsyncs.
+func OnDirSyncForTest(s *Store, fn func(dir string)) { s.dirSynced = fn }

@@ -29,6 +29,9 @@ type Store struct {
 	// The modes of the files and directories Put creates: private,
 	// unless the root directory shares itself with its group (shareModes).
 	fileMode, dirMode os.FileMode
+	// dirSynced, if set (by tests), is called with each directory the
+	// store fsyncs.
+	dirSynced func(dir string)
 }
 
 // shareModes gives the files and directories of a repository whose
@@ -127,7 +130,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 		return classify(fmt.Errorf("write %s: rename: %w", final, err))
 	}
 	committed = true
-	if err := syncDir(parent); err != nil {
+	if err := s.syncDir(parent); err != nil {
 		return classify(fmt.Errorf("write %s: %w", final, err))
 	}
 	return nil
@@ -169,7 +172,7 @@ func (s *Store) mkdirs(dir string) error {
 		}
 	}
 	for _, d := range missing {
-		if err := syncDir(filepath.Dir(d)); err != nil {
+		if err := s.syncDir(filepath.Dir(d)); err != nil {
 			return classify(fmt.Errorf("create directory %s: %w", d, err))
 		}
 	}
@@ -209,7 +212,12 @@ func (s *Store) mkdirShared(d string) error {
 	return err
 }
 
-func syncDir(dir string) error {
+// syncDir fsyncs directory dir, so that the entries created, renamed or
+// removed in it survive a crash.
+func (s *Store) syncDir(dir string) error {
+	if s.dirSynced != nil {
+		s.dirSynced(dir)
+	}
 	f, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
@@ -523,18 +531,29 @@ func (s *Store) SweepTemp(ctx context.Context, before time.Time, dryRun bool) (f
 	return files, bytes, nil
 }
 
-// Delete implements chunkstore.Store. Empty directories are left behind:
-// removing them would race with a concurrent Put into the same directory.
+// Delete implements chunkstore.Store. It fsyncs the directory after the
+// unlink, as Put does after its rename, so that a completed Delete
+// survives a crash: prune orders its steps (rewrite the index, delete the
+// old index files, then the packs, then the mark) and a power cut must
+// not bring back an old index file naming packs deleted after it. Empty
+// directories are left behind: removing them would race with a
+// concurrent Put into the same directory.
 func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := check(ctx, name); err != nil {
 		return err
 	}
 	p := s.path(name)
 	err := os.Remove(p)
-	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil
 	}
-	return classify(fmt.Errorf("delete %s: %w", p, err))
+	if err != nil {
+		return classify(fmt.Errorf("delete %s: %w", p, err))
+	}
+	if err := s.syncDir(filepath.Dir(p)); err != nil {
+		return classify(fmt.Errorf("delete %s: %w", p, err))
+	}
+	return nil
 }
 
 // readErr maps an error from opening or stating p.

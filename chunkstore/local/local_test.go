@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -554,5 +555,85 @@ func TestPutOnFullDisk(t *testing.T) {
 	}
 	if err := s.Put(ctx, "data/ab/big", data[:16<<10]); err != nil {
 		t.Errorf("smaller Put after the failed one: %v", err)
+	}
+}
+
+// TestDeleteSyncsDirectory: a Delete fsyncs the directory it unlinked
+// from, as Put fsyncs the one it renamed into, so that a completed
+// Delete survives a power cut (prune relies on the order of its deletes:
+// old index files before the packs they name). It did not: the unlink
+// could be lost while later ones were kept.
+func TestDeleteSyncsDirectory(t *testing.T) {
+	s, err := local.Open(filepath.Join(t.TempDir(), "repo"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var synced []string
+	local.OnDirSyncForTest(s, func(dir string) {
+		mu.Lock()
+		defer mu.Unlock()
+		synced = append(synced, dir)
+	})
+	ctx := t.Context()
+	dir := filepath.Join(s.Location(), "index", "ab")
+	if err := s.Put(ctx, "index/ab/one", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(synced, dir) {
+		t.Fatalf("Put synced %v, not %s", synced, dir)
+	}
+	synced = nil
+	if err := s.Delete(ctx, "index/ab/one"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(synced, []string{dir}) {
+		t.Errorf("Delete synced %v, want %s", synced, dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "one")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("deleted file still there: %v", err)
+	}
+	synced = nil
+	if err := s.Delete(ctx, "index/ab/one"); err != nil {
+		t.Fatalf("delete of a missing object: %v", err)
+	}
+	if len(synced) != 0 {
+		t.Errorf("Delete of a missing object synced %v: nothing changed", synced)
+	}
+}
+
+// BenchmarkDeletePacks deletes packs spread over the 256 data/xx
+// directories, one at a time and 8 at a time as prune does: what the
+// directory fsync after each unlink costs.
+func BenchmarkDeletePacks(b *testing.B) {
+	for _, workers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			s, err := local.Open(filepath.Join(b.TempDir(), "repo"), true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := b.Context()
+			name := func(i int) string { return fmt.Sprintf("data/%02x/%08d", i%256, i) }
+			for i := 0; i < b.N; i++ {
+				if err := s.Put(ctx, name(i), []byte("pack")); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < b.N; i += workers {
+						if err := s.Delete(ctx, name(i)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
 	}
 }
