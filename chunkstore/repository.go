@@ -310,6 +310,7 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 	r.hasher = NewChunkHasher(r.secrets.ChunkKey)
 	if opts.CacheDir != "" {
 		r.cache = filepath.Join(opts.CacheDir, cfg.ID)
+		sweepCacheTemp(r.log, opts.CacheDir, r.cache, time.Now())
 		if r.CanRead() {
 			if err := r.pinSigner(opts.CacheDir); err != nil {
 				return nil, err

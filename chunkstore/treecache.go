@@ -2,9 +2,14 @@ package chunkstore
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 )
 
 // Tree blobs live in their own packs, which are small: a snapshot of
@@ -122,4 +127,45 @@ func writeCacheFile(path string, b []byte) error {
 		_ = os.Remove(f.Name())
 	}
 	return err
+}
+
+// cacheTempAge is how old a temporary file of writeCacheFile must be for
+// Open to remove it. A writer renames its own within moments of creating
+// it, so one that old was left by a process killed mid-write (nothing
+// else ever removes those in the tree packs' directory and signers/); a
+// running process's are never that old.
+const cacheTempAge = time.Hour
+
+// sweepCacheTemp removes the temporary files of writeCacheFile older
+// than cacheTempAge at now from the cache directories: those of the
+// repository's cache repoCache (index, snapshots, packs, ...) and the
+// signers directory under cacheDir. A cache is only a copy: what cannot
+// be removed is logged and left.
+func sweepCacheTemp(log *slog.Logger, cacheDir, repoCache string, now time.Time) {
+	dirs := []string{filepath.Join(cacheDir, "signers")}
+	if ents, err := os.ReadDir(repoCache); err == nil {
+		for _, e := range ents {
+			if e.IsDir() {
+				dirs = append(dirs, filepath.Join(repoCache, e.Name()))
+			}
+		}
+	}
+	for _, dir := range dirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue // not made yet
+		}
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), ".tmp-") || !e.Type().IsRegular() {
+				continue
+			}
+			fi, err := e.Info()
+			if err != nil || now.Sub(fi.ModTime()) < cacheTempAge {
+				continue
+			}
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				log.Debug("could not remove a stale temporary file from the cache", "err", err)
+			}
+		}
+	}
 }
