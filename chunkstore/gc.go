@@ -567,14 +567,18 @@ func MarkedPacks(marks []GCMark) map[ID]bool {
 }
 
 // ErrClockRefused is wrapped by StoreNow's error when the store refused
-// to write its clock object for what the request is, not for a passing
-// fault: a read-only filesystem or credentials, denied access, a full
-// store. Read-only listings may then fall back to this machine's clock;
+// to write or remove its clock object for what the request is, not for a
+// passing fault: a read-only filesystem or credentials, credentials that
+// may not delete, denied access, a full store. Read-only listings may
+// then go on (StoreNow still returns the store's time when only the
+// removal was refused, else they fall back to this machine's clock);
 // whatever removes data must not.
-var ErrClockRefused = errors.New("the store refused to write its clock object")
+var ErrClockRefused = errors.New("the store refused to write or remove its clock object")
 
 // StoreNow returns the store's current time: the modification time of a
-// small object written and removed for the purpose.
+// small object written and removed for the purpose. When the store
+// refuses only the removal (ErrClockRefused), it returns the time with
+// the error.
 func (r *Repository) StoreNow(ctx context.Context) (time.Time, error) {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -592,6 +596,12 @@ func (r *Repository) StoreNow(ctx context.Context) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
 	}
 	if err := r.store.Delete(ctx, name); err != nil {
+		if refusedWrite(err) {
+			// Credentials that may put but not delete (a backup
+			// agent's): the time is the store's all the same, and
+			// prune removes the object a day later (SweepClocks).
+			return now, fmt.Errorf("read the store's clock: %w: %w", ErrClockRefused, err)
+		}
 		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
 	}
 	return now, nil

@@ -65,6 +65,9 @@ func sessions(ctx context.Context, repo *chunkstore.Repository, timing chunkstor
 	now, err := repo.StoreNow(ctx)
 	switch {
 	case err == nil:
+	case localNow != nil && errors.Is(err, chunkstore.ErrClockRefused) && !now.IsZero():
+		// Written and timed, but not removed (credentials that may not
+		// delete): the time is the store's.
 	case localNow != nil && errors.Is(err, chunkstore.ErrClockRefused):
 		now, localClock = localNow(), true
 	default:

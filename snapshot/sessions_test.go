@@ -355,63 +355,76 @@ func (n noSessionDeletes) Delete(ctx context.Context, name string) error {
 	return n.Store.Delete(ctx, name)
 }
 
-// TestSessionsWithReadOnlyCredentials: with S3 credentials that may only
-// get and list (a real MinIO, a role whose policy allows nothing else),
-// Sessions lists the sessions by this machine's clock and says so (it
-// failed: "read the store's clock: put gc/clock-...: access denied"),
-// while Unlock, which removes stale sessions by the store's clock, still
-// refuses.
+// TestSessionsWithReadOnlyCredentials: with S3 credentials that may
+// only get and list (a real MinIO, a role whose policy allows nothing
+// else), Sessions lists the sessions by this machine's clock and says so
+// (it failed: "read the store's clock: put gc/clock-...: access
+// denied"); with credentials that may put but not delete (a backup
+// agent's), by the store's clock, which writing the clock object told
+// (it failed on removing it). Unlock, which removes stale sessions by the
+// store's clock and needs delete, still refuses.
 func TestSessionsWithReadOnlyCredentials(t *testing.T) {
-	env := storetest.MinIO(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", env.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", env.SecretKey)
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	url := "s3:http://" + env.Endpoint + "/" + env.Bucket + "/repo"
-	ctx := t.Context()
-	st, err := location.Open(ctx, url, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos := storetest.InitRepos(t, st)
-	sess, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 1}, chunkstore.DefaultSessionTiming)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.End(context.WithoutCancel(ctx))
+	for _, tc := range []struct {
+		name       string
+		actions    string
+		localClock bool
+	}{
+		{"read-only", `"s3:GetObject"`, true},
+		{"no delete", `"s3:GetObject","s3:PutObject"`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := storetest.MinIO(t)
+			t.Setenv("AWS_ACCESS_KEY_ID", env.AccessKey)
+			t.Setenv("AWS_SECRET_ACCESS_KEY", env.SecretKey)
+			t.Setenv("AWS_SESSION_TOKEN", "")
+			t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+			url := "s3:http://" + env.Endpoint + "/" + env.Bucket + "/repo"
+			ctx := t.Context()
+			st, err := location.Open(ctx, url, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			repos := storetest.InitRepos(t, st)
+			sess, err := repos.Writer.StartSession(ctx, chunkstore.SessionInfo{Host: "elsewhere", Machine: "elsewhere", PID: 1}, chunkstore.DefaultSessionTiming)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.End(context.WithoutCancel(ctx))
 
-	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[
+			policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[
  {"Effect":"Allow","Action":["s3:ListBucket","s3:GetBucketLocation"],"Resource":["arn:aws:s3:::%[1]s"]},
- {"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%[1]s/*"]}]}`, env.Bucket)
-	sts, err := credentials.NewSTSAssumeRole("http://"+env.Endpoint, credentials.STSAssumeRoleOptions{
-		AccessKey: env.AccessKey, SecretKey: env.SecretKey, Policy: policy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := sts.GetWithContext(nil)
-	if err != nil {
-		t.Fatalf("assume a read-only role on %s: %v", env.Bucket, err)
-	}
-	t.Setenv("AWS_ACCESS_KEY_ID", v.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", v.SecretAccessKey)
-	t.Setenv("AWS_SESSION_TOKEN", v.SessionToken)
-	ro, err := location.Open(ctx, url, false)
-	if err != nil {
-		t.Fatalf("open with read-only credentials: %v", err)
-	}
-	if err := ro.Put(ctx, "gc/probe", nil); err == nil {
-		t.Fatal("the read-only credentials may put: the test needs them refused")
-	}
+ {"Effect":"Allow","Action":[%[2]s],"Resource":["arn:aws:s3:::%[1]s/*"]}]}`, env.Bucket, tc.actions)
+			sts, err := credentials.NewSTSAssumeRole("http://"+env.Endpoint, credentials.STSAssumeRoleOptions{
+				AccessKey: env.AccessKey, SecretKey: env.SecretKey, Policy: policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := sts.GetWithContext(nil)
+			if err != nil {
+				t.Fatalf("assume a %s role on %s: %v", tc.name, env.Bucket, err)
+			}
+			t.Setenv("AWS_ACCESS_KEY_ID", v.AccessKeyID)
+			t.Setenv("AWS_SECRET_ACCESS_KEY", v.SecretAccessKey)
+			t.Setenv("AWS_SESSION_TOKEN", v.SessionToken)
+			ro, err := location.Open(ctx, url, false)
+			if err != nil {
+				t.Fatalf("open with %s credentials: %v", tc.name, err)
+			}
+			if err := ro.Delete(ctx, "gc/probe"); err == nil {
+				t.Fatalf("the %s credentials may delete: the test needs them refused", tc.name)
+			}
 
-	list, localClock, err := snapshot.Sessions(ctx, reopen(t, repos, ro), chunkstore.DefaultSessionTiming)
-	if err != nil {
-		t.Fatalf("sessions with read-only credentials: %v", err)
-	}
-	if !localClock || len(list) != 1 || list[0].ID != sess.ID() || list[0].State != snapshot.SessionLive {
-		t.Errorf("sessions with read-only credentials: %+v, local clock %v; want session %s, live, by the local clock", list, localClock, sess.ID())
-	}
-	_, err = snapshot.Unlock(ctx, reopen(t, repos, ro), nil, chunkstore.DefaultSessionTiming)
-	if !errors.Is(err, chunkstore.ErrClockRefused) || !strings.Contains(err.Error(), "access denied") {
-		t.Errorf("unlock with read-only credentials: %v; want the store's clock refused, access denied", err)
+			list, localClock, err := snapshot.Sessions(ctx, reopen(t, repos, ro), chunkstore.DefaultSessionTiming)
+			if err != nil {
+				t.Fatalf("sessions with %s credentials: %v", tc.name, err)
+			}
+			if localClock != tc.localClock || len(list) != 1 || list[0].ID != sess.ID() || list[0].State != snapshot.SessionLive {
+				t.Errorf("sessions with %s credentials: %+v, local clock %v; want session %s, live, local clock %v", tc.name, list, localClock, sess.ID(), tc.localClock)
+			}
+			_, err = snapshot.Unlock(ctx, reopen(t, repos, ro), nil, chunkstore.DefaultSessionTiming)
+			if !errors.Is(err, chunkstore.ErrClockRefused) || !strings.Contains(err.Error(), "access denied") {
+				t.Errorf("unlock with %s credentials: %v; want the store's clock refused, access denied", tc.name, err)
+			}
+		})
 	}
 }

@@ -28,10 +28,10 @@ from starting ('lifeboat unlock SESSION' removes it).
 
 STATE is "live" (renewed within 30 minutes), "gone" (live, but of this
 machine and its process no longer runs), "stale" or "done" (ended; prune
-removes them). Times are the store's. Works with the writer key, and on a
-read-only repository (mount or credentials): the store cannot then tell
-its time, and which sessions are stale is judged by this machine's clock
-(a note says so).`,
+removes them). Times are the store's. Works with the writer key, with
+credentials that may not delete, and on a read-only repository (mount or
+credentials): the store cannot then tell its time, and which sessions are
+stale is judged by this machine's clock (a note says so).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSessions(cmd.Context(), g) },
 	}
