@@ -548,6 +548,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	gone := map[ID]bool{}
 	var problems []Problem
 	var ids []ID
+	listedAt := time.Now() // before the first listing: see sweepCache
 	for attempt := 1; ; attempt++ {
 		listed, err := r.ListMeta(ctx, KindIndex)
 		if err != nil {
@@ -665,7 +666,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		}
 	}
 	r.indexLoaded.Store(true)
-	r.pruneCache(KindIndex, ids)
+	r.pruneCache(KindIndex, ids, listedAt)
 	return r.newerIndexErr()
 }
 
@@ -698,25 +699,18 @@ func (r *Repository) EnsureIndex(ctx context.Context) error {
 // IndexProblems lists the index files LoadIndex had to skip.
 func (r *Repository) IndexProblems() []Problem { return r.indexProblems }
 
-// pruneCache removes cached objects that are no longer in the repository.
-func (r *Repository) pruneCache(kind MetaKind, live []ID) {
+// pruneCache removes the cached copies of metadata objects of a kind
+// that a listing of the store begun at listedAt no longer shows (see
+// sweepCache).
+func (r *Repository) pruneCache(kind MetaKind, live []ID, listedAt time.Time) {
 	if r.cache == "" {
 		return
 	}
-	dir := filepath.Dir(r.cachePath(kind, ID{}))
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	keep := make(map[string]bool, len(live))
+	keep := make(map[ID]bool, len(live))
 	for _, id := range live {
-		keep[id.String()] = true
+		keep[id] = true
 	}
-	for _, e := range ents {
-		if !keep[e.Name()] {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
+	sweepCache(r.log, filepath.Dir(r.cachePath(kind, ID{})), listedAt, func(id ID) bool { return keep[id] })
 }
 
 // PackKey unwraps (and caches) the data key of a pack. It needs an identity.

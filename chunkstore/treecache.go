@@ -169,3 +169,41 @@ func sweepCacheTemp(log *slog.Logger, cacheDir, repoCache string, now time.Time)
 		}
 	}
 }
+
+// cacheListSlack is how long before a listing of the store a cached copy
+// must have been written for a sweep after that listing to remove it
+// when the listing leaves its object out. A command running beside
+// this one may cache an object it has just stored, after the listing
+// began: that copy is kept (its time may be rounded down by up to two
+// seconds, on FAT). Keeping a stale copy until the next listing costs
+// some disk; removing a fresh one costs a download.
+const cacheListSlack = 10 * time.Second
+
+// sweepCache removes from the cache directory dir the copies of objects
+// that a listing of the store begun at listedAt showed gone (live reports
+// false for their ID), so the cache does not grow with every object
+// ever read. Temporary files (.tmp-*), which a running command is about
+// to rename, and names that are no object ID are left alone, and so are
+// copies written since shortly before the listing. A cache is only a
+// copy: what cannot be removed is logged and left, and a command that
+// finds a copy removed reads the object from the store.
+func sweepCache(log *slog.Logger, dir string, listedAt time.Time, live func(ID) bool) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return // not made yet
+	}
+	before := listedAt.Add(-cacheListSlack)
+	for _, e := range ents {
+		id, err := ParseID(e.Name())
+		if err != nil || !e.Type().IsRegular() || live(id) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().Before(before) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Debug("could not remove a copy of a deleted object from the cache", "err", err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/chunkstore/local"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
@@ -64,5 +65,62 @@ func TestOpenSweepsStaleCacheTempFiles(t *testing.T) {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("%s removed from the cache: %v", p, err)
 		}
+	}
+}
+
+// TestLoadIndexKeepsCacheTemps: loading the index removes the cached
+// copies of index files that are gone from the store, but not the
+// temporary file through which another command is writing a copy at that
+// moment (.tmp-*, renamed moments later; Open removes those a killed
+// command left once they are an hour old). It removed every name that
+// was no live index file's.
+func TestLoadIndexKeepsCacheTemps(t *testing.T) {
+	st, err := local.Open(filepath.Join(t.TempDir(), "repo"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := storetest.InitRepos(t, st)
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repos.Writer.SaveMeta(t.Context(), chunkstore.KindIndex, chunkstore.EncodeIndex(nil)); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	dir := filepath.Join(cache, repos.Writer.Config().ID, "index")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	gone := filepath.Join(dir, chunkstore.Hash([]byte("a deleted index file")).String())
+	temp := filepath.Join(dir, ".tmp-123")
+	for _, p := range []string{gone, temp} {
+		if err := os.WriteFile(p, []byte("copy"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour) // copied by a command run earlier
+	if err := os.Chtimes(gone, old, old); err != nil {
+		t.Fatal(err)
+	}
+	r, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(gone); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the copy of an index file the store no longer has is still cached (%v)", err)
+	}
+	if _, err := os.Lstat(temp); err != nil {
+		t.Errorf("a running command's temporary file was removed from the index cache: %v", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 2 {
+		t.Errorf("index cache holds %d files, want the stored index file's copy and the temporary file", len(ents))
 	}
 }
