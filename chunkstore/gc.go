@@ -713,6 +713,7 @@ func (r *Repository) rewriteIndex(ctx context.Context, drop map[ID]bool, present
 		if err := r.store.Delete(ctx, name); err != nil {
 			return written, removed, fmt.Errorf("rewrite index: remove %s: %w", name, err)
 		}
+		r.Uncache(name)
 		if id, err := ParseID(strings.TrimPrefix(name, IndexPrefix)); err == nil {
 			delete(r.indexRead, id)
 		}

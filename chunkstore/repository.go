@@ -448,8 +448,11 @@ func ParsePackName(name string) (ID, bool) {
 	return id, err == nil
 }
 
-// ListMeta lists the IDs of sealed metadata objects of a kind.
+// ListMeta lists the IDs of sealed metadata objects of a kind. A listing
+// of the snapshots also removes from the cache the copies of snapshots
+// that are gone (forgotten here or on another machine).
 func (r *Repository) ListMeta(ctx context.Context, kind MetaKind) ([]ID, error) {
+	listedAt := time.Now()
 	var ids []ID
 	err := r.store.List(ctx, kind.prefix(), func(oi ObjectInfo) error {
 		id, err := ParseID(strings.TrimPrefix(oi.Name, kind.prefix()))
@@ -462,6 +465,9 @@ func (r *Repository) ListMeta(ctx context.Context, kind MetaKind) ([]ID, error) 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list %s in %s: %w", kind.prefix(), r.store.Location(), err)
+	}
+	if kind == KindSnapshot {
+		r.pruneCache(kind, ids, listedAt)
 	}
 	return ids, nil
 }
@@ -667,6 +673,12 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	}
 	r.indexLoaded.Store(true)
 	r.pruneCache(KindIndex, ids, listedAt)
+	// The tree packs the index no longer lists were deleted by a prune
+	// (here or on another machine). With an index file unread, its
+	// packs are unknown, not gone: the cached ones are kept.
+	if r.cache != "" && len(problems) == 0 {
+		sweepCache(r.log, filepath.Join(r.cache, "packs"), listedAt, r.index.HasPack)
+	}
 	return r.newerIndexErr()
 }
 

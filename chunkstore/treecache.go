@@ -207,3 +207,31 @@ func sweepCache(log *slog.Logger, dir string, listedAt time.Time, live func(ID) 
 		}
 	}
 }
+
+// Uncache removes this machine's cached copy of the object name (a tree
+// pack, an index file or a snapshot), if there is one. Commands call it
+// after deleting the object from the store; other machines' caches lose
+// their copies when they next list the index or the snapshots.
+func (r *Repository) Uncache(name string) {
+	if r.cache == "" {
+		return
+	}
+	var path string
+	if id, ok := ParsePackName(name); ok {
+		path = filepath.Join(r.cache, "packs", id.String())
+	} else if rest, ok := strings.CutPrefix(name, IndexPrefix); ok {
+		if id, err := ParseID(rest); err == nil {
+			path = r.cachePath(KindIndex, id)
+		}
+	} else if rest, ok := strings.CutPrefix(name, SnapshotsPrefix); ok {
+		if id, err := ParseID(rest); err == nil {
+			path = r.cachePath(KindSnapshot, id)
+		}
+	}
+	if path == "" {
+		return
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		r.log.Debug("could not remove a copy of a deleted object from the cache", "path", path, "err", err)
+	}
+}

@@ -130,6 +130,7 @@ func Forget(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID) 
 	if err := repo.Store().Delete(ctx, name); err != nil {
 		return fmt.Errorf("forget snapshot %s: delete %s: %w", id.Short(), name, err)
 	}
+	repo.Uncache(name)
 	return nil
 }
 

@@ -677,6 +677,7 @@ func sweep(ctx context.Context, repo *chunkstore.Repository, held *heldSession, 
 			if err := repo.Store().Delete(gctx, chunkstore.PackName(p)); err != nil {
 				return fmt.Errorf("delete pack %s: %w (the index no longer lists it and its mark stays: run 'lifeboat prune' again to finish)", chunkstore.PackName(p), err)
 			}
+			repo.Uncache(chunkstore.PackName(p))
 			mu.Lock()
 			if size, ok := present[p]; ok {
 				res.DeletedPacks++
