@@ -61,26 +61,40 @@ func (r *restorer) dirConflicts(pl *plan) {
 		}
 		return fmt.Errorf("the target holds a directory with %s here, where the snapshot has %s: it is left as it was, with all it holds; restore with --delete to replace it (what it holds is removed), or move it away, or restore into another directory", what, describeNode(n))
 	}
+	pl.drop(conflict, r.fail)
+}
+
+// drop takes out of the plan the files, hard links, symlinks and special
+// files why gives an error for, noting it as a file's failure, and
+// passes the content of a hard-link group whose first name it took out
+// on to another of its names (passOn). report, if set, is told of each
+// entry taken out.
+func (pl *plan) drop(why func(p string, n *snapshot.Node) error, report func(p string, err error)) {
 	var out map[*fileState]*fileState
-	kept := pl.files[:0]
+	files := pl.files[:0]
 	for _, f := range pl.files {
-		if err := conflict(f.path, f.node()); err != nil {
-			f.failed = err
-			r.fail(f.path, err)
-			pl.bytes -= f.size
-			if len(pl.links) > 0 {
-				out = leftOut(out, f)
-			}
+		err := why(f.path, f.node())
+		if err == nil {
+			files = append(files, f)
 			continue
 		}
-		kept = append(kept, f)
+		f.failed = err
+		if report != nil {
+			report(f.path, err)
+		}
+		pl.bytes -= f.size
+		if len(pl.links) > 0 {
+			out = leftOut(out, f)
+		}
 	}
-	clear(pl.files[len(kept):])
-	pl.files = kept
+	clear(pl.files[len(files):])
+	pl.files = files
 	links := pl.links[:0]
 	for _, f := range pl.links {
-		if err := conflict(f.path, f.node()); err != nil {
-			r.fail(f.path, err)
+		if err := why(f.path, f.node()); err != nil {
+			if report != nil {
+				report(f.path, err)
+			}
 			continue
 		}
 		links = append(links, f)
@@ -90,8 +104,10 @@ func (r *restorer) dirConflicts(pl *plan) {
 	pl.passOn(out)
 	others := pl.others[:0]
 	for _, o := range pl.others {
-		if err := conflict(o.path, o.node); err != nil {
-			r.fail(o.path, err)
+		if err := why(o.path, o.node); err != nil {
+			if report != nil {
+				report(o.path, err)
+			}
 			continue
 		}
 		others = append(others, o)
@@ -149,39 +165,13 @@ func (r *restorer) leaveOutBlocked(pl *plan, blocked map[string]error) []Failure
 	}
 	clear(pl.dirs[len(dirs):])
 	pl.dirs = dirs
-	var out map[*fileState]*fileState
-	files := pl.files[:0]
-	for _, f := range pl.files {
-		if below(f.path) {
-			dir, _ := split(f.path)
-			f.failed = fmt.Errorf("its directory /%s could not be created", dir)
-			pl.bytes -= f.size
-			if len(pl.links) > 0 {
-				out = leftOut(out, f)
-			}
-			continue
+	pl.drop(func(p string, _ *snapshot.Node) error {
+		if !below(p) {
+			return nil
 		}
-		files = append(files, f)
-	}
-	clear(pl.files[len(files):])
-	pl.files = files
-	links := pl.links[:0]
-	for _, f := range pl.links {
-		if !below(f.path) {
-			links = append(links, f)
-		}
-	}
-	clear(pl.links[len(links):])
-	pl.links = links
-	pl.passOn(out)
-	others := pl.others[:0]
-	for _, o := range pl.others {
-		if !below(o.path) {
-			others = append(others, o)
-		}
-	}
-	clear(pl.others[len(others):])
-	pl.others = others
+		dir, _ := split(p)
+		return fmt.Errorf("its directory /%s could not be created", dir)
+	}, nil)
 	return failures
 }
 

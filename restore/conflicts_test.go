@@ -31,6 +31,26 @@ func failedPaths(res *restore.Result, src string) ([]string, map[string]string) 
 	return paths, errs
 }
 
+// sameFailures fails t unless the dry run dry reported the failures
+// the restore res met.
+func sameFailures(t *testing.T, dry, res *restore.Result, src string) {
+	t.Helper()
+	dryFailed, _ := failedPaths(dry, src)
+	if failed, _ := failedPaths(res, src); !slices.Equal(dryFailed, failed) {
+		t.Errorf("the dry run's failures %v, the restore's %v", dry.Failures, res.Failures)
+	}
+}
+
+// wantFiles fails t unless each file (a path under out) holds its text.
+func wantFiles(t *testing.T, out string, want map[string]string) {
+	t.Helper()
+	for p, w := range want {
+		if b, err := os.ReadFile(filepath.Join(out, p)); err != nil || string(b) != w {
+			t.Errorf("%s: %q, %v; want %q", p, b, err, w)
+		}
+	}
+}
+
 // TestDirConflicts: a directory with entries in the target where the
 // snapshot has a file or a symlink is left as it is, with all it holds,
 // and the entry reported (naming --delete), unless Delete asks for it to
@@ -211,17 +231,11 @@ func TestUncreatableDir(t *testing.T) {
 	if e := errs["locked/sub"]; !strings.Contains(e, "permission denied") || !strings.Contains(e, "nothing below it is restored") {
 		t.Errorf("locked/sub: %q, want it to say why and that nothing below it is restored", e)
 	}
-	if dryFailed, _ := failedPaths(dry, src); !slices.Equal(dryFailed, failed) {
-		t.Errorf("the dry run's failures %v, the restore's %v", dry.Failures, res.Failures)
-	}
+	sameFailures(t, dry, res, src)
 	if dry.Files != res.Files || dry.Dirs != res.Dirs || res.Files != 2 {
 		t.Errorf("the dry run would restore %d files and %d dirs, the restore did %d and %d; want 2 files", dry.Files, dry.Dirs, res.Files, res.Dirs)
 	}
-	for p, want := range map[string]string{"open/h": "restored anyway\n", "z": "after it in the walk\n"} {
-		if b, err := os.ReadFile(filepath.Join(out, p)); err != nil || string(b) != want {
-			t.Errorf("%s: %q, %v", p, b, err)
-		}
-	}
+	wantFiles(t, out, map[string]string{"open/h": "restored anyway\n", "z": "after it in the walk\n"})
 }
 
 // TestImmutableInTheWay: an immutable file (chattr +i) where the
@@ -319,9 +333,7 @@ func TestHardLinkFirstNameLeftOut(t *testing.T) {
 	if want := []string{"c", "locked/sub"}; !slices.Equal(failed, want) {
 		t.Fatalf("failures %v, want %v", res.Failures, want)
 	}
-	if dryFailed, _ := failedPaths(dry, src); !slices.Equal(dryFailed, failed) {
-		t.Errorf("the dry run's failures %v, the restore's %v", dry.Failures, res.Failures)
-	}
+	sameFailures(t, dry, res, src)
 	if dry.Files != res.Files || res.Files != 4 {
 		t.Errorf("the dry run would restore %d files, the restore did %d; want 4", dry.Files, res.Files)
 	}

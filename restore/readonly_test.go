@@ -75,17 +75,11 @@ func TestReadOnlyMountInTarget(t *testing.T) {
 			t.Errorf("%s: %q, want it to say what to do", p, errs[p])
 		}
 	}
-	if dryFailed, _ := failedPaths(dry, src); !slices.Equal(dryFailed, failed) {
-		t.Errorf("the dry run's failures %v, the restore's %v", dry.Failures, res.Failures)
-	}
+	sameFailures(t, dry, res, src)
 	if dry.Files != res.Files || dry.Symlinks != res.Symlinks || res.Files != 2 {
 		t.Errorf("the dry run would restore %d files and %d symlinks, the restore did %d and %d; want 2 files", dry.Files, dry.Symlinks, res.Files, res.Symlinks)
 	}
-	for p, want := range map[string]string{"a": "before it in the walk\n", "z": "after it in the walk\n"} {
-		if b, err := os.ReadFile(filepath.Join(out, p)); err != nil || string(b) != want {
-			t.Errorf("%s: %q, %v", p, b, err)
-		}
-	}
+	wantFiles(t, out, map[string]string{"a": "before it in the walk\n", "z": "after it in the walk\n"})
 }
 
 // TestDryRunUnwritableDir: as a user other than root, the files and
