@@ -598,21 +598,19 @@ type pendingNode struct {
 // if the listing had come a moment later.
 func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, bool) {
 	at := path
+	var fi fs.FileInfo
+	var err error
 	if longPath(path) {
-		d, err := a.openDeep(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			a.log.Debug("removed since its directory was listed", "path", path)
-			return pendingNode{}, false
+		var d *deepEntry
+		if d, err = a.openDeep(path); err == nil {
+			defer d.close()
+			at = d.at
 		}
-		if err != nil {
-			a.warn(path, err)
-			return pendingNode{}, false
-		}
-		defer d.close()
-		at = d.at
 	}
-	fi, err := os.Lstat(at)
-	err = realPath(err, at, path)
+	if err == nil {
+		fi, err = os.Lstat(at)
+		err = realPath(err, at, path)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		a.log.Debug("removed since its directory was listed", "path", path)
 		return pendingNode{}, false
