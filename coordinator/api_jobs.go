@@ -338,13 +338,14 @@ type AgentView struct {
 	Running       []string          `json:"running,omitempty"`
 	Capabilities  []string          `json:"capabilities,omitempty"` // "drill": it holds an identity
 	Grants        []string          `json:"grants,omitempty"`       // what an admin allows it to announce
+	FixedLabels   bool              `json:"fixed_labels,omitempty"` // its labels are its join token's; it cannot change them
 }
 
 func (a *API) agentView(ag *Agent, now time.Time) AgentView {
 	return AgentView{Name: ag.Name, Labels: cloneMap(ag.Labels), Version: ag.Version, EnrolledAt: ag.EnrolledAt, LastSeen: ag.LastSeen,
 		Capabilities: append([]string(nil), ag.Capabilities...), Grants: append([]string(nil), ag.Grants...),
 		Connected: !ag.Revoked && now.Sub(ag.LastSeen) <= a.node.cfg.AgentTimeout, Revoked: ag.Revoked,
-		MaxConcurrent: ag.MaxConcurrent, Running: append([]string(nil), ag.Running...)}
+		MaxConcurrent: ag.MaxConcurrent, Running: append([]string(nil), ag.Running...), FixedLabels: ag.FixedLabels}
 }
 
 func (a *API) listAgents(w http.ResponseWriter, _ *http.Request, _ *call) error {

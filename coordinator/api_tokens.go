@@ -146,6 +146,9 @@ type JoinTokenRequest struct {
 	// Grants lets the agents enrolled with it announce these
 	// capabilities (["drill"]: drill runners).
 	Grants []string `json:"grants,omitempty"`
+	// FixedLabels: the agents enrolled with it get exactly Labels; an
+	// enrolment that asks for any other label is refused (409).
+	FixedLabels bool `json:"fixed_labels,omitempty"`
 }
 
 func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -167,7 +170,7 @@ func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, c *call) e
 		return err
 	}
 	jt, plain := NewJoinToken(q.Labels, exp, q.MaxUses)
-	jt.Grants = q.Grants
+	jt.Grants, jt.FixedLabels = q.Grants, q.FixedLabels
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	if err := a.apply(func() error { _, err := a.node.Propose(ctx, CmdCreateJoinToken, c.p.Actor, jt); return err }); err != nil {

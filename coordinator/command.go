@@ -35,12 +35,14 @@ import (
 // alerts.sync keeping an earlier opening of a key that opens again (a
 // version-8 node would replace it); 10, a policy.put with check_index,
 // refused unless the policy is at that version (a version-9 node would
-// store it whatever changed in between). A
+// store it whatever changed in between); 11, a jointoken.create with
+// fixed_labels (a version-10 node would store a token whose agents choose
+// their own labels). A
 // node applies an entry by the rules of the entry's version, so replaying
 // a log written before an upgrade gives the state it gave then. Each command is stamped
 // with the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 10
+const CommandVersion = 11
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.
@@ -255,7 +257,10 @@ type RemoveRepository struct {
 
 // EnrollAgent creates or re-enrolls an agent. With JoinToken set, the
 // join token must exist, be unexpired and have uses left; one use is
-// consumed and its labels are added.
+// consumed and its labels are added (they replace those of the same
+// keys). A token with fixed labels refuses Labels it does not set to the
+// same values, and the agent gets exactly the token's labels; an admin's
+// re-enrolment of such an agent keeps them (see enrollAgent).
 type EnrollAgent struct {
 	Name           string            `json:"name"`
 	Labels         map[string]string `json:"labels,omitempty"`
@@ -445,6 +450,18 @@ type CreateJoinToken struct {
 	Expires time.Time         `json:"expires,omitzero"`
 	MaxUses int               `json:"max_uses,omitempty"`
 	Grants  []string          `json:"grants,omitempty"` // capabilities its agents may announce
+	// FixedLabels: the agents enrolled with it get exactly Labels, and
+	// an enrolment that asks for any other label is refused.
+	FixedLabels bool `json:"fixed_labels,omitempty"`
+}
+
+// minVersion: a token that fixes its agents' labels is version 11 (a
+// version-10 node would drop fixed_labels and let its agents choose).
+func (p CreateJoinToken) minVersion() int {
+	if p.FixedLabels {
+		return 11
+	}
+	return 1
 }
 
 // GrantAgent sets the capabilities an agent may announce (an admin's

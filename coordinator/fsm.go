@@ -19,11 +19,24 @@ import (
 // snapshotFormat versions the FSM snapshot encoding: the newest this
 // binary reads. 2: a state with a policy whose retention has keep_tags
 // (an older node would drop them on restore, and its agents would forget
-// held snapshots); a state without one is still written as 1.
-const snapshotFormat = 2
+// held snapshots); 3: a state with a join token or an agent whose labels
+// are fixed (an older node would drop fixed_labels, and let the token's
+// agents choose their labels again). Each state is written with the
+// lowest format that encodes it.
+const snapshotFormat = 3
 
 // formatOf is the lowest snapshot format that encodes st faithfully.
 func formatOf(st *State) int {
+	for _, jt := range st.JoinTokens {
+		if jt.FixedLabels {
+			return 3
+		}
+	}
+	for _, a := range st.Agents {
+		if a.FixedLabels {
+			return 3
+		}
+	}
 	for _, p := range st.Policies {
 		if len(p.Policy.Retention.KeepTags) > 0 {
 			return 2
@@ -499,7 +512,30 @@ func enrollAgent(s *State, c *Command, _ uint64, p *EnrollAgent) (outcome, error
 			return outcome{}, conflict("join token %q has been used %d times, its limit", jt.ID, jt.Uses)
 		}
 	}
+	// A join token with fixed labels decides the agent's labels, and an
+	// agent enrolled with one keeps them when an admin re-enrolls it:
+	// otherwise a machine holding the token could ask for the labels of
+	// another policy's agents and be given that repository's writer key.
+	var fixed map[string]string
+	isFixed := (jt != nil && jt.FixedLabels) || (old != nil && old.FixedLabels)
+	switch {
+	case jt != nil && jt.FixedLabels:
+		fixed = jt.Labels
+		if bad := labelsOutside(p.Labels, fixed); bad != "" {
+			return outcome{}, conflict("join token %q fixes the labels of the agents it enrolls to {%s}: agent %q may not set %s; "+
+				"start the agent without --label (or with only those labels), or have an admin create a token with the labels it should have", jt.ID, labelList(fixed), p.Name, bad)
+		}
+	case old != nil && old.FixedLabels:
+		fixed = old.Labels
+		if bad := labelsOutside(p.Labels, fixed); bad != "" {
+			return outcome{}, conflict("agent %q was enrolled with fixed labels {%s}: re-enrolling it may not set %s; "+
+				"re-enroll it without labels (it keeps its own), or revoke it and enroll it under a new name with a join token that has the labels it should have", p.Name, labelList(fixed), bad)
+		}
+	}
 	labels := cloneMap(p.Labels)
+	if isFixed {
+		labels = cloneMap(fixed)
+	}
 	if jt != nil {
 		jt.Uses++
 		for k, v := range jt.Labels {
@@ -515,12 +551,33 @@ func enrollAgent(s *State, c *Command, _ uint64, p *EnrollAgent) (outcome, error
 	}
 	a := &Agent{Name: p.Name, Labels: labels, Version: p.Version, CredentialHash: p.CredentialHash,
 		EnrolledAt: c.Time, LastSeen: c.Time, MaxConcurrent: p.MaxConcurrent, Grants: grants,
-		Capabilities: granted(p.Capabilities, grants)}
+		Capabilities: granted(p.Capabilities, grants), FixedLabels: isFixed}
 	if old != nil {
 		a.Running = old.Running
 	}
 	s.Agents[p.Name] = a
 	return outcome{value: a.Name, target: "agent/" + p.Name}, nil
+}
+
+// labelsOutside lists, sorted as "k=v, ...", the labels of asked that
+// fixed does not have with the same value ("" if none).
+func labelsOutside(asked, fixed map[string]string) string {
+	var bad []string
+	for _, k := range sortedKeys(asked) {
+		if v, ok := fixed[k]; !ok || v != asked[k] {
+			bad = append(bad, k+"="+asked[k])
+		}
+	}
+	return strings.Join(bad, ", ")
+}
+
+// labelList is m as "k=v, ..." in key order.
+func labelList(m map[string]string) string {
+	var kv []string
+	for _, k := range sortedKeys(m) {
+		kv = append(kv, k+"="+m[k])
+	}
+	return strings.Join(kv, ", ")
 }
 
 func agentSeen(s *State, c *Command, _ uint64, p *AgentSeen) (outcome, error) {
@@ -608,7 +665,7 @@ func createJoinToken(s *State, c *Command, _ uint64, p *CreateJoinToken) (outcom
 		return outcome{}, conflict("join token %q exists", p.ID)
 	}
 	s.JoinTokens[p.ID] = &JoinToken{ID: p.ID, Hash: p.Hash, Labels: cloneMap(p.Labels), Expires: p.Expires.UTC(),
-		MaxUses: p.MaxUses, CreatedAt: c.Time, CreatedBy: c.Actor, Grants: sortedStrings(p.Grants)}
+		MaxUses: p.MaxUses, CreatedAt: c.Time, CreatedBy: c.Actor, Grants: sortedStrings(p.Grants), FixedLabels: p.FixedLabels}
 	return outcome{target: "jointoken/" + p.ID}, nil
 }
 

@@ -397,6 +397,8 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a token revoke judged at an instant", CmdRevokeToken, RevokeToken{ID: "t", CheckedAt: t0}, 8},
 		{"an alert sync", CmdSyncAlerts, SyncAlerts{Open: []Condition{{Key: "drill_failed/p", Kind: AlertDrillFailed}}}, 1},
 		{"an alert sync keeping an earlier opening", CmdSyncAlerts, SyncAlerts{Open: []Condition{{Key: "drill_failed/p", Kind: AlertDrillFailed}}, Keep: []string{"drill_failed/p"}}, 9},
+		{"a join token", CmdCreateJoinToken, CreateJoinToken{ID: "j", Labels: map[string]string{"tier": "web"}}, 1},
+		{"a join token with fixed labels", CmdCreateJoinToken, CreateJoinToken{ID: "j", Labels: map[string]string{"tier": "web"}, FixedLabels: true}, 11},
 	} {
 		c, err := NewCommand(tc.typ, "test", tc.payload)
 		if err != nil {

@@ -184,6 +184,9 @@ type Agent struct {
 	// be able to forge it).
 	Capabilities []string `json:"capabilities,omitempty"`
 	Grants       []string `json:"grants,omitempty"`
+	// FixedLabels: the agent was enrolled with a join token that fixes
+	// labels; Labels are the token's and the agent cannot change them.
+	FixedLabels bool `json:"fixed_labels,omitempty"`
 }
 
 // CapDrill is the capability of an agent started with --identity.
@@ -323,6 +326,9 @@ type JoinToken struct {
 	Grants    []string  `json:"grants,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by,omitempty"`
+	// FixedLabels: Labels are all the labels its agents get; an
+	// enrolment asking for others is refused.
+	FixedLabels bool `json:"fixed_labels,omitempty"`
 }
 
 // AuditEntry records one applied mutation: who did what to which target,

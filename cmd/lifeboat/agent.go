@@ -124,11 +124,16 @@ Logs are JSON lines on stderr.`,
 	var ttl time.Duration
 	var maxUses int
 	var tokLabels []string
-	var drillRunner bool
+	var drillRunner, fixedLabels bool
 	create := &cobra.Command{
-		Use:     "create",
-		Short:   "Create a join token (printed alone on the last line)",
-		Example: "  lifeboat agent token create --ttl 24h --label site=fra1",
+		Use:   "create",
+		Short: "Create a join token (printed alone on the last line)",
+		Long: `Create a join token. An agent enrolled with it gets its --label labels
+on top of those the agent asks for (the token's win). With --fixed-labels the
+agent gets exactly the token's labels and an agent that asks for any other
+label is refused: use it when the machines that hold the token must not
+choose which policies, and so which repositories' writer keys, they get.`,
+		Example: "  lifeboat agent token create --ttl 24h --label site=fra1\n  lifeboat agent token create --label tier=web --fixed-labels",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl < 0 || maxUses < 0 {
@@ -143,7 +148,7 @@ Logs are JSON lines on stderr.`,
 				return err
 			}
 			var res coordinator.TokenCreateResult
-			req := coordinator.JoinTokenRequest{Labels: labels, TTL: coordinator.Duration(ttl), MaxUses: maxUses}
+			req := coordinator.JoinTokenRequest{Labels: labels, TTL: coordinator.Duration(ttl), MaxUses: maxUses, FixedLabels: fixedLabels}
 			if drillRunner {
 				req.Grants = []string{coordinator.CapDrill}
 			}
@@ -168,6 +173,7 @@ Logs are JSON lines on stderr.`,
 	create.Flags().BoolVar(&drillRunner, "drill-runner", false, "agents enrolled with it may run restore drills (when started with --identity)")
 	create.Flags().IntVar(&maxUses, "max-uses", 0, "agents that may enroll with it; 0 = no limit")
 	create.Flags().StringArrayVar(&tokLabels, "label", nil, "label KEY=VALUE given to every agent enrolled with it (repeatable)")
+	create.Flags().BoolVar(&fixedLabels, "fixed-labels", false, "agents enrolled with it get exactly its --label labels and may not set others")
 	admin.AddCommand(create)
 	admin.AddCommand(&cobra.Command{
 		Use:   "revoke ID",
@@ -211,7 +217,11 @@ Logs are JSON lines on stderr.`,
 				case slices.Contains(a.Grants, coordinator.CapDrill):
 					drills = "granted, no identity"
 				}
-				row(tw, a.Name, orDash(formatLabels(a.Labels)), orDash(a.Version), ago(a.LastSeen), orDash(strings.Join(a.Running, ",")), drills, health)
+				labels := orDash(formatLabels(a.Labels))
+				if a.FixedLabels {
+					labels += " (fixed)"
+				}
+				row(tw, a.Name, labels, orDash(a.Version), ago(a.LastSeen), orDash(strings.Join(a.Running, ",")), drills, health)
 			}
 			return tw.Flush()
 		},
