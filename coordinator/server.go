@@ -92,6 +92,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("listen for the API on %s: %w", cfg.HTTPAddr, err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln}
+	if serverTLS == nil {
+		warnPlaintext(cfg, ln.Addr(), cfg.Logger)
+	}
 	s.url = cfg.AdvertiseURL
 	if s.url == "" {
 		s.url = advertiseURL(ln.Addr().String(), cfg.RaftAddr, serverTLS != nil)
@@ -124,6 +127,42 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.hs.TLSConfig = serverTLS
 	s.hs.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
 	return s, nil
+}
+
+// warnPlaintext logs, once, that a node without TLS is reachable from
+// other machines: clients' API tokens, agents' credentials and join
+// tokens (which followers forward to the leader), writer keys and
+// storage environments (in the API and in Raft's log) cross the network
+// in clear. It is allowed (a private network, a TLS-terminating proxy),
+// so it is a warning, not a refusal.
+func warnPlaintext(cfg ServerConfig, api net.Addr, log *slog.Logger) {
+	raftAddr := cfg.RaftBind
+	if raftAddr == "" {
+		raftAddr = cfg.RaftAddr
+	}
+	apiOpen, raftOpen := !loopbackAddr(api.String()), !loopbackAddr(raftAddr)
+	if !apiOpen && !raftOpen {
+		return
+	}
+	log.Warn("serving without TLS on a non-loopback address: API tokens, agent credentials and join tokens "+
+		"(forwarded by followers to the leader), writer keys and storage credentials cross the network in clear; "+
+		"pass --tls-cert, --tls-key and --tls-ca to serve HTTPS and mutual-TLS Raft (see docs/security.md)",
+		"http_addr", api.String(), "raft_addr", raftAddr)
+}
+
+// loopbackAddr reports whether HOST:PORT listens on loopback only:
+// a loopback IP or "localhost". An unspecified host (0.0.0.0, ::, "")
+// listens on every interface.
+func loopbackAddr(hostPort string) bool {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		host = hostPort
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // privateDir makes an existing data dir mode 0700. It holds the node
