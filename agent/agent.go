@@ -408,11 +408,14 @@ func (a *Agent) enroll(ctx context.Context) error {
 				return fmt.Errorf("agent: store credential: %w", err)
 			}
 			a.c.setCredential(res.Credential)
-			a.log.Info("enrolled", "labels", a.cfg.Labels)
+			// The labels asked for: a join token's labels replace those
+			// of the same keys, and a token with fixed labels all of them
+			// ('lifeboat agent list' shows what the agent got).
+			a.log.Info("enrolled", "requested_labels", a.cfg.Labels)
 			return nil
 		}
 		if ae, ok := errors.AsType[*apiError](err); ok && !ae.Retryable {
-			return fmt.Errorf("agent: enrollment refused: %w (check --join-token: it may be expired, used up or revoked; create a new one with 'lifeboat agent token create')", err)
+			return fmt.Errorf("agent: enrollment refused: %w (where the join token is expired, used up or revoked, create a new one with 'lifeboat agent token create')", err)
 		}
 		a.contactFailed(err)
 		if !a.sleep(ctx, bo.next()) {
