@@ -16,6 +16,7 @@ import (
 
 	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 	"github.com/lifeboat-backup/lifeboat/restore"
+	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
 // failedPaths returns the paths of res's failures relative to the
@@ -29,6 +30,22 @@ func failedPaths(res *restore.Result, src string) ([]string, map[string]string) 
 		errs[p] = f.Err.Error()
 	}
 	return paths, errs
+}
+
+// dryThenRestore runs a dry run of snap with opts, then the restore
+// itself, and returns both results.
+func (r testRepo) dryThenRestore(t *testing.T, snap *snapshot.Snapshot, opts restore.Options) (dry, res *restore.Result) {
+	t.Helper()
+	opts.DryRun = true
+	dry, err := restore.Restore(context.Background(), r.reader, snap, opts)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	opts.DryRun = false
+	if res, err = restore.Restore(context.Background(), r.reader, snap, opts); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	return dry, res
 }
 
 // sameFailures fails t unless the dry run dry reported the failures
@@ -215,15 +232,7 @@ func TestUncreatableDir(t *testing.T) {
 	}
 
 	var dry, res *restore.Result
-	asUser(t, nobody, func() {
-		var err error
-		if dry, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true}); err != nil {
-			t.Fatalf("dry run: %v", err)
-		}
-		if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
-			t.Fatalf("restore: %v", err)
-		}
-	})
+	asUser(t, nobody, func() { dry, res = r.dryThenRestore(t, snap, restore.Options{Target: dst}) })
 	failed, errs := failedPaths(res, src)
 	if want := []string{"locked/sub"}; !slices.Equal(failed, want) {
 		t.Fatalf("failures %v, want %v", res.Failures, want)
@@ -268,14 +277,7 @@ func TestImmutableInTheWay(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command(chattr, "-i", d).Run() })
 
-	dry, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dry, res := r.dryThenRestore(t, snap, restore.Options{Target: dst})
 	failed, errs := failedPaths(res, src)
 	if !slices.Equal(failed, []string{"d"}) || !strings.Contains(errs["d"], "operation not permitted") {
 		t.Fatalf("failures %v, want d's, saying why", res.Failures)
@@ -320,15 +322,7 @@ func TestHardLinkFirstNameLeftOut(t *testing.T) {
 	must(os.Mkdir(filepath.Join(out, "locked"), 0o755)) // root's
 
 	var dry, res *restore.Result
-	asUser(t, nobody, func() {
-		var err error
-		if dry, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true}); err != nil {
-			t.Fatalf("dry run: %v", err)
-		}
-		if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
-			t.Fatalf("restore: %v", err)
-		}
-	})
+	asUser(t, nobody, func() { dry, res = r.dryThenRestore(t, snap, restore.Options{Target: dst}) })
 	failed, _ := failedPaths(res, src)
 	if want := []string{"c", "locked/sub"}; !slices.Equal(failed, want) {
 		t.Fatalf("failures %v, want %v", res.Failures, want)

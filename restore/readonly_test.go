@@ -3,7 +3,6 @@
 package restore_test
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,14 +52,7 @@ func TestReadOnlyMountInTarget(t *testing.T) {
 		}
 	})
 
-	dry, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true})
-	if err != nil {
-		t.Fatalf("dry run: %v", err)
-	}
-	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
+	dry, res := r.dryThenRestore(t, snap, restore.Options{Target: dst})
 	failed, errs := failedPaths(res, src)
 	if want := []string{"e/big", "e/l", "e/sub", "e/y"}; !slices.Equal(failed, want) {
 		t.Fatalf("failures %v, want %v", res.Failures, want)
@@ -104,15 +96,7 @@ func TestDryRunUnwritableDir(t *testing.T) {
 	must(os.Mkdir(filepath.Join(out, "locked"), 0o755)) // root's
 
 	var dry, res *restore.Result
-	asUser(t, nobody, func() {
-		var err error
-		if dry, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true}); err != nil {
-			t.Fatalf("dry run: %v", err)
-		}
-		if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
-			t.Fatalf("restore: %v", err)
-		}
-	})
+	asUser(t, nobody, func() { dry, res = r.dryThenRestore(t, snap, restore.Options{Target: dst}) })
 	failed, errs := failedPaths(res, src)
 	if want := []string{"locked/f", "locked/l"}; !slices.Equal(failed, want) {
 		t.Fatalf("failures %v, want %v", res.Failures, want)
@@ -168,14 +152,7 @@ func TestDryRunImmutableFile(t *testing.T) {
 		t.Cleanup(func() { _ = exec.Command(chattr, "-i", fp).Run() })
 	}
 
-	dry, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst, DryRun: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dry, res := r.dryThenRestore(t, snap, restore.Options{Target: dst})
 	failed, errs := failedPaths(res, src)
 	if want := []string{"big", "f", "l"}; !slices.Equal(failed, want) {
 		t.Fatalf("failures %v, want %v", res.Failures, want)
@@ -228,16 +205,7 @@ func TestDeleteOnReadOnlyMount(t *testing.T) {
 		t.Fatalf("remount %s read-only: %v", e, err)
 	}
 
-	opts := restore.Options{Target: dst, Delete: true, DryRun: true}
-	dry, err := restore.Restore(context.Background(), r.reader, snap, opts)
-	if err != nil {
-		t.Fatalf("dry run: %v", err)
-	}
-	opts.DryRun = false
-	res, err := restore.Restore(context.Background(), r.reader, snap, opts)
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
+	dry, res := r.dryThenRestore(t, snap, restore.Options{Target: dst, Delete: true})
 	failed, _ := failedPaths(res, src)
 	if want := []string{"e/extra"}; !slices.Equal(failed, want) {
 		t.Fatalf("failures %v, want %v", res.Failures, want)
