@@ -71,12 +71,14 @@ func (tc *testCoordinator) smallPolicy(name string) string {
 	return src
 }
 
-func newTestCoordinator(t *testing.T) *testCoordinator {
+// newTestCoordinator starts a one-node coordinator on a clock the test
+// moves; opts change its configuration.
+func newTestCoordinator(t *testing.T, opts ...func(*coordinator.Config)) *testCoordinator {
 	t.Helper()
 	ctx := t.Context()
 	tc := &testCoordinator{t: t, clock: &offsetClock{}}
 	addr := testnet.FreeAddr(t)
-	node, err := coordinator.NewNode(coordinator.Config{
+	cfg := coordinator.Config{
 		Raft: coordinator.RaftConfig{ID: "n1", Addr: addr, DataDir: t.TempDir(), Peers: []coordinator.Peer{{ID: "n1", Addr: addr}},
 			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, LeaderLeaseTimeout: 100 * time.Millisecond,
 			CommitTimeout: 5 * time.Millisecond},
@@ -85,7 +87,11 @@ func newTestCoordinator(t *testing.T) *testCoordinator {
 		Logger:         testLogger(t),
 		TickInterval:   100 * time.Millisecond,
 		RetryBackoff:   func(int) time.Duration { return 100 * time.Millisecond },
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	node, err := coordinator.NewNode(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
