@@ -247,11 +247,10 @@ func TestUncreatableDir(t *testing.T) {
 	wantFiles(t, out, map[string]string{"open/h": "restored anyway\n", "z": "after it in the walk\n"})
 }
 
-// TestImmutableInTheWay: an immutable file (chattr +i) where the
-// snapshot has a directory cannot be replaced: the directory is reported
-// and nothing below it restored, everything else is, and the dry run
-// says so too rather than promising to replace it.
-func TestImmutableInTheWay(t *testing.T) {
+// needChattr skips t unless it runs as root with chattr, to mark files
+// immutable; it returns chattr's path.
+func needChattr(t *testing.T) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to mark a file immutable")
 	}
@@ -259,6 +258,15 @@ func TestImmutableInTheWay(t *testing.T) {
 	if err != nil {
 		t.Skip("no chattr")
 	}
+	return chattr
+}
+
+// TestImmutableInTheWay: an immutable file (chattr +i) where the
+// snapshot has a directory cannot be replaced: the directory is reported
+// and nothing below it restored, everything else is, and the dry run
+// says so too rather than promising to replace it.
+func TestImmutableInTheWay(t *testing.T) {
+	chattr := needChattr(t)
 	r := newRepo(t, "local")
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{"d/x": {Content: []byte("below\n")}, "ok": {Content: []byte("restored anyway\n")}})

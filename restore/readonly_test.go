@@ -120,13 +120,7 @@ func TestDryRunUnwritableDir(t *testing.T) {
 // that path, and the dry run says so too rather than listing it as
 // replaced.
 func TestDryRunImmutableFile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to mark a file immutable")
-	}
-	chattr, err := exec.LookPath("chattr")
-	if err != nil {
-		t.Skip("no chattr")
-	}
+	chattr := needChattr(t)
 	r := newRepo(t, "local")
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{

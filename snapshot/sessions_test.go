@@ -373,12 +373,7 @@ func TestSessionsWithReadOnlyCredentials(t *testing.T) {
 		{"no delete", `"s3:GetObject","s3:PutObject"`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := storetest.MinIO(t)
-			t.Setenv("AWS_ACCESS_KEY_ID", env.AccessKey)
-			t.Setenv("AWS_SECRET_ACCESS_KEY", env.SecretKey)
-			t.Setenv("AWS_SESSION_TOKEN", "")
-			t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-			url := "s3:http://" + env.Endpoint + "/" + env.Bucket + "/repo"
+			env, url := storetest.MinIORepo(t)
 			ctx := t.Context()
 			st, err := location.Open(ctx, url, true)
 			if err != nil {

@@ -42,12 +42,7 @@ func scopedCredentials(t *testing.T, env storetest.S3Env, prefix string) {
 // repository above the new one could not open the bucket's root; a config
 // above that the credentials may read still counts.
 func TestScopedCredentials(t *testing.T) {
-	env := storetest.MinIO(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", env.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", env.SecretKey)
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	repo := "s3:http://" + env.Endpoint + "/" + env.Bucket + "/repo"
+	env, repo := storetest.MinIORepo(t)
 	rc := chunkstore.DefaultRetryConfig()
 	initAt(t, repo+"/team")
 

@@ -116,10 +116,18 @@ func UniqueBucket(t testing.TB) string {
 // cannot be called from parallel tests.
 func MinIORepoURL(t *testing.T) string {
 	t.Helper()
+	_, url := MinIORepo(t)
+	return url
+}
+
+// MinIORepo is MinIORepoURL that also returns the server's S3Env (its
+// bucket and credentials, for tests that derive narrower credentials).
+func MinIORepo(t *testing.T) (S3Env, string) {
+	t.Helper()
 	env := MinIO(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", env.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", env.SecretKey)
 	t.Setenv("AWS_SESSION_TOKEN", "")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	return "s3:http://" + env.Endpoint + "/" + env.Bucket + "/repo"
+	return env, "s3:http://" + env.Endpoint + "/" + env.Bucket + "/repo"
 }
