@@ -97,6 +97,10 @@ type Config struct {
 
 	// wrapStore wraps the store a job writes to (tests: slow uploads).
 	wrapStore func(chunkstore.Store) chunkstore.Store
+	// keepLeftovers makes Run end none of the commands a previous
+	// process left running (tests that play a killed agent whose
+	// commands, and the agent itself, still run).
+	keepLeftovers bool
 }
 
 // ErrRevoked is returned by Run when the coordinator has revoked the agent.

@@ -45,9 +45,7 @@ func TestAgentKilledAfterCommitReportsSnapshot(t *testing.T) {
 	// The first agent runs on here, as a killed one would not: ending
 	// its post-hook (what the next start does to a killed one's) would
 	// let it report the job itself.
-	keepLeftovers.Store(true)
-	t.Cleanup(func() { keepLeftovers.Store(false) })
-	startAgent(t, Config{Servers: []string{tc.srv.URL}, DataDir: killed, Name: "k"})
+	startAgent(t, Config{Servers: []string{tc.srv.URL}, DataDir: killed, Name: "k", keepLeftovers: true})
 	j := tc.waitJob(id, "finish", final)
 	if j.State != coordinator.JobSucceeded || j.Result.SnapshotID != snaps[0].ID.String() {
 		t.Fatalf("job %s (attempt %d): %+v; want succeeded with the committed snapshot %s", j.State, j.Attempt, j.Result, snaps[0].ID)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/coordinator"
@@ -184,16 +183,12 @@ func (s *stateFile) reported(r record) error {
 // gets to end after SIGTERM before it is killed.
 const leftoverGrace = 5 * time.Second
 
-// keepLeftovers, set by tests that play a killed agent with one still
-// running, makes endLeftovers end nothing.
-var keepLeftovers atomic.Bool
-
 // endLeftovers ends the hook and stream commands of the jobs a previous
 // process left running, before anything else: the job's retry would run
 // them again beside them (a second dump of the same database into the
 // same file).
 func (a *Agent) endLeftovers() {
-	if keepLeftovers.Load() {
+	if a.cfg.keepLeftovers {
 		return
 	}
 	for _, r := range a.state.pending() {
