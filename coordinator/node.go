@@ -566,19 +566,24 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	for {
 		started := n.clock.Now()
 		n.tick(ctx)
-		// Tick on a fixed period from when this tick started, so a slow
-		// tick does not push every later one back. A wall clock that
-		// stepped back during the tick (an NTP correction) makes the
-		// elapsed time negative: the next tick then waits its period,
-		// not the period plus the step (an hour without scheduling,
-		// lease expiry or alerts for a step of an hour).
-		wait := n.cfg.TickInterval - max(n.clock.Now().Sub(started), 0)
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.clock.After(wait):
+		case <-n.clock.After(tickWait(n.cfg.TickInterval, started, n.clock.Now())):
 		}
 	}
+}
+
+// tickWait is how long the leader waits after a tick that started at
+// started and ended at now. Ticks keep a fixed period from when each
+// started, so a slow tick does not push every later one back, and one
+// slower than the period is followed at once. A wall clock that stepped
+// back during the tick (an NTP correction) makes the elapsed time
+// negative: the next tick then waits its period, not the period plus the
+// step (an hour without scheduling, lease expiry or alerts for a step of
+// an hour).
+func tickWait(period time.Duration, started, now time.Time) time.Duration {
+	return max(period-max(now.Sub(started), 0), 0)
 }
 
 // tick plans due jobs and expires leases once, as of the clock's now.
