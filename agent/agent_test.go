@@ -611,6 +611,9 @@ func TestAgentHooks(t *testing.T) {
 		if j.State != coordinator.JobSucceeded {
 			t.Fatalf("%+v", j.Result)
 		}
+		if all := strings.Join(j.Result.Warnings, "\n"); !strings.Contains(all, "post-hook failed") || !strings.Contains(all, "exit status 1") {
+			t.Errorf("warnings %q: want one saying the post-hook failed, with its exit status", j.Result.Warnings)
+		}
 	})
 }
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -20,5 +21,10 @@ func TestAgentPreHookLeavesDaemon(t *testing.T) {
 	j := tc.waitJob(tc.run("p"), "finish", final)
 	if j.State != coordinator.JobSucceeded {
 		t.Fatalf("job %s: %+v", j.State, j.Result)
+	}
+	// The operator learns of the daemon from the job, not only from the
+	// agent's log.
+	if all := strings.Join(j.Result.Warnings, "\n"); !strings.Contains(all, `pre-hook "sleep 6 & echo mounted" exited 0 but left processes`) {
+		t.Errorf("warnings %q: want one naming the pre-hook that left a process holding its output", j.Result.Warnings)
 	}
 }

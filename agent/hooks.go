@@ -165,8 +165,10 @@ const maxHookOutput = 16 << 10
 // environment. A hook that outlives its timeout is killed with its whole
 // process group, as is one left running by an agent that died (see
 // endLeftovers). It returns
-// the hook's combined output (the last maxHookOutput bytes).
-func (a *Agent) runHook(ctx context.Context, jobID, which string, h Hook, env []string) (string, error) {
+// the hook's combined output (the last maxHookOutput bytes) and a
+// warning for the job's result when the hook succeeded but left
+// processes holding its output open.
+func (a *Agent) runHook(ctx context.Context, jobID, which string, h Hook, env []string) (output, warning string, err error) {
 	timeout := time.Duration(h.Timeout)
 	if timeout <= 0 {
 		timeout = DefaultHookTimeout
@@ -198,7 +200,10 @@ func (a *Agent) runHook(ctx context.Context, jobID, which string, h Hook, env []
 	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
 		// The hook exited 0 but left a process holding its output (a
 		// daemon it started: a FUSE mount, a snapshot helper). The hook
-		// succeeded; only that process's later output is not kept.
+		// succeeded; only that process's later output is not kept. The
+		// job's result says so too, where the operator looks (job list,
+		// the webhook), not only the agent's log.
+		warning = fmt.Sprintf("%s-hook %q exited 0 but left processes holding its output open (a daemon it started?); their output is not captured: redirect it in the hook (… >/dev/null 2>&1 &)", which, h.Command)
 		a.log.Warn("hook exited 0 but left processes holding its output open; their later output is not captured (redirect it in the hook)",
 			"hook", which, "command", h.Command)
 		err = nil
@@ -206,15 +211,15 @@ func (a *Agent) runHook(ctx context.Context, jobID, which string, h Hook, env []
 	a.m.hooks.WithLabelValues(which, status(err)).Inc()
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return out.String(), fmt.Errorf("%s-hook %q timed out after %s and was killed", which, h.Command, timeout)
+			return out.String(), "", fmt.Errorf("%s-hook %q timed out after %s and was killed", which, h.Command, timeout)
 		}
 		if ctx.Err() != nil {
-			return out.String(), fmt.Errorf("%s-hook %q cancelled: %w", which, h.Command, context.Cause(ctx))
+			return out.String(), "", fmt.Errorf("%s-hook %q cancelled: %w", which, h.Command, context.Cause(ctx))
 		}
-		return out.String(), fmt.Errorf("%s-hook %q: %w", which, h.Command, err)
+		return out.String(), "", fmt.Errorf("%s-hook %q: %w", which, h.Command, err)
 	}
 	a.log.Info("hook ran", "hook", which, "command", h.Command, "duration", time.Since(start).Round(time.Millisecond).String())
-	return out.String(), nil
+	return out.String(), warning, nil
 }
 
 // formatOutput attaches a hook's output to an error message.

@@ -69,15 +69,20 @@ func (a *Agent) executeBackup(ctx context.Context, job *runningJob) outcome {
 		"LIFEBOAT_PATHS=" + strings.Join(item.Policy.Paths, ":"),
 	}
 	var (
-		out  outcome
-		asOf time.Time // when the data was frozen, if a pre-hook does it
+		out       outcome
+		asOf      time.Time // when the data was frozen, if a pre-hook does it
+		hookWarns []string
 	)
 	if hooks.Pre != nil {
 		if hooks.Pre.TakesSnapshot {
 			asOf = time.Now()
 		}
-		if hout, err := a.runHook(ctx, item.Job.ID, "pre", *hooks.Pre, env); err != nil {
+		hout, warn, err := a.runHook(ctx, item.Job.ID, "pre", *hooks.Pre, env)
+		if err != nil {
 			out.err = fmt.Errorf("pre-hook failed, backup not started: %w%s", err, formatOutput(hout))
+		}
+		if warn != "" {
+			hookWarns = append(hookWarns, warn)
 		}
 	}
 	if out.err == nil {
@@ -93,13 +98,20 @@ func (a *Agent) executeBackup(ctx context.Context, job *runningJob) outcome {
 		}
 		// The backup's outcome stands: a snapshot that was committed is
 		// reported whatever the post-hook does.
-		if hout, err := a.runHook(context.WithoutCancel(ctx), item.Job.ID, "post", *hooks.Post, penv); err != nil {
+		hout, warn, err := a.runHook(context.WithoutCancel(ctx), item.Job.ID, "post", *hooks.Post, penv)
+		if err != nil {
 			a.log.Warn("post-hook failed", "job", item.Job.ID, "policy", item.Policy.Name, "err", err, "output", tail(hout, 2048))
 			if out.err != nil {
 				out.err = fmt.Errorf("%w; post-hook also failed: %v%s", out.err, err, formatOutput(hout))
+			} else {
+				hookWarns = append(hookWarns, fmt.Sprintf("the backup succeeded, but the post-hook failed: %v%s", err, formatOutput(tail(hout, 1024))))
 			}
 		}
+		if warn != "" {
+			hookWarns = append(hookWarns, warn)
+		}
 	}
+	out.warnings = append(hookWarns, out.warnings...)
 	return out
 }
 
