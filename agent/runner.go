@@ -104,7 +104,7 @@ func (a *Agent) executeBackup(ctx context.Context, job *runningJob) outcome {
 			if out.err != nil {
 				out.err = fmt.Errorf("%w; post-hook also failed: %v%s", out.err, err, formatOutput(hout))
 			} else {
-				hookWarns = append(hookWarns, fmt.Sprintf("the backup succeeded, but the post-hook failed: %v%s", err, formatOutput(tail(hout, 1024))))
+				hookWarns = append(hookWarns, fmt.Sprintf("the backup succeeded, but the post-hook failed: %v%s", err, formatOutput(tail(hout, 256))))
 			}
 		}
 		if warn != "" {
