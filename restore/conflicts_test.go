@@ -6,6 +6,7 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -360,5 +361,85 @@ func TestHardLinkFirstNameLeftOut(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(out, "c", "user.txt")); err != nil || string(b) != "the user's" {
 		t.Errorf("c/user.txt: %q, %v; want the user's file left", b, err)
+	}
+}
+
+// TestHardLinkFirstNameFailsWhenWritten: where the first name of a
+// hard-link group fails only when its content is put in place (its
+// directory made read-only after the restore planned), the content is
+// restored at the group's next name and the others are linked to it,
+// for a file of one chunk (linked in when its blob arrives) and one of
+// several (renamed into place once complete). Before, every name of
+// the group failed with "hard link to ..., which failed".
+func TestHardLinkFirstNameFailsWhenWritten(t *testing.T) {
+	r := anyUserRepo(t)
+	src := t.TempDir()
+	big := make([]byte, 6<<20) // several chunks (at least 512 KiB each)
+	rand.NewChaCha8([32]byte{3}).Read(big)
+	fixture.Create(t, src, fixture.Tree{
+		"a/small": {Content: []byte("one chunk, first name in a\n")},
+		"b/s1":    {HardlinkTo: "a/small"},
+		"b/s2":    {HardlinkTo: "a/small"},
+		"c/big":   {Content: big},
+		"d/b1":    {HardlinkTo: "c/big"},
+		"d/b2":    {HardlinkTo: "c/big"},
+		"ok":      {Content: []byte("restored anyway\n")},
+	})
+	snap := r.backup(t, src)
+	dst := userTarget(t, nobody)
+	out := restoredAt(dst, src)
+	restore.BeforeFetch(t, func(string) {
+		// The restore runs as nobody, who owns these directories and
+		// may not write in them from now on.
+		for _, d := range []string{"a", "c"} {
+			if err := os.Chmod(filepath.Join(out, d), 0o555); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	var res *restore.Result
+	asUser(t, nobody, func() {
+		var err error
+		if res, err = restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	failed, errs := failedPaths(res, src)
+	if want := []string{"a/small", "c/big"}; !slices.Equal(slices.Sorted(slices.Values(failed)), want) {
+		t.Fatalf("failures %v, want %v", res.Failures, want)
+	}
+	for _, p := range failed {
+		if !strings.Contains(errs[p], "permission denied") {
+			t.Errorf("%s: %s; want the directory's refusal", p, errs[p])
+		}
+	}
+	for _, group := range [][]string{{"b/s1", "b/s2"}, {"d/b1", "d/b2"}} {
+		want, err := os.ReadFile(filepath.Join(src, group[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first os.FileInfo
+		for _, p := range group {
+			b, err := os.ReadFile(filepath.Join(out, p))
+			if err != nil || !bytes.Equal(b, want) {
+				t.Errorf("%s: %d bytes, %v; want the group's %d", p, len(b), err, len(want))
+				continue
+			}
+			fi, err := os.Lstat(filepath.Join(out, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == nil {
+				first = fi
+			} else if !os.SameFile(first, fi) {
+				t.Errorf("%s is not a hard link to %s", p, group[0])
+			}
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "ok")); err != nil || string(b) != "restored anyway\n" {
+		t.Errorf("ok: %q, %v", b, err)
+	}
+	if res.Files != 5 {
+		t.Errorf("%d files restored, want 5 (ok and the four other names)", res.Files)
 	}
 }

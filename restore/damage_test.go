@@ -103,3 +103,50 @@ func flipInPack(t *testing.T, repo *chunkstore.Repository, dir string, id chunks
 	}
 	return storetest.FlipBlob(t, dir, loc, mask)
 }
+
+// TestDamagedHardLinkGroup: the first name of a hard-link group whose
+// data is damaged fails, and its other names fail as links to it; the
+// restore does not download the damaged data again for them
+// (restoreHeirs is for names that failed at their path, not for want of
+// their data).
+func TestDamagedHardLinkGroup(t *testing.T) {
+	ctx := context.Background()
+	dir, _, repos := localRepos(t)
+	r := testRepo{writer: repos.Writer, reader: repos.Reader}
+	data := fixture.Random(4, 200<<10)
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"a":  {Content: data},
+		"l1": {HardlinkTo: "a"},
+		"l2": {HardlinkTo: "a"},
+		"ok": {Content: []byte("intact\n")},
+	})
+	snap := r.backup(t, src)
+	if err := r.reader.EnsureIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flipInPack(t, r.reader, dir, r.reader.BlobID(data), 0x40)
+	dst := t.TempDir()
+	res, err := restore.Restore(ctx, r.reader, snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, errs := failedPaths(res, src)
+	if want := []string{"a", "l1", "l2"}; !slices.Equal(slices.Sorted(slices.Values(failed)), want) {
+		t.Fatalf("failures %v, want %v", res.Failures, want)
+	}
+	if !strings.Contains(errs["a"], "failed authentication") {
+		t.Errorf("a: %s; want the damaged blob's authentication failure", errs["a"])
+	}
+	for _, l := range []string{"l1", "l2"} {
+		if !strings.Contains(errs[l], "which failed") {
+			t.Errorf("%s: %s; want it failed as a hard link to a", l, errs[l])
+		}
+	}
+	if res.BytesDownloaded > int64(len(data)+64<<10) {
+		t.Errorf("%d bytes downloaded for a file of %d: the damaged data was read again", res.BytesDownloaded, len(data))
+	}
+	if b, err := os.ReadFile(filepath.Join(restoredAt(dst, src), "ok")); err != nil || string(b) != "intact\n" {
+		t.Errorf("ok: %q, %v", b, err)
+	}
+}

@@ -449,16 +449,9 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 			r.bufs <- b
 		}
 	}
-	err = r.fetchAll(ctx, jobs)
-	for err == nil {
-		// Blobs a pack failed, from other copies; those of them that
-		// fail there too, from the next copies.
-		more := r.copyJobs()
-		if len(more) == 0 {
-			break
-		}
-		err = r.fetchAll(ctx, more)
-		jobs = append(jobs, more...)
+	err = r.fetchWithCopies(ctx, &jobs)
+	if err == nil {
+		err = r.restoreHeirs(ctx, pl, &jobs)
 	}
 	// No fetch holds a buffer now: give them back before the files are
 	// read back (Verify) or the restore returns.
@@ -1282,13 +1275,83 @@ func (r *restorer) copyJobs() []*packJob {
 	return jobs
 }
 
+// fetchWithCopies fetches jobs, then the blobs a pack failed from their
+// other copies, and those that fail there too from the next copies; the
+// jobs of the copies are added to jobs.
+func (r *restorer) fetchWithCopies(ctx context.Context, jobs *[]*packJob) error {
+	err := r.fetchAll(ctx, *jobs)
+	for err == nil {
+		more := r.copyJobs()
+		if len(more) == 0 {
+			break
+		}
+		err = r.fetchAll(ctx, more)
+		*jobs = append(*jobs, more...)
+	}
+	return err
+}
+
+// restoreHeirs restores, once the downloads are done, the content of
+// each file that failed at its own path (its directory made read-only
+// meanwhile, a rename into place refused), not for want of its data, at
+// the first of its hard links still planned, and links the group's
+// other names to that one (as passOn does for a name left out of the
+// plan): otherwise they would all fail with it. Their data is downloaded
+// again; the jobs are added to jobs.
+func (r *restorer) restoreHeirs(ctx context.Context, pl *plan, jobs *[]*packJob) error {
+	var out map[*fileState]*fileState
+	for _, l := range pl.links {
+		f := l.linkTo
+		if _, ok := out[f]; ok || f.keep || f.skip {
+			continue
+		}
+		var data dataError
+		if err := r.failedErr(f); err == nil || errors.As(err, &data) {
+			continue
+		}
+		out = leftOut(out, f)
+	}
+	n := len(pl.files)
+	pl.passOn(out)
+	heirs := pl.files[n:]
+	if len(heirs) == 0 {
+		return nil
+	}
+	for _, f := range heirs {
+		r.prog.TotalBytes.Add(f.size)
+	}
+	if !r.t.fresh {
+		if err := r.findIdentical(ctx, heirs, pl.links); err != nil {
+			return err
+		}
+	}
+	if err := r.createFiles(heirs); err != nil {
+		return err
+	}
+	more := (&plan{files: heirs}).packJobs()
+	if r.opts.DirectIO {
+		more = interleave(more)
+	}
+	err := r.fetchWithCopies(ctx, &more)
+	*jobs = append(*jobs, more...)
+	return err
+}
+
 // giveUp fails bj's files: no copy of it could be read.
 func (r *restorer) giveUp(bj blobJob, err error) {
+	err = dataError{err}
 	for _, t := range bj.targets {
 		r.setFailed(t.file, err)
 		r.blobDone(t.file)
 	}
 }
+
+// dataError is the failure of a file whose data could not be read from
+// the repository, as opposed to one its path in the target refused.
+type dataError struct{ err error }
+
+func (e dataError) Error() string { return e.err.Error() }
+func (e dataError) Unwrap() error { return e.err }
 
 func isZero(b []byte) bool {
 	for len(b) >= 8 {
