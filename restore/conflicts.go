@@ -64,6 +64,14 @@ func (r *restorer) dirConflicts(pl *plan) {
 	pl.drop(conflict, r.fail)
 }
 
+// gainedEntries is the failure of an entry whose place in the target is
+// held by a directory that was empty, or not there, when dirConflicts
+// looked and has entries now (err: ENOTEMPTY), which only
+// Options.Delete removes.
+func gainedEntries(err error) error {
+	return fmt.Errorf("the target holds a directory with entries here, which it did not hold, or was empty, when the restore looked: it is left as it was, with all it holds; restore with --delete to replace it (what it holds is removed), or move it away, or restore into another directory: %w", err)
+}
+
 // drop takes out of the plan the files, hard links, symlinks and special
 // files why gives an error for, noting it as a file's failure, and
 // passes the content of a hard-link group whose first name it took out

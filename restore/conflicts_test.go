@@ -6,6 +6,7 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -441,5 +442,71 @@ func TestHardLinkFirstNameFailsWhenWritten(t *testing.T) {
 	}
 	if res.Files != 5 {
 		t.Errorf("%d files restored, want 5 (ok and the four other names)", res.Files)
+	}
+}
+
+// TestDirGainsEntriesDuringRestore: an empty directory of the target
+// where the snapshot has a file (of one chunk or several), a symlink or
+// a hard link's second name is replaced, but one that gains an entry
+// after the restore looked at it (here once the files are created,
+// before any download) is left as it is, with the entry, and that name
+// fails naming --delete, with or without RENAME_EXCHANGE. Before, it was
+// removed with what it had gained.
+func TestDirGainsEntriesDuringRestore(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{
+		"f":      {Content: []byte("the snapshot's file\n")},
+		"big":    {Content: fixture.Random(6, 3<<20)},
+		"l":      {Symlink: "f"},
+		"hard/a": {Content: []byte("linked\n")},
+		"hard/b": {HardlinkTo: "hard/a"},
+		"ok":     {Content: []byte("restored anyway\n")},
+	})
+	snap := r.backup(t, src)
+	gaining := []string{"big", "f", "hard/b", "l"}
+	for _, exchange := range []bool{true, false} {
+		t.Run(fmt.Sprintf("exchange=%v", exchange), func(t *testing.T) {
+			if !exchange {
+				restore.RefuseExchange(t)
+			}
+			dst := t.TempDir()
+			out := restoredAt(dst, src)
+			must := fatalIf(t)
+			for _, p := range gaining {
+				must(os.MkdirAll(filepath.Join(out, p), 0o755))
+			}
+			restore.BeforeFetch(t, func(string) {
+				for _, p := range gaining {
+					must(os.WriteFile(filepath.Join(out, p, "new.txt"), []byte("written meanwhile"), 0o644))
+				}
+			})
+			res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+			if err != nil {
+				t.Fatal(err)
+			}
+			failed, errs := failedPaths(res, src)
+			if !slices.Equal(slices.Sorted(slices.Values(failed)), gaining) {
+				t.Fatalf("failures %v, want %v", res.Failures, gaining)
+			}
+			for _, p := range gaining {
+				if !strings.Contains(errs[p], "did not hold, or was empty") || !strings.Contains(errs[p], "--delete") {
+					t.Errorf("%s: %s; want it to say the directory gained entries, naming --delete", p, errs[p])
+				}
+				if b, err := os.ReadFile(filepath.Join(out, p, "new.txt")); err != nil || string(b) != "written meanwhile" {
+					t.Errorf("%s/new.txt: %q, %v; want it kept", p, b, err)
+				}
+			}
+			if b, err := os.ReadFile(filepath.Join(out, "ok")); err != nil || string(b) != "restored anyway\n" {
+				t.Errorf("ok: %q, %v", b, err)
+			}
+			ents, err := os.ReadDir(out)
+			must(err)
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), ".lifeboat") {
+					t.Errorf("%s left in the target", e.Name())
+				}
+			}
+		})
 	}
 }

@@ -201,7 +201,7 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 // in r.changes.
 func (r *restorer) deleteExtraneous(ctx context.Context, pl *plan, paths []string, failures []Failure, in *includer) error {
 	return r.extraneous(ctx, pl, paths, failures, in, func(p string, dir bool) {
-		if err := r.t.clear(p); err != nil {
+		if err := r.t.clearAll(p); err != nil {
 			r.failRemoval(p, r.entryError(fmt.Errorf("could not remove it (--delete: the snapshot does not hold it): %w", err)))
 			return
 		}

@@ -137,7 +137,7 @@ func (r *restorer) sweepLeftovers(pl *plan, dry bool) int64 {
 			removed++
 			continue
 		}
-		if err := r.t.clear(p); err != nil {
+		if err := r.t.clearAll(p); err != nil {
 			r.keepLeftover(p, fmt.Errorf("could not remove it: %w; remove it by hand once no restore is writing into the target", err))
 			continue
 		}

@@ -370,6 +370,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	}
 	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind, opts.Sync), dio: newDirectIO(opts.DirectIO, opts.Logger), guard: guard}
 	t.keepDir = r.keepDir
+	t.removeFull = opts.Delete
 
 	start := time.Now()
 	lowerGC := raisePlanGC()
@@ -488,11 +489,11 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 		if f.failed != nil {
 			var aside *leftAsideError
 			if f.tmp != 0 && !f.placed {
-				if f.held && !errors.As(f.failed, &aside) {
+				if f.held && !errors.As(f.failed, &aside) && !errors.Is(f.failed, unix.ENOTEMPTY) { // gainedEntries says so already
 					f.failed = fmt.Errorf("%w (what the target held there is left as it was)", f.failed)
 				}
 				r.fail(f.path, f.failed)
-				_ = t.clear(f.tmpPath())
+				_ = t.clearAll(f.tmpPath())
 				continue
 			}
 			r.fail(f.path, f.failed)
@@ -1704,10 +1705,12 @@ func (r *restorer) place(f *fileState) error {
 // replaceDir puts f in place of the directory the target holds at its
 // path. The two are exchanged in one step (renameat2 RENAME_EXCHANGE),
 // so the path never lacks both, and the directory, now under f's
-// temporary name, is removed with all it holds; what of it cannot be
-// removed is reported. Where the filesystem cannot exchange, the
-// directory is moved aside first and back if the file cannot take its
-// name.
+// temporary name, is removed with all it holds (Options.Delete; what of
+// it cannot be removed is reported) or, without Delete, only if it is
+// still empty, as dirConflicts found it: one that gained entries since
+// is put back, with them, and f fails. Where the filesystem cannot
+// exchange, the directory is moved aside first and back if the file
+// cannot take its name.
 func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 	dir, base := split(f.path)
 	_, tmp := split(f.tmpPath())
@@ -1721,6 +1724,15 @@ func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 		beforeReplaceDir(f.tmpPath())
 	}
 	leftover := f.tmpPath()
+	// putBack undoes the replacement: the directory back at its path,
+	// the file back under its temporary name. Where it fails, the file
+	// is left in place (f.placed, so that its failure removes it) and the
+	// directory where it was moved, which the error names.
+	putBack := func(dfd int) error {
+		err := exchangeAt(dfd, tmp, base)
+		f.placed = err != nil
+		return err
+	}
 	err := r.t.withDir(dir, func(dfd int) error { return exchangeAt(dfd, tmp, base) })
 	switch {
 	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP):
@@ -1735,10 +1747,32 @@ func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 			}
 			return err
 		}
+		putBack = func(dfd int) error {
+			if err := unix.Renameat(dfd, base, dfd, tmp); err != nil {
+				f.placed = true
+				return err
+			}
+			return unix.Renameat(dfd, aside, dfd, base)
+		}
 	case err != nil:
 		return fmt.Errorf("exchange it with the directory there: %w", err)
 	}
-	if err := r.t.clear(leftover); err != nil {
+	if !r.opts.Delete {
+		_, old := split(leftover)
+		err := r.t.withDir(dir, func(dfd int) error { return unix.Unlinkat(dfd, old, unix.AT_REMOVEDIR) })
+		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+			entries := gainedEntries(err)
+			if back := r.t.withDir(dir, putBack); back != nil {
+				return &leftAsideError{err: entries, aside: leftover, back: back}
+			}
+			return entries
+		}
+		if err != nil {
+			r.failRemoval(leftover, fmt.Errorf("could not remove the directory that was at %s, which the snapshot's file replaced: %w", f.path, err))
+		}
+		return nil
+	}
+	if err := r.t.clearAll(leftover); err != nil {
 		r.failRemoval(leftover, fmt.Errorf("could not remove the directory that was at %s, which the snapshot's file replaced: %w", f.path, err))
 	}
 	return nil
@@ -1787,7 +1821,7 @@ type leftAsideError struct {
 }
 
 func (e *leftAsideError) Error() string {
-	return fmt.Sprintf("%v; the directory that was there is left as %s (moving it back failed: %v)", e.err, e.aside, e.back)
+	return fmt.Sprintf("%v; the directory that was there is left as %s (moving it back failed: %v): move it back by hand before the next restore into this target, which would remove it as a leftover", e.err, e.aside, e.back)
 }
 
 func (e *leftAsideError) Unwrap() error { return e.err }
@@ -1806,7 +1840,7 @@ var beforeReplaceDir func(tmp string)
 func (r *restorer) unplaced(files []*fileState) {
 	for _, f := range files {
 		if f.tmp != 0 && !f.placed {
-			_ = r.t.clear(f.tmpPath())
+			_ = r.t.clearAll(f.tmpPath())
 		}
 	}
 }

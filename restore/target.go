@@ -47,6 +47,9 @@ type targetDir struct {
 	// (target-relative) that clear would make: one holding a mounted
 	// file system or a protected path (restorer.keepDir).
 	keepDir func(p string) error
+	// removeFull: clear removes a directory with all it holds
+	// (Options.Delete); otherwise only an empty one.
+	removeFull bool
 	// How files are created without a name (createUnnamed) and linked
 	// in (linkUnnamed): linkMode, 0 until the first link succeeds;
 	// noUnnamed once the filesystem or the kernel has refused either.
@@ -194,8 +197,16 @@ func (t *targetDir) lstat(p string) (unix.Stat_t, error) {
 }
 
 // clear removes whatever sits at p (a planted symlink, a file where a
-// directory goes, or a directory where a file goes).
-func (t *targetDir) clear(p string) error {
+// directory goes, or a directory where a file goes); a directory only if
+// it is empty, unless removeFull.
+func (t *targetDir) clear(p string) error { return t.remove(p, t.removeFull) }
+
+// clearAll is clear for what the restore itself made, or was told to
+// remove whatever it holds (Options.Delete): a directory goes with all
+// it holds.
+func (t *targetDir) clearAll(p string) error { return t.remove(p, true) }
+
+func (t *targetDir) remove(p string, full bool) error {
 	st, err := t.lstat(p)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
@@ -203,6 +214,7 @@ func (t *targetDir) clear(p string) error {
 	if err != nil {
 		return err
 	}
+	dir, base := split(p)
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		if t.keepDir != nil {
 			if err := t.keepDir(p); err != nil {
@@ -210,9 +222,17 @@ func (t *targetDir) clear(p string) error {
 			}
 		}
 		t.forget(p)
-		return t.root.RemoveAll(p)
+		if full {
+			return t.root.RemoveAll(p)
+		}
+		// Only one the restore found empty (dirConflicts) is replaced
+		// without Delete; entries added since are the user's.
+		err := t.withDir(dir, func(dfd int) error { return unix.Unlinkat(dfd, base, unix.AT_REMOVEDIR) })
+		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+			return gainedEntries(err)
+		}
+		return err
 	}
-	dir, base := split(p)
 	return t.withDir(dir, func(dfd int) error { return unix.Unlinkat(dfd, base, 0) })
 }
 

@@ -52,7 +52,8 @@ func leftovers(t *testing.T, dir string) []string {
 // mode, times and attributes whether they are created without a name
 // and linked in (the default), where the filesystem cannot (under a
 // temporary name, renamed), where something appears at their path
-// between the plan and the link (replaced, a directory too), and for a
+// between the plan and the link (replaced, an empty directory too; one
+// with entries is left, and the file fails), and for a
 // restore as another user (which older kernels make link through /proc;
 // TestLinkUnnamed forces that way). None leaves a temporary name behind.
 func TestUnnamedFiles(t *testing.T) {
@@ -100,9 +101,7 @@ func TestUnnamedFiles(t *testing.T) {
 			case "a":
 				err = os.WriteFile(at, []byte("written by another process\n"), 0o600)
 			case "c":
-				if err = os.Mkdir(at, 0o755); err == nil {
-					err = os.WriteFile(filepath.Join(at, "inside"), []byte("x"), 0o600)
-				}
+				err = os.Mkdir(at, 0o755)
 			default:
 				return
 			}
@@ -118,6 +117,36 @@ func TestUnnamedFiles(t *testing.T) {
 			t.Fatalf("planted at %q, want a and sub/c: were they written unnamed?", planted)
 		}
 		check(t, dst)
+	})
+	t.Run("a directory with entries appears at the path", func(t *testing.T) {
+		// Another process's: left as it is, with what it holds, and the
+		// file fails naming --delete (TestDirGainsEntriesDuringRestore).
+		dst := t.TempDir()
+		restore.BeforeLink(t, func(p string) {
+			if filepath.Base(p) != "c" {
+				return
+			}
+			at := filepath.Join(dst, p)
+			if err := os.Mkdir(at, 0o755); err != nil {
+				t.Error(err)
+			}
+			if err := os.WriteFile(filepath.Join(at, "inside"), []byte("x"), 0o600); err != nil {
+				t.Error(err)
+			}
+		})
+		res, err := restore.Restore(context.Background(), r.reader, snap, restore.Options{Target: dst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Failures) != 1 || !strings.HasSuffix(res.Failures[0].Path, "/sub/c") || !strings.Contains(res.Failures[0].Err.Error(), "--delete") {
+			t.Fatalf("failures %v, want sub/c's, naming --delete", res.Failures)
+		}
+		if b, err := os.ReadFile(filepath.Join(restoredAt(dst, src), "sub/c/inside")); err != nil || string(b) != "x" {
+			t.Errorf("sub/c/inside: %q, %v; want it kept", b, err)
+		}
+		if l := leftovers(t, dst); len(l) > 0 {
+			t.Errorf("temporary names left behind: %q", l)
+		}
 	})
 	t.Run("as another user", func(t *testing.T) {
 		ur := anyUserRepo(t)
