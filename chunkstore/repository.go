@@ -310,7 +310,7 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 	r.hasher = NewChunkHasher(r.secrets.ChunkKey)
 	if opts.CacheDir != "" {
 		r.cache = filepath.Join(opts.CacheDir, cfg.ID)
-		sweepCacheTemp(r.log, opts.CacheDir, r.cache, time.Now())
+		sweepCacheTemp(r.log, opts.CacheDir, time.Now())
 		if r.CanRead() {
 			if err := r.pinSigner(opts.CacheDir); err != nil {
 				return nil, err
@@ -675,9 +675,14 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	r.pruneCache(KindIndex, ids, listedAt)
 	// The tree packs the index no longer lists were deleted by a prune
 	// (here or on another machine). With an index file unread, its
-	// packs are unknown, not gone: the cached ones are kept.
-	if r.cache != "" && len(problems) == 0 {
-		sweepCache(r.log, filepath.Join(r.cache, "packs"), listedAt, r.index.HasPack)
+	// packs are unknown, not gone: the cached ones are kept (the sweep
+	// still removes stale temporary files).
+	if r.cache != "" {
+		live := r.index.HasPack
+		if len(problems) > 0 {
+			live = func(ID) bool { return true }
+		}
+		sweepCache(r.log, filepath.Join(r.cache, "packs"), listedAt, live)
 	}
 	return r.newerIndexErr()
 }

@@ -130,43 +130,46 @@ func writeCacheFile(path string, b []byte) error {
 }
 
 // cacheTempAge is how old a temporary file of writeCacheFile must be for
-// Open to remove it. A writer renames its own within moments of creating
-// it, so one that old was left by a process killed mid-write (nothing
-// else ever removes those in the tree packs' directory and signers/); a
-// running process's are never that old.
+// a sweep of its directory to remove it. A writer renames its own within
+// moments of creating it, so one that old was left by a process killed
+// mid-write (nothing else ever removes it); a running process's are
+// never that old.
 const cacheTempAge = time.Hour
 
 // sweepCacheTemp removes the temporary files of writeCacheFile older
-// than cacheTempAge at now from the cache directories: those of the
-// repository's cache repoCache (index, snapshots, packs, ...) and the
-// signers directory under cacheDir. A cache is only a copy: what cannot
-// be removed is logged and left.
-func sweepCacheTemp(log *slog.Logger, cacheDir, repoCache string, now time.Time) {
-	dirs := []string{filepath.Join(cacheDir, "signers")}
-	if ents, err := os.ReadDir(repoCache); err == nil {
-		for _, e := range ents {
-			if e.IsDir() {
-				dirs = append(dirs, filepath.Join(repoCache, e.Name()))
-			}
+// than cacheTempAge at now from the signers directory under cacheDir.
+// Open calls it: the repository's own cache directories are read anyway
+// when the snapshots are listed or the index loaded, and that sweep
+// (sweepCache) removes their stale temporary files in the same pass. A
+// cache is only a copy: what cannot be removed is logged and left.
+func sweepCacheTemp(log *slog.Logger, cacheDir string, now time.Time) {
+	dir := filepath.Join(cacheDir, "signers")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return // not made yet
+	}
+	for _, e := range ents {
+		if staleCacheTemp(e, now) {
+			removeCached(log, filepath.Join(dir, e.Name()), "a stale temporary file")
 		}
 	}
-	for _, dir := range dirs {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue // not made yet
-		}
-		for _, e := range ents {
-			if !strings.HasPrefix(e.Name(), ".tmp-") || !e.Type().IsRegular() {
-				continue
-			}
-			fi, err := e.Info()
-			if err != nil || now.Sub(fi.ModTime()) < cacheTempAge {
-				continue
-			}
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				log.Debug("could not remove a stale temporary file from the cache", "err", err)
-			}
-		}
+}
+
+// staleCacheTemp reports whether the directory entry e is a temporary
+// file of writeCacheFile older than cacheTempAge at now.
+func staleCacheTemp(e fs.DirEntry, now time.Time) bool {
+	if !strings.HasPrefix(e.Name(), ".tmp-") || !e.Type().IsRegular() {
+		return false
+	}
+	fi, err := e.Info()
+	return err == nil && now.Sub(fi.ModTime()) >= cacheTempAge
+}
+
+// removeCached removes a file from the cache; what cannot be removed is
+// only logged (the cache is a copy, and the next sweep tries again).
+func removeCached(log *slog.Logger, path, what string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Debug("could not remove "+what+" from the cache", "path", path, "err", err)
 	}
 }
 
@@ -182,8 +185,10 @@ const cacheListSlack = 10 * time.Second
 // sweepCache removes from the cache directory dir the copies of objects
 // that a listing of the store begun at listedAt showed gone (live reports
 // false for their ID), so the cache does not grow with every object
-// ever read. Temporary files (.tmp-*), which a running command is about
-// to rename, and names that are no object ID are left alone, and so are
+// ever read, and in the same pass the temporary files (.tmp-*) a killed
+// command left there (see cacheTempAge): the directory is read once per
+// command. Younger temporary files, which a running command is about to
+// rename, and names that are no object ID are left alone, and so are
 // copies written since shortly before the listing. A cache is only a
 // copy: what cannot be removed is logged and left, and a command that
 // finds a copy removed reads the object from the store.
@@ -194,6 +199,10 @@ func sweepCache(log *slog.Logger, dir string, listedAt time.Time, live func(ID) 
 	}
 	before := listedAt.Add(-cacheListSlack)
 	for _, e := range ents {
+		if staleCacheTemp(e, listedAt) {
+			removeCached(log, filepath.Join(dir, e.Name()), "a stale temporary file")
+			continue
+		}
 		id, err := ParseID(e.Name())
 		if err != nil || !e.Type().IsRegular() || live(id) {
 			continue
@@ -202,9 +211,7 @@ func sweepCache(log *slog.Logger, dir string, listedAt time.Time, live func(ID) 
 		if err != nil || !fi.ModTime().Before(before) {
 			continue
 		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			log.Debug("could not remove a copy of a deleted object from the cache", "err", err)
-		}
+		removeCached(log, filepath.Join(dir, e.Name()), "a copy of a deleted object")
 	}
 }
 

@@ -14,13 +14,15 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
-// TestOpenSweepsStaleCacheTempFiles: the temporary files a process
-// killed while writing to the cache left (tree packs, metadata, the
-// signer pins) are removed when a repository is opened with that cache
-// once they are an hour old; nothing removed them, those of the tree
-// packs and signers above all. Younger ones, which a running process
+// TestCacheSweepsStaleTempFiles: the temporary files a process killed
+// while writing to the cache left (tree packs, metadata, the signer pins)
+// are removed once they are an hour old: those of the signer pins when a
+// repository is opened with that cache, those of the repository's cache
+// directories by the sweep that lists each of them anyway (snapshots
+// when they are listed, index and tree packs when the index is loaded),
+// so no directory is read twice. Younger ones, which a running process
 // may be about to rename, are kept, and so are cached objects.
-func TestOpenSweepsStaleCacheTempFiles(t *testing.T) {
+func TestCacheSweepsStaleTempFiles(t *testing.T) {
 	st := mem.New()
 	repos := storetest.InitRepos(t, st)
 	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
@@ -43,24 +45,39 @@ func TestOpenSweepsStaleCacheTempFiles(t *testing.T) {
 		}
 		return path
 	}
-	stale := []string{
+	signerTemp := plant(filepath.Join(cache, "signers", ".tmp-333"), old)
+	snapTemp := plant(filepath.Join(repoCache, "snapshots", ".tmp-666"), old)
+	loadTemps := []string{
 		plant(filepath.Join(repoCache, "packs", ".tmp-111"), old),
 		plant(filepath.Join(repoCache, "index", ".tmp-222"), old),
-		plant(filepath.Join(cache, "signers", ".tmp-333"), old),
 	}
 	kept := []string{
 		plant(filepath.Join(repoCache, "packs", ".tmp-444"), time.Now()),
-		plant(filepath.Join(repoCache, "packs", "0123abcd"), old), // a cached pack, however old
+		plant(filepath.Join(repoCache, "packs", "0123abcd"), old), // no object ID: not the sweep's
 		plant(filepath.Join(cache, "signers", ".tmp-555"), time.Now().Add(-time.Minute)),
+		plant(filepath.Join(repoCache, "snapshots", ".tmp-777"), time.Now().Add(-time.Minute)),
 	}
-	if _, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache}); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range stale {
-		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("stale temporary file %s left in the cache (%v)", p, err)
+	gone := func(step string, paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("after %s: stale temporary file %s left in the cache (%v)", step, p, err)
+			}
 		}
 	}
+	r, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone("open", signerTemp)
+	if _, err := r.ListMeta(t.Context(), chunkstore.KindSnapshot); err != nil {
+		t.Fatal(err)
+	}
+	gone("listing the snapshots", snapTemp)
+	if err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	gone("loading the index", loadTemps...)
 	for _, p := range kept {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("%s removed from the cache: %v", p, err)
