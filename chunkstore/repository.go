@@ -452,6 +452,9 @@ func ParsePackName(name string) (ID, bool) {
 // of the snapshots also removes from the cache the copies of snapshots
 // that are gone (forgotten here or on another machine).
 func (r *Repository) ListMeta(ctx context.Context, kind MetaKind) ([]ID, error) {
+	if err := kind.byID(); err != nil {
+		return nil, err
+	}
 	listedAt := time.Now()
 	var ids []ID
 	err := r.store.List(ctx, kind.prefix(), func(oi ObjectInfo) error {
@@ -474,6 +477,9 @@ func (r *Repository) ListMeta(ctx context.Context, kind MetaKind) ([]ID, error) 
 
 // SaveMeta seals plaintext and stores it; the ID is the hash of the stored bytes.
 func (r *Repository) SaveMeta(ctx context.Context, kind MetaKind, plaintext []byte) (ID, error) {
+	if err := kind.byID(); err != nil {
+		return ID{}, err
+	}
 	sealed := sealMeta(&r.secrets.MetaKey, kind, plaintext)
 	id := Hash(sealed)
 	if err := r.store.Put(ctx, kind.prefix()+id.String(), sealed); err != nil {
@@ -485,6 +491,9 @@ func (r *Repository) SaveMeta(ctx context.Context, kind MetaKind, plaintext []by
 
 // LoadMeta loads, checks and decrypts a metadata object.
 func (r *Repository) LoadMeta(ctx context.Context, kind MetaKind, id ID) ([]byte, error) {
+	if err := kind.byID(); err != nil {
+		return nil, err
+	}
 	name := kind.prefix() + id.String()
 	sealed := r.cacheGet(kind, id)
 	if sealed == nil {

@@ -66,11 +66,31 @@ func (k MetaKind) String() string {
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
 
+// prefix is where the objects of kind k are stored; only indexes and
+// snapshots are stored under their ID alone (see byID).
 func (k MetaKind) prefix() string {
-	if k == KindIndex {
+	switch k {
+	case KindIndex:
 		return IndexPrefix
+	case KindSnapshot:
+		return SnapshotsPrefix
+	case KindSession:
+		return SessionsPrefix
+	case KindGCMark:
+		return GCPrefix
 	}
-	return SnapshotsPrefix
+	return ""
+}
+
+// byID returns an error unless objects of kind k are named prefix+ID,
+// which SaveMeta, LoadMeta, ListMeta and the metadata cache assume.
+// Sessions (sessions/<session>/<seq>) and GC marks (gc/ also holds the
+// clock probes) are named by gc.go, never through those.
+func (k MetaKind) byID() error {
+	if k == KindIndex || k == KindSnapshot {
+		return nil
+	}
+	return fmt.Errorf("%s objects are not stored by ID alone: only index and snapshot objects are saved, loaded and listed this way", k)
 }
 
 // freeList keeps up to cap(ch) values for reuse. Unlike sync.Pool it is

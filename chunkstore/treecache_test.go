@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +140,53 @@ func TestLoadIndexKeepsCacheTemps(t *testing.T) {
 	}
 	if len(ents) != 2 {
 		t.Errorf("index cache holds %d files, want the stored index file's copy and the temporary file", len(ents))
+	}
+}
+
+// TestMetaRefusesKindsNotStoredByID: SaveMeta, LoadMeta and ListMeta
+// work on index and snapshot objects only. A session or GC mark passed
+// to them is refused; every kind but the index was taken to live under
+// snapshots/, so a session saved this way was stored (and cached) as a
+// snapshot, and listing GC marks listed the snapshots.
+func TestMetaRefusesKindsNotStoredByID(t *testing.T) {
+	st := mem.New()
+	repos := storetest.InitRepos(t, st)
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	r, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := r.SaveMeta(t.Context(), chunkstore.KindSnapshot, []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []chunkstore.MetaKind{chunkstore.KindSession, chunkstore.KindGCMark} {
+		if _, err := r.SaveMeta(t.Context(), kind, []byte("{}")); err == nil || !strings.Contains(err.Error(), kind.String()) {
+			t.Errorf("SaveMeta(%s) = %v, want an error naming the kind", kind, err)
+		}
+		if got, err := r.ListMeta(t.Context(), kind); err == nil {
+			t.Errorf("ListMeta(%s) listed %v, want an error", kind, got)
+		}
+		if _, err := r.LoadMeta(t.Context(), kind, snap); err == nil {
+			t.Errorf("LoadMeta(%s) of snapshot %s succeeded, want an error", kind, snap.Short())
+		}
+	}
+	listed, err := r.ListMeta(t.Context(), chunkstore.KindSnapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0] != snap {
+		t.Errorf("snapshots/ lists %v, want only %s", listed, snap.Short())
+	}
+	cached, err := os.ReadDir(filepath.Join(cache, r.Config().ID, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cached) != 1 {
+		t.Errorf("the snapshots' cache holds %d files, want the one snapshot's copy", len(cached))
 	}
 }
