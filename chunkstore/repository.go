@@ -310,7 +310,9 @@ func Open(ctx context.Context, st Store, creds Credentials, opts Options) (*Repo
 	r.hasher = NewChunkHasher(r.secrets.ChunkKey)
 	if opts.CacheDir != "" {
 		r.cache = filepath.Join(opts.CacheDir, cfg.ID)
-		sweepCacheTemp(r.log, opts.CacheDir, time.Now())
+		now := time.Now()
+		markCacheUsed(r.cache, now)
+		sweepCacheTemp(r.log, opts.CacheDir, now)
 		if r.CanRead() {
 			if err := r.pinSigner(opts.CacheDir); err != nil {
 				return nil, err

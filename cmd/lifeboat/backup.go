@@ -359,6 +359,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	} else {
 		fmt.Fprintln(g.stdout, res.ID.String())
 	}
+	hintOldCaches(g, repo.Config().ID)
 	if n := len(res.Warnings); n > 0 {
 		return withCode(exitPartial, fmt.Errorf("snapshot %s is partial: %d %s could not be read (listed above)",
 			res.ID.Short(), n, plural(n, "entry", "entries")))

@@ -346,6 +346,7 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 			fmt.Fprintf(w, "Duration:    %s (%s)\n", formatDuration(elapsed), formatRate(res.BytesWritten, elapsed))
 		}
 	}
+	hintOldCaches(g, repo.Config().ID)
 	n, d := countFailures(res.Failures)
 	switch {
 	case n > 0:

@@ -118,6 +118,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newSessionsCmd(g),
 		newUnlockCmd(g),
 		newCatCmd(g),
+		newCacheCmd(g),
 		newVersionCmd(g),
 		newServerCmd(g),
 		newClusterCmd(g),
