@@ -63,6 +63,9 @@
 // a path component that is a file — are marked chunkstore.Permanent with a
 // hint about what to do, so the retry decorator gives up at once.
 //
-// Deleting an object leaves its (possibly empty) directory in place:
-// removing it would race with a concurrent Put into the same directory.
+// Deleting the last object of a directory below a top-level one (data/ab,
+// sessions/<session>) removes that directory with rmdir, which fails on
+// one that is not empty: a concurrent Put has its temporary file there
+// from the moment it creates it to the rename, and one that finds the
+// directory gone before creating that file makes it again.
 package local

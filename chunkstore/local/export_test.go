@@ -9,3 +9,7 @@ func ClassifyForTest(err error, path string) error {
 
 // OnDirSyncForTest makes s call fn with each directory it fsyncs.
 func OnDirSyncForTest(s *Store, fn func(dir string)) { s.dirSynced = fn }
+
+// BeforeCreateForTest makes s call fn between making an object's
+// directory and creating its temporary file there.
+func BeforeCreateForTest(s *Store, fn func(dir string)) { s.beforeCreate = fn }

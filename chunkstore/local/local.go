@@ -32,6 +32,9 @@ type Store struct {
 	// dirSynced, if set (by tests), is called with each directory the
 	// store fsyncs.
 	dirSynced func(dir string)
+	// beforeCreate, if set (by tests), is called between Put making the
+	// object's directory and creating its temporary file there.
+	beforeCreate func(dir string)
 }
 
 // shareModes gives the files and directories of a repository whose
@@ -97,12 +100,9 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	}
 	final := s.path(name)
 	parent := filepath.Dir(final)
-	if err := s.mkdirs(parent); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(parent, tmpPrefix+"*")
+	f, err := s.createTemp(parent)
 	if err != nil {
-		return classify(fmt.Errorf("create temporary file in %s: %w", parent, err))
+		return err
 	}
 	tmp := f.Name()
 	committed := false
@@ -130,10 +130,33 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 		return classify(fmt.Errorf("write %s: rename: %w", final, err))
 	}
 	committed = true
-	if err := s.syncDir(parent); err != nil {
+	if err := s.syncObjectDir(parent); err != nil {
 		return classify(fmt.Errorf("write %s: %w", final, err))
 	}
 	return nil
+}
+
+// createTemp makes directory dir (and its parents) and a temporary file
+// in it. A Delete of the last object in dir removes dir (removeEmptyDir)
+// and may do so between the two steps: the file is then created after
+// making dir again. Once the file is there, dir is not empty, and stays
+// until the file is renamed into the object, so that is race-free.
+func (s *Store) createTemp(dir string) (*os.File, error) {
+	for attempt := 1; ; attempt++ {
+		if err := s.mkdirs(dir); err != nil {
+			return nil, err
+		}
+		if s.beforeCreate != nil {
+			s.beforeCreate(dir)
+		}
+		f, err := os.CreateTemp(dir, tmpPrefix+"*")
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt == 5 {
+			return nil, classify(fmt.Errorf("create temporary file in %s: %w", dir, err))
+		}
+	}
 }
 
 // bare is the cause of a file operation's error, without the
@@ -227,6 +250,18 @@ func (s *Store) syncDir(dir string) error {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// syncObjectDir fsyncs dir, the directory of an object just renamed or
+// unlinked. A concurrent Delete may have emptied and removed it since
+// (removeEmptyDir): its parent is fsynced then, which makes that removal,
+// and so the change in dir, durable.
+func (s *Store) syncObjectDir(dir string) error {
+	err := s.syncDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && dir != s.dir {
+		return s.syncDir(filepath.Dir(dir))
+	}
+	return err
 }
 
 // Get implements chunkstore.Reader.
@@ -535,9 +570,9 @@ func (s *Store) SweepTemp(ctx context.Context, before time.Time, dryRun bool) (f
 // unlink, as Put does after its rename, so that a completed Delete
 // survives a crash: prune orders its steps (rewrite the index, delete the
 // old index files, then the packs, then the mark) and a power cut must
-// not bring back an old index file naming packs deleted after it. Empty
-// directories are left behind: removing them would race with a
-// concurrent Put into the same directory.
+// not bring back an old index file naming packs deleted after it. The
+// object's directory is removed when that leaves it empty (see
+// removeEmptyDir).
 func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := check(ctx, name); err != nil {
 		return err
@@ -550,10 +585,27 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return classify(fmt.Errorf("delete %s: %w", p, err))
 	}
-	if err := s.syncDir(filepath.Dir(p)); err != nil {
+	if err := s.syncObjectDir(filepath.Dir(p)); err != nil {
 		return classify(fmt.Errorf("delete %s: %w", p, err))
 	}
+	s.removeEmptyDir(name)
 	return nil
+}
+
+// removeEmptyDir removes the directory of object name if it is empty and
+// below a top-level one: data/ab once prune deleted its last pack, and
+// above all sessions/<session>, one per backup ever run, which would
+// otherwise pile up and be read by every listing of the sessions. rmdir
+// removes only an empty directory (a concurrent Put's temporary file
+// keeps it; createTemp makes it again if it went first) and never a
+// symlink. It is tidying only: an error leaves the directory, and a
+// crash may bring it back empty, which is harmless.
+func (s *Store) removeEmptyDir(name string) {
+	dir := path.Dir(name)
+	if !strings.Contains(dir, "/") {
+		return // index/, data/, sessions/ ... stay
+	}
+	_ = unix.Rmdir(s.path(dir))
 }
 
 // readErr maps an error from opening or stating p.

@@ -637,3 +637,142 @@ func BenchmarkDeletePacks(b *testing.B) {
 		})
 	}
 }
+
+// TestDeleteRemovesEmptiedDir: deleting the last object of a directory
+// below a top-level one removes the directory: data/ab once prune
+// deleted its last pack, and sessions/<session>, one per backup ever
+// run, which piled up for every listing of the sessions to read. The
+// top-level directories stay, and so does one another object is still
+// in, and a symlinked directory (rmdir never removes a link).
+func TestDeleteRemovesEmptiedDir(t *testing.T) {
+	s, err := local.Open(filepath.Join(t.TempDir(), "repo"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	root := s.Location()
+	elsewhere := filepath.Join(t.TempDir(), "cd")
+	if err := os.MkdirAll(filepath.Join(root, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(elsewhere, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(root, "data", "cd")); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"data/ab/ab1", "data/ab/ab2", "data/cd/cd1", "sessions/s1/000000", "sessions/s1/done", "index/x1"}
+	for _, n := range names {
+		if err := s.Put(ctx, n, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(rel string) bool {
+		t.Helper()
+		_, err := os.Lstat(filepath.Join(root, rel))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	del := func(n string) {
+		t.Helper()
+		if err := s.Delete(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del("data/ab/ab1")
+	del("sessions/s1/000000")
+	if !exists("data/ab") || !exists("sessions/s1") {
+		t.Fatal("a directory another object is still in was removed")
+	}
+	del("data/ab/ab2")
+	del("sessions/s1/done")
+	del("data/cd/cd1")
+	del("index/x1")
+	for _, d := range []string{"data/ab", "sessions/s1"} {
+		if exists(d) {
+			t.Errorf("%s is left empty after its last object was deleted", d)
+		}
+	}
+	for _, d := range []string{"data", "sessions", "index", "data/cd"} {
+		if !exists(d) {
+			t.Errorf("%s was removed", d)
+		}
+	}
+	if _, err := os.Stat(elsewhere); err != nil {
+		t.Errorf("the directory data/cd links to was removed: %v", err)
+	}
+	// The next Put there makes the directory again.
+	if err := s.Put(ctx, "data/ab/ab3", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Get(ctx, "data/ab/ab3", 0, -1); err != nil || string(b) != "y" {
+		t.Errorf("Get after the directory was made again = %q, %v", b, err)
+	}
+}
+
+// TestPutWhileDeleteEmptiesDir: a Delete of the last object in a
+// directory removes it, and may do so after a concurrent Put made sure
+// the directory is there and before it creates its temporary file
+// there. That Put makes the directory again and succeeds.
+func TestPutWhileDeleteEmptiesDir(t *testing.T) {
+	s, err := local.Open(filepath.Join(t.TempDir(), "repo"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.Put(ctx, "data/ab/ab1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	raced := false
+	local.BeforeCreateForTest(s, func(dir string) {
+		if !raced { // the Delete wins the race once
+			raced = true
+			if err := s.Delete(ctx, "data/ab/ab1"); err != nil {
+				t.Error(err)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s not removed by the Delete of its last object (%v)", dir, err)
+			}
+		}
+	})
+	if err := s.Put(ctx, "data/ab/ab2", []byte("y")); err != nil {
+		t.Fatalf("Put into a directory a concurrent Delete removed: %v", err)
+	}
+	if b, err := s.Get(ctx, "data/ab/ab2", 0, -1); err != nil || string(b) != "y" {
+		t.Errorf("Get = %q, %v", b, err)
+	}
+
+	// The same with real concurrency: one writer keeps emptying the
+	// directory while another puts, reads and deletes its own object.
+	local.BeforeCreateForTest(s, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("data/cd/cd%d", w)
+			for range 300 {
+				if err := s.Put(ctx, name, []byte(name)); err != nil {
+					errs <- err
+					return
+				}
+				if b, err := s.Get(ctx, name, 0, -1); err != nil || string(b) != name {
+					errs <- fmt.Errorf("get %s = %q, %v", name, b, err)
+					return
+				}
+				if err := s.Delete(ctx, name); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
