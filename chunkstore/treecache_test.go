@@ -190,3 +190,52 @@ func TestMetaRefusesKindsNotStoredByID(t *testing.T) {
 		t.Errorf("the snapshots' cache holds %d files, want the one snapshot's copy", len(cached))
 	}
 }
+
+// TestLoadIndexWithProblemsSweepsPackTemps: with an index file that
+// cannot be read, the packs it lists are unknown, so loading the index
+// keeps every cached tree pack; the stale temporary files beside them
+// are still removed, as no other sweep reads that directory.
+func TestLoadIndexWithProblemsSweepsPackTemps(t *testing.T) {
+	st := mem.New()
+	repos := storetest.InitRepos(t, st)
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := []byte("a damaged index file")
+	if err := st.Put(t.Context(), chunkstore.IndexPrefix+chunkstore.Hash(junk).String(), junk); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	packs := filepath.Join(cache, repos.Writer.Config().ID, "packs")
+	if err := os.MkdirAll(packs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	temp := filepath.Join(packs, ".tmp-1")
+	unknown := filepath.Join(packs, chunkstore.Hash([]byte("a pack the damaged file may list")).String())
+	for _, p := range []string{temp, unknown} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.IndexProblems()) != 1 {
+		t.Fatalf("index problems %v, want the damaged file's", r.IndexProblems())
+	}
+	if _, err := os.Lstat(temp); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale temporary file left among the cached tree packs (%v)", err)
+	}
+	if _, err := os.Lstat(unknown); err != nil {
+		t.Errorf("a cached tree pack was removed while an index file was unread: %v", err)
+	}
+}
