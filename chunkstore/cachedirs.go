@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -147,7 +148,7 @@ func RemoveCache(cacheDir, repoID string, cutoff time.Time) error {
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	aside := filepath.Join(cacheDir, ".removing-"+hex.EncodeToString(b[:]))
+	aside := filepath.Join(cacheDir, removingPrefix+hex.EncodeToString(b[:]))
 	if err := os.Rename(path, aside); err != nil {
 		return fmt.Errorf("remove cache %s: %w", path, err)
 	}
@@ -161,4 +162,32 @@ func RemoveCache(cacheDir, repoID string, cutoff time.Time) error {
 // CacheInfo.LastUsed). A cache is only a copy: failing to is no error.
 func markCacheUsed(path string, now time.Time) {
 	_ = os.Chtimes(path, now, now)
+}
+
+// removingPrefix names a cache RemoveCache renamed aside to remove.
+const removingPrefix = ".removing-"
+
+// RemoveInterrupted removes what a RemoveCache that was interrupted (the
+// process killed, the machine down) left renamed aside under cacheDir,
+// and returns how many it removed.
+func RemoveInterrupted(cacheDir string) (int, error) {
+	ents, err := os.ReadDir(cacheDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read the cache directory: %w", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), removingPrefix) {
+			continue
+		}
+		p := filepath.Join(cacheDir, e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			return n, fmt.Errorf("remove %s, a cache whose removal was interrupted: %w", p, err)
+		}
+		n++
+	}
+	return n, nil
 }

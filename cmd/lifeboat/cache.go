@@ -67,6 +67,15 @@ func runCache(g *globals, cleanup bool, maxAge time.Duration) error {
 	cutoff := time.Now().Add(-maxAge)
 	var out []cacheEntry
 	var failed int
+	if cleanup {
+		n, err := chunkstore.RemoveInterrupted(g.cacheDir)
+		if err != nil {
+			fmt.Fprintf(g.stderr, "lifeboat: %v\n", err)
+			failed++
+		} else if n > 0 && !g.quiet && !g.json {
+			fmt.Fprintf(g.stdout, "removed %d %s an interrupted cleanup left\n", n, plural(n, "cache", "caches"))
+		}
+	}
 	for _, c := range list {
 		e := cacheEntry{CacheInfo: c, Old: c.LastUsed.Before(cutoff)}
 		if cleanup && e.Old {

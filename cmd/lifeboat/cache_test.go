@@ -77,7 +77,16 @@ func TestCacheCleanup(t *testing.T) {
 		t.Errorf("backup does not mention the old cache:\n%s", b.stderr)
 	}
 
+	// What a cleanup killed while removing left renamed aside goes
+	// with the next one.
+	interrupted := filepath.Join(cacheDir, ".removing-0123456789abcdef")
+	if err := os.MkdirAll(filepath.Join(interrupted, "packs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	cl := c.ok("cache", "--cleanup", "--json")
+	if _, err := os.Lstat(interrupted); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("what an interrupted cleanup left, %s, is still there (%v)", interrupted, err)
+	}
 	list := decodeJSON[[]struct {
 		RepoID  string `json:"repo_id"`
 		Size    int64  `json:"size"`
