@@ -31,6 +31,13 @@ const DefaultMaxBody = 1 << 20
 // pack it read (about 90 bytes each).
 const MaxReportBody = 16 << 20
 
+// DefaultWriteTimeout bounds how long a request may take from its start to
+// the last byte of its answer, so that a client that stops reading cannot
+// hold a connection and a goroutine: 2 minutes covers a write's wait for
+// the cluster and a forward to the leader. A long poll gets its wait on top
+// (see work), a forwarded request the forwarding client's timeout.
+const DefaultWriteTimeout = 2 * time.Minute
+
 // APIConfig configures a node's API.
 type APIConfig struct {
 	Node     *Node
@@ -43,6 +50,9 @@ type APIConfig struct {
 	DataDir  string        // where the first leader writes admin-token
 	MaxWait  time.Duration // longest long poll (default 5m)
 	LeaseTTL time.Duration // default lease of a job handed out by a long poll (default 2m)
+	// WriteTimeout is each answer's write deadline, from the request's
+	// start (default DefaultWriteTimeout).
+	WriteTimeout time.Duration
 }
 
 // API is the HTTP handler of one node.
@@ -80,6 +90,9 @@ func NewAPI(cfg APIConfig) *API {
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 2 * time.Minute
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	a := &API{cfg: cfg, node: cfg.Node, log: cfg.Logger, clock: cfg.Clock, hc: cfg.Client, mux: http.NewServeMux()}
 	a.metrics = newMetrics(a)
@@ -154,8 +167,23 @@ func (a *API) routes() {
 	})
 }
 
-// ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Every answer gets a write deadline
+// here: the server has no WriteTimeout, which would cut long polls (see
+// newHTTPServer), so the routes that wait longer extend it themselves.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.writeDeadline(w, 0)
+	a.mux.ServeHTTP(w, r)
+}
+
+// writeDeadline sets the answer's write deadline to WriteTimeout plus
+// extra from now. A connection whose client does not read the answer by
+// then is closed, and the handler's writes fail.
+func (a *API) writeDeadline(w http.ResponseWriter, extra time.Duration) {
+	err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout + extra))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		a.log.Warn("set the answer's write deadline", "err", err)
+	}
+}
 
 // call is what a handler gets besides the request.
 type call struct {
@@ -266,6 +294,13 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, body io.Reader) er
 		}
 	}
 	req.Header.Set(headerForwarded, a.node.ID())
+	// The leader may hold a forwarded long poll as long as the client
+	// lets it: the answer is relayed after that.
+	wait := a.hc.Timeout
+	if wait <= 0 {
+		wait = a.cfg.MaxWait
+	}
+	a.writeDeadline(w, wait)
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		return &apiError{status: http.StatusServiceUnavailable, retryable: true, leader: target,
@@ -467,6 +502,10 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	s.written = true
 	return s.ResponseWriter.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection (write
+// deadlines).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {

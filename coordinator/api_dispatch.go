@@ -138,6 +138,9 @@ func (a *API) work(w http.ResponseWriter, r *http.Request, c *call) error {
 	if ttl <= 0 {
 		ttl = a.cfg.LeaseTTL
 	}
+	// The answer comes after up to wait, and may be a lease taken on the
+	// leader: the write deadline set for every request starts after it.
+	a.writeDeadline(w, wait)
 	a.waiting.Add(1)
 	defer a.waiting.Add(-1)
 	ctx := r.Context()

@@ -197,6 +197,8 @@ func privateDir(dir string, log *slog.Logger) error {
 // so it does not cancel an agent's long poll. There is no WriteTimeout:
 // it runs from the end of the headers, and a long poll answers only after
 // up to MaxWait (5 minutes by default), plus a forward to the leader.
+// The API sets each answer's write deadline itself instead (API.ServeHTTP,
+// APIConfig.WriteTimeout), longer for the routes that wait.
 func newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 }

@@ -2,6 +2,9 @@ package coordinator
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -75,5 +78,77 @@ func TestAPIReadTimeoutSparesLongPolls(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatal("the slow request created a token")
+	}
+}
+
+// smallBufListener shrinks each accepted connection's send buffer, so that
+// an answer a client does not read fills it after a few kilobytes.
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return conn, err
+}
+
+// A client that asks for a large answer and never reads it is cut off at
+// the write deadline: the handler's goroutine ends and the connection is
+// closed. A long poll is answered although it outlasts that deadline.
+func TestAPIWriteDeadline(t *testing.T) {
+	c := newAPICluster(t, 1)
+	c.addRepo(c.admin)
+	// About 400 KB of policy, far more than the two sockets' buffers.
+	p := Policy{Name: "big", Repository: "r", Schedule: "@every 1h", Agents: map[string]string{"role": "web"}, Paths: []string{"/srv"}}
+	for i := range 4000 {
+		p.Exclude = append(p.Exclude, fmt.Sprintf("/srv/cache/%06d/%s", i, strings.Repeat("x", 80)))
+	}
+	c.mustJSON(http.MethodPut, c.url(0)+"/v1/policies", c.admin, p, nil)
+	var enr EnrollResult
+	c.mustJSON(http.MethodPost, c.url(0)+"/v1/agents", c.token(RoleAgent), EnrollRequest{Name: "web-1"}, &enr)
+
+	api := NewAPI(APIConfig{Node: c.nodes[0], SelfURL: c.url(0), WriteTimeout: 300 * time.Millisecond})
+	done := make(chan string, 4)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r)
+		done <- r.URL.Path
+	}))
+	srv.Config = newHTTPServer(srv.Config.Handler)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = smallBufListener{ln}
+	srv.Start()
+	defer srv.Close()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := conn.Write([]byte("GET /v1/policies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + c.admin + "\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler is still writing to a client that does not read")
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(conn)
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		t.Fatalf("the connection was left open after the write deadline (read %d bytes)", len(got))
+	}
+	if len(got) >= 400_000 {
+		t.Fatalf("read %d bytes: the whole answer was written, want it cut off", len(got))
+	}
+
+	start := time.Now()
+	status, b := httpCall(t, http.MethodGet, srv.URL+"/v1/agents/web-1/work?wait=1s", enr.Credential, nil, "")
+	if el := time.Since(start); status != http.StatusNoContent || el < 900*time.Millisecond {
+		t.Fatalf("long poll of 1s under a 300ms write deadline: %d after %v: %s", status, el, b)
 	}
 }
