@@ -9,7 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -413,7 +416,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // decodeJSON decodes a request body strictly: exactly one JSON value, no
-// unknown fields.
+// unknown fields, and every key spelled exactly once as documented.
 func decodeJSON(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("empty request body: a JSON object is expected")
@@ -426,63 +429,174 @@ func decodeJSON(body []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("invalid JSON body: unexpected data after the object")
 	}
-	if err := checkDuplicateKeys(body); err != nil {
+	if err := checkKeys(body, reflect.TypeOf(v)); err != nil {
 		return badRequest("invalid JSON body: %v", err)
 	}
 	return nil
 }
 
-// checkDuplicateKeys refuses an object that names a key twice:
-// encoding/json keeps the last value, another reader of the same body (a
-// proxy, an audit tool) may take the first. body is valid JSON (decoded
-// already, so its nesting is bounded).
-func checkDuplicateKeys(body []byte) error {
+// checkKeys refuses what encoding/json lets through silently, at any
+// depth: a key named twice (encoding/json keeps the last value; another
+// reader of the same body, a proxy or an audit tool, may take the first),
+// and a struct field's key in another case ("NAME" or "Name" for "name":
+// encoding/json matches keys case-insensitively). body was decoded into a
+// value of type t already, so it is valid JSON of bounded nesting. Where t
+// says nothing (a map's keys, an any, a type that decodes itself) only
+// duplicates are refused.
+func checkKeys(body []byte, t reflect.Type) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	type frame struct {
-		keys   map[string]bool // nil for an array
-		expect bool            // an object's next token is a key
+	return walkKeys(dec, t)
+}
+
+// keyError is checkKeys' error; path is where, built on the way out.
+type keyError struct {
+	path string
+	msg  string
+}
+
+func (e *keyError) Error() string {
+	if e.path == "" {
+		return e.msg + " (at the top level)"
 	}
-	var stack []frame
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
+	return e.msg + " (at " + strings.TrimPrefix(e.path, ".") + ")"
+}
+
+func inPath(err error, seg string) error {
+	if ke, ok := err.(*keyError); ok {
+		ke.path = seg + ke.path
+	}
+	return err
+}
+
+var jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
+// walkKeys reads one JSON value from dec, checking its keys against t
+// (nil: unknown).
+func walkKeys(dec *json.Decoder, t reflect.Type) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (t.Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(jsonUnmarshaler)) {
+		t = nil
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
 		}
-		if err != nil {
-			return err
+		for i := 0; dec.More(); i++ {
+			if err := walkKeys(dec, elem); err != nil {
+				return inPath(err, fmt.Sprintf("[%d]", i))
+			}
 		}
-		if n := len(stack); n > 0 && stack[n-1].keys != nil && stack[n-1].expect {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:n-1]
-				if n > 1 && stack[n-2].keys != nil {
-					stack[n-2].expect = true // the closed object was a value
+		_, err = dec.Token() // ]
+		return err
+	case json.Delim('{'):
+		var fields map[string]reflect.Type
+		var elem reflect.Type
+		switch {
+		case t == nil:
+		case t.Kind() == reflect.Struct:
+			fields = jsonFields(t)
+		case t.Kind() == reflect.Map:
+			elem = t.Elem()
+		}
+		// Most objects have a few keys: a list is cheaper than a map.
+		var seen []string
+		var seenMap map[string]bool
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			k, _ := tok.(string)
+			dup := seenMap[k]
+			if seenMap == nil {
+				dup = slices.Contains(seen, k)
+				seen = append(seen, k)
+				if len(seen) > 16 {
+					seenMap = map[string]bool{}
+					for _, s := range seen {
+						seenMap[s] = true
+					}
+				}
+			} else {
+				seenMap[k] = true
+			}
+			if dup {
+				return &keyError{msg: fmt.Sprintf("duplicate key %q: write each field once", k)}
+			}
+			vt := elem
+			if fields != nil {
+				ft, ok := fields[k]
+				if !ok {
+					for name := range fields {
+						if strings.EqualFold(name, k) {
+							return &keyError{msg: fmt.Sprintf("key %q: write it %q (keys are case-sensitive)", k, name)}
+						}
+					}
+					return &keyError{msg: fmt.Sprintf("unknown key %q", k)}
+				}
+				vt = ft
+			}
+			if err := walkKeys(dec, vt); err != nil {
+				return inPath(err, "."+k)
+			}
+		}
+		_, err = dec.Token() // }
+		return err
+	}
+	return nil
+}
+
+var jsonFieldCache sync.Map // reflect.Type → map[string]reflect.Type
+
+// jsonFields maps the keys encoding/json reads into struct type t, spelled
+// as its tags (or field names) give them, to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := jsonFieldCache.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
+	m := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		ft := f.Type
+		if f.Anonymous && name == "" {
+			// An embedded struct's fields are promoted (the outer
+			// struct's own fields win).
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range jsonFields(ft) {
+					if _, ok := m[k]; !ok {
+						m[k] = v
+					}
 				}
 				continue
 			}
-			k, _ := tok.(string)
-			if stack[n-1].keys[k] {
-				return fmt.Errorf("duplicate key %q in an object: write each field once", k)
-			}
-			stack[n-1].keys[k] = true
-			stack[n-1].expect = false
+		}
+		if !f.IsExported() {
 			continue
 		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, frame{keys: map[string]bool{}, expect: true})
-			continue
-		case json.Delim('['):
-			stack = append(stack, frame{})
-			continue
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
+		if name == "" {
+			name = f.Name
 		}
-		// A value ended: the enclosing object expects a key next.
-		if n := len(stack); n > 0 && stack[n-1].keys != nil {
-			stack[n-1].expect = true
-		}
+		m[name] = ft
 	}
+	jsonFieldCache.Store(t, m)
+	return m
 }
 
 type statusRecorder struct {
