@@ -376,7 +376,7 @@ func errorStatus(err error) (int, bool) {
 		return http.StatusNotFound, false
 	case errors.Is(err, ErrConflict), errors.Is(err, ErrStaleLease):
 		return http.StatusConflict, false
-	case errors.Is(err, ErrRevoked):
+	case errors.Is(err, ErrRevoked), errors.Is(err, ErrCatalogClaim):
 		return http.StatusForbidden, false
 	case errors.Is(err, ErrInvalidCommand), errors.Is(err, ErrUnsupportedCommand):
 		return http.StatusBadRequest, false

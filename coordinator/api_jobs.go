@@ -184,13 +184,13 @@ func (a *API) completeJob(w http.ResponseWriter, r *http.Request, c *call) error
 	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
-	if err := a.checkCatalogClaims(ctx, id, &q); err != nil {
+	claims, err := a.checkCatalogClaims(ctx, id, &q)
+	if err != nil {
 		return err
 	}
 	var j *Job
 	if err := a.apply(func() (err error) {
-		j, err = a.node.CompleteJob(ctx, CompleteJob{JobID: id, Agent: q.Agent, Token: q.Token, Success: q.Success, Error: q.Error, Snapshot: q.Snapshot,
-			Partial: q.Partial, Warnings: boundWarnings(q.Warnings), Drill: q.Drill, Verify: q.Verify, Forgotten: q.Forgotten, Prune: q.Prune})
+		j, err = a.node.CompleteJob(ctx, completion(id, &q, claims))
 		return err
 	}); err != nil {
 		return err
@@ -199,68 +199,53 @@ func (a *API) completeJob(w http.ResponseWriter, r *http.Request, c *call) error
 	return nil
 }
 
+// completion is the command a completion request proposes; claims is
+// checkCatalogClaims' answer.
+func completion(jobID string, q *CompleteRequest, claims bool) CompleteJob {
+	return CompleteJob{JobID: jobID, Agent: q.Agent, Token: q.Token, Success: q.Success, Error: q.Error, Snapshot: q.Snapshot,
+		Partial: q.Partial, Warnings: boundWarnings(q.Warnings), Drill: q.Drill, Verify: q.Verify, Forgotten: q.Forgotten, Prune: q.Prune,
+		CheckClaims: claims}
+}
+
 // checkCatalogClaims refuses a completion that would change catalog
-// entries that are not the reporting job's: its snapshot must not be an
-// entry another job added, and every snapshot it reports forgotten that
-// the catalog holds must be of the host its snapshot names. An agent's
-// retention forgets only its own host's snapshots, but of every policy
-// with the same paths and tags (its group is host, paths and tags), so
-// the policy is not compared: an hourly and a daily policy of the same
-// paths forget each other's snapshots, and their completions are
-// honest. The
+// entries that are not the reporting job's (see State.catalogClaim). The
 // FSM applies a completion as it comes, so without this an agent — one
 // whose host was compromised — could overwrite or drop other hosts'
 // entries, and with them what coverage, status and alerts go by. The
 // check runs on the leader against its synced state; a completion for a
-// job this node does not know is left to the FSM to refuse.
-func (a *API) checkCatalogClaims(ctx context.Context, jobID string, q *CompleteRequest) error {
+// job this node does not know is left to the FSM to refuse. claims says
+// the completion changes a backup job's catalog entries: it is proposed
+// with CheckClaims, so that the FSM checks again against the state it
+// applies to (another completion may change the catalog in between).
+func (a *API) checkCatalogClaims(ctx context.Context, jobID string, q *CompleteRequest) (claims bool, err error) {
 	if !q.Success || (q.Snapshot == nil && len(q.Forgotten) == 0) {
-		return nil // only a success changes the catalog
+		return false, nil // only a success changes the catalog
 	}
 	if q.Snapshot != nil {
 		if err := plainText("snapshot id", q.Snapshot.ID); err != nil {
-			return err
+			return false, err
 		}
 		if err := plainText("snapshot host", q.Snapshot.Host); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if err := plainText("forgotten snapshot id", q.Forgotten...); err != nil {
-		return err
+		return false, err
 	}
 	if err := a.syncLeader(ctx); err != nil {
-		return err
+		return false, err
 	}
-	var err error
 	a.node.View(func(s *State) {
 		j := s.Jobs[jobID]
 		if j == nil {
 			return
 		}
-		if sn := q.Snapshot; sn != nil {
-			if e := s.Catalog[sn.ID]; e != nil && e.JobID != j.ID {
-				err = &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("job %q: snapshot %q is in the catalog already, made by job %q (policy %q, host %q): "+
-					"a job reports only the snapshot it made", j.ID, sn.ID, e.JobID, e.Policy, e.Host)}
-				return
-			}
-		}
-		for _, fid := range q.Forgotten {
-			e := s.Catalog[fid]
-			if e == nil {
-				continue
-			}
-			host := ""
-			if q.Snapshot != nil {
-				host = q.Snapshot.Host
-			}
-			if e.Host != host {
-				err = &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("job %q: forgotten snapshot %q is host %q's, not host %q's: "+
-					"a job forgets only its own host's snapshots", j.ID, fid, e.Host, host)}
-				return
-			}
+		claims = j.Kind == KindBackup // the FSM changes the catalog for backups only
+		if msg := s.catalogClaim(j, q.Snapshot, q.Forgotten); msg != "" {
+			err = &apiError{status: http.StatusForbidden, msg: msg}
 		}
 	})
-	return err
+	return claims, err
 }
 
 // ---- agents --------------------------------------------------------------------

@@ -37,12 +37,13 @@ import (
 // refused unless the policy is at that version (a version-9 node would
 // store it whatever changed in between); 11, a jointoken.create with
 // fixed_labels (a version-10 node would store a token whose agents choose
-// their own labels). A
+// their own labels); 12, a job.complete with check_claims, refused if its
+// catalog change is not the job's own (a version-11 node would apply it). A
 // node applies an entry by the rules of the entry's version, so replaying
 // a log written before an upgrade gives the state it gave then. Each command is stamped
 // with the lowest version that gives it its meaning (see versioned), so a
 // cluster part-way through an upgrade keeps applying everything else.
-const CommandVersion = 11
+const CommandVersion = 12
 
 // versioned is implemented by payloads whose meaning needs a version
 // above 1 in some cases.
@@ -75,6 +76,8 @@ func (p CreateJobs) minVersion() int {
 
 func (p CompleteJob) minVersion() int {
 	switch {
+	case p.CheckClaims:
+		return 12
 	case p.Prune != nil:
 		return 5
 	case p.Verify != nil && p.Verify.SnapshotsListed:
@@ -142,6 +145,10 @@ var (
 	ErrStaleLease = errors.New("stale lease")
 	// ErrRevoked: the agent has been revoked.
 	ErrRevoked = errors.New("agent revoked")
+	// ErrCatalogClaim: a job's completion would add or drop catalog
+	// entries that are not its own (another job's snapshot ID, another
+	// host's snapshot).
+	ErrCatalogClaim = errors.New("catalog entry not the job's own")
 )
 
 // Command is one entry of the Raft log. Time, Actor and every ID are
@@ -384,6 +391,10 @@ type CompleteJob struct {
 	Forgotten []string `json:"forgotten,omitempty"`
 	// Prune is a successful prune job's summary.
 	Prune *PruneSummary `json:"prune,omitempty"`
+	// CheckClaims: the catalog change is checked when the command is
+	// applied (State.catalogClaim), not only by the API before it is
+	// proposed: another completion may have changed the catalog between.
+	CheckClaims bool `json:"check_claims,omitempty"`
 }
 
 // ExpireLease takes back an expired lease. It only applies if the token is

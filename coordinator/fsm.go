@@ -1050,6 +1050,13 @@ func completeJob(s *State, c *Command, index uint64, p *CompleteJob) (outcome, e
 	} else if p.Success && j.Kind == KindPrune {
 		return outcome{}, invalid("job %q: a successful prune reports what it did", j.ID)
 	}
+	// The API checked the claims against the state it saw; from version
+	// 12 they are checked again against the state they apply to.
+	if c.Version >= 12 && p.CheckClaims && p.Success && j.Kind == KindBackup {
+		if msg := s.catalogClaim(j, p.Snapshot, p.Forgotten); msg != "" {
+			return outcome{}, fmt.Errorf("%w: %s", ErrCatalogClaim, msg)
+		}
+	}
 	s.release(j)
 	if p.Drill != nil {
 		// A verdict is final, passed or not.
@@ -1118,6 +1125,35 @@ func completeJob(s *State, c *Command, index uint64, p *CompleteJob) (outcome, e
 	}
 	out := j.clone()
 	return outcome{value: &out, target: "job/" + j.ID}, nil
+}
+
+// catalogClaim says why a successful completion of job j may not
+// make its catalog change, or "" if it may: its snapshot must not be an
+// entry another job added, and every snapshot it reports forgotten that
+// the catalog holds must be of the host its snapshot names. An agent's
+// retention forgets only its own host's snapshots, but of every policy
+// with the same paths and tags (its group is host, paths and tags), so
+// the policy is not compared: an hourly and a daily policy of the same
+// paths forget each other's snapshots, and their completions are honest.
+// The API checks this before proposing, the FSM again when applying.
+func (s *State) catalogClaim(j *Job, sn *SnapshotInfo, forgotten []string) string {
+	if sn != nil {
+		if e := s.Catalog[sn.ID]; e != nil && e.JobID != j.ID {
+			return fmt.Sprintf("job %q: snapshot %q is in the catalog already, made by job %q (policy %q, host %q): "+
+				"a job reports only the snapshot it made", j.ID, sn.ID, e.JobID, e.Policy, e.Host)
+		}
+	}
+	host := ""
+	if sn != nil {
+		host = sn.Host
+	}
+	for _, fid := range forgotten {
+		if e := s.Catalog[fid]; e != nil && e.Host != host {
+			return fmt.Sprintf("job %q: forgotten snapshot %q is host %q's, not host %q's: "+
+				"a job forgets only its own host's snapshots", j.ID, fid, e.Host, host)
+		}
+	}
+	return ""
 }
 
 func expireLease(s *State, c *Command, _ uint64, p *ExpireLease) (outcome, error) {

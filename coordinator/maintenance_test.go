@@ -380,6 +380,7 @@ func TestCommandVersionStamping(t *testing.T) {
 		{"a drill verdict", CmdCompleteJob, CompleteJob{JobID: "d", Drill: &DrillReport{Reasons: []string{"check"}}}, 2},
 		{"a verify report", CmdCompleteJob, CompleteJob{JobID: "v", Verify: &VerifyReport{}}, 2},
 		{"a backup result with forgotten snapshots", CmdCompleteJob, CompleteJob{JobID: "b", Success: true, Forgotten: []string{"s0"}}, 3},
+		{"a backup result whose catalog claims are checked when applied", CmdCompleteJob, CompleteJob{JobID: "b", Success: true, Forgotten: []string{"s0"}, CheckClaims: true}, 12},
 		{"a verify report listing snapshots", CmdCompleteJob, CompleteJob{JobID: "v", Verify: &VerifyReport{SnapshotsListed: true}}, 4},
 		{"a prune job", CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "pr", Kind: KindPrune, Policy: "p"}}}, 5},
 		{"a prune job naming its repository", CmdCreateJobs, CreateJobs{Jobs: []NewJob{{ID: "pr", Kind: KindPrune, Policy: "p", Repository: "r"}}}, 6},
