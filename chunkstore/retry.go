@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -40,16 +43,45 @@ func DefaultRetryConfig() RetryConfig {
 // the attempts returns an error that says how many were made and wraps the
 // last error.
 func (cfg RetryConfig) Do(ctx context.Context, op, name string, fn func(context.Context) error) error {
+	return cfg.do(ctx, nil, op, name, fn)
+}
+
+// do is Do that, given a reach (the state a WithRetry store shares
+// between its calls), gives up at once on a connection failure while
+// another call has found the store unreachable, and marks it so when it
+// exhausts its own attempts on one.
+func (cfg RetryConfig) do(ctx context.Context, rs *reach, op, name string, fn func(context.Context) error) error {
 	attempts := max(cfg.Attempts, 1)
 	var err error
 	for i := 1; ; i++ {
-		if err = fn(ctx); err == nil || IsPermanent(err) {
+		err = fn(ctx)
+		if err == nil {
+			rs.up()
+			return nil
+		}
+		if IsPermanent(err) {
 			return err
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return fmt.Errorf("%s %s: %w (after %d attempts, last error: %w)", op, name, ctxErr, i, err)
 		}
+		if rs != nil {
+			if !IsConnectionError(err) {
+				rs.up() // the store answered, if only with an error
+			} else if down := rs.isDown(); down != "" {
+				// This attempt was the probe: the store still does
+				// not answer, so waiting through the backoff again
+				// for every object would only make the user wait.
+				return fmt.Errorf("%s %s: %w: %s: %s, and this request failed too: %w; check the endpoint and the credentials",
+					op, name, ErrUnreachable, rs.loc, down, err)
+			}
+		}
 		if i >= attempts {
+			if rs != nil && IsConnectionError(err) {
+				rs.markDown(fmt.Sprintf("%s %s gave up after %d attempts", op, name, i))
+				return fmt.Errorf("%s %s: %w: %s: giving up after %d attempts: %w; check the endpoint and the credentials",
+					op, name, ErrUnreachable, rs.loc, i, err)
+			}
 			return fmt.Errorf("%s %s: giving up after %d attempts: %w", op, name, i, err)
 		}
 		d := cfg.delay(i)
@@ -108,18 +140,95 @@ func (cfg RetryConfig) sleep(ctx context.Context, d time.Duration) error {
 // were already passed to fn are not passed again, so fn sees each object
 // at most once. An error returned by fn is returned unchanged, never
 // retried.
+//
+// Once one operation has used up its attempts on a connection failure
+// (IsConnectionError), the store counts as unreachable: every later
+// operation, and every retry of one already under way, makes one
+// attempt, the probe, and fails at once with ErrUnreachable if that
+// meets a connection failure too. A command reading hundreds of packs
+// from a store that died thus learns it within one round of retries
+// instead of one per object. Any answer from the store (success, or an
+// error that is not a connection failure) makes it reachable again, so
+// one reset connection or a burst of 5xx answers is retried as before.
 func WithRetry(s Store, cfg RetryConfig) Store {
-	return &retryStore{s: s, cfg: cfg}
+	return &retryStore{s: s, cfg: cfg, reach: &reach{loc: s.Location()}}
 }
 
 type retryStore struct {
-	s   Store
-	cfg RetryConfig
+	s     Store
+	cfg   RetryConfig
+	reach *reach
+}
+
+// ErrUnreachable is wrapped by the errors of a WithRetry store's
+// operations that gave up because the store does not answer at all.
+// Callers that read many objects (restore, check --read-data) stop at
+// it instead of failing object after object.
+var ErrUnreachable = errors.New("storage unreachable")
+
+// IsConnectionError reports whether err is a failure to talk to the
+// store at all, as opposed to an answer from it: a connection refused,
+// reset or aborted, a host or network unreachable, a name that does not
+// resolve, or a timeout.
+func IsConnectionError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		dnsErr *net.DNSError
+		opErr  *net.OpError
+		netErr net.Error
+	)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.ETIMEDOUT),
+		errors.As(err, &dnsErr), errors.As(err, &opErr):
+		return true
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return true
+	case errors.Is(err, context.DeadlineExceeded):
+		// The transport's own deadline (for connecting, or for an
+		// answer): the caller's is checked before this is asked.
+		return true
+	}
+	return false
+}
+
+// reach is whether a WithRetry store is reachable, shared by all its
+// operations.
+type reach struct {
+	loc  string // the store's Location, for messages
+	mu   sync.Mutex
+	down string // what found it unreachable; "" while it is reachable
+}
+
+func (rs *reach) up() {
+	if rs == nil {
+		return
+	}
+	rs.mu.Lock()
+	rs.down = ""
+	rs.mu.Unlock()
+}
+
+func (rs *reach) markDown(why string) {
+	rs.mu.Lock()
+	if rs.down == "" {
+		rs.down = why
+	}
+	rs.mu.Unlock()
+}
+
+func (rs *reach) isDown() string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.down
 }
 
 func (r *retryStore) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
 	var data []byte
-	err := r.cfg.Do(ctx, "get", name, func(ctx context.Context) error {
+	err := r.cfg.do(ctx, r.reach, "get", name, func(ctx context.Context) error {
 		var err error
 		data, err = r.s.Get(ctx, name, offset, length)
 		return err
@@ -130,7 +239,7 @@ func (r *retryStore) Get(ctx context.Context, name string, offset, length int64)
 // GetBuffer implements BufferGetter.
 func (r *retryStore) GetBuffer(ctx context.Context, name string, offset, length int64, buf []byte) ([]byte, error) {
 	var data []byte
-	err := r.cfg.Do(ctx, "get", name, func(ctx context.Context) error {
+	err := r.cfg.do(ctx, r.reach, "get", name, func(ctx context.Context) error {
 		var err error
 		data, err = GetInto(ctx, r.s, name, offset, length, buf)
 		return err
@@ -143,7 +252,7 @@ func (r *retryStore) GetBuffer(ctx context.Context, name string, offset, length 
 // back to Get for what it still needs, which is retried).
 func (r *retryStore) OpenRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
 	var rc io.ReadCloser
-	err := r.cfg.Do(ctx, "get", name, func(ctx context.Context) error {
+	err := r.cfg.do(ctx, r.reach, "get", name, func(ctx context.Context) error {
 		var err error
 		rc, err = OpenRange(ctx, r.s, name, offset, length)
 		if errors.Is(err, errors.ErrUnsupported) {
@@ -156,7 +265,7 @@ func (r *retryStore) OpenRange(ctx context.Context, name string, offset, length 
 
 func (r *retryStore) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 	var info ObjectInfo
-	err := r.cfg.Do(ctx, "stat", name, func(ctx context.Context) error {
+	err := r.cfg.do(ctx, r.reach, "stat", name, func(ctx context.Context) error {
 		var err error
 		info, err = r.s.Stat(ctx, name)
 		return err
@@ -172,7 +281,7 @@ func (e *errFromFn) Error() string { return e.err.Error() }
 
 func (r *retryStore) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
 	seen := make(map[string]struct{})
-	err := r.cfg.Do(ctx, "list", prefix+"*", func(ctx context.Context) error {
+	err := r.cfg.do(ctx, r.reach, "list", prefix+"*", func(ctx context.Context) error {
 		err := r.s.List(ctx, prefix, func(oi ObjectInfo) error {
 			if _, ok := seen[oi.Name]; ok {
 				return nil
@@ -192,13 +301,13 @@ func (r *retryStore) List(ctx context.Context, prefix string, fn func(ObjectInfo
 }
 
 func (r *retryStore) Put(ctx context.Context, name string, data []byte) error {
-	return r.cfg.Do(ctx, "put", name, func(ctx context.Context) error {
+	return r.cfg.do(ctx, r.reach, "put", name, func(ctx context.Context) error {
 		return r.s.Put(ctx, name, data)
 	})
 }
 
 func (r *retryStore) Delete(ctx context.Context, name string) error {
-	return r.cfg.Do(ctx, "delete", name, func(ctx context.Context) error {
+	return r.cfg.do(ctx, r.reach, "delete", name, func(ctx context.Context) error {
 		return r.s.Delete(ctx, name)
 	})
 }

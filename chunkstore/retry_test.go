@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -267,5 +270,123 @@ func TestFaultyCorruption(t *testing.T) {
 	}
 	if _, err := f.Stat(ctx, "data/a"); !errors.Is(err, chunkstore.ErrNotFound) {
 		t.Errorf("failed Put stored something: %v", err)
+	}
+}
+
+// refused is the error of a request to a server that is not listening.
+var refused = &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+
+// TestRetryUnreachable: once one operation has used up its attempts on
+// connection failures, later ones (and one already retrying) stop after
+// a single attempt, with an error that names the object and the store
+// and says what to check; an answer from the store, or a connection
+// failure that a retry gets past, keeps retrying as before.
+func TestRetryUnreachable(t *testing.T) {
+	ctx := t.Context()
+	f, s, _, _ := newRetry(t, 6)
+	for _, name := range []string{"data/a", "data/b", "data/c"} {
+		if err := s.Put(ctx, name, []byte(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(name string) (int, error) {
+		before := f.Calls(storetest.OpGet)
+		_, err := s.Get(ctx, name, 0, -1)
+		return f.Calls(storetest.OpGet) - before, err
+	}
+
+	// One reset connection, then a burst of 5xx-like failures that uses
+	// up every attempt: neither marks the store unreachable.
+	f.FailNext(storetest.OpGet, 1, refused)
+	if n, err := get("data/a"); err != nil || n != 2 {
+		t.Fatalf("one refused connection: %d attempts, err %v; want 2 and success", n, err)
+	}
+	f.FailNext(storetest.OpGet, 6, nil)
+	if n, err := get("data/a"); errors.Is(err, chunkstore.ErrUnreachable) || n != 6 {
+		t.Fatalf("answers that are errors: %d attempts, err %v; want 6, not unreachable", n, err)
+	}
+	f.FailNext(storetest.OpGet, 2, nil)
+	if n, err := get("data/a"); err != nil || n != 3 {
+		t.Fatalf("after failed answers: %d attempts, err %v; want 3 and success", n, err)
+	}
+
+	// The store dies.
+	for _, name := range []string{"data/a", "data/b", "data/c"} {
+		f.FailGets(name, refused)
+	}
+	n, err := get("data/a")
+	if n != 6 || !errors.Is(err, chunkstore.ErrUnreachable) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("first read from a dead store: %d attempts, err %v; want 6, unreachable, wrapping the refusal", n, err)
+	}
+	for _, want := range []string{"data/a", s.Location(), "6 attempts", "check the endpoint"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %q, want it to contain %q", err, want)
+		}
+	}
+	n, err = get("data/b")
+	if n != 1 || !errors.Is(err, chunkstore.ErrUnreachable) {
+		t.Fatalf("next read from the dead store: %d attempts, err %v; want 1 (the probe), unreachable", n, err)
+	}
+	for _, want := range []string{"data/b", s.Location(), "get data/a gave up", "check the endpoint"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %q, want it to contain %q", err, want)
+		}
+	}
+
+	// It answers again, if only with an error: a refused connection
+	// right after is retried again.
+	f.Reset()
+	f.FailNext(storetest.OpGet, 1, nil)
+	f.FailNext(storetest.OpGet, 1, refused)
+	if n, err := get("data/c"); err != nil || n != 3 {
+		t.Fatalf("store answering an error, then refusing once: %d attempts, err %v; want 3 and success", n, err)
+	}
+
+	// It dies again, and comes back: the probe succeeds, and a refused
+	// connection is retried again.
+	f.FailGets("data/a", refused)
+	if n, err := get("data/a"); n != 6 || !errors.Is(err, chunkstore.ErrUnreachable) {
+		t.Fatalf("read from the store dead again: %d attempts, err %v; want 6, unreachable", n, err)
+	}
+	f.Reset()
+	if n, err := get("data/c"); err != nil || n != 1 {
+		t.Fatalf("store back: %d attempts, err %v; want 1 and success", n, err)
+	}
+	f.FailNext(storetest.OpGet, 2, refused)
+	if n, err := get("data/c"); err != nil || n != 3 {
+		t.Fatalf("store back, two refusals: %d attempts, err %v; want 3 and success", n, err)
+	}
+}
+
+// TestRetryUnreachableInFlight: a read already retrying when another
+// gives up on the store stops at its next attempt.
+func TestRetryUnreachableInFlight(t *testing.T) {
+	ctx := t.Context()
+	f := storetest.NewFaulty(mem.New())
+	var s chunkstore.Store
+	var other error
+	sleeps := 0
+	s = chunkstore.WithRetry(f, chunkstore.RetryConfig{
+		Attempts: 6, MinDelay: time.Millisecond, MaxDelay: time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler),
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			sleeps++
+			if sleeps == 1 {
+				// While the first read waits to retry, another
+				// one uses up its attempts.
+				_, other = s.Get(ctx, "data/b", 0, -1)
+			}
+			return ctx.Err()
+		},
+	})
+	f.FailGets("data/a", refused)
+	f.FailGets("data/b", refused)
+	_, err := s.Get(ctx, "data/a", 0, -1)
+	if !errors.Is(other, chunkstore.ErrUnreachable) {
+		t.Fatalf("the other read: %v, want unreachable", other)
+	}
+	// 6 attempts of the other read, 2 of the first.
+	if n := f.Calls(storetest.OpGet); n != 8 || !errors.Is(err, chunkstore.ErrUnreachable) {
+		t.Fatalf("%d attempts in all, first read's err %v; want 8, unreachable", n, err)
 	}
 }
