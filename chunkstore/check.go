@@ -218,7 +218,8 @@ func PackGroup(id ID, groups int) int {
 type checkBufs struct{ pack, plain []byte }
 
 // checkPack reads one pack in full into cb. Read failures other than
-// cancellation become problems, so one bad pack does not stop the check.
+// cancellation and an unreachable store become problems, so one bad
+// pack does not stop the check.
 func (r *Repository) checkPack(ctx context.Context, p *PackEntry, cb *checkBufs) ([]Problem, int, error) {
 	name := PackName(p.ID)
 	prob := func(err error) ([]Problem, int, error) { return []Problem{{Object: name, Err: err}}, 0, nil }
@@ -229,6 +230,11 @@ func (r *Repository) checkPack(ctx context.Context, p *PackEntry, cb *checkBufs)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, 0, ctx.Err()
+		}
+		if errors.Is(err, ErrUnreachable) {
+			// Not a problem of this pack: every other read would
+			// fail the same way, so the check stops here.
+			return nil, 0, err // names the pack
 		}
 		return prob(fmt.Errorf("read: %w", err))
 	}

@@ -20,8 +20,8 @@ import (
 
 // s3Proxy is an HTTP reverse proxy in front of the test S3 server. A hook
 // sees every request first and decides to forward it, to answer it with an
-// error status, or to kill the process under test (SIGKILL) while the
-// request is in flight. The Host header is forwarded unchanged, so SigV4
+// error status, to kill the process under test (SIGKILL) while the
+// request is in flight, or to die itself as a killed server would. The Host header is forwarded unchanged, so SigV4
 // signatures computed for the proxy's address stay valid.
 type s3Proxy struct {
 	srv      *httptest.Server
@@ -39,6 +39,10 @@ const (
 	forward proxyAction = 0
 	// killNow kills the process under test and never answers the request.
 	killNow proxyAction = -1
+	// dieNow stops the proxy as a killed server stops: its listening
+	// socket is closed (later connections are refused) and so is every
+	// connection open to it, this request's included.
+	dieNow proxyAction = -2
 	// Any positive value is an HTTP status to answer with.
 )
 
@@ -75,6 +79,10 @@ func newS3Proxy(t testing.TB, endpoint string) *s3Proxy {
 			case <-r.Context().Done():
 			case <-time.After(10 * time.Second):
 			}
+			return
+		case act == dieNow:
+			_ = p.srv.Listener.Close()
+			p.srv.CloseClientConnections()
 			return
 		case act > 0:
 			// What AWS answers for these statuses.

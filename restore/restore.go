@@ -1052,6 +1052,9 @@ func (r *restorer) stream(ctx context.Context, j *packJob, op *chunkstore.BlobOp
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
+		if errors.Is(err, chunkstore.ErrUnreachable) {
+			return 0, err // names the pack
+		}
 		if !errors.Is(err, errors.ErrUnsupported) {
 			r.log.Debug("could not stream a pack range, reading it whole", "pack", name, "err", err)
 		}
@@ -1112,12 +1115,18 @@ func (r *restorer) fetchWhole(ctx context.Context, pack *chunkstore.PackEntry, b
 // its own, so that only damaged ones fail; but not after an error the
 // store's retries gave up on (an outage, a stalled server): each blob's
 // request would wait through the same retries again, which made a
-// restore from a stopped server take hours.
+// restore from a stopped server take hours. A store found unreachable
+// (chunkstore.ErrUnreachable) stops the restore.
 func (r *restorer) fetchHeld(ctx context.Context, j *packJob, op *chunkstore.BlobOpener, name string, b *fetchBufs) error {
 	data, err := chunkstore.GetInto(ctx, r.repo.Store(), name, j.start, j.end-j.start, b.data)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, chunkstore.ErrUnreachable) {
+			// The store stopped answering: every other pack would
+			// fail the same way, so the restore stops here.
+			return err // names the pack
 		}
 		if len(j.blobs) == 1 || !chunkstore.IsPermanent(err) {
 			r.failBlobs(j.pack, j.blobs, fmt.Errorf("read %s: %w", name, err))

@@ -157,11 +157,11 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	rep, err := repo.Check(ctx, opts)
 	bar.Stop()
 	if err != nil {
-		return fmt.Errorf("check: %w", storeError(g.repo, err))
+		return stoppedUnreachable(g, fmt.Errorf("check: %w", storeError(g.repo, err)), "run the check again")
 	}
 	snapProblems, err := snapshot.Check(ctx, repo)
 	if err != nil {
-		return fmt.Errorf("check snapshots: %w", storeError(g.repo, err))
+		return stoppedUnreachable(g, fmt.Errorf("check snapshots: %w", storeError(g.repo, err)), "run the check again")
 	}
 	problems := append(rep.Problems, snapProblems...)
 	snaps, _ := repo.ListMeta(ctx, chunkstore.KindSnapshot)
@@ -169,11 +169,11 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	// sessions of running (or killed) backups.
 	marks, err := repo.GCMarks(ctx)
 	if err != nil {
-		return fmt.Errorf("check: %w", storeError(g.repo, err))
+		return stoppedUnreachable(g, fmt.Errorf("check: %w", storeError(g.repo, err)), "run the check again")
 	}
 	all, err := repo.Sessions(ctx)
 	if err != nil {
-		return fmt.Errorf("check: %w", storeError(g.repo, err))
+		return stoppedUnreachable(g, fmt.Errorf("check: %w", storeError(g.repo, err)), "run the check again")
 	}
 	var sessions, prunes []chunkstore.SessionState
 	for _, s := range all {
@@ -187,7 +187,7 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	// back up: say so rather than a bare "no problems found".
 	curGen, err := repo.KeyGeneration(ctx)
 	if err != nil {
-		return fmt.Errorf("check: %w", storeError(g.repo, err))
+		return stoppedUnreachable(g, fmt.Errorf("check: %w", storeError(g.repo, err)), "run the check again")
 	}
 	stale := repo.Secrets().Generation < curGen
 	marked := 0

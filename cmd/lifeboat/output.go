@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
 )
 
 // printJSON writes v as one line of JSON.
@@ -21,6 +24,30 @@ func printJSON(w io.Writer, v any) error {
 	}
 	b = append(b, '\n')
 	_, err = w.Write(b)
+	return err
+}
+
+// unreachableOutput is what --json prints on stdout for a command that
+// stopped because the store stopped answering.
+type unreachableOutput struct {
+	Error            string `json:"error"`
+	StoreUnreachable bool   `json:"store_unreachable"`
+}
+
+// stoppedUnreachable returns err, which stopped a command, with what to
+// do when the store stopped answering (chunkstore.ErrUnreachable):
+// rerun says what running the command again does. With --json it also
+// prints the error as JSON on stdout, where a script reads the result.
+func stoppedUnreachable(g *globals, err error, rerun string) error {
+	if !errors.Is(err, chunkstore.ErrUnreachable) {
+		return err
+	}
+	err = fmt.Errorf("%w\n(once the store answers, %s)", err, rerun)
+	if g.json {
+		if jerr := printJSON(g.stdout, unreachableOutput{Error: err.Error(), StoreUnreachable: true}); jerr != nil {
+			return errors.Join(err, jerr)
+		}
+	}
 	return err
 }
 

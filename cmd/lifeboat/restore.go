@@ -305,7 +305,8 @@ func runRestore(ctx context.Context, g *globals, f restoreFlags, ref string) err
 		if ctx.Err() != nil {
 			return fmt.Errorf("restore of snapshot %s into %s interrupted; run the same command again to resume", snap.ID.Short(), target)
 		}
-		return fmt.Errorf("restore snapshot %s into %s: %w", snap.ID.Short(), target, storeError(g.repo, err))
+		err = fmt.Errorf("restore snapshot %s into %s: %w", snap.ID.Short(), target, storeError(g.repo, err))
+		return stoppedUnreachable(g, err, "run the same restore again: it resumes, keeping the files restored so far and skipping those already identical")
 	}
 	elapsed := time.Since(start)
 	warnDamagedPacks(g.stderr, res)
