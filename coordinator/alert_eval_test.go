@@ -182,6 +182,27 @@ func TestEvaluateDrillFailed(t *testing.T) {
 	}
 }
 
+// TestEvaluateDrillFailedAfterRunnerClockAhead: a drill that passed on a
+// runner whose clock was a day ahead does not hide a drill that failed
+// after it: the newest is the one whose job the log created last.
+func TestEvaluateDrillFailedAfterRunnerClockAhead(t *testing.T) {
+	s := evalState()
+	s.Policies["p"].Policy.Targets.RPO = 0
+	s.Policies["p"].Policy.Drill = &DrillSpec{Runner: map[string]string{"role": "db"}}
+	ahead := t0.Add(24 * time.Hour)
+	s.Drills["d1"] = &DrillRecord{ID: "d1", Policy: "p", CreatedIndex: 100,
+		DrillReport: DrillReport{Passed: true, StartedAt: ahead, FinishedAt: ahead.Add(time.Minute)}}
+	s.Drills["d2"] = &DrillRecord{ID: "d2", Policy: "p", CreatedIndex: 120,
+		DrillReport: DrillReport{Passed: false, Reasons: []string{"verify"}, StartedAt: t0.Add(time.Hour), FinishedAt: t0.Add(time.Hour + time.Minute)}}
+	c := findCond(t, evalAt(s, t0.Add(2*time.Hour)), "drill_failed/p")
+	if !strings.Contains(c.Message, "drill d2") {
+		t.Errorf("message %q: want the failed drill d2's", c.Message)
+	}
+	if got := s.LatestDrill("p"); got == nil || got.ID != "d2" {
+		t.Errorf("latest drill %+v, want d2", got)
+	}
+}
+
 func TestEvaluatePruneFailed(t *testing.T) {
 	s := evalState()
 	s.Policies["p"].Policy.Targets.RPO = 0

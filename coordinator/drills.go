@@ -148,16 +148,29 @@ func (s *State) LatestDrill(policy string) *DrillRecord { return s.LatestDrills(
 
 // LatestDrills returns each policy's newest drill record, in one pass over
 // the records (callers that want every policy's use this, not a
-// LatestDrill per policy).
+// LatestDrill per policy). Not used by the FSM: what is newest may be
+// judged differently by another release.
 func (s *State) LatestDrills() map[string]*DrillRecord {
 	out := map[string]*DrillRecord{}
 	for _, d := range s.Drills {
-		best := out[d.Policy]
-		if best == nil || d.StartedAt.After(best.StartedAt) || d.StartedAt.Equal(best.StartedAt) && d.ID > best.ID {
+		if best := out[d.Policy]; best == nil || newerDrill(d, best) {
 			out[d.Policy] = d
 		}
 	}
 	return out
+}
+
+// newerDrill reports whether drill record d is newer than b: by the Raft
+// index of the job that ran it, which no clock can disturb, and by its
+// start for records of jobs from before jobs kept that index. A record's
+// times are the runner's clock's (or the leader's, for a drill that did
+// not run): a runner whose clock was a day ahead made its drill the
+// newest for a day, and a drill that failed after it raised no alert.
+func newerDrill(d, b *DrillRecord) bool {
+	if d.CreatedIndex != 0 && b.CreatedIndex != 0 && d.CreatedIndex != b.CreatedIndex {
+		return d.CreatedIndex > b.CreatedIndex
+	}
+	return d.StartedAt.After(b.StartedAt) || d.StartedAt.Equal(b.StartedAt) && d.ID > b.ID
 }
 
 // DrillRunners returns the names of the agents that may run policy's
