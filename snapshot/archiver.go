@@ -23,7 +23,6 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/internal/cdc"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 )
 
 // BackupOptions configure one backup.
@@ -162,10 +161,10 @@ type archiver struct {
 	// asOf is when the data backed up was as it is read: the backup's
 	// start, or BackupOptions.Time (a filesystem snapshot's).
 	asOf time.Time
-	// roots are the backup paths that are directories, opened: files
-	// below them are opened from there without following a symlink
-	// (openListed).
-	roots      map[string]*os.File
+	// procFD says /proc/self/fd can be used: the calls that take a path
+	// (llistxattr) reach an entry through its directory's descriptor
+	// there (fdPath), not by its path again.
+	procFD     bool
 	repo       *chunkstore.Repository
 	w          *chunkstore.Writer
 	opts       BackupOptions
@@ -194,7 +193,13 @@ type archiver struct {
 }
 
 type fileJob struct {
-	path    string
+	path string
+	// dir and name are the file's directory, opened by the walk, and its
+	// name there: it is opened from there (readFile). dir is nil for a
+	// backup path itself, opened by path. The job holds a reference to
+	// dir until the file is opened.
+	dir     *dirFD
+	name    string
 	stream  io.Reader // read instead of the file at path (Stream)
 	node    *Node
 	st      FileStat
@@ -338,8 +343,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	for i := 0; i < nbufs; i++ {
 		a.bufs <- new([]byte)
 	}
-	a.openRoots(paths)
-	defer a.closeRoots()
+	a.procFD = procFDWorks()
 	g, gctx := errgroup.WithContext(ctx)
 	var readers sync.WaitGroup
 	for _, ch := range chunkers {
@@ -470,11 +474,24 @@ func (a *archiver) warnAs(msg, path string, err error) {
 }
 
 // readXAttrs records the extended attributes of the entry at path in n,
-// read through at (path, or a deep entry's short path). One that cannot
-// be read is a warning (the backup is partial: the entry is saved
+// read relative to dir, the directory it was listed in, where the kernel
+// can (readXAttrsAt); otherwise through at (path, or a short path
+// through dir: fdPath), after mayHaveXAttrs has spared the entries
+// without any (most) that slower path through /proc. One that
+// cannot be read is a warning (the backup is partial: the entry is saved
 // without them).
-func (a *archiver) readXAttrs(at, path string, n *Node) {
-	xs, err := readXAttrs(at)
+func (a *archiver) readXAttrs(dir *dirFD, name, at, path string, n *Node) {
+	var xs []XAttr
+	err := errNoXattrat
+	if dir != nil {
+		xs, err = readXAttrsAt(dir, name)
+	}
+	if errors.Is(err, errNoXattrat) {
+		if dir != nil && !mayHaveXAttrs(path) {
+			return
+		}
+		xs, err = readXAttrs(at)
+	}
 	if err != nil {
 		a.warnAs("saved without its extended attributes", path, fmt.Errorf("saved without its extended attributes: %w", err))
 		return
@@ -513,7 +530,7 @@ func buildVirtual(paths []string) *vnode {
 func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 	if v.target {
 		// "/" itself was given.
-		return a.walkDir(ctx, v.path, true)
+		return a.walkDir(ctx, nil, v.path, "", true)
 	}
 	names := make([]string, 0, len(v.children))
 	for n := range v.children {
@@ -535,7 +552,7 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 				a.warnAs("backup path excluded", c.path, errors.New("an --exclude pattern matches this backup path itself, so nothing of it was saved"))
 				continue
 			}
-			if it, ok := a.statted(ctx, c.path, c.path, name, fi, true); ok {
+			if it, ok := a.statted(ctx, nil, c.path, c.path, name, fi, true); ok {
 				items = append(items, it)
 			}
 			continue
@@ -551,7 +568,7 @@ func (a *archiver) saveVirtual(ctx context.Context, v *vnode) <-chan dirDone {
 		node := a.nodeFromInfo(name, fi)
 		a.times64(c.path, c.path, node, true)
 		a.clampTimes(c.path, node)
-		a.readXAttrs(c.path, c.path, node)
+		a.readXAttrs(nil, name, c.path, c.path, node)
 		items = append(items, pendingNode{node: node, dir: a.saveVirtual(ctx, c)})
 	}
 	return a.finishDir(ctx, v.path, items, make(chan dirDone, 1))
@@ -593,24 +610,11 @@ type pendingNode struct {
 	st        FileStat
 }
 
-// entry stats one path the walk found and starts whatever work it
-// needs. An entry removed since its directory was listed is left out, as
-// if the listing had come a moment later.
-func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, bool) {
-	at := path
-	var fi fs.FileInfo
-	var err error
-	if longPath(path) {
-		var d *deepEntry
-		if d, err = a.openDeep(path); err == nil {
-			defer d.close()
-			at = d.at
-		}
-	}
-	if err == nil {
-		fi, err = os.Lstat(at)
-		err = realPath(err, at, path)
-	}
+// entry stats the entry name of dir, at path, that the walk listed, and
+// starts whatever work it needs. An entry removed since its directory
+// was listed is left out, as if the listing had come a moment later.
+func (a *archiver) entry(ctx context.Context, dir *dirFD, path, name string) (pendingNode, bool) {
+	fi, err := lstatAt(dir, name, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		a.log.Debug("removed since its directory was listed", "path", path)
 		return pendingNode{}, false
@@ -619,19 +623,30 @@ func (a *archiver) entry(ctx context.Context, path, name string) (pendingNode, b
 		a.warn(path, err)
 		return pendingNode{}, false
 	}
-	return a.statted(ctx, path, at, name, fi, false)
+	at := path
+	switch {
+	case a.procFD:
+		at = fdPath(dir.fd, name)
+	case longPath(path):
+		// By its path, the kernel would refuse it as too long, and it
+		// would be left out as if removed, without a word.
+		a.warn(path, fmt.Errorf("entries deeper than PATH_MAX (%d bytes) are reached through /proc/self/fd, which cannot be used here: mount /proc", pathMax))
+		return pendingNode{}, false
+	}
+	return a.statted(ctx, dir, path, at, name, fi, false)
 }
 
-// statted starts the work entry fi (path's lstat) needs. at is path, or
-// for a path too long for the kernel a short path to the same entry
-// (deepEntry), for the calls that take a path. top says that path is a
+// statted starts the work entry fi (path's lstat) needs. dir is the
+// directory the walk listed it in (nil for a backup path itself), name
+// its name there. at is path, or a path to the same entry through dir
+// (fdPath), for the calls that take a path. top says that path is a
 // backup path, found by the goroutine that starts the walk rather than
 // by a walker (see walkDir).
-func (a *archiver) statted(ctx context.Context, path, at, name string, fi fs.FileInfo, top bool) (pendingNode, bool) {
+func (a *archiver) statted(ctx context.Context, dir *dirFD, path, at, name string, fi fs.FileInfo, top bool) (pendingNode, bool) {
 	node := a.nodeFromInfo(name, fi)
 	a.times64(at, path, node, false)
 	a.clampTimes(path, node)
-	a.readXAttrs(at, path, node)
+	a.readXAttrs(dir, name, at, path, node)
 	switch {
 	case fi.Mode().IsRegular():
 		node.Type = TypeFile
@@ -655,19 +670,23 @@ func (a *archiver) statted(ctx context.Context, path, at, name string, fi fs.Fil
 			return pendingNode{node: node, unchanged: true, st: st}, true
 		}
 		known := a.opts.FilesCache.Has(path)
-		job := &fileJob{path: path, node: node, st: st, done: make(chan struct{}), changed: known && !same, same: same, cached: content, fsUnknown: fsErr != nil}
+		job := &fileJob{path: path, name: name, node: node, st: st, done: make(chan struct{}), changed: known && !same, same: same, cached: content, fsUnknown: fsErr != nil}
+		if dir != nil {
+			job.dir = dir.hold()
+		}
 		select {
 		case a.files <- job:
 		case <-ctx.Done():
+			job.releaseDir()
 			return pendingNode{}, false
 		}
 		return pendingNode{node: node, file: job}, true
 	case fi.IsDir():
-		return pendingNode{node: node, dir: a.walkDir(ctx, path, top)}, true
+		return pendingNode{node: node, dir: a.walkDir(ctx, dir, path, name, top)}, true
 	case fi.Mode()&fs.ModeSymlink != 0:
-		target, err := os.Readlink(at)
+		target, err := readlinkAt(dir, name, path)
 		if err != nil {
-			a.warn(path, realPath(err, at, path))
+			a.warn(path, err)
 			return pendingNode{}, false
 		}
 		node.Type, node.LinkTarget = TypeSymlink, target
@@ -706,13 +725,21 @@ func (a *archiver) allStored(ids []chunkstore.ID) bool {
 // subdirectory in its own goroutine keeps its token meanwhile, so at most
 // Walkers are listed at once. The goroutine that starts the walk holds no
 // token: for a backup path (top) it waits for one instead, since walking
-// the path itself would make one more.
-func (a *archiver) walkDir(ctx context.Context, path string, top bool) <-chan dirDone {
+// the path itself would make one more. The directory is opened as name
+// in parent, the directory it was listed in, or by path for a backup
+// path (parent nil).
+func (a *archiver) walkDir(ctx context.Context, parent *dirFD, path, name string, top bool) <-chan dirDone {
 	out := make(chan dirDone, 1)
+	if parent != nil {
+		parent.hold() // until saveDir has opened the directory
+	}
 	if top {
 		select {
 		case a.walkers <- struct{}{}:
 		case <-ctx.Done():
+			if parent != nil {
+				parent.release()
+			}
 			out <- dirDone{err: ctx.Err()}
 			return out
 		}
@@ -720,39 +747,48 @@ func (a *archiver) walkDir(ctx context.Context, path string, top bool) <-chan di
 		select {
 		case a.walkers <- struct{}{}:
 		default:
-			return a.saveDir(ctx, path, top, out)
+			return a.saveDir(ctx, parent, path, name, top, out)
 		}
 	}
 	a.walking.Add(1)
 	go func() {
 		defer a.walking.Done()
-		a.saveDir(ctx, path, top, out)
+		a.saveDir(ctx, parent, path, name, top, out)
 		<-a.walkers // listed: the rest is finishDir's
 	}()
 	return out
 }
 
-// saveDir walks one directory; out yields its tree ID. A directory below
-// a backup path (not top) removed since its parent was listed, before or
-// while it is listed, yields gone: it is left out without a warning, as
-// a file removed since the listing is.
-func (a *archiver) saveDir(ctx context.Context, path string, top bool, out chan dirDone) <-chan dirDone {
+// saveDir walks one directory, name in parent (or path, for a backup
+// path: parent nil), and lets go of parent once it is open; out yields
+// its tree ID. The directory is read through the descriptor it was
+// opened as, and its entries are stat'ed and opened relative to it:
+// renamed or swapped for a symlink meanwhile, the directory whose
+// entries are saved is still the one opened. A directory below a backup
+// path (not top) removed since its parent was listed, before it is
+// opened, yields gone: it is left out without a warning, as a file
+// removed since the listing is. One swapped for a symlink or a file
+// since is not followed: a warning says it was replaced.
+func (a *archiver) saveDir(ctx context.Context, parent *dirFD, path, name string, top bool, out chan dirDone) <-chan dirDone {
 	if walkHook != nil {
 		walkHook(path, true)
 	}
 	a.opts.FilesCache.Enter(path)
 	defer a.opts.FilesCache.Leave(path)
 	var ents []os.DirEntry
-	var listed *syscall.Stat_t // the directory listed
-	d, err := a.openListedDir(path)
+	var dir *dirFD
+	var err error
+	if parent != nil {
+		dir, err = openDirAt(parent, name, path)
+		parent.release()
+		err = replacedAt(err, "its entries were not saved")
+	} else {
+		dir, err = a.openTopDir(path)
+	}
 	if err == nil {
-		ents, err = d.ReadDir(-1)
+		defer dir.release()
+		ents, err = dir.f.ReadDir(-1)
 		slices.SortFunc(ents, func(x, y os.DirEntry) int { return strings.Compare(x.Name(), y.Name()) })
-		var st syscall.Stat_t
-		if syscall.Fstat(int(d.Fd()), &st) == nil {
-			listed = &st
-		}
-		d.Close()
 	}
 	if err != nil && !top && errors.Is(err, fs.ErrNotExist) {
 		a.log.Debug("removed since its directory was listed", "path", path)
@@ -776,15 +812,8 @@ func (a *archiver) saveDir(ctx context.Context, path string, top bool, out chan 
 		if a.excl.Excluded(p, e.IsDir()) {
 			continue
 		}
-		if it, ok := a.entry(ctx, p, e.Name()); ok {
+		if it, ok := a.entry(ctx, dir, p, e.Name()); ok {
 			items = append(items, it)
-		}
-	}
-	if listed != nil {
-		// The entries were stat'ed by path: had the directory been
-		// swapped for a symlink meanwhile, they were another's.
-		if err := a.stillListed(listed, path); err != nil {
-			a.warn(path, err)
 		}
 	}
 	if walkHook != nil {
@@ -858,6 +887,7 @@ func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNo
 func (a *archiver) reader(ctx context.Context, ch *cdc.Chunker) error {
 	for job := range a.files {
 		if ctx.Err() != nil {
+			job.releaseDir()
 			job.err = ctx.Err()
 			close(job.done)
 			continue
@@ -893,7 +923,7 @@ func (a *archiver) readFile(ctx context.Context, ch *cdc.Chunker, job *fileJob) 
 		}
 		var err error
 		var beneath bool
-		if f, beneath, err = a.openListed(job.path); err != nil {
+		if f, beneath, err = a.openListed(job); err != nil {
 			return err
 		}
 		defer f.Close()
@@ -1053,60 +1083,20 @@ func (a *archiver) sealer(ctx context.Context) error {
 	return nil
 }
 
-// openRoots opens the backup paths that are directories.
-func (a *archiver) openRoots(paths []string) {
-	a.roots = map[string]*os.File{}
-	for _, p := range paths {
-		if f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECTORY, 0); err == nil {
-			a.roots[p] = f
-		}
-	}
-}
-
-func (a *archiver) closeRoots() {
-	for _, f := range a.roots {
-		f.Close()
-	}
-}
-
-// noOpenat2 is set once the kernel turned openat2 down (before 5.6).
-var noOpenat2 atomic.Bool
-
 // openListed opens a file the walk listed, to read it, without blocking
-// on a FIFO in its place (sameFile refuses that). Below a backup path it
-// is opened from the path's directory with no symlink followed on the
-// way (beneath): a directory swapped for a symlink since the listing
-// cannot lead the read out of the backup paths, so a file that was
-// replaced (saved by renaming a new one over it) is still the file at
-// that path, and is read. Elsewhere, or where openat2 is missing, it is
-// opened by path, with only its last element kept from being a symlink.
-func (a *archiver) openListed(path string) (f *os.File, beneath bool, err error) {
+// on a FIFO in its place (sameFile refuses that), and without following
+// a symlink in its place. Below a backup path it is opened from the
+// directory the walk listed it in (beneath): a directory swapped for a
+// symlink since cannot lead the read out of the backup paths, so a file
+// that was replaced (saved by renaming a new one over it) is still the
+// file at that path, and is read. A backup path itself is opened by
+// path.
+func (a *archiver) openListed(job *fileJob) (f *os.File, beneath bool, err error) {
 	flags := os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC | syscall.O_NOATIME
-	open := func(flags int) (*os.File, error) { return os.OpenFile(path, flags, 0) }
-	if longPath(path) {
-		d, err := a.openDeep(path)
-		if err != nil {
-			return nil, false, err
-		}
-		defer d.close()
-		open = func(flags int) (*os.File, error) {
-			fd, err := unix.Openat(d.dfd, d.name, flags, 0)
-			if err != nil {
-				return nil, &fs.PathError{Op: "openat", Path: path, Err: err}
-			}
-			return os.NewFile(uintptr(fd), path), nil
-		}
-		root, _ := a.rootOf(path)
-		beneath = root != nil && !noOpenat2.Load() // as openDeep opened it
-	} else if root, rel := a.rootOf(path); root != nil && !noOpenat2.Load() {
-		open = func(flags int) (*os.File, error) {
-			how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH}
-			fd, err := unix.Openat2(int(root.Fd()), rel, &how)
-			if err != nil {
-				return nil, &fs.PathError{Op: "openat2", Path: path, Err: err}
-			}
-			return os.NewFile(uintptr(fd), path), nil
-		}
+	open := func(flags int) (*os.File, error) { return os.OpenFile(job.path, flags, 0) }
+	if job.dir != nil {
+		defer job.releaseDir()
+		open = func(flags int) (*os.File, error) { return openFileAt(job.dir, job.name, job.path, flags) }
 		beneath = true
 	}
 	for {
@@ -1118,104 +1108,22 @@ func (a *archiver) openListed(path string) (f *os.File, beneath bool, err error)
 			flags &^= syscall.O_NOATIME // not the file's owner
 		case errors.Is(err, syscall.EAGAIN) && flags&syscall.O_NONBLOCK != 0:
 			flags &^= syscall.O_NONBLOCK // a lease to be broken: wait for it
-		case beneath && errors.Is(err, syscall.ENOSYS):
-			noOpenat2.Store(true)
-			return a.openListed(path)
-		case beneath && (errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EXDEV)):
-			return nil, false, fmt.Errorf("%w (a directory on the way to it is a symlink now); skipped, the next backup saves what is there then", errReplaced)
+		case errors.Is(err, syscall.ELOOP):
+			return nil, false, fmt.Errorf("%w (a symlink now); skipped, the next backup saves what is there then", errReplaced)
 		default:
 			return nil, false, err
 		}
 	}
 }
 
-// openListedDir opens the directory at path, which the walk found to be
-// one, to list it, without following a symlink: below a backup path,
-// opened from that path with no symlink followed on the way (as
-// openListed does files); a backup path itself, or where openat2 is
-// missing, by path with only its last element kept from being a symlink.
-// A directory swapped for a symlink since its parent was listed would
-// otherwise have another directory's entries saved as its own, without a
-// word.
-func (a *archiver) openListedDir(path string) (*os.File, error) {
-	flags := os.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
-	root, rel := a.rootOf(path) // nil for a backup path itself: opened by path
-	var f *os.File
-	var err error
-	switch {
-	case longPath(path):
-		var d *deepEntry
-		if d, err = a.openDeep(path); err != nil {
-			return nil, err
-		}
-		fd, oerr := unix.Openat(d.dfd, d.name, flags, 0)
-		d.close()
-		if oerr == nil {
-			f = os.NewFile(uintptr(fd), path)
-		} else {
-			err = &fs.PathError{Op: "openat", Path: path, Err: oerr}
-		}
-	case root != nil && !noOpenat2.Load():
-		how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH}
-		fd, oerr := unix.Openat2(int(root.Fd()), rel, &how)
-		if errors.Is(oerr, syscall.ENOSYS) {
-			noOpenat2.Store(true)
-			return a.openListedDir(path)
-		}
-		if oerr == nil {
-			f = os.NewFile(uintptr(fd), path)
-		} else {
-			err = &fs.PathError{Op: "openat2", Path: path, Err: oerr}
-		}
-	default:
-		f, err = os.OpenFile(path, flags, 0)
+// openTopDir opens a backup path that is a directory, to list it, by
+// path but not through a symlink in its place.
+func (a *archiver) openTopDir(path string) (*dirFD, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, replacedAt(err, "its entries were not saved")
 	}
-	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.ENOTDIR) {
-		return nil, fmt.Errorf("%w (it or a directory on the way to it is a symlink or not a directory now); its entries were not saved, the next backup saves what is there then", errReplaced)
-	}
-	return f, err
-}
-
-// stillListed checks that path still leads to the directory the walk
-// listed there (was, its fstat). One lstat does: a path through a
-// directory swapped for a symlink since leads elsewhere, to another
-// inode, or to a symlink.
-func (a *archiver) stillListed(was *syscall.Stat_t, path string) error {
-	var now syscall.Stat_t
-	var err error
-	if longPath(path) {
-		var d *deepEntry
-		if d, err = a.openDeep(path); err == nil {
-			err = syscall.Lstat(d.at, &now)
-			d.close()
-		}
-	} else {
-		err = syscall.Lstat(path, &now)
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // removed: as if listed a moment before
-	}
-	if err != nil || now.Mode&syscall.S_IFMT != syscall.S_IFDIR || now.Ino != was.Ino || now.Dev != was.Dev {
-		return fmt.Errorf("%w while it was listed (a symlink or another directory is there now); the entries saved may be another directory's, the next backup saves what is there then", errReplaced)
-	}
-	return nil
-}
-
-// rootOf returns the opened backup path path lies below, and path
-// relative to it.
-func (a *archiver) rootOf(path string) (*os.File, string) {
-	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
-		if f, ok := a.roots[dir]; ok {
-			rel, err := filepath.Rel(dir, path)
-			if err != nil {
-				return nil, ""
-			}
-			return f, rel
-		}
-		if dir == "/" || dir == "." {
-			return nil, ""
-		}
-	}
+	return newDirFD(f), nil
 }
 
 // beforeOpen and afterOpen, if set (by tests), run with a file's path
@@ -1232,10 +1140,10 @@ var walkHook func(path string, enter bool)
 var errReplaced = errors.New("replaced since it was listed")
 
 // sameFile checks that f, opened by openListed, is a regular file (a
-// FIFO swapped in is not read) and, unless it was opened beneath its
-// backup path, the very file the walk found there (job.st): by path, a
-// parent directory swapped for a symlink would make it a file from
-// elsewhere. A file changed or replaced in between is read as it now
+// FIFO swapped in is not read) and, unless it was opened from the
+// directory it was listed in (beneath), the very file the walk found
+// there (job.st): a backup path is opened by path, which may lead
+// elsewhere by now. A file changed or replaced in between is read as it now
 // is: its stat and metadata become the ones recorded.
 func (a *archiver) sameFile(f *os.File, job *fileJob, beneath bool) error {
 	var st syscall.Stat_t

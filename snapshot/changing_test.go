@@ -275,9 +275,11 @@ func TestExpectedChange(t *testing.T) {
 
 // TestFileReplacedBeforeRead: what stands at a file's path when the
 // backup comes to read it must be the file it listed. A FIFO put there
-// does not hang the backup, a parent directory swapped for a symlink
-// does not make it read a file from elsewhere (both skipped with a
-// warning), and a file removed meanwhile is left out quietly.
+// does not hang the backup (skipped with a warning), a parent directory
+// swapped for a symlink to outside the backup paths does not make it
+// read the file of that name there (the file is opened from the
+// directory listed, and its own content saved, without a warning), and
+// a file removed meanwhile is left out quietly.
 func TestFileReplacedBeforeRead(t *testing.T) {
 	outside := t.TempDir()
 	secret := []byte("a file outside the backup paths\n")
@@ -288,6 +290,7 @@ func TestFileReplacedBeforeRead(t *testing.T) {
 		name, file string
 		swap       func(t *testing.T, src string)
 		warning    bool
+		saved      string // the content saved; "" for none
 	}{
 		{"fifo", "f", func(t *testing.T, src string) {
 			p := filepath.Join(src, "f")
@@ -297,7 +300,7 @@ func TestFileReplacedBeforeRead(t *testing.T) {
 			if err := syscall.Mkfifo(p, 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}, true},
+		}, true, ""},
 		{"parent symlink", "d/f", func(t *testing.T, src string) {
 			d := filepath.Join(src, "d")
 			if err := os.Rename(d, d+".old"); err != nil {
@@ -306,12 +309,12 @@ func TestFileReplacedBeforeRead(t *testing.T) {
 			if err := os.Symlink(outside, d); err != nil {
 				t.Fatal(err)
 			}
-		}, true},
+		}, false, "listed too\n"},
 		{"removed", "f", func(t *testing.T, src string) {
 			if err := os.Remove(filepath.Join(src, "f")); err != nil {
 				t.Fatal(err)
 			}
-		}, false},
+		}, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repos := storetest.InitRepos(t, mem.New())
@@ -339,9 +342,19 @@ func TestFileReplacedBeforeRead(t *testing.T) {
 			if res == nil {
 				return // backupOf failed the test
 			}
-			if nodes[0] != nil {
-				b, _ := repos.Reader.LoadBlob(context.Background(), chunkstore.DataBlob, nodes[0].Content[0])
-				t.Errorf("%s saved (as %s, %q)", tc.file, nodes[0].Type, b)
+			if !swapped {
+				t.Fatalf("%s was never opened", tc.file)
+			}
+			switch n := nodes[0]; {
+			case n == nil && tc.saved != "":
+				t.Errorf("%s left out, want it saved with %q", tc.file, tc.saved)
+			case n != nil && len(n.Content) != 1:
+				t.Errorf("%s saved as %+v", tc.file, n)
+			case n != nil:
+				b, err := repos.Reader.LoadBlob(context.Background(), chunkstore.DataBlob, n.Content[0])
+				if err != nil || string(b) != tc.saved {
+					t.Errorf("%s saved (as %s, %q, %v), want %q", tc.file, n.Type, b, err, tc.saved)
+				}
 			}
 			w := warned(res, filepath.Join(src, tc.file))
 			if tc.warning != (len(w) == 1 && strings.Contains(w[0], "replaced since it was listed")) || len(res.Warnings) != len(w) {
@@ -516,14 +529,6 @@ func TestFileSavedByRename(t *testing.T) {
 	b, err := repos.Reader.LoadBlob(context.Background(), chunkstore.DataBlob, nodes[0].Content[0])
 	if err != nil || string(b) != "new, and longer\n" {
 		t.Errorf("d/conf's content %q, %v", b, err)
-	}
-	// Without openat2 (kernels before 5.6) the path may lead anywhere, so
-	// the inode must be the one listed: the replaced file is skipped,
-	// with a warning.
-	snapshot.WithoutOpenat2(t)
-	res, nodes = backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}}, "d/conf")
-	if w := warned(res, conf); nodes[0] != nil || len(w) != 1 || !strings.Contains(w[0], "replaced since it was listed") {
-		t.Errorf("without openat2: d/conf saved as %v, warnings %v", nodes[0], res.Warnings)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore/mem"
@@ -14,28 +16,29 @@ import (
 )
 
 // TestDirReplacedBySymlink: a directory swapped for a symlink to one
-// outside the backup paths after its parent was listed (before it is
-// listed itself, or while it is) does not get the other directory's
-// entries saved as its own without a word: a warning says it was
-// replaced, and before its listing nothing of the other is saved.
+// outside the backup paths is never followed. Swapped after its parent
+// was listed but before it is opened, it is left out with a warning
+// that says it was replaced; swapped once it is open (while it is being
+// listed), the directory opened is the one saved, entries and all,
+// however its path leads elsewhere by then.
 func TestDirReplacedBySymlink(t *testing.T) {
 	outside := t.TempDir()
-	fixture.Create(t, outside, fixture.Tree{"elsewhere": {Dir: true}, "link": {Symlink: "/etc/shadow"}})
+	fixture.Create(t, outside, fixture.Tree{"elsewhere": {Dir: true}, "link": {Symlink: "/etc/shadow"}, "mine": {Content: []byte("outside\n")}})
+	// Where the filesystem keeps none, the check below passes anyway.
+	_ = unix.Lsetxattr(filepath.Join(outside, "mine"), "user.outside", []byte("1"), 0)
 	for _, tc := range []struct {
-		name, at    string // swap as the walk enters at
-		saved       bool   // entries of outside may be saved (with the warning)
-		withOpenat2 bool
-		backupD     bool // back up d itself rather than its parent
+		name, at string // swap as the walk enters at
+		warned   bool   // d is warned of, and left out
+		backupD  bool   // back up d itself rather than its parent
 	}{
-		{"before listing", "d", false, true, false},
-		{"while listing", "d/a", true, true, false},
-		{"before listing without openat2", "d", false, false, false},
-		{"while listing without openat2", "d/a", true, false, false},
-		{"backup path before listing", "d", false, true, true},
+		{"before opening", "d", true, false},
+		{"while listing", "d/a", false, false},
+		{"backup path before opening", "d", true, true},
+		{"while listing, without listxattrat", "d/a", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if !tc.withOpenat2 {
-				snapshot.WithoutOpenat2(t)
+			if strings.Contains(tc.name, "without listxattrat") {
+				snapshot.WithoutListxattrat(t)
 			}
 			repos := storetest.InitRepos(t, mem.New())
 			src := t.TempDir()
@@ -53,16 +56,29 @@ func TestDirReplacedBySymlink(t *testing.T) {
 					}
 				}
 			})
-			path, lookups := src, []string{"d/elsewhere", "d/link"}
+			path, lookups := src, []string{"d/elsewhere", "d/link", "d/mine", "d/a"}
 			if tc.backupD {
-				path, lookups = d, []string{"elsewhere", "link"}
+				path, lookups = d, []string{"elsewhere", "link", "mine", "a"}
 			}
 			res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{path}, Walkers: 1}, lookups...)
-			if !tc.saved && (nodes[0] != nil || nodes[1] != nil) {
-				t.Errorf("entries of %s, outside the backup path, saved as %s's: %v %v", outside, d, nodes[0], nodes[1])
+			if !swapped {
+				t.Fatal("the walk never entered", filepath.Join(src, tc.at))
 			}
-			if w := warned(res, d); len(w) != 1 || !strings.Contains(w[0], "replaced since it was listed") {
-				t.Errorf("warnings %v, want one that %s was replaced", res.Warnings, d)
+			if nodes[0] != nil || nodes[1] != nil || nodes[2] != nil && (nodes[2].Type != snapshot.TypeDir || len(nodes[2].XAttrs) != 0) {
+				t.Errorf("entries of %s, outside the backup path, saved as %s's: %v %v %+v", outside, d, nodes[0], nodes[1], nodes[2])
+			}
+			w := warned(res, d)
+			if tc.warned {
+				if len(w) != 1 || !strings.Contains(w[0], "replaced since it was listed") {
+					t.Errorf("warnings %v, want one that %s was replaced", res.Warnings, d)
+				}
+				return
+			}
+			if len(res.Warnings) != 0 {
+				t.Errorf("warnings %v, want none: the directory opened was saved", res.Warnings)
+			}
+			if nodes[2] == nil || nodes[3] == nil {
+				t.Errorf("d/mine saved as %v, d/a as %v: want the directory opened saved whole", nodes[2], nodes[3])
 			}
 		})
 	}
@@ -136,5 +152,50 @@ func TestFileRemovedWhileRead(t *testing.T) {
 	}
 	if nodes[0] == nil || nodes[0].Size != uint64(len("whole\n")) {
 		t.Errorf("f saved as %+v, want its whole content", nodes[0])
+	}
+}
+
+// TestBackupClosesDirectories: every directory a backup opens to walk
+// is closed by its end (the last of its listing, its subdirectories and
+// its files to be read lets go of it), whether its files were read or
+// found unchanged in the files cache: an agent runs backup after backup
+// in one process.
+func TestBackupClosesDirectories(t *testing.T) {
+	snapshot.WithRacyMargin(t, 0) // the tree is made just before the backup
+	src := t.TempDir()
+	tree := fixture.Tree{}
+	for _, d := range []string{"a", "a/b", "a/b/c", "e"} {
+		tree[d] = fixture.Entry{Dir: true}
+		tree[d+"/f"] = fixture.Entry{Content: []byte(d + "\n")}
+		tree[d+"/l"] = fixture.Entry{Symlink: "f"}
+	}
+	fixture.Create(t, src, tree)
+	r := newRepo(t, "local")
+	cache := filepath.Join(t.TempDir(), "files")
+	// The files open in the tree backed up (the files cache, the
+	// repository's, are another matter).
+	openInSrc := func() []string {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd to count open files in")
+		}
+		var open []string
+		for _, e := range ents {
+			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, src) {
+				open = append(open, l)
+			}
+		}
+		return open
+	}
+	r.backup(t, src, cache) // files read
+	if open := openInSrc(); len(open) != 0 {
+		t.Errorf("open after a backup that read the files: %q", open)
+	}
+	res := r.backup(t, src, cache) // files unchanged
+	if res.Manifest.Summary.FilesUnmodified != 4 {
+		t.Errorf("second backup: %d unmodified files, want 4", res.Manifest.Summary.FilesUnmodified)
+	}
+	if open := openInSrc(); len(open) != 0 {
+		t.Errorf("open after a backup that found the files unchanged: %q", open)
 	}
 }

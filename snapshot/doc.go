@@ -28,14 +28,17 @@
 // both cores stay busy. Read buffers come from a fixed pool, bounding
 // memory however large the files are.
 //
-// # Paths longer than PATH_MAX
+// # Directory descriptors
 //
-// The kernel refuses a path of 4096 bytes or more, but nesting makes
-// them. Entries with shorter paths are stat'ed and opened by path (below
-// a backup path, opened with openat2 from it, following no symlink). For
-// a longer one the walker opens the deepest directory above it whose
-// path is short enough, the same way, then each directory below it with
-// O_NOFOLLOW, and reaches the entry from that descriptor (longpath.go).
+// Each directory is opened once (O_DIRECTORY|O_NOFOLLOW, from its
+// parent's descriptor), listed through that descriptor, and its entries
+// are stat'ed (fstatat, AT_SYMLINK_NOFOLLOW), opened (openat, O_NOFOLLOW)
+// and, for the calls that take a path (llistxattr), reached through
+// /proc/self/fd/N/name, all relative to it (dirfd.go). No entry's whole
+// path is resolved again: a directory renamed or swapped for a symlink
+// mid-walk cannot lead the walk out of the tree it opened, and paths
+// longer than PATH_MAX (4096 bytes, which nesting makes) need nothing
+// special. Only the backup paths themselves are opened by path.
 //
 // # Why a files cache
 //

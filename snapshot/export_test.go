@@ -50,14 +50,6 @@ func WithFSID(t interface{ Cleanup(func()) }, fn func(fd int) (fsid, dev uint64,
 // function to call.
 var ReadFSID = readFSID
 
-// WithoutOpenat2 makes backups open files by path, as on kernels before
-// 5.6, until the test ends.
-func WithoutOpenat2(t interface{ Cleanup(func()) }) {
-	was := noOpenat2.Load()
-	noOpenat2.Store(true)
-	t.Cleanup(func() { noOpenat2.Store(was) })
-}
-
 // WithRacyMargin sets how long before a backup's start a change still
 // keeps a file out of the files cache, until the test ends: tests of
 // other things back up files they just made.
@@ -75,8 +67,16 @@ func OnWalk(t interface{ Cleanup(func()) }, fn func(path string, enter bool)) {
 	t.Cleanup(func() { walkHook = nil })
 }
 
-// WithoutProcFD makes backups reach entries deeper than PATH_MAX through
-// a /proc/self/fd that is not there, as where /proc is not mounted.
+// WithoutListxattrat makes backups ask whether an entry has extended
+// attributes by path, as on kernels before 6.13, until the test ends.
+func WithoutListxattrat(t interface{ Cleanup(func()) }) {
+	was := noListxattrat.Load()
+	noListxattrat.Store(true)
+	t.Cleanup(func() { noListxattrat.Store(was) })
+}
+
+// WithoutProcFD makes backups find no /proc/self/fd to reach entries
+// through, as where /proc is not mounted.
 func WithoutProcFD(t interface{ Cleanup(func()) }) {
 	fdPath = func(int, string) string { return "/nonexistent-proc/self/fd/0" }
 	t.Cleanup(func() { fdPath = sysinfo.FDPath })
