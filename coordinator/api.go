@@ -139,6 +139,7 @@ func (a *API) routes() {
 	a.handle("GET /v1/cluster/self", permRead, a.clusterSelf)
 	a.handle("POST /v1/cluster/join", permAdmin, a.clusterJoin)
 	a.handle("POST /v1/cluster/remove", permAdmin, a.clusterRemove)
+	a.handle("POST /v1/cluster/node-secret", permAdmin, a.rotateNodeSecretAPI)
 	a.handle("POST /v1/cluster/nodes", permNode, a.registerNode)
 
 	a.handle("GET /v1/audit", permRead, a.listAudit)

@@ -170,6 +170,16 @@ type RemoveRequest struct {
 	ID string `json:"id"`
 }
 
+// RemoveResult is the answer to POST /v1/cluster/remove.
+type RemoveResult struct {
+	Removed string `json:"removed"`
+	// NodeSecretRotated says the node secret was replaced after the
+	// removal, so the removed node's copy opens nothing. It is false
+	// where that failed (the node removed was the leader, say): then run
+	// POST /v1/cluster/node-secret (lifeboat cluster rotate-secret).
+	NodeSecretRotated bool `json:"node_secret_rotated"`
+}
+
 func (a *API) clusterJoin(w http.ResponseWriter, r *http.Request, c *call) error {
 	var q JoinRequest
 	if err := decodeJSON(c.body, &q); err != nil {
@@ -230,8 +240,35 @@ func (a *API) clusterRemove(w http.ResponseWriter, r *http.Request, c *call) err
 	if err := a.node.RemoveServer(ctx, q.ID); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"removed": q.ID})
+	// The removed node keeps the node secret in its data dir; once out
+	// of the configuration it no longer gets the log, so a new secret is
+	// one it never learns.
+	res := RemoveResult{Removed: q.ID, NodeSecretRotated: true}
+	if err := a.rotateSecret(ctx, c.p.Actor); err != nil {
+		res.NodeSecretRotated = false
+		a.log.Warn("node removed, but the node secret was not rotated: rotate it (lifeboat cluster rotate-secret)", "node", q.ID, "err", err)
+	}
+	writeJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// rotateNodeSecretAPI handles POST /v1/cluster/node-secret: a new node
+// secret, after a node or a copy of a data dir was compromised.
+func (a *API) rotateNodeSecretAPI(w http.ResponseWriter, r *http.Request, c *call) error {
+	ctx, cancel := writeCtx(r)
+	defer cancel()
+	if err := a.rotateSecret(ctx, c.p.Actor); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) rotateSecret(ctx context.Context, actor string) error {
+	return a.apply(func() error {
+		_, err := a.node.Propose(ctx, CmdRotateNodeSecret, actor, RotateNodeSecret{NodeSecret: randomHex(32)})
+		return err
+	})
 }
 
 func (a *API) registerNode(w http.ResponseWriter, r *http.Request, c *call) error {

@@ -22,6 +22,11 @@ const (
 	// (the change itself is Raft's), so it appears in the audit log, and
 	// forgets a removed node's address.
 	CmdClusterMember CommandType = "cluster.member"
+	// CmdRotateNodeSecret replaces the node secret. The members present
+	// the new one from then on (they read it from the state for each
+	// call); a removed node, which no longer receives the log, is left
+	// with one that opens nothing.
+	CmdRotateNodeSecret CommandType = "cluster.node_secret"
 )
 
 func init() {
@@ -30,6 +35,7 @@ func init() {
 	transitions[CmdInitCluster] = payload(initCluster)
 	transitions[CmdSetNodeInfo] = payload(setNodeInfo)
 	transitions[CmdClusterMember] = payload(clusterMember)
+	transitions[CmdRotateNodeSecret] = payload(rotateNodeSecret)
 }
 
 // ClusterInfo is the cluster's identity, set once by its first leader.
@@ -147,4 +153,28 @@ func clusterMember(s *State, _ *Command, _ uint64, p *ClusterMember) (outcome, e
 		target = fmt.Sprintf("node/%s (%s)", p.ID, p.Addr)
 	}
 	return outcome{target: target}, nil
+}
+
+// RotateNodeSecret is the payload of CmdRotateNodeSecret.
+type RotateNodeSecret struct {
+	NodeSecret string `json:"node_secret"`
+}
+
+// minNodeSecret is the shortest node secret accepted: the 32 random
+// bytes the API makes, hex-encoded, are 64 characters.
+const minNodeSecret = 32
+
+func rotateNodeSecret(s *State, _ *Command, _ uint64, p *RotateNodeSecret) (outcome, error) {
+	switch {
+	case s.Cluster == nil:
+		return outcome{}, conflict("cluster is not initialized yet")
+	case len(p.NodeSecret) < minNodeSecret:
+		return outcome{}, invalid("a node secret needs at least %d characters", minNodeSecret)
+	case p.NodeSecret == s.Cluster.NodeSecret:
+		return outcome{}, invalid("the new node secret is the current one")
+	}
+	ci := *s.Cluster
+	ci.NodeSecret = p.NodeSecret
+	s.Cluster = &ci
+	return outcome{target: "cluster/" + ci.ID + " node secret"}, nil
 }

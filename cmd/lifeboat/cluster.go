@@ -91,10 +91,36 @@ when no node could be asked.`,
 			if err != nil {
 				return err
 			}
-			if err := c.Post(cmd.Context(), "/v1/cluster/remove", coordinator.RemoveRequest{ID: args[0]}, nil); err != nil {
+			var res coordinator.RemoveResult
+			if err := c.Post(cmd.Context(), "/v1/cluster/remove", coordinator.RemoveRequest{ID: args[0]}, &res); err != nil {
 				return apiErr(err)
 			}
 			fmt.Fprintf(g.stdout, "node %s removed from the cluster\n", args[0])
+			if !res.NodeSecretRotated {
+				fmt.Fprintf(g.stderr, "lifeboat: the node secret was not rotated (see the leader's log): run 'lifeboat cluster rotate-secret' so that %s's copy of it opens nothing\n", args[0])
+			}
+			return nil
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rotate-secret",
+		Short: "Replace the secret the coordinator nodes present to each other",
+		Long: `Replace the node secret, which every coordinator node holds in its data dir
+and presents to the others. Run it after a node's host or a copy of a data dir
+was compromised (cluster remove does it for the node it removes). The members
+use the new secret at once; a node that is no longer a member keeps the old
+one, which then opens nothing. Upgrade every node first: a node of a release
+before this command keeps the old secret and cannot register its address.`,
+		Args: argsBetween(0, 0, ""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.Post(cmd.Context(), "/v1/cluster/node-secret", struct{}{}, nil); err != nil {
+				return apiErr(err)
+			}
+			fmt.Fprintln(g.stdout, "node secret rotated")
 			return nil
 		},
 	})

@@ -85,3 +85,15 @@ func TestClusterStatusNoLeader(t *testing.T) {
 		t.Errorf("status --json without a leader: exit %d, %+v\nstderr:\n%s", r.code, cs, r.stderr)
 	}
 }
+
+// TestClusterRotateSecret: an admin rotates the node secret with the CLI
+// (TestNodeSecretRotation checks what that does to the cluster); extra
+// arguments are a usage error.
+func TestClusterRotateSecret(t *testing.T) {
+	t.Parallel()
+	c := startCoordinator(t)
+	if r := c.ok("cluster", "rotate-secret"); !strings.Contains(r.stdout, "node secret rotated") {
+		t.Errorf("rotate-secret printed %q", r.stdout)
+	}
+	c.fails(exitUsage, []string{"cluster", "rotate-secret", "now"}, "too many arguments")
+}
