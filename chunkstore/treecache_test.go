@@ -15,6 +15,21 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
+// openCached opens the repository repos made in st, with its identity
+// and the cache directory cache.
+func openCached(t *testing.T, st chunkstore.Store, repos storetest.Repos, cache string) *chunkstore.Repository {
+	t.Helper()
+	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // TestCacheSweepsStaleTempFiles: the temporary files a process killed
 // while writing to the cache left (tree packs, metadata, the signer pins)
 // are removed once they are an hour old: those of the signer pins when a
@@ -26,10 +41,6 @@ import (
 func TestCacheSweepsStaleTempFiles(t *testing.T) {
 	st := mem.New()
 	repos := storetest.InitRepos(t, st)
-	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cache := t.TempDir()
 	repoCache := filepath.Join(cache, repos.Writer.Config().ID)
 	old := time.Now().Add(-2 * time.Hour)
@@ -66,10 +77,7 @@ func TestCacheSweepsStaleTempFiles(t *testing.T) {
 			}
 		}
 	}
-	r, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openCached(t, st, repos, cache)
 	gone("open", signerTemp)
 	if _, err := r.ListMeta(t.Context(), chunkstore.KindSnapshot); err != nil {
 		t.Fatal(err)
@@ -98,10 +106,6 @@ func TestLoadIndexKeepsCacheTemps(t *testing.T) {
 		t.Fatal(err)
 	}
 	repos := storetest.InitRepos(t, st)
-	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := repos.Writer.SaveMeta(t.Context(), chunkstore.KindIndex, chunkstore.EncodeIndex(nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -121,10 +125,7 @@ func TestLoadIndexKeepsCacheTemps(t *testing.T) {
 	if err := os.Chtimes(gone, old, old); err != nil {
 		t.Fatal(err)
 	}
-	r, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openCached(t, st, repos, cache)
 	if err := r.LoadIndex(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -151,15 +152,8 @@ func TestLoadIndexKeepsCacheTemps(t *testing.T) {
 func TestMetaRefusesKindsNotStoredByID(t *testing.T) {
 	st := mem.New()
 	repos := storetest.InitRepos(t, st)
-	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cache := t.TempDir()
-	r, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openCached(t, st, repos, cache)
 	snap, err := r.SaveMeta(t.Context(), chunkstore.KindSnapshot, []byte("{}"))
 	if err != nil {
 		t.Fatal(err)
@@ -198,10 +192,6 @@ func TestMetaRefusesKindsNotStoredByID(t *testing.T) {
 func TestLoadIndexWithProblemsSweepsPackTemps(t *testing.T) {
 	st := mem.New()
 	repos := storetest.InitRepos(t, st)
-	ids, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	junk := []byte("a damaged index file")
 	if err := st.Put(t.Context(), chunkstore.IndexPrefix+chunkstore.Hash(junk).String(), junk); err != nil {
 		t.Fatal(err)
@@ -222,10 +212,7 @@ func TestLoadIndexWithProblemsSweepsPackTemps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := chunkstore.Open(t.Context(), st, chunkstore.Credentials{Identities: ids}, chunkstore.Options{CacheDir: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openCached(t, st, repos, cache)
 	if err := r.LoadIndex(t.Context()); err != nil {
 		t.Fatal(err)
 	}

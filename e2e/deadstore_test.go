@@ -53,25 +53,7 @@ func TestRestoreStoreDies(t *testing.T) {
 	if res.Code != 1 {
 		t.Fatalf("exit code %d, want 1: %s", res.Code, res)
 	}
-	// Each retry is logged once. The reads under way when the store
-	// died use up their attempts (5 retries each, at the same time);
-	// every later one stops at its first refused connection.
-	retries := strings.Count(res.Stderr, "storage operation failed, retrying")
-	if retries > 5*parallelism {
-		t.Errorf("%d retries logged, want at most %d (one round per read under way): %s", retries, 5*parallelism, res)
-	}
-	for _, want := range []string{"storage unreachable", px.addr(), "/data/", "connection refused", "run the same restore again"} {
-		if !strings.Contains(res.Stderr, want) {
-			t.Errorf("stderr does not say %q: %s", want, res)
-		}
-	}
-	var out struct {
-		Error            string `json:"error"`
-		StoreUnreachable bool   `json:"store_unreachable"`
-	}
-	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil || !out.StoreUnreachable || !strings.Contains(out.Error, "storage unreachable") {
-		t.Errorf("--json output %q (%v): want store_unreachable and the error", res.Stdout, err)
-	}
+	storeDied(t, res, px, parallelism, "run the same restore again")
 
 	// The store answers again (here: read without the dead proxy).
 	fin := finishRestore(t, repo.reader(t), sum.SnapshotID, target)
@@ -106,21 +88,31 @@ func TestCheckStoreDies(t *testing.T) {
 	if res.Code != 1 {
 		t.Fatalf("exit code %d, want 1: %s", res.Code, res)
 	}
-	// check reads 4 packs at a time: each read under way when the
-	// store died may use up its 5 retries; no later one retries.
-	const readers = 4
+	const readers = 4 // packs check reads at a time
+	storeDied(t, res, px, readers, "run the check again")
+}
+
+// storeDied checks what a command that reads packs, readers at a time,
+// said when the store behind px died: each retry is logged once, and the
+// reads under way then may use up their attempts (5 retries each, at the
+// same time), but every later one stops at its first refused connection;
+// stderr names the endpoint, a pack and the connection refused, and says
+// what to do (rerun); --json says store_unreachable, with the error.
+func storeDied(t *testing.T, res result, px *s3Proxy, readers int, rerun string) {
+	t.Helper()
 	if retries := strings.Count(res.Stderr, "storage operation failed, retrying"); retries > 5*readers {
 		t.Errorf("%d retries logged, want at most %d (one round per read under way): %s", retries, 5*readers, res)
 	}
-	for _, want := range []string{"storage unreachable", px.addr(), "/data/", "connection refused", "run the check again"} {
+	for _, want := range []string{"storage unreachable", px.addr(), "/data/", "connection refused", rerun} {
 		if !strings.Contains(res.Stderr, want) {
 			t.Errorf("stderr does not say %q: %s", want, res)
 		}
 	}
 	var out struct {
-		StoreUnreachable bool `json:"store_unreachable"`
+		Error            string `json:"error"`
+		StoreUnreachable bool   `json:"store_unreachable"`
 	}
-	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil || !out.StoreUnreachable {
-		t.Errorf("--json output %q (%v): want store_unreachable", res.Stdout, err)
+	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil || !out.StoreUnreachable || !strings.Contains(out.Error, "storage unreachable") {
+		t.Errorf("--json output %q (%v): want store_unreachable and the error", res.Stdout, err)
 	}
 }
