@@ -89,7 +89,7 @@ func TestReserveAllocatesOnlyTheSpan(t *testing.T) {
 	if err := fh.Truncate(size); err != nil {
 		t.Fatal(err)
 	}
-	d := newDirectIO(true, nil)
+	d := newDirectIO(true, 0, nil)
 	d.reserve(fh, off, n)
 	if d.noAlloc.Load() {
 		t.Skip("the temporary directory's filesystem has no fallocate")
@@ -124,7 +124,7 @@ func TestReserveStopsWhereUnsupported(t *testing.T) {
 	} {
 		calls := 0
 		fallocate = func(*os.File, int64, int64) error { calls++; return &os.PathError{Op: "fallocate", Err: tc.errno} }
-		d := newDirectIO(true, nil)
+		d := newDirectIO(true, 0, nil)
 		for range 3 {
 			d.reserve(nil, 0, directAlign)
 		}

@@ -5,8 +5,10 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -131,3 +133,25 @@ var (
 )
 
 const Nobody = nobody
+
+// SlowDirectWrites makes each direct write take at least d longer, as on
+// a slow disk, until the test ends, and returns a function that tells
+// the most direct writes seen under way at once.
+func SlowDirectWrites(t testing.TB, d time.Duration) (most func() int64) {
+	orig := writeDirect
+	t.Cleanup(func() { writeDirect = orig })
+	var now, peak atomic.Int64
+	writeDirect = func(f *os.File, b []byte, off int64) (int, error) {
+		n := now.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		defer now.Add(-1)
+		time.Sleep(d)
+		return orig(f, b, off)
+	}
+	return peak.Load
+}
+
+// DirectSlots is how many direct writes a restore with Options.Packs
+// packs lets be under way at once.
+func DirectSlots(packs int) int { return directSlots(packs) }

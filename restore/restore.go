@@ -47,7 +47,10 @@ type Options struct {
 	WriteBehind int64
 	// DirectIO writes the aligned bulk of files of 1 MiB and more with
 	// O_DIRECT where the target's filesystem supports it (see directIO),
-	// bypassing the page cache. Each such write waits for the disk.
+	// bypassing the page cache. Each such write waits for the disk, so
+	// no more than a quarter of the Packs fetchers write direct at once
+	// (directSlots): a chunk that finds them all busy goes through the
+	// page cache.
 	DirectIO bool
 	// Sync flushes the target's filesystem (syncfs) before Restore
 	// returns, so that the restored data is on disk, and fails the
@@ -368,7 +371,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 	if err := repo.EnsureIndex(ctx); err != nil {
 		return nil, err
 	}
-	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind, opts.Sync), dio: newDirectIO(opts.DirectIO, opts.Logger), guard: guard}
+	r := &restorer{repo: repo, t: t, opts: opts, log: opts.Logger, prog: opts.Progress, bufs: make(chan *fetchBufs, opts.Packs), wb: newWriteBehind(opts.WriteBehind, opts.Sync), dio: newDirectIO(opts.DirectIO, directSlots(opts.Packs), opts.Logger), guard: guard}
 	t.keepDir = r.keepDir
 	t.removeFull = opts.Delete
 
@@ -1583,7 +1586,13 @@ func interleave(jobs []*packJob) []*packJob {
 // write-behind window.
 func (r *restorer) writeData(f *fileState, fh *os.File, plain []byte, off int64) (direct bool, err error) {
 	if f.direct {
-		if a, b := interior(addr(plain), off, int64(len(plain))); a < b {
+		a, b := interior(addr(plain), off, int64(len(plain)))
+		release, ok := func() {}, false
+		if a < b {
+			release, ok = r.dio.slot()
+		}
+		if ok {
+			defer release()
 			dfh, err := r.dio.handle(r.t, f)
 			if err != nil {
 				// Out of descriptors, say: the ordinary one still works.

@@ -73,7 +73,9 @@ files back as soon as their data is written. --keep-cache turns the window
 off: everything stays cached (useful when the restored files are read again
 right away and fit in memory). --direct-io
 writes the bulk of files of 1 MiB and more straight to disk (O_DIRECT, where
-the filesystem supports it); each such write then waits for the disk.
+the filesystem supports it); each such write then waits for the disk, so at
+most a quarter of the parallel downloads write direct at once and the rest
+goes through the page cache.
 
 --include and --exclude choose what is restored. An include pattern is
 matched against the snapshot-relative path (home/u/*.txt) and takes
