@@ -335,3 +335,20 @@ func TestDiffAlerts(t *testing.T) {
 		t.Error("no change reported as a change")
 	}
 }
+
+// TestLatestDrillMixedIndexes: drill records from before jobs kept their
+// Raft index (0) and after it are ordered the same way whatever order the
+// map gives them: the indexed ones are newer. Before, d10 beat the old
+// record by start, d20 beat d10 by index and the old one beat d20 by
+// start: a cycle, and the newest changed with the iteration order.
+func TestLatestDrillMixedIndexes(t *testing.T) {
+	s := evalState()
+	s.Drills["old"] = &DrillRecord{ID: "old", Policy: "p", DrillReport: DrillReport{Passed: true, StartedAt: t0.Add(2 * time.Hour)}}
+	s.Drills["d10"] = &DrillRecord{ID: "d10", Policy: "p", CreatedIndex: 10, DrillReport: DrillReport{Passed: true, StartedAt: t0.Add(3 * time.Hour)}}
+	s.Drills["d20"] = &DrillRecord{ID: "d20", Policy: "p", CreatedIndex: 20, DrillReport: DrillReport{Passed: false, StartedAt: t0.Add(time.Hour)}}
+	for range 200 {
+		if got := s.LatestDrill("p"); got == nil || got.ID != "d20" {
+			t.Fatalf("latest drill %+v, want d20 (the last created)", got)
+		}
+	}
+}

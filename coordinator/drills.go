@@ -166,8 +166,16 @@ func (s *State) LatestDrills() map[string]*DrillRecord {
 // times are the runner's clock's (or the leader's, for a drill that did
 // not run): a runner whose clock was a day ahead made its drill the
 // newest for a day, and a drill that failed after it raised no alert.
+// A record with an index is newer than one without: its job was created
+// after every job from before the index. Comparing such a pair by start
+// could make the order cyclic (an old record started at 2:00, indexed
+// ones at 3:00 and, created later, 1:00: each beats the one before), and
+// the newest would then depend on the map's iteration order.
 func newerDrill(d, b *DrillRecord) bool {
-	if d.CreatedIndex != 0 && b.CreatedIndex != 0 && d.CreatedIndex != b.CreatedIndex {
+	if (d.CreatedIndex == 0) != (b.CreatedIndex == 0) {
+		return d.CreatedIndex != 0
+	}
+	if d.CreatedIndex != b.CreatedIndex {
 		return d.CreatedIndex > b.CreatedIndex
 	}
 	return d.StartedAt.After(b.StartedAt) || d.StartedAt.Equal(b.StartedAt) && d.ID > b.ID
