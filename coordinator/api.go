@@ -174,14 +174,65 @@ func (a *API) routes() {
 // ServeHTTP implements http.Handler. Every answer gets a write deadline
 // here: the server has no WriteTimeout, which would cut long polls (see
 // newHTTPServer), so the routes that wait longer extend it themselves.
+// Writing the answer extends it as the client takes it (progressWriter).
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a.writeDeadline(w, 0)
-	a.mux.ServeHTTP(w, r)
+	pw := &progressWriter{ResponseWriter: w, rc: http.NewResponseController(w), step: a.cfg.WriteTimeout}
+	a.writeDeadline(pw, 0)
+	a.mux.ServeHTTP(pw, r)
 }
 
+// progressChunk is how much of an answer progressWriter writes under one
+// extension of the write deadline.
+const progressChunk = 32 << 10
+
+// progressWriter writes an answer in chunks and gives each chunk step to
+// be taken by the client, if the deadline set is sooner: a client that
+// stops reading is cut off, one that reads a large answer (a status or an
+// audit listing of many megabytes, a forwarded answer relayed at the
+// client's pace) slowly but steadily gets all of it. The deadline it
+// tracks is the last one set; it never shortens it.
+type progressWriter struct {
+	http.ResponseWriter
+	rc       *http.ResponseController
+	step     time.Duration
+	deadline time.Time
+}
+
+// SetWriteDeadline is what http.ResponseController calls through the
+// writers wrapping this one (writeDeadline).
+func (p *progressWriter) SetWriteDeadline(t time.Time) error {
+	p.deadline = t
+	return p.rc.SetWriteDeadline(t)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		c := b[:min(len(b), progressChunk)]
+		if next := time.Now().Add(p.step); next.After(p.deadline) {
+			// Not supported (a test's recorder): nothing to extend.
+			_ = p.SetWriteDeadline(next)
+		}
+		m, err := p.ResponseWriter.Write(c)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[len(c):]
+	}
+	return n, nil
+}
+
+// Flush keeps the answer flushable through this writer.
+func (p *progressWriter) Flush() { _ = p.rc.Flush() }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
 // writeDeadline sets the answer's write deadline to WriteTimeout plus
-// extra from now. A connection whose client does not read the answer by
-// then is closed, and the handler's writes fail.
+// extra from now. A connection whose client has not read the answer by
+// then (or, for a large answer, its next part: progressWriter) is closed,
+// and the handler's writes fail.
 func (a *API) writeDeadline(w http.ResponseWriter, extra time.Duration) {
 	err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout + extra))
 	if err != nil && !errors.Is(err, http.ErrNotSupported) {

@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,33 +99,8 @@ func (l smallBufListener) Accept() (net.Conn, error) {
 // the write deadline: the handler's goroutine ends and the connection is
 // closed. A long poll is answered although it outlasts that deadline.
 func TestAPIWriteDeadline(t *testing.T) {
-	c := newAPICluster(t, 1)
-	c.addRepo(c.admin)
-	// About 400 KB of policy, far more than the two sockets' buffers.
-	p := Policy{Name: "big", Repository: "r", Schedule: "@every 1h", Agents: map[string]string{"role": "web"}, Paths: []string{"/srv"}}
-	for i := range 4000 {
-		p.Exclude = append(p.Exclude, fmt.Sprintf("/srv/cache/%06d/%s", i, strings.Repeat("x", 80)))
-	}
-	c.mustJSON(http.MethodPut, c.url(0)+"/v1/policies", c.admin, p, nil)
-	var enr EnrollResult
-	c.mustJSON(http.MethodPost, c.url(0)+"/v1/agents", c.token(RoleAgent), EnrollRequest{Name: "web-1"}, &enr)
-
-	api := NewAPI(APIConfig{Node: c.nodes[0], SelfURL: c.url(0), WriteTimeout: 300 * time.Millisecond})
-	done := make(chan string, 4)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		api.ServeHTTP(w, r)
-		done <- r.URL.Path
-	}))
-	srv.Config = newHTTPServer(srv.Config.Handler)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener = smallBufListener{ln}
-	srv.Start()
-	defer srv.Close()
-
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	c, enr, addr, done := writeDeadlineServer(t, 300*time.Millisecond)
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +124,86 @@ func TestAPIWriteDeadline(t *testing.T) {
 	}
 
 	start := time.Now()
-	status, b := httpCall(t, http.MethodGet, srv.URL+"/v1/agents/web-1/work?wait=1s", enr.Credential, nil, "")
+	status, b := httpCall(t, http.MethodGet, "http://"+addr+"/v1/agents/web-1/work?wait=1s", enr.Credential, nil, "")
 	if el := time.Since(start); status != http.StatusNoContent || el < 900*time.Millisecond {
 		t.Fatalf("long poll of 1s under a 300ms write deadline: %d after %v: %s", status, el, b)
 	}
+}
+
+// A client that reads a large answer slowly but steadily gets all of it,
+// although that takes far longer than the write deadline: each part of
+// the answer has the deadline to be taken, not the whole.
+func TestAPIWriteDeadlineSlowReader(t *testing.T) {
+	c, _, addr, done := writeDeadlineServer(t, time.Second)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+	if _, err := conn.Write([]byte("GET /v1/policies HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer " + c.admin + "\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// At most 160 KB a second: the 400 KB answer takes more than 2
+	// seconds, each 32 KB part of it a fifth of one.
+	start := time.Now()
+	var got bytes.Buffer
+	buf := make([]byte, 8<<10)
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for {
+		n, err := conn.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	el := time.Since(start)
+	<-done
+	n := got.Len()
+	resp, err := http.ReadResponse(bufio.NewReader(&got), nil)
+	if err != nil {
+		t.Fatalf("after %v: %v", el, err)
+	}
+	var ps []PolicyRecord
+	if err := json.NewDecoder(resp.Body).Decode(&ps); err != nil {
+		t.Fatalf("a slow reader's answer was cut after %v (%d bytes): %v", el, n, err)
+	}
+	if len(ps) != 1 || len(ps[0].Policy.Exclude) != 4000 || el < 2*time.Second {
+		t.Fatalf("got %d policies after %v, want the big one, read over more than 2s", len(ps), el)
+	}
+}
+
+// writeDeadlineServer serves a one-node cluster's API with write deadline
+// timeout on a listener whose connections have small send buffers. The
+// cluster has an agent and a policy of about 400 KB, far more than the two
+// sockets' buffers; done receives each request's path when it ends.
+func writeDeadlineServer(t *testing.T, timeout time.Duration) (*apiCluster, EnrollResult, string, chan string) {
+	t.Helper()
+	c := newAPICluster(t, 1)
+	c.addRepo(c.admin)
+	// About 400 KB of policy, far more than the two sockets' buffers.
+	p := Policy{Name: "big", Repository: "r", Schedule: "@every 1h", Agents: map[string]string{"role": "web"}, Paths: []string{"/srv"}}
+	for i := range 4000 {
+		p.Exclude = append(p.Exclude, fmt.Sprintf("/srv/cache/%06d/%s", i, strings.Repeat("x", 80)))
+	}
+	c.mustJSON(http.MethodPut, c.url(0)+"/v1/policies", c.admin, p, nil)
+	var enr EnrollResult
+	c.mustJSON(http.MethodPost, c.url(0)+"/v1/agents", c.token(RoleAgent), EnrollRequest{Name: "web-1"}, &enr)
+
+	api := NewAPI(APIConfig{Node: c.nodes[0], SelfURL: c.url(0), WriteTimeout: timeout})
+	done := make(chan string, 4)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r)
+		done <- r.URL.Path
+	}))
+	srv.Config = newHTTPServer(srv.Config.Handler)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = smallBufListener{ln}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return c, enr, ln.Addr().String(), done
 }
