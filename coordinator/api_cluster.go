@@ -93,10 +93,9 @@ func (a *API) ClusterStatus(ctx context.Context) ClusterStatus {
 	st := a.node.Status()
 	cs := ClusterStatus{Node: st.ID, State: st.State, Leader: st.Leader, LeaderAddr: st.LeaderAddr, Term: st.Term,
 		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastIndex: st.LastIndex, Members: []MemberStatus{}}
-	var secret string
 	a.node.View(func(s *State) {
 		if s.Cluster != nil {
-			cs.Cluster, secret = s.Cluster.ID, s.Cluster.NodeSecret
+			cs.Cluster = s.Cluster.ID
 		}
 		cs.LeaderHTTP = s.NodeHTTP(st.Leader)
 		for _, m := range st.Members {
@@ -118,7 +117,7 @@ func (a *API) ClusterStatus(ctx context.Context) ClusterStatus {
 				m.Health, m.Error = "unknown", "its API address is not known yet"
 				return
 			default:
-				self, err = a.probe(ctx, m.HTTPAddr, secret)
+				self, err = a.probe(ctx, m.HTTPAddr)
 			}
 			if err != nil {
 				m.Health, m.Error = "unreachable", err.Error()
@@ -135,28 +134,58 @@ func (a *API) ClusterStatus(ctx context.Context) ClusterStatus {
 	return cs
 }
 
-func (a *API) probe(ctx context.Context, base, secret string) (NodeSelf, error) {
+// probeRetry is how often probe asks again a member that refuses the node
+// secret.
+const probeRetry = 50 * time.Millisecond
+
+// probe asks the member at base for its own view, with the node secret of
+// this node's state. A member that refuses it is asked again, with the
+// secret read anew, until the second is up: right after a rotation one of
+// the two nodes may not have applied it yet (it does within a heartbeat),
+// and status would show a healthy member unreachable.
+func (a *API) probe(ctx context.Context, base string) (NodeSelf, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
+	for {
+		n, refused, err := a.probeOnce(ctx, base)
+		if !refused {
+			return n, err
+		}
+		select {
+		case <-ctx.Done():
+			return NodeSelf{}, fmt.Errorf("%w (the two nodes hold different node secrets: one has not applied a rotation yet, or the member was removed)", err)
+		case <-time.After(probeRetry):
+		}
+	}
+}
+
+// probeOnce is one request of probe; refused says the member refused the
+// node secret.
+func (a *API) probeOnce(ctx context.Context, base string) (n NodeSelf, refused bool, err error) {
+	var secret string
+	a.node.View(func(s *State) {
+		if s.Cluster != nil {
+			secret = s.Cluster.NodeSecret
+		}
+	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/cluster/self", nil)
 	if err != nil {
-		return NodeSelf{}, err
+		return NodeSelf{}, false, err
 	}
 	req.Header.Set("Authorization", "Bearer "+nodeCredential(secret))
 	req.Header.Set(headerNode, a.node.ID())
 	resp, err := a.hc.Do(req)
 	if err != nil {
-		return NodeSelf{}, err
+		return NodeSelf{}, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return NodeSelf{}, relayError(resp)
+		return NodeSelf{}, resp.StatusCode == http.StatusUnauthorized, relayError(resp)
 	}
-	var n NodeSelf
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&n); err != nil {
-		return NodeSelf{}, err
+		return NodeSelf{}, false, err
 	}
-	return n, nil
+	return n, false, nil
 }
 
 // JoinRequest is the body of POST /v1/cluster/join.

@@ -154,3 +154,26 @@ func TestNodeSecretRotation(t *testing.T) {
 		t.Errorf("the leader takes the removed node's secret: %d", got)
 	}
 }
+
+// TestClusterStatusAfterRotation: right after the node secret is rotated,
+// status on the leader and on a follower shows every member healthy,
+// although the member asked (or the node asking) may not have applied the
+// rotation yet: it showed both followers unreachable ("invalid node
+// credential") every time.
+func TestClusterStatusAfterRotation(t *testing.T) {
+	c := newAPICluster(t, 3)
+	l, f := c.leader(), c.follower()
+	for round := range 5 {
+		status, b := httpCall(t, http.MethodPost, c.url(l)+"/v1/cluster/node-secret", c.admin, nil, "")
+		if status != http.StatusNoContent {
+			t.Fatalf("rotate: %d %s", status, b)
+		}
+		for _, i := range []int{l, f} {
+			for _, m := range c.apis[i].ClusterStatus(t.Context()).Members {
+				if m.Health != "ok" {
+					t.Errorf("round %d, status on %s: member %s %s: %s", round, c.peers[i].ID, m.ID, m.Health, m.Error)
+				}
+			}
+		}
+	}
+}
