@@ -101,7 +101,8 @@ func (r *restorer) leftovers(pl *plan) []string {
 // removeLeftovers removes what leftovers finds, unless another restore
 // is running into the target (see targetDir.lock), and returns how many it
 // removed. A directory with a file system mounted in it is left, as
-// --delete leaves one; so is what cannot be removed: both are recorded
+// --delete leaves one; so is, without --delete, a directory that holds
+// entries, and what cannot be removed: each is recorded
 // in r.leftoversKept, with why. They are not the snapshot's, so the
 // restore does not fail for them.
 func (r *restorer) removeLeftovers(pl *plan, lock *targetLock) int64 {
@@ -132,13 +133,28 @@ func (r *restorer) sweepLeftovers(pl *plan, dry bool) int64 {
 				r.keepLeftover(p, errors.New(why))
 				continue
 			}
+			if dry && !r.opts.Delete {
+				if names, err := r.t.names(p); err == nil && len(names) > 0 {
+					r.keepLeftover(p, leftoverWithEntries)
+					continue
+				}
+			}
 		}
 		if dry {
 			removed++
 			continue
 		}
-		if err := r.t.clearAll(p); err != nil {
-			r.keepLeftover(p, fmt.Errorf("could not remove it: %w; remove it by hand once no restore is writing into the target", err))
+		// A directory under a temporary name is one the target held
+		// where the snapshot has a file. Without Delete the restore
+		// that moved it there would have removed it only while empty
+		// (replaceDir): entries it holds are the user's, which only
+		// Delete removes (clear).
+		if err := r.t.clear(p); err != nil {
+			if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+				r.keepLeftover(p, leftoverWithEntries)
+			} else {
+				r.keepLeftover(p, fmt.Errorf("could not remove it: %w; remove it by hand once no restore is writing into the target", err))
+			}
 			continue
 		}
 		r.log.Debug("removed what a killed restore left", "path", p)
@@ -146,6 +162,10 @@ func (r *restorer) sweepLeftovers(pl *plan, dry bool) int64 {
 	}
 	return removed
 }
+
+// leftoverWithEntries is why a leftover directory that holds entries is
+// not removed without Options.Delete.
+var leftoverWithEntries = errors.New("it holds entries: it is a directory the target held where the snapshot has a file, which a restore moved to this name to put the file in its place, then was killed or could not move it back; without --delete what it holds is left: look through it and move it back or away, or restore with --delete to remove it with all it holds")
 
 // keepLeftover records leftover p as not removed, because of err; it is
 // reported once, here (--delete leaves every such name alone).

@@ -17,7 +17,7 @@ import (
 
 // TestRestoreRemovesLeftovers: what killed restores left under their
 // temporary names in the target's directories — partly written files,
-// a directory a file was taking the place of — is removed by the next
+// an empty directory a file was taking the place of — is removed by the next
 // restore into it and counted; a name of a process that still runs, and
 // a name that merely looks alike, are left.
 func TestRestoreRemovesLeftovers(t *testing.T) {
@@ -52,9 +52,14 @@ func TestRestoreRemovesLeftovers(t *testing.T) {
 		filepath.Join(out, "times", "olddir", fmt.Sprintf(".lifeboat-restore-%d-12", os.Getpid())), // a directory exchanged out
 	}
 	write(removed[0], 1<<20)
-	write(filepath.Join(removed[1], "held", "file"), 4096)
 	write(removed[2], 10)
-	write(filepath.Join(removed[3], "x"), 10)
+	// Empty: one holding entries is left without --delete
+	// (TestLeftoverDirectoriesWithEntries).
+	for _, d := range []string{removed[1], removed[3]} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	kept := []string{
 		filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-3", running.Process.Pid)), // that process runs
 		filepath.Join(out, ".lifeboat-restore-notes"),
@@ -115,6 +120,73 @@ func TestRestoreRemovesLeftovers(t *testing.T) {
 	}
 	if res.Leftovers != 1 || len(res.Changes) != 1 || !strings.HasSuffix(res.Changes[0].Path, "not-in-the-snapshot") {
 		t.Errorf("--delete: leftovers %d, changes %+v; want 1 leftover and only not-in-the-snapshot deleted", res.Leftovers, res.Changes)
+	}
+}
+
+// TestLeftoverDirectoriesWithEntries: a directory a killed restore left
+// under a temporary name (moved aside, or exchanged out, to put a file in
+// its place) that holds entries was the user's, and they are left,
+// named, by a restore without --delete, as the restore that moved it
+// would have left them (it removes only an empty one), in a dry run too;
+// a restore with --delete removes it, as it would have. Before, any
+// restore removed it with all it held.
+func TestLeftoverDirectoriesWithEntries(t *testing.T) {
+	r, src, _, snap := standardSnapshot(t, "local")
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := gone.Process.Pid
+	dirs := []string{
+		filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-4-old", dead)),      // moved aside
+		filepath.Join(out, "times", fmt.Sprintf(".lifeboat-restore-%d-5", dead)), // exchanged out
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(d, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "sub", "mine.txt"), []byte("the user's\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := func(res *restore.Result) {
+		t.Helper()
+		if res.Leftovers != 0 || len(res.LeftoversKept) != len(dirs) {
+			t.Fatalf("Leftovers %d, kept %v; want none removed, both kept", res.Leftovers, res.LeftoversKept)
+		}
+		for _, k := range res.LeftoversKept {
+			if msg := k.Err.Error(); !strings.Contains(msg, "holds entries") || !strings.Contains(msg, "--delete") {
+				t.Errorf("%s: %s; want it to say it holds entries, naming --delete", k.Path, msg)
+			}
+		}
+		for _, d := range dirs {
+			if b, err := os.ReadFile(filepath.Join(d, "sub", "mine.txt")); err != nil || string(b) != "the user's\n" {
+				t.Errorf("%s/sub/mine.txt: %q, %v; want it kept", d, b, err)
+			}
+		}
+	}
+	dry, err := restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept(dry)
+	kept(r.restore(t, snap, restore.Options{Target: dst}))
+
+	dry, err = restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst, DryRun: true, Delete: true})
+	if err != nil || dry.Leftovers != int64(len(dirs)) {
+		t.Fatalf("dry run with --delete: %v, Leftovers %d, want %d", err, dry.Leftovers, len(dirs))
+	}
+	res := r.restore(t, snap, restore.Options{Target: dst, Delete: true})
+	if res.Leftovers != int64(len(dirs)) || len(res.LeftoversKept) != 0 {
+		t.Errorf("--delete: Leftovers %d, kept %v; want both removed", res.Leftovers, res.LeftoversKept)
+	}
+	for _, d := range dirs {
+		if _, err := os.Lstat(d); !os.IsNotExist(err) {
+			t.Errorf("--delete left %s: %v", d, err)
+		}
 	}
 }
 

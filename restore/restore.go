@@ -1839,7 +1839,7 @@ type leftAsideError struct {
 }
 
 func (e *leftAsideError) Error() string {
-	return fmt.Sprintf("%v; the directory that was there is left as %s (moving it back failed: %v): move it back by hand before the next restore into this target, which would remove it as a leftover", e.err, e.aside, e.back)
+	return fmt.Sprintf("%v; the directory that was there is left as %s (moving it back failed: %v): move it back by hand (a later restore into this target with --delete would remove it, with all it holds, as a leftover)", e.err, e.aside, e.back)
 }
 
 func (e *leftAsideError) Unwrap() error { return e.err }
