@@ -169,8 +169,17 @@ var leftoverWithEntries = errors.New("it holds entries: it is a directory the ta
 
 // keepLeftover records leftover p as not removed, because of err; it is
 // reported once, here (--delete leaves every such name alone).
+//
+// One named with this process's PID (an earlier process's: 1 in every
+// container) keeps its number from nextTmp, as a name the snapshot holds
+// does (plan.takeTmp): a file written under it, or a directory moved
+// aside to it, would fail, and the failed file's cleanup would remove
+// the leftover with all it holds. The sweep runs before any number is
+// handed out.
 func (r *restorer) keepLeftover(p string, err error) {
 	r.leftoversKept = append(r.leftoversKept, Failure{Path: p, Err: err, Removal: true})
+	_, name := split(p)
+	r.tmpsTaken = takeTmpName(r.tmpsTaken, name)
 }
 
 // targetLock is a restore's flock(2) on its target directory: shared

@@ -307,3 +307,60 @@ func TestSnapshotHoldsTemporaryNames(t *testing.T) {
 	}
 	run("again")
 }
+
+// TestKeptLeftoverNamesNotReused: a leftover the sweep keeps (here a
+// directory that holds entries, without --delete) named with this
+// process's PID (a container's restores all run as PID 1) is not handed
+// out again as a temporary name: the files written under their
+// temporary names in its directory, and the directory moved aside to
+// make room for one, are restored, and it is left as it was. Before, the
+// files that drew its number failed ("the target holds a directory with
+// entries here").
+func TestKeptLeftoverNamesNotReused(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	tree := fixture.Tree{
+		"small":     {Content: []byte("the snapshot's small file\n")},
+		"big":       {Content: fixture.Random(7, 3<<20)},
+		"was-a-dir": {Content: []byte("a file where the target has an empty directory\n")},
+	}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	must := fatalIf(t)
+	must(os.WriteFile(filepath.Join(out, "small"), []byte("changed in the target\n"), 0o644))
+	must(os.WriteFile(filepath.Join(out, "big"), []byte("changed in the target\n"), 0o644))
+	must(os.Remove(filepath.Join(out, "was-a-dir")))
+	must(os.Mkdir(filepath.Join(out, "was-a-dir"), 0o755))
+	// The restore hands out numbers 1, 2 and 3: each is taken, by a
+	// name and by its moved-aside form.
+	var kept []string
+	for n := 1; n <= 3; n++ {
+		for _, suffix := range []string{"", "-old"} {
+			d := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-%d%s", os.Getpid(), n, suffix))
+			must(os.MkdirAll(d, 0o755))
+			must(os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644))
+			kept = append(kept, d)
+		}
+	}
+	restore.RefuseExchange(t) // so that was-a-dir's directory is moved aside
+	res, err := restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) > 0 {
+		t.Errorf("failures: %v", res.Failures)
+	}
+	if len(res.LeftoversKept) != len(kept) {
+		t.Errorf("leftovers kept: %v, want the %d directories", res.LeftoversKept, len(kept))
+	}
+	for _, d := range kept {
+		if b, err := os.ReadFile(filepath.Join(d, "mine.txt")); err != nil || string(b) != "the user's\n" {
+			t.Errorf("%s/mine.txt: %q, %v; want it kept", d, b, err)
+		}
+		must(os.RemoveAll(d))
+	}
+	fixture.Compare(t, tree, out)
+}

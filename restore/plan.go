@@ -139,20 +139,25 @@ type plan struct {
 // killed restore left them in, restored again as the same PID: 1 in a
 // container), no file may be written under it, nor a directory moved
 // aside to it.
-func (pl *plan) takeTmp(name string) {
+func (pl *plan) takeTmp(name string) { pl.tmpsTaken = takeTmpName(pl.tmpsTaken, name) }
+
+// takeTmpName adds to taken (made if nil) the number of name, if it is
+// one of this process's temporary names, and returns taken.
+func takeTmpName(taken map[uint32]bool, name string) map[uint32]bool {
 	rest, ok := strings.CutPrefix(name, leftoverPrefix+restorePID+"-")
 	if !ok {
-		return
+		return taken
 	}
 	rest = strings.TrimSuffix(rest, "-old")
 	n, err := strconv.ParseUint(rest, 10, 32)
 	if err != nil || strconv.FormatUint(n, 10) != rest {
-		return
+		return taken
 	}
-	if pl.tmpsTaken == nil {
-		pl.tmpsTaken = map[uint32]bool{}
+	if taken == nil {
+		taken = map[uint32]bool{}
 	}
-	pl.tmpsTaken[uint32(n)] = true
+	taken[uint32(n)] = true
+	return taken
 }
 
 type entry struct {

@@ -261,7 +261,7 @@ type restorer struct {
 	wb          *writeBehind
 	dio         *directIO
 	tmps        atomic.Uint32   // temporary names handed out (nextTmp)
-	tmpsTaken   map[uint32]bool // numbers nextTmp skips (plan.tmpsTaken); read-only once planned
+	tmpsTaken   map[uint32]bool // numbers nextTmp skips (plan.tmpsTaken, keepLeftover); read-only once leftovers are swept
 	guard       *deleteGuard    // what Options.Delete must leave
 	guardOnce   sync.Once       // dirGuard
 	guardErr    error
