@@ -364,3 +364,40 @@ func TestKeptLeftoverNamesNotReused(t *testing.T) {
 	}
 	fixture.Compare(t, tree, out)
 }
+
+// TestFailedFileLeavesDirectoryAtItsTemporaryName: a directory with
+// entries at the temporary name a file drew (here an earlier process's
+// of the same PID, which the sweep left because another restore held
+// the target) fails that file, and is left as it is: the failed file's
+// cleanup removes only a file under its temporary name, the restore's
+// own. Before, it removed the directory with all it held.
+func TestFailedFileLeavesDirectoryAtItsTemporaryName(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"big": {Content: fixture.Random(8, 3<<20)}})
+	snap := r.backup(t, src)
+	dst := t.TempDir()
+	r.restore(t, snap, restore.Options{Target: dst})
+	out := restoredAt(dst, src)
+	must := fatalIf(t)
+	must(os.WriteFile(filepath.Join(out, "big"), []byte("changed in the target\n"), 0o644))
+	d := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-1", os.Getpid()))
+	must(os.Mkdir(d, 0o755))
+	must(os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644))
+	// Another restore running into the target, as its shared lock says:
+	// leftovers are left for a later one.
+	lock, err := os.Open(dst)
+	must(err)
+	defer lock.Close()
+	must(unix.Flock(int(lock.Fd()), unix.LOCK_SH))
+	res, err := restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) != 1 || !strings.HasSuffix(res.Failures[0].Path, "/big") {
+		t.Errorf("failures %v, want big's", res.Failures)
+	}
+	if b, err := os.ReadFile(filepath.Join(d, "mine.txt")); err != nil || string(b) != "the user's\n" {
+		t.Errorf("%s/mine.txt: %q, %v; want it kept", d, b, err)
+	}
+}

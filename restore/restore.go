@@ -496,7 +496,7 @@ func Restore(ctx context.Context, repo *chunkstore.Repository, snap *snapshot.Sn
 					f.failed = fmt.Errorf("%w (what the target held there is left as it was)", f.failed)
 				}
 				r.fail(f.path, f.failed)
-				_ = t.clearAll(f.tmpPath())
+				_ = t.clearTmp(f.tmpPath())
 				continue
 			}
 			r.fail(f.path, f.failed)
@@ -1858,7 +1858,7 @@ var beforeReplaceDir func(tmp string)
 func (r *restorer) unplaced(files []*fileState) {
 	for _, f := range files {
 		if f.tmp != 0 && !f.placed {
-			_ = r.t.clearAll(f.tmpPath())
+			_ = r.t.clearTmp(f.tmpPath())
 		}
 	}
 }

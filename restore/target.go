@@ -201,10 +201,25 @@ func (t *targetDir) lstat(p string) (unix.Stat_t, error) {
 // it is empty, unless removeFull.
 func (t *targetDir) clear(p string) error { return t.remove(p, t.removeFull) }
 
-// clearAll is clear for what the restore itself made, or was told to
-// remove whatever it holds (Options.Delete): a directory goes with all
-// it holds.
+// clearAll is clear for what Options.Delete removes whatever it holds:
+// a directory goes with all it holds. (The restore's own temporary files
+// go by clearTmp, which never removes a directory.)
 func (t *targetDir) clearAll(p string) error { return t.remove(p, true) }
+
+// clearTmp removes the file the restore wrote under temporary name p
+// and did not put in place. A directory there is not the restore's (one
+// it exchanged out is back at its path, or its file placed, by then):
+// another process's, or one an earlier process of the same PID left
+// there while another restore held the target (removeLeftovers). It is
+// left, with all it holds.
+func (t *targetDir) clearTmp(p string) error {
+	dir, base := split(p)
+	err := t.withDir(dir, func(dfd int) error { return unix.Unlinkat(dfd, base, 0) })
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
+}
 
 func (t *targetDir) remove(p string, full bool) error {
 	st, err := t.lstat(p)
