@@ -311,11 +311,12 @@ func TestSnapshotHoldsTemporaryNames(t *testing.T) {
 // TestKeptLeftoverNamesNotReused: a leftover the sweep keeps (here a
 // directory that holds entries, without --delete) named with this
 // process's PID (a container's restores all run as PID 1) is not handed
-// out again as a temporary name: the files written under their
-// temporary names in its directory, and the directory moved aside to
-// make room for one, are restored, and it is left as it was. Before, the
-// files that drew its number failed ("the target holds a directory with
-// entries here").
+// out again as a temporary name: the directory moved aside to make room
+// for a file is, and it is left as it was. Before, the file that drew its
+// number failed ("move the directory there aside: directory not empty");
+// and before the file's own name was passed over when taken
+// (TestTemporaryNameTaken), the files that drew a kept name's number
+// failed and their cleanup removed it.
 func TestKeptLeftoverNamesNotReused(t *testing.T) {
 	r := newRepo(t, "local")
 	src := t.TempDir()
@@ -334,16 +335,15 @@ func TestKeptLeftoverNamesNotReused(t *testing.T) {
 	must(os.WriteFile(filepath.Join(out, "big"), []byte("changed in the target\n"), 0o644))
 	must(os.Remove(filepath.Join(out, "was-a-dir")))
 	must(os.Mkdir(filepath.Join(out, "was-a-dir"), 0o755))
-	// The restore hands out numbers 1, 2 and 3: each is taken, by a
-	// name and by its moved-aside form.
+	// The restore hands out numbers 1, 2 and 3: each is taken in its
+	// moved-aside form (a file's own temporary name that the target
+	// holds is passed over when created: TestTemporaryNameTaken).
 	var kept []string
 	for n := 1; n <= 3; n++ {
-		for _, suffix := range []string{"", "-old"} {
-			d := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-%d%s", os.Getpid(), n, suffix))
-			must(os.MkdirAll(d, 0o755))
-			must(os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644))
-			kept = append(kept, d)
-		}
+		d := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-%d-old", os.Getpid(), n))
+		must(os.MkdirAll(d, 0o755))
+		must(os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644))
+		kept = append(kept, d)
 	}
 	restore.RefuseExchange(t) // so that was-a-dir's directory is moved aside
 	res, err := restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst})
@@ -365,31 +365,94 @@ func TestKeptLeftoverNamesNotReused(t *testing.T) {
 	fixture.Compare(t, tree, out)
 }
 
+// TestTemporaryNameTaken: a temporary name a file draws that the target
+// holds already (here a directory with entries that an earlier process
+// of the same PID left, which the sweep left because another restore
+// held the target) is not the restore's to remove: the file draws
+// another, is restored, and what held the name is left as it was.
+// Before, the file failed ("the target holds a directory with entries
+// here", of the file's own path), and its cleanup removed the directory
+// with all it held; with --delete, creating the file removed it.
+func TestTemporaryNameTaken(t *testing.T) {
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	tree := fixture.Tree{
+		"big":   {Content: fixture.Random(8, 3<<20)},
+		"small": {Content: []byte("the snapshot's\n")},
+	}
+	fixture.Create(t, src, tree)
+	snap := r.backup(t, src)
+	for _, del := range []bool{false, true} {
+		t.Run(fmt.Sprintf("delete=%v", del), func(t *testing.T) {
+			dst := t.TempDir()
+			r.restore(t, snap, restore.Options{Target: dst})
+			out := restoredAt(dst, src)
+			must := fatalIf(t)
+			must(os.WriteFile(filepath.Join(out, "big"), []byte("changed in the target\n"), 0o644))
+			must(os.WriteFile(filepath.Join(out, "small"), []byte("changed in the target\n"), 0o644))
+			// The numbers the restore draws first.
+			var taken []string
+			for n := 1; n <= 2; n++ {
+				d := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-%d", os.Getpid(), n))
+				must(os.Mkdir(d, 0o755))
+				must(os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644))
+				taken = append(taken, d)
+			}
+			// Another restore running into the target, as its shared
+			// lock says: leftovers are left for a later one.
+			lock, err := os.Open(dst)
+			must(err)
+			defer lock.Close()
+			must(unix.Flock(int(lock.Fd()), unix.LOCK_SH))
+			res, err := restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst, Delete: del})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Failures) > 0 {
+				t.Errorf("failures: %v", res.Failures)
+			}
+			for _, d := range taken {
+				if b, err := os.ReadFile(filepath.Join(d, "mine.txt")); err != nil || string(b) != "the user's\n" {
+					t.Errorf("%s/mine.txt: %q, %v; want it kept", d, b, err)
+				}
+				must(os.RemoveAll(d))
+			}
+			fixture.Compare(t, tree, out)
+		})
+	}
+}
+
 // TestFailedFileLeavesDirectoryAtItsTemporaryName: a directory with
-// entries at the temporary name a file drew (here an earlier process's
-// of the same PID, which the sweep left because another restore held
-// the target) fails that file, and is left as it is: the failed file's
-// cleanup removes only a file under its temporary name, the restore's
-// own. Before, it removed the directory with all it held.
+// entries that takes the temporary name of a file being written (another
+// process moved the file away and made it) fails that file, and is left
+// as it is: the failed file's cleanup removes only a file under its
+// temporary name, the restore's own. Before, it removed the directory
+// with all it held.
 func TestFailedFileLeavesDirectoryAtItsTemporaryName(t *testing.T) {
 	r := newRepo(t, "local")
 	src := t.TempDir()
 	fixture.Create(t, src, fixture.Tree{"big": {Content: fixture.Random(8, 3<<20)}})
 	snap := r.backup(t, src)
 	dst := t.TempDir()
-	r.restore(t, snap, restore.Options{Target: dst})
 	out := restoredAt(dst, src)
-	must := fatalIf(t)
-	must(os.WriteFile(filepath.Join(out, "big"), []byte("changed in the target\n"), 0o644))
-	d := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-1", os.Getpid()))
-	must(os.Mkdir(d, 0o755))
-	must(os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644))
-	// Another restore running into the target, as its shared lock says:
-	// leftovers are left for a later one.
-	lock, err := os.Open(dst)
-	must(err)
-	defer lock.Close()
-	must(unix.Flock(int(lock.Fd()), unix.LOCK_SH))
+	var dirs []string
+	restore.BeforeFetch(t, func(string) {
+		tmps, err := filepath.Glob(filepath.Join(out, ".lifeboat-restore-*"))
+		if err != nil || len(tmps) != 1 {
+			t.Errorf("temporary files %q, %v; want big's", tmps, err)
+			return
+		}
+		for _, err := range []error{
+			os.Rename(tmps[0], filepath.Join(out, "moved away")),
+			os.Mkdir(tmps[0], 0o755),
+			os.WriteFile(filepath.Join(tmps[0], "mine.txt"), []byte("the user's\n"), 0o644),
+		} {
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		dirs = tmps
+	})
 	res, err := restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst})
 	if err != nil {
 		t.Fatal(err)
@@ -397,7 +460,10 @@ func TestFailedFileLeavesDirectoryAtItsTemporaryName(t *testing.T) {
 	if len(res.Failures) != 1 || !strings.HasSuffix(res.Failures[0].Path, "/big") {
 		t.Errorf("failures %v, want big's", res.Failures)
 	}
-	if b, err := os.ReadFile(filepath.Join(d, "mine.txt")); err != nil || string(b) != "the user's\n" {
-		t.Errorf("%s/mine.txt: %q, %v; want it kept", d, b, err)
+	if len(dirs) == 0 {
+		t.Fatal("no temporary file to take the name of")
+	}
+	if b, err := os.ReadFile(filepath.Join(dirs[0], "mine.txt")); err != nil || string(b) != "the user's\n" {
+		t.Errorf("%s/mine.txt: %q, %v; want it kept", dirs[0], b, err)
 	}
 }

@@ -977,7 +977,7 @@ func (r *restorer) createFiles(files []*fileState) error {
 			if f.tmp == 0 {
 				f.tmp = r.nextTmp()
 			}
-			fh, err := r.t.create(f.wpath(), 0o600)
+			fh, err := r.createTmp(f, 0o600)
 			if err == nil {
 				if err = f.made(fh); err == nil {
 					err = fh.Truncate(f.size)
@@ -1432,12 +1432,13 @@ func (r *restorer) writeSingle(f *fileState, plain []byte, zero bool) error {
 		}
 		f.tmp = r.nextTmp()
 	}
-	n, wpath := f.node(), f.wpath()
+	n := f.node()
 	perm := createPerm(n)
-	fh, err := r.t.create(wpath, perm)
+	fh, err := r.createTmp(f, perm)
 	if err != nil {
 		return r.settle(f, nil, err, false, len(plain))
 	}
+	wpath := f.wpath()
 	direct := false
 	if f.direct {
 		// writeData opens it again for direct I/O, by name: that must
@@ -1461,6 +1462,24 @@ func (r *restorer) writeSingle(f *fileState, plain []byte, zero bool) error {
 	}
 	return r.settle(f, fh, err, !zero && !direct, len(plain))
 }
+
+// createTmp creates f's file under its temporary name. One the target
+// holds already is not f's to remove: another restore's (of the same PID
+// in another PID namespace, running), or an earlier one's that the sweep
+// left (removeLeftovers: another restore held the target), a directory
+// with the user's entries, say. f draws another number instead.
+func (r *restorer) createTmp(f *fileState, perm uint32) (*os.File, error) {
+	for tries := 1; ; tries++ {
+		fh, err := r.t.createNew(f.tmpPath(), perm)
+		if !errors.Is(err, unix.EEXIST) || tries == maxTmpTries {
+			return fh, err
+		}
+		f.tmp = r.nextTmp()
+	}
+}
+
+// maxTmpTries bounds the temporary names createTmp tries for one file.
+const maxTmpTries = 100
 
 // settle finishes a file of one chunk: it hands fh (nil if the file
 // could not be created) to the write-behind window, which closes it once

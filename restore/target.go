@@ -403,20 +403,26 @@ func (m *dirMaker) wait() error {
 // rather than opened: truncating a planted hard link would write to a
 // file outside the target. The final component is never followed.
 func (t *targetDir) create(p string, perm uint32) (*os.File, error) {
-	dir, base := split(p)
-	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd := -1
-	open := func(dfd int) (err error) {
-		fd, err = unix.Openat(dfd, base, flags, perm)
-		return err
-	}
-	err := t.withDir(dir, open)
+	fh, err := t.createNew(p, perm)
 	if errors.Is(err, unix.EEXIST) {
 		if cerr := t.clear(p); cerr != nil {
 			return nil, cerr
 		}
-		err = t.withDir(dir, open)
+		fh, err = t.createNew(p, perm)
 	}
+	return fh, err
+}
+
+// createNew makes a new file at p, failing with EEXIST where the target
+// holds anything there.
+func (t *targetDir) createNew(p string, perm uint32) (*os.File, error) {
+	dir, base := split(p)
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd := -1
+	err := t.withDir(dir, func(dfd int) (err error) {
+		fd, err = unix.Openat(dfd, base, flags, perm)
+		return err
+	})
 	if err != nil {
 		return nil, &fs.PathError{Op: "create", Path: p, Err: err}
 	}
