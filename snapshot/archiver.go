@@ -747,13 +747,13 @@ func (a *archiver) walkDir(ctx context.Context, parent *dirFD, path, name string
 		select {
 		case a.walkers <- struct{}{}:
 		default:
-			return a.saveDir(ctx, parent, path, name, top, out)
+			return a.saveDir(ctx, parent, path, name, top, true, out)
 		}
 	}
 	a.walking.Add(1)
 	go func() {
 		defer a.walking.Done()
-		a.saveDir(ctx, parent, path, name, top, out)
+		a.saveDir(ctx, parent, path, name, top, false, out)
 		<-a.walkers // listed: the rest is finishDir's
 	}()
 	return out
@@ -768,8 +768,10 @@ func (a *archiver) walkDir(ctx context.Context, parent *dirFD, path, name string
 // path (not top) removed since its parent was listed, before it is
 // opened, yields gone: it is left out without a warning, as a file
 // removed since the listing is. One swapped for a symlink or a file
-// since is not followed: a warning says it was replaced.
-func (a *archiver) saveDir(ctx context.Context, parent *dirFD, path, name string, top bool, out chan dirDone) <-chan dirDone {
+// since is not followed: a warning says it was replaced. inline says
+// parent's listing waits for this call (the same goroutine): parent may
+// then be parked meanwhile (dirFD.park).
+func (a *archiver) saveDir(ctx context.Context, parent *dirFD, path, name string, top, inline bool, out chan dirDone) <-chan dirDone {
 	if walkHook != nil {
 		walkHook(path, true)
 	}
@@ -778,8 +780,10 @@ func (a *archiver) saveDir(ctx context.Context, parent *dirFD, path, name string
 	var ents []os.DirEntry
 	var dir *dirFD
 	var err error
+	parked := false
 	if parent != nil {
 		dir, err = openDirAt(parent, name, path)
+		parked = err == nil && inline && parent.park()
 		parent.release()
 		err = replacedAt(err, "its entries were not saved")
 	} else {
@@ -787,6 +791,9 @@ func (a *archiver) saveDir(ctx context.Context, parent *dirFD, path, name string
 	}
 	if err == nil {
 		defer dir.release()
+		if parked {
+			defer parent.unpark(dir, filepath.Dir(path)) // before dir's release
+		}
 		ents, err = dir.f.ReadDir(-1)
 		slices.SortFunc(ents, func(x, y os.DirEntry) int { return strings.Compare(x.Name(), y.Name()) })
 	}
@@ -804,6 +811,10 @@ func (a *archiver) saveDir(ctx context.Context, parent *dirFD, path, name string
 	items := make([]pendingNode, 0, len(ents))
 	for _, e := range ents {
 		if ctx.Err() != nil {
+			break
+		}
+		if dir.err != nil {
+			a.warn(path, dir.err)
 			break
 		}
 		p := filepath.Join(path, e.Name())

@@ -26,20 +26,81 @@ type dirFD struct {
 	f    *os.File
 	fd   int // f's
 	refs atomic.Int32
+	// While parked, f is closed and dev and ino say which directory
+	// unpark must find again; err is set if it did not.
+	dev, ino uint64
+	err      error
 }
+
+// openDirs counts the directories the walks hold open (dirFD), and
+// maxOpenDirs is how many they may before a directory whose
+// subdirectory is walked in the same goroutine lets go of its
+// descriptor meanwhile (park). Each level of a deep tree holds its
+// directory until its entries are done: unbounded, a tree deeper than
+// the open-file limit (often 1024) would have its depths skipped as
+// "too many open files", and starve the rest of the process of
+// descriptors (the repository's files, the store's connections).
+var (
+	openDirs    atomic.Int64
+	maxOpenDirs int64 = 256
+)
 
 func newDirFD(f *os.File) *dirFD {
 	d := &dirFD{f: f, fd: int(f.Fd())}
 	d.refs.Store(1)
+	openDirs.Add(1)
 	return d
 }
 
 func (d *dirFD) hold() *dirFD { d.refs.Add(1); return d }
 
 func (d *dirFD) release() {
-	if d.refs.Add(-1) == 0 {
+	if d.refs.Add(-1) == 0 && d.f != nil {
 		d.f.Close()
+		d.f = nil
+		openDirs.Add(-1)
 	}
+}
+
+// park closes d, whose subdirectory was just opened, while that
+// subdirectory is walked, where the walk holds too many directories
+// open (maxOpenDirs) and nothing but d's listing and that
+// subdirectory's opening hold it (refs 2: no file of it waits to be
+// opened). The listing's goroutine must be the caller, waiting on the
+// subdirectory's walk: it is the only user of d until unpark.
+func (d *dirFD) park() bool {
+	if openDirs.Load() <= maxOpenDirs || d.refs.Load() != 2 {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Fstat(d.fd, &st) != nil {
+		return false
+	}
+	d.dev, d.ino = uint64(st.Dev), st.Ino
+	d.f.Close()
+	d.f, d.fd = nil, -1
+	openDirs.Add(-1)
+	return true
+}
+
+// unpark opens d again as the parent of sub, the subdirectory it was
+// parked for, still open: not by path, which may lead elsewhere by now.
+// Where that is not the directory parked (sub was moved meanwhile),
+// d.err says so, and the rest of d's entries are not saved.
+func (d *dirFD) unpark(sub *dirFD, path string) {
+	fd, err := unix.Openat(sub.fd, "..", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		d.err = fmt.Errorf("open it again through its subdirectory: %w", err)
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || uint64(st.Dev) != d.dev || st.Ino != d.ino {
+		unix.Close(fd)
+		d.err = fmt.Errorf("%w (a subdirectory of it was moved elsewhere while it was walked); its remaining entries were not saved, the next backup saves what is there then", errReplaced)
+		return
+	}
+	d.f, d.fd = os.NewFile(uintptr(fd), path), fd
+	openDirs.Add(1)
 }
 
 // releaseDir lets go of the job's directory, once.

@@ -172,21 +172,7 @@ func TestBackupClosesDirectories(t *testing.T) {
 	fixture.Create(t, src, tree)
 	r := newRepo(t, "local")
 	cache := filepath.Join(t.TempDir(), "files")
-	// The files open in the tree backed up (the files cache, the
-	// repository's, are another matter).
-	openInSrc := func() []string {
-		ents, err := os.ReadDir("/proc/self/fd")
-		if err != nil {
-			t.Skip("no /proc/self/fd to count open files in")
-		}
-		var open []string
-		for _, e := range ents {
-			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, src) {
-				open = append(open, l)
-			}
-		}
-		return open
-	}
+	openInSrc := func() []string { return openIn(t, src) }
 	r.backup(t, src, cache) // files read
 	if open := openInSrc(); len(open) != 0 {
 		t.Errorf("open after a backup that read the files: %q", open)
@@ -198,4 +184,101 @@ func TestBackupClosesDirectories(t *testing.T) {
 	if open := openInSrc(); len(open) != 0 {
 		t.Errorf("open after a backup that found the files unchanged: %q", open)
 	}
+}
+
+// TestDeepTreeBoundedDirectories: a tree deeper than the walk may hold
+// directories open is saved whole, without a warning, with no more
+// directories open at its deepest than that bound (each level once held
+// its directory: a tree deeper than the open-file limit had its depths
+// skipped as "too many open files"). Each level has a file after its
+// subdirectory, read from the directory opened again.
+func TestDeepTreeBoundedDirectories(t *testing.T) {
+	const depth, bound = 40, 4
+	snapshot.WithMaxOpenDirs(t, bound)
+	src := t.TempDir()
+	tree := fixture.Tree{}
+	p, deepest := "", ""
+	for i := 0; i < depth; i++ {
+		p = filepath.Join(p, "d")
+		tree[p] = fixture.Entry{Dir: true}
+		tree[filepath.Join(p, "z")] = fixture.Entry{Content: []byte(p + "\n")}
+		deepest = p
+	}
+	fixture.Create(t, src, tree)
+	peak := 0
+	snapshot.OnWalk(t, func(p string, enter bool) {
+		if p == filepath.Join(src, deepest) && !enter {
+			peak = len(openIn(t, src))
+		}
+	})
+	repos := storetest.InitRepos(t, mem.New())
+	res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}, Walkers: 1}, "d/z", filepath.Join(deepest, "z"))
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings %v, want none", res.Warnings)
+	}
+	if nodes[0] == nil || nodes[1] == nil || nodes[0].Size != 2 {
+		t.Errorf("d/z saved as %+v, the deepest z as %+v: want both", nodes[0], nodes[1])
+	}
+	if peak == 0 || peak > bound+2 {
+		t.Errorf("%d directories open at depth %d, want at most %d (the bound, the deepest and its parent)", peak, depth, bound+2)
+	}
+	if open := openIn(t, src); len(open) != 0 {
+		t.Errorf("open after the backup: %q", open)
+	}
+}
+
+// TestParkedDirMoved: a directory that let go of its descriptor while
+// its subdirectory was walked is opened again through that
+// subdirectory, not by path; where the subdirectory was moved elsewhere
+// meanwhile, the directory's remaining entries are left out with a
+// warning that says so, never read from where it went.
+func TestParkedDirMoved(t *testing.T) {
+	snapshot.WithMaxOpenDirs(t, 0)
+	outside := t.TempDir()
+	src := t.TempDir()
+	fixture.Create(t, src, fixture.Tree{"a": {Dir: true}, "a/b": {Dir: true}, "a/b/c": {Dir: true}, "a/z": {Content: []byte("z\n")}})
+	fixture.Create(t, outside, fixture.Tree{"z": {Content: []byte("outside\n")}})
+	moved := false
+	snapshot.OnWalk(t, func(p string, enter bool) {
+		if p == filepath.Join(src, "a/b/c") && enter && !moved {
+			moved = true
+			if err := os.Rename(filepath.Join(src, "a/b"), filepath.Join(outside, "b")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	repos := storetest.InitRepos(t, mem.New())
+	res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}, Walkers: 1}, "a/z", "a/b/c")
+	if !moved {
+		t.Fatal("the walk never entered a/b/c")
+	}
+	if nodes[1] == nil {
+		t.Error("a/b/c, opened before the move, not saved")
+	}
+	if nodes[0] != nil {
+		t.Errorf("a/z saved as %+v, want it left out: its directory could not be found again", nodes[0])
+	}
+	w := warned(res, filepath.Join(src, "a"))
+	if len(w) != 1 || !strings.Contains(w[0], "replaced since it was listed") || !strings.Contains(w[0], "moved elsewhere") {
+		t.Errorf("warnings %v, want one that a's remaining entries were not saved", res.Warnings)
+	}
+	if open := openIn(t, src); len(open) != 0 {
+		t.Errorf("open after the backup: %q", open)
+	}
+}
+
+// openIn lists the files this process has open in the tree src (the
+// files cache, the repository's, are another matter).
+func openIn(t *testing.T, src string) []string {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd to count open files in")
+	}
+	var open []string
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, src) {
+			open = append(open, l)
+		}
+	}
+	return open
 }

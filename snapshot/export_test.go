@@ -81,3 +81,12 @@ func WithoutProcFD(t interface{ Cleanup(func()) }) {
 	fdPath = func(int, string) string { return "/nonexistent-proc/self/fd/0" }
 	t.Cleanup(func() { fdPath = sysinfo.FDPath })
 }
+
+// WithMaxOpenDirs sets how many directories backups hold open before a
+// directory lets go of its descriptor while a subdirectory is walked,
+// until the test ends.
+func WithMaxOpenDirs(t interface{ Cleanup(func()) }, n int64) {
+	was := maxOpenDirs
+	maxOpenDirs = n
+	t.Cleanup(func() { maxOpenDirs = was })
+}
