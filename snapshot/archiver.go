@@ -627,10 +627,11 @@ func (a *archiver) entry(ctx context.Context, dir *dirFD, path, name string) (pe
 	switch {
 	case a.procFD:
 		at = fdPath(dir.fd, name)
-	case longPath(path):
-		// By its path, the kernel would refuse it as too long, and it
-		// would be left out as if removed, without a word.
-		a.warn(path, fmt.Errorf("entries deeper than PATH_MAX (%d bytes) are reached through /proc/self/fd, which cannot be used here: mount /proc", pathMax))
+	case longPath(path) && noListxattrat.Load():
+		// It is stat'ed and opened through dir, but without
+		// listxattrat its extended attributes are read by a path,
+		// which the kernel would refuse as too long.
+		a.warn(path, fmt.Errorf("the extended attributes of entries deeper than PATH_MAX (%d bytes) are read through /proc/self/fd on kernels before 6.13, and it cannot be used here: mount /proc", pathMax))
 		return pendingNode{}, false
 	}
 	return a.statted(ctx, dir, path, at, name, fi, false)
@@ -651,7 +652,13 @@ func (a *archiver) statted(ctx context.Context, dir *dirFD, path, at, name strin
 	case fi.Mode().IsRegular():
 		node.Type = TypeFile
 		st := statOf(fi)
-		fsid, fsErr := a.fsids.ofPath(st.Dev, at)
+		var fsid uint64
+		var fsErr error
+		if dir != nil {
+			fsid, fsErr = a.fsids.ofAt(st.Dev, dir.fd, name)
+		} else {
+			fsid, fsErr = a.fsids.ofPath(st.Dev, at)
+		}
 		if fsErr != nil {
 			a.log.Debug("read again: its filesystem is not known", "path", path, "err", fsErr)
 		}

@@ -1,7 +1,10 @@
 package snapshot
 
 import (
+	"errors"
+
 	"github.com/lifeboat-backup/lifeboat/internal/sysinfo"
+	"golang.org/x/sys/unix"
 	"os"
 	"testing"
 	"time"
@@ -89,4 +92,10 @@ func WithMaxOpenDirs(t interface{ Cleanup(func()) }, n int64) {
 	was := maxOpenDirs
 	maxOpenDirs = n
 	t.Cleanup(func() { maxOpenDirs = was })
+}
+
+// HasListxattrat reports whether the kernel has listxattrat (Linux 6.13).
+func HasListxattrat() bool {
+	_, err := readXAttrsAt(&dirFD{fd: unix.AT_FDCWD}, "/")
+	return !errors.Is(err, errNoXattrat)
 }

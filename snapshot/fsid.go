@@ -48,10 +48,16 @@ var readFSID = func(fd int) (fsid, dev uint64, err error) {
 // neither follows a symlink nor needs read permission) the first time
 // dev is met.
 func (c *fsIDs) ofPath(dev uint64, path string) (uint64, error) {
+	return c.ofAt(dev, unix.AT_FDCWD, path)
+}
+
+// ofAt is ofPath for the entry name of the directory open as dirfd: no
+// path to it is needed, however deep it lies.
+func (c *fsIDs) ofAt(dev uint64, dirfd int, name string) (uint64, error) {
 	if id, ok := c.known(dev); ok {
 		return id, nil
 	}
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("filesystem identity: %w", err)
 	}

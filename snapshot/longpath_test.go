@@ -3,8 +3,10 @@ package snapshot_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -103,18 +105,66 @@ func TestBackupPathBeyondPathMax(t *testing.T) {
 }
 
 // TestDeepEntriesWithoutProc: where /proc/self/fd cannot be used, the
-// entries deeper than PATH_MAX are warned of, naming /proc, rather than
-// taken for removed and left out without a word.
+// entries deeper than PATH_MAX are still saved, extended attributes and
+// all, where the kernel reads those relative to a directory
+// (listxattrat); before 6.13 they are warned of, naming /proc, rather
+// than taken for removed and left out without a word.
 func TestDeepEntriesWithoutProc(t *testing.T) {
-	snapshot.WithoutProcFD(t)
-	src := t.TempDir()
-	fixture.CreateDeep(t, src, 18)
-	r := newRepo(t, "local")
-	res, err := snapshot.Backup(context.Background(), r.writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0].Err.Error(), "mount /proc") || len(res.Warnings[0].Path) < 4096 {
-		t.Fatalf("warnings %v; want the entries beyond PATH_MAX warned of, naming /proc", res.Warnings)
+	for _, listxattrat := range []bool{true, false} {
+		t.Run(fmt.Sprintf("listxattrat %v", listxattrat), func(t *testing.T) {
+			snapshot.WithoutProcFD(t)
+			if !listxattrat {
+				snapshot.WithoutListxattrat(t)
+			} else if !snapshot.HasListxattrat() {
+				t.Skip("the kernel has no listxattrat (Linux 6.13)")
+			}
+			src := t.TempDir()
+			xattr := fixture.CreateDeep(t, src, 18)
+			r := newRepo(t, "local")
+			ctx := context.Background()
+			res, err := snapshot.Backup(ctx, r.writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !listxattrat {
+				if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0].Err.Error(), "mount /proc") || len(res.Warnings[0].Path) < 4096 {
+					t.Fatalf("warnings %v; want the entries beyond PATH_MAX warned of, naming /proc", res.Warnings)
+				}
+				return
+			}
+			if len(res.Warnings) != 0 {
+				t.Fatalf("warnings %v, want none", res.Warnings)
+			}
+			// Their filesystem's identity is read without a path too
+			// (a failure is not kept: each file asks again), or the
+			// files cache could never trust them.
+			var asked atomic.Int32
+			snapshot.WithFSID(t, func(fd int) (uint64, uint64, error) {
+				asked.Add(1)
+				return 0, 0, errors.New("not this time")
+			})
+			if _, err := snapshot.Backup(ctx, r.writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"}); err != nil {
+				t.Fatal(err)
+			}
+			if n := asked.Load(); n != 19 {
+				t.Errorf("filesystem identity read for %d files, want all 19", n)
+			}
+			if err := r.reader.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var data *snapshot.Node
+			err = snapshot.Walk(ctx, r.reader, res.Manifest.Tree, func(p string, n *snapshot.Node) error {
+				if "/"+p == src+deepData(18) {
+					data = n
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data == nil || xattr && len(data.XAttrs) == 0 {
+				t.Fatalf("the deepest file saved as %+v, want it with its attribute", data)
+			}
+		})
 	}
 }
