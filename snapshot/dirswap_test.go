@@ -1,9 +1,13 @@
 package snapshot_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -281,4 +285,79 @@ func openIn(t *testing.T, src string) []string {
 		}
 	}
 	return open
+}
+
+// TestBackupClosesDirectoriesCancelled: a backup cancelled while it
+// walks, or while files wait to be read (each holding its directory),
+// leaves no directory open; nor does one whose files were replaced by
+// symlinks before they were read (skipped with a warning), with
+// excluded entries and backup paths that are a file and a symlink.
+func TestBackupClosesDirectoriesCancelled(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		walkers int
+	}{{"walk", 1}, {"walk", 4}, {"open", 1}, {"open", 4}, {"replaced", 2}} {
+		t.Run(fmt.Sprintf("%s, %d walkers", tc.name, tc.walkers), func(t *testing.T) {
+			repos := storetest.InitRepos(t, mem.New())
+			src, other := t.TempDir(), t.TempDir()
+			tree := fixture.Tree{}
+			for i := range 10 {
+				d := fmt.Sprintf("d%d", i)
+				tree[d] = fixture.Entry{Dir: true}
+				tree[d+"/x.tmp"] = fixture.Entry{Content: []byte("excluded\n")}
+				for j := range 10 {
+					tree[fmt.Sprintf("%s/f%d", d, j)] = fixture.Entry{Content: []byte(d + "\n")}
+				}
+			}
+			fixture.Create(t, src, tree)
+			fixture.Create(t, other, fixture.Tree{"file": {Content: []byte("file\n")}, "link": {Symlink: "file"}})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			switch tc.name {
+			case "walk":
+				snapshot.OnWalk(t, func(p string, enter bool) {
+					if p == filepath.Join(src, "d5") && enter {
+						cancel()
+					}
+				})
+			case "open":
+				// Cancelled as the first file is opened, once the walk
+				// has filled the queue of files to read (64) and waits
+				// to add more.
+				var once sync.Once
+				snapshot.BeforeOpen(t, func(p string) {
+					once.Do(func() {
+						time.Sleep(100 * time.Millisecond)
+						cancel()
+					})
+				})
+			case "replaced":
+				snapshot.BeforeOpen(t, func(p string) {
+					if strings.HasPrefix(p, src+"/") {
+						if err := os.Remove(p); err != nil {
+							t.Fatal(err)
+						}
+						if err := os.Symlink("/etc/passwd", p); err != nil {
+							t.Fatal(err)
+						}
+					}
+				})
+			}
+			opts := snapshot.BackupOptions{
+				Paths: []string{src, filepath.Join(other, "file"), filepath.Join(other, "link")}, Host: "h",
+				Excludes: []string{"*.tmp"}, Walkers: tc.walkers, Readers: 1,
+			}
+			res, err := snapshot.Backup(ctx, repos.Writer, opts)
+			if tc.name == "replaced" {
+				if err != nil || len(res.Warnings) != 100 {
+					t.Fatalf("backup: %v, %d warnings; want one for each of the 100 files replaced", err, len(res.Warnings))
+				}
+			} else if !errors.Is(err, context.Canceled) {
+				t.Fatalf("backup: %v, want it cancelled", err)
+			}
+			if open := openIn(t, src); len(open) != 0 {
+				t.Errorf("%d open after the backup: %q", len(open), open[:min(3, len(open))])
+			}
+		})
+	}
 }
