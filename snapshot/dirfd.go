@@ -85,22 +85,29 @@ func (d *dirFD) park() bool {
 
 // unpark opens d again as the parent of sub, the subdirectory it was
 // parked for, still open: not by path, which may lead elsewhere by now.
-// Where that is not the directory parked (sub was moved meanwhile),
-// d.err says so, and the rest of d's entries are not saved.
+// Where that is not the directory parked (sub was moved meanwhile, or
+// itself lost: see err), it is opened by path, path, if that still
+// leads to it. Where neither does, d.err says so, and the rest of d's
+// entries are not saved.
 func (d *dirFD) unpark(sub *dirFD, path string) {
-	fd, err := unix.Openat(sub.fd, "..", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		d.err = fmt.Errorf("open it again through its subdirectory: %w", err)
+	try := func(dirfd int, name string) bool {
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return false
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || uint64(st.Dev) != d.dev || st.Ino != d.ino {
+			unix.Close(fd)
+			return false
+		}
+		d.f, d.fd = os.NewFile(uintptr(fd), path), fd
+		openDirs.Add(1)
+		return true
+	}
+	if sub.f != nil && try(sub.fd, "..") || !longPath(path) && try(unix.AT_FDCWD, path) {
 		return
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || uint64(st.Dev) != d.dev || st.Ino != d.ino {
-		unix.Close(fd)
-		d.err = fmt.Errorf("%w (a subdirectory of it was moved elsewhere while it was walked); its remaining entries were not saved, the next backup saves what is there then", errReplaced)
-		return
-	}
-	d.f, d.fd = os.NewFile(uintptr(fd), path), fd
-	openDirs.Add(1)
+	d.err = fmt.Errorf("%w (a subdirectory of it was moved elsewhere while it was walked, and its path leads to another directory now); its remaining entries were not saved, the next backup saves what is there then", errReplaced)
 }
 
 // releaseDir lets go of the job's directory, once.

@@ -233,41 +233,70 @@ func TestDeepTreeBoundedDirectories(t *testing.T) {
 
 // TestParkedDirMoved: a directory that let go of its descriptor while
 // its subdirectory was walked is opened again through that
-// subdirectory, not by path; where the subdirectory was moved elsewhere
-// meanwhile, the directory's remaining entries are left out with a
-// warning that says so, never read from where it went.
+// subdirectory, wherever it was moved, and its remaining entries are
+// saved; where the subdirectory was moved elsewhere meanwhile, by its
+// path, if that still leads to the directory. Where it leads to another
+// directory, they are left out with a warning that says so, never read
+// from either place.
 func TestParkedDirMoved(t *testing.T) {
-	snapshot.WithMaxOpenDirs(t, 0)
-	outside := t.TempDir()
-	src := t.TempDir()
-	fixture.Create(t, src, fixture.Tree{"a": {Dir: true}, "a/b": {Dir: true}, "a/b/c": {Dir: true}, "a/z": {Content: []byte("z\n")}})
-	fixture.Create(t, outside, fixture.Tree{"z": {Content: []byte("outside\n")}})
-	moved := false
-	snapshot.OnWalk(t, func(p string, enter bool) {
-		if p == filepath.Join(src, "a/b/c") && enter && !moved {
-			moved = true
-			if err := os.Rename(filepath.Join(src, "a/b"), filepath.Join(outside, "b")); err != nil {
-				t.Fatal(err)
+	for _, move := range []string{"a moved", "b moved", "b moved, a replaced"} {
+		t.Run(move, func(t *testing.T) {
+			replaced := strings.HasSuffix(move, "replaced")
+			snapshot.WithMaxOpenDirs(t, 0)
+			outside := t.TempDir()
+			src := t.TempDir()
+			fixture.Create(t, src, fixture.Tree{"a": {Dir: true}, "a/b": {Dir: true}, "a/b/c": {Dir: true}, "a/b/c/d": {Dir: true}, "a/z": {Content: []byte("z\n")}})
+			fixture.Create(t, outside, fixture.Tree{"z": {Content: []byte("outside\n")}})
+			a := filepath.Join(src, "a")
+			moved := false
+			snapshot.OnWalk(t, func(p string, enter bool) {
+				if p == filepath.Join(a, "b/c/d") && enter && !moved {
+					moved = true
+					if move == "a moved" {
+						if err := os.Rename(a, filepath.Join(outside, "a")); err != nil {
+							t.Fatal(err)
+						}
+						return
+					}
+					if err := os.Rename(filepath.Join(a, "b"), filepath.Join(outside, "b")); err != nil {
+						t.Fatal(err)
+					}
+					if replaced {
+						if err := os.Rename(a, a+".old"); err != nil {
+							t.Fatal(err)
+						}
+						fixture.Create(t, src, fixture.Tree{"a": {Dir: true}, "a/z": {Content: []byte("another\n")}})
+					}
+				}
+			})
+			repos := storetest.InitRepos(t, mem.New())
+			res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}, Walkers: 1}, "a/z", "a/b/c/d")
+			if !moved {
+				t.Fatal("the walk never entered a/b/c/d")
 			}
-		}
-	})
-	repos := storetest.InitRepos(t, mem.New())
-	res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}, Walkers: 1}, "a/z", "a/b/c")
-	if !moved {
-		t.Fatal("the walk never entered a/b/c")
-	}
-	if nodes[1] == nil {
-		t.Error("a/b/c, opened before the move, not saved")
-	}
-	if nodes[0] != nil {
-		t.Errorf("a/z saved as %+v, want it left out: its directory could not be found again", nodes[0])
-	}
-	w := warned(res, filepath.Join(src, "a"))
-	if len(w) != 1 || !strings.Contains(w[0], "replaced since it was listed") || !strings.Contains(w[0], "moved elsewhere") {
-		t.Errorf("warnings %v, want one that a's remaining entries were not saved", res.Warnings)
-	}
-	if open := openIn(t, src); len(open) != 0 {
-		t.Errorf("open after the backup: %q", open)
+			if nodes[1] == nil {
+				t.Error("a/b/c/d, opened before the move, not saved")
+			}
+			w := warned(res, a)
+			if replaced {
+				if nodes[0] != nil {
+					t.Errorf("a/z saved as %+v, want it left out: its directory could not be found again", nodes[0])
+				}
+				if len(w) != 1 || len(res.Warnings) != 1 || !strings.Contains(w[0], "replaced since it was listed") || !strings.Contains(w[0], "moved elsewhere") {
+					t.Errorf("warnings %v, want one that a's remaining entries were not saved", res.Warnings)
+				}
+			} else {
+				if nodes[0] == nil || nodes[0].Size != 2 {
+					t.Errorf("a/z saved as %+v, want it saved: a was found again", nodes[0])
+				}
+				if len(res.Warnings) != 0 {
+					t.Errorf("warnings %v, want none", res.Warnings)
+				}
+			}
+			if open := openIn(t, src); len(open) != 0 {
+				t.Errorf("open after the backup: %q", open)
+			}
+		})
 	}
 }
 
