@@ -340,10 +340,7 @@ func TestKeptLeftoverNamesNotReused(t *testing.T) {
 	// holds is passed over when created: TestTemporaryNameTaken).
 	var kept []string
 	for n := 1; n <= 3; n++ {
-		d := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-%d-old", os.Getpid(), n))
-		must(os.MkdirAll(d, 0o755))
-		must(os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644))
-		kept = append(kept, d)
+		kept = append(kept, userDir(t, filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-%d-old", os.Getpid(), n))))
 	}
 	restore.RefuseExchange(t) // so that was-a-dir's directory is moved aside
 	res, err := restore.Restore(t.Context(), r.reader, snap, restore.Options{Target: dst})
@@ -356,12 +353,7 @@ func TestKeptLeftoverNamesNotReused(t *testing.T) {
 	if len(res.LeftoversKept) != len(kept) {
 		t.Errorf("leftovers kept: %v, want the %d directories", res.LeftoversKept, len(kept))
 	}
-	for _, d := range kept {
-		if b, err := os.ReadFile(filepath.Join(d, "mine.txt")); err != nil || string(b) != "the user's\n" {
-			t.Errorf("%s/mine.txt: %q, %v; want it kept", d, b, err)
-		}
-		must(os.RemoveAll(d))
-	}
+	keptUserDirs(t, kept)
 	fixture.Compare(t, tree, out)
 }
 
@@ -393,10 +385,7 @@ func TestTemporaryNameTaken(t *testing.T) {
 			// The numbers the restore draws first.
 			var taken []string
 			for n := 1; n <= 2; n++ {
-				d := filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-%d", os.Getpid(), n))
-				must(os.Mkdir(d, 0o755))
-				must(os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644))
-				taken = append(taken, d)
+				taken = append(taken, userDir(t, filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-%d", os.Getpid(), n))))
 			}
 			// Another restore running into the target, as its shared
 			// lock says: leftovers are left for a later one.
@@ -411,12 +400,7 @@ func TestTemporaryNameTaken(t *testing.T) {
 			if len(res.Failures) > 0 {
 				t.Errorf("failures: %v", res.Failures)
 			}
-			for _, d := range taken {
-				if b, err := os.ReadFile(filepath.Join(d, "mine.txt")); err != nil || string(b) != "the user's\n" {
-					t.Errorf("%s/mine.txt: %q, %v; want it kept", d, b, err)
-				}
-				must(os.RemoveAll(d))
-			}
+			keptUserDirs(t, taken)
 			fixture.Compare(t, tree, out)
 		})
 	}
@@ -465,5 +449,31 @@ func TestFailedFileLeavesDirectoryAtItsTemporaryName(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dirs[0], "mine.txt")); err != nil || string(b) != "the user's\n" {
 		t.Errorf("%s/mine.txt: %q, %v; want it kept", dirs[0], b, err)
+	}
+}
+
+// userDir makes directory d holding the user's file mine.txt.
+func userDir(t *testing.T, d string) string {
+	t.Helper()
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// keptUserDirs checks that each of dirs (made by userDir) still holds
+// the user's file, then removes it.
+func keptUserDirs(t *testing.T, dirs []string) {
+	t.Helper()
+	for _, d := range dirs {
+		if b, err := os.ReadFile(filepath.Join(d, "mine.txt")); err != nil || string(b) != "the user's\n" {
+			t.Errorf("%s/mine.txt: %q, %v; want it kept", d, b, err)
+		}
+		if err := os.RemoveAll(d); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
