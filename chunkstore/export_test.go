@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"context"
+	"time"
 
 	"filippo.io/age"
 )
@@ -47,3 +48,13 @@ func InitUnsignedForTest(ctx context.Context, st Store, opts InitOptions) (*Secr
 	opts.unsigned = true
 	return Init(ctx, st, opts)
 }
+
+// SetRetryClockForTest makes the WithRetry store s read the time from now
+// when it decides whether the store still counts as unreachable.
+func SetRetryClockForTest(s Store, now func() time.Time) {
+	s.(*retryStore).reach.now = now
+}
+
+// UnreachableLapseForTest is how long a WithRetry store counts as
+// unreachable after a request last found it so.
+const UnreachableLapseForTest = unreachableLapse

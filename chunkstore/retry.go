@@ -150,6 +150,9 @@ func (cfg RetryConfig) sleep(ctx context.Context, d time.Duration) error {
 // instead of one per object. Any answer from the store (success, or an
 // error that is not a connection failure) makes it reachable again, so
 // one reset connection or a burst of 5xx answers is retried as before.
+// So does a minute (unreachableLapse) without a request that failed to
+// connect: a store kept open long gets a full round of retries again
+// after a quiet spell.
 func WithRetry(s Store, cfg RetryConfig) Store {
 	return &retryStore{s: s, cfg: cfg, reach: &reach{loc: s.Location()}}
 }
@@ -195,12 +198,23 @@ func IsConnectionError(err error) bool {
 	return false
 }
 
+// unreachableLapse is how long a WithRetry store counts as unreachable
+// after the last request that found it so. A store kept open for hours
+// (an agent's backup, whose session refreshes may fail without failing
+// it) must not carry an outage long over: without the lapse, the first
+// request made after a quiet spell gave up at one reset connection, as
+// if the store were still dead. Requests that keep failing to connect
+// keep the state; an answer ends it at once.
+const unreachableLapse = time.Minute
+
 // reach is whether a WithRetry store is reachable, shared by all its
 // operations.
 type reach struct {
 	loc  string // the store's Location, for messages
 	mu   sync.Mutex
-	down string // what found it unreachable; "" while it is reachable
+	down string    // what found it unreachable; "" while it is reachable
+	seen time.Time // when a request last found it unreachable
+	now  func() time.Time
 }
 
 func (rs *reach) up() {
@@ -212,17 +226,38 @@ func (rs *reach) up() {
 	rs.mu.Unlock()
 }
 
+func (rs *reach) clock() time.Time {
+	if rs.now != nil {
+		return rs.now()
+	}
+	return time.Now()
+}
+
 func (rs *reach) markDown(why string) {
 	rs.mu.Lock()
 	if rs.down == "" {
 		rs.down = why
 	}
+	rs.seen = rs.clock()
 	rs.mu.Unlock()
 }
 
+// isDown returns what found the store unreachable, or "" if it is
+// reachable or that was longer than unreachableLapse ago. A caller given
+// a reason is the probe that failed to connect again: that renews the
+// state.
 func (rs *reach) isDown() string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	if rs.down == "" {
+		return ""
+	}
+	now := rs.clock()
+	if now.Sub(rs.seen) > unreachableLapse {
+		rs.down = ""
+		return ""
+	}
+	rs.seen = now
 	return rs.down
 }
 

@@ -390,3 +390,45 @@ func TestRetryUnreachableInFlight(t *testing.T) {
 		t.Fatalf("%d attempts in all, first read's err %v; want 8, unreachable", n, err)
 	}
 }
+
+// TestRetryUnreachableLapses: a store kept open long (an agent's
+// backup) that a request found unreachable gets a full round of retries
+// again once a minute passed without a request failing to connect, so a
+// reset connection after a quiet spell is not taken for the old outage;
+// while requests keep failing to connect, it stays unreachable.
+func TestRetryUnreachableLapses(t *testing.T) {
+	ctx := t.Context()
+	f, s, _, _ := newRetry(t, 6)
+	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	chunkstore.SetRetryClockForTest(s, func() time.Time { return now })
+	if err := s.Put(ctx, "data/a", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	get := func() (int, error) {
+		before := f.Calls(storetest.OpGet)
+		_, err := s.Get(ctx, "data/a", 0, -1)
+		return f.Calls(storetest.OpGet) - before, err
+	}
+
+	f.FailGets("data/a", refused)
+	if n, err := get(); n != 6 || !errors.Is(err, chunkstore.ErrUnreachable) {
+		t.Fatalf("read from a dead store: %d attempts, err %v; want 6, unreachable", n, err)
+	}
+	// Probes that fail to connect keep the state, each for another
+	// lapse, though the first failure is long past.
+	for range 3 {
+		now = now.Add(chunkstore.UnreachableLapseForTest * 3 / 4)
+		if n, err := get(); n != 1 || !errors.Is(err, chunkstore.ErrUnreachable) {
+			t.Fatalf("probe of the still dead store: %d attempts, err %v; want 1, unreachable", n, err)
+		}
+	}
+
+	// The network comes back, quiet for a while; the first request
+	// meets one reset connection (the pool's, from before the outage).
+	f.Reset()
+	now = now.Add(chunkstore.UnreachableLapseForTest + time.Second)
+	f.FailNext(storetest.OpGet, 1, refused)
+	if n, err := get(); err != nil || n != 2 {
+		t.Fatalf("first read a while after the outage, one refusal: %d attempts, err %v; want 2 and success", n, err)
+	}
+}
