@@ -60,6 +60,11 @@ func (cfg RetryConfig) do(ctx context.Context, rs *reach, op, name string, fn fu
 			return nil
 		}
 		if IsPermanent(err) {
+			if !errors.Is(err, context.Canceled) && !IsConnectionError(err) {
+				// An answer too (a missing object, a refusal):
+				// a store that says "not found" is reachable.
+				rs.up()
+			}
 			return err
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {

@@ -432,3 +432,43 @@ func TestRetryUnreachableLapses(t *testing.T) {
 		t.Fatalf("first read a while after the outage, one refusal: %d attempts, err %v; want 2 and success", n, err)
 	}
 }
+
+// TestRetryUnreachableEndsAtNotFound: an answer that is a permanent
+// error (an object not found, as a backup's Stat of a pack it has yet
+// to write gets) shows the store answers again, as a success does: a
+// reset connection right after is retried, not taken for the outage.
+func TestRetryUnreachableEndsAtNotFound(t *testing.T) {
+	ctx := t.Context()
+	f, s, _, _ := newRetry(t, 6)
+	if err := s.Put(ctx, "data/a", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	f.FailGets("data/a", refused)
+	if _, err := s.Get(ctx, "data/a", 0, -1); !errors.Is(err, chunkstore.ErrUnreachable) {
+		t.Fatalf("read from a dead store: %v, want unreachable", err)
+	}
+	f.Reset()
+	if _, err := s.Stat(ctx, "data/missing"); !errors.Is(err, chunkstore.ErrNotFound) {
+		t.Fatalf("stat of a missing object on the store back: %v, want not found", err)
+	}
+	f.FailNext(storetest.OpGet, 1, refused)
+	before := f.Calls(storetest.OpGet)
+	_, err := s.Get(ctx, "data/a", 0, -1)
+	if n := f.Calls(storetest.OpGet) - before; err != nil || n != 2 {
+		t.Fatalf("read after a not-found answer, one refusal: %d attempts, err %v; want 2 and success", n, err)
+	}
+	// A request the caller cancelled is no answer: the state stays.
+	f.FailGets("data/a", refused)
+	if _, err := s.Get(ctx, "data/a", 0, -1); !errors.Is(err, chunkstore.ErrUnreachable) {
+		t.Fatalf("read from the dead store: %v, want unreachable", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.Stat(cctx, "data/missing"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled stat: %v, want context.Canceled", err)
+	}
+	before = f.Calls(storetest.OpGet)
+	if _, err := s.Get(ctx, "data/a", 0, -1); !errors.Is(err, chunkstore.ErrUnreachable) || f.Calls(storetest.OpGet)-before != 1 {
+		t.Fatalf("read after a cancelled request: %d attempts, err %v; want 1, unreachable", f.Calls(storetest.OpGet)-before, err)
+	}
+}
