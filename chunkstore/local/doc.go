@@ -11,7 +11,10 @@
 // the rename itself is durable. rename(2) is atomic: a reader sees either
 // no object, or the previous object, or the complete new one, never a
 // prefix. Directories are created on demand and the parent of each new
-// directory is fsynced as well. A crash can leave temporary files behind;
+// directory is fsynced as well; a Put into a directory below a top-level
+// one that it found there (data/ab, sessions/<session>, which Delete
+// removes once empty and another writer may have just made again)
+// fsyncs that directory's parent too. A crash can leave temporary files behind;
 // List never reports them and Put refuses names that would look like them,
 // so they are invisible garbage that an operator (or a future GC) may
 // delete. Overwriting an object with identical bytes is just another

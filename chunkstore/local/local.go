@@ -100,7 +100,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	}
 	final := s.path(name)
 	parent := filepath.Dir(final)
-	f, err := s.createTemp(parent)
+	f, made, err := s.createTemp(parent)
 	if err != nil {
 		return err
 	}
@@ -133,6 +133,15 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	if err := s.syncObjectDir(parent); err != nil {
 		return classify(fmt.Errorf("write %s: %w", final, err))
 	}
+	if !made && strings.Contains(path.Dir(name), "/") {
+		// parent (data/ab, sessions/<session>) was there already, but
+		// it comes and goes (removeEmptyDir): the writer that made it
+		// may not have fsynced its entry yet, and a crash would then
+		// take this object with it.
+		if err := s.syncObjectDir(filepath.Dir(parent)); err != nil {
+			return classify(fmt.Errorf("write %s: %w", final, err))
+		}
+	}
 	return nil
 }
 
@@ -141,20 +150,23 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 // and may do so between the two steps: the file is then created after
 // making dir again. Once the file is there, dir is not empty, and stays
 // until the file is renamed into the object, so that is race-free.
-func (s *Store) createTemp(dir string) (*os.File, error) {
+// made reports whether mkdirs made dir (and so fsynced its entry in
+// its parent) for the file.
+func (s *Store) createTemp(dir string) (f *os.File, made bool, err error) {
 	for attempt := 1; ; attempt++ {
-		if err := s.mkdirs(dir); err != nil {
-			return nil, err
+		made, err := s.mkdirs(dir)
+		if err != nil {
+			return nil, false, err
 		}
 		if s.beforeCreate != nil {
 			s.beforeCreate(dir)
 		}
 		f, err := os.CreateTemp(dir, tmpPrefix+"*")
 		if err == nil {
-			return f, nil
+			return f, made, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) || attempt == 5 {
-			return nil, classify(fmt.Errorf("create temporary file in %s: %w", dir, err))
+			return nil, false, classify(fmt.Errorf("create temporary file in %s: %w", dir, err))
 		}
 	}
 }
@@ -171,10 +183,14 @@ func bare(err error) error {
 
 // mkdirs creates dir and its missing parents below the store root, and
 // fsyncs the parent of each directory it created, so that a completed Put
-// survives a crash together with the directories leading to it.
-func (s *Store) mkdirs(dir string) error {
+// survives a crash together with the directories leading to it. made
+// reports whether dir was missing (another writer may have made it
+// meanwhile; its entry is fsynced all the same). When dir exists
+// already, nothing is fsynced: the writer that made it may not have done
+// so yet.
+func (s *Store) mkdirs(dir string) (made bool, err error) {
 	if _, err := os.Stat(dir); err == nil {
-		return nil
+		return false, nil
 	}
 	var missing []string
 	for d := dir; d != s.dir && len(d) > len(s.dir); d = filepath.Dir(d) {
@@ -185,21 +201,21 @@ func (s *Store) mkdirs(dir string) error {
 	}
 	if s.dirMode == 0o700 {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return classify(fmt.Errorf("create directory %s: %w", dir, err))
+			return false, classify(fmt.Errorf("create directory %s: %w", dir, err))
 		}
 	} else {
 		for i := len(missing) - 1; i >= 0; i-- { // parents first
 			if err := s.mkdirShared(missing[i]); err != nil {
-				return classify(fmt.Errorf("create directory %s: %w", missing[i], err))
+				return false, classify(fmt.Errorf("create directory %s: %w", missing[i], err))
 			}
 		}
 	}
 	for _, d := range missing {
 		if err := s.syncDir(filepath.Dir(d)); err != nil {
-			return classify(fmt.Errorf("create directory %s: %w", d, err))
+			return false, classify(fmt.Errorf("create directory %s: %w", d, err))
 		}
 	}
-	return nil
+	return len(missing) > 0, nil // none: another writer made dir since
 }
 
 // mkdirShared creates directory d of a shared repository with the

@@ -776,3 +776,55 @@ func TestPutWhileDeleteEmptiesDir(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestPutSyncsDirectoryAnotherWriterMade: a Put into an object's
+// directory that another writer made (and may not have fsynced into its
+// parent yet, as directories under data/ and sessions/ now come and go
+// with Delete) fsyncs that parent too before it returns, so a crash
+// cannot take the committed object with the directory; a Put that made
+// the directory itself, or into a top-level one, adds no fsync.
+func TestPutSyncsDirectoryAnotherWriterMade(t *testing.T) {
+	s, err := local.Open(filepath.Join(t.TempDir(), "repo"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var synced []string
+	local.OnDirSyncForTest(s, func(dir string) { synced = append(synced, dir) })
+	ctx := t.Context()
+	root := s.Location()
+	for _, d := range []string{"data", "sessions", "index"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"data/ab/ab01", "sessions/s1/lease"} {
+		dir := filepath.Dir(filepath.Join(root, filepath.FromSlash(name)))
+		// The other writer: its mkdir is done, its fsync of the
+		// parent not yet.
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		synced = nil
+		if err := s.Put(ctx, name, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{dir, filepath.Dir(dir)}; !slices.Equal(synced, want) {
+			t.Errorf("Put %s into a directory another writer made synced %v, want %v", name, synced, want)
+		}
+	}
+	synced = nil
+	if err := s.Put(ctx, "data/cd/cd01", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "data", "cd")
+	if want := []string{filepath.Dir(dir), dir}; !slices.Equal(synced, want) {
+		t.Errorf("Put that made its directory synced %v, want %v", synced, want)
+	}
+	synced = nil
+	if err := s.Put(ctx, "index/01", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{filepath.Join(root, "index")}; !slices.Equal(synced, want) {
+		t.Errorf("Put into a top-level directory synced %v, want %v", synced, want)
+	}
+}
