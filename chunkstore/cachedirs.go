@@ -167,9 +167,27 @@ func markCacheUsed(path string, now time.Time) {
 // removingPrefix names a cache RemoveCache renamed aside to remove.
 const removingPrefix = ".removing-"
 
+// isRemovingName reports whether s is a name RemoveCache renames a cache
+// aside to: removingPrefix and 16 lowercase hex digits.
+func isRemovingName(s string) bool {
+	rest, ok := strings.CutPrefix(s, removingPrefix)
+	if !ok || len(rest) != 16 {
+		return false
+	}
+	for _, c := range rest {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // RemoveInterrupted removes what a RemoveCache that was interrupted (the
 // process killed, the machine down) left renamed aside under cacheDir,
-// and returns how many it removed.
+// and returns how many it removed. Only a directory (not a link) with
+// the name RemoveCache gives, holding nothing but what a repository
+// cache holds, is removed: a --cache-dir set to a directory that holds
+// other things (the home directory, by mistake) keeps them.
 func RemoveInterrupted(cacheDir string) (int, error) {
 	ents, err := os.ReadDir(cacheDir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -180,10 +198,13 @@ func RemoveInterrupted(cacheDir string) (int, error) {
 	}
 	n := 0
 	for _, e := range ents {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), removingPrefix) {
+		if !e.IsDir() || !isRemovingName(e.Name()) {
 			continue
 		}
 		p := filepath.Join(cacheDir, e.Name())
+		if _, ok := inspectCache(p, false); !ok {
+			continue
+		}
 		if err := os.RemoveAll(p); err != nil {
 			return n, fmt.Errorf("remove %s, a cache whose removal was interrupted: %w", p, err)
 		}

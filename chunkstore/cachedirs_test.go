@@ -84,3 +84,56 @@ func TestRemoveCacheRefuses(t *testing.T) {
 		t.Errorf("Caches lists %+v, want only the fresh cache of 1 byte", list)
 	}
 }
+
+// TestRemoveInterruptedOnlyCaches: what an interrupted cleanup left (a
+// cache renamed aside, maybe half removed) goes; a directory that only
+// starts like one, one holding what no cache holds, and a link to a
+// directory stay, as they would in a --cache-dir set to the home
+// directory by mistake.
+func TestRemoveInterruptedOnlyCaches(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, subs ...string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range subs {
+			if err := os.MkdirAll(filepath.Join(p, s), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(p, s, "x"), []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p
+	}
+	gone := []string{
+		mk(".removing-0123456789abcdef", "index", "packs"),
+		mk(".removing-fedcba9876543210"), // emptied before the kill
+	}
+	kept := []string{
+		mk(".removing-notes", "index"),
+		mk(".removing-0123456789abcde0", "index", "Documents"),
+		mk("target", "packs"),
+	}
+	link := filepath.Join(dir, ".removing-00112233445566aa")
+	if err := os.Symlink(kept[2], link); err != nil {
+		t.Fatal(err)
+	}
+	kept = append(kept, link, filepath.Join(kept[2], "packs", "x"))
+	n, err := chunkstore.RemoveInterrupted(dir)
+	if err != nil || n != len(gone) {
+		t.Errorf("RemoveInterrupted = %d, %v; want %d, nil", n, err, len(gone))
+	}
+	for _, p := range gone {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s, left by an interrupted cleanup, is still there (%v)", p, err)
+		}
+	}
+	for _, p := range kept {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("RemoveInterrupted removed %s, no cache: %v", p, err)
+		}
+	}
+}
