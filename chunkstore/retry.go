@@ -177,7 +177,9 @@ var ErrUnreachable = errors.New("storage unreachable")
 // IsConnectionError reports whether err is a failure to talk to the
 // store at all, as opposed to an answer from it: a connection refused,
 // reset or aborted, a host or network unreachable, a name that does not
-// resolve, or a timeout.
+// resolve, or a timeout. A TLS alert is an answer: the server took the
+// connection and refused the handshake (a client certificate it wants,
+// a protocol it does not speak).
 func IsConnectionError(err error) bool {
 	if err == nil {
 		return false
@@ -187,6 +189,10 @@ func IsConnectionError(err error) bool {
 		opErr  *net.OpError
 		netErr net.Error
 	)
+	if errors.As(err, &opErr) && (opErr.Op == "remote error" || opErr.Op == "local error") {
+		// crypto/tls's names for an alert received or sent.
+		return false
+	}
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EHOSTUNREACH),

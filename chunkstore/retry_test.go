@@ -3,10 +3,15 @@ package chunkstore_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"syscall"
@@ -470,5 +475,30 @@ func TestRetryUnreachableEndsAtNotFound(t *testing.T) {
 	before = f.Calls(storetest.OpGet)
 	if _, err := s.Get(ctx, "data/a", 0, -1); !errors.Is(err, chunkstore.ErrUnreachable) || f.Calls(storetest.OpGet)-before != 1 {
 		t.Fatalf("read after a cancelled request: %d attempts, err %v; want 1, unreachable", f.Calls(storetest.OpGet)-before, err)
+	}
+}
+
+// TestConnectionErrorTLSAlert: a server that takes the connection and
+// refuses the TLS handshake with an alert (here: it wants a client
+// certificate) answered; the store is not unreachable. A refused
+// connection to the same address once the server is gone is.
+func TestConnectionErrorTLSAlert(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
+	srv.StartTLS()
+	client := srv.Client()
+	client.Timeout = 10 * time.Second
+	resp, err := client.Get(srv.URL)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("the server took a request without a client certificate")
+	}
+	if chunkstore.IsConnectionError(err) {
+		t.Errorf("IsConnectionError(%v) = true for a TLS alert, an answer", err)
+	}
+	srv.Close()
+	if _, err = client.Get(srv.URL); err == nil || !chunkstore.IsConnectionError(err) {
+		t.Errorf("IsConnectionError(%v) = false for a server gone", err)
 	}
 }
