@@ -146,17 +146,32 @@ func RemoveCache(cacheDir, repoID string, cutoff time.Time) error {
 	if !c.LastUsed.Before(cutoff) {
 		return fmt.Errorf("%s was used at %s, since the cut-off: left alone", path, c.LastUsed.Format(time.RFC3339))
 	}
+	if beforeRemoveCache != nil {
+		beforeRemoveCache(path)
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	aside := filepath.Join(cacheDir, removingPrefix+hex.EncodeToString(b[:]))
 	if err := os.Rename(path, aside); err != nil {
 		return fmt.Errorf("remove cache %s: %w", path, err)
 	}
+	// A command that opened the repository between the check above and
+	// the rename marked the cache used (markCacheUsed) and uses it: it
+	// goes back, unless that command has made a fresh one meanwhile.
+	if fi, err := os.Lstat(aside); err == nil && !fi.ModTime().Before(cutoff) {
+		if err := os.Rename(aside, path); err == nil {
+			return fmt.Errorf("%s was used at %s, while it was being removed: left alone", path, fi.ModTime().Format(time.RFC3339))
+		}
+	}
 	if err := os.RemoveAll(aside); err != nil {
 		return fmt.Errorf("remove cache %s (renamed to %s): %w", path, aside, err)
 	}
 	return nil
 }
+
+// beforeRemoveCache, if set (by tests), is called by RemoveCache between
+// checking the cache at path and renaming it aside.
+var beforeRemoveCache func(path string)
 
 // markCacheUsed records that the repository cache at path is in use (see
 // CacheInfo.LastUsed). A cache is only a copy: failing to is no error.

@@ -137,3 +137,37 @@ func TestRemoveInterruptedOnlyCaches(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveCacheOpenedMeanwhile: a cache that a command opened (Open
+// marks it used) after RemoveCache found it unused, but before it was
+// renamed aside, is put back and left whole, with an error saying so.
+func TestRemoveCacheOpenedMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-48 * time.Hour)
+	cutoff := time.Now().Add(-24 * time.Hour)
+	p := filepath.Join(dir, strings.Repeat("e", 64))
+	if err := os.MkdirAll(filepath.Join(p, "packs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p, "packs", "x"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{filepath.Join(p, "packs"), p} {
+		if err := os.Chtimes(q, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunkstore.BeforeRemoveCacheForTest(func(path string) { chunkstore.MarkCacheUsedForTest(path, time.Now()) })
+	t.Cleanup(func() { chunkstore.BeforeRemoveCacheForTest(nil) })
+	err := chunkstore.RemoveCache(dir, strings.Repeat("e", 64), cutoff)
+	if err == nil || !strings.Contains(err.Error(), "while it was being removed") || !strings.Contains(err.Error(), p) {
+		t.Errorf("RemoveCache of a cache opened meanwhile = %v, want an error naming %s, used while being removed", err, p)
+	}
+	if _, err := os.Lstat(filepath.Join(p, "packs", "x")); err != nil {
+		t.Errorf("the cache opened meanwhile lost its copies: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("the cache directory holds %d entries, want the cache alone", len(ents))
+	}
+}

@@ -58,3 +58,10 @@ func SetRetryClockForTest(s Store, now func() time.Time) {
 // UnreachableLapseForTest is how long a WithRetry store counts as
 // unreachable after a request last found it so.
 const UnreachableLapseForTest = unreachableLapse
+
+// BeforeRemoveCacheForTest makes RemoveCache call fn between checking a
+// cache and renaming it aside.
+func BeforeRemoveCacheForTest(fn func(path string)) { beforeRemoveCache = fn }
+
+// MarkCacheUsedForTest is what Open does to its repository's cache.
+var MarkCacheUsedForTest = markCacheUsed
