@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"encoding/hex"
-	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -477,11 +476,4 @@ func AllShards() []int {
 		out[i] = i
 	}
 	return out
-}
-
-func describeShards(sh []int) string {
-	if len(sh) == VerifyShards {
-		return "all shards"
-	}
-	return fmt.Sprintf("%d of %d shards", len(sh), VerifyShards)
 }

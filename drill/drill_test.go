@@ -113,8 +113,6 @@ func treeBytes(tr fixture.Tree) int64 {
 	return n
 }
 
-func reasons(r *Result) []string { return r.Reasons() }
-
 func failureFor(r *Result, reason string) *Failure {
 	for i := range r.Failures {
 		if r.Failures[i].Reason == reason {

@@ -443,9 +443,6 @@ func (t *targetDir) openFile(p string, flags int) (*os.File, error) {
 	return os.NewFile(uintptr(fd), p), nil
 }
 
-// openRead opens an existing regular file without following symlinks.
-func (t *targetDir) openRead(p string) (*os.File, error) { return t.openFile(p, unix.O_RDONLY) }
-
 // openWrite opens an existing regular file for writing without following symlinks.
 func (t *targetDir) openWrite(p string) (*os.File, error) { return t.openFile(p, unix.O_WRONLY) }
 
