@@ -15,6 +15,16 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore/storetest"
 )
 
+// entries counts what directory dir holds.
+func entries(t *testing.T, dir string) int {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
 // openCached opens the repository repos made in st, with its identity
 // and the cache directory cache.
 func openCached(t *testing.T, st chunkstore.Store, repos storetest.Repos, cache string) *chunkstore.Repository {
@@ -135,12 +145,8 @@ func TestLoadIndexKeepsCacheTemps(t *testing.T) {
 	if _, err := os.Lstat(temp); err != nil {
 		t.Errorf("a running command's temporary file was removed from the index cache: %v", err)
 	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ents) != 2 {
-		t.Errorf("index cache holds %d files, want the stored index file's copy and the temporary file", len(ents))
+	if n := entries(t, dir); n != 2 {
+		t.Errorf("index cache holds %d files, want the stored index file's copy and the temporary file", n)
 	}
 }
 
@@ -176,12 +182,8 @@ func TestMetaRefusesKindsNotStoredByID(t *testing.T) {
 	if len(listed) != 1 || listed[0] != snap {
 		t.Errorf("snapshots/ lists %v, want only %s", listed, snap.Short())
 	}
-	cached, err := os.ReadDir(filepath.Join(cache, r.Config().ID, "snapshots"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cached) != 1 {
-		t.Errorf("the snapshots' cache holds %d files, want the one snapshot's copy", len(cached))
+	if n := entries(t, filepath.Join(cache, r.Config().ID, "snapshots")); n != 1 {
+		t.Errorf("the snapshots' cache holds %d files, want the one snapshot's copy", n)
 	}
 }
 

@@ -26,11 +26,7 @@ func TestRestoreStoreDies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("backs up and restores ~30 MB; skipped in -short mode")
 	}
-	work := t.TempDir()
-	src := filepath.Join(work, "src")
-	genDataset(t, src, deadStoreSpec)
-	repo, viaProxy, px := proxiedMinIORepo(t, crashPackSize)
-	sum, _ := repo.writer(t).backup(src)
+	work, src, repo, viaProxy, px, sum := backedUpBehindProxy(t)
 	target := filepath.Join(work, "target")
 	r := viaProxy.reader(t)
 
@@ -70,11 +66,7 @@ func TestCheckStoreDies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("backs up and reads ~30 MB; skipped in -short mode")
 	}
-	work := t.TempDir()
-	src := filepath.Join(work, "src")
-	genDataset(t, src, deadStoreSpec)
-	repo, viaProxy, px := proxiedMinIORepo(t, crashPackSize)
-	repo.writer(t).backup(src)
+	_, _, _, viaProxy, px, _ := backedUpBehindProxy(t)
 
 	var reads atomic.Int64
 	px.setHook(func(r *http.Request) proxyAction {
@@ -90,6 +82,20 @@ func TestCheckStoreDies(t *testing.T) {
 	}
 	const readers = 4 // packs check reads at a time
 	storeDied(t, res, px, readers, "run the check again")
+}
+
+// backedUpBehindProxy backs deadStoreSpec up into a MinIO repository
+// and returns the work directory, the dataset, the repository, the same
+// repository through an S3 proxy the test can kill (px), and the
+// backup's summary.
+func backedUpBehindProxy(t *testing.T) (work, src string, repo, viaProxy testRepo, px *s3Proxy, sum backupSummary) {
+	t.Helper()
+	work = t.TempDir()
+	src = filepath.Join(work, "src")
+	genDataset(t, src, deadStoreSpec)
+	repo, viaProxy, px = proxiedMinIORepo(t, crashPackSize)
+	sum, _ = repo.writer(t).backup(src)
+	return work, src, repo, viaProxy, px, sum
 }
 
 // storeDied checks what a command that reads packs, readers at a time,

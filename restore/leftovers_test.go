@@ -26,11 +26,7 @@ func TestRestoreRemovesLeftovers(t *testing.T) {
 	r.restore(t, snap, restore.Options{Target: dst})
 	out := restoredAt(dst, src)
 
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
-		t.Fatal(err)
-	}
-	dead := gone.Process.Pid
+	dead := deadPID(t)
 	running := exec.Command("sleep", "600")
 	if err := running.Start(); err != nil {
 		t.Fatal(err)
@@ -135,22 +131,13 @@ func TestLeftoverDirectoriesWithEntries(t *testing.T) {
 	dst := t.TempDir()
 	r.restore(t, snap, restore.Options{Target: dst})
 	out := restoredAt(dst, src)
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
-		t.Fatal(err)
-	}
-	dead := gone.Process.Pid
+	dead := deadPID(t)
 	dirs := []string{
 		filepath.Join(out, fmt.Sprintf(".lifeboat-restore-%d-4-old", dead)),      // moved aside
 		filepath.Join(out, "times", fmt.Sprintf(".lifeboat-restore-%d-5", dead)), // exchanged out
 	}
 	for _, d := range dirs {
-		if err := os.MkdirAll(filepath.Join(d, "sub"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, "sub", "mine.txt"), []byte("the user's\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		userDir(t, filepath.Join(d, "sub"))
 	}
 	kept := func(res *restore.Result) {
 		t.Helper()
@@ -163,7 +150,7 @@ func TestLeftoverDirectoriesWithEntries(t *testing.T) {
 			}
 		}
 		for _, d := range dirs {
-			if b, err := os.ReadFile(filepath.Join(d, "sub", "mine.txt")); err != nil || string(b) != "the user's\n" {
+			if b, err := os.ReadFile(filepath.Join(d, "sub", "mine.txt")); err != nil || string(b) != userFile {
 				t.Errorf("%s/sub/mine.txt: %q, %v; want it kept", d, b, err)
 			}
 		}
@@ -195,11 +182,7 @@ func TestLeftoverDirectoriesWithEntries(t *testing.T) {
 // leftovers) are the snapshot's, not leftovers: restoring it again into
 // the same target keeps them and succeeds.
 func TestLeftoversTheSnapshotHolds(t *testing.T) {
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
-		t.Fatal(err)
-	}
-	dead := gone.Process.Pid
+	dead := deadPID(t)
 	tree := fixture.Tree{
 		"plain": {Content: []byte("plain"), Mode: 0o644},
 		fmt.Sprintf(".lifeboat-restore-%d-1", dead):     {Content: fixture.Random(1, 3<<20), Mode: 0o644},
@@ -452,13 +435,27 @@ func TestFailedFileLeavesDirectoryAtItsTemporaryName(t *testing.T) {
 	}
 }
 
+// deadPID is the PID of a process that has ended: a killed restore's,
+// whose temporary names the next restore may remove.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return gone.Process.Pid
+}
+
+// userFile is what the user's file in a userDir holds.
+const userFile = "the user's\n"
+
 // userDir makes directory d holding the user's file mine.txt.
 func userDir(t *testing.T, d string) string {
 	t.Helper()
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(d, "mine.txt"), []byte("the user's\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(d, "mine.txt"), []byte(userFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -469,7 +466,7 @@ func userDir(t *testing.T, d string) string {
 func keptUserDirs(t *testing.T, dirs []string) {
 	t.Helper()
 	for _, d := range dirs {
-		if b, err := os.ReadFile(filepath.Join(d, "mine.txt")); err != nil || string(b) != "the user's\n" {
+		if b, err := os.ReadFile(filepath.Join(d, "mine.txt")); err != nil || string(b) != userFile {
 			t.Errorf("%s/mine.txt: %q, %v; want it kept", d, b, err)
 		}
 		if err := os.RemoveAll(d); err != nil {
