@@ -1794,22 +1794,17 @@ func (r *restorer) replaceDir(f *fileState, rename func() error) error {
 	case err != nil:
 		return fmt.Errorf("exchange it with the directory there: %w", err)
 	}
-	if !r.opts.Delete {
-		_, old := split(leftover)
-		err := r.t.withDir(dir, func(dfd int) error { return unix.Unlinkat(dfd, old, unix.AT_REMOVEDIR) })
-		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
-			entries := gainedEntries(err)
-			if back := r.t.withDir(dir, putBack); back != nil {
-				return &leftAsideError{err: entries, aside: leftover, back: back}
-			}
-			return entries
+	// Without Delete only an empty directory goes (clear), as
+	// dirConflicts found this one: entries it gained since are the
+	// user's, and it is put back with them.
+	err = r.t.clear(leftover)
+	switch {
+	case errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST):
+		if back := r.t.withDir(dir, putBack); back != nil {
+			return &leftAsideError{err: err, aside: leftover, back: back}
 		}
-		if err != nil {
-			r.failRemoval(leftover, fmt.Errorf("could not remove the directory that was at %s, which the snapshot's file replaced: %w", f.path, err))
-		}
-		return nil
-	}
-	if err := r.t.clearAll(leftover); err != nil {
+		return err
+	case err != nil:
 		r.failRemoval(leftover, fmt.Errorf("could not remove the directory that was at %s, which the snapshot's file replaced: %w", f.path, err))
 	}
 	return nil
