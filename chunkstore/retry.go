@@ -54,6 +54,7 @@ func (cfg RetryConfig) do(ctx context.Context, rs *reach, op, name string, fn fu
 	attempts := max(cfg.Attempts, 1)
 	var err error
 	for i := 1; ; i++ {
+		started := rs.clock()
 		err = fn(ctx)
 		if err == nil {
 			rs.up()
@@ -73,7 +74,7 @@ func (cfg RetryConfig) do(ctx context.Context, rs *reach, op, name string, fn fu
 		if rs != nil {
 			if !IsConnectionError(err) {
 				rs.up() // the store answered, if only with an error
-			} else if down := rs.isDown(); down != "" {
+			} else if down := rs.isDown(started); down != "" {
 				// This attempt was the probe: the store still does
 				// not answer, so waiting through the backoff again
 				// for every object would only make the user wait.
@@ -238,6 +239,9 @@ func (rs *reach) up() {
 }
 
 func (rs *reach) clock() time.Time {
+	if rs == nil {
+		return time.Time{}
+	}
 	if rs.now != nil {
 		return rs.now()
 	}
@@ -254,21 +258,25 @@ func (rs *reach) markDown(why string) {
 }
 
 // isDown returns what found the store unreachable, or "" if it is
-// reachable or that was longer than unreachableLapse ago. A caller given
-// a reason is the probe that failed to connect again: that renews the
-// state.
-func (rs *reach) isDown() string {
+// reachable or that was more than unreachableLapse before started, when
+// the caller's failed attempt began. A caller given a reason is the probe
+// that failed to connect again: that renews the state. The lapse counts
+// to the attempt's start, not its end: a probe of a hung server fails
+// only after its stall timeout (a minute, as long as the lapse), and
+// must not find the state lapsed by its own wait.
+func (rs *reach) isDown(started time.Time) string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.down == "" {
 		return ""
 	}
-	now := rs.clock()
-	if now.Sub(rs.seen) > unreachableLapse {
+	if started.Sub(rs.seen) > unreachableLapse {
 		rs.down = ""
 		return ""
 	}
-	rs.seen = now
+	if now := rs.clock(); now.After(rs.seen) {
+		rs.seen = now
+	}
 	return rs.down
 }
 

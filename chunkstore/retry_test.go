@@ -438,6 +438,52 @@ func TestRetryUnreachableLapses(t *testing.T) {
 	}
 }
 
+// slowGets makes every Get of its store take `took` on a fake clock,
+// as a probe of a hung server takes its stall timeout before it fails.
+type slowGets struct {
+	chunkstore.Store
+	now  *time.Time
+	took time.Duration
+}
+
+func (s slowGets) Get(ctx context.Context, name string, offset, length int64) ([]byte, error) {
+	*s.now = s.now.Add(s.took)
+	return s.Store.Get(ctx, name, offset, length)
+}
+
+// TestRetryUnreachableSlowProbe: a probe that starts within the lapse
+// and takes longer than it to fail (a hung server's stall timeout is a
+// minute, as long as the lapse) still finds the store unreachable: the
+// lapse counts to the probe's start, not to its end.
+func TestRetryUnreachableSlowProbe(t *testing.T) {
+	ctx := t.Context()
+	f := storetest.NewFaulty(mem.New())
+	if err := f.Put(ctx, "data/a", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	s := chunkstore.WithRetry(slowGets{f, &now, chunkstore.UnreachableLapseForTest + time.Second}, chunkstore.RetryConfig{
+		Attempts: 3, MinDelay: time.Millisecond, MaxDelay: time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler),
+		Sleep:  func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+	})
+	chunkstore.SetRetryClockForTest(s, func() time.Time { return now })
+	f.FailGets("data/a", refused)
+	get := func() (int, error) {
+		before := f.Calls(storetest.OpGet)
+		_, err := s.Get(ctx, "data/a", 0, -1)
+		return f.Calls(storetest.OpGet) - before, err
+	}
+	if n, err := get(); n != 3 || !errors.Is(err, chunkstore.ErrUnreachable) {
+		t.Fatalf("read from a hung store: %d attempts, err %v; want 3, unreachable", n, err)
+	}
+	for range 2 {
+		if n, err := get(); n != 1 || !errors.Is(err, chunkstore.ErrUnreachable) {
+			t.Fatalf("slow probe of the hung store: %d attempts, err %v; want 1, unreachable", n, err)
+		}
+	}
+}
+
 // TestRetryUnreachableEndsAtNotFound: an answer that is a permanent
 // error (an object not found, as a backup's Stat of a pack it has yet
 // to write gets) shows the store answers again, as a success does: a

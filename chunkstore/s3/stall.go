@@ -12,7 +12,9 @@ import (
 // connecting and the wait for an answer's headers, so a server or
 // middlebox that stops sending a body (or reading one) would otherwise
 // hold a restore or a backup forever. A stalled request fails with a
-// transient error, which the retry layer retries.
+// timeout (errStalledRequest), which the retry layer retries and, like
+// any failure to talk to the store, counts towards finding the store
+// unreachable (chunkstore.IsConnectionError).
 const DefaultStallTimeout = time.Minute
 
 // errStalled is the cause a stallWatch cancels its request with.
@@ -55,6 +57,19 @@ func (w *stallWatch) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// errStalledRequest is the error of a request the stall watch
+// abandoned. It is a net.Error whose Timeout is true: a server that takes
+// connections and then moves nothing is as unreachable as one that
+// refuses them, so once one request has spent its retries on stalls,
+// the others of the same command stop after one more (a restore from a
+// hung endpoint fails in minutes, not after a round of retries per
+// pack).
+type errStalledRequest struct{ msg string }
+
+func (e *errStalledRequest) Error() string   { return e.msg }
+func (e *errStalledRequest) Timeout() bool   { return true }
+func (e *errStalledRequest) Temporary() bool { return true }
+
 // stallErr returns, for a request whose context wctx (of watch, derived
 // from ctx) the watch cancelled while ctx itself is live, a transient
 // error saying so, and nil otherwise.
@@ -62,7 +77,7 @@ func (s *Store) stallErr(ctx, wctx context.Context, op, name string) error {
 	if ctx.Err() != nil || !errors.Is(context.Cause(wctx), errStalled) {
 		return nil
 	}
-	return fmt.Errorf("%s %s: no data moved for %s: the connection to %s stalled, so the request was abandoned", op, s.describe(name), s.stall, s.endpoint)
+	return &errStalledRequest{fmt.Sprintf("%s %s: no data moved for %s: the connection to %s stalled, so the request was abandoned", op, s.describe(name), s.stall, s.endpoint)}
 }
 
 // requestErr maps err, the error of a request made with wctx (of watch,

@@ -3,6 +3,7 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -155,6 +156,40 @@ func TestStalledTransfersRetried(t *testing.T) {
 		if err := rc.Close(); err != nil || !bytes.Equal(got.Bytes(), data) {
 			t.Errorf("slow reader: %d bytes, close %v", got.Len(), err)
 		}
+	}
+}
+
+// TestStalledServerUnreachable: a server that takes connections and then
+// sends nothing is as unreachable as one that refuses them. Once one
+// request has spent its attempts on stalls, the next makes one attempt
+// and fails with ErrUnreachable, instead of waiting through its own
+// round of stalls (one round per pack made a restore from a hung
+// endpoint take hours).
+func TestStalledServerUnreachable(t *testing.T) {
+	env := storetest.MinIO(t)
+	p := newStallProxy(t, env.Endpoint, false, 0)
+	cfg := config(env)
+	cfg.Endpoint = p.addr
+	cfg.StallTimeout = 200 * time.Millisecond
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	cfg.Transport = tr
+	raw := open(t, cfg)
+	for _, name := range []string{"data/a", "data/b"} {
+		if err := raw.Put(t.Context(), name, []byte(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs bytes.Buffer
+	st := chunkstore.WithRetry(raw, fastRetry(3, &logs))
+	tr.CloseIdleConnections()
+	p.stalls.Store(1 << 20) // every connection from now on hangs
+	_, err := st.Get(t.Context(), "data/a", 0, -1)
+	if !errors.Is(err, chunkstore.ErrUnreachable) || !strings.Contains(err.Error(), "stalled") || p.stalled.Load() != 3 {
+		t.Fatalf("first Get from a hung server: %d connections (want 3): %v", p.stalled.Load(), err)
+	}
+	_, err = st.Get(t.Context(), "data/b", 0, -1)
+	if !errors.Is(err, chunkstore.ErrUnreachable) || !strings.Contains(err.Error(), "data/b") || p.stalled.Load() != 4 {
+		t.Errorf("second Get: %d connections in all (want 4, one more): %v", p.stalled.Load(), err)
 	}
 }
 
