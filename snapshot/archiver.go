@@ -47,8 +47,19 @@ type BackupOptions struct {
 	// a directory covers what it holds. Such a file is saved as read, as
 	// any file that changes is, but without a warning: the backup is not
 	// partial for it. Summary.FilesChangedWhileRead counts them all.
-	Changing   []string
-	FilesCache *FilesCache
+	Changing []string
+	// OneFileSystem keeps the backup on the filesystems of its paths: a
+	// directory below them on another one (a mount point: /proc, /sys,
+	// a mounted share) is saved, with its own metadata, but empty.
+	OneFileSystem bool
+	// ExcludeIfPresent names marker files: a directory that holds one
+	// is saved with its markers and nothing else. "NAME:HEADER" counts
+	// only a regular file that begins with HEADER (CacheDirTag).
+	ExcludeIfPresent []string
+	// ExcludeLargerThan, if positive, leaves out regular files larger
+	// than this many bytes.
+	ExcludeLargerThan int64
+	FilesCache        *FilesCache
 	// ReadAll reads every file, trusting no entry of FilesCache, and
 	// records what it reads there for the next backup. It is for
 	// filesystems whose change time does not change with the content
@@ -171,6 +182,8 @@ type archiver struct {
 	log        *slog.Logger
 	excl       *Excluder
 	changing   *Excluder       // Changing
+	markers    markers         // ExcludeIfPresent
+	devs       map[uint64]bool // the backup paths' devices, with OneFileSystem; nil without
 	way        map[string]bool // directories above the backup paths: not matched by Changing (expectedChange)
 	cfg        chunkstore.Config
 	files      chan *fileJob
@@ -284,6 +297,14 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	if err != nil {
 		return nil, fmt.Errorf("changing files: %w", err)
 	}
+	marks, err := parseMarkers(opts.ExcludeIfPresent)
+	if err != nil {
+		return nil, err
+	}
+	var devs map[uint64]bool
+	if opts.OneFileSystem && opts.Stream == nil {
+		devs = backupDevices(opts.Paths) // as given: one inside another counts too
+	}
 	cfg := repo.Config()
 	chunkers := make([]*cdc.Chunker, opts.Readers)
 	for i := range chunkers {
@@ -323,7 +344,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	nbufs := opts.Readers + opts.Sealers + 1
 	a := &archiver{
 		asOf: asOf,
-		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl, changing: changing, way: map[string]bool{},
+		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl, changing: changing, markers: marks, devs: devs, way: map[string]bool{},
 		cfg:   cfg,
 		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
 		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
@@ -650,6 +671,14 @@ func (a *archiver) statted(ctx context.Context, dir *dirFD, path, at, name strin
 	a.readXAttrs(dir, name, at, path, node)
 	switch {
 	case fi.Mode().IsRegular():
+		if a.opts.ExcludeLargerThan > 0 && fi.Size() > a.opts.ExcludeLargerThan {
+			if top {
+				a.warnAs("backup path excluded", path, fmt.Errorf("it holds %d bytes, more than the %d that exclude-larger-than allows, so it was not saved", fi.Size(), a.opts.ExcludeLargerThan))
+			} else {
+				a.log.Info("left out: larger than exclude-larger-than", "path", path, "size", fi.Size())
+			}
+			return pendingNode{}, false
+		}
 		node.Type = TypeFile
 		st := statOf(fi)
 		var fsid uint64
@@ -689,6 +718,10 @@ func (a *archiver) statted(ctx context.Context, dir *dirFD, path, at, name strin
 		}
 		return pendingNode{node: node, file: job}, true
 	case fi.IsDir():
+		if !top && a.otherFileSystem(statOf(fi)) {
+			a.log.Info("not entered: on another filesystem (one-file-system)", "path", path)
+			return pendingNode{node: node, dir: a.finishDir(ctx, path, nil, make(chan dirDone, 1))}, true
+		}
 		return pendingNode{node: node, dir: a.walkDir(ctx, dir, path, name, top)}, true
 	case fi.Mode()&fs.ModeSymlink != 0:
 		target, err := readlinkAt(dir, name, path)
@@ -803,6 +836,11 @@ func (a *archiver) saveDir(ctx context.Context, parent *dirFD, path, name string
 		}
 		ents, err = dir.f.ReadDir(-1)
 		slices.SortFunc(ents, func(x, y os.DirEntry) int { return strings.Compare(x.Name(), y.Name()) })
+		if a.markers != nil {
+			if kept := a.marked(dir, path, ents); kept != nil {
+				ents = kept
+			}
+		}
 	}
 	if err != nil && !top && errors.Is(err, fs.ErrNotExist) {
 		a.log.Debug("removed since its directory was listed", "path", path)

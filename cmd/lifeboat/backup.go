@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/coordinator"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -31,6 +32,13 @@ type backupFlags struct {
 	excludeFiles []string
 	parallelism  int
 	time         string // --time: the snapshot's date, as of a filesystem snapshot
+
+	oneFileSystem     bool     // -x: do not enter other filesystems
+	excludeIfPresent  []string // NAME[:HEADER]: leave out the content of directories holding NAME
+	excludeCaches     bool     // --exclude-if-present CACHEDIR.TAG with its signature
+	excludeLargerThan string   // a size: leave out larger files
+	filesFrom         []string // files of paths, one per line
+	filesFromRaw      []string // files of paths, NUL-separated
 
 	stdin        bool   // back up standard input
 	stdinCommand bool   // back up the output of the command in the arguments
@@ -64,6 +72,15 @@ elements: "/home/**/.cache" at any depth below /home, "**/node_modules/*.js"
 anywhere, "/srv/tmp/**" everything below /srv/tmp (not /srv/tmp itself). A
 trailing slash matches directories only ("node_modules/"). An excluded
 directory is not descended into.
+
+-x (--one-file-system) stays on the filesystems of the backup paths: a mount
+point below them (/proc, /sys, a mounted share) is saved as an empty
+directory. Back up / with it, and name each filesystem wanted as a path of its
+own. --exclude-caches leaves out the content of directories tagged with a
+CACHEDIR.TAG file, --exclude-if-present NAME of those holding NAME (both keep
+the directory and the marker); --exclude-larger-than SIZE leaves out larger
+files. --files-from FILE (one path per line) and --files-from-raw FILE (NUL-
+separated, as find -print0 writes) read more paths to back up.
 
 A file that changes while it is read is saved as read and named in a
 warning (exit 3): it may mix old and new content. Files expected to change
@@ -99,6 +116,8 @@ the backup and no snapshot is saved.`,
 		Example: `  lifeboat backup --repo /srv/backup --key writer.key /etc /home
   lifeboat backup --tag nightly --exclude '*.tmp' --exclude-file excludes.txt /srv
   lifeboat backup --changing /var/log/ --changing '*.journal' /etc /var
+  lifeboat backup -x --exclude-caches --exclude-larger-than 4G / /home
+  lifeboat backup --files-from /etc/lifeboat/paths.txt
   lifeboat backup --time "$(date -d @"$SNAP_EPOCH" '+%F %T')" /mnt/snap/home
   lifeboat backup --stdin-from-command --stdin-filename app.sql -- pg_dump app
   mysqldump --all-databases | lifeboat backup --stdin --stdin-filename all.sql`,
@@ -113,6 +132,12 @@ the backup and no snapshot is saved.`,
 	fl.BoolVar(&f.ignoreInode, "ignore-inode", false, "files cache: trust a file whose size and times are unchanged even if its inode or device number changed (CIFS with noserverino, FUSE without use_ino, remounted shares and snapshots)")
 	fl.BoolVar(&f.readAll, "read-all", false, "files cache: read every file, trusting no entry, and save what was read for the next backup (FAT, exFAT and sshfs, where setting a file's modification time back hides a change)")
 	fl.StringArrayVar(&f.changing, "changing", nil, "files matching this pattern (or below a directory it matches) are expected to change while read: saved as read without a warning (repeatable)")
+	fl.BoolVarP(&f.oneFileSystem, "one-file-system", "x", false, "stay on the filesystems of the backup paths: a mount point below them (/proc, /sys, a mounted share) is saved as an empty directory")
+	fl.StringArrayVar(&f.excludeIfPresent, "exclude-if-present", nil, "leave out the content of directories that hold a file of this name, all but that file; NAME:HEADER only if the file begins with HEADER (repeatable)")
+	fl.BoolVar(&f.excludeCaches, "exclude-caches", false, "leave out the content of cache directories marked with a CACHEDIR.TAG file (bford.info/cachedir), all but the tag")
+	fl.StringVar(&f.excludeLargerThan, "exclude-larger-than", "", "leave out files larger than this size: 500M, 2GiB (K, M, G, T, KiB... are powers of 1024; kB, MB, GB, TB of 1000)")
+	fl.StringArrayVar(&f.filesFrom, "files-from", nil, "read paths to back up from this file (- for standard input), one per line; empty lines and lines starting with # are skipped (repeatable)")
+	fl.StringArrayVar(&f.filesFromRaw, "files-from-raw", nil, "read paths to back up from this file (- for standard input), separated by NUL bytes, as find -print0 writes them (repeatable)")
 	fl.StringVar(&f.time, "time", "", `date the snapshot at this time instead of now: when the filesystem snapshot backed up was taken ("2006-01-02 15:04:05" local, or RFC 3339)`)
 	fl.IntVar(&f.parallelism, "parallelism", 0, "directories walked, files read, blobs sealed and packs uploaded at once; 0 = a walker, a reader and a sealer per core (at least 2 walkers, at most 8 each), 2 uploaders")
 	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file (see --stdin-filename); takes no PATH")
@@ -134,8 +159,9 @@ func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 	case !f.stdin && !f.stdinCommand && cmd.Flags().Changed("stdin-filename"):
 		return usageError("backup: --stdin-filename needs --stdin or --stdin-from-command")
 	case f.stdin || f.stdinCommand:
-		if len(f.excludes) > 0 || len(f.excludeFiles) > 0 || len(f.changing) > 0 {
-			return usageError("backup: --exclude, --exclude-file and --changing do not apply to a stream (--stdin, --stdin-from-command)")
+		if len(f.excludes) > 0 || len(f.excludeFiles) > 0 || len(f.changing) > 0 || f.oneFileSystem || len(f.excludeIfPresent) > 0 ||
+			f.excludeCaches || f.excludeLargerThan != "" || len(f.filesFrom) > 0 || len(f.filesFromRaw) > 0 {
+			return usageError("backup: --exclude, --exclude-file, --changing, --one-file-system, --exclude-if-present, --exclude-caches, --exclude-larger-than and --files-from do not apply to a stream (--stdin, --stdin-from-command)")
 		}
 		if !snapshot.ValidName(f.stdinName) {
 			return usageError("backup: --stdin-filename %q: give one file name, without '/' (not empty, '.' or '..')", f.stdinName)
@@ -151,6 +177,19 @@ func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 		if _, err := snapshot.NewPattern(p); err != nil || p == "" {
 			return usageError("backup: --changing %q: not a pattern (%v): use the syntax of --exclude", p, cmp.Or(err, errors.New("empty")))
 		}
+	}
+	if f.excludeLargerThan != "" {
+		if _, err := coordinator.ParseSize(f.excludeLargerThan); err != nil {
+			return usageError("backup: --exclude-larger-than: %v", err)
+		}
+	}
+	for _, spec := range f.excludeIfPresent {
+		if name, _, _ := strings.Cut(spec, ":"); !snapshot.ValidName(name) {
+			return usageError("backup: --exclude-if-present %q: give a file name, without '/' (not empty, '.' or '..'), optionally followed by ':' and the bytes the file must begin with", spec)
+		}
+	}
+	if len(f.filesFrom) > 0 || len(f.filesFromRaw) > 0 {
+		return nil // the paths are checked once read (runBackup)
 	}
 	return argsBetween(1, -1, "PATH to back up")(cmd, args)
 }
@@ -182,6 +221,27 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		}
 	}
 	streaming := f.stdin || f.stdinCommand
+	if !streaming {
+		listed, err := readPathLists(f.filesFrom, f.filesFromRaw)
+		if err != nil {
+			return err
+		}
+		args = append(slices.Clone(args), listed...)
+		if len(args) == 0 {
+			return usageError("backup: --files-from and --files-from-raw listed no path, and none was given: nothing to back up")
+		}
+	}
+	var largerThan int64
+	if f.excludeLargerThan != "" {
+		var err error
+		if largerThan, err = coordinator.ParseSize(f.excludeLargerThan); err != nil {
+			return usageError("backup: --exclude-larger-than: %v", err)
+		}
+	}
+	ifPresent := slices.Clone(f.excludeIfPresent)
+	if f.excludeCaches {
+		ifPresent = append(ifPresent, snapshot.CacheDirTag)
+	}
 	paths := make([]string, 0, len(args))
 	for _, a := range args {
 		if streaming {
@@ -274,23 +334,26 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	}
 	setMemoryLimit(ctx, repo.Store())
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
-		Time:           asOf,
-		Stream:         stream,
-		Readers:        f.parallelism, // 0: the defaults
-		Sealers:        f.parallelism,
-		Walkers:        f.parallelism,
-		Writer:         chunkstore.WriterOptions{Uploaders: f.parallelism},
-		Paths:          paths,
-		Host:           host,
-		Username:       username,
-		Tags:           f.tags,
-		Excludes:       excludes,
-		Changing:       f.changing,
-		FilesCache:     cache,
-		ReadAll:        f.readAll,
-		Logger:         g.pkgLogger(),
-		Progress:       prog,
-		ProgramVersion: "lifeboat " + versionString(),
+		Time:              asOf,
+		Stream:            stream,
+		Readers:           f.parallelism, // 0: the defaults
+		Sealers:           f.parallelism,
+		Walkers:           f.parallelism,
+		Writer:            chunkstore.WriterOptions{Uploaders: f.parallelism},
+		Paths:             paths,
+		Host:              host,
+		Username:          username,
+		Tags:              f.tags,
+		Excludes:          excludes,
+		Changing:          f.changing,
+		OneFileSystem:     f.oneFileSystem,
+		ExcludeIfPresent:  ifPresent,
+		ExcludeLargerThan: largerThan,
+		FilesCache:        cache,
+		ReadAll:           f.readAll,
+		Logger:            g.pkgLogger(),
+		Progress:          prog,
+		ProgramVersion:    "lifeboat " + versionString(),
 	})
 	bar.Stop()
 	if err != nil {

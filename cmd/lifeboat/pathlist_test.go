@@ -1,0 +1,112 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
+)
+
+// TestBackupFilesFrom: paths listed in --files-from (comments and empty
+// lines skipped, relative paths from the working directory) and
+// --files-from-raw (NUL-separated, so a name may hold a newline) are
+// backed up with those given as arguments; a list naming nothing, an
+// unreadable list, a NUL in a text list and two lists on standard
+// input are refused.
+func TestBackupFilesFrom(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	fixture.Create(t, filepath.Join(c.dir, "src"), fixture.Tree{
+		"a":          {Content: []byte("a\n")},
+		"b":          {Content: []byte("b\n")},
+		"line\nbrk":  {Content: []byte("newline\n")},
+		"c":          {Content: []byte("c\n")},
+		"not listed": {Content: []byte("left out\n")},
+		"arg":        {Content: []byte("given as an argument\n")},
+	})
+	src := filepath.Join(c.dir, "src")
+	list := filepath.Join(c.dir, "list")
+	raw := filepath.Join(c.dir, "raw")
+	if err := os.WriteFile(list, []byte("# what to back up\n"+filepath.Join(src, "a")+"\n\nsrc/b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(raw, []byte(filepath.Join(src, "line\nbrk")+"\x00"+filepath.Join(src, "c")+"\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(r.writer("backup", "--files-from", list, "--files-from-raw", raw, filepath.Join(src, "arg"))...)
+	out := c.ok(r.reader("ls", "latest", src)...).stdout
+	var got []string
+	for l := range strings.Lines(out) {
+		l = strings.TrimSuffix(l, "\n")
+		if q, err := strconv.Unquote(l); err == nil {
+			l = q // ls quotes a name with a newline
+		}
+		if p, ok := strings.CutPrefix(l, src+"/"); ok {
+			got = append(got, p)
+		}
+	}
+	if want := []string{"a", "arg", "b", "c", "line\nbrk"}; !slices.Equal(got, want) {
+		t.Errorf("backed up %q, want %q", got, want)
+	}
+
+	// From standard input.
+	c.input([]byte(filepath.Join(src, "not listed") + "\n")).ok(r.writer("backup", "--files-from", "-")...)
+	if out := c.ok(r.reader("ls", "latest", src)...).stdout; !strings.Contains(out, "not listed") || strings.Contains(out, src+"/a\n") {
+		t.Errorf("--files-from -: ls:\n%s", out)
+	}
+
+	empty := filepath.Join(c.dir, "empty")
+	if err := os.WriteFile(empty, []byte("# nothing\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.fails(2, r.writer("backup", "--files-from", empty), "listed no path")
+	c.fails(1, r.writer("backup", "--files-from", filepath.Join(c.dir, "missing")), "--files-from "+filepath.Join(c.dir, "missing"))
+	c.fails(2, r.writer("backup", "--files-from", raw), "--files-from-raw")
+	c.input([]byte("x\n")).fails(2, r.writer("backup", "--files-from", "-", "--files-from-raw", "-"), "standard input")
+}
+
+// TestBackupSkipFlags: -x, --exclude-caches, --exclude-if-present and
+// --exclude-larger-than reach the backup; bad values are usage errors.
+func TestBackupSkipFlags(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "src")
+	fixture.Create(t, src, fixture.Tree{
+		"cache/CACHEDIR.TAG": {Content: []byte("Signature: 8a477f597d28d172789f06886806bc55")},
+		"cache/junk":         {Content: []byte("junk\n")},
+		"nb/.nobackup":       {Content: nil},
+		"nb/y":               {Content: []byte("y\n")},
+		"big":                {Content: fixture.Random(3, 2<<20+1)},
+		"small":              {Content: []byte("small\n")},
+	})
+	c.ok(r.writer("backup", "-x", "--exclude-caches", "--exclude-if-present", ".nobackup", "--exclude-larger-than", "2M", src)...)
+	out := c.ok(r.reader("ls", "latest", src, "--recursive")...).stdout
+	for _, p := range []string{"cache/CACHEDIR.TAG", "nb/.nobackup", "small"} {
+		if !strings.Contains(out, src+"/"+p+"\n") {
+			t.Errorf("%s not saved:\n%s", p, out)
+		}
+	}
+	for _, p := range []string{"cache/junk", "nb/y", "big"} {
+		if strings.Contains(out, src+"/"+p+"\n") {
+			t.Errorf("%s saved:\n%s", p, out)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--exclude-larger-than", "2Q"}, `size "2Q": unknown unit`},
+		{[]string{"--exclude-larger-than", "-1"}, `size "-1"`},
+		{[]string{"--exclude-if-present", "a/b"}, `--exclude-if-present "a/b"`},
+		{[]string{"--exclude-if-present", ":x"}, "give a file name"},
+	} {
+		c.fails(2, r.writer(append(append([]string{"backup"}, tc.args...), src)...), tc.want)
+	}
+	c.fails(2, r.writer("backup", "--stdin", "-x"), "do not apply to a stream")
+}
