@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,8 +136,8 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 		return outcome{err: fmt.Errorf("policy %q has no paths", p.Name)}
 	}
 	if stream != nil {
-		if len(p.Exclude) > 0 || len(p.Changing) > 0 {
-			return outcome{err: fmt.Errorf("policy %q: agent %s backs it up as the output of %q (its hooks file); exclude and changing patterns do not apply to a stream: remove them from the policy", p.Name, a.cfg.Name, stream.Command)}
+		if len(p.Exclude) > 0 || len(p.Changing) > 0 || p.OneFileSystem || p.ExcludeCaches || len(p.ExcludeIfPresent) > 0 || p.ExcludeLargerThan != "" {
+			return outcome{err: fmt.Errorf("policy %q: agent %s backs it up as the output of %q (its hooks file); exclude, changing, one_file_system, exclude_caches, exclude_if_present and exclude_larger_than do not apply to a stream: remove them from the policy", p.Name, a.cfg.Name, stream.Command)}
 		}
 		if want := "/" + stream.Filename; len(p.Paths) != 1 || p.Paths[0] != want {
 			return outcome{err: fmt.Errorf("policy %q: agent %s backs it up as the output of %q (its hooks file), stored as %s, so the policy's paths must be [%s], not %q",
@@ -196,23 +197,37 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 		streamOpt = &snapshot.Stream{Name: stream.Filename, Reader: src, Abort: src.Abort}
 		paths = nil
 	}
+	var largerThan int64
+	if p.ExcludeLargerThan != "" {
+		var err error
+		if largerThan, err = coordinator.ParseSize(p.ExcludeLargerThan); err != nil {
+			return outcome{err: fmt.Errorf("policy %q: exclude_larger_than: %w", p.Name, err)}
+		}
+	}
+	ifPresent := p.ExcludeIfPresent
+	if p.ExcludeCaches {
+		ifPresent = append(slices.Clone(ifPresent), snapshot.CacheDirTag)
+	}
 	par := a.parallelism(p.Name)
 	res, err := snapshot.Backup(ctx, repo, snapshot.BackupOptions{
-		Time:           asOf,
-		Readers:        par, // 0: the defaults
-		Sealers:        par,
-		Walkers:        par,
-		Writer:         chunkstore.WriterOptions{Uploaders: par},
-		Paths:          paths,
-		Stream:         streamOpt,
-		Host:           a.cfg.Host,
-		Tags:           p.Tags,
-		Excludes:       p.Exclude,
-		Changing:       p.Changing,
-		FilesCache:     cache,
-		Progress:       job.prog,
-		Logger:         a.log.With("job", item.Job.ID),
-		ProgramVersion: "lifeboat " + a.cfg.Version,
+		Time:              asOf,
+		Readers:           par, // 0: the defaults
+		Sealers:           par,
+		Walkers:           par,
+		Writer:            chunkstore.WriterOptions{Uploaders: par},
+		Paths:             paths,
+		Stream:            streamOpt,
+		Host:              a.cfg.Host,
+		Tags:              p.Tags,
+		Excludes:          p.Exclude,
+		Changing:          p.Changing,
+		OneFileSystem:     p.OneFileSystem,
+		ExcludeIfPresent:  ifPresent,
+		ExcludeLargerThan: largerThan,
+		FilesCache:        cache,
+		Progress:          job.prog,
+		Logger:            a.log.With("job", item.Job.ID),
+		ProgramVersion:    "lifeboat " + a.cfg.Version,
 		CommitDeadline: func() (time.Time, error) {
 			// Commit only while the lease surely holds, and finish the
 			// manifest upload before it could lapse. The local lease

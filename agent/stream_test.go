@@ -80,7 +80,7 @@ func TestAgentStreamPolicy(t *testing.T) {
 		t.Errorf("policy paths not naming the stream: job %s: %+v", j.State, j.Result)
 	}
 	j = tc.waitJob(tc.run("excludes"), "finish", final)
-	if j.State != coordinator.JobFailed || !strings.Contains(j.Result.Error, "exclude and changing patterns do not apply to a stream") {
+	if j.State != coordinator.JobFailed || !strings.Contains(j.Result.Error, "exclude, changing, one_file_system, exclude_caches, exclude_if_present and exclude_larger_than do not apply to a stream") {
 		t.Errorf("stream policy with excludes: job %s: %+v", j.State, j.Result)
 	}
 	if n := len(tc.snapshots()); n != 1 {

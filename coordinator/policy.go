@@ -35,11 +35,19 @@ type Policy struct {
 	Changing []string `json:"changing,omitempty" yaml:"changing,omitempty"`
 	// IgnoreInode makes the files cache ignore inode and device numbers, as
 	// 'lifeboat backup --ignore-inode' does.
-	IgnoreInode bool       `json:"ignore_inode,omitempty" yaml:"ignore_inode,omitempty"`
-	Tags        []string   `json:"tags,omitempty" yaml:"tags,omitempty"`
-	Retention   Retention  `json:"retention" yaml:"retention"`
-	Targets     Targets    `json:"targets" yaml:"targets"`
-	Drill       *DrillSpec `json:"drill,omitempty" yaml:"drill,omitempty"`
+	IgnoreInode bool `json:"ignore_inode,omitempty" yaml:"ignore_inode,omitempty"`
+	// OneFileSystem, ExcludeCaches, ExcludeIfPresent and
+	// ExcludeLargerThan (a size, ParseSize) leave out what 'lifeboat
+	// backup' -x, --exclude-caches, --exclude-if-present and
+	// --exclude-larger-than do. Agents of earlier releases ignore them.
+	OneFileSystem     bool       `json:"one_file_system,omitempty" yaml:"one_file_system,omitempty"`
+	ExcludeCaches     bool       `json:"exclude_caches,omitempty" yaml:"exclude_caches,omitempty"`
+	ExcludeIfPresent  []string   `json:"exclude_if_present,omitempty" yaml:"exclude_if_present,omitempty"`
+	ExcludeLargerThan string     `json:"exclude_larger_than,omitempty" yaml:"exclude_larger_than,omitempty"`
+	Tags              []string   `json:"tags,omitempty" yaml:"tags,omitempty"`
+	Retention         Retention  `json:"retention" yaml:"retention"`
+	Targets           Targets    `json:"targets" yaml:"targets"`
+	Drill             *DrillSpec `json:"drill,omitempty" yaml:"drill,omitempty"`
 	// MaxConcurrent limits running jobs of this policy across agents (0 = no limit).
 	MaxConcurrent int `json:"max_concurrent,omitempty" yaml:"max_concurrent,omitempty"`
 	// Jitter delays each agent's run by a deterministic offset in [0, Jitter).

@@ -172,6 +172,16 @@ func (p Policy) check() (errs, warns []Problem) {
 			}
 		}
 	}
+	for i, spec := range p.ExcludeIfPresent {
+		if name, _, _ := strings.Cut(spec, ":"); !snapshot.ValidName(name) {
+			add(fmt.Sprintf("exclude_if_present[%d]", i), "%q: give a file name, without '/' (not empty, '.' or '..'), optionally followed by ':' and the bytes the file must begin with", spec)
+		}
+	}
+	if p.ExcludeLargerThan != "" {
+		if _, err := ParseSize(p.ExcludeLargerThan); err != nil {
+			add("exclude_larger_than", "%v", err)
+		}
+	}
 	for i, t := range p.Tags {
 		if bad := snapshot.TagProblem(t); bad != "" {
 			add(fmt.Sprintf("tags[%d]", i), "%q is not a tag (%s)", t, bad)
@@ -336,6 +346,9 @@ func (p *Policy) normalize() {
 	}
 	if len(p.Changing) == 0 {
 		p.Changing = nil
+	}
+	if len(p.ExcludeIfPresent) == 0 {
+		p.ExcludeIfPresent = nil
 	}
 	if len(p.Tags) == 0 {
 		p.Tags = nil

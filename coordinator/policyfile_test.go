@@ -97,13 +97,15 @@ func TestParsePoliciesValid(t *testing.T) {
 	if web.Retention.KeepWithin != Duration(48*time.Hour) || web.Targets.RPO != Duration(6*time.Hour) ||
 		web.Jitter != Duration(10*time.Minute) || web.Agents["env"] != "prod" || len(web.Paths) != 2 ||
 		web.Drill == nil || web.Drill.Verify[0].Timeout != Duration(time.Minute) || web.MaxAttempts != 4 ||
-		len(web.Changing) != 1 || web.Changing[0] != "*.log" || !web.IgnoreInode || ps[1].IgnoreInode {
+		len(web.Changing) != 1 || web.Changing[0] != "*.log" || !web.IgnoreInode || ps[1].IgnoreInode ||
+		!web.OneFileSystem || !web.ExcludeCaches || len(web.ExcludeIfPresent) != 1 || web.ExcludeIfPresent[0] != ".nobackup" ||
+		web.ExcludeLargerThan != "4GiB" || ps[1].OneFileSystem || ps[1].ExcludeCaches || ps[1].ExcludeIfPresent != nil {
 		t.Errorf("web decoded wrong: %+v", web)
 	}
 	// Both policies keep snapshots by rules nothing applies yet: said once
 	// each, nothing else.
-	if len(warns) != 2 || !strings.Contains(warns[0].String(), "valid.yaml:17: retention: applied by the agent") ||
-		!strings.Contains(warns[1].String(), "valid.yaml:45: retention: applied by the agent") {
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "valid.yaml:21: retention: applied by the agent") ||
+		!strings.Contains(warns[1].String(), "valid.yaml:49: retention: applied by the agent") {
 		t.Errorf("warnings %v, want one about retention per policy", warns)
 	}
 	for _, p := range ps {
@@ -192,6 +194,8 @@ func TestParsePoliciesErrors(t *testing.T) {
 		{"path with ..", strings.Replace(ok, "paths: [/x]", "paths: [/etc/../root]", 1), `p.yaml:5: paths[0]: "/etc/../root" is not in its plain form (no '.', '..' or doubled '/'): write "/root"`},
 		{"path with a NUL", strings.Replace(ok, "paths: [/x]", `paths: ["/a\0b"]`, 1), `paths[0]: "/a\x00b" holds control characters`},
 		{"tag with a newline", ok + `tags: ["daily\nweekly"]` + "\n", `p.yaml:6: tags[0]: "daily\nweekly" is not a tag (with a control character)`},
+		{"bad exclude_larger_than", ok + "exclude_larger_than: 4 gigs\n", `p.yaml:6: exclude_larger_than: size "4 gigs": unknown unit`},
+		{"marker with a slash", ok + "exclude_if_present: [ok, a/b]\n", `p.yaml:6: exclude_if_present[1]: "a/b": give a file name`},
 		{"anchor and alias", ok + "tags: &t [a]\n---\n" + strings.Replace(ok, "name: p", "name: q", 1) + "tagz: *t\n", "p.yaml:13: tagz: unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
