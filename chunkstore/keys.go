@@ -448,36 +448,9 @@ var ErrWrongPassphrase = errors.New("wrong passphrase for identity file")
 // optionally encrypted with a passphrase (age -p, binary or armored). For
 // an encrypted file, passphrase is called once to get the passphrase.
 func ParseIdentityFile(b []byte, passphrase func() (string, error)) ([]age.Identity, error) {
-	trimmed := bytes.TrimSpace(b)
-	if bytes.HasPrefix(trimmed, []byte("age-encryption.org/")) || bytes.HasPrefix(trimmed, []byte(armor.Header)) {
-		if passphrase == nil {
-			return nil, ErrPassphraseRequired
-		}
-		pass, err := passphrase()
-		if err != nil {
-			return nil, err
-		}
-		sid, err := age.NewScryptIdentity(pass)
-		if err != nil {
-			return nil, err
-		}
-		var src io.Reader = bytes.NewReader(trimmed)
-		if bytes.HasPrefix(trimmed, []byte(armor.Header)) {
-			src = armor.NewReader(src)
-		}
-		r, err := age.Decrypt(src, sid)
-		if err != nil {
-			var nm *age.NoIdentityMatchError
-			if errors.As(err, &nm) || errors.Is(err, age.ErrIncorrectIdentity) {
-				return nil, ErrWrongPassphrase
-			}
-			return nil, fmt.Errorf("decrypt identity file: %w", err)
-		}
-		inner, err := io.ReadAll(io.LimitReader(r, 1<<20))
-		if err != nil {
-			return nil, fmt.Errorf("decrypt identity file: %w", err)
-		}
-		b = inner
+	b, _, err := DecryptIdentityFile(b, passphrase)
+	if err != nil {
+		return nil, err
 	}
 	if bytes.Contains(b, []byte(`"`+writerKeyType+`"`)) {
 		return nil, errors.New("this is a lifeboat writer key, not an identity: it can back up but cannot restore or list files; pass it with --key, and use the identity file for reading")
@@ -487,6 +460,45 @@ func ParseIdentityFile(b []byte, passphrase func() (string, error)) ([]age.Ident
 		return nil, fmt.Errorf("not an age identity file (as `lifeboat init --identity-out` or age-keygen write it): %w", err)
 	}
 	return ids, nil
+}
+
+// DecryptIdentityFile returns the plaintext of an identity file: b
+// itself, or, for a passphrase-protected file (protected), what it
+// decrypts to with the passphrase that passphrase returns (called once).
+// It does not parse the identities (ParseIdentityFile).
+func DecryptIdentityFile(b []byte, passphrase func() (string, error)) (plain []byte, protected bool, err error) {
+	trimmed := bytes.TrimSpace(b)
+	if !bytes.HasPrefix(trimmed, []byte("age-encryption.org/")) && !bytes.HasPrefix(trimmed, []byte(armor.Header)) {
+		return b, false, nil
+	}
+	if passphrase == nil {
+		return nil, true, ErrPassphraseRequired
+	}
+	pass, err := passphrase()
+	if err != nil {
+		return nil, true, err
+	}
+	sid, err := age.NewScryptIdentity(pass)
+	if err != nil {
+		return nil, true, err
+	}
+	var src io.Reader = bytes.NewReader(trimmed)
+	if bytes.HasPrefix(trimmed, []byte(armor.Header)) {
+		src = armor.NewReader(src)
+	}
+	r, err := age.Decrypt(src, sid)
+	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) || errors.Is(err, age.ErrIncorrectIdentity) {
+			return nil, true, ErrWrongPassphrase
+		}
+		return nil, true, fmt.Errorf("decrypt identity file: %w", err)
+	}
+	inner, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, true, fmt.Errorf("decrypt identity file: %w", err)
+	}
+	return inner, true, nil
 }
 
 func looksLikeIdentity(b []byte) bool {

@@ -148,6 +148,12 @@ the backup and no snapshot is saved.`,
 
 // checkBackupArgs checks the arguments against the source flags: paths,
 // nothing (--stdin) or a command (--stdin-from-command).
+//
+// pathOnlyFlags are backup's flags that choose among files, which a
+// stream has none of.
+var pathOnlyFlags = []string{"exclude", "exclude-file", "changing", "one-file-system", "exclude-if-present", "exclude-caches",
+	"exclude-larger-than", "files-from", "files-from-raw"}
+
 func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 	switch {
 	case f.stdin && f.stdinCommand:
@@ -159,9 +165,14 @@ func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 	case !f.stdin && !f.stdinCommand && cmd.Flags().Changed("stdin-filename"):
 		return usageError("backup: --stdin-filename needs --stdin or --stdin-from-command")
 	case f.stdin || f.stdinCommand:
-		if len(f.excludes) > 0 || len(f.excludeFiles) > 0 || len(f.changing) > 0 || f.oneFileSystem || len(f.excludeIfPresent) > 0 ||
-			f.excludeCaches || f.excludeLargerThan != "" || len(f.filesFrom) > 0 || len(f.filesFromRaw) > 0 {
-			return usageError("backup: --exclude, --exclude-file, --changing, --one-file-system, --exclude-if-present, --exclude-caches, --exclude-larger-than and --files-from do not apply to a stream (--stdin, --stdin-from-command)")
+		var given []string
+		for _, name := range pathOnlyFlags {
+			if cmd.Flags().Changed(name) {
+				given = append(given, "--"+name)
+			}
+		}
+		if len(given) > 0 {
+			return usageError("backup: %s %s not apply to a stream (--stdin, --stdin-from-command)", strings.Join(given, ", "), plural(len(given), "does", "do"))
 		}
 		if !snapshot.ValidName(f.stdinName) {
 			return usageError("backup: --stdin-filename %q: give one file name, without '/' (not empty, '.' or '..')", f.stdinName)

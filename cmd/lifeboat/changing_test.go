@@ -89,7 +89,7 @@ func TestBackupChangingLog(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stderr, `pattern "var/log/" has a slash`) {
 		t.Errorf("--changing with a relative path: exit %d, want a warning that it matches nothing:\n%s", res.code, res.stderr)
 	}
-	c.input([]byte("data")).fails(2, r.writer("backup", "--stdin", "--changing", "*.log"), "--changing do not apply to a stream")
+	c.input([]byte("data")).fails(2, r.writer("backup", "--stdin", "--changing", "*.log"), "--changing does not apply to a stream")
 }
 
 // TestBackupIgnoreInode: with --ignore-inode the files cache still

@@ -43,7 +43,7 @@ The key envelopes are signed with a key only identities hold, so a writer
 key cannot plant one; see 'key list' for repositories created before that.`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(newKeyListCmd(g), newKeyChangeCmd(g, "add"), newKeyChangeCmd(g, "remove"), newKeyWriterCmd(g), newKeyCleanupCmd(g))
+	cmd.AddCommand(newKeyListCmd(g), newKeyChangeCmd(g, "add"), newKeyChangeCmd(g, "remove"), newKeyWriterCmd(g), newKeyCleanupCmd(g), newKeyPassphraseCmd(g))
 	return cmd
 }
 

@@ -20,6 +20,13 @@ func readPassphrase(prompt string, confirm bool) (string, error) {
 		}
 		return p, nil
 	}
+	return askPassphrase(prompt, confirm)
+}
+
+// askPassphrase asks for a passphrase on the controlling terminal (twice
+// when confirm is set), failing with chunkstore.ErrPassphraseRequired
+// where there is none.
+func askPassphrase(prompt string, confirm bool) (string, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
 		return "", chunkstore.ErrPassphraseRequired

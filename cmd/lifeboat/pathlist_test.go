@@ -108,5 +108,5 @@ func TestBackupSkipFlags(t *testing.T) {
 	} {
 		c.fails(2, r.writer(append(append([]string{"backup"}, tc.args...), src)...), tc.want)
 	}
-	c.fails(2, r.writer("backup", "--stdin", "-x"), "do not apply to a stream")
+	c.fails(2, r.writer("backup", "--stdin", "-x", "--files-from", "l"), "--one-file-system, --files-from do not apply to a stream")
 }

@@ -96,7 +96,7 @@ func TestStreamBackupAndDump(t *testing.T) {
 		{r.writer("backup", "--stdin-from-command"), "needs the command after --"},
 		{r.writer("backup", "--stdin-filename", "x", "/etc"), "--stdin-filename needs --stdin"},
 		{r.writer("backup", "--stdin", "--stdin-filename", "a/b"), `"a/b": give one file name`},
-		{r.writer("backup", "--stdin", "--exclude", "*.tmp"), "do not apply to a stream"},
+		{r.writer("backup", "--stdin", "--exclude", "*.tmp"), "--exclude does not apply to a stream"},
 	} {
 		c.input([]byte("x")).fails(2, tc.args, tc.want)
 	}
