@@ -21,6 +21,7 @@ import (
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/internal/atomicfile"
 )
 
 // Clock is the agent's time source (the coordinator's Clock: Now and
@@ -408,7 +409,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 		if err == nil {
 			sc := storedCredential{Name: a.cfg.Name, Credential: res.Credential, EnrolledAt: a.clock.Now().UTC()}
 			b, _ := json.MarshalIndent(sc, "", "  ")
-			if err := writeFileAtomic(path, b, 0o600); err != nil {
+			if err := atomicfile.Write(path, b, 0o600); err != nil {
 				return fmt.Errorf("agent: store credential: %w", err)
 			}
 			a.c.setCredential(res.Credential)
@@ -512,35 +513,3 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.cur = 0 }
-
-// writeFileAtomic writes b to path through a synced temporary file.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}

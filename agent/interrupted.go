@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/internal/atomicfile"
 	"github.com/lifeboat-backup/lifeboat/internal/procgroup"
 )
 
@@ -100,7 +101,7 @@ func (s *stateFile) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path, b, 0o600)
+	return atomicfile.Write(s.path, b, 0o600)
 }
 
 func (s *stateFile) add(r record) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/s3"
 	"github.com/lifeboat-backup/lifeboat/coordinator"
+	"github.com/lifeboat-backup/lifeboat/internal/atomicfile"
 	"github.com/lifeboat-backup/lifeboat/internal/streamcmd"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
@@ -390,7 +391,7 @@ func readLastSize(dir string) int64 {
 
 func writeLastSize(dir string, n int64) {
 	b, _ := json.Marshal(map[string]int64{"bytes": n})
-	_ = writeFileAtomic(filepath.Join(dir, lastSizeFile), b, 0o600)
+	_ = atomicfile.Write(filepath.Join(dir, lastSizeFile), b, 0o600)
 }
 
 // staleKeyHint tells where an agent's stale writer key is replaced: the

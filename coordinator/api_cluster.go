@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lifeboat-backup/lifeboat/internal/atomicfile"
 )
 
 // ---- cluster status ------------------------------------------------------------
@@ -425,7 +427,7 @@ func (a *API) initCluster(ctx context.Context, me NodeInfo) error {
 	if ct.ID == "" {
 		ct, plain = NewAPIToken(RoleAdmin, "initial admin", time.Time{})
 		if path != "" {
-			if err := writeFileAtomic(path, []byte(plain+"\n"), 0o600); err != nil {
+			if err := atomicfile.Write(path, []byte(plain+"\n"), 0o600); err != nil {
 				return fmt.Errorf("write the initial admin token: %w", err)
 			}
 			written = true
@@ -464,26 +466,6 @@ func (a *API) InitialAdminToken() string {
 		return *p
 	}
 	return ""
-}
-
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // validPort reports whether p is a TCP port number, 1-65535.

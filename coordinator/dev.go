@@ -11,6 +11,7 @@ import (
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/chunkstore/location"
+	"github.com/lifeboat-backup/lifeboat/internal/atomicfile"
 )
 
 // Dev mode ('lifeboat server --dev'): a single-node cluster with a local
@@ -106,7 +107,7 @@ func devRepository(ctx context.Context, info DevInfo) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev repository: %w", err)
 	}
-	if err := writeFileAtomic(info.IdentityFile, id, 0o600); err != nil {
+	if err := atomicfile.Write(info.IdentityFile, id, 0o600); err != nil {
 		return nil, fmt.Errorf("write the dev identity: %w", err)
 	}
 	sec, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{recipient}})
@@ -117,7 +118,7 @@ func devRepository(ctx context.Context, info DevInfo) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(info.WriterKey, key, 0o600); err != nil {
+	if err := atomicfile.Write(info.WriterKey, key, 0o600); err != nil {
 		return nil, fmt.Errorf("write the dev writer key: %w", err)
 	}
 	return key, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/internal/atomicfile"
 )
 
 // newPassphraseEnv holds the new passphrase for 'key passphrase' where no
@@ -94,7 +95,7 @@ func runKeyPassphrase(g *globals, remove bool) error {
 			return fmt.Errorf("the newly protected identity did not open again (%v); nothing was changed", err)
 		}
 	}
-	if err := replaceFile(path, out); err != nil {
+	if err := atomicfile.Write(path, out, 0o600); err != nil {
 		return fmt.Errorf("write identity %s: %w; the old file is unchanged", path, err)
 	}
 	if g.json {
@@ -124,41 +125,4 @@ func readNewPassphrase(path string) (string, error) {
 		return "", errors.New("no new passphrase: set " + newPassphraseEnv + " or run on a terminal")
 	}
 	return p, err
-}
-
-// replaceFile writes data to a new file beside path (mode 0600), syncs
-// it, renames it over path and syncs the directory: path holds either
-// its old content or data, whatever happens.
-func replaceFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // gone once renamed
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
