@@ -239,8 +239,15 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 			}
 			if rep.UnindexedPacks > 0 {
 				why := "left by interrupted backups or prunes (harmless; reused by the next backup or deleted by the next prune)"
-				if indexDamaged(problems) {
+				switch {
+				case indexDamaged(problems):
 					why = "(the damaged index files may have listed them; 'lifeboat repair index' indexes them again)"
+				case dataLost(problems):
+					// An index file that is gone (deleted, or missed
+					// by a copy of the bucket) is no problem of its
+					// own: its packs are all that is left of the data
+					// the snapshots miss, not garbage.
+					why = "(they may hold the data the snapshots miss, listed by an index file that is gone; 'lifeboat repair index' indexes them again)"
 				}
 				fmt.Fprintf(w, "%d unindexed packs %s\n", rep.UnindexedPacks, why)
 			}

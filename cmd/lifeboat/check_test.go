@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -32,4 +35,37 @@ func TestCheckHintsUnreadablePack(t *testing.T) {
 	if got := unreadablePacks(problems); !slices.Equal(got, []string{unreadable}) {
 		t.Errorf("unreadable packs %v, want %s", got, unreadable)
 	}
+}
+
+// TestCheckUnindexedPacksOfLostIndex: with its index file gone (deleted
+// by hand, or missed by a copy of the bucket), a snapshot's packs are
+// unindexed. check must not call them harmless garbage for the next
+// prune: they hold the data it reports missing, and 'repair index'
+// brings it back.
+func TestCheckUnindexedPacksOfLostIndex(t *testing.T) {
+	c, r, _, _ := backedUpSmallTree(t)
+	idx, err := filepath.Glob(filepath.Join(r.path, "index", "*"))
+	if err != nil || len(idx) == 0 {
+		t.Fatalf("index files %v: %v", idx, err)
+	}
+	for _, f := range idx {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := c.run(r.reader("check")...)
+	if res.code != 1 {
+		t.Fatalf("check: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	line := ""
+	for _, l := range strings.Split(res.stdout, "\n") {
+		if strings.Contains(l, "unindexed packs") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "repair index") || strings.Contains(line, "harmless") {
+		t.Errorf("check's line on the unindexed packs: %q; want it to send to 'repair index', not call them harmless\nstdout:\n%s", line, res.stdout)
+	}
+	c.ok(r.writer("repair", "index")...)
+	c.ok(r.reader("check")...)
 }
