@@ -20,7 +20,11 @@ var ErrNotIndexed = errors.New("not in the index")
 // their root trees are indexed. It loads the index after listing the
 // snapshots (manifests are written after the index files they depend on),
 // so a backup committing while a long check runs is never reported as
-// damage. Each tree is visited once however many snapshots share it.
+// damage. Each tree is visited once however many snapshots share it; a
+// snapshot that reaches a damaged tree another one reached first gets a
+// problem of its own, naming where that damage was reported, so that
+// every damaged snapshot is named (unchanged data makes most snapshots
+// share most trees).
 func Check(ctx context.Context, repo *chunkstore.Repository) ([]chunkstore.Problem, error) {
 	snaps, errs, err := List(ctx, repo)
 	if err != nil {
@@ -46,7 +50,7 @@ func Check(ctx context.Context, repo *chunkstore.Repository) ([]chunkstore.Probl
 		probs = append(probs, chunkstore.Problem{Object: "snapshot", Err: e})
 	}
 	idx := repo.Index()
-	seen := map[chunkstore.ID]bool{}
+	seen := map[chunkstore.ID]*chunkstore.Problem{}
 	for _, s := range snaps {
 		obj := "snapshot " + s.ID.Short()
 		loc, ok := idx.Lookup(s.Tree)
@@ -66,11 +70,30 @@ func Check(ctx context.Context, repo *chunkstore.Repository) ([]chunkstore.Probl
 	return probs, nil
 }
 
-func checkTree(ctx context.Context, repo *chunkstore.Repository, obj, dir string, id chunkstore.ID, seen map[chunkstore.ID]bool) ([]chunkstore.Problem, error) {
-	if seen[id] {
-		return nil, nil
+// checkTree checks tree id, at dir of snapshot obj, and the trees below
+// it. seen holds the trees checked before: nil for one found intact
+// (with all below it), else the first problem found in it.
+func checkTree(ctx context.Context, repo *chunkstore.Repository, obj, dir string, id chunkstore.ID, seen map[chunkstore.ID]*chunkstore.Problem) ([]chunkstore.Problem, error) {
+	if first, ok := seen[id]; ok {
+		if first == nil {
+			return nil, nil
+		}
+		// Not checked again, but this snapshot is damaged too: said
+		// once, where it reaches the shared tree. The error wraps the
+		// first one's, so it is told apart (lost data, damaged pack)
+		// as that one is.
+		return []chunkstore.Problem{{Object: obj + " " + dir, Err: fmt.Errorf("tree %s holds the damage reported for %s: %w", id.Short(), first.Object, first.Err)}}, nil
 	}
-	seen[id] = true
+	seen[id] = nil
+	probs, err := checkTreeOnce(ctx, repo, obj, dir, id, seen)
+	if len(probs) > 0 {
+		first := probs[0]
+		seen[id] = &first
+	}
+	return probs, err
+}
+
+func checkTreeOnce(ctx context.Context, repo *chunkstore.Repository, obj, dir string, id chunkstore.ID, seen map[chunkstore.ID]*chunkstore.Problem) ([]chunkstore.Problem, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -41,8 +41,17 @@ func TestRepairSnapshots(t *testing.T) {
 		if _, err := snapshot.RepairIndex(ctx, reopen(t, repos, repos.Store), snapshot.RepairOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if probs, err := snapshot.Check(ctx, reopen(t, repos, repos.Store)); err != nil || len(probs) != 1 || !strings.HasSuffix(probs[0].Object, "lost/c") {
-			t.Fatalf("check before the repair: %v, %v; want the lost file named (once: the snapshots share its directory)", probs, err)
+		// The lost file is named once (the snapshots share its
+		// directory, checked once), and each damaged snapshot is named.
+		probs, err := snapshot.Check(ctx, reopen(t, repos, repos.Store))
+		if err != nil || len(probs) != 2 || !strings.HasSuffix(probs[0].Object, "lost/c") || !strings.HasSuffix(probs[1].Object, "/lost") ||
+			!strings.Contains(probs[1].Err.Error(), probs[0].Object) {
+			t.Fatalf("check before the repair: %v, %v; want the lost file named, then the other snapshot's directory holding it", probs, err)
+		}
+		for _, s := range []*snapshot.Result{second, third} {
+			if !strings.HasPrefix(probs[0].Object, "snapshot "+s.ID.Short()+" ") && !strings.HasPrefix(probs[1].Object, "snapshot "+s.ID.Short()+" ") {
+				t.Fatalf("check before the repair: %v; damaged snapshot %s not named", probs, s.ID.Short())
+			}
 		}
 
 		rel := func(p string) string { return strings.TrimPrefix(filepath.Join(src, p), "/") }
