@@ -82,7 +82,8 @@ again after an interruption, or every night, copies only what is missing. A
 copy keeps the snapshot's time, host, paths, tags and summary, and records the
 snapshot it was copied from. A snapshot whose source data is damaged or missing
 is not copied (no snapshot is saved for it; the message names the pack) and the
-others are; the exit code is then 1.
+others are; the exit code is then 1. So is a snapshot whose manifest in the
+source cannot be read.
 
 S3 credentials come from the same environment (AWS_*) for both repositories.`,
 		Example: `  lifeboat init --repo s3:https://s3.other-region.example.net/offsite \
@@ -137,7 +138,21 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 	if err != nil {
 		return fmt.Errorf("source %s: %w", sg.repo, err)
 	}
-	if len(snaps) == 0 {
+	// A source snapshot whose manifest cannot be read is not copied:
+	// that is a failure, as damaged data is, not a success with a
+	// warning a nightly job's log keeps to itself. Its host and tags are
+	// unknown, so a filter cannot leave it out. (A named one was refused
+	// by pick.) One forgotten since the listing is just gone.
+	var unread []*snapshot.UnreadableError
+	if len(args) == 0 {
+		for _, e := range list.bad {
+			var u *snapshot.UnreadableError
+			if errors.As(e, &u) && !errors.Is(e, chunkstore.ErrNotFound) {
+				unread = append(unread, u)
+			}
+		}
+	}
+	if len(snaps) == 0 && len(unread) == 0 {
 		// Not an error: a nightly copy from a source with no backups yet
 		// (or none of the filtered host) has nothing to do.
 		if !g.json {
@@ -157,15 +172,25 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 		n := copied.Load()
 		return fmt.Sprintf("[%s] %d of %d snapshots, %s copied, %s", formatClock(el), done.Load(), len(snaps), formatBytes(n), formatRate(n, el))
 	})
-	results, err := snapshot.Copy(ctx, src, dst, snaps, snapshot.CopyOptions{
-		ProgramVersion: "lifeboat " + versionString(),
-		Logger:         g.pkgLogger(),
-		Progress:       &copied,
-		Done:           func(snapshot.CopyResult) { done.Add(1) },
-	})
+	var results []snapshot.CopyResult
+	if len(snaps) > 0 {
+		results, err = snapshot.Copy(ctx, src, dst, snaps, snapshot.CopyOptions{
+			ProgramVersion: "lifeboat " + versionString(),
+			Logger:         g.pkgLogger(),
+			Progress:       &copied,
+			Done:           func(snapshot.CopyResult) { done.Add(1) },
+		})
+	}
 	bar.Stop()
-	out := make([]copyJSON, 0, len(results))
+	out := make([]copyJSON, 0, len(results)+len(unread))
 	var copiedN, existing, failed int
+	for _, u := range unread {
+		failed++
+		out = append(out, copyJSON{Source: u.ID.String(), Error: "manifest unreadable: " + u.Err.Error()})
+		if !g.json {
+			warnf(g.stderr, "snapshot %s NOT copied: its manifest in the source cannot be read (above); put it back from a copy of the source's bucket, or remove it there with 'lifeboat forget %s'", u.ID.Short(), u.ID)
+		}
+	}
 	for _, r := range results {
 		j := copyJSON{Source: r.Source.ID.String(), Existing: r.Existing, Time: r.Source.Time.Format(time.RFC3339),
 			Host: r.Source.Host, Trees: r.Trees, Blobs: r.Blobs, Bytes: r.Bytes, BytesAdded: r.BytesAdded}
@@ -193,7 +218,7 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 		}
 		out = append(out, j)
 	}
-	if g.json && len(results) > 0 {
+	if g.json && len(out) > 0 {
 		// Also when the copy stopped: the snapshots it committed are
 		// in the destination.
 		if err := printJSON(g.stdout, out); err != nil {
@@ -214,7 +239,8 @@ func runCopy(cmd *cobra.Command, g *globals, f copyFlags, args []string) error {
 		fmt.Fprintf(g.stdout, "%d %s copied, %d already there, %d failed\n", copiedN, plural(copiedN, "snapshot", "snapshots"), existing, failed)
 	}
 	if failed > 0 {
-		return withCode(exitError, fmt.Errorf("%d of %d %s could not be copied (listed above)", failed, len(snaps), plural(len(snaps), "snapshot", "snapshots")))
+		n := len(snaps) + len(unread)
+		return withCode(exitError, fmt.Errorf("%d of %d %s could not be copied (listed above)", failed, n, plural(n, "snapshot", "snapshots")))
 	}
 	return nil
 }

@@ -149,3 +149,60 @@ func TestCopyDamagedCLI(t *testing.T) {
 		t.Errorf("a failed copy saved a snapshot:\n%s", out)
 	}
 }
+
+// TestCopyUnreadableManifestCLI: a snapshot of the source whose manifest
+// no longer reads back is not copied, and copy says so as it does for
+// damaged data: exit 1, the snapshot counted as failed and, in --json,
+// listed with its error. A nightly copy must not report success while
+// the offsite copy misses it.
+func TestCopyUnreadableManifestCLI(t *testing.T) {
+	c := newCLI(t)
+	src := initRepo(t, c, "src")
+	d := filepath.Join(c.dir, "d")
+	fixture.Create(t, d, fixture.Tree{"a": {Content: []byte("one\n")}})
+	c.ok(src.writer("backup", d)...)
+	fixture.Create(t, d, fixture.Tree{"b": {Content: []byte("two\n")}})
+	c.ok(src.writer("backup", d)...)
+	dst := initRepo(t, c, "dst", "--from-repo", src.path, "--from-key", src.key)
+	manifests, err := filepath.Glob(filepath.Join(src.path, "snapshots", "*"))
+	if err != nil || len(manifests) != 2 {
+		t.Fatalf("manifests %v: %v", manifests, err)
+	}
+	damaged := filepath.Base(manifests[0])
+	b, err := os.ReadFile(manifests[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x10
+	if err := os.WriteFile(manifests[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The backups cached the manifests as they wrote them; the copy
+	// must meet the damaged one.
+	if err := os.RemoveAll(filepath.Join(c.dir, "cache")); err != nil {
+		t.Fatal(err)
+	}
+
+	copyArgs := dst.writer("copy", "--from-repo", src.path, "--from-identity", src.identity)
+	r := c.fails(1, copyArgs, "NOT copied", damaged[:8], "1 of 2 snapshots could not be copied")
+	if !strings.Contains(r.stdout, "1 snapshot copied, 0 already there, 1 failed") {
+		t.Errorf("copy summary:\n%s", r.stdout)
+	}
+	r = c.run(append(copyArgs, "--json")...)
+	if r.code != 1 {
+		t.Fatalf("copy --json: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	got := decodeJSON[[]copyJSON](t, r.stdout)
+	failed := 0
+	for _, j := range got {
+		if j.Error != "" {
+			failed++
+			if j.Source != damaged {
+				t.Errorf("copy --json: snapshot %s failed, want only %s", j.Source, damaged)
+			}
+		}
+	}
+	if len(got) != 2 || failed != 1 {
+		t.Errorf("copy --json: %+v; want both snapshots, the damaged one with its error", got)
+	}
+}
