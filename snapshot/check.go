@@ -41,6 +41,11 @@ func Check(ctx context.Context, repo *chunkstore.Repository) ([]chunkstore.Probl
 	for _, e := range errs {
 		var ue *UnreadableError
 		if errors.As(e, &ue) {
+			if errors.Is(ue.Err, chunkstore.ErrNotFound) {
+				// Listed, then gone: forgotten meanwhile (check runs
+				// beside forget), not damaged.
+				continue
+			}
 			if damaged[ue.ID] {
 				e = fmt.Errorf("%w; put it back from a copy of the bucket (object versioning, a replica), or remove it with 'lifeboat forget %s' (the full ID)", e, ue.ID)
 			}

@@ -66,3 +66,48 @@ func TestCheckNamesEverySnapshotOfSharedDamage(t *testing.T) {
 		}
 	}
 }
+
+// forgetAfterList deletes one snapshot manifest right after the first
+// listing of snapshots/: a forget that runs between check's listing and
+// its reading of the manifests.
+type forgetAfterList struct {
+	chunkstore.Store
+	name string
+	done bool
+}
+
+func (s *forgetAfterList) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	err := s.Store.List(ctx, prefix, fn)
+	if prefix == chunkstore.SnapshotsPrefix && !s.done {
+		s.done = true
+		if derr := s.Store.Delete(ctx, s.name); derr != nil {
+			return derr
+		}
+	}
+	return err
+}
+
+// TestCheckSnapshotForgottenMeanwhile: a snapshot forgotten while check
+// runs (listed, then gone when its manifest is read) is no damage: check
+// runs without a lock, beside forget, and must not report it.
+func TestCheckSnapshotForgottenMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), []byte("a\n"))
+	first := backupDir(t, repos.Writer, src)
+	writeFile(t, filepath.Join(src, "b"), []byte("b\n"))
+	backupDir(t, repos.Writer, src)
+
+	st := &forgetAfterList{Store: repos.Store, name: chunkstore.SnapshotsPrefix + first.ID.String()}
+	probs, err := snapshot.Check(ctx, reopenLoaded(t, repos, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.done {
+		t.Fatal("the snapshots were not listed")
+	}
+	if len(probs) > 0 {
+		t.Errorf("check reports the snapshot forgotten meanwhile: %v", probs)
+	}
+}
