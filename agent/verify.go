@@ -110,6 +110,10 @@ func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 				// and the coverage forgets it.
 				a.log.Info("pack vanished since the listing", "job", item.Job.ID, "pack", pc.ID)
 				return nil
+			case errors.Is(err, chunkstore.ErrNewerFormat):
+				// Intact, but this agent cannot read its format: no
+				// verdict on it, and the job fails saying so.
+				return fmt.Errorf("pack %s: %w: upgrade this agent (nothing was recorded)", pc.ID, err)
 			case errors.Is(err, chunkstore.ErrCorrupt):
 				pc.Error = err.Error()
 				a.log.Warn("pack failed verification", "job", item.Job.ID, "pack", pc.ID, "err", err)
@@ -128,6 +132,9 @@ func (a *Agent) verify(ctx context.Context, job *runningJob) outcome {
 	if err := g.Wait(); err != nil {
 		if re, ok := errors.AsType[*readError](err); ok && ctx.Err() == nil {
 			return outcome{err: fmt.Errorf("verify %s: %w; nothing was recorded, the job will be retried", item.Repository.Name, re)}
+		}
+		if errors.Is(err, chunkstore.ErrNewerFormat) && ctx.Err() == nil {
+			return outcome{err: fmt.Errorf("verify %s: %w", item.Repository.Name, err)}
 		}
 		return outcome{err: fmt.Errorf("verification cancelled: %w", err)}
 	}

@@ -438,3 +438,27 @@ func TestVerifyDropsForgottenFromCatalog(t *testing.T) {
 		}
 	})
 }
+
+// TestAgentVerifyNewerPack: an intact pack of a later format (a newer
+// lifeboat's, in a mixed fleet) is not reported as damaged: the verify
+// job fails asking for an upgrade, and records nothing.
+func TestAgentVerifyNewerPack(t *testing.T) {
+	tc := newTestCoordinator(t)
+	src := t.TempDir()
+	fixture.Create(t, src, smallTree())
+	tc.policy(coordinator.Policy{Name: "p", Paths: []string{src}})
+	startAgent(t, Config{Servers: []string{tc.srv.URL}, JoinToken: tc.joinToken(nil, time.Time{}), DataDir: t.TempDir(), Name: "v1"})
+	tc.waitEnrolled("v1")
+	if j := tc.waitJob(tc.run("p"), "finish", final); j.State != coordinator.JobSucceeded {
+		t.Fatalf("backup: %+v", j.Result)
+	}
+	newer := writeForged(t, tc.repoURL, append([]byte("LBPACK2\n"), fixture.Random(3, 4096)...))
+	j := tc.verifyAll()
+	if j.State != coordinator.JobFailed || !strings.Contains(j.Result.Error, newer) || !strings.Contains(j.Result.Error, "upgrade this agent") {
+		t.Fatalf("verify job %s: %+v; want a failure naming pack %s and the upgrade", j.State, j.Result, newer)
+	}
+	cov, packs := tc.coverage()
+	if len(cov.Damaged) != 0 || packs[newer] != nil && packs[newer].Damaged != "" {
+		t.Errorf("coverage %+v, pack state %+v: the newer pack was taken for damage", cov, packs[newer])
+	}
+}

@@ -38,6 +38,25 @@ func TestNewerMagicIsNotCorrupt(t *testing.T) {
 
 func decodeIndex(b []byte) error { _, err := chunkstore.DecodeIndex(b); return err }
 
+// TestVerifyPackNewerFormat: VerifyPack (the agents' verify jobs) takes
+// an intact pack of a later format for a newer lifeboat's, not for
+// damage; a bad magic is still damage.
+func TestVerifyPackNewerFormat(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	body := make([]byte, 4096)
+	for magic, newer := range map[string]bool{"LBPACK2\n": true, "LBPACK12\n": true, "LBPACKx\n": false} {
+		b := append([]byte(magic), body...)
+		id := chunkstore.Hash(b)
+		if err := repos.Store.Put(t.Context(), chunkstore.PackName(id), b); err != nil {
+			t.Fatal(err)
+		}
+		err := repos.Reader.VerifyPack(t.Context(), id, int64(len(b)))
+		if errors.Is(err, chunkstore.ErrNewerFormat) != newer || errors.Is(err, chunkstore.ErrCorrupt) == newer {
+			t.Errorf("%q: %v; want newer format %v, corrupt %v", magic, err, newer, !newer)
+		}
+	}
+}
+
 // TestNewerSealIsNotCorrupt: a sealed object (index file, manifest)
 // whose magic names a later sealing format reads as written by a newer
 // lifeboat, and LoadIndex stops with that error while recording the file

@@ -20,8 +20,9 @@ const verifyRange = 4 << 20
 // ReadData does it).
 //
 // Damage is reported wrapping ErrCorrupt; a pack that is gone wraps
-// ErrNotFound; any other error is a failed read, which says nothing
-// about the pack.
+// ErrNotFound; an intact pack of a later format, written by a newer
+// lifeboat, ErrNewerFormat; any other error is a failed read, which
+// says nothing about the pack.
 func (r *Repository) VerifyPack(ctx context.Context, id ID, size int64) error {
 	name := PackName(id)
 	minSize := int64(len(packMagic) + 4 + PackFooterSize)
@@ -47,6 +48,11 @@ func (r *Repository) VerifyPack(ctx context.Context, id ID, size int64) error {
 		return fmt.Errorf("%w: content does not match its name (SHA-256 %s)", ErrCorrupt, sum.Short())
 	}
 
+	if v, ok := magicVersion(head, packMagic[:6]); ok && v > 1 {
+		// Intact (its name is its hash), in a format this release
+		// does not know: never damage to report or repair.
+		return fmt.Errorf("%w (pack format version %d; this release reads 1)", ErrNewerFormat, v)
+	}
 	if string(head[:len(packMagic)]) != packMagic {
 		return fmt.Errorf("%w: not a pack (bad header)", ErrCorrupt)
 	}
