@@ -3,6 +3,8 @@ package chunkstore_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -544,5 +546,63 @@ func TestWriterKeyUnusablePolynomial(t *testing.T) {
 	}
 	if _, err := chunkstore.ParseWriterKey(b); err != nil {
 		t.Fatalf("the repository's own writer key: %v", err)
+	}
+}
+
+// A writer key whose secrets were damaged is refused when it is read.
+// Nothing else would notice: with a flipped chunk key, backups succeed
+// and check with the writer key finds no problem, but no identity can
+// restore them (every blob fails its ID check); with a flipped
+// metadata key, the manifests it saves open for no one.
+func TestWriterKeyChecksum(t *testing.T) {
+	repos := storetest.InitRepos(t, mem.New())
+	good, err := chunkstore.MarshalWriterKey(repos.Writer.Secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipKey := func(m map[string]any, field string) {
+		b, err := base64.StdEncoding.DecodeString(m[field].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[7] ^= 0x10
+		m[field] = base64.StdEncoding.EncodeToString(b)
+	}
+	edit := func(f func(map[string]any)) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(good, &m); err != nil {
+			t.Fatal(err)
+		}
+		f(m)
+		b, err := json.Marshal(m) // compact: another formatting
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	other, err := chunkstore.NormalizeRecipients([]string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func(map[string]any){
+		"chunk key":  func(m map[string]any) { flipKey(m, "chunk_key") },
+		"meta key":   func(m map[string]any) { flipKey(m, "meta_key") },
+		"recipients": func(m map[string]any) { m["recipients"] = []string{other[0]} },
+		"generation": func(m map[string]any) { m["generation"] = 1 },
+	} {
+		if _, err := chunkstore.ParseWriterKey(edit(f)); err == nil || !strings.Contains(err.Error(), "does not match its checksum") {
+			t.Errorf("writer key with a damaged %s: %v; want it refused as not matching its checksum", name, err)
+		}
+	}
+	// Reformatted, it is the same key; without a checksum (written by an
+	// earlier release), it is taken unchecked.
+	for name, b := range map[string][]byte{
+		"reformatted": edit(func(map[string]any) {}),
+		"no checksum": edit(func(m map[string]any) { delete(m, "checksum") }),
+		"as written":  good,
+	} {
+		if s, err := chunkstore.ParseWriterKey(b); err != nil || !reflect.DeepEqual(s, repos.Writer.Secrets()) {
+			t.Errorf("%s writer key: %v", name, err)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,6 +90,9 @@ type secretsJSON struct {
 	Generation uint32         `json:"generation,omitempty"`
 	Past       []RecipientSet `json:"past_recipients,omitempty"`
 	SigningKey string         `json:"signing_key,omitempty"`
+	// Checksum is writerKeyChecksum of a writer key's secrets (hex).
+	// Absent in writer keys written before it, which are not checked.
+	Checksum string `json:"checksum,omitempty"`
 }
 
 const (
@@ -97,12 +101,17 @@ const (
 )
 
 func (s *Secrets) marshal(typ string) ([]byte, error) {
-	signing := ""
+	signing, checksum := "", ""
 	if typ == envelopeType && s.SigningKey != nil {
 		signing = base64.StdEncoding.EncodeToString(s.SigningKey)
 	}
+	if typ == writerKeyType {
+		c := writerKeyChecksum(s)
+		checksum = hex.EncodeToString(c[:])
+	}
 	return json.MarshalIndent(secretsJSON{
 		SigningKey: signing,
+		Checksum:   checksum,
 		Type:       typ,
 		Version:    FormatVersion,
 		RepoID:     s.RepoID,
@@ -155,6 +164,12 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 		return nil, fmt.Errorf("decode %s: polynomial %q: %w", typ, w.Polynomial, err)
 	}
 	s.Polynomial = chunker.Pol(pol)
+	if typ == writerKeyType && w.Checksum != "" {
+		c := writerKeyChecksum(s)
+		if w.Checksum != hex.EncodeToString(c[:]) {
+			return nil, fmt.Errorf("decode %s: the file does not match its checksum: it is damaged or was edited; use an intact copy, or write a new one with 'lifeboat key writer-key' (with an identity)", typ)
+		}
+	}
 	if w.SigningKey != "" && typ == envelopeType {
 		k, err := base64.StdEncoding.DecodeString(w.SigningKey)
 		if err != nil || len(k) != ed25519.SeedSize {
@@ -174,6 +189,43 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 		return nil, fmt.Errorf("decode %s: %w", typ, err)
 	}
 	return s, nil
+}
+
+// writerKeyChecksum is the SHA-256 of a writer key's secrets, which its
+// file records. Nothing else checks them before they are used: a
+// damaged chunk key would name the blobs of every backup so that no
+// identity could restore them, while the backups themselves and check
+// with the writer key find nothing wrong; a damaged metadata key would
+// seal manifests no one can open. It is taken over the decoded values,
+// not the file's text, so reformatting the JSON keeps it valid.
+func writerKeyChecksum(s *Secrets) [32]byte {
+	h := sha256.New()
+	str := func(v string) {
+		h.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(v))))
+		h.Write([]byte(v))
+	}
+	strs := func(vs []string) {
+		h.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(vs))))
+		for _, v := range vs {
+			str(v)
+		}
+	}
+	str("lifeboat writer key checksum v1")
+	str(s.RepoID)
+	h.Write(s.ChunkKey[:])
+	h.Write(s.MetaKey[:])
+	h.Write(binary.LittleEndian.AppendUint64(nil, uint64(s.Polynomial)))
+	h.Write(s.ConfigHash[:])
+	strs(s.Recipients)
+	h.Write(binary.LittleEndian.AppendUint32(nil, s.Generation))
+	h.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(s.Past))))
+	for _, p := range s.Past {
+		h.Write(binary.LittleEndian.AppendUint32(nil, p.Generation))
+		strs(p.Recipients)
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }
 
 func decodeKey(s string, dst *[32]byte) error {
