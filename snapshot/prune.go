@@ -1017,6 +1017,11 @@ func (r *referenced) walk(ctx context.Context, repo *chunkstore.Repository) erro
 					if gctx.Err() != nil {
 						return gctx.Err()
 					}
+					if errors.Is(err, chunkstore.ErrNotRecipient) {
+						// Nothing is lost: the error says whose
+						// identity reads the pack.
+						return fmt.Errorf("%w: tree %s cannot be read with this identity, so what it references is unknown: %v", ErrPruneUnsafe, id.Short(), err)
+					}
 					return fmt.Errorf("%w: tree %s cannot be read, so what it references is unknown: %v (if an index file was lost, 'lifeboat repair index' indexes its packs again from the packs; then prune)", ErrPruneUnsafe, id.Short(), err)
 				}
 				mu.Lock()
