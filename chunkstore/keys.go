@@ -421,12 +421,22 @@ func sealEnvelope(s *Secrets) ([]byte, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	if s.SigningKey == nil {
-		return buf.Bytes(), nil
+	out := buf.Bytes()
+	if s.SigningKey != nil {
+		sig := ed25519.Sign(ed25519.NewKeyFromSeed(s.SigningKey), envelopeSigned(s.RepoID, s.Generation, out))
+		out = append(append([]byte(envelopeMagic), sig...), out...)
 	}
-	sig := ed25519.Sign(ed25519.NewKeyFromSeed(s.SigningKey), envelopeSigned(s.RepoID, s.Generation, buf.Bytes()))
-	return append(append([]byte(envelopeMagic), sig...), buf.Bytes()...), nil
+	// Every lifeboat ignores a larger object under keys/ (Envelopes):
+	// written, it would open for no one.
+	if len(out) > maxEnvelope {
+		return nil, fmt.Errorf("%w: it would be %d bytes, and lifeboat reads at most %d", errEnvelopeTooLarge, len(out), maxEnvelope)
+	}
+	return out, nil
 }
+
+// errEnvelopeTooLarge is sealEnvelope's error for secrets whose envelope
+// no lifeboat would read: too many recipients, or past recipients.
+var errEnvelopeTooLarge = errors.New("the key envelope is too large")
 
 // ErrUnsignedEnvelope is an object under keys/ that the repository's
 // key_signer did not sign.

@@ -364,6 +364,17 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 	next.Generation++
 	next.Past = append(slices.Clone(r.secrets.Past), RecipientSet{Generation: r.secrets.Generation, Recipients: r.secrets.Recipients})
 	env, err := sealEnvelope(&next)
+	if errors.Is(err, errEnvelopeTooLarge) {
+		// Past grows with every change (by a few KiB per post-quantum
+		// recipient); the generations no indexed pack is wrapped for
+		// need not be recorded.
+		if next.Past, err = r.pastInUse(ctx, next.Past); err == nil {
+			env, err = sealEnvelope(&next)
+		}
+		if errors.Is(err, errEnvelopeTooLarge) {
+			err = fmt.Errorf("%w, even with only the recipients of the past generations that packs are still wrapped to: run 'lifeboat prune --rewrap' first, so that no pack is wrapped to a past generation's recipients, or give fewer recipients; nothing was changed", err)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -394,6 +405,29 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 		return next.WriterSecrets(), fmt.Errorf("the new recipients are in place (%s), but %w; remove it with 'lifeboat key cleanup'", name, err)
 	}
 	return next.WriterSecrets(), nil
+}
+
+// pastInUse returns the sets of past of the generations that some pack
+// in the index is wrapped for: only those does a reader need (Stranded,
+// PackKey's error).
+func (r *Repository) pastInUse(ctx context.Context, past []RecipientSet) ([]RecipientSet, error) {
+	if err := r.EnsureIndex(ctx); err != nil {
+		return nil, err
+	}
+	if probs := r.IndexProblems(); len(probs) > 0 {
+		return nil, fmt.Errorf("%w, and which past generations packs are wrapped for is not known: index file %s could not be read ('lifeboat repair index' replaces it); nothing was changed", errEnvelopeTooLarge, probs[0].Object)
+	}
+	used := map[uint32]bool{}
+	for _, p := range r.index.Packs() {
+		used[p.Gen] = true
+	}
+	var out []RecipientSet
+	for _, p := range past {
+		if used[p.Generation] {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // errNotGenuine marks a key envelope that its name's hash or the

@@ -436,3 +436,105 @@ func plantEnvelope(t *testing.T, st chunkstore.Store, writer *chunkstore.Reposit
 		t.Fatal(err)
 	}
 }
+
+// Each change of recipients records the last set in the envelope
+// (past_recipients), a few KiB per post-quantum recipient, and no
+// lifeboat reads an envelope over 1 MiB. An envelope grown past that was
+// written all the same, and the older ones removed: every identity and
+// writer was locked out. Now the past generations no pack is wrapped for
+// are left out, and a change that still would not fit is refused,
+// leaving the repository as it was; init refuses such recipients too.
+func TestRekeyEnvelopeTooLarge(t *testing.T) {
+	ctx := context.Background()
+	pq := func(n int) (rcpts []string, idFile []byte) {
+		for i := 0; i < n; i++ {
+			f, r, err := chunkstore.NewIdentity(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				idFile = f
+			}
+			rcpts = append(rcpts, r)
+		}
+		return rcpts, idFile
+	}
+	tooMany, _ := pq(600)
+	st := mem.New()
+	if _, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: tooMany}); err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Fatalf("init with 600 post-quantum recipients: %v, want the envelope refused as too large", err)
+	}
+	if names := envelopeNames(t, st); len(names) != 0 {
+		t.Fatalf("a refused init left %d envelopes", len(names))
+	}
+
+	rcpts, idFile := pq(60)
+	if _, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: rcpts}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := chunkstore.ParseIdentityFile(idFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// change replaces the last recipient (never the caller's) and
+	// returns the error of the change; the repository must open with
+	// the identity either way.
+	change := func(withPack bool) (uint32, error) {
+		t.Helper()
+		r, err := openAs(t, st, chunkstore.Credentials{Identities: ids})
+		if err != nil {
+			t.Fatalf("the repository no longer opens: %v", err)
+		}
+		if withPack {
+			w, err := openAs(t, st, chunkstore.Credentials{Writer: r.Secrets().WriterSecrets()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wr, err := w.NewWriter(ctx, chunkstore.WriterOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := wr.SaveBlob(ctx, chunkstore.DataBlob, []byte(r.Secrets().RepoID+string(rune(r.Secrets().Generation)))); err != nil {
+				t.Fatal(err)
+			}
+			if err := wr.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		more, _ := pq(1)
+		rcpts = append(rcpts[:len(rcpts)-1], more[0])
+		sec, err := r.Rekey(ctx, rcpts)
+		if err != nil {
+			return r.Secrets().Generation, err
+		}
+		return sec.Generation, nil
+	}
+	// Without packs, no past generation needs recording.
+	for i := 0; i < 12; i++ {
+		if _, err := change(false); err != nil {
+			t.Fatalf("change %d without packs: %v", i+1, err)
+		}
+	}
+	// With a pack of every generation, every one does: the change that
+	// would not fit is refused, and the repository stays as it was.
+	for i := 0; ; i++ {
+		gen, err := change(true)
+		if err == nil {
+			if i == 20 {
+				t.Fatal("20 changes with packs of each generation fit in one envelope; the test needs more recipients")
+			}
+			continue
+		}
+		if !strings.Contains(err.Error(), "too large") || !strings.Contains(err.Error(), "prune --rewrap") {
+			t.Fatalf("change at generation %d: %v, want it refused as too large, naming prune --rewrap", gen, err)
+		}
+		r, err := openAs(t, st, chunkstore.Credentials{Identities: ids})
+		if err != nil {
+			t.Fatalf("after the refused change the repository no longer opens: %v", err)
+		}
+		if g := r.Secrets().Generation; g != gen {
+			t.Fatalf("after the refused change generation %d opens, want %d", g, gen)
+		}
+		break
+	}
+}
