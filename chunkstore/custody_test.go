@@ -606,3 +606,20 @@ func TestWriterKeyChecksum(t *testing.T) {
 		}
 	}
 }
+
+// An init whose config could not be written leaves no key envelope
+// behind: with one, the store looked like a repository that lost its
+// config, and init refused it.
+func TestInitConfigFailed(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewFaulty(mem.New())
+	_, rcpt, _ := storetest.Identity(t)
+	st.FailPuts(chunkstore.ConfigName, nil)
+	if _, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}}); !errors.Is(err, storetest.ErrInjected) {
+		t.Fatalf("init with the config's put failing: %v", err)
+	}
+	st.Reset()
+	if _, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}}); err != nil {
+		t.Fatalf("init again, after one that could not write the config: %v", err)
+	}
+}

@@ -207,11 +207,19 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	if err := st.Put(ctx, envelopeName(Hash(env), 0), env); err != nil {
+	envName := envelopeName(Hash(env), 0)
+	if err := st.Put(ctx, envName, env); err != nil {
 		return nil, fmt.Errorf("init: write key envelope: %w", err)
 	}
 	// The config is written last: it is what makes the store a repository.
 	if err := st.Put(ctx, ConfigName, cfgBytes); err != nil {
+		// Left alone, the envelope would make the store look like a
+		// repository that lost its config: init would refuse it, and
+		// every command would send the user looking for a config that
+		// never was.
+		if derr := st.Delete(ctx, envName); derr != nil && !errors.Is(derr, ErrNotFound) {
+			return nil, fmt.Errorf("init: write config: %w; the key envelope %s written before it could not be removed (%v): remove it before running init at %s again", err, envName, derr, st.Location())
+		}
 		return nil, fmt.Errorf("init: write config: %w", err)
 	}
 	return sec.WriterSecrets(), nil
