@@ -664,6 +664,9 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		}
 		r.log.Info("index files replaced while read (a prune); listing again", "vanished", len(vanished))
 	}
+	if err := r.checkMetaKey(ids, problems); err != nil {
+		return err
+	}
 	// What was read counts as read while it is listed (a file read and
 	// then replaced is in no listing now; its packs stay known, as a
 	// concurrent prune's dropped packs are either marked, and excluded
@@ -704,6 +707,29 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		sweepCache(r.log, filepath.Join(r.cache, "packs"), listedAt, live)
 	}
 	return r.newerIndexErr()
+}
+
+// checkMetaKey refuses a writer key whose metadata key opens none of
+// the index files ids, though they are intact (problems says why each
+// was skipped): the key is damaged. Taking the files for damaged
+// instead, a backup stored everything again and saved a manifest no one
+// could open, and 'repair index' replaced every good index file with
+// one no one could read, leaving the packs to a prune. An identity's
+// key comes from an authenticated envelope.
+func (r *Repository) checkMetaKey(ids []ID, problems []Problem) error {
+	if r.CanRead() || len(ids) == 0 {
+		return nil
+	}
+	n := 0
+	for _, p := range problems {
+		if errors.Is(p.Err, errMetaAuth) {
+			n++
+		}
+	}
+	if n < len(ids) {
+		return nil
+	}
+	return fmt.Errorf("%w: the metadata key of this writer key opens none of the %d index files of %s, though each matches its name's hash: the key file is damaged or was edited; use an intact copy, or write a new one with 'lifeboat key writer-key' (with an identity)", ErrWrongKey, len(ids), r.store.Location())
 }
 
 // newerIndexErr is the error about the first index file written by a

@@ -269,6 +269,11 @@ func sealMeta(key *[32]byte, kind MetaKind, plaintext []byte) []byte {
 // maxMetaPlaintext bounds what a sealed metadata object may expand to.
 const maxMetaPlaintext = 1 << 30
 
+// errMetaAuth marks a metadata object that the metadata key does not
+// authenticate. Of one read through LoadMeta, whose bytes match their
+// name's hash, it means a key other than the one that sealed it.
+var errMetaAuth = errors.New("failed authentication")
+
 // openMeta authenticates and decrypts a sealed metadata object.
 func openMeta(key *[32]byte, kind MetaKind, b []byte) ([]byte, error) {
 	aead := newGCM(key[:])
@@ -286,7 +291,7 @@ func openMeta(key *[32]byte, kind MetaKind, b []byte) ([]byte, error) {
 	}
 	z, err := aead.Open(nil, b[5:5+aead.NonceSize()], b[5+aead.NonceSize():], b[:5])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s object failed authentication (damaged, or sealed with another repository's key)", ErrCorrupt, kind)
+		return nil, fmt.Errorf("%w: %s object %w (damaged, or sealed with another repository's key)", ErrCorrupt, kind, errMetaAuth)
 	}
 	plain, err := decompressMeta(z)
 	if err != nil {
