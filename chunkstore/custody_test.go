@@ -440,6 +440,15 @@ func TestWrongCredentials(t *testing.T) {
 	if _, err := chunkstore.ParseIdentityFile(other, nil); err == nil || !strings.Contains(err.Error(), "not an age identity file") {
 		t.Errorf("unrelated file as identity file: %v", err)
 	}
+	// A recipients file is named as one.
+	pub := []byte("# the on-call team\n" + a.secrets.Recipients[0] + "\n")
+	if _, err := chunkstore.ParseIdentityFile(pub, nil); err == nil || !strings.Contains(err.Error(), "public keys (recipients), not an identity") {
+		t.Errorf("recipients file as identity file: %v", err)
+	}
+	// An identity file an editor saved with a byte order mark opens.
+	if ids, err := chunkstore.ParseIdentityFile(append([]byte("\ufeff"), a.idFile...), nil); err != nil || len(ids) != 1 {
+		t.Errorf("identity file with a byte order mark: %v", err)
+	}
 }
 
 // TestTamperedConfig: the config is plaintext (readers need it before

@@ -517,8 +517,14 @@ func ParseIdentityFile(b []byte, passphrase func() (string, error)) ([]age.Ident
 	if bytes.Contains(b, []byte(`"`+writerKeyType+`"`)) {
 		return nil, errors.New("this is a lifeboat writer key, not an identity: it can back up but cannot restore or list files; pass it with --key, and use the identity file for reading")
 	}
+	// A byte order mark, which some editors add when saving, is not
+	// part of the first line's key.
+	b = bytes.TrimPrefix(b, []byte("\ufeff"))
 	ids, err := age.ParseIdentities(bytes.NewReader(b))
 	if err != nil {
+		if looksLikeRecipients(b) {
+			return nil, errors.New("this holds age public keys (recipients), not an identity: they encrypt, and cannot decrypt; pass the identity file, with AGE-SECRET-KEY-1... lines, as `lifeboat init --identity-out` or age-keygen write it")
+		}
 		return nil, fmt.Errorf("not an age identity file (as `lifeboat init --identity-out` or age-keygen write it): %w", err)
 	}
 	return ids, nil
@@ -561,6 +567,24 @@ func DecryptIdentityFile(b []byte, passphrase func() (string, error)) (plain []b
 		return nil, true, fmt.Errorf("decrypt identity file: %w", err)
 	}
 	return inner, true, nil
+}
+
+// looksLikeRecipients reports whether every line of b that is not a
+// comment is an age public key: a recipients file, given for an identity.
+func looksLikeRecipients(b []byte) bool {
+	n := 0
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if _, err := age.ParseRecipients(strings.NewReader(line)); err != nil {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 func looksLikeIdentity(b []byte) bool {
