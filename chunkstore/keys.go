@@ -167,7 +167,7 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 	if typ == writerKeyType && w.Checksum != "" {
 		c := writerKeyChecksum(s)
 		if w.Checksum != hex.EncodeToString(c[:]) {
-			return nil, fmt.Errorf("decode %s: the file does not match its checksum: it is damaged or was edited; use an intact copy, or write a new one with 'lifeboat key writer-key' (with an identity)", typ)
+			return nil, fmt.Errorf("decode %s: %w: it is damaged or was edited; use an intact copy, or write a new one with 'lifeboat key writer-key' (with an identity)", typ, ErrWriterKeyChecksum)
 		}
 	}
 	if w.SigningKey != "" && typ == envelopeType {
@@ -190,6 +190,10 @@ func unmarshalSecrets(b []byte, typ string) (*Secrets, error) {
 	}
 	return s, nil
 }
+
+// ErrWriterKeyChecksum is ParseWriterKey's error for a file that does
+// not match its checksum (writerKeyChecksum).
+var ErrWriterKeyChecksum = errors.New("the file does not match its checksum")
 
 // writerKeyChecksum is the SHA-256 of a writer key's secrets, which its
 // file records. Nothing else checks them before they are used: a

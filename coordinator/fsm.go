@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -438,7 +439,11 @@ func addRepository(s *State, c *Command, _ uint64, p *AddRepository) (outcome, e
 	if p.Name == "" || p.URL == "" {
 		return outcome{}, invalid("repository needs a name and a URL")
 	}
-	if err := CheckWriterKey(p.WriterKey); err != nil {
+	// A checksum that does not match is refused before the command is
+	// proposed (CheckWriterKey, in the API and AddRepository), not
+	// here: a release that did not check it may have logged the
+	// command, and every node must apply it as that one did.
+	if err := CheckWriterKey(p.WriterKey); err != nil && !errors.Is(err, chunkstore.ErrWriterKeyChecksum) {
 		return outcome{}, invalid("repository %q: %v", p.Name, err)
 	}
 	if _, ok := s.Repositories[p.Name]; ok && !p.Replace {

@@ -191,6 +191,14 @@ func TestFSMRepositoryRefusesIdentity(t *testing.T) {
 	if len(h.fsm.State().Repositories) != 0 {
 		t.Fatal("a refused key was stored")
 	}
+	// A writer key that does not match its checksum is refused before
+	// it is proposed; logged by a release that did not check, every
+	// node applies it alike.
+	damaged := bytes.Replace(wk, []byte(`"config_hash"`), []byte(`"generation": 7, "config_hash"`), 1)
+	if err := CheckWriterKey(damaged); !errors.Is(err, chunkstore.ErrWriterKeyChecksum) {
+		t.Fatalf("CheckWriterKey of a damaged writer key: %v, want ErrWriterKeyChecksum", err)
+	}
+	h.must(CmdAddRepository, AddRepository{Name: "d", URL: "s3:d", WriterKey: damaged})
 	h.must(CmdAddRepository, AddRepository{Name: "r", URL: "s3:b", WriterKey: wk})
 	if _, err := h.apply(CmdAddRepository, AddRepository{Name: "r", URL: "s3:c", WriterKey: wk}); !errors.Is(err, ErrConflict) {
 		t.Errorf("second add: err = %v, want ErrConflict", err)
