@@ -248,6 +248,10 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 					// own: its packs are all that is left of the data
 					// the snapshots miss, not garbage.
 					why = "(they may hold the data the snapshots miss, listed by an index file that is gone; 'lifeboat repair index' indexes them again)"
+				case repo.Secrets().Generation > 0:
+					// Whom their keys are wrapped to is not recorded
+					// in them (AdoptOrphans).
+					why = "left by interrupted backups or prunes: since the recipients were changed, backups no longer reuse them, prune keeps those that hold data snapshots use, and 'key remove' is refused while they are there; 'lifeboat repair index', then 'lifeboat prune --rewrap', takes care of them"
 				}
 				fmt.Fprintf(w, "%d unindexed packs %s\n", rep.UnindexedPacks, why)
 			}

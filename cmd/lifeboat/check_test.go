@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
+	"github.com/lifeboat-backup/lifeboat/internal/fixture"
 )
 
 // TestCheckHintsUnreadablePack: a pack that check could not read because
@@ -68,4 +69,40 @@ func TestCheckUnindexedPacksOfLostIndex(t *testing.T) {
 	}
 	c.ok(r.writer("repair", "index")...)
 	c.ok(r.reader("check")...)
+}
+
+// TestCheckUnindexedAfterRecipientsChanged: after a change of
+// recipients, check does not call the packs of a killed backup harmless
+// and reused by the next backup (backups no longer reuse them, and 'key
+// remove' refuses while they are there), and says what deals with them.
+func TestCheckUnindexedAfterRecipientsChanged(t *testing.T) {
+	c, r, src, _ := backedUpSmallTree(t)
+	addOtherIdentity(t, c, r)
+	r.key = filepath.Join(c.dir, "gen1.key")
+	before := map[string]bool{}
+	for _, d := range []string{"index", "snapshots"} {
+		names, _ := os.ReadDir(filepath.Join(r.path, d))
+		for _, n := range names {
+			before[d+"/"+n.Name()] = true
+		}
+	}
+	if err := os.WriteFile(filepath.Join(src, "new.bin"), fixture.Random(2, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(r.writer("backup", src)...)
+	// What a backup killed before its index file leaves: its packs.
+	for _, d := range []string{"index", "snapshots"} {
+		names, _ := os.ReadDir(filepath.Join(r.path, d))
+		for _, n := range names {
+			if !before[d+"/"+n.Name()] {
+				if err := os.Remove(filepath.Join(r.path, d, n.Name())); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	out := c.ok(r.reader("check")...).stdout
+	if !strings.Contains(out, "unindexed packs") || strings.Contains(out, "reused by the next backup") || !strings.Contains(out, "'lifeboat repair index', then 'lifeboat prune --rewrap'") {
+		t.Errorf("check after a change of recipients, with a killed backup's packs:\n%s", out)
+	}
 }
