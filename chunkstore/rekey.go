@@ -390,7 +390,13 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 	// that finds the other's withdraws its own.
 	after, err := r.Envelopes(ctx)
 	if err != nil {
-		return nil, err
+		// Unchecked, the envelope must not stay: in place, it is the
+		// change, made while the caller is told it failed and gets no
+		// writer key of it.
+		if derr := r.store.Delete(ctx, name); derr != nil && !errors.Is(derr, ErrNotFound) {
+			return nil, fmt.Errorf("the key envelope %s of generation %d was written, but checking that no other change of recipients ran at the same time failed (%w), and withdrawing it failed too (%v): run 'lifeboat key list'; if it is the only envelope of generation %d, the change is in place: write its writer key with 'lifeboat key writer-key' and remove the older envelopes with 'lifeboat key cleanup'", name, next.Generation, err, derr, next.Generation)
+		}
+		return nil, fmt.Errorf("checking that no other change of recipients ran at the same time failed, so the key envelope written was withdrawn and nothing was changed: %w", err)
 	}
 	for _, e := range after {
 		if e.Gen == next.Generation && e.Name != name && r.genuine(ctx, e) {

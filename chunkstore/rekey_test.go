@@ -320,6 +320,53 @@ func (s racingStore) Put(ctx context.Context, name string, data []byte) error {
 	return nil
 }
 
+// listFailsAfterEnvelope fails the first listing of keys/ after an
+// envelope was put, as a store that became unreachable would.
+type listFailsAfterEnvelope struct {
+	chunkstore.Store
+	put *bool
+}
+
+func (s listFailsAfterEnvelope) Put(ctx context.Context, name string, data []byte) error {
+	*s.put = *s.put || strings.HasPrefix(name, chunkstore.KeysPrefix)
+	return s.Store.Put(ctx, name, data)
+}
+
+func (s listFailsAfterEnvelope) List(ctx context.Context, prefix string, fn func(chunkstore.ObjectInfo) error) error {
+	if *s.put && prefix == chunkstore.KeysPrefix {
+		*s.put = false
+		return storetest.ErrInjected
+	}
+	return s.Store.List(ctx, prefix, fn)
+}
+
+// TestRekeyListFails: a change whose check for a concurrent one cannot
+// list keys/ withdraws its envelope, so that what it reports (failure,
+// no writer key) is what happened; the envelope used to stay, the
+// change made.
+func TestRekeyListFails(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bRcpt, _ := storetest.Identity(t)
+	r, err := openAs(t, listFailsAfterEnvelope{Store: repos.Store, put: new(bool)}, chunkstore.Credentials{Identities: aIDs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := r.Rekey(ctx, []string{repos.Writer.Secrets().Recipients[0], bRcpt})
+	if sec != nil || !errors.Is(err, storetest.ErrInjected) || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("rekey whose listing failed: %v, %v; want an error saying nothing was changed", sec, err)
+	}
+	for name := range envelopeNames(t, repos.Store) {
+		if strings.HasSuffix(name, ".g1") {
+			t.Fatalf("the failed change left its envelope %s", name)
+		}
+	}
+}
+
 // TestRekeyRace: a change that finds a genuine envelope of its own
 // generation (another change, signed) withdraws its own; a planted,
 // unsigned one does not stop it.
