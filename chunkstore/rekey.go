@@ -383,7 +383,12 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 	}
 	name := envelopeName(Hash(env), next.Generation)
 	if err := r.store.Put(ctx, name, env); err != nil {
-		return nil, fmt.Errorf("write key envelope %s: %w", name, err)
+		// A put that timed out may have been stored all the same: the
+		// change would be made while the caller is told it failed.
+		if derr := r.store.Delete(ctx, name); derr != nil && !errors.Is(derr, ErrNotFound) {
+			return nil, fmt.Errorf("write key envelope %s: %w; it may have been written all the same, and removing it failed (%v): run 'lifeboat key list'; if it is there, the change is in place: write its writer key with 'lifeboat key writer-key' and remove the older envelopes with 'lifeboat key cleanup'", name, err, derr)
+		}
+		return nil, fmt.Errorf("write key envelope %s: %w; nothing was changed", name, err)
 	}
 	// Two changes at once would leave two envelopes of one generation,
 	// and which of them an identity opens would be chance: the change

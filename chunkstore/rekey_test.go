@@ -367,6 +367,41 @@ func TestRekeyListFails(t *testing.T) {
 	}
 }
 
+// putStoredButFails stores an envelope and then reports failure, as a
+// put whose answer was lost (a timeout) would.
+type putStoredButFails struct{ chunkstore.Store }
+
+func (s putStoredButFails) Put(ctx context.Context, name string, data []byte) error {
+	if err := s.Store.Put(ctx, name, data); err != nil || !strings.HasPrefix(name, chunkstore.KeysPrefix) {
+		return err
+	}
+	return storetest.ErrInjected
+}
+
+// TestRekeyPutFails: a change whose envelope's put fails leaves no
+// envelope, even one the store kept.
+func TestRekeyPutFails(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bRcpt, _ := storetest.Identity(t)
+	r, err := openAs(t, putStoredButFails{repos.Store}, chunkstore.Credentials{Identities: aIDs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec, err := r.Rekey(ctx, []string{repos.Writer.Secrets().Recipients[0], bRcpt}); sec != nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("rekey whose put failed: %v, %v; want an error saying nothing was changed", sec, err)
+	}
+	for name := range envelopeNames(t, repos.Store) {
+		if strings.HasSuffix(name, ".g1") {
+			t.Fatalf("the failed change left its envelope %s", name)
+		}
+	}
+}
+
 // TestRekeyRace: a change that finds a genuine envelope of its own
 // generation (another change, signed) withdraws its own; a planted,
 // unsigned one does not stop it.
