@@ -616,8 +616,8 @@ func TestWriterKeyChecksum(t *testing.T) {
 	}
 }
 
-// An init whose config could not be written leaves no key envelope
-// behind: with one, the store looked like a repository that lost its
+// An init whose config or key envelope could not be written leaves no
+// key envelope behind: with one, the store looked like a repository that lost its
 // config, and init refused it.
 func TestInitConfigFailed(t *testing.T) {
 	ctx := context.Background()
@@ -628,8 +628,12 @@ func TestInitConfigFailed(t *testing.T) {
 		t.Fatalf("init with the config's put failing: %v", err)
 	}
 	st.Reset()
+	// Nor one whose envelope's put failed after the store kept it.
+	if _, err := chunkstore.Init(ctx, putStoredButFails{st}, chunkstore.InitOptions{Recipients: []string{rcpt}}); !errors.Is(err, storetest.ErrInjected) {
+		t.Fatalf("init with the envelope's put failing: %v", err)
+	}
 	if _, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}}); err != nil {
-		t.Fatalf("init again, after one that could not write the config: %v", err)
+		t.Fatalf("init again, after one that could not write the config or the envelope: %v", err)
 	}
 }
 

@@ -209,6 +209,10 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 	}
 	envName := envelopeName(Hash(env), 0)
 	if err := st.Put(ctx, envName, env); err != nil {
+		// A put whose answer was lost may have stored it (see below).
+		if derr := st.Delete(ctx, envName); derr != nil && !errors.Is(derr, ErrNotFound) {
+			return nil, fmt.Errorf("init: write key envelope: %w; it may have been written all the same, and removing it failed (%v): remove %s before running init at %s again", err, derr, envName, st.Location())
+		}
 		return nil, fmt.Errorf("init: write key envelope: %w", err)
 	}
 	// The config is written last: it is what makes the store a repository.
