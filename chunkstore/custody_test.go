@@ -635,6 +635,26 @@ func TestInitConfigFailed(t *testing.T) {
 	if _, err := chunkstore.Init(ctx, st, chunkstore.InitOptions{Recipients: []string{rcpt}}); err != nil {
 		t.Fatalf("init again, after one that could not write the config or the envelope: %v", err)
 	}
+	// A config the store kept though its put failed is a repository:
+	// init returns its secrets, which open it.
+	st2 := mem.New()
+	sec, err := chunkstore.Init(ctx, configStoredButFails{st2}, chunkstore.InitOptions{Recipients: []string{rcpt}})
+	if err != nil {
+		t.Fatalf("init whose config's put failed after the store kept it: %v", err)
+	}
+	if _, err := chunkstore.Open(ctx, st2, chunkstore.Credentials{Writer: sec}, chunkstore.Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// configStoredButFails stores the config and then reports failure.
+type configStoredButFails struct{ chunkstore.Store }
+
+func (s configStoredButFails) Put(ctx context.Context, name string, data []byte) error {
+	if err := s.Store.Put(ctx, name, data); err != nil || name != chunkstore.ConfigName {
+		return err
+	}
+	return storetest.ErrInjected
 }
 
 // A writer key whose metadata key is not the repository's (damaged; no

@@ -217,6 +217,11 @@ func Init(ctx context.Context, st Store, opts InitOptions) (*Secrets, error) {
 	}
 	// The config is written last: it is what makes the store a repository.
 	if err := st.Put(ctx, ConfigName, cfgBytes); err != nil {
+		// A put whose answer was lost may have stored it: then the
+		// repository exists, and the caller must get its secrets.
+		if b, gerr := st.Get(ctx, ConfigName, 0, -1); gerr == nil && bytes.Equal(b, cfgBytes) {
+			return sec.WriterSecrets(), nil
+		}
 		// Left alone, the envelope would make the store look like a
 		// repository that lost its config: init would refuse it, and
 		// every command would send the user looking for a config that
