@@ -355,6 +355,7 @@ func TestPassphraseProtectedIdentity(t *testing.T) {
 	}{
 		{"right passphrase", protected, pass("correct horse"), nil},
 		{"right passphrase, cheap file", cheap, pass("correct horse"), nil},
+		{"byte order mark", append([]byte("\ufeff"), cheap...), pass("correct horse"), nil},
 		{"wrong passphrase", cheap, pass("battery staple"), chunkstore.ErrWrongPassphrase},
 		{"no passphrase function", protected, nil, chunkstore.ErrPassphraseRequired},
 		{"prompt fails", protected, func() (string, error) { return "", errAsk }, errAsk},

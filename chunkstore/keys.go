@@ -521,9 +521,6 @@ func ParseIdentityFile(b []byte, passphrase func() (string, error)) ([]age.Ident
 	if bytes.Contains(b, []byte(`"`+writerKeyType+`"`)) {
 		return nil, errors.New("this is a lifeboat writer key, not an identity: it can back up but cannot restore or list files; pass it with --key, and use the identity file for reading")
 	}
-	// A byte order mark, which some editors add when saving, is not
-	// part of the first line's key.
-	b = bytes.TrimPrefix(b, []byte("\ufeff"))
 	ids, err := age.ParseIdentities(bytes.NewReader(b))
 	if err != nil {
 		if looksLikeRecipients(b) {
@@ -539,6 +536,9 @@ func ParseIdentityFile(b []byte, passphrase func() (string, error)) ([]age.Ident
 // decrypts to with the passphrase that passphrase returns (called once).
 // It does not parse the identities (ParseIdentityFile).
 func DecryptIdentityFile(b []byte, passphrase func() (string, error)) (plain []byte, protected bool, err error) {
+	// A byte order mark, which some editors add when saving, is not
+	// part of the file's first line.
+	b = bytes.TrimPrefix(b, []byte("\ufeff"))
 	trimmed := bytes.TrimSpace(b)
 	if !bytes.HasPrefix(trimmed, []byte("age-encryption.org/")) && !bytes.HasPrefix(trimmed, []byte(armor.Header)) {
 		return b, false, nil
