@@ -610,6 +610,7 @@ func TestWriterKeyChecksum(t *testing.T) {
 		"reformatted": edit(func(map[string]any) {}),
 		"no checksum": edit(func(m map[string]any) { delete(m, "checksum") }),
 		"as written":  good,
+		"with a BOM":  append([]byte("\ufeff"), good...),
 	} {
 		if s, err := chunkstore.ParseWriterKey(b); err != nil || !reflect.DeepEqual(s, repos.Writer.Secrets()) {
 			t.Errorf("%s writer key: %v", name, err)

@@ -380,6 +380,7 @@ func MarshalWriterKey(s *Secrets) ([]byte, error) {
 
 // ParseWriterKey decodes a writer key file.
 func ParseWriterKey(b []byte) (*Secrets, error) {
+	b = bytes.TrimPrefix(b, []byte("\ufeff")) // as an editor may save it
 	if looksLikeIdentity(b) {
 		return nil, errors.New("this is an age identity, not a writer key: pass it with --identity")
 	}
