@@ -42,7 +42,8 @@ type Secrets struct {
 	// with Rewrap can find those an older set can still open.
 	Generation uint32
 	// Past are the recipients of the earlier generations, oldest first:
-	// packs not yet rewrapped are wrapped to them.
+	// packs not yet rewrapped are wrapped to them. Generations no pack
+	// was wrapped for may be left out (see Rekey).
 	Past []RecipientSet
 	// SigningKey is the Ed25519 seed that signs key envelopes (its public
 	// key is the config's key_signer). Envelopes hold it; writer keys do

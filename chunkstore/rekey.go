@@ -418,8 +418,8 @@ func (r *Repository) Rekey(ctx context.Context, recipients []string) (*Secrets, 
 	return next.WriterSecrets(), nil
 }
 
-// pastInUse returns the sets of past of the generations that some pack
-// in the index is wrapped for: only those does a reader need (Stranded,
+// pastInUse returns the sets in past whose generation some pack in the
+// index is wrapped for: the only ones a reader needs (Stranded,
 // PackKey's error).
 func (r *Repository) pastInUse(ctx context.Context, past []RecipientSet) ([]RecipientSet, error) {
 	if err := r.EnsureIndex(ctx); err != nil {
