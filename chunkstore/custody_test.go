@@ -616,6 +616,11 @@ func TestWriterKeyChecksum(t *testing.T) {
 			t.Errorf("%s writer key: %v", name, err)
 		}
 	}
+	// Cut short: named damaged, with the fix, not json's "unexpected
+	// end of JSON input".
+	if _, err := chunkstore.ParseWriterKey(good[:len(good)/2]); err == nil || !strings.Contains(err.Error(), "damaged writer key") || !strings.Contains(err.Error(), "key writer-key") {
+		t.Errorf("a writer key cut in half: %v", err)
+	}
 }
 
 // An init whose config or key envelope could not be written leaves no

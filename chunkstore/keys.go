@@ -388,6 +388,12 @@ func ParseWriterKey(b []byte) (*Secrets, error) {
 	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
 		return nil, errors.New("not a lifeboat writer key (the JSON file `lifeboat init --key-out` writes)")
 	}
+	if !json.Valid(b) {
+		// Cut short (a copy interrupted, a paste missing its end) or
+		// edited: json's own words ("unexpected end of JSON input")
+		// say nothing of which file or what to do.
+		return nil, errors.New("damaged writer key: the file is not complete JSON (cut short or edited); use an intact copy, or write a new one with 'lifeboat key writer-key' (with an identity)")
+	}
 	return unmarshalSecrets(b, writerKeyType)
 }
 
