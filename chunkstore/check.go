@@ -111,9 +111,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 	}
 	// keys/ was listed by checkKeys, above.
 	r.strayMu.Lock()
-	for _, name := range r.strayKeys {
-		rep.Problems = append(rep.Problems, strayProblem(name, KeysPrefix))
-	}
+	rep.Problems = append(rep.Problems, r.strayKeys...)
 	r.strayMu.Unlock()
 	sizes := map[ID]int64{}
 	err = r.store.List(ctx, DataPrefix, func(oi ObjectInfo) error {

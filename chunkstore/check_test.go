@@ -552,3 +552,26 @@ func TestConfigTamperedSaysWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckOversizedEnvelope: an object named like a key envelope but
+// larger than any lifeboat reads as one is ignored by every command, and
+// check names it (before, nothing did, and an identity was told of no
+// key envelopes at all when it was the only one).
+func TestCheckOversizedEnvelope(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	big := make([]byte, 1<<20+1)
+	name := chunkstore.KeysPrefix + chunkstore.Hash(big).String() + ".g7"
+	if err := repos.Store.Put(ctx, name, big); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*chunkstore.Repository{repos.Reader, repos.Writer} {
+		rep, err := r.Check(ctx, chunkstore.CheckOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Problems) != 1 || rep.Problems[0].Object != name || !strings.Contains(rep.Problems[0].Err.Error(), "opens for no one") {
+			t.Errorf("problems %v, want one naming %s", rep.Problems, name)
+		}
+	}
+}

@@ -67,16 +67,17 @@ const maxEnvelope = 1 << 20
 // credentials do.
 func (r *Repository) Envelopes(ctx context.Context) ([]Envelope, error) {
 	var envs []Envelope
-	var stray []string
+	var stray []Problem
 	if err := r.store.List(ctx, KeysPrefix, func(oi ObjectInfo) error {
 		e, ok := parseEnvelopeName(oi.Name)
 		if !ok {
 			r.log.Warn("ignoring an object under keys/ that is not a key envelope (keys/<sha256>[.g<generation>])", "name", oi.Name)
-			stray = append(stray, oi.Name)
+			stray = append(stray, strayProblem(oi.Name, KeysPrefix))
 			return nil
 		}
 		if oi.Size > maxEnvelope {
 			r.log.Warn("ignoring an object under keys/ too large to be a key envelope", "name", oi.Name, "size", oi.Size)
+			stray = append(stray, Problem{Object: oi.Name, Err: fmt.Errorf("%w: %d bytes, more than the %d every lifeboat reads as a key envelope, so it opens for no one (a change of recipients by a release before that bound could write one, with many past recipients); if 'lifeboat key list' shows no newer envelope, bring back the older envelopes from a copy of the bucket (object versioning, a replica)", ErrUnexpectedObject, oi.Size, maxEnvelope)})
 			return nil
 		}
 		envs = append(envs, e)

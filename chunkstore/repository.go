@@ -91,10 +91,10 @@ type Repository struct {
 	indexOnce     sync.Mutex
 
 	// strayKeys are the objects under keys/ that the last listing of
-	// the envelopes left out (not named as envelopes): check reports
-	// them without listing keys/ again.
+	// the envelopes left out (not named as envelopes, or too large to
+	// read): check reports them without listing keys/ again.
 	strayMu   sync.Mutex
-	strayKeys []string
+	strayKeys []Problem
 
 	// indexNewer is the first index file LoadIndex found written by a
 	// newer lifeboat, or nil; EnsureIndex reads it without the lock.
