@@ -199,10 +199,7 @@ func (s *Session) beat(ctx context.Context, plain []byte) error {
 		return err
 	}
 	if !s.lastBeat.IsZero() && s.expired == nil {
-		// Both clocks: the monotonic one does not advance while the
-		// machine is suspended, the wall clock may be stepped.
-		gap := max(start.Sub(s.lastBeat), start.Round(0).Sub(s.lastBeat.Round(0)))
-		if gap > s.timing.CommitWindow {
+		if gap := elapsed(s.lastBeat, start); gap > s.timing.CommitWindow {
 			s.expired = fmt.Errorf("session %s went %s without a renewal (limit %s)", s.id, gap.Round(time.Second), s.timing.CommitWindow)
 		}
 	}
@@ -294,7 +291,10 @@ func (s *Session) lapsed() error {
 	if s.expired != nil {
 		return s.expired
 	}
-	if age := time.Since(s.lastBeat); age > s.timing.CommitWindow {
+	// The renewal that would notice a suspended machine is itself paced
+	// by the monotonic clock, and comes only a Heartbeat after it wakes:
+	// the wall clock must tell at once.
+	if age := elapsed(s.lastBeat, time.Now()); age > s.timing.CommitWindow {
 		msg := fmt.Sprintf("session %s was last renewed %s ago (limit %s)", s.id, age.Round(time.Second), s.timing.CommitWindow)
 		if s.beatErr != nil {
 			msg += fmt.Sprintf("; last renewal error: %v", s.beatErr)
@@ -302,6 +302,14 @@ func (s *Session) lapsed() error {
 		return errors.New(msg)
 	}
 	return nil
+}
+
+// elapsed returns the time from then to now by whichever of the two
+// clocks says it is longer: the monotonic one does not advance while the
+// machine is suspended (a laptop's lid closed mid-backup), the wall clock
+// may be stepped.
+func elapsed(then, now time.Time) time.Duration {
+	return max(now.Sub(then), now.Round(0).Sub(then.Round(0)))
 }
 
 // HeldUntil is CommitBy for a session that is not a backup's (a prune, or
@@ -314,7 +322,11 @@ func (s *Session) HeldUntil() (time.Time, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lastBeat.Add((s.timing.CommitWindow + s.timing.Stale) / 2), nil
+	// Counted from now by both clocks (elapsed): lastBeat plus the
+	// window by the monotonic clock alone would end later than the
+	// store's staleness after a suspend.
+	now := time.Now()
+	return now.Add((s.timing.CommitWindow+s.timing.Stale)/2 - elapsed(s.lastBeat, now)), nil
 }
 
 // End stops renewing the session and removes it. If the store refuses
