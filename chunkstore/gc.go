@@ -274,6 +274,19 @@ func (s *Session) CommitBy() (time.Time, error) {
 	return s.HeldUntil()
 }
 
+// CommitByChecked is CommitBy once Check has found the session still in
+// the store. A session whose objects were removed while its process runs
+// (by hand: 'lifeboat unlock' refuses a live backup's) no longer holds
+// prunes back, which may then delete the packs it reused or uploaded;
+// its renewals notice only a Heartbeat later. Whatever names those packs
+// (an index file, a snapshot) asks this first.
+func (s *Session) CommitByChecked(ctx context.Context) (time.Time, error) {
+	if err := s.Check(ctx); err != nil && !errors.Is(err, ErrSessionRemoved) {
+		return time.Time{}, err
+	}
+	return s.CommitBy() // ErrSessionRemoved: the session has expired
+}
+
 // alive returns an error if the session was last renewed longer than
 // CommitWindow ago (see CommitBy).
 func (s *Session) alive() error {

@@ -332,7 +332,7 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	defer cancel()
 	wopts := opts.Writer
 	wopts.RecheckedAtCommit = true // writeSession.commit
-	wopts.IndexBy = sess.sess.CommitBy
+	wopts.IndexBy = sess.indexBy(ctx)
 	w, err := repo.NewWriter(ctx, wopts)
 	if err != nil {
 		return nil, err

@@ -189,7 +189,7 @@ func (c *copier) copy(ctx context.Context, s *Snapshot, res *CopyResult, sess *w
 	defer cancel()
 	wopts := c.opts.Writer
 	wopts.RecheckedAtCommit = true // writeSession.commit
-	wopts.IndexBy = sess.sess.CommitBy
+	wopts.IndexBy = sess.indexBy(ctx)
 	w, err := c.dst.NewWriter(wctx, wopts)
 	if err != nil {
 		return fmt.Errorf("destination %s: %w", c.dst.Store().Location(), err)

@@ -954,6 +954,49 @@ func TestBackupPausedPastStaleWritesNoIndex(t *testing.T) {
 	}
 }
 
+// TestBackupWhoseSessionWasRemovedDoesNotCommit: a backup paused after
+// uploading a pack, well within its session's timing, whose session
+// objects are removed meanwhile by hand (as one removes a lock file)
+// no longer holds prune back, which deletes the pack. On resuming, before
+// any renewal notices, it must neither index the pack nor commit.
+func TestBackupWhoseSessionWasRemovedDoesNotCommit(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(64, 1<<20))
+	w2, st := pausedWriter(t, repos, false) // paused after its first pack
+	// No renewal comes, and none is missed, while the test runs.
+	timing := chunkstore.SessionTiming{Heartbeat: time.Hour, Stale: 2 * time.Hour, CommitWindow: time.Hour, Margin: 100 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() {
+		_, err := snapshot.Backup(ctx, w2, snapshot.BackupOptions{Paths: []string{src}, Host: "paused", Sessions: timing})
+		done <- err
+	}()
+	<-st.arrived
+	sessions, err := repos.Reader.Sessions(ctx)
+	if err != nil || len(sessions) != 1 {
+		t.Fatalf("sessions: %+v, %v; want the paused backup's", sessions, err)
+	}
+	if err := repos.Reader.RemoveSession(ctx, sessions[0]); err != nil {
+		t.Fatal(err)
+	}
+	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{Sessions: timing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DeletedPacks == 0 {
+		t.Fatalf("prune: %+v, want the paused backup's unindexed pack deleted, or this test proves nothing", res)
+	}
+	close(st.release)
+	if err := <-done; !errors.Is(err, chunkstore.ErrSessionRemoved) {
+		t.Fatalf("the backup whose session was removed: %v, want ErrSessionRemoved", err)
+	}
+	if ids, err := repos.Reader.ListMeta(ctx, chunkstore.KindSnapshot); err != nil || len(ids) != 0 {
+		t.Fatalf("snapshots: %v, %v; want none", ids, err)
+	}
+	indexNamesPresentPacks(t, repos)
+}
+
 // TestCopyPausedPastStaleWritesNoIndex is TestBackupPausedPastStaleWritesNoIndex
 // for a copy into a repository: its packs are deleted the same way.
 func TestCopyPausedPastStaleWritesNoIndex(t *testing.T) {

@@ -40,7 +40,7 @@ func beginWrite(ctx context.Context, repo *chunkstore.Repository, info chunkstor
 	if err := repo.LoadIndex(ctx); err != nil {
 		return fail(err)
 	}
-	adopted, err := repo.AdoptOrphans(ctx, sess.CommitBy)
+	adopted, err := repo.AdoptOrphans(ctx, ws.indexBy(ctx))
 	if err != nil {
 		return fail(err)
 	}
@@ -49,6 +49,12 @@ func beginWrite(ctx context.Context, repo *chunkstore.Repository, info chunkstor
 	// Repository value.)
 	repo.Index().ClearPending()
 	return ws, adopted, nil
+}
+
+// indexBy is the session's CommitByChecked, for a writer's IndexBy: an
+// index file must not name packs a prune may have deleted.
+func (ws *writeSession) indexBy(ctx context.Context) func() (time.Time, error) {
+	return func() (time.Time, error) { return ws.sess.CommitByChecked(ctx) }
 }
 
 // end closes the session; ctx may already be cancelled.
@@ -66,7 +72,7 @@ func (ws *writeSession) end(ctx context.Context) {
 // the upload must end well before one could. deadline, if set, gives
 // another limit (an agent's job lease); a zero time means none.
 func (ws *writeSession) commit(ctx context.Context, repo *chunkstore.Repository, m Manifest, deadline func() (time.Time, error)) (chunkstore.ID, error) {
-	commitBy, err := ws.sess.CommitBy()
+	commitBy, err := ws.sess.CommitByChecked(ctx)
 	if err != nil {
 		return chunkstore.ID{}, fmt.Errorf("not committing the snapshot: %w", err)
 	}
