@@ -514,7 +514,9 @@ func (r *Repository) listedModTime(ctx context.Context, name string) (time.Time,
 
 // GCMarks loads every mark, oldest first. A damaged mark is skipped with
 // a warning: nothing can be deleted under it, and its packs are found
-// unreferenced again by the next prune.
+// unreferenced again by the next prune. A mark sealed by a newer lifeboat
+// is an error (ErrNewerFormat): skipping it, a backup would reuse the
+// packs that release's prune is about to delete.
 func (r *Repository) GCMarks(ctx context.Context) ([]GCMark, error) {
 	var infos []ObjectInfo
 	err := r.store.List(ctx, GCPrefix, func(oi ObjectInfo) error {
@@ -543,9 +545,18 @@ func (r *Repository) GCMarks(ctx context.Context) ([]GCMark, error) {
 			return nil, fmt.Errorf("load GC mark %s: %w", oi.Name, err)
 		}
 		var m gcMarkJSON
-		plain, err := openMeta(&r.secrets.MetaKey, KindGCMark, b)
-		if err == nil && Hash(b) != id {
+		var plain []byte
+		if Hash(b) != id {
 			err = fmt.Errorf("%w: does not match its hash", ErrCorrupt)
+		} else {
+			plain, err = openMeta(&r.secrets.MetaKey, KindGCMark, b)
+		}
+		if errors.Is(err, ErrNewerFormat) {
+			// A newer lifeboat's mark, intact: its prune deletes the
+			// packs once the backups that started before it end, so a
+			// backup that reused them, not knowing the mark, would
+			// commit a snapshot naming deleted data.
+			return nil, fmt.Errorf("load GC mark %s: %w", oi.Name, err)
 		}
 		if err == nil {
 			err = json.Unmarshal(plain, &m)

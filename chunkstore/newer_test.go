@@ -107,3 +107,45 @@ func testNewerSeal(t *testing.T, repos storetest.Repos) {
 		t.Errorf("EnsureIndex after LoadIndex: %v; want ErrNewerFormat again", err)
 	}
 }
+
+// TestNewerGCMarkStopsBackups: a GC mark sealed by a newer lifeboat is
+// not skipped as damage: a backup that did not exclude its packs would
+// reuse what that release's prune deletes. A mark that merely looks
+// newer but does not match its hash is damage, and skipped.
+func TestNewerGCMarkStopsBackups(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	st := repos.Store
+	m, err := repos.Reader.SaveGCMark(ctx, []chunkstore.ID{{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := chunkstore.GCPrefix + m.ID.String()
+	b, err := st.Get(ctx, old, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	b[3] = '2' // "LBM2"
+	if err := st.Put(ctx, chunkstore.GCPrefix+chunkstore.Hash(b).String(), b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repos.Writer.GCMarks(ctx); !errors.Is(err, chunkstore.ErrNewerFormat) {
+		t.Fatalf("GCMarks with a newer lifeboat's mark: %v; want ErrNewerFormat", err)
+	}
+	if err := repos.Writer.ExcludeMarked(ctx); !errors.Is(err, chunkstore.ErrNewerFormat) {
+		t.Fatalf("ExcludeMarked with a newer lifeboat's mark: %v; want ErrNewerFormat", err)
+	}
+	// The same bytes under another name: damaged, skipped.
+	if err := st.Delete(ctx, chunkstore.GCPrefix+chunkstore.Hash(b).String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, old, b); err != nil {
+		t.Fatal(err)
+	}
+	if marks, err := repos.Writer.GCMarks(ctx); err != nil || len(marks) != 0 {
+		t.Fatalf("GCMarks with a mark that does not match its hash: %v, %v; want it skipped", marks, err)
+	}
+}

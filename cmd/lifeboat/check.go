@@ -168,7 +168,10 @@ func runCheck(cmd *cobra.Command, g *globals, f checkFlags) error {
 	// Garbage collection in progress: marks waiting for prune, and the
 	// sessions of running (or killed) backups.
 	marks, err := repo.GCMarks(ctx)
-	if err != nil {
+	if errors.Is(err, chunkstore.ErrNewerFormat) {
+		// Reported like an index file of a newer lifeboat.
+		problems = append(problems, chunkstore.Problem{Object: chunkstore.GCPrefix, Err: err})
+	} else if err != nil {
 		return stoppedUnreachable(g, fmt.Errorf("check: %w", storeError(g.repo, err)), "run the check again")
 	}
 	all, err := repo.Sessions(ctx)
