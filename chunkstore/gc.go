@@ -518,15 +518,41 @@ func (r *Repository) listedModTime(ctx context.Context, name string) (time.Time,
 // is an error (ErrNewerFormat): skipping it, a backup would reuse the
 // packs that release's prune is about to delete.
 func (r *Repository) GCMarks(ctx context.Context) ([]GCMark, error) {
+	marks, _, err := r.gcMarks(ctx)
+	return marks, err
+}
+
+// RemoveDamagedGCMarks removes the marks GCMarks skips as damaged: bytes
+// that do not match their name, or not sealed with this repository's key
+// for a mark. Such a mark holds nothing back (backups do not exclude its
+// packs, no prune deletes under it), and every backup, check and prune
+// would warn about it forever. It returns how many it removed, or in a
+// dry run would remove. (A mark that opens but does not parse is left:
+// some lifeboat with this key wrote it.)
+func (r *Repository) RemoveDamagedGCMarks(ctx context.Context, dryRun bool) (int, error) {
+	_, damaged, err := r.gcMarks(ctx)
+	if err != nil || dryRun {
+		return len(damaged), err
+	}
+	for i, name := range damaged {
+		if err := r.store.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
+			return i, fmt.Errorf("remove the damaged GC mark %s: %w", name, err)
+		}
+	}
+	return len(damaged), nil
+}
+
+// gcMarks is GCMarks, also returning the names of the marks that are
+// corrupt (ErrCorrupt: see RemoveDamagedGCMarks).
+func (r *Repository) gcMarks(ctx context.Context) (marks []GCMark, damaged []string, err error) {
 	var infos []ObjectInfo
-	err := r.store.List(ctx, GCPrefix, func(oi ObjectInfo) error {
+	err = r.store.List(ctx, GCPrefix, func(oi ObjectInfo) error {
 		infos = append(infos, oi)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list GC marks in %s: %w", r.store.Location(), err)
+		return nil, nil, fmt.Errorf("list GC marks in %s: %w", r.store.Location(), err)
 	}
-	var marks []GCMark
 	for _, oi := range infos {
 		rest := strings.TrimPrefix(oi.Name, GCPrefix)
 		if strings.HasPrefix(rest, "clock-") {
@@ -542,7 +568,7 @@ func (r *Repository) GCMarks(ctx context.Context) ([]GCMark, error) {
 			continue // swept meanwhile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("load GC mark %s: %w", oi.Name, err)
+			return nil, nil, fmt.Errorf("load GC mark %s: %w", oi.Name, err)
 		}
 		var m gcMarkJSON
 		var plain []byte
@@ -556,19 +582,24 @@ func (r *Repository) GCMarks(ctx context.Context) ([]GCMark, error) {
 			// packs once the backups that started before it end, so a
 			// backup that reused them, not knowing the mark, would
 			// commit a snapshot naming deleted data.
-			return nil, fmt.Errorf("load GC mark %s: %w", oi.Name, err)
+			return nil, nil, fmt.Errorf("load GC mark %s: %w", oi.Name, err)
 		}
 		if err == nil {
 			err = json.Unmarshal(plain, &m)
 		}
 		if err != nil {
-			r.log.Warn("ignoring damaged GC mark", "name", oi.Name, "err", err)
+			if errors.Is(err, ErrCorrupt) {
+				r.log.Warn("ignoring damaged GC mark; the next prune removes it", "name", oi.Name, "err", err)
+				damaged = append(damaged, oi.Name)
+			} else {
+				r.log.Warn("ignoring damaged GC mark", "name", oi.Name, "err", err)
+			}
 			continue
 		}
 		marks = append(marks, GCMark{ID: id, Created: oi.ModTime, Packs: m.Packs})
 	}
 	sort.Slice(marks, func(i, j int) bool { return marks[i].Created.Before(marks[j].Created) })
-	return marks, nil
+	return marks, damaged, nil
 }
 
 // DeleteGCMark removes a swept mark.

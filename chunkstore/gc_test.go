@@ -320,3 +320,52 @@ func storeBlob(t *testing.T, repo *chunkstore.Repository, seed uint64) {
 		t.Fatal(err)
 	}
 }
+
+// TestRemoveDamagedGCMarks: marks that cannot be read (bytes that do not
+// match their name, or not a sealed mark) are removed, after a dry run
+// that only counts them; a readable mark stays.
+func TestRemoveDamagedGCMarks(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	good, err := repos.Reader.SaveGCMark(ctx, []chunkstore.ID{{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := repos.Store.Get(ctx, chunkstore.GCPrefix+good.ID.String(), 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 1
+	rotted := chunkstore.GCPrefix + chunkstore.Hash([]byte("rotted")).String()
+	junk := chunkstore.GCPrefix + chunkstore.Hash([]byte("junk")).String()
+	for name, data := range map[string][]byte{rotted: b, junk: []byte("junk")} {
+		if err := repos.Store.Put(ctx, name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := repos.Reader.RemoveDamagedGCMarks(ctx, true); err != nil || n != 2 {
+		t.Fatalf("dry run: %d, %v; want 2 damaged marks counted", n, err)
+	}
+	if got := len(gcNames(t, repos.Store)); got != 3 {
+		t.Fatalf("%d marks after a dry run, want all 3", got)
+	}
+	if n, err := repos.Reader.RemoveDamagedGCMarks(ctx, false); err != nil || n != 2 {
+		t.Fatalf("RemoveDamagedGCMarks: %d, %v; want 2", n, err)
+	}
+	if names := gcNames(t, repos.Store); len(names) != 1 || names[0] != chunkstore.GCPrefix+good.ID.String() {
+		t.Fatalf("marks left: %v, want only the readable one", names)
+	}
+}
+
+// gcNames lists the names under gc/.
+func gcNames(t *testing.T, st chunkstore.Store) []string {
+	t.Helper()
+	var names []string
+	if err := st.List(context.Background(), chunkstore.GCPrefix, func(oi chunkstore.ObjectInfo) error {
+		names = append(names, oi.Name)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}

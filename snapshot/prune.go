@@ -88,6 +88,10 @@ type PruneResult struct {
 	IndexWritten int             `json:"index_files_written"`
 	IndexRemoved int             `json:"index_files_removed"`
 	SessionsGone int             `json:"sessions_removed"`
+	// DamagedMarks are GC marks that could not be read (corrupt, or
+	// not sealed with this repository's key): they held nothing back,
+	// and are removed (in a dry run, to be removed).
+	DamagedMarks int `json:"damaged_marks_removed,omitempty"`
 	// Temporary files of writes that never finished (a writer killed
 	// mid-write; the local store only) and the empty objects that read
 	// the store's clock left by a command killed before removing one (any
@@ -160,6 +164,9 @@ func Prune(ctx context.Context, repo *chunkstore.Repository, opts PruneOptions) 
 	}
 	defer held.end()
 	sweepTemp(ctx, repo, res, opts)
+	if res.DamagedMarks, err = repo.RemoveDamagedGCMarks(ctx, opts.DryRun); err != nil {
+		return nil, err
+	}
 	ref := &referenced{seen: map[chunkstore.ID]bool{}, blobs: map[chunkstore.ID]bool{}, walked: map[chunkstore.ID]bool{}}
 
 	// Phase 1: mark. The index is loaded after the snapshots are listed

@@ -954,6 +954,32 @@ func TestBackupPausedPastStaleWritesNoIndex(t *testing.T) {
 	}
 }
 
+// TestPruneRemovesDamagedMarks: a GC mark that cannot be read holds
+// nothing back, and would be warned about by every backup forever: prune
+// removes it (a dry run only counts it).
+func TestPruneRemovesDamagedMarks(t *testing.T) {
+	ctx := context.Background()
+	repos := storetest.InitRepos(t, mem.New())
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), storetest.Data(65, 1<<10))
+	backupDir(t, repos.Writer, src)
+	junk := chunkstore.GCPrefix + chunkstore.Hash([]byte("junk")).String()
+	if err := repos.Store.Put(ctx, junk, []byte("junk")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{DryRun: true})
+	if err != nil || res.DamagedMarks != 1 || len(listNames(t, repos.Store, chunkstore.GCPrefix)) != 1 {
+		t.Fatalf("dry run: %+v, %v; want the damaged mark counted and left", res, err)
+	}
+	res, err = snapshot.Prune(ctx, reopen(t, repos, repos.Store), snapshot.PruneOptions{})
+	if err != nil || res.DamagedMarks != 1 {
+		t.Fatalf("prune: %+v, %v; want the damaged mark removed", res, err)
+	}
+	if names := listNames(t, repos.Store, chunkstore.GCPrefix); len(names) != 0 {
+		t.Errorf("left under gc/: %v", names)
+	}
+}
+
 // TestBackupWhoseSessionWasRemovedDoesNotCommit: a backup paused after
 // uploading a pack, well within its session's timing, whose session
 // objects are removed meanwhile by hand (as one removes a lock file)

@@ -142,6 +142,13 @@ func printPrune(w io.Writer, r *snapshot.PruneResult) {
 		}
 		fmt.Fprintf(w, "%s %d temporary %s (%s) of writes that never finished, untouched for %s\n", verb, r.TempFiles, plural(r.TempFiles, "file", "files"), formatBytes(r.TempFileBytes), formatDuration(snapshot.TempFileAge))
 	}
+	if r.DamagedMarks > 0 {
+		verb := "removed"
+		if r.DryRun {
+			verb = "would remove"
+		}
+		fmt.Fprintf(w, "%s %d damaged GC %s (unreadable, %s held nothing back)\n", verb, r.DamagedMarks, plural(r.DamagedMarks, "mark", "marks"), plural(r.DamagedMarks, "it", "they"))
+	}
 	if r.PendingMarks > 0 {
 		fmt.Fprintf(w, "%d packs wait for %d %s that started before they were marked:\n", r.PendingPacks, len(r.Waiting), plural(len(r.Waiting), "backup", "backups"))
 		for _, s := range r.Waiting {
