@@ -278,6 +278,10 @@ type restorer struct {
 	tried        map[chunkstore.ID]*blobTries // blob → what its copies gave; between rounds only
 	damaged      map[string]bool              // packs that failed a blob another copy delivered
 	fromCopies   int64
+	// moved are the packs the index named only once it was read again
+	// because a pack was not found (reloadIndex): a prune's new packs,
+	// holding what it repacked out of the ones it deleted.
+	moved map[chunkstore.ID]bool
 }
 
 // failedCopy is a blob a pack failed: unreadable, missing, or not
@@ -1175,14 +1179,23 @@ func (r *restorer) deliver(op *chunkstore.BlobOpener, pack *chunkstore.PackEntry
 	}
 	if t := r.tried[bj.blob.ID]; t != nil { // an earlier copy failed
 		r.mu.Lock()
-		r.fromCopies++
+		failed := false
 		for p, err := range t.packs {
+			// A pack a prune deleted once it had moved the blob to
+			// the one it came from failed nothing.
+			if errors.Is(err, chunkstore.ErrNotFound) && r.moved[pack.ID] {
+				continue
+			}
+			failed = true
 			// Named for 'repair packs' only if the pack is damaged or
 			// missing, not for a read that failed otherwise (an outage
 			// longer than the retries).
 			if errors.Is(err, chunkstore.ErrCorrupt) || errors.Is(err, chunkstore.ErrNotFound) {
 				r.damaged[chunkstore.PackName(p)] = true
 			}
+		}
+		if failed {
+			r.fromCopies++
 		}
 		r.mu.Unlock()
 	}
@@ -1294,6 +1307,7 @@ func (r *restorer) copyJobs() []*packJob {
 func (r *restorer) fetchWithCopies(ctx context.Context, jobs *[]*packJob) error {
 	err := r.fetchAll(ctx, *jobs)
 	for err == nil {
+		r.reloadIndex(ctx)
 		more := r.copyJobs()
 		if len(more) == 0 {
 			break
@@ -1302,6 +1316,40 @@ func (r *restorer) fetchWithCopies(ctx context.Context, jobs *[]*packJob) error 
 		*jobs = append(*jobs, more...)
 	}
 	return err
+}
+
+// reloadIndex reads the index files written since the restore began if
+// a pack it read from was not found: a prune repacks the packs it plans
+// from (restores hold no prune back), and deletes them once it has
+// copied what they hold that snapshots need into new packs and indexed
+// those. copyJobs then takes the blobs from there. It runs between
+// rounds of downloads, with none under way.
+func (r *restorer) reloadIndex(ctx context.Context) {
+	r.mu.Lock()
+	gone := false
+	for _, fc := range r.failedCopies {
+		gone = gone || errors.Is(fc.err, chunkstore.ErrNotFound)
+	}
+	r.mu.Unlock()
+	if !gone {
+		return
+	}
+	known := map[chunkstore.ID]bool{}
+	for _, p := range r.repo.Index().Packs() {
+		known[p.ID] = true
+	}
+	if err := r.repo.LoadIndex(ctx); err != nil {
+		// The copies the index already named are still tried.
+		r.log.Warn("could not read the index again for the packs not found", "err", err)
+	}
+	if r.moved == nil {
+		r.moved = map[chunkstore.ID]bool{}
+	}
+	for _, p := range r.repo.Index().Packs() {
+		if !known[p.ID] {
+			r.moved[p.ID] = true
+		}
+	}
 }
 
 // restoreHeirs restores, once the downloads are done, the content of
