@@ -15,10 +15,31 @@ import (
 )
 
 // ProcessExists reports whether a process with the PID exists in this
-// PID namespace (one of another user's answers EPERM: it exists).
+// PID namespace (one of another user's answers EPERM: it exists). A
+// zombie, one that exited and that its parent has yet to reap, does not
+// count: it will do nothing more (a killed prune's session must not
+// hold the next prune back until its parent waits for it).
 func ProcessExists(pid int) bool {
 	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	return !zombie(fmt.Sprintf("/proc/%d/stat", pid))
+}
+
+// zombie reports whether the process whose stat file (/proc/PID/stat)
+// is statFile has exited: its state, the field after the command name
+// in parentheses, is Z or X. A file that cannot be read says nothing.
+func zombie(statFile string) bool {
+	b, err := os.ReadFile(statFile)
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')') // the name may hold ')'
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] == 'Z' || b[i+2] == 'X'
 }
 
 // MemInfo is the field key ("MemAvailable", "MemTotal") of a meminfo

@@ -5,7 +5,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
+	"time"
 )
 
 func write(t *testing.T, path, content string) {
@@ -134,5 +136,34 @@ func TestProcessExists(t *testing.T) {
 	}
 	if ProcessExists(gone.Process.Pid) {
 		t.Errorf("process %d, reaped, still exists", gone.Process.Pid)
+	}
+
+	// Exited, not yet reaped: a zombie.
+	z := exec.Command("true")
+	if err := z.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer z.Wait()
+	stat := filepath.Join("/proc", strconv.Itoa(z.Process.Pid), "stat")
+	for !zombie(stat) { // until it has exited (the test's timeout bounds this)
+		time.Sleep(time.Millisecond)
+	}
+	if ProcessExists(z.Process.Pid) {
+		t.Errorf("process %d, a zombie, counts as existing", z.Process.Pid)
+	}
+
+	dir := t.TempDir()
+	for content, want := range map[string]bool{
+		"42 (prune) S 1 42": false, "42 (prune) Z 1 42": true, "42 (a) Z) R 1": false,
+		"42 (a) R) Z 1": true, "42 (x) X 1": true, "42 (x)": false, "garbage": false,
+	} {
+		p := filepath.Join(dir, "stat")
+		write(t, p, content)
+		if got := zombie(p); got != want {
+			t.Errorf("zombie(%q) = %v, want %v", content, got, want)
+		}
+	}
+	if zombie(filepath.Join(dir, "missing")) {
+		t.Error("a stat file that cannot be read says zombie")
 	}
 }
