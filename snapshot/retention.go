@@ -45,7 +45,7 @@ func GroupKey(host string, paths []string) string {
 }
 
 // Group is the snapshots of one host and set of paths (see GroupKey),
-// newest first as List returns them.
+// in the order of the list given to Groups (List's: oldest first).
 type Group struct {
 	Key       string
 	Host      string

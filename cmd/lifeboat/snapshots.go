@@ -46,6 +46,7 @@ func (f *filterFlags) filter() snapshot.Filter {
 
 func newSnapshotsCmd(g *globals) *cobra.Command {
 	var f filterFlags
+	var latest int
 	cmd := &cobra.Command{
 		Use:   "snapshots",
 		Short: "List snapshots",
@@ -53,12 +54,45 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 
 Works with the writer key: snapshot metadata (time, host, paths, tags, sizes)
 is readable without the identity. Snapshots that cannot be read are reported
-on stderr and make the command exit with code 1 after listing the rest.`,
+on stderr and make the command exit with code 1 after listing the rest.
+
+--latest N shows the N newest snapshots of each host and set of backed-up
+paths (the groups 'forget' applies its rules to): --latest 1 is the last
+backup of each machine and source.`,
+		Example: `  lifeboat snapshots --latest 1
+  lifeboat snapshots --host web-1 --tag daily --json`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runSnapshots(cmd.Context(), g, f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if latest < 0 {
+				return usageError("snapshots: --latest must not be negative (got %d)", latest)
+			}
+			return runSnapshots(cmd.Context(), g, f, latest)
+		},
 	}
 	f.register(cmd, "snapshots")
+	cmd.Flags().IntVar(&latest, "latest", 0, "only the N newest snapshots of each host and set of paths (0: all)")
 	return cmd
+}
+
+// newestOfGroups returns the last n of each host's and set of paths'
+// snapshots in list (oldest first), in list's order.
+func newestOfGroups(list []*snapshot.Snapshot, n int) []*snapshot.Snapshot {
+	left := map[string]int{}
+	keep := make([]bool, len(list))
+	for i := len(list) - 1; i >= 0; i-- {
+		k := snapshot.GroupKey(list[i].Host, list[i].Paths)
+		if left[k] < n {
+			left[k]++
+			keep[i] = true
+		}
+	}
+	var out []*snapshot.Snapshot
+	for i, s := range list {
+		if keep[i] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 type snapshotJSON struct {
@@ -78,7 +112,7 @@ type snapshotJSON struct {
 	CopiedFrom *snapshot.CopyOrigin `json:"copied_from,omitempty"`
 }
 
-func runSnapshots(ctx context.Context, g *globals, f filterFlags) error {
+func runSnapshots(ctx context.Context, g *globals, f filterFlags, latest int) error {
 	repo, err := g.openRepo(ctx, "snapshots", anyAccess)
 	if err != nil {
 		return err
@@ -93,6 +127,9 @@ func runSnapshots(ctx context.Context, g *globals, f filterFlags) error {
 		if flt.Match(s) {
 			shown = append(shown, s)
 		}
+	}
+	if latest > 0 {
+		shown = newestOfGroups(shown, latest)
 	}
 	if g.json {
 		out := make([]snapshotJSON, 0, len(shown))
