@@ -59,7 +59,13 @@ type BackupOptions struct {
 	// ExcludeLargerThan, if positive, leaves out regular files larger
 	// than this many bytes.
 	ExcludeLargerThan int64
-	FilesCache        *FilesCache
+	// DryRun walks the paths as a backup would, with every exclude,
+	// and counts what it would read (files new or changed since the
+	// files cache's backup) and leave unread, without reading a file or
+	// writing to the repository or the files cache: Result.ID is zero,
+	// the manifest not saved. Not for a Stream.
+	DryRun     bool
+	FilesCache *FilesCache
 	// ReadAll reads every file, trusting no entry of FilesCache, and
 	// records what it reads there for the next backup. It is for
 	// filesystems whose change time does not change with the content
@@ -320,6 +326,12 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		}
 		asOf = opts.Time
 	}
+	if opts.DryRun {
+		if opts.Stream != nil {
+			return nil, errors.New("backup: a dry run of a stream reads nothing: there is nothing to show")
+		}
+		return dryRun(ctx, repo, opts, paths, start, asOf, excl, changing, marks, devs)
+	}
 	opts.Sessions = opts.Sessions.OrDefault()
 	sess, adopted, err := beginWrite(ctx, repo, chunkstore.SessionInfo{
 		Host: opts.Host, PID: os.Getpid(), Started: start, Program: opts.ProgramVersion,
@@ -424,8 +436,15 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
+	return &Result{ID: id, Manifest: m, Warnings: a.sortedWarnings(), Adopted: adopted, ExpectedChanges: a.expectedChanges.Load()}, nil
+}
+
+// sortedWarnings returns the warnings, by path, once the walk is over.
+func (a *archiver) sortedWarnings() []Warning {
+	a.warnMu.Lock()
+	defer a.warnMu.Unlock()
 	sort.Slice(a.warnings, func(i, j int) bool { return a.warnings[i].Path < a.warnings[j].Path })
-	return &Result{ID: id, Manifest: m, Warnings: a.warnings, Adopted: adopted, ExpectedChanges: a.expectedChanges.Load()}, nil
+	return a.warnings
 }
 
 // cleanPaths makes the backup paths absolute and drops those inside
@@ -697,6 +716,9 @@ func (a *archiver) statted(ctx context.Context, dir *dirFD, path, at, name strin
 		if fsErr == nil {
 			content, same = a.opts.FilesCache.Lookup(path, st)
 		}
+		if a.opts.DryRun {
+			return a.wouldRead(path, node, st, content, same, fi.Size()), true
+		}
 		if same && !a.opts.ReadAll && a.allStored(content) {
 			node.Content = content
 			a.unmodified.Add(1)
@@ -881,6 +903,10 @@ func (a *archiver) saveDir(ctx context.Context, parent *dirFD, path, name string
 // finishDir waits for the children in a goroutine, then stores the tree;
 // out, which must have room for one, yields its ID.
 func (a *archiver) finishDir(ctx context.Context, path string, items []pendingNode, out chan dirDone) <-chan dirDone {
+	if a.opts.DryRun {
+		go a.finishDryDir(ctx, items, out)
+		return out
+	}
 	go func() {
 		tree := &Tree{Nodes: make([]Node, 0, len(items))}
 		var cached []Recorded

@@ -39,6 +39,7 @@ type backupFlags struct {
 	excludeLargerThan string   // a size: leave out larger files
 	filesFrom         []string // files of paths, one per line
 	filesFromRaw      []string // files of paths, NUL-separated
+	dryRun            bool     // walk and count, read and write nothing
 
 	stdin        bool   // back up standard input
 	stdinCommand bool   // back up the output of the command in the arguments
@@ -80,7 +81,9 @@ own. --exclude-caches leaves out the content of directories tagged with a
 CACHEDIR.TAG file, --exclude-if-present NAME of those holding NAME (both keep
 the directory and the marker); --exclude-larger-than SIZE leaves out larger
 files. --files-from FILE (one path per line) and --files-from-raw FILE (NUL-
-separated, as find -print0 writes) read more paths to back up.
+separated, as find -print0 writes) read more paths to back up. -n (--dry-run)
+walks with all of these and says what a backup would read, reading and writing
+nothing.
 
 A file that changes while it is read is saved as read and named in a
 warning (exit 3): it may mix old and new content. Files expected to change
@@ -138,6 +141,7 @@ the backup and no snapshot is saved.`,
 	fl.StringVar(&f.excludeLargerThan, "exclude-larger-than", "", "leave out files larger than this size: 500M, 2GiB (K, M, G, T, KiB... are powers of 1024; kB, MB, GB, TB of 1000)")
 	fl.StringArrayVar(&f.filesFrom, "files-from", nil, "read paths to back up from this file (- for standard input), one per line; empty lines and lines starting with # are skipped (repeatable)")
 	fl.StringArrayVar(&f.filesFromRaw, "files-from-raw", nil, "read paths to back up from this file (- for standard input), separated by NUL bytes, as find -print0 writes them (repeatable)")
+	fl.BoolVarP(&f.dryRun, "dry-run", "n", false, "walk the paths with every exclude and say what would be read and left unread, reading no file and writing nothing (with -v, each file that would be read)")
 	fl.StringVar(&f.time, "time", "", `date the snapshot at this time instead of now: when the filesystem snapshot backed up was taken ("2006-01-02 15:04:05" local, or RFC 3339)`)
 	fl.IntVar(&f.parallelism, "parallelism", 0, "directories walked, files read, blobs sealed and packs uploaded at once; 0 = a walker, a reader and a sealer per core (at least 2 walkers, at most 8 each), 2 uploaders")
 	fl.BoolVar(&f.stdin, "stdin", false, "back up standard input as one file (see --stdin-filename); takes no PATH")
@@ -152,7 +156,7 @@ the backup and no snapshot is saved.`,
 // pathOnlyFlags are backup's flags that choose among files, which a
 // stream has none of.
 var pathOnlyFlags = []string{"exclude", "exclude-file", "changing", "one-file-system", "exclude-if-present", "exclude-caches",
-	"exclude-larger-than", "files-from", "files-from-raw"}
+	"exclude-larger-than", "files-from", "files-from-raw", "dry-run"}
 
 func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 	switch {
@@ -205,8 +209,42 @@ func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 	return argsBetween(1, -1, "PATH to back up")(cmd, args)
 }
 
+// dryRunOutput reports a backup's dry run: what it would read, in the
+// shape of a backup's output (no snapshot ID; dry_run set).
+func dryRunOutput(g *globals, res *snapshot.Result, elapsed time.Duration) error {
+	for _, w := range res.Warnings {
+		warnf(g.stderr, "could not back up %s: %v", w.Path, w.Err)
+	}
+	s := res.Manifest.Summary
+	if g.json {
+		out := backupOutput{
+			DryRun: true, FilesNew: s.FilesNew, FilesChanged: s.FilesChanged, FilesUnmodified: s.FilesUnmodified,
+			Dirs: s.Dirs, BytesProcessed: s.BytesProcessed, BytesToRead: s.BytesRead, DurationSeconds: elapsed.Seconds(),
+			Errors: []pathError{}, Partial: len(res.Warnings) > 0,
+		}
+		for _, w := range res.Warnings {
+			out.Errors = append(out.Errors, newPathError(w.Path, w.Err))
+		}
+		if err := printJSON(g.stdout, out); err != nil {
+			return err
+		}
+	} else if !g.quiet {
+		w := g.stdout
+		fmt.Fprintf(w, "Dry run: no file was read and nothing was written.\n")
+		fmt.Fprintf(w, "Files:       %d new, %d changed, %d unmodified\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified)
+		fmt.Fprintf(w, "Dirs:        %d\n", s.Dirs)
+		fmt.Fprintf(w, "Would read:  %s of %s\n", formatBytes(int64(s.BytesRead)), formatBytes(int64(s.BytesProcessed)))
+	}
+	if n := len(res.Warnings); n > 0 {
+		return withCode(exitPartial, fmt.Errorf("dry run: %d %s could not be read (listed above); a backup would be partial", n, plural(n, "entry", "entries")))
+	}
+	return nil
+}
+
 type backupOutput struct {
-	SnapshotID      string  `json:"snapshot_id"`
+	SnapshotID      string  `json:"snapshot_id"` // empty in a dry run
+	DryRun          bool    `json:"dry_run,omitempty"`
+	BytesToRead     uint64  `json:"bytes_to_read,omitempty"` // dry run: of the files that would be read
 	FilesNew        uint64  `json:"files_new"`
 	FilesChanged    uint64  `json:"files_changed"`
 	FilesUnmodified uint64  `json:"files_unmodified"`
@@ -365,8 +403,12 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 		Logger:            g.pkgLogger(),
 		Progress:          prog,
 		ProgramVersion:    "lifeboat " + versionString(),
+		DryRun:            f.dryRun,
 	})
 	bar.Stop()
+	if err == nil && f.dryRun {
+		return dryRunOutput(g, res, time.Since(start))
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return errors.New("backup interrupted; no snapshot was written (the next backup reuses what was uploaded)")

@@ -110,3 +110,35 @@ func TestBackupSkipFlags(t *testing.T) {
 	}
 	c.fails(2, r.writer("backup", "--stdin", "-x", "--files-from", "l"), "--one-file-system, --files-from do not apply to a stream")
 }
+
+// TestBackupDryRun: backup --dry-run says what a backup would read and
+// saves no snapshot and no files cache (the next real backup still reads
+// everything); --json has dry_run and an empty snapshot_id; with a
+// stream it is a usage error.
+func TestBackupDryRun(t *testing.T) {
+	t.Parallel()
+	c, r, src, _ := smallTreeRepo(t)
+	out := c.ok(r.writer("backup", "--dry-run", src)...).stdout
+	if !strings.Contains(out, "Dry run") || !strings.Contains(out, "Would read:") {
+		t.Errorf("dry run output:\n%s", out)
+	}
+	js := decodeJSON[struct {
+		ID     string `json:"snapshot_id"`
+		DryRun bool   `json:"dry_run"`
+		New    int    `json:"files_new"`
+		ToRead int64  `json:"bytes_to_read"`
+	}](t, c.ok(r.writer("backup", "-n", "--json", src)...).stdout)
+	if js.ID != "" || !js.DryRun || js.New == 0 || js.ToRead == 0 {
+		t.Errorf("dry run --json: %+v", js)
+	}
+	if list := c.ok(r.writer("snapshots", "--json")...).stdout; strings.TrimSpace(list) != "[]" {
+		t.Errorf("a dry run saved a snapshot: %s", list)
+	}
+	real := decodeJSON[struct {
+		New int `json:"files_new"`
+	}](t, c.ok(r.writer("backup", "--json", src)...).stdout)
+	if real.New != js.New {
+		t.Errorf("the backup after dry runs read %d files as new, the dry run counted %d: did it save a files cache?", real.New, js.New)
+	}
+	c.fails(2, r.writer("backup", "--stdin", "--dry-run"), "--dry-run does not apply to a stream")
+}
