@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -24,11 +25,11 @@ func dryRun(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	select {
 	case res = <-a.saveVirtual(ctx, buildVirtual(paths)):
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		res.err = ctx.Err()
 	}
-	a.walking.Wait()
+	a.walking.Wait() // the walkers stop at ctx too
 	if res.err != nil {
-		return nil, res.err
+		return nil, fmt.Errorf("backup (dry run): %w", res.err)
 	}
 	m := Manifest{
 		Time: asOf, Host: opts.Host, Username: opts.Username, Paths: paths, Tags: opts.Tags, ProgramVersion: opts.ProgramVersion,
