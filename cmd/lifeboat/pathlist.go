@@ -12,6 +12,10 @@ import (
 // empty lines and lines starting with # are skipped) and
 // --files-from-raw files (paths separated by NUL bytes, which no path
 // holds, so any name can be listed). "-" reads standard input, once.
+// A text list's lines may end in CRLF (a list written on Windows, or by a
+// tool that writes CRLF): the CR is no part of the path, and kept it made
+// every path one that does not exist, named in an error that looks just
+// like the existing path. A name that does end in CR is listed raw.
 func readPathLists(text, raw []string) ([]string, error) {
 	var paths []string
 	stdinRead := false
@@ -42,7 +46,7 @@ func readPathLists(text, raw []string) ([]string, error) {
 			return nil, usageError("backup: --files-from %s holds a NUL byte: a list separated by NUL bytes (find -print0) is read with --files-from-raw", name)
 		}
 		for line := range strings.Lines(string(b)) {
-			line = strings.TrimSuffix(line, "\n")
+			line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue
 			}

@@ -70,6 +70,19 @@ func TestBackupFilesFrom(t *testing.T) {
 	c.input([]byte("x\n")).fails(2, r.writer("backup", "--files-from", "-", "--files-from-raw", "-"), "standard input")
 }
 
+// TestReadPathListsCRLF: a list with CRLF line endings names the paths
+// without the CR; a list without a final newline keeps its last path.
+func TestReadPathListsCRLF(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "list")
+	if err := os.WriteFile(list, []byte("# paths\r\n/srv/a\r\n\r\n/srv/b c \r\n/srv/d"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readPathLists([]string{list}, nil)
+	if want := []string{"/srv/a", "/srv/b c ", "/srv/d"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("readPathLists: %q, %v; want %q", got, err, want)
+	}
+}
+
 // TestBackupSkipFlags: -x, --exclude-caches, --exclude-if-present and
 // --exclude-larger-than reach the backup; bad values are usage errors.
 func TestBackupSkipFlags(t *testing.T) {
