@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -97,6 +98,23 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 		}
 		return false
 	}
+	// enter says whether to look in directory p, which the snapshot
+	// holds, for what it lacks. A mount point of the target that the
+	// snapshot holds empty is not entered: a backup with -x saves every
+	// mount point below its paths so, having not looked in it, and its
+	// emptiness in the snapshot says nothing of what that file system
+	// holds. Entered, it was emptied (/home, mounted and backed up on
+	// its own, by a restore of / with --delete).
+	enter := func(p string) bool {
+		if !descend[p] {
+			return false
+		}
+		if len(kids[p]) == 0 && r.guard != nil && r.guard.mountedAt(p) {
+			r.log.Info("not looked in (--delete): a file system is mounted there, and the snapshot holds the directory empty, as a backup with -x saves a mount point", "path", p)
+			return false
+		}
+		return true
+	}
 	type devIno struct{ dev, ino uint64 }
 	var walk func(d string)
 	walk = func(d string) {
@@ -127,7 +145,7 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 			}
 			if st, err := r.t.lstat(p); err == nil {
 				aliased[devIno{st.Dev, st.Ino}] = true
-				if st.Mode&unix.S_IFMT == unix.S_IFDIR && descend[p] {
+				if st.Mode&unix.S_IFMT == unix.S_IFDIR && enter(p) {
 					walk(p)
 				}
 			}
@@ -170,7 +188,7 @@ func (r *restorer) extraneous(ctx context.Context, pl *plan, paths []string, fai
 			switch {
 			case aliased[devIno{st.Dev, st.Ino}]:
 			case keep[p]:
-				if dir && descend[p] {
+				if dir && enter(p) {
 					walk(p)
 				}
 			case inScope(p) && in.match(p, dir):
@@ -279,6 +297,10 @@ func canonical(p string) string {
 	}
 	return filepath.Clean(p)
 }
+
+// mountedAt reports whether a file system is mounted at p
+// (target-relative).
+func (g *deleteGuard) mountedAt(p string) bool { return slices.Contains(g.mounts, p) }
 
 // why says why p (target-relative) must stay, or "" if it may go.
 func (g *deleteGuard) why(p string) string {

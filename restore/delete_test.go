@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -65,5 +66,41 @@ func TestDeleteGuard(t *testing.T) {
 	}
 	if _, err := newDeleteGuard("/srv/app", nil, filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("a mount table that cannot be read was taken as empty")
+	}
+}
+
+// TestExtraneousSkipsEmptyMountPoint: a mount point the snapshot holds
+// empty (as a backup with -x saves one) is not looked in, so what that
+// file system holds stays; one the snapshot holds something in, and an
+// empty directory that is no mount point, are looked in as before.
+func TestExtraneousSkipsEmptyMountPoint(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"mnt/x", "mnt/y"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, _ := newIncluder(nil, nil)
+	fail := func(p string, err error) { t.Errorf("%s: %v", p, err) }
+	for _, tc := range []struct {
+		name   string
+		mounts []string
+		files  []*fileState
+		want   []string
+	}{
+		{"empty mount point", []string{"mnt"}, nil, nil},
+		{"mount point with content", []string{"mnt"}, []*fileState{{path: "mnt/y"}}, []string{"mnt/x"}},
+		{"empty directory", nil, nil, []string{"mnt/x", "mnt/y"}},
+	} {
+		r := &restorer{t: testTarget(t, dir), guard: &deleteGuard{mounts: tc.mounts}, log: slog.New(slog.DiscardHandler)}
+		var removed []string
+		fn := func(p string, dir bool) { removed = append(removed, p) }
+		pl := &plan{dirs: []*entry{{path: "mnt"}}, files: tc.files}
+		if err := r.extraneous(context.Background(), pl, []string{"/"}, nil, in, fn, fail); err != nil || !reflect.DeepEqual(removed, tc.want) {
+			t.Errorf("%s: extraneous = %v, found %q; want %q", tc.name, err, removed, tc.want)
+		}
 	}
 }
