@@ -36,8 +36,8 @@ is asked on the terminal; the new one from LIFEBOAT_NEW_PASSPHRASE or is asked
 twice on the terminal. --remove writes the identity unprotected.
 
 The file is replaced atomically (a new file beside it, checked to open with
-the new passphrase, then renamed over it, mode 0600): a failure leaves the old
-file as it was. A copy of the file made before keeps the old passphrase: if
+the new passphrase, then renamed over it, mode 0600, its owner and group
+kept): a failure leaves the old file as it was. A copy of the file made before keeps the old passphrase: if
 the passphrase was exposed together with a copy, add a new identity and
 remove this one ('lifeboat key add', 'lifeboat key remove') instead.`,
 		Example: `  lifeboat key passphrase --identity ./lifeboat-identity.txt

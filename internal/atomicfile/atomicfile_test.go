@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestWrite: the file is replaced with the mode given and nothing is
@@ -40,5 +42,27 @@ func TestWrite(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
 		t.Errorf("left behind after a failed rename: %v", ents)
+	}
+}
+
+// TestWriteKeepsOwner: run as root, the new file has the owner and group
+// of the one it replaces, not root's.
+func TestWriteKeepsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a file another owner needs root")
+	}
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 4321, 8765); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(p, []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil || st.Uid != 4321 || st.Gid != 8765 {
+		t.Errorf("after Write: owner %d:%d (%v), want 4321:8765", st.Uid, st.Gid, err)
 	}
 }
