@@ -155,6 +155,14 @@ func (s *Store) networkErr(op, what string, err error) error {
 		return fmt.Errorf("%s %s: S3 endpoint %s unreachable (connection refused): is the server running and the address right? %w", op, what, s.endpoint, err)
 	case errors.As(err, &dnsErr):
 		return fmt.Errorf("%s %s: S3 endpoint %s unreachable (cannot resolve %q): %w", op, what, s.endpoint, dnsErr.Name, err)
+	case strings.Contains(err.Error(), "Connection closed by foreign host"):
+		// minio-go's words for a connection closed before any answer
+		// (an io.EOF it drops): a plain message, which
+		// chunkstore.IsConnectionError took for an answer. A server or
+		// middlebox that closes every request then cost each object a
+		// round of retries, the store never found unreachable. As a
+		// *net.OpError it counts as a failure to talk to the store.
+		return fmt.Errorf("%s %s: S3 endpoint %s closed the connection without answering: %w", op, what, s.endpoint, &net.OpError{Op: "read", Net: "tcp", Err: err})
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) {

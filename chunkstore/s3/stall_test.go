@@ -323,3 +323,56 @@ func (s *switchable) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return s.base.RoundTrip(req)
 }
+
+// TestClosingServerUnreachable: a server (or a middlebox before it) that
+// takes each request and closes the connection without answering is as
+// unreachable as one that refuses connections: once one request has
+// spent its attempts, the next makes one attempt and fails with
+// ErrUnreachable. (minio-go reports the EOF as a plain message, which
+// was no connection error: a restore waited through a round of retries,
+// twice, for every pack.)
+func TestClosingServerUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int64
+	var closing atomic.Bool
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for {
+					if _, err := c.Read(make([]byte, 4096)); err != nil {
+						return
+					}
+					if closing.Load() {
+						conns.Add(1)
+						return // the request, unanswered
+					}
+					// Open's look at the bucket: it is there.
+					c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+				}
+			}()
+		}
+	}()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	cfg := s3.Config{Endpoint: ln.Addr().String(), Bucket: "lifeboat", Region: "us-east-1", AccessKey: "a", SecretKey: "b", Transport: tr}
+	var logs bytes.Buffer
+	st := chunkstore.WithRetry(open(t, cfg), fastRetry(3, &logs))
+	tr.CloseIdleConnections()
+	closing.Store(true)
+	_, err = st.Get(t.Context(), "data/a", 0, -1)
+	if !errors.Is(err, chunkstore.ErrUnreachable) || !strings.Contains(err.Error(), "closed the connection") || conns.Load() != 3 {
+		t.Fatalf("first Get from a server that closes: %d connections (want 3): %v", conns.Load(), err)
+	}
+	_, err = st.Get(t.Context(), "data/b", 0, -1)
+	if !errors.Is(err, chunkstore.ErrUnreachable) || !strings.Contains(err.Error(), "data/b") || conns.Load() != 4 {
+		t.Errorf("second Get: %d connections in all (want 4, one more): %v", conns.Load(), err)
+	}
+}
