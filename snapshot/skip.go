@@ -37,10 +37,6 @@ func parseMarkers(specs []string) (markers, error) {
 	return m, nil
 }
 
-// maxMarkerHeader bounds how much of a marker file is read to compare
-// it with its header.
-const maxMarkerHeader = 4096
-
 // marked returns the entries of ents (those of directory path, open as
 // dir) that are markers, if any is: the directory's content is then left
 // out but for them. It returns nil if none is.
@@ -66,9 +62,11 @@ func (a *archiver) marked(dir *dirFD, path string, ents []os.DirEntry) []os.DirE
 
 // beginsWith reports whether the regular file e of dir begins with
 // header. A file that cannot be read is no marker: its directory is
-// backed up, and the file's own read reports the error.
+// backed up, and the file's own read reports the error. As much is read
+// as the header is long, whatever its length: the header is the user's
+// own (a limit made a longer one match no file, silently).
 func (a *archiver) beginsWith(dir *dirFD, path string, e os.DirEntry, header []byte) bool {
-	if !e.Type().IsRegular() || len(header) > maxMarkerHeader {
+	if !e.Type().IsRegular() {
 		return false
 	}
 	f, err := openFileAt(dir, e.Name(), path+"/"+e.Name(), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC)

@@ -103,6 +103,24 @@ func TestExcludeIfPresent(t *testing.T) {
 	}
 }
 
+// TestExcludeIfPresentLongHeader: a marker's header longer than 4 KiB
+// counts as any other, when the file begins with it.
+func TestExcludeIfPresentLongHeader(t *testing.T) {
+	src := t.TempDir()
+	header := strings.Repeat("h", 5000)
+	fixture.Create(t, src, fixture.Tree{
+		"m/TAG":  {Content: []byte(header + "\nmore\n")},
+		"m/junk": {Content: []byte("left out\n")},
+		"n/TAG":  {Content: []byte(header[:4999])},
+		"n/keep": {Content: []byte("kept\n")},
+	})
+	repos := storetest.InitRepos(t, mem.New())
+	res, nodes := backupOf(t, repos, nil, snapshot.BackupOptions{Paths: []string{src}, ExcludeIfPresent: []string{"TAG:" + header}}, "m/TAG", "m/junk", "n/keep")
+	if len(res.Warnings) != 0 || nodes[0] == nil || nodes[1] != nil || nodes[2] == nil {
+		t.Errorf("warnings %v; m/TAG %v, m/junk %v, n/keep %v: want m/junk alone left out", res.Warnings, nodes[0], nodes[1], nodes[2])
+	}
+}
+
 // TestExcludeLargerThan: files larger than the limit are left out
 // without a warning, those up to it kept; a backup path itself larger
 // is named in a warning (the snapshot is partial), as an excluded
