@@ -201,7 +201,7 @@ func (a *Agent) backup(ctx context.Context, job *runningJob, asOf time.Time) out
 	var largerThan int64
 	if p.ExcludeLargerThan != "" {
 		var err error
-		if largerThan, err = coordinator.ParseSize(p.ExcludeLargerThan); err != nil {
+		if largerThan, err = coordinator.ParseExcludeLargerThan(p.ExcludeLargerThan); err != nil {
 			return outcome{err: fmt.Errorf("policy %q: exclude_larger_than: %w", p.Name, err)}
 		}
 	}

@@ -313,6 +313,18 @@ func ParseSize(s string) (int64, error) {
 	return int64(v), nil
 }
 
+// ParseExcludeLargerThan reads exclude_larger_than (backup's
+// --exclude-larger-than): a size above 0. Zero is refused: BackupOptions
+// takes it for no limit, so it silently kept every file it was written
+// to leave out (all but empty ones).
+func ParseExcludeLargerThan(s string) (int64, error) {
+	n, err := ParseSize(s)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("size %q: 0 would leave out every file that is not empty; give a size above 0, or none for no limit", s)
+	}
+	return n, err
+}
+
 // ParseSample reads a drill's sample: "" or "all" (every file, 100) or a
 // percentage in (0, 100] such as "10%".
 func ParseSample(s string) (float64, error) {

@@ -178,7 +178,7 @@ func (p Policy) check() (errs, warns []Problem) {
 		}
 	}
 	if p.ExcludeLargerThan != "" {
-		if _, err := ParseSize(p.ExcludeLargerThan); err != nil {
+		if _, err := ParseExcludeLargerThan(p.ExcludeLargerThan); err != nil {
 			add("exclude_larger_than", "%v", err)
 		}
 	}

@@ -195,6 +195,7 @@ func TestParsePoliciesErrors(t *testing.T) {
 		{"path with a NUL", strings.Replace(ok, "paths: [/x]", `paths: ["/a\0b"]`, 1), `paths[0]: "/a\x00b" holds control characters`},
 		{"tag with a newline", ok + `tags: ["daily\nweekly"]` + "\n", `p.yaml:6: tags[0]: "daily\nweekly" is not a tag (with a control character)`},
 		{"bad exclude_larger_than", ok + "exclude_larger_than: 4 gigs\n", `p.yaml:6: exclude_larger_than: size "4 gigs": unknown unit`},
+		{"zero exclude_larger_than", ok + "exclude_larger_than: 0\n", `p.yaml:6: exclude_larger_than: size "0": 0 would leave out every file`},
 		{"marker with a slash", ok + "exclude_if_present: [ok, a/b]\n", `p.yaml:6: exclude_if_present[1]: "a/b": give a file name`},
 		{"anchor and alias", ok + "tags: &t [a]\n---\n" + strings.Replace(ok, "name: p", "name: q", 1) + "tagz: *t\n", "p.yaml:13: tagz: unknown field"},
 	} {

@@ -194,7 +194,7 @@ func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 		}
 	}
 	if f.excludeLargerThan != "" {
-		if _, err := coordinator.ParseSize(f.excludeLargerThan); err != nil {
+		if _, err := coordinator.ParseExcludeLargerThan(f.excludeLargerThan); err != nil {
 			return usageError("backup: --exclude-larger-than: %v", err)
 		}
 	}
@@ -283,7 +283,7 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 	var largerThan int64
 	if f.excludeLargerThan != "" {
 		var err error
-		if largerThan, err = coordinator.ParseSize(f.excludeLargerThan); err != nil {
+		if largerThan, err = coordinator.ParseExcludeLargerThan(f.excludeLargerThan); err != nil {
 			return usageError("backup: --exclude-larger-than: %v", err)
 		}
 	}

@@ -116,6 +116,7 @@ func TestBackupSkipFlags(t *testing.T) {
 	}{
 		{[]string{"--exclude-larger-than", "2Q"}, `size "2Q": unknown unit`},
 		{[]string{"--exclude-larger-than", "-1"}, `size "-1"`},
+		{[]string{"--exclude-larger-than", "0"}, `size "0": 0 would leave out every file`},
 		{[]string{"--exclude-if-present", "a/b"}, `--exclude-if-present "a/b"`},
 		{[]string{"--exclude-if-present", ":x"}, "give a file name"},
 	} {
