@@ -345,26 +345,9 @@ func (s listFailsAfterEnvelope) List(ctx context.Context, prefix string, fn func
 // no writer key) is what happened; the envelope used to stay, the
 // change made.
 func TestRekeyListFails(t *testing.T) {
-	ctx := context.Background()
-	repos := storetest.InitRepos(t, mem.New())
-	aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, bRcpt, _ := storetest.Identity(t)
-	r, err := openAs(t, listFailsAfterEnvelope{Store: repos.Store, put: new(bool)}, chunkstore.Credentials{Identities: aIDs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := r.Rekey(ctx, []string{repos.Writer.Secrets().Recipients[0], bRcpt})
-	if sec != nil || !errors.Is(err, storetest.ErrInjected) || !strings.Contains(err.Error(), "nothing was changed") {
-		t.Fatalf("rekey whose listing failed: %v, %v; want an error saying nothing was changed", sec, err)
-	}
-	for name := range envelopeNames(t, repos.Store) {
-		if strings.HasSuffix(name, ".g1") {
-			t.Fatalf("the failed change left its envelope %s", name)
-		}
-	}
+	rekeyFailsCleanly(t, "listing", func(st chunkstore.Store) chunkstore.Store {
+		return listFailsAfterEnvelope{Store: st, put: new(bool)}
+	})
 }
 
 // putStoredButFails stores an envelope and then reports failure, as a
@@ -381,6 +364,14 @@ func (s putStoredButFails) Put(ctx context.Context, name string, data []byte) er
 // TestRekeyPutFails: a change whose envelope's put fails leaves no
 // envelope, even one the store kept.
 func TestRekeyPutFails(t *testing.T) {
+	rekeyFailsCleanly(t, "put", func(st chunkstore.Store) chunkstore.Store { return putStoredButFails{st} })
+}
+
+// rekeyFailsCleanly adds a recipient through the store wrap makes, whose
+// step what fails, and wants the change to say nothing was changed and
+// leave no envelope of the next generation.
+func rekeyFailsCleanly(t *testing.T, what string, wrap func(chunkstore.Store) chunkstore.Store) {
+	t.Helper()
 	ctx := context.Background()
 	repos := storetest.InitRepos(t, mem.New())
 	aIDs, err := chunkstore.ParseIdentityFile(repos.Identity, nil)
@@ -388,16 +379,17 @@ func TestRekeyPutFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, bRcpt, _ := storetest.Identity(t)
-	r, err := openAs(t, putStoredButFails{repos.Store}, chunkstore.Credentials{Identities: aIDs})
+	r, err := openAs(t, wrap(repos.Store), chunkstore.Credentials{Identities: aIDs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sec, err := r.Rekey(ctx, []string{repos.Writer.Secrets().Recipients[0], bRcpt}); sec != nil || !strings.Contains(err.Error(), "nothing was changed") {
-		t.Fatalf("rekey whose put failed: %v, %v; want an error saying nothing was changed", sec, err)
+	sec, err := r.Rekey(ctx, []string{repos.Writer.Secrets().Recipients[0], bRcpt})
+	if sec != nil || !errors.Is(err, storetest.ErrInjected) || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("rekey whose %s failed: %v, %v; want an error saying nothing was changed", what, sec, err)
 	}
 	for name := range envelopeNames(t, repos.Store) {
 		if strings.HasSuffix(name, ".g1") {
-			t.Fatalf("the failed change left its envelope %s", name)
+			t.Fatalf("the failed change (%s) left its envelope %s", what, name)
 		}
 	}
 }

@@ -220,10 +220,7 @@ func dryRunOutput(g *globals, res *snapshot.Result, elapsed time.Duration) error
 		out := backupOutput{
 			DryRun: true, FilesNew: s.FilesNew, FilesChanged: s.FilesChanged, FilesUnmodified: s.FilesUnmodified,
 			Dirs: s.Dirs, BytesProcessed: s.BytesProcessed, BytesToRead: s.BytesRead, DurationSeconds: elapsed.Seconds(),
-			Errors: []pathError{}, Partial: len(res.Warnings) > 0,
-		}
-		for _, w := range res.Warnings {
-			out.Errors = append(out.Errors, newPathError(w.Path, w.Err))
+			Errors: warningErrors(res.Warnings), Partial: len(res.Warnings) > 0,
 		}
 		if err := printJSON(g.stdout, out); err != nil {
 			return err
@@ -239,6 +236,15 @@ func dryRunOutput(g *globals, res *snapshot.Result, elapsed time.Duration) error
 		return withCode(exitPartial, fmt.Errorf("dry run: %d %s could not be read (listed above); a backup would be partial", n, plural(n, "entry", "entries")))
 	}
 	return nil
+}
+
+// warningErrors is a backup's warnings as --json lists them (errors).
+func warningErrors(ws []snapshot.Warning) []pathError {
+	out := make([]pathError, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, newPathError(w.Path, w.Err))
+	}
+	return out
 }
 
 type backupOutput struct {
@@ -452,11 +458,8 @@ func runBackup(ctx context.Context, g *globals, f backupFlags, args []string) er
 			DurationSeconds:        elapsed.Seconds(),
 			FilesChangedWhileRead:  s.FilesChangedWhileRead,
 			FilesChangedAsExpected: res.ExpectedChanges,
-			Errors:                 []pathError{},
+			Errors:                 warningErrors(res.Warnings),
 			Partial:                len(res.Warnings) > 0,
-		}
-		for _, w := range res.Warnings {
-			out.Errors = append(out.Errors, newPathError(w.Path, w.Err))
 		}
 		if err := printJSON(g.stdout, out); err != nil {
 			return err
