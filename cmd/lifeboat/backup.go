@@ -150,14 +150,13 @@ the backup and no snapshot is saved.`,
 	return cmd
 }
 
-// checkBackupArgs checks the arguments against the source flags: paths,
-// nothing (--stdin) or a command (--stdin-from-command).
-//
 // pathOnlyFlags are backup's flags that choose among files, which a
 // stream has none of.
 var pathOnlyFlags = []string{"exclude", "exclude-file", "changing", "one-file-system", "exclude-if-present", "exclude-caches",
 	"exclude-larger-than", "files-from", "files-from-raw", "dry-run"}
 
+// checkBackupArgs checks the arguments against the source flags: paths,
+// nothing (--stdin) or a command (--stdin-from-command).
 func checkBackupArgs(cmd *cobra.Command, f backupFlags, args []string) error {
 	switch {
 	case f.stdin && f.stdinCommand:
