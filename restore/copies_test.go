@@ -316,3 +316,91 @@ func TestOutageNotSplitPerBlob(t *testing.T) {
 		t.Errorf("%d Gets of the unreachable pack, want 1 (no request per blob after an outage)", n)
 	}
 }
+
+// TestDumpTreesFromOtherCopies: dump reads around a damaged copy of a
+// directory listing as restore does. Two writers store the same trees;
+// with the first copy of two of them damaged, a lookup below them and a
+// tar dump of the directory read the other copy and hold every file, and
+// find and diff read those trees too, where all of them failed while
+// restore of the same snapshot succeeded.
+func TestDumpTreesFromOtherCopies(t *testing.T) {
+	ctx := context.Background()
+	dir, st, repos := localRepos(t)
+	src := t.TempDir()
+	files := map[string][]byte{
+		"top.txt":          []byte("top\n"),
+		"sub/a.txt":        fixture.Random(21, 10<<10),
+		"sub/deeper/b.txt": fixture.Random(22, 10<<10),
+	}
+	for name, b := range files {
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var snapID chunkstore.ID
+	for _, w := range []*chunkstore.Repository{repos.Writer, storetest.UnsharedWriter(t, st, repos.Writer)} {
+		res, err := snapshot.Backup(ctx, w, snapshot.BackupOptions{Paths: []string{src}, Host: "fixture"})
+		if err != nil || len(res.Warnings) > 0 {
+			t.Fatalf("backup: %v %v", err, res.Warnings)
+		}
+		snapID = res.ID
+	}
+	// The trees to damage, found by a reader that is then dropped (it
+	// keeps the tree packs it read).
+	before := repos.OpenReader(t, st)
+	snap, err := snapshot.Load(ctx, before, snapID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trees []chunkstore.ID
+	for _, p := range []string{src, filepath.Join(src, "sub")} {
+		n, err := snapshot.Lookup(ctx, before, snap.Tree, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := before.Index().Copies(map[chunkstore.ID]bool{*n.Subtree: true}, nil)[*n.Subtree]; len(c) != 2 {
+			t.Fatalf("the tree of %s is stored %d times, want 2", p, len(c))
+		}
+		trees = append(trees, *n.Subtree)
+	}
+	for _, id := range trees {
+		flipInPack(t, before, dir, id, 0x08)
+	}
+
+	rd := repos.OpenReader(t, st)
+	if _, err := snapshot.Lookup(ctx, rd, snap.Tree, filepath.Join(src, "sub", "deeper", "b.txt")); err != nil {
+		t.Errorf("lookup below the damaged trees: %v", err)
+	}
+	top, err := snapshot.Lookup(ctx, rd, snap.Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var archive bytes.Buffer
+	if err := restore.DumpTar(ctx, rd, "src", top, &archive); err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	got := untar(t, archive.Bytes())
+	for name, b := range files {
+		if !bytes.Equal(got["src/"+name], b) {
+			t.Errorf("dump: %s holds %d bytes, not the file", name, len(got["src/"+name]))
+		}
+	}
+	if len(got) != len(files) {
+		t.Errorf("dump holds %d files, want %d", len(got), len(files))
+	}
+
+	// find and diff read every tree below src too.
+	found := 0
+	finder := snapshot.NewFinder(rd, func(p string, n *snapshot.Node) bool { return n.Type == snapshot.TypeFile })
+	if err := finder.Find(ctx, snap.Tree, func(snapshot.Found) error { found++; return nil }); err != nil || found != len(files) {
+		t.Errorf("find: %d files found (%v), want %d", found, err, len(files))
+	}
+	st2, err := snapshot.Diff(ctx, rd, src, nil, top, snapshot.DiffOptions{}, func(snapshot.Change) error { return nil })
+	if err != nil || st2.Added != 6 { // src, top.txt, sub, sub/a.txt, sub/deeper, sub/deeper/b.txt
+		t.Errorf("diff: %+v (%v), want 6 entries added", st2, err)
+	}
+}

@@ -102,7 +102,7 @@ func (d *differ) trees(prefix string, a, b *chunkstore.ID) error {
 		if side.id == nil {
 			continue
 		}
-		t, err := LoadTree(d.ctx, d.repo, *side.id)
+		t, err := LoadTreeAnyCopy(d.ctx, d.repo, *side.id) // around a damaged copy, as restore
 		if err != nil {
 			return err
 		}

@@ -51,7 +51,7 @@ func (f *Finder) dir(ctx context.Context, prefix string, id chunkstore.ID, fn fu
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	tree, err := LoadTree(ctx, f.repo, id)
+	tree, err := LoadTreeAnyCopy(ctx, f.repo, id) // around a damaged copy, as restore
 	if err != nil {
 		return false, err
 	}

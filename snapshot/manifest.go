@@ -332,7 +332,8 @@ func LoadTree(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID
 
 // LoadTreeAnyCopy is LoadTree reading around a damaged copy of the tree
 // (chunkstore.Repository.LoadBlobAnyCopy), for readers that want the
-// data back: restore, dump, copy, drills. check, prune and repair use
+// data back: restore, dump, copy, drills, and ls, find and diff (Walk,
+// Lookup, Finder, Diff). check, prune and repair use
 // LoadTree, which reports the damage.
 func LoadTreeAnyCopy(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID) (*Tree, error) {
 	b, err := repo.LoadBlobAnyCopy(ctx, chunkstore.TreeBlob, id)

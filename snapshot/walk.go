@@ -20,13 +20,15 @@ var SkipDir = errors.New("skip this directory")
 type WalkFunc func(path string, node *Node) error
 
 // Walk loads trees starting at root and calls fn for every node. It needs
-// an identity.
+// an identity. It reads trees as restore does (LoadTreeAnyCopy): around a
+// damaged copy, with a warning, so that ls and dump read what restore
+// can.
 func Walk(ctx context.Context, repo *chunkstore.Repository, root chunkstore.ID, fn WalkFunc) error {
 	return walk(ctx, repo, "", root, fn)
 }
 
 func walk(ctx context.Context, repo *chunkstore.Repository, prefix string, id chunkstore.ID, fn WalkFunc) error {
-	tree, err := LoadTree(ctx, repo, id)
+	tree, err := LoadTreeAnyCopy(ctx, repo, id)
 	if err != nil {
 		return err
 	}
@@ -55,7 +57,7 @@ var ErrNotInSnapshot = errors.New("not in snapshot")
 // Lookup returns the node at p, a slash-separated path relative to the
 // snapshot root ("home/user/file"; "" or "/" is the root itself, returned
 // as a directory node named "/" whose Subtree is root). It loads only the
-// trees on the way.
+// trees on the way, around a damaged copy as Walk does.
 func Lookup(ctx context.Context, repo *chunkstore.Repository, root chunkstore.ID, p string) (*Node, error) {
 	p = strings.Trim(path.Clean("/"+p), "/")
 	id := root
@@ -68,7 +70,7 @@ func Lookup(ctx context.Context, repo *chunkstore.Repository, root chunkstore.ID
 		if node.Type != TypeDir || node.Subtree == nil {
 			return nil, fmt.Errorf("/%s: /%s is a %s, not a directory: %w", p, walked, node.Type, ErrNotInSnapshot)
 		}
-		tree, err := LoadTree(ctx, repo, *node.Subtree)
+		tree, err := LoadTreeAnyCopy(ctx, repo, *node.Subtree)
 		if err != nil {
 			return nil, fmt.Errorf("/%s: %w", p, err)
 		}
