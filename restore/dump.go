@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -114,6 +115,12 @@ func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir 
 	return tw.Close()
 }
 
+// xattrKeyword escapes an extended attribute's name for a PAX keyword as
+// GNU tar does, and undoes on extraction: "=" ends the keyword (a name
+// with one, legal on Linux, failed the whole archive), and so "%" is
+// escaped too, or a name holding "%3D" would come back with "=".
+var xattrKeyword = strings.NewReplacer("%", "%25", "=", "%3D")
+
 // tarEntry is one node of a tar dump.
 type tarEntry struct {
 	name string
@@ -139,7 +146,7 @@ func tarHeader(name string, n *snapshot.Node, link string) (*tar.Header, error) 
 		if h.PAXRecords == nil {
 			h.PAXRecords = map[string]string{}
 		}
-		h.PAXRecords["SCHILY.xattr."+x.Name] = string(x.Value)
+		h.PAXRecords["SCHILY.xattr."+xattrKeyword.Replace(x.Name)] = string(x.Value)
 	}
 	switch {
 	case link != "":

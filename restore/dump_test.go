@@ -192,7 +192,10 @@ func TestDumpCancelled(t *testing.T) {
 }
 
 // TestDumpTarXAttrs: extended attributes travel in the archive as the
-// PAX records GNU tar and bsdtar use, and tar --xattrs puts them back.
+// PAX records GNU tar and bsdtar use, and tar --xattrs puts them back. A
+// name with "=" (which ends a record's keyword) or "%" is escaped as GNU
+// tar escapes it ("%3D", "%25"): the "=" failed the whole dump, and
+// "user.p%3Dq" came back from GNU tar as "user.p=q".
 func TestDumpTarXAttrs(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t, "local")
@@ -201,9 +204,20 @@ func TestDumpTarXAttrs(t *testing.T) {
 	if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	value := []byte("bytes \xff\x00 of any kind")
-	if !fixture.SetXAttr(t, f, "user.origin", value) {
-		t.Skip("no user extended attributes here")
+	attrs := map[string][]byte{
+		"user.origin": []byte("bytes \xff\x00 of any kind"),
+		"user.a=b":    []byte("with an equals sign"),
+		"user.p%3Dq":  []byte("with a percent sign"),
+	}
+	records := map[string]string{ // as GNU tar writes them
+		"SCHILY.xattr.user.origin":  "user.origin",
+		"SCHILY.xattr.user.a%3Db":   "user.a=b",
+		"SCHILY.xattr.user.p%253Dq": "user.p%3Dq",
+	}
+	for name, value := range attrs {
+		if !fixture.SetXAttr(t, f, name, value) {
+			t.Skip("no user extended attributes here")
+		}
 	}
 	snap := r.backup(t, src)
 	n, err := snapshot.Lookup(ctx, r.reader, snap.Tree, src)
@@ -216,12 +230,18 @@ func TestDumpTarXAttrs(t *testing.T) {
 	}
 	found := false
 	for _, h := range tarHeaders(t, archive.Bytes()) {
-		if h.Name == "d/f" {
-			found = h.PAXRecords["SCHILY.xattr.user.origin"] == string(value)
+		if h.Name != "d/f" {
+			continue
+		}
+		found = true
+		for key, name := range records {
+			if got, ok := h.PAXRecords[key]; !ok || got != string(attrs[name]) {
+				t.Errorf("record %s: %q (present: %v), want %q", key, got, ok, attrs[name])
+			}
 		}
 	}
 	if !found {
-		t.Fatal("no SCHILY.xattr.user.origin record with the attribute's bytes for d/f")
+		t.Fatal("no entry d/f")
 	}
 	dst := t.TempDir()
 	x := exec.Command("tar", "--xattrs", "--xattrs-include=user.*", "-x", "-C", dst, "-f", "-")
@@ -229,8 +249,14 @@ func TestDumpTarXAttrs(t *testing.T) {
 	if out, err := x.CombinedOutput(); err != nil {
 		t.Skipf("tar --xattrs -x: %v\n%s", err, out)
 	}
-	if got := xattrsOf(t, filepath.Join(dst, "d", "f")); !bytes.Equal(got["user.origin"], value) {
-		t.Errorf("after tar --xattrs -x: %q, want %q", got["user.origin"], value)
+	got := xattrsOf(t, filepath.Join(dst, "d", "f"))
+	for name, value := range attrs {
+		if !bytes.Equal(got[name], value) {
+			t.Errorf("after tar --xattrs -x: %s is %q, want %q", name, got[name], value)
+		}
+	}
+	if len(got) != len(attrs) {
+		t.Errorf("after tar --xattrs -x: %q, want %d attributes", got, len(attrs))
 	}
 }
 
