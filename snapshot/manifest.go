@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"golang.org/x/sync/errgroup"
@@ -44,6 +46,88 @@ type Manifest struct {
 	// backed up to (for a copy of a copy, the first one). Retag sets it
 	// too: a retagged snapshot names its first ID, its origin.
 	CopiedFrom *CopyOrigin `json:"copied_from,omitempty"`
+}
+
+// encodeManifest encodes m as JSON, with the exact bytes of a host,
+// paths or tags that are not UTF-8 in "host_b64", "paths_b64" and
+// "tags_b64" beside them: a JSON string cannot carry such bytes
+// (encoding/json writes U+FFFD for each), so a backup of /srv/caf\xe9
+// recorded /srv/caf\uFFFD, which --path never matched, dump without PATH
+// could not find, and forget grouped with a backup of /srv/caf\xe8,
+// keeping the newest of the two paths' snapshots only. Readers that do
+// not know the fields read the strings beside them, as before.
+func encodeManifest(m Manifest) ([]byte, error) {
+	return json.Marshal(struct {
+		Manifest
+		manifestRaw
+	}{m, manifestRaw{HostB64: rawBytes(m.Host), PathsB64: rawList(m.Paths), TagsB64: rawList(m.Tags)}})
+}
+
+// unmarshalManifest decodes what encodeManifest encodes.
+func unmarshalManifest(b []byte, m *Manifest) error {
+	var in struct {
+		Manifest
+		manifestRaw
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	*m = in.Manifest
+	if in.HostB64 != "" {
+		h, err := base64.StdEncoding.DecodeString(in.HostB64)
+		if err != nil {
+			return fmt.Errorf("host_b64: %w", err)
+		}
+		m.Host = string(h)
+	}
+	for _, f := range []struct {
+		name string
+		raw  []string
+		out  []string
+	}{{"paths_b64", in.PathsB64, m.Paths}, {"tags_b64", in.TagsB64, m.Tags}} {
+		if f.raw == nil {
+			continue
+		}
+		if len(f.raw) != len(f.out) {
+			return fmt.Errorf("%s holds %d entries for %d", f.name, len(f.raw), len(f.out))
+		}
+		for i, r := range f.raw {
+			v, err := base64.StdEncoding.DecodeString(r)
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.name, err)
+			}
+			f.out[i] = string(v)
+		}
+	}
+	return nil
+}
+
+// manifestRaw holds the exact bytes of a manifest's strings that are
+// not UTF-8 (MarshalJSON).
+type manifestRaw struct {
+	HostB64  string   `json:"host_b64,omitempty"`
+	PathsB64 []string `json:"paths_b64,omitempty"` // every path, when one is not UTF-8
+	TagsB64  []string `json:"tags_b64,omitempty"`  // every tag, when one is not UTF-8
+}
+
+// rawBytes is s in base64 if it is not UTF-8, or "".
+func rawBytes(s string) string {
+	if utf8.ValidString(s) {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString([]byte(s))
+}
+
+// rawList is every string of l in base64 if one is not UTF-8, or nil.
+func rawList(l []string) []string {
+	if !slices.ContainsFunc(l, func(s string) bool { return !utf8.ValidString(s) }) {
+		return nil
+	}
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = base64.StdEncoding.EncodeToString([]byte(s))
+	}
+	return out
 }
 
 // Values of Manifest.OriginalBy.
@@ -111,7 +195,7 @@ func decodeManifest(b []byte) (Manifest, error) {
 	if json.Unmarshal(b, &v) == nil && v.Version > ManifestVersion {
 		return m, fmt.Errorf("manifest version %d (this release reads %d): %w", v.Version, ManifestVersion, chunkstore.ErrNewerFormat)
 	}
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := unmarshalManifest(b, &m); err != nil {
 		return m, fmt.Errorf("decode manifest: %w", err)
 	}
 	if m.Version != ManifestVersion {
@@ -137,7 +221,7 @@ func Forget(ctx context.Context, repo *chunkstore.Repository, id chunkstore.ID) 
 // Save stores a manifest and returns the snapshot ID.
 func Save(ctx context.Context, repo *chunkstore.Repository, m Manifest) (chunkstore.ID, error) {
 	m.Version = ManifestVersion
-	b, err := json.Marshal(m)
+	b, err := encodeManifest(m)
 	if err != nil {
 		return chunkstore.ID{}, err
 	}

@@ -179,3 +179,39 @@ func TestSnapshotsTableEscapes(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotsJSONNotUTF8: a backed-up path, host and tag that are not
+// UTF-8 keep their bytes in the snapshot, are listed quoted, and have
+// _b64 twins in snapshots --json; dump without PATH finds the path the
+// snapshot records, and --path selects it.
+func TestSnapshotsJSONNotUTF8(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "caf\xe9")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(r.writer("backup", "--host", "h\xff", "--tag", "t\xfe", src)...)
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	snaps := decodeJSON[[]struct {
+		HostB64  string   `json:"host_b64"`
+		PathsB64 []string `json:"paths_b64"`
+		TagsB64  []string `json:"tags_b64"`
+	}](t, c.ok(r.reader("snapshots", "--json", "--path", src)...).stdout)
+	if len(snaps) != 1 {
+		t.Fatalf("snapshots --path %q: %d snapshots, want 1", src, len(snaps))
+	}
+	if s := snaps[0]; s.HostB64 != b64("h\xff") || len(s.PathsB64) != 1 || s.PathsB64[0] != b64(src) || len(s.TagsB64) != 1 || s.TagsB64[0] != b64("t\xfe") {
+		t.Errorf("snapshots --json: %+v, want the exact bytes of the host, path and tag", s)
+	}
+	if out := c.ok(r.reader("snapshots")...).stdout; !strings.Contains(out, strconv.Quote(src)) || !strings.Contains(out, `"h\xff"`) {
+		t.Errorf("snapshots: %q, want the path and the host quoted", out)
+	}
+	if out := c.ok(r.reader("dump", "latest")...).stdout; !strings.Contains(out, "x") {
+		t.Errorf("dump latest: %q, want a tar of %q", out, src)
+	}
+}

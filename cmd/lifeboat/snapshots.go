@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -100,9 +101,12 @@ type snapshotJSON struct {
 	ShortID  string           `json:"short_id"`
 	Time     time.Time        `json:"time"`
 	Host     string           `json:"host"`
+	HostB64  string           `json:"host_b64,omitempty"` // see exactBytes
 	Username string           `json:"username"`
 	Paths    []string         `json:"paths"`
+	PathsB64 []string         `json:"paths_b64,omitempty"` // every path's exact bytes, when one is not UTF-8
 	Tags     []string         `json:"tags"`
+	TagsB64  []string         `json:"tags_b64,omitempty"` // every tag's exact bytes, when one is not UTF-8
 	Tree     string           `json:"tree"`
 	Summary  snapshot.Summary `json:"summary"`
 	Original string           `json:"original,omitempty"` // the snapshot this one repaired or rewrote
@@ -135,8 +139,9 @@ func runSnapshots(ctx context.Context, g *globals, f filterFlags, latest int) er
 		out := make([]snapshotJSON, 0, len(shown))
 		for _, s := range shown {
 			out = append(out, snapshotJSON{
-				ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time, Host: s.Host,
-				Username: s.Username, Paths: nonNil(s.Paths), Tags: nonNil(s.Tags),
+				ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time, Host: s.Host, HostB64: exactBytes(s.Host),
+				Username: s.Username, Paths: nonNil(s.Paths), PathsB64: exactList(s.Paths),
+				Tags: nonNil(s.Tags), TagsB64: exactList(s.Tags),
 				Tree: s.Tree.String(), Summary: s.Summary, CopiedFrom: s.CopiedFrom,
 			})
 			if s.Original != nil {
@@ -170,6 +175,20 @@ func runSnapshots(ctx context.Context, g *globals, f filterFlags, latest int) er
 		return fmt.Errorf("%d %s could not be read (see above); run 'lifeboat check'", n, plural(n, "snapshot", "snapshots"))
 	}
 	return nil
+}
+
+// exactList is every string of l in base64 when one is not UTF-8 (see
+// exactBytes), so that a script can take the one it needs by its index;
+// nil when all are.
+func exactList(l []string) []string {
+	if !slices.ContainsFunc(l, func(s string) bool { return exactBytes(s) != "" }) {
+		return nil
+	}
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = base64.StdEncoding.EncodeToString([]byte(s))
+	}
+	return out
 }
 
 func nonNil(s []string) []string {
