@@ -159,7 +159,7 @@ func runFind(ctx context.Context, g *globals, f findFlags, args []string) error 
 				if total > 0 {
 					fmt.Fprintln(tw)
 				}
-				fmt.Fprintf(tw, "snapshot %s, %s, host %s:\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), s.Host)
+				fmt.Fprintf(tw, "snapshot %s, %s, host %s:\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), displayPath(s.Host))
 			}
 			return printNode(g, tw, true, found.Path, found.Node)
 		})

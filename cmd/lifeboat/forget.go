@@ -265,7 +265,7 @@ func printForget(w io.Writer, rep forgetReport, quiet bool) {
 			continue
 		}
 		if grp.Host != "" || len(grp.Paths) > 0 {
-			fmt.Fprintf(w, "host %s, paths %s:\n", grp.Host, strings.Join(grp.Paths, ", "))
+			fmt.Fprintf(w, "host %s, paths %s:\n", displayPath(grp.Host), displayPaths(grp.Paths))
 		}
 		for _, k := range grp.Keep {
 			fmt.Fprintf(w, "  keep    %s  %s  %s\n", k.ID[:8], k.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(k.Reasons, "; "))

@@ -214,4 +214,12 @@ func TestSnapshotsJSONNotUTF8(t *testing.T) {
 	if out := c.ok(r.reader("dump", "latest")...).stdout; !strings.Contains(out, "x") {
 		t.Errorf("dump latest: %q, want a tar of %q", out, src)
 	}
+	// The group forget prints and the host find prints are quoted too:
+	// caf\xe9 and caf\xe8 would both show as caf\uFFFD.
+	if out := c.ok(r.reader("forget", "--keep-last", "1", "--dry-run")...).stdout; !strings.Contains(out, "host "+strconv.Quote("h\xff")+", paths "+strconv.Quote(src)+":") {
+		t.Errorf("forget: %q, want the group's host and path quoted", out)
+	}
+	if out := c.ok(r.reader("find", "f")...).stdout; !strings.Contains(out, "host "+strconv.Quote("h\xff")+":") {
+		t.Errorf("find: %q, want the host quoted", out)
+	}
 }
