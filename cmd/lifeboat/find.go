@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeboat-backup/lifeboat/chunkstore"
 	"github.com/lifeboat-backup/lifeboat/snapshot"
 )
 
@@ -43,7 +44,9 @@ machine is quick.
 
 Needs the identity. With --json, prints one JSON object per line: the
 entry as 'ls --json' shows it, with "snapshot", "snapshot_time" and "host".
-Exits 1 if nothing matched (as for any error; the message says which).`,
+Exits 1 if nothing matched (as for any error; the message says which). A
+snapshot whose trees cannot be read is named in a warning, the others are
+searched, and find exits 1 after listing what it found.`,
 		Example: `  lifeboat find nginx.conf
   lifeboat find --host db1 '*.sql' '/etc/postgresql/*'
   lifeboat find --json --snapshot 3f2a91c0 --snapshot latest id_rsa`,
@@ -147,13 +150,16 @@ func runFind(ctx context.Context, g *globals, f findFlags, args []string) error 
 	}
 	finder := snapshot.NewFinder(repo, func(p string, n *snapshot.Node) bool { return matches(patterns, p, n) })
 	total := 0
+	var failed []string // snapshots whose trees could not all be read
 	for _, s := range snaps {
 		tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 		n := 0
+		var outErr error // writing the output failed: no use going on
 		err := finder.Find(ctx, s.Tree, func(found snapshot.Found) error {
 			n++
 			if g.json {
-				return printJSON(g.stdout, findJSON{Snapshot: s.ID.String(), SnapshotTime: s.Time, Host: s.Host, lsNodeJSON: nodeJSON(found.Path, found.Node)})
+				outErr = printJSON(g.stdout, findJSON{Snapshot: s.ID.String(), SnapshotTime: s.Time, Host: s.Host, lsNodeJSON: nodeJSON(found.Path, found.Node)})
+				return outErr
 			}
 			if n == 1 {
 				if total > 0 {
@@ -161,15 +167,28 @@ func runFind(ctx context.Context, g *globals, f findFlags, args []string) error 
 				}
 				fmt.Fprintf(tw, "snapshot %s, %s, host %s:\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), displayPath(s.Host))
 			}
-			return printNode(g, tw, true, found.Path, found.Node)
+			outErr = printNode(g, tw, true, found.Path, found.Node)
+			return outErr
 		})
-		if err != nil {
-			return fmt.Errorf("search snapshot %s: %w", s.ID.Short(), storeError(g.repo, err))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
+		if ferr := tw.Flush(); outErr == nil {
+			outErr = ferr
 		}
 		total += n
+		switch {
+		case outErr != nil:
+			return outErr
+		case err != nil && (ctx.Err() != nil || errors.Is(err, chunkstore.ErrUnreachable)):
+			return fmt.Errorf("search snapshot %s: %w", s.ID.Short(), storeError(g.repo, err))
+		case err != nil:
+			// A damaged tree spoils this snapshot's answer, not the
+			// others': the question is which snapshots hold the file.
+			warnf(g.stderr, "search snapshot %s: %v", s.ID.Short(), err)
+			failed = append(failed, s.ID.Short())
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d %s could not be searched in full (%s; see above): what is listed is from the rest and from what could be read of them; run 'lifeboat check'",
+			len(failed), len(snaps), plural(len(snaps), "snapshot", "snapshots"), strings.Join(failed, ", "))
 	}
 	if total == 0 {
 		return fmt.Errorf("nothing matches %s in %d %s", strings.Join(args, " or "), len(snaps), plural(len(snaps), "snapshot", "snapshots"))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -96,5 +97,55 @@ func TestFindPatternsGlobstar(t *testing.T) {
 		if got := matches(pats, tc.path, &n); got != tc.want {
 			t.Errorf("find %q on %s: %v, want %v", tc.pattern, tc.path, got, tc.want)
 		}
+	}
+}
+
+// TestFindDamagedSnapshot: a snapshot whose trees cannot be read does not
+// stop the search of the others: find lists what they hold, names the
+// damaged one, and exits 1. It stopped at the damaged snapshot, so the
+// older backups that still held the file were never searched.
+func TestFindDamagedSnapshot(t *testing.T) {
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	packs := func() map[string]bool {
+		m := map[string]bool{}
+		filepath.WalkDir(filepath.Join(r.path, "data"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				m[p] = true
+			}
+			return nil
+		})
+		return m
+	}
+	old := filepath.Join(c.dir, "old")
+	fixture.Create(t, old, fixture.Tree{"id_rsa": {Content: []byte("old key\n")}})
+	first := decodeJSON[backupOutput](t, c.ok(r.writer("backup", "--json", old)...).stdout).SnapshotID
+	before := packs()
+	newer := filepath.Join(c.dir, "new")
+	fixture.Create(t, newer, fixture.Tree{"id_rsa": {Content: []byte("new key\n")}})
+	second := decodeJSON[backupOutput](t, c.ok(r.writer("backup", "--json", newer)...).stdout).SnapshotID
+	// Every blob of the newer backup's packs damaged: its trees too.
+	for p := range packs() {
+		if before[p] {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(b); i += 32 {
+			b[i] ^= 0x10
+		}
+		os.Chmod(p, 0o600)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := c.fails(1, r.reader("find", "--no-cache", "id_rsa"), "1 of 2 snapshots could not be searched in full ("+second[:8])
+	if !strings.Contains(res.stdout, "snapshot "+first[:8]) || !strings.Contains(res.stdout, old+"/id_rsa") {
+		t.Errorf("find id_rsa: want the older snapshot's match listed:\n%s", res.stdout)
+	}
+	if !strings.Contains(res.stderr, "warning: search snapshot "+second[:8]) {
+		t.Errorf("find id_rsa: want a warning naming %s:\n%s", second[:8], res.stderr)
 	}
 }
