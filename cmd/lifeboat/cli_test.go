@@ -351,3 +351,35 @@ func acceptsDirectIO(t *testing.T, dir string) bool {
 	}
 	return true
 }
+
+// TestLatestOfSeveralHosts: 'latest' chosen among the snapshots of several
+// hosts (or sets of paths) is the newest of them all, whichever machine
+// that is; ls, dump and restore then say which one it is on stderr, so
+// that an operator who meant another host sees it. Narrowed to one host
+// and path, or with --quiet, nothing is said.
+func TestLatestOfSeveralHosts(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := initRepo(t, c, "repo")
+	src := filepath.Join(c.dir, "etc")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "passwd"), []byte("root:x:0:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(r.writer("backup", "--host", "db1", src)...)
+	c.ok(r.writer("backup", "--host", "web1", src)...)
+	file := filepath.Join(src, "passwd")
+	for _, args := range [][]string{{"ls", "latest"}, {"dump", "latest", file}, {"restore", "latest", "--target", filepath.Join(c.dir, "t")}} {
+		res := c.ok(r.reader(args...)...)
+		if !strings.Contains(res.stderr, "warning: 'latest' is snapshot") || !strings.Contains(res.stderr, "of host web1") || !strings.Contains(res.stderr, "2 hosts or sets of paths") {
+			t.Errorf("%s: stderr %q, want a warning that latest is web1's", strings.Join(args, " "), res.stderr)
+		}
+	}
+	for _, args := range [][]string{{"ls", "--host", "db1", "latest"}, {"dump", "-q", "latest", file}} {
+		if res := c.ok(r.reader(args...)...); strings.Contains(res.stderr, "'latest'") {
+			t.Errorf("%s: stderr %q, want no warning", strings.Join(args, " "), res.stderr)
+		}
+	}
+}

@@ -227,6 +227,8 @@ func openSnapshots(ctx context.Context, g *globals, what string, f snapshot.Filt
 type snapshotList struct {
 	all []*snapshot.Snapshot
 	bad []error // manifests that could not be read
+	// warn prints a warning on stderr; nil with --quiet.
+	warn func(format string, args ...any)
 }
 
 // listSnapshots lists the snapshots, warning about each manifest that
@@ -239,7 +241,11 @@ func listSnapshots(ctx context.Context, g *globals, repo *chunkstore.Repository)
 	for _, e := range bad {
 		warnf(g.stderr, "unreadable snapshot: %v", e)
 	}
-	return &snapshotList{all: all, bad: bad}, nil
+	l := &snapshotList{all: all, bad: bad}
+	if !g.quiet {
+		l.warn = func(format string, args ...any) { warnf(g.stderr, format, args...) }
+	}
+	return l, nil
 }
 
 // find resolves a snapshot reference: an ID, a unique ID prefix or
@@ -271,6 +277,7 @@ func (l *snapshotList) find(ref string, f snapshot.Filter) (*snapshot.Snapshot, 
 			return nil, fmt.Errorf("'latest' is not certain: %d %s (%s) cannot be read (see above) and may be newer than %s, the newest readable one%s; give the ID of the snapshot to use, and run 'lifeboat check'",
 				len(unsure), plural(len(unsure), "snapshot", "snapshots"), strings.Join(unsure, ", "), s.ID.Short(), f.Describe())
 		}
+		l.noteLatest(s, f)
 		return s, nil
 	}
 	// A prefix that an unreadable manifest's ID starts with too is not
@@ -282,6 +289,26 @@ func (l *snapshotList) find(ref string, f snapshot.Filter) (*snapshot.Snapshot, 
 		}
 	}
 	return s, nil
+}
+
+// noteLatest warns when 'latest' (s) was chosen among the snapshots of
+// several hosts or sets of paths: it is the newest of them all, so
+// 'restore latest' without --host restores whichever machine backed up
+// last, and 'dump latest /etc/passwd' prints its file, with exit 0.
+func (l *snapshotList) noteLatest(s *snapshot.Snapshot, f snapshot.Filter) {
+	if l.warn == nil {
+		return
+	}
+	groups := map[string]bool{}
+	for _, c := range l.all {
+		if f.Match(c) {
+			groups[snapshot.GroupKey(c.Host, c.Paths)] = true
+		}
+	}
+	if len(groups) > 1 {
+		l.warn("'latest' is snapshot %s of host %s, paths %s (%s): the newest of the snapshots of %d hosts or sets of paths%s; narrow with --host and --path if another was meant",
+			s.ID.Short(), displayPath(s.Host), displayPaths(s.Paths), s.Time.Local().Format(time.DateTime), len(groups), f.Describe())
+	}
 }
 
 // pick returns the snapshots refs name (IDs, unique prefixes, latest,
