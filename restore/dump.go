@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -21,7 +24,7 @@ import (
 // say the output is incomplete.
 func DumpFile(ctx context.Context, repo *chunkstore.Repository, name string, n *snapshot.Node, w io.Writer) error {
 	if n.Type != snapshot.TypeFile {
-		return fmt.Errorf("%s is a %s, not a file", name, n.Type)
+		return fmt.Errorf("%s is a %s, not a file", shownName(name), n.Type)
 	}
 	blobs := loadAhead(ctx, repo, func(_ context.Context, want func(chunkstore.ID) bool) error {
 		for _, id := range n.Content {
@@ -49,7 +52,7 @@ func DumpFile(ctx context.Context, repo *chunkstore.Repository, name string, n *
 // the files ahead is loaded meanwhile (most files are one small chunk).
 func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir *snapshot.Node, w io.Writer) error {
 	if dir.Type != snapshot.TypeDir || dir.Subtree == nil {
-		return fmt.Errorf("%s is a %s, not a directory", base, dir.Type)
+		return fmt.Errorf("%s is a %s, not a directory", shownName(base), dir.Type)
 	}
 	entries := make(chan tarEntry, aheadBlobs)
 	blobs := loadAhead(ctx, repo, func(ctx context.Context, want func(chunkstore.ID) bool) error {
@@ -98,7 +101,7 @@ func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir 
 			return err
 		}
 		if err := tw.WriteHeader(h); err != nil {
-			return fmt.Errorf("%s: %w", e.name, err)
+			return fmt.Errorf("%s: %w", shownName(e.name), err)
 		}
 		if h.Typeflag == tar.TypeReg {
 			if err := copyContent(blobs, e.name, e.node, tw); err != nil {
@@ -120,6 +123,16 @@ func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir 
 // with one, legal on Linux, failed the whole archive), and so "%" is
 // escaped too, or a name holding "%3D" would come back with "=".
 var xattrKeyword = strings.NewReplacer("%", "%25", "=", "%3D")
+
+// shownName is name as an error shows it: quoted (Go syntax) if it is
+// not UTF-8 or holds control characters, as ls shows it, so that a name
+// with a newline cannot break the message into lines of its own making.
+func shownName(name string) string {
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
+		return strconv.Quote(name)
+	}
+	return name
+}
 
 // tarEntry is one node of a tar dump.
 type tarEntry struct {
@@ -166,7 +179,7 @@ func tarHeader(name string, n *snapshot.Node, link string) (*tar.Header, error) 
 		}
 		h.Devmajor, h.Devminor = int64(unix.Major(n.Device)), int64(unix.Minor(n.Device))
 	default:
-		return nil, fmt.Errorf("%s: unknown node type %q", name, n.Type)
+		return nil, fmt.Errorf("%s: unknown node type %q", shownName(name), n.Type)
 	}
 	return h, nil
 }
@@ -183,11 +196,11 @@ func copyContent(blobs *aheadLoader, name string, n *snapshot.Node, w io.Writer)
 			written += int64(m)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return fmt.Errorf("%s: %w", shownName(name), err)
 		}
 	}
 	if uint64(written) != n.Size {
-		return fmt.Errorf("%s: its chunks hold %d bytes, but the snapshot records %d; run 'lifeboat check'", name, written, n.Size)
+		return fmt.Errorf("%s: its chunks hold %d bytes, but the snapshot records %d; run 'lifeboat check'", shownName(name), written, n.Size)
 	}
 	return nil
 }

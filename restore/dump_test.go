@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -274,5 +275,37 @@ func tarHeaders(t *testing.T, archive []byte) []*tar.Header {
 			t.Fatal(err)
 		}
 		hs = append(hs, h)
+	}
+}
+
+// TestDumpErrorQuotesName: the error naming a file whose chunk is damaged
+// quotes a name with a newline or bytes that are not UTF-8 (as ls shows
+// it), so that the name cannot break the message into lines that read as
+// lifeboat's own.
+func TestDumpErrorQuotesName(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, "local")
+	src := t.TempDir()
+	evil := "x\nlifeboat: dump complete \xff"
+	if err := os.WriteFile(filepath.Join(src, evil), fixture.Random(9, 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap := r.backup(t, src)
+	n, err := snapshot.Lookup(ctx, r.reader, snap.Tree, filepath.Join(src, evil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipInPack(t, r.reader, r.reader.Store().Location(), n.Content[0], 0x01)
+	dir, err := snapshot.Lookup(ctx, r.reader, snap.Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, err := range map[string]error{
+		"file": restore.DumpFile(ctx, r.reader, "d/"+evil, n, io.Discard),
+		"tar":  restore.DumpTar(ctx, r.reader, "d", dir, io.Discard),
+	} {
+		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), strconv.Quote("d/"+evil)) {
+			t.Errorf("%s dump: %v, want an error naming %s quoted", what, err, strconv.Quote("d/"+evil))
+		}
 	}
 }

@@ -80,9 +80,9 @@ func runDump(ctx context.Context, g *globals, f dumpFlags, args []string) error 
 	switch n.Type {
 	case snapshot.TypeFile, snapshot.TypeDir:
 	case snapshot.TypeSymlink:
-		return fmt.Errorf("%s in snapshot %s is a symbolic link to %q; dump its target", name, snap.ID.Short(), n.LinkTarget)
+		return fmt.Errorf("%s in snapshot %s is a symbolic link to %q; dump its target", displayPath(name), snap.ID.Short(), n.LinkTarget)
 	default:
-		return fmt.Errorf("%s in snapshot %s is a %s: nothing to dump", name, snap.ID.Short(), n.Type)
+		return fmt.Errorf("%s in snapshot %s is a %s: nothing to dump", displayPath(name), snap.ID.Short(), n.Type)
 	}
 
 	var w io.Writer = g.stdout
@@ -96,7 +96,7 @@ func runDump(ctx context.Context, g *globals, f dumpFlags, args []string) error 
 		}
 		w = out
 	} else if n.Type == snapshot.TypeDir && isTerminal(g.stdout) {
-		return usageError("dump: %s is a directory: refusing to write a tar archive to a terminal; redirect stdout or use --output FILE", name)
+		return usageError("dump: %s is a directory: refusing to write a tar archive to a terminal; redirect stdout or use --output FILE", displayPath(name))
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	if n.Type == snapshot.TypeFile {
@@ -116,12 +116,12 @@ func runDump(ctx context.Context, g *globals, f dumpFlags, args []string) error 
 		}
 		if err != nil {
 			os.Remove(f.output)
-			return fmt.Errorf("dump of %s from snapshot %s failed, %s removed: %w", name, snap.ID.Short(), f.output, storeError(g.repo, err))
+			return fmt.Errorf("dump of %s from snapshot %s failed, %s removed: %w", displayPath(name), snap.ID.Short(), f.output, storeError(g.repo, err))
 		}
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("dump of %s from snapshot %s failed; the output is incomplete: %w", name, snap.ID.Short(), storeError(g.repo, err))
+		return fmt.Errorf("dump of %s from snapshot %s failed; the output is incomplete: %w", displayPath(name), snap.ID.Short(), storeError(g.repo, err))
 	}
 	return nil
 }
