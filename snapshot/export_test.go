@@ -10,8 +10,12 @@ import (
 	"time"
 )
 
-// DecodeManifestForTest exposes the manifest decoder to the fuzz tests.
-var DecodeManifestForTest = decodeManifest
+// DecodeManifestForTest and EncodeManifestForTest expose the manifest
+// decoder and encoder to the fuzz tests.
+var (
+	DecodeManifestForTest = decodeManifest
+	EncodeManifestForTest = encodeManifest
+)
 
 // BeforeOpen and AfterOpen run fn with a file's path just before a
 // backup opens it to read it, and once it has, until the test ends.
