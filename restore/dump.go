@@ -77,8 +77,15 @@ func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir 
 		}
 		type inode struct{ dev, ino uint64 }
 		seen := map[inode]string{} // hardlinked files written so far
-		return snapshot.Walk(ctx, repo, *dir.Subtree, func(p string, n *snapshot.Node) error {
+		// Walk reads a directory's listing right after passing the
+		// directory to fn, so a listing it cannot read is that of the
+		// last directory passed (or base's own): the error names it.
+		listing := base
+		err := snapshot.Walk(ctx, repo, *dir.Subtree, func(p string, n *snapshot.Node) error {
 			e := tarEntry{name: path.Join(base, p), node: n}
+			if n.Type == snapshot.TypeDir {
+				listing = e.name
+			}
 			if n.Type == snapshot.TypeFile && n.Links > 1 {
 				key := inode{n.DeviceID, n.Inode}
 				if first, ok := seen[key]; ok {
@@ -92,6 +99,10 @@ func DumpTar(ctx context.Context, repo *chunkstore.Repository, base string, dir 
 			}
 			return nil
 		})
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("listing of directory %s: %w", shownName("/"+listing), err)
+		}
+		return err
 	})
 	defer blobs.stop()
 	tw := tar.NewWriter(w)

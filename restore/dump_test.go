@@ -309,3 +309,43 @@ func TestDumpErrorQuotesName(t *testing.T) {
 		}
 	}
 }
+
+// TestDumpDamagedListing: a directory listing that cannot be read ends
+// the archive with an error naming that directory, not only the blob.
+func TestDumpDamagedListing(t *testing.T) {
+	ctx := context.Background()
+	dir, st, repos := localRepos(t)
+	src := t.TempDir()
+	for _, p := range []string{"a/f", "b/x", "c/y"} {
+		if err := os.MkdirAll(filepath.Join(src, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, p), []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Paths: []string{src}, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Found by a reader that is then dropped (it keeps the trees it read).
+	before := repos.OpenReader(t, st)
+	snap, err := snapshot.Load(ctx, before, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := snapshot.Lookup(ctx, before, snap.Tree, filepath.Join(src, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipInPack(t, before, dir, *b.Subtree, 0x01)
+	rd := repos.OpenReader(t, st)
+	top, err := snapshot.Lookup(ctx, rd, snap.Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = restore.DumpTar(ctx, rd, "s", top, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "listing of directory /s/b: ") || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("dump with b's listing damaged: %v, want an error naming /s/b", err)
+	}
+}

@@ -89,7 +89,11 @@ func runLs(ctx context.Context, g *globals, f lsFlags, args []string) error {
 	maxDepth := depth(target) + 1
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 	found, inside := target == "", false
-	err = snapshot.Walk(ctx, repo, snap.Tree, func(p string, n *snapshot.Node) error {
+	// Walk reads a directory's listing right after fn returns nil for
+	// it: a listing it cannot read is the last such directory's (or the
+	// root's), and the error names it.
+	listing := ""
+	visit := func(p string, n *snapshot.Node) error {
 		under := target == "" || p == target || strings.HasPrefix(p, target+"/")
 		switch {
 		case under:
@@ -111,8 +115,22 @@ func runLs(ctx context.Context, g *globals, f lsFlags, args []string) error {
 			return snapshot.SkipDir
 		}
 		return nil
+	}
+	var fnErr error // an error of visit's own (the output failed), not a listing's
+	err = snapshot.Walk(ctx, repo, snap.Tree, func(p string, n *snapshot.Node) error {
+		err := visit(p, n)
+		switch {
+		case err == nil && n.Type == snapshot.TypeDir:
+			listing = p
+		case err != nil && !errors.Is(err, snapshot.SkipDir):
+			fnErr = err
+		}
+		return err
 	})
 	if err != nil && !errors.Is(err, errFound) {
+		if fnErr == nil && ctx.Err() == nil {
+			err = fmt.Errorf("listing of directory %s: %w", displayPath("/"+listing), err)
+		}
 		return fmt.Errorf("list snapshot %s: %w", snap.ID.Short(), err)
 	}
 	if err := tw.Flush(); err != nil {
