@@ -311,7 +311,8 @@ func TestDumpErrorQuotesName(t *testing.T) {
 }
 
 // TestDumpDamagedListing: a directory listing that cannot be read ends
-// the archive with an error naming that directory, not only the blob.
+// the archive with an error naming that directory, not only the blob;
+// find and diff name it the same way.
 func TestDumpDamagedListing(t *testing.T) {
 	ctx := context.Background()
 	dir, st, repos := localRepos(t)
@@ -347,5 +348,15 @@ func TestDumpDamagedListing(t *testing.T) {
 	err = restore.DumpTar(ctx, rd, "s", top, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "listing of directory /s/b: ") || !strings.Contains(err.Error(), "corrupt") {
 		t.Errorf("dump with b's listing damaged: %v, want an error naming /s/b", err)
+	}
+	// find and diff name it too.
+	want := "listing of directory " + filepath.Join(src, "b") + ": "
+	err = snapshot.NewFinder(rd, func(string, *snapshot.Node) bool { return false }).Find(ctx, snap.Tree, func(snapshot.Found) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("find with b's listing damaged: %v, want an error naming it", err)
+	}
+	_, err = snapshot.Diff(ctx, rd, src, nil, top, snapshot.DiffOptions{}, func(snapshot.Change) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("diff with b's listing damaged: %v, want an error naming it", err)
 	}
 }

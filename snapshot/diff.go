@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -104,7 +105,7 @@ func (d *differ) trees(prefix string, a, b *chunkstore.ID) error {
 		}
 		t, err := LoadTreeAnyCopy(d.ctx, d.repo, *side.id) // around a damaged copy, as restore
 		if err != nil {
-			return err
+			return fmt.Errorf("listing of directory /%s: %w", prefix, err)
 		}
 		*side.out = t.Nodes
 	}

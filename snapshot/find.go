@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"fmt"
 	"path"
 
 	"github.com/lifeboat-backup/lifeboat/chunkstore"
@@ -53,7 +54,7 @@ func (f *Finder) dir(ctx context.Context, prefix string, id chunkstore.ID, fn fu
 	}
 	tree, err := LoadTreeAnyCopy(ctx, f.repo, id) // around a damaged copy, as restore
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("listing of directory /%s: %w", prefix, err)
 	}
 	f.read++
 	found := false
