@@ -295,23 +295,8 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 			return nil, err
 		}
 	}
-	excl, err := NewExcluder(opts.Excludes)
-	if err != nil {
-		return nil, err
-	}
-	changing, err := NewExcluder(opts.Changing)
-	if err != nil {
-		return nil, fmt.Errorf("changing files: %w", err)
-	}
-	marks, err := parseMarkers(opts.ExcludeIfPresent)
-	if err != nil {
-		return nil, err
-	}
-	var devs map[uint64]bool
-	if opts.OneFileSystem && opts.Stream == nil {
-		devs = backupDevices(opts.Paths) // as given: one inside another counts too
-	}
 	cfg := repo.Config()
+	var err error
 	chunkers := make([]*cdc.Chunker, opts.Readers)
 	for i := range chunkers {
 		if chunkers[i], err = cdc.New(repo.Secrets().Polynomial, cfg.ChunkMin, cfg.ChunkMax, cfg.ChunkAvgBits); err != nil {
@@ -326,11 +311,15 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 		}
 		asOf = opts.Time
 	}
+	a, err := newArchiver(repo, opts, paths, asOf)
+	if err != nil {
+		return nil, err
+	}
 	if opts.DryRun {
 		if opts.Stream != nil {
 			return nil, errors.New("backup: a dry run of a stream reads nothing: there is nothing to show")
 		}
-		return dryRun(ctx, repo, opts, paths, start, asOf, excl, changing, marks, devs)
+		return a.dryRun(ctx, paths, start)
 	}
 	opts.Sessions = opts.Sessions.OrDefault()
 	sess, adopted, err := beginWrite(ctx, repo, chunkstore.SessionInfo{
@@ -354,29 +343,11 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	// buffer can grow to the maximum chunk size (8 MiB), so this is the
 	// largest share of a backup's memory after the pack buffers.
 	nbufs := opts.Readers + opts.Sealers + 1
-	a := &archiver{
-		asOf: asOf,
-		repo: repo, w: w, opts: opts, log: opts.Logger, excl: excl, changing: changing, markers: marks, devs: devs, way: map[string]bool{},
-		cfg:   cfg,
-		files: make(chan *fileJob, 64), blobs: make(chan chunkJob, opts.Sealers),
-		bufs: make(chan *[]byte, nbufs), prog: opts.Progress, ids: newIDNames(),
-		walkers: make(chan struct{}, opts.Walkers),
-	}
-	for _, p := range paths {
-		for d := filepath.Dir(filepath.Clean(p)); ; d = filepath.Dir(d) {
-			a.way[d] = true
-			if d == filepath.Dir(d) {
-				break
-			}
-		}
-	}
-	for _, p := range paths {
-		delete(a.way, filepath.Clean(p)) // a backup path above another is one still
-	}
+	a.w = w
+	a.files, a.blobs, a.bufs = make(chan *fileJob, 64), make(chan chunkJob, opts.Sealers), make(chan *[]byte, nbufs)
 	for i := 0; i < nbufs; i++ {
 		a.bufs <- new([]byte)
 	}
-	a.procFD = procFDWorks()
 	g, gctx := errgroup.WithContext(ctx)
 	var readers sync.WaitGroup
 	for _, ch := range chunkers {
@@ -424,14 +395,9 @@ func Backup(ctx context.Context, repo *chunkstore.Repository, opts BackupOptions
 	m := Manifest{
 		Time: asOf, Host: opts.Host, Username: opts.Username, Paths: paths, Tags: opts.Tags,
 		Tree: rootID, ProgramVersion: opts.ProgramVersion,
-		Summary: Summary{
-			Start: start, End: opts.Now(),
-			FilesNew: a.newFiles.Load(), FilesChanged: a.changed.Load(), FilesUnmodified: a.unmodified.Load(),
-			Dirs: a.dirs.Load(), BytesProcessed: a.bytesProc.Load(), BytesRead: a.bytesRead.Load(),
-			BytesAdded: uint64(ws.StoredAdded), BlobsAdded: uint64(ws.BlobsAdded), Errors: uint64(len(a.warnings)),
-			FilesChangedWhileRead: a.changedWhileRead.Load(),
-		},
 	}
+	m.Summary = a.summary(start)
+	m.Summary.BytesAdded, m.Summary.BlobsAdded = uint64(ws.StoredAdded), uint64(ws.BlobsAdded)
 	id, err := sess.commit(ctx, repo, m, opts.CommitDeadline)
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
@@ -445,6 +411,56 @@ func (a *archiver) sortedWarnings() []Warning {
 	defer a.warnMu.Unlock()
 	sort.Slice(a.warnings, func(i, j int) bool { return a.warnings[i].Path < a.warnings[j].Path })
 	return a.warnings
+}
+
+// newArchiver makes the archiver of a backup of paths (cleaned), or of
+// its dry run, with what the walk needs: the excludes and markers
+// checked, the devices of OneFileSystem. Backup adds the writer and the
+// channels of the readers and sealers.
+func newArchiver(repo *chunkstore.Repository, opts BackupOptions, paths []string, asOf time.Time) (*archiver, error) {
+	excl, err := NewExcluder(opts.Excludes)
+	if err != nil {
+		return nil, err
+	}
+	changing, err := NewExcluder(opts.Changing)
+	if err != nil {
+		return nil, fmt.Errorf("changing files: %w", err)
+	}
+	marks, err := parseMarkers(opts.ExcludeIfPresent)
+	if err != nil {
+		return nil, err
+	}
+	a := &archiver{
+		asOf: asOf, repo: repo, opts: opts, log: opts.Logger, excl: excl, changing: changing, markers: marks,
+		way: map[string]bool{}, cfg: repo.Config(), prog: opts.Progress, ids: newIDNames(),
+		walkers: make(chan struct{}, opts.Walkers), procFD: procFDWorks(),
+	}
+	if opts.OneFileSystem && opts.Stream == nil {
+		a.devs = backupDevices(opts.Paths) // as given: one inside another counts too
+	}
+	for _, p := range paths {
+		for d := filepath.Dir(filepath.Clean(p)); ; d = filepath.Dir(d) {
+			a.way[d] = true
+			if d == filepath.Dir(d) {
+				break
+			}
+		}
+	}
+	for _, p := range paths {
+		delete(a.way, filepath.Clean(p)) // a backup path above another is one still
+	}
+	return a, nil
+}
+
+// summary is what the walk and the readers counted, for a manifest
+// begun at start (the writer's counts are Backup's to add).
+func (a *archiver) summary(start time.Time) Summary {
+	return Summary{
+		Start: start, End: a.opts.Now(),
+		FilesNew: a.newFiles.Load(), FilesChanged: a.changed.Load(), FilesUnmodified: a.unmodified.Load(),
+		Dirs: a.dirs.Load(), BytesProcessed: a.bytesProc.Load(), BytesRead: a.bytesRead.Load(),
+		Errors: uint64(len(a.warnings)), FilesChangedWhileRead: a.changedWhileRead.Load(),
+	}
 }
 
 // cleanPaths makes the backup paths absolute and drops those inside

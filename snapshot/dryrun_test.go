@@ -2,6 +2,7 @@ package snapshot_test
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -39,8 +40,19 @@ func TestDryRun(t *testing.T) {
 		return names
 	}
 	before := objects()
+	cacheFile := filepath.Join(t.TempDir(), "cache")
+	if err := fc.Save(cacheFile); err != nil {
+		t.Fatal(err)
+	}
+	cache := func() *snapshot.FilesCache {
+		c, err := snapshot.LoadFilesCache(cacheFile, repos.Writer.Config().ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
 	res, err := snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Host: "h", Paths: []string{src}, Excludes: []string{"*.tmp"},
-		FilesCache: reloaded(t, fc, repos), DryRun: true})
+		FilesCache: cache(), DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +63,13 @@ func TestDryRun(t *testing.T) {
 	}
 	if s.Dirs != uint64(2+strings.Count(src, "/")) { // src, d, and those above
 		t.Errorf("dry run counted %d directories", s.Dirs)
+	}
+	// With ReadAll the unchanged file is read too, and counted as the
+	// reader counts it: unmodified.
+	res, err = snapshot.Backup(ctx, repos.Writer, snapshot.BackupOptions{Host: "h", Paths: []string{src}, Excludes: []string{"*.tmp"},
+		FilesCache: cache(), DryRun: true, ReadAll: true})
+	if s := res.Manifest.Summary; err != nil || s.FilesNew != 1 || s.FilesChanged != 1 || s.FilesUnmodified != 1 || s.BytesRead != s.BytesProcessed {
+		t.Errorf("dry run with ReadAll: %v, %+v; want the unchanged file read and counted unmodified", err, s)
 	}
 	if after := objects(); !slices.Equal(after, before) {
 		t.Errorf("the dry run wrote to the repository: %d objects before, %d after", len(before), len(after))
