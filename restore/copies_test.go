@@ -182,14 +182,7 @@ func TestUnreachableCopyIsNotDamage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var snapID chunkstore.ID
-	for _, w := range []*chunkstore.Repository{repos.Writer, storetest.UnsharedWriter(t, st, repos.Writer)} {
-		res, err := snapshot.Backup(ctx, w, snapshot.BackupOptions{Paths: []string{src}, Host: "fixture"})
-		if err != nil || len(res.Warnings) > 0 {
-			t.Fatalf("backup: %v %v", err, res.Warnings)
-		}
-		snapID = res.ID
-	}
+	snapID := backupTwice(t, repos, st, src)
 	faulty := storetest.NewFaulty(st)
 	rd := repos.OpenReader(t, faulty)
 	snap, err := snapshot.Load(ctx, rd, snapID)
@@ -341,14 +334,7 @@ func TestDumpTreesFromOtherCopies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var snapID chunkstore.ID
-	for _, w := range []*chunkstore.Repository{repos.Writer, storetest.UnsharedWriter(t, st, repos.Writer)} {
-		res, err := snapshot.Backup(ctx, w, snapshot.BackupOptions{Paths: []string{src}, Host: "fixture"})
-		if err != nil || len(res.Warnings) > 0 {
-			t.Fatalf("backup: %v %v", err, res.Warnings)
-		}
-		snapID = res.ID
-	}
+	snapID := backupTwice(t, repos, st, src)
 	// The trees to damage, found by a reader that is then dropped (it
 	// keeps the tree packs it read).
 	before := repos.OpenReader(t, st)
@@ -403,4 +389,20 @@ func TestDumpTreesFromOtherCopies(t *testing.T) {
 	if err != nil || st2.Added != 6 { // src, top.txt, sub, sub/a.txt, sub/deeper, sub/deeper/b.txt
 		t.Errorf("diff: %+v (%v), want 6 entries added", st2, err)
 	}
+}
+
+// backupTwice backs src up with repos' writer and again with a writer
+// that shares none of its state (so every blob is stored twice, in
+// packs of its own), and returns the second snapshot's ID.
+func backupTwice(t *testing.T, repos storetest.Repos, st chunkstore.Store, src string) chunkstore.ID {
+	t.Helper()
+	var snapID chunkstore.ID
+	for _, w := range []*chunkstore.Repository{repos.Writer, storetest.UnsharedWriter(t, st, repos.Writer)} {
+		res, err := snapshot.Backup(context.Background(), w, snapshot.BackupOptions{Paths: []string{src}, Host: "fixture"})
+		if err != nil || len(res.Warnings) > 0 {
+			t.Fatalf("backup: %v %v", err, res.Warnings)
+		}
+		snapID = res.ID
+	}
+	return snapID
 }

@@ -89,6 +89,19 @@ func newStallProxy(t *testing.T, target string, up bool, after int64) *stallProx
 	return p
 }
 
+// openThrough opens env's store through proxy p, with a stall timeout of
+// stall and a transport of its own, whose idle connections a test closes
+// once it has set p to stall the next ones.
+func openThrough(t *testing.T, env storetest.S3Env, p *stallProxy, stall time.Duration) (*s3.Store, *http.Transport) {
+	t.Helper()
+	cfg := config(env)
+	cfg.Endpoint = p.addr
+	cfg.StallTimeout = stall
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	cfg.Transport = tr
+	return open(t, cfg), tr
+}
+
 // TestStalledTransfersRetried: a GET whose answer stops part-way and a
 // PUT whose body the server stops reading are abandoned after the stall
 // timeout and retried, and succeed on a connection that works; a reader
@@ -99,12 +112,7 @@ func TestStalledTransfersRetried(t *testing.T) {
 	data := storetest.Data(7, 4<<20)
 	for _, up := range []bool{false, true} {
 		p := newStallProxy(t, env.Endpoint, up, 64<<10)
-		cfg := config(env)
-		cfg.Endpoint = p.addr
-		cfg.StallTimeout = 300 * time.Millisecond
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		cfg.Transport = tr
-		raw := open(t, cfg)
+		raw, tr := openThrough(t, env, p, 300*time.Millisecond)
 		if err := raw.Put(t.Context(), "data/big", data); err != nil {
 			t.Fatal(err)
 		}
@@ -168,12 +176,7 @@ func TestStalledTransfersRetried(t *testing.T) {
 func TestStalledServerUnreachable(t *testing.T) {
 	env := storetest.MinIO(t)
 	p := newStallProxy(t, env.Endpoint, false, 0)
-	cfg := config(env)
-	cfg.Endpoint = p.addr
-	cfg.StallTimeout = 200 * time.Millisecond
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	cfg.Transport = tr
-	raw := open(t, cfg)
+	raw, tr := openThrough(t, env, p, 200*time.Millisecond)
 	for _, name := range []string{"data/a", "data/b"} {
 		if err := raw.Put(t.Context(), name, []byte(name)); err != nil {
 			t.Fatal(err)
